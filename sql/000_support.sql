@@ -1,0 +1,77 @@
+-- 000_support: the clock, settings, validation helpers and error raising.
+-- Owns: trellis.now(), trellis._* helpers. Touches: trellis.settings (read).
+-- Every other file depends on these; nothing here takes a lock.
+
+-- The only clock engine SQL reads. The test kit replaces this body with one
+-- that adds a shared offset, so sleeps and timeouts fire at once in tests.
+create or replace function trellis.now() returns timestamptz
+language sql stable parallel safe as $$ select now() $$;
+comment on function trellis.now() is
+  'The engine clock. Every engine function reads time only through this function.';
+
+-- Raise a Trellis error: SQLSTATE TRnnn, mapped to a TS error class in src/db/errors.ts.
+create or replace function trellis._raise(p_code text, p_message text, p_detail text default null)
+returns void language plpgsql as $$
+begin
+  raise exception using errcode = p_code, message = p_message, detail = coalesce(p_detail, '');
+end $$;
+comment on function trellis._raise(text, text, text) is
+  'Raise a Trellis error with SQLSTATE p_code (TR001 validation, TR002 not found, TR003 lease lost, TR004 illegal transition, TR005 payload too large, TR007 schema version).';
+
+-- Names of workflows, queues and steps: no quotes, no semicolons, no control
+-- characters; mirrored by NAME_PATTERN in src/workflow/names.ts.
+create or replace function trellis._check_name(p_value text, p_what text)
+returns text language plpgsql immutable as $$
+begin
+  if p_value is null
+     or p_value !~ '^[A-Za-z0-9_](?:[A-Za-z0-9_.:@/ -]{0,126}[A-Za-z0-9_.:@/-])?$' then
+    perform trellis._raise('TR001',
+      format('invalid %s name %s: use 1-128 letters, digits, space or _ . : @ / - (not starting or ending with a space)',
+             p_what, coalesce(quote_literal(left(p_value, 140)), 'null')));
+  end if;
+  return p_value;
+end $$;
+comment on function trellis._check_name(text, text) is
+  'Return p_value if it is a valid workflow/queue/step name, else raise TR001.';
+
+create or replace function trellis._setting_int(p_key text, p_default integer)
+returns integer language sql stable as $$
+  select coalesce((select (value #>> '{}')::integer from trellis.settings where key = p_key), p_default)
+$$;
+comment on function trellis._setting_int(text, integer) is
+  'An integer engine setting from trellis.settings, or p_default.';
+
+-- Payload size is measured as stored (jsonb binary size).
+create or replace function trellis._check_payload(p_value jsonb, p_what text)
+returns jsonb language plpgsql stable as $$
+declare
+  v_max integer := trellis._setting_int('max_payload_bytes', 1048576);
+  v_size integer := pg_column_size(p_value);
+begin
+  if v_size > v_max then
+    perform trellis._raise('TR005',
+      format('%s is %s bytes, over the limit of %s bytes (trellis.settings max_payload_bytes)', p_what, v_size, v_max));
+  end if;
+  return p_value;
+end $$;
+comment on function trellis._check_payload(jsonb, text) is
+  'Return p_value if it fits max_payload_bytes, else raise TR005.';
+
+-- Explain why a run did not accept a fenced write: not found, not running, or
+-- held under another token.
+create or replace function trellis._raise_unheld(p_run_id uuid, p_token uuid)
+returns void language plpgsql as $$
+declare
+  v_status text;
+begin
+  select status into v_status from trellis.runs where id = p_run_id;
+  if not found then
+    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+  elsif v_status <> 'running' then
+    perform trellis._raise('TR004', format('run %s is %s, not running', p_run_id, v_status));
+  else
+    perform trellis._raise('TR003', format('lease token %s is stale for run %s', p_token, p_run_id));
+  end if;
+end $$;
+comment on function trellis._raise_unheld(uuid, uuid) is
+  'Raise TR002, TR004 or TR003 for a fenced write that was refused.';

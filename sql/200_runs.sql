@@ -1,0 +1,194 @@
+-- 200_runs: starting and claiming runs.
+-- Owns: run_start, run_claim, run_next_due, run_heartbeat, run_heartbeat_many.
+-- Touches: trellis.runs (insert, update), trellis.workflows and trellis.steps (read).
+-- Lock order: runs rows in id order (claims take them with SKIP LOCKED).
+
+create or replace function trellis.run_start(p_workflow text, p_input jsonb, p_options jsonb default '{}')
+returns uuid language plpgsql as $$
+declare
+  v_now      timestamptz := trellis.now();
+  v_options  jsonb := coalesce(p_options, '{}');
+  v_bad      text;
+  v_version  text := v_options->>'version';
+  v_default  text;
+  v_queue    text;
+  v_key      text := v_options->>'key';
+  v_priority integer := 0;
+  v_run_at   timestamptz := v_now;
+  v_metadata jsonb := coalesce(v_options->'metadata', '{}');
+  v_id       uuid;
+begin
+  perform trellis._check_name(p_workflow, 'workflow');
+  if jsonb_typeof(v_options) <> 'object' then
+    perform trellis._raise('TR001', 'run_start options must be a JSON object');
+  end if;
+  select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
+   where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version');
+  if v_bad is not null then
+    perform trellis._raise('TR001', format('unknown run_start option(s): %s', v_bad));
+  end if;
+  if v_version is not null then
+    perform trellis._check_name(v_version, 'version');
+    select queue into v_default from trellis.workflows where name = p_workflow and version = v_version;
+    if not found then
+      perform trellis._raise('TR002', format('unknown workflow %L version %L', p_workflow, v_version));
+    end if;
+  else
+    select version, queue into v_version, v_default from trellis.workflows
+     where name = p_workflow order by registered_at desc, version desc limit 1;
+    if not found then
+      perform trellis._raise('TR002', format('unknown workflow %L: no worker or client has registered it', p_workflow));
+    end if;
+  end if;
+  v_queue := trellis._check_name(coalesce(v_options->>'queue', v_default), 'queue');
+  if v_key is not null and (length(v_key) = 0 or length(v_key) > 512) then
+    perform trellis._raise('TR001', 'run key must be 1-512 characters');
+  end if;
+  if v_options ? 'priority' then
+    if jsonb_typeof(v_options->'priority') <> 'number'
+       or (v_options->>'priority')::numeric not between -32768 and 32767
+       or (v_options->>'priority')::numeric <> trunc((v_options->>'priority')::numeric) then
+      perform trellis._raise('TR001', 'priority must be an integer between -32768 and 32767');
+    end if;
+    v_priority := (v_options->>'priority')::integer;
+  end if;
+  if v_options ? 'run_at' then
+    begin
+      v_run_at := (v_options->>'run_at')::timestamptz;
+    exception when others then
+      perform trellis._raise('TR001', format('run_at %L is not a timestamp', v_options->>'run_at'));
+    end;
+    if v_run_at is null then
+      perform trellis._raise('TR001', 'run_at must be a timestamp');
+    end if;
+  end if;
+  if jsonb_typeof(v_metadata) <> 'object' then
+    perform trellis._raise('TR001', 'metadata must be a JSON object');
+  end if;
+  perform trellis._check_payload(coalesce(p_input, 'null'), 'input');
+  perform trellis._check_payload(v_metadata, 'metadata');
+
+  insert into trellis.runs (id, workflow, version, key, queue, priority, status, input, metadata,
+                            run_at, created_at, updated_at)
+  values (gen_random_uuid(), p_workflow, v_version, v_key, v_queue, v_priority, 'pending',
+          coalesce(p_input, 'null'), v_metadata, v_run_at, v_now, v_now)
+  on conflict (workflow, key) where key is not null do nothing
+  returning id into v_id;
+
+  if v_id is null then
+    -- Another start with this key won (possibly concurrently: the insert
+    -- waited for it to commit). Return its run.
+    select id into v_id from trellis.runs where workflow = p_workflow and key = v_key;
+    return v_id;
+  end if;
+  if v_run_at <= v_now then
+    perform pg_notify('trellis:run_ready', v_queue);
+  end if;
+  return v_id;
+end $$;
+comment on function trellis.run_start(text, jsonb, jsonb) is
+  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, priority, run_at, metadata, version. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
+
+-- Claim up to p_limit due runs of the served (workflow, version) pairs.
+-- Queues are tried in the order given; within a queue, priority then due time.
+create or replace function trellis.run_claim(
+  p_worker text, p_queues text[], p_workflows text[], p_versions text[],
+  p_limit integer, p_lease interval)
+returns table (id uuid, workflow text, version text, input jsonb, metadata jsonb, attempt integer,
+               failures integer, lease_token uuid, lease_expires_at timestamptz, history jsonb)
+language plpgsql as $$
+declare
+  v_now   timestamptz := trellis.now();
+  v_queue text;
+  v_left  integer := p_limit;
+  v_got   integer;
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 1000 then
+    perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
+  end if;
+  if p_lease is null or p_lease < interval '1 second' then
+    perform trellis._raise('TR001', 'lease must be at least 1 second');
+  end if;
+  -- Runs whose lease expired become claimable again.
+  with expired as (
+    select r.id from trellis.runs r
+     where r.status = 'running' and r.lease_expires_at < v_now
+     order by r.lease_expires_at limit 100
+     for update skip locked)
+  update trellis.runs r
+     set status = 'pending', lease_token = null, lease_owner = null, lease_expires_at = null,
+         run_at = v_now, updated_at = v_now
+    from expired where r.id = expired.id;
+
+  foreach v_queue in array p_queues loop
+    exit when v_left <= 0;
+    return query
+    with picked as (
+      select r.id from trellis.runs r
+       where r.status = 'pending' and r.queue = v_queue and r.run_at <= v_now
+         and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
+                      where s.w = r.workflow and s.v = r.version)
+       order by r.priority desc, r.run_at
+       limit v_left
+       for update skip locked)
+    update trellis.runs r
+       set status = 'running', attempt = r.attempt + 1, lease_token = gen_random_uuid(),
+           lease_owner = p_worker, lease_expires_at = v_now + p_lease,
+           started_at = coalesce(r.started_at, v_now), updated_at = v_now
+      from picked where r.id = picked.id
+    returning r.id, r.workflow, r.version, r.input, r.metadata, r.attempt, r.failures,
+              r.lease_token, r.lease_expires_at,
+              (select jsonb_agg(jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind,
+                        'status', s.status, 'output', s.output, 'error', s.error, 'attempts', s.attempts)
+                        order by s.seq)
+                 from trellis.steps s where s.run_id = r.id);
+    get diagnostics v_got = row_count;
+    v_left := v_left - v_got;
+  end loop;
+end $$;
+comment on function trellis.run_claim(text, text[], text[], text[], integer, interval) is
+  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token and step history. Reclaims expired leases first.';
+
+create or replace function trellis.run_next_due(p_queues text[])
+returns timestamptz language sql stable as $$
+  select least(
+    (select min(r.run_at) from trellis.runs r where r.status = 'pending' and r.queue = any(p_queues)),
+    (select min(r.lease_expires_at) from trellis.runs r where r.status = 'running'))
+$$;
+comment on function trellis.run_next_due(text[]) is
+  'The earliest time a run in p_queues becomes due, or a lease (any queue) expires; null if none.';
+
+create or replace function trellis.run_heartbeat_many(p_run_ids uuid[], p_tokens uuid[], p_lease interval)
+returns setof uuid language plpgsql as $$
+declare
+  v_now timestamptz := trellis.now();
+begin
+  return query
+  with held as (
+    select r.id from trellis.runs r
+      join unnest(p_run_ids, p_tokens) as h(id, token) on h.id = r.id and h.token = r.lease_token
+     where r.status = 'running'
+     order by r.id
+     for no key update of r)
+  update trellis.runs r set lease_expires_at = v_now + p_lease, updated_at = v_now
+    from held where r.id = held.id
+  returning r.id;
+end $$;
+comment on function trellis.run_heartbeat_many(uuid[], uuid[], interval) is
+  'Extend the leases of the runs still held under the given tokens; returns the ids still held (a missing id means the lease was lost).';
+
+create or replace function trellis.run_heartbeat(p_run_id uuid, p_token uuid, p_lease interval)
+returns timestamptz language plpgsql as $$
+declare
+  v_expires timestamptz;
+begin
+  perform trellis.run_heartbeat_many(array[p_run_id], array[p_token], p_lease);
+  select lease_expires_at into v_expires from trellis.runs
+   where id = p_run_id and lease_token = p_token and status = 'running';
+  if not found then
+    perform trellis._raise_unheld(p_run_id, p_token);
+  end if;
+  return v_expires;
+end $$;
+comment on function trellis.run_heartbeat(uuid, uuid, interval) is
+  'Extend one lease; raises TR003 (stale token), TR004 (not running) or TR002 (no such run).';

@@ -1,0 +1,310 @@
+/**
+ * The client: start runs (inside the caller's transaction when given one),
+ * await results (woken by NOTIFY, with a slow poll as the safety net), and
+ * read runs, lists and histories with Kysely over the engine's tables.
+ */
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import pg from 'pg';
+import { type Executor, toQueryable } from '../db/queryable.ts';
+import { runStart, type RunStartOptions, settingInt, workflowRegister } from '../db/runs.ts';
+import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
+import { CancelledError, NotFoundError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
+import { encodeJson } from '../replay/serialize.ts';
+import { Listener } from '../worker/listener.ts';
+import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
+import { type Duration, toMs } from '../workflow/duration.ts';
+import { consoleLogger, type Logger } from '../workflow/logger.ts';
+import { assertName } from '../workflow/names.ts';
+import { validate } from '../workflow/standard-schema.ts';
+import { decodeCursor, encodeCursor } from './cursor.ts';
+import { type Run, type Step, toRun, toStep } from './runs.ts';
+
+export interface ClientOptions {
+  pool?: pg.Pool;
+  connectionString?: string;
+  logger?: Logger;
+  /** Safety-net poll of `result()` in case a NOTIFY is missed (default 5s). */
+  resultPollInterval?: Duration;
+}
+
+export interface StartOptions {
+  /** Idempotency key: a second start with the same (workflow, key) returns the first run. */
+  key?: string;
+  queue?: string;
+  /** Higher runs first (default 0). */
+  priority?: number;
+  /** Do not start before this time. */
+  runAt?: Date | string;
+  metadata?: Record<string, unknown>;
+  /** Only for starts by name: pin this version (default: the newest registered). */
+  version?: string;
+  /** The caller's transaction: a pg client (or pool), or a Kysely instance or transaction. */
+  tx?: Executor;
+}
+
+export interface RunHandle<O> {
+  readonly id: string;
+  /** Await the run's output (throws WorkflowFailedError / CancelledError / TimeoutError). */
+  result(options?: { timeout?: Duration }): Promise<O>;
+}
+
+export interface ListFilter {
+  workflow?: string;
+  status?: RunState | readonly RunState[];
+  queue?: string;
+  key?: string;
+  createdAfter?: Date;
+  createdBefore?: Date;
+  /** Page size (default 50, at most 1000). */
+  limit?: number;
+  /** `nextCursor` of the previous page. */
+  cursor?: string;
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+function assertRunId(id: unknown): string {
+  if (typeof id !== 'string' || !UUID.test(id)) throw new ValidationError(`run id ${JSON.stringify(id)} is not a UUID`);
+  return id;
+}
+
+/**
+ * Create a client.
+ *
+ * @example
+ * const client = createClient({ connectionString: process.env.DATABASE_URL });
+ * const run = await client.start(greet, { name: 'Ada' });
+ * console.log(await run.result({ timeout: '30s' }));
+ */
+export function createClient(options: ClientOptions): Client {
+  return new Client(options);
+}
+
+export class Client {
+  /** Kysely over the engine's tables, for your own read queries. */
+  readonly db: Kysely<TrellisTables>;
+  private readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  private readonly log: Logger;
+  private readonly pollMs: number;
+  private readonly registered = new Map<string, Promise<void>>();
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private listener: Promise<Listener> | undefined;
+  private maxPayloadBytes: Promise<number> | undefined;
+
+  constructor(options: ClientOptions) {
+    if (options.pool) {
+      this.pool = options.pool;
+      this.ownsPool = false;
+    } else if (options.connectionString) {
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 10, application_name: 'trellis-client' });
+      this.ownsPool = true;
+    } else {
+      throw new ValidationError('createClient needs a pool or a connectionString');
+    }
+    this.log = options.logger ?? consoleLogger('warn');
+    this.pollMs = toMs(options.resultPollInterval ?? 5000, 'resultPollInterval');
+    this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
+  }
+
+  /**
+   * Start a run. With `tx`, the start commits or rolls back with the caller's transaction.
+   *
+   * @example
+   * await pgClient.query('begin');
+   * await pgClient.query('insert into orders (id) values ($1)', [orderId]);
+   * await client.start(fulfil, { orderId }, { tx: pgClient, key: orderId });
+   * await pgClient.query('commit');
+   */
+  async start<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: StartOptions): Promise<RunHandle<WorkflowOutput<W>>>;
+  async start(workflow: string, input: unknown, options?: StartOptions): Promise<RunHandle<unknown>>;
+  async start(workflow: WorkflowDefinition | string, input: unknown, options: StartOptions = {}): Promise<RunHandle<unknown>> {
+    const sqlOptions: RunStartOptions = {};
+    let name: string;
+    if (typeof workflow === 'string') {
+      name = assertName(workflow, 'workflow');
+      if (options.version !== undefined) sqlOptions.version = assertName(options.version, 'version');
+    } else {
+      name = workflow.name;
+      await validate(workflow.input, input, `input of ${workflow.name}`);
+      sqlOptions.version = workflow.version;
+      if (options.version !== undefined && options.version !== workflow.version) {
+        throw new ValidationError(`start(${workflow.name}) pins version ${workflow.version}; do not pass another version`);
+      }
+      await this.register(workflow);
+    }
+    const text = encodeJson(input, `input of ${name}`, await this.payloadLimit());
+    if (options.key !== undefined) {
+      if (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 512) {
+        throw new ValidationError('key must be a string of 1-512 characters');
+      }
+      sqlOptions.key = options.key;
+    }
+    if (options.queue !== undefined) sqlOptions.queue = assertName(options.queue, 'queue');
+    if (options.priority !== undefined) {
+      if (!Number.isInteger(options.priority)) throw new ValidationError('priority must be an integer');
+      sqlOptions.priority = options.priority;
+    }
+    if (options.runAt !== undefined) {
+      const at = options.runAt instanceof Date ? options.runAt : new Date(options.runAt);
+      if (Number.isNaN(at.getTime())) throw new ValidationError(`runAt ${JSON.stringify(options.runAt)} is not a date`);
+      sqlOptions.run_at = at.toISOString();
+    }
+    if (options.metadata !== undefined) {
+      if (typeof options.metadata !== 'object' || options.metadata === null || Array.isArray(options.metadata)) {
+        throw new ValidationError('metadata must be a plain object');
+      }
+      sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', await this.payloadLimit()));
+    }
+    const id = await runStart(toQueryable(options.tx ?? this.pool), name, text, sqlOptions);
+    return { id, result: (o) => this.result(id, o) };
+  }
+
+  /** Register a definition so SQL callers can start it by name (workers do this on start). */
+  register(workflow: WorkflowDefinition): Promise<void> {
+    const key = `${workflow.name}@${workflow.version}`;
+    let pending = this.registered.get(key);
+    if (!pending) {
+      pending = workflowRegister(this.pool, [{ name: workflow.name, version: workflow.version, queue: workflow.queue }]);
+      pending.catch(() => this.registered.delete(key));
+      this.registered.set(key, pending);
+    }
+    return pending;
+  }
+
+  private payloadLimit(): Promise<number> {
+    this.maxPayloadBytes ??= settingInt(this.pool, 'max_payload_bytes', 1_048_576);
+    return this.maxPayloadBytes;
+  }
+
+  /** One run, or undefined. */
+  async get(runId: string): Promise<Run | undefined> {
+    assertRunId(runId);
+    const row = await this.db.selectFrom('trellis.runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    return row ? toRun(row as never) : undefined;
+  }
+
+  /** Runs newest first, filtered, with keyset pagination. */
+  async list(filter: ListFilter = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
+    const limit = filter.limit ?? 50;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('limit must be 1-1000');
+    let q = this.db.selectFrom('trellis.runs').selectAll().select(sql<string>`created_at::text`.as('created_at_text'));
+    if (filter.workflow !== undefined) q = q.where('workflow', '=', assertName(filter.workflow, 'workflow'));
+    if (filter.queue !== undefined) q = q.where('queue', '=', assertName(filter.queue, 'queue'));
+    if (filter.key !== undefined) q = q.where('key', '=', filter.key);
+    if (filter.status !== undefined) {
+      const states = (Array.isArray(filter.status) ? filter.status : [filter.status]) as RunState[];
+      for (const s of states) if (!RUN_STATES.includes(s)) throw new ValidationError(`unknown run status ${JSON.stringify(s)}`);
+      q = q.where('status', 'in', states);
+    }
+    if (filter.createdAfter) q = q.where('created_at', '>', filter.createdAfter);
+    if (filter.createdBefore) q = q.where('created_at', '<', filter.createdBefore);
+    if (filter.cursor) {
+      const c = decodeCursor(filter.cursor);
+      q = q.where(sql<boolean>`(created_at, id) < (${c.createdAt}::timestamptz, ${c.id}::uuid)`);
+    }
+    const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
+    const page = rows.slice(0, limit);
+    const last = page.at(-1);
+    return {
+      runs: page.map((r) => toRun(r as never)),
+      nextCursor: rows.length > limit && last ? encodeCursor(last.created_at_text, last.id) : undefined,
+    };
+  }
+
+  /** The run's recorded steps in order. */
+  async history(runId: string): Promise<Step[]> {
+    assertRunId(runId);
+    const rows = await this.db.selectFrom('trellis.steps').selectAll().where('run_id', '=', runId).orderBy('seq').execute();
+    return rows.map((r) => toStep(r as never));
+  }
+
+  /**
+   * Await a run's output. Woken by NOTIFY on trellis:run_finished; a slow
+   * poll covers a notification missed while the listener reconnects.
+   */
+  async result<O = unknown>(runId: string, options: { timeout?: Duration } = {}): Promise<O> {
+    assertRunId(runId);
+    const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
+    await this.ensureListener();
+    return new Promise<O>((resolve, reject) => {
+      let done = false;
+      let checking = false;
+      let again = false;
+      const finish = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        clearInterval(poll);
+        if (timer) clearTimeout(timer);
+        const set = this.waiters.get(runId);
+        set?.delete(check);
+        if (set?.size === 0) this.waiters.delete(runId);
+        fn();
+      };
+      const check = (): void => {
+        if (done) return;
+        if (checking) {
+          again = true;
+          return;
+        }
+        checking = true;
+        this.get(runId).then(
+          (run) => {
+            checking = false;
+            if (!run) return finish(() => reject(new NotFoundError(`run ${runId} does not exist`)));
+            if (run.status === 'completed') return finish(() => resolve(run.output as O));
+            if (run.status === 'failed') {
+              const e = run.error as { message?: string } | null;
+              return finish(() => reject(new WorkflowFailedError(`run ${runId} failed: ${e?.message ?? 'unknown error'}`, { details: { error: run.error } })));
+            }
+            if (run.status === 'cancelled') return finish(() => reject(new CancelledError(`run ${runId} was cancelled`, { details: { error: run.error } })));
+            if (again) {
+              again = false;
+              check();
+            }
+          },
+          (error: unknown) => {
+            checking = false;
+            finish(() => reject(error));
+          },
+        );
+      };
+      const set = this.waiters.get(runId) ?? new Set();
+      set.add(check);
+      this.waiters.set(runId, set);
+      const poll = setInterval(check, this.pollMs);
+      const timer = timeoutMs === undefined ? undefined : setTimeout(
+        () => finish(() => reject(new TimeoutError(`run ${runId} did not finish within ${timeoutMs} ms`))),
+        timeoutMs,
+      );
+      check();
+    });
+  }
+
+  private ensureListener(): Promise<Listener> {
+    this.listener ??= (async () => {
+      const listener = new Listener({
+        connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
+        channels: ['trellis:run_finished'],
+        onNotify: (_channel, payload) => {
+          for (const id of payload.split(',')) for (const check of this.waiters.get(id) ?? []) check();
+        },
+        onConnect: () => {
+          for (const set of this.waiters.values()) for (const check of set) check();
+        },
+        log: this.log,
+      });
+      await listener.start();
+      return listener;
+    })();
+    return this.listener;
+  }
+
+  /** Close the listener (and the pool, if the client created it). */
+  async close(): Promise<void> {
+    if (this.listener) await (await this.listener.catch(() => undefined))?.close();
+    if (this.ownsPool) await this.pool.end();
+  }
+}
+
+export { FINISHED_STATES };

@@ -1,0 +1,80 @@
+/** Read models of runs and steps (camelCase views of trellis.runs / trellis.steps rows). */
+import type { RunsTable, RunState, StepsTable } from '../db/tables.ts';
+
+export interface Run {
+  id: string;
+  workflow: string;
+  version: string;
+  key: string | null;
+  queue: string;
+  priority: number;
+  status: RunState;
+  input: unknown;
+  output: unknown;
+  error: unknown;
+  metadata: Record<string, unknown>;
+  attempt: number;
+  failures: number;
+  runAt: Date;
+  leaseOwner: string | null;
+  leaseExpiresAt: Date | null;
+  createdAt: Date;
+  startedAt: Date | null;
+  finishedAt: Date | null;
+  updatedAt: Date;
+}
+
+export interface Step {
+  runId: string;
+  seq: number;
+  name: string;
+  kind: string;
+  status: string;
+  output: unknown;
+  error: unknown;
+  attempts: number;
+  startedAt: Date;
+  finishedAt: Date;
+}
+
+type Row<T> = { [K in keyof T]: T[K] extends { __select__: infer S } ? S : T[K] };
+
+export function toRun(r: Row<RunsTable>): Run {
+  return {
+    id: r.id,
+    workflow: r.workflow,
+    version: r.version,
+    key: r.key,
+    queue: r.queue,
+    priority: r.priority,
+    status: r.status,
+    input: r.input,
+    output: r.output,
+    error: r.error,
+    metadata: r.metadata,
+    attempt: r.attempt,
+    failures: r.failures,
+    runAt: r.run_at as Date,
+    leaseOwner: r.lease_owner,
+    leaseExpiresAt: r.lease_expires_at as Date | null,
+    createdAt: r.created_at as Date,
+    startedAt: r.started_at as Date | null,
+    finishedAt: r.finished_at as Date | null,
+    updatedAt: r.updated_at as Date,
+  };
+}
+
+export function toStep(s: Row<StepsTable>): Step {
+  return {
+    runId: s.run_id,
+    seq: s.seq,
+    name: s.name,
+    kind: s.kind,
+    status: s.status,
+    output: s.output,
+    error: s.error,
+    attempts: s.attempts as number,
+    startedAt: s.started_at as Date,
+    finishedAt: s.finished_at as Date,
+  };
+}

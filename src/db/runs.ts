@@ -1,0 +1,83 @@
+/** One wrapper per run function in sql/200_runs.sql and sql/100_workflows.sql. */
+import type { StepRecord } from '../replay/history.ts';
+import { type Queryable, run } from './queryable.ts';
+
+export interface RunStartOptions {
+  key?: string;
+  queue?: string;
+  priority?: number;
+  run_at?: string;
+  metadata?: Record<string, unknown>;
+  version?: string;
+}
+
+/** trellis.run_start: `input` is JSON text (already validated and size-checked). */
+export async function runStart(db: Queryable, workflow: string, input: string, options: RunStartOptions): Promise<string> {
+  const rows = await run<{ id: string }>(db, 'select trellis.run_start($1, $2::jsonb, $3::jsonb) as id', [
+    workflow,
+    input,
+    JSON.stringify(options),
+  ]);
+  return (rows[0] as { id: string }).id;
+}
+
+export interface ClaimedRun {
+  id: string;
+  workflow: string;
+  version: string;
+  input: unknown;
+  metadata: Record<string, unknown>;
+  attempt: number;
+  failures: number;
+  lease_token: string;
+  lease_expires_at: Date;
+  history: StepRecord[] | null;
+}
+
+export interface RunClaimArgs {
+  worker: string;
+  queues: readonly string[];
+  served: readonly { name: string; version: string }[];
+  limit: number;
+  leaseMs: number;
+}
+
+/** trellis.run_claim */
+export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedRun[]> {
+  return run<ClaimedRun>(
+    db,
+    'select * from trellis.run_claim($1, $2::text[], $3::text[], $4::text[], $5, make_interval(secs => $6::double precision / 1000))',
+    [a.worker, a.queues, a.served.map((s) => s.name), a.served.map((s) => s.version), a.limit, a.leaseMs],
+  );
+}
+
+/** trellis.run_next_due, as milliseconds from the engine's now (null: nothing scheduled). */
+export async function runNextDue(db: Queryable, queues: readonly string[]): Promise<number | null> {
+  const rows = await run<{ ms: number | null }>(
+    db,
+    'select (extract(epoch from trellis.run_next_due($1::text[]) - trellis.now()) * 1000)::float8 as ms',
+    [queues],
+  );
+  return rows[0]?.ms ?? null;
+}
+
+/** trellis.run_heartbeat_many: returns the ids still held. */
+export async function runHeartbeatMany(db: Queryable, held: readonly { id: string; token: string }[], leaseMs: number): Promise<Set<string>> {
+  const rows = await run<{ id: string }>(
+    db,
+    'select id from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], make_interval(secs => $3::double precision / 1000)) as id',
+    [held.map((h) => h.id), held.map((h) => h.token), leaseMs],
+  );
+  return new Set(rows.map((r) => r.id));
+}
+
+/** trellis.workflow_register */
+export async function workflowRegister(db: Queryable, workflows: readonly { name: string; version: string; queue: string }[]): Promise<void> {
+  await run(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(workflows)]);
+}
+
+/** An integer from trellis.settings. */
+export async function settingInt(db: Queryable, key: string, fallback: number): Promise<number> {
+  const rows = await run<{ v: number }>(db, 'select trellis._setting_int($1, $2) as v', [key, fallback]);
+  return rows[0]?.v ?? fallback;
+}

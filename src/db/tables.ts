@@ -1,0 +1,65 @@
+/**
+ * Kysely types of the engine's tables: the documented, stable read contract
+ * (docs/sql-api.md). Writes never go through these; they go through the SQL
+ * functions.
+ */
+import type { ColumnType, Generated } from 'kysely';
+
+/** Every status a run can have; mirrored by the CHECK on trellis.runs (a test compares them). */
+export const RUN_STATES = ['pending', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled'] as const;
+export type RunState = (typeof RUN_STATES)[number];
+export const FINISHED_STATES: readonly RunState[] = ['completed', 'failed', 'cancelled'];
+
+type Timestamp = ColumnType<Date, Date | string, Date | string>;
+
+export interface RunsTable {
+  id: string;
+  workflow: string;
+  version: string;
+  key: string | null;
+  queue: string;
+  priority: number;
+  status: RunState;
+  input: unknown;
+  output: unknown;
+  error: unknown;
+  metadata: Record<string, unknown>;
+  attempt: number;
+  failures: number;
+  run_at: Timestamp;
+  lease_token: string | null;
+  lease_owner: string | null;
+  lease_expires_at: Timestamp | null;
+  created_at: Timestamp;
+  started_at: Timestamp | null;
+  finished_at: Timestamp | null;
+  updated_at: Timestamp;
+}
+
+export interface StepsTable {
+  run_id: string;
+  seq: number;
+  name: string;
+  kind: string;
+  status: string;
+  output: unknown;
+  error: unknown;
+  attempts: Generated<number>;
+  started_at: Timestamp;
+  finished_at: Timestamp;
+}
+
+export interface WorkflowsTable {
+  name: string;
+  version: string;
+  queue: string;
+  registered_at: Timestamp;
+  last_seen_at: Timestamp;
+}
+
+/** The `trellis` schema as Kysely sees it: `db.withSchema('trellis')` or 'trellis.runs'. */
+export interface TrellisTables {
+  'trellis.runs': RunsTable;
+  'trellis.steps': StepsTable;
+  'trellis.workflows': WorkflowsTable;
+}

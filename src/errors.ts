@@ -1,0 +1,175 @@
+/**
+ * The Trellis error family. Every error has a stable string `code`, an
+ * optional `cause`, and a `Symbol.for` brand so `isTrellisError` works across
+ * copies of the package. SQLSTATE → class mapping lives in src/db/errors.ts.
+ */
+
+const BRAND = Symbol.for('trellis.error');
+
+export const ERROR_CODES = {
+  validation: 'validation',
+  notFound: 'not_found',
+  leaseLost: 'lease_lost',
+  illegalTransition: 'illegal_transition',
+  payloadTooLarge: 'payload_too_large',
+  nonDeterminism: 'non_determinism',
+  timeout: 'timeout',
+  cancelled: 'cancelled',
+  schemaVersion: 'schema_version',
+  stepFailed: 'step_failed',
+  workflowFailed: 'workflow_failed',
+  historyLimit: 'history_limit',
+  database: 'database',
+} as const;
+export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
+
+export interface TrellisErrorOptions {
+  cause?: unknown;
+  details?: Record<string, unknown>;
+}
+
+/** Base class of every error Trellis throws. */
+export class TrellisError extends Error {
+  readonly code: ErrorCode;
+  readonly details: Record<string, unknown>;
+  readonly [BRAND] = true;
+
+  constructor(code: ErrorCode, message: string, options: TrellisErrorOptions = {}) {
+    super(message, options.cause === undefined ? undefined : { cause: options.cause });
+    this.name = new.target.name;
+    this.code = code;
+    this.details = options.details ?? {};
+  }
+}
+
+/** True for any Trellis error, even one thrown by another copy of the package. */
+export function isTrellisError(error: unknown): error is TrellisError {
+  return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[BRAND] === true;
+}
+
+/** Bad input: a name, option, payload or schema check failed. Nothing was written. */
+export class ValidationError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.validation, message, options);
+  }
+}
+
+/** A payload (input, output, step result, metadata) is over the size limit. Nothing was written. */
+export class PayloadTooLargeError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.payloadTooLarge, message, options);
+  }
+}
+
+/** An unknown workflow, version or run. */
+export class NotFoundError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.notFound, message, options);
+  }
+}
+
+/** A worker's lease token is stale: another worker owns the run now. */
+export class LeaseLostError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.leaseLost, message, options);
+  }
+}
+
+/** The run is not in a state that allows the requested change. */
+export class IllegalTransitionError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.illegalTransition, message, options);
+  }
+}
+
+/** Replay asked for a different step than the run's history holds: the code changed under a running run. */
+export class NonDeterminismError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.nonDeterminism, message, options);
+  }
+}
+
+/** A step attempt or a wait ran past its timeout. */
+export class TimeoutError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.timeout, message, options);
+  }
+}
+
+/** The run (or the worker's hold on it) was cancelled. */
+export class CancelledError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.cancelled, message, options);
+  }
+}
+
+/** The database schema is newer than this code, or not installed / behind it. */
+export class SchemaVersionError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.schemaVersion, message, options);
+  }
+}
+
+/** The run's history reached the configured maximum number of steps. */
+export class HistoryLimitError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.historyLimit, message, options);
+  }
+}
+
+/** Any other database error, wrapped with its SQLSTATE in `details.sqlstate`. */
+export class DatabaseError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.database, message, options);
+  }
+}
+
+/**
+ * A step failed for good (retries exhausted or non-retryable). Thrown into the
+ * workflow at the step's `await`, on the first run and identically on replay.
+ */
+export class StepFailedError extends TrellisError {
+  readonly step: string;
+  readonly attempts: number;
+  constructor(step: string, attempts: number, message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.stepFailed, message, options);
+    this.step = step;
+    this.attempts = attempts;
+  }
+}
+
+/** `client.result()` of a run that failed. `details.error` holds the recorded error. */
+export class WorkflowFailedError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.workflowFailed, message, options);
+  }
+}
+
+/**
+ * Throw this from a step (or a workflow) to fail at once, without retries.
+ *
+ * @example
+ * await ctx.step('charge', async () => {
+ *   if (card.expired) throw new NonRetryableError('card expired');
+ * });
+ */
+export class NonRetryableError extends Error {
+  readonly nonRetryable = true;
+  constructor(message: string, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'NonRetryableError';
+  }
+}
+
+/**
+ * Throw this from a step to retry after a specific delay (e.g. a 429's Retry-After),
+ * overriding the policy's backoff for that attempt.
+ */
+export class RetryAfterError extends Error {
+  readonly retryAfterMs: number;
+  constructor(message: string, retryAfterMs: number, options?: { cause?: unknown }) {
+    super(message, options);
+    this.name = 'RetryAfterError';
+    this.retryAfterMs = retryAfterMs;
+  }
+}

@@ -1,0 +1,15 @@
+export { createClient, Client, type ClientOptions, type ListFilter, type RunHandle, type StartOptions } from './client/client.ts';
+export type { Run, Step } from './client/runs.ts';
+export { fromKysely, type Executor, type Queryable } from './db/queryable.ts';
+export { FINISHED_STATES, RUN_STATES, type RunState, type TrellisTables } from './db/tables.ts';
+export * from './errors.ts';
+export { STEP_KINDS, STEP_STATES, type StepKind, type StepState } from './replay/history.ts';
+export { checkSchema, installScript, migrate, type MigrateResult } from './schema/install.ts';
+export { createWorker, Worker, type WorkerOptions } from './worker/worker.ts';
+export type { Logger, StepContext, StepOptions, WorkflowContext } from './workflow/context.ts';
+export { defineWorkflow, type WorkflowDefinition, type WorkflowInput, type WorkflowOptions, type WorkflowOutput } from './workflow/define.ts';
+export { type Duration, toMs } from './workflow/duration.ts';
+export { childLogger, consoleLogger, silentLogger } from './workflow/logger.ts';
+export { NAME_PATTERN } from './workflow/names.ts';
+export type { RetryPolicy } from './workflow/retry.ts';
+export type { StandardSchemaV1 } from './workflow/standard-schema.ts';

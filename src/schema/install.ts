@@ -1,0 +1,198 @@
+/**
+ * Trellis's own installer: one transaction under a *waiting* advisory lock,
+ * bookkeeping in trellis.migrations (not graphile_migrate, so an application
+ * that uses graphile-migrate itself is unaffected), hash chain verified,
+ * pending migrations applied, sql/ re-applied when it changed, the schema
+ * version recorded, and a database newer than the code refused.
+ */
+import { createHash } from 'node:crypto';
+import pg from 'pg';
+import { SchemaVersionError } from '../errors.ts';
+import { toTrellisError } from '../db/errors.ts';
+import { BUNDLE } from './bundle.generated.ts';
+import { type BundledSql, verifyChain } from './migrations.ts';
+
+/** Advisory lock (classid, objid) held while installing: 'TRLS', 1. */
+const LOCK_CLASS = 0x54524c53;
+const LOCK_OBJECT = 1;
+
+const BOOKKEEPING = `
+create schema if not exists trellis;
+create table if not exists trellis.migrations (
+  id            integer primary key,
+  filename      text not null,
+  hash          text not null,
+  previous_hash text,
+  applied_at    timestamptz not null default now()
+);
+create table if not exists trellis.schema_info (
+  singleton    boolean primary key default true check (singleton),
+  migration    integer not null,
+  sql_hash     text not null,
+  installed_at timestamptz not null default now()
+);`;
+
+export interface MigrateResult {
+  /** Migrations applied by this call. */
+  applied: number[];
+  /** Whether the functions in sql/ were (re-)applied. */
+  functionsApplied: boolean;
+  /** The schema's migration number afterwards. */
+  version: number;
+}
+
+export function latestMigration(bundle: BundledSql = BUNDLE): number {
+  return bundle.migrations.at(-1)?.id ?? 0;
+}
+
+export function functionsHash(bundle: BundledSql = BUNDLE): string {
+  const hash = createHash('sha256');
+  for (const f of bundle.functions) hash.update(f.filename).update('\0').update(f.text).update('\0');
+  return hash.digest('hex');
+}
+
+type Target = pg.Pool | pg.Client | string;
+
+async function withClient<T>(target: Target, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
+  if (typeof target === 'string') {
+    const client = new pg.Client({ connectionString: target });
+    await client.connect();
+    try {
+      return await fn(client);
+    } finally {
+      await client.end();
+    }
+  }
+  if (target instanceof pg.Pool) {
+    const client = await target.connect();
+    try {
+      return await fn(client);
+    } finally {
+      client.release();
+    }
+  }
+  return fn(target);
+}
+
+/**
+ * Install or upgrade the trellis schema. Safe to call from every replica at
+ * boot: concurrent callers wait for each other and all but the first find
+ * nothing to do.
+ *
+ * @example
+ * import pg from 'pg';
+ * import { migrate } from 'trellis';
+ * await migrate(new pg.Pool({ connectionString: process.env.DATABASE_URL }));
+ */
+export async function migrate(target: Target, bundle: BundledSql = BUNDLE): Promise<MigrateResult> {
+  verifyChain(bundle.migrations);
+  return withClient(target, async (client) => {
+    try {
+      await client.query('begin');
+      await client.query('select pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_OBJECT]);
+      await client.query(BOOKKEEPING);
+      const { rows } = await client.query<{ id: number; hash: string }>(
+        'select id, hash from trellis.migrations order by id',
+      );
+      const known = latestMigration(bundle);
+      const newest = rows.at(-1)?.id ?? 0;
+      if (newest > known) {
+        throw new SchemaVersionError(
+          `the database's trellis schema is at migration ${newest}, newer than this code (${known}): upgrade the trellis package`,
+        );
+      }
+      for (const row of rows) {
+        const mine = bundle.migrations[row.id - 1];
+        if (!mine || mine.hash !== row.hash) {
+          throw new SchemaVersionError(
+            `trellis migration ${row.id} in the database (${row.hash}) differs from this code's (${mine?.hash ?? 'none'})`,
+          );
+        }
+      }
+      const applied: number[] = [];
+      for (const m of bundle.migrations.slice(newest)) {
+        await client.query(m.body);
+        await client.query(
+          'insert into trellis.migrations (id, filename, hash, previous_hash) values ($1, $2, $3, $4)',
+          [m.id, m.filename, m.hash, m.previousHash],
+        );
+        applied.push(m.id);
+      }
+      const sqlHash = functionsHash(bundle);
+      const info = await client.query<{ sql_hash: string }>('select sql_hash from trellis.schema_info');
+      const functionsApplied = applied.length > 0 || info.rows[0]?.sql_hash !== sqlHash;
+      if (functionsApplied) {
+        for (const f of bundle.functions) await client.query(f.text);
+        await client.query(
+          `insert into trellis.schema_info (singleton, migration, sql_hash, installed_at)
+           values (true, $1, $2, now())
+           on conflict (singleton) do update set migration = excluded.migration,
+             sql_hash = excluded.sql_hash, installed_at = excluded.installed_at`,
+          [known, sqlHash],
+        );
+      }
+      await client.query('commit');
+      return { applied, functionsApplied, version: known };
+    } catch (error) {
+      await client.query('rollback').catch(() => undefined);
+      throw toTrellisError(error);
+    }
+  });
+}
+
+/**
+ * Check that the database has exactly this code's schema; throws
+ * SchemaVersionError otherwise (not installed, behind, or newer).
+ */
+export async function checkSchema(db: { query: pg.Pool['query'] } | pg.Pool): Promise<void> {
+  const known = latestMigration();
+  let version: number | undefined;
+  try {
+    const { rows } = await db.query<{ migration: number }>('select migration from trellis.schema_info');
+    version = rows[0]?.migration;
+  } catch (error) {
+    if ((error as { code?: string }).code === '42P01' || (error as { code?: string }).code === '3F000') {
+      throw new SchemaVersionError('the trellis schema is not installed: run `trellis migrate` or call migrate()');
+    }
+    throw toTrellisError(error);
+  }
+  if (version === undefined || version < known) {
+    throw new SchemaVersionError(
+      `the trellis schema is at migration ${version ?? 0}, behind this code (${known}): run \`trellis migrate\` or call migrate()`,
+    );
+  }
+  if (version > known) {
+    throw new SchemaVersionError(
+      `the trellis schema is at migration ${version}, newer than this code (${known}): upgrade the trellis package`,
+    );
+  }
+}
+
+/**
+ * The full install script for teams that apply DDL by hand (`trellis sql`).
+ * From migration `from` (exclusive) onwards; functions always included.
+ */
+export function installScript(from = 0, bundle: BundledSql = BUNDLE): string {
+  verifyChain(bundle.migrations);
+  const parts = [
+    '-- Trellis install script. Apply in one transaction.',
+    'begin;',
+    `select pg_advisory_xact_lock(${LOCK_CLASS}, ${LOCK_OBJECT});`,
+    BOOKKEEPING.trim(),
+  ];
+  for (const m of bundle.migrations.slice(from)) {
+    parts.push(`-- migration ${m.filename}`, m.body.trim());
+    parts.push(
+      `insert into trellis.migrations (id, filename, hash, previous_hash) values (${m.id}, '${m.filename}', '${m.hash}', ${
+        m.previousHash ? `'${m.previousHash}'` : 'null'
+      });`,
+    );
+  }
+  for (const f of bundle.functions) parts.push(`-- ${f.filename}`, f.text.trim());
+  parts.push(
+    `insert into trellis.schema_info (singleton, migration, sql_hash) values (true, ${latestMigration(bundle)}, '${functionsHash(bundle)}')
+  on conflict (singleton) do update set migration = excluded.migration, sql_hash = excluded.sql_hash, installed_at = now();`,
+    'commit;',
+  );
+  return `${parts.join('\n\n')}\n`;
+}

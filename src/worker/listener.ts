@@ -1,0 +1,63 @@
+/**
+ * The LISTEN connection, through pg-listen configured to reconnect forever
+ * (its defaults give up after 3 s). Every (re)connect calls `onConnect` so the
+ * owner can catch up on anything it missed; NOTIFY is a hint, never the truth.
+ */
+import type pg from 'pg';
+import * as pgListen from 'pg-listen';
+import type { Options, Subscriber } from 'pg-listen';
+
+// pg-listen is CommonJS with `exports.default`; under ESM the default import
+// is the module object, so take `.default` wherever it sits.
+type CreateSubscriber = (config: pg.ClientConfig, options: Options) => Subscriber;
+const mod = pgListen as unknown as { default: CreateSubscriber | { default: CreateSubscriber } };
+const createSubscriber: CreateSubscriber = typeof mod.default === 'function' ? mod.default : mod.default.default;
+import type { Logger } from '../workflow/logger.ts';
+
+export interface ListenerOptions {
+  connection: pg.ClientConfig;
+  channels: readonly string[];
+  onNotify: (channel: string, payload: string) => void;
+  onConnect: () => void;
+  log: Logger;
+}
+
+export class Listener {
+  private readonly subscriber: Subscriber;
+  private closed = false;
+  /** How many times the connection has been (re)established. */
+  connects = 0;
+
+  constructor(private readonly o: ListenerOptions) {
+    this.subscriber = createSubscriber(
+      { ...o.connection, application_name: 'trellis-listener' },
+      {
+        retryLimit: Number.POSITIVE_INFINITY,
+        retryTimeout: Number.POSITIVE_INFINITY,
+        retryInterval: (attempt: number) => Math.min(100 * 2 ** attempt, 5000),
+        paranoidChecking: 10_000,
+        parse: (text: string) => text,
+      },
+    );
+    this.subscriber.events.on('notification', (n) => o.onNotify(n.channel, String(n.payload ?? '')));
+    this.subscriber.events.on('connected', () => {
+      this.connects++;
+      if (this.connects > 1) o.log.info('listener reconnected');
+      o.onConnect();
+    });
+    this.subscriber.events.on('reconnect', (attempt) => o.log.warn('listener reconnecting', { attempt }));
+    this.subscriber.events.on('error', (error) => {
+      if (!this.closed) o.log.error('listener error', { error: String(error) });
+    });
+  }
+
+  async start(): Promise<void> {
+    await this.subscriber.connect();
+    for (const channel of this.o.channels) await this.subscriber.listenTo(channel);
+  }
+
+  async close(): Promise<void> {
+    this.closed = true;
+    await this.subscriber.close().catch(() => undefined);
+  }
+}

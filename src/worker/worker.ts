@@ -1,0 +1,324 @@
+/**
+ * A worker: claims due runs of the workflows it serves in batches, executes
+ * them with deterministic replay, checkpoints through the grouped committer,
+ * keeps its leases alive with heartbeats, and wakes on NOTIFY, on a poll
+ * timer, and at the next due time. Stateless: kill it at any moment and
+ * another replica continues each run from its last checkpoint once the lease
+ * expires.
+ */
+import { hostname } from 'node:os';
+import pg from 'pg';
+import { runClaim, type ClaimedRun, runHeartbeatMany, runNextDue, settingInt, workflowRegister } from '../db/runs.ts';
+import { CancelledError, LeaseLostError, ValidationError } from '../errors.ts';
+import { execute, type Outcome } from '../replay/executor.ts';
+import type { WorkflowDefinition } from '../workflow/define.ts';
+import { type Duration, toMs } from '../workflow/duration.ts';
+import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
+import { assertName } from '../workflow/names.ts';
+import { checkSchema } from '../schema/install.ts';
+import { Committer } from './committer.ts';
+import { Listener } from './listener.ts';
+
+export interface WorkerOptions {
+  /** A pg Pool, or a connection string for the worker's own pool. */
+  pool?: pg.Pool;
+  connectionString?: string;
+  /** The workflow definitions (and versions) this worker executes. */
+  workflows: readonly WorkflowDefinition[];
+  /** Queues to claim from, in order of preference (default: the workflows' queues). */
+  queues?: readonly string[];
+  /** Runs executed at once (default 50). */
+  concurrency?: number;
+  /** Most runs claimed per round trip (default: concurrency, at most 1000). */
+  claimBatch?: number;
+  /** Poll interval: the longest a missed NOTIFY can delay work (default 1s). */
+  pollInterval?: Duration;
+  /** Lease length; heartbeats extend it every third of it (default 30s). */
+  leaseDuration?: Duration;
+  /** Most checkpoint ops per transaction (default 500). */
+  maxBatch?: number;
+  /** Stable id for this worker in lease_owner (default host:pid:random). */
+  id?: string;
+  logger?: Logger;
+  /** Millisecond clock of the workflow context (the test kit shifts it). */
+  clock?: () => number;
+}
+
+interface Active {
+  run: ClaimedRun;
+  controller: AbortController;
+  done: Promise<void>;
+}
+
+/**
+ * Create a worker; call `start()` to begin and `stop()` to shut down gracefully.
+ *
+ * @example
+ * const worker = createWorker({ connectionString: process.env.DATABASE_URL, workflows: [greet] });
+ * await worker.start();
+ * process.on('SIGTERM', () => worker.stop({ timeout: '10s' }));
+ */
+export function createWorker(options: WorkerOptions): Worker {
+  return new Worker(options);
+}
+
+export class Worker {
+  readonly id: string;
+  private readonly pool: pg.Pool;
+  private readonly ownsPool: boolean;
+  private readonly definitions = new Map<string, WorkflowDefinition>();
+  private readonly queues: string[];
+  private readonly concurrency: number;
+  private readonly claimBatch: number;
+  private readonly pollMs: number;
+  private readonly leaseMs: number;
+  private readonly log: Logger;
+  private readonly committer: Committer;
+  private readonly active = new Map<string, Active>();
+  private listener: Listener | undefined;
+  private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
+  private claiming = false;
+  private claimPromise: Promise<void> = Promise.resolve();
+  private wakeAgain = false;
+  private pollTimer: NodeJS.Timeout | undefined;
+  private dueTimer: NodeJS.Timeout | undefined;
+  private heartbeatTimer: NodeJS.Timeout | undefined;
+  private maxPayloadBytes = 1_048_576;
+  private maxHistorySteps = 10_000;
+  /** Counters for tests, metrics and benchmarks. */
+  readonly stats = { claimed: 0, completed: 0, failed: 0, released: 0, abandoned: 0, claims: 0 };
+
+  constructor(private readonly options: WorkerOptions) {
+    if (!options.workflows?.length) throw new ValidationError('a worker needs at least one workflow');
+    for (const def of options.workflows) {
+      const key = `${def.name}@${def.version}`;
+      if (this.definitions.has(key)) throw new ValidationError(`workflow ${key} is registered twice`);
+      this.definitions.set(key, def);
+    }
+    this.queues = [...new Set(options.queues ?? options.workflows.map((w) => w.queue))].map((q) => assertName(q, 'queue'));
+    this.concurrency = options.concurrency ?? 50;
+    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new ValidationError('concurrency must be a positive integer');
+    this.claimBatch = Math.min(options.claimBatch ?? this.concurrency, 1000);
+    this.pollMs = toMs(options.pollInterval ?? 1000, 'pollInterval');
+    this.leaseMs = toMs(options.leaseDuration ?? 30_000, 'leaseDuration');
+    if (this.leaseMs < 1000) throw new ValidationError('leaseDuration must be at least 1s');
+    this.id = options.id ?? `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
+    this.log = childLogger(options.logger ?? consoleLogger('warn'), { worker: this.id });
+    if (options.pool) {
+      this.pool = options.pool;
+      this.ownsPool = false;
+    } else if (options.connectionString) {
+      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 10, application_name: 'trellis-worker' });
+      this.ownsPool = true;
+    } else {
+      throw new ValidationError('createWorker needs a pool or a connectionString');
+    }
+    this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
+    this.committer = new Committer(this.pool, options.maxBatch ?? 500, (error) =>
+      this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
+  }
+
+  /** Runs currently executing on this worker. */
+  get activeCount(): number {
+    return this.active.size;
+  }
+
+  /** Check the schema, register the workflows, start listening and claiming. */
+  async start(): Promise<void> {
+    if (this.state !== 'idle') throw new ValidationError(`worker is ${this.state}`);
+    await checkSchema(this.pool);
+    await workflowRegister(this.pool, [...this.definitions.values()].map((d) => ({ name: d.name, version: d.version, queue: d.queue })));
+    this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
+    this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
+    this.state = 'running';
+    this.listener = new Listener({
+      connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
+      channels: ['trellis:run_ready'],
+      onNotify: (_channel, queue) => {
+        if (this.queues.includes(queue)) this.wake();
+      },
+      onConnect: () => this.wake(),
+      log: this.log,
+    });
+    await this.listener.start();
+    this.pollTimer = setInterval(() => this.wake(), this.pollMs);
+    this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(this.leaseMs / 3)));
+    this.wake();
+  }
+
+  /** Look for work now (also called by NOTIFY, the poll timer and the due timer). */
+  wake(): void {
+    if (this.state !== 'running') return;
+    if (this.claiming) {
+      this.wakeAgain = true;
+      return;
+    }
+    this.claimPromise = this.claimLoop();
+  }
+
+  private async claimLoop(): Promise<void> {
+    this.claiming = true;
+    let drained = false;
+    try {
+      while (this.state === 'running') {
+        const free = this.concurrency - this.active.size;
+        if (free <= 0) break;
+        const limit = Math.min(free, this.claimBatch);
+        this.stats.claims++;
+        const runs = await runClaim(this.pool, {
+          worker: this.id,
+          queues: this.queues,
+          served: [...this.definitions.values()],
+          limit,
+          leaseMs: this.leaseMs,
+        });
+        for (const run of runs) {
+          if (this.state === 'running') this.begin(run);
+          else void this.committer.push({ op: 'release', run: run.id, token: run.lease_token, delay_ms: 0, failure: false }).catch(() => undefined);
+        }
+        if (runs.length < limit) {
+          drained = true;
+          break;
+        }
+      }
+      if (drained && this.state === 'running') await this.armDueTimer();
+    } catch (error) {
+      this.log.error('claim failed', { error: String(error) });
+    } finally {
+      this.claiming = false;
+      if (this.wakeAgain) {
+        this.wakeAgain = false;
+        this.wake();
+      }
+    }
+  }
+
+  /** Wake at the next due time (a scheduled run, a retry backoff, an expiring lease). */
+  private async armDueTimer(): Promise<void> {
+    const ms = await runNextDue(this.pool, this.queues);
+    if (this.dueTimer) clearTimeout(this.dueTimer);
+    this.dueTimer = undefined;
+    if (ms === null || ms >= this.pollMs) return;
+    this.dueTimer = setTimeout(() => this.wake(), Math.max(0, ms) + 5);
+  }
+
+  private begin(run: ClaimedRun): void {
+    this.stats.claimed++;
+    const controller = new AbortController();
+    const entry: Active = { run, controller, done: Promise.resolve() };
+    this.active.set(run.id, entry);
+    entry.done = this.execute(run, controller)
+      .catch((error) => this.log.error('run execution crashed', { runId: run.id, error: String(error) }))
+      .finally(() => {
+        this.active.delete(run.id);
+        this.wake();
+      });
+  }
+
+  private async execute(run: ClaimedRun, controller: AbortController): Promise<void> {
+    const definition = this.definitions.get(`${run.workflow}@${run.version}`);
+    const token = run.lease_token;
+    if (!definition) {
+      // Claimed only for served pairs, so this means a bug; give the run back.
+      await this.committer.push({ op: 'release', run: run.id, token, delay_ms: 0, failure: false });
+      return;
+    }
+    const outcome: Outcome = await execute({
+      runId: run.id,
+      definition,
+      input: run.input,
+      attempt: run.attempt,
+      failures: run.failures,
+      metadata: run.metadata,
+      history: run.history,
+      signal: controller.signal,
+      maxPayloadBytes: this.maxPayloadBytes,
+      maxHistorySteps: this.maxHistorySteps,
+      log: this.log,
+      clock: this.options.clock,
+      sink: { record: (cp) => this.committer.push({ op: 'step', run: run.id, token, ...cp }) },
+    });
+    try {
+      switch (outcome.kind) {
+        case 'completed':
+          await this.committer.push({ op: 'complete', run: run.id, token, output: outcome.output });
+          this.stats.completed++;
+          break;
+        case 'failed':
+          await this.committer.push({ op: 'fail', run: run.id, token, error: outcome.error });
+          this.stats.failed++;
+          break;
+        case 'release':
+          await this.committer.push({ op: 'release', run: run.id, token, delay_ms: outcome.delayMs, error: outcome.error, failure: outcome.failure });
+          this.stats.released++;
+          break;
+        case 'abandoned':
+          this.stats.abandoned++;
+          if (outcome.reason instanceof CancelledError && this.state === 'stopping') {
+            // Shutdown: give the run back so another replica continues at once.
+            await this.committer.push({ op: 'release', run: run.id, token, delay_ms: 0, failure: false });
+          }
+          break;
+      }
+    } catch (error) {
+      if (error instanceof LeaseLostError) {
+        this.stats.abandoned++;
+        this.log.warn('lease lost before the run could be finished', { runId: run.id });
+      } else {
+        throw error;
+      }
+    }
+  }
+
+  private async heartbeat(): Promise<void> {
+    if (!this.active.size) return;
+    const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
+    try {
+      const still = await runHeartbeatMany(this.pool, held, this.leaseMs);
+      for (const { id } of held) {
+        const entry = this.active.get(id);
+        if (entry && !still.has(id) && !entry.controller.signal.aborted) {
+          this.log.warn('lease lost, stopping the run on this worker', { runId: id });
+          entry.controller.abort(new LeaseLostError(`run ${id}: lease lost`));
+        }
+      }
+    } catch (error) {
+      this.log.warn('heartbeat failed', { error: String(error) });
+    }
+  }
+
+  /**
+   * Stop claiming, let running runs finish until `timeout` (default 10s), then
+   * abort the rest (their step AbortSignals fire) and release their leases so
+   * another replica continues them at once.
+   */
+  async stop(options: { timeout?: Duration } = {}): Promise<void> {
+    if (this.state === 'stopped' || this.state === 'stopping') return;
+    const wasRunning = this.state === 'running';
+    this.state = 'stopping';
+    clearInterval(this.pollTimer);
+    if (this.dueTimer) clearTimeout(this.dueTimer);
+    if (wasRunning) {
+      await this.claimPromise;
+      const deadline = toMs(options.timeout ?? 10_000, 'timeout');
+      const all = () => Promise.allSettled([...this.active.values()].map((a) => a.done));
+      let timer: NodeJS.Timeout | undefined;
+      const timedOut = await Promise.race([
+        all().then(() => false),
+        new Promise<boolean>((r) => {
+          timer = setTimeout(() => r(true), deadline);
+        }),
+      ]);
+      clearTimeout(timer);
+      if (timedOut) {
+        for (const a of this.active.values()) a.controller.abort(new CancelledError('worker is shutting down'));
+        await all();
+      }
+      await this.committer.drain();
+      await this.listener?.close();
+    }
+    clearInterval(this.heartbeatTimer);
+    this.state = 'stopped';
+    if (this.ownsPool) await this.pool.end();
+  }
+}

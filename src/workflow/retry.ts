@@ -1,0 +1,63 @@
+/**
+ * Retry policies for steps and workflows: constant or exponential backoff
+ * with a cap and jitter, a maximum number of attempts, and errors that are
+ * never retried.
+ */
+import { NonRetryableError, RetryAfterError } from '../errors.ts';
+import { type Duration, toMs } from './duration.ts';
+
+export interface RetryPolicy {
+  /** Total attempts including the first (default 3 for steps, 1 for workflows). */
+  maxAttempts?: number;
+  /** 'exponential' (default) or 'constant'. */
+  backoff?: 'exponential' | 'constant';
+  /** Delay before the second attempt (default 1s). */
+  initialDelay?: Duration;
+  /** Growth per attempt for exponential backoff (default 2). */
+  factor?: number;
+  /** Upper bound of any delay (default 5 minutes). */
+  maxDelay?: Duration;
+  /** Randomise each delay by ± this fraction (0–1, default 0.2). */
+  jitter?: number;
+  /** Return false to fail at once for this error. */
+  retryIf?: (error: unknown) => boolean;
+}
+
+export const DEFAULT_STEP_RETRY: Required<Omit<RetryPolicy, 'retryIf'>> = {
+  maxAttempts: 3,
+  backoff: 'exponential',
+  initialDelay: 1000,
+  factor: 2,
+  maxDelay: 300_000,
+  jitter: 0.2,
+};
+
+/** True if `error` must not be retried (NonRetryableError, or one marked `nonRetryable`). */
+export function isNonRetryable(error: unknown): boolean {
+  return error instanceof NonRetryableError
+    || (typeof error === 'object' && error !== null && (error as { nonRetryable?: unknown }).nonRetryable === true);
+}
+
+/**
+ * The delay before attempt `attempt + 1`, or null when the policy says stop.
+ * `random` is injected so the computation is testable.
+ */
+export function nextDelay(
+  policy: RetryPolicy | undefined,
+  attempt: number,
+  error: unknown,
+  defaults: Required<Omit<RetryPolicy, 'retryIf'>> = DEFAULT_STEP_RETRY,
+  random: () => number = Math.random,
+): number | null {
+  const p = { ...defaults, ...policy };
+  if (isNonRetryable(error)) return null;
+  if (policy?.retryIf && !policy.retryIf(error)) return null;
+  if (attempt >= p.maxAttempts) return null;
+  if (error instanceof RetryAfterError) return Math.max(0, error.retryAfterMs);
+  const initial = toMs(p.initialDelay, 'initialDelay');
+  const cap = toMs(p.maxDelay, 'maxDelay');
+  const base = p.backoff === 'constant' ? initial : initial * p.factor ** (attempt - 1);
+  const jitter = Math.min(Math.max(p.jitter, 0), 1);
+  const spread = base * jitter * (random() * 2 - 1);
+  return Math.round(Math.min(cap, Math.max(0, base + spread)));
+}
