@@ -109,11 +109,11 @@ export class Worker {
       this.ownsPool = false;
     } else if (options.connectionString) {
       this.pool = new pg.Pool({ connectionString: options.connectionString, max: 10, application_name: 'trellis-worker' });
+      this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
       this.ownsPool = true;
     } else {
       throw new ValidationError('createWorker needs a pool or a connectionString');
     }
-    this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
     this.committer = new Committer(this.pool, options.maxBatch ?? 500, (error) =>
       this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
   }
@@ -206,11 +206,14 @@ export class Worker {
     this.stats.claimed++;
     const controller = new AbortController();
     const entry: Active = { run, controller, done: Promise.resolve() };
+    // Claiming a run we still execute means our old lease was taken away
+    // (released or expired) before we noticed: stop the stale execution.
+    this.active.get(run.id)?.controller.abort(new LeaseLostError(`run ${run.id}: lease lost (run claimed again)`));
     this.active.set(run.id, entry);
     entry.done = this.execute(run, controller)
       .catch((error) => this.log.error('run execution crashed', { runId: run.id, error: String(error) }))
       .finally(() => {
-        this.active.delete(run.id);
+        if (this.active.get(run.id) === entry) this.active.delete(run.id);
         this.wake();
       });
   }

@@ -1,0 +1,145 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { Kysely, PostgresDialect, sql } from 'kysely';
+import { z } from 'zod';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { NotFoundError, PayloadTooLargeError, TimeoutError, ValidationError } from '../../src/errors.ts';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { type Engine, startEngine } from '../helpers/engine.ts';
+
+let db: TestDatabase;
+let engine: Engine;
+let idle: Client; // a client whose runs no worker serves (queue 'parked')
+
+const order = defineWorkflow({ name: 'order', input: z.object({ orderId: z.string() }) }, async (ctx, { orderId }) => {
+  return ctx.step('confirm', () => ({ confirmed: orderId }));
+});
+const parked = defineWorkflow({ name: 'parked', queue: 'parked', input: z.object({ i: z.number() }) }, async () => 'never');
+
+const runCount = async () => Number((await db.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n);
+
+before(async () => {
+  db = await freshDatabase();
+  await db.pool.query('create table public.orders (id text primary key)');
+  engine = await startEngine(db, { workflows: [order] });
+  idle = createClient({ pool: db.pool, logger: silentLogger });
+});
+after(async () => {
+  await idle.close();
+  await engine.stop();
+  await db.close();
+});
+
+describe('starting inside the caller transaction', () => {
+  it('a pg transaction that rolls back leaves no run and no business row', async () => {
+    const before = await runCount();
+    const c = await db.pool.connect();
+    try {
+      await c.query('begin');
+      await c.query(`insert into public.orders (id) values ('o-rollback')`);
+      await engine.client.start(order, { orderId: 'o-rollback' }, { tx: c, key: 'o-rollback' });
+      await c.query('rollback');
+    } finally {
+      c.release();
+    }
+    assert.equal(await runCount(), before);
+    assert.equal((await db.pool.query(`select 1 from public.orders where id = 'o-rollback'`)).rowCount, 0);
+  });
+
+  it('a pg transaction that commits creates exactly one run, which completes', async () => {
+    const before = await runCount();
+    const c = await db.pool.connect();
+    let id: string;
+    try {
+      await c.query('begin');
+      await c.query(`insert into public.orders (id) values ('o-commit')`);
+      id = (await engine.client.start(order, { orderId: 'o-commit' }, { tx: c, key: 'o-commit' })).id;
+      await c.query('commit');
+    } finally {
+      c.release();
+    }
+    assert.equal(await runCount(), before + 1);
+    assert.deepEqual(await engine.client.result(id, { timeout: '10s' }), { confirmed: 'o-commit' });
+  });
+
+  it('a Kysely transaction commits or rolls back together with the start', async () => {
+    const k = new Kysely<{ 'public.orders': { id: string } }>({ dialect: new PostgresDialect({ pool: db.pool }) });
+    const before = await runCount();
+    await assert.rejects(k.transaction().execute(async (trx) => {
+      await trx.insertInto('public.orders').values({ id: 'k-rollback' }).execute();
+      await engine.client.start(order, { orderId: 'k-rollback' }, { tx: trx });
+      throw new Error('business rule failed');
+    }), /business rule failed/);
+    assert.equal(await runCount(), before);
+    const id = await k.transaction().execute(async (trx) => {
+      await trx.insertInto('public.orders').values({ id: 'k-commit' }).execute();
+      const run = await engine.client.start(order, { orderId: 'k-commit' }, { tx: trx });
+      // Visible inside the transaction, not yet outside it.
+      const inside = await sql<{ n: number }>`select count(*)::int as n from trellis.runs where id = ${run.id}`.execute(trx);
+      assert.equal(inside.rows[0]?.n, 1);
+      return run.id;
+    });
+    assert.equal(await runCount(), before + 1);
+    assert.deepEqual(await engine.client.result(id, { timeout: '10s' }), { confirmed: 'k-commit' });
+  });
+});
+
+describe('client', () => {
+  it('start with the same key returns the same run', async () => {
+    const a = await idle.start(parked, { i: 1 }, { key: 'same' });
+    const b = await idle.start(parked, { i: 2 }, { key: 'same' });
+    assert.equal(a.id, b.id);
+  });
+
+  it('bad input gets a typed error and writes nothing', async () => {
+    const before = await runCount();
+    await assert.rejects(idle.start(parked, { i: 'x' } as never), ValidationError);
+    await assert.rejects(idle.start('no-such-workflow', {}), NotFoundError);
+    await assert.rejects(idle.start(`x'; drop table trellis.runs; --`, {}), ValidationError);
+    await assert.rejects(idle.start(parked, { i: 1 }, { queue: `q"uote` }), ValidationError);
+    const cyclic: Record<string, unknown> = {};
+    cyclic.self = cyclic;
+    await assert.rejects(idle.start('parked', cyclic), ValidationError);
+    await assert.rejects(idle.start('parked', { big: 'x'.repeat(1_100_000) }), PayloadTooLargeError);
+    await assert.rejects(idle.start(parked, { i: 1 }, { runAt: 'not a date' }), ValidationError);
+    await assert.rejects(idle.start(parked, { i: 1 }, { priority: 1.5 }), ValidationError);
+    await assert.rejects(idle.get('not-a-uuid'), ValidationError);
+    assert.equal(await runCount(), before);
+  });
+
+  it('result() times out with TimeoutError and rejects unknown runs with NotFoundError', async () => {
+    const run = await idle.start(parked, { i: 3 });
+    await assert.rejects(run.result({ timeout: 100 }), TimeoutError);
+    await assert.rejects(idle.result(crypto.randomUUID(), { timeout: 1000 }), NotFoundError);
+  });
+
+  it('list filters and pages with a keyset cursor', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 7; i++) ids.push((await idle.start(parked, { i }, { key: `page-${i}`, metadata: { i } })).id);
+    const seen: string[] = [];
+    let cursor: string | undefined;
+    let pages = 0;
+    do {
+      const page = await idle.list({ workflow: 'parked', status: 'pending', limit: 3, cursor });
+      seen.push(...page.runs.map((r) => r.id));
+      cursor = page.nextCursor;
+      pages++;
+    } while (cursor);
+    for (const id of ids) assert.ok(seen.includes(id), `run ${id} listed`);
+    assert.equal(new Set(seen).size, seen.length, 'no run listed twice');
+    assert.ok(pages >= 3);
+    const none = await idle.list({ workflow: 'parked', status: ['completed', 'failed'] });
+    assert.equal(none.runs.length, 0);
+    await assert.rejects(idle.list({ status: 'bogus' as never }), ValidationError);
+    await assert.rejects(idle.list({ cursor: 'garbage' }), ValidationError);
+  });
+
+  it('runAt delays a run and priority orders claims', async () => {
+    const later = await idle.start(parked, { i: 9 }, { runAt: new Date(Date.now() + 3_600_000), priority: 5 });
+    const row = await idle.get(later.id);
+    assert.equal(row?.priority, 5);
+    assert.ok((row?.runAt.getTime() ?? 0) > Date.now() + 3_000_000);
+  });
+});

@@ -1,0 +1,193 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { CancelledError, LeaseLostError, TimeoutError, WorkflowFailedError } from '../../src/errors.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { deferred } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let db: TestDatabase;
+let client: Client;
+before(async () => {
+  db = await freshDatabase();
+  client = createClient({ pool: db.pool, logger: silentLogger });
+});
+after(async () => {
+  await client.close();
+  await db.close();
+});
+
+const worker = (workflows: Parameters<typeof createWorker>[0]['workflows'], extra: Partial<Parameters<typeof createWorker>[0]> = {}) =>
+  createWorker({ pool: db.pool, workflows, pollInterval: 100, logger: silentLogger, ...extra });
+
+const input = z.object({ tag: z.string() });
+
+describe('worker', () => {
+  it('stops a run whose code changed under it with NonDeterminismError, visible in SQL, history intact', async () => {
+    const gate = deferred();
+    const v1 = defineWorkflow({ name: 'nd', input }, async (ctx) => {
+      await ctx.step('charge', () => 'charged');
+      await ctx.step('wait', () => gate.promise.then(() => { throw new Error('retry me'); }), { retry: { initialDelay: 50 } });
+      return 'v1';
+    });
+    const w1 = worker([v1]);
+    await w1.start();
+    const run = await client.start(v1, { tag: 'nd' });
+    await waitFor(async () => (await client.history(run.id)).length === 1, { what: 'first checkpoint' });
+    gate.resolve();
+    await waitFor(async () => (await client.get(run.id))?.status === 'pending', { what: 'retry scheduled' });
+    await w1.stop();
+    // Same name and version, different first step: a deploy that should have bumped the version.
+    const changed = defineWorkflow({ name: 'nd', input }, async (ctx) => {
+      await ctx.step('refund', () => 'refunded');
+      return 'changed';
+    });
+    const w2 = worker([changed]);
+    await w2.start();
+    await assert.rejects(client.result(run.id, { timeout: '10s' }), WorkflowFailedError);
+    await w2.stop();
+    const row = (await db.pool.query(`select status, error->>'code' as code, error->>'message' as message from trellis.runs where id = $1`, [run.id])).rows[0];
+    assert.equal(row.status, 'failed');
+    assert.equal(row.code, 'non_determinism');
+    assert.match(row.message, /history has step "charge"/);
+    const steps = await client.history(run.id);
+    assert.deepEqual(steps.map((s) => [s.name, s.status]), [['charge', 'completed'], ['wait', 'retrying']]);
+  });
+
+  it('pins runs to their version: a v1 run finishes on a v1 worker while v2 workers take new runs', async () => {
+    const mk = (version: string) => defineWorkflow({ name: 'pinned', version, input }, async (ctx) => ctx.step('who', () => `v${version}`));
+    const [v1, v2] = [mk('1'), mk('2')];
+    const onlyV2 = worker([v2]);
+    await onlyV2.start();
+    const old = await client.start(v1, { tag: 'old' });
+    const fresh = await client.start(v2, { tag: 'new' });
+    assert.equal(await client.result(fresh.id, { timeout: '10s' }), 'v2');
+    assert.equal((await client.get(old.id))?.status, 'pending', 'a v2 worker never claims a v1 run');
+    const onlyV1 = worker([v1]);
+    await onlyV1.start();
+    assert.equal(await client.result(old.id, { timeout: '10s' }), 'v1');
+    await Promise.all([onlyV1.stop(), onlyV2.stop()]);
+  });
+
+  it('aborts a running step when the worker loses its lease', async () => {
+    const started = deferred();
+    const aborted = deferred<unknown>();
+    const wf = defineWorkflow({ name: 'lease-loss', input }, async (ctx) =>
+      ctx.step('block', ({ signal }) => {
+        started.resolve();
+        signal.addEventListener('abort', () => aborted.resolve(signal.reason));
+        return new Promise(() => {});
+      }));
+    const w = worker([wf], { leaseDuration: 1500 });
+    await w.start();
+    const run = await client.start(wf, { tag: 'x' });
+    await started.promise;
+    // Another party takes the run away (as an expired-lease reclaim would).
+    const { rows } = await db.pool.query('select lease_token from trellis.runs where id = $1', [run.id]);
+    await db.pool.query('select trellis.run_release($1, $2)', [run.id, rows[0].lease_token]);
+    const reason = await aborted.promise;
+    assert.ok(reason instanceof LeaseLostError);
+    await waitFor(() => w.stats.abandoned >= 1, { what: 'run abandoned' });
+    await w.stop({ timeout: 100 });
+  });
+
+  it('times out a step attempt through its AbortSignal and retries it', async () => {
+    let attempts = 0;
+    const wf = defineWorkflow({ name: 'slow-step', input }, async (ctx) =>
+      ctx.step('slow', ({ signal, attempt }) => {
+        attempts++;
+        if (attempt > 1) return 'fast enough';
+        return new Promise((_, reject) => signal.addEventListener('abort', () => reject(signal.reason)));
+      }, { timeout: 50, retry: { initialDelay: 10 } }));
+    const w = worker([wf]);
+    await w.start();
+    const run = await client.start(wf, { tag: 't' });
+    assert.equal(await run.result({ timeout: '10s' }), 'fast enough');
+    assert.equal(attempts, 2);
+    const [step] = await client.history(run.id);
+    assert.equal(step?.attempts, 2);
+    await w.stop();
+    assert.ok(new TimeoutError('x') instanceof Error);
+  });
+
+  it('retries the whole workflow per its retry policy, keeping completed steps', async () => {
+    let once = 0;
+    let bodies = 0;
+    const wf = defineWorkflow({ name: 'wf-retry', input, retry: { maxAttempts: 2, initialDelay: 10 } }, async (ctx) => {
+      bodies++;
+      await ctx.step('once', () => ++once);
+      if (bodies === 1) throw new Error('workflow bug, transient');
+      return 'ok';
+    });
+    const w = worker([wf]);
+    await w.start();
+    const run = await client.start(wf, { tag: 'r' });
+    assert.equal(await run.result({ timeout: '10s' }), 'ok');
+    assert.equal(once, 1);
+    assert.equal((await client.get(run.id))?.failures, 1);
+    await w.stop();
+  });
+
+  it('fails the run when the output does not match its schema or a step result is too large', async () => {
+    const wf = defineWorkflow({ name: 'bad-output', input, output: z.object({ ok: z.boolean() }) }, async (ctx, { tag }) => {
+      if (tag === 'big') await ctx.step('huge', () => 'x'.repeat(1_100_000));
+      return { ok: 'yes' } as never;
+    });
+    const w = worker([wf]);
+    await w.start();
+    const bad = await client.start(wf, { tag: 'schema' });
+    await assert.rejects(bad.result({ timeout: '10s' }), /output of bad-output is invalid/);
+    const big = await client.start(wf, { tag: 'big' });
+    await assert.rejects(big.result({ timeout: '10s' }), /over the limit/);
+    const [step] = await client.history(big.id);
+    assert.equal(step?.status, 'failed');
+    assert.equal((step?.error as { code: string }).code, 'payload_too_large');
+    await w.stop();
+  });
+
+  it('on shutdown aborts running steps and releases their runs to another worker at once', async () => {
+    const started = deferred();
+    let reason: unknown;
+    let first = true;
+    const wf = defineWorkflow({ name: 'drain', input }, async (ctx) =>
+      ctx.step('long', ({ signal }) => {
+        if (!first) return 'finished elsewhere';
+        first = false;
+        started.resolve();
+        return new Promise((_, reject) => signal.addEventListener('abort', () => {
+          reason = signal.reason;
+          reject(signal.reason);
+        }));
+      }));
+    const a = worker([wf], { leaseDuration: 60_000 });
+    await a.start();
+    const run = await client.start(wf, { tag: 'd' });
+    await started.promise;
+    await a.stop({ timeout: 50 });
+    assert.ok(reason instanceof CancelledError);
+    const row = await client.get(run.id);
+    assert.equal(row?.status, 'pending', 'released, not left leased for 60s');
+    const b = worker([wf]);
+    await b.start();
+    assert.equal(await run.result({ timeout: '10s' }), 'finished elsewhere');
+    await b.stop();
+  });
+
+  it('spreads runs over several workers and completes every one', async () => {
+    const wf = defineWorkflow({ name: 'spread', input }, async (ctx, { tag }) => ctx.step('echo', () => tag));
+    const ws = [worker([wf], { concurrency: 5 }), worker([wf], { concurrency: 5 }), worker([wf], { concurrency: 5 })];
+    await Promise.all(ws.map((w) => w.start()));
+    const runs = await Promise.all(Array.from({ length: 60 }, (_, i) => client.start(wf, { tag: `t${i}` })));
+    const results = await Promise.all(runs.map((r) => r.result({ timeout: '20s' })));
+    assert.deepEqual(results, runs.map((_, i) => `t${i}`));
+    const total = ws.reduce((n, w) => n + w.stats.completed, 0);
+    assert.equal(total, 60);
+    const { rows } = await db.pool.query(`select count(*)::int as n from trellis.steps s join trellis.runs r on r.id = s.run_id where r.workflow = 'spread'`);
+    assert.equal(rows[0].n, 60, 'each step recorded exactly once');
+    await Promise.all(ws.map((w) => w.stop()));
+  });
+});

@@ -1,0 +1,186 @@
+import assert from 'node:assert/strict';
+import { mkdir, mkdtemp, rm, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { describe, it } from 'node:test';
+import { Logger, migrate as gmMigrate } from 'graphile-migrate';
+import pg from 'pg';
+import { SchemaVersionError } from '../../src/errors.ts';
+import { checkSchema, functionsHash, installScript, latestMigration, migrate } from '../../src/schema/install.ts';
+import { migrationHash } from '../../src/schema/migrations.ts';
+import { createDatabase } from '../helpers/db.ts';
+
+/** An empty database and a pool on it for the duration of `fn`, dropped afterwards. */
+async function withEmptyDatabase(fn: (url: string, pool: pg.Pool) => Promise<void>): Promise<void> {
+  const db = await createDatabase('trellis_install');
+  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  pool.on('error', () => undefined);
+  try {
+    await fn(db.url, pool);
+  } finally {
+    await pool.end();
+    await db.drop();
+  }
+}
+
+/** Start and claim a run: proof that the installed functions work. */
+async function schemaWorks(pool: pg.Pool): Promise<void> {
+  await pool.query(`select trellis.workflow_register('[{"name":"probe","version":"1","queue":"default"}]')`);
+  const { rows } = await pool.query(`select trellis.run_start('probe', '{"n":1}') as id`);
+  const claimed = await pool.query(`select id from trellis.run_claim('w', '{default}', '{probe}', '{1}', 1, '1 minute')`);
+  assert.deepEqual(claimed.rows.map((r) => r.id), [rows[0].id]);
+}
+
+/** What migrate() may change: bookkeeping rows and the installed functions. */
+async function state(pool: pg.Pool) {
+  const q = async (text: string) => (await pool.query(text)).rows;
+  return {
+    migrations: await q('select id, hash, applied_at from trellis.migrations order by id'),
+    info: await q('select migration, sql_hash, installed_at from trellis.schema_info'),
+    functions: await q(`select p.oid, md5(p.prosrc) as src from pg_proc p
+                         join pg_namespace n on n.oid = p.pronamespace where n.nspname = 'trellis' order by p.oid`),
+  };
+}
+
+describe('migrate', () => {
+  it('lets 8 concurrent callers install an empty database: all succeed and exactly one applies migration 1', async () => {
+    await withEmptyDatabase(async (url, pool) => {
+      const clients = Array.from({ length: 8 }, () => new pg.Client({ connectionString: url }));
+      await Promise.all(clients.map((c) => c.connect()));
+      try {
+        const results = await Promise.all(clients.map((c) => migrate(c)));
+        const appliers = results.filter((r) => r.applied.length > 0);
+        assert.equal(appliers.length, 1);
+        assert.deepEqual(appliers[0]?.applied, [1]);
+        assert.equal(appliers[0]?.functionsApplied, true);
+        for (const r of results.filter((x) => x.applied.length === 0)) assert.equal(r.functionsApplied, false);
+        assert.ok(results.every((r) => r.version === latestMigration()));
+      } finally {
+        await Promise.all(clients.map((c) => c.end()));
+      }
+      assert.deepEqual((await pool.query('select id from trellis.migrations order by id')).rows, [{ id: 1 }]);
+      await schemaWorks(pool);
+    });
+  });
+
+  it('does nothing when called again on an up-to-date database', async () => {
+    await withEmptyDatabase(async (url, pool) => {
+      assert.deepEqual((await migrate(pool)).applied, [1]);
+      const before = await state(pool);
+      assert.deepEqual(await migrate(url), { applied: [], functionsApplied: false, version: latestMigration() });
+      assert.deepEqual(await state(pool), before);
+    });
+  });
+
+  it('re-applies the functions, and only them, when the installed sql/ differs from the code', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      await migrate(pool);
+      await pool.query(`update trellis.schema_info set sql_hash = 'older'`);
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: true, version: latestMigration() });
+      assert.equal((await pool.query('select sql_hash from trellis.schema_info')).rows[0].sql_hash, functionsHash());
+    });
+  });
+
+  it('refuses a database whose trellis schema is newer than the code with SchemaVersionError, changing nothing', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      await migrate(pool);
+      const next = latestMigration() + 1;
+      await pool.query(`insert into trellis.migrations (id, filename, hash) values ($1, $2, 'sha1:future')`, [
+        next,
+        `${String(next).padStart(6, '0')}.sql`,
+      ]);
+      await pool.query(`update trellis.schema_info set sql_hash = 'older'`);
+      const before = await state(pool);
+      await assert.rejects(migrate(pool), (error) => error instanceof SchemaVersionError && /newer than this code/.test(error.message));
+      assert.deepEqual(await state(pool), before);
+    });
+  });
+
+  it('refuses a database whose applied migration hash differs from the code with SchemaVersionError', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      await migrate(pool);
+      await pool.query(`update trellis.migrations set hash = 'sha1:tampered' where id = 1`);
+      await pool.query(`update trellis.schema_info set sql_hash = 'older'`);
+      const before = await state(pool);
+      await assert.rejects(migrate(pool), (error) => error instanceof SchemaVersionError && /differs/.test(error.message));
+      assert.deepEqual(await state(pool), before);
+    });
+  });
+});
+
+describe('migrate next to graphile-migrate', () => {
+  const silent = new Logger(() => () => undefined);
+
+  /** An application's own graphile-migrate folder with one committed migration. */
+  async function appMigrations(): Promise<string> {
+    const folder = await mkdtemp(join(tmpdir(), 'trellis-gm-'));
+    const body = 'create table public.app_things (id integer primary key, name text not null);\n';
+    await mkdir(join(folder, 'committed'));
+    await writeFile(join(folder, 'committed', '000001.sql'), `--! Previous: -\n--! Hash: ${migrationHash(body, null)}\n\n${body}\n`);
+    return folder;
+  }
+
+  async function assertBoth(pool: pg.Pool): Promise<void> {
+    const app = await pool.query('select filename from graphile_migrate.migrations');
+    assert.deepEqual(app.rows, [{ filename: '000001.sql' }]);
+    const trellis = await pool.query('select id from trellis.migrations');
+    assert.deepEqual(trellis.rows, [{ id: 1 }]);
+    assert.equal((await pool.query(`select to_regclass('public.app_things') as t`)).rows[0].t, 'app_things');
+    await checkSchema(pool);
+    await schemaWorks(pool);
+  }
+
+  for (const order of ['graphile-migrate first', 'trellis first'] as const) {
+    it(`keeps both bookkeepings apart (${order}, then the other, then the first again)`, async () => {
+      const folder = await appMigrations();
+      try {
+        await withEmptyDatabase(async (url, pool) => {
+          const app = () => gmMigrate({ connectionString: url, migrationsFolder: folder, logger: silent });
+          if (order === 'graphile-migrate first') {
+            await app();
+            assert.deepEqual((await migrate(url)).applied, [1]);
+            await app();
+          } else {
+            assert.deepEqual((await migrate(url)).applied, [1]);
+            await app();
+            assert.deepEqual((await migrate(url)).applied, []);
+          }
+          await assertBoth(pool);
+        });
+      } finally {
+        await rm(folder, { recursive: true, force: true });
+      }
+    });
+  }
+});
+
+describe('checkSchema', () => {
+  it('throws SchemaVersionError on an empty database and passes after migrate', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      await assert.rejects(checkSchema(pool), SchemaVersionError);
+      await migrate(pool);
+      await checkSchema(pool);
+    });
+  });
+
+  it('throws SchemaVersionError when the recorded schema is behind or ahead of the code', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      await migrate(pool);
+      await pool.query('update trellis.schema_info set migration = $1', [latestMigration() - 1]);
+      await assert.rejects(checkSchema(pool), /behind this code/);
+      await pool.query('update trellis.schema_info set migration = $1', [latestMigration() + 1]);
+      await assert.rejects(checkSchema(pool), /newer than this code/);
+    });
+  });
+});
+
+describe('installScript', () => {
+  it('installs a working schema when sent as one query, and migrate() then finds nothing to do', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      await pool.query(installScript());
+      await checkSchema(pool);
+      await schemaWorks(pool);
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: false, version: latestMigration() });
+    });
+  });
+});

@@ -1,0 +1,70 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await freshDatabase();
+  await db.pool.query(`select trellis.workflow_register('[{"name":"orders","version":"1","queue":"default"}]')`);
+});
+after(() => db.close());
+
+const count = async () => Number((await db.pool.query('select count(*) from trellis.runs')).rows[0].count);
+
+describe('run_start', () => {
+  it('returns the same run for a repeated key, also under 50 concurrent callers', async () => {
+    const before = await count();
+    const ids = await Promise.all(
+      Array.from({ length: 50 }, () =>
+        db.pool.query(`select trellis.run_start('orders', '{"n":1}', '{"key":"order-42"}') as id`).then((r) => r.rows[0].id as string)),
+    );
+    assert.equal(new Set(ids).size, 1);
+    assert.equal((await count()) - before, 1);
+  });
+
+  it('refuses an unknown workflow with TR002 and writes nothing', async () => {
+    const before = await count();
+    await assert.rejects(db.pool.query(`select trellis.run_start('nope', '{}')`), { code: 'TR002' });
+    assert.equal(await count(), before);
+  });
+
+  it('refuses names with quotes or SQL in them with TR001', async () => {
+    const before = await count();
+    for (const name of [`o'rders`, 'orders; drop table trellis.runs', '"x"', '', ' lead']) {
+      await assert.rejects(db.pool.query('select trellis.run_start($1, $2)', [name, '{}']), { code: 'TR001' }, name);
+    }
+    await assert.rejects(
+      db.pool.query(`select trellis.run_start('orders', '{}', '{"queue":"q''; select 1"}')`),
+      { code: 'TR001' },
+    );
+    assert.equal(await count(), before);
+  });
+
+  it('refuses malformed JSON with a data exception (22P02)', async () => {
+    await assert.rejects(db.pool.query(`select trellis.run_start('orders', '{bad')`), { code: '22P02' });
+  });
+
+  it('refuses an oversized input with TR005', async () => {
+    await db.pool.query(`update trellis.settings set value = '1000' where key = 'max_payload_bytes'`);
+    try {
+      await assert.rejects(
+        db.pool.query('select trellis.run_start($1, $2)', ['orders', JSON.stringify({ blob: 'x'.repeat(5000) })]),
+        { code: 'TR005' },
+      );
+    } finally {
+      await db.pool.query(`update trellis.settings set value = '1048576' where key = 'max_payload_bytes'`);
+    }
+  });
+
+  it('is rolled back with the caller transaction', async () => {
+    const client = await db.pool.connect();
+    try {
+      await client.query('begin');
+      const id = (await client.query(`select trellis.run_start('orders', '{}') as id`)).rows[0].id;
+      await client.query('rollback');
+      assert.equal((await db.pool.query('select 1 from trellis.runs where id = $1', [id])).rowCount, 0);
+    } finally {
+      client.release();
+    }
+  });
+});
