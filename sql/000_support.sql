@@ -13,7 +13,10 @@ comment on function trellis.now() is
 create or replace function trellis._raise(p_code text, p_message text, p_detail text default null)
 returns void language plpgsql as $$
 begin
-  raise exception using errcode = p_code, message = p_message, detail = coalesce(p_detail, '');
+  if p_detail is null then
+    raise exception using errcode = p_code, message = p_message;
+  end if;
+  raise exception using errcode = p_code, message = p_message, detail = p_detail;
 end $$;
 comment on function trellis._raise(text, text, text) is
   'Raise a Trellis error with SQLSTATE p_code (TR001 validation, TR002 not found, TR003 lease lost, TR004 illegal transition, TR005 payload too large, TR007 schema version).';
@@ -73,5 +76,16 @@ begin
     perform trellis._raise('TR003', format('lease token %s is stale for run %s', p_token, p_run_id));
   end if;
 end $$;
+create or replace function trellis._check_lease(p_lease interval)
+returns interval language plpgsql immutable as $$
+begin
+  if p_lease is null or p_lease < interval '1 second' or p_lease > interval '1 day' then
+    perform trellis._raise('TR001', format('lease must be between 1 second and 1 day, not %s', coalesce(p_lease::text, 'null')));
+  end if;
+  return p_lease;
+end $$;
+comment on function trellis._check_lease(interval) is
+  'Return p_lease if it is between 1 second and 1 day, else raise TR001.';
+
 comment on function trellis._raise_unheld(uuid, uuid) is
   'Raise TR002, TR004 or TR003 for a fenced write that was refused.';

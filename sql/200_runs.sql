@@ -41,6 +41,9 @@ begin
     end if;
   end if;
   v_queue := trellis._check_name(coalesce(v_options->>'queue', v_default), 'queue');
+  if v_options ? 'key' and jsonb_typeof(v_options->'key') not in ('string', 'null') then
+    perform trellis._raise('TR001', 'run key must be a string');
+  end if;
   if v_key is not null and (length(v_key) = 0 or length(v_key) > 512) then
     perform trellis._raise('TR001', 'run key must be 1-512 characters');
   end if;
@@ -106,9 +109,7 @@ begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
   end if;
-  if p_lease is null or p_lease < interval '1 second' then
-    perform trellis._raise('TR001', 'lease must be at least 1 second');
-  end if;
+  perform trellis._check_lease(p_lease);
   -- Runs whose lease expired become claimable again.
   with expired as (
     select r.id from trellis.runs r
@@ -149,20 +150,24 @@ end $$;
 comment on function trellis.run_claim(text, text[], text[], text[], integer, interval) is
   'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token and step history. Reclaims expired leases first.';
 
-create or replace function trellis.run_next_due(p_queues text[])
+create or replace function trellis.run_next_due(p_queues text[], p_workflows text[], p_versions text[])
 returns timestamptz language sql stable as $$
   select least(
-    (select min(r.run_at) from trellis.runs r where r.status = 'pending' and r.queue = any(p_queues)),
+    (select min(r.run_at) from trellis.runs r
+      where r.status = 'pending' and r.queue = any (p_queues)
+        and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
+                     where s.w = r.workflow and s.v = r.version)),
     (select min(r.lease_expires_at) from trellis.runs r where r.status = 'running'))
 $$;
-comment on function trellis.run_next_due(text[]) is
-  'The earliest time a run in p_queues becomes due, or a lease (any queue) expires; null if none.';
+comment on function trellis.run_next_due(text[], text[], text[]) is
+  'The earliest time a run of the served workflow/version pairs in p_queues becomes due, or a lease (any queue) expires; null if none.';
 
 create or replace function trellis.run_heartbeat_many(p_run_ids uuid[], p_tokens uuid[], p_lease interval)
 returns setof uuid language plpgsql as $$
 declare
   v_now timestamptz := trellis.now();
 begin
+  perform trellis._check_lease(p_lease);
   return query
   with held as (
     select r.id from trellis.runs r

@@ -16,13 +16,13 @@
 --   {op:'release', run, token, delay_ms, error, failure}   -- back to pending
 
 create or replace function trellis.checkpoint_apply(p_ops jsonb)
-returns setof uuid language plpgsql as $$
+returns table (run_id uuid, token uuid) language plpgsql as $$
+#variable_conflict use_column
 declare
   v_now     timestamptz := trellis.now();
   v_max     integer := trellis._setting_int('max_payload_bytes', 1048576);
   v_ops     trellis.checkpoint_op[];
-  v_held    uuid[];
-  v_refused uuid[];
+  v_held    text[];
   v_big     text;
   v_ids     text;
   v_queue   text;
@@ -49,49 +49,51 @@ begin
     perform trellis._raise('TR005', v_big);
   end if;
 
-  -- Fence: lock the runs held under the given tokens, in id order.
-  select coalesce(array_agg(id), '{}') into v_held from (
-    select r.id from trellis.runs r
-      join (select distinct run, token from unnest(v_ops)) o
+  -- Fence: lock the runs held under the given tokens, in id order. An op
+  -- applies only if its own (run, token) pair is held: two executions of one
+  -- run (an old one that lost its lease, a new one) may share a batch.
+  select coalesce(array_agg(held.pair), '{}') into v_held from (
+    select r.id::text || '/' || r.lease_token::text as pair from trellis.runs r
+      join (select distinct o.run, o.token from unnest(v_ops) o) o
         on o.run = r.id and o.token = r.lease_token
      where r.status = 'running'
      order by r.id
      for no key update of r) held;
-  select coalesce(array_agg(distinct run), '{}') into v_refused
-    from unnest(v_ops) where run <> all (v_held);
+  v_ops := array(select o from unnest(v_ops) o where o.run::text || '/' || o.token::text = any (v_held));
 
-  -- Steps. A completed or failed checkpoint is never overwritten.
+  -- Steps. A completed or failed checkpoint is never overwritten; a 'running'
+  -- marker (the attempt started) or a 'retrying' one is.
   insert into trellis.steps as s (run_id, seq, name, kind, status, output, error, attempts,
                                   started_at, finished_at)
   select o.run, o.seq, o.name, o.kind, o.status, o.output, o.error, coalesce(o.attempts, 1),
          v_now - make_interval(secs => coalesce(o.ms, 0) / 1000.0), v_now
     from unnest(v_ops) o
-   where o.op = 'step' and o.run = any (v_held)
+   where o.op = 'step'
   on conflict (run_id, seq) do update
      set status = excluded.status, output = excluded.output, error = excluded.error,
          attempts = excluded.attempts, started_at = excluded.started_at,
          finished_at = excluded.finished_at
-   where s.status = 'retrying' and s.name = excluded.name;
+   where s.status in ('running', 'retrying') and s.name = excluded.name;
 
   update trellis.runs r
      set status = 'completed', output = coalesce(o.output, 'null'), error = null,
          finished_at = v_now, updated_at = v_now,
          lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
-   where o.op = 'complete' and r.id = o.run and r.id = any (v_held);
+   where o.op = 'complete' and r.id = o.run and r.lease_token = o.token;
 
   update trellis.runs r
      set status = 'failed', error = coalesce(o.error, '{}'),
          finished_at = v_now, updated_at = v_now,
          lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
-   where o.op = 'fail' and r.id = o.run and r.id = any (v_held);
+   where o.op = 'fail' and r.id = o.run and r.lease_token = o.token;
 
   -- A failed attempt of the whole workflow forgets its failed steps, so the
   -- next attempt runs them again (completed steps stay memoised).
   delete from trellis.steps s
    using unnest(v_ops) o
-   where o.op = 'release' and o.failure and s.run_id = o.run and o.run = any (v_held)
+   where o.op = 'release' and o.failure and s.run_id = o.run
      and s.status = 'failed';
 
   update trellis.runs r
@@ -100,29 +102,31 @@ begin
          failures = r.failures + case when o.failure then 1 else 0 end,
          updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
-   where o.op = 'release' and r.id = o.run and r.id = any (v_held);
+   where o.op = 'release' and r.id = o.run and r.lease_token = o.token;
 
   -- Wake-ups: finished run ids (ids only, chunked under the 8000-byte payload
   -- limit) and the queues that have a run due now.
   for v_ids in
     select string_agg(run::text, ',')
       from (select run, (row_number() over ()) / 200 as chunk
-              from unnest(v_ops) where op in ('complete', 'fail') and run = any (v_held)) f
+              from unnest(v_ops) where op in ('complete', 'fail')) f
      group by chunk
   loop
     perform pg_notify('trellis:run_finished', v_ids);
   end loop;
   for v_queue in
     select distinct r.queue from unnest(v_ops) o join trellis.runs r on r.id = o.run
-     where o.op = 'release' and coalesce(o.delay_ms, 0) <= 0 and o.run = any (v_held)
+     where o.op = 'release' and coalesce(o.delay_ms, 0) <= 0
   loop
     perform pg_notify('trellis:run_ready', v_queue);
   end loop;
 
-  return query select unnest(v_refused);
+  return query
+  select distinct o.run, o.token from jsonb_populate_recordset(null::trellis.checkpoint_op, p_ops) o
+   where o.run::text || '/' || o.token::text <> all (v_held);
 end $$;
 comment on function trellis.checkpoint_apply(jsonb) is
-  'Apply many fenced checkpoint ops (step, complete, fail, release) of many runs in one transaction; returns the ids of runs whose token was stale (their ops were refused).';
+  'Apply many fenced checkpoint ops (step, complete, fail, release) of many runs in one transaction; returns the (run_id, token) pairs that were stale (their ops were refused).';
 
 create or replace function trellis._checkpoint_one(p_op jsonb)
 returns void language plpgsql as $$
@@ -140,8 +144,8 @@ create or replace function trellis.step_record(
   p_kind text default 'step')
 returns void language plpgsql as $$
 begin
-  if p_status is null or p_status not in ('completed', 'failed', 'retrying') then
-    perform trellis._raise('TR001', format('step status %L is not completed, failed or retrying', p_status));
+  if p_status is null or p_status not in ('running', 'completed', 'failed', 'retrying') then
+    perform trellis._raise('TR001', format('step status %L is not running, completed, failed or retrying', p_status));
   end if;
   if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect') then
     perform trellis._raise('TR001', format('step kind %L is unknown', p_kind));
@@ -151,7 +155,7 @@ begin
     'error', p_error, 'attempts', p_attempts));
 end $$;
 comment on function trellis.step_record(uuid, uuid, integer, text, text, jsonb, jsonb, integer, text) is
-  'Checkpoint step p_seq of a run held under p_token. A completed or failed step is never overwritten.';
+  'Checkpoint step p_seq of a run held under p_token: running (attempt p_attempts started), completed, failed or retrying. A completed or failed step is never overwritten.';
 
 create or replace function trellis.run_complete(p_run_id uuid, p_token uuid, p_output jsonb)
 returns void language plpgsql as $$
@@ -176,7 +180,7 @@ create or replace function trellis.run_release(p_run_id uuid, p_token uuid, p_de
 returns void language plpgsql as $$
 begin
   perform trellis._checkpoint_one(jsonb_build_object('op', 'release', 'run', p_run_id,
-    'token', p_token, 'delay_ms', (extract(epoch from coalesce(p_delay, '0')) * 1000)::integer,
+    'token', p_token, 'delay_ms', (extract(epoch from coalesce(p_delay, '0')) * 1000)::bigint,
     'error', p_error, 'failure', coalesce(p_failure, false)));
 end $$;
 comment on function trellis.run_release(uuid, uuid, interval, jsonb, boolean) is

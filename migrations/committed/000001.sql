@@ -1,5 +1,5 @@
 --! Previous: -
---! Hash: sha1:476d7bc2e7cfb3f3e4c2a7033ecd8985b0c0d035
+--! Hash: sha1:f30ca02b5ef0018a624fc8edee88c211f9ae2010
 
 -- Trellis 000001: the engine's tables.
 -- Table DDL only; every function lives in sql/ and is re-applied on install.
@@ -80,7 +80,7 @@ create table trellis.steps (
   finished_at timestamptz not null,
   primary key (run_id, seq),
   constraint steps_kind_check check (kind in ('step', 'now', 'random', 'uuid', 'side_effect')),
-  constraint steps_status_check check (status in ('completed', 'failed', 'retrying'))
+  constraint steps_status_check check (status in ('running', 'completed', 'failed', 'retrying'))
 );
 
 -- One op of trellis.checkpoint_apply (the batched, fenced write path).
@@ -95,7 +95,7 @@ create type trellis.checkpoint_op as (
   output   jsonb,
   error    jsonb,
   attempts integer,
-  ms       integer,
-  delay_ms integer,
+  ms       bigint,
+  delay_ms bigint,
   failure  boolean
 );

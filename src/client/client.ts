@@ -293,6 +293,7 @@ export class Client {
           for (const set of this.waiters.values()) for (const check of set) check();
         },
         log: this.log,
+        applicationName: 'trellis-client-listener',
       });
       await listener.start();
       return listener;

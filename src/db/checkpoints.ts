@@ -21,8 +21,8 @@ export function encodeOps(ops: readonly CheckpointOp[]): string {
   return `[${parts.join(',')}]`;
 }
 
-/** trellis.checkpoint_apply: returns the ids of runs whose ops were refused (stale token). */
+/** trellis.checkpoint_apply: returns `${run}:${token}` of every refused (stale) lease. */
 export async function checkpointApply(db: Queryable, ops: readonly CheckpointOp[]): Promise<Set<string>> {
-  const rows = await run<{ id: string }>(db, 'select id from trellis.checkpoint_apply($1::jsonb) as id', [encodeOps(ops)]);
-  return new Set(rows.map((r) => r.id));
+  const rows = await run<{ run_id: string; token: string }>(db, 'select run_id, token from trellis.checkpoint_apply($1::jsonb)', [encodeOps(ops)]);
+  return new Set(rows.map((r) => `${r.run_id}:${r.token}`));
 }

@@ -52,11 +52,11 @@ export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedR
 }
 
 /** trellis.run_next_due, as milliseconds from the engine's now (null: nothing scheduled). */
-export async function runNextDue(db: Queryable, queues: readonly string[]): Promise<number | null> {
+export async function runNextDue(db: Queryable, queues: readonly string[], served: readonly { name: string; version: string }[]): Promise<number | null> {
   const rows = await run<{ ms: number | null }>(
     db,
-    'select (extract(epoch from trellis.run_next_due($1::text[]) - trellis.now()) * 1000)::float8 as ms',
-    [queues],
+    'select (extract(epoch from trellis.run_next_due($1::text[], $2::text[], $3::text[]) - trellis.now()) * 1000)::float8 as ms',
+    [queues, served.map((s) => s.name), served.map((s) => s.version)],
   );
   return rows[0]?.ms ?? null;
 }

@@ -233,6 +233,10 @@ class Execution {
     await this.barrier();
     if (this.halted) return { ok: 'halted' };
     const started = Date.now();
+    // Mark the attempt as started, without waiting: if the process dies in the
+    // body, the next execution sees it and counts the attempt. A fast step's
+    // marker is dropped by the committer when its result is queued first.
+    void this.write({ seq, name, kind, status: 'running', attempts: attempt, ms: 0 }).catch(() => undefined);
     const controller = new AbortController();
     const onRunAbort = () => controller.abort(this.o.signal.reason);
     this.o.signal.addEventListener('abort', onRunAbort, { once: true });

@@ -3,7 +3,8 @@
 export const STEP_KINDS = ['step', 'now', 'random', 'uuid', 'side_effect'] as const;
 export type StepKind = (typeof STEP_KINDS)[number];
 
-export const STEP_STATES = ['completed', 'failed', 'retrying'] as const;
+/** running: attempt `attempts` started (no result yet); retrying: attempt `attempts` failed, another is due. */
+export const STEP_STATES = ['running', 'completed', 'failed', 'retrying'] as const;
 export type StepState = (typeof STEP_STATES)[number];
 
 /** A recorded step, as trellis.run_claim returns it. */

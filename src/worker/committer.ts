@@ -26,6 +26,8 @@ export interface CommitterStats {
 
 export class Committer {
   private queue: Pending[] = [];
+  /** Queued 'running' markers by run:seq, so a result can drop its marker. */
+  private readonly markers = new Map<string, Pending>();
   private flushing: Promise<void> | undefined;
   private scheduled = false;
   readonly stats: CommitterStats = { flushes: 0, ops: 0 };
@@ -39,7 +41,21 @@ export class Committer {
   /** Queue an op; resolves once it has committed, rejects with LeaseLostError if refused. */
   push(op: CheckpointOp): Promise<void> {
     return new Promise<void>((resolve, reject) => {
-      this.queue.push({ op, resolve, reject });
+      const pending: Pending = { op, resolve, reject };
+      if (op.op === 'step') {
+        const key = `${op.run}:${op.seq}`;
+        if (op.status === 'running') {
+          this.markers.set(key, pending);
+        } else {
+          // A result supersedes its own still-queued 'running' marker.
+          const marker = this.markers.get(key);
+          if (marker) {
+            this.markers.delete(key);
+            marker.resolve();
+          }
+        }
+      }
+      this.queue.push(pending);
       this.schedule();
     });
   }
@@ -65,7 +81,16 @@ export class Committer {
   }
 
   private async flush(): Promise<void> {
-    const batch = this.queue.splice(0, this.maxBatch);
+    const taken = this.queue.splice(0, this.maxBatch);
+    const batch: Pending[] = [];
+    for (const p of taken) {
+      if (p.op.op === 'step' && p.op.status === 'running') {
+        const key = `${p.op.run}:${p.op.seq}`;
+        if (this.markers.get(key) !== p) continue; // superseded and already resolved
+        this.markers.delete(key);
+      }
+      batch.push(p);
+    }
     if (!batch.length) return;
     this.stats.flushes++;
     this.stats.ops += batch.length;
@@ -105,7 +130,7 @@ export class Committer {
 
 function settle(batch: Pending[], refused: Set<string>): void {
   for (const p of batch) {
-    if (refused.has(p.op.run)) {
+    if (refused.has(`${p.op.run}:${p.op.token}`)) {
       p.reject(new LeaseLostError(`run ${p.op.run}: lease lost, ${p.op.op} refused`));
     } else {
       p.resolve();

@@ -20,6 +20,8 @@ export interface ListenerOptions {
   onNotify: (channel: string, payload: string) => void;
   onConnect: () => void;
   log: Logger;
+  /** application_name of the LISTEN connection, visible in pg_stat_activity. */
+  applicationName: string;
 }
 
 export class Listener {
@@ -30,7 +32,7 @@ export class Listener {
 
   constructor(private readonly o: ListenerOptions) {
     this.subscriber = createSubscriber(
-      { ...o.connection, application_name: 'trellis-listener' },
+      { ...o.connection, application_name: o.applicationName },
       {
         retryLimit: Number.POSITIVE_INFINITY,
         retryTimeout: Number.POSITIVE_INFINITY,

@@ -118,6 +118,11 @@ export class Worker {
       this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
   }
 
+  /** How many times the LISTEN connection has been (re)established. */
+  get listenerConnects(): number {
+    return this.listener?.connects ?? 0;
+  }
+
   /** Runs currently executing on this worker. */
   get activeCount(): number {
     return this.active.size;
@@ -139,6 +144,7 @@ export class Worker {
       },
       onConnect: () => this.wake(),
       log: this.log,
+      applicationName: 'trellis-worker-listener',
     });
     await this.listener.start();
     this.pollTimer = setInterval(() => this.wake(), this.pollMs);
@@ -195,11 +201,12 @@ export class Worker {
 
   /** Wake at the next due time (a scheduled run, a retry backoff, an expiring lease). */
   private async armDueTimer(): Promise<void> {
-    const ms = await runNextDue(this.pool, this.queues);
+    const ms = await runNextDue(this.pool, this.queues, [...this.definitions.values()]);
     if (this.dueTimer) clearTimeout(this.dueTimer);
     this.dueTimer = undefined;
     if (ms === null || ms >= this.pollMs) return;
-    this.dueTimer = setTimeout(() => this.wake(), Math.max(0, ms) + 5);
+    // Already due but not claimed (locked by another claimer): look again soon, not in a tight loop.
+    this.dueTimer = setTimeout(() => this.wake(), ms <= 0 ? 25 : ms + 5);
   }
 
   private begin(run: ClaimedRun): void {

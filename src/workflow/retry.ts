@@ -53,7 +53,7 @@ export function nextDelay(
   if (isNonRetryable(error)) return null;
   if (policy?.retryIf && !policy.retryIf(error)) return null;
   if (attempt >= p.maxAttempts) return null;
-  if (error instanceof RetryAfterError) return Math.max(0, error.retryAfterMs);
+  if (error instanceof RetryAfterError) return Math.max(0, Math.round(error.retryAfterMs));
   const initial = toMs(p.initialDelay, 'initialDelay');
   const cap = toMs(p.maxDelay, 'maxDelay');
   const base = p.backoff === 'constant' ? initial : initial * p.factor ** (attempt - 1);

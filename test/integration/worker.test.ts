@@ -37,7 +37,8 @@ describe('worker', () => {
     const w1 = worker([v1]);
     await w1.start();
     const run = await client.start(v1, { tag: 'nd' });
-    await waitFor(async () => (await client.history(run.id)).length === 1, { what: 'first checkpoint' });
+    await waitFor(async () => (await client.history(run.id)).some((s) => s.name === 'charge' && s.status === 'completed'),
+      { what: 'first checkpoint' });
     gate.resolve();
     await waitFor(async () => (await client.get(run.id))?.status === 'pending', { what: 'retry scheduled' });
     await w1.stop();

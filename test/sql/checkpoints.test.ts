@@ -5,11 +5,7 @@ import pg from 'pg';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-interface Held {
-  id: string;
-  token: string;
-  queue: string;
-}
+type Held = { id: string; token: string; queue: string };
 
 let db: TestDatabase;
 before(async () => {
@@ -39,14 +35,13 @@ async function held(lease = '30 seconds'): Promise<Held> {
   return (await claimOne(queue, 'w1', lease)) as Held;
 }
 
-const run = async (id: string) =>
-  (await sql(
-    `select status, output, error, failures, attempt, lease_token, lease_expires_at, finished_at, run_at > now() + interval '59 minutes' as later
-       from trellis.runs where id = $1`,
-    [id],
-  ))[0];
+const RUN = `select status, output, error, failures, attempt, lease_token, lease_expires_at, finished_at,
+                    run_at > now() + interval '59 minutes' as later from trellis.runs where id = $1`;
+const run = async (id: string) => (await sql(RUN, [id]))[0];
 const steps = (id: string) => sql('select seq, name, status, output, attempts from trellis.steps where run_id = $1 order by seq', [id]);
-const apply = async (ops: unknown) => (await sql('select id from trellis.checkpoint_apply($1) as id', [JSON.stringify(ops)])).map((r) => r.id);
+/** checkpoint_apply; returns the refused leases as 'run/token'. */
+const apply = async (ops: unknown) =>
+  (await sql('select run_id, token from trellis.checkpoint_apply($1)', [JSON.stringify(ops)])).map((r) => `${r.run_id}/${r.token}`);
 const recordStep = (h: Held, seq: number, name: string, status: string, output: unknown = null) =>
   sql('select trellis.step_record($1, $2, $3, $4, $5, $6)', [h.id, h.token, seq, name, status, JSON.stringify(output)]);
 
@@ -219,7 +214,7 @@ describe('a stale lease token', () => {
       { op: 'complete', run: good.id, token: good.token, output: 'done' },
       { op: 'complete', run: stale.id, token: stale.oldToken, output: 'done' },
     ]);
-    assert.deepEqual(refused, [stale.id]);
+    assert.deepEqual(refused, [`${stale.id}/${stale.oldToken}`]);
     assert.equal((await run(good.id)).status, 'completed');
     assert.equal((await steps(good.id)).length, 1);
     assert.deepEqual(await snapshot(), before);
@@ -234,6 +229,8 @@ describe('a stale lease token', () => {
     const r = await run(stale.id);
     assert.equal(r.status, 'running', `the stale complete was applied (refused: ${JSON.stringify(refused)})`);
     assert.equal(r.lease_token, stale.newToken);
+    assert.deepEqual(refused, [`${stale.id}/${stale.oldToken}`], 'only the stale lease is refused');
+    assert.equal((await steps(stale.id)).find((st) => st.seq === 5)?.status, 'completed', 'the current lease still writes');
   });
 });
 

@@ -4,11 +4,13 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
 import { Logger, migrate as gmMigrate } from 'graphile-migrate';
+import { clearAllPools } from 'graphile-migrate/dist/pgReal.js';
 import pg from 'pg';
 import { SchemaVersionError } from '../../src/errors.ts';
 import { checkSchema, functionsHash, installScript, latestMigration, migrate } from '../../src/schema/install.ts';
 import { migrationHash } from '../../src/schema/migrations.ts';
 import { createDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 /** An empty database and a pool on it for the duration of `fn`, dropped afterwards. */
 async function withEmptyDatabase(fn: (url: string, pool: pg.Pool) => Promise<void>): Promise<void> {
@@ -135,7 +137,13 @@ describe('migrate next to graphile-migrate', () => {
       const folder = await appMigrations();
       try {
         await withEmptyDatabase(async (url, pool) => {
-          const app = () => gmMigrate({ connectionString: url, migrationsFolder: folder, logger: silent });
+          // graphile-migrate keeps a pool per connection string, and exits the process if one
+          // of its idle connections dies (as when the database is dropped): close it first.
+          const gmUrl = `${url}?application_name=app_migrate`;
+          const app = async () => {
+            await gmMigrate({ connectionString: gmUrl, migrationsFolder: folder, logger: silent });
+            clearAllPools();
+          };
           if (order === 'graphile-migrate first') {
             await app();
             assert.deepEqual((await migrate(url)).applied, [1]);
@@ -146,6 +154,8 @@ describe('migrate next to graphile-migrate', () => {
             assert.deepEqual((await migrate(url)).applied, []);
           }
           await assertBoth(pool);
+          const gmBackends = `select count(*)::int as n from pg_stat_activity where application_name = 'app_migrate'`;
+          await waitFor(async () => (await pool.query(gmBackends)).rows[0].n === 0, { what: 'graphile-migrate to disconnect' });
         });
       } finally {
         await rm(folder, { recursive: true, force: true });

@@ -222,8 +222,9 @@ describe('run_claim', () => {
 });
 
 describe('run_next_due', () => {
-  const nextDue = async (queues: string[]) =>
-    (await db.pool.query('select trellis.run_next_due($1) as at', [queues])).rows[0].at as Date | null;
+  const nextDue = async (queues: string[], served: [string, string][] = [['w', '1']]) =>
+    (await db.pool.query('select trellis.run_next_due($1, $2, $3) as at', [queues, served.map((s) => s[0]), served.map((s) => s[1])]))
+      .rows[0].at as Date | null;
   const noLeases = async () =>
     assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where status = 'running'`)).rows[0].n, 0);
 
@@ -235,6 +236,14 @@ describe('run_next_due', () => {
     await start('nd-c', { run_at: '2099-01-01T00:00:00Z' });
     assert.equal((await nextDue(['nd-a']))?.toISOString(), '2100-01-02T00:00:00.000Z');
     assert.equal((await nextDue(['nd-a', 'nd-b']))?.toISOString(), '2100-01-01T00:00:00.000Z');
+  });
+
+  it('ignores pending runs of workflow versions the caller does not serve', async () => {
+    await noLeases();
+    await start('nd-v', { version: '2', run_at: '2000-01-01T00:00:00Z' });
+    await start('nd-v', { run_at: '2100-05-01T00:00:00Z' });
+    assert.equal((await nextDue(['nd-v']))?.toISOString(), '2100-05-01T00:00:00.000Z');
+    assert.equal((await nextDue(['nd-v'], [['w', '2']]))?.toISOString(), '2000-01-01T00:00:00.000Z');
   });
 
   it('returns null when nothing is pending in the queues and no lease is held', async () => {

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 
 let db: TestDatabase;
@@ -65,6 +66,52 @@ describe('run_start', () => {
       assert.equal((await db.pool.query('select 1 from trellis.runs where id = $1', [id])).rowCount, 0);
     } finally {
       client.release();
+    }
+  });
+  it('refuses unknown options and malformed key, priority, run_at or metadata with TR001', async () => {
+    const before = await count();
+    const bad = [
+      { queue: 'default', colour: 'red' },
+      { key: '' },
+      { key: 'k'.repeat(513) },
+      { priority: 1.5 },
+      { priority: '5' },
+      { priority: 32768 },
+      { run_at: 'tomorrow-ish' },
+      { metadata: [] },
+      { metadata: 'x' },
+    ];
+    for (const options of bad) {
+      await assert.rejects(
+        db.pool.query(`select trellis.run_start('orders', '{}', $1)`, [JSON.stringify(options)]),
+        { code: 'TR001' },
+        JSON.stringify(options),
+      );
+    }
+    await assert.rejects(db.pool.query(`select trellis.run_start('orders', '{}', '[]')`), { code: 'TR001' });
+    assert.equal(await count(), before);
+  });
+
+  it('notifies trellis:run_ready with the queue of a run due now, but not of a run due later', async () => {
+    const listener = new pg.Client({ connectionString: db.url });
+    await listener.connect();
+    try {
+      await listener.query('listen "trellis:run_ready"');
+      const payloads: string[] = [];
+      // Notifications arrive in commit order: once 'now-queue' is here, 'later-queue' would have been too.
+      const arrived = new Promise<void>((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`no notification for now-queue; got ${payloads}`)), 5000);
+        listener.on('notification', (n) => {
+          payloads.push(n.payload ?? '');
+          if (n.payload === 'now-queue') resolve(clearTimeout(timer));
+        });
+      });
+      await db.pool.query(`select trellis.run_start('orders', '{}', '{"queue":"later-queue","run_at":"2999-01-01T00:00:00Z"}')`);
+      await db.pool.query(`select trellis.run_start('orders', '{}', '{"queue":"now-queue"}')`);
+      await arrived;
+      assert.deepEqual(payloads, ['now-queue']);
+    } finally {
+      await listener.end();
     }
   });
 });

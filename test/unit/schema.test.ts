@@ -1,0 +1,78 @@
+import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { calculateHash } from 'graphile-migrate/dist/hash.js';
+import { SchemaVersionError } from '../../src/errors.ts';
+import { BUNDLE } from '../../src/schema/bundle.generated.ts';
+import { type BundledMigration, migrationHash, parseMigration, verifyChain } from '../../src/schema/migrations.ts';
+import { renderBundle } from '../../src/schema/sources.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A migration that correctly follows `previous` in the chain. */
+function follow(previous: BundledMigration, body = 'create table trellis.extra (id integer);\n'): BundledMigration {
+  const id = previous.id + 1;
+  return { id, filename: `${String(id).padStart(6, '0')}.sql`, previousHash: previous.hash, hash: migrationHash(body, previous.hash), body };
+}
+
+const first = BUNDLE.migrations[0] as BundledMigration;
+const rejects = (migrations: BundledMigration[], message: RegExp) =>
+  assert.throws(() => verifyChain(migrations), (error) => error instanceof SchemaVersionError && message.test(error.message));
+
+describe('verifyChain', () => {
+  it('accepts the bundled migrations', () => {
+    assert.ok(BUNDLE.migrations.length >= 1);
+    verifyChain(BUNDLE.migrations);
+  });
+
+  it('accepts a correctly linked longer chain', () => {
+    const second = follow(first);
+    verifyChain([first, second, follow(second)]);
+  });
+
+  it('rejects a body edited after commit', () => {
+    rejects([{ ...first, body: `${first.body}\ncreate table trellis.sneaky (id integer);\n` }], /edited after commit/);
+    rejects([first, { ...follow(first), body: 'drop table trellis.runs;\n' }], /edited after commit/);
+  });
+
+  it('rejects a broken previous link, even when the hash matches the body', () => {
+    const orphan = follow({ ...first, hash: 'sha1:0000000000000000000000000000000000000000' });
+    rejects([first, orphan], /does not follow/);
+    rejects([{ ...first, previousHash: orphan.hash, hash: migrationHash(first.body, orphan.hash) }], /does not follow/);
+  });
+
+  it('rejects an out-of-sequence id', () => {
+    rejects([first, { ...follow(first), id: 3 }], /out of sequence/);
+    rejects([{ ...first, id: 2 }], /out of sequence/);
+    const second = follow(first);
+    rejects([second, first], /out of sequence/);
+  });
+});
+
+describe('migrationHash', () => {
+  it("matches graphile-migrate's calculateHash", () => {
+    const bodies = [first.body, 'select 1;', '\n\n  select 1;  \n\n', '-- only a comment\n', '', 'select $$\n  x\n$$;\n'];
+    for (const previous of [null, first.hash, 'sha1:abc']) {
+      for (const body of bodies) {
+        assert.equal(migrationHash(body, previous), calculateHash(body, previous), JSON.stringify({ body, previous }));
+      }
+    }
+  });
+
+  it('reproduces the hash in the header of every committed migration', async () => {
+    for (const m of BUNDLE.migrations) {
+      const text = await readFile(`${root}migrations/committed/${m.filename}`, 'utf8');
+      const parsed = parseMigration(m.filename, text);
+      assert.equal(parsed.hash, m.hash);
+      assert.equal(calculateHash(parsed.body, parsed.previousHash), parsed.hash);
+    }
+  });
+});
+
+describe('the generated bundle', () => {
+  it('is up to date with migrations/committed and sql/ (run `npm run sql:bundle`)', async () => {
+    const current = await readFile(`${root}src/schema/bundle.generated.ts`, 'utf8');
+    assert.equal(current, await renderBundle(root));
+  });
+});
