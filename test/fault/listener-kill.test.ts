@@ -1,0 +1,71 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let db: TestDatabase;
+let client: Client;
+before(async () => {
+  db = await freshDatabase();
+  client = createClient({ pool: db.pool, logger: silentLogger, resultPollInterval: 200 });
+});
+after(async () => {
+  await client.close();
+  await db.close();
+});
+
+const echo = defineWorkflow({ name: 'echo', input: z.object({ v: z.number() }) }, async (ctx, { v }) => ctx.step('echo', () => v));
+
+async function listenerPid(): Promise<number | undefined> {
+  const { rows } = await db.pool.query(
+    `select pid from pg_stat_activity where datname = current_database() and application_name = 'trellis-worker-listener'`,
+  );
+  return rows[0]?.pid;
+}
+
+describe('the listener backend killed with pg_terminate_backend', () => {
+  it('work started afterwards still runs within the poll interval', async () => {
+    const pollMs = 500;
+    const worker = createWorker({ pool: db.pool, workflows: [echo], pollInterval: pollMs, logger: silentLogger });
+    await worker.start();
+    try {
+      const pid = await waitFor(listenerPid, { what: 'listener backend' });
+      await db.pool.query('select pg_terminate_backend($1)', [pid]);
+      const t0 = Date.now();
+      const run = await client.start(echo, { v: 7 });
+      assert.equal(await run.result({ timeout: '10s' }), 7);
+      const elapsed = Date.now() - t0;
+      // Either the poll or the reconnect's catch-up claim picks it up.
+      assert.ok(elapsed < pollMs + 1000, `took ${elapsed} ms with a ${pollMs} ms poll interval`);
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('LISTEN comes back: after the reconnect a NOTIFY wakes the worker with polling out of the picture', async () => {
+    // A one-hour poll: only NOTIFY (or the catch-up claim on reconnect) can wake this worker.
+    const worker = createWorker({ pool: db.pool, workflows: [echo], pollInterval: 3_600_000, logger: silentLogger });
+    await worker.start();
+    try {
+      const first = await waitFor(listenerPid, { what: 'listener backend' });
+      await db.pool.query('select pg_terminate_backend($1)', [first]);
+      const second = await waitFor(async () => {
+        const pid = await listenerPid();
+        return pid !== undefined && pid !== first ? pid : undefined;
+      }, { what: 'a new listener backend' });
+      assert.notEqual(second, first);
+      await waitFor(() => worker.listenerConnects >= 2, { what: 'listener reconnected' });
+      for (let i = 0; i < 3; i++) {
+        const run = await client.start(echo, { v: i });
+        assert.equal(await run.result({ timeout: '10s' }), i);
+      }
+    } finally {
+      await worker.stop();
+    }
+  });
+});

@@ -1,0 +1,68 @@
+import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { main } from '../../src/cli/main.ts';
+import { createDatabase } from '../helpers/db.ts';
+
+let database: Awaited<ReturnType<typeof createDatabase>>;
+before(async () => {
+  database = await createDatabase('trellis_cli');
+});
+after(() => database.drop());
+
+const capture = async (args: string[]) => {
+  let text = '';
+  const code = await main(args, (s) => (text += s));
+  return { code, text };
+};
+
+describe('trellis CLI', () => {
+  it('migrate installs the schema, then reports it is up to date', async () => {
+    const first = await capture(['migrate', '--database-url', database.url]);
+    assert.equal(first.code, 0);
+    assert.match(first.text, /applied migrations 1/);
+    const again = await capture(['migrate', '--database-url', database.url]);
+    assert.equal(again.code, 0);
+    assert.match(again.text, /schema already at 1/);
+    const status = await capture(['status', '--database-url', database.url]);
+    assert.equal(status.code, 0);
+    assert.match(status.text, /schema at migration 1/);
+  });
+
+  it('sql prints a script that installs a working schema', async () => {
+    const { code, text } = await capture(['sql']);
+    assert.equal(code, 0);
+    const fresh = await createDatabase('trellis_cli_sql');
+    const client = new pg.Client({ connectionString: fresh.url });
+    await client.connect();
+    try {
+      await client.query(text);
+      await client.query(`select trellis.workflow_register('[{"name":"w","version":"1"}]')`);
+      const { rows } = await client.query(`select trellis.run_start('w', '{}') as id`);
+      assert.match(rows[0].id, /^[0-9a-f-]{36}$/);
+    } finally {
+      await client.end();
+      await fresh.drop();
+    }
+  });
+
+  it('refuses bad usage with exit code 2 and changes nothing', async () => {
+    assert.equal((await capture(['frobnicate'])).code, 2);
+    assert.equal((await capture(['sql', '--from', 'x'])).code, 2);
+    const saved = process.env.DATABASE_URL;
+    delete process.env.DATABASE_URL;
+    try {
+      assert.equal((await capture(['migrate'])).code, 2);
+    } finally {
+      if (saved !== undefined) process.env.DATABASE_URL = saved;
+    }
+  });
+
+  it('the bin script runs the CLI', () => {
+    const result = spawnSync(process.execPath, ['bin/trellis.mjs', 'sql', '--from', '1'], { encoding: 'utf8' });
+    assert.equal(result.status, 0, result.stderr);
+    assert.match(result.stdout, /create or replace function trellis.run_start/);
+    assert.doesNotMatch(result.stdout, /create table trellis.runs/);
+  });
+});

@@ -1,0 +1,46 @@
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { NonRetryableError, RetryAfterError, ValidationError } from '../../src/errors.ts';
+import { toMs } from '../../src/workflow/duration.ts';
+import { nextDelay } from '../../src/workflow/retry.ts';
+
+describe('durations', () => {
+  it('parses numbers and human strings to milliseconds', () => {
+    assert.equal(toMs(250), 250);
+    assert.equal(toMs('30s'), 30_000);
+    assert.equal(toMs('5 minutes'), 300_000);
+    assert.equal(toMs('1 day'), 86_400_000);
+    assert.equal(toMs('1.5h'), 5_400_000);
+  });
+  it('refuses anything else with ValidationError', () => {
+    for (const bad of [-1, Number.NaN, '10 parsecs', 'soon', '', '5', Infinity]) {
+      assert.throws(() => toMs(bad as never), ValidationError, String(bad));
+    }
+  });
+});
+
+describe('nextDelay', () => {
+  const half = () => 0.5; // no jitter spread
+  it('grows exponentially from the initial delay up to the cap', () => {
+    const policy = { maxAttempts: 10, initialDelay: 100, factor: 2, maxDelay: 1000 };
+    assert.deepEqual([1, 2, 3, 4, 5].map((a) => nextDelay(policy, a, new Error('x'), undefined, half)), [100, 200, 400, 800, 1000]);
+  });
+  it('keeps a constant delay for constant backoff', () => {
+    const policy = { maxAttempts: 5, backoff: 'constant' as const, initialDelay: '2s' as const };
+    assert.deepEqual([1, 2, 3].map((a) => nextDelay(policy, a, new Error('x'), undefined, half)), [2000, 2000, 2000]);
+  });
+  it('spreads delays by the jitter fraction', () => {
+    const policy = { maxAttempts: 5, initialDelay: 1000, jitter: 0.2 };
+    assert.equal(nextDelay(policy, 1, new Error('x'), undefined, () => 0), 800);
+    assert.equal(nextDelay(policy, 1, new Error('x'), undefined, () => 1), 1200);
+  });
+  it('stops after maxAttempts, on NonRetryableError and when retryIf says no', () => {
+    assert.equal(nextDelay({ maxAttempts: 3 }, 3, new Error('x')), null);
+    assert.equal(nextDelay({ maxAttempts: 3 }, 1, new NonRetryableError('no')), null);
+    assert.equal(nextDelay({ maxAttempts: 3, retryIf: (e) => (e as Error).message !== 'fatal' }, 1, new Error('fatal')), null);
+    assert.notEqual(nextDelay({ maxAttempts: 3 }, 2, new Error('x')), null);
+  });
+  it('honours a RetryAfterError hint, rounded to whole milliseconds', () => {
+    assert.equal(nextDelay({ maxAttempts: 3 }, 1, new RetryAfterError('429', 1500.6)), 1501);
+  });
+});
