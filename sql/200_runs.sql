@@ -1,9 +1,12 @@
 -- 200_runs: starting and claiming runs.
--- Owns: run_start, run_claim, run_next_due, run_heartbeat, run_heartbeat_many.
+-- Owns: run_start (_run_start), run_claim, run_next_due, run_heartbeat, run_heartbeat_many.
 -- Touches: trellis.runs (insert, update), trellis.workflows and trellis.steps (read).
 -- Lock order: runs rows in id order (claims take them with SKIP LOCKED).
 
-create or replace function trellis.run_start(p_workflow text, p_input jsonb, p_options jsonb default '{}')
+-- The body of run_start, also used by checkpoint_apply to start child runs
+-- (with an id chosen by the parent's worker and a link to the parent call).
+create or replace function trellis._run_start(p_workflow text, p_input jsonb, p_options jsonb,
+  p_id uuid, p_parent uuid, p_parent_seq integer, p_close text)
 returns uuid language plpgsql as $$
 declare
   v_now      timestamptz := trellis.now();
@@ -72,9 +75,10 @@ begin
   perform trellis._check_payload(v_metadata, 'metadata');
 
   insert into trellis.runs (id, workflow, version, key, queue, priority, status, input, metadata,
-                            run_at, created_at, updated_at)
-  values (gen_random_uuid(), p_workflow, v_version, v_key, v_queue, v_priority, 'pending',
-          coalesce(p_input, 'null'), v_metadata, v_run_at, v_now, v_now)
+                            run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close)
+  values (coalesce(p_id, gen_random_uuid()), p_workflow, v_version, v_key, v_queue, v_priority, 'pending',
+          coalesce(p_input, 'null'), v_metadata, v_run_at, v_now, v_now, p_parent, p_parent_seq,
+          coalesce(p_close, 'cancel'))
   on conflict (workflow, key) where key is not null do nothing
   returning id into v_id;
 
@@ -89,6 +93,13 @@ begin
   end if;
   return v_id;
 end $$;
+comment on function trellis._run_start(text, jsonb, jsonb, uuid, uuid, integer, text) is
+  'run_start with an optional run id and parent link (child runs).';
+
+create or replace function trellis.run_start(p_workflow text, p_input jsonb, p_options jsonb default '{}')
+returns uuid language sql as $$
+  select trellis._run_start(p_workflow, p_input, p_options, null, null, null, null)
+$$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
   'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, priority, run_at, metadata, version. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
 
@@ -98,7 +109,9 @@ create or replace function trellis.run_claim(
   p_worker text, p_queues text[], p_workflows text[], p_versions text[],
   p_limit integer, p_lease interval)
 returns table (id uuid, workflow text, version text, input jsonb, metadata jsonb, attempt integer,
-               failures integer, lease_token uuid, lease_expires_at timestamptz, history jsonb)
+               failures integer, lease_token uuid, lease_expires_at timestamptz, history jsonb,
+               execution integer, cancel_requested boolean, pause_requested boolean,
+               signals jsonb, children jsonb, now timestamptz)
 language plpgsql as $$
 declare
   v_now   timestamptz := trellis.now();
@@ -110,6 +123,14 @@ begin
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
   end if;
   perform trellis._check_lease(p_lease);
+  -- Waiting runs whose timer is due become pending.
+  with due as (
+    select r.id from trellis.runs r
+     where r.status = 'waiting' and r.run_at <= v_now
+     order by r.run_at limit 1000
+     for update skip locked)
+  update trellis.runs r set status = 'pending', updated_at = v_now
+    from due where r.id = due.id;
   -- Runs whose lease expired become claimable again.
   with expired as (
     select r.id from trellis.runs r
@@ -142,13 +163,22 @@ begin
               (select jsonb_agg(jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind,
                         'status', s.status, 'output', s.output, 'error', s.error, 'attempts', s.attempts)
                         order by s.seq)
-                 from trellis.steps s where s.run_id = r.id);
+                 from trellis.steps s where s.run_id = r.id and s.execution = r.execution),
+              r.execution, r.cancel_requested_at is not null, r.pause_requested_at is not null,
+              (select jsonb_agg(jsonb_build_object('id', g.id, 'name', g.name, 'payload', g.payload,
+                        'signal_id', g.signal_id) order by g.id)
+                 from trellis.signals g where g.run_id = r.id and g.consumed_at is null),
+              (select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
+                 from trellis.steps w join trellis.runs c on c.id = (w.output->>'child')::uuid
+                where w.run_id = r.id and w.execution = r.execution and w.status = 'waiting'
+                  and w.kind = 'child' and c.status in ('completed', 'failed', 'cancelled')),
+              v_now;
     get diagnostics v_got = row_count;
     v_left := v_left - v_got;
   end loop;
 end $$;
 comment on function trellis.run_claim(text, text[], text[], text[], integer, interval) is
-  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token and step history. Reclaims expired leases first.';
+  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token, the step history of its current execution, its unconsumed signals, its finished children and the engine time. Makes due waiting runs pending and reclaims expired leases first.';
 
 create or replace function trellis.run_next_due(p_queues text[], p_workflows text[], p_versions text[])
 returns timestamptz language sql stable as $$
@@ -157,13 +187,18 @@ returns timestamptz language sql stable as $$
       where r.status = 'pending' and r.queue = any (p_queues)
         and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
                      where s.w = r.workflow and s.v = r.version)),
+    (select min(r.run_at) from trellis.runs r
+      where r.status = 'waiting' and r.queue = any (p_queues)
+        and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
+                     where s.w = r.workflow and s.v = r.version)),
     (select min(r.lease_expires_at) from trellis.runs r where r.status = 'running'))
 $$;
 comment on function trellis.run_next_due(text[], text[], text[]) is
   'The earliest time a run of the served workflow/version pairs in p_queues becomes due, or a lease (any queue) expires; null if none.';
 
 create or replace function trellis.run_heartbeat_many(p_run_ids uuid[], p_tokens uuid[], p_lease interval)
-returns setof uuid language plpgsql as $$
+returns table (id uuid, cancel_requested boolean, pause_requested boolean) language plpgsql as $$
+#variable_conflict use_column
 declare
   v_now timestamptz := trellis.now();
 begin
@@ -177,10 +212,10 @@ begin
      for no key update of r)
   update trellis.runs r set lease_expires_at = v_now + p_lease, updated_at = v_now
     from held where r.id = held.id
-  returning r.id;
+  returning r.id, r.cancel_requested_at is not null, r.pause_requested_at is not null;
 end $$;
 comment on function trellis.run_heartbeat_many(uuid[], uuid[], interval) is
-  'Extend the leases of the runs still held under the given tokens; returns the ids still held (a missing id means the lease was lost).';
+  'Extend the leases of the runs still held under the given tokens; returns the ids still held (a missing id means the lease was lost) with their cancel/pause requests.';
 
 create or replace function trellis.run_heartbeat(p_run_id uuid, p_token uuid, p_lease interval)
 returns timestamptz language plpgsql as $$

@@ -1,31 +1,41 @@
 -- 300_checkpoints: the fenced write path of workers.
 -- Owns: checkpoint_apply (batched), step_record, run_complete, run_fail, run_release.
--- Touches: trellis.runs (update), trellis.steps (insert, update, delete).
--- Lock order: runs rows in id order (FOR NO KEY UPDATE), then their steps.
+-- Touches: trellis.runs (insert child runs, update), trellis.steps (insert, update,
+-- delete), trellis.signals (consume).
+-- Lock order: fenced runs rows in id order (FOR NO KEY UPDATE), then their
+-- steps, then new child runs, then parents woken by finished runs.
 --
 -- checkpoint_apply takes the checkpoints of many runs at once, so a worker
 -- commits every run's progress in one transaction (grouped commit). Each op is
--- fenced by its run's lease token; ops of runs not held under that token are
--- refused and their run ids returned. Ops of one run apply in this order:
--- steps, then the run's end (complete | fail | release).
+-- fenced by its run's lease token; ops whose (run, token) is not held are
+-- refused and returned. Ops of one run apply in this order: steps and child
+-- starts, then the run's end (complete | fail | cancelled | release | wait |
+-- pause | continue); a batch holds at most one end per run.
 --
--- Ops (JSON objects):
---   {op:'step', run, token, seq, name, kind, status, output, error, attempts, ms}
---   {op:'complete', run, token, output}
---   {op:'fail', run, token, error}
---   {op:'release', run, token, delay_ms, error, failure}   -- back to pending
+-- Ops (JSON objects; execution defaults to 1):
+--   {op:'step', run, token, execution, seq, name, kind, status, output, error, attempts, ms, signal}
+--   {op:'child', run, token, execution, seq, name, child, workflow, version, input, key, queue, close}
+--   {op:'complete', run, token, output}        {op:'fail', run, token, error}
+--   {op:'cancelled', run, token, error}         {op:'pause', run, token, error}
+--   {op:'release', run, token, delay_ms, error, failure}   -- pending again after delay_ms
+--   {op:'wait', run, token, delay_ms}                      -- waiting; delay_ms null = no timer
+--   {op:'continue', run, token, input, keep}               -- continue-as-new
 
 create or replace function trellis.checkpoint_apply(p_ops jsonb)
 returns table (run_id uuid, token uuid) language plpgsql as $$
 #variable_conflict use_column
 declare
-  v_now     timestamptz := trellis.now();
-  v_max     integer := trellis._setting_int('max_payload_bytes', 1048576);
-  v_ops     trellis.checkpoint_op[];
-  v_held    text[];
-  v_big     text;
-  v_ids     text;
-  v_queue   text;
+  v_now      timestamptz := trellis.now();
+  v_max      integer := trellis._setting_int('max_payload_bytes', 1048576);
+  v_ops      trellis.checkpoint_op[];
+  v_held     text[];
+  v_big      text;
+  v_ids      text;
+  v_queue    text;
+  v_child    trellis.checkpoint_op;
+  v_child_id uuid;
+  v_finished uuid[];
+  v_cancel   uuid;
 begin
   if jsonb_typeof(p_ops) is distinct from 'array' then
     perform trellis._raise('TR001', 'checkpoint_apply expects a JSON array of ops');
@@ -34,17 +44,20 @@ begin
   v_ops := array(select o from jsonb_populate_recordset(null::trellis.checkpoint_op, p_ops) as o);
 
   if exists (select 1 from unnest(v_ops)
-              where op is null or op not in ('step', 'complete', 'fail', 'release')
+              where op is null
+                 or op not in ('step', 'child', 'complete', 'fail', 'cancelled', 'release', 'wait', 'pause', 'continue')
                  or run is null or token is null
-                 or (op = 'step' and (seq is null or seq < 0 or status is null or kind is null))) then
-    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps)');
+                 or (op in ('step', 'child') and (seq is null or seq < 0 or name is null))
+                 or (op = 'step' and (status is null or kind is null))
+                 or (op = 'child' and (child is null or workflow is null))) then
+    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps; child and workflow for child starts)');
   end if;
-  perform trellis._check_name(name, 'step') from unnest(v_ops) where op = 'step';
+  perform trellis._check_name(name, 'step') from unnest(v_ops) where op in ('step', 'child');
   select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run,
-                greatest(pg_column_size(o.output), pg_column_size(o.error)), v_max)
+                greatest(pg_column_size(o.output), pg_column_size(o.error), pg_column_size(o.input)), v_max)
     into v_big
     from unnest(v_ops) o
-   where greatest(pg_column_size(o.output), pg_column_size(o.error)) > v_max limit 1;
+   where greatest(pg_column_size(o.output), pg_column_size(o.error), pg_column_size(o.input)) > v_max limit 1;
   if v_big is not null then
     perform trellis._raise('TR005', v_big);
   end if;
@@ -62,18 +75,36 @@ begin
   v_ops := array(select o from unnest(v_ops) o where o.run::text || '/' || o.token::text = any (v_held));
 
   -- Steps. A completed or failed checkpoint is never overwritten; a 'running'
-  -- marker (the attempt started) or a 'retrying' one is.
-  insert into trellis.steps as s (run_id, seq, name, kind, status, output, error, attempts,
+  -- marker (the attempt started), a 'waiting' one or a 'retrying' one is.
+  insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, error, attempts,
                                   started_at, finished_at)
-  select o.run, o.seq, o.name, o.kind, o.status, o.output, o.error, coalesce(o.attempts, 1),
-         v_now - make_interval(secs => coalesce(o.ms, 0) / 1000.0), v_now
+  select o.run, coalesce(o.execution, 1), o.seq, o.name, o.kind, o.status, o.output, o.error,
+         coalesce(o.attempts, 1), v_now - make_interval(secs => coalesce(o.ms, 0) / 1000.0), v_now
     from unnest(v_ops) o
    where o.op = 'step'
-  on conflict (run_id, seq) do update
+  on conflict (run_id, execution, seq) do update
      set status = excluded.status, output = excluded.output, error = excluded.error,
          attempts = excluded.attempts, started_at = excluded.started_at,
          finished_at = excluded.finished_at
-   where s.status in ('running', 'retrying') and s.name = excluded.name;
+   where s.status in ('running', 'waiting', 'retrying') and s.name = excluded.name;
+
+  -- A wait that consumed a signal marks it, so it is delivered once.
+  update trellis.signals g set consumed_at = v_now, consumed_seq = o.seq
+    from unnest(v_ops) o
+   where o.op = 'step' and o.signal is not null and g.id = o.signal and g.run_id = o.run
+     and g.consumed_at is null;
+
+  -- Child runs: started with the id the parent chose (a key already taken
+  -- attaches the parent to that run instead), and the parent's call waits on it.
+  for v_child in select * from unnest(v_ops) o where o.op = 'child' loop
+    v_child_id := trellis._run_start(v_child.workflow, v_child.input,
+      jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue)),
+      v_child.child, v_child.run, v_child.seq, v_child.close);
+    insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, attempts, started_at, finished_at)
+    values (v_child.run, coalesce(v_child.execution, 1), v_child.seq, v_child.name, 'child', 'waiting',
+            jsonb_build_object('child', v_child_id), 1, v_now, v_now)
+    on conflict (run_id, execution, seq) do nothing;
+  end loop;
 
   update trellis.runs r
      set status = 'completed', output = coalesce(o.output, 'null'), error = null,
@@ -83,40 +114,94 @@ begin
    where o.op = 'complete' and r.id = o.run and r.lease_token = o.token;
 
   update trellis.runs r
-     set status = 'failed', error = coalesce(o.error, '{}'),
+     set status = case o.op when 'fail' then 'failed' else 'cancelled' end,
+         error = coalesce(o.error, '{}'),
          finished_at = v_now, updated_at = v_now,
          lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
-   where o.op = 'fail' and r.id = o.run and r.lease_token = o.token;
+   where o.op in ('fail', 'cancelled') and r.id = o.run and r.lease_token = o.token;
 
   -- A failed attempt of the whole workflow forgets its failed steps, so the
   -- next attempt runs them again (completed steps stay memoised).
   delete from trellis.steps s
    using unnest(v_ops) o
    where o.op = 'release' and o.failure and s.run_id = o.run
-     and s.status = 'failed';
+     and s.execution = coalesce(o.execution, 1) and s.status = 'failed';
 
   update trellis.runs r
-     set status = 'pending', run_at = v_now + make_interval(secs => greatest(coalesce(o.delay_ms, 0), 0) / 1000.0),
+     set status = case o.op when 'release' then 'pending' else 'paused' end,
+         run_at = case when o.op = 'pause' then v_now
+           else v_now + make_interval(secs => greatest(coalesce(o.delay_ms, 0), 0) / 1000.0) end,
          error = coalesce(o.error, r.error),
          failures = r.failures + case when o.failure then 1 else 0 end,
+         pause_requested_at = case when o.op = 'pause' then null else r.pause_requested_at end,
          updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
-   where o.op = 'release' and r.id = o.run and r.lease_token = o.token;
+   where o.op in ('release', 'pause') and r.id = o.run and r.lease_token = o.token;
 
-  -- Wake-ups: finished run ids (ids only, chunked under the 8000-byte payload
-  -- limit) and the queues that have a run due now.
-  for v_ids in
-    select string_agg(run::text, ',')
-      from (select run, (row_number() over ()) / 200 as chunk
-              from unnest(v_ops) where op in ('complete', 'fail')) f
-     group by chunk
-  loop
-    perform pg_notify('trellis:run_finished', v_ids);
-  end loop;
+  -- Wait: park the run until its timer (delay_ms; null = none), a signal or a
+  -- child wakes it. Anything that arrived while it ran (a signal newer than the
+  -- newest it saw, a finished child, a cancel request) makes it pending now;
+  -- a pause request parks it.
+  with w as (
+    select o.run, o.token, o.delay_ms,
+           exists (select 1 from trellis.signals g
+                    where g.run_id = o.run and g.consumed_at is null and g.id > coalesce(o.signal, 0))
+        or exists (select 1 from trellis.steps s join trellis.runs c on c.id = (s.output->>'child')::uuid
+                    where s.run_id = o.run and s.status = 'waiting' and s.kind = 'child'
+                      and c.status in ('completed', 'failed', 'cancelled')) as wake
+      from unnest(v_ops) o where o.op = 'wait')
+  update trellis.runs r
+     set status = case when r.pause_requested_at is not null then 'paused'
+                       when w.wake or r.cancel_requested_at is not null then 'pending'
+                       else 'waiting' end,
+         run_at = case when w.wake or r.cancel_requested_at is not null or r.pause_requested_at is not null then v_now
+                       when w.delay_ms is null then 'infinity'
+                       else v_now + make_interval(secs => greatest(w.delay_ms, 0) / 1000.0) end,
+         pause_requested_at = null,
+         updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
+    from w
+   where r.id = w.run and r.lease_token = w.token;
+
+  -- Continue-as-new: the same run (id, key, parent) starts a new execution
+  -- with a fresh history; the old execution's steps are kept or removed.
+  delete from trellis.steps s
+   using unnest(v_ops) o
+   where o.op = 'continue' and not coalesce(o.keep, false) and s.run_id = o.run;
+  update trellis.runs r
+     set status = 'pending', run_at = v_now, execution = r.execution + 1,
+         input = coalesce(o.input, 'null'), output = null, error = null, attempt = 0, failures = 0,
+         updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
+    from unnest(v_ops) o
+   where o.op = 'continue' and r.id = o.run and r.lease_token = o.token;
+
+  -- Finished runs: wake the runs waiting on them as children, cancel their
+  -- own unfinished children (unless abandoned), and notify their ids.
+  v_finished := array(select o.run from unnest(v_ops) o where o.op in ('complete', 'fail', 'cancelled'));
+  if cardinality(v_finished) > 0 then
+    perform trellis._wake_child_waiters(v_finished);
+    for v_cancel in
+      select c.id from trellis.runs c
+       where c.parent_run_id = any (v_finished) and c.parent_close = 'cancel'
+         and c.status not in ('completed', 'failed', 'cancelled')
+    loop
+      perform trellis.run_cancel(v_cancel, 'parent run finished');
+    end loop;
+    for v_ids in
+      select string_agg(f.id::text, ',')
+        from (select f.id, (row_number() over ()) / 200 as chunk from unnest(v_finished) as f(id)) f
+       group by f.chunk
+    loop
+      perform pg_notify('trellis:run_finished', v_ids);
+    end loop;
+  end if;
   for v_queue in
     select distinct r.queue from unnest(v_ops) o join trellis.runs r on r.id = o.run
-     where o.op = 'release' and coalesce(o.delay_ms, 0) <= 0
+     where (o.op = 'release' and coalesce(o.delay_ms, 0) <= 0) or o.op = 'continue'
+        or (o.op = 'wait' and r.status = 'pending')
+    union
+    select distinct c.queue from unnest(v_ops) o join trellis.runs c on c.id = o.child
+     where o.op = 'child' and c.status = 'pending'
   loop
     perform pg_notify('trellis:run_ready', v_queue);
   end loop;
@@ -126,7 +211,30 @@ begin
    where o.run::text || '/' || o.token::text <> all (v_held);
 end $$;
 comment on function trellis.checkpoint_apply(jsonb) is
-  'Apply many fenced checkpoint ops (step, complete, fail, release) of many runs in one transaction; returns the (run_id, token) pairs that were stale (their ops were refused).';
+  'Apply many fenced checkpoint ops (step, child, complete, fail, cancelled, release, wait, pause, continue) of many runs in one transaction; returns the (run_id, token) pairs that were stale (their ops were refused).';
+
+-- Runs waiting (as parents) on any of p_finished become pending now.
+create or replace function trellis._wake_child_waiters(p_finished uuid[])
+returns void language plpgsql as $$
+declare
+  v_now   timestamptz := trellis.now();
+  v_queue text;
+begin
+  for v_queue in
+    with woken as (
+      update trellis.runs p set status = 'pending', run_at = v_now, updated_at = v_now
+       where p.status = 'waiting'
+         and p.id in (select w.run_id from trellis.steps w
+                       where w.status = 'waiting' and w.kind = 'child'
+                         and (w.output->>'child')::uuid = any (p_finished))
+      returning p.queue)
+    select distinct queue from woken
+  loop
+    perform pg_notify('trellis:run_ready', v_queue);
+  end loop;
+end $$;
+comment on function trellis._wake_child_waiters(uuid[]) is
+  'Make runs that wait on any of the finished runs p_finished pending now.';
 
 create or replace function trellis._checkpoint_one(p_op jsonb)
 returns void language plpgsql as $$

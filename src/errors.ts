@@ -18,6 +18,7 @@ export const ERROR_CODES = {
   schemaVersion: 'schema_version',
   stepFailed: 'step_failed',
   workflowFailed: 'workflow_failed',
+  childFailed: 'child_failed',
   historyLimit: 'history_limit',
   database: 'database',
 } as const;
@@ -135,6 +136,15 @@ export class StepFailedError extends TrellisError {
     super(ERROR_CODES.stepFailed, message, options);
     this.step = step;
     this.attempts = attempts;
+  }
+}
+
+/** A child run awaited with `ctx.child` failed or was cancelled. `details.error` holds its error. */
+export class ChildFailedError extends TrellisError {
+  readonly childRunId: string;
+  constructor(childRunId: string, message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.childFailed, message, options);
+    this.childRunId = childRunId;
   }
 }
 

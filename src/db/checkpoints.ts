@@ -1,22 +1,38 @@
 /** The batched, fenced write path: trellis.checkpoint_apply (sql/300_checkpoints.sql). */
-import type { SerializedError, StepCheckpoint } from '../replay/history.ts';
+import type { ChildStart, SerializedError, StepCheckpoint } from '../replay/history.ts';
 import { type Queryable, run } from './queryable.ts';
 
-export type CheckpointOp =
-  | ({ op: 'step'; run: string; token: string } & StepCheckpoint)
-  | { op: 'complete'; run: string; token: string; output: string }
-  | { op: 'fail'; run: string; token: string; error: SerializedError }
-  | { op: 'release'; run: string; token: string; delay_ms: number; error?: SerializedError; failure: boolean };
+interface Fence {
+  run: string;
+  token: string;
+  execution: number;
+}
 
-/**
- * Build the JSON array for checkpoint_apply by hand: outputs are already JSON
- * text, so they are spliced in rather than parsed and re-serialised.
- */
+export type CheckpointOp =
+  | (Fence & { op: 'step' } & Omit<StepCheckpoint, 'type'>)
+  | (Fence & { op: 'child' } & Omit<ChildStart, 'type'>)
+  | (Fence & { op: 'complete'; output: string })
+  | (Fence & { op: 'fail' | 'cancelled'; error: SerializedError })
+  | (Fence & { op: 'release'; delay_ms: number; error?: SerializedError; failure: boolean })
+  | (Fence & { op: 'wait'; delay_ms: number | null; signal: number })
+  | (Fence & { op: 'pause'; error?: SerializedError })
+  | (Fence & { op: 'continue'; input: string; keep: boolean });
+
+/** Fields holding JSON text, spliced in rather than parsed and re-serialised. */
+const RAW = ['output', 'input'] as const;
+
+/** Build the JSON array for checkpoint_apply by hand. */
 export function encodeOps(ops: readonly CheckpointOp[]): string {
   const parts = ops.map((o) => {
-    const { output, ...rest } = o as { output?: string } & Record<string, unknown>;
+    const rest: Record<string, unknown> = { ...o };
+    const raw: string[] = [];
+    for (const field of RAW) {
+      const text = rest[field];
+      delete rest[field];
+      if (typeof text === 'string') raw.push(`"${field}":${text}`);
+    }
     const head = JSON.stringify(rest);
-    return output === undefined ? head : `${head.slice(0, -1)},"output":${output}}`;
+    return raw.length ? `${head.slice(0, -1)},${raw.join(',')}}` : head;
   });
   return `[${parts.join(',')}]`;
 }

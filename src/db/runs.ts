@@ -1,5 +1,5 @@
 /** One wrapper per run function in sql/200_runs.sql and sql/100_workflows.sql. */
-import type { StepRecord } from '../replay/history.ts';
+import type { ChildOutcome, PendingSignal, StepRecord } from '../replay/history.ts';
 import { type Queryable, run } from './queryable.ts';
 
 export interface RunStartOptions {
@@ -32,6 +32,13 @@ export interface ClaimedRun {
   lease_token: string;
   lease_expires_at: Date;
   history: StepRecord[] | null;
+  execution: number;
+  cancel_requested: boolean;
+  pause_requested: boolean;
+  signals: PendingSignal[] | null;
+  children: Record<string, ChildOutcome> | null;
+  /** trellis.now() at the claim. */
+  now: Date;
 }
 
 export interface RunClaimArgs {
@@ -61,14 +68,20 @@ export async function runNextDue(db: Queryable, queues: readonly string[], serve
   return rows[0]?.ms ?? null;
 }
 
-/** trellis.run_heartbeat_many: returns the ids still held. */
-export async function runHeartbeatMany(db: Queryable, held: readonly { id: string; token: string }[], leaseMs: number): Promise<Set<string>> {
-  const rows = await run<{ id: string }>(
+export interface HeldRun {
+  id: string;
+  cancel_requested: boolean;
+  pause_requested: boolean;
+}
+
+/** trellis.run_heartbeat_many: the runs still held, with their cancel/pause requests. */
+export async function runHeartbeatMany(db: Queryable, held: readonly { id: string; token: string }[], leaseMs: number): Promise<Map<string, HeldRun>> {
+  const rows = await run<HeldRun>(
     db,
-    'select id from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], make_interval(secs => $3::double precision / 1000)) as id',
+    'select * from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], make_interval(secs => $3::double precision / 1000))',
     [held.map((h) => h.id), held.map((h) => h.token), leaseMs],
   );
-  return new Set(rows.map((r) => r.id));
+  return new Map(rows.map((r) => [r.id, r]));
 }
 
 /** trellis.workflow_register */

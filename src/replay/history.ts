@@ -1,13 +1,17 @@
-/** The history interface replay runs over: recorded steps in, checkpoints out. */
+/** The history interface replay runs over: recorded calls in, checkpoints out. */
 
-export const STEP_KINDS = ['step', 'now', 'random', 'uuid', 'side_effect'] as const;
+export const STEP_KINDS = ['step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race'] as const;
 export type StepKind = (typeof STEP_KINDS)[number];
 
-/** running: attempt `attempts` started (no result yet); retrying: attempt `attempts` failed, another is due. */
-export const STEP_STATES = ['running', 'completed', 'failed', 'retrying'] as const;
+/**
+ * running: attempt `attempts` started (no result yet); waiting: a timer,
+ * signal or child call not yet resolved; retrying: attempt `attempts` failed,
+ * another is due.
+ */
+export const STEP_STATES = ['running', 'waiting', 'completed', 'failed', 'retrying'] as const;
 export type StepState = (typeof STEP_STATES)[number];
 
-/** A recorded step, as trellis.run_claim returns it. */
+/** A recorded call of the run's current execution, as trellis.run_claim returns it. */
 export interface StepRecord {
   seq: number;
   name: string;
@@ -16,6 +20,21 @@ export interface StepRecord {
   output: unknown;
   error: SerializedError | null;
   attempts: number;
+}
+
+/** A signal delivered to the run and not yet consumed. */
+export interface PendingSignal {
+  id: number;
+  name: string;
+  payload: unknown;
+  signal_id: string | null;
+}
+
+/** A finished child run (as claimed). */
+export interface ChildOutcome {
+  status: 'completed' | 'failed' | 'cancelled';
+  output: unknown;
+  error: SerializedError | null;
 }
 
 /** An error as stored in jsonb. */
@@ -29,8 +48,9 @@ export interface SerializedError {
   details?: unknown;
 }
 
-/** A step checkpoint to write (fenced by the worker with the run's token). */
+/** A call checkpoint to write (fenced by the worker with the run's token). */
 export interface StepCheckpoint {
+  type: 'step';
   seq: number;
   name: string;
   kind: StepKind;
@@ -40,12 +60,31 @@ export interface StepCheckpoint {
   error?: SerializedError;
   attempts: number;
   ms: number;
+  /** The signal this call consumed. */
+  signal?: number;
 }
+
+/** Start a child run and make call `seq` wait on it. */
+export interface ChildStart {
+  type: 'child';
+  seq: number;
+  name: string;
+  child: string;
+  workflow: string;
+  version: string;
+  /** JSON text of the child's input. */
+  input: string;
+  key?: string;
+  queue?: string;
+  close: 'cancel' | 'abandon';
+}
+
+export type Checkpoint = StepCheckpoint | ChildStart;
 
 /**
  * Where checkpoints go. `record` resolves once the checkpoint has committed
  * (rejects with LeaseLostError if the run is no longer held).
  */
 export interface CheckpointSink {
-  record(checkpoint: StepCheckpoint): Promise<void>;
+  record(checkpoint: Checkpoint): Promise<void>;
 }

@@ -10,7 +10,8 @@ import { hostname } from 'node:os';
 import pg from 'pg';
 import { runClaim, type ClaimedRun, runHeartbeatMany, runNextDue, settingInt, workflowRegister } from '../db/runs.ts';
 import { CancelledError, LeaseLostError, ValidationError } from '../errors.ts';
-import { execute, type Outcome } from '../replay/executor.ts';
+import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
+import type { CheckpointOp } from '../db/checkpoints.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
@@ -40,13 +41,12 @@ export interface WorkerOptions {
   /** Stable id for this worker in lease_owner (default host:pid:random). */
   id?: string;
   logger?: Logger;
-  /** Millisecond clock of the workflow context (the test kit shifts it). */
-  clock?: () => number;
 }
 
 interface Active {
   run: ClaimedRun;
   controller: AbortController;
+  execution: Execution | undefined;
   done: Promise<void>;
 }
 
@@ -86,7 +86,8 @@ export class Worker {
   private maxPayloadBytes = 1_048_576;
   private maxHistorySteps = 10_000;
   /** Counters for tests, metrics and benchmarks. */
-  readonly stats = { claimed: 0, completed: 0, failed: 0, released: 0, abandoned: 0, claims: 0 };
+  readonly stats = { claimed: 0, completed: 0, failed: 0, cancelled: 0, released: 0, waiting: 0, paused: 0, continued: 0, abandoned: 0, claims: 0 };
+  private readonly registered = new Map<string, Promise<void>>();
 
   constructor(private readonly options: WorkerOptions) {
     if (!options.workflows?.length) throw new ValidationError('a worker needs at least one workflow');
@@ -138,9 +139,10 @@ export class Worker {
     this.state = 'running';
     this.listener = new Listener({
       connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
-      channels: ['trellis:run_ready'],
-      onNotify: (_channel, queue) => {
-        if (this.queues.includes(queue)) this.wake();
+      channels: ['trellis:run_ready', 'trellis:run_control'],
+      onNotify: (channel, payload) => {
+        if (channel === 'trellis:run_control') this.control(payload);
+        else if (this.queues.includes(payload)) this.wake();
       },
       onConnect: () => this.wake(),
       log: this.log,
@@ -180,7 +182,7 @@ export class Worker {
         });
         for (const run of runs) {
           if (this.state === 'running') this.begin(run);
-          else void this.committer.push({ op: 'release', run: run.id, token: run.lease_token, delay_ms: 0, failure: false }).catch(() => undefined);
+          else void this.committer.push({ op: 'release', run: run.id, token: run.lease_token, execution: run.execution, delay_ms: 0, failure: false }).catch(() => undefined);
         }
         if (runs.length < limit) {
           drained = true;
@@ -212,12 +214,12 @@ export class Worker {
   private begin(run: ClaimedRun): void {
     this.stats.claimed++;
     const controller = new AbortController();
-    const entry: Active = { run, controller, done: Promise.resolve() };
+    const entry: Active = { run, controller, execution: undefined, done: Promise.resolve() };
     // Claiming a run we still execute means our old lease was taken away
     // (released or expired) before we noticed: stop the stale execution.
     this.active.get(run.id)?.controller.abort(new LeaseLostError(`run ${run.id}: lease lost (run claimed again)`));
     this.active.set(run.id, entry);
-    entry.done = this.execute(run, controller)
+    entry.done = this.execute(entry)
       .catch((error) => this.log.error('run execution crashed', { runId: run.id, error: String(error) }))
       .finally(() => {
         if (this.active.get(run.id) === entry) this.active.delete(run.id);
@@ -225,15 +227,17 @@ export class Worker {
       });
   }
 
-  private async execute(run: ClaimedRun, controller: AbortController): Promise<void> {
+  private async execute(entry: Active): Promise<void> {
+    const { run, controller } = entry;
     const definition = this.definitions.get(`${run.workflow}@${run.version}`);
-    const token = run.lease_token;
+    const fence = { run: run.id, token: run.lease_token, execution: run.execution };
+    const push = (op: CheckpointOp) => this.committer.push(op);
     if (!definition) {
       // Claimed only for served pairs, so this means a bug; give the run back.
-      await this.committer.push({ op: 'release', run: run.id, token, delay_ms: 0, failure: false });
+      await push({ ...fence, op: 'release', delay_ms: 0, failure: false });
       return;
     }
-    const outcome: Outcome = await execute({
+    const execution = startExecution({
       runId: run.id,
       definition,
       input: run.input,
@@ -241,32 +245,58 @@ export class Worker {
       failures: run.failures,
       metadata: run.metadata,
       history: run.history,
+      signals: run.signals,
+      children: run.children,
+      now: run.now,
+      cancelRequested: run.cancel_requested,
+      pauseRequested: run.pause_requested,
       signal: controller.signal,
       maxPayloadBytes: this.maxPayloadBytes,
       maxHistorySteps: this.maxHistorySteps,
       log: this.log,
-      clock: this.options.clock,
-      sink: { record: (cp) => this.committer.push({ op: 'step', run: run.id, token, ...cp }) },
+      register: (def) => this.register(def),
+      sink: {
+        record: (cp) => {
+          const { type, ...rest } = cp;
+          return push(type === 'child' ? { ...fence, op: 'child', ...(rest as Omit<typeof cp & { type: 'child' }, 'type'>) }
+            : { ...fence, op: 'step', ...(rest as Omit<typeof cp & { type: 'step' }, 'type'>) });
+        },
+      },
     });
+    entry.execution = execution;
+    const outcome: Outcome = await execution.done;
     try {
       switch (outcome.kind) {
         case 'completed':
-          await this.committer.push({ op: 'complete', run: run.id, token, output: outcome.output });
+          await push({ ...fence, op: 'complete', output: outcome.output });
           this.stats.completed++;
           break;
         case 'failed':
-          await this.committer.push({ op: 'fail', run: run.id, token, error: outcome.error });
-          this.stats.failed++;
+        case 'cancelled':
+          await push({ ...fence, op: outcome.kind === 'failed' ? 'fail' : 'cancelled', error: outcome.error });
+          this.stats[outcome.kind]++;
           break;
         case 'release':
-          await this.committer.push({ op: 'release', run: run.id, token, delay_ms: outcome.delayMs, error: outcome.error, failure: outcome.failure });
+          await push({ ...fence, op: 'release', delay_ms: outcome.delayMs, error: outcome.error, failure: outcome.failure });
           this.stats.released++;
+          break;
+        case 'wait':
+          await push({ ...fence, op: 'wait', delay_ms: outcome.delayMs, signal: outcome.signal });
+          this.stats.waiting++;
+          break;
+        case 'pause':
+          await push({ ...fence, op: 'pause', error: outcome.error });
+          this.stats.paused++;
+          break;
+        case 'continue':
+          await push({ ...fence, op: 'continue', input: outcome.input, keep: outcome.keep });
+          this.stats.continued++;
           break;
         case 'abandoned':
           this.stats.abandoned++;
           if (outcome.reason instanceof CancelledError && this.state === 'stopping') {
             // Shutdown: give the run back so another replica continues at once.
-            await this.committer.push({ op: 'release', run: run.id, token, delay_ms: 0, failure: false });
+            await push({ ...fence, op: 'release', delay_ms: 0, failure: false });
           }
           break;
       }
@@ -280,6 +310,26 @@ export class Worker {
     }
   }
 
+  /** Register a workflow (a child's) once per worker, so SQL can start it. */
+  private register(definition: WorkflowDefinition): Promise<void> {
+    const key = `${definition.name}@${definition.version}`;
+    let pending = this.registered.get(key);
+    if (!pending) {
+      pending = workflowRegister(this.pool, [{ name: definition.name, version: definition.version, queue: definition.queue }]);
+      pending.catch(() => this.registered.delete(key));
+      this.registered.set(key, pending);
+    }
+    return pending;
+  }
+
+  /** A cancel or pause request for a run this worker may be executing. */
+  private control(payload: string): void {
+    const [verb, id] = payload.split(':');
+    const execution = id ? this.active.get(id)?.execution : undefined;
+    if (verb === 'cancel') execution?.requestCancel();
+    else if (verb === 'pause') execution?.requestPause();
+  }
+
   private async heartbeat(): Promise<void> {
     if (!this.active.size) return;
     const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
@@ -287,10 +337,14 @@ export class Worker {
       const still = await runHeartbeatMany(this.pool, held, this.leaseMs);
       for (const { id } of held) {
         const entry = this.active.get(id);
-        if (entry && !still.has(id) && !entry.controller.signal.aborted) {
+        const state = still.get(id);
+        if (entry && !state && !entry.controller.signal.aborted) {
           this.log.warn('lease lost, stopping the run on this worker', { runId: id });
           entry.controller.abort(new LeaseLostError(`run ${id}: lease lost`));
         }
+        // The poll fallback for cancel and pause requests whose NOTIFY was missed.
+        if (state?.cancel_requested) entry?.execution?.requestCancel();
+        if (state?.pause_requested) entry?.execution?.requestPause();
       }
     } catch (error) {
       this.log.warn('heartbeat failed', { error: String(error) });

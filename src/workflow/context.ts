@@ -1,6 +1,8 @@
 /** What workflow code sees: the durable context and the step options. */
+import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from './define.ts';
 import type { Duration } from './duration.ts';
 import type { RetryPolicy } from './retry.ts';
+import type { SignalDefinition, SignalResult } from './signal.ts';
 
 /** Handed to a step body on every attempt. */
 export interface StepContext {
@@ -19,6 +21,31 @@ export interface StepOptions {
   /** Per-attempt timeout; the attempt's AbortSignal fires and it counts as a failed attempt. */
   timeout?: Duration;
 }
+
+export interface ChildOptions {
+  /** Name of the call in the parent's history (default: the child workflow's name). */
+  name?: string;
+  /** Idempotency key of the child run; a run already holding it is awaited instead. */
+  key?: string;
+  /** Queue of the child run (default: the child workflow's queue). */
+  queue?: string;
+  /** What parent cancellation does to the child: 'cancel' (default) or 'abandon'. */
+  onParentCancel?: 'cancel' | 'abandon';
+}
+
+export interface WaitForSignalOptions<T> {
+  /** Validate the payload (a signal definition carries its own schema). */
+  schema?: import('./standard-schema.ts').StandardSchemaV1<unknown, T>;
+  /** Give up after this long: resolves `{ timedOut: true }`. */
+  timeout?: Duration;
+  /** Name of the call in the history (default: the signal name). */
+  name?: string;
+}
+
+/** One settled branch of `ctx.race`. */
+export type RaceResult<B extends Record<string, Promise<unknown>>> = {
+  [K in keyof B]: { key: K; value: Awaited<B[K]> };
+}[keyof B];
 
 export interface Logger {
   debug(message: string, fields?: Record<string, unknown>): void;
@@ -56,4 +83,33 @@ export interface WorkflowContext {
   /** Run `fn` once (no retries) and record its result. */
   sideEffect<T>(fn: () => Promise<T> | T): Promise<T>;
   sideEffect<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
+  /** Wait durably (the worker is released meanwhile). */
+  sleep(name: string, duration: Duration): Promise<void>;
+  /** Wait durably until a point in time. */
+  sleepUntil(name: string, until: Date): Promise<void>;
+  /**
+   * Wait for a signal. Signals sent before the wait are buffered, so none is
+   * lost; each is consumed by one wait.
+   */
+  waitForSignal<T>(signal: SignalDefinition<T, any>, options?: WaitForSignalOptions<T>): Promise<SignalResult<T>>;
+  waitForSignal<T = unknown>(name: string, options?: WaitForSignalOptions<T>): Promise<SignalResult<T>>;
+  /**
+   * Start a child run and wait for its output (its failure is thrown as
+   * ChildFailedError). The parent holds no worker while it waits.
+   */
+  child<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: ChildOptions): Promise<WorkflowOutput<W>>;
+  /**
+   * The first of several durable calls to settle, recorded so a replay picks
+   * the same winner. Losing waits are disarmed (they consume nothing later).
+   *
+   * @example
+   * const r = await ctx.race({ ok: ctx.waitForSignal(approved), late: ctx.sleep('deadline', '7 days') });
+   */
+  race<B extends Record<string, Promise<unknown>>>(branches: B, name?: string): Promise<RaceResult<B>>;
+  /** Run `fn` so that cancelling the run does not interrupt it (cleanup, compensation). */
+  nonCancellable<T>(fn: () => Promise<T>): Promise<T>;
+  /** True once cancellation of this run was requested. */
+  readonly cancelled: boolean;
+  /** End this execution and start the run again with `input` and a fresh history (same id and key). */
+  continueAsNew(input: unknown, options?: { keepHistory?: boolean }): Promise<never>;
 }

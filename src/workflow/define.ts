@@ -17,6 +17,12 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
   queue?: string;
   /** Retries of the whole workflow function when it throws (default: no retries). */
   retry?: RetryPolicy;
+  /**
+   * Park the run (status paused, the last error kept) once a step has failed
+   * this many consecutive attempts, instead of retrying or failing it; resume
+   * it with `client.resume()` / `trellis.run_resume()`. The dead-letter state.
+   */
+  pauseAfter?: number;
 }
 
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => Promise<O>;
@@ -29,6 +35,7 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   readonly input: StandardSchemaV1<TInput, I>;
   readonly output: StandardSchemaV1<unknown, O> | undefined;
   readonly retry: RetryPolicy | undefined;
+  readonly pauseAfter: number | undefined;
   readonly fn: WorkflowFn<I, O>;
 }
 
@@ -55,6 +62,9 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
   assertName(options.name, 'workflow');
   const version = assertName(options.version ?? '1', 'version');
   const queue = assertName(options.queue ?? 'default', 'queue');
+  if (options.pauseAfter !== undefined && (!Number.isInteger(options.pauseAfter) || options.pauseAfter < 1)) {
+    throw new TypeError(`workflow ${options.name}: pauseAfter must be a positive integer`);
+  }
   if (!options.input || typeof options.input['~standard']?.validate !== 'function') {
     throw new TypeError(`workflow ${options.name}: input must be a zod (or Standard Schema) schema`);
   }
@@ -66,6 +76,35 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     input: options.input as never,
     output: options.output as never,
     retry: options.retry,
+    pauseAfter: options.pauseAfter,
     fn: fn as never,
   });
+}
+
+export interface ActivityOptions<S extends StandardSchemaV1> {
+  name: string;
+  /** The queue whose workers execute this activity (another service, a bigger machine). */
+  queue: string;
+  version?: string;
+  input: S;
+  retry?: RetryPolicy;
+  timeout?: import('./duration.ts').Duration;
+}
+
+/**
+ * An activity: one step executed by a worker serving `queue`, awaited by a
+ * workflow with `ctx.child(activity, input)`. The calling run waits without
+ * holding a worker and wakes on its own queue when the activity finishes.
+ *
+ * @example
+ * const resize = defineActivity({ name: 'resize', queue: 'gpu', input: z.object({ url: z.string() }) },
+ *   async ({ url }, { signal }) => render(url, { signal }));
+ */
+export function defineActivity<S extends StandardSchemaV1, O>(
+  options: ActivityOptions<S>,
+  fn: (input: InferOutput<S>, step: import('./context.ts').StepContext) => Promise<O> | O,
+): WorkflowDefinition<InferOutput<S>, O, InferInput<S>> {
+  return defineWorkflow({ name: options.name, version: options.version, queue: options.queue, input: options.input },
+    async (ctx, input) => ctx.step(options.name, (step) => fn(input as InferOutput<S>, step), { retry: options.retry, timeout: options.timeout }),
+  ) as never;
 }

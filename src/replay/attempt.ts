@@ -1,0 +1,116 @@
+/**
+ * One attempt of a step (or side effect): wait for earlier checkpoints, mark
+ * the attempt started, run the body with an AbortSignal (timeout, cancel,
+ * lease loss), then checkpoint its result, its final failure, or a retry.
+ */
+import { CancelledError, isTrellisError, StepFailedError, TimeoutError } from '../errors.ts';
+import type { StepContext, StepOptions } from '../workflow/context.ts';
+import { toMs } from '../workflow/duration.ts';
+import { nextDelay } from '../workflow/retry.ts';
+import type { Run } from './executor.ts';
+import type { StepKind } from './history.ts';
+import { encodeJson, serializeError } from './serialize.ts';
+
+export type AttemptResult<T> = { ok: true; value: T } | { ok: false; error: unknown } | { ok: 'halted' };
+
+export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name: string,
+  fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number): Promise<AttemptResult<T>> {
+  await this.barrier();
+  if (this.halted) return { ok: 'halted' };
+  const shielded = this.shielded;
+  if (this.cancelRequested && !shielded) return { ok: false, error: new CancelledError('run cancelled') };
+  const started = Date.now();
+  // Mark the attempt as started, without waiting: if the process dies in the
+  // body, the next execution sees it and counts the attempt. A fast step's
+  // marker is dropped by the committer when its result is queued first.
+  void this.write({ type: 'step', seq, name, kind, status: 'running', attempts: attempt, ms: 0 }).catch(() => undefined);
+  const controller = new AbortController();
+  const entry = { controller, shielded };
+  this.controllers.add(entry);
+  const onRunAbort = () => controller.abort(this.o.signal.reason);
+  this.o.signal.addEventListener('abort', onRunAbort, { once: true });
+  const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, `timeout of step ${name}`);
+  const timer = timeoutMs === undefined ? undefined : setTimeout(
+    () => controller.abort(new TimeoutError(`step "${name}" attempt ${attempt} timed out after ${timeoutMs} ms`)),
+    timeoutMs,
+  );
+  let value: T | undefined;
+  let error: unknown;
+  let failed = false;
+  try {
+    const stepContext: StepContext = { signal: controller.signal, attempt, idempotencyKey: `${this.o.runId}:${seq}`, runId: this.o.runId };
+    value = await raceAbort(Promise.resolve().then(() => fn(stepContext)), controller.signal);
+  } catch (e) {
+    error = e;
+    failed = true;
+  } finally {
+    if (timer) clearTimeout(timer);
+    this.controllers.delete(entry);
+    this.o.signal.removeEventListener('abort', onRunAbort);
+  }
+  if (this.o.signal.aborted) return { ok: 'halted' };
+  const ms = Date.now() - started;
+  let text: string | undefined;
+  if (!failed) {
+    try {
+      text = encodeJson(value, `output of step "${name}"`, this.o.maxPayloadBytes);
+    } catch (e) {
+      error = e;
+      failed = true;
+    }
+  }
+  try {
+    if (!failed) {
+      await this.write({ type: 'step', seq, name, kind, status: 'completed', output: text, attempts: attempt, ms });
+      return { ok: true, value: JSON.parse(text as string) as T };
+    }
+    const cancelled = error instanceof CancelledError && this.cancelRequested;
+    const final = cancelled || (isTrellisError(error) && (error.code === 'validation' || error.code === 'payload_too_large'));
+    const delay = final ? null : nextDelay(kind === 'side_effect' ? { maxAttempts: 1 } : options.retry, attempt, error);
+    const serialized = { ...serializeError(error), step: name, attempts: attempt };
+    const pauseAfter = this.o.definition.pauseAfter;
+    if (delay !== null && pauseAfter !== undefined && attempt >= pauseAfter) {
+      // Dead letter: park the run with the error instead of retrying further.
+      void this.write({ type: 'step', seq, name, kind, status: 'retrying', error: serialized, attempts: attempt, ms }).catch(() => undefined);
+      this.log.warn('step failed too often, run parked', { step: name, attempt });
+      this.halt({ kind: 'pause', error: serialized });
+      return { ok: 'halted' };
+    }
+    if (delay === null) {
+      await this.write({ type: 'step', seq, name, kind, status: 'failed', error: serialized, attempts: attempt, ms });
+      if (cancelled) return { ok: false, error };
+      return {
+        ok: false,
+        error: new StepFailedError(name, attempt, `step "${name}" failed after ${attempt} attempt(s): ${serialized.message}`, {
+          cause: error,
+          details: { error: serialized },
+        }),
+      };
+    }
+    this.log.info('step attempt failed, retry scheduled', { step: name, attempt, delayMs: delay });
+    void this.write({ type: 'step', seq, name, kind, status: 'retrying', error: serialized, attempts: attempt, ms }).catch(() => undefined);
+    this.halt({ kind: 'release', delayMs: delay, error: serialized, failure: false });
+    return { ok: 'halted' };
+  } catch {
+    // The checkpoint was refused; write() has halted the run.
+    return { ok: 'halted' };
+  }
+}
+
+function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
+  if (signal.aborted) return Promise.reject(signal.reason);
+  return new Promise<T>((resolve, reject) => {
+    const onAbort = () => reject(signal.reason);
+    signal.addEventListener('abort', onAbort, { once: true });
+    promise.then(
+      (v) => {
+        signal.removeEventListener('abort', onAbort);
+        resolve(v);
+      },
+      (e: unknown) => {
+        signal.removeEventListener('abort', onAbort);
+        reject(e);
+      },
+    );
+  });
+}

@@ -1,0 +1,69 @@
+/**
+ * Benchmark options from flags and environment.
+ *   npm run bench                       full run (< 15 min on 2 cores)
+ *   BENCH_QUICK=1 npm run bench         quick run (~2-3 min), or --quick
+ *   npm run bench -- --only=throughput,peers   some families (comma list)
+ *   npm run bench -- --sustain-minutes=10      longer sustained-load test
+ *   npm run bench -- --reps=5 --svg=docs/performance-throughput.svg
+ * Families: pgbench, throughput, peers, latency, levers, backlog, sustained.
+ */
+export const FAMILIES = ['pgbench', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'sustained'] as const;
+export type Family = (typeof FAMILIES)[number];
+
+export interface BenchConfig {
+  quick: boolean;
+  only: Set<Family>;
+  reps: number;
+  /** Runs enqueued per throughput repetition. */
+  runs1: number;
+  runs10: number;
+  /** Runs per peer repetition (peers are much slower). */
+  peerRuns1: number;
+  peerRuns10: number;
+  procs: number[];
+  sustainMinutes: number;
+  /** Finished-run backlogs to measure claim latency with (the last one also with pending runs). */
+  backlogs: number[];
+  claimReps: number;
+  svg: string;
+  out: string;
+}
+
+function flag(name: string): string | undefined {
+  const prefix = `--${name}=`;
+  const hit = process.argv.find((a) => a === `--${name}` || a.startsWith(prefix));
+  if (!hit) return undefined;
+  return hit.startsWith(prefix) ? hit.slice(prefix.length) : 'true';
+}
+
+export function readConfig(): BenchConfig {
+  const quick = flag('quick') !== undefined || process.env.BENCH_QUICK === '1';
+  const onlyText = flag('only') ?? process.env.BENCH_ONLY;
+  const only = new Set<Family>();
+  for (const name of (onlyText ?? FAMILIES.join(',')).split(',').map((s) => s.trim()).filter(Boolean)) {
+    if (!(FAMILIES as readonly string[]).includes(name)) throw new Error(`unknown family ${name}; known: ${FAMILIES.join(', ')}`);
+    only.add(name as Family);
+  }
+  const num = (name: string, fallback: number) => {
+    const v = flag(name);
+    if (v === undefined) return fallback;
+    const n = Number(v);
+    if (!Number.isFinite(n) || n <= 0) throw new Error(`--${name} must be a positive number`);
+    return n;
+  };
+  return {
+    quick,
+    only,
+    reps: num('reps', quick ? 1 : 3),
+    runs1: num('runs1', quick ? 10_000 : 20_000),
+    runs10: num('runs10', quick ? 2_000 : 4_000),
+    peerRuns1: num('peer-runs1', quick ? 2_000 : 4_000),
+    peerRuns10: num('peer-runs10', quick ? 500 : 1_000),
+    procs: quick ? [1, 2] : [1, 2, 4],
+    sustainMinutes: num('sustain-minutes', quick ? 1 : 3),
+    backlogs: quick ? [0, 100_000] : [0, 100_000, 1_000_000],
+    claimReps: num('claim-reps', quick ? 10 : 30),
+    svg: flag('svg') ?? 'bench-results/throughput.svg',
+    out: flag('out') ?? 'bench-results',
+  };
+}

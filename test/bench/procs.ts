@@ -1,0 +1,146 @@
+/**
+ * Child processes for throughput runs, and the one measurement loop every
+ * system (Trellis and its peers) goes through.
+ *
+ * Child protocol (stdout lines): "ready" once connected and set up; then the
+ * parent writes "go" and the child starts processing and prints "started";
+ * on "stop" it shuts down, prints "stats <json>" and exits.
+ */
+import { type ChildProcess, spawn } from 'node:child_process';
+import { createInterface } from 'node:readline';
+import { fileURLToPath } from 'node:url';
+import pg from 'pg';
+import { costBetween, type CostDelta, readCounters } from './server.ts';
+import { sleep } from './stats.ts';
+
+const ROOT = fileURLToPath(new URL('../..', import.meta.url));
+
+export interface Child {
+  proc: ChildProcess;
+  /** Resolves on the first line equal to `line` (or starting with `line `). */
+  waitFor(line: string, timeoutMs?: number): Promise<string>;
+  send(line: string): void;
+  kill(): void;
+}
+
+export function spawnChild(file: string, env: Record<string, string>): Child {
+  const proc = spawn(process.execPath, ['--no-deprecation', '--import', 'tsx', fileURLToPath(new URL(file, import.meta.url))], {
+    cwd: ROOT,
+    env: { ...process.env, ...env },
+    stdio: ['pipe', 'pipe', 'inherit'],
+  });
+  const seen: string[] = [];
+  const waiters: { line: string; resolve: (l: string) => void }[] = [];
+  createInterface({ input: proc.stdout! }).on('line', (l) => {
+    seen.push(l);
+    for (const w of [...waiters]) {
+      if (l === w.line || l.startsWith(`${w.line} `)) {
+        waiters.splice(waiters.indexOf(w), 1);
+        w.resolve(l);
+      }
+    }
+  });
+  let exited = false;
+  proc.on('exit', () => {
+    exited = true;
+  });
+  return {
+    proc,
+    waitFor(line, timeoutMs = 60_000) {
+      const hit = seen.find((l) => l === line || l.startsWith(`${line} `));
+      if (hit) return Promise.resolve(hit);
+      return new Promise((resolve, reject) => {
+        const timer = setTimeout(() => reject(new Error(`child ${file} did not print "${line}" within ${timeoutMs} ms`)), timeoutMs);
+        const onExit = () => reject(new Error(`child ${file} exited before printing "${line}"`));
+        proc.once('exit', onExit);
+        waiters.push({ line, resolve: (l) => (clearTimeout(timer), proc.off('exit', onExit), resolve(l)) });
+      });
+    },
+    send(line) {
+      if (!exited) proc.stdin!.write(`${line}\n`);
+    },
+    kill() {
+      if (!exited && proc.pid) proc.kill('SIGKILL');
+    },
+  };
+}
+
+/** Read "go" / "stop" commands from the parent (child side). */
+export function onCommand(handlers: Record<string, () => void | Promise<void>>): void {
+  createInterface({ input: process.stdin }).on('line', (l) => void handlers[l.trim()]?.());
+}
+
+export interface RunMeasurement extends CostDelta {
+  /** Work items (workflows or jobs) finished inside the timed window. */
+  items: number;
+  /** Items per second inside the window. */
+  rate: number;
+  /** Items already finished when every process had started (excluded). */
+  before: number;
+  /** Parsed "stats" lines of the children. */
+  childStats: unknown[];
+}
+
+export interface MeasureOptions {
+  url: string;
+  file: string;
+  env: Record<string, string>;
+  procs: number;
+  total: number;
+  /** SQL returning one row { remaining } on `url`: unfinished items. */
+  remainingSql: string;
+  /** Called after the children are ready and before "go" (e.g. enqueue while running). */
+  afterGo?: () => Promise<void>;
+  timeoutMs?: number;
+}
+
+/**
+ * Spawn `procs` children, start them together, and time until `remainingSql`
+ * reaches 0. The window opens when every child printed "started"; items
+ * finished before that are subtracted. Costs are read after the children
+ * exited, so their statistics are flushed.
+ */
+export async function measureRun(o: MeasureOptions): Promise<RunMeasurement> {
+  const children = Array.from({ length: o.procs }, (_, i) => spawnChild(o.file, { ...o.env, BENCH_URL: o.url, BENCH_INDEX: String(i) }));
+  const client = new pg.Client({ connectionString: o.url });
+  await client.connect();
+  const deadline = Date.now() + (o.timeoutMs ?? 300_000);
+  try {
+    await Promise.all(children.map((c) => c.waitFor('ready')));
+    let polls = 0;
+    const remaining = async () => {
+      polls++;
+      return Number((await client.query<{ remaining: string }>(o.remainingSql)).rows[0]?.remaining ?? 0);
+    };
+    const start = await readCounters(client);
+    for (const c of children) c.send('go');
+    const load = o.afterGo?.();
+    await Promise.all(children.map((c) => c.waitFor('started')));
+    const t0 = performance.now();
+    await load;
+    const before = o.afterGo ? 0 : o.total - (await remaining());
+    const opened = o.afterGo ? start.at : t0;
+    let t1 = 0;
+    for (;;) {
+      const left = await remaining();
+      if (left === 0) {
+        t1 = performance.now();
+        break;
+      }
+      if (Date.now() > deadline) throw new Error(`${o.file}: ${left} of ${o.total} items unfinished at the deadline`);
+      await sleep(10);
+    }
+    for (const c of children) c.send('stop');
+    const stats = await Promise.all(children.map((c) => c.waitFor('stats', 30_000).then((l) => JSON.parse(l.slice(6)) as unknown).catch(() => null)));
+    await Promise.all(children.map((c) => new Promise((r) => (c.proc.exitCode !== null ? r(null) : c.proc.once('exit', r)))));
+    await sleep(200);
+    const end = await readCounters(client);
+    const cost = await costBetween(client, start, end, polls);
+    const items = o.total - before;
+    const seconds = (t1 - opened) / 1000;
+    return { ...cost, items, before, seconds, rate: items / seconds, childStats: stats };
+  } finally {
+    for (const c of children) c.kill();
+    await client.end();
+  }
+}

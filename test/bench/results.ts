@@ -1,0 +1,88 @@
+/** Result shapes shared by the measurement families and the report. */
+import type { RunMeasurement } from './procs.ts';
+import { medianBy } from './stats.ts';
+import type { Kind } from './workflows.ts';
+
+/** Figures of one throughput repetition. */
+export interface RepFigures {
+  seconds: number;
+  items: number;
+  /** Workflows (or jobs) per second. */
+  wfs: number;
+  stepsPerS: number;
+  xactPerWf: number;
+  xactPerStep: number;
+  walBytesPerStep: number;
+  walSyncsPerStep: number;
+  walSyncsPerS: number;
+  /** Checkpoint ops per grouped transaction (Trellis workers only). */
+  opsPerFlush?: number;
+}
+
+export interface ThroughputRow {
+  system: string;
+  /** Configuration label (e.g. "default", "maxBatch=1", "batched"). */
+  config: string;
+  kind: Kind;
+  procs: number;
+  variant: 'prefilled' | 'enqueue-while-running';
+  /** The median repetition (by wf/s). */
+  median: RepFigures;
+  reps: RepFigures[];
+}
+
+export interface Skipped {
+  system: string;
+  skipped: string;
+}
+
+export function figures(m: RunMeasurement, steps: number): RepFigures {
+  const stepCount = m.items * steps;
+  let flushes = 0;
+  let ops = 0;
+  for (const s of m.childStats) {
+    const c = (s as { committer?: { flushes: number; ops: number } } | null)?.committer;
+    if (c) {
+      flushes += c.flushes;
+      ops += c.ops;
+    }
+  }
+  return {
+    seconds: m.seconds,
+    items: m.items,
+    wfs: m.rate,
+    stepsPerS: m.rate * steps,
+    xactPerWf: m.xacts / m.items,
+    xactPerStep: m.xacts / stepCount,
+    walBytesPerStep: m.walBytes / stepCount,
+    walSyncsPerStep: m.walSyncs / stepCount,
+    walSyncsPerS: m.walSyncs / m.seconds,
+    opsPerFlush: flushes ? ops / flushes : undefined,
+  };
+}
+
+export function row(system: string, config: string, kind: Kind, procs: number, reps: RepFigures[],
+  variant: ThroughputRow['variant'] = 'prefilled'): ThroughputRow {
+  return { system, config, kind, procs, variant, reps, median: medianBy(reps, (r) => r.wfs) as RepFigures };
+}
+
+export interface BenchResults {
+  meta: Record<string, unknown>;
+  pgbench?: { tps: number; clients: number; seconds: number; walSyncsPerS?: number } | Skipped;
+  throughput: ThroughputRow[];
+  peers: Skipped[];
+  latency: LatencyRow[];
+  levers: ThroughputRow[];
+  backlog?: unknown;
+  sustained?: unknown;
+  errors: { family: string; error: string }[];
+}
+
+export interface LatencyRow {
+  system: string;
+  load: string;
+  /** Starts per second offered (or achieved, for closed loop). */
+  rate: number;
+  firstStep: { n: number; p50: number; p95: number; p99: number; max: number };
+  result?: { n: number; p50: number; p95: number; p99: number; max: number };
+}

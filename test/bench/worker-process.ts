@@ -1,0 +1,39 @@
+/**
+ * A Trellis worker in its own process (see procs.ts for the protocol).
+ * env: BENCH_URL, BENCH_CONCURRENCY, BENCH_CLAIM_BATCH, BENCH_MAX_BATCH, BENCH_POLL_MS.
+ */
+import pg from 'pg';
+import { createWorker } from '../../src/worker/worker.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { onCommand } from './procs.ts';
+import { bench1, bench10 } from './workflows.ts';
+
+const env = (name: string) => (process.env[name] ? Number(process.env[name]) : undefined);
+const concurrency = env('BENCH_CONCURRENCY');
+const pool = new pg.Pool({ connectionString: process.env.BENCH_URL, max: 10 });
+const worker = createWorker({
+  pool,
+  workflows: [bench1, bench10],
+  concurrency,
+  claimBatch: env('BENCH_CLAIM_BATCH'),
+  maxBatch: env('BENCH_MAX_BATCH'),
+  pollInterval: env('BENCH_POLL_MS') ?? 1000,
+  logger: silentLogger,
+});
+// Warm the pool (connections are part of setup, not of the measurement).
+await Promise.all(Array.from({ length: 4 }, () => pool.query('select 1')));
+process.stdout.write('ready\n');
+onCommand({
+  async go() {
+    await worker.start();
+    process.stdout.write('started\n');
+  },
+  async stop() {
+    await worker.stop({ timeout: 5000 });
+    // The committer is private; its counters say how many ops each transaction carried.
+    const committer = (worker as unknown as { committer?: { stats?: { flushes: number; ops: number } } }).committer;
+    process.stdout.write(`stats ${JSON.stringify({ ...worker.stats, committer: committer?.stats })}\n`);
+    await pool.end();
+    process.exit(0);
+  },
+});
