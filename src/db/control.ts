@@ -1,0 +1,31 @@
+/** Wrappers of sql/400_signals.sql and sql/500_control.sql. */
+import type { RunState } from './tables.ts';
+import { type Queryable, run } from './queryable.ts';
+
+/** trellis.signal_send: false when a signal with this id was already received. */
+export async function signalSend(db: Queryable, runId: string, name: string, payload: string, signalId: string | null): Promise<boolean> {
+  const rows = await run<{ sent: boolean }>(db, 'select trellis.signal_send($1, $2, $3::jsonb, $4) as sent', [runId, name, payload, signalId]);
+  return rows[0]?.sent ?? false;
+}
+
+export type ControlVerb = 'cancel' | 'pause' | 'resume' | 'retry';
+
+const CONTROL_SQL: Record<ControlVerb, string> = {
+  cancel: 'select trellis.run_cancel($1, $2) as status',
+  pause: 'select trellis.run_pause($1, $2) as status',
+  resume: 'select trellis.run_resume($1) as status',
+  retry: 'select trellis.run_retry($1) as status',
+};
+
+/** trellis.run_cancel / run_pause / run_resume / run_retry: the run's status afterwards. */
+export async function runControl(db: Queryable, verb: ControlVerb, runId: string, reason?: string): Promise<RunState> {
+  const values = verb === 'cancel' || verb === 'pause' ? [runId, reason ?? null] : [runId];
+  const rows = await run<{ status: RunState }>(db, CONTROL_SQL[verb], values);
+  return (rows[0] as { status: RunState }).status;
+}
+
+/** The id of the run of `workflow` started with `key`, if any. */
+export async function runIdByKey(db: Queryable, workflow: string, key: string): Promise<string | undefined> {
+  const rows = await run<{ id: string }>(db, 'select id from trellis.runs where workflow = $1 and key = $2', [workflow, key]);
+  return rows[0]?.id;
+}

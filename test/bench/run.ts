@@ -1,0 +1,132 @@
+/**
+ * `npm run bench`: Trellis against its peers on one PostgreSQL server
+ * (never part of `npm test`). Prints a report and writes
+ * bench-results/bench-<time>.json, bench-results/latest.json and an SVG chart.
+ * Options: see config.ts.
+ */
+import { execSync } from 'node:child_process';
+import { mkdirSync, writeFileSync } from 'node:fs';
+import { dirname, join } from 'node:path';
+import { backlog } from './backlog.ts';
+import { type Family, readConfig } from './config.ts';
+import { printReport, throughputSvg } from './report.ts';
+import { graphileLatency, trellisLatency } from './latency.ts';
+import { levers } from './levers.ts';
+import { dbosThroughput } from './peers/dbos.ts';
+import { graphileThroughput } from './peers/graphile-worker.ts';
+import { pgBossThroughput } from './peers/pg-boss.ts';
+import { pgbench } from './peers/pgbench.ts';
+import type { BenchResults } from './results.ts';
+import { machine, startServer } from './server.ts';
+import { fmt } from './stats.ts';
+import { sustained } from './sustained.ts';
+import { log, trellisThroughput } from './throughput.ts';
+
+const cfg = readConfig();
+const started = Date.now();
+const git = (cmd: string) => {
+  try {
+    return execSync(`git ${cmd}`, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }).trim();
+  } catch {
+    return 'unknown';
+  }
+};
+console.log(`# trellis bench (${cfg.quick ? 'quick' : 'full'}): ${[...cfg.only].join(', ')}; ${cfg.reps} repetition(s)`);
+const server = await startServer();
+const results: BenchResults = {
+  meta: {
+    started: new Date(started).toISOString(),
+    quick: cfg.quick,
+    config: { ...cfg, only: [...cfg.only] },
+    machine: machine(),
+    postgres: await server.info(),
+    commit: git('rev-parse HEAD'),
+    dirty: git('status --porcelain') !== '',
+  },
+  throughput: [],
+  peers: [],
+  latency: [],
+  levers: [],
+  errors: [],
+};
+
+async function family(name: Family, fn: () => Promise<void>): Promise<void> {
+  if (!cfg.only.has(name)) return;
+  const t = performance.now();
+  console.log(`\n## ${name}`);
+  try {
+    await fn();
+  } catch (error) {
+    console.log(`  ERROR: ${String((error as Error)?.stack ?? error)}`);
+    results.errors.push({ family: name, error: String(error) });
+  }
+  console.log(`  (${fmt((performance.now() - t) / 1000, 1)} s)`);
+}
+
+/** A peer that cannot be installed or run is reported as skipped, never faked. */
+async function peer(system: string, fn: () => Promise<BenchResults['throughput']>): Promise<void> {
+  try {
+    const rows = await fn();
+    for (const r of rows) log(r);
+    results.throughput.push(...rows);
+  } catch (error) {
+    const reason = String((error as Error)?.message ?? error).slice(0, 300);
+    console.log(`  ${system}: skipped: ${reason}`);
+    results.peers.push({ system, skipped: reason });
+  }
+}
+
+try {
+  await family('pgbench', async () => {
+    results.pgbench = await pgbench(server, cfg.quick ? 5 : 10);
+    console.log(`  ${JSON.stringify(results.pgbench)}`);
+  });
+  await family('throughput', async () => {
+    results.throughput.push(...(await trellisThroughput(server, cfg)));
+  });
+  await family('peers', async () => {
+    const peerProcs = cfg.quick ? [1] : [1, 2];
+    await peer('graphile-worker', () => graphileThroughput(server, cfg.reps, cfg.runs1, [1]));
+    await peer('pg-boss', () => pgBossThroughput(server, cfg.reps, cfg.peerRuns1, [1]));
+    await peer('dbos', () => dbosThroughput(server, cfg.reps, { '1-step': cfg.peerRuns1, '10-step': cfg.peerRuns10 }, peerProcs));
+  });
+  await family('latency', async () => {
+    const { rows, loadRate } = await trellisLatency(server, cfg);
+    results.latency.push(...rows);
+    try {
+      results.latency.push(...(await graphileLatency(server, loadRate, cfg.quick ? 2 : 4)));
+    } catch (error) {
+      results.peers.push({ system: 'graphile-worker (latency)', skipped: String(error).slice(0, 300) });
+    }
+  });
+  await family('levers', async () => {
+    results.levers.push(...(await levers(server, cfg)));
+  });
+  await family('backlog', async () => {
+    results.backlog = await backlog(server, cfg);
+  });
+  await family('sustained', async () => {
+    const peak = results.throughput.find((r) => r.system === 'trellis' && r.kind === '1-step' && r.procs === 2 && r.variant === 'prefilled');
+    results.sustained = await sustained(server, cfg, peak?.median.wfs);
+  });
+} finally {
+  // Pools of peer libraries may still hold idle connections the server stop terminates.
+  process.on('uncaughtException', (e) => {
+    if ((e as { code?: string }).code !== '57P01') throw e;
+  });
+  await server.stop();
+}
+
+results.meta.seconds = (Date.now() - started) / 1000;
+printReport(results);
+mkdirSync(cfg.out, { recursive: true });
+const stamp = new Date(started).toISOString().replace(/[:.]/g, '-');
+const json = `${JSON.stringify(results, null, 2)}\n`;
+writeFileSync(join(cfg.out, `bench-${stamp}.json`), json);
+writeFileSync(join(cfg.out, 'latest.json'), json);
+if (results.throughput.length) {
+  mkdirSync(dirname(cfg.svg), { recursive: true });
+  writeFileSync(cfg.svg, throughputSvg(results));
+}
+console.log(`\nwrote ${join(cfg.out, `bench-${stamp}.json`)}${results.throughput.length ? ` and ${cfg.svg}` : ''}; total ${fmt((Date.now() - started) / 60_000, 1)} min`);
+process.exit(0);
