@@ -89,3 +89,20 @@ comment on function trellis._check_lease(interval) is
 
 comment on function trellis._raise_unheld(uuid, uuid) is
   'Raise TR002, TR004 or TR003 for a fenced write that was refused.';
+
+create or replace function trellis.setting_set(p_key text, p_value jsonb)
+returns jsonb language plpgsql as $$
+begin
+  if p_key not in ('max_payload_bytes', 'max_history_steps') then
+    perform trellis._raise('TR001', format('unknown setting %L (max_payload_bytes, max_history_steps)', p_key));
+  end if;
+  if jsonb_typeof(p_value) is distinct from 'number' or (p_value #>> '{}')::numeric < 1
+     or (p_value #>> '{}')::numeric > 2147483647 or (p_value #>> '{}')::numeric % 1 <> 0 then
+    perform trellis._raise('TR001', format('setting %s must be a positive integer', p_key));
+  end if;
+  insert into trellis.settings as s (key, value, updated_at) values (p_key, p_value, now())
+  on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at;
+  return p_value;
+end $$;
+comment on function trellis.setting_set(text, jsonb) is
+  'Change an engine setting: max_payload_bytes (largest input, output, step result, signal payload) or max_history_steps (calls per execution). Workers read them when they start.';

@@ -258,13 +258,13 @@ describe('checkpoint_apply validation', () => {
   it('refuses an oversized output or error with TR005, writing nothing', async () => {
     const h = await held();
     const big = { blob: 'x'.repeat(5000) };
-    await sql(`update trellis.settings set value = '1000' where key = 'max_payload_bytes'`);
+    await sql(`select trellis.setting_set('max_payload_bytes', '1000')`);
     try {
       await assert.rejects(sql('select trellis.run_complete($1, $2, $3)', [h.id, h.token, big]), { code: 'TR005' });
       await assert.rejects(sql('select trellis.run_fail($1, $2, $3)', [h.id, h.token, big]), { code: 'TR005' });
       await assert.rejects(recordStep(h, 0, 'big', 'completed', big), { code: 'TR005' });
     } finally {
-      await sql(`update trellis.settings set value = '1048576' where key = 'max_payload_bytes'`);
+      await sql(`select trellis.setting_set('max_payload_bytes', '1048576')`);
     }
     assert.equal((await run(h.id)).status, 'running');
     assert.deepEqual(await steps(h.id), []);

@@ -46,14 +46,14 @@ describe('run_start', () => {
   });
 
   it('refuses an oversized input with TR005', async () => {
-    await db.pool.query(`update trellis.settings set value = '1000' where key = 'max_payload_bytes'`);
+    await db.pool.query(`select trellis.setting_set('max_payload_bytes', '1000')`);
     try {
       await assert.rejects(
         db.pool.query('select trellis.run_start($1, $2)', ['orders', JSON.stringify({ blob: 'x'.repeat(5000) })]),
         { code: 'TR005' },
       );
     } finally {
-      await db.pool.query(`update trellis.settings set value = '1048576' where key = 'max_payload_bytes'`);
+      await db.pool.query(`select trellis.setting_set('max_payload_bytes', '1048576')`);
     }
   });
 

@@ -1,0 +1,159 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { CancelledError, IllegalTransitionError, NonRetryableError, WorkflowFailedError } from '../../src/errors.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { adminUrl } from '../helpers/db.ts';
+import { deferred } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const nap = defineWorkflow({ name: 'nap', input: z.object({ id: z.number() }) }, async (ctx) => {
+  await ctx.sleep('long', '30 days');
+  return 'rested';
+});
+const parent = defineWorkflow({ name: 'parent', input: z.object({}) }, async (ctx) =>
+  Promise.all([ctx.child(nap, { id: 1 }), ctx.child(nap, { id: 2 })]));
+
+const stepStarted = deferred();
+const stepAborted = deferred<{ reason: unknown; at: number }>();
+const busy = defineWorkflow({ name: 'busy', input: z.object({}) }, async (ctx) => {
+  try {
+    await ctx.step('long-call', ({ signal }) => new Promise((_, reject) => {
+      stepStarted.resolve();
+      signal.addEventListener('abort', () => {
+        stepAborted.resolve({ reason: signal.reason, at: performance.now() });
+        reject(signal.reason);
+      });
+    }));
+    return 'finished';
+  } finally {
+    // Compensation runs even though the run is being cancelled.
+    await ctx.nonCancellable(() => ctx.step('compensate', () => 'refunded'));
+  }
+});
+
+let flaky = 0;
+const parked = defineWorkflow({ name: 'parked', input: z.object({}), pauseAfter: 2 }, async (ctx) =>
+  ctx.step('flaky', () => {
+    if (++flaky < 3) throw new Error(`flake ${flaky}`);
+    return 'third time lucky';
+  }, { retry: { maxAttempts: 10, initialDelay: 10 } }));
+
+let fixed = false;
+let prepared = 0;
+const retryable = defineWorkflow({ name: 'retryable', input: z.object({}) }, async (ctx) => {
+  await ctx.step('prepare', () => ++prepared);
+  return ctx.step('commit', () => {
+    if (!fixed) throw new NonRetryableError('bug');
+    return 'committed';
+  });
+});
+
+let env: TestEnv;
+before(async () => {
+  env = await createTestEnv({ workflows: [nap, parent, busy, parked, retryable], serverUrl: adminUrl() });
+});
+after(() => env.close());
+
+describe('cancellation', () => {
+  it('cancels a parent with two sleeping children: all end cancelled', async () => {
+    const run = await env.start(parent, {});
+    await waitFor(async () => {
+      const { rows } = await env.pool.query(`select count(*)::int as n from trellis.runs where parent_run_id = $1 and status = 'waiting'`, [run.id]);
+      return rows[0].n === 2;
+    }, { what: 'two sleeping children' });
+    await env.waitFor(run.id, 'waiting');
+    await env.client.cancel(run.id, 'customer changed their mind');
+    await assert.rejects(run.result({ timeout: '10s' }), CancelledError);
+    const { rows } = await env.pool.query('select status from trellis.runs where parent_run_id = $1', [run.id]);
+    assert.deepEqual(rows.map((r) => r.status), ['cancelled', 'cancelled']);
+  });
+
+  it('aborts a running step within a second and lets cleanup run in a non-cancellable scope', async () => {
+    const run = await env.start(busy, {});
+    await stepStarted.promise;
+    const requested = performance.now();
+    assert.equal(await env.client.cancel(run.id), 'running');
+    const { reason, at } = await stepAborted.promise;
+    assert.ok(reason instanceof CancelledError);
+    assert.ok(at - requested < 1000, `aborted after ${(at - requested).toFixed(0)} ms`);
+    await assert.rejects(run.result({ timeout: '10s' }), CancelledError);
+    const steps = await env.history(run.id);
+    assert.deepEqual(steps.map((s) => [s.name, s.status]), [['long-call', 'failed'], ['compensate', 'completed']]);
+    assert.equal((await env.client.get(run.id))?.status, 'cancelled');
+  });
+
+  it('ends a run that never started at once, and refuses to cancel a finished run', async () => {
+    const later = await env.start(nap, { id: 9 }, { runAt: new Date(Date.now() + 3_600_000) });
+    assert.equal(await env.client.cancel(later.id), 'cancelled');
+    assert.equal(await env.client.cancel(later.id), 'cancelled', 'cancelling again is a no-op');
+    const done = await env.start(retryable, {});
+    fixed = true;
+    await done.result({ timeout: '10s' });
+    await assert.rejects(env.client.cancel(done.id), IllegalTransitionError);
+    const sql = await env.pool.query(`select trellis.run_cancel($1) as status`, [(await env.start(nap, { id: 10 }, { runAt: new Date(Date.now() + 3_600_000) })).id]);
+    assert.equal(sql.rows[0].status, 'cancelled');
+  });
+});
+
+describe('pause, resume and dead letter', () => {
+  it('pauses a waiting run and resumes it where it was', async () => {
+    const run = await env.start(nap, { id: 3 });
+    await env.waitFor(run.id, 'waiting');
+    assert.equal(await env.client.pause(run.id, 'maintenance'), 'paused');
+    await env.advance('30 days');
+    await env.waitFor(run.id, 'paused');
+    assert.equal((await env.client.get(run.id))?.status, 'paused', 'a paused run stays parked past its timer');
+    assert.equal(await env.client.resume(run.id), 'pending');
+    assert.equal(await run.result({ timeout: '10s' }), 'rested');
+    await assert.rejects(env.client.resume(run.id), IllegalTransitionError);
+  });
+
+  it('parks a run after N consecutive failed attempts, keeping the error, then resumes it to completion', async () => {
+    const run = await env.start(parked, {});
+    const row = await env.waitFor(run.id, 'paused');
+    assert.match(JSON.stringify(row.error), /flake 2/);
+    assert.equal(flaky, 2);
+    await env.client.resume(run.id);
+    assert.equal(await run.result({ timeout: '10s' }), 'third time lucky');
+    const [step] = await env.history(run.id);
+    assert.equal(step?.attempts, 3);
+  });
+
+  it('retries a failed run from its failed step without re-running completed steps', async () => {
+    fixed = false;
+    const before = prepared;
+    const run = await env.start(retryable, {});
+    await assert.rejects(run.result({ timeout: '10s' }), WorkflowFailedError);
+    fixed = true;
+    assert.equal(await env.client.retry(run.id), 'pending');
+    assert.equal(await run.result({ timeout: '10s' }), 'committed');
+    assert.equal(prepared - before, 1, 'prepare ran once');
+    await assert.rejects(env.client.retry(run.id), IllegalTransitionError);
+  });
+});
+
+describe('limits', () => {
+  it('fails a run that outgrows the history limit with a typed error, writing nothing past it', async () => {
+    await env.pool.query(`select trellis.setting_set('max_history_steps', '5')`);
+    const loop = defineWorkflow({ name: 'loop', input: z.object({}) }, async (ctx) => {
+      for (let i = 0; i < 20; i++) await ctx.step('tick', () => i);
+      return 'done';
+    });
+    const worker = createWorker({ pool: env.pool, workflows: [loop], pollInterval: 50, logger: silentLogger });
+    await worker.start();
+    try {
+      const run = await env.start(loop, {});
+      await assert.rejects(run.result({ timeout: '10s' }), /history limit of 5/);
+      const row = await env.client.get(run.id);
+      assert.equal((row?.error as { code: string }).code, 'history_limit');
+      assert.equal((await env.history(run.id)).length, 5);
+    } finally {
+      await worker.stop();
+      await env.pool.query(`select trellis.setting_set('max_history_steps', '10000')`);
+    }
+  });
+});
