@@ -3,6 +3,21 @@
 -- Touches: trellis.runs (update), trellis.steps (delete failed steps on retry), trellis.clock.
 -- Lock order: the run row, then its children (recursively), then its parents.
 
+-- Lock a run for a control change; TR002 when it does not exist.
+create or replace function trellis._run_lock(p_run_id uuid)
+returns trellis.runs language plpgsql as $$
+declare
+  v_run trellis.runs;
+begin
+  select * into v_run from trellis.runs where id = p_run_id for no key update;
+  if not found then
+    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+  end if;
+  return v_run;
+end $$;
+comment on function trellis._run_lock(uuid) is
+  'Lock run p_run_id (FOR NO KEY UPDATE) and return it; TR002 if it does not exist.';
+
 create or replace function trellis._finish_cancelled(p_run_id uuid, p_reason text)
 returns void language plpgsql as $$
 declare
@@ -26,10 +41,7 @@ declare
   v_run   trellis.runs;
   v_child uuid;
 begin
-  select * into v_run from trellis.runs where id = p_run_id for no key update;
-  if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
-  end if;
+  v_run := trellis._run_lock(p_run_id);
   if v_run.status = 'cancelled' then
     return 'cancelled';
   elsif v_run.status in ('completed', 'failed') then
@@ -74,10 +86,8 @@ declare
   v_now timestamptz := trellis.now();
   v_run trellis.runs;
 begin
-  select * into v_run from trellis.runs where id = p_run_id for no key update;
-  if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
-  elsif v_run.status in ('completed', 'failed', 'cancelled') then
+  v_run := trellis._run_lock(p_run_id);
+  if v_run.status in ('completed', 'failed', 'cancelled') then
     perform trellis._raise('TR004', format('run %s is %s and cannot be paused', p_run_id, v_run.status));
   elsif v_run.status = 'running' then
     update trellis.runs set pause_requested_at = coalesce(pause_requested_at, v_now), updated_at = v_now
@@ -101,10 +111,8 @@ declare
   v_now timestamptz := trellis.now();
   v_run trellis.runs;
 begin
-  select * into v_run from trellis.runs where id = p_run_id for no key update;
-  if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
-  elsif v_run.status = 'running' and v_run.pause_requested_at is not null then
+  v_run := trellis._run_lock(p_run_id);
+  if v_run.status = 'running' and v_run.pause_requested_at is not null then
     update trellis.runs set pause_requested_at = null, updated_at = v_now where id = p_run_id;
   elsif v_run.status <> 'paused' then
     perform trellis._raise('TR004', format('run %s is %s, not paused', p_run_id, v_run.status));
@@ -124,10 +132,8 @@ declare
   v_now timestamptz := trellis.now();
   v_run trellis.runs;
 begin
-  select * into v_run from trellis.runs where id = p_run_id for no key update;
-  if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
-  elsif v_run.status <> 'failed' then
+  v_run := trellis._run_lock(p_run_id);
+  if v_run.status <> 'failed' then
     perform trellis._raise('TR004', format('run %s is %s, not failed', p_run_id, v_run.status));
   end if;
   -- Completed steps stay memoised; the failed step runs again from attempt 1.

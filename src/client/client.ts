@@ -7,7 +7,8 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { type ControlVerb, runControl, runIdByKey, signalSend } from '../db/control.ts';
 import { type Executor, toQueryable } from '../db/queryable.ts';
-import { runStart, type RunStartOptions, settingInt, workflowRegister } from '../db/runs.ts';
+import { WorkflowRegistry } from '../db/registry.ts';
+import { runStart, type RunStartOptions, settingInt } from '../db/runs.ts';
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { CancelledError, NotFoundError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
 import { encodeJson } from '../replay/serialize.ts';
@@ -92,7 +93,7 @@ export class Client {
   private readonly ownsPool: boolean;
   private readonly log: Logger;
   private readonly pollMs: number;
-  private readonly registered = new Map<string, Promise<void>>();
+  private readonly registry: WorkflowRegistry;
   private readonly waiters = new Map<string, Set<() => void>>();
   private listener: Promise<Listener> | undefined;
   private maxPayloadBytes: Promise<number> | undefined;
@@ -109,6 +110,7 @@ export class Client {
     }
     this.log = options.logger ?? consoleLogger('warn');
     this.pollMs = toMs(options.resultPollInterval ?? 5000, 'resultPollInterval');
+    this.registry = new WorkflowRegistry(this.pool);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
   }
 
@@ -218,14 +220,7 @@ export class Client {
 
   /** Register a definition so SQL callers can start it by name (workers do this on start). */
   register(workflow: WorkflowDefinition): Promise<void> {
-    const key = `${workflow.name}@${workflow.version}`;
-    let pending = this.registered.get(key);
-    if (!pending) {
-      pending = workflowRegister(this.pool, [{ name: workflow.name, version: workflow.version, queue: workflow.queue }]);
-      pending.catch(() => this.registered.delete(key));
-      this.registered.set(key, pending);
-    }
-    return pending;
+    return this.registry.register(workflow);
   }
 
   private payloadLimit(): Promise<number> {

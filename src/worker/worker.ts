@@ -18,6 +18,8 @@ import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { checkSchema } from '../schema/install.ts';
 import { Committer } from './committer.ts';
+import { outcomeOp } from './outcome.ts';
+import { WorkflowRegistry } from '../db/registry.ts';
 import { Listener } from './listener.ts';
 
 export interface WorkerOptions {
@@ -86,8 +88,8 @@ export class Worker {
   private maxPayloadBytes = 1_048_576;
   private maxHistorySteps = 10_000;
   /** Counters for tests, metrics and benchmarks. */
-  readonly stats = { claimed: 0, completed: 0, failed: 0, cancelled: 0, released: 0, waiting: 0, paused: 0, continued: 0, abandoned: 0, claims: 0 };
-  private readonly registered = new Map<string, Promise<void>>();
+  readonly stats = { claimed: 0, claims: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0 };
+  private readonly registry: WorkflowRegistry;
 
   constructor(private readonly options: WorkerOptions) {
     if (!options.workflows?.length) throw new ValidationError('a worker needs at least one workflow');
@@ -115,6 +117,7 @@ export class Worker {
     } else {
       throw new ValidationError('createWorker needs a pool or a connectionString');
     }
+    this.registry = new WorkflowRegistry(this.pool);
     this.committer = new Committer(this.pool, options.maxBatch ?? 500, (error) =>
       this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
   }
@@ -254,7 +257,7 @@ export class Worker {
       maxPayloadBytes: this.maxPayloadBytes,
       maxHistorySteps: this.maxHistorySteps,
       log: this.log,
-      register: (def) => this.register(def),
+      register: (def) => this.registry.register(def),
       sink: {
         record: (cp) => {
           const { type, ...rest } = cp;
@@ -265,61 +268,16 @@ export class Worker {
     });
     entry.execution = execution;
     const outcome: Outcome = await execution.done;
+    const shuttingDown = outcome.kind === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
+    const op = outcomeOp(fence, outcome, shuttingDown);
     try {
-      switch (outcome.kind) {
-        case 'completed':
-          await push({ ...fence, op: 'complete', output: outcome.output });
-          this.stats.completed++;
-          break;
-        case 'failed':
-        case 'cancelled':
-          await push({ ...fence, op: outcome.kind === 'failed' ? 'fail' : 'cancelled', error: outcome.error });
-          this.stats[outcome.kind]++;
-          break;
-        case 'release':
-          await push({ ...fence, op: 'release', delay_ms: outcome.delayMs, error: outcome.error, failure: outcome.failure });
-          this.stats.released++;
-          break;
-        case 'wait':
-          await push({ ...fence, op: 'wait', delay_ms: outcome.delayMs, signal: outcome.signal });
-          this.stats.waiting++;
-          break;
-        case 'pause':
-          await push({ ...fence, op: 'pause', error: outcome.error });
-          this.stats.paused++;
-          break;
-        case 'continue':
-          await push({ ...fence, op: 'continue', input: outcome.input, keep: outcome.keep });
-          this.stats.continued++;
-          break;
-        case 'abandoned':
-          this.stats.abandoned++;
-          if (outcome.reason instanceof CancelledError && this.state === 'stopping') {
-            // Shutdown: give the run back so another replica continues at once.
-            await push({ ...fence, op: 'release', delay_ms: 0, failure: false });
-          }
-          break;
-      }
+      if (op) await push(op);
+      this.stats[outcome.kind]++;
     } catch (error) {
-      if (error instanceof LeaseLostError) {
-        this.stats.abandoned++;
-        this.log.warn('lease lost before the run could be finished', { runId: run.id });
-      } else {
-        throw error;
-      }
+      if (!(error instanceof LeaseLostError)) throw error;
+      this.stats.abandoned++;
+      this.log.warn('lease lost before the run could be finished', { runId: run.id });
     }
-  }
-
-  /** Register a workflow (a child's) once per worker, so SQL can start it. */
-  private register(definition: WorkflowDefinition): Promise<void> {
-    const key = `${definition.name}@${definition.version}`;
-    let pending = this.registered.get(key);
-    if (!pending) {
-      pending = workflowRegister(this.pool, [{ name: definition.name, version: definition.version, queue: definition.queue }]);
-      pending.catch(() => this.registered.delete(key));
-      this.registered.set(key, pending);
-    }
-    return pending;
   }
 
   /** A cancel or pause request for a run this worker may be executing. */

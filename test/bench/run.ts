@@ -40,8 +40,9 @@ const results: BenchResults = {
     config: { ...cfg, only: [...cfg.only] },
     machine: machine(),
     postgres: await server.info(),
-    commit: git('rev-parse HEAD'),
-    dirty: git('status --porcelain') !== '',
+    // BENCH_COMMIT: when the bench runs from an exported snapshot of a commit.
+    commit: process.env.BENCH_COMMIT ?? git('rev-parse HEAD'),
+    dirty: process.env.BENCH_COMMIT ? false : git('status --porcelain') !== '',
   },
   throughput: [],
   peers: [],

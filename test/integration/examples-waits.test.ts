@@ -1,0 +1,170 @@
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { createDatabase } from '../helpers/db.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'order-saga', 'continue-as-new'] as const;
+type Example = (typeof EXAMPLES)[number];
+interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
+
+/** Run an example the way a user would, against its own database at `url`. */
+function runExample(name: Example, url: string): Promise<Outcome> {
+  return new Promise((resolve, reject) => {
+    const child = spawn(process.execPath, ['--import', 'tsx', `examples/${name}/main.ts`], {
+      cwd: root,
+      env: { ...process.env, DATABASE_URL: url },
+      stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let stdout = '';
+    let stderr = '';
+    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
+    child.on('error', reject);
+    child.on('close', (code) => {
+      clearTimeout(timer);
+      resolve({ code, stdout, stderr, url });
+    });
+  });
+}
+
+/** The JSON after `prefix` on the first stdout line that starts with it. */
+function jsonAfter(stdout: string, prefix: string): unknown {
+  const line = stdout.split('\n').find((l) => l.startsWith(prefix));
+  assert.ok(line, `no line starting with ${JSON.stringify(prefix)} in:\n${stdout}`);
+  return JSON.parse(line.slice(prefix.length));
+}
+
+/** The lines of stdout that start with `prefix`, in order. */
+function linesStarting(stdout: string, prefix: string): string[] {
+  return stdout.split('\n').filter((l) => l.startsWith(prefix));
+}
+
+async function query<R extends pg.QueryResultRow>(url: string, text: string, values: unknown[] = []): Promise<R[]> {
+  const client = new pg.Client({ connectionString: url });
+  await client.connect();
+  try {
+    return (await client.query<R>(text, values)).rows;
+  } finally {
+    await client.end();
+  }
+}
+
+describe('wait, child, cancellation, saga and continue-as-new examples', () => {
+  const databases: { drop(): Promise<void> }[] = [];
+  const runs = new Map<Example, Promise<Outcome>>();
+
+  // The examples are independent (each has its own database), so they run at
+  // once; each test awaits its own.
+  before(async () => {
+    for (const name of EXAMPLES) {
+      const db = await createDatabase('trellis_ex');
+      databases.push(db);
+      const outcome = runExample(name, db.url);
+      outcome.catch(() => undefined);
+      runs.set(name, outcome);
+    }
+  });
+  after(async () => {
+    await Promise.allSettled([...runs.values()]);
+    for (const db of databases) await db.drop();
+  });
+
+  async function finished(name: Example): Promise<Outcome> {
+    const outcome = await (runs.get(name) as Promise<Outcome>);
+    assert.equal(outcome.code, 0, `${name} exited ${outcome.code}\nstdout:\n${outcome.stdout}\nstderr:\n${outcome.stderr}`);
+    return outcome;
+  }
+
+  it('approval: a typed decision signal is deduplicated by its id, and an unanswered expense times out after 3 days', async () => {
+    const { stdout } = await finished('approval');
+    assert.match(stdout, /^exp-1001 after 1 day: waiting$/m);
+    assert.match(stdout, /^malformed decision refused: ValidationError$/m);
+    assert.match(stdout, /^first delivery of mail-msg-42: true$/m);
+    assert.match(stdout, /^repeat delivery of mail-msg-42: false$/m);
+    const approved = jsonAfter(stdout, 'exp-1001 result: ') as Record<string, unknown>;
+    assert.equal(approved.status, 'reimbursed');
+    assert.equal(approved.by, 'grace');
+    assert.equal(approved.signalId, 'mail-msg-42');
+    assert.match(stdout, /^exp-1001 finished 2\.\d\d days after it started$/m);
+    assert.match(stdout, /^exp-1001 signals stored: 1$/m);
+    assert.deepEqual(jsonAfter(stdout, 'exp-1002 result: '), { expenseId: 'exp-1002', status: 'expired' });
+    assert.match(stdout, /^ {2}exp-1002 step 1 signal expense-decision: completed \{"timedOut":true\}$/m);
+    assert.match(stdout, /^ {2}exp-1002 step 2 step escalate-to-finance: completed /m);
+  });
+
+  it('fan-out: children run in parallel, a failed child is reported as missing, and the reports worker runs the activity', async () => {
+    const { stdout, url } = await finished('fan-out');
+    assert.deepEqual(jsonAfter(stdout, 'result: '), { report: 'amer=1000, apac=312, emea=245', grandTotal: 1557, missing: ['mars'] });
+    assert.deepEqual(linesStarting(stdout, 'child '), [
+      'child region-total emea on queue default: completed',
+      'child region-total apac on queue default: completed',
+      'child region-total mars on queue default: failed (step "fetch-ledger" failed after 1 attempt(s): no ledger for region mars)',
+      'child region-total amer on queue default: completed',
+      'child build-report on queue reports: completed',
+    ]);
+    assert.match(stdout, /^main-worker completed 4 runs; reports-worker completed 1$/m);
+    assert.match(stdout, /^ {2}parent step 2 child total-mars: failed$/m);
+    const rows = await query(url, `select status, queue from trellis.runs where workflow = 'build-report'`);
+    assert.deepEqual(rows, [{ status: 'completed', queue: 'reports' }]);
+  });
+
+  it('cancellation: the running step is aborted, cleanup runs non-cancellable, and a parent takes its sleeping children with it', async () => {
+    const { stdout, url } = await finished('cancellation');
+    assert.match(stdout, /^cancel requested; run status: running$/m);
+    assert.match(stdout, /^result threw CancelledError: run [0-9a-f-]{36} was cancelled$/m);
+    assert.match(stdout, /^step signal fired: CancelledError after page \d+$/m);
+    assert.match(stdout, /^export-job status: cancelled$/m);
+    assert.deepEqual(linesStarting(stdout, '  step '), [
+      '  step 0 open-export-file: completed',
+      '  step 1 export-rows: failed',
+      '  step 2 delete-partial-export: completed',
+    ]);
+    assert.match(stdout, /^nightly-batch result threw CancelledError$/m);
+    assert.match(stdout, /^nightly-batch: cancelled$/m);
+    assert.match(stdout, /^batch-shard 1: cancelled$/m);
+    assert.match(stdout, /^batch-shard 2: cancelled$/m);
+    const rows = await query<{ workflow: string; status: string }>(url,
+      `select workflow, status from trellis.runs order by workflow, parent_seq nulls first`);
+    assert.deepEqual(rows.map((r) => `${r.workflow}:${r.status}`),
+      ['batch-shard:cancelled', 'batch-shard:cancelled', 'export-job:cancelled', 'nightly-batch:cancelled']);
+  });
+
+  it('order-saga: an invalid address fails ship for good and the compensations run in reverse order', async () => {
+    const { stdout, url } = await finished('order-saga');
+    assert.deepEqual(jsonAfter(stdout, 'ord-1: '), { orderId: 'ord-1', status: 'shipped', tracking: 'TRK-ord-1' });
+    const bad = jsonAfter(stdout, 'ord-2: ') as { status: string; reason: string };
+    assert.equal(bad.status, 'compensated');
+    assert.match(bad.reason, /address invalid/);
+    assert.match(stdout, /^stock of sku-kettle: 3 /m);
+    assert.match(stdout, /^open charges: 59\.9 /m);
+    const history = stdout.slice(stdout.indexOf('history of ord-2 (completed):'));
+    assert.deepEqual(history.split('\n').slice(1, 6).map((l) => l.split(' ').slice(2, 5).join(' ')), [
+      '0 reserve-inventory: completed',
+      '1 charge-payment: completed',
+      '2 ship: failed',
+      '3 refund-payment: completed',
+      '4 release-inventory: completed',
+    ]);
+    const rows = await query<{ name: string; status: string }>(url,
+      `select s.name, s.status from trellis.steps s join trellis.runs r on r.id = s.run_id
+        where r.input->>'orderId' = 'ord-2' order by s.seq`);
+    assert.deepEqual(rows.map((r) => r.name), ['reserve-inventory', 'charge-payment', 'ship', 'refund-payment', 'release-inventory']);
+  });
+
+  it('continue-as-new: one run and key across five executions, a small history, and the final count', async () => {
+    const { stdout, url } = await finished('continue-as-new');
+    assert.deepEqual(jsonAfter(stdout, 'result: '), { cursor: 23, processed: 23, sum: 2760 });
+    assert.match(stdout, /^runs with key feed-poller-[0-9a-f]{8}: 1; same id as started: true; status: completed$/m);
+    assert.match(stdout, /^execution: 5, /m);
+    assert.match(stdout, /^steps kept: 5:fetch-batch, 5:process-batch$/m);
+    assert.deepEqual(jsonAfter(stdout, 'keepHistory result: '), { cursor: 23, processed: 23, sum: 2760 });
+    assert.match(stdout, /^keepHistory steps per execution: 1=3, 2=3, 3=3, 4=3, 5=2$/m);
+    const rows = await query<{ execution: number; status: string }>(url,
+      `select execution, status from trellis.runs where workflow = 'feed-poller'`);
+    assert.deepEqual(rows, [{ execution: 5, status: 'completed' }, { execution: 5, status: 'completed' }]);
+  });
+});
