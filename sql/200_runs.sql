@@ -188,7 +188,7 @@ returns timestamptz language sql stable as $$
         and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
                      where s.w = r.workflow and s.v = r.version)),
     (select min(r.run_at) from trellis.runs r
-      where r.status = 'waiting' and r.queue = any (p_queues)
+      where r.status = 'waiting' and r.queue = any (p_queues) and r.run_at < 'infinity'
         and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
                      where s.w = r.workflow and s.v = r.version)),
     (select min(r.lease_expires_at) from trellis.runs r where r.status = 'running'))

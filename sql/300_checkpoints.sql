@@ -18,7 +18,8 @@
 --   {op:'complete', run, token, output}        {op:'fail', run, token, error}
 --   {op:'cancelled', run, token, error}         {op:'pause', run, token, error}
 --   {op:'release', run, token, delay_ms, error, failure}   -- pending again after delay_ms
---   {op:'wait', run, token, delay_ms}                      -- waiting; delay_ms null = no timer
+--   {op:'wait', run, token, delay_ms, signal, seen_cancel} -- waiting; delay_ms null = no timer;
+--        signal = newest signal id the execution saw; seen_cancel = it already knew of a cancel request
 --   {op:'continue', run, token, input, keep}               -- continue-as-new
 
 create or replace function trellis.checkpoint_apply(p_ops jsonb)
@@ -78,9 +79,9 @@ begin
   -- marker (the attempt started), a 'waiting' one or a 'retrying' one is.
   insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, error, attempts,
                                   started_at, finished_at)
-  select o.run, coalesce(o.execution, 1), o.seq, o.name, o.kind, o.status, o.output, o.error,
+  select o.run, coalesce(o.execution, r.execution), o.seq, o.name, o.kind, o.status, o.output, o.error,
          coalesce(o.attempts, 1), v_now - make_interval(secs => coalesce(o.ms, 0) / 1000.0), v_now
-    from unnest(v_ops) o
+    from unnest(v_ops) o join trellis.runs r on r.id = o.run
    where o.op = 'step'
   on conflict (run_id, execution, seq) do update
      set status = excluded.status, output = excluded.output, error = excluded.error,
@@ -101,7 +102,7 @@ begin
       jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue)),
       v_child.child, v_child.run, v_child.seq, v_child.close);
     insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, attempts, started_at, finished_at)
-    values (v_child.run, coalesce(v_child.execution, 1), v_child.seq, v_child.name, 'child', 'waiting',
+    values (v_child.run, coalesce(v_child.execution, (select execution from trellis.runs where id = v_child.run)), v_child.seq, v_child.name, 'child', 'waiting',
             jsonb_build_object('child', v_child_id), 1, v_now, v_now)
     on conflict (run_id, execution, seq) do nothing;
   end loop;
@@ -115,7 +116,9 @@ begin
 
   update trellis.runs r
      set status = case o.op when 'fail' then 'failed' else 'cancelled' end,
-         error = coalesce(o.error, '{}'),
+         -- A cancellation keeps the reason run_cancel recorded.
+         error = case when o.op = 'cancelled' and r.error->>'code' = 'cancelled' then r.error
+                      else coalesce(o.error, '{}') end,
          finished_at = v_now, updated_at = v_now,
          lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
@@ -124,12 +127,16 @@ begin
   -- A failed attempt of the whole workflow forgets its failed steps, so the
   -- next attempt runs them again (completed steps stay memoised).
   delete from trellis.steps s
-   using unnest(v_ops) o
-   where o.op = 'release' and o.failure and s.run_id = o.run
-     and s.execution = coalesce(o.execution, 1) and s.status = 'failed';
+   using unnest(v_ops) o, trellis.runs r
+   where o.op = 'release' and o.failure and s.run_id = o.run and r.id = o.run
+     and s.execution = coalesce(o.execution, r.execution) and s.status = 'failed';
 
+  -- A requested pause (no error) whose request was withdrawn by run_resume
+  -- while the worker was parking the run leaves it pending instead.
   update trellis.runs r
-     set status = case o.op when 'release' then 'pending' else 'paused' end,
+     set status = case when o.op = 'release' then 'pending'
+                       when o.error is null and r.pause_requested_at is null then 'pending'
+                       else 'paused' end,
          run_at = case when o.op = 'pause' then v_now
            else v_now + make_interval(secs => greatest(coalesce(o.delay_ms, 0), 0) / 1000.0) end,
          error = coalesce(o.error, r.error),
@@ -144,7 +151,7 @@ begin
   -- newest it saw, a finished child, a cancel request) makes it pending now;
   -- a pause request parks it.
   with w as (
-    select o.run, o.token, o.delay_ms,
+    select o.run, o.token, o.delay_ms, coalesce(o.seen_cancel, false) as seen_cancel,
            exists (select 1 from trellis.signals g
                     where g.run_id = o.run and g.consumed_at is null and g.id > coalesce(o.signal, 0))
         or exists (select 1 from trellis.steps s join trellis.runs c on c.id = (s.output->>'child')::uuid
@@ -153,9 +160,10 @@ begin
       from unnest(v_ops) o where o.op = 'wait')
   update trellis.runs r
      set status = case when r.pause_requested_at is not null then 'paused'
-                       when w.wake or r.cancel_requested_at is not null then 'pending'
+                       when w.wake or (r.cancel_requested_at is not null and not w.seen_cancel) then 'pending'
                        else 'waiting' end,
-         run_at = case when w.wake or r.cancel_requested_at is not null or r.pause_requested_at is not null then v_now
+         run_at = case when w.wake or (r.cancel_requested_at is not null and not w.seen_cancel)
+                         or r.pause_requested_at is not null then v_now
                        when w.delay_ms is null then 'infinity'
                        else v_now + make_interval(secs => greatest(w.delay_ms, 0) / 1000.0) end,
          pause_requested_at = null,
@@ -252,10 +260,10 @@ create or replace function trellis.step_record(
   p_kind text default 'step')
 returns void language plpgsql as $$
 begin
-  if p_status is null or p_status not in ('running', 'completed', 'failed', 'retrying') then
-    perform trellis._raise('TR001', format('step status %L is not running, completed, failed or retrying', p_status));
+  if p_status is null or p_status not in ('running', 'waiting', 'completed', 'failed', 'retrying') then
+    perform trellis._raise('TR001', format('step status %L is not running, waiting, completed, failed or retrying', p_status));
   end if;
-  if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect') then
+  if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race') then
     perform trellis._raise('TR001', format('step kind %L is unknown', p_kind));
   end if;
   perform trellis._checkpoint_one(jsonb_build_object('op', 'step', 'run', p_run_id, 'token', p_token,
@@ -263,7 +271,7 @@ begin
     'error', p_error, 'attempts', p_attempts));
 end $$;
 comment on function trellis.step_record(uuid, uuid, integer, text, text, jsonb, jsonb, integer, text) is
-  'Checkpoint step p_seq of a run held under p_token: running (attempt p_attempts started), completed, failed or retrying. A completed or failed step is never overwritten.';
+  'Checkpoint call p_seq of the current execution of a run held under p_token: running (attempt p_attempts started), completed, failed or retrying. A completed or failed step is never overwritten.';
 
 create or replace function trellis.run_complete(p_run_id uuid, p_token uuid, p_output jsonb)
 returns void language plpgsql as $$

@@ -19,7 +19,13 @@ begin
   select status, queue into v_status, v_queue from trellis.runs where id = p_run_id for no key update;
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
-  elsif v_status in ('completed', 'failed', 'cancelled') then
+  end if;
+  -- A redelivery of a signal already received is dropped, even after the run ended.
+  if p_signal_id is not null
+     and exists (select 1 from trellis.signals where run_id = p_run_id and signal_id = p_signal_id) then
+    return false;
+  end if;
+  if v_status in ('completed', 'failed', 'cancelled') then
     perform trellis._raise('TR004', format('run %s is %s; signals go to unfinished runs', p_run_id, v_status));
   end if;
   insert into trellis.signals (run_id, name, payload, signal_id, created_at)

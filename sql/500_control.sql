@@ -90,7 +90,10 @@ begin
   if v_run.status in ('completed', 'failed', 'cancelled') then
     perform trellis._raise('TR004', format('run %s is %s and cannot be paused', p_run_id, v_run.status));
   elsif v_run.status = 'running' then
-    update trellis.runs set pause_requested_at = coalesce(pause_requested_at, v_now), updated_at = v_now
+    update trellis.runs
+       set pause_requested_at = coalesce(pause_requested_at, v_now), updated_at = v_now,
+           error = case when p_reason is null then error
+                        else jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason) end
      where id = p_run_id;
     perform pg_notify('trellis:run_control', 'pause:' || p_run_id::text);
   elsif v_run.status in ('pending', 'waiting') then
@@ -167,7 +170,7 @@ begin
     perform trellis._raise('TR001', 'the clock only moves forward');
   end if;
   update trellis.clock set "offset" = "offset" + p_by;
-  if not found then
+  if not found or (select prosrc from pg_proc where oid = 'trellis.now()'::regprocedure) not like '%trellis.clock%' then
     perform trellis._raise('TR004', 'the virtual clock is not in use (call trellis.clock_use_virtual())');
   end if;
   for v_queue in select distinct queue from trellis.runs where status in ('pending', 'waiting') loop

@@ -90,7 +90,7 @@ export class NonDeterminismError extends TrellisError {
   }
 }
 
-/** A step attempt or a wait ran past its timeout. */
+/** A step attempt ran past its timeout, or `client.result()` gave up waiting. (`waitForSignal` returns `{ timedOut: true }` instead.) */
 export class TimeoutError extends TrellisError {
   constructor(message: string, options?: TrellisErrorOptions) {
     super(ERROR_CODES.timeout, message, options);

@@ -91,8 +91,11 @@ try {
   for (const r of rows) {
     console.log(`child ${r.workflow}${r.region ? ` ${r.region}` : ''} on queue ${r.queue}: ${r.status}${r.error ? ` (${r.error})` : ''}`);
   }
-  console.log(`main-worker completed ${worker.stats.completed} runs; reports-worker completed ${reportsWorker.stats.completed}`);
   for (const step of await client.history(run.id)) console.log(`  parent step ${step.seq} ${step.kind} ${step.name}: ${step.status}`);
+  // Stop first: a worker counts a run once its completion is committed, which
+  // can be a moment after the client already saw the result.
+  await Promise.all([worker.stop(), reportsWorker.stop()]);
+  console.log(`main-worker completed ${worker.stats.completed} runs; reports-worker completed ${reportsWorker.stats.completed}`);
 } finally {
   await worker.stop();
   await reportsWorker.stop();

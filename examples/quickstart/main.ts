@@ -23,6 +23,8 @@ const onboard = defineWorkflow(
 
 const database = await exampleDatabase();
 const pool = new pg.Pool({ connectionString: database.url });
+// Idle connections may be closed under us (server shutdown, failover): log, don't crash.
+pool.on('error', (error) => console.error('idle connection error:', error.message));
 const worker = createWorker({ pool, workflows: [onboard] });
 const client = createClient({ pool });
 try {

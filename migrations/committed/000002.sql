@@ -1,5 +1,5 @@
 --! Previous: sha1:f30ca02b5ef0018a624fc8edee88c211f9ae2010
---! Hash: sha1:d791ff6beb558f3f499e3f54b03d7209760efa28
+--! Hash: sha1:2df470968319645613115dfe71b2945dd491e772
 
 -- Trellis 000002: durable waiting and composition.
 -- Timers, signals, child runs, cancellation, pause/resume and continue-as-new.
@@ -63,7 +63,8 @@ alter type trellis.checkpoint_op
   add attribute queue     text,
   add attribute close     text,
   add attribute signal    bigint,
-  add attribute keep      boolean;
+  add attribute keep      boolean,
+  add attribute seen_cancel boolean;
 
 -- Waiting child calls, by the child they wait on.
 create index steps_child_wait_idx on trellis.steps (((output->>'child')::uuid))

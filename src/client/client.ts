@@ -6,6 +6,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { type ControlVerb, runControl, runIdByKey, signalSend } from '../db/control.ts';
+import { toTrellisError } from '../db/errors.ts';
 import { type Executor, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { runStart, type RunStartOptions, settingInt } from '../db/runs.ts';
@@ -67,6 +68,10 @@ export interface ListFilter {
 /** A run by id, or by the (workflow, key) it was started with. */
 export type RunRef = string | { workflow: string | WorkflowDefinition; key: string };
 
+const rethrow = (error: unknown): never => {
+  throw toTrellisError(error);
+};
+
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 function assertRunId(id: unknown): string {
@@ -99,16 +104,17 @@ export class Client {
   private maxPayloadBytes: Promise<number> | undefined;
 
   constructor(options: ClientOptions) {
+    this.log = options.logger ?? consoleLogger('warn');
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
     } else if (options.connectionString) {
       this.pool = new pg.Pool({ connectionString: options.connectionString, max: 10, application_name: 'trellis-client' });
+      this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
       this.ownsPool = true;
     } else {
       throw new ValidationError('createClient needs a pool or a connectionString');
     }
-    this.log = options.logger ?? consoleLogger('warn');
     this.pollMs = toMs(options.resultPollInterval ?? 5000, 'resultPollInterval');
     this.registry = new WorkflowRegistry(this.pool);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
@@ -231,7 +237,7 @@ export class Client {
   /** One run, or undefined. */
   async get(runId: string): Promise<Run | undefined> {
     assertRunId(runId);
-    const row = await this.db.selectFrom('trellis.runs').selectAll().where('id', '=', runId).executeTakeFirst();
+    const row = await this.db.selectFrom('trellis.runs').selectAll().where('id', '=', runId).executeTakeFirst().catch(rethrow);
     return row ? toRun(row as never) : undefined;
   }
 
@@ -254,7 +260,7 @@ export class Client {
       const c = decodeCursor(filter.cursor);
       q = q.where(sql<boolean>`(created_at, id) < (${c.createdAt}::timestamptz, ${c.id}::uuid)`);
     }
-    const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute();
+    const rows = await q.orderBy('created_at', 'desc').orderBy('id', 'desc').limit(limit + 1).execute().catch(rethrow);
     const page = rows.slice(0, limit);
     const last = page.at(-1);
     return {
@@ -263,10 +269,11 @@ export class Client {
     };
   }
 
-  /** The run's recorded steps in order. */
+  /** The run's recorded calls in order: by execution (continue-as-new), then call number. */
   async history(runId: string): Promise<Step[]> {
     assertRunId(runId);
-    const rows = await this.db.selectFrom('trellis.steps').selectAll().where('run_id', '=', runId).orderBy('seq').execute();
+    const rows = await this.db.selectFrom('trellis.steps').selectAll().where('run_id', '=', runId)
+      .orderBy('execution').orderBy('seq').execute().catch(rethrow);
     return rows.map((r) => toStep(r as never));
   }
 

@@ -22,10 +22,17 @@ export interface Run {
   startedAt: Date | null;
   finishedAt: Date | null;
   updatedAt: Date;
+  /** 1, then +1 per continue-as-new. */
+  execution: number;
+  parentRunId: string | null;
+  parentSeq: number | null;
+  cancelRequestedAt: Date | null;
+  pauseRequestedAt: Date | null;
 }
 
 export interface Step {
   runId: string;
+  execution: number;
   seq: number;
   name: string;
   kind: string;
@@ -61,12 +68,18 @@ export function toRun(r: Row<RunsTable>): Run {
     startedAt: r.started_at as Date | null,
     finishedAt: r.finished_at as Date | null,
     updatedAt: r.updated_at as Date,
+    execution: r.execution,
+    parentRunId: r.parent_run_id,
+    parentSeq: r.parent_seq,
+    cancelRequestedAt: r.cancel_requested_at as Date | null,
+    pauseRequestedAt: r.pause_requested_at as Date | null,
   };
 }
 
 export function toStep(s: Row<StepsTable>): Step {
   return {
     runId: s.run_id,
+    execution: s.execution,
     seq: s.seq,
     name: s.name,
     kind: s.kind,

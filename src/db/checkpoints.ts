@@ -14,7 +14,7 @@ export type CheckpointOp =
   | (Fence & { op: 'complete'; output: string })
   | (Fence & { op: 'fail' | 'cancelled'; error: SerializedError })
   | (Fence & { op: 'release'; delay_ms: number; error?: SerializedError; failure: boolean })
-  | (Fence & { op: 'wait'; delay_ms: number | null; signal: number })
+  | (Fence & { op: 'wait'; delay_ms: number | null; signal: number; seen_cancel: boolean })
   | (Fence & { op: 'pause'; error?: SerializedError })
   | (Fence & { op: 'continue'; input: string; keep: boolean });
 

@@ -34,10 +34,17 @@ export interface RunsTable {
   started_at: Timestamp | null;
   finished_at: Timestamp | null;
   updated_at: Timestamp;
+  execution: number;
+  parent_run_id: string | null;
+  parent_seq: number | null;
+  parent_close: 'cancel' | 'abandon';
+  cancel_requested_at: Timestamp | null;
+  pause_requested_at: Timestamp | null;
 }
 
 export interface StepsTable {
   run_id: string;
+  execution: number;
   seq: number;
   name: string;
   kind: string;
@@ -47,6 +54,17 @@ export interface StepsTable {
   attempts: Generated<number>;
   started_at: Timestamp;
   finished_at: Timestamp;
+}
+
+export interface SignalsTable {
+  id: Generated<number>;
+  run_id: string;
+  name: string;
+  payload: unknown;
+  signal_id: string | null;
+  created_at: Timestamp;
+  consumed_at: Timestamp | null;
+  consumed_seq: number | null;
 }
 
 export interface WorkflowsTable {
@@ -61,5 +79,6 @@ export interface WorkflowsTable {
 export interface TrellisTables {
   'trellis.runs': RunsTable;
   'trellis.steps': StepsTable;
+  'trellis.signals': SignalsTable;
   'trellis.workflows': WorkflowsTable;
 }

@@ -38,7 +38,7 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
   let error: unknown;
   let failed = false;
   try {
-    const stepContext: StepContext = { signal: controller.signal, attempt, idempotencyKey: `${this.o.runId}:${seq}`, runId: this.o.runId };
+    const stepContext: StepContext = { signal: controller.signal, attempt, idempotencyKey: `${this.o.runId}:${this.o.execution ?? 1}:${seq}`, runId: this.o.runId };
     value = await raceAbort(Promise.resolve().then(() => fn(stepContext)), controller.signal);
   } catch (e) {
     error = e;

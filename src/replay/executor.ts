@@ -38,6 +38,8 @@ export interface ExecuteOptions {
   maxPayloadBytes: number;
   maxHistorySteps: number;
   log: Logger;
+  /** The run's execution number (continue-as-new increments it; default 1). */
+  execution?: number;
   /** Engine time (trellis.now()) when the run was claimed; the execution's clock runs from it. */
   now?: Date;
   signals?: readonly PendingSignal[] | null;
@@ -53,7 +55,7 @@ export type Outcome =
   | { kind: 'failed'; error: SerializedError }
   | { kind: 'cancelled'; error: SerializedError }
   | { kind: 'release'; delayMs: number; error?: SerializedError; failure: boolean }
-  | { kind: 'wait'; delayMs: number | null; signal: number }
+  | { kind: 'wait'; delayMs: number | null; signal: number; seenCancel: boolean }
   | { kind: 'pause'; error?: SerializedError }
   | { kind: 'continue'; input: string; keep: boolean }
   | { kind: 'abandoned'; reason: unknown };
@@ -326,7 +328,7 @@ export class Run {
       const deadlines = [...this.blocked.values()].map((w) => w.deadline).filter((d): d is number => d !== null);
       const delayMs = deadlines.length ? Math.max(0, Math.min(...deadlines) - this.dbNow()) : null;
       const signal = Math.max(0, ...(this.o.signals ?? []).map((s) => s.id));
-      this.halt({ kind: 'wait', delayMs, signal });
+      this.halt({ kind: 'wait', delayMs, signal, seenCancel: this.cancelRequested });
     });
   }
 

@@ -20,7 +20,7 @@ export function outcomeOp(fence: Fence, outcome: Outcome, shuttingDown: boolean)
     case 'release':
       return { ...fence, op: 'release', delay_ms: outcome.delayMs, error: outcome.error, failure: outcome.failure };
     case 'wait':
-      return { ...fence, op: 'wait', delay_ms: outcome.delayMs, signal: outcome.signal };
+      return { ...fence, op: 'wait', delay_ms: outcome.delayMs, signal: outcome.signal, seen_cancel: outcome.seenCancel };
     case 'pause':
       return { ...fence, op: 'pause', error: outcome.error };
     case 'continue':

@@ -251,6 +251,7 @@ export class Worker {
       signals: run.signals,
       children: run.children,
       now: run.now,
+      execution: run.execution,
       cancelRequested: run.cancel_requested,
       pauseRequested: run.pause_requested,
       signal: controller.signal,

@@ -10,7 +10,7 @@ export interface StepContext {
   signal: AbortSignal;
   /** 1 for the first attempt, 2 for the first retry, … */
   attempt: number;
-  /** Stable across attempts and replays: `${runId}:${seq}`. Pass it to external APIs. */
+  /** Stable across attempts and replays: `${runId}:${execution}:${seq}`. Pass it to external APIs. */
   idempotencyKey: string;
   runId: string;
 }
@@ -29,7 +29,7 @@ export interface ChildOptions {
   key?: string;
   /** Queue of the child run (default: the child workflow's queue). */
   queue?: string;
-  /** What parent cancellation does to the child: 'cancel' (default) or 'abandon'. */
+  /** What happens to the child when the parent ends (cancelled, failed or completed) while it runs: 'cancel' (default) or 'abandon'. */
   onParentCancel?: 'cancel' | 'abandon';
 }
 

@@ -6,6 +6,7 @@
  */
 import { execSync } from 'node:child_process';
 import { mkdirSync, writeFileSync } from 'node:fs';
+import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { backlog } from './backlog.ts';
 import { type Family, readConfig } from './config.ts';
@@ -23,6 +24,7 @@ import { sustained } from './sustained.ts';
 import { log, trellisThroughput } from './throughput.ts';
 
 const cfg = readConfig();
+const load1 = () => loadavg()[0] ?? 0;
 const started = Date.now();
 const git = (cmd: string) => {
   try {
@@ -32,6 +34,12 @@ const git = (cmd: string) => {
   }
 };
 console.log(`# trellis bench (${cfg.quick ? 'quick' : 'full'}): ${[...cfg.only].join(', ')}; ${cfg.reps} repetition(s)`);
+// Other work on a 2-core machine distorts every figure: wait (up to 10 min) for a quiet machine.
+for (let waited = 0; load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
+  if (waited === 0) console.log(`# waiting for a quiet machine (load ${load1().toFixed(1)})`);
+  await new Promise((r) => setTimeout(r, 10_000));
+}
+const loads: Record<string, number> = {};
 const server = await startServer();
 const results: BenchResults = {
   meta: {
@@ -54,7 +62,10 @@ const results: BenchResults = {
 async function family(name: Family, fn: () => Promise<void>): Promise<void> {
   if (!cfg.only.has(name)) return;
   const t = performance.now();
-  console.log(`\n## ${name}`);
+  const load = load1();
+  loads[name] = load;
+  console.log(`\n## ${name} (load average ${load.toFixed(1)})`);
+  if (load > cpus().length) console.log('  WARNING: the machine is busy with other work; figures will be low and noisy');
   try {
     await fn();
   } catch (error) {
@@ -119,6 +130,7 @@ try {
 }
 
 results.meta.seconds = (Date.now() - started) / 1000;
+results.meta.loadAverageAtFamilyStart = loads;
 printReport(results);
 mkdirSync(cfg.out, { recursive: true });
 const stamp = new Date(started).toISOString().replace(/[:.]/g, '-');

@@ -77,7 +77,7 @@ describe('examples', () => {
     assert.deepEqual(run.output, {
       orderId: 'order-1001',
       reservationId: 'res-order-1001',
-      chargeId: `ch-${runId}:1`,
+      chargeId: `ch-${runId}:1:1`,
       trackingNumber: 'TRK-order-1001',
     });
     const { rows } = await db.pool.query('select name, status from trellis.steps where run_id = $1 order by seq', [runId]);
@@ -119,7 +119,7 @@ describe('http-service', () => {
       return body.status === 'completed' ? body : undefined;
     }, { timeout: 10_000, what: 'the order run to complete' });
     assert.equal(run.key, 'A-1');
-    assert.deepEqual(run.output, { orderId: 'A-1', reservationId: 'res-A-1', chargeId: `ch-${runId}:1`, trackingNumber: 'TRK-A-1' });
+    assert.deepEqual(run.output, { orderId: 'A-1', reservationId: 'res-A-1', chargeId: `ch-${runId}:1:1`, trackingNumber: 'TRK-A-1' });
 
     const again = await post(JSON.stringify({ orderId: 'A-1', amount: 10 }));
     assert.equal(again.status, 202);
