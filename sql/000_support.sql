@@ -37,10 +37,13 @@ end $$;
 comment on function trellis._check_name(text, text) is
   'Return p_value if it is a valid workflow/queue/step name, else raise TR001.';
 
+-- PL/pgSQL rather than SQL: called from PL/pgSQL on every checkpoint and
+-- start, where a SQL function would be planned anew on each call.
 create or replace function trellis._setting_int(p_key text, p_default integer)
-returns integer language sql stable as $$
-  select coalesce((select (value #>> '{}')::integer from trellis.settings where key = p_key), p_default)
-$$;
+returns integer language plpgsql stable as $$
+begin
+  return coalesce((select (value #>> '{}')::integer from trellis.settings where key = p_key), p_default);
+end $$;
 comment on function trellis._setting_int(text, integer) is
   'An integer engine setting from trellis.settings, or p_default.';
 

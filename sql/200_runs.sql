@@ -160,18 +160,22 @@ begin
       from picked where r.id = picked.id
     returning r.id, r.workflow, r.version, r.input, r.metadata, r.attempt, r.failures,
               r.lease_token, r.lease_expires_at,
+              -- A first claim of an execution (attempt 1) has no history and no
+              -- children yet: skip those lookups on the hot path.
+              case when r.attempt > 1 then
               (select jsonb_agg(jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind,
                         'status', s.status, 'output', s.output, 'error', s.error, 'attempts', s.attempts)
                         order by s.seq)
-                 from trellis.steps s where s.run_id = r.id and s.execution = r.execution),
+                 from trellis.steps s where s.run_id = r.id and s.execution = r.execution) end,
               r.execution, r.cancel_requested_at is not null, r.pause_requested_at is not null,
               (select jsonb_agg(jsonb_build_object('id', g.id, 'name', g.name, 'payload', g.payload,
                         'signal_id', g.signal_id) order by g.id)
                  from trellis.signals g where g.run_id = r.id and g.consumed_at is null),
+              case when r.attempt > 1 then
               (select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
                  from trellis.steps w join trellis.runs c on c.id = (w.output->>'child')::uuid
                 where w.run_id = r.id and w.execution = r.execution and w.status = 'waiting'
-                  and w.kind = 'child' and c.status in ('completed', 'failed', 'cancelled')),
+                  and w.kind = 'child' and c.status in ('completed', 'failed', 'cancelled')) end,
               v_now;
     get diagnostics v_got = row_count;
     v_left := v_left - v_got;
@@ -183,10 +187,15 @@ comment on function trellis.run_claim(text, text[], text[], text[], integer, int
 create or replace function trellis.run_next_due(p_queues text[], p_workflows text[], p_versions text[])
 returns timestamptz language sql stable as $$
   select least(
-    (select min(r.run_at) from trellis.runs r
-      where r.status = 'pending' and r.queue = any (p_queues)
-        and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
-                     where s.w = r.workflow and s.v = r.version)),
+    -- One ordered index probe per queue (runs_due_idx): `queue = any (…)`
+    -- would read every pending run of the queues to find the minimum.
+    (select min(d.run_at) from unnest(p_queues) as q(queue)
+       cross join lateral (
+         select r.run_at from trellis.runs r
+          where r.status = 'pending' and r.queue = q.queue
+            and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
+                         where s.w = r.workflow and s.v = r.version)
+          order by r.run_at limit 1) d),
     (select min(r.run_at) from trellis.runs r
       where r.status = 'waiting' and r.queue = any (p_queues) and r.run_at < 'infinity'
         and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)

@@ -29,7 +29,9 @@ declare
   v_now      timestamptz := trellis.now();
   v_max      integer := trellis._setting_int('max_payload_bytes', 1048576);
   v_ops      trellis.checkpoint_op[];
+  v_all      trellis.checkpoint_op[];
   v_held     text[];
+  v_kinds    text[];
   v_big      text;
   v_ids      text;
   v_queue    text;
@@ -73,10 +75,14 @@ begin
      where r.status = 'running'
      order by r.id
      for no key update of r) held;
+  v_all := v_ops;
   v_ops := array(select o from unnest(v_ops) o where o.run::text || '/' || o.token::text = any (v_held));
+  -- The op kinds present: each statement below runs only if its kind is.
+  v_kinds := array(select distinct o.op from unnest(v_ops) o);
 
   -- Steps. A completed or failed checkpoint is never overwritten; a 'running'
   -- marker (the attempt started), a 'waiting' one or a 'retrying' one is.
+  if 'step' = any (v_kinds) then
   insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, error, attempts,
                                   started_at, finished_at)
   select o.run, coalesce(o.execution, r.execution), o.seq, o.name, o.kind, o.status, o.output, o.error,
@@ -94,9 +100,11 @@ begin
     from unnest(v_ops) o
    where o.op = 'step' and o.signal is not null and g.id = o.signal and g.run_id = o.run
      and g.consumed_at is null;
+  end if;
 
   -- Child runs: started with the id the parent chose (a key already taken
   -- attaches the parent to that run instead), and the parent's call waits on it.
+  if 'child' = any (v_kinds) then
   for v_child in select * from unnest(v_ops) o where o.op = 'child' loop
     v_child_id := trellis._run_start(v_child.workflow, v_child.input,
       jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue)),
@@ -106,14 +114,18 @@ begin
             jsonb_build_object('child', v_child_id), 1, v_now, v_now)
     on conflict (run_id, execution, seq) do nothing;
   end loop;
+  end if;
 
+  if 'complete' = any (v_kinds) then
   update trellis.runs r
      set status = 'completed', output = coalesce(o.output, 'null'), error = null,
          finished_at = v_now, updated_at = v_now,
          lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
    where o.op = 'complete' and r.id = o.run and r.lease_token = o.token;
+  end if;
 
+  if v_kinds && array['fail', 'cancelled'] then
   update trellis.runs r
      set status = case o.op when 'fail' then 'failed' else 'cancelled' end,
          -- A cancellation keeps the reason run_cancel recorded.
@@ -123,9 +135,11 @@ begin
          lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
    where o.op in ('fail', 'cancelled') and r.id = o.run and r.lease_token = o.token;
+  end if;
 
   -- A failed attempt of the whole workflow forgets its failed steps, so the
   -- next attempt runs them again (completed steps stay memoised).
+  if v_kinds && array['release', 'pause'] then
   delete from trellis.steps s
    using unnest(v_ops) o, trellis.runs r
    where o.op = 'release' and o.failure and s.run_id = o.run and r.id = o.run
@@ -145,11 +159,22 @@ begin
          updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
    where o.op in ('release', 'pause') and r.id = o.run and r.lease_token = o.token;
+  end if;
 
   -- Wait: park the run until its timer (delay_ms; null = none), a signal or a
   -- child wakes it. Anything that arrived while it ran (a signal newer than the
   -- newest it saw, a finished child, a cancel request) makes it pending now;
   -- a pause request parks it.
+  if 'wait' = any (v_kinds) then
+  -- A child finishing concurrently does not lock its parent (the parent row
+  -- is locked here, still 'running', so the child's wake-up skips it). Wait
+  -- for such children to commit, so the check below sees them finished.
+  perform 1 from unnest(v_ops) o
+    join trellis.steps s on s.run_id = o.run and s.status = 'waiting' and s.kind = 'child'
+    join trellis.runs c on c.id = (s.output->>'child')::uuid
+   where o.op = 'wait'
+   order by c.id
+     for share of c;
   with w as (
     select o.run, o.token, o.delay_ms, coalesce(o.seen_cancel, false) as seen_cancel,
            exists (select 1 from trellis.signals g
@@ -170,9 +195,11 @@ begin
          updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
     from w
    where r.id = w.run and r.lease_token = w.token;
+  end if;
 
   -- Continue-as-new: the same run (id, key, parent) starts a new execution
   -- with a fresh history; the old execution's steps are kept or removed.
+  if 'continue' = any (v_kinds) then
   delete from trellis.steps s
    using unnest(v_ops) o
    where o.op = 'continue' and not coalesce(o.keep, false) and s.run_id = o.run;
@@ -182,6 +209,7 @@ begin
          updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
     from unnest(v_ops) o
    where o.op = 'continue' and r.id = o.run and r.lease_token = o.token;
+  end if;
 
   -- Finished runs: wake the runs waiting on them as children, cancel their
   -- own unfinished children (unless abandoned), and notify their ids.
@@ -203,6 +231,7 @@ begin
       perform pg_notify('trellis:run_finished', v_ids);
     end loop;
   end if;
+  if v_kinds && array['release', 'continue', 'wait', 'child'] then
   for v_queue in
     select distinct r.queue from unnest(v_ops) o join trellis.runs r on r.id = o.run
      where (o.op = 'release' and coalesce(o.delay_ms, 0) <= 0) or o.op = 'continue'
@@ -213,10 +242,13 @@ begin
   loop
     perform pg_notify('trellis:run_ready', v_queue);
   end loop;
+  end if;
 
-  return query
-  select distinct o.run, o.token from jsonb_populate_recordset(null::trellis.checkpoint_op, p_ops) o
-   where o.run::text || '/' || o.token::text <> all (v_held);
+  if cardinality(v_ops) < cardinality(v_all) then
+    return query
+    select distinct o.run, o.token from unnest(v_all) o
+     where o.run::text || '/' || o.token::text <> all (v_held);
+  end if;
 end $$;
 comment on function trellis.checkpoint_apply(jsonb) is
   'Apply many fenced checkpoint ops (step, child, complete, fail, cancelled, release, wait, pause, continue) of many runs in one transaction; returns the (run_id, token) pairs that were stale (their ops were refused).';

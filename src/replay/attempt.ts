@@ -61,7 +61,11 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
   }
   try {
     if (!failed) {
-      await this.write({ type: 'step', seq, name, kind, status: 'completed', output: text, attempts: attempt, ms });
+      // The workflow continues on the result at once (speculatively): the
+      // next step body waits at the barrier for this checkpoint, and the run's
+      // end is written after it, so nothing outside the workflow function
+      // sees the result before it is durable. A refused write halts the run.
+      void this.write({ type: 'step', seq, name, kind, status: 'completed', output: text, attempts: attempt, ms }).catch(() => undefined);
       return { ok: true, value: JSON.parse(text as string) as T };
     }
     const cancelled = error instanceof CancelledError && this.cancelRequested;

@@ -62,7 +62,16 @@ export type Outcome =
 
 /** A running execution: await `done`; the worker may request cancel or pause meanwhile. */
 export interface Execution {
+  /**
+   * What the worker should write next. An ending outcome may arrive before
+   * the execution's last checkpoints have committed; write it after them.
+   */
   readonly done: Promise<Outcome>;
+  /**
+   * Resolves once every checkpoint of the execution has settled: with the
+   * outcome a failed checkpoint forced (failed or abandoned), else undefined.
+   */
+  settle(): Promise<Outcome | undefined>;
   requestCancel(reason?: string): void;
   requestPause(): void;
 }
@@ -87,7 +96,17 @@ export function execute(options: ExecuteOptions): Promise<Outcome> {
 
 export function startExecution(options: ExecuteOptions): Execution {
   const run = new Run(options);
-  return { done: run.run(), requestCancel: (r) => run.requestCancel(r), requestPause: () => run.requestPause() };
+  const done = run.run();
+  return {
+    done,
+    settle: async () => {
+      const outcome = await done;
+      await run.settleWrites();
+      return run.halted && run.halted !== outcome ? run.halted : undefined;
+    },
+    requestCancel: (r) => run.requestCancel(r),
+    requestPause: () => run.requestPause(),
+  };
 }
 
 /** The state of one execution; the `ctx.*` calls live in context.ts and attempt.ts. */
@@ -157,8 +176,9 @@ export class Run {
       const first = await Promise.race([body, this.haltPromise]);
       if ('kind' in first || this.halted) return await this.settleHalt();
       this.settled = true;
-      await this.settleWrites();
-      if (this.halted) return this.halted;
+      // The end is reported while the last checkpoints may still be queued:
+      // the worker writes it after them (often in the same transaction), and
+      // the committer refuses it if any of them failed; `settle()` then says why.
       if (this.cancelRequested) return this.cancelledOutcome(first.ok ? undefined : first.error);
       return first.ok ? await this.finish(first.value) : this.failure(first.error);
     } finally {
@@ -192,7 +212,7 @@ export class Run {
     return this.halted as Outcome;
   }
 
-  private async settleWrites(): Promise<void> {
+  async settleWrites(): Promise<void> {
     while (this.writes.size) await Promise.allSettled([...this.writes]);
   }
 
@@ -289,8 +309,9 @@ export class Run {
     return promise;
   }
 
+  /** Wait until every checkpoint queued so far has settled (a failed one halts the run). */
   async barrier(): Promise<void> {
-    while (this.writes.size) await Promise.all([...this.writes]);
+    await this.settleWrites();
   }
 
   /** Track a step attempt (body plus its checkpoint) until it settles. */

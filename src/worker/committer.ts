@@ -7,7 +7,14 @@
  *
  * A flush starts on the next macrotask after the first op is queued, which
  * lets a workflow that returns right after its last step queue its
- * completion into the same transaction as that step.
+ * completion into the same transaction as that step (the workflow continues
+ * on a step's result before its checkpoint commits; see
+ * docs/decisions/0008-speculative-continuation.md).
+ *
+ * Ops of one execution (run + lease token) are ordered: once one of them is
+ * refused or fails, every later op of that execution is rejected with the
+ * same error without being written, until the worker calls `forget`. So a
+ * completion can never commit without the step checkpoints queued before it.
  */
 import type pg from 'pg';
 import { checkpointApply, type CheckpointOp } from '../db/checkpoints.ts';
@@ -28,6 +35,8 @@ export class Committer {
   private queue: Pending[] = [];
   /** Queued 'running' markers by run:seq, so a result can drop its marker. */
   private readonly markers = new Map<string, Pending>();
+  /** Executions (`run:token`) with a refused or failed op, and the error. */
+  private readonly poisoned = new Map<string, unknown>();
   private flushing: Promise<void> | undefined;
   private scheduled = false;
   readonly stats: CommitterStats = { flushes: 0, ops: 0 };
@@ -40,6 +49,8 @@ export class Committer {
 
   /** Queue an op; resolves once it has committed, rejects with LeaseLostError if refused. */
   push(op: CheckpointOp): Promise<void> {
+    const failed = this.poisoned.get(`${op.run}:${op.token}`);
+    if (failed !== undefined) return Promise.reject(failed);
     return new Promise<void>((resolve, reject) => {
       const pending: Pending = { op, resolve, reject };
       if (op.op === 'step') {
@@ -58,6 +69,11 @@ export class Committer {
       this.queue.push(pending);
       this.schedule();
     });
+  }
+
+  /** The worker is done with this execution: accept its ops again. */
+  forget(run: string, token: string): void {
+    this.poisoned.delete(`${run}:${token}`);
   }
 
   /** Resolves when everything queued so far has been written. */
@@ -89,14 +105,16 @@ export class Committer {
         if (this.markers.get(key) !== p) continue; // superseded and already resolved
         this.markers.delete(key);
       }
-      batch.push(p);
+      const failed = this.poisoned.get(`${p.op.run}:${p.op.token}`);
+      if (failed !== undefined) p.reject(failed);
+      else batch.push(p);
     }
     if (!batch.length) return;
     this.stats.flushes++;
     this.stats.ops += batch.length;
     try {
       const refused = await checkpointApply(this.pool, batch.map((p) => p.op));
-      settle(batch, refused);
+      this.settle(batch, refused);
     } catch (error) {
       this.onError(error);
       await this.isolate(batch, error);
@@ -115,25 +133,31 @@ export class Committer {
       byRun.set(p.op.run, list);
     }
     if (byRun.size === 1) {
-      for (const p of batch) p.reject(batchError);
+      for (const p of batch) this.reject(p, batchError);
       return;
     }
     for (const items of byRun.values()) {
       try {
-        settle(items, await checkpointApply(this.pool, items.map((p) => p.op)));
+        this.settle(items, await checkpointApply(this.pool, items.map((p) => p.op)));
       } catch (error) {
-        for (const p of items) p.reject(error);
+        for (const p of items) this.reject(p, error);
       }
     }
   }
-}
 
-function settle(batch: Pending[], refused: Set<string>): void {
-  for (const p of batch) {
-    if (refused.has(`${p.op.run}:${p.op.token}`)) {
-      p.reject(new LeaseLostError(`run ${p.op.run}: lease lost, ${p.op.op} refused`));
-    } else {
-      p.resolve();
+  private settle(batch: Pending[], refused: Set<string>): void {
+    for (const p of batch) {
+      if (refused.has(`${p.op.run}:${p.op.token}`)) {
+        this.reject(p, new LeaseLostError(`run ${p.op.run}: lease lost, ${p.op.op} refused`));
+      } else {
+        p.resolve();
+      }
     }
+  }
+
+  private reject(p: Pending, error: unknown): void {
+    const key = `${p.op.run}:${p.op.token}`;
+    if (!this.poisoned.has(key)) this.poisoned.set(key, error);
+    p.reject(error);
   }
 }

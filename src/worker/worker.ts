@@ -268,16 +268,35 @@ export class Worker {
       },
     });
     entry.execution = execution;
-    const outcome: Outcome = await execution.done;
+    try {
+      await this.finish(fence, execution, await execution.done);
+    } finally {
+      this.committer.forget(run.id, run.lease_token);
+    }
+  }
+
+  /**
+   * Write the op that ends an execution. It is queued behind the execution's
+   * last checkpoints (often into the same transaction); if one of those
+   * failed, the committer refuses it and the outcome that failure forced
+   * (a failed run, or an abandoned execution) is written instead.
+   */
+  private async finish(fence: { run: string; token: string; execution: number }, execution: Execution, outcome: Outcome, fallback = true): Promise<void> {
     const shuttingDown = outcome.kind === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
     const op = outcomeOp(fence, outcome, shuttingDown);
     try {
-      if (op) await push(op);
+      if (op) await this.committer.push(op);
       this.stats[outcome.kind]++;
+      return;
     } catch (error) {
-      if (!(error instanceof LeaseLostError)) throw error;
+      const forced = await execution.settle();
+      if (fallback && forced && forced.kind !== 'abandoned' && !(error instanceof LeaseLostError)) {
+        this.committer.forget(fence.run, fence.token);
+        return await this.finish(fence, execution, forced, false);
+      }
+      if (!(error instanceof LeaseLostError) && !forced) throw error;
       this.stats.abandoned++;
-      this.log.warn('lease lost before the run could be finished', { runId: run.id });
+      this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
     }
   }
 

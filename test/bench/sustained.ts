@@ -65,7 +65,7 @@ export async function sustained(server: BenchServer, cfg: BenchConfig, knownPeak
   try {
     await registerBench(pool);
     const peak = knownPeak ?? (await trellisRep(pool, url, { kind: '1-step', procs: 2, runs: cfg.runs1 })).wfs;
-    await pool.query('truncate trellis.steps, trellis.runs');
+    await pool.query('truncate trellis.signals, trellis.steps, trellis.runs');
     const rate = Math.round(peak * 0.7);
     console.log(`  sustained: ${fmt(rate)} starts/s (70% of ${fmt(peak)}) for ${cfg.sustainMinutes} min, 2 worker processes`);
     await Promise.all(workers.map((w) => w.waitFor('ready')));

@@ -319,3 +319,36 @@ describe('notifications', () => {
     }
   });
 });
+
+describe('checkpoint_apply wait against a finishing child', () => {
+  it('a parent parking while its child completes in a concurrent transaction waits for it and ends pending, not stuck waiting', async () => {
+    const parent = await held();
+    const childId = randomUUID();
+    const childQueue = `${parent.queue}-child`;
+    await apply([{ op: 'child', run: parent.id, token: parent.token, seq: 0, name: 'c', child: childId, workflow: 'w', queue: childQueue }]);
+    const child = (await claimOne(childQueue)) as Held;
+    assert.equal(child.id, childId);
+
+    // The child's completion commits only after the parent's wait op has started.
+    const t1 = await db.pool.connect();
+    try {
+      await t1.query('begin');
+      await t1.query('select trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: child.id, token: child.token, output: '1' }])]);
+      const t2 = await db.pool.connect();
+      try {
+        const pid = (await t2.query('select pg_backend_pid() as pid')).rows[0].pid;
+        const parking = t2.query('select trellis.checkpoint_apply($1)',
+          [JSON.stringify([{ op: 'wait', run: parent.id, token: parent.token, delay_ms: null, signal: 0 }])]);
+        await waitFor(async () => (await sql(`select wait_event_type = 'Lock' as blocked from pg_stat_activity where pid = $1`, [pid]))[0]?.blocked,
+          { what: 'the wait op to block on the finishing child' });
+        await t1.query('commit');
+        await parking;
+      } finally {
+        t2.release();
+      }
+    } finally {
+      t1.release();
+    }
+    assert.equal((await run(parent.id)).status, 'pending', 'woken by the child that finished meanwhile');
+  });
+});

@@ -3,7 +3,7 @@ import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { LeaseLostError } from '../../src/errors.ts';
 import type { StepCheckpoint, StepRecord } from '../../src/replay/history.ts';
-import { execute, type ExecuteOptions } from '../../src/replay/executor.ts';
+import { execute, type ExecuteOptions, startExecution } from '../../src/replay/executor.ts';
 import { defineWorkflow, type WorkflowDefinition } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
 
@@ -22,8 +22,8 @@ function sink(options: { hold?: boolean; refuse?: boolean } = {}) {
   };
 }
 
-function run(definition: WorkflowDefinition, extra: Partial<ExecuteOptions> & { sink: ExecuteOptions['sink'] }) {
-  return execute({
+function options(definition: WorkflowDefinition, extra: Partial<ExecuteOptions> & { sink: ExecuteOptions['sink'] }): ExecuteOptions {
+  return {
     runId: '00000000-0000-4000-8000-000000000000',
     definition,
     input: {},
@@ -36,7 +36,11 @@ function run(definition: WorkflowDefinition, extra: Partial<ExecuteOptions> & { 
     maxHistorySteps: 100,
     log: silentLogger,
     ...extra,
-  });
+  };
+}
+
+function run(definition: WorkflowDefinition, extra: Partial<ExecuteOptions> & { sink: ExecuteOptions['sink'] }) {
+  return execute(options(definition, extra));
 }
 
 const rec = (seq: number, name: string, output: unknown, status: StepRecord['status'] = 'completed', attempts = 1): StepRecord =>
@@ -82,18 +86,34 @@ describe('replay executor', () => {
     const s = sink({ hold: true });
     const done = run(wf, { sink: s });
     await new Promise((r) => setImmediate(r));
+    assert.deepEqual(order, ['a-body'], 'b waits while the checkpoints of a and now() are uncommitted');
+    assert.deepEqual(s.written.map((c) => `${c.name}:${c.status}`), ['a:running', 'a:completed', 'now:completed']);
+    await new Promise((r) => setImmediate(r));
     assert.deepEqual(order, ['a-body']);
-    s.release(); // a's checkpoint commits
+    s.release(); // both commit
     await new Promise((r) => setImmediate(r));
-    assert.deepEqual(order, ['a-body'], "b waits for the now() checkpoint too");
-    s.release();
-    await new Promise((r) => setImmediate(r));
-    s.release();
-    await new Promise((r) => setImmediate(r));
-    s.release();
     assert.deepEqual(order, ['a-body', 'b-body']);
     s.release();
     assert.equal((await done).kind, 'completed');
+  });
+
+  it('reports the end while the last checkpoint is uncommitted, and settle() says when that checkpoint failed', async () => {
+    const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => ctx.step('a', () => 7));
+    const s = sink({ hold: true });
+    const execution = startExecution(options(wf, { sink: s }));
+    const outcome = await execution.done;
+    assert.deepEqual(outcome, { kind: 'completed', output: '7' }, 'the completion can join the step checkpoint in one transaction');
+    assert.deepEqual(s.written.map((c) => `${c.name}:${c.status}`), ['a:running', 'a:completed']);
+    s.release();
+    assert.equal(await execution.settle(), undefined, 'every checkpoint committed');
+
+    let fail!: (error: unknown) => void;
+    const refused = startExecution(options(wf, {
+      sink: { record: (cp) => ('status' in cp && cp.status === 'completed' ? new Promise<void>((_, reject) => (fail = reject)) : Promise.resolve()) },
+    }));
+    assert.equal((await refused.done).kind, 'completed');
+    fail(new LeaseLostError('gone'));
+    assert.equal((await refused.settle())?.kind, 'abandoned', 'the worker must not write the completion');
   });
 
   it('continues a retrying or interrupted step with the next attempt number', async () => {
