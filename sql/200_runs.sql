@@ -1,5 +1,5 @@
 -- 200_runs: starting and claiming runs.
--- Owns: run_start (_run_start), run_claim, run_next_due, run_heartbeat, run_heartbeat_many.
+-- Owns: run_start (_run_start), run_claim, run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
 -- Touches: trellis.runs (insert, update), trellis.workflows and trellis.steps (read).
 -- Lock order: runs rows in id order (claims take them with SKIP LOCKED).
 
@@ -225,6 +225,17 @@ begin
 end $$;
 comment on function trellis.run_heartbeat_many(uuid[], uuid[], interval) is
   'Extend the leases of the runs still held under the given tokens; returns the ids still held (a missing id means the lease was lost) with their cancel/pause requests.';
+
+-- Read-only: the poll fallback for cancel and pause NOTIFYs a worker missed.
+create or replace function trellis.run_requests(p_run_ids uuid[], p_tokens uuid[])
+returns table (id uuid, cancel_requested boolean, pause_requested boolean) language sql stable as $$
+  select r.id, r.cancel_requested_at is not null, r.pause_requested_at is not null
+    from trellis.runs r
+    join unnest(p_run_ids, p_tokens) as h(id, token) on h.id = r.id and h.token = r.lease_token
+   where r.status = 'running' and (r.cancel_requested_at is not null or r.pause_requested_at is not null)
+$$;
+comment on function trellis.run_requests(uuid[], uuid[]) is
+  'The runs held under the given tokens that have a cancel or pause request pending (read-only; workers call it on every poll tick).';
 
 create or replace function trellis.run_heartbeat(p_run_id uuid, p_token uuid, p_lease interval)
 returns timestamptz language plpgsql as $$

@@ -84,6 +84,12 @@ export async function runHeartbeatMany(db: Queryable, held: readonly { id: strin
   return new Map(rows.map((r) => [r.id, r]));
 }
 
+/** trellis.run_requests: held runs with a cancel or pause request pending. */
+export async function runRequests(db: Queryable, held: readonly { id: string; token: string }[]): Promise<HeldRun[]> {
+  return run<HeldRun>(db, 'select * from trellis.run_requests($1::uuid[], $2::uuid[])',
+    [held.map((h) => h.id), held.map((h) => h.token)]);
+}
+
 /** trellis.workflow_register */
 export async function workflowRegister(db: Queryable, workflows: readonly { name: string; version: string; queue: string }[]): Promise<void> {
   await run(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(workflows)]);

@@ -8,8 +8,9 @@
  */
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { runClaim, type ClaimedRun, runHeartbeatMany, runNextDue, settingInt, workflowRegister } from '../db/runs.ts';
-import { CancelledError, LeaseLostError, ValidationError } from '../errors.ts';
+import { runClaim, type ClaimedRun, runHeartbeatMany, runNextDue, runRequests, settingInt, workflowRegister } from '../db/runs.ts';
+import { CancelledError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
+import { serializeError } from '../replay/serialize.ts';
 import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
 import type { CheckpointOp } from '../db/checkpoints.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
@@ -30,11 +31,19 @@ export interface WorkerOptions {
   workflows: readonly WorkflowDefinition[];
   /** Queues to claim from, in order of preference (default: the workflows' queues). */
   queues?: readonly string[];
-  /** Runs executed at once (default 50). */
+  /**
+   * Runs executed at once (default 200). A run waiting on a timer, signal or
+   * child holds no slot; a slot is an in-flight async execution, not a thread
+   * or a connection, so a high number is cheap. Lower it when step bodies are
+   * heavy in this process.
+   */
   concurrency?: number;
-  /** Most runs claimed per round trip (default: concurrency, at most 1000). */
+  /** Most runs claimed per round trip (default: concurrency, at most 100; at most 1000). */
   claimBatch?: number;
-  /** Poll interval: the longest a missed NOTIFY can delay work (default 1s). */
+  /**
+   * Poll interval: the longest a missed NOTIFY can delay new work or a cancel
+   * or pause request for a running run (default 1s).
+   */
   pollInterval?: Duration;
   /** Lease length; heartbeats extend it every third of it (default 30s). */
   leaseDuration?: Duration;
@@ -44,6 +53,9 @@ export interface WorkerOptions {
   id?: string;
   logger?: Logger;
 }
+
+/** Error codes with which SQL refuses an op for good: retrying the same op cannot help. */
+const REFUSED_END = new Set<string>([ERROR_CODES.payloadTooLarge, ERROR_CODES.validation]);
 
 interface Active {
   run: ClaimedRun;
@@ -80,6 +92,7 @@ export class Worker {
   private listener: Listener | undefined;
   private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
   private claiming = false;
+  private checkingRequests = false;
   private claimPromise: Promise<void> = Promise.resolve();
   private wakeAgain = false;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -99,9 +112,12 @@ export class Worker {
       this.definitions.set(key, def);
     }
     this.queues = [...new Set(options.queues ?? options.workflows.map((w) => w.queue))].map((q) => assertName(q, 'queue'));
-    this.concurrency = options.concurrency ?? 50;
+    this.concurrency = options.concurrency ?? 200;
     if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new ValidationError('concurrency must be a positive integer');
-    this.claimBatch = Math.min(options.claimBatch ?? this.concurrency, 1000);
+    this.claimBatch = options.claimBatch ?? Math.min(this.concurrency, 100);
+    if (!Number.isInteger(this.claimBatch) || this.claimBatch < 1 || this.claimBatch > 1000) {
+      throw new ValidationError('claimBatch must be an integer from 1 to 1000');
+    }
     this.pollMs = toMs(options.pollInterval ?? 1000, 'pollInterval');
     this.leaseMs = toMs(options.leaseDuration ?? 30_000, 'leaseDuration');
     if (this.leaseMs < 1000) throw new ValidationError('leaseDuration must be at least 1s');
@@ -152,7 +168,10 @@ export class Worker {
       applicationName: 'trellis-worker-listener',
     });
     await this.listener.start();
-    this.pollTimer = setInterval(() => this.wake(), this.pollMs);
+    this.pollTimer = setInterval(() => {
+      this.wake();
+      void this.checkRequests();
+    }, this.pollMs);
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(this.leaseMs / 3)));
     this.wake();
   }
@@ -294,6 +313,13 @@ export class Worker {
         this.committer.forget(fence.run, fence.token);
         return await this.finish(fence, execution, forced, false);
       }
+      if (fallback && !forced && op && op.op !== 'fail' && isTrellisError(error) && REFUSED_END.has(error.code)) {
+        // The engine refused this end itself (an output over the payload
+        // limit, say): fail the run with that error rather than re-running it.
+        this.log.warn('the end of the run was refused; failing it', { runId: fence.run, error: String(error) });
+        this.committer.forget(fence.run, fence.token);
+        return await this.finish(fence, execution, { kind: 'failed', error: serializeError(error) }, false);
+      }
       if (!(error instanceof LeaseLostError) && !forced) throw error;
       this.stats.abandoned++;
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
@@ -308,6 +334,24 @@ export class Worker {
     else if (verb === 'pause') execution?.requestPause();
   }
 
+  /** The poll fallback for cancel and pause requests whose NOTIFY was missed. */
+  private async checkRequests(): Promise<void> {
+    if (!this.active.size || this.checkingRequests) return;
+    this.checkingRequests = true;
+    try {
+      const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
+      for (const r of await runRequests(this.pool, held)) {
+        const execution = this.active.get(r.id)?.execution;
+        if (r.cancel_requested) execution?.requestCancel();
+        if (r.pause_requested) execution?.requestPause();
+      }
+    } catch (error) {
+      this.log.warn('checking cancel and pause requests failed', { error: String(error) });
+    } finally {
+      this.checkingRequests = false;
+    }
+  }
+
   private async heartbeat(): Promise<void> {
     if (!this.active.size) return;
     const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
@@ -320,7 +364,7 @@ export class Worker {
           this.log.warn('lease lost, stopping the run on this worker', { runId: id });
           entry.controller.abort(new LeaseLostError(`run ${id}: lease lost`));
         }
-        // The poll fallback for cancel and pause requests whose NOTIFY was missed.
+        // A second fallback for cancel and pause requests whose NOTIFY was missed.
         if (state?.cancel_requested) entry?.execution?.requestCancel();
         if (state?.pause_requested) entry?.execution?.requestPause();
       }

@@ -19,6 +19,11 @@ after(async () => {
   await db.close();
 });
 
+const stuck = defineWorkflow({ name: 'stuck', input: z.object({}) }, async (ctx) =>
+  ctx.step('hang', ({ signal }) => new Promise<string>((resolve) => {
+    signal.addEventListener('abort', () => resolve(`aborted at ${Date.now()}`), { once: true });
+  })));
+
 const echo = defineWorkflow({ name: 'echo', input: z.object({ v: z.number() }) }, async (ctx, { v }) => ctx.step('echo', () => v));
 
 async function listenerPid(): Promise<number | undefined> {
@@ -64,6 +69,27 @@ describe('the listener backend killed with pg_terminate_backend', () => {
         const run = await client.start(echo, { v: i });
         assert.equal(await run.result({ timeout: '10s' }), i);
       }
+    } finally {
+      await worker.stop();
+    }
+  });
+
+  it('a cancel request whose NOTIFY was missed still aborts the running step within the poll interval', async () => {
+    const pollMs = 300;
+    // Heartbeats (a third of the 30 s lease) are too slow to be what delivers it.
+    const worker = createWorker({ pool: db.pool, workflows: [stuck], pollInterval: pollMs, logger: silentLogger });
+    await worker.start();
+    try {
+      const run = await client.start(stuck, {});
+      await waitFor(async () => (await db.pool.query(
+        `select 1 from trellis.steps where run_id = $1 and status = 'running'`, [run.id])).rowCount, { what: 'the step to start' });
+      // The listener is gone for good: the cancel NOTIFY reaches nobody.
+      await (worker as unknown as { listener: { close(): Promise<void> } }).listener.close();
+      const t0 = Date.now();
+      await client.cancel(run.id, 'missed notify');
+      await waitFor(async () => (await client.get(run.id))?.status === 'cancelled', { what: 'the run to end cancelled', timeout: 10_000 });
+      const elapsed = Date.now() - t0;
+      assert.ok(elapsed < pollMs + 1000, `took ${elapsed} ms with a ${pollMs} ms poll interval`);
     } finally {
       await worker.stop();
     }

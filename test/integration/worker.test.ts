@@ -150,6 +150,24 @@ describe('worker', () => {
     await w.stop();
   });
 
+  it('fails a run whose end the engine refuses (an output over a limit lowered while the worker runs) instead of re-running it', async () => {
+    const wf = defineWorkflow({ name: 'big-end', input }, async () => 'y'.repeat(5_000));
+    const w = worker([wf]); // reads max_payload_bytes (1 MiB) now
+    await w.start();
+    await db.pool.query(`select trellis.setting_set('max_payload_bytes', '1000')`);
+    try {
+      const run = await client.start(wf, { tag: 'x' });
+      await assert.rejects(run.result({ timeout: '10s' }), /over the limit/);
+      const row = await client.get(run.id);
+      assert.equal(row?.status, 'failed');
+      assert.equal((row?.error as { code: string }).code, 'payload_too_large');
+      assert.equal(row?.attempt, 1, 'failed on its first attempt, not re-run');
+    } finally {
+      await db.pool.query(`select trellis.setting_set('max_payload_bytes', '1048576')`);
+      await w.stop();
+    }
+  });
+
   it('on shutdown aborts running steps and releases their runs to another worker at once', async () => {
     const started = deferred();
     let reason: unknown;
