@@ -151,15 +151,23 @@ comment on function trellis.run_retry(uuid) is
   'Run a failed run again from its failed step (completed steps are not re-run). TR004 unless failed.';
 
 -- The test kit's virtual clock. Production never calls these.
+-- clock_use_virtual is DDL that changes the clock of every session of the
+-- database, so it needs an explicit opt-in: trellis.virtual_clock = 'allowed'
+-- (the test kit sets it in its connection options; `set local` works too).
 create or replace function trellis.clock_use_virtual()
 returns void language plpgsql as $$
 begin
+  if current_setting('trellis.virtual_clock', true) is distinct from 'allowed' then
+    perform trellis._raise('TR004',
+      'the virtual clock is for test databases: set trellis.virtual_clock = ''allowed'' in this session first '
+      || '(the test kit does; by hand: set local trellis.virtual_clock = ''allowed'')');
+  end if;
   insert into trellis.clock (singleton, "offset") values (true, '0') on conflict do nothing;
   create or replace function trellis.now() returns timestamptz
   language sql stable parallel safe as 'select now() + coalesce((select "offset" from trellis.clock), interval ''0'')';
 end $$;
 comment on function trellis.clock_use_virtual() is
-  'Test kit only: make trellis.now() read a shared offset from trellis.clock.';
+  'Test kit only: make trellis.now() read a shared offset from trellis.clock. TR004 unless the session set trellis.virtual_clock = ''allowed''.';
 
 create or replace function trellis.clock_advance(p_by interval)
 returns timestamptz language plpgsql as $$

@@ -16,6 +16,9 @@ import { type Duration, toMs } from '../workflow/duration.ts';
 import { silentLogger } from '../workflow/logger.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
 
+/** Server option that allows `trellis.clock_use_virtual()` in a session (see docs/testing.md). */
+const VIRTUAL_CLOCK_OPTION = '-c trellis.virtual_clock=allowed';
+
 export interface TestEnvOptions extends Omit<WorkerOptions, 'pool' | 'connectionString'> {
   /** A server to create the test database on (default: DATABASE_URL, else an embedded server). */
   serverUrl?: string;
@@ -64,6 +67,9 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   await adminClient.end();
   const url = new URL(admin);
   url.pathname = `/${database}`;
+  // The opt-in that trellis.clock_use_virtual() requires, in every session on
+  // this URL, so migrate() from code under test keeps the virtual clock too.
+  url.searchParams.set('options', [url.searchParams.get('options'), VIRTUAL_CLOCK_OPTION].filter(Boolean).join(' '));
   const pool = new pg.Pool({ connectionString: url.toString(), max: 10 });
   pool.on('error', () => undefined);
   await migrate(pool);
