@@ -2,8 +2,10 @@
  * Trellis's own installer: one transaction under a *waiting* advisory lock,
  * bookkeeping in trellis.migrations (not graphile_migrate, so an application
  * that uses graphile-migrate itself is unaffected), hash chain verified,
- * pending migrations applied, sql/ re-applied when it changed, the schema
- * version recorded, and a database newer than the code refused.
+ * pending migrations applied, sql/ re-applied when it changed (or when
+ * trellis.now() is the test kit's virtual clock in a database that does not
+ * allow it), the schema version recorded, and a database newer than the code
+ * refused.
  */
 import { createHash } from 'node:crypto';
 import pg from 'pg';
@@ -75,6 +77,19 @@ async function withClient<T>(target: Target, fn: (client: pg.ClientBase) => Prom
 }
 
 /**
+ * Whether trellis.now() is the test kit's virtual clock (its body reads
+ * trellis.clock), and whether this session allows one
+ * (`trellis.virtual_clock = 'allowed'`, set by the test kit's connections).
+ */
+async function virtualClock(client: pg.ClientBase): Promise<{ installed: boolean; allowed: boolean }> {
+  const { rows } = await client.query<{ installed: boolean; allowed: boolean }>(
+    `select coalesce((select prosrc like '%trellis.clock%' from pg_proc where oid = to_regprocedure('trellis.now()')), false) as installed,
+            coalesce(current_setting('trellis.virtual_clock', true), '') = 'allowed' as allowed`,
+  );
+  return rows[0] ?? { installed: false, allowed: false };
+}
+
+/**
  * Install or upgrade the trellis schema. Safe to call from every replica at
  * boot: concurrent callers wait for each other and all but the first find
  * nothing to do.
@@ -120,9 +135,14 @@ export async function migrate(target: Target, bundle: BundledSql = BUNDLE): Prom
       }
       const sqlHash = functionsHash(bundle);
       const info = await client.query<{ sql_hash: string }>('select sql_hash from trellis.schema_info');
-      const functionsApplied = applied.length > 0 || info.rows[0]?.sql_hash !== sqlHash;
+      const clock = await virtualClock(client);
+      // A virtual clock outside a session that allows it (a production database
+      // where clock_use_virtual() was called) is replaced by re-applying sql/.
+      const functionsApplied = applied.length > 0 || info.rows[0]?.sql_hash !== sqlHash || (clock.installed && !clock.allowed);
       if (functionsApplied) {
         for (const f of bundle.functions) await client.query(f.text);
+        // Where it is allowed (a test database), re-applying sql/ keeps it.
+        if (clock.installed && clock.allowed) await client.query('select trellis.clock_use_virtual()');
         await client.query(
           `insert into trellis.schema_info (singleton, migration, sql_hash, installed_at)
            values (true, $1, $2, now())

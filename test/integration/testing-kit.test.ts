@@ -1,0 +1,197 @@
+import assert, { AssertionError } from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
+import { migrate } from '../../src/schema/install.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { defineSignal } from '../../src/workflow/signal.ts';
+import { adminUrl } from '../helpers/db.ts';
+import { deferred } from '../helpers/engine.ts';
+
+const HOUR = 3_600_000;
+const DAY = 24 * HOUR;
+const approved = defineSignal('approved', z.object({ by: z.string() }));
+
+const tenSleeps = defineWorkflow({ name: 'ten-sleeps', input: z.object({}) }, async (ctx) => {
+  const start = ctx.now().getTime();
+  for (let i = 0; i < 10; i++) await ctx.sleep(`nap-${i}`, '1 hour');
+  return ctx.now().getTime() - start;
+});
+
+let flakyAttempts = 0;
+const backoff = defineWorkflow({ name: 'backoff', input: z.object({}) }, async (ctx) => {
+  const start = ctx.now().getTime();
+  const attempt = await ctx.step('flaky', ({ attempt }) => {
+    flakyAttempts++;
+    if (attempt === 1) throw new Error('first attempt fails');
+    return attempt;
+  }, { retry: { maxAttempts: 2, backoff: 'constant', initialDelay: '1 hour', maxDelay: '1 hour', jitter: 0 } });
+  return { attempt, waited: ctx.now().getTime() - start };
+});
+
+const stamp = defineWorkflow({ name: 'stamp', input: z.object({}) }, async (ctx) => ctx.now().toISOString());
+
+const napper = defineWorkflow({ name: 'napper', input: z.object({ hours: z.number() }) }, async (ctx, { hours }) => {
+  await ctx.sleep('nap', `${hours} hours`);
+  return `slept ${hours}h`;
+});
+const parent = defineWorkflow({ name: 'parent', input: z.object({}) }, async (ctx) => {
+  const out = await ctx.child(napper, { hours: 5 });
+  return ctx.step('after-child', () => `parent saw: ${out}`);
+});
+
+const approval = defineWorkflow({ name: 'approval', input: z.object({ order: z.string() }) }, async (ctx, { order }) => {
+  const answer = await ctx.waitForSignal(approved);
+  if (answer.timedOut) return { order, by: null };
+  return { order, by: answer.payload.by, signalId: answer.signalId };
+});
+
+let release = deferred();
+const blocked = defineWorkflow({ name: 'blocked', input: z.object({}) }, async (ctx) => {
+  await ctx.step('wait-for-test', () => release.promise);
+  return 'released';
+});
+
+const broken = defineWorkflow({ name: 'broken', input: z.object({}) }, async (ctx) => {
+  await ctx.step('boom', () => { throw new Error('kaput'); }, { retry: { maxAttempts: 1 } });
+});
+
+let env: TestEnv;
+before(async () => {
+  env = await createTestEnv({ workflows: [tenSleeps, backoff, stamp, napper, parent, approval, blocked, broken], serverUrl: adminUrl() });
+});
+after(() => env.close());
+
+describe('runToEnd', () => {
+  it('drives a run through 10 consecutive one-hour sleeps', async () => {
+    const started = performance.now();
+    const slept = await env.runToEnd(tenSleeps, {}, { timeout: '20s' });
+    assert.ok(slept >= 10 * HOUR && slept < 10 * HOUR + 60_000, `slept ${slept} ms of engine time`);
+    assert.ok(performance.now() - started < 10_000);
+  });
+
+  it('drives several runs with 10 sleeps each, one after another', async () => {
+    for (let i = 0; i < 3; i++) assert.ok((await env.runToEnd(tenSleeps, {}, { timeout: '20s' })) >= 10 * HOUR);
+  });
+
+  it('advances the clock over a step retry backoff of 1 hour', async () => {
+    const before = flakyAttempts;
+    const started = performance.now();
+    const out = await env.runToEnd(backoff, {}, { timeout: '20s' });
+    assert.equal(out.attempt, 2);
+    assert.equal(flakyAttempts - before, 2);
+    assert.ok(out.waited >= HOUR, `waited ${out.waited} ms of engine time`);
+    assert.ok(performance.now() - started < 10_000, 'in much less than an hour of real time');
+  });
+
+  it('advances the clock to a runAt 2 days ahead', async () => {
+    const runAt = new Date((await env.now()).getTime() + 2 * DAY);
+    const ranAt = new Date(await env.runToEnd(stamp, {}, { runAt, timeout: '20s' }));
+    assert.ok(ranAt.getTime() >= runAt.getTime(), `ran at ${ranAt.toISOString()}, due ${runAt.toISOString()}`);
+    assert.ok(ranAt.getTime() < runAt.getTime() + 60_000);
+  });
+
+  it('advances the clock to the timer of a sleeping child while the parent waits on it', async () => {
+    const before = (await env.now()).getTime();
+    assert.equal(await env.runToEnd(parent, {}, { timeout: '20s' }), 'parent saw: slept 5h');
+    assert.ok((await env.now()).getTime() - before >= 5 * HOUR);
+  });
+
+  it('throws WorkflowFailedError for a run that fails', async () => {
+    await assert.rejects(env.runToEnd(broken, {}), (e: unknown) => e instanceof WorkflowFailedError && /kaput/.test(e.message));
+  });
+
+  it('throws ValidationError listing the run when it waits for a signal nobody sends', async () => {
+    await assert.rejects(env.runToEnd(approval, { order: 'nobody' }), (e: unknown) =>
+      e instanceof ValidationError && /wait with no timer/.test(e.message) && /\(approval, queue default\): waiting, with no timer/.test(e.message));
+  });
+
+  it('throws TimeoutError naming the running run when it does not end in time', async () => {
+    release = deferred();
+    const run = await env.start(blocked, {});
+    await assert.rejects(env.drive(run, { timeout: '300ms' }), (e: unknown) =>
+      e instanceof TimeoutError && e.message.includes(run.id) && /\(blocked, queue default\): running, held by /.test(e.message));
+    release.resolve();
+    assert.equal((await env.drive(run)).output, 'released');
+  });
+});
+
+describe('signal', () => {
+  it('sends a signal by handle, drops a repeated id, and drive finishes the run', async () => {
+    const run = await env.start(approval, { order: 'A-1' });
+    assert.equal(await env.signal(run, approved, { by: 'ada' }, { id: 'mail-1' }), true);
+    assert.equal(await env.signal(run.id, approved, { by: 'eve' }, { id: 'mail-1' }), false);
+    const done = await env.drive(run);
+    assert.equal(done.status, 'completed');
+    assert.deepEqual(done.output, { order: 'A-1', by: 'ada', signalId: 'mail-1' });
+    const { rows } = await env.pool.query('select count(*)::int as n from trellis.signals where run_id = $1', [run.id]);
+    assert.equal(rows[0].n, 1);
+  });
+
+  it('sends a signal by workflow and key, validating the payload first', async () => {
+    const run = await env.start(approval, { order: 'A-2' }, { key: 'order-A-2' });
+    await env.waitFor(run, 'waiting');
+    await assert.rejects(env.signal({ workflow: approval, key: 'order-A-2' }, approved, { by: 42 } as never), ValidationError);
+    assert.equal(await env.signal({ workflow: approval, key: 'order-A-2' }, approved, { by: 'lin' }), true);
+    assert.deepEqual(await run.result({ timeout: '10s' }), { order: 'A-2', by: 'lin', signalId: null });
+  });
+});
+
+describe('assertHistory', () => {
+  it('passes when the calls match on the fields given', async () => {
+    const run = await env.start(parent, {});
+    await env.drive(run);
+    await env.assertHistory(run, [
+      { seq: 0, kind: 'child', name: 'napper', status: 'completed', output: 'slept 5h' },
+      { name: 'after-child' },
+    ]);
+  });
+
+  it('fails with a message naming the run and a diff of the calls', async () => {
+    const run = await env.start(backoff, {});
+    await env.drive(run);
+    const expected = [{ kind: 'now' }, { kind: 'step', name: 'flakey', status: 'completed', attempts: 1 }, { kind: 'now' }] as const;
+    const error = await env.assertHistory(run, expected).then(
+      () => assert.fail('assertHistory passed'),
+      (e: unknown) => e,
+    );
+    assert.ok(error instanceof AssertionError);
+    const message = error.message;
+    assert.match(message, new RegExp(`^history of run ${run.id} does not match \\(3 call\\(s\\), 3 expected\\)`));
+    assert.match(message, /\+ actual - expected/);
+    // One line per call: the differing call shows as one + line and one - line.
+    assert.match(message, /\+ +"\{ kind: 'step', name: 'flaky', status: 'completed', attempts: 2 \}"/);
+    assert.match(message, /- +"\{ kind: 'step', name: 'flakey', status: 'completed', attempts: 1 \}"/);
+    assert.match(message, /^ +"\{ kind: 'now' \}",?$/m);
+  });
+
+  it('fails when the run has more calls than expected, showing the extra ones', async () => {
+    const run = await env.start(parent, {});
+    await env.drive(run);
+    await assert.rejects(env.assertHistory(run, [{ kind: 'child', name: 'napper' }]), (e: unknown) =>
+      e instanceof AssertionError && /\(2 call\(s\), 1 expected\)/.test(e.message) && /after-child/.test(e.message));
+  });
+
+  it('refuses an expectation with a field it does not know', async () => {
+    const run = await env.start(stamp, {});
+    await env.drive(run);
+    await assert.rejects(env.assertHistory(run, [{ nmae: 'now' } as never]), /unknown field\(s\) nmae/);
+  });
+});
+
+describe('the virtual clock of the env', () => {
+  it('survives a migrate() that re-applies sql/, by code under test that connects with env.url', async () => {
+    const pool = new pg.Pool({ connectionString: env.url, max: 1 });
+    try {
+      await env.pool.query(`update trellis.schema_info set sql_hash = 'stale'`);
+      assert.equal((await migrate(pool)).functionsApplied, true);
+      const before = (await env.now()).getTime();
+      await env.advance('1 day');
+      assert.ok((await env.now()).getTime() - before >= DAY);
+    } finally {
+      await pool.end();
+    }
+  });
+});
