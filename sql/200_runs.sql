@@ -105,9 +105,14 @@ comment on function trellis.run_start(text, jsonb, jsonb) is
 
 -- Claim up to p_limit due runs of the served (workflow, version) pairs.
 -- Queues are tried in the order given; within a queue, priority then due time.
+-- p_async_commit: commit this transaction without waiting for its WAL flush.
+-- A claim lost in a server crash leaves its runs pending (their leases never
+-- existed, so any write under them is refused), and the first checkpoint of
+-- a claimed run is a synchronous commit that flushes the claim with it. Only
+-- for a transaction that does nothing else: it applies to the whole of it.
 create or replace function trellis.run_claim(
   p_worker text, p_queues text[], p_workflows text[], p_versions text[],
-  p_limit integer, p_lease interval)
+  p_limit integer, p_lease interval, p_async_commit boolean default false)
 returns table (id uuid, workflow text, version text, input jsonb, metadata jsonb, attempt integer,
                failures integer, lease_token uuid, lease_expires_at timestamptz, history jsonb,
                execution integer, cancel_requested boolean, pause_requested boolean,
@@ -123,6 +128,9 @@ begin
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
   end if;
   perform trellis._check_lease(p_lease);
+  if p_async_commit then
+    perform set_config('synchronous_commit', 'off', true);
+  end if;
   -- Waiting runs whose timer is due become pending.
   with due as (
     select r.id from trellis.runs r
@@ -181,8 +189,8 @@ begin
     v_left := v_left - v_got;
   end loop;
 end $$;
-comment on function trellis.run_claim(text, text[], text[], text[], integer, interval) is
-  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token, the step history of its current execution, its unconsumed signals, its finished children and the engine time. Makes due waiting runs pending and reclaims expired leases first.';
+comment on function trellis.run_claim(text, text[], text[], text[], integer, interval, boolean) is
+  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token, the step history of its current execution, its unconsumed signals, its finished children and the engine time. Makes due waiting runs pending and reclaims expired leases first. p_async_commit makes the (whole) transaction commit without waiting for its WAL flush; workers pass true.';
 
 create or replace function trellis.run_next_due(p_queues text[], p_workflows text[], p_versions text[])
 returns timestamptz language sql stable as $$

@@ -53,7 +53,8 @@ export interface RunClaimArgs {
 export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedRun[]> {
   return run<ClaimedRun>(
     db,
-    'select * from trellis.run_claim($1, $2::text[], $3::text[], $4::text[], $5, make_interval(secs => $6::double precision / 1000))',
+    // Asynchronous commit: a lost claim only returns its runs to pending (see sql/200_runs.sql).
+    'select * from trellis.run_claim($1, $2::text[], $3::text[], $4::text[], $5, make_interval(secs => $6::double precision / 1000), true)',
     [a.worker, a.queues, a.served.map((s) => s.name), a.served.map((s) => s.version), a.limit, a.leaseMs],
   );
 }

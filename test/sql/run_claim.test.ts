@@ -69,6 +69,24 @@ async function finish(runs: readonly Pick<Claimed, 'id' | 'lease_token'>[]) {
 const ids = (runs: readonly { id: string }[]) => runs.map((r) => r.id).sort();
 
 describe('run_claim', () => {
+  it('commits asynchronously only when asked (p_async_commit), and only the transaction it runs in', async () => {
+    const c = await db.pool.connect();
+    try {
+      const setting = async () => (await c.query('show synchronous_commit')).rows[0].synchronous_commit;
+      await start('async-commit');
+      await c.query('begin');
+      const first = await c.query(`select * from trellis.run_claim('w1', '{async-commit}', '{w}', '{1}', 10, '30 seconds')`);
+      assert.equal(await setting(), 'on', 'by default a claim commits like any transaction');
+      const claimed = await c.query(`select * from trellis.run_claim('w1', '{async-commit}', '{w}', '{1}', 10, '30 seconds', true)`);
+      assert.equal(await setting(), 'off', 'inside the claiming transaction');
+      await c.query('commit');
+      assert.equal(await setting(), 'on', 'the next transaction is synchronous again');
+      await finish([...first.rows, ...claimed.rows]);
+    } finally {
+      c.release();
+    }
+  });
+
   it('claims only due pending runs of the served (workflow, version) pairs in the given queues', async () => {
     const due = await start('serve');
     const v2 = await start('serve', { version: '2' });
