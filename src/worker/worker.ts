@@ -92,6 +92,8 @@ export class Worker {
   private listener: Listener | undefined;
   private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
   private claiming = false;
+  /** The last claim loop stopped with work possibly left (no free slot, or a full batch). */
+  private saturated = false;
   private checkingRequests = false;
   private claimPromise: Promise<void> = Promise.resolve();
   private wakeAgain = false;
@@ -192,7 +194,10 @@ export class Worker {
     try {
       while (this.state === 'running') {
         const free = this.concurrency - this.active.size;
-        if (free <= 0) break;
+        if (free <= 0) {
+          this.saturated = true;
+          break;
+        }
         const limit = Math.min(free, this.claimBatch);
         this.stats.claims++;
         const runs = await runClaim(this.pool, {
@@ -208,6 +213,7 @@ export class Worker {
         }
         if (runs.length < limit) {
           drained = true;
+          this.saturated = false;
           break;
         }
       }
@@ -245,7 +251,9 @@ export class Worker {
       .catch((error) => this.log.error('run execution crashed', { runId: run.id, error: String(error) }))
       .finally(() => {
         if (this.active.get(run.id) === entry) this.active.delete(run.id);
-        this.wake();
+        // A freed slot matters only if work was left behind; otherwise NOTIFY,
+        // the poll and the due timer bring the next run (no empty claim per run).
+        if (this.saturated) this.wake();
       });
   }
 
