@@ -47,12 +47,16 @@ end $$;
 comment on function trellis._setting_int(text, integer) is
   'An integer engine setting from trellis.settings, or p_default.';
 
--- Payload size is measured as stored (jsonb binary size).
+-- Payload size is the bytes of the value's JSON text (jsonb's text form).
+-- Workers and clients measure the same thing before they send a value
+-- (src/replay/serialize.ts), so a value one layer accepts the other does too;
+-- the binary jsonb size can be several times the text (small numbers) or a
+-- fraction of it, so it would not agree.
 create or replace function trellis._check_payload(p_value jsonb, p_what text)
 returns jsonb language plpgsql stable as $$
 declare
   v_max integer := trellis._setting_int('max_payload_bytes', 1048576);
-  v_size integer := pg_column_size(p_value);
+  v_size integer := octet_length(p_value::text);
 begin
   if v_size > v_max then
     perform trellis._raise('TR005',
@@ -61,7 +65,7 @@ begin
   return p_value;
 end $$;
 comment on function trellis._check_payload(jsonb, text) is
-  'Return p_value if it fits max_payload_bytes, else raise TR005.';
+  'Return p_value if its JSON text fits max_payload_bytes (octet_length(p_value::text)), else raise TR005.';
 
 -- Explain why a run did not accept a fenced write: not found, not running, or
 -- held under another token.

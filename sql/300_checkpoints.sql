@@ -1,9 +1,17 @@
 -- 300_checkpoints: the fenced write path of workers.
--- Owns: checkpoint_apply (batched), step_record, run_complete, run_fail, run_release.
+-- Owns: checkpoint_apply (batched), step_record, run_complete, run_fail, run_release,
+-- _wake_child_waiters.
 -- Touches: trellis.runs (insert child runs, update), trellis.steps (insert, update,
 -- delete), trellis.signals (consume).
--- Lock order: fenced runs rows in id order (FOR NO KEY UPDATE), then their
--- steps, then new child runs, then parents woken by finished runs.
+-- Lock order: every run row a call may change is locked up front, in one
+-- statement, in id order (FOR NO KEY UPDATE): the runs of the ops, the parents
+-- of the runs it finishes (to wake them) and the runs a finish cancels (the
+-- unfinished children and their subtrees). Nothing later waits for a run lock:
+-- the cancel cascade takes runs that appeared meanwhile with SKIP LOCKED (a
+-- skipped run is reached again when its own parent ends), and the steps and
+-- signals touched belong to runs already held. run_cancel, run_heartbeat_many
+-- and _wake_child_waiters take their runs in id order too, so no two engine
+-- calls can wait on each other in a cycle (see 500_control.sql).
 --
 -- checkpoint_apply takes the checkpoints of many runs at once, so a worker
 -- commits every run's progress in one transaction (grouped commit). Each op is
@@ -16,8 +24,10 @@
 --   {op:'step', run, token, execution, seq, name, kind, status, output, error, attempts, ms, signal}
 --   {op:'child', run, token, execution, seq, name, child, workflow, version, input, key, queue, close}
 --   {op:'complete', run, token, output}        {op:'fail', run, token, error}
---   {op:'cancelled', run, token, error}         {op:'pause', run, token, error}
---   {op:'release', run, token, delay_ms, error, failure}   -- pending again after delay_ms
+--   {op:'cancelled', run, token, error}
+--   {op:'pause', run, token, error, seen_cancel}
+--   {op:'release', run, token, delay_ms, error, failure, seen_cancel} -- pending again after delay_ms
+--        (both due now instead when a cancel request is pending that the execution did not see)
 --   {op:'wait', run, token, delay_ms, signal, seen_cancel} -- waiting; delay_ms null = no timer;
 --        signal = newest signal id the execution saw; seen_cancel = it already knew of a cancel request
 --   {op:'continue', run, token, input, keep}               -- continue-as-new
@@ -37,8 +47,8 @@ declare
   v_queue    text;
   v_child    trellis.checkpoint_op;
   v_child_id uuid;
+  v_finishing uuid[];
   v_finished uuid[];
-  v_cancel   uuid;
 begin
   if jsonb_typeof(p_ops) is distinct from 'array' then
     perform trellis._raise('TR001', 'checkpoint_apply expects a JSON array of ops');
@@ -56,25 +66,44 @@ begin
     perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps; child and workflow for child starts)');
   end if;
   perform trellis._check_name(name, 'step') from unnest(v_ops) where op in ('step', 'child');
-  select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run,
-                greatest(pg_column_size(o.output), pg_column_size(o.error), pg_column_size(o.input)), v_max)
+  -- Sizes are the bytes of the JSON text, as in _check_payload and the
+  -- workers' own check (src/replay/serialize.ts), so both agree.
+  select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run, o.size, v_max)
     into v_big
-    from unnest(v_ops) o
-   where greatest(pg_column_size(o.output), pg_column_size(o.error), pg_column_size(o.input)) > v_max limit 1;
+    from (select o.op, o.run, greatest(octet_length(o.output::text), octet_length(o.error::text),
+                                       octet_length(o.input::text)) as size
+            from unnest(v_ops) o) o
+   where o.size > v_max limit 1;
   if v_big is not null then
     perform trellis._raise('TR005', v_big);
   end if;
 
-  -- Fence: lock the runs held under the given tokens, in id order. An op
-  -- applies only if its own (run, token) pair is held: two executions of one
-  -- run (an old one that lost its lease, a new one) may share a batch.
-  select coalesce(array_agg(held.pair), '{}') into v_held from (
-    select r.id::text || '/' || r.lease_token::text as pair from trellis.runs r
-      join (select distinct o.run, o.token from unnest(v_ops) o) o
-        on o.run = r.id and o.token = r.lease_token
-     where r.status = 'running'
+  -- Lock up front, in id order, every run this call may change: the runs of
+  -- the ops, the parents of runs that end here (woken) and the runs their end
+  -- cancels. Then fence: an op applies only if its own (run, token) pair is
+  -- held: two executions of one run (an old one that lost its lease, a new
+  -- one) may share a batch.
+  v_finishing := array(select distinct o.run from unnest(v_ops) o where o.op in ('complete', 'fail', 'cancelled'));
+  if cardinality(v_finishing) = 0 then
+    perform 1 from trellis.runs r
+     where r.id in (select o.run from unnest(v_ops) o)
      order by r.id
-     for no key update of r) held;
+       for no key update;
+  else
+    perform 1 from trellis.runs r
+     where r.id in (select o.run from unnest(v_ops) o
+                    union all
+                    select p.parent_run_id from trellis.runs p
+                     where p.id = any (v_finishing) and p.parent_run_id is not null
+                    union all
+                    select trellis._cancel_reach(v_finishing))
+     order by r.id
+       for no key update;
+  end if;
+  select coalesce(array_agg(held.pair), '{}') into v_held from (
+    select distinct r.id::text || '/' || r.lease_token::text as pair from trellis.runs r
+      join unnest(v_ops) o on o.run = r.id and o.token = r.lease_token
+     where r.status = 'running') held;
   v_all := v_ops;
   v_ops := array(select o from unnest(v_ops) o where o.run::text || '/' || o.token::text = any (v_held));
   -- The op kinds present: each statement below runs only if its kind is.
@@ -146,14 +175,21 @@ begin
      and s.execution = coalesce(o.execution, r.execution) and s.status = 'failed';
 
   -- A requested pause (no error) whose request was withdrawn by run_resume
-  -- while the worker was parking the run leaves it pending instead.
+  -- while the worker was parking the run leaves it pending instead. A cancel
+  -- requested while the run executed, which the execution did not see
+  -- (seen_cancel), makes a release or a pause due now instead of after its
+  -- backoff or the operator's resume: the replay then ends the run cancelled
+  -- (its cancellation reason is kept).
   update trellis.runs r
-     set status = case when o.op = 'release' then 'pending'
+     set status = case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then 'pending'
+                       when o.op = 'release' then 'pending'
                        when o.error is null and r.pause_requested_at is null then 'pending'
                        else 'paused' end,
-         run_at = case when o.op = 'pause' then v_now
+         run_at = case when (r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false))
+                         or o.op = 'pause' then v_now
            else v_now + make_interval(secs => greatest(coalesce(o.delay_ms, 0), 0) / 1000.0) end,
-         error = coalesce(o.error, r.error),
+         error = case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then r.error
+                      else coalesce(o.error, r.error) end,
          failures = r.failures + case when o.failure then 1 else 0 end,
          pause_requested_at = case when o.op = 'pause' then null else r.pause_requested_at end,
          updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
@@ -166,21 +202,19 @@ begin
   -- newest it saw, a finished child, a cancel request) makes it pending now;
   -- a pause request parks it.
   if 'wait' = any (v_kinds) then
-  -- A child finishing concurrently does not lock its parent (the parent row
-  -- is locked here, still 'running', so the child's wake-up skips it). Wait
-  -- for such children to commit, so the check below sees them finished.
-  perform 1 from unnest(v_ops) o
-    join trellis.steps s on s.run_id = o.run and s.status = 'waiting' and s.kind = 'child'
-    join trellis.runs c on c.id = (s.output->>'child')::uuid
-   where o.op = 'wait'
-   order by c.id
-     for share of c;
+  -- A child that finishes concurrently locks this run (its parent) up front,
+  -- so either it committed before the lock above was granted (and the check
+  -- below sees it finished) or it waits for this transaction and then wakes
+  -- the run it finds waiting. Only calls of the current execution count: a
+  -- child left by an execution kept with continue-as-new wakes no one.
   with w as (
     select o.run, o.token, o.delay_ms, coalesce(o.seen_cancel, false) as seen_cancel,
            exists (select 1 from trellis.signals g
                     where g.run_id = o.run and g.consumed_at is null and g.id > coalesce(o.signal, 0))
-        or exists (select 1 from trellis.steps s join trellis.runs c on c.id = (s.output->>'child')::uuid
-                    where s.run_id = o.run and s.status = 'waiting' and s.kind = 'child'
+        or exists (select 1 from trellis.runs p
+                     join trellis.steps s on s.run_id = p.id and s.execution = p.execution
+                     join trellis.runs c on c.id = (s.output->>'child')::uuid
+                    where p.id = o.run and s.status = 'waiting' and s.kind = 'child'
                       and c.status in ('completed', 'failed', 'cancelled')) as wake
       from unnest(v_ops) o where o.op = 'wait')
   update trellis.runs r
@@ -216,13 +250,7 @@ begin
   v_finished := array(select o.run from unnest(v_ops) o where o.op in ('complete', 'fail', 'cancelled'));
   if cardinality(v_finished) > 0 then
     perform trellis._wake_child_waiters(v_finished);
-    for v_cancel in
-      select c.id from trellis.runs c
-       where c.parent_run_id = any (v_finished) and c.parent_close = 'cancel'
-         and c.status not in ('completed', 'failed', 'cancelled')
-    loop
-      perform trellis.run_cancel(v_cancel, 'parent run finished');
-    end loop;
+    perform trellis._cancel_cascade(v_finished, 'parent run finished');
     for v_ids in
       select string_agg(f.id::text, ',')
         from (select f.id, (row_number() over ()) / 200 as chunk from unnest(v_finished) as f(id)) f
@@ -253,20 +281,32 @@ end $$;
 comment on function trellis.checkpoint_apply(jsonb) is
   'Apply many fenced checkpoint ops (step, child, complete, fail, cancelled, release, wait, pause, continue) of many runs in one transaction; returns the (run_id, token) pairs that were stale (their ops were refused).';
 
--- Runs waiting (as parents) on any of p_finished become pending now.
+-- Runs waiting (as parents) on any of p_finished become pending now. Every
+-- caller has already locked those parents (checkpoint_apply and run_cancel
+-- lock them up front); the lock here is taken in id order all the same and
+-- never skips: a parent locked by another transaction is waited for, not
+-- missed. Only waiting calls of a parent's current execution count.
 create or replace function trellis._wake_child_waiters(p_finished uuid[])
 returns void language plpgsql as $$
 declare
-  v_now   timestamptz := trellis.now();
-  v_queue text;
+  v_now     timestamptz := trellis.now();
+  v_parents uuid[];
+  v_queue   text;
 begin
+  v_parents := array(select distinct c.parent_run_id from trellis.runs c
+                      where c.id = any (p_finished) and c.parent_run_id is not null);
+  if cardinality(v_parents) = 0 then
+    return;
+  end if;
+  perform 1 from trellis.runs p where p.id = any (v_parents) order by p.id for no key update;
   for v_queue in
     with woken as (
       update trellis.runs p set status = 'pending', run_at = v_now, updated_at = v_now
-       where p.status = 'waiting'
-         and p.id in (select w.run_id from trellis.steps w
-                       where w.status = 'waiting' and w.kind = 'child'
-                         and (w.output->>'child')::uuid = any (p_finished))
+       where p.id = any (v_parents) and p.status = 'waiting'
+         and exists (select 1 from trellis.steps w
+                      where w.run_id = p.id and w.execution = p.execution
+                        and w.status = 'waiting' and w.kind = 'child'
+                        and (w.output->>'child')::uuid = any (p_finished))
       returning p.queue)
     select distinct queue from woken
   loop
@@ -274,7 +314,7 @@ begin
   end loop;
 end $$;
 comment on function trellis._wake_child_waiters(uuid[]) is
-  'Make runs that wait on any of the finished runs p_finished pending now.';
+  'Make runs that wait (in their current execution) on any of the finished runs p_finished pending now. Locks those parents in id order; callers lock them first.';
 
 create or replace function trellis._checkpoint_one(p_op jsonb)
 returns void language plpgsql as $$

@@ -1,7 +1,19 @@
 -- 500_control: operator and API controls of a run.
--- Owns: run_cancel, run_pause, run_resume, run_retry, clock_use_virtual, clock_advance.
--- Touches: trellis.runs (update), trellis.steps (delete failed steps on retry), trellis.clock.
--- Lock order: the run row, then its children (recursively), then its parents.
+-- Owns: run_cancel (_cancel_reach, _cancel_cascade, _cancel_one, _finish_cancelled),
+-- run_pause, run_resume, run_retry, clock_use_virtual, clock_advance.
+-- Touches: trellis.runs (update), trellis.steps (delete on retry), trellis.signals
+-- (given back on retry), trellis.clock.
+-- Lock order: run rows in id order, all taken up front in one statement.
+-- run_cancel locks the run, its parent (woken if the run ends at once) and
+-- every run the cancellation reaches (the unfinished 'cancel' children,
+-- recursively), then changes them parent before child without waiting for any
+-- further lock: a run that appeared after the reach was computed (a child
+-- started meanwhile) is taken with SKIP LOCKED, and if another transaction
+-- holds it, it is left to the cascade that runs when its parent ends. A
+-- child's end (checkpoint_apply) also locks the child and its parent up front
+-- in id order, so a cancel of the parent and the end of the child serialise on
+-- the first row of the two instead of deadlocking (40P01). The other controls
+-- lock one run.
 
 -- Lock a run for a control change; TR002 when it does not exist.
 create or replace function trellis._run_lock(p_run_id uuid)
@@ -18,6 +30,22 @@ end $$;
 comment on function trellis._run_lock(uuid) is
   'Lock run p_run_id (FOR NO KEY UPDATE) and return it; TR002 if it does not exist.';
 
+-- Reads only: callers lock the result (in id order, with the rest of their set).
+create or replace function trellis._cancel_reach(p_roots uuid[])
+returns setof uuid language sql stable as $$
+  with recursive reach(id) as (
+    select c.id from trellis.runs c
+     where c.parent_run_id = any (p_roots) and c.parent_close = 'cancel'
+       and c.status not in ('completed', 'failed', 'cancelled')
+    union
+    select c.id from trellis.runs c join reach on c.parent_run_id = reach.id
+     where c.parent_close = 'cancel' and c.status not in ('completed', 'failed', 'cancelled')
+  )
+  select id from reach
+$$;
+comment on function trellis._cancel_reach(uuid[]) is
+  'The runs a cancellation of p_roots reaches (roots excluded): their unfinished children started with parent_close cancel, and those children''s, recursively. Takes no locks.';
+
 create or replace function trellis._finish_cancelled(p_run_id uuid, p_reason text)
 returns void language plpgsql as $$
 declare
@@ -32,53 +60,94 @@ begin
   perform pg_notify('trellis:run_finished', p_run_id::text);
 end $$;
 comment on function trellis._finish_cancelled(uuid, text) is
-  'End a run (already locked, not running) as cancelled: wake its waiting parent and notify.';
+  'End a run (already locked with its parent, not running) as cancelled: wake its waiting parent and notify.';
+
+-- Cancel one unfinished run that the caller has locked (with its parent).
+create or replace function trellis._cancel_one(p_run trellis.runs, p_reason text)
+returns void language plpgsql as $$
+declare
+  v_now timestamptz := trellis.now();
+begin
+  if p_run.attempt = 0 then
+    -- Never started: no workflow code to deliver the cancellation to.
+    perform trellis._finish_cancelled(p_run.id, p_reason);
+    return;
+  end if;
+  -- Started: the workflow gets CancelledError at its next wait (its cleanup
+  -- code may run); a running step's AbortSignal fires on its worker.
+  update trellis.runs
+     set cancel_requested_at = coalesce(cancel_requested_at, v_now),
+         error = jsonb_build_object('name', 'CancelledError', 'code', 'cancelled',
+                                    'message', coalesce(p_reason, 'cancelled')),
+         status = case when status = 'running' then status else 'pending' end,
+         run_at = case when status = 'running' then run_at else v_now end,
+         updated_at = v_now
+   where id = p_run.id;
+  if p_run.status = 'running' then
+    perform pg_notify('trellis:run_control', 'cancel:' || p_run.id::text);
+  else
+    perform pg_notify('trellis:run_ready', p_run.queue);
+  end if;
+end $$;
+comment on function trellis._cancel_one(trellis.runs, text) is
+  'Cancel a locked unfinished run: end it at once if it never started, else request the cancellation and wake it or tell its worker.';
+
+-- The cascade, parent before child. Runs of the caller's locked set are its
+-- own locks (never skipped); a run not in it is locked only if free now.
+create or replace function trellis._cancel_cascade(p_parents uuid[], p_reason text)
+returns void language plpgsql as $$
+declare
+  v_level uuid[] := p_parents;
+  v_next  uuid[];
+  v_run   trellis.runs;
+begin
+  while cardinality(v_level) > 0 loop
+    v_next := '{}';
+    for v_run in
+      select * from trellis.runs c
+       where c.parent_run_id = any (v_level) and c.parent_close = 'cancel'
+         and c.status not in ('completed', 'failed', 'cancelled')
+       order by c.id
+         for no key update skip locked
+    loop
+      perform trellis._cancel_one(v_run, p_reason);
+      v_next := v_next || v_run.id;
+    end loop;
+    v_level := v_next;
+  end loop;
+end $$;
+comment on function trellis._cancel_cascade(uuid[], text) is
+  'Cancel the unfinished cancel-children of p_parents, recursively; expects the caller to hold the runs _cancel_reach(p_parents) returned, and never waits for another lock.';
 
 create or replace function trellis.run_cancel(p_run_id uuid, p_reason text default null)
 returns text language plpgsql as $$
 declare
-  v_now   timestamptz := trellis.now();
-  v_run   trellis.runs;
-  v_child uuid;
+  v_run trellis.runs;
 begin
-  v_run := trellis._run_lock(p_run_id);
+  select * into v_run from trellis.runs where id = p_run_id;
+  if not found then
+    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+  end if;
+  perform 1 from trellis.runs r
+   where r.id in (select p_run_id union all select v_run.parent_run_id
+                  union all select trellis._cancel_reach(array[p_run_id]))
+   order by r.id
+     for no key update;
+  select * into v_run from trellis.runs where id = p_run_id;
+  if not found then
+    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+  end if;
   if v_run.status = 'cancelled' then
     return 'cancelled';
   elsif v_run.status in ('completed', 'failed') then
     perform trellis._raise('TR004', format('run %s is %s and cannot be cancelled', p_run_id, v_run.status));
   end if;
-  if v_run.attempt = 0 then
-    -- Never started: no workflow code to deliver the cancellation to.
-    perform trellis._finish_cancelled(p_run_id, p_reason);
-  else
-    -- Started: the workflow gets CancelledError at its next wait (its cleanup
-    -- code may run); a running step's AbortSignal fires on its worker.
-    update trellis.runs
-       set cancel_requested_at = coalesce(cancel_requested_at, v_now),
-           error = jsonb_build_object('name', 'CancelledError', 'code', 'cancelled',
-                                      'message', coalesce(p_reason, 'cancelled')),
-           status = case when status = 'running' then status else 'pending' end,
-           run_at = case when status = 'running' then run_at else v_now end,
-           updated_at = v_now
-     where id = p_run_id;
-    if v_run.status = 'running' then
-      perform pg_notify('trellis:run_control', 'cancel:' || p_run_id::text);
-    else
-      perform pg_notify('trellis:run_ready', v_run.queue);
-    end if;
-  end if;
-  for v_child in
-    select id from trellis.runs
-     where parent_run_id = p_run_id and parent_close = 'cancel'
-       and status not in ('completed', 'failed', 'cancelled')
-     order by id
-  loop
-    perform trellis.run_cancel(v_child, coalesce(p_reason, 'parent run cancelled'));
-  end loop;
+  perform trellis._cancel_one(v_run, p_reason);
+  perform trellis._cancel_cascade(array[p_run_id], coalesce(p_reason, 'parent run cancelled'));
   return (select status from trellis.runs where id = p_run_id);
 end $$;
 comment on function trellis.run_cancel(uuid, text) is
-  'Cancel a run and (unless they were started with parent_close abandon) its unfinished children. A run that never started ends cancelled at once; a started one is woken and ends cancelled after its workflow sees CancelledError. Returns the status. TR002 unknown, TR004 completed/failed.';
+  'Cancel a run and (unless they were started with parent_close abandon) its unfinished children. A run that never started ends cancelled at once; a started one is woken and ends cancelled after its workflow sees CancelledError. Returns the status. TR002 unknown, TR004 completed/failed. Locks the run, its parent and the runs it reaches in id order, up front.';
 
 create or replace function trellis.run_pause(p_run_id uuid, p_reason text default null)
 returns text language plpgsql as $$
@@ -129,18 +198,35 @@ end $$;
 comment on function trellis.run_resume(uuid) is
   'Resume a paused run (it replays and continues where it stopped). TR004 unless paused.';
 
+-- Retry re-runs the workflow from its first failed call: that call and every
+-- later call of the current execution are forgotten, so what the workflow did
+-- after the failure (a compensation that caught it, a concurrent branch) runs
+-- again in order on the replay, and the history cannot hold calls the new
+-- run never makes. Earlier calls stay memoised. Signals the forgotten waits
+-- consumed are given back (a wait consumes its signal in the transaction that
+-- records it, so consumed_at equals the call's finished_at), so the replay's
+-- waits receive them again.
 create or replace function trellis.run_retry(p_run_id uuid)
 returns text language plpgsql as $$
 declare
-  v_now timestamptz := trellis.now();
-  v_run trellis.runs;
+  v_now   timestamptz := trellis.now();
+  v_run   trellis.runs;
+  v_from  integer;
 begin
   v_run := trellis._run_lock(p_run_id);
   if v_run.status <> 'failed' then
     perform trellis._raise('TR004', format('run %s is %s, not failed', p_run_id, v_run.status));
   end if;
-  -- Completed steps stay memoised; the failed step runs again from attempt 1.
-  delete from trellis.steps where run_id = p_run_id and execution = v_run.execution and status = 'failed';
+  select min(seq) into v_from from trellis.steps
+   where run_id = p_run_id and execution = v_run.execution and status = 'failed';
+  if v_from is not null then
+    update trellis.signals g set consumed_at = null, consumed_seq = null
+      from trellis.steps s
+     where s.run_id = p_run_id and s.execution = v_run.execution and s.seq >= v_from
+       and s.kind = 'signal' and g.run_id = p_run_id and g.consumed_seq = s.seq
+       and g.consumed_at = s.finished_at;
+    delete from trellis.steps where run_id = p_run_id and execution = v_run.execution and seq >= v_from;
+  end if;
   update trellis.runs
      set status = 'pending', run_at = v_now, finished_at = null, failures = 0, updated_at = v_now
    where id = p_run_id;
@@ -148,7 +234,7 @@ begin
   return 'pending';
 end $$;
 comment on function trellis.run_retry(uuid) is
-  'Run a failed run again from its failed step (completed steps are not re-run). TR004 unless failed.';
+  'Run a failed run again from its first failed call: that call and every later call of the current execution are deleted (signals they consumed are given back), earlier calls are not re-run. TR004 unless failed.';
 
 -- The test kit's virtual clock. Production never calls these.
 -- clock_use_virtual is DDL that changes the clock of every session of the

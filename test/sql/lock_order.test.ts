@@ -1,0 +1,87 @@
+/**
+ * Lock order between run_cancel of a parent and checkpoint_apply ending its
+ * child: both lock the parent and the child up front in id order, so they
+ * serialise instead of deadlocking (40P01).
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import type pg from 'pg';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await freshDatabase({ poolSize: 40 });
+  await db.pool.query(`select trellis.workflow_register('[{"name":"p","version":"1"},{"name":"c","version":"1"}]')`);
+});
+after(() => db.close());
+
+const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const apply = (q: pg.Pool | pg.PoolClient, ops: unknown[]) => q.query('select * from trellis.checkpoint_apply($1::jsonb)', [JSON.stringify(ops)]);
+let queues = 0;
+
+/** A parent waiting on a running child, each held under a lease. */
+async function family(): Promise<{ parent: string; child: string; childToken: string }> {
+  const queue = `lock${++queues}`;
+  const [{ id: parent }] = await sql(`select trellis.run_start('p', '{}', $1) as id`, [JSON.stringify({ queue })]);
+  const [p] = await sql(`select lease_token from trellis.run_claim('w', array[$1], '{p}', '{1}', 1, '30s')`, [queue]);
+  const child = randomUUID();
+  await apply(db.pool, [
+    { op: 'child', run: parent, token: p.lease_token, seq: 0, name: 'c', child, workflow: 'c', version: '1', input: {}, queue: `${queue}c`, close: 'cancel' },
+    { op: 'wait', run: parent, token: p.lease_token, delay_ms: null, signal: 0, seen_cancel: false },
+  ]);
+  const [c] = await sql(`select id, lease_token from trellis.run_claim('w', array[$1], '{c}', '{1}', 1, '30s')`, [`${queue}c`]);
+  assert.equal(c.id, child);
+  return { parent, child, childToken: c.lease_token };
+}
+
+const blocked = async (pid: number) =>
+  (await sql(`select wait_event_type = 'Lock' as blocked from pg_stat_activity where pid = $1`, [pid]))[0]?.blocked === true;
+
+describe('run_cancel of a parent against the end of its child', () => {
+  it('serialises instead of deadlocking when the cancel queues for the parent first and the child ends behind it', async () => {
+    // Old order: run_cancel locked the parent, then the child; the child's end
+    // locked the child, then the parent. A third transaction holding the
+    // parent lines both up behind it in that order.
+    for (let round = 0; round < 4; round++) {
+      const f = await family();
+      const holder = await db.pool.connect();
+      const canceller = await db.pool.connect();
+      const ender = await db.pool.connect();
+      try {
+        await holder.query('begin');
+        await holder.query('select 1 from trellis.runs where id = $1 for no key update', [f.parent]);
+        const [cancelPid, endPid] = await Promise.all([canceller, ender].map(async (c) => (await c.query('select pg_backend_pid() as pid')).rows[0].pid as number));
+        const cancel = canceller.query('select trellis.run_cancel($1) as status', [f.parent]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+        await waitFor(() => blocked(cancelPid), { what: 'run_cancel to queue behind the holder' });
+        const end = apply(ender, [{ op: 'complete', run: f.child, token: f.childToken, output: 1 }]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+        await waitFor(() => blocked(endPid), { what: 'the child end to queue' });
+        await holder.query('commit');
+        assert.deepEqual(await Promise.all([cancel, end]), ['ok', 'ok'], `round ${round}`);
+      } finally {
+        holder.release();
+        canceller.release();
+        ender.release();
+      }
+      const [p] = await sql('select status, cancel_requested_at is not null as asked from trellis.runs where id = $1', [f.parent]);
+      assert.deepEqual(p, { status: 'pending', asked: true });
+      const [c] = await sql('select status from trellis.runs where id = $1', [f.child]);
+      assert.ok(['completed', 'running'].includes(c.status), `child is ${c.status}`);
+    }
+  });
+
+  it('never fails with 40P01 over many concurrent cancels of parents while their children complete', async () => {
+    const codes: string[] = [];
+    for (let round = 0; round < 6; round++) {
+      const families = await Promise.all(Array.from({ length: 8 }, () => family()));
+      const work = families.flatMap((f) => {
+        const cancel = () => sql('select trellis.run_cancel($1)', [f.parent]);
+        const end = () => apply(db.pool, [{ op: 'complete', run: f.child, token: f.childToken, output: 1 }]);
+        return round % 2 ? [end(), cancel()] : [cancel(), end()];
+      });
+      for (const r of await Promise.allSettled(work)) if (r.status === 'rejected') codes.push((r.reason as { code?: string }).code ?? String(r.reason));
+    }
+    assert.deepEqual(codes, [], 'every cancel and every child end succeeded');
+  });
+});
