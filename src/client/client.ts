@@ -7,7 +7,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { type ControlVerb, runControl, runIdByKey, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
-import { type Executor, toQueryable } from '../db/queryable.ts';
+import { type Executor, type Queryable, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { runStart, type RunStartOptions, settingInt } from '../db/runs.ts';
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
@@ -133,6 +133,9 @@ export class Client {
   async start(workflow: string, input: unknown, options?: StartOptions): Promise<RunHandle<unknown>>;
   async start(workflow: WorkflowDefinition | string, input: unknown, options: StartOptions = {}): Promise<RunHandle<unknown>> {
     const sqlOptions: RunStartOptions = {};
+    // Everything runs on the caller's transaction when there is one: a second
+    // connection from the pool could wait forever on a pool full of them.
+    const db = toQueryable(options.tx ?? this.pool);
     let name: string;
     if (typeof workflow === 'string') {
       name = assertName(workflow, 'workflow');
@@ -144,9 +147,9 @@ export class Client {
       if (options.version !== undefined && options.version !== workflow.version) {
         throw new ValidationError(`start(${workflow.name}) pins version ${workflow.version}; do not pass another version`);
       }
-      await this.register(workflow);
     }
-    const text = encodeJson(input, `input of ${name}`, await this.payloadLimit());
+    const limit = await this.payloadLimit(db);
+    const text = encodeJson(input, `input of ${name}`, limit);
     if (options.key !== undefined) {
       if (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 512) {
         throw new ValidationError('key must be a string of 1-512 characters');
@@ -167,9 +170,14 @@ export class Client {
       if (typeof options.metadata !== 'object' || options.metadata === null || Array.isArray(options.metadata)) {
         throw new ValidationError('metadata must be a plain object');
       }
-      sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', await this.payloadLimit()));
+      sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', limit));
     }
-    const id = await runStart(toQueryable(options.tx ?? this.pool), name, text, sqlOptions);
+    // Register last: bad input above must write nothing, not even a registry row.
+    if (typeof workflow !== 'string') {
+      if (options.tx) await this.registry.registerIn(db, workflow);
+      else await this.register(workflow);
+    }
+    const id = await runStart(db, name, text, sqlOptions);
     return { id, result: (o) => this.result(id, o) };
   }
 
@@ -183,11 +191,11 @@ export class Client {
   async signal<T>(run: RunRef, signal: SignalDefinition<any, T> | string, payload: T, options: { id?: string; tx?: Executor } = {}): Promise<boolean> {
     const name = typeof signal === 'string' ? assertName(signal, 'signal') : signal.name;
     if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${name}`);
-    const text = encodeJson(payload, `payload of signal ${name}`, await this.payloadLimit());
+    const db = toQueryable(options.tx ?? this.pool);
+    const text = encodeJson(payload, `payload of signal ${name}`, await this.payloadLimit(db));
     if (options.id !== undefined && (typeof options.id !== 'string' || !options.id.length || options.id.length > 512)) {
       throw new ValidationError('signal id must be a string of 1-512 characters');
     }
-    const db = toQueryable(options.tx ?? this.pool);
     return signalSend(db, await this.resolve(run, db), name, text, options.id ?? null);
   }
 
@@ -229,8 +237,15 @@ export class Client {
     return this.registry.register(workflow);
   }
 
-  private payloadLimit(): Promise<number> {
-    this.maxPayloadBytes ??= settingInt(this.pool, 'max_payload_bytes', 1_048_576);
+  /** max_payload_bytes, read once (through `db`, so a caller's transaction needs no second connection). */
+  private payloadLimit(db: Queryable = this.pool): Promise<number> {
+    if (!this.maxPayloadBytes) {
+      const pending = settingInt(db, 'max_payload_bytes', 1_048_576);
+      this.maxPayloadBytes = pending;
+      pending.catch(() => {
+        if (this.maxPayloadBytes === pending) this.maxPayloadBytes = undefined;
+      });
+    }
     return this.maxPayloadBytes;
   }
 
@@ -356,7 +371,12 @@ export class Client {
       await listener.start();
       return listener;
     })();
-    return this.listener;
+    // A failed connect is not remembered: the next result() tries again.
+    const pending = this.listener;
+    pending.catch(() => {
+      if (this.listener === pending) this.listener = undefined;
+    });
+    return pending;
   }
 
   /** Close the listener (and the pool, if the client created it). */

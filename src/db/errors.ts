@@ -46,5 +46,9 @@ export function toTrellisError(error: unknown): Error {
   if (code && code.length === 5) {
     return new DatabaseError(message, { cause: error, details: { sqlstate: code } });
   }
+  // Node's socket errors (ECONNREFUSED, ETIMEDOUT, ENOTFOUND, …): the database is unreachable.
+  if (code && /^E[A-Z]+$/.test(code)) {
+    return new DatabaseError(`cannot reach the database: ${message}`, { cause: error, details: { code } });
+  }
   return error instanceof Error ? error : new DatabaseError(message, { cause: error });
 }

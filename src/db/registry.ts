@@ -10,8 +10,25 @@ export interface Registrable {
 
 export class WorkflowRegistry {
   private readonly registered = new Map<string, Promise<void>>();
+  /** Definitions whose registration has committed. */
+  private readonly committed = new Set<string>();
 
   constructor(private readonly db: Queryable) {}
+
+  /**
+   * Make sure `definition` is registered as seen from `tx`, a caller's
+   * transaction, without taking a second connection (a pool full of such
+   * transactions must not wait on itself). Registers inside `tx` if needed,
+   * so the start and the registration commit or roll back together.
+   */
+  async registerIn(tx: Queryable, definition: Registrable): Promise<void> {
+    const key = `${definition.name}@${definition.version}`;
+    if (this.committed.has(key)) return;
+    const { rows } = await tx.query<{ found: boolean }>(
+      'select exists (select 1 from trellis.workflows where name = $1 and version = $2) as found',
+      [definition.name, definition.version]);
+    if (!rows[0]?.found) await workflowRegister(tx, [{ name: definition.name, version: definition.version, queue: definition.queue }]);
+  }
 
   /** trellis.workflow_register for one definition, at most once while it succeeds. */
   register(definition: Registrable): Promise<void> {
@@ -19,7 +36,7 @@ export class WorkflowRegistry {
     let pending = this.registered.get(key);
     if (!pending) {
       pending = workflowRegister(this.db, [{ name: definition.name, version: definition.version, queue: definition.queue }]);
-      pending.catch(() => this.registered.delete(key));
+      pending.then(() => this.committed.add(key), () => this.registered.delete(key));
       this.registered.set(key, pending);
     }
     return pending;

@@ -12,6 +12,7 @@ import type { Options, Subscriber } from 'pg-listen';
 type CreateSubscriber = (config: pg.ClientConfig, options: Options) => Subscriber;
 const mod = pgListen as unknown as { default: CreateSubscriber | { default: CreateSubscriber } };
 const createSubscriber: CreateSubscriber = typeof mod.default === 'function' ? mod.default : mod.default.default;
+import { toTrellisError } from '../db/errors.ts';
 import type { Logger } from '../workflow/logger.ts';
 
 export interface ListenerOptions {
@@ -53,9 +54,15 @@ export class Listener {
     });
   }
 
+  /** Connect and LISTEN; on failure nothing keeps reconnecting in the background. */
   async start(): Promise<void> {
-    await this.subscriber.connect();
-    for (const channel of this.o.channels) await this.subscriber.listenTo(channel);
+    try {
+      await this.subscriber.connect();
+      for (const channel of this.o.channels) await this.subscriber.listenTo(channel);
+    } catch (error) {
+      await this.close();
+      throw toTrellisError(error);
+    }
   }
 
   async close(): Promise<void> {

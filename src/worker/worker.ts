@@ -158,7 +158,7 @@ export class Worker {
     this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
     this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
     this.state = 'running';
-    this.listener = new Listener({
+    const listener = new Listener({
       connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
       channels: ['trellis:run_ready', 'trellis:run_control'],
       onNotify: (channel, payload) => {
@@ -169,7 +169,13 @@ export class Worker {
       log: this.log,
       applicationName: 'trellis-worker-listener',
     });
-    await this.listener.start();
+    try {
+      await listener.start();
+    } catch (error) {
+      this.state = 'idle';
+      throw error;
+    }
+    this.listener = listener;
     this.pollTimer = setInterval(() => {
       this.wake();
       void this.checkRequests();
