@@ -9,7 +9,7 @@ import pg from 'pg';
 import { type Client, createClient, type RunHandle, type RunRef, type StartOptions } from '../client/client.ts';
 import type { Run, Step } from '../client/runs.ts';
 import type { RunState } from '../db/tables.ts';
-import { CancelledError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
+import { CancelledError, IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
 import { migrate } from '../schema/install.ts';
 import { createWorker, type Worker, type WorkerOptions } from '../worker/worker.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
@@ -52,7 +52,11 @@ export interface TestEnv {
   advance(by: Duration): Promise<void>;
   /** The engine's (virtual) time. */
   now(): Promise<Date>;
-  /** Resolve once the run's status is one of `states`. */
+  /**
+   * Resolve once the run's status is one of `states`. Throws `TimeoutError`
+   * after `timeout` (default 20 s), and `IllegalTransitionError` at once if
+   * the run has finished in another status.
+   */
   waitFor(run: TestRun, states: RunState | readonly RunState[], options?: { timeout?: Duration }): Promise<Run>;
   /**
    * Drive a started run to its end and resolve with it (completed, failed or
@@ -155,6 +159,10 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
     for (;;) {
       const run = await get(runId);
       if (wanted.includes(run.status)) return run;
+      if (run.status === 'completed' || run.status === 'failed' || run.status === 'cancelled') {
+        const reason = (run.error as { message?: string } | null)?.message;
+        throw new IllegalTransitionError(`run ${runId} is ${run.status}${reason ? ` (${reason})` : ''}; it will not become ${wanted.join('/')}`);
+      }
       if (Date.now() > deadline) throw new TimeoutError(`run ${runId} is ${run.status}, not ${wanted.join('/')}`);
       await new Promise((r) => setTimeout(r, 10));
     }

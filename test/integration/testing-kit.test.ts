@@ -2,7 +2,7 @@ import assert, { AssertionError } from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
-import { TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
+import { IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
@@ -115,6 +115,16 @@ describe('runToEnd', () => {
       e instanceof TimeoutError && e.message.includes(run.id) && /\(blocked, queue default\): running, held by /.test(e.message));
     release.resolve();
     assert.equal((await env.drive(run)).output, 'released');
+  });
+});
+
+describe('waitFor', () => {
+  it('throws IllegalTransitionError at once, with the error, when the run finished in another status', async () => {
+    const run = await env.start(broken, {});
+    const started = performance.now();
+    await assert.rejects(env.waitFor(run, 'waiting', { timeout: '10s' }), (e: unknown) =>
+      e instanceof IllegalTransitionError && new RegExp(`run ${run.id} is failed \\(.*kaput.*\\); it will not become waiting`).test(e.message));
+    assert.ok(performance.now() - started < 5000);
   });
 });
 
