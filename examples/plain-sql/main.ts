@@ -140,16 +140,26 @@ async function demo(db: pg.Pool, listener: pg.Client, url: string): Promise<void
 
 const database = await exampleDatabase();
 const db = new pg.Pool({ connectionString: database.url });
+// An idle pooled connection that the server closes (a restart, an admin's
+// pg_terminate_backend: SQLSTATE 57P01) emits 'error' on the pool; without a
+// listener that would crash the process. The pool replaces it on next use.
+db.on('error', (error) => console.error(`idle connection closed: ${error.message}`));
 const listener = new pg.Client({ connectionString: database.url });
+listener.on('error', (error) => console.error(`listener connection lost: ${error.message}`));
 const worker = createWorker({ pool: db, workflows: [greet] });
 try {
   await worker.start();
   if (process.argv.includes('--serve')) {
     console.log(`a worker serves "greet"; in another terminal: psql "${database.url}" (Ctrl-C stops)`);
-    await new Promise((resolve) => {
+    // Handling the signals ourselves keeps the embedded server up until the
+    // worker has drained (see src/testing/embedded-postgres.ts); a second
+    // Ctrl-C exits at once, still removing the embedded server.
+    const signal = await new Promise<string>((resolve) => {
       process.once('SIGINT', resolve);
       process.once('SIGTERM', resolve);
+      process.once('SIGHUP', resolve);
     });
+    console.log(`${signal}: stopping the worker`);
   } else {
     await listener.connect();
     await listener.query('listen "trellis:run_finished"');
@@ -157,7 +167,7 @@ try {
   }
 } finally {
   await listener.end().catch(() => undefined);
-  await worker.stop();
+  await worker.stop({ timeout: '10s' });
   await db.end();
   await database.stop();
 }
