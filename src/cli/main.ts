@@ -5,6 +5,8 @@
  *   trellis status [--database-url URL]    schema version and run counts
  * DATABASE_URL is used when --database-url is not given.
  */
+import { realpathSync } from 'node:fs';
+import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
 import { isTrellisError } from '../errors.ts';
@@ -80,6 +82,21 @@ export async function main(argv: string[], out: (s: string) => void = (s) => pro
   }
 }
 
-if (import.meta.url === `file://${process.argv[1]}`) {
+/**
+ * True when this file is the program node was started with. Compares real
+ * paths, not URL strings: `file://${argv[1]}` is not a URL for a path with a
+ * space or on Windows, and a symlinked entry point has another spelling.
+ */
+function isMainModule(): boolean {
+  const entry = process.argv[1];
+  if (!entry) return false;
+  try {
+    return realpathSync(entry) === realpathSync(fileURLToPath(import.meta.url));
+  } catch {
+    return false;
+  }
+}
+
+if (isMainModule()) {
   process.exit(await main(process.argv.slice(2)));
 }

@@ -1,5 +1,8 @@
 import assert from 'node:assert/strict';
 import { spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { main } from '../../src/cli/main.ts';
@@ -65,5 +68,27 @@ describe('trellis CLI', () => {
     assert.equal(result.status, 0, result.stderr);
     assert.match(result.stdout, /create or replace function trellis.run_start/);
     assert.doesNotMatch(result.stdout, /create table trellis.runs/);
+  });
+
+  it('runs from a directory whose name has a space, as a copy and through a symlink', () => {
+    const repo = new URL('../..', import.meta.url).pathname;
+    const dir = mkdtempSync(join(tmpdir(), 'trellis cli '));
+    try {
+      // A copy: import.meta.url spells the space %20, process.argv[1] does not.
+      const copy = join(dir, 'with space');
+      cpSync(join(repo, 'src'), join(copy, 'src'), { recursive: true });
+      cpSync(join(repo, 'package.json'), join(copy, 'package.json'));
+      symlinkSync(join(repo, 'node_modules'), join(copy, 'node_modules'));
+      // A symlink: node runs the real file, argv[1] names the link.
+      const link = join(dir, 'linked repo');
+      symlinkSync(repo, link);
+      for (const cli of [join(copy, 'src/cli/main.ts'), join(link, 'src/cli/main.ts')]) {
+        const result = spawnSync(process.execPath, ['--import', 'tsx', cli, 'sql', '--from', '1'], { cwd: repo, encoding: 'utf8' });
+        assert.equal(result.status, 0, `${cli}: ${result.stderr}`);
+        assert.match(result.stdout, /create or replace function trellis.run_start/, cli);
+      }
+    } finally {
+      rmSync(dir, { recursive: true, force: true });
+    }
   });
 });
