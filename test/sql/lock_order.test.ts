@@ -52,7 +52,7 @@ describe('run_cancel of a parent against the end of its child', () => {
       try {
         await holder.query('begin');
         await holder.query('select 1 from trellis.runs where id = $1 for no key update', [f.parent]);
-        const [cancelPid, endPid] = await Promise.all([canceller, ender].map(async (c) => (await c.query('select pg_backend_pid() as pid')).rows[0].pid as number));
+        const [cancelPid, endPid] = await Promise.all([canceller, ender].map(async (c) => (await c.query('select pg_backend_pid() as pid')).rows[0].pid as number)) as [number, number];
         const cancel = canceller.query('select trellis.run_cancel($1) as status', [f.parent]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
         await waitFor(() => blocked(cancelPid), { what: 'run_cancel to queue behind the holder' });
         const end = apply(ender, [{ op: 'complete', run: f.child, token: f.childToken, output: 1 }]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));

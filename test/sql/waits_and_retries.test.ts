@@ -5,6 +5,7 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
+import { jsonbTextBytes } from '../../src/replay/serialize.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 
 let db: TestDatabase;
@@ -126,6 +127,18 @@ describe('payload sizes', () => {
       assert.equal((await status(h2.id)).status, 'running');
     } finally {
       await sql(`select trellis.setting_set('max_payload_bytes', '1048576')`);
+    }
+  });
+
+  it('match what workers measure (jsonbTextBytes) for spaces, escapes, unicode and exponent numbers', async () => {
+    const values: unknown[] = [
+      [0, 0, 0], { a: 1, b: [1, 2, { c: 'x:y,z' }] }, 'a"b\\c\n\t\u0001é😀', 1e21, 1.5e-7, -2.5e30, 1e-7, 123.456,
+      1e300, 5e-324, { 'k,:': ['e+5', 1e22, -1e-10, true, false, null] }, [], {}, '', 0.000001, [1.2345e21, 9.87e-15],
+    ];
+    for (const value of values) {
+      const text = JSON.stringify(value);
+      const [{ n }] = await sql('select octet_length($1::jsonb::text) as n', [text]);
+      assert.equal(jsonbTextBytes(text), n, text);
     }
   });
 });
