@@ -157,3 +157,65 @@ describe('limits', () => {
     }
   });
 });
+
+describe('retry after a failure the workflow caught', () => {
+  it('re-runs from the failed step: a saga whose compensation ran completes with history charge, ship (no refund)', async () => {
+    let shipFixed = false;
+    let charges = 0;
+    let refunds = 0;
+    const saga = defineWorkflow({ name: 'saga-retry', input: z.object({}) }, async (ctx) => {
+      await ctx.step('charge', () => ++charges);
+      try {
+        await ctx.step('ship', () => {
+          if (!shipFixed) throw new NonRetryableError('no stock');
+          return 'shipped';
+        });
+      } catch (error) {
+        await ctx.step('refund', () => ++refunds);
+        throw error;
+      }
+      return 'done';
+    });
+    const worker = createWorker({ pool: env.pool, workflows: [saga], pollInterval: 50, logger: silentLogger });
+    await worker.start();
+    try {
+      const run = await env.start(saga, {});
+      await assert.rejects(run.result({ timeout: '10s' }), WorkflowFailedError);
+      assert.deepEqual((await env.history(run.id)).map((s) => [s.name, s.status]), [['charge', 'completed'], ['ship', 'failed'], ['refund', 'completed']]);
+      shipFixed = true;
+      assert.equal(await env.client.retry(run.id), 'pending');
+      assert.equal(await run.result({ timeout: '10s' }), 'done');
+      assert.deepEqual((await env.history(run.id)).map((s) => [s.name, s.status]), [['charge', 'completed'], ['ship', 'completed']]);
+      assert.deepEqual([charges, refunds], [1, 1], 'the charge ran once; the refund only in the failed attempt');
+    } finally {
+      await worker.stop();
+    }
+  });
+});
+
+describe('cancellation during a step retry backoff', () => {
+  it('ends the run cancelled promptly when the cancel commits while the failed attempt is being released with a 1-hour backoff', async () => {
+    const backoff = defineWorkflow({ name: 'cancel-backoff', input: z.object({}) }, async (ctx) =>
+      ctx.step('flaky', async ({ runId }) => {
+        // The cancel commits only after this attempt has failed and asked for
+        // its release, so the execution cannot see it: SQL must.
+        const tx = await env.pool.connect();
+        await tx.query('begin');
+        await tx.query('select trellis.run_cancel($1)', [runId]);
+        setTimeout(() => void tx.query('commit').finally(() => tx.release()), 300);
+        throw new Error('flaky');
+      }, { retry: { maxAttempts: 3, initialDelay: '1 hour', jitter: 0 } }));
+    const worker = createWorker({ pool: env.pool, workflows: [backoff], pollInterval: 50, logger: silentLogger });
+    await worker.start();
+    try {
+      const started = performance.now();
+      const run = await env.start(backoff, {});
+      await assert.rejects(run.result({ timeout: '8s' }), CancelledError);
+      assert.ok(performance.now() - started < 8000);
+      const steps = await env.history(run.id);
+      assert.equal(steps[0]?.attempts, 1, 'no second attempt ran');
+    } finally {
+      await worker.stop();
+    }
+  });
+});

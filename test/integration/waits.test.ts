@@ -182,3 +182,39 @@ describe('race', () => {
     assert.deepEqual(await run.result({ timeout: '10s' }), { winner: 'signal', next: 'second' });
   });
 });
+
+describe('continue-as-new with keepHistory', () => {
+  it('does not spin when a child left waiting by an old execution finishes: the run stays waiting, then ends on its signal', async () => {
+    const kid = defineWorkflow({ name: 'kah-kid', input: z.object({}) }, async (ctx) => {
+      await ctx.sleep('k', '1 hour');
+      return 'kid done';
+    });
+    const loop = defineWorkflow({ name: 'kah-loop', input: z.object({ n: z.number() }) }, async (ctx, { n }) => {
+      if (n === 0) {
+        void ctx.child(kid, {}).catch(() => undefined); // started, never awaited
+        await ctx.step('after-start', () => 1);
+        return ctx.continueAsNew({ n: 1 }, { keepHistory: true });
+      }
+      const go = await ctx.waitForSignal<string>('go');
+      return go.timedOut ? 'timed out' : go.payload;
+    });
+    const worker = createWorker({ pool: env.pool, workflows: [kid, loop], pollInterval: 50, logger: silentLogger });
+    await worker.start();
+    try {
+      const run = await env.start(loop, { n: 0 });
+      await waitFor(async () => (await env.client.get(run.id))?.status === 'waiting' && (await env.pool.query(
+        `select execution from trellis.runs where id = $1`, [run.id])).rows[0].execution === 2, { what: 'execution 2 waiting' });
+      const { rows: [kidRow] } = await env.pool.query(`select id from trellis.runs where parent_run_id = $1`, [run.id]);
+      const waitsBefore = worker.stats.wait;
+      await env.advance('1 hour');
+      await env.waitFor(kidRow.id, 'completed');
+      await new Promise((r) => setTimeout(r, 1000));
+      assert.equal((await env.client.get(run.id))?.status, 'waiting');
+      assert.ok(worker.stats.wait - waitsBefore <= 1, `parked ${worker.stats.wait - waitsBefore} times after the child finished`);
+      await env.client.signal(run.id, 'go', 'finally');
+      assert.equal(await run.result({ timeout: '10s' }), 'finally');
+    } finally {
+      await worker.stop();
+    }
+  });
+});
