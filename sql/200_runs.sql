@@ -153,14 +153,23 @@ begin
   foreach v_queue in array p_queues loop
     exit when v_left <= 0;
     return query
+    -- One ordered probe of runs_claim_idx (queue, workflow, version, priority
+    -- desc, run_at) per served pair, so pending runs of workflows or versions
+    -- this worker does not serve (an old version draining, another service's
+    -- workflows in the same queue) cost nothing. With several pairs, up to
+    -- v_left runs of each are locked and the best v_left are taken; the rest
+    -- are unlocked at commit.
     with picked as (
-      select r.id from trellis.runs r
-       where r.status = 'pending' and r.queue = v_queue and r.run_at <= v_now
-         and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
-                      where s.w = r.workflow and s.v = r.version)
-       order by r.priority desc, r.run_at
-       limit v_left
-       for update skip locked)
+      select c.id from unnest(p_workflows, p_versions) as s(w, v)
+       cross join lateral (
+         select r.id, r.priority, r.run_at from trellis.runs r
+          where r.status = 'pending' and r.queue = v_queue and r.workflow = s.w and r.version = s.v
+            and r.run_at <= v_now
+          order by r.priority desc, r.run_at
+          limit v_left
+          for update skip locked) c
+       order by c.priority desc, c.run_at
+       limit v_left)
     update trellis.runs r
        set status = 'running', attempt = r.attempt + 1, lease_token = gen_random_uuid(),
            lease_owner = p_worker, lease_expires_at = v_now + p_lease,
@@ -195,14 +204,13 @@ comment on function trellis.run_claim(text, text[], text[], text[], integer, int
 create or replace function trellis.run_next_due(p_queues text[], p_workflows text[], p_versions text[])
 returns timestamptz language sql stable as $$
   select least(
-    -- One ordered index probe per queue (runs_due_idx): `queue = any (…)`
+    -- One ordered probe of runs_due_idx per (queue, served pair): `queue = any (…)`
     -- would read every pending run of the queues to find the minimum.
     (select min(d.run_at) from unnest(p_queues) as q(queue)
+       cross join unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
          select r.run_at from trellis.runs r
-          where r.status = 'pending' and r.queue = q.queue
-            and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)
-                         where s.w = r.workflow and s.v = r.version)
+          where r.status = 'pending' and r.queue = q.queue and r.workflow = s.w and r.version = s.v
           order by r.run_at limit 1) d),
     (select min(r.run_at) from trellis.runs r
       where r.status = 'waiting' and r.queue = any (p_queues) and r.run_at < 'infinity'

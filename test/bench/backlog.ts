@@ -14,6 +14,8 @@ import { enqueue, registerBench } from './throughput.ts';
 export interface BacklogPoint {
   finished: number;
   pending: number;
+  /** Pending runs of a version the claiming worker does not serve (same queue). */
+  unserved?: number;
   claimMs: { p50: number; p95: number; min: number };
   nextDueMs: number;
   runsBytes: number;
@@ -26,10 +28,12 @@ const CLAIM = `select * from trellis.run_claim('bench', '{default}', '{bench-1}'
 
 /** The candidate query inside run_claim (same predicate and order), for EXPLAIN. */
 const CANDIDATES = `
-  select r.id from trellis.runs r
-   where r.status = 'pending' and r.queue = 'default' and r.run_at <= now()
-     and exists (select 1 from unnest('{bench-1}'::text[], '{1}'::text[]) as s(w, v) where s.w = r.workflow and s.v = r.version)
-   order by r.priority desc, r.run_at limit 100 for update skip locked`;
+  select c.id from unnest('{bench-1}'::text[], '{1}'::text[]) as s(w, v)
+   cross join lateral (
+     select r.id, r.priority, r.run_at from trellis.runs r
+      where r.status = 'pending' and r.queue = 'default' and r.workflow = s.w and r.version = s.v and r.run_at <= now()
+      order by r.priority desc, r.run_at limit 100 for update skip locked) c
+   order by c.priority desc, c.run_at limit 100`;
 
 /** Insert `n` completed runs with one completed step each, in chunks. */
 async function fillFinished(c: pg.Client, n: number): Promise<void> {
@@ -49,7 +53,7 @@ async function fillFinished(c: pg.Client, n: number): Promise<void> {
   await c.query('vacuum analyze trellis.steps');
 }
 
-async function point(c: pg.Client, reps: number, finished: number, pending: number): Promise<BacklogPoint> {
+async function point(c: pg.Client, reps: number, finished: number, pending: number, unserved = 0): Promise<BacklogPoint> {
   // Steady state: the bulk fill's dirty pages written out, not flushed by a timed checkpoint mid-measurement.
   await c.query('checkpoint');
   const times: number[] = [];
@@ -72,13 +76,14 @@ async function point(c: pg.Client, reps: number, finished: number, pending: numb
   const p: BacklogPoint = {
     finished,
     pending,
+    unserved,
     claimMs: { p50: median(times), p95: percentile(times, 95), min: Math.min(...times) },
     nextDueMs,
     runsBytes: await size('trellis.runs'),
     stepsBytes: await size('trellis.steps'),
     plan,
   };
-  console.log(`  claim 100 with ${fmt(finished)} finished + ${fmt(pending)} pending: p50 ${fmt(p.claimMs.p50, 2)} ms, ` +
+  console.log(`  claim 100 with ${fmt(finished)} finished + ${fmt(pending)} pending${unserved ? ` + ${fmt(unserved)} pending of an unserved version` : ''}: p50 ${fmt(p.claimMs.p50, 2)} ms, ` +
     `p95 ${fmt(p.claimMs.p95, 2)} ms; run_next_due ${fmt(nextDueMs, 2)} ms; runs ${bytes(p.runsBytes)}, steps ${bytes(p.stepsBytes)}`);
   return p;
 }
@@ -104,6 +109,12 @@ export async function backlog(server: BenchServer, cfg: BenchConfig): Promise<Ba
     await enqueue(c, 'bench-1', 100_000 - 100, 10_000);
     await c.query('analyze trellis.runs');
     points.push(await point(c, cfg.claimReps, finished, 100_000));
+    // A deploy in progress: 100,000 pending runs of a version this worker does not serve, due first.
+    await c.query(`select trellis.workflow_register('[{"name":"bench-1","version":"0-old","queue":"default"}]')`);
+    await c.query(`select count(trellis.run_start('bench-1', '{}', jsonb_build_object('version', '0-old', 'run_at', now() - interval '1 hour')))
+                     from generate_series(1, 100000)`);
+    await c.query('analyze trellis.runs');
+    points.push(await point(c, cfg.claimReps, finished, 100_000, 100_000));
   } finally {
     await c.end();
     await server.dropDatabase('bench_backlog');
