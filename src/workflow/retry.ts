@@ -15,7 +15,7 @@ export interface RetryPolicy {
   initialDelay?: Duration;
   /** Growth per attempt for exponential backoff (default 2). */
   factor?: number;
-  /** Upper bound of any delay (default 5 minutes). */
+  /** Upper bound of any delay (default 5 minutes, or `initialDelay` when that is longer). */
   maxDelay?: Duration;
   /** Randomise each delay by ± this fraction (0–1, default 0.2). */
   jitter?: number;
@@ -55,7 +55,8 @@ export function nextDelay(
   if (attempt >= p.maxAttempts) return null;
   if (error instanceof RetryAfterError) return Math.max(0, Math.round(error.retryAfterMs));
   const initial = toMs(p.initialDelay, 'initialDelay');
-  const cap = toMs(p.maxDelay, 'maxDelay');
+  // An explicit initialDelay above the default cap raises the cap with it; an explicit maxDelay wins.
+  const cap = policy?.maxDelay !== undefined ? toMs(policy.maxDelay, 'maxDelay') : Math.max(toMs(p.maxDelay, 'maxDelay'), initial);
   const base = p.backoff === 'constant' ? initial : initial * p.factor ** (attempt - 1);
   const jitter = Math.min(Math.max(p.jitter, 0), 1);
   const spread = base * jitter * (random() * 2 - 1);

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NonRetryableError, RetryAfterError, ValidationError } from '../../src/errors.ts';
 import { toMs } from '../../src/workflow/duration.ts';
-import { nextDelay } from '../../src/workflow/retry.ts';
+import { DEFAULT_STEP_RETRY, nextDelay } from '../../src/workflow/retry.ts';
 
 describe('durations', () => {
   it('parses numbers and human strings to milliseconds', () => {
@@ -42,5 +42,14 @@ describe('nextDelay', () => {
   });
   it('honours a RetryAfterError hint, rounded to whole milliseconds', () => {
     assert.equal(nextDelay({ maxAttempts: 3 }, 1, new RetryAfterError('429', 1500.6)), 1501);
+  });
+});
+
+describe('nextDelay caps', () => {
+  it('lets an initialDelay longer than the default cap through, and an explicit maxDelay still caps it', () => {
+    const noJitter = () => 0.5;
+    assert.equal(nextDelay({ initialDelay: '1 hour', jitter: 0 }, 1, new Error('x'), undefined, noJitter), 3_600_000);
+    assert.equal(nextDelay({ initialDelay: '1 hour', maxDelay: '10 minutes', jitter: 0 }, 1, new Error('x'), undefined, noJitter), 600_000);
+    assert.equal(nextDelay({ jitter: 0 }, 10, new Error('x'), { ...DEFAULT_STEP_RETRY, maxAttempts: 20 }, noJitter), 300_000, 'the default cap');
   });
 });
