@@ -13,8 +13,13 @@ import { encodeJson, serializeError } from './serialize.ts';
 
 export type AttemptResult<T> = { ok: true; value: T } | { ok: false; error: unknown } | { ok: 'halted' };
 
+/**
+ * `attempt` is the step's attempt number (1, 2, …, never reset); `base` is the
+ * number of attempts made before an operator resumed the step from the dead
+ * letter: the retry policy and `pauseAfter` count attempts from there.
+ */
 export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name: string,
-  fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number): Promise<AttemptResult<T>> {
+  fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number, base = 0): Promise<AttemptResult<T>> {
   await this.barrier();
   if (this.halted) return { ok: 'halted' };
   const shielded = this.shielded;
@@ -23,7 +28,8 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
   // Mark the attempt as started, without waiting: if the process dies in the
   // body, the next execution sees it and counts the attempt. A fast step's
   // marker is dropped by the committer when its result is queued first.
-  void this.write({ type: 'step', seq, name, kind, status: 'running', attempts: attempt, ms: 0 }).catch(() => undefined);
+  const round = base ? JSON.stringify({ resumedAfter: base }) : undefined;
+  void this.write({ type: 'step', seq, name, kind, status: 'running', output: round, attempts: attempt, ms: 0 }).catch(() => undefined);
   const controller = new AbortController();
   const entry = { controller, shielded };
   this.controllers.add(entry);
@@ -70,14 +76,23 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
     }
     const cancelled = error instanceof CancelledError && this.cancelRequested;
     const final = cancelled || (isTrellisError(error) && (error.code === 'validation' || error.code === 'payload_too_large'));
-    const delay = final ? null : nextDelay(kind === 'side_effect' ? { maxAttempts: 1 } : options.retry, attempt, error);
+    const policy = kind === 'side_effect' ? { maxAttempts: 1 } : options.retry;
+    const counted = attempt - base;
+    const delay = final ? null : nextDelay(policy, counted, error);
     const serialized = { ...serializeError(error), step: name, attempts: attempt };
+    // The dead letter: after pauseAfter consecutive failed attempts, or when
+    // the retry policy ran out first, park the run with the error instead of
+    // retrying or failing. Errors that say "do not retry" (non-retryable,
+    // validation, cancellation) and side effects (run at most once) fail as
+    // usual. After run_resume the step has a fresh count of attempts.
     const pauseAfter = this.o.definition.pauseAfter;
-    if (delay !== null && pauseAfter !== undefined && attempt >= pauseAfter) {
-      // Dead letter: park the run with the error instead of retrying further.
-      void this.write({ type: 'step', seq, name, kind, status: 'retrying', error: serialized, attempts: attempt, ms }).catch(() => undefined);
+    const retryable = !final && kind !== 'side_effect' && nextDelay({ ...policy, maxAttempts: Infinity }, counted, error) !== null;
+    if (pauseAfter !== undefined && retryable && (delay === null || counted >= pauseAfter)) {
+      void this.write({
+        type: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attempt }), error: serialized, attempts: attempt, ms,
+      }).catch(() => undefined);
       this.log.warn('step failed too often, run parked', { step: name, attempt });
-      this.halt({ kind: 'pause', error: serialized });
+      this.halt({ kind: 'pause', error: serialized, seenCancel: this.cancelRequested });
       return { ok: 'halted' };
     }
     if (delay === null) {
@@ -92,8 +107,8 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
       };
     }
     this.log.info('step attempt failed, retry scheduled', { step: name, attempt, delayMs: delay });
-    void this.write({ type: 'step', seq, name, kind, status: 'retrying', error: serialized, attempts: attempt, ms }).catch(() => undefined);
-    this.halt({ kind: 'release', delayMs: delay, error: serialized, failure: false });
+    void this.write({ type: 'step', seq, name, kind, status: 'retrying', output: round, error: serialized, attempts: attempt, ms }).catch(() => undefined);
+    this.halt({ kind: 'release', delayMs: delay, error: serialized, failure: false, seenCancel: this.cancelRequested });
     return { ok: 'halted' };
   } catch {
     // The checkpoint was refused; write() has halted the run.

@@ -1,8 +1,13 @@
 /**
  * The `ctx` object handed to workflow code: every durable call, each taking
  * the next call number, checked against the history, and checkpointed.
+ *
+ * Waits (sleep, waitForSignal, child) are evaluated one microtask after the
+ * call, so a `ctx.race` in the same expression can claim them first: a
+ * claimed wait only offers whether it could complete now, and the race lets
+ * exactly one winner complete (consume its signal, complete its timer).
  */
-import { CancelledError, ChildFailedError, StepFailedError, ValidationError } from '../errors.ts';
+import { CancelledError, ChildFailedError, IllegalTransitionError, StepFailedError, ValidationError } from '../errors.ts';
 import type { ChildOptions, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { toMs, type Duration } from '../workflow/duration.ts';
@@ -11,6 +16,18 @@ import { validate } from '../workflow/standard-schema.ts';
 import { never, type Run } from './executor.ts';
 import type { StepKind, StepRecord } from './history.ts';
 import { encodeJson, serializeError } from './serialize.ts';
+
+/**
+ * Awaiting a `sleep` or `waitForSignal` that lost a `ctx.race`: it was
+ * disarmed (it consumed nothing) and will never complete. Wait again with a
+ * new call instead. (A child that lost a race stays awaitable.)
+ */
+export class RaceLostError extends IllegalTransitionError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'RaceLostError';
+  }
+}
 
 export function buildContext(run: Run): WorkflowContext {
   const o = run.o;
@@ -44,7 +61,7 @@ export function buildContext(run: Run): WorkflowContext {
     race: (branches, name = 'race') => race(run, branches, name) as never,
     nonCancellable: (fn) => run.shield.run(true, fn),
     continueAsNew: async (input, options = {}) => {
-      await validate(o.definition.input, input, `continueAsNew input of ${o.definition.name}`);
+      await run.track(validate(o.definition.input, input, `continueAsNew input of ${o.definition.name}`));
       const text = encodeJson(input, `continueAsNew input of ${o.definition.name}`, o.maxPayloadBytes);
       await run.barrier();
       run.halt({ kind: 'continue', input: text, keep: options.keepHistory ?? false });
@@ -82,7 +99,10 @@ function durable<T>(run: Run, kind: StepKind, name: string, fn: (step: StepConte
   if (rec?.status === 'completed') return Promise.resolve(rec.output as T);
   if (rec?.status === 'failed') return Promise.reject(rec.error?.code === 'cancelled' ? new CancelledError(rec.error.message) : failedStep(name, rec));
   const attempt = (rec?.attempts ?? 0) + 1;
-  return run.track(run.attempt<T>(seq, kind, name, fn, options, attempt)).then((result) => {
+  // A dead-lettered step resumed by an operator counts its attempts afresh from there.
+  const resumedAfter = (rec?.output as { resumedAfter?: unknown } | null | undefined)?.resumedAfter;
+  const base = typeof resumedAfter === 'number' ? resumedAfter : 0;
+  return run.track(run.attempt<T>(seq, kind, name, fn, options, attempt, base)).then((result) => {
     if (result.ok === true) return result.value;
     if (result.ok === 'halted') return never<T>();
     throw result.error;
@@ -96,6 +116,68 @@ async function complete<T>(run: Run, seq: number, name: string, kind: StepKind, 
   return JSON.parse(text) as T;
 }
 
+export type WaitKind = 'sleep' | 'signal' | 'child';
+/** win: complete now; lose: disarmed; free: evaluate as if unclaimed; block: do not complete in this execution. */
+type Verdict = 'win' | 'lose' | 'free' | 'block';
+
+/** A durable wait call of this execution, as `race` sees it. */
+export interface Wait {
+  readonly seq: number;
+  readonly name: string;
+  readonly kind: WaitKind;
+  /** Evaluated yet (a race can claim only a wait that is not). */
+  evaluated: boolean;
+  /** Its promise has settled. */
+  done: boolean;
+  /** Set by a race that claimed it: offer readiness, get the verdict. */
+  claim?: (ready: boolean) => Promise<Verdict>;
+}
+
+interface Ready<T> {
+  complete: () => Promise<T>;
+  /** Undo a reservation (a buffered signal) when the wait does not complete now. */
+  release?: () => void;
+}
+
+export function raceLost(seq: number, name: string): RaceLostError {
+  return new RaceLostError(`wait #${seq} "${name}" lost a race and was disarmed; it never completes (wait again with a new call)`);
+}
+
+/**
+ * Run a wait: `ready` says (without writing) whether it can complete now and
+ * how; otherwise `block` records it and blocks the execution.
+ */
+function startWait<T>(run: Run, seq: number, name: string, kind: WaitKind,
+  ready: () => Ready<T> | undefined, block: () => Promise<T>): Promise<T> {
+  const wait: Wait = { seq, name, kind, evaluated: false, done: false };
+  const promise = (async () => {
+    await undefined; // a race in the same expression claims the wait before this line
+    wait.evaluated = true;
+    if (run.disarmed.has(seq)) {
+      void wait.claim?.(false);
+      throw raceLost(seq, name);
+    }
+    let now = ready();
+    if (wait.claim) {
+      const verdict = await wait.claim(now !== undefined);
+      if (verdict !== 'win') now?.release?.();
+      if (verdict === 'lose') throw raceLost(seq, name);
+      if (verdict === 'block') now = undefined;
+      if (verdict === 'free') now = ready();
+    }
+    return now ? now.complete() : block();
+  })();
+  promise.then(() => (wait.done = true), () => (wait.done = true));
+  run.waits.set(promise, wait);
+  return promise;
+}
+
+function lostPromise<T>(seq: number, name: string): Promise<T> {
+  const p = Promise.reject<T>(raceLost(seq, name));
+  p.catch(() => undefined);
+  return p;
+}
+
 function timer(run: Run, name: string, until: () => number): Promise<void> {
   let call;
   try {
@@ -105,19 +187,15 @@ function timer(run: Run, name: string, until: () => number): Promise<void> {
   }
   if (!call) return never();
   const { seq, rec } = call;
+  if (run.disarmed.has(seq)) return lostPromise(seq, name);
   if (rec?.status === 'completed') return Promise.resolve();
-  run.waitInfo.set(seq, { name, kind: 'sleep' });
   const at = rec ? (rec.output as { until: number }).until : until();
-  const promise = (async () => {
-    if (!rec) await run.write({ type: 'step', seq, name, kind: 'sleep', status: 'waiting', output: JSON.stringify({ until: at }), attempts: 1, ms: 0 });
-    if (at <= run.dbNow()) {
-      await complete(run, seq, name, 'sleep', { until: at });
-      return;
-    }
-    return run.block<void>(seq, at);
-  })();
-  run.waitSeqs.set(promise, seq);
-  return promise;
+  return startWait<void>(run, seq, name, 'sleep',
+    () => (at <= run.dbNow() ? { complete: async () => void (await complete(run, seq, name, 'sleep', { until: at })) } : undefined),
+    async () => {
+      if (!rec) await run.write({ type: 'step', seq, name, kind: 'sleep', status: 'waiting', output: JSON.stringify({ until: at }), attempts: 1, ms: 0 });
+      return run.block<void>(seq, at);
+    });
 }
 
 function waitForSignal<T>(run: Run, signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T>): Promise<SignalResult<T>> {
@@ -132,33 +210,38 @@ function waitForSignal<T>(run: Run, signal: SignalDefinition<T, any> | string, o
   }
   if (!call) return never();
   const { seq, rec } = call;
+  if (run.disarmed.has(seq)) return lostPromise(seq, name);
   if (rec?.status === 'completed') return Promise.resolve(rec.output as SignalResult<T>);
   if (rec?.status === 'failed') return Promise.reject(new ValidationError(rec.error?.message ?? 'invalid signal'));
-  run.waitInfo.set(seq, { name, kind: 'signal' });
-  const promise = (async (): Promise<SignalResult<T>> => {
-    const waiting = rec?.output as { until: number | null } | undefined;
-    const until = waiting ? waiting.until : options.timeout === undefined ? null : run.dbNow() + toMs(options.timeout, 'timeout');
-    if (run.disarmed.has(seq)) return never<SignalResult<T>>();
-    const found = (run.o.signals ?? []).find((s) => s.name === signalName && !run.consumed.has(s.id));
-    if (found) {
-      run.consumed.add(found.id);
-      let payload: unknown = found.payload;
-      if (schema) {
-        try {
-          payload = await validate(schema, found.payload, `payload of signal ${signalName}`);
-        } catch (error) {
-          await run.write({ type: 'step', seq, name, kind: 'signal', status: 'failed', error: serializeError(error), attempts: 1, ms: 0, signal: found.id });
-          throw error;
-        }
+  const waiting = rec?.output as { until: number | null } | undefined;
+  const until = waiting ? waiting.until : options.timeout === undefined ? null : run.dbNow() + toMs(options.timeout, 'timeout');
+  const deliver = async (found: { id: number; payload: unknown; signal_id: string | null }): Promise<SignalResult<T>> => {
+    let payload: unknown = found.payload;
+    if (schema) {
+      try {
+        payload = await run.track(validate(schema, found.payload, `payload of signal ${signalName}`));
+      } catch (error) {
+        await run.write({ type: 'step', seq, name, kind: 'signal', status: 'failed', error: serializeError(error), attempts: 1, ms: 0, signal: found.id });
+        throw error;
       }
-      return complete(run, seq, name, 'signal', { timedOut: false, payload, signalId: found.signal_id }, found.id);
     }
-    if (!rec) await run.write({ type: 'step', seq, name, kind: 'signal', status: 'waiting', output: JSON.stringify({ signal: signalName, until }), attempts: 1, ms: 0 });
-    if (until !== null && until <= run.dbNow()) return complete(run, seq, name, 'signal', { timedOut: true });
-    return run.block<SignalResult<T>>(seq, until);
-  })();
-  run.waitSeqs.set(promise, seq);
-  return promise;
+    return complete(run, seq, name, 'signal', { timedOut: false, payload, signalId: found.signal_id }, found.id);
+  };
+  return startWait<SignalResult<T>>(run, seq, name, 'signal',
+    () => {
+      // The oldest buffered signal of the name that no other wait of this execution took.
+      const found = (run.o.signals ?? []).find((s) => s.name === signalName && !run.consumed.has(s.id));
+      if (found) {
+        run.consumed.add(found.id);
+        return { complete: () => deliver(found), release: () => run.consumed.delete(found.id) };
+      }
+      if (until !== null && until <= run.dbNow()) return { complete: () => complete(run, seq, name, 'signal', { timedOut: true }) };
+      return undefined;
+    },
+    async () => {
+      if (!rec) await run.write({ type: 'step', seq, name, kind: 'signal', status: 'waiting', output: JSON.stringify({ signal: signalName, until }), attempts: 1, ms: 0 });
+      return run.block<SignalResult<T>>(seq, until);
+    });
 }
 
 function child(run: Run, workflow: WorkflowDefinition, input: unknown, options: ChildOptions): Promise<unknown> {
@@ -175,63 +258,115 @@ function child(run: Run, workflow: WorkflowDefinition, input: unknown, options: 
     new ChildFailedError(id, `child run ${id} (${workflow.name}) ${e?.code === 'cancelled' ? 'was cancelled' : 'failed'}: ${e?.message ?? 'unknown error'}`, { details: { error: e } });
   if (rec?.status === 'completed') return Promise.resolve(rec.output);
   if (rec?.status === 'failed') return Promise.reject(childError((rec.output as { child?: string } | null)?.child ?? '?', rec.error));
-  run.waitInfo.set(seq, { name, kind: 'child' });
-  const promise = (async () => {
-    let id = (rec?.output as { child: string } | undefined)?.child;
-    if (!id) {
-      if (run.cancelRequested && !run.shielded) throw new CancelledError('run cancelled');
-      await validate(workflow.input, input, `input of child ${workflow.name}`);
-      const text = encodeJson(input, `input of child ${workflow.name}`, run.o.maxPayloadBytes);
-      await run.o.register?.(workflow);
-      id = crypto.randomUUID();
-      await run.write({
-        type: 'child', seq, name, child: id, workflow: workflow.name, version: workflow.version, input: text,
-        key: options.key, queue: options.queue, close: options.onParentCancel ?? 'cancel',
-      });
+  const started = (rec?.output as { child: string } | undefined)?.child;
+  return startWait<unknown>(run, seq, name, 'child',
+    () => {
+      // A child's result belongs to its call alone (no shared buffer), so a
+      // child that lost a race can still complete later.
+      const outcome = started ? run.o.children?.[started] : undefined;
+      if (!started || !outcome) return undefined;
+      return {
+        complete: async () => {
+          if (outcome.status === 'completed') return complete(run, seq, name, 'child', outcome.output);
+          const error = childError(started, outcome.error);
+          await run.write({ type: 'step', seq, name, kind: 'child', status: 'failed', output: JSON.stringify({ child: started }), error: serializeError(error), attempts: 1, ms: 0 });
+          throw error;
+        },
+      };
+    },
+    async () => {
+      if (!started) {
+        if (run.cancelRequested && !run.shielded) throw new CancelledError('run cancelled');
+        await run.track(validate(workflow.input, input, `input of child ${workflow.name}`));
+        const text = encodeJson(input, `input of child ${workflow.name}`, run.o.maxPayloadBytes);
+        await run.track(Promise.resolve(run.o.register?.(workflow)));
+        await run.write({
+          type: 'child', seq, name, child: crypto.randomUUID(), workflow: workflow.name, version: workflow.version, input: text,
+          key: options.key, queue: options.queue, close: options.onParentCancel ?? 'cancel',
+        });
+      }
       return run.block(seq, null);
-    }
-    const outcome = run.o.children?.[id];
-    if (!outcome) return run.block(seq, null);
-    if (outcome.status === 'completed') return complete(run, seq, name, 'child', outcome.output);
-    const error = childError(id, outcome.error);
-    await run.write({ type: 'step', seq, name, kind: 'child', status: 'failed', output: JSON.stringify({ child: id }), error: serializeError(error), attempts: 1, ms: 0 });
-    throw error;
-  })();
-  run.waitSeqs.set(promise, seq);
-  return promise;
+    });
 }
 
+type Settled = { key: string; ok: true; value: unknown } | { key: string; ok: false; error: unknown };
+
+/**
+ * `ctx.race`: the winner is recorded (with the waits it disarmed), so a replay
+ * picks the same one. Among branches that can complete at once, a branch that
+ * had already settled wins, else the first ready wait in key order; only the
+ * winner completes. Losing sleeps and signal waits are disarmed (they consume
+ * nothing, now or on any replay); a losing child stays a live call.
+ */
 async function race(run: Run, branches: Record<string, Promise<unknown>>, name: string): Promise<{ key: string; value: unknown }> {
   const keys = Object.keys(branches);
   if (!keys.length) throw new ValidationError('race needs at least one branch');
   const call = run.next('race', name);
   if (!call) return never();
   const { seq, rec } = call;
+  // Claim, synchronously, the waits passed directly that are not evaluated yet.
+  const verdicts = new Map<string, (v: Verdict) => void>();
+  const offers = new Map<string, Promise<boolean>>();
+  for (const key of keys) {
+    const wait = run.waits.get(branches[key] as Promise<unknown>);
+    if (!wait || wait.evaluated || wait.claim) continue;
+    let decide!: (v: Verdict) => void;
+    const verdict = new Promise<Verdict>((resolve) => (decide = resolve));
+    let offered!: (ready: boolean) => void;
+    offers.set(key, new Promise<boolean>((resolve) => (offered = resolve)));
+    verdicts.set(key, decide);
+    wait.claim = (ready) => (offered(ready), verdict);
+  }
+  const settledOrder: string[] = [];
+  const settled = keys.map((key) => (branches[key] as Promise<unknown>).then(
+    (value): Settled => (settledOrder.push(key), { key, ok: true, value }),
+    (error: unknown): Settled => (settledOrder.push(key), { key, ok: false, error }),
+  ));
+  const waitOf = (key: string) => run.waits.get(branches[key] as Promise<unknown>);
+
   if (rec?.status === 'completed') {
-    const key = (rec.output as { key: string }).key;
-    const branch = branches[key];
-    if (!branch) {
-      run.halt(run.nondeterministic(`race #${seq} "${name}" was won by "${key}", which is no longer a branch`));
+    const out = rec.output as { key: string; lost?: number[] };
+    if (!(out.key in branches)) {
+      run.halt(run.nondeterministic(`race #${seq} "${name}" was won by "${out.key}", which is no longer a branch`));
       return never();
     }
-    return { key, value: await branch };
+    // Records written before losers were stored: every non-child loser lost.
+    const lost = (wait: Wait, key: string) => (out.lost ? out.lost.includes(wait.seq) : key !== out.key && wait.kind !== 'child');
+    for (const key of keys) {
+      const wait = waitOf(key);
+      if (!wait) continue;
+      if (verdicts.has(key)) (verdicts.get(key) as (v: Verdict) => void)(lost(wait, key) ? 'lose' : 'free');
+      else if (!wait.done && lost(wait, key)) run.disarm(wait.seq, raceLost(wait.seq, wait.name));
+    }
+    return { key: out.key, value: await branches[out.key] };
   }
-  const settled = await Promise.race(keys.map((key) => (branches[key] as Promise<unknown>).then(
-    (value) => ({ key, ok: true as const, value }),
-    (error: unknown) => ({ key, ok: false as const, error }),
-  )));
-  await run.write({ type: 'step', seq, name, kind: 'race', status: 'completed', output: JSON.stringify({ key: settled.key }), attempts: 1, ms: 0 });
-  // Disarm the losers: their waits resolve as lost, so they consume nothing later.
+
+  const readyKeys = new Set<string>();
+  for (const [key, offer] of offers) if (await offer) readyKeys.add(key);
+  // Decided now if a branch settled meanwhile or a claimed wait is ready;
+  // otherwise the claimed waits block and the first branch to settle wins.
+  const decided = settledOrder[0] ?? keys.find((k) => readyKeys.has(k));
+  for (const [key, decide] of verdicts) {
+    if (decided === undefined) decide('block');
+    else if (key === decided) decide('win');
+    else decide(waitOf(key)?.kind === 'child' ? 'free' : 'lose');
+  }
+  const result = decided === undefined ? await Promise.race(settled) : await (settled[keys.indexOf(decided)] as Promise<Settled>);
+  const winner = result.key;
+  // Disarm the losing sleeps and signal waits that did not complete before
+  // the race (blocked ones are failed with RaceLostError), and record them.
+  const lost: Wait[] = [];
   for (const key of keys) {
-    const loser = key === settled.key ? undefined : run.waitSeqs.get(branches[key] as Promise<unknown>);
-    if (loser === undefined) continue;
-    const info = run.waitInfo.get(loser);
-    if (!info || run.history.get(loser)?.status === 'completed') continue;
-    run.disarmed.add(loser);
-    run.blocked.delete(loser);
-    void run.write({ type: 'step', seq: loser, name: info.name, kind: info.kind, status: 'completed', output: JSON.stringify({ lost: true }), attempts: 1, ms: 0 })
+    const wait = waitOf(key);
+    if (!wait || key === winner || wait.kind === 'child' || (wait.done && !verdicts.has(key))) continue;
+    run.disarm(wait.seq, raceLost(wait.seq, wait.name));
+    lost.push(wait);
+  }
+  await run.write({ type: 'step', seq, name, kind: 'race', status: 'completed', output: JSON.stringify({ key: winner, lost: lost.map((w) => w.seq) }), attempts: 1, ms: 0 });
+  for (const wait of lost) {
+    void run.write({ type: 'step', seq: wait.seq, name: wait.name, kind: wait.kind, status: 'completed', output: JSON.stringify({ lost: true }), attempts: 1, ms: 0 })
       .catch(() => undefined);
   }
-  if (!settled.ok) throw settled.error;
-  return { key: settled.key, value: settled.value };
+  if (!result.ok) throw result.error;
+  return { key: winner, value: result.value };
 }

@@ -20,7 +20,7 @@ import { assertName } from '../workflow/names.ts';
 import { nextDelay } from '../workflow/retry.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { runAttempt } from './attempt.ts';
-import { buildContext } from './context.ts';
+import { buildContext, RaceLostError, raceLost, type Wait } from './context.ts';
 import type { Checkpoint, CheckpointSink, ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from './history.ts';
 import { encodeJson, serializeError } from './serialize.ts';
 
@@ -54,9 +54,9 @@ export type Outcome =
   | { kind: 'completed'; output: string }
   | { kind: 'failed'; error: SerializedError }
   | { kind: 'cancelled'; error: SerializedError }
-  | { kind: 'release'; delayMs: number; error?: SerializedError; failure: boolean }
+  | { kind: 'release'; delayMs: number; error?: SerializedError; failure: boolean; seenCancel?: boolean }
   | { kind: 'wait'; delayMs: number | null; signal: number; seenCancel: boolean }
-  | { kind: 'pause'; error?: SerializedError }
+  | { kind: 'pause'; error?: SerializedError; seenCancel?: boolean }
   | { kind: 'continue'; input: string; keep: boolean }
   | { kind: 'abandoned'; reason: unknown };
 
@@ -74,6 +74,19 @@ export interface Execution {
   settle(): Promise<Outcome | undefined>;
   requestCancel(reason?: string): void;
   requestPause(): void;
+}
+
+/**
+ * The workflow function awaits something that no durable call will settle:
+ * nothing runs, nothing waits, and it has not returned. The run fails with
+ * this error instead of holding its worker slot forever. A kind of
+ * non-determinism: workflow code must await only `ctx` calls.
+ */
+export class WorkflowStuckError extends NonDeterminismError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkflowStuckError';
+  }
 }
 
 const WORKFLOW_RETRY_DEFAULTS = { maxAttempts: 1, backoff: 'exponential', initialDelay: 1000, factor: 2, maxDelay: 300_000, jitter: 0.2 } as const;
@@ -118,13 +131,15 @@ export class Run {
   readonly blocked = new Map<number, BlockedWait>();
   readonly controllers = new Set<{ controller: AbortController; shielded: boolean }>();
   readonly consumed = new Set<number>();
-  /** Waits that lost a race: they never block or resolve again. */
+  /**
+   * Waits that lost a race (in this execution or, by the race's record or
+   * their 'lost' mark, in the history): they never block, complete or
+   * consume anything; awaiting one throws RaceLostError.
+   */
   readonly disarmed = new Set<number>();
   readonly shield = new AsyncLocalStorage<boolean>();
-  /** Name and kind of each wait call of this execution, by seq. */
-  readonly waitInfo = new Map<number, { name: string; kind: StepKind }>();
-  /** Promises of durable waits, so `race` can disarm the losers. */
-  readonly waitSeqs = new WeakMap<Promise<unknown>, number>();
+  /** The durable wait behind each wait promise, so `race` can claim and disarm it. */
+  readonly waits = new WeakMap<Promise<unknown>, Wait>();
   cancelRequested: boolean;
   pauseRequested: boolean;
   halted: Outcome | undefined;
@@ -140,7 +155,14 @@ export class Run {
   private settled = false;
 
   constructor(readonly o: ExecuteOptions) {
-    for (const rec of o.history ?? []) this.history.set(rec.seq, rec);
+    for (const rec of o.history ?? []) {
+      this.history.set(rec.seq, rec);
+      const output = rec.output as { lost?: unknown } | null;
+      if (rec.kind === 'race' && rec.status === 'completed' && Array.isArray(output?.lost)) {
+        for (const seq of output.lost) if (typeof seq === 'number') this.disarmed.add(seq);
+      }
+      if ((rec.kind === 'sleep' || rec.kind === 'signal') && rec.status === 'completed' && output?.lost === true) this.disarmed.add(rec.seq);
+    }
     this.claimNow = o.now?.getTime() ?? Date.now();
     this.cancelRequested = o.cancelRequested ?? false;
     this.pauseRequested = o.pauseRequested ?? false;
@@ -173,6 +195,7 @@ export class Run {
         (value) => ({ ok: true as const, value }),
         (error: unknown) => ({ ok: false as const, error }),
       );
+      this.scheduleQuiescenceCheck();
       const first = await Promise.race([body, this.haltPromise]);
       if ('kind' in first || this.halted) return await this.settleHalt();
       this.settled = true;
@@ -239,7 +262,8 @@ export class Run {
   }
 
   private failure(error: unknown): Outcome {
-    if (error instanceof ValidationError || error instanceof NonDeterminismError || error instanceof ChildFailedError) {
+    if (error instanceof ValidationError || error instanceof NonDeterminismError || error instanceof ChildFailedError
+      || error instanceof RaceLostError) {
       return { kind: 'failed', error: serializeError(error) };
     }
     const delay = nextDelay(this.o.definition.retry, this.o.failures + 1, error, WORKFLOW_RETRY_DEFAULTS);
@@ -324,9 +348,9 @@ export class Run {
     return attempt;
   }
 
-  /** Register a blocked wait; returns a promise that only cancellation settles in this execution. */
+  /** Register a blocked wait; returns a promise that only cancellation (or losing a race) settles in this execution. */
   block<T>(seq: number, deadline: number | null): Promise<T> {
-    if (this.disarmed.has(seq)) return never();
+    if (this.disarmed.has(seq)) return Promise.reject(raceLost(seq, `#${seq}`));
     if (this.cancelRequested && !this.shielded) return Promise.reject(new CancelledError('run cancelled'));
     return new Promise<T>((_, reject) => {
       this.blocked.set(seq, { deadline, fail: reject, shielded: this.shielded });
@@ -334,9 +358,21 @@ export class Run {
     });
   }
 
+  /** A wait lost a race: it never blocks again, and a blocked one fails with `error`. */
+  disarm(seq: number, error: unknown): void {
+    this.disarmed.add(seq);
+    const wait = this.blocked.get(seq);
+    if (!wait) return;
+    this.blocked.delete(seq);
+    wait.fail(error);
+  }
+
   /**
    * After the workflow's microtasks have run: if nothing can make progress in
-   * this process (no attempt, no write, something blocked), park the run.
+   * this process (no attempt, no write), park the run when something is
+   * blocked; when nothing is, the function awaits something no durable call
+   * will ever settle, and the run fails (WorkflowStuckError) instead of
+   * holding its worker slot forever.
    */
   scheduleQuiescenceCheck(): void {
     if (this.quiescenceCheck || this.halted || this.settled) return;
@@ -344,13 +380,24 @@ export class Run {
     setImmediate(() => {
       this.quiescenceCheck = false;
       if (this.halted || this.settled || this.attempts.size || this.writes.size) return;
-      if (this.pauseRequested) return this.halt({ kind: 'pause' });
-      if (!this.blocked.size) return;
+      if (this.pauseRequested) return this.halt({ kind: 'pause', seenCancel: this.cancelRequested });
+      if (!this.blocked.size) return this.halt(this.stuck());
       const deadlines = [...this.blocked.values()].map((w) => w.deadline).filter((d): d is number => d !== null);
       const delayMs = deadlines.length ? Math.max(0, Math.min(...deadlines) - this.dbNow()) : null;
       const signal = Math.max(0, ...(this.o.signals ?? []).map((s) => s.id));
       this.halt({ kind: 'wait', delayMs, signal, seenCancel: this.cancelRequested });
     });
+  }
+
+  private stuck(): Outcome {
+    const error = new WorkflowStuckError(
+      `run ${this.o.runId} (${this.o.definition.name}@${this.o.definition.version}) is stuck: its function has not returned, ` +
+        'but no step is running and no durable wait is blocked. It awaits something that will never settle here ' +
+        '(a promise that is not a ctx call, such as a bare setTimeout, I/O outside a step, or a never-settling promise). ' +
+        'Await only ctx calls in workflow code.',
+    );
+    this.log.error(error.message);
+    return { kind: 'failed', error: serializeError(error) };
   }
 
   /** Run a step attempt; see attempt.ts. */

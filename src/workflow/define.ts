@@ -18,9 +18,21 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
   /** Retries of the whole workflow function when it throws (default: no retries). */
   retry?: RetryPolicy;
   /**
-   * Park the run (status paused, the last error kept) once a step has failed
-   * this many consecutive attempts, instead of retrying or failing it; resume
-   * it with `client.resume()` / `trellis.run_resume()`. The dead-letter state.
+   * The dead letter: park the run (status `paused`, the step's last error
+   * kept on the run) once a step has failed this many consecutive attempts,
+   * or earlier when its retry policy runs out first (`maxAttempts`, default
+   * 3), instead of retrying or failing it. Fix the cause, then resume with
+   * `client.resume()` / `trellis.run_resume()`: the step runs again with a
+   * fresh count (up to `pauseAfter` more attempts and a full retry policy; the
+   * attempt number handed to the step keeps counting up). Failures that say
+   * "do not retry" are not parked: `NonRetryableError`, `retryIf` returning
+   * false, validation and payload errors, cancellation, and side effects
+   * (which run at most once) fail the step as usual, so the workflow can
+   * catch them.
+   *
+   * @example
+   * const sync = defineWorkflow({ name: 'sync', input: z.object({}), pauseAfter: 3 },
+   *   async (ctx) => ctx.step('push', () => api.push()));
    */
   pauseAfter?: number;
 }

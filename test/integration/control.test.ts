@@ -219,3 +219,35 @@ describe('cancellation during a step retry backoff', () => {
     }
   });
 });
+
+describe('pauseAfter at the retry limit', () => {
+  it('parks after the final attempt instead of failing, and after each resume the step gets a fresh count of attempts', async () => {
+    let broken = true;
+    let calls = 0;
+    const deadLetter = defineWorkflow({ name: 'dead-letter-final', input: z.object({}), pauseAfter: 3 }, async (ctx) =>
+      ctx.step('fragile', () => {
+        calls++;
+        if (broken) throw new Error(`broken ${calls}`);
+        return 'fixed';
+      }, { retry: { initialDelay: 10, jitter: 0 } })); // default maxAttempts: 3 = pauseAfter
+    const worker = createWorker({ pool: env.pool, workflows: [deadLetter], pollInterval: 50, logger: silentLogger });
+    await worker.start();
+    try {
+      const run = await env.start(deadLetter, {});
+      let row = await env.waitFor(run.id, 'paused');
+      assert.match(JSON.stringify(row.error), /broken 3/);
+      assert.equal(calls, 3);
+      await env.client.resume(run.id); // still broken: three more attempts, then parked again
+      await waitFor(async () => calls === 6 && (await env.client.get(run.id))?.status === 'paused', { what: 'the second park' });
+      row = await env.waitFor(run.id, 'paused');
+      assert.match(JSON.stringify(row.error), /broken 6/);
+      broken = false;
+      await env.client.resume(run.id);
+      assert.equal(await run.result({ timeout: '10s' }), 'fixed');
+      const [step] = await env.history(run.id);
+      assert.deepEqual([step?.status, step?.attempts], ['completed', 7]);
+    } finally {
+      await worker.stop();
+    }
+  });
+});

@@ -1,0 +1,72 @@
+/**
+ * Replaying a decided ctx.race from its history: the losers it recorded are
+ * disarmed even if their 'lost' marks never committed (a crash right after the
+ * race's checkpoint), so a losing signal wait cannot eat the next signal.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { z } from 'zod';
+import type { Checkpoint, PendingSignal, StepRecord } from '../../src/replay/history.ts';
+import { execute } from '../../src/replay/executor.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+
+const raced = defineWorkflow({ name: 'raced', input: z.object({}) }, async (ctx) => {
+  const winner = await ctx.race({ signal: ctx.waitForSignal<string>('go'), timer: ctx.sleep('deadline', '1 day') });
+  const next = await ctx.waitForSignal<string>('go');
+  return { winner: winner.key, next: next.timedOut ? null : next.payload };
+});
+
+const NOW = Date.parse('2030-01-01T00:00:00Z');
+const rec = (seq: number, name: string, kind: StepRecord['kind'], status: StepRecord['status'], output: unknown): StepRecord =>
+  ({ seq, name, kind, status, output, error: null, attempts: 1 });
+
+async function replay(history: StepRecord[], signals: PendingSignal[]) {
+  const written: Checkpoint[] = [];
+  const outcome = await execute({
+    runId: '00000000-0000-4000-8000-000000000001',
+    definition: raced,
+    input: {},
+    attempt: 2,
+    failures: 0,
+    metadata: {},
+    history,
+    signals,
+    now: new Date(NOW),
+    signal: new AbortController().signal,
+    maxPayloadBytes: 1_000_000,
+    maxHistorySteps: 100,
+    log: silentLogger,
+    sink: { record: async (cp) => void written.push(cp) },
+  });
+  return { outcome, written };
+}
+
+const meantForTheSecondWait: PendingSignal = { id: 7, name: 'go', payload: 'second', signal_id: null };
+const crashedAfterTheRace = (raceOutput: unknown) => [
+  rec(0, 'go', 'signal', 'waiting', { signal: 'go', until: null }), // its 'lost' mark never committed
+  rec(1, 'deadline', 'sleep', 'completed', { until: NOW - 1000 }),
+  rec(2, 'race', 'race', 'completed', raceOutput),
+];
+
+describe('replay of a decided race', () => {
+  it('disarms the losers stored with the race record, so the next wait consumes the signal', async () => {
+    const { outcome, written } = await replay(crashedAfterTheRace({ key: 'timer', lost: [0] }), [meantForTheSecondWait]);
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
+    const consumed = written.filter((c) => c.type === 'step' && c.signal !== undefined);
+    assert.deepEqual(consumed.map((c) => [c.seq, c.type === 'step' && c.signal]), [[3, 7]], 'only the wait after the race consumed it');
+    assert.ok(!written.some((c) => c.seq === 0 && c.type === 'step' && c.status === 'completed' && c.output !== JSON.stringify({ lost: true })));
+  });
+
+  it('also disarms non-child losers of a race recorded before losers were stored', async () => {
+    const { outcome } = await replay(crashedAfterTheRace({ key: 'timer' }), [meantForTheSecondWait]);
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
+  });
+
+  it('treats a loser with a committed lost mark as disarmed', async () => {
+    const history = crashedAfterTheRace({ key: 'timer', lost: [0] });
+    history[0] = rec(0, 'go', 'signal', 'completed', { lost: true });
+    const { outcome } = await replay(history, [meantForTheSecondWait]);
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
+  });
+});
