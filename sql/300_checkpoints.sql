@@ -48,6 +48,7 @@ declare
   v_child    trellis.checkpoint_op;
   v_child_id uuid;
   v_finishing uuid[];
+  v_lock     uuid[];
   v_finished uuid[];
 begin
   if jsonb_typeof(p_ops) is distinct from 'array' then
@@ -83,23 +84,22 @@ begin
   -- cancels. Then fence: an op applies only if its own (run, token) pair is
   -- held: two executions of one run (an old one that lost its lease, a new
   -- one) may share a batch.
+  -- The ids are gathered into an array first, so the lock is one primary-key
+  -- probe per id (an `in (subquery)` plan read the whole table), and the
+  -- subtree walk runs only when a finishing run has children at all.
   v_finishing := array(select distinct o.run from unnest(v_ops) o where o.op in ('complete', 'fail', 'cancelled'));
-  if cardinality(v_finishing) = 0 then
-    perform 1 from trellis.runs r
-     where r.id in (select o.run from unnest(v_ops) o)
-     order by r.id
-       for no key update;
-  else
-    perform 1 from trellis.runs r
-     where r.id in (select o.run from unnest(v_ops) o
-                    union all
-                    select p.parent_run_id from trellis.runs p
-                     where p.id = any (v_finishing) and p.parent_run_id is not null
-                    union all
-                    select trellis._cancel_reach(v_finishing))
-     order by r.id
-       for no key update;
+  v_lock := array(select o.run from unnest(v_ops) o);
+  if cardinality(v_finishing) > 0 then
+    v_lock := v_lock || array(select p.parent_run_id from trellis.runs p
+                               where p.id = any (v_finishing) and p.parent_run_id is not null);
+    if exists (select 1 from trellis.runs c where c.parent_run_id = any (v_finishing)) then
+      v_lock := v_lock || array(select trellis._cancel_reach(v_finishing));
+    end if;
   end if;
+  perform 1 from trellis.runs r
+   where r.id = any (v_lock)
+   order by r.id
+     for no key update;
   select coalesce(array_agg(held.pair), '{}') into v_held from (
     select distinct r.id::text || '/' || r.lease_token::text as pair from trellis.runs r
       join unnest(v_ops) o on o.run = r.id and o.token = r.lease_token
