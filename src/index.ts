@@ -3,6 +3,8 @@ export type { Run, Step } from './client/runs.ts';
 export { fromKysely, type Executor, type Queryable } from './db/queryable.ts';
 export { FINISHED_STATES, RUN_STATES, type RunState, type TrellisTables } from './db/tables.ts';
 export * from './errors.ts';
+export { RaceLostError } from './replay/context.ts';
+export { WorkflowStuckError } from './replay/executor.ts';
 export { STEP_KINDS, STEP_STATES, type StepKind, type StepState } from './replay/history.ts';
 export { checkSchema, installScript, migrate, type MigrateResult } from './schema/install.ts';
 export { createWorker, Worker, type WorkerOptions } from './worker/worker.ts';

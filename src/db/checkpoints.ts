@@ -13,9 +13,9 @@ export type CheckpointOp =
   | (Fence & { op: 'child' } & Omit<ChildStart, 'type'>)
   | (Fence & { op: 'complete'; output: string })
   | (Fence & { op: 'fail' | 'cancelled'; error: SerializedError })
-  | (Fence & { op: 'release'; delay_ms: number; error?: SerializedError; failure: boolean })
+  | (Fence & { op: 'release'; delay_ms: number; error?: SerializedError; failure: boolean; seen_cancel?: boolean })
   | (Fence & { op: 'wait'; delay_ms: number | null; signal: number; seen_cancel: boolean })
-  | (Fence & { op: 'pause'; error?: SerializedError })
+  | (Fence & { op: 'pause'; error?: SerializedError; seen_cancel?: boolean })
   | (Fence & { op: 'continue'; input: string; keep: boolean });
 
 /** Fields holding JSON text, spliced in rather than parsed and re-serialised. */

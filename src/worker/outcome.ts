@@ -18,11 +18,11 @@ export function outcomeOp(fence: Fence, outcome: Outcome, shuttingDown: boolean)
     case 'cancelled':
       return { ...fence, op: 'cancelled', error: outcome.error };
     case 'release':
-      return { ...fence, op: 'release', delay_ms: outcome.delayMs, error: outcome.error, failure: outcome.failure };
+      return { ...fence, op: 'release', delay_ms: outcome.delayMs, error: outcome.error, failure: outcome.failure, seen_cancel: outcome.seenCancel };
     case 'wait':
       return { ...fence, op: 'wait', delay_ms: outcome.delayMs, signal: outcome.signal, seen_cancel: outcome.seenCancel };
     case 'pause':
-      return { ...fence, op: 'pause', error: outcome.error };
+      return { ...fence, op: 'pause', error: outcome.error, seen_cancel: outcome.seenCancel };
     case 'continue':
       return { ...fence, op: 'continue', input: outcome.input, keep: outcome.keep };
     case 'abandoned':
