@@ -12,7 +12,7 @@
  */
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
-import { readFileSync, rmSync } from 'node:fs';
+import { closeSync, openSync, readFileSync, rmSync } from 'node:fs';
 import { chmod, chown, cp, mkdir, mkdtemp, readdir, rename, rm, stat, unlink, writeFile } from 'node:fs/promises';
 import { createServer } from 'node:net';
 import { constants, tmpdir } from 'node:os';
@@ -259,45 +259,68 @@ function startWatchdog(pid: number, root: string, dataDir: string): ChildProcess
 }
 
 const ATTEMPTS = 5;
+const READY = 'database system is ready to accept connections';
+
+/** Copy what the server appends to `file` to our stderr, until the returned stop function is called. */
+function follow(file: string, offset: number): () => void {
+  const copy = () => {
+    try {
+      const text = readFileSync(file);
+      if (text.length > offset) process.stderr.write(text.subarray(offset));
+      offset = text.length;
+    } catch {
+      clearInterval(timer);
+    }
+  };
+  const timer = setInterval(copy, 200);
+  timer.unref();
+  return () => {
+    clearInterval(timer);
+    copy();
+  };
+}
 
 /**
  * Start postgres on a free port. freePort() releases the port before the
  * server binds it, so another process can take it in between: retry with a
- * new port when that happens.
+ * new port when that happens. The server logs to a file, not to a pipe: a pipe
+ * is drained by our event loop, and while that is blocked (spawnSync, long
+ * synchronous work) every backend that logs would hang in write() — seen with
+ * 50 sessions raising errors.
  */
-async function serve(bins: Binaries, dataDir: string, settings: Record<string, string | number>,
-  user: { uid: number; gid: number } | undefined, verbose: boolean): Promise<{ server: ChildProcess; port: number }> {
+async function serve(bins: Binaries, root: string, dataDir: string, settings: Record<string, string | number>,
+  user: { uid: number; gid: number } | undefined): Promise<{ server: ChildProcess; port: number; logFile: string }> {
   const flags = Object.entries(settings).flatMap(([k, v]) => ['-c', `${k}=${v}`]);
+  const logFile = join(root, 'postgres.log');
   for (let attempt = 1; ; attempt++) {
     const port = await freePort();
-    const log: string[] = [];
-    // Detached: a terminal's Ctrl-C reaches our whole process group, and the
-    // postmaster must not shut down before the application has drained.
-    const server = spawn(bins.postgres, ['-D', dataDir, '-p', String(port), ...flags],
-      { ...user, detached: true, env: { ...process.env, LC_MESSAGES: 'C' } });
+    const fd = openSync(logFile, 'w', 0o600);
+    let server: ChildProcess;
     try {
-      await new Promise<void>((resolve, reject) => {
-        const onData = (chunk: Buffer) => {
-          const text = chunk.toString();
-          log.push(text);
-          if (verbose) process.stderr.write(text);
-          if (text.includes('database system is ready to accept connections')) resolve();
-        };
-        server.stderr?.on('data', onData);
-        server.stdout?.on('data', onData);
-        server.on('error', reject);
-        server.on('exit', (code) => reject(new Error(`postgres exited early with ${code}`)));
-      });
-    } catch (error) {
-      server.kill('SIGKILL');
-      if (server.exitCode === null && server.signalCode === null) await new Promise((r) => server.once('exit', r));
-      if (attempt < ATTEMPTS && log.join('').includes('Address already in use')) continue;
-      throw Object.assign(error as Error, { log: log.join('') });
+      // Detached: a terminal's Ctrl-C reaches our whole process group, and the
+      // postmaster must not shut down before the application has drained.
+      server = spawn(bins.postgres, ['-D', dataDir, '-p', String(port), ...flags],
+        { ...user, detached: true, stdio: ['ignore', fd, fd], env: { ...process.env, LC_MESSAGES: 'C' } });
+    } finally {
+      closeSync(fd);
     }
-    // Keep draining the pipes (a full pipe would block the server's logging).
-    server.stderr?.removeAllListeners('data').on('data', (d: Buffer) => verbose && process.stderr.write(d));
-    server.stdout?.removeAllListeners('data').on('data', (d: Buffer) => verbose && process.stderr.write(d));
-    return { server, port };
+    let failure: Error | undefined;
+    server.once('error', (error) => (failure = error));
+    server.once('exit', (code) => (failure ??= new Error(`postgres exited early with ${code}`)));
+    const log = () => readFileSync(logFile, 'utf8');
+    for (const deadline = Date.now() + 60_000; !failure && !log().includes(READY);) {
+      if (Date.now() > deadline) failure = new Error(`postgres was not ready after 60 s`);
+      await new Promise((r) => setTimeout(r, 20));
+    }
+    if (!failure) return { server, port, logFile };
+    const text = log();
+    if (server.exitCode === null && server.signalCode === null) {
+      const exited = new Promise((r) => server.once('exit', r));
+      server.kill('SIGKILL');
+      await exited;
+    }
+    if (attempt < ATTEMPTS && text.includes('Address already in use')) continue;
+    throw Object.assign(failure, { log: text });
   }
 }
 
@@ -312,7 +335,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
   const bins = await reachableBinaries(await binaries());
   const user = postgresUser();
   const root = await mkdtemp(join(tmpdir(), 'trellis-pg-'));
-  let started: { server: ChildProcess; port: number };
+  let started: Awaited<ReturnType<typeof serve>>;
   const dataDir = join(root, 'data');
   // Random per server: anyone on the machine can reach 127.0.0.1.
   const password = randomBytes(18).toString('hex');
@@ -328,19 +351,25 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     await runToEnd(bins.initdb, [`--pgdata=${dataDir}`, '--auth=scram-sha-256', '--username=postgres',
       `--pwfile=${passwordFile}`, '--encoding=UTF8', '--locale=C', '--no-sync'], user);
     await unlink(passwordFile);
-    started = await serve(bins, dataDir, {
+    started = await serve(bins, root, dataDir, {
       listen_addresses: '127.0.0.1',
       unix_socket_directories: dataDir,
       max_connections: 300,
       ...options.settings,
-    }, user, options.verbose ?? false);
+    }, user);
   } catch (error) {
     const log = (error as { log?: string }).log;
-    if (log && !options.verbose) process.stderr.write(log);
+    if (log) process.stderr.write(log);
     await rm(root, { recursive: true, force: true });
     throw new Error(`embedded PostgreSQL failed to start: ${(error as Error).message}`, { cause: error });
   }
-  const { server, port } = started;
+  const { server, port, logFile } = started;
+  let unfollow = (): void => undefined;
+  if (options.verbose) {
+    const head = readFileSync(logFile);
+    process.stderr.write(head);
+    unfollow = follow(logFile, head.length);
+  }
   const pid = server.pid ?? 0;
   const base = `postgres://postgres:${password}@127.0.0.1:${port}`;
   const watchdog = startWatchdog(pid, root, dataDir);
@@ -359,6 +388,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
         }
         await rm(root, { recursive: true, force: true, maxRetries: 3 });
       } finally {
+        unfollow();
         untrack(entry);
         watchdog.stdin?.end(); // it finds nothing left (or finishes the job) and exits
       }

@@ -4,10 +4,12 @@
  * postmaster goes and its temporary directory is deleted.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import { type ChildProcess, spawn, spawnSync } from 'node:child_process';
 import { existsSync, readFileSync } from 'node:fs';
 import { dirname } from 'node:path';
 import { describe, it } from 'node:test';
+import pg from 'pg';
+import { startEmbeddedPostgres } from '../../src/testing/embedded-postgres.ts';
 
 const MODULE = new URL('../../src/testing/embedded-postgres.ts', import.meta.url).href;
 
@@ -158,5 +160,30 @@ describe('embedded PostgreSQL cleanup', () => {
       await Promise.all([a.exited, b.exited]);
     }
     await Promise.all([assertCleanedUp(a), assertCleanedUp(b)]);
+  });
+
+  it('keeps serving while the process that started it is blocked (the server log is not a pipe to drain)', async () => {
+    const server = await startEmbeddedPostgres();
+    try {
+      // ~600 kB of log lines, far beyond a pipe's buffer, while our event loop is stuck in spawnSync.
+      const script = `const pg = require('pg');
+        (async () => {
+          const c = new pg.Client(${JSON.stringify(server.connectionString)});
+          await c.connect();
+          await c.query("do $$ begin for i in 1..3000 loop raise warning '%', repeat('x', 200); end loop; end $$");
+          await c.end();
+          console.log('DONE');
+        })();`;
+      const result = spawnSync(process.execPath, ['-e', script], { cwd: new URL('../..', import.meta.url), encoding: 'utf8', timeout: 15_000 });
+      assert.equal(result.error, undefined);
+      assert.match(result.stdout, /DONE/, result.stderr);
+      const client = new pg.Client({ connectionString: server.connectionString });
+      await client.connect();
+      assert.equal((await client.query('select 1 as one')).rows[0].one, 1);
+      await client.end();
+    } finally {
+      await server.stop();
+    }
+    assert.equal(existsSync(dirname(server.dataDir)), false);
   });
 });
