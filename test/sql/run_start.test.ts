@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let db: TestDatabase;
 before(async () => {
@@ -13,14 +14,89 @@ after(() => db.close());
 const count = async () => Number((await db.pool.query('select count(*) from trellis.runs')).rows[0].count);
 
 describe('run_start', () => {
-  it('returns the same run for a repeated key, also under 50 concurrent callers', async () => {
+  it('returns the same run for a repeated key', async () => {
     const before = await count();
-    const ids = await Promise.all(
-      Array.from({ length: 50 }, () =>
-        db.pool.query(`select trellis.run_start('orders', '{"n":1}', '{"key":"order-42"}') as id`).then((r) => r.rows[0].id as string)),
-    );
-    assert.equal(new Set(ids).size, 1);
+    const first = (await db.pool.query(`select trellis.run_start('orders', '{"n":1}', '{"key":"order-41"}') as id`)).rows[0].id;
+    const again = (await db.pool.query(`select trellis.run_start('orders', '{"n":2}', '{"key":"order-41"}') as id`)).rows[0].id;
+    assert.equal(again, first);
     assert.equal((await count()) - before, 1);
+  });
+
+  // 50 callers on 50 connections, all blocked behind an open transaction that
+  // started the same key, then released at once: by its commit (they all get
+  // its run) or by its rollback (they race for the key among themselves).
+  for (const release of ['commit', 'rollback'] as const) {
+    it(`50 concurrent callers on their own connections, released together by a ${release}, start exactly one run`, async () => {
+      const key = `order-${release}-${crypto.randomUUID()}`;
+      const options = JSON.stringify({ key });
+      const holder = new pg.Client({ connectionString: db.url });
+      const callers = Array.from({ length: 50 }, () => new pg.Client({ connectionString: db.url, application_name: key.slice(0, 60) }));
+      await Promise.all([holder, ...callers].map((c) => c.connect()));
+      try {
+        await holder.query('begin');
+        const held = (await holder.query(`select trellis.run_start('orders', '{}', $1) as id`, [options])).rows[0].id as string;
+        const ids = Promise.all(callers.map((c) =>
+          c.query(`select trellis.run_start('orders', '{}', $1) as id`, [options]).then((r) => r.rows[0].id as string)));
+        // Every caller is waiting on the holder's uncommitted row before we let go.
+        await waitFor(async () => Number((await db.pool.query(
+          `select count(*) from pg_stat_activity
+            where datname = current_database() and application_name = $1 and wait_event_type = 'Lock'`,
+          [key.slice(0, 60)])).rows[0].count) === 50, { timeout: 10_000, what: '50 blocked callers' });
+        await holder.query(release);
+        const got = await ids;
+        assert.equal(new Set(got).size, 1, `distinct ids: ${new Set(got).size}`);
+        const { rows } = await db.pool.query(`select id from trellis.runs where workflow = 'orders' and key = $1`, [key]);
+        assert.equal(rows.length, 1);
+        assert.equal(got[0], rows[0].id);
+        if (release === 'commit') assert.equal(rows[0].id, held);
+        else assert.notEqual(rows[0].id, held);
+      } finally {
+        await Promise.all([holder, ...callers].map((c) => c.end()));
+      }
+    });
+  }
+
+  describe('from a trigger on an application table', () => {
+    before(async () => {
+      await db.pool.query(`
+        create table public.app_orders (id serial primary key, ref text not null);
+        create function public.app_orders_start() returns trigger language plpgsql as $$
+        begin
+          perform trellis.run_start('orders', jsonb_build_object('ref', new.ref),
+                                    jsonb_build_object('key', 'app-order-' || new.id));
+          return null;
+        end $$;
+        create trigger app_orders_start after insert on public.app_orders
+          for each row execute function public.app_orders_start();`);
+    });
+    const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
+    const runsOf = async (refs: string[]) => (await db.pool.query(
+      `select key, input->>'ref' as ref from trellis.runs where input->>'ref' = any($1)`, [refs])).rows.sort(byKey);
+
+    it('a rolled-back insert leaves no run', async () => {
+      const client = await db.pool.connect();
+      try {
+        await client.query('begin');
+        await client.query(`insert into public.app_orders (ref) values ('rolled-back-1'), ('rolled-back-2')`);
+        // The trigger did start them, inside the transaction.
+        assert.equal((await client.query(`select count(*)::int as n from trellis.runs where input->>'ref' like 'rolled-back-%'`)).rows[0].n, 2);
+        await client.query('rollback');
+      } finally {
+        client.release();
+      }
+      assert.deepEqual(await runsOf(['rolled-back-1', 'rolled-back-2']), []);
+    });
+
+    it('a committed multi-row insert starts exactly one run per row', async () => {
+      const refs = ['multi-a', 'multi-b', 'multi-c'];
+      const before = await count();
+      const { rows: inserted } = await db.pool.query(
+        'insert into public.app_orders (ref) select unnest($1::text[]) returning id, ref', [refs]);
+      assert.equal(inserted.length, 3);
+      assert.equal((await count()) - before, 3);
+      assert.deepEqual(await runsOf(refs),
+        inserted.map((r) => ({ key: `app-order-${r.id}`, ref: r.ref })).sort(byKey));
+    });
   });
 
   it('refuses an unknown workflow with TR002 and writes nothing', async () => {
