@@ -73,6 +73,9 @@ describe('ctx.race', () => {
   it('leaves a losing child live: awaiting it later returns the child\'s real result', async () => {
     const run = await env.start(keepWaiting, {});
     await env.waitFor(run.id, 'waiting');
+    // The child's 2-hour sleep must have started before the clock moves, or it ends an hour later.
+    await waitFor(async () => (await env.pool.query(
+      `select 1 from trellis.runs where parent_run_id = $1 and status = 'waiting'`, [run.id])).rowCount, { what: 'the child asleep' });
     await env.advance('1 hour'); // the timer wins
     await waitFor(async () => (await env.history(run.id)).some((s) => s.kind === 'race' && s.status === 'completed'), { what: 'the race decided' });
     await env.waitFor(run.id, 'waiting'); // parked again on the child, holding no slot
