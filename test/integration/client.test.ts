@@ -5,9 +5,11 @@ import { z } from 'zod';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { NotFoundError, PayloadTooLargeError, TimeoutError, ValidationError } from '../../src/errors.ts';
 import { createClient, type Client } from '../../src/client/client.ts';
+import { createWorker } from '../../src/worker/worker.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { type Engine, startEngine } from '../helpers/engine.ts';
+import { deferred, type Engine, startEngine } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let db: TestDatabase;
 let engine: Engine;
@@ -136,10 +138,109 @@ describe('client', () => {
     await assert.rejects(idle.list({ cursor: 'garbage' }), ValidationError);
   });
 
-  it('runAt delays a run and priority orders claims', async () => {
+  it('runAt delays a run and keeps its priority', async () => {
     const later = await idle.start(parked, { i: 9 }, { runAt: new Date(Date.now() + 3_600_000), priority: 5 });
     const row = await idle.get(later.id);
     assert.equal(row?.priority, 5);
     assert.ok((row?.runAt.getTime() ?? 0) > Date.now() + 3_000_000);
+  });
+
+  it('list filters by queue, key and creation time, paging every filter with a keyset cursor', async () => {
+    const dbNow = async () => (await db.pool.query('select clock_timestamp() as t')).rows[0].t as Date;
+    const pause = () => new Promise((r) => setTimeout(r, 10));
+    const startAll = async (queue: string, n: number, tag: string) => {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) ids.push((await idle.start(parked, { i }, { queue, key: `${tag}-${i}` })).id);
+      return ids;
+    };
+    const listAll = async (filter: Parameters<Client['list']>[0]) => {
+      const ids: string[] = [];
+      const sizes: number[] = [];
+      let cursor: string | undefined;
+      do {
+        const page = await idle.list({ ...filter, cursor });
+        ids.push(...page.runs.map((r) => r.id));
+        sizes.push(page.runs.length);
+        cursor = page.nextCursor;
+      } while (cursor && sizes.length < 50);
+      return { ids, sizes };
+    };
+    // Batches in time order; creation-time bounds from the server's clock, 10 ms clear of each batch.
+    const first = await startAll('list-a', 5, 'first');
+    const other = await startAll('list-b', 2, 'other');
+    await pause();
+    const since = await dbNow();
+    await pause();
+    const middle = await startAll('list-a', 4, 'middle');
+    await pause();
+    const until = await dbNow();
+    await pause();
+    const last = await startAll('list-a', 3, 'last');
+    const newestFirst = (ids: string[]) => [...ids].reverse();
+
+    const byQueue = await listAll({ queue: 'list-a', limit: 2 });
+    assert.deepEqual(byQueue.ids, newestFirst([...first, ...middle, ...last]));
+    assert.deepEqual(byQueue.sizes, [2, 2, 2, 2, 2, 2]);
+    assert.deepEqual((await listAll({ queue: 'list-b', limit: 1 })).ids, newestFirst(other));
+
+    const byTime = await listAll({ queue: 'list-a', createdAfter: since, createdBefore: until, limit: 3 });
+    assert.deepEqual(byTime.ids, newestFirst(middle));
+    assert.deepEqual(byTime.sizes, [3, 1]);
+    assert.deepEqual((await listAll({ workflow: 'parked', createdAfter: until, limit: 2 })).ids, newestFirst(last));
+    assert.deepEqual((await listAll({ queue: 'list-a', createdBefore: since, limit: 4 })).ids, newestFirst(first));
+
+    const byKey = await idle.list({ key: 'middle-2' });
+    assert.deepEqual(byKey.runs.map((r) => [r.id, r.key, r.queue]), [[middle[2], 'middle-2', 'list-a']]);
+    assert.equal(byKey.nextCursor, undefined);
+    assert.deepEqual((await idle.list({ key: 'middle-2', queue: 'list-b' })).runs, []);
+  });
+
+  it('a higher-priority run is claimed first; equal priorities in start order', async () => {
+    const executed: string[] = [];
+    const ranked = defineWorkflow({ name: 'ranked', queue: 'ranked', input: z.object({ label: z.string() }) }, async (ctx, { label }) => {
+      await ctx.step('record', () => executed.push(label));
+    });
+    // All pending before any worker serves them.
+    const starts: [string, number][] = [['p0', 0], ['p5-first', 5], ['p-3', -3], ['p10', 10], ['p5-second', 5], ['p1', 1]];
+    const ids: string[] = [];
+    for (const [label, priority] of starts) ids.push((await idle.start(ranked, { label }, { priority })).id);
+    const worker = createWorker({ pool: db.pool, workflows: [ranked], concurrency: 1, claimBatch: 1, pollInterval: 50, logger: silentLogger });
+    await worker.start();
+    try {
+      for (const id of ids) await idle.result(id, { timeout: '10s' });
+    } finally {
+      await worker.stop({ timeout: 2000 });
+    }
+    assert.deepEqual(executed, ['p10', 'p5-first', 'p5-second', 'p1', 'p0', 'p-3']);
+  });
+});
+
+describe('result()', () => {
+  it('is woken by NOTIFY, not by its poll: a client polling hourly gets the result at once', async () => {
+    const gate = deferred();
+    const gated = defineWorkflow({ name: 'gated', queue: 'gated', input: z.object({}) }, async (ctx) => {
+      await ctx.step('wait-for-test', () => gate.promise);
+      return 'opened';
+    });
+    const worker = createWorker({ pool: db.pool, workflows: [gated], pollInterval: 50, logger: silentLogger });
+    const hourly = createClient({ pool: db.pool, logger: silentLogger, resultPollInterval: '1h' });
+    await worker.start();
+    try {
+      const run = await hourly.start(gated, {});
+      await waitFor(async () => (await hourly.get(run.id))?.status === 'running', { what: 'the run to be running' });
+      const result = run.result({ timeout: '10s' });
+      // Let result() finish its first look at the row (still running), so the
+      // only thing left that can wake it is the notification.
+      await new Promise((r) => setTimeout(r, 300));
+      const opened = Date.now();
+      gate.resolve();
+      assert.equal(await result, 'opened');
+      const took = Date.now() - opened;
+      assert.ok(took < 3000, `result() took ${took} ms after the run finished`);
+    } finally {
+      gate.resolve();
+      await worker.stop({ timeout: 2000 });
+      await hourly.close();
+    }
   });
 });
