@@ -130,3 +130,46 @@ describe('a workflow run', () => {
     assert.deepEqual(await run.result({ timeout: '10s' }), { caught: 'bad' });
   });
 });
+
+describe('ctx.sideEffect', () => {
+  const observed: string[] = [];
+  // A side effect, then a step that fails once: the durable retry replays the
+  // function from the top, where the side effect must return its recorded value.
+  const minting = defineWorkflow({ name: 'minting', input: z.object({ id: z.string() }) }, async (ctx, { id }) => {
+    const token = await ctx.sideEffect('mint-token', () => {
+      bump(`${id}:mint`);
+      return `token-${crypto.randomUUID()}`;
+    });
+    const unnamed = await ctx.sideEffect(() => (bump(`${id}:unnamed`), Math.random()));
+    observed.push(token);
+    const seenByRetry = await ctx.step('flaky', ({ attempt }) => {
+      bump(`${id}:flaky`);
+      if (attempt === 1) throw new Error('transient');
+      return token;
+    }, { retry: { initialDelay: 20, maxAttempts: 3 } });
+    return { token, unnamed, seenByRetry, attempt: ctx.attempt };
+  });
+  let sideEngine: Engine;
+  before(async () => {
+    sideEngine = await startEngine(db, { workflows: [minting] });
+  });
+  after(() => sideEngine.stop());
+
+  it('runs the function once and replays its recorded value after a durable retry', async () => {
+    const run = await sideEngine.client.start(minting, { id: 's1' });
+    const out = await run.result({ timeout: '10s' });
+    assert.equal(out.attempt, 2, 'the retry was a second claim, so the function was replayed');
+    assert.equal(calls.get('s1:flaky'), 2);
+    assert.equal(calls.get('s1:mint'), 1);
+    assert.equal(calls.get('s1:unnamed'), 1);
+    assert.equal(observed.length, 2, 'the workflow body ran twice');
+    assert.deepEqual(observed, [out.token, out.token]);
+    assert.equal(out.seenByRetry, out.token);
+    const history = await sideEngine.client.history(run.id);
+    const mint = history.find((s) => s.name === 'mint-token');
+    assert.equal(mint?.kind, 'side_effect');
+    assert.equal(mint?.output, out.token);
+    assert.equal(mint?.attempts, 1);
+    assert.equal(history.filter((s) => s.kind === 'side_effect').length, 2);
+  });
+});
