@@ -1,0 +1,104 @@
+/**
+ * Compile-only type tests (checked by `npm run typecheck`, never run): the
+ * types of a workflow's input and output flow from defineWorkflow's schemas
+ * to client.start, run.result(), ctx.child and signals, and wrong input is a
+ * type error. Each `@ts-expect-error` fails the typecheck if its line compiles.
+ */
+import { z } from 'zod';
+import {
+  type Client,
+  defineSignal,
+  defineWorkflow,
+  type RunHandle,
+  type SignalResult,
+  type WorkflowInput,
+  type WorkflowOutput,
+} from '../../src/index.ts';
+
+/** Compiles only if A and B are the same type (not merely assignable). */
+type Equal<A, B> = (<T>() => T extends A ? 1 : 2) extends <T>() => T extends B ? 1 : 2 ? true : false;
+const expectType = <A, B>(_proof: Equal<A, B>): void => undefined;
+
+declare const client: Client;
+
+// Output inferred from the function's return value.
+const double = defineWorkflow({ name: 'double', input: z.object({ n: z.number() }) }, async (ctx, input) => {
+  expectType<typeof input, { n: number }>(true);
+  const doubled = await ctx.step('double', () => input.n * 2);
+  expectType<typeof doubled, number>(true);
+  return { doubled };
+});
+expectType<WorkflowInput<typeof double>, { n: number }>(true);
+expectType<WorkflowOutput<typeof double>, { doubled: number }>(true);
+
+// Output fixed by an output schema; input with defaults and transforms: the
+// client passes the schema's input type, the function gets its output type.
+const normalise = defineWorkflow({
+  name: 'normalise',
+  input: z.object({ email: z.string().transform((s) => s.toLowerCase().length), tries: z.number().default(3) }),
+  output: z.object({ ok: z.boolean() }),
+}, async (_ctx, input) => {
+  expectType<typeof input, { email: number; tries: number }>(true);
+  return { ok: input.tries > 0 };
+});
+expectType<WorkflowInput<typeof normalise>, { email: string; tries?: number | undefined }>(true);
+expectType<WorkflowOutput<typeof normalise>, { ok: boolean }>(true);
+
+// @ts-expect-error the function's return value must match the output schema
+defineWorkflow({ name: 'bad-output', input: z.object({}), output: z.object({ ok: z.boolean() }) }, async () => ({ ok: 'yes' }));
+
+export async function starts(): Promise<void> {
+  const run = await client.start(double, { n: 1 });
+  expectType<typeof run, RunHandle<{ doubled: number }>>(true);
+  const out = await run.result({ timeout: '10s' });
+  expectType<typeof out, { doubled: number }>(true);
+  const ok: number = out.doubled;
+  // @ts-expect-error the output is typed: doubled is a number
+  const wrong: string = out.doubled;
+
+  // @ts-expect-error n must be a number
+  await client.start(double, { n: '1' });
+  // @ts-expect-error n is required
+  await client.start(double, {});
+  // @ts-expect-error no such field
+  await client.start(double, { n: 1, m: 2 });
+  // @ts-expect-error input is required
+  await client.start(double);
+
+  await client.start(normalise, { email: 'Ada@Example.com' }); // tries has a default
+  // @ts-expect-error email is the schema's input: a string, not the transformed number
+  await client.start(normalise, { email: 5 });
+  expectType<Awaited<ReturnType<Awaited<ReturnType<typeof client.start<typeof normalise>>>['result']>>, { ok: boolean }>(true);
+
+  // By name, nothing is known: the result is unknown.
+  const byName = await client.start('double', { anything: true });
+  expectType<Awaited<ReturnType<typeof byName.result>>, unknown>(true);
+  // client.result by id takes the type it is told.
+  expectType<Awaited<ReturnType<typeof client.result<{ doubled: number }>>>, { doubled: number }>(true);
+  void [ok, wrong];
+}
+
+// Children and signals carry their types into the parent workflow.
+const approved = defineSignal('approved', z.object({ by: z.string() }));
+export const parent = defineWorkflow({ name: 'parent', input: z.object({}) }, async (ctx) => {
+  const child = await ctx.child(double, { n: 2 });
+  expectType<typeof child, { doubled: number }>(true);
+  // @ts-expect-error the child's input is checked too
+  await ctx.child(double, { n: 'two' });
+  const signal = await ctx.waitForSignal(approved, { timeout: '1 day' });
+  expectType<typeof signal, SignalResult<{ by: string }>>(true);
+  return signal.timedOut ? null : signal.payload.by;
+});
+expectType<WorkflowOutput<typeof parent>, string | null>(true);
+
+export async function signals(runId: string): Promise<void> {
+  await client.signal(runId, approved, { by: 'ada' });
+  // @ts-expect-error the payload must match the signal's schema
+  await client.signal(runId, approved, { by: 42 });
+}
+
+// expectType itself must be able to fail.
+// @ts-expect-error number is not string
+expectType<number, string>(true);
+// @ts-expect-error assignable is not enough: { a: 1 } is not { a: number }
+expectType<{ a: 1 }, { a: number }>(true);
