@@ -9,10 +9,7 @@
  */
 import pg from 'pg';
 import { z } from 'zod';
-import { createClient } from '../../src/client/client.ts';
-import { createWorker } from '../../src/worker/worker.ts';
-import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { createClient, createWorker, defineWorkflow, silentLogger } from './runtime.ts';
 import type { BenchConfig } from './config.ts';
 import { graphileDatabase, graphileLogger } from './peers/graphile-worker.ts';
 import type { LatencyRow } from './results.ts';

@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { backlog } from './backlog.ts';
+import { runtimeName } from './runtime.ts';
 import { type Family, readConfig } from './config.ts';
 import { printReport, throughputSvg } from './report.ts';
 import { graphileLatency, trellisLatency } from './latency.ts';
@@ -33,7 +34,7 @@ const git = (cmd: string) => {
     return 'unknown';
   }
 };
-console.log(`# trellis bench (${cfg.quick ? 'quick' : 'full'}): ${[...cfg.only].join(', ')}; ${cfg.reps} repetition(s)`);
+console.log(`# trellis bench (${cfg.quick ? 'quick' : 'full'}): ${[...cfg.only].join(', ')}; ${cfg.reps} repetition(s); runtime ${runtimeName}`);
 // Other work on a 2-core machine distorts every figure: wait (up to 10 min) for a quiet machine.
 for (let waited = 0; load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
   if (waited === 0) console.log(`# waiting for a quiet machine (load ${load1().toFixed(1)})`);
@@ -49,6 +50,7 @@ const results: BenchResults = {
     machine: machine(),
     postgres: await server.info(),
     // BENCH_COMMIT: when the bench runs from an exported snapshot of a commit.
+    runtime: runtimeName,
     commit: process.env.BENCH_COMMIT ?? git('rev-parse HEAD'),
     dirty: process.env.BENCH_COMMIT ? false : git('status --porcelain') !== '',
   },

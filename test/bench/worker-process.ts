@@ -3,8 +3,7 @@
  * env: BENCH_URL, BENCH_CONCURRENCY, BENCH_CLAIM_BATCH, BENCH_MAX_BATCH, BENCH_POLL_MS.
  */
 import pg from 'pg';
-import { createWorker } from '../../src/worker/worker.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { createWorker, silentLogger } from './runtime.ts';
 import { onCommand } from './procs.ts';
 import { bench1, bench10 } from './workflows.ts';
 

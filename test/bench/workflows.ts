@@ -1,6 +1,6 @@
 /** The no-op workflows every Trellis measurement runs: 1 step and 10 steps. */
 import { z } from 'zod';
-import { defineWorkflow } from '../../src/workflow/define.ts';
+import { defineWorkflow } from './runtime.ts';
 
 const input = z.object({ i: z.number().optional() }).passthrough();
 
