@@ -123,6 +123,7 @@ declare
   v_queue text;
   v_left  integer := p_limit;
   v_got   integer;
+  v_ids   uuid[];
 begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
@@ -152,14 +153,16 @@ begin
 
   foreach v_queue in array p_queues loop
     exit when v_left <= 0;
-    return query
     -- One ordered probe of runs_claim_idx (queue, workflow, version, priority
     -- desc, run_at) per served pair, so pending runs of workflows or versions
     -- this worker does not serve (an old version draining, another service's
     -- workflows in the same queue) cost nothing. With several pairs, up to
     -- v_left runs of each are locked and the best v_left are taken; the rest
-    -- are unlocked at commit.
-    with picked as (
+    -- are unlocked at commit. The ids are picked in a statement of their own
+    -- so the update below is a primary-key probe per id under the generic
+    -- plan (see 900_plans.sql): joined to the pick, it became a hash join
+    -- over the whole table.
+    v_ids := array(
       select c.id from unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
          select r.id, r.priority, r.run_at from trellis.runs r
@@ -169,12 +172,14 @@ begin
           limit v_left
           for update skip locked) c
        order by c.priority desc, c.run_at
-       limit v_left)
+       limit v_left);
+    continue when cardinality(v_ids) = 0;
+    return query
     update trellis.runs r
        set status = 'running', attempt = r.attempt + 1, lease_token = gen_random_uuid(),
            lease_owner = p_worker, lease_expires_at = v_now + p_lease,
            started_at = coalesce(r.started_at, v_now), updated_at = v_now
-      from picked where r.id = picked.id
+     where r.id = any (v_ids)
     returning r.id, r.workflow, r.version, r.input, r.metadata, r.attempt, r.failures,
               r.lease_token, r.lease_expires_at,
               -- A first claim of an execution (attempt 1) has no history and no
