@@ -19,3 +19,4 @@ alter function trellis._run_start(text, jsonb, jsonb, uuid, uuid, integer, text)
 alter function trellis.run_heartbeat_many(uuid[], uuid[], interval) set plan_cache_mode = force_generic_plan;
 alter function trellis._wake_child_waiters(uuid[]) set plan_cache_mode = force_generic_plan;
 alter function trellis.signal_send(uuid, text, jsonb, text) set plan_cache_mode = force_generic_plan;
+alter function trellis.run_next_due(text[], text[], text[]) set plan_cache_mode = force_generic_plan;
