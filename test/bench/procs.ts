@@ -107,6 +107,9 @@ export async function measureRun(o: MeasureOptions): Promise<RunMeasurement> {
   const deadline = Date.now() + (o.timeoutMs ?? 300_000);
   try {
     await Promise.all(children.map((c) => c.waitFor('ready')));
+    // Fresh statistics for every system's tables, as in a database in service
+    // (a bulk load into a just-truncated table leaves the planner blind).
+    await client.query('analyze');
     let polls = 0;
     const remaining = async () => {
       polls++;

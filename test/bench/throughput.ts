@@ -39,7 +39,11 @@ export async function resetTrellis(pool: pg.Pool): Promise<void> {
   await pool.query('checkpoint');
 }
 
-const REMAINING = `select count(*) as remaining from trellis.runs where status <> 'completed'`;
+// Counted through the partial indexes of unfinished runs, so the poll costs
+// what is left, not the whole table (a full count every 10 ms took ~15% of a core).
+const REMAINING = `select (select count(*) from trellis.runs where status = 'pending')
+                        + (select count(*) from trellis.runs where status = 'running')
+                        + (select count(*) from trellis.runs where status = 'waiting') as remaining`;
 
 export interface TrellisRunOptions {
   kind: Kind;
