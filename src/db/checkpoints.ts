@@ -18,23 +18,31 @@ export type CheckpointOp =
   | (Fence & { op: 'pause'; error?: SerializedError; seen_cancel?: boolean })
   | (Fence & { op: 'continue'; input: string; keep: boolean });
 
-/** Fields holding JSON text, spliced in rather than parsed and re-serialised. */
-const RAW = ['output', 'input'] as const;
-
-/** Build the JSON array for checkpoint_apply by hand. */
+/**
+ * Build the JSON array for checkpoint_apply by hand: `output` and `input`
+ * already hold JSON text and are spliced in rather than parsed and
+ * re-serialised; undefined fields are left out.
+ */
 export function encodeOps(ops: readonly CheckpointOp[]): string {
-  const parts = ops.map((o) => {
-    const rest: Record<string, unknown> = { ...o };
-    const raw: string[] = [];
-    for (const field of RAW) {
-      const text = rest[field];
-      delete rest[field];
-      if (typeof text === 'string') raw.push(`"${field}":${text}`);
+  let out = '[';
+  for (let i = 0; i < ops.length; i++) {
+    const o = ops[i] as unknown as Record<string, unknown>;
+    let body = '';
+    for (const key in o) {
+      const value = o[key];
+      if (value === undefined) continue;
+      let text: string;
+      if (key === 'output' || key === 'input') {
+        if (typeof value !== 'string') continue;
+        text = value;
+      } else {
+        text = JSON.stringify(value);
+      }
+      body += `${body ? ',' : ''}"${key}":${text}`;
     }
-    const head = JSON.stringify(rest);
-    return raw.length ? `${head.slice(0, -1)},${raw.join(',')}}` : head;
-  });
-  return `[${parts.join(',')}]`;
+    out += `${i ? ',' : ''}{${body}}`;
+  }
+  return `${out}]`;
 }
 
 /** trellis.checkpoint_apply: returns `${run}:${token}` of every refused (stale) lease. */

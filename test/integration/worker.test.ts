@@ -203,10 +203,12 @@ describe('worker', () => {
     const runs = await Promise.all(Array.from({ length: 60 }, (_, i) => client.start(wf, { tag: `t${i}` })));
     const results = await Promise.all(runs.map((r) => r.result({ timeout: '20s' })));
     assert.deepEqual(results, runs.map((_, i) => `t${i}`));
+    // A worker counts a run once its commit has returned, which can be a moment
+    // after the client was notified: stop (drain) them before counting.
+    await Promise.all(ws.map((w) => w.stop()));
     const total = ws.reduce((n, w) => n + w.stats.completed, 0);
     assert.equal(total, 60);
     const { rows } = await db.pool.query(`select count(*)::int as n from trellis.steps s join trellis.runs r on r.id = s.run_id where r.workflow = 'spread'`);
     assert.equal(rows[0].n, 60, 'each step recorded exactly once');
-    await Promise.all(ws.map((w) => w.stop()));
   });
 });
