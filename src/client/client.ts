@@ -7,7 +7,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { type ControlVerb, runControl, runIdByKey, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
-import { type Executor, type Queryable, toQueryable } from '../db/queryable.ts';
+import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { runStart, type RunStartOptions, settingInt } from '../db/runs.ts';
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
@@ -256,6 +256,13 @@ export class Client {
     return row ? toRun(row as never) : undefined;
   }
 
+  /** The three columns result() needs, by primary key (lighter than get()). */
+  private async outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined> {
+    const rows = await run<Pick<Run, 'status' | 'output' | 'error'>>(this.pool,
+      'select status, output, error from trellis.runs where id = $1', [runId]);
+    return rows[0];
+  }
+
   /** Runs newest first, filtered, with keyset pagination. */
   async list(filter: ListFilter = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
     const limit = filter.limit ?? 50;
@@ -321,7 +328,7 @@ export class Client {
           return;
         }
         checking = true;
-        this.get(runId).then(
+        this.outcome(runId).then(
           (run) => {
             checking = false;
             if (!run) return finish(() => reject(new NotFoundError(`run ${runId} does not exist`)));
