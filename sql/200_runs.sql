@@ -185,8 +185,11 @@ begin
               -- A first claim of an execution (attempt 1) has no history and no
               -- children yet: skip those lookups on the hot path.
               case when r.attempt > 1 then
-              (select jsonb_agg(jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind,
+              -- delivered (the place of the result in the delivery order) only where set.
+              (select jsonb_agg((jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind,
                         'status', s.status, 'output', s.output, 'error', s.error, 'attempts', s.attempts)
+                        || case when s.delivered is null then '{}'::jsonb
+                                else jsonb_build_object('delivered', s.delivered) end)
                         order by s.seq)
                  from trellis.steps s where s.run_id = r.id and s.execution = r.execution) end,
               r.execution, r.cancel_requested_at is not null, r.pause_requested_at is not null,
@@ -204,7 +207,7 @@ begin
   end loop;
 end $$;
 comment on function trellis.run_claim(text, text[], text[], text[], integer, interval, boolean) is
-  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token, the step history of its current execution, its unconsumed signals, its finished children and the engine time. Makes due waiting runs pending and reclaims expired leases first. p_async_commit makes the (whole) transaction commit without waiting for its WAL flush; workers pass true.';
+  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token, the step history of its current execution (with the delivery number of each result), its unconsumed signals, its finished children and the engine time. Makes due waiting runs pending and reclaims expired leases first. p_async_commit makes the (whole) transaction commit without waiting for its WAL flush; workers pass true.';
 
 create or replace function trellis.run_next_due(p_queues text[], p_workflows text[], p_versions text[])
 returns timestamptz language plpgsql stable as $$

@@ -21,7 +21,8 @@
 -- pause | continue); a batch holds at most one end per run.
 --
 -- Ops (JSON objects; execution defaults to 1):
---   {op:'step', run, token, execution, seq, name, kind, status, output, error, attempts, ms, signal}
+--   {op:'step', run, token, execution, seq, name, kind, status, output, error, attempts, ms, signal, delivered}
+--        (delivered: the result's place in the order results reached the workflow code)
 --   {op:'child', run, token, execution, seq, name, child, workflow, version, input, key, queue, close}
 --   {op:'complete', run, token, output}        {op:'fail', run, token, error}
 --   {op:'cancelled', run, token, error}
@@ -63,8 +64,9 @@ begin
                  or run is null or token is null
                  or (op in ('step', 'child') and (seq is null or seq < 0 or name is null))
                  or (op = 'step' and (status is null or kind is null))
+                 or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
                  or (op = 'child' and (child is null or workflow is null))) then
-    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps; child and workflow for child starts)');
+    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts)');
   end if;
   perform trellis._check_name(name, 'step') from unnest(v_ops) where op in ('step', 'child');
   -- Sizes are the bytes of the JSON text, as in _check_payload and the
@@ -113,15 +115,15 @@ begin
   -- marker (the attempt started), a 'waiting' one or a 'retrying' one is.
   if 'step' = any (v_kinds) then
   insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, error, attempts,
-                                  started_at, finished_at)
+                                  started_at, finished_at, delivered)
   select o.run, coalesce(o.execution, r.execution), o.seq, o.name, o.kind, o.status, o.output, o.error,
-         coalesce(o.attempts, 1), v_now - make_interval(secs => coalesce(o.ms, 0) / 1000.0), v_now
+         coalesce(o.attempts, 1), v_now - make_interval(secs => coalesce(o.ms, 0) / 1000.0), v_now, o.delivered
     from unnest(v_ops) o join trellis.runs r on r.id = o.run
    where o.op = 'step'
   on conflict (run_id, execution, seq) do update
      set status = excluded.status, output = excluded.output, error = excluded.error,
          attempts = excluded.attempts, started_at = excluded.started_at,
-         finished_at = excluded.finished_at
+         finished_at = excluded.finished_at, delivered = excluded.delivered
    where s.status in ('running', 'waiting', 'retrying') and s.name = excluded.name;
 
   -- A wait that consumed a signal marks it, so it is delivered once.

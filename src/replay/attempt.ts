@@ -7,11 +7,19 @@ import { CancelledError, isTrellisError, StepFailedError, TimeoutError } from '.
 import type { StepContext, StepOptions } from '../workflow/context.ts';
 import { toMs } from '../workflow/duration.ts';
 import { nextDelay } from '../workflow/retry.ts';
+import type { Delivery } from './delivery.ts';
 import type { Run } from './executor.ts';
 import type { StepKind } from './history.ts';
 import { encodeJson, serializeError } from './serialize.ts';
 
-export type AttemptResult<T> = { ok: true; value: T } | { ok: false; error: unknown } | { ok: 'halted' };
+/**
+ * A result the attempt recorded comes with its delivery (its number is in the
+ * checkpoint); an error it did not record (cancelled before the body) has none.
+ */
+export type AttemptResult<T> =
+  | { ok: true; value: T; delivery: Delivery<T> }
+  | { ok: false; error: unknown; delivery?: Delivery<T> }
+  | { ok: 'halted' };
 
 /**
  * `attempt` is the step's attempt number (1, 2, …, never reset); `base` is the
@@ -71,8 +79,10 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
       // next step body waits at the barrier for this checkpoint, and the run's
       // end is written after it, so nothing outside the workflow function
       // sees the result before it is durable. A refused write halts the run.
-      void this.write({ type: 'step', seq, name, kind, status: 'completed', output: text, attempts: attempt, ms }).catch(() => undefined);
-      return { ok: true, value: JSON.parse(text as string) as T };
+      const delivery = this.deliveries.reserve<T>();
+      void this.write({ type: 'step', seq, name, kind, status: 'completed', output: text, attempts: attempt, ms, delivered: delivery.number })
+        .catch(() => delivery.drop());
+      return { ok: true, value: JSON.parse(text as string) as T, delivery };
     }
     const cancelled = error instanceof CancelledError && this.cancelRequested;
     const final = cancelled || (isTrellisError(error) && (error.code === 'validation' || error.code === 'payload_too_large'));
@@ -96,10 +106,17 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
       return { ok: 'halted' };
     }
     if (delay === null) {
-      await this.write({ type: 'step', seq, name, kind, status: 'failed', error: serialized, attempts: attempt, ms });
-      if (cancelled) return { ok: false, error };
+      const delivery = this.deliveries.reserve<T>();
+      try {
+        await this.write({ type: 'step', seq, name, kind, status: 'failed', error: serialized, attempts: attempt, ms, delivered: delivery.number });
+      } catch (e) {
+        delivery.drop();
+        throw e;
+      }
+      if (cancelled) return { ok: false, error, delivery };
       return {
         ok: false,
+        delivery,
         error: new StepFailedError(name, attempt, `step "${name}" failed after ${attempt} attempt(s): ${serialized.message}`, {
           cause: error,
           details: { error: serialized },

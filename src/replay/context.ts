@@ -6,6 +6,11 @@
  * call, so a `ctx.race` in the same expression can claim them first: a
  * claimed wait only offers whether it could complete now, and the race lets
  * exactly one winner complete (consume its signal, complete its timer).
+ *
+ * Every result handed to the code (a step's value or failure, a wait's
+ * completion, a race's winner) goes through `run.deliveries`: it takes a
+ * delivery number, stored with its checkpoint, and reaches the code in its
+ * own turn; a replay hands recorded results back in that order (delivery.ts).
  */
 import { CancelledError, ChildFailedError, IllegalTransitionError, StepFailedError, ValidationError } from '../errors.ts';
 import type { ChildOptions, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
@@ -13,8 +18,9 @@ import type { WorkflowDefinition } from '../workflow/define.ts';
 import { toMs, type Duration } from '../workflow/duration.ts';
 import type { SignalDefinition, SignalResult } from '../workflow/signal.ts';
 import { validate } from '../workflow/standard-schema.ts';
+import { type Delivery, isDelivered } from './delivery.ts';
 import { never, type Run } from './executor.ts';
-import type { StepKind, StepRecord } from './history.ts';
+import type { StepCheckpoint, StepKind, StepRecord } from './history.ts';
 import { encodeJson, serializeError } from './serialize.ts';
 
 /**
@@ -76,6 +82,20 @@ function failedStep(name: string, rec: StepRecord): StepFailedError {
   return new StepFailedError(name, rec.attempts, `step "${name}" failed after ${rec.attempts} attempt(s): ${e.message}`, { details: { error: e } });
 }
 
+/**
+ * A recorded result (`outcome` returns it or throws it): handed back in its
+ * delivery turn, or at once if it was recorded without a delivery number.
+ */
+function replayed<T>(run: Run, rec: StepRecord, outcome: () => T): Promise<T> {
+  const delivery = isDelivered(rec) ? run.deliveries.replayed<T>(rec.delivered as number) : undefined;
+  try {
+    const value = outcome();
+    return delivery ? delivery.resolve(value) : Promise.resolve(value);
+  } catch (error) {
+    return delivery ? delivery.reject(error) : Promise.reject(error);
+  }
+}
+
 /** A value recorded once (now, random, uuid) and replayed; its checkpoint is not awaited. */
 function recorded<T>(run: Run, kind: StepKind, make: () => T, decode: (v: unknown) => T): T {
   const call = run.next(kind, kind);
@@ -96,24 +116,47 @@ function durable<T>(run: Run, kind: StepKind, name: string, fn: (step: StepConte
   }
   if (!call) return never();
   const { seq, rec } = call;
-  if (rec?.status === 'completed') return Promise.resolve(rec.output as T);
-  if (rec?.status === 'failed') return Promise.reject(rec.error?.code === 'cancelled' ? new CancelledError(rec.error.message) : failedStep(name, rec));
+  if (rec?.status === 'completed') return replayed(run, rec, () => rec.output as T);
+  if (rec?.status === 'failed') {
+    return replayed(run, rec, () => {
+      throw rec.error?.code === 'cancelled' ? new CancelledError(rec.error.message) : failedStep(name, rec);
+    });
+  }
   const attempt = (rec?.attempts ?? 0) + 1;
   // A dead-lettered step resumed by an operator counts its attempts afresh from there.
   const resumedAfter = (rec?.output as { resumedAfter?: unknown } | null | undefined)?.resumedAfter;
   const base = typeof resumedAfter === 'number' ? resumedAfter : 0;
   return run.track(run.attempt<T>(seq, kind, name, fn, options, attempt, base)).then((result) => {
-    if (result.ok === true) return result.value;
+    if (result.ok === true) return result.delivery.resolve(result.value);
     if (result.ok === 'halted') return never<T>();
+    if (result.delivery) return result.delivery.reject(result.error);
     throw result.error;
   });
 }
 
-/** Resolve call `seq` with `output` once its checkpoint has committed. */
+/** Resolve call `seq` with `output` once its checkpoint has committed, in its delivery turn. */
 async function complete<T>(run: Run, seq: number, name: string, kind: StepKind, output: unknown, signal?: number): Promise<T> {
   const text = JSON.stringify(output);
-  await run.write({ type: 'step', seq, name, kind, status: 'completed', output: text, attempts: 1, ms: 0, signal });
-  return JSON.parse(text) as T;
+  const delivery = run.deliveries.reserve<T>();
+  await written(run, delivery, { type: 'step', seq, name, kind, status: 'completed', output: text, attempts: 1, ms: 0, signal });
+  return delivery.resolve(JSON.parse(text) as T);
+}
+
+/** Fail call `seq` with `error` once its checkpoint has committed, in its delivery turn. */
+async function fail<T>(run: Run, checkpoint: Omit<StepCheckpoint, 'type' | 'status' | 'error' | 'attempts' | 'ms'>, error: unknown): Promise<T> {
+  const delivery = run.deliveries.reserve<T>();
+  await written(run, delivery, { type: 'step', status: 'failed', error: serializeError(error), attempts: 1, ms: 0, ...checkpoint });
+  return delivery.reject(error);
+}
+
+/** Write the checkpoint recording `delivery`'s result (a refused one gives the delivery up). */
+async function written(run: Run, delivery: Pick<Delivery, 'number' | 'drop'>, checkpoint: StepCheckpoint): Promise<void> {
+  try {
+    await run.write({ ...checkpoint, delivered: delivery.number });
+  } catch (error) {
+    delivery.drop();
+    throw error;
+  }
 }
 
 export type WaitKind = 'sleep' | 'signal' | 'child';
@@ -188,7 +231,7 @@ function timer(run: Run, name: string, until: () => number): Promise<void> {
   if (!call) return never();
   const { seq, rec } = call;
   if (run.disarmed.has(seq)) return lostPromise(seq, name);
-  if (rec?.status === 'completed') return Promise.resolve();
+  if (rec?.status === 'completed') return replayed(run, rec, () => undefined);
   const at = rec ? (rec.output as { until: number }).until : until();
   return startWait<void>(run, seq, name, 'sleep',
     () => (at <= run.dbNow() ? { complete: async () => void (await complete(run, seq, name, 'sleep', { until: at })) } : undefined),
@@ -211,8 +254,12 @@ function waitForSignal<T>(run: Run, signal: SignalDefinition<T, any> | string, o
   if (!call) return never();
   const { seq, rec } = call;
   if (run.disarmed.has(seq)) return lostPromise(seq, name);
-  if (rec?.status === 'completed') return Promise.resolve(rec.output as SignalResult<T>);
-  if (rec?.status === 'failed') return Promise.reject(new ValidationError(rec.error?.message ?? 'invalid signal'));
+  if (rec?.status === 'completed') return replayed(run, rec, () => rec.output as SignalResult<T>);
+  if (rec?.status === 'failed') {
+    return replayed(run, rec, () => {
+      throw new ValidationError(rec.error?.message ?? 'invalid signal');
+    });
+  }
   const waiting = rec?.output as { until: number | null } | undefined;
   const until = waiting ? waiting.until : options.timeout === undefined ? null : run.dbNow() + toMs(options.timeout, 'timeout');
   const deliver = async (found: { id: number; payload: unknown; signal_id: string | null }): Promise<SignalResult<T>> => {
@@ -221,8 +268,7 @@ function waitForSignal<T>(run: Run, signal: SignalDefinition<T, any> | string, o
       try {
         payload = await run.track(validate(schema, found.payload, `payload of signal ${signalName}`));
       } catch (error) {
-        await run.write({ type: 'step', seq, name, kind: 'signal', status: 'failed', error: serializeError(error), attempts: 1, ms: 0, signal: found.id });
-        throw error;
+        return fail(run, { seq, name, kind: 'signal', signal: found.id }, error);
       }
     }
     return complete(run, seq, name, 'signal', { timedOut: false, payload, signalId: found.signal_id }, found.id);
@@ -256,8 +302,12 @@ function child(run: Run, workflow: WorkflowDefinition, input: unknown, options: 
   const name = options.name ?? workflow.name;
   const childError = (id: string, e: { message?: string; code?: string } | null) =>
     new ChildFailedError(id, `child run ${id} (${workflow.name}) ${e?.code === 'cancelled' ? 'was cancelled' : 'failed'}: ${e?.message ?? 'unknown error'}`, { details: { error: e } });
-  if (rec?.status === 'completed') return Promise.resolve(rec.output);
-  if (rec?.status === 'failed') return Promise.reject(childError((rec.output as { child?: string } | null)?.child ?? '?', rec.error));
+  if (rec?.status === 'completed') return replayed(run, rec, () => rec.output);
+  if (rec?.status === 'failed') {
+    return replayed(run, rec, () => {
+      throw childError((rec.output as { child?: string } | null)?.child ?? '?', rec.error);
+    });
+  }
   const started = (rec?.output as { child: string } | undefined)?.child;
   return startWait<unknown>(run, seq, name, 'child',
     () => {
@@ -268,9 +318,7 @@ function child(run: Run, workflow: WorkflowDefinition, input: unknown, options: 
       return {
         complete: async () => {
           if (outcome.status === 'completed') return complete(run, seq, name, 'child', outcome.output);
-          const error = childError(started, outcome.error);
-          await run.write({ type: 'step', seq, name, kind: 'child', status: 'failed', output: JSON.stringify({ child: started }), error: serializeError(error), attempts: 1, ms: 0 });
-          throw error;
+          return fail(run, { seq, name, kind: 'child', output: JSON.stringify({ child: started }) }, childError(started, outcome.error));
         },
       };
     },
@@ -338,7 +386,12 @@ async function race(run: Run, branches: Record<string, Promise<unknown>>, name: 
       if (verdicts.has(key)) (verdicts.get(key) as (v: Verdict) => void)(lost(wait, key) ? 'lose' : 'free');
       else if (!wait.done && lost(wait, key)) run.disarm(wait.seq, raceLost(wait.seq, wait.name));
     }
-    return { key: out.key, value: await branches[out.key] };
+    const winner = branches[out.key] as Promise<unknown>;
+    if (!isDelivered(rec)) return { key: out.key, value: await winner };
+    // The race's own result reaches the code in its recorded turn, after the winner's.
+    const delivery = run.deliveries.replayed<{ key: string; value: unknown }>(rec.delivered as number);
+    winner.then((value) => void delivery.resolve({ key: out.key, value }), (error: unknown) => void delivery.reject(error));
+    return delivery.promise;
   }
 
   const readyKeys = new Set<string>();
@@ -362,11 +415,13 @@ async function race(run: Run, branches: Record<string, Promise<unknown>>, name: 
     run.disarm(wait.seq, raceLost(wait.seq, wait.name));
     lost.push(wait);
   }
-  await run.write({ type: 'step', seq, name, kind: 'race', status: 'completed', output: JSON.stringify({ key: winner, lost: lost.map((w) => w.seq) }), attempts: 1, ms: 0 });
+  const delivery = run.deliveries.reserve<{ key: string; value: unknown }>();
+  await written(run, delivery, {
+    type: 'step', seq, name, kind: 'race', status: 'completed', output: JSON.stringify({ key: winner, lost: lost.map((w) => w.seq) }), attempts: 1, ms: 0,
+  });
   for (const wait of lost) {
     void run.write({ type: 'step', seq: wait.seq, name: wait.name, kind: wait.kind, status: 'completed', output: JSON.stringify({ lost: true }), attempts: 1, ms: 0 })
       .catch(() => undefined);
   }
-  if (!result.ok) throw result.error;
-  return { key: winner, value: result.value };
+  return result.ok ? delivery.resolve({ key: winner, value: result.value }) : delivery.reject(result.error);
 }

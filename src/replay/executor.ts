@@ -4,10 +4,12 @@
  * signals and finished children, and a checkpoint sink; it gets back what the
  * run wants next (complete, fail, wait, release, pause, cancelled, continue).
  *
- * Calls are identified by call order (`seq`), which is stable inside loops and
- * `Promise.all` because each `ctx.*` call takes its number synchronously. A
- * step body never starts before every earlier checkpoint of the run has
- * committed (the barrier), so a step's inputs are always durable. When every
+ * Calls are identified by call order (`seq`): each `ctx.*` call takes its
+ * number synchronously, and results reach the code one per turn in the
+ * recorded delivery order (delivery.ts), so inside loops and `Promise.all`
+ * the code makes its calls in the same order on every replay. A step body
+ * never starts before every earlier checkpoint of the run has committed (the
+ * barrier), so a step's inputs are always durable. When every
  * piece of the workflow is blocked on a timer, signal or child, the execution
  * is quiescent and ends with a `wait` outcome: the worker is released.
  */
@@ -21,6 +23,7 @@ import { nextDelay } from '../workflow/retry.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { runAttempt } from './attempt.ts';
 import { buildContext, RaceLostError, raceLost, type Wait } from './context.ts';
+import { Deliveries } from './delivery.ts';
 import type { Checkpoint, CheckpointSink, ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from './history.ts';
 import { encodeJson, serializeError } from './serialize.ts';
 
@@ -140,6 +143,8 @@ export class Run {
   readonly shield = new AsyncLocalStorage<boolean>();
   /** The durable wait behind each wait promise, so `race` can claim and disarm it. */
   readonly waits = new WeakMap<Promise<unknown>, Wait>();
+  /** Results on their way to the code, in delivery order (recorded ones first). */
+  readonly deliveries: Deliveries;
   cancelRequested: boolean;
   pauseRequested: boolean;
   halted: Outcome | undefined;
@@ -167,6 +172,11 @@ export class Run {
     this.cancelRequested = o.cancelRequested ?? false;
     this.pauseRequested = o.pauseRequested ?? false;
     this.log = childLogger(o.log, { runId: o.runId, workflow: o.definition.name });
+    this.deliveries = new Deliveries(o.history ?? [], {
+      halted: () => this.halted !== undefined,
+      delivered: () => this.scheduleQuiescenceCheck(),
+      skipped: (numbers) => this.log.warn('replay: recorded results whose calls were not made are handed back when called', { deliveries: numbers }),
+    });
   }
 
   /** Engine time now: the claim's trellis.now() plus the time elapsed since. */
@@ -191,6 +201,7 @@ export class Run {
         return { kind: 'failed', error: serializeError(error) };
       }
       const ctx: WorkflowContext = buildContext(this);
+      this.deliveries.begin(); // the start is the first turn
       const body = (async () => definition.fn(ctx, input))().then(
         (value) => ({ ok: true as const, value }),
         (error: unknown) => ({ ok: false as const, error }),
@@ -213,6 +224,7 @@ export class Run {
     if (this.cancelRequested || this.halted) return;
     this.cancelRequested = true;
     this.log.info('cancellation requested', { reason });
+    this.deliveries.begin(); // a turn of its own: no delivery while the code reacts
     const error = new CancelledError(reason);
     for (const c of this.controllers) if (!c.shielded) c.controller.abort(error);
     for (const [seq, wait] of this.blocked) {
@@ -369,8 +381,8 @@ export class Run {
 
   /**
    * After the workflow's microtasks have run: if nothing can make progress in
-   * this process (no attempt, no write), park the run when something is
-   * blocked; when nothing is, the function awaits something no durable call
+   * this process (no attempt, no write, no delivery due), park the run when
+   * something is blocked; when nothing is, the function awaits something no durable call
    * will ever settle, and the run fails (WorkflowStuckError) instead of
    * holding its worker slot forever.
    */
@@ -380,6 +392,9 @@ export class Run {
     setImmediate(() => {
       this.quiescenceCheck = false;
       if (this.halted || this.settled || this.attempts.size || this.writes.size) return;
+      // A result is due: another check follows its delivery.
+      if (!this.deliveries.idle()) return;
+      if (this.deliveries.unstick()) return this.scheduleQuiescenceCheck();
       if (this.pauseRequested) return this.halt({ kind: 'pause', seenCancel: this.cancelRequested });
       if (!this.blocked.size) return this.halt(this.stuck());
       const deadlines = [...this.blocked.values()].map((w) => w.deadline).filter((d): d is number => d !== null);

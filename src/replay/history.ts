@@ -20,6 +20,12 @@ export interface StepRecord {
   output: unknown;
   error: SerializedError | null;
   attempts: number;
+  /**
+   * The call's place in the order in which results were handed to the
+   * workflow code (1, 2, … within the execution); null for a call whose
+   * result was not delivered, or recorded before delivery numbers existed.
+   */
+  delivered?: number | null;
 }
 
 /** A signal delivered to the run and not yet consumed. */
@@ -62,6 +68,8 @@ export interface StepCheckpoint {
   ms: number;
   /** The signal this call consumed. */
   signal?: number;
+  /** Delivery number of the result this checkpoint records (completed or failed calls handed to the code). */
+  delivered?: number;
 }
 
 /** Start a child run and make call `seq` wait on it. */

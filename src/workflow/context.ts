@@ -70,8 +70,16 @@ export interface WorkflowContext {
   readonly log: Logger;
   /**
    * Run `fn` once and checkpoint its JSON result; replays return the recorded
-   * result without running it. Calls inside loops and `Promise.all` are
-   * identified by call order, so keep that order deterministic.
+   * result without running it. Calls are identified by call order; a replay
+   * hands results back in the order they first reached the code, so
+   * `Promise.all` branches of sequential calls replay as they ran. Keep the
+   * calls a given sequence of results leads to deterministic.
+   *
+   * @example
+   * const rows = await Promise.all(ids.map(async (id) => {
+   *   const row = await ctx.step('fetch', () => db.find(id));
+   *   return ctx.step('save', () => store.put(row));
+   * }));
    */
   step<T>(name: string, fn: (step: StepContext) => Promise<T> | T, options?: StepOptions): Promise<T>;
   /** The time, recorded once and replayed. */

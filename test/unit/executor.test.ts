@@ -1,8 +1,8 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
-import { LeaseLostError } from '../../src/errors.ts';
-import type { StepCheckpoint, StepRecord } from '../../src/replay/history.ts';
+import { LeaseLostError, NonRetryableError } from '../../src/errors.ts';
+import type { Checkpoint, StepCheckpoint, StepRecord } from '../../src/replay/history.ts';
 import { execute, type ExecuteOptions, startExecution } from '../../src/replay/executor.ts';
 import { defineWorkflow, type WorkflowDefinition } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
@@ -20,6 +20,45 @@ function sink(options: { hold?: boolean; refuse?: boolean } = {}) {
       return options.hold ? new Promise<void>((r) => waiting.push(r)) : Promise.resolve();
     },
   };
+}
+
+/**
+ * A sink that keeps what committed as checkpoint_apply does (a completed or
+ * failed call is final), for replaying from it. A checkpoint that `lose`
+ * picks never commits: the process dies before its transaction does.
+ */
+function ledger(lose: (cp: StepCheckpoint) => boolean = () => false) {
+  const rows = new Map<number, StepRecord>();
+  const written: StepCheckpoint[] = [];
+  return {
+    written,
+    history: () => [...rows.values()].sort((a, b) => a.seq - b.seq),
+    record: (cp: Checkpoint) => {
+      if (cp.type !== 'step') throw new Error('no child starts here');
+      written.push(cp);
+      if (lose(cp)) return new Promise<void>(() => {});
+      const old = rows.get(cp.seq);
+      if (old?.status !== 'completed' && old?.status !== 'failed') {
+        rows.set(cp.seq, {
+          seq: cp.seq, name: cp.name, kind: cp.kind, status: cp.status, output: cp.output === undefined ? null : JSON.parse(cp.output),
+          error: cp.error ?? null, attempts: cp.attempts, delivered: cp.delivered ?? null,
+        });
+      }
+      return Promise.resolve();
+    },
+  };
+}
+
+/** Let the event loop turn until `done()` holds (at most 100 turns). */
+async function until(done: () => boolean): Promise<void> {
+  for (let i = 0; i < 100 && !done(); i++) await new Promise((r) => setImmediate(r));
+  assert.ok(done(), 'condition not reached');
+}
+
+function gate() {
+  let open!: () => void;
+  const promise = new Promise<void>((resolve) => (open = resolve));
+  return { promise, open };
 }
 
 function options(definition: WorkflowDefinition, extra: Partial<ExecuteOptions> & { sink: ExecuteOptions['sink'] }): ExecuteOptions {
@@ -85,13 +124,13 @@ describe('replay executor', () => {
     });
     const s = sink({ hold: true });
     const done = run(wf, { sink: s });
-    await new Promise((r) => setImmediate(r));
+    await until(() => s.written.length === 3);
     assert.deepEqual(order, ['a-body'], 'b waits while the checkpoints of a and now() are uncommitted');
     assert.deepEqual(s.written.map((c) => `${c.name}:${c.status}`), ['a:running', 'a:completed', 'now:completed']);
-    await new Promise((r) => setImmediate(r));
+    for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
     assert.deepEqual(order, ['a-body']);
     s.release(); // both commit
-    await new Promise((r) => setImmediate(r));
+    await until(() => order.length === 2);
     assert.deepEqual(order, ['a-body', 'b-body']);
     s.release();
     assert.equal((await done).kind, 'completed');
@@ -154,6 +193,136 @@ describe('replay executor', () => {
     const pending = run(blocked, { sink: sink(), signal: controller.signal });
     controller.abort(new Error('shutdown'));
     assert.equal((await pending).kind, 'abandoned');
+  });
+
+  /**
+   * Two branches of two steps each, where the second branch's first step
+   * finishes first: its second step takes call #2. The process dies before
+   * the first branch's second step commits; the replay has every recorded
+   * result at once and must hand them back in the order they were delivered,
+   * or the first branch's second step asks for call #2.
+   */
+  async function twoByTwo(names: (i: number) => [string, string]) {
+    const gates = [gate(), gate()];
+    const ran: string[] = [];
+    const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) =>
+      Promise.all([0, 1].map(async (i) => {
+        const [first, second] = names(i);
+        const a = await ctx.step(first, async () => {
+          ran.push(`${first}/${i}`);
+          await (gates[i] as ReturnType<typeof gate>).promise;
+          return `a${i}`;
+        });
+        return ctx.step(second, () => (ran.push(`${second}/${i}`), `${a}>b${i}`));
+      })));
+    const [a0, b0] = names(0);
+    const original = ledger((cp) => cp.name === b0 && cp.seq === 3 && cp.status === 'completed');
+    const done = run(wf, { sink: original });
+    await until(() => ran.length === 2);
+    gates[1]?.open(); // the second branch finishes its first step first
+    await until(() => original.written.some((c) => c.seq === 2 && c.status === 'completed'));
+    gates[0]?.open();
+    assert.deepEqual(await done, { kind: 'completed', output: JSON.stringify(['a0>b0', 'a1>b1']) });
+    const history = original.history();
+    assert.deepEqual(history.map((r) => `${r.seq}:${r.name}:${r.status}`),
+      [`0:${a0}:completed`, `1:${names(1)[0]}:completed`, `2:${names(1)[1]}:completed`, `3:${b0}:running`]);
+
+    ran.length = 0;
+    const replay = ledger();
+    const outcome = await run(wf, { sink: replay, history, attempt: 2 });
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify(['a0>b0', 'a1>b1']) }, 'each branch gets its own results');
+    assert.deepEqual(history.map((r) => r.delivered), [3, 1, 2, null], 'the order results reached the code');
+    assert.deepEqual(ran, [`${b0}/0`], 'only the call whose checkpoint was lost runs again');
+    assert.deepEqual(replay.written.filter((c) => c.status === 'completed').map((c) => [c.seq, c.delivered]), [[3, 4]],
+      'a live result is numbered after the recorded ones');
+  }
+
+  it('replays Promise.all branches of sequential steps in delivery order (no false non-determinism)', async () => {
+    await twoByTwo((i) => [`a-${i}`, `b-${i}`]);
+  });
+
+  it('hands each Promise.all branch its own recorded results when every branch uses the same step names', async () => {
+    await twoByTwo(() => ['fetch', 'save']);
+  });
+
+  it('replays a failed step as a rejection in its turn and delivers a timer that came due after the recorded results', async () => {
+    const NOW = Date.parse('2030-01-01T00:00:00Z');
+    const gates = [gate(), gate()];
+    const ran: string[] = [];
+    const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => Promise.all([
+      (async () => {
+        try {
+          await ctx.step('charge', async () => {
+            await gates[0]?.promise;
+            throw new NonRetryableError('card declined');
+          });
+          return 'charged';
+        } catch {
+          return ctx.step('undo', () => (ran.push('undo'), 'undone'));
+        }
+      })(),
+      (async () => {
+        await ctx.step('reserve', async () => (await gates[1]?.promise, 'reserved'));
+        await ctx.sleep('nap', '1 hour');
+        return ctx.step('ship', () => (ran.push('ship'), 'shipped'));
+      })(),
+    ]));
+    const original = ledger();
+    const done = run(wf, { sink: original, now: new Date(NOW) });
+    gates[1]?.open();
+    await until(() => original.written.some((c) => c.name === 'nap'));
+    gates[0]?.open();
+    const parked = await done;
+    assert.equal(parked.kind, 'wait');
+    const history = original.history();
+    assert.deepEqual(history.map((r) => `${r.seq}:${r.name}:${r.status}`), ['0:charge:failed', '1:reserve:completed', '2:nap:waiting', '3:undo:completed']);
+
+    ran.length = 0;
+    const replay = ledger();
+    const outcome = await run(wf, { sink: replay, history, attempt: 2, now: new Date(NOW + 2 * 3600_000) });
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify(['undone', 'shipped']) });
+    assert.deepEqual(history.map((r) => r.delivered), [2, 1, null, 3]);
+    assert.deepEqual(ran, ['ship']);
+    assert.deepEqual(replay.written.filter((c) => c.status === 'completed').map((c) => `${c.seq}:${c.name}:${c.delivered}`),
+      ['2:nap:4', '4:ship:5']);
+  });
+
+  it('replays races inside Promise.all branches in delivery order: a race result reaches its branch after its winner', async () => {
+    const gates = [gate(), gate()];
+    const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) =>
+      Promise.all([0, 1].map(async (i) => {
+        const r = await ctx.race({
+          done: ctx.step(`work-${i}`, async () => (await gates[i]?.promise, `w${i}`)),
+          late: ctx.sleep(`deadline-${i}`, '1 hour'),
+        });
+        return ctx.step(`after-${i}`, () => `${i}:${r.key}:${String(r.value)}`);
+      })));
+    const original = ledger((cp) => cp.name === 'after-0' && cp.status === 'completed');
+    const done = run(wf, { sink: original });
+    gates[1]?.open();
+    await until(() => original.written.some((c) => c.name === 'after-1' && c.status === 'completed'));
+    gates[0]?.open();
+    assert.deepEqual(await done, { kind: 'completed', output: JSON.stringify(['0:done:w0', '1:done:w1']) });
+    const history = original.history();
+    assert.deepEqual(history.map((r) => r.name),
+      ['work-0', 'deadline-0', 'race', 'work-1', 'deadline-1', 'race', 'after-1', 'after-0']);
+    assert.equal(history[7]?.status, 'running', 'the last checkpoint was lost');
+
+    const outcome = await run(wf, { sink: ledger(), history, attempt: 2 });
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify(['0:done:w0', '1:done:w1']) });
+  });
+
+  it('hands back a recorded result whose call follows a call the history lost (a retry deleted it) once the code makes it', async () => {
+    const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => {
+      try {
+        return await ctx.step('risky', () => { throw new NonRetryableError('again'); });
+      } catch {
+        return ctx.step('compensate', () => 'ran again');
+      }
+    });
+    const history = [{ ...rec(1, 'compensate', 'recorded'), delivered: 2 }];
+    const outcome = await run(wf, { sink: sink(), history });
+    assert.deepEqual(outcome, { kind: 'completed', output: '"recorded"' });
   });
 
   it('fails a run whose input does not match the schema', async () => {
