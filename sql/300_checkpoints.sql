@@ -168,13 +168,26 @@ begin
    where o.op in ('fail', 'cancelled') and r.id = o.run and r.lease_token = o.token;
   end if;
 
-  -- A failed attempt of the whole workflow forgets its failed steps, so the
-  -- next attempt runs them again (completed steps stay memoised).
+  -- A failed attempt of the whole workflow (a release with failure) forgets
+  -- its first failed call and every later call, as run_retry does (decision
+  -- 0009): what the code did after catching that failure (a compensation)
+  -- runs again in order on the next attempt, and calls before it stay
+  -- memoised. Signals the forgotten waits consumed are given back.
   if v_kinds && array['release', 'pause'] then
+  with f as (
+    select o.run, r.execution,
+           (select min(s.seq) from trellis.steps s
+             where s.run_id = o.run and s.execution = r.execution and s.status = 'failed') as from_seq
+      from unnest(v_ops) o join trellis.runs r on r.id = o.run
+     where o.op = 'release' and o.failure),
+  given_back as (
+    update trellis.signals g set consumed_at = null, consumed_seq = null
+      from f, trellis.steps s
+     where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq and s.kind = 'signal'
+       and g.run_id = f.run and g.consumed_seq = s.seq and g.consumed_at = s.finished_at)
   delete from trellis.steps s
-   using unnest(v_ops) o, trellis.runs r
-   where o.op = 'release' and o.failure and s.run_id = o.run and r.id = o.run
-     and s.execution = coalesce(o.execution, r.execution) and s.status = 'failed';
+   using f
+   where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq;
 
   -- A requested pause (no error) whose request was withdrawn by run_resume
   -- while the worker was parking the run leaves it pending instead. A cancel

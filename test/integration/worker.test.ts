@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
-import { CancelledError, LeaseLostError, TimeoutError, WorkflowFailedError } from '../../src/errors.ts';
+import { CancelledError, LeaseLostError, NonRetryableError, TimeoutError, WorkflowFailedError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
@@ -131,6 +131,35 @@ describe('worker', () => {
     assert.equal(once, 1);
     assert.equal((await client.get(run.id))?.failures, 1);
     await w.stop();
+  });
+
+  it('retries the whole workflow from its failed step: a compensation that caught the failure runs again, not left in the history', async () => {
+    let shipTries = 0;
+    const calls: string[] = [];
+    const wf = defineWorkflow({ name: 'wf-retry-saga', input, retry: { maxAttempts: 2, initialDelay: 10 } }, async (ctx) => {
+      await ctx.step('charge', () => void calls.push('charge'));
+      try {
+        await ctx.step('ship', () => {
+          calls.push('ship');
+          if (++shipTries === 1) throw new NonRetryableError('carrier down');
+        });
+      } catch (error) {
+        await ctx.step('refund', () => void calls.push('refund'));
+        throw error;
+      }
+      return 'shipped';
+    });
+    const w = worker([wf]);
+    await w.start();
+    try {
+      const run = await client.start(wf, { tag: 'saga' });
+      assert.equal(await run.result({ timeout: '10s' }), 'shipped');
+      assert.deepEqual(calls, ['charge', 'ship', 'refund', 'ship']);
+      const history = (await client.history(run.id)).map((s) => `${s.name}:${s.status}`);
+      assert.deepEqual(history, ['charge:completed', 'ship:completed'], 'the first attempt\'s failure and compensation are forgotten');
+    } finally {
+      await w.stop();
+    }
   });
 
   it('fails the run when the output does not match its schema or a step result is too large', async () => {
