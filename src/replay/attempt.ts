@@ -11,6 +11,7 @@ import type { Delivery } from './delivery.ts';
 import type { Run } from './executor.ts';
 import type { StepKind } from './history.ts';
 import { encodeJson, serializeError } from './serialize.ts';
+import { StepAbort } from './step-abort.ts';
 
 /**
  * A result the attempt recorded comes with its delivery (its number is in the
@@ -38,11 +39,12 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
   // marker is dropped by the committer when its result is queued first.
   const round = base ? JSON.stringify({ resumedAfter: base }) : undefined;
   void this.write({ type: 'step', seq, name, kind, status: 'running', output: round, attempts: attempt, ms: 0 }).catch(() => undefined);
-  const controller = new AbortController();
+  // Cancellation (requestCancel) and the run's own abort (lease lost,
+  // shutdown: see Run.run) reach the attempt through `controllers`.
+  const controller = new StepAbort();
   const entry = { controller, shielded };
   this.controllers.add(entry);
-  const onRunAbort = () => controller.abort(this.o.signal.reason);
-  this.o.signal.addEventListener('abort', onRunAbort, { once: true });
+  if (this.o.signal.aborted) controller.abort(this.o.signal.reason);
   const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, `timeout of step ${name}`);
   const timer = timeoutMs === undefined ? undefined : setTimeout(
     () => controller.abort(new TimeoutError(`step "${name}" attempt ${attempt} timed out after ${timeoutMs} ms`)),
@@ -52,15 +54,21 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
   let error: unknown;
   let failed = false;
   try {
-    const stepContext: StepContext = { signal: controller.signal, attempt, idempotencyKey: `${this.o.runId}:${this.o.execution ?? 1}:${seq}`, runId: this.o.runId };
-    value = await raceAbort(Promise.resolve().then(() => fn(stepContext)), controller.signal);
+    const stepContext: StepContext = {
+      get signal() {
+        return controller.signal;
+      },
+      attempt,
+      idempotencyKey: `${this.o.runId}:${this.o.execution ?? 1}:${seq}`,
+      runId: this.o.runId,
+    };
+    value = await controller.race(Promise.resolve().then(() => fn(stepContext)));
   } catch (e) {
     error = e;
     failed = true;
   } finally {
     if (timer) clearTimeout(timer);
     this.controllers.delete(entry);
-    this.o.signal.removeEventListener('abort', onRunAbort);
   }
   if (this.o.signal.aborted) return { ok: 'halted' };
   const ms = Date.now() - started;
@@ -131,22 +139,4 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
     // The checkpoint was refused; write() has halted the run.
     return { ok: 'halted' };
   }
-}
-
-function raceAbort<T>(promise: Promise<T>, signal: AbortSignal): Promise<T> {
-  if (signal.aborted) return Promise.reject(signal.reason);
-  return new Promise<T>((resolve, reject) => {
-    const onAbort = () => reject(signal.reason);
-    signal.addEventListener('abort', onAbort, { once: true });
-    promise.then(
-      (v) => {
-        signal.removeEventListener('abort', onAbort);
-        resolve(v);
-      },
-      (e: unknown) => {
-        signal.removeEventListener('abort', onAbort);
-        reject(e);
-      },
-    );
-  });
 }

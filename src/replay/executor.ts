@@ -22,6 +22,7 @@ import { assertName } from '../workflow/names.ts';
 import { nextDelay } from '../workflow/retry.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { runAttempt } from './attempt.ts';
+import type { StepAbort } from './step-abort.ts';
 import { buildContext, RaceLostError, raceLost, type Wait } from './context.ts';
 import { Deliveries } from './delivery.ts';
 import type { Checkpoint, CheckpointSink, ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from './history.ts';
@@ -132,7 +133,8 @@ export class Run {
   readonly writes = new Set<Promise<void>>();
   readonly attempts = new Set<Promise<unknown>>();
   readonly blocked = new Map<number, BlockedWait>();
-  readonly controllers = new Set<{ controller: AbortController; shielded: boolean }>();
+  /** The abort handles of the step attempts in flight. */
+  readonly controllers = new Set<{ controller: StepAbort; shielded: boolean }>();
   readonly consumed = new Set<number>();
   /**
    * Waits that lost a race (in this execution or, by the race's record or
@@ -190,7 +192,11 @@ export class Run {
 
   async run(): Promise<Outcome> {
     const { definition, signal } = this.o;
-    const onAbort = () => this.halt({ kind: 'abandoned', reason: signal.reason });
+    const onAbort = () => {
+      this.halt({ kind: 'abandoned', reason: signal.reason });
+      // Lease lost or shutdown: every attempt stops, shielded or not.
+      for (const c of this.controllers) c.controller.abort(signal.reason);
+    };
     if (signal.aborted) return { kind: 'abandoned', reason: signal.reason };
     signal.addEventListener('abort', onAbort, { once: true });
     try {
