@@ -2,7 +2,7 @@
  * The levers, measured by turning each off in one worker process:
  * grouped commits (maxBatch 1 = one checkpoint op per transaction),
  * batched claims (claimBatch 1), and concurrency (1 run at a time, and
- * 200 at a time with claims of 100).
+ * 50 at a time with claims of 50, the default before it became 200/100).
  */
 import pg from 'pg';
 import type { BenchConfig } from './config.ts';
@@ -12,11 +12,11 @@ import { log, registerBench, trellisRep, type WorkerEnv } from './throughput.ts'
 import type { Kind } from './workflows.ts';
 
 const LEVERS: { config: string; env: WorkerEnv; share: number }[] = [
-  { config: 'default (concurrency 50, claimBatch 50, maxBatch 500)', env: {}, share: 1 },
+  { config: 'default (concurrency 200, claimBatch 100, maxBatch 500)', env: {}, share: 1 },
   { config: 'maxBatch=1 (no grouped commits)', env: { BENCH_MAX_BATCH: '1' }, share: 0.25 },
   { config: 'claimBatch=1 (one run per claim)', env: { BENCH_CLAIM_BATCH: '1' }, share: 0.5 },
   { config: 'concurrency=1', env: { BENCH_CONCURRENCY: '1' }, share: 0.05 },
-  { config: 'concurrency=200, claimBatch=100', env: { BENCH_CONCURRENCY: '200', BENCH_CLAIM_BATCH: '100' }, share: 1 },
+  { config: 'concurrency=50, claimBatch=50', env: { BENCH_CONCURRENCY: '50', BENCH_CLAIM_BATCH: '50' }, share: 1 },
 ];
 
 export async function levers(server: BenchServer, cfg: BenchConfig): Promise<ThroughputRow[]> {
