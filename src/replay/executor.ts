@@ -359,10 +359,12 @@ export class Run {
   /** Track a step attempt (body plus its checkpoint) until it settles. */
   track<T>(attempt: Promise<T>): Promise<T> {
     this.attempts.add(attempt);
-    void attempt.finally(() => {
+    // The bookkeeping branch must not surface the attempt's rejection a second
+    // time: the caller handles it (an unhandled rejection would crash the worker).
+    attempt.finally(() => {
       this.attempts.delete(attempt);
       this.scheduleQuiescenceCheck();
-    });
+    }).catch(() => undefined);
     return attempt;
   }
 

@@ -32,6 +32,21 @@ const approval = defineWorkflow({ name: 'approval', input: z.object({ timeout: z
   return { first, second };
 });
 
+// A payload from a sender that skipped the schema (SQL, another language)
+// fails the wait with ValidationError; the workflow may catch it and wait again.
+const picky = defineWorkflow({ name: 'picky', input: z.object({}) }, async (ctx) => {
+  const rejected: string[] = [];
+  for (;;) {
+    try {
+      const got = await ctx.waitForSignal(approved, { name: `approved-${rejected.length}` });
+      if (!got.timedOut) return { by: got.payload.by, rejected };
+    } catch (error) {
+      if (!(error instanceof ValidationError)) throw error;
+      rejected.push(error.code);
+    }
+  }
+});
+
 const raced = defineWorkflow({ name: 'raced', input: z.object({}) }, async (ctx) => {
   const winner = await ctx.race({ signal: ctx.waitForSignal<string>('go'), timer: ctx.sleep('deadline', '1 day') });
   const next = await ctx.waitForSignal<string>('go');
@@ -40,7 +55,7 @@ const raced = defineWorkflow({ name: 'raced', input: z.object({}) }, async (ctx)
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [sleeper, waitsForDate, approval, raced], serverUrl: adminUrl() });
+  env = await createTestEnv({ workflows: [sleeper, waitsForDate, approval, picky, raced], serverUrl: adminUrl() });
 });
 after(() => env.close());
 
@@ -148,6 +163,15 @@ describe('signals', () => {
     await env.client.cancel(run.id);
     await env.waitFor(run.id, 'cancelled');
     await assert.rejects(env.client.signal(run.id, approved, { by: 'late' }), IllegalTransitionError);
+  });
+
+  it('fails the wait with ValidationError on a payload that breaks the schema; the workflow catches it and gets the next, valid one', async () => {
+    const run = await env.start(picky, {});
+    await env.pool.query(`select trellis.signal_send($1, 'approved', '{"by": 42}')`, [run.id]);
+    await env.pool.query(`select trellis.signal_send($1, 'approved', '{"by":"ada"}')`, [run.id]);
+    assert.deepEqual(await run.result({ timeout: '10s' }), { by: 'ada', rejected: ['validation'] });
+    const history = (await env.history(run.id)).filter((s) => s.kind === 'signal').map((s) => s.status);
+    assert.deepEqual(history, ['failed', 'completed'], 'the bad signal was consumed once, recorded as a failed wait');
   });
 
   it('can be sent from SQL with trellis.signal_send', async () => {
