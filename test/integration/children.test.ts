@@ -66,7 +66,7 @@ describe('child workflows', () => {
     try {
       const run = await env.start(renderJob, { scene: 'forest' });
       assert.equal(await run.result({ timeout: '10s' }), 'forest.png');
-      assert.equal(gpu.stats.completed, 1, 'the gpu worker ran the activity');
+      await waitFor(() => gpu.stats.completed === 1, { what: 'the gpu worker to count the activity it ran', timeout: 5000 });
       const { rows } = await env.pool.query(`select queue from trellis.runs where parent_run_id = $1`, [run.id]);
       assert.deepEqual(rows.map((r) => r.queue), ['gpu']);
       assert.equal((await env.client.get(run.id))?.queue, 'default');
