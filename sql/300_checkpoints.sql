@@ -114,58 +114,58 @@ begin
   -- Steps. A completed or failed checkpoint is never overwritten; a 'running'
   -- marker (the attempt started), a 'waiting' one or a 'retrying' one is.
   if 'step' = any (v_kinds) then
-  insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, error, attempts,
-                                  started_at, finished_at, delivered)
-  select o.run, coalesce(o.execution, r.execution), o.seq, o.name, o.kind, o.status, o.output, o.error,
-         coalesce(o.attempts, 1), v_now - make_interval(secs => coalesce(o.ms, 0) / 1000.0), v_now, o.delivered
-    from unnest(v_ops) o join trellis.runs r on r.id = o.run
-   where o.op = 'step'
-  on conflict (run_id, execution, seq) do update
-     set status = excluded.status, output = excluded.output, error = excluded.error,
-         attempts = excluded.attempts, started_at = excluded.started_at,
-         finished_at = excluded.finished_at, delivered = excluded.delivered
-   where s.status in ('running', 'waiting', 'retrying') and s.name = excluded.name;
+    insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, error, attempts,
+                                    started_at, finished_at, delivered)
+    select o.run, coalesce(o.execution, r.execution), o.seq, o.name, o.kind, o.status, o.output, o.error,
+           coalesce(o.attempts, 1), v_now - make_interval(secs => coalesce(o.ms, 0) / 1000.0), v_now, o.delivered
+      from unnest(v_ops) o join trellis.runs r on r.id = o.run
+     where o.op = 'step'
+    on conflict (run_id, execution, seq) do update
+       set status = excluded.status, output = excluded.output, error = excluded.error,
+           attempts = excluded.attempts, started_at = excluded.started_at,
+           finished_at = excluded.finished_at, delivered = excluded.delivered
+     where s.status in ('running', 'waiting', 'retrying') and s.name = excluded.name;
 
-  -- A wait that consumed a signal marks it, so it is delivered once.
-  update trellis.signals g set consumed_at = v_now, consumed_seq = o.seq
-    from unnest(v_ops) o
-   where o.op = 'step' and o.signal is not null and g.id = o.signal and g.run_id = o.run
-     and g.consumed_at is null;
+    -- A wait that consumed a signal marks it, so it is delivered once.
+    update trellis.signals g set consumed_at = v_now, consumed_seq = o.seq
+      from unnest(v_ops) o
+     where o.op = 'step' and o.signal is not null and g.id = o.signal and g.run_id = o.run
+       and g.consumed_at is null;
   end if;
 
   -- Child runs: started with the id the parent chose (a key already taken
   -- attaches the parent to that run instead), and the parent's call waits on it.
   if 'child' = any (v_kinds) then
-  for v_child in select * from unnest(v_ops) o where o.op = 'child' loop
-    v_child_id := trellis._run_start(v_child.workflow, v_child.input,
-      jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue)),
-      v_child.child, v_child.run, v_child.seq, v_child.close);
-    insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, attempts, started_at, finished_at)
-    values (v_child.run, coalesce(v_child.execution, (select execution from trellis.runs where id = v_child.run)), v_child.seq, v_child.name, 'child', 'waiting',
-            jsonb_build_object('child', v_child_id), 1, v_now, v_now)
-    on conflict (run_id, execution, seq) do nothing;
-  end loop;
+    for v_child in select * from unnest(v_ops) o where o.op = 'child' loop
+      v_child_id := trellis._run_start(v_child.workflow, v_child.input,
+        jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue)),
+        v_child.child, v_child.run, v_child.seq, v_child.close);
+      insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, attempts, started_at, finished_at)
+      values (v_child.run, coalesce(v_child.execution, (select execution from trellis.runs where id = v_child.run)), v_child.seq, v_child.name, 'child', 'waiting',
+              jsonb_build_object('child', v_child_id), 1, v_now, v_now)
+      on conflict (run_id, execution, seq) do nothing;
+    end loop;
   end if;
 
   if 'complete' = any (v_kinds) then
-  update trellis.runs r
-     set status = 'completed', output = coalesce(o.output, 'null'), error = null,
-         finished_at = v_now, updated_at = v_now,
-         lease_token = null, lease_owner = null, lease_expires_at = null
-    from unnest(v_ops) o
-   where o.op = 'complete' and r.id = o.run and r.lease_token = o.token;
+    update trellis.runs r
+       set status = 'completed', output = coalesce(o.output, 'null'), error = null,
+           finished_at = v_now, updated_at = v_now,
+           lease_token = null, lease_owner = null, lease_expires_at = null
+      from unnest(v_ops) o
+     where o.op = 'complete' and r.id = o.run and r.lease_token = o.token;
   end if;
 
   if v_kinds && array['fail', 'cancelled'] then
-  update trellis.runs r
-     set status = case o.op when 'fail' then 'failed' else 'cancelled' end,
-         -- A cancellation keeps the reason run_cancel recorded.
-         error = case when o.op = 'cancelled' and r.error->>'code' = 'cancelled' then r.error
-                      else coalesce(o.error, '{}') end,
-         finished_at = v_now, updated_at = v_now,
-         lease_token = null, lease_owner = null, lease_expires_at = null
-    from unnest(v_ops) o
-   where o.op in ('fail', 'cancelled') and r.id = o.run and r.lease_token = o.token;
+    update trellis.runs r
+       set status = case o.op when 'fail' then 'failed' else 'cancelled' end,
+           -- A cancellation keeps the reason run_cancel recorded.
+           error = case when o.op = 'cancelled' and r.error->>'code' = 'cancelled' then r.error
+                        else coalesce(o.error, '{}') end,
+           finished_at = v_now, updated_at = v_now,
+           lease_token = null, lease_owner = null, lease_expires_at = null
+      from unnest(v_ops) o
+     where o.op in ('fail', 'cancelled') and r.id = o.run and r.lease_token = o.token;
   end if;
 
   -- A failed attempt of the whole workflow (a release with failure) forgets
@@ -174,42 +174,42 @@ begin
   -- runs again in order on the next attempt, and calls before it stay
   -- memoised. Signals the forgotten waits consumed are given back.
   if v_kinds && array['release', 'pause'] then
-  with f as (
-    select o.run, r.execution,
-           (select min(s.seq) from trellis.steps s
-             where s.run_id = o.run and s.execution = r.execution and s.status = 'failed') as from_seq
-      from unnest(v_ops) o join trellis.runs r on r.id = o.run
-     where o.op = 'release' and o.failure),
-  given_back as (
-    update trellis.signals g set consumed_at = null, consumed_seq = null
-      from f, trellis.steps s
-     where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq and s.kind = 'signal'
-       and g.run_id = f.run and g.consumed_seq = s.seq and g.consumed_at = s.finished_at)
-  delete from trellis.steps s
-   using f
-   where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq;
+    with f as (
+      select o.run, r.execution,
+             (select min(s.seq) from trellis.steps s
+               where s.run_id = o.run and s.execution = r.execution and s.status = 'failed') as from_seq
+        from unnest(v_ops) o join trellis.runs r on r.id = o.run
+       where o.op = 'release' and o.failure),
+    given_back as (
+      update trellis.signals g set consumed_at = null, consumed_seq = null
+        from f, trellis.steps s
+       where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq and s.kind = 'signal'
+         and g.run_id = f.run and g.consumed_seq = s.seq and g.consumed_at = s.finished_at)
+    delete from trellis.steps s
+     using f
+     where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq;
 
-  -- A requested pause (no error) whose request was withdrawn by run_resume
-  -- while the worker was parking the run leaves it pending instead. A cancel
-  -- requested while the run executed, which the execution did not see
-  -- (seen_cancel), makes a release or a pause due now instead of after its
-  -- backoff or the operator's resume: the replay then ends the run cancelled
-  -- (its cancellation reason is kept).
-  update trellis.runs r
-     set status = case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then 'pending'
-                       when o.op = 'release' then 'pending'
-                       when o.error is null and r.pause_requested_at is null then 'pending'
-                       else 'paused' end,
-         run_at = case when (r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false))
-                         or o.op = 'pause' then v_now
-           else v_now + make_interval(secs => greatest(coalesce(o.delay_ms, 0), 0) / 1000.0) end,
-         error = case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then r.error
-                      else coalesce(o.error, r.error) end,
-         failures = r.failures + case when o.failure then 1 else 0 end,
-         pause_requested_at = case when o.op = 'pause' then null else r.pause_requested_at end,
-         updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
-    from unnest(v_ops) o
-   where o.op in ('release', 'pause') and r.id = o.run and r.lease_token = o.token;
+    -- A requested pause (no error) whose request was withdrawn by run_resume
+    -- while the worker was parking the run leaves it pending instead. A cancel
+    -- requested while the run executed, which the execution did not see
+    -- (seen_cancel), makes a release or a pause due now instead of after its
+    -- backoff or the operator's resume: the replay then ends the run cancelled
+    -- (its cancellation reason is kept).
+    update trellis.runs r
+       set status = case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then 'pending'
+                         when o.op = 'release' then 'pending'
+                         when o.error is null and r.pause_requested_at is null then 'pending'
+                         else 'paused' end,
+           run_at = case when (r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false))
+                           or o.op = 'pause' then v_now
+             else v_now + make_interval(secs => greatest(coalesce(o.delay_ms, 0), 0) / 1000.0) end,
+           error = case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then r.error
+                        else coalesce(o.error, r.error) end,
+           failures = r.failures + case when o.failure then 1 else 0 end,
+           pause_requested_at = case when o.op = 'pause' then null else r.pause_requested_at end,
+           updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
+      from unnest(v_ops) o
+     where o.op in ('release', 'pause') and r.id = o.run and r.lease_token = o.token;
   end if;
 
   -- Wait: park the run until its timer (delay_ms; null = none), a signal or a
@@ -217,47 +217,47 @@ begin
   -- newest it saw, a finished child, a cancel request) makes it pending now;
   -- a pause request parks it.
   if 'wait' = any (v_kinds) then
-  -- A child that finishes concurrently locks this run (its parent) up front,
-  -- so either it committed before the lock above was granted (and the check
-  -- below sees it finished) or it waits for this transaction and then wakes
-  -- the run it finds waiting. Only calls of the current execution count: a
-  -- child left by an execution kept with continue-as-new wakes no one.
-  with w as (
-    select o.run, o.token, o.delay_ms, coalesce(o.seen_cancel, false) as seen_cancel,
-           exists (select 1 from trellis.signals g
-                    where g.run_id = o.run and g.consumed_at is null and g.id > coalesce(o.signal, 0))
-        or exists (select 1 from trellis.runs p
-                     join trellis.steps s on s.run_id = p.id and s.execution = p.execution
-                     join trellis.runs c on c.id = (s.output->>'child')::uuid
-                    where p.id = o.run and s.status = 'waiting' and s.kind = 'child'
-                      and c.status in ('completed', 'failed', 'cancelled')) as wake
-      from unnest(v_ops) o where o.op = 'wait')
-  update trellis.runs r
-     set status = case when r.pause_requested_at is not null then 'paused'
-                       when w.wake or (r.cancel_requested_at is not null and not w.seen_cancel) then 'pending'
-                       else 'waiting' end,
-         run_at = case when w.wake or (r.cancel_requested_at is not null and not w.seen_cancel)
-                         or r.pause_requested_at is not null then v_now
-                       when w.delay_ms is null then 'infinity'
-                       else v_now + make_interval(secs => greatest(w.delay_ms, 0) / 1000.0) end,
-         pause_requested_at = null,
-         updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
-    from w
-   where r.id = w.run and r.lease_token = w.token;
+    -- A child that finishes concurrently locks this run (its parent) up front,
+    -- so either it committed before the lock above was granted (and the check
+    -- below sees it finished) or it waits for this transaction and then wakes
+    -- the run it finds waiting. Only calls of the current execution count: a
+    -- child left by an execution kept with continue-as-new wakes no one.
+    with w as (
+      select o.run, o.token, o.delay_ms, coalesce(o.seen_cancel, false) as seen_cancel,
+             exists (select 1 from trellis.signals g
+                      where g.run_id = o.run and g.consumed_at is null and g.id > coalesce(o.signal, 0))
+          or exists (select 1 from trellis.runs p
+                       join trellis.steps s on s.run_id = p.id and s.execution = p.execution
+                       join trellis.runs c on c.id = (s.output->>'child')::uuid
+                      where p.id = o.run and s.status = 'waiting' and s.kind = 'child'
+                        and c.status in ('completed', 'failed', 'cancelled')) as wake
+        from unnest(v_ops) o where o.op = 'wait')
+    update trellis.runs r
+       set status = case when r.pause_requested_at is not null then 'paused'
+                         when w.wake or (r.cancel_requested_at is not null and not w.seen_cancel) then 'pending'
+                         else 'waiting' end,
+           run_at = case when w.wake or (r.cancel_requested_at is not null and not w.seen_cancel)
+                           or r.pause_requested_at is not null then v_now
+                         when w.delay_ms is null then 'infinity'
+                         else v_now + make_interval(secs => greatest(w.delay_ms, 0) / 1000.0) end,
+           pause_requested_at = null,
+           updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
+      from w
+     where r.id = w.run and r.lease_token = w.token;
   end if;
 
   -- Continue-as-new: the same run (id, key, parent) starts a new execution
   -- with a fresh history; the old execution's steps are kept or removed.
   if 'continue' = any (v_kinds) then
-  delete from trellis.steps s
-   using unnest(v_ops) o
-   where o.op = 'continue' and not coalesce(o.keep, false) and s.run_id = o.run;
-  update trellis.runs r
-     set status = 'pending', run_at = v_now, execution = r.execution + 1,
-         input = coalesce(o.input, 'null'), output = null, error = null, attempt = 0, failures = 0,
-         updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
-    from unnest(v_ops) o
-   where o.op = 'continue' and r.id = o.run and r.lease_token = o.token;
+    delete from trellis.steps s
+     using unnest(v_ops) o
+     where o.op = 'continue' and not coalesce(o.keep, false) and s.run_id = o.run;
+    update trellis.runs r
+       set status = 'pending', run_at = v_now, execution = r.execution + 1,
+           input = coalesce(o.input, 'null'), output = null, error = null, attempt = 0, failures = 0,
+           updated_at = v_now, lease_token = null, lease_owner = null, lease_expires_at = null
+      from unnest(v_ops) o
+     where o.op = 'continue' and r.id = o.run and r.lease_token = o.token;
   end if;
 
   -- Finished runs: wake the runs waiting on them as children, cancel their
@@ -275,16 +275,16 @@ begin
     end loop;
   end if;
   if v_kinds && array['release', 'continue', 'wait', 'child'] then
-  for v_queue in
-    select distinct r.queue from unnest(v_ops) o join trellis.runs r on r.id = o.run
-     where (o.op = 'release' and coalesce(o.delay_ms, 0) <= 0) or o.op = 'continue'
-        or (o.op = 'wait' and r.status = 'pending')
-    union
-    select distinct c.queue from unnest(v_ops) o join trellis.runs c on c.id = o.child
-     where o.op = 'child' and c.status = 'pending'
-  loop
-    perform pg_notify('trellis:run_ready', v_queue);
-  end loop;
+    for v_queue in
+      select distinct r.queue from unnest(v_ops) o join trellis.runs r on r.id = o.run
+       where (o.op = 'release' and coalesce(o.delay_ms, 0) <= 0) or o.op = 'continue'
+          or (o.op = 'wait' and r.status = 'pending')
+      union
+      select distinct c.queue from unnest(v_ops) o join trellis.runs c on c.id = o.child
+       where o.op = 'child' and c.status = 'pending'
+    loop
+      perform pg_notify('trellis:run_ready', v_queue);
+    end loop;
   end if;
 
   if cardinality(v_ops) < cardinality(v_all) then
