@@ -9,6 +9,7 @@ import { type ControlVerb, runControl, runIdByKey, signalSend } from '../db/cont
 import { toTrellisError } from '../db/errors.ts';
 import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
+import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, type RunStartOptions, settingInt } from '../db/runs.ts';
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { CancelledError, NotFoundError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
@@ -235,6 +236,40 @@ export class Client {
   /** Register a definition so SQL callers can start it by name (workers do this on start). */
   register(workflow: WorkflowDefinition): Promise<void> {
     return this.registry.register(workflow);
+  }
+
+  /**
+   * Keep finished runs for `keep` after they finish; workers then purge them
+   * with their steps and signals (`null`: keep forever, the default). At least 1s.
+   *
+   * @example
+   * await client.setRetention('30 days');
+   */
+  async setRetention(keep: Duration | null): Promise<void> {
+    const ms = keep === null ? null : toMs(keep, 'retention');
+    if (ms !== null && ms < 1000) throw new ValidationError('retention must be at least 1s');
+    await retentionSet(this.pool, ms);
+  }
+
+  /** The retention set by setRetention, in milliseconds (null: finished runs are kept forever). */
+  retention(): Promise<number | null> {
+    return retentionGet(this.pool);
+  }
+
+  /**
+   * Delete now up to `limit` (default 1000, at most 100000) runs that
+   * finished more than `olderThan` ago, oldest first, optionally of one
+   * workflow; returns how many. A child is kept while its parent waits on it.
+   *
+   * @example
+   * while ((await client.purge({ olderThan: '7 days', workflow: 'report' })) > 0);
+   */
+  async purge(options: { olderThan: Duration; limit?: number; workflow?: string | WorkflowDefinition; tx?: Executor }): Promise<number> {
+    const limit = options.limit ?? 1000;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('purge limit must be an integer from 1 to 100000');
+    const workflow = options.workflow === undefined ? null
+      : typeof options.workflow === 'string' ? assertName(options.workflow, 'workflow') : options.workflow.name;
+    return runPurge(toQueryable(options.tx ?? this.pool), toMs(options.olderThan, 'olderThan'), limit, workflow);
   }
 
   /** max_payload_bytes, read once (through `db`, so a caller's transaction needs no second connection). */

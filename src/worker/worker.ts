@@ -22,6 +22,7 @@ import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { Listener } from './listener.ts';
+import { PurgeLoop } from './maintenance/purge.ts';
 
 export interface WorkerOptions {
   /** A pg Pool, or a connection string for the worker's own pool. */
@@ -49,6 +50,14 @@ export interface WorkerOptions {
   leaseDuration?: Duration;
   /** Most checkpoint ops per transaction (default 500). */
   maxBatch?: number;
+  /**
+   * Purging of finished runs past the retention set with
+   * `client.setRetention` / `trellis.retention_set` (none by default: runs
+   * are kept). Every `interval` (default 5s) the worker deletes them in
+   * batches of `batch` runs (default 1000) until fewer are left; of many
+   * workers, one purges at a time. `false`: this worker never purges.
+   */
+  purge?: { interval?: Duration; batch?: number } | false;
   /** Stable id for this worker in lease_owner (default host:pid:random). */
   id?: string;
   logger?: Logger;
@@ -100,10 +109,11 @@ export class Worker {
   private pollTimer: NodeJS.Timeout | undefined;
   private dueTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
+  private readonly purgeLoop: PurgeLoop | undefined;
   private maxPayloadBytes = 1_048_576;
   private maxHistorySteps = 10_000;
   /** Counters for tests, metrics and benchmarks. */
-  readonly stats = { claimed: 0, claims: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0 };
+  readonly stats = { claimed: 0, claims: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0 };
   private readonly registry: WorkflowRegistry;
 
   constructor(private readonly options: WorkerOptions) {
@@ -136,6 +146,13 @@ export class Worker {
       throw new ValidationError('createWorker needs a pool or a connectionString');
     }
     this.registry = new WorkflowRegistry(this.pool);
+    if (options.purge !== false) {
+      const batch = options.purge?.batch ?? 1000;
+      if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new ValidationError('purge.batch must be an integer from 1 to 100000');
+      const intervalMs = toMs(options.purge?.interval ?? 5000, 'purge.interval');
+      if (intervalMs < 10) throw new ValidationError('purge.interval must be at least 10ms');
+      this.purgeLoop = new PurgeLoop({ pool: this.pool, intervalMs, batch, log: this.log, onPurged: (n) => (this.stats.purged += n) });
+    }
     this.committer = new Committer(this.pool, options.maxBatch ?? 500, (error) =>
       this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
   }
@@ -181,6 +198,7 @@ export class Worker {
       void this.checkRequests();
     }, this.pollMs);
     this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(this.leaseMs / 3)));
+    this.purgeLoop?.start();
     this.wake();
   }
 
@@ -400,6 +418,7 @@ export class Worker {
     this.state = 'stopping';
     clearInterval(this.pollTimer);
     if (this.dueTimer) clearTimeout(this.dueTimer);
+    await this.purgeLoop?.stop();
     if (wasRunning) {
       await this.claimPromise;
       const deadline = toMs(options.timeout ?? 10_000, 'timeout');

@@ -4,6 +4,7 @@
  *   BENCH_QUICK=1 npm run bench         quick run (~2-3 min), or --quick
  *   npm run bench -- --only=throughput,peers   some families (comma list)
  *   npm run bench -- --sustain-minutes=10      longer sustained-load test
+ *   npm run bench -- --retention=off           sustained load without purging (default: 60 s retention)
  *   npm run bench -- --reps=5 --svg=docs/performance-throughput.svg
  * Families: pgbench, throughput, peers, latency, levers, backlog, sustained.
  */
@@ -22,6 +23,8 @@ export interface BenchConfig {
   peerRuns10: number;
   procs: number[];
   sustainMinutes: number;
+  /** Retention of finished runs during the sustained run, in seconds (null: none, nothing is purged). */
+  retentionSeconds: number | null;
   /** Finished-run backlogs to measure claim latency with (the last one also with pending runs). */
   backlogs: number[];
   claimReps: number;
@@ -61,6 +64,7 @@ export function readConfig(): BenchConfig {
     peerRuns10: num('peer-runs10', quick ? 500 : 1_000),
     procs: quick ? [1, 2] : [1, 2, 4],
     sustainMinutes: num('sustain-minutes', quick ? 1 : 3),
+    retentionSeconds: flag('retention') === 'off' ? null : num('retention', 60),
     backlogs: quick ? [0, 100_000] : [0, 100_000, 1_000_000],
     claimReps: num('claim-reps', quick ? 10 : 30),
     svg: flag('svg') ?? 'bench-results/throughput.svg',

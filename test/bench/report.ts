@@ -105,7 +105,8 @@ export function goals(res: BenchResults): Goal[] {
   const ten = s && s.minutes >= 10;
   out.push({
     goal: 'tables after 10 min no larger than 2x their size after 2 min',
-    measured: at2 && end ? `runs+steps ${bytes(end.totalBytes)} at ${end.atSeconds}s vs ${bytes(at2.totalBytes)} at ${at2.atSeconds}s = ${fmt(end.totalBytes / at2.totalBytes, 2)}x; ` +
+    measured: at2 && end ? `runs+steps ${bytes(end.totalBytes)} at ${end.atSeconds}s vs ${bytes(at2.totalBytes)} at ${at2.atSeconds}s = ${fmt(end.totalBytes / at2.totalBytes, 2)}x ` +
+      `(retention ${s?.retentionSeconds == null ? 'none' : `${s.retentionSeconds} s`}); ` +
       `claim-path indexes ${bytes(end.hotIndexBytes)} vs ${bytes(at2.hotIndexBytes)}${ten ? '' : ' (run --sustain-minutes=10 to judge)'}` : 'not measured',
     verdict: verdict(ten && at2 && end ? end.totalBytes <= 2 * at2.totalBytes : undefined),
   });

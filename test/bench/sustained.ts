@@ -1,7 +1,9 @@
 /**
  * Sustained load: 1-step runs started at 70% of the measured peak by an
- * open-loop enqueuer for N minutes, processed by two worker processes;
- * table and index sizes and dead tuples every 30 s and at the end.
+ * open-loop enqueuer for N minutes, processed by two worker processes that
+ * also purge finished runs past the retention (60 s unless --retention says
+ * otherwise; --retention=off keeps every run); table and index sizes, rows
+ * and dead tuples every 30 s and at the end.
  */
 import pg from 'pg';
 import type { BenchConfig } from './config.ts';
@@ -14,6 +16,8 @@ export interface SizeSnapshot {
   atSeconds: number;
   enqueued: number;
   pending: number;
+  /** Rows in trellis.runs (the retained runs, finished or not). */
+  runs: number;
   relations: Record<string, { bytes: number; live?: number; dead?: number }>;
   /** runs + steps with their indexes and TOAST. */
   totalBytes: number;
@@ -26,6 +30,9 @@ export interface SustainedResult {
   peak: number;
   rate: number;
   achieved: number;
+  /** Retention of finished runs in seconds; null: nothing was purged. */
+  retentionSeconds: number | null;
+  purged: number;
   snapshots: SizeSnapshot[];
 }
 
@@ -45,11 +52,12 @@ async function snapshot(c: pg.Client, atSeconds: number, enqueued: number): Prom
     select indexrelname as name, pg_relation_size(indexrelid)::float8 as bytes
       from pg_stat_user_indexes where schemaname = 'trellis' and relname in ('runs', 'steps') order by 1`);
   for (const i of indexes.rows) rel[i.name] = { bytes: i.bytes };
-  const pending = Number((await c.query(`select count(*) as n from trellis.runs where status = 'pending'`)).rows[0].n);
+  const counts = (await c.query(`select count(*) filter (where status = 'pending') as pending, count(*) as runs from trellis.runs`)).rows[0];
   return {
     atSeconds,
     enqueued,
-    pending,
+    pending: Number(counts.pending),
+    runs: Number(counts.runs),
     relations: rel,
     totalBytes: (rel['runs (total)']?.bytes ?? 0) + (rel['steps (total)']?.bytes ?? 0),
     hotIndexBytes: HOT.reduce((s, n) => s + (rel[n]?.bytes ?? 0), 0),
@@ -66,8 +74,10 @@ export async function sustained(server: BenchServer, cfg: BenchConfig, knownPeak
     await registerBench(pool);
     const peak = knownPeak ?? (await trellisRep(pool, url, { kind: '1-step', procs: 2, runs: cfg.runs1 })).wfs;
     await pool.query('truncate trellis.signals, trellis.steps, trellis.runs');
+    await pool.query(`select trellis.retention_set($1::float8 * interval '1 second')`, [cfg.retentionSeconds]);
     const rate = Math.round(peak * 0.7);
-    console.log(`  sustained: ${fmt(rate)} starts/s (70% of ${fmt(peak)}) for ${cfg.sustainMinutes} min, 2 worker processes`);
+    console.log(`  sustained: ${fmt(rate)} starts/s (70% of ${fmt(peak)}) for ${cfg.sustainMinutes} min, 2 worker processes, ` +
+      `retention ${cfg.retentionSeconds === null ? 'none' : `${cfg.retentionSeconds} s`}`);
     await Promise.all(workers.map((w) => w.waitFor('ready')));
     for (const w of workers) w.send('go');
     await Promise.all(workers.map((w) => w.waitFor('started')));
@@ -87,7 +97,7 @@ export async function sustained(server: BenchServer, cfg: BenchConfig, knownPeak
       if (elapsed >= nextSnap) {
         const s = await snapshot(c, Math.round(elapsed / 1000), enqueued);
         snapshots.push(s);
-        console.log(`    ${s.atSeconds}s: ${fmt(enqueued)} started, ${fmt(s.pending)} pending, runs+steps ${bytes(s.totalBytes)}, ` +
+        console.log(`    ${s.atSeconds}s: ${fmt(enqueued)} started, ${fmt(s.pending)} pending, ${fmt(s.runs)} runs kept, runs+steps ${bytes(s.totalBytes)}, ` +
           `claim-path indexes ${bytes(s.hotIndexBytes)}, dead tuples runs ${fmt(s.relations['runs (total)']?.dead)}`);
         nextSnap += 30_000;
       }
@@ -95,13 +105,17 @@ export async function sustained(server: BenchServer, cfg: BenchConfig, knownPeak
     }
     const seconds = (performance.now() - t0) / 1000;
     // Let the workers catch up (at most 60 s), then the final figures.
+    const unfinished = async () => Number((await c.query(`select count(*) as n from trellis.runs where status <> 'completed'`)).rows[0].n);
     const deadline = Date.now() + 60_000;
-    while (Date.now() < deadline && Number((await c.query(`select count(*) as n from trellis.runs where status <> 'completed'`)).rows[0].n) > 0) await sleep(200);
+    while (Date.now() < deadline && (await unfinished()) > 0) await sleep(200);
     const final = await snapshot(c, Math.round(seconds), enqueued);
     snapshots.push(final);
-    const done = Number((await c.query(`select count(*) as n from trellis.runs where status = 'completed'`)).rows[0].n);
-    console.log(`    end: ${fmt(done)} completed of ${fmt(enqueued)}, runs+steps ${bytes(final.totalBytes)}, dead tuples runs ${fmt(final.relations['runs (total)']?.dead)}, steps ${fmt(final.relations['steps (total)']?.dead)}`);
-    return { minutes: cfg.sustainMinutes, peak, rate, achieved: done / seconds, snapshots };
+    // Every run that is not in the table any more was completed and then purged.
+    const done = enqueued - (await unfinished());
+    const purged = enqueued - final.runs;
+    console.log(`    end: ${fmt(done)} completed of ${fmt(enqueued)} (${fmt(purged)} purged), runs+steps ${bytes(final.totalBytes)}, ` +
+      `dead tuples runs ${fmt(final.relations['runs (total)']?.dead)}, steps ${fmt(final.relations['steps (total)']?.dead)}`);
+    return { minutes: cfg.sustainMinutes, peak, rate, achieved: done / seconds, retentionSeconds: cfg.retentionSeconds, purged, snapshots };
   } finally {
     for (const w of workers) w.send('stop');
     await Promise.all(workers.map((w) => w.waitFor('stats', 20_000).catch(() => undefined)));

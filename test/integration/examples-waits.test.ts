@@ -6,7 +6,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'order-saga', 'continue-as-new'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'order-saga', 'continue-as-new', 'retention'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -53,7 +53,7 @@ async function query<R extends pg.QueryResultRow>(url: string, text: string, val
   }
 }
 
-describe('wait, child, cancellation, saga and continue-as-new examples', () => {
+describe('wait, child, cancellation, saga, continue-as-new and retention examples', () => {
   const databases: { drop(): Promise<void> }[] = [];
   const runs = new Map<Example, Promise<Outcome>>();
 
@@ -166,5 +166,20 @@ describe('wait, child, cancellation, saga and continue-as-new examples', () => {
     const rows = await query<{ execution: number; status: string }>(url,
       `select execution, status from trellis.runs where workflow = 'feed-poller'`);
     assert.deepEqual(rows, [{ execution: 5, status: 'completed' }, { execution: 5, status: 'completed' }]);
+  });
+
+  it('retention: finished runs are purged after the retention, a waiting one is kept, and on-demand purges from TS and SQL', async () => {
+    const { stdout, url } = await finished('retention');
+    assert.match(stdout, /^retention: 2000 ms$/m);
+    assert.deepEqual(linesStarting(stdout, 'receipt for '), ['receipt for A-1 sent', 'receipt for A-2 sent', 'receipt for A-3 sent']);
+    assert.match(stdout, /^receipts kept right after finishing: 3$/m);
+    assert.match(stdout, /^receipts purged after at least 2 s$/m);
+    assert.match(stdout, /^waiting invoice kept: waiting$/m);
+    assert.match(stdout, /^purged from TS: 2$/m);
+    assert.match(stdout, /^A-7 paid 42$/m);
+    assert.match(stdout, /^purged from SQL: 1$/m);
+    assert.match(stdout, /^runs left: 0$/m);
+    const rows = await query<{ n: number }>(url, `select (select count(*) from trellis.steps)::int + (select count(*) from trellis.signals)::int as n`);
+    assert.deepEqual(rows, [{ n: 0 }], 'steps and signals went with their runs');
   });
 });

@@ -1,0 +1,73 @@
+/**
+ * Retention: finished runs are kept for a set time after they finish, then
+ * the workers purge them with their steps and signals.
+ * 1. `client.setRetention('2 seconds')` (in production: days). The worker's
+ *    purge loop (here every 200 ms; default 5 s) deletes the three finished
+ *    receipts about 2 s after they finished; the one still waiting for a
+ *    signal is kept however old it is.
+ * 2. A purge on demand from TS (`client.purge`) for one workflow, and the same
+ *    from plain SQL (`trellis.run_purge`), e.g. from pg_cron.
+ *
+ *   npx tsx examples/retention/main.ts
+ * Uses DATABASE_URL when set, else an embedded PostgreSQL.
+ */
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient, createWorker, defineSignal, defineWorkflow } from '../../src/index.ts';
+import { exampleDatabase } from '../support/database.ts';
+
+const paid = defineSignal('paid', z.object({ amount: z.number() }));
+
+const receipt = defineWorkflow({ name: 'send-receipt', input: z.object({ order: z.string() }) }, async (ctx, { order }) =>
+  ctx.step('email', () => `receipt for ${order} sent`));
+
+const invoice = defineWorkflow({ name: 'await-payment', input: z.object({ order: z.string() }) }, async (ctx, { order }) => {
+  const payment = await ctx.waitForSignal(paid);
+  if (payment.timedOut) throw new Error('no timeout was set, so this cannot happen');
+  return `${order} paid ${payment.payload.amount}`;
+});
+
+const audit = defineWorkflow({ name: 'audit-log', input: z.object({ entry: z.string() }) }, async (ctx, { entry }) =>
+  ctx.step('write', () => entry.length));
+
+const database = await exampleDatabase();
+const pool = new pg.Pool({ connectionString: database.url });
+const worker = createWorker({ pool, workflows: [receipt, invoice, audit], purge: { interval: '200ms' } });
+const client = createClient({ pool });
+try {
+  await worker.start();
+  await client.setRetention('2 seconds');
+  console.log(`retention: ${await client.retention()} ms`);
+
+  const waiting = await client.start(invoice, { order: 'A-7' });
+  const receipts = await Promise.all(['A-1', 'A-2', 'A-3'].map((order) => client.start(receipt, { order })));
+  for (const r of receipts) console.log(await r.result());
+  const finishedAt = Date.now();
+
+  // Watch the runs disappear: a finished run is kept for the retention, then purged.
+  const present = async (ids: string[]) => (await Promise.all(ids.map((id) => client.get(id)))).filter(Boolean).length;
+  const ids = receipts.map((r) => r.id);
+  console.log(`receipts kept right after finishing: ${await present(ids)}`);
+  while ((await present(ids)) > 0) {
+    if (Date.now() - finishedAt > 30_000) throw new Error('receipts were not purged within 30 s');
+    await new Promise((r) => setTimeout(r, 100));
+  }
+  console.log(`receipts purged after ${Date.now() - finishedAt >= 2000 ? 'at least' : 'less than'} 2 s`);
+  console.log(`waiting invoice kept: ${(await client.get(waiting.id))?.status}`);
+
+  // Retention off again, then purges on demand.
+  await client.setRetention(null);
+  const logs = await Promise.all(['login', 'logout'].map((entry) => client.start(audit, { entry })));
+  for (const l of logs) await l.result();
+  console.log(`purged from TS: ${await client.purge({ olderThan: 0, workflow: audit })}`);
+  await client.signal(waiting.id, paid, { amount: 42 });
+  console.log(await waiting.result());
+  const { rows } = await pool.query(`select trellis.run_purge(interval '0', 1000, 'await-payment') as purged`);
+  console.log(`purged from SQL: ${rows[0].purged}`);
+  console.log(`runs left: ${(await pool.query('select count(*)::int as n from trellis.runs')).rows[0].n}`);
+} finally {
+  await worker.stop();
+  await client.close();
+  await pool.end();
+  await database.stop();
+}

@@ -1,0 +1,100 @@
+-- 600_retention: deleting finished runs after an age.
+-- Owns: retention_set, retention, run_purge, run_purge_due.
+-- Touches: trellis.runs (delete; their steps and signals go by cascade, and a
+-- deleted run's children lose their parent link), trellis.settings.
+-- Lock order: the purged runs only, FOR UPDATE SKIP LOCKED in finished_at
+-- order, so a purge never waits for a run another transaction holds (it is
+-- left for a later purge) and nothing waits long for a purge. run_purge_due
+-- first takes a transaction-level advisory try-lock, so of many workers that
+-- purge on a timer one does the work at a time and the others return at once.
+--
+-- A finished child run is kept while a call of its parent still waits on it
+-- (a parent reads the child's outcome from the child's row when it next
+-- runs, and a failed parent that is retried runs that call again); the
+-- waiting call is found through steps_child_wait_idx.
+
+create or replace function trellis._check_retention(p_older_than interval, p_what text)
+returns interval language plpgsql immutable as $$
+begin
+  if p_older_than is null or p_older_than < interval '0' then
+    perform trellis._raise('TR001', format('%s must be a duration of zero or more, not %s',
+      p_what, coalesce(p_older_than::text, 'null')));
+  end if;
+  return p_older_than;
+end $$;
+comment on function trellis._check_retention(interval, text) is
+  'Return p_older_than if it is a non-negative interval, else raise TR001.';
+
+create or replace function trellis.retention_set(p_older_than interval)
+returns interval language plpgsql as $$
+begin
+  if p_older_than is null then
+    delete from trellis.settings where key = 'retention';
+    return null;
+  end if;
+  if p_older_than < interval '1 second' then
+    perform trellis._raise('TR001', format('retention must be at least 1 second, not %s', p_older_than));
+  end if;
+  insert into trellis.settings as s (key, value, updated_at) values ('retention', to_jsonb(p_older_than::text), now())
+  on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at;
+  return p_older_than;
+end $$;
+comment on function trellis.retention_set(interval) is
+  'Keep finished runs (completed, failed, cancelled) for p_older_than after they finished, then let workers purge them with their steps and signals; null keeps them forever (the default). At least 1 second. Returns the new setting.';
+
+create or replace function trellis.retention()
+returns interval language sql stable as $$
+  select (value #>> '{}')::interval from trellis.settings where key = 'retention'
+$$;
+comment on function trellis.retention() is
+  'The retention of finished runs set by retention_set, or null (kept forever).';
+
+create or replace function trellis.run_purge(p_older_than interval, p_limit integer default 1000,
+  p_workflow text default null)
+returns integer language plpgsql as $$
+declare
+  v_cutoff timestamptz;
+  v_ids    uuid[];
+begin
+  perform trellis._check_retention(p_older_than, 'older_than');
+  if p_limit is null or p_limit < 1 or p_limit > 100000 then
+    perform trellis._raise('TR001', format('limit must be from 1 to 100000, not %s', coalesce(p_limit::text, 'null')));
+  end if;
+  if p_workflow is not null then
+    perform trellis._check_name(p_workflow, 'workflow');
+  end if;
+  v_cutoff := trellis.now() - p_older_than;
+  select array_agg(s.id) into v_ids from (
+    select r.id from trellis.runs r
+     where r.finished_at < v_cutoff
+       and (p_workflow is null or r.workflow = p_workflow)
+       and not exists (select 1 from trellis.steps w
+                        where (w.output->>'child')::uuid = r.id and w.status = 'waiting' and w.kind = 'child')
+     order by r.finished_at
+     limit p_limit
+       for update of r skip locked) s;
+  if v_ids is null then
+    return 0;
+  end if;
+  delete from trellis.runs where id = any (v_ids);
+  return cardinality(v_ids);
+end $$;
+comment on function trellis.run_purge(interval, integer, text) is
+  'Delete up to p_limit runs (1-100000) that finished more than p_older_than ago, oldest first, with their steps and signals (optionally only of workflow p_workflow); keeps a child run while a call of its parent waits on it. Skips runs locked by other transactions. Returns how many runs were deleted. Their idempotency keys are free again.';
+
+create or replace function trellis.run_purge_due(p_limit integer default 1000)
+returns integer language plpgsql as $$
+declare
+  v_retention interval := trellis.retention();
+begin
+  if v_retention is null then
+    return null;
+  end if;
+  -- One purger at a time; the others have nothing to add.
+  if not pg_try_advisory_xact_lock(1414679635, 2) then
+    return 0;
+  end if;
+  return trellis.run_purge(v_retention, p_limit);
+end $$;
+comment on function trellis.run_purge_due(integer) is
+  'Purge up to p_limit runs past the retention set by retention_set (run_purge); null when no retention is set, 0 when another session is purging. Workers call it on a timer.';

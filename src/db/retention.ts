@@ -1,0 +1,26 @@
+/** Wrappers of sql/600_retention.sql. Durations cross as milliseconds. */
+import { type Queryable, run } from './queryable.ts';
+
+/** trellis.retention_set: `null` keeps finished runs forever. */
+export async function retentionSet(db: Queryable, ms: number | null): Promise<void> {
+  await run(db, `select trellis.retention_set($1::float8 * interval '1 millisecond')`, [ms]);
+}
+
+/** trellis.retention, in milliseconds (null: kept forever). */
+export async function retentionGet(db: Queryable): Promise<number | null> {
+  const rows = await run<{ ms: number | null }>(db, 'select (extract(epoch from trellis.retention()) * 1000)::float8 as ms');
+  return rows[0]?.ms ?? null;
+}
+
+/** trellis.run_purge: how many runs were deleted. */
+export async function runPurge(db: Queryable, olderThanMs: number, limit: number, workflow: string | null): Promise<number> {
+  const rows = await run<{ n: number }>(db,
+    `select trellis.run_purge($1::float8 * interval '1 millisecond', $2, $3) as n`, [olderThanMs, limit, workflow]);
+  return rows[0]?.n ?? 0;
+}
+
+/** trellis.run_purge_due: null when no retention is set. */
+export async function runPurgeDue(db: Queryable, limit: number): Promise<number | null> {
+  const rows = await run<{ n: number | null }>(db, 'select trellis.run_purge_due($1) as n', [limit]);
+  return rows[0]?.n ?? null;
+}

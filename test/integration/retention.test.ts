@@ -1,0 +1,117 @@
+/**
+ * Retention end to end: client.setRetention / retention / purge, and the
+ * worker's purge loop deleting runs (with their children) once they are past
+ * the retention on the virtual clock, in batches, and nothing younger.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { ValidationError } from '../../src/errors.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const echo = defineWorkflow({ name: 'echo', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
+  ctx.step('double', () => n * 2));
+const leaf = defineWorkflow({ name: 'leaf', input: z.object({}) }, async () => 'leaf');
+const tree = defineWorkflow({ name: 'tree', input: z.object({}) }, async (ctx) => ctx.child(leaf, {}));
+
+let env: TestEnv;
+before(async () => {
+  env = await createTestEnv({ workflows: [echo, leaf, tree], purge: { interval: 50, batch: 2 } });
+});
+after(() => env.close());
+
+const count = async () => Number((await env.pool.query('select count(*) as n from trellis.runs')).rows[0].n);
+
+describe('client retention settings', () => {
+  it('is unset by default, reads back what was set, and null unsets it', async () => {
+    assert.equal(await env.client.retention(), null);
+    await env.client.setRetention('1 day');
+    assert.equal(await env.client.retention(), 86_400_000);
+    await env.client.setRetention(null);
+    assert.equal(await env.client.retention(), null);
+  });
+
+  for (const bad of ['500ms', 'soon', -5]) {
+    it(`setRetention(${JSON.stringify(bad)}) throws ValidationError and keeps the setting`, async () => {
+      await env.client.setRetention('2 days');
+      await assert.rejects(env.client.setRetention(bad as never), ValidationError);
+      assert.equal(await env.client.retention(), 2 * 86_400_000);
+      await env.client.setRetention(null);
+    });
+  }
+});
+
+describe('the worker purge loop', () => {
+  it('deletes, in batches, the runs past the retention with their steps, and keeps younger ones', async () => {
+    const old = await Promise.all([1, 2, 3, 4, 5].map((n) => env.start(echo, { n })));
+    for (const r of old) await env.drive(r);
+    await env.advance('12 hours');
+    const young = await env.start(echo, { n: 6 });
+    await env.drive(young);
+    const purgedBefore = env.worker.stats.purged;
+    await env.client.setRetention('1 day');
+    await env.advance('13 hours');
+    await waitFor(async () => (await Promise.all(old.map((r) => env.client.get(r.id)))).every((r) => r === undefined),
+      { what: 'the five old runs to be purged' });
+    assert.equal(env.worker.stats.purged - purgedBefore, 5, 'three batches of at most 2');
+    assert.equal((await env.client.get(young.id))?.status, 'completed');
+    const steps = await env.pool.query('select count(*)::int as n from trellis.steps where run_id = any($1::uuid[])', [old.map((r) => r.id)]);
+    assert.equal(steps.rows[0].n, 0);
+    await env.client.setRetention(null);
+  });
+
+  it('purges a parent and the child it waited on', async () => {
+    const run = await env.start(tree, {});
+    assert.equal((await env.drive(run)).output, 'leaf');
+    const child = (await env.client.list({ workflow: 'leaf' })).runs.find((r) => r.parentRunId === run.id);
+    assert.ok(child, 'the child run exists');
+    await env.client.setRetention('1 hour');
+    await env.advance('2 hours');
+    await waitFor(async () => !(await env.client.get(run.id)) && !(await env.client.get(child.id)), { what: 'parent and child purged' });
+    await env.client.setRetention(null);
+  });
+});
+
+describe('client.purge', () => {
+  it('deletes finished runs of one workflow older than olderThan, and returns how many', async () => {
+    const a = await env.start(echo, { n: 1 });
+    await env.drive(a);
+    const b = await env.start(leaf, {});
+    await env.drive(b);
+    await env.advance('1 hour');
+    assert.equal(await env.client.purge({ olderThan: '30 minutes', workflow: echo }), 1);
+    assert.equal(await env.client.get(a.id), undefined);
+    assert.ok(await env.client.get(b.id));
+  });
+
+  it("inside the caller's transaction: a rollback keeps the runs", async () => {
+    const r = await env.start(echo, { n: 2 });
+    await env.drive(r);
+    await env.advance('1 hour');
+    const c = await env.pool.connect();
+    try {
+      await c.query('begin');
+      assert.ok((await env.client.purge({ olderThan: '1 minute', tx: c })) >= 1);
+      await c.query('rollback');
+    } finally {
+      c.release();
+    }
+    assert.equal((await env.client.get(r.id))?.status, 'completed');
+  });
+
+  const bad: [string, Parameters<TestEnv['client']['purge']>[0]][] = [
+    ['a limit of 0', { olderThan: '1 day', limit: 0 }],
+    ['a limit of 1.5', { olderThan: '1 day', limit: 1.5 }],
+    ['a duration that is not one', { olderThan: 'yesterday' as never }],
+    ['a workflow name with SQL in it', { olderThan: '0ms' as never, workflow: `echo'; delete from trellis.runs; --` }],
+  ];
+  for (const [what, options] of bad) {
+    it(`refuses ${what} with ValidationError and deletes nothing`, async () => {
+      const before = await count();
+      await assert.rejects(env.client.purge(options), ValidationError);
+      assert.equal(await count(), before);
+    });
+  }
+});

@@ -1,0 +1,234 @@
+/**
+ * The SQL contract of sql/600_retention.sql: retention_set / retention,
+ * run_purge (what it deletes and keeps, order, limit, workflow filter, a
+ * child kept while its parent waits on it, locked runs skipped, bad input)
+ * and run_purge_due (the setting, one purger at a time). Ages come from the
+ * virtual clock of the test kit (clock_use_virtual / clock_advance).
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, beforeEach, describe, it } from 'node:test';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+
+let db: TestDatabase;
+const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const one = async (text: string, values: unknown[] = []) => (await sql(text, values))[0];
+
+before(async () => {
+  db = await freshDatabase();
+  await sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"},{"name":"other","version":"1","queue":"default"}]')`);
+  const c = await db.pool.connect();
+  try {
+    await c.query('begin');
+    await c.query(`set local trellis.virtual_clock = 'allowed'`);
+    await c.query('select trellis.clock_use_virtual()');
+    await c.query('commit');
+  } finally {
+    c.release();
+  }
+});
+after(() => db.close());
+// Every test starts from empty tables and no retention.
+beforeEach(async () => {
+  await sql('truncate trellis.signals, trellis.steps, trellis.runs');
+  await sql('select trellis.retention_set(null)');
+});
+
+const advance = (by: string) => sql('select trellis.clock_advance($1::interval)', [by]);
+const exists = async (id: string) => (await one('select count(*)::int as n from trellis.runs where id = $1', [id])).n === 1;
+const counts = async () => one(`select (select count(*)::int from trellis.runs) as runs, (select count(*)::int from trellis.steps) as steps,
+                                       (select count(*)::int from trellis.signals) as signals`);
+
+let queues = 0;
+type Held = { id: string; token: string; queue: string };
+async function start(workflow = 'w', options: Record<string, unknown> = {}): Promise<{ id: string; queue: string }> {
+  const queue = `r${++queues}`;
+  const { id } = await one('select trellis.run_start($1, $2, $3) as id', [workflow, '{}', JSON.stringify({ queue, ...options })]);
+  return { id, queue };
+}
+async function claim(queue: string, workflow = 'w'): Promise<Held> {
+  const r = await one(`select id, lease_token from trellis.run_claim('w1', array[$1], array[$2], '{1}', 1, '1 minute')`, [queue, workflow]);
+  return { id: r.id, token: r.lease_token, queue };
+}
+const apply = (ops: unknown[]) => sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify(ops)]);
+
+/** A run in `status` with one recorded step (unless it never ran) and one buffered signal (unless waiting: it would wake). */
+async function make(status: 'pending' | 'running' | 'waiting' | 'completed' | 'failed' | 'cancelled', workflow = 'w'): Promise<string> {
+  const { id, queue } = await start(workflow);
+  if (status !== 'waiting') await sql(`select trellis.signal_send($1, 'ping', '{}', null)`, [id]);
+  if (status === 'pending') return id;
+  if (status === 'cancelled') {
+    await sql('select trellis.run_cancel($1)', [id]);
+    return id;
+  }
+  const h = await claim(queue, workflow);
+  await apply([{ op: 'step', run: h.id, token: h.token, execution: 1, seq: 0, name: 's', kind: 'step', status: 'completed', output: 1 }]);
+  if (status === 'completed') await apply([{ op: 'complete', run: h.id, token: h.token, execution: 1, output: 'done' }]);
+  if (status === 'failed') await apply([{ op: 'fail', run: h.id, token: h.token, execution: 1, error: { name: 'Error', message: 'boom' } }]);
+  if (status === 'waiting') await apply([{ op: 'wait', run: h.id, token: h.token, execution: 1, delay_ms: 3_600_000, signal: 0 }]);
+  assert.equal((await one('select status from trellis.runs where id = $1', [id])).status, status);
+  return id;
+}
+
+describe('retention_set and retention', () => {
+  it('is unset by default: retention() is null and run_purge_due does nothing and returns null', async () => {
+    const old = await make('completed');
+    await advance('3650 days');
+    assert.equal((await one('select trellis.retention() as r')).r, null);
+    assert.equal((await one('select trellis.run_purge_due() as n')).n, null);
+    assert.ok(await exists(old));
+  });
+
+  it('stores an interval that retention() reads back, and null removes it', async () => {
+    assert.equal((await one(`select trellis.retention_set('7 days') as r`)).r.days, 7);
+    assert.deepEqual((await one(`select value from trellis.settings where key = 'retention'`)).value, '7 days');
+    assert.equal((await one(`select trellis.retention() = interval '7 days' as same`)).same, true);
+    assert.equal((await one('select trellis.retention_set(null) as r')).r, null);
+    assert.equal((await one('select trellis.retention() as r')).r, null);
+  });
+
+  for (const bad of ['0.5 seconds', '-1 day']) {
+    it(`refuses ${bad} with TR001 and keeps the setting`, async () => {
+      await sql(`select trellis.retention_set('1 day')`);
+      await assert.rejects(sql('select trellis.retention_set($1::interval)', [bad]), { code: 'TR001', message: /retention must be at least 1 second/ });
+      assert.equal((await one(`select trellis.retention() = interval '1 day' as same`)).same, true);
+    });
+  }
+});
+
+describe('run_purge', () => {
+  it('deletes the finished runs older than the cutoff with their steps and signals, and keeps the rest', async () => {
+    const old = { completed: await make('completed'), failed: await make('failed'), cancelled: await make('cancelled') };
+    const live = { pending: await make('pending'), running: await make('running'), waiting: await make('waiting') };
+    await advance('2 days');
+    const fresh = await make('completed');
+    const before = await counts();
+    assert.equal((await one(`select trellis.run_purge('1 day') as n`)).n, 3);
+    for (const id of Object.values(old)) assert.equal(await exists(id), false);
+    for (const id of [...Object.values(live), fresh]) assert.ok(await exists(id));
+    const purged = Object.values(old);
+    assert.equal((await one('select count(*)::int as n from trellis.steps where run_id = any($1::uuid[])', [purged])).n, 0);
+    assert.equal((await one('select count(*)::int as n from trellis.signals where run_id = any($1::uuid[])', [purged])).n, 0);
+    // Two of the three purged runs had a step (the cancelled one never ran); each had a signal.
+    assert.deepEqual(await counts(), { runs: before.runs - 3, steps: before.steps - 2, signals: before.signals - 3 });
+    assert.equal((await one(`select trellis.run_purge('1 day') as n`)).n, 0, 'nothing left to purge');
+  });
+
+  it('takes the oldest-finished runs first, at most p_limit', async () => {
+    const ids: string[] = [];
+    for (let i = 0; i < 5; i++) {
+      ids.push(await make('completed'));
+      await advance('1 minute');
+    }
+    assert.equal((await one(`select trellis.run_purge('0', 2) as n`)).n, 2);
+    assert.deepEqual(await Promise.all(ids.map(exists)), [false, false, true, true, true]);
+  });
+
+  it('with p_workflow deletes only runs of that workflow', async () => {
+    const mine = await make('completed', 'other');
+    const theirs = await make('completed', 'w');
+    await advance('1 hour');
+    assert.equal((await one(`select trellis.run_purge('1 minute', 1000, 'other') as n`)).n, 1);
+    assert.equal(await exists(mine), false);
+    assert.ok(await exists(theirs));
+  });
+
+  it('frees the idempotency key of a purged run', async () => {
+    const first = await start('w', { key: 'order-1' });
+    await sql('select trellis.run_cancel($1)', [first.id]);
+    await advance('1 hour');
+    await sql(`select trellis.run_purge('1 minute')`);
+    const again = await start('w', { key: 'order-1' });
+    assert.notEqual(again.id, first.id);
+  });
+
+  it('keeps a finished child while a call of its parent waits on it, and purges it once that call has its result', async () => {
+    const parent = await claim((await start()).queue);
+    const child = randomUUID();
+    const childQueue = `${parent.queue}-child`;
+    await apply([{ op: 'child', run: parent.id, token: parent.token, execution: 1, seq: 0, name: 'c', child, workflow: 'w', input: {}, queue: childQueue }]);
+    await apply([{ op: 'wait', run: parent.id, token: parent.token, execution: 1, delay_ms: null, signal: 0 }]);
+    const c = await claim(childQueue);
+    await apply([{ op: 'complete', run: c.id, token: c.token, execution: 1, output: 42 }]);
+    await advance('1 hour');
+    assert.equal((await one(`select trellis.run_purge('1 minute') as n`)).n, 0, 'the parent has not read the child yet');
+    assert.ok(await exists(child));
+
+    // The parent runs again, takes the child's result and completes.
+    const p = await claim(parent.queue);
+    assert.equal(p.id, parent.id);
+    await apply([
+      { op: 'step', run: p.id, token: p.token, execution: 1, seq: 0, name: 'c', kind: 'child', status: 'completed', output: 42 },
+      { op: 'complete', run: p.id, token: p.token, execution: 1, output: 42 },
+    ]);
+    await advance('1 hour');
+    assert.equal((await one(`select trellis.run_purge('1 minute') as n`)).n, 2);
+    assert.equal(await exists(child), false);
+    assert.equal(await exists(parent.id), false);
+  });
+
+  it('skips a run another transaction has locked, without waiting, and takes it later', async () => {
+    const locked = await make('completed');
+    const free = await make('completed');
+    await advance('1 hour');
+    const other = await db.pool.connect();
+    try {
+      await other.query('begin');
+      await other.query('select 1 from trellis.runs where id = $1 for update', [locked]);
+      assert.equal((await one(`select trellis.run_purge('1 minute') as n`)).n, 1);
+      assert.equal(await exists(free), false);
+      await other.query('commit');
+    } finally {
+      other.release();
+    }
+    assert.equal((await one(`select trellis.run_purge('1 minute') as n`)).n, 1);
+    assert.equal(await exists(locked), false);
+  });
+
+  const bad: [string, unknown[], RegExp][] = [
+    ['a negative age', ['-1 day', 10, null], /older_than must be a duration of zero or more/],
+    ['a null age', [null, 10, null], /older_than must be a duration of zero or more/],
+    ['a limit of 0', ['1 day', 0, null], /limit must be from 1 to 100000/],
+    ['a limit over 100000', ['1 day', 100_001, null], /limit must be from 1 to 100000/],
+    ['a workflow name with SQL in it', ['0', 10, `w'; delete from trellis.runs; --`], /invalid workflow name/],
+  ];
+  for (const [what, values, message] of bad) {
+    it(`refuses ${what} with TR001 and deletes nothing`, async () => {
+      await make('completed');
+      await advance('2 days');
+      const before = await counts();
+      await assert.rejects(sql('select trellis.run_purge($1::interval, $2, $3)', values), { code: 'TR001', message });
+      assert.deepEqual(await counts(), before);
+    });
+  }
+});
+
+describe('run_purge_due', () => {
+  it('purges what is past the retention setting', async () => {
+    const old = await make('completed');
+    await advance('25 hours');
+    const recent = await make('completed');
+    await sql(`select trellis.retention_set('1 day')`);
+    assert.equal((await one('select trellis.run_purge_due() as n')).n, 1);
+    assert.equal(await exists(old), false);
+    assert.ok(await exists(recent));
+  });
+
+  it('returns 0 at once while another session is purging, and purges once that one committed', async () => {
+    const old = await make('completed');
+    await advance('2 days');
+    await sql(`select trellis.retention_set('1 day')`);
+    const other = await db.pool.connect();
+    try {
+      await other.query('begin');
+      await other.query('select trellis.run_purge_due(1)');
+      assert.equal((await one('select trellis.run_purge_due() as n')).n, 0);
+      await other.query('rollback');
+    } finally {
+      other.release();
+    }
+    assert.ok(await exists(old), 'the other session rolled its purge back');
+    assert.equal((await one('select trellis.run_purge_due() as n')).n, 1);
+    assert.equal(await exists(old), false);
+  });
+});
