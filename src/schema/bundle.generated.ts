@@ -44,6 +44,13 @@ export const BUNDLE: BundledSql = {
       "hash": "sha1:d997ea388dfb3de513de9f32aa55983572703c64",
       "previousHash": "sha1:2180bccfef11a7ba3229c68f3ff6e8f16c9a615f",
       "body": "-- Trellis 000006: retention (sql/600_retention.sql).\n-- Finished runs are purged oldest-finished first; a partial index keeps that\n-- scan off the live rows, and an index on signals.run_id lets the cascade\n-- that deletes a run's signals probe instead of scanning the table.\ncreate index runs_finished_idx on trellis.runs (finished_at) where finished_at is not null;\ncreate index signals_run_idx on trellis.signals (run_id);\n-- Purges delete as many rows as the workers insert: vacuum signals as\n-- eagerly as runs and steps.\nalter table trellis.signals set (autovacuum_vacuum_scale_factor = 0.02, autovacuum_analyze_scale_factor = 0.05,\n                                 autovacuum_vacuum_cost_delay = 0);\n"
+    },
+    {
+      "id": 7,
+      "filename": "000007.sql",
+      "hash": "sha1:15b1dda44886e94030cc8a4c23149eef54c999e0",
+      "previousHash": "sha1:d997ea388dfb3de513de9f32aa55983572703c64",
+      "body": "-- Trellis 000007: the hot tables keep their pages when autovacuum empties\n-- the end of the file. Truncating it takes an ACCESS EXCLUSIVE lock that\n-- stops every claim and checkpoint on the table until it is released; with\n-- runs purged (000006) whole tail pages empty out often, and at a steady\n-- rate the space is reused anyway.\nalter table trellis.runs set (vacuum_truncate = false);\nalter table trellis.steps set (vacuum_truncate = false);\nalter table trellis.signals set (vacuum_truncate = false);\n"
     }
   ],
   "functions": [

@@ -2,7 +2,8 @@
  * The SQL contract of sql/600_retention.sql: retention_set / retention,
  * run_purge (what it deletes and keeps, order, limit, workflow filter, a
  * child kept while its parent waits on it, locked runs skipped, bad input)
- * and run_purge_due (the setting, one purger at a time). Ages come from the
+ * and run_purge_due (the setting, one purger at a time), and the storage
+ * settings of the purged tables. Ages come from the
  * virtual clock of the test kit (clock_use_virtual / clock_advance).
  */
 import assert from 'node:assert/strict';
@@ -230,5 +231,17 @@ describe('run_purge_due', () => {
     assert.ok(await exists(old), 'the other session rolled its purge back');
     assert.equal((await one('select trellis.run_purge_due() as n')).n, 1);
     assert.equal(await exists(old), false);
+  });
+});
+
+describe('storage settings of the purged tables', () => {
+  it('runs, steps and signals are vacuumed after 2% of their rows change and never truncated by vacuum', async () => {
+    const rows = await sql(`select relname, reloptions from pg_class
+                             where relnamespace = 'trellis'::regnamespace and relname in ('runs', 'steps', 'signals') order by relname`);
+    assert.deepEqual(rows.map((r) => r.relname), ['runs', 'signals', 'steps']);
+    for (const r of rows) {
+      assert.ok(r.reloptions.includes('vacuum_truncate=false'), `${r.relname}: ${r.reloptions}`);
+      assert.ok(r.reloptions.includes('autovacuum_vacuum_scale_factor=0.02'), `${r.relname}: ${r.reloptions}`);
+    }
   });
 });
