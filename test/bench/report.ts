@@ -85,10 +85,11 @@ export function goals(res: BenchResults): Goal[] {
     measured: tl && gl ? `trellis ${fmt(tl.firstStep.p50, 1)} / ${fmt(tl.firstStep.p99, 1)} ms vs graphile-worker ${fmt(gl.firstStep.p50, 1)} / ${fmt(gl.firstStep.p99, 1)} ms` : 'not measured',
     verdict: verdict(tl && gl ? tl.firstStep.p50 <= gl.firstStep.p50 && tl.firstStep.p99 <= gl.firstStep.p99 : undefined),
   });
+  const tr = res.latency.find((r) => r.system === 'trellis' && r.load === 'low load, caller awaits result')?.result ?? tl?.result;
   out.push({
     goal: 'start->result of a 1-step workflow p50 < 5 ms (low load)',
-    measured: tl?.result ? `${fmt(tl.result.p50, 2)} ms` : 'not measured',
-    verdict: verdict(tl?.result ? tl.result.p50 < 5 : undefined),
+    measured: tr ? `${fmt(tr.p50, 2)} ms` : 'not measured',
+    verdict: verdict(tr ? tr.p50 < 5 : undefined),
   });
   const bl = res.backlog as BacklogPoint[] | undefined;
   const empty = bl?.find((p) => p.finished === 0);

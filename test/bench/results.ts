@@ -85,4 +85,7 @@ export interface LatencyRow {
   rate: number;
   firstStep: { n: number; p50: number; p95: number; p99: number; max: number };
   result?: { n: number; p50: number; p95: number; p99: number; max: number };
+  /** Low load only: each round's percentiles (the row's are their medians) and all rounds' samples together. */
+  rounds?: { firstStep: LatencyRow['firstStep']; result?: LatencyRow['firstStep'] }[];
+  pooled?: { firstStep: LatencyRow['firstStep']; result?: LatencyRow['firstStep'] };
 }

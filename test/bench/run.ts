@@ -12,7 +12,7 @@ import { backlog } from './backlog.ts';
 import { runtimeName } from './runtime.ts';
 import { type Family, readConfig } from './config.ts';
 import { printReport, throughputSvg } from './report.ts';
-import { graphileLatency, trellisLatency } from './latency.ts';
+import { latency } from './latency.ts';
 import { levers } from './levers.ts';
 import { dbosThroughput } from './peers/dbos.ts';
 import { graphileThroughput } from './peers/graphile-worker.ts';
@@ -105,13 +105,9 @@ try {
     await peer('dbos', () => dbosThroughput(server, cfg.reps, { '1-step': cfg.peerRuns1, '10-step': cfg.peerRuns10 }, peerProcs));
   });
   await family('latency', async () => {
-    const { rows, loadRate } = await trellisLatency(server, cfg);
+    const { rows, skipped } = await latency(server, cfg);
     results.latency.push(...rows);
-    try {
-      results.latency.push(...(await graphileLatency(server, loadRate, cfg.quick ? 2 : 4)));
-    } catch (error) {
-      results.peers.push({ system: 'graphile-worker (latency)', skipped: String(error).slice(0, 300) });
-    }
+    if (skipped) results.peers.push({ system: 'graphile-worker (latency)', skipped });
   });
   await family('levers', async () => {
     results.levers.push(...(await levers(server, cfg)));

@@ -23,6 +23,8 @@ export interface SizeSnapshot {
   totalBytes: number;
   /** The partial indexes of the claim path (pending and running rows only). */
   hotIndexBytes: number;
+  /** How long taking this snapshot took (its queries wait for locks like any other). */
+  tookMs: number;
 }
 
 export interface SustainedResult {
@@ -39,6 +41,7 @@ export interface SustainedResult {
 const HOT = ['runs_claim_idx', 'runs_due_idx', 'runs_lease_idx'];
 
 async function snapshot(c: pg.Client, atSeconds: number, enqueued: number): Promise<SizeSnapshot> {
+  const t0 = performance.now();
   const rel: SizeSnapshot['relations'] = {};
   const tables = await c.query(`
     select relname as name, pg_total_relation_size(relid)::float8 as total, pg_relation_size(relid)::float8 as heap,
@@ -61,6 +64,7 @@ async function snapshot(c: pg.Client, atSeconds: number, enqueued: number): Prom
     relations: rel,
     totalBytes: (rel['runs (total)']?.bytes ?? 0) + (rel['steps (total)']?.bytes ?? 0),
     hotIndexBytes: HOT.reduce((s, n) => s + (rel[n]?.bytes ?? 0), 0),
+    tookMs: Math.round(performance.now() - t0),
   };
 }
 
@@ -98,7 +102,7 @@ export async function sustained(server: BenchServer, cfg: BenchConfig, knownPeak
         const s = await snapshot(c, Math.round(elapsed / 1000), enqueued);
         snapshots.push(s);
         console.log(`    ${s.atSeconds}s: ${fmt(enqueued)} started, ${fmt(s.pending)} pending, ${fmt(s.runs)} runs kept, runs+steps ${bytes(s.totalBytes)}, ` +
-          `claim-path indexes ${bytes(s.hotIndexBytes)}, dead tuples runs ${fmt(s.relations['runs (total)']?.dead)}`);
+          `claim-path indexes ${bytes(s.hotIndexBytes)}, dead tuples runs ${fmt(s.relations['runs (total)']?.dead)} (snapshot took ${fmt(s.tookMs)} ms)`);
         nextSnap += 30_000;
       }
       await sleep(100);
