@@ -118,10 +118,24 @@ export class HistoryLimitError extends TrellisError {
   }
 }
 
-/** Any other database error, wrapped with its SQLSTATE in `details.sqlstate`. */
+/**
+ * Any other database error, wrapped with its SQLSTATE in `details.sqlstate`.
+ * `retryable` is true when running the same call again can succeed: a
+ * serialization failure or deadlock (class 40, e.g. an idempotent start under
+ * REPEATABLE READ racing another), a lost or refused connection (class 08,
+ * 57P01-57P03, 53300, socket errors). Nothing of a failed call was committed.
+ *
+ * @example
+ * for (let attempt = 1; ; attempt++) {
+ *   try { return await client.start(order, input, { key, tx }); }
+ *   catch (e) { if (!(e instanceof DatabaseError && e.retryable) || attempt === 3) throw e; }
+ * }
+ */
 export class DatabaseError extends TrellisError {
-  constructor(message: string, options?: TrellisErrorOptions) {
+  readonly retryable: boolean;
+  constructor(message: string, options?: TrellisErrorOptions & { retryable?: boolean }) {
     super(ERROR_CODES.database, message, options);
+    this.retryable = options?.retryable ?? false;
   }
 }
 

@@ -1,7 +1,8 @@
 /**
  * The one place where SQLSTATEs become Trellis errors. Engine functions raise
  * TRnnn codes (sql/000_support.sql); class 22 (data exceptions: malformed
- * JSON, bad casts) and 23514 (check violations) are bad input too.
+ * JSON, bad casts) and 23514 (check violations) are bad input too; other
+ * SQLSTATEs are DatabaseErrors, marked `retryable` where a retry can help.
  */
 import {
   DatabaseError,
@@ -24,6 +25,14 @@ export const SQLSTATES = {
   TR007: SchemaVersionError,
 } as const;
 
+/**
+ * SQLSTATEs after which the same call can succeed: transaction rollbacks
+ * (class 40: serialization failure, deadlock), connection exceptions (class
+ * 08), the server shutting down or starting (57P01-57P03), too many
+ * connections (53300).
+ */
+const RETRYABLE = /^(40...|08...|57P0[123]|53300)$/;
+
 interface PgErrorLike {
   code?: string;
   message?: string;
@@ -40,15 +49,16 @@ export function toTrellisError(error: unknown): Error {
     const Class = SQLSTATES[code as keyof typeof SQLSTATES];
     return new Class(message, { cause: error, details: { sqlstate: code } }) as TrellisError;
   }
-  if (code && (code.startsWith('22') || code === '23514')) {
-    return new ValidationError(message, { cause: error, details: { sqlstate: code } });
-  }
-  if (code && code.length === 5) {
-    return new DatabaseError(message, { cause: error, details: { sqlstate: code } });
-  }
-  // Node's socket errors (ECONNREFUSED, ETIMEDOUT, ENOTFOUND, …): the database is unreachable.
+  // Node's socket errors (ECONNREFUSED, EPIPE, …; no SQLSTATE class starts with E): the database is unreachable.
   if (code && /^E[A-Z]+$/.test(code)) {
-    return new DatabaseError(`cannot reach the database: ${message}`, { cause: error, details: { code } });
+    return new DatabaseError(`cannot reach the database: ${message}`, { cause: error, details: { code }, retryable: true });
+  }
+  const sqlstate = code && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  if (sqlstate && (sqlstate.startsWith('22') || sqlstate === '23514')) {
+    return new ValidationError(message, { cause: error, details: { sqlstate } });
+  }
+  if (sqlstate) {
+    return new DatabaseError(message, { cause: error, details: { sqlstate }, retryable: RETRYABLE.test(sqlstate) });
   }
   return error instanceof Error ? error : new DatabaseError(message, { cause: error });
 }

@@ -71,6 +71,19 @@ describe('toTrellisError (SQLSTATE mapping)', () => {
     }
   });
 
+  it('marks serialization failures, deadlocks and lost connections retryable, and nothing else', () => {
+    for (const sqlstate of ['40001', '40P01', '08006', '08003', '57P01', '57P02', '57P03', '53300']) {
+      const error = toTrellisError(pgError(sqlstate)) as DatabaseError;
+      assert.ok(error instanceof DatabaseError, sqlstate);
+      assert.equal(error.retryable, true, sqlstate);
+    }
+    for (const sqlstate of ['23505', '23503', '42P01', '42501', 'XX000', '57014']) {
+      assert.equal((toTrellisError(pgError(sqlstate)) as DatabaseError).retryable, false, sqlstate);
+    }
+    for (const code of ['ECONNRESET', 'EPIPE']) assert.equal((toTrellisError(pgError(code)) as DatabaseError).retryable, true, code);
+    assert.equal(new DatabaseError('x').retryable, false);
+  });
+
   it('maps socket errors to DatabaseError and leaves everything else alone', () => {
     const refused = toTrellisError(pgError('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:1'));
     assert.ok(refused instanceof DatabaseError);
@@ -82,7 +95,7 @@ describe('toTrellisError (SQLSTATE mapping)', () => {
     const plain = new TypeError('a bug');
     assert.equal(toTrellisError(plain), plain);
     // Codes that are neither SQLSTATEs nor socket errors.
-    for (const code of ['TR0011', 'abc']) assert.equal(toTrellisError(pgError(code)).constructor, Error, code);
+    for (const code of ['TR0011', 'abc', '22', '2200']) assert.equal(toTrellisError(pgError(code)).constructor, Error, code);
     const thrown = toTrellisError('a string was thrown');
     assert.ok(thrown instanceof DatabaseError);
     assert.equal(thrown.message, 'a string was thrown');
