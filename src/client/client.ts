@@ -7,7 +7,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
 import { type ControlVerb, runControl, runIdByKey, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
-import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
+import { type Executor, type Queryable, run, toQueryable, unprepared } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, type RunStartOptions, settingInt } from '../db/runs.ts';
@@ -28,6 +28,13 @@ export interface ClientOptions {
   pool?: pg.Pool;
   connectionString?: string;
   logger?: Logger;
+  /**
+   * Run starts, signals and result reads as named prepared statements,
+   * planned once per connection (default true). Set false behind a pooler
+   * that cannot keep them: PgBouncer in transaction mode before 1.21 or
+   * without `max_prepared_statements`.
+   */
+  preparedStatements?: boolean;
   /** Safety-net poll of `result()` in case a NOTIFY is missed (default 5s). */
   resultPollInterval?: Duration;
 }
@@ -97,6 +104,7 @@ export class Client {
   readonly db: Kysely<TrellisTables>;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
+  private readonly prepared: boolean;
   private readonly log: Logger;
   private readonly pollMs: number;
   private readonly registry: WorkflowRegistry;
@@ -106,6 +114,7 @@ export class Client {
 
   constructor(options: ClientOptions) {
     this.log = options.logger ?? consoleLogger('warn');
+    this.prepared = options.preparedStatements !== false;
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
@@ -136,7 +145,7 @@ export class Client {
     const sqlOptions: RunStartOptions = {};
     // Everything runs on the caller's transaction when there is one: a second
     // connection from the pool could wait forever on a pool full of them.
-    const db = toQueryable(options.tx ?? this.pool);
+    const db = this.exec(options.tx);
     let name: string;
     if (typeof workflow === 'string') {
       name = assertName(workflow, 'workflow');
@@ -192,7 +201,7 @@ export class Client {
   async signal<T>(run: RunRef, signal: SignalDefinition<any, T> | string, payload: T, options: { id?: string; tx?: Executor } = {}): Promise<boolean> {
     const name = typeof signal === 'string' ? assertName(signal, 'signal') : signal.name;
     if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${name}`);
-    const db = toQueryable(options.tx ?? this.pool);
+    const db = this.exec(options.tx);
     const text = encodeJson(payload, `payload of signal ${name}`, await this.payloadLimit(db));
     if (options.id !== undefined && (typeof options.id !== 'string' || !options.id.length || options.id.length > 512)) {
       throw new ValidationError('signal id must be a string of 1-512 characters');
@@ -221,7 +230,7 @@ export class Client {
   }
 
   private async control(verb: ControlVerb, run: RunRef, reason?: string): Promise<RunState> {
-    const db = toQueryable(this.pool);
+    const db = this.exec();
     return runControl(db, verb, await this.resolve(run, db), reason);
   }
 
@@ -248,12 +257,12 @@ export class Client {
   async setRetention(keep: Duration | null): Promise<void> {
     const ms = keep === null ? null : toMs(keep, 'retention');
     if (ms !== null && ms < 1000) throw new ValidationError('retention must be at least 1s');
-    await retentionSet(this.pool, ms);
+    await retentionSet(this.exec(), ms);
   }
 
   /** The retention set by setRetention, in milliseconds (null: finished runs are kept forever). */
   retention(): Promise<number | null> {
-    return retentionGet(this.pool);
+    return retentionGet(this.exec());
   }
 
   /**
@@ -269,7 +278,13 @@ export class Client {
     if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('purge limit must be an integer from 1 to 100000');
     const workflow = options.workflow === undefined ? null
       : typeof options.workflow === 'string' ? assertName(options.workflow, 'workflow') : options.workflow.name;
-    return runPurge(toQueryable(options.tx ?? this.pool), toMs(options.olderThan, 'olderThan'), limit, workflow);
+    return runPurge(this.exec(options.tx), toMs(options.olderThan, 'olderThan'), limit, workflow);
+  }
+
+  /** The caller's transaction or the pool, as engine statements use it (unprepared if so configured). */
+  private exec(tx?: Executor): Queryable {
+    const db = toQueryable(tx ?? this.pool);
+    return this.prepared ? db : unprepared(db);
   }
 
   /** max_payload_bytes, read once (through `db`, so a caller's transaction needs no second connection). */
@@ -293,8 +308,8 @@ export class Client {
 
   /** The three columns result() needs, by primary key (lighter than get()). */
   private async outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined> {
-    const rows = await run<Pick<Run, 'status' | 'output' | 'error'>>(this.pool,
-      'select status, output, error from trellis.runs where id = $1', [runId]);
+    const rows = await run<Pick<Run, 'status' | 'output' | 'error'>>(this.exec(),
+      'select status, output, error from trellis.runs where id = $1', [runId], 'trellis_run_outcome');
     return rows[0];
   }
 

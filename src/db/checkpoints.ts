@@ -47,6 +47,6 @@ export function encodeOps(ops: readonly CheckpointOp[]): string {
 
 /** trellis.checkpoint_apply: returns `${run}:${token}` of every refused (stale) lease. */
 export async function checkpointApply(db: Queryable, ops: readonly CheckpointOp[]): Promise<Set<string>> {
-  const rows = await run<{ run_id: string; token: string }>(db, 'select run_id, token from trellis.checkpoint_apply($1::jsonb)', [encodeOps(ops)]);
+  const rows = await run<{ run_id: string; token: string }>(db, 'select run_id, token from trellis.checkpoint_apply($1::jsonb)', [encodeOps(ops)], 'trellis_checkpoint_apply');
   return new Set(rows.map((r) => `${r.run_id}:${r.token}`));
 }

@@ -4,7 +4,7 @@ import { type Queryable, run } from './queryable.ts';
 
 /** trellis.signal_send: false when a signal with this id was already received. */
 export async function signalSend(db: Queryable, runId: string, name: string, payload: string, signalId: string | null): Promise<boolean> {
-  const rows = await run<{ sent: boolean }>(db, 'select trellis.signal_send($1, $2, $3::jsonb, $4) as sent', [runId, name, payload, signalId]);
+  const rows = await run<{ sent: boolean }>(db, 'select trellis.signal_send($1, $2, $3::jsonb, $4) as sent', [runId, name, payload, signalId], 'trellis_signal_send');
   return rows[0]?.sent ?? false;
 }
 

@@ -21,6 +21,6 @@ export async function runPurge(db: Queryable, olderThanMs: number, limit: number
 
 /** trellis.run_purge_due: null when no retention is set. */
 export async function runPurgeDue(db: Queryable, limit: number): Promise<number | null> {
-  const rows = await run<{ n: number | null }>(db, 'select trellis.run_purge_due($1) as n', [limit]);
+  const rows = await run<{ n: number | null }>(db, 'select trellis.run_purge_due($1) as n', [limit], 'trellis_run_purge_due');
   return rows[0]?.n ?? null;
 }

@@ -17,7 +17,7 @@ export async function runStart(db: Queryable, workflow: string, input: string, o
     workflow,
     input,
     JSON.stringify(options),
-  ]);
+  ], 'trellis_run_start');
   return (rows[0] as { id: string }).id;
 }
 
@@ -56,6 +56,7 @@ export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedR
     // Asynchronous commit: a lost claim only returns its runs to pending (see sql/200_runs.sql).
     'select * from trellis.run_claim($1, $2::text[], $3::text[], $4::text[], $5, make_interval(secs => $6::double precision / 1000), true)',
     [a.worker, a.queues, a.served.map((s) => s.name), a.served.map((s) => s.version), a.limit, a.leaseMs],
+    'trellis_run_claim',
   );
 }
 
@@ -65,6 +66,7 @@ export async function runNextDue(db: Queryable, queues: readonly string[], serve
     db,
     'select (extract(epoch from trellis.run_next_due($1::text[], $2::text[], $3::text[]) - trellis.now()) * 1000)::float8 as ms',
     [queues, served.map((s) => s.name), served.map((s) => s.version)],
+    'trellis_run_next_due',
   );
   return rows[0]?.ms ?? null;
 }
@@ -88,7 +90,7 @@ export async function runHeartbeatMany(db: Queryable, held: readonly { id: strin
 /** trellis.run_requests: held runs with a cancel or pause request pending. */
 export async function runRequests(db: Queryable, held: readonly { id: string; token: string }[]): Promise<HeldRun[]> {
   return run<HeldRun>(db, 'select * from trellis.run_requests($1::uuid[], $2::uuid[])',
-    [held.map((h) => h.id), held.map((h) => h.token)]);
+    [held.map((h) => h.id), held.map((h) => h.token)], 'trellis_run_requests');
 }
 
 /** trellis.workflow_register */

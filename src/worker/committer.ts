@@ -16,7 +16,7 @@
  * same error without being written, until the worker calls `forget`. So a
  * completion can never commit without the step checkpoints queued before it.
  */
-import type pg from 'pg';
+import type { Queryable } from '../db/queryable.ts';
 import { checkpointApply, type CheckpointOp } from '../db/checkpoints.ts';
 import { LeaseLostError } from '../errors.ts';
 
@@ -42,7 +42,7 @@ export class Committer {
   readonly stats: CommitterStats = { flushes: 0, ops: 0 };
 
   constructor(
-    private readonly pool: pg.Pool,
+    private readonly pool: Queryable,
     private readonly maxBatch = 500,
     private readonly onError: (error: unknown) => void = () => {},
   ) {}

@@ -18,6 +18,7 @@ import { type Duration, toMs } from '../workflow/duration.ts';
 import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { checkSchema } from '../schema/install.ts';
+import { type Queryable, unprepared } from '../db/queryable.ts';
 import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
@@ -58,6 +59,13 @@ export interface WorkerOptions {
    * workers, one purges at a time. `false`: this worker never purges.
    */
   purge?: { interval?: Duration; batch?: number } | false;
+  /**
+   * Run the hot statements (claims, checkpoints) as named prepared
+   * statements, planned once per connection (default true). Set false
+   * behind a pooler that cannot keep them: PgBouncer in transaction mode
+   * before 1.21 or without `max_prepared_statements`.
+   */
+  preparedStatements?: boolean;
   /** Stable id for this worker in lease_owner (default host:pid:random). */
   id?: string;
   logger?: Logger;
@@ -88,6 +96,8 @@ export function createWorker(options: WorkerOptions): Worker {
 export class Worker {
   readonly id: string;
   private readonly pool: pg.Pool;
+  /** The pool, as the engine's statements use it (unprepared if so configured). */
+  private readonly db: Queryable;
   private readonly ownsPool: boolean;
   private readonly definitions = new Map<string, WorkflowDefinition>();
   private readonly queues: string[];
@@ -145,15 +155,16 @@ export class Worker {
     } else {
       throw new ValidationError('createWorker needs a pool or a connectionString');
     }
+    this.db = options.preparedStatements === false ? unprepared(this.pool) : this.pool;
     this.registry = new WorkflowRegistry(this.pool);
     if (options.purge !== false) {
       const batch = options.purge?.batch ?? 1000;
       if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new ValidationError('purge.batch must be an integer from 1 to 100000');
       const intervalMs = toMs(options.purge?.interval ?? 5000, 'purge.interval');
       if (intervalMs < 10) throw new ValidationError('purge.interval must be at least 10ms');
-      this.purgeLoop = new PurgeLoop({ pool: this.pool, intervalMs, batch, log: this.log, onPurged: (n) => (this.stats.purged += n) });
+      this.purgeLoop = new PurgeLoop({ db: this.db, intervalMs, batch, log: this.log, onPurged: (n) => (this.stats.purged += n) });
     }
-    this.committer = new Committer(this.pool, options.maxBatch ?? 500, (error) =>
+    this.committer = new Committer(this.db, options.maxBatch ?? 500, (error) =>
       this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
   }
 
@@ -224,7 +235,7 @@ export class Worker {
         }
         const limit = Math.min(free, this.claimBatch);
         this.stats.claims++;
-        const runs = await runClaim(this.pool, {
+        const runs = await runClaim(this.db, {
           worker: this.id,
           queues: this.queues,
           served: [...this.definitions.values()],
@@ -255,7 +266,7 @@ export class Worker {
 
   /** Wake at the next due time (a scheduled run, a retry backoff, an expiring lease). */
   private async armDueTimer(): Promise<void> {
-    const ms = await runNextDue(this.pool, this.queues, [...this.definitions.values()]);
+    const ms = await runNextDue(this.db, this.queues, [...this.definitions.values()]);
     if (this.dueTimer) clearTimeout(this.dueTimer);
     this.dueTimer = undefined;
     if (ms === null || ms >= this.pollMs) return;
@@ -374,7 +385,7 @@ export class Worker {
     this.checkingRequests = true;
     try {
       const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
-      for (const r of await runRequests(this.pool, held)) {
+      for (const r of await runRequests(this.db, held)) {
         const execution = this.active.get(r.id)?.execution;
         if (r.cancel_requested) execution?.requestCancel();
         if (r.pause_requested) execution?.requestPause();
@@ -390,7 +401,7 @@ export class Worker {
     if (!this.active.size) return;
     const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
     try {
-      const still = await runHeartbeatMany(this.pool, held, this.leaseMs);
+      const still = await runHeartbeatMany(this.db, held, this.leaseMs);
       for (const { id } of held) {
         const entry = this.active.get(id);
         const state = still.get(id);

@@ -6,12 +6,12 @@
  * `trellis.run_purge_due` lets one of them work at a time, so replicas add
  * no contention, and when no retention is set each tick is one cheap query.
  */
-import type pg from 'pg';
+import type { Queryable } from '../../db/queryable.ts';
 import { runPurgeDue } from '../../db/retention.ts';
 import type { Logger } from '../../workflow/logger.ts';
 
 export interface PurgeLoopOptions {
-  pool: pg.Pool;
+  db: Queryable;
   intervalMs: number;
   batch: number;
   log: Logger;
@@ -42,7 +42,7 @@ export class PurgeLoop {
   private async drain(): Promise<void> {
     try {
       while (!this.stopped) {
-        const n = await runPurgeDue(this.o.pool, this.o.batch);
+        const n = await runPurgeDue(this.o.db, this.o.batch);
         if (n === null) return;
         if (n > 0) this.o.onPurged(n);
         if (n < this.o.batch) return;

@@ -1,0 +1,58 @@
+/**
+ * Named prepared statements: by default the client and the worker plan their
+ * hot statements once per connection (visible in pg_prepared_statements of
+ * that session); with preparedStatements: false nothing is prepared, for
+ * PgBouncer in transaction mode, and everything works the same.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient } from '../../src/client/client.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+
+const add = defineWorkflow({ name: 'add', input: z.object({ a: z.number(), b: z.number() }) }, async (ctx, { a, b }) =>
+  ctx.step('sum', () => a + b));
+
+let db: TestDatabase;
+before(async () => {
+  db = await freshDatabase();
+});
+after(() => db.close());
+
+/** A run end to end on a pool of one connection, and the statements that session prepared. */
+async function runOnOneConnection(preparedStatements: boolean | undefined): Promise<{ output: number; prepared: string[] }> {
+  const pool = new pg.Pool({ connectionString: db.url, max: 1 });
+  const worker = createWorker({ pool, workflows: [add], logger: silentLogger, pollInterval: 100, purge: false, preparedStatements });
+  const client = createClient({ pool, logger: silentLogger, preparedStatements });
+  try {
+    await worker.start();
+    const run = await client.start(add, { a: 2, b: 3 });
+    const output = await run.result({ timeout: '20s' });
+    const { rows } = await pool.query<{ name: string }>(`select name from pg_prepared_statements where name like 'trellis_%' order by name`);
+    return { output, prepared: rows.map((r) => r.name) };
+  } finally {
+    await worker.stop();
+    await client.close();
+    await pool.end();
+  }
+}
+
+describe('prepared statements', () => {
+  it('are used by default for starts, claims, checkpoints and result reads', async () => {
+    const { output, prepared } = await runOnOneConnection(undefined);
+    assert.equal(output, 5);
+    for (const name of ['trellis_run_start', 'trellis_run_claim', 'trellis_checkpoint_apply', 'trellis_run_outcome']) {
+      assert.ok(prepared.includes(name), `${name} in ${prepared.join(', ')}`);
+    }
+  });
+
+  it('preparedStatements: false prepares nothing and runs the same', async () => {
+    const { output, prepared } = await runOnOneConnection(false);
+    assert.equal(output, 5);
+    assert.deepEqual(prepared, []);
+  });
+});
