@@ -4,15 +4,14 @@
  * that uses graphile-migrate itself is unaffected), hash chain verified,
  * pending migrations applied, sql/ re-applied when it changed (or when
  * trellis.now() is the test kit's virtual clock in a database that does not
- * allow it), the schema version recorded, and a database newer than the code
- * refused.
+ * allow it) unless the database has a newer revision of it, the schema
+ * version recorded, and a database newer than the code refused.
  */
-import { createHash } from 'node:crypto';
 import pg from 'pg';
 import { SchemaVersionError } from '../errors.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { BUNDLE } from './bundle.generated.ts';
-import { type BundledSql, verifyChain } from './migrations.ts';
+import { type BundledSql, functionsHash as hashFunctions, verifyChain } from './migrations.ts';
 
 /** Advisory lock (classid, objid) held while installing: 'TRLS', 1. */
 const LOCK_CLASS = 0x54524c53;
@@ -32,13 +31,20 @@ create table if not exists trellis.schema_info (
   migration    integer not null,
   sql_hash     text not null,
   installed_at timestamptz not null default now()
-);`;
+);
+alter table trellis.schema_info add column if not exists sql_revision integer;`;
 
 export interface MigrateResult {
   /** Migrations applied by this call. */
   applied: number[];
   /** Whether the functions in sql/ were (re-)applied. */
   functionsApplied: boolean;
+  /**
+   * The database has the same migrations but a newer revision of sql/ (a
+   * newer replica installed it during a rolling deploy): its functions were
+   * kept, not replaced by this code's older ones.
+   */
+  newerFunctionsKept: boolean;
   /** The schema's migration number afterwards. */
   version: number;
 }
@@ -48,9 +54,7 @@ export function latestMigration(bundle: BundledSql = BUNDLE): number {
 }
 
 export function functionsHash(bundle: BundledSql = BUNDLE): string {
-  const hash = createHash('sha256');
-  for (const f of bundle.functions) hash.update(f.filename).update('\0').update(f.text).update('\0');
-  return hash.digest('hex');
+  return hashFunctions(bundle);
 }
 
 type Target = pg.Pool | pg.Client | string;
@@ -134,25 +138,31 @@ export async function migrate(target: Target, bundle: BundledSql = BUNDLE): Prom
         applied.push(m.id);
       }
       const sqlHash = functionsHash(bundle);
-      const info = await client.query<{ sql_hash: string }>('select sql_hash from trellis.schema_info');
+      const info = await client.query<{ sql_hash: string; sql_revision: number | null }>('select sql_hash, sql_revision from trellis.schema_info');
       const clock = await virtualClock(client);
+      const installedRevision = info.rows[0]?.sql_revision ?? null;
+      // Same migrations, newer functions: keep them (an older replica booting
+      // during a rolling deploy must not put its older functions back).
+      const newerFunctionsKept = applied.length === 0 && installedRevision !== null && bundle.sqlRevision !== undefined
+        && installedRevision > bundle.sqlRevision && !(clock.installed && !clock.allowed);
       // A virtual clock outside a session that allows it (a production database
       // where clock_use_virtual() was called) is replaced by re-applying sql/.
-      const functionsApplied = applied.length > 0 || info.rows[0]?.sql_hash !== sqlHash || (clock.installed && !clock.allowed);
+      const functionsApplied = !newerFunctionsKept
+        && (applied.length > 0 || info.rows[0]?.sql_hash !== sqlHash || (clock.installed && !clock.allowed));
       if (functionsApplied) {
         for (const f of bundle.functions) await client.query(f.text);
         // Where it is allowed (a test database), re-applying sql/ keeps it.
         if (clock.installed && clock.allowed) await client.query('select trellis.clock_use_virtual()');
         await client.query(
-          `insert into trellis.schema_info (singleton, migration, sql_hash, installed_at)
-           values (true, $1, $2, now())
+          `insert into trellis.schema_info (singleton, migration, sql_hash, sql_revision, installed_at)
+           values (true, $1, $2, $3, now())
            on conflict (singleton) do update set migration = excluded.migration,
-             sql_hash = excluded.sql_hash, installed_at = excluded.installed_at`,
-          [known, sqlHash],
+             sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision, installed_at = excluded.installed_at`,
+          [known, sqlHash, bundle.sqlRevision ?? null],
         );
       }
       await client.query('commit');
-      return { applied, functionsApplied, version: known };
+      return { applied, functionsApplied, newerFunctionsKept, version: known };
     } catch (error) {
       await client.query('rollback').catch(() => undefined);
       throw toTrellisError(error);
@@ -210,8 +220,8 @@ export function installScript(from = 0, bundle: BundledSql = BUNDLE): string {
   }
   for (const f of bundle.functions) parts.push(`-- ${f.filename}`, f.text.trim());
   parts.push(
-    `insert into trellis.schema_info (singleton, migration, sql_hash) values (true, ${latestMigration(bundle)}, '${functionsHash(bundle)}')
-  on conflict (singleton) do update set migration = excluded.migration, sql_hash = excluded.sql_hash, installed_at = now();`,
+    `insert into trellis.schema_info (singleton, migration, sql_hash, sql_revision) values (true, ${latestMigration(bundle)}, '${functionsHash(bundle)}', ${bundle.sqlRevision ?? 'null'})
+  on conflict (singleton) do update set migration = excluded.migration, sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision, installed_at = now();`,
     'commit;',
   );
   return `${parts.join('\n\n')}\n`;

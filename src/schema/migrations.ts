@@ -18,6 +18,33 @@ export interface BundledMigration {
 export interface BundledSql {
   migrations: BundledMigration[];
   functions: { filename: string; text: string }[];
+  /**
+   * The revision of sql/ (sql/revisions.txt): it grows whenever the
+   * functions change, so the installer can tell older code from newer when
+   * both have the same migrations.
+   */
+  sqlRevision?: number;
+}
+
+/** The hash of sql/ as installed (filenames and texts, in order). */
+export function functionsHash(bundle: Pick<BundledSql, 'functions'>): string {
+  const hash = createHash('sha256');
+  for (const f of bundle.functions) hash.update(f.filename).update('\0').update(f.text).update('\0');
+  return hash.digest('hex');
+}
+
+/**
+ * Parse sql/revisions.txt: one `<revision> <functions hash>` per line,
+ * revisions increasing by one from 1. Throws on anything else.
+ */
+export function parseRevisions(text: string): { revision: number; hash: string }[] {
+  const out: { revision: number; hash: string }[] = [];
+  for (const line of text.split('\n').map((l) => l.trim()).filter((l) => l && !l.startsWith('#'))) {
+    const match = /^(\d+) ([0-9a-f]{64})$/.exec(line);
+    if (!match || Number(match[1]) !== out.length + 1) throw new SchemaVersionError(`sql/revisions.txt: bad line ${JSON.stringify(line)}`);
+    out.push({ revision: Number(match[1]), hash: match[2] as string });
+  }
+  return out;
 }
 
 /** graphile-migrate's hash: sha1 over the previous hash, a newline and the trimmed body. */

@@ -73,7 +73,7 @@ describe('migrate', () => {
     await withEmptyDatabase(async (url, pool) => {
       assert.deepEqual((await migrate(pool)).applied, ALL);
       const before = await state(pool);
-      assert.deepEqual(await migrate(url), { applied: [], functionsApplied: false, version: latestMigration() });
+      assert.deepEqual(await migrate(url), { applied: [], functionsApplied: false, newerFunctionsKept: false, version: latestMigration() });
       assert.deepEqual(await state(pool), before);
     });
   });
@@ -82,8 +82,39 @@ describe('migrate', () => {
     await withEmptyDatabase(async (_url, pool) => {
       await migrate(pool);
       await pool.query(`update trellis.schema_info set sql_hash = 'older'`);
-      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: true, version: latestMigration() });
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: true, newerFunctionsKept: false, version: latestMigration() });
       assert.equal((await pool.query('select sql_hash from trellis.schema_info')).rows[0].sql_hash, functionsHash());
+    });
+  });
+
+  it('records the revision of sql/ it installed', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      await migrate(pool);
+      const { rows } = await pool.query('select sql_revision, sql_hash from trellis.schema_info');
+      assert.deepEqual(rows, [{ sql_revision: BUNDLE.sqlRevision, sql_hash: functionsHash() }]);
+      assert.ok((BUNDLE.sqlRevision ?? 0) >= 1);
+    });
+  });
+
+  it('keeps newer functions that a newer replica installed (same migrations, higher sql revision), and replaces older ones', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      await migrate(pool);
+      const current = BUNDLE.sqlRevision as number;
+      // A newer release changed a function body and recorded its revision.
+      const marker = `select 'newer release'::text`;
+      await pool.query(`create or replace function trellis.retention() returns interval language sql stable as $$ select null::interval $$`);
+      await pool.query(`comment on function trellis.retention() is '${marker.replaceAll("'", "''")}'`);
+      await pool.query(`update trellis.schema_info set sql_revision = $1, sql_hash = 'newer'`, [current + 1]);
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: false, newerFunctionsKept: true, version: latestMigration() });
+      const comment = async () => (await pool.query(`select obj_description('trellis.retention()'::regprocedure) as c`)).rows[0].c;
+      assert.equal(await comment(), marker, 'the newer function was kept');
+      assert.equal((await pool.query('select sql_revision from trellis.schema_info')).rows[0].sql_revision, current + 1);
+
+      // An older revision in the database is replaced by this code's.
+      await pool.query(`update trellis.schema_info set sql_revision = $1, sql_hash = 'older'`, [current - 1]);
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: true, newerFunctionsKept: false, version: latestMigration() });
+      assert.notEqual(await comment(), marker);
+      assert.equal((await pool.query('select sql_revision from trellis.schema_info')).rows[0].sql_revision, current);
     });
   });
 
@@ -194,7 +225,7 @@ describe('installScript', () => {
       await pool.query(installScript());
       await checkSchema(pool);
       await schemaWorks(pool);
-      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: false, version: latestMigration() });
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: false, newerFunctionsKept: false, version: latestMigration() });
     });
   });
 });

@@ -5,7 +5,7 @@ import { fileURLToPath } from 'node:url';
 import { calculateHash } from 'graphile-migrate/dist/hash.js';
 import { SchemaVersionError } from '../../src/errors.ts';
 import { BUNDLE } from '../../src/schema/bundle.generated.ts';
-import { type BundledMigration, migrationHash, parseMigration, verifyChain } from '../../src/schema/migrations.ts';
+import { type BundledMigration, functionsHash, migrationHash, parseMigration, parseRevisions, verifyChain } from '../../src/schema/migrations.ts';
 import { renderBundle } from '../../src/schema/sources.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -74,5 +74,19 @@ describe('the generated bundle', () => {
   it('is up to date with migrations/committed and sql/ (run `npm run sql:bundle`)', async () => {
     const current = await readFile(`${root}src/schema/bundle.generated.ts`, 'utf8');
     assert.equal(current, await renderBundle(root));
+  });
+
+  it('carries the last revision of sql/revisions.txt, whose hash is that of the bundled functions', async () => {
+    const revisions = parseRevisions(await readFile(`${root}sql/revisions.txt`, 'utf8'));
+    const last = revisions.at(-1);
+    assert.ok(last, 'sql/revisions.txt has a line');
+    assert.equal(BUNDLE.sqlRevision, last.revision);
+    assert.equal(functionsHash(BUNDLE), last.hash);
+  });
+
+  it('parseRevisions refuses lines out of order or malformed', () => {
+    const h = 'a'.repeat(64);
+    assert.deepEqual(parseRevisions(`# comment\n1 ${h}\n2 ${h}\n`), [{ revision: 1, hash: h }, { revision: 2, hash: h }]);
+    for (const bad of [`2 ${h}`, `1 ${h}\n3 ${h}`, '1 abc', `1 ${h} extra`]) assert.throws(() => parseRevisions(bad), /revisions\.txt/, bad);
   });
 });
