@@ -82,28 +82,67 @@ export interface WorkflowContext {
    * }));
    */
   step<T>(name: string, fn: (step: StepContext) => Promise<T> | T, options?: StepOptions): Promise<T>;
-  /** The time, recorded once and replayed. */
+  /**
+   * The time, recorded once and replayed.
+   *
+   * @example
+   * const dueAt = new Date(ctx.now().getTime() + 30 * 86_400_000); // the same on every replay
+   */
   now(): Date;
-  /** A number in [0, 1), recorded once and replayed. */
+  /**
+   * A number in [0, 1), recorded once and replayed.
+   *
+   * @example
+   * const variant = ctx.random() < 0.5 ? 'a' : 'b';
+   */
   random(): number;
-  /** A random UUID, recorded once and replayed. */
+  /**
+   * A random UUID, recorded once and replayed.
+   *
+   * @example
+   * const invoiceId = ctx.uuid();
+   * await ctx.step('bill', () => billing.create({ id: invoiceId }));
+   */
   uuid(): string;
-  /** Run `fn` once (no retries) and record its result. */
+  /**
+   * Run `fn` once (no retries) and record its result.
+   *
+   * @example
+   * const region = await ctx.sideEffect('pick-region', () => process.env.REGION ?? 'eu');
+   */
   sideEffect<T>(fn: () => Promise<T> | T): Promise<T>;
   sideEffect<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
-  /** Wait durably (the worker is released meanwhile). */
+  /**
+   * Wait durably (the worker is released meanwhile).
+   *
+   * @example
+   * await ctx.sleep('trial-period', '14 days');
+   */
   sleep(name: string, duration: Duration): Promise<void>;
-  /** Wait durably until a point in time. */
+  /**
+   * Wait durably until a point in time.
+   *
+   * @example
+   * await ctx.sleepUntil('renewal', new Date(subscription.renewsAt));
+   */
   sleepUntil(name: string, until: Date): Promise<void>;
   /**
    * Wait for a signal. Signals sent before the wait are buffered, so none is
    * lost; each is consumed by one wait.
+   *
+   * @example
+   * const answer = await ctx.waitForSignal(approved, { timeout: '3 days' });
+   * if (answer.timedOut) return 'expired';
+   * return `approved by ${answer.payload.by}`;
    */
   waitForSignal<T>(signal: SignalDefinition<T, any>, options?: WaitForSignalOptions<T>): Promise<SignalResult<T>>;
   waitForSignal<T = unknown>(name: string, options?: WaitForSignalOptions<T>): Promise<SignalResult<T>>;
   /**
    * Start a child run and wait for its output (its failure is thrown as
    * ChildFailedError). The parent holds no worker while it waits.
+   *
+   * @example
+   * const totals = await Promise.all(regions.map((region) => ctx.child(regionTotal, { region }, { key: `total-${region}` })));
    */
   child<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: ChildOptions): Promise<WorkflowOutput<W>>;
   /**
@@ -114,10 +153,21 @@ export interface WorkflowContext {
    * const r = await ctx.race({ ok: ctx.waitForSignal(approved), late: ctx.sleep('deadline', '7 days') });
    */
   race<B extends Record<string, Promise<unknown>>>(branches: B, name?: string): Promise<RaceResult<B>>;
-  /** Run `fn` so that cancelling the run does not interrupt it (cleanup, compensation). */
+  /**
+   * Run `fn` so that cancelling the run does not interrupt it (cleanup, compensation).
+   *
+   * @example
+   * try { await ctx.step('export', exportRows); }
+   * catch (e) { if (ctx.cancelled) await ctx.nonCancellable(() => ctx.step('delete-partial', cleanUp)); throw e; }
+   */
   nonCancellable<T>(fn: () => Promise<T>): Promise<T>;
   /** True once cancellation of this run was requested. */
   readonly cancelled: boolean;
-  /** End this execution and start the run again with `input` and a fresh history (same id and key). */
+  /**
+   * End this execution and start the run again with `input` and a fresh history (same id and key).
+   *
+   * @example
+   * if (processed >= 1000) return ctx.continueAsNew({ cursor, processed: 0 });
+   */
   continueAsNew(input: unknown, options?: { keepHistory?: boolean }): Promise<never>;
 }
