@@ -217,6 +217,9 @@ begin
   if v_run.status <> 'failed' then
     perform trellis._raise('TR004', format('run %s is %s, not failed', p_run_id, v_run.status));
   end if;
+  if v_run.scrubbed_at is not null then
+    perform trellis._raise('TR004', format('run %s was scrubbed and cannot be retried', p_run_id));
+  end if;
   select min(seq) into v_from from trellis.steps
    where run_id = p_run_id and execution = v_run.execution and status = 'failed';
   if v_from is not null then

@@ -1,12 +1,15 @@
--- 600_retention: deleting finished runs after an age.
--- Owns: retention_set, retention, run_purge, run_purge_due.
+-- 600_retention: deleting finished runs after an age, and scrubbing one
+-- run's payloads.
+-- Owns: retention_set, retention, run_purge, run_purge_due, run_scrub.
 -- Touches: trellis.runs (delete; their steps and signals go by cascade, and a
--- deleted run's children lose their parent link), trellis.settings.
+-- deleted run's children lose their parent link; update by run_scrub),
+-- trellis.steps and trellis.signals (update by run_scrub), trellis.settings.
 -- Lock order: the purged runs only, FOR UPDATE SKIP LOCKED in finished_at
 -- order, so a purge never waits for a run another transaction holds (it is
 -- left for a later purge) and nothing waits long for a purge. run_purge_due
 -- first takes a transaction-level advisory try-lock, so of many workers that
 -- purge on a timer one does the work at a time and the others return at once.
+-- run_scrub locks the one run (FOR NO KEY UPDATE), then its steps and signals.
 --
 -- A finished child run is kept while a call of its parent still waits on it
 -- (a parent reads the child's outcome from the child's row when it next
@@ -98,3 +101,39 @@ begin
 end $$;
 comment on function trellis.run_purge_due(integer) is
   'Purge up to p_limit runs past the retention set by retention_set (run_purge); null when no retention is set, 0 when another session is purging. Workers call it on a timer.';
+
+-- An error with its message and details replaced: its name and code stay.
+create or replace function trellis._scrub_error(p_error jsonb)
+returns jsonb language sql immutable as $$
+  select case when p_error is null then null
+              else jsonb_strip_nulls(jsonb_build_object('name', p_error->'name', 'code', p_error->'code', 'message', 'scrubbed'))
+         end
+$$;
+comment on function trellis._scrub_error(jsonb) is
+  'p_error with only its name and code kept and the message replaced by ''scrubbed''; null stays null.';
+
+create or replace function trellis.run_scrub(p_run_id uuid)
+returns timestamptz language plpgsql as $$
+declare
+  v_now timestamptz := trellis.now();
+  v_run trellis.runs;
+begin
+  v_run := trellis._run_lock(p_run_id);
+  if v_run.status not in ('completed', 'failed', 'cancelled') then
+    perform trellis._raise('TR004', format('run %s is %s: only a finished run can be scrubbed (cancel it first)', p_run_id, v_run.status));
+  end if;
+  if v_run.scrubbed_at is not null then
+    return v_run.scrubbed_at;
+  end if;
+  update trellis.steps
+     set output = null, error = trellis._scrub_error(error)
+   where run_id = p_run_id;
+  update trellis.signals set payload = 'null' where run_id = p_run_id;
+  update trellis.runs
+     set input = 'null', output = null, error = trellis._scrub_error(error), metadata = '{}',
+         scrubbed_at = v_now, updated_at = v_now
+   where id = p_run_id;
+  return v_now;
+end $$;
+comment on function trellis.run_scrub(uuid) is
+  'Remove the payloads of finished run p_run_id (PII): input, output, metadata, every step result and signal payload, and error messages; keep its skeleton (workflow, key, status, step names, kinds, statuses, attempts, timestamps). Returns when it was scrubbed (the first time; calling again changes nothing). TR002 unknown, TR004 not finished. A scrubbed run cannot be retried. Its child runs are separate runs: scrub them too.';

@@ -7,6 +7,8 @@
  *    signal is kept however old it is.
  * 2. A purge on demand from TS (`client.purge`) for one workflow, and the same
  *    from plain SQL (`trellis.run_purge`), e.g. from pg_cron.
+ * 3. A customer asks to be forgotten: `client.scrub` removes one finished
+ *    run's payloads (input, output, step results) and keeps its skeleton.
  *
  *   npx tsx examples/retention/main.ts
  * Uses DATABASE_URL when set, else an embedded PostgreSQL.
@@ -65,6 +67,15 @@ try {
   const { rows } = await pool.query(`select trellis.run_purge(interval '0', 1000, 'await-payment') as purged`);
   console.log(`purged from SQL: ${rows[0].purged}`);
   console.log(`runs left: ${(await pool.query('select count(*)::int as n from trellis.runs')).rows[0].n}`);
+
+  // Scrub instead of delete: the run stays countable, its personal data goes.
+  const personal = await client.start(receipt, { order: 'ada@example.com' });
+  await personal.result();
+  await client.scrub(personal.id);
+  const scrubbed = await client.get(personal.id);
+  const steps = await client.history(personal.id);
+  console.log(`scrubbed run: status ${scrubbed?.status}, input ${JSON.stringify(scrubbed?.input)}, output ${JSON.stringify(scrubbed?.output)}, ` +
+    `steps ${steps.map((st) => `${st.name}:${st.status}:${JSON.stringify(st.output)}`).join(',')}`);
 } finally {
   await worker.stop();
   await client.close();

@@ -5,7 +5,7 @@
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
-import { type ControlVerb, runControl, runIdByKey, signalSend } from '../db/control.ts';
+import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { type Executor, type Queryable, run, toQueryable, unprepared } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
@@ -227,6 +227,21 @@ export class Client {
   /** Run a failed run again from its failed step. */
   retry(run: RunRef): Promise<RunState> {
     return this.control('retry', run);
+  }
+
+  /**
+   * Remove a finished run's payloads (PII): input, output, metadata, step
+   * results, signal payloads and error messages, keeping its skeleton
+   * (status, step names and statuses, timestamps). Returns when it was
+   * scrubbed; calling again changes nothing. `IllegalTransitionError` for an
+   * unfinished run. A scrubbed run cannot be retried; scrub its children too.
+   *
+   * @example
+   * for (const r of (await client.list({ workflow: 'signup' })).runs.filter((r) => r.input?.email === email)) await client.scrub(r.id);
+   */
+  async scrub(run: RunRef): Promise<Date> {
+    const db = this.exec();
+    return runScrub(db, await this.resolve(run, db));
   }
 
   private async control(verb: ControlVerb, run: RunRef, reason?: string): Promise<RunState> {

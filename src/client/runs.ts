@@ -21,6 +21,8 @@ export interface Run {
   createdAt: Date;
   startedAt: Date | null;
   finishedAt: Date | null;
+  /** When `client.scrub` removed its payloads (null: never). */
+  scrubbedAt: Date | null;
   updatedAt: Date;
   /** 1, then +1 per continue-as-new. */
   execution: number;
@@ -67,6 +69,7 @@ export function toRun(r: Row<RunsTable>): Run {
     createdAt: r.created_at as Date,
     startedAt: r.started_at as Date | null,
     finishedAt: r.finished_at as Date | null,
+    scrubbedAt: (r.scrubbed_at ?? null) as Date | null,
     updatedAt: r.updated_at as Date,
     execution: r.execution,
     parentRunId: r.parent_run_id,

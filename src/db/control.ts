@@ -1,4 +1,4 @@
-/** Wrappers of sql/400_signals.sql and sql/500_control.sql. */
+/** Wrappers of sql/400_signals.sql, sql/500_control.sql and run_scrub (sql/600_retention.sql). */
 import type { RunState } from './tables.ts';
 import { type Queryable, run } from './queryable.ts';
 
@@ -28,4 +28,10 @@ export async function runControl(db: Queryable, verb: ControlVerb, runId: string
 export async function runIdByKey(db: Queryable, workflow: string, key: string): Promise<string | undefined> {
   const rows = await run<{ id: string }>(db, 'select id from trellis.runs where workflow = $1 and key = $2', [workflow, key]);
   return rows[0]?.id;
+}
+
+/** trellis.run_scrub: when the run was scrubbed. */
+export async function runScrub(db: Queryable, runId: string): Promise<Date> {
+  const rows = await run<{ at: Date }>(db, 'select trellis.run_scrub($1) as at', [runId]);
+  return (rows[0] as { at: Date }).at;
 }

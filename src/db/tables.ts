@@ -33,6 +33,7 @@ export interface RunsTable {
   created_at: Timestamp;
   started_at: Timestamp | null;
   finished_at: Timestamp | null;
+  scrubbed_at: Timestamp | null;
   updated_at: Timestamp;
   execution: number;
   parent_run_id: string | null;

@@ -168,7 +168,7 @@ describe('wait, child, cancellation, saga, continue-as-new and retention example
     assert.deepEqual(rows, [{ execution: 5, status: 'completed' }, { execution: 5, status: 'completed' }]);
   });
 
-  it('retention: finished runs are purged after the retention, a waiting one is kept, and on-demand purges from TS and SQL', async () => {
+  it('retention: finished runs are purged after the retention, a waiting one is kept, on-demand purges from TS and SQL, and a scrub', async () => {
     const { stdout, url } = await finished('retention');
     assert.match(stdout, /^retention: 2000 ms$/m);
     assert.deepEqual(linesStarting(stdout, 'receipt for '), ['receipt for A-1 sent', 'receipt for A-2 sent', 'receipt for A-3 sent']);
@@ -179,7 +179,10 @@ describe('wait, child, cancellation, saga, continue-as-new and retention example
     assert.match(stdout, /^A-7 paid 42$/m);
     assert.match(stdout, /^purged from SQL: 1$/m);
     assert.match(stdout, /^runs left: 0$/m);
-    const rows = await query<{ n: number }>(url, `select (select count(*) from trellis.steps)::int + (select count(*) from trellis.signals)::int as n`);
-    assert.deepEqual(rows, [{ n: 0 }], 'steps and signals went with their runs');
+    assert.match(stdout, /^scrubbed run: status completed, input null, output null, steps email:completed:null$/m);
+    const rows = await query<{ steps: number; signals: number; runs: number; scrubbed: number }>(url,
+      `select (select count(*) from trellis.steps)::int as steps, (select count(*) from trellis.signals)::int as signals,
+              (select count(*) from trellis.runs)::int as runs, (select count(*) from trellis.runs where scrubbed_at is not null)::int as scrubbed`);
+    assert.deepEqual(rows, [{ steps: 1, signals: 0, runs: 1, scrubbed: 1 }], 'steps and signals went with their runs; the scrubbed run and its step stay');
   });
 });

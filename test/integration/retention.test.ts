@@ -1,12 +1,12 @@
 /**
- * Retention end to end: client.setRetention / retention / purge, and the
+ * Retention end to end: client.setRetention / retention / purge / scrub, and the
  * worker's purge loop deleting runs (with their children) once they are past
  * the retention on the virtual clock, in batches, and nothing younger.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import { ValidationError } from '../../src/errors.ts';
+import { IllegalTransitionError, NotFoundError, ValidationError } from '../../src/errors.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -14,11 +14,15 @@ import { waitFor } from '../helpers/wait.ts';
 const echo = defineWorkflow({ name: 'echo', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
   ctx.step('double', () => n * 2));
 const leaf = defineWorkflow({ name: 'leaf', input: z.object({}) }, async () => 'leaf');
+const held = defineWorkflow({ name: 'held', input: z.object({ email: z.string() }) }, async (ctx) => {
+  await ctx.waitForSignal('go');
+  return 'done';
+});
 const tree = defineWorkflow({ name: 'tree', input: z.object({}) }, async (ctx) => ctx.child(leaf, {}));
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [echo, leaf, tree], purge: { interval: 50, batch: 2 } });
+  env = await createTestEnv({ workflows: [echo, leaf, tree, held], purge: { interval: 50, batch: 2 } });
 });
 after(() => env.close());
 
@@ -114,4 +118,28 @@ describe('client.purge', () => {
       assert.equal(await count(), before);
     });
   }
+});
+
+describe('client.scrub', () => {
+  it('removes the payloads of a finished run found by key and keeps its skeleton', async () => {
+    const run = await env.start(echo, { n: 21 }, { key: 'scrub-me', metadata: { email: 'ada@example.com' } });
+    await env.drive(run);
+    const at = await env.client.scrub({ workflow: echo, key: 'scrub-me' });
+    const after = await env.client.get(run.id);
+    assert.equal(after?.status, 'completed');
+    assert.equal(after?.input, null);
+    assert.equal(after?.output, null);
+    assert.deepEqual(after?.metadata, {});
+    assert.equal(after?.scrubbedAt?.getTime(), at.getTime());
+    assert.deepEqual((await env.client.history(run.id)).map((s) => [s.name, s.status, s.output]), [['double', 'completed', null]]);
+  });
+
+  it('refuses an unfinished run with IllegalTransitionError and an unknown key with NotFoundError', async () => {
+    const run = await env.start(held, { email: 'lin@example.com' });
+    await env.waitFor(run, 'waiting');
+    await assert.rejects(env.client.scrub(run.id), IllegalTransitionError);
+    assert.deepEqual((await env.client.get(run.id))?.input, { email: 'lin@example.com' });
+    await assert.rejects(env.client.scrub({ workflow: echo, key: 'no-such-key' }), NotFoundError);
+    await env.client.cancel(run.id);
+  });
 });

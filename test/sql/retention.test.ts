@@ -2,7 +2,7 @@
  * The SQL contract of sql/600_retention.sql: retention_set / retention,
  * run_purge (what it deletes and keeps, order, limit, workflow filter, a
  * child kept while its parent waits on it, locked runs skipped, bad input)
- * and run_purge_due (the setting, one purger at a time), and the storage
+ * run_purge_due (the setting, one purger at a time), run_scrub, and the storage
  * settings of the purged tables. Ages come from the
  * virtual clock of the test kit (clock_use_virtual / clock_advance).
  */
@@ -243,5 +243,54 @@ describe('storage settings of the purged tables', () => {
       assert.ok(r.reloptions.includes('vacuum_truncate=false'), `${r.relname}: ${r.reloptions}`);
       assert.ok(r.reloptions.includes('autovacuum_vacuum_scale_factor=0.02'), `${r.relname}: ${r.reloptions}`);
     }
+  });
+});
+
+describe('run_scrub', () => {
+  const snapshot = async (id: string) => ({
+    run: await one('select workflow, status, input, output, error, metadata, scrubbed_at is not null as scrubbed from trellis.runs where id = $1', [id]),
+    steps: await sql('select seq, name, kind, status, output, error, attempts from trellis.steps where run_id = $1 order by seq', [id]),
+    signals: await sql('select name, payload from trellis.signals where run_id = $1 order by id', [id]),
+  });
+
+  it("removes a finished run's payloads and error messages, keeps its skeleton, and a second call changes nothing", async () => {
+    const { id, queue } = await start('w', { metadata: { email: 'ada@example.com' } });
+    await sql(`select trellis.signal_send($1, 'ping', '{"card":"4111"}', null)`, [id]);
+    const h = await claim(queue);
+    await apply([
+      { op: 'step', run: h.id, token: h.token, execution: 1, seq: 0, name: 'lookup', kind: 'step', status: 'completed', output: { email: 'ada@example.com' } },
+      { op: 'step', run: h.id, token: h.token, execution: 1, seq: 1, name: 'charge', kind: 'step', status: 'failed', error: { name: 'Error', message: 'card 4111 declined' }, attempts: 3 },
+      { op: 'fail', run: h.id, token: h.token, execution: 1, error: { name: 'StepFailedError', code: 'step_failed', message: 'card 4111 declined' } },
+    ]);
+    const first = (await one('select trellis.run_scrub($1) as at', [id])).at;
+    const after = await snapshot(id);
+    assert.deepEqual(after.run, {
+      workflow: 'w', status: 'failed', input: null, output: null, metadata: {}, scrubbed: true,
+      error: { name: 'StepFailedError', code: 'step_failed', message: 'scrubbed' },
+    });
+    assert.deepEqual(after.steps, [
+      { seq: 0, name: 'lookup', kind: 'step', status: 'completed', output: null, error: null, attempts: 1 },
+      { seq: 1, name: 'charge', kind: 'step', status: 'failed', output: null, error: { name: 'Error', message: 'scrubbed' }, attempts: 3 },
+    ]);
+    assert.deepEqual(after.signals, [{ name: 'ping', payload: null }]);
+    assert.doesNotMatch(JSON.stringify(after), /ada@|4111/);
+
+    const again = (await one('select trellis.run_scrub($1) as at', [id])).at;
+    assert.equal(again.getTime(), first.getTime());
+    assert.deepEqual(await snapshot(id), after);
+    await assert.rejects(sql('select trellis.run_retry($1)', [id]), { code: 'TR004', message: /scrubbed and cannot be retried/ });
+  });
+
+  for (const status of ['pending', 'running', 'waiting'] as const) {
+    it(`refuses a ${status} run with TR004 and changes nothing`, async () => {
+      const id = await make(status);
+      const before = await snapshot(id);
+      await assert.rejects(sql('select trellis.run_scrub($1)', [id]), { code: 'TR004', message: /only a finished run can be scrubbed/ });
+      assert.deepEqual(await snapshot(id), before);
+    });
+  }
+
+  it('refuses an unknown run with TR002', async () => {
+    await assert.rejects(sql('select trellis.run_scrub($1)', [randomUUID()]), { code: 'TR002' });
   });
 });
