@@ -82,6 +82,11 @@ const rethrow = (error: unknown): never => {
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
+/** A workflow given by name (checked) or by definition. */
+function workflowName(workflow: string | WorkflowDefinition): string {
+  return typeof workflow === 'string' ? assertName(workflow, 'workflow') : workflow.name;
+}
+
 function assertRunId(id: unknown): string {
   if (typeof id !== 'string' || !UUID.test(id)) throw new ValidationError(`run id ${JSON.stringify(id)} is not a UUID`);
   return id;
@@ -251,7 +256,7 @@ export class Client {
 
   private async resolve(run: RunRef, db: ReturnType<typeof toQueryable>): Promise<string> {
     if (typeof run === 'string') return assertRunId(run);
-    const workflow = typeof run.workflow === 'string' ? assertName(run.workflow, 'workflow') : run.workflow.name;
+    const workflow = workflowName(run.workflow);
     const id = await runIdByKey(db, workflow, run.key);
     if (!id) throw new NotFoundError(`no run of ${workflow} with key ${JSON.stringify(run.key)}`);
     return id;
@@ -291,8 +296,7 @@ export class Client {
   async purge(options: { olderThan: Duration; limit?: number; workflow?: string | WorkflowDefinition; tx?: Executor }): Promise<number> {
     const limit = options.limit ?? 1000;
     if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('purge limit must be an integer from 1 to 100000');
-    const workflow = options.workflow === undefined ? null
-      : typeof options.workflow === 'string' ? assertName(options.workflow, 'workflow') : options.workflow.name;
+    const workflow = options.workflow === undefined ? null : workflowName(options.workflow);
     return runPurge(this.exec(options.tx), toMs(options.olderThan, 'olderThan'), limit, workflow);
   }
 
