@@ -28,6 +28,17 @@ end $$;
 comment on function trellis._check_retention(interval, text) is
   'Return p_older_than if it is a non-negative interval, else raise TR001.';
 
+create or replace function trellis._check_purge_limit(p_limit integer)
+returns integer language plpgsql immutable as $$
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 100000 then
+    perform trellis._raise('TR001', format('limit must be from 1 to 100000, not %s', coalesce(p_limit::text, 'null')));
+  end if;
+  return p_limit;
+end $$;
+comment on function trellis._check_purge_limit(integer) is
+  'Return p_limit if it is from 1 to 100000, else raise TR001.';
+
 create or replace function trellis.retention_set(p_older_than interval)
 returns interval language plpgsql as $$
 begin
@@ -60,9 +71,7 @@ declare
   v_ids    uuid[];
 begin
   perform trellis._check_retention(p_older_than, 'older_than');
-  if p_limit is null or p_limit < 1 or p_limit > 100000 then
-    perform trellis._raise('TR001', format('limit must be from 1 to 100000, not %s', coalesce(p_limit::text, 'null')));
-  end if;
+  perform trellis._check_purge_limit(p_limit);
   if p_workflow is not null then
     perform trellis._check_name(p_workflow, 'workflow');
   end if;
@@ -90,6 +99,7 @@ returns integer language plpgsql as $$
 declare
   v_retention interval := trellis.retention();
 begin
+  perform trellis._check_purge_limit(p_limit);
   if v_retention is null then
     return null;
   end if;

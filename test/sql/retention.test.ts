@@ -205,6 +205,17 @@ describe('run_purge', () => {
 });
 
 describe('run_purge_due', () => {
+  it('refuses a limit outside 1-100000 with TR001, with or without a retention set', async () => {
+    for (const limit of [0, 100_001]) {
+      await assert.rejects(sql('select trellis.run_purge_due($1)', [limit]), { code: 'TR001', message: /limit must be from 1 to 100000/ });
+    }
+    const old = await make('completed');
+    await advance('2 days');
+    await sql(`select trellis.retention_set('1 day')`);
+    await assert.rejects(sql('select trellis.run_purge_due(0)'), { code: 'TR001' });
+    assert.ok(await exists(old), 'nothing was purged');
+  });
+
   it('purges what is past the retention setting', async () => {
     const old = await make('completed');
     await advance('25 hours');
