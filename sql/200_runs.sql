@@ -1,12 +1,16 @@
 -- 200_runs: starting and claiming runs.
--- Owns: run_start (_run_start), run_claim, run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
+-- Owns: run_start (_run_start), run_start_claimed, run_claim, run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
 -- Touches: trellis.runs (insert, update), trellis.workflows and trellis.steps (read).
 -- Lock order: runs rows in id order (claims take them with SKIP LOCKED).
 
 -- The body of run_start, also used by checkpoint_apply to start child runs
--- (with an id chosen by the parent's worker and a link to the parent call).
+-- (with an id chosen by the parent's worker and a link to the parent call)
+-- and by run_start_claimed: with p_worker, a run due now is inserted already
+-- leased to that worker under p_token (its attempt 1, as a claim would
+-- make it) and no worker is notified.
 create or replace function trellis._run_start(p_workflow text, p_input jsonb, p_options jsonb,
-  p_id uuid, p_parent uuid, p_parent_seq integer, p_close text)
+  p_id uuid, p_parent uuid, p_parent_seq integer, p_close text,
+  p_worker text, p_token uuid, p_lease interval)
 returns uuid language plpgsql as $$
 declare
   v_now      timestamptz := trellis.now();
@@ -20,8 +24,15 @@ declare
   v_run_at   timestamptz := v_now;
   v_metadata jsonb := coalesce(v_options->'metadata', '{}');
   v_id       uuid;
+  v_claim    boolean;
 begin
   perform trellis._check_name(p_workflow, 'workflow');
+  if p_worker is not null then
+    if length(p_worker) = 0 or length(p_worker) > 200 then
+      perform trellis._raise('TR001', 'worker id must be 1-200 characters');
+    end if;
+    perform trellis._check_lease(p_lease);
+  end if;
   if jsonb_typeof(v_options) <> 'object' then
     perform trellis._raise('TR001', 'run_start options must be a JSON object');
   end if;
@@ -73,12 +84,20 @@ begin
   end if;
   perform trellis._check_payload(coalesce(p_input, 'null'), 'input');
   perform trellis._check_payload(v_metadata, 'metadata');
+  v_claim := p_worker is not null and v_run_at <= v_now;
 
   insert into trellis.runs (id, workflow, version, key, queue, priority, status, input, metadata,
-                            run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close)
-  values (coalesce(p_id, gen_random_uuid()), p_workflow, v_version, v_key, v_queue, v_priority, 'pending',
+                            run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
+                            attempt, lease_token, lease_owner, lease_expires_at, started_at)
+  values (coalesce(p_id, gen_random_uuid()), p_workflow, v_version, v_key, v_queue, v_priority,
+          case when v_claim then 'running' else 'pending' end,
           coalesce(p_input, 'null'), v_metadata, v_run_at, v_now, v_now, p_parent, p_parent_seq,
-          coalesce(p_close, 'cancel'))
+          coalesce(p_close, 'cancel'),
+          case when v_claim then 1 else 0 end,
+          case when v_claim then p_token end,
+          case when v_claim then p_worker end,
+          case when v_claim then v_now + p_lease end,
+          case when v_claim then v_now end)
   on conflict (workflow, key) where key is not null do nothing
   returning id into v_id;
 
@@ -88,20 +107,52 @@ begin
     select id into v_id from trellis.runs where workflow = p_workflow and key = v_key;
     return v_id;
   end if;
-  if v_run_at <= v_now then
+  if v_run_at <= v_now and not v_claim then
     perform pg_notify('trellis:run_ready', v_queue);
   end if;
   return v_id;
 end $$;
-comment on function trellis._run_start(text, jsonb, jsonb, uuid, uuid, integer, text) is
-  'run_start with an optional run id and parent link (child runs).';
+comment on function trellis._run_start(text, jsonb, jsonb, uuid, uuid, integer, text, text, uuid, interval) is
+  'run_start with an optional run id and parent link (child runs), and optionally leased at once to a worker (run_start_claimed).';
 
 create or replace function trellis.run_start(p_workflow text, p_input jsonb, p_options jsonb default '{}')
 returns uuid language sql as $$
-  select trellis._run_start(p_workflow, p_input, p_options, null, null, null, null)
+  select trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null)
 $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
   'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, priority, run_at, metadata, version. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
+
+-- A start whose run goes straight to a worker in the caller's process: the
+-- run is inserted leased to p_worker (status running, attempt 1) and nobody
+-- is notified, so the run begins without a NOTIFY and a claim. It is the
+-- same lease a claim would take: heartbeats keep it, and if the worker dies
+-- it expires and another worker claims the run. claimed is false (and the
+-- other columns but id null) when nothing was leased: a repeated key
+-- returns the existing run, and a run_at in the future leaves the run
+-- pending as run_start would. The transaction commits synchronously (the
+-- start must be durable before its first step runs).
+create or replace function trellis.run_start_claimed(p_workflow text, p_input jsonb, p_options jsonb,
+  p_worker text, p_lease interval)
+returns table (id uuid, claimed boolean, workflow text, version text, input jsonb, metadata jsonb,
+               lease_token uuid, lease_expires_at timestamptz, now timestamptz)
+language plpgsql as $$
+declare
+  v_token uuid := gen_random_uuid();
+  v_id    uuid;
+begin
+  if p_worker is null then
+    perform trellis._raise('TR001', 'run_start_claimed needs a worker id');
+  end if;
+  v_id := trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, p_worker, v_token, p_lease);
+  -- Leased here only if the row carries this call's token (a repeated key
+  -- returns a run some earlier start made, with another token or none).
+  return query
+  select v_id, r.id is not null, r.workflow, r.version, r.input, r.metadata, r.lease_token, r.lease_expires_at, trellis.now()
+    from (select 1) one
+    left join trellis.runs r on r.id = v_id and r.lease_token = v_token;
+end $$;
+comment on function trellis.run_start_claimed(text, jsonb, jsonb, text, interval) is
+  'run_start for a client whose process runs a worker of the workflow: a run due now is inserted leased to p_worker for p_lease (status running, attempt 1, no NOTIFY) and returned with its token, stored input and metadata, for that worker to execute at once. claimed is false for a repeated key (the existing run) or a future run_at (left pending). Raises as run_start does.';
 
 -- Claim up to p_limit due runs of the served (workflow, version) pairs.
 -- Queues are tried in the order given; within a queue, priority then due time.

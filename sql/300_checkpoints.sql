@@ -139,7 +139,7 @@ begin
     for v_child in select * from unnest(v_ops) o where o.op = 'child' loop
       v_child_id := trellis._run_start(v_child.workflow, v_child.input,
         jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue)),
-        v_child.child, v_child.run, v_child.seq, v_child.close);
+        v_child.child, v_child.run, v_child.seq, v_child.close, null, null, null);
       insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, attempts, started_at, finished_at)
       values (v_child.run, coalesce(v_child.execution, (select execution from trellis.runs where id = v_child.run)), v_child.seq, v_child.name, 'child', 'waiting',
               jsonb_build_object('child', v_child_id), 1, v_now, v_now)

@@ -50,6 +50,8 @@ export const orderFulfilment = defineWorkflow(
 
 export interface Service {
   port: number;
+  /** Runs this service's worker began from its own starts (handed off) and from claims. */
+  counts(): { handedOff: number; claimed: number };
   close(): Promise<void>;
 }
 
@@ -94,6 +96,12 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 export async function startService(url: string): Promise<Service> {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   pool.on('error', () => undefined);
+  // The client and the worker share the pool, so a start made here goes
+  // straight to this worker when it has a free slot: the start's own
+  // statement leases the run to it, and it begins as the start commits (no
+  // NOTIFY, no claim). If this process dies, the lease expires and another
+  // replica continues the run. `createClient({ pool, handoff: false })`
+  // would send every start through the queue instead.
   const client = createClient({ pool });
   const worker = createWorker({ pool, workflows: [orderFulfilment] });
   await worker.start();
@@ -154,6 +162,7 @@ export async function startService(url: string): Promise<Service> {
   let closing: Promise<void> | undefined;
   return {
     port,
+    counts: () => ({ handedOff: worker.stats.handedOff, claimed: worker.stats.claimed }),
     close() {
       closing ??= (async () => {
         const closed = new Promise<void>((resolve) => server.close(() => resolve()));
@@ -195,6 +204,8 @@ async function demo(): Promise<number> {
       const run = (await get.json()) as { status?: string };
       if (run.status === 'completed' || run.status === 'failed' || Date.now() > deadline) {
         console.log(`GET /runs/${started.runId} -> ${get.status} ${JSON.stringify(run)}`);
+        const { handedOff, claimed } = service.counts();
+        console.log(`worker: ${handedOff} run(s) handed off by this process's starts, ${claimed} claimed from the queue`);
         return run.status === 'completed' ? 0 : 1;
       }
       await new Promise((resolve) => setTimeout(resolve, 100));

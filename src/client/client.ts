@@ -10,11 +10,12 @@ import { toTrellisError } from '../db/errors.ts';
 import { type Executor, type Queryable, run, toQueryable, unprepared } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
-import { runStart, type RunStartOptions, settingInt } from '../db/runs.ts';
+import { runStart, runStartClaimed, type RunStartOptions, settingInt } from '../db/runs.ts';
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { CancelledError, NotFoundError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
 import { encodeJson } from '../replay/serialize.ts';
 import { Listener } from '../worker/listener.ts';
+import { onLocalFinish, reserveLocal } from '../worker/local.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
@@ -37,6 +38,18 @@ export interface ClientOptions {
   preparedStatements?: boolean;
   /** Safety-net poll of `result()` in case a NOTIFY is missed (default 5s). */
   resultPollInterval?: Duration;
+  /**
+   * Hand a started run straight to a worker in this process that uses the
+   * same `pool` and serves its workflow, version and queue, when that worker
+   * has a free slot and no backlog (default true). The start then leases the
+   * run to that worker in its own statement, and the run begins when the
+   * start commits, with no NOTIFY and no claim in between; `result()` hears
+   * of the end from the worker. The run is as durable as any other: if this
+   * process dies, the lease expires and another worker continues it. Not for
+   * starts inside a caller's transaction (`tx`), for starts by name without a
+   * version, or for a future `runAt`. See docs/decisions/0015-local-hand-off.md.
+   */
+  handoff?: boolean;
 }
 
 export interface StartOptions {
@@ -116,6 +129,8 @@ export class Client {
   private readonly waiters = new Map<string, Set<() => void>>();
   private listener: Promise<Listener> | undefined;
   private maxPayloadBytes: Promise<number> | undefined;
+  private readonly handoff: boolean;
+  private readonly offLocalFinish: () => void;
 
   constructor(options: ClientOptions) {
     this.log = options.logger ?? consoleLogger('warn');
@@ -131,6 +146,11 @@ export class Client {
       throw new ValidationError('createClient needs a pool or a connectionString');
     }
     this.pollMs = toMs(options.resultPollInterval ?? 5000, 'resultPollInterval');
+    this.handoff = options.handoff !== false;
+    // A worker on this pool that ends a run tells result() before the NOTIFY could.
+    this.offLocalFinish = onLocalFinish(this.pool, (id) => {
+      for (const check of this.waiters.get(id) ?? []) check();
+    });
     this.registry = new WorkflowRegistry(this.pool);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
   }
@@ -192,7 +212,24 @@ export class Client {
       if (options.tx) await this.registry.registerIn(db, workflow);
       else await this.register(workflow);
     }
-    const id = await runStart(db, name, text, sqlOptions);
+    // A worker in this process may take the run at once; never inside the
+    // caller's transaction (it would begin before that commits).
+    const version = sqlOptions.version;
+    const handoff = this.handoff && !options.tx && version !== undefined ? reserveLocal(this.pool, name, version, sqlOptions.queue) : undefined;
+    if (!handoff) {
+      const id = await runStart(db, name, text, sqlOptions);
+      return { id, result: (o) => this.result(id, o) };
+    }
+    let started: Awaited<ReturnType<typeof runStartClaimed>>;
+    try {
+      started = await runStartClaimed(db, name, text, { ...sqlOptions, queue: handoff.queue }, handoff);
+    } catch (error) {
+      handoff.cancel();
+      throw error;
+    }
+    if (started.run) handoff.adopt(started.run);
+    else handoff.cancel();
+    const id = started.id;
     return { id, result: (o) => this.result(id, o) };
   }
 
@@ -457,6 +494,7 @@ export class Client {
 
   /** Close the listener (and the pool, if the client created it). */
   async close(): Promise<void> {
+    this.offLocalFinish();
     if (this.listener) await (await this.listener.catch(() => undefined))?.close();
     if (this.ownsPool) await this.pool.end();
   }

@@ -21,6 +21,36 @@ export async function runStart(db: Queryable, workflow: string, input: string, o
   return (rows[0] as { id: string }).id;
 }
 
+export interface StartClaimedArgs {
+  worker: string;
+  leaseMs: number;
+}
+
+/**
+ * trellis.run_start_claimed: start a run leased at once to `worker`. The
+ * run as a claim would return it, or undefined when nothing was leased (a
+ * repeated key, a future run_at); `id` is the run's either way.
+ */
+export async function runStartClaimed(db: Queryable, workflow: string, input: string, options: RunStartOptions,
+  a: StartClaimedArgs): Promise<{ id: string; run: ClaimedRun | undefined }> {
+  const rows = await run<{ id: string; claimed: boolean; workflow: string; version: string; input: unknown;
+    metadata: Record<string, unknown>; lease_token: string; lease_expires_at: Date; now: Date }>(db,
+    'select * from trellis.run_start_claimed($1, $2::jsonb, $3::jsonb, $4, make_interval(secs => $5::double precision / 1000))',
+    [workflow, input, JSON.stringify(options), a.worker, a.leaseMs], 'trellis_run_start_claimed');
+  const r = rows[0] as (typeof rows)[number];
+  if (!r.claimed) return { id: r.id, run: undefined };
+  return {
+    id: r.id,
+    run: {
+      id: r.id, workflow: r.workflow, version: r.version, input: r.input, metadata: r.metadata,
+      // A new run: its first attempt of its first execution, nothing recorded yet.
+      attempt: 1, failures: 0, execution: 1, history: null, signals: null, children: null,
+      lease_token: r.lease_token, lease_expires_at: r.lease_expires_at,
+      cancel_requested: false, pause_requested: false, now: r.now,
+    },
+  };
+}
+
 export interface ClaimedRun {
   id: string;
   workflow: string;

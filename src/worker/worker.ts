@@ -24,6 +24,7 @@ import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { Listener } from './listener.ts';
 import { PurgeLoop } from './maintenance/purge.ts';
+import { addLocalWorker, type Handoff, localFinished } from './local.ts';
 
 export interface WorkerOptions {
   /** A pg Pool, or a connection string for the worker's own pool. */
@@ -120,10 +121,15 @@ export class Worker {
   private dueTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly purgeLoop: PurgeLoop | undefined;
+  /** Slots kept for runs a client in this process is starting (see local.ts). */
+  private reserved = 0;
+  /** Hand-offs not yet adopted or cancelled; stop() waits for them. */
+  private readonly handoffs = new Set<Promise<void>>();
+  private removeLocal: (() => void) | undefined;
   private maxPayloadBytes = 1_048_576;
   private maxHistorySteps = 10_000;
-  /** Counters for tests, metrics and benchmarks. */
-  readonly stats = { claimed: 0, claims: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0 };
+  /** Counters for tests, metrics and benchmarks (`handedOff`: runs begun from a start in this process, not claimed). */
+  readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0 };
   private readonly registry: WorkflowRegistry;
 
   constructor(private readonly options: WorkerOptions) {
@@ -204,6 +210,7 @@ export class Worker {
       throw error;
     }
     this.listener = listener;
+    this.removeLocal = addLocalWorker(this.pool, { reserve: (w, v, q) => this.reserve(w, v, q) });
     this.pollTimer = setInterval(() => {
       this.wake();
       void this.checkRequests();
@@ -228,7 +235,7 @@ export class Worker {
     let drained = false;
     try {
       while (this.state === 'running') {
-        const free = this.concurrency - this.active.size;
+        const free = this.concurrency - this.active.size - this.reserved;
         if (free <= 0) {
           this.saturated = true;
           break;
@@ -242,9 +249,10 @@ export class Worker {
           limit,
           leaseMs: this.leaseMs,
         });
+        this.stats.claimed += runs.length;
         for (const run of runs) {
           if (this.state === 'running') this.begin(run);
-          else void this.committer.push({ op: 'release', run: run.id, token: run.lease_token, execution: run.execution, delay_ms: 0, failure: false }).catch(() => undefined);
+          else this.giveBack(run);
         }
         if (runs.length < limit) {
           drained = true;
@@ -274,8 +282,53 @@ export class Worker {
     this.dueTimer = setTimeout(() => this.wake(), ms <= 0 ? 25 : ms + 5);
   }
 
+  /**
+   * Keep a slot for a run a client in this process is starting with this
+   * worker's lease, so it begins without a NOTIFY and a claim. Only while
+   * running with a free slot and no backlog left behind (a started run must
+   * not overtake pending ones), for a served workflow, version and queue.
+   */
+  private reserve(workflow: string, version: string, queue: string | undefined): Handoff | undefined {
+    if (this.state !== 'running' || this.saturated || this.active.size + this.reserved >= this.concurrency) return undefined;
+    const definition = this.definitions.get(`${workflow}@${version}`);
+    const q = queue ?? definition?.queue;
+    if (!definition || q === undefined || !this.queues.includes(q)) return undefined;
+    this.reserved++;
+    let settle!: () => void;
+    const settled = new Promise<void>((r) => (settle = r));
+    this.handoffs.add(settled);
+    let open = true;
+    const close = () => {
+      if (!open) return false;
+      open = false;
+      this.reserved--;
+      this.handoffs.delete(settled);
+      settle();
+      return true;
+    };
+    return {
+      worker: this.id,
+      leaseMs: this.leaseMs,
+      queue: q,
+      adopt: (run) => {
+        if (!close()) return;
+        this.stats.handedOff++;
+        if (this.state === 'running') this.begin(run);
+        else this.giveBack(run);
+      },
+      cancel: () => {
+        // The kept slot may be what stopped a claim loop: look again.
+        if (close() && this.saturated) this.wake();
+      },
+    };
+  }
+
+  /** Release a run leased while stopping, so another replica takes it at once. */
+  private giveBack(run: ClaimedRun): void {
+    void this.committer.push({ op: 'release', run: run.id, token: run.lease_token, execution: run.execution, delay_ms: 0, failure: false }).catch(() => undefined);
+  }
+
   private begin(run: ClaimedRun): void {
-    this.stats.claimed++;
     const controller = new AbortController();
     const entry: Active = { run, controller, execution: undefined, done: Promise.resolve() };
     // Claiming a run we still execute means our old lease was taken away
@@ -351,6 +404,7 @@ export class Worker {
     try {
       if (op) await this.committer.push(op);
       this.stats[outcome.kind]++;
+      if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'cancelled') localFinished(this.pool, fence.run);
       return;
     } catch (error) {
       const forced = await execution.settle();
@@ -427,13 +481,15 @@ export class Worker {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     const wasRunning = this.state === 'running';
     this.state = 'stopping';
+    this.removeLocal?.();
     clearInterval(this.pollTimer);
     if (this.dueTimer) clearTimeout(this.dueTimer);
     await this.purgeLoop?.stop();
     if (wasRunning) {
       await this.claimPromise;
       const deadline = toMs(options.timeout ?? 10_000, 'timeout');
-      const all = () => Promise.allSettled([...this.active.values()].map((a) => a.done));
+      // Starts handed to this worker still settle into `active` (or a release).
+      const all = () => Promise.allSettled([...this.handoffs, ...[...this.active.values()].map((a) => a.done)]);
       let timer: NodeJS.Timeout | undefined;
       const timedOut = await Promise.race([
         all().then(() => false),
@@ -444,7 +500,9 @@ export class Worker {
       clearTimeout(timer);
       if (timedOut) {
         for (const a of this.active.values()) a.controller.abort(new CancelledError('worker is shutting down'));
-        await all();
+        // Not the hand-offs again: a start stuck on a full pool must not hold up the stop
+        // (if it commits later, its lease expires and another worker claims the run).
+        await Promise.allSettled([...this.active.values()].map((a) => a.done));
       }
       await this.committer.drain();
       await this.listener?.close();

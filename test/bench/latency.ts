@@ -12,13 +12,17 @@
  *  - under load: open loop at half the saturation rate.
  * graphile-worker gets the same low-load and open-loop schedules (start =
  * addJob, first step = the task body; it has no results).
+ * Trellis runs twice at low load: with the default client, which hands a
+ * start to the worker in its process (no NOTIFY, no claim: see decision
+ * 0015), and with `handoff: false`, the path of a start from another
+ * process (start commits, NOTIFY, claim), each against its own database.
  */
 import pg from 'pg';
 import { z } from 'zod';
 import { createClient, createWorker, defineWorkflow, silentLogger } from './runtime.ts';
 import type { BenchConfig } from './config.ts';
 import { graphileDatabase, graphileLogger } from './peers/graphile-worker.ts';
-import type { LatencyRow } from './results.ts';
+import { type LatencyRow, NO_HANDOFF } from './results.ts';
 import type { BenchServer } from './server.ts';
 import { fmt, median, type Percentiles, percentiles, sleep } from './stats.ts';
 
@@ -108,8 +112,8 @@ function firstSteps<K>(firstAt: Map<K, number>) {
   };
 }
 
-async function trellisSubject(server: BenchServer): Promise<Subject> {
-  const url = await server.createDatabase('bench_latency', { trellis: true });
+async function trellisSubject(server: BenchServer, handoff: boolean): Promise<Subject> {
+  const url = await server.createDatabase(handoff ? 'bench_latency' : 'bench_latency_nh', { trellis: true });
   const pool = new pg.Pool({ connectionString: url, max: 20 });
   const firstAt = new Map<string, number>();
   const lat = defineWorkflow({ name: 'lat-1', input: z.object({ i: z.number() }) }, async (ctx) => {
@@ -120,7 +124,7 @@ async function trellisSubject(server: BenchServer): Promise<Subject> {
     return null;
   });
   const worker = createWorker({ pool, workflows: [lat], logger: silentLogger });
-  const client = createClient({ pool, logger: silentLogger });
+  const client = createClient({ pool, logger: silentLogger, handoff });
   await worker.start();
   const open = firstSteps(firstAt);
   let i = 0;
@@ -185,7 +189,8 @@ async function lowLoad(subject: Subject, awaitResult = false): Promise<Sample[]>
 }
 
 export async function latency(server: BenchServer, cfg: BenchConfig): Promise<{ rows: LatencyRow[]; skipped?: string }> {
-  const trellis = await trellisSubject(server);
+  const trellis = await trellisSubject(server, true);
+  const remote = await trellisSubject(server, false);
   let graphile: Subject | undefined;
   let skipped: string | undefined;
   try {
@@ -196,21 +201,25 @@ export async function latency(server: BenchServer, cfg: BenchConfig): Promise<{ 
   const rows: LatencyRow[] = [];
   try {
     // Warm-up: connections, listeners, JIT.
-    for (const s of [trellis, graphile]) {
+    for (const s of [trellis, remote, graphile]) {
       if (!s) continue;
       await openLoop(50, 5, () => s.one([]));
       await s.settle();
     }
     const rounds = cfg.quick ? 1 : 5;
-    const low: { trellis: Sample[][]; graphile: Sample[][]; result: Sample[][] } = { trellis: [], graphile: [], result: [] };
+    const low = { trellis: [] as Sample[][], remote: [] as Sample[][], graphile: [] as Sample[][], result: [] as Sample[][], remoteResult: [] as Sample[][] };
     for (let r = 0; r < rounds; r++) {
       low.trellis.push(await lowLoad(trellis));
+      low.remote.push(await lowLoad(remote));
       if (graphile) low.graphile.push(await lowLoad(graphile));
       low.result.push(await lowLoad(trellis, true));
+      low.remoteResult.push(await lowLoad(remote, true));
     }
     rows.push(roundsRow('trellis', 'low load', 100, low.trellis, false));
+    rows.push(roundsRow(NO_HANDOFF, 'low load', 100, low.remote, false));
     if (graphile) rows.push(roundsRow('graphile-worker', 'low load', 100, low.graphile, false));
     rows.push(roundsRow('trellis', 'low load, caller awaits result', 100, low.result, true));
+    rows.push(roundsRow(NO_HANDOFF, 'low load, caller awaits result', 100, low.remoteResult, true));
 
     const seconds = cfg.quick ? 2 : 4;
     const sat: Sample[] = [];
@@ -233,6 +242,7 @@ export async function latency(server: BenchServer, cfg: BenchConfig): Promise<{ 
     return { rows, skipped };
   } finally {
     await trellis.close();
+    await remote.close();
     await graphile?.close();
   }
 }

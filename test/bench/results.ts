@@ -78,6 +78,9 @@ export interface BenchResults {
   errors: { family: string; error: string }[];
 }
 
+/** The system name of Trellis measured with a client that does not hand starts to its process's worker. */
+export const NO_HANDOFF = 'trellis (handoff: false)';
+
 export interface LatencyRow {
   system: string;
   load: string;

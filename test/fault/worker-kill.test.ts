@@ -11,16 +11,16 @@ let db: TestDatabase;
 let client: Client;
 const children: ChildProcess[] = [];
 
-async function spawnWorker(mode: 'block' | 'normal'): Promise<ChildProcess> {
+async function spawnWorker(mode: 'block' | 'normal', startN?: number): Promise<ChildProcess & { out: () => string }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/fault/worker-process.ts'], {
-    env: { ...process.env, DATABASE_URL: db.url, FAULT_MODE: mode, LEASE_MS: '2000' },
+    env: { ...process.env, DATABASE_URL: db.url, FAULT_MODE: mode, LEASE_MS: '2000', ...(startN === undefined ? {} : { START_N: String(startN) }) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   children.push(child);
   let out = '';
   child.stdout?.on('data', (d) => (out += d));
   await waitFor(() => out.includes('ready'), { what: `worker (${mode}) ready`, timeout: 30_000 });
-  return child;
+  return Object.assign(child, { out: () => out });
 }
 
 before(async () => {
@@ -71,6 +71,35 @@ describe('a worker process SIGKILLed in the middle of step 2 of 3', () => {
     const row = await client.get(run.id);
     assert.equal(row?.status, 'completed');
     assert.equal(row?.attempt, 2, 'claimed twice: once by A, once by B after the lease expired');
+    b.kill('SIGTERM');
+    await once(b, 'exit');
+  });
+});
+
+describe('a process that started a run and took it by local hand-off, SIGKILLed in step 2', () => {
+  it('the lease it took at the start expires and another worker process completes the run', async () => {
+    const a = await spawnWorker('block', 8);
+    const started = await waitFor(() => /started (\S+) (\d+)/.exec(a.out()), { what: 'the start in worker A' });
+    const id = started[1] as string;
+    assert.equal(started[2], '1', 'handed to A, not claimed');
+    await waitFor(async () => (await client.history(id)).some((s) => s.name === 'step-2' && s.status === 'running'),
+      { what: "step 2's running marker" });
+    const before = await client.get(id);
+    assert.equal(before?.status, 'running');
+    assert.equal(before?.attempt, 1);
+    a.kill('SIGKILL');
+    await once(a, 'exit');
+
+    const b = await spawnWorker('normal');
+    const output = (await client.result(id, { timeout: '30s' })) as { a: number; b: number; c: number; finishedBy: number };
+    assert.deepEqual({ a: output.a, b: output.b, c: output.c }, { a: 9, b: 90, c: 91 });
+    assert.equal(output.finishedBy, b.pid);
+    const { rows } = await db.pool.query('select step, count(*)::int as n from public.fault_log where run_id = $1 group by step', [id]);
+    const counts = Object.fromEntries(rows.map((r) => [r.step, r.n]));
+    assert.equal(counts['step-1'], 1, 'the checkpointed step never runs again');
+    assert.equal(counts['step-2'], 2);
+    assert.equal(counts['step-3'], 1);
+    assert.equal((await client.get(id))?.attempt, 2);
     b.kill('SIGTERM');
     await once(b, 'exit');
   });

@@ -1,10 +1,14 @@
 /**
  * A worker in its own process, for fault tests that SIGKILL it.
  * env: DATABASE_URL, FAULT_MODE=block (step 2 logs, then hangs) | normal,
- *      LEASE_MS (default 2000). Prints "ready" once claiming.
+ *      LEASE_MS (default 2000), START_N (this process also starts a run of
+ *      fault-three with that n through a client on the worker's pool, so it
+ *      is handed to this worker; prints "started <id> <handedOff>").
+ * Prints "ready" once claiming.
  */
 import pg from 'pg';
 import { z } from 'zod';
+import { createClient } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
@@ -37,6 +41,11 @@ const worker = createWorker({
 });
 await worker.start();
 process.stdout.write('ready\n');
+if (process.env.START_N) {
+  const client = createClient({ pool, logger: silentLogger });
+  const run = await client.start(faultThree, { n: Number(process.env.START_N) });
+  process.stdout.write(`started ${run.id} ${worker.stats.handedOff}\n`);
+}
 process.on('SIGTERM', () => {
   void worker.stop({ timeout: 1000 }).then(() => pool.end()).then(() => process.exit(0));
 });

@@ -72,6 +72,8 @@ describe('examples', () => {
     const { runId } = jsonAfter(stdout, 'POST /orders -> 202 ') as { runId: string };
     assert.match(runId, UUID);
     assert.match(stdout, /^POST \/orders \(bad body\) -> 400 /m);
+    // The POST's start went straight to the worker in the same process.
+    assert.match(stdout, /^worker: 1 run\(s\) handed off by this process's starts, 0 claimed from the queue$/m);
     const run = jsonAfter(stdout, `GET /runs/${runId} -> 200 `) as { status: string; output: unknown };
     assert.equal(run.status, 'completed');
     assert.deepEqual(run.output, {

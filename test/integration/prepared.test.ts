@@ -24,10 +24,10 @@ before(async () => {
 after(() => db.close());
 
 /** A run end to end on a pool of one connection, and the statements that session prepared. */
-async function runOnOneConnection(preparedStatements: boolean | undefined): Promise<{ output: number; prepared: string[] }> {
+async function runOnOneConnection(preparedStatements: boolean | undefined, handoff?: boolean): Promise<{ output: number; prepared: string[] }> {
   const pool = new pg.Pool({ connectionString: db.url, max: 1 });
   const worker = createWorker({ pool, workflows: [add], logger: silentLogger, pollInterval: 100, purge: false, preparedStatements });
-  const client = createClient({ pool, logger: silentLogger, preparedStatements });
+  const client = createClient({ pool, logger: silentLogger, preparedStatements, handoff });
   try {
     await worker.start();
     const run = await client.start(add, { a: 2, b: 3 });
@@ -43,16 +43,27 @@ async function runOnOneConnection(preparedStatements: boolean | undefined): Prom
 
 describe('prepared statements', () => {
   it('are used by default for starts, claims, checkpoints and result reads', async () => {
-    const { output, prepared } = await runOnOneConnection(undefined);
+    const { output, prepared } = await runOnOneConnection(undefined, false);
     assert.equal(output, 5);
     for (const name of ['trellis_run_start', 'trellis_run_claim', 'trellis_checkpoint_apply', 'trellis_run_outcome']) {
       assert.ok(prepared.includes(name), `${name} in ${prepared.join(', ')}`);
     }
   });
 
-  it('preparedStatements: false prepares nothing and runs the same', async () => {
-    const { output, prepared } = await runOnOneConnection(false);
+  it('are used for a start handed to a worker in the process', async () => {
+    const { output, prepared } = await runOnOneConnection(undefined);
     assert.equal(output, 5);
-    assert.deepEqual(prepared, []);
+    for (const name of ['trellis_run_start_claimed', 'trellis_checkpoint_apply', 'trellis_run_outcome']) {
+      assert.ok(prepared.includes(name), `${name} in ${prepared.join(', ')}`);
+    }
+    assert.ok(!prepared.includes('trellis_run_start'), 'the handed-off start is not a plain start');
+  });
+
+  it('preparedStatements: false prepares nothing and runs the same', async () => {
+    for (const handoff of [true, false]) {
+      const { output, prepared } = await runOnOneConnection(false, handoff);
+      assert.equal(output, 5);
+      assert.deepEqual(prepared, []);
+    }
   });
 });

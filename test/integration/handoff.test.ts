@@ -1,0 +1,178 @@
+/**
+ * Local hand-off: a client and a worker on the same pool in one process. A
+ * start the worker can take now is leased to it in the start's statement and
+ * begins without a NOTIFY or a claim; every other start (no free slot, a
+ * caller's transaction, a later runAt, a repeated key, handoff: false, a
+ * workflow the worker does not serve) takes the ordinary path. The
+ * SIGKILL case (the lease outlives the process) is in test/fault.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { ValidationError } from '../../src/errors.ts';
+import { onLocalFinish } from '../../src/worker/local.ts';
+import { createWorker, type Worker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { deferred } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let db: TestDatabase;
+let client: Client;
+const workers: Worker[] = [];
+before(async () => {
+  db = await freshDatabase();
+  client = createClient({ pool: db.pool, logger: silentLogger });
+});
+after(async () => {
+  for (const w of workers) await w.stop({ timeout: 1000 });
+  await client.close();
+  await db.close();
+});
+
+async function startWorker(options: Partial<Parameters<typeof createWorker>[0]> & Pick<Parameters<typeof createWorker>[0], 'workflows'>): Promise<Worker> {
+  const w = createWorker({ pool: db.pool, pollInterval: 100, logger: silentLogger, purge: false, ...options });
+  workers.push(w);
+  await w.start();
+  return w;
+}
+
+const input = z.object({ n: z.number() });
+const row = async (id: string) => (await db.pool.query(
+  'select status, attempt, lease_owner, queue from trellis.runs where id = $1', [id])).rows[0];
+
+describe('local hand-off', () => {
+  it('begins a started run on the worker in the process without a claim, leased to it, with the stored input', async () => {
+    const seen: unknown[] = [];
+    const wf = defineWorkflow({ name: 'ho-basic', input: z.object({ b: z.number(), aa: z.number() }) }, async (ctx, value) => {
+      seen.push(Object.keys(value));
+      return ctx.step('sum', () => value.aa + value.b);
+    });
+    const w = await startWorker({ workflows: [wf] });
+    const claimedBefore = w.stats.claimed;
+    const run = await client.start(wf, { b: 1, aa: 2 });
+    // Leased to this worker by the start itself (the row is already running or done).
+    const r = await row(run.id);
+    assert.ok(r.status === 'running' || r.status === 'completed', r.status);
+    assert.equal(await run.result({ timeout: '10s' }), 3);
+    assert.equal(w.stats.handedOff, 1);
+    assert.equal(w.stats.claimed, claimedBefore, 'no claim took it');
+    assert.equal((await row(run.id)).attempt, 1);
+    // The input as stored (jsonb orders keys), the same object a replay elsewhere would see.
+    assert.deepEqual(seen, [['b', 'aa']]);
+  });
+
+  it('takes the ordinary path with handoff: false, inside a caller transaction, for a later runAt and for a workflow it does not serve', async () => {
+    const wf = defineWorkflow({ name: 'ho-paths', input }, async (ctx, { n }) => ctx.step('double', () => n * 2));
+    const other = defineWorkflow({ name: 'ho-other', input }, async (_ctx, { n }) => n);
+    const w = await startWorker({ workflows: [wf] });
+    const plain = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
+    try {
+      const a = await plain.start(wf, { n: 1 });
+      assert.equal(await a.result({ timeout: '10s' }), 2);
+
+      const tx = await db.pool.connect();
+      let b;
+      try {
+        await tx.query('begin');
+        b = await client.start(wf, { n: 2 }, { tx });
+        assert.equal((await tx.query('select status from trellis.runs where id = $1', [b.id])).rows[0].status, 'pending');
+        await tx.query('commit');
+      } finally {
+        tx.release();
+      }
+      assert.equal(await b.result({ timeout: '10s' }), 4);
+
+      const c = await client.start(wf, { n: 3 }, { runAt: new Date(Date.now() + 300) });
+      assert.equal((await row(c.id)).status, 'pending');
+      assert.equal(await c.result({ timeout: '10s' }), 6);
+
+      const d = await client.start(other, { n: 4 });
+      assert.equal((await row(d.id)).status, 'pending', 'no worker here serves ho-other');
+      assert.equal(w.stats.handedOff, 0);
+      assert.equal(w.stats.claimed, 3);
+      await client.cancel(d.id);
+    } finally {
+      await plain.close();
+    }
+  });
+
+  it('hands off only into a free slot: a start with every slot busy stays pending and is claimed later', async () => {
+    const gate = deferred();
+    const wf = defineWorkflow({ name: 'ho-slots', input }, async (ctx, { n }) => ctx.step('held', async () => (await gate.promise, n)));
+    const w = await startWorker({ workflows: [wf], concurrency: 1 });
+    const a = await client.start(wf, { n: 1 });
+    const b = await client.start(wf, { n: 2 });
+    assert.equal(w.stats.handedOff, 1);
+    assert.equal((await row(a.id)).status, 'running');
+    assert.equal((await row(b.id)).status, 'pending');
+    gate.resolve();
+    assert.deepEqual(await Promise.all([a.result({ timeout: '10s' }), b.result({ timeout: '10s' })]), [1, 2]);
+    assert.equal(w.stats.handedOff, 1);
+    assert.equal(w.stats.claimed, 1);
+  });
+
+  it('frees the slot when the start leases nothing (a repeated key) or fails (bad input), so the next start is handed off', async () => {
+    const wf = defineWorkflow({ name: 'ho-free', input }, async (_ctx, { n }) => n);
+    const w = await startWorker({ workflows: [wf], concurrency: 1 });
+    const first = await client.start(wf, { n: 1 }, { key: 'same' });
+    assert.equal(await first.result({ timeout: '10s' }), 1);
+    const again = await client.start(wf, { n: 2 }, { key: 'same' });
+    assert.equal(again.id, first.id);
+    // A priority SQL refuses (TR001) after the slot was kept.
+    const before = (await db.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n;
+    await assert.rejects(client.start(wf, { n: 3 }, { priority: 40_000 }), ValidationError);
+    assert.equal((await db.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n, before, 'nothing written');
+    const next = await client.start(wf, { n: 4 });
+    assert.equal(await next.result({ timeout: '10s' }), 4);
+    assert.equal(w.stats.handedOff, 2, 'the first and the last start');
+    assert.equal(w.stats.claimed, 0);
+    assert.equal(w.activeCount, 0);
+  });
+
+  it('a stopping worker takes no hand-off; a second worker on the pool that serves the workflow does', async () => {
+    const wf = defineWorkflow({ name: 'ho-two', input }, async (_ctx, { n }) => n + 1);
+    const a = await startWorker({ workflows: [wf] });
+    const b = await startWorker({ workflows: [wf] });
+    await a.stop();
+    const run = await client.start(wf, { n: 1 });
+    assert.equal(await run.result({ timeout: '10s' }), 2);
+    assert.equal(a.stats.handedOff, 0);
+    assert.equal(b.stats.handedOff, 1);
+  });
+
+  it('tells result() in the process of the end after it committed', async () => {
+    const wf = defineWorkflow({ name: 'ho-finish', input }, async (_ctx, { n }) => n * 10);
+    await startWorker({ workflows: [wf] });
+    const ended = deferred<{ id: string; status: string }>();
+    const off = onLocalFinish(db.pool, (id) => {
+      void db.pool.query('select status from trellis.runs where id = $1', [id]).then((r) => ended.resolve({ id, status: r.rows[0].status }));
+    });
+    try {
+      const run = await client.start(wf, { n: 5 });
+      assert.deepEqual(await ended.promise, { id: run.id, status: 'completed' });
+      assert.equal(await run.result({ timeout: '10s' }), 50);
+    } finally {
+      off();
+    }
+  });
+
+  it('a client with its own pool is not paired with a worker on another pool', async () => {
+    const wf = defineWorkflow({ name: 'ho-pools', input }, async (_ctx, { n }) => n);
+    const w = await startWorker({ workflows: [wf] });
+    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const other = createClient({ pool, logger: silentLogger });
+    try {
+      const run = await other.start(wf, { n: 7 });
+      assert.equal(await run.result({ timeout: '10s' }), 7);
+      assert.equal(w.stats.handedOff, 0);
+      await waitFor(() => w.stats.claimed === 1, { what: 'the claim' });
+    } finally {
+      await other.close();
+      await pool.end();
+    }
+  });
+});

@@ -1,0 +1,64 @@
+/**
+ * sql/900_plans.sql: the hot functions keep generic plans and never choose a
+ * sequential scan, so a session that first calls them on a new, unanalyzed
+ * database does not keep whole-table scans of trellis.runs as it grows.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await freshDatabase();
+  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`);
+});
+after(() => db.close());
+
+const HOT = [
+  'run_claim', 'checkpoint_apply', '_run_start', 'run_start_claimed', 'run_heartbeat_many',
+  '_wake_child_waiters', 'signal_send', 'run_next_due',
+];
+
+describe('plans of the hot functions', () => {
+  it('each has plan_cache_mode = force_generic_plan and enable_seqscan = off', async () => {
+    const { rows } = await db.pool.query<{ proname: string; proconfig: string[] | null }>(
+      `select p.proname, p.proconfig from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+        where n.nspname = 'trellis' and p.proname = any ($1)`, [HOT]);
+    assert.deepEqual(rows.map((r) => r.proname).sort(), [...HOT].sort());
+    for (const r of rows) {
+      assert.ok(r.proconfig?.includes('plan_cache_mode=force_generic_plan'), `${r.proname}: ${r.proconfig}`);
+      assert.ok(r.proconfig?.includes('enable_seqscan=off'), `${r.proname}: ${r.proconfig}`);
+    }
+  });
+
+  it('a completing checkpoint on a new, unanalyzed database reads trellis.runs by index only', async (t) => {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      // auto_explain shows the plans of the statements inside the function (LOAD needs a superuser).
+      const { rows: [me] } = await c.query('select rolsuper from pg_roles where rolname = current_user');
+      assert.equal(me.rolsuper, true, 'this test needs a superuser (npm test on the embedded server is one)');
+      const notes: string[] = [];
+      c.on('notice', (n) => notes.push(n.message ?? ''));
+      await c.query(`load 'auto_explain'`);
+      await c.query(`set auto_explain.log_min_duration = 0; set auto_explain.log_nested_statements = on; set auto_explain.log_level = notice`);
+      const { rows: [run] } = await c.query(`select * from trellis.run_start_claimed('w', '{}', '{}', 'wk', '30 seconds')`);
+      const f = { run: run.id, token: run.lease_token, execution: 1 };
+      notes.length = 0;
+      const { rows: refused } = await c.query('select * from trellis.checkpoint_apply($1::jsonb)', [JSON.stringify([
+        { ...f, op: 'step', seq: 1, name: 'first', kind: 'step', status: 'completed', attempts: 1, ms: 0, delivered: 1 },
+        { ...f, op: 'complete' },
+      ])]);
+      assert.deepEqual(refused, []);
+      const { rows: [done] } = await c.query('select status from trellis.runs where id = $1', [run.id]);
+      assert.equal(done.status, 'completed');
+      const plans = notes.join('\n');
+      t.diagnostic(`${notes.length} plans`);
+      assert.match(plans, /on runs/, 'auto_explain reported the statements on trellis.runs');
+      assert.doesNotMatch(plans, /Seq Scan on (runs|steps)\b/);
+    } finally {
+      await c.end();
+    }
+  });
+});
