@@ -1,5 +1,7 @@
 /**
- * Sustained load: 1-step runs started at 70% of the measured peak by an
+ * Sustained load: 1-step runs started at 70% of the measured peak (of runs
+ * started while they are served, so the enqueuer's share of the two cores
+ * is in it: the throughput family's enqueue-while-running row) by an
  * open-loop enqueuer for N minutes, processed by two worker processes that
  * also purge finished runs past the retention (60 s unless --retention says
  * otherwise; --retention=off keeps every run); table and index sizes, rows
@@ -76,7 +78,7 @@ export async function sustained(server: BenchServer, cfg: BenchConfig, knownPeak
   const workers = [0, 1].map((i) => spawnChild('./worker-process.ts', { BENCH_URL: url, BENCH_INDEX: String(i) }));
   try {
     await registerBench(pool);
-    const peak = knownPeak ?? (await trellisRep(pool, url, { kind: '1-step', procs: 2, runs: cfg.runs1 })).wfs;
+    const peak = knownPeak ?? (await trellisRep(pool, url, { kind: '1-step', procs: 2, runs: cfg.runs1, live: true })).wfs;
     await pool.query('truncate trellis.signals, trellis.steps, trellis.runs');
     await pool.query(`select trellis.retention_set($1::float8 * interval '1 second')`, [cfg.retentionSeconds]);
     const rate = Math.round(peak * 0.7);

@@ -115,6 +115,31 @@ describe('local hand-off', () => {
     assert.equal(w.stats.claimed, 1);
   });
 
+  it('50 concurrent starts on a worker of concurrency 5: never more than 5 bodies at once, each run begun once', async () => {
+    let inFlight = 0;
+    let most = 0;
+    const bodies = new Map<string, number>();
+    const wf = defineWorkflow({ name: 'ho-burst', input }, async (ctx, { n }) => ctx.step('work', async ({ runId }) => {
+      bodies.set(runId, (bodies.get(runId) ?? 0) + 1);
+      most = Math.max(most, ++inFlight);
+      // Real work across a few event-loop turns, so bodies overlap when slots allow it.
+      for (let i = 0; i < 5; i++) await new Promise((r) => setImmediate(r));
+      inFlight--;
+      return n;
+    }));
+    const w = await startWorker({ workflows: [wf], concurrency: 5 });
+    const runs = await Promise.all(Array.from({ length: 50 }, (_, n) => client.start(wf, { n })));
+    const outputs = await Promise.all(runs.map((r) => r.result({ timeout: '20s' })));
+    assert.deepEqual(outputs, Array.from({ length: 50 }, (_, n) => n));
+    assert.ok(most <= 5, `${most} bodies at once`);
+    assert.equal(bodies.size, 50);
+    assert.ok([...bodies.values()].every((c) => c === 1), 'every body ran once');
+    assert.equal(w.stats.handedOff + w.stats.claimed, 50);
+    assert.ok(w.stats.handedOff >= 1 && w.stats.handedOff <= 50);
+    const { rows } = await db.pool.query(`select max(attempt)::int as most from trellis.runs where workflow = 'ho-burst'`);
+    assert.equal(rows[0].most, 1);
+  });
+
   it('frees the slot when the start leases nothing (a repeated key) or fails (bad input), so the next start is handed off', async () => {
     const wf = defineWorkflow({ name: 'ho-free', input }, async (_ctx, { n }) => n);
     const w = await startWorker({ workflows: [wf], concurrency: 1 });
