@@ -12,7 +12,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { ValidationError } from '../../src/errors.ts';
-import { onLocalFinish } from '../../src/worker/local.ts';
+import { onLocalFinish, reserveLocal } from '../../src/worker/local.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
@@ -167,6 +167,55 @@ describe('local hand-off', () => {
     assert.equal(await run.result({ timeout: '10s' }), 2);
     assert.equal(a.stats.handedOff, 0);
     assert.equal(b.stats.handedOff, 1);
+  });
+
+  it('a start in flight when its worker stops: stop waits for it, the run is given back and another worker completes it', async () => {
+    const wf = defineWorkflow({ name: 'ho-inflight', input }, async (_ctx, { n }) => n * 3);
+    const a = await startWorker({ workflows: [wf], leaseDuration: '30s' });
+    // An uncommitted start with the same key holds the hand-off's insert on the key's lock.
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query(`select trellis.run_start('ho-inflight', '{"n":0}', '{"key":"in-flight"}')`);
+      const started = client.start(wf, { n: 2 }, { key: 'in-flight' });
+      await waitFor(async () => (await db.pool.query(
+        `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n === 1,
+        { what: 'the hand-off start blocked on the key' });
+      const stopping = a.stop({ timeout: '10s' });
+      await holder.query('rollback');
+      const run = await started;
+      await stopping;
+      assert.equal(a.stats.handedOff, 1, 'adopted while stopping');
+      const r = await row(run.id);
+      assert.equal(r.status, 'pending', 'given back at once, not left leased');
+      assert.equal(r.lease_owner, null);
+      const b = await startWorker({ workflows: [wf] });
+      assert.equal(await run.result({ timeout: '10s' }), 6);
+      assert.equal(b.stats.claimed, 1);
+    } finally {
+      holder.release();
+    }
+  });
+
+  it('stop() waits for a kept slot until it is settled, or until its timeout', async () => {
+    const wf = defineWorkflow({ name: 'ho-kept', input }, async (_ctx, { n }) => n);
+    const a = await startWorker({ workflows: [wf] });
+    const kept = reserveLocal(db.pool, 'ho-kept', '1', undefined);
+    assert.ok(kept, 'a running worker with free slots keeps one');
+    let t = performance.now();
+    const stopping = a.stop({ timeout: '10s' });
+    assert.equal(reserveLocal(db.pool, 'ho-kept', '1', undefined), undefined, 'a stopping worker keeps none');
+    kept.cancel();
+    await stopping;
+    assert.ok(performance.now() - t < 10_000, 'settling the slot let the stop finish');
+
+    const b = await startWorker({ workflows: [wf] });
+    const never = reserveLocal(db.pool, 'ho-kept', '1', undefined);
+    assert.ok(never);
+    t = performance.now();
+    await b.stop({ timeout: '300ms' });
+    assert.ok(performance.now() - t >= 290, 'the stop waited for the slot up to its timeout');
+    never.cancel();
   });
 
   it('tells result() in the process of the end after it committed', async () => {
