@@ -2,6 +2,13 @@
  * The LISTEN connection, through pg-listen configured to reconnect forever
  * (its defaults give up after 3 s). Every (re)connect calls `onConnect` so the
  * owner can catch up on anything it missed; NOTIFY is a hint, never the truth.
+ *
+ * A connection can also die silently (a network partition, a NAT or firewall
+ * dropping an idle flow: no FIN, no RST), and then nothing ever arrives on
+ * it. So every `healthCheckMs` pg-listen sends `select pg_backend_pid()`, and
+ * the query times out after `healthCheckMs` (`query_timeout`), which makes
+ * pg-listen drop the connection and reconnect; connecting times out the same
+ * way. A dead listener is replaced within about twice the interval.
  */
 import type pg from 'pg';
 import * as pgListen from 'pg-listen';
@@ -23,6 +30,8 @@ export interface ListenerOptions {
   log: Logger;
   /** application_name of the LISTEN connection, visible in pg_stat_activity. */
   applicationName: string;
+  /** Check the connection this often; a check or a connect with no answer within it reconnects (default 10s). */
+  healthCheckMs?: number;
 }
 
 export class Listener {
@@ -32,13 +41,21 @@ export class Listener {
   connects = 0;
 
   constructor(private readonly o: ListenerOptions) {
+    const checkMs = o.healthCheckMs ?? 10_000;
     this.subscriber = createSubscriber(
-      { ...o.connection, application_name: o.applicationName },
+      {
+        ...o.connection,
+        application_name: o.applicationName,
+        query_timeout: checkMs,
+        connectionTimeoutMillis: checkMs,
+        keepAlive: true,
+        keepAliveInitialDelayMillis: checkMs,
+      },
       {
         retryLimit: Number.POSITIVE_INFINITY,
         retryTimeout: Number.POSITIVE_INFINITY,
         retryInterval: (attempt: number) => Math.min(100 * 2 ** attempt, 5000),
-        paranoidChecking: 10_000,
+        paranoidChecking: checkMs,
         parse: (text: string) => text,
       },
     );

@@ -67,6 +67,14 @@ export interface WorkerOptions {
    * before 1.21 or without `max_prepared_statements`.
    */
   preparedStatements?: boolean;
+  /**
+   * How often the LISTEN connection is checked (default 10s, at least
+   * 100ms). A check or a connect that gets no answer within this long drops
+   * the connection and opens a new one, so a connection that died silently
+   * (a partition, an idle flow dropped by a firewall) is replaced within
+   * about twice this; until then the poll interval bounds the delay.
+   */
+  listenerHealthCheck?: Duration;
   /** Stable id for this worker in lease_owner (default host:pid:random). */
   id?: string;
   logger?: Logger;
@@ -106,6 +114,7 @@ export class Worker {
   private readonly claimBatch: number;
   private readonly pollMs: number;
   private readonly leaseMs: number;
+  private readonly listenerCheckMs: number;
   private readonly log: Logger;
   private readonly committer: Committer;
   private readonly active = new Map<string, Active>();
@@ -149,6 +158,8 @@ export class Worker {
     this.pollMs = toMs(options.pollInterval ?? 1000, 'pollInterval');
     this.leaseMs = toMs(options.leaseDuration ?? 30_000, 'leaseDuration');
     if (this.leaseMs < 1000) throw new ValidationError('leaseDuration must be at least 1s');
+    this.listenerCheckMs = toMs(options.listenerHealthCheck ?? 10_000, 'listenerHealthCheck');
+    if (this.listenerCheckMs < 100) throw new ValidationError('listenerHealthCheck must be at least 100ms');
     this.id = options.id ?? `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
     this.log = childLogger(options.logger ?? consoleLogger('warn'), { worker: this.id });
     if (options.pool) {
@@ -202,6 +213,7 @@ export class Worker {
       onConnect: () => this.wake(),
       log: this.log,
       applicationName: 'trellis-worker-listener',
+      healthCheckMs: this.listenerCheckMs,
     });
     try {
       await listener.start();

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
-import { CancelledError, LeaseLostError, NonRetryableError, TimeoutError, WorkflowFailedError } from '../../src/errors.ts';
+import { CancelledError, LeaseLostError, NonRetryableError, TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
@@ -27,6 +27,22 @@ const worker = (workflows: Parameters<typeof createWorker>[0]['workflows'], extr
 const input = z.object({ tag: z.string() });
 
 describe('worker', () => {
+  it('refuses bad options with a ValidationError naming the option, before connecting', () => {
+    const wf = defineWorkflow({ name: 'opts', input }, async () => null);
+    for (const [extra, what] of [
+      [{ concurrency: 0 }, /concurrency/],
+      [{ claimBatch: 1001 }, /claimBatch/],
+      [{ leaseDuration: 500 }, /leaseDuration/],
+      [{ listenerHealthCheck: 50 }, /listenerHealthCheck/],
+      [{ purge: { batch: 0 } }, /purge\.batch/],
+      [{ purge: { interval: 1 } }, /purge\.interval/],
+      [{ workflows: [] }, /at least one workflow/],
+      [{ workflows: [wf, wf] }, /registered twice/],
+    ] as const) {
+      assert.throws(() => worker([wf], extra as Partial<Parameters<typeof createWorker>[0]>), (e: unknown) => e instanceof ValidationError && what.test(e.message), String(what));
+    }
+  });
+
   it('stops a run whose code changed under it with NonDeterminismError, visible in SQL, history intact', async () => {
     const gate = deferred();
     const v1 = defineWorkflow({ name: 'nd', input }, async (ctx) => {

@@ -1,0 +1,108 @@
+/**
+ * A LISTEN connection that dies silently: a TCP proxy between the worker and
+ * Postgres stops forwarding the listener's connection in both directions
+ * without closing it (a partition, or a firewall dropping an idle flow: no
+ * FIN, no RST, so neither side notices). The worker's health check gets no
+ * answer, drops the connection and listens on a new one, and NOTIFY wakes
+ * it again, with polling out of the picture (a one-hour poll interval).
+ */
+import assert from 'node:assert/strict';
+import net from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+interface Piped {
+  /** The first bytes the client sent: the startup message, with application_name in it. */
+  startup: string;
+  frozen: boolean;
+  client: net.Socket;
+  upstream: net.Socket;
+}
+
+/** A TCP proxy on 127.0.0.1 to `target` whose connections can be frozen (data dropped both ways, nothing closed). */
+async function startProxy(target: { host: string; port: number }): Promise<{ port: number; pipes: Piped[]; close(): Promise<void> }> {
+  const pipes: Piped[] = [];
+  const server = net.createServer((client) => {
+    const upstream = net.connect(target.port, target.host);
+    const p: Piped = { startup: '', frozen: false, client, upstream };
+    pipes.push(p);
+    client.on('data', (d: Buffer) => {
+      if (!p.startup) p.startup = d.toString('latin1');
+      if (!p.frozen) upstream.write(d);
+    });
+    upstream.on('data', (d: Buffer) => {
+      if (!p.frozen) client.write(d);
+    });
+    client.on('close', () => upstream.destroy());
+    upstream.on('close', () => client.destroy());
+    client.on('error', () => undefined);
+    upstream.on('error', () => undefined);
+  });
+  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
+  return {
+    port: (server.address() as net.AddressInfo).port,
+    pipes,
+    async close() {
+      for (const p of pipes) {
+        p.client.destroy();
+        p.upstream.destroy();
+      }
+      await new Promise<void>((resolve) => server.close(() => resolve()));
+    },
+  };
+}
+
+let db: TestDatabase;
+let client: Client;
+before(async () => {
+  db = await freshDatabase();
+  client = createClient({ pool: db.pool, logger: silentLogger });
+});
+after(async () => {
+  await client.close();
+  await db.close();
+});
+
+const echo = defineWorkflow({ name: 'echo-partition', input: z.object({ v: z.number() }) }, async (ctx, { v }) => ctx.step('echo', () => v));
+
+describe('the LISTEN connection silently partitioned', () => {
+  it('is replaced after its health check goes unanswered, and NOTIFY wakes the worker again', async () => {
+    const url = new URL(db.url);
+    const proxy = await startProxy({ host: url.hostname, port: Number(url.port) });
+    url.port = String(proxy.port);
+    const pool = new pg.Pool({ connectionString: url.toString(), max: 4 });
+    pool.on('error', () => undefined);
+    // A one-hour poll: only NOTIFY (or the catch-up claim on a reconnect) can wake this worker.
+    const worker = createWorker({ pool, workflows: [echo], pollInterval: 3_600_000, listenerHealthCheck: 300, logger: silentLogger });
+    try {
+      await worker.start();
+      const listening = () => proxy.pipes.filter((p) => p.startup.includes('trellis-worker-listener') && !p.frozen);
+      const first = await waitFor(() => listening()[0], { what: 'the listener connection through the proxy' });
+      assert.equal(worker.listenerConnects, 1);
+      const before = await client.start(echo, { v: 1 });
+      assert.equal(await before.result({ timeout: '10s' }), 1, 'NOTIFY reaches the worker through the proxy');
+
+      first.frozen = true;
+      await waitFor(() => worker.listenerConnects >= 2, { timeout: 15_000, what: 'the listener to reconnect' });
+      assert.equal(listening().length, 1, 'one live listener connection, a new one');
+      assert.notEqual(listening()[0], first);
+
+      const t0 = Date.now();
+      const afterRun = await client.start(echo, { v: 2 });
+      assert.equal(await afterRun.result({ timeout: '10s' }), 2);
+      assert.ok(Date.now() - t0 < 10_000);
+      assert.equal(worker.stats.claimed, 2, 'both runs claimed on a NOTIFY');
+    } finally {
+      await worker.stop();
+      await pool.end();
+      await proxy.close();
+    }
+  });
+});
