@@ -12,10 +12,9 @@ import { WorkflowRegistry } from '../db/registry.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, runStartClaimed, type RunStartOptions, settingInt } from '../db/runs.ts';
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
-import { CancelledError, NotFoundError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
+import { NotFoundError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../replay/serialize.ts';
-import { Listener } from '../worker/listener.ts';
-import { onLocalFinish, reserveLocal } from '../worker/local.ts';
+import { reserveLocal } from '../worker/local.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
@@ -23,71 +22,11 @@ import { consoleLogger, type Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
+import type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
+import { ResultWaiter } from './results.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
 
-export interface ClientOptions {
-  pool?: pg.Pool;
-  connectionString?: string;
-  logger?: Logger;
-  /**
-   * Run starts, signals and result reads as named prepared statements,
-   * planned once per connection (default true). Set false behind a pooler
-   * that cannot keep them: PgBouncer in transaction mode before 1.21 or
-   * without `max_prepared_statements`.
-   */
-  preparedStatements?: boolean;
-  /** Safety-net poll of `result()` in case a NOTIFY is missed (default 5s). */
-  resultPollInterval?: Duration;
-  /**
-   * Hand a started run straight to a worker in this process that uses the
-   * same `pool` and serves its workflow, version and queue, when that worker
-   * has a free slot and no backlog (default true). The start then leases the
-   * run to that worker in its own statement, and the run begins when the
-   * start commits, with no NOTIFY and no claim in between; `result()` hears
-   * of the end from the worker. The run is as durable as any other: if this
-   * process dies, the lease expires and another worker continues it. Not for
-   * starts inside a caller's transaction (`tx`), for starts by name without a
-   * version, or for a future `runAt`. See docs/decisions/0015-local-hand-off.md.
-   */
-  handoff?: boolean;
-}
-
-export interface StartOptions {
-  /** Idempotency key: a second start with the same (workflow, key) returns the first run. */
-  key?: string;
-  queue?: string;
-  /** Higher runs first (default 0). */
-  priority?: number;
-  /** Do not start before this time. */
-  runAt?: Date | string;
-  metadata?: Record<string, unknown>;
-  /** Only for starts by name: pin this version (default: the newest registered). */
-  version?: string;
-  /** The caller's transaction: a pg client (or pool), or a Kysely instance or transaction. */
-  tx?: Executor;
-}
-
-export interface RunHandle<O> {
-  readonly id: string;
-  /** Await the run's output (throws WorkflowFailedError / CancelledError / TimeoutError). */
-  result(options?: { timeout?: Duration }): Promise<O>;
-}
-
-export interface ListFilter {
-  workflow?: string;
-  status?: RunState | readonly RunState[];
-  queue?: string;
-  key?: string;
-  createdAfter?: Date;
-  createdBefore?: Date;
-  /** Page size (default 50, at most 1000). */
-  limit?: number;
-  /** `nextCursor` of the previous page. */
-  cursor?: string;
-}
-
-/** A run by id, or by the (workflow, key) it was started with. */
-export type RunRef = string | { workflow: string | WorkflowDefinition; key: string };
+export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
 
 const rethrow = (error: unknown): never => {
   throw toTrellisError(error);
@@ -124,13 +63,10 @@ export class Client {
   private readonly ownsPool: boolean;
   private readonly prepared: boolean;
   private readonly log: Logger;
-  private readonly pollMs: number;
   private readonly registry: WorkflowRegistry;
-  private readonly waiters = new Map<string, Set<() => void>>();
-  private listener: Promise<Listener> | undefined;
+  private readonly results: ResultWaiter;
   private maxPayloadBytes: Promise<number> | undefined;
   private readonly handoff: boolean;
-  private readonly offLocalFinish: () => void;
 
   constructor(options: ClientOptions) {
     this.log = options.logger ?? consoleLogger('warn');
@@ -145,11 +81,12 @@ export class Client {
     } else {
       throw new ValidationError('createClient needs a pool or a connectionString');
     }
-    this.pollMs = toMs(options.resultPollInterval ?? 5000, 'resultPollInterval');
     this.handoff = options.handoff !== false;
-    // A worker on this pool that ends a run tells result() before the NOTIFY could.
-    this.offLocalFinish = onLocalFinish(this.pool, (id) => {
-      for (const check of this.waiters.get(id) ?? []) check();
+    this.results = new ResultWaiter({
+      pool: this.pool,
+      log: this.log,
+      pollMs: toMs(options.resultPollInterval ?? 5000, 'resultPollInterval'),
+      outcome: (runId) => this.outcome(runId),
     });
     this.registry = new WorkflowRegistry(this.pool);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
@@ -406,96 +343,20 @@ export class Client {
   }
 
   /**
-   * Await a run's output. Woken by NOTIFY on trellis:run_finished; a slow
-   * poll covers a notification missed while the listener reconnects.
+   * Await a run's output (throws WorkflowFailedError / CancelledError /
+   * TimeoutError). Woken by NOTIFY on trellis:run_finished, or at once by a
+   * worker on this pool that ended the run; a slow poll covers a
+   * notification missed while the listener reconnects.
    */
   async result<O = unknown>(runId: string, options: { timeout?: Duration } = {}): Promise<O> {
     assertRunId(runId);
     const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
-    await this.ensureListener();
-    return new Promise<O>((resolve, reject) => {
-      let done = false;
-      let checking = false;
-      let again = false;
-      const finish = (fn: () => void) => {
-        if (done) return;
-        done = true;
-        clearInterval(poll);
-        if (timer) clearTimeout(timer);
-        const set = this.waiters.get(runId);
-        set?.delete(check);
-        if (set?.size === 0) this.waiters.delete(runId);
-        fn();
-      };
-      const check = (): void => {
-        if (done) return;
-        if (checking) {
-          again = true;
-          return;
-        }
-        checking = true;
-        this.outcome(runId).then(
-          (run) => {
-            checking = false;
-            if (!run) return finish(() => reject(new NotFoundError(`run ${runId} does not exist`)));
-            if (run.status === 'completed') return finish(() => resolve(run.output as O));
-            if (run.status === 'failed') {
-              const e = run.error as { message?: string } | null;
-              return finish(() => reject(new WorkflowFailedError(`run ${runId} failed: ${e?.message ?? 'unknown error'}`, { details: { error: run.error } })));
-            }
-            if (run.status === 'cancelled') return finish(() => reject(new CancelledError(`run ${runId} was cancelled`, { details: { error: run.error } })));
-            if (again) {
-              again = false;
-              check();
-            }
-          },
-          (error: unknown) => {
-            checking = false;
-            finish(() => reject(error));
-          },
-        );
-      };
-      const set = this.waiters.get(runId) ?? new Set();
-      set.add(check);
-      this.waiters.set(runId, set);
-      const poll = setInterval(check, this.pollMs);
-      const timer = timeoutMs === undefined ? undefined : setTimeout(
-        () => finish(() => reject(new TimeoutError(`run ${runId} did not finish within ${timeoutMs} ms`))),
-        timeoutMs,
-      );
-      check();
-    });
-  }
-
-  private ensureListener(): Promise<Listener> {
-    this.listener ??= (async () => {
-      const listener = new Listener({
-        connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
-        channels: ['trellis:run_finished'],
-        onNotify: (_channel, payload) => {
-          for (const id of payload.split(',')) for (const check of this.waiters.get(id) ?? []) check();
-        },
-        onConnect: () => {
-          for (const set of this.waiters.values()) for (const check of set) check();
-        },
-        log: this.log,
-        applicationName: 'trellis-client-listener',
-      });
-      await listener.start();
-      return listener;
-    })();
-    // A failed connect is not remembered: the next result() tries again.
-    const pending = this.listener;
-    pending.catch(() => {
-      if (this.listener === pending) this.listener = undefined;
-    });
-    return pending;
+    return this.results.wait<O>(runId, timeoutMs);
   }
 
   /** Close the listener (and the pool, if the client created it). */
   async close(): Promise<void> {
-    this.offLocalFinish();
-    if (this.listener) await (await this.listener.catch(() => undefined))?.close();
+    await this.results.close();
     if (this.ownsPool) await this.pool.end();
   }
 }

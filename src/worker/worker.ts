@@ -8,7 +8,7 @@
  */
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { runClaim, type ClaimedRun, runHeartbeatMany, runNextDue, runRequests, settingInt, workflowRegister } from '../db/runs.ts';
+import { runClaim, type ClaimedRun, runNextDue, settingInt, workflowRegister } from '../db/runs.ts';
 import { CancelledError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
 import { serializeError } from '../replay/serialize.ts';
 import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
@@ -16,7 +16,6 @@ import type { CheckpointOp } from '../db/checkpoints.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
-import { assertName } from '../workflow/names.ts';
 import { checkSchema } from '../schema/install.ts';
 import { type Queryable, unprepared } from '../db/queryable.ts';
 import { Committer } from './committer.ts';
@@ -25,70 +24,14 @@ import { WorkflowRegistry } from '../db/registry.ts';
 import { Listener } from './listener.ts';
 import { PurgeLoop } from './maintenance/purge.ts';
 import { addLocalWorker, type Handoff, localFinished } from './local.ts';
+import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
+import { type Active, LeaseKeeper } from './leases.ts';
 
-export interface WorkerOptions {
-  /** A pg Pool, or a connection string for the worker's own pool. */
-  pool?: pg.Pool;
-  connectionString?: string;
-  /** The workflow definitions (and versions) this worker executes. */
-  workflows: readonly WorkflowDefinition[];
-  /** Queues to claim from, in order of preference (default: the workflows' queues). */
-  queues?: readonly string[];
-  /**
-   * Runs executed at once (default 200). A run waiting on a timer, signal or
-   * child holds no slot; a slot is an in-flight async execution, not a thread
-   * or a connection, so a high number is cheap. Lower it when step bodies are
-   * heavy in this process.
-   */
-  concurrency?: number;
-  /** Most runs claimed per round trip (default: concurrency, at most 100; at most 1000). */
-  claimBatch?: number;
-  /**
-   * Poll interval: the longest a missed NOTIFY can delay new work or a cancel
-   * or pause request for a running run (default 1s).
-   */
-  pollInterval?: Duration;
-  /** Lease length; heartbeats extend it every third of it (default 30s). */
-  leaseDuration?: Duration;
-  /** Most checkpoint ops per transaction (default 500). */
-  maxBatch?: number;
-  /**
-   * Purging of finished runs past the retention set with
-   * `client.setRetention` / `trellis.retention_set` (none by default: runs
-   * are kept). Every `interval` (default 5s) the worker deletes them in
-   * batches of `batch` runs (default 1000) until fewer are left; of many
-   * workers, one purges at a time. `false`: this worker never purges.
-   */
-  purge?: { interval?: Duration; batch?: number } | false;
-  /**
-   * Run the hot statements (claims, checkpoints) as named prepared
-   * statements, planned once per connection (default true). Set false
-   * behind a pooler that cannot keep them: PgBouncer in transaction mode
-   * before 1.21 or without `max_prepared_statements`.
-   */
-  preparedStatements?: boolean;
-  /**
-   * How often the LISTEN connection is checked (default 10s, at least
-   * 100ms). A check or a connect that gets no answer within this long drops
-   * the connection and opens a new one, so a connection that died silently
-   * (a partition, an idle flow dropped by a firewall) is replaced within
-   * about twice this; until then the poll interval bounds the delay.
-   */
-  listenerHealthCheck?: Duration;
-  /** Stable id for this worker in lease_owner (default host:pid:random). */
-  id?: string;
-  logger?: Logger;
-}
+export type { WorkerOptions } from './options.ts';
 
 /** Error codes with which SQL refuses an op for good: retrying the same op cannot help. */
 const REFUSED_END = new Set<string>([ERROR_CODES.payloadTooLarge, ERROR_CODES.validation]);
 
-interface Active {
-  run: ClaimedRun;
-  controller: AbortController;
-  execution: Execution | undefined;
-  done: Promise<void>;
-}
 
 /**
  * Create a worker; call `start()` to begin and `stop()` to shut down gracefully.
@@ -108,7 +51,7 @@ export class Worker {
   /** The pool, as the engine's statements use it (unprepared if so configured). */
   private readonly db: Queryable;
   private readonly ownsPool: boolean;
-  private readonly definitions = new Map<string, WorkflowDefinition>();
+  private readonly definitions: Map<string, WorkflowDefinition>;
   private readonly queues: string[];
   private readonly concurrency: number;
   private readonly claimBatch: number;
@@ -123,7 +66,6 @@ export class Worker {
   private claiming = false;
   /** The last claim loop stopped with work possibly left (no free slot, or a full batch). */
   private saturated = false;
-  private checkingRequests = false;
   private claimPromise: Promise<void> = Promise.resolve();
   private wakeAgain = false;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -140,26 +82,17 @@ export class Worker {
   /** Counters for tests, metrics and benchmarks (`handedOff`: runs begun from a start in this process, not claimed). */
   readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0 };
   private readonly registry: WorkflowRegistry;
+  private readonly leases: LeaseKeeper;
 
   constructor(private readonly options: WorkerOptions) {
-    if (!options.workflows?.length) throw new ValidationError('a worker needs at least one workflow');
-    for (const def of options.workflows) {
-      const key = `${def.name}@${def.version}`;
-      if (this.definitions.has(key)) throw new ValidationError(`workflow ${key} is registered twice`);
-      this.definitions.set(key, def);
-    }
-    this.queues = [...new Set(options.queues ?? options.workflows.map((w) => w.queue))].map((q) => assertName(q, 'queue'));
-    this.concurrency = options.concurrency ?? 200;
-    if (!Number.isInteger(this.concurrency) || this.concurrency < 1) throw new ValidationError('concurrency must be a positive integer');
-    this.claimBatch = options.claimBatch ?? Math.min(this.concurrency, 100);
-    if (!Number.isInteger(this.claimBatch) || this.claimBatch < 1 || this.claimBatch > 1000) {
-      throw new ValidationError('claimBatch must be an integer from 1 to 1000');
-    }
-    this.pollMs = toMs(options.pollInterval ?? 1000, 'pollInterval');
-    this.leaseMs = toMs(options.leaseDuration ?? 30_000, 'leaseDuration');
-    if (this.leaseMs < 1000) throw new ValidationError('leaseDuration must be at least 1s');
-    this.listenerCheckMs = toMs(options.listenerHealthCheck ?? 10_000, 'listenerHealthCheck');
-    if (this.listenerCheckMs < 100) throw new ValidationError('listenerHealthCheck must be at least 100ms');
+    const o = resolveWorkerOptions(options);
+    this.definitions = o.definitions;
+    this.queues = o.queues;
+    this.concurrency = o.concurrency;
+    this.claimBatch = o.claimBatch;
+    this.pollMs = o.pollMs;
+    this.leaseMs = o.leaseMs;
+    this.listenerCheckMs = o.listenerCheckMs;
     this.id = options.id ?? `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
     this.log = childLogger(options.logger ?? consoleLogger('warn'), { worker: this.id });
     if (options.pool) {
@@ -174,14 +107,11 @@ export class Worker {
     }
     this.db = options.preparedStatements === false ? unprepared(this.pool) : this.pool;
     this.registry = new WorkflowRegistry(this.pool);
-    if (options.purge !== false) {
-      const batch = options.purge?.batch ?? 1000;
-      if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new ValidationError('purge.batch must be an integer from 1 to 100000');
-      const intervalMs = toMs(options.purge?.interval ?? 5000, 'purge.interval');
-      if (intervalMs < 10) throw new ValidationError('purge.interval must be at least 10ms');
-      this.purgeLoop = new PurgeLoop({ db: this.db, intervalMs, batch, log: this.log, onPurged: (n) => (this.stats.purged += n) });
+    if (o.purge) {
+      this.purgeLoop = new PurgeLoop({ db: this.db, ...o.purge, log: this.log, onPurged: (n) => (this.stats.purged += n) });
     }
-    this.committer = new Committer(this.db, options.maxBatch ?? 500, (error) =>
+    this.leases = new LeaseKeeper(this.db, this.active, this.leaseMs, this.log);
+    this.committer = new Committer(this.db, o.maxBatch, (error) =>
       this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
   }
 
@@ -207,7 +137,7 @@ export class Worker {
       connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
       channels: ['trellis:run_ready', 'trellis:run_control'],
       onNotify: (channel, payload) => {
-        if (channel === 'trellis:run_control') this.control(payload);
+        if (channel === 'trellis:run_control') this.leases.control(payload);
         else if (this.queues.includes(payload)) this.wake();
       },
       onConnect: () => this.wake(),
@@ -225,9 +155,9 @@ export class Worker {
     this.removeLocal = addLocalWorker(this.pool, { reserve: (w, v, q) => this.reserve(w, v, q) });
     this.pollTimer = setInterval(() => {
       this.wake();
-      void this.checkRequests();
+      void this.leases.checkRequests();
     }, this.pollMs);
-    this.heartbeatTimer = setInterval(() => void this.heartbeat(), Math.max(250, Math.floor(this.leaseMs / 3)));
+    this.heartbeatTimer = setInterval(() => void this.leases.heartbeat(), Math.max(250, Math.floor(this.leaseMs / 3)));
     this.purgeLoop?.start();
     this.wake();
   }
@@ -434,53 +364,6 @@ export class Worker {
       if (!(error instanceof LeaseLostError) && !forced) throw error;
       this.stats.abandoned++;
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
-    }
-  }
-
-  /** A cancel or pause request for a run this worker may be executing. */
-  private control(payload: string): void {
-    const [verb, id] = payload.split(':');
-    const execution = id ? this.active.get(id)?.execution : undefined;
-    if (verb === 'cancel') execution?.requestCancel();
-    else if (verb === 'pause') execution?.requestPause();
-  }
-
-  /** The poll fallback for cancel and pause requests whose NOTIFY was missed. */
-  private async checkRequests(): Promise<void> {
-    if (!this.active.size || this.checkingRequests) return;
-    this.checkingRequests = true;
-    try {
-      const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
-      for (const r of await runRequests(this.db, held)) {
-        const execution = this.active.get(r.id)?.execution;
-        if (r.cancel_requested) execution?.requestCancel();
-        if (r.pause_requested) execution?.requestPause();
-      }
-    } catch (error) {
-      this.log.warn('checking cancel and pause requests failed', { error: String(error) });
-    } finally {
-      this.checkingRequests = false;
-    }
-  }
-
-  private async heartbeat(): Promise<void> {
-    if (!this.active.size) return;
-    const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
-    try {
-      const still = await runHeartbeatMany(this.db, held, this.leaseMs);
-      for (const { id } of held) {
-        const entry = this.active.get(id);
-        const state = still.get(id);
-        if (entry && !state && !entry.controller.signal.aborted) {
-          this.log.warn('lease lost, stopping the run on this worker', { runId: id });
-          entry.controller.abort(new LeaseLostError(`run ${id}: lease lost`));
-        }
-        // A second fallback for cancel and pause requests whose NOTIFY was missed.
-        if (state?.cancel_requested) entry?.execution?.requestCancel();
-        if (state?.pause_requested) entry?.execution?.requestPause();
-      }
-    } catch (error) {
-      this.log.warn('heartbeat failed', { error: String(error) });
     }
   }
 

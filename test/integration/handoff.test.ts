@@ -142,7 +142,10 @@ describe('local hand-off', () => {
 
   it('frees the slot when the start leases nothing (a repeated key) or fails (bad input), so the next start is handed off', async () => {
     const wf = defineWorkflow({ name: 'ho-free', input }, async (_ctx, { n }) => n);
-    const w = await startWorker({ workflows: [wf], concurrency: 1 });
+    // No poll: a poll claim while the one slot is busy marks the worker saturated,
+    // and until its next claim drains, starts go through the queue (correctly, but
+    // this test counts hand-offs).
+    const w = await startWorker({ workflows: [wf], concurrency: 1, pollInterval: 3_600_000 });
     const first = await client.start(wf, { n: 1 }, { key: 'same' });
     assert.equal(await first.result({ timeout: '10s' }), 1);
     const again = await client.start(wf, { n: 2 }, { key: 'same' });

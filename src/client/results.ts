@@ -1,0 +1,120 @@
+/**
+ * Waiting for runs to finish, for `client.result()`: each waiter re-reads the
+ * run's outcome when a `trellis:run_finished` NOTIFY names it, when a worker
+ * on the same pool reports that it ended the run (before the NOTIFY could),
+ * when the listener (re)connects, and on a slow poll; the row is the truth.
+ */
+import type pg from 'pg';
+import { CancelledError, NotFoundError, TimeoutError, WorkflowFailedError } from '../errors.ts';
+import { Listener } from '../worker/listener.ts';
+import { onLocalFinish } from '../worker/local.ts';
+import type { Logger } from '../workflow/logger.ts';
+import type { Run } from './runs.ts';
+
+export interface ResultWaiterOptions {
+  pool: pg.Pool;
+  log: Logger;
+  /** The safety-net poll of each waiter. */
+  pollMs: number;
+  /** The run's status, output and error (undefined: no such run). */
+  outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined>;
+}
+
+export class ResultWaiter {
+  private readonly waiters = new Map<string, Set<() => void>>();
+  private listener: Promise<Listener> | undefined;
+  private readonly offLocalFinish: () => void;
+
+  constructor(private readonly o: ResultWaiterOptions) {
+    this.offLocalFinish = onLocalFinish(o.pool, (id) => {
+      for (const check of this.waiters.get(id) ?? []) check();
+    });
+  }
+
+  /** The run's output once it finished (rejects as `client.result()` documents). */
+  async wait<O>(runId: string, timeoutMs: number | undefined): Promise<O> {
+    await this.ensureListener();
+    return new Promise<O>((resolve, reject) => {
+      let done = false;
+      let checking = false;
+      let again = false;
+      const finish = (fn: () => void) => {
+        if (done) return;
+        done = true;
+        clearInterval(poll);
+        if (timer) clearTimeout(timer);
+        const set = this.waiters.get(runId);
+        set?.delete(check);
+        if (set?.size === 0) this.waiters.delete(runId);
+        fn();
+      };
+      const check = (): void => {
+        if (done) return;
+        if (checking) {
+          again = true;
+          return;
+        }
+        checking = true;
+        this.o.outcome(runId).then(
+          (run) => {
+            checking = false;
+            if (!run) return finish(() => reject(new NotFoundError(`run ${runId} does not exist`)));
+            if (run.status === 'completed') return finish(() => resolve(run.output as O));
+            if (run.status === 'failed') {
+              const e = run.error as { message?: string } | null;
+              return finish(() => reject(new WorkflowFailedError(`run ${runId} failed: ${e?.message ?? 'unknown error'}`, { details: { error: run.error } })));
+            }
+            if (run.status === 'cancelled') return finish(() => reject(new CancelledError(`run ${runId} was cancelled`, { details: { error: run.error } })));
+            if (again) {
+              again = false;
+              check();
+            }
+          },
+          (error: unknown) => {
+            checking = false;
+            finish(() => reject(error));
+          },
+        );
+      };
+      const set = this.waiters.get(runId) ?? new Set();
+      set.add(check);
+      this.waiters.set(runId, set);
+      const poll = setInterval(check, this.o.pollMs);
+      const timer = timeoutMs === undefined ? undefined : setTimeout(
+        () => finish(() => reject(new TimeoutError(`run ${runId} did not finish within ${timeoutMs} ms`))),
+        timeoutMs,
+      );
+      check();
+    });
+  }
+
+  private ensureListener(): Promise<Listener> {
+    this.listener ??= (async () => {
+      const listener = new Listener({
+        connection: (this.o.pool as unknown as { options: pg.ClientConfig }).options,
+        channels: ['trellis:run_finished'],
+        onNotify: (_channel, payload) => {
+          for (const id of payload.split(',')) for (const check of this.waiters.get(id) ?? []) check();
+        },
+        onConnect: () => {
+          for (const set of this.waiters.values()) for (const check of set) check();
+        },
+        log: this.o.log,
+        applicationName: 'trellis-client-listener',
+      });
+      await listener.start();
+      return listener;
+    })();
+    // A failed connect is not remembered: the next result() tries again.
+    const pending = this.listener;
+    pending.catch(() => {
+      if (this.listener === pending) this.listener = undefined;
+    });
+    return pending;
+  }
+
+  async close(): Promise<void> {
+    this.offLocalFinish();
+    if (this.listener) await (await this.listener.catch(() => undefined))?.close();
+  }
+}
