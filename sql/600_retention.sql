@@ -1,9 +1,10 @@
 -- 600_retention: deleting finished runs after an age, and scrubbing one
 -- run's payloads.
--- Owns: retention_set, retention, run_purge, run_purge_due, run_scrub.
+-- Owns: retention_set, retention, run_purge, run_purge_due (_purge_workflow), run_scrub.
 -- Touches: trellis.runs (delete; their steps and signals go by cascade, and a
 -- deleted run's children lose their parent link; update by run_scrub),
--- trellis.steps and trellis.signals (update by run_scrub), trellis.settings.
+-- trellis.steps and trellis.signals (update by run_scrub), trellis.settings
+-- (the default retention), trellis.retentions (per workflow).
 -- Lock order: the purged runs only, FOR UPDATE SKIP LOCKED in finished_at
 -- order, so a purge never waits for a run another transaction holds (it is
 -- left for a later purge) and nothing waits long for a purge. run_purge_due
@@ -39,29 +40,93 @@ end $$;
 comment on function trellis._check_purge_limit(integer) is
   'Return p_limit if it is from 1 to 100000, else raise TR001.';
 
-create or replace function trellis.retention_set(p_older_than interval)
+-- Without p_workflow: the default retention, for every workflow without one
+-- of its own. With p_workflow: that workflow's (null removes it, so the
+-- default applies again).
+create or replace function trellis.retention_set(p_older_than interval, p_workflow text default null)
 returns interval language plpgsql as $$
 begin
+  if p_older_than is not null and p_older_than < interval '1 second' then
+    perform trellis._raise('TR001', format('retention must be at least 1 second, not %s', p_older_than));
+  end if;
+  if p_workflow is not null then
+    perform trellis._check_name(p_workflow, 'workflow');
+    if not exists (select 1 from trellis.workflows where name = p_workflow) then
+      perform trellis._raise('TR002', format('unknown workflow %L: no worker or client has registered it', p_workflow));
+    end if;
+    if p_older_than is null then
+      delete from trellis.retentions where workflow = p_workflow;
+    else
+      insert into trellis.retentions as r (workflow, keep, updated_at) values (p_workflow, p_older_than, now())
+      on conflict (workflow) do update set keep = excluded.keep, updated_at = excluded.updated_at;
+    end if;
+    return p_older_than;
+  end if;
   if p_older_than is null then
     delete from trellis.settings where key = 'retention';
     return null;
-  end if;
-  if p_older_than < interval '1 second' then
-    perform trellis._raise('TR001', format('retention must be at least 1 second, not %s', p_older_than));
   end if;
   insert into trellis.settings as s (key, value, updated_at) values ('retention', to_jsonb(p_older_than::text), now())
   on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at;
   return p_older_than;
 end $$;
-comment on function trellis.retention_set(interval) is
-  'Keep finished runs (completed, failed, cancelled) for p_older_than after they finished, then let workers purge them with their steps and signals; null keeps them forever (the default). At least 1 second. Returns the new setting.';
+comment on function trellis.retention_set(interval, text) is
+  'Keep finished runs (completed, failed, cancelled) for p_older_than after they finished, then let workers purge them with their steps and signals. Without p_workflow: the default for every workflow (null: kept forever, the default). With p_workflow: that workflow''s own retention, which wins over the default either way (null removes it). At least 1 second. Returns the new setting.';
 
-create or replace function trellis.retention()
+create or replace function trellis.retention(p_workflow text default null)
 returns interval language sql stable as $$
-  select (value #>> '{}')::interval from trellis.settings where key = 'retention'
+  select coalesce((select r.keep from trellis.retentions r where r.workflow = p_workflow),
+                  (select (value #>> '{}')::interval from trellis.settings where key = 'retention'))
 $$;
-comment on function trellis.retention() is
-  'The retention of finished runs set by retention_set, or null (kept forever).';
+comment on function trellis.retention(text) is
+  'The retention of finished runs: without p_workflow the default set by retention_set (null: kept forever); with p_workflow the one that applies to that workflow (its own, else the default).';
+
+-- Whether a call of a parent still waits on this (finished child) run: the
+-- parent reads the child's outcome from its row when it next runs. Inlined
+-- into the purges' queries (a probe of steps_child_wait_idx per candidate).
+create or replace function trellis._awaited(p_run_id uuid)
+returns boolean language sql stable as $$
+  select exists (select 1 from trellis.steps w
+                  where (w.output->>'child')::uuid = p_run_id and w.status = 'waiting' and w.kind = 'child')
+$$;
+comment on function trellis._awaited(uuid) is
+  'Whether a waiting child call of a parent run waits on run p_run_id.';
+
+-- Delete the runs a purge picked and locked; how many (0 for none).
+create or replace function trellis._delete_runs(p_ids uuid[])
+returns integer language plpgsql as $$
+begin
+  if p_ids is null then
+    return 0;
+  end if;
+  delete from trellis.runs where id = any (p_ids);
+  return cardinality(p_ids);
+end $$;
+comment on function trellis._delete_runs(uuid[]) is
+  'Delete the runs p_ids (their steps and signals by cascade); returns how many.';
+
+-- Up to p_limit finished runs of one workflow that finished more than p_keep
+-- ago. Found through runs_workflow_created_idx: a run finished after it was
+-- created, so only runs created before the cutoff are read (those among them
+-- still unfinished, or finished later, are read again next time: the
+-- long-lived few). A child is kept while a call of its parent waits on it.
+create or replace function trellis._purge_workflow(p_workflow text, p_keep interval, p_limit integer)
+returns integer language plpgsql as $$
+declare
+  v_cutoff timestamptz := trellis.now() - p_keep;
+  v_ids    uuid[];
+begin
+  select array_agg(s.id) into v_ids from (
+    select r.id from trellis.runs r
+     where r.workflow = p_workflow and r.created_at < v_cutoff and r.finished_at < v_cutoff
+       and not trellis._awaited(r.id)
+     order by r.created_at
+     limit p_limit
+       for update of r skip locked) s;
+  return trellis._delete_runs(v_ids);
+end $$;
+comment on function trellis._purge_workflow(text, interval, integer) is
+  'Delete up to p_limit runs of p_workflow that finished more than p_keep ago (oldest started first), with their steps and signals; returns how many.';
 
 create or replace function trellis.run_purge(p_older_than interval, p_limit integer default 1000,
   p_workflow text default null)
@@ -74,43 +139,54 @@ begin
   perform trellis._check_purge_limit(p_limit);
   if p_workflow is not null then
     perform trellis._check_name(p_workflow, 'workflow');
+    return trellis._purge_workflow(p_workflow, p_older_than, p_limit);
   end if;
   v_cutoff := trellis.now() - p_older_than;
   select array_agg(s.id) into v_ids from (
     select r.id from trellis.runs r
      where r.finished_at < v_cutoff
-       and (p_workflow is null or r.workflow = p_workflow)
-       and not exists (select 1 from trellis.steps w
-                        where (w.output->>'child')::uuid = r.id and w.status = 'waiting' and w.kind = 'child')
+       and not trellis._awaited(r.id)
      order by r.finished_at
      limit p_limit
        for update of r skip locked) s;
-  if v_ids is null then
-    return 0;
-  end if;
-  delete from trellis.runs where id = any (v_ids);
-  return cardinality(v_ids);
+  return trellis._delete_runs(v_ids);
 end $$;
 comment on function trellis.run_purge(interval, integer, text) is
   'Delete up to p_limit runs (1-100000) that finished more than p_older_than ago, oldest first, with their steps and signals (optionally only of workflow p_workflow); keeps a child run while a call of its parent waits on it. Skips runs locked by other transactions. Returns how many runs were deleted. Their idempotency keys are free again.';
 
+-- Each registered workflow with a retention (its own, else the default) is
+-- purged through _purge_workflow until p_limit runs are gone, so a workflow
+-- kept longer than the default is never scanned past by the others' purges.
 create or replace function trellis.run_purge_due(p_limit integer default 1000)
 returns integer language plpgsql as $$
 declare
-  v_retention interval := trellis.retention();
+  v_default interval := trellis.retention();
+  v_left    integer;
+  w         record;
 begin
   perform trellis._check_purge_limit(p_limit);
-  if v_retention is null then
+  if v_default is null and not exists (select 1 from trellis.retentions) then
     return null;
   end if;
   -- One purger at a time; the others have nothing to add.
   if not pg_try_advisory_xact_lock(1414679635, 2) then
     return 0;
   end if;
-  return trellis.run_purge(v_retention, p_limit);
+  v_left := p_limit;
+  for w in
+    select f.name, coalesce(r.keep, v_default) as keep
+      from (select distinct name from trellis.workflows) f
+      left join trellis.retentions r on r.workflow = f.name
+     where coalesce(r.keep, v_default) is not null
+     order by f.name
+  loop
+    exit when v_left <= 0;
+    v_left := v_left - trellis._purge_workflow(w.name, w.keep, v_left);
+  end loop;
+  return p_limit - v_left;
 end $$;
 comment on function trellis.run_purge_due(integer) is
-  'Purge up to p_limit runs past the retention set by retention_set (run_purge); null when no retention is set, 0 when another session is purging. Workers call it on a timer.';
+  'Purge up to p_limit runs past their retention (each workflow''s own from retention_set, else the default); null when no retention is set at all, 0 when another session is purging. Workers call it on a timer.';
 
 -- An error with its message and details replaced: its name and code stay.
 create or replace function trellis._scrub_error(p_error jsonb)

@@ -34,7 +34,9 @@ begin
     'trellis.run_heartbeat_many(uuid[], uuid[], interval)',
     'trellis._wake_child_waiters(uuid[])',
     'trellis.signal_send(uuid, text, jsonb, text)',
-    'trellis.run_next_due(text[], text[], text[])']::regprocedure[]
+    'trellis.run_next_due(text[], text[], text[])',
+    -- Not hot, but a worker's purge session keeps its plans for as long.
+    'trellis._purge_workflow(text, interval, integer)']::regprocedure[]
   loop
     execute format('alter function %s set plan_cache_mode = force_generic_plan', f);
     execute format('alter function %s set enable_seqscan = off', f);

@@ -4,7 +4,8 @@
  * 1. `client.setRetention('2 seconds')` (in production: days). The worker's
  *    purge loop (here every 200 ms; default 5 s) deletes the three finished
  *    receipts about 2 s after they finished; the one still waiting for a
- *    signal is kept however old it is.
+ *    signal is kept however old it is, and the audit log, whose workflow has
+ *    a retention of its own (`{ workflow: audit }`, here 1 day), outlives them.
  * 2. A purge on demand from TS (`client.purge`) for one workflow, and the same
  *    from plain SQL (`trellis.run_purge`), e.g. from pg_cron.
  * 3. A customer asks to be forgotten: `client.scrub` removes one finished
@@ -39,7 +40,10 @@ const client = createClient({ pool });
 try {
   await worker.start();
   await client.setRetention('2 seconds');
-  console.log(`retention: ${await client.retention()} ms`);
+  await client.setRetention('1 day', { workflow: audit });
+  console.log(`retention: ${await client.retention()} ms, audit-log: ${await client.retention({ workflow: audit })} ms`);
+  const boot = await client.start(audit, { entry: 'boot' });
+  await boot.result();
 
   const waiting = await client.start(invoice, { order: 'A-7' });
   const receipts = await Promise.all(['A-1', 'A-2', 'A-3'].map((order) => client.start(receipt, { order })));
@@ -56,9 +60,11 @@ try {
   }
   console.log(`receipts purged after ${Date.now() - finishedAt >= 2000 ? 'at least' : 'less than'} 2 s`);
   console.log(`waiting invoice kept: ${(await client.get(waiting.id))?.status}`);
+  console.log(`audit log kept: ${(await client.get(boot.id))?.status}`);
 
   // Retention off again, then purges on demand.
   await client.setRetention(null);
+  await client.setRetention(null, { workflow: audit });
   const logs = await Promise.all(['login', 'logout'].map((entry) => client.start(audit, { entry })));
   for (const l of logs) await l.result();
   console.log(`purged from TS: ${await client.purge({ olderThan: 0, workflow: audit })}`);

@@ -243,20 +243,29 @@ export class Client {
 
   /**
    * Keep finished runs for `keep` after they finish; workers then purge them
-   * with their steps and signals (`null`: keep forever, the default). At least 1s.
+   * with their steps and signals. Without `workflow`, the default for every
+   * workflow (`null`: keep forever, the default); with it, that workflow's
+   * own retention, which wins over the default (`null` removes it). At least
+   * 1s. `NotFoundError` for a workflow nobody has registered.
    *
    * @example
    * await client.setRetention('30 days');
+   * await client.setRetention('7 years', { workflow: 'invoice' });   // kept longer
+   * await client.setRetention('1 hour', { workflow: healthCheck });   // kept shorter
    */
-  async setRetention(keep: Duration | null): Promise<void> {
+  async setRetention(keep: Duration | null, options: { workflow?: string | WorkflowDefinition } = {}): Promise<void> {
     const ms = keep === null ? null : toMs(keep, 'retention');
     if (ms !== null && ms < 1000) throw new ValidationError('retention must be at least 1s');
-    await retentionSet(this.exec(), ms);
+    const workflow = options.workflow === undefined ? null : workflowName(options.workflow);
+    await retentionSet(this.exec(), ms, workflow);
   }
 
-  /** The retention set by setRetention, in milliseconds (null: finished runs are kept forever). */
-  retention(): Promise<number | null> {
-    return retentionGet(this.exec());
+  /**
+   * The retention in milliseconds (null: finished runs are kept forever):
+   * the default, or with `workflow` the one that applies to it (its own, else the default).
+   */
+  async retention(options: { workflow?: string | WorkflowDefinition } = {}): Promise<number | null> {
+    return retentionGet(this.exec(), options.workflow === undefined ? null : workflowName(options.workflow));
   }
 
   /**

@@ -1,14 +1,14 @@
 /** Wrappers of sql/600_retention.sql. Durations cross as milliseconds. */
 import { type Queryable, run } from './queryable.ts';
 
-/** trellis.retention_set: `null` keeps finished runs forever. */
-export async function retentionSet(db: Queryable, ms: number | null): Promise<void> {
-  await run(db, `select trellis.retention_set($1::float8 * interval '1 millisecond')`, [ms]);
+/** trellis.retention_set: the default (`workflow` null) or one workflow's; `null` removes it. */
+export async function retentionSet(db: Queryable, ms: number | null, workflow: string | null): Promise<void> {
+  await run(db, `select trellis.retention_set($1::float8 * interval '1 millisecond', $2)`, [ms, workflow]);
 }
 
-/** trellis.retention, in milliseconds (null: kept forever). */
-export async function retentionGet(db: Queryable): Promise<number | null> {
-  const rows = await run<{ ms: number | null }>(db, 'select (extract(epoch from trellis.retention()) * 1000)::float8 as ms');
+/** trellis.retention, in milliseconds (null: kept forever): the default, or what applies to `workflow`. */
+export async function retentionGet(db: Queryable, workflow: string | null): Promise<number | null> {
+  const rows = await run<{ ms: number | null }>(db, 'select (extract(epoch from trellis.retention($1)) * 1000)::float8 as ms', [workflow]);
   return rows[0]?.ms ?? null;
 }
 

@@ -47,6 +47,26 @@ describe('client retention settings', () => {
   }
 });
 
+describe('client per-workflow retention', () => {
+  it('a workflow\'s own retention wins over the default, by definition or name; null removes it', async () => {
+    await env.client.setRetention('1 day');
+    await env.client.setRetention('30 days', { workflow: echo });
+    assert.equal(await env.client.retention({ workflow: 'echo' }), 30 * 86_400_000);
+    assert.equal(await env.client.retention({ workflow: leaf }), 86_400_000, 'the default');
+    assert.equal(await env.client.retention(), 86_400_000);
+    await env.client.setRetention(null, { workflow: 'echo' });
+    assert.equal(await env.client.retention({ workflow: echo }), 86_400_000);
+    await env.client.setRetention(null);
+  });
+
+  it('refuses an unknown workflow (NotFoundError) and a bad name (ValidationError), writing nothing', async () => {
+    await assert.rejects(env.client.setRetention('1 day', { workflow: 'no-such-workflow' }), NotFoundError);
+    await assert.rejects(env.client.setRetention('1 day', { workflow: "echo'; drop table trellis.runs; --" }), ValidationError);
+    await assert.rejects(env.client.retention({ workflow: "x'y" }), ValidationError);
+    assert.equal((await env.pool.query('select count(*)::int as n from trellis.retentions')).rows[0].n, 0);
+  });
+});
+
 describe('the worker purge loop', () => {
   it('deletes, in batches, the runs past the retention with their steps, and keeps younger ones', async () => {
     const old = await Promise.all([1, 2, 3, 4, 5].map((n) => env.start(echo, { n })));
@@ -63,6 +83,23 @@ describe('the worker purge loop', () => {
     assert.equal((await env.client.get(young.id))?.status, 'completed');
     const steps = await env.pool.query('select count(*)::int as n from trellis.steps where run_id = any($1::uuid[])', [old.map((r) => r.id)]);
     assert.equal(steps.rows[0].n, 0);
+    await env.client.setRetention(null);
+  });
+
+  it('purges each workflow after its own retention', async () => {
+    const echoes = await Promise.all([1, 2].map((n) => env.start(echo, { n })));
+    const leaves = await Promise.all([1, 2].map(() => env.start(leaf, {})));
+    for (const r of [...echoes, ...leaves]) await env.drive(r);
+    await env.client.setRetention('1 hour', { workflow: leaf });
+    await env.client.setRetention('3 days');
+    await env.advance('2 hours');
+    await waitFor(async () => (await Promise.all(leaves.map((r) => env.client.get(r.id)))).every((r) => r === undefined),
+      { what: 'the leaves purged after their own hour' });
+    for (const r of echoes) assert.equal((await env.client.get(r.id))?.status, 'completed', 'echo keeps the default 3 days');
+    await env.advance('3 days');
+    await waitFor(async () => (await Promise.all(echoes.map((r) => env.client.get(r.id)))).every((r) => r === undefined),
+      { what: 'the echoes purged after the default' });
+    await env.client.setRetention(null, { workflow: leaf });
     await env.client.setRetention(null);
   });
 

@@ -102,11 +102,11 @@ describe('migrate', () => {
       const current = BUNDLE.sqlRevision as number;
       // A newer release changed a function body and recorded its revision.
       const marker = `select 'newer release'::text`;
-      await pool.query(`create or replace function trellis.retention() returns interval language sql stable as $$ select null::interval $$`);
-      await pool.query(`comment on function trellis.retention() is '${marker.replaceAll("'", "''")}'`);
+      await pool.query(`create or replace function trellis.retention(p_workflow text default null) returns interval language sql stable as $$ select null::interval $$`);
+      await pool.query(`comment on function trellis.retention(text) is '${marker.replaceAll("'", "''")}'`);
       await pool.query(`update trellis.schema_info set sql_revision = $1, sql_hash = 'newer'`, [current + 1]);
       assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: false, newerFunctionsKept: true, version: latestMigration() });
-      const comment = async () => (await pool.query(`select obj_description('trellis.retention()'::regprocedure) as c`)).rows[0].c;
+      const comment = async () => (await pool.query(`select obj_description('trellis.retention(text)'::regprocedure) as c`)).rows[0].c;
       assert.equal(await comment(), marker, 'the newer function was kept');
       assert.equal((await pool.query('select sql_revision from trellis.schema_info')).rows[0].sql_revision, current + 1);
 

@@ -17,7 +17,7 @@ after(() => db.close());
 
 const HOT = [
   'run_claim', 'checkpoint_apply', '_run_start', 'run_start_claimed', 'run_heartbeat_many',
-  '_wake_child_waiters', 'signal_send', 'run_next_due',
+  '_wake_child_waiters', 'signal_send', 'run_next_due', '_purge_workflow',
 ];
 
 describe('plans of the hot functions', () => {

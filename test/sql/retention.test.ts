@@ -1,5 +1,6 @@
 /**
- * The SQL contract of sql/600_retention.sql: retention_set / retention,
+ * The SQL contract of sql/600_retention.sql: retention_set / retention
+ * (the default and per workflow),
  * run_purge (what it deletes and keeps, order, limit, workflow filter, a
  * child kept while its parent waits on it, locked runs skipped, bad input)
  * run_purge_due (the setting, one purger at a time), run_scrub, and the storage
@@ -33,6 +34,7 @@ after(() => db.close());
 beforeEach(async () => {
   await sql('truncate trellis.signals, trellis.steps, trellis.runs');
   await sql('select trellis.retention_set(null)');
+  await sql('delete from trellis.retentions');
 });
 
 const advance = (by: string) => sql('select trellis.clock_advance($1::interval)', [by]);
@@ -303,5 +305,73 @@ describe('run_scrub', () => {
 
   it('refuses an unknown run with TR002', async () => {
     await assert.rejects(sql('select trellis.run_scrub($1)', [randomUUID()]), { code: 'TR002' });
+  });
+});
+
+describe('per-workflow retention', () => {
+  const ms = async (workflow: string | null) =>
+    (await one('select extract(epoch from trellis.retention($1)) as s', [workflow])).s;
+
+  it('a workflow\'s own retention wins over the default; null removes it and the default applies again', async () => {
+    await sql(`select trellis.retention_set('1 day')`);
+    assert.equal((await one(`select trellis.retention_set('10 days', 'other') as r`)).r.days, 10);
+    assert.deepEqual(await sql('select workflow, extract(epoch from keep)::int as s from trellis.retentions'), [{ workflow: 'other', s: 864_000 }]);
+    assert.equal(Number(await ms('other')), 864_000);
+    assert.equal(Number(await ms('w')), 86_400, 'the default');
+    assert.equal(Number(await ms(null)), 86_400);
+    await sql(`select trellis.retention_set(null, 'other')`);
+    assert.equal(Number(await ms('other')), 86_400);
+    assert.deepEqual(await sql('select * from trellis.retentions'), []);
+  });
+
+  for (const [what, args, code] of [
+    ['an unknown workflow', [`'3 days'`, `'nope'`], 'TR002'],
+    ['a workflow name with a quote and SQL in it', [`'3 days'`, `'w''; delete from trellis.runs; --'`], 'TR001'],
+    ['less than a second for a workflow', [`'10 milliseconds'`, `'w'`], 'TR001'],
+  ] as const) {
+    it(`refuses ${what} with ${code} and changes nothing`, async () => {
+      await sql(`select trellis.retention_set('1 day')`);
+      await sql(`select trellis.retention_set('2 days', 'other')`);
+      await assert.rejects(sql(`select trellis.retention_set(${args[0]}::interval, ${args[1]})`), { code });
+      assert.deepEqual(await sql('select workflow, extract(epoch from keep)::int as s from trellis.retentions'), [{ workflow: 'other', s: 172_800 }]);
+      assert.equal(Number(await ms(null)), 86_400);
+    });
+  }
+
+  it('run_purge_due purges each workflow after its own retention', async () => {
+    await sql(`select trellis.retention_set('1 day')`);
+    await sql(`select trellis.retention_set('10 days', 'other')`);
+    const mine = [await make('completed'), await make('failed')];
+    const theirs = [await make('completed', 'other'), await make('cancelled', 'other')];
+    await advance('2 days');
+    assert.equal((await one('select trellis.run_purge_due(1000) as n')).n, 2);
+    for (const id of mine) assert.equal(await exists(id), false);
+    for (const id of theirs) assert.equal(await exists(id), true, 'kept for its own 10 days');
+    await advance('9 days');
+    assert.equal((await one('select trellis.run_purge_due(1000) as n')).n, 2);
+    for (const id of theirs) assert.equal(await exists(id), false);
+  });
+
+  it('with only a workflow retention and no default, purges that workflow and keeps the rest forever', async () => {
+    await sql(`select trellis.retention_set('1 hour', 'other')`);
+    const kept = await make('completed');
+    const gone = await make('completed', 'other');
+    await advance('400 days');
+    assert.equal((await one('select trellis.run_purge_due(1000) as n')).n, 1);
+    assert.equal(await exists(gone), false);
+    assert.equal(await exists(kept), true);
+  });
+
+  it('runs kept longer than the default never hold up the default purge (limits count only what is deleted)', async () => {
+    await sql(`select trellis.retention_set('1 day')`);
+    await sql(`select trellis.retention_set('100 years', 'other')`);
+    for (let i = 0; i < 5; i++) await make('completed', 'other');
+    const mine = [await make('completed'), await make('completed'), await make('completed')];
+    await advance('2 days');
+    assert.equal((await one('select trellis.run_purge_due(2) as n')).n, 2);
+    assert.equal((await one('select trellis.run_purge_due(2) as n')).n, 1);
+    assert.equal((await one('select trellis.run_purge_due(2) as n')).n, 0);
+    for (const id of mine) assert.equal(await exists(id), false);
+    assert.equal((await one(`select count(*)::int as n from trellis.runs where workflow = 'other'`)).n, 5);
   });
 });
