@@ -14,7 +14,7 @@ import { runStart, runStartClaimed, type RunStartOptions, settingInt } from '../
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../replay/serialize.ts';
-import { reserveLocal } from '../worker/local.ts';
+import { type Handoff, reserveLocal } from '../worker/local.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
@@ -37,6 +37,27 @@ const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 /** A workflow given by name (checked) or by definition. */
 function workflowName(workflow: string | WorkflowDefinition): string {
   return typeof workflow === 'string' ? assertName(workflow, 'workflow') : workflow.name;
+}
+
+/** An optional workflow option, as SQL takes it (null: none). */
+const optionalWorkflow = (workflow: string | WorkflowDefinition | undefined): string | null =>
+  workflow === undefined ? null : workflowName(workflow);
+
+/**
+ * Start a run leased to the worker that kept `handoff` for it, and give the
+ * worker the run (or its slot back, when the start leased nothing or failed).
+ */
+async function startHandedOff(db: Queryable, name: string, text: string, options: RunStartOptions, handoff: Handoff): Promise<string> {
+  let started: Awaited<ReturnType<typeof runStartClaimed>>;
+  try {
+    started = await runStartClaimed(db, name, text, { ...options, queue: handoff.queue }, handoff);
+  } catch (error) {
+    handoff.cancel();
+    throw error;
+  }
+  if (started.run) handoff.adopt(started.run);
+  else handoff.cancel();
+  return started.id;
 }
 
 function assertRunId(id: unknown): string {
@@ -153,20 +174,7 @@ export class Client {
     // caller's transaction (it would begin before that commits).
     const version = sqlOptions.version;
     const handoff = this.handoff && !options.tx && version !== undefined ? reserveLocal(this.pool, name, version, sqlOptions.queue) : undefined;
-    if (!handoff) {
-      const id = await runStart(db, name, text, sqlOptions);
-      return { id, result: (o) => this.result(id, o) };
-    }
-    let started: Awaited<ReturnType<typeof runStartClaimed>>;
-    try {
-      started = await runStartClaimed(db, name, text, { ...sqlOptions, queue: handoff.queue }, handoff);
-    } catch (error) {
-      handoff.cancel();
-      throw error;
-    }
-    if (started.run) handoff.adopt(started.run);
-    else handoff.cancel();
-    const id = started.id;
+    const id = handoff ? await startHandedOff(db, name, text, sqlOptions, handoff) : await runStart(db, name, text, sqlOptions);
     return { id, result: (o) => this.result(id, o) };
   }
 
@@ -256,8 +264,7 @@ export class Client {
   async setRetention(keep: Duration | null, options: { workflow?: string | WorkflowDefinition } = {}): Promise<void> {
     const ms = keep === null ? null : toMs(keep, 'retention');
     if (ms !== null && ms < 1000) throw new ValidationError('retention must be at least 1s');
-    const workflow = options.workflow === undefined ? null : workflowName(options.workflow);
-    await retentionSet(this.exec(), ms, workflow);
+    await retentionSet(this.exec(), ms, optionalWorkflow(options.workflow));
   }
 
   /**
@@ -265,7 +272,7 @@ export class Client {
    * the default, or with `workflow` the one that applies to it (its own, else the default).
    */
   async retention(options: { workflow?: string | WorkflowDefinition } = {}): Promise<number | null> {
-    return retentionGet(this.exec(), options.workflow === undefined ? null : workflowName(options.workflow));
+    return retentionGet(this.exec(), optionalWorkflow(options.workflow));
   }
 
   /**
@@ -279,7 +286,7 @@ export class Client {
   async purge(options: { olderThan: Duration; limit?: number; workflow?: string | WorkflowDefinition; tx?: Executor }): Promise<number> {
     const limit = options.limit ?? 1000;
     if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('purge limit must be an integer from 1 to 100000');
-    const workflow = options.workflow === undefined ? null : workflowName(options.workflow);
+    const workflow = optionalWorkflow(options.workflow);
     return runPurge(this.exec(options.tx), toMs(options.olderThan, 'olderThan'), limit, workflow);
   }
 

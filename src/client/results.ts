@@ -26,9 +26,12 @@ export class ResultWaiter {
   private readonly offLocalFinish: () => void;
 
   constructor(private readonly o: ResultWaiterOptions) {
-    this.offLocalFinish = onLocalFinish(o.pool, (id) => {
-      for (const check of this.waiters.get(id) ?? []) check();
-    });
+    this.offLocalFinish = onLocalFinish(o.pool, (id) => this.recheck(id));
+  }
+
+  /** Waiters of `runId` read its outcome again. */
+  private recheck(runId: string): void {
+    for (const check of this.waiters.get(runId) ?? []) check();
   }
 
   /** The run's output once it finished (rejects as `client.result()` documents). */
@@ -94,7 +97,7 @@ export class ResultWaiter {
         connection: (this.o.pool as unknown as { options: pg.ClientConfig }).options,
         channels: ['trellis:run_finished'],
         onNotify: (_channel, payload) => {
-          for (const id of payload.split(',')) for (const check of this.waiters.get(id) ?? []) check();
+          for (const id of payload.split(',')) this.recheck(id);
         },
         onConnect: () => {
           for (const set of this.waiters.values()) for (const check of set) check();

@@ -72,9 +72,10 @@ export class Worker {
   private dueTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly purgeLoop: PurgeLoop | undefined;
-  /** Slots kept for runs a client in this process is starting (see local.ts). */
-  private reserved = 0;
-  /** Hand-offs not yet adopted or cancelled; stop() waits for them. */
+  /**
+   * Slots kept for runs a client in this process is starting (see local.ts):
+   * each settles when its hand-off is adopted or cancelled; stop() waits for them.
+   */
   private readonly handoffs = new Set<Promise<void>>();
   private removeLocal: (() => void) | undefined;
   private maxPayloadBytes = 1_048_576;
@@ -177,7 +178,7 @@ export class Worker {
     let drained = false;
     try {
       while (this.state === 'running') {
-        const free = this.concurrency - this.active.size - this.reserved;
+        const free = this.concurrency - this.active.size - this.handoffs.size;
         if (free <= 0) {
           this.saturated = true;
           break;
@@ -231,20 +232,16 @@ export class Worker {
    * not overtake pending ones), for a served workflow, version and queue.
    */
   private reserve(workflow: string, version: string, queue: string | undefined): Handoff | undefined {
-    if (this.state !== 'running' || this.saturated || this.active.size + this.reserved >= this.concurrency) return undefined;
+    if (this.state !== 'running' || this.saturated || this.active.size + this.handoffs.size >= this.concurrency) return undefined;
     const definition = this.definitions.get(`${workflow}@${version}`);
     const q = queue ?? definition?.queue;
     if (!definition || q === undefined || !this.queues.includes(q)) return undefined;
-    this.reserved++;
     let settle!: () => void;
     const settled = new Promise<void>((r) => (settle = r));
     this.handoffs.add(settled);
-    let open = true;
+    // Once: the first adopt or cancel frees the slot, a second does nothing.
     const close = () => {
-      if (!open) return false;
-      open = false;
-      this.reserved--;
-      this.handoffs.delete(settled);
+      if (!this.handoffs.delete(settled)) return false;
       settle();
       return true;
     };
