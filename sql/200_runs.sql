@@ -25,6 +25,8 @@ declare
   v_metadata jsonb := coalesce(v_options->'metadata', '{}');
   v_id       uuid;
   v_claim    boolean;
+  v_shape    jsonb;
+  v_path     jsonpath;
 begin
   perform trellis._check_name(p_workflow, 'workflow');
   if p_worker is not null then
@@ -37,18 +39,18 @@ begin
     perform trellis._raise('TR001', 'run_start options must be a JSON object');
   end if;
   select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
-   where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version');
+   where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked');
   if v_bad is not null then
     perform trellis._raise('TR001', format('unknown run_start option(s): %s', v_bad));
   end if;
   if v_version is not null then
     perform trellis._check_name(v_version, 'version');
-    select queue into v_default from trellis.workflows where name = p_workflow and version = v_version;
+    select queue, input_schema, input_path into v_default, v_shape, v_path from trellis.workflows where name = p_workflow and version = v_version;
     if not found then
       perform trellis._raise('TR002', format('unknown workflow %L version %L', p_workflow, v_version));
     end if;
   else
-    select version, queue into v_version, v_default from trellis.workflows
+    select version, queue, input_schema, input_path into v_version, v_default, v_shape, v_path from trellis.workflows
      where name = p_workflow order by registered_at desc, version desc limit 1;
     if not found then
       perform trellis._raise('TR002', format('unknown workflow %L: no worker or client has registered it', p_workflow));
@@ -84,6 +86,20 @@ begin
   end if;
   perform trellis._check_payload(coalesce(p_input, 'null'), 'input');
   perform trellis._check_payload(v_metadata, 'metadata');
+  if v_options ? 'input_checked' and jsonb_typeof(v_options->'input_checked') <> 'boolean' then
+    perform trellis._raise('TR001', 'input_checked must be true or false');
+  end if;
+  -- The input shape of the version (sql/050_shapes.sql). Not for a child,
+  -- whose input its parent's worker validated (its checkpoint must not fail
+  -- here), nor with input_checked: the TypeScript client sets it when it has
+  -- validated the input against the workflow's own schema.
+  if v_shape is not null and p_parent is null and (v_options->'input_checked') is distinct from 'true' then
+    v_bad := trellis._input_error(v_shape, v_path, coalesce(p_input, 'null'));
+    if v_bad is not null then
+      perform trellis._raise('TR001', format('input of %s version %s does not match its schema: %s',
+                                             p_workflow, v_version, v_bad));
+    end if;
+  end if;
   v_claim := p_worker is not null and v_run_at <= v_now;
 
   insert into trellis.runs (id, workflow, version, key, queue, priority, status, input, metadata,
@@ -120,7 +136,7 @@ returns uuid language sql as $$
   select trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null)
 $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
-  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, priority, run_at, metadata, version. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
+  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, priority, run_at, metadata, version, input_checked (skip the input shape check: the caller validated the input against the workflow''s schema). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
 
 -- A start whose run goes straight to a worker in the caller's process: the
 -- run is inserted leased to p_worker (status running, attempt 1) and nobody

@@ -117,6 +117,18 @@ async function demo(db: pg.Pool, listener: pg.Client, url: string): Promise<void
     console.log(`unknown workflow: ${e.code} ${e.message}`);
   }
 
+  // 3b. The input is checked against the shape of greet's zod schema, which
+  //     the worker registered: TR001, and no run is written. The same reason
+  //     is available without starting, for a form or a trigger.
+  try {
+    await db.query(`select trellis.run_start('greet', '{"name": 42}')`);
+  } catch (error) {
+    const e = error as { code?: string; message?: string };
+    console.log(`bad input: ${e.code} ${e.message}`);
+  }
+  const { rows: why } = await db.query(`select trellis.workflow_input_error('greet', '{}') as reason`);
+  console.log(`workflow_input_error: ${why[0].reason}`);
+
   // 4. The same from psql, if it is installed.
   const started = await psql(
     url,

@@ -137,6 +137,8 @@ export class Client {
       name = workflow.name;
       await validate(workflow.input, input, `input of ${workflow.name}`);
       sqlOptions.version = workflow.version;
+      // Checked against the schema itself: SQL need not check its shape again.
+      sqlOptions.input_checked = true;
       if (options.version !== undefined && options.version !== workflow.version) {
         throw new ValidationError(`start(${workflow.name}) pins version ${workflow.version}; do not pass another version`);
       }

@@ -1,12 +1,6 @@
 /** Registers workflow definitions once per process object (client or worker), caching the round trip. */
 import type { Queryable } from './queryable.ts';
-import { workflowRegister } from './runs.ts';
-
-export interface Registrable {
-  name: string;
-  version: string;
-  queue: string;
-}
+import { type Registrable, workflowRegister } from './runs.ts';
 
 export class WorkflowRegistry {
   private readonly registered = new Map<string, Promise<void>>();
@@ -27,7 +21,7 @@ export class WorkflowRegistry {
     const { rows } = await tx.query<{ found: boolean }>(
       'select exists (select 1 from trellis.workflows where name = $1 and version = $2) as found',
       [definition.name, definition.version]);
-    if (!rows[0]?.found) await workflowRegister(tx, [{ name: definition.name, version: definition.version, queue: definition.queue }]);
+    if (!rows[0]?.found) await workflowRegister(tx, [definition]);
   }
 
   /** trellis.workflow_register for one definition, at most once while it succeeds. */
@@ -35,7 +29,7 @@ export class WorkflowRegistry {
     const key = `${definition.name}@${definition.version}`;
     let pending = this.registered.get(key);
     if (!pending) {
-      pending = workflowRegister(this.db, [{ name: definition.name, version: definition.version, queue: definition.queue }]);
+      pending = workflowRegister(this.db, [definition]);
       pending.then(() => this.committed.add(key), () => this.registered.delete(key));
       this.registered.set(key, pending);
     }

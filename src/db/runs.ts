@@ -1,6 +1,8 @@
 /** One wrapper per run function in sql/200_runs.sql and sql/100_workflows.sql. */
 import type { ChildOutcome, PendingSignal, StepRecord } from '../replay/history.ts';
 import { type Queryable, run } from './queryable.ts';
+import { inputShape } from '../workflow/input-shape.ts';
+import type { StandardSchemaV1 } from '../workflow/standard-schema.ts';
 
 export interface RunStartOptions {
   key?: string;
@@ -9,6 +11,8 @@ export interface RunStartOptions {
   run_at?: string;
   metadata?: Record<string, unknown>;
   version?: string;
+  /** The input was validated against the workflow's own schema: SQL skips its shape check. */
+  input_checked?: boolean;
 }
 
 /** trellis.run_start: `input` is JSON text (already validated and size-checked). */
@@ -123,9 +127,21 @@ export async function runRequests(db: Queryable, held: readonly { id: string; to
     [held.map((h) => h.id), held.map((h) => h.token)], 'trellis_run_requests');
 }
 
-/** trellis.workflow_register */
-export async function workflowRegister(db: Queryable, workflows: readonly { name: string; version: string; queue: string }[]): Promise<void> {
-  await run(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(workflows)]);
+/** What a registration carries: the input schema becomes the input shape SQL checks starts against. */
+export interface Registrable {
+  name: string;
+  version: string;
+  queue: string;
+  input?: StandardSchemaV1;
+}
+
+/** trellis.workflow_register, with each definition's input shape (null: none SQL can check). */
+export async function workflowRegister(db: Queryable, workflows: readonly Registrable[]): Promise<void> {
+  const items = workflows.map((w) => ({
+    name: w.name, version: w.version, queue: w.queue,
+    ...(w.input ? { input_schema: inputShape(w.input) } : {}),
+  }));
+  await run(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(items)]);
 }
 
 /** An integer from trellis.settings. */

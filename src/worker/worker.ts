@@ -130,7 +130,7 @@ export class Worker {
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new ValidationError(`worker is ${this.state}`);
     await checkSchema(this.pool);
-    await workflowRegister(this.pool, [...this.definitions.values()].map((d) => ({ name: d.name, version: d.version, queue: d.queue })));
+    await workflowRegister(this.pool, [...this.definitions.values()]);
     this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
     this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
     this.state = 'running';

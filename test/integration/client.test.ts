@@ -111,6 +111,32 @@ describe('client', () => {
     assert.equal(await runCount(), before);
   });
 
+  it('a start by name is checked against the input shape the registration stored, in SQL', async () => {
+    await idle.start(parked, { i: 1 });
+    const [row] = (await db.pool.query(`select input_schema from trellis.workflows where name = 'parked'`)).rows;
+    assert.deepEqual(row.input_schema, { type: 'object', properties: { i: { type: 'number' } }, required: ['i'] });
+    const before = await runCount();
+    await assert.rejects(idle.start('parked', { i: 'x' }), (error: Error) => {
+      assert.ok(error instanceof ValidationError);
+      assert.equal(error.message, 'input of parked version 1 does not match its schema: $.i: expected number, got string');
+      return true;
+    });
+    await assert.rejects(idle.start('parked', {}), /\$\.i: required/);
+    assert.equal(await runCount(), before);
+    await idle.start('parked', { i: 2 });
+    assert.equal(await runCount(), before + 1);
+  });
+
+  it('a start with the definition was validated by zod itself, so SQL does not check the shape again', async () => {
+    const strict = defineWorkflow({ name: 'shape-skip', queue: 'parked', input: z.object({ i: z.number() }) }, async () => 'never');
+    await idle.start(strict, { i: 1 });
+    // A stored shape that refuses everything: only a start that skips the check gets through.
+    await db.pool.query(`update trellis.workflows set input_schema = 'false', input_path = null where name = 'shape-skip'`);
+    await assert.rejects(idle.start('shape-skip', { i: 1 }), /does not match its schema: \$: not allowed here/);
+    const run = await idle.start(strict, { i: 3 });
+    assert.ok(run.id);
+  });
+
   it('result() times out with TimeoutError and rejects unknown runs with NotFoundError', async () => {
     const run = await idle.start(parked, { i: 3 });
     await assert.rejects(run.result({ timeout: 100 }), TimeoutError);

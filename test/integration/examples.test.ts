@@ -53,6 +53,8 @@ describe('examples', () => {
     assert.match(stdout, /^step 0 compose: completed "Hello, Ada!"$/m);
     assert.match(stdout, /^step 1 shout: completed "HELLO, ADA!"$/m);
     assert.match(stdout, /^unknown workflow: TR002 /m);
+    assert.match(stdout, /^bad input: TR001 input of greet version 1 does not match its schema: \$\.name: expected string, got number$/m);
+    assert.match(stdout, /^workflow_input_error: \$\.name: required$/m);
     // The psql part (psql is installed on the test machines).
     assert.match(stdout, /^ completed \| \{"shouted": "HELLO, GRACE!", "greeting": "Hello, Grace!"\}$/m);
     assert.match(stdout, /^ +1 \| shout +\| completed \| "HELLO, GRACE!"$/m);

@@ -1,0 +1,129 @@
+/**
+ * The SQL contract of input checks (sql/050_shapes.sql, 100_workflows.sql,
+ * 200_runs.sql): a registration stores its input shape and compiled
+ * predicate; run_start and run_start_claimed refuse an input that does not
+ * match (TR001, nothing written) unless input_checked is set; a child start
+ * is not checked; workflow_input_error says why without starting; bad
+ * shapes are refused at registration.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { inputShape } from '../../src/workflow/input-shape.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+
+let db: TestDatabase;
+const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const count = async () => Number((await sql('select count(*) as n from trellis.runs'))[0].n);
+const register = (workflows: unknown) => sql('select trellis.workflow_register($1)', [JSON.stringify(workflows)]);
+const start = (workflow: string, input: unknown, options: Record<string, unknown> = {}) =>
+  sql('select trellis.run_start($1, $2::jsonb, $3::jsonb) as id', [workflow, JSON.stringify(input), JSON.stringify(options)]);
+
+const order = z.object({ orderId: z.string().min(1), items: z.array(z.object({ sku: z.string(), qty: z.int().positive() })).min(1) });
+
+before(async () => {
+  db = await freshDatabase();
+  await register([{ name: 'order', version: '1', queue: 'default', input_schema: inputShape(order) }]);
+});
+after(() => db.close());
+
+describe('input checks in SQL', () => {
+  it('stores the shape and its compiled predicate at registration', async () => {
+    const [row] = await sql(`select input_schema, input_path::text as path from trellis.workflows where name = 'order'`);
+    assert.deepEqual(row.input_schema, inputShape(order));
+    assert.match(row.path, /^strict exists/);
+  });
+
+  it('run_start takes a matching input and refuses a mismatch with TR001, writing nothing', async () => {
+    const before = await count();
+    await start('order', { orderId: 'o-1', items: [{ sku: 'a', qty: 2 }] });
+    assert.equal(await count(), before + 1);
+    for (const [input, message] of [
+      [{ orderId: 'o-1', items: [{ sku: 'a', qty: 0 }] }, '$.items[0].qty: 0 must be more than 0'],
+      [{ orderId: 'o-1', items: [] }, '$.items: 0 items, under the minimum of 1'],
+      [{ items: [{ sku: 'a', qty: 1 }] }, '$.orderId: required'],
+      [null, '$: expected object, got null'],
+      ['{"orderId": "o-1"}', '$: expected object, got string'],
+    ] as const) {
+      await assert.rejects(start('order', input), (error: { code?: string; message?: string }) => {
+        assert.equal(error.code, 'TR001');
+        assert.equal(error.message, `input of order version 1 does not match its schema: ${message}`);
+        return true;
+      });
+    }
+    assert.equal(await count(), before + 1, 'nothing written');
+  });
+
+  it('run_start_claimed refuses a mismatch the same way, leasing nothing', async () => {
+    const before = await count();
+    await assert.rejects(sql(`select * from trellis.run_start_claimed('order', '{"orderId": 1}', '{}', 'w-1', '30 seconds')`), { code: 'TR001' });
+    assert.equal(await count(), before);
+  });
+
+  it('input_checked skips the check (the TypeScript client validated against the schema itself); it must be a boolean', async () => {
+    const before = await count();
+    await start('order', { orderId: 7 }, { input_checked: true });
+    assert.equal(await count(), before + 1);
+    await assert.rejects(start('order', { orderId: 7 }, { input_checked: false }), { code: 'TR001' });
+    await assert.rejects(start('order', { orderId: 'o', items: [{ sku: 'a', qty: 1 }] }, { input_checked: 'yes' }),
+      /input_checked must be true or false/);
+    assert.equal(await count(), before + 1);
+  });
+
+  it('does not check a child start (its parent validated it, and its checkpoint must not fail)', async () => {
+    const [{ id: parent }] = await start('order', { orderId: 'p', items: [{ sku: 'a', qty: 1 }] });
+    const [{ id }] = await sql(`select trellis._run_start('order', '{"orderId": 1}', '{}', gen_random_uuid(), $1, 1, 'cancel', null, null, null) as id`, [parent]);
+    assert.equal((await sql('select input from trellis.runs where id = $1', [id]))[0].input.orderId, 1);
+  });
+
+  it('workflow_input_error says why without starting, and raises TR002 for an unknown workflow or version', async () => {
+    const before = await count();
+    const error = async (input: unknown, version: string | null = null) =>
+      (await sql('select trellis.workflow_input_error($1, $2::jsonb, $3) as e', ['order', JSON.stringify(input), version]))[0].e;
+    assert.equal(await error({ orderId: 'o', items: [{ sku: 'a', qty: 1 }] }), null);
+    assert.equal(await error({ orderId: 'o', items: [{ sku: 'a', qty: 1.5 }] }, '1'), '$.items[0].qty: expected an integer, got 1.5');
+    await assert.rejects(sql(`select trellis.workflow_input_error('nope', '{}')`), { code: 'TR002' });
+    await assert.rejects(sql(`select trellis.workflow_input_error('order', '{}', '9')`), { code: 'TR002' });
+    await assert.rejects(sql(`select trellis.workflow_input_error('bad''name', '{}')`), { code: 'TR001' });
+    assert.equal(await count(), before);
+  });
+
+  it('keeps the stored shape for an item without input_schema, and stores none for null', async () => {
+    await register([{ name: 'kept', version: '1', input_schema: { type: 'object' } }]);
+    await register([{ name: 'kept', version: '1' }]);
+    await assert.rejects(start('kept', []), { code: 'TR001' });
+    await register([{ name: 'kept', version: '1', input_schema: null }]);
+    await start('kept', []);
+    const [row] = await sql(`select input_schema, input_path from trellis.workflows where name = 'kept'`);
+    assert.deepEqual([row.input_schema, row.input_path], [null, null]);
+  });
+
+  it('a version registered without a shape (an older Trellis, another schema library) takes any input', async () => {
+    await register([{ name: 'plain', version: '1' }]);
+    const before = await count();
+    await start('plain', 'anything');
+    assert.equal(await count(), before + 1);
+  });
+
+  it('refuses a bad shape at registration with TR001 and changes nothing', async () => {
+    const rows = async () => (await sql(`select name, input_schema from trellis.workflows order by name, version`));
+    const before = await rows();
+    let deep: unknown = { type: 'number' };
+    for (let i = 0; i < 70; i++) deep = { type: 'object', properties: { a: deep } };
+    for (const shape of ['text', 12, [1], deep]) {
+      await assert.rejects(register([{ name: 'order', version: '1', input_schema: shape }]), { code: 'TR001' });
+    }
+    await assert.rejects(register([{ name: 'order', version: '1', input_schema: { enum: ['x'.repeat(1_100_000)] } }]), { code: 'TR001' });
+    assert.deepEqual(await rows(), before);
+  });
+
+  it('without a compiled predicate (one the compiler could not write), the walk alone decides, the same way', async () => {
+    await register([{ name: 'walked', version: '1', input_schema: inputShape(order) }]);
+    await sql(`update trellis.workflows set input_path = null where name = 'walked'`);
+    const before = await count();
+    await start('walked', { orderId: 'o', items: [{ sku: 'a', qty: 1 }] });
+    await assert.rejects(start('walked', { orderId: 'o', items: [{ sku: 'a', qty: -1 }] }),
+      /does not match its schema: \$\.items\[0\]\.qty: -1 must be more than 0/);
+    assert.equal(await count(), before + 1);
+  });
+});
