@@ -312,28 +312,33 @@ begin
     v_parts := v_parts || format('(@.type() != "array" || @.size() <= %s || !exists(@[%s to last] ? (!exists(@ ? (%s)))))',
                                  v_n, v_n, trellis._shape_predicate(p_shape->'items'));
   end if;
-  -- Objects: required keys, then one pass over the entries for the known
-  -- properties and the others.
-  if jsonb_typeof(p_shape->'required') = 'array' then
-    select string_agg(format('exists(@.keyvalue() ? (@.key == %s))', to_jsonb(k)::text), ' && ')
-      into v_known from jsonb_array_elements_text(p_shape->'required') k;
-    if v_known is not null then
-      v_parts := v_parts || ('(@.type() != "object" || (' || v_known || '))');
-    end if;
-  end if;
+  -- Objects. A required key is read directly (a missing one is an error
+  -- in strict mode, which makes the whole predicate fail: the walk then
+  -- decides); optional and other keys in one pass over the entries.
   v_alts := '{}';
+  v_known := null;
+  if jsonb_typeof(p_shape->'required') = 'array' then
+    select string_agg(case when jsonb_typeof(p_shape->'properties'->k) is not null
+                           then format('exists(@.%s ? (%s))', to_jsonb(k)::text, trellis._shape_predicate(p_shape->'properties'->k))
+                           else format('exists(@.%s)', to_jsonb(k)::text) end, ' && ')
+      into v_known from jsonb_array_elements_text(p_shape->'required') k;
+  end if;
   if jsonb_typeof(p_shape->'properties') = 'object' then
     for v_key, v_sub in select * from jsonb_each(p_shape->'properties') loop
+      continue when jsonb_typeof(p_shape->'required') = 'array' and (p_shape->'required') ? v_key;
       v_alts := v_alts || format('(@.key == %s && !exists(@.value ? (%s)))', to_jsonb(v_key)::text, trellis._shape_predicate(v_sub));
     end loop;
   end if;
   if p_shape ? 'additionalProperties' then
-    select coalesce(string_agg(format('@.key != %s', to_jsonb(k)::text), ' && '), '1 == 1') into v_known
+    select coalesce(string_agg(format('@.key != %s', to_jsonb(k)::text), ' && '), '1 == 1') into v_key
       from jsonb_object_keys(case when jsonb_typeof(p_shape->'properties') = 'object' then p_shape->'properties' else '{}' end) k;
-    v_alts := v_alts || format('(%s && !exists(@.value ? (%s)))', v_known, trellis._shape_predicate(p_shape->'additionalProperties'));
+    v_alts := v_alts || format('(%s && !exists(@.value ? (%s)))', v_key, trellis._shape_predicate(p_shape->'additionalProperties'));
   end if;
   if cardinality(v_alts) > 0 then
-    v_parts := v_parts || ('(@.type() != "object" || !exists(@.keyvalue() ? (' || array_to_string(v_alts, ' || ') || ')))');
+    v_known := concat_ws(' && ', v_known, '!exists(@.keyvalue() ? (' || array_to_string(v_alts, ' || ') || '))');
+  end if;
+  if v_known is not null then
+    v_parts := v_parts || ('(@.type() != "object" || (' || v_known || '))');
   end if;
   if jsonb_typeof(p_shape->'allOf') = 'array' then
     select string_agg(trellis._shape_predicate(s), ' && ') into v_known from jsonb_array_elements(p_shape->'allOf') s;

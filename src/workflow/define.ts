@@ -9,7 +9,11 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
   name: string;
   /** Runs are pinned to the version they started on (default '1'). */
   version?: string;
-  /** Schema of the input, checked by the client on start and by the worker on claim. */
+  /**
+   * Schema of the input, checked by the client on start and by the worker on
+   * claim. For a zod 4 schema, its shape (a JSON Schema subset) is registered
+   * too, and SQL checks starts from SQL or by name against it (decision 0016).
+   */
   input: S;
   /** Optional schema of the output, checked before the run completes. */
   output?: OS;

@@ -74,6 +74,7 @@ export interface BenchResults {
   latency: LatencyRow[];
   levers: ThroughputRow[];
   backlog?: unknown;
+  inputs?: unknown;
   sustained?: unknown;
   errors: { family: string; error: string }[];
 }

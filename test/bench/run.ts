@@ -9,6 +9,7 @@ import { mkdirSync, writeFileSync } from 'node:fs';
 import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { backlog } from './backlog.ts';
+import { inputChecks } from './inputs.ts';
 import { runtimeName } from './runtime.ts';
 import { type Family, readConfig } from './config.ts';
 import { printReport, throughputSvg } from './report.ts';
@@ -114,6 +115,9 @@ try {
   });
   await family('backlog', async () => {
     results.backlog = await backlog(server, cfg);
+  });
+  await family('inputs', async () => {
+    results.inputs = await inputChecks(server, cfg);
   });
   await family('sustained', async () => {
     // The peak with runs started while they are served: the sustained test's own
