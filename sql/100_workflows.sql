@@ -1,6 +1,22 @@
 -- 100_workflows: the registry of workflow definitions (name, version, queue,
--- input shape).
--- Owns: trellis.workflow_register, trellis.workflow_input_error. Touches: trellis.workflows.
+-- input shape, declared signals).
+-- Owns: trellis.workflow_register, trellis.workflow_input_error, trellis._check_shape_size.
+-- Touches: trellis.workflows.
+
+-- A registered shape (or object of shapes) is at most 1 MB and nests at
+-- most p_levels deep (the walk recurses once per level).
+create or replace function trellis._check_shape_size(p_value jsonb, p_what text, p_levels integer)
+returns void language plpgsql immutable as $$
+begin
+  if octet_length(p_value::text) > 1048576 then
+    perform trellis._raise('TR001', format('%s is over 1 MB', p_what));
+  end if;
+  if trellis._shape_depth(p_value, p_levels) > p_levels then
+    perform trellis._raise('TR001', format('%s nests deeper than %s levels', p_what, p_levels));
+  end if;
+end $$;
+comment on function trellis._check_shape_size(jsonb, text, integer) is
+  'Raise TR001 if the registered shape p_value is over 1 MB or nests deeper than p_levels.';
 
 create or replace function trellis.workflow_register(p_workflows jsonb)
 returns void language plpgsql as $$
@@ -9,7 +25,7 @@ declare
   v_item jsonb;
 begin
   if jsonb_typeof(p_workflows) is distinct from 'array' then
-    perform trellis._raise('TR001', 'workflow_register expects a JSON array of {name, version, queue, input_schema?}');
+    perform trellis._raise('TR001', 'workflow_register expects a JSON array of {name, version, queue, input_schema?, signals?}');
   end if;
   for v_item in select * from jsonb_array_elements(p_workflows) loop
     perform trellis._check_name(v_item->>'name', 'workflow');
@@ -19,32 +35,42 @@ begin
       if jsonb_typeof(v_item->'input_schema') not in ('object', 'boolean', 'null') then
         perform trellis._raise('TR001', format('input_schema of workflow %L must be a JSON object, true or null', v_item->>'name'));
       end if;
-      if octet_length((v_item->'input_schema')::text) > 1048576 then
-        perform trellis._raise('TR001', format('input_schema of workflow %L is over 1 MB', v_item->>'name'));
+      perform trellis._check_shape_size(v_item->'input_schema', format('input_schema of workflow %L', v_item->>'name'), 128);
+    end if;
+    if v_item ? 'signals' then
+      if jsonb_typeof(v_item->'signals') not in ('object', 'null') then
+        perform trellis._raise('TR001', format('signals of workflow %L must be a JSON object of signal name to shape, or null', v_item->>'name'));
       end if;
-      if trellis._shape_depth(v_item->'input_schema', 128) > 128 then
-        perform trellis._raise('TR001', format('input_schema of workflow %L nests deeper than 128 levels', v_item->>'name'));
+      perform trellis._check_name(k, 'signal') from jsonb_object_keys(case when jsonb_typeof(v_item->'signals') = 'object' then v_item->'signals' end) k;
+      if exists (select 1 from jsonb_each(case when jsonb_typeof(v_item->'signals') = 'object' then v_item->'signals' end) e
+                  where jsonb_typeof(e.value) not in ('object', 'boolean')) then
+        perform trellis._raise('TR001', format('each signal shape of workflow %L must be a JSON object or true', v_item->>'name'));
       end if;
+      -- One level more: the object of names around the shapes.
+      perform trellis._check_shape_size(v_item->'signals', format('signals of workflow %L', v_item->>'name'), 129);
     end if;
   end loop;
-  -- An item without input_schema (an older Trellis) keeps the stored shape;
-  -- JSON null stores no shape (SQL then checks nothing).
-  insert into trellis.workflows as w (name, version, queue, registered_at, last_seen_at, input_schema, input_path)
+  -- An item without input_schema or signals (an older Trellis) keeps what
+  -- is stored; JSON null stores nothing (SQL then checks nothing).
+  insert into trellis.workflows as w (name, version, queue, registered_at, last_seen_at,
+                                      input_schema, input_path, signal_schemas)
   select distinct on (i->>'name', i->>'version')
          i->>'name', i->>'version', coalesce(i->>'queue', 'default'), v_now, v_now,
-         i->'input_schema', trellis._shape_jsonpath(i->'input_schema')
+         i->'input_schema', trellis._shape_jsonpath(i->'input_schema'), i->'signals'
     from jsonb_array_elements(p_workflows) as i
   on conflict (name, version) do update
     set queue = excluded.queue, last_seen_at = excluded.last_seen_at,
         input_schema = coalesce(excluded.input_schema, w.input_schema),
-        input_path = case when excluded.input_schema is null then w.input_path else excluded.input_path end
+        input_path = case when excluded.input_schema is null then w.input_path else excluded.input_path end,
+        signal_schemas = coalesce(excluded.signal_schemas, w.signal_schemas)
     -- Avoid rewriting the row (and blocking concurrent starters) on every boot.
     where w.queue is distinct from excluded.queue
        or (excluded.input_schema is not null and w.input_schema is distinct from excluded.input_schema)
+       or (excluded.signal_schemas is not null and w.signal_schemas is distinct from excluded.signal_schemas)
        or w.last_seen_at < excluded.last_seen_at - interval '1 minute';
 end $$;
 comment on function trellis.workflow_register(jsonb) is
-  'Register workflow definitions [{name, version, queue, input_schema?}]. input_schema is the input shape run_start checks inputs against (sql/050_shapes.sql); an item without it keeps the stored one. The most recently first-registered version is the default for starts that name no version.';
+  'Register workflow definitions [{name, version, queue, input_schema?, signals?}]. input_schema is the input shape run_start checks inputs against, signals the object of signal name to payload shape signal_send checks against (sql/050_shapes.sql); an item without either keeps the stored one. The most recently first-registered version is the default for starts that name no version.';
 
 create or replace function trellis.workflow_input_error(p_workflow text, p_input jsonb, p_version text default null)
 returns text language plpgsql stable as $$

@@ -1,5 +1,6 @@
 -- 400_signals: messages sent to runs, buffered until a wait consumes them.
--- Owns: signal_send. Touches: trellis.signals (insert), trellis.runs (wake).
+-- Owns: signal_send. Touches: trellis.signals (insert), trellis.runs (wake),
+-- trellis.workflows (read: the declared signals).
 -- Lock order: the run row, then its signals.
 
 create or replace function trellis.signal_send(p_run_id uuid, p_name text, p_payload jsonb,
@@ -10,15 +11,33 @@ declare
   v_status text;
   v_queue  text;
   v_id     bigint;
+  v_workflow text;
+  v_version  text;
+  v_signals  jsonb;
+  v_bad      text;
 begin
   perform trellis._check_name(p_name, 'signal');
   if p_signal_id is not null and (length(p_signal_id) = 0 or length(p_signal_id) > 512) then
     perform trellis._raise('TR001', 'signal_id must be 1-512 characters');
   end if;
   perform trellis._check_payload(coalesce(p_payload, 'null'), 'signal payload');
-  select status, queue into v_status, v_queue from trellis.runs where id = p_run_id for no key update;
+  select status, queue, workflow, version into v_status, v_queue, v_workflow, v_version
+    from trellis.runs where id = p_run_id for no key update;
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+  end if;
+  -- A version that declares its signals (defineWorkflow({ signals })) takes
+  -- only those, each with a payload that matches its shape (050_shapes.sql).
+  select signal_schemas into v_signals from trellis.workflows where name = v_workflow and version = v_version;
+  if jsonb_typeof(v_signals) = 'object' then
+    if not v_signals ? p_name then
+      perform trellis._raise('TR001', format('%s version %s does not wait for signal %s (it declares: %s)', v_workflow, v_version, p_name,
+        coalesce((select string_agg(k, ', ' order by k) from jsonb_object_keys(v_signals) k), 'none')));
+    end if;
+    v_bad := trellis._shape_error(v_signals->p_name, coalesce(p_payload, 'null'));
+    if v_bad is not null then
+      perform trellis._raise('TR001', format('payload of signal %s does not match its schema: $%s', p_name, v_bad));
+    end if;
   end if;
   -- A redelivery of a signal already received is dropped, even after the run ended.
   if p_signal_id is not null
@@ -42,4 +61,4 @@ begin
   return true;
 end $$;
 comment on function trellis.signal_send(uuid, text, jsonb, text) is
-  'Send signal p_name with p_payload to an unfinished run and wake it if waiting. Buffered until a wait consumes it. With p_signal_id, a repeat is ignored (returns false). TR002 unknown run, TR004 finished run.';
+  'Send signal p_name with p_payload to an unfinished run and wake it if waiting. Buffered until a wait consumes it. With p_signal_id, a repeat is ignored (returns false). TR001 a signal the run''s version does not declare, or a payload that does not match its shape; TR002 unknown run, TR004 finished run.';

@@ -4,7 +4,9 @@
  * 3 days. It shows:
  * - a decision sent with a signal id: a repeat of that id (a retried webhook,
  *   a mail read twice) is dropped and `client.signal` returns false;
- * - a payload that does not match the schema is refused before it is sent;
+ * - a payload that does not match the schema is refused before it is sent,
+ *   and, because the workflow declares its signals, also when it comes from
+ *   SQL (a webhook handler in another language, psql), before it is buffered;
  * - a second expense nobody answers times out after 3 days.
  * Days pass in milliseconds: the test kit's virtual clock (`env.advance`)
  * moves the engine's time for timers, timeouts and SQL alike.
@@ -29,6 +31,9 @@ const expenseApproval = defineWorkflow(
   {
     name: 'expense-approval',
     input: z.object({ expenseId: z.string(), employee: z.string(), amount: z.number().positive() }),
+    // Declared signals are registered with their schemas: trellis.signal_send
+    // refuses other names and payloads that do not match.
+    signals: [decision],
   },
   async (ctx, { expenseId, employee, amount }) => {
     await ctx.step('notify-manager', () => ({ mailed: `manager of ${employee}`, about: expenseId }));
@@ -61,6 +66,12 @@ try {
     await client.signal(first.id, decision, { approved: 'yes' } as never);
   } catch (error) {
     console.log(`malformed decision refused: ${error instanceof ValidationError ? 'ValidationError' : String(error)}`);
+  }
+  // The same mistake from plain SQL is refused too (TR001), nothing is buffered.
+  try {
+    await env.pool.query(`select trellis.signal_send($1, 'expense-decision', '{"approved": "yes", "by": "grace"}')`, [first.id]);
+  } catch (error) {
+    console.log(`from SQL: ${(error as { code?: string }).code} ${(error as Error).message}`);
   }
   // Address the run by (workflow, key), as a mail handler that only knows the expense id would.
   const ref = { workflow: expenseApproval, key: 'exp-1001' };

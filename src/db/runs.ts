@@ -2,6 +2,7 @@
 import type { ChildOutcome, PendingSignal, StepRecord } from '../replay/history.ts';
 import { type Queryable, run } from './queryable.ts';
 import { inputShape } from '../workflow/input-shape.ts';
+import type { SignalDefinition } from '../workflow/signal.ts';
 import type { StandardSchemaV1 } from '../workflow/standard-schema.ts';
 
 export interface RunStartOptions {
@@ -127,19 +128,26 @@ export async function runRequests(db: Queryable, held: readonly { id: string; to
     [held.map((h) => h.id), held.map((h) => h.token)], 'trellis_run_requests');
 }
 
-/** What a registration carries: the input schema becomes the input shape SQL checks starts against. */
+/**
+ * What a registration carries: the input schema becomes the input shape SQL
+ * checks starts against, the declared signals the shapes it checks their
+ * payloads against.
+ */
 export interface Registrable {
   name: string;
   version: string;
   queue: string;
   input?: StandardSchemaV1;
+  signals?: readonly SignalDefinition<any, any>[] | undefined;
 }
 
-/** trellis.workflow_register, with each definition's input shape (null: none SQL can check). */
+/** trellis.workflow_register, with each definition's input shape (null: none SQL can check) and declared signals. */
 export async function workflowRegister(db: Queryable, workflows: readonly Registrable[]): Promise<void> {
   const items = workflows.map((w) => ({
     name: w.name, version: w.version, queue: w.queue,
     ...(w.input ? { input_schema: inputShape(w.input) } : {}),
+    // A signal without a schema, or with one SQL cannot read, takes any payload (true).
+    ...(w.signals ? { signals: Object.fromEntries(w.signals.map((s) => [s.name, (s.schema && inputShape(s.schema)) ?? true])) } : {}),
   }));
   await run(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(items)]);
 }

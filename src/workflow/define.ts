@@ -3,6 +3,7 @@ import { assertName } from './names.ts';
 import type { RetryPolicy } from './retry.ts';
 import type { InferInput, InferOutput, StandardSchemaV1 } from './standard-schema.ts';
 import type { WorkflowContext } from './context.ts';
+import type { SignalDefinition } from './signal.ts';
 
 export interface WorkflowOptions<S extends StandardSchemaV1, OS extends StandardSchemaV1 | undefined> {
   /** Unique name; letters, digits, space and _ . : @ / - (no quotes). */
@@ -39,6 +40,20 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    *   async (ctx) => ctx.step('push', () => api.push()));
    */
   pauseAfter?: number;
+  /**
+   * The signals this workflow waits for. Declared, they are registered with
+   * the version (their payload shapes, as for the input), and a signal sent
+   * from SQL or by name is refused (`ValidationError`, TR001) when the
+   * version does not declare it or its payload does not match; nothing is
+   * buffered and the run is not woken. Without `signals`, any signal is
+   * buffered and its payload checked only when a wait consumes it.
+   *
+   * @example
+   * const approved = defineSignal('approved', z.object({ by: z.string() }));
+   * const approval = defineWorkflow({ name: 'approval', input: z.object({}), signals: [approved] },
+   *   async (ctx) => ctx.waitForSignal(approved, { timeout: '7 days' }));
+   */
+  signals?: readonly SignalDefinition<any, any>[];
 }
 
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => Promise<O>;
@@ -52,6 +67,8 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   readonly output: StandardSchemaV1<unknown, O> | undefined;
   readonly retry: RetryPolicy | undefined;
   readonly pauseAfter: number | undefined;
+  /** The declared signals (`signals` option), if any. */
+  readonly signals: readonly SignalDefinition<any, any>[] | undefined;
   readonly fn: WorkflowFn<I, O>;
 }
 
@@ -84,6 +101,14 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
   if (!options.input || typeof options.input['~standard']?.validate !== 'function') {
     throw new TypeError(`workflow ${options.name}: input must be a zod (or Standard Schema) schema`);
   }
+  if (options.signals !== undefined) {
+    const names = new Set<string>();
+    for (const signal of options.signals) {
+      if (signal?.kind !== 'trellis.signal') throw new TypeError(`workflow ${options.name}: signals must be defineSignal() definitions`);
+      if (names.has(signal.name)) throw new TypeError(`workflow ${options.name}: signal ${signal.name} is declared twice`);
+      names.add(signal.name);
+    }
+  }
   return Object.freeze({
     kind: 'trellis.workflow' as const,
     name: options.name,
@@ -93,6 +118,7 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     output: options.output as never,
     retry: options.retry,
     pauseAfter: options.pauseAfter,
+    signals: options.signals ? Object.freeze([...options.signals]) : undefined,
     fn: fn as never,
   });
 }

@@ -83,6 +83,7 @@ describe('wait, child, cancellation, saga, continue-as-new and retention example
     const { stdout } = await finished('approval');
     assert.match(stdout, /^exp-1001 after 1 day: waiting$/m);
     assert.match(stdout, /^malformed decision refused: ValidationError$/m);
+    assert.match(stdout, /^from SQL: TR001 payload of signal expense-decision does not match its schema: \$\.approved: expected boolean, got string$/m);
     assert.match(stdout, /^first delivery of mail-msg-42: true$/m);
     assert.match(stdout, /^repeat delivery of mail-msg-42: false$/m);
     const approved = jsonAfter(stdout, 'exp-1001 result: ') as Record<string, unknown>;

@@ -47,6 +47,12 @@ const picky = defineWorkflow({ name: 'picky', input: z.object({}) }, async (ctx)
   }
 });
 
+// The same wait, with its signals declared: SQL refuses what `picky` had to catch.
+const declared = defineWorkflow({ name: 'declared', input: z.object({}), signals: [approved] }, async (ctx) => {
+  const got = await ctx.waitForSignal(approved, { timeout: '1 day' });
+  return got.timedOut ? null : got.payload.by;
+});
+
 const raced = defineWorkflow({ name: 'raced', input: z.object({}) }, async (ctx) => {
   const winner = await ctx.race({ signal: ctx.waitForSignal<string>('go'), timer: ctx.sleep('deadline', '1 day') });
   const next = await ctx.waitForSignal<string>('go');
@@ -55,7 +61,7 @@ const raced = defineWorkflow({ name: 'raced', input: z.object({}) }, async (ctx)
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [sleeper, waitsForDate, approval, picky, raced], serverUrl: adminUrl() });
+  env = await createTestEnv({ workflows: [sleeper, waitsForDate, approval, picky, declared, raced], serverUrl: adminUrl() });
 });
 after(() => env.close());
 
@@ -173,6 +179,22 @@ describe('signals', () => {
     assert.deepEqual(await run.result({ timeout: '10s' }), { by: 'ada', rejected: ['validation'] });
     const history = (await env.history(run.id)).filter((s) => s.kind === 'signal').map((s) => s.status);
     assert.deepEqual(history, ['failed', 'completed'], 'the bad signal was consumed once, recorded as a failed wait');
+  });
+
+  it('declared signals: a send from SQL or by name that the version does not declare, or whose payload breaks the schema, is refused before it is buffered', async () => {
+    const run = await env.start(declared, {});
+    await waitFor(async () => (await env.client.get(run.id))?.status === 'waiting', { what: 'the run to wait' });
+    const [row] = (await env.pool.query(`select signal_schemas from trellis.workflows where name = 'declared'`)).rows;
+    assert.deepEqual(row.signal_schemas, { approved: { type: 'object', properties: { by: { type: 'string' } }, required: ['by'] } });
+    await assert.rejects(env.pool.query(`select trellis.signal_send($1, 'approved', '{"by": 42}')`, [run.id]),
+      /payload of signal approved does not match its schema: \$\.by: expected string, got number/);
+    await assert.rejects(env.client.signal(run.id, 'approved', { by: 42 }), ValidationError);
+    await assert.rejects(env.client.signal(run.id, 'typo', { by: 'ada' }), /declared version 1 does not wait for signal typo \(it declares: approved\)/);
+    const { rows } = await env.pool.query('select count(*)::int as n from trellis.signals where run_id = $1', [run.id]);
+    assert.equal(rows[0].n, 0, 'nothing buffered');
+    assert.equal((await env.client.get(run.id))?.status, 'waiting', 'not woken');
+    await env.pool.query(`select trellis.signal_send($1, 'approved', '{"by":"ada"}')`, [run.id]);
+    assert.equal(await run.result({ timeout: '10s' }), 'ada');
   });
 
   it('can be sent from SQL with trellis.signal_send', async () => {

@@ -1,10 +1,12 @@
 /**
- * The SQL contract of input checks (sql/050_shapes.sql, 100_workflows.sql,
- * 200_runs.sql): a registration stores its input shape and compiled
- * predicate; run_start and run_start_claimed refuse an input that does not
- * match (TR001, nothing written) unless input_checked is set; a child start
- * is not checked; workflow_input_error says why without starting; bad
- * shapes are refused at registration.
+ * The SQL contract of input and signal checks (sql/050_shapes.sql,
+ * 100_workflows.sql, 200_runs.sql, 400_signals.sql): a registration stores
+ * its input shape and compiled predicate; run_start and run_start_claimed
+ * refuse an input that does not match (TR001, nothing written) unless
+ * input_checked is set; a child start is not checked; workflow_input_error
+ * says why without starting; bad shapes are refused at registration. A
+ * version that declares its signals takes only those, with matching
+ * payloads; one that declares none takes any.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -125,5 +127,61 @@ describe('input checks in SQL', () => {
     await assert.rejects(start('walked', { orderId: 'o', items: [{ sku: 'a', qty: -1 }] }),
       /does not match its schema: \$\.items\[0\]\.qty: -1 must be more than 0/);
     assert.equal(await count(), before + 1);
+  });
+});
+
+describe('signal checks in SQL', () => {
+  const send = (run: string, name: string, payload: unknown, id: string | null = null) =>
+    sql('select trellis.signal_send($1, $2, $3::jsonb, $4) as sent', [run, name, JSON.stringify(payload), id]);
+  const signals = async (run: string) => Number((await sql('select count(*) as n from trellis.signals where run_id = $1', [run]))[0].n);
+  const approved = z.object({ by: z.string().min(1) });
+
+  before(async () => {
+    await register([{ name: 'approval', version: '1', input_schema: true, signals: { approved: inputShape(approved), poke: true } }]);
+  });
+
+  it('takes a declared signal with a matching payload, and any payload for a signal declared without a schema', async () => {
+    const [{ id }] = await start('approval', {});
+    assert.equal((await send(id, 'approved', { by: 'ada' }))[0].sent, true);
+    assert.equal((await send(id, 'poke', [1, 'anything']))[0].sent, true);
+    assert.equal(await signals(id), 2);
+  });
+
+  it('refuses an undeclared signal and a payload that does not match with TR001, buffering nothing and leaving the run as it was', async () => {
+    const [{ id }] = await start('approval', {});
+    await sql(`update trellis.runs set status = 'waiting', run_at = 'infinity' where id = $1`, [id]);
+    await assert.rejects(send(id, 'rejected', {}), (error: { code?: string; message?: string }) => {
+      assert.equal(error.code, 'TR001');
+      assert.equal(error.message, 'approval version 1 does not wait for signal rejected (it declares: approved, poke)');
+      return true;
+    });
+    await assert.rejects(send(id, 'approved', { by: '' }, 'mail-1'), (error: { code?: string; message?: string }) => {
+      assert.equal(error.code, 'TR001');
+      assert.equal(error.message, 'payload of signal approved does not match its schema: $.by: length 0, under the minimum length 1');
+      return true;
+    });
+    await assert.rejects(send(id, 'approved', null), { code: 'TR001' });
+    assert.equal(await signals(id), 0);
+    assert.equal((await sql('select status from trellis.runs where id = $1', [id]))[0].status, 'waiting');
+    // The refused id was not recorded: a good payload with it is taken.
+    assert.equal((await send(id, 'approved', { by: 'ada' }, 'mail-1'))[0].sent, true);
+  });
+
+  it('a version that declares no signals takes any signal, as before; null removes a declaration', async () => {
+    await register([{ name: 'open', version: '1', signals: { only: true } }]);
+    const [{ id }] = await start('open', {});
+    await assert.rejects(send(id, 'other', 1), { code: 'TR001' });
+    await register([{ name: 'open', version: '1', signals: null }]);
+    assert.equal((await send(id, 'other', 1))[0].sent, true);
+    await register([{ name: 'open', version: '1' }]);
+    assert.equal((await send(id, 'another', 1))[0].sent, true);
+  });
+
+  it('refuses bad signal declarations at registration with TR001 and changes nothing', async () => {
+    const before = await sql(`select signal_schemas from trellis.workflows where name = 'approval'`);
+    for (const bad of [[1], 'x', { "bad'name": true }, { ok: 1 }, { ok: 'text' }]) {
+      await assert.rejects(register([{ name: 'approval', version: '1', signals: bad }]), { code: 'TR001' });
+    }
+    assert.deepEqual(await sql(`select signal_schemas from trellis.workflows where name = 'approval'`), before);
   });
 });
