@@ -10,10 +10,11 @@ import { toTrellisError } from '../db/errors.ts';
 import { type Executor, type Queryable, run, toQueryable, unprepared } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
-import { runStart, runStartClaimed, type RunStartOptions, settingInt } from '../db/runs.ts';
+import { runStart, runStartClaimed, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
-import { NotFoundError, ValidationError } from '../errors.ts';
+import { NotFoundError, SchemaVersionError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../replay/serialize.ts';
+import { latestMigration } from '../schema/install.ts';
 import { type Handoff, reserveLocal } from '../worker/local.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition } from '../workflow/signal.ts';
@@ -298,10 +299,24 @@ export class Client {
     return this.prepared ? db : unprepared(db);
   }
 
-  /** max_payload_bytes, read once (through `db`, so a caller's transaction needs no second connection). */
+  /**
+   * max_payload_bytes, read once (through `db`, so a caller's transaction
+   * needs no second connection), in the same query as the schema's
+   * migration: a schema behind this code is a SchemaVersionError before the
+   * first start or signal, not an obscure refusal of an option it lacks.
+   */
   private payloadLimit(db: Queryable = this.pool): Promise<number> {
     if (!this.maxPayloadBytes) {
-      const pending = settingInt(db, 'max_payload_bytes', 1_048_576);
+      const pending = run<{ limit: number; migration: number | null }>(db,
+        `select trellis._setting_int('max_payload_bytes', 1048576) as limit,
+                (select migration from trellis.schema_info) as migration`).then(([row]) => {
+        const known = latestMigration();
+        if (row?.migration == null || row.migration < known) {
+          throw new SchemaVersionError(
+            `the trellis schema is at migration ${row?.migration ?? 0}, behind this client (${known}): run \`trellis migrate\` or call migrate()`);
+        }
+        return row.limit;
+      });
       this.maxPayloadBytes = pending;
       pending.catch(() => {
         if (this.maxPayloadBytes === pending) this.maxPayloadBytes = undefined;

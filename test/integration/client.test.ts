@@ -3,7 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import { z } from 'zod';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { NotFoundError, PayloadTooLargeError, TimeoutError, ValidationError } from '../../src/errors.ts';
+import { NotFoundError, PayloadTooLargeError, SchemaVersionError, TimeoutError, ValidationError } from '../../src/errors.ts';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
@@ -125,6 +125,27 @@ describe('client', () => {
     assert.equal(await runCount(), before);
     await idle.start('parked', { i: 2 });
     assert.equal(await runCount(), before + 1);
+  });
+
+  it('a schema behind this code is a SchemaVersionError at the first start or signal, and nothing is written', async () => {
+    const { rows: [{ migration }] } = await db.pool.query('select migration from trellis.schema_info');
+    const behind = createClient({ pool: db.pool, logger: silentLogger });
+    const before = await runCount();
+    await db.pool.query('update trellis.schema_info set migration = migration - 1');
+    try {
+      await assert.rejects(behind.start(parked, { i: 1 }), (error: Error) => {
+        assert.ok(error instanceof SchemaVersionError);
+        assert.match(error.message, new RegExp(`at migration ${migration - 1}, behind this client \\(${migration}\\): run`));
+        return true;
+      });
+      await assert.rejects(behind.signal(crypto.randomUUID(), 'go', {}), SchemaVersionError);
+    } finally {
+      await db.pool.query('update trellis.schema_info set migration = $1', [migration]);
+    }
+    assert.equal(await runCount(), before);
+    // Not cached as a failure: once migrated, the same client starts.
+    assert.ok((await behind.start(parked, { i: 2 })).id);
+    await behind.close();
   });
 
   it('a start with the definition was validated by zod itself, so SQL does not check the shape again', async () => {
