@@ -126,6 +126,13 @@ begin
   if v_run_at <= v_now and not v_claim then
     perform pg_notify('trellis:run_ready', v_queue);
   end if;
+  -- A leased start whose insert waited (on another transaction's start
+  -- with the same key, which then rolled back) counts its lease from now,
+  -- not from the transaction's start, so the worker gets all of it.
+  if v_claim and clock_timestamp() - now() > interval '1 second' then
+    update trellis.runs set lease_expires_at = trellis.now() + (clock_timestamp() - now()) + p_lease
+     where id = v_id;
+  end if;
   return v_id;
 end $$;
 comment on function trellis._run_start(text, jsonb, jsonb, uuid, uuid, integer, text, text, uuid, interval) is

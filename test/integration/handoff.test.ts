@@ -173,6 +173,39 @@ describe('local hand-off', () => {
     assert.equal(b.stats.handedOff, 1);
   });
 
+  it('a hand-off start that waited on the key lock gets its whole lease, counted from when its insert went through', async () => {
+    const gate = deferred<void>();
+    const wf = defineWorkflow({ name: 'ho-late', input }, async (ctx, { n }) => ctx.step('held', async () => {
+      await gate.promise;
+      return n;
+    }));
+    const w = await startWorker({ workflows: [wf], leaseDuration: '30s' });
+    const holder = await db.pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query(`select trellis.run_start('ho-late', '{"n":0}', '{"key":"late"}')`);
+      const started = client.start(wf, { n: 5 }, { key: 'late' });
+      await waitFor(async () => (await db.pool.query(
+        `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n === 1,
+        { what: 'the hand-off start blocked on the key' });
+      // The wait itself is the case under test: hold the key for 1.5 s.
+      await new Promise((r) => setTimeout(r, 1500));
+      await holder.query('rollback');
+      const run = await started;
+      const r = (await db.pool.query(
+        `select status, lease_owner, extract(epoch from lease_expires_at - created_at) as lease_s from trellis.runs where id = $1`, [run.id])).rows[0];
+      assert.equal(r.status, 'running');
+      assert.equal(r.lease_owner, w.id);
+      assert.ok(Number(r.lease_s) >= 31.4, `lease ${r.lease_s} s after the start's transaction began: the 1.5 s wait counts on top of 30 s`);
+      gate.resolve();
+      assert.equal(await run.result({ timeout: '10s' }), 5);
+      assert.equal(w.stats.handedOff, 1);
+    } finally {
+      gate.resolve();
+      holder.release();
+    }
+  });
+
   it('a start in flight when its worker stops: stop waits for it, the run is given back and another worker completes it', async () => {
     const wf = defineWorkflow({ name: 'ho-inflight', input }, async (_ctx, { n }) => n * 3);
     const a = await startWorker({ workflows: [wf], leaseDuration: '30s' });
