@@ -33,6 +33,34 @@ after(async () => {
   await db.close();
 });
 
+/**
+ * An uncommitted start of `workflow` with `key` on a connection of its own,
+ * so a hand-off start with the same key blocks on the key's lock;
+ * `blocked()` resolves once it does, `release()` rolls the holder back.
+ */
+async function holdKey(workflow: string, key: string): Promise<{ blocked: () => Promise<void>; release: () => Promise<void> }> {
+  const holder = await db.pool.connect();
+  await holder.query('begin');
+  await holder.query('select trellis.run_start($1, $2, $3)', [workflow, '{"n":0}', JSON.stringify({ key })]);
+  let released = false;
+  return {
+    blocked: async () => {
+      await waitFor(async () => (await db.pool.query(
+        `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n === 1,
+        { what: 'the hand-off start blocked on the key' });
+    },
+    release: async () => {
+      if (released) return;
+      released = true;
+      try {
+        await holder.query('rollback');
+      } finally {
+        holder.release();
+      }
+    },
+  };
+}
+
 async function startWorker(options: Partial<Parameters<typeof createWorker>[0]> & Pick<Parameters<typeof createWorker>[0], 'workflows'>): Promise<Worker> {
   const w = createWorker({ pool: db.pool, pollInterval: 100, logger: silentLogger, purge: false, ...options });
   workers.push(w);
@@ -180,17 +208,13 @@ describe('local hand-off', () => {
       return n;
     }));
     const w = await startWorker({ workflows: [wf], leaseDuration: '30s' });
-    const holder = await db.pool.connect();
+    const hold = await holdKey('ho-late', 'late');
     try {
-      await holder.query('begin');
-      await holder.query(`select trellis.run_start('ho-late', '{"n":0}', '{"key":"late"}')`);
       const started = client.start(wf, { n: 5 }, { key: 'late' });
-      await waitFor(async () => (await db.pool.query(
-        `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n === 1,
-        { what: 'the hand-off start blocked on the key' });
+      await hold.blocked();
       // The wait itself is the case under test: hold the key for 1.5 s.
       await new Promise((r) => setTimeout(r, 1500));
-      await holder.query('rollback');
+      await hold.release();
       const run = await started;
       const r = (await db.pool.query(
         `select status, lease_owner, extract(epoch from lease_expires_at - created_at) as lease_s from trellis.runs where id = $1`, [run.id])).rows[0];
@@ -202,7 +226,7 @@ describe('local hand-off', () => {
       assert.equal(w.stats.handedOff, 1);
     } finally {
       gate.resolve();
-      holder.release();
+      await hold.release();
     }
   });
 
@@ -210,16 +234,12 @@ describe('local hand-off', () => {
     const wf = defineWorkflow({ name: 'ho-inflight', input }, async (_ctx, { n }) => n * 3);
     const a = await startWorker({ workflows: [wf], leaseDuration: '30s' });
     // An uncommitted start with the same key holds the hand-off's insert on the key's lock.
-    const holder = await db.pool.connect();
+    const hold = await holdKey('ho-inflight', 'in-flight');
     try {
-      await holder.query('begin');
-      await holder.query(`select trellis.run_start('ho-inflight', '{"n":0}', '{"key":"in-flight"}')`);
       const started = client.start(wf, { n: 2 }, { key: 'in-flight' });
-      await waitFor(async () => (await db.pool.query(
-        `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n === 1,
-        { what: 'the hand-off start blocked on the key' });
+      await hold.blocked();
       const stopping = a.stop({ timeout: '10s' });
-      await holder.query('rollback');
+      await hold.release();
       const run = await started;
       await stopping;
       assert.equal(a.stats.handedOff, 1, 'adopted while stopping');
@@ -230,7 +250,7 @@ describe('local hand-off', () => {
       assert.equal(await run.result({ timeout: '10s' }), 6);
       assert.equal(b.stats.claimed, 1);
     } finally {
-      holder.release();
+      await hold.release();
     }
   });
 
