@@ -41,6 +41,12 @@ export type InputShape =
 const MAX_DEPTH = 24;
 /** A shape whose JSON is larger is not stored (no SQL check), well under SQL's limit of 1 MB. */
 const MAX_BYTES = 256 * 1024;
+/**
+ * Schema nodes converted at most, so a schema that builds new lazy schemas
+ * on every visit (two branches each: 2^24 nodes within the depth limit)
+ * cannot stall a registration; the rest accepts anything.
+ */
+const MAX_NODES = 10_000;
 
 // zod 4's definitions, read structurally (zod is not imported at run time).
 interface ZodDef {
@@ -67,7 +73,7 @@ export function inputShape(schema: StandardSchemaV1): InputShape | null {
   let shape = cache.get(schema);
   if (shape === undefined) {
     const z = zodOf(schema);
-    shape = z ? convert(z, new Set(), 0) : null;
+    shape = z ? convert(z, { seen: new Set(), nodes: 0 }, 0) : null;
     if (shape !== null && Buffer.byteLength(JSON.stringify(shape)) > MAX_BYTES) shape = null;
     cache.set(schema, shape);
   }
@@ -88,19 +94,25 @@ const FORMAT_RANGES: Record<string, [number, number, boolean]> = {
   float64: [-Number.MAX_VALUE, Number.MAX_VALUE, false],
 };
 
-function convert(schema: ZodLike, seen: Set<ZodLike>, depth: number): InputShape {
-  if (depth > MAX_DEPTH || seen.has(schema)) return true;
+/** The schemas being converted (a cycle accepts anything) and how many nodes so far. */
+interface Walk {
+  seen: Set<ZodLike>;
+  nodes: number;
+}
+
+function convert(schema: ZodLike, walk: Walk, depth: number): InputShape {
+  if (depth > MAX_DEPTH || walk.seen.has(schema) || ++walk.nodes > MAX_NODES) return true;
   const def = schema._zod.def;
   // Coercion accepts values of other types.
   if (def.coerce) return true;
   const inner = (s: unknown) => {
     const z = zodOf(s);
     if (!z) return true;
-    seen.add(schema);
+    walk.seen.add(schema);
     try {
-      return convert(z, seen, depth + 1);
+      return convert(z, walk, depth + 1);
     } finally {
-      seen.delete(schema);
+      walk.seen.delete(schema);
     }
   };
   switch (def.type) {

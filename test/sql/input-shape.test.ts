@@ -218,6 +218,12 @@ describe('input shapes', () => {
     for (let i = 0; i < 60; i++) deep = z.object({ a: deep });
     const json = JSON.stringify(inputShape(deep));
     assert.ok(json.length < 2000, `cut off: ${json.length} characters`);
+    // A schema that builds new lazy schemas on every visit doubles at each level: cut off by a node budget.
+    const tree = (): z.ZodType => z.object({ left: z.lazy(tree).optional(), right: z.lazy(tree).optional(), v: z.number() });
+    const started = performance.now();
+    const treeShape = JSON.stringify(inputShape(tree()));
+    assert.ok(performance.now() - started < 2000, `converted in ${Math.round(performance.now() - started)} ms`);
+    assert.ok(treeShape.length < 5_000_000, `${treeShape.length} characters`);
     // z.json() refers to itself: below the first level it accepts anything.
     assert.match(JSON.stringify(inputShape(z.json())), /"items":true/);
   });
