@@ -168,7 +168,7 @@ describe('signal checks in SQL', () => {
   });
 
   it('a version that declares no signals takes any signal, as before; null removes a declaration', async () => {
-    await register([{ name: 'open', version: '1', signals: { only: true } }]);
+    await register([{ name: 'open', version: '1', signals: { ping: true } }]);
     const [{ id }] = await start('open', {});
     await assert.rejects(send(id, 'other', 1), { code: 'TR001' });
     await register([{ name: 'open', version: '1', signals: null }]);
