@@ -25,6 +25,13 @@ declare
   v_metadata jsonb := coalesce(v_options->'metadata', '{}');
   v_id       uuid;
   v_claim    boolean;
+  -- The input shape of the version (sql/050_shapes.sql) is checked, and so
+  -- read, only when needed: not for a child, whose input its parent's
+  -- worker validated (its checkpoint must not fail here), nor with
+  -- input_checked (the TypeScript client sets it when it has validated the
+  -- input against the workflow's own schema), so those starts never
+  -- detoast a large shape.
+  v_check    boolean := p_parent is null and (v_options->'input_checked') is distinct from 'true'::jsonb;
   v_shape    jsonb;
   v_path     jsonpath;
 begin
@@ -45,12 +52,14 @@ begin
   end if;
   if v_version is not null then
     perform trellis._check_name(v_version, 'version');
-    select queue, input_schema, input_path into v_default, v_shape, v_path from trellis.workflows where name = p_workflow and version = v_version;
+    select queue, case when v_check then input_schema end, case when v_check then input_path end
+      into v_default, v_shape, v_path from trellis.workflows where name = p_workflow and version = v_version;
     if not found then
       perform trellis._raise('TR002', format('unknown workflow %L version %L', p_workflow, v_version));
     end if;
   else
-    select version, queue, input_schema, input_path into v_version, v_default, v_shape, v_path from trellis.workflows
+    select version, queue, case when v_check then input_schema end, case when v_check then input_path end
+      into v_version, v_default, v_shape, v_path from trellis.workflows
      where name = p_workflow order by registered_at desc, version desc limit 1;
     if not found then
       perform trellis._raise('TR002', format('unknown workflow %L: no worker or client has registered it', p_workflow));
@@ -89,11 +98,8 @@ begin
   if v_options ? 'input_checked' and jsonb_typeof(v_options->'input_checked') <> 'boolean' then
     perform trellis._raise('TR001', 'input_checked must be true or false');
   end if;
-  -- The input shape of the version (sql/050_shapes.sql). Not for a child,
-  -- whose input its parent's worker validated (its checkpoint must not fail
-  -- here), nor with input_checked: the TypeScript client sets it when it has
-  -- validated the input against the workflow's own schema.
-  if v_shape is not null and p_parent is null and (v_options->'input_checked') is distinct from 'true' then
+  -- v_shape is null unless v_check (see above).
+  if v_shape is not null then
     v_bad := trellis._input_error(v_shape, v_path, coalesce(p_input, 'null'));
     if v_bad is not null then
       perform trellis._raise('TR001', format('input of %s version %s does not match its schema: %s',

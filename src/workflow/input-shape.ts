@@ -258,8 +258,10 @@ function rejectsUndefined(schema: unknown, depth: number): boolean {
       return true;
     case 'literal':
       return !(def.values as unknown[]).includes(undefined);
-    case 'nullable': case 'readonly': case 'nonoptional':
-      return def.type === 'nonoptional' || rejectsUndefined(def.innerType, depth + 1);
+    case 'nonoptional':
+      return true;
+    case 'nullable': case 'readonly':
+      return rejectsUndefined(def.innerType, depth + 1);
     case 'pipe':
       return rejectsUndefined(def.in, depth + 1);
     case 'union':
