@@ -15,4 +15,4 @@ export { childLogger, consoleLogger, silentLogger } from './workflow/logger.ts';
 export { NAME_PATTERN } from './workflow/names.ts';
 export type { RetryPolicy } from './workflow/retry.ts';
 export type { StandardSchemaV1 } from './workflow/standard-schema.ts';
-export { defineSignal, type SignalDefinition, type SignalResult } from './workflow/signal.ts';
+export { defineSignal, type SignalDefinition, type SignalPayload, type SignalResult } from './workflow/signal.ts';

@@ -17,7 +17,7 @@ import { encodeJson } from '../replay/serialize.ts';
 import { latestMigration } from '../schema/install.ts';
 import { type Handoff, reserveLocal } from '../worker/local.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
-import type { SignalDefinition } from '../workflow/signal.ts';
+import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import { consoleLogger, type Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
@@ -109,6 +109,7 @@ export class Client {
       log: this.log,
       pollMs: toMs(options.resultPollInterval ?? 5000, 'resultPollInterval'),
       outcome: (runId) => this.outcome(runId),
+      stall: (runId) => this.stall(runId),
     });
     this.registry = new WorkflowRegistry(this.pool);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
@@ -188,7 +189,9 @@ export class Client {
    * @example
    * await client.signal({ workflow: approval, key: 'order-7' }, approved, { by: 'ada' }, { id: 'mail-123' });
    */
-  async signal<T>(run: RunRef, signal: SignalDefinition<any, T> | string, payload: T, options: { id?: string; tx?: Executor } = {}): Promise<boolean> {
+  async signal<S extends SignalDefinition<any, any> | string>(
+    run: RunRef, signal: S, payload: SignalPayload<S>, options: { id?: string; tx?: Executor } = {},
+  ): Promise<boolean> {
     const name = typeof signal === 'string' ? assertName(signal, 'signal') : signal.name;
     if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${name}`);
     const db = this.exec(options.tx);
@@ -337,6 +340,22 @@ export class Client {
     const rows = await run<Pick<Run, 'status' | 'output' | 'error'>>(this.exec(),
       'select status, output, error from trellis.runs where id = $1', [runId], 'trellis_run_outcome');
     return rows[0];
+  }
+
+  /**
+   * Why a run has not finished, for result()'s TimeoutError: above all, a
+   * due run that no worker ever claimed (nothing serves its workflow,
+   * version or queue), which a caller otherwise reads as a slow run.
+   */
+  private async stall(runId: string): Promise<string | undefined> {
+    const [row] = await run<{ status: string; workflow: string; version: string; queue: string; claimed: boolean; due: boolean }>(this.exec(),
+      `select status, workflow, version, queue, started_at is not null as claimed, run_at <= trellis.now() as due
+         from trellis.runs where id = $1`, [runId]);
+    if (!row) return undefined;
+    if (row.status === 'pending' && row.due && !row.claimed) {
+      return `it is pending and no worker has claimed it: is a worker serving workflow ${row.workflow} version ${row.version} on queue ${row.queue} running?`;
+    }
+    return `it is ${row.status}`;
   }
 
   /** Runs newest first, filtered, with keyset pagination. */

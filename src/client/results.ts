@@ -18,6 +18,8 @@ export interface ResultWaiterOptions {
   pollMs: number;
   /** The run's status, output and error (undefined: no such run). */
   outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined>;
+  /** Why the run has not finished yet (for the TimeoutError), if that can be said. */
+  stall?(runId: string): Promise<string | undefined>;
 }
 
 export class ResultWaiter {
@@ -83,10 +85,12 @@ export class ResultWaiter {
       set.add(check);
       this.waiters.set(runId, set);
       const poll = setInterval(check, this.o.pollMs);
-      const timer = timeoutMs === undefined ? undefined : setTimeout(
-        () => finish(() => reject(new TimeoutError(`run ${runId} did not finish within ${timeoutMs} ms`))),
-        timeoutMs,
-      );
+      const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+        const timedOut = (why?: string) => finish(() => reject(new TimeoutError(
+          `run ${runId} did not finish within ${timeoutMs} ms${why ? `: ${why}` : ''}`, { details: { runId } })));
+        if (!this.o.stall) return timedOut();
+        this.o.stall(runId).then(timedOut, () => timedOut());
+      }, timeoutMs);
       check();
     });
   }

@@ -16,6 +16,10 @@ import {
   ValidationError,
 } from '../errors.ts';
 
+/** The message of every SchemaVersionError for a database without the trellis schema. */
+export const SCHEMA_NOT_INSTALLED = 'the trellis schema is not installed: run `trellis migrate` or call migrate()';
+const SCHEMA_BEHIND = 'the trellis schema lacks a function this code calls (not installed, or behind this code): run `trellis migrate` or call migrate()';
+
 export const SQLSTATES = {
   TR001: ValidationError,
   TR002: NotFoundError,
@@ -45,6 +49,11 @@ export function toTrellisError(error: unknown): Error {
   const pgError = error as PgErrorLike;
   const code = typeof pgError?.code === 'string' ? pgError.code : undefined;
   const message = pgError?.message ?? String(error);
+  // A database without the trellis schema (or with an older one that lacks a
+  // function): one message everywhere, whichever entry point met it first.
+  if ((code === '3F000' || code === '42P01' || code === '42883') && /\btrellis\b/.test(message)) {
+    return new SchemaVersionError(code === '42883' ? SCHEMA_BEHIND : SCHEMA_NOT_INSTALLED, { cause: error, details: { sqlstate: code } });
+  }
   if (code && code in SQLSTATES) {
     const Class = SQLSTATES[code as keyof typeof SQLSTATES];
     return new Class(message, { cause: error, details: { sqlstate: code } }) as TrellisError;

@@ -37,9 +37,18 @@ export function toQueryable(executor: Executor): Queryable {
   return isKysely(executor) ? fromKysely(executor) : (executor as Queryable);
 }
 
-/** A pg Pool or Client (a PoolClient is one): it can run named prepared statements. */
-function preparable(db: Queryable): db is pg.Pool | pg.Client {
-  return db instanceof pg.Pool || db instanceof pg.Client;
+/**
+ * A pg Pool or Client (a PoolClient is one): it can run named prepared
+ * statements. Recognised by shape, not `instanceof`, so a Pool from the
+ * application's own copy of `pg` (another version than ours) counts too.
+ */
+export function preparable(db: unknown): db is pg.Pool | pg.Client {
+  if (typeof db !== 'object' || db === null || typeof (db as { query?: unknown }).query !== 'function') return false;
+  if (db instanceof pg.Pool || db instanceof pg.Client) return true;
+  const o = db as Record<string, unknown>;
+  const isPool = typeof o.totalCount === 'number' && typeof o.idleCount === 'number' && typeof o.connect === 'function';
+  const isClient = typeof o.connectionParameters === 'object' && o.connectionParameters !== null && typeof o.connect === 'function';
+  return isPool || isClient;
 }
 
 /**

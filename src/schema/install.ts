@@ -9,7 +9,7 @@
  */
 import pg from 'pg';
 import { SchemaVersionError } from '../errors.ts';
-import { toTrellisError } from '../db/errors.ts';
+import { SCHEMA_NOT_INSTALLED, toTrellisError } from '../db/errors.ts';
 import { BUNDLE } from './bundle.generated.ts';
 import { type BundledSql, functionsHash as hashFunctions, verifyChain } from './migrations.ts';
 
@@ -93,6 +93,23 @@ async function virtualClock(client: pg.ClientBase): Promise<{ installed: boolean
   return rows[0] ?? { installed: false, allowed: false };
 }
 
+/** The oldest PostgreSQL major Trellis supports (gen_random_uuid() in core, xid8, jsonpath). */
+export const MIN_POSTGRES_MAJOR = 13;
+
+/** Refuse a server older than MIN_POSTGRES_MAJOR before anything is written. */
+async function assertSupportedServer(client: pg.ClientBase): Promise<void> {
+  const { rows } = await client.query<{ num: string; version: string }>(
+    `select current_setting('server_version_num') as num, current_setting('server_version') as version`,
+  );
+  const num = Number(rows[0]?.num ?? 0);
+  if (num < MIN_POSTGRES_MAJOR * 10000) {
+    throw new SchemaVersionError(
+      `PostgreSQL ${rows[0]?.version ?? 'unknown'} is not supported: Trellis needs PostgreSQL ${MIN_POSTGRES_MAJOR} or newer`,
+      { details: { serverVersionNum: num } },
+    );
+  }
+}
+
 /**
  * Install or upgrade the trellis schema. Safe to call from every replica at
  * boot: concurrent callers wait for each other and all but the first find
@@ -107,6 +124,7 @@ export async function migrate(target: Target, bundle: BundledSql = BUNDLE): Prom
   verifyChain(bundle.migrations);
   return withClient(target, async (client) => {
     try {
+      await assertSupportedServer(client);
       await client.query('begin');
       await client.query('select pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_OBJECT]);
       await client.query(BOOKKEEPING);
@@ -182,7 +200,7 @@ export async function checkSchema(db: { query: pg.Pool['query'] } | pg.Pool): Pr
     version = rows[0]?.migration;
   } catch (error) {
     if ((error as { code?: string }).code === '42P01' || (error as { code?: string }).code === '3F000') {
-      throw new SchemaVersionError('the trellis schema is not installed: run `trellis migrate` or call migrate()');
+      throw new SchemaVersionError(SCHEMA_NOT_INSTALLED);
     }
     throw toTrellisError(error);
   }

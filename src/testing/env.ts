@@ -15,7 +15,7 @@ import { createWorker, type Worker, type WorkerOptions } from '../worker/worker.
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import { silentLogger } from '../workflow/logger.ts';
-import type { SignalDefinition } from '../workflow/signal.ts';
+import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { describeTree, driveRound, Wakeups } from './drive.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
 import { assertSteps, type ExpectedStep } from './history.ts';
@@ -94,7 +94,7 @@ export interface TestEnv {
    * @example
    * await env.signal(run, approved, { by: 'ada' }, { id: 'mail-1' });
    */
-  signal<T>(run: RunRef | { readonly id: string }, signal: SignalDefinition<any, T> | string, payload: T, options?: { id?: string }): Promise<boolean>;
+  signal<S extends SignalDefinition<any, any> | string>(run: RunRef | { readonly id: string }, signal: S, payload: SignalPayload<S>, options?: { id?: string }): Promise<boolean>;
   /** The run's recorded calls (`client.history`), ordered by execution and `seq`. */
   history(run: TestRun): Promise<Step[]>;
   /**

@@ -21,5 +21,8 @@ export function defineSignal(name: string, schema?: StandardSchemaV1): SignalDef
   return Object.freeze({ kind: 'trellis.signal' as const, name: assertName(name, 'signal'), schema });
 }
 
+/** The payload type a sender passes for `S`: a signal definition's schema input, or anything for a bare name. */
+export type SignalPayload<S> = S extends SignalDefinition<any, infer I> ? I : unknown;
+
 /** What `waitForSignal` resolves to. */
 export type SignalResult<T> = { timedOut: false; payload: T; signalId: string | null } | { timedOut: true };

@@ -95,6 +95,11 @@ export async function signals(runId: string): Promise<void> {
   await client.signal(runId, approved, { by: 'ada' });
   // @ts-expect-error the payload must match the signal's schema
   await client.signal(runId, approved, { by: 42 });
+  const upgraded = defineSignal('upgraded', z.enum(['pro', 'team']));
+  await client.signal(runId, upgraded, 'team');
+  // @ts-expect-error a literal outside the enum does not widen the payload type
+  await client.signal(runId, upgraded, 'free');
+  await client.signal(runId, 'by-name', { anything: true });
 }
 
 // expectType itself must be able to fail.

@@ -1,0 +1,197 @@
+/**
+ * `npm run test:package`: what an application gets from the published
+ * package. Packs the tarball (prepack builds dist/), checks its file list
+ * against an allow-list, then installs it into scratch apps, one per peer
+ * combination (each supported Kysely minor, the oldest and newest supported
+ * `pg`), typechecks the README's examples there under `strict` and
+ * `exactOptionalPropertyTypes`, and runs them with plain `node` against
+ * DATABASE_URL or an embedded PostgreSQL. Needs the npm registry. Prints
+ * "N passed, N failed" and exits non-zero on any failure.
+ */
+import { deepStrictEqual } from 'node:assert/strict';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
+import { startEmbeddedPostgres } from '../src/testing/embedded-postgres.ts';
+
+const exec = promisify(execFile);
+const root = fileURLToPath(new URL('..', import.meta.url));
+const manifest = JSON.parse(await readFile(join(root, 'package.json'), 'utf8'));
+
+/** Peer combinations: every Kysely minor in the range, oldest and newest pg. */
+const COMBOS = [
+  { name: 'kysely-0.28-pg-oldest', kysely: '0.28.19', pg: '8.11.0', typesPg: '8.10.2' },
+  { name: 'kysely-0.29-pg-newest', kysely: '0.29.9', pg: '8.23.1', typesPg: '8.15.6' },
+];
+
+/** What the tarball may contain. */
+const ALLOWED = [
+  /^package\.json$/, /^README\.md$/, /^LICENSE$/,
+  /^dist\/.+\.(js|d\.ts)(\.map)?$/, /^src\/.+\.ts$/, /^sql\/.+\.(sql|txt)$/, /^migrations\/(committed\/\d+\.sql|current\.sql)$/,
+  /^bin\/trellis\.mjs$/, /^docs\/[^/]+\.(md|svg)$/, /^docs\/(decisions|api)\/.+\.md$/, /^docs\/dashboard\/.+\.png$/,
+];
+
+const env: NodeJS.ProcessEnv = { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false', npm_config_update_notifier: 'false' };
+delete env.NODE_OPTIONS;
+
+let passed = 0;
+let failed = 0;
+async function check(name: string, fn: () => Promise<void>): Promise<void> {
+  const started = Date.now();
+  try {
+    await fn();
+    passed++;
+    console.log(`ok - ${name} (${Date.now() - started} ms)`);
+  } catch (error) {
+    failed++;
+    const e = error as { stdout?: string; stderr?: string; message?: string };
+    console.log(`not ok - ${name}\n${[e.message, e.stdout, e.stderr].filter(Boolean).join('\n')}`);
+  }
+}
+
+const APP = `
+import pg from 'pg';
+import { Kysely, PostgresDialect } from 'kysely';
+import { z } from 'zod';
+import { createClient, createWorker, defineSignal, defineWorkflow, migrate, isTrellisError, type RunHandle } from 'trellis';
+
+const upgraded = defineSignal('upgraded', z.enum(['pro', 'team']));
+
+const onboard = defineWorkflow(
+  { name: 'onboard', input: z.object({ email: z.string().email(), plan: z.string().optional() }), signals: [upgraded] },
+  async (ctx, { email }) => {
+    const user = await ctx.step('create-account', () => ({ id: 'user-' + email.split('@')[0] }));
+    await ctx.step('send-welcome', ({ idempotencyKey, signal }) => ({ idempotencyKey, aborted: signal.aborted }),
+      { retry: { maxAttempts: 5, backoff: 'exponential' }, timeout: '10s' });
+    const got = await ctx.waitForSignal(upgraded, { timeout: '3 days' });
+    return { userId: user.id, plan: got.timedOut ? null : got.payload };
+  },
+);
+
+interface Db { orders: { id: string; total: number } }
+
+const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL });
+await migrate(pool);
+await pool.query('create table if not exists orders (id text primary key, total int not null)');
+const worker = createWorker({ pool, workflows: [onboard] });
+await worker.start();
+const client = createClient({ pool });
+const db = new Kysely<Db>({ dialect: new PostgresDialect({ pool }) });
+try {
+  const run: RunHandle<{ userId: string; plan: 'pro' | 'team' | null }> =
+    await client.start(onboard, { email: 'ada@example.com' }, { key: 'onboard-ada' });
+  await client.signal(run.id, upgraded, 'pro');
+  const output = await run.result({ timeout: '30s' });
+
+  // A start inside the caller's pg transaction, rolled back: no run.
+  const c = await pool.connect();
+  await c.query('begin');
+  await c.query('insert into orders (id, total) values ($1, $2)', ['o-1', 10]);
+  const rolledBack = await client.start(onboard, { email: 'bob@example.com' }, { tx: c, key: 'onboard-bob' });
+  await c.query('rollback');
+  c.release();
+
+  // A start inside a Kysely transaction, committed with the business write.
+  const committed = await db.transaction().execute(async (trx) => {
+    await trx.insertInto('orders').values({ id: 'o-2', total: 20 }).execute();
+    return client.start(onboard, { email: 'cy@example.com' }, { tx: trx, key: 'onboard-cy' });
+  });
+  await client.signal(committed.id, upgraded, 'team');
+  const second = await committed.result({ timeout: '30s' });
+
+  let refused = '';
+  try {
+    await client.start('onboard', { email: 42 });
+  } catch (error) {
+    refused = isTrellisError(error) ? error.code : 'untyped';
+  }
+  console.log(JSON.stringify({
+    output, second, rolledBack: (await client.get(rolledBack.id)) === undefined,
+    orders: (await db.selectFrom('orders').select('id').orderBy('id').execute()).map((r) => r.id), refused,
+  }));
+} finally {
+  await worker.stop();
+  await client.close();
+  await db.destroy();
+}
+`;
+
+const TSCONFIG = {
+  compilerOptions: {
+    target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true,
+    exactOptionalPropertyTypes: true, noUncheckedIndexedAccess: true, outDir: 'out', types: ['node'],
+  },
+  files: ['app.ts'],
+};
+
+const work = await mkdtemp(join(tmpdir(), 'trellis-package-'));
+let stopServer: (() => Promise<void>) | undefined;
+try {
+  await exec('npm', ['pack', '--pack-destination', work, '--json'], { cwd: root, env, maxBuffer: 64 << 20 });
+  const tarball = join(work, `${manifest.name}-${manifest.version}.tgz`);
+
+  await check('the tarball holds only allowed files, with LICENSE and dist/', async () => {
+    const { stdout } = await exec('tar', ['-tzf', tarball], { maxBuffer: 64 << 20 });
+    const files = stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, ''));
+    const extra = files.filter((f) => !ALLOWED.some((re) => re.test(f)));
+    if (extra.length) throw new Error(`files outside the allow-list: ${extra.slice(0, 20).join(', ')}`);
+    for (const must of ['LICENSE', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/testing/index.js']) {
+      if (!files.includes(must)) throw new Error(`missing ${must}`);
+    }
+    if ((await stat(tarball)).size > 1_000_000) throw new Error(`tarball is ${(await stat(tarball)).size} bytes`);
+  });
+
+  let url = process.env.DATABASE_URL;
+  if (!url) {
+    const server = await startEmbeddedPostgres();
+    stopServer = server.stop;
+    url = server.connectionString;
+  }
+  const admin = url;
+
+  for (const combo of COMBOS) {
+    const app = join(work, combo.name);
+    await check(`${combo.name}: installs, typechecks the README's examples (strict, exactOptionalPropertyTypes) and runs them`, async () => {
+      await exec('mkdir', ['-p', app]);
+      await writeFile(join(app, 'package.json'), JSON.stringify({
+        name: `scratch-${combo.name}`, private: true, type: 'module',
+        dependencies: {
+          trellis: `file:${tarball}`, pg: combo.pg, kysely: combo.kysely, zod: manifest.devDependencies?.zod ?? manifest.dependencies?.zod,
+          typescript: manifest.devDependencies.typescript, '@types/pg': combo.typesPg, '@types/node': '^20',
+        },
+      }, null, 2));
+      await exec('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: app, env, maxBuffer: 64 << 20 });
+      const installed = JSON.parse(await readFile(join(app, 'node_modules/pg/package.json'), 'utf8')).version;
+      if (installed !== combo.pg) throw new Error(`pg ${installed} installed, expected ${combo.pg}`);
+      for (const dup of ['node_modules/trellis/node_modules/pg', 'node_modules/trellis/node_modules/kysely']) {
+        if (await stat(join(app, dup)).catch(() => undefined)) throw new Error(`${dup}: a second copy next to the app's`);
+      }
+      await writeFile(join(app, 'app.ts'), APP);
+      await writeFile(join(app, 'tsconfig.json'), JSON.stringify(TSCONFIG));
+      await exec(process.execPath, [join(app, 'node_modules/typescript/bin/tsc'), '-p', 'tsconfig.json'], { cwd: app, env });
+      const database = `scratch_${combo.name.replace(/[^a-z0-9]/g, '_')}`;
+      await exec('node', ['-e', `
+        const pg = require(${JSON.stringify(join(app, 'node_modules/pg'))});
+        const c = new pg.Client(${JSON.stringify(admin)});
+        c.connect().then(() => c.query('drop database if exists ${database}')).then(() => c.query('create database ${database}')).then(() => c.end());
+      `], { env });
+      const dbUrl = new URL(admin);
+      dbUrl.pathname = `/${database}`;
+      const { stdout } = await exec(process.execPath, ['out/app.js'], { cwd: app, env: { ...env, DATABASE_URL: dbUrl.toString() }, timeout: 120_000 });
+      const out = JSON.parse(stdout.trim().split('\n').at(-1) ?? '{}');
+      const expected = {
+        output: { userId: 'user-ada', plan: 'pro' }, second: { userId: 'user-cy', plan: 'team' },
+        rolledBack: true, orders: ['o-2'], refused: 'validation',
+      };
+      deepStrictEqual(out, expected, `app printed ${JSON.stringify(out)}`);
+    });
+  }
+} finally {
+  await stopServer?.();
+  await rm(work, { recursive: true, force: true });
+}
+console.log(`${passed} passed, ${failed} failed`);
+process.exit(failed ? 1 : 0);

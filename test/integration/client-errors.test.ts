@@ -1,0 +1,68 @@
+/**
+ * Errors a new user meets first: a database without the trellis schema gives
+ * the same SchemaVersionError message from the client and the worker, and a
+ * result() that times out on a run no worker ever claimed says so.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient } from '../../src/client/client.ts';
+import { SchemaVersionError, TimeoutError } from '../../src/errors.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { createDatabase, freshDatabase, type TestDatabase } from '../helpers/db.ts';
+
+const greet = defineWorkflow({ name: 'greet', input: z.object({ who: z.string() }) }, async (ctx, { who }) =>
+  ctx.step('hello', () => `hello ${who}`));
+
+describe('errors of the first contact', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await freshDatabase();
+  });
+  after(async () => {
+    await db?.close();
+  });
+
+  it('a database without the schema: client.start and worker.start throw the same SchemaVersionError', async () => {
+    const empty = await createDatabase();
+    const pool = new pg.Pool({ connectionString: empty.url, max: 2 });
+    try {
+      const client = createClient({ pool, logger: silentLogger });
+      const fromClient = await client.start(greet, { who: 'ada' }).then(() => undefined, (e: unknown) => e);
+      const fromName = await client.start('greet', { who: 'ada' }).then(() => undefined, (e: unknown) => e);
+      await client.close();
+      const worker = createWorker({ pool, workflows: [greet], logger: silentLogger });
+      const fromWorker = await worker.start().then(() => undefined, (e: unknown) => e);
+      await worker.stop().catch(() => undefined);
+      for (const error of [fromClient, fromName, fromWorker]) {
+        assert.ok(error instanceof SchemaVersionError, `a SchemaVersionError, not ${String(error)}`);
+      }
+      const messages = new Set([fromClient, fromName, fromWorker].map((e) => (e as Error).message));
+      assert.equal(messages.size, 1, [...messages].join(' | '));
+      assert.match([...messages][0]!, /not installed: run `trellis migrate`/);
+      const { rows } = await pool.query(`select 1 from pg_namespace where nspname = 'trellis'`);
+      assert.equal(rows.length, 0);
+    } finally {
+      await pool.end();
+      await empty.drop();
+    }
+  });
+
+  it('result({ timeout }) on a run no worker ever claimed names the workflow, version and queue nobody serves', async () => {
+    const client = createClient({ pool: db.pool, logger: silentLogger });
+    try {
+      const run = await client.start(greet, { who: 'bob' }, { queue: 'nobody-listens' });
+      await assert.rejects(run.result({ timeout: 300 }), (error: unknown) => {
+        assert.ok(error instanceof TimeoutError, String(error));
+        assert.match((error as Error).message,
+          /did not finish within 300 ms: it is pending and no worker has claimed it: is a worker serving workflow greet version \S+ on queue nobody-listens running\?/);
+        return true;
+      });
+    } finally {
+      await client.close();
+    }
+  });
+});
