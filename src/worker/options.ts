@@ -74,7 +74,41 @@ export interface ResolvedWorkerOptions {
   purge: { intervalMs: number; batch: number } | undefined;
 }
 
-export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOptions {
+/**
+ * The bounds each option shares with SQL (trellis._check_lease: 1 second to
+ * 1 day; run_claim: at most 1000 per claim; worker ids 1-200 characters), so
+ * an option SQL would refuse at every claim is refused here, at construction.
+ */
+export const WORKER_OPTION_BOUNDS = {
+  concurrency: [1, 100_000],
+  claimBatch: [1, 1000],
+  maxBatch: [1, 10_000],
+  pollMs: [10, 3_600_000],
+  leaseMs: [1000, 86_400_000],
+  listenerCheckMs: [100, 3_600_000],
+  purgeBatch: [1, 100_000],
+  purgeIntervalMs: [10, 86_400_000],
+  idLength: [1, 200],
+} as const;
+
+function integerIn(value: unknown, name: string, [min, max]: readonly [number, number]): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ValidationError(`${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+function durationIn(value: Duration, name: string, [min, max]: readonly [number, number], unit: (ms: number) => string): number {
+  const ms = toMs(value, name);
+  if (ms < min || ms > max) throw new ValidationError(`${name} must be from ${unit(min)} to ${unit(max)}`);
+  return ms;
+}
+
+const human = (ms: number) => (ms >= 86_400_000 ? `${ms / 86_400_000} day` : ms >= 3_600_000 ? `${ms / 3_600_000} hour`
+  : ms >= 1000 ? `${ms / 1000}s` : `${ms}ms`);
+
+/** Check every option once and apply the defaults; the result is frozen. */
+export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedWorkerOptions> {
   if (!options.workflows?.length) throw new ValidationError('a worker needs at least one workflow');
   const definitions = new Map<string, WorkflowDefinition>();
   for (const def of options.workflows) {
@@ -83,24 +117,24 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     definitions.set(key, def);
   }
   const queues = [...new Set(options.queues ?? options.workflows.map((w) => w.queue))].map((q) => assertName(q, 'queue'));
-  const concurrency = options.concurrency ?? 200;
-  if (!Number.isInteger(concurrency) || concurrency < 1) throw new ValidationError('concurrency must be a positive integer');
-  const claimBatch = options.claimBatch ?? Math.min(concurrency, 100);
-  if (!Number.isInteger(claimBatch) || claimBatch < 1 || claimBatch > 1000) {
-    throw new ValidationError('claimBatch must be an integer from 1 to 1000');
+  const b = WORKER_OPTION_BOUNDS;
+  const concurrency = integerIn(options.concurrency ?? 200, 'concurrency', b.concurrency);
+  const claimBatch = integerIn(options.claimBatch ?? Math.min(concurrency, 100), 'claimBatch', b.claimBatch);
+  const maxBatch = integerIn(options.maxBatch ?? 500, 'maxBatch', b.maxBatch);
+  const pollMs = durationIn(options.pollInterval ?? 1000, 'pollInterval', b.pollMs, human);
+  const leaseMs = durationIn(options.leaseDuration ?? 30_000, 'leaseDuration', b.leaseMs, human);
+  const listenerCheckMs = durationIn(options.listenerHealthCheck ?? 10_000, 'listenerHealthCheck', b.listenerCheckMs, human);
+  if (options.id !== undefined) {
+    if (typeof options.id !== 'string' || options.id.length < b.idLength[0] || options.id.length > b.idLength[1]
+      || /[\u0000-\u001f]/.test(options.id)) {
+      throw new ValidationError(`id must be a string of ${b.idLength[0]}-${b.idLength[1]} characters without control characters`);
+    }
   }
-  const pollMs = toMs(options.pollInterval ?? 1000, 'pollInterval');
-  const leaseMs = toMs(options.leaseDuration ?? 30_000, 'leaseDuration');
-  if (leaseMs < 1000) throw new ValidationError('leaseDuration must be at least 1s');
-  const listenerCheckMs = toMs(options.listenerHealthCheck ?? 10_000, 'listenerHealthCheck');
-  if (listenerCheckMs < 100) throw new ValidationError('listenerHealthCheck must be at least 100ms');
   let purge: ResolvedWorkerOptions['purge'];
   if (options.purge !== false) {
-    const batch = options.purge?.batch ?? 1000;
-    if (!Number.isInteger(batch) || batch < 1 || batch > 100_000) throw new ValidationError('purge.batch must be an integer from 1 to 100000');
-    const intervalMs = toMs(options.purge?.interval ?? 5000, 'purge.interval');
-    if (intervalMs < 10) throw new ValidationError('purge.interval must be at least 10ms');
-    purge = { intervalMs, batch };
+    const batch = integerIn(options.purge?.batch ?? 1000, 'purge.batch', b.purgeBatch);
+    const intervalMs = durationIn(options.purge?.interval ?? 5000, 'purge.interval', b.purgeIntervalMs, human);
+    purge = Object.freeze({ intervalMs, batch });
   }
-  return { definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch: options.maxBatch ?? 500, purge };
+  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge });
 }

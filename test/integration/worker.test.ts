@@ -3,6 +3,7 @@ import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { CancelledError, LeaseLostError, NonRetryableError, TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
+import { resolveWorkerOptions } from '../../src/worker/options.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
@@ -27,7 +28,8 @@ const worker = (workflows: Parameters<typeof createWorker>[0]['workflows'], extr
 const input = z.object({ tag: z.string() });
 
 describe('worker', () => {
-  it('refuses bad options with a ValidationError naming the option, before connecting', () => {
+  it('refuses bad options with a ValidationError naming the option, before connecting, and freezes the resolved ones', () => {
+    assert.ok(Object.isFrozen(resolveWorkerOptions({ workflows: [defineWorkflow({ name: 'frozen', input }, async () => null)] })));
     const wf = defineWorkflow({ name: 'opts', input }, async () => null);
     for (const [extra, what] of [
       [{ concurrency: 0 }, /concurrency/],
@@ -36,6 +38,14 @@ describe('worker', () => {
       [{ listenerHealthCheck: 50 }, /listenerHealthCheck/],
       [{ purge: { batch: 0 } }, /purge\.batch/],
       [{ purge: { interval: 1 } }, /purge\.interval/],
+      // Bounds shared with SQL: these used to start, then fail every claim or hang stop().
+      [{ leaseDuration: '2 days' }, /leaseDuration must be from 1s to 1 day/],
+      [{ maxBatch: 0 }, /maxBatch must be an integer from 1/],
+      [{ maxBatch: 1.5 }, /maxBatch/],
+      [{ concurrency: '5' }, /concurrency must be an integer/],
+      [{ pollInterval: 0 }, /pollInterval/],
+      [{ id: '' }, /id must be a string of 1-200/],
+      [{ id: 'x'.repeat(201) }, /id must be a string of 1-200/],
       [{ workflows: [] }, /at least one workflow/],
       [{ workflows: [wf, wf] }, /registered twice/],
     ] as const) {
