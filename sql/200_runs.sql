@@ -46,7 +46,7 @@ begin
     perform trellis._raise('TR001', 'run_start options must be a JSON object');
   end if;
   select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
-   where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked');
+   where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify');
   if v_bad is not null then
     perform trellis._raise('TR001', format('unknown run_start option(s): %s', v_bad));
   end if;
@@ -98,6 +98,9 @@ begin
   if v_options ? 'input_checked' and jsonb_typeof(v_options->'input_checked') <> 'boolean' then
     perform trellis._raise('TR001', 'input_checked must be true or false');
   end if;
+  if v_options ? 'coalesce_notify' and jsonb_typeof(v_options->'coalesce_notify') <> 'boolean' then
+    perform trellis._raise('TR001', 'coalesce_notify must be true or false');
+  end if;
   -- v_shape is null unless v_check (see above).
   if v_shape is not null then
     v_bad := trellis._input_error(v_shape, v_path, coalesce(p_input, 'null'));
@@ -130,7 +133,8 @@ begin
     return v_id;
   end if;
   if v_run_at <= v_now and not v_claim then
-    perform pg_notify('trellis:run_ready', v_queue);
+    perform trellis._notify_ready(v_queue, p_workflow, v_version, v_id,
+                                  (v_options->'coalesce_notify') = 'true'::jsonb);
   end if;
   -- A leased start whose insert waited (on another transaction's start
   -- with the same key, which then rolled back) counts its lease from now,
@@ -149,7 +153,7 @@ returns uuid language sql as $$
   select trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null)
 $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
-  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, priority, run_at, metadata, version, input_checked (skip the input shape check: the caller validated the input against the workflow''s schema). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
+  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, priority, run_at, metadata, version, input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
 
 -- A start whose run goes straight to a worker in the caller's process: the
 -- run is inserted leased to p_worker (status running, attempt 1) and nobody

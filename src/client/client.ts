@@ -178,6 +178,10 @@ export class Client {
     // caller's transaction (it would begin before that commits).
     const version = sqlOptions.version;
     const handoff = this.handoff && !options.tx && version !== undefined ? reserveLocal(this.pool, name, version, sqlOptions.queue) : undefined;
+    // A start that commits at once may skip its NOTIFY while the workflow has
+    // pending runs (a worker is draining them): concurrent starts then group
+    // their commits instead of queuing on the NOTIFY lock (decision 0021).
+    if (!options.tx) sqlOptions.coalesce_notify = true;
     const id = handoff ? await startHandedOff(db, name, text, sqlOptions, handoff) : await runStart(db, name, text, sqlOptions);
     return { id, result: (o) => this.result(id, o) };
   }

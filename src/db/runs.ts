@@ -14,6 +14,11 @@ export interface RunStartOptions {
   version?: string;
   /** The input was validated against the workflow's own schema: SQL skips its shape check. */
   input_checked?: boolean;
+  /**
+   * The start commits at once (not inside a caller's transaction): it may
+   * skip its NOTIFY while a run of the same workflow is pending (sql/210_wakeups.sql).
+   */
+  coalesce_notify?: boolean;
 }
 
 /** trellis.run_start: `input` is JSON text (already validated and size-checked). */
@@ -95,15 +100,20 @@ export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedR
   );
 }
 
-/** trellis.run_next_due, as milliseconds from the engine's now (null: nothing scheduled). */
-export async function runNextDue(db: Queryable, queues: readonly string[], served: readonly { name: string; version: string }[]): Promise<number | null> {
-  const rows = await run<{ ms: number | null }>(
+/**
+ * trellis.run_idle_check, for a worker whose claim came back short: the next
+ * due time as milliseconds from the engine's now (null: nothing scheduled),
+ * or gateBusy when a coalescing start is in flight (look again shortly).
+ */
+export async function runIdleCheck(db: Queryable, queues: readonly string[], served: readonly { name: string; version: string }[]): Promise<{ ms: number | null; gateBusy: boolean }> {
+  const rows = await run<{ ms: number | null; gate_busy: boolean }>(
     db,
-    'select (extract(epoch from trellis.run_next_due($1::text[], $2::text[], $3::text[]) - trellis.now()) * 1000)::float8 as ms',
+    `select (extract(epoch from c.next_due - trellis.now()) * 1000)::float8 as ms, c.gate_busy
+       from trellis.run_idle_check($1::text[], $2::text[], $3::text[]) c`,
     [queues, served.map((s) => s.name), served.map((s) => s.version)],
-    'trellis_run_next_due',
+    'trellis_run_idle_check',
   );
-  return rows[0]?.ms ?? null;
+  return { ms: rows[0]?.ms ?? null, gateBusy: rows[0]?.gate_busy ?? false };
 }
 
 export interface HeldRun {

@@ -8,7 +8,7 @@
  */
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { runClaim, type ClaimedRun, runNextDue, settingInt, workflowRegister } from '../db/runs.ts';
+import { runClaim, type ClaimedRun, runIdleCheck, settingInt, workflowRegister } from '../db/runs.ts';
 import { CancelledError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
 import { serializeError } from '../replay/serialize.ts';
 import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
@@ -70,6 +70,8 @@ export class Worker {
   private wakeAgain = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private dueTimer: NodeJS.Timeout | undefined;
+  /** Backoff of looks at a wake-up gate held by a coalescing start (0: not held at the last look). */
+  private gateRetryMs = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly purgeLoop: PurgeLoop | undefined;
   /**
@@ -176,6 +178,7 @@ export class Worker {
   private async claimLoop(): Promise<void> {
     this.claiming = true;
     let drained = false;
+    let lastClaimed = 0;
     try {
       while (this.state === 'running') {
         const free = this.concurrency - this.active.size - this.handoffs.size;
@@ -193,6 +196,7 @@ export class Worker {
           leaseMs: this.leaseMs,
         });
         this.stats.claimed += runs.length;
+        lastClaimed = runs.length;
         for (const run of runs) {
           if (this.state === 'running') this.begin(run);
           else this.giveBack(run);
@@ -203,7 +207,7 @@ export class Worker {
           break;
         }
       }
-      if (drained && this.state === 'running') await this.armDueTimer();
+      if (drained && this.state === 'running') await this.armDueTimer(lastClaimed);
     } catch (error) {
       this.log.error('claim failed', { error: String(error) });
     } finally {
@@ -215,14 +219,28 @@ export class Worker {
     }
   }
 
-  /** Wake at the next due time (a scheduled run, a retry backoff, an expiring lease). */
-  private async armDueTimer(): Promise<void> {
-    const ms = await runNextDue(this.db, this.queues, [...this.definitions.values()]);
+  /**
+   * Before waiting: close the wake-up gate of the queues (sql/210_wakeups.sql)
+   * and wake at the next due time (a scheduled run, a retry backoff, an
+   * expiring lease, or a run whose start skipped its NOTIFY). While a
+   * coalescing start holds the gate, look again after a short backoff.
+   */
+  private async armDueTimer(lastClaimed: number): Promise<void> {
+    const { ms, gateBusy } = await runIdleCheck(this.db, this.queues, [...this.definitions.values()]);
     if (this.dueTimer) clearTimeout(this.dueTimer);
     this.dueTimer = undefined;
+    if (gateBusy) {
+      this.gateRetryMs = Math.min(50, this.gateRetryMs ? this.gateRetryMs * 2 : 1);
+      this.dueTimer = setTimeout(() => this.wake(), this.gateRetryMs);
+      return;
+    }
+    this.gateRetryMs = 0;
     if (ms === null || ms >= this.pollMs) return;
     // Already due but not claimed (locked by another claimer): look again soon, not in a tight loop.
-    this.dueTimer = setTimeout(() => this.wake(), ms <= 0 ? 25 : ms + 5);
+    // Due already: a run committed after the claim's snapshot (look again at
+    // once, if that claim found work), or runs another claimer holds locked
+    // (look again soon, not in a tight loop).
+    this.dueTimer = setTimeout(() => this.wake(), ms <= 0 ? (lastClaimed > 0 ? 0 : 25) : ms + 5);
   }
 
   /**

@@ -10,6 +10,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { backlog } from './backlog.ts';
 import { inputChecks } from './inputs.ts';
+import { startsFamily } from './starts.ts';
 import { runtimeName } from './runtime.ts';
 import { type Family, readConfig } from './config.ts';
 import { printReport, throughputSvg } from './report.ts';
@@ -37,7 +38,8 @@ const git = (cmd: string) => {
 };
 console.log(`# trellis bench (${cfg.quick ? 'quick' : 'full'}): ${[...cfg.only].join(', ')}; ${cfg.reps} repetition(s); runtime ${runtimeName}`);
 // Other work on a 2-core machine distorts every figure: wait (up to 10 min) for a quiet machine.
-for (let waited = 0; load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
+// BENCH_NO_WAIT=1 skips the wait (the load average is still recorded with each family).
+for (let waited = 0; !process.env.BENCH_NO_WAIT && load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
   if (waited === 0) console.log(`# waiting for a quiet machine (load ${load1().toFixed(1)})`);
   await new Promise((r) => setTimeout(r, 10_000));
 }
@@ -95,6 +97,12 @@ try {
   await family('pgbench', async () => {
     results.pgbench = await pgbench(server, cfg.quick ? 5 : 10);
     console.log(`  ${JSON.stringify(results.pgbench)}`);
+  });
+  await family('starts', async () => {
+    const rows = await startsFamily(server, cfg);
+    const tps = results.pgbench && 'tps' in results.pgbench ? results.pgbench.tps : undefined;
+    results.starts = { rows, pgbenchTps: tps };
+    if (tps) for (const r of rows) console.log(`  ${r.system} ${r.variant}: ${fmt(r.startsPerS / tps, 2)}x pgbench (${fmt(tps, 0)} tps)`);
   });
   await family('throughput', async () => {
     results.throughput.push(...(await trellisThroughput(server, cfg)));

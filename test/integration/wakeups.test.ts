@@ -1,0 +1,123 @@
+/**
+ * The wake-up gate (sql/210_wakeups.sql, decision 0021): starts that commit at
+ * once skip their NOTIFY while a run of the same workflow is pending, so
+ * concurrent starts are not serialised by Postgres's NOTIFY lock; and a run
+ * whose start skipped it is still claimed at once, never left for the poll.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient } from '../../src/client/client.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const echo = defineWorkflow({ name: 'echo', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
+  ctx.step('echo', () => n));
+
+/** Counts trellis:run_ready NOTIFYs; `settle()` waits until every NOTIFY committed before it was delivered. */
+async function countReady(url: string): Promise<{ count(): number; settle(): Promise<void>; close(): Promise<void> }> {
+  const listener = new pg.Client({ connectionString: url });
+  await listener.connect();
+  let ready = 0;
+  const sentinels = new Map<string, () => void>();
+  listener.on('notification', (n) => {
+    if (n.channel === 'trellis:run_ready') ready++;
+    else sentinels.get(n.payload ?? '')?.();
+  });
+  await listener.query('listen "trellis:run_ready"; listen "test:sentinel"');
+  return {
+    count: () => ready,
+    async settle() {
+      // Notifications reach a listener in commit order: once a sentinel
+      // sent now arrives, every earlier NOTIFY has too.
+      const token = crypto.randomUUID();
+      const arrived = new Promise<void>((resolve) => sentinels.set(token, resolve));
+      const c = new pg.Client({ connectionString: url });
+      await c.connect();
+      await c.query(`select pg_notify('test:sentinel', $1)`, [token]);
+      await c.end();
+      await arrived;
+    },
+    close: () => listener.end(),
+  };
+}
+
+describe('wake-up gate', () => {
+  let db: TestDatabase;
+  before(async () => {
+    db = await freshDatabase();
+  });
+  after(async () => {
+    await db?.close();
+  });
+
+  it('starts that commit at once skip their NOTIFY while a run of the workflow is pending; a start in a caller transaction and a plain SQL start still notify', async () => {
+    const ready = await countReady(db.url);
+    const client = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
+    try {
+      await client.register(echo);
+      const runs = await Promise.all(Array.from({ length: 20 }, (_, n) => client.start(echo, { n })));
+      await ready.settle();
+      // No worker: the first start found nothing pending and notified; the
+      // other 19 found a pending run of echo (committed or not yet, a few may
+      // have raced the first commit) and skipped theirs.
+      assert.equal(runs.length, 20);
+      const coalesced = ready.count();
+      assert.ok(coalesced >= 1 && coalesced <= 5, `${coalesced} NOTIFYs for 20 concurrent starts`);
+
+      const c = await db.pool.connect();
+      try {
+        await c.query('begin');
+        await client.start(echo, { n: 100 }, { tx: c });
+        await c.query('commit');
+      } finally {
+        c.release();
+      }
+      await db.pool.query(`select trellis.run_start('echo', '{"n": 101}')`);
+      await ready.settle();
+      assert.equal(ready.count(), coalesced + 2, 'a start in a caller transaction and a plain SQL start each notify');
+    } finally {
+      await client.close();
+      await ready.close();
+    }
+  });
+
+  it('a run whose start skipped its NOTIFY while the worker drained is claimed at once, not at the next poll (an hour here)', async () => {
+    const gated = defineWorkflow({ name: 'gated', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
+      ctx.step('double', () => n * 2));
+    const client = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
+    const ready = await countReady(db.url);
+    const tx = new pg.Client({ connectionString: db.url });
+    await tx.connect();
+    const worker = createWorker({ pool: db.pool, workflows: [gated], pollInterval: '1 hour', logger: silentLogger });
+    try {
+      await client.register(gated);
+      // A pending run, then a coalescing start left in flight: it sees the
+      // pending run, so it holds the queue's gate and will not notify.
+      const first = await client.start(gated, { n: 1 });
+      await tx.query('begin');
+      const { rows: [late] } = await tx.query<{ id: string }>(
+        `select trellis.run_start('gated', '{"n": 21}', '{"coalesce_notify": true}') as id`);
+      await ready.settle();
+      const before = ready.count();
+
+      // The worker claims the first run, then finds the gate held and looks again until it closes.
+      await worker.start();
+      assert.equal(await first.result({ timeout: '20s' }), 2);
+      await waitFor(() => worker.stats.claims >= 2, { what: 'the worker looking again at the held gate' });
+      await tx.query('commit');
+      assert.equal(await client.result(late!.id, { timeout: '20s' }), 42);
+      await ready.settle();
+      assert.equal(ready.count(), before, 'the late start never notified');
+    } finally {
+      await worker.stop({ timeout: 2000 });
+      await client.close();
+      await tx.end().catch(() => undefined);
+      await ready.close();
+    }
+  });
+});
