@@ -15,7 +15,12 @@ export interface Run {
   metadata: Record<string, unknown>;
   attempt: number;
   failures: number;
-  runAt: Date;
+  /**
+   * When the run is due: not before this (a `runAt`, a retry backoff), or
+   * when a waiting run's earliest timer fires. `null` for a run waiting with
+   * no timer (only a signal or a child wakes it).
+   */
+  runAt: Date | null;
   leaseOwner: string | null;
   leaseExpiresAt: Date | null;
   createdAt: Date;
@@ -63,7 +68,8 @@ export function toRun(r: Row<RunsTable>): Run {
     metadata: r.metadata,
     attempt: r.attempt,
     failures: r.failures,
-    runAt: r.run_at as Date,
+    // pg reads the 'infinity' of a wait without a timer as the number Infinity.
+    runAt: r.run_at instanceof Date ? r.run_at : null,
     leaseOwner: r.lease_owner,
     leaseExpiresAt: r.lease_expires_at as Date | null,
     createdAt: r.created_at as Date,
