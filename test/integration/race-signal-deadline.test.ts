@@ -46,7 +46,7 @@ describe('a signal sent just before a race deadline', () => {
         await env.signal(r, go, `payload-${r.id}`);
       });
       await delay(5);
-      await env.advance('25 hours');
+      await env.advance('1 day 1 second');
       await Promise.all(sends);
       // Every race is decided; a second wait that got nothing times out.
       await Promise.all(runs.map((r) => env.waitFor(r.id, ['waiting', 'completed'])));
