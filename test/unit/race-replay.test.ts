@@ -121,3 +121,28 @@ describe('a race over a wait evaluated before it', () => {
     assert.equal(race?.type === 'step' && race.output, JSON.stringify({ key: 's', lost: [1] }));
   });
 });
+
+const kid = defineWorkflow({ name: 'kid', input: z.object({}) }, async () => 42);
+const childRace = defineWorkflow({ name: 'child-race', input: z.object({}) }, async (ctx) => {
+  const first = await ctx.race({ timer: ctx.sleep('deadline', '1 hour'), kid: ctx.child(kid, {}) });
+  return first.key;
+});
+
+describe('replay of a child race whose record was lost after its winner\'s', () => {
+  it('lets the recorded child win over the timer that is due by now', async () => {
+    const written: Checkpoint[] = [];
+    const outcome = await execute({
+      runId: '00000000-0000-4000-8000-000000000003', definition: childRace, input: {}, attempt: 2, failures: 0, metadata: {},
+      history: [
+        rec(0, 'deadline', 'sleep', 'waiting', { until: NOW - 1 }),
+        { ...rec(1, 'kid', 'child', 'completed', 42), delivered: 1 },
+      ],
+      now: new Date(NOW), signal: new AbortController().signal, maxPayloadBytes: 1_000_000,
+      maxHistorySteps: 100, log: silentLogger, sink: { record: async (cp) => void written.push(cp) },
+    });
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify('kid') });
+    const race = written.find((c) => c.type === 'step' && c.kind === 'race');
+    assert.equal(race?.type === 'step' && race.output, JSON.stringify({ key: 'kid', lost: [0] }));
+    assert.ok(!written.some((c) => c.type === 'step' && c.seq === 0 && c.output !== JSON.stringify({ lost: true })), 'the losing timer is not completed');
+  });
+});
