@@ -80,8 +80,11 @@ describe('cancellation', () => {
     const ended = await env.client.get(run.id);
     assert.deepEqual([ended?.status, (ended?.error as { message?: string }).message], ['cancelled', 'customer changed their mind'],
       'the run keeps the reason given to cancel after its worker ended it');
-    const { rows } = await env.pool.query('select status from trellis.runs where parent_run_id = $1', [run.id]);
+    const { rows } = await env.pool.query('select id, status from trellis.runs where parent_run_id = $1', [run.id]);
     assert.deepEqual(rows.map((r) => r.status), ['cancelled', 'cancelled']);
+    // An interrupted wait keeps the status it had in the finished run (workflows.md).
+    const sleeps = await env.history(rows[0].id);
+    assert.deepEqual(sleeps.map((s) => [s.kind, s.name, s.status]), [['sleep', 'long', 'waiting']]);
   });
 
   it('aborts a running step within a second and lets cleanup run in a non-cancellable scope', async () => {
