@@ -189,14 +189,23 @@ begin
   elsif v_run.status <> 'paused' then
     perform trellis._raise('TR004', format('run %s is %s, not paused', p_run_id, v_run.status));
   else
-    update trellis.runs set status = 'pending', run_at = v_now, pause_requested_at = null, updated_at = v_now
-     where id = p_run_id;
+    -- run_at is "do not start before": a run paused before its runAt, or
+    -- during a retry backoff, keeps it (a dead-lettered or worker-parked run
+    -- was parked with run_at = now, so it goes at once). A run parked on an
+    -- open wait (a 'waiting' call; its run_at was the timer) goes now: its
+    -- replay parks it again until the timer, a signal or a child.
+    update trellis.runs r
+       set status = 'pending', pause_requested_at = null, updated_at = v_now,
+           run_at = case when exists (select 1 from trellis.steps s
+                                       where s.run_id = r.id and s.execution = r.execution and s.status = 'waiting')
+                         then v_now else greatest(r.run_at, v_now) end
+     where r.id = p_run_id;
     perform pg_notify('trellis:run_ready', v_run.queue);
   end if;
   return (select status from trellis.runs where id = p_run_id);
 end $$;
 comment on function trellis.run_resume(uuid) is
-  'Resume a paused run (it replays and continues where it stopped). TR004 unless paused.';
+  'Resume a paused run (it replays and continues where it stopped): pending again, not before its run_at (a runAt or the rest of a retry backoff is kept; a run parked on a wait, after a dead letter or by a pause request goes now). TR004 unless paused.';
 
 -- Retry re-runs the workflow from its first failed call: that call and every
 -- later call of the current execution are forgotten, so what the workflow did

@@ -43,7 +43,17 @@ export class TrellisError extends Error {
   }
 }
 
-/** True for any Trellis error, even one thrown by another copy of the package. */
+/**
+ * True for any Trellis error, even one thrown by another copy of the package.
+ *
+ * @example
+ * try {
+ *   await client.cancel(runId);
+ * } catch (error) {
+ *   if (isTrellisError(error) && error.code === 'illegal_transition') console.log('already finished');
+ *   else throw error;
+ * }
+ */
 export function isTrellisError(error: unknown): error is TrellisError {
   return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[BRAND] === true;
 }
@@ -127,7 +137,7 @@ export class HistoryLimitError extends TrellisError {
  *
  * @example
  * for (let attempt = 1; ; attempt++) {
- *   try { return await client.start(order, input, { key, tx }); }
+ *   try { return await client.start(fulfil, { orderId }, { key: `fulfil-${orderId}` }); }
  *   catch (e) { if (!(e instanceof DatabaseError && e.retryable) || attempt === 3) throw e; }
  * }
  */

@@ -5,7 +5,7 @@
  *    purge loop (here every 200 ms; default 5 s) deletes the three finished
  *    receipts about 2 s after they finished; the one still waiting for a
  *    signal is kept however old it is, and the audit log, whose workflow has
- *    a retention of its own (`{ workflow: audit }`, here 1 day), outlives them.
+ *    a retention of its own (`{ workflow: audit }`, here 7 years), outlives them.
  * 2. A purge on demand from TS (`client.purge`) for one workflow, and the same
  *    from plain SQL (`trellis.run_purge`), e.g. from pg_cron.
  * 3. A customer asks to be forgotten: `client.scrub` removes one finished
@@ -40,7 +40,7 @@ const client = createClient({ pool });
 try {
   await worker.start();
   await client.setRetention('2 seconds');
-  await client.setRetention('1 day', { workflow: audit });
+  await client.setRetention('7 years', { workflow: audit }); // a year is 365.25 days, as in PostgreSQL
   console.log(`retention: ${await client.retention()} ms, audit-log: ${await client.retention({ workflow: audit })} ms`);
   const boot = await client.start(audit, { entry: 'boot' });
   await boot.result();

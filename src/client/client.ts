@@ -67,7 +67,9 @@ function assertRunId(id: unknown): string {
 }
 
 /**
- * Create a client.
+ * Create a client: start runs, send signals, read runs and their history,
+ * control them (cancel, pause, resume, retry) and manage retention.
+ * `ClientOptions` lists the options.
  *
  * @example
  * const client = createClient({ connectionString: process.env.DATABASE_URL });
@@ -78,8 +80,22 @@ export function createClient(options: ClientOptions): Client {
   return new Client(options);
 }
 
+/**
+ * The client `createClient` returns. Two clients (and two workers) can live
+ * in one process.
+ *
+ * @example
+ * const client: Client = createClient({ pool });
+ * const failed = await client.list({ status: 'failed' });
+ * await client.close();
+ */
 export class Client {
-  /** Kysely over the engine's tables, for your own read queries. */
+  /**
+   * Kysely over the engine's tables, for your own read queries.
+   *
+   * @example
+   * const stuck = await client.db.selectFrom('trellis.runs').select(['id', 'workflow']).where('status', '=', 'paused').execute();
+   */
   readonly db: Kysely<TrellisTables>;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
@@ -119,10 +135,12 @@ export class Client {
    * Start a run. With `tx`, the start commits or rolls back with the caller's transaction.
    *
    * @example
+   * const pgClient = await pool.connect();
    * await pgClient.query('begin');
    * await pgClient.query('insert into orders (id) values ($1)', [orderId]);
    * await client.start(fulfil, { orderId }, { tx: pgClient, key: orderId });
    * await pgClient.query('commit');
+   * pgClient.release();
    */
   async start<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: StartOptions): Promise<RunHandle<WorkflowOutput<W>>>;
   async start(workflow: string, input: unknown, options?: StartOptions): Promise<RunHandle<unknown>>;
@@ -206,22 +224,48 @@ export class Client {
     return signalSend(db, await this.resolve(run, db), name, text, options.id ?? null);
   }
 
-  /** Cancel a run and its children (unless abandoned). Returns its status. */
+  /**
+   * Cancel a run and its children (unless abandoned). The code sees
+   * `CancelledError` at its next call and running steps' signals abort; the
+   * run keeps `reason` in its error. Returns its status.
+   *
+   * @example
+   * await client.cancel(run.id, 'customer left');
+   * await client.cancel({ workflow: 'onboard', key: 'onboard-ada' });
+   */
   cancel(run: RunRef, reason?: string): Promise<RunState> {
     return this.control('cancel', run, reason);
   }
 
-  /** Park a run (a running one after its current step). Returns its status. */
+  /**
+   * Park a run (a running one after its current step). Returns its status.
+   *
+   * @example
+   * await client.pause(run.id, 'supplier outage');
+   */
   pause(run: RunRef, reason?: string): Promise<RunState> {
     return this.control('pause', run, reason);
   }
 
-  /** Resume a paused run. */
+  /**
+   * Resume a paused run: it continues where it stopped, not before its
+   * `runAt` or the end of a retry backoff it was paused in (a dead-lettered
+   * run retries at once). Returns its status.
+   *
+   * @example
+   * await client.resume(run.id);
+   */
   resume(run: RunRef): Promise<RunState> {
     return this.control('resume', run);
   }
 
-  /** Run a failed run again from its failed step. */
+  /**
+   * Run a failed run again from its first failed call; calls before it stay
+   * memoised. Returns its status (`pending`).
+   *
+   * @example
+   * for (const r of (await client.list({ workflow: 'onboard', status: 'failed' })).runs) await client.retry(r.id);
+   */
   retry(run: RunRef): Promise<RunState> {
     return this.control('retry', run);
   }
@@ -234,7 +278,9 @@ export class Client {
    * unfinished run. A scrubbed run cannot be retried; scrub its children too.
    *
    * @example
-   * for (const r of (await client.list({ workflow: 'signup' })).runs.filter((r) => r.input?.email === email)) await client.scrub(r.id);
+   * const email = 'ada@example.com';
+   * const { runs } = await client.list({ workflow: 'signup', status: ['completed', 'failed', 'cancelled'] });
+   * for (const r of runs.filter((r) => (r.input as { email?: string }).email === email)) await client.scrub(r.id);
    */
   async scrub(run: RunRef): Promise<Date> {
     const db = this.exec();
@@ -254,7 +300,15 @@ export class Client {
     return id;
   }
 
-  /** Register a definition so SQL callers can start it by name (workers do this on start). */
+  /**
+   * Register a definition (name, version, queue, input and signal shapes) so
+   * SQL callers can start it by name before any worker of it has started
+   * (workers register theirs on start). Idempotent.
+   *
+   * @example
+   * await client.register(onboard);
+   * await pool.query(`select trellis.run_start('onboard', '{"email":"ada@example.com"}')`);
+   */
   register(workflow: WorkflowDefinition): Promise<void> {
     return this.registry.register(workflow);
   }
@@ -280,6 +334,9 @@ export class Client {
   /**
    * The retention in milliseconds (null: finished runs are kept forever):
    * the default, or with `workflow` the one that applies to it (its own, else the default).
+   *
+   * @example
+   * const ms = await client.retention({ workflow: 'invoice' });
    */
   async retention(options: { workflow?: string | WorkflowDefinition } = {}): Promise<number | null> {
     return retentionGet(this.exec(), optionalWorkflow(options.workflow));
@@ -332,7 +389,13 @@ export class Client {
     return this.maxPayloadBytes;
   }
 
-  /** One run, or undefined. */
+  /**
+   * One run, or undefined. See `Run` for its fields.
+   *
+   * @example
+   * const r = await client.get(run.id);
+   * if (r?.status === 'failed') console.error(r.error);
+   */
   async get(runId: string): Promise<Run | undefined> {
     assertRunId(runId);
     const row = await this.db.selectFrom('trellis.runs').selectAll().where('id', '=', runId).executeTakeFirst().catch(rethrow);
@@ -362,7 +425,14 @@ export class Client {
     return `it is ${row.status}`;
   }
 
-  /** Runs newest first, filtered, with keyset pagination. */
+  /**
+   * Runs newest first, filtered (`ListFilter`), a page at a time:
+   * `nextCursor` is set while there are more.
+   *
+   * @example
+   * const { runs, nextCursor } = await client.list({ workflow: 'onboard', status: 'waiting', limit: 20 });
+   * const next = nextCursor ? await client.list({ workflow: 'onboard', status: 'waiting', limit: 20, cursor: nextCursor }) : undefined;
+   */
   async list(filter: ListFilter = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
     const limit = filter.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('limit must be 1-1000');
@@ -390,7 +460,13 @@ export class Client {
     };
   }
 
-  /** The run's recorded calls in order: by execution (continue-as-new), then call number. */
+  /**
+   * The run's recorded calls in order: by execution (continue-as-new), then
+   * call number. See `Step` for the fields.
+   *
+   * @example
+   * for (const s of await client.history(run.id)) console.log(s.seq, s.kind, s.name, s.status, s.attempts);
+   */
   async history(runId: string): Promise<Step[]> {
     assertRunId(runId);
     const rows = await this.db.selectFrom('trellis.steps').selectAll().where('run_id', '=', runId)
@@ -403,6 +479,9 @@ export class Client {
    * TimeoutError). Woken by NOTIFY on trellis:run_finished, or at once by a
    * worker on this pool that ended the run; a slow poll covers a
    * notification missed while the listener reconnects.
+   *
+   * @example
+   * const output = await client.result<string>(runId, { timeout: '1 minute' });
    */
   async result<O = unknown>(runId: string, options: { timeout?: Duration } = {}): Promise<O> {
     assertRunId(runId);
@@ -410,7 +489,12 @@ export class Client {
     return this.results.wait<O>(runId, timeoutMs);
   }
 
-  /** Close the listener (and the pool, if the client created it). */
+  /**
+   * Close the listener (and the pool, if the client created it).
+   *
+   * @example
+   * process.on('SIGTERM', () => void client.close());
+   */
   async close(): Promise<void> {
     await this.results.close();
     if (this.ownsPool) await this.pool.end();

@@ -6,18 +6,52 @@ import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Duration } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
 
+/**
+ * Options of {@link createClient}. Give a `pool` (shared with your code) or a
+ * `connectionString` (the client opens its own pool and closes it in
+ * `close()`).
+ *
+ * @example
+ * const client = createClient({ pool, resultPollInterval: '2s' });
+ */
 export interface ClientOptions {
+  /**
+   * A `pg` Pool to run on; the client does not close it.
+   *
+   * @example
+   * const client = createClient({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL }) });
+   */
   pool?: pg.Pool;
+  /**
+   * A connection string for a pool of the client's own, closed by `close()`.
+   *
+   * @example
+   * const client = createClient({ connectionString: 'postgres://app@db/app' });
+   */
   connectionString?: string;
+  /**
+   * Where the client logs (default: the console, warnings and errors).
+   *
+   * @example
+   * const client = createClient({ pool, logger: silentLogger });
+   */
   logger?: Logger;
   /**
    * Run starts, signals and result reads as named prepared statements,
    * planned once per connection (default true). Set false behind a pooler
    * that cannot keep them: PgBouncer in transaction mode before 1.21 or
    * without `max_prepared_statements`.
+   *
+   * @example
+   * const client = createClient({ pool, preparedStatements: false }); // behind PgBouncer 1.20
    */
   preparedStatements?: boolean;
-  /** Safety-net poll of `result()` in case a NOTIFY is missed (default 5s). */
+  /**
+   * Safety-net poll of `result()` in case a NOTIFY is missed (default 5s).
+   *
+   * @example
+   * const client = createClient({ pool, resultPollInterval: '1s' });
+   */
   resultPollInterval?: Duration;
   /**
    * Hand a started run straight to a worker in this process that uses the
@@ -29,41 +63,164 @@ export interface ClientOptions {
    * process dies, the lease expires and another worker continues it. Not for
    * starts inside a caller's transaction (`tx`), for starts by name without a
    * version, or for a future `runAt`. See docs/decisions/0015-local-hand-off.md.
+   *
+   * @example
+   * const client = createClient({ pool, handoff: false }); // every start goes through the queue
    */
   handoff?: boolean;
 }
 
+/**
+ * Options of `client.start`.
+ *
+ * @example
+ * await client.start(onboard, { email: 'ada@example.com' }, { key: 'onboard-ada', priority: 10 });
+ */
 export interface StartOptions {
-  /** Idempotency key: a second start with the same (workflow, key) returns the first run. */
+  /**
+   * Idempotency key: a second start with the same (workflow, key) returns the first run.
+   *
+   * @example
+   * await client.start(onboard, { email: 'ada@example.com' }, { key: 'onboard-ada' });
+   */
   key?: string;
+  /**
+   * The queue to run on (default: the workflow's `queue`, else `'default'`).
+   *
+   * @example
+   * await client.start(onboard, { email: 'ada@example.com' }, { queue: 'bulk' });
+   */
   queue?: string;
-  /** Higher runs first (default 0). */
+  /**
+   * Higher runs first (default 0).
+   *
+   * @example
+   * await client.start(onboard, { email: 'vip@example.com' }, { priority: 10 });
+   */
   priority?: number;
-  /** Do not start before this time. */
+  /**
+   * Do not start before this time (a Date or an ISO timestamp). Kept through
+   * `pause` and `resume`.
+   *
+   * @example
+   * await client.start(onboard, { email: 'ada@example.com' }, { runAt: new Date(Date.now() + 3_600_000) });
+   */
   runAt?: Date | string;
+  /**
+   * Free-form JSON stored with the run and handed to the code as `ctx.metadata`.
+   *
+   * @example
+   * await client.start(onboard, { email: 'ada@example.com' }, { metadata: { requestId: 'req-42' } });
+   */
   metadata?: Record<string, unknown>;
-  /** Only for starts by name: pin this version (default: the newest registered). */
+  /**
+   * Only for starts by name: pin this version (default: the newest registered).
+   *
+   * @example
+   * await client.start('onboard', { email: 'ada@example.com' }, { version: '2' });
+   */
   version?: string;
-  /** The caller's transaction: a pg client (or pool), or a Kysely instance or transaction. */
+  /**
+   * The caller's transaction: a pg client (or pool), or a Kysely instance or
+   * transaction. The start commits or rolls back with it.
+   *
+   * @example
+   * const c = await pool.connect();
+   * await c.query('begin');
+   * await client.start(onboard, { email: 'ada@example.com' }, { tx: c });
+   * await c.query('commit');
+   * c.release();
+   */
   tx?: Executor;
 }
 
+/**
+ * A started run: its id, and its result when it ends.
+ *
+ * @example
+ * const run: RunHandle<string> = await client.start(onboard, { email: 'ada@example.com' });
+ * console.log(run.id, await run.result({ timeout: '1 minute' }));
+ */
 export interface RunHandle<O> {
+  /** The run's id (a UUID). */
   readonly id: string;
-  /** Await the run's output (throws WorkflowFailedError / CancelledError / TimeoutError). */
+  /**
+   * Await the run's output, woken by NOTIFY (with a poll as a safety net).
+   * Throws `WorkflowFailedError` if it failed, `CancelledError` if it was
+   * cancelled, and `TimeoutError` if `timeout` passes first (the run goes on).
+   *
+   * @example
+   * const output = await run.result({ timeout: '30s' });
+   */
   result(options?: { timeout?: Duration }): Promise<O>;
 }
 
+/**
+ * Filters and paging of `client.list`: the filters combine with AND; pages
+ * are newest first, `limit` runs each, continued with `cursor`.
+ *
+ * @example
+ * let page = await client.list({ workflow: 'onboard', status: ['failed', 'paused'], limit: 100 });
+ * while (page.nextCursor) page = await client.list({ workflow: 'onboard', status: ['failed', 'paused'], limit: 100, cursor: page.nextCursor });
+ */
 export interface ListFilter {
+  /**
+   * Runs of this workflow (any version).
+   *
+   * @example
+   * await client.list({ workflow: 'onboard' });
+   */
   workflow?: string;
+  /**
+   * Runs in this status, or in any of these.
+   *
+   * @example
+   * await client.list({ status: ['pending', 'running'] });
+   */
   status?: RunState | readonly RunState[];
+  /**
+   * Runs on this queue.
+   *
+   * @example
+   * await client.list({ queue: 'bulk', status: 'pending' });
+   */
   queue?: string;
+  /**
+   * The run started with this key.
+   *
+   * @example
+   * await client.list({ workflow: 'onboard', key: 'onboard-ada' });
+   */
   key?: string;
+  /**
+   * Runs created at or after this time.
+   *
+   * @example
+   * await client.list({ createdAfter: new Date(Date.now() - 86_400_000) });
+   */
   createdAfter?: Date;
+  /**
+   * Runs created before this time.
+   *
+   * @example
+   * await client.list({ createdBefore: new Date('2030-01-01') });
+   */
   createdBefore?: Date;
-  /** Page size (default 50, at most 1000). */
+  /**
+   * Page size (default 50, at most 1000).
+   *
+   * @example
+   * await client.list({ limit: 500 });
+   */
   limit?: number;
-  /** `nextCursor` of the previous page. */
+  /**
+   * `nextCursor` of the previous page (with the same filters): the next
+   * page starts after the last run of that one, by (creation time, id).
+   *
+   * @example
+   * const first = await client.list({ limit: 10 });
+   * if (first.nextCursor) await client.list({ limit: 10, cursor: first.nextCursor });
+   */
   cursor?: string;
 }
 

@@ -1,48 +1,111 @@
 /** Read models of runs and steps (camelCase views of trellis.runs / trellis.steps rows). */
 import type { RunsTable, RunState, StepsTable } from '../db/tables.ts';
 
+/**
+ * A run as `client.get` and `client.list` return it: a camelCase view of a
+ * `trellis.runs` row (docs/sql-api.md describes the columns).
+ *
+ * @example
+ * const r = await client.get(runId);
+ * if (r && r.status === 'waiting') console.log(`${r.workflow}@${r.version} waits until ${r.runAt?.toISOString() ?? 'a signal or child'}`);
+ */
 export interface Run {
+  /** The run's id (a UUID). */
   id: string;
+  /** The workflow's name. */
   workflow: string;
+  /** The workflow version the run is pinned to. */
   version: string;
+  /** The idempotency key it was started with, or null. */
   key: string | null;
+  /** The queue it runs on. */
   queue: string;
+  /** Higher runs are claimed first. */
   priority: number;
+  /** pending, running, waiting, paused, completed, failed or cancelled. */
   status: RunState;
+  /** The input (null once scrubbed). */
   input: unknown;
+  /** The output of a completed run, else null. */
   output: unknown;
+  /**
+   * An error object `{name, message, code?, …}`: the final error of a failed
+   * run, the cancellation (with its reason) of a cancelled one, the pause
+   * reason or dead-lettered error of a paused one, the last failed attempt of
+   * a run waiting to retry; else null.
+   */
   error: unknown;
+  /** The metadata it was started with (`ctx.metadata`). */
   metadata: Record<string, unknown>;
+  /** How many times it has been claimed (a claim is one execution of the code). */
   attempt: number;
+  /** Failed attempts of the whole workflow so far (workflow `retry`). */
   failures: number;
-  runAt: Date;
+  /**
+   * When the run is due: not before this (a `runAt`, a retry backoff), or
+   * when a waiting run's earliest timer fires. `null` for a run waiting with
+   * no timer (only a signal or a child wakes it).
+   */
+  runAt: Date | null;
+  /** The worker holding its lease while running, else null. */
   leaseOwner: string | null;
+  /** When that lease expires, else null. */
   leaseExpiresAt: Date | null;
+  /** When it was started (created). */
   createdAt: Date;
+  /** When a worker first claimed it, else null. */
   startedAt: Date | null;
+  /** When it completed, failed or was cancelled, else null. */
   finishedAt: Date | null;
   /** When `client.scrub` removed its payloads (null: never). */
   scrubbedAt: Date | null;
+  /** When its row last changed. */
   updatedAt: Date;
   /** 1, then +1 per continue-as-new. */
   execution: number;
+  /** The parent run of a child run, else null. */
   parentRunId: string | null;
+  /** The call number in the parent that started it, else null. */
   parentSeq: number | null;
+  /** When a cancellation was requested (it is delivered at the next call), else null. */
   cancelRequestedAt: Date | null;
+  /** When a pause of the running run was requested, else null. */
   pauseRequestedAt: Date | null;
 }
 
+/**
+ * One recorded call of a run (`client.history`): a step, side effect,
+ * recorded value, sleep, signal wait, child, or race.
+ *
+ * @example
+ * const failed = (await client.history(runId)).filter((s) => s.status === 'failed');
+ */
 export interface Step {
+  /** The run it belongs to. */
   runId: string;
+  /** The execution (continue-as-new) it was made in. */
   execution: number;
+  /** Its call number: calls are numbered 0, 1, … in the order the code makes them. */
   seq: number;
+  /** The name given to the call (a step's name, a sleep's name, a signal's name, …). */
   name: string;
+  /** step, side_effect, now, random, uuid, sleep, signal, child or race. */
   kind: string;
+  /** running, waiting, retrying, completed or failed. */
   status: string;
+  /**
+   * Its result: a step's value, `{until}` of a sleep, `{timedOut, payload,
+   * signalId}` of a signal wait, a child's output, `{key, lost}` of a race,
+   * `{lost: true}` for a wait that lost a race.
+   */
   output: unknown;
+  /** The error of a failed call, or of the last failed attempt of a retrying one. */
   error: unknown;
+  /** Attempts made (steps). */
   attempts: number;
+  /** When the (last) attempt started. */
   startedAt: Date;
+  /** When it was last recorded. */
   finishedAt: Date;
 }
 
@@ -63,7 +126,8 @@ export function toRun(r: Row<RunsTable>): Run {
     metadata: r.metadata,
     attempt: r.attempt,
     failures: r.failures,
-    runAt: r.run_at as Date,
+    // pg reads the 'infinity' of a wait without a timer as the number Infinity.
+    runAt: r.run_at instanceof Date ? r.run_at : null,
     leaseOwner: r.lease_owner,
     leaseExpiresAt: r.lease_expires_at as Date | null,
     createdAt: r.created_at as Date,

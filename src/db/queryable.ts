@@ -23,7 +23,16 @@ function isKysely(value: unknown): value is Kysely<any> {
     && typeof (value as Kysely<any>).selectFrom === 'function';
 }
 
-/** Adapt a Kysely instance or transaction to a Queryable (same connection, same transaction). */
+/**
+ * Adapt a Kysely instance or transaction to a Queryable (same connection,
+ * same transaction). `client.start(…, { tx })` does this for you.
+ *
+ * @example
+ * await db.transaction().execute(async (trx) => {
+ *   const q = fromKysely(trx);
+ *   await q.query('select trellis.signal_send($1, $2, $3)', [runId, 'approved', '{"by":"ada"}']);
+ * });
+ */
 export function fromKysely(db: Kysely<any>): Queryable {
   return {
     async query<R>(text: string, values: unknown[] = []) {

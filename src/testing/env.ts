@@ -23,16 +23,39 @@ import { assertSteps, type ExpectedStep } from './history.ts';
 /** Server option that allows `trellis.clock_use_virtual()` in a session (see docs/testing.md). */
 const VIRTUAL_CLOCK_OPTION = '-c trellis.virtual_clock=allowed';
 
+/**
+ * Options of {@link createTestEnv}: the worker's options (the test kit
+ * makes the pool) and where the test database lives.
+ *
+ * @example
+ * const env = await createTestEnv({ workflows: [reminder], concurrency: 10, serverUrl: process.env.DATABASE_URL });
+ */
 export interface TestEnvOptions extends Omit<WorkerOptions, 'pool' | 'connectionString'> {
-  /** A server to create the test database on (default: DATABASE_URL, else an embedded server). */
+  /**
+   * A server to create the test database on (default: DATABASE_URL, else an embedded server).
+   *
+   * @example
+   * const env = await createTestEnv({ workflows: [reminder], serverUrl: 'postgres://postgres@localhost:5432/postgres' });
+   */
   serverUrl?: string;
 }
 
 /** A run given by id or by the handle `start` returned. */
 export type TestRun = string | { readonly id: string };
 
+/**
+ * Options of `env.drive` and `env.runToEnd`.
+ *
+ * @example
+ * const done = await env.drive(run, { timeout: '1 minute' });
+ */
 export interface DriveOptions {
-  /** Real time to give up after, with `TimeoutError` (default 30 s). */
+  /**
+   * Real time to give up after, with `TimeoutError` (default 30 s).
+   *
+   * @example
+   * await env.runToEnd(trial, { user: 'lin' }, { timeout: '10s' });
+   */
   timeout?: Duration;
 }
 
@@ -46,16 +69,37 @@ export interface TestEnv {
    * on this URL keeps the virtual clock.
    */
   readonly url: string;
-  /** `client.start`. */
+  /**
+   * `client.start`.
+   *
+   * @example
+   * const run = await env.start(reminder, { to: 'ada' }, { key: 'remind-ada' });
+   */
   start<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: StartOptions): Promise<RunHandle<WorkflowOutput<W>>>;
-  /** Move the shared virtual clock forward and wake the workers. */
+  /**
+   * Move the shared virtual clock forward and wake the workers: due sleeps,
+   * signal timeouts, retry backoffs and scheduled runs fire at once.
+   *
+   * @example
+   * await env.waitFor(run, 'waiting');
+   * await env.advance('30 days');
+   */
   advance(by: Duration): Promise<void>;
-  /** The engine's (virtual) time. */
+  /**
+   * The engine's (virtual) time.
+   *
+   * @example
+   * const inAnHour = new Date((await env.now()).getTime() + 3_600_000);
+   * await env.start(reminder, { to: 'ada' }, { runAt: inAnHour });
+   */
   now(): Promise<Date>;
   /**
    * Resolve once the run's status is one of `states`. Throws `TimeoutError`
    * after `timeout` (default 20 s), and `IllegalTransitionError` at once if
    * the run has finished in another status.
+   *
+   * @example
+   * const waiting = await env.waitFor(run, ['waiting', 'paused'], { timeout: '5s' });
    */
   waitFor(run: TestRun, states: RunState | readonly RunState[], options?: { timeout?: Duration }): Promise<Run>;
   /**
@@ -95,7 +139,13 @@ export interface TestEnv {
    * await env.signal(run, approved, { by: 'ada' }, { id: 'mail-1' });
    */
   signal<S extends SignalDefinition<any, any> | string>(run: RunRef | { readonly id: string }, signal: S, payload: SignalPayload<S>, options?: { id?: string }): Promise<boolean>;
-  /** The run's recorded calls (`client.history`), ordered by execution and `seq`. */
+  /**
+   * The run's recorded calls (`client.history`), ordered by execution and `seq`.
+   *
+   * @example
+   * const steps = await env.history(run);
+   * assert.equal(steps.filter((s) => s.kind === 'step').length, 2);
+   */
   history(run: TestRun): Promise<Step[]>;
   /**
    * Assert the run's history, call by call, on the fields each expectation
@@ -109,7 +159,12 @@ export interface TestEnv {
    * ]);
    */
   assertHistory(run: TestRun, expected: readonly ExpectedStep[]): Promise<void>;
-  /** Stop the worker, close the client and pool, drop the database (and stop the embedded server). */
+  /**
+   * Stop the worker, close the client and pool, drop the database (and stop the embedded server).
+   *
+   * @example
+   * after(() => env.close());
+   */
   close(): Promise<void>;
 }
 

@@ -6,31 +6,82 @@ import { type Duration, toMs } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
 
+/**
+ * Options of {@link createWorker}. Give a `pool` or a `connectionString`,
+ * and the `workflows` to execute.
+ *
+ * @example
+ * const worker = createWorker({ pool, workflows: [onboard], concurrency: 50, pollInterval: '2s' });
+ */
 export interface WorkerOptions {
-  /** A pg Pool, or a connection string for the worker's own pool. */
+  /**
+   * A `pg` Pool to run on; the worker does not close it.
+   *
+   * @example
+   * const worker = createWorker({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 20 }), workflows: [onboard] });
+   */
   pool?: pg.Pool;
+  /**
+   * A connection string for a pool of the worker's own, closed by `stop()`.
+   *
+   * @example
+   * const worker = createWorker({ connectionString: 'postgres://app@db/app', workflows: [onboard] });
+   */
   connectionString?: string;
-  /** The workflow definitions (and versions) this worker executes. */
+  /**
+   * The workflow definitions (and versions) this worker executes. To let
+   * old runs finish on old code, list the old version too.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard, approval] });
+   */
   workflows: readonly WorkflowDefinition[];
-  /** Queues to claim from, in order of preference (default: the workflows' queues). */
+  /**
+   * Queues to claim from, in order of preference (default: the workflows' queues).
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], queues: ['urgent', 'default'] });
+   */
   queues?: readonly string[];
   /**
    * Runs executed at once (default 200). A run waiting on a timer, signal or
    * child holds no slot; a slot is an in-flight async execution, not a thread
    * or a connection, so a high number is cheap. Lower it when step bodies are
    * heavy in this process.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], concurrency: 20 });
    */
   concurrency?: number;
-  /** Most runs claimed per round trip (default: concurrency, at most 100; at most 1000). */
+  /**
+   * Most runs claimed per round trip (default: concurrency, at most 100; at most 1000).
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], claimBatch: 10 });
+   */
   claimBatch?: number;
   /**
    * Poll interval: the longest a missed NOTIFY can delay new work or a cancel
    * or pause request for a running run (default 1s).
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], pollInterval: '5s' });
    */
   pollInterval?: Duration;
-  /** Lease length; heartbeats extend it every third of it (default 30s). */
+  /**
+   * Lease length; heartbeats extend it every third of it (default 30s, at
+   * least 1s). A run whose worker died is continued elsewhere once it expires.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], leaseDuration: '1 minute' });
+   */
   leaseDuration?: Duration;
-  /** Most checkpoint ops per transaction (default 500). */
+  /**
+   * Most checkpoint ops per transaction (default 500).
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], maxBatch: 100 });
+   */
   maxBatch?: number;
   /**
    * Purging of finished runs past the retention set with
@@ -38,6 +89,9 @@ export interface WorkerOptions {
    * are kept). Every `interval` (default 5s) the worker deletes them in
    * batches of `batch` runs (default 1000) until fewer are left; of many
    * workers, one purges at a time. `false`: this worker never purges.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], purge: { interval: '1 minute', batch: 500 } });
    */
   purge?: { interval?: Duration; batch?: number } | false;
   /**
@@ -45,6 +99,9 @@ export interface WorkerOptions {
    * statements, planned once per connection (default true). Set false
    * behind a pooler that cannot keep them: PgBouncer in transaction mode
    * before 1.21 or without `max_prepared_statements`.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], preparedStatements: false });
    */
   preparedStatements?: boolean;
   /**
@@ -53,10 +110,24 @@ export interface WorkerOptions {
    * the connection and opens a new one, so a connection that died silently
    * (a partition, an idle flow dropped by a firewall) is replaced within
    * about twice this; until then the poll interval bounds the delay.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], listenerHealthCheck: '30s' });
    */
   listenerHealthCheck?: Duration;
-  /** Stable id for this worker in lease_owner (default host:pid:random). */
+  /**
+   * Stable id for this worker in lease_owner (default host:pid:random).
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], id: `billing-${process.env.HOSTNAME}` });
+   */
   id?: string;
+  /**
+   * Where the worker logs (default: the console, warnings and errors).
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], logger: consoleLogger('debug') });
+   */
   logger?: Logger;
 }
 

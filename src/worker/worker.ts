@@ -45,7 +45,18 @@ export function createWorker(options: WorkerOptions): Worker {
   return new Worker(options);
 }
 
+/**
+ * The worker `createWorker` returns: it claims runs of its workflows,
+ * executes them and checkpoints every step. Any number of workers (in one
+ * process or many) can serve the same queues.
+ *
+ * @example
+ * const worker: Worker = createWorker({ pool, workflows: [onboard] });
+ * await worker.start();
+ * console.log(worker.id);
+ */
 export class Worker {
+  /** This worker's id in `lease_owner` (the `id` option, else host:pid:random). */
   readonly id: string;
   private readonly pool: pg.Pool;
   /** The pool, as the engine's statements use it (unprepared if so configured). */
@@ -128,7 +139,15 @@ export class Worker {
     return this.active.size;
   }
 
-  /** Check the schema, register the workflows, start listening and claiming. */
+  /**
+   * Check the schema, register the workflows, start listening and claiming.
+   * Throws `SchemaVersionError` if the database schema is older than this
+   * code (run `migrate` first).
+   *
+   * @example
+   * await migrate(pool);
+   * await worker.start();
+   */
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new ValidationError(`worker is ${this.state}`);
     await checkSchema(this.pool);
@@ -165,7 +184,13 @@ export class Worker {
     this.wake();
   }
 
-  /** Look for work now (also called by NOTIFY, the poll timer and the due timer). */
+  /**
+   * Look for work now (also called by NOTIFY, the poll timer and the due timer).
+   *
+   * @example
+   * await pool.query(`update app.jobs set ready = true`); // something your own code knows makes runs due
+   * worker.wake();
+   */
   wake(): void {
     if (this.state !== 'running') return;
     if (this.claiming) {
@@ -386,6 +411,9 @@ export class Worker {
    * Stop claiming, let running runs finish until `timeout` (default 10s), then
    * abort the rest (their step AbortSignals fire) and release their leases so
    * another replica continues them at once.
+   *
+   * @example
+   * process.on('SIGTERM', () => void worker.stop({ timeout: '30s' }));
    */
   async stop(options: { timeout?: Duration } = {}): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;

@@ -4,41 +4,114 @@ import type { Duration } from './duration.ts';
 import type { RetryPolicy } from './retry.ts';
 import type { SignalDefinition, SignalResult } from './signal.ts';
 
-/** Handed to a step body on every attempt. */
+/**
+ * Handed to a step body on every attempt.
+ *
+ * @example
+ * await ctx.step('charge', ({ signal, attempt, idempotencyKey }) => {
+ *   ctx.log.info('charging', { attempt });
+ *   return charge(orderId, { idempotencyKey, signal });
+ * }, { retry: { maxAttempts: 5 }, timeout: '30s' });
+ */
 export interface StepContext {
-  /** Aborted when the attempt times out, the run is cancelled or the worker loses its lease. */
+  /** Aborted when the attempt times out, the run is cancelled or the worker loses its lease. Pass it to `fetch` and the like. */
   signal: AbortSignal;
-  /** 1 for the first attempt, 2 for the first retry, … */
+  /** 1 for the first attempt, 2 for the first retry, … (an attempt interrupted by a crash counts too). */
   attempt: number;
   /** Stable across attempts and replays: `${runId}:${execution}:${seq}`. Pass it to external APIs. */
   idempotencyKey: string;
+  /** The id of the run the step belongs to. */
   runId: string;
 }
 
+/**
+ * Options of `ctx.step`.
+ *
+ * @example
+ * await ctx.step('fetch-rates', ({ signal }) => fetchJson('https://rates.example/eur', { signal }), { retry: { maxAttempts: 5 }, timeout: '10s' });
+ */
 export interface StepOptions {
-  /** Retry policy for this step (default: 3 attempts, exponential from 1s). */
+  /**
+   * Retry policy for this step (default: 3 attempts, exponential from 1s).
+   *
+   * @example
+   * await ctx.step('notify', () => sendEmail('ada@example.com', 'hi'), { retry: { maxAttempts: 10, backoff: 'exponential', maxDelay: '5 minutes' } });
+   */
   retry?: RetryPolicy;
-  /** Per-attempt timeout; the attempt's AbortSignal fires and it counts as a failed attempt. */
+  /**
+   * Per-attempt timeout; the attempt's AbortSignal fires and it counts as a failed attempt.
+   *
+   * @example
+   * await ctx.step('render', ({ signal }) => fetchJson('https://render.example/pdf', { signal }), { timeout: '2 minutes' });
+   */
   timeout?: Duration;
 }
 
+/**
+ * Options of `ctx.child`.
+ *
+ * @example
+ * const receipt = await ctx.child(fulfil, { orderId }, { key: `fulfil-${orderId}`, queue: 'fulfilment' });
+ */
 export interface ChildOptions {
-  /** Name of the call in the parent's history (default: the child workflow's name). */
+  /**
+   * Name of the call in the parent's history (default: the child workflow's name).
+   *
+   * @example
+   * await Promise.all(['eu', 'us'].map((region) => ctx.child(fulfil, { orderId }, { name: `fulfil-${region}` })));
+   */
   name?: string;
-  /** Idempotency key of the child run; a run already holding it is awaited instead. */
+  /**
+   * Idempotency key of the child run; a run already holding it is awaited instead.
+   *
+   * @example
+   * await ctx.child(fulfil, { orderId }, { key: `fulfil-${orderId}` });
+   */
   key?: string;
-  /** Queue of the child run (default: the child workflow's queue). */
+  /**
+   * Queue of the child run (default: the child workflow's queue).
+   *
+   * @example
+   * await ctx.child(fulfil, { orderId }, { queue: 'warehouse' });
+   */
   queue?: string;
-  /** What happens to the child when the parent ends (cancelled, failed or completed) while it runs: 'cancel' (default) or 'abandon'. */
+  /**
+   * What happens to the child when the parent ends (cancelled, failed or completed) while it runs: 'cancel' (default) or 'abandon'.
+   *
+   * @example
+   * await ctx.child(fulfil, { orderId }, { onParentCancel: 'abandon' }); // keeps running if the parent is cancelled
+   */
   onParentCancel?: 'cancel' | 'abandon';
 }
 
+/**
+ * Options of `ctx.waitForSignal`.
+ *
+ * @example
+ * const answer = await ctx.waitForSignal('approved', { schema: z.object({ by: z.string() }), timeout: '3 days' });
+ */
 export interface WaitForSignalOptions<T> {
-  /** Validate the payload (a signal definition carries its own schema). */
+  /**
+   * Validate the payload (a signal definition carries its own schema).
+   *
+   * @example
+   * const vote = await ctx.waitForSignal('vote', { schema: z.enum(['yes', 'no']) });
+   */
   schema?: import('./standard-schema.ts').StandardSchemaV1<unknown, T>;
-  /** Give up after this long: resolves `{ timedOut: true }`. */
+  /**
+   * Give up after this long: resolves `{ timedOut: true }`.
+   *
+   * @example
+   * const answer = await ctx.waitForSignal(approved, { timeout: '1 hour 30 minutes' });
+   * if (answer.timedOut) return 'expired';
+   */
   timeout?: Duration;
-  /** Name of the call in the history (default: the signal name). */
+  /**
+   * Name of the call in the history (default: the signal name).
+   *
+   * @example
+   * const second = await ctx.waitForSignal(approved, { name: 'second-approval' });
+   */
   name?: string;
 }
 
@@ -47,6 +120,14 @@ export type RaceResult<B extends Record<string, Promise<unknown>>> = {
   [K in keyof B]: { key: K; value: Awaited<B[K]> };
 }[keyof B];
 
+/**
+ * A structured logger: Trellis logs through one you give (`logger` of
+ * `createWorker` and `createClient`), `consoleLogger` or `silentLogger`.
+ *
+ * @example
+ * const logger: trellis.Logger = { debug() {}, info: console.log, warn: console.warn, error: console.error };
+ * const worker = createWorker({ pool, workflows: [onboard], logger });
+ */
 export interface Logger {
   debug(message: string, fields?: Record<string, unknown>): void;
   info(message: string, fields?: Record<string, unknown>): void;
@@ -59,14 +140,19 @@ export interface Logger {
  * (I/O, time, randomness) goes through it so a replay sees the same values.
  */
 export interface WorkflowContext {
+  /** The run's id. */
   readonly runId: string;
+  /** The workflow's name. */
   readonly workflow: string;
+  /** The workflow version the run is pinned to. */
   readonly version: string;
   /** How many times this run has been claimed (1 on the first execution). */
   readonly attempt: number;
+  /** The `metadata` the run was started with (`{}` if none). */
   readonly metadata: Record<string, unknown>;
   /** Aborted when this worker stops executing the run (lease lost, shutdown). */
   readonly signal: AbortSignal;
+  /** A logger that adds the run id and workflow name to every line. */
   readonly log: Logger;
   /**
    * Run `fn` once and checkpoint its JSON result; replays return the recorded
@@ -77,7 +163,7 @@ export interface WorkflowContext {
    *
    * @example
    * const rows = await Promise.all(ids.map(async (id) => {
-   *   const row = await ctx.step('fetch', () => db.find(id));
+   *   const row = await ctx.step('fetch', () => fetchJson(`https://api.example/items/${id}`));
    *   return ctx.step('save', () => store.put(row));
    * }));
    */

@@ -5,22 +5,58 @@ import type { InferInput, InferOutput, StandardSchemaV1 } from './standard-schem
 import type { WorkflowContext } from './context.ts';
 import type { SignalDefinition } from './signal.ts';
 
+/**
+ * Options of {@link defineWorkflow}.
+ *
+ * @example
+ * const welcome = defineWorkflow({ name: 'welcome', version: '2', input: z.object({ email: z.string() }), queue: 'mail', pauseAfter: 5 },
+ *   async (ctx, { email }) => ctx.step('send', () => sendEmail(email, 'Welcome!')));
+ */
 export interface WorkflowOptions<S extends StandardSchemaV1, OS extends StandardSchemaV1 | undefined> {
-  /** Unique name; letters, digits, space and _ . : @ / - (no quotes). */
+  /**
+   * Unique name; letters, digits, space and _ . : @ / - (no quotes).
+   *
+   * @example
+   * defineWorkflow({ name: 'billing.monthly-invoice', input: z.object({}) }, async () => 'ok');
+   */
   name: string;
-  /** Runs are pinned to the version they started on (default '1'). */
+  /**
+   * Runs are pinned to the version they started on (default '1').
+   *
+   * @example
+   * defineWorkflow({ name: 'invoice', version: '2024-06', input: z.object({}) }, async () => 'ok');
+   */
   version?: string;
   /**
    * Schema of the input, checked by the client on start and by the worker on
    * claim. For a zod 4 schema, its shape (a JSON Schema subset) is registered
    * too, and SQL checks starts from SQL or by name against it (decision 0016).
+   *
+   * @example
+   * defineWorkflow({ name: 'greet', input: z.object({ name: z.string().min(1) }) }, async (ctx, { name }) => `hello ${name}`);
    */
   input: S;
-  /** Optional schema of the output, checked before the run completes. */
+  /**
+   * Optional schema of the output, checked before the run completes.
+   *
+   * @example
+   * defineWorkflow({ name: 'total', input: z.object({}), output: z.number().int() }, async () => 42);
+   */
   output?: OS;
-  /** Queue new runs go to (default 'default'). */
+  /**
+   * Queue new runs go to (default 'default').
+   *
+   * @example
+   * defineWorkflow({ name: 'report', input: z.object({}), queue: 'reports' }, async () => 'ok');
+   */
   queue?: string;
-  /** Retries of the whole workflow function when it throws (default: no retries). */
+  /**
+   * Retries of the whole workflow function when it throws (default: no
+   * retries). A retry replays from the first failed call.
+   *
+   * @example
+   * defineWorkflow({ name: 'import', input: z.object({}), retry: { maxAttempts: 3, initialDelay: '1 minute' } }, async () => 'ok');
+   */
   retry?: RetryPolicy;
   /**
    * The dead letter: park the run (status `paused`, the step's last error
@@ -37,7 +73,7 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    *
    * @example
    * const sync = defineWorkflow({ name: 'sync', input: z.object({}), pauseAfter: 3 },
-   *   async (ctx) => ctx.step('push', () => api.push()));
+   *   async (ctx) => ctx.step('push', () => fetchJson('https://crm.example/push')));
    */
   pauseAfter?: number;
   /**
@@ -123,13 +159,55 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
   });
 }
 
+/**
+ * Options of {@link defineActivity}.
+ *
+ * @example
+ * const resize = defineActivity({ name: 'resize', queue: 'gpu', input: z.object({ url: z.string() }), retry: { maxAttempts: 5 }, timeout: '2 minutes' },
+ *   async ({ url }, { signal }) => fetchJson(url, { signal }));
+ */
 export interface ActivityOptions<S extends StandardSchemaV1> {
+  /**
+   * The activity's name (a workflow name: letters, digits, `_ - . :`).
+   *
+   * @example
+   * defineActivity({ name: 'thumbnail', queue: 'gpu', input: z.string() }, (url) => url);
+   */
   name: string;
-  /** The queue whose workers execute this activity (another service, a bigger machine). */
+  /**
+   * The queue whose workers execute this activity (another service, a bigger machine).
+   *
+   * @example
+   * defineActivity({ name: 'ocr', queue: 'ocr-boxes', input: z.string() }, (url) => url);
+   */
   queue: string;
+  /**
+   * Its version (default '1'); runs stay pinned to the version they started on.
+   *
+   * @example
+   * defineActivity({ name: 'ocr', version: '2', queue: 'ocr-boxes', input: z.string() }, (url) => url);
+   */
   version?: string;
+  /**
+   * Schema of the input (zod or any Standard Schema), checked before the run starts.
+   *
+   * @example
+   * defineActivity({ name: 'ocr', queue: 'ocr-boxes', input: z.object({ url: z.string().url() }) }, ({ url }) => url);
+   */
   input: S;
+  /**
+   * Retry policy of its one step (default: 3 attempts, exponential from 1s).
+   *
+   * @example
+   * defineActivity({ name: 'ocr', queue: 'ocr-boxes', input: z.string(), retry: { maxAttempts: 10 } }, (url) => url);
+   */
   retry?: RetryPolicy;
+  /**
+   * Per-attempt timeout of its step.
+   *
+   * @example
+   * defineActivity({ name: 'ocr', queue: 'ocr-boxes', input: z.string(), timeout: '5 minutes' }, (url) => url);
+   */
   timeout?: import('./duration.ts').Duration;
 }
 

@@ -1,25 +1,163 @@
-/** Durations as milliseconds or human strings: '250ms', '30s', '5 minutes', '1 day', '2h'. */
+/**
+ * Durations: a number of milliseconds, or a string in one grammar shared
+ * with PostgreSQL. Every string `toMs` accepts is also valid `interval`
+ * input and means the same time there (`extract(epoch from s::interval)`),
+ * checked against a real server by test/sql/duration-parity.test.ts; see
+ * docs/workflows.md#durations.
+ *
+ * Grammar (units are lowercase; terms are separated by whitespace):
+ *   duration := term (ws term)* | iso
+ *   term     := decimal ws? unit             '30s', '5 minutes', '1.5 hours'
+ *   decimal  := digits ('.' digits)?
+ *   unit     := ms | msec | msecs | millisecond | milliseconds
+ *             | s | sec | secs | second | seconds
+ *             | m | min | mins | minute | minutes
+ *             | h | hr | hrs | hour | hours
+ *             | d | day | days | w | week | weeks
+ *             | mon | mons | month | months
+ *             | y | yr | yrs | year | years
+ *   iso      := 'P' (n'Y')? (n'M')? (n'W')? (n'D')? ('T' (n'H')? (n'M')? (n'S')?)?   ISO 8601, at least one part
+ * Each unit at most once ('1 hour 30 minutes', not '1 hour 1 hour'). A month
+ * is 30 days and a year 365.25 days, as PostgreSQL counts them; a fraction
+ * of a year becomes whole months (rounded half to even: '1.5 years' is 1
+ * year and 6 months), as in PostgreSQL. Results are rounded to microseconds.
+ * Not accepted (PostgreSQL takes them, with other meanings or none that a
+ * duration should have): a bare number in a string ('5' is 5 seconds
+ * there), signs and 'ago', clock forms ('1:30'), glued terms ('1h30m'),
+ * upper-case units.
+ */
 import { ValidationError } from '../errors.ts';
 
-export type Duration = number | `${number}${string}`;
+/** A unit name of the duration grammar (lowercase). */
+export type DurationUnit =
+  | 'ms' | 'msec' | 'msecs' | 'millisecond' | 'milliseconds'
+  | 's' | 'sec' | 'secs' | 'second' | 'seconds'
+  | 'm' | 'min' | 'mins' | 'minute' | 'minutes'
+  | 'h' | 'hr' | 'hrs' | 'hour' | 'hours'
+  | 'd' | 'day' | 'days'
+  | 'w' | 'week' | 'weeks'
+  | 'mon' | 'mons' | 'month' | 'months'
+  | 'y' | 'yr' | 'yrs' | 'year' | 'years';
 
-const UNITS: Record<string, number> = {
-  ms: 1, millisecond: 1, milliseconds: 1,
-  s: 1000, sec: 1000, secs: 1000, second: 1000, seconds: 1000,
-  m: 60_000, min: 60_000, mins: 60_000, minute: 60_000, minutes: 60_000,
-  h: 3_600_000, hr: 3_600_000, hour: 3_600_000, hours: 3_600_000,
-  d: 86_400_000, day: 86_400_000, days: 86_400_000,
-  w: 604_800_000, week: 604_800_000, weeks: 604_800_000,
+/** One term: a number and a unit, with or without a space ('30s', '5 minutes'). */
+export type DurationTerm = `${number}${DurationUnit}` | `${number} ${DurationUnit}`;
+
+/**
+ * A duration: milliseconds (a finite number, zero or more), or a string of
+ * the grammar above: one or more terms ('30s', '1 hour 30 minutes',
+ * '7 years') or ISO 8601 ('PT1H30M'). The type rejects what the parser
+ * rejects where a template literal type can: a string that does not start
+ * with a number and a known lowercase unit ('5', '1 fortnight', '1 Hour',
+ * 'soon'). It checks the first term only (a union over every pair of terms
+ * is too large for the compiler); `toMs` checks the rest at run time and
+ * throws `ValidationError` for a repeated unit or an unknown later term.
+ *
+ * @example
+ * const grace: Duration = '1 hour 30 minutes';
+ * const keep: Duration = '7 years';
+ * const iso: Duration = 'P1DT12H';
+ * const ms: Duration = 250;
+ */
+export type Duration =
+  | number
+  | DurationTerm
+  | `${DurationTerm} ${string}`
+  | `P${string}`;
+
+const SECOND = 1000;
+const DAY = 86_400_000;
+type Field = 'year' | 'month' | 'week' | 'day' | 'hour' | 'minute' | 'second' | 'ms';
+const FIELD_MS: Record<Exclude<Field, 'year'>, number> = {
+  month: 30 * DAY, week: 7 * DAY, day: DAY, hour: 3_600_000, minute: 60_000, second: SECOND, ms: 1,
 };
+const UNITS: Record<DurationUnit, Field> = {
+  ms: 'ms', msec: 'ms', msecs: 'ms', millisecond: 'ms', milliseconds: 'ms',
+  s: 'second', sec: 'second', secs: 'second', second: 'second', seconds: 'second',
+  m: 'minute', min: 'minute', mins: 'minute', minute: 'minute', minutes: 'minute',
+  h: 'hour', hr: 'hour', hrs: 'hour', hour: 'hour', hours: 'hour',
+  d: 'day', day: 'day', days: 'day',
+  w: 'week', week: 'week', weeks: 'week',
+  mon: 'month', mons: 'month', month: 'month', months: 'month',
+  y: 'year', yr: 'year', yrs: 'year', year: 'year', years: 'year',
+};
+const TERM = /^(\d+(?:\.\d+)?) ?([a-z]+)$/;
+const ISO = /^P(?:(\d+(?:\.\d+)?)Y)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)W)?(?:(\d+(?:\.\d+)?)D)?(?:T(?:(\d+(?:\.\d+)?)H)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)S)?)?$/;
+const ISO_FIELDS: Field[] = ['year', 'month', 'week', 'day', 'hour', 'minute', 'second'];
+const MAX_QUOTED = 40;
 
-/** Parse a duration to milliseconds; throws ValidationError for anything else. */
+/** Round half to even, as PostgreSQL's rint() does for the months of a fraction of a year. */
+function rint(x: number): number {
+  const r = Math.round(x);
+  return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
+}
+
+function fieldMs(field: Field, n: number): number {
+  if (field !== 'year') return n * FIELD_MS[field];
+  const whole = Math.trunc(n);
+  return whole * 365.25 * DAY + rint((n - whole) * 12) * FIELD_MS.month;
+}
+
+/** The fields of a duration string, or undefined if it is not one. */
+function parse(text: string): [Field, number][] | undefined {
+  const s = text.trim();
+  if (s.startsWith('P')) {
+    const m = ISO.exec(s);
+    if (!m || s === 'P' || s.endsWith('T')) return undefined;
+    const out: [Field, number][] = [];
+    ISO_FIELDS.forEach((field, i) => {
+      const v = m[i + 1];
+      if (v !== undefined) out.push([field, Number(v)]);
+    });
+    return out.length ? out : undefined;
+  }
+  // Terms are split on whitespace; a term's number and unit may be apart ('5 minutes').
+  const words = s.split(/\s+/);
+  const terms: string[] = [];
+  for (let i = 0; i < words.length; i++) {
+    const word = words[i] as string;
+    const next = words[i + 1];
+    if (/^\d+(?:\.\d+)?$/.test(word) && next !== undefined && /^[a-z]+$/.test(next)) {
+      terms.push(`${word} ${next}`);
+      i++;
+    } else terms.push(word);
+  }
+  const seen = new Set<Field>();
+  const out: [Field, number][] = [];
+  for (const term of terms) {
+    const m = TERM.exec(term);
+    const field = m ? UNITS[m[2] as DurationUnit] : undefined;
+    if (!m || field === undefined || !Object.hasOwn(UNITS, m[2] as string) || seen.has(field)) return undefined;
+    seen.add(field);
+    out.push([field, Number(m[1])]);
+  }
+  return out.length ? out : undefined;
+}
+
+/**
+ * Parse a duration to milliseconds: a number is taken as milliseconds, a
+ * string by the grammar of {@link Duration}. Throws `ValidationError`
+ * (quoting at most 40 characters of the value) for anything else.
+ *
+ * @example
+ * toMs('1 hour 30 minutes'); // 5_400_000
+ * toMs('7 years');           // 220_903_200_000 (a year is 365.25 days)
+ * toMs('PT1M30S');           // 90_000
+ * toMs(250);                 // 250
+ */
 export function toMs(duration: Duration, what = 'duration'): number {
   if (typeof duration === 'number') {
     if (Number.isFinite(duration) && duration >= 0) return duration;
-  } else if (typeof duration === 'string') {
-    const match = /^\s*(\d+(?:\.\d+)?)\s*([a-z]+)\s*$/i.exec(duration);
-    const unit = match ? UNITS[(match[2] as string).toLowerCase()] : undefined;
-    if (match && unit !== undefined) return Number(match[1]) * unit;
+  } else if (typeof duration === 'string' && duration.length <= 200) {
+    const fields = parse(duration);
+    if (fields) {
+      const ms = Math.round(fields.reduce((sum, [field, n]) => sum + fieldMs(field, n), 0) * 1000) / 1000;
+      if (Number.isFinite(ms)) return ms;
+    }
   }
-  throw new ValidationError(`${what} ${JSON.stringify(duration)} is not a duration (e.g. 500, '30s', '5 minutes', '1 day')`);
+  const shown = typeof duration === 'string' && duration.length > MAX_QUOTED
+    ? `${JSON.stringify(duration.slice(0, MAX_QUOTED))}…`
+    : JSON.stringify(duration) ?? String(duration);
+  throw new ValidationError(
+    `${what} ${shown} is not a duration: use milliseconds or a string like '30s', '5 minutes', '1 hour 30 minutes', '7 years' or 'PT1H30M'`,
+  );
 }

@@ -6,20 +6,63 @@
 import { NonRetryableError, RetryAfterError } from '../errors.ts';
 import { type Duration, toMs } from './duration.ts';
 
+/**
+ * How a failed step (or workflow attempt) is retried.
+ *
+ * @example
+ * await ctx.step('sync', () => fetchJson('https://crm.example/sync'), {
+ *   retry: { maxAttempts: 8, backoff: 'exponential', initialDelay: '2s', factor: 3, maxDelay: '10 minutes', jitter: 0.1 },
+ * });
+ */
 export interface RetryPolicy {
-  /** Total attempts including the first (default 3 for steps, 1 for workflows). */
+  /**
+   * Total attempts including the first (default 3 for steps, 1 for workflows).
+   *
+   * @example
+   * const policy: trellis.RetryPolicy = { maxAttempts: 5 };
+   */
   maxAttempts?: number;
-  /** 'exponential' (default) or 'constant'. */
+  /**
+   * 'exponential' (default) or 'constant'.
+   *
+   * @example
+   * const policy: trellis.RetryPolicy = { backoff: 'constant', initialDelay: '30s' };
+   */
   backoff?: 'exponential' | 'constant';
-  /** Delay before the second attempt (default 1s). */
+  /**
+   * Delay before the second attempt (default 1s).
+   *
+   * @example
+   * const policy: trellis.RetryPolicy = { initialDelay: '500ms' };
+   */
   initialDelay?: Duration;
-  /** Growth per attempt for exponential backoff (default 2). */
+  /**
+   * Growth per attempt for exponential backoff (default 2).
+   *
+   * @example
+   * const policy: trellis.RetryPolicy = { backoff: 'exponential', factor: 4 };
+   */
   factor?: number;
-  /** Upper bound of any delay (default 5 minutes, or `initialDelay` when that is longer). */
+  /**
+   * Upper bound of any delay (default 5 minutes, or `initialDelay` when that is longer).
+   *
+   * @example
+   * const policy: trellis.RetryPolicy = { maxAttempts: 20, maxDelay: '1 hour' };
+   */
   maxDelay?: Duration;
-  /** Randomise each delay by ± this fraction (0–1, default 0.2). */
+  /**
+   * Randomise each delay by ± this fraction (0–1, default 0.2).
+   *
+   * @example
+   * const policy: trellis.RetryPolicy = { jitter: 0 }; // exact delays
+   */
   jitter?: number;
-  /** Return false to fail at once for this error. */
+  /**
+   * Return false to fail at once for this error.
+   *
+   * @example
+   * const policy: trellis.RetryPolicy = { retryIf: (error) => !(error instanceof TypeError) };
+   */
   retryIf?: (error: unknown) => boolean;
 }
 

@@ -189,7 +189,7 @@ describe('client', () => {
     const later = await idle.start(parked, { i: 9 }, { runAt: new Date(Date.now() + 3_600_000), priority: 5 });
     const row = await idle.get(later.id);
     assert.equal(row?.priority, 5);
-    assert.ok((row?.runAt.getTime() ?? 0) > Date.now() + 3_000_000);
+    assert.ok((row?.runAt?.getTime() ?? 0) > Date.now() + 3_000_000);
   });
 
   it('list filters by queue, key and creation time, paging every filter with a keyset cursor', async () => {

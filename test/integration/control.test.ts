@@ -52,9 +52,18 @@ const retryable = defineWorkflow({ name: 'retryable', input: z.object({}) }, asy
   });
 });
 
+const quick = defineWorkflow({ name: 'quick', input: z.object({}) }, async (ctx) => ctx.step('go', () => 'ran'));
+let backedOff = 0;
+const backoff1h = defineWorkflow({ name: 'backoff-1h', input: z.object({}) }, async (ctx) =>
+  ctx.step('flaky', () => {
+    if (++backedOff < 2) throw new Error('try again in an hour');
+    return 'second time';
+  }, { retry: { maxAttempts: 3, backoff: 'constant', initialDelay: 3_600_000, jitter: 0 } }));
+const listens = defineWorkflow({ name: 'listens', input: z.object({}) }, async (ctx) => (await ctx.waitForSignal<string>('hello')).timedOut);
+
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [nap, parent, busy, parked, retryable], serverUrl: adminUrl() });
+  env = await createTestEnv({ workflows: [nap, parent, busy, parked, retryable, quick, backoff1h, listens], serverUrl: adminUrl() });
 });
 after(() => env.close());
 
@@ -68,8 +77,14 @@ describe('cancellation', () => {
     await env.waitFor(run.id, 'waiting');
     await env.client.cancel(run.id, 'customer changed their mind');
     await assert.rejects(run.result({ timeout: '10s' }), CancelledError);
-    const { rows } = await env.pool.query('select status from trellis.runs where parent_run_id = $1', [run.id]);
+    const ended = await env.client.get(run.id);
+    assert.deepEqual([ended?.status, (ended?.error as { message?: string }).message], ['cancelled', 'customer changed their mind'],
+      'the run keeps the reason given to cancel after its worker ended it');
+    const { rows } = await env.pool.query('select id, status from trellis.runs where parent_run_id = $1', [run.id]);
     assert.deepEqual(rows.map((r) => r.status), ['cancelled', 'cancelled']);
+    // An interrupted wait keeps the status it had in the finished run (workflows.md).
+    const sleeps = await env.history(rows[0].id);
+    assert.deepEqual(sleeps.map((s) => [s.kind, s.name, s.status]), [['sleep', 'long', 'waiting']]);
   });
 
   it('aborts a running step within a second and lets cleanup run in a non-cancellable scope', async () => {
@@ -110,6 +125,40 @@ describe('pause, resume and dead letter', () => {
     assert.equal(await env.client.resume(run.id), 'pending');
     assert.equal(await run.result({ timeout: '10s' }), 'rested');
     await assert.rejects(env.client.resume(run.id), IllegalTransitionError);
+  });
+
+  it('keeps runAt through pause and resume: the run is due only when its time comes', async () => {
+    const at = new Date((await env.now()).getTime() + 3_600_000);
+    const run = await env.start(quick, {}, { runAt: at });
+    assert.equal(await env.client.pause(run.id), 'paused');
+    assert.equal(await env.client.resume(run.id), 'pending');
+    const row = await env.client.get(run.id);
+    assert.equal(row?.runAt?.getTime(), at.getTime(), 'resume kept the start time');
+    assert.equal(row?.attempt, 0);
+    await env.advance('1 hour');
+    assert.equal(await run.result({ timeout: '10s' }), 'ran');
+  });
+
+  it('keeps the rest of a 1-hour retry backoff through pause and resume', async () => {
+    const run = await env.start(backoff1h, {});
+    await waitFor(async () => (await env.history(run.id)).some((s) => s.status === 'retrying'), { what: 'the first attempt failed' });
+    const due = (await env.waitFor(run.id, 'pending')).runAt as Date;
+    assert.ok(due.getTime() - (await env.now()).getTime() > 3_000_000, 'released with an hour of backoff');
+    assert.equal(await env.client.pause(run.id), 'paused');
+    await env.advance('10 minutes');
+    assert.equal(await env.client.resume(run.id), 'pending');
+    assert.equal((await env.client.get(run.id))?.runAt?.getTime(), due.getTime(), 'the backoff is kept, not cut short');
+    await env.advance('50 minutes');
+    assert.equal(await run.result({ timeout: '10s' }), 'second time');
+    assert.equal(backedOff, 2);
+  });
+
+  it('reports runAt null (not Infinity) for a run waiting with no timer', async () => {
+    const run = await env.start(listens, {});
+    const row = await env.waitFor(run.id, 'waiting');
+    assert.equal(row.runAt, null);
+    await env.signal(run, 'hello', 'hi');
+    assert.equal(await run.result({ timeout: '10s' }), false);
   });
 
   it('parks a run after N consecutive failed attempts, keeping the error, then resumes it to completion', async () => {

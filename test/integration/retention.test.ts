@@ -37,6 +37,15 @@ describe('client retention settings', () => {
     assert.equal(await env.client.retention(), null);
   });
 
+  it('takes the duration grammar of its own example: years, months and compound durations', async () => {
+    await env.client.setRetention('7 years', { workflow: echo });
+    assert.equal(await env.client.retention({ workflow: echo }), 7 * 365.25 * 86_400_000);
+    await env.client.setRetention('1 year 6 months');
+    assert.equal(await env.client.retention(), (365.25 + 180) * 86_400_000);
+    await env.client.setRetention(null, { workflow: echo });
+    await env.client.setRetention(null);
+  });
+
   for (const bad of ['500ms', 'soon', -5]) {
     it(`setRetention(${JSON.stringify(bad)}) throws ValidationError and keeps the setting`, async () => {
       await env.client.setRetention('2 days');

@@ -92,6 +92,8 @@ async function make(status: Status, options: { started?: boolean } = {}): Promis
   else if (status === 'waiting') await apply({ op: 'wait', delay_ms: 3_600_000, signal: 0 });
   else if (status === 'pending') await apply({ op: 'release', delay_ms: 0 });
   else if (status === 'paused') {
+    // Parked on a sleep (an open 'waiting' call), then paused.
+    await apply({ op: 'step', seq: 0, name: 'nap', kind: 'sleep', status: 'waiting', output: { until: 0 } });
     await apply({ op: 'wait', delay_ms: 3_600_000, signal: 0 });
     await sql('select trellis.run_pause($1)', [id]);
   }
@@ -252,6 +254,36 @@ describe('run_resume', () => {
     assert.equal(after.status, 'pending');
     assert.equal(after.run_at_now, true);
     assert.equal(after.pause_requested_at, null);
+  });
+
+  it('keeps a run_at in the future (a scheduled start): the run is pending but not claimable before it', async () => {
+    const r = await make('pending');
+    await sql(`update trellis.runs set run_at = trellis.now() + interval '1 hour' where id = $1`, [r.id]);
+    const before = await row(r.id);
+    await sql(CALLS.pause, [r.id]);
+    assert.equal((await one(CALLS.resume, [r.id])).status, 'pending');
+    const after = await row(r.id);
+    assert.equal(after.run_at.getTime(), before.run_at.getTime());
+    const claimed = await sql(`select id from trellis.run_claim('w1', array[$1], '{w}', '{1}', 1, '1 minute')`, [r.queue]);
+    assert.deepEqual(claimed, [], 'not claimed before its run_at');
+  });
+
+  it('keeps the rest of a retry backoff, and makes a dead-lettered run due now', async () => {
+    const backoff = await make('running');
+    const apply = (made: Made, op: Record<string, unknown>) =>
+      sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ run: made.id, token: made.token, execution: 1, ...op }])]);
+    await apply(backoff, { op: 'release', delay_ms: 3_600_000, error: { name: 'Error', message: 'flaky' } });
+    const due = (await row(backoff.id)).run_at.getTime();
+    await sql(CALLS.pause, [backoff.id]);
+    await sql(CALLS.resume, [backoff.id]);
+    assert.equal((await row(backoff.id)).run_at.getTime(), due, 'the backoff is kept');
+
+    const dead = await make('running');
+    await apply(dead, { op: 'pause', error: { name: 'Error', message: 'failed 3 times' } });
+    assert.equal((await row(dead.id)).status, 'paused');
+    await sql(CALLS.resume, [dead.id]);
+    const after = await row(dead.id);
+    assert.deepEqual([after.status, after.run_at_now], ['pending', true], 'a dead-lettered run retries at once');
   });
 
   it('withdraws the pause request of a running run, which stays running, notifying nothing', async () => {

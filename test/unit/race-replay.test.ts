@@ -70,3 +70,79 @@ describe('replay of a decided race', () => {
     assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
   });
 });
+
+// The race's own record never committed (the run's lease expired and it was
+// reclaimed, or a concurrent branch halted the execution) but its winner's did.
+const winnerOnly = (winner: 'signal' | 'timer') => [
+  winner === 'signal'
+    ? { ...rec(0, 'go', 'signal', 'completed', { timedOut: false, payload: 'first', signalId: null }), delivered: 1 }
+    : rec(0, 'go', 'signal', 'waiting', { signal: 'go', until: null }),
+  winner === 'timer'
+    ? { ...rec(1, 'deadline', 'sleep', 'completed', { until: NOW - 1000 }), delivered: 1 }
+    : rec(1, 'deadline', 'sleep', 'waiting', { until: NOW - 1000 }), // due by now as well
+];
+
+describe('replay of a race whose record was lost after its winner\'s', () => {
+  it('lets the recorded signal wait win over the timer that is due by now, and records the timer as lost', async () => {
+    const { outcome, written } = await replay(winnerOnly('signal'), [meantForTheSecondWait]);
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'signal', next: 'second' }) });
+    const race = written.find((c) => c.type === 'step' && c.kind === 'race');
+    assert.equal(race?.type === 'step' && race.output, JSON.stringify({ key: 'signal', lost: [1] }));
+    assert.ok(!written.some((c) => c.type === 'step' && c.seq === 1 && c.output !== JSON.stringify({ lost: true })), 'the losing timer is not completed');
+  });
+
+  it('lets the recorded timer win over the signal that is buffered by now, which the next wait then consumes', async () => {
+    const { outcome, written } = await replay(winnerOnly('timer'), [meantForTheSecondWait]);
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
+    const consumed = written.filter((c) => c.type === 'step' && c.signal !== undefined);
+    assert.deepEqual(consumed.map((c) => c.seq), [3], 'only the wait after the race consumed it');
+  });
+});
+
+const earlyWait = defineWorkflow({ name: 'early-wait', input: z.object({}) }, async (ctx) => {
+  const s = ctx.waitForSignal<string>('go'); // evaluated at once: not claimed by the race below
+  await Promise.resolve();
+  await Promise.resolve();
+  const winner = await ctx.race({ t: ctx.sleep('deadline', '1 day'), s });
+  return winner.key;
+});
+
+describe('a race over a wait evaluated before it', () => {
+  it('lets the wait that already took its signal win over a timer that is merely due', async () => {
+    const written: Checkpoint[] = [];
+    const outcome = await execute({
+      runId: '00000000-0000-4000-8000-000000000002', definition: earlyWait, input: {}, attempt: 2, failures: 0, metadata: {},
+      history: [rec(0, 'go', 'signal', 'waiting', { signal: 'go', until: null }), rec(1, 'deadline', 'sleep', 'waiting', { until: NOW - 1 })],
+      signals: [meantForTheSecondWait], now: new Date(NOW), signal: new AbortController().signal, maxPayloadBytes: 1_000_000,
+      maxHistorySteps: 100, log: silentLogger, sink: { record: async (cp) => void written.push(cp) },
+    });
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify('s') });
+    const race = written.find((c) => c.type === 'step' && c.kind === 'race');
+    assert.equal(race?.type === 'step' && race.output, JSON.stringify({ key: 's', lost: [1] }));
+  });
+});
+
+const kid = defineWorkflow({ name: 'kid', input: z.object({}) }, async () => 42);
+const childRace = defineWorkflow({ name: 'child-race', input: z.object({}) }, async (ctx) => {
+  const first = await ctx.race({ timer: ctx.sleep('deadline', '1 hour'), kid: ctx.child(kid, {}) });
+  return first.key;
+});
+
+describe('replay of a child race whose record was lost after its winner\'s', () => {
+  it('lets the recorded child win over the timer that is due by now', async () => {
+    const written: Checkpoint[] = [];
+    const outcome = await execute({
+      runId: '00000000-0000-4000-8000-000000000003', definition: childRace, input: {}, attempt: 2, failures: 0, metadata: {},
+      history: [
+        rec(0, 'deadline', 'sleep', 'waiting', { until: NOW - 1 }),
+        { ...rec(1, 'kid', 'child', 'completed', 42), delivered: 1 },
+      ],
+      now: new Date(NOW), signal: new AbortController().signal, maxPayloadBytes: 1_000_000,
+      maxHistorySteps: 100, log: silentLogger, sink: { record: async (cp) => void written.push(cp) },
+    });
+    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify('kid') });
+    const race = written.find((c) => c.type === 'step' && c.kind === 'race');
+    assert.equal(race?.type === 'step' && race.output, JSON.stringify({ key: 'kid', lost: [0] }));
+    assert.ok(!written.some((c) => c.type === 'step' && c.seq === 0 && c.output !== JSON.stringify({ lost: true })), 'the losing timer is not completed');
+  });
+});
