@@ -5,7 +5,12 @@ import { badge, html, when } from '../html.ts';
 import type { DashboardPage } from '../page.ts';
 import { type RunSearch, searchRuns, workflowNames } from '../queries.ts';
 
-const PAGE_SIZES = [20, 50, 100, 200];
+
+/** `limit` from 1 to 200, else 50. */
+function pageSize(text: string | null): number {
+  const n = Number(text);
+  return Number.isInteger(n) && n >= 1 && n <= 200 ? n : 50;
+}
 
 export const runsPage: DashboardPage = {
   path: '/runs',
@@ -18,7 +23,7 @@ export const runsPage: DashboardPage = {
       key: q.get('key') || undefined,
       metadata: q.get('metadata') || undefined,
       cursor: q.get('after') || undefined,
-      limit: PAGE_SIZES.includes(Number(q.get('limit'))) ? Number(q.get('limit')) : 50,
+      limit: pageSize(q.get('limit')),
     };
     const names = await workflowNames(view.db);
     let result: Awaited<ReturnType<typeof searchRuns>> | undefined;
