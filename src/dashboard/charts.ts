@@ -5,7 +5,7 @@
 import type { Bucket } from './queries.ts';
 import { duration, type Html, html, type HtmlValue } from './html.ts';
 
-const W = 640;
+const W = 500;
 const H = 180;
 const PAD = { left: 56, right: 12, top: 12, bottom: 24 };
 

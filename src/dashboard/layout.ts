@@ -9,7 +9,7 @@ header .right{margin-left:auto;display:flex;gap:12px;align-items:center}header f
 main{padding:16px 20px;max-width:1200px}h1{font-size:20px;margin:4px 0 14px}h2{font-size:16px;margin:22px 0 8px}
 a{color:#2557c7}table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde1e8}
 th,td{padding:5px 8px;border-bottom:1px solid #eceef2;text-align:left;vertical-align:top}th{background:#f0f2f5;font-weight:600;font-size:13px}
-td.num,th.num{text-align:right}code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
+td.num,th.num{text-align:right;white-space:nowrap}td.nowrap{white-space:nowrap}.err{color:#a12622}code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 pre.json{background:#fff;border:1px solid #dde1e8;padding:8px;max-height:320px;overflow:auto;margin:4px 0;white-space:pre-wrap;word-break:break-word}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;background:#e4e7ec}
 .s-completed{background:#d5f2dc;color:#17602b}.s-failed{background:#fbd9d7;color:#8f1d16}.s-cancelled{background:#ece3f7;color:#5a2d91}
@@ -27,7 +27,7 @@ dl.facts dt{color:#6b7280}dl.facts dd{margin:0}
 .chart{background:#fff;border:1px solid #dde1e8;max-width:100%;height:auto}.chart text{font-size:10px;fill:#6b7280}
 .chart .axis{stroke:#9aa3b2}.chart .grid{stroke:#eceef2}.bar-completed{fill:#3aa65a}.bar-failed{fill:#d9534f}.bar-cancelled{fill:#8e6cc0}
 path.p50{stroke:#2557c7;stroke-width:2}path.p95{stroke:#e08a1e;stroke-width:2}circle.p50{fill:#2557c7}circle.p95{fill:#e08a1e}
-.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}.charts{display:flex;gap:16px;flex-wrap:wrap}
+.charts figure{margin:0}.charts figcaption{margin:0 0 4px}.legend span{display:inline-block;width:10px;height:10px;margin:0 4px 0 12px}.charts{display:flex;gap:16px;flex-wrap:wrap}
 .bar{position:relative;height:10px;background:#f0f2f5;min-width:160px}.bar i{position:absolute;top:0;height:10px;background:#5b8def;min-width:2px}
 .bar i.failed,.bar i.retrying{background:#d9534f}.bar i.waiting{background:#e9c46a}.pager{margin-top:10px;display:flex;gap:14px}
 details summary{cursor:pointer;color:#2557c7}

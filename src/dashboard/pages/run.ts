@@ -32,6 +32,12 @@ ${can.has('signal') ? html`<form method="post" action="${action('signal')}">${vi
 </div>`;
 }
 
+/** `name: message` of an error object. */
+function errorLine(error: unknown): string {
+  const e = (typeof error === 'object' && error !== null ? error : {}) as { name?: unknown; message?: unknown };
+  return `${String(e.name ?? 'Error')}: ${String(e.message ?? '')}`.slice(0, 300);
+}
+
 function timeline(steps: StepRow[], origin: number, end: number): Html {
   if (steps.length === 0) return html`<p class="muted">No recorded calls.</p>`;
   const span = Math.max(1, end - origin);
@@ -42,9 +48,9 @@ ${steps.map((s) => {
     const stop = new Date(s.finished_at).getTime();
     const width = Math.max(0.5, Number(pct(stop)) - Number(pct(start)));
     return html`<tr data-seq="${s.seq}"><td class="num">${s.execution > 1 ? `${s.execution}.` : ''}${s.seq}</td><td>${s.name}</td><td>${s.kind}</td><td>${badge(s.status)}</td>
-<td class="num">${s.attempts}</td><td>${when(s.started_at)}</td><td class="num">${s.status === 'running' || s.status === 'waiting' ? '…' : duration(stop - start)}</td>
+<td class="num">${s.attempts}</td><td class="nowrap">${when(s.started_at)}</td><td class="num">${s.status === 'running' || s.status === 'waiting' ? '…' : duration(stop - start)}</td>
 <td><div class="bar"><i class="${s.status}" style="left:${pct(start)}%;width:${width.toFixed(2)}%"></i></div></td>
-<td>${s.error ? html`<details open><summary>error</summary>${jsonBlock(s.error)}</details>` : ''}${s.output !== null && s.output !== undefined ? html`<details><summary>output</summary>${jsonBlock(s.output)}</details>` : ''}</td></tr>`;
+<td>${s.error ? html`<span class="err">${errorLine(s.error)}</span><details><summary>error</summary>${jsonBlock(s.error)}</details>` : ''}${s.output !== null && s.output !== undefined ? html`<details><summary>output</summary>${jsonBlock(s.output)}</details>` : ''}</td></tr>`;
   })}
 </tbody></table>`;
 }
@@ -70,12 +76,13 @@ ${done && DONE[done] ? html`<p class="notice" role="status">${DONE[done]}${RUN_S
 <dt>lease</dt><dd>${r.lease_owner ? html`${r.lease_owner} until ${when(r.lease_expires_at)}` : '—'}</dd><dt>parent</dt><dd>${r.parent_run_id ? html`<a id="parent" class="mono" href="${view.link(`/runs/${r.parent_run_id}`)}">${r.parent_run_id}</a> <span class="muted">(call ${r.parent_seq})</span>` : '—'}</dd>
 <dt>cancel requested</dt><dd>${when(r.cancel_requested_at)}</dd><dt>pause requested</dt><dd>${when(r.pause_requested_at)}</dd>
 ${r.scrubbed_at ? html`<dt>scrubbed</dt><dd>${when(r.scrubbed_at)}</dd>` : ''}</dl>
+${r.error ? html`<p class="error">${errorLine(r.error)}</p>` : ''}
 ${actionForms(view, id, status)}
+<h2>Steps <span class="muted">(${steps.length})</span></h2>${timeline(steps, origin, end)}
 <h2>Input</h2>${jsonBlock(r.input, 'input')}
 ${r.output !== null && r.output !== undefined ? html`<h2>Output</h2><div id="output">${jsonBlock(r.output)}</div>` : ''}
 ${r.error ? html`<h2>Error</h2><div id="error">${jsonBlock(r.error)}</div>` : ''}
 ${Object.keys(r.metadata ?? {}).length ? html`<h2>Metadata</h2>${jsonBlock(r.metadata)}` : ''}
-<h2>Steps <span class="muted">(${steps.length})</span></h2>${timeline(steps, origin, end)}
 <h2>Signals <span class="muted">(${signals.length})</span></h2>
 ${signals.length === 0 ? html`<p class="muted">No signals.</p>` : html`<table id="signals"><thead><tr><th>name</th><th>payload</th><th>dedupe id</th><th>sent</th><th>consumed</th></tr></thead><tbody>
 ${signals.map((s) => html`<tr><td>${s.name}</td><td>${jsonBlock(s.payload)}</td><td>${s.signal_id ?? ''}</td><td>${when(s.created_at)}</td><td>${s.consumed_at ? html`${when(s.consumed_at)} <span class="muted">by call ${s.consumed_seq}</span>` : html`<span class="muted">buffered</span>`}</td></tr>`)}
