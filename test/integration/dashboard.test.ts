@@ -8,7 +8,7 @@ import { after, before, describe, it } from 'node:test';
 import { createDashboard, serveDashboard } from '../../src/dashboard/index.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
-import { DASHBOARD_WORKFLOWS, seedRuns, type SeededRuns, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
+import { approval, DASHBOARD_WORKFLOWS, seedRuns, type SeededRuns, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
 import { csrfOf, readOnlyRole, type ReadOnlyRole, Session } from '../helpers/dashboard.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
@@ -189,6 +189,31 @@ describe('dashboard over HTTP', () => {
     assert.equal(res.status, 303);
     assert.match(res.headers.get('location') ?? '', /done=retry&status=pending/);
     await waitFor(async () => (await engine.client.get(runs.failed))?.status === 'failed' && (await engine.client.get(runs.failed))!.attempt > 1, { what: 'failed again' });
+  });
+
+  it('pauses, resumes and signals a run through its forms; a repeated dedupe id is dropped, a bad payload refused', async () => {
+    const s = new Session(open.url);
+    const { id } = await engine.client.start(approval, { order: 'B-1' }, { key: 'order-B-1' });
+    await waitFor(async () => (await engine.client.get(id))?.status === 'waiting', { what: 'waiting' });
+    const csrf = csrfOf(await (await s.fetch(`/trellis/runs/${id}`)).text());
+    const act = (verb: string, fields: Record<string, string> = {}) => s.post(`/trellis/runs/${id}/${verb}`, { _csrf: csrf, ...fields });
+    assert.match((await act('pause', { reason: 'maintenance' })).headers.get('location') ?? '', /done=pause&status=paused/);
+    const paused = await (await s.fetch(`/trellis/runs/${id}?done=pause&status=paused`)).text();
+    assert.match(paused, /Pause requested; the run is now paused\./);
+    assert.match(paused, /Paused: maintenance/);
+    assert.ok(paused.includes('>Resume</button>') && !paused.includes('>Pause</button>'));
+    assert.match((await act('resume')).headers.get('location') ?? '', /done=resume&status=pending/);
+    const bad = await act('signal', { name: 'approved', payload: '{by:' });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /the payload &quot;\{by:&quot; is not JSON/);
+    assert.equal((await act('signal', { name: '', payload: '{}' })).status, 400);
+    assert.match((await act('signal', { name: 'approved', payload: '{"by":"ada"}', signalId: 'mail-1' })).headers.get('location') ?? '', /done=signal$/);
+    assert.match((await act('signal', { name: 'approved', payload: '{"by":"ada"}', signalId: 'mail-1' })).headers.get('location') ?? '', /done=signal-duplicate$/);
+    await waitFor(async () => (await engine.client.get(id))?.status === 'completed', { what: 'completed' });
+    assert.deepEqual((await engine.client.get(id))?.output, { order: 'B-1', approved: true, by: 'ada' });
+    const page = await (await s.fetch(`/trellis/runs/${id}`)).text();
+    assert.match(page, /<table id="signals">/);
+    assert.match(page, /by call 1/);
   });
 
   it('answers an illegal action with 409 and changes nothing', async () => {
