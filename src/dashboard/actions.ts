@@ -6,9 +6,11 @@
 import type { Client } from '../client/client.ts';
 import { ValidationError } from '../errors.ts';
 
+/** The actions the run page offers, by the last segment of their POST path. */
 export const ACTION_VERBS = ['cancel', 'pause', 'resume', 'retry', 'signal'] as const;
 export type ActionVerb = (typeof ACTION_VERBS)[number];
 
+/** Whether `verb` names an action. */
 export function isActionVerb(verb: string): verb is ActionVerb {
   return (ACTION_VERBS as readonly string[]).includes(verb);
 }
@@ -26,6 +28,9 @@ function field(form: Form, name: string, max: number): string | undefined {
 /**
  * Perform `verb` on run `id` with the fields of its form. Returns what the
  * run page says about it: the action done and the run's status afterwards.
+ *
+ * @example
+ * await performAction(client, 'signal', id, { name: 'approved', payload: '{"by":"ada"}' }); // { done: 'signal' }
  */
 export async function performAction(client: Client, verb: ActionVerb, id: string, form: Form): Promise<{ done: string; status?: string }> {
   switch (verb) {

@@ -19,6 +19,7 @@ import { HttpError, type PageView } from './page.ts';
 import { PAGES } from './pages/index.ts';
 import { assertUuid } from './queries.ts';
 
+/** What `createDashboard` resolved its options to. */
 export interface AppConfig {
   pool: pg.Pool;
   token: string | undefined;
@@ -33,6 +34,7 @@ type Env = { Variables: { sessionId: string | undefined; viaHeader: boolean } };
 
 const STATUS_OF: Record<string, number> = { validation: 400, payload_too_large: 400, not_found: 404, illegal_transition: 409 };
 
+/** The Hono app of one dashboard (createDashboard wraps it as fetch and Node handlers). */
 export function buildApp(config: AppConfig): Hono<Env> {
   const sessions = new Sessions(config.token);
   const base = config.basePath;

@@ -9,8 +9,17 @@ import { createHash, createHmac, randomBytes, timingSafeEqual } from 'node:crypt
 
 /** How long a session lasts. */
 export const SESSION_MS = 12 * 60 * 60 * 1000;
+/** The session cookie's name (its path is the dashboard's base path). */
 export const SESSION_COOKIE = 'trellis_session';
 
+/**
+ * Issues and checks session cookies and their CSRF tokens.
+ *
+ * @example
+ * const sessions = new Sessions(token);
+ * const id = sessions.verify(cookie);
+ * if (id && sessions.checkCsrf(id, form._csrf)) act();
+ */
 export class Sessions {
   private readonly key: Buffer;
   private readonly tokenDigest: Buffer | undefined;

@@ -5,7 +5,13 @@
  * writes markup by string concatenation.
  */
 
-/** Markup that is safe to emit as is (built by `html` or `raw`). */
+/**
+ * Markup that is safe to emit as is (built by `html` or `raw`).
+ *
+ * @example
+ * const cell: Html = html`<td>${run.key}</td>`;
+ * response.end(cell.text);
+ */
 export class Html {
   constructor(readonly text: string) {}
   toString(): string {
@@ -13,12 +19,23 @@ export class Html {
   }
 }
 
-/** A value a template accepts: escaped text, safe markup, or a list of either. */
+/**
+ * A value a template accepts: escaped text, safe markup, or a list of either
+ * (`null`, `undefined` and `false` render as nothing).
+ *
+ * @example
+ * const items: HtmlValue = runs.map((r) => html`<li>${r.id}</li>`);
+ */
 export type HtmlValue = Html | string | number | boolean | null | undefined | readonly HtmlValue[];
 
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
-/** Escape text for an element body or a quoted attribute value. */
+/**
+ * Escape text for an element body or a quoted attribute value.
+ *
+ * @example
+ * escapeHtml('<b title="x">') // '&lt;b title=&quot;x&quot;&gt;'
+ */
 export function escapeHtml(text: string): string {
   return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
 }
@@ -42,18 +59,33 @@ export function html(strings: TemplateStringsArray, ...values: HtmlValue[]): Htm
   return new Html(out);
 }
 
-/** Markup written by the dashboard itself (never user data). */
+/**
+ * Markup written by the dashboard itself, emitted unescaped: never pass it user data.
+ *
+ * @example
+ * html`<p>${raw('&nbsp;')}</p>`
+ */
 export function raw(text: string): Html {
   return new Html(text);
 }
 
-/** Pretty JSON in a `<pre>`, escaped. */
+/**
+ * Pretty JSON in a `<pre>`, escaped ("none" / "no <label>" for null).
+ *
+ * @example
+ * html`<h2>Output</h2>${jsonBlock(run.output, 'output')}`
+ */
 export function jsonBlock(value: unknown, label?: string): Html {
   if (value === undefined || value === null) return html`<p class="muted">${label ? `no ${label}` : 'none'}</p>`;
   return html`<pre class="json">${JSON.stringify(value, null, 2)}</pre>`;
 }
 
-/** A timestamp as `2026-12-04 20:18:45Z` (UTC), or a dash. */
+/**
+ * A timestamp as `2026-12-04 20:18:45Z` (UTC), a dash for none, `never` for infinity.
+ *
+ * @example
+ * when(run.finished_at) // '2026-12-04 20:18:45Z' or '—'
+ */
 export function when(value: Date | string | null | undefined): string {
   if (value === null || value === undefined) return '—';
   const d = value instanceof Date ? value : new Date(value);
@@ -62,7 +94,12 @@ export function when(value: Date | string | null | undefined): string {
   return `${d.toISOString().slice(0, 19).replace('T', ' ')}Z`;
 }
 
-/** A duration in ms as `850 ms`, `4.2 s`, `3 m 20 s`, `2 h 5 m`, `3 d 4 h`. */
+/**
+ * A duration in ms as `850 ms`, `4.2 s`, `3 m 20 s`, `2 h 5 m`, `3 d 4 h`.
+ *
+ * @example
+ * duration(200_000) // '3 m 20 s'
+ */
 export function duration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return '—';
   if (ms < 1000) return `${Math.max(0, Math.round(ms))} ms`;
@@ -73,7 +110,12 @@ export function duration(ms: number | null | undefined): string {
   return `${Math.floor(s / 86400)} d ${Math.floor((s % 86400) / 3600)} h`;
 }
 
-/** A status as a coloured badge. */
+/**
+ * A run or step status as a coloured badge.
+ *
+ * @example
+ * html`<td>${badge(run.status)}</td>`
+ */
 export function badge(status: string): Html {
   return html`<span class="badge s-${status.replace(/[^a-z_]/g, '')}">${status}</span>`;
 }

@@ -15,6 +15,12 @@ import { buildApp } from './app.ts';
 export { type DashboardPage, HttpError, type PageResult, type PageView } from './page.ts';
 export { Html, html, raw } from './html.ts';
 
+/**
+ * Options of `createDashboard` (and `serveDashboard`).
+ *
+ * @example
+ * const options: DashboardOptions = { pool, token: process.env.TRELLIS_DASHBOARD_TOKEN, basePath: '/trellis' };
+ */
 export interface DashboardOptions {
   /** The pool the dashboard reads with (and acts with, unless `readOnly`). A read-only role is enough with `readOnly`. */
   pool: pg.Pool;
@@ -34,7 +40,13 @@ export interface DashboardOptions {
   preparedStatements?: boolean;
 }
 
-/** A dashboard, as a fetch handler and as a Node request listener. */
+/**
+ * A dashboard, as a fetch handler and as a Node request listener.
+ *
+ * @example
+ * app.use(dashboard.handle);                           // Express: other paths go on to next()
+ * const response = await dashboard.fetch(request);     // a Fetch API server
+ */
 export interface Dashboard {
   /** The path it lives under ('' for the root). */
   readonly basePath: string;
@@ -98,6 +110,12 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   };
 }
 
+/**
+ * Options of `serveDashboard`: the dashboard's, and where to listen.
+ *
+ * @example
+ * await serveDashboard({ pool, readOnly: true, host: '127.0.0.1', port: 4000 });
+ */
 export interface ServeDashboardOptions extends DashboardOptions {
   /** Default 127.0.0.1. Another address needs a `token`. */
   host?: string;

@@ -33,6 +33,7 @@ path.p50{stroke:#2557c7;stroke-width:2}path.p95{stroke:#e08a1e;stroke-width:2}ci
 details summary{cursor:pointer;color:#2557c7}
 `);
 
+/** What the frame around a page shows. */
 export interface LayoutOptions {
   title: string;
   body: Html;
@@ -43,6 +44,7 @@ export interface LayoutOptions {
   notice?: string;
 }
 
+/** The whole HTML document of a page. */
 export function layout(o: LayoutOptions): string {
   return html`<!doctype html>
 <html lang="en"><head><meta charset="utf-8"><meta name="viewport" content="width=device-width,initial-scale=1">

@@ -7,7 +7,15 @@
 import type { Queryable } from '../db/queryable.ts';
 import type { Html } from './html.ts';
 
-/** What a page gets to render one request. */
+/**
+ * What a page gets to render one request.
+ *
+ * @example
+ * async render(view) {
+ *   const { rows } = await view.db.query('select count(*)::int as n from trellis.runs where status = $1', [view.query.get('status') ?? 'failed']);
+ *   return { title: 'Count', body: html`<p>${rows[0].n}</p><a href="${view.link('/runs')}">runs</a>` };
+ * }
+ */
 export interface PageView {
   /** Route parameters, e.g. `id` of `/runs/:id`. */
   params: Record<string, string>;
@@ -23,7 +31,12 @@ export interface PageView {
   link(path: string, query?: Record<string, string | undefined>): string;
 }
 
-/** A rendered page: its title and body (the layout adds the rest). */
+/**
+ * A rendered page: its title and body (the layout adds the rest).
+ *
+ * @example
+ * return { title: 'Queues', body: html`<h1>Queues</h1>`, status: 200 };
+ */
 export interface PageResult {
   title: string;
   body: Html;
@@ -53,7 +66,12 @@ export interface DashboardPage {
   render(view: PageView): Promise<PageResult>;
 }
 
-/** An error with the HTTP status to answer it with. */
+/**
+ * An error a page throws to answer with that HTTP status and message.
+ *
+ * @example
+ * if (!row) throw new HttpError(404, `queue ${name} does not exist`);
+ */
 export class HttpError extends Error {
   constructor(readonly status: number, message: string) {
     super(message);

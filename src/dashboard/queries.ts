@@ -66,7 +66,12 @@ function metadataConditions(text: string, values: unknown[]): string[] {
   });
 }
 
-/** A page of runs, newest first, with the cursor of the next page. */
+/**
+ * A page of runs, newest first, with the cursor of the next page.
+ *
+ * @example
+ * const { runs, next } = await searchRuns(pool, { workflow: 'signup', metadata: 'plan=pro', limit: 20 });
+ */
 export async function searchRuns(db: Queryable, search: RunSearch): Promise<{ runs: RunRow[]; next: string | undefined }> {
   const where: string[] = [];
   const values: unknown[] = [];
@@ -128,7 +133,12 @@ export interface Bucket {
   p95: number | null;
 }
 
-/** Runs finished per bucket over the last `rangeSeconds`, with latency percentiles. */
+/**
+ * Runs finished per bucket over the last `rangeSeconds` (as of trellis.now()), with latency percentiles.
+ *
+ * @example
+ * const { buckets } = await throughput(pool, 3600, 60); // the last hour, per minute
+ */
 export async function throughput(db: Queryable, rangeSeconds: number, buckets: number): Promise<{ now: Date; buckets: Bucket[] }> {
   const width = rangeSeconds / buckets;
   const rows = await run<{ i: number; completed: number; failed: number; cancelled: number; p50: number | null; p95: number | null }>(db, `
@@ -193,6 +203,7 @@ export async function recentFailures(db: Queryable, limit = 10): Promise<RunRow[
      order by r.finished_at desc limit $1`, [limit]);
 }
 
+/** The id if it is a UUID, else a ValidationError (quoting at most 40 characters). */
 export function assertUuid(id: string): string {
   if (!UUID.test(id)) throw new ValidationError(`run id ${JSON.stringify(id.slice(0, 40))} is not a UUID`);
   return id;
@@ -209,12 +220,19 @@ export interface SignalRow {
   consumed_seq: number | null;
 }
 
+/**
+ * A run's signals in the order they were sent (at most 500).
+ *
+ * @example
+ * const buffered = (await runSignals(pool, id)).filter((s) => s.consumed_at === null);
+ */
 export async function runSignals(db: Queryable, runId: string): Promise<SignalRow[]> {
   return run<SignalRow>(db, `
     select id::text, name, payload, signal_id, created_at, consumed_at, consumed_seq
       from trellis.signals where run_id = $1 order by id limit 500`, [runId]);
 }
 
+/** A run's child runs in call order (at most 500). */
 export async function runChildren(db: Queryable, runId: string): Promise<RunRow[]> {
   return run<RunRow>(db, `
     select r.id, r.workflow, r.version, r.key, r.queue, r.status, r.attempt, r.metadata, r.error,
@@ -242,6 +260,7 @@ export interface StepRow {
   finished_at: Date;
 }
 
+/** A run's recorded calls, by execution and seq (at most 2000). */
 export async function runSteps(db: Queryable, runId: string): Promise<StepRow[]> {
   return run<StepRow>(db, `
     select execution, seq, name, kind, status, output, error, attempts, started_at, finished_at

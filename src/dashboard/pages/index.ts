@@ -7,6 +7,7 @@ import { overviewPage } from './overview.ts';
 import { runPage } from './run.ts';
 import { runsPage } from './runs.ts';
 
+/** The pages, routed in this order. */
 export const PAGES: readonly DashboardPage[] = [
   overviewPage,
   runsPage,

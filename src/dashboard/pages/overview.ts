@@ -12,6 +12,7 @@ const RANGES: Record<string, { seconds: number; buckets: number; label: string }
   '7d': { seconds: 7 * 86400, buckets: 56, label: 'last 7 days, per 3 hours' },
 };
 
+/** The page at its `path`; listed in pages/index.ts. */
 export const overviewPage: DashboardPage = {
   path: '/',
   nav: { label: 'Overview', order: 0 },

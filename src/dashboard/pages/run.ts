@@ -55,6 +55,7 @@ ${steps.map((s) => {
 </tbody></table>`;
 }
 
+/** The page of one run; listed in pages/index.ts. */
 export const runPage: DashboardPage = {
   path: '/runs/:id',
   async render(view) {

@@ -12,6 +12,7 @@ function pageSize(text: string | null): number {
   return Number.isInteger(n) && n >= 1 && n <= 200 ? n : 50;
 }
 
+/** The page at its `path`; listed in pages/index.ts. */
 export const runsPage: DashboardPage = {
   path: '/runs',
   nav: { label: 'Runs', order: 10 },
