@@ -5,6 +5,7 @@
  * queries.ts; writes only through the client (actions.ts).
  */
 import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { secureHeaders } from 'hono/secure-headers';
 import type pg from 'pg';
@@ -31,6 +32,9 @@ export interface AppConfig {
 }
 
 type Env = { Variables: { sessionId: string | undefined; viaHeader: boolean } };
+
+/** The largest form body accepted. */
+const MAX_FORM_BYTES = 2 * 1024 * 1024;
 
 const STATUS_OF: Record<string, number> = { validation: 400, payload_too_large: 400, not_found: 404, illegal_transition: 409 };
 
@@ -73,6 +77,13 @@ export function buildApp(config: AppConfig): Hono<Env> {
     await next();
     c.res.headers.set('cache-control', 'no-store');
   });
+  // A form is small: a signal payload is at most max_payload_bytes (1 MiB by default) as JSON text.
+  app.use('*', bodyLimit({ maxSize: MAX_FORM_BYTES, onError: (c) => {
+    // The rest of the body is not read: the connection cannot carry another request.
+    const response = errorPage(c as Context<Env>, 413, `the form is larger than ${MAX_FORM_BYTES} bytes`);
+    response.headers.set('connection', 'close');
+    return response;
+  } }));
 
   // Who is asking: a valid session cookie, or the token as a bearer header.
   app.use('*', async (c, next) => {

@@ -216,6 +216,13 @@ describe('dashboard over HTTP', () => {
     assert.match(page, /by call 1/);
   });
 
+  it('refuses a form body over 2 MiB with 413 before reading it all', async () => {
+    const s = new Session(open.url);
+    const res = await s.post(`/trellis/runs/${runs.approvals[1]}/signal`, { _csrf: 'x', name: 'approved', payload: 'x'.repeat(3 * 1024 * 1024) });
+    assert.equal(res.status, 413);
+    assert.match(await res.text(), /larger than 2097152 bytes/);
+  });
+
   it('answers an illegal action with 409 and changes nothing', async () => {
     const s = new Session(open.url);
     const id = runs.greets[0]!;
