@@ -93,6 +93,15 @@ describe('package exports', () => {
     });
   });
 
+  it('plain node imports trellis/dashboard from dist/ (hono and all)', async () => {
+    await writeFile(join(pkg, 'dashboard-probe.mjs'), `const d = await import('trellis/dashboard');
+console.log(JSON.stringify([import.meta.resolve('trellis/dashboard'), typeof d.createDashboard, typeof d.serveDashboard]));`);
+    const { stdout } = await run(process.execPath, ['dashboard-probe.mjs'], { cwd: pkg, env: plainEnv() });
+    const [resolved, ...types] = JSON.parse(stdout);
+    assert.equal(fileURLToPath(resolved).slice(pkg.length), '/dist/dashboard/index.js');
+    assert.deepEqual(types, ['function', 'function']);
+  });
+
   it('every target of "exports" exists and "files" ships dist/', async () => {
     const manifest = JSON.parse(await readFile(join(pkg, 'package.json'), 'utf8'));
     const targets = Object.values(manifest.exports).flatMap((t) => (typeof t === 'string' ? [t] : Object.values(t as object))) as string[];

@@ -1,0 +1,191 @@
+/**
+ * The dashboard as a Hono app: security headers, the token and session
+ * check, CSRF and Origin checks on every POST, the pages of pages/index.ts,
+ * the run actions, and error pages. Rendering is in pages/; reads in
+ * queries.ts; writes only through the client (actions.ts).
+ */
+import { type Context, Hono } from 'hono';
+import { bodyLimit } from 'hono/body-limit';
+import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
+import { secureHeaders } from 'hono/secure-headers';
+import type pg from 'pg';
+import { createClient, type Client } from '../client/client.ts';
+import { isTrellisError } from '../errors.ts';
+import type { Logger } from '../workflow/logger.ts';
+import { isActionVerb, performAction } from './actions.ts';
+import { bearer, sameOrigin, SESSION_COOKIE, SESSION_MS, Sessions } from './auth.ts';
+import { html } from './html.ts';
+import { layout } from './layout.ts';
+import { HttpError, type PageView } from './page.ts';
+import { PAGES } from './pages/index.ts';
+import { assertUuid } from './queries.ts';
+
+/** What `createDashboard` resolved its options to. */
+export interface AppConfig {
+  pool: pg.Pool;
+  token: string | undefined;
+  readOnly: boolean;
+  /** '' or '/x' (no trailing slash). */
+  basePath: string;
+  logger: Logger;
+  preparedStatements: boolean;
+}
+
+type Env = { Variables: { sessionId: string | undefined; viaHeader: boolean } };
+
+/** The largest form body accepted. */
+const MAX_FORM_BYTES = 2 * 1024 * 1024;
+
+const STATUS_OF: Record<string, number> = { validation: 400, payload_too_large: 400, not_found: 404, illegal_transition: 409 };
+
+/** The Hono app of one dashboard (createDashboard wraps it as fetch and Node handlers). */
+export function buildApp(config: AppConfig): Hono<Env> {
+  const sessions = new Sessions(config.token);
+  const base = config.basePath;
+  const link = (path: string, query?: Record<string, string | undefined>): string => {
+    const q = new URLSearchParams();
+    for (const [k, v] of Object.entries(query ?? {})) if (v !== undefined && v !== '') q.set(k, v);
+    const qs = q.toString();
+    return `${base}${path}${qs ? `?${qs}` : ''}`;
+  };
+  let client: Client | undefined;
+  const actionsClient = () => (client ??= createClient({ pool: config.pool, logger: config.logger, preparedStatements: config.preparedStatements }));
+  const nav = (current: string) => PAGES.filter((p) => p.nav).sort((a, b) => a.nav!.order - b.nav!.order)
+    .map((p) => ({ label: p.nav!.label, href: link(p.path), active: p.path === current }));
+
+  const page = (c: Context<Env>, title: string, body: ReturnType<typeof html>, status: number, current = ''): Response => {
+    const sid = c.get('sessionId');
+    const logout = sessions.protected && sid
+      ? html`<form method="post" action="${link('/logout')}"><input type="hidden" name="_csrf" value="${sessions.csrf(sid)}"><button type="submit">Log out</button></form>`
+      : undefined;
+    return c.html(layout({ title, body, nav: nav(current), readOnly: config.readOnly, ...(logout ? { logout } : {}) }), status as 200);
+  };
+  const errorPage = (c: Context<Env>, status: number, message: string): Response =>
+    page(c, status === 404 ? 'Not found' : 'Error', html`<h1>${status === 404 ? 'Not found' : 'Refused'}</h1><p class="error" role="alert">${message}</p><p><a href="${link('/')}">Overview</a></p>`, status);
+
+  const app = new Hono<Env>({ strict: false });
+  const scoped = base ? app.basePath(base) : app;
+
+  app.use('*', secureHeaders({
+    contentSecurityPolicy: {
+      defaultSrc: ["'none'"], styleSrc: ["'unsafe-inline'"], imgSrc: ["'self'", 'data:'], formAction: ["'self'"],
+      frameAncestors: ["'none'"], baseUri: ["'none'"],
+    },
+    referrerPolicy: 'same-origin',
+  }));
+  app.use('*', async (c, next) => {
+    await next();
+    c.res.headers.set('cache-control', 'no-store');
+  });
+  // A form is small: a signal payload is at most max_payload_bytes (1 MiB by default) as JSON text.
+  app.use('*', bodyLimit({ maxSize: MAX_FORM_BYTES, onError: (c) => {
+    // The rest of the body is not read: the connection cannot carry another request.
+    const response = errorPage(c as Context<Env>, 413, `the form is larger than ${MAX_FORM_BYTES} bytes`);
+    response.headers.set('connection', 'close');
+    return response;
+  } }));
+
+  // Who is asking: a valid session cookie, or the token as a bearer header.
+  app.use('*', async (c, next) => {
+    let sid = sessions.verify(getCookie(c, SESSION_COOKIE));
+    const viaHeader = sessions.protected && sessions.checkToken(bearer(c.req.header('authorization')));
+    const path = c.req.path.slice(base.length) || '/';
+    if (sessions.protected && !sid && !viaHeader && path !== '/login') {
+      if (c.req.method === 'GET' || c.req.method === 'HEAD') {
+        const next = c.req.path + (new URL(c.req.url).search);
+        return c.redirect(link('/login', { next }), 303);
+      }
+      c.set('sessionId', undefined);
+      return errorPage(c, 401, 'log in first: this dashboard needs its token');
+    }
+    if (!sessions.protected && !sid) {
+      // No token: an anonymous session, so forms still carry a CSRF token.
+      const cookie = sessions.issue();
+      sid = sessions.verify(cookie);
+      setCookie(c, SESSION_COOKIE, cookie, cookieOptions(c));
+    }
+    c.set('sessionId', sid);
+    c.set('viaHeader', viaHeader);
+    await next();
+  });
+
+  const cookieOptions = (c: Context<Env>) => ({
+    httpOnly: true, sameSite: 'Strict' as const, path: base || '/', maxAge: Math.floor(SESSION_MS / 1000),
+    secure: new URL(c.req.url).protocol === 'https:' || c.req.header('x-forwarded-proto') === 'https',
+  });
+
+  /** The CSRF and Origin checks of a POST from a browser session (a bearer header needs neither). */
+  const refused = (c: Context<Env>, form: Record<string, unknown>): Response | undefined => {
+    if (c.get('viaHeader')) return undefined;
+    if (!sameOrigin(c.req.raw.headers, c.req.url)) return errorPage(c, 403, 'refused: the request did not come from a page of this dashboard (Origin check)');
+    const sid = c.get('sessionId');
+    if (!sid || !sessions.checkCsrf(sid, form._csrf)) return errorPage(c, 403, 'refused: the form\'s CSRF token is missing or wrong; reload the page and try again');
+    return undefined;
+  };
+
+  const loginForm = (c: Context<Env>, next: string, problem: string | undefined, status: number) => page(c, 'Log in', html`<h1>Log in</h1>
+${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
+<form method="post" action="${link('/login')}"><input type="hidden" name="next" value="${next}">
+<label>Token <input type="password" name="token" autocomplete="current-password" required autofocus></label> <button type="submit">Log in</button></form>`, status);
+
+  const safeNext = (next: unknown): string => (typeof next === 'string' && next.startsWith(`${base}/`) && !next.startsWith('//') && !next.includes('\\') ? next : link('/'));
+
+  scoped.get('/login', (c) => (sessions.protected ? loginForm(c, safeNext(c.req.query('next')), undefined, 200) : c.redirect(link('/'), 303)));
+  scoped.post('/login', async (c) => {
+    if (!sessions.protected) return c.redirect(link('/'), 303);
+    if (!sameOrigin(c.req.raw.headers, c.req.url)) return errorPage(c, 403, 'refused: the request did not come from a page of this dashboard (Origin check)');
+    const form = await c.req.parseBody();
+    if (!sessions.checkToken(typeof form.token === 'string' ? form.token : undefined)) {
+      return loginForm(c, safeNext(form.next), 'That is not the token.', 401);
+    }
+    setCookie(c, SESSION_COOKIE, sessions.issue(), cookieOptions(c));
+    return c.redirect(safeNext(form.next), 303);
+  });
+  scoped.post('/logout', async (c) => {
+    const no = refused(c, await c.req.parseBody());
+    if (no) return no;
+    deleteCookie(c, SESSION_COOKIE, { path: base || '/' });
+    return c.redirect(link('/login'), 303);
+  });
+
+  scoped.post('/runs/:id/:verb', async (c) => {
+    if (config.readOnly) return errorPage(c, 403, 'refused: this dashboard is read-only');
+    const verb = c.req.param('verb');
+    if (!isActionVerb(verb)) return errorPage(c, 404, `no action ${JSON.stringify(verb.slice(0, 40))}`);
+    const form = await c.req.parseBody();
+    const no = refused(c, form);
+    if (no) return no;
+    const id = assertUuid(c.req.param('id'));
+    const result = await performAction(actionsClient(), verb, id, form);
+    return c.redirect(link(`/runs/${id}`, result), 303);
+  });
+
+  for (const p of PAGES) {
+    scoped.get(p.path, async (c) => {
+      const sid = c.get('sessionId');
+      const view: PageView = {
+        params: c.req.param() as Record<string, string>,
+        query: new URL(c.req.url).searchParams,
+        db: config.pool,
+        readOnly: config.readOnly,
+        csrfField: sid ? html`<input type="hidden" name="_csrf" value="${sessions.csrf(sid)}">` : html``,
+        link,
+      };
+      const result = await p.render(view);
+      return page(c, result.title, result.body, result.status ?? 200, p.path);
+    });
+  }
+
+  app.notFound((c) => errorPage(c, 404, `no page at ${c.req.path.slice(0, 200)}`));
+  app.onError((error, c) => {
+    if (error instanceof HttpError) return errorPage(c, error.status, error.message);
+    if (isTrellisError(error)) {
+      const status = STATUS_OF[error.code] ?? 500;
+      if (status === 500) config.logger.warn('dashboard request failed', { path: c.req.path, error: error.message });
+      return errorPage(c, status, error.message.slice(0, 500));
+    }
+    config.logger.error('dashboard request failed', { path: c.req.path, error: String(error) });
+    return errorPage(c, 500, 'internal error (see the server log)');
+  });
+  return app;
+}

@@ -1,0 +1,161 @@
+/**
+ * The web dashboard (`trellis/dashboard`): server-rendered pages over the
+ * engine's tables, actions through the client, no client-side script. Mount
+ * it in your own Node server with `createDashboard`, or run it on its own
+ * port with `serveDashboard`. See docs/dashboard.md.
+ */
+import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { getRequestListener } from '@hono/node-server';
+import type pg from 'pg';
+import { ValidationError } from '../errors.ts';
+import { consoleLogger, type Logger } from '../workflow/logger.ts';
+import { buildApp } from './app.ts';
+
+export { type DashboardPage, HttpError, type PageResult, type PageView } from './page.ts';
+export { Html, html, raw } from './html.ts';
+
+/**
+ * Options of `createDashboard` (and `serveDashboard`).
+ *
+ * @example
+ * const options: DashboardOptions = { pool, token: process.env.TRELLIS_DASHBOARD_TOKEN, basePath: '/trellis' };
+ */
+export interface DashboardOptions {
+  /** The pool the dashboard reads with (and acts with, unless `readOnly`). A read-only role is enough with `readOnly`. */
+  pool: pg.Pool;
+  /**
+   * The secret an operator logs in with (a login form sets a session cookie;
+   * scripts may send `Authorization: Bearer <token>`). Without it, anyone who
+   * can reach the dashboard can use it: keep it on 127.0.0.1.
+   */
+  token?: string;
+  /** Hide the actions and refuse them (default false). */
+  readOnly?: boolean;
+  /** The path the dashboard lives under, e.g. `/trellis` (default: the root). */
+  basePath?: string;
+  /** Where request failures are logged (default: warnings to stderr). */
+  logger?: Logger;
+  /** Actions as named prepared statements (default true); false behind PgBouncer in transaction mode before 1.21. */
+  preparedStatements?: boolean;
+}
+
+/**
+ * A dashboard, as a fetch handler and as a Node request listener.
+ *
+ * @example
+ * app.use(dashboard.handle);                           // Express: other paths go on to next()
+ * const response = await dashboard.fetch(request);     // a Fetch API server
+ */
+export interface Dashboard {
+  /** The path it lives under ('' for the root). */
+  readonly basePath: string;
+  /** Answer a Fetch API request (for servers built on `Request`/`Response`). */
+  fetch(request: Request): Promise<Response>;
+  /**
+   * A Node `(req, res, next?)` listener. With `next` (Express, Connect),
+   * requests outside `basePath` are passed on; without it they get a 404.
+   * Mount it before any body parser, and without a mount path
+   * (`app.use(dashboard.handle)`, not `app.use('/trellis', …)`).
+   */
+  handle(req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void;
+}
+
+const BASE_PATH = /^(\/[A-Za-z0-9._~-]+)*$/;
+
+/**
+ * Create the dashboard's request handler for your own server.
+ *
+ * @example
+ * import { createServer } from 'node:http';
+ * import { createDashboard } from 'trellis/dashboard';
+ *
+ * const dashboard = createDashboard({ pool, token: process.env.TRELLIS_DASHBOARD_TOKEN, basePath: '/trellis' });
+ * createServer((req, res) => {
+ *   if (req.url?.startsWith('/trellis')) return dashboard.handle(req, res);
+ *   res.end('my app');
+ * }).listen(3000);
+ */
+export function createDashboard(options: DashboardOptions): Dashboard {
+  if (!options || typeof options.pool?.query !== 'function') throw new ValidationError('createDashboard needs a pg pool');
+  const basePath = (options.basePath ?? '').replace(/\/$/, '');
+  if (!BASE_PATH.test(basePath) || basePath.length > 200) {
+    throw new ValidationError(`basePath ${JSON.stringify(String(options.basePath).slice(0, 40))} must look like /name or /a/b`);
+  }
+  if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length < 12)) {
+    throw new ValidationError('the dashboard token must be a string of at least 12 characters');
+  }
+  const app = buildApp({
+    pool: options.pool,
+    token: options.token,
+    readOnly: options.readOnly === true,
+    basePath,
+    logger: options.logger ?? consoleLogger('warn'),
+    preparedStatements: options.preparedStatements !== false,
+  });
+  const fetch = async (request: Request): Promise<Response> => app.fetch(request);
+  // overrideGlobalObjects: false leaves the process's global Request/Response alone.
+  const listener = getRequestListener(fetch, { overrideGlobalObjects: false });
+  const inside = (url: string | undefined) => {
+    const path = (url ?? '/').split('?')[0]!;
+    return basePath === '' || path === basePath || path.startsWith(`${basePath}/`);
+  };
+  return {
+    basePath,
+    fetch,
+    handle(req, res, next) {
+      if (next && !inside(req.url)) return next();
+      void listener(req, res);
+    },
+  };
+}
+
+/**
+ * Options of `serveDashboard`: the dashboard's, and where to listen.
+ *
+ * @example
+ * await serveDashboard({ pool, readOnly: true, host: '127.0.0.1', port: 4000 });
+ */
+export interface ServeDashboardOptions extends DashboardOptions {
+  /** Default 127.0.0.1. Another address needs a `token`. */
+  host?: string;
+  /** Default 0: a free port (see `url`). */
+  port?: number;
+}
+
+const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);
+
+/**
+ * Serve the dashboard on its own HTTP server.
+ *
+ * @example
+ * const { url, close } = await serveDashboard({ pool, port: 4000 });
+ * console.log(`dashboard on ${url}`);
+ * process.once('SIGTERM', () => void close());
+ */
+export async function serveDashboard(options: ServeDashboardOptions): Promise<{ url: string; close(): Promise<void> }> {
+  const host = options.host ?? '127.0.0.1';
+  const port = options.port ?? 0;
+  if (!Number.isInteger(port) || port < 0 || port > 65535) throw new ValidationError(`port ${JSON.stringify(port)} is not a port number`);
+  if (!LOOPBACK.has(host) && options.token === undefined) {
+    throw new ValidationError(`serving the dashboard on ${host.slice(0, 60)} needs a token (anyone who reaches it could cancel runs)`);
+  }
+  const dashboard = createDashboard(options);
+  const server = createServer((req, res) => dashboard.handle(req, res));
+  await new Promise<void>((resolve, reject) => {
+    server.once('error', reject);
+    server.listen(port, host, () => {
+      server.off('error', reject);
+      resolve();
+    });
+  });
+  const address = server.address() as AddressInfo;
+  const shown = address.family === 'IPv6' ? `[${address.address}]` : address.address;
+  return {
+    url: `http://${shown}:${address.port}${dashboard.basePath || ''}/`,
+    close: () => new Promise<void>((resolve, reject) => {
+      server.close((error) => (error ? reject(error) : resolve()));
+      server.closeAllConnections();
+    }),
+  };
+}

@@ -1,0 +1,97 @@
+/** One run: facts, parent link, actions, input / output / error, the step timeline, signals and children. */
+import { FINISHED_STATES, RUN_STATES, type RunState } from '../../db/tables.ts';
+import { badge, duration, type Html, html, jsonBlock, when } from '../html.ts';
+import { HttpError, type DashboardPage, type PageView } from '../page.ts';
+import { assertUuid, runChildren, runRow, runSignals, runSteps, type StepRow } from '../queries.ts';
+
+/** The actions that apply to a run in `status`. */
+export function actionsFor(status: RunState): Set<string> {
+  const out = new Set<string>();
+  if (!FINISHED_STATES.includes(status)) out.add('cancel').add('signal');
+  if (status === 'pending' || status === 'running' || status === 'waiting') out.add('pause');
+  if (status === 'paused') out.add('resume');
+  if (status === 'failed') out.add('retry');
+  return out;
+}
+
+const DONE: Record<string, string> = {
+  cancel: 'Cancel requested', pause: 'Pause requested', resume: 'Resumed', retry: 'Retry started', signal: 'Signal sent', 'signal-duplicate': 'Signal dropped: a signal with that id was already sent',
+};
+
+function actionForms(view: PageView, id: string, status: RunState): Html {
+  const can = actionsFor(status);
+  if (view.readOnly || can.size === 0) return html``;
+  const action = (verb: string) => view.link(`/runs/${id}/${verb}`);
+  return html`<h2>Actions</h2><div class="actions">
+${can.has('cancel') ? html`<form method="post" action="${action('cancel')}">${view.csrfField}<input name="reason" placeholder="reason (optional)" maxlength="500"><button class="danger" type="submit">Cancel run</button></form>` : ''}
+${can.has('pause') ? html`<form method="post" action="${action('pause')}">${view.csrfField}<input name="reason" placeholder="reason (optional)" maxlength="500"><button type="submit">Pause</button></form>` : ''}
+${can.has('resume') ? html`<form method="post" action="${action('resume')}">${view.csrfField}<button type="submit">Resume</button></form>` : ''}
+${can.has('retry') ? html`<form method="post" action="${action('retry')}">${view.csrfField}<button type="submit">Retry from the failed step</button></form>` : ''}
+${can.has('signal') ? html`<form method="post" action="${action('signal')}">${view.csrfField}<input name="name" placeholder="signal name" required maxlength="200">
+<textarea name="payload" rows="1" cols="28" placeholder="JSON payload, e.g. {&quot;ok&quot;:true}"></textarea><input name="signalId" placeholder="dedupe id (optional)" maxlength="512"><button type="submit">Send signal</button></form>` : ''}
+</div>`;
+}
+
+/** `name: message` of an error object. */
+function errorLine(error: unknown): string {
+  const e = (typeof error === 'object' && error !== null ? error : {}) as { name?: unknown; message?: unknown };
+  return `${String(e.name ?? 'Error')}: ${String(e.message ?? '')}`.slice(0, 300);
+}
+
+function timeline(steps: StepRow[], origin: number, end: number): Html {
+  if (steps.length === 0) return html`<p class="muted">No recorded calls.</p>`;
+  const span = Math.max(1, end - origin);
+  const pct = (t: number) => Math.min(100, Math.max(0, ((t - origin) / span) * 100)).toFixed(2);
+  return html`<table id="steps"><thead><tr><th class="num">#</th><th>name</th><th>kind</th><th>status</th><th class="num">attempts</th><th>started</th><th class="num">took</th><th>timeline</th><th>result</th></tr></thead><tbody>
+${steps.map((s) => {
+    const start = new Date(s.started_at).getTime();
+    const stop = new Date(s.finished_at).getTime();
+    const width = Math.max(0.5, Number(pct(stop)) - Number(pct(start)));
+    return html`<tr data-seq="${s.seq}"><td class="num">${s.execution > 1 ? `${s.execution}.` : ''}${s.seq}</td><td>${s.name}</td><td>${s.kind}</td><td>${badge(s.status)}</td>
+<td class="num">${s.attempts}</td><td class="nowrap">${when(s.started_at)}</td><td class="num">${s.status === 'running' || s.status === 'waiting' ? '…' : duration(stop - start)}</td>
+<td><div class="bar"><i class="${s.status}" style="left:${pct(start)}%;width:${width.toFixed(2)}%"></i></div></td>
+<td>${s.error ? html`<span class="err">${errorLine(s.error)}</span><details><summary>error</summary>${jsonBlock(s.error)}</details>` : ''}${s.output !== null && s.output !== undefined ? html`<details><summary>output</summary>${jsonBlock(s.output)}</details>` : ''}</td></tr>`;
+  })}
+</tbody></table>`;
+}
+
+/** The page of one run; listed in pages/index.ts. */
+export const runPage: DashboardPage = {
+  path: '/runs/:id',
+  async render(view) {
+    const id = assertUuid(view.params.id ?? '');
+    const r = await runRow(view.db, id);
+    if (!r) throw new HttpError(404, `run ${id} does not exist`);
+    const [steps, signals, children] = await Promise.all([runSteps(view.db, id), runSignals(view.db, id), runChildren(view.db, id)]);
+    const status = r.status as RunState;
+    const done = view.query.get('done');
+    const origin = new Date(r.created_at).getTime();
+    const end = Math.max(origin + 1, ...steps.map((s) => new Date(s.finished_at).getTime()), r.finished_at ? new Date(r.finished_at).getTime() : 0);
+    const body = html`<h1>${r.workflow} <span class="muted">v${r.version}</span> ${badge(status)}</h1>
+${done && DONE[done] ? html`<p class="notice" role="status">${DONE[done]}${RUN_STATES.includes(view.query.get('status') as RunState) ? `; the run is now ${view.query.get('status')}` : ''}.</p>` : ''}
+<dl class="facts"><dt>run</dt><dd class="mono">${r.id}</dd><dt>key</dt><dd>${r.key ?? '—'}</dd>
+<dt>queue</dt><dd>${r.queue}</dd><dt>priority</dt><dd>${r.priority}</dd>
+<dt>created</dt><dd>${when(r.created_at)}</dd><dt>started</dt><dd>${when(r.started_at)}</dd>
+<dt>finished</dt><dd>${when(r.finished_at)}${r.finished_at ? html` <span class="muted">(${duration(new Date(r.finished_at).getTime() - origin)})</span>` : ''}</dd><dt>run at</dt><dd>${FINISHED_STATES.includes(status) ? '—' : when(r.run_at)}</dd>
+<dt>attempt</dt><dd>${r.attempt} <span class="muted">(${r.failures} failed)</span></dd><dt>execution</dt><dd>${r.execution}</dd>
+<dt>lease</dt><dd>${r.lease_owner ? html`${r.lease_owner} until ${when(r.lease_expires_at)}` : '—'}</dd><dt>parent</dt><dd>${r.parent_run_id ? html`<a id="parent" class="mono" href="${view.link(`/runs/${r.parent_run_id}`)}">${r.parent_run_id}</a> <span class="muted">(call ${r.parent_seq})</span>` : '—'}</dd>
+<dt>cancel requested</dt><dd>${when(r.cancel_requested_at)}</dd><dt>pause requested</dt><dd>${when(r.pause_requested_at)}</dd>
+${r.scrubbed_at ? html`<dt>scrubbed</dt><dd>${when(r.scrubbed_at)}</dd>` : ''}</dl>
+${r.error ? html`<p class="error">${errorLine(r.error)}</p>` : ''}
+${actionForms(view, id, status)}
+<h2>Steps <span class="muted">(${steps.length})</span></h2>${timeline(steps, origin, end)}
+<h2>Input</h2>${jsonBlock(r.input, 'input')}
+${r.output !== null && r.output !== undefined ? html`<h2>Output</h2><div id="output">${jsonBlock(r.output)}</div>` : ''}
+${r.error ? html`<h2>Error</h2><div id="error">${jsonBlock(r.error)}</div>` : ''}
+${Object.keys(r.metadata ?? {}).length ? html`<h2>Metadata</h2>${jsonBlock(r.metadata)}` : ''}
+<h2>Signals <span class="muted">(${signals.length})</span></h2>
+${signals.length === 0 ? html`<p class="muted">No signals.</p>` : html`<table id="signals"><thead><tr><th>name</th><th>payload</th><th>dedupe id</th><th>sent</th><th>consumed</th></tr></thead><tbody>
+${signals.map((s) => html`<tr><td>${s.name}</td><td>${jsonBlock(s.payload)}</td><td>${s.signal_id ?? ''}</td><td>${when(s.created_at)}</td><td>${s.consumed_at ? html`${when(s.consumed_at)} <span class="muted">by call ${s.consumed_seq}</span>` : html`<span class="muted">buffered</span>`}</td></tr>`)}
+</tbody></table>`}
+<h2>Children <span class="muted">(${children.length})</span></h2>
+${children.length === 0 ? html`<p class="muted">No child runs.</p>` : html`<table id="children"><thead><tr><th>run</th><th>workflow</th><th>status</th><th>key</th><th>created</th><th>finished</th></tr></thead><tbody>
+${children.map((c) => html`<tr><td><a class="mono" href="${view.link(`/runs/${c.id}`)}">${c.id.slice(0, 8)}</a></td><td>${c.workflow}</td><td>${badge(c.status)}</td><td>${c.key ?? ''}</td><td>${when(c.created_at)}</td><td>${when(c.finished_at)}</td></tr>`)}
+</tbody></table>`}`;
+    return { title: `${r.workflow} ${id.slice(0, 8)}`, body };
+  },
+};

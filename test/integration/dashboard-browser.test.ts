@@ -1,0 +1,191 @@
+/**
+ * The dashboard in a real browser: Debian's chromium driven by
+ * playwright-core. Loads each page, filters, opens a run and cancels it,
+ * forged and cross-origin posts, markup in an output, read-only mode, login.
+ * Without chromium this fails (see test/helpers/browser.ts), it does not skip.
+ */
+import assert from 'node:assert/strict';
+import { createServer, type Server } from 'node:http';
+import type { AddressInfo } from 'node:net';
+import { after, before, describe, it } from 'node:test';
+import type { Page } from 'playwright-core';
+import { serveDashboard } from '../../src/dashboard/index.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { type Browser, launchChromium } from '../helpers/browser.ts';
+import { DASHBOARD_WORKFLOWS, seedRuns, type SeededRuns, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
+import { readOnlyRole, type ReadOnlyRole } from '../helpers/dashboard.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { type Engine, startEngine } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const TOKEN = 'browser-test-token-123';
+
+type Served = { url: string; close(): Promise<void> };
+
+describe('dashboard in chromium', () => {
+  let db: TestDatabase;
+  let engine: Engine;
+  let runs: SeededRuns;
+  let ro: ReadOnlyRole;
+  let browser: Browser;
+  let page: Page;
+  let open: Served;
+  let readOnly: Served;
+  let secured: Served;
+  let attacker: Server | undefined;
+
+  before(async () => {
+    browser = await launchChromium();
+    page = await browser.context.newPage();
+    page.setDefaultTimeout(10_000);
+    db = await freshDatabase();
+    engine = await startEngine(db, { workflows: DASHBOARD_WORKFLOWS });
+    runs = await seedRuns(engine.client);
+    ro = await readOnlyRole(db);
+    // Distinct base paths: the session cookies of dashboards on one host are kept apart by path.
+    open = await serveDashboard({ pool: db.pool, basePath: '/trellis', logger: silentLogger });
+    readOnly = await serveDashboard({ pool: ro.pool, basePath: '/ro', readOnly: true, logger: silentLogger });
+    secured = await serveDashboard({ pool: db.pool, basePath: '/secure', token: TOKEN, logger: silentLogger });
+  });
+  after(async () => {
+    attacker?.closeAllConnections();
+    attacker?.close();
+    await browser?.close();
+    await Promise.all([open?.close(), readOnly?.close(), secured?.close()]);
+    await engine?.stop();
+    await ro?.drop();
+    await db?.close();
+  });
+
+  it('loads the overview, the runs list and a run page', async () => {
+    await page.goto(open.url);
+    assert.equal(await page.locator('h1').textContent(), 'Overview');
+    assert.equal(await page.locator('svg.chart').count(), 2);
+    assert.equal(await page.locator('.card[data-status="completed"] b').textContent(), '7');
+    assert.match(await page.locator('#failures').textContent() ?? '', /card processor down/);
+    await page.getByRole('link', { name: 'Runs', exact: true }).click();
+    assert.equal(await page.locator('h1').textContent(), 'Runs');
+    assert.equal(await page.locator('#runs tbody tr').count(), 10);
+    await page.goto(`${open.url}runs/${runs.parent}`);
+    assert.match(await page.locator('h1').textContent() ?? '', /fan-out/);
+    assert.equal(await page.locator('#children tbody tr').count(), 2);
+    await page.locator('#children a').first().click();
+    assert.match(await page.locator('h1').textContent() ?? '', /greet/);
+    assert.equal(await page.locator('#steps tbody tr').count(), 2);
+    await page.locator('#parent').click();
+    assert.match(page.url(), new RegExp(`/trellis/runs/${runs.parent}$`));
+  });
+
+  it('filters runs by status, workflow and metadata', async () => {
+    await page.goto(`${open.url}runs`);
+    await page.locator('select[name="status"]').selectOption('failed');
+    await page.getByRole('button', { name: 'Search' }).click();
+    assert.match(page.url(), /status=failed/);
+    assert.deepEqual(await page.locator('#runs tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run'))), [runs.failed]);
+    await page.locator('select[name="status"]').selectOption('');
+    await page.locator('select[name="workflow"]').selectOption('greet');
+    await page.locator('input[name="metadata"]').fill('plan=pro');
+    await page.getByRole('button', { name: 'Search' }).click();
+    const ids = await page.locator('#runs tbody tr').evaluateAll((rows) => rows.map((r) => r.getAttribute('data-run')));
+    assert.deepEqual(ids.sort(), [runs.greets[0], runs.greets[2]].sort());
+  });
+
+  it('opens a waiting run and cancels it', async () => {
+    await page.goto(`${open.url}runs?workflow=approval&status=waiting`);
+    const id = runs.approvals[0]!;
+    await page.locator(`#runs tr[data-run="${id}"] a`).click();
+    assert.match(page.url(), new RegExp(`/runs/${id}$`));
+    await page.locator('input[name="reason"]').first().fill('customer left');
+    await page.getByRole('button', { name: 'Cancel run' }).click();
+    assert.match(await page.getByRole('status').textContent() ?? '', /Cancel requested; the run is now (pending|cancelled)/);
+    await waitFor(async () => (await engine.client.get(id))?.status === 'cancelled', { what: 'the run cancelled' });
+    await page.reload();
+    assert.equal(await page.locator('h1 .badge').textContent(), 'cancelled');
+    assert.equal(await page.getByRole('button', { name: 'Cancel run' }).count(), 0);
+  });
+
+  it('refuses a form whose CSRF token was tampered with, and changes nothing', async () => {
+    const id = runs.approvals[1]!;
+    await page.goto(`${open.url}runs/${id}`);
+    await page.locator('form[action$="/pause"] input[name="_csrf"]').evaluate((input) => {
+      (input as unknown as { value: string }).value = 'forged';
+    });
+    await page.getByRole('button', { name: 'Pause' }).click();
+    assert.match(await page.getByRole('alert').textContent() ?? '', /CSRF token is missing or wrong/);
+    const run = await engine.client.get(id);
+    assert.equal(run?.status, 'waiting');
+    assert.equal(run?.pauseRequestedAt, null);
+  });
+
+  it('refuses a post from a page of another origin, even with a valid CSRF token', async () => {
+    const id = runs.approvals[1]!;
+    await page.goto(`${open.url}runs/${id}`);
+    const csrf = await page.locator('form[action$="/cancel"] input[name="_csrf"]').inputValue();
+    const target = `${open.url}runs/${id}/cancel`;
+    // Another port of the same host: same site, so the session cookie goes along; only the Origin check stops it.
+    attacker = createServer((_req, res) => {
+      res.setHeader('content-type', 'text/html');
+      res.end(`<form method="post" action="${target}"><input name="_csrf" value="${csrf}"></form><script>document.forms[0].submit()</script>`);
+    });
+    await new Promise<void>((resolve) => attacker!.listen(0, '127.0.0.1', resolve));
+    const response = page.waitForResponse((r) => r.url() === target);
+    await page.goto(`http://127.0.0.1:${(attacker.address() as AddressInfo).port}/`);
+    assert.equal((await response).status(), 403);
+    await page.waitForURL(target);
+    assert.match(await page.getByRole('alert').textContent() ?? '', /Origin check/);
+    assert.equal((await engine.client.get(id))?.status, 'waiting');
+  });
+
+  it('shows markup in an output, key and metadata as text and never runs it', async () => {
+    await page.goto(`${open.url}runs/${runs.xss}`);
+    const output = JSON.parse(await page.locator('#output pre').textContent() ?? 'null') as { text: string };
+    assert.equal(output.text, XSS_TEXT);
+    assert.match(await page.locator('dl.facts').textContent() ?? '', /<b>key<\/b>/);
+    assert.equal(await page.locator('script').count(), 0);
+    assert.equal(await page.locator('main img, main b:text("key")').count(), 0);
+    assert.equal(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned), undefined);
+    await page.goto(`${open.url}runs?key=${encodeURIComponent('<b>')}`);
+    assert.equal(await page.locator('#runs tbody tr').count(), 1);
+    assert.equal(await page.locator('input[name="key"]').inputValue(), '<b>');
+    assert.equal(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned), undefined);
+  });
+
+  it('read-only on a SELECT-only role: pages render without actions, and a post is refused', async () => {
+    await page.goto(readOnly.url);
+    assert.equal(await page.locator('h1').textContent(), 'Overview');
+    assert.equal(await page.locator('header .badge').textContent(), 'read-only');
+    await page.goto(`${readOnly.url}runs/${runs.approvals[1]}`);
+    assert.match(await page.locator('h1').textContent() ?? '', /approval/);
+    assert.equal(await page.locator('form[method="post"]').count(), 0);
+    // A hand-made form of the page's own origin (the page offers none): refused.
+    const target = `${readOnly.url}runs/${runs.approvals[1]}/cancel`;
+    const response = page.waitForResponse((r) => r.url() === target);
+    await page.evaluate((url) => {
+      // Runs in the page; the test compiles without the DOM types.
+      const document = (globalThis as any).document;
+      const form = document.createElement('form');
+      form.method = 'post';
+      form.action = url;
+      document.body.append(form);
+      form.submit();
+    }, target);
+    assert.equal((await response).status(), 403);
+    await page.waitForURL(target);
+    assert.match(await page.getByRole('alert').textContent() ?? '', /read-only/);
+    assert.equal((await engine.client.get(runs.approvals[1]!))?.status, 'waiting');
+  });
+
+  it('asks for the token before anything, then returns to the page asked for', async () => {
+    await page.goto(`${secured.url}runs?status=failed`);
+    assert.match(page.url(), /\/secure\/login\?next=/);
+    await page.locator('input[name="token"]').fill('not it');
+    await page.getByRole('button', { name: 'Log in' }).click();
+    assert.match(await page.getByRole('alert').textContent() ?? '', /not the token/);
+    await page.locator('input[name="token"]').fill(TOKEN);
+    await page.getByRole('button', { name: 'Log in' }).click();
+    assert.match(page.url(), /\/secure\/runs\?status=failed$/);
+    assert.equal(await page.locator('#runs tbody tr').count(), 1);
+    await page.getByRole('button', { name: 'Log out' }).click();
+    assert.match(page.url(), /\/secure\/login$/);
+  });
+});

@@ -1,0 +1,280 @@
+/**
+ * The dashboard over HTTP (no browser): pages, search, errors, the token,
+ * CSRF and Origin refusals, read-only mode on a SELECT-only role, escaping.
+ * test/integration/dashboard-browser.test.ts drives the same in chromium.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { createDashboard, serveDashboard } from '../../src/dashboard/index.ts';
+import { ValidationError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { approval, DASHBOARD_WORKFLOWS, seedRuns, type SeededRuns, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
+import { csrfOf, readOnlyRole, type ReadOnlyRole, Session } from '../helpers/dashboard.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { type Engine, startEngine } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const TOKEN = 'correct horse battery staple';
+
+describe('dashboard over HTTP', () => {
+  let db: TestDatabase;
+  let engine: Engine;
+  let runs: SeededRuns;
+  let open: { url: string; close(): Promise<void> };
+  let secured: { url: string; close(): Promise<void> };
+  let ro: ReadOnlyRole;
+  let readOnly: { url: string; close(): Promise<void> };
+
+  before(async () => {
+    db = await freshDatabase();
+    engine = await startEngine(db, { workflows: DASHBOARD_WORKFLOWS });
+    runs = await seedRuns(engine.client);
+    ro = await readOnlyRole(db);
+    open = await serveDashboard({ pool: db.pool, basePath: '/trellis', logger: silentLogger });
+    secured = await serveDashboard({ pool: db.pool, token: TOKEN, logger: silentLogger });
+    readOnly = await serveDashboard({ pool: ro.pool, readOnly: true, logger: silentLogger });
+  });
+  after(async () => {
+    await Promise.all([open?.close(), secured?.close(), readOnly?.close()]);
+    await engine?.stop();
+    await ro?.drop();
+    await db?.close();
+  });
+
+  it('serves the overview, the runs list and a run page under the base path', async () => {
+    const s = new Session(open.url);
+    const overview = await s.fetch('/trellis/');
+    assert.equal(overview.status, 200);
+    const text = await overview.text();
+    assert.match(text, /<h1>Overview<\/h1>/);
+    assert.match(text, /data-status="failed"><a[^>]*><span class="badge s-failed">failed<\/span><b>1<\/b>/);
+    assert.match(text, /<svg class="chart"/);
+    assert.match(text, /card processor down/);
+    const list = await (await s.fetch('/trellis/runs')).text();
+    for (const id of [...runs.greets, runs.failed, runs.parent]) assert.ok(list.includes(`data-run="${id}"`), `run ${id} listed`);
+    const page = await (await s.fetch(`/trellis/runs/${runs.parent}`)).text();
+    assert.match(page, /<table id="children">/);
+    assert.equal([...page.matchAll(/<tr><td><a class="mono" href="\/trellis\/runs\//g)].length, 2, 'two children linked');
+    const child = await engine.client.list({ workflow: 'greet', key: 'fan-Alan' });
+    const childPage = await (await s.fetch(`/trellis/runs/${child.runs[0]!.id}`)).text();
+    assert.ok(childPage.includes(`id="parent" class="mono" href="/trellis/runs/${runs.parent}"`));
+  });
+
+  it('filters by workflow and status and searches by key prefix, run id and metadata', async () => {
+    const s = new Session(open.url);
+    const ids = async (query: string) => [...(await (await s.fetch(`/trellis/runs?${query}`)).text()).matchAll(/data-run="([^"]+)"/g)].map((m) => m[1]);
+    assert.deepEqual(await ids('status=failed'), [runs.failed]);
+    assert.deepEqual((await ids('workflow=approval&status=waiting')).sort(), [...runs.approvals].sort());
+    assert.deepEqual(await ids('key=greet-gr'), [runs.greets[1]]);
+    assert.deepEqual(await ids(`key=${runs.xss}`), [runs.xss]);
+    assert.deepEqual(await ids('workflow=greet&metadata=plan%3Dfree'), [runs.greets[1]]);
+    assert.deepEqual((await ids(`metadata=${encodeURIComponent('{"plan":"pro"}')}`)).sort(), [runs.greets[0], runs.greets[2]].sort());
+    assert.deepEqual(await ids('key=50%25'), [], 'a % in the key is matched literally');
+  });
+
+  it('pages through runs with a cursor, each run once', async () => {
+    const s = new Session(open.url);
+    const seen: string[] = [];
+    let path = '/trellis/runs?limit=3';
+    const total = (await engine.client.list({ limit: 1000 })).runs.length;
+    assert.ok(total >= 10);
+    let pages = 0;
+    for (; path && pages < 20; pages++) {
+      const text = await (await s.fetch(path)).text();
+      seen.push(...[...text.matchAll(/data-run="([^"]+)"/g)].map((m) => m[1]!));
+      const next = text.match(/rel="next" href="([^"]+)"/)?.[1];
+      path = next ? next.replaceAll('&amp;', '&') : '';
+    }
+    assert.equal(pages, Math.ceil(total / 3));
+    assert.equal(seen.length, total);
+    assert.equal(new Set(seen).size, total);
+  });
+
+  it('answers bad input with a clear 400 or 404 page', async () => {
+    const s = new Session(open.url);
+    const cases: [string, number, RegExp][] = [
+      ['/trellis/runs?status=nope', 400, /unknown run status &quot;nope&quot;/],
+      ['/trellis/runs?metadata=%7Bbroken', 400, /is not a JSON object/],
+      ['/trellis/runs?metadata=novalue', 400, /is not name=value/],
+      ['/trellis/runs?after=garbage', 400, /invalid list cursor/],
+      ['/trellis/runs/not-a-uuid', 400, /run id &quot;not-a-uuid&quot; is not a UUID/],
+      [`/trellis/runs/${crypto.randomUUID()}`, 404, /does not exist/],
+      ['/trellis/?range=1y', 400, /range must be one of/],
+      ['/trellis/nowhere', 404, /no page at/],
+    ];
+    for (const [path, status, message] of cases) {
+      const res = await s.fetch(path);
+      assert.equal(res.status, status, path);
+      assert.match(await res.text(), message, path);
+    }
+  });
+
+  it('escapes a workflow output, key and metadata that hold markup', async () => {
+    const res = await new Session(open.url).fetch(`/trellis/runs/${runs.xss}`);
+    const text = await res.text();
+    assert.ok(!text.includes('<script>window'), 'no raw script tag');
+    assert.ok(!text.includes('<img src'), 'no raw img tag');
+    assert.ok(text.includes('&lt;script&gt;window.__pwned = 1&lt;/script&gt;'));
+    assert.ok(text.includes('&lt;b&gt;key&lt;/b&gt;'));
+    assert.match(res.headers.get('content-security-policy') ?? '', /default-src 'none'/);
+    assert.ok(XSS_TEXT.includes('<script>'));
+  });
+
+  it('cancels a run with a same-origin form post carrying the CSRF token', async () => {
+    const s = new Session(open.url);
+    const id = runs.approvals[0]!;
+    const csrf = csrfOf(await (await s.fetch(`/trellis/runs/${id}`)).text());
+    const res = await s.post(`/trellis/runs/${id}/cancel`, { _csrf: csrf, reason: 'test' });
+    assert.equal(res.status, 303);
+    assert.match(res.headers.get('location') ?? '', new RegExp(`^/trellis/runs/${id}\\?done=cancel&status=`));
+    await waitFor(async () => (await engine.client.get(id))?.status === 'cancelled', { what: 'cancelled' });
+  });
+
+  it('refuses a post without the CSRF token, with a wrong one, or from another origin, and changes nothing', async () => {
+    const s = new Session(open.url);
+    const id = runs.approvals[1]!;
+    const csrf = csrfOf(await (await s.fetch(`/trellis/runs/${id}`)).text());
+    const attempts: [Record<string, string>, Record<string, string>, RegExp][] = [
+      [{}, {}, /CSRF token is missing or wrong/],
+      [{ _csrf: `${csrf.slice(0, -2)}xx` }, {}, /CSRF token is missing or wrong/],
+      [{ _csrf: csrf }, { origin: 'http://evil.example' }, /Origin check/],
+      [{ _csrf: csrf }, { origin: 'null' }, /Origin check/],
+    ];
+    for (const [fields, headers, message] of attempts) {
+      const res = await s.post(`/trellis/runs/${id}/pause`, fields, headers);
+      assert.equal(res.status, 403);
+      assert.match(await res.text(), message);
+    }
+    // The token of another session does not work in this one.
+    const other = new Session(open.url);
+    const otherCsrf = csrfOf(await (await other.fetch(`/trellis/runs/${id}`)).text());
+    assert.equal((await s.post(`/trellis/runs/${id}/pause`, { _csrf: otherCsrf })).status, 403);
+    const run = await engine.client.get(id);
+    assert.equal(run?.status, 'waiting');
+    assert.equal(run?.pauseRequestedAt, null);
+  });
+
+  it('asks for the token: login form, wrong token, session cookie, bearer header, logout', async () => {
+    const s = new Session(secured.url);
+    const first = await s.fetch('/runs?status=failed');
+    assert.equal(first.status, 303);
+    assert.equal(first.headers.get('location'), '/login?next=%2Fruns%3Fstatus%3Dfailed');
+    assert.equal((await s.post('/runs/00000000-0000-0000-0000-000000000000/cancel', {})).status, 401);
+    const wrong = await s.post('/login', { token: 'guess', next: '/runs' });
+    assert.equal(wrong.status, 401);
+    assert.match(await wrong.text(), /That is not the token/);
+    const crossSite = await s.post('/login', { token: TOKEN }, { origin: 'http://evil.example' });
+    assert.equal(crossSite.status, 403);
+    const ok = await s.post('/login', { token: TOKEN, next: '/runs?status=failed' });
+    assert.equal(ok.status, 303);
+    assert.equal(ok.headers.get('location'), '/runs?status=failed');
+    const list = await s.fetch('/runs?status=failed');
+    assert.equal(list.status, 200);
+    assert.ok((await list.text()).includes(`data-run="${runs.failed}"`));
+    const offsite = await new Session(secured.url).post('/login', { token: TOKEN, next: '//evil.example/' });
+    assert.equal(offsite.headers.get('location'), '/', 'an off-site next is not followed');
+    const api = await fetch(new URL('/runs', secured.url), { headers: { authorization: `Bearer ${TOKEN}` } });
+    assert.equal(api.status, 200);
+    const badApi = await fetch(new URL('/runs', secured.url), { headers: { authorization: 'Bearer nope' }, redirect: 'manual' });
+    assert.equal(badApi.status, 303);
+    const csrf = csrfOf(await (await s.fetch('/')).text());
+    assert.equal((await s.post('/logout', { _csrf: csrf })).status, 303);
+    assert.equal((await s.fetch('/runs')).status, 303, 'logged out');
+  });
+
+  it('retries a failed run with the bearer token and no CSRF token (header auth is not ambient)', async () => {
+    const res = await fetch(new URL(`/runs/${runs.failed}/retry`, secured.url), {
+      method: 'POST', headers: { authorization: `Bearer ${TOKEN}` }, body: new URLSearchParams(), redirect: 'manual',
+    });
+    assert.equal(res.status, 303);
+    assert.match(res.headers.get('location') ?? '', /done=retry&status=pending/);
+    await waitFor(async () => (await engine.client.get(runs.failed))?.status === 'failed' && (await engine.client.get(runs.failed))!.attempt > 1, { what: 'failed again' });
+  });
+
+  it('pauses, resumes and signals a run through its forms; a repeated dedupe id is dropped, a bad payload refused', async () => {
+    const s = new Session(open.url);
+    const { id } = await engine.client.start(approval, { order: 'B-1' }, { key: 'order-B-1' });
+    await waitFor(async () => (await engine.client.get(id))?.status === 'waiting', { what: 'waiting' });
+    const csrf = csrfOf(await (await s.fetch(`/trellis/runs/${id}`)).text());
+    const act = (verb: string, fields: Record<string, string> = {}) => s.post(`/trellis/runs/${id}/${verb}`, { _csrf: csrf, ...fields });
+    assert.match((await act('pause', { reason: 'maintenance' })).headers.get('location') ?? '', /done=pause&status=paused/);
+    const paused = await (await s.fetch(`/trellis/runs/${id}?done=pause&status=paused`)).text();
+    assert.match(paused, /Pause requested; the run is now paused\./);
+    assert.match(paused, /Paused: maintenance/);
+    assert.ok(paused.includes('>Resume</button>') && !paused.includes('>Pause</button>'));
+    assert.match((await act('resume')).headers.get('location') ?? '', /done=resume&status=pending/);
+    const bad = await act('signal', { name: 'approved', payload: '{by:' });
+    assert.equal(bad.status, 400);
+    assert.match(await bad.text(), /the payload &quot;\{by:&quot; is not JSON/);
+    assert.equal((await act('signal', { name: '', payload: '{}' })).status, 400);
+    assert.match((await act('signal', { name: 'approved', payload: '{"by":"ada"}', signalId: 'mail-1' })).headers.get('location') ?? '', /done=signal$/);
+    assert.match((await act('signal', { name: 'approved', payload: '{"by":"ada"}', signalId: 'mail-1' })).headers.get('location') ?? '', /done=signal-duplicate$/);
+    await waitFor(async () => (await engine.client.get(id))?.status === 'completed', { what: 'completed' });
+    assert.deepEqual((await engine.client.get(id))?.output, { order: 'B-1', approved: true, by: 'ada' });
+    const page = await (await s.fetch(`/trellis/runs/${id}`)).text();
+    assert.match(page, /<table id="signals">/);
+    assert.match(page, /by call 1/);
+  });
+
+  it('refuses a form body over 2 MiB with 413 before reading it all', async () => {
+    const s = new Session(open.url);
+    const res = await s.post(`/trellis/runs/${runs.approvals[1]}/signal`, { _csrf: 'x', name: 'approved', payload: 'x'.repeat(3 * 1024 * 1024) });
+    assert.equal(res.status, 413);
+    assert.match(await res.text(), /larger than 2097152 bytes/);
+  });
+
+  it('answers an illegal action with 409 and changes nothing', async () => {
+    const s = new Session(open.url);
+    const id = runs.greets[0]!;
+    // A completed run offers no actions; the session's token comes from a waiting run's page.
+    const csrf = csrfOf(await (await s.fetch(`/trellis/runs/${runs.approvals[1]}`)).text());
+    const res = await s.post(`/trellis/runs/${id}/resume`, { _csrf: csrf });
+    assert.equal(res.status, 409);
+    assert.match(await res.text(), /is completed, not paused/);
+    assert.equal((await engine.client.get(id))?.status, 'completed');
+  });
+
+  it('read-only on a SELECT-only role: every page renders, actions are hidden and refused', async () => {
+    const s = new Session(readOnly.url);
+    for (const path of ['/', '/runs', `/runs/${runs.approvals[1]}`, `/runs/${runs.parent}`]) {
+      const res = await s.fetch(path);
+      assert.equal(res.status, 200, path);
+      const text = await res.text();
+      assert.ok(!text.includes('method="post"'), `no forms on ${path}`);
+      assert.match(text, /read-only/);
+    }
+    const res = await s.post(`/runs/${runs.approvals[1]}/cancel`, {});
+    assert.equal(res.status, 403);
+    assert.match(await res.text(), /read-only/);
+    assert.equal((await engine.client.get(runs.approvals[1]!))?.status, 'waiting');
+    // The role really cannot write: an action through it fails in Postgres.
+    const writable = createDashboard({ pool: ro.pool, logger: silentLogger });
+    const page = await writable.fetch(new Request(`http://x/runs/${runs.approvals[1]}`));
+    const cookie = page.headers.getSetCookie()[0]!.split(';')[0]!;
+    const csrf = csrfOf(await page.text());
+    const denied = await writable.fetch(new Request(`http://x/runs/${runs.approvals[1]}/cancel`, {
+      method: 'POST', headers: { origin: 'http://x', cookie }, body: new URLSearchParams({ _csrf: csrf }),
+    }));
+    assert.equal(denied.status, 500);
+    assert.equal((await engine.client.get(runs.approvals[1]!))?.status, 'waiting');
+  });
+
+  it('passes requests outside its base path to next() when mounted as middleware', async () => {
+    const dashboard = createDashboard({ pool: db.pool, basePath: '/ops/trellis/', logger: silentLogger });
+    assert.equal(dashboard.basePath, '/ops/trellis');
+    let passed = 0;
+    dashboard.handle({ url: '/api/orders' } as never, {} as never, () => passed++);
+    assert.equal(passed, 1);
+    const res = await dashboard.fetch(new Request('http://x/ops/trellis/runs'));
+    assert.equal(res.status, 200);
+  });
+
+  it('refuses bad options with a ValidationError', async () => {
+    assert.throws(() => createDashboard({ pool: db.pool, basePath: 'no-slash' }), ValidationError);
+    assert.throws(() => createDashboard({ pool: db.pool, basePath: '/a b' }), ValidationError);
+    assert.throws(() => createDashboard({ pool: db.pool, token: 'short' }), ValidationError);
+    assert.throws(() => createDashboard({} as never), ValidationError);
+    await assert.rejects(serveDashboard({ pool: db.pool, host: '0.0.0.0' }), /needs a token/);
+    await assert.rejects(serveDashboard({ pool: db.pool, port: 70000 }), ValidationError);
+  });
+});
