@@ -5,6 +5,7 @@ import type { RunState } from '../db/tables.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Duration } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
+import type { TracingOption } from '../observability/tracing.ts';
 
 export interface ClientOptions {
   pool?: pg.Pool;
@@ -31,6 +32,13 @@ export interface ClientOptions {
    * version, or for a future `runAt`. See docs/decisions/0015-local-hand-off.md.
    */
   handoff?: boolean;
+  /**
+   * Carry the caller's OpenTelemetry trace context into the runs it starts
+   * (needs the optional package @opentelemetry/api; off by default): the
+   * active span's W3C `traceparent` is stored in the run's `metadata`, and
+   * workers with `tracing` on parent the run's spans to it.
+   */
+  tracing?: TracingOption;
 }
 
 export interface StartOptions {
