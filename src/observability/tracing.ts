@@ -88,8 +88,8 @@ export class Tracing {
     return this.api.trace.setSpanContext(this.api.ROOT_CONTEXT, { ...ids, isRemote: true, traceState: state });
   }
 
-  /** Start the span of one execution of `run`. */
-  execution(run: ClaimedRun): TracedExecution {
+  /** Start the span of one execution of `run` on the worker `worker`. */
+  execution(run: ClaimedRun, worker: string): TracedExecution {
     const { api, tracer } = this;
     const span = tracer.startSpan(`workflow ${run.workflow}`, {
       kind: api.SpanKind.CONSUMER,
@@ -99,6 +99,7 @@ export class Tracing {
         'trellis.workflow_version': run.version,
         'trellis.attempt': run.attempt,
         'trellis.execution': run.execution,
+        'trellis.worker': worker,
       },
     }, this.parentOf(run.metadata));
     const context = api.trace.setSpan(api.ROOT_CONTEXT, span);

@@ -43,10 +43,11 @@ export class WorkerObserver {
   private constructor(
     readonly metrics: TrellisMetrics | undefined,
     private readonly tracing: Awaited<ReturnType<typeof loadTracing>> | undefined,
+    private readonly worker: string,
   ) {}
 
   /** Undefined when neither metrics nor tracing is on. */
-  static async create(o: { metrics?: WorkerMetricsOption; tracing?: TracingOption; pool: Queryable }): Promise<WorkerObserver | undefined> {
+  static async create(o: { metrics?: WorkerMetricsOption; tracing?: TracingOption; pool: Queryable; worker: string }): Promise<WorkerObserver | undefined> {
     if (!o.metrics && !o.tracing) return undefined;
     const spec = o.metrics === true ? {} : o.metrics || undefined;
     if (spec && !(spec instanceof TrellisMetrics) && spec.port !== undefined) {
@@ -54,7 +55,7 @@ export class WorkerObserver {
     }
     const metrics = spec instanceof TrellisMetrics ? spec : spec ? await createMetrics({ pool: o.pool, registry: spec.registry }) : undefined;
     const tracing = o.tracing ? await loadTracing(o.tracing === true ? {} : o.tracing) : undefined;
-    const observer = new WorkerObserver(metrics, tracing);
+    const observer = new WorkerObserver(metrics, tracing, o.worker);
     if (metrics && spec && !(spec instanceof TrellisMetrics) && spec.port !== undefined) await observer.listen(metrics, spec.port, spec.host ?? '127.0.0.1');
     return observer;
   }
@@ -88,7 +89,7 @@ export class WorkerObserver {
   /** An execution of `run` begins. */
   execution(run: ClaimedRun): ObservedExecution {
     const m = this.metrics?.m;
-    const traced: TracedExecution | undefined = this.tracing?.execution(run);
+    const traced: TracedExecution | undefined = this.tracing?.execution(run, this.worker);
     const workflow = run.workflow;
     if (m && run.attempt === 1 && run.execution === 1) m.started.inc({ workflow });
     let ended = false;

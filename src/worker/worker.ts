@@ -147,7 +147,7 @@ export class Worker {
     await workflowRegister(this.pool, [...this.definitions.values()]);
     this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
     this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
-    this.observer = await WorkerObserver.create({ metrics: this.options.metrics, tracing: this.options.tracing, pool: this.pool });
+    this.observer = await WorkerObserver.create({ metrics: this.options.metrics, tracing: this.options.tracing, pool: this.pool, worker: this.id });
     this.state = 'running';
     const listener = new Listener({
       connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
