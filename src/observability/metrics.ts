@@ -75,7 +75,13 @@ function build(prom: typeof PromClient, registry: PromClient.Registry, readQueue
 /**
  * Trellis's Prometheus metrics in one registry: scrape them as text, serve
  * them from `handler` in any Node HTTP server, or from a worker's own port
- * (`createWorker({ metrics: { port } })`).
+ * (`createWorker({ metrics: { port } })`). Made by `createMetrics`, or by a
+ * worker with `metrics` set (`worker.metrics`).
+ *
+ * @example
+ * const worker = createWorker({ pool, workflows: [greet], metrics: true });
+ * await worker.start();
+ * const text = await worker.metrics!.scrape(); // the Prometheus text format
  */
 export class TrellisMetrics {
   /** The prom-client Registry holding the metrics (add your own metrics to it too). */

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
@@ -155,6 +156,21 @@ describe('metrics', () => {
     } finally {
       await Promise.all([w1.stop(), w2.stop()]);
       await starter.close();
+    }
+  });
+
+  it('answers a scrape it cannot read the database for with 503', async () => {
+    const dead = new pg.Pool({ connectionString: db.url, max: 1 });
+    await dead.end();
+    const metrics = await createMetrics({ pool: dead });
+    const server = createServer(metrics.handler);
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', r));
+    try {
+      const response = await fetch(`http://127.0.0.1:${(server.address() as AddressInfo).port}/`);
+      assert.equal(response.status, 503);
+      assert.match(await response.text(), /^metrics unavailable: /);
+    } finally {
+      await new Promise((r) => server.close(r));
     }
   });
 
