@@ -147,6 +147,29 @@ describe('tracing', () => {
     }
   });
 
+  it('runs a run whose metadata holds a malformed traceparent, in a trace of its own', async () => {
+    const odd = defineWorkflow({ name: 't-odd', input }, async (ctx) => ctx.step('only', () => ctx.metadata.traceparent));
+    const worker = createWorker({ pool: db.pool, workflows: [odd], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
+    const client = createClient({ pool: db.pool, logger: silentLogger, tracing: true });
+    await worker.start();
+    try {
+      // The caller's own traceparent wins over the active span's (here a bad one).
+      const caller = tracer.startSpan('caller-odd');
+      const run = await context.with(trace.setSpan(context.active(), caller), () =>
+        client.start(odd, { n: 1 }, { metadata: { traceparent: 'not-a-traceparent' } }));
+      caller.end();
+      assert.equal(await run.result({ timeout: '10s' }), 'not-a-traceparent');
+      await waitFor(() => named('workflow t-odd').length === 1, { what: 'the execution span' });
+      const span = one('workflow t-odd');
+      assert.equal(parentOf(span), undefined);
+      assert.notEqual(span.spanContext().traceId, caller.spanContext().traceId);
+      assert.equal(parentOf(one('step only')), span.spanContext().spanId);
+    } finally {
+      await worker.stop();
+      await client.close();
+    }
+  });
+
   it('records nothing and stores no trace context when tracing is off', async () => {
     const off = defineWorkflow({ name: 't-off', input }, async (ctx) => ctx.child(child, { n: 1 }));
     const worker: Worker = createWorker({ pool: db.pool, workflows: [off, child], queues: ['default', 't-children'], logger: silentLogger, pollInterval: 100 });
