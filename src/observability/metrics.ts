@@ -86,15 +86,16 @@ function build(prom: typeof PromClient, registry: PromClient.Registry, readQueue
 export class TrellisMetrics {
   /** The prom-client Registry holding the metrics (add your own metrics to it too). */
   readonly registry: MetricsRegistry;
-  /** @internal the metric objects the worker records into. */
-  readonly m: Metrics;
+  /** The metric objects workers record into (private: its types are prom-client's, which may be absent). */
+  private readonly m: Metrics;
   private queues: Promise<{ queue: string; depth: number; age: number }[]> | undefined;
 
-  /** @internal use `createMetrics`. */
-  constructor(prom: typeof PromClient, options: MetricsOptions) {
-    const registry = (options.registry as PromClient.Registry | undefined) ?? new prom.Registry();
+  /** Use `createMetrics`. `prom` is the loaded prom-client module. */
+  constructor(prom: unknown, options: MetricsOptions) {
+    const client = prom as typeof PromClient;
+    const registry = (options.registry as PromClient.Registry | undefined) ?? new client.Registry();
     this.registry = registry;
-    this.m = build(prom, registry, () => this.readQueues(options.pool));
+    this.m = build(client, registry, () => this.readQueues(options.pool));
   }
 
   /** One SQL read per scrape for both queue gauges (they collect at the same time). */

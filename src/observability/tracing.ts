@@ -51,11 +51,14 @@ export interface TracedExecution extends ExecutionObserver {
 
 /** The loaded API with a tracer; one per client or worker. */
 export class Tracing {
+  // Private, so the published declarations never name @opentelemetry/api's types.
+  private readonly api: typeof Api;
   private readonly tracer: Api.Tracer;
 
-  /** @internal use `loadTracing`. */
-  constructor(private readonly api: typeof Api, options: TracingOptions) {
-    const provider = (options.tracerProvider as Api.TracerProvider | undefined) ?? api.trace.getTracerProvider();
+  /** Use `loadTracing`. `api` is the loaded @opentelemetry/api module. */
+  constructor(api: unknown, options: TracingOptions) {
+    this.api = api as typeof Api;
+    const provider = (options.tracerProvider as Api.TracerProvider | undefined) ?? this.api.trace.getTracerProvider();
     this.tracer = provider.getTracer('trellis');
   }
 

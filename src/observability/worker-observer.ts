@@ -77,18 +77,18 @@ export class WorkerObserver {
   /** A batched claim took `ms` and returned `count` runs. */
   claimed(ms: number, count: number): void {
     if (!this.metrics) return;
-    this.metrics.m.claims.observe(ms / 1000);
-    if (count) this.metrics.m.claimed.inc(count);
+    this.metrics['m'].claims.observe(ms / 1000);
+    if (count) this.metrics['m'].claimed.inc(count);
   }
 
   /** The LISTEN connection (re)connected. */
   listenerConnected(reconnect: boolean): void {
-    if (reconnect) this.metrics?.m.reconnects.inc();
+    if (reconnect) this.metrics?.['m'].reconnects.inc();
   }
 
   /** An execution of `run` begins. */
   execution(run: ClaimedRun): ObservedExecution {
-    const m = this.metrics?.m;
+    const m = this.metrics?.['m'];
     const traced: TracedExecution | undefined = this.tracing?.execution(run, this.worker);
     const workflow = run.workflow;
     if (m && run.attempt === 1 && run.execution === 1) m.started.inc({ workflow });

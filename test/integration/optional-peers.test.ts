@@ -1,11 +1,16 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readdir, readFile } from 'node:fs/promises';
+import { execFile } from 'node:child_process';
+import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { promisify } from 'node:util';
 import { after, before, describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
+const run = promisify(execFile);
 
 let db: TestDatabase;
 before(async () => {
@@ -24,6 +29,23 @@ describe('optional peer dependencies (prom-client, @opentelemetry/api)', () => {
       }
     }
     assert.ok(seen >= 2, 'the type imports were found');
+  });
+
+  it('are never named by the published type declarations (a TypeScript app without them compiles)', async () => {
+    const out = await mkdtemp(join(tmpdir(), 'trellis-dts-'));
+    try {
+      await run(process.execPath, [join(root, 'node_modules/typescript/bin/tsc'), '-p', join(root, 'tsconfig.build.json'),
+        '--emitDeclarationOnly', '--declarationMap', 'false', '--outDir', out], { cwd: root });
+      let files = 0;
+      for (const file of (await readdir(out, { recursive: true })).filter((f) => f.endsWith('.d.ts'))) {
+        files++;
+        const code = (await readFile(join(out, file), 'utf8')).split('\n').filter((l) => !/^\s*(\*|\/\/|\/\*)/.test(l));
+        assert.deepEqual(code.filter((l) => /['"](prom-client|@opentelemetry\/[^'"]+)['"]/.test(l)), [], file);
+      }
+      assert.ok(files > 20, `${files} declaration files`);
+    } finally {
+      await rm(out, { recursive: true, force: true });
+    }
   });
 
   it('without them installed, workers and clients run, and asking for metrics or tracing is a ValidationError naming the package', async () => {
