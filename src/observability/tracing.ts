@@ -30,12 +30,22 @@ export type TracingOption = boolean | TracingOptions;
 
 const TRACEPARENT = /^00-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})$/;
 
-/** The W3C traceparent of a span context. */
+/**
+ * The W3C traceparent of a span context.
+ *
+ * @example
+ * formatTraceparent(span.spanContext()); // '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01'
+ */
 export function formatTraceparent(sc: { traceId: string; spanId: string; traceFlags: number }): string {
   return `00-${sc.traceId}-${sc.spanId}-${(sc.traceFlags & 0xff).toString(16).padStart(2, '0')}`;
 }
 
-/** A W3C traceparent's ids, or undefined for anything else (all-zero ids included). */
+/**
+ * A W3C traceparent's ids, or undefined for anything else (all-zero ids included).
+ *
+ * @example
+ * parseTraceparent(run.metadata.traceparent)?.traceId;
+ */
 export function parseTraceparent(value: unknown): { traceId: string; spanId: string; traceFlags: number } | undefined {
   if (typeof value !== 'string') return undefined;
   const m = TRACEPARENT.exec(value);
