@@ -4,6 +4,8 @@
  */
 import assert from 'node:assert/strict';
 import { writeFileSync } from 'node:fs';
+import http from 'node:http';
+import { Registry } from 'prom-client';
 import pg from 'pg';
 import { Kysely, PostgresDialect } from 'kysely';
 import { z } from 'zod';
@@ -12,11 +14,12 @@ import {
   type Client, createClient, createWorker, defineActivity, defineSignal, defineWorkflow, migrate, installScript, checkSchema,
   fromKysely, toMs, consoleLogger, silentLogger, childLogger, type Duration, type Run, type RunHandle, type StepContext,
   type TrellisTables, type Worker, type WorkflowContext, NonRetryableError, RetryAfterError, CancelledError, TimeoutError,
-  isTrellisError, DatabaseError,
+  isTrellisError, DatabaseError, createMetrics,
 } from '../src/index.ts';
 import { createTestEnv, freePort, startEmbeddedPostgres, type TestEnv } from '../src/testing/index.ts';
 
 declare const pool: pg.Pool;
+declare function app(req: http.IncomingMessage, res: http.ServerResponse): void;
 declare const client: Client;
 declare const worker: Worker;
 declare const ctx: WorkflowContext;

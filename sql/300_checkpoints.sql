@@ -23,7 +23,7 @@
 -- Ops (JSON objects; execution defaults to 1):
 --   {op:'step', run, token, execution, seq, name, kind, status, output, error, attempts, ms, signal, delivered}
 --        (delivered: the result's place in the order results reached the workflow code)
---   {op:'child', run, token, execution, seq, name, child, workflow, version, input, key, queue, close}
+--   {op:'child', run, token, execution, seq, name, child, workflow, version, input, key, queue, close, metadata}
 --   {op:'complete', run, token, output}        {op:'fail', run, token, error}
 --   {op:'cancelled', run, token, error}
 --   {op:'pause', run, token, error, seen_cancel}
@@ -138,7 +138,8 @@ begin
   if 'child' = any (v_kinds) then
     for v_child in select * from unnest(v_ops) o where o.op = 'child' loop
       v_child_id := trellis._run_start(v_child.workflow, v_child.input,
-        jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue)),
+        jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue,
+                                             'metadata', v_child.metadata)),
         v_child.child, v_child.run, v_child.seq, v_child.close, null, null, null);
       insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, attempts, started_at, finished_at)
       values (v_child.run, coalesce(v_child.execution, (select execution from trellis.runs where id = v_child.run)), v_child.seq, v_child.name, 'child', 'waiting',

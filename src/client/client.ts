@@ -15,6 +15,7 @@ import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '
 import { NotFoundError, SchemaVersionError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../replay/serialize.ts';
 import { latestMigration } from '../schema/install.ts';
+import { loadTracing, type Tracing } from '../observability/tracing.ts';
 import { type Handoff, reserveLocal } from '../worker/local.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
@@ -105,8 +106,9 @@ export class Client {
   private readonly results: ResultWaiter;
   private maxPayloadBytes: Promise<number> | undefined;
   private readonly handoff: boolean;
+  private tracing: Promise<Tracing> | undefined;
 
-  constructor(options: ClientOptions) {
+  constructor(private readonly options: ClientOptions) {
     this.log = options.logger ?? consoleLogger('warn');
     this.prepared = options.preparedStatements !== false;
     if (options.pool) {
@@ -186,6 +188,10 @@ export class Client {
         throw new ValidationError('metadata must be a plain object');
       }
       sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', limit));
+    }
+    if (this.options.tracing) {
+      this.tracing ??= loadTracing(this.options.tracing === true ? {} : this.options.tracing);
+      sqlOptions.metadata = (await this.tracing).inject(sqlOptions.metadata);
     }
     // Register last: bad input above must write nothing, not even a registry row.
     if (typeof workflow !== 'string') {

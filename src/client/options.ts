@@ -5,6 +5,7 @@ import type { RunState } from '../db/tables.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Duration } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
+import type { TracingOption } from '../observability/tracing.ts';
 
 /**
  * Options of {@link createClient}. Give a `pool` (shared with your code) or a
@@ -68,6 +69,16 @@ export interface ClientOptions {
    * const client = createClient({ pool, handoff: false }); // every start goes through the queue
    */
   handoff?: boolean;
+  /**
+   * Carry the caller's OpenTelemetry trace context into the runs it starts
+   * (needs the optional package @opentelemetry/api; off by default): the
+   * active span's W3C `traceparent` is stored in the run's `metadata`, and
+   * workers with `tracing` on parent the run's spans to it.
+   *
+   * @example
+   * const client = createClient({ pool, tracing: true });
+   */
+  tracing?: TracingOption;
 }
 
 /**

@@ -53,6 +53,7 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
   let value: T | undefined;
   let error: unknown;
   let failed = false;
+  const observed = this.o.observer?.step({ seq, name, kind, attempt });
   try {
     const stepContext: StepContext = {
       get signal() {
@@ -62,7 +63,7 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
       idempotencyKey: `${this.o.runId}:${this.o.execution ?? 1}:${seq}`,
       runId: this.o.runId,
     };
-    value = await controller.race(Promise.resolve().then(() => fn(stepContext)));
+    value = await controller.race(Promise.resolve().then(observed ? () => observed.run(() => fn(stepContext)) : () => fn(stepContext)));
   } catch (e) {
     error = e;
     failed = true;
@@ -70,7 +71,10 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
     if (timer) clearTimeout(timer);
     this.controllers.delete(entry);
   }
-  if (this.o.signal.aborted) return { ok: 'halted' };
+  if (this.o.signal.aborted) {
+    observed?.end(this.o.signal.reason);
+    return { ok: 'halted' };
+  }
   const ms = Date.now() - started;
   let text: string | undefined;
   if (!failed) {
@@ -81,6 +85,7 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
       failed = true;
     }
   }
+  observed?.end(failed ? error : undefined);
   try {
     if (!failed) {
       // The workflow continues on the result at once (speculatively): the

@@ -360,6 +360,7 @@ function child(run: Run, workflow: WorkflowDefinition, input: unknown, options: 
         await run.write({
           type: 'child', seq, name, child: crypto.randomUUID(), workflow: workflow.name, version: workflow.version, input: text,
           key: options.key, queue: options.queue, close: options.onParentCancel ?? 'cancel',
+          metadata: run.o.observer?.childMetadata(),
         });
       }
       return run.block(seq, null);

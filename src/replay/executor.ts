@@ -26,6 +26,7 @@ import type { StepAbort } from './step-abort.ts';
 import { buildContext, RaceLostError, raceLost, type Wait } from './context.ts';
 import { Deliveries } from './delivery.ts';
 import type { Checkpoint, CheckpointSink, ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from './history.ts';
+import type { ExecutionObserver } from './observer.ts';
 import { encodeJson, serializeError } from './serialize.ts';
 
 export interface ExecuteOptions {
@@ -52,6 +53,8 @@ export interface ExecuteOptions {
   pauseRequested?: boolean;
   /** Called before a child run of `definition` is started (the worker registers it). */
   register?: (definition: WorkflowDefinition) => Promise<void>;
+  /** Metrics and tracing (src/observability); none when both are off. */
+  observer?: ExecutionObserver;
 }
 
 export type Outcome =
@@ -113,7 +116,7 @@ export function execute(options: ExecuteOptions): Promise<Outcome> {
 
 export function startExecution(options: ExecuteOptions): Execution {
   const run = new Run(options);
-  const done = run.run();
+  const done = options.observer ? options.observer.run(() => run.run()) : run.run();
   return {
     done,
     settle: async () => {

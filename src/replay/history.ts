@@ -85,6 +85,8 @@ export interface ChildStart {
   key?: string;
   queue?: string;
   close: 'cancel' | 'abandon';
+  /** The child run's metadata (the trace context, when tracing is on). */
+  metadata?: Record<string, unknown>;
 }
 
 export type Checkpoint = StepCheckpoint | ChildStart;

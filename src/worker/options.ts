@@ -4,6 +4,7 @@ import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
+import type { TracingOption, WorkerMetricsOption } from '../observability/worker-observer.ts';
 import { assertName } from '../workflow/names.ts';
 
 /**
@@ -115,6 +116,27 @@ export interface WorkerOptions {
    * const worker = createWorker({ pool, workflows: [onboard], listenerHealthCheck: '30s' });
    */
   listenerHealthCheck?: Duration;
+  /**
+   * Prometheus metrics (needs the optional package prom-client; off by
+   * default): `true`, a `createMetrics()` result shared by several workers,
+   * or `{ registry, port, host }` (with `port`, the worker serves
+   * `GET /metrics` on 127.0.0.1 unless `host` says otherwise). Read them with
+   * `worker.metrics`. See docs/observability.md.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], metrics: { port: 9464 } });
+   */
+  metrics?: WorkerMetricsOption;
+  /**
+   * OpenTelemetry spans (needs the optional package @opentelemetry/api; off
+   * by default): `true` for the global tracer provider, or
+   * `{ tracerProvider }`. A span per execution of a run, under the trace
+   * context the run was started with, and one per step attempt that runs.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], tracing: true });
+   */
+  tracing?: TracingOption;
   /**
    * Stable id for this worker in lease_owner (default host:pid:random).
    *

@@ -26,6 +26,8 @@ import { PurgeLoop } from './maintenance/purge.ts';
 import { addLocalWorker, type Handoff, localFinished } from './local.ts';
 import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
+import { type ObservedExecution, WorkerObserver } from '../observability/worker-observer.ts';
+import type { TrellisMetrics } from '../observability/metrics.ts';
 
 export type { WorkerOptions } from './options.ts';
 
@@ -97,6 +99,8 @@ export class Worker {
   readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0 };
   private readonly registry: WorkflowRegistry;
   private readonly leases: LeaseKeeper;
+  /** Metrics and tracing (src/observability); undefined when both are off. */
+  private observer: WorkerObserver | undefined;
 
   constructor(private readonly options: WorkerOptions) {
     const o = resolveWorkerOptions(options);
@@ -134,6 +138,16 @@ export class Worker {
     return this.listener?.connects ?? 0;
   }
 
+  /** This worker's Prometheus metrics (with `metrics` set, once started). */
+  get metrics(): TrellisMetrics | undefined {
+    return this.observer?.metrics;
+  }
+
+  /** The URL of this worker's metrics endpoint (with `metrics: { port }`, once started). */
+  get metricsUrl(): string | undefined {
+    return this.observer?.metricsUrl;
+  }
+
   /** Runs currently executing on this worker. */
   get activeCount(): number {
     return this.active.size;
@@ -154,6 +168,7 @@ export class Worker {
     await workflowRegister(this.pool, [...this.definitions.values()]);
     this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
     this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
+    this.observer = await WorkerObserver.create({ metrics: this.options.metrics, tracing: this.options.tracing, pool: this.pool, worker: this.id });
     this.state = 'running';
     const listener = new Listener({
       connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
@@ -162,7 +177,10 @@ export class Worker {
         if (channel === 'trellis:run_control') this.leases.control(payload);
         else if (this.queues.includes(payload)) this.wake();
       },
-      onConnect: () => this.wake(),
+      onConnect: () => {
+        this.observer?.listenerConnected(this.listenerConnects > 1);
+        this.wake();
+      },
       log: this.log,
       applicationName: 'trellis-worker-listener',
       healthCheckMs: this.listenerCheckMs,
@@ -171,6 +189,7 @@ export class Worker {
       await listener.start();
     } catch (error) {
       this.state = 'idle';
+      await this.observer?.close();
       throw error;
     }
     this.listener = listener;
@@ -213,6 +232,7 @@ export class Worker {
         }
         const limit = Math.min(free, this.claimBatch);
         this.stats.claims++;
+        const claimStarted = this.observer ? performance.now() : 0;
         const runs = await runClaim(this.db, {
           worker: this.id,
           queues: this.queues,
@@ -222,6 +242,7 @@ export class Worker {
         });
         this.stats.claimed += runs.length;
         lastClaimed = runs.length;
+        this.observer?.claimed(performance.now() - claimStarted, runs.length);
         for (const run of runs) {
           if (this.state === 'running') this.begin(run);
           else this.giveBack(run);
@@ -337,6 +358,7 @@ export class Worker {
       await push({ ...fence, op: 'release', delay_ms: 0, failure: false });
       return;
     }
+    const observed = this.observer?.execution(run);
     const execution = startExecution({
       runId: run.id,
       definition,
@@ -356,6 +378,7 @@ export class Worker {
       maxHistorySteps: this.maxHistorySteps,
       log: this.log,
       register: (def) => this.registry.register(def),
+      observer: observed,
       sink: {
         // A checkpoint becomes the op of the same kind (`type` is `op`), fenced.
         // Copied field by field: rest/spread of each checkpoint cost ~8 µs.
@@ -368,8 +391,9 @@ export class Worker {
     });
     entry.execution = execution;
     try {
-      await this.finish(fence, execution, await execution.done);
+      await this.finish(fence, execution, await execution.done, true, observed);
     } finally {
+      observed?.end(undefined); // a crash; after an end it does nothing
       this.committer.forget(run.id, run.lease_token);
     }
   }
@@ -380,29 +404,32 @@ export class Worker {
    * failed, the committer refuses it and the outcome that failure forced
    * (a failed run, or an abandoned execution) is written instead.
    */
-  private async finish(fence: { run: string; token: string; execution: number }, execution: Execution, outcome: Outcome, fallback = true): Promise<void> {
+  private async finish(fence: { run: string; token: string; execution: number }, execution: Execution, outcome: Outcome, fallback = true,
+    observed?: ObservedExecution): Promise<void> {
     const shuttingDown = outcome.kind === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
     const op = outcomeOp(fence, outcome, shuttingDown);
     try {
       if (op) await this.committer.push(op);
       this.stats[outcome.kind]++;
+      observed?.end(outcome);
       if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'cancelled') localFinished(this.pool, fence.run);
       return;
     } catch (error) {
       const forced = await execution.settle();
       if (fallback && forced && forced.kind !== 'abandoned' && !(error instanceof LeaseLostError)) {
         this.committer.forget(fence.run, fence.token);
-        return await this.finish(fence, execution, forced, false);
+        return await this.finish(fence, execution, forced, false, observed);
       }
       if (fallback && !forced && op && op.op !== 'fail' && isTrellisError(error) && REFUSED_END.has(error.code)) {
         // The engine refused this end itself (an output over the payload
         // limit, say): fail the run with that error rather than re-running it.
         this.log.warn('the end of the run was refused; failing it', { runId: fence.run, error: String(error) });
         this.committer.forget(fence.run, fence.token);
-        return await this.finish(fence, execution, { kind: 'failed', error: serializeError(error) }, false);
+        return await this.finish(fence, execution, { kind: 'failed', error: serializeError(error) }, false, observed);
       }
       if (!(error instanceof LeaseLostError) && !forced) throw error;
       this.stats.abandoned++;
+      observed?.end({ kind: 'abandoned', reason: error });
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
     }
   }
@@ -446,6 +473,7 @@ export class Worker {
       await this.listener?.close();
     }
     clearInterval(this.heartbeatTimer);
+    await this.observer?.close();
     this.state = 'stopped';
     if (this.ownsPool) await this.pool.end();
   }

@@ -1,6 +1,7 @@
 /**
  * A Trellis worker in its own process (see procs.ts for the protocol).
- * env: BENCH_URL, BENCH_CONCURRENCY, BENCH_CLAIM_BATCH, BENCH_MAX_BATCH, BENCH_POLL_MS.
+ * env: BENCH_URL, BENCH_CONCURRENCY, BENCH_CLAIM_BATCH, BENCH_MAX_BATCH, BENCH_POLL_MS,
+ * BENCH_METRICS=1 (Prometheus metrics on, to measure what they cost).
  */
 import pg from 'pg';
 import { createWorker, silentLogger } from './runtime.ts';
@@ -18,6 +19,7 @@ const worker = createWorker({
   maxBatch: env('BENCH_MAX_BATCH'),
   pollInterval: env('BENCH_POLL_MS') ?? 1000,
   logger: silentLogger,
+  metrics: process.env.BENCH_METRICS === '1',
 });
 // Warm the pool (connections are part of setup, not of the measurement).
 await Promise.all(Array.from({ length: 4 }, () => pool.query('select 1')));
