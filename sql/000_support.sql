@@ -105,8 +105,8 @@ begin
   end if;
   if p_key = 'events' and jsonb_typeof(p_value) is distinct from 'boolean' then
     perform trellis._raise('TR001', 'setting events must be true or false');
-  elsif p_key <> 'events' and jsonb_typeof(p_value) is distinct from 'number' or (p_value #>> '{}')::numeric < 1
-     or (p_value #>> '{}')::numeric > 2147483647 or (p_value #>> '{}')::numeric % 1 <> 0 then
+  elsif p_key <> 'events' and (jsonb_typeof(p_value) is distinct from 'number' or (p_value #>> '{}')::numeric < 1
+     or (p_value #>> '{}')::numeric > 2147483647 or (p_value #>> '{}')::numeric % 1 <> 0) then
     perform trellis._raise('TR001', format('setting %s must be a positive integer', p_key));
   end if;
   insert into trellis.settings as s (key, value, updated_at) values (p_key, p_value, now())
