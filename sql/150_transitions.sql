@@ -77,7 +77,7 @@ begin
     select x.*, w.hooks, w.event_payloads from moved x
       join trellis.workflows w on w.name = (x.run).workflow and w.version = (x.run).version
      where (x.run).status in ('completed', 'failed', 'cancelled', 'paused')
-       and (w.hooks is not null or w.event_payloads)),
+       and (cardinality(w.hooks) > 0 or w.event_payloads)),
   events as (
     insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
     select (x.run).id, (x.run).workflow, (x.run).version, (x.run).key, x.event, (x.run).attempt,

@@ -94,8 +94,7 @@ begin
   update trellis.hook_deliveries
      set status = 'pending', run_at = v_now, attempts = 0, updated_at = v_now
    where id = p_id;
-  perform pg_notify('trellis:hook_ready', '');
   return 'pending';
 end $$;
 comment on function trellis.hook_retry(bigint) is
-  'Make parked hook delivery p_id pending again with a fresh count of attempts (workers claim it at their next hook poll). TR002 unknown, TR004 not parked.';
+  'Make parked hook delivery p_id pending again with a fresh count of attempts (workers claim it at their next hook poll, hookDelivery.interval). TR002 unknown, TR004 not parked.';
