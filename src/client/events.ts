@@ -9,6 +9,12 @@ import { ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import { assertName } from '../workflow/names.ts';
 
+/**
+ * Options of `client.events()`.
+ *
+ * @example
+ * client.events({ after: savedCursor, kinds: ['completed'], follow: false, batchSize: 500 });
+ */
 export interface EventsOptions extends EventFilter {
   /** Resume after this cursor (an event's `cursor`); default: from the oldest event kept. */
   after?: string;
@@ -68,6 +74,12 @@ export function readEvents(db: Queryable, options: EventsOptions = {}): AsyncGen
   return iterate((after) => eventsRead(db, after ?? null, batch, options), options.after, options, batch);
 }
 
+/**
+ * Options of `client.eventConsumer()`.
+ *
+ * @example
+ * await client.eventConsumer('billing', { from: 'now', workflows: ['order'] });
+ */
 export interface ConsumerOptions extends EventFilter {
   /** Where a new consumer starts: 'start' (default: every event kept), 'now', or a cursor. An existing one keeps its position. */
   from?: 'start' | 'now' | string;

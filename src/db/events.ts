@@ -1,14 +1,25 @@
 /** Wrappers of sql/700_events.sql (the outbox) and sql/710_hooks.sql (hook deliveries). */
 import { type Queryable, run } from './queryable.ts';
 
-/** The kinds of events the outbox holds (sql/150_transitions.sql, run_transitions). */
+/**
+ * The kinds of events the outbox holds (sql/150_transitions.sql, run_transitions).
+ *
+ * @example
+ * for await (const e of client.events({ kinds: ['failed', 'step_failed'] })) alert(e.runId);
+ */
 export const EVENT_KINDS = [
   'started', 'waiting', 'resumed', 'released', 'retried', 'continued', 'paused',
   'completed', 'failed', 'cancelled', 'purged', 'step_completed', 'step_failed',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 
-/** One event of the outbox, as `client.events()` and consumers yield it. */
+/**
+ * One event of the outbox, as `client.events()` and consumers yield it.
+ *
+ * @example
+ * const [first] = await consumer.read(1);
+ * if (first?.kind === 'completed') console.log(first.runId, first.body.to, first.cursor);
+ */
 export interface RunEvent {
   /** Where a read resumes after this event ('<xid>:<id>'). */
   cursor: string;
@@ -24,7 +35,12 @@ export interface RunEvent {
   createdAt: Date;
 }
 
-/** What a read selects: any of these workflows and kinds (all when absent), or one run. */
+/**
+ * What a read selects: any of these workflows and kinds (all when absent), or one run.
+ *
+ * @example
+ * client.events({ workflows: ['order'], kinds: ['completed'], runId });
+ */
 export interface EventFilter {
   workflows?: readonly string[];
   kinds?: readonly EventKind[];

@@ -6,11 +6,21 @@
 import type { Duration } from './duration.ts';
 import type { RetryPolicy } from './retry.ts';
 
-/** The hooks a workflow can declare, by the run status that fires them. */
+/**
+ * The hooks a workflow can declare, by the run status that fires them.
+ *
+ * @example
+ * HOOK_NAMES.includes('onComplete'); // true
+ */
 export const HOOK_NAMES = ['onComplete', 'onFail', 'onCancel', 'onPause'] as const;
 export type HookName = (typeof HOOK_NAMES)[number];
 
-/** What a hook receives: the run as it is when the hook runs. */
+/**
+ * What a hook receives: the run as it is when the hook runs.
+ *
+ * @example
+ * const onFail = async (e: HookEvent) => page(`${e.workflow} run ${e.runId} failed: ${String(e.error)}`);
+ */
 export interface HookEvent<I = unknown, O = unknown> {
   hook: HookName;
   runId: string;
@@ -33,6 +43,12 @@ export interface HookEvent<I = unknown, O = unknown> {
 
 export type HookFn<I, O> = (event: HookEvent<I, O>) => unknown;
 
+/**
+ * The `hooks` option of `defineWorkflow`.
+ *
+ * @example
+ * const hooks: WorkflowHooks = { onComplete: (e) => notify(e.runId), retry: { maxAttempts: 10 }, timeout: '10s' };
+ */
 export interface WorkflowHooks<I = unknown, O = unknown> {
   onComplete?: HookFn<I, O>;
   onFail?: HookFn<I, O>;

@@ -19,7 +19,12 @@ import { declaredHooks, type HookEvent, type HookName } from '../../workflow/hoo
 import type { Logger } from '../../workflow/logger.ts';
 import { nextDelay, type RetryPolicy } from '../../workflow/retry.ts';
 
-/** Worker option `hookDelivery`. */
+/**
+ * Worker option `hookDelivery`.
+ *
+ * @example
+ * createWorker({ pool, workflows: [order], hookDelivery: { interval: '250ms', concurrency: 16 } });
+ */
 export interface HookDeliveryOptions {
   /** How often due deliveries are claimed (default 1s, at least 10ms). */
   interval?: Duration;
