@@ -94,6 +94,18 @@ const collect = async (it: AsyncIterable<RunEvent>) => {
   for await (const e of it) out.push(e);
   return out;
 };
+/**
+ * Read until `n` events pass `keep`: events become readable once every
+ * older transaction on the server has ended (other test files run their own).
+ */
+const readAtLeast = async (n: number, read: () => AsyncIterable<RunEvent>, keep: (e: RunEvent) => boolean) => {
+  let last: RunEvent[] = [];
+  await waitFor(async () => {
+    last = (await collect(read())).filter(keep);
+    return last.length >= n;
+  }, { what: `${n} events` }).catch(() => undefined);
+  return last;
+};
 
 describe('events of random workflows', () => {
   it('one event per status change (claims excepted) and per step result, in order', async () => {
@@ -114,8 +126,8 @@ describe('events of random workflows', () => {
     }, { what: 'every random run finished', timeout: 60_000, interval: 50 });
     const changes = (await db.pool.query(`select run_id, from_status, to_status from public.status_log where run_id = any ($1) order by seq`, [ids])).rows
       .filter((c) => !(c.from_status === 'pending' && c.to_status === 'running'));
-    const events = (await collect(engine.client.events({ follow: false, batchSize: 7 })))
-      .filter((e) => ids.includes(e.runId) && !e.kind.startsWith('step_'));
+    const events = await readAtLeast(changes.length, () => engine.client.events({ follow: false, batchSize: 7 }),
+      (e) => ids.includes(e.runId) && !e.kind.startsWith('step_'));
     const byRun = (rows: Array<{ runId: string; t: string }>) => {
       const out = new Map<string, string[]>();
       for (const r of rows) out.set(r.runId, [...(out.get(r.runId) ?? []), r.t]);
@@ -128,8 +140,8 @@ describe('events of random workflows', () => {
     );
     // Step results: one event per call of kind step that completed or failed (logged by a trigger on trellis.steps).
     const steps = (await db.pool.query(`select run_id, call, status from public.step_log where run_id = any ($1) order by seq`, [ids])).rows;
-    const stepEvents = (await collect(engine.client.events({ follow: false, kinds: ['step_completed', 'step_failed'] })))
-      .filter((e) => ids.includes(e.runId));
+    const stepEvents = await readAtLeast(steps.length, () => engine.client.events({ follow: false, kinds: ['step_completed', 'step_failed'] }),
+      (e) => ids.includes(e.runId));
     assert.ok(steps.length > 0);
     assert.deepEqual(
       byRun(stepEvents.map((e) => ({ runId: e.runId, t: `${e.body.seq} ${e.kind}` }))),
@@ -142,7 +154,8 @@ describe('client.events and client.eventConsumer', () => {
   it('filter by workflow and kind, resume after a cursor, and a consumer moves only on ack', async () => {
     const run = await engine.client.start(program, { actions: [], fail: false, continued: false });
     await run.result();
-    const mine = await collect(engine.client.events({ follow: false, workflows: ['random-program'], kinds: ['completed'] }));
+    const mine = await readAtLeast(1, () => engine.client.events({ follow: false, workflows: ['random-program'], kinds: ['completed'] }),
+      (e) => e.runId === run.id);
     const last = mine.at(-1)!;
     assert.equal(last.runId, run.id);
     assert.deepEqual(await collect(engine.client.events({ follow: false, after: last.cursor, kinds: ['completed'] })), []);

@@ -8,6 +8,7 @@ import assert from 'node:assert/strict';
 import { after, before, beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let db: TestDatabase;
 const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
@@ -15,6 +16,16 @@ const start = async (workflow = 'w') =>
   (await sql(`select trellis.run_start($1, '{}', '{"queue":"nobody"}') as id`, [workflow]))[0].id as string;
 const read = (after: string | null, limit = 100, filter: unknown = {}) =>
   sql('select * from trellis.events_read($1, $2, $3)', [after, limit, JSON.stringify(filter)]);
+/**
+ * Await `n` rows of `query`: events become readable once every older
+ * transaction on the server has ended, and other test files run
+ * transactions of their own on the same server.
+ */
+const atLeast = <T>(n: number, query: () => Promise<T[]>) =>
+  waitFor(async () => {
+    const rows = await query();
+    return rows.length >= n ? rows : undefined;
+  }, { what: `${n} events` });
 
 before(async () => {
   db = await freshDatabase();
@@ -37,7 +48,7 @@ describe('events_read', () => {
   it('returns the events in commit-safe order with a cursor that resumes after each', async () => {
     const a = await start();
     const b = await start('v');
-    const all = await read(null);
+    const all = await atLeast(2, () => read(null));
     assert.deepEqual(all.map((e) => [e.run_id, e.kind, e.workflow]), [[a, 'started', 'w'], [b, 'started', 'v']]);
     assert.match(all[0].cursor, /^\d+:\d+$/);
     assert.deepEqual((await read(all[0].cursor)).map((e) => e.run_id), [b]);
@@ -61,7 +72,7 @@ describe('events_read', () => {
       // one is above the horizon (the oldest running transaction).
       assert.deepEqual(await read(null), []);
       await late.query('commit');
-      const events = await read(null);
+      const events = await atLeast(2, () => read(null));
       assert.equal(events.length, 2, 'both events, once the late one committed');
       assert.equal(events[1].run_id, early, 'ordered by transaction id: the late transaction began first');
       // A reader that kept its cursor before the commit gets both too.
@@ -73,7 +84,7 @@ describe('events_read', () => {
 
   it('a cursor taken while a transaction is open still yields that transaction\'s event after it commits', async () => {
     const first = await start();
-    const [seen] = await read(null);
+    const [seen] = await atLeast(1, () => read(null));
     assert.equal(seen.run_id, first);
     const late = new pg.Client({ connectionString: db.url });
     await late.connect();
@@ -84,7 +95,7 @@ describe('events_read', () => {
       const whileOpen = await read(seen.cursor);
       assert.deepEqual(whileOpen, [], 'nothing past the open transaction');
       await late.query('commit');
-      assert.deepEqual((await read(seen.cursor)).map((e) => e.run_id), [lateRun, after]);
+      assert.deepEqual((await atLeast(2, () => read(seen.cursor))).map((e) => e.run_id), [lateRun, after]);
     } finally {
       await late.end();
     }
@@ -113,19 +124,19 @@ describe('durable consumers', () => {
     const a = await start();
     await sql(`select trellis.event_consumer_create('mailer')`);
     const b = await start();
-    const first = await sql(`select * from trellis.event_consumer_read('mailer', 1)`);
+    const first = await atLeast(1, () => sql(`select * from trellis.event_consumer_read('mailer', 1)`));
     assert.deepEqual(first.map((e) => e.run_id), [a]);
     assert.deepEqual((await sql(`select * from trellis.event_consumer_read('mailer', 1)`)).map((e) => e.run_id), [a], 'no ack, no progress');
     await sql(`select trellis.event_consumer_ack('mailer', $1)`, [first[0].cursor]);
-    assert.deepEqual((await sql(`select * from trellis.event_consumer_read('mailer')`)).map((e) => e.run_id), [b]);
+    assert.deepEqual((await atLeast(1, () => sql(`select * from trellis.event_consumer_read('mailer')`))).map((e) => e.run_id), [b]);
     // An ack never moves the position back.
     const [{ pos }] = await sql(`select trellis.event_consumer_ack('mailer', '0:0') as pos`);
     assert.equal(pos, first[0].cursor);
-    // 'now' starts after everything final.
+    // 'now' starts after everything final (a and b are: both were read).
     await sql(`select trellis.event_consumer_create('late', 'now')`);
     assert.deepEqual(await sql(`select * from trellis.event_consumer_read('late')`), []);
     const c = await start();
-    assert.deepEqual((await sql(`select * from trellis.event_consumer_read('late')`)).map((e) => e.run_id), [c]);
+    assert.deepEqual((await atLeast(1, () => sql(`select * from trellis.event_consumer_read('late')`))).map((e) => e.run_id), [c]);
   });
 
   it('refuses an unknown consumer with TR002 and a future ack with TR001', async () => {
@@ -154,13 +165,13 @@ describe('retention of events', () => {
     await sql(`select trellis.run_cancel($1)`, [id]);
     await sql(`select trellis.clock_advance('2 hours')`);
     assert.equal((await sql(`select trellis.run_purge('1 hour') as n`))[0].n, 1);
-    assert.deepEqual((await read(null)).map((e) => e.kind), ['purged']);
+    assert.deepEqual((await atLeast(1, () => read(null))).map((e) => e.kind), ['purged']);
   });
 
   it('purges consumed events past the retention in batches, never one a consumer still needs', async () => {
     for (let i = 0; i < 5; i++) await start();
     await sql(`select trellis.event_consumer_create('slow')`);
-    const events = await read(null);
+    const events = await atLeast(5, () => read(null));
     await sql(`select trellis.event_consumer_ack('slow', $1)`, [events[2].cursor]);
     await sql(`select trellis.clock_advance('2 days')`);
     assert.equal((await sql(`select trellis.events_purge('1 day', 2) as n`))[0].n, 2, 'a batch of 2');
