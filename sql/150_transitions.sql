@@ -43,6 +43,9 @@ returns setof trellis.runs language plpgsql as $$
 declare
   v_now    timestamptz := trellis.now();
   v_outbox boolean := trellis._outbox_on();
+  -- Whether any version declares hooks or event payloads: if none does,
+  -- the moves need no look-up of their version (the hot path).
+  v_declared boolean := exists (select 1 from trellis.workflows w where cardinality(w.hooks) > 0 or w.event_payloads);
   v_moved  integer;
   v_bad    text;
 begin
@@ -76,7 +79,7 @@ begin
   hooked as (
     select x.*, w.hooks, w.event_payloads from moved x
       join trellis.workflows w on w.name = (x.run).workflow and w.version = (x.run).version
-     where (x.run).status in ('completed', 'failed', 'cancelled', 'paused')
+     where v_declared and (x.run).status in ('completed', 'failed', 'cancelled', 'paused')
        and (cardinality(w.hooks) > 0 or w.event_payloads)),
   events as (
     insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
@@ -89,8 +92,7 @@ begin
                      else '{}'::jsonb end,
            v_now
       from moved x left join hooked h on (h.run).id = (x.run).id
-     where v_outbox and x.recorded
-     order by (x.run).id),
+     where v_outbox and x.recorded),
   hooks as (
     insert into trellis.hook_deliveries (run_id, workflow, version, hook, event, run_at, created_at, updated_at)
     select (h.run).id, (h.run).workflow, (h.run).version, trellis._hook_for((h.run).status), h.event,
@@ -116,14 +118,16 @@ comment on function trellis._run_move(trellis.run_move[]) is
 create or replace function trellis._run_started(p_run trellis.runs)
 returns void language plpgsql as $$
 begin
-  if not exists (select 1 from trellis.run_transitions
-                  where from_status = '[*]' and to_status = p_run.status and event = 'started') then
+  -- One statement on the start path: the check and the event together.
+  insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
+  select p_run.id, p_run.workflow, p_run.version, p_run.key, t.event, p_run.attempt,
+         jsonb_build_object('to', p_run.status, 'execution', p_run.execution), p_run.created_at
+    from trellis.run_transitions t
+   where t.from_status = '[*]' and t.to_status = p_run.status and t.event = 'started'
+     and coalesce((select (value #>> '{}')::boolean from trellis.settings where key = 'events'), true);
+  if not found and not exists (select 1 from trellis.run_transitions
+                                where from_status = '[*]' and to_status = p_run.status and event = 'started') then
     perform trellis._raise('TR004', format('illegal run transition: a new run cannot be %s', p_run.status));
-  end if;
-  if trellis._outbox_on() then
-    insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
-    values (p_run.id, p_run.workflow, p_run.version, p_run.key, 'started', p_run.attempt,
-            jsonb_build_object('to', p_run.status, 'execution', p_run.execution), p_run.created_at);
   end if;
 end $$;
 comment on function trellis._run_started(trellis.runs) is

@@ -174,6 +174,8 @@ returns void language plpgsql as $$
 declare
   v_now    timestamptz := trellis.now();
   v_outbox boolean := trellis._outbox_on();
+  -- Whether any version's events carry payloads (a probe of a partial index).
+  v_payloads boolean := exists (select 1 from trellis.workflows w where cardinality(w.hooks) > 0 or w.event_payloads);
 begin
   with recorded as (
     insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, error, attempts,
@@ -191,15 +193,15 @@ begin
   insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
   select st.run_id, r.workflow, r.version, r.key, 'step_' || st.status, r.attempt,
          jsonb_build_object('seq', st.seq, 'name', st.name, 'attempts', st.attempts, 'execution', st.execution)
-           || case when not coalesce(w.event_payloads, false) then '{}'::jsonb
+           || case when not v_payloads
+                     or not exists (select 1 from trellis.workflows w
+                                     where w.name = r.workflow and w.version = r.version and w.event_payloads) then '{}'::jsonb
                    when st.status = 'completed' then jsonb_build_object('output', st.output)
                    else jsonb_build_object('error', st.error) end,
          v_now
     from recorded st
     join trellis.runs r on r.id = st.run_id
-    left join trellis.workflows w on w.name = r.workflow and w.version = r.version
-   where v_outbox and st.kind = 'step' and st.status in ('completed', 'failed')
-   order by st.run_id, st.seq;
+   where v_outbox and st.kind = 'step' and st.status in ('completed', 'failed');
 
   -- A wait that consumed a signal marks it, so it is delivered once.
   update trellis.signals g set consumed_at = v_now, consumed_seq = o.seq

@@ -1,5 +1,5 @@
 --! Previous: sha1:6b1618c1d9a18ee556ec1c58e3bd92c50dada6e4
---! Hash: sha1:2beec523c74977e7a2d7d83972e8fe97ffd3e288
+--! Hash: sha1:beffa33c249a5ff04d6f7bbeb8415f2cb5d8e1a8
 
 -- Trellis 000012: one run state machine and its outbox (decision 0019).
 --
@@ -126,3 +126,8 @@ create index if not exists hook_deliveries_run_idx on trellis.hook_deliveries (r
 
 -- _checkpoint_one takes a checkpoint_op now (sql/300_checkpoints.sql).
 drop function if exists trellis._checkpoint_one(jsonb);
+
+-- Whether any version declares hooks or event payloads, read on every run
+-- transition: a probe of this partial index (empty when none does).
+create index if not exists workflows_declared_idx on trellis.workflows (name)
+  where cardinality(hooks) > 0 or event_payloads;
