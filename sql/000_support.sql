@@ -100,11 +100,13 @@ comment on function trellis._raise_unheld(uuid, uuid) is
 create or replace function trellis.setting_set(p_key text, p_value jsonb)
 returns jsonb language plpgsql as $$
 begin
-  if p_key not in ('max_payload_bytes', 'max_history_steps') then
-    perform trellis._raise('TR001', format('unknown setting %L (max_payload_bytes, max_history_steps)', p_key));
+  if p_key not in ('max_payload_bytes', 'max_history_steps', 'events') then
+    perform trellis._raise('TR001', format('unknown setting %L (max_payload_bytes, max_history_steps, events)', left(p_key, 64)));
   end if;
-  if jsonb_typeof(p_value) is distinct from 'number' or (p_value #>> '{}')::numeric < 1
-     or (p_value #>> '{}')::numeric > 2147483647 or (p_value #>> '{}')::numeric % 1 <> 0 then
+  if p_key = 'events' and jsonb_typeof(p_value) is distinct from 'boolean' then
+    perform trellis._raise('TR001', 'setting events must be true or false');
+  elsif p_key <> 'events' and (jsonb_typeof(p_value) is distinct from 'number' or (p_value #>> '{}')::numeric < 1
+     or (p_value #>> '{}')::numeric > 2147483647 or (p_value #>> '{}')::numeric % 1 <> 0) then
     perform trellis._raise('TR001', format('setting %s must be a positive integer', p_key));
   end if;
   insert into trellis.settings as s (key, value, updated_at) values (p_key, p_value, now())
@@ -112,4 +114,4 @@ begin
   return p_value;
 end $$;
 comment on function trellis.setting_set(text, jsonb) is
-  'Change an engine setting: max_payload_bytes (largest input, output, step result, signal payload) or max_history_steps (calls per execution). Workers read them when they start.';
+  'Change an engine setting: max_payload_bytes (largest input, output, step result, signal payload) or max_history_steps (calls per execution), which workers read when they start; or events (true/false: whether run transitions and step results append to the outbox trellis.events; read by every transaction).';

@@ -1,5 +1,5 @@
 -- 100_workflows: the registry of workflow definitions (name, version, queue,
--- input shape, declared signals).
+-- input shape, declared signals, lifecycle hooks, whether its events carry payloads).
 -- Owns: trellis.workflow_register, trellis.workflow_input_error, trellis._check_shape_size.
 -- Touches: trellis.workflows.
 
@@ -49,28 +49,42 @@ begin
       -- One level more: the object of names around the shapes.
       perform trellis._check_shape_size(v_item->'signals', format('signals of workflow %L', v_item->>'name'), 129);
     end if;
+    if v_item ? 'hooks' and (jsonb_typeof(v_item->'hooks') not in ('array', 'null')
+       or exists (select 1 from jsonb_array_elements(case when jsonb_typeof(v_item->'hooks') = 'array' then v_item->'hooks' end) h
+                   where h not in ('"onComplete"', '"onFail"', '"onCancel"', '"onPause"'))) then
+      perform trellis._raise('TR001', format('hooks of workflow %L must be an array of onComplete, onFail, onCancel, onPause', v_item->>'name'));
+    end if;
+    if v_item ? 'event_payloads' and jsonb_typeof(v_item->'event_payloads') <> 'boolean' then
+      perform trellis._raise('TR001', format('event_payloads of workflow %L must be true or false', v_item->>'name'));
+    end if;
   end loop;
   -- An item without input_schema or signals (an older Trellis) keeps what
   -- is stored; JSON null stores nothing (SQL then checks nothing).
   insert into trellis.workflows as w (name, version, queue, registered_at, last_seen_at,
-                                      input_schema, input_path, signal_schemas)
+                                      input_schema, input_path, signal_schemas, hooks, event_payloads)
   select distinct on (i->>'name', i->>'version')
          i->>'name', i->>'version', coalesce(i->>'queue', 'default'), v_now, v_now,
-         i->'input_schema', trellis._shape_jsonpath(i->'input_schema'), i->'signals'
+         i->'input_schema', trellis._shape_jsonpath(i->'input_schema'), i->'signals',
+         case when jsonb_typeof(i->'hooks') = 'array' then array(select jsonb_array_elements_text(i->'hooks')) end,
+         coalesce((i->>'event_payloads')::boolean, false)
     from jsonb_array_elements(p_workflows) as i
   on conflict (name, version) do update
     set queue = excluded.queue, last_seen_at = excluded.last_seen_at,
         input_schema = coalesce(excluded.input_schema, w.input_schema),
         input_path = case when excluded.input_schema is null then w.input_path else excluded.input_path end,
-        signal_schemas = coalesce(excluded.signal_schemas, w.signal_schemas)
+        signal_schemas = coalesce(excluded.signal_schemas, w.signal_schemas),
+        hooks = coalesce(excluded.hooks, w.hooks),
+        event_payloads = excluded.event_payloads
     -- Avoid rewriting the row (and blocking concurrent starters) on every boot.
     where w.queue is distinct from excluded.queue
        or (excluded.input_schema is not null and w.input_schema is distinct from excluded.input_schema)
        or (excluded.signal_schemas is not null and w.signal_schemas is distinct from excluded.signal_schemas)
+       or (excluded.hooks is not null and w.hooks is distinct from excluded.hooks)
+       or w.event_payloads is distinct from excluded.event_payloads
        or w.last_seen_at < excluded.last_seen_at - interval '1 minute';
 end $$;
 comment on function trellis.workflow_register(jsonb) is
-  'Register workflow definitions [{name, version, queue, input_schema?, signals?}]. input_schema is the input shape run_start checks inputs against, signals the object of signal name to payload shape signal_send checks against (sql/050_shapes.sql); an item without either keeps the stored one. The most recently first-registered version is the default for starts that name no version.';
+  'Register workflow definitions [{name, version, queue, input_schema?, signals?, hooks?, event_payloads?}]. hooks: the lifecycle hooks the version declares (onComplete, onFail, onCancel, onPause), delivered durably (sql/710_hooks.sql); event_payloads: its events carry output and error. input_schema is the input shape run_start checks inputs against, signals the object of signal name to payload shape signal_send checks against (sql/050_shapes.sql); an item without either keeps the stored one. The most recently first-registered version is the default for starts that name no version.';
 
 create or replace function trellis.workflow_input_error(p_workflow text, p_input jsonb, p_version text default null)
 returns text language plpgsql stable as $$

@@ -1,6 +1,7 @@
 -- 200_runs: starting and claiming runs.
 -- Owns: run_start (_run_start), run_start_claimed, run_claim, run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
--- Touches: trellis.runs (insert, update), trellis.workflows and trellis.steps (read).
+-- Touches: trellis.runs (insert; status changes through _run_move), trellis.events
+-- (a new run's event), trellis.workflows and trellis.steps (read).
 -- Lock order: runs rows in id order (claims take them with SKIP LOCKED).
 
 -- The body of run_start, also used by checkpoint_apply to start child runs
@@ -24,6 +25,7 @@ declare
   v_run_at   timestamptz := v_now;
   v_metadata jsonb := coalesce(v_options->'metadata', '{}');
   v_id       uuid;
+  v_row      trellis.runs;
   v_claim    boolean;
   -- The input shape of the version (sql/050_shapes.sql) is checked, and so
   -- read, only when needed: not for a child, whose input its parent's
@@ -124,7 +126,8 @@ begin
           case when v_claim then v_now + p_lease end,
           case when v_claim then v_now end)
   on conflict (workflow, key) where key is not null do nothing
-  returning id into v_id;
+  returning * into v_row;
+  v_id := v_row.id;
 
   if v_id is null then
     -- Another start with this key won (possibly concurrently: the insert
@@ -132,6 +135,9 @@ begin
     select id into v_id from trellis.runs where workflow = p_workflow and key = v_key;
     return v_id;
   end if;
+  -- The new run's event (and the check of its first status against
+  -- trellis.run_transitions, sql/150_transitions.sql).
+  perform trellis._run_started(v_row);
   if v_run_at <= v_now and not v_claim then
     perform trellis._notify_ready(v_queue, p_workflow, v_version, v_id,
                                   (v_options->'coalesce_notify') = 'true'::jsonb);
@@ -216,24 +222,23 @@ begin
   if p_async_commit then
     perform set_config('synchronous_commit', 'off', true);
   end if;
-  -- Waiting runs whose timer is due become pending.
-  with due as (
-    select r.id from trellis.runs r
+  -- Waiting runs whose timer is due become pending; runs whose lease
+  -- expired become claimable again (both through _run_move, the one writer
+  -- of runs.status, with their events).
+  perform trellis._run_move(array(
+    select row(r.id, 'pending', 'resumed', null, null, null, null, null, null, null, null, null,
+               null, null, null, null, null, '{"reason":"timer"}')::trellis.run_move
+      from trellis.runs r
      where r.status = 'waiting' and r.run_at <= v_now
      order by r.run_at limit 1000
-     for update skip locked)
-  update trellis.runs r set status = 'pending', updated_at = v_now
-    from due where r.id = due.id;
-  -- Runs whose lease expired become claimable again.
-  with expired as (
-    select r.id from trellis.runs r
+     for update skip locked));
+  perform trellis._run_move(array(
+    select row(r.id, 'pending', 'released', v_now, null, null, null, null, null, null, null, null,
+               null, null, null, null, null, '{"reason":"lease expired"}')::trellis.run_move
+      from trellis.runs r
      where r.status = 'running' and r.lease_expires_at < v_now
      order by r.lease_expires_at limit 100
-     for update skip locked)
-  update trellis.runs r
-     set status = 'pending', lease_token = null, lease_owner = null, lease_expires_at = null,
-         run_at = v_now, updated_at = v_now
-    from expired where r.id = expired.id;
+     for update skip locked));
 
   foreach v_queue in array p_queues loop
     exit when v_left <= 0;
@@ -258,13 +263,9 @@ begin
        order by c.priority desc, c.run_at
        limit v_left);
     continue when cardinality(v_ids) = 0;
+    -- The lease: attempt + 1, a fresh token, started_at (set by _run_move).
     return query
-    update trellis.runs r
-       set status = 'running', attempt = r.attempt + 1, lease_token = gen_random_uuid(),
-           lease_owner = p_worker, lease_expires_at = v_now + p_lease,
-           started_at = coalesce(r.started_at, v_now), updated_at = v_now
-     where r.id = any (v_ids)
-    returning r.id, r.workflow, r.version, r.input, r.metadata, r.attempt, r.failures,
+    select r.id, r.workflow, r.version, r.input, r.metadata, r.attempt, r.failures,
               r.lease_token, r.lease_expires_at,
               -- A first claim of an execution (attempt 1) has no history and no
               -- children yet: skip those lookups on the hot path.
@@ -285,7 +286,11 @@ begin
                  from trellis.steps w join trellis.runs c on c.id = (w.output->>'child')::uuid
                 where w.run_id = r.id and w.execution = r.execution and w.status = 'waiting'
                   and w.kind = 'child' and c.status in ('completed', 'failed', 'cancelled')) end,
-              v_now;
+              v_now
+      from trellis._run_move(array(
+             select row(i, 'running', 'claimed', null, null, null, null, null, null, null, null, null,
+                        null, null, gen_random_uuid(), p_worker, v_now + p_lease, null)::trellis.run_move
+               from unnest(v_ids) i)) r;
     get diagnostics v_got = row_count;
     v_left := v_left - v_got;
   end loop;

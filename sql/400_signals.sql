@@ -1,5 +1,5 @@
 -- 400_signals: messages sent to runs, buffered until a wait consumes them.
--- Owns: signal_send. Touches: trellis.signals (insert), trellis.runs (wake),
+-- Owns: signal_send. Touches: trellis.signals (insert), trellis.runs (wake, through _run_move),
 -- trellis.workflows (read: the declared signals).
 -- Lock order: the run row, then its signals.
 
@@ -55,7 +55,8 @@ begin
     return false; -- a repeat of an already received signal id
   end if;
   if v_status = 'waiting' then
-    update trellis.runs set status = 'pending', run_at = v_now, updated_at = v_now where id = p_run_id;
+    perform trellis._run_move(array[row(p_run_id, 'pending', 'resumed', v_now, null, false, null, false,
+      null, null, null, null, null, null, null, null, null, '{"reason":"signal"}')::trellis.run_move]);
     perform pg_notify('trellis:run_ready', v_queue);
   end if;
   return true;

@@ -1,8 +1,9 @@
 -- 500_control: operator and API controls of a run.
 -- Owns: run_cancel (_cancel_reach, _cancel_cascade, _cancel_one, _finish_cancelled),
--- run_pause, run_resume, run_retry, clock_use_virtual, clock_advance.
--- Touches: trellis.runs (update), trellis.steps (delete on retry), trellis.signals
--- (given back on retry), trellis.clock.
+-- run_pause, run_resume, run_retry. (The test kit's clock is in 800_clock.sql.)
+-- Touches: trellis.runs (update; status only through _run_move,
+-- sql/150_transitions.sql), trellis.steps (delete on retry), trellis.signals
+-- (given back on retry).
 -- Lock order: run rows in id order, all taken up front in one statement.
 -- run_cancel locks the run, its parent (woken if the run ends at once) and
 -- every run the cancellation reaches (the unfinished 'cancel' children,
@@ -48,14 +49,10 @@ comment on function trellis._cancel_reach(uuid[]) is
 
 create or replace function trellis._finish_cancelled(p_run_id uuid, p_reason text)
 returns void language plpgsql as $$
-declare
-  v_now timestamptz := trellis.now();
 begin
-  update trellis.runs
-     set status = 'cancelled', finished_at = v_now, updated_at = v_now,
-         error = jsonb_build_object('name', 'CancelledError', 'code', 'cancelled',
-                                    'message', coalesce(p_reason, 'cancelled'))
-   where id = p_run_id;
+  perform trellis._run_move(array[row(p_run_id, 'cancelled', 'cancelled', null, null, false,
+    jsonb_build_object('name', 'CancelledError', 'code', 'cancelled', 'message', coalesce(p_reason, 'cancelled')), true,
+    null, null, null, null, null, null, null, null, null, null)::trellis.run_move]);
   perform trellis._wake_child_waiters(array[p_run_id]);
   perform pg_notify('trellis:run_finished', p_run_id::text);
 end $$;
@@ -75,14 +72,21 @@ begin
   end if;
   -- Started: the workflow gets CancelledError at its next wait (its cleanup
   -- code may run); a running step's AbortSignal fires on its worker.
-  update trellis.runs
-     set cancel_requested_at = coalesce(cancel_requested_at, v_now),
-         error = jsonb_build_object('name', 'CancelledError', 'code', 'cancelled',
-                                    'message', coalesce(p_reason, 'cancelled')),
-         status = case when status = 'running' then status else 'pending' end,
-         run_at = case when status = 'running' then run_at else v_now end,
-         updated_at = v_now
-   where id = p_run.id;
+  -- A waiting or paused run becomes pending (through _run_move); a running
+  -- or pending one keeps its status.
+  if p_run.status in ('waiting', 'paused') then
+    perform trellis._run_move(array[row(p_run.id, 'pending', 'resumed', v_now, null, false,
+      jsonb_build_object('name', 'CancelledError', 'code', 'cancelled', 'message', coalesce(p_reason, 'cancelled')), true,
+      null, null, null, null, null, true, null, null, null, '{"reason":"cancel"}')::trellis.run_move]);
+  else
+    update trellis.runs
+       set cancel_requested_at = coalesce(cancel_requested_at, v_now),
+           error = jsonb_build_object('name', 'CancelledError', 'code', 'cancelled',
+                                      'message', coalesce(p_reason, 'cancelled')),
+           run_at = case when p_run.status = 'running' then run_at else v_now end,
+           updated_at = v_now
+     where id = p_run.id;
+  end if;
   if p_run.status = 'running' then
     perform pg_notify('trellis:run_control', 'cancel:' || p_run.id::text);
   else
@@ -166,11 +170,9 @@ begin
      where id = p_run_id;
     perform pg_notify('trellis:run_control', 'pause:' || p_run_id::text);
   elsif v_run.status in ('pending', 'waiting') then
-    update trellis.runs
-       set status = 'paused', updated_at = v_now,
-           error = case when p_reason is null then error
-                        else jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason) end
-     where id = p_run_id;
+    perform trellis._run_move(array[row(p_run_id, 'paused', 'paused', null, null, false,
+      jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason), p_reason is not null,
+      null, null, null, null, null, null, null, null, null, null)::trellis.run_move]);
   end if;
   return (select status from trellis.runs where id = p_run_id);
 end $$;
@@ -194,12 +196,12 @@ begin
     -- was parked with run_at = now, so it goes at once). A run parked on an
     -- open wait (a 'waiting' call; its run_at was the timer) goes now: its
     -- replay parks it again until the timer, a signal or a child.
-    update trellis.runs r
-       set status = 'pending', pause_requested_at = null, updated_at = v_now,
-           run_at = case when exists (select 1 from trellis.steps s
-                                       where s.run_id = r.id and s.execution = r.execution and s.status = 'waiting')
-                         then v_now else greatest(r.run_at, v_now) end
-     where r.id = p_run_id;
+    perform trellis._run_move(array[row(p_run_id, 'pending', 'resumed',
+      case when exists (select 1 from trellis.steps s
+                         where s.run_id = p_run_id and s.execution = v_run.execution and s.status = 'waiting')
+           then v_now else greatest(v_run.run_at, v_now) end,
+      null, false, null, false,
+      null, null, null, null, true, null, null, null, null, '{"reason":"resume"}')::trellis.run_move]);
     perform pg_notify('trellis:run_ready', v_run.queue);
   end if;
   return (select status from trellis.runs where id = p_run_id);
@@ -239,50 +241,10 @@ begin
        and g.consumed_at = s.finished_at;
     delete from trellis.steps where run_id = p_run_id and execution = v_run.execution and seq >= v_from;
   end if;
-  update trellis.runs
-     set status = 'pending', run_at = v_now, finished_at = null, failures = 0, updated_at = v_now
-   where id = p_run_id;
+  perform trellis._run_move(array[row(p_run_id, 'pending', 'retried', v_now, null, false, null, false,
+    null, null, null, 0, null, null, null, null, null, null)::trellis.run_move]);
   perform pg_notify('trellis:run_ready', v_run.queue);
   return 'pending';
 end $$;
 comment on function trellis.run_retry(uuid) is
   'Run a failed run again from its first failed call: that call and every later call of the current execution are deleted (signals they consumed are given back), earlier calls are not re-run. TR004 unless failed.';
-
--- The test kit's virtual clock. Production never calls these.
--- clock_use_virtual is DDL that changes the clock of every session of the
--- database, so it needs an explicit opt-in: trellis.virtual_clock = 'allowed'
--- (the test kit sets it in its connection options; `set local` works too).
-create or replace function trellis.clock_use_virtual()
-returns void language plpgsql as $$
-begin
-  if current_setting('trellis.virtual_clock', true) is distinct from 'allowed' then
-    perform trellis._raise('TR004',
-      'the virtual clock is for test databases: set trellis.virtual_clock = ''allowed'' in this session first '
-      || '(the test kit does; by hand: set local trellis.virtual_clock = ''allowed'')');
-  end if;
-  insert into trellis.clock (singleton, "offset") values (true, '0') on conflict do nothing;
-  create or replace function trellis.now() returns timestamptz
-  language sql stable parallel safe as 'select now() + coalesce((select "offset" from trellis.clock), interval ''0'')';
-end $$;
-comment on function trellis.clock_use_virtual() is
-  'Test kit only: make trellis.now() read a shared offset from trellis.clock. TR004 unless the session set trellis.virtual_clock = ''allowed''.';
-
-create or replace function trellis.clock_advance(p_by interval)
-returns timestamptz language plpgsql as $$
-declare
-  v_queue text;
-begin
-  if p_by is null or p_by < interval '0' then
-    perform trellis._raise('TR001', 'the clock only moves forward');
-  end if;
-  update trellis.clock set "offset" = "offset" + p_by;
-  if not found or (select prosrc from pg_proc where oid = 'trellis.now()'::regprocedure) not like '%trellis.clock%' then
-    perform trellis._raise('TR004', 'the virtual clock is not in use (call trellis.clock_use_virtual())');
-  end if;
-  for v_queue in select distinct queue from trellis.runs where status in ('pending', 'waiting') loop
-    perform pg_notify('trellis:run_ready', v_queue);
-  end loop;
-  return trellis.now();
-end $$;
-comment on function trellis.clock_advance(interval) is
-  'Test kit only: move the virtual clock forward and wake workers, so due sleeps, timeouts and retries fire.';

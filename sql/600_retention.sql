@@ -1,7 +1,8 @@
 -- 600_retention: deleting finished runs after an age, and scrubbing one
 -- run's payloads.
 -- Owns: retention_set, retention, run_purge, run_purge_due (_purge_workflow), run_scrub.
--- Touches: trellis.runs (delete; their steps and signals go by cascade, and a
+-- Touches: trellis.runs (delete; their steps and signals go by cascade, their
+-- events and hook deliveries are deleted and a purged event appended; and a
 -- deleted run's children lose their parent link; update by run_scrub),
 -- trellis.steps and trellis.signals (update by run_scrub), trellis.settings
 -- (the default retention), trellis.retentions (per workflow).
@@ -93,17 +94,34 @@ comment on function trellis._awaited(uuid) is
   'Whether a waiting child call of a parent run waits on run p_run_id.';
 
 -- Delete the runs a purge picked and locked; how many (0 for none).
+-- Their events and hook deliveries go with them, and each leaves one
+-- purged event (so a reader learns the run is gone; it is itself purged
+-- with the consumed events).
 create or replace function trellis._delete_runs(p_ids uuid[])
 returns integer language plpgsql as $$
+declare
+  v_now timestamptz := trellis.now();
 begin
   if p_ids is null then
     return 0;
   end if;
-  delete from trellis.runs where id = any (p_ids);
+  with gone as (
+    delete from trellis.runs where id = any (p_ids)
+    returning id, workflow, version, key, attempt, status, execution),
+  events as (
+    delete from trellis.events e using gone where e.run_id = gone.id),
+  hooks as (
+    delete from trellis.hook_deliveries h using gone where h.run_id = gone.id)
+  insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
+  select gone.id, gone.workflow, gone.version, gone.key, 'purged', gone.attempt,
+         jsonb_build_object('from', gone.status, 'execution', gone.execution), v_now
+    from gone
+   where trellis._outbox_on()
+   order by gone.id;
   return cardinality(p_ids);
 end $$;
 comment on function trellis._delete_runs(uuid[]) is
-  'Delete the runs p_ids (their steps and signals by cascade); returns how many.';
+  'Delete the runs p_ids (their steps and signals by cascade, their events and hook deliveries), appending one purged event each; returns how many.';
 
 -- Up to p_limit finished runs of one workflow that finished more than p_keep
 -- ago. Found through runs_workflow_created_idx: a run finished after it was
@@ -172,6 +190,9 @@ begin
   if not pg_try_advisory_xact_lock(1414679635, 2) then
     return 0;
   end if;
+  -- Consumed events past the default retention (the longest a workflow's
+  -- own when there is no default), in a batch of their own.
+  perform trellis.events_purge(coalesce(v_default, (select max(keep) from trellis.retentions)), p_limit);
   v_left := p_limit;
   for w in
     select f.name, coalesce(r.keep, v_default) as keep
@@ -215,6 +236,9 @@ begin
      set output = null, error = trellis._scrub_error(error)
    where run_id = p_run_id;
   update trellis.signals set payload = 'null' where run_id = p_run_id;
+  -- Events carry output and error only when the workflow opted in.
+  update trellis.events set body = body - 'output' - 'error'
+   where run_id = p_run_id and (body ? 'output' or body ? 'error');
   update trellis.runs
      set input = 'null', output = null, error = trellis._scrub_error(error), metadata = '{}',
          scrubbed_at = v_now, updated_at = v_now

@@ -19,3 +19,7 @@ export { NAME_PATTERN } from './workflow/names.ts';
 export type { RetryPolicy } from './workflow/retry.ts';
 export type { StandardSchemaV1 } from './workflow/standard-schema.ts';
 export { defineSignal, type SignalDefinition, type SignalPayload, type SignalResult } from './workflow/signal.ts';
+export { EventConsumer, type ConsumerOptions, type EventsOptions } from './client/events.ts';
+export { EVENT_KINDS, type EventFilter, type EventKind, type RunEvent } from './db/events.ts';
+export { HOOK_NAMES, type HookEvent, type HookName, type WorkflowHooks } from './workflow/hooks.ts';
+export type { HookDeliveryOptions } from './worker/hooks/loop.ts';

@@ -24,6 +24,8 @@ import { consoleLogger, type Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
+import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
+import type { RunEvent } from '../db/events.ts';
 import type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
 import { ResultWaiter } from './results.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
@@ -361,6 +363,35 @@ export class Client {
     if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('purge limit must be an integer from 1 to 100000');
     const workflow = optionalWorkflow(options.workflow);
     return runPurge(this.exec(options.tx), toMs(options.olderThan, 'olderThan'), limit, workflow);
+  }
+
+  /**
+   * The outbox: every run transition and step result, in commit-safe order
+   * (an event committed late is never skipped), as an async iterator. See
+   * docs/events.md.
+   *
+   * @example
+   * for await (const event of client.events({ workflows: ['order'], kinds: ['completed'], signal })) {
+   *   console.log(event.runId, event.kind, event.cursor);
+   * }
+   */
+  events(options: EventsOptions = {}): AsyncGenerator<RunEvent> {
+    return readEvents(this.pool, options);
+  }
+
+  /**
+   * A durable named consumer of the outbox (created if new), whose position
+   * moves only when it acknowledges an event.
+   *
+   * @example
+   * const mailer = await client.eventConsumer('mailer', { kinds: ['completed'] });
+   * for await (const event of mailer.events({ signal })) {
+   *   await notify(event.runId);
+   *   await mailer.ack(event);
+   * }
+   */
+  eventConsumer(name: string, options: ConsumerOptions = {}): Promise<EventConsumer> {
+    return EventConsumer.open(this.pool, name, options);
   }
 
   /** The caller's transaction or the pool, as engine statements use it (unprepared if so configured). */

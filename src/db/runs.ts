@@ -1,4 +1,5 @@
 /** One wrapper per run function in sql/200_runs.sql and sql/100_workflows.sql. */
+import { declaredHooks, type WorkflowHooks } from '../workflow/hooks.ts';
 import type { ChildOutcome, PendingSignal, StepRecord } from '../replay/history.ts';
 import { type Queryable, run } from './queryable.ts';
 import { inputShape } from '../workflow/input-shape.ts';
@@ -149,6 +150,8 @@ export interface Registrable {
   queue: string;
   input?: StandardSchemaV1;
   signals?: readonly SignalDefinition<any, any>[] | undefined;
+  hooks?: WorkflowHooks<any, any> | undefined;
+  eventPayloads?: boolean;
 }
 
 /** trellis.workflow_register, with each definition's input shape (null: none SQL can check) and declared signals. */
@@ -158,6 +161,9 @@ export async function workflowRegister(db: Queryable, workflows: readonly Regist
     ...(w.input ? { input_schema: inputShape(w.input) } : {}),
     // A signal without a schema, or with one SQL cannot read, takes any payload (true).
     ...(w.signals ? { signals: Object.fromEntries(w.signals.map((s) => [s.name, (s.schema && inputShape(s.schema)) ?? true])) } : {}),
+    // The hooks the version declares (delivered durably, sql/710_hooks.sql) and whether its events carry payloads.
+    hooks: declaredHooks(w.hooks),
+    event_payloads: w.eventPayloads ?? false,
   }));
   await run(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(items)]);
 }

@@ -1,4 +1,5 @@
 /** The options of createWorker, and their defaults and checks. */
+import type { HookDeliveryOptions } from './hooks/loop.ts';
 import type pg from 'pg';
 import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
@@ -95,6 +96,13 @@ export interface WorkerOptions {
    * const worker = createWorker({ pool, workflows: [onboard], purge: { interval: '1 minute', batch: 500 } });
    */
   purge?: { interval?: Duration; batch?: number } | false;
+  /**
+   * Durable lifecycle hooks (`defineWorkflow({ hooks })`) of the workflows
+   * this worker serves: how often it claims due deliveries (default 1s) and
+   * how many hooks it runs at once (default 8). `false`: this worker runs no
+   * hooks (another one does).
+   */
+  hookDelivery?: HookDeliveryOptions | false;
   /**
    * Run the hot statements (claims, checkpoints) as named prepared
    * statements, planned once per connection (default true). Set false

@@ -23,6 +23,7 @@ import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { Listener } from './listener.ts';
 import { PurgeLoop } from './maintenance/purge.ts';
+import { createHookLoop, type HookLoop } from './hooks/loop.ts';
 import { addLocalWorker, type Handoff, localFinished } from './local.ts';
 import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
@@ -87,6 +88,7 @@ export class Worker {
   private gateRetryMs = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly purgeLoop: PurgeLoop | undefined;
+  private readonly hookLoop: HookLoop | undefined;
   /**
    * Slots kept for runs a client in this process is starting (see local.ts):
    * each settles when its hand-off is adopted or cancelled; stop() waits for them.
@@ -96,7 +98,8 @@ export class Worker {
   private maxPayloadBytes = 1_048_576;
   private maxHistorySteps = 10_000;
   /** Counters for tests, metrics and benchmarks (`handedOff`: runs begun from a start in this process, not claimed). */
-  readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0 };
+  readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0,
+    hooks: { delivered: 0, retry: 0, parked: 0 } };
   private readonly registry: WorkflowRegistry;
   private readonly leases: LeaseKeeper;
   /** Metrics and tracing (src/observability); undefined when both are off. */
@@ -128,6 +131,8 @@ export class Worker {
     if (o.purge) {
       this.purgeLoop = new PurgeLoop({ db: this.db, ...o.purge, log: this.log, onPurged: (n) => (this.stats.purged += n) });
     }
+    this.hookLoop = createHookLoop({ db: this.db, workerId: this.id, definitions: this.definitions, delivery: options.hookDelivery,
+      log: this.log, onAttempt: (outcome) => (this.stats.hooks[outcome] += 1) });
     this.leases = new LeaseKeeper(this.db, this.active, this.leaseMs, this.log);
     this.committer = new Committer(this.db, o.maxBatch, (error) =>
       this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
@@ -200,6 +205,7 @@ export class Worker {
     }, this.pollMs);
     this.heartbeatTimer = setInterval(() => void this.leases.heartbeat(), Math.max(250, Math.floor(this.leaseMs / 3)));
     this.purgeLoop?.start();
+    this.hookLoop?.start();
     this.wake();
   }
 
@@ -450,6 +456,7 @@ export class Worker {
     clearInterval(this.pollTimer);
     if (this.dueTimer) clearTimeout(this.dueTimer);
     await this.purgeLoop?.stop();
+    await this.hookLoop?.stop();
     if (wasRunning) {
       await this.claimPromise;
       const deadline = toMs(options.timeout ?? 10_000, 'timeout');

@@ -4,6 +4,7 @@ import type { RetryPolicy } from './retry.ts';
 import type { InferInput, InferOutput, StandardSchemaV1 } from './standard-schema.ts';
 import type { WorkflowContext } from './context.ts';
 import type { SignalDefinition } from './signal.ts';
+import { declaredHooks, type WorkflowHooks } from './hooks.ts';
 
 /**
  * Options of {@link defineWorkflow}.
@@ -90,6 +91,21 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    *   async (ctx) => ctx.waitForSignal(approved, { timeout: '7 days' }));
    */
   signals?: readonly SignalDefinition<any, any>[];
+  /**
+   * Lifecycle hooks, run durably when a run completes, fails, is cancelled
+   * or is paused: the delivery is written in the transaction that ends the
+   * run, and any worker serving this workflow runs it, at least once, with
+   * retries (`retry`, `timeout`); one that keeps failing is parked in
+   * trellis.hook_deliveries (`trellis.hook_retry(id)` tries it again).
+   *
+   * @example
+   * const order = defineWorkflow({ name: 'order', input: z.object({ id: z.string() }),
+   *   hooks: { onComplete: async (e) => { await fetch(webhookUrl, { method: 'POST', body: JSON.stringify(e.output) }); } } },
+   *   async (ctx, { id }) => ctx.step('ship', () => ship(id)));
+   */
+  hooks?: WorkflowHooks<InferOutput<S>, any>;
+  /** Events of this workflow's runs carry their output and error (default false: payloads are not copied). */
+  eventPayloads?: boolean;
 }
 
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => Promise<O>;
@@ -105,6 +121,10 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   readonly pauseAfter: number | undefined;
   /** The declared signals (`signals` option), if any. */
   readonly signals: readonly SignalDefinition<any, any>[] | undefined;
+  /** The lifecycle hooks (`hooks` option), if any. */
+  readonly hooks?: WorkflowHooks<any, any> | undefined;
+  /** Whether its events carry output and error. */
+  readonly eventPayloads?: boolean;
   readonly fn: WorkflowFn<I, O>;
 }
 
@@ -145,6 +165,10 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
       names.add(signal.name);
     }
   }
+  declaredHooks(options.hooks);
+  if (options.eventPayloads !== undefined && typeof options.eventPayloads !== 'boolean') {
+    throw new TypeError(`workflow ${options.name}: eventPayloads must be true or false`);
+  }
   return Object.freeze({
     kind: 'trellis.workflow' as const,
     name: options.name,
@@ -155,6 +179,8 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     retry: options.retry,
     pauseAfter: options.pauseAfter,
     signals: options.signals ? Object.freeze([...options.signals]) : undefined,
+    hooks: options.hooks ? Object.freeze({ ...options.hooks }) as never : undefined,
+    eventPayloads: options.eventPayloads ?? false,
     fn: fn as never,
   });
 }

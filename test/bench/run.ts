@@ -16,6 +16,7 @@ import { type Family, readConfig } from './config.ts';
 import { printReport, throughputSvg } from './report.ts';
 import { latency } from './latency.ts';
 import { levers } from './levers.ts';
+import { outboxCost } from './outbox.ts';
 import { dbosThroughput } from './peers/dbos.ts';
 import { graphileThroughput } from './peers/graphile-worker.ts';
 import { pgBossThroughput } from './peers/pg-boss.ts';
@@ -126,6 +127,9 @@ try {
   });
   await family('inputs', async () => {
     results.inputs = await inputChecks(server, cfg);
+  });
+  await family('outbox', async () => {
+    results.levers.push(...(await outboxCost(server, cfg)));
   });
   await family('sustained', async () => {
     // The peak with runs started while they are served: the sustained test's own

@@ -35,7 +35,7 @@ export async function enqueue(pool: pg.Pool | pg.Client, workflow: string, n: nu
 
 /** Test-data reset between repetitions (the bench only), and a checkpoint so every repetition starts alike. */
 export async function resetTrellis(pool: pg.Pool): Promise<void> {
-  await pool.query('truncate trellis.signals, trellis.steps, trellis.runs');
+  await pool.query('truncate trellis.signals, trellis.steps, trellis.runs, trellis.events, trellis.hook_deliveries');
   await pool.query('checkpoint');
 }
 

@@ -44,6 +44,20 @@ describe('examples', () => {
   });
   after(() => db.close());
 
+  it('webhook-hooks posts each completed order from onComplete (retrying a refused post) and a consumer process reads the events', async () => {
+    const { code, stdout, stderr } = await runExample('examples/webhook-hooks/main.ts', db.url);
+    assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+    assert.deepEqual(jsonAfter(stdout, 'order A-2: '), { id: 'A-2', charged: 25 });
+    assert.deepEqual(jsonAfter(stdout, 'webhook: '), { id: 'A-1', charged: 10 });
+    assert.match(stdout, /^webhook: \{"id":"A-2","charged":25\}$/m);
+    assert.match(stdout, /^webhook posts: 3 /m);
+    assert.match(stdout, /^consumer: completed A-1$/m);
+    assert.match(stdout, /^consumer: completed A-2$/m);
+    assert.match(stdout, /^consumer exited 0$/m);
+    const { rows } = await db.pool.query(`select name from trellis.event_consumers`);
+    assert.deepEqual(rows, [{ name: 'order-audit' }]);
+  });
+
   it('plain-sql starts and reads runs with SQL and psql, and exits 0', async () => {
     const { code, stdout, stderr } = await runExample('examples/plain-sql/main.ts', db.url);
     assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);

@@ -1,0 +1,200 @@
+-- 310_run_ends: how a checkpoint ends a run's execution, one set-based
+-- function per op kind, and the one-run functions for psql.
+-- Owns: run_complete, run_fail, run_release (each set-based over checkpoint
+-- ops, and for one run), _runs_cancelled, _runs_wait, _runs_continue.
+-- Touches: trellis.runs (status only through _run_move, sql/150_transitions.sql),
+-- trellis.steps (forgotten on a failed attempt, removed on continue-as-new),
+-- trellis.signals (given back).
+-- Lock order: the set-based functions take no lock: checkpoint_apply
+-- (_checkpoint_apply, sql/300_checkpoints.sql) locked every run first and
+-- fenced the ops; each applies only ops whose (run, token) is still held.
+-- The one-run functions go through _checkpoint_apply (lock, fence, dispatch).
+
+-- The run ends. Each takes the (locked, fenced) ops of a batch, applies the
+-- ones of its kind whose (run, token) is still held, through _run_move.
+create or replace function trellis.run_complete(p_ops trellis.checkpoint_op[])
+returns void language plpgsql as $$
+begin
+  perform trellis._run_move(array(
+    select row(o.run, 'completed', 'completed', null, coalesce(o.output, 'null'), true, null, true,
+               null, null, null, null, null, null, null, null, null, null)::trellis.run_move
+      from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+     where o.op = 'complete'));
+end $$;
+comment on function trellis.run_complete(trellis.checkpoint_op[]) is
+  'Set-based: complete the runs of the complete ops whose (run, token) is held, with their outputs (the caller locked them: checkpoint_apply). Wakes nobody: checkpoint_apply does that after every end.';
+
+create or replace function trellis.run_fail(p_ops trellis.checkpoint_op[])
+returns void language plpgsql as $$
+begin
+  perform trellis._run_move(array(
+    select row(o.run, 'failed', 'failed', null, null, false, coalesce(o.error, '{}'), true,
+               null, null, null, null, null, null, null, null, null, null)::trellis.run_move
+      from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+     where o.op = 'fail'));
+end $$;
+comment on function trellis.run_fail(trellis.checkpoint_op[]) is
+  'Set-based: fail the runs of the fail ops whose (run, token) is held, with their errors (the caller locked them: checkpoint_apply).';
+
+-- A cancellation keeps the reason run_cancel recorded.
+create or replace function trellis._runs_cancelled(p_ops trellis.checkpoint_op[])
+returns void language plpgsql as $$
+begin
+  perform trellis._run_move(array(
+    select row(o.run, 'cancelled', 'cancelled', null, null, false,
+               case when r.error->>'code' = 'cancelled' then r.error else coalesce(o.error, '{}') end, true,
+               null, null, null, null, null, null, null, null, null, null)::trellis.run_move
+      from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+     where o.op = 'cancelled'));
+end $$;
+comment on function trellis._runs_cancelled(trellis.checkpoint_op[]) is
+  'Set-based: end the runs of the cancelled ops whose (run, token) is held as cancelled, keeping the reason run_cancel recorded.';
+
+-- A failed attempt of the whole workflow (a release with failure) forgets
+-- its first failed call and every later call, as run_retry does (decision
+-- 0009): what the code did after catching that failure (a compensation)
+-- runs again in order on the next attempt, and calls before it stay
+-- memoised. Signals the forgotten waits consumed are given back.
+-- A requested pause (no error) whose request was withdrawn by run_resume
+-- while the worker was parking the run leaves it pending instead. A cancel
+-- requested while the run executed, which the execution did not see
+-- (seen_cancel), makes a release or a pause due now instead of after its
+-- backoff or the operator's resume: the replay then ends the run cancelled
+-- (its cancellation reason is kept).
+create or replace function trellis.run_release(p_ops trellis.checkpoint_op[])
+returns void language plpgsql as $$
+declare
+  v_now timestamptz := trellis.now();
+begin
+  with f as (
+    select o.run, r.execution,
+           (select min(s.seq) from trellis.steps s
+             where s.run_id = o.run and s.execution = r.execution and s.status = 'failed') as from_seq
+      from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+     where o.op = 'release' and o.failure),
+  given_back as (
+    update trellis.signals g set consumed_at = null, consumed_seq = null
+      from f, trellis.steps s
+     where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq and s.kind = 'signal'
+       and g.run_id = f.run and g.consumed_seq = s.seq and g.consumed_at = s.finished_at)
+  delete from trellis.steps s
+   using f
+   where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq;
+
+  perform trellis._run_move(array(
+    select row(m.run, m.to_status,
+               case when m.to_status = 'paused' then 'paused' when m.failure then 'retried' else 'released' end,
+               case when m.cancel or m.op = 'pause' then v_now
+                    else v_now + make_interval(secs => greatest(coalesce(m.delay_ms, 0), 0) / 1000.0) end,
+               null, false, m.error, true, null, null, null, m.failures, m.op = 'pause', null,
+               null, null, null, null)::trellis.run_move
+      from (select o.run, o.op, o.delay_ms, coalesce(o.failure, false) as failure,
+                   r.failures + case when o.failure then 1 else 0 end as failures,
+                   r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) as cancel,
+                   case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then 'pending'
+                        when o.op = 'release' then 'pending'
+                        when o.error is null and r.pause_requested_at is null then 'pending'
+                        else 'paused' end as to_status,
+                   case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then r.error
+                        else coalesce(o.error, r.error) end as error
+              from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+             where o.op in ('release', 'pause')) m));
+end $$;
+comment on function trellis.run_release(trellis.checkpoint_op[]) is
+  'Set-based: give back the runs of the release and pause ops whose (run, token) is held: pending after delay_ms (a failure counts a failed workflow attempt and forgets the failed call and every later one), or paused (a pause op with an error or a pause request); due now when a cancel request the execution did not see is pending.';
+
+-- Wait: park the run until its timer (delay_ms; null = none), a signal or a
+-- child wakes it. Anything that arrived while it ran (a signal newer than the
+-- newest it saw, a finished child, a cancel request) makes it pending now;
+-- a pause request parks it.
+-- A child that finishes concurrently locks this run (its parent) up front,
+-- so either it committed before the lock above was granted (and the check
+-- below sees it finished) or it waits for this transaction and then wakes
+-- the run it finds waiting. Only calls of the current execution count: a
+-- child left by an execution kept with continue-as-new wakes no one.
+create or replace function trellis._runs_wait(p_ops trellis.checkpoint_op[])
+returns void language plpgsql as $$
+declare
+  v_now timestamptz := trellis.now();
+begin
+  perform trellis._run_move(array(
+    select row(m.run, m.to_status,
+               case m.to_status when 'paused' then 'paused' when 'pending' then 'resumed' else 'waiting' end,
+               case when m.to_status in ('paused', 'pending') then v_now
+                    when m.delay_ms is null then 'infinity'
+                    else v_now + make_interval(secs => greatest(m.delay_ms, 0) / 1000.0) end,
+               null, false, null, false, null, null, null, null, true, null,
+               null, null, null, null)::trellis.run_move
+      from (select w.run, w.delay_ms,
+                   case when r.pause_requested_at is not null then 'paused'
+                        when w.wake or (r.cancel_requested_at is not null and not w.seen_cancel) then 'pending'
+                        else 'waiting' end as to_status
+              from (select o.run, o.token, o.delay_ms, coalesce(o.seen_cancel, false) as seen_cancel,
+                           exists (select 1 from trellis.signals g
+                                    where g.run_id = o.run and g.consumed_at is null and g.id > coalesce(o.signal, 0))
+                        or exists (select 1 from trellis.runs p
+                                     join trellis.steps s on s.run_id = p.id and s.execution = p.execution
+                                     join trellis.runs c on c.id = (s.output->>'child')::uuid
+                                    where p.id = o.run and s.status = 'waiting' and s.kind = 'child'
+                                      and c.status in ('completed', 'failed', 'cancelled')) as wake
+                      from unnest(p_ops) o where o.op = 'wait') w
+              join trellis.runs r on r.id = w.run and r.lease_token = w.token) m));
+end $$;
+comment on function trellis._runs_wait(trellis.checkpoint_op[]) is
+  'Set-based: park the runs of the wait ops whose (run, token) is held: waiting until delay_ms (null: no timer), pending now if a newer signal, a finished child or an unseen cancel request is there, paused if a pause was requested.';
+
+-- Continue-as-new: the same run (id, key, parent) starts a new execution
+-- with a fresh history; the old execution's steps are kept or removed.
+create or replace function trellis._runs_continue(p_ops trellis.checkpoint_op[])
+returns void language plpgsql as $$
+declare
+  v_now timestamptz := trellis.now();
+begin
+  delete from trellis.steps s
+   using unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+   where o.op = 'continue' and not coalesce(o.keep, false) and s.run_id = o.run;
+  perform trellis._run_move(array(
+    select row(o.run, 'pending', 'continued', v_now, null, true, null, true,
+               coalesce(o.input, 'null'), r.execution + 1, 0, 0, null, null,
+               null, null, null, null)::trellis.run_move
+      from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+     where o.op = 'continue'));
+end $$;
+comment on function trellis._runs_continue(trellis.checkpoint_op[]) is
+  'Set-based: continue the runs of the continue ops whose (run, token) is held as new: execution + 1 with the new input, counters reset, pending now; the old steps removed unless keep.';
+
+create or replace function trellis.run_complete(p_run_id uuid, p_token uuid, p_output jsonb)
+returns void language plpgsql as $$
+declare
+  v_op trellis.checkpoint_op;
+begin
+  v_op.op := 'complete'; v_op.run := p_run_id; v_op.token := p_token; v_op.output := coalesce(p_output, 'null');
+  perform trellis._checkpoint_one(v_op);
+end $$;
+comment on function trellis.run_complete(uuid, uuid, jsonb) is
+  'Complete a run held under p_token with its output; notifies trellis:run_finished.';
+
+create or replace function trellis.run_fail(p_run_id uuid, p_token uuid, p_error jsonb)
+returns void language plpgsql as $$
+declare
+  v_op trellis.checkpoint_op;
+begin
+  v_op.op := 'fail'; v_op.run := p_run_id; v_op.token := p_token; v_op.error := coalesce(p_error, '{}');
+  perform trellis._checkpoint_one(v_op);
+end $$;
+comment on function trellis.run_fail(uuid, uuid, jsonb) is
+  'Fail a run held under p_token with an error object {name, message, code?, ...}; notifies trellis:run_finished.';
+
+create or replace function trellis.run_release(p_run_id uuid, p_token uuid, p_delay interval default '0',
+                                               p_error jsonb default null, p_failure boolean default false)
+returns void language plpgsql as $$
+declare
+  v_op trellis.checkpoint_op;
+begin
+  v_op.op := 'release'; v_op.run := p_run_id; v_op.token := p_token;
+  v_op.delay_ms := (extract(epoch from coalesce(p_delay, '0')) * 1000)::bigint;
+  v_op.error := p_error; v_op.failure := coalesce(p_failure, false);
+  perform trellis._checkpoint_one(v_op);
+end $$;
+comment on function trellis.run_release(uuid, uuid, interval, jsonb, boolean) is
+  'Give a held run back: pending again after p_delay. With p_failure it counts a failed workflow attempt and forgets failed steps.';

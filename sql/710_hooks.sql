@@ -1,0 +1,100 @@
+-- 710_hooks: durable lifecycle hook deliveries (onComplete, onFail, onCancel, onPause).
+-- Owns: hook_claim, hook_done, hook_failed, hook_retry.
+-- Touches: trellis.hook_deliveries (written with the run's transition by
+-- _run_move, sql/150_transitions.sql), trellis.runs (read).
+-- Lock order: hook_deliveries rows only (claims: FOR UPDATE SKIP LOCKED); no
+-- run lock, so a hook never blocks a run and a run never waits for a hook.
+--
+-- A delivery is pending (due at run_at), running (claimed by a worker until
+-- lease_expires_at; attempts counts claims) or parked (it kept failing:
+-- last_error says why; hook_retry makes it pending again). A delivered one
+-- is deleted. A worker that dies holding one leaves it to expire and be
+-- claimed again: at least once.
+
+create or replace function trellis.hook_claim(p_worker text, p_workflows text[], p_versions text[],
+                                              p_limit integer, p_lease interval)
+returns table (id bigint, run_id uuid, workflow text, version text, hook text, event text, attempts integer,
+               key text, status text, input jsonb, output jsonb, error jsonb, metadata jsonb, now timestamptz)
+language plpgsql as $$
+#variable_conflict use_column
+declare
+  v_now timestamptz := trellis.now();
+  v_ids bigint[];
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 1000 then
+    perform trellis._raise('TR001', 'hook claim limit must be between 1 and 1000');
+  end if;
+  perform trellis._check_lease(p_lease);
+  -- Deliveries whose worker died (or whose hook outlived its lease) are due again.
+  update trellis.hook_deliveries d
+     set status = 'pending', lease_owner = null, lease_expires_at = null, run_at = v_now, updated_at = v_now
+   where d.id in (select x.id from trellis.hook_deliveries x
+                   where x.status = 'running' and x.lease_expires_at < v_now
+                   order by x.lease_expires_at limit 100 for update skip locked);
+  v_ids := array(
+    select c.id from unnest(p_workflows, p_versions) as s(w, v)
+     cross join lateral (
+       select d.id, d.run_at from trellis.hook_deliveries d
+        where d.status = 'pending' and d.workflow = s.w and d.version = s.v and d.run_at <= v_now
+        order by d.run_at limit p_limit
+        for update skip locked) c
+     order by c.run_at limit p_limit);
+  return query
+  update trellis.hook_deliveries d
+     set status = 'running', attempts = d.attempts + 1, lease_owner = p_worker,
+         lease_expires_at = v_now + p_lease, updated_at = v_now
+    from trellis.runs r
+   where d.id = any (v_ids) and r.id = d.run_id
+  returning d.id, d.run_id, d.workflow, d.version, d.hook, d.event, d.attempts,
+            r.key, r.status, r.input, r.output, r.error, r.metadata, v_now;
+end $$;
+comment on function trellis.hook_claim(text, text[], text[], integer, interval) is
+  'Lease up to p_limit due hook deliveries (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs to p_worker for p_lease, with their run''s key, status, input, output, error and metadata; deliveries whose lease expired are due again first. attempts counts claims.';
+
+create or replace function trellis.hook_done(p_id bigint, p_worker text, p_attempt integer)
+returns boolean language plpgsql as $$
+begin
+  delete from trellis.hook_deliveries
+   where id = p_id and status = 'running' and lease_owner = p_worker and attempts = p_attempt;
+  return found;
+end $$;
+comment on function trellis.hook_done(bigint, text, integer) is
+  'The hook of delivery p_id returned: delete it, if p_worker still holds that attempt (false otherwise: it expired and was claimed again).';
+
+create or replace function trellis.hook_failed(p_id bigint, p_worker text, p_attempt integer, p_error jsonb,
+                                               p_retry_in interval)
+returns text language plpgsql as $$
+declare
+  v_now    timestamptz := trellis.now();
+  v_status text;
+begin
+  update trellis.hook_deliveries
+     set status = case when p_retry_in is null then 'parked' else 'pending' end,
+         run_at = case when p_retry_in is null then run_at else v_now + greatest(p_retry_in, interval '0') end,
+         last_error = p_error, lease_owner = null, lease_expires_at = null, updated_at = v_now
+   where id = p_id and status = 'running' and lease_owner = p_worker and attempts = p_attempt
+  returning status into v_status;
+  return v_status;
+end $$;
+comment on function trellis.hook_failed(bigint, text, integer, jsonb, interval) is
+  'The hook of delivery p_id threw or timed out: pending again after p_retry_in, or parked when p_retry_in is null (the error kept in last_error). Returns the new status, null if p_worker no longer held that attempt.';
+
+create or replace function trellis.hook_retry(p_id bigint)
+returns text language plpgsql as $$
+declare
+  v_now    timestamptz := trellis.now();
+  v_status text;
+begin
+  select status into v_status from trellis.hook_deliveries where id = p_id for update;
+  if not found then
+    perform trellis._raise('TR002', format('hook delivery %s does not exist (delivered ones are deleted)', p_id));
+  elsif v_status <> 'parked' then
+    perform trellis._raise('TR004', format('hook delivery %s is %s, not parked', p_id, v_status));
+  end if;
+  update trellis.hook_deliveries
+     set status = 'pending', run_at = v_now, attempts = 0, updated_at = v_now
+   where id = p_id;
+  return 'pending';
+end $$;
+comment on function trellis.hook_retry(bigint) is
+  'Make parked hook delivery p_id pending again with a fresh count of attempts (workers claim it at their next hook poll, hookDelivery.interval). TR002 unknown, TR004 not parked.';

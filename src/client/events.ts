@@ -1,0 +1,141 @@
+/**
+ * Reading the outbox from TypeScript: `client.events()` (an async iterator
+ * over trellis.events_read) and durable named consumers (position kept in
+ * Postgres, moved only by `ack`).
+ */
+import { consumerAck, consumerCreate, consumerDrop, consumerRead, type EventFilter, eventsRead, type RunEvent } from '../db/events.ts';
+import type { Queryable } from '../db/queryable.ts';
+import { ValidationError } from '../errors.ts';
+import { type Duration, toMs } from '../workflow/duration.ts';
+import { assertName } from '../workflow/names.ts';
+
+/**
+ * Options of `client.events()`.
+ *
+ * @example
+ * client.events({ after: savedCursor, kinds: ['completed'], follow: false, batchSize: 500 });
+ */
+export interface EventsOptions extends EventFilter {
+  /** Resume after this cursor (an event's `cursor`); default: from the oldest event kept. */
+  after?: string;
+  /** Events per read (1-10000, default 100). */
+  batchSize?: number;
+  /** Keep waiting for new events when caught up (default true); false ends the iteration there. */
+  follow?: boolean;
+  /** How often a caught-up reader reads again (default 500 ms). */
+  pollInterval?: Duration;
+  /** Ends the iteration. */
+  signal?: AbortSignal;
+}
+
+function checkBatch(size: number | undefined): number {
+  const n = size ?? 100;
+  if (!Number.isInteger(n) || n < 1 || n > 10_000) throw new ValidationError('events batchSize must be an integer from 1 to 10000');
+  return n;
+}
+
+/** Resolve after `ms`, or at once when `signal` aborts. */
+function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
+  return new Promise((resolve) => {
+    if (signal?.aborted) return resolve();
+    const done = () => {
+      clearTimeout(timer);
+      signal?.removeEventListener('abort', done);
+      resolve();
+    };
+    const timer = setTimeout(done, ms);
+    signal?.addEventListener('abort', done, { once: true });
+  });
+}
+
+/** Read batches through `read(after)` until aborted (or caught up without `follow`). */
+async function* iterate(read: (after: string | undefined) => Promise<RunEvent[]>, start: string | undefined,
+  options: EventsOptions, batch: number): AsyncGenerator<RunEvent> {
+  const poll = toMs(options.pollInterval ?? 500, 'pollInterval');
+  let after = start;
+  while (!options.signal?.aborted) {
+    const events = await read(after);
+    for (const event of events) {
+      if (options.signal?.aborted) return;
+      yield event;
+      after = event.cursor;
+    }
+    if (events.length < batch) {
+      if (options.follow === false) return;
+      await pause(poll, options.signal);
+    }
+  }
+}
+
+/** The events after `options.after`, in commit-safe order (see docs/events.md). */
+export function readEvents(db: Queryable, options: EventsOptions = {}): AsyncGenerator<RunEvent> {
+  const batch = checkBatch(options.batchSize);
+  if (options.after !== undefined && typeof options.after !== 'string') throw new ValidationError('events after must be a cursor string');
+  return iterate((after) => eventsRead(db, after ?? null, batch, options), options.after, options, batch);
+}
+
+/**
+ * Options of `client.eventConsumer()`.
+ *
+ * @example
+ * await client.eventConsumer('billing', { from: 'now', workflows: ['order'] });
+ */
+export interface ConsumerOptions extends EventFilter {
+  /** Where a new consumer starts: 'start' (default: every event kept), 'now', or a cursor. An existing one keeps its position. */
+  from?: 'start' | 'now' | string;
+}
+
+/**
+ * A durable named consumer: its position lives in trellis.event_consumers
+ * and moves only when you `ack` an event, so a consumer that dies before
+ * acknowledging reads the event again (at least once).
+ *
+ * @example
+ * const mailer = await client.eventConsumer('mailer', { kinds: ['completed'] });
+ * for await (const event of mailer.events({ signal })) {
+ *   await sendReceipt(event.runId);
+ *   await mailer.ack(event);
+ * }
+ */
+export class EventConsumer {
+  constructor(private readonly db: Queryable, readonly name: string, private readonly filter: EventFilter) {}
+
+  /** Create the consumer if it does not exist yet (`from`), and return it. */
+  static async open(db: Queryable, name: string, options: ConsumerOptions = {}): Promise<EventConsumer> {
+    assertName(name, 'consumer');
+    await consumerCreate(db, name, options.from ?? 'start');
+    return new EventConsumer(db, name, { workflows: options.workflows, kinds: options.kinds, runId: options.runId });
+  }
+
+  /** The next `limit` events after the acknowledged position (reading does not move it). */
+  read(limit = 100): Promise<RunEvent[]> {
+    return consumerRead(this.db, this.name, checkBatch(limit), this.filter);
+  }
+
+  /**
+   * Iterate from the acknowledged position. The iterator moves on by itself;
+   * the stored position moves only with `ack`, so after a crash the next
+   * iteration starts at the first event not acknowledged.
+   */
+  events(options: Pick<EventsOptions, 'batchSize' | 'follow' | 'pollInterval' | 'signal'> = {}): AsyncGenerator<RunEvent> {
+    const batch = checkBatch(options.batchSize);
+    let first = true;
+    return iterate(async (after) => {
+      if (first || after === undefined) {
+        first = false;
+        return consumerRead(this.db, this.name, batch, this.filter);
+      }
+      return eventsRead(this.db, after, batch, this.filter);
+    }, undefined, options, batch);
+  }
+
+  /** Acknowledge `event` and every event before it: the position moves there (never back). */
+  ack(event: RunEvent | string): Promise<string> {
+    return consumerAck(this.db, this.name, typeof event === 'string' ? event : event.cursor);
+  }
+
+  /** Remove the consumer (its position no longer holds events back from purging). */
+  drop(): Promise<boolean> {
+    return consumerDrop(this.db, this.name);
+  }
+}

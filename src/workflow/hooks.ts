@@ -1,0 +1,71 @@
+/**
+ * Lifecycle hooks of a workflow: functions run when a run completes, fails,
+ * is cancelled or is paused, delivered durably (at least once, with retries)
+ * by any worker serving the workflow. See docs/events.md.
+ */
+import type { Duration } from './duration.ts';
+import type { RetryPolicy } from './retry.ts';
+
+/**
+ * The hooks a workflow can declare, by the run status that fires them.
+ *
+ * @example
+ * HOOK_NAMES.includes('onComplete'); // true
+ */
+export const HOOK_NAMES = ['onComplete', 'onFail', 'onCancel', 'onPause'] as const;
+export type HookName = (typeof HOOK_NAMES)[number];
+
+/**
+ * What a hook receives: the run as it is when the hook runs.
+ *
+ * @example
+ * const onFail = async (e: HookEvent) => page(`${e.workflow} run ${e.runId} failed: ${String(e.error)}`);
+ */
+export interface HookEvent<I = unknown, O = unknown> {
+  hook: HookName;
+  runId: string;
+  workflow: string;
+  version: string;
+  key: string | null;
+  /** The run's status now (usually the one that fired the hook; a retried run may have moved on). */
+  status: string;
+  input: I;
+  /** The run's output (onComplete). */
+  output: O | undefined;
+  /** The run's error (onFail, onCancel, a dead-lettered onPause). */
+  error: unknown;
+  metadata: Record<string, unknown>;
+  /** This delivery's attempt (1 on the first). */
+  attempt: number;
+  /** Aborted when the hook runs past its timeout. */
+  signal: AbortSignal;
+}
+
+export type HookFn<I, O> = (event: HookEvent<I, O>) => unknown;
+
+/**
+ * The `hooks` option of `defineWorkflow`.
+ *
+ * @example
+ * const hooks: WorkflowHooks = { onComplete: (e) => notify(e.runId), retry: { maxAttempts: 10 }, timeout: '10s' };
+ */
+export interface WorkflowHooks<I = unknown, O = unknown> {
+  onComplete?: HookFn<I, O>;
+  onFail?: HookFn<I, O>;
+  onCancel?: HookFn<I, O>;
+  onPause?: HookFn<I, O>;
+  /** Retries of a hook that throws or times out (default: 5 attempts, exponential from 1 s); then the delivery is parked. */
+  retry?: RetryPolicy;
+  /** How long one attempt may take before it counts as failed (default 30 s). */
+  timeout?: Duration;
+}
+
+/** The hook names a definition's hooks declare (registered with its version). */
+export function declaredHooks(hooks: WorkflowHooks<any, any> | undefined): HookName[] {
+  if (!hooks) return [];
+  return HOOK_NAMES.filter((name) => {
+    const fn = hooks[name];
+    if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`hooks.${name} must be a function`);
+    return fn !== undefined;
+  });
+}

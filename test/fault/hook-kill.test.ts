@@ -1,0 +1,75 @@
+/**
+ * A lifecycle hook is delivered even when the process that finished the run
+ * is SIGKILLed right after its commit: the delivery is a row written in the
+ * run's transaction, and another worker claims it (once the dead worker's
+ * hook lease expires, moved along with the virtual clock).
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { once } from 'node:events';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let db: TestDatabase;
+let client: Client;
+
+before(async () => {
+  db = await freshDatabase();
+  const c = await db.pool.connect();
+  try {
+    await c.query(`set trellis.virtual_clock = 'allowed'`);
+    await c.query('select trellis.clock_use_virtual()');
+  } finally {
+    c.release();
+  }
+  client = createClient({ pool: db.pool, logger: silentLogger });
+});
+after(async () => {
+  await client.close();
+  await db.close();
+});
+
+describe('a worker SIGKILLed right after it completed a run', () => {
+  it('leaves the onComplete hook to another worker, which delivers it', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fault/hook-process.ts'], {
+      env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'inherit'],
+    });
+    let out = '';
+    child.stdout?.on('data', (d) => (out += d));
+    try {
+      await waitFor(() => out.includes('ready'), { what: 'worker process ready', timeout: 30_000 });
+      const received: string[] = [];
+      const hooked = defineWorkflow({
+        name: 'hook-kill', input: z.object({ n: z.number() }),
+        hooks: { timeout: '10s', onComplete: (e) => void received.push(`${e.runId} ${JSON.stringify(e.output)}`) },
+      }, async (ctx, { n }) => ctx.step('double', () => n * 2));
+      const run = await client.start(hooked, { n: 21 });
+      // The moment the run's end is committed, the finishing process dies.
+      await waitFor(async () => (await client.get(run.id))?.status === 'completed', { what: 'run completed', interval: 5 });
+      child.kill('SIGKILL');
+      await once(child, 'exit');
+      const [delivery] = (await db.pool.query('select status from trellis.hook_deliveries where run_id = $1', [run.id])).rows;
+      assert.ok(delivery, 'the delivery outlived the process');
+      // Whatever the dead process held expires (its lease is the hook timeout plus 30 s).
+      await db.pool.query(`select trellis.clock_advance('1 minute')`);
+      const other = createWorker({ pool: db.pool, workflows: [hooked], logger: silentLogger, hookDelivery: { interval: 20 } });
+      await other.start();
+      try {
+        await waitFor(() => received.length > 0, { what: 'the hook delivered by the other worker' });
+        await waitFor(async () => (await db.pool.query('select 1 from trellis.hook_deliveries where run_id = $1', [run.id])).rows.length === 0,
+          { what: 'the delivery deleted' });
+        assert.deepEqual(received, [`${run.id} 42`]);
+      } finally {
+        await other.stop({ timeout: 1000 });
+      }
+    } finally {
+      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+    }
+  });
+});

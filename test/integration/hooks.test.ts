@@ -1,0 +1,141 @@
+/**
+ * Durable lifecycle hooks (src/worker/hooks/loop.ts, sql/710_hooks.sql):
+ * each hook runs once per event with the run's data; a hook that keeps
+ * failing (an Error, a non-Error, or one that never returns) is retried,
+ * then parked in SQL, and the worker keeps working; trellis.hook_retry
+ * delivers a parked one again.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import type { HookEvent } from '../../src/workflow/hooks.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { type Engine, startEngine } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let db: TestDatabase;
+let engine: Engine;
+const seen: HookEvent[] = [];
+let flakyCalls = 0;
+let failUntil = Infinity;
+
+const ends = defineWorkflow({
+  name: 'hook-ends', input: z.object({ end: z.enum(['complete', 'fail', 'wait']) }),
+  hooks: {
+    onComplete: (e) => void seen.push(e),
+    onFail: (e) => void seen.push(e),
+    onCancel: (e) => void seen.push(e),
+    onPause: (e) => void seen.push(e),
+  },
+}, async (ctx, { end }) => {
+  if (end === 'fail') throw new Error('it broke');
+  if (end === 'wait') await ctx.waitForSignal('never');
+  return { done: true };
+});
+
+const flaky = defineWorkflow({
+  name: 'hook-flaky', input: z.object({}),
+  hooks: {
+    retry: { maxAttempts: 3, initialDelay: 10, jitter: 0 },
+    onComplete: () => {
+      flakyCalls += 1;
+      if (flakyCalls <= failUntil) throw new Error(`attempt ${flakyCalls} failed`);
+    },
+  },
+}, async () => 1);
+
+const strange = defineWorkflow({
+  name: 'hook-strange', input: z.object({ how: z.enum(['string', 'hang']) }),
+  hooks: {
+    retry: { maxAttempts: 2, initialDelay: 10, jitter: 0 },
+    timeout: 200,
+    onComplete: (e) => {
+      // eslint-disable-next-line no-throw-literal
+      if ((e.input as { how: string }).how === 'string') throw 'not an Error';
+      return new Promise(() => {});
+    },
+  },
+}, async () => 1);
+
+const plain = defineWorkflow({ name: 'hook-none', input: z.object({}) }, async () => 2);
+
+before(async () => {
+  db = await freshDatabase();
+  engine = await startEngine(db, { workflows: [ends, flaky, strange, plain], hookDelivery: { interval: 20 } });
+});
+after(async () => {
+  await engine.stop();
+  await db.close();
+});
+
+const deliveries = async (workflow: string) =>
+  (await db.pool.query('select id, status, attempts, hook, last_error from trellis.hook_deliveries where workflow = $1', [workflow])).rows;
+
+describe('lifecycle hooks', () => {
+  it('run once per end with the run\'s data: onComplete, onFail, onCancel, onPause', async () => {
+    const done = await engine.client.start(ends, { end: 'complete' }, { key: 'k-complete' });
+    const failed = await engine.client.start(ends, { end: 'fail' });
+    const cancelled = await engine.client.start(ends, { end: 'wait' });
+    const paused = await engine.client.start(ends, { end: 'wait' });
+    await done.result();
+    await assert.rejects(failed.result());
+    await waitFor(async () => (await engine.client.get(paused.id))?.status === 'waiting' && (await engine.client.get(cancelled.id))?.status === 'waiting',
+      { what: 'both waiting' });
+    await engine.client.pause(paused.id);
+    await engine.client.cancel(cancelled.id);
+    await waitFor(() => seen.length >= 4, { what: 'four hooks' });
+    await waitFor(async () => (await deliveries('hook-ends')).length === 0, { what: 'deliveries deleted' });
+    const byRun = new Map(seen.map((e) => [e.runId, e]));
+    assert.equal(seen.length, 4, 'each once');
+    assert.deepEqual({ hook: byRun.get(done.id)?.hook, output: byRun.get(done.id)?.output, key: byRun.get(done.id)?.key },
+      { hook: 'onComplete', output: { done: true }, key: 'k-complete' });
+    assert.equal(byRun.get(failed.id)?.hook, 'onFail');
+    assert.match(String((byRun.get(failed.id)?.error as { message?: string })?.message), /it broke/);
+    assert.equal(byRun.get(cancelled.id)?.hook, 'onCancel');
+    assert.equal(byRun.get(paused.id)?.hook, 'onPause');
+    assert.equal(byRun.get(done.id)?.attempt, 1);
+  });
+
+  it('a workflow without hooks gets no deliveries', async () => {
+    await (await engine.client.start(plain, {})).result();
+    assert.deepEqual(await deliveries('hook-none'), []);
+  });
+
+  it('a hook failing every attempt is parked in SQL, and trellis.hook_retry delivers it again', async () => {
+    flakyCalls = 0;
+    failUntil = 3;
+    const run = await engine.client.start(flaky, {});
+    await run.result();
+    const [parked] = await waitFor(async () => {
+      const rows = await deliveries('hook-flaky');
+      return rows[0]?.status === 'parked' ? rows : undefined;
+    }, { what: 'the delivery parked' });
+    assert.equal(flakyCalls, 3, 'three attempts, then parked');
+    assert.equal(parked.attempts, 3);
+    assert.match(parked.last_error.message, /attempt 3 failed/);
+    await db.pool.query('select trellis.hook_retry($1)', [parked.id]);
+    await waitFor(async () => (await deliveries('hook-flaky')).length === 0, { what: 'delivered after the retry' });
+    assert.equal(flakyCalls, 4);
+    await assert.rejects(db.pool.query('select trellis.hook_retry($1)', [parked.id]), { code: 'TR002' });
+  });
+
+  it('a hook that throws a non-Error or never returns is retried, then parked; the worker keeps running runs', async () => {
+    const thrower = await engine.client.start(strange, { how: 'string' });
+    const hanger = await engine.client.start(strange, { how: 'hang' });
+    await thrower.result();
+    await hanger.result();
+    await waitFor(async () => {
+      const rows = await deliveries('hook-strange');
+      return rows.length === 2 && rows.every((r) => r.status === 'parked');
+    }, { what: 'both parked', timeout: 30_000 });
+    const rows = await deliveries('hook-strange');
+    const errors = rows.map((r) => r.last_error.message as string).sort();
+    assert.match(errors[0]!, /not an Error/);
+    assert.match(errors[1]!, /did not return within 200 ms/);
+    assert.ok(rows.every((r) => r.attempts === 2));
+    // The worker is fine.
+    assert.equal(await (await engine.client.start(plain, {})).result(), 2);
+    assert.ok(engine.worker.stats.hooks.parked >= 2);
+  });
+});
