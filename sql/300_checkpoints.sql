@@ -137,6 +137,10 @@ begin
   -- attaches the parent to that run instead), and the parent's call waits on it.
   if 'child' = any (v_kinds) then
     for v_child in select * from unnest(v_ops) o where o.op = 'child' loop
+      -- Already recorded (a retried batch whose first attempt committed): a no-op.
+      continue when exists (select 1 from trellis.steps s join trellis.runs r on r.id = s.run_id
+                             where s.run_id = v_child.run and s.seq = v_child.seq
+                               and s.execution = coalesce(v_child.execution, r.execution));
       v_child_id := trellis._run_start(v_child.workflow, v_child.input,
         jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue)),
         v_child.child, v_child.run, v_child.seq, v_child.close, null, null, null);

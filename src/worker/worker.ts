@@ -9,7 +9,7 @@
 import { hostname } from 'node:os';
 import pg from 'pg';
 import { runClaim, type ClaimedRun, runNextDue, settingInt, workflowRegister } from '../db/runs.ts';
-import { CancelledError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
+import { CancelledError, DatabaseError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
 import { serializeError } from '../replay/serialize.ts';
 import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
 import type { CheckpointOp } from '../db/checkpoints.ts';
@@ -26,6 +26,7 @@ import { PurgeLoop } from './maintenance/purge.ts';
 import { addLocalWorker, type Handoff, localFinished } from './local.ts';
 import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
+import { isTransient, sleep, transientDelay } from './transient.ts';
 
 export type { WorkerOptions } from './options.ts';
 
@@ -68,6 +69,8 @@ export class Worker {
   private saturated = false;
   private claimPromise: Promise<void> = Promise.resolve();
   private wakeAgain = false;
+  /** Claims in a row that failed transiently (their retry backs off). */
+  private claimFailures = 0;
   private pollTimer: NodeJS.Timeout | undefined;
   private dueTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -112,8 +115,11 @@ export class Worker {
       this.purgeLoop = new PurgeLoop({ db: this.db, ...o.purge, log: this.log, onPurged: (n) => (this.stats.purged += n) });
     }
     this.leases = new LeaseKeeper(this.db, this.active, this.leaseMs, this.log);
-    this.committer = new Committer(this.db, o.maxBatch, (error) =>
-      this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
+    this.committer = new Committer(this.db, {
+      maxBatch: o.maxBatch,
+      holds: (run, token) => this.leases.holds(run, token),
+      onError: (error, transient) => this.log.warn(transient ? 'checkpoint failed, retrying while the leases last' : 'checkpoint batch failed, retrying per run', { error: String(error) }),
+    });
   }
 
   /** How many times the LISTEN connection has been (re)established. */
@@ -185,6 +191,7 @@ export class Worker {
         }
         const limit = Math.min(free, this.claimBatch);
         this.stats.claims++;
+        const sentAt = performance.now();
         const runs = await runClaim(this.db, {
           worker: this.id,
           queues: this.queues,
@@ -194,9 +201,10 @@ export class Worker {
         });
         this.stats.claimed += runs.length;
         for (const run of runs) {
-          if (this.state === 'running') this.begin(run);
+          if (this.state === 'running') this.begin(run, sentAt);
           else this.giveBack(run);
         }
+        this.claimFailures = 0;
         if (runs.length < limit) {
           drained = true;
           this.saturated = false;
@@ -206,6 +214,11 @@ export class Worker {
       if (drained && this.state === 'running') await this.armDueTimer();
     } catch (error) {
       this.log.error('claim failed', { error: String(error) });
+      // The database is back within moments of a restart: look again soon, not at the next poll.
+      if (isTransient(error) && this.state === 'running') {
+        if (this.dueTimer) clearTimeout(this.dueTimer);
+        this.dueTimer = setTimeout(() => this.wake(), Math.min(transientDelay(++this.claimFailures), this.pollMs));
+      }
     } finally {
       this.claiming = false;
       if (this.wakeAgain) {
@@ -239,6 +252,8 @@ export class Worker {
     let settle!: () => void;
     const settled = new Promise<void>((r) => (settle = r));
     this.handoffs.add(settled);
+    // The start that leases the run is sent after this: its lease ends no sooner.
+    const reservedAt = performance.now();
     // Once: the first adopt or cancel frees the slot, a second does nothing.
     const close = () => {
       if (!this.handoffs.delete(settled)) return false;
@@ -252,7 +267,7 @@ export class Worker {
       adopt: (run) => {
         if (!close()) return;
         this.stats.handedOff++;
-        if (this.state === 'running') this.begin(run);
+        if (this.state === 'running') this.begin(run, reservedAt);
         else this.giveBack(run);
       },
       cancel: () => {
@@ -267,9 +282,10 @@ export class Worker {
     void this.committer.push({ op: 'release', run: run.id, token: run.lease_token, execution: run.execution, delay_ms: 0, failure: false }).catch(() => undefined);
   }
 
-  private begin(run: ClaimedRun): void {
+  /** Execute a run leased by a statement sent at `sentAt` (performance.now()). */
+  private begin(run: ClaimedRun, sentAt: number): void {
     const controller = new AbortController();
-    const entry: Active = { run, controller, execution: undefined, done: Promise.resolve() };
+    const entry: Active = { run, controller, execution: undefined, done: Promise.resolve(), leaseUntil: sentAt + this.leaseMs };
     // Claiming a run we still execute means our old lease was taken away
     // (released or expired) before we noticed: stop the stale execution.
     this.active.get(run.id)?.controller.abort(new LeaseLostError(`run ${run.id}: lease lost (run claimed again)`));
@@ -312,7 +328,7 @@ export class Worker {
       maxPayloadBytes: this.maxPayloadBytes,
       maxHistorySteps: this.maxHistorySteps,
       log: this.log,
-      register: (def) => this.registry.register(def),
+      register: (def) => this.registerForRun(def, fence),
       sink: {
         // A checkpoint becomes the op of the same kind (`type` is `op`), fenced.
         // Copied field by field: rest/spread of each checkpoint cost ~8 µs.
@@ -331,6 +347,19 @@ export class Worker {
     }
   }
 
+  /** Register a child's workflow before its start, retrying transient faults while the lease is held. */
+  private async registerForRun(definition: WorkflowDefinition, fence: { run: string; token: string }): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.registry.register(definition);
+      } catch (error) {
+        if (!isTransient(error)) throw error;
+        await sleep(transientDelay(attempt));
+        if (!this.leases.holds(fence.run, fence.token)) throw new LeaseLostError(`run ${fence.run}: lease ran out while the database was unreachable`, { cause: error });
+      }
+    }
+  }
+
   /**
    * Write the op that ends an execution. It is queued behind the execution's
    * last checkpoints (often into the same transaction); if one of those
@@ -340,6 +369,8 @@ export class Worker {
   private async finish(fence: { run: string; token: string; execution: number }, execution: Execution, outcome: Outcome, fallback = true): Promise<void> {
     const shuttingDown = outcome.kind === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
     const op = outcomeOp(fence, outcome, shuttingDown);
+    // The release after a database fault follows ops the committer refused.
+    if (outcome.kind === 'abandoned' && outcome.reason instanceof DatabaseError) this.committer.forget(fence.run, fence.token);
     try {
       if (op) await this.committer.push(op);
       this.stats[outcome.kind]++;
@@ -358,9 +389,16 @@ export class Worker {
         this.committer.forget(fence.run, fence.token);
         return await this.finish(fence, execution, { kind: 'failed', error: serializeError(error) }, false);
       }
-      if (!(error instanceof LeaseLostError) && !forced) throw error;
+      if (!(error instanceof LeaseLostError) && !(error instanceof DatabaseError) && !forced) throw error;
       this.stats.abandoned++;
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
+      // A database error that is not the workflow's (a permission, a missing
+      // function mid-deploy): give the run back for a later attempt rather
+      // than leave it until its lease expires; it is never failed for this.
+      if (fallback && error instanceof DatabaseError && op?.op !== 'release') {
+        this.committer.forget(fence.run, fence.token);
+        await this.committer.push({ ...fence, op: 'release', delay_ms: 1000, failure: false }).catch(() => undefined);
+      }
     }
   }
 
