@@ -5,6 +5,7 @@
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import { listenConnection, ownPool, resolveTimeouts } from '../db/connection.ts';
 import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { type Executor, type Queryable, run, toQueryable, unprepared } from '../db/queryable.ts';
@@ -92,12 +93,13 @@ export class Client {
 
   constructor(options: ClientOptions) {
     this.log = options.logger ?? consoleLogger('warn');
+    const timeouts = resolveTimeouts(options);
     this.prepared = options.preparedStatements !== false;
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
     } else if (options.connectionString) {
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 10, application_name: 'trellis-client' });
+      this.pool = ownPool(options.connectionString, 'trellis-client', timeouts);
       this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
       this.ownsPool = true;
     } else {
@@ -106,6 +108,7 @@ export class Client {
     this.handoff = options.handoff !== false;
     this.results = new ResultWaiter({
       pool: this.pool,
+      connection: listenConnection(this.pool, options.listenUrl, timeouts),
       log: this.log,
       pollMs: toMs(options.resultPollInterval ?? 5000, 'resultPollInterval'),
       outcome: (runId) => this.outcome(runId),

@@ -1,14 +1,27 @@
 /** The options and argument types of the client (src/client/client.ts). */
 import type pg from 'pg';
+import type { ConnectionTimeouts } from '../db/connection.ts';
 import type { Executor } from '../db/queryable.ts';
 import type { RunState } from '../db/tables.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Duration } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
 
-export interface ClientOptions {
+export interface ClientOptions extends ConnectionTimeouts {
+  /**
+   * A pg Pool, or a connection string for the client's own pool. The
+   * `connectTimeout`, `queryTimeout` and `keepAlive` options apply to the
+   * client's own pool and to its LISTEN connection (for `result()`); a pool
+   * you pass keeps its own settings (see docs/reliability.md).
+   */
   pool?: pg.Pool;
   connectionString?: string;
+  /**
+   * Where the LISTEN connection of `result()` goes, when not where the pool
+   * goes: a direct connection string to PostgreSQL, for a pool through
+   * PgBouncer in transaction mode. See docs/pgbouncer.md.
+   */
+  listenUrl?: string;
   logger?: Logger;
   /**
    * Run starts, signals and result reads as named prepared statements,

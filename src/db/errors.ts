@@ -39,7 +39,7 @@ const RETRYABLE = /^(40...|08...|57P0[123]|53300)$/;
  * lost, cannot be made in time, or a query gets no answer in time (the
  * `query_timeout` / `connectionTimeoutMillis` of docs/reliability.md).
  */
-const CONNECTION_LOST = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout|Connection terminated due to connection timeout)/;
+const CONNECTION_LOST = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout|timeout expired$)/;
 
 interface PgErrorLike {
   code?: string;

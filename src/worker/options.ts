@@ -1,15 +1,28 @@
 /** The options of createWorker, and their defaults and checks. */
 import type pg from 'pg';
+import { type ConnectionTimeouts, type ResolvedTimeouts, resolveTimeouts } from '../db/connection.ts';
 import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
 
-export interface WorkerOptions {
-  /** A pg Pool, or a connection string for the worker's own pool. */
+export interface WorkerOptions extends ConnectionTimeouts {
+  /**
+   * A pg Pool, or a connection string for the worker's own pool. The
+   * `connectTimeout`, `queryTimeout` and `keepAlive` options apply to the
+   * worker's own pool and to its LISTEN connection; a pool you pass keeps
+   * its own settings (see docs/reliability.md), and `start()` gives up
+   * after `connectTimeout` + `queryTimeout` either way.
+   */
   pool?: pg.Pool;
   connectionString?: string;
+  /**
+   * Where the LISTEN connection goes, when not where the pool goes: a
+   * direct connection string to PostgreSQL, for a pool through PgBouncer in
+   * transaction mode (which cannot keep a LISTEN). See docs/pgbouncer.md.
+   */
+  listenUrl?: string;
   /** The workflow definitions (and versions) this worker executes. */
   workflows: readonly WorkflowDefinition[];
   /** Queues to claim from, in order of preference (default: the workflows' queues). */
@@ -72,6 +85,7 @@ export interface ResolvedWorkerOptions {
   listenerCheckMs: number;
   maxBatch: number;
   purge: { intervalMs: number; batch: number } | undefined;
+  timeouts: ResolvedTimeouts;
 }
 
 export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOptions {
@@ -102,5 +116,6 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     if (intervalMs < 10) throw new ValidationError('purge.interval must be at least 10ms');
     purge = { intervalMs, batch };
   }
-  return { definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch: options.maxBatch ?? 500, purge };
+  const timeouts = resolveTimeouts(options);
+  return { definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch: options.maxBatch ?? 500, purge, timeouts };
 }

@@ -18,6 +18,7 @@ import { type Duration, toMs } from '../workflow/duration.ts';
 import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
 import { checkSchema } from '../schema/install.ts';
 import { type Queryable, unprepared } from '../db/queryable.ts';
+import { listenConnection, ownPool, type ResolvedTimeouts, within } from '../db/connection.ts';
 import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
@@ -59,6 +60,7 @@ export class Worker {
   private readonly pollMs: number;
   private readonly leaseMs: number;
   private readonly listenerCheckMs: number;
+  private readonly timeouts: ResolvedTimeouts;
   private readonly log: Logger;
   private readonly committer: Committer;
   private readonly active = new Map<string, Active>();
@@ -97,13 +99,14 @@ export class Worker {
     this.pollMs = o.pollMs;
     this.leaseMs = o.leaseMs;
     this.listenerCheckMs = o.listenerCheckMs;
+    this.timeouts = o.timeouts;
     this.id = options.id ?? `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
     this.log = childLogger(options.logger ?? consoleLogger('warn'), { worker: this.id });
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
     } else if (options.connectionString) {
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 10, application_name: 'trellis-worker' });
+      this.pool = ownPool(options.connectionString, 'trellis-worker', o.timeouts);
       this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
       this.ownsPool = true;
     } else {
@@ -135,13 +138,17 @@ export class Worker {
   /** Check the schema, register the workflows, start listening and claiming. */
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new ValidationError(`worker is ${this.state}`);
-    await checkSchema(this.pool);
-    await workflowRegister(this.pool, [...this.definitions.values()]);
-    this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
-    this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
+    // Bounded even on a pool without timeouts of its own (a server that never answers).
+    const startMs = this.timeouts.connectMs + (this.timeouts.queryMs ?? 30_000);
+    await within((async () => {
+      await checkSchema(this.pool);
+      await workflowRegister(this.pool, [...this.definitions.values()]);
+      this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
+      this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
+    })(), startMs, 'worker.start');
     this.state = 'running';
     const listener = new Listener({
-      connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
+      connection: listenConnection(this.pool, this.options.listenUrl, this.timeouts),
       channels: ['trellis:run_ready', 'trellis:run_control'],
       onNotify: (channel, payload) => {
         if (channel === 'trellis:run_control') this.leases.control(payload);
@@ -153,8 +160,9 @@ export class Worker {
       healthCheckMs: this.listenerCheckMs,
     });
     try {
-      await listener.start();
+      await within(listener.start(), startMs, 'worker.start (LISTEN)', () => void listener.close());
     } catch (error) {
+      void listener.close();
       this.state = 'idle';
       throw error;
     }

@@ -85,7 +85,7 @@ describe('a PostgreSQL restart (crash recovery) under a busy worker', () => {
     const victim = new pg.Client({ connectionString: url });
     await victim.connect();
     victim.on('error', () => undefined);
-    const { rows: [{ pid }] } = await victim.query<{ pid: number }>('select pg_backend_pid() as pid');
+    const pid = (await victim.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
     process.kill(pid, 'SIGKILL');
     await waitFor(async () => !(await accepting()), { interval: 5, what: 'the server to go down' }).catch(() => undefined);
     await waitFor(() => accepting(), { timeout: 60_000, interval: 20, what: 'the server to accept connections again' });

@@ -86,7 +86,7 @@ describe('toTrellisError (SQLSTATE mapping)', () => {
 
   it('maps the code-less errors node-postgres throws for a lost or timed-out connection to a retryable DatabaseError', () => {
     for (const message of ['Connection terminated unexpectedly', 'Connection terminated', 'timeout exceeded when trying to connect',
-      'Connection terminated due to connection timeout', 'Query read timeout',
+      'Connection terminated due to connection timeout', 'Query read timeout', 'timeout expired',
       'Client has encountered a connection error and is not queryable']) {
       const error = toTrellisError(new Error(message));
       assert.ok(error instanceof DatabaseError, message);
