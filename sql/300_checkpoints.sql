@@ -352,10 +352,10 @@ create or replace function trellis.step_record(
 returns void language plpgsql as $$
 begin
   if p_status is null or p_status not in ('running', 'waiting', 'completed', 'failed', 'retrying') then
-    perform trellis._raise('TR001', format('step status %L is not running, waiting, completed, failed or retrying', p_status));
+    perform trellis._raise('TR001', format('step status %s is not running, waiting, completed, failed or retrying', trellis._quote(p_status)));
   end if;
   if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race') then
-    perform trellis._raise('TR001', format('step kind %L is unknown', p_kind));
+    perform trellis._raise('TR001', format('step kind %s is unknown', trellis._quote(p_kind)));
   end if;
   perform trellis._checkpoint_one(jsonb_build_object('op', 'step', 'run', p_run_id, 'token', p_token,
     'seq', p_seq, 'name', p_name, 'kind', p_kind, 'status', p_status, 'output', p_output,

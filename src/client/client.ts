@@ -13,7 +13,7 @@ import { WorkflowRegistry } from '../db/registry.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, runStartClaimed, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
-import { NotFoundError, SchemaVersionError, ValidationError } from '../errors.ts';
+import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../replay/serialize.ts';
 import { latestMigration } from '../schema/install.ts';
 import { type Handoff, reserveLocal } from '../worker/local.ts';
@@ -63,7 +63,7 @@ async function startHandedOff(db: Queryable, name: string, text: string, options
 }
 
 function assertRunId(id: unknown): string {
-  if (typeof id !== 'string' || !UUID.test(id)) throw new ValidationError(`run id ${JSON.stringify(id)} is not a UUID`);
+  if (typeof id !== 'string' || !UUID.test(id)) throw new ValidationError(`run id ${quoteValue(id)} is not a UUID`);
   return id;
 }
 
@@ -162,7 +162,7 @@ export class Client {
     }
     if (options.runAt !== undefined) {
       const at = options.runAt instanceof Date ? options.runAt : new Date(options.runAt);
-      if (Number.isNaN(at.getTime())) throw new ValidationError(`runAt ${JSON.stringify(options.runAt)} is not a date`);
+      if (Number.isNaN(at.getTime())) throw new ValidationError(`runAt ${quoteValue(options.runAt)} is not a date`);
       sqlOptions.run_at = at.toISOString();
     }
     if (options.metadata !== undefined) {
@@ -246,7 +246,7 @@ export class Client {
     if (typeof run === 'string') return assertRunId(run);
     const workflow = workflowName(run.workflow);
     const id = await runIdByKey(db, workflow, run.key);
-    if (!id) throw new NotFoundError(`no run of ${workflow} with key ${JSON.stringify(run.key)}`);
+    if (!id) throw new NotFoundError(`no run of ${workflow} with key ${quoteValue(run.key)}`);
     return id;
   }
 
@@ -352,7 +352,7 @@ export class Client {
     if (filter.key !== undefined) q = q.where('key', '=', filter.key);
     if (filter.status !== undefined) {
       const states = (Array.isArray(filter.status) ? filter.status : [filter.status]) as RunState[];
-      for (const s of states) if (!RUN_STATES.includes(s)) throw new ValidationError(`unknown run status ${JSON.stringify(s)}`);
+      for (const s of states) if (!RUN_STATES.includes(s)) throw new ValidationError(`unknown run status ${quoteValue(s)}`);
       q = q.where('status', 'in', states);
     }
     if (filter.createdAfter) q = q.where('created_at', '>', filter.createdAfter);

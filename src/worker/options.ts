@@ -116,6 +116,9 @@ export function resolveWorkerOptions(options: WorkerOptions): ResolvedWorkerOpti
     if (intervalMs < 10) throw new ValidationError('purge.interval must be at least 10ms');
     purge = { intervalMs, batch };
   }
+  if (options.id !== undefined && (typeof options.id !== 'string' || options.id.length === 0 || options.id.length > 200)) {
+    throw new ValidationError('worker id must be a string of 1-200 characters');
+  }
   const timeouts = resolveTimeouts(options);
   return { definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch: options.maxBatch ?? 500, purge, timeouts };
 }

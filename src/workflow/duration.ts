@@ -1,5 +1,5 @@
 /** Durations as milliseconds or human strings: '250ms', '30s', '5 minutes', '1 day', '2h'. */
-import { ValidationError } from '../errors.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
 
 export type Duration = number | `${number}${string}`;
 
@@ -21,5 +21,5 @@ export function toMs(duration: Duration, what = 'duration'): number {
     const unit = match ? UNITS[(match[2] as string).toLowerCase()] : undefined;
     if (match && unit !== undefined) return Number(match[1]) * unit;
   }
-  throw new ValidationError(`${what} ${JSON.stringify(duration)} is not a duration (e.g. 500, '30s', '5 minutes', '1 day')`);
+  throw new ValidationError(`${what} ${quoteValue(duration)} is not a duration (e.g. 500, '30s', '5 minutes', '1 day')`);
 }
