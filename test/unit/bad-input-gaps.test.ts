@@ -38,8 +38,8 @@ describe('bad input in TypeScript', () => {
   });
 
   it('refuses a numeric queue or version rather than coercing it', () => {
-    refuses(() => defineWorkflow({ name: 'n', version: 2 as unknown as string }, async () => 1), 'numeric version');
-    refuses(() => defineWorkflow({ name: 'n', queue: 5 as unknown as string }, async () => 1), 'numeric queue');
+    refuses(() => defineWorkflow({ name: 'n', version: 2 as unknown as string, input: z.object({}) }, async () => 1), 'numeric version');
+    refuses(() => defineWorkflow({ name: 'n', queue: 5 as unknown as string, input: z.object({}) }, async () => 1), 'numeric queue');
     refuses(() => createWorker({ connectionString: 'postgres://x@127.0.0.1/x', workflows: [wf], queues: [5 as unknown as string], logger: silentLogger }), 'numeric worker queue');
   });
 
