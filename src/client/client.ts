@@ -8,7 +8,8 @@ import pg from 'pg';
 import { listenConnection, ownPool, resolveTimeouts } from '../db/connection.ts';
 import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
-import { type Executor, type Queryable, run, toQueryable, unprepared } from '../db/queryable.ts';
+import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
+import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, runStartClaimed, type RunStartOptions } from '../db/runs.ts';
@@ -84,7 +85,7 @@ export class Client {
   readonly db: Kysely<TrellisTables>;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
-  private readonly prepared: boolean;
+  private readonly prepared: PreparedStatements;
   private readonly log: Logger;
   private readonly registry: WorkflowRegistry;
   private readonly results: ResultWaiter;
@@ -94,7 +95,6 @@ export class Client {
   constructor(options: ClientOptions) {
     this.log = options.logger ?? consoleLogger('warn');
     const timeouts = resolveTimeouts(options);
-    this.prepared = options.preparedStatements !== false;
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
@@ -105,6 +105,7 @@ export class Client {
     } else {
       throw new ValidationError('createClient needs a pool or a connectionString');
     }
+    this.prepared = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log);
     this.handoff = options.handoff !== false;
     this.results = new ResultWaiter({
       pool: this.pool,
@@ -298,8 +299,7 @@ export class Client {
 
   /** The caller's transaction or the pool, as engine statements use it (unprepared if so configured). */
   private exec(tx?: Executor): Queryable {
-    const db = toQueryable(tx ?? this.pool);
-    return this.prepared ? db : unprepared(db);
+    return tx ? this.prepared.within(toQueryable(tx)) : this.prepared.pool;
   }
 
   /**

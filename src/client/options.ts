@@ -24,12 +24,15 @@ export interface ClientOptions extends ConnectionTimeouts {
   listenUrl?: string;
   logger?: Logger;
   /**
-   * Run starts, signals and result reads as named prepared statements,
-   * planned once per connection (default true). Set false behind a pooler
-   * that cannot keep them: PgBouncer in transaction mode before 1.21 or
-   * without `max_prepared_statements`.
+   * Run the hot statements (claims, checkpoints, starts, result reads) as
+   * named prepared statements, planned once per connection. `'auto'`
+   * (default): prepared, and if the connection refuses one (a pooler in
+   * transaction mode that cannot keep them: PgBouncer before 1.21, or
+   * without `max_prepared_statements`) unnamed from then on. `true`: always
+   * prepared; a refusal is a DatabaseError saying what to change. `false`:
+   * never. See docs/pgbouncer.md.
    */
-  preparedStatements?: boolean;
+  preparedStatements?: boolean | 'auto';
   /** Safety-net poll of `result()` in case a NOTIFY is missed (default 5s). */
   resultPollInterval?: Duration;
   /**

@@ -1,11 +1,13 @@
 /**
  * Bounded waits on the connections Trellis opens itself (a worker's or
  * client's own pool from `connectionString`, the LISTEN connections,
- * `migrate(url)`): a connect timeout, a query timeout (the server's
- * statement_timeout and a client-side read timeout, so a query on a
- * connection that died silently fails instead of waiting forever) and TCP
- * keepalive. A pool the application passes in keeps its own settings; see
- * docs/reliability.md for what to set there.
+ * `migrate(url)`): a connect timeout, a query timeout (a client-side read
+ * timeout: a query on a connection that died silently fails, and the
+ * connection is dropped, instead of waiting forever) and TCP keepalive.
+ * Nothing is sent as a startup parameter or SET, so the same settings work
+ * through PgBouncer; a server-side statement_timeout belongs on the role
+ * (`alter role ... set statement_timeout`). A pool the application passes
+ * in keeps its own settings; docs/reliability.md says what to set there.
  */
 import pg from 'pg';
 import { DatabaseError, ValidationError } from '../errors.ts';
@@ -15,10 +17,9 @@ export interface ConnectionTimeouts {
   /** Give up connecting after this long (default 10s). */
   connectTimeout?: Duration;
   /**
-   * Give up on one statement after this long (default 30s): sent as the
-   * session's `statement_timeout`, and a client-side read timeout a little
-   * longer, which also catches a connection that died without a FIN or RST.
-   * `false`: neither.
+   * Give up on one statement after this long (default 30s): a client-side
+   * read timeout, which also catches a connection that died without a FIN
+   * or RST; the connection is then dropped. `false`: none.
    */
   queryTimeout?: Duration | false;
   /** TCP keepalive: the first probe after this long idle (default 10s). `false`: off. */
@@ -47,7 +48,7 @@ export function resolveTimeouts(o: ConnectionTimeouts): ResolvedTimeouts {
 export function boundedConfig(t: ResolvedTimeouts): pg.ClientConfig {
   return {
     connectionTimeoutMillis: t.connectMs,
-    ...(t.queryMs === undefined ? {} : { statement_timeout: t.queryMs, query_timeout: t.queryMs + 1000 }),
+    ...(t.queryMs === undefined ? {} : { query_timeout: t.queryMs }),
     ...(t.keepAliveMs === undefined ? { keepAlive: false } : { keepAlive: true, keepAliveInitialDelayMillis: t.keepAliveMs }),
   };
 }

@@ -65,8 +65,8 @@ export interface MigrateOptions {
   /** Give up connecting (or waiting for a pool's connection) after this long (default 10s). */
   connectTimeout?: Duration;
   /**
-   * A `migrate(url)` connection: statement_timeout and a client-side read
-   * timeout (default none: a migration may wait for another replica's).
+   * A `migrate(url)` connection: a client-side read timeout per statement
+   * (default none: a migration may wait for another replica's).
    * The transaction always ends the session if it sits idle in it for 60 s.
    */
   queryTimeout?: Duration | false;

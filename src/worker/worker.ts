@@ -17,7 +17,8 @@ import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
 import { checkSchema } from '../schema/install.ts';
-import { type Queryable, unprepared } from '../db/queryable.ts';
+import type { Queryable } from '../db/queryable.ts';
+import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
 import { listenConnection, ownPool, type ResolvedTimeouts, within } from '../db/connection.ts';
 import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
@@ -112,7 +113,7 @@ export class Worker {
     } else {
       throw new ValidationError('createWorker needs a pool or a connectionString');
     }
-    this.db = options.preparedStatements === false ? unprepared(this.pool) : this.pool;
+    this.db = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log).pool;
     this.registry = new WorkflowRegistry(this.pool);
     if (o.purge) {
       this.purgeLoop = new PurgeLoop({ db: this.db, ...o.purge, log: this.log, onPurged: (n) => (this.stats.purged += n) });
