@@ -8,6 +8,7 @@
  * `preparedStatements: true` the refusal is an error that says what to do.
  */
 import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
@@ -100,5 +101,18 @@ describe(`PgBouncer in transaction mode`, () => {
       await client.close();
       await pool.end();
     }
+  });
+
+  it('the pgbouncer example runs through it and exits 0', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/pgbouncer/main.ts'], {
+      env: { ...process.env, DATABASE_URL: database.url, PGBOUNCER_URL: bouncer.url }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(code, 0, out);
+    assert.match(out, /label for P-2 handed over/);
+    assert.match(out, /through PgBouncer: 3 runs completed/);
   });
 });
