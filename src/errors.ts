@@ -33,6 +33,9 @@ export interface TrellisErrorOptions {
  * A bad value as an error message quotes it: JSON, cut to its first `max`
  * characters (then ending in ...), so a huge or hostile value is never
  * echoed whole.
+ *
+ * @example
+ * throw new ValidationError(`unknown region ${quoteValue(input.region)}`);
  */
 export function quoteValue(value: unknown, max = 100): string {
   let text: string;

@@ -13,6 +13,12 @@ import pg from 'pg';
 import { DatabaseError, ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 
+/**
+ * The bounded waits of the connections Trellis opens (worker, client).
+ *
+ * @example
+ * createWorker({ connectionString, workflows, connectTimeout: '5s', queryTimeout: '30s', keepAlive: '10s' });
+ */
 export interface ConnectionTimeouts {
   /** Give up connecting after this long (default 10s). */
   connectTimeout?: Duration;

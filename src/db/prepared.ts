@@ -17,6 +17,12 @@ import { DatabaseError, ValidationError } from '../errors.ts';
 import type { Logger } from '../workflow/logger.ts';
 import { type Queryable, unprepared } from './queryable.ts';
 
+/**
+ * The `preparedStatements` option of createWorker and createClient.
+ *
+ * @example
+ * createClient({ connectionString: process.env.PGBOUNCER_URL, preparedStatements: 'auto' });
+ */
 export type PreparedStatementsMode = boolean | 'auto';
 
 const REFUSED = new Set(['26000', '42P05']);

@@ -61,6 +61,12 @@ export function functionsHash(bundle: BundledSql = BUNDLE): string {
 
 type Target = pg.Pool | pg.Client | string;
 
+/**
+ * Options of `migrate()`.
+ *
+ * @example
+ * await migrate(process.env.DATABASE_URL!, { connectTimeout: '5s' });
+ */
 export interface MigrateOptions {
   /** Give up connecting (or waiting for a pool's connection) after this long (default 10s). */
   connectTimeout?: Duration;
