@@ -8,7 +8,7 @@
  */
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { runClaim, type ClaimedRun, runNextDue, settingInt, workflowRegister } from '../db/runs.ts';
+import { runClaim, type ClaimedRun, runNextDue, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
 import { CancelledError, DatabaseError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
 import { serializeError } from '../replay/serialize.ts';
 import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
@@ -74,6 +74,12 @@ export class Worker {
   private wakeAgain = false;
   /** Claims in a row that failed transiently (their retry backs off). */
   private claimFailures = 0;
+  /**
+   * This worker may hold leases it does not know of: at start (a previous
+   * process with the same id), and after a claim failed transiently (its
+   * commit may have gone through). The next claim round gives them back first.
+   */
+  private leasesUnknown = true;
   private pollTimer: NodeJS.Timeout | undefined;
   private dueTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
@@ -198,6 +204,11 @@ export class Worker {
           this.saturated = true;
           break;
         }
+        if (this.leasesUnknown && this.handoffs.size === 0) {
+          const released = await runReleaseOwned(this.db, this.id, [...this.active.keys()]);
+          this.leasesUnknown = false;
+          if (released) this.log.warn('gave back runs leased to this worker that it did not know of', { released });
+        }
         const limit = Math.min(free, this.claimBatch);
         this.stats.claims++;
         const sentAt = performance.now();
@@ -225,6 +236,7 @@ export class Worker {
       this.log.error('claim failed', { error: String(error) });
       // The database is back within moments of a restart: look again soon, not at the next poll.
       if (isTransient(error) && this.state === 'running') {
+        this.leasesUnknown = true;
         if (this.dueTimer) clearTimeout(this.dueTimer);
         this.dueTimer = setTimeout(() => this.wake(), Math.min(transientDelay(++this.claimFailures), this.pollMs));
       }

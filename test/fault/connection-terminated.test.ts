@@ -129,3 +129,23 @@ describe('the client connection lost during run_start', () => {
     }
   });
 });
+
+describe('a worker started again under the same id', () => {
+  it('gives back at once the runs its previous process held, instead of waiting out their lease', async () => {
+    const echo = defineWorkflow({ name: 'same-id-echo', input: z.object({ v: z.number() }) }, async (ctx, { v }) => ctx.step('echo', () => v));
+    await client.register(echo);
+    const run = await client.start(echo, { v: 7 }, { queue: 'same-id' });
+    // The previous process claimed it (for an hour) and died.
+    const { rows } = await db.pool.query(
+      `select id from trellis.run_claim('fixed-worker', array['same-id'], '{same-id-echo}', '{1}', 1, '1 hour')`);
+    assert.equal(rows[0].id, run.id);
+    const worker = createWorker({ pool: db.pool, id: 'fixed-worker', workflows: [echo], queues: ['same-id'], logger: silentLogger });
+    try {
+      await worker.start();
+      assert.equal(await run.result({ timeout: '20s' }), 7);
+    } finally {
+      await worker.stop();
+    }
+  });
+});
+
