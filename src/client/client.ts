@@ -13,7 +13,7 @@ import { type Executor, type Queryable, run, toQueryable } from '../db/queryable
 import { WorkflowRegistry } from '../db/registry.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, runStartClaimed, type RunStartOptions } from '../db/runs.ts';
-import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
+import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../replay/serialize.ts';
 import { latestMigration } from '../schema/install.ts';
@@ -331,7 +331,7 @@ export class Client {
   /** One run, or undefined. */
   async get(runId: string): Promise<Run | undefined> {
     assertRunId(runId);
-    const row = await this.db.selectFrom('trellis.runs').selectAll().where('id', '=', runId).executeTakeFirst().catch(rethrow);
+    const row = await this.db.selectFrom('trellis.runs').select(RUN_COLUMNS).where('id', '=', runId).executeTakeFirst().catch(rethrow);
     return row ? toRun(row as never) : undefined;
   }
 
@@ -346,7 +346,7 @@ export class Client {
   async list(filter: ListFilter = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
     const limit = filter.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('limit must be 1-1000');
-    let q = this.db.selectFrom('trellis.runs').selectAll().select(sql<string>`created_at::text`.as('created_at_text'));
+    let q = this.db.selectFrom('trellis.runs').select(RUN_COLUMNS).select(sql<string>`created_at::text`.as('created_at_text'));
     if (filter.workflow !== undefined) q = q.where('workflow', '=', assertName(filter.workflow, 'workflow'));
     if (filter.queue !== undefined) q = q.where('queue', '=', assertName(filter.queue, 'queue'));
     if (filter.key !== undefined) q = q.where('key', '=', filter.key);
