@@ -132,13 +132,15 @@ async function withClient<T>(target: Target, o: MigrateOptions, fn: (client: pg.
 
 /**
  * Whether trellis.now() is the test kit's virtual clock (its body reads
- * trellis.clock), and whether this session allows one
- * (`trellis.virtual_clock = 'allowed'`, set by the test kit's connections).
+ * trellis.clock), and whether this session allows one (a database the test
+ * kit made, `trellis.test_database = 'on'`, and a session with
+ * `trellis.virtual_clock = 'allowed'`, set by the test kit's connections).
  */
 async function virtualClock(client: pg.ClientBase): Promise<{ installed: boolean; allowed: boolean }> {
   const { rows } = await client.query<{ installed: boolean; allowed: boolean }>(
     `select coalesce((select prosrc like '%trellis.clock%' from pg_proc where oid = to_regprocedure('trellis.now()')), false) as installed,
-            coalesce(current_setting('trellis.virtual_clock', true), '') = 'allowed' as allowed`,
+            coalesce(current_setting('trellis.virtual_clock', true), '') = 'allowed'
+              and coalesce(current_setting('trellis.test_database', true), '') = 'on' as allowed`,
   );
   return rows[0] ?? { installed: false, allowed: false };
 }

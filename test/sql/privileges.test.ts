@@ -17,7 +17,8 @@ import { DatabaseError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { createDatabase, freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { migrate } from '../../src/schema/install.ts';
 
 let db: TestDatabase;
 const suffix = crypto.randomUUID().replaceAll('-', '').slice(0, 10);
@@ -148,4 +149,27 @@ describe('privileges (sql/950_grants.sql)', () => {
       assert.ok(r.proconfig.includes('search_path=pg_catalog, trellis, pg_temp'), `${r.proname}: ${r.proconfig}`);
     }
   });
+
+  it('the virtual clock cannot be switched on in a database the test kit did not make, even by its owner', async () => {
+    const other = await createDatabase();
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    await admin.query(`alter database ${other.name} reset trellis.test_database`);
+    await admin.end();
+    const owner = new pg.Client({ connectionString: other.url });
+    await owner.connect();
+    try {
+      await migrate(owner);
+      await owner.query('begin');
+      await owner.query(`set local trellis.virtual_clock = 'allowed'`);
+      await assert.rejects(owner.query('select trellis.clock_use_virtual()'), { code: 'TR004', message: /test kit created/ });
+      await owner.query('rollback');
+      const { rows } = await owner.query(`select prosrc from pg_proc where oid = 'trellis.now()'::regprocedure`);
+      assert.doesNotMatch(rows[0].prosrc, /trellis\.clock/);
+    } finally {
+      await owner.end();
+      await other.drop();
+    }
+  });
 });
+
