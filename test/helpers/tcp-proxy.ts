@@ -23,6 +23,8 @@ export interface TcpProxy {
   of(applicationName: string): Pipe[];
   /** While true, new connections are accepted and dropped at once (a server that is down). */
   refusing: boolean;
+  /** Connections accepted so far (refused ones included). */
+  accepted: number;
   close(): Promise<void>;
 }
 
@@ -32,6 +34,7 @@ export async function startProxy(target: { host: string; port: number }): Promis
     port: 0,
     pipes,
     refusing: false,
+    accepted: 0,
     of: (name) => pipes.filter((p) => p.startup.includes(name)),
     async close() {
       for (const p of pipes) p.cut();
@@ -39,6 +42,7 @@ export async function startProxy(target: { host: string; port: number }): Promis
     },
   };
   const server = net.createServer((client) => {
+    proxy.accepted++;
     if (proxy.refusing) {
       client.destroy();
       return;
