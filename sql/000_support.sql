@@ -21,6 +21,14 @@ end $$;
 comment on function trellis._raise(text, text, text) is
   'Raise a Trellis error with SQLSTATE p_code (TR001 validation, TR002 not found, TR003 lease lost, TR004 illegal transition, TR005 payload too large, TR007 schema version).';
 
+-- A bad value as error messages quote it: at most its first 100 characters.
+create or replace function trellis._quote(p_value text)
+returns text language sql immutable parallel safe as $$
+  select coalesce(quote_literal(case when length(p_value) > 100 then left(p_value, 100) || '...' else p_value end), 'null')
+$$;
+comment on function trellis._quote(text) is
+  'p_value quoted for an error message, cut to its first 100 characters (then ending in ...); null as null.';
+
 -- Names of workflows, queues and steps: no quotes, no semicolons, no control
 -- characters; mirrored by NAME_PATTERN in src/workflow/names.ts.
 create or replace function trellis._check_name(p_value text, p_what text)
@@ -30,7 +38,7 @@ begin
      or p_value !~ '^[A-Za-z0-9_](?:[A-Za-z0-9_.:@/ -]{0,126}[A-Za-z0-9_.:@/-])?$' then
     perform trellis._raise('TR001',
       format('invalid %s name %s: use 1-128 letters, digits, space or _ . : @ / - (not starting or ending with a space)',
-             p_what, coalesce(quote_literal(left(p_value, 140)), 'null')));
+             p_what, trellis._quote(p_value)));
   end if;
   return p_value;
 end $$;
@@ -100,8 +108,8 @@ comment on function trellis._raise_unheld(uuid, uuid) is
 create or replace function trellis.setting_set(p_key text, p_value jsonb)
 returns jsonb language plpgsql as $$
 begin
-  if p_key not in ('max_payload_bytes', 'max_history_steps', 'events') then
-    perform trellis._raise('TR001', format('unknown setting %L (max_payload_bytes, max_history_steps, events)', left(p_key, 64)));
+  if p_key is null or p_key not in ('max_payload_bytes', 'max_history_steps', 'events') then
+    perform trellis._raise('TR001', format('unknown setting %s (max_payload_bytes, max_history_steps, events)', trellis._quote(p_key)));
   end if;
   if p_key = 'events' and jsonb_typeof(p_value) is distinct from 'boolean' then
     perform trellis._raise('TR001', 'setting events must be true or false');

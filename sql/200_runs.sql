@@ -50,7 +50,10 @@ begin
   select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
    where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify');
   if v_bad is not null then
-    perform trellis._raise('TR001', format('unknown run_start option(s): %s', v_bad));
+    perform trellis._raise('TR001', format('unknown run_start option(s): %s', trellis._quote(v_bad)));
+  end if;
+  if jsonb_typeof(v_options->'version') not in ('string', 'null') or jsonb_typeof(v_options->'queue') not in ('string', 'null') then
+    perform trellis._raise('TR001', 'run_start options version and queue must be strings');
   end if;
   if v_version is not null then
     perform trellis._check_name(v_version, 'version');
@@ -86,7 +89,7 @@ begin
     begin
       v_run_at := (v_options->>'run_at')::timestamptz;
     exception when others then
-      perform trellis._raise('TR001', format('run_at %L is not a timestamp', v_options->>'run_at'));
+      perform trellis._raise('TR001', format('run_at %s is not a timestamp', trellis._quote(v_options->>'run_at')));
     end;
     if v_run_at is null then
       perform trellis._raise('TR001', 'run_at must be a timestamp');
@@ -217,6 +220,9 @@ declare
 begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
+  end if;
+  if p_worker is null or length(p_worker) = 0 or length(p_worker) > 200 then
+    perform trellis._raise('TR001', 'worker id must be 1-200 characters');
   end if;
   perform trellis._check_lease(p_lease);
   if p_async_commit then

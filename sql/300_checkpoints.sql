@@ -222,6 +222,10 @@ declare
   v_child_id uuid;
 begin
   for v_child in select * from unnest(p_ops) o where o.op = 'child' loop
+    -- Already recorded (a retried batch whose first attempt committed): a no-op.
+    continue when exists (select 1 from trellis.steps s join trellis.runs r on r.id = s.run_id
+                           where s.run_id = v_child.run and s.seq = v_child.seq
+                             and s.execution = coalesce(v_child.execution, r.execution));
     v_child_id := trellis._run_start(v_child.workflow, v_child.input,
       jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue,
                                            'metadata', v_child.metadata)),
@@ -334,10 +338,10 @@ declare
   v_op trellis.checkpoint_op;
 begin
   if p_status is null or p_status not in ('running', 'waiting', 'completed', 'failed', 'retrying') then
-    perform trellis._raise('TR001', format('step status %L is not running, waiting, completed, failed or retrying', p_status));
+    perform trellis._raise('TR001', format('step status %s is not running, waiting, completed, failed or retrying', trellis._quote(p_status)));
   end if;
   if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race') then
-    perform trellis._raise('TR001', format('step kind %L is unknown', p_kind));
+    perform trellis._raise('TR001', format('step kind %s is unknown', trellis._quote(p_kind)));
   end if;
   v_op.op := 'step'; v_op.run := p_run_id; v_op.token := p_token; v_op.seq := p_seq; v_op.name := p_name;
   v_op.kind := p_kind; v_op.status := p_status; v_op.output := p_output; v_op.error := p_error;

@@ -5,11 +5,19 @@
 
 -- The test kit's virtual clock. Production never calls these.
 -- clock_use_virtual is DDL that changes the clock of every session of the
--- database, so it needs an explicit opt-in: trellis.virtual_clock = 'allowed'
--- (the test kit sets it in its connection options; `set local` works too).
+-- database, so it needs two opt-ins: the database was made by the test kit
+-- (which sets trellis.test_database = 'on' on it with ALTER DATABASE, as a
+-- production database never is), and the session sets
+-- trellis.virtual_clock = 'allowed' (the test kit sets it in its connection
+-- options; `set local` works too). No Trellis role may execute it
+-- (950_grants.sql): only the schema owner can.
 create or replace function trellis.clock_use_virtual()
 returns void language plpgsql as $$
 begin
+  if current_setting('trellis.test_database', true) is distinct from 'on' then
+    perform trellis._raise('TR004',
+      'the virtual clock is only for databases the test kit created (they have trellis.test_database = on)');
+  end if;
   if current_setting('trellis.virtual_clock', true) is distinct from 'allowed' then
     perform trellis._raise('TR004',
       'the virtual clock is for test databases: set trellis.virtual_clock = ''allowed'' in this session first '
@@ -20,7 +28,7 @@ begin
   language sql stable parallel safe as 'select now() + coalesce((select "offset" from trellis.clock), interval ''0'')';
 end $$;
 comment on function trellis.clock_use_virtual() is
-  'Test kit only: make trellis.now() read a shared offset from trellis.clock. TR004 unless the session set trellis.virtual_clock = ''allowed''.';
+  'Test kit only: make trellis.now() read a shared offset from trellis.clock. TR004 unless the database was made by the test kit (trellis.test_database = on) and the session set trellis.virtual_clock = ''allowed''.';
 
 create or replace function trellis.clock_advance(p_by interval)
 returns timestamptz language plpgsql as $$

@@ -29,6 +29,24 @@ export interface TrellisErrorOptions {
   details?: Record<string, unknown>;
 }
 
+/**
+ * A bad value as an error message quotes it: JSON, cut to its first `max`
+ * characters (then ending in ...), so a huge or hostile value is never
+ * echoed whole.
+ *
+ * @example
+ * throw new ValidationError(`unknown region ${quoteValue(input.region)}`);
+ */
+export function quoteValue(value: unknown, max = 100): string {
+  let text: string;
+  try {
+    text = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+  } catch {
+    text = Object.prototype.toString.call(value);
+  }
+  return text.length > max ? `${text.slice(0, max)}...` : text;
+}
+
 /** Base class of every error Trellis throws. */
 export class TrellisError extends Error {
   readonly code: ErrorCode;

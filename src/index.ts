@@ -9,7 +9,9 @@ export { STEP_KINDS, STEP_STATES, type StepKind, type StepState } from './replay
 export { createMetrics, type MetricsOptions, type MetricsRegistry, TrellisMetrics } from './observability/metrics.ts';
 export type { TracerProviderLike, TracingOption, TracingOptions } from './observability/tracing.ts';
 export type { WorkerMetricsOption, WorkerMetricsOptions } from './observability/worker-observer.ts';
-export { checkSchema, installScript, migrate, type MigrateResult } from './schema/install.ts';
+export { checkSchema, installScript, migrate, type MigrateOptions, type MigrateResult } from './schema/install.ts';
+export type { ConnectionTimeouts } from './db/connection.ts';
+export type { PreparedStatementsMode } from './db/prepared.ts';
 export { createWorker, Worker, type WorkerOptions } from './worker/worker.ts';
 export type { ChildOptions, Logger, RaceResult, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from './workflow/context.ts';
 export { type ActivityOptions, defineActivity, defineWorkflow, type WorkflowDefinition, type WorkflowInput, type WorkflowOptions, type WorkflowOutput } from './workflow/define.ts';

@@ -5,14 +5,16 @@
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import pg from 'pg';
+import { listenConnection, ownPool, resolveTimeouts } from '../db/connection.ts';
 import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
-import { type Executor, type Queryable, run, toQueryable, unprepared } from '../db/queryable.ts';
+import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
+import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, runStartClaimed, type RunStartOptions } from '../db/runs.ts';
-import { FINISHED_STATES, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
-import { NotFoundError, SchemaVersionError, ValidationError } from '../errors.ts';
+import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
+import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../replay/serialize.ts';
 import { latestMigration } from '../schema/install.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
@@ -65,7 +67,7 @@ async function startHandedOff(db: Queryable, name: string, text: string, options
 }
 
 function assertRunId(id: unknown): string {
-  if (typeof id !== 'string' || !UUID.test(id)) throw new ValidationError(`run id ${JSON.stringify(id)} is not a UUID`);
+  if (typeof id !== 'string' || !UUID.test(id)) throw new ValidationError(`run id ${quoteValue(id)} is not a UUID`);
   return id;
 }
 
@@ -102,7 +104,7 @@ export class Client {
   readonly db: Kysely<TrellisTables>;
   private readonly pool: pg.Pool;
   private readonly ownsPool: boolean;
-  private readonly prepared: boolean;
+  private readonly prepared: PreparedStatements;
   private readonly log: Logger;
   private readonly registry: WorkflowRegistry;
   private readonly results: ResultWaiter;
@@ -112,20 +114,22 @@ export class Client {
 
   constructor(private readonly options: ClientOptions) {
     this.log = options.logger ?? consoleLogger('warn');
-    this.prepared = options.preparedStatements !== false;
+    const timeouts = resolveTimeouts(options);
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
     } else if (options.connectionString) {
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 10, application_name: 'trellis-client' });
+      this.pool = ownPool(options.connectionString, 'trellis-client', timeouts);
       this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
       this.ownsPool = true;
     } else {
       throw new ValidationError('createClient needs a pool or a connectionString');
     }
+    this.prepared = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log);
     this.handoff = options.handoff !== false;
     this.results = new ResultWaiter({
       pool: this.pool,
+      connection: listenConnection(this.pool, options.listenUrl, timeouts),
       log: this.log,
       pollMs: toMs(options.resultPollInterval ?? 5000, 'resultPollInterval'),
       outcome: (runId) => this.outcome(runId),
@@ -182,7 +186,7 @@ export class Client {
     }
     if (options.runAt !== undefined) {
       const at = options.runAt instanceof Date ? options.runAt : new Date(options.runAt);
-      if (Number.isNaN(at.getTime())) throw new ValidationError(`runAt ${JSON.stringify(options.runAt)} is not a date`);
+      if (Number.isNaN(at.getTime())) throw new ValidationError(`runAt ${quoteValue(options.runAt)} is not a date`);
       sqlOptions.run_at = at.toISOString();
     }
     if (options.metadata !== undefined) {
@@ -304,7 +308,7 @@ export class Client {
     if (typeof run === 'string') return assertRunId(run);
     const workflow = workflowName(run.workflow);
     const id = await runIdByKey(db, workflow, run.key);
-    if (!id) throw new NotFoundError(`no run of ${workflow} with key ${JSON.stringify(run.key)}`);
+    if (!id) throw new NotFoundError(`no run of ${workflow} with key ${quoteValue(run.key)}`);
     return id;
   }
 
@@ -396,8 +400,7 @@ export class Client {
 
   /** The caller's transaction or the pool, as engine statements use it (unprepared if so configured). */
   private exec(tx?: Executor): Queryable {
-    const db = toQueryable(tx ?? this.pool);
-    return this.prepared ? db : unprepared(db);
+    return tx ? this.prepared.within(toQueryable(tx)) : this.prepared.pool;
   }
 
   /**
@@ -435,7 +438,7 @@ export class Client {
    */
   async get(runId: string): Promise<Run | undefined> {
     assertRunId(runId);
-    const row = await this.db.selectFrom('trellis.runs').selectAll().where('id', '=', runId).executeTakeFirst().catch(rethrow);
+    const row = await this.db.selectFrom('trellis.runs').select(RUN_COLUMNS).where('id', '=', runId).executeTakeFirst().catch(rethrow);
     return row ? toRun(row as never) : undefined;
   }
 
@@ -473,13 +476,13 @@ export class Client {
   async list(filter: ListFilter = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
     const limit = filter.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('limit must be 1-1000');
-    let q = this.db.selectFrom('trellis.runs').selectAll().select(sql<string>`created_at::text`.as('created_at_text'));
+    let q = this.db.selectFrom('trellis.runs').select(RUN_COLUMNS).select(sql<string>`created_at::text`.as('created_at_text'));
     if (filter.workflow !== undefined) q = q.where('workflow', '=', assertName(filter.workflow, 'workflow'));
     if (filter.queue !== undefined) q = q.where('queue', '=', assertName(filter.queue, 'queue'));
     if (filter.key !== undefined) q = q.where('key', '=', filter.key);
     if (filter.status !== undefined) {
       const states = (Array.isArray(filter.status) ? filter.status : [filter.status]) as RunState[];
-      for (const s of states) if (!RUN_STATES.includes(s)) throw new ValidationError(`unknown run status ${JSON.stringify(s)}`);
+      for (const s of states) if (!RUN_STATES.includes(s)) throw new ValidationError(`unknown run status ${quoteValue(s)}`);
       q = q.where('status', 'in', states);
     }
     if (filter.createdAfter) q = q.where('created_at', '>', filter.createdAfter);

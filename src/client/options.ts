@@ -1,5 +1,6 @@
 /** The options and argument types of the client (src/client/client.ts). */
 import type pg from 'pg';
+import type { ConnectionTimeouts } from '../db/connection.ts';
 import type { Executor } from '../db/queryable.ts';
 import type { RunState } from '../db/tables.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
@@ -15,9 +16,12 @@ import type { TracingOption } from '../observability/tracing.ts';
  * @example
  * const client = createClient({ pool, resultPollInterval: '2s' });
  */
-export interface ClientOptions {
+export interface ClientOptions extends ConnectionTimeouts {
   /**
-   * A `pg` Pool to run on; the client does not close it.
+   * A `pg` Pool to run on; the client does not close it. The
+   * `connectTimeout`, `queryTimeout` and `keepAlive` options apply to the
+   * client's own pool and to its LISTEN connection (for `result()`); a pool
+   * you pass keeps its own settings (see docs/reliability.md).
    *
    * @example
    * const client = createClient({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL }) });
@@ -38,15 +42,27 @@ export interface ClientOptions {
    */
   logger?: Logger;
   /**
-   * Run starts, signals and result reads as named prepared statements,
-   * planned once per connection (default true). Set false behind a pooler
-   * that cannot keep them: PgBouncer in transaction mode before 1.21 or
-   * without `max_prepared_statements`.
+   * Where the LISTEN connection of `result()` goes, when not where the pool
+   * goes: a direct connection string to PostgreSQL, for a pool through
+   * PgBouncer in transaction mode. See docs/pgbouncer.md.
+   *
+   * @example
+   * const client = createClient({ connectionString: 'postgres://app@pgbouncer:6432/app', listenUrl: 'postgres://app@db:5432/app' });
+   */
+  listenUrl?: string;
+  /**
+   * Run the hot statements (starts, signals, result reads) as named
+   * prepared statements, planned once per connection. `'auto'` (default):
+   * prepared, and if the connection refuses one (a pooler in transaction
+   * mode that cannot keep them: PgBouncer before 1.21, or without
+   * `max_prepared_statements`) unnamed from then on. `true`: always
+   * prepared; a refusal is a DatabaseError saying what to change. `false`:
+   * never. See docs/pgbouncer.md.
    *
    * @example
    * const client = createClient({ pool, preparedStatements: false }); // behind PgBouncer 1.20
    */
-  preparedStatements?: boolean;
+  preparedStatements?: boolean | 'auto';
   /**
    * Safety-net poll of `result()` in case a NOTIFY is missed (default 5s).
    *

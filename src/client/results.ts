@@ -13,6 +13,8 @@ import type { Run } from './runs.ts';
 
 export interface ResultWaiterOptions {
   pool: pg.Pool;
+  /** Where the LISTEN connection goes (see listenConnection). */
+  connection: pg.ClientConfig;
   log: Logger;
   /** The safety-net poll of each waiter. */
   pollMs: number;
@@ -98,7 +100,7 @@ export class ResultWaiter {
   private ensureListener(): Promise<Listener> {
     this.listener ??= (async () => {
       const listener = new Listener({
-        connection: (this.o.pool as unknown as { options: pg.ClientConfig }).options,
+        connection: this.o.connection,
         channels: ['trellis:run_finished'],
         onNotify: (_channel, payload) => {
           for (const id of payload.split(',')) this.recheck(id);

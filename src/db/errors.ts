@@ -33,9 +33,17 @@ export const SQLSTATES = {
  * SQLSTATEs after which the same call can succeed: transaction rollbacks
  * (class 40: serialization failure, deadlock), connection exceptions (class
  * 08), the server shutting down or starting (57P01-57P03), too many
- * connections (53300).
+ * connections (53300). Not 57014 (a statement cancelled, by statement_timeout
+ * or an operator): the same statement is likely to be cancelled again.
  */
 const RETRYABLE = /^(40...|08...|57P0[123]|53300)$/;
+
+/**
+ * What node-postgres and pg-pool throw, with no code, when a connection is
+ * lost, cannot be made in time, or a query gets no answer in time (the
+ * `query_timeout` / `connectionTimeoutMillis` of docs/reliability.md).
+ */
+const CONNECTION_LOST = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout|timeout expired$)/;
 
 interface PgErrorLike {
   code?: string;
@@ -61,6 +69,9 @@ export function toTrellisError(error: unknown): Error {
   // Node's socket errors (ECONNREFUSED, EPIPE, …; no SQLSTATE class starts with E): the database is unreachable.
   if (code && /^E[A-Z]+$/.test(code)) {
     return new DatabaseError(`cannot reach the database: ${message}`, { cause: error, details: { code }, retryable: true });
+  }
+  if (!code && CONNECTION_LOST.test(message)) {
+    return new DatabaseError(`lost the connection to the database: ${message}`, { cause: error, details: { code: 'connection' }, retryable: true });
   }
   const sqlstate = code && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
   if (sqlstate && (sqlstate.startsWith('22') || sqlstate === '23514')) {

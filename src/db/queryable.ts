@@ -6,6 +6,7 @@
 import { CompiledQuery, type Kysely } from 'kysely';
 import pg from 'pg';
 import { toTrellisError } from './errors.ts';
+import { isPreparedRefusal, preparedRefusedError } from './prepared.ts';
 
 export interface QueryResultLike<R> {
   rows: R[];
@@ -67,10 +68,12 @@ export function preparable(db: unknown): db is pg.Pool | pg.Client {
  * Each name must always go with the same text.
  */
 export async function run<R>(db: Queryable, text: string, values: unknown[] = [], name?: string): Promise<R[]> {
+  const named = name !== undefined && preparable(db);
   try {
-    const result = name && preparable(db) ? await db.query<R & pg.QueryResultRow>({ name, text, values }) : await db.query<R>(text, values);
+    const result = named ? await db.query<R & pg.QueryResultRow>({ name, text, values }) : await db.query<R>(text, values);
     return result.rows as R[];
   } catch (error) {
+    if (named && isPreparedRefusal(error)) throw preparedRefusedError(name, error);
     throw toTrellisError(error);
   }
 }

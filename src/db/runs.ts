@@ -173,3 +173,12 @@ export async function settingInt(db: Queryable, key: string, fallback: number): 
   const rows = await run<{ v: number }>(db, 'select trellis._setting_int($1, $2) as v', [key, fallback]);
   return rows[0]?.v ?? fallback;
 }
+
+/**
+ * trellis.run_release_owned: give back the runs leased to `worker` except
+ * `keep` (those it knows it holds); returns how many were released.
+ */
+export async function runReleaseOwned(db: Queryable, worker: string, keep: readonly string[]): Promise<number> {
+  const rows = await run<{ n: number }>(db, 'select trellis.run_release_owned($1, $2::uuid[]) as n', [worker, keep]);
+  return rows[0]?.n ?? 0;
+}

@@ -43,6 +43,18 @@ export interface RunsTable {
   pause_requested_at: Timestamp | null;
 }
 
+/**
+ * Every column of trellis.runs an application reads: all but lease_token,
+ * which the trellis_client and trellis_reader roles cannot read (sql/950_grants.sql).
+ *
+ * @example
+ * db.selectFrom('trellis.runs').select(RUN_COLUMNS).where('id', '=', id)
+ */
+export const RUN_COLUMNS = ['id', 'workflow', 'version', 'key', 'queue', 'priority', 'status', 'input', 'output', 'error',
+  'metadata', 'attempt', 'failures', 'run_at', 'lease_owner', 'lease_expires_at', 'created_at', 'started_at', 'finished_at',
+  'scrubbed_at', 'updated_at', 'execution', 'parent_run_id', 'parent_seq', 'parent_close', 'cancel_requested_at',
+  'pause_requested_at'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
+
 export interface StepsTable {
   run_id: string;
   execution: number;

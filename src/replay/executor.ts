@@ -14,7 +14,7 @@
  * is quiescent and ends with a `wait` outcome: the worker is released.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { CancelledError, ChildFailedError, HistoryLimitError, LeaseLostError, NonDeterminismError, ValidationError } from '../errors.ts';
+import { CancelledError, ChildFailedError, DatabaseError, HistoryLimitError, LeaseLostError, NonDeterminismError, ValidationError } from '../errors.ts';
 import type { WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { childLogger, type Logger } from '../workflow/logger.ts';
@@ -349,7 +349,9 @@ export class Run {
       },
       (error: unknown) => {
         this.writes.delete(promise);
-        if (error instanceof LeaseLostError) this.halt({ kind: 'abandoned', reason: error });
+        // Only the workflow's own errors fail a run: a lost lease or a
+        // database fault the worker could not retry away gives it up here.
+        if (error instanceof LeaseLostError || error instanceof DatabaseError) this.halt({ kind: 'abandoned', reason: error });
         else this.halt({ kind: 'failed', error: serializeError(error) });
       },
     );

@@ -8,7 +8,9 @@
  * version recorded, and a database newer than the code refused.
  */
 import pg from 'pg';
+import { boundedConfig, resolveTimeouts, within } from '../db/connection.ts';
 import { SchemaVersionError } from '../errors.ts';
+import type { Duration } from '../workflow/duration.ts';
 import { SCHEMA_NOT_INSTALLED, toTrellisError } from '../db/errors.ts';
 import { BUNDLE } from './bundle.generated.ts';
 import { type BundledSql, functionsHash as hashFunctions, verifyChain } from './migrations.ts';
@@ -59,36 +61,86 @@ export function functionsHash(bundle: BundledSql = BUNDLE): string {
 
 type Target = pg.Pool | pg.Client | string;
 
-async function withClient<T>(target: Target, fn: (client: pg.ClientBase) => Promise<T>): Promise<T> {
+/**
+ * Options of `migrate()`.
+ *
+ * @example
+ * await migrate(process.env.DATABASE_URL!, { connectTimeout: '5s' });
+ */
+export interface MigrateOptions {
+  /** Give up connecting (or waiting for a pool's connection) after this long (default 10s). */
+  connectTimeout?: Duration;
+  /**
+   * A `migrate(url)` connection: a client-side read timeout per statement
+   * (default none: a migration may wait for another replica's).
+   * The transaction always ends the session if it sits idle in it for 60 s.
+   */
+  queryTimeout?: Duration | false;
+  /** The SQL to install (tests only; default: this package's). */
+  bundle?: BundledSql;
+}
+
+/** A pg Pool, also from another copy of `pg` (or a pg-shaped pool): it hands out clients. */
+function isPoolShaped(target: object): target is pg.Pool {
+  if (target instanceof pg.Pool) return true;
+  if (target instanceof pg.Client) return false;
+  const t = target as Record<string, unknown>;
+  return typeof t.connect === 'function' && typeof t.release !== 'function'
+    && ('totalCount' in t || 'idleCount' in t || typeof t.escapeIdentifier !== 'function');
+}
+
+/** Whether the migration's transaction is still open on the client (then it must not go back to a pool). */
+interface TxState {
+  open: boolean;
+}
+
+async function withClient<T>(target: Target, o: MigrateOptions, fn: (client: pg.ClientBase, tx: TxState) => Promise<T>): Promise<T> {
+  const tx: TxState = { open: false };
+  const t = resolveTimeouts({ connectTimeout: o.connectTimeout, queryTimeout: o.queryTimeout ?? false });
   if (typeof target === 'string') {
-    const client = new pg.Client({ connectionString: target });
-    await client.connect();
+    const client = new pg.Client({ connectionString: target, application_name: 'trellis-migrate', ...boundedConfig(t) });
+    client.on('error', () => undefined);
     try {
-      return await fn(client);
+      await client.connect();
+    } catch (error) {
+      await client.end().catch(() => undefined);
+      throw toTrellisError(error);
+    }
+    try {
+      return await fn(client, tx);
     } finally {
-      await client.end();
+      await client.end().catch(() => undefined);
     }
   }
-  if (target instanceof pg.Pool) {
-    const client = await target.connect();
+  if (isPoolShaped(target)) {
+    // One checked-out client for the whole transaction. Bounded even when the pool is not.
+    let client: pg.PoolClient;
     try {
-      return await fn(client);
+      client = await within(target.connect(), t.connectMs, 'migrate', (late) => late.release());
+    } catch (error) {
+      throw toTrellisError(error);
+    }
+    try {
+      return await fn(client, tx);
     } finally {
-      client.release();
+      // A client whose rollback failed may still be in the transaction: destroy it, never pool it.
+      client.release(tx.open ? new Error('the migration transaction did not end') : undefined);
     }
   }
-  return fn(target);
+  return fn(target, tx);
 }
 
 /**
  * Whether trellis.now() is the test kit's virtual clock (its body reads
- * trellis.clock), and whether this session allows one
- * (`trellis.virtual_clock = 'allowed'`, set by the test kit's connections).
+ * trellis.clock), and whether this session allows one (a database the test
+ * kit made, `trellis.test_database = 'on'`, and a session with
+ * `trellis.virtual_clock = 'allowed'`, set by the test kit's connections).
  */
 async function virtualClock(client: pg.ClientBase): Promise<{ installed: boolean; allowed: boolean }> {
   const { rows } = await client.query<{ installed: boolean; allowed: boolean }>(
     `select coalesce((select prosrc like '%trellis.clock%' from pg_proc where oid = to_regprocedure('trellis.now()')), false) as installed,
-            coalesce(current_setting('trellis.virtual_clock', true), '') = 'allowed' as allowed`,
+            coalesce(current_setting('trellis.virtual_clock', true), '') = 'allowed'
+              and coalesce(current_setting('trellis.test_database', true), '') = 'on' as allowed`,
   );
   return rows[0] ?? { installed: false, allowed: false };
 }
@@ -120,12 +172,16 @@ async function assertSupportedServer(client: pg.ClientBase): Promise<void> {
  * import { migrate } from 'trellis';
  * await migrate(new pg.Pool({ connectionString: process.env.DATABASE_URL }));
  */
-export async function migrate(target: Target, bundle: BundledSql = BUNDLE): Promise<MigrateResult> {
+export async function migrate(target: Target, options: MigrateOptions = {}): Promise<MigrateResult> {
+  const bundle = options.bundle ?? BUNDLE;
   verifyChain(bundle.migrations);
-  return withClient(target, async (client) => {
+  return withClient(target, options, async (client, tx) => {
     try {
       await assertSupportedServer(client);
+      tx.open = true;
       await client.query('begin');
+      // If this process stops answering mid-install, the server ends the session instead of holding the lock.
+      await client.query("set local idle_in_transaction_session_timeout = '60s'");
       await client.query('select pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_OBJECT]);
       await client.query(BOOKKEEPING);
       const { rows } = await client.query<{ id: number; hash: string }>(
@@ -180,9 +236,15 @@ export async function migrate(target: Target, bundle: BundledSql = BUNDLE): Prom
         );
       }
       await client.query('commit');
+      tx.open = false;
       return { applied, functionsApplied, newerFunctionsKept, version: known };
     } catch (error) {
-      await client.query('rollback').catch(() => undefined);
+      try {
+        await client.query('rollback');
+        tx.open = false;
+      } catch {
+        // The connection is gone or unusable: the pool client is destroyed on release.
+      }
       throw toTrellisError(error);
     }
   });

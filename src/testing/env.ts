@@ -187,6 +187,8 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   const adminClient = new pg.Client({ connectionString: admin });
   await adminClient.connect();
   await adminClient.query(`create database ${database}`);
+  // The mark of a database the test kit made: only there can the clock be virtual.
+  await adminClient.query(`alter database ${database} set trellis.test_database = 'on'`);
   await adminClient.end();
   const url = new URL(admin);
   url.pathname = `/${database}`;

@@ -15,10 +15,21 @@
  * refused or fails, every later op of that execution is rejected with the
  * same error without being written, until the worker calls `forget`. So a
  * completion can never commit without the step checkpoints queued before it.
+ *
+ * A transient failure (a lost connection, a restart, a deadlock: see
+ * transient.ts) retries the same batch with backoff for as long as the
+ * worker still holds each op's lease (`holds`); an op whose lease ran out
+ * meanwhile is rejected with LeaseLostError, so the run is given up on this
+ * worker, never failed. A retry is safe even when the failed attempt did
+ * commit (the connection died during COMMIT): step results are never
+ * overwritten once final, a child start whose call is recorded is skipped,
+ * and an end op finds its lease token gone and is refused (see
+ * test/sql/checkpoint-retry.test.ts).
  */
 import type { Queryable } from '../db/queryable.ts';
 import { checkpointApply, type CheckpointOp } from '../db/checkpoints.ts';
 import { LeaseLostError } from '../errors.ts';
+import { isTransient, sleep, transientDelay } from './transient.ts';
 
 interface Pending {
   op: CheckpointOp;
@@ -29,6 +40,17 @@ interface Pending {
 export interface CommitterStats {
   flushes: number;
   ops: number;
+  /** Batches written again after a transient failure. */
+  retries: number;
+}
+
+export interface CommitterOptions {
+  /** Most ops per transaction (default 500). */
+  maxBatch?: number;
+  /** Told of every failed write; `transient` when it will be retried. */
+  onError?: (error: unknown, transient: boolean) => void;
+  /** Whether this worker still holds the lease of (run, token); default: always. */
+  holds?: (run: string, token: string) => boolean;
 }
 
 export class Committer {
@@ -39,13 +61,16 @@ export class Committer {
   private readonly poisoned = new Map<string, unknown>();
   private flushing: Promise<void> | undefined;
   private scheduled = false;
-  readonly stats: CommitterStats = { flushes: 0, ops: 0 };
+  readonly stats: CommitterStats = { flushes: 0, ops: 0, retries: 0 };
+  private readonly maxBatch: number;
+  private readonly onError: (error: unknown, transient: boolean) => void;
+  private readonly holds: (run: string, token: string) => boolean;
 
-  constructor(
-    private readonly pool: Queryable,
-    private readonly maxBatch = 500,
-    private readonly onError: (error: unknown) => void = () => {},
-  ) {}
+  constructor(private readonly pool: Queryable, options: CommitterOptions = {}) {
+    this.maxBatch = options.maxBatch ?? 500;
+    this.onError = options.onError ?? (() => {});
+    this.holds = options.holds ?? (() => true);
+  }
 
   /** Queue an op; resolves once it has committed, rejects with LeaseLostError if refused. */
   push(op: CheckpointOp): Promise<void> {
@@ -112,19 +137,39 @@ export class Committer {
     if (!batch.length) return;
     this.stats.flushes++;
     this.stats.ops += batch.length;
-    try {
-      const refused = await checkpointApply(this.pool, batch.map((p) => p.op));
-      this.settle(batch, refused);
-    } catch (error) {
-      this.onError(error);
-      await this.isolate(batch, error);
-    }
+    await this.write(batch, true);
   }
 
   /**
-   * A batch failed as a whole (a bad op, a lost connection): retry each run's
-   * ops on their own so one run's problem fails only that run.
+   * Apply a batch, retrying transient failures while the leases are held.
+   * Any other failure (a bad op) splits a batch of several runs into one
+   * write per run, so one run's problem rejects only that run's ops.
    */
+  private async write(batch: Pending[], split: boolean): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        this.settle(batch, await checkpointApply(this.pool, batch.map((p) => p.op)));
+        return;
+      } catch (error) {
+        const transient = isTransient(error);
+        this.onError(error, transient);
+        if (!transient) {
+          if (split) await this.isolate(batch, error);
+          else for (const p of batch) this.reject(p, error);
+          return;
+        }
+        await sleep(transientDelay(attempt));
+        batch = batch.filter((p) => {
+          if (this.holds(p.op.run, p.op.token)) return true;
+          this.reject(p, new LeaseLostError(`run ${p.op.run}: lease ran out while the database was unreachable`, { cause: error }));
+          return false;
+        });
+        if (!batch.length) return;
+        this.stats.retries++;
+      }
+    }
+  }
+
   private async isolate(batch: Pending[], batchError: unknown): Promise<void> {
     const byRun = new Map<string, Pending[]>();
     for (const p of batch) {
@@ -136,13 +181,7 @@ export class Committer {
       for (const p of batch) this.reject(p, batchError);
       return;
     }
-    for (const items of byRun.values()) {
-      try {
-        this.settle(items, await checkpointApply(this.pool, items.map((p) => p.op)));
-      } catch (error) {
-        for (const p of items) this.reject(p, error);
-      }
-    }
+    for (const items of byRun.values()) await this.write(items, false);
   }
 
   private settle(batch: Pending[], refused: Set<string>): void {

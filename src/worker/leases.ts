@@ -3,12 +3,20 @@
  * them (and stop a run whose lease was lost), and cancel and pause requests
  * delivered to the running code, by NOTIFY (`control`) and by the poll and
  * heartbeat fallbacks for a missed notification.
+ *
+ * The worker also keeps its own conservative view of each lease: it ends at
+ * the time the claim (or the last successful heartbeat) was *sent* plus the
+ * lease length, never later than the database's. A heartbeat that fails
+ * transiently is retried with backoff; a run whose lease runs out before one
+ * gets through is stopped here (LeaseLostError: released, never failed), so
+ * its step bodies do not go on while another worker may claim it.
  */
 import { type ClaimedRun, runHeartbeatMany, runRequests } from '../db/runs.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { LeaseLostError } from '../errors.ts';
 import type { Execution } from '../replay/executor.ts';
 import type { Logger } from '../workflow/logger.ts';
+import { isTransient, sleep, transientDelay } from './transient.ts';
 
 /** A run a worker executes. */
 export interface Active {
@@ -16,10 +24,13 @@ export interface Active {
   controller: AbortController;
   execution: Execution | undefined;
   done: Promise<void>;
+  /** performance.now() at which this worker's view of the lease ends. */
+  leaseUntil: number;
 }
 
 export class LeaseKeeper {
   private checkingRequests = false;
+  private beating = false;
 
   constructor(
     private readonly db: Queryable,
@@ -54,24 +65,61 @@ export class LeaseKeeper {
     }
   }
 
+  /** Whether this worker still holds (run, token) as far as it knows. */
+  holds(run: string, token: string): boolean {
+    const entry = this.active.get(run);
+    return entry !== undefined && entry.run.lease_token === token && entry.leaseUntil > performance.now()
+      && !entry.controller.signal.aborted;
+  }
+
+  /** Extend every held lease; retried with backoff while the failure is transient. */
   async heartbeat(): Promise<void> {
-    if (!this.active.size) return;
-    const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
+    if (this.beating) return;
+    this.beating = true;
     try {
-      const still = await runHeartbeatMany(this.db, held, this.leaseMs);
-      for (const { id } of held) {
-        const entry = this.active.get(id);
-        const state = still.get(id);
-        if (entry && !state && !entry.controller.signal.aborted) {
-          this.log.warn('lease lost, stopping the run on this worker', { runId: id });
-          entry.controller.abort(new LeaseLostError(`run ${id}: lease lost`));
+      for (let attempt = 1; this.active.size; attempt++) {
+        this.expireOverdue();
+        if (!this.active.size) return;
+        try {
+          await this.beat();
+          return;
+        } catch (error) {
+          this.log.warn('heartbeat failed', { error: String(error), attempt });
+          if (!isTransient(error)) return;
+          await sleep(transientDelay(attempt));
         }
-        // A second fallback for cancel and pause requests whose NOTIFY was missed.
-        if (state?.cancel_requested) entry?.execution?.requestCancel();
-        if (state?.pause_requested) entry?.execution?.requestPause();
       }
-    } catch (error) {
-      this.log.warn('heartbeat failed', { error: String(error) });
+    } finally {
+      this.beating = false;
+    }
+  }
+
+  private async beat(): Promise<void> {
+    const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
+    const sentAt = performance.now();
+    const still = await runHeartbeatMany(this.db, held, this.leaseMs);
+    for (const { id, token } of held) {
+      const entry = this.active.get(id);
+      if (entry?.run.lease_token !== token) continue;
+      const state = still.get(id);
+      if (state) entry.leaseUntil = Math.max(entry.leaseUntil, sentAt + this.leaseMs);
+      if (!state && !entry.controller.signal.aborted) {
+        this.log.warn('lease lost, stopping the run on this worker', { runId: id });
+        entry.controller.abort(new LeaseLostError(`run ${id}: lease lost`));
+      }
+      // A second fallback for cancel and pause requests whose NOTIFY was missed.
+      if (state?.cancel_requested) entry.execution?.requestCancel();
+      if (state?.pause_requested) entry.execution?.requestPause();
+    }
+  }
+
+  /** Stop the runs whose lease ran out before a heartbeat got through. */
+  private expireOverdue(): void {
+    const now = performance.now();
+    for (const entry of this.active.values()) {
+      if (entry.leaseUntil > now || entry.controller.signal.aborted) continue;
+      this.log.warn('lease ran out before a heartbeat got through, stopping the run on this worker', { runId: entry.run.id });
+      entry.controller.abort(new LeaseLostError(`run ${entry.run.id}: lease ran out while the database was unreachable`));
     }
   }
 }

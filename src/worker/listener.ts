@@ -54,13 +54,24 @@ export class Listener {
       {
         retryLimit: Number.POSITIVE_INFINITY,
         retryTimeout: Number.POSITIVE_INFINITY,
-        retryInterval: (attempt: number) => Math.min(100 * 2 ** attempt, 5000),
+        // pg-listen's reconnect loop does not look at close(): throwing here
+        // ends it (else a listener closed while reconnecting would retry for
+        // ever, keeping the process alive once the server is gone).
+        retryInterval: (attempt: number) => {
+          if (this.closed) throw new Error('listener closed');
+          return Math.min(100 * 2 ** attempt, 5000);
+        },
         paranoidChecking: checkMs,
         parse: (text: string) => text,
       },
     );
     this.subscriber.events.on('notification', (n) => o.onNotify(n.channel, String(n.payload ?? '')));
     this.subscriber.events.on('connected', () => {
+      // A reconnect that finished after close(): end that connection too.
+      if (this.closed) {
+        void this.subscriber.close().catch(() => undefined);
+        return;
+      }
       this.connects++;
       if (this.connects > 1) o.log.info('listener reconnected');
       o.onConnect();

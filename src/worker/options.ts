@@ -1,6 +1,7 @@
 /** The options of createWorker, and their defaults and checks. */
 import type { HookDeliveryOptions } from './hooks/loop.ts';
 import type pg from 'pg';
+import { type ConnectionTimeouts, type ResolvedTimeouts, resolveTimeouts } from '../db/connection.ts';
 import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
@@ -15,9 +16,13 @@ import { assertName } from '../workflow/names.ts';
  * @example
  * const worker = createWorker({ pool, workflows: [onboard], concurrency: 50, pollInterval: '2s' });
  */
-export interface WorkerOptions {
+export interface WorkerOptions extends ConnectionTimeouts {
   /**
-   * A `pg` Pool to run on; the worker does not close it.
+   * A `pg` Pool to run on; the worker does not close it. The
+   * `connectTimeout`, `queryTimeout` and `keepAlive` options apply to the
+   * worker's own pool and to its LISTEN connection; a pool you pass keeps
+   * its own settings (see docs/reliability.md), and `start()` gives up
+   * after `connectTimeout` + `queryTimeout` either way.
    *
    * @example
    * const worker = createWorker({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 20 }), workflows: [onboard] });
@@ -30,6 +35,15 @@ export interface WorkerOptions {
    * const worker = createWorker({ connectionString: 'postgres://app@db/app', workflows: [onboard] });
    */
   connectionString?: string;
+  /**
+   * Where the LISTEN connection goes, when not where the pool goes: a
+   * direct connection string to PostgreSQL, for a pool through PgBouncer in
+   * transaction mode (which cannot keep a LISTEN). See docs/pgbouncer.md.
+   *
+   * @example
+   * const worker = createWorker({ connectionString: 'postgres://app@pgbouncer:6432/app', listenUrl: 'postgres://app@db:5432/app', workflows: [onboard] });
+   */
+  listenUrl?: string;
   /**
    * The workflow definitions (and versions) this worker executes. To let
    * old runs finish on old code, list the old version too.
@@ -104,15 +118,18 @@ export interface WorkerOptions {
    */
   hookDelivery?: HookDeliveryOptions | false;
   /**
-   * Run the hot statements (claims, checkpoints) as named prepared
-   * statements, planned once per connection (default true). Set false
-   * behind a pooler that cannot keep them: PgBouncer in transaction mode
-   * before 1.21 or without `max_prepared_statements`.
+   * Run the hot statements (claims, checkpoints, starts, result reads) as
+   * named prepared statements, planned once per connection. `'auto'`
+   * (default): prepared, and if the connection refuses one (a pooler in
+   * transaction mode that cannot keep them: PgBouncer before 1.21, or
+   * without `max_prepared_statements`) unnamed from then on. `true`: always
+   * prepared; a refusal is a DatabaseError saying what to change. `false`:
+   * never. See docs/pgbouncer.md.
    *
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], preparedStatements: false });
    */
-  preparedStatements?: boolean;
+  preparedStatements?: boolean | 'auto';
   /**
    * How often the LISTEN connection is checked (default 10s, at least
    * 100ms). A check or a connect that gets no answer within this long drops
@@ -173,6 +190,7 @@ export interface ResolvedWorkerOptions {
   listenerCheckMs: number;
   maxBatch: number;
   purge: { intervalMs: number; batch: number } | undefined;
+  timeouts: ResolvedTimeouts;
 }
 
 /**
@@ -237,5 +255,6 @@ export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedW
     const intervalMs = durationIn(options.purge?.interval ?? 5000, 'purge.interval', b.purgeIntervalMs, human);
     purge = Object.freeze({ intervalMs, batch });
   }
-  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge });
+  const timeouts = resolveTimeouts(options);
+  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge, timeouts });
 }

@@ -1,6 +1,7 @@
 /** What a worker writes when an execution ends: one checkpoint op per outcome. */
 import type { CheckpointOp } from '../db/checkpoints.ts';
 import type { Outcome } from '../replay/executor.ts';
+import { DatabaseError } from '../errors.ts';
 
 export interface Fence {
   run: string;
@@ -27,6 +28,10 @@ export function outcomeOp(fence: Fence, outcome: Outcome, shuttingDown: boolean)
       return { ...fence, op: 'continue', input: outcome.input, keep: outcome.keep };
     case 'abandoned':
       // Shutdown: give the run back so another replica continues at once.
-      return shuttingDown ? { ...fence, op: 'release', delay_ms: 0, failure: false } : undefined;
+      if (shuttingDown) return { ...fence, op: 'release', delay_ms: 0, failure: false };
+      // A database fault that retries could not get past (not the workflow's
+      // error, so the run is not failed): give it back for a later attempt.
+      if (outcome.reason instanceof DatabaseError) return { ...fence, op: 'release', delay_ms: 1000, failure: false };
+      return undefined;
   }
 }

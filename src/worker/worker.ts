@@ -8,8 +8,8 @@
  */
 import { hostname } from 'node:os';
 import pg from 'pg';
-import { runClaim, type ClaimedRun, runIdleCheck, settingInt, workflowRegister } from '../db/runs.ts';
-import { CancelledError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
+import { runClaim, type ClaimedRun, runIdleCheck, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
+import { CancelledError, DatabaseError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
 import { serializeError } from '../replay/serialize.ts';
 import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
 import type { CheckpointOp } from '../db/checkpoints.ts';
@@ -17,7 +17,9 @@ import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
 import { checkSchema } from '../schema/install.ts';
-import { type Queryable, unprepared } from '../db/queryable.ts';
+import type { Queryable } from '../db/queryable.ts';
+import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
+import { listenConnection, ownPool, type ResolvedTimeouts, within } from '../db/connection.ts';
 import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
@@ -29,6 +31,7 @@ import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
 import { type ObservedExecution, WorkerObserver } from '../observability/worker-observer.ts';
 import type { TrellisMetrics } from '../observability/metrics.ts';
+import { isTransient, sleep, transientDelay } from './transient.ts';
 
 export type { WorkerOptions } from './options.ts';
 
@@ -72,6 +75,7 @@ export class Worker {
   private readonly pollMs: number;
   private readonly leaseMs: number;
   private readonly listenerCheckMs: number;
+  private readonly timeouts: ResolvedTimeouts;
   private readonly log: Logger;
   private readonly committer: Committer;
   private readonly active = new Map<string, Active>();
@@ -82,6 +86,14 @@ export class Worker {
   private saturated = false;
   private claimPromise: Promise<void> = Promise.resolve();
   private wakeAgain = false;
+  /** Claims in a row that failed transiently (their retry backs off). */
+  private claimFailures = 0;
+  /**
+   * This worker may hold leases it does not know of: at start (a previous
+   * process with the same id), and after a claim failed transiently (its
+   * commit may have gone through). The next claim round gives them back first.
+   */
+  private leasesUnknown = true;
   private pollTimer: NodeJS.Timeout | undefined;
   private dueTimer: NodeJS.Timeout | undefined;
   /** Backoff of looks at a wake-up gate held by a coalescing start (0: not held at the last look). */
@@ -114,19 +126,20 @@ export class Worker {
     this.pollMs = o.pollMs;
     this.leaseMs = o.leaseMs;
     this.listenerCheckMs = o.listenerCheckMs;
+    this.timeouts = o.timeouts;
     this.id = options.id ?? `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
     this.log = childLogger(options.logger ?? consoleLogger('warn'), { worker: this.id });
     if (options.pool) {
       this.pool = options.pool;
       this.ownsPool = false;
     } else if (options.connectionString) {
-      this.pool = new pg.Pool({ connectionString: options.connectionString, max: 10, application_name: 'trellis-worker' });
+      this.pool = ownPool(options.connectionString, 'trellis-worker', o.timeouts);
       this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
       this.ownsPool = true;
     } else {
       throw new ValidationError('createWorker needs a pool or a connectionString');
     }
-    this.db = options.preparedStatements === false ? unprepared(this.pool) : this.pool;
+    this.db = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log).pool;
     this.registry = new WorkflowRegistry(this.pool);
     if (o.purge) {
       this.purgeLoop = new PurgeLoop({ db: this.db, ...o.purge, log: this.log, onPurged: (n) => (this.stats.purged += n) });
@@ -134,8 +147,11 @@ export class Worker {
     this.hookLoop = createHookLoop({ db: this.db, workerId: this.id, definitions: this.definitions, delivery: options.hookDelivery,
       log: this.log, onAttempt: (outcome) => (this.stats.hooks[outcome] += 1) });
     this.leases = new LeaseKeeper(this.db, this.active, this.leaseMs, this.log);
-    this.committer = new Committer(this.db, o.maxBatch, (error) =>
-      this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
+    this.committer = new Committer(this.db, {
+      maxBatch: o.maxBatch,
+      holds: (run, token) => this.leases.holds(run, token),
+      onError: (error, transient) => this.log.warn(transient ? 'checkpoint failed, retrying while the leases last' : 'checkpoint batch failed, retrying per run', { error: String(error) }),
+    });
   }
 
   /** How many times the LISTEN connection has been (re)established. */
@@ -169,14 +185,18 @@ export class Worker {
    */
   async start(): Promise<void> {
     if (this.state !== 'idle') throw new ValidationError(`worker is ${this.state}`);
-    await checkSchema(this.pool);
-    await workflowRegister(this.pool, [...this.definitions.values()]);
-    this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
-    this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
+    // Bounded even on a pool without timeouts of its own (a server that never answers).
+    const startMs = this.timeouts.connectMs + (this.timeouts.queryMs ?? 30_000);
+    await within((async () => {
+      await checkSchema(this.pool);
+      await workflowRegister(this.pool, [...this.definitions.values()]);
+      this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
+      this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
+    })(), startMs, 'worker.start');
     this.observer = await WorkerObserver.create({ metrics: this.options.metrics, tracing: this.options.tracing, pool: this.pool, worker: this.id });
     this.state = 'running';
     const listener = new Listener({
-      connection: (this.pool as unknown as { options: pg.ClientConfig }).options,
+      connection: listenConnection(this.pool, this.options.listenUrl, this.timeouts),
       channels: ['trellis:run_ready', 'trellis:run_control'],
       onNotify: (channel, payload) => {
         if (channel === 'trellis:run_control') this.leases.control(payload);
@@ -191,8 +211,9 @@ export class Worker {
       healthCheckMs: this.listenerCheckMs,
     });
     try {
-      await listener.start();
+      await within(listener.start(), startMs, 'worker.start (LISTEN)', () => void listener.close());
     } catch (error) {
+      void listener.close();
       this.state = 'idle';
       await this.observer?.close();
       throw error;
@@ -236,9 +257,14 @@ export class Worker {
           this.saturated = true;
           break;
         }
+        if (this.leasesUnknown && this.handoffs.size === 0) {
+          const released = await runReleaseOwned(this.db, this.id, [...this.active.keys()]);
+          this.leasesUnknown = false;
+          if (released) this.log.warn('gave back runs leased to this worker that it did not know of', { released });
+        }
         const limit = Math.min(free, this.claimBatch);
         this.stats.claims++;
-        const claimStarted = this.observer ? performance.now() : 0;
+        const sentAt = performance.now();
         const runs = await runClaim(this.db, {
           worker: this.id,
           queues: this.queues,
@@ -248,11 +274,12 @@ export class Worker {
         });
         this.stats.claimed += runs.length;
         lastClaimed = runs.length;
-        this.observer?.claimed(performance.now() - claimStarted, runs.length);
+        this.observer?.claimed(performance.now() - sentAt, runs.length);
         for (const run of runs) {
-          if (this.state === 'running') this.begin(run);
+          if (this.state === 'running') this.begin(run, sentAt);
           else this.giveBack(run);
         }
+        this.claimFailures = 0;
         if (runs.length < limit) {
           drained = true;
           this.saturated = false;
@@ -262,6 +289,12 @@ export class Worker {
       if (drained && this.state === 'running') await this.armDueTimer(lastClaimed);
     } catch (error) {
       this.log.error('claim failed', { error: String(error) });
+      // The database is back within moments of a restart: look again soon, not at the next poll.
+      if (isTransient(error) && this.state === 'running') {
+        this.leasesUnknown = true;
+        if (this.dueTimer) clearTimeout(this.dueTimer);
+        this.dueTimer = setTimeout(() => this.wake(), Math.min(transientDelay(++this.claimFailures), this.pollMs));
+      }
     } finally {
       this.claiming = false;
       if (this.wakeAgain) {
@@ -288,7 +321,6 @@ export class Worker {
     }
     this.gateRetryMs = 0;
     if (ms === null || ms >= this.pollMs) return;
-    // Already due but not claimed (locked by another claimer): look again soon, not in a tight loop.
     // Due already: a run committed after the claim's snapshot (look again at
     // once, if that claim found work), or runs another claimer holds locked
     // (look again soon, not in a tight loop).
@@ -309,6 +341,8 @@ export class Worker {
     let settle!: () => void;
     const settled = new Promise<void>((r) => (settle = r));
     this.handoffs.add(settled);
+    // The start that leases the run is sent after this: its lease ends no sooner.
+    const reservedAt = performance.now();
     // Once: the first adopt or cancel frees the slot, a second does nothing.
     const close = () => {
       if (!this.handoffs.delete(settled)) return false;
@@ -322,7 +356,7 @@ export class Worker {
       adopt: (run) => {
         if (!close()) return;
         this.stats.handedOff++;
-        if (this.state === 'running') this.begin(run);
+        if (this.state === 'running') this.begin(run, reservedAt);
         else this.giveBack(run);
       },
       cancel: () => {
@@ -337,9 +371,10 @@ export class Worker {
     void this.committer.push({ op: 'release', run: run.id, token: run.lease_token, execution: run.execution, delay_ms: 0, failure: false }).catch(() => undefined);
   }
 
-  private begin(run: ClaimedRun): void {
+  /** Execute a run leased by a statement sent at `sentAt` (performance.now()). */
+  private begin(run: ClaimedRun, sentAt: number): void {
     const controller = new AbortController();
-    const entry: Active = { run, controller, execution: undefined, done: Promise.resolve() };
+    const entry: Active = { run, controller, execution: undefined, done: Promise.resolve(), leaseUntil: sentAt + this.leaseMs };
     // Claiming a run we still execute means our old lease was taken away
     // (released or expired) before we noticed: stop the stale execution.
     this.active.get(run.id)?.controller.abort(new LeaseLostError(`run ${run.id}: lease lost (run claimed again)`));
@@ -383,7 +418,7 @@ export class Worker {
       maxPayloadBytes: this.maxPayloadBytes,
       maxHistorySteps: this.maxHistorySteps,
       log: this.log,
-      register: (def) => this.registry.register(def),
+      register: (def) => this.registerForRun(def, fence),
       observer: observed,
       sink: {
         // A checkpoint becomes the op of the same kind (`type` is `op`), fenced.
@@ -404,6 +439,19 @@ export class Worker {
     }
   }
 
+  /** Register a child's workflow before its start, retrying transient faults while the lease is held. */
+  private async registerForRun(definition: WorkflowDefinition, fence: { run: string; token: string }): Promise<void> {
+    for (let attempt = 1; ; attempt++) {
+      try {
+        return await this.registry.register(definition);
+      } catch (error) {
+        if (!isTransient(error)) throw error;
+        await sleep(transientDelay(attempt));
+        if (!this.leases.holds(fence.run, fence.token)) throw new LeaseLostError(`run ${fence.run}: lease ran out while the database was unreachable`, { cause: error });
+      }
+    }
+  }
+
   /**
    * Write the op that ends an execution. It is queued behind the execution's
    * last checkpoints (often into the same transaction); if one of those
@@ -414,6 +462,8 @@ export class Worker {
     observed?: ObservedExecution): Promise<void> {
     const shuttingDown = outcome.kind === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
     const op = outcomeOp(fence, outcome, shuttingDown);
+    // The release after a database fault follows ops the committer refused.
+    if (outcome.kind === 'abandoned' && outcome.reason instanceof DatabaseError) this.committer.forget(fence.run, fence.token);
     try {
       if (op) await this.committer.push(op);
       this.stats[outcome.kind]++;
@@ -433,10 +483,17 @@ export class Worker {
         this.committer.forget(fence.run, fence.token);
         return await this.finish(fence, execution, { kind: 'failed', error: serializeError(error) }, false, observed);
       }
-      if (!(error instanceof LeaseLostError) && !forced) throw error;
+      if (!(error instanceof LeaseLostError) && !(error instanceof DatabaseError) && !forced) throw error;
       this.stats.abandoned++;
       observed?.end({ kind: 'abandoned', reason: error });
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
+      // A database error that is not the workflow's (a permission, a missing
+      // function mid-deploy): give the run back for a later attempt rather
+      // than leave it until its lease expires; it is never failed for this.
+      if (fallback && error instanceof DatabaseError && op?.op !== 'release') {
+        this.committer.forget(fence.run, fence.token);
+        await this.committer.push({ ...fence, op: 'release', delay_ms: 1000, failure: false }).catch(() => undefined);
+      }
     }
   }
 

@@ -26,7 +26,7 @@
  * there), signs and 'ago', clock forms ('1:30'), glued terms ('1h30m'),
  * upper-case units.
  */
-import { ValidationError } from '../errors.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
 
 /** A unit name of the duration grammar (lowercase). */
 export type DurationUnit =
@@ -154,10 +154,7 @@ export function toMs(duration: Duration, what = 'duration'): number {
       if (Number.isFinite(ms)) return ms;
     }
   }
-  const shown = typeof duration === 'string' && duration.length > MAX_QUOTED
-    ? `${JSON.stringify(duration.slice(0, MAX_QUOTED))}…`
-    : JSON.stringify(duration) ?? String(duration);
   throw new ValidationError(
-    `${what} ${shown} is not a duration: use milliseconds or a string like '30s', '5 minutes', '1 hour 30 minutes', '7 years' or 'PT1H30M'`,
+    `${what} ${quoteValue(duration)} is not a duration: use milliseconds or a string like '30s', '5 minutes', '1 hour 30 minutes', '7 years' or 'PT1H30M'`,
   );
 }

@@ -3,14 +3,14 @@
  * in sql/000_support.sql (a test checks both agree), so bad names are refused
  * in TS before a round trip and in SQL for every other caller.
  */
-import { ValidationError } from '../errors.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
 
 export const NAME_PATTERN = /^[A-Za-z0-9_](?:[A-Za-z0-9_.:@/ -]{0,126}[A-Za-z0-9_.:@/-])?$/;
 
 export function assertName(value: unknown, what: string): string {
   if (typeof value !== 'string' || !NAME_PATTERN.test(value)) {
     throw new ValidationError(
-      `invalid ${what} name ${JSON.stringify(value)}: use 1-128 letters, digits, space or _ . : @ / - (not starting or ending with a space)`,
+      `invalid ${what} name ${quoteValue(value)}: use 1-128 letters, digits, space or _ . : @ / - (not starting or ending with a space)`,
     );
   }
   return value;

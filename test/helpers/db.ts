@@ -31,6 +31,8 @@ export async function createDatabase(prefix = 'trellis_t'): Promise<{ name: stri
   await admin.connect();
   try {
     await admin.query(`create database ${name}`);
+    // A test database, as the test kit marks its own: the virtual clock is allowed here.
+    await admin.query(`alter database ${name} set trellis.test_database = 'on'`);
   } finally {
     await admin.end();
   }

@@ -38,7 +38,7 @@ describe('a signal sent just before a race deadline', () => {
     let timerWins = 0;
     for (let from = 0; from < RUNS; from += BATCH) {
       const runs = await Promise.all(Array.from({ length: BATCH }, () => env.start(deadlineRace, {})));
-      await Promise.all(runs.map((r) => env.waitFor(r.id, 'waiting')));
+      await Promise.all(runs.map((r) => env.waitFor(r.id, 'waiting', { timeout: '90s' })));
       // Run i's signal goes out (i % 6) ms after the batch starts; the clock
       // jumps past every deadline at 5 ms, in its own statement.
       const sends = runs.map(async (r, i) => {
@@ -49,10 +49,10 @@ describe('a signal sent just before a race deadline', () => {
       await env.advance('1 day 1 second');
       await Promise.all(sends);
       // Every race is decided; a second wait that got nothing times out.
-      await Promise.all(runs.map((r) => env.waitFor(r.id, ['waiting', 'completed'])));
+      await Promise.all(runs.map((r) => env.waitFor(r.id, ['waiting', 'completed'], { timeout: '90s' })));
       await env.advance('2 hours');
       for (const r of runs) {
-        const done = await env.waitFor(r.id, 'completed', { timeout: '30s' });
+        const done = await env.waitFor(r.id, 'completed', { timeout: '90s' });
         const out = done.output as { winner: string; first: { payload?: string } | null; second: { timedOut: boolean; payload?: string } };
         const payload = `payload-${r.id}`;
         const history = await env.history(r.id);

@@ -84,6 +84,19 @@ describe('toTrellisError (SQLSTATE mapping)', () => {
     assert.equal(new DatabaseError('x').retryable, false);
   });
 
+  it('maps the code-less errors node-postgres throws for a lost or timed-out connection to a retryable DatabaseError', () => {
+    for (const message of ['Connection terminated unexpectedly', 'Connection terminated', 'timeout exceeded when trying to connect',
+      'Connection terminated due to connection timeout', 'Query read timeout', 'timeout expired',
+      'Client has encountered a connection error and is not queryable']) {
+      const error = toTrellisError(new Error(message));
+      assert.ok(error instanceof DatabaseError, message);
+      assert.equal(error.retryable, true, message);
+      assert.equal(error.details.code, 'connection');
+    }
+    const other = new Error('Cannot use a pool after calling end on the pool');
+    assert.equal(toTrellisError(other), other, 'other plain errors pass through');
+  });
+
   it('maps socket errors to DatabaseError and leaves everything else alone', () => {
     const refused = toTrellisError(pgError('ECONNREFUSED', 'connect ECONNREFUSED 127.0.0.1:1'));
     assert.ok(refused instanceof DatabaseError);

@@ -1,0 +1,112 @@
+-- 950_grants: roles and privileges (docs/security.md).
+-- Owns: the roles trellis_client, trellis_worker and trellis_reader (created
+-- here when missing and this role may create roles) and every grant on the
+-- trellis schema. Applied last, on every install: create or replace drops a
+-- function's SECURITY DEFINER and settings, so they are set again here.
+-- Touches: no rows. Takes no row locks.
+--
+-- EXECUTE on every trellis function is revoked from PUBLIC. The roles hold:
+--   trellis_reader: SELECT on the tables, runs without lease_token.
+--   trellis_client: the reader's rights and EXECUTE on the application
+--     functions (start, signal, cancel, pause, resume, retry, scrub, purge,
+--     retention, register, the event cursor and consumers, hook_retry);
+--     those that write are SECURITY DEFINER with a
+--     pinned search_path, so the client role needs no write privilege on a
+--     table: it cannot complete, fail or checkpoint a run, read a lease
+--     token, or change trellis.runs directly.
+--   trellis_worker: the engine: EXECUTE on every function but the test
+--     kit's clock and setting_set, and SELECT/INSERT/UPDATE/DELETE on the
+--     tables (the worker functions run with the caller's rights).
+-- Grant them to the login roles of your applications:
+--   grant trellis_client to app_web; grant trellis_worker to app_worker;
+
+do $$
+declare
+  v_role text;
+begin
+  foreach v_role in array array['trellis_client', 'trellis_worker', 'trellis_reader'] loop
+    if not exists (select 1 from pg_roles where rolname = v_role) then
+      begin
+        execute format('create role %I nologin', v_role);
+      exception
+        -- Another database of the cluster is being installed at the same time.
+        when duplicate_object or unique_violation then null;
+        when insufficient_privilege then
+          raise notice 'trellis: cannot create role % (needs CREATEROLE); create it and install again to grant it', v_role;
+      end;
+    end if;
+  end loop;
+end $$;
+
+revoke all on all functions in schema trellis from public;
+
+-- The application functions that write run as their owner, with a pinned search_path.
+do $$
+declare
+  f regprocedure;
+begin
+  for f in
+    select p.oid::regprocedure from pg_proc p
+     where p.pronamespace = 'trellis'::regnamespace
+       and p.proname in ('run_start', 'workflow_register', 'signal_send', 'run_cancel', 'run_pause',
+                         'run_resume', 'run_retry', 'run_scrub', 'run_purge', 'retention_set',
+                         'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
+                         'event_consumer_drop', 'hook_retry')
+  loop
+    execute format('alter function %s security definer set search_path = pg_catalog, trellis, pg_temp', f);
+  end loop;
+end $$;
+
+do $$
+declare
+  v_reader boolean := exists (select 1 from pg_roles where rolname = 'trellis_reader');
+  v_client boolean := exists (select 1 from pg_roles where rolname = 'trellis_client');
+  v_worker boolean := exists (select 1 from pg_roles where rolname = 'trellis_worker');
+  v_columns text;
+  f regprocedure;
+begin
+  -- Every column of runs but lease_token (new columns are picked up on the next install).
+  select string_agg(quote_ident(attname), ', ' order by attnum) into v_columns
+    from pg_attribute where attrelid = 'trellis.runs'::regclass and attnum > 0 and not attisdropped
+     and attname <> 'lease_token';
+  if v_reader then
+    execute 'grant usage on schema trellis to trellis_reader';
+    execute 'grant select on trellis.workflows, trellis.steps, trellis.signals, trellis.settings, trellis.retentions,
+                            trellis.schema_info, trellis.migrations, trellis.run_transitions, trellis.events,
+                            trellis.event_consumers, trellis.hook_deliveries to trellis_reader';
+    execute 'grant execute on function trellis.events_read(text, integer, jsonb) to trellis_reader';
+    execute format('grant select (%s) on trellis.runs to trellis_reader', v_columns);
+    execute 'grant execute on function trellis.now(), trellis._setting_int(text, integer) to trellis_reader';
+  end if;
+  if v_client then
+    execute 'grant usage on schema trellis to trellis_client';
+    execute 'grant select on trellis.workflows, trellis.steps, trellis.signals, trellis.settings, trellis.retentions,
+                            trellis.schema_info, trellis.migrations, trellis.clock, trellis.run_transitions,
+                            trellis.events, trellis.event_consumers, trellis.hook_deliveries to trellis_client';
+    execute format('grant select (%s) on trellis.runs to trellis_client', v_columns);
+    for f in
+      select p.oid::regprocedure from pg_proc p
+       where p.pronamespace = 'trellis'::regnamespace
+         and p.proname in ('run_start', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel',
+                           'run_pause', 'run_resume', 'run_retry', 'run_scrub', 'run_purge', 'retention_set',
+                           'retention', 'now', '_setting_int', '_input_error', '_shape_error',
+                           'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
+                           'event_consumer_drop', 'hook_retry')
+    loop
+      execute format('grant execute on function %s to trellis_client', f);
+    end loop;
+  end if;
+  if v_worker then
+    execute 'grant usage on schema trellis to trellis_worker';
+    execute 'grant select, insert, update, delete on all tables in schema trellis to trellis_worker';
+    execute 'revoke insert, update, delete on trellis.clock, trellis.migrations, trellis.schema_info from trellis_worker';
+    execute 'grant usage on all sequences in schema trellis to trellis_worker';
+    for f in
+      select p.oid::regprocedure from pg_proc p
+       where p.pronamespace = 'trellis'::regnamespace
+         and p.proname not in ('clock_use_virtual', 'clock_advance', 'setting_set')
+    loop
+      execute format('grant execute on function %s to trellis_worker', f);
+    end loop;
+  end if;
+end $$;

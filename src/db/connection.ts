@@ -1,0 +1,102 @@
+/**
+ * Bounded waits on the connections Trellis opens itself (a worker's or
+ * client's own pool from `connectionString`, the LISTEN connections,
+ * `migrate(url)`): a connect timeout, a query timeout (a client-side read
+ * timeout: a query on a connection that died silently fails, and the
+ * connection is dropped, instead of waiting forever) and TCP keepalive.
+ * Nothing is sent as a startup parameter or SET, so the same settings work
+ * through PgBouncer; a server-side statement_timeout belongs on the role
+ * (`alter role ... set statement_timeout`). A pool the application passes
+ * in keeps its own settings; docs/reliability.md says what to set there.
+ */
+import pg from 'pg';
+import { DatabaseError, ValidationError } from '../errors.ts';
+import { type Duration, toMs } from '../workflow/duration.ts';
+
+/**
+ * The bounded waits of the connections Trellis opens (worker, client).
+ *
+ * @example
+ * createWorker({ connectionString, workflows, connectTimeout: '5s', queryTimeout: '30s', keepAlive: '10s' });
+ */
+export interface ConnectionTimeouts {
+  /** Give up connecting after this long (default 10s). */
+  connectTimeout?: Duration;
+  /**
+   * Give up on one statement after this long (default 30s): a client-side
+   * read timeout, which also catches a connection that died without a FIN
+   * or RST; the connection is then dropped. `false`: none.
+   */
+  queryTimeout?: Duration | false;
+  /** TCP keepalive: the first probe after this long idle (default 10s). `false`: off. */
+  keepAlive?: Duration | false;
+}
+
+export interface ResolvedTimeouts {
+  connectMs: number;
+  queryMs: number | undefined;
+  keepAliveMs: number | undefined;
+}
+
+export const DEFAULT_TIMEOUTS = { connectMs: 10_000, queryMs: 30_000, keepAliveMs: 10_000 } as const;
+
+/** Check and default the three options (ValidationError naming the option). */
+export function resolveTimeouts(o: ConnectionTimeouts): ResolvedTimeouts {
+  const connectMs = toMs(o.connectTimeout ?? DEFAULT_TIMEOUTS.connectMs, 'connectTimeout');
+  if (connectMs < 1) throw new ValidationError('connectTimeout must be at least 1ms');
+  const queryMs = o.queryTimeout === false ? undefined : toMs(o.queryTimeout ?? DEFAULT_TIMEOUTS.queryMs, 'queryTimeout');
+  if (queryMs !== undefined && queryMs < 1) throw new ValidationError('queryTimeout must be at least 1ms (or false)');
+  const keepAliveMs = o.keepAlive === false ? undefined : toMs(o.keepAlive ?? DEFAULT_TIMEOUTS.keepAliveMs, 'keepAlive');
+  return { connectMs, queryMs, keepAliveMs };
+}
+
+/** The pg client settings that bound every wait on one connection. */
+export function boundedConfig(t: ResolvedTimeouts): pg.ClientConfig {
+  return {
+    connectionTimeoutMillis: t.connectMs,
+    ...(t.queryMs === undefined ? {} : { query_timeout: t.queryMs }),
+    ...(t.keepAliveMs === undefined ? { keepAlive: false } : { keepAlive: true, keepAliveInitialDelayMillis: t.keepAliveMs }),
+  };
+}
+
+/** A pool of Trellis's own, with bounded waits. */
+export function ownPool(connectionString: string, applicationName: string, t: ResolvedTimeouts): pg.Pool {
+  return new pg.Pool({ connectionString, max: 10, application_name: applicationName, ...boundedConfig(t) });
+}
+
+/**
+ * The LISTEN connection's settings: a direct `listenUrl` when given (for a
+ * pool through PgBouncer in transaction mode), else the pool's own, with
+ * bounded waits under either.
+ */
+export function listenConnection(pool: pg.Pool, listenUrl: string | undefined, t: ResolvedTimeouts): pg.ClientConfig {
+  if (listenUrl !== undefined && (typeof listenUrl !== 'string' || !/^postgres(ql)?:\/\//.test(listenUrl))) {
+    throw new ValidationError('listenUrl must be a postgres:// connection string');
+  }
+  const base = listenUrl ? { connectionString: listenUrl } : (pool as unknown as { options?: pg.ClientConfig }).options ?? {};
+  return { ...boundedConfig(t), ...base };
+}
+
+/**
+ * Await `promise`, but at most `ms`: then reject with a retryable
+ * DatabaseError (for a pool the application passed in, whose waits Trellis
+ * cannot bound otherwise). The late result, if any, is handed to `late`.
+ */
+export async function within<T>(promise: Promise<T>, ms: number, what: string, late?: (value: T) => void): Promise<T> {
+  let timer: NodeJS.Timeout | undefined;
+  let timedOut = false;
+  const deadline = new Promise<never>((_, reject) => {
+    timer = setTimeout(() => {
+      timedOut = true;
+      reject(new DatabaseError(`${what}: no answer from the database within ${ms} ms`, { retryable: true, details: { code: 'timeout' } }));
+    }, ms);
+  });
+  promise.then((value) => {
+    if (timedOut) late?.(value);
+  }, () => undefined);
+  try {
+    return await Promise.race([promise, deadline]);
+  } finally {
+    clearTimeout(timer);
+  }
+}

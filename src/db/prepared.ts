@@ -1,0 +1,107 @@
+/**
+ * Named prepared statements behind a connection pooler. A pooler in
+ * transaction mode that cannot keep them (PgBouncer before 1.21, or 1.21+
+ * without `max_prepared_statements`) refuses a named statement once a
+ * transaction lands on another server connection: SQLSTATE 26000
+ * ("prepared statement does not exist") or 42P05 ("already exists"), both
+ * before anything was executed.
+ *
+ * `preparedStatements: 'auto'` (the default) prepares, and on the first
+ * such refusal switches this worker or client to unnamed statements for
+ * good and sends that statement again unnamed. `true` never switches: the
+ * refusal is a DatabaseError that says what to change. `false` never
+ * prepares. See docs/pgbouncer.md.
+ */
+import type pg from 'pg';
+import { DatabaseError, ValidationError } from '../errors.ts';
+import type { Logger } from '../workflow/logger.ts';
+import { type Queryable, unprepared } from './queryable.ts';
+
+/**
+ * The `preparedStatements` option of createWorker and createClient.
+ *
+ * @example
+ * createClient({ connectionString: process.env.PGBOUNCER_URL, preparedStatements: 'auto' });
+ */
+export type PreparedStatementsMode = boolean | 'auto';
+
+const REFUSED = new Set(['26000', '42P05']);
+
+/** A driver error that says a named statement was refused by the connection (a pooler in the way). */
+export function isPreparedRefusal(error: unknown): boolean {
+  const code = (error as { code?: unknown })?.code;
+  return typeof code === 'string' && REFUSED.has(code);
+}
+
+/** The error a refused named statement becomes: it says what to change. */
+export function preparedRefusedError(name: string, error: unknown): DatabaseError {
+  const code = (error as { code?: string }).code;
+  return new DatabaseError(
+    `the connection refused prepared statement ${name} (${(error as Error).message}): a pooler in transaction mode ` +
+      'that cannot keep prepared statements is in the way (PgBouncer before 1.21, or without max_prepared_statements). ' +
+      "Set preparedStatements: false (or 'auto') on the worker and client, or max_prepared_statements in pgbouncer.ini (1.21+)",
+    { cause: error, details: { sqlstate: code, preparedStatements: true } },
+  );
+}
+
+export function checkPreparedMode(value: unknown): PreparedStatementsMode {
+  if (value === undefined) return 'auto';
+  if (value === true || value === false || value === 'auto') return value;
+  throw new ValidationError('preparedStatements must be true, false or "auto"');
+}
+
+/**
+ * The pool as engine statements use it. With 'auto', a proxy of the pool
+ * (still a pg.Pool to `instanceof`, so names are used) that falls back to
+ * unnamed statements on the first refusal.
+ */
+export class PreparedStatements {
+  private off: boolean;
+  readonly pool: Queryable;
+
+  constructor(target: pg.Pool, private readonly mode: PreparedStatementsMode, private readonly log: Logger) {
+    this.off = mode === false;
+    if (mode === false) {
+      this.pool = unprepared(target);
+    } else if (mode === true) {
+      this.pool = target;
+    } else {
+      this.pool = new Proxy(target, {
+        get: (t, key) => {
+          if (key === 'query') return (config: unknown, values?: unknown[]) => this.query(t, config, values);
+          const value = Reflect.get(t, key, t) as unknown;
+          return typeof value === 'function' ? value.bind(t) : value;
+        },
+      });
+    }
+  }
+
+  /** Whether named statements are off (configured, or switched off by a refusal). */
+  get disabled(): boolean {
+    return this.off;
+  }
+
+  /** A caller's transaction as engine statements use it: unnamed once statements are off. */
+  within(tx: Queryable): Queryable {
+    return this.off ? unprepared(tx) : tx;
+  }
+
+  private async query(target: pg.Pool, config: unknown, values?: unknown[]): Promise<pg.QueryResult> {
+    const named = typeof config === 'object' && config !== null && 'name' in config
+      ? (config as { name: string; text: string; values?: unknown[] }) : undefined;
+    if (!named) return target.query(config as string, values);
+    if (this.off) return target.query(named.text, named.values);
+    try {
+      return await target.query(named as pg.QueryConfig);
+    } catch (error) {
+      if (!isPreparedRefusal(error)) throw error;
+      if (!this.off) {
+        this.off = true;
+        this.log.warn('prepared statements refused by the connection (a pooler in transaction mode?): using unnamed statements from now on', {
+          statement: named.name, error: String(error),
+        });
+      }
+      return target.query(named.text, named.values);
+    }
+  }
+}

@@ -1,0 +1,29 @@
+/**
+ * Transient database faults inside a worker: a lost connection (class 08,
+ * 57P01 admin shutdown, a socket error, node-postgres's "Connection
+ * terminated unexpectedly"), a serialization failure or a deadlock. They
+ * are the infrastructure's, never the workflow's, so they never fail a run:
+ * the worker retries the same call with a short capped backoff for as long
+ * as it still holds the lease (see docs/reliability.md).
+ */
+import { DatabaseError, isTrellisError } from '../errors.ts';
+import { toTrellisError } from '../db/errors.ts';
+
+/** Backoff of transient retries: 50 ms doubling to at most 1 s, ±20% jitter. */
+export const TRANSIENT_BACKOFF = { initialMs: 50, maxMs: 1000 } as const;
+
+/** True for an error after which the same call can succeed (DatabaseError.retryable). */
+export function isTransient(error: unknown): boolean {
+  const mapped = isTrellisError(error) ? error : toTrellisError(error);
+  return mapped instanceof DatabaseError && mapped.retryable;
+}
+
+/** The delay before retry number `attempt` (1 = the first retry). */
+export function transientDelay(attempt: number): number {
+  const base = Math.min(TRANSIENT_BACKOFF.initialMs * 2 ** Math.max(0, attempt - 1), TRANSIENT_BACKOFF.maxMs);
+  return Math.round(base * (0.8 + Math.random() * 0.4));
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((resolve) => setTimeout(resolve, ms));
+}

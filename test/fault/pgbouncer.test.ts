@@ -1,0 +1,118 @@
+/**
+ * Trellis through a real PgBouncer in transaction mode (Debian's package,
+ * started by this test on 127.0.0.1 and stopped by its pid): migrate()
+ * installs through it; a worker and a client run everything through it
+ * except LISTEN, which goes direct (`listenUrl`), so NOTIFY still wakes
+ * them (both polls are an hour here); prepared statements, which PgBouncer
+ * before 1.21 cannot keep, switch off by themselves ('auto'), and with
+ * `preparedStatements: true` the refusal is an error that says what to do.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient } from '../../src/client/client.ts';
+import { DatabaseError } from '../../src/errors.ts';
+import { migrate } from '../../src/schema/install.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { type Logger, silentLogger } from '../../src/workflow/logger.ts';
+import { createDatabase } from '../helpers/db.ts';
+import { type Bouncer, startPgBouncer } from '../helpers/pgbouncer.ts';
+
+let database: Awaited<ReturnType<typeof createDatabase>>;
+let bouncer: Bouncer;
+before(async () => {
+  database = await createDatabase();
+  bouncer = await startPgBouncer(database.url);
+});
+after(async () => {
+  await bouncer?.stop();
+  await database?.drop();
+});
+
+const three = defineWorkflow({ name: 'bounced', input: z.object({ n: z.number() }) }, async (ctx, { n }) => {
+  const a = await ctx.step('a', () => n + 1);
+  const b = await ctx.step('b', () => a * 2);
+  return ctx.step('c', () => b + 1);
+});
+
+/** Open `n` server connections behind PgBouncer at once, so round robin spreads transactions over them. */
+async function warm(n: number): Promise<void> {
+  const pool = new pg.Pool({ connectionString: bouncer.url, max: n });
+  await Promise.all(Array.from({ length: n }, () => pool.query('select pg_sleep(0.2)')));
+  await pool.end();
+}
+
+function recordingLogger(lines: string[]): Logger {
+  const record = (message: string) => void lines.push(message);
+  return { ...silentLogger, warn: record, error: record, info: () => undefined, debug: () => undefined } as Logger;
+}
+
+describe(`PgBouncer in transaction mode`, () => {
+  it('migrate() installs the schema through it', async () => {
+    const pool = new pg.Pool({ connectionString: bouncer.url, max: 2 });
+    try {
+      assert.ok((await migrate(pool)).applied.length > 0);
+      assert.equal((await migrate(bouncer.url)).applied.length, 0);
+    } finally {
+      await pool.end();
+    }
+  });
+
+  it('runs complete with everything through it and LISTEN direct; prepared statements switch off by themselves', async () => {
+    await warm(4);
+    const warnings: string[] = [];
+    const worker = createWorker({
+      connectionString: bouncer.url, listenUrl: database.url, workflows: [three], logger: recordingLogger(warnings),
+      pollInterval: '1 hour', purge: false,
+    });
+    const client = createClient({ connectionString: bouncer.url, listenUrl: database.url, logger: silentLogger, resultPollInterval: '1 hour' });
+    try {
+      await worker.start();
+      const runs = await Promise.all(Array.from({ length: 20 }, (_, n) => client.start(three, { n })));
+      const outputs = await Promise.all(runs.map((r) => r.result({ timeout: '30s' })));
+      assert.deepEqual(outputs, runs.map((_, n) => (n + 1) * 2 + 1));
+      assert.equal(worker.stats.failed, 0);
+      assert.ok(warnings.some((w) => /prepared statements refused/.test(w)), `the switch was logged: ${warnings.join(' | ')}`);
+      // And the next runs still complete (unnamed now), woken by NOTIFY on the direct connection.
+      const again = await client.start(three, { n: 100 });
+      assert.equal(await again.result({ timeout: '10s' }), 203);
+    } finally {
+      await worker.stop();
+      await client.close();
+    }
+  });
+
+  it('with preparedStatements: true a refused statement is an error that says what to change', async () => {
+    await warm(4);
+    const pool = new pg.Pool({ connectionString: bouncer.url, max: 1 });
+    const client = createClient({ pool, listenUrl: database.url, logger: silentLogger, preparedStatements: true, handoff: false });
+    try {
+      let refused: unknown;
+      for (let i = 0; i < 8 && !refused; i++) {
+        await client.start(three, { n: i }).catch((error: unknown) => (refused = error));
+      }
+      assert.ok(refused instanceof DatabaseError, `a DatabaseError, not ${String(refused)}`);
+      assert.match(refused.message, /preparedStatements: false/);
+      assert.match(refused.message, /PgBouncer before 1\.21/);
+    } finally {
+      await client.close();
+      await pool.end();
+    }
+  });
+
+  it('the pgbouncer example runs through it and exits 0', async () => {
+    const child = spawn(process.execPath, ['--import', 'tsx', 'examples/pgbouncer/main.ts'], {
+      env: { ...process.env, DATABASE_URL: database.url, PGBOUNCER_URL: bouncer.url }, stdio: ['ignore', 'pipe', 'pipe'],
+    });
+    let out = '';
+    child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+    child.stderr.on('data', (d: Buffer) => (out += d.toString()));
+    const code = await new Promise<number | null>((resolve) => child.on('close', resolve));
+    assert.equal(code, 0, out);
+    assert.match(out, /label for P-2 handed over/);
+    assert.match(out, /through PgBouncer: 3 runs completed/);
+  });
+});

@@ -1,0 +1,102 @@
+/**
+ * A real PgBouncer (Debian's package, `apt-get install pgbouncer`) in
+ * transaction mode on 127.0.0.1, in front of one database of the test
+ * server, started here and stopped by its pid. As root it runs as the
+ * `postgres` OS user (PgBouncer refuses to run as root).
+ */
+import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
+import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import pg from 'pg';
+import { freePort } from '../../src/testing/embedded-postgres.ts';
+
+export interface Bouncer {
+  url: string;
+  version: string;
+  pid: number;
+  stop(): Promise<void>;
+}
+
+const BINARY = '/usr/sbin/pgbouncer';
+
+export function pgbouncerVersion(): string {
+  return execFileSync(BINARY, ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? '';
+}
+
+export async function startPgBouncer(databaseUrl: string, settings: Record<string, string | number> = {}): Promise<Bouncer> {
+  const target = new URL(databaseUrl);
+  const database = target.pathname.slice(1);
+  const port = await freePort();
+  const dir = mkdtempSync(join(tmpdir(), 'trellis-pgbouncer-'));
+  const asRoot = process.getuid?.() === 0;
+  const config = {
+    listen_addr: '127.0.0.1',
+    listen_port: port,
+    unix_socket_dir: '',
+    auth_type: 'any',
+    pool_mode: 'transaction',
+    default_pool_size: 4,
+    max_client_conn: 500,
+    server_round_robin: 1,
+    logfile: join(dir, 'pgbouncer.log'),
+    ...settings,
+  };
+  const ini = [
+    '[databases]',
+    `${database} = host=${target.hostname} port=${target.port} dbname=${database} user=${decodeURIComponent(target.username)} password=${decodeURIComponent(target.password)}`,
+    '[pgbouncer]',
+    ...Object.entries(config).map(([k, v]) => `${k} = ${v}`),
+  ].join('\n');
+  const file = join(dir, 'pgbouncer.ini');
+  writeFileSync(file, `${ini}\n`, { mode: 0o600 });
+  if (asRoot) {
+    const uid = Number(execFileSync('id', ['-u', 'postgres'], { encoding: 'utf8' }).trim());
+    const gid = Number(execFileSync('id', ['-g', 'postgres'], { encoding: 'utf8' }).trim());
+    chmodSync(dir, 0o700);
+    chownSync(dir, uid, gid);
+    chownSync(file, uid, gid);
+  }
+  const child: ChildProcess = spawn(BINARY, asRoot ? ['-u', 'postgres', file] : [file], { stdio: ['ignore', 'ignore', 'pipe'] });
+  let stderr = '';
+  child.stderr?.on('data', (d) => (stderr += d));
+  const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
+  const url = `postgres://${target.username}:${target.password}@127.0.0.1:${port}/${database}`;
+  const log = () => {
+    try {
+      return readFileSync(config.logfile as string, 'utf8');
+    } catch {
+      return '';
+    }
+  };
+  for (const deadline = Date.now() + 15_000; ;) {
+    if (child.exitCode !== null) throw new Error(`pgbouncer exited: ${stderr}${log()}`);
+    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
+    c.on('error', () => undefined);
+    try {
+      await c.connect();
+      await c.query('select 1');
+      await c.end();
+      break;
+    } catch (error) {
+      await c.end().catch(() => undefined);
+      if (Date.now() > deadline) {
+        child.kill('SIGKILL');
+        throw new Error(`pgbouncer did not accept connections: ${String(error)}\n${stderr}${log()}`);
+      }
+      await new Promise((r) => setTimeout(r, 50));
+    }
+  }
+  return {
+    url,
+    version: pgbouncerVersion(),
+    pid: child.pid ?? 0,
+    async stop() {
+      if (child.exitCode === null && child.signalCode === null) {
+        process.kill(child.pid ?? 0, 'SIGINT');
+        await exited;
+      }
+      rmSync(dir, { recursive: true, force: true });
+    },
+  };
+}

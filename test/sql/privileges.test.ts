@@ -1,0 +1,175 @@
+/**
+ * The privilege matrix of sql/950_grants.sql, each cell tried with a login
+ * role that is a member of one Trellis role: trellis_client starts, signals,
+ * cancels and reads runs (the TS client end to end) but cannot read a lease
+ * token, checkpoint, complete or fail a run, or change trellis.runs;
+ * trellis_worker executes runs (the TS worker end to end) but cannot touch
+ * the clock or the settings; trellis_reader only reads; a role with no
+ * Trellis role can execute nothing (EXECUTE is revoked from PUBLIC).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient } from '../../src/client/client.ts';
+import { RUN_COLUMNS } from '../../src/db/tables.ts';
+import { DatabaseError } from '../../src/errors.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
+import { createDatabase, freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { migrate } from '../../src/schema/install.ts';
+
+let db: TestDatabase;
+const suffix = crypto.randomUUID().replaceAll('-', '').slice(0, 10);
+const logins = { client: `tr_client_${suffix}`, worker: `tr_worker_${suffix}`, reader: `tr_reader_${suffix}`, nobody: `tr_nobody_${suffix}` };
+const pools: pg.Pool[] = [];
+
+function poolAs(role: keyof typeof logins): pg.Pool {
+  const url = new URL(db.url);
+  url.username = logins[role];
+  url.password = 'pw';
+  const pool = new pg.Pool({ connectionString: url.toString(), max: 4 });
+  pool.on('error', () => undefined);
+  pools.push(pool);
+  return pool;
+}
+
+before(async () => {
+  db = await freshDatabase();
+  for (const [role, login] of Object.entries(logins)) {
+    const member = role === 'nobody' ? '' : ` in role trellis_${role}`;
+    await db.pool.query(`create role ${login} login password 'pw'${member}`);
+  }
+});
+after(async () => {
+  for (const pool of pools) await pool.end();
+  await db.close();
+  const admin = new pg.Client({ connectionString: db.url.replace(/\/[^/]*$/, '/postgres') });
+  await admin.connect();
+  for (const login of Object.values(logins)) await admin.query(`drop role if exists ${login}`);
+  await admin.end();
+});
+
+const order = defineWorkflow({ name: 'privileged-order', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
+  ctx.step('charge', () => n * 2));
+
+async function denied(pool: pg.Pool, text: string, values: unknown[] = []): Promise<void> {
+  const error = await pool.query(text, values).then(() => undefined, (e: { code?: string }) => e);
+  assert.ok(error, `allowed: ${text}`);
+  assert.equal(error.code, '42501', `${text}: ${String(error)}`);
+}
+
+describe('privileges (sql/950_grants.sql)', () => {
+  it('RUN_COLUMNS is every column of trellis.runs but lease_token', async () => {
+    const { rows } = await db.pool.query(`select attname from pg_attribute where attrelid = 'trellis.runs'::regclass
+                                            and attnum > 0 and not attisdropped order by attname`);
+    assert.deepEqual(rows.map((r) => r.attname).filter((c) => c !== 'lease_token'), [...RUN_COLUMNS].sort());
+  });
+
+  it('trellis_client and trellis_worker run a workflow end to end through the TS client and worker', async () => {
+    const client = createClient({ pool: poolAs('client'), logger: silentLogger, handoff: false });
+    const worker = createWorker({ pool: poolAs('worker'), workflows: [order], logger: silentLogger });
+    try {
+      await worker.start();
+      const run = await client.start(order, { n: 21 }, { key: 'o-1' });
+      assert.equal(await run.result({ timeout: '20s' }), 42);
+      const read = await client.get(run.id);
+      assert.equal(read?.status, 'completed');
+      assert.equal((await client.list({ workflow: 'privileged-order' })).runs.length, 1);
+      assert.equal((await client.history(run.id)).length, 1);
+      const waiting = await client.start(order, { n: 1 }, { runAt: new Date(Date.now() + 3_600_000) });
+      await client.cancel(waiting.id);
+    } finally {
+      await worker.stop();
+      await client.close();
+    }
+  });
+
+  it('trellis_client cannot read a lease token, checkpoint, complete or fail a run, claim, or change runs directly', async () => {
+    const pool = poolAs('client');
+    const [{ id }] = (await db.pool.query(`select trellis.run_start('privileged-order', '{"n":1}', '{"queue":"q-priv"}') as id`)).rows;
+    const [held] = (await db.pool.query(
+      `select id, lease_token from trellis.run_claim('w', array['q-priv'], '{privileged-order}', '{1}', 1, '1 hour')`)).rows;
+    assert.equal(held.id, id);
+    await denied(pool, 'select lease_token from trellis.runs');
+    await denied(pool, 'select * from trellis.runs');
+    await denied(pool, `update trellis.runs set status = 'completed' where id = $1`, [id]);
+    await denied(pool, 'delete from trellis.steps');
+    await denied(pool, `insert into trellis.runs (workflow, version, queue, status, input) values ('privileged-order', '1', 'q', 'pending', '{}')`);
+    await denied(pool, 'select trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: id, token: held.lease_token, output: 'forged' }])]);
+    await denied(pool, `select trellis.run_complete($1, $2, '"forged"')`, [id, held.lease_token]);
+    await denied(pool, `select trellis.run_fail($1, $2, '{}')`, [id, held.lease_token]);
+    await denied(pool, `select trellis.step_record($1, $2, 0, 'charge', 'completed')`, [id, held.lease_token]);
+    await denied(pool, `select * from trellis.run_claim('x', array['q-priv'], '{privileged-order}', '{1}', 1, '1 hour')`);
+    await denied(pool, `select * from trellis.run_heartbeat_many(array[$1::uuid], array[$2::uuid], '1 hour')`, [id, held.lease_token]);
+    await denied(pool, 'select trellis.clock_use_virtual()');
+    await denied(pool, `select trellis.setting_set('max_payload_bytes', '1')`);
+    const { rows } = await db.pool.query('select status, output from trellis.runs where id = $1', [id]);
+    assert.deepEqual(rows[0], { status: 'running', output: null }, 'the run is untouched');
+  });
+
+  it('trellis_worker cannot switch the clock or change settings', async () => {
+    const pool = poolAs('worker');
+    await denied(pool, 'select trellis.clock_use_virtual()');
+    await denied(pool, `select trellis.clock_advance('1 hour')`);
+    await denied(pool, `select trellis.setting_set('max_payload_bytes', '1')`);
+  });
+
+  it('trellis_reader reads runs (not their lease tokens) and steps, and can change nothing', async () => {
+    const pool = poolAs('reader');
+    const { rows } = await pool.query(`select ${RUN_COLUMNS.join(', ')} from trellis.runs`);
+    assert.ok(rows.length >= 1);
+    await pool.query('select * from trellis.steps');
+    await denied(pool, 'select lease_token from trellis.runs');
+    await denied(pool, `select trellis.run_start('privileged-order', '{"n":1}', '{}')`);
+    await denied(pool, `select trellis.signal_send(gen_random_uuid(), 'x', '{}')`);
+    await denied(pool, `update trellis.runs set priority = 1`);
+  });
+
+  it('a role with no Trellis role can execute no Trellis function', async () => {
+    const pool = poolAs('nobody');
+    await denied(pool, `select trellis.run_start('privileged-order', '{"n":1}', '{}')`);
+    const client = createClient({ pool, logger: silentLogger });
+    try {
+      const error = await client.start(order, { n: 1 }).then(() => undefined, (e: unknown) => e);
+      assert.ok(error instanceof DatabaseError, String(error));
+      assert.equal(error.details.sqlstate, '42501');
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('the writing application functions are SECURITY DEFINER with a pinned search_path', async () => {
+    const { rows } = await db.pool.query(`select proname, prosecdef, proconfig from pg_proc
+      where pronamespace = 'trellis'::regnamespace and proname in ('run_start', 'signal_send', 'run_cancel', 'workflow_register')`);
+    assert.equal(rows.length, 4);
+    for (const r of rows) {
+      assert.equal(r.prosecdef, true, r.proname);
+      assert.ok(r.proconfig.includes('search_path=pg_catalog, trellis, pg_temp'), `${r.proname}: ${r.proconfig}`);
+    }
+  });
+
+  it('the virtual clock cannot be switched on in a database the test kit did not make, even by its owner', async () => {
+    const other = await createDatabase();
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    await admin.query(`alter database ${other.name} reset trellis.test_database`);
+    await admin.end();
+    const owner = new pg.Client({ connectionString: other.url });
+    await owner.connect();
+    try {
+      await migrate(owner);
+      await owner.query('begin');
+      await owner.query(`set local trellis.virtual_clock = 'allowed'`);
+      await assert.rejects(owner.query('select trellis.clock_use_virtual()'), { code: 'TR004', message: /test kit created/ });
+      await owner.query('rollback');
+      const { rows } = await owner.query(`select prosrc from pg_proc where oid = 'trellis.now()'::regprocedure`);
+      assert.doesNotMatch(rows[0].prosrc, /trellis\.clock/);
+    } finally {
+      await owner.end();
+      await other.drop();
+    }
+  });
+});
+
