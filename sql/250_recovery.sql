@@ -1,6 +1,6 @@
 -- 250_recovery: a worker giving back leases it holds but does not know of.
 -- Owns: run_release_owned.
--- Touches: trellis.runs (update).
+-- Touches: trellis.runs (through _run_move).
 -- Lock order: the runs it releases, in id order (FOR NO KEY UPDATE), as every
 -- other engine call takes runs; it waits for no other lock.
 --
@@ -28,15 +28,15 @@ begin
   if cardinality(v_ids) = 0 then
     return 0;
   end if;
-  for v_queue in
-    with released as (
-      update trellis.runs r
-         set status = 'pending', run_at = v_now, updated_at = v_now,
-             lease_token = null, lease_owner = null, lease_expires_at = null
-       where r.id = any (v_ids) and r.status = 'running' and r.lease_owner = p_worker
-      returning r.queue)
-    select distinct queue from released
-  loop
+  -- Through _run_move, the one writer of runs.status (it clears the lease
+  -- and appends the 'released' event).
+  perform trellis._run_move(array(
+    select row(r.id, 'pending', 'released', v_now, null, null, null, null, null, null, null, null,
+               null, null, null, null, null, '{"reason":"lease unknown to its worker"}')::trellis.run_move
+      from trellis.runs r
+     where r.id = any (v_ids)
+     order by r.id));
+  for v_queue in select distinct r.queue from trellis.runs r where r.id = any (v_ids) loop
     perform pg_notify('trellis:run_ready', v_queue);
   end loop;
   return cardinality(v_ids);
