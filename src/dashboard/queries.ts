@@ -6,7 +6,7 @@
  */
 import { decodeCursor, encodeCursor } from '../client/cursor.ts';
 import { type Queryable, run } from '../db/queryable.ts';
-import { RUN_STATES, type RunState } from '../db/tables.ts';
+import { RUN_COLUMNS, RUN_STATES, type RunState } from '../db/tables.ts';
 import { ValidationError } from '../errors.ts';
 
 /** Row of the runs list. */
@@ -240,9 +240,9 @@ export async function runChildren(db: Queryable, runId: string): Promise<RunRow[
       from trellis.runs r where r.parent_run_id = $1 order by r.parent_seq, r.created_at limit 500`, [runId]);
 }
 
-/** The whole run row (every documented column), or undefined. */
+/** The whole run row (every documented column but the lease token, which trellis_reader cannot read), or undefined. */
 export async function runRow(db: Queryable, runId: string): Promise<Record<string, any> | undefined> {
-  const [row] = await run<Record<string, any>>(db, 'select * from trellis.runs where id = $1', [assertUuid(runId)]);
+  const [row] = await run<Record<string, any>>(db, `select ${RUN_COLUMNS.join(', ')} from trellis.runs where id = $1`, [assertUuid(runId)]);
   return row;
 }
 

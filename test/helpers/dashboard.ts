@@ -19,12 +19,12 @@ async function admin<T>(fn: (c: pg.Client) => Promise<T>, url = adminUrl()): Pro
   }
 }
 
-/** A login role with USAGE on schema trellis and SELECT on its tables, and nothing else. */
+/** A login role that is a member of trellis_reader (read-only: docs/security.md), and nothing else. */
 export async function readOnlyRole(db: TestDatabase): Promise<ReadOnlyRole> {
   const name = `trellis_ro_${crypto.randomUUID().replaceAll('-', '').slice(0, 10)}`;
   const password = crypto.randomUUID();
   await admin((c) => c.query(`create role ${name} login password '${password}'`));
-  await db.pool.query(`grant usage on schema trellis to ${name}; grant select on all tables in schema trellis to ${name}`);
+  await admin((c) => c.query(`grant trellis_reader to ${name}`));
   const url = new URL(db.url);
   url.username = name;
   url.password = password;
