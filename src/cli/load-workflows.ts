@@ -51,7 +51,8 @@ export async function loadWorkflows(module: string, cwd = process.cwd()): Promis
     if (!(await registerTsx(path))) {
       throw new UsageError(`${quote(module)} is TypeScript: install tsx in its project (npm install -D tsx) or compile it to JavaScript`);
     }
-    namespace = await import(url);
+    // Another URL: node remembers the failed import of the first one.
+    namespace = await import(`${url}?ts`);
   }
   const found = new Set<WorkflowDefinition>();
   for (const value of Object.values(namespace)) {
