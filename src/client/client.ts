@@ -19,7 +19,7 @@ import { type Handoff, reserveLocal } from '../worker/local.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
-import { consoleLogger, type Logger } from '../workflow/logger.ts';
+import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
@@ -91,7 +91,7 @@ export class Client {
   private readonly handoff: boolean;
 
   constructor(options: ClientOptions) {
-    this.log = options.logger ?? consoleLogger('warn');
+    this.log = childLogger(options.logger ?? consoleLogger('warn'), {});
     this.prepared = options.preparedStatements !== false;
     if (options.pool) {
       this.pool = options.pool;

@@ -26,6 +26,7 @@ import { PurgeLoop } from './maintenance/purge.ts';
 import { addLocalWorker, type Handoff, localFinished } from './local.ts';
 import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
+import { RunLog } from './run-log.ts';
 
 export type { WorkerOptions } from './options.ts';
 
@@ -84,6 +85,7 @@ export class Worker {
   readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0 };
   private readonly registry: WorkflowRegistry;
   private readonly leases: LeaseKeeper;
+  private readonly runLog: RunLog;
 
   constructor(private readonly options: WorkerOptions) {
     const o = resolveWorkerOptions(options);
@@ -111,6 +113,7 @@ export class Worker {
     if (o.purge) {
       this.purgeLoop = new PurgeLoop({ db: this.db, ...o.purge, log: this.log, onPurged: (n) => (this.stats.purged += n) });
     }
+    this.runLog = new RunLog(this.log);
     this.leases = new LeaseKeeper(this.db, this.active, this.leaseMs, this.log);
     this.committer = new Committer(this.db, o.maxBatch, (error) =>
       this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
@@ -274,6 +277,7 @@ export class Worker {
     // (released or expired) before we noticed: stop the stale execution.
     this.active.get(run.id)?.controller.abort(new LeaseLostError(`run ${run.id}: lease lost (run claimed again)`));
     this.active.set(run.id, entry);
+    this.runLog.started(run);
     entry.done = this.execute(entry)
       .catch((error) => this.log.error('run execution crashed', { runId: run.id, error: String(error) }))
       .finally(() => {
@@ -343,6 +347,7 @@ export class Worker {
     try {
       if (op) await this.committer.push(op);
       this.stats[outcome.kind]++;
+      this.runLog.ended(this.active.get(fence.run)?.run, fence.run, outcome);
       if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'cancelled') localFinished(this.pool, fence.run);
       return;
     } catch (error) {
@@ -360,6 +365,7 @@ export class Worker {
       }
       if (!(error instanceof LeaseLostError) && !forced) throw error;
       this.stats.abandoned++;
+      if (error instanceof LeaseLostError) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { kind: 'abandoned', reason: error });
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
     }
   }

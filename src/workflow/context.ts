@@ -3,6 +3,7 @@ import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from './define
 import type { Duration } from './duration.ts';
 import type { RetryPolicy } from './retry.ts';
 import type { SignalDefinition, SignalResult } from './signal.ts';
+import type { Logger } from './logger.ts';
 
 /** Handed to a step body on every attempt. */
 export interface StepContext {
@@ -47,12 +48,7 @@ export type RaceResult<B extends Record<string, Promise<unknown>>> = {
   [K in keyof B]: { key: K; value: Awaited<B[K]> };
 }[keyof B];
 
-export interface Logger {
-  debug(message: string, fields?: Record<string, unknown>): void;
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
+export type { Logger } from './logger.ts';
 
 /**
  * The durable context of a running workflow. Everything non-deterministic

@@ -1,29 +1,91 @@
-/** The logger interface and two implementations. Bring your own (pino, winston) by adapting four methods. */
-import type { Logger } from './context.ts';
+/**
+ * The logger interface and its implementations. A logger has debug, info,
+ * warn and error; each takes `(fields, message)` — pino's and bunyan's order,
+ * so a pino logger is a Trellis logger as it is — or `(message, fields?)`.
+ * Trellis calls a logger you pass only as `(fields, message)`; the loggers
+ * made here (and `ctx.log`) take both. For a logger with another shape
+ * (winston, console), `loggerFrom` adapts one function.
+ */
 
-export type { Logger };
+/** Structured fields of a log line. */
+export type LogFields = Record<string, unknown>;
+
+/** One level of a logger: `(fields, message)` or `(message, fields?)`. */
+export interface LogFn {
+  (fields: LogFields, message?: string): void;
+  (message: string, fields?: LogFields): void;
+}
+
+/**
+ * What Trellis logs to (`logger` of `createWorker` and `createClient`) and
+ * what workflow code gets as `ctx.log`.
+ *
+ * @example
+ * import pino from 'pino';
+ * createWorker({ connectionString, workflows, logger: pino() });   // fits as it is
+ * ctx.log.info({ orderId }, 'charging');                           // in a workflow: either order
+ * ctx.log.info('charging', { orderId });
+ */
+export interface Logger {
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+}
 
 const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LEVELS)[number];
 
-/** Logs JSON lines to stderr at `level` and above. */
-export function consoleLogger(level: LogLevel = 'info', base: Record<string, unknown> = {}): Logger {
-  const min = LEVELS.indexOf(level);
-  const write = (lvl: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
-    if (LEVELS.indexOf(lvl) < min) return;
-    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, message, ...base, ...fields })}\n`);
-  };
-  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+/** The message and fields of a call made in either order. */
+export function logArgs(a: LogFields | string, b?: string | LogFields): [message: string, fields: LogFields | undefined] {
+  if (typeof a === 'string') return [a, typeof b === 'object' && b !== null ? b : undefined];
+  return [typeof b === 'string' ? b : '', a];
 }
 
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+/**
+ * A logger from one function that writes a line: for loggers of another
+ * shape than pino's (winston, console, a test's array).
+ *
+ * @example
+ * const logger = loggerFrom((level, message, fields) => winston.log(level, message, fields));
+ */
+export function loggerFrom(write: (level: LogLevel, message: string, fields: LogFields) => void): Logger {
+  const at = (level: LogLevel): LogFn => ((a: LogFields | string, b?: string | LogFields) => {
+    const [message, fields] = logArgs(a, b);
+    write(level, message, fields ?? {});
+  }) as LogFn;
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
 
-/** A logger that adds `fields` to every line. */
-export function childLogger(logger: Logger, fields: Record<string, unknown>): Logger {
-  return {
-    debug: (m, f) => logger.debug(m, { ...fields, ...f }),
-    info: (m, f) => logger.info(m, { ...fields, ...f }),
-    warn: (m, f) => logger.warn(m, { ...fields, ...f }),
-    error: (m, f) => logger.error(m, { ...fields, ...f }),
-  };
+/**
+ * Logs JSON lines to stderr at `level` and above.
+ *
+ * @example
+ * createWorker({ connectionString, workflows, logger: consoleLogger('info') });
+ */
+export function consoleLogger(level: LogLevel = 'info', base: LogFields = {}): Logger {
+  const min = LEVELS.indexOf(level);
+  return loggerFrom((lvl, message, fields) => {
+    if (LEVELS.indexOf(lvl) < min) return;
+    process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, message, ...base, ...fields })}\n`);
+  });
+}
+
+/** A logger that drops everything. */
+export const silentLogger: Logger = loggerFrom(() => undefined);
+
+/**
+ * A logger that adds `fields` to every line and hands each line to `logger`
+ * as `(fields, message)`.
+ *
+ * @example
+ * const log = childLogger(pino(), { service: 'billing' });
+ * log.info('started', { port });   // pino receives ({ service: 'billing', port }, 'started')
+ */
+export function childLogger(logger: Logger, fields: LogFields): Logger {
+  const at = (level: LogLevel): LogFn => ((a: LogFields | string, b?: string | LogFields) => {
+    const [message, own] = logArgs(a, b);
+    logger[level]({ ...fields, ...own }, message);
+  }) as LogFn;
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }
