@@ -6,7 +6,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import { defineSignal, defineWorkflow, NonRetryableError } from '../../src/index.ts';
+import { createWorker, defineSignal, defineWorkflow, NonRetryableError } from '../../src/index.ts';
 import { childLogger, type Logger } from '../../src/workflow/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
@@ -104,6 +104,33 @@ describe('worker logs', () => {
     const parked = of(run.id).find((l) => l.message === 'run parked');
     assert.equal(parked?.level, 'warn');
     assert.equal((await engine.client.get(run.id))?.status, 'paused');
+  });
+
+  it('a run whose lease is taken away: warn "lease lost" with its fields', async () => {
+    let started!: () => void;
+    const blocking = new Promise<void>((r) => (started = r));
+    const holds = defineWorkflow({ name: 'log-lease', input: z.object({}) }, async (ctx) =>
+      ctx.step('block', () => {
+        started();
+        return new Promise(() => {});
+      }));
+    const { logger: sink, lines: got } = capture();
+    const w = createWorker({ pool: db.pool, workflows: [holds], logger: sink, pollInterval: 200 });
+    await w.start();
+    try {
+      const run = await engine.client.start(holds, {});
+      await blocking;
+      // Another party takes the run away, as an expired-lease reclaim would.
+      const { rows } = await db.pool.query('select lease_token from trellis.runs where id = $1', [run.id]);
+      await db.pool.query('select trellis.run_release($1, $2)', [run.id, rows[0].lease_token]);
+      const lost = await waitFor(() => got.find((l) => l.message.startsWith('run lease lost')), { what: 'the lease-lost line' });
+      assert.equal(lost.level, 'warn');
+      assert.equal(lost.fields.runId, run.id);
+      assert.equal(lost.fields.workflow, 'log-lease');
+      assert.equal(typeof lost.fields.attempt, 'number');
+    } finally {
+      await w.stop({ timeout: 100 });
+    }
   });
 
   it('childLogger hands a pino-shaped logger (fields, message) whichever order it was called in', () => {
