@@ -17,6 +17,15 @@ export interface OptionSpec {
   description: string;
 }
 
+/**
+ * A `trellis` command. Export one from a file in commands/ and list it in registry.ts.
+ *
+ * @example
+ * export const hello: Command = {
+ *   name: 'hello', summary: 'say hello to a run', args: '<run>', positionals: [1, 1],
+ *   async run({ args, client, io }) { io.out(`${(await (await client()).get(runId(args[0])))?.status}\n`); },
+ * };
+ */
 export interface Command {
   name: string;
   /** One line for `trellis --help`. */

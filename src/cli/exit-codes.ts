@@ -40,7 +40,12 @@ function unavailable(error: unknown): boolean {
   return false;
 }
 
-/** The exit code for an error a command threw. */
+/**
+ * The exit code for an error a command threw.
+ *
+ * @example
+ * exitCodeOf(new NotFoundError('run … does not exist'));   // 3
+ */
 export function exitCodeOf(error: unknown): number {
   if (error instanceof UsageError) return EXIT.usage;
   if (isTrellisError(error)) {

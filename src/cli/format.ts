@@ -1,6 +1,11 @@
 /** Text output of the CLI: aligned tables, durations, times. */
 
-/** Rows under a header, each column as wide as its widest cell; the last column is not padded. */
+/**
+ * Rows under a header, each column as wide as its widest cell; the last column is not padded.
+ *
+ * @example
+ * table(['id', 'status'], [['1', 'failed']]);   // 'id  status\n1   failed\n'
+ */
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
@@ -8,7 +13,12 @@ export function table(header: readonly string[], rows: readonly (readonly string
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
 }
 
-/** 850ms, 12.3s, 4m05s, 3h12m, 2d04h. */
+/**
+ * 850ms, 12.3s, 4m05s, 3h12m, 2d04h.
+ *
+ * @example
+ * formatDuration(245_000);   // '4m05s'
+ */
 export function formatDuration(ms: number | null | undefined): string {
   if (ms === null || ms === undefined || !Number.isFinite(ms)) return '-';
   if (ms < 0) ms = 0;

@@ -23,7 +23,14 @@ export function processIo(): Io {
   };
 }
 
-/** An Io that keeps what is written (for tests and embedding). */
+/**
+ * An Io that keeps what is written (for tests and embedding).
+ *
+ * @example
+ * const io = captureIo({ DATABASE_URL: url });
+ * const code = await main(['ls', '--json'], io);
+ * const { runs } = JSON.parse(io.stdout);
+ */
 export function captureIo(env: NodeJS.ProcessEnv = process.env): Io & { stdout: string; stderr: string } {
   const io = {
     stdout: '',
@@ -36,7 +43,14 @@ export function captureIo(env: NodeJS.ProcessEnv = process.env): Io & { stdout: 
   return io;
 }
 
-/** Resolves once everything written to `stream` so far has been handed to the kernel (or the stream failed). */
+/**
+ * Resolves once everything written to `stream` so far has been handed to the kernel (or the stream failed).
+ *
+ * @example
+ * process.stdout.write(script);
+ * await flush(process.stdout);   // only now may the process exit without cutting a pipe short
+ * process.exit(0);
+ */
 export function flush(stream: NodeJS.WritableStream): Promise<void> {
   return new Promise((resolve) => {
     if ((stream as { destroyed?: boolean }).destroyed) return resolve();

@@ -37,6 +37,10 @@ async function registerTsx(path: string): Promise<boolean> {
 /**
  * The workflow definitions `module` exports: each exported definition, and
  * each one in an exported array (a default export included), once.
+ *
+ * @example
+ * const workflows = await loadWorkflows('dist/workflows.js');
+ * await createWorker({ connectionString, workflows }).start();
  */
 export async function loadWorkflows(module: string, cwd = process.cwd()): Promise<WorkflowDefinition[]> {
   const path = resolve(cwd, module);

@@ -16,6 +16,9 @@ const STATUS_CLASS: Record<string, string> = {
  * The flowchart: a start node, one node per recorded call (kind, name, status,
  * duration, error), a dotted edge to each child run, and an end node with the
  * run's status.
+ *
+ * @example
+ * console.log(runDiagram(await runDetails(client, runId)));   // flowchart TD …
  */
 export function runDiagram(d: RunDetails): string {
   const { run, steps } = d;

@@ -14,6 +14,12 @@ export interface Progress {
 
 const WIDTH = 30;
 
+/**
+ * @example
+ * const bar = progress(io, 'purged');
+ * bar.update(500, 2000);   // terminal: "purged [#######.......] 500/2000 25%"; otherwise "purged 500 of 2000"
+ * bar.end();
+ */
 export function progress(io: Io, what: string): Progress {
   let drawn = false;
   return {

@@ -14,7 +14,13 @@ const REASON_OPTION: Record<string, OptionSpec> = {
   reason: { type: 'string', value: 'TEXT', description: 'why (stored with the run)' },
 };
 
-/** A control command: `act` changes the run, the new status is printed. */
+/**
+ * A control command: `act` changes the run, the new status is printed.
+ *
+ * @example
+ * export const resume = controlCommand({ name: 'resume', summary: 'resume a paused run', description: '…',
+ *   act: (client, run) => client.resume(run) });
+ */
 export function controlCommand(o: {
   name: string;
   summary: string;

@@ -27,7 +27,12 @@ export interface RunDetails {
   signals: ReceivedSignal[];
 }
 
-/** The run with everything recorded about it; NotFoundError when there is no such run. */
+/**
+ * The run with everything recorded about it; NotFoundError when there is no such run.
+ *
+ * @example
+ * const { run, steps, children, signals } = await runDetails(client, id);
+ */
 export async function runDetails(client: Client, id: string, o: { signals?: boolean } = {}): Promise<RunDetails> {
   const run = await client.get(id);
   if (!run) throw new NotFoundError(`run ${id} does not exist`);

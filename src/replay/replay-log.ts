@@ -5,6 +5,11 @@
  */
 import type { LogFields, LogFn, Logger, LogLevel } from '../workflow/logger.ts';
 
+/**
+ * @example
+ * const log = replaySilenced(run.log, () => run.replaying);
+ * log.info('charging', { orderId });   // written only when the code is past the recorded calls
+ */
 export function replaySilenced(log: Logger, replaying: () => boolean): Logger {
   const at = (level: LogLevel): LogFn => ((a: LogFields | string, b?: string | LogFields) => {
     if (!replaying()) (log[level] as (a: unknown, b: unknown) => void)(a, b);

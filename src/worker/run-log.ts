@@ -25,6 +25,14 @@ function errorFields(error: SerializedError | undefined): LogFields {
   };
 }
 
+/**
+ * The worker's run lifecycle lines (one RunLog per worker, on its logger).
+ *
+ * @example
+ * const runLog = new RunLog(log);
+ * runLog.started(run);
+ * runLog.ended(run, run.id, { kind: 'completed', output: '{}' });   // info 'run completed' { runId, workflow, … }
+ */
 export class RunLog {
   constructor(private readonly log: Logger) {}
 
