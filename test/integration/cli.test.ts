@@ -7,7 +7,7 @@
 import assert from 'node:assert/strict';
 import { execFile, spawn, spawnSync } from 'node:child_process';
 import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
-import { copyFile, mkdir, mkdtemp, rm, symlink } from 'node:fs/promises';
+import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
@@ -20,6 +20,7 @@ import { createClient } from '../../src/client/client.ts';
 import { installScript, latestMigration } from '../../src/schema/install.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
 import { createDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const execFileP = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -160,6 +161,33 @@ describe('the compiled trellis program', () => {
       child.kill('SIGKILL');
       await client.close();
       await pool.end();
+    }
+  });
+
+  it('worker loads a plain JavaScript module with no TypeScript loader anywhere', async () => {
+    // A Standard Schema by hand: the module needs nothing but the built package.
+    await writeFile(join(pkg, 'workflows.mjs'), `
+      import { defineWorkflow } from './dist/index.js';
+      const any = { '~standard': { version: 1, vendor: 'test', validate: (value) => ({ value }) } };
+      export const js = defineWorkflow({ name: 'cli-js', input: any }, async (ctx) => ctx.step('one', () => 1));
+    `);
+    const child = spawn(process.execPath, [bin, 'worker', 'workflows.mjs', '--database-url', database.url, '--log-level', 'warn'],
+      { cwd: pkg, env: plainEnv({ NODE_OPTIONS: '' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+      try {
+        await waitFor(async () => (await pool.query(`select 1 from trellis.workflows where name = 'cli-js'`)).rowCount, { what: 'the registration' });
+      } finally {
+        await pool.end();
+      }
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+      assert.equal(stderr, '', 'nothing at warn or above');
+    } finally {
+      child.kill('SIGKILL');
     }
   });
 
