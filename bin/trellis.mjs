@@ -1,10 +1,23 @@
 #!/usr/bin/env node
-// The `trellis` command: runs src/cli/main.ts through tsx (the package ships TypeScript sources).
-import { spawnSync } from 'node:child_process';
-import { createRequire } from 'node:module';
-import { fileURLToPath } from 'node:url';
+// The `trellis` command: the compiled CLI (dist/cli/main.js) in this node
+// process, no TypeScript loader. Only in a checkout of Trellis itself, where
+// dist/ is not built, it runs the sources through tsx (a devDependency there).
+import { existsSync } from 'node:fs';
 
-const require = createRequire(import.meta.url);
-const cli = fileURLToPath(new URL('../src/cli/main.ts', import.meta.url));
-const result = spawnSync(process.execPath, ['--import', require.resolve('tsx'), cli, ...process.argv.slice(2)], { stdio: 'inherit' });
-process.exit(result.status ?? 1);
+const compiled = new URL('../dist/cli/main.js', import.meta.url);
+const args = process.argv.slice(2);
+if (existsSync(compiled)) {
+  const { run } = await import(compiled.href);
+  await run(args);
+} else {
+  let tsx;
+  try {
+    tsx = await import('tsx/esm/api');
+  } catch {
+    process.stderr.write('trellis: dist/cli/main.js is missing (run `npm run build`)\n');
+    process.exit(70);
+  }
+  tsx.register();
+  const { run } = await import(new URL('../src/cli/main.ts', import.meta.url).href);
+  await run(args);
+}

@@ -1,91 +1,180 @@
 /**
- * The `trellis` command line.
- *   trellis migrate [--database-url URL]   install or upgrade the schema
- *   trellis sql [--from N]                 print the install script (for DBAs)
- *   trellis status [--database-url URL]    schema version and run counts
- * DATABASE_URL is used when --database-url is not given.
+ * The `trellis` command line: parses the command and its options, opens the
+ * database on demand, runs the command, and turns what it throws into one
+ * line on stderr and an exit code (exit-codes.ts, docs/cli.md). The commands
+ * are in commands/, listed in registry.ts.
  */
-import { realpathSync } from 'node:fs';
+import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
 import pg from 'pg';
+import { type Client, createClient } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
-import { checkSchema, installScript, latestMigration, migrate } from '../schema/install.ts';
+import { checkSchema } from '../schema/install.ts';
+import { silentLogger } from '../workflow/logger.ts';
+import { type Command, type CommandContext, commandHelp, type OptionValues, optionsOf } from './command.ts';
+import { EXIT, exitCodeOf, UsageError } from './exit-codes.ts';
+import { flush, type Io, processIo } from './io.ts';
+import { COMMANDS } from './registry.ts';
 
-const USAGE = `usage: trellis <command> [options]
+/** The package's version (package.json sits two folders up, from src/cli and from dist/cli alike). */
+export function version(): string {
+  return (JSON.parse(readFileSync(new URL('../../package.json', import.meta.url), 'utf8')) as { version: string }).version;
+}
 
-commands:
-  migrate            install or upgrade the trellis schema (safe to run from many replicas)
-  sql [--from N]     print the install script (migrations after N, then all functions)
-  status             show the schema version and run counts by status
+function topHelp(): string {
+  const width = Math.max(...COMMANDS.map((c) => c.name.length)) + 2;
+  return [
+    'usage: trellis <command> [options]',
+    '',
+    'commands:',
+    ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
+    '',
+    'Every command takes --help, --verbose, and (when it reads the database) --database-url URL (default: $DATABASE_URL).',
+    'trellis --version prints the version. Exit codes: docs/cli.md.',
+    '',
+  ].join('\n');
+}
 
-options:
-  --database-url URL   connection string (default: $DATABASE_URL)
-  -h, --help           show this help`;
+/** The first line of an error message, bounded (a bad value is quoted by the error itself). */
+function oneLine(error: unknown): string {
+  const message = error instanceof Error ? error.message : String(error);
+  const first = message.split('\n')[0] ?? '';
+  return first.length > 500 ? `${first.slice(0, 500)}…` : first;
+}
 
-export async function main(argv: string[], out: (s: string) => void = (s) => process.stdout.write(s)): Promise<number> {
-  let parsed;
-  try {
-    parsed = parseArgs({
-      args: argv,
-      allowPositionals: true,
-      options: { 'database-url': { type: 'string' }, from: { type: 'string' }, help: { type: 'boolean', short: 'h' } },
-    });
-  } catch (error) {
-    process.stderr.write(`trellis: ${(error as Error).message}\n${USAGE}\n`);
-    return 2;
+/** parseArgs's messages go on with a hint about `--`; the first sentence is the one that matters. */
+function usageMessage(error: unknown): string {
+  return oneLine(error).replace(/\. To specify a positional argument.*$/, '');
+}
+
+export interface MainOptions {
+  /** Resolves when the process is asked to stop (SIGINT, SIGTERM); listening starts at the first call. */
+  interrupted?: () => Promise<string>;
+}
+
+/**
+ * Run `trellis` with `argv` (without node and the script): returns the exit code.
+ *
+ * @example
+ * const code = await main(['ls', '--status', 'failed', '--json'], captureIo());
+ */
+export async function main(argv: string[], io: Io = processIo(), options: MainOptions = {}): Promise<number> {
+  const [name, ...rest] = argv;
+  if (name === '--version' || name === '-V') {
+    io.out(`${version()}\n`);
+    return EXIT.ok;
   }
-  const { values, positionals } = parsed;
-  const [command] = positionals;
-  if (values.help || !command) {
-    out(`${USAGE}\n`);
-    return command || values.help ? 0 : 2;
-  }
-  if (command === 'sql') {
-    const from = values.from === undefined ? 0 : Number(values.from);
-    if (!Number.isInteger(from) || from < 0 || from > latestMigration()) {
-      process.stderr.write(`trellis: --from must be a migration number from 0 to ${latestMigration()}\n`);
-      return 2;
+  if (name === undefined || name === '--help' || name === '-h' || name === 'help') {
+    const target = name === 'help' ? COMMANDS.find((c) => c.name === rest[0]) : undefined;
+    if (name === undefined) {
+      io.err(topHelp());
+      return EXIT.usage;
     }
-    out(installScript(from));
-    return 0;
+    io.out(target ? commandHelp(target) : topHelp());
+    return EXIT.ok;
   }
-  if (command !== 'migrate' && command !== 'status') {
-    process.stderr.write(`trellis: unknown command ${JSON.stringify(command)}\n${USAGE}\n`);
-    return 2;
+  const command = COMMANDS.find((c) => c.name === name);
+  if (!command) {
+    const what = name.startsWith('-') ? `unknown option ${JSON.stringify(name.slice(0, 60))} (give a command first)` : `unknown command ${JSON.stringify(name.slice(0, 60))}`;
+    io.err(`trellis: ${what}; see trellis --help\n`);
+    return EXIT.usage;
   }
-  const url = values['database-url'] ?? process.env.DATABASE_URL;
-  if (!url) {
-    process.stderr.write('trellis: set DATABASE_URL or pass --database-url\n');
-    return 2;
-  }
-  const pool = new pg.Pool({ connectionString: url, max: 1 });
+  return runCommand(command, rest, io, options);
+}
+
+async function runCommand(command: Command, argv: string[], io: Io, o: MainOptions): Promise<number> {
+  let values: OptionValues;
+  let args: string[];
   try {
-    if (command === 'migrate') {
-      const result = await migrate(pool);
-      out(result.applied.length
-        ? `applied migrations ${result.applied.join(', ')}; schema at ${result.version}\n`
-        : `schema already at ${result.version}${result.functionsApplied ? '; functions re-applied' : ''}\n`);
-      return 0;
-    }
-    await checkSchema(pool);
-    const { rows } = await pool.query<{ status: string; n: number }>(
-      'select status, count(*)::int as n from trellis.runs group by status order by status');
-    out(`schema at migration ${latestMigration()}\n`);
-    for (const r of rows) out(`${r.status.padEnd(10)} ${r.n}\n`);
-    return 0;
+    const parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: optionsOf(command) as never });
+    values = parsed.values as OptionValues;
+    args = parsed.positionals;
   } catch (error) {
-    process.stderr.write(`trellis: ${isTrellisError(error) ? `[${error.code}] ` : ''}${(error as Error).message}\n`);
-    return 1;
+    io.err(`trellis ${command.name}: ${usageMessage(error)}; see trellis ${command.name} --help\n`);
+    return EXIT.usage;
+  }
+  if (values.help) {
+    io.out(commandHelp(command));
+    return EXIT.ok;
+  }
+  const verbose = values.verbose === true;
+  let pool: pg.Pool | undefined;
+  let client: Promise<Client> | undefined;
+  const databaseUrl = (): string => {
+    const url = (values['database-url'] as string | undefined) ?? io.env.DATABASE_URL;
+    if (!url) throw new UsageError('set DATABASE_URL or pass --database-url');
+    return url;
+  };
+  const openPool = (): pg.Pool => {
+    if (pool) return pool;
+    pool = new pg.Pool({ connectionString: databaseUrl(), max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli' });
+    // An idle connection dropped by the server surfaces in the next query.
+    pool.on('error', () => undefined);
+    return pool;
+  };
+  const ctx: CommandContext = {
+    args,
+    options: values,
+    io,
+    verbose,
+    databaseUrl,
+    pool: openPool,
+    client: () => {
+      client ??= (async () => {
+        const p = openPool();
+        await checkSchema(p);
+        return createClient({ pool: p, handoff: false, logger: silentLogger });
+      })();
+      return client;
+    },
+    interrupted: o.interrupted ?? (() => new Promise<string>(() => undefined)),
+  };
+  try {
+    const [min, max] = command.positionals ?? [0, 0];
+    if (args.length < min) throw new UsageError(`missing argument: trellis ${command.name} ${command.args ?? ''}`.trimEnd());
+    if (args.length > max) throw new UsageError(`unexpected argument ${JSON.stringify(args[max]?.slice(0, 60))}`);
+    return (await command.run(ctx)) ?? EXIT.ok;
+  } catch (error) {
+    const code = exitCodeOf(error);
+    const tag = isTrellisError(error) ? ` [${error.code}]` : '';
+    const hint = error instanceof UsageError ? `; see trellis ${command.name} --help` : '';
+    io.err(`trellis ${command.name}:${tag} ${oneLine(error)}${hint}\n`);
+    if (verbose && error instanceof Error) io.err(`${error.stack ?? ''}\n${error.cause instanceof Error ? `caused by: ${error.cause.stack}\n` : ''}`);
+    return code;
   } finally {
-    await pool.end();
+    if (client) await (await client.catch(() => undefined))?.close();
+    if (pool) await pool.end().catch(() => undefined);
   }
 }
 
 /**
- * True when this file is the program node was started with. Compares real
- * paths, not URL strings: `file://${argv[1]}` is not a URL for a path with a
- * space or on Windows, and a symlinked entry point has another spelling.
+ * The process entry (bin/trellis.mjs): run, wait until stdout and stderr
+ * have been handed to the kernel, then exit with the command's code. A
+ * reader that closes stdout early ends the process quietly with 141.
+ */
+export async function run(argv: string[]): Promise<never> {
+  for (const stream of [process.stdout, process.stderr]) {
+    stream.on('error', (error: NodeJS.ErrnoException) => {
+      process.exit(error.code === 'EPIPE' ? EXIT.brokenPipe : EXIT.failed);
+    });
+  }
+  // Listening only when a command asks (worker, purge): for the others Ctrl-C ends the process at once.
+  let interrupt: Promise<string> | undefined;
+  const interrupted = () => (interrupt ??= new Promise<string>((resolve) => {
+    for (const signal of ['SIGINT', 'SIGTERM'] as const) process.once(signal, () => resolve(signal));
+  }));
+  const code = await main(argv, processIo(), { interrupted });
+  await flush(process.stdout);
+  await flush(process.stderr);
+  process.exit(code);
+}
+
+/**
+ * True when this file is the program node was started with (`tsx
+ * src/cli/main.ts`). Compares real paths, not URL strings: `file://${argv[1]}`
+ * is not a URL for a path with a space or on Windows, and a symlinked entry
+ * point has another spelling.
  */
 function isMainModule(): boolean {
   const entry = process.argv[1];
@@ -97,6 +186,4 @@ function isMainModule(): boolean {
   }
 }
 
-if (isMainModule()) {
-  process.exit(await main(process.argv.slice(2)));
-}
+if (isMainModule()) await run(process.argv.slice(2));

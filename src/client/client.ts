@@ -22,7 +22,7 @@ import { type Handoff, reserveLocal } from '../worker/local.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
-import { consoleLogger, type Logger } from '../workflow/logger.ts';
+import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
@@ -113,7 +113,7 @@ export class Client {
   private tracing: Promise<Tracing> | undefined;
 
   constructor(private readonly options: ClientOptions) {
-    this.log = options.logger ?? consoleLogger('warn');
+    this.log = childLogger(options.logger ?? consoleLogger('warn'), {});
     const timeouts = resolveTimeouts(options);
     if (options.pool) {
       this.pool = options.pool;

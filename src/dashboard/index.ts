@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
 import type pg from 'pg';
 import { ValidationError } from '../errors.ts';
-import { consoleLogger, type Logger } from '../workflow/logger.ts';
+import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
 import { buildApp } from './app.ts';
 
 export { type DashboardPage, HttpError, type PageResult, type PageView } from './page.ts';
@@ -90,7 +90,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     token: options.token,
     readOnly: options.readOnly === true,
     basePath,
-    logger: options.logger ?? consoleLogger('warn'),
+    logger: childLogger(options.logger ?? consoleLogger('warn'), {}),
     preparedStatements: options.preparedStatements !== false,
   });
   const fetch = async (request: Request): Promise<Response> => app.fetch(request);

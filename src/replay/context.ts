@@ -19,6 +19,7 @@ import { toMs, type Duration } from '../workflow/duration.ts';
 import type { SignalDefinition, SignalResult } from '../workflow/signal.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { type Delivery, isDelivered } from './delivery.ts';
+import { replaySilenced } from './replay-log.ts';
 import { never, type Run } from './executor.ts';
 import type { StepCheckpoint, StepKind, StepRecord } from './history.ts';
 import { encodeJson, serializeError } from './serialize.ts';
@@ -44,7 +45,7 @@ export function buildContext(run: Run): WorkflowContext {
     attempt: o.attempt,
     metadata: o.metadata,
     signal: o.signal,
-    log: run.log,
+    log: replaySilenced(run.log, () => run.replaying),
     get cancelled() {
       return run.cancelRequested;
     },

@@ -133,6 +133,8 @@ export function startExecution(options: ExecuteOptions): Execution {
 export class Run {
   seq = 0;
   readonly history = new Map<number, StepRecord>();
+  /** The highest call number in the history (-1: none). */
+  private lastRecorded = -1;
   readonly writes = new Set<Promise<void>>();
   readonly attempts = new Set<Promise<unknown>>();
   readonly blocked = new Map<number, BlockedWait>();
@@ -169,6 +171,7 @@ export class Run {
   constructor(readonly o: ExecuteOptions) {
     for (const rec of o.history ?? []) {
       this.history.set(rec.seq, rec);
+      if (rec.seq > this.lastRecorded) this.lastRecorded = rec.seq;
       const output = rec.output as { lost?: unknown } | null;
       if (rec.kind === 'race' && rec.status === 'completed' && Array.isArray(output?.lost)) {
         for (const seq of output.lost) if (typeof seq === 'number') this.disarmed.add(seq);
@@ -189,6 +192,11 @@ export class Run {
   /** Engine time now: the claim's trellis.now() plus the time elapsed since. */
   dbNow(): number {
     return Math.round(this.claimNow + (performance.now() - this.startedAt));
+  }
+
+  /** The code has not yet passed the last recorded call: it is replaying what an earlier execution did (ctx.log is silent). */
+  get replaying(): boolean {
+    return this.seq <= this.lastRecorded;
   }
 
   get shielded(): boolean {

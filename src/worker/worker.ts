@@ -32,6 +32,7 @@ import { type Active, LeaseKeeper } from './leases.ts';
 import { type ObservedExecution, WorkerObserver } from '../observability/worker-observer.ts';
 import type { TrellisMetrics } from '../observability/metrics.ts';
 import { isTransient, sleep, transientDelay } from './transient.ts';
+import { RunLog } from './run-log.ts';
 
 export type { WorkerOptions } from './options.ts';
 
@@ -116,6 +117,7 @@ export class Worker {
   private readonly leases: LeaseKeeper;
   /** Metrics and tracing (src/observability); undefined when both are off. */
   private observer: WorkerObserver | undefined;
+  private readonly runLog: RunLog;
 
   constructor(private readonly options: WorkerOptions) {
     const o = resolveWorkerOptions(options);
@@ -146,6 +148,7 @@ export class Worker {
     }
     this.hookLoop = createHookLoop({ db: this.db, workerId: this.id, definitions: this.definitions, delivery: options.hookDelivery,
       log: this.log, onAttempt: (outcome) => (this.stats.hooks[outcome] += 1) });
+    this.runLog = new RunLog(this.log);
     this.leases = new LeaseKeeper(this.db, this.active, this.leaseMs, this.log);
     this.committer = new Committer(this.db, {
       maxBatch: o.maxBatch,
@@ -379,6 +382,7 @@ export class Worker {
     // (released or expired) before we noticed: stop the stale execution.
     this.active.get(run.id)?.controller.abort(new LeaseLostError(`run ${run.id}: lease lost (run claimed again)`));
     this.active.set(run.id, entry);
+    this.runLog.started(run);
     entry.done = this.execute(entry)
       .catch((error) => this.log.error('run execution crashed', { runId: run.id, error: String(error) }))
       .finally(() => {
@@ -468,6 +472,7 @@ export class Worker {
       if (op) await this.committer.push(op);
       this.stats[outcome.kind]++;
       observed?.end(outcome);
+      this.runLog.ended(this.active.get(fence.run)?.run, fence.run, outcome);
       if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'cancelled') localFinished(this.pool, fence.run);
       return;
     } catch (error) {
@@ -486,6 +491,7 @@ export class Worker {
       if (!(error instanceof LeaseLostError) && !(error instanceof DatabaseError) && !forced) throw error;
       this.stats.abandoned++;
       observed?.end({ kind: 'abandoned', reason: error });
+      if (error instanceof LeaseLostError) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { kind: 'abandoned', reason: error });
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
       // A database error that is not the workflow's (a permission, a missing
       // function mid-deploy): give the run back for a later attempt rather

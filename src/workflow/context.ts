@@ -3,6 +3,7 @@ import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from './define
 import type { Duration } from './duration.ts';
 import type { RetryPolicy } from './retry.ts';
 import type { SignalDefinition, SignalResult } from './signal.ts';
+import type { Logger } from './logger.ts';
 
 /**
  * Handed to a step body on every attempt.
@@ -120,20 +121,7 @@ export type RaceResult<B extends Record<string, Promise<unknown>>> = {
   [K in keyof B]: { key: K; value: Awaited<B[K]> };
 }[keyof B];
 
-/**
- * A structured logger: Trellis logs through one you give (`logger` of
- * `createWorker` and `createClient`), `consoleLogger` or `silentLogger`.
- *
- * @example
- * const logger: trellis.Logger = { debug() {}, info: console.log, warn: console.warn, error: console.error };
- * const worker = createWorker({ pool, workflows: [onboard], logger });
- */
-export interface Logger {
-  debug(message: string, fields?: Record<string, unknown>): void;
-  info(message: string, fields?: Record<string, unknown>): void;
-  warn(message: string, fields?: Record<string, unknown>): void;
-  error(message: string, fields?: Record<string, unknown>): void;
-}
+export type { Logger } from './logger.ts';
 
 /**
  * The durable context of a running workflow. Everything non-deterministic

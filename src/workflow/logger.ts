@@ -1,10 +1,61 @@
-/** The logger interface and two implementations. Bring your own (pino, winston) by adapting four methods. */
-import type { Logger } from './context.ts';
+/**
+ * The logger interface and its implementations. A logger has debug, info,
+ * warn and error; each takes `(fields, message)` — pino's and bunyan's order,
+ * so a pino logger is a Trellis logger as it is — or `(message, fields?)`.
+ * Trellis calls a logger you pass only as `(fields, message)`; the loggers
+ * made here (and `ctx.log`) take both. For a logger with another shape
+ * (winston, console), `loggerFrom` adapts one function.
+ */
 
-export type { Logger };
+/** Structured fields of a log line. */
+export type LogFields = Record<string, unknown>;
+
+/** One level of a logger: `(fields, message)` or `(message, fields?)`. */
+export interface LogFn {
+  (fields: LogFields, message?: string): void;
+  (message: string, fields?: LogFields): void;
+}
+
+/**
+ * What Trellis logs to (`logger` of `createWorker` and `createClient`) and
+ * what workflow code gets as `ctx.log`.
+ *
+ * @example
+ * import pino from 'pino';
+ * createWorker({ connectionString, workflows, logger: pino() });   // fits as it is
+ * ctx.log.info({ orderId }, 'charging');                           // in a workflow: either order
+ * ctx.log.info('charging', { orderId });
+ */
+export interface Logger {
+  debug: LogFn;
+  info: LogFn;
+  warn: LogFn;
+  error: LogFn;
+}
 
 const LEVELS = ['debug', 'info', 'warn', 'error'] as const;
 export type LogLevel = (typeof LEVELS)[number];
+
+/** The message and fields of a call made in either order. */
+export function logArgs(a: LogFields | string, b?: string | LogFields): [message: string, fields: LogFields | undefined] {
+  if (typeof a === 'string') return [a, typeof b === 'object' && b !== null ? b : undefined];
+  return [typeof b === 'string' ? b : '', a];
+}
+
+/**
+ * A logger from one function that writes a line: for loggers of another
+ * shape than pino's (winston, console, a test's array).
+ *
+ * @example
+ * const logger = loggerFrom((level, message, fields) => console.log(level, message, fields));
+ */
+export function loggerFrom(write: (level: LogLevel, message: string, fields: LogFields) => void): Logger {
+  const at = (level: LogLevel): LogFn => ((a: LogFields | string, b?: string | LogFields) => {
+    const [message, fields] = logArgs(a, b);
+    write(level, message, fields ?? {});
+  }) as LogFn;
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+}
 
 /**
  * Logs JSON lines to stderr at `level` and above.
@@ -12,13 +63,12 @@ export type LogLevel = (typeof LEVELS)[number];
  * @example
  * const worker = createWorker({ pool, workflows: [onboard], logger: consoleLogger('info', { service: 'billing' }) });
  */
-export function consoleLogger(level: LogLevel = 'info', base: Record<string, unknown> = {}): Logger {
+export function consoleLogger(level: LogLevel = 'info', base: LogFields = {}): Logger {
   const min = LEVELS.indexOf(level);
-  const write = (lvl: LogLevel) => (message: string, fields?: Record<string, unknown>) => {
+  return loggerFrom((lvl, message, fields) => {
     if (LEVELS.indexOf(lvl) < min) return;
     process.stderr.write(`${JSON.stringify({ time: new Date().toISOString(), level: lvl, message, ...base, ...fields })}\n`);
-  };
-  return { debug: write('debug'), info: write('info'), warn: write('warn'), error: write('error') };
+  });
 }
 
 /**
@@ -27,20 +77,20 @@ export function consoleLogger(level: LogLevel = 'info', base: Record<string, unk
  * @example
  * const client = createClient({ pool, logger: silentLogger });
  */
-export const silentLogger: Logger = { debug() {}, info() {}, warn() {}, error() {} };
+export const silentLogger: Logger = loggerFrom(() => undefined);
 
 /**
- * A logger that adds `fields` to every line.
+ * A logger that adds `fields` to every line and hands each line to `logger`
+ * as `(fields, message)`.
  *
  * @example
- * const log = childLogger(consoleLogger(), { tenant: 'acme' });
- * log.info('imported', { rows: 120 });
+ * const log = childLogger(consoleLogger(), { service: 'billing' });
+ * log.info('imported', { rows: 120 });   // a pino logger would receive ({ service: 'billing', rows: 120 }, 'imported')
  */
-export function childLogger(logger: Logger, fields: Record<string, unknown>): Logger {
-  return {
-    debug: (m, f) => logger.debug(m, { ...fields, ...f }),
-    info: (m, f) => logger.info(m, { ...fields, ...f }),
-    warn: (m, f) => logger.warn(m, { ...fields, ...f }),
-    error: (m, f) => logger.error(m, { ...fields, ...f }),
-  };
+export function childLogger(logger: Logger, fields: LogFields): Logger {
+  const at = (level: LogLevel): LogFn => ((a: LogFields | string, b?: string | LogFields) => {
+    const [message, own] = logArgs(a, b);
+    logger[level]({ ...fields, ...own }, message);
+  }) as LogFn;
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
 }

@@ -1,94 +1,237 @@
+/**
+ * The `trellis` program as a user runs it: the compiled CLI (built into a
+ * temporary copy of the package, as in package-exports.test.ts) started by
+ * plain node through bin/trellis.mjs, its output read through pipes; and the
+ * development fallback (no dist/: the sources through tsx).
+ */
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
-import { cpSync, mkdtempSync, rmSync, symlinkSync } from 'node:fs';
+import { execFile, spawn, spawnSync } from 'node:child_process';
+import { cpSync, mkdtempSync, readdirSync, readFileSync, rmSync, symlinkSync } from 'node:fs';
+import { copyFile, mkdir, mkdtemp, rm, symlink, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, before, describe, it } from 'node:test';
+import { fileURLToPath } from 'node:url';
+import { promisify } from 'node:util';
 import pg from 'pg';
+import { captureIo } from '../../src/cli/io.ts';
 import { main } from '../../src/cli/main.ts';
-import { latestMigration } from '../../src/schema/install.ts';
+import { createClient } from '../../src/client/client.ts';
+import { installScript, latestMigration } from '../../src/schema/install.ts';
+import { silentLogger } from '../../src/workflow/logger.ts';
 import { createDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const execFileP = promisify(execFile);
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+/** A child node without the test runner's tsx hooks: what a user's shell starts. */
+function plainEnv(extra: Record<string, string> = {}): NodeJS.ProcessEnv {
+  const env = { ...process.env, ...extra };
+  delete env.NODE_OPTIONS;
+  return env;
+}
 
 let database: Awaited<ReturnType<typeof createDatabase>>;
+let pkg: string;
+let bin: string;
 before(async () => {
   database = await createDatabase('trellis_cli');
+  pkg = await mkdtemp(join(tmpdir(), 'trellis-cli-pkg-'));
+  await copyFile(join(root, 'package.json'), join(pkg, 'package.json'));
+  await symlink(join(root, 'node_modules'), join(pkg, 'node_modules'), 'dir');
+  await mkdir(join(pkg, 'bin'));
+  bin = join(pkg, 'bin', 'trellis.mjs');
+  await copyFile(join(root, 'bin', 'trellis.mjs'), bin);
+  const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
+  await execFileP(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist')], { cwd: root, env: plainEnv() })
+    .catch((error: { stdout?: string }) => assert.fail(`the build failed:\n${error.stdout ?? String(error)}`));
 });
-after(() => database.drop());
+after(async () => {
+  await database?.drop();
+  if (pkg) await rm(pkg, { recursive: true, force: true });
+});
 
-const capture = async (args: string[]) => {
-  let text = '';
-  const code = await main(args, (s) => (text += s));
-  return { code, text };
-};
+/** Run the compiled CLI to completion. */
+const trellis = (args: string[], env: Record<string, string> = {}) =>
+  spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: plainEnv(env), cwd: root });
 
-describe('trellis CLI', () => {
-  it('migrate installs the schema, then reports it is up to date', async () => {
-    const first = await capture(['migrate', '--database-url', database.url]);
-    assert.equal(first.code, 0);
-    assert.match(first.text, new RegExp(`applied migrations 1, .*schema at ${latestMigration()}`));
-    const again = await capture(['migrate', '--database-url', database.url]);
-    assert.equal(again.code, 0);
-    assert.match(again.text, new RegExp(`schema already at ${latestMigration()}`));
-    const status = await capture(['status', '--database-url', database.url]);
-    assert.equal(status.code, 0);
-    assert.match(status.text, new RegExp(`schema at migration ${latestMigration()}`));
+describe('the compiled trellis program', () => {
+  it('runs from dist/ with plain node, and dist/ imports neither zod nor tsx', () => {
+    const version = trellis(['--version']);
+    assert.equal(version.status, 0, version.stderr);
+    assert.equal(version.stdout, `${JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version}\n`);
+    const files = (readdirSync(join(pkg, 'dist'), { recursive: true }) as string[]).filter((f) => f.endsWith('.js'));
+    assert.ok(files.includes(join('cli', 'main.js')));
+    for (const file of files) {
+      const text = readFileSync(join(pkg, 'dist', file), 'utf8');
+      assert.doesNotMatch(text, /^(import|export)\b[^\n]*from ['"](zod|tsx)[/'"]|\bimport\(['"](zod|tsx)[/'"]/m, file);
+    }
+    const manifest = JSON.parse(readFileSync(join(root, 'package.json'), 'utf8'));
+    for (const name of ['zod', 'tsx']) assert.equal(manifest.dependencies[name], undefined, `${name} is not a runtime dependency`);
   });
 
-  it('sql prints a script that installs a working schema', async () => {
-    const { code, text } = await capture(['sql']);
-    assert.equal(code, 0);
+  it('migrate installs the schema, then reports it is up to date; status reads it', () => {
+    const first = trellis(['migrate', '--database-url', database.url]);
+    assert.equal(first.status, 0, first.stderr);
+    assert.match(first.stdout, new RegExp(`applied migrations 1, .*schema at ${latestMigration()}`));
+    const again = trellis(['migrate'], { DATABASE_URL: database.url });
+    assert.match(again.stdout, new RegExp(`schema already at ${latestMigration()}`));
+    const status = trellis(['status', '--database-url', database.url]);
+    assert.equal(status.status, 0, status.stderr);
+    assert.equal(status.stdout, `schema at migration ${latestMigration()}\nno runs\n`);
+  });
+
+  it('sql piped into a slow reader arrives whole (no cut at 64 KiB), exit 0', () => {
+    const expected = Buffer.byteLength(installScript(0));
+    assert.ok(expected > 100 * 1024, 'the script is past one pipe buffer (64 KiB)');
+    // The reader starts reading only after 2 s: by then the CLI has filled the pipe (64 KiB) and
+    // must wait for it to drain before it exits (the old CLI exited at once: 65536 bytes arrived).
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${bin}" sql | (sleep 2; wc -c); echo "exit \${PIPESTATUS[0]}"`],
+      { encoding: 'utf8', env: plainEnv() });
+    assert.equal(r.stdout.replace(/^ +/, ''), `${expected}\nexit 0\n`, r.stderr);
+  });
+
+  it('trellis sql | psql installs a working schema', async () => {
     const fresh = await createDatabase('trellis_cli_sql');
-    const client = new pg.Client({ connectionString: fresh.url });
-    await client.connect();
     try {
-      await client.query(text);
-      await client.query(`select trellis.workflow_register('[{"name":"w","version":"1"}]')`);
-      const { rows } = await client.query(`select trellis.run_start('w', '{}') as id`);
-      assert.match(rows[0].id, /^[0-9a-f-]{36}$/);
+      const r = spawnSync('bash', ['-c', `set -o pipefail; "${process.execPath}" "${bin}" sql | psql -q -v ON_ERROR_STOP=1 "${fresh.url}" >/dev/null`],
+        { encoding: 'utf8', env: plainEnv() });
+      assert.equal(r.status, 0, r.stderr);
+      const client = new pg.Client({ connectionString: fresh.url });
+      await client.connect();
+      try {
+        await client.query(`select trellis.workflow_register('[{"name":"w","version":"1"}]')`);
+        const { rows } = await client.query(`select trellis.run_start('w', '{}') as id`);
+        assert.match(rows[0].id, /^[0-9a-f-]{36}$/);
+      } finally {
+        await client.end();
+      }
     } finally {
-      await client.end();
       await fresh.drop();
     }
   });
 
-  it('refuses bad usage with exit code 2 and changes nothing', async () => {
-    assert.equal((await capture(['frobnicate'])).code, 2);
-    assert.equal((await capture(['sql', '--from', 'x'])).code, 2);
-    const saved = process.env.DATABASE_URL;
-    delete process.env.DATABASE_URL;
+  it('a database that is down: one line on stderr and exit 5; --verbose adds the stack', () => {
+    const down = 'postgres://nobody@127.0.0.1:1/nothing';
+    const r = trellis(['ls', '--database-url', down]);
+    assert.equal(r.status, 5);
+    assert.equal(r.stdout, '');
+    assert.match(r.stderr, /^trellis ls: \[database\] cannot reach the database: .*ECONNREFUSED.*\n$/);
+    const verbose = trellis(['ls', '--database-url', down, '--verbose']);
+    assert.equal(verbose.status, 5);
+    assert.match(verbose.stderr, /\n\s+at /);
+  });
+
+  it('a database without the schema: exit 6 with the hint to migrate', async () => {
+    const empty = await createDatabase('trellis_cli_empty');
     try {
-      assert.equal((await capture(['migrate'])).code, 2);
+      const r = trellis(['ls', '--database-url', empty.url]);
+      assert.equal(r.status, 6);
+      assert.match(r.stderr, /^trellis ls: \[schema_version\] the trellis schema is not installed: run `trellis migrate`/);
     } finally {
-      if (saved !== undefined) process.env.DATABASE_URL = saved;
+      await empty.drop();
     }
   });
 
-  it('the bin script runs the CLI', () => {
-    const result = spawnSync(process.execPath, ['bin/trellis.mjs', 'sql', '--from', '1'], { encoding: 'utf8' });
+  it('worker serves the workflows of a .ts module, then shuts down gracefully on SIGTERM with exit 0', async () => {
+    const child = spawn(process.execPath, [bin, 'worker', 'test/fixtures/cli-workflows.ts', '--database-url', database.url, '--id', 'cli-test-worker'],
+      { cwd: root, env: plainEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const started = new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        if (stderr.includes('"worker started"')) resolve();
+      });
+      void exited.then(() => reject(new Error(`the worker exited early:\n${stderr}`)));
+    });
+    const pool = new pg.Pool({ connectionString: database.url, max: 2 });
+    const client = createClient({ pool, logger: silentLogger, handoff: false });
+    try {
+      await started;
+      const run = await client.start('cli-greet', { name: 'Sig' });
+      assert.deepEqual(await run.result({ timeout: '20s' }), { text: 'Hello, Sig!' });
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+      const lines = stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.deepEqual(lines.at(-1), { ...lines.at(-1), level: 'info', message: 'worker stopped', worker: 'cli-test-worker' });
+      assert.ok(lines.some((l) => l.message === 'worker stopping' && l.signal === 'SIGTERM'));
+    } finally {
+      child.kill('SIGKILL');
+      await client.close();
+      await pool.end();
+    }
+  });
+
+  it('worker loads a plain JavaScript module with no TypeScript loader anywhere', async () => {
+    // A Standard Schema by hand: the module needs nothing but the built package.
+    await writeFile(join(pkg, 'workflows.mjs'), `
+      import { defineWorkflow } from './dist/index.js';
+      const any = { '~standard': { version: 1, vendor: 'test', validate: (value) => ({ value }) } };
+      export const js = defineWorkflow({ name: 'cli-js', input: any }, async (ctx) => ctx.step('one', () => 1));
+    `);
+    const child = spawn(process.execPath, [bin, 'worker', 'workflows.mjs', '--database-url', database.url, '--log-level', 'warn'],
+      { cwd: pkg, env: plainEnv({ NODE_OPTIONS: '' }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+      try {
+        await waitFor(async () => (await pool.query(`select 1 from trellis.workflows where name = 'cli-js'`)).rowCount, { what: 'the registration' });
+      } finally {
+        await pool.end();
+      }
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+      assert.equal(stderr, '', 'nothing at warn or above');
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
+  it('worker refuses a module that exports no workflows, or does not exist (exit 2)', () => {
+    const none = trellis(['worker', 'test/helpers/wait.ts', '--database-url', database.url]);
+    assert.equal(none.status, 2, none.stderr);
+    assert.match(none.stderr, /^trellis worker: "test\/helpers\/wait.ts" exports no workflows/);
+    assert.equal(trellis(['worker', 'nope.js', '--database-url', database.url]).status, 2);
+  });
+});
+
+describe('the trellis program in a checkout without dist/ (development)', () => {
+  it('bin/trellis.mjs falls back to the sources through tsx (a devDependency)', () => {
+    const result = spawnSync(process.execPath, ['bin/trellis.mjs', 'sql', '--from', '1'], { cwd: root, encoding: 'utf8', env: plainEnv() });
     assert.equal(result.status, 0, result.stderr);
     assert.match(result.stdout, /create or replace function trellis.run_start/);
     assert.doesNotMatch(result.stdout, /create table trellis.runs/);
   });
 
   it('runs from a directory whose name has a space, as a copy and through a symlink', () => {
-    const repo = new URL('../..', import.meta.url).pathname;
     const dir = mkdtempSync(join(tmpdir(), 'trellis cli '));
     try {
       // A copy: import.meta.url spells the space %20, process.argv[1] does not.
       const copy = join(dir, 'with space');
-      cpSync(join(repo, 'src'), join(copy, 'src'), { recursive: true });
-      cpSync(join(repo, 'package.json'), join(copy, 'package.json'));
-      symlinkSync(join(repo, 'node_modules'), join(copy, 'node_modules'));
+      cpSync(join(root, 'src'), join(copy, 'src'), { recursive: true });
+      cpSync(join(root, 'package.json'), join(copy, 'package.json'));
+      symlinkSync(join(root, 'node_modules'), join(copy, 'node_modules'));
       // A symlink: node runs the real file, argv[1] names the link.
       const link = join(dir, 'linked repo');
-      symlinkSync(repo, link);
+      symlinkSync(root, link);
       for (const cli of [join(copy, 'src/cli/main.ts'), join(link, 'src/cli/main.ts')]) {
-        const result = spawnSync(process.execPath, ['--import', 'tsx', cli, 'sql', '--from', '1'], { cwd: repo, encoding: 'utf8' });
+        const result = spawnSync(process.execPath, ['--import', 'tsx', cli, 'sql', '--from', '1'], { cwd: root, encoding: 'utf8' });
         assert.equal(result.status, 0, `${cli}: ${result.stderr}`);
         assert.match(result.stdout, /create or replace function trellis.run_start/, cli);
       }
     } finally {
       rmSync(dir, { recursive: true, force: true });
     }
+  });
+
+  it('in-process main() returns the exit code and writes to the Io it is given', async () => {
+    const io = captureIo({});
+    assert.equal(await main(['sql', '--from', String(latestMigration())], io), 0);
+    assert.match(io.stdout, /create or replace function trellis.run_start/);
+    assert.equal(io.stderr, '');
   });
 });

@@ -4,12 +4,13 @@ import { describe, it } from 'node:test';
 import { isTrellisError } from '../../src/errors.ts';
 import { Listener } from '../../src/worker/listener.ts';
 import { freePort } from '../../src/testing/embedded-postgres.ts';
+import { loggerFrom } from '../../src/workflow/logger.ts';
 
 describe('Listener', () => {
   it('rejects start() with a typed error when it cannot connect, and stops trying', async () => {
     const port = await freePort(); // nothing listens there
     const warnings: string[] = [];
-    const log = { debug() {}, info() {}, warn: (m: string) => void warnings.push(m), error: (m: string) => void warnings.push(m) };
+    const log = loggerFrom((level, m) => void (level === 'warn' || level === 'error' ? warnings.push(m) : undefined));
     const listener = new Listener({
       connection: { host: '127.0.0.1', port, user: 'nobody', database: 'nothing', connectionTimeoutMillis: 500 },
       channels: ['trellis:run_ready'],

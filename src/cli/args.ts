@@ -1,0 +1,74 @@
+/** Checking the CLI's arguments: each bad one is a UsageError that quotes at most a bounded prefix of it. */
+import type { RunRef } from '../client/options.ts';
+import { toMs } from '../workflow/duration.ts';
+import type { OptionValues } from './command.ts';
+import { UsageError } from './exit-codes.ts';
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+
+/** A value quoted for an error message, at most 60 characters of it. */
+export const quote = (value: string): string => JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
+
+/** A run id argument. */
+export function runId(value: string | undefined): string {
+  if (value === undefined || !UUID.test(value)) throw new UsageError(`run id ${quote(value ?? '')} is not a UUID`);
+  return value.toLowerCase();
+}
+
+/**
+ * The run a control command names: `<run>` (an id), or `--workflow W --key K`.
+ */
+export function runRef(arg: string | undefined, options: OptionValues): RunRef {
+  const workflow = options.workflow as string | undefined;
+  const key = options.key as string | undefined;
+  if (arg !== undefined) {
+    if (workflow !== undefined || key !== undefined) throw new UsageError('give a run id or --workflow with --key, not both');
+    return runId(arg);
+  }
+  if (workflow === undefined || key === undefined) throw new UsageError('give a run id, or --workflow and --key');
+  return { workflow, key };
+}
+
+/** A JSON argument (`name` says what it is). */
+export function json(value: string, name: string): unknown {
+  try {
+    return JSON.parse(value);
+  } catch (error) {
+    throw new UsageError(`${name} is not valid JSON (${(error as Error).message.slice(0, 80)}): ${quote(value)}`);
+  }
+}
+
+/** A positive integer option within [min, max]. */
+export function integer(value: string | undefined, name: string, min: number, max: number, fallback: number): number {
+  if (value === undefined) return fallback;
+  const n = Number(value);
+  if (!/^-?\d+$/.test(value) || n < min || n > max) throw new UsageError(`--${name} must be an integer from ${min} to ${max}, not ${quote(value)}`);
+  return n;
+}
+
+/** A duration option ('90s', '2 hours', '1500' ms). */
+export function duration(value: string, name: string): number {
+  try {
+    return toMs(/^\d+$/.test(value) ? Number(value) : (value as never), name);
+  } catch {
+    throw new UsageError(`--${name} must be a duration such as 30s, 15m, 2h or 7 days, not ${quote(value)}`);
+  }
+}
+
+/**
+ * A point in time: an ISO date or timestamp, or a duration meaning that long
+ * ago ('1h': an hour ago).
+ */
+export function time(value: string, name: string, now = Date.now()): Date {
+  if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
+    const at = new Date(value);
+    if (!Number.isNaN(at.getTime())) return at;
+  } else {
+    try {
+      return new Date(now - toMs(value as never, name));
+    } catch {
+      // reported below
+    }
+  }
+  throw new UsageError(`--${name} must be an ISO time (2026-01-31T12:00Z) or a duration ago (1h, 7 days), not ${quote(value)}`);
+}

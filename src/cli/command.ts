@@ -1,0 +1,97 @@
+/**
+ * What a `trellis` command is: a name, its help, its options, and `run`.
+ * Each command lives in its own file under commands/ and is listed once in
+ * registry.ts; parsing, --help, the database connection and error reporting
+ * are shared (main.ts).
+ */
+import type pg from 'pg';
+import type { Client } from '../client/client.ts';
+import type { Io } from './io.ts';
+
+export interface OptionSpec {
+  type: 'string' | 'boolean';
+  short?: string;
+  multiple?: boolean;
+  /** The value's name in the help (`--limit N`). */
+  value?: string;
+  description: string;
+}
+
+/**
+ * A `trellis` command. Export one from a file in commands/ and list it in registry.ts.
+ *
+ * @example
+ * export const hello: Command = {
+ *   name: 'hello', summary: 'say hello to a run', args: '<run>', positionals: [1, 1],
+ *   async run({ args, client, io }) { io.out(`${(await (await client()).get(runId(args[0])))?.status}\n`); },
+ * };
+ */
+export interface Command {
+  name: string;
+  /** One line for `trellis --help`. */
+  summary: string;
+  /** Positional arguments, as the usage line shows them (`<run>`, `[input]`). */
+  args?: string;
+  /** Paragraphs printed under the usage line of `trellis <name> --help`. */
+  description?: string;
+  options?: Record<string, OptionSpec>;
+  /** Needs a database (adds --database-url; default true). */
+  database?: boolean;
+  /** Least and most positional arguments (default 0 and 0). */
+  positionals?: [min: number, max: number];
+  run(ctx: CommandContext): Promise<number | void>;
+}
+
+export type OptionValues = Record<string, string | boolean | string[] | undefined>;
+
+export interface CommandContext {
+  args: string[];
+  options: OptionValues;
+  io: Io;
+  verbose: boolean;
+  /** The connection string (--database-url or $DATABASE_URL); a UsageError when neither is set. */
+  databaseUrl(): string;
+  /** A pool on the database (opened on first use, closed after the command). */
+  pool(): pg.Pool;
+  /** A client on that pool, after checking the schema is installed and current. */
+  client(): Promise<Client>;
+  /**
+   * Resolves with the signal's name when the process is asked to stop
+   * (SIGINT / SIGTERM). Calling it takes over those signals: long-running
+   * commands (worker, purge) call it and stop gracefully.
+   */
+  interrupted(): Promise<string>;
+}
+
+/** Options every command takes. */
+export const COMMON_OPTIONS: Record<string, OptionSpec> = {
+  help: { type: 'boolean', short: 'h', description: 'show this help' },
+  verbose: { type: 'boolean', short: 'v', description: 'print stack traces of errors' },
+};
+
+export const DATABASE_OPTION: Record<string, OptionSpec> = {
+  'database-url': { type: 'string', value: 'URL', description: 'PostgreSQL connection string (default: $DATABASE_URL)' },
+};
+
+export const JSON_OPTION: Record<string, OptionSpec> = {
+  json: { type: 'boolean', description: 'print JSON instead of text' },
+};
+
+/** Every option `command` takes, common ones included. */
+export function optionsOf(command: Command): Record<string, OptionSpec> {
+  return { ...command.options, ...(command.database === false ? {} : DATABASE_OPTION), ...COMMON_OPTIONS };
+}
+
+/** `trellis <name> --help`. */
+export function commandHelp(command: Command): string {
+  const lines = [`usage: trellis ${command.name}${command.args ? ` ${command.args}` : ''} [options]`, '', command.summary];
+  if (command.description) lines.push('', command.description);
+  lines.push('', 'options:');
+  const entries = Object.entries(optionsOf(command)).map(([name, o]) => {
+    const flag = `${o.short ? `-${o.short}, ` : '    '}--${name}${o.type === 'string' ? ` ${o.value ?? 'VALUE'}` : ''}`;
+    return [flag, o.description + (o.multiple ? ' (repeatable)' : '')] as const;
+  });
+  const width = Math.max(...entries.map(([f]) => f.length)) + 2;
+  for (const [flag, text] of entries) lines.push(`  ${flag.padEnd(width)}${text}`);
+  return `${lines.join('\n')}\n`;
+}

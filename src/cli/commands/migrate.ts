@@ -1,0 +1,15 @@
+/** `trellis migrate`: install or upgrade the schema. */
+import { migrate as install } from '../../schema/install.ts';
+import type { Command } from '../command.ts';
+
+export const migrate: Command = {
+  name: 'migrate',
+  summary: 'install or upgrade the trellis schema (safe to run from many replicas at once)',
+  description: 'Applies the migrations the database lacks and re-applies every function, in one transaction under a waiting advisory lock.',
+  async run({ pool, io }) {
+    const result = await install(pool());
+    io.out(result.applied.length
+      ? `applied migrations ${result.applied.join(', ')}; schema at ${result.version}\n`
+      : `schema already at ${result.version}${result.functionsApplied ? '; functions re-applied' : ''}\n`);
+  },
+};

@@ -1,0 +1,10 @@
+/** `trellis pause <run>` */
+import { controlCommand } from '../run-control.ts';
+
+export const pause = controlCommand({
+  name: 'pause',
+  summary: 'park a run (a running one after its current step)',
+  description: 'A paused run does nothing until `trellis resume`.',
+  reason: true,
+  act: (client, run, reason) => client.pause(run, reason),
+});

@@ -1,0 +1,9 @@
+/** `trellis resume <run>` */
+import { controlCommand } from '../run-control.ts';
+
+export const resume = controlCommand({
+  name: 'resume',
+  summary: 'resume a paused run',
+  description: 'Exit code 4 when the run is not paused.',
+  act: (client, run) => client.resume(run),
+});

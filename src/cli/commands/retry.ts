@@ -1,0 +1,9 @@
+/** `trellis retry <run>` */
+import { controlCommand } from '../run-control.ts';
+
+export const retry = controlCommand({
+  name: 'retry',
+  summary: 'run a failed run again from its failed step',
+  description: 'Exit code 4 when the run did not fail.',
+  act: (client, run) => client.retry(run),
+});

@@ -1,0 +1,76 @@
+/** `trellis show <run>`: one run, its step timeline, children and signals. */
+import { runId } from '../args.ts';
+import { JSON_OPTION, type Command } from '../command.ts';
+import { between, errorText, formatDuration, formatTime, table, toJson } from '../format.ts';
+import { runDetails } from '../run-details.ts';
+
+/** A payload on one line, at most `max` characters. */
+const payload = (value: unknown, max = 200): string => {
+  if (value === null || value === undefined) return '-';
+  const text = JSON.stringify(value);
+  return text.length > max ? `${text.slice(0, max)}…` : text;
+};
+
+export const show: Command = {
+  name: 'show',
+  summary: 'show a run: its step timeline with durations and errors, children, signals',
+  args: '<run>',
+  description: 'Offsets (+) count from the run\'s first start; each step\'s duration covers all its attempts.',
+  positionals: [1, 1],
+  options: { ...JSON_OPTION },
+  async run({ args, options, client, io }) {
+    const d = await runDetails(await client(), runId(args[0]));
+    if (options.json) {
+      io.out(toJson(d));
+      return;
+    }
+    const { run: r } = d;
+    const now = new Date();
+    const lines = [
+      `run       ${r.id}`,
+      `workflow  ${r.workflow}@${r.version}  queue ${r.queue}${r.key !== null ? `  key ${r.key}` : ''}`,
+      `status    ${r.status}  attempt ${r.attempt}${r.failures ? `  failures ${r.failures}` : ''}${r.execution > 1 ? `  execution ${r.execution}` : ''}`,
+      `created   ${formatTime(r.createdAt)}`,
+      `started   ${formatTime(r.startedAt)}`,
+      `finished  ${formatTime(r.finishedAt)}${r.startedAt ? `  (took ${formatDuration(between(r.startedAt, r.finishedAt, now))})` : ''}`,
+    ];
+    if (r.status === 'pending' || r.status === 'waiting') lines.push(`due       ${formatTime(r.runAt)}`);
+    if (r.leaseOwner) lines.push(`worker    ${r.leaseOwner} (lease until ${formatTime(r.leaseExpiresAt)})`);
+    if (r.parentRunId) lines.push(`parent    ${r.parentRunId} (call #${r.parentSeq})`);
+    if (r.cancelRequestedAt) lines.push(`cancel    requested ${formatTime(r.cancelRequestedAt)}`);
+    if (r.pauseRequestedAt) lines.push(`pause     requested ${formatTime(r.pauseRequestedAt)}`);
+    if (r.scrubbedAt) lines.push(`scrubbed  ${formatTime(r.scrubbedAt)}`);
+    lines.push(`input     ${payload(r.input)}`);
+    if (r.status === 'completed') lines.push(`output    ${payload(r.output)}`);
+    if (r.error) lines.push(`error     ${errorText(r.error, 500)}`);
+    io.out(`${lines.join('\n')}\n\n`);
+
+    const origin = r.startedAt ?? r.createdAt;
+    const child = new Map(d.children.map((c) => [c.parentSeq, c]));
+    if (d.steps.length) {
+      io.out(`steps (${d.steps.length})\n`);
+      io.out(table(['#', 'kind', 'name', 'status', 'tries', 'at', 'took', 'detail'], d.steps.map((s) => {
+        const c = s.kind === 'child' && s.execution === r.execution ? child.get(s.seq) : undefined;
+        const detail = s.error ? errorText(s.error, 120) : c ? `→ ${c.id} (${c.status})` : '';
+        return [
+          `${r.execution > 1 ? `${s.execution}.` : ''}${s.seq}`, s.kind, s.name, s.status, String(s.attempts),
+          `+${formatDuration(between(origin, s.startedAt))}`, formatDuration(between(s.startedAt, s.finishedAt)), detail,
+        ];
+      })));
+    } else {
+      io.out('steps     none recorded\n');
+    }
+    if (d.children.length) {
+      io.out(`\nchildren (${d.children.length})\n`);
+      io.out(table(['id', 'workflow', 'status', 'call', 'took'], d.children.map((c) => [
+        c.id, c.workflow, c.status, c.parentSeq === null ? '-' : `#${c.parentSeq}`, formatDuration(between(c.createdAt, c.finishedAt, now)),
+      ])));
+    }
+    if (d.signals.length) {
+      io.out(`\nsignals (${d.signals.length})\n`);
+      io.out(table(['name', 'received', 'consumed', 'by call', 'id'], d.signals.map((s) => [
+        s.name, formatTime(s.receivedAt), formatTime(s.consumedAt), s.consumedSeq === null ? '-' : `#${s.consumedSeq}`, s.signalId ?? '',
+      ])));
+    }
+  },
+};

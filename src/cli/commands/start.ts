@@ -1,0 +1,49 @@
+/** `trellis start <workflow> [input]`: start a run by workflow name. */
+import { json, time } from '../args.ts';
+import type { Command } from '../command.ts';
+import { UsageError } from '../exit-codes.ts';
+
+export const start: Command = {
+  name: 'start',
+  summary: 'start a run of a registered workflow',
+  args: '<workflow> [input-json]',
+  description: 'The input (JSON, default {}) is checked against the schema the workflow registered. Prints the run id.\n'
+    + 'With a --key that a run already holds, prints that run\'s id and starts nothing.',
+  positionals: [1, 2],
+  options: {
+    key: { type: 'string', value: 'KEY', description: 'idempotency key: one run per workflow and key' },
+    queue: { type: 'string', value: 'NAME', description: 'queue of the run (default: the workflow\'s)' },
+    version: { type: 'string', value: 'V', description: 'workflow version (default: the newest registered)' },
+    priority: { type: 'string', value: 'N', description: 'higher is claimed first (default 0)' },
+    'run-at': { type: 'string', value: 'TIME', description: 'do not start before this ISO time' },
+    metadata: { type: 'string', value: 'JSON', description: 'a JSON object stored with the run' },
+    wait: { type: 'boolean', description: 'wait for the run to finish and print its output (exit 1 if it failed)' },
+    timeout: { type: 'string', value: 'DURATION', description: 'with --wait: give up after this long (exit 1)' },
+  },
+  async run({ args, options, client, io }) {
+    const [workflow, inputText] = args as [string, string | undefined];
+    const input = inputText === undefined ? {} : json(inputText, 'input');
+    const metadata = options.metadata === undefined ? undefined : json(options.metadata as string, '--metadata');
+    let priority: number | undefined;
+    if (options.priority !== undefined) {
+      priority = Number(options.priority);
+      if (!/^-?\d+$/.test(options.priority as string)) throw new UsageError('--priority must be an integer');
+    }
+    const runAt = options['run-at'] === undefined ? undefined : time(options['run-at'] as string, 'run-at');
+    if (options.timeout !== undefined && !options.wait) throw new UsageError('--timeout needs --wait');
+    const c = await client();
+    const handle = await c.start(workflow, input, {
+      key: options.key as string | undefined,
+      queue: options.queue as string | undefined,
+      version: options.version as string | undefined,
+      priority,
+      runAt,
+      metadata: metadata as Record<string, unknown> | undefined,
+    });
+    io.out(`${handle.id}\n`);
+    if (options.wait) {
+      const output = await handle.result({ timeout: options.timeout as never });
+      io.out(`${JSON.stringify(output)}\n`);
+    }
+  },
+};

@@ -1,0 +1,63 @@
+/** `trellis stats`: queues (depth, lag), workers (runs held), workflows (last served). */
+import { JSON_OPTION, type Command } from '../command.ts';
+import { formatDuration, formatTime, table, toJson } from '../format.ts';
+
+const QUEUES = `
+select queue,
+       count(*) filter (where status = 'pending' and run_at <= trellis.now())::int as ready,
+       count(*) filter (where status = 'pending' and run_at > trellis.now())::int as scheduled,
+       count(*) filter (where status = 'running')::int as running,
+       count(*) filter (where status = 'waiting')::int as waiting,
+       count(*) filter (where status = 'paused')::int as paused,
+       (extract(epoch from trellis.now() - min(run_at) filter (where status = 'pending' and run_at <= trellis.now())) * 1000)::float8 as lag_ms
+  from trellis.runs
+ where status in ('pending', 'running', 'waiting', 'paused')
+ group by queue order by queue`;
+
+const WORKERS = `
+select lease_owner as worker, count(*)::int as runs, min(lease_expires_at) as lease_expires_at,
+       array_agg(distinct queue order by queue) as queues
+  from trellis.runs
+ where status = 'running' and lease_owner is not null
+ group by lease_owner order by lease_owner`;
+
+const WORKFLOWS = `
+select name, version, queue, last_seen_at from trellis.workflows order by name, version`;
+
+interface QueueRow { queue: string; ready: number; scheduled: number; running: number; waiting: number; paused: number; lag_ms: number | null }
+interface WorkerRow { worker: string; runs: number; lease_expires_at: Date; queues: string[] }
+interface WorkflowRow { name: string; version: string; queue: string; last_seen_at: Date }
+
+export const stats: Command = {
+  name: 'stats',
+  summary: 'show queues (ready, scheduled, running, lag), workers holding runs, and when each workflow version was last served',
+  description: 'lag: how long the oldest run that is due has been waiting for a worker. A worker shows here while it holds runs.',
+  options: { ...JSON_OPTION },
+  async run({ client, pool, options, io }) {
+    await client();
+    const db = pool();
+    const [queues, workers, workflows] = await Promise.all([
+      db.query<QueueRow>(QUEUES), db.query<WorkerRow>(WORKERS), db.query<WorkflowRow>(WORKFLOWS),
+    ]);
+    if (options.json) {
+      io.out(toJson({ queues: queues.rows, workers: workers.rows, workflows: workflows.rows }));
+      return;
+    }
+    io.out('queues\n');
+    io.out(queues.rows.length
+      ? table(['queue', 'ready', 'scheduled', 'running', 'waiting', 'paused', 'lag'], queues.rows.map((q) => [
+        q.queue, String(q.ready), String(q.scheduled), String(q.running), String(q.waiting), String(q.paused), formatDuration(q.lag_ms),
+      ]))
+      : 'no unfinished runs\n');
+    io.out('\nworkers\n');
+    io.out(workers.rows.length
+      ? table(['worker', 'runs', 'queues', 'lease until'], workers.rows.map((w) => [
+        w.worker, String(w.runs), w.queues.join(','), formatTime(w.lease_expires_at),
+      ]))
+      : 'no worker holds a run\n');
+    io.out('\nworkflows\n');
+    io.out(workflows.rows.length
+      ? table(['workflow', 'queue', 'last served'], workflows.rows.map((w) => [`${w.name}@${w.version}`, w.queue, formatTime(w.last_seen_at)]))
+      : 'none registered\n');
+  },
+};

@@ -1,0 +1,77 @@
+/**
+ * `trellis worker <module>`: import the user's module and collect the
+ * workflows it exports. A .ts module needs a TypeScript loader: when the
+ * import fails for that reason, tsx is registered from the module's own
+ * project (its devDependency), never from Trellis.
+ */
+import { existsSync, readFileSync } from 'node:fs';
+import { createRequire } from 'node:module';
+import { dirname, extname, join, resolve } from 'node:path';
+import { pathToFileURL } from 'node:url';
+import type { WorkflowDefinition } from '../workflow/define.ts';
+import { quote } from './args.ts';
+import { UsageError } from './exit-codes.ts';
+
+const TS = new Set(['.ts', '.mts', '.cts', '.tsx']);
+
+const isWorkflow = (value: unknown): value is WorkflowDefinition =>
+  typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'trellis.workflow'
+  && typeof (value as { fn?: unknown }).fn === 'function';
+
+/** Register tsx from the project of `path`; false when it is not installed there. */
+async function registerTsx(path: string): Promise<boolean> {
+  let api: string;
+  try {
+    // The ESM entry of tsx/esm/api, found from the module's folder (require.resolve would give the CommonJS one).
+    const manifest = createRequire(path).resolve('tsx/package.json');
+    const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as { exports: Record<string, { import: { default: string } }> };
+    api = join(dirname(manifest), pkg.exports['./esm/api']?.import.default ?? '');
+  } catch {
+    return false;
+  }
+  const { register } = (await import(pathToFileURL(api).href)) as { register(): unknown };
+  register();
+  return true;
+}
+
+/**
+ * The workflow definitions `module` exports: each exported definition, and
+ * each one in an exported array (a default export included), once.
+ *
+ * @example
+ * const workflows = await loadWorkflows('dist/workflows.js');
+ * await createWorker({ connectionString, workflows }).start();
+ */
+export async function loadWorkflows(module: string, cwd = process.cwd()): Promise<WorkflowDefinition[]> {
+  const path = resolve(cwd, module);
+  if (!existsSync(path)) throw new UsageError(`module ${quote(module)} does not exist`);
+  const url = pathToFileURL(path).href;
+  let namespace: Record<string, unknown>;
+  try {
+    namespace = await import(url);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (!TS.has(extname(path)) || code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
+    if (!(await registerTsx(path))) {
+      throw new UsageError(`${quote(module)} is TypeScript: install tsx in its project (npm install -D tsx) or compile it to JavaScript`);
+    }
+    // Another URL: node remembers the failed import of the first one.
+    namespace = await import(`${url}?ts`);
+  }
+  const found = new Set<WorkflowDefinition>();
+  for (const value of Object.values(namespace)) {
+    if (isWorkflow(value)) found.add(value);
+    else if (Array.isArray(value)) for (const item of value) if (isWorkflow(item)) found.add(item);
+  }
+  const workflows = [...found];
+  if (!workflows.length) {
+    throw new UsageError(`${quote(module)} exports no workflows (export what defineWorkflow returns, or an array of them)`);
+  }
+  const seen = new Set<string>();
+  for (const w of workflows) {
+    const id = `${w.name}@${w.version}`;
+    if (seen.has(id)) throw new UsageError(`${quote(module)} exports two definitions of ${id}`);
+    seen.add(id);
+  }
+  return workflows;
+}

@@ -1,0 +1,38 @@
+/**
+ * The commands of `trellis`, in the order `trellis --help` lists them.
+ * Adding a command: one file in commands/ and one line here.
+ */
+import type { Command } from './command.ts';
+import { cancel } from './commands/cancel.ts';
+import { diagram } from './commands/diagram.ts';
+import { ls } from './commands/ls.ts';
+import { migrate } from './commands/migrate.ts';
+import { pause } from './commands/pause.ts';
+import { purge } from './commands/purge.ts';
+import { resume } from './commands/resume.ts';
+import { retry } from './commands/retry.ts';
+import { show } from './commands/show.ts';
+import { signal } from './commands/signal.ts';
+import { sql } from './commands/sql.ts';
+import { start } from './commands/start.ts';
+import { stats } from './commands/stats.ts';
+import { status } from './commands/status.ts';
+import { worker } from './commands/worker.ts';
+
+export const COMMANDS: readonly Command[] = [
+  migrate,
+  sql,
+  status,
+  worker,
+  start,
+  signal,
+  cancel,
+  pause,
+  resume,
+  retry,
+  ls,
+  show,
+  stats,
+  purge,
+  diagram,
+];

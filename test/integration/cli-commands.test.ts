@@ -1,0 +1,229 @@
+/**
+ * Every `trellis` command run in-process (main() with a captured Io) against
+ * real PostgreSQL, with a worker serving test/fixtures/cli-workflows.ts:
+ * output, exit codes, and bad arguments that change nothing.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { captureIo } from '../../src/cli/io.ts';
+import { main } from '../../src/cli/main.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { type Engine, startEngine } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { approval, broken, greet, more } from '../fixtures/cli-workflows.ts';
+
+let db: TestDatabase;
+let engine: Engine;
+before(async () => {
+  db = await freshDatabase();
+  engine = await startEngine(db, { workflows: [greet, approval, broken, ...more] });
+});
+after(async () => {
+  await engine.stop();
+  await db.close();
+});
+
+/** Run the CLI on the test database; returns the exit code and what it wrote. */
+async function cli(...args: string[]) {
+  const io = captureIo({ DATABASE_URL: db.url });
+  const code = await main(args, io);
+  return { code, out: io.stdout, err: io.stderr };
+}
+
+const UUID = /^[0-9a-f]{8}-[0-9a-f-]{27}$/;
+const statusOf = async (id: string) => (await engine.client.get(id))?.status;
+
+describe('trellis start, signal and the control commands', () => {
+  it('start prints the run id; --wait prints the output', async () => {
+    const started = await cli('start', 'cli-greet', '{"name":"Ada"}', '--key', 'ada');
+    assert.equal(started.code, 0, started.err);
+    const id = started.out.trim();
+    assert.match(id, UUID);
+    assert.deepEqual(await engine.client.result(id, { timeout: '20s' }), { text: 'Hello, Ada!' });
+    const again = await cli('start', 'cli-greet', '{"name":"Bob"}', '--key', 'ada');
+    assert.equal(again.out.trim(), id, 'a repeated key returns the first run');
+    const waited = await cli('start', 'cli-greet', '{"name":"Cy"}', '--wait', '--timeout', '20s');
+    assert.equal(waited.code, 0, waited.err);
+    assert.deepEqual(JSON.parse(waited.out.trim().split('\n')[1] as string), { text: 'Hello, Cy!' });
+  });
+
+  it('start refuses bad input with exit 2 and starts nothing', async () => {
+    const before = (await engine.client.list({ workflow: 'cli-greet', limit: 1000 })).runs.length;
+    const badJson = await cli('start', 'cli-greet', '{name:');
+    assert.equal(badJson.code, 2);
+    assert.match(badJson.err, /^trellis start: input is not valid JSON/);
+    const badShape = await cli('start', 'cli-greet', '{"name":42}');
+    assert.equal(badShape.code, 2);
+    assert.match(badShape.err, /\[validation\].*name/);
+    assert.equal(badShape.err.trim().split('\n').length, 1, 'one line, no stack');
+    const unknown = await cli('start', 'no-such-workflow', '{}');
+    assert.notEqual(unknown.code, 0);
+    assert.equal((await cli('start')).code, 2);
+    assert.equal((await engine.client.list({ workflow: 'cli-greet', limit: 1000 })).runs.length, before);
+  });
+
+  it('signal by id and by workflow and key; a repeated --id is a duplicate', async () => {
+    const id = (await cli('start', 'cli-approval', '{}', '--key', 'order-1')).out.trim();
+    await waitFor(async () => (await statusOf(id)) === 'waiting', { what: 'the run to wait' });
+    const bad = await cli('signal', id, 'approved', '{"by":7}');
+    assert.equal(bad.code, 2, 'the declared schema refuses the payload');
+    const sent = await cli('signal', '--workflow', 'cli-approval', '--key', 'order-1', 'approved', '{"by":"ada"}', '--id', 'm1');
+    assert.equal(sent.code, 0, sent.err);
+    assert.equal(sent.out, 'sent\n');
+    assert.equal((await cli('signal', id, 'approved', '{"by":"ada"}', '--id', 'm1')).out, 'duplicate\n');
+    assert.deepEqual(await engine.client.result(id, { timeout: '20s' }), { by: 'ada' });
+    const missing = await cli('signal', '--workflow', 'cli-approval', '--key', 'nope', 'approved', '{"by":"x"}');
+    assert.equal(missing.code, 3);
+  });
+
+  it('pause, resume and cancel print the new status; a refused transition exits 4', async () => {
+    const id = (await cli('start', 'cli-approval', '{}')).out.trim();
+    await waitFor(async () => (await statusOf(id)) === 'waiting', { what: 'the run to wait' });
+    assert.deepEqual(await cli('pause', id, '--reason', 'checking'), { code: 0, out: 'paused\n', err: '' });
+    const resumed = await cli('resume', id);
+    assert.equal(resumed.code, 0, resumed.err);
+    assert.equal(resumed.out, 'pending\n', 'a resumed run goes back to its queue');
+    await waitFor(async () => (await statusOf(id)) === 'waiting', { what: 'the run to wait again' });
+    const again = await cli('resume', id);
+    assert.equal(again.code, 4, again.err);
+    assert.match(again.err, /^trellis resume: \[illegal_transition\]/);
+    // A waiting run goes back to a worker to run its cancellation (cleanup code), or is cancelled at once.
+    assert.match((await cli('cancel', id, '--reason', 'no longer needed')).out, /^(cancelled|pending)\n$/);
+    await waitFor(async () => (await statusOf(id)) === 'cancelled', { what: 'the run to be cancelled' });
+  });
+
+  it('retry runs a failed run again; a run id that is not a UUID or does not exist exits 2 or 3', async () => {
+    const id = (await cli('start', 'cli-broken', '{}')).out.trim();
+    await waitFor(async () => (await statusOf(id)) === 'failed', { what: 'the run to fail' });
+    const retried = await cli('retry', id);
+    assert.equal(retried.code, 0, retried.err);
+    assert.match(retried.out, /^(pending|running|failed)\n$/);
+    const notUuid = await cli('cancel', 'abc');
+    assert.equal(notUuid.code, 2);
+    assert.match(notUuid.err, /^trellis cancel: run id "abc" is not a UUID/);
+    const gone = await cli('cancel', '00000000-0000-4000-8000-000000000000');
+    assert.equal(gone.code, 3);
+    assert.equal((await cli('cancel', id, '--workflow', 'cli-broken')).code, 2, 'an id and --workflow at once');
+  });
+});
+
+describe('trellis ls, show, diagram and stats', () => {
+  let parentId: string;
+  let brokenId: string;
+  before(async () => {
+    parentId = (await cli('start', 'cli-parent', '{"name":"Kid"}', '--metadata', '{"team":"a"}')).out.trim();
+    brokenId = (await cli('start', 'cli-broken', '{}')).out.trim();
+    await engine.client.result(parentId, { timeout: '20s' });
+    await waitFor(async () => (await statusOf(brokenId)) === 'failed', { what: 'the run to fail' });
+  });
+
+  it('ls filters by workflow and status, pages with a cursor, and prints JSON', async () => {
+    const listed = await cli('ls', '--workflow', 'cli-parent');
+    assert.equal(listed.code, 0, listed.err);
+    assert.match(listed.out, /^id\s+workflow\s+status/);
+    assert.match(listed.out, new RegExp(`${parentId}\\s+cli-parent@1\\s+completed`));
+    const failed = await cli('ls', '--status', 'failed,cancelled', '--json');
+    const runs = JSON.parse(failed.out).runs as { id: string; status: string }[];
+    assert.ok(runs.some((r) => r.id === brokenId));
+    assert.ok(runs.every((r) => r.status === 'failed' || r.status === 'cancelled'));
+    const first = await cli('ls', '--limit', '1', '--json');
+    const page = JSON.parse(first.out) as { runs: { id: string }[]; nextCursor: string };
+    assert.equal(page.runs.length, 1);
+    const second = JSON.parse((await cli('ls', '--limit', '1', '--json', '--cursor', page.nextCursor)).out) as typeof page;
+    assert.notEqual(second.runs[0]?.id, page.runs[0]?.id);
+    assert.match((await cli('ls', '--limit', '1')).err, /^more: add --cursor \S+\n$/);
+    assert.equal(JSON.parse((await cli('ls', '--since', '1h', '--until', '2000-01-01', '--json')).out).runs.length, 0);
+    for (const bad of [['--status', 'done'], ['--limit', '0'], ['--since', 'yesterday'], ['--cursor', 'zzz'], ['extra']]) {
+      const r = await cli('ls', ...bad);
+      assert.equal(r.code, 2, `${bad.join(' ')}: ${r.err}`);
+      assert.equal(r.err.trim().split('\n').length, 1);
+    }
+  });
+
+  it('show prints the step timeline, the child and the error', async () => {
+    const shown = await cli('show', parentId);
+    assert.equal(shown.code, 0, shown.err);
+    assert.match(shown.out, /status\s+completed/);
+    assert.match(shown.out, /steps \(1\)/);
+    assert.match(shown.out, /child\s+cli-greet\s+completed\s+1\s+\+\S+\s+\S+\s+→ [0-9a-f-]{36} \(completed\)/);
+    assert.match(shown.out, /children \(1\)\n.*\n[0-9a-f-]{36}\s+cli-greet\s+completed\s+#0/);
+    const failed = await cli('show', brokenId);
+    assert.match(failed.out, /explode\s+failed/);
+    assert.match(failed.out, /error\s+.*the <bad> "thing" broke/);
+    const json = JSON.parse((await cli('show', brokenId, '--json')).out);
+    assert.deepEqual(json.steps.map((s: { name: string }) => s.name), ['fine', 'explode']);
+  });
+
+  it('show lists received signals', async () => {
+    const id = (await cli('start', 'cli-approval', '{}')).out.trim();
+    await cli('signal', id, 'approved', '{"by":"eve"}', '--id', 'sig-9');
+    await engine.client.result(id, { timeout: '20s' });
+    const shown = await cli('show', id);
+    assert.match(shown.out, /signals \(1\)\n.*\napproved\s+\S+ \S+\s+\S+ \S+\s+#1\s+sig-9/);
+  });
+
+  it('diagram draws the recorded path as Mermaid, labels escaped', async () => {
+    const drawn = await cli('diagram', brokenId);
+    assert.equal(drawn.code, 0, drawn.err);
+    const lines = drawn.out.split('\n');
+    assert.equal(lines[0], 'flowchart TD');
+    assert.ok(lines.includes('  start --> s0') && lines.includes('  s0 --> s1') && lines.includes('  s1 --> now'));
+    assert.match(drawn.out, /s1\["step: explode<br\/>failed · \S+<br\/>NonRetryableError: the #60;bad#62; #34;thing#34; broke"\]/);
+    assert.match(drawn.out, /class s1,now failed/);
+    const child = await cli('diagram', parentId, '--markdown');
+    assert.match(child.out, /^```mermaid\nflowchart TD\n[^]*s0 -\.-> c0[^]*```\n$/);
+    assert.equal((await cli('diagram', '00000000-0000-4000-8000-000000000000')).code, 3);
+  });
+
+  it('stats shows queues and workflows; --json has the numbers', async () => {
+    const text = await cli('stats');
+    assert.equal(text.code, 0, text.err);
+    assert.match(text.out, /^queues\n/);
+    assert.match(text.out, /workflows\n.*\ncli-approval@1\s+default/);
+    const json = JSON.parse((await cli('stats', '--json')).out);
+    assert.ok(Array.isArray(json.queues) && Array.isArray(json.workers));
+    assert.ok(json.workflows.some((w: { name: string }) => w.name === 'cli-greet'));
+  });
+
+  it('status counts runs by status', async () => {
+    const json = JSON.parse((await cli('status', '--json')).out);
+    assert.ok(json.runs.completed >= 2 && json.runs.failed >= 1);
+  });
+});
+
+describe('trellis purge', () => {
+  it('deletes finished runs older than --older-than in batches and says how many', async () => {
+    const r = await cli('purge', '--older-than', '0s', '--workflow', 'cli-greet', '--batch', '1');
+    assert.equal(r.code, 0, r.err);
+    const n = Number(/^purged (\d+) runs?\n$/.exec(r.out)?.[1]);
+    assert.ok(n >= 1);
+    assert.equal(r.err.trim().split('\n').length, n, 'a plain line per batch when stderr is not a terminal');
+    assert.match(r.err, new RegExp(`^purged ${n} of ${n}$`, 'm'));
+    assert.equal((await engine.client.list({ workflow: 'cli-greet', status: 'completed' })).runs.length, 0);
+    assert.equal((await cli('purge')).code, 2, '--older-than is required');
+    assert.equal((await cli('purge', '--older-than', 'soon')).code, 2);
+  });
+});
+
+describe('trellis usage errors', () => {
+  it('unknown commands and options, a missing database: one line on stderr, exit 2', async () => {
+    for (const args of [['frobnicate'], ['ls', '--frobnicate'], ['--frobnicate'], ['sql', '--from', 'x'], ['show']]) {
+      const r = await cli(...args);
+      assert.equal(r.code, 2, args.join(' '));
+      assert.equal(r.err.trim().split('\n').length, 1, r.err);
+      assert.equal(r.out, '');
+    }
+    const io = captureIo({});
+    assert.equal(await main(['ls'], io), 2);
+    assert.equal(io.stderr, 'trellis ls: set DATABASE_URL or pass --database-url; see trellis ls --help\n');
+  });
+
+  it('every command has --help, and --version prints the version', async () => {
+    for (const name of ['migrate', 'sql', 'status', 'worker', 'start', 'signal', 'cancel', 'pause', 'resume', 'retry', 'ls', 'show', 'stats', 'purge', 'diagram']) {
+      const r = await cli(name, '--help');
+      assert.equal(r.code, 0);
+      assert.match(r.out, new RegExp(`^usage: trellis ${name}`));
+    }
+    assert.match((await cli('--version')).out, /^\d+\.\d+\.\d+\n$/);
+  });
+});
