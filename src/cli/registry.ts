@@ -4,6 +4,7 @@
  */
 import type { Command } from './command.ts';
 import { cancel } from './commands/cancel.ts';
+import { dashboard } from './commands/dashboard.ts';
 import { diagram } from './commands/diagram.ts';
 import { ls } from './commands/ls.ts';
 import { migrate } from './commands/migrate.ts';
@@ -35,4 +36,5 @@ export const COMMANDS: readonly Command[] = [
   stats,
   purge,
   diagram,
+  dashboard,
 ];

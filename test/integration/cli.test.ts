@@ -164,6 +164,35 @@ describe('the compiled trellis program', () => {
     }
   });
 
+  it('dashboard serves the pages on 127.0.0.1 with the token from the environment, and stops on SIGTERM with exit 0', async () => {
+    const token = 'cli-dashboard-token-1234';
+    const child = spawn(process.execPath, [bin, 'dashboard', '--port', '0', '--database-url', database.url],
+      { cwd: root, env: plainEnv({ TRELLIS_DASHBOARD_TOKEN: token }), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stdout = '';
+    let stderr = '';
+    child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    try {
+      const url = await new Promise<string>((resolve, reject) => {
+        child.stdout.on('data', (chunk: Buffer) => {
+          stdout += chunk.toString();
+          const m = /^dashboard on (http:\/\/127\.0\.0\.1:\d+\/)$/m.exec(stdout);
+          if (m) resolve(m[1]!);
+        });
+        void exited.then(() => reject(new Error(`the dashboard exited early:\n${stderr}`)));
+      });
+      const anonymous = await fetch(url, { redirect: 'manual' });
+      assert.notEqual(anonymous.status, 200, 'a token is required');
+      const page = await fetch(url, { headers: { authorization: `Bearer ${token}` } });
+      assert.equal(page.status, 200);
+      assert.match(await page.text(), /<html/i);
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      child.kill('SIGKILL');
+    }
+  });
+
   it('worker loads a plain JavaScript module with no TypeScript loader anywhere', async () => {
     // A Standard Schema by hand: the module needs nothing but the built package.
     await writeFile(join(pkg, 'workflows.mjs'), `
