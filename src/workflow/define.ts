@@ -4,6 +4,7 @@ import type { RetryPolicy } from './retry.ts';
 import type { InferInput, InferOutput, StandardSchemaV1 } from './standard-schema.ts';
 import type { WorkflowContext } from './context.ts';
 import type { SignalDefinition } from './signal.ts';
+import { checkHooks, type WorkflowHooks } from './run-control.ts';
 
 export interface WorkflowOptions<S extends StandardSchemaV1, OS extends StandardSchemaV1 | undefined> {
   /** Unique name; letters, digits, space and _ . : @ / - (no quotes). */
@@ -54,6 +55,16 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    *   async (ctx) => ctx.waitForSignal(approved, { timeout: '7 days' }));
    */
   signals?: readonly SignalDefinition<any, any>[];
+  /**
+   * In-process hooks around the workflow and its steps (logging, metrics,
+   * auditing); see `WorkflowHooks` for the call order.
+   *
+   * @example
+   * const audited = defineWorkflow({ name: 'audited', input: z.object({}),
+   *   hooks: { afterStep: ({ step }, error) => audit.write(step, error ? 'failed' : 'ok') } },
+   *   async (ctx) => ctx.step('work', () => 1));
+   */
+  hooks?: WorkflowHooks;
 }
 
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => Promise<O>;
@@ -69,6 +80,8 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   readonly pauseAfter: number | undefined;
   /** The declared signals (`signals` option), if any. */
   readonly signals: readonly SignalDefinition<any, any>[] | undefined;
+  /** The in-process hooks (`hooks` option), if any. */
+  readonly hooks?: WorkflowHooks | undefined;
   readonly fn: WorkflowFn<I, O>;
 }
 
@@ -119,6 +132,7 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     retry: options.retry,
     pauseAfter: options.pauseAfter,
     signals: options.signals ? Object.freeze([...options.signals]) : undefined,
+    hooks: checkHooks(options.hooks, `workflow ${options.name}`),
     fn: fn as never,
   });
 }

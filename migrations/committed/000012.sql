@@ -1,0 +1,25 @@
+--! Previous: sha1:6b1618c1d9a18ee556ec1c58e3bd92c50dada6e4
+--! Hash: sha1:a173f684c0511558a5edf5243e7100e76b479861
+
+-- Trellis: state machines and step templates, compiled onto the same runs
+-- and steps (sql/700_models.sql, docs/state-machines.md, docs/templates.md).
+
+-- A state machine's runs are keyed by a foreign id, kept in the run's
+-- metadata ({"foreign_id": …}); machine_trigger finds a foreign id's
+-- unfinished run through this index.
+create index if not exists runs_foreign_id_idx on trellis.runs (workflow, (metadata->>'foreign_id'))
+  where metadata ? 'foreign_id';
+
+-- Step templates: a workflow defined as data, one row per (name, version).
+-- definition: {steps: [{name, step, retry?, timeout?, onFailure?, compensate?, next?}], hooks?}
+-- (validated by template_set's caller in TypeScript and again by its shape here).
+create table if not exists trellis.templates (
+  name        text not null,
+  version     integer not null,
+  definition  jsonb not null,
+  created_at  timestamptz not null,
+  primary key (name, version),
+  constraint templates_version_check check (version >= 1),
+  constraint templates_definition_check check (jsonb_typeof(definition) = 'object'
+    and jsonb_typeof(definition->'steps') = 'array')
+);
