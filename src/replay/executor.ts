@@ -284,7 +284,7 @@ export class Run {
   }
 
   hookInfo(): HookRunInfo {
-    return { runId: this.o.runId, workflow: this.o.definition.name, version: this.o.definition.version, attempt: this.o.attempt };
+    return { runId: this.o.runId, workflow: this.o.definition.name, version: this.o.definition.version, attempt: this.o.attempt, input: this.o.input };
   }
 
   /** Call one in-process hook of the definition; a hook that throws is logged, never fails the run. */

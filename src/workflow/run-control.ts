@@ -58,6 +58,8 @@ export interface HookRunInfo {
   version: string;
   /** How many times the run has been claimed (1 on its first execution). */
   attempt: number;
+  /** The run's input (as stored). */
+  input: unknown;
 }
 
 /** What a step hook is told about the step attempt. */

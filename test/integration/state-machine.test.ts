@@ -171,7 +171,7 @@ describe('state machines', () => {
     const runId = await flakies.trigger('f-1', { object: { n: 0 } });
     const parked = await env.drive(runId).catch((e: Error) => e);
     assert.ok(parked instanceof ValidationError, 'drive says the paused run cannot end by itself');
-    assert.equal((await env.client.get(runId)).status, 'paused');
+    assert.equal((await env.client.get(runId))?.status, 'paused');
     assert.equal(syncCalls, 2);
     assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => e.event), ['pause']);
     await env.client.resume(runId);
