@@ -1,8 +1,9 @@
 -- 700_models: state machines and step templates, compiled onto runs and steps.
 -- Owns: machine_trigger_check, machine_trigger, machine_callback,
 -- machine_data_delete, the view machine_runs; template_set, template_get,
--- template_start (and _template_error).
--- Touches: trellis.runs (insert through run_start; payloads on data delete),
+-- template_start (and _template_error); connector_cursor_lock,
+-- connector_cursor_set.
+-- Touches: trellis.connector_cursors (insert, update); trellis.runs (insert through run_start; payloads on data delete),
 -- trellis.steps and trellis.signals (payloads on data delete),
 -- trellis.templates (insert).
 -- Lock order: a transaction-scoped advisory lock per (machine, foreign id),
@@ -290,3 +291,32 @@ begin
 end $$;
 comment on function trellis.template_start(text, jsonb, jsonb) is
   'Start a run of template p_name (its newest version, or options.template_version) with shared state p_state; the run is of workflow template:<name>, which a worker serving that template registers. Other options as run_start. TR002 unknown template or no worker registered it.';
+
+-- Connectors --------------------------------------------------------------
+
+create or replace function trellis.connector_cursor_lock(p_name text)
+returns jsonb language plpgsql as $$
+declare
+  v_cursor jsonb;
+begin
+  perform trellis._check_name(p_name, 'connector');
+  insert into trellis.connector_cursors (name, cursor, updated_at) values (p_name, null, trellis.now())
+  on conflict (name) do nothing;
+  select cursor into v_cursor from trellis.connector_cursors where name = p_name for update;
+  return v_cursor;
+end $$;
+comment on function trellis.connector_cursor_lock(text) is
+  'Lock connector p_name''s cursor row for the rest of the transaction (created on first use) and return its cursor (null: from the start). Two readers of one connector take turns.';
+
+create or replace function trellis.connector_cursor_set(p_name text, p_cursor jsonb)
+returns void language plpgsql as $$
+begin
+  perform trellis._check_name(p_name, 'connector');
+  perform trellis._check_payload(p_cursor, 'connector cursor');
+  update trellis.connector_cursors set cursor = p_cursor, updated_at = trellis.now() where name = p_name;
+  if not found then
+    perform trellis._raise('TR002', format('connector %s has no cursor: lock it first', p_name));
+  end if;
+end $$;
+comment on function trellis.connector_cursor_set(text, jsonb) is
+  'Move connector p_name''s cursor to p_cursor; call it in the transaction that handled the events and locked it (connector_cursor_lock). TR002 unknown connector.';

@@ -1,5 +1,5 @@
 --! Previous: sha1:6b1618c1d9a18ee556ec1c58e3bd92c50dada6e4
---! Hash: sha1:a173f684c0511558a5edf5243e7100e76b479861
+--! Hash: sha1:4fb2bcfc26b3654305d65c74238c9d5eac9e8258
 
 -- Trellis: state machines and step templates, compiled onto the same runs
 -- and steps (sql/700_models.sql, docs/state-machines.md, docs/templates.md).
@@ -22,4 +22,14 @@ create table if not exists trellis.templates (
   constraint templates_version_check check (version >= 1),
   constraint templates_definition_check check (jsonb_typeof(definition) = 'object'
     and jsonb_typeof(definition->'steps') = 'array')
+);
+
+-- Connectors: how far each named connector has read its event source
+-- (sql/700_models.sql connector_cursor_lock / connector_cursor_set). The
+-- cursor is the connector's own JSON (for the built-in table connector:
+-- the last transaction id and row id it handled).
+create table if not exists trellis.connector_cursors (
+  name       text primary key,
+  cursor     jsonb,
+  updated_at timestamptz not null
 );

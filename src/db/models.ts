@@ -59,3 +59,14 @@ export async function templateGet(db: Queryable, name: string, version?: number)
     'select name, version, definition from trellis.template_get($1, $2)', [name, version ?? null]);
   return rows[0] as { name: string; version: number; definition: unknown };
 }
+
+/** trellis.connector_cursor_lock: the connector's cursor, locked for the transaction. */
+export async function connectorCursorLock(db: Queryable, name: string): Promise<unknown> {
+  const rows = await run<{ cursor: unknown }>(db, 'select trellis.connector_cursor_lock($1) as cursor', [name]);
+  return rows[0]?.cursor ?? null;
+}
+
+/** trellis.connector_cursor_set. */
+export async function connectorCursorSet(db: Queryable, name: string, cursor: string): Promise<void> {
+  await run(db, 'select trellis.connector_cursor_set($1, $2::jsonb)', [name, cursor]);
+}
