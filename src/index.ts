@@ -16,3 +16,4 @@ export { NAME_PATTERN } from './workflow/names.ts';
 export type { RetryPolicy } from './workflow/retry.ts';
 export type { StandardSchemaV1 } from './workflow/standard-schema.ts';
 export { defineSignal, type SignalDefinition, type SignalResult } from './workflow/signal.ts';
+export * from './models.ts';

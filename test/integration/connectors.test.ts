@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
-import { connectorStep } from '../../src/connectors/connector.ts';
+import { type ConnectorContext, type ConnectorEvent, connectorStep } from '../../src/connectors/connector.ts';
 import { tableConnector } from '../../src/connectors/table-connector.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { connectMachine } from '../../src/state-machine/client.ts';
@@ -100,8 +100,9 @@ describe('connectors', () => {
     await env.pool.query(`insert into app.payment_events (foreign_id, type) values ('nobody', 'settled')`);
     const connector = tableConnector({ name: 'strict', table: 'app.payment_events' });
     const orders = connectMachine(env.client, orderFlow);
-    const handle = (event: { foreignId: string; id: string; payload: unknown }, { tx }: { tx: never }) =>
-      orders.callback(event.foreignId, 'placed', event.payload, { id: event.id, tx }).then(() => undefined);
+    const handle = async (event: ConnectorEvent, { tx }: ConnectorContext) => {
+      await orders.callback(event.foreignId, 'placed', event.payload, { id: event.id, tx });
+    };
     await assert.rejects(connectorStep({ client: env.client, connector, handle }), /no unfinished run/);
     assert.equal((await env.pool.query(`select cursor from trellis.connector_cursors where name = 'strict'`)).rows.length, 0);
     assert.throws(() => tableConnector({ name: 'x', table: 'app.events; drop table x' }), ValidationError);
