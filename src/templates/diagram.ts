@@ -17,7 +17,7 @@ export function templateDiagram(definition: TemplateDefinition, options: { direc
   definition.steps.forEach((entry, i) => {
     const details = [
       entry.step && entry.step !== entry.name ? `step ${entry.step}` : undefined,
-      entry.retry?.maxAttempts !== undefined ? `${entry.retry.maxAttempts} attempts` : undefined,
+      entry.retry?.maxAttempts !== undefined ? `${entry.retry.maxAttempts} attempt${entry.retry.maxAttempts === 1 ? '' : 's'}` : undefined,
       entry.timeout !== undefined ? `timeout ${entry.timeout}` : undefined,
     ].filter(Boolean);
     lines.push(`  e${i}["${label(entry.name)}${details.length ? `<br/>${label(details.join(', '))}` : ''}"]`);
