@@ -62,6 +62,7 @@ const Gate = z.enum(['open', 'closed']);
 const gate = defineStateMachine({ name: 'gate', status: Gate, object: z.object({ email: z.string() }) })
   .callback('open', () => 'closed', 'closed')
   .deleteData((object) => ({ ...object, email: 'deleted' }))
+  .onCancel((event) => { events.push(event); })
   .build();
 
 describe('state machines', () => {
@@ -187,6 +188,17 @@ describe('state machines', () => {
     const done = await env.drive(runId);
     assert.equal(done.status, 'cancelled');
     assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.reason]), [['cancel', 'negative']]);
+  });
+
+  it('a run cancelled from outside while it waits calls onCancel with its status and object', async () => {
+    const gates = connectMachine(env.client, gate);
+    const runId = await gates.trigger('g-9', { object: { email: 'x@y.z' } });
+    await env.waitFor(runId, 'waiting');
+    await env.client.cancel(runId, 'user left');
+    await env.waitFor(runId, 'cancelled');
+    assert.equal((await gates.get('g-9')).runStatus, 'cancelled');
+    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.status, e.object, e.reason]),
+      [['cancel', 'open', { email: 'x@y.z' }, 'run cancelled']]); // the reason given is on the run's error
   });
 
   it('deletes a finished run\'s data with the machine\'s delete function, keeping the statuses', async () => {
