@@ -160,8 +160,10 @@ export function compileMachine<S extends string, T>(
     const foreignId = String(ctx.metadata.foreign_id ?? '');
     let status = start.status as S;
     let object = start.object as T;
+    const continueAfter = options.continueAfter ?? 1000;
     try {
-      for (;;) {
+      for (let transitions = 0; ; transitions++) {
+        if (transitions >= continueAfter && machine.nodes.has(status)) return ctx.continueAsNew({ status, object });
         const node = machine.nodes.get(status);
         if (!node) return { status, object, foreignId };
         const from = status;

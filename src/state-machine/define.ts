@@ -34,6 +34,12 @@ export interface StateMachineOptions<S extends string, O extends StandardSchemaV
   timeout?: Duration;
   /** The status a trigger starts in when it names none (default: the first status given a handler). */
   initial?: S;
+  /**
+   * Start a new execution of the run (continue-as-new: same run id, its
+   * history so far dropped) after this many transitions, so a long-lived
+   * run stays under the history limit (default 1000).
+   */
+  continueAfter?: number;
 }
 
 /** The built state machine: its workflow for `createWorker`, and its definition for diagrams. */
@@ -70,6 +76,9 @@ export class StateMachineBuilder<S extends string, T> {
       throw new ValidationError(`machine ${options.name}: object must be a zod (or Standard Schema) schema`);
     }
     if (options.initial !== undefined) this.known(options.initial, 'initial status');
+    if (options.continueAfter !== undefined && (!Number.isInteger(options.continueAfter) || options.continueAfter < 1)) {
+      throw new ValidationError(`machine ${options.name}: continueAfter must be a positive integer`);
+    }
   }
 
   /** A step: runs as soon as a run enters `from`, and returns one of `allowedTo` (or an outcome). */

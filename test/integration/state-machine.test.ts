@@ -58,6 +58,14 @@ const rogue = defineStateMachine({ name: 'rogue', status: Rogue, object: z.objec
   .step('b', () => 'c', 'c')
   .build();
 
+const Counter = z.enum(['counting', 'done']);
+const counter = defineStateMachine({ name: 'counter', status: Counter, object: z.object({ n: z.number() }), continueAfter: 3 })
+  .step('counting', (run) => {
+    run.object.n += 1;
+    return run.object.n < 7 ? run.saveAndRepeat() : 'done';
+  }, 'done')
+  .build();
+
 const Gate = z.enum(['open', 'closed']);
 const gate = defineStateMachine({ name: 'gate', status: Gate, object: z.object({ email: z.string() }) })
   .callback('open', () => 'closed', 'closed')
@@ -68,7 +76,7 @@ const gate = defineStateMachine({ name: 'gate', status: Gate, object: z.object({
 describe('state machines', () => {
   let env: TestEnv;
   before(async () => {
-    env = await createTestEnv({ workflows: [application.workflow, flaky.workflow, rogue.workflow, gate.workflow] });
+    env = await createTestEnv({ workflows: [application.workflow, flaky.workflow, rogue.workflow, gate.workflow, counter.workflow] });
   });
   after(async () => env?.close());
 
@@ -215,6 +223,16 @@ describe('state machines', () => {
         union all select count(*)::int from trellis.signals where run_id = $1 and payload::text like '%pii%'
         union all select count(*)::int from trellis.runs where id = $1 and (input::text like '%secret%' or output::text like '%secret%')`, [runId]);
     assert.deepEqual(leftovers.rows.map((r) => r.n), [0, 0, 0]);
+  });
+
+  it('a long-lived run continues as new every continueAfter transitions, keeping its status and object', async () => {
+    const counters = connectMachine(env.client, counter);
+    const runId = await counters.trigger('c-1', { object: { n: 0 } });
+    const done = await env.drive(runId);
+    assert.equal(done.status, 'completed');
+    assert.deepEqual(done.output, { status: 'done', object: { n: 7 }, foreignId: 'c-1' });
+    assert.equal((await env.client.get(runId))?.execution, 3, 'executions of 3, 3 and 1 transitions');
+    assert.deepEqual((await counters.get('c-1')).object, { n: 7 });
   });
 
   it('draws the machine as a Mermaid state diagram', () => {
