@@ -13,7 +13,12 @@ import { type Duration, toMs } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
 
-/** One event of a source. */
+/**
+ * One event of a source.
+ *
+ * @example
+ * const event: ConnectorEvent = { id: 'payments:17', foreignId: 'order-9', type: 'settled', payload: { by: 'card' } };
+ */
 export interface ConnectorEvent {
   /** Unique in the source (used as the callback id, so a repeat is dropped). */
   id: string;
@@ -24,7 +29,16 @@ export interface ConnectorEvent {
   payload: unknown;
 }
 
-/** An event source read by cursor. */
+/**
+ * An event source read by cursor.
+ *
+ * @example
+ * const numbers: Connector = { name: 'numbers', read: async (_db, cursor, limit) => {
+ *   const from = (cursor as number | null) ?? 0;
+ *   const events = Array.from({ length: limit }, (_, i) => ({ id: String(from + i), foreignId: `n-${from + i}`, type: 'tick', payload: null }));
+ *   return { events, cursor: from + limit };
+ * } };
+ */
 export interface Connector {
   /** Names its cursor in trellis.connector_cursors. */
   readonly name: string;
@@ -35,11 +49,22 @@ export interface Connector {
   read(db: Queryable, cursor: unknown, limit: number): Promise<{ events: ConnectorEvent[]; cursor: unknown }>;
 }
 
-/** What the handler gets besides the event: the batch's transaction, for `trigger(…, { tx })` and `callback(…, { tx })`. */
+/**
+ * What the handler gets besides the event: the batch's transaction, for `trigger(…, { tx })` and `callback(…, { tx })`.
+ *
+ * @example
+ * const handle = (e: ConnectorEvent, { tx }: ConnectorContext) => orders.trigger(e.foreignId, { object: e.payload as Order, tx });
+ */
 export interface ConnectorContext {
   tx: import('kysely').Kysely<any>;
 }
 
+/**
+ * Options of `runConnector` and `connectorStep`.
+ *
+ * @example
+ * await connectorStep({ client, connector, handle, batchSize: 500 });
+ */
 export interface RunConnectorOptions {
   client: Client;
   connector: Connector;
@@ -57,6 +82,9 @@ export interface RunConnectorOptions {
  * Handle one batch: lock the cursor, read, handle every event, move the
  * cursor, commit. A handler that throws rolls the whole batch back (it is
  * read again next time). Returns how many events were handled.
+ *
+ * @example
+ * while ((await connectorStep({ client, connector, handle })) > 0);
  */
 export async function connectorStep(options: Omit<RunConnectorOptions, 'signal' | 'pollInterval' | 'logger'>): Promise<number> {
   const { client, connector, handle } = options;

@@ -20,6 +20,12 @@ import { run } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import type { Connector, ConnectorEvent } from './connector.ts';
 
+/**
+ * Options of `tableConnector`.
+ *
+ * @example
+ * tableConnector({ name: 'payments', table: 'app.payment_events' });
+ */
 export interface TableConnectorOptions {
   /** The connector's name (its cursor row). */
   name: string;

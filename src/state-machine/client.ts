@@ -13,7 +13,12 @@ import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import type { StateMachine } from './define.ts';
 
-/** A machine run's current status and object, as SQL sees it (view trellis.machine_runs). */
+/**
+ * A machine run's current status and object, as SQL sees it (view trellis.machine_runs).
+ *
+ * @example
+ * const { status, object, runStatus } = await signups.get('user-42');
+ */
 export interface MachineRecord<S extends string = string, T = unknown> {
   runId: string;
   foreignId: string;
@@ -26,6 +31,12 @@ export interface MachineRecord<S extends string = string, T = unknown> {
   dataDeleted: boolean;
 }
 
+/**
+ * Options of `MachineClient.trigger`.
+ *
+ * @example
+ * await signups.trigger('user-42', { object: { email }, initial: 'emailed', startAt: tomorrow, tx: trx });
+ */
 export interface TriggerOptions<S extends string, T> {
   /** The object the run starts with (validated against the machine's schema). */
   object: T;
@@ -54,7 +65,13 @@ function checkForeignId(foreignId: unknown): string {
   return foreignId;
 }
 
-/** A state machine bound to a client. Create it with `connectMachine`. */
+/**
+ * A state machine bound to a client. Create it with `connectMachine`.
+ *
+ * @example
+ * const signups = connectMachine(client, signup);
+ * const runId = await signups.trigger('user-42', { object: { email: 'ada@example.com' } });
+ */
 export class MachineClient<S extends string, T> {
   private readonly db: Queryable;
 

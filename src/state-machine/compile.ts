@@ -19,7 +19,12 @@ import { type StandardSchemaV1, validate } from '../workflow/standard-schema.ts'
 import type { StateMachineOptions } from './define.ts';
 import { makeOutcome, type MachineHookSink, type MachineNode, type MachineRun, outcomeKind, outcomeOf } from './types.ts';
 
-/** A transition as recorded: the output of the handler's step. */
+/**
+ * A transition as recorded: the output of the handler's step.
+ *
+ * @example
+ * const path = (await client.history(runId)).filter((s) => s.kind === 'step').map((s) => (s.output as Transition).to);
+ */
 export interface Transition<S extends string = string, T = unknown> {
   from: S;
   to: S;
@@ -28,7 +33,12 @@ export interface Transition<S extends string = string, T = unknown> {
   reason?: string;
 }
 
-/** What a finished machine run returns: its final status and object. */
+/**
+ * What a finished machine run returns: its final status and object.
+ *
+ * @example
+ * const { status, object } = (await client.result(runId)) as MachineOutput;
+ */
 export interface MachineOutput<S extends string = string, T = unknown> {
   status: S;
   object: T;

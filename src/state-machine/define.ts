@@ -16,9 +16,20 @@ import type {
   CallbackHandler, MachineHookEvent, MachineHookSink, MachineNode, StepHandler, TimeoutHandler, TimeoutWhen,
 } from './types.ts';
 
-/** A status schema: a zod enum (anything with `options` and a Standard Schema). */
+/**
+ * A status schema: a zod enum (anything with `options` and a Standard Schema).
+ *
+ * @example
+ * const Status = z.enum(['created', 'done']);
+ */
 export type StatusSchema<S extends string> = StandardSchemaV1<S> & { readonly options: readonly S[] };
 
+/**
+ * Options of `defineStateMachine`.
+ *
+ * @example
+ * defineStateMachine({ name: 'signup', status: Status, object: Signup, retry: { maxAttempts: 5 }, timeout: '30s' })
+ */
 export interface StateMachineOptions<S extends string, O extends StandardSchemaV1> {
   /** The machine's workflow name (runs are `workflow = name`). */
   name: string;
@@ -42,7 +53,12 @@ export interface StateMachineOptions<S extends string, O extends StandardSchemaV
   continueAfter?: number;
 }
 
-/** The built state machine: its workflow for `createWorker`, and its definition for diagrams. */
+/**
+ * The built state machine: its workflow for `createWorker`, and its definition for diagrams.
+ *
+ * @example
+ * const worker = createWorker({ pool, workflows: [signup.workflow] });
+ */
 export interface StateMachine<S extends string = string, T = unknown> {
   readonly kind: 'trellis.state-machine';
   readonly name: string;
@@ -58,6 +74,12 @@ export interface StateMachine<S extends string = string, T = unknown> {
   readonly workflow: WorkflowDefinition<{ status: S; object: T }, MachineOutput<S, T>>;
 }
 
+/**
+ * The builder `defineStateMachine` returns; `.build()` freezes it.
+ *
+ * @example
+ * const machine = defineStateMachine({ name: 'm', status: z.enum(['a', 'b']), object: z.object({}) }).step('a', () => 'b', 'b').build();
+ */
 export class StateMachineBuilder<S extends string, T> {
   private readonly nodes = new Map<S, MachineNode<S, T>>();
   private readonly hooks: { complete?: HookFn<S, T>; cancel?: HookFn<S, T>; pause?: HookFn<S, T> } = {};

@@ -1,6 +1,12 @@
 /** Mermaid diagrams of a state machine definition and of a machine run's recorded path. */
 import type { StateMachine } from './define.ts';
 
+/**
+ * The direction of a diagram.
+ *
+ * @example
+ * machineDiagram(signup, { direction: 'TB' });
+ */
 export type MermaidDirection = 'LR' | 'TB' | 'RL' | 'BT';
 
 /** Status names are Mermaid-safe ids when they are plain words; others are quoted through a state alias. */
@@ -45,7 +51,12 @@ export function machineDiagram(machine: StateMachine<any, any>, options: { direc
   return `${lines.join('\n')}\n`;
 }
 
-/** One recorded call of a run, as `client.history(runId)` returns it. */
+/**
+ * One recorded call of a run, as `client.history(runId)` returns it.
+ *
+ * @example
+ * runPathDiagram([{ seq: 0, name: 'created', kind: 'step', status: 'completed' }]);
+ */
 export interface RecordedCall {
   seq: number;
   name: string;

@@ -4,7 +4,12 @@ import type { Duration } from '../workflow/duration.ts';
 
 const OUTCOME = Symbol.for('trellis.machine-outcome');
 
-/** What a handler may return instead of a next status. */
+/**
+ * What a handler may return instead of a next status.
+ *
+ * @example
+ * .step('syncing', (run) => (remote.busy ? run.saveAndRepeat() : 'synced'), 'synced')
+ */
 export type MachineOutcome =
   | { readonly [OUTCOME]: 'pause'; readonly reason: string }
   | { readonly [OUTCOME]: 'cancel'; readonly reason: string }
@@ -28,6 +33,13 @@ export function makeOutcome(kind: 'pause' | 'cancel' | 'skip' | 'repeat', reason
 /**
  * The run as a handler sees it: its status and a copy of its object to
  * change. Return the next status, or one of the outcomes below.
+ *
+ * @example
+ * .step('created', async (run) => {
+ *   run.object.mailedAt = new Date().toISOString();
+ *   await mail.send(run.object.email, { idempotencyKey: run.step.idempotencyKey });
+ *   return 'emailed';
+ * }, 'emailed')
  */
 export interface MachineRun<S extends string, T> {
   readonly runId: string;
@@ -53,7 +65,12 @@ export type StepHandler<S extends string, T> = (run: MachineRun<S, T>) => Promis
 export type CallbackHandler<S extends string, T> = (run: MachineRun<S, T>, payload: unknown) => Promise<HandlerResult<S>> | HandlerResult<S>;
 export type TimeoutHandler<S extends string, T> = (run: MachineRun<S, T>, firedAt: Date) => Promise<HandlerResult<S>> | HandlerResult<S>;
 
-/** When a timeout fires: a fixed time after the run entered the status, or at a time computed from the run (recorded once). */
+/**
+ * When a timeout fires: a fixed time after the run entered the status, or at a time computed from the run (recorded once).
+ *
+ * @example
+ * .timeout('trial', { at: (run) => new Date(run.object.trialEndsAt) }, () => 'expired', 'expired')
+ */
 export type TimeoutWhen<S extends string, T> =
   | { after: Duration; at?: undefined }
   | { at: (run: { status: S; object: T; foreignId: string }) => Date; after?: undefined };
@@ -64,7 +81,12 @@ export interface MachineNode<S extends string, T> {
   timeout?: { when: TimeoutWhen<S, T>; fn: TimeoutHandler<S, T>; to: readonly S[] };
 }
 
-/** What a machine hook is told. */
+/**
+ * What a machine hook is told.
+ *
+ * @example
+ * .onPause(({ machine, foreignId, status, reason }) => pager.alert(`${machine} ${foreignId} paused in ${status}: ${reason}`))
+ */
 export interface MachineHookEvent<S extends string, T> {
   event: 'complete' | 'cancel' | 'pause';
   machine: string;
@@ -80,6 +102,9 @@ export interface MachineHookEvent<S extends string, T> {
  * `onCancel` and `onPause` functions in the worker's process (in-process,
  * at least once); a durable sink (the outbox) can replace it without
  * changing the machine: pass `hookSink`.
+ *
+ * @example
+ * .hookSink({ emit: (event) => queue.publish('machine-events', event) })
  */
 export interface MachineHookSink<S extends string, T> {
   emit(event: MachineHookEvent<S, T>): void | Promise<void>;

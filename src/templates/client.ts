@@ -9,6 +9,13 @@ import { templateWorkflow, type TemplateOutput } from './compile.ts';
 import type { StepRegistry, TemplateState } from './registry.ts';
 import { parseTemplate, type TemplateDefinition } from './schema.ts';
 
+/**
+ * Templates bound to a client; create it with `connectTemplates`.
+ *
+ * @example
+ * const templates = connectTemplates(client, steps);
+ * await templates.set('ingest', { steps: [{ name: 'fetch' }] });
+ */
 export class TemplateClient {
   constructor(private readonly client: Client, private readonly registry: StepRegistry) {}
 

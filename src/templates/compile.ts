@@ -15,13 +15,23 @@ import type { HookRunInfo } from '../workflow/run-control.ts';
 import { isTemplateEnd, type StepRegistry, type TemplateHookEvent, type TemplateState, templateEnd } from './registry.ts';
 import { nextIndex, parseTemplate, type TemplateDefinition, type TemplateEntry } from './schema.ts';
 
-/** The input of a template run. */
+/**
+ * The input of a template run.
+ *
+ * @example
+ * await client.start(templateWorkflow('ingest', steps), { state: {}, template: { version: 1, definition } });
+ */
 export interface TemplateInput {
   state: TemplateState;
   template: { version: number; definition: unknown };
 }
 
-/** The output of a template run: the final state, and whether a step ended it early. */
+/**
+ * The output of a template run: the final state, and whether a step ended it early.
+ *
+ * @example
+ * const { state, endedEarly, failed } = await (await templates.start('ingest', {})).result();
+ */
 export interface TemplateOutput {
   state: TemplateState;
   endedEarly: boolean;

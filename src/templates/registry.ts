@@ -14,10 +14,24 @@ import type { RetryPolicy } from '../workflow/retry.ts';
 
 const END = Symbol.for('trellis.template-end');
 
-/** The shared JSON state of a template run: every step reads and changes it; it is saved after each step. */
+/**
+ * The shared JSON state of a template run: every step reads and changes it; it is saved after each step.
+ *
+ * @example
+ * registry.registerStep('count', (state: TemplateState) => { state.n = ((state.n as number) ?? 0) + 1; });
+ */
 export type TemplateState = Record<string, unknown>;
 
-/** What a template step function is handed besides the state. */
+/**
+ * What a template step function is handed besides the state.
+ *
+ * @example
+ * registry.registerStep('fetch', async (state, ctx) => {
+ *   const rows = await api.read({ signal: ctx.signal, idempotencyKey: ctx.idempotencyKey });
+ *   if (rows.length === 0) return ctx.end();
+ *   state.rows = rows;
+ * });
+ */
 export interface TemplateStepContext extends StepContext {
   /** The template being run, and this entry's name in it. */
   template: string;
@@ -26,19 +40,41 @@ export interface TemplateStepContext extends StepContext {
   end(): TemplateEnd;
 }
 
+/**
+ * What `ctx.end()` returns: end the run now.
+ *
+ * @example
+ * registry.registerStep('stop-if-empty', (state, ctx) => ((state.rows as unknown[]).length ? undefined : ctx.end()));
+ */
 export type TemplateEnd = { readonly [END]: true };
 export const templateEnd: TemplateEnd = Object.freeze({ [END]: true as const });
 export const isTemplateEnd = (value: unknown): boolean => typeof value === 'object' && value !== null && END in value;
 
+/**
+ * A template step function.
+ *
+ * @example
+ * const fetch: TemplateStepFn = async (state) => { state.rows = await source.read(); };
+ */
 export type TemplateStepFn = (state: TemplateState, ctx: TemplateStepContext) => void | TemplateEnd | Promise<void | TemplateEnd>;
 
-/** Defaults of a registered step; a template entry's own retry and timeout win. */
+/**
+ * Defaults of a registered step; a template entry's own retry and timeout win.
+ *
+ * @example
+ * registry.registerStep('charge', charge, { retry: { maxAttempts: 5 }, timeout: '30s' });
+ */
 export interface TemplateStepDefaults {
   retry?: RetryPolicy;
   timeout?: Duration;
 }
 
-/** What a template hook is told. */
+/**
+ * What a template hook is told.
+ *
+ * @example
+ * registry.registerHook('audit', ({ template, entry, runId, error }) => audit.log({ template, entry, runId, ok: !error }));
+ */
 export interface TemplateHookEvent {
   template: string;
   version: number;
@@ -49,8 +85,20 @@ export interface TemplateHookEvent {
   /** The error, for after-hooks of something that failed. */
   error?: unknown;
 }
+/**
+ * A template hook function.
+ *
+ * @example
+ * const log: TemplateHookFn = ({ entry }) => console.log('step', entry);
+ */
 export type TemplateHookFn = (event: TemplateHookEvent) => void | Promise<void>;
 
+/**
+ * Registered steps and hooks; create it with `createStepRegistry()`.
+ *
+ * @example
+ * const steps = createStepRegistry().registerStep('noop', () => {});
+ */
 export class StepRegistry {
   private readonly steps = new Map<string, { fn: TemplateStepFn; defaults: TemplateStepDefaults }>();
   private readonly hooks = new Map<string, TemplateHookFn>();

@@ -46,6 +46,12 @@ export const templateEntrySchema = z.object({
 
 const hookNames = z.array(name).max(20).optional();
 
+/**
+ * The zod schema of a template definition.
+ *
+ * @example
+ * templateSchema.parse({ steps: [{ name: 'fetch', retry: { maxAttempts: 3 } }] });
+ */
 export const templateSchema = z.object({
   steps: z.array(templateEntrySchema).min(1).max(1000),
   hooks: z.object({
@@ -56,7 +62,19 @@ export const templateSchema = z.object({
   }).strict().optional(),
 }).strict();
 
+/**
+ * One entry of a template.
+ *
+ * @example
+ * const entry: TemplateEntry = { name: 'charge', step: 'charge-card', onFailure: 'compensate' };
+ */
 export type TemplateEntry = z.infer<typeof templateEntrySchema>;
+/**
+ * A template definition.
+ *
+ * @example
+ * const definition: TemplateDefinition = { steps: [{ name: 'fetch' }, { name: 'store' }], hooks: { afterStep: ['audit'] } };
+ */
 export type TemplateDefinition = z.infer<typeof templateSchema>;
 
 /** The index of the entry that follows entry `i` (-1: the run ends). */

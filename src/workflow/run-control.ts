@@ -51,7 +51,12 @@ export function isEndRunCancelled(error: unknown): error is EndRunCancelled {
   return typeof error === 'object' && error !== null && (error as Record<symbol, unknown>)[END_CANCELLED] === true;
 }
 
-/** What a workflow hook is told about the run. */
+/**
+ * What a workflow hook is told about the run.
+ *
+ * @example
+ * const beforeWorkflow = ({ runId, attempt }: HookRunInfo) => log.info('execution', { runId, attempt });
+ */
 export interface HookRunInfo {
   runId: string;
   workflow: string;
@@ -62,7 +67,12 @@ export interface HookRunInfo {
   input: unknown;
 }
 
-/** What a step hook is told about the step attempt. */
+/**
+ * What a step hook is told about the step attempt.
+ *
+ * @example
+ * const afterStep = ({ step, stepAttempt }: HookStepInfo, error: unknown) => metrics.observe(step, stepAttempt, !error);
+ */
 export interface HookStepInfo extends HookRunInfo {
   step: string;
   /** The step's attempt number (1, 2, …). */
