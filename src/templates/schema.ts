@@ -20,6 +20,12 @@ const duration = z.union([z.number().nonnegative(), z.string().min(1).max(40)]).
 }, 'a duration such as 500, \'30s\', \'5 minutes\'').transform((value) => value as Duration);
 
 /** A retry policy as JSON (no `retryIf`). */
+/**
+ * A retry policy as JSON.
+ *
+ * @example
+ * retryPolicySchema.parse({ maxAttempts: 5, backoff: 'constant', initialDelay: '2s' });
+ */
 export const retryPolicySchema = z.object({
   maxAttempts: z.number().int().min(1).optional(),
   backoff: z.enum(['exponential', 'constant']).optional(),
@@ -29,6 +35,12 @@ export const retryPolicySchema = z.object({
   jitter: z.number().min(0).max(1).optional(),
 }).strict();
 
+/**
+ * One entry of a template, as zod checks it.
+ *
+ * @example
+ * templateEntrySchema.parse({ name: 'store', onFailure: 'continue' });
+ */
 export const templateEntrySchema = z.object({
   /** The entry's name, unique in the template (the step row's name). */
   name,
@@ -77,7 +89,12 @@ export type TemplateEntry = z.infer<typeof templateEntrySchema>;
  */
 export type TemplateDefinition = z.infer<typeof templateSchema>;
 
-/** The index of the entry that follows entry `i` (-1: the run ends). */
+/**
+ * The index of the entry that follows entry `i` (-1: the run ends).
+ *
+ * @example
+ * nextIndex({ steps: [{ name: 'a', next: 'end' }, { name: 'b' }] }, 0); // -1
+ */
 export function nextIndex(definition: TemplateDefinition, i: number): number {
   const next = definition.steps[i]?.next;
   if (next === undefined) return i + 1 < definition.steps.length ? i + 1 : -1;
@@ -89,6 +106,9 @@ export function nextIndex(definition: TemplateDefinition, i: number): number {
  * Parse and check a template: its shape (zod), unique entry names, `next`
  * naming entries, no cycle, and (with a registry) every step, compensation
  * and hook registered. Throws ValidationError naming the first problem.
+ *
+ * @example
+ * const definition = parseTemplate('ingest', JSON.parse(text), steps);
  */
 export function parseTemplate(templateName: string, value: unknown, registry?: StepRegistry): TemplateDefinition {
   const parsed = templateSchema.safeParse(value);
