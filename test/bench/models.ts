@@ -14,9 +14,9 @@ import { fmt } from './stats.ts';
 import { log, resetTrellis } from './throughput.ts';
 
 const KINDS = {
-  code: `select count(trellis.run_start('bench-10', jsonb_build_object('i', g))) from generate_series(1, $1::int) g`,
-  machine: `select count(trellis.machine_trigger('bench-machine-10', 'f' || g, '{"status": "s0", "object": {"i": 0}}')) from generate_series(1, $1::int) g`,
-  template: `select count(trellis.template_start('bench-10', '{}')) from generate_series(1, $1::int) g`,
+  code: `select count(trellis.run_start('bench-10', jsonb_build_object('i', $2::int + g))) from generate_series(1, $1::int) g`,
+  machine: `select count(trellis.machine_trigger('bench-machine-10', 'f' || ($2::int + g), '{"status": "s0", "object": {"i": 0}}')) from generate_series(1, $1::int) g`,
+  template: `select count(trellis.template_start('bench-10', jsonb_build_object('i', $2::int + g))) from generate_series(1, $1::int) g`,
 } as const;
 
 const REMAINING = `select (select count(*) from trellis.runs where status = 'pending')
@@ -39,7 +39,7 @@ export async function modelsThroughput(server: BenchServer, cfg: BenchConfig): P
     for (let r = 0; r < cfg.reps; r++) {
       for (const kind of Object.keys(KINDS) as (keyof typeof KINDS)[]) {
         await resetTrellis(pool);
-        for (let done = 0; done < cfg.runs10; done += 1000) await pool.query(KINDS[kind], [Math.min(1000, cfg.runs10 - done)]);
+        for (let done = 0; done < cfg.runs10; done += 1000) await pool.query(KINDS[kind], [Math.min(1000, cfg.runs10 - done), done]);
         const m = await measureRun({ url, file: './models-worker-process.ts', env: {}, procs: 1, total: cfg.runs10, remainingSql: REMAINING });
         reps[kind].push(figures(m, 10));
       }
