@@ -124,8 +124,13 @@ export async function runConnector(options: RunConnectorOptions): Promise<void> 
     }
     if (handled === 0 && !signal?.aborted) {
       await new Promise<void>((resolve) => {
-        const timer = setTimeout(resolve, interval);
-        signal?.addEventListener('abort', () => { clearTimeout(timer); resolve(); }, { once: true });
+        const wake = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, interval);
+        signal?.addEventListener('abort', wake, { once: true });
       });
     }
   }

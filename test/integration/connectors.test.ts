@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
-import { type ConnectorContext, type ConnectorEvent, connectorStep } from '../../src/connectors/connector.ts';
+import { type ConnectorContext, type ConnectorEvent, connectorStep, runConnector } from '../../src/connectors/connector.ts';
 import { tableConnector } from '../../src/connectors/table-connector.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { connectMachine } from '../../src/state-machine/client.ts';
@@ -94,6 +94,21 @@ describe('connectors', () => {
     assert.equal((await orders.await('o-3', second, 'shipped', { timeout: '20s' })).object.paidBy, 'early');
     const cursor = await env.pool.query(`select cursor from trellis.connector_cursors where name = 'payments'`);
     assert.ok(cursor.rows[0].cursor.id);
+  });
+
+  it('runConnector keeps handling new events until it is stopped', async () => {
+    const orders = connectMachine(env.client, orderFlow);
+    const runId = await orders.trigger('o-5', { object: { amount: 5 } });
+    const controller = new AbortController();
+    const loop = runConnector({ client: env.client, connector: tableConnector({ name: 'loop', table: 'app.payment_events' }),
+      pollInterval: 50, signal: controller.signal,
+      handle: async (event, { tx }) => {
+        if (event.foreignId === 'o-5') await orders.callback(event.foreignId, 'placed', event.payload, { id: event.id, tx });
+      } });
+    await env.pool.query(`insert into app.payment_events (foreign_id, type, payload) values ('o-5', 'settled', '{"by": "loop"}')`);
+    assert.equal((await orders.await('o-5', runId, 'shipped', { timeout: '20s' })).object.paidBy, 'loop');
+    controller.abort();
+    await loop;
   });
 
   it('a batch whose handler throws is rolled back, cursor included, and read again', async () => {
