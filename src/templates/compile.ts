@@ -68,7 +68,8 @@ function runEvent(name: string, info: HookRunInfo, state?: TemplateState): { eve
  * const worker = createWorker({ pool, workflows: [templateWorkflow('ingest', steps)] });
  */
 export function templateWorkflow(name: string, registry: StepRegistry, options: { queue?: string } = {}): WorkflowDefinition<TemplateInput, TemplateOutput> {
-  const cached = registry.workflows.get(name);
+  const cacheKey = `${name}\u0000${options.queue ?? ''}`;
+  const cached = registry.workflows.get(cacheKey);
   if (cached) return cached as WorkflowDefinition<TemplateInput, TemplateOutput>;
 
   async function runEntry(ctx: WorkflowContext, definition: TemplateDefinition, version: number, entry: TemplateEntry,
@@ -146,6 +147,6 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
     }
     return { state, endedEarly: false, failed };
   });
-  registry.workflows.set(name, workflow);
+  registry.workflows.set(cacheKey, workflow);
   return workflow as WorkflowDefinition<TemplateInput, TemplateOutput>;
 }

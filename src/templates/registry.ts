@@ -102,7 +102,7 @@ export type TemplateHookFn = (event: TemplateHookEvent) => void | Promise<void>;
 export class StepRegistry {
   private readonly steps = new Map<string, { fn: TemplateStepFn; defaults: TemplateStepDefaults }>();
   private readonly hooks = new Map<string, TemplateHookFn>();
-  /** The compiled workflow of each template name (see templateWorkflow). */
+  /** The compiled workflow of each template name and queue (see templateWorkflow). */
   readonly workflows = new Map<string, WorkflowDefinition>();
 
   /** Register a step function under `name`. */
