@@ -209,7 +209,7 @@ export class Run {
       }
       const ctx: WorkflowContext = buildContext(this);
       // Before the first call and its quiescence check: an async hook cannot look stuck.
-      await this.hook('beforeWorkflow', this.hookInfo());
+      if (definition.hooks?.beforeWorkflow) await this.hook('beforeWorkflow', this.hookInfo());
       this.deliveries.begin(); // the start is the first turn
       const body = (async () => definition.fn(ctx, input))().then(
         (value) => ({ ok: true as const, value }),
@@ -219,7 +219,7 @@ export class Run {
       const first = await Promise.race([body, this.haltPromise]);
       if ('kind' in first || this.halted) return await this.settleHalt();
       this.settled = true;
-      await this.hook('afterWorkflow', this.hookInfo(), first.ok ? undefined : first.error, first.ok ? first.value : undefined);
+      if (definition.hooks?.afterWorkflow) await this.hook('afterWorkflow', this.hookInfo(), first.ok ? undefined : first.error, first.ok ? first.value : undefined);
       // The end is reported while the last checkpoints may still be queued:
       // the worker writes it after them (often in the same transaction), and
       // the committer refuses it if any of them failed; `settle()` then says why.
