@@ -66,6 +66,16 @@ const counter = defineStateMachine({ name: 'counter', status: Counter, object: z
   }, 'done')
   .build();
 
+let pauserCalls = 0;
+const pauser = defineStateMachine({ name: 'pauser', status: z.enum(['a', 'b']), object: z.object({ seen: z.number() }) })
+  .step('a', (run) => {
+    pauserCalls++;
+    run.object.seen = pauserCalls;
+    return pauserCalls === 1 ? run.pause('needs a look') : 'b';
+  }, 'b')
+  .onPause((event) => { events.push(event); })
+  .build();
+
 const Gate = z.enum(['open', 'closed']);
 const gate = defineStateMachine({ name: 'gate', status: Gate, object: z.object({ email: z.string() }) })
   .callback('open', () => 'closed', 'closed')
@@ -76,7 +86,7 @@ const gate = defineStateMachine({ name: 'gate', status: Gate, object: z.object({
 describe('state machines', () => {
   let env: TestEnv;
   before(async () => {
-    env = await createTestEnv({ workflows: [application.workflow, flaky.workflow, rogue.workflow, gate.workflow, counter.workflow] });
+    env = await createTestEnv({ workflows: [application.workflow, flaky.workflow, rogue.workflow, gate.workflow, counter.workflow, pauser.workflow] });
   });
   after(async () => env?.close());
 
@@ -187,6 +197,19 @@ describe('state machines', () => {
     const done = await env.drive(runId);
     assert.equal(done.status, 'completed');
     assert.equal((await flakies.get('f-1')).object.n, 3);
+  });
+
+  it('a handler can park its run; resumed, the handler runs again and nothing of the parked call was saved', async () => {
+    const pausers = connectMachine(env.client, pauser);
+    const runId = await pausers.trigger('p-1', { object: { seen: 0 } });
+    await env.waitFor(runId, 'paused');
+    const parked = await env.client.get(runId);
+    assert.equal((parked?.error as { message?: string } | null)?.message, 'needs a look');
+    assert.deepEqual((await pausers.get('p-1')).object, { seen: 0 });
+    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.reason]), [['pause', 'needs a look']]);
+    await env.client.resume(runId);
+    await env.waitFor(runId, 'completed');
+    assert.deepEqual((await pausers.get('p-1')).object, { seen: 2 });
   });
 
   it('a handler can cancel the run, keeping the object it saved', async () => {
