@@ -25,3 +25,4 @@ export { EventConsumer, type ConsumerOptions, type EventsOptions } from './clien
 export { EVENT_KINDS, type EventFilter, type EventKind, type RunEvent } from './db/events.ts';
 export { HOOK_NAMES, type HookEvent, type HookName, type WorkflowHooks } from './workflow/hooks.ts';
 export type { HookDeliveryOptions } from './worker/hooks/loop.ts';
+export * from './models.ts';

@@ -12,6 +12,7 @@ import type { Run } from './executor.ts';
 import type { StepKind } from './history.ts';
 import { encodeJson, serializeError } from './serialize.ts';
 import { StepAbort } from './step-abort.ts';
+import { isParkRunRequest } from '../workflow/run-control.ts';
 
 /**
  * A result the attempt recorded comes with its delivery (its number is in the
@@ -63,7 +64,11 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
       idempotencyKey: `${this.o.runId}:${this.o.execution ?? 1}:${seq}`,
       runId: this.o.runId,
     };
-    value = await controller.race(Promise.resolve().then(observed ? () => observed.run(() => fn(stepContext)) : () => fn(stepContext)));
+    const interceptors = kind === 'step' ? this.o.definition.interceptors : undefined;
+    const body = observed ? () => observed.run(() => fn(stepContext)) : () => fn(stepContext);
+    value = await controller.race(Promise.resolve().then(() => (interceptors?.beforeStep || interceptors?.afterStep
+      ? withStepHooks(this, name, attempt, body)
+      : body())));
   } catch (e) {
     error = e;
     failed = true;
@@ -110,7 +115,8 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
     // usual. After run_resume the step has a fresh count of attempts.
     const pauseAfter = this.o.definition.pauseAfter;
     const retryable = !final && kind !== 'side_effect' && nextDelay({ ...policy, maxAttempts: Infinity }, counted, error) !== null;
-    if (pauseAfter !== undefined && retryable && (delay === null || counted >= pauseAfter)) {
+    // A step that asks to park its run (ParkRunRequest) is parked the same way.
+    if (isParkRunRequest(error) || (pauseAfter !== undefined && retryable && (delay === null || counted >= pauseAfter))) {
       void this.write({
         type: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attempt }), error: serialized, attempts: attempt, ms,
       }).catch(() => undefined);
@@ -143,5 +149,19 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
   } catch {
     // The checkpoint was refused; write() has halted the run.
     return { ok: 'halted' };
+  }
+}
+
+/** A step body between its beforeStep and afterStep hooks (kind 'step' only). */
+async function withStepHooks<T>(run: Run, name: string, attempt: number, body: () => Promise<T> | T): Promise<T> {
+  const info = { ...run.hookInfo(), step: name, stepAttempt: attempt };
+  await run.hook('beforeStep', info);
+  try {
+    const value = await body();
+    await run.hook('afterStep', info, undefined);
+    return value;
+  } catch (error) {
+    await run.hook('afterStep', info, error);
+    throw error;
   }
 }

@@ -28,6 +28,7 @@ import { Deliveries } from './delivery.ts';
 import type { Checkpoint, CheckpointSink, ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from './history.ts';
 import type { ExecutionObserver } from './observer.ts';
 import { encodeJson, serializeError } from './serialize.ts';
+import { isEndRunCancelled, type HookRunInfo, type WorkflowInterceptors } from '../workflow/run-control.ts';
 
 export interface ExecuteOptions {
   runId: string;
@@ -220,6 +221,8 @@ export class Run {
         return { kind: 'failed', error: serializeError(error) };
       }
       const ctx: WorkflowContext = buildContext(this);
+      // Before the first call and its quiescence check: an async hook cannot look stuck.
+      if (definition.interceptors?.beforeWorkflow) await this.hook('beforeWorkflow', this.hookInfo());
       this.deliveries.begin(); // the start is the first turn
       const body = (async () => definition.fn(ctx, input))().then(
         (value) => ({ ok: true as const, value }),
@@ -229,6 +232,7 @@ export class Run {
       const first = await Promise.race([body, this.haltPromise]);
       if ('kind' in first || this.halted) return await this.settleHalt();
       this.settled = true;
+      if (definition.interceptors?.afterWorkflow) await this.hook('afterWorkflow', this.hookInfo(), first.ok ? undefined : first.error, first.ok ? first.value : undefined);
       // The end is reported while the last checkpoints may still be queued:
       // the worker writes it after them (often in the same transaction), and
       // the committer refuses it if any of them failed; `settle()` then says why.
@@ -292,7 +296,24 @@ export class Run {
     }
   }
 
+  hookInfo(): HookRunInfo {
+    return { runId: this.o.runId, workflow: this.o.definition.name, version: this.o.definition.version, attempt: this.o.attempt, input: this.o.input };
+  }
+
+  /** Call one in-process hook of the definition; a hook that throws is logged, never fails the run. */
+  async hook<K extends keyof WorkflowInterceptors>(name: K, ...args: Parameters<NonNullable<WorkflowInterceptors[K]>>): Promise<void> {
+    const fn = this.o.definition.interceptors?.[name] as ((...a: unknown[]) => unknown) | undefined;
+    if (!fn) return;
+    try {
+      await fn(...args);
+    } catch (error) {
+      this.log.warn(`${name} hook threw`, { error: String(error) });
+    }
+  }
+
   private failure(error: unknown): Outcome {
+    // The workflow ended itself as cancelled (a state machine's cancel).
+    if (isEndRunCancelled(error)) return { kind: 'cancelled', error: serializeError(new CancelledError(error.message)) };
     if (error instanceof ValidationError || error instanceof NonDeterminismError || error instanceof ChildFailedError
       || error instanceof RaceLostError) {
       return { kind: 'failed', error: serializeError(error) };

@@ -5,6 +5,7 @@ import type { InferInput, InferOutput, StandardSchemaV1 } from './standard-schem
 import type { WorkflowContext } from './context.ts';
 import type { SignalDefinition } from './signal.ts';
 import { declaredHooks, type WorkflowHooks } from './hooks.ts';
+import { checkInterceptors, type WorkflowInterceptors } from './run-control.ts';
 
 /**
  * Options of {@link defineWorkflow}.
@@ -106,6 +107,19 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
   hooks?: WorkflowHooks<InferOutput<S>, any>;
   /** Events of this workflow's runs carry their output and error (default false: payloads are not copied). */
   eventPayloads?: boolean;
+  /**
+   * In-process interceptors around the workflow and its steps (logging,
+   * metrics, auditing): `beforeWorkflow`, `afterWorkflow`, `beforeStep`,
+   * `afterStep`, called in the process executing the run, not durably; see
+   * `WorkflowInterceptors` for the call order. (The durable lifecycle hooks
+   * are `hooks`.)
+   *
+   * @example
+   * const audited = defineWorkflow({ name: 'audited', input: z.object({}),
+   *   interceptors: { afterStep: ({ step }, error) => console.log(step, error ? 'failed' : 'ok') } },
+   *   async (ctx) => ctx.step('work', () => 1));
+   */
+  interceptors?: WorkflowInterceptors;
 }
 
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => Promise<O>;
@@ -125,6 +139,8 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   readonly hooks?: WorkflowHooks<any, any> | undefined;
   /** Whether its events carry output and error. */
   readonly eventPayloads?: boolean;
+  /** The in-process interceptors (`interceptors` option), if any. */
+  readonly interceptors?: WorkflowInterceptors | undefined;
   readonly fn: WorkflowFn<I, O>;
 }
 
@@ -181,6 +197,7 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     signals: options.signals ? Object.freeze([...options.signals]) : undefined,
     hooks: options.hooks ? Object.freeze({ ...options.hooks }) as never : undefined,
     eventPayloads: options.eventPayloads ?? false,
+    interceptors: checkInterceptors(options.interceptors, `workflow ${options.name}`),
     fn: fn as never,
   });
 }

@@ -7,9 +7,9 @@
  *   npm run bench -- --retention=off           sustained load without purging (default: 60 s retention)
  *   npm run bench -- --reps=5 --svg=docs/performance-throughput.svg
  * Families: pgbench, starts, throughput, peers, latency, levers, backlog, inputs, sustained, outbox
- * (throughput with the outbox on and off).
+ * (throughput with the outbox on and off), models.
  */
-export const FAMILIES = ['pgbench', 'starts', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'sustained', 'outbox'] as const;
+export const FAMILIES = ['pgbench', 'starts', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'sustained', 'outbox', 'models'] as const;
 export type Family = (typeof FAMILIES)[number];
 
 export interface BenchConfig {

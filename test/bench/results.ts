@@ -74,6 +74,8 @@ export interface BenchResults {
   latency: LatencyRow[];
   levers: ThroughputRow[];
   backlog?: unknown;
+  /** The models family: code workflow, state machine and template, 10 steps each. */
+  models?: ThroughputRow[];
   inputs?: unknown;
   starts?: unknown;
   sustained?: unknown;

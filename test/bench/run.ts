@@ -25,6 +25,7 @@ import type { BenchResults } from './results.ts';
 import { machine, startServer } from './server.ts';
 import { fmt } from './stats.ts';
 import { sustained } from './sustained.ts';
+import { modelsThroughput } from './models.ts';
 import { log, trellisThroughput } from './throughput.ts';
 
 const cfg = readConfig();
@@ -130,6 +131,9 @@ try {
   });
   await family('outbox', async () => {
     results.levers.push(...(await outboxCost(server, cfg)));
+  });
+  await family('models', async () => {
+    results.models = await modelsThroughput(server, cfg);
   });
   await family('sustained', async () => {
     // The peak with runs started while they are served: the sustained test's own

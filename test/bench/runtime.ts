@@ -16,4 +16,4 @@ export const runtimeName = process.env.BENCH_SOURCE === '1' ? 'src (tsx)' : 'dis
 if (runtimeName === 'dist' && !existsSync(dist)) throw new Error('dist/ is missing: run `npm run build` (npm run bench does)');
 
 const runtime: Index = runtimeName === 'dist' ? await import(dist) : await import('../../src/index.ts');
-export const { createClient, createWorker, defineWorkflow, silentLogger } = runtime;
+export const { createClient, createWorker, defineWorkflow, silentLogger, defineStateMachine, createStepRegistry, templateWorkflow } = runtime;

@@ -1,0 +1,107 @@
+/**
+ * User onboarding as a typed state machine (the luno/workflow model on the
+ * Trellis core). A run per user (the foreign id): send a verification mail,
+ * wait for the link to be clicked (a callback), remind after 2 days (a
+ * timeout), give up a week after sign-up (a timeout at a computed time),
+ * welcome verified users. It shows:
+ * - the machine's Mermaid diagram (also in README.md);
+ * - a callback with a wrong code skipped, the right one moving the run on;
+ * - a user who never clicks: reminded after 2 days, abandoned after 7;
+ * - a second sign-up refused while the first run is unfinished;
+ * - the status and object of every run read with plain SQL;
+ * - the abandoned user's data deleted, the path kept.
+ * Days pass in milliseconds on the test kit's virtual clock.
+ *
+ *   npx tsx examples/onboarding/main.ts
+ * Creates its database on DATABASE_URL's server when set, else on an
+ * embedded PostgreSQL.
+ */
+import { z } from 'zod';
+import { connectMachine, defineStateMachine, IllegalTransitionError, machineDiagram } from '../../src/index.ts';
+import { createTestEnv } from '../../src/testing/index.ts';
+
+const Status = z.enum(['created', 'emailed', 'reminded', 'verified', 'welcomed', 'abandoned']);
+const Signup = z.object({
+  email: z.string().email(),
+  code: z.string(),
+  signedUpAt: z.string(),
+  mails: z.array(z.string()),
+});
+
+const sent: string[] = [];
+const mail = (to: string, what: string) => sent.push(`${what} -> ${to}`);
+
+export const onboarding = defineStateMachine({ name: 'onboarding', status: Status, object: Signup })
+  .step('created', (run) => {
+    mail(run.object.email, `verify with code ${run.object.code}`);
+    run.object.mails.push('verify');
+    return 'emailed';
+  }, 'emailed')
+  // The link in the mail calls back with the code it carries.
+  .callback('emailed', (run, payload) => ((payload as { code?: string }).code === run.object.code ? 'verified' : run.skip()), 'verified')
+  .timeout('emailed', { after: '2 days' }, (run) => {
+    mail(run.object.email, 'reminder');
+    run.object.mails.push('reminder');
+    return 'reminded';
+  }, 'reminded')
+  .callback('reminded', (run, payload) => ((payload as { code?: string }).code === run.object.code ? 'verified' : run.skip()), 'verified')
+  // A week after sign-up, whenever the reminder went out.
+  .timeout('reminded', { at: (run) => new Date(Date.parse(run.object.signedUpAt) + 7 * 86_400_000) }, () => 'abandoned', 'abandoned')
+  .step('verified', (run) => {
+    mail(run.object.email, 'welcome');
+    run.object.mails.push('welcome');
+    return 'welcomed';
+  }, 'welcomed')
+  .onComplete(({ foreignId, status }) => console.log(`hook: ${foreignId} completed in ${status}`))
+  .deleteData((object) => ({ ...object, email: 'deleted@invalid', code: '' }))
+  .build();
+
+console.log(machineDiagram(onboarding));
+
+const env = await createTestEnv({ workflows: [onboarding.workflow] });
+try {
+  const users = connectMachine(env.client, onboarding);
+  const now = (await env.now()).toISOString();
+
+  // Ada clicks her link (after a wrong one).
+  const ada = await users.trigger('user-ada', { object: { email: 'ada@example.com', code: 'A1', signedUpAt: now, mails: [] } });
+  await env.waitFor(ada, 'waiting');
+  try {
+    await users.trigger('user-ada', { object: { email: 'ada@example.com', code: 'A2', signedUpAt: now, mails: [] } });
+  } catch (error) {
+    if (!(error instanceof IllegalTransitionError)) throw error;
+    console.log(`second sign-up refused: ${error.name} (TR004)`);
+  }
+  await users.callback('user-ada', 'emailed', { code: 'WRONG' });
+  await users.callback('user-ada', 'emailed', { code: 'A1' });
+  const welcomed = await users.await('user-ada', ada, 'welcomed', { timeout: '20s' });
+  console.log(`ada: ${welcomed.status} ${JSON.stringify(welcomed.object.mails)}`);
+
+  // Bo never clicks.
+  const bo = await users.trigger('user-bo', { object: { email: 'bo@example.com', code: 'B1', signedUpAt: now, mails: [] } });
+  await env.waitFor(bo, 'waiting');
+  await env.advance('2 days');
+  await users.await('user-bo', bo, 'reminded', { timeout: '20s' });
+  await env.waitFor(bo, 'waiting');
+  console.log(`bo after 2 days: ${(await users.get('user-bo')).status}`);
+  await env.advance('5 days');
+  await env.waitFor(bo, 'completed');
+  console.log(`bo after 7 days: ${(await users.get('user-bo')).status}`);
+
+  // Plain SQL sees every run's status and object.
+  const { rows } = await env.pool.query(
+    `select foreign_id, status, run_status, object->>'email' as email from trellis.machine_runs order by foreign_id`);
+  for (const r of rows) console.log(`sql: ${r.foreign_id} ${r.status} ${r.run_status} ${r.email}`);
+
+  // Bo's data is deleted; his path stays.
+  await users.deleteData('user-bo', bo);
+  const deleted = await users.get('user-bo');
+  console.log(`bo deleted: ${deleted.status} ${deleted.object.email} ${deleted.dataDeleted}`);
+  const path = await env.pool.query(
+    `select string_agg(output->>'from' || '>' || (output->>'to'), ' ' order by seq) as path
+       from trellis.steps where run_id = $1 and kind = 'step'`, [bo]);
+  console.log(`bo path: ${path.rows[0].path}`);
+  console.log(`mails: ${sent.join('; ')}`);
+} finally {
+  await env.close();
+}

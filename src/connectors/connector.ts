@@ -1,0 +1,137 @@
+/**
+ * Connectors: feed an event stream into Trellis (start state machine runs,
+ * deliver callbacks, start templates). A `Connector` reads a batch of events
+ * after a cursor; `runConnector` handles each batch in ONE transaction with
+ * the move of the cursor (trellis.connector_cursors), so an event's effect
+ * (a trigger or callback passed `tx`) commits exactly when its cursor does.
+ */
+import type { Client } from '../client/client.ts';
+import { connectorCursorLock, connectorCursorSet } from '../db/models.ts';
+import { fromKysely, type Queryable } from '../db/queryable.ts';
+import { ValidationError } from '../errors.ts';
+import { type Duration, toMs } from '../workflow/duration.ts';
+import type { Logger } from '../workflow/logger.ts';
+import { assertName } from '../workflow/names.ts';
+
+/**
+ * One event of a source.
+ *
+ * @example
+ * const event: ConnectorEvent = { id: 'payments:17', foreignId: 'order-9', type: 'settled', payload: { by: 'card' } };
+ */
+export interface ConnectorEvent {
+  /** Unique in the source (used as the callback id, so a repeat is dropped). */
+  id: string;
+  /** The foreign id the event is about. */
+  foreignId: string;
+  /** What happened (e.g. 'payment.settled'). */
+  type: string;
+  payload: unknown;
+}
+
+/**
+ * An event source read by cursor.
+ *
+ * @example
+ * const numbers: Connector = { name: 'numbers', read: async (_db, cursor, limit) => {
+ *   const from = (cursor as number | null) ?? 0;
+ *   const events = Array.from({ length: limit }, (_, i) => ({ id: String(from + i), foreignId: `n-${from + i}`, type: 'tick', payload: null }));
+ *   return { events, cursor: from + limit };
+ * } };
+ */
+export interface Connector {
+  /** Names its cursor in trellis.connector_cursors. */
+  readonly name: string;
+  /**
+   * Up to `limit` events after `cursor` (null: from the start), read on `db`
+   * (the batch's transaction), and the cursor after the last one.
+   */
+  read(db: Queryable, cursor: unknown, limit: number): Promise<{ events: ConnectorEvent[]; cursor: unknown }>;
+}
+
+/**
+ * What the handler gets besides the event: the batch's transaction, for `trigger(…, { tx })` and `callback(…, { tx })`.
+ *
+ * @example
+ * const handle = (e: ConnectorEvent, { tx }: ConnectorContext) => orders.trigger(e.foreignId, { object: e.payload as Order, tx });
+ */
+export interface ConnectorContext {
+  tx: import('kysely').Kysely<any>;
+}
+
+/**
+ * Options of `runConnector` and `connectorStep`.
+ *
+ * @example
+ * await connectorStep({ client, connector, handle, batchSize: 500 });
+ */
+export interface RunConnectorOptions {
+  client: Client;
+  connector: Connector;
+  handle: (event: ConnectorEvent, ctx: ConnectorContext) => Promise<void> | void;
+  /** Events per batch (default 100). */
+  batchSize?: number;
+  /** Pause between polls when a batch came back empty (default 1s). */
+  pollInterval?: Duration;
+  /** Stops the loop. */
+  signal?: AbortSignal;
+  logger?: Logger;
+}
+
+/**
+ * Handle one batch: lock the cursor, read, handle every event, move the
+ * cursor, commit. A handler that throws rolls the whole batch back (it is
+ * read again next time). Returns how many events were handled.
+ *
+ * @example
+ * while ((await connectorStep({ client, connector, handle })) > 0);
+ */
+export async function connectorStep(options: Omit<RunConnectorOptions, 'signal' | 'pollInterval' | 'logger'>): Promise<number> {
+  const { client, connector, handle } = options;
+  assertName(connector.name, 'connector');
+  const limit = options.batchSize ?? 100;
+  if (!Number.isInteger(limit) || limit < 1) throw new ValidationError('batchSize must be a positive integer');
+  return client.db.transaction().execute(async (tx) => {
+    const db = fromKysely(tx);
+    const cursor = await connectorCursorLock(db, connector.name);
+    const batch = await connector.read(db, cursor, limit);
+    for (const event of batch.events) await handle(event, { tx });
+    if (batch.events.length) await connectorCursorSet(db, connector.name, JSON.stringify(batch.cursor ?? null));
+    return batch.events.length;
+  });
+}
+
+/**
+ * Run a connector until `signal` aborts: batches back to back while there
+ * are events, then a poll every `pollInterval`. A failed batch is logged
+ * and retried after the interval.
+ *
+ * @example
+ * const controller = new AbortController();
+ * void runConnector({ client, connector: tableConnector({ name: 'payments', table: 'app.payment_events' }),
+ *   handle: (e, { tx }) => orders.callback(e.foreignId, 'awaiting-payment', e.payload, { id: e.id, tx }),
+ *   signal: controller.signal });
+ */
+export async function runConnector(options: RunConnectorOptions): Promise<void> {
+  const interval = toMs(options.pollInterval ?? 1000, 'pollInterval');
+  const { signal } = options;
+  while (!signal?.aborted) {
+    let handled = 0;
+    try {
+      handled = await connectorStep(options);
+    } catch (error) {
+      options.logger?.warn('connector batch failed; retrying', { connector: options.connector.name, error: String(error) });
+    }
+    if (handled === 0 && !signal?.aborted) {
+      await new Promise<void>((resolve) => {
+        const wake = () => {
+          clearTimeout(timer);
+          signal?.removeEventListener('abort', wake);
+          resolve();
+        };
+        const timer = setTimeout(wake, interval);
+        signal?.addEventListener('abort', wake, { once: true });
+      });
+    }
+  }
+}

@@ -1,0 +1,229 @@
+/**
+ * `defineStateMachine`: typed statuses, a typed object, and the handlers
+ * that move a run between statuses (steps, callbacks, timeouts). `build()`
+ * compiles it into an ordinary workflow (compile.ts): same runs, steps,
+ * claims, leases, history and test kit.
+ */
+import { ValidationError } from '../errors.ts';
+import type { WorkflowDefinition } from '../workflow/define.ts';
+import { toMs } from '../workflow/duration.ts';
+import { assertName } from '../workflow/names.ts';
+import type { RetryPolicy } from '../workflow/retry.ts';
+import type { InferOutput, StandardSchemaV1 } from '../workflow/standard-schema.ts';
+import type { Duration } from '../workflow/duration.ts';
+import { compileMachine, type MachineOutput } from './compile.ts';
+import type {
+  CallbackHandler, MachineHookEvent, MachineHookSink, MachineNode, StepHandler, TimeoutHandler, TimeoutWhen,
+} from './types.ts';
+
+/**
+ * A status schema: a zod enum (anything with `options` and a Standard Schema).
+ *
+ * @example
+ * const Status = z.enum(['created', 'done']);
+ */
+export type StatusSchema<S extends string> = StandardSchemaV1<S> & { readonly options: readonly S[] };
+
+/**
+ * Options of `defineStateMachine`.
+ *
+ * @example
+ * defineStateMachine({ name: 'signup', status: Status, object: Signup, retry: { maxAttempts: 5 }, timeout: '30s' })
+ */
+export interface StateMachineOptions<S extends string, O extends StandardSchemaV1> {
+  /** The machine's workflow name (runs are `workflow = name`). */
+  name: string;
+  /** The statuses, e.g. `z.enum(['created', 'verified', 'done'])`. */
+  status: StatusSchema<S>;
+  /** The schema of the object each run carries; checked on trigger and after every handler. */
+  object: O;
+  version?: string;
+  queue?: string;
+  /** Retry policy of each handler step (default: 3 attempts, exponential from 1s). */
+  retry?: RetryPolicy;
+  /** Per-attempt timeout of each handler. */
+  timeout?: Duration;
+  /** The status a trigger starts in when it names none (default: the first status given a handler). */
+  initial?: S;
+  /**
+   * Start a new execution of the run (continue-as-new: same run id, its
+   * history so far dropped) after this many transitions, so a long-lived
+   * run stays under the history limit (default 1000).
+   */
+  continueAfter?: number;
+}
+
+/**
+ * The built state machine: its workflow for `createWorker`, and its definition for diagrams.
+ *
+ * @example
+ * const worker = createWorker({ pool, workflows: [signup.workflow] });
+ */
+export interface StateMachine<S extends string = string, T = unknown> {
+  readonly kind: 'trellis.state-machine';
+  readonly name: string;
+  readonly statuses: readonly S[];
+  readonly initial: S;
+  /** Handlers per status, in the order they were added. */
+  readonly nodes: ReadonlyMap<S, Readonly<MachineNode<S, T>>>;
+  readonly object: StandardSchemaV1<unknown, T>;
+  readonly pauseAfterErrors: number | undefined;
+  /** Applied to the object when its data is deleted (`deleteData`); default: `{}`. */
+  readonly deleteData: (object: T) => unknown;
+  /** The ordinary workflow it compiles to: give it to `createWorker({ workflows })`. */
+  readonly workflow: WorkflowDefinition<{ status: S; object: T }, MachineOutput<S, T>>;
+}
+
+/**
+ * The builder `defineStateMachine` returns; `.build()` freezes it.
+ *
+ * @example
+ * const machine = defineStateMachine({ name: 'm', status: z.enum(['a', 'b']), object: z.object({}) }).step('a', () => 'b', 'b').build();
+ */
+export class StateMachineBuilder<S extends string, T> {
+  private readonly nodes = new Map<S, MachineNode<S, T>>();
+  private readonly hooks: { complete?: HookFn<S, T>; cancel?: HookFn<S, T>; pause?: HookFn<S, T> } = {};
+  private pauseAfter: number | undefined;
+  private deleter: ((object: T) => unknown) | undefined;
+  private sink: MachineHookSink<S, T> | undefined;
+  private built = false;
+
+  constructor(private readonly options: StateMachineOptions<S, StandardSchemaV1<unknown, T>>) {
+    assertName(options.name, 'workflow');
+    if (!Array.isArray(options.status?.options) || options.status.options.length === 0) {
+      throw new ValidationError(`machine ${options.name}: status must be a zod enum of at least one status`);
+    }
+    for (const status of options.status.options) assertName(status, 'status');
+    if (typeof options.object?.['~standard']?.validate !== 'function') {
+      throw new ValidationError(`machine ${options.name}: object must be a zod (or Standard Schema) schema`);
+    }
+    if (options.initial !== undefined) this.known(options.initial, 'initial status');
+    if (options.continueAfter !== undefined && (!Number.isInteger(options.continueAfter) || options.continueAfter < 1)) {
+      throw new ValidationError(`machine ${options.name}: continueAfter must be a positive integer`);
+    }
+  }
+
+  /** A step: runs as soon as a run enters `from`, and returns one of `allowedTo` (or an outcome). */
+  step(from: S, fn: StepHandler<S, T>, ...allowedTo: S[]): this {
+    return this.add(from, 'step', { fn, to: this.destinations(from, allowedTo) });
+  }
+
+  /** A callback: in `from`, wait for an external payload (`callback(foreignId, from, payload)` or `trellis.machine_callback`). */
+  callback(from: S, fn: CallbackHandler<S, T>, ...allowedTo: S[]): this {
+    return this.add(from, 'callback', { fn, to: this.destinations(from, allowedTo) });
+  }
+
+  /** A timeout: in `from`, fire `{ after }` the run entered it, or `{ at }` a time computed from the run. */
+  timeout(from: S, when: TimeoutWhen<S, T>, fn: TimeoutHandler<S, T>, ...allowedTo: S[]): this {
+    if (when?.after !== undefined) toMs(when.after, `timeout of ${from}`);
+    else if (typeof when?.at !== 'function') throw new ValidationError(`timeout of ${from}: give { after: duration } or { at: (run) => Date }`);
+    return this.add(from, 'timeout', { when, fn, to: this.destinations(from, allowedTo) });
+  }
+
+  /** Park a run (status `paused`) after this many consecutive failed attempts of a handler; resume it to retry. */
+  pauseAfterErrors(count: number): this {
+    if (!Number.isInteger(count) || count < 1) throw new ValidationError(`machine ${this.options.name}: pauseAfterErrors needs a positive integer`);
+    this.pauseAfter = count;
+    return this;
+  }
+
+  /** Called when a run completes (reaches a status without handlers). */
+  onComplete(fn: HookFn<S, T>): this {
+    this.hooks.complete = fn;
+    return this;
+  }
+
+  /** Called when a run ends cancelled (by a handler or from outside). */
+  onCancel(fn: HookFn<S, T>): this {
+    this.hooks.cancel = fn;
+    return this;
+  }
+
+  /** Called when a handler parks the run (pause, or pauseAfterErrors reached). */
+  onPause(fn: HookFn<S, T>): this {
+    this.hooks.pause = fn;
+    return this;
+  }
+
+  /** Send hook events to `sink` instead of the in-process `onComplete`/`onCancel`/`onPause` functions. */
+  hookSink(sink: MachineHookSink<S, T>): this {
+    this.sink = sink;
+    return this;
+  }
+
+  /** What the object becomes when its data is deleted (PII). Default: `{}`. */
+  deleteData(fn: (object: T) => unknown): this {
+    this.deleter = fn;
+    return this;
+  }
+
+  /** Freeze the definition and compile it to a workflow. */
+  build(): StateMachine<S, T> {
+    if (this.built) throw new ValidationError(`machine ${this.options.name} was built already`);
+    if (this.nodes.size === 0) throw new ValidationError(`machine ${this.options.name} has no steps, callbacks or timeouts`);
+    this.built = true;
+    const hooks = this.hooks;
+    const sink: MachineHookSink<S, T> = this.sink ?? {
+      emit: (event: MachineHookEvent<S, T>) => hooks[event.event]?.(event),
+    };
+    const initial = this.options.initial ?? (this.nodes.keys().next().value as S);
+    const machine = {
+      kind: 'trellis.state-machine' as const,
+      name: this.options.name,
+      statuses: Object.freeze([...this.options.status.options]),
+      initial,
+      nodes: this.nodes as ReadonlyMap<S, MachineNode<S, T>>,
+      object: this.options.object,
+      pauseAfterErrors: this.pauseAfter,
+      deleteData: this.deleter ?? (() => ({})),
+    };
+    const workflow = compileMachine(machine, this.options, sink);
+    return Object.freeze({ ...machine, workflow });
+  }
+
+  private known(status: unknown, what: string): S {
+    if (typeof status !== 'string' || !this.options.status.options.includes(status as S)) {
+      throw new ValidationError(`machine ${this.options.name}: unknown ${what} ${JSON.stringify(String(status).slice(0, 60))}`);
+    }
+    return status as S;
+  }
+
+  private destinations(from: S, to: S[]): readonly S[] {
+    this.known(from, 'status');
+    if (to.length === 0) throw new ValidationError(`machine ${this.options.name}: a handler of ${from} needs at least one allowed destination`);
+    for (const status of to) this.known(status, 'destination status');
+    return Object.freeze([...new Set(to)]);
+  }
+
+  private add<K extends keyof MachineNode<S, T>>(from: S, kind: K, handler: NonNullable<MachineNode<S, T>[K]>): this {
+    if (this.built) throw new ValidationError(`machine ${this.options.name} was built already`);
+    const node = this.nodes.get(from) ?? {};
+    if (node[kind]) throw new ValidationError(`machine ${this.options.name}: ${from} has a ${kind} already`);
+    if (kind === 'step' ? node.callback || node.timeout : node.step) {
+      throw new ValidationError(`machine ${this.options.name}: ${from} cannot have both a step and a callback or timeout (a step runs at once)`);
+    }
+    node[kind] = handler;
+    this.nodes.set(from, node);
+    return this;
+  }
+}
+
+type HookFn<S extends string, T> = (event: MachineHookEvent<S, T>) => void | Promise<void>;
+
+/**
+ * Define a state machine. Chain `.step`, `.callback`, `.timeout` and the
+ * options, then `.build()`.
+ *
+ * @example
+ * const Status = z.enum(['created', 'emailed', 'verified', 'expired']);
+ * const signup = defineStateMachine({ name: 'signup', status: Status, object: z.object({ email: z.string() }) })
+ *   .step('created', async (run) => { await mail.send(run.object.email); return 'emailed'; }, 'emailed')
+ *   .callback('emailed', (run, payload) => ((payload as { ok: boolean }).ok ? 'verified' : run.skip()), 'verified')
+ *   .timeout('emailed', { after: '2 days' }, () => 'expired', 'expired')
+ *   .build();
+ */
+export function defineStateMachine<S extends string, O extends StandardSchemaV1>(
+  options: StateMachineOptions<S, O>,
+): StateMachineBuilder<S, InferOutput<O>> {
+  return new StateMachineBuilder<S, InferOutput<O>>(options as never);
+}

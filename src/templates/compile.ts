@@ -1,0 +1,152 @@
+/**
+ * A template compiled to an ordinary workflow, `template:<name>`. The run's
+ * input pins the template version it runs ({state, template: {version,
+ * definition}}), so a new version never changes a run in flight. Each entry
+ * is one `ctx.step` whose recorded output is the whole shared state after
+ * it, so the state is persisted after every step and a replay (another
+ * worker, after a crash) continues from the last one.
+ */
+import { z } from 'zod';
+import { StepFailedError } from '../errors.ts';
+import type { StepContext, StepOptions, WorkflowContext } from '../workflow/context.ts';
+import { defineWorkflow, type WorkflowDefinition } from '../workflow/define.ts';
+import type { RetryPolicy } from '../workflow/retry.ts';
+import type { HookRunInfo } from '../workflow/run-control.ts';
+import { isTemplateEnd, type StepRegistry, type TemplateHookEvent, type TemplateState, templateEnd } from './registry.ts';
+import { nextIndex, parseTemplate, type TemplateDefinition, type TemplateEntry } from './schema.ts';
+
+/**
+ * The input of a template run.
+ *
+ * @example
+ * await client.start(templateWorkflow('ingest', steps), { state: {}, template: { version: 1, definition } });
+ */
+export interface TemplateInput {
+  state: TemplateState;
+  template: { version: number; definition: unknown };
+}
+
+/**
+ * The output of a template run: the final state, and whether a step ended it early.
+ *
+ * @example
+ * const { state, endedEarly, failed } = await (await templates.start('ingest', {})).result();
+ */
+export interface TemplateOutput {
+  state: TemplateState;
+  endedEarly: boolean;
+  /** Entries that failed and were skipped (onFailure continue). */
+  failed: string[];
+}
+
+const inputSchema = z.object({
+  state: z.record(z.string(), z.unknown()),
+  template: z.object({ version: z.number().int().min(1), definition: z.record(z.string(), z.unknown()) }),
+});
+
+type HookList = keyof NonNullable<TemplateDefinition['hooks']>;
+
+async function runHooks(registry: StepRegistry, definition: TemplateDefinition, list: HookList, event: TemplateHookEvent): Promise<void> {
+  for (const name of definition.hooks?.[list] ?? []) await registry.hook(name)?.(event);
+}
+
+/** The hook event of a run, from the hook info of the core (its input). */
+function runEvent(name: string, info: HookRunInfo, state?: TemplateState): { event: TemplateHookEvent; definition: TemplateDefinition } | undefined {
+  const input = info.input as TemplateInput | undefined;
+  if (!input?.template) return undefined;
+  return {
+    event: { template: name, version: input.template.version, runId: info.runId, state: state ?? input.state },
+    definition: input.template.definition as TemplateDefinition,
+  };
+}
+
+/**
+ * The workflow that runs template `name` (every version of it): give it to
+ * `createWorker({ workflows })`. One per template name and registry.
+ *
+ * @example
+ * const worker = createWorker({ pool, workflows: [templateWorkflow('ingest', steps)] });
+ */
+export function templateWorkflow(name: string, registry: StepRegistry, options: { queue?: string } = {}): WorkflowDefinition<TemplateInput, TemplateOutput> {
+  const cacheKey = `${name}\u0000${options.queue ?? ''}`;
+  const cached = registry.workflows.get(cacheKey);
+  if (cached) return cached as WorkflowDefinition<TemplateInput, TemplateOutput>;
+
+  async function runEntry(ctx: WorkflowContext, definition: TemplateDefinition, version: number, entry: TemplateEntry,
+    stepName: string, state: TemplateState, step: StepContext): Promise<{ state: TemplateState; end: boolean }> {
+    const registered = registry.step(stepName);
+    if (!registered) throw new Error(`step ${stepName} is not registered in this worker`);
+    const draft = structuredClone(state);
+    const event: TemplateHookEvent = { template: name, version, runId: ctx.runId, state: draft, entry: entry.name };
+    await runHooks(registry, definition, 'beforeStep', event);
+    let result: unknown;
+    try {
+      result = await registered.fn(draft, { ...step, signal: step.signal, template: name, entry: entry.name, end: () => templateEnd });
+    } catch (error) {
+      await runHooks(registry, definition, 'afterStep', { ...event, error });
+      throw error;
+    }
+    await runHooks(registry, definition, 'afterStep', event);
+    return { state: draft, end: isTemplateEnd(result) };
+  }
+
+  function policy(entry: TemplateEntry, stepName: string): StepOptions {
+    const defaults = registry.step(stepName)?.defaults ?? {};
+    return { retry: (entry.retry as RetryPolicy | undefined) ?? defaults.retry, timeout: entry.timeout ?? defaults.timeout };
+  }
+
+  const workflow = defineWorkflow({
+    name: `template:${name}`,
+    queue: options.queue,
+    input: inputSchema,
+    interceptors: {
+      beforeWorkflow: async (info) => {
+        const run = runEvent(name, info);
+        if (run) await runHooks(registry, run.definition, 'beforeWorkflow', run.event);
+      },
+      afterWorkflow: async (info, error, output) => {
+        const run = runEvent(name, info, (output as TemplateOutput | undefined)?.state);
+        if (run) await runHooks(registry, run.definition, 'afterWorkflow', { ...run.event, error });
+      },
+    },
+  }, async (ctx, input): Promise<TemplateOutput> => {
+    // Checked again here: a template stored from SQL may name steps this worker lacks (the run fails, naming it).
+    const definition = parseTemplate(name, input.template.definition, registry);
+    const version = input.template.version;
+    let state = input.state as TemplateState;
+    const done: TemplateEntry[] = [];
+    const failed: string[] = [];
+    for (let i = 0; i !== -1; i = nextIndex(definition, i)) {
+      const entry = definition.steps[i] as TemplateEntry;
+      const stepName = entry.step ?? entry.name;
+      const current = state;
+      try {
+        const result = await ctx.step(entry.name, (step) => runEntry(ctx, definition, version, entry, stepName, current, step), policy(entry, stepName));
+        state = result.state;
+        done.push(entry);
+        if (result.end) return { state, endedEarly: true, failed };
+      } catch (error) {
+        if (!(error instanceof StepFailedError)) throw error;
+        const rule = entry.onFailure ?? 'fail';
+        if (rule === 'continue') {
+          failed.push(entry.name);
+          continue;
+        }
+        if (rule === 'compensate') {
+          for (const undo of [...done].reverse()) {
+            if (!undo.compensate) continue;
+            const compensate = undo.compensate;
+            const before = state;
+            const result = await ctx.step(`${undo.name} compensate`,
+              (step) => runEntry(ctx, definition, version, undo, compensate, before, step), policy(undo, compensate));
+            state = result.state;
+          }
+        }
+        throw error;
+      }
+    }
+    return { state, endedEarly: false, failed };
+  });
+  registry.workflows.set(cacheKey, workflow);
+  return workflow as WorkflowDefinition<TemplateInput, TemplateOutput>;
+}

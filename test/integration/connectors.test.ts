@@ -1,0 +1,125 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { type ConnectorContext, type ConnectorEvent, connectorStep, runConnector } from '../../src/connectors/connector.ts';
+import { tableConnector } from '../../src/connectors/table-connector.ts';
+import { ValidationError } from '../../src/errors.ts';
+import { connectMachine } from '../../src/state-machine/client.ts';
+import { defineStateMachine } from '../../src/state-machine/define.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+
+const OrderStatus = z.enum(['placed', 'paid', 'shipped']);
+const orderFlow = defineStateMachine({ name: 'order-flow', status: OrderStatus, object: z.object({ amount: z.number(), paidBy: z.string().optional() }) })
+  .callback('placed', (run, payload) => {
+    run.object.paidBy = (payload as { by?: string }).by ?? 'unknown';
+    return 'paid';
+  }, 'paid')
+  .step('paid', () => 'shipped', 'shipped')
+  .build();
+
+describe('connectors', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await createTestEnv({ workflows: [orderFlow.workflow] });
+    await env.pool.query(`
+      create schema app;
+      create table app.orders (id text primary key, amount int not null, paid_by text);
+      -- The pattern: the app's own write starts the machine run and delivers its callback, in the writer's transaction.
+      create function app.orders_to_machine() returns trigger language plpgsql as $$
+      begin
+        if tg_op = 'INSERT' then
+          perform trellis.machine_trigger('order-flow', new.id,
+            jsonb_build_object('status', 'placed', 'object', jsonb_build_object('amount', new.amount)));
+        elsif new.paid_by is distinct from old.paid_by then
+          perform trellis.machine_callback('order-flow', new.id, 'placed', jsonb_build_object('by', new.paid_by),
+                                           'orders:' || new.id || ':paid');
+        end if;
+        return new;
+      end $$;
+      create trigger orders_to_machine after insert or update on app.orders
+        for each row execute function app.orders_to_machine();
+      create table app.payment_events (id bigserial primary key, tx xid8 not null default pg_current_xact_id(),
+        foreign_id text not null, type text not null, payload jsonb not null default '{}');`);
+  });
+  after(async () => env?.close());
+
+  it('an app table trigger starts a run and delivers its callback in the writer\'s transaction', async () => {
+    const orders = connectMachine(env.client, orderFlow);
+    const c = await env.pool.connect();
+    try {
+      await c.query('begin');
+      await c.query(`insert into app.orders (id, amount) values ('o-1', 30)`);
+      await c.query('rollback');
+    } finally {
+      c.release();
+    }
+    assert.equal((await env.pool.query(`select count(*)::int as n from trellis.machine_runs where foreign_id = 'o-1'`)).rows[0].n, 0, 'rolled back with the write');
+    await env.pool.query(`insert into app.orders (id, amount) values ('o-1', 30)`);
+    const { runId } = await orders.get('o-1');
+    await env.waitFor(runId, 'waiting');
+    await assert.rejects(env.pool.query(`insert into app.orders (id, amount) values ('o-1', 30)`), /duplicate key/);
+    await env.pool.query(`update app.orders set paid_by = 'card' where id = 'o-1'`);
+    const shipped = await orders.await('o-1', runId, 'shipped', { timeout: '20s' });
+    assert.deepEqual(shipped.object, { amount: 30, paidBy: 'card' });
+  });
+
+  it('the table connector delivers events in commit-safe order, once, moving its cursor with them', async () => {
+    const orders = connectMachine(env.client, orderFlow);
+    const first = await orders.trigger('o-2', { object: { amount: 1 } });
+    const second = await orders.trigger('o-3', { object: { amount: 2 } });
+    const connector = tableConnector({ name: 'payments', table: 'app.payment_events' });
+    const seen: string[] = [];
+    const step = () => connectorStep({ client: env.client, connector,
+      handle: async (event, { tx }) => {
+        seen.push(`${event.foreignId} ${event.type}`);
+        await orders.callback(event.foreignId, 'placed', event.payload, { id: event.id, tx });
+      } });
+    // A writer whose transaction began first commits last: nothing after it may be read before it.
+    const late = new pg.Client({ connectionString: env.url });
+    await late.connect();
+    try {
+      await late.query('begin');
+      await late.query(`insert into app.payment_events (foreign_id, type, payload) values ('o-2', 'settled', '{"by": "late"}')`);
+      await env.pool.query(`insert into app.payment_events (foreign_id, type, payload) values ('o-3', 'settled', '{"by": "early"}')`);
+      assert.equal(await step(), 0, 'the later transaction waits behind the open one');
+      await late.query('commit');
+    } finally {
+      await late.end();
+    }
+    assert.equal(await step(), 2);
+    assert.deepEqual(seen, ['o-2 settled', 'o-3 settled']);
+    assert.equal(await step(), 0, 'the cursor moved with the batch');
+    assert.equal((await orders.await('o-2', first, 'shipped', { timeout: '20s' })).object.paidBy, 'late');
+    assert.equal((await orders.await('o-3', second, 'shipped', { timeout: '20s' })).object.paidBy, 'early');
+    const cursor = await env.pool.query(`select cursor from trellis.connector_cursors where name = 'payments'`);
+    assert.ok(cursor.rows[0].cursor.id);
+  });
+
+  it('runConnector keeps handling new events until it is stopped', async () => {
+    const orders = connectMachine(env.client, orderFlow);
+    const runId = await orders.trigger('o-5', { object: { amount: 5 } });
+    const controller = new AbortController();
+    const loop = runConnector({ client: env.client, connector: tableConnector({ name: 'loop', table: 'app.payment_events' }),
+      pollInterval: 50, signal: controller.signal,
+      handle: async (event, { tx }) => {
+        if (event.foreignId === 'o-5') await orders.callback(event.foreignId, 'placed', event.payload, { id: event.id, tx });
+      } });
+    await env.pool.query(`insert into app.payment_events (foreign_id, type, payload) values ('o-5', 'settled', '{"by": "loop"}')`);
+    assert.equal((await orders.await('o-5', runId, 'shipped', { timeout: '20s' })).object.paidBy, 'loop');
+    controller.abort();
+    await loop;
+  });
+
+  it('a batch whose handler throws is rolled back, cursor included, and read again', async () => {
+    await env.pool.query(`insert into app.payment_events (foreign_id, type) values ('nobody', 'settled')`);
+    const connector = tableConnector({ name: 'strict', table: 'app.payment_events' });
+    const orders = connectMachine(env.client, orderFlow);
+    const handle = async (event: ConnectorEvent, { tx }: ConnectorContext) => {
+      await orders.callback(event.foreignId, 'placed', event.payload, { id: event.id, tx });
+    };
+    await assert.rejects(connectorStep({ client: env.client, connector, handle }), /no unfinished run/);
+    assert.equal((await env.pool.query(`select cursor from trellis.connector_cursors where name = 'strict'`)).rows.length, 0);
+    assert.throws(() => tableConnector({ name: 'x', table: 'app.events; drop table x' }), ValidationError);
+  });
+});

@@ -1,0 +1,276 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { IllegalTransitionError, NotFoundError, ValidationError } from '../../src/errors.ts';
+import { connectMachine } from '../../src/state-machine/client.ts';
+import { defineStateMachine } from '../../src/state-machine/define.ts';
+import { machineDiagram } from '../../src/state-machine/diagram.ts';
+import type { MachineHookEvent } from '../../src/state-machine/types.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+
+const Status = z.enum(['created', 'checked', 'awaiting', 'approved', 'expired', 'done']);
+const Application = z.object({ name: z.string().min(1), checks: z.number().int(), approvedBy: z.string().optional() });
+const events: MachineHookEvent<string, unknown>[] = [];
+
+const application = defineStateMachine({ name: 'application', status: Status, object: Application })
+  .step('created', (run) => {
+    run.object.checks += 1;
+    return 'checked';
+  }, 'checked')
+  .step('checked', () => 'awaiting', 'awaiting')
+  .callback('awaiting', (run, payload) => {
+    const { by } = payload as { by?: string };
+    if (!by) return run.skip();
+    run.object.approvedBy = by;
+    return 'approved';
+  }, 'approved')
+  .timeout('awaiting', { after: '3 days' }, () => 'expired', 'expired')
+  .step('approved', () => 'done', 'done')
+  .onComplete((event) => { events.push(event); })
+  .build();
+
+const Flaky = z.enum(['start', 'synced', 'end']);
+let failuresLeft = 0;
+let syncCalls = 0;
+const flaky = defineStateMachine({ name: 'flaky', status: Flaky, object: z.object({ n: z.number() }),
+  retry: { initialDelay: '1 minute', jitter: 0 } })
+  .step('start', (run) => {
+    syncCalls++;
+    if (failuresLeft > 0) {
+      failuresLeft--;
+      throw new Error('remote down');
+    }
+    run.object.n = syncCalls;
+    return 'synced';
+  }, 'synced')
+  .step('synced', (run) => (run.object.n < 0 ? run.cancel('negative') : 'end'), 'end')
+  .pauseAfterErrors(2)
+  .onPause((event) => { events.push(event); })
+  .onCancel((event) => { events.push(event); })
+  .build();
+
+const Rogue = z.enum(['a', 'b', 'c']);
+const rogue = defineStateMachine({ name: 'rogue', status: Rogue, object: z.object({ touched: z.boolean() }) })
+  .step('a', (run) => {
+    run.object.touched = true;
+    return 'c' as 'b'; // a bug: c is not an allowed destination of a
+  }, 'b')
+  .step('b', () => 'c', 'c')
+  .build();
+
+const Counter = z.enum(['counting', 'done']);
+const counter = defineStateMachine({ name: 'counter', status: Counter, object: z.object({ n: z.number() }), continueAfter: 3 })
+  .step('counting', (run) => {
+    run.object.n += 1;
+    return run.object.n < 7 ? run.saveAndRepeat() : 'done';
+  }, 'done')
+  .build();
+
+let pauserCalls = 0;
+const pauser = defineStateMachine({ name: 'pauser', status: z.enum(['a', 'b']), object: z.object({ seen: z.number() }) })
+  .step('a', (run) => {
+    pauserCalls++;
+    run.object.seen = pauserCalls;
+    return pauserCalls === 1 ? run.pause('needs a look') : 'b';
+  }, 'b')
+  .onPause((event) => { events.push(event); })
+  .build();
+
+const Gate = z.enum(['open', 'closed']);
+const gate = defineStateMachine({ name: 'gate', status: Gate, object: z.object({ email: z.string() }) })
+  .callback('open', () => 'closed', 'closed')
+  .deleteData((object) => ({ ...object, email: 'deleted' }))
+  .onCancel((event) => { events.push(event); })
+  .build();
+
+describe('state machines', () => {
+  let env: TestEnv;
+  before(async () => {
+    env = await createTestEnv({ workflows: [application.workflow, flaky.workflow, rogue.workflow, gate.workflow, counter.workflow, pauser.workflow] });
+  });
+  after(async () => env?.close());
+
+  it('moves a run through steps and a callback, each transition a step row, status readable with SQL', async () => {
+    const apps = connectMachine(env.client, application);
+    const runId = await apps.trigger('app-1', { object: { name: 'Ada', checks: 0 } });
+    await env.waitFor(runId, 'waiting');
+    const waiting = await env.pool.query('select status, object, run_status from trellis.machine_runs where run_id = $1', [runId]);
+    assert.deepEqual(waiting.rows[0], { status: 'awaiting', object: { name: 'Ada', checks: 1 }, run_status: 'waiting' });
+    assert.equal(await apps.callback('app-1', 'awaiting', { by: 'lin' }, { id: 'mail-1' }), true);
+    const done = await apps.await('app-1', runId, 'done', { timeout: '20s' });
+    assert.deepEqual(done.object, { name: 'Ada', checks: 1, approvedBy: 'lin' });
+    await env.waitFor(runId, 'completed');
+    await env.assertHistory(runId, [
+      { kind: 'step', name: 'created', status: 'completed', output: { from: 'created', to: 'checked', object: { name: 'Ada', checks: 1 }, outcome: 'transition' } },
+      { kind: 'step', name: 'checked', status: 'completed' },
+      { kind: 'sleep', name: 'awaiting timeout' },
+      { kind: 'signal', name: 'callback:awaiting', status: 'completed' },
+      { kind: 'race', name: 'awaiting await', status: 'completed' },
+      { kind: 'step', name: 'awaiting callback', status: 'completed' },
+      { kind: 'step', name: 'approved', status: 'completed' },
+    ]);
+    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.status, e.foreignId]), [['complete', 'done', 'app-1']]);
+  });
+
+  it('fires the timeout on the virtual clock when no callback comes', async () => {
+    const apps = connectMachine(env.client, application);
+    const runId = await apps.trigger('app-2', { object: { name: 'Bo', checks: 0 } });
+    await env.waitFor(runId, 'waiting');
+    await env.advance('3 days');
+    await env.waitFor(runId, 'completed');
+    const record = await apps.get('app-2');
+    assert.equal(record.status, 'expired');
+    assert.equal(record.runId, runId);
+  });
+
+  it('a skipped callback leaves the status and waits for the next one', async () => {
+    const apps = connectMachine(env.client, application);
+    const runId = await apps.trigger('app-3', { object: { name: 'Cy', checks: 0 } });
+    await env.waitFor(runId, 'waiting');
+    await apps.callback('app-3', 'awaiting', {});
+    await env.waitFor(runId, 'waiting');
+    const steps = await env.history(runId);
+    assert.ok(steps.some((s) => s.name === 'awaiting callback' && (s.output as { outcome: string }).outcome === 'skip'));
+    assert.equal((await apps.get('app-3')).status, 'awaiting');
+    await apps.callback('app-3', 'awaiting', { by: 'dee' });
+    assert.equal((await apps.await('app-3', runId, 'done', { timeout: '20s' })).object.approvedBy, 'dee');
+  });
+
+  it('refuses a second trigger while the first run of the foreign id is unfinished, and allows one after', async () => {
+    const gates = connectMachine(env.client, gate);
+    const first = await gates.trigger('g-1', { object: { email: 'a@b.c' } });
+    await assert.rejects(gates.trigger('g-1', { object: { email: 'a@b.c' } }), IllegalTransitionError);
+    await env.pool.query('select trellis.run_pause($1)', [first]);
+    await assert.rejects(gates.trigger('g-1', { object: { email: 'a@b.c' } }), IllegalTransitionError);
+    await assert.rejects(env.pool.query(`select trellis.machine_trigger('gate', 'g-1', '{"status":"open","object":{"email":"x"}}')`),
+      (e: { code?: string }) => e.code === 'TR004');
+    assert.equal((await env.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'g-1'`)).rows[0].n, 1);
+    await env.pool.query('select trellis.run_resume($1)', [first]);
+    await env.waitFor(first, 'waiting');
+    // A callback from SQL, by foreign id and status.
+    await env.pool.query(`select trellis.machine_callback('gate', 'g-1', 'open', '{}')`);
+    await env.waitFor(first, 'completed');
+    const second = await gates.trigger('g-1', { object: { email: 'a@b.c' } });
+    assert.notEqual(second, first);
+  });
+
+  it('refuses bad input with a typed error and writes nothing', async () => {
+    const gates = connectMachine(env.client, gate);
+    const before = (await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n;
+    await assert.rejects(gates.trigger('g-2', { object: { email: 'x' }, initial: 'ajar' as 'open' }), ValidationError);
+    await assert.rejects(gates.trigger('g-2', { object: { email: 42 } as never }), ValidationError);
+    await assert.rejects(env.pool.query(`select trellis.machine_trigger('gate', 'g-2', '{"status":"ajar","object":{"email":"x"}}')`),
+      (e: { code?: string }) => e.code === 'TR001');
+    await assert.rejects(gates.callback('nobody', 'open', {}), NotFoundError);
+    await assert.rejects(gates.callback('g-2', 'closed', {}), ValidationError);
+    const runId = await gates.trigger('g-2', { object: { email: 'x' } });
+    await assert.rejects(env.pool.query(`select trellis.machine_callback('gate', 'g-2', 'closed', '{}')`), (e: { code?: string }) => e.code === 'TR001');
+    assert.equal((await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n, before + 1);
+    assert.equal((await env.pool.query('select count(*)::int as n from trellis.signals where run_id = $1', [runId])).rows[0].n, 0);
+    assert.throws(() => defineStateMachine({ name: 'bad', status: Gate, object: z.object({}) }).step('open', () => 'shut' as 'closed', 'shut' as 'closed'), ValidationError);
+  });
+
+  it('fails a run whose step moves to a status it may not, recording nothing of the step', async () => {
+    const rogues = connectMachine(env.client, rogue);
+    const runId = await rogues.trigger('r-1', { object: { touched: false } });
+    const done = await env.drive(runId);
+    assert.equal(done.status, 'failed');
+    const record = await rogues.get('r-1');
+    assert.deepEqual([record.status, record.object], ['a', { touched: false }]);
+    const [step] = await env.history(runId);
+    assert.equal(step?.status, 'failed');
+    assert.equal(step?.attempts, 1);
+    assert.equal((step?.error as { name: string }).name, 'IllegalTransitionError');
+  });
+
+  it('parks a run after N failed attempts, then resumes it to completion', async () => {
+    failuresLeft = 2;
+    syncCalls = 0;
+    const flakies = connectMachine(env.client, flaky);
+    const runId = await flakies.trigger('f-1', { object: { n: 0 } });
+    const parked = await env.drive(runId).catch((e: Error) => e);
+    assert.ok(parked instanceof ValidationError, 'drive says the paused run cannot end by itself');
+    assert.equal((await env.client.get(runId))?.status, 'paused');
+    assert.equal(syncCalls, 2);
+    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => e.event), ['pause']);
+    await env.client.resume(runId);
+    const done = await env.drive(runId);
+    assert.equal(done.status, 'completed');
+    assert.equal((await flakies.get('f-1')).object.n, 3);
+  });
+
+  it('a handler can park its run; resumed, the handler runs again and nothing of the parked call was saved', async () => {
+    const pausers = connectMachine(env.client, pauser);
+    const runId = await pausers.trigger('p-1', { object: { seen: 0 } });
+    await env.waitFor(runId, 'paused');
+    const parked = await env.client.get(runId);
+    assert.equal((parked?.error as { message?: string } | null)?.message, 'needs a look');
+    assert.deepEqual((await pausers.get('p-1')).object, { seen: 0 });
+    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.reason]), [['pause', 'needs a look']]);
+    await env.client.resume(runId);
+    await env.waitFor(runId, 'completed');
+    assert.deepEqual((await pausers.get('p-1')).object, { seen: 2 });
+  });
+
+  it('a handler can cancel the run, keeping the object it saved', async () => {
+    failuresLeft = 0;
+    const flakies = connectMachine(env.client, flaky);
+    const runId = await flakies.trigger('f-2', { object: { n: -5 }, initial: 'synced' });
+    const done = await env.drive(runId);
+    assert.equal(done.status, 'cancelled');
+    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.reason]), [['cancel', 'negative']]);
+  });
+
+  it('a run cancelled from outside while it waits calls onCancel with its status and object', async () => {
+    const gates = connectMachine(env.client, gate);
+    const runId = await gates.trigger('g-9', { object: { email: 'x@y.z' } });
+    await env.waitFor(runId, 'waiting');
+    await env.client.cancel(runId, 'user left');
+    await env.waitFor(runId, 'cancelled');
+    assert.equal((await gates.get('g-9')).runStatus, 'cancelled');
+    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.status, e.object, e.reason]),
+      [['cancel', 'open', { email: 'x@y.z' }, 'run cancelled']]); // the reason given is on the run's error
+  });
+
+  it('deletes a finished run\'s data with the machine\'s delete function, keeping the statuses', async () => {
+    const gates = connectMachine(env.client, gate);
+    const runId = await gates.trigger('g-3', { object: { email: 'secret@example.com' } });
+    await assert.rejects(gates.deleteData('g-3', runId), IllegalTransitionError);
+    await gates.callback('g-3', 'open', { note: 'pii' });
+    await env.waitFor(runId, 'completed');
+    await gates.deleteData('g-3', runId);
+    const record = await gates.get('g-3', runId);
+    assert.deepEqual([record.status, record.object, record.dataDeleted], ['closed', { email: 'deleted' }, true]);
+    const leftovers = await env.pool.query(
+      `select count(*)::int as n from trellis.steps s where s.run_id = $1 and s.output::text like '%secret%'
+        union all select count(*)::int from trellis.signals where run_id = $1 and payload::text like '%pii%'
+        union all select count(*)::int from trellis.runs where id = $1 and (input::text like '%secret%' or output::text like '%secret%')`, [runId]);
+    assert.deepEqual(leftovers.rows.map((r) => r.n), [0, 0, 0]);
+  });
+
+  it('a long-lived run continues as new every continueAfter transitions, keeping its status and object', async () => {
+    const counters = connectMachine(env.client, counter);
+    const runId = await counters.trigger('c-1', { object: { n: 0 } });
+    const done = await env.drive(runId);
+    assert.equal(done.status, 'completed');
+    assert.deepEqual(done.output, { status: 'done', object: { n: 7 }, foreignId: 'c-1' });
+    assert.equal((await env.client.get(runId))?.execution, 3, 'executions of 3, 3 and 1 transitions');
+    assert.deepEqual((await counters.get('c-1')).object, { n: 7 });
+  });
+
+  it('draws the machine as a Mermaid state diagram', () => {
+    assert.equal(machineDiagram(application), [
+      'stateDiagram-v2',
+      '  direction LR',
+      '  [*] --> created',
+      '  created --> checked',
+      '  checked --> awaiting',
+      '  awaiting --> approved: callback',
+      '  awaiting --> expired: timeout',
+      '  approved --> done',
+      '  expired --> [*]',
+      '  done --> [*]',
+      '',
+    ].join('\n'));
+  });
+});

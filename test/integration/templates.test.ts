@@ -1,0 +1,109 @@
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { NotFoundError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
+import { connectTemplates } from '../../src/templates/client.ts';
+import { templateWorkflow } from '../../src/templates/compile.ts';
+import { createStepRegistry } from '../../src/templates/registry.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+
+const calls: string[] = [];
+const steps = createStepRegistry()
+  .registerStep('add', (state) => { state.n = (state.n as number) + 1; })
+  .registerStep('double', (state) => { state.n = (state.n as number) * 2; })
+  .registerStep('stop-if-big', (state, ctx) => ((state.n as number) > 10 ? ctx.end() : undefined))
+  .registerStep('boom', () => { throw new Error('boom'); }, { retry: { maxAttempts: 1 } })
+  .registerStep('reserve', (state) => { state.reserved = true; })
+  .registerStep('release', (state) => { state.reserved = false; state.released = true; })
+  .registerHook('trace', (e) => { calls.push(`${e.entry ?? 'run'}${e.error ? ' (failed)' : ''}`); })
+  .registerHook('start', () => { calls.push('before workflow'); })
+  .registerHook('finish', (e) => { calls.push(`after workflow n=${String(e.state.n)}`); });
+
+describe('step templates', () => {
+  let env: TestEnv;
+  const templates = () => connectTemplates(env.client, steps);
+  before(async () => {
+    env = await createTestEnv({ workflows: ['calc', 'early', 'careful', 'saga', 'sql-made'].map((name) => templateWorkflow(name, steps)) });
+  });
+  after(async () => env?.close());
+
+  it('runs the entries in order on one shared state, persisted after each step, hooks in order', async () => {
+    const version = await templates().set('calc', {
+      steps: [{ name: 'add' }, { name: 'double' }, { name: 'add again', step: 'add' }],
+      hooks: { beforeWorkflow: ['start'], beforeStep: ['trace'], afterStep: ['trace'], afterWorkflow: ['finish'] },
+    });
+    assert.equal(version, 1);
+    calls.length = 0;
+    const run = await templates().start('calc', { n: 1 });
+    const out = await run.result({ timeout: '20s' });
+    assert.deepEqual(out, { state: { n: 5 }, endedEarly: false, failed: [] });
+    assert.deepEqual(calls, ['before workflow', 'add', 'add', 'double', 'double', 'add again', 'add again', 'after workflow n=5']);
+    await env.assertHistory(run, [
+      { kind: 'step', name: 'add', status: 'completed', output: { state: { n: 2 }, end: false } },
+      { kind: 'step', name: 'double', status: 'completed', output: { state: { n: 4 }, end: false } },
+      { kind: 'step', name: 'add again', status: 'completed', output: { state: { n: 5 }, end: false } },
+    ]);
+    const row = await env.client.get(run.id);
+    assert.equal(row?.workflow, 'template:calc');
+  });
+
+  it('stores versions; a run keeps the version it started on', async () => {
+    const t = templates();
+    assert.equal(await t.set('calc', { steps: [{ name: 'add' }, { name: 'double' }, { name: 'add again', step: 'add' }],
+      hooks: { beforeWorkflow: ['start'], beforeStep: ['trace'], afterStep: ['trace'], afterWorkflow: ['finish'] } }), 1, 'unchanged: same version');
+    assert.equal(await t.set('calc', { steps: [{ name: 'double' }] }), 2);
+    const v1 = await t.start('calc', { n: 1 }, { templateVersion: 1 });
+    const v2 = await t.start('calc', { n: 1 });
+    assert.equal((await v1.result({ timeout: '20s' })).state.n, 5);
+    assert.equal((await v2.result({ timeout: '20s' })).state.n, 2);
+  });
+
+  it('is started by name from SQL, and a step can end the run early', async () => {
+    await templates().set('early', { steps: [{ name: 'double' }, { name: 'stop-if-big' }, { name: 'add' }] });
+    const { rows } = await env.pool.query(`select trellis.template_start('early', '{"n": 6}') as id`);
+    const done = await env.drive(rows[0].id);
+    assert.equal(done.status, 'completed');
+    assert.deepEqual(done.output, { state: { n: 12 }, endedEarly: true, failed: [] });
+    const small = await env.pool.query(`select trellis.template_start('early', '{"n": 1}') as id`);
+    assert.deepEqual((await env.drive(small.rows[0].id)).output, { state: { n: 3 }, endedEarly: false, failed: [] });
+  });
+
+  it('continues past a failed entry marked continue, and compensates before failing on one marked compensate', async () => {
+    await templates().set('careful', { steps: [{ name: 'add' }, { name: 'boom', onFailure: 'continue' }, { name: 'double' }] });
+    const careful = await templates().start('careful', { n: 1 });
+    assert.deepEqual(await careful.result({ timeout: '20s' }), { state: { n: 4 }, endedEarly: false, failed: ['boom'] });
+
+    await templates().set('saga', { steps: [{ name: 'reserve', compensate: 'release' }, { name: 'add' }, { name: 'boom', onFailure: 'compensate' }] });
+    const saga = await templates().start('saga', { n: 0 });
+    await assert.rejects(saga.result({ timeout: '20s' }), WorkflowFailedError);
+    const history = await env.history(saga.id);
+    assert.deepEqual(history.map((s) => [s.name, s.status]), [
+      ['reserve', 'completed'], ['add', 'completed'], ['boom', 'failed'], ['reserve compensate', 'completed'],
+    ]);
+    assert.deepEqual((history[3]?.output as { state: unknown }).state, { n: 1, reserved: false, released: true });
+  });
+
+  it('refuses bad templates with a typed error and stores nothing', async () => {
+    const t = templates();
+    await assert.rejects(t.set('bad', { steps: [{ name: 'nope' }] }), /step nope is not registered/);
+    await assert.rejects(t.set('bad', { steps: [{ name: 'add' }, { name: 'add' }] }), /used twice/);
+    await assert.rejects(t.set('bad', { steps: [{ name: 'add', next: 'double' }, { name: 'double', next: 'add' }] }), /cycle/);
+    await assert.rejects(t.set('bad', { steps: [{ name: 'add', retry: { maxAttempts: 0 } }] }), ValidationError);
+    await assert.rejects(t.set('bad', { steps: [{ name: 'add', timeout: 'soon' as never }] }), ValidationError);
+    await assert.rejects(t.set('bad', { steps: [{ name: 'add' }], hooks: { beforeStep: ['missing'] } }), ValidationError);
+    for (const definition of ['{"steps": []}', '{"steps": [{"name": "a"}, {"name": "a"}]}',
+      '{"steps": [{"name": "a", "next": "b"}, {"name": "b", "next": "a"}]}', '{"steps": [{"name": "a", "next": "zz"}]}']) {
+      await assert.rejects(env.pool.query('select trellis.template_set($1, $2)', ['bad', definition]), (e: { code?: string }) => e.code === 'TR001');
+    }
+    assert.equal((await env.pool.query(`select count(*)::int as n from trellis.templates where name = 'bad'`)).rows[0].n, 0);
+    await assert.rejects(t.start('never-stored', {}), NotFoundError);
+  });
+
+  it('fails a run of a template stored from SQL that names a step this worker lacks, naming it', async () => {
+    await env.pool.query(`select trellis.template_set('sql-made', '{"steps": [{"name": "add"}, {"name": "mystery"}]}')`);
+    const { rows } = await env.pool.query(`select trellis.template_start('sql-made', '{"n": 1}') as id`);
+    const done = await env.drive(rows[0].id);
+    assert.equal(done.status, 'failed');
+    assert.match(String((done.error as { message: string }).message), /step mystery is not registered/);
+    assert.equal((await env.history(rows[0].id)).length, 0, 'checked before any step ran');
+  });
+});

@@ -1,0 +1,64 @@
+/** sql/730_models.sql: machine_trigger's refusal of a second unfinished run per foreign id, under concurrency. */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await freshDatabase();
+  await db.pool.query(`select trellis.workflow_register('[{"name":"m","version":"1","queue":"default"}]')`);
+});
+after(() => db.close());
+
+const INPUT = '{"status": "a", "object": {}}';
+
+describe('machine_trigger', () => {
+  it('two concurrent triggers of one foreign id: the second waits for the first to commit, then is refused with TR004', async () => {
+    const a = new pg.Client({ connectionString: db.url });
+    const b = new pg.Client({ connectionString: db.url });
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query('begin');
+      await b.query('begin');
+      await a.query(`select trellis.machine_trigger('m', 'f-1', $1)`, [INPUT]);
+      const second = b.query(`select trellis.machine_trigger('m', 'f-1', $1)`, [INPUT]).then(() => 'started', (e: { code?: string }) => e.code);
+      await waitFor(async () => (await db.pool.query(
+        `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory' and pid = $1`,
+        [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting on the advisory lock' });
+      await a.query('commit');
+      assert.equal(await second, 'TR004');
+      await b.query('rollback');
+    } finally {
+      await a.end();
+      await b.end();
+    }
+    const { rows } = await db.pool.query(`select metadata from trellis.runs where workflow = 'm'`);
+    assert.deepEqual(rows.map((r) => r.metadata), [{ foreign_id: 'f-1' }]);
+  });
+
+  it('a trigger that rolls back leaves the foreign id free; other foreign ids never wait', async () => {
+    const c = await db.pool.connect();
+    try {
+      await c.query('begin');
+      await c.query(`select trellis.machine_trigger('m', 'f-2', $1)`, [INPUT]);
+      await db.pool.query(`select trellis.machine_trigger('m', 'f-3', $1)`, [INPUT]);
+      await c.query('rollback');
+    } finally {
+      c.release();
+    }
+    await db.pool.query(`select trellis.machine_trigger('m', 'f-2', $1)`, [INPUT]);
+    const { rows } = await db.pool.query(`select metadata->>'foreign_id' as f from trellis.runs where workflow = 'm' order by 1`);
+    assert.deepEqual(rows.map((r) => r.f), ['f-1', 'f-2', 'f-3']);
+  });
+
+  it('refuses a key, a bad foreign id and bad options with TR001, writing nothing', async () => {
+    for (const [fid, options] of [['f-4', '{"key": "k"}'], ['', '{}'], ['x'.repeat(513), '{}'], ['f-4', '[]'], ['f-4', '{"metadata": 3}']]) {
+      await assert.rejects(db.pool.query(`select trellis.machine_trigger('m', $1, $2, $3)`, [fid, INPUT, options]),
+        (e: { code?: string }) => e.code === 'TR001');
+    }
+    assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'f-4'`)).rows[0].n, 0);
+  });
+});
