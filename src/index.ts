@@ -16,3 +16,6 @@ export { NAME_PATTERN } from './workflow/names.ts';
 export type { RetryPolicy } from './workflow/retry.ts';
 export type { StandardSchemaV1 } from './workflow/standard-schema.ts';
 export { defineSignal, type SignalDefinition, type SignalResult } from './workflow/signal.ts';
+export { OVERLAP_POLICIES, type OverlapPolicy, type RoleRow, Roles, type ScheduleOptions, type ScheduleRow, Schedules } from './client/schedules.ts';
+export type { RoleContext, RoleFunction, RoleOptions, WorkerRoleOptions } from './worker/roles/role-runner.ts';
+export { type CronSchedule, parseCron } from './workflow/cron.ts';

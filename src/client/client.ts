@@ -26,6 +26,7 @@ import { decodeCursor, encodeCursor } from './cursor.ts';
 import type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
 import { ResultWaiter } from './results.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
+import { Roles, Schedules } from './schedules.ts';
 
 export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
 
@@ -89,6 +90,10 @@ export class Client {
   private readonly results: ResultWaiter;
   private maxPayloadBytes: Promise<number> | undefined;
   private readonly handoff: boolean;
+  /** Cron schedules: set, pause, resume, delete, get, list (src/client/schedules.ts). */
+  readonly schedules: Schedules;
+  /** The role leases of singleton duties, read-only (src/client/schedules.ts). */
+  readonly roles: Roles;
 
   constructor(options: ClientOptions) {
     this.log = options.logger ?? consoleLogger('warn');
@@ -112,6 +117,8 @@ export class Client {
     });
     this.registry = new WorkflowRegistry(this.pool);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
+    this.schedules = new Schedules(this.pool, (w) => this.register(w));
+    this.roles = new Roles(this.pool);
   }
 
   /**

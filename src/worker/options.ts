@@ -5,6 +5,7 @@ import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
 import { assertName } from '../workflow/names.ts';
+import type { WorkerRoleOptions } from './roles/role-runner.ts';
 
 export interface WorkerOptions {
   /** A pg Pool, or a connection string for the worker's own pool. */
@@ -40,6 +41,15 @@ export interface WorkerOptions {
    * workers, one purges at a time. `false`: this worker never purges.
    */
   purge?: { interval?: Duration; batch?: number } | false;
+  /** Role leases: the default TTL of the roles this worker takes part in (see `worker.role`). */
+  roles?: WorkerRoleOptions;
+  /**
+   * The schedule ticker (role `trellis.schedules`, held by one worker at a
+   * time): every `interval` (default 1s) it starts the runs of due cron
+   * ticks, `batch` schedules per round trip (default 500). `false`: this
+   * worker never ticks.
+   */
+  schedules?: { interval?: Duration; batch?: number } | false;
   /**
    * Run the hot statements (claims, checkpoints) as named prepared
    * statements, planned once per connection (default true). Set false

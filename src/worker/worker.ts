@@ -22,7 +22,8 @@ import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { Listener } from './listener.ts';
-import { PurgeLoop } from './maintenance/purge.ts';
+import { engineDuties, resolveTicker } from './roles/duties.ts';
+import { type RoleFunction, type RoleOptions, RoleRunner, roleTtlMs } from './roles/role-runner.ts';
 import { addLocalWorker, type Handoff, localFinished } from './local.ts';
 import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
@@ -71,7 +72,8 @@ export class Worker {
   private pollTimer: NodeJS.Timeout | undefined;
   private dueTimer: NodeJS.Timeout | undefined;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  private readonly purgeLoop: PurgeLoop | undefined;
+  /** Role leases: the engine's duties (purge, schedule ticker) and `role()`s (src/worker/roles). */
+  private readonly roleRunner: RoleRunner;
   /**
    * Slots kept for runs a client in this process is starting (see local.ts):
    * each settles when its hand-off is adopted or cancelled; stop() waits for them.
@@ -81,7 +83,7 @@ export class Worker {
   private maxPayloadBytes = 1_048_576;
   private maxHistorySteps = 10_000;
   /** Counters for tests, metrics and benchmarks (`handedOff`: runs begun from a start in this process, not claimed). */
-  readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0 };
+  readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0, fired: 0 };
   private readonly registry: WorkflowRegistry;
   private readonly leases: LeaseKeeper;
 
@@ -108,12 +110,39 @@ export class Worker {
     }
     this.db = options.preparedStatements === false ? unprepared(this.pool) : this.pool;
     this.registry = new WorkflowRegistry(this.pool);
-    if (o.purge) {
-      this.purgeLoop = new PurgeLoop({ db: this.db, ...o.purge, log: this.log, onPurged: (n) => (this.stats.purged += n) });
+    this.roleRunner = new RoleRunner({ db: this.db, holder: this.id, log: this.log, ttlMs: roleTtlMs(options.roles?.ttl, 'roles.ttl') });
+    for (const duty of engineDuties({ db: this.db, purge: o.purge, schedules: resolveTicker(options.schedules),
+      onPurged: (n) => (this.stats.purged += n), onFired: (n) => (this.stats.fired += n) })) {
+      this.roleRunner.add(duty.name, duty.run, { everyMs: duty.everyMs }, true);
     }
     this.leases = new LeaseKeeper(this.db, this.active, this.leaseMs, this.log);
     this.committer = new Committer(this.db, o.maxBatch, (error) =>
       this.log.warn('checkpoint batch failed, retrying per run', { error: String(error) }));
+  }
+
+  /**
+   * Run `fn` on exactly one replica at a time under role lease `name`: every
+   * worker that adds the role competes for it, the holder runs `fn` with the
+   * lease's fencing token and an AbortSignal that fires when the lease is
+   * lost (or the worker stops). Fence writes with `trellis.role_check(name,
+   * token)`. After the holder dies, another replica takes over within the
+   * TTL plus one renew interval (a third of the TTL). See docs/operations.md.
+   *
+   * @example
+   * worker.role('nightly-export', async ({ token, signal }) => {
+   *   await exportOrders({ signal, fence: token });
+   * }, { every: '1 hour' });
+   */
+  role(name: string, fn: RoleFunction, options: RoleOptions = {}): void {
+    this.roleRunner.add(name, fn, {
+      ...(options.ttl === undefined ? {} : { ttlMs: roleTtlMs(options.ttl, 'ttl') }),
+      ...(options.every === undefined ? {} : { everyMs: Math.max(10, toMs(options.every, 'every')) }),
+    });
+  }
+
+  /** Per role this worker takes part in: leases taken and lost, duty runs and failures. */
+  get roleStats(): ReturnType<RoleRunner['stats']> {
+    return this.roleRunner.stats();
   }
 
   /** How many times the LISTEN connection has been (re)established. */
@@ -159,7 +188,7 @@ export class Worker {
       void this.leases.checkRequests();
     }, this.pollMs);
     this.heartbeatTimer = setInterval(() => void this.leases.heartbeat(), Math.max(250, Math.floor(this.leaseMs / 3)));
-    this.purgeLoop?.start();
+    this.roleRunner.start();
     this.wake();
   }
 
@@ -376,7 +405,7 @@ export class Worker {
     this.removeLocal?.();
     clearInterval(this.pollTimer);
     if (this.dueTimer) clearTimeout(this.dueTimer);
-    await this.purgeLoop?.stop();
+    await this.roleRunner.stop();
     if (wasRunning) {
       await this.claimPromise;
       const deadline = toMs(options.timeout ?? 10_000, 'timeout');
