@@ -59,7 +59,7 @@ describe(`${FAILOVERS} induced failovers of a role holder`, () => {
     }
     await sql(`select trellis.schedule_set('every-second', '{"cron": "* * * * * *", "workflow": "tick-job", "input": {}, "overlap": "allow", "catch_up": 100}')`);
     const kinds = ['SIGKILL', 'terminate', 'SIGSTOP'] as const;
-    const takeovers: Record<string, number[]> = { SIGKILL: [], terminate: [], SIGSTOP: [] };
+    const takeovers: Record<(typeof kinds)[number], number[]> = { SIGKILL: [], terminate: [], SIGSTOP: [] };
     for (let i = 0; i < FAILOVERS; i++) {
       const kind = kinds[i % kinds.length] as (typeof kinds)[number];
       const held = await waitFor(() => holderOf('soak'), { what: 'a holder of soak' });
