@@ -128,7 +128,7 @@ describe(`${FAILOVERS} induced failovers of a role holder`, () => {
     const runs = await sql(`select key from trellis.runs where metadata->>'schedule' = 'every-second' order by key`);
     const ticks = runs.map((r) => new Date(String(r.key).slice('schedule:every-second:'.length)).getTime());
     assert.ok(ticks.length >= 5, `${ticks.length} ticks fired`);
-    for (let i = 1; i < ticks.length; i++) assert.equal(ticks[i] - (ticks[i - 1] as number), 1000, `no gap or double between ticks ${i - 1} and ${i}`);
+    for (let i = 1; i < ticks.length; i++) assert.equal((ticks[i] as number) - (ticks[i - 1] as number), 1000, `no gap or double between ticks ${i - 1} and ${i}`);
     const [{ fired }] = await sql(`select fired::int from trellis.schedules where name = 'every-second'`);
     assert.equal(fired, ticks.length, 'each tick started one run');
     const [stale] = await sql('select count(*)::int as n from public.role_refused');
