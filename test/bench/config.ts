@@ -6,9 +6,9 @@
  *   npm run bench -- --sustain-minutes=10      longer sustained-load test
  *   npm run bench -- --retention=off           sustained load without purging (default: 60 s retention)
  *   npm run bench -- --reps=5 --svg=docs/performance-throughput.svg
- * Families: pgbench, throughput, peers, latency, levers, backlog, inputs, sustained.
+ * Families: pgbench, throughput, peers, latency, levers, backlog, inputs, roles, sustained.
  */
-export const FAMILIES = ['pgbench', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'sustained'] as const;
+export const FAMILIES = ['pgbench', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'roles', 'sustained'] as const;
 export type Family = (typeof FAMILIES)[number];
 
 export interface BenchConfig {

@@ -10,6 +10,7 @@ import { cpus, loadavg } from 'node:os';
 import { dirname, join } from 'node:path';
 import { backlog } from './backlog.ts';
 import { inputChecks } from './inputs.ts';
+import { rolesBench } from './roles.ts';
 import { runtimeName } from './runtime.ts';
 import { type Family, readConfig } from './config.ts';
 import { printReport, throughputSvg } from './report.ts';
@@ -118,6 +119,9 @@ try {
   });
   await family('inputs', async () => {
     results.inputs = await inputChecks(server, cfg);
+  });
+  await family('roles', async () => {
+    results.roles = await rolesBench(server, cfg);
   });
   await family('sustained', async () => {
     // The peak with runs started while they are served: the sustained test's own

@@ -1,6 +1,6 @@
 /**
  * A Trellis worker in its own process (see procs.ts for the protocol).
- * env: BENCH_URL, BENCH_CONCURRENCY, BENCH_CLAIM_BATCH, BENCH_MAX_BATCH, BENCH_POLL_MS.
+ * env: BENCH_URL, BENCH_DUTIES (off), BENCH_CONCURRENCY, BENCH_CLAIM_BATCH, BENCH_MAX_BATCH, BENCH_POLL_MS.
  */
 import pg from 'pg';
 import { createWorker, silentLogger } from './runtime.ts';
@@ -17,6 +17,8 @@ const worker = createWorker({
   claimBatch: env('BENCH_CLAIM_BATCH'),
   maxBatch: env('BENCH_MAX_BATCH'),
   pollInterval: env('BENCH_POLL_MS') ?? 1000,
+  // BENCH_DUTIES=off: no role-held duties (the roles family's A/B).
+  ...(process.env.BENCH_DUTIES === 'off' ? { schedules: false as const, purge: false as const } : {}),
   logger: silentLogger,
 });
 // Warm the pool (connections are part of setup, not of the measurement).
