@@ -18,12 +18,23 @@ import { validate } from '../workflow/standard-schema.ts';
 export type { RoleRow } from '../db/roles.ts';
 export type { ScheduleRow } from '../db/schedules.ts';
 
-/** What a schedule does when a tick comes while its last run has not finished. */
+/**
+ * What a schedule does when a tick comes while its last run has not finished.
+ *
+ * @example
+ * await client.schedules.set('sync', { cron: '*' + '/5 * * * *', workflow: sync, overlap: OVERLAP_POLICIES[2] }); // bufferOne
+ */
 export const OVERLAP_POLICIES = ['skip', 'allow', 'bufferOne', 'cancelPrevious'] as const;
 export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
 
 const OVERLAP_SQL: Record<OverlapPolicy, string> = { skip: 'skip', allow: 'allow', bufferOne: 'buffer_one', cancelPrevious: 'cancel_previous' };
 
+/**
+ * The options of `client.schedules.set`.
+ *
+ * @example
+ * const options: ScheduleOptions<typeof report> = { cron: '0 7 * * 1-5', timeZone: 'America/New_York', workflow: report, input: { team: 'ops' }, catchUp: 2 };
+ */
 export interface ScheduleOptions<W extends WorkflowDefinition | string = WorkflowDefinition | string> {
   /** 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; `@daily` and the like. */
   cron: string;

@@ -13,7 +13,13 @@
 import { Cron } from 'croner';
 import { ValidationError } from '../errors.ts';
 
-/** A parsed cron expression in a time zone. */
+/**
+ * A parsed cron expression in a time zone.
+ *
+ * @example
+ * const weekdays: CronSchedule = parseCron('0 9 * * 1-5', 'Europe/Berlin');
+ * weekdays.nextTick(new Date());
+ */
 export interface CronSchedule {
   readonly cron: string;
   readonly timeZone: string;

@@ -17,7 +17,14 @@ import type { Queryable } from '../../db/queryable.ts';
 import { LeaseLostError } from '../../errors.ts';
 import type { Logger } from '../../workflow/logger.ts';
 
-/** What a role's function is given. */
+/**
+ * What a role's function is given.
+ *
+ * @example
+ * worker.role('exporter', async ({ name, token, signal }) => {
+ *   while (!signal.aborted) await exportBatch({ fence: [name, token] });
+ * });
+ */
 export interface RoleContext {
   /** The role's name. */
   readonly name: string;
@@ -27,6 +34,12 @@ export interface RoleContext {
   readonly signal: AbortSignal;
 }
 
+/**
+ * The function `worker.role` runs on the holder of the role.
+ *
+ * @example
+ * const sweep: RoleFunction = async ({ token }) => { await pool.query('select my_sweep($1)', [token]); };
+ */
 export type RoleFunction = (ctx: RoleContext) => Promise<void> | void;
 
 export interface RoleSpec {

@@ -12,7 +12,12 @@ import { type RoleFunction, RoleLease } from './role-lease.ts';
 
 export type { RoleContext, RoleFunction } from './role-lease.ts';
 
-/** Options of `worker.role`. */
+/**
+ * Options of `worker.role`.
+ *
+ * @example
+ * worker.role('hourly-sync', sync, { every: '1 hour', ttl: '30s' });
+ */
 export interface RoleOptions {
   /**
    * Lease length (default: the worker's `roles.ttl`, 15s; 200ms to 1 hour). The
@@ -24,7 +29,12 @@ export interface RoleOptions {
   every?: Duration;
 }
 
-/** The worker option `roles`. */
+/**
+ * The worker option `roles`.
+ *
+ * @example
+ * createWorker({ connectionString, workflows, roles: { ttl: '10s' } }); // failover within 10 s + 3.3 s
+ */
 export interface WorkerRoleOptions {
   /** Default lease length of roles, the engine's duties included (default 15s, 200ms to 1 hour). */
   ttl?: Duration;
