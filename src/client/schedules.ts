@@ -22,7 +22,7 @@ export type { ScheduleRow } from '../db/schedules.ts';
  * What a schedule does when a tick comes while its last run has not finished.
  *
  * @example
- * await client.schedules.set('sync', { cron: '*' + '/5 * * * *', workflow: sync, overlap: OVERLAP_POLICIES[2] }); // bufferOne
+ * await client.schedules.set('sync', { cron: '0 * * * *', workflow: sync, overlap: OVERLAP_POLICIES[2] }); // bufferOne
  */
 export const OVERLAP_POLICIES = ['skip', 'allow', 'bufferOne', 'cancelPrevious'] as const;
 export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
