@@ -1,5 +1,5 @@
 --! Previous: sha1:6b1618c1d9a18ee556ec1c58e3bd92c50dada6e4
---! Hash: sha1:027f31489000852d935299906892a1c8dc5c55aa
+--! Hash: sha1:af86eef45cb0302b964deb1f56c9ede10fcb1d7a
 
 -- Trellis: role leases and cron schedules (sql/700_roles.sql, sql/710_schedules.sql).
 --
@@ -52,3 +52,8 @@ create table if not exists trellis.schedules (
   updated_at    timestamptz not null default now()
 );
 create index if not exists schedules_due_idx on trellis.schedules (next_at) where not paused;
+-- The ticker's other two reads, so a tick costs what is due, not a scan of
+-- every schedule: schedules whose next tick is still to be computed, and
+-- ticks held back by the buffer_one policy.
+create index if not exists schedules_compute_idx on trellis.schedules (name) where next_at is null and next_from is not null;
+create index if not exists schedules_buffered_idx on trellis.schedules (name) where buffered_at is not null;
