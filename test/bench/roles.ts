@@ -74,6 +74,7 @@ export async function rolesBench(server: BenchServer, cfg: BenchConfig): Promise
     for (const [k, v] of Object.entries(out.usPerCall)) console.log(`  ${k}: ${fmt(v, 1)} us/call`);
     console.log(`  duties at the defaults: ${fmt(out.dutyUsPerSecondPerWorker, 0)} us per second per worker (database + round trips) = ${fmt(out.dutyShareOfMachine * 100, 3)}% of this machine`);
     await c.query(`delete from trellis.schedules`);
+    await c.query(`select trellis.role_release('trellis.schedules', 'bench', $1::bigint)`, [token]);
 
     // 2. Throughput at saturation, duties on and off, interleaved.
     const turl = await server.createDatabase(TRELLIS_DB, { trellis: true });

@@ -37,8 +37,8 @@ const git = (cmd: string) => {
   }
 };
 console.log(`# trellis bench (${cfg.quick ? 'quick' : 'full'}): ${[...cfg.only].join(', ')}; ${cfg.reps} repetition(s); runtime ${runtimeName}`);
-// Other work on a 2-core machine distorts every figure: wait (up to 10 min) for a quiet machine.
-for (let waited = 0; load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
+// Other work on a 2-core machine distorts every figure: wait (up to 10 min) for a quiet machine (not with --no-wait).
+for (let waited = 0; !process.argv.includes('--no-wait') && load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
   if (waited === 0) console.log(`# waiting for a quiet machine (load ${load1().toFixed(1)})`);
   await new Promise((r) => setTimeout(r, 10_000));
 }
