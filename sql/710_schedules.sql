@@ -64,7 +64,7 @@ comment on function trellis._schedule_active(uuid) is
   'Whether run p_run_id (a schedule''s last run) has not finished.';
 
 -- Start the run of one tick (its jitter a fixed fraction of the schedule's,
--- from the hash of its key) and make it the schedule's last run.
+-- from the hash of its key); the caller records it as the last run.
 create or replace function trellis._schedule_start(p_schedule trellis.schedules, p_tick timestamptz)
 returns uuid language plpgsql as $$
 declare
@@ -76,13 +76,10 @@ begin
             jsonb_build_object('key', v_key, 'run_at', v_at,
                                'metadata', jsonb_build_object('schedule', p_schedule.name, 'tick', p_tick)),
             null, null, null, null, null, null, null);
-  update trellis.schedules
-     set last_run_id = v_id, last_tick_at = p_tick, fired = fired + 1, updated_at = trellis.now()
-   where name = p_schedule.name;
   return v_id;
 end $$;
 comment on function trellis._schedule_start(trellis.schedules, timestamptz) is
-  'Start the run of schedule p_schedule''s tick p_tick (idempotent by its key) and record it as the last run.';
+  'Start the run of schedule p_schedule''s tick p_tick (idempotent by its key); returns its id.';
 
 create or replace function trellis.schedule_set(p_name text, p_spec jsonb)
 returns trellis.schedules language plpgsql as $$
@@ -232,8 +229,10 @@ begin
      where s.buffered_at is not null and not s.paused and not trellis._schedule_active(s.last_run_id)
      order by s.name for update
   loop
-    update trellis.schedules set buffered_at = null where schedules.name = v_row.name;
-    perform trellis._schedule_start(v_row, v_row.buffered_at);
+    update trellis.schedules
+       set buffered_at = null, last_run_id = trellis._schedule_start(v_row, v_row.buffered_at),
+           last_tick_at = v_row.buffered_at, fired = fired + 1, updated_at = v_now
+     where schedules.name = v_row.name;
   end loop;
   return query
   select * from (
@@ -263,6 +262,7 @@ declare
   v_row     trellis.schedules;
   v_tick    timestamptz;
   v_skipped integer;
+  v_fired   integer;
 begin
   perform trellis.role_check('trellis.schedules', p_token);
   for v_fire in select f from jsonb_array_elements(p_fires) f order by f->>'name' loop
@@ -272,18 +272,17 @@ begin
       or v_row.next_at is distinct from (v_fire->>'next_at')::timestamptz
       or v_row.next_from is distinct from (v_fire->>'next_from')::timestamptz;
     v_skipped := coalesce((v_fire->>'skipped')::integer, 0);
+    v_fired := 0;
+    -- One update per schedule at the end: the last run and buffered tick are kept in v_row.
     for v_tick in select (t #>> '{}')::timestamptz from jsonb_array_elements(coalesce(v_fire->'ticks', '[]')) t loop
-      select * into v_row from trellis.schedules where name = v_row.name;
-      if v_row.ends_at is not null and v_tick > v_row.ends_at then
-        exit;
-      end if;
-      if trellis._schedule_active(v_row.last_run_id) and v_row.overlap <> 'allow' then
+      exit when v_row.ends_at is not null and v_tick > v_row.ends_at;
+      if v_row.overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id) then
         if v_row.overlap = 'skip' then
           v_skipped := v_skipped + 1;
           continue;
         elsif v_row.overlap = 'buffer_one' then
           if v_row.buffered_at is null then
-            update trellis.schedules set buffered_at = v_tick where name = v_row.name;
+            v_row.buffered_at := v_tick;
           else
             v_skipped := v_skipped + 1;
           end if;
@@ -292,13 +291,16 @@ begin
           perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the tick of %s', v_row.name, v_tick));
         end if;
       end if;
-      perform trellis._schedule_start(v_row, v_tick);
-      v_started := v_started + 1;
+      v_row.last_run_id := trellis._schedule_start(v_row, v_tick);
+      v_row.last_tick_at := v_tick;
+      v_fired := v_fired + 1;
     end loop;
     update trellis.schedules
-       set next_at = (v_fire->>'next')::timestamptz, next_from = null,
+       set next_at = (v_fire->>'next')::timestamptz, next_from = null, last_run_id = v_row.last_run_id,
+           last_tick_at = v_row.last_tick_at, buffered_at = v_row.buffered_at, fired = fired + v_fired,
            skipped = skipped + v_skipped, last_error = left(v_fire->>'error', 500), updated_at = v_now
      where name = v_row.name;
+    v_started := v_started + v_fired;
   end loop;
   return v_started;
 end $$;

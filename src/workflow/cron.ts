@@ -41,6 +41,25 @@ function wall(at: Date, timeZone: string): string {
   return format.format(at);
 }
 
+const shiftYears = new Map<string, boolean>();
+
+/** Whether `timeZone` changes its UTC offset during `year` (DST): only then can a wall time repeat. */
+function shifts(timeZone: string, year: number): boolean {
+  const key = `${timeZone} ${year}`;
+  let known = shiftYears.get(key);
+  if (known === undefined) {
+    const offset = (month: number) => {
+      const at = new Date(Date.UTC(year, month, 1));
+      return new Date(wall(at, timeZone).replace(', ', 'T') + 'Z').getTime() - at.getTime();
+    };
+    const first = offset(0);
+    known = [3, 6, 9, 11].some((m) => offset(m) !== first);
+    if (shiftYears.size > 10_000) shiftYears.clear();
+    shiftYears.set(key, known);
+  }
+  return known;
+}
+
 /** Check an IANA time zone name (ValidationError naming a bounded prefix of it). */
 export function assertTimeZone(timeZone: unknown): string {
   if (typeof timeZone !== 'string' || timeZone.length === 0 || timeZone.length > 64) {
@@ -74,22 +93,30 @@ export function parseCron(cron: unknown, timeZone: unknown = 'UTC'): CronSchedul
   } catch (error) {
     throw new ValidationError(`invalid cron expression ${JSON.stringify(cron.slice(0, 60))}: ${(error as Error).message.slice(0, 200)}`);
   }
-  return {
-    cron,
-    timeZone: zone,
-    nextTick(after: Date): Date | null {
-      let from = after;
-      // A wall time an autumn repeat brings back is a tick already fired.
-      for (let i = 0; i < 8; i++) {
-        const next = parsed.nextRun(from);
-        if (!next) return null;
-        const seen = [3_600_000, 1_800_000].some((d) => wall(new Date(next.getTime() - d), zone) === wall(next, zone));
-        if (!seen) return next;
-        from = next;
-      }
-      return null;
-    },
+  // Many schedules share a cron and their ticks: the ticker asks the same question again.
+  const memo = new Map<number, Date | null>();
+  const nextTick = (after: Date): Date | null => {
+    const hit = memo.get(after.getTime());
+    if (hit !== undefined) return hit;
+    const next = computeNext(after);
+    if (memo.size >= 1000) memo.clear();
+    memo.set(after.getTime(), next);
+    return next;
   };
+  const computeNext = (after: Date): Date | null => {
+    let from = after;
+    // A wall time an autumn repeat brings back is a tick already fired.
+    for (let i = 0; i < 8; i++) {
+      const next = parsed.nextRun(from);
+      if (!next) return null;
+      const seen = shifts(zone, next.getUTCFullYear())
+        && [3_600_000, 1_800_000].some((d) => wall(new Date(next.getTime() - d), zone) === wall(next, zone));
+      if (!seen) return next;
+      from = next;
+    }
+    return null;
+  };
+  return { cron, timeZone: zone, nextTick };
 }
 
 /** What the ticker does with a schedule whose ticks came due. */
