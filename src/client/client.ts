@@ -117,7 +117,7 @@ export class Client {
     });
     this.registry = new WorkflowRegistry(this.pool);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
-    this.schedules = new Schedules(this.pool, (w) => this.register(w));
+    this.schedules = new Schedules(this.pool, this.registry);
     this.roles = new Roles(this.pool);
   }
 

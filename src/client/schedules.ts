@@ -5,7 +5,8 @@
  * round trip (cron and time zone with croner, the input with the workflow's
  * own schema when given a definition); SQL checks again for every caller.
  */
-import { type Queryable, run } from '../db/queryable.ts';
+import type { WorkflowRegistry } from '../db/registry.ts';
+import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
 import { type RoleRow, roleList } from '../db/roles.ts';
 import { scheduleControl, scheduleDelete, scheduleList, type ScheduleRow, scheduleSet } from '../db/schedules.ts';
 import { ValidationError } from '../errors.ts';
@@ -72,17 +73,19 @@ export interface ScheduleOptions<W extends WorkflowDefinition | string = Workflo
  * const [row] = await client.schedules.list(); // row.nextAt: the next 07:00 in Berlin
  */
 export class Schedules {
-  constructor(private readonly db: Queryable, private readonly register: (workflow: WorkflowDefinition) => Promise<void>) {}
+  constructor(private readonly db: Queryable, private readonly registry: WorkflowRegistry) {}
 
   /**
    * Create or replace schedule `name`; returns its row with the next tick.
    * ValidationError for a bad cron, time zone, input or option;
    * NotFoundError for a workflow no worker or client has registered.
+   * With `tx`, the schedule commits or rolls back with the caller's transaction.
    *
    * @example
    * await client.schedules.set('hourly-sync', { cron: '0 * * * *', workflow: 'sync', overlap: 'bufferOne', catchUp: 3 });
    */
-  async set<W extends WorkflowDefinition | string>(name: string, options: ScheduleOptions<W>): Promise<ScheduleRow> {
+  async set<W extends WorkflowDefinition | string>(name: string, options: ScheduleOptions<W>, { tx }: { tx?: Executor } = {}): Promise<ScheduleRow> {
+    const db = tx === undefined ? this.db : toQueryable(tx);
     assertName(name, 'schedule');
     if (typeof options !== 'object' || options === null) throw new ValidationError('schedule options must be an object');
     const cron = parseCron(options.cron, options.timeZone ?? 'UTC');
@@ -102,12 +105,13 @@ export class Schedules {
     if (options.paused !== undefined && typeof options.paused !== 'boolean') throw new ValidationError('paused must be true or false');
     if (typeof workflow !== 'string') {
       if (workflow.input) await validate(workflow.input, options.input, `input of schedule ${name}`);
-      await this.register(workflow);
+      if (tx === undefined) await this.registry.register(workflow);
+      else await this.registry.registerIn(db, workflow);
     }
-    const now = await this.now();
+    const now = await this.now(db);
     const next = cron.nextTick(now);
     const endsAt = options.endsAt ?? null;
-    return scheduleSet(this.db, name, {
+    return scheduleSet(db, name, {
       cron: cron.cron,
       time_zone: cron.timeZone,
       workflow: workflowName,
@@ -122,18 +126,18 @@ export class Schedules {
   }
 
   /** Stop firing until `resume` (ticks meanwhile are skipped). NotFoundError if unknown. @example await client.schedules.pause('daily-report'); */
-  pause(name: string): Promise<ScheduleRow> {
-    return scheduleControl(this.db, 'pause', assertName(name, 'schedule'));
+  pause(name: string, { tx }: { tx?: Executor } = {}): Promise<ScheduleRow> {
+    return scheduleControl(tx === undefined ? this.db : toQueryable(tx), 'pause', assertName(name, 'schedule'));
   }
 
   /** Fire again from the next tick after now. NotFoundError if unknown. @example await client.schedules.resume('daily-report'); */
-  resume(name: string): Promise<ScheduleRow> {
-    return scheduleControl(this.db, 'resume', assertName(name, 'schedule'));
+  resume(name: string, { tx }: { tx?: Executor } = {}): Promise<ScheduleRow> {
+    return scheduleControl(tx === undefined ? this.db : toQueryable(tx), 'resume', assertName(name, 'schedule'));
   }
 
-  /** Delete it (its runs stay); false if there was none. @example await client.schedules.delete('daily-report'); */
-  delete(name: string): Promise<boolean> {
-    return scheduleDelete(this.db, assertName(name, 'schedule'));
+  /** Delete it (its runs stay); false if there was none. @example await client.schedules.delete('daily-report', { tx: pgClient }); */
+  delete(name: string, { tx }: { tx?: Executor } = {}): Promise<boolean> {
+    return scheduleDelete(tx === undefined ? this.db : toQueryable(tx), assertName(name, 'schedule'));
   }
 
   /** The schedule's row, or undefined. @example const s = await client.schedules.get('daily-report'); console.log(s?.nextAt); */
@@ -146,8 +150,8 @@ export class Schedules {
     return scheduleList(this.db);
   }
 
-  private async now(): Promise<Date> {
-    const rows = await run<{ now: Date }>(this.db, 'select trellis.now() as now');
+  private async now(db: Queryable): Promise<Date> {
+    const rows = await run<{ now: Date }>(db, 'select trellis.now() as now');
     return rows[0]?.now ?? new Date();
   }
 }

@@ -218,6 +218,29 @@ describe('pause, resume, end date, jitter, SQL', () => {
   });
 });
 
+describe('inside the caller\'s transaction', () => {
+  it('a schedule set in a transaction that rolls back is not there; one that commits is', async () => {
+    const c = await env.pool.connect();
+    try {
+      await c.query('begin');
+      await env.client.schedules.set('in-tx', { cron: '0 * * * *', workflow: job, input: { n: 8 } }, { tx: c });
+      await c.query('rollback');
+      assert.equal(await env.client.schedules.get('in-tx'), undefined);
+      await c.query('begin');
+      await env.client.schedules.set('in-tx', { cron: '0 * * * *', workflow: job, input: { n: 8 } }, { tx: c });
+      await c.query('commit');
+      assert.equal((await env.client.schedules.get('in-tx'))?.workflow, 'job');
+      await c.query('begin');
+      assert.equal(await env.client.schedules.delete('in-tx', { tx: c }), true);
+      await c.query('rollback');
+      assert.ok(await env.client.schedules.get('in-tx'), 'the delete rolled back');
+      await env.client.schedules.delete('in-tx');
+    } finally {
+      c.release();
+    }
+  });
+});
+
 describe('bad input writes nothing', () => {
   const count = async () => Number((await sql('select count(*) as n from trellis.schedules'))[0].n);
   const cases: [string, () => Promise<unknown>, new (...a: any[]) => Error][] = [
