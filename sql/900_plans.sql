@@ -1,5 +1,5 @@
 -- 900_plans: how the engine's hot PL/pgSQL functions are planned.
--- Owns: nothing new; sets plan_cache_mode on functions defined in 200-500.
+-- Owns: nothing new; sets plan_cache_mode on functions defined in 200-710.
 -- Applied last, after every function exists (re-applied with sql/ on every
 -- install, since create or replace drops a function's settings).
 --
@@ -38,7 +38,10 @@ begin
     'trellis._notify_ready(text, text, text, uuid, boolean)',
     'trellis.run_idle_check(text[], text[], text[])',
     -- Not hot, but a worker's purge session keeps its plans for as long.
-    'trellis._purge_workflow(text, interval, integer)']::regprocedure[]
+    'trellis._purge_workflow(text, interval, integer)',
+    -- The schedule ticker, every second on one worker: its reads are partial-index probes.
+    'trellis.schedule_tick(bigint, integer)',
+    'trellis.schedule_fire(bigint, jsonb)']::regprocedure[]
   loop
     execute format('alter function %s set plan_cache_mode = force_generic_plan', f);
     execute format('alter function %s set enable_seqscan = off', f);

@@ -10,7 +10,7 @@
 --   trellis_client: the reader's rights and EXECUTE on the application
 --     functions (start, signal, cancel, pause, resume, retry, scrub, purge,
 --     retention, register, the event cursor and consumers, hook_retry, the
---     state machine, template and connector functions);
+--     state machine, template and connector functions, schedule writes);
 --     those that write are SECURITY DEFINER with a
 --     pinned search_path, so the client role needs no write privilege on a
 --     table: it cannot complete, fail or checkpoint a run, read a lease
@@ -54,7 +54,8 @@ begin
                          'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                          'event_consumer_drop', 'hook_retry',
                          'machine_trigger_check', 'machine_trigger', 'machine_callback', 'machine_data_delete',
-                         'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set')
+                         'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
+                         'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete')
   loop
     execute format('alter function %s security definer set search_path = pg_catalog, trellis, pg_temp', f);
   end loop;
@@ -77,7 +78,7 @@ begin
     execute 'grant select on trellis.workflows, trellis.steps, trellis.signals, trellis.settings, trellis.retentions,
                             trellis.schema_info, trellis.migrations, trellis.run_transitions, trellis.events,
                             trellis.event_consumers, trellis.hook_deliveries, trellis.templates,
-                            trellis.connector_cursors, trellis.machine_runs to trellis_reader';
+                            trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules to trellis_reader';
     execute 'grant execute on function trellis.events_read(text, integer, jsonb) to trellis_reader';
     execute format('grant select (%s) on trellis.runs to trellis_reader', v_columns);
     execute 'grant execute on function trellis.now(), trellis._setting_int(text, integer) to trellis_reader';
@@ -87,7 +88,7 @@ begin
     execute 'grant select on trellis.workflows, trellis.steps, trellis.signals, trellis.settings, trellis.retentions,
                             trellis.schema_info, trellis.migrations, trellis.clock, trellis.run_transitions,
                             trellis.events, trellis.event_consumers, trellis.hook_deliveries, trellis.templates,
-                            trellis.connector_cursors, trellis.machine_runs to trellis_client';
+                            trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules to trellis_client';
     execute format('grant select (%s) on trellis.runs to trellis_client', v_columns);
     for f in
       select p.oid::regprocedure from pg_proc p
@@ -98,7 +99,8 @@ begin
                            'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                            'event_consumer_drop', 'hook_retry',
                            'machine_trigger_check', 'machine_trigger', 'machine_callback', 'machine_data_delete',
-                           'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set')
+                           'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
+                           'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete')
     loop
       execute format('grant execute on function %s to trellis_client', f);
     end loop;

@@ -26,3 +26,6 @@ export { EVENT_KINDS, type EventFilter, type EventKind, type RunEvent } from './
 export { HOOK_NAMES, type HookEvent, type HookName, type WorkflowHooks } from './workflow/hooks.ts';
 export type { HookDeliveryOptions } from './worker/hooks/loop.ts';
 export * from './models.ts';
+export { OVERLAP_POLICIES, type OverlapPolicy, type RoleRow, Roles, type ScheduleOptions, type ScheduleRow, Schedules } from './client/schedules.ts';
+export type { RoleContext, RoleFunction, RoleOptions, WorkerRoleOptions } from './worker/roles/role-runner.ts';
+export { type CronSchedule, parseCron } from './workflow/cron.ts';

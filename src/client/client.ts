@@ -31,6 +31,7 @@ import type { RunEvent } from '../db/events.ts';
 import type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
 import { ResultWaiter } from './results.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
+import { Roles, Schedules } from './schedules.ts';
 
 export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
 
@@ -111,6 +112,10 @@ export class Client {
   private maxPayloadBytes: Promise<number> | undefined;
   private readonly handoff: boolean;
   private tracing: Promise<Tracing> | undefined;
+  /** Cron schedules: set, pause, resume, delete, get, list (src/client/schedules.ts). */
+  readonly schedules: Schedules;
+  /** The role leases of singleton duties, read-only (src/client/schedules.ts). */
+  readonly roles: Roles;
 
   constructor(private readonly options: ClientOptions) {
     this.log = childLogger(options.logger ?? consoleLogger('warn'), {});
@@ -137,6 +142,8 @@ export class Client {
     });
     this.registry = new WorkflowRegistry(this.pool);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
+    this.schedules = new Schedules(this.pool, this.registry);
+    this.roles = new Roles(this.pool);
   }
 
   /**

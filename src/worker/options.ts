@@ -8,6 +8,7 @@ import { type Duration, toMs } from '../workflow/duration.ts';
 import type { Logger } from '../workflow/logger.ts';
 import type { TracingOption, WorkerMetricsOption } from '../observability/worker-observer.ts';
 import { assertName } from '../workflow/names.ts';
+import type { WorkerRoleOptions } from './roles/role-runner.ts';
 
 /**
  * Options of {@link createWorker}. Give a `pool` or a `connectionString`,
@@ -110,6 +111,15 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * const worker = createWorker({ pool, workflows: [onboard], purge: { interval: '1 minute', batch: 500 } });
    */
   purge?: { interval?: Duration; batch?: number } | false;
+  /** Role leases: the default TTL of the roles this worker takes part in (see `worker.role`). */
+  roles?: WorkerRoleOptions;
+  /**
+   * The schedule ticker (role `trellis.schedules`, held by one worker at a
+   * time): every `interval` (default 1s) it starts the runs of due cron
+   * ticks, `batch` schedules per round trip (default 500). `false`: this
+   * worker never ticks.
+   */
+  schedules?: { interval?: Duration; batch?: number } | false;
   /**
    * Durable lifecycle hooks (`defineWorkflow({ hooks })`) of the workflows
    * this worker serves: how often it claims due deliveries (default 1s) and

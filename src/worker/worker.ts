@@ -24,8 +24,9 @@ import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { Listener } from './listener.ts';
-import { PurgeLoop } from './maintenance/purge.ts';
 import { createHookLoop, type HookLoop } from './hooks/loop.ts';
+import { engineDuties, resolveTicker } from './roles/duties.ts';
+import { type RoleFunction, type RoleOptions, RoleRunner, roleTtlMs } from './roles/role-runner.ts';
 import { addLocalWorker, type Handoff, localFinished } from './local.ts';
 import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
@@ -100,8 +101,9 @@ export class Worker {
   /** Backoff of looks at a wake-up gate held by a coalescing start (0: not held at the last look). */
   private gateRetryMs = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
-  private readonly purgeLoop: PurgeLoop | undefined;
   private readonly hookLoop: HookLoop | undefined;
+  /** Role leases: the engine's duties (purge, schedule ticker) and `role()`s (src/worker/roles). */
+  private readonly roleRunner: RoleRunner;
   /**
    * Slots kept for runs a client in this process is starting (see local.ts):
    * each settles when its hand-off is adopted or cancelled; stop() waits for them.
@@ -112,7 +114,7 @@ export class Worker {
   private maxHistorySteps = 10_000;
   /** Counters for tests, metrics and benchmarks (`handedOff`: runs begun from a start in this process, not claimed). */
   readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0,
-    hooks: { delivered: 0, retry: 0, parked: 0 } };
+    fired: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };
   private readonly registry: WorkflowRegistry;
   private readonly leases: LeaseKeeper;
   /** Metrics and tracing (src/observability); undefined when both are off. */
@@ -143,8 +145,10 @@ export class Worker {
     }
     this.db = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log).pool;
     this.registry = new WorkflowRegistry(this.pool);
-    if (o.purge) {
-      this.purgeLoop = new PurgeLoop({ db: this.db, ...o.purge, log: this.log, onPurged: (n) => (this.stats.purged += n) });
+    this.roleRunner = new RoleRunner({ db: this.db, holder: this.id, log: this.log, ttlMs: roleTtlMs(options.roles?.ttl, 'roles.ttl') });
+    for (const duty of engineDuties({ db: this.db, purge: o.purge, schedules: resolveTicker(options.schedules),
+      onPurged: (n) => (this.stats.purged += n), onFired: (n) => (this.stats.fired += n) })) {
+      this.roleRunner.add(duty.name, duty.run, { everyMs: duty.everyMs }, true);
     }
     this.hookLoop = createHookLoop({ db: this.db, workerId: this.id, definitions: this.definitions, delivery: options.hookDelivery,
       log: this.log, onAttempt: (outcome) => (this.stats.hooks[outcome] += 1) });
@@ -155,6 +159,31 @@ export class Worker {
       holds: (run, token) => this.leases.holds(run, token),
       onError: (error, transient) => this.log.warn(transient ? 'checkpoint failed, retrying while the leases last' : 'checkpoint batch failed, retrying per run', { error: String(error) }),
     });
+  }
+
+  /**
+   * Run `fn` on exactly one replica at a time under role lease `name`: every
+   * worker that adds the role competes for it, the holder runs `fn` with the
+   * lease's fencing token and an AbortSignal that fires when the lease is
+   * lost (or the worker stops). Fence writes with `trellis.role_check(name,
+   * token)`. After the holder dies, another replica takes over within the
+   * TTL plus one renew interval (a third of the TTL). See docs/operations.md.
+   *
+   * @example
+   * worker.role('nightly-export', async ({ token, signal }) => {
+   *   await exportOrders({ signal, fence: token });
+   * }, { every: '1 hour' });
+   */
+  role(name: string, fn: RoleFunction, options: RoleOptions = {}): void {
+    this.roleRunner.add(name, fn, {
+      ...(options.ttl === undefined ? {} : { ttlMs: roleTtlMs(options.ttl, 'ttl') }),
+      ...(options.every === undefined ? {} : { everyMs: Math.max(10, toMs(options.every, 'every')) }),
+    });
+  }
+
+  /** Per role this worker takes part in: leases taken and lost, duty runs and failures. */
+  get roleStats(): ReturnType<RoleRunner['stats']> {
+    return this.roleRunner.stats();
   }
 
   /** How many times the LISTEN connection has been (re)established. */
@@ -228,7 +257,7 @@ export class Worker {
       void this.leases.checkRequests();
     }, this.pollMs);
     this.heartbeatTimer = setInterval(() => void this.leases.heartbeat(), Math.max(250, Math.floor(this.leaseMs / 3)));
-    this.purgeLoop?.start();
+    this.roleRunner.start();
     this.hookLoop?.start();
     this.wake();
   }
@@ -518,7 +547,7 @@ export class Worker {
     this.removeLocal?.();
     clearInterval(this.pollTimer);
     if (this.dueTimer) clearTimeout(this.dueTimer);
-    await this.purgeLoop?.stop();
+    await this.roleRunner.stop();
     await this.hookLoop?.stop();
     if (wasRunning) {
       await this.claimPromise;

@@ -6,10 +6,10 @@
  *   npm run bench -- --sustain-minutes=10      longer sustained-load test
  *   npm run bench -- --retention=off           sustained load without purging (default: 60 s retention)
  *   npm run bench -- --reps=5 --svg=docs/performance-throughput.svg
- * Families: pgbench, starts, throughput, peers, latency, levers, backlog, inputs, sustained, outbox
+ * Families: pgbench, starts, throughput, peers, latency, levers, backlog, inputs, roles, sustained, outbox
  * (throughput with the outbox on and off), models.
  */
-export const FAMILIES = ['pgbench', 'starts', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'sustained', 'outbox', 'models'] as const;
+export const FAMILIES = ['pgbench', 'starts', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'roles', 'sustained', 'outbox', 'models'] as const;
 export type Family = (typeof FAMILIES)[number];
 
 export interface BenchConfig {

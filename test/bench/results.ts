@@ -78,6 +78,7 @@ export interface BenchResults {
   models?: ThroughputRow[];
   inputs?: unknown;
   starts?: unknown;
+  roles?: unknown;
   sustained?: unknown;
   errors: { family: string; error: string }[];
 }

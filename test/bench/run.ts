@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { backlog } from './backlog.ts';
 import { inputChecks } from './inputs.ts';
 import { startsFamily } from './starts.ts';
+import { rolesBench } from './roles.ts';
 import { runtimeName } from './runtime.ts';
 import { type Family, readConfig } from './config.ts';
 import { printReport, throughputSvg } from './report.ts';
@@ -39,9 +40,9 @@ const git = (cmd: string) => {
   }
 };
 console.log(`# trellis bench (${cfg.quick ? 'quick' : 'full'}): ${[...cfg.only].join(', ')}; ${cfg.reps} repetition(s); runtime ${runtimeName}`);
-// Other work on a 2-core machine distorts every figure: wait (up to 10 min) for a quiet machine.
-// BENCH_NO_WAIT=1 skips the wait (the load average is still recorded with each family).
-for (let waited = 0; !process.env.BENCH_NO_WAIT && load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
+// Other work on a 2-core machine distorts every figure: wait (up to 10 min) for a quiet machine
+// (not with --no-wait or BENCH_NO_WAIT=1; the load average is still recorded with each family).
+for (let waited = 0; !process.env.BENCH_NO_WAIT && !process.argv.includes('--no-wait') && load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
   if (waited === 0) console.log(`# waiting for a quiet machine (load ${load1().toFixed(1)})`);
   await new Promise((r) => setTimeout(r, 10_000));
 }
@@ -134,6 +135,9 @@ try {
   });
   await family('models', async () => {
     results.models = await modelsThroughput(server, cfg);
+  });
+  await family('roles', async () => {
+    results.roles = await rolesBench(server, cfg);
   });
   await family('sustained', async () => {
     // The peak with runs started while they are served: the sustained test's own

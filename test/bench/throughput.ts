@@ -17,6 +17,7 @@ export interface WorkerEnv {
   BENCH_CONCURRENCY?: string;
   BENCH_CLAIM_BATCH?: string;
   BENCH_MAX_BATCH?: string;
+  BENCH_DUTIES?: 'on' | 'off';
 }
 
 /** Register the bench workflows so SQL can start them by name before any worker ran. */

@@ -1,6 +1,6 @@
 /**
  * A Trellis worker in its own process (see procs.ts for the protocol).
- * env: BENCH_URL, BENCH_CONCURRENCY, BENCH_CLAIM_BATCH, BENCH_MAX_BATCH, BENCH_POLL_MS,
+ * env: BENCH_URL, BENCH_DUTIES (off), BENCH_CONCURRENCY, BENCH_CLAIM_BATCH, BENCH_MAX_BATCH, BENCH_POLL_MS,
  * BENCH_METRICS=1 (Prometheus metrics on, to measure what they cost).
  */
 import pg from 'pg';
@@ -18,6 +18,8 @@ const worker = createWorker({
   claimBatch: env('BENCH_CLAIM_BATCH'),
   maxBatch: env('BENCH_MAX_BATCH'),
   pollInterval: env('BENCH_POLL_MS') ?? 1000,
+  // BENCH_DUTIES=off: no role-held duties (the roles family's A/B).
+  ...(process.env.BENCH_DUTIES === 'off' ? { schedules: false as const, purge: false as const } : {}),
   logger: silentLogger,
   metrics: process.env.BENCH_METRICS === '1',
 });

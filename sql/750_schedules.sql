@@ -1,0 +1,308 @@
+-- 750_schedules: cron schedules that start runs.
+-- Owns: schedule_set, schedule_pause, schedule_resume, schedule_delete,
+-- schedule_tick, schedule_fire (_schedule_key, _schedule_start, _schedule_active,
+-- _check_cron, _check_time_zone).
+-- Touches: trellis.schedules (insert, update, delete), trellis.runs (insert
+-- through _run_start; run_cancel for the cancel_previous policy), trellis.roles
+-- (role_check: the ticker's fence).
+-- Lock order: the role row (FOR KEY SHARE, role_check), then schedule rows
+-- FOR UPDATE in name order, then the runs they start or cancel.
+--
+-- Next fire times are computed in TypeScript (croner, with the IANA time
+-- zone's DST rules) and stored: schedule_set takes one from the client, and
+-- a schedule set from SQL, or resumed, gets its next_at from the ticker,
+-- which computes it from next_from. The ticker (the worker holding the role
+-- trellis.schedules) reads due schedules with schedule_tick and writes what
+-- it computed with schedule_fire, fenced by its role token. Each tick starts
+-- its run under the key schedule:<name>:<tick in UTC>, and schedule_fire
+-- does nothing for a schedule whose next_at moved since it was read, so a
+-- tick fired twice (a failover between the two calls) starts one run.
+
+create or replace function trellis._check_cron(p_cron text)
+returns text language plpgsql immutable as $$
+begin
+  if p_cron is null or length(p_cron) > 200
+     or (p_cron !~ '^\s*[0-9A-Za-z*/,?#LW-]+(\s+[0-9A-Za-z*/,?#LW-]+){4,5}\s*$'
+         and p_cron !~ '^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$') then
+    perform trellis._raise('TR001', format('invalid cron expression %s: use 5 fields (minute hour day month weekday) or 6 (seconds first)',
+                                           coalesce(quote_literal(left(p_cron, 60)), 'null')));
+  end if;
+  return p_cron;
+end $$;
+comment on function trellis._check_cron(text) is
+  'Return p_cron if it has the shape of a cron expression (5 or 6 fields, or @daily and the like), else TR001. The ticker parses it fully (croner) and records an error on the schedule if it cannot.';
+
+create or replace function trellis._check_time_zone(p_zone text)
+returns text language plpgsql stable as $$
+begin
+  if p_zone is null or p_zone !~ '^[A-Za-z][A-Za-z0-9_+-]*(/[A-Za-z0-9_+-]+){0,2}$' then
+    perform trellis._raise('TR001', format('invalid time zone %s: use an IANA name such as Europe/Berlin or UTC',
+                                           coalesce(quote_literal(left(p_zone, 60)), 'null')));
+  end if;
+  begin
+    perform now() at time zone p_zone;
+  exception when others then
+    perform trellis._raise('TR001', format('unknown time zone %s', quote_literal(left(p_zone, 60))));
+  end;
+  return p_zone;
+end $$;
+comment on function trellis._check_time_zone(text) is
+  'Return p_zone if it is an IANA time zone name PostgreSQL knows, else TR001.';
+
+create or replace function trellis._schedule_key(p_name text, p_tick timestamptz)
+returns text language sql immutable as $$
+  select 'schedule:' || p_name || ':' || to_char(p_tick at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')
+$$;
+comment on function trellis._schedule_key(text, timestamptz) is
+  'The idempotency key of the run of schedule p_name''s tick p_tick: schedule:<name>:<tick in UTC>.';
+
+create or replace function trellis._schedule_active(p_run_id uuid)
+returns boolean language sql stable as $$
+  select exists (select 1 from trellis.runs where id = p_run_id and status in ('pending', 'running', 'waiting', 'paused'))
+$$;
+comment on function trellis._schedule_active(uuid) is
+  'Whether run p_run_id (a schedule''s last run) has not finished.';
+
+-- Start the run of one tick (its jitter a fixed fraction of the schedule's,
+-- from the hash of its key); the caller records it as the last run.
+create or replace function trellis._schedule_start(p_schedule trellis.schedules, p_tick timestamptz)
+returns uuid language plpgsql as $$
+declare
+  v_key  text := trellis._schedule_key(p_schedule.name, p_tick);
+  v_at   timestamptz := p_tick + p_schedule.jitter * ((hashtext(v_key)::bigint + 2147483648) / 4294967296.0);
+  v_id   uuid;
+begin
+  v_id := trellis._run_start(p_schedule.workflow, p_schedule.input,
+            jsonb_build_object('key', v_key, 'run_at', v_at,
+                               'metadata', jsonb_build_object('schedule', p_schedule.name, 'tick', p_tick)),
+            null, null, null, null, null, null, null);
+  return v_id;
+end $$;
+comment on function trellis._schedule_start(trellis.schedules, timestamptz) is
+  'Start the run of schedule p_schedule''s tick p_tick (idempotent by its key); returns its id.';
+
+create or replace function trellis.schedule_set(p_name text, p_spec jsonb)
+returns trellis.schedules language plpgsql as $$
+declare
+  v_now    timestamptz := trellis.now();
+  v_bad    text;
+  v_input  jsonb := coalesce(p_spec->'input', 'null');
+  v_over   text := coalesce(p_spec->>'overlap', 'skip');
+  v_catch  integer := 0;
+  v_jitter interval := '0';
+  v_ends   timestamptz;
+  v_next   timestamptz;
+  v_row    trellis.schedules;
+begin
+  perform trellis._check_name(p_name, 'schedule');
+  if p_spec is null or jsonb_typeof(p_spec) <> 'object' then
+    perform trellis._raise('TR001', 'schedule_set spec must be a JSON object');
+  end if;
+  select string_agg(k, ', ') into v_bad from jsonb_object_keys(p_spec) as k
+   where k not in ('cron', 'time_zone', 'workflow', 'input', 'overlap', 'catch_up', 'jitter', 'ends_at', 'paused', 'next_at');
+  if v_bad is not null then
+    perform trellis._raise('TR001', format('unknown schedule option(s): %s', left(v_bad, 200)));
+  end if;
+  perform trellis._check_cron(p_spec->>'cron');
+  perform trellis._check_time_zone(coalesce(p_spec->>'time_zone', 'UTC'));
+  perform trellis._check_name(p_spec->>'workflow', 'workflow');
+  perform trellis._check_payload(v_input, 'input');
+  v_bad := trellis.workflow_input_error(p_spec->>'workflow', v_input);
+  if v_bad is not null then
+    perform trellis._raise('TR001', format('input of schedule %s does not match the schema of %s: %s',
+                                           p_name, p_spec->>'workflow', left(v_bad, 200)));
+  end if;
+  if v_over not in ('skip', 'allow', 'buffer_one', 'cancel_previous') then
+    perform trellis._raise('TR001', format('overlap must be skip, allow, buffer_one or cancel_previous, not %s', quote_literal(left(v_over, 40))));
+  end if;
+  if p_spec ? 'catch_up' then
+    if jsonb_typeof(p_spec->'catch_up') <> 'number' or (p_spec->>'catch_up')::numeric not between 0 and 1000
+       or (p_spec->>'catch_up')::numeric % 1 <> 0 then
+      perform trellis._raise('TR001', 'catch_up must be an integer from 0 (skip missed ticks) to 1000');
+    end if;
+    v_catch := (p_spec->>'catch_up')::integer;
+  end if;
+  begin
+    v_jitter := coalesce((p_spec->>'jitter')::interval, '0');
+    v_ends := (p_spec->>'ends_at')::timestamptz;
+    v_next := (p_spec->>'next_at')::timestamptz;
+  exception when others then
+    perform trellis._raise('TR001', 'jitter must be an interval, ends_at and next_at timestamps');
+  end;
+  if v_jitter < interval '0' or v_jitter > interval '1 day' then
+    perform trellis._raise('TR001', 'jitter must be from 0 to 1 day');
+  end if;
+  if p_spec ? 'paused' and jsonb_typeof(p_spec->'paused') <> 'boolean' then
+    perform trellis._raise('TR001', 'paused must be true or false');
+  end if;
+  -- Stored to the millisecond: the ticker hands next_at and next_from back
+  -- as JavaScript dates to show what it read.
+  v_next := date_trunc('milliseconds', v_next);
+  if v_next is not null and v_next <= v_now then
+    v_next := null; -- computed on a client with a clock behind: the ticker computes it
+  end if;
+
+  insert into trellis.schedules as s (name, cron, time_zone, workflow, input, overlap, catch_up, jitter, ends_at,
+                                      paused, next_at, next_from, created_at, updated_at)
+  values (p_name, p_spec->>'cron', coalesce(p_spec->>'time_zone', 'UTC'), p_spec->>'workflow', v_input, v_over,
+          v_catch, v_jitter, v_ends, coalesce((p_spec->>'paused')::boolean, false), v_next,
+          case when v_next is null then date_trunc('milliseconds', v_now) end, v_now, v_now)
+  on conflict (name) do update
+    set cron = excluded.cron, time_zone = excluded.time_zone, workflow = excluded.workflow, input = excluded.input,
+        overlap = excluded.overlap, catch_up = excluded.catch_up, jitter = excluded.jitter, ends_at = excluded.ends_at,
+        paused = case when p_spec ? 'paused' then excluded.paused else s.paused end,
+        next_at = excluded.next_at, next_from = excluded.next_from, last_error = null, updated_at = excluded.updated_at
+  returning * into v_row;
+  return v_row;
+end $$;
+comment on function trellis.schedule_set(text, jsonb) is
+  'Create or replace schedule p_name. Spec: cron (5 fields, or 6 with seconds first), time_zone (IANA, default UTC), workflow, input (checked against the workflow''s input shape), overlap (skip, allow, buffer_one, cancel_previous; default skip), catch_up (0: of ticks missed during downtime only the latest runs; N: up to N missed ticks run too), jitter (interval, up to 1 day), ends_at, paused, next_at (the next tick, computed by the TypeScript client; without it the ticker computes it). TR001 bad spec or input, TR002 unknown workflow. Returns the row.';
+
+create or replace function trellis._schedule_lock(p_name text)
+returns trellis.schedules language plpgsql as $$
+declare
+  v_row trellis.schedules;
+begin
+  perform trellis._check_name(p_name, 'schedule');
+  select * into v_row from trellis.schedules where name = p_name for update;
+  if not found then
+    perform trellis._raise('TR002', format('schedule %L does not exist', p_name));
+  end if;
+  return v_row;
+end $$;
+comment on function trellis._schedule_lock(text) is
+  'Lock schedule p_name FOR UPDATE and return it; TR002 if it does not exist.';
+
+create or replace function trellis.schedule_pause(p_name text)
+returns trellis.schedules language plpgsql as $$
+declare
+  v_row trellis.schedules;
+begin
+  perform trellis._schedule_lock(p_name);
+  update trellis.schedules set paused = true, updated_at = trellis.now() where name = p_name returning * into v_row;
+  return v_row;
+end $$;
+comment on function trellis.schedule_pause(text) is
+  'Stop schedule p_name from firing until schedule_resume (ticks while paused are skipped). TR002 unknown.';
+
+create or replace function trellis.schedule_resume(p_name text)
+returns trellis.schedules language plpgsql as $$
+declare
+  v_row trellis.schedules;
+begin
+  v_row := trellis._schedule_lock(p_name);
+  if not v_row.paused then
+    return v_row;
+  end if;
+  update trellis.schedules
+     set paused = false, next_at = null, next_from = date_trunc('milliseconds', trellis.now()), updated_at = trellis.now()
+   where name = p_name returning * into v_row;
+  return v_row;
+end $$;
+comment on function trellis.schedule_resume(text) is
+  'Let paused schedule p_name fire again from its next tick after now (the ticker computes it). TR002 unknown.';
+
+create or replace function trellis.schedule_delete(p_name text)
+returns boolean language plpgsql as $$
+begin
+  perform trellis._check_name(p_name, 'schedule');
+  delete from trellis.schedules where name = p_name;
+  return found;
+end $$;
+comment on function trellis.schedule_delete(text) is
+  'Delete schedule p_name (runs it started are kept). False if it did not exist.';
+
+-- The ticker's read: starts the buffered ticks whose previous run has
+-- finished, then returns up to p_limit schedules with a tick due or a next
+-- tick to compute.
+create or replace function trellis.schedule_tick(p_token bigint, p_limit integer)
+returns table (name text, cron text, time_zone text, next_at timestamptz, next_from timestamptz,
+               catch_up integer, ends_at timestamptz, now timestamptz)
+language plpgsql as $$
+declare
+  v_now timestamptz := trellis.now();
+  v_row trellis.schedules;
+begin
+  perform trellis.role_check('trellis.schedules', p_token);
+  for v_row in
+    select * from trellis.schedules s
+     where s.buffered_at is not null and not s.paused and not trellis._schedule_active(s.last_run_id)
+     order by s.name for update
+  loop
+    update trellis.schedules
+       set buffered_at = null, last_run_id = trellis._schedule_start(v_row, v_row.buffered_at),
+           last_tick_at = v_row.buffered_at, fired = fired + 1, updated_at = v_now
+     where schedules.name = v_row.name;
+  end loop;
+  return query
+  select * from (
+    (select s.name, s.cron, s.time_zone, s.next_at, s.next_from, s.catch_up, s.ends_at, v_now
+       from trellis.schedules s
+      where not s.paused and s.next_at <= v_now
+      order by s.next_at limit p_limit)
+    union all
+    (select s.name, s.cron, s.time_zone, s.next_at, s.next_from, s.catch_up, s.ends_at, v_now
+       from trellis.schedules s
+      where not s.paused and s.next_at is null and s.next_from is not null and s.last_error is null
+      limit p_limit)) due
+  limit p_limit;
+end $$;
+comment on function trellis.schedule_tick(bigint, integer) is
+  'The schedule ticker''s read, fenced by its token of role trellis.schedules: starts buffered ticks whose previous run finished, then returns up to p_limit schedules whose tick is due (next_at <= now) or whose next tick is to be computed (from next_from), with the engine time.';
+
+-- p_fires: [{name, next_at (as read), next_from (as read), ticks: [timestamps
+-- to start, oldest first], skipped: count of ticks passed over, next: the new
+-- next_at or null (ended), error: text (the cron could not be parsed)}].
+create or replace function trellis.schedule_fire(p_token bigint, p_fires jsonb)
+returns integer language plpgsql as $$
+declare
+  v_now     timestamptz := trellis.now();
+  v_started integer := 0;
+  v_fire    jsonb;
+  v_row     trellis.schedules;
+  v_tick    timestamptz;
+  v_skipped integer;
+  v_fired   integer;
+begin
+  perform trellis.role_check('trellis.schedules', p_token);
+  for v_fire in select f from jsonb_array_elements(p_fires) f order by f->>'name' loop
+    select * into v_row from trellis.schedules where name = v_fire->>'name' for update;
+    -- Gone, paused, or moved on since the ticker read it: nothing to do.
+    continue when not found or v_row.paused
+      or v_row.next_at is distinct from (v_fire->>'next_at')::timestamptz
+      or v_row.next_from is distinct from (v_fire->>'next_from')::timestamptz;
+    v_skipped := coalesce((v_fire->>'skipped')::integer, 0);
+    v_fired := 0;
+    -- One update per schedule at the end: the last run and buffered tick are kept in v_row.
+    for v_tick in select (t #>> '{}')::timestamptz from jsonb_array_elements(coalesce(v_fire->'ticks', '[]')) t loop
+      exit when v_row.ends_at is not null and v_tick > v_row.ends_at;
+      if v_row.overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id) then
+        if v_row.overlap = 'skip' then
+          v_skipped := v_skipped + 1;
+          continue;
+        elsif v_row.overlap = 'buffer_one' then
+          if v_row.buffered_at is null then
+            v_row.buffered_at := v_tick;
+          else
+            v_skipped := v_skipped + 1;
+          end if;
+          continue;
+        else -- cancel_previous
+          perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the tick of %s', v_row.name, v_tick));
+        end if;
+      end if;
+      v_row.last_run_id := trellis._schedule_start(v_row, v_tick);
+      v_row.last_tick_at := v_tick;
+      v_fired := v_fired + 1;
+    end loop;
+    update trellis.schedules
+       set next_at = (v_fire->>'next')::timestamptz, next_from = null, last_run_id = v_row.last_run_id,
+           last_tick_at = v_row.last_tick_at, buffered_at = v_row.buffered_at, fired = fired + v_fired,
+           skipped = skipped + v_skipped, last_error = left(v_fire->>'error', 500), updated_at = v_now
+     where name = v_row.name;
+    v_started := v_started + v_fired;
+  end loop;
+  return v_started;
+end $$;
+comment on function trellis.schedule_fire(bigint, jsonb) is
+  'The schedule ticker''s write, fenced by its token of role trellis.schedules: for each schedule still as the ticker read it, start a run per tick given (by the overlap policy: skip, allow, buffer_one, cancel_previous; each under the tick''s key, so a repeated fire starts nothing new), then store the next tick the ticker computed (null: ended) or the error it met. Returns the runs started.';

@@ -1,0 +1,53 @@
+/**
+ * examples/cron-report run the way a user runs it, against its own database:
+ * a daily schedule's next fire time stored, a 2-second schedule's ticks
+ * become runs, a user role's fenced writes and a stale token refused, the
+ * engine's duties listed as roles.
+ */
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { fileURLToPath } from 'node:url';
+import { after, before, describe, it } from 'node:test';
+import { createDatabase } from '../helpers/db.ts';
+
+const root = fileURLToPath(new URL('../..', import.meta.url));
+
+describe('examples/cron-report', () => {
+  let db: { url: string; drop(): Promise<void> };
+  before(async () => {
+    db = await createDatabase('trellis_ex');
+  });
+  after(() => db.drop());
+
+  it('shows the next daily tick, fires a 2-second schedule twice, fences the role, lists the roles, and exits 0', async () => {
+    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
+      const child = spawn(process.execPath, ['--import', 'tsx', 'examples/cron-report/main.ts'], {
+        cwd: root, env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'pipe'],
+      });
+      let out = '';
+      let err = '';
+      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
+      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
+      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
+      child.on('error', reject);
+      child.on('close', (c) => {
+        clearTimeout(timer);
+        resolve({ code: c, stdout: out, stderr: err });
+      });
+    });
+    assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+    assert.match(stdout, /^daily-report next fires at 07:00 Europe\/Berlin$/m);
+    assert.match(stdout, /^select \* from trellis.schedules: daily-report \| 0 7 \* \* \* \| Europe\/Berlin \| next_at stored: true$/m);
+    const ticks = [...stdout.matchAll(/^tick (\S+) -> sales: 35 orders$/gm)].map((m) => new Date(m[1] as string).getTime());
+    assert.equal(ticks.length, 2);
+    assert.equal((ticks[1] as number) - (ticks[0] as number), 2000, 'two consecutive 2-second ticks');
+    for (const t of ticks) assert.equal(t % 2000, 0);
+    const fired = /^paused: true, fired: (\d+)$/m.exec(stdout);
+    assert.ok(fired && Number(fired[1]) >= 2, 'paused after at least two ticks');
+    assert.match(stdout, /^report-mailer held with token \d+, fenced writes: some$/m);
+    assert.match(stdout, /^stale token refused: TR003$/m);
+    assert.match(stdout, /^role report-mailer: held true, by this worker true$/m);
+    assert.match(stdout, /^role trellis.purge: held true, by this worker true$/m);
+    assert.match(stdout, /^role trellis.schedules: held true, by this worker true$/m);
+  });
+});

@@ -1,0 +1,304 @@
+/**
+ * Cron schedules end to end on the test kit's virtual clock: the worker
+ * holding role trellis.schedules starts one run per tick (keyed by the
+ * tick), 3 days of ticks at once, catch-up after an hour with no tick by
+ * each policy, each overlap policy, pause / resume / end date / jitter, a
+ * schedule written with plain SQL, DST nights in Europe/Berlin and
+ * America/New_York, and bad input that writes nothing.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { NotFoundError, ValidationError } from '../../src/errors.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+const job = defineWorkflow({ name: 'job', input: z.object({ n: z.number() }) }, async (ctx, { n }) => ctx.step('double', () => n * 2));
+const held = defineWorkflow({ name: 'held', input: z.object({}) }, async (ctx) => {
+  await ctx.waitForSignal('go');
+  return 'done';
+});
+
+let env: TestEnv;
+before(async () => {
+  env = await createTestEnv({ workflows: [job, held], schedules: { interval: 20 } });
+});
+after(() => env.close());
+
+const HOUR = 3_600_000;
+const sql = async (text: string, values: unknown[] = []) => (await env.pool.query(text, values)).rows;
+
+/** Wait until the ticker has dealt with every due tick of schedule `name` (its next tick is in the future, or it ended). */
+async function ticked(name: string): Promise<void> {
+  await waitFor(async () => (await sql(
+    `select next_at > trellis.now() or (next_at is null and next_from is null) or paused as ok
+       from trellis.schedules where name = $1`, [name]))[0]?.ok, { what: `schedule ${name} ticked`, timeout: 30_000 });
+}
+
+/** The ticks (from their run keys) of the runs schedule `name` started, in order. */
+async function runTicks(name: string): Promise<string[]> {
+  const rows = await sql(`select key from trellis.runs where metadata->>'schedule' = $1 order by key`, [name]);
+  return rows.map((r) => new Date(String(r.key).slice(`schedule:${name}:`.length)).toISOString());
+}
+
+/** Move the virtual clock to `iso` (forward only). */
+async function clockTo(iso: string): Promise<void> {
+  const ms = new Date(iso).getTime() - (await env.now()).getTime();
+  assert.ok(ms > 0, `the clock is past ${iso}`);
+  await env.advance(ms);
+}
+
+/** Tick boundaries of `stepMs` after `from`, `count` of them. */
+function boundaries(from: Date, stepMs: number, count: number): string[] {
+  const first = Math.floor(from.getTime() / stepMs) * stepMs + stepMs;
+  return Array.from({ length: count }, (_, i) => new Date(first + i * stepMs).toISOString());
+}
+
+describe('client.schedules', () => {
+  it('stores the next tick, so select * from trellis.schedules shows what fires next', async () => {
+    const now = await env.now();
+    const row = await env.client.schedules.set('show-next', { cron: '0 * * * *', workflow: job, input: { n: 1 } });
+    assert.equal(row.nextAt?.toISOString(), boundaries(now, HOUR, 1)[0]);
+    const [stored] = await sql(`select * from trellis.schedules where name = 'show-next'`);
+    assert.equal(stored.next_at.toISOString(), boundaries(now, HOUR, 1)[0]);
+    assert.equal(stored.overlap, 'skip');
+    assert.equal(await env.client.schedules.delete('show-next'), true);
+    assert.equal(await env.client.schedules.delete('show-next'), false);
+  });
+
+  it('a virtual clock advancing 3 days sees exactly the expected ticks of an hourly and a daily schedule', async () => {
+    const now = await env.now();
+    await env.client.schedules.set('three-days-hourly', { cron: '0 * * * *', workflow: job, input: { n: 1 }, overlap: 'allow', catchUp: 1000 });
+    await env.client.schedules.set('three-days-daily', { cron: '0 7 * * *', timeZone: 'UTC', workflow: job, input: { n: 2 }, overlap: 'allow', catchUp: 1000 });
+    await env.advance('3 days');
+    await ticked('three-days-hourly');
+    await ticked('three-days-daily');
+    assert.deepEqual(await runTicks('three-days-hourly'), boundaries(now, HOUR, 72));
+    const daily = await runTicks('three-days-daily');
+    assert.equal(daily.length, 3);
+    for (const t of daily) assert.match(t, /T07:00:00\.000Z$/);
+    const [row] = await sql(`select fired, skipped from trellis.schedules where name = 'three-days-hourly'`);
+    assert.deepEqual(row, { fired: '72', skipped: '0' });
+    const roles = await env.client.roles.list();
+    const ticker = roles.find((r) => r.name === 'trellis.schedules');
+    assert.equal(ticker?.holder, env.worker.id);
+    assert.equal(ticker?.lastOutcome, 'ok');
+    await env.client.schedules.delete('three-days-hourly');
+    await env.client.schedules.delete('three-days-daily');
+  });
+
+  it('after an hour with no tick, catch-up 0 starts the latest tick only, catch-up 3 three missed ones too, 1000 all twelve', async () => {
+    const now = await env.now();
+    for (const n of [0, 3, 1000]) {
+      await env.client.schedules.set(`catch-up-${n}`, { cron: '*/5 * * * *', workflow: job, input: { n }, overlap: 'allow', catchUp: n });
+    }
+    const all = boundaries(now, 5 * 60_000, 12);
+    // The outage: the engine's clock moves an hour in one step, with no tick in between.
+    await env.advance('1 hour');
+    try {
+      for (const n of [0, 3, 1000]) await ticked(`catch-up-${n}`);
+      assert.deepEqual(await runTicks('catch-up-0'), all.slice(-1));
+      assert.deepEqual(await runTicks('catch-up-3'), all.slice(-4));
+      assert.deepEqual(await runTicks('catch-up-1000'), all);
+      const skipped = await sql(`select name, skipped::int from trellis.schedules where name like 'catch-up-%' order by name`);
+      assert.deepEqual(skipped, [{ name: 'catch-up-0', skipped: 11 }, { name: 'catch-up-1000', skipped: 0 }, { name: 'catch-up-3', skipped: 8 }]);
+    } finally {
+      for (const n of [0, 3, 1000]) await env.client.schedules.delete(`catch-up-${n}`);
+    }
+  });
+});
+
+describe('overlap policies (a tick while the last run still waits)', () => {
+  /** Set an every-minute schedule of `held`, let two ticks come; returns the runs it started, in tick order. */
+  async function twoTicks(name: string, overlap: 'skip' | 'allow' | 'bufferOne' | 'cancelPrevious') {
+    await env.client.schedules.set(name, { cron: '* * * * *', workflow: held, input: {}, overlap });
+    await env.advance('1 minute');
+    await ticked(name);
+    await env.advance('1 minute');
+    await ticked(name);
+    return sql(`select id, key, status from trellis.runs where metadata->>'schedule' = $1 order by key`, [name]);
+  }
+
+  it('skip: the second tick starts nothing while the first run waits', async () => {
+    const runs = await twoTicks('overlap-skip', 'skip');
+    assert.equal(runs.length, 1);
+    assert.deepEqual((await sql(`select skipped::int from trellis.schedules where name = 'overlap-skip'`))[0], { skipped: 1 });
+    await env.client.schedules.delete('overlap-skip');
+  });
+
+  it('allow: the second tick starts a second run beside the first', async () => {
+    const runs = await twoTicks('overlap-allow', 'allow');
+    assert.equal(runs.length, 2);
+    assert.ok(runs.every((r) => r.status !== 'cancelled'));
+    await env.client.schedules.delete('overlap-allow');
+  });
+
+  it('cancelPrevious: the second tick cancels the first run and starts its own', async () => {
+    const runs = await twoTicks('overlap-cancel', 'cancelPrevious');
+    assert.equal(runs.length, 2);
+    assert.equal((await env.waitFor(runs[0].id, 'cancelled')).status, 'cancelled');
+    assert.notEqual(runs[1].status, 'cancelled');
+    await env.client.schedules.delete('overlap-cancel');
+  });
+
+  it('bufferOne: one tick waits for the first run to end, then starts; a third tick meanwhile is skipped', async () => {
+    const runs = await twoTicks('overlap-buffer', 'bufferOne');
+    assert.equal(runs.length, 1);
+    const [buffered] = await sql(`select buffered_at from trellis.schedules where name = 'overlap-buffer'`);
+    assert.ok(buffered.buffered_at instanceof Date, 'the second tick is buffered');
+    await env.advance('1 minute');
+    await waitFor(async () => (await sql(`select skipped::int as n from trellis.schedules where name = 'overlap-buffer'`))[0].n === 1,
+      { what: 'the third tick skipped' });
+    await env.waitFor(runs[0].id, 'waiting');
+    await env.signal(runs[0], 'go', null);
+    await env.waitFor(runs[0].id, 'completed');
+    await waitFor(async () => (await sql(`select buffered_at is null as ok from trellis.schedules where name = 'overlap-buffer'`))[0].ok,
+      { what: 'the buffered tick started' });
+    const after = await sql(`select key from trellis.runs where metadata->>'schedule' = 'overlap-buffer' order by key`);
+    assert.equal(after.length, 2);
+    assert.equal(new Date(String(after[1].key).slice('schedule:overlap-buffer:'.length)).getTime(), buffered.buffered_at.getTime());
+    await env.client.schedules.delete('overlap-buffer');
+  });
+});
+
+describe('pause, resume, end date, jitter, SQL', () => {
+  it('a paused schedule starts nothing; resumed, it fires from the next tick after now', async () => {
+    await env.client.schedules.set('paused-one', { cron: '*/10 * * * *', workflow: job, input: { n: 3 }, catchUp: 1000, overlap: 'allow' });
+    await env.client.schedules.pause('paused-one');
+    await env.advance('1 hour');
+    const resumedAt = await env.now();
+    const row = await env.client.schedules.resume('paused-one');
+    assert.equal(row.paused, false);
+    await ticked('paused-one');
+    assert.deepEqual(await runTicks('paused-one'), [], 'no tick of the paused hour');
+    await env.advance('10 minutes');
+    await ticked('paused-one');
+    assert.deepEqual(await runTicks('paused-one'), boundaries(resumedAt, 10 * 60_000, 1));
+    await env.client.schedules.delete('paused-one');
+  });
+
+  it('stops at its end date and shows no next tick', async () => {
+    const now = await env.now();
+    const endsAt = new Date(now.getTime() + 2.5 * HOUR);
+    await env.client.schedules.set('ending', { cron: '0 * * * *', workflow: job, input: { n: 4 }, catchUp: 1000, overlap: 'allow', endsAt });
+    await env.advance('5 hours');
+    await ticked('ending');
+    const expected = boundaries(now, HOUR, 5).filter((t) => new Date(t) <= endsAt);
+    assert.ok(expected.length >= 2);
+    assert.deepEqual(await runTicks('ending'), expected);
+    assert.equal((await env.client.schedules.get('ending'))?.nextAt, null);
+    await env.client.schedules.delete('ending');
+  });
+
+  it('jitter delays each run by a fixed fraction of it, within the jitter', async () => {
+    await env.client.schedules.set('jittery', { cron: '0 * * * *', workflow: job, input: { n: 5 }, catchUp: 1000, overlap: 'allow', jitter: '10 minutes' });
+    await env.advance('4 hours');
+    await ticked('jittery');
+    const rows = await sql(`select key, run_at from trellis.runs where metadata->>'schedule' = 'jittery'`);
+    assert.equal(rows.length, 4);
+    const delays = rows.map((r) => r.run_at.getTime() - new Date(String(r.key).slice('schedule:jittery:'.length)).getTime());
+    for (const d of delays) assert.ok(d >= 0 && d < 600_000, `delay ${d} ms`);
+    assert.ok(new Set(delays).size > 1, 'different ticks, different delays');
+    await env.client.schedules.delete('jittery');
+  });
+
+  it('a schedule written with plain SQL gets its next tick from the ticker and fires', async () => {
+    const now = await env.now();
+    await sql(`select trellis.schedule_set('from-sql', '{"cron": "0 * * * *", "workflow": "job", "input": {"n": 6}}')`);
+    await ticked('from-sql');
+    const [row] = await sql(`select next_at from trellis.schedules where name = 'from-sql'`);
+    assert.equal(row.next_at.toISOString(), boundaries(now, HOUR, 1)[0]);
+    await env.advance('1 hour');
+    await ticked('from-sql');
+    assert.deepEqual(await runTicks('from-sql'), boundaries(now, HOUR, 1));
+    await sql(`select trellis.schedule_pause('from-sql')`);
+    assert.equal((await env.client.schedules.get('from-sql'))?.paused, true);
+    assert.deepEqual((await sql(`select trellis.schedule_delete('from-sql') as ok`))[0], { ok: true });
+  });
+});
+
+describe('inside the caller\'s transaction', () => {
+  it('a schedule set in a transaction that rolls back is not there; one that commits is', async () => {
+    const c = await env.pool.connect();
+    try {
+      await c.query('begin');
+      await env.client.schedules.set('in-tx', { cron: '0 * * * *', workflow: job, input: { n: 8 } }, { tx: c });
+      await c.query('rollback');
+      assert.equal(await env.client.schedules.get('in-tx'), undefined);
+      await c.query('begin');
+      await env.client.schedules.set('in-tx', { cron: '0 * * * *', workflow: job, input: { n: 8 } }, { tx: c });
+      await c.query('commit');
+      assert.equal((await env.client.schedules.get('in-tx'))?.workflow, 'job');
+      await c.query('begin');
+      assert.equal(await env.client.schedules.delete('in-tx', { tx: c }), true);
+      await c.query('rollback');
+      assert.ok(await env.client.schedules.get('in-tx'), 'the delete rolled back');
+      await env.client.schedules.delete('in-tx');
+    } finally {
+      c.release();
+    }
+  });
+});
+
+describe('bad input writes nothing', () => {
+  const count = async () => Number((await sql('select count(*) as n from trellis.schedules'))[0].n);
+  const cases: [string, () => Promise<unknown>, new (...a: any[]) => Error][] = [
+    ['an invalid cron (TS)', () => env.client.schedules.set('bad', { cron: '61 * * * *', workflow: job, input: { n: 1 } }), ValidationError],
+    ['an invalid cron (SQL)', () => sql(`select trellis.schedule_set('bad', '{"cron": "every day", "workflow": "job", "input": {"n": 1}}')`), Error],
+    ['an unknown time zone (TS)', () => env.client.schedules.set('bad', { cron: '0 * * * *', timeZone: 'Mars/Olympus', workflow: job, input: { n: 1 } }), ValidationError],
+    ['an unknown time zone (SQL)', () => sql(`select trellis.schedule_set('bad', '{"cron": "0 * * * *", "time_zone": "Mars/Olympus", "workflow": "job", "input": {"n": 1}}')`), Error],
+    ['an unknown workflow', () => env.client.schedules.set('bad', { cron: '0 * * * *', workflow: 'nobody', input: {} }), NotFoundError],
+    ['input failing the schema (TS)', () => env.client.schedules.set('bad', { cron: '0 * * * *', workflow: job, input: { n: 'x' } as never }), ValidationError],
+    ['input failing the schema (by name, checked in SQL)', () => env.client.schedules.set('bad', { cron: '0 * * * *', workflow: 'job', input: { n: 'x' } }), ValidationError],
+    ['a name with a quote and SQL', () => env.client.schedules.set("x'; drop table trellis.runs; --", { cron: '0 * * * *', workflow: job, input: { n: 1 } }), ValidationError],
+    ['an unknown overlap policy', () => env.client.schedules.set('bad', { cron: '0 * * * *', workflow: job, input: { n: 1 }, overlap: 'sometimes' as never }), ValidationError],
+    ['a negative catch-up', () => env.client.schedules.set('bad', { cron: '0 * * * *', workflow: job, input: { n: 1 }, catchUp: -1 }), ValidationError],
+  ];
+  for (const [what, call, type] of cases) {
+    it(`${what}: a typed error, no schedule written`, async () => {
+      const before = await count();
+      await assert.rejects(call(), (error: Error & { code?: string }) => {
+        assert.ok(error instanceof type, `${error.name}: ${error.message}`);
+        if (type === Error) assert.equal(error.code, 'TR001', error.message);
+        return true;
+      });
+      assert.equal(await count(), before);
+    });
+  }
+  it('pausing an unknown schedule is a NotFoundError', async () => {
+    await assert.rejects(env.client.schedules.pause('no-such'), NotFoundError);
+  });
+});
+
+describe('DST nights, ticking every 15 minutes of engine time (runs last: it moves the clock to 2027)', () => {
+  /** From `from`, create the schedule, step the clock by 15 minutes `steps` times letting the ticker tick each time. */
+  async function walk(name: string, cron: string, timeZone: string, from: string, steps: number): Promise<string[]> {
+    await clockTo(from);
+    await env.client.schedules.set(name, { cron, timeZone, workflow: job, input: { n: 7 }, overlap: 'allow' });
+    for (let i = 0; i < steps; i++) {
+      await env.advance('15 minutes');
+      await ticked(name);
+    }
+    const ticks = await runTicks(name);
+    await env.client.schedules.delete(name);
+    return ticks;
+  }
+
+  it('America/New_York spring forward: 02:30 (skipped) fires once, at 03:00 EDT', async () => {
+    assert.deepEqual(await walk('ny-spring', '30 2 * * *', 'America/New_York', '2027-03-14T05:00:00Z', 12), ['2027-03-14T07:00:00.000Z']);
+  });
+
+  it('Europe/Berlin spring forward: 02:30 (skipped) fires once, at 03:00 CEST', async () => {
+    assert.deepEqual(await walk('berlin-spring', '30 2 * * *', 'Europe/Berlin', '2027-03-27T23:30:00Z', 12), ['2027-03-28T01:00:00.000Z']);
+  });
+
+  it('Europe/Berlin fall back: 02:00 and 02:30 fire once each though the hour repeats', async () => {
+    assert.deepEqual(await walk('berlin-fall', '0,30 2 * * *', 'Europe/Berlin', '2027-10-30T23:30:00Z', 12),
+      ['2027-10-31T00:00:00.000Z', '2027-10-31T00:30:00.000Z']);
+  });
+
+  it('America/New_York fall back: 01:30 fires once though the hour repeats', async () => {
+    assert.deepEqual(await walk('ny-fall', '30 1 * * *', 'America/New_York', '2027-11-07T04:30:00Z', 12), ['2027-11-07T05:30:00.000Z']);
+  });
+});
