@@ -109,7 +109,7 @@ export async function connectorStep(options: Omit<RunConnectorOptions, 'signal' 
  * @example
  * const controller = new AbortController();
  * void runConnector({ client, connector: tableConnector({ name: 'payments', table: 'app.payment_events' }),
- *   handle: (e, { tx }) => orders.callback(e.foreignId, 'awaiting-payment', e.payload, { id: e.id, tx }),
+ *   handle: async (e, { tx }) => { await orders.callback(e.foreignId, 'awaiting-payment', e.payload, { id: e.id, tx }); },
  *   signal: controller.signal });
  */
 export async function runConnector(options: RunConnectorOptions): Promise<void> {

@@ -40,7 +40,8 @@ const IDENT = /^[a-z_][a-z0-9_]{0,62}(\.[a-z_][a-z0-9_]{0,62})?$/;
  *
  * @example
  * const payments = tableConnector({ name: 'payments', table: 'app.payment_events' });
- * await connectorStep({ client, connector: payments, handle: (e, { tx }) => orders.callback(e.foreignId, 'awaiting-payment', e.payload, { id: e.id, tx }) });
+ * await connectorStep({ client, connector: payments,
+ *   handle: async (e, { tx }) => { await orders.callback(e.foreignId, 'awaiting-payment', e.payload, { id: e.id, tx }); } });
  */
 export function tableConnector(options: TableConnectorOptions): Connector {
   if (typeof options.table !== 'string' || !IDENT.test(options.table)) {

@@ -20,15 +20,28 @@ import { type Duration, toMs } from '../workflow/duration.ts';
  * createWorker({ connectionString, workflows, connectTimeout: '5s', queryTimeout: '30s', keepAlive: '10s' });
  */
 export interface ConnectionTimeouts {
-  /** Give up connecting after this long (default 10s). */
+  /**
+   * Give up connecting after this long (default 10s).
+   *
+   * @example
+   * const worker = createWorker({ connectionString: 'postgres://app@db/app', workflows: [onboard], connectTimeout: '5s' });
+   */
   connectTimeout?: Duration;
   /**
    * Give up on one statement after this long (default 30s): a client-side
    * read timeout, which also catches a connection that died without a FIN
    * or RST; the connection is then dropped. `false`: none.
+   *
+   * @example
+   * const client = createClient({ connectionString: 'postgres://app@db/app', queryTimeout: '1 minute' });
    */
   queryTimeout?: Duration | false;
-  /** TCP keepalive: the first probe after this long idle (default 10s). `false`: off. */
+  /**
+   * TCP keepalive: the first probe after this long idle (default 10s). `false`: off.
+   *
+   * @example
+   * const worker = createWorker({ connectionString: 'postgres://app@db/app', workflows: [onboard], keepAlive: '30s' });
+   */
   keepAlive?: Duration | false;
 }
 

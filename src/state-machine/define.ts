@@ -217,7 +217,7 @@ type HookFn<S extends string, T> = (event: MachineHookEvent<S, T>) => void | Pro
  * @example
  * const Status = z.enum(['created', 'emailed', 'verified', 'expired']);
  * const signup = defineStateMachine({ name: 'signup', status: Status, object: z.object({ email: z.string() }) })
- *   .step('created', async (run) => { await mail.send(run.object.email); return 'emailed'; }, 'emailed')
+ *   .step('created', async (run) => { await mail.send(run.object.email); return 'emailed' as const; }, 'emailed')
  *   .callback('emailed', (run, payload) => ((payload as { ok: boolean }).ok ? 'verified' : run.skip()), 'verified')
  *   .timeout('emailed', { after: '2 days' }, () => 'expired', 'expired')
  *   .build();

@@ -8,7 +8,12 @@ const OUTCOME = Symbol.for('trellis.machine-outcome');
  * What a handler may return instead of a next status.
  *
  * @example
- * .step('syncing', (run) => (remote.busy ? run.saveAndRepeat() : 'synced'), 'synced')
+ * const mirror = defineStateMachine({ name: 'mirror', status: z.enum(['syncing', 'synced']), object: z.object({ tries: z.number() }) })
+ *   .step('syncing', (run) => {
+ *     run.object.tries += 1;
+ *     return remote.busy ? run.saveAndRepeat() : 'synced';
+ *   }, 'synced')
+ *   .build();
  */
 export type MachineOutcome =
   | { readonly [OUTCOME]: 'pause'; readonly reason: string }
@@ -35,11 +40,13 @@ export function makeOutcome(kind: 'pause' | 'cancel' | 'skip' | 'repeat', reason
  * change. Return the next status, or one of the outcomes below.
  *
  * @example
- * .step('created', async (run) => {
- *   run.object.mailedAt = new Date().toISOString();
- *   await mail.send(run.object.email, { idempotencyKey: run.step.idempotencyKey });
- *   return 'emailed';
- * }, 'emailed')
+ * const signup = defineStateMachine({ name: 'signup', status: Status, object: Signup })
+ *   .step('created', async (run) => {
+ *     run.object.mailedAt = new Date().toISOString();
+ *     await mail.send(run.object.email, { idempotencyKey: run.step.idempotencyKey });
+ *     return 'emailed' as const; // an async handler's literal needs `as const` to stay a status
+ *   }, 'emailed')
+ *   .build();
  */
 export interface MachineRun<S extends string, T> {
   readonly runId: string;
@@ -69,7 +76,9 @@ export type TimeoutHandler<S extends string, T> = (run: MachineRun<S, T>, firedA
  * When a timeout fires: a fixed time after the run entered the status, or at a time computed from the run (recorded once).
  *
  * @example
- * .timeout('trial', { at: (run) => new Date(run.object.trialEndsAt) }, () => 'expired', 'expired')
+ * const trials = defineStateMachine({ name: 'trials', status: z.enum(['trial', 'expired']), object: z.object({ trialEndsAt: z.string() }) })
+ *   .timeout('trial', { at: (run) => new Date(run.object.trialEndsAt) }, () => 'expired', 'expired')
+ *   .build();
  */
 export type TimeoutWhen<S extends string, T> =
   | { after: Duration; at?: undefined }
@@ -85,7 +94,10 @@ export interface MachineNode<S extends string, T> {
  * What a machine hook is told.
  *
  * @example
- * .onPause(({ machine, foreignId, status, reason }) => pager.alert(`${machine} ${foreignId} paused in ${status}: ${reason}`))
+ * const signup = defineStateMachine({ name: 'signup', status: Status, object: Signup })
+ *   .step('created', (run) => (run.object.email.includes('@') ? 'emailed' : run.pause('no valid email')), 'emailed')
+ *   .onPause(({ machine, foreignId, status, reason }) => pager.alert(`${machine} ${foreignId} paused in ${status}: ${reason}`))
+ *   .build();
  */
 export interface MachineHookEvent<S extends string, T> {
   event: 'complete' | 'cancel' | 'pause';
@@ -104,7 +116,10 @@ export interface MachineHookEvent<S extends string, T> {
  * changing the machine: pass `hookSink`.
  *
  * @example
- * .hookSink({ emit: (event) => queue.publish('machine-events', event) })
+ * const signup = defineStateMachine({ name: 'signup', status: Status, object: Signup })
+ *   .step('created', () => 'emailed', 'emailed')
+ *   .hookSink({ emit: (event) => queue.publish('machine-events', event) })
+ *   .build();
  */
 export interface MachineHookSink<S extends string, T> {
   emit(event: MachineHookEvent<S, T>): void | Promise<void>;

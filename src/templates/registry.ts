@@ -62,7 +62,9 @@ export type TemplateStepFn = (state: TemplateState, ctx: TemplateStepContext) =>
  * Defaults of a registered step; a template entry's own retry and timeout win.
  *
  * @example
- * registry.registerStep('charge', charge, { retry: { maxAttempts: 5 }, timeout: '30s' });
+ * registry.registerStep('charge', async (state, { idempotencyKey, signal }) => {
+ *   state.receipt = await charge(state.orderId as string, { idempotencyKey, signal });
+ * }, { retry: { maxAttempts: 5 }, timeout: '30s' });
  */
 export interface TemplateStepDefaults {
   retry?: RetryPolicy;
@@ -139,7 +141,7 @@ export class StepRegistry {
  * const steps = createStepRegistry()
  *   .registerStep('fetch', async (state) => { state.rows = await source.read(state.since as string); },
  *     { retry: { maxAttempts: 5 }, timeout: '30s' })
- *   .registerHook('audit', ({ template, entry }) => audit.log(template, entry));
+ *   .registerHook('audit', ({ template, entry }) => audit.log({ template, entry }));
  */
 export function createStepRegistry(): StepRegistry {
   return new StepRegistry();

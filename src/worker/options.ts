@@ -111,13 +111,21 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * const worker = createWorker({ pool, workflows: [onboard], purge: { interval: '1 minute', batch: 500 } });
    */
   purge?: { interval?: Duration; batch?: number } | false;
-  /** Role leases: the default TTL of the roles this worker takes part in (see `worker.role`). */
+  /**
+   * Role leases: the default TTL of the roles this worker takes part in (see `worker.role`).
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], roles: { ttl: '10s' } });
+   */
   roles?: WorkerRoleOptions;
   /**
    * The schedule ticker (role `trellis.schedules`, held by one worker at a
    * time): every `interval` (default 1s) it starts the runs of due cron
    * ticks, `batch` schedules per round trip (default 500). `false`: this
    * worker never ticks.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [dailyReport], schedules: { interval: '5s', batch: 100 } });
    */
   schedules?: { interval?: Duration; batch?: number } | false;
   /**
@@ -125,6 +133,9 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * this worker serves: how often it claims due deliveries (default 1s) and
    * how many hooks it runs at once (default 8). `false`: this worker runs no
    * hooks (another one does).
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [order], hookDelivery: { interval: '250ms', concurrency: 16 } });
    */
   hookDelivery?: HookDeliveryOptions | false;
   /**

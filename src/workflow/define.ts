@@ -105,7 +105,14 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    *   async (ctx, { id }) => ctx.step('ship', () => ship(id)));
    */
   hooks?: WorkflowHooks<InferOutput<S>, any>;
-  /** Events of this workflow's runs carry their output and error (default false: payloads are not copied). */
+  /**
+   * Events of this workflow's runs carry their output and error (default false: payloads are not copied).
+   *
+   * @example
+   * const invoice = defineWorkflow({ name: 'invoice', input: z.object({ orderId: z.string() }), eventPayloads: true },
+   *   async (ctx, { orderId }) => ctx.step('charge', ({ idempotencyKey, signal }) => charge(orderId, { idempotencyKey, signal })));
+   * for await (const e of client.events({ workflows: ['invoice'], kinds: ['completed'], signal })) console.log(e.body.output);
+   */
   eventPayloads?: boolean;
   /**
    * In-process interceptors around the workflow and its steps (logging,

@@ -33,7 +33,11 @@ export class ParkRunRequest extends Error {
  * `cancelled` with this reason, as if it had been cancelled from outside.
  *
  * @example
- * if (order.voided) throw new EndRunCancelled('order voided by the customer');
+ * const order = defineWorkflow({ name: 'order', input: z.object({ id: z.string() }) }, async (ctx, { id }) => {
+ *   const { voided } = await ctx.step('load', () => loadOrder(id));
+ *   if (voided) throw new EndRunCancelled('order voided by the customer');
+ *   return ctx.step('ship', () => ship(id));
+ * });
  */
 export class EndRunCancelled extends Error {
   readonly [END_CANCELLED] = true;

@@ -16,7 +16,9 @@ export type { RoleContext, RoleFunction } from './role-lease.ts';
  * Options of `worker.role`.
  *
  * @example
- * worker.role('hourly-sync', sync, { every: '1 hour', ttl: '30s' });
+ * worker.role('hourly-sync', async ({ name, token }) => {
+ *   await pool.query('select app.sync_inventory($1, $2)', [name, token]); // fenced with trellis.role_check
+ * }, { every: '1 hour', ttl: '30s' });
  */
 export interface RoleOptions {
   /**
