@@ -12,6 +12,8 @@ import { pause } from './commands/pause.ts';
 import { purge } from './commands/purge.ts';
 import { resume } from './commands/resume.ts';
 import { retry } from './commands/retry.ts';
+import { roles } from './commands/roles.ts';
+import { schedules } from './commands/schedules.ts';
 import { show } from './commands/show.ts';
 import { signal } from './commands/signal.ts';
 import { sql } from './commands/sql.ts';
@@ -36,5 +38,7 @@ export const COMMANDS: readonly Command[] = [
   stats,
   purge,
   diagram,
+  schedules,
+  roles,
   dashboard,
 ];

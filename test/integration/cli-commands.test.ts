@@ -227,3 +227,32 @@ describe('trellis usage errors', () => {
     assert.match((await cli('--version')).out, /^\d+\.\d+\.\d+\n$/);
   });
 });
+
+describe('trellis schedules and roles', () => {
+  it('schedules lists, pauses, resumes and deletes; an unknown name exits 3 and a bad action 2', async () => {
+    await engine.client.schedules.set('cli-hourly', { cron: '0 * * * *', timeZone: 'Europe/Berlin', workflow: greet, input: { name: 'Cron' } });
+    const listed = await cli('schedules');
+    assert.equal(listed.code, 0, listed.err);
+    assert.match(listed.out, /cli-hourly\s+0 \* \* \* \*\s+Europe\/Berlin\s+cli-greet/);
+    const json = JSON.parse((await cli('schedules', '--json')).out) as { name: string; paused: boolean }[];
+    assert.deepEqual(json.map((s) => [s.name, s.paused]), [['cli-hourly', false]]);
+    assert.match((await cli('schedules', 'pause', 'cli-hourly')).out, /^cli-hourly: paused$/m);
+    assert.equal((await engine.client.schedules.get('cli-hourly'))?.paused, true);
+    assert.match((await cli('schedules', 'resume', 'cli-hourly')).out, /^cli-hourly: active, next /m);
+    assert.equal((await cli('schedules', 'pause', 'no-such-schedule')).code, 3);
+    assert.equal((await cli('schedules', 'frobnicate', 'cli-hourly')).code, 2);
+    assert.equal((await cli('schedules', 'pause')).code, 2);
+    assert.equal((await cli('schedules', 'delete', 'cli-hourly')).code, 0);
+    assert.equal(await engine.client.schedules.get('cli-hourly'), undefined);
+    assert.equal((await cli('schedules', 'delete', 'cli-hourly')).code, 3);
+  });
+
+  it('roles shows the engine duties the running worker holds', async () => {
+    await waitFor(async () => (await engine.client.roles.list()).some((r) => r.held), { what: 'a worker to hold a duty' });
+    const shown = await cli('roles');
+    assert.equal(shown.code, 0, shown.err);
+    assert.match(shown.out, /trellis\.(purge|schedules)\s+\S+\s+\d+\s+yes/);
+    const json = JSON.parse((await cli('roles', '--json')).out) as { name: string; held: boolean }[];
+    assert.ok(json.some((r) => r.held && r.name.startsWith('trellis.')));
+  });
+});
