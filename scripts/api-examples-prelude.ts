@@ -17,12 +17,15 @@ import {
   isTrellisError, DatabaseError, createMetrics, type WorkflowDefinition, type Logger, ValidationError, quoteValue, loggerFrom,
   type EventConsumer, EVENT_KINDS, type EventsOptions, type RunEvent, HOOK_NAMES, type HookEvent, type WorkflowHooks,
   type HookDeliveryOptions, OVERLAP_POLICIES, type ScheduleOptions, type RoleContext, type RoleFunction, type CronSchedule, parseCron,
+  EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors,
+} from '../src/index.ts';
+import {
   type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector, tableConnector,
   connectMachine, type MachineClient, type MachineOutput, type Transition, defineStateMachine, type StateMachine,
   machineDiagram, runPathDiagram, connectTemplates, type TemplateClient, templateWorkflow, templateDiagram, createStepRegistry,
   type StepRegistry, type TemplateState, type TemplateStepFn, type TemplateHookFn, parseTemplate, type TemplateDefinition,
-  type TemplateEntry, templateSchema, EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors,
-} from '../src/index.ts';
+  type TemplateEntry, templateSchema,
+} from '../src/models.ts';
 import { createTestEnv, freePort, startEmbeddedPostgres, type TestEnv } from '../src/testing/index.ts';
 
 declare const pool: pg.Pool;

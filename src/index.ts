@@ -25,7 +25,7 @@ export { EventConsumer, type ConsumerOptions, type EventsOptions } from './clien
 export { EVENT_KINDS, type EventFilter, type EventKind, type RunEvent } from './db/events.ts';
 export { HOOK_NAMES, type HookEvent, type HookName, type WorkflowHooks } from './workflow/hooks.ts';
 export type { HookDeliveryOptions } from './worker/hooks/loop.ts';
-export * from './models.ts';
+export { EndRunCancelled, type HookRunInfo, type HookStepInfo, ParkRunRequest, type WorkflowInterceptors } from './workflow/run-control.ts';
 export { OVERLAP_POLICIES, type OverlapPolicy, type RoleRow, Roles, type ScheduleOptions, type ScheduleRow, Schedules } from './client/schedules.ts';
 export type { RoleContext, RoleFunction, RoleOptions, WorkerRoleOptions } from './worker/roles/role-runner.ts';
 export { type CronSchedule, parseCron } from './workflow/cron.ts';

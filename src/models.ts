@@ -2,7 +2,10 @@
  * The models compiled onto the durable core: state machines
  * (src/state-machine), step templates (src/templates), connectors
  * (src/connectors), their diagrams, and the in-process hooks and run
- * controls they are built from. Re-exported by src/index.ts.
+ * controls they are built from. Published as `trellis/models`, not from the
+ * main entry: state machines and templates validate with zod, which is an
+ * optional peer dependency that only this entry needs (the core takes any
+ * Standard Schema). The run controls stay in the main entry too.
  */
 export { type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector, type RunConnectorOptions } from './connectors/connector.ts';
 export { tableConnector, type TableConnectorOptions } from './connectors/table-connector.ts';

@@ -17,7 +17,8 @@
  * embedded PostgreSQL.
  */
 import { z } from 'zod';
-import { connectMachine, defineStateMachine, IllegalTransitionError, machineDiagram } from '../../src/index.ts';
+import { IllegalTransitionError } from '../../src/index.ts';
+import { connectMachine, defineStateMachine, machineDiagram } from '../../src/models.ts';
 import { createTestEnv } from '../../src/testing/index.ts';
 
 const Status = z.enum(['created', 'emailed', 'reminded', 'verified', 'welcomed', 'abandoned']);

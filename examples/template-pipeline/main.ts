@@ -18,7 +18,8 @@
 import { execFile } from 'node:child_process';
 import { promisify } from 'node:util';
 import pg from 'pg';
-import { createStepRegistry, createWorker, parseTemplate, templateDiagram, templateWorkflow } from '../../src/index.ts';
+import { createWorker } from '../../src/index.ts';
+import { createStepRegistry, parseTemplate, templateDiagram, templateWorkflow } from '../../src/models.ts';
 import { exampleDatabase } from '../support/database.ts';
 
 const exec = promisify(execFile);

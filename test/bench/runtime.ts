@@ -10,10 +10,13 @@ import { existsSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 
 type Index = typeof import('../../src/index.ts');
+type Models = typeof import('../../src/models.ts');
 
 const dist = fileURLToPath(new URL('../../dist/index.js', import.meta.url));
 export const runtimeName = process.env.BENCH_SOURCE === '1' ? 'src (tsx)' : 'dist';
 if (runtimeName === 'dist' && !existsSync(dist)) throw new Error('dist/ is missing: run `npm run build` (npm run bench does)');
 
 const runtime: Index = runtimeName === 'dist' ? await import(dist) : await import('../../src/index.ts');
-export const { createClient, createWorker, defineWorkflow, silentLogger, defineStateMachine, createStepRegistry, templateWorkflow } = runtime;
+const models: Models = runtimeName === 'dist' ? await import(dist.replace(/index\.js$/, 'models.js')) : await import('../../src/models.ts');
+export const { createClient, createWorker, defineWorkflow, silentLogger } = runtime;
+export const { defineStateMachine, createStepRegistry, templateWorkflow } = models;
