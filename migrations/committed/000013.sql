@@ -1,0 +1,37 @@
+--! Previous: sha1:2beec523c74977e7a2d7d83972e8fe97ffd3e288
+--! Hash: sha1:8ed5ed74826dc519e955d82a70661be205cabaaa
+
+-- Trellis 000013: queues and flow control (decision 0022, sql/220_queues.sql).
+--
+-- A queue's row holds its limits: global concurrency (runs in status running
+-- across all workers), per-key concurrency (running runs per concurrency_key),
+-- a rate limit (claims per fixed window of rate_period), fair rotation across
+-- keys, and paused. A queue without a row, or whose row sets none of them,
+-- keeps the lock-free SKIP LOCKED claim. The rate window, its count and the
+-- rotation cursor are the claim's own state, written under the row's lock.
+create table if not exists trellis.queues (
+  name            text        primary key,
+  concurrency     integer     check (concurrency > 0),
+  key_concurrency integer     check (key_concurrency > 0),
+  rate_limit      integer     check (rate_limit > 0),
+  rate_period     interval    check (rate_period >= interval '1 millisecond'),
+  fair            boolean     not null default false,
+  paused          boolean     not null default false,
+  rate_window     timestamptz,
+  rate_count      integer     not null default 0,
+  cursor_key      text,
+  created_at      timestamptz not null,
+  updated_at      timestamptz not null,
+  constraint queues_rate_check check ((rate_limit is null) = (rate_period is null))
+);
+comment on table trellis.queues is
+  'Queues and their flow control (queue_set, queue_pause, queue_resume); a queue without a row or without options is unlimited.';
+
+-- The flow-control group of a run within its queue (e.g. a tenant id), set per start.
+alter table trellis.runs add column if not exists concurrency_key text;
+-- Running runs per queue and key: what a limited claim counts.
+create index if not exists runs_running_queue_idx on trellis.runs (queue, concurrency_key) where status = 'running';
+-- Pending keyed runs in claim order per key: the rotation's probes. Partial
+-- on a key, so runs started without one pay nothing for it.
+create index if not exists runs_key_claim_idx on trellis.runs (queue, concurrency_key, priority desc, run_at)
+  where status = 'pending' and concurrency_key is not null;
