@@ -37,6 +37,12 @@ export interface StartOptions {
   /** Idempotency key: a second start with the same (workflow, key) returns the first run. */
   key?: string;
   queue?: string;
+  /**
+   * The run's flow-control group in its queue (1-200 characters, e.g. a
+   * tenant id): `keyConcurrency` of the queue limits running runs per key,
+   * and claims rotate across keys. See `Client.setQueue`.
+   */
+  concurrencyKey?: string;
   /** Higher runs first (default 0). */
   priority?: number;
   /** Do not start before this time. */

@@ -65,6 +65,8 @@ export class Worker {
   private listener: Listener | undefined;
   private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
   private claiming = false;
+  /** The last drained claim left due runs behind (see armDueTimer). */
+  private dueLeft = false;
   /** The last claim loop stopped with work possibly left (no free slot, or a full batch). */
   private saturated = false;
   private claimPromise: Promise<void> = Promise.resolve();
@@ -226,6 +228,10 @@ export class Worker {
     const ms = await runNextDue(this.db, this.queues, [...this.definitions.values()]);
     if (this.dueTimer) clearTimeout(this.dueTimer);
     this.dueTimer = undefined;
+    // Due but not claimed: locked by another claimer, or held back by the
+    // queue's flow control (sql/230_queue_claim.sql). A slot this worker
+    // frees may be what the queue's limit waits for: claim when one does.
+    this.dueLeft = ms !== null && ms <= 0;
     if (ms === null || ms >= this.pollMs) return;
     // Already due but not claimed (locked by another claimer): look again soon, not in a tight loop.
     this.dueTimer = setTimeout(() => this.wake(), ms <= 0 ? 25 : ms + 5);
@@ -286,7 +292,7 @@ export class Worker {
         if (this.active.get(run.id) === entry) this.active.delete(run.id);
         // A freed slot matters only if work was left behind; otherwise NOTIFY,
         // the poll and the due timer bring the next run (no empty claim per run).
-        if (this.saturated) this.wake();
+        if (this.saturated || this.dueLeft) this.wake();
       });
   }
 
