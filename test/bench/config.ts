@@ -7,9 +7,11 @@
  *   npm run bench -- --retention=off           sustained load without purging (default: 60 s retention)
  *   npm run bench -- --reps=5 --svg=docs/performance-throughput.svg
  * Families: pgbench, throughput, peers, latency, levers, backlog, inputs, sustained, outbox
- * (throughput with the outbox on and off).
+ * (throughput with the outbox on and off), flow (queue flow control: the unlimited claim
+ * against the base commit's, a global limit of 50, claim cost by number of keys).
+ *   BENCH_NO_WAIT=1 npm run bench ...   do not wait for a quiet machine (record the load beside the figures)
  */
-export const FAMILIES = ['pgbench', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'sustained', 'outbox'] as const;
+export const FAMILIES = ['pgbench', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'sustained', 'outbox', 'flow'] as const;
 export type Family = (typeof FAMILIES)[number];
 
 export interface BenchConfig {

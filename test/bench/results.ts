@@ -75,6 +75,7 @@ export interface BenchResults {
   levers: ThroughputRow[];
   backlog?: unknown;
   inputs?: unknown;
+  flow?: unknown;
   sustained?: unknown;
   errors: { family: string; error: string }[];
 }

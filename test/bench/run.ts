@@ -24,6 +24,7 @@ import type { BenchResults } from './results.ts';
 import { machine, startServer } from './server.ts';
 import { fmt } from './stats.ts';
 import { sustained } from './sustained.ts';
+import { flowCost } from './flow.ts';
 import { log, trellisThroughput } from './throughput.ts';
 
 const cfg = readConfig();
@@ -38,7 +39,7 @@ const git = (cmd: string) => {
 };
 console.log(`# trellis bench (${cfg.quick ? 'quick' : 'full'}): ${[...cfg.only].join(', ')}; ${cfg.reps} repetition(s); runtime ${runtimeName}`);
 // Other work on a 2-core machine distorts every figure: wait (up to 10 min) for a quiet machine.
-for (let waited = 0; load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
+for (let waited = 0; !process.env.BENCH_NO_WAIT && load1() > Math.max(1, cpus().length / 2) && waited < 600; waited += 10) {
   if (waited === 0) console.log(`# waiting for a quiet machine (load ${load1().toFixed(1)})`);
   await new Promise((r) => setTimeout(r, 10_000));
 }
@@ -122,6 +123,11 @@ try {
   });
   await family('outbox', async () => {
     results.levers.push(...(await outboxCost(server, cfg)));
+  });
+  await family('flow', async () => {
+    const flow = await flowCost(server, cfg);
+    results.levers.push(...flow.rows);
+    results.flow = flow.figures;
   });
   await family('sustained', async () => {
     // The peak with runs started while they are served: the sustained test's own
