@@ -1,5 +1,5 @@
 --! Previous: sha1:2beec523c74977e7a2d7d83972e8fe97ffd3e288
---! Hash: sha1:8ed5ed74826dc519e955d82a70661be205cabaaa
+--! Hash: sha1:a180b53be78236da7ac4f52802b090fe5b9985b8
 
 -- Trellis 000013: queues and flow control (decision 0022, sql/220_queues.sql).
 --
@@ -29,8 +29,12 @@ comment on table trellis.queues is
 
 -- The flow-control group of a run within its queue (e.g. a tenant id), set per start.
 alter table trellis.runs add column if not exists concurrency_key text;
--- Running runs per queue and key: what a limited claim counts.
-create index if not exists runs_running_queue_idx on trellis.runs (queue, concurrency_key) where status = 'running';
+-- Running keyed runs per queue and key: what a claim under key_concurrency
+-- counts. Partial on a key, so a claim of a run without one (every claim of
+-- a queue without flow control) maintains no entry in it; a queue's running
+-- runs as a whole are counted through runs_lease_idx.
+create index if not exists runs_running_key_idx on trellis.runs (queue, concurrency_key)
+  where status = 'running' and concurrency_key is not null;
 -- Pending keyed runs in claim order per key: the rotation's probes. Partial
 -- on a key, so runs started without one pay nothing for it.
 create index if not exists runs_key_claim_idx on trellis.runs (queue, concurrency_key, priority desc, run_at)

@@ -3,7 +3,7 @@
  * 1. The unlimited claim path: 1-step runs, 2 worker processes, with the
  *    claim and start functions and indexes of the base commit (BENCH_FLOW_BASE,
  *    default the outbox commit this branch started from: sql/200_runs.sql
- *    re-applied from it, the new running-runs index dropped) against this
+ *    re-applied from it, the new running-keyed-runs index dropped) against this
  *    commit's, repetitions interleaved so a busy neighbour hits both alike.
  * 2. A global limit of 50 with four worker processes (200 slots each)
  *    against no limit with four processes of 13 slots (52 in all): the same
@@ -31,8 +31,9 @@ async function useClaimOf(pool: pg.Pool, which: 'base' | 'flow'): Promise<void> 
   await pool.query(runs);
   await pool.query(plans);
   await pool.query(which === 'base'
-    ? 'drop index if exists trellis.runs_running_queue_idx'
-    : `create index if not exists runs_running_queue_idx on trellis.runs (queue, concurrency_key) where status = 'running'`);
+    ? 'drop index if exists trellis.runs_running_key_idx'
+    : `create index if not exists runs_running_key_idx on trellis.runs (queue, concurrency_key)
+         where status = 'running' and concurrency_key is not null`);
 }
 
 export interface FlowFigures {
