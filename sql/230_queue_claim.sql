@@ -11,15 +11,19 @@
 -- 2. room = the claim's limit, at most concurrency minus the queue's running
 --    runs, at most rate_limit minus the claims of the current rate window
 --    (fixed windows of rate_period aligned to the epoch).
--- 3. Rotation: keys are visited in key order starting after the row's
---    cursor, wrapping around; runs without a key are one more group, visited
---    first in every pass. The first pass takes one run per group; later
---    passes take room / groups served in the pass before (at least one), so
---    a key with 10,000 pending runs and one with 10 are served alike, and a
---    queue with one key is not taken one run per probe. Within a key, runs
---    go by priority then due time. A key at key_concurrency (its running
---    runs plus those picked here) is skipped. At most 1,000 key visits per
---    claim; the cursor keeps the place for the next claim.
+-- 3. Rotation, in passes. A pass takes the next keys in key order after the
+--    row's cursor, wrapping around (at most room keys, found by one loose
+--    scan of runs_key_claim_idx), and takes from each key up to its share:
+--    one run in the first pass, then room / keys served in the pass before
+--    (at least one), so a key with 10,000 pending runs and one with 10 are
+--    served alike, and a queue with one key is not taken one run per pass.
+--    Runs without a key are one more group, probed first in each pass
+--    through runs_claim_idx (reading at most 200 entries of it past the
+--    keyed runs there, so a queue of keyed runs pays little for the probe).
+--    Within a key, runs go by priority then due time. A key at
+--    key_concurrency (its running runs plus those picked here) gets no
+--    share (the cursor still moves past it). At most 50 passes per claim.
+-- Each pass is a few set-based statements whatever the number of keys.
 
 create or replace function trellis._queue_pick(p_queue text, p_workflows text[], p_versions text[],
   p_limit integer, p_now timestamptz)
@@ -32,15 +36,13 @@ declare
   v_ids     uuid[] := '{}';
   v_keys    text[] := '{}';
   v_got     uuid[];
+  v_gotkeys text[];
+  v_pass    text[];
+  v_caps    integer[];
   v_take    integer := 1;
-  v_key     text;
-  v_pos     text;
-  v_first   text;
-  v_groups  integer := 0;
-  v_passgot integer := 0;
-  v_visits  integer := 0;
-  v_cap     integer;
-  v_new_pass boolean := true;
+  v_groups  integer;
+  v_passes  integer := 0;
+  v_idle    text;
 begin
   select * into q from trellis.queues where name = p_queue for update;
   if not found or q.paused then
@@ -59,78 +61,114 @@ begin
     end if;
     v_left := least(v_left, q.rate_limit - q.rate_count);
   end if;
-  v_pos := q.cursor_key;
-  while v_left > 0 and v_visits < 1000 loop
-    if v_new_pass then
-      -- The group of runs without a key, once per pass.
-      v_new_pass := false;
-      v_first := null;
-      v_got := array(
-        select c.id from unnest(p_workflows, p_versions) as s(w, v)
-         cross join lateral (
-           select r.id, r.priority, r.run_at from trellis.runs r
-            where r.status = 'pending' and r.queue = p_queue and r.workflow = s.w and r.version = s.v
-              and r.run_at <= p_now and r.concurrency_key is null and r.id <> all (v_ids)
-            order by r.priority desc, r.run_at
-            limit v_take
-            for update skip locked) c
-         order by c.priority desc, c.run_at
-         limit v_take);
-      if cardinality(v_got) > 0 then
-        v_ids := v_ids || v_got;
-        v_keys := v_keys || array_fill(null::text, array[cardinality(v_got)]);
-        v_left := v_left - cardinality(v_got);
-        v_passgot := v_passgot + cardinality(v_got);
-        v_groups := v_groups + 1;
-      end if;
-      continue;
-    end if;
-    v_visits := v_visits + 1;
-    -- The next key after v_pos (wrapping to the first).
-    select min(r.concurrency_key) into v_key from trellis.runs r
-     where r.status = 'pending' and r.queue = p_queue and r.concurrency_key is not null
-       and (v_pos is null or r.concurrency_key > v_pos);
-    if v_key is null and v_pos is not null then
-      select min(r.concurrency_key) into v_key from trellis.runs r
-       where r.status = 'pending' and r.queue = p_queue and r.concurrency_key is not null;
-    end if;
-    if v_key is null or v_key = v_first then
-      -- Around once (or no keys at all): the pass is over.
-      exit when v_passgot = 0;
-      v_take := greatest(1, v_left / greatest(v_groups, 1));
-      v_passgot := 0;
-      v_groups := 0;
-      v_new_pass := true;
-      continue;
-    end if;
-    v_first := coalesce(v_first, v_key);
-    v_pos := v_key;
-    v_cap := v_take;
-    if q.key_concurrency is not null then
-      select count(*) into v_running from trellis.runs r
-       where r.status = 'running' and r.queue = p_queue and r.concurrency_key = v_key;
-      v_cap := least(v_cap, q.key_concurrency - v_running - coalesce(cardinality(array_positions(v_keys, v_key)), 0));
-    end if;
-    v_cap := least(v_cap, v_left);
-    continue when v_cap <= 0;
+  while v_left > 0 and v_passes < 50 loop
+    v_passes := v_passes + 1;
+    v_groups := 0;
+    -- The group of runs without a key.
     v_got := array(
-      select r.id from trellis.runs r
-       where r.status = 'pending' and r.queue = p_queue and r.concurrency_key = v_key and r.run_at <= p_now
-         and (r.workflow, r.version) in (select * from unnest(p_workflows, p_versions))
-         and r.id <> all (v_ids)
-       order by r.priority desc, r.run_at
-       limit v_cap
-       for update skip locked);
+      select c.id from unnest(p_workflows, p_versions) as s(w, v)
+       cross join lateral (
+         select r.id, r.priority, r.run_at from trellis.runs r
+          where r.id in (select p.id from trellis.runs p
+                          where p.status = 'pending' and p.queue = p_queue and p.workflow = s.w and p.version = s.v
+                            and p.run_at <= p_now
+                          order by p.priority desc, p.run_at
+                          limit 200 + v_take)
+            and r.status = 'pending' and r.concurrency_key is null and r.id <> all (v_ids)
+          order by r.priority desc, r.run_at
+          limit v_take
+          for update skip locked) c
+       order by c.priority desc, c.run_at
+       limit least(v_take, v_left));
     if cardinality(v_got) > 0 then
       v_ids := v_ids || v_got;
-      v_keys := v_keys || array_fill(v_key, array[cardinality(v_got)]);
+      v_keys := v_keys || array_fill(null::text, array[cardinality(v_got)]);
       v_left := v_left - cardinality(v_got);
-      v_passgot := v_passgot + cardinality(v_got);
-      v_groups := v_groups + 1;
+      v_groups := 1;
     end if;
+    exit when v_left <= 0;
+    -- The keys of this pass: up to v_left after the cursor, then from the
+    -- first key on (not past the cursor) if there are fewer.
+    v_pass := array(
+      with recursive k(key) as (
+        (select min(r.concurrency_key) from trellis.runs r
+          where r.status = 'pending' and r.queue = p_queue and r.concurrency_key is not null
+            and (q.cursor_key is null or r.concurrency_key > q.cursor_key))
+        union all
+        select (select min(r.concurrency_key) from trellis.runs r
+                 where r.status = 'pending' and r.queue = p_queue and r.concurrency_key > k.key)
+          from k where k.key is not null)
+      select k.key from k where k.key is not null limit v_left);
+    if cardinality(v_pass) < v_left and q.cursor_key is not null then
+      v_pass := v_pass || array(
+        with recursive k(key) as (
+          (select min(r.concurrency_key) from trellis.runs r
+            where r.status = 'pending' and r.queue = p_queue and r.concurrency_key is not null)
+          union all
+          select (select min(r.concurrency_key) from trellis.runs r
+                   where r.status = 'pending' and r.queue = p_queue and r.concurrency_key > k.key)
+            from k where k.key is not null and k.key < q.cursor_key)
+        select k.key from k where k.key is not null and k.key <= q.cursor_key
+         limit v_left - cardinality(v_pass));
+    end if;
+    -- Each key's share: v_take, less what key_concurrency leaves it.
+    if q.key_concurrency is null then
+      v_caps := array_fill(v_take, array[cardinality(v_pass)]);
+    else
+      v_caps := array(
+        select greatest(0, least(v_take, q.key_concurrency
+                 - (select count(*) from trellis.runs r
+                     where r.status = 'running' and r.queue = p_queue and r.concurrency_key = k.key)::integer
+                 - coalesce(cardinality(array_positions(v_keys, k.key)), 0)))
+          from unnest(v_pass) with ordinality as k(key, ord) order by k.ord);
+    end if;
+    select coalesce(array_agg(c.id order by c.ord, c.priority desc, c.run_at), '{}'),
+           coalesce(array_agg(c.key order by c.ord, c.priority desc, c.run_at), '{}')
+      into v_got, v_gotkeys
+      from (select x.id, x.key, x.ord, x.priority, x.run_at from (
+              select k.ord, k.key, c.id, c.priority, c.run_at
+                from unnest(v_pass, v_caps) with ordinality as k(key, cap, ord)
+               cross join lateral (
+                 select r.id, r.priority, r.run_at from trellis.runs r
+                  where r.status = 'pending' and r.queue = p_queue and r.concurrency_key = k.key
+                    and r.run_at <= p_now and r.id <> all (v_ids)
+                    and (r.workflow, r.version) in (select * from unnest(p_workflows, p_versions))
+                  order by r.priority desc, r.run_at
+                  limit k.cap
+                  for update skip locked) c
+               where k.cap > 0) x
+            order by x.ord, x.priority desc, x.run_at
+            limit v_left) c;
+    -- The cursor: past every key of the pass (served or at its limit),
+    -- unless the room ran out first, then at the last key served.
+    if cardinality(v_got) >= v_left then
+      q.cursor_key := v_gotkeys[cardinality(v_gotkeys)];
+    elsif cardinality(v_pass) > 0 then
+      q.cursor_key := v_pass[cardinality(v_pass)];
+    end if;
+    if cardinality(v_got) > 0 then
+      v_ids := v_ids || v_got;
+      v_keys := v_keys || v_gotkeys;
+      v_groups := v_groups + (select count(distinct g) from unnest(v_gotkeys) g)::integer;
+    end if;
+    -- Nothing served: done if the pass saw every key, or if an earlier
+    -- pass that served nothing started at a key this one saw (around once
+    -- with every key at its limit); else the next pass goes on after them.
+    if v_groups = 0 then
+      exit when cardinality(v_pass) < v_left;
+      if v_idle is null then
+        v_idle := v_pass[1];
+      elsif v_idle = any (v_pass) then
+        exit;
+      end if;
+    else
+      v_idle := null;
+    end if;
+    v_left := v_left - cardinality(v_got);
+    v_take := greatest(1, v_left / greatest(v_groups, 1));
   end loop;
   update trellis.queues set rate_window = q.rate_window,
-         rate_count = q.rate_count + cardinality(v_ids), cursor_key = v_pos
+         rate_count = q.rate_count + cardinality(v_ids), cursor_key = q.cursor_key
    where name = p_queue;
   return v_ids;
 end $$;

@@ -176,3 +176,18 @@ describe('queue_stats', () => {
     assert.deepEqual(rows[0], { pending: 3, due: 3, running: 2, concurrency: 2, key_concurrency: 1, key_running_max: 1, lagging: true, paused: false });
   });
 });
+
+describe('rotation past keys at their limit', () => {
+  it('a claim moves past keys at key_concurrency to the keys after them', async () => {
+    await q(`select trellis.queue_set('capped', '{"key_concurrency": 1}')`);
+    // Keys k01..k06 with two runs each; a claim of 3 takes one of k01..k03.
+    for (let i = 1; i <= 6; i++) await start('capped', 2, { concurrency_key: `k0${i}` });
+    const first = await claim('capped', 3);
+    assert.equal(first.length, 3);
+    // k01..k03 are at their limit: the next claims serve k04..k06.
+    const second = await claim('capped', 3);
+    const { rows } = await q(`select concurrency_key as k from trellis.runs where id = any ($1) order by 1`, [second.map((r) => r.id)]);
+    assert.deepEqual(rows.map((r) => r.k), ['k04', 'k05', 'k06']);
+    assert.equal((await claim('capped', 3)).length, 0);
+  });
+});
