@@ -73,7 +73,13 @@ function flag(value: unknown, what: string): boolean | undefined {
   return value;
 }
 
-/** Check QueueOptions and turn them into queue_set's (ValidationError before anything is written). */
+/**
+ * Check QueueOptions and turn them into queue_set's (ValidationError before anything is written).
+ *
+ * @example
+ * toQueueSetOptions({ keyConcurrency: 2, rate: { limit: 10, period: '1s' } });
+ * // { key_concurrency: 2, rate: { limit: 10, period_ms: 1000 } }
+ */
 export function toQueueSetOptions(options: QueueOptions): QueueSetOptions {
   if (typeof options !== 'object' || options === null) throw new ValidationError('queue options must be an object');
   const known = ['concurrency', 'keyConcurrency', 'rate', 'fair', 'paused'];
@@ -99,7 +105,12 @@ export function toQueueSetOptions(options: QueueOptions): QueueSetOptions {
   return out;
 }
 
-/** trellis.queue_set with checked options. */
+/**
+ * trellis.queue_set with checked options (`Client.setQueue`).
+ *
+ * @example
+ * await setQueue(pool, 'emails', { concurrency: 20 });
+ */
 export async function setQueue(db: Queryable, name: string, options: QueueOptions): Promise<void> {
   await queueSet(db, name, toQueueSetOptions(options));
 }
@@ -113,7 +124,12 @@ function toStats(r: QueueStatsRow): QueueStats {
   };
 }
 
-/** Rows of trellis.queue_stats as QueueStats. */
+/**
+ * Rows of trellis.queue_stats as QueueStats (`Client.queueStats`).
+ *
+ * @example
+ * const all = await readQueueStats(pool, null);
+ */
 export async function readQueueStats(db: Queryable, name: string | null): Promise<QueueStats[]> {
   return (await queueStats(db, name)).map(toStats);
 }
