@@ -20,6 +20,7 @@
 --    Runs without a key are one more group, probed first in each pass
 --    through runs_claim_idx (reading at most 200 entries of it past the
 --    keyed runs there, so a queue of keyed runs pays little for the probe).
+--    Keys are 1-200 characters, so '' sorts before every key.
 --    Within a key, runs go by priority then due time. A key at
 --    key_concurrency (its running runs plus those picked here) gets no
 --    share (the cursor still moves past it). At most 50 passes per claim.
@@ -65,19 +66,23 @@ begin
     v_passes := v_passes + 1;
     v_groups := 0;
     -- The group of runs without a key.
+    -- Candidates in claim order from runs_claim_idx, each locked only if
+    -- it has no key, in that order, until v_take are locked (no sort
+    -- between the scan and the lock, so no run past those is locked).
     v_got := array(
       select c.id from unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
-         select r.id, r.priority, r.run_at from trellis.runs r
-          where r.id in (select p.id from trellis.runs p
-                          where p.status = 'pending' and p.queue = p_queue and p.workflow = s.w and p.version = s.v
-                            and p.run_at <= p_now
-                          order by p.priority desc, p.run_at
-                          limit 200 + v_take)
-            and r.status = 'pending' and r.concurrency_key is null and r.id <> all (v_ids)
-          order by r.priority desc, r.run_at
-          limit v_take
-          for update skip locked) c
+         select l.id, l.priority, l.run_at
+           from (select p.id from trellis.runs p
+                  where p.status = 'pending' and p.queue = p_queue and p.workflow = s.w and p.version = s.v
+                    and p.run_at <= p_now
+                  order by p.priority desc, p.run_at
+                  limit 200 + v_take) cand
+          cross join lateral (
+            select r.id, r.priority, r.run_at from trellis.runs r
+             where r.id = cand.id and r.status = 'pending' and r.concurrency_key is null and r.id <> all (v_ids)
+             for update skip locked) l
+          limit v_take) c
        order by c.priority desc, c.run_at
        limit least(v_take, v_left));
     if cardinality(v_got) > 0 then
@@ -92,8 +97,8 @@ begin
     v_pass := array(
       with recursive k(key) as (
         (select min(r.concurrency_key) from trellis.runs r
-          where r.status = 'pending' and r.queue = p_queue and r.concurrency_key is not null
-            and (q.cursor_key is null or r.concurrency_key > q.cursor_key))
+          where r.status = 'pending' and r.queue = p_queue
+            and r.concurrency_key > coalesce(q.cursor_key, ''))
         union all
         select (select min(r.concurrency_key) from trellis.runs r
                  where r.status = 'pending' and r.queue = p_queue and r.concurrency_key > k.key)
