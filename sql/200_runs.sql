@@ -1,5 +1,5 @@
 -- 200_runs: starting and claiming runs.
--- Owns: run_start (_run_start), run_start_claimed, run_claim, run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
+-- Owns: run_start (_run_start), run_start_claimed, run_claim (with _queue_pick of sql/230_queue_claim.sql for queues with flow control), run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
 -- Touches: trellis.runs (insert; status changes through _run_move), trellis.events
 -- (a new run's event), trellis.workflows and trellis.steps (read).
 -- Lock order: runs rows in id order (claims take them with SKIP LOCKED).
@@ -21,6 +21,7 @@ declare
   v_default  text;
   v_queue    text;
   v_key      text := v_options->>'key';
+  v_ckey     text := v_options->>'concurrency_key';
   v_priority integer := 0;
   v_run_at   timestamptz := v_now;
   v_metadata jsonb := coalesce(v_options->'metadata', '{}');
@@ -48,7 +49,7 @@ begin
     perform trellis._raise('TR001', 'run_start options must be a JSON object');
   end if;
   select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
-   where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify');
+   where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify', 'concurrency_key');
   if v_bad is not null then
     perform trellis._raise('TR001', format('unknown run_start option(s): %s', trellis._quote(v_bad)));
   end if;
@@ -76,6 +77,10 @@ begin
   end if;
   if v_key is not null and (length(v_key) = 0 or length(v_key) > 512) then
     perform trellis._raise('TR001', 'run key must be 1-512 characters');
+  end if;
+  if v_options ? 'concurrency_key' and (jsonb_typeof(v_options->'concurrency_key') not in ('string', 'null')
+     or length(v_ckey) = 0 or length(v_ckey) > 200) then
+    perform trellis._raise('TR001', 'concurrency_key must be a string of 1-200 characters');
   end if;
   if v_options ? 'priority' then
     if jsonb_typeof(v_options->'priority') <> 'number'
@@ -114,12 +119,15 @@ begin
                                              p_workflow, v_version, v_bad));
     end if;
   end if;
-  v_claim := p_worker is not null and v_run_at <= v_now;
+  -- A queue with flow control is entered only through its claim: a start
+  -- into it is never leased at once.
+  v_claim := p_worker is not null and v_run_at <= v_now
+             and not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q));
 
-  insert into trellis.runs (id, workflow, version, key, queue, priority, status, input, metadata,
+  insert into trellis.runs (id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
                             run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
                             attempt, lease_token, lease_owner, lease_expires_at, started_at)
-  values (coalesce(p_id, gen_random_uuid()), p_workflow, v_version, v_key, v_queue, v_priority,
+  values (coalesce(p_id, gen_random_uuid()), p_workflow, v_version, v_key, v_ckey, v_queue, v_priority,
           case when v_claim then 'running' else 'pending' end,
           coalesce(p_input, 'null'), v_metadata, v_run_at, v_now, v_now, p_parent, p_parent_seq,
           coalesce(p_close, 'cancel'),
@@ -162,7 +170,7 @@ returns uuid language sql as $$
   select trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null)
 $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
-  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, priority, run_at, metadata, version, input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
+  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
 
 -- A start whose run goes straight to a worker in the caller's process: the
 -- run is inserted leased to p_worker (status running, attempt 1) and nobody
@@ -217,6 +225,12 @@ declare
   v_left  integer := p_limit;
   v_got   integer;
   v_ids   uuid[];
+  -- The served queues with flow control (sql/220_queues.sql): claimed by
+  -- _queue_pick under their row's lock. Any other queue keeps the
+  -- lock-free claim below; this probe of the small queues table is all it
+  -- costs it.
+  v_limited text[] := array(select q.name from trellis.queues q
+                             where q.name = any (p_queues) and trellis._queue_limited(q));
 begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
@@ -257,6 +271,9 @@ begin
     -- so the update below is a primary-key probe per id under the generic
     -- plan (see 900_plans.sql): joined to the pick, it became a hash join
     -- over the whole table.
+    if v_queue = any (v_limited) then
+      v_ids := trellis._queue_pick(v_queue, p_workflows, p_versions, v_left, v_now);
+    else
     v_ids := array(
       select c.id from unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
@@ -268,6 +285,7 @@ begin
           for update skip locked) c
        order by c.priority desc, c.run_at
        limit v_left);
+    end if;
     continue when cardinality(v_ids) = 0;
     -- The lease: attempt + 1, a fresh token, started_at (set by _run_move).
     return query
@@ -312,12 +330,14 @@ begin
   return least(
     -- One ordered probe of runs_due_idx per (queue, served pair): `queue = any (…)`
     -- would read every pending run of the queues to find the minimum.
+    -- A paused queue's pending runs are not due (its workers would poll it).
     (select min(d.run_at) from unnest(p_queues) as q(queue)
        cross join unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
          select r.run_at from trellis.runs r
           where r.status = 'pending' and r.queue = q.queue and r.workflow = s.w and r.version = s.v
-          order by r.run_at limit 1) d),
+          order by r.run_at limit 1) d
+      where not exists (select 1 from trellis.queues p where p.name = q.queue and p.paused)),
     (select min(r.run_at) from trellis.runs r
       where r.status = 'waiting' and r.queue = any (p_queues) and r.run_at < 'infinity'
         and exists (select 1 from unnest(p_workflows, p_versions) as s(w, v)

@@ -10,7 +10,8 @@
 --   trellis_client: the reader's rights and EXECUTE on the application
 --     functions (start, signal, cancel, pause, resume, retry, scrub, purge,
 --     retention, register, the event cursor and consumers, hook_retry, the
---     state machine, template and connector functions, schedule writes);
+--     state machine, template and connector functions, schedule and
+--     queue writes);
 --     those that write are SECURITY DEFINER with a
 --     pinned search_path, so the client role needs no write privilege on a
 --     table: it cannot complete, fail or checkpoint a run, read a lease
@@ -55,7 +56,8 @@ begin
                          'event_consumer_drop', 'hook_retry',
                          'machine_trigger_check', 'machine_trigger', 'machine_callback', 'machine_data_delete',
                          'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
-                         'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete')
+                         'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
+                         'queue_set', 'queue_pause', 'queue_resume')
   loop
     execute format('alter function %s security definer set search_path = pg_catalog, trellis, pg_temp', f);
   end loop;
@@ -78,7 +80,8 @@ begin
     execute 'grant select on trellis.workflows, trellis.steps, trellis.signals, trellis.settings, trellis.retentions,
                             trellis.schema_info, trellis.migrations, trellis.run_transitions, trellis.events,
                             trellis.event_consumers, trellis.hook_deliveries, trellis.templates,
-                            trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules to trellis_reader';
+                            trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules,
+                            trellis.queues, trellis.queue_stats to trellis_reader';
     execute 'grant execute on function trellis.events_read(text, integer, jsonb) to trellis_reader';
     execute format('grant select (%s) on trellis.runs to trellis_reader', v_columns);
     execute 'grant execute on function trellis.now(), trellis._setting_int(text, integer) to trellis_reader';
@@ -88,7 +91,8 @@ begin
     execute 'grant select on trellis.workflows, trellis.steps, trellis.signals, trellis.settings, trellis.retentions,
                             trellis.schema_info, trellis.migrations, trellis.clock, trellis.run_transitions,
                             trellis.events, trellis.event_consumers, trellis.hook_deliveries, trellis.templates,
-                            trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules to trellis_client';
+                            trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules,
+                            trellis.queues, trellis.queue_stats to trellis_client';
     execute format('grant select (%s) on trellis.runs to trellis_client', v_columns);
     for f in
       select p.oid::regprocedure from pg_proc p
@@ -100,7 +104,8 @@ begin
                            'event_consumer_drop', 'hook_retry',
                            'machine_trigger_check', 'machine_trigger', 'machine_callback', 'machine_data_delete',
                            'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
-                           'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete')
+                           'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
+                           'queue_set', 'queue_pause', 'queue_resume')
     loop
       execute format('grant execute on function %s to trellis_client', f);
     end loop;

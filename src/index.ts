@@ -1,5 +1,6 @@
 export { createClient, Client, type ClientOptions, type ListFilter, type RunHandle, type RunRef, type StartOptions } from './client/client.ts';
 export type { Run, Step } from './client/runs.ts';
+export type { QueueOptions, QueueStats } from './client/queues.ts';
 export { fromKysely, type Executor, type Queryable } from './db/queryable.ts';
 export { FINISHED_STATES, RUN_STATES, type RunState, type TrellisTables } from './db/tables.ts';
 export * from './errors.ts';

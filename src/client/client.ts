@@ -29,6 +29,8 @@ import { decodeCursor, encodeCursor } from './cursor.ts';
 import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
 import type { RunEvent } from '../db/events.ts';
 import type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
+import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
+import { queuePause } from '../db/queues.ts';
 import { ResultWaiter } from './results.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
 import { Roles, Schedules } from './schedules.ts';
@@ -187,6 +189,12 @@ export class Client {
       sqlOptions.key = options.key;
     }
     if (options.queue !== undefined) sqlOptions.queue = assertName(options.queue, 'queue');
+    if (options.concurrencyKey !== undefined) {
+      if (typeof options.concurrencyKey !== 'string' || options.concurrencyKey.length === 0 || options.concurrencyKey.length > 200) {
+        throw new ValidationError('concurrencyKey must be a string of 1-200 characters');
+      }
+      sqlOptions.concurrency_key = options.concurrencyKey;
+    }
     if (options.priority !== undefined) {
       if (!Number.isInteger(options.priority)) throw new ValidationError('priority must be an integer');
       sqlOptions.priority = options.priority;
@@ -374,6 +382,54 @@ export class Client {
     if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('purge limit must be an integer from 1 to 100000');
     const workflow = optionalWorkflow(options.workflow);
     return runPurge(this.exec(options.tx), toMs(options.olderThan, 'olderThan'), limit, workflow);
+  }
+
+  /**
+   * Create a queue or change its flow control, for every worker at once:
+   * `concurrency` (runs running across the fleet), `keyConcurrency` (per
+   * start's `concurrencyKey`), `rate` (claims per fixed window), `fair`
+   * (rotate across keys), `paused`. Absent options are kept, `null` removes
+   * one. Enforced by the claim in SQL; see docs/operations.md.
+   *
+   * @example
+   * await client.setQueue('emails', { concurrency: 20, keyConcurrency: 2, rate: { limit: 100, period: '1s' } });
+   */
+  async setQueue(name: string, options: QueueOptions): Promise<void> {
+    await setQueue(this.exec(), assertName(name, 'queue'), options);
+  }
+
+  /**
+   * Stop claims of a queue on every worker. Runs already running go on until
+   * their execution ends or suspends; nothing of the queue is claimed again
+   * until `resumeQueue`.
+   *
+   * @example
+   * await client.pauseQueue('emails');   // during an incident
+   * await client.resumeQueue('emails');
+   */
+  async pauseQueue(name: string): Promise<void> {
+    await queuePause(this.exec(), assertName(name, 'queue'), true);
+  }
+
+  /**
+   * Let claims of a paused queue go on.
+   *
+   * @example
+   * await client.resumeQueue('emails');
+   */
+  async resumeQueue(name: string): Promise<void> {
+    await queuePause(this.exec(), assertName(name, 'queue'), false);
+  }
+
+  /**
+   * Per queue (one, or every queue with a row or a registered workflow): pending,
+   * due, running, waiting, lag, runs finished in the last minute, limits and their use.
+   *
+   * @example
+   * for (const q of await client.queueStats()) console.log(q.queue, q.pending, q.running, q.lagMs);
+   */
+  async queueStats(name?: string): Promise<QueueStats[]> {
+    return readQueueStats(this.exec(), name === undefined ? null : assertName(name, 'queue'));
   }
 
   /**

@@ -119,6 +119,15 @@ export interface StartOptions {
    */
   queue?: string;
   /**
+   * The run's flow-control group in its queue (1-200 characters, e.g. a
+   * tenant id): `keyConcurrency` of the queue limits running runs per key,
+   * and claims rotate across keys. See `Client.setQueue`.
+   *
+   * @example
+   * await client.start(onboard, { email: 'ada@example.com' }, { queue: 'mail', concurrencyKey: 'tenant-42' });
+   */
+  concurrencyKey?: string;
+  /**
    * Higher runs first (default 0).
    *
    * @example

@@ -13,6 +13,8 @@ export interface RunStartOptions {
   run_at?: string;
   metadata?: Record<string, unknown>;
   version?: string;
+  /** The run's flow-control group in its queue (sql/220_queues.sql). */
+  concurrency_key?: string;
   /** The input was validated against the workflow's own schema: SQL skips its shape check. */
   input_checked?: boolean;
   /**

@@ -84,6 +84,8 @@ export class Worker {
   private listener: Listener | undefined;
   private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
   private claiming = false;
+  /** The last drained claim left due runs behind (see armDueTimer). */
+  private dueLeft = false;
   /** The last claim loop stopped with work possibly left (no free slot, or a full batch). */
   private saturated = false;
   private claimPromise: Promise<void> = Promise.resolve();
@@ -352,6 +354,10 @@ export class Worker {
       return;
     }
     this.gateRetryMs = 0;
+    // Due but not claimed: locked by another claimer, or held back by the
+    // queue's flow control (sql/230_queue_claim.sql). A slot this worker
+    // frees may be what the queue's limit waits for: claim when one does.
+    this.dueLeft = ms !== null && ms <= 0;
     if (ms === null || ms >= this.pollMs) return;
     // Due already: a run committed after the claim's snapshot (look again at
     // once, if that claim found work), or runs another claimer holds locked
@@ -418,7 +424,7 @@ export class Worker {
         if (this.active.get(run.id) === entry) this.active.delete(run.id);
         // A freed slot matters only if work was left behind; otherwise NOTIFY,
         // the poll and the due timer bring the next run (no empty claim per run).
-        if (this.saturated) this.wake();
+        if (this.saturated || this.dueLeft) this.wake();
       });
   }
 

@@ -79,6 +79,7 @@ export interface BenchResults {
   inputs?: unknown;
   starts?: unknown;
   roles?: unknown;
+  flow?: unknown;
   sustained?: unknown;
   errors: { family: string; error: string }[];
 }

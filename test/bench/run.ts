@@ -27,6 +27,7 @@ import { machine, startServer } from './server.ts';
 import { fmt } from './stats.ts';
 import { sustained } from './sustained.ts';
 import { modelsThroughput } from './models.ts';
+import { flowCost } from './flow.ts';
 import { log, trellisThroughput } from './throughput.ts';
 
 const cfg = readConfig();
@@ -138,6 +139,11 @@ try {
   });
   await family('roles', async () => {
     results.roles = await rolesBench(server, cfg);
+  });
+  await family('flow', async () => {
+    const flow = await flowCost(server, cfg);
+    results.levers.push(...flow.rows);
+    results.flow = flow.figures;
   });
   await family('sustained', async () => {
     // The peak with runs started while they are served: the sustained test's own

@@ -44,6 +44,21 @@ describe('examples', () => {
   });
   after(() => db.close());
 
+  it('tenant-limits holds 4 running syncs, 2 per tenant, and the partner queue\'s 5 claims per second', async () => {
+    const { code, stdout, stderr } = await runExample('examples/tenant-limits/main.ts', db.url);
+    assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
+    assert.match(stdout, /^results: 14, first: big#0 accepted$/m);
+    const [, most, perTenant] = /^most running: (\d+) \(limit 4\), most per tenant: (\d+) \(limit 2\)$/m.exec(stdout) ?? [];
+    assert.ok(Number(most) >= 1 && Number(most) <= 4, `most running ${most}`);
+    assert.ok(Number(perTenant) >= 1 && Number(perTenant) <= 2, `most per tenant ${perTenant}`);
+    // 14 calls at 5 per 1 s window need at least three windows: over a second apart at least.
+    const [, calls, span] = /^partner calls: (\d+) over ([\d.]+) s/m.exec(stdout) ?? [];
+    assert.equal(Number(calls), 14);
+    assert.ok(Number(span) >= 1, `partner calls spanned ${span} s`);
+    assert.match(stdout, /^queue tenant-sync: pending 0, running 0, finished last minute 14, concurrency 4, per key 2, rate -\/- ms$/m);
+    assert.match(stdout, /^queue partner-api: .* rate 5\/1000 ms$/m);
+  });
+
   it('webhook-hooks posts each completed order from onComplete (retrying a refused post) and a consumer process reads the events', async () => {
     const { code, stdout, stderr } = await runExample('examples/webhook-hooks/main.ts', db.url);
     assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);

@@ -1,0 +1,209 @@
+-- 230_queue_claim: the claim of a queue with flow control, and queue stats.
+-- Owns: _queue_pick (called by run_claim for a queue whose row has flow
+-- control), the view queue_stats.
+-- Touches: trellis.queues (update of the rate window and rotation cursor),
+-- trellis.runs (read; picked runs locked FOR UPDATE SKIP LOCKED).
+-- Lock order: the queue row (FOR UPDATE), then runs rows (SKIP LOCKED); the
+-- caller (run_claim) moves the picked runs to running in the same transaction.
+--
+-- The pick, under the queue row's lock:
+-- 1. paused: nothing.
+-- 2. room = the claim's limit, at most concurrency minus the queue's running
+--    runs, at most rate_limit minus the claims of the current rate window
+--    (fixed windows of rate_period aligned to the epoch).
+-- 3. Rotation, in passes. A pass takes the next keys in key order after the
+--    row's cursor, wrapping around (at most room keys, found by one loose
+--    scan of runs_key_claim_idx), and takes from each key up to its share:
+--    one run in the first pass, then room / keys served in the pass before
+--    (at least one), so a key with 10,000 pending runs and one with 10 are
+--    served alike, and a queue with one key is not taken one run per pass.
+--    Runs without a key are one more group, probed first in each pass
+--    through runs_claim_idx (reading at most 200 entries of it past the
+--    keyed runs there, so a queue of keyed runs pays little for the probe).
+--    Keys are 1-200 characters, so '' sorts before every key.
+--    Within a key, runs go by priority then due time. A key at
+--    key_concurrency (its running runs plus those picked here) gets no
+--    share (the cursor still moves past it). At most 50 passes per claim.
+-- Each pass is a few set-based statements whatever the number of keys.
+
+create or replace function trellis._queue_pick(p_queue text, p_workflows text[], p_versions text[],
+  p_limit integer, p_now timestamptz)
+returns uuid[] language plpgsql as $$
+declare
+  q         trellis.queues;
+  v_left    integer := p_limit;
+  v_running integer;
+  v_window  timestamptz;
+  v_ids     uuid[] := '{}';
+  v_keys    text[] := '{}';
+  v_got     uuid[];
+  v_gotkeys text[];
+  v_pass    text[];
+  v_caps    integer[];
+  v_take    integer := 1;
+  v_groups  integer;
+  v_passes  integer := 0;
+  v_idle    text;
+begin
+  select * into q from trellis.queues where name = p_queue for update;
+  if not found or q.paused then
+    return v_ids;
+  end if;
+  if q.concurrency is not null then
+    select count(*) into v_running from trellis.runs r where r.status = 'running' and r.queue = p_queue;
+    v_left := least(v_left, q.concurrency - v_running);
+  end if;
+  if q.rate_limit is not null then
+    v_window := to_timestamp(floor(extract(epoch from p_now) / extract(epoch from q.rate_period))
+                             * extract(epoch from q.rate_period));
+    if q.rate_window is distinct from v_window then
+      q.rate_window := v_window;
+      q.rate_count := 0;
+    end if;
+    v_left := least(v_left, q.rate_limit - q.rate_count);
+  end if;
+  while v_left > 0 and v_passes < 50 loop
+    v_passes := v_passes + 1;
+    v_groups := 0;
+    -- The group of runs without a key.
+    -- Candidates in claim order from runs_claim_idx, each locked only if
+    -- it has no key, in that order, until v_take are locked (no sort
+    -- between the scan and the lock, so no run past those is locked).
+    v_got := array(
+      select c.id from unnest(p_workflows, p_versions) as s(w, v)
+       cross join lateral (
+         select l.id, l.priority, l.run_at
+           from (select p.id from trellis.runs p
+                  where p.status = 'pending' and p.queue = p_queue and p.workflow = s.w and p.version = s.v
+                    and p.run_at <= p_now
+                  order by p.priority desc, p.run_at
+                  limit 200 + v_take) cand
+          cross join lateral (
+            select r.id, r.priority, r.run_at from trellis.runs r
+             where r.id = cand.id and r.status = 'pending' and r.concurrency_key is null and r.id <> all (v_ids)
+             for update skip locked) l
+          limit v_take) c
+       order by c.priority desc, c.run_at
+       limit least(v_take, v_left));
+    if cardinality(v_got) > 0 then
+      v_ids := v_ids || v_got;
+      v_keys := v_keys || array_fill(null::text, array[cardinality(v_got)]);
+      v_left := v_left - cardinality(v_got);
+      v_groups := 1;
+    end if;
+    exit when v_left <= 0;
+    -- The keys of this pass: up to v_left after the cursor, then from the
+    -- first key on (not past the cursor) if there are fewer.
+    v_pass := array(
+      with recursive k(key) as (
+        (select min(r.concurrency_key) from trellis.runs r
+          where r.status = 'pending' and r.queue = p_queue
+            and r.concurrency_key > coalesce(q.cursor_key, ''))
+        union all
+        select (select min(r.concurrency_key) from trellis.runs r
+                 where r.status = 'pending' and r.queue = p_queue and r.concurrency_key > k.key)
+          from k where k.key is not null)
+      select k.key from k where k.key is not null limit v_left);
+    if cardinality(v_pass) < v_left and q.cursor_key is not null then
+      v_pass := v_pass || array(
+        with recursive k(key) as (
+          (select min(r.concurrency_key) from trellis.runs r
+            where r.status = 'pending' and r.queue = p_queue and r.concurrency_key is not null)
+          union all
+          select (select min(r.concurrency_key) from trellis.runs r
+                   where r.status = 'pending' and r.queue = p_queue and r.concurrency_key > k.key)
+            from k where k.key is not null and k.key < q.cursor_key)
+        select k.key from k where k.key is not null and k.key <= q.cursor_key
+         limit v_left - cardinality(v_pass));
+    end if;
+    -- Each key's share: v_take, less what key_concurrency leaves it.
+    if q.key_concurrency is null then
+      v_caps := array_fill(v_take, array[cardinality(v_pass)]);
+    else
+      v_caps := array(
+        select greatest(0, least(v_take, q.key_concurrency
+                 - (select count(*) from trellis.runs r
+                     where r.status = 'running' and r.queue = p_queue and r.concurrency_key = k.key)::integer
+                 - coalesce(cardinality(array_positions(v_keys, k.key)), 0)))
+          from unnest(v_pass) with ordinality as k(key, ord) order by k.ord);
+    end if;
+    select coalesce(array_agg(c.id order by c.ord, c.priority desc, c.run_at), '{}'),
+           coalesce(array_agg(c.key order by c.ord, c.priority desc, c.run_at), '{}')
+      into v_got, v_gotkeys
+      from (select x.id, x.key, x.ord, x.priority, x.run_at from (
+              select k.ord, k.key, c.id, c.priority, c.run_at
+                from unnest(v_pass, v_caps) with ordinality as k(key, cap, ord)
+               cross join lateral (
+                 select r.id, r.priority, r.run_at from trellis.runs r
+                  where r.status = 'pending' and r.queue = p_queue and r.concurrency_key = k.key
+                    and r.run_at <= p_now and r.id <> all (v_ids)
+                    and (r.workflow, r.version) in (select * from unnest(p_workflows, p_versions))
+                  order by r.priority desc, r.run_at
+                  limit k.cap
+                  for update skip locked) c
+               where k.cap > 0) x
+            order by x.ord, x.priority desc, x.run_at
+            limit v_left) c;
+    -- The cursor: past every key of the pass (served or at its limit),
+    -- unless the room ran out first, then at the last key served.
+    if cardinality(v_got) >= v_left then
+      q.cursor_key := v_gotkeys[cardinality(v_gotkeys)];
+    elsif cardinality(v_pass) > 0 then
+      q.cursor_key := v_pass[cardinality(v_pass)];
+    end if;
+    if cardinality(v_got) > 0 then
+      v_ids := v_ids || v_got;
+      v_keys := v_keys || v_gotkeys;
+      v_groups := v_groups + (select count(distinct g) from unnest(v_gotkeys) g)::integer;
+    end if;
+    -- Nothing served: done if the pass saw every key, or if an earlier
+    -- pass that served nothing started at a key this one saw (around once
+    -- with every key at its limit); else the next pass goes on after them.
+    if v_groups = 0 then
+      exit when cardinality(v_pass) < v_left;
+      if v_idle is null then
+        v_idle := v_pass[1];
+      elsif v_idle = any (v_pass) then
+        exit;
+      end if;
+    else
+      v_idle := null;
+    end if;
+    v_left := v_left - cardinality(v_got);
+    v_take := greatest(1, v_left / greatest(v_groups, 1));
+  end loop;
+  update trellis.queues set rate_window = q.rate_window,
+         rate_count = q.rate_count + cardinality(v_ids), cursor_key = q.cursor_key
+   where name = p_queue;
+  return v_ids;
+end $$;
+comment on function trellis._queue_pick(text, text[], text[], integer, timestamptz) is
+  'For run_claim: under the queue row''s lock, the ids of up to p_limit due pending runs of the served pairs that the queue''s flow control allows now (paused, concurrency, rate window, key_concurrency), rotating across concurrency keys from the row''s cursor; locked FOR UPDATE SKIP LOCKED, counted in the rate window. The caller moves them to running.';
+
+-- Per queue: every queue with a row or a registered workflow.
+create or replace view trellis.queue_stats as
+select n.name as queue,
+       coalesce(q.paused, false) as paused,
+       (select count(*) from trellis.runs r where r.status = 'pending' and r.queue = n.name) as pending,
+       (select count(*) from trellis.runs r where r.status = 'pending' and r.queue = n.name
+           and r.run_at <= trellis.now()) as due,
+       (select count(*) from trellis.runs r where r.status = 'running' and r.queue = n.name) as running,
+       (select count(*) from trellis.runs r where r.status = 'waiting' and r.queue = n.name) as waiting,
+       (select count(*) from trellis.runs r where r.status = 'paused' and r.queue = n.name) as paused_runs,
+       (select trellis.now() - min(r.run_at) from trellis.runs r where r.status = 'pending' and r.queue = n.name
+           and r.run_at <= trellis.now()) as lag,
+       (select count(*) from trellis.runs r where r.finished_at > trellis.now() - interval '1 minute'
+           and r.queue = n.name) as finished_last_minute,
+       q.concurrency,
+       q.key_concurrency,
+       (select max(k.n) from (select count(*) as n from trellis.runs r where r.status = 'running'
+           and r.queue = n.name and r.concurrency_key is not null group by r.concurrency_key) k) as key_running_max,
+       q.rate_limit,
+       q.rate_period,
+       case when q.rate_window is not null and q.rate_window + q.rate_period > trellis.now()
+            then q.rate_count else 0 end as rate_used,
+       coalesce(q.fair, false) as fair
+  from (select name from trellis.queues union select queue from trellis.workflows) n
+  left join trellis.queues q on q.name = n.name;
+comment on view trellis.queue_stats is
+  'Per queue (every queue with a row in trellis.queues or a registered workflow): pending, due, running, waiting and paused runs, lag (how long the oldest due pending run has waited), runs finished in the last minute, the limits and their use (running against concurrency, the busiest key''s running runs against key_concurrency, the current rate window''s claims against rate_limit).';

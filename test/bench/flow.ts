@@ -1,0 +1,115 @@
+/**
+ * Flow control (decision 0022), three measurements in one family:
+ * 1. The unlimited claim path: 1-step runs, 2 worker processes, with the
+ *    claim and start functions and indexes of the base commit (BENCH_FLOW_BASE,
+ *    default the outbox commit this branch started from: sql/200_runs.sql
+ *    re-applied from it, the new running-keyed-runs index dropped) against this
+ *    commit's, repetitions interleaved so a busy neighbour hits both alike.
+ * 2. A global limit of 50 with four worker processes (200 slots each)
+ *    against no limit with four processes of 13 slots (52 in all): the same
+ *    effective concurrency, limited by the queue or by the workers.
+ * 3. The cost of one claim of 50 from a fair queue with 10,000 pending runs
+ *    under one key against 10,000 distinct keys (each claim rolled back, so
+ *    every call sees the same rows); the lock-free claim for reference.
+ */
+import { execSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import type { BenchConfig } from './config.ts';
+import { type RepFigures, row, type ThroughputRow } from './results.ts';
+import type { BenchServer } from './server.ts';
+import { fmt, median } from './stats.ts';
+import { log, registerBench, TRELLIS_DB, trellisRep } from './throughput.ts';
+
+const BASE = process.env.BENCH_FLOW_BASE ?? '2694065';
+
+async function useClaimOf(pool: pg.Pool, which: 'base' | 'flow'): Promise<void> {
+  const runs = which === 'base'
+    ? execSync(`git show ${BASE}:sql/200_runs.sql`, { encoding: 'utf8' })
+    : readFileSync(new URL('../../sql/200_runs.sql', import.meta.url), 'utf8');
+  const plans = readFileSync(new URL('../../sql/900_plans.sql', import.meta.url), 'utf8');
+  await pool.query(runs);
+  await pool.query(plans);
+  await pool.query(which === 'base'
+    ? 'drop index if exists trellis.runs_running_key_idx'
+    : `create index if not exists runs_running_key_idx on trellis.runs (queue, concurrency_key)
+         where status = 'running' and concurrency_key is not null`);
+}
+
+export interface FlowFigures {
+  claimMs: Record<string, number>;
+}
+
+async function claimCost(pool: pg.Pool, reps: number): Promise<Record<string, number>> {
+  const out: Record<string, number> = {};
+  const c = await pool.connect();
+  try {
+    for (const [label, queue, keys] of [['unlimited, no keys', 'plain', 0], ['fair, 1 key', 'fair-one', 1], ['fair, 10,000 keys', 'fair-many', 10_000]] as const) {
+      if (queue !== 'plain') await c.query(`select trellis.queue_set($1, '{"fair": true}')`, [queue]);
+      await c.query(`select count(trellis.run_start('bench-1', '{}', jsonb_build_object('queue', $1::text)
+                       || case when $2::int > 0 then jsonb_build_object('concurrency_key', 'k' || (g % $2::int)) else '{}' end))
+                       from generate_series(1, 10000) g`, [queue, keys]);
+      await c.query('analyze trellis.runs');
+      const times: number[] = [];
+      for (let i = 0; i < reps + 3; i++) {
+        await c.query('begin');
+        const t = performance.now();
+        const { rowCount } = await c.query(`select id from trellis.run_claim('bench', $1, '{bench-1}', '{1}', 50, '30 seconds')`, [[queue]]);
+        const ms = performance.now() - t;
+        await c.query('rollback');
+        if (rowCount !== 50) throw new Error(`claim of ${label} returned ${rowCount} runs`);
+        if (i >= 3) times.push(ms);
+      }
+      out[label] = median(times);
+      console.log(`  claim of 50 (${label}, 10,000 pending): ${fmt(out[label] as number, 2)} ms (median of ${reps})`);
+    }
+  } finally {
+    c.release();
+  }
+  return out;
+}
+
+export async function flowCost(server: BenchServer, cfg: BenchConfig): Promise<{ rows: ThroughputRow[]; figures: FlowFigures }> {
+  const url = await server.createDatabase(TRELLIS_DB, { trellis: true });
+  const pool = new pg.Pool({ connectionString: url, max: 6 });
+  const rows: ThroughputRow[] = [];
+  const reps = Math.max(cfg.reps, 2);
+  try {
+    await registerBench(pool);
+    // 1. The unlimited path, base against this commit.
+    const ab: Record<'base' | 'flow', RepFigures[]> = { base: [], flow: [] };
+    for (let r = 0; r < reps; r++) {
+      for (const which of r % 2 === 0 ? (['base', 'flow'] as const) : (['flow', 'base'] as const)) {
+        await useClaimOf(pool, which);
+        ab[which].push(await trellisRep(pool, url, { kind: '1-step', procs: 2, runs: cfg.runs1 }));
+      }
+    }
+    await useClaimOf(pool, 'flow');
+    for (const which of ['base', 'flow'] as const) {
+      const result = row('trellis', `claim path ${which === 'base' ? `base ${BASE}` : 'flow'}`, '1-step', 2, ab[which]);
+      rows.push(result);
+      log(result);
+    }
+    // 2. A global limit of 50 against 4 x 13 worker slots.
+    const sat: Record<'limit' | 'slots', RepFigures[]> = { limit: [], slots: [] };
+    for (let r = 0; r < reps; r++) {
+      for (const which of r % 2 === 0 ? (['limit', 'slots'] as const) : (['slots', 'limit'] as const)) {
+        await pool.query(`select trellis.queue_set('default', $1::jsonb)`, [JSON.stringify({ concurrency: which === 'limit' ? 50 : null })]);
+        sat[which].push(await trellisRep(pool, url, { kind: '1-step', procs: 4, runs: cfg.runs1,
+          env: { BENCH_CONCURRENCY: which === 'limit' ? '200' : '13' } }));
+      }
+    }
+    await pool.query(`select trellis.queue_set('default', '{"concurrency": null}')`);
+    for (const which of ['slots', 'limit'] as const) {
+      const result = row('trellis', which === 'limit' ? 'queue concurrency 50, 4 x 200 slots' : 'no limit, 4 x 13 slots', '1-step', 4, sat[which]);
+      rows.push(result);
+      log(result);
+    }
+    // 3. Claim cost by number of keys.
+    await pool.query('truncate trellis.signals, trellis.steps, trellis.runs, trellis.events, trellis.hook_deliveries');
+    const claimMs = await claimCost(pool, cfg.quick ? 30 : 100);
+    return { rows, figures: { claimMs } };
+  } finally {
+    await pool.end();
+  }
+}

@@ -1,0 +1,124 @@
+/**
+ * Queues and flow control with a worker: fair claiming across concurrency
+ * keys, pausing a queue while a run executes, and the client's queue API.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { ValidationError } from '../../src/errors.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { deferred, startEngine } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await freshDatabase({ poolSize: 12 });
+});
+after(() => db.close());
+
+const tenantJob = defineWorkflow({ name: 'tenant-job', queue: 'tenants', input: z.object({ n: z.number() }) },
+  async (ctx, { n }) => ctx.step('work', () => n));
+
+describe('fair claiming across concurrency keys', () => {
+  it('10 runs of key B all finish before 5% of the 10,000 runs of key A started before them', async () => {
+    const engine = await startEngine(db, { workflows: [tenantJob], concurrency: 20, claimBatch: 20 });
+    try {
+      await engine.client.setQueue('tenants', { fair: true });
+      await engine.client.pauseQueue('tenants');
+      // Key A's backlog first, then key B's ten: without rotation B waits for all of A.
+      await db.pool.query(`select trellis.run_start('tenant-job', jsonb_build_object('n', i), '{"concurrency_key": "tenant-a", "input_checked": true}')
+                             from generate_series(1, 10000) i`);
+      await db.pool.query(`select trellis.run_start('tenant-job', jsonb_build_object('n', i), '{"concurrency_key": "tenant-b", "input_checked": true}')
+                             from generate_series(1, 10) i`);
+      await engine.client.resumeQueue('tenants');
+      await waitFor(async () => {
+        const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where concurrency_key = 'tenant-b' and status = 'completed'`);
+        return rows[0].n === 10;
+      }, { what: "key B's 10 runs completed", timeout: 60_000 });
+      const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where concurrency_key = 'tenant-a'
+        and finished_at <= (select max(finished_at) from trellis.runs where concurrency_key = 'tenant-b')`);
+      assert.ok(rows[0].n < 500, `${rows[0].n} runs of A finished before the last of B (must be under 500)`);
+    } finally {
+      await engine.stop();
+    }
+  });
+});
+
+describe('pausing a queue', () => {
+  it('a running execution finishes; nothing more is claimed until the queue resumes', async () => {
+    const gate = deferred();
+    const entered = deferred();
+    const gated = defineWorkflow({ name: 'gated', queue: 'pausable', input: z.object({ wait: z.boolean() }) }, async (ctx, { wait }) =>
+      ctx.step('body', async () => {
+        if (wait) {
+          entered.resolve();
+          await gate.promise;
+        }
+        return 'done';
+      }));
+    const engine = await startEngine(db, { workflows: [gated], concurrency: 5 });
+    try {
+      const first = await engine.client.start(gated, { wait: true });
+      await entered.promise;
+      await engine.client.pauseQueue('pausable');
+      const later = await engine.client.start(gated, { wait: false });
+      gate.resolve();
+      assert.equal(await first.result({ timeout: '20s' }), 'done');
+      // The poll interval is 200 ms: a claim would have happened by now if the pause let it.
+      await new Promise((r) => setTimeout(r, 600));
+      assert.equal((await engine.client.get(later.id))?.status, 'pending');
+      const [stats] = await engine.client.queueStats('pausable');
+      assert.equal(stats?.paused, true);
+      assert.equal(stats?.pending, 1);
+      await engine.client.resumeQueue('pausable');
+      assert.equal(await later.result({ timeout: '20s' }), 'done');
+    } finally {
+      await engine.stop();
+    }
+  });
+});
+
+describe('client queue API', () => {
+  it('setQueue stores the limits that queueStats reports', async () => {
+    const engine = await startEngine(db, { workflows: [tenantJob] });
+    try {
+      await engine.client.setQueue('api-q', { concurrency: 7, keyConcurrency: 2, rate: { limit: 30, period: '1 minute' } });
+      const [stats] = await engine.client.queueStats('api-q');
+      assert.deepEqual(
+        { c: stats?.concurrency, k: stats?.keyConcurrency, r: stats?.rateLimit, p: stats?.ratePeriodMs, paused: stats?.paused },
+        { c: 7, k: 2, r: 30, p: 60_000, paused: false });
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  for (const [what, options] of [
+    ['a concurrency of 0', { concurrency: 0 }],
+    ['a negative key concurrency', { keyConcurrency: -2 }],
+    ['a rate with a zero period', { rate: { limit: 5, period: 0 } }],
+    ['an unknown option', { concurency: 3 }],
+  ] as const) {
+    it(`setQueue refuses ${what} with a ValidationError and writes nothing`, async () => {
+      const engine = await startEngine(db, { workflows: [tenantJob] });
+      try {
+        await assert.rejects(engine.client.setQueue('bad-q', options as never), ValidationError);
+        assert.deepEqual(await engine.client.queueStats('bad-q'), []);
+      } finally {
+        await engine.stop();
+      }
+    });
+  }
+
+  it('refuses a queue name with quotes and SQL, and an oversized concurrencyKey, with ValidationError', async () => {
+    const engine = await startEngine(db, { workflows: [tenantJob] });
+    try {
+      await assert.rejects(engine.client.setQueue(`q'; drop table trellis.runs; --`, { concurrency: 1 }), ValidationError);
+      await assert.rejects(engine.client.start(tenantJob, { n: 1 }, { concurrencyKey: 'x'.repeat(201) }), ValidationError);
+      const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where length(concurrency_key) > 200`);
+      assert.equal(rows[0].n, 0);
+    } finally {
+      await engine.stop();
+    }
+  });
+});

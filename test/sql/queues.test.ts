@@ -1,0 +1,193 @@
+/**
+ * The SQL contract of queues and flow control (sql/220_queues.sql,
+ * sql/230_queue_claim.sql): queue_set and its bad input, run_claim under
+ * concurrency, key_concurrency, rate and pause, fair rotation across keys,
+ * an expired lease giving its slot back, and the queue_stats view.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await freshDatabase();
+  await db.pool.query('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'w', version: '1', queue: 'default' }])]);
+  const c = await db.pool.connect();
+  try {
+    await c.query(`set trellis.virtual_clock = 'allowed'`);
+    await c.query('select trellis.clock_use_virtual()');
+  } finally {
+    c.release();
+  }
+});
+after(() => db.close());
+
+const q = (text: string, values?: unknown[]) => db.pool.query(text, values);
+
+async function start(queue: string, n: number, options: Record<string, unknown> = {}): Promise<void> {
+  await q(`select trellis.run_start('w', '{}', $1::jsonb || jsonb_build_object('priority', i % 3)) from generate_series(1, $2) i`,
+    [JSON.stringify({ queue, ...options }), n]);
+}
+
+async function claim(queue: string, limit: number, lease = '30 seconds'): Promise<{ id: string; lease_token: string }[]> {
+  const { rows } = await q(`select id, lease_token from trellis.run_claim('w1', $1, '{w}', '{1}', $2, $3::interval)`, [[queue], limit, lease]);
+  return rows;
+}
+
+async function running(queue: string): Promise<number> {
+  const { rows } = await q(`select count(*)::int as n from trellis.runs where queue = $1 and status = 'running'`, [queue]);
+  return rows[0].n;
+}
+
+async function complete(runs: { id: string; lease_token: string }[]): Promise<void> {
+  await q('select * from trellis.checkpoint_apply($1)', [JSON.stringify(runs.map((r) => ({ op: 'complete', run: r.id, token: r.lease_token, output: null })))]);
+}
+
+describe('queue_set', () => {
+  it('creates a queue with its options, keeps absent ones and clears null ones', async () => {
+    await q(`select trellis.queue_set('set-a', '{"concurrency": 5, "rate": {"limit": 10, "period": "1 second"}}')`);
+    await q(`select trellis.queue_set('set-a', '{"key_concurrency": 2, "rate": null}')`);
+    const { rows } = await q(`select concurrency, key_concurrency, rate_limit, rate_period, paused from trellis.queues where name = 'set-a'`);
+    assert.deepEqual(rows[0], { concurrency: 5, key_concurrency: 2, rate_limit: null, rate_period: null, paused: false });
+  });
+
+  for (const [what, name, options] of [
+    ['a concurrency of 0', 'bad-a', { concurrency: 0 }],
+    ['a negative key concurrency', 'bad-b', { key_concurrency: -1 }],
+    ['a fractional concurrency', 'bad-c', { concurrency: 1.5 }],
+    ['a rate with a zero period', 'bad-d', { rate: { limit: 5, period: '0 seconds' } }],
+    ['a rate with a limit of 0', 'bad-e', { rate: { limit: 0, period: '1 second' } }],
+    ['a rate period that is not an interval', 'bad-f', { rate: { limit: 5, period: 'soon' } }],
+    ['an unknown option', 'bad-g', { concurency: 3 }],
+    ['a queue name with quotes and SQL', `x'; drop table trellis.runs; --`, { concurrency: 1 }],
+  ] as const) {
+    it(`refuses ${what} with TR001 and writes nothing`, async () => {
+      await assert.rejects(q('select trellis.queue_set($1, $2)', [name, JSON.stringify(options)]), { code: 'TR001' });
+      const { rows } = await q('select count(*)::int as n from trellis.queues where name = $1', [name]);
+      assert.equal(rows[0].n, 0);
+    });
+  }
+
+  it('refuses a concurrency key over 200 characters with TR001 and starts nothing', async () => {
+    const before = await q(`select count(*)::int as n from trellis.runs`);
+    await assert.rejects(q(`select trellis.run_start('w', '{}', $1)`, [JSON.stringify({ concurrency_key: 'k'.repeat(201) })]),
+      { code: 'TR001', message: /concurrency_key/ });
+    const afterwards = await q(`select count(*)::int as n from trellis.runs`);
+    assert.equal(afterwards.rows[0].n, before.rows[0].n);
+  });
+});
+
+describe('run_claim with flow control', () => {
+  it('never leases more than concurrency runs of the queue, and a finished run frees its slot', async () => {
+    await q(`select trellis.queue_set('conc', '{"concurrency": 3}')`);
+    await start('conc', 10);
+    const first = await claim('conc', 10);
+    assert.equal(first.length, 3);
+    assert.equal((await claim('conc', 10)).length, 0);
+    await complete(first.slice(0, 2));
+    assert.equal((await claim('conc', 10)).length, 2);
+    assert.equal(await running('conc'), 3);
+  });
+
+  it('gives an expired lease\'s slot back to the next claim', async () => {
+    await q(`select trellis.queue_set('expire', '{"concurrency": 2}')`);
+    await start('expire', 4);
+    assert.equal((await claim('expire', 10, '5 seconds')).length, 2);
+    assert.equal((await claim('expire', 10)).length, 0);
+    await q(`select trellis.clock_advance('6 seconds')`);
+    // The dead holder's two runs are reclaimed first, then two runs are leased again.
+    assert.equal((await claim('expire', 10)).length, 2);
+    assert.equal(await running('expire'), 2);
+  });
+
+  it('holds key_concurrency per concurrency key', async () => {
+    await q(`select trellis.queue_set('perkey', '{"key_concurrency": 2}')`);
+    await start('perkey', 5, { concurrency_key: 'a' });
+    await start('perkey', 5, { concurrency_key: 'b' });
+    await start('perkey', 3);
+    const got = await claim('perkey', 100);
+    const { rows } = await q(`select coalesce(concurrency_key, '-') as k, count(*)::int as n from trellis.runs
+                               where queue = 'perkey' and status = 'running' group by 1 order by 1`);
+    assert.deepEqual(rows, [{ k: '-', n: 3 }, { k: 'a', n: 2 }, { k: 'b', n: 2 }]);
+    assert.equal(got.length, 7);
+  });
+
+  it('rotates across keys: a key with 10 runs is served alongside one with 1,000', async () => {
+    await q(`select trellis.queue_set('fairq', '{"fair": true}')`);
+    await start('fairq', 1000, { concurrency_key: 'a-big' });
+    await start('fairq', 10, { concurrency_key: 'b-small' });
+    const got = await claim('fairq', 20);
+    const { rows } = await q(`select concurrency_key as k, count(*)::int as n from trellis.runs
+                               where id = any ($1) group by 1 order by 1`, [got.map((r) => r.id)]);
+    assert.deepEqual(rows, [{ k: 'a-big', n: 10 }, { k: 'b-small', n: 10 }]);
+  });
+
+  it('keeps priority order within a key', async () => {
+    await q(`select trellis.queue_set('prio', '{"fair": true}')`);
+    await start('prio', 9, { concurrency_key: 'k' });
+    const got = await claim('prio', 3);
+    const { rows } = await q(`select priority from trellis.runs where id = any ($1)`, [got.map((r) => r.id)]);
+    assert.deepEqual(rows.map((r) => r.priority), [2, 2, 2]);
+  });
+
+  it('claims at most rate_limit runs per window of rate_period', async () => {
+    await q(`select trellis.queue_set('rated', '{"rate": {"limit": 4, "period": "1 minute"}}')`);
+    // Start of a fresh window, so the test never straddles two.
+    await q(`select trellis.clock_advance(date_trunc('minute', trellis.now()) + interval '1 minute' - trellis.now())`);
+    await start('rated', 10);
+    const first = await claim('rated', 3);
+    await complete(first);
+    assert.equal(first.length, 3);
+    assert.equal((await claim('rated', 10)).length, 1);
+    assert.equal((await claim('rated', 10)).length, 0);
+    await q(`select trellis.clock_advance('1 minute')`);
+    assert.equal((await claim('rated', 10)).length, 4);
+  });
+
+  it('claims nothing from a paused queue until it is resumed; running runs keep their lease', async () => {
+    await start('pausable', 4);
+    const held = await claim('pausable', 2);
+    await q(`select trellis.queue_pause('pausable')`);
+    assert.equal((await claim('pausable', 10)).length, 0);
+    const { rows } = await q(`select count(*)::int as n from trellis.runs where id = any ($1) and status = 'running'`, [held.map((r) => r.id)]);
+    assert.equal(rows[0].n, 2);
+    await complete(held);
+    await q(`select trellis.queue_resume('pausable')`);
+    assert.equal((await claim('pausable', 10)).length, 2);
+  });
+
+  it('a start into a queue with flow control is not leased at once (run_start_claimed leaves it pending)', async () => {
+    await q(`select trellis.queue_set('nohandoff', '{"concurrency": 1}')`);
+    const { rows } = await q(`select claimed from trellis.run_start_claimed('w', '{}', '{"queue": "nohandoff"}', 'w1', '30 seconds')`);
+    assert.equal(rows[0].claimed, false);
+  });
+});
+
+describe('queue_stats', () => {
+  it('shows counts, lag, limits and their use per queue', async () => {
+    await q(`select trellis.queue_set('statq', '{"concurrency": 2, "key_concurrency": 1}')`);
+    await start('statq', 3, { concurrency_key: 't1' });
+    await start('statq', 2, { concurrency_key: 't2' });
+    await q(`select trellis.clock_advance('3 seconds')`);
+    await claim('statq', 10);
+    const { rows } = await q(`select pending::int, due::int, running::int, concurrency, key_concurrency, key_running_max::int,
+                                     extract(epoch from lag) >= 3 as lagging, paused
+                                from trellis.queue_stats where queue = 'statq'`);
+    assert.deepEqual(rows[0], { pending: 3, due: 3, running: 2, concurrency: 2, key_concurrency: 1, key_running_max: 1, lagging: true, paused: false });
+  });
+});
+
+describe('rotation past keys at their limit', () => {
+  it('a claim moves past keys at key_concurrency to the keys after them', async () => {
+    await q(`select trellis.queue_set('capped', '{"key_concurrency": 1}')`);
+    // Keys k01..k06 with two runs each; a claim of 3 takes one of k01..k03.
+    for (let i = 1; i <= 6; i++) await start('capped', 2, { concurrency_key: `k0${i}` });
+    const first = await claim('capped', 3);
+    assert.equal(first.length, 3);
+    // k01..k03 are at their limit: the next claims serve k04..k06.
+    const second = await claim('capped', 3);
+    const { rows } = await q(`select concurrency_key as k from trellis.runs where id = any ($1) order by 1`, [second.map((r) => r.id)]);
+    assert.deepEqual(rows.map((r) => r.k), ['k04', 'k05', 'k06']);
+    assert.equal((await claim('capped', 3)).length, 0);
+  });
+});
