@@ -17,7 +17,7 @@ import {
   isTrellisError, DatabaseError, createMetrics, type WorkflowDefinition, type Logger, ValidationError, quoteValue, loggerFrom,
   type EventConsumer, EVENT_KINDS, type EventsOptions, type RunEvent, HOOK_NAMES, type HookEvent, type WorkflowHooks,
   type HookDeliveryOptions, OVERLAP_POLICIES, type ScheduleOptions, type RoleContext, type RoleFunction, type CronSchedule, parseCron,
-  EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors,
+  EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors, type QueueOptions, type QueueStats,
 } from '../src/index.ts';
 import {
   type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector, tableConnector,
@@ -130,5 +130,5 @@ void [assert, writeFileSync, isTrellisError, DatabaseError, freePort, pg, Kysely
 export type {
   Duration, Run, EventsOptions, RunEvent, HookEvent, WorkflowHooks, HookDeliveryOptions, ScheduleOptions, RoleContext, RoleFunction,
   CronSchedule, MachineOutput, Transition, TemplateState, TemplateStepFn, TemplateHookFn, TemplateEntry, HookRunInfo, HookStepInfo,
-  WorkflowInterceptors, Order, PinoLogFn,
+  WorkflowInterceptors, Order, PinoLogFn, QueueOptions, QueueStats,
 };

@@ -71,6 +71,8 @@ export interface Run {
   cancelRequestedAt: Date | null;
   /** When a pause of the running run was requested, else null. */
   pauseRequestedAt: Date | null;
+  /** The run's flow-control group in its queue (the start's `concurrencyKey`), else null. */
+  concurrencyKey: string | null;
 }
 
 /**
@@ -140,6 +142,7 @@ export function toRun(r: Row<RunsTable>): Run {
     parentSeq: r.parent_seq,
     cancelRequestedAt: r.cancel_requested_at as Date | null,
     pauseRequestedAt: r.pause_requested_at as Date | null,
+    concurrencyKey: (r.concurrency_key as string | null | undefined) ?? null,
   };
 }
 

@@ -41,6 +41,8 @@ export interface RunsTable {
   parent_close: 'cancel' | 'abandon';
   cancel_requested_at: Timestamp | null;
   pause_requested_at: Timestamp | null;
+  /** The run's flow-control group in its queue (`concurrencyKey`), or null. */
+  concurrency_key: string | null;
 }
 
 /**
@@ -53,7 +55,7 @@ export interface RunsTable {
 export const RUN_COLUMNS = ['id', 'workflow', 'version', 'key', 'queue', 'priority', 'status', 'input', 'output', 'error',
   'metadata', 'attempt', 'failures', 'run_at', 'lease_owner', 'lease_expires_at', 'created_at', 'started_at', 'finished_at',
   'scrubbed_at', 'updated_at', 'execution', 'parent_run_id', 'parent_seq', 'parent_close', 'cancel_requested_at',
-  'pause_requested_at'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
+  'pause_requested_at', 'concurrency_key'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
 
 export interface StepsTable {
   run_id: string;
