@@ -1,7 +1,8 @@
 /**
- * The dashboard's actions on a run, through the client API (and so through
- * the engine's SQL functions: run_cancel, run_pause, run_resume, run_retry,
- * signal_send). The dashboard itself never writes a table.
+ * The dashboard's actions on a run, a queue and a schedule, through the
+ * client API (and so through the engine's SQL functions: run_cancel,
+ * run_pause, run_resume, run_retry, signal_send, queue_pause, queue_resume,
+ * schedule_pause, schedule_resume). The dashboard itself never writes a table.
  */
 import type { Client } from '../client/client.ts';
 import { ValidationError } from '../errors.ts';
@@ -59,4 +60,36 @@ export async function performAction(client: Client, verb: ActionVerb, id: string
       return { done: sent ? 'signal' : 'signal-duplicate' };
     }
   }
+}
+
+/** The actions of the Queues and Schedules pages, by the last segment of their POST path. */
+export const TOGGLE_VERBS = ['pause', 'resume'] as const;
+export type ToggleVerb = (typeof TOGGLE_VERBS)[number];
+
+/** Whether `verb` is pause or resume. */
+export function isToggleVerb(verb: string): verb is ToggleVerb {
+  return (TOGGLE_VERBS as readonly string[]).includes(verb);
+}
+
+/**
+ * Pause or resume queue `name` (its claims, on every worker). The client
+ * checks the name (ValidationError).
+ *
+ * @example
+ * await queueAction(client, 'pause', 'emails');
+ */
+export async function queueAction(client: Client, verb: ToggleVerb, name: string): Promise<void> {
+  if (verb === 'pause') await client.pauseQueue(name);
+  else await client.resumeQueue(name);
+}
+
+/**
+ * Pause or resume schedule `name` (NotFoundError if there is none).
+ *
+ * @example
+ * await scheduleAction(client, 'resume', 'nightly-report');
+ */
+export async function scheduleAction(client: Client, verb: ToggleVerb, name: string): Promise<void> {
+  if (verb === 'pause') await client.schedules.pause(name);
+  else await client.schedules.resume(name);
 }

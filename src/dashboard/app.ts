@@ -1,8 +1,9 @@
 /**
  * The dashboard as a Hono app: security headers, the token and session
  * check, CSRF and Origin checks on every POST, the pages of pages/index.ts,
- * the run actions, and error pages. Rendering is in pages/; reads in
- * queries.ts; writes only through the client (actions.ts).
+ * the run, queue and schedule actions, `/metrics` (opt-in), and error
+ * pages. Rendering is in pages/; reads in queries.ts or the client's read
+ * functions; writes only through the client (actions.ts).
  */
 import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
@@ -12,7 +13,8 @@ import type pg from 'pg';
 import { createClient, type Client } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
 import type { Logger } from '../workflow/logger.ts';
-import { isActionVerb, performAction } from './actions.ts';
+import { createMetrics, type TrellisMetrics } from '../observability/metrics.ts';
+import { isActionVerb, isToggleVerb, performAction, queueAction, scheduleAction } from './actions.ts';
 import { bearer, sameOrigin, SESSION_COOKIE, SESSION_MS, Sessions } from './auth.ts';
 import { html } from './html.ts';
 import { layout } from './layout.ts';
@@ -29,6 +31,8 @@ export interface AppConfig {
   basePath: string;
   logger: Logger;
   preparedStatements: boolean;
+  /** Serve Prometheus metrics at `<basePath>/metrics`. */
+  metrics: boolean;
 }
 
 type Env = { Variables: { sessionId: string | undefined; viaHeader: boolean } };
@@ -91,7 +95,8 @@ export function buildApp(config: AppConfig): Hono<Env> {
     const viaHeader = sessions.protected && sessions.checkToken(bearer(c.req.header('authorization')));
     const path = c.req.path.slice(base.length) || '/';
     if (sessions.protected && !sid && !viaHeader && path !== '/login') {
-      if (c.req.method === 'GET' || c.req.method === 'HEAD') {
+      // A scraper is answered 401, not sent to a login page.
+      if ((c.req.method === 'GET' || c.req.method === 'HEAD') && !(config.metrics && path === '/metrics')) {
         const next = c.req.path + (new URL(c.req.url).search);
         return c.redirect(link('/login', { next }), 303);
       }
@@ -159,6 +164,46 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
     const result = await performAction(actionsClient(), verb, id, form);
     return c.redirect(link(`/runs/${id}`, result), 303);
   });
+
+  // Queue and schedule actions: pause or resume, the name in the form (a name may hold '/'; the client checks it).
+  const toggles = { queues: queueAction, schedules: scheduleAction } as const;
+  for (const [kind, act] of Object.entries(toggles)) {
+    scoped.post(`/${kind}/:verb`, async (c) => {
+      if (config.readOnly) return errorPage(c, 403, 'refused: this dashboard is read-only');
+      const verb = c.req.param('verb');
+      if (!isToggleVerb(verb)) return errorPage(c, 404, `no action ${JSON.stringify(verb.slice(0, 40))}`);
+      const form = await c.req.parseBody();
+      const no = refused(c, form);
+      if (no) return no;
+      const name = typeof form.name === 'string' ? form.name : '';
+      await act(actionsClient(), verb, name);
+      return c.redirect(link(`/${kind}`, { done: verb, name }), 303);
+    });
+  }
+
+  if (config.metrics) {
+    // prom-client is an optional peer: loaded on the first scrape (createMetrics says what to install when it is missing).
+    // A missing package stays missing until a restart: the failure is kept, and logged once.
+    let metrics: Promise<TrellisMetrics> | undefined;
+    scoped.get('/metrics', async (c) => {
+      metrics ??= createMetrics({ pool: config.pool }).catch((error: unknown) => {
+        config.logger.warn('dashboard metrics unavailable', { error: String(error) });
+        throw error;
+      });
+      let m: TrellisMetrics;
+      try {
+        m = await metrics;
+      } catch (error) {
+        return c.text(`metrics unavailable: ${isTrellisError(error) ? error.message : 'see the server log'}\n`, 503);
+      }
+      try {
+        return c.body(await m.scrape(), 200, { 'content-type': m.registry.contentType });
+      } catch (error) {
+        config.logger.warn('dashboard metrics scrape failed', { error: String(error) });
+        return c.text('metrics unavailable: the scrape failed (see the server log)\n', 503);
+      }
+    });
+  }
 
   for (const p of PAGES) {
     scoped.get(p.path, async (c) => {

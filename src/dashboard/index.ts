@@ -38,6 +38,17 @@ export interface DashboardOptions {
   logger?: Logger;
   /** Actions as named prepared statements (default true); false behind PgBouncer in transaction mode before 1.21. */
   preparedStatements?: boolean;
+  /**
+   * Serve Prometheus metrics at `<basePath>/metrics` (default false), behind
+   * the same token as the pages (scrapers send `Authorization: Bearer <token>`;
+   * without it the answer is 401). Needs the optional peer prom-client; the
+   * queue gauges are read from SQL at each scrape (docs/observability.md).
+   *
+   * @example
+   * await serveDashboard({ pool, token: process.env.TRELLIS_DASHBOARD_TOKEN, metrics: true, port: 4000 });
+   * // scrape_configs: - job_name: trellis, metrics_path: /metrics, authorization: { credentials: <token> }
+   */
+  metrics?: boolean;
 }
 
 /**
@@ -92,6 +103,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     basePath,
     logger: childLogger(options.logger ?? consoleLogger('warn'), {}),
     preparedStatements: options.preparedStatements !== false,
+    metrics: options.metrics === true,
   });
   const fetch = async (request: Request): Promise<Response> => app.fetch(request);
   // overrideGlobalObjects: false leaves the process's global Request/Response alone.

@@ -1,6 +1,7 @@
 /**
  * The dashboard in a real browser: Debian's chromium driven by
  * playwright-core. Loads each page, filters, opens a run and cancels it,
+ * pauses a queue from the Queues page,
  * forged and cross-origin posts, markup in an output, read-only mode, login.
  * Without chromium this fails (see test/helpers/browser.ts), it does not skip.
  */
@@ -74,6 +75,21 @@ describe('dashboard in chromium', () => {
     assert.equal(await page.locator('#steps tbody tr').count(), 2);
     await page.locator('#parent').click();
     assert.match(page.url(), new RegExp(`/trellis/runs/${runs.parent}$`));
+  });
+
+  it('opens the Queues page from the navigation and pauses a queue through its form', async () => {
+    await engine.client.setQueue('browser-mail', { concurrency: 4 });
+    await page.goto(open.url);
+    await page.getByRole('link', { name: 'Queues', exact: true }).click();
+    assert.equal(await page.locator('h1').textContent(), 'Queues');
+    const row = page.locator('#queues tr[data-queue="browser-mail"]');
+    assert.match(await row.textContent() ?? '', /0 \/ 4/);
+    await row.getByRole('button', { name: 'Pause' }).click();
+    assert.match(await page.getByRole('status').textContent() ?? '', /Queue browser-mail paused/);
+    assert.equal((await engine.client.queueStats('browser-mail'))[0]?.paused, true);
+    assert.equal(await row.locator('.badge').textContent(), 'paused');
+    await row.getByRole('button', { name: 'Resume' }).click();
+    assert.equal((await engine.client.queueStats('browser-mail'))[0]?.paused, false);
   });
 
   it('filters runs by status, workflow and metadata', async () => {

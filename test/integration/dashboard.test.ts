@@ -1,6 +1,7 @@
 /**
  * The dashboard over HTTP (no browser): pages, search, errors, the token,
- * CSRF and Origin refusals, read-only mode on a SELECT-only role, escaping.
+ * CSRF and Origin refusals, read-only mode on a SELECT-only role, escaping;
+ * the Queues, Schedules and Roles pages and their actions; /metrics.
  * test/integration/dashboard-browser.test.ts drives the same in chromium.
  */
 import assert from 'node:assert/strict';
@@ -8,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { createDashboard, serveDashboard } from '../../src/dashboard/index.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
-import { approval, DASHBOARD_WORKFLOWS, seedRuns, type SeededRuns, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
+import { approval, DASHBOARD_WORKFLOWS, echo, seedRuns, type SeededRuns, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
 import { csrfOf, readOnlyRole, type ReadOnlyRole, Session } from '../helpers/dashboard.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
@@ -257,6 +258,117 @@ describe('dashboard over HTTP', () => {
     }));
     assert.equal(denied.status, 500);
     assert.equal((await engine.client.get(runs.approvals[1]!))?.status, 'waiting');
+  });
+
+  it('Queues: stats and limits of each queue; pause and resume through the forms change the queue row', async () => {
+    await engine.client.setQueue('mail', { concurrency: 7, keyConcurrency: 2, rate: { limit: 30, period: '1s' } });
+    const s = new Session(open.url);
+    const page = await s.fetch('/trellis/queues');
+    assert.equal(page.status, 200);
+    const text = await page.text();
+    assert.match(text, /<a href="\/trellis\/queues" class="on">Queues<\/a>/);
+    const row = text.match(/<tr data-queue="mail">[\s\S]*?<\/tr>/)?.[0] ?? '';
+    assert.match(row, /0 \/ 7/, 'running / concurrency');
+    assert.match(row, /0 \/ 2/, 'busiest key / key concurrency');
+    assert.match(row, /0 \/ 30 per 1\.0 s/, 'rate use');
+    assert.match(row, />Pause<\/button>/);
+    assert.match(text, /<tr data-queue="default">/, 'the queue of the registered workflows');
+    const csrf = csrfOf(text);
+    const paused = await s.post('/trellis/queues/pause', { _csrf: csrf, name: 'mail' });
+    assert.equal(paused.status, 303);
+    assert.equal(paused.headers.get('location'), '/trellis/queues?done=pause&name=mail');
+    assert.equal((await engine.client.queueStats('mail'))[0]?.paused, true);
+    const after = await (await s.fetch(paused.headers.get('location')!)).text();
+    assert.match(after, /Queue mail paused/);
+    assert.match(after.match(/<tr data-queue="mail">[\s\S]*?<\/tr>/)?.[0] ?? '', /s-paused">paused<\/span>[\s\S]*>Resume<\/button>/);
+    assert.equal((await s.post('/trellis/queues/resume', { _csrf: csrf, name: 'mail' })).status, 303);
+    assert.equal((await engine.client.queueStats('mail'))[0]?.paused, false);
+    // The usual refusals apply, and a bad name is a 400.
+    assert.equal((await s.post('/trellis/queues/pause', { name: 'mail' })).status, 403);
+    assert.equal((await s.post('/trellis/queues/pause', { _csrf: csrf, name: 'mail' }, { origin: 'http://evil.example' })).status, 403);
+    assert.equal((await s.post('/trellis/queues/pause', { _csrf: csrf, name: '<b>' })).status, 400);
+    assert.equal((await s.post('/trellis/queues/drain', { _csrf: csrf, name: 'mail' })).status, 404);
+    assert.equal((await engine.client.queueStats('mail'))[0]?.paused, false);
+  });
+
+  it('Schedules: the rows of client.schedules, the input escaped; pause and resume through the forms', async () => {
+    await engine.client.schedules.set('nightly-echo', { cron: '0 3 * * *', timeZone: 'Europe/Berlin', workflow: echo, input: { text: XSS_TEXT } });
+    const s = new Session(open.url);
+    const text = await (await s.fetch('/trellis/schedules')).text();
+    const row = text.match(/<tr data-schedule="nightly-echo">[\s\S]*?<\/tr>/)?.[0] ?? '';
+    assert.match(row, /<td class="mono">0 3 \* \* \*<\/td><td>Europe\/Berlin<\/td>/);
+    assert.match(row, /href="\/trellis\/runs\?workflow=echo">echo<\/a>/);
+    const next = (await engine.client.schedules.get('nightly-echo'))!.nextAt!;
+    assert.ok(row.includes(next.toISOString().slice(0, 19).replace('T', ' ')), 'the next tick');
+    assert.ok(!text.includes('<script>window') && !text.includes('<img src'), 'the input is escaped');
+    assert.ok(row.includes('&lt;script&gt;window.__pwned = 1&lt;/script&gt;'));
+    const csrf = csrfOf(text);
+    const paused = await s.post('/trellis/schedules/pause', { _csrf: csrf, name: 'nightly-echo' });
+    assert.equal(paused.status, 303);
+    assert.equal(paused.headers.get('location'), '/trellis/schedules?done=pause&name=nightly-echo');
+    assert.equal((await engine.client.schedules.get('nightly-echo'))?.paused, true);
+    const after = await (await s.fetch(paused.headers.get('location')!)).text();
+    assert.match(after, /Schedule nightly-echo paused/);
+    assert.match(after.match(/<tr data-schedule="nightly-echo">[\s\S]*?<\/tr>/)?.[0] ?? '', /s-paused">paused[\s\S]*>Resume<\/button>/);
+    assert.equal((await s.post('/trellis/schedules/resume', { _csrf: csrf, name: 'nightly-echo' })).status, 303);
+    assert.equal((await engine.client.schedules.get('nightly-echo'))?.paused, false);
+    const missing = await s.post('/trellis/schedules/pause', { _csrf: csrf, name: 'no-such-schedule' });
+    assert.equal(missing.status, 404);
+  });
+
+  it('Roles: the engine\'s duties once a worker holds them, with holder, token and lease', async () => {
+    const s = new Session(open.url);
+    const row = await waitFor(async () => {
+      const text = await (await s.fetch('/trellis/roles')).text();
+      const match = text.match(/<tr data-role="trellis\.schedules">[\s\S]*?<\/tr>/)?.[0];
+      return match?.includes('>held</span>') ? match : undefined;
+    }, { what: 'the schedule ticker role on the Roles page' });
+    const [role] = (await engine.client.roles.list()).filter((r) => r.name === 'trellis.schedules');
+    assert.ok(role?.holder && row.includes(`<td class="mono">${role.holder}</td>`), 'the holder');
+    assert.ok(row.includes(`<td class="num">${role.token}</td>`), 'the fencing token');
+    assert.ok(!row.includes('method="post"'), 'roles have no actions');
+  });
+
+  it('read-only: Queues, Schedules and Roles render on the SELECT-only role without forms; their actions are refused', async () => {
+    await engine.client.setQueue('ro-queue', { concurrency: 3 });
+    await engine.client.schedules.set('ro-schedule', { cron: '0 4 * * *', workflow: 'greet', input: { name: 'x' } });
+    const s = new Session(readOnly.url);
+    for (const [path, marker] of [['/queues', 'data-queue="ro-queue"'], ['/schedules', 'data-schedule="ro-schedule"'], ['/roles', '<h1>Roles</h1>']] as const) {
+      const res = await s.fetch(path);
+      assert.equal(res.status, 200, path);
+      const text = await res.text();
+      assert.ok(text.includes(marker), `${marker} on ${path}`);
+      assert.ok(!text.includes('method="post"'), `no forms on ${path}`);
+    }
+    for (const path of ['/queues/pause', '/schedules/pause']) {
+      const res = await s.post(path, { name: path.startsWith('/queues') ? 'ro-queue' : 'ro-schedule' });
+      assert.equal(res.status, 403, path);
+      assert.match(await res.text(), /read-only/);
+    }
+    assert.equal((await engine.client.queueStats('ro-queue'))[0]?.paused, false);
+    assert.equal((await engine.client.schedules.get('ro-schedule'))?.paused, false);
+  });
+
+  it('/metrics: Prometheus text with the token (bearer or session), 401 without; absent unless opted in', async () => {
+    const withMetrics = createDashboard({ pool: db.pool, token: TOKEN, metrics: true, basePath: '/ops', logger: silentLogger });
+    const scrape = await withMetrics.fetch(new Request('http://x/ops/metrics', { headers: { authorization: `Bearer ${TOKEN}` } }));
+    assert.equal(scrape.status, 200);
+    assert.match(scrape.headers.get('content-type') ?? '', /^text\/plain/);
+    const text = await scrape.text();
+    assert.match(text, /^# HELP trellis_/m);
+    assert.match(text, /^trellis_queue_depth\{queue="default"\} \d+$/m);
+    const anonymous = await withMetrics.fetch(new Request('http://x/ops/metrics'));
+    assert.equal(anonymous.status, 401);
+    assert.doesNotMatch(await anonymous.text(), /trellis_queue_depth/);
+    assert.equal((await withMetrics.fetch(new Request('http://x/ops/metrics', { headers: { authorization: 'Bearer wrong-token-here' } }))).status, 401);
+    // A browser session logged in with the token may read it too.
+    const login = await withMetrics.fetch(new Request('http://x/ops/login', { method: 'POST', headers: { origin: 'http://x' }, body: new URLSearchParams({ token: TOKEN, next: '/ops/metrics' }) }));
+    const cookie = login.headers.getSetCookie()[0]!.split(';')[0]!;
+    assert.equal((await withMetrics.fetch(new Request('http://x/ops/metrics', { headers: { cookie } }))).status, 200);
+    // Off by default: /metrics is no page.
+    const secure = new Session(secured.url);
+    assert.equal((await fetch(new URL('/metrics', secured.url), { headers: { authorization: `Bearer ${TOKEN}` } })).status, 404);
+    assert.equal((await secure.fetch('/metrics')).status, 303, 'without the option, an unknown page asks for the login first');
   });
 
   it('passes requests outside its base path to next() when mounted as middleware', async () => {

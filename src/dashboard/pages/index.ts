@@ -4,12 +4,18 @@
  */
 import type { DashboardPage } from '../page.ts';
 import { overviewPage } from './overview.ts';
+import { queuesPage } from './queues.ts';
+import { rolesPage } from './roles.ts';
 import { runPage } from './run.ts';
 import { runsPage } from './runs.ts';
+import { schedulesPage } from './schedules.ts';
 
 /** The pages, routed in this order. */
 export const PAGES: readonly DashboardPage[] = [
   overviewPage,
   runsPage,
   runPage,
+  queuesPage,
+  schedulesPage,
+  rolesPage,
 ];

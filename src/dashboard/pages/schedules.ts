@@ -1,0 +1,40 @@
+/** Schedules: cron, time zone, workflow, next and last tick, fired, paused or failing; pause and resume. */
+import { scheduleList, type ScheduleRow } from '../../db/schedules.ts';
+import { type Html, html, jsonBlock, when } from '../html.ts';
+import type { DashboardPage, PageView } from '../page.ts';
+
+function toggle(view: PageView, s: ScheduleRow): Html {
+  if (view.readOnly) return html``;
+  const verb = s.paused ? 'resume' : 'pause';
+  return html`<form method="post" action="${view.link(`/schedules/${verb}`)}">${view.csrfField}<input type="hidden" name="name" value="${s.name}"><button type="submit">${s.paused ? 'Resume' : 'Pause'}</button></form>`;
+}
+
+function state(s: ScheduleRow): Html {
+  if (s.paused) return html`<span class="badge s-paused">paused</span>`;
+  if (s.lastError) return html`<span class="badge s-failed">error</span> <span class="err">${s.lastError.slice(0, 300)}</span>`;
+  if (s.nextAt === null) return html`<span class="badge">no next tick</span>`;
+  return html`<span class="badge s-running">active</span>`;
+}
+
+/** The page at its `path`; listed in pages/index.ts. */
+export const schedulesPage: DashboardPage = {
+  path: '/schedules',
+  nav: { label: 'Schedules', order: 30 },
+  async render(view) {
+    const schedules = await scheduleList(view.db);
+    const done = view.query.get('done');
+    const name = view.query.get('name');
+    const body = html`<h1>Schedules</h1>
+${(done === 'pause' || done === 'resume') && name ? html`<p class="notice" role="status">Schedule ${name} ${done === 'pause' ? 'paused: its ticks are skipped until it is resumed' : 'resumed from its next tick'}.</p>` : ''}
+${schedules.length === 0 ? html`<p class="muted">No schedules: create one with client.schedules.set.</p>` : html`<table id="schedules"><thead><tr><th>schedule</th><th>cron</th><th>time zone</th><th>workflow</th>
+<th>next tick</th><th>last tick</th><th class="num">fired</th><th class="num">skipped</th><th>state</th>${view.readOnly ? '' : html`<th></th>`}</tr></thead><tbody>
+${schedules.map((s) => html`<tr data-schedule="${s.name}"><td>${s.name}</td><td class="mono">${s.cron}</td><td>${s.timeZone}</td>
+<td><a href="${view.link('/runs', { workflow: s.workflow })}">${s.workflow}</a>${s.input !== null && s.input !== undefined ? html`<details><summary>input</summary>${jsonBlock(s.input)}</details>` : ''}</td>
+<td class="nowrap">${s.paused ? '—' : when(s.nextAt)}</td>
+<td class="nowrap">${s.lastRunId ? html`<a href="${view.link(`/runs/${s.lastRunId}`)}">${when(s.lastTickAt)}</a>` : when(s.lastTickAt)}</td>
+<td class="num">${s.fired}</td><td class="num">${s.skipped}</td><td>${state(s)}</td>${view.readOnly ? '' : html`<td>${toggle(view, s)}</td>`}</tr>`)}
+</tbody></table>`}
+<p class="muted">Ticks are fired by a worker holding the scheduler role (see Roles); times are UTC.</p>`;
+    return { title: 'Schedules', body };
+  },
+};
