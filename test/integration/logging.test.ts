@@ -70,6 +70,7 @@ describe('worker logs', () => {
     await waitFor(async () => (await engine.client.get(run.id))?.status === 'waiting', { what: 'the run to wait' });
     await engine.client.signal(run.id, go, { secret: SECRET_IN });
     await run.result({ timeout: '20s' });
+    await waitFor(() => of(run.id).some((l) => l.message === 'run completed'), { what: 'the completion line' });
     const mine = of(run.id);
     const started = mine.find((l) => l.message === 'run started');
     assert.deepEqual(started, {
@@ -91,7 +92,8 @@ describe('worker logs', () => {
   it('a failed run: warn with the step and the error', async () => {
     const run = await engine.client.start(fails, {});
     await assert.rejects(run.result({ timeout: '20s' }));
-    const failed = of(run.id).find((l) => l.message === 'run failed');
+    // result() can hear of the end (its commit) a moment before the worker logs it.
+    const failed = await waitFor(() => of(run.id).find((l) => l.message === 'run failed'), { what: 'the failure line' });
     assert.equal(failed?.level, 'warn');
     assert.equal(failed?.fields.step, 'boom');
     assert.deepEqual(failed?.fields.error, { name: 'StepFailedError', message: 'step "boom" failed after 1 attempt(s): boom went the step', code: 'step_failed' });
