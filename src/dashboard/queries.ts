@@ -232,6 +232,21 @@ export async function runSignals(db: Queryable, runId: string): Promise<SignalRo
       from trellis.signals where run_id = $1 order by id limit 500`, [runId]);
 }
 
+/** An event of the outbox (trellis.events). */
+export interface EventRow {
+  kind: string;
+  attempt: number;
+  body: Record<string, unknown>;
+  created_at: Date;
+}
+
+/** A run's events from the outbox, in commit order (at most 500). */
+export async function runEvents(db: Queryable, runId: string): Promise<EventRow[]> {
+  return run<EventRow>(db, `
+    select kind, attempt, body, created_at
+      from trellis.events where run_id = $1 order by xid, id limit 500`, [runId]);
+}
+
 /** A run's child runs in call order (at most 500). */
 export async function runChildren(db: Queryable, runId: string): Promise<RunRow[]> {
   return run<RunRow>(db, `

@@ -56,6 +56,12 @@ describe('dashboard over HTTP', () => {
     const page = await (await s.fetch(`/trellis/runs/${runs.parent}`)).text();
     assert.match(page, /<table id="children">/);
     assert.equal([...page.matchAll(/<tr><td><a class="mono" href="\/trellis\/runs\//g)].length, 2, 'two children linked');
+    // The run's events from the outbox, in commit order, one row each.
+    const { rows: events } = await db.pool.query<{ kind: string }>('select kind from trellis.events where run_id = $1 order by xid, id', [runs.parent]);
+    assert.ok(events.length >= 2 && events[0]!.kind === 'started', JSON.stringify(events));
+    const shown = [...page.matchAll(/<tr><td>[^<]*<\/td><td>([a-z_]+)<\/td><td>\d+<\/td>/g)].map((m) => m[1]);
+    assert.match(page, /<table id="events">/);
+    assert.deepEqual(shown, events.map((e) => e.kind));
     const child = await engine.client.list({ workflow: 'greet', key: 'fan-Alan' });
     const childPage = await (await s.fetch(`/trellis/runs/${child.runs[0]!.id}`)).text();
     assert.ok(childPage.includes(`id="parent" class="mono" href="/trellis/runs/${runs.parent}"`));

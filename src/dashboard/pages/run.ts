@@ -1,8 +1,8 @@
-/** One run: facts, parent link, actions, input / output / error, the step timeline, signals and children. */
+/** One run: facts, parent link, actions, input / output / error, the step timeline, signals, children and events. */
 import { FINISHED_STATES, RUN_STATES, type RunState } from '../../db/tables.ts';
 import { badge, duration, type Html, html, jsonBlock, when } from '../html.ts';
 import { HttpError, type DashboardPage, type PageView } from '../page.ts';
-import { assertUuid, runChildren, runRow, runSignals, runSteps, type StepRow } from '../queries.ts';
+import { assertUuid, runChildren, runEvents, runRow, runSignals, runSteps, type StepRow } from '../queries.ts';
 
 /** The actions that apply to a run in `status`. */
 export function actionsFor(status: RunState): Set<string> {
@@ -62,7 +62,7 @@ export const runPage: DashboardPage = {
     const id = assertUuid(view.params.id ?? '');
     const r = await runRow(view.db, id);
     if (!r) throw new HttpError(404, `run ${id} does not exist`);
-    const [steps, signals, children] = await Promise.all([runSteps(view.db, id), runSignals(view.db, id), runChildren(view.db, id)]);
+    const [steps, signals, children, events] = await Promise.all([runSteps(view.db, id), runSignals(view.db, id), runChildren(view.db, id), runEvents(view.db, id)]);
     const status = r.status as RunState;
     const done = view.query.get('done');
     const origin = new Date(r.created_at).getTime();
@@ -91,6 +91,10 @@ ${signals.map((s) => html`<tr><td>${s.name}</td><td>${jsonBlock(s.payload)}</td>
 <h2>Children <span class="muted">(${children.length})</span></h2>
 ${children.length === 0 ? html`<p class="muted">No child runs.</p>` : html`<table id="children"><thead><tr><th>run</th><th>workflow</th><th>status</th><th>key</th><th>created</th><th>finished</th></tr></thead><tbody>
 ${children.map((c) => html`<tr><td><a class="mono" href="${view.link(`/runs/${c.id}`)}">${c.id.slice(0, 8)}</a></td><td>${c.workflow}</td><td>${badge(c.status)}</td><td>${c.key ?? ''}</td><td>${when(c.created_at)}</td><td>${when(c.finished_at)}</td></tr>`)}
+</tbody></table>`}
+<h2>Events <span class="muted">(${events.length})</span></h2>
+${events.length === 0 ? html`<p class="muted">No events (the outbox may be off: setting <code>events</code>).</p>` : html`<table id="events"><thead><tr><th>at</th><th>kind</th><th>attempt</th><th>body</th></tr></thead><tbody>
+${events.map((e) => html`<tr><td>${when(e.created_at)}</td><td>${e.kind}</td><td>${e.attempt}</td><td>${jsonBlock(e.body)}</td></tr>`)}
 </tbody></table>`}`;
     return { title: `${r.workflow} ${id.slice(0, 8)}`, body };
   },
