@@ -20,9 +20,20 @@ const TTL_MS = 600;
 let db: TestDatabase;
 const procs = new Set<ChildProcess>();
 
+/** The login role of each process (by pid): a lost connection is one that cannot come back (NOLOGIN). */
+const loginOf = new Map<number, string>();
+const logins: string[] = [];
+
 async function spawnProc(): Promise<ChildProcess> {
+  const login = `role_proc_${crypto.randomUUID().replaceAll('-', '').slice(0, 12)}`;
+  const password = crypto.randomUUID();
+  await sql(`create role ${login} login superuser password '${password}'`);
+  logins.push(login);
+  const url = new URL(db.url);
+  url.username = login;
+  url.password = password;
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/fault/role-process.ts'], {
-    env: { ...process.env, DATABASE_URL: db.url, ROLE_TTL_MS: String(TTL_MS) },
+    env: { ...process.env, DATABASE_URL: url.toString(), ROLE_TTL_MS: String(TTL_MS) },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   procs.add(child);
@@ -30,6 +41,7 @@ async function spawnProc(): Promise<ChildProcess> {
   let out = '';
   child.stdout?.on('data', (d) => (out += d));
   await waitFor(() => out.includes('ready'), { what: 'role process ready', timeout: 60_000 });
+  loginOf.set(child.pid as number, login);
   return child;
 }
 
@@ -47,6 +59,11 @@ before(async () => {
 });
 after(async () => {
   for (const p of procs) p.kill('SIGKILL');
+  for (const login of logins) {
+    await sql(`select pg_terminate_backend(pid) from pg_stat_activity where usename = $1`, [login]).catch(() => undefined);
+    await sql(`drop owned by ${login}`).catch(() => undefined);
+    await sql(`drop role if exists ${login}`).catch(() => undefined);
+  }
   await db.close();
 });
 
@@ -86,6 +103,11 @@ describe(`${FAILOVERS} induced failovers of a role holder`, () => {
         takeovers[kind].push(Date.now() - started);
         victim.kill('SIGCONT');
       } else {
+        // The holder loses its connections and cannot open new ones (its
+        // login is disabled): a process that merely reconnects keeps its
+        // lease, as it should; one that stays cut off loses it.
+        const login = loginOf.get(held.pid) as string;
+        await sql(`alter role ${login} nologin`);
         let done = false;
         const cutter = (async () => {
           while (!done) {
@@ -96,6 +118,7 @@ describe(`${FAILOVERS} induced failovers of a role holder`, () => {
         await nextHolder().finally(() => (done = true));
         await cutter;
         takeovers[kind].push(Date.now() - started);
+        await sql(`alter role ${login} login`);
       }
     }
     // Let the resumed and reconnected processes settle, then stop everyone.
