@@ -19,8 +19,9 @@
  *   iso      := 'P' (n'Y')? (n'M')? (n'W')? (n'D')? ('T' (n'H')? (n'M')? (n'S')?)?   ISO 8601, at least one part
  * Each unit at most once ('1 hour 30 minutes', not '1 hour 1 hour'). A month
  * is 30 days and a year 365.25 days, as PostgreSQL counts them; a fraction
- * of a year becomes whole months (rounded half to even: '1.5 years' is 1
- * year and 6 months), as in PostgreSQL. Results are rounded to microseconds.
+ * of a year must come to whole months ('1.5 years' is 1 year and 6 months;
+ * '0.05 years' is refused: PostgreSQL 13 truncates the rest of the months,
+ * 14 and later round it). Results are rounded to microseconds.
  * Not accepted (PostgreSQL takes them, with other meanings or none that a
  * duration should have): a bare number in a string ('5' is 5 seconds
  * there), signs and 'ago', clock forms ('1:30'), glued terms ('1h30m'),
@@ -97,6 +98,19 @@ function fieldMs(field: Field, n: number): number {
   return whole * 365.25 * DAY + rint((n - whole) * 12) * FIELD_MS.month;
 }
 
+/**
+ * Whether a year's fraction comes to whole months ('1.5 years', '0.25 years'):
+ * PostgreSQL 13 truncates the rest of the months and 14+ rounds it, so a
+ * fraction like '0.05 years' would mean different times on different servers.
+ */
+function wholeMonthsOfYears(fields: readonly [Field, number][]): boolean {
+  return fields.every(([field, n]) => {
+    if (field !== 'year') return true;
+    const months = (n - Math.trunc(n)) * 12;
+    return Math.abs(months - Math.round(months)) < 1e-9;
+  });
+}
+
 /** The fields of a duration string, or undefined if it is not one. */
 function parse(text: string): [Field, number][] | undefined {
   const s = text.trim();
@@ -149,6 +163,10 @@ export function toMs(duration: Duration, what = 'duration'): number {
     if (Number.isFinite(duration) && duration >= 0) return duration;
   } else if (typeof duration === 'string' && duration.length <= 200) {
     const fields = parse(duration);
+    if (fields && !wholeMonthsOfYears(fields)) {
+      throw new ValidationError(`${what} ${quoteValue(duration)}: a fraction of a year must come to whole months ('1.5 years', '0.25 years'), `
+        + 'as PostgreSQL versions treat the rest differently');
+    }
     if (fields) {
       const ms = Math.round(fields.reduce((sum, [field, n]) => sum + fieldMs(field, n), 0) * 1000) / 1000;
       if (Number.isFinite(ms)) return ms;

@@ -22,7 +22,7 @@ const ACCEPTED = [
   ...UNITS.flatMap((u) => [`1 ${u}`, `2${u}`, `1.5 ${u}`]),
   '0s', '0 ms', '250ms', '30s', '5 minutes', '7 years', '1 hour 30 minutes', '1 day 2 hours 3 minutes 4 seconds 5 ms',
   '1 year 1 month', '1.5 years 2 months', '1 week 2 days', '1 ms 1 second', '1 second 1 week', '  2 hours  ', '2  hours',
-  '0.1 years', '0.05 years', '0.04 years', '0.125 years', '0.375 years', '1.0417 years', '2.5 years', '3.3333 months',
+  '0.25 years', '0.75 years', '0.5 years', '1.25 years', '2.5 years', '3.3333 months',
   '1.75 months', '0.3 weeks', '1.0000001 hours', '1.23456789 s', '0.0015 s', '1.5 ms', '100000 years', '1hour', '30 s',
   'PT1H30M', 'P1Y2M3DT4H5M6.5S', 'P2W', 'P1.5D', 'PT0.5S', 'P1Y', 'P1W2D', 'PT1.5H', 'P0.5Y', 'P1.5M', 'P1DT1H', 'P0D',
 ];
@@ -32,6 +32,13 @@ const REJECTED_BY_BOTH = [
   '', ' ', 'soon', 'hours', '1 fortnight', '1 hours 1 hours', '1 min 1 m', '1 ms 1 msec', '1 day 1 days', '1 week 1 week',
   '1e3 s', '1 minutes30 seconds', '1 hour30 minutes', 'P', 'p1d', 'pt1h', 'P1H', 'PT1D', '1 day and 2 hours',
 ];
+
+/**
+ * Fractions of a year that do not come to whole months: PostgreSQL 13
+ * truncates the rest of the months and 14+ rounds it, so the grammar refuses
+ * them rather than mean different times on different servers.
+ */
+const YEAR_FRACTIONS = ['0.1 years', '0.05 years', '0.04 years', '0.125 years', '0.375 years', '1.0417 years', 'P0.1Y'];
 
 /** PostgreSQL takes these (the value it gives, in ms); the grammar leaves them out. */
 const POSTGRES_ONLY: [string, number][] = [
@@ -88,6 +95,14 @@ describe('the duration grammar in TypeScript and PostgreSQL', () => {
     const long = tsMs(`1 hour ${'x'.repeat(500)}`) as Error;
     assert.ok(long instanceof ValidationError);
     assert.ok(long.message.length < 250, long.message);
+  });
+
+  it('refuses a fraction of a year that does not come to whole months, which PostgreSQL 13 and 14+ read differently', async () => {
+    for (const text of YEAR_FRACTIONS) {
+      const refused = tsMs(text);
+      assert.ok(refused instanceof ValidationError && /whole months/.test(refused.message), `TypeScript takes ${JSON.stringify(text)}`);
+      assert.ok(!(await postgresMs(text) instanceof Error), `PostgreSQL takes ${JSON.stringify(text)} (with a version-dependent value)`);
+    }
   });
 
   it('rejects the forms only PostgreSQL takes, which PostgreSQL reads as documented', async () => {
