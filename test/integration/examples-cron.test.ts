@@ -5,12 +5,10 @@
  * engine's duties listed as roles.
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { createDatabase } from '../helpers/db.ts';
+import { runExample } from '../helpers/examples.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 
 describe('examples/cron-report', () => {
   let db: { url: string; drop(): Promise<void> };
@@ -20,21 +18,7 @@ describe('examples/cron-report', () => {
   after(() => db.drop());
 
   it('shows the next daily tick, fires a 2-second schedule twice, fences the role, lists the roles, and exits 0', async () => {
-    const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'examples/cron-report/main.ts'], {
-        cwd: root, env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'pipe'],
-      });
-      let out = '';
-      let err = '';
-      child.stdout.on('data', (d: Buffer) => (out += d.toString()));
-      child.stderr.on('data', (d: Buffer) => (err += d.toString()));
-      const timer = setTimeout(() => child.kill('SIGKILL'), 60_000);
-      child.on('error', reject);
-      child.on('close', (c) => {
-        clearTimeout(timer);
-        resolve({ code: c, stdout: out, stderr: err });
-      });
-    });
+    const { code, stdout, stderr } = await runExample('examples/cron-report/main.ts', db.url);
     assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
     assert.match(stdout, /^daily-report next fires at 07:00 Europe\/Berlin$/m);
     assert.match(stdout, /^select \* from trellis.schedules: daily-report \| 0 7 \* \* \* \| Europe\/Berlin \| next_at stored: true$/m);

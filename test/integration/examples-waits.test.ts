@@ -1,34 +1,16 @@
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
-import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
+import { runExample as runPath } from '../helpers/examples.ts';
 
-const root = fileURLToPath(new URL('../..', import.meta.url));
 const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'order-saga', 'continue-as-new', 'retention'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
 /** Run an example the way a user would, against its own database at `url`. */
-function runExample(name: Example, url: string): Promise<Outcome> {
-  return new Promise((resolve, reject) => {
-    const child = spawn(process.execPath, ['--import', 'tsx', `examples/${name}/main.ts`], {
-      cwd: root,
-      env: { ...process.env, DATABASE_URL: url },
-      stdio: ['ignore', 'pipe', 'pipe'],
-    });
-    let stdout = '';
-    let stderr = '';
-    child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
-    child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), 45_000);
-    child.on('error', reject);
-    child.on('close', (code) => {
-      clearTimeout(timer);
-      resolve({ code, stdout, stderr, url });
-    });
-  });
+async function runExample(name: Example, url: string): Promise<Outcome> {
+  return { ...(await runPath(`examples/${name}/main.ts`, url, 45_000)), url };
 }
 
 /** The JSON after `prefix` on the first stdout line that starts with it. */
