@@ -7,7 +7,6 @@
  * it again, with polling out of the picture (a one-hour poll interval).
  */
 import assert from 'node:assert/strict';
-import net from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
@@ -16,48 +15,8 @@ import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { startProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
-
-interface Piped {
-  /** The first bytes the client sent: the startup message, with application_name in it. */
-  startup: string;
-  frozen: boolean;
-  client: net.Socket;
-  upstream: net.Socket;
-}
-
-/** A TCP proxy on 127.0.0.1 to `target` whose connections can be frozen (data dropped both ways, nothing closed). */
-async function startProxy(target: { host: string; port: number }): Promise<{ port: number; pipes: Piped[]; close(): Promise<void> }> {
-  const pipes: Piped[] = [];
-  const server = net.createServer((client) => {
-    const upstream = net.connect(target.port, target.host);
-    const p: Piped = { startup: '', frozen: false, client, upstream };
-    pipes.push(p);
-    client.on('data', (d: Buffer) => {
-      if (!p.startup) p.startup = d.toString('latin1');
-      if (!p.frozen) upstream.write(d);
-    });
-    upstream.on('data', (d: Buffer) => {
-      if (!p.frozen) client.write(d);
-    });
-    client.on('close', () => upstream.destroy());
-    upstream.on('close', () => client.destroy());
-    client.on('error', () => undefined);
-    upstream.on('error', () => undefined);
-  });
-  await new Promise<void>((resolve) => server.listen(0, '127.0.0.1', resolve));
-  return {
-    port: (server.address() as net.AddressInfo).port,
-    pipes,
-    async close() {
-      for (const p of pipes) {
-        p.client.destroy();
-        p.upstream.destroy();
-      }
-      await new Promise<void>((resolve) => server.close(() => resolve()));
-    },
-  };
-}
 
 let db: TestDatabase;
 let client: Client;
