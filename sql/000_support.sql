@@ -105,13 +105,73 @@ comment on function trellis._check_lease(interval) is
 comment on function trellis._raise_unheld(uuid, uuid) is
   'Raise TR002, TR004 or TR003 for a fenced write that was refused.';
 
+-- Buckets (decision 0024): a run's bucket is hash(workflow, key) for a keyed
+-- run, else its parent's (a child without a key of its own), else hash(run
+-- id), masked to the bucket count (a power of two, setting 'buckets', fixed
+-- once runs exist). It leads every key of the run-scoped tables, so they can
+-- be distributed by it.
+create or replace function trellis._bucket(p_workflow text, p_key text, p_id uuid, p_count integer)
+returns integer language sql immutable parallel safe as $$
+  select (case when p_key is null then pg_catalog.uuid_hash_extended(p_id, 0)
+               else pg_catalog.hashtextextended(p_workflow || pg_catalog.chr(31) || p_key, 0) end
+          & (p_count - 1))::integer
+$$;
+comment on function trellis._bucket(text, text, uuid, integer) is
+  'The bucket (0 to p_count - 1) of a keyed run (hash of workflow and key) or, with p_key null, of run id p_id (hash of the id). p_count is a power of two.';
+
+-- A run's lease token from its claim's one random value and its id: as
+-- unguessable as the batch value, distinct per run, and computed without a
+-- volatile call per row (decision 0024).
+create or replace function trellis._lease_token(p_batch uuid, p_run uuid)
+returns uuid language sql immutable parallel safe as $$
+  select pg_catalog.md5(p_batch::text || p_run::text)::uuid
+$$;
+comment on function trellis._lease_token(uuid, uuid) is
+  'The lease token of run p_run in the claim whose random value is p_batch.';
+
+create or replace function trellis._bucket_count()
+returns integer language plpgsql stable parallel safe as $$
+begin
+  return coalesce((select (s.value #>> '{}')::integer from trellis.settings s where s.key = 'buckets'), 64);
+end $$;
+comment on function trellis._bucket_count() is
+  'The number of buckets runs are spread over (setting buckets, a power of two, default 64).';
+
+-- Validate a new bucket count: TR008 unless a power of two from 1 to 4096,
+-- or when it differs from the current one while any run exists.
+create or replace function trellis._check_buckets(p_value jsonb)
+returns void language plpgsql as $$
+declare
+  v_n numeric;
+begin
+  if pg_catalog.jsonb_typeof(p_value) is distinct from 'number' then
+    perform trellis._raise('TR008', format('setting buckets must be a power of two from 1 to 4096, not %s',
+                                           trellis._quote(p_value::text)));
+  end if;
+  v_n := (p_value #>> '{}')::numeric;
+  if v_n < 1 or v_n > 4096 or v_n % 1 <> 0 or (v_n::integer & (v_n::integer - 1)) <> 0 then
+    perform trellis._raise('TR008', format('setting buckets must be a power of two from 1 to 4096, not %s',
+                                           trellis._quote(p_value::text)));
+  end if;
+  if v_n::integer <> trellis._bucket_count() and exists (select 1 from trellis.runs) then
+    perform trellis._raise('TR008', format('setting buckets cannot change from %s to %s: runs exist (the bucket count is fixed at install)',
+                                           trellis._bucket_count(), v_n::integer));
+  end if;
+end $$;
+comment on function trellis._check_buckets(jsonb) is
+  'Raise TR008 for a bucket count that is not a power of two from 1 to 4096, or that differs from the current one while runs exist.';
+
 create or replace function trellis.setting_set(p_key text, p_value jsonb)
 returns jsonb language plpgsql as $$
 begin
-  if p_key is null or p_key not in ('max_payload_bytes', 'max_history_steps', 'events') then
-    perform trellis._raise('TR001', format('unknown setting %s (max_payload_bytes, max_history_steps, events)', trellis._quote(p_key)));
+  if p_key is null or p_key not in ('max_payload_bytes', 'max_history_steps', 'events', 'buckets') then
+    perform trellis._raise('TR001', format('unknown setting %s (max_payload_bytes, max_history_steps, events, buckets)', trellis._quote(p_key)));
   end if;
-  if p_key = 'events' and jsonb_typeof(p_value) is distinct from 'boolean' then
+  if p_key = 'buckets' then
+    -- Serialised with starts of runs: none may begin between the check and the change.
+    lock table trellis.runs in share mode;
+    perform trellis._check_buckets(p_value);
+  elsif p_key = 'events' and jsonb_typeof(p_value) is distinct from 'boolean' then
     perform trellis._raise('TR001', 'setting events must be true or false');
   elsif p_key <> 'events' and (jsonb_typeof(p_value) is distinct from 'number' or (p_value #>> '{}')::numeric < 1
      or (p_value #>> '{}')::numeric > 2147483647 or (p_value #>> '{}')::numeric % 1 <> 0) then
@@ -122,4 +182,4 @@ begin
   return p_value;
 end $$;
 comment on function trellis.setting_set(text, jsonb) is
-  'Change an engine setting: max_payload_bytes (largest input, output, step result, signal payload) or max_history_steps (calls per execution), which workers read when they start; or events (true/false: whether run transitions and step results append to the outbox trellis.events; read by every transaction).';
+  'Change an engine setting: max_payload_bytes (largest input, output, step result, signal payload) or max_history_steps (calls per execution), which workers read when they start; events (true/false: whether run transitions and step results append to the outbox trellis.events; read by every transaction); or buckets (a power of two from 1 to 4096, default 64: how many buckets runs are spread over; only before the first run, TR008 otherwise).';

@@ -82,8 +82,8 @@ begin
      where v_declared and (x.run).status in ('completed', 'failed', 'cancelled', 'paused')
        and (cardinality(w.hooks) > 0 or w.event_payloads)),
   events as (
-    insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
-    select (x.run).id, (x.run).workflow, (x.run).version, (x.run).key, x.event, (x.run).attempt,
+    insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+    select (x.run).bucket, (x.run).id, (x.run).workflow, (x.run).version, (x.run).key, x.event, (x.run).attempt,
            jsonb_build_object('from', x.from_status, 'to', (x.run).status, 'execution', (x.run).execution)
              || coalesce(x.body, '{}')
              || case when not coalesce(h.event_payloads, false) then '{}'::jsonb
@@ -94,8 +94,8 @@ begin
       from moved x left join hooked h on (h.run).id = (x.run).id
      where v_outbox and x.recorded),
   hooks as (
-    insert into trellis.hook_deliveries (run_id, workflow, version, hook, event, run_at, created_at, updated_at)
-    select (h.run).id, (h.run).workflow, (h.run).version, trellis._hook_for((h.run).status), h.event,
+    insert into trellis.hook_deliveries (bucket, run_id, workflow, version, hook, event, run_at, created_at, updated_at)
+    select (h.run).bucket, (h.run).id, (h.run).workflow, (h.run).version, trellis._hook_for((h.run).status), h.event,
            v_now, v_now, v_now
       from hooked h
      where trellis._hook_for((h.run).status) = any (h.hooks))
@@ -119,8 +119,8 @@ create or replace function trellis._run_started(p_run trellis.runs)
 returns void language plpgsql as $$
 begin
   -- One statement on the start path: the check and the event together.
-  insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
-  select p_run.id, p_run.workflow, p_run.version, p_run.key, t.event, p_run.attempt,
+  insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+  select p_run.bucket, p_run.id, p_run.workflow, p_run.version, p_run.key, t.event, p_run.attempt,
          jsonb_build_object('to', p_run.status, 'execution', p_run.execution), p_run.created_at
     from trellis.run_transitions t
    where t.from_status = '[*]' and t.to_status = p_run.status and t.event = 'started'

@@ -26,6 +26,8 @@ declare
   v_run_at   timestamptz := v_now;
   v_metadata jsonb := coalesce(v_options->'metadata', '{}');
   v_id       uuid;
+  v_bucket   integer;
+  v_expires  timestamptz;
   v_row      trellis.runs;
   v_claim    boolean;
   -- The input shape of the version (sql/050_shapes.sql) is checked, and so
@@ -124,10 +126,22 @@ begin
   v_claim := p_worker is not null and v_run_at <= v_now
              and not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q));
 
-  insert into trellis.runs (id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
+  -- The bucket (sql/000_support.sql _bucket): of the key, else the parent's,
+  -- else of the id.
+  v_id := coalesce(p_id, pg_catalog.gen_random_uuid());
+  if v_key is not null then
+    v_bucket := trellis._bucket(p_workflow, v_key, null, trellis._bucket_count());
+  else
+    if p_parent is not null then
+      select p.bucket into v_bucket from trellis.runs p where p.id = p_parent;
+    end if;
+    v_bucket := coalesce(v_bucket, trellis._bucket(null, null, v_id, trellis._bucket_count()));
+  end if;
+
+  insert into trellis.runs (bucket, id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
                             run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
                             attempt, lease_token, lease_owner, lease_expires_at, started_at)
-  values (coalesce(p_id, gen_random_uuid()), p_workflow, v_version, v_key, v_ckey, v_queue, v_priority,
+  values (v_bucket, v_id, p_workflow, v_version, v_key, v_ckey, v_queue, v_priority,
           case when v_claim then 'running' else 'pending' end,
           coalesce(p_input, 'null'), v_metadata, v_run_at, v_now, v_now, p_parent, p_parent_seq,
           coalesce(p_close, 'cancel'),
@@ -136,14 +150,13 @@ begin
           case when v_claim then p_worker end,
           case when v_claim then v_now + p_lease end,
           case when v_claim then v_now end)
-  on conflict (workflow, key) where key is not null do nothing
+  on conflict (bucket, workflow, key) where key is not null do nothing
   returning * into v_row;
-  v_id := v_row.id;
 
-  if v_id is null then
+  if v_row.id is null then
     -- Another start with this key won (possibly concurrently: the insert
     -- waited for it to commit). Return its run.
-    select id into v_id from trellis.runs where workflow = p_workflow and key = v_key;
+    select r.id into v_id from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
     return v_id;
   end if;
   -- The new run's event (and the check of its first status against
@@ -156,9 +169,12 @@ begin
   -- A leased start whose insert waited (on another transaction's start
   -- with the same key, which then rolled back) counts its lease from now,
   -- not from the transaction's start, so the worker gets all of it.
-  if v_claim and clock_timestamp() - now() > interval '1 second' then
-    update trellis.runs set lease_expires_at = trellis.now() + (clock_timestamp() - now()) + p_lease
-     where id = v_id;
+  -- (The expiry is computed first: no volatile function in an UPDATE of a
+  -- run-scoped table, decision 0024.)
+  if v_claim and pg_catalog.clock_timestamp() - pg_catalog.now() > interval '1 second' then
+    v_expires := trellis.now() + (pg_catalog.clock_timestamp() - pg_catalog.now()) + p_lease;
+    update trellis.runs set lease_expires_at = v_expires
+     where bucket = v_bucket and id = v_id;
   end if;
   return v_id;
 end $$;
@@ -187,7 +203,7 @@ returns table (id uuid, claimed boolean, workflow text, version text, input json
                lease_token uuid, lease_expires_at timestamptz, now timestamptz)
 language plpgsql as $$
 declare
-  v_token uuid := gen_random_uuid();
+  v_token uuid := pg_catalog.gen_random_uuid();
   v_id    uuid;
 begin
   if p_worker is null then
@@ -225,6 +241,10 @@ declare
   v_left  integer := p_limit;
   v_got   integer;
   v_ids   uuid[];
+  -- Lease tokens: one random value per claim, each run's token derived from
+  -- it and the run id (trellis._lease_token), so no volatile function is
+  -- evaluated per row of a run-scoped statement (decision 0024).
+  v_batch uuid := pg_catalog.gen_random_uuid();
   -- The served queues with flow control (sql/220_queues.sql): claimed by
   -- _queue_pick under their row's lock. Any other queue keeps the
   -- lock-free claim below; this probe of the small queues table is all it
@@ -300,20 +320,20 @@ begin
                         || case when s.delivered is null then '{}'::jsonb
                                 else jsonb_build_object('delivered', s.delivered) end)
                         order by s.seq)
-                 from trellis.steps s where s.run_id = r.id and s.execution = r.execution) end,
+                 from trellis.steps s where s.bucket = r.bucket and s.run_id = r.id and s.execution = r.execution) end,
               r.execution, r.cancel_requested_at is not null, r.pause_requested_at is not null,
               (select jsonb_agg(jsonb_build_object('id', g.id, 'name', g.name, 'payload', g.payload,
                         'signal_id', g.signal_id) order by g.id)
-                 from trellis.signals g where g.run_id = r.id and g.consumed_at is null),
+                 from trellis.signals g where g.bucket = r.bucket and g.run_id = r.id and g.consumed_at is null),
               case when r.attempt > 1 then
               (select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
                  from trellis.steps w join trellis.runs c on c.id = (w.output->>'child')::uuid
-                where w.run_id = r.id and w.execution = r.execution and w.status = 'waiting'
+                where w.bucket = r.bucket and w.run_id = r.id and w.execution = r.execution and w.status = 'waiting'
                   and w.kind = 'child' and c.status in ('completed', 'failed', 'cancelled')) end,
               v_now
       from trellis._run_move(array(
              select row(i, 'running', 'claimed', null, null, null, null, null, null, null, null, null,
-                        null, null, gen_random_uuid(), p_worker, v_now + p_lease, null)::trellis.run_move
+                        null, null, trellis._lease_token(v_batch, i), p_worker, v_now + p_lease, null)::trellis.run_move
                from unnest(v_ids) i)) r;
     get diagnostics v_got = row_count;
     v_left := v_left - v_got;

@@ -178,20 +178,20 @@ declare
   v_payloads boolean := exists (select 1 from trellis.workflows w where cardinality(w.hooks) > 0 or w.event_payloads);
 begin
   with recorded as (
-    insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, error, attempts,
+    insert into trellis.steps as s (bucket, run_id, execution, seq, name, kind, status, output, error, attempts,
                                     started_at, finished_at, delivered)
-    select o.run, coalesce(o.execution, r.execution), o.seq, o.name, o.kind, o.status, o.output, o.error,
+    select r.bucket, o.run, coalesce(o.execution, r.execution), o.seq, o.name, o.kind, o.status, o.output, o.error,
            coalesce(o.attempts, 1), v_now - make_interval(secs => coalesce(o.ms, 0) / 1000.0), v_now, o.delivered
       from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
      where o.op = 'step'
-    on conflict (run_id, execution, seq) do update
+    on conflict (bucket, run_id, execution, seq) do update
        set status = excluded.status, output = excluded.output, error = excluded.error,
            attempts = excluded.attempts, started_at = excluded.started_at,
            finished_at = excluded.finished_at, delivered = excluded.delivered
      where s.status in ('running', 'waiting', 'retrying') and s.name = excluded.name
-    returning s.run_id, s.execution, s.seq, s.name, s.kind, s.status, s.output, s.error, s.attempts)
-  insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
-  select st.run_id, r.workflow, r.version, r.key, 'step_' || st.status, r.attempt,
+    returning s.bucket, s.run_id, s.execution, s.seq, s.name, s.kind, s.status, s.output, s.error, s.attempts)
+  insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+  select st.bucket, st.run_id, r.workflow, r.version, r.key, 'step_' || st.status, r.attempt,
          jsonb_build_object('seq', st.seq, 'name', st.name, 'attempts', st.attempts, 'execution', st.execution)
            || case when not v_payloads
                      or not exists (select 1 from trellis.workflows w
@@ -200,7 +200,7 @@ begin
                    else jsonb_build_object('error', st.error) end,
          v_now
     from recorded st
-    join trellis.runs r on r.id = st.run_id
+    join trellis.runs r on r.bucket = st.bucket and r.id = st.run_id
    where v_outbox and st.kind = 'step' and st.status in ('completed', 'failed');
 
   -- A wait that consumed a signal marks it, so it is delivered once.
@@ -220,20 +220,24 @@ declare
   v_now      timestamptz := trellis.now();
   v_child    trellis.checkpoint_op;
   v_child_id uuid;
+  v_bucket   integer;
+  v_exec     integer;
 begin
   for v_child in select * from unnest(p_ops) o where o.op = 'child' loop
     -- Already recorded (a retried batch whose first attempt committed): a no-op.
-    continue when exists (select 1 from trellis.steps s join trellis.runs r on r.id = s.run_id
-                           where s.run_id = v_child.run and s.seq = v_child.seq
-                             and s.execution = coalesce(v_child.execution, r.execution));
+    select r.bucket, coalesce(v_child.execution, r.execution) into v_bucket, v_exec
+      from trellis.runs r where r.id = v_child.run;
+    continue when exists (select 1 from trellis.steps s
+                           where s.bucket = v_bucket and s.run_id = v_child.run and s.execution = v_exec
+                             and s.seq = v_child.seq);
     v_child_id := trellis._run_start(v_child.workflow, v_child.input,
       jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue,
                                            'metadata', v_child.metadata)),
       v_child.child, v_child.run, v_child.seq, v_child.close, null, null, null);
-    insert into trellis.steps as s (run_id, execution, seq, name, kind, status, output, attempts, started_at, finished_at)
-    values (v_child.run, coalesce(v_child.execution, (select execution from trellis.runs where id = v_child.run)), v_child.seq, v_child.name, 'child', 'waiting',
+    insert into trellis.steps as s (bucket, run_id, execution, seq, name, kind, status, output, attempts, started_at, finished_at)
+    values (v_bucket, v_child.run, v_exec, v_child.seq, v_child.name, 'child', 'waiting',
             jsonb_build_object('child', v_child_id), 1, v_now, v_now)
-    on conflict (run_id, execution, seq) do nothing;
+    on conflict (bucket, run_id, execution, seq) do nothing;
   end loop;
 end $$;
 comment on function trellis._children_start(trellis.checkpoint_op[]) is
@@ -307,7 +311,7 @@ begin
         from trellis.runs p
        where p.id = any (v_parents) and p.status = 'waiting'
          and exists (select 1 from trellis.steps w
-                      where w.run_id = p.id and w.execution = p.execution
+                      where w.bucket = p.bucket and w.run_id = p.id and w.execution = p.execution
                         and w.status = 'waiting' and w.kind = 'child'
                         and (w.output->>'child')::uuid = any (p_finished)))) woken
   loop

@@ -67,19 +67,20 @@ declare
   v_now timestamptz := trellis.now();
 begin
   with f as (
-    select o.run, r.execution,
+    select r.bucket, o.run, r.execution,
            (select min(s.seq) from trellis.steps s
-             where s.run_id = o.run and s.execution = r.execution and s.status = 'failed') as from_seq
+             where s.bucket = r.bucket and s.run_id = o.run and s.execution = r.execution and s.status = 'failed') as from_seq
       from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
      where o.op = 'release' and o.failure),
   given_back as (
     update trellis.signals g set consumed_at = null, consumed_seq = null
       from f, trellis.steps s
-     where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq and s.kind = 'signal'
-       and g.run_id = f.run and g.consumed_seq = s.seq and g.consumed_at = s.finished_at)
+     where s.bucket = f.bucket and s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq
+       and s.kind = 'signal'
+       and g.bucket = f.bucket and g.run_id = f.run and g.consumed_seq = s.seq and g.consumed_at = s.finished_at)
   delete from trellis.steps s
    using f
-   where s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq;
+   where s.bucket = f.bucket and s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq;
 
   perform trellis._run_move(array(
     select row(m.run, m.to_status,
@@ -133,7 +134,8 @@ begin
                            exists (select 1 from trellis.signals g
                                     where g.run_id = o.run and g.consumed_at is null and g.id > coalesce(o.signal, 0))
                         or exists (select 1 from trellis.runs p
-                                     join trellis.steps s on s.run_id = p.id and s.execution = p.execution
+                                     join trellis.steps s on s.bucket = p.bucket and s.run_id = p.id
+                                                         and s.execution = p.execution
                                      join trellis.runs c on c.id = (s.output->>'child')::uuid
                                     where p.id = o.run and s.status = 'waiting' and s.kind = 'child'
                                       and c.status in ('completed', 'failed', 'cancelled')) as wake
@@ -152,7 +154,7 @@ declare
 begin
   delete from trellis.steps s
    using unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
-   where o.op = 'continue' and not coalesce(o.keep, false) and s.run_id = o.run;
+   where o.op = 'continue' and not coalesce(o.keep, false) and s.bucket = r.bucket and s.run_id = o.run;
   perform trellis._run_move(array(
     select row(o.run, 'pending', 'continued', v_now, null, true, null, true,
                coalesce(o.input, 'null'), r.execution + 1, 0, 0, null, null,

@@ -15,13 +15,14 @@ declare
   v_version  text;
   v_signals  jsonb;
   v_bad      text;
+  v_bucket   integer;
 begin
   perform trellis._check_name(p_name, 'signal');
   if p_signal_id is not null and (length(p_signal_id) = 0 or length(p_signal_id) > 512) then
     perform trellis._raise('TR001', 'signal_id must be 1-512 characters');
   end if;
   perform trellis._check_payload(coalesce(p_payload, 'null'), 'signal payload');
-  select status, queue, workflow, version into v_status, v_queue, v_workflow, v_version
+  select bucket, status, queue, workflow, version into v_bucket, v_status, v_queue, v_workflow, v_version
     from trellis.runs where id = p_run_id for no key update;
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
@@ -41,15 +42,16 @@ begin
   end if;
   -- A redelivery of a signal already received is dropped, even after the run ended.
   if p_signal_id is not null
-     and exists (select 1 from trellis.signals where run_id = p_run_id and signal_id = p_signal_id) then
+     and exists (select 1 from trellis.signals
+                  where bucket = v_bucket and run_id = p_run_id and signal_id = p_signal_id) then
     return false;
   end if;
   if v_status in ('completed', 'failed', 'cancelled') then
     perform trellis._raise('TR004', format('run %s is %s; signals go to unfinished runs', p_run_id, v_status));
   end if;
-  insert into trellis.signals (run_id, name, payload, signal_id, created_at)
-  values (p_run_id, p_name, coalesce(p_payload, 'null'), p_signal_id, v_now)
-  on conflict (run_id, signal_id) where signal_id is not null do nothing
+  insert into trellis.signals (bucket, run_id, name, payload, signal_id, created_at)
+  values (v_bucket, p_run_id, p_name, coalesce(p_payload, 'null'), p_signal_id, v_now)
+  on conflict (bucket, run_id, signal_id) where signal_id is not null do nothing
   returning id into v_id;
   if v_id is null then
     return false; -- a repeat of an already received signal id

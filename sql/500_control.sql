@@ -85,7 +85,7 @@ begin
                                       'message', coalesce(p_reason, 'cancelled')),
            run_at = case when p_run.status = 'running' then run_at else v_now end,
            updated_at = v_now
-     where id = p_run.id;
+     where bucket = p_run.bucket and id = p_run.id;
   end if;
   if p_run.status = 'running' then
     perform pg_notify('trellis:run_control', 'cancel:' || p_run.id::text);
@@ -167,7 +167,7 @@ begin
        set pause_requested_at = coalesce(pause_requested_at, v_now), updated_at = v_now,
            error = case when p_reason is null then error
                         else jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason) end
-     where id = p_run_id;
+     where bucket = v_run.bucket and id = p_run_id;
     perform pg_notify('trellis:run_control', 'pause:' || p_run_id::text);
   elsif v_run.status in ('pending', 'waiting') then
     perform trellis._run_move(array[row(p_run_id, 'paused', 'paused', null, null, false,
@@ -187,7 +187,8 @@ declare
 begin
   v_run := trellis._run_lock(p_run_id);
   if v_run.status = 'running' and v_run.pause_requested_at is not null then
-    update trellis.runs set pause_requested_at = null, updated_at = v_now where id = p_run_id;
+    update trellis.runs set pause_requested_at = null, updated_at = v_now
+     where bucket = v_run.bucket and id = p_run_id;
   elsif v_run.status <> 'paused' then
     perform trellis._raise('TR004', format('run %s is %s, not paused', p_run_id, v_run.status));
   else
@@ -198,7 +199,8 @@ begin
     -- replay parks it again until the timer, a signal or a child.
     perform trellis._run_move(array[row(p_run_id, 'pending', 'resumed',
       case when exists (select 1 from trellis.steps s
-                         where s.run_id = p_run_id and s.execution = v_run.execution and s.status = 'waiting')
+                         where s.bucket = v_run.bucket and s.run_id = p_run_id and s.execution = v_run.execution
+                           and s.status = 'waiting')
            then v_now else greatest(v_run.run_at, v_now) end,
       null, false, null, false,
       null, null, null, null, true, null, null, null, null, '{"reason":"resume"}')::trellis.run_move]);
@@ -232,14 +234,15 @@ begin
     perform trellis._raise('TR004', format('run %s was scrubbed and cannot be retried', p_run_id));
   end if;
   select min(seq) into v_from from trellis.steps
-   where run_id = p_run_id and execution = v_run.execution and status = 'failed';
+   where bucket = v_run.bucket and run_id = p_run_id and execution = v_run.execution and status = 'failed';
   if v_from is not null then
     update trellis.signals g set consumed_at = null, consumed_seq = null
       from trellis.steps s
-     where s.run_id = p_run_id and s.execution = v_run.execution and s.seq >= v_from
-       and s.kind = 'signal' and g.run_id = p_run_id and g.consumed_seq = s.seq
+     where s.bucket = v_run.bucket and s.run_id = p_run_id and s.execution = v_run.execution and s.seq >= v_from
+       and s.kind = 'signal' and g.bucket = v_run.bucket and g.run_id = p_run_id and g.consumed_seq = s.seq
        and g.consumed_at = s.finished_at;
-    delete from trellis.steps where run_id = p_run_id and execution = v_run.execution and seq >= v_from;
+    delete from trellis.steps
+     where bucket = v_run.bucket and run_id = p_run_id and execution = v_run.execution and seq >= v_from;
   end if;
   perform trellis._run_move(array[row(p_run_id, 'pending', 'retried', v_now, null, false, null, false,
     null, null, null, 0, null, null, null, null, null, null)::trellis.run_move]);

@@ -107,13 +107,18 @@ begin
   end if;
   with gone as (
     delete from trellis.runs where id = any (p_ids)
-    returning id, workflow, version, key, attempt, status, execution),
+    returning bucket, id, workflow, version, key, attempt, status, execution),
   events as (
-    delete from trellis.events e using gone where e.run_id = gone.id),
+    delete from trellis.events e using gone where e.bucket = gone.bucket and e.run_id = gone.id),
   hooks as (
-    delete from trellis.hook_deliveries h using gone where h.run_id = gone.id)
-  insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at)
-  select gone.id, gone.workflow, gone.version, gone.key, 'purged', gone.attempt,
+    delete from trellis.hook_deliveries h using gone where h.bucket = gone.bucket and h.run_id = gone.id),
+  -- The parent link crosses buckets (a child with its own key), so it is no
+  -- foreign key: a purged run's children lose it here.
+  orphans as (
+    update trellis.runs c set parent_run_id = null
+     where c.parent_run_id = any (p_ids) and c.id <> all (p_ids))
+  insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+  select gone.bucket, gone.id, gone.workflow, gone.version, gone.key, 'purged', gone.attempt,
          jsonb_build_object('from', gone.status, 'execution', gone.execution), v_now
     from gone
    where trellis._outbox_on()
@@ -234,15 +239,15 @@ begin
   end if;
   update trellis.steps
      set output = null, error = trellis._scrub_error(error)
-   where run_id = p_run_id;
-  update trellis.signals set payload = 'null' where run_id = p_run_id;
+   where bucket = v_run.bucket and run_id = p_run_id;
+  update trellis.signals set payload = 'null' where bucket = v_run.bucket and run_id = p_run_id;
   -- Events carry output and error only when the workflow opted in.
   update trellis.events set body = body - 'output' - 'error'
-   where run_id = p_run_id and (body ? 'output' or body ? 'error');
+   where bucket = v_run.bucket and run_id = p_run_id and (body ? 'output' or body ? 'error');
   update trellis.runs
      set input = 'null', output = null, error = trellis._scrub_error(error), metadata = '{}',
          scrubbed_at = v_now, updated_at = v_now
-   where id = p_run_id;
+   where bucket = v_run.bucket and id = p_run_id;
   return v_now;
 end $$;
 comment on function trellis.run_scrub(uuid) is

@@ -125,13 +125,13 @@ begin
                        when kind in ('sleep', 'child') then output
                        else null end,
          error = trellis._scrub_error(error)
-   where run_id = p_run_id;
-  update trellis.signals set payload = 'null' where run_id = p_run_id;
+   where bucket = v_run.bucket and run_id = p_run_id;
+  update trellis.signals set payload = 'null' where bucket = v_run.bucket and run_id = p_run_id;
   update trellis.runs
      set input = case when jsonb_typeof(input) = 'object' then input || jsonb_build_object('object', p_object) else input end,
          output = case when jsonb_typeof(output) = 'object' then output || jsonb_build_object('object', p_object) else output end,
          error = trellis._scrub_error(error), scrubbed_at = v_now, updated_at = v_now
-   where id = p_run_id;
+   where bucket = v_run.bucket and id = p_run_id;
   return v_now;
 end $$;
 comment on function trellis.machine_data_delete(uuid, jsonb) is
@@ -151,7 +151,7 @@ select r.id as run_id, r.workflow as machine, r.version, r.metadata->>'foreign_i
   from trellis.runs r
   left join lateral (
     select s.output, s.seq, s.finished_at from trellis.steps s
-     where s.run_id = r.id and s.execution = r.execution and s.kind = 'step' and s.status = 'completed'
+     where s.bucket = r.bucket and s.run_id = r.id and s.execution = r.execution and s.kind = 'step' and s.status = 'completed'
        and jsonb_typeof(s.output) = 'object' and s.output ? 'to'
      order by s.seq desc limit 1) t on true
  where r.metadata ? 'foreign_id';

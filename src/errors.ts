@@ -20,6 +20,7 @@ export const ERROR_CODES = {
   workflowFailed: 'workflow_failed',
   childFailed: 'child_failed',
   historyLimit: 'history_limit',
+  configuration: 'configuration',
   database: 'database',
 } as const;
 export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
@@ -136,6 +137,24 @@ export class CancelledError extends TrellisError {
 export class SchemaVersionError extends TrellisError {
   constructor(message: string, options?: TrellisErrorOptions) {
     super(ERROR_CODES.schemaVersion, message, options);
+  }
+}
+
+/**
+ * An install-time setting was given a value it cannot take, or one that can no
+ * longer change (SQLSTATE TR008): e.g. a bucket count that is not a power of
+ * two from 1 to 4096, or a new bucket count once runs exist. Nothing changed.
+ *
+ * @example
+ * try {
+ *   await migrate(pool, { buckets: 256 });
+ * } catch (error) {
+ *   if (error instanceof ConfigurationError) console.error(`fix the setting: ${error.message}`);
+ * }
+ */
+export class ConfigurationError extends TrellisError {
+  constructor(message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.configuration, message, options);
   }
 }
 

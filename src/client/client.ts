@@ -572,7 +572,10 @@ export class Client {
    */
   async history(runId: string): Promise<Step[]> {
     assertRunId(runId);
-    const rows = await this.db.selectFrom('trellis.steps').selectAll().where('run_id', '=', runId)
+    // The steps' primary key leads with the run's bucket (docs/scaling.md).
+    const rows = await this.db.selectFrom('trellis.steps').selectAll()
+      .where('bucket', 'in', (eb) => eb.selectFrom('trellis.runs').select('bucket').where('id', '=', runId))
+      .where('run_id', '=', runId)
       .orderBy('execution').orderBy('seq').execute().catch(rethrow);
     return rows.map((r) => toStep(r as never));
   }

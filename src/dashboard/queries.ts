@@ -244,7 +244,8 @@ export interface EventRow {
 export async function runEvents(db: Queryable, runId: string): Promise<EventRow[]> {
   return run<EventRow>(db, `
     select kind, attempt, body, created_at
-      from trellis.events where run_id = $1 order by xid, id limit 500`, [runId]);
+      from trellis.events where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1
+      order by xid, id limit 500`, [runId]);
 }
 
 /** A run's child runs in call order (at most 500). */
@@ -279,5 +280,6 @@ export interface StepRow {
 export async function runSteps(db: Queryable, runId: string): Promise<StepRow[]> {
   return run<StepRow>(db, `
     select execution, seq, name, kind, status, output, error, attempts, started_at, finished_at
-      from trellis.steps where run_id = $1 order by execution, seq limit 2000`, [runId]);
+      from trellis.steps where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1
+      order by execution, seq limit 2000`, [runId]);
 }

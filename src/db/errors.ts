@@ -5,6 +5,7 @@
  * SQLSTATEs are DatabaseErrors, marked `retryable` where a retry can help.
  */
 import {
+  ConfigurationError,
   DatabaseError,
   IllegalTransitionError,
   isTrellisError,
@@ -27,6 +28,7 @@ export const SQLSTATES = {
   TR004: IllegalTransitionError,
   TR005: PayloadTooLargeError,
   TR007: SchemaVersionError,
+  TR008: ConfigurationError,
 } as const;
 
 /**

@@ -43,6 +43,8 @@ export interface RunsTable {
   pause_requested_at: Timestamp | null;
   /** The run's flow-control group in its queue (`concurrencyKey`), or null. */
   concurrency_key: string | null;
+  /** The run's bucket (docs/scaling.md): leads every key of the run-scoped tables; never changes. */
+  bucket: number;
 }
 
 /**
@@ -58,6 +60,8 @@ export const RUN_COLUMNS = ['id', 'workflow', 'version', 'key', 'queue', 'priori
   'pause_requested_at', 'concurrency_key'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
 
 export interface StepsTable {
+  /** The bucket of the step's run. */
+  bucket: number;
   run_id: string;
   execution: number;
   seq: number;
@@ -73,6 +77,8 @@ export interface StepsTable {
 
 export interface SignalsTable {
   id: Generated<number>;
+  /** The bucket of the signal's run. */
+  bucket: number;
   run_id: string;
   name: string;
   payload: unknown;

@@ -78,6 +78,13 @@ export interface MigrateOptions {
   queryTimeout?: Duration | false;
   /** The SQL to install (tests only; default: this package's). */
   bundle?: BundledSql;
+  /**
+   * The number of buckets runs are spread over (docs/scaling.md): a power of two
+   * from 1 to 4096 (default 64), fixed once runs exist. Give it on the first
+   * install; the same value later is a no-op, another one once runs exist a
+   * ConfigurationError (nothing installed).
+   */
+  buckets?: number;
 }
 
 /** A pg Pool, also from another copy of `pg` (or a pg-shaped pool): it hands out clients. */
@@ -234,6 +241,9 @@ export async function migrate(target: Target, options: MigrateOptions = {}): Pro
              sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision, installed_at = excluded.installed_at`,
           [known, sqlHash, bundle.sqlRevision ?? null],
         );
+      }
+      if (options.buckets !== undefined) {
+        await client.query('select trellis.setting_set($1, $2::jsonb)', ['buckets', JSON.stringify(options.buckets)]);
       }
       await client.query('commit');
       tx.open = false;

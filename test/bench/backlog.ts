@@ -41,13 +41,14 @@ async function fillFinished(c: pg.Client, n: number): Promise<void> {
     const k = Math.min(100_000, n - done);
     await c.query(`
       with r as (
-        insert into trellis.runs (id, workflow, version, queue, status, input, output, attempt, run_at,
+        insert into trellis.runs (bucket, id, workflow, version, queue, status, input, output, attempt, run_at,
                                   created_at, started_at, finished_at, updated_at)
-        select gen_random_uuid(), 'bench-1', '1', 'default', 'completed', jsonb_build_object('i', g), 'null', 1, t, t, t, t, t
-          from (select g, now() - interval '1 day' + g * interval '1 ms' as t from generate_series(1, $1::int) g) s
-        returning id, finished_at)
-      insert into trellis.steps (run_id, seq, name, kind, status, output, attempts, started_at, finished_at)
-      select id, 0, 'noop', 'step', 'completed', 'null', 1, finished_at, finished_at from r`, [k]);
+        select trellis._bucket(null, null, u, trellis._bucket_count()), u, 'bench-1', '1', 'default', 'completed', jsonb_build_object('i', g), 'null', 1, t, t, t, t, t
+          from (select g, gen_random_uuid() as u, now() - interval '1 day' + g * interval '1 ms' as t
+                  from generate_series(1, $1::int) g) s
+        returning bucket, id, finished_at)
+      insert into trellis.steps (bucket, run_id, seq, name, kind, status, output, attempts, started_at, finished_at)
+      select bucket, id, 0, 'noop', 'step', 'completed', 'null', 1, finished_at, finished_at from r`, [k]);
   }
   await c.query('vacuum analyze trellis.runs');
   await c.query('vacuum analyze trellis.steps');

@@ -3,6 +3,7 @@ import { readdirSync, readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { SQLSTATES, toTrellisError } from '../../src/db/errors.ts';
 import {
+  ConfigurationError,
   DatabaseError,
   IllegalTransitionError,
   isTrellisError,
@@ -26,6 +27,7 @@ describe('toTrellisError (SQLSTATE mapping)', () => {
       TR004: IllegalTransitionError,
       TR005: PayloadTooLargeError,
       TR007: SchemaVersionError,
+      TR008: ConfigurationError,
     };
     assert.deepEqual(Object.keys(SQLSTATES).sort(), Object.keys(expected).sort());
     for (const [sqlstate, Class] of Object.entries(SQLSTATES)) {
