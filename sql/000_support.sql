@@ -129,6 +129,17 @@ $$;
 comment on function trellis._lease_token(uuid, uuid) is
   'The lease token of run p_run in the claim whose random value is p_batch.';
 
+-- trellis._queue_limited (sql/220_queues.sql) on the columns rather than the
+-- row: a whole-row argument of a reference table's shard has the shard's row
+-- type on Citus, which no function takes.
+create or replace function trellis._queue_limited_by(p_concurrency integer, p_key_concurrency integer,
+  p_rate_limit integer, p_fair boolean, p_paused boolean)
+returns boolean language sql immutable parallel safe as $$
+  select p_concurrency is not null or p_key_concurrency is not null or p_rate_limit is not null or p_fair or p_paused
+$$;
+comment on function trellis._queue_limited_by(integer, integer, integer, boolean, boolean) is
+  'Whether a queue with these options has flow control (as trellis._queue_limited on its row).';
+
 create or replace function trellis._bucket_count()
 returns integer language plpgsql stable parallel safe as $$
 begin
@@ -164,16 +175,16 @@ comment on function trellis._check_buckets(jsonb) is
 create or replace function trellis.setting_set(p_key text, p_value jsonb)
 returns jsonb language plpgsql as $$
 begin
-  if p_key is null or p_key not in ('max_payload_bytes', 'max_history_steps', 'events', 'buckets') then
-    perform trellis._raise('TR001', format('unknown setting %s (max_payload_bytes, max_history_steps, events, buckets)', trellis._quote(p_key)));
+  if p_key is null or p_key not in ('max_payload_bytes', 'max_history_steps', 'events', 'buckets', 'distributed') then
+    perform trellis._raise('TR001', format('unknown setting %s (max_payload_bytes, max_history_steps, events, buckets, distributed)', trellis._quote(p_key)));
   end if;
   if p_key = 'buckets' then
     -- Serialised with starts of runs: none may begin between the check and the change.
     lock table trellis.runs in share mode;
     perform trellis._check_buckets(p_value);
-  elsif p_key = 'events' and jsonb_typeof(p_value) is distinct from 'boolean' then
-    perform trellis._raise('TR001', 'setting events must be true or false');
-  elsif p_key <> 'events' and (jsonb_typeof(p_value) is distinct from 'number' or (p_value #>> '{}')::numeric < 1
+  elsif p_key in ('events', 'distributed') and jsonb_typeof(p_value) is distinct from 'boolean' then
+    perform trellis._raise('TR001', format('setting %s must be true or false', p_key));
+  elsif p_key not in ('events', 'distributed') and (jsonb_typeof(p_value) is distinct from 'number' or (p_value #>> '{}')::numeric < 1
      or (p_value #>> '{}')::numeric > 2147483647 or (p_value #>> '{}')::numeric % 1 <> 0) then
     perform trellis._raise('TR001', format('setting %s must be a positive integer', p_key));
   end if;
@@ -182,4 +193,4 @@ begin
   return p_value;
 end $$;
 comment on function trellis.setting_set(text, jsonb) is
-  'Change an engine setting: max_payload_bytes (largest input, output, step result, signal payload) or max_history_steps (calls per execution), which workers read when they start; events (true/false: whether run transitions and step results append to the outbox trellis.events; read by every transaction); or buckets (a power of two from 1 to 4096, default 64: how many buckets runs are spread over; only before the first run, TR008 otherwise).';
+  'Change an engine setting: max_payload_bytes (largest input, output, step result, signal payload) or max_history_steps (calls per execution), which workers read when they start; events (true/false: whether run transitions and step results append to the outbox trellis.events; read by every transaction); buckets (a power of two from 1 to 4096, default 64: how many buckets runs are spread over; only before the first run, TR008 otherwise); or distributed (true once the run-scoped tables are distributed by bucket, e.g. on Citus: row locks then go one bucket at a time, docs/scaling.md).';

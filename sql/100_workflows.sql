@@ -81,7 +81,9 @@ begin
        or (excluded.signal_schemas is not null and w.signal_schemas is distinct from excluded.signal_schemas)
        or (excluded.hooks is not null and w.hooks is distinct from excluded.hooks)
        or w.event_payloads is distinct from excluded.event_payloads
-       or w.last_seen_at < excluded.last_seen_at - interval '1 minute';
+       -- (timestamptz - timestamptz is immutable, timestamptz - interval only stable:
+       -- Citus takes only immutable functions in an ON CONFLICT's WHERE.)
+       or excluded.last_seen_at - w.last_seen_at > interval '1 minute';
 end $$;
 comment on function trellis.workflow_register(jsonb) is
   'Register workflow definitions [{name, version, queue, input_schema?, signals?, hooks?, event_payloads?}]. hooks: the lifecycle hooks the version declares (onComplete, onFail, onCancel, onPause), delivered durably (sql/710_hooks.sql); event_payloads: its events carry output and error. input_schema is the input shape run_start checks inputs against, signals the object of signal name to payload shape signal_send checks against (sql/050_shapes.sql); an item without either keeps the stored one. The most recently first-registered version is the default for starts that name no version.';

@@ -117,17 +117,20 @@ comment on function trellis._run_move(trellis.run_move[]) is
 -- running: the [*] transitions of trellis.run_transitions).
 create or replace function trellis._run_started(p_run trellis.runs)
 returns void language plpgsql as $$
+declare
+  v_event text;
 begin
-  -- One statement on the start path: the check and the event together.
-  insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
-  select p_run.bucket, p_run.id, p_run.workflow, p_run.version, p_run.key, t.event, p_run.attempt,
-         jsonb_build_object('to', p_run.status, 'execution', p_run.execution), p_run.created_at
-    from trellis.run_transitions t
-   where t.from_status = '[*]' and t.to_status = p_run.status and t.event = 'started'
-     and coalesce((select (value #>> '{}')::boolean from trellis.settings where key = 'events'), true);
-  if not found and not exists (select 1 from trellis.run_transitions
-                                where from_status = '[*]' and to_status = p_run.status and event = 'started') then
+  select t.event into v_event from trellis.run_transitions t
+   where t.from_status = '[*]' and t.to_status = p_run.status and t.event = 'started';
+  if v_event is null then
     perform trellis._raise('TR004', format('illegal run transition: a new run cannot be %s', p_run.status));
+  end if;
+  -- A single-row insert of values (no INSERT ... SELECT from another table):
+  -- on a distributed outbox it is routed to the run's bucket (docs/scaling.md).
+  if trellis._outbox_on() then
+    insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+    values (p_run.bucket, p_run.id, p_run.workflow, p_run.version, p_run.key, v_event, p_run.attempt,
+            jsonb_build_object('to', p_run.status, 'execution', p_run.execution), p_run.created_at);
   end if;
 end $$;
 comment on function trellis._run_started(trellis.runs) is

@@ -124,7 +124,8 @@ begin
   -- A queue with flow control is entered only through its claim: a start
   -- into it is never leased at once.
   v_claim := p_worker is not null and v_run_at <= v_now
-             and not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q));
+             and not exists (select 1 from trellis.queues q where q.name = v_queue
+                              and trellis._queue_limited_by(q.concurrency, q.key_concurrency, q.rate_limit, q.fair, q.paused));
 
   -- The bucket (sql/000_support.sql _bucket): of the key, else the parent's,
   -- else of the id.
@@ -245,12 +246,16 @@ declare
   -- it and the run id (trellis._lease_token), so no volatile function is
   -- evaluated per row of a run-scoped statement (decision 0024).
   v_batch uuid := pg_catalog.gen_random_uuid();
+  -- On a distributed schema (sql/160_buckets.sql) rows are locked one bucket at a time.
+  v_dist  boolean := trellis._distributed();
+  v_pairs text[] := array(select s.w || pg_catalog.chr(31) || s.v from unnest(p_workflows, p_versions) as s(w, v));
   -- The served queues with flow control (sql/220_queues.sql): claimed by
   -- _queue_pick under their row's lock. Any other queue keeps the
   -- lock-free claim below; this probe of the small queues table is all it
   -- costs it.
   v_limited text[] := array(select q.name from trellis.queues q
-                             where q.name = any (p_queues) and trellis._queue_limited(q));
+                             where q.name = any (p_queues)
+                               and trellis._queue_limited_by(q.concurrency, q.key_concurrency, q.rate_limit, q.fair, q.paused));
 begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
@@ -265,6 +270,9 @@ begin
   -- Waiting runs whose timer is due become pending; runs whose lease
   -- expired become claimable again (both through _run_move, the one writer
   -- of runs.status, with their events).
+  if v_dist then
+    perform trellis._sweep_by_bucket(v_now);
+  else
   perform trellis._run_move(array(
     select row(r.id, 'pending', 'resumed', null, null, null, null, null, null, null, null, null,
                null, null, null, null, null, '{"reason":"timer"}')::trellis.run_move
@@ -279,6 +287,7 @@ begin
      where r.status = 'running' and r.lease_expires_at < v_now
      order by r.lease_expires_at limit 100
      for update skip locked));
+  end if;
 
   foreach v_queue in array p_queues loop
     exit when v_left <= 0;
@@ -293,6 +302,8 @@ begin
     -- over the whole table.
     if v_queue = any (v_limited) then
       v_ids := trellis._queue_pick(v_queue, p_workflows, p_versions, v_left, v_now);
+    elsif v_dist then
+      v_ids := trellis._pick_by_bucket(v_queue, v_pairs, v_left, v_now);
     else
     v_ids := array(
       select c.id from unnest(p_workflows, p_versions) as s(w, v)
@@ -307,6 +318,12 @@ begin
        limit v_left);
     end if;
     continue when cardinality(v_ids) = 0;
+    if v_dist then
+      return query select * from trellis._claimed_by_bucket(v_ids, p_worker, v_batch, p_lease, v_now);
+      get diagnostics v_got = row_count;
+      v_left := v_left - v_got;
+      continue;
+    end if;
     -- The lease: attempt + 1, a fresh token, started_at (set by _run_move).
     return query
     select r.id, r.workflow, r.version, r.input, r.metadata, r.attempt, r.failures,
@@ -374,6 +391,10 @@ declare
   v_now timestamptz := trellis.now();
 begin
   perform trellis._check_lease(p_lease);
+  if trellis._distributed() then
+    return query select * from trellis._heartbeat_by_bucket(p_run_ids, p_tokens, p_lease, v_now);
+    return;
+  end if;
   return query
   with held as (
     select r.id from trellis.runs r

@@ -20,11 +20,20 @@ begin
   if p_worker is null or length(p_worker) = 0 or length(p_worker) > 200 then
     perform trellis._raise('TR001', 'worker id must be 1-200 characters');
   end if;
+  if trellis._distributed() then
+    v_ids := array(select r.id from trellis.runs r
+                    where r.status = 'running' and r.lease_owner = p_worker
+                      and r.id <> all (coalesce(p_keep, '{}')));
+    perform trellis._lock_runs(v_ids);
+    v_ids := array(select r.id from trellis.runs r
+                    where r.id = any (v_ids) and r.status = 'running' and r.lease_owner = p_worker order by r.id);
+  else
   v_ids := array(select r.id from trellis.runs r
                   where r.status = 'running' and r.lease_owner = p_worker
                     and r.id <> all (coalesce(p_keep, '{}'))
                   order by r.id
                     for no key update);
+  end if;
   if cardinality(v_ids) = 0 then
     return 0;
   end if;

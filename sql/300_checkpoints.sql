@@ -112,10 +112,8 @@ begin
       v_lock := v_lock || array(select trellis._cancel_reach(v_finishing));
     end if;
   end if;
-  perform 1 from trellis.runs r
-   where r.id = any (v_lock)
-   order by r.id
-     for no key update;
+  -- (One statement in id order on one node; per bucket on a distributed schema, sql/160_buckets.sql.)
+  perform trellis._lock_runs(v_lock);
   select coalesce(array_agg(held.pair), '{}') into v_held from (
     select distinct r.id::text || '/' || r.lease_token::text as pair from trellis.runs r
       join unnest(p_ops) o on o.run = r.id and o.token = r.lease_token
@@ -303,7 +301,7 @@ begin
   if cardinality(v_parents) = 0 then
     return;
   end if;
-  perform 1 from trellis.runs p where p.id = any (v_parents) order by p.id for no key update;
+  perform trellis._lock_runs(v_parents);
   for v_queue in
     select distinct woken.queue from trellis._run_move(array(
       select row(p.id, 'pending', 'resumed', v_now, null, null, null, null, null, null, null, null,

@@ -22,8 +22,15 @@ begin
     perform trellis._raise('TR001', 'signal_id must be 1-512 characters');
   end if;
   perform trellis._check_payload(coalesce(p_payload, 'null'), 'signal payload');
-  select bucket, status, queue, workflow, version into v_bucket, v_status, v_queue, v_workflow, v_version
-    from trellis.runs where id = p_run_id for no key update;
+  if trellis._distributed() then
+    -- Locked within its bucket (sql/160_buckets.sql), then read.
+    perform trellis._lock_runs(array[p_run_id]);
+    select bucket, status, queue, workflow, version into v_bucket, v_status, v_queue, v_workflow, v_version
+      from trellis.runs where id = p_run_id;
+  else
+    select bucket, status, queue, workflow, version into v_bucket, v_status, v_queue, v_workflow, v_version
+      from trellis.runs where id = p_run_id for no key update;
+  end if;
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
   end if;

@@ -22,7 +22,13 @@ returns trellis.runs language plpgsql as $$
 declare
   v_run trellis.runs;
 begin
-  select * into v_run from trellis.runs where id = p_run_id for no key update;
+  if trellis._distributed() then
+    -- Locked within its bucket (sql/160_buckets.sql), then read.
+    perform trellis._lock_runs(array[p_run_id]);
+    select * into v_run from trellis.runs where id = p_run_id;
+  else
+    select * into v_run from trellis.runs where id = p_run_id for no key update;
+  end if;
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
   end if;
@@ -32,18 +38,34 @@ comment on function trellis._run_lock(uuid) is
   'Lock run p_run_id (FOR NO KEY UPDATE) and return it; TR002 if it does not exist.';
 
 -- Reads only: callers lock the result (in id order, with the rest of their set).
+-- PL/pgSQL so the distributed path (level by level: a distributed schema has
+-- no recursive query over its runs) is never planned on one node, nor the
+-- recursive one there.
 create or replace function trellis._cancel_reach(p_roots uuid[])
-returns setof uuid language sql stable as $$
-  with recursive reach(id) as (
-    select c.id from trellis.runs c
-     where c.parent_run_id = any (p_roots) and c.parent_close = 'cancel'
-       and c.status not in ('completed', 'failed', 'cancelled')
-    union
-    select c.id from trellis.runs c join reach on c.parent_run_id = reach.id
-     where c.parent_close = 'cancel' and c.status not in ('completed', 'failed', 'cancelled')
-  )
-  select id from reach
-$$;
+returns setof uuid language plpgsql stable as $$
+declare
+  v_level uuid[] := p_roots;
+begin
+  if not trellis._distributed() then
+    return query
+    with recursive reach(id) as (
+      select c.id from trellis.runs c
+       where c.parent_run_id = any (p_roots) and c.parent_close = 'cancel'
+         and c.status not in ('completed', 'failed', 'cancelled')
+      union
+      select c.id from trellis.runs c join reach on c.parent_run_id = reach.id
+       where c.parent_close = 'cancel' and c.status not in ('completed', 'failed', 'cancelled')
+    )
+    select reach.id from reach;
+    return;
+  end if;
+  while cardinality(v_level) > 0 loop
+    select coalesce(array_agg(c.id), '{}') into v_level from trellis.runs c
+     where c.parent_run_id = any (v_level) and c.parent_close = 'cancel'
+       and c.status not in ('completed', 'failed', 'cancelled');
+    return query select unnest(v_level);
+  end loop;
+end $$;
 comment on function trellis._cancel_reach(uuid[]) is
   'The runs a cancellation of p_roots reaches (roots excluded): their unfinished children started with parent_close cancel, and those children''s, recursively. Takes no locks.';
 
@@ -107,6 +129,16 @@ declare
 begin
   while cardinality(v_level) > 0 loop
     v_next := '{}';
+    if trellis._distributed() then
+      -- Found on every node, then locked one bucket at a time (sql/160_buckets.sql).
+      select coalesce(array_agg(c.id), '{}') into v_next from trellis.runs c
+       where c.parent_run_id = any (v_level) and c.parent_close = 'cancel'
+         and c.status not in ('completed', 'failed', 'cancelled');
+      v_next := trellis._lock_due(v_next, 'unfinished', null);
+      for v_run in select * from trellis.runs c where c.id = any (v_next) order by c.id loop
+        perform trellis._cancel_one(v_run, p_reason);
+      end loop;
+    else
     for v_run in
       select * from trellis.runs c
        where c.parent_run_id = any (v_level) and c.parent_close = 'cancel'
@@ -117,6 +149,7 @@ begin
       perform trellis._cancel_one(v_run, p_reason);
       v_next := v_next || v_run.id;
     end loop;
+    end if;
     v_level := v_next;
   end loop;
 end $$;
@@ -132,11 +165,8 @@ begin
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
   end if;
-  perform 1 from trellis.runs r
-   where r.id in (select p_run_id union all select v_run.parent_run_id
-                  union all select trellis._cancel_reach(array[p_run_id]))
-   order by r.id
-     for no key update;
+  perform trellis._lock_runs(array(select p_run_id union all select v_run.parent_run_id
+                                  union all select trellis._cancel_reach(array[p_run_id])));
   select * into v_run from trellis.runs where id = p_run_id;
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', p_run_id));

@@ -43,7 +43,13 @@ begin
     'trellis.schedule_tick(bigint, integer)',
     'trellis.schedule_fire(bigint, jsonb)']::regprocedure[]
   loop
-    execute format('alter function %s set plan_cache_mode = force_generic_plan', f);
+    -- Not on a distributed schema (sql/160_buckets.sql): a distributed
+    -- planner needs the values of the parameters to plan a multi-shard read.
+    if trellis._distributed() then
+      execute format('alter function %s reset plan_cache_mode', f);
+    else
+      execute format('alter function %s set plan_cache_mode = force_generic_plan', f);
+    end if;
     execute format('alter function %s set enable_seqscan = off', f);
   end loop;
 end $$;

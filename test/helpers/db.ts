@@ -2,6 +2,7 @@
  * A fresh database per test file on the test server (see test/run.ts), with
  * the trellis schema installed. Drop it with `close()`.
  */
+import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import { migrate } from '../../src/schema/install.ts';
 
@@ -36,10 +37,13 @@ export async function createDatabase(prefix = 'trellis_t'): Promise<{ name: stri
   } finally {
     await admin.end();
   }
+  // `npm run test:citus` runs test/sql on a Citus cluster: the database exists on every node, with citus.
+  const citus = process.env.TRELLIS_TEST_CITUS === '1' ? await citusNodes(name) : undefined;
   return {
     name,
     url: urlFor(name),
     async drop() {
+      await citus?.drop();
       const c = new pg.Client({ connectionString: adminUrl() });
       await c.connect();
       try {
@@ -51,12 +55,57 @@ export async function createDatabase(prefix = 'trellis_t'): Promise<{ name: stri
   };
 }
 
+/** Create database `name` on every worker of the Citus cluster at adminUrl() and join them to it. */
+async function citusNodes(name: string): Promise<{ drop(): Promise<void> }> {
+  const urls = async () => {
+    const admin = new pg.Client({ connectionString: adminUrl() });
+    await admin.connect();
+    try {
+      const { rows } = await admin.query(`select nodename, nodeport from pg_dist_node where groupid > 0 order by nodeport`);
+      return rows.map((r) => {
+        const url = new URL(adminUrl());
+        url.host = `${r.nodename}:${r.nodeport}`;
+        return url;
+      });
+    } finally {
+      await admin.end();
+    }
+  };
+  const on = async (url: URL | string, text: string) => {
+    const c = new pg.Client({ connectionString: url.toString() });
+    await c.connect();
+    try {
+      await c.query(text);
+    } finally {
+      await c.end();
+    }
+  };
+  const workers = await urls();
+  for (const w of workers) {
+    await on(w, `create database ${name}`);
+    const db = new URL(w);
+    db.pathname = `/${name}`;
+    await on(db, 'create extension citus');
+  }
+  const coordinator = new URL(adminUrl());
+  await on(urlFor(name), `create extension citus; select citus_set_coordinator_host('${coordinator.hostname}', ${coordinator.port});
+    ${workers.map((w) => `select citus_add_node('${w.hostname}', ${w.port});`).join('\n')}`);
+  return {
+    async drop() {
+      for (const w of workers) await on(w, `drop database if exists ${name} with (force)`);
+    },
+  };
+}
+
 /** A fresh database with the trellis schema installed and a small pool on it. */
 export async function freshDatabase(options: { poolSize?: number } = {}): Promise<TestDatabase> {
   const db = await createDatabase();
   const pool = new pg.Pool({ connectionString: db.url, max: options.poolSize ?? 8 });
   pool.on('error', () => undefined);
   await migrate(pool);
+  if (process.env.TRELLIS_TEST_CITUS === '1') {
+    await pool.query(readFileSync(new URL('../citus/distribute.sql', import.meta.url), 'utf8'));
+  }
   return {
     url: db.url,
     name: db.name,

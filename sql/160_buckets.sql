@@ -1,0 +1,205 @@
+-- 160_buckets: row locks by bucket, for a schema whose run-scoped tables are
+-- distributed by their bucket (Citus, docs/scaling.md, decision 0024).
+-- Owns: _distributed, _lock_runs, _lock_due, and the distributed paths of
+-- run_claim (_sweep_by_bucket, _pick_by_bucket, _claimed_by_bucket) and
+-- run_heartbeat_many (_heartbeat_by_bucket).
+-- Touches: trellis.runs (row locks only), trellis.settings (read).
+-- Lock order: runs in id order on one node; on a distributed schema in
+-- (bucket, id) order, one statement per bucket (a row lock must name one
+-- shard there).
+--
+-- On one node (setting 'distributed' off, the default) each helper is the
+-- single statement the engine always ran. With the setting on (set by the
+-- script that distributes the tables), a statement that locks runs found by
+-- id first reads their buckets (a multi-shard read without a lock, which a
+-- distributed planner runs on every node) and then locks them one bucket at
+-- a time (a statement on one shard, which it routes to the node that holds
+-- it).
+
+create or replace function trellis._distributed()
+returns boolean language plpgsql stable as $$
+begin
+  return coalesce((select (s.value #>> '{}')::boolean from trellis.settings s where s.key = 'distributed'), false);
+end $$;
+comment on function trellis._distributed() is
+  'Whether the run-scoped tables are distributed by bucket (setting distributed, set when they are placed on a Citus cluster): row locks then go one bucket at a time.';
+
+-- Lock the runs p_ids (FOR NO KEY UPDATE, waiting for them), in id order on
+-- one node, in (bucket, id) order on a distributed schema.
+create or replace function trellis._lock_runs(p_ids uuid[])
+returns void language plpgsql as $$
+declare
+  v_bucket integer;
+  v_ids    uuid[];
+begin
+  if cardinality(p_ids) is null or cardinality(p_ids) = 0 then
+    return;
+  end if;
+  if not trellis._distributed() then
+    perform 1 from trellis.runs r where r.id = any (p_ids) order by r.id for no key update;
+    return;
+  end if;
+  for v_bucket, v_ids in
+    select r.bucket, array_agg(r.id order by r.id) from trellis.runs r where r.id = any (p_ids)
+     group by r.bucket order by r.bucket
+  loop
+    perform 1 from trellis.runs r where r.bucket = v_bucket and r.id = any (v_ids) order by r.id for no key update;
+  end loop;
+end $$;
+comment on function trellis._lock_runs(uuid[]) is
+  'Lock runs p_ids FOR NO KEY UPDATE (waiting): one statement in id order on one node; on a distributed schema one statement per bucket, in (bucket, id) order.';
+
+-- On a distributed schema: of the candidate runs p_ids (found by a read
+-- without a lock), those still in status p_status ('unfinished': any but
+-- completed, failed, cancelled; for 'waiting', due
+-- by p_now; for 'running', with a lease expired by p_now) once locked FOR
+-- UPDATE SKIP LOCKED, one bucket at a time; in the order of p_ids.
+create or replace function trellis._lock_due(p_ids uuid[], p_status text, p_now timestamptz)
+returns uuid[] language plpgsql as $$
+declare
+  v_bucket integer;
+  v_ids    uuid[];
+  v_id     uuid;
+  v_got    uuid[] := '{}';
+begin
+  if cardinality(p_ids) is null or cardinality(p_ids) = 0 then
+    return v_got;
+  end if;
+  for v_bucket, v_ids in
+    select r.bucket, array_agg(r.id) from trellis.runs r where r.id = any (p_ids) group by r.bucket order by r.bucket
+  loop
+    -- (A query statement, not array(subquery): a distributed planner takes the former.)
+    for v_id in
+      select r.id from trellis.runs r
+       where r.bucket = v_bucket and r.id = any (v_ids)
+         and (r.status = p_status or (p_status = 'unfinished' and r.status not in ('completed', 'failed', 'cancelled')))
+         and (p_status <> 'waiting' or r.run_at <= p_now)
+         and (p_status <> 'running' or r.lease_expires_at < p_now)
+       order by r.id
+         for update skip locked
+    loop
+      v_got := v_got || v_id;
+    end loop;
+  end loop;
+  return array(select i from unnest(p_ids) with ordinality as c(i, n) where i = any (v_got) order by n);
+end $$;
+comment on function trellis._lock_due(uuid[], text, timestamptz) is
+  'On a distributed schema: lock (FOR UPDATE SKIP LOCKED, one bucket at a time) those of runs p_ids still in status p_status (waiting: due by p_now; running: lease expired by p_now); returns them in the order of p_ids.';
+
+-- run_claim on a distributed schema: due timers and expired leases, found on
+-- every node, locked one bucket at a time, made pending.
+create or replace function trellis._sweep_by_bucket(p_now timestamptz)
+returns void language plpgsql as $$
+declare
+  v_ids uuid[];
+begin
+  -- (Each step a statement of its own: a distributed planner takes a
+  -- multi-shard read as a query, not as an expression's subquery.)
+  select coalesce(array_agg(x.id order by x.run_at), '{}') into v_ids
+    from (select r.id, r.run_at from trellis.runs r where r.status = 'waiting' and r.run_at <= p_now
+           order by r.run_at limit 1000) x;
+  v_ids := trellis._lock_due(v_ids, 'waiting', p_now);
+  perform trellis._run_move(array(
+    select row(i, 'pending', 'resumed', null, null, null, null, null, null, null, null, null,
+               null, null, null, null, null, '{"reason":"timer"}')::trellis.run_move
+      from unnest(v_ids) i));
+  select coalesce(array_agg(x.id order by x.lease_expires_at), '{}') into v_ids
+    from (select r.id, r.lease_expires_at from trellis.runs r where r.status = 'running' and r.lease_expires_at < p_now
+           order by r.lease_expires_at limit 100) x;
+  v_ids := trellis._lock_due(v_ids, 'running', p_now);
+  perform trellis._run_move(array(
+    select row(i, 'pending', 'released', p_now, null, null, null, null, null, null, null, null,
+               null, null, null, null, null, '{"reason":"lease expired"}')::trellis.run_move
+      from unnest(v_ids) i));
+end $$;
+comment on function trellis._sweep_by_bucket(timestamptz) is
+  'run_claim''s sweep on a distributed schema: due waiting runs become pending, expired leases are released; locked one bucket at a time.';
+
+-- run_claim on a distributed schema: up to p_limit due pending runs of queue
+-- p_queue and the served pairs p_pairs (workflow || chr(31) || version), best
+-- first, found on every node and locked one bucket at a time (a run another
+-- claim locked first is skipped).
+create or replace function trellis._pick_by_bucket(p_queue text, p_pairs text[], p_limit integer, p_now timestamptz)
+returns uuid[] language plpgsql as $$
+declare
+  v_ids uuid[];
+begin
+  select coalesce(array_agg(x.id order by x.priority desc, x.run_at), '{}') into v_ids
+    from (select r.id, r.priority, r.run_at from trellis.runs r
+           where r.status = 'pending' and r.queue = p_queue and r.run_at <= p_now
+             and r.workflow || pg_catalog.chr(31) || r.version = any (p_pairs)
+           order by r.priority desc, r.run_at
+           limit p_limit) x;
+  return trellis._lock_due(v_ids, 'pending', p_now);
+end $$;
+comment on function trellis._pick_by_bucket(text, text[], integer, timestamptz) is
+  'run_claim''s pick on a distributed schema: up to p_limit due pending runs of a queue and the served pairs, locked one bucket at a time.';
+
+-- run_claim on a distributed schema: lease the picked runs (through
+-- _run_move) and return them as run_claim does, their history, signals and
+-- finished children read by bucket, run by run.
+create or replace function trellis._claimed_by_bucket(p_ids uuid[], p_worker text, p_batch uuid,
+  p_lease interval, p_now timestamptz)
+returns table (id uuid, workflow text, version text, input jsonb, metadata jsonb, attempt integer,
+               failures integer, lease_token uuid, lease_expires_at timestamptz, history jsonb,
+               execution integer, cancel_requested boolean, pause_requested boolean,
+               signals jsonb, children jsonb, now timestamptz)
+language plpgsql as $$
+declare
+  v_run  trellis.runs;
+  v_hist jsonb;
+  v_sigs jsonb;
+  v_kids jsonb;
+  v_ids  uuid[];
+begin
+  for v_run in
+    select * from trellis._run_move(array(
+      select row(i, 'running', 'claimed', null, null, null, null, null, null, null, null, null,
+                 null, null, trellis._lease_token(p_batch, i), p_worker, p_now + p_lease, null)::trellis.run_move
+        from unnest(p_ids) i))
+  loop
+    v_hist := null;
+    v_kids := null;
+    if v_run.attempt > 1 then
+      select jsonb_agg((jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind,
+               'status', s.status, 'output', s.output, 'error', s.error, 'attempts', s.attempts)
+               || case when s.delivered is null then '{}'::jsonb else jsonb_build_object('delivered', s.delivered) end)
+               order by s.seq) into v_hist
+        from trellis.steps s where s.bucket = v_run.bucket and s.run_id = v_run.id and s.execution = v_run.execution;
+      select array_agg((w.output->>'child')::uuid) into v_ids from trellis.steps w
+       where w.bucket = v_run.bucket and w.run_id = v_run.id and w.execution = v_run.execution
+         and w.status = 'waiting' and w.kind = 'child';
+      if v_ids is not null then
+        -- The children may live in other buckets (a child with its own key).
+        select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
+          into v_kids from trellis.runs c where c.id = any (v_ids) and c.status in ('completed', 'failed', 'cancelled');
+      end if;
+    end if;
+    select jsonb_agg(jsonb_build_object('id', g.id, 'name', g.name, 'payload', g.payload, 'signal_id', g.signal_id)
+             order by g.id) into v_sigs
+      from trellis.signals g where g.bucket = v_run.bucket and g.run_id = v_run.id and g.consumed_at is null;
+    id := v_run.id; workflow := v_run.workflow; version := v_run.version; input := v_run.input;
+    metadata := v_run.metadata; attempt := v_run.attempt; failures := v_run.failures;
+    lease_token := v_run.lease_token; lease_expires_at := v_run.lease_expires_at; history := v_hist;
+    execution := v_run.execution; cancel_requested := v_run.cancel_requested_at is not null;
+    pause_requested := v_run.pause_requested_at is not null; signals := v_sigs; children := v_kids; now := p_now;
+    return next;
+  end loop;
+end $$;
+comment on function trellis._claimed_by_bucket(uuid[], text, uuid, interval, timestamptz) is
+  'run_claim''s lease on a distributed schema: move the picked runs to running under tokens derived from p_batch and return each with its history, signals and finished children, read by bucket.';
+
+-- run_heartbeat_many on a distributed schema: lock one bucket at a time, then extend.
+create or replace function trellis._heartbeat_by_bucket(p_run_ids uuid[], p_tokens uuid[], p_lease interval,
+  p_now timestamptz)
+returns table (id uuid, cancel_requested boolean, pause_requested boolean) language plpgsql as $$
+begin
+  perform trellis._lock_runs(p_run_ids);
+  return query
+  update trellis.runs r set lease_expires_at = p_now + p_lease, updated_at = p_now
+    from unnest(p_run_ids, p_tokens) as h(id, token)
+   where h.id = r.id and h.token = r.lease_token and r.status = 'running'
+  returning r.id, r.cancel_requested_at is not null, r.pause_requested_at is not null;
+end $$;
+comment on function trellis._heartbeat_by_bucket(uuid[], uuid[], interval, timestamptz) is
+  'run_heartbeat_many on a distributed schema: lock the runs one bucket at a time, then extend the leases still held.';
