@@ -2,7 +2,7 @@
 -- distributed by their bucket (Citus, docs/scaling.md, decision 0024).
 -- Owns: _distributed, _lock_runs, _lock_due, and the distributed paths of
 -- run_claim (_sweep_by_bucket, _pick_by_bucket, _claimed_by_bucket) and
--- run_heartbeat_many (_heartbeat_by_bucket).
+-- run_heartbeat_many (_heartbeat_by_bucket) and run_next_due (_next_due_by_bucket).
 -- Touches: trellis.runs (row locks only), trellis.settings (read).
 -- Lock order: runs in id order on one node; on a distributed schema in
 -- (bucket, id) order, one statement per bucket (a row lock must name one
@@ -203,3 +203,29 @@ begin
 end $$;
 comment on function trellis._heartbeat_by_bucket(uuid[], uuid[], interval, timestamptz) is
   'run_heartbeat_many on a distributed schema: lock the runs one bucket at a time, then extend the leases still held.';
+
+-- run_next_due on a distributed schema: the same three minima, each a
+-- multi-shard read of its own (a distributed planner takes no subquery
+-- inside an expression).
+create or replace function trellis._next_due_by_bucket(p_queues text[], p_workflows text[], p_versions text[])
+returns timestamptz language plpgsql stable as $$
+declare
+  v_pairs   text[] := array(select s.w || pg_catalog.chr(31) || s.v from unnest(p_workflows, p_versions) as s(w, v));
+  v_open    text[];
+  v_pending timestamptz;
+  v_waiting timestamptz;
+  v_lease   timestamptz;
+begin
+  -- A paused queue's pending runs are not due.
+  select coalesce(array_agg(q), '{}') into v_open from unnest(p_queues) q
+   where not exists (select 1 from trellis.queues p where p.name = q and p.paused);
+  select min(r.run_at) into v_pending from trellis.runs r
+   where r.status = 'pending' and r.queue = any (v_open) and r.workflow || pg_catalog.chr(31) || r.version = any (v_pairs);
+  select min(r.run_at) into v_waiting from trellis.runs r
+   where r.status = 'waiting' and r.queue = any (p_queues) and r.run_at < 'infinity'
+     and r.workflow || pg_catalog.chr(31) || r.version = any (v_pairs);
+  select min(r.lease_expires_at) into v_lease from trellis.runs r where r.status = 'running';
+  return least(v_pending, v_waiting, v_lease);
+end $$;
+comment on function trellis._next_due_by_bucket(text[], text[], text[]) is
+  'run_next_due on a distributed schema: the earliest due pending or waiting run of the served pairs, or lease expiry, each read on every node.';

@@ -362,6 +362,9 @@ comment on function trellis.run_claim(text, text[], text[], text[], integer, int
 create or replace function trellis.run_next_due(p_queues text[], p_workflows text[], p_versions text[])
 returns timestamptz language plpgsql stable as $$
 begin
+  if trellis._distributed() then
+    return trellis._next_due_by_bucket(p_queues, p_workflows, p_versions);
+  end if;
   -- PL/pgSQL, not SQL, so its plan is cached (a SQL function is planned on
   -- every call, ~0.6 ms, and workers call this after every drained claim).
   return least(
@@ -410,13 +413,16 @@ comment on function trellis.run_heartbeat_many(uuid[], uuid[], interval) is
   'Extend the leases of the runs still held under the given tokens; returns the ids still held (a missing id means the lease was lost) with their cancel/pause requests.';
 
 -- Read-only: the poll fallback for cancel and pause NOTIFYs a worker missed.
+-- PL/pgSQL: a distributed planner takes no parameters of a SQL function.
 create or replace function trellis.run_requests(p_run_ids uuid[], p_tokens uuid[])
-returns table (id uuid, cancel_requested boolean, pause_requested boolean) language sql stable as $$
+returns table (id uuid, cancel_requested boolean, pause_requested boolean) language plpgsql stable as $$
+begin
+  return query
   select r.id, r.cancel_requested_at is not null, r.pause_requested_at is not null
     from trellis.runs r
     join unnest(p_run_ids, p_tokens) as h(id, token) on h.id = r.id and h.token = r.lease_token
-   where r.status = 'running' and (r.cancel_requested_at is not null or r.pause_requested_at is not null)
-$$;
+   where r.status = 'running' and (r.cancel_requested_at is not null or r.pause_requested_at is not null);
+end $$;
 comment on function trellis.run_requests(uuid[], uuid[]) is
   'The runs held under the given tokens that have a cancel or pause request pending (read-only; workers call it on every poll tick).';
 

@@ -6,7 +6,7 @@
  */
 import pg from 'pg';
 import { z } from 'zod';
-import { createWorker, defineWorkflow, silentLogger } from '../../src/index.ts';
+import { consoleLogger, createWorker, defineWorkflow } from '../../src/index.ts';
 
 const pool = new pg.Pool({ connectionString: process.env.WORKLOAD_URL, max: 8 });
 pool.on('error', () => undefined);
@@ -34,7 +34,8 @@ const worker = createWorker({
   // The role-held duties (cron ticker, purge) are not part of this workload.
   schedules: false,
   purge: false,
-  logger: silentLogger,
+  // Warnings and errors (a statement a distributed planner refused, say) go to the test's stderr.
+  logger: consoleLogger('warn', { process: process.pid }),
 });
 await worker.start();
 process.stdout.write('started\n');
