@@ -21,7 +21,9 @@
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { readFileSync } from 'node:fs';
+import { readFileSync, writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { migrate } from '../../src/schema/install.ts';
 import { citusMissing, type LocalNodes, sql, startNodes } from './cluster.ts';
@@ -133,7 +135,17 @@ async function contractTests(url: string): Promise<{ passed: number; failed: num
   let out = '';
   child.stdout.on('data', (d: Buffer) => { out += d.toString(); });
   await new Promise((resolve) => child.on('exit', resolve));
+  const log = join(tmpdir(), 'trellis-citus-contract.log');
+  writeFileSync(log, out);
+  console.log(`# the contract tests' output: ${log}`);
   const num = (name: string) => Number(new RegExp(`^# ${name} (\\d+)`, 'm').exec(out)?.[1] ?? 0);
-  const failedFiles = [...out.matchAll(/^not ok \d+ - (\S+)/gm)].map((m) => m[1]!.replace(/^.*test\/sql\//, ''));
-  return { passed: num('pass'), failed: num('fail'), failedFiles };
+  // Each failed test's block names its file in a location line.
+  const failedFiles = new Set<string>();
+  const lines = out.split('\n');
+  lines.forEach((line, i) => {
+    if (!/^\s*not ok \d+/.test(line)) return;
+    const at = lines.slice(i + 1, i + 8).map((l) => /location: '.*test\/sql\/([^:']+)/.exec(l)?.[1]).find(Boolean);
+    if (at) failedFiles.add(at);
+  });
+  return { passed: num('pass'), failed: num('fail'), failedFiles: [...failedFiles].sort() };
 }
