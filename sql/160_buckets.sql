@@ -2,7 +2,8 @@
 -- distributed by their bucket (Citus, docs/scaling.md, decision 0024).
 -- Owns: _distributed, _lock_runs, _lock_due, and the distributed paths of
 -- run_claim (_sweep_by_bucket, _pick_by_bucket, _claimed_by_bucket) and
--- run_heartbeat_many (_heartbeat_by_bucket) and run_next_due (_next_due_by_bucket).
+-- run_heartbeat_many (_heartbeat_by_bucket) and run_next_due (_next_due_by_bucket);
+-- citus_distribute (placing the schema on a Citus cluster), _plans_reset.
 -- Touches: trellis.runs (row locks only), trellis.settings (read).
 -- Lock order: runs in id order on one node; on a distributed schema in
 -- (bucket, id) order, one statement per bucket (a row lock must name one
@@ -229,3 +230,55 @@ begin
 end $$;
 comment on function trellis._next_due_by_bucket(text[], text[], text[]) is
   'run_next_due on a distributed schema: the earliest due pending or waiting run of the served pairs, or lease expiry, each read on every node.';
+
+-- Place the schema on a Citus cluster (docs/scaling.md): run once on the
+-- coordinator after install, before the first run. Dynamic SQL, so the
+-- function installs on any PostgreSQL; it refuses (TR001) where the citus
+-- extension is missing, and skips tables already placed, so a second call
+-- changes nothing.
+create or replace function trellis.citus_distribute()
+returns void language plpgsql as $$
+declare
+  v_table regclass;
+begin
+  if not exists (select 1 from pg_catalog.pg_extension where extname = 'citus') then
+    perform trellis._raise('TR001', 'citus_distribute needs the citus extension in this database (create extension citus)');
+  end if;
+  -- Sequential: Citus refuses function changes after parallel shard work in one transaction.
+  perform pg_catalog.set_config('citus.multi_shard_modify_mode', 'sequential', true);
+  foreach v_table in array array['trellis.settings', 'trellis.workflows', 'trellis.clock', 'trellis.run_transitions',
+    'trellis.event_consumers', 'trellis.retentions', 'trellis.templates', 'trellis.connector_cursors',
+    'trellis.roles', 'trellis.schedules', 'trellis.queues', 'trellis.schema_info', 'trellis.migrations']::regclass[] loop
+    if not exists (select 1 from pg_dist_partition where logicalrelid = v_table) then
+      execute format('select create_reference_table(%L)', v_table);
+    end if;
+  end loop;
+  if not exists (select 1 from pg_dist_partition where logicalrelid = 'trellis.runs'::regclass) then
+    execute 'select create_distributed_table(''trellis.runs'', ''bucket'')';
+  end if;
+  foreach v_table in array array['trellis.steps', 'trellis.signals', 'trellis.events', 'trellis.hook_deliveries']::regclass[] loop
+    if not exists (select 1 from pg_dist_partition where logicalrelid = v_table) then
+      execute format('select create_distributed_table(%L, ''bucket'', colocate_with => ''trellis.runs'')', v_table);
+    end if;
+  end loop;
+  perform trellis.setting_set('distributed', 'true');
+  -- A distributed planner needs parameter values to plan a multi-shard read:
+  -- no forced generic plans (sql/900_plans.sql skips them from now on).
+  perform trellis._plans_reset();
+end $$;
+comment on function trellis.citus_distribute() is
+  'Place the schema on a Citus cluster (run on the coordinator, before the first run): the run-scoped tables distributed by bucket and co-located with trellis.runs, the others reference tables; then setting distributed on and no forced generic plans. TR001 without the citus extension. Idempotent.';
+
+create or replace function trellis._plans_reset()
+returns void language plpgsql as $$
+declare
+  f regprocedure;
+begin
+  for f in select p.oid::regprocedure from pg_catalog.pg_proc p join pg_catalog.pg_namespace n on n.oid = p.pronamespace
+            where n.nspname = 'trellis' and p.proconfig::text like '%plan_cache_mode%'
+  loop
+    execute format('alter function %s reset plan_cache_mode', f);
+  end loop;
+end $$;
+comment on function trellis._plans_reset() is
+  'Reset plan_cache_mode on every trellis function that sets it (citus_distribute).';

@@ -149,6 +149,13 @@ describe('the bucket count', () => {
   });
 });
 
+describe('citus_distribute', () => {
+  it('refuses without the citus extension (TR001) and changes nothing', async () => {
+    await assert.rejects(sql('select trellis.citus_distribute()'), sqlState('TR001'));
+    assert.deepEqual(await sql(`select value from trellis.settings where key = 'distributed'`), []);
+  });
+});
+
 describe('planner-safe SQL (decision 0024)', () => {
   const files = readdirSync(new URL('../../sql/', import.meta.url)).filter((f) => f.endsWith('.sql'));
   const text = files.map((f) => readFileSync(new URL(`../../sql/${f}`, import.meta.url), 'utf8').replace(/--[^\n]*/g, '')).join('\n');
