@@ -14,7 +14,7 @@ import {
   type Client, createClient, createWorker, defineActivity, defineSignal, defineWorkflow, migrate, installScript, checkSchema,
   fromKysely, toMs, consoleLogger, silentLogger, childLogger, type Duration, type Run, type RunHandle, type StepContext,
   type TrellisTables, type Worker, type WorkflowContext, NonRetryableError, RetryAfterError, CancelledError, TimeoutError,
-  isTrellisError, DatabaseError, createMetrics, type WorkflowDefinition, type Logger, ValidationError, quoteValue, loggerFrom,
+  isTrellisError, DatabaseError, ConfigurationError, createMetrics, type WorkflowDefinition, type Logger, ValidationError, quoteValue, loggerFrom,
   type EventConsumer, EVENT_KINDS, type EventsOptions, type RunEvent, HOOK_NAMES, type HookEvent, type WorkflowHooks,
   type HookDeliveryOptions, OVERLAP_POLICIES, type ScheduleOptions, type RoleContext, type RoleFunction, type CronSchedule, parseCron,
   EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors, type QueueOptions, type QueueStats,
@@ -121,7 +121,7 @@ const report = defineWorkflow({ name: 'report', input: z.object({ team: z.string
 const sync = defineWorkflow({ name: 'sync', input: z.object({}) }, async () => 'synced');
 const approval = defineWorkflow({ name: 'approval', input: z.object({ order: z.string() }), signals: [approved] }, async () => 'ok');
 
-void [assert, writeFileSync, isTrellisError, DatabaseError, freePort, pg, Kysely, PostgresDialect, trellis, createClient, createWorker, defineActivity, migrate, installScript, checkSchema, fromKysely,
+void [assert, writeFileSync, isTrellisError, DatabaseError, ConfigurationError, freePort, pg, Kysely, PostgresDialect, trellis, createClient, createWorker, defineActivity, migrate, installScript, checkSchema, fromKysely,
   toMs, consoleLogger, silentLogger, childLogger, NonRetryableError, RetryAfterError, CancelledError, TimeoutError, createTestEnv,
   startEmbeddedPostgres, approval, onboard, greet, fulfil, reminder, trial, healthCheck, regionTotal, ValidationError, quoteValue, loggerFrom,
   EVENT_KINDS, HOOK_NAMES, OVERLAP_POLICIES, parseCron, connectorStep, runConnector, tableConnector, connectMachine, defineStateMachine,
