@@ -31,11 +31,13 @@ import type { RunEvent } from '../db/events.ts';
 import type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
+import { type ReadOptions, ReadRouter } from './read-routing.ts';
 import { ResultWaiter } from './results.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
 import { Roles, Schedules } from './schedules.ts';
 
 export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
+export type { Consistency, ReadOptions } from './read-routing.ts';
 
 const rethrow = (error: unknown): never => {
   throw toTrellisError(error);
@@ -111,6 +113,8 @@ export class Client {
   private readonly log: Logger;
   private readonly registry: WorkflowRegistry;
   private readonly results: ResultWaiter;
+  /** Where reads go: the read pool (a standby) or the primary (src/client/read-routing.ts). */
+  private readonly reads: ReadRouter;
   private maxPayloadBytes: Promise<number> | undefined;
   private readonly handoff: boolean;
   private tracing: Promise<Tracing> | undefined;
@@ -144,8 +148,9 @@ export class Client {
     });
     this.registry = new WorkflowRegistry(this.pool);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
-    this.schedules = new Schedules(this.pool, this.registry);
-    this.roles = new Roles(this.pool);
+    this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log);
+    this.schedules = new Schedules(this.reads.writer(this.pool), this.registry, this.reads.reader());
+    this.roles = new Roles(this.reads.reader());
   }
 
   /**
@@ -424,26 +429,29 @@ export class Client {
   /**
    * Per queue (one, or every queue with a row or a registered workflow): pending,
    * due, running, waiting, lag, runs finished in the last minute, limits and their use.
+   * With a `readPool`, read there unless `consistency: 'primary'`.
    *
    * @example
    * for (const q of await client.queueStats()) console.log(q.queue, q.pending, q.running, q.lagMs);
    */
-  async queueStats(name?: string): Promise<QueueStats[]> {
-    return readQueueStats(this.exec(), name === undefined ? null : assertName(name, 'queue'));
+  async queueStats(name?: string, options?: ReadOptions): Promise<QueueStats[]> {
+    const queue = name === undefined ? null : assertName(name, 'queue');
+    return readQueueStats((await this.reads.target(options)).query, queue);
   }
 
   /**
    * The outbox: every run transition and step result, in commit-safe order
    * (an event committed late is never skipped), as an async iterator. See
-   * docs/events.md.
+   * docs/events.md. With a `readPool`, one iteration reads from one server,
+   * chosen at its first read (the standby unless `consistency: 'primary'`).
    *
    * @example
    * for await (const event of client.events({ workflows: ['order'], kinds: ['completed'], signal })) {
    *   console.log(event.runId, event.kind, event.cursor);
    * }
    */
-  events(options: EventsOptions = {}): AsyncGenerator<RunEvent> {
-    return readEvents(this.pool, options);
+  events(options: EventsOptions & ReadOptions = {}): AsyncGenerator<RunEvent> {
+    return readEvents(this.reads.pinned(options), options);
   }
 
   /**
@@ -463,7 +471,7 @@ export class Client {
 
   /** The caller's transaction or the pool, as engine statements use it (unprepared if so configured). */
   private exec(tx?: Executor): Queryable {
-    return tx ? this.prepared.within(toQueryable(tx)) : this.prepared.pool;
+    return this.reads.writer(tx ? this.prepared.within(toQueryable(tx)) : this.prepared.pool);
   }
 
   /**
@@ -493,21 +501,24 @@ export class Client {
   }
 
   /**
-   * One run, or undefined. See `Run` for its fields.
+   * One run, or undefined. See `Run` for its fields. With a `readPool`, read
+   * there (a run it lacks yet is read from the primary); `consistency:
+   * 'primary'` reads the primary.
    *
    * @example
    * const r = await client.get(run.id);
    * if (r?.status === 'failed') console.error(r.error);
    */
-  async get(runId: string): Promise<Run | undefined> {
+  async get(runId: string, options?: ReadOptions): Promise<Run | undefined> {
     assertRunId(runId);
-    const row = await this.db.selectFrom('trellis.runs').select(RUN_COLUMNS).where('id', '=', runId).executeTakeFirst().catch(rethrow);
+    const row = await this.reads.read(options, (t) => t.db.selectFrom('trellis.runs').select(RUN_COLUMNS).where('id', '=', runId)
+      .executeTakeFirst().catch(rethrow), (r) => r === undefined);
     return row ? toRun(row as never) : undefined;
   }
 
   /** The three columns result() needs, by primary key (lighter than get()). */
   private async outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined> {
-    const rows = await run<Pick<Run, 'status' | 'output' | 'error'>>(this.exec(),
+    const rows = await run<Pick<Run, 'status' | 'output' | 'error'>>(this.prepared.pool,
       'select status, output, error from trellis.runs where id = $1', [runId], 'trellis_run_outcome');
     return rows[0];
   }
@@ -518,7 +529,7 @@ export class Client {
    * version or queue), which a caller otherwise reads as a slow run.
    */
   private async stall(runId: string): Promise<string | undefined> {
-    const [row] = await run<{ status: string; workflow: string; version: string; queue: string; claimed: boolean; due: boolean }>(this.exec(),
+    const [row] = await run<{ status: string; workflow: string; version: string; queue: string; claimed: boolean; due: boolean }>(this.prepared.pool,
       `select status, workflow, version, queue, started_at is not null as claimed, run_at <= trellis.now() as due
          from trellis.runs where id = $1`, [runId]);
     if (!row) return undefined;
@@ -530,16 +541,18 @@ export class Client {
 
   /**
    * Runs newest first, filtered (`ListFilter`), a page at a time:
-   * `nextCursor` is set while there are more.
+   * `nextCursor` is set while there are more. With a `readPool`, read there
+   * unless `consistency: 'primary'`.
    *
    * @example
    * const { runs, nextCursor } = await client.list({ workflow: 'onboard', status: 'waiting', limit: 20 });
    * const next = nextCursor ? await client.list({ workflow: 'onboard', status: 'waiting', limit: 20, cursor: nextCursor }) : undefined;
    */
-  async list(filter: ListFilter = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
+  async list(filter: ListFilter & ReadOptions = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
     const limit = filter.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('limit must be 1-1000');
-    let q = this.db.selectFrom('trellis.runs').select(RUN_COLUMNS).select(sql<string>`created_at::text`.as('created_at_text'));
+    const target = await this.reads.target(filter);
+    let q = target.db.selectFrom('trellis.runs').select(RUN_COLUMNS).select(sql<string>`created_at::text`.as('created_at_text'));
     if (filter.workflow !== undefined) q = q.where('workflow', '=', assertName(filter.workflow, 'workflow'));
     if (filter.queue !== undefined) q = q.where('queue', '=', assertName(filter.queue, 'queue'));
     if (filter.key !== undefined) q = q.where('key', '=', filter.key);
@@ -565,15 +578,16 @@ export class Client {
 
   /**
    * The run's recorded calls in order: by execution (continue-as-new), then
-   * call number. See `Step` for the fields.
+   * call number. See `Step` for the fields. With a `readPool`, read there
+   * (when it has none yet, from the primary) unless `consistency: 'primary'`.
    *
    * @example
    * for (const s of await client.history(run.id)) console.log(s.seq, s.kind, s.name, s.status, s.attempts);
    */
-  async history(runId: string): Promise<Step[]> {
+  async history(runId: string, options?: ReadOptions): Promise<Step[]> {
     assertRunId(runId);
-    const rows = await this.db.selectFrom('trellis.steps').selectAll().where('run_id', '=', runId)
-      .orderBy('execution').orderBy('seq').execute().catch(rethrow);
+    const rows = await this.reads.read(options, (t) => t.db.selectFrom('trellis.steps').selectAll().where('run_id', '=', runId)
+      .orderBy('execution').orderBy('seq').execute().catch(rethrow), (r) => r.length === 0);
     return rows.map((r) => toStep(r as never));
   }
 
@@ -593,13 +607,14 @@ export class Client {
   }
 
   /**
-   * Close the listener (and the pool, if the client created it).
+   * Close the listener (and the pools, if the client created them).
    *
    * @example
    * process.on('SIGTERM', () => void client.close());
    */
   async close(): Promise<void> {
     await this.results.close();
+    await this.reads.close();
     if (this.ownsPool) await this.pool.end();
   }
 }

@@ -35,6 +35,21 @@ export interface ClientOptions extends ConnectionTimeouts {
    */
   connectionString?: string;
   /**
+   * A pool (or a connection string for a pool of the client's own, closed
+   * by `close()`) on a streaming standby of the primary, for reads: `list`,
+   * `get`, `history`, `queueStats`, `events`, `schedules.get/list` and
+   * `roles.list` go there. Writes, `result()` and `eventConsumer` stay on
+   * the primary, and so does every read this client makes before the
+   * standby has replayed the client's own last write (read your writes); a
+   * run or history the standby lacks yet is read from the primary. Reads
+   * take `{ consistency: 'primary' }` to skip the standby. See
+   * docs/scaling.md, "Read replicas".
+   *
+   * @example
+   * const client = createClient({ connectionString: 'postgres://app@primary/app', readPool: 'postgres://app@standby/app' });
+   */
+  readPool?: pg.Pool | string;
+  /**
    * Where the client logs (default: the console, warnings and errors).
    *
    * @example

@@ -73,7 +73,8 @@ export interface ScheduleOptions<W extends WorkflowDefinition | string = Workflo
  * const [row] = await client.schedules.list(); // row.nextAt: the next 07:00 in Berlin
  */
 export class Schedules {
-  constructor(private readonly db: Queryable, private readonly registry: WorkflowRegistry) {}
+  /** `db` takes the writes; `reads` (default `db`) get and list, e.g. a read replica. */
+  constructor(private readonly db: Queryable, private readonly registry: WorkflowRegistry, private readonly reads: Queryable = db) {}
 
   /**
    * Create or replace schedule `name`; returns its row with the next tick.
@@ -142,12 +143,12 @@ export class Schedules {
 
   /** The schedule's row, or undefined. @example const s = await client.schedules.get('daily-report'); console.log(s?.nextAt); */
   async get(name: string): Promise<ScheduleRow | undefined> {
-    return (await scheduleList(this.db, assertName(name, 'schedule')))[0];
+    return (await scheduleList(this.reads, assertName(name, 'schedule')))[0];
   }
 
   /** Every schedule, by name (what `trellis schedules` lists). @example for (const s of await client.schedules.list()) console.log(s.name, s.nextAt); */
   list(): Promise<ScheduleRow[]> {
-    return scheduleList(this.db);
+    return scheduleList(this.reads);
   }
 
   private async now(db: Queryable): Promise<Date> {
