@@ -53,6 +53,11 @@ export interface CommandContext {
   databaseUrl(): string;
   /** A pool on the database (opened on first use, closed after the command). */
   pool(): pg.Pool;
+  /**
+   * A pool for reads: on the standby of --read-url or $TRELLIS_READ_URL
+   * (opened on first use, closed after the command), else `pool()`.
+   */
+  readPool(): pg.Pool;
   /** A client on that pool, after checking the schema is installed and current. */
   client(): Promise<Client>;
   /**
@@ -71,6 +76,7 @@ export const COMMON_OPTIONS: Record<string, OptionSpec> = {
 
 export const DATABASE_OPTION: Record<string, OptionSpec> = {
   'database-url': { type: 'string', value: 'URL', description: 'PostgreSQL connection string (default: $DATABASE_URL)' },
+  'read-url': { type: 'string', value: 'URL', description: 'a streaming standby for reads (default: $TRELLIS_READ_URL; see docs/scaling.md)' },
 };
 
 export const JSON_OPTION: Record<string, OptionSpec> = {

@@ -30,7 +30,8 @@ function topHelp(): string {
     'commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
     '',
-    'Every command takes --help, --verbose, and (when it reads the database) --database-url URL (default: $DATABASE_URL).',
+    'Every command takes --help, --verbose, and (when it reads the database) --database-url URL (default: $DATABASE_URL)',
+    'and --read-url URL, a streaming standby that serves the reads (default: $TRELLIS_READ_URL).',
     'trellis --version prints the version. Exit codes: docs/cli.md.',
     '',
   ].join('\n');
@@ -100,6 +101,7 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
   }
   const verbose = values.verbose === true;
   let pool: pg.Pool | undefined;
+  let readPool: pg.Pool | undefined;
   let client: Promise<Client> | undefined;
   const databaseUrl = (): string => {
     const url = (values['database-url'] as string | undefined) ?? io.env.DATABASE_URL;
@@ -113,6 +115,13 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
     pool.on('error', () => undefined);
     return pool;
   };
+  const openReadPool = (): pg.Pool => {
+    const url = (values['read-url'] as string | undefined) ?? (io.env.TRELLIS_READ_URL || undefined);
+    if (!url) return openPool();
+    readPool ??= new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli-read' });
+    readPool.on('error', () => undefined);
+    return readPool;
+  };
   const ctx: CommandContext = {
     args,
     options: values,
@@ -120,11 +129,13 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
     verbose,
     databaseUrl,
     pool: openPool,
+    readPool: openReadPool,
     client: () => {
       client ??= (async () => {
         const p = openPool();
         await checkSchema(p);
-        return createClient({ pool: p, handoff: false, logger: silentLogger });
+        const r = openReadPool();
+        return createClient({ pool: p, ...(r === p ? {} : { readPool: r }), handoff: false, logger: silentLogger });
       })();
       return client;
     },
@@ -145,6 +156,7 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
   } finally {
     if (client) await (await client.catch(() => undefined))?.close();
     if (pool) await pool.end().catch(() => undefined);
+    if (readPool) await readPool.end().catch(() => undefined);
   }
 }
 

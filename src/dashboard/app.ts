@@ -25,6 +25,8 @@ import { assertUuid } from './queries.ts';
 /** What `createDashboard` resolved its options to. */
 export interface AppConfig {
   pool: pg.Pool;
+  /** Where pages and metrics read (a standby, or `pool`). */
+  readPool: pg.Pool;
   token: string | undefined;
   readOnly: boolean;
   /** '' or '/x' (no trailing slash). */
@@ -186,7 +188,7 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
     // A missing package stays missing until a restart: the failure is kept, and logged once.
     let metrics: Promise<TrellisMetrics> | undefined;
     scoped.get('/metrics', async (c) => {
-      metrics ??= createMetrics({ pool: config.pool }).catch((error: unknown) => {
+      metrics ??= createMetrics({ pool: config.readPool }).catch((error: unknown) => {
         config.logger.warn('dashboard metrics unavailable', { error: String(error) });
         throw error;
       });
@@ -211,7 +213,8 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
       const view: PageView = {
         params: c.req.param() as Record<string, string>,
         query: new URL(c.req.url).searchParams,
-        db: config.pool,
+        // The page an action redirects to (`done` in its query) reads the primary: it shows the action done.
+        db: new URL(c.req.url).searchParams.has('done') ? config.pool : config.readPool,
         readOnly: config.readOnly,
         csrfField: sid ? html`<input type="hidden" name="_csrf" value="${sessions.csrf(sid)}">` : html``,
         link,

@@ -118,8 +118,8 @@ export async function startReplicaPair(): Promise<ReplicaPair> {
     tool(as, 'pg_basebackup', ['-h', '127.0.0.1', '-p', String(primaryPort), '-U', 'postgres', '-D', standbyDir, '-R', '-X', 'stream', '-c', 'fast', '--no-sync'], root);
     const standby = await serve(as, standbyDir, await freePort());
     started.push(standby);
-    const [{ recovering }] = await query<{ recovering: boolean }>(standby.server.url, 'select pg_is_in_recovery() as recovering');
-    if (!recovering) throw new Error('the standby is not in recovery');
+    const [state] = await query<{ recovering: boolean }>(standby.server.url, 'select pg_is_in_recovery() as recovering');
+    if (!state?.recovering) throw new Error('the standby is not in recovery');
     return {
       primary: primary.server,
       standby: standby.server,
@@ -132,7 +132,7 @@ export async function startReplicaPair(): Promise<ReplicaPair> {
         await query(standby.server.url, 'select pg_wal_replay_resume()');
       },
       async caughtUp() {
-        const [{ lsn }] = await query<{ lsn: string }>(primary.server.url, 'select pg_current_wal_lsn()::text as lsn');
+        const [{ lsn } = { lsn: '' }] = await query<{ lsn: string }>(primary.server.url, 'select pg_current_wal_lsn()::text as lsn');
         await waitFor(async () => (await query<{ ok: boolean }>(standby.server.url,
           `select pg_last_wal_replay_lsn() >= '${lsn}'::pg_lsn as ok`))[0]?.ok, { what: `standby replay to ${lsn}` });
       },
