@@ -18,6 +18,7 @@ import { migrate } from '../../src/schema/install.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/workflow/logger.ts';
+import { runExample } from '../helpers/examples.ts';
 import { type ReplicaPair, startReplicaPair } from '../helpers/standby.ts';
 
 const greet = defineWorkflow({ name: 'greet', input: z.object({ name: z.string() }) }, async (ctx, { name }) =>
@@ -203,5 +204,16 @@ describe('the CLI and the dashboard with a read replica', () => {
       assert.match(await page(`/runs/${run.id}?done=cancel`), /cancelled/, 'after an action it reads the primary');
     });
     assert.throws(() => createDashboard({ pool: primary, readPool: {} as never }), ValidationError);
+  });
+});
+
+describe('the read-replica example', () => {
+  it('runs against the primary and the standby and exits 0', async () => {
+    const out = await runExample('examples/read-replica/main.ts', pair.primary.url, 60_000, { TRELLIS_READ_URL: pair.standby.url });
+    assert.equal(out.code, 0, out.stderr + out.stdout);
+    assert.match(out.stdout, /invoice-A-2\.pdf mailed/);
+    assert.match(out.stdout, /listed 3 of 3 new runs as completed/);
+    assert.match(out.stdout, /: render, mail\n/);
+    assert.match(out.stdout, /reads served by the standby/);
   });
 });
