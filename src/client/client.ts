@@ -4,25 +4,26 @@
  * read runs, lists and histories with Kysely over the engine's tables.
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import { listenConnection, ownPool, resolveTimeouts } from '../db/connection.ts';
 import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
 import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
+import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, runStartClaimed, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
-import { encodeJson } from '../replay/serialize.ts';
-import { latestMigration } from '../schema/install.ts';
+import { encodeJson } from '../protocol/serialize.ts';
+import { SCHEMA_MIGRATION } from '../protocol/schema-version.generated.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
-import { type Handoff, reserveLocal } from '../worker/local.ts';
+import { type Handoff, reserveLocal } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
+import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
@@ -105,11 +106,11 @@ export class Client {
    * const stuck = await client.db.selectFrom('trellis.runs').select(['id', 'workflow']).where('status', '=', 'paused').execute();
    */
   readonly db: Kysely<TrellisTables>;
-  private readonly pool: pg.Pool;
+  private readonly pool: Pool;
   private readonly ownsPool: boolean;
   private readonly prepared: PreparedStatements;
   private readonly log: Logger;
-  private readonly registry: WorkflowRegistry;
+  private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly results: ResultWaiter;
   private maxPayloadBytes: Promise<number> | undefined;
   private readonly handoff: boolean;
@@ -142,7 +143,7 @@ export class Client {
       outcome: (runId) => this.outcome(runId),
       stall: (runId) => this.stall(runId),
     });
-    this.registry = new WorkflowRegistry(this.pool);
+    this.registry = new WorkflowRegistry(this.pool, registrationOf);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
     this.schedules = new Schedules(this.pool, this.registry);
     this.roles = new Roles(this.pool);
@@ -477,7 +478,7 @@ export class Client {
       const pending = run<{ limit: number; migration: number | null }>(db,
         `select trellis._setting_int('max_payload_bytes', 1048576) as limit,
                 (select migration from trellis.schema_info) as migration`).then(([row]) => {
-        const known = latestMigration();
+        const known = SCHEMA_MIGRATION;
         if (row?.migration == null || row.migration < known) {
           throw new SchemaVersionError(
             `the trellis schema is at migration ${row?.migration ?? 0}, behind this client (${known}): run \`trellis migrate\` or call migrate()`);

@@ -1,11 +1,11 @@
 /** The options and argument types of the client (src/client/client.ts). */
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import type { ConnectionTimeouts } from '../db/connection.ts';
 import type { Executor } from '../db/queryable.ts';
 import type { RunState } from '../db/tables.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import type { Duration } from '../workflow/duration.ts';
-import type { Logger } from '../workflow/logger.ts';
+import type { Duration } from '../protocol/duration.ts';
+import type { Logger } from '../protocol/logger.ts';
 import type { TracingOption } from '../observability/tracing.ts';
 
 /**
@@ -26,7 +26,7 @@ export interface ClientOptions extends ConnectionTimeouts {
    * @example
    * const client = createClient({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL }) });
    */
-  pool?: pg.Pool;
+  pool?: Pool;
   /**
    * A connection string for a pool of the client's own, closed by `close()`.
    *

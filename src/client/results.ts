@@ -4,17 +4,17 @@
  * on the same pool reports that it ended the run (before the NOTIFY could),
  * when the listener (re)connects, and on a slow poll; the row is the truth.
  */
-import type pg from 'pg';
+import type { ClientConfig, Pool } from '../db/pg.ts';
 import { CancelledError, NotFoundError, TimeoutError, WorkflowFailedError } from '../errors.ts';
-import { Listener } from '../worker/listener.ts';
-import { onLocalFinish } from '../worker/local.ts';
-import type { Logger } from '../workflow/logger.ts';
+import { Listener } from '../db/listener.ts';
+import { onLocalFinish } from '../protocol/local-handoff.ts';
+import type { Logger } from '../protocol/logger.ts';
 import type { Run } from './runs.ts';
 
 export interface ResultWaiterOptions {
-  pool: pg.Pool;
+  pool: Pool;
   /** Where the LISTEN connection goes (see listenConnection). */
-  connection: pg.ClientConfig;
+  connection: ClientConfig;
   log: Logger;
   /** The safety-net poll of each waiter. */
   pollMs: number;

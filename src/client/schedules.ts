@@ -12,7 +12,7 @@ import { scheduleControl, scheduleDelete, scheduleList, type ScheduleRow, schedu
 import { ValidationError } from '../errors.ts';
 import { parseCron } from '../workflow/cron.ts';
 import type { WorkflowDefinition, WorkflowInput } from '../workflow/define.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 
@@ -73,7 +73,7 @@ export interface ScheduleOptions<W extends WorkflowDefinition | string = Workflo
  * const [row] = await client.schedules.list(); // row.nextAt: the next 07:00 in Berlin
  */
 export class Schedules {
-  constructor(private readonly db: Queryable, private readonly registry: WorkflowRegistry) {}
+  constructor(private readonly db: Queryable, private readonly registry: WorkflowRegistry<WorkflowDefinition>) {}
 
   /**
    * Create or replace schedule `name`; returns its row with the next tick.

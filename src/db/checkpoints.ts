@@ -1,5 +1,5 @@
 /** The batched, fenced write path: trellis.checkpoint_apply (sql/300_checkpoints.sql). */
-import type { ChildStart, SerializedError, StepCheckpoint } from '../replay/history.ts';
+import type { ChildStart, SerializedError, StepCheckpoint } from '../protocol/history.ts';
 import { type Queryable, run } from './queryable.ts';
 
 interface Fence {

@@ -9,9 +9,9 @@
  * (`alter role ... set statement_timeout`). A pool the application passes
  * in keeps its own settings; docs/reliability.md says what to set there.
  */
-import pg from 'pg';
+import { type ClientConfig, Pool } from './pg.ts';
 import { DatabaseError, ValidationError } from '../errors.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 
 /**
  * The bounded waits of the connections Trellis opens (worker, client).
@@ -64,7 +64,7 @@ export function resolveTimeouts(o: ConnectionTimeouts): ResolvedTimeouts {
 }
 
 /** The pg client settings that bound every wait on one connection. */
-export function boundedConfig(t: ResolvedTimeouts): pg.ClientConfig {
+export function boundedConfig(t: ResolvedTimeouts): ClientConfig {
   return {
     connectionTimeoutMillis: t.connectMs,
     ...(t.queryMs === undefined ? {} : { query_timeout: t.queryMs }),
@@ -73,8 +73,8 @@ export function boundedConfig(t: ResolvedTimeouts): pg.ClientConfig {
 }
 
 /** A pool of Trellis's own, with bounded waits. */
-export function ownPool(connectionString: string, applicationName: string, t: ResolvedTimeouts): pg.Pool {
-  return new pg.Pool({ connectionString, max: 10, application_name: applicationName, ...boundedConfig(t) });
+export function ownPool(connectionString: string, applicationName: string, t: ResolvedTimeouts): Pool {
+  return new Pool({ connectionString, max: 10, application_name: applicationName, ...boundedConfig(t) });
 }
 
 /**
@@ -82,11 +82,11 @@ export function ownPool(connectionString: string, applicationName: string, t: Re
  * pool through PgBouncer in transaction mode), else the pool's own, with
  * bounded waits under either.
  */
-export function listenConnection(pool: pg.Pool, listenUrl: string | undefined, t: ResolvedTimeouts): pg.ClientConfig {
+export function listenConnection(pool: Pool, listenUrl: string | undefined, t: ResolvedTimeouts): ClientConfig {
   if (listenUrl !== undefined && (typeof listenUrl !== 'string' || !/^postgres(ql)?:\/\//.test(listenUrl))) {
     throw new ValidationError('listenUrl must be a postgres:// connection string');
   }
-  const base = listenUrl ? { connectionString: listenUrl } : (pool as unknown as { options?: pg.ClientConfig }).options ?? {};
+  const base = listenUrl ? { connectionString: listenUrl } : (pool as unknown as { options?: ClientConfig }).options ?? {};
   return { ...boundedConfig(t), ...base };
 }
 

@@ -1,10 +1,7 @@
 /** One wrapper per run function in sql/200_runs.sql and sql/100_workflows.sql. */
-import { declaredHooks, type WorkflowHooks } from '../workflow/hooks.ts';
-import type { ChildOutcome, PendingSignal, StepRecord } from '../replay/history.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
 import { type Queryable, run } from './queryable.ts';
-import { inputShape } from '../workflow/input-shape.ts';
-import type { SignalDefinition } from '../workflow/signal.ts';
-import type { StandardSchemaV1 } from '../workflow/standard-schema.ts';
+import type { WorkflowRegistration } from '../protocol/registration.ts';
 
 export interface RunStartOptions {
   key?: string;
@@ -64,26 +61,6 @@ export async function runStartClaimed(db: Queryable, workflow: string, input: st
   };
 }
 
-export interface ClaimedRun {
-  id: string;
-  workflow: string;
-  version: string;
-  input: unknown;
-  metadata: Record<string, unknown>;
-  attempt: number;
-  failures: number;
-  lease_token: string;
-  lease_expires_at: Date;
-  history: StepRecord[] | null;
-  execution: number;
-  cancel_requested: boolean;
-  pause_requested: boolean;
-  signals: PendingSignal[] | null;
-  children: Record<string, ChildOutcome> | null;
-  /** trellis.now() at the claim. */
-  now: Date;
-}
-
 export interface RunClaimArgs {
   worker: string;
   queues: readonly string[];
@@ -141,33 +118,9 @@ export async function runRequests(db: Queryable, held: readonly { id: string; to
     [held.map((h) => h.id), held.map((h) => h.token)], 'trellis_run_requests');
 }
 
-/**
- * What a registration carries: the input schema becomes the input shape SQL
- * checks starts against, the declared signals the shapes it checks their
- * payloads against.
- */
-export interface Registrable {
-  name: string;
-  version: string;
-  queue: string;
-  input?: StandardSchemaV1;
-  signals?: readonly SignalDefinition<any, any>[] | undefined;
-  hooks?: WorkflowHooks<any, any> | undefined;
-  eventPayloads?: boolean;
-}
-
-/** trellis.workflow_register, with each definition's input shape (null: none SQL can check) and declared signals. */
-export async function workflowRegister(db: Queryable, workflows: readonly Registrable[]): Promise<void> {
-  const items = workflows.map((w) => ({
-    name: w.name, version: w.version, queue: w.queue,
-    ...(w.input ? { input_schema: inputShape(w.input) } : {}),
-    // A signal without a schema, or with one SQL cannot read, takes any payload (true).
-    ...(w.signals ? { signals: Object.fromEntries(w.signals.map((s) => [s.name, (s.schema && inputShape(s.schema)) ?? true])) } : {}),
-    // The hooks the version declares (delivered durably, sql/710_hooks.sql) and whether its events carry payloads.
-    hooks: declaredHooks(w.hooks),
-    event_payloads: w.eventPayloads ?? false,
-  }));
-  await run(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(items)]);
+/** trellis.workflow_register: one row per version (see registrationOf in src/workflow/registration.ts). */
+export async function workflowRegister(db: Queryable, workflows: readonly WorkflowRegistration[]): Promise<void> {
+  await run(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(workflows)]);
 }
 
 /** An integer from trellis.settings. */

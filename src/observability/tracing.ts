@@ -10,7 +10,7 @@
  * set it too. See docs/observability.md.
  */
 import type * as Api from '@opentelemetry/api';
-import type { ClaimedRun } from '../db/runs.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
 import type { Outcome } from '../replay/executor.ts';
 import type { ExecutionObserver, ObservedStep, StepObservation } from '../replay/observer.ts';
 import { importOptional } from './optional.ts';

@@ -6,7 +6,7 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ClaimedRun } from '../db/runs.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { ERROR_CODES, isTrellisError, ValidationError } from '../errors.ts';
 import type { Outcome } from '../replay/executor.ts';

@@ -5,12 +5,12 @@
  */
 import { CancelledError, isTrellisError, StepFailedError, TimeoutError } from '../errors.ts';
 import type { StepContext, StepOptions } from '../workflow/context.ts';
-import { toMs } from '../workflow/duration.ts';
+import { toMs } from '../protocol/duration.ts';
 import { nextDelay } from '../workflow/retry.ts';
 import type { Delivery } from './delivery.ts';
 import type { Run } from './executor.ts';
-import type { StepKind } from './history.ts';
-import { encodeJson, serializeError } from './serialize.ts';
+import type { StepKind } from '../protocol/history.ts';
+import { encodeJson, serializeError } from '../protocol/serialize.ts';
 import { StepAbort } from './step-abort.ts';
 import { isParkRunRequest } from '../workflow/run-control.ts';
 

@@ -15,14 +15,14 @@
 import { CancelledError, ChildFailedError, IllegalTransitionError, StepFailedError, ValidationError } from '../errors.ts';
 import type { ChildOptions, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { toMs, type Duration } from '../workflow/duration.ts';
+import { toMs, type Duration } from '../protocol/duration.ts';
 import type { SignalDefinition, SignalResult } from '../workflow/signal.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { type Delivery, isDelivered } from './delivery.ts';
 import { replaySilenced } from './replay-log.ts';
 import { never, type Run } from './executor.ts';
-import type { StepCheckpoint, StepKind, StepRecord } from './history.ts';
-import { encodeJson, serializeError } from './serialize.ts';
+import type { StepCheckpoint, StepKind, StepRecord } from '../protocol/history.ts';
+import { encodeJson, serializeError } from '../protocol/serialize.ts';
 
 /**
  * Awaiting a `sleep` or `waitForSignal` that lost a `ctx.race`: it was

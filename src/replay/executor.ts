@@ -17,7 +17,7 @@ import { AsyncLocalStorage } from 'node:async_hooks';
 import { CancelledError, ChildFailedError, DatabaseError, HistoryLimitError, LeaseLostError, NonDeterminismError, ValidationError } from '../errors.ts';
 import type { WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { childLogger, type Logger } from '../workflow/logger.ts';
+import { childLogger, type Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { nextDelay } from '../workflow/retry.ts';
 import { validate } from '../workflow/standard-schema.ts';
@@ -25,9 +25,9 @@ import { runAttempt } from './attempt.ts';
 import type { StepAbort } from './step-abort.ts';
 import { buildContext, RaceLostError, raceLost, type Wait } from './context.ts';
 import { Deliveries } from './delivery.ts';
-import type { Checkpoint, CheckpointSink, ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from './history.ts';
+import type { Checkpoint, CheckpointSink, ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from '../protocol/history.ts';
 import type { ExecutionObserver } from './observer.ts';
-import { encodeJson, serializeError } from './serialize.ts';
+import { encodeJson, serializeError } from '../protocol/serialize.ts';
 import { isEndRunCancelled, type HookRunInfo, type WorkflowInterceptors } from '../workflow/run-control.ts';
 
 export interface ExecuteOptions {

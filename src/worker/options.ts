@@ -1,11 +1,11 @@
 /** The options of createWorker, and their defaults and checks. */
 import type { HookDeliveryOptions } from './hooks/loop.ts';
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import { type ConnectionTimeouts, type ResolvedTimeouts, resolveTimeouts } from '../db/connection.ts';
 import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import type { Logger } from '../workflow/logger.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
+import type { Logger } from '../protocol/logger.ts';
 import type { TracingOption, WorkerMetricsOption } from '../observability/worker-observer.ts';
 import { assertName } from '../workflow/names.ts';
 import type { WorkerRoleOptions } from './roles/role-runner.ts';
@@ -28,7 +28,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 20 }), workflows: [onboard] });
    */
-  pool?: pg.Pool;
+  pool?: Pool;
   /**
    * A connection string for a pool of the worker's own, closed by `stop()`.
    *

@@ -7,11 +7,11 @@
  * outputs and signal payloads are never logged; error messages are, cut to
  * 500 characters.
  */
-import type { ClaimedRun } from '../db/runs.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
 import { LeaseLostError } from '../errors.ts';
 import type { Outcome } from '../replay/executor.ts';
-import type { SerializedError } from '../replay/history.ts';
-import type { LogFields, Logger } from '../workflow/logger.ts';
+import type { SerializedError } from '../protocol/history.ts';
+import type { LogFields, Logger } from '../protocol/logger.ts';
 
 const MAX_MESSAGE = 500;
 

@@ -7,27 +7,29 @@
  * expires.
  */
 import { hostname } from 'node:os';
-import pg from 'pg';
-import { runClaim, type ClaimedRun, runIdleCheck, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
+import type { Pool } from '../db/pg.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
+import { runClaim, runIdleCheck, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
 import { CancelledError, DatabaseError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
-import { serializeError } from '../replay/serialize.ts';
+import { serializeError } from '../protocol/serialize.ts';
 import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
 import type { CheckpointOp } from '../db/checkpoints.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
-import { checkSchema } from '../schema/install.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
+import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
+import { checkSchema } from '../db/schema-check.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
 import { listenConnection, ownPool, type ResolvedTimeouts, within } from '../db/connection.ts';
 import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
-import { Listener } from './listener.ts';
+import { registrationOf } from '../workflow/registration.ts';
+import { Listener } from '../db/listener.ts';
 import { createHookLoop, type HookLoop } from './hooks/loop.ts';
 import { engineDuties, resolveTicker } from './roles/duties.ts';
 import { type RoleFunction, type RoleOptions, RoleRunner, roleTtlMs } from './roles/role-runner.ts';
-import { addLocalWorker, type Handoff, localFinished } from './local.ts';
+import { addLocalWorker, type Handoff, localFinished } from '../protocol/local-handoff.ts';
 import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
 import { type ObservedExecution, WorkerObserver } from '../observability/worker-observer.ts';
@@ -66,7 +68,7 @@ export function createWorker(options: WorkerOptions): Worker {
 export class Worker {
   /** This worker's id in `lease_owner` (the `id` option, else host:pid:random). */
   readonly id: string;
-  private readonly pool: pg.Pool;
+  private readonly pool: Pool;
   /** The pool, as the engine's statements use it (unprepared if so configured). */
   private readonly db: Queryable;
   private readonly ownsPool: boolean;
@@ -117,7 +119,7 @@ export class Worker {
   /** Counters for tests, metrics and benchmarks (`handedOff`: runs begun from a start in this process, not claimed). */
   readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0,
     fired: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };
-  private readonly registry: WorkflowRegistry;
+  private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly leases: LeaseKeeper;
   /** Metrics and tracing (src/observability); undefined when both are off. */
   private observer: WorkerObserver | undefined;
@@ -146,7 +148,7 @@ export class Worker {
       throw new ValidationError('createWorker needs a pool or a connectionString');
     }
     this.db = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log).pool;
-    this.registry = new WorkflowRegistry(this.pool);
+    this.registry = new WorkflowRegistry(this.pool, registrationOf);
     this.roleRunner = new RoleRunner({ db: this.db, holder: this.id, log: this.log, ttlMs: roleTtlMs(options.roles?.ttl, 'roles.ttl') });
     for (const duty of engineDuties({ db: this.db, purge: o.purge, schedules: resolveTicker(options.schedules),
       onPurged: (n) => (this.stats.purged += n), onFired: (n) => (this.stats.fired += n) })) {
@@ -223,7 +225,7 @@ export class Worker {
     const startMs = this.timeouts.connectMs + (this.timeouts.queryMs ?? 30_000);
     await within((async () => {
       await checkSchema(this.pool);
-      await workflowRegister(this.pool, [...this.definitions.values()]);
+      await workflowRegister(this.pool, [...this.definitions.values()].map(registrationOf));
       this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
       this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
     })(), startMs, 'worker.start');

@@ -2,10 +2,10 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { LeaseLostError, NonRetryableError } from '../../src/errors.ts';
-import type { Checkpoint, StepCheckpoint, StepRecord } from '../../src/replay/history.ts';
+import type { Checkpoint, StepCheckpoint, StepRecord } from '../../src/protocol/history.ts';
 import { execute, type ExecuteOptions, startExecution } from '../../src/replay/executor.ts';
 import { defineWorkflow, type WorkflowDefinition } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 
 /** A sink that keeps checkpoints in order; `hold` delays every commit until released. */
 function sink(options: { hold?: boolean; refuse?: boolean } = {}) {

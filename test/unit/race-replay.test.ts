@@ -6,10 +6,10 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
-import type { Checkpoint, PendingSignal, StepRecord } from '../../src/replay/history.ts';
+import type { Checkpoint, PendingSignal, StepRecord } from '../../src/protocol/history.ts';
 import { execute } from '../../src/replay/executor.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 
 const raced = defineWorkflow({ name: 'raced', input: z.object({}) }, async (ctx) => {
   const winner = await ctx.race({ signal: ctx.waitForSignal<string>('go'), timer: ctx.sleep('deadline', '1 day') });

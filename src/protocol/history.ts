@@ -98,3 +98,24 @@ export type Checkpoint = StepCheckpoint | ChildStart;
 export interface CheckpointSink {
   record(checkpoint: Checkpoint): Promise<void>;
 }
+
+/** A run as trellis.run_claim (or run_start_claimed) hands it to a worker: leased, with its history. */
+export interface ClaimedRun {
+  id: string;
+  workflow: string;
+  version: string;
+  input: unknown;
+  metadata: Record<string, unknown>;
+  attempt: number;
+  failures: number;
+  lease_token: string;
+  lease_expires_at: Date;
+  history: StepRecord[] | null;
+  execution: number;
+  cancel_requested: boolean;
+  pause_requested: boolean;
+  signals: PendingSignal[] | null;
+  children: Record<string, ChildOutcome> | null;
+  /** trellis.now() at the claim. */
+  now: Date;
+}

@@ -5,8 +5,8 @@
  * a `result()` waiting in this process looks at once instead of waiting for
  * the NOTIFY. Keyed by the Pool object: one pool is one database.
  */
-import type pg from 'pg';
-import type { ClaimedRun } from '../db/runs.ts';
+import type { Pool } from '../db/pg.ts';
+import type { ClaimedRun } from './history.ts';
 
 /** A free slot a worker keeps for a run its process is starting. Exactly one of adopt/cancel must follow. */
 export interface Handoff {
@@ -26,10 +26,10 @@ export interface LocalWorker {
   reserve(workflow: string, version: string, queue: string | undefined): Handoff | undefined;
 }
 
-const workers = new WeakMap<pg.Pool, Set<LocalWorker>>();
-const finishListeners = new WeakMap<pg.Pool, Set<(runId: string) => void>>();
+const workers = new WeakMap<Pool, Set<LocalWorker>>();
+const finishListeners = new WeakMap<Pool, Set<(runId: string) => void>>();
 
-function setOf<T>(map: WeakMap<pg.Pool, Set<T>>, pool: pg.Pool): Set<T> {
+function setOf<T>(map: WeakMap<Pool, Set<T>>, pool: Pool): Set<T> {
   let set = map.get(pool);
   if (!set) {
     set = new Set();
@@ -39,13 +39,13 @@ function setOf<T>(map: WeakMap<pg.Pool, Set<T>>, pool: pg.Pool): Set<T> {
 }
 
 /** Make `worker` a hand-off target for starts through `pool`; returns the undo. */
-export function addLocalWorker(pool: pg.Pool, worker: LocalWorker): () => void {
+export function addLocalWorker(pool: Pool, worker: LocalWorker): () => void {
   setOf(workers, pool).add(worker);
   return () => void workers.get(pool)?.delete(worker);
 }
 
 /** The first worker on `pool` that keeps a slot for this run, with that slot. */
-export function reserveLocal(pool: pg.Pool, workflow: string, version: string, queue: string | undefined): Handoff | undefined {
+export function reserveLocal(pool: Pool, workflow: string, version: string, queue: string | undefined): Handoff | undefined {
   const set = workers.get(pool);
   if (!set) return undefined;
   for (const worker of set) {
@@ -56,13 +56,13 @@ export function reserveLocal(pool: pg.Pool, workflow: string, version: string, q
 }
 
 /** Call `fn` with the id of every run a worker on `pool` ends (after the commit); returns the undo. */
-export function onLocalFinish(pool: pg.Pool, fn: (runId: string) => void): () => void {
+export function onLocalFinish(pool: Pool, fn: (runId: string) => void): () => void {
   setOf(finishListeners, pool).add(fn);
   return () => void finishListeners.get(pool)?.delete(fn);
 }
 
 /** A worker on `pool` committed the end of `runId` (completed, failed or cancelled). */
-export function localFinished(pool: pg.Pool, runId: string): void {
+export function localFinished(pool: Pool, runId: string): void {
   const set = finishListeners.get(pool);
   if (set) for (const fn of set) fn(runId);
 }
