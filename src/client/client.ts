@@ -19,7 +19,7 @@ import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '
 import { encodeJson } from '../protocol/serialize.ts';
 import { SCHEMA_MIGRATION } from '../protocol/schema-version.generated.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
-import { type Handoff, reserveLocal } from '../protocol/local-handoff.ts';
+import { type Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
@@ -113,7 +113,16 @@ export class Client {
   private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly results: ResultWaiter;
   private maxPayloadBytes: Promise<number> | undefined;
-  private readonly handoff: boolean;
+  /**
+   * The link a worker in this process joins with `createWorker({ client })`:
+   * this client's starts may then be handed to it (decision 0015), and it
+   * tells this client's `result()` waiters when it ends a run. Pass the
+   * client, not this object.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], client }); // joins client.localHandoff
+   */
+  readonly localHandoff: LocalHandoff;
   private tracing: Promise<Tracing> | undefined;
   /** Cron schedules: set, pause, resume, delete, get, list (src/client/schedules.ts). */
   readonly schedules: Schedules;
@@ -134,9 +143,10 @@ export class Client {
       throw new ValidationError('createClient needs a pool or a connectionString');
     }
     this.prepared = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log);
-    this.handoff = options.handoff !== false;
+    this.localHandoff = new LocalHandoff(options.handoff !== false);
     this.results = new ResultWaiter({
       pool: this.pool,
+      link: this.localHandoff,
       connection: listenConnection(this.pool, options.listenUrl, timeouts),
       log: this.log,
       pollMs: toMs(options.resultPollInterval ?? 5000, 'resultPollInterval'),
@@ -223,7 +233,7 @@ export class Client {
     // A worker in this process may take the run at once; never inside the
     // caller's transaction (it would begin before that commits).
     const version = sqlOptions.version;
-    const handoff = this.handoff && !options.tx && version !== undefined ? reserveLocal(this.pool, name, version, sqlOptions.queue) : undefined;
+    const handoff = !options.tx && version !== undefined ? this.localHandoff.reserve(name, version, sqlOptions.queue) : undefined;
     // A start that commits at once may skip its NOTIFY while the workflow has
     // pending runs (a worker is draining them): concurrent starts then group
     // their commits instead of queuing on the NOTIFY lock (decision 0021).

@@ -71,8 +71,8 @@ export interface ClientOptions extends ConnectionTimeouts {
    */
   resultPollInterval?: Duration;
   /**
-   * Hand a started run straight to a worker in this process that uses the
-   * same `pool` and serves its workflow, version and queue, when that worker
+   * Hand a started run straight to a worker in this process that joined this
+   * client (`createWorker({ client })`) and serves its workflow, version and queue, when that worker
    * has a free slot and no backlog (default true). The start then leases the
    * run to that worker in its own statement, and the run begins when the
    * start commits, with no NOTIFY and no claim in between; `result()` hears

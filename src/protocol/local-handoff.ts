@@ -1,11 +1,12 @@
 /**
- * What a client and the workers in its process share when they use the same
- * pg Pool: the workers a start can hand its run to (no NOTIFY, no claim; see
- * docs/decisions/0015-local-hand-off.md), and the news that a run ended, so
- * a `result()` waiting in this process looks at once instead of waiting for
- * the NOTIFY. Keyed by the Pool object: one pool is one database.
+ * The explicit link between a client and the workers in its process
+ * (docs/decisions/0015-local-hand-off.md, 0023-floors.md): the workers a
+ * start can hand its run to (no NOTIFY, no claim), and the news that a run
+ * ended, so a `result()` waiting in this process looks at once instead of
+ * waiting for the NOTIFY. Each client owns one; a worker joins it with
+ * `createWorker({ client })`. No module-level state: two clients and two
+ * workers in one process are paired only as the app says.
  */
-import type { Pool } from '../db/pg.ts';
 import type { ClaimedRun } from './history.ts';
 
 /** A free slot a worker keeps for a run its process is starting. Exactly one of adopt/cancel must follow. */
@@ -26,43 +27,52 @@ export interface LocalWorker {
   reserve(workflow: string, version: string, queue: string | undefined): Handoff | undefined;
 }
 
-const workers = new WeakMap<Pool, Set<LocalWorker>>();
-const finishListeners = new WeakMap<Pool, Set<(runId: string) => void>>();
+/**
+ * The link one client shares with the workers that joined it
+ * (`createWorker({ client })`). Internal: apps pass the client, not this.
+ */
+export class LocalHandoff {
+  private readonly workers = new Set<LocalWorker>();
+  private readonly finishListeners = new Set<(runId: string) => void>();
 
-function setOf<T>(map: WeakMap<Pool, Set<T>>, pool: Pool): Set<T> {
-  let set = map.get(pool);
-  if (!set) {
-    set = new Set();
-    map.set(pool, set);
+  /**
+   * @param handsOff whether starts may be handed to the joined workers
+   *   (`createClient({ handoff: false })` turns it off; finish news still flows).
+   */
+  constructor(readonly handsOff = true) {}
+
+  /** Make `worker` a hand-off target of this client's starts; returns the undo. */
+  join(worker: LocalWorker): () => void {
+    this.workers.add(worker);
+    return () => void this.workers.delete(worker);
   }
-  return set;
-}
 
-/** Make `worker` a hand-off target for starts through `pool`; returns the undo. */
-export function addLocalWorker(pool: Pool, worker: LocalWorker): () => void {
-  setOf(workers, pool).add(worker);
-  return () => void workers.get(pool)?.delete(worker);
-}
-
-/** The first worker on `pool` that keeps a slot for this run, with that slot. */
-export function reserveLocal(pool: Pool, workflow: string, version: string, queue: string | undefined): Handoff | undefined {
-  const set = workers.get(pool);
-  if (!set) return undefined;
-  for (const worker of set) {
-    const handoff = worker.reserve(workflow, version, queue);
-    if (handoff) return handoff;
+  /** The first joined worker that keeps a slot for this run, with that slot. */
+  reserve(workflow: string, version: string, queue: string | undefined): Handoff | undefined {
+    if (!this.handsOff) return undefined;
+    for (const worker of this.workers) {
+      const handoff = worker.reserve(workflow, version, queue);
+      if (handoff) return handoff;
+    }
+    return undefined;
   }
-  return undefined;
+
+  /** Call `fn` with the id of every run a joined worker ends (after the commit); returns the undo. */
+  onFinish(fn: (runId: string) => void): () => void {
+    this.finishListeners.add(fn);
+    return () => void this.finishListeners.delete(fn);
+  }
+
+  /** A joined worker committed the end of `runId` (completed, failed or cancelled). */
+  finished(runId: string): void {
+    for (const fn of this.finishListeners) fn(runId);
+  }
 }
 
-/** Call `fn` with the id of every run a worker on `pool` ends (after the commit); returns the undo. */
-export function onLocalFinish(pool: Pool, fn: (runId: string) => void): () => void {
-  setOf(finishListeners, pool).add(fn);
-  return () => void finishListeners.get(pool)?.delete(fn);
-}
-
-/** A worker on `pool` committed the end of `runId` (completed, failed or cancelled). */
-export function localFinished(pool: Pool, runId: string): void {
-  const set = finishListeners.get(pool);
-  if (set) for (const fn of set) fn(runId);
+/**
+ * What `createWorker({ client })` takes: anything that carries a client's
+ * link, in practice a `Client`. Declared here so worker/ need not import client/.
+ */
+export interface HandoffSource {
+  readonly localHandoff: LocalHandoff;
 }

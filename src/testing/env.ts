@@ -199,8 +199,8 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   pool.on('error', () => undefined);
   await migrate(pool);
   await pool.query('select trellis.clock_use_virtual()');
-  const worker = createWorker({ pool, pollInterval: 100, logger: silentLogger, ...workerOptions });
   const client = createClient({ pool, logger: silentLogger, resultPollInterval: 250 });
+  const worker = createWorker({ pool, pollInterval: 100, logger: silentLogger, client, ...workerOptions });
   await worker.start();
   const wakeups = new Wakeups(url.toString());
 

@@ -9,6 +9,7 @@ import type { Logger } from '../protocol/logger.ts';
 import type { TracingOption, WorkerMetricsOption } from '../observability/worker-observer.ts';
 import { assertName } from '../workflow/names.ts';
 import type { WorkerRoleOptions } from './roles/role-runner.ts';
+import { type HandoffSource, LocalHandoff } from '../protocol/local-handoff.ts';
 
 /**
  * Options of {@link createWorker}. Give a `pool` or a `connectionString`,
@@ -36,6 +37,19 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * const worker = createWorker({ connectionString: 'postgres://app@db/app', workflows: [onboard] });
    */
   connectionString?: string;
+  /**
+   * The client in this process whose starts this worker may take at once
+   * (the local hand-off: the start leases the run to this worker, no NOTIFY,
+   * no claim; docs/decisions/0015-local-hand-off.md), and whose `result()`
+   * waiters it tells directly when it ends a run. The client must use the
+   * same database. Without it, the client's starts reach the worker through
+   * the queue, as they do from any other process.
+   *
+   * @example
+   * const client = createClient({ pool });
+   * const worker = createWorker({ pool, workflows: [onboard], client });
+   */
+  client?: HandoffSource;
   /**
    * Where the LISTEN connection goes, when not where the pool goes: a
    * direct connection string to PostgreSQL, for a pool through PgBouncer in
@@ -212,6 +226,8 @@ export interface ResolvedWorkerOptions {
   maxBatch: number;
   purge: { intervalMs: number; batch: number } | undefined;
   timeouts: ResolvedTimeouts;
+  /** The link of the client this worker joined (`client`), if any. */
+  link: LocalHandoff | undefined;
 }
 
 /**
@@ -277,5 +293,10 @@ export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedW
     purge = Object.freeze({ intervalMs, batch });
   }
   const timeouts = resolveTimeouts(options);
-  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge, timeouts });
+  let link: LocalHandoff | undefined;
+  if (options.client !== undefined) {
+    link = (options.client as Partial<HandoffSource> | null)?.localHandoff;
+    if (!(link instanceof LocalHandoff)) throw new ValidationError('client must be a Client made by createClient (the client whose starts this worker may take)');
+  }
+  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge, timeouts, link });
 }

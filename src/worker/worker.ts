@@ -29,7 +29,7 @@ import { Listener } from '../db/listener.ts';
 import { createHookLoop, type HookLoop } from './hooks/loop.ts';
 import { engineDuties, resolveTicker } from './roles/duties.ts';
 import { type RoleFunction, type RoleOptions, RoleRunner, roleTtlMs } from './roles/role-runner.ts';
-import { addLocalWorker, type Handoff, localFinished } from '../protocol/local-handoff.ts';
+import type { Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
 import { type ObservedExecution, WorkerObserver } from '../observability/worker-observer.ts';
@@ -114,6 +114,8 @@ export class Worker {
    */
   private readonly handoffs = new Set<Promise<void>>();
   private removeLocal: (() => void) | undefined;
+  /** The client this worker joined (createWorker({ client })), if any. */
+  private readonly link: LocalHandoff | undefined;
   private maxPayloadBytes = 1_048_576;
   private maxHistorySteps = 10_000;
   /** Counters for tests, metrics and benchmarks (`handedOff`: runs begun from a start in this process, not claimed). */
@@ -135,6 +137,7 @@ export class Worker {
     this.leaseMs = o.leaseMs;
     this.listenerCheckMs = o.listenerCheckMs;
     this.timeouts = o.timeouts;
+    this.link = o.link;
     this.id = options.id ?? `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
     this.log = childLogger(options.logger ?? consoleLogger('warn'), { worker: this.id });
     if (options.pool) {
@@ -255,7 +258,7 @@ export class Worker {
       throw error;
     }
     this.listener = listener;
-    this.removeLocal = addLocalWorker(this.pool, { reserve: (w, v, q) => this.reserve(w, v, q) });
+    this.removeLocal = this.link?.join({ reserve: (w, v, q) => this.reserve(w, v, q) });
     this.pollTimer = setInterval(() => {
       this.wake();
       void this.leases.checkRequests();
@@ -510,7 +513,7 @@ export class Worker {
       this.stats[outcome.kind]++;
       observed?.end(outcome);
       this.runLog.ended(this.active.get(fence.run)?.run, fence.run, outcome);
-      if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'cancelled') localFinished(this.pool, fence.run);
+      if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'cancelled') this.link?.finished(fence.run);
       return;
     } catch (error) {
       const forced = await execution.settle();

@@ -26,8 +26,8 @@ after(() => db.close());
 /** A run end to end on a pool of one connection, and the statements that session prepared. */
 async function runOnOneConnection(preparedStatements: boolean | undefined, handoff?: boolean): Promise<{ output: number; prepared: string[] }> {
   const pool = new pg.Pool({ connectionString: db.url, max: 1 });
-  const worker = createWorker({ pool, workflows: [add], logger: silentLogger, pollInterval: 100, purge: false, preparedStatements });
   const client = createClient({ pool, logger: silentLogger, preparedStatements, handoff });
+  const worker = createWorker({ pool, workflows: [add], logger: silentLogger, pollInterval: 100, purge: false, preparedStatements, client });
   try {
     await worker.start();
     const run = await client.start(add, { a: 2, b: 3 });
