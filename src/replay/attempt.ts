@@ -39,7 +39,7 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
   // body, the next execution sees it and counts the attempt. A fast step's
   // marker is dropped by the committer when its result is queued first.
   const round = base ? JSON.stringify({ resumedAfter: base }) : undefined;
-  void this.write({ type: 'step', seq, name, kind, status: 'running', output: round, attempts: attempt, ms: 0 }).catch(() => undefined);
+  void this.write({ op: 'step', seq, name, kind, status: 'running', output: round, attempts: attempt, ms: 0 }).catch(() => undefined);
   // Cancellation (requestCancel) and the run's own abort (lease lost,
   // shutdown: see Run.run) reach the attempt through `controllers`.
   const controller = new StepAbort();
@@ -98,7 +98,7 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
       // end is written after it, so nothing outside the workflow function
       // sees the result before it is durable. A refused write halts the run.
       const delivery = this.deliveries.reserve<T>();
-      void this.write({ type: 'step', seq, name, kind, status: 'completed', output: text, attempts: attempt, ms, delivered: delivery.number })
+      void this.write({ op: 'step', seq, name, kind, status: 'completed', output: text, attempts: attempt, ms, delivered: delivery.number })
         .catch(() => delivery.drop());
       return { ok: true, value: JSON.parse(text as string) as T, delivery };
     }
@@ -118,16 +118,16 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
     // A step that asks to park its run (ParkRunRequest) is parked the same way.
     if (isParkRunRequest(error) || (pauseAfter !== undefined && retryable && (delay === null || counted >= pauseAfter))) {
       void this.write({
-        type: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attempt }), error: serialized, attempts: attempt, ms,
+        op: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attempt }), error: serialized, attempts: attempt, ms,
       }).catch(() => undefined);
       this.log.warn('step failed too often, run parked', { step: name, attempt });
-      this.halt({ kind: 'pause', error: serialized, seenCancel: this.cancelRequested });
+      this.halt({ op: 'pause', error: serialized, seen_cancel: this.cancelRequested });
       return { ok: 'halted' };
     }
     if (delay === null) {
       const delivery = this.deliveries.reserve<T>();
       try {
-        await this.write({ type: 'step', seq, name, kind, status: 'failed', error: serialized, attempts: attempt, ms, delivered: delivery.number });
+        await this.write({ op: 'step', seq, name, kind, status: 'failed', error: serialized, attempts: attempt, ms, delivered: delivery.number });
       } catch (e) {
         delivery.drop();
         throw e;
@@ -143,8 +143,8 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
       };
     }
     this.log.info('step attempt failed, retry scheduled', { step: name, attempt, delayMs: delay });
-    void this.write({ type: 'step', seq, name, kind, status: 'retrying', output: round, error: serialized, attempts: attempt, ms }).catch(() => undefined);
-    this.halt({ kind: 'release', delayMs: delay, error: serialized, failure: false, seenCancel: this.cancelRequested });
+    void this.write({ op: 'step', seq, name, kind, status: 'retrying', output: round, error: serialized, attempts: attempt, ms }).catch(() => undefined);
+    this.halt({ op: 'release', delay_ms: delay, error: serialized, failure: false, seen_cancel: this.cancelRequested });
     return { ok: 'halted' };
   } catch {
     // The checkpoint was refused; write() has halted the run.

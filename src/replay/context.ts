@@ -21,7 +21,8 @@ import { validate } from '../workflow/standard-schema.ts';
 import { type Delivery, isDelivered } from './delivery.ts';
 import { replaySilenced } from './replay-log.ts';
 import { never, type Run } from './executor.ts';
-import type { StepCheckpoint, StepKind, StepRecord } from '../protocol/history.ts';
+import type { StepKind, StepRecord } from '../protocol/history.ts';
+import type { StepOp } from '../protocol/checkpoint.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
 
 /**
@@ -71,7 +72,7 @@ export function buildContext(run: Run): WorkflowContext {
       await run.track(validate(o.definition.input, input, `continueAsNew input of ${o.definition.name}`));
       const text = encodeJson(input, `continueAsNew input of ${o.definition.name}`, o.maxPayloadBytes);
       await run.barrier();
-      run.halt({ kind: 'continue', input: text, keep: options.keepHistory ?? false });
+      run.halt({ op: 'continue', input: text, keep: options.keepHistory ?? false });
       return never();
     },
   };
@@ -103,7 +104,7 @@ function recorded<T>(run: Run, kind: StepKind, make: () => T, decode: (v: unknow
   if (!call) return make();
   if (call.rec) return decode(call.rec.output);
   const value = make();
-  run.write({ type: 'step', seq: call.seq, name: kind, kind, status: 'completed', output: JSON.stringify(value), attempts: 1, ms: 0 })
+  run.write({ op: 'step', seq: call.seq, name: kind, kind, status: 'completed', output: JSON.stringify(value), attempts: 1, ms: 0 })
     .catch(() => undefined);
   return value;
 }
@@ -139,19 +140,19 @@ function durable<T>(run: Run, kind: StepKind, name: string, fn: (step: StepConte
 async function complete<T>(run: Run, seq: number, name: string, kind: StepKind, output: unknown, signal?: number): Promise<T> {
   const text = JSON.stringify(output);
   const delivery = run.deliveries.reserve<T>();
-  await written(run, delivery, { type: 'step', seq, name, kind, status: 'completed', output: text, attempts: 1, ms: 0, signal });
+  await written(run, delivery, { op: 'step', seq, name, kind, status: 'completed', output: text, attempts: 1, ms: 0, signal });
   return delivery.resolve(JSON.parse(text) as T);
 }
 
 /** Fail call `seq` with `error` once its checkpoint has committed, in its delivery turn. */
-async function fail<T>(run: Run, checkpoint: Omit<StepCheckpoint, 'type' | 'status' | 'error' | 'attempts' | 'ms'>, error: unknown): Promise<T> {
+async function fail<T>(run: Run, checkpoint: Omit<StepOp, 'op' | 'status' | 'error' | 'attempts' | 'ms'>, error: unknown): Promise<T> {
   const delivery = run.deliveries.reserve<T>();
-  await written(run, delivery, { type: 'step', status: 'failed', error: serializeError(error), attempts: 1, ms: 0, ...checkpoint });
+  await written(run, delivery, { op: 'step', status: 'failed', error: serializeError(error), attempts: 1, ms: 0, ...checkpoint });
   return delivery.reject(error);
 }
 
 /** Write the checkpoint recording `delivery`'s result (a refused one gives the delivery up). */
-async function written(run: Run, delivery: Pick<Delivery, 'number' | 'drop'>, checkpoint: StepCheckpoint): Promise<void> {
+async function written(run: Run, delivery: Pick<Delivery, 'number' | 'drop'>, checkpoint: StepOp): Promise<void> {
   try {
     await run.write({ ...checkpoint, delivered: delivery.number });
   } catch (error) {
@@ -266,7 +267,7 @@ function timer(run: Run, name: string, until: () => number): Promise<void> {
   return startWait<void>(run, seq, name, 'sleep',
     () => (at <= run.dbNow() ? { complete: async () => void (await complete(run, seq, name, 'sleep', { until: at })) } : undefined),
     async () => {
-      if (!rec) await run.write({ type: 'step', seq, name, kind: 'sleep', status: 'waiting', output: JSON.stringify({ until: at }), attempts: 1, ms: 0 });
+      if (!rec) await run.write({ op: 'step', seq, name, kind: 'sleep', status: 'waiting', output: JSON.stringify({ until: at }), attempts: 1, ms: 0 });
       return run.block<void>(seq, at);
     });
 }
@@ -315,7 +316,7 @@ function waitForSignal<T>(run: Run, signal: SignalDefinition<T, any> | string, o
       return undefined;
     },
     async () => {
-      if (!rec) await run.write({ type: 'step', seq, name, kind: 'signal', status: 'waiting', output: JSON.stringify({ signal: signalName, until }), attempts: 1, ms: 0 });
+      if (!rec) await run.write({ op: 'step', seq, name, kind: 'signal', status: 'waiting', output: JSON.stringify({ signal: signalName, until }), attempts: 1, ms: 0 });
       return run.block<SignalResult<T>>(seq, until);
     });
 }
@@ -359,7 +360,7 @@ function child(run: Run, workflow: WorkflowDefinition, input: unknown, options: 
         const text = encodeJson(input, `input of child ${workflow.name}`, run.o.maxPayloadBytes);
         await run.track(Promise.resolve(run.o.register?.(workflow)));
         await run.write({
-          type: 'child', seq, name, child: crypto.randomUUID(), workflow: workflow.name, version: workflow.version, input: text,
+          op: 'child', seq, name, child: crypto.randomUUID(), workflow: workflow.name, version: workflow.version, input: text,
           key: options.key, queue: options.queue, close: options.onParentCancel ?? 'cancel',
           metadata: run.o.observer?.childMetadata(),
         });
@@ -454,10 +455,10 @@ async function race(run: Run, branches: Record<string, Promise<unknown>>, name: 
   }
   const delivery = run.deliveries.reserve<{ key: string; value: unknown }>();
   await written(run, delivery, {
-    type: 'step', seq, name, kind: 'race', status: 'completed', output: JSON.stringify({ key: winner, lost: lost.map((w) => w.seq) }), attempts: 1, ms: 0,
+    op: 'step', seq, name, kind: 'race', status: 'completed', output: JSON.stringify({ key: winner, lost: lost.map((w) => w.seq) }), attempts: 1, ms: 0,
   });
   for (const wait of lost) {
-    void run.write({ type: 'step', seq: wait.seq, name: wait.name, kind: wait.kind, status: 'completed', output: JSON.stringify({ lost: true }), attempts: 1, ms: 0 })
+    void run.write({ op: 'step', seq: wait.seq, name: wait.name, kind: wait.kind, status: 'completed', output: JSON.stringify({ lost: true }), attempts: 1, ms: 0 })
       .catch(() => undefined);
   }
   return result.ok ? delivery.resolve({ key: winner, value: result.value }) : delivery.reject(result.error);

@@ -25,7 +25,8 @@ import { runAttempt } from './attempt.ts';
 import type { StepAbort } from './step-abort.ts';
 import { buildContext, RaceLostError, raceLost, type Wait } from './context.ts';
 import { Deliveries } from './delivery.ts';
-import type { Checkpoint, CheckpointSink, ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from '../protocol/history.ts';
+import type { ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from '../protocol/history.ts';
+import type { Checkpoint, CheckpointSink, EndOp } from '../protocol/checkpoint.ts';
 import type { ExecutionObserver } from './observer.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
 import { isEndRunCancelled, type HookRunInfo, type WorkflowInterceptors } from '../workflow/run-control.ts';
@@ -59,14 +60,20 @@ export interface ExecuteOptions {
 }
 
 export type Outcome =
-  | { kind: 'completed'; output: string }
-  | { kind: 'failed'; error: SerializedError }
-  | { kind: 'cancelled'; error: SerializedError }
-  | { kind: 'release'; delayMs: number; error?: SerializedError; failure: boolean; seenCancel?: boolean }
-  | { kind: 'wait'; delayMs: number | null; signal: number; seenCancel: boolean }
-  | { kind: 'pause'; error?: SerializedError; seenCancel?: boolean }
-  | { kind: 'continue'; input: string; keep: boolean }
-  | { kind: 'abandoned'; reason: unknown };
+  | EndOp
+  /** Nothing may be written for this execution (its lease is lost, the worker stops, a database fault). */
+  | { op: 'abandoned'; reason: unknown };
+
+/**
+ * How stats, metrics, traces and logs name an outcome: the run status an
+ * end op leads to where it names one (`complete` → completed, `fail` →
+ * failed), else the op itself.
+ */
+export type OutcomeName = 'completed' | 'failed' | 'cancelled' | 'release' | 'wait' | 'pause' | 'continue' | 'abandoned';
+
+export function outcomeName(outcome: Outcome): OutcomeName {
+  return outcome.op === 'complete' ? 'completed' : outcome.op === 'fail' ? 'failed' : outcome.op;
+}
 
 /** A running execution: await `done`; the worker may request cancel or pause meanwhile. */
 export interface Execution {
@@ -207,18 +214,18 @@ export class Run {
   async run(): Promise<Outcome> {
     const { definition, signal } = this.o;
     const onAbort = () => {
-      this.halt({ kind: 'abandoned', reason: signal.reason });
+      this.halt({ op: 'abandoned', reason: signal.reason });
       // Lease lost or shutdown: every attempt stops, shielded or not.
       for (const c of this.controllers) c.controller.abort(signal.reason);
     };
-    if (signal.aborted) return { kind: 'abandoned', reason: signal.reason };
+    if (signal.aborted) return { op: 'abandoned', reason: signal.reason };
     signal.addEventListener('abort', onAbort, { once: true });
     try {
       let input: unknown;
       try {
         input = await validate(definition.input, this.o.input, `input of ${definition.name}`);
       } catch (error) {
-        return { kind: 'failed', error: serializeError(error) };
+        return { op: 'fail', error: serializeError(error) };
       }
       const ctx: WorkflowContext = buildContext(this);
       // Before the first call and its quiescence check: an async hook cannot look stuck.
@@ -230,7 +237,7 @@ export class Run {
       );
       this.scheduleQuiescenceCheck();
       const first = await Promise.race([body, this.haltPromise]);
-      if ('kind' in first || this.halted) return await this.settleHalt();
+      if ('op' in first || this.halted) return await this.settleHalt();
       this.settled = true;
       if (definition.interceptors?.afterWorkflow) await this.hook('afterWorkflow', this.hookInfo(), first.ok ? undefined : first.error, first.ok ? first.value : undefined);
       // The end is reported while the last checkpoints may still be queued:
@@ -276,7 +283,7 @@ export class Run {
 
   private cancelledOutcome(error: unknown): Outcome {
     const cause = error instanceof CancelledError ? error : new CancelledError('run cancelled');
-    return { kind: 'cancelled', error: serializeError(cause) };
+    return { op: 'cancelled', error: serializeError(cause) };
   }
 
   private async finish(value: unknown): Promise<Outcome> {
@@ -290,9 +297,9 @@ export class Run {
       const output = this.o.definition.output
         ? await validate(this.o.definition.output, value, `output of ${this.o.definition.name}`)
         : value;
-      return { kind: 'completed', output: encodeJson(output, `output of ${this.o.definition.name}`, this.o.maxPayloadBytes) };
+      return { op: 'complete', output: encodeJson(output, `output of ${this.o.definition.name}`, this.o.maxPayloadBytes) };
     } catch (error) {
-      return { kind: 'failed', error: serializeError(error) };
+      return { op: 'fail', error: serializeError(error) };
     }
   }
 
@@ -313,15 +320,15 @@ export class Run {
 
   private failure(error: unknown): Outcome {
     // The workflow ended itself as cancelled (a state machine's cancel).
-    if (isEndRunCancelled(error)) return { kind: 'cancelled', error: serializeError(new CancelledError(error.message)) };
+    if (isEndRunCancelled(error)) return { op: 'cancelled', error: serializeError(new CancelledError(error.message)) };
     if (error instanceof ValidationError || error instanceof NonDeterminismError || error instanceof ChildFailedError
       || error instanceof RaceLostError) {
-      return { kind: 'failed', error: serializeError(error) };
+      return { op: 'fail', error: serializeError(error) };
     }
     const delay = nextDelay(this.o.definition.retry, this.o.failures + 1, error, WORKFLOW_RETRY_DEFAULTS);
-    if (delay === null) return { kind: 'failed', error: serializeError(error) };
+    if (delay === null) return { op: 'fail', error: serializeError(error) };
     this.log.warn('workflow attempt failed, retrying', { delayMs: delay, error: String(error) });
-    return { kind: 'release', delayMs: delay, error: serializeError(error), failure: true };
+    return { op: 'release', delay_ms: delay, error: serializeError(error), failure: true };
   }
 
   halt(outcome: Outcome): void {
@@ -336,7 +343,7 @@ export class Run {
         'The code changed under a running run; deploy such changes as a new workflow version.',
     );
     this.log.error(error.message);
-    return { kind: 'failed', error: serializeError(error) };
+    return { op: 'fail', error: serializeError(error) };
   }
 
   /**
@@ -349,7 +356,7 @@ export class Run {
     if (this.halted) return undefined;
     if (seq >= this.o.maxHistorySteps) {
       this.halt({
-        kind: 'failed',
+        op: 'fail',
         error: serializeError(new HistoryLimitError(
           `run ${this.o.runId} reached the history limit of ${this.o.maxHistorySteps} calls (trellis.settings max_history_steps)`,
         )),
@@ -362,7 +369,7 @@ export class Run {
       return undefined;
     }
     if (this.pauseRequested && rec?.status !== 'completed' && rec?.status !== 'failed') {
-      this.halt({ kind: 'pause' });
+      this.halt({ op: 'pause' });
       return undefined;
     }
     return { seq, rec };
@@ -380,8 +387,8 @@ export class Run {
         this.writes.delete(promise);
         // Only the workflow's own errors fail a run: a lost lease or a
         // database fault the worker could not retry away gives it up here.
-        if (error instanceof LeaseLostError || error instanceof DatabaseError) this.halt({ kind: 'abandoned', reason: error });
-        else this.halt({ kind: 'failed', error: serializeError(error) });
+        if (error instanceof LeaseLostError || error instanceof DatabaseError) this.halt({ op: 'abandoned', reason: error });
+        else this.halt({ op: 'fail', error: serializeError(error) });
       },
     );
     return promise;
@@ -439,12 +446,12 @@ export class Run {
       // A result is due: another check follows its delivery.
       if (!this.deliveries.idle()) return;
       if (this.deliveries.unstick()) return this.scheduleQuiescenceCheck();
-      if (this.pauseRequested) return this.halt({ kind: 'pause', seenCancel: this.cancelRequested });
+      if (this.pauseRequested) return this.halt({ op: 'pause', seen_cancel: this.cancelRequested });
       if (!this.blocked.size) return this.halt(this.stuck());
       const deadlines = [...this.blocked.values()].map((w) => w.deadline).filter((d): d is number => d !== null);
       const delayMs = deadlines.length ? Math.max(0, Math.min(...deadlines) - this.dbNow()) : null;
       const signal = Math.max(0, ...(this.o.signals ?? []).map((s) => s.id));
-      this.halt({ kind: 'wait', delayMs, signal, seenCancel: this.cancelRequested });
+      this.halt({ op: 'wait', delay_ms: delayMs, signal, seen_cancel: this.cancelRequested });
     });
   }
 
@@ -456,7 +463,7 @@ export class Run {
         'Await only ctx calls in workflow code.',
     );
     this.log.error(error.message);
-    return { kind: 'failed', error: serializeError(error) };
+    return { op: 'fail', error: serializeError(error) };
   }
 
   /** Run a step attempt; see attempt.ts. */

@@ -12,8 +12,8 @@ import type { ClaimedRun } from '../protocol/history.ts';
 import { runClaim, runIdleCheck, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
 import { CancelledError, DatabaseError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
 import { serializeError } from '../protocol/serialize.ts';
-import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
-import type { CheckpointOp } from '../db/checkpoints.ts';
+import { type Execution, type Outcome, outcomeName, startExecution } from '../replay/executor.ts';
+import type { CheckpointOp, Fence } from '../protocol/checkpoint.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
@@ -465,13 +465,10 @@ export class Worker {
       register: (def) => this.registerForRun(def, fence),
       observer: observed,
       sink: {
-        // A checkpoint becomes the op of the same kind (`type` is `op`), fenced.
-        // Copied field by field: rest/spread of each checkpoint cost ~8 µs.
-        record: (cp) => {
-          const op: Record<string, unknown> = { op: cp.type, run: fence.run, token: fence.token, execution: fence.execution };
-          for (const key in cp) if (key !== 'type') op[key] = (cp as unknown as Record<string, unknown>)[key];
-          return push(op as unknown as CheckpointOp);
-        },
+        // A checkpoint is the body of its op: the fence is added to it in
+        // place (a fresh object the replay does not touch again; a spread
+        // copy of each checkpoint cost ~8 µs).
+        record: (cp) => push(Object.assign(cp, fence)),
       },
     });
     entry.execution = execution;
@@ -502,22 +499,22 @@ export class Worker {
    * failed, the committer refuses it and the outcome that failure forced
    * (a failed run, or an abandoned execution) is written instead.
    */
-  private async finish(fence: { run: string; token: string; execution: number }, execution: Execution, outcome: Outcome, fallback = true,
+  private async finish(fence: Fence, execution: Execution, outcome: Outcome, fallback = true,
     observed?: ObservedExecution): Promise<void> {
-    const shuttingDown = outcome.kind === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
+    const shuttingDown = outcome.op === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
     const op = outcomeOp(fence, outcome, shuttingDown);
     // The release after a database fault follows ops the committer refused.
-    if (outcome.kind === 'abandoned' && outcome.reason instanceof DatabaseError) this.committer.forget(fence.run, fence.token);
+    if (outcome.op === 'abandoned' && outcome.reason instanceof DatabaseError) this.committer.forget(fence.run, fence.token);
     try {
       if (op) await this.committer.push(op);
-      this.stats[outcome.kind]++;
+      this.stats[outcomeName(outcome)]++;
       observed?.end(outcome);
       this.runLog.ended(this.active.get(fence.run)?.run, fence.run, outcome);
-      if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'cancelled') this.link?.finished(fence.run);
+      if (outcome.op === 'complete' || outcome.op === 'fail' || outcome.op === 'cancelled') this.link?.finished(fence.run);
       return;
     } catch (error) {
       const forced = await execution.settle();
-      if (fallback && forced && forced.kind !== 'abandoned' && !(error instanceof LeaseLostError)) {
+      if (fallback && forced && forced.op !== 'abandoned' && !(error instanceof LeaseLostError)) {
         this.committer.forget(fence.run, fence.token);
         return await this.finish(fence, execution, forced, false, observed);
       }
@@ -526,12 +523,12 @@ export class Worker {
         // limit, say): fail the run with that error rather than re-running it.
         this.log.warn('the end of the run was refused; failing it', { runId: fence.run, error: String(error) });
         this.committer.forget(fence.run, fence.token);
-        return await this.finish(fence, execution, { kind: 'failed', error: serializeError(error) }, false, observed);
+        return await this.finish(fence, execution, { op: 'fail', error: serializeError(error) }, false, observed);
       }
       if (!(error instanceof LeaseLostError) && !(error instanceof DatabaseError) && !forced) throw error;
       this.stats.abandoned++;
-      observed?.end({ kind: 'abandoned', reason: error });
-      if (error instanceof LeaseLostError) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { kind: 'abandoned', reason: error });
+      observed?.end({ op: 'abandoned', reason: error });
+      if (error instanceof LeaseLostError) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { op: 'abandoned', reason: error });
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
       // A database error that is not the workflow's (a permission, a missing
       // function mid-deploy): give the run back for a later attempt rather
