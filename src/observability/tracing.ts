@@ -11,7 +11,7 @@
  */
 import type * as Api from '@opentelemetry/api';
 import type { ClaimedRun } from '../protocol/history.ts';
-import { type Outcome, outcomeName } from '../replay/executor.ts';
+import { type Outcome, outcomeName } from '../replay/replay.ts';
 import type { ExecutionObserver, ObservedStep, StepObservation } from '../replay/observer.ts';
 import { importOptional } from './optional.ts';
 

@@ -9,7 +9,7 @@ import type { AddressInfo } from 'node:net';
 import type { ClaimedRun } from '../protocol/history.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { ERROR_CODES, isTrellisError, ValidationError } from '../errors.ts';
-import { type Outcome, outcomeName } from '../replay/executor.ts';
+import { type Outcome, outcomeName } from '../replay/replay.ts';
 import type { ExecutionObserver, StepObservation } from '../replay/observer.ts';
 import { createMetrics, type MetricsRegistry, TrellisMetrics } from './metrics.ts';
 import { loadTracing, type TracedExecution, type TracingOption } from './tracing.ts';

@@ -1,6 +1,6 @@
 /** What a worker writes when an execution ends: the outcome's end op, fenced. */
 import type { CheckpointOp, Fence } from '../protocol/checkpoint.ts';
-import type { Outcome } from '../replay/executor.ts';
+import type { Outcome } from '../replay/replay.ts';
 import { DatabaseError } from '../errors.ts';
 
 /** The op that ends this execution, or undefined when nothing may be written (lease lost). */

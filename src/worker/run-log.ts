@@ -9,7 +9,7 @@
  */
 import type { ClaimedRun } from '../protocol/history.ts';
 import { LeaseLostError } from '../errors.ts';
-import type { Outcome } from '../replay/executor.ts';
+import type { Outcome } from '../replay/replay.ts';
 import type { SerializedError } from '../protocol/history.ts';
 import type { LogFields, Logger } from '../protocol/logger.ts';
 

@@ -4,7 +4,8 @@ import { z } from 'zod';
 import { LeaseLostError, NonRetryableError } from '../../src/errors.ts';
 import type { StepRecord } from '../../src/protocol/history.ts';
 import type { Checkpoint, StepOp } from '../../src/protocol/checkpoint.ts';
-import { execute, type ExecuteOptions, startExecution } from '../../src/replay/executor.ts';
+import { execute, startExecution } from '../../src/replay/executor.ts';
+import type { ExecuteOptions } from '../../src/replay/replay.ts';
 import { defineWorkflow, type WorkflowDefinition } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 
