@@ -9,7 +9,7 @@ import { listenConnection, ownPool, resolveTimeouts } from '../db/connection.ts'
 import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
-import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
+import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
@@ -485,7 +485,7 @@ export class Client {
    */
   private payloadLimit(db: Queryable = this.pool): Promise<number> {
     if (!this.maxPayloadBytes) {
-      const pending = run<{ limit: number; migration: number | null }>(db,
+      const pending = queryRows<{ limit: number; migration: number | null }>(db,
         `select trellis._setting_int('max_payload_bytes', 1048576) as limit,
                 (select migration from trellis.schema_info) as migration`).then(([row]) => {
         const known = SCHEMA_MIGRATION;
@@ -518,7 +518,7 @@ export class Client {
 
   /** The three columns result() needs, by primary key (lighter than get()). */
   private async outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined> {
-    const rows = await run<Pick<Run, 'status' | 'output' | 'error'>>(this.exec(),
+    const rows = await queryRows<Pick<Run, 'status' | 'output' | 'error'>>(this.exec(),
       'select status, output, error from trellis.runs where id = $1', [runId], 'trellis_run_outcome');
     return rows[0];
   }
@@ -529,7 +529,7 @@ export class Client {
    * version or queue), which a caller otherwise reads as a slow run.
    */
   private async stall(runId: string): Promise<string | undefined> {
-    const [row] = await run<{ status: string; workflow: string; version: string; queue: string; claimed: boolean; due: boolean }>(this.exec(),
+    const [row] = await queryRows<{ status: string; workflow: string; version: string; queue: string; claimed: boolean; due: boolean }>(this.exec(),
       `select status, workflow, version, queue, started_at is not null as claimed, run_at <= trellis.now() as due
          from trellis.runs where id = $1`, [runId]);
     if (!row) return undefined;

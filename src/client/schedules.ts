@@ -6,7 +6,7 @@
  * own schema when given a definition); SQL checks again for every caller.
  */
 import type { WorkflowRegistry } from '../db/registry.ts';
-import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
+import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { type RoleRow, roleList } from '../db/roles.ts';
 import { scheduleControl, scheduleDelete, scheduleList, type ScheduleRow, scheduleSet } from '../db/schedules.ts';
 import { ValidationError } from '../errors.ts';
@@ -151,7 +151,7 @@ export class Schedules {
   }
 
   private async now(db: Queryable): Promise<Date> {
-    const rows = await run<{ now: Date }>(db, 'select trellis.now() as now');
+    const rows = await queryRows<{ now: Date }>(db, 'select trellis.now() as now');
     return rows[0]?.now ?? new Date();
   }
 }

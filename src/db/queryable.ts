@@ -67,7 +67,7 @@ export function preparable(db: unknown): db is Pool | PgClient {
  * once per connection instead of on every call (a claim ~0.13 ms faster).
  * Each name must always go with the same text.
  */
-export async function run<R>(db: Queryable, text: string, values: unknown[] = [], name?: string): Promise<R[]> {
+export async function queryRows<R>(db: Queryable, text: string, values: unknown[] = [], name?: string): Promise<R[]> {
   const named = name !== undefined && preparable(db);
   try {
     const result = named ? await db.query<R & QueryResultRow>({ name, text, values }) : await db.query<R>(text, values);
