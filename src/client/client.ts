@@ -5,10 +5,10 @@
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool } from '../db/pg.ts';
-import { listenConnection, ownPool, resolveTimeouts } from '../db/connection.ts';
+import { listenConnection, ownPool } from '../db/connection.ts';
 import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
-import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
+import { PreparedStatements } from '../db/prepared.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { registrationOf } from '../workflow/registration.ts';
@@ -33,6 +33,7 @@ import type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from 
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
 import { ResultWaiter } from './results.ts';
+import { type ResolvedClientOptions, resolveClientOptions } from './resolved-options.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
 import { Roles, Schedules } from './schedules.ts';
 
@@ -129,27 +130,30 @@ export class Client {
   /** The role leases of singleton duties, read-only (src/client/schedules.ts). */
   readonly roles: Roles;
 
-  constructor(private readonly options: ClientOptions) {
-    this.log = childLogger(options.logger ?? consoleLogger('warn'), {});
-    const timeouts = resolveTimeouts(options);
-    if (options.pool) {
-      this.pool = options.pool;
+  /** The options, checked and defaulted once (resolved-options.ts). */
+  private readonly options: Readonly<ResolvedClientOptions>;
+
+  constructor(options: ClientOptions) {
+    const o = resolveClientOptions(options);
+    this.options = o;
+    this.log = childLogger(o.logger ?? consoleLogger('warn'), {});
+    const timeouts = o.timeouts;
+    if (o.pool) {
+      this.pool = o.pool;
       this.ownsPool = false;
-    } else if (options.connectionString) {
-      this.pool = ownPool(options.connectionString, 'trellis-client', timeouts);
+    } else {
+      this.pool = ownPool(o.connectionString as string, 'trellis-client', timeouts);
       this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
       this.ownsPool = true;
-    } else {
-      throw new ValidationError('createClient needs a pool or a connectionString');
     }
-    this.prepared = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log);
-    this.localHandoff = new LocalHandoff(options.handoff !== false);
+    this.prepared = new PreparedStatements(this.pool, o.preparedStatements, this.log);
+    this.localHandoff = new LocalHandoff(o.handoff);
     this.results = new ResultWaiter({
       pool: this.pool,
       link: this.localHandoff,
-      connection: listenConnection(this.pool, options.listenUrl, timeouts),
+      connection: listenConnection(this.pool, o.listenUrl, timeouts),
       log: this.log,
-      pollMs: toMs(options.resultPollInterval ?? 5000, 'resultPollInterval'),
+      pollMs: o.resultPollMs,
       outcome: (runId) => this.outcome(runId),
       stall: (runId) => this.stall(runId),
     });
@@ -222,7 +226,7 @@ export class Client {
       sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', limit));
     }
     if (this.options.tracing) {
-      this.tracing ??= loadTracing(this.options.tracing === true ? {} : this.options.tracing);
+      this.tracing ??= loadTracing(this.options.tracing);
       sqlOptions.metadata = (await this.tracing).inject(sqlOptions.metadata);
     }
     // Register last: bad input above must write nothing, not even a registry row.

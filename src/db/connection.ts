@@ -11,7 +11,8 @@
  */
 import { type ClientConfig, Pool } from './pg.ts';
 import { DatabaseError, ValidationError } from '../errors.ts';
-import { type Duration, toMs } from '../protocol/duration.ts';
+import type { Duration } from '../protocol/duration.ts';
+import { durationIn } from '../protocol/option-bounds.ts';
 
 /**
  * The bounded waits of the connections Trellis opens (worker, client).
@@ -55,13 +56,23 @@ export const DEFAULT_TIMEOUTS = { connectMs: 10_000, queryMs: 30_000, keepAliveM
 
 /** Check and default the three options (ValidationError naming the option). */
 export function resolveTimeouts(o: ConnectionTimeouts): ResolvedTimeouts {
-  const connectMs = toMs(o.connectTimeout ?? DEFAULT_TIMEOUTS.connectMs, 'connectTimeout');
-  if (connectMs < 1) throw new ValidationError('connectTimeout must be at least 1ms');
-  const queryMs = o.queryTimeout === false ? undefined : toMs(o.queryTimeout ?? DEFAULT_TIMEOUTS.queryMs, 'queryTimeout');
-  if (queryMs !== undefined && queryMs < 1) throw new ValidationError('queryTimeout must be at least 1ms (or false)');
-  const keepAliveMs = o.keepAlive === false ? undefined : toMs(o.keepAlive ?? DEFAULT_TIMEOUTS.keepAliveMs, 'keepAlive');
-  return { connectMs, queryMs, keepAliveMs };
+  const b = TIMEOUT_BOUNDS;
+  const connectMs = durationIn(o.connectTimeout ?? DEFAULT_TIMEOUTS.connectMs, 'connectTimeout', b.connectMs);
+  const queryMs = o.queryTimeout === false ? undefined : durationIn(o.queryTimeout ?? DEFAULT_TIMEOUTS.queryMs, 'queryTimeout', b.queryMs);
+  const keepAliveMs = o.keepAlive === false ? undefined : durationIn(o.keepAlive ?? DEFAULT_TIMEOUTS.keepAliveMs, 'keepAlive', b.keepAliveMs);
+  return Object.freeze({ connectMs, queryMs, keepAliveMs });
 }
+
+/**
+ * At least 1 ms (0 would mean "no timeout" to pg) and at most a day (a
+ * timer beyond 2^31 - 1 ms fires at once in Node; nothing needs a wait longer
+ * than a day on one connection). keepAlive 0 sends probes at the OS default.
+ */
+export const TIMEOUT_BOUNDS = {
+  connectMs: [1, 86_400_000],
+  queryMs: [1, 86_400_000],
+  keepAliveMs: [0, 86_400_000],
+} as const;
 
 /** The pg client settings that bound every wait on one connection. */
 export function boundedConfig(t: ResolvedTimeouts): ClientConfig {
