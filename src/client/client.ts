@@ -120,6 +120,7 @@ export class Client {
    * tells this client's `result()` waiters when it ends a run. Pass the
    * client, not this object.
    *
+   * @internal
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], client }); // joins client.localHandoff
    */
