@@ -27,7 +27,6 @@ import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
 
-
 export function buildContext(run: Replay): WorkflowContext {
   const o = run.o;
   const ctx: WorkflowContext = {
@@ -152,8 +151,6 @@ async function written(run: Replay, delivery: Pick<Delivery, 'number' | 'drop'>,
   }
 }
 
-
-
 /** Settling waits in the order their results reach the code: recorded ones first. */
 function bySettling(a: Wait, b: Wait): number {
   const x = a.settling as { recorded: boolean; rank: number };
@@ -166,7 +163,6 @@ interface Ready<T> {
   /** Undo a reservation (a buffered signal) when the wait does not complete now. */
   release?: () => void;
 }
-
 
 /**
  * Replay a wait: `ready` says (without writing) whether it can complete now and
