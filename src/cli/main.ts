@@ -7,11 +7,11 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
+import { Pool } from '../db/pg.ts';
 import { type Client, createClient } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
 import { checkSchema } from '../schema/install.ts';
-import { silentLogger } from '../workflow/logger.ts';
+import { silentLogger } from '../protocol/logger.ts';
 import { type Command, type CommandContext, commandHelp, type OptionValues, optionsOf } from './command.ts';
 import { EXIT, exitCodeOf, UsageError } from './exit-codes.ts';
 import { flush, type Io, processIo } from './io.ts';
@@ -100,25 +100,25 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
     return EXIT.ok;
   }
   const verbose = values.verbose === true;
-  let pool: pg.Pool | undefined;
-  let readPool: pg.Pool | undefined;
+  let pool: Pool | undefined;
+  let readPool: Pool | undefined;
   let client: Promise<Client> | undefined;
   const databaseUrl = (): string => {
     const url = (values['database-url'] as string | undefined) ?? io.env.DATABASE_URL;
     if (!url) throw new UsageError('set DATABASE_URL or pass --database-url');
     return url;
   };
-  const openPool = (): pg.Pool => {
+  const openPool = (): Pool => {
     if (pool) return pool;
-    pool = new pg.Pool({ connectionString: databaseUrl(), max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli' });
+    pool = new Pool({ connectionString: databaseUrl(), max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli' });
     // An idle connection dropped by the server surfaces in the next query.
     pool.on('error', () => undefined);
     return pool;
   };
-  const openReadPool = (): pg.Pool => {
+  const openReadPool = (): Pool => {
     const url = (values['read-url'] as string | undefined) ?? (io.env.TRELLIS_READ_URL || undefined);
     if (!url) return openPool();
-    readPool ??= new pg.Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli-read' });
+    readPool ??= new Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli-read' });
     readPool.on('error', () => undefined);
     return readPool;
   };

@@ -4,25 +4,26 @@
  * read runs, lists and histories with Kysely over the engine's tables.
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
-import { listenConnection, ownPool, resolveTimeouts } from '../db/connection.ts';
+import type { Pool } from '../db/pg.ts';
+import { listenConnection, ownPool } from '../db/connection.ts';
 import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
-import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
-import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
+import { PreparedStatements } from '../db/prepared.ts';
+import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
+import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, runStartClaimed, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
-import { encodeJson } from '../replay/serialize.ts';
-import { latestMigration } from '../schema/install.ts';
+import { encodeJson } from '../protocol/serialize.ts';
+import { SCHEMA_MIGRATION } from '../protocol/schema-version.generated.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
-import { type Handoff, reserveLocal } from '../worker/local.ts';
+import { type Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
+import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
@@ -33,6 +34,7 @@ import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './
 import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
 import { ResultWaiter } from './results.ts';
+import { type ResolvedClientOptions, resolveClientOptions } from './resolved-options.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
 import { Roles, Schedules } from './schedules.ts';
 
@@ -107,46 +109,60 @@ export class Client {
    * const stuck = await client.db.selectFrom('trellis.runs').select(['id', 'workflow']).where('status', '=', 'paused').execute();
    */
   readonly db: Kysely<TrellisTables>;
-  private readonly pool: pg.Pool;
+  private readonly pool: Pool;
   private readonly ownsPool: boolean;
   private readonly prepared: PreparedStatements;
   private readonly log: Logger;
-  private readonly registry: WorkflowRegistry;
+  private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly results: ResultWaiter;
   /** Where reads go: the read pool (a standby) or the primary (src/client/read-routing.ts). */
   private readonly reads: ReadRouter;
   private maxPayloadBytes: Promise<number> | undefined;
-  private readonly handoff: boolean;
+  /**
+   * The link a worker in this process joins with `createWorker({ client })`:
+   * this client's starts may then be handed to it (decision 0015), and it
+   * tells this client's `result()` waiters when it ends a run. Pass the
+   * client, not this object.
+   *
+   * @internal
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], client }); // joins client.localHandoff
+   */
+  readonly localHandoff: LocalHandoff;
   private tracing: Promise<Tracing> | undefined;
   /** Cron schedules: set, pause, resume, delete, get, list (src/client/schedules.ts). */
   readonly schedules: Schedules;
   /** The role leases of singleton duties, read-only (src/client/schedules.ts). */
   readonly roles: Roles;
 
-  constructor(private readonly options: ClientOptions) {
-    this.log = childLogger(options.logger ?? consoleLogger('warn'), {});
-    const timeouts = resolveTimeouts(options);
-    if (options.pool) {
-      this.pool = options.pool;
+  /** The options, checked and defaulted once (resolved-options.ts). */
+  private readonly options: Readonly<ResolvedClientOptions>;
+
+  constructor(options: ClientOptions) {
+    const o = resolveClientOptions(options);
+    this.options = o;
+    this.log = childLogger(o.logger ?? consoleLogger('warn'), {});
+    const timeouts = o.timeouts;
+    if (o.pool) {
+      this.pool = o.pool;
       this.ownsPool = false;
-    } else if (options.connectionString) {
-      this.pool = ownPool(options.connectionString, 'trellis-client', timeouts);
+    } else {
+      this.pool = ownPool(o.connectionString as string, 'trellis-client', timeouts);
       this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
       this.ownsPool = true;
-    } else {
-      throw new ValidationError('createClient needs a pool or a connectionString');
     }
-    this.prepared = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log);
-    this.handoff = options.handoff !== false;
+    this.prepared = new PreparedStatements(this.pool, o.preparedStatements, this.log);
+    this.localHandoff = new LocalHandoff(o.handoff);
     this.results = new ResultWaiter({
       pool: this.pool,
-      connection: listenConnection(this.pool, options.listenUrl, timeouts),
+      link: this.localHandoff,
+      connection: listenConnection(this.pool, o.listenUrl, timeouts),
       log: this.log,
-      pollMs: toMs(options.resultPollInterval ?? 5000, 'resultPollInterval'),
+      pollMs: o.resultPollMs,
       outcome: (runId) => this.outcome(runId),
       stall: (runId) => this.stall(runId),
     });
-    this.registry = new WorkflowRegistry(this.pool);
+    this.registry = new WorkflowRegistry(this.pool, registrationOf);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
     this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log);
     this.schedules = new Schedules(this.reads.writer(this.pool), this.registry, this.reads.reader());
@@ -216,7 +232,7 @@ export class Client {
       sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', limit));
     }
     if (this.options.tracing) {
-      this.tracing ??= loadTracing(this.options.tracing === true ? {} : this.options.tracing);
+      this.tracing ??= loadTracing(this.options.tracing);
       sqlOptions.metadata = (await this.tracing).inject(sqlOptions.metadata);
     }
     // Register last: bad input above must write nothing, not even a registry row.
@@ -227,7 +243,7 @@ export class Client {
     // A worker in this process may take the run at once; never inside the
     // caller's transaction (it would begin before that commits).
     const version = sqlOptions.version;
-    const handoff = this.handoff && !options.tx && version !== undefined ? reserveLocal(this.pool, name, version, sqlOptions.queue) : undefined;
+    const handoff = !options.tx && version !== undefined ? this.localHandoff.reserve(name, version, sqlOptions.queue) : undefined;
     // A start that commits at once may skip its NOTIFY while the workflow has
     // pending runs (a worker is draining them): concurrent starts then group
     // their commits instead of queuing on the NOTIFY lock (decision 0021).
@@ -482,10 +498,10 @@ export class Client {
    */
   private payloadLimit(db: Queryable = this.pool): Promise<number> {
     if (!this.maxPayloadBytes) {
-      const pending = run<{ limit: number; migration: number | null }>(db,
+      const pending = queryRows<{ limit: number; migration: number | null }>(db,
         `select trellis._setting_int('max_payload_bytes', 1048576) as limit,
                 (select migration from trellis.schema_info) as migration`).then(([row]) => {
-        const known = latestMigration();
+        const known = SCHEMA_MIGRATION;
         if (row?.migration == null || row.migration < known) {
           throw new SchemaVersionError(
             `the trellis schema is at migration ${row?.migration ?? 0}, behind this client (${known}): run \`trellis migrate\` or call migrate()`);
@@ -518,7 +534,7 @@ export class Client {
 
   /** The three columns result() needs, by primary key (lighter than get()). */
   private async outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined> {
-    const rows = await run<Pick<Run, 'status' | 'output' | 'error'>>(this.prepared.pool,
+    const rows = await queryRows<Pick<Run, 'status' | 'output' | 'error'>>(this.prepared.pool,
       'select status, output, error from trellis.runs where id = $1', [runId], 'trellis_run_outcome');
     return rows[0];
   }
@@ -529,7 +545,7 @@ export class Client {
    * version or queue), which a caller otherwise reads as a slow run.
    */
   private async stall(runId: string): Promise<string | undefined> {
-    const [row] = await run<{ status: string; workflow: string; version: string; queue: string; claimed: boolean; due: boolean }>(this.prepared.pool,
+    const [row] = await queryRows<{ status: string; workflow: string; version: string; queue: string; claimed: boolean; due: boolean }>(this.prepared.pool,
       `select status, workflow, version, queue, started_at is not null as claimed, run_at <= trellis.now() as due
          from trellis.runs where id = $1`, [runId]);
     if (!row) return undefined;

@@ -14,12 +14,12 @@
  * caught up.
  */
 import { Kysely, PostgresDialect } from 'kysely';
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import { ownPool, type ResolvedTimeouts } from '../db/connection.ts';
-import { type Queryable, run } from '../db/queryable.ts';
+import { type Queryable, queryRows } from '../db/queryable.ts';
 import type { TrellisTables } from '../db/tables.ts';
 import { ValidationError } from '../errors.ts';
-import type { Logger } from '../workflow/logger.ts';
+import type { Logger } from '../protocol/logger.ts';
 
 /**
  * Which server a read goes to: `'replica'` (the default: the read pool when
@@ -70,14 +70,14 @@ function checkConsistency(value: unknown): Consistency {
 export class ReadRouter {
   readonly primary: ReadTarget;
   private readonly replica: ReadTarget | undefined;
-  private readonly replicaPool: pg.Pool | undefined;
+  private readonly replicaPool: Pool | undefined;
   private readonly ownsReplica: boolean;
   /** A write finished since the last LSN mark was taken. */
   private dirty = false;
   /** The primary's WAL position the standby must replay before it serves this client. */
   private mark: bigint | undefined;
 
-  constructor(primary: Queryable, primaryDb: Kysely<TrellisTables>, readPool: pg.Pool | string | undefined,
+  constructor(primary: Queryable, primaryDb: Kysely<TrellisTables>, readPool: Pool | string | undefined,
     timeouts: ResolvedTimeouts, log: Logger) {
     this.primary = { query: primary, db: primaryDb, replica: false };
     if (readPool === undefined) {
@@ -135,13 +135,13 @@ export class ReadRouter {
     if (this.dirty) {
       // Cleared before asking: a write that ends meanwhile marks it again.
       this.dirty = false;
-      const [row] = await run<{ lsn: string }>(this.primary.query, 'select pg_current_wal_lsn()::text as lsn');
+      const [row] = await queryRows<{ lsn: string }>(this.primary.query, 'select pg_current_wal_lsn()::text as lsn');
       const lsn = lsnValue(row!.lsn);
       if (this.mark === undefined || lsn > this.mark) this.mark = lsn;
     }
     const mark = this.mark;
     if (mark === undefined) return this.replica;
-    const [row] = await run<{ lsn: string | null }>(this.replica.query, 'select pg_last_wal_replay_lsn()::text as lsn');
+    const [row] = await queryRows<{ lsn: string | null }>(this.replica.query, 'select pg_last_wal_replay_lsn()::text as lsn');
     if (row?.lsn != null && lsnValue(row.lsn) < mark) return this.primary;
     if (this.mark === mark) this.mark = undefined;
     return this.replica;

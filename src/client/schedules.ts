@@ -6,13 +6,13 @@
  * own schema when given a definition); SQL checks again for every caller.
  */
 import type { WorkflowRegistry } from '../db/registry.ts';
-import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
+import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { type RoleRow, roleList } from '../db/roles.ts';
 import { scheduleControl, scheduleDelete, scheduleList, type ScheduleRow, scheduleSet } from '../db/schedules.ts';
 import { ValidationError } from '../errors.ts';
 import { parseCron } from '../workflow/cron.ts';
 import type { WorkflowDefinition, WorkflowInput } from '../workflow/define.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 
@@ -74,7 +74,7 @@ export interface ScheduleOptions<W extends WorkflowDefinition | string = Workflo
  */
 export class Schedules {
   /** `db` takes the writes; `reads` (default `db`) get and list, e.g. a read replica. */
-  constructor(private readonly db: Queryable, private readonly registry: WorkflowRegistry, private readonly reads: Queryable = db) {}
+  constructor(private readonly db: Queryable, private readonly registry: WorkflowRegistry<WorkflowDefinition>, private readonly reads: Queryable = db) {}
 
   /**
    * Create or replace schedule `name`; returns its row with the next tick.
@@ -152,7 +152,7 @@ export class Schedules {
   }
 
   private async now(db: Queryable): Promise<Date> {
-    const rows = await run<{ now: Date }>(db, 'select trellis.now() as now');
+    const rows = await queryRows<{ now: Date }>(db, 'select trellis.now() as now');
     return rows[0]?.now ?? new Date();
   }
 }

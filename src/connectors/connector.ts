@@ -9,8 +9,8 @@ import type { Client } from '../client/client.ts';
 import { connectorCursorLock, connectorCursorSet } from '../db/models.ts';
 import { fromKysely, type Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import type { Logger } from '../workflow/logger.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
+import type { Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
 
 /**

@@ -9,10 +9,10 @@ import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { secureHeaders } from 'hono/secure-headers';
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import { createClient, type Client } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
-import type { Logger } from '../workflow/logger.ts';
+import type { Logger } from '../protocol/logger.ts';
 import { createMetrics, type TrellisMetrics } from '../observability/metrics.ts';
 import { isActionVerb, isToggleVerb, performAction, queueAction, scheduleAction } from './actions.ts';
 import { bearer, sameOrigin, SESSION_COOKIE, SESSION_MS, Sessions } from './auth.ts';
@@ -24,9 +24,9 @@ import { assertUuid } from './queries.ts';
 
 /** What `createDashboard` resolved its options to. */
 export interface AppConfig {
-  pool: pg.Pool;
+  pool: Pool;
   /** Where pages and metrics read (a standby, or `pool`). */
-  readPool: pg.Pool;
+  readPool: Pool;
   token: string | undefined;
   readOnly: boolean;
   /** '' or '/x' (no trailing slash). */

@@ -7,9 +7,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import { ValidationError } from '../errors.ts';
-import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
+import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { buildApp } from './app.ts';
 
 export { type DashboardPage, HttpError, type PageResult, type PageView } from './page.ts';
@@ -23,7 +23,7 @@ export { Html, html, raw } from './html.ts';
  */
 export interface DashboardOptions {
   /** The pool the dashboard reads with (and acts with, unless `readOnly`). A read-only role is enough with `readOnly`. */
-  pool: pg.Pool;
+  pool: Pool;
   /**
    * A pool on a streaming standby that serves the pages and the metrics
    * instead of `pool` (which keeps the actions). The page an action leads
@@ -32,7 +32,7 @@ export interface DashboardOptions {
    * @example
    * const dashboard = createDashboard({ pool, readPool: new pg.Pool({ connectionString: process.env.TRELLIS_READ_URL }) });
    */
-  readPool?: pg.Pool;
+  readPool?: Pool;
   /**
    * The secret an operator logs in with (a login form sets a session cookie;
    * scripts may send `Authorization: Bearer <token>`). Without it, anyone who

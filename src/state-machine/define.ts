@@ -6,11 +6,11 @@
  */
 import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { toMs } from '../workflow/duration.ts';
+import { toMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import type { RetryPolicy } from '../workflow/retry.ts';
 import type { InferOutput, StandardSchemaV1 } from '../workflow/standard-schema.ts';
-import type { Duration } from '../workflow/duration.ts';
+import type { Duration } from '../protocol/duration.ts';
 import { compileMachine, type MachineOutput } from './compile.ts';
 import type {
   CallbackHandler, MachineHookEvent, MachineHookSink, MachineNode, StepHandler, TimeoutHandler, TimeoutWhen,

@@ -1,6 +1,6 @@
 /** The shapes of a state machine definition: statuses, handlers, outcomes, hooks. */
 import type { StepContext } from '../workflow/context.ts';
-import type { Duration } from '../workflow/duration.ts';
+import type { Duration } from '../protocol/duration.ts';
 
 const OUTCOME = Symbol.for('trellis.machine-outcome');
 

@@ -3,7 +3,7 @@
  * is cancelled or is paused, delivered durably (at least once, with retries)
  * by any worker serving the workflow. See docs/events.md.
  */
-import type { Duration } from './duration.ts';
+import type { Duration } from '../protocol/duration.ts';
 import type { RetryPolicy } from './retry.ts';
 
 /**

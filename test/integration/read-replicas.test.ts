@@ -17,7 +17,7 @@ import { ValidationError } from '../../src/errors.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { runExample } from '../helpers/examples.ts';
 import { type ReplicaPair, startReplicaPair } from '../helpers/standby.ts';
 
