@@ -17,6 +17,11 @@ export interface RepFigures {
   walSyncsPerS: number;
   /** Checkpoint ops per grouped transaction (Trellis workers only). */
   opsPerFlush?: number;
+  /** Core-µs per workflow inside the window: every server process, and the worker processes (whole window, start-up included). */
+  pgCpuUsPerWf?: number;
+  nodeCpuUsPerWf?: number;
+  /** Mean cores busy with other processes on the machine during the window. */
+  otherCores?: number;
 }
 
 export interface ThroughputRow {
@@ -58,6 +63,9 @@ export function figures(m: RunMeasurement, steps: number): RepFigures {
     walSyncsPerStep: m.walSyncs / stepCount,
     walSyncsPerS: m.walSyncs / m.seconds,
     opsPerFlush: flushes ? ops / flushes : undefined,
+    pgCpuUsPerWf: m.cpu?.server === undefined ? undefined : (m.cpu.server * 1e6) / m.items,
+    nodeCpuUsPerWf: m.cpu?.procs === undefined ? undefined : (m.cpu.procs * 1e6) / m.items,
+    otherCores: m.cpu?.otherCores,
   };
 }
 
@@ -78,6 +86,8 @@ export interface BenchResults {
   models?: ThroughputRow[];
   inputs?: unknown;
   starts?: unknown;
+  /** The SKIP LOCKED probe (family probe) and Trellis's ratios to it. */
+  probe?: unknown;
   roles?: unknown;
   flow?: unknown;
   sustained?: unknown;

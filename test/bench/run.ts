@@ -22,6 +22,7 @@ import { dbosThroughput } from './peers/dbos.ts';
 import { graphileThroughput } from './peers/graphile-worker.ts';
 import { pgBossThroughput } from './peers/pg-boss.ts';
 import { pgbench } from './peers/pgbench.ts';
+import { probe, type ProbeRow } from './probe.ts';
 import type { BenchResults } from './results.ts';
 import { machine, startServer } from './server.ts';
 import { fmt } from './stats.ts';
@@ -108,8 +109,23 @@ try {
     results.starts = { rows, pgbenchTps: tps };
     if (tps) for (const r of rows) console.log(`  ${r.system} ${r.variant}: ${fmt(r.startsPerS / tps, 2)}x pgbench (${fmt(tps, 0)} tps)`);
   });
+  let ceiling: { oneStep: ProbeRow; tenStep: ProbeRow } | undefined;
+  await family('probe', async () => {
+    ceiling = await probe(server, cfg);
+    results.probe = ceiling;
+  });
   await family('throughput', async () => {
-    results.throughput.push(...(await trellisThroughput(server, cfg)));
+    const rows = await trellisThroughput(server, cfg);
+    results.throughput.push(...rows);
+    if (ceiling) {
+      const ratios = rows.filter((r) => r.variant === 'prefilled').map((r) => ({
+        kind: r.kind, procs: r.procs,
+        ratio: r.kind === '1-step' ? r.median.wfs / ceiling!.oneStep.wfs : r.median.stepsPerS / ceiling!.tenStep.stepsPerS,
+        cpuUsPerWf: (r.median.pgCpuUsPerWf ?? Number.NaN) + (r.median.nodeCpuUsPerWf ?? Number.NaN),
+      }));
+      for (const x of ratios) console.log(`  trellis ${x.kind} x${x.procs}: ${fmt(x.ratio, 2)} of the probe's ${x.kind === '1-step' ? 'wf/s' : 'steps/s'}, ${fmt(x.cpuUsPerWf)} core-µs/wf`);
+      results.probe = { ...ceiling, ratios };
+    }
   });
   await family('peers', async () => {
     const peerProcs = cfg.quick ? [1] : [1, 2];
