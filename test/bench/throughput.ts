@@ -115,6 +115,7 @@ export function log(r: ThroughputRow): void {
     `${fmt(m.wfs)} wf/s, ${fmt(m.stepsPerS)} steps/s, ${fmt(m.xactPerStep, 3)} xact/step, ` +
     `${fmt(m.walBytesPerStep)} WAL B/step, ${fmt(m.walSyncsPerS)} fsync/s` +
     (m.opsPerFlush ? `, ${fmt(m.opsPerFlush, 1)} ops/commit` : '') +
+    (m.runsPerClaim ? `, ${fmt(m.runsPerClaim, 1)} runs/claim` : '') +
     (m.pgCpuUsPerWf !== undefined ? `, CPU/wf pg ${fmt(m.pgCpuUsPerWf)} + node ${fmt(m.nodeCpuUsPerWf)} core-µs, others ${fmt(m.otherCores, 2)} cores` : '') +
     `  [reps: ${r.reps.map((x) => fmt(x.wfs)).join(', ')}]`);
 }
