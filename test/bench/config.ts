@@ -6,12 +6,12 @@
  *   npm run bench -- --sustain-minutes=10      longer sustained-load test
  *   npm run bench -- --retention=off           sustained load without purging (default: 60 s retention)
  *   npm run bench -- --reps=5 --svg=docs/performance-throughput.svg
- * Families: pgbench, starts, probe (the SKIP LOCKED ceiling with no engine; throughput prints ratios to it), throughput, peers, latency, levers, backlog, inputs, roles, sustained, outbox
+ * Families: pgbench, starts, cold (the first start of fresh clients), probe (the SKIP LOCKED ceiling with no engine; throughput prints ratios to it), throughput, peers, latency, levers, backlog, inputs, roles, sustained, outbox
  * (throughput with the outbox on and off), models, flow (queue flow control: the unlimited claim
  * against the base commit's, a global limit of 50, claim cost by number of keys).
  *   BENCH_NO_WAIT=1 npm run bench ...   do not wait for a quiet machine (record the load beside the figures)
  */
-export const FAMILIES = ['pgbench', 'starts', 'probe', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'roles', 'sustained', 'outbox', 'models', 'flow'] as const;
+export const FAMILIES = ['pgbench', 'starts', 'cold', 'probe', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'roles', 'sustained', 'outbox', 'models', 'flow'] as const;
 export type Family = (typeof FAMILIES)[number];
 
 export interface BenchConfig {

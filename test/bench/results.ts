@@ -94,6 +94,8 @@ export interface BenchResults {
   models?: ThroughputRow[];
   inputs?: unknown;
   starts?: unknown;
+  /** The first start of fresh clients (family cold). */
+  cold?: unknown;
   /** The SKIP LOCKED probe (family probe) and Trellis's ratios to it. */
   probe?: unknown;
   roles?: unknown;

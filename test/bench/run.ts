@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { backlog } from './backlog.ts';
 import { inputChecks } from './inputs.ts';
 import { startsFamily } from './starts.ts';
+import { coldStarts } from './cold.ts';
 import { rolesBench } from './roles.ts';
 import { runtimeName } from './runtime.ts';
 import { type Family, readConfig } from './config.ts';
@@ -108,6 +109,9 @@ try {
     const tps = results.pgbench && 'tps' in results.pgbench ? results.pgbench.tps : undefined;
     results.starts = { rows, pgbenchTps: tps };
     if (tps) for (const r of rows) console.log(`  ${r.system} ${r.variant}: ${fmt(r.startsPerS / tps, 2)}x pgbench (${fmt(tps, 0)} tps)`);
+  });
+  await family('cold', async () => {
+    results.cold = await coldStarts(server, cfg);
   });
   let ceiling: { oneStep: ProbeRow; tenStep: ProbeRow } | undefined;
   await family('probe', async () => {
