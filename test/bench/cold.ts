@@ -18,6 +18,7 @@
 import pg from 'pg';
 import { z } from 'zod';
 import type { BenchConfig } from './config.ts';
+import { processCpu } from './cpu.ts';
 import { createClient, defineWorkflow, silentLogger } from './runtime.ts';
 import type { BenchServer } from './server.ts';
 import { fmt, percentiles, type Percentiles } from './stats.ts';
@@ -30,6 +31,8 @@ export interface ColdResult {
   firstConnected: Percentiles;
   second: Percentiles;
   connect: Percentiles;
+  /** CPU per start, core-ms (mean over the clients): the backend's (/proc) and this process's, first (connected pool) and second start. */
+  cpu: { firstServer?: number; firstNode: number; secondServer?: number; secondNode: number };
   /** Per statement of the connected-pool first start: its label and p50 ms. */
   statements: { statement: string; n: number; p50: number }[];
 }
@@ -60,6 +63,14 @@ export async function coldStarts(server: BenchServer, cfg: BenchConfig): Promise
   const second: number[] = [];
   const connect: number[] = [];
   const statements = new Map<string, number[]>();
+  const cpu = { firstServer: 0 as number | undefined, firstNode: 0, secondServer: 0 as number | undefined, secondNode: 0 };
+  const nodeCpu = () => {
+    const u = process.cpuUsage();
+    return (u.user + u.system) / 1e3;
+  };
+  const add = (key: 'firstServer' | 'secondServer', before: number | undefined, after: number | undefined) => {
+    cpu[key] = cpu[key] === undefined || before === undefined || after === undefined ? undefined : cpu[key]! + (after - before) * 1e3;
+  };
   try {
     const setup = createClient({ connectionString: url, logger: silentLogger });
     await setup.register(coldStart);
@@ -83,11 +94,21 @@ export async function coldStarts(server: BenchServer, cfg: BenchConfig): Promise
         const t0 = performance.now();
         await pool.query('select 1');
         connect.push(performance.now() - t0);
+        const pid = (await pool.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
         timeQueries(pool, statements);
         const client = createClient({ pool, logger: silentLogger });
+        let b = processCpu(pid);
+        let n0 = nodeCpu();
         const t = performance.now();
         await client.start(coldStart, { i });
         connected.push(performance.now() - t);
+        add('firstServer', b, processCpu(pid));
+        cpu.firstNode += nodeCpu() - n0;
+        b = processCpu(pid);
+        n0 = nodeCpu();
+        await client.start(coldStart, { i });
+        add('secondServer', b, processCpu(pid));
+        cpu.secondNode += nodeCpu() - n0;
         await client.close();
         await pool.end();
       }
@@ -101,6 +122,12 @@ export async function coldStarts(server: BenchServer, cfg: BenchConfig): Promise
     firstConnected: percentiles(connected),
     second: percentiles(second),
     connect: percentiles(connect),
+    cpu: {
+      firstServer: cpu.firstServer === undefined ? undefined : cpu.firstServer / n,
+      firstNode: cpu.firstNode / n,
+      secondServer: cpu.secondServer === undefined ? undefined : cpu.secondServer / n,
+      secondNode: cpu.secondNode / n,
+    },
     statements: [...statements].map(([statement, t]) => ({ statement, n: t.length, p50: percentiles(t).p50 })),
   };
   const line = (label: string, p: Percentiles) => console.log(`  ${label.padEnd(34)} p50 ${fmt(p.p50, 2)} ms  p95 ${fmt(p.p95, 2)}  p99 ${fmt(p.p99, 2)}  max ${fmt(p.max, 2)}`);
@@ -108,6 +135,8 @@ export async function coldStarts(server: BenchServer, cfg: BenchConfig): Promise
   line('first start, connected pool', result.firstConnected);
   line('second start (warm client)', result.second);
   line('connect (select 1 on a new pool)', result.connect);
+  const c = result.cpu;
+  console.log(`  CPU per start (core-ms): first ${fmt(c.firstServer, 2)} backend + ${fmt(c.firstNode, 2)} node; second ${fmt(c.secondServer, 2)} backend + ${fmt(c.secondNode, 2)} node`);
   for (const s of result.statements) console.log(`    ${s.statement.padEnd(60)} x${s.n}  p50 ${fmt(s.p50, 2)} ms`);
   return result;
 }
