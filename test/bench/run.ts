@@ -49,6 +49,11 @@ for (let waited = 0; !process.env.BENCH_NO_WAIT && !process.argv.includes('--no-
   if (waited === 0) console.log(`# waiting for a quiet machine (load ${load1().toFixed(1)})`);
   await new Promise((r) => setTimeout(r, 10_000));
 }
+// Pools of peer libraries may still hold idle connections that a family's
+// `drop database … with (force)` or the server's stop terminates (57P01).
+process.on('uncaughtException', (e) => {
+  if ((e as { code?: string }).code !== '57P01') throw e;
+});
 const loads: Record<string, number> = {};
 const server = await startServer();
 const results: BenchResults = {
@@ -172,10 +177,6 @@ try {
     results.sustained = await sustained(server, cfg, peak?.median.wfs);
   });
 } finally {
-  // Pools of peer libraries may still hold idle connections the server stop terminates.
-  process.on('uncaughtException', (e) => {
-    if ((e as { code?: string }).code !== '57P01') throw e;
-  });
   await server.stop();
 }
 
