@@ -1,7 +1,7 @@
 /**
  * `npx tsx test/bench/worker-profile.ts`: where a worker's server time goes.
- * One worker process drains RUNS (10,000) prefilled one-step runs with
- * track_functions = all; prints the server and worker CPU per run and
+ * PROCS (1) worker processes drain RUNS (10,000) prefilled one-step runs
+ * (KIND=10: ten-step) with track_functions = all; prints the server and worker CPU per run and
  * pg_stat_user_functions (self and total µs per run). A profiling aid (issue 18).
  */
 import pg from 'pg';
@@ -19,10 +19,12 @@ try {
   await registerBench(admin);
   await enqueue(admin, process.env.KIND === '10' ? 'bench-10' : 'bench-1', runs);
   await admin.query('select pg_stat_reset()');
-  const m = await measureRun({ url, file: './worker-process.ts', env: {}, procs: 1, total: runs,
+  const m = await measureRun({ url, file: './worker-process.ts', env: {}, procs: Number(process.env.PROCS ?? 1), total: runs,
     remainingSql: `select count(*) as remaining from trellis.runs where status <> 'completed'` });
   console.log(`${Math.round(m.rate)} wf/s; CPU per run: server ${Math.round((m.cpu.server ?? 0) * 1e6 / m.items)} µs, worker ${Math.round((m.cpu.procs ?? 0) * 1e6 / m.items)} µs; others ${m.cpu.otherCores?.toFixed(2)} cores`);
-  console.log(JSON.stringify(m.childStats));
+  for (const c of m.childStats as { claimed: number; claims: number; committer?: { flushes: number; ops: number } }[]) {
+    console.log(`  process: ${c.claimed} runs in ${c.claims} claims, ${c.committer?.ops} ops in ${c.committer?.flushes} commits`);
+  }
   const { rows } = await admin.query(`select funcname, calls, round((self_time * 1000 / $1)::numeric, 1) as self_us_per_run,
       round((total_time * 1000 / $1)::numeric, 1) as total_us_per_run
     from pg_stat_user_functions where schemaname = 'trellis' order by self_time desc limit 20`, [m.items]);
