@@ -65,7 +65,7 @@ export function readConfig(): BenchConfig {
     runs10: num('runs10', quick ? 2_000 : 4_000),
     peerRuns1: num('peer-runs1', quick ? 2_000 : 4_000),
     peerRuns10: num('peer-runs10', quick ? 500 : 1_000),
-    procs: quick ? [1, 2, 4] : [1, 2, 4],
+    procs: [1, 2, 4],
     sustainMinutes: num('sustain-minutes', quick ? 1 : 3),
     retentionSeconds: flag('retention') === 'off' ? null : num('retention', 60),
     backlogs: quick ? [0, 100_000] : [0, 100_000, 1_000_000],
