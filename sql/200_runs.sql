@@ -37,8 +37,13 @@ declare
   v_check    boolean := p_parent is null and (v_options->'input_checked') is distinct from 'true'::jsonb;
   v_shape    jsonb;
   v_path     jsonpath;
+  v_max      integer;
 begin
-  perform trellis._check_name(p_workflow, 'workflow');
+  -- On the start path every statement counts (issue 18): checks are
+  -- assignments and plain conditions, which PL/pgSQL evaluates without the
+  -- executor start-up a PERFORM or a query pays; the slower statements run
+  -- only to word an error.
+  p_workflow := trellis._check_name(p_workflow, 'workflow');
   if p_worker is not null then
     if length(p_worker) = 0 or length(p_worker) > 200 then
       perform trellis._raise('TR001', 'worker id must be 1-200 characters');
@@ -48,16 +53,16 @@ begin
   if jsonb_typeof(v_options) <> 'object' then
     perform trellis._raise('TR001', 'run_start options must be a JSON object');
   end if;
-  select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
-   where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify', 'concurrency_key');
-  if v_bad is not null then
+  if v_options - '{key,queue,priority,run_at,metadata,version,input_checked,coalesce_notify,concurrency_key}'::text[] <> '{}'::jsonb then
+    select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
+     where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify', 'concurrency_key');
     perform trellis._raise('TR001', format('unknown run_start option(s): %s', trellis._quote(v_bad)));
   end if;
   if jsonb_typeof(v_options->'version') not in ('string', 'null') or jsonb_typeof(v_options->'queue') not in ('string', 'null') then
     perform trellis._raise('TR001', 'run_start options version and queue must be strings');
   end if;
   if v_version is not null then
-    perform trellis._check_name(v_version, 'version');
+    v_version := trellis._check_name(v_version, 'version');
     select queue, case when v_check then input_schema end, case when v_check then input_path end
       into v_default, v_shape, v_path from trellis.workflows where name = p_workflow and version = v_version;
     if not found then
@@ -103,8 +108,14 @@ begin
   if jsonb_typeof(v_metadata) <> 'object' then
     perform trellis._raise('TR001', 'metadata must be a JSON object');
   end if;
-  perform trellis._check_payload(coalesce(p_input, 'null'), 'input');
-  perform trellis._check_payload(v_metadata, 'metadata');
+  -- trellis._check_payload's test, with the setting read once for both.
+  v_max := trellis._setting_int('max_payload_bytes', 1048576);
+  if octet_length(coalesce(p_input, 'null')::text) > v_max then
+    perform trellis._check_payload(coalesce(p_input, 'null'), 'input');
+  end if;
+  if octet_length(v_metadata::text) > v_max then
+    perform trellis._check_payload(v_metadata, 'metadata');
+  end if;
   if v_options ? 'input_checked' and jsonb_typeof(v_options->'input_checked') <> 'boolean' then
     perform trellis._raise('TR001', 'input_checked must be true or false');
   end if;
@@ -121,8 +132,12 @@ begin
   end if;
   -- A queue with flow control is entered only through its claim: a start
   -- into it is never leased at once.
-  v_claim := p_worker is not null and v_run_at <= v_now
-             and not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q));
+  -- (The query only for a start that may be leased: a condition with a
+  -- query in it runs through the executor even when it short-circuits.)
+  v_claim := false;
+  if p_worker is not null and v_run_at <= v_now then
+    v_claim := not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q));
+  end if;
 
   insert into trellis.runs (id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
                             run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
