@@ -1,8 +1,10 @@
 -- 200_runs: starting and claiming runs.
 -- Owns: run_start (_run_start), run_start_claimed, run_claim (with _queue_pick of sql/230_queue_claim.sql for queues with flow control), run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
 -- Touches: trellis.runs (insert; status changes through _run_move), trellis.events
--- (a new run's event), trellis.workflows and trellis.steps (read).
--- Lock order: runs rows in id order (claims take them with SKIP LOCKED).
+-- (a new run's event), trellis.queues (a start inserts its queue's row on
+-- first use), trellis.workflows and trellis.steps (read).
+-- Lock order: a new queue row before the run (a start); runs rows in id
+-- order (claims take them with SKIP LOCKED).
 
 -- The body of run_start, also used by checkpoint_apply to start child runs
 -- (with an id chosen by the parent's worker and a link to the parent call)
@@ -28,6 +30,7 @@ declare
   v_id       uuid;
   v_row      trellis.runs;
   v_claim    boolean;
+  v_qrow     trellis.queues;
   -- The input shape of the version (sql/050_shapes.sql) is checked, and so
   -- read, only when needed: not for a child, whose input its parent's
   -- worker validated (its checkpoint must not fail here), nor with
@@ -119,10 +122,20 @@ begin
                                              p_workflow, v_version, v_bad));
     end if;
   end if;
+  -- The queue's row (sql/220_queues.sql), made on first use with the
+  -- defaults (no flow control): one primary-key probe per start, and the
+  -- insert only while the queue has no row. Concurrent first starts of a
+  -- queue both insert; the later waits for the earlier's transaction and
+  -- then does nothing (or inserts, if that one rolled back).
+  select * into v_qrow from trellis.queues q where q.name = v_queue;
+  if not found then
+    insert into trellis.queues (name, created_at, updated_at) values (v_queue, v_now, v_now)
+    on conflict (name) do nothing;
+  end if;
   -- A queue with flow control is entered only through its claim: a start
   -- into it is never leased at once.
   v_claim := p_worker is not null and v_run_at <= v_now
-             and not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q));
+             and not coalesce(trellis._queue_limited(v_qrow), false);
 
   insert into trellis.runs (id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
                             run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
