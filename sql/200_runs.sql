@@ -238,12 +238,6 @@ declare
   v_left  integer := p_limit;
   v_got   integer;
   v_ids   uuid[];
-  -- The served queues with flow control (sql/220_queues.sql): claimed by
-  -- _queue_pick under their row's lock. Any other queue keeps the
-  -- lock-free claim below; this probe of the small queues table is all it
-  -- costs it.
-  v_limited text[] := array(select q.name from trellis.queues q
-                             where q.name = any (p_queues) and trellis._queue_limited(q));
 begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
@@ -284,20 +278,27 @@ begin
     -- so the update below is a primary-key probe per id under the generic
     -- plan (see 900_plans.sql): joined to the pick, it became a hash join
     -- over the whole table.
-    if v_queue = any (v_limited) then
-      v_ids := trellis._queue_pick(v_queue, p_workflows, p_versions, v_left, v_now);
-    else
+    -- A queue with flow control (sql/220_queues.sql) is claimed by
+    -- _queue_pick under its row's lock instead. The lock-free pick is gated
+    -- by a probe of the queue's row inside its own statement (a one-time
+    -- filter: for a limited queue no run is read or locked), so an
+    -- unlimited queue with due runs costs no statement more than before
+    -- queues existed; the separate check runs only after an empty pick.
     v_ids := array(
       select c.id from unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
          select r.id, r.priority, r.run_at from trellis.runs r
           where r.status = 'pending' and r.queue = v_queue and r.workflow = s.w and r.version = s.v
             and r.run_at <= v_now
+            and not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q))
           order by r.priority desc, r.run_at
           limit v_left
           for update skip locked) c
        order by c.priority desc, c.run_at
        limit v_left);
+    if cardinality(v_ids) = 0
+       and exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q)) then
+      v_ids := trellis._queue_pick(v_queue, p_workflows, p_versions, v_left, v_now);
     end if;
     continue when cardinality(v_ids) = 0;
     -- The lease: attempt + 1, a fresh token, started_at (set by _run_move).
