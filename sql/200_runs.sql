@@ -238,6 +238,7 @@ declare
   v_left  integer := p_limit;
   v_got   integer;
   v_ids   uuid[];
+  v_limited boolean;
 begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
@@ -281,10 +282,10 @@ begin
     -- A queue with flow control (sql/220_queues.sql) is claimed by
     -- _queue_pick under its row's lock instead. The lock-free pick is gated
     -- by a probe of the queue's row inside its own statement (a one-time
-    -- filter: for a limited queue no run is read or locked), so an
-    -- unlimited queue with due runs costs no statement more than before
-    -- queues existed; the separate check runs only after an empty pick.
-    v_ids := array(
+    -- filter: for a limited queue no run is read or locked), and the same
+    -- statement says whether the queue is limited, so telling the two
+    -- apart costs an index probe, not a statement.
+    select array(
       select c.id from unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
          select r.id, r.priority, r.run_at from trellis.runs r
@@ -295,9 +296,10 @@ begin
           limit v_left
           for update skip locked) c
        order by c.priority desc, c.run_at
-       limit v_left);
-    if cardinality(v_ids) = 0
-       and exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q)) then
+       limit v_left),
+           exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q))
+      into v_ids, v_limited;
+    if v_limited then
       v_ids := trellis._queue_pick(v_queue, p_workflows, p_versions, v_left, v_now);
     end if;
     continue when cardinality(v_ids) = 0;

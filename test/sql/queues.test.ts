@@ -140,6 +140,24 @@ describe('run_claim with flow control', () => {
     assert.equal(await running('conc'), 3);
   });
 
+  it('a claim of a limited queue locks no run beyond those it leases', async () => {
+    await q(`select trellis.queue_set('gated', '{"concurrency": 2}')`);
+    await start('gated', 10);
+    const a = await db.pool.connect();
+    try {
+      await a.query('begin');
+      const { rows } = await a.query(`select id from trellis.run_claim('w1', '{gated}', '{w}', '{1}', 10, '30 seconds')`);
+      assert.equal(rows.length, 2);
+      // The claim's transaction is still open: every pending run it did not lease is free to lock.
+      const free = await q(`select count(*)::int as n from (select id from trellis.runs where queue = 'gated' and status = 'pending'
+                                                              for update skip locked) x`);
+      assert.equal(free.rows[0].n, 8);
+      await a.query('rollback');
+    } finally {
+      a.release();
+    }
+  });
+
   it('gives an expired lease\'s slot back to the next claim', async () => {
     await q(`select trellis.queue_set('expire', '{"concurrency": 2}')`);
     await start('expire', 4);
