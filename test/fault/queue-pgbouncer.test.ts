@@ -49,7 +49,7 @@ async function spawnWorker(queue: string): Promise<ChildProcess> {
   children.push(child);
   let out = '';
   child.stdout?.on('data', (d) => (out += d));
-  await waitFor(() => out.includes('ready'), { what: `worker on ${queue} ready`, timeout: 30_000 });
+  await waitFor(() => out.includes('ready'), { what: `worker on ${queue} ready`, timeout: 90_000 });
   return child;
 }
 
@@ -58,7 +58,7 @@ describe('queue limits through PgBouncer in transaction mode', () => {
     await client.setQueue('bounced', { concurrency: 3, keyConcurrency: 2 });
     await Promise.all([spawnWorker('bounced'), spawnWorker('bounced'), spawnWorker('bounced')]);
     for (let i = 0; i < 30; i++) {
-      await client.start('flow-job', { ms: 60 }, { queue: 'bounced', concurrencyKey: i % 2 ? 'tenant-a' : 'tenant-b' });
+      await client.start('flow-job', { ms: 150 }, { queue: 'bounced', concurrencyKey: i % 2 ? 'tenant-a' : 'tenant-b' });
     }
     let most = 0;
     let mostPerKey = 0;
@@ -80,7 +80,7 @@ describe('queue limits through PgBouncer in transaction mode', () => {
     assert.ok(most <= 3, `at most 3 running, saw ${most}`);
     assert.ok(mostPerKey <= 2, `at most 2 running per key, saw ${mostPerKey}`);
     assert.equal(most, 3, 'the limit is reached (the workers do run in parallel)');
-    assert.ok(samples > 20, `sampled ${samples} times`);
+    assert.ok(samples > 10, `sampled ${samples} times`);
     const { rows } = await direct.query(`select count(distinct (output #>> '{}'))::int as n from trellis.runs where queue = 'bounced'`);
     assert.ok(rows[0].n >= 2, `runs finished on ${rows[0].n} worker processes`);
     for (const c of children.splice(0)) {
