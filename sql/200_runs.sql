@@ -1,8 +1,10 @@
 -- 200_runs: starting and claiming runs.
 -- Owns: run_start (_run_start), run_start_claimed, run_claim (with _queue_pick of sql/230_queue_claim.sql for queues with flow control), run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
 -- Touches: trellis.runs (insert; status changes through _run_move), trellis.events
--- (a new run's event), trellis.workflows and trellis.steps (read).
--- Lock order: runs rows in id order (claims take them with SKIP LOCKED).
+-- (a new run's event), trellis.queues (a start inserts its queue's row on
+-- first use), trellis.workflows and trellis.steps (read).
+-- Lock order: a new queue row before the run (a start); runs rows in id
+-- order (claims take them with SKIP LOCKED).
 
 -- The body of run_start, also used by checkpoint_apply to start child runs
 -- (with an id chosen by the parent's worker and a link to the parent call)
@@ -28,6 +30,7 @@ declare
   v_id       uuid;
   v_row      trellis.runs;
   v_claim    boolean;
+  v_qrow     trellis.queues;
   -- The input shape of the version (sql/050_shapes.sql) is checked, and so
   -- read, only when needed: not for a child, whose input its parent's
   -- worker validated (its checkpoint must not fail here), nor with
@@ -130,14 +133,20 @@ begin
                                              p_workflow, v_version, v_bad));
     end if;
   end if;
+  -- The queue's row (sql/220_queues.sql), made on first use with the
+  -- defaults (no flow control): one primary-key probe per start, and the
+  -- insert only while the queue has no row. Concurrent first starts of a
+  -- queue both insert; the later waits for the earlier's transaction and
+  -- then does nothing (or inserts, if that one rolled back).
+  select * into v_qrow from trellis.queues q where q.name = v_queue;
+  if not found then
+    insert into trellis.queues (name, created_at, updated_at) values (v_queue, v_now, v_now)
+    on conflict (name) do nothing;
+  end if;
   -- A queue with flow control is entered only through its claim: a start
   -- into it is never leased at once.
-  -- (The query only for a start that may be leased: a condition with a
-  -- query in it runs through the executor even when it short-circuits.)
-  v_claim := false;
-  if p_worker is not null and v_run_at <= v_now then
-    v_claim := not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q));
-  end if;
+  v_claim := p_worker is not null and v_run_at <= v_now
+             and not coalesce(trellis._queue_limited(v_qrow), false);
 
   insert into trellis.runs (id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
                             run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
@@ -240,12 +249,7 @@ declare
   v_left  integer := p_limit;
   v_got   integer;
   v_ids   uuid[];
-  -- The served queues with flow control (sql/220_queues.sql): claimed by
-  -- _queue_pick under their row's lock. Any other queue keeps the
-  -- lock-free claim below; this probe of the small queues table is all it
-  -- costs it.
-  v_limited text[] := array(select q.name from trellis.queues q
-                             where q.name = any (p_queues) and trellis._queue_limited(q));
+  v_limited boolean;
 begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
@@ -286,20 +290,28 @@ begin
     -- so the update below is a primary-key probe per id under the generic
     -- plan (see 900_plans.sql): joined to the pick, it became a hash join
     -- over the whole table.
-    if v_queue = any (v_limited) then
-      v_ids := trellis._queue_pick(v_queue, p_workflows, p_versions, v_left, v_now);
-    else
-    v_ids := array(
+    -- A queue with flow control (sql/220_queues.sql) is claimed by
+    -- _queue_pick under its row's lock instead. The lock-free pick is gated
+    -- by a probe of the queue's row inside its own statement (a one-time
+    -- filter: for a limited queue no run is read or locked), and the same
+    -- statement says whether the queue is limited, so telling the two
+    -- apart costs an index probe, not a statement.
+    select array(
       select c.id from unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
          select r.id, r.priority, r.run_at from trellis.runs r
           where r.status = 'pending' and r.queue = v_queue and r.workflow = s.w and r.version = s.v
             and r.run_at <= v_now
+            and not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q))
           order by r.priority desc, r.run_at
           limit v_left
           for update skip locked) c
        order by c.priority desc, c.run_at
-       limit v_left);
+       limit v_left),
+           exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited(q))
+      into v_ids, v_limited;
+    if v_limited then
+      v_ids := trellis._queue_pick(v_queue, p_workflows, p_versions, v_left, v_now);
     end if;
     continue when cardinality(v_ids) = 0;
     -- The lease: attempt + 1, a fresh token, started_at (set by _run_move).
