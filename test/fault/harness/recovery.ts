@@ -20,7 +20,8 @@ export async function recoveryTimes(pool: pg.Pool, kills: readonly Kill[]): Prom
         (select min(e.at) from public.effects e where e.run_id = r.id and e.at > $2),
         r.finished_at) - $2)) * 1000 as ms
       from trellis.runs r where r.id = any($1::uuid[])`, [kill.held, kill.at]);
-    for (const r of rows) out.push(r.ms === null ? Number.POSITIVE_INFINITY : Math.round(Number(r.ms)));
+    for (const r of rows) // A run that ended in a transaction begun just before the mark counts as 0.
+    for (const r of rows) out.push(r.ms === null ? Number.POSITIVE_INFINITY : Math.max(0, Math.round(Number(r.ms))));
   }
   return out.sort((a, b) => b - a);
 }
