@@ -31,7 +31,7 @@ export type AttemptResult<T> =
 export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name: string,
   fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number, base = 0): Promise<AttemptResult<T>> {
   await this.barrier();
-  if (this.halted) return { ok: 'halted' };
+  if (this.halted || this.o.leaseHeld?.() === false) return { ok: 'halted' };
   const shielded = this.shielded;
   if (this.cancelRequested && !shielded) return { ok: false, error: new CancelledError('run cancelled') };
   const started = Date.now();
