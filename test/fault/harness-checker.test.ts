@@ -43,6 +43,10 @@ describe('the fault harness and its invariant checker', () => {
               where a.run_id = $1 and a.step = 'after' and b.run_id = $1 and b.step = 'before'`, [timer]);
     await q(`insert into public.effects (exec, run_id, workflow, step, attempt, pid, at)
              values (gen_random_uuid(), $1, 'fh-timer', 'after', 1, 1, clock_timestamp() + interval '1 hour')`, [timer]);
+    // A step written by a process after another one began it again.
+    await q(`insert into public.effects (exec, run_id, workflow, step, attempt, pid, at)
+             select gen_random_uuid(), run_id, 'fh-steps', 'one', 2, 1, finished_at - interval '1 ms'
+               from trellis.steps where run_id = $1 and name = 'one'`, [steps[0]]);
     // One signal's payload came to both waits.
     await q(`update trellis.runs set output = '{"got":[1,1]}' where id = $1`, [signal]);
     // A run of a workflow that may not fail, failed; another wrong output.
@@ -52,7 +56,7 @@ describe('the fault harness and its invariant checker', () => {
     const report = await checkInvariants(db.pool, { exactlyOnce: true });
     assert.deepEqual(report, {
       runs: 5, notEnded: 0, failedWrongly: 1, wrongOutput: 1,
-      completedStepsRerun: 2, bodiesRunAgain: 2, notExactlyOnce: 2,
+      completedStepsRerun: 2, bodiesRunAgain: 3, notExactlyOnce: 3, staleWrites: 1,
       timersEarly: 1, timersFiredTwice: 1, signalsConsumedTwice: 1, signalsLost: 0,
     });
     assert.throws(() => assertClean(report, 'planted'), /invariants broken/);

@@ -31,6 +31,13 @@ export interface Report {
   bodiesRunAgain: number;
   /** With exactlyOnce: (run, step) pairs of completed steps not in the ledger exactly once. */
   notExactlyOnce: number;
+  /**
+   * Stale writes accepted: a completed step (whose output names the pid that
+   * ran it) written by a process although another execution of that step
+   * began after this process's and before the write committed (that one
+   * held the lease then, so this process's lease was gone).
+   */
+  staleWrites: number;
   /** fh-timer runs whose step after the sleep began before the sleep was over. */
   timersEarly: number;
   /** fh-timer runs whose step after the sleep ran again after it completed. */
@@ -62,6 +69,10 @@ export async function checkInvariants(pool: pg.Pool, options: InvariantOptions =
       group by run_id, step having count(*) > 1) t`),
     notExactlyOnce: options.exactlyOnce ? await one(`select count(*)::int as n from (${completedSteps}) s
       where (select count(*) from public.effects e where e.run_id = s.run_id and e.step = s.name) <> 1`) : 0,
+    staleWrites: await one(`select count(*)::int as n from trellis.steps s
+      where s.kind = 'step' and s.status = 'completed' and s.output ? 'pid'
+        and (s.output->>'pid')::int <> (select e.pid from public.effects e where e.run_id = s.run_id and e.step = s.name
+                                         and e.at < s.finished_at order by e.at desc limit 1)`),
     timersEarly: await one(`select count(*)::int as n from public.effects a join public.effects b
       on b.run_id = a.run_id and b.step = 'before' and b.workflow = 'fh-timer'
       where a.workflow = 'fh-timer' and a.step = 'after'

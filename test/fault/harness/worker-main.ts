@@ -8,7 +8,8 @@
  * env: DATABASE_URL, WORKER_ID, CONCURRENCY (50), LEASE_MS (2000),
  *      POLL_MS (250), QUERY_TIMEOUT_MS (30000), CONNECT_TIMEOUT_MS (10000),
  *      CLOCK_SKEW_MS (0: this process's Date is shifted by that much),
- *      CODE_VERSION (1 | 2: the code of the fh-change-* workflows).
+ *      CODE_VERSION (1 | 2: the code of the fh-change-* workflows),
+ *      BLOCKER (1: fh-steps with `block` blocks this process's event loop).
  * Prints "ready" once claiming; SIGTERM stops it gracefully.
  */
 import { randomUUID } from 'node:crypto';
@@ -43,14 +44,14 @@ async function record(s: StepContext, workflow: string, step: string, info: unkn
   }
 }
 
-/** Three steps; `ms` each; `block`: step two blocks the event loop that long on its first attempt. */
+/** Three steps; `ms` each; `block`: step two blocks the event loop that long in a process with BLOCKER=1. */
 const steps = defineWorkflow({ name: 'fh-steps', input: z.object({ n: z.number(), ms: z.number().optional(), block: z.number().optional() }) },
   async (ctx, { n, ms = 0, block = 0 }) => {
     let v = n;
     for (const name of ['one', 'two', 'three']) {
       const out = await ctx.step(name, async (s) => {
         await record(s, 'fh-steps', name);
-        if (block && name === 'two' && s.attempt === 1) for (const end = performance.now() + block; performance.now() < end;);
+        if (block && name === 'two' && process.env.BLOCKER === '1') for (const end = performance.now() + block; performance.now() < end;);
         if (ms) await pause(ms);
         return { v: v + 1, pid: process.pid };
       });
