@@ -48,8 +48,11 @@ describe('F4: a lease expiring under a worker still running', () => {
         [victim.id, victim.pid]);
         return rows.length ? rows.map((r) => r.id) : undefined;
       }, { what: 'the victim inside a step body', timeout: 60_000 });
+      const { rows: [stopAt] } = await db.pool.query('select clock_timestamp() as at');
       victim.child.kill('SIGSTOP');
       await sleep(3 * LEASE_MS);
+      const { rows: [contAt] } = await db.pool.query('select clock_timestamp() as at');
+      if (process.env.F4_DEBUG) console.log(`# stop ${victim.pid} at ${stopAt.at.toISOString()}, cont at ${contAt.at.toISOString()}`);
       const { rows: moved } = await db.pool.query<{ id: string }>(
         `select id from trellis.runs where id = any($1::uuid[]) and coalesce(lease_owner, '') <> $2`, [held, victim.id]);
       takenOver += moved.length;
@@ -69,8 +72,15 @@ describe('F4: a lease expiring under a worker still running', () => {
     console.log(`# F4 ${scale('quick', 'full')}: ${STOPS} SIGSTOPs of ${3 * LEASE_MS} ms (lease ${LEASE_MS} ms), ${takenOver} runs taken over, ` +
       `${BLOCKED} runs blocking their event loop ${3 * LEASE_MS} ms, ${loop!.n} taken over from the blocked process; ` +
       `stale writes accepted ${report.staleWrites}; report ${JSON.stringify(report)}`);
-    if (report.completedStepsRerun) console.log(JSON.stringify((await db.pool.query(`select e.run_id, e.step, e.attempt, e.pid, e.at, s.finished_at, s.output
-      from public.effects e join trellis.steps s on s.run_id = e.run_id and s.name = e.step and s.status = 'completed' and e.at > s.finished_at`)).rows));
+    if (report.completedStepsRerun && process.env.F4_DEBUG) {
+      const { rows } = await db.pool.query(`select distinct e.run_id from public.effects e join trellis.steps s
+        on s.run_id = e.run_id and s.name = e.step and s.status = 'completed' and e.at > s.finished_at`);
+      for (const { run_id } of rows.slice(0, 3)) {
+        console.log('# run', run_id, JSON.stringify((await db.pool.query('select attempt, status from trellis.runs where id = $1', [run_id])).rows));
+        console.log('# effects', JSON.stringify((await db.pool.query('select step, attempt, pid, at from public.effects where run_id = $1 order by at', [run_id])).rows));
+        console.log('# steps', JSON.stringify((await db.pool.query('select seq, name, status, attempts, output, started_at, finished_at from trellis.steps where run_id = $1 order by seq', [run_id])).rows));
+      }
+    }
     assert.ok(takenOver > 0, 'runs of a stopped worker were taken over');
     assert.ok(loop!.n > 0, 'runs of a blocked worker were taken over');
     assert.equal(report.staleWrites, 0, 'stale writes accepted');

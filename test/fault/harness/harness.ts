@@ -26,7 +26,7 @@ export function scale<T>(quick: T, full: T): T {
   return FULL ? full : quick;
 }
 
-/** The ledger: one row per execution of a step body (run, step, attempt, pid, the server's clock). */
+/** The ledger: one row per execution of a step body (run, step, attempt, pid, when it began on the server's clock). */
 export async function createLedger(pool: pg.Pool): Promise<void> {
   await pool.query(`create table if not exists public.effects (
     exec uuid primary key, run_id uuid not null, workflow text not null, step text not null,

@@ -25,7 +25,7 @@ export interface Report {
   failedWrongly: number;
   /** fh-steps runs whose output is not n + 3. */
   wrongOutput: number;
-  /** Ledger rows of a step written after that step's completion committed. */
+  /** Step bodies that began after that step's completion committed (a completed step run again). */
   completedStepsRerun: number;
   /** (run, step) pairs whose body ran more than once (allowed after a crash before the checkpoint). */
   bodiesRunAgain: number;

@@ -5,8 +5,9 @@
  * pool of its own, so the invariant checker can count executions of bodies,
  * committed or not.
  *
- * env: DATABASE_URL, WORKER_ID, CONCURRENCY (50), LEASE_MS (2000),
+ * env: DATABASE_URL, LEDGER_URL (default DATABASE_URL), WORKER_ID, CONCURRENCY (50), LEASE_MS (2000),
  *      POLL_MS (250), QUERY_TIMEOUT_MS (30000), CONNECT_TIMEOUT_MS (10000),
+ *      LISTENER_CHECK_MS (10000),
  *      CLOCK_SKEW_MS (0: this process's Date is shifted by that much),
  *      CODE_VERSION (1 | 2: the code of the fh-change-* workflows),
  *      BLOCKER (1: fh-steps with `block` blocks this process's event loop).
@@ -24,18 +25,22 @@ const skew = Number(process.env.CLOCK_SKEW_MS ?? 0);
 if (skew) skewClock(skew);
 
 const url = process.env.DATABASE_URL;
-const ledger = new pg.Pool({ connectionString: url, max: 4, application_name: 'effects-ledger', connectionTimeoutMillis: 2000 });
+const ledger = new pg.Pool({ connectionString: process.env.LEDGER_URL ?? url, max: 4, application_name: 'effects-ledger', connectionTimeoutMillis: 2000 });
 ledger.on('error', () => undefined);
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
-/** Append one execution of a step body to the ledger (retried: the insert is idempotent by its exec id). */
+/** Append one execution of a step body to the ledger (retried: the insert is idempotent by its exec id); call it first in the body. */
 async function record(s: StepContext, workflow: string, step: string, info: unknown = null): Promise<void> {
   const exec = randomUUID();
+  // `at` is when the body began, on the server's clock: the insert's time
+  // less how long it waited here (for a ledger connection, a stopped process).
+  const begun = performance.now();
   for (let tries = 0; ; tries++) {
     try {
-      await ledger.query(`insert into public.effects (exec, run_id, workflow, step, attempt, pid, worker, info)
-        values ($1, $2, $3, $4, $5, $6, $7, $8) on conflict (exec) do nothing`,
-      [exec, s.runId, workflow, step, s.attempt, process.pid, process.env.WORKER_ID, JSON.stringify(info)]);
+      await ledger.query(`insert into public.effects (exec, run_id, workflow, step, attempt, pid, worker, info, at)
+        values ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp() - make_interval(secs => $9::float8 / 1000))
+        on conflict (exec) do nothing`,
+      [exec, s.runId, workflow, step, s.attempt, process.pid, process.env.WORKER_ID, JSON.stringify(info), performance.now() - begun]);
       return;
     } catch (error) {
       if (tries > 600) throw error;
