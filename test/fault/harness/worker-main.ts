@@ -33,14 +33,24 @@ const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 async function record(s: StepContext, workflow: string, step: string, info: unknown = null): Promise<void> {
   const exec = randomUUID();
   // `at` is when the body began, on the server's clock: the insert's time
-  // less how long it waited here (for a ledger connection, a stopped process).
+  // less how long it waited here (for a ledger connection, a stopped
+  // process), measured once the connection is ours.
   const begun = performance.now();
   for (let tries = 0; ; tries++) {
     try {
-      await ledger.query(`insert into public.effects (exec, run_id, workflow, step, attempt, pid, worker, info, at)
-        values ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp() - make_interval(secs => $9::float8 / 1000))
-        on conflict (exec) do nothing`,
-      [exec, s.runId, workflow, step, s.attempt, process.pid, process.env.WORKER_ID, JSON.stringify(info), performance.now() - begun]);
+      const c = await ledger.connect();
+      let broken: Error | undefined;
+      try {
+        await c.query(`insert into public.effects (exec, run_id, workflow, step, attempt, pid, worker, info, at)
+          values ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp() - make_interval(secs => $9::float8 / 1000))
+          on conflict (exec) do nothing`,
+        [exec, s.runId, workflow, step, s.attempt, process.pid, process.env.WORKER_ID, JSON.stringify(info), performance.now() - begun]);
+      } catch (error) {
+        broken = error as Error;
+        throw error;
+      } finally {
+        c.release(broken); // a connection that failed is dropped, not pooled
+      }
       return;
     } catch (error) {
       if (tries > 600) throw error;
@@ -67,7 +77,7 @@ const steps = defineWorkflow({ name: 'fh-steps', input: z.object({ n: z.number()
 
 /** A step, a durable sleep of `ms`, a step; returns ctx.now() as the worker saw it. */
 const timer = defineWorkflow({ name: 'fh-timer', input: z.object({ ms: z.number() }) }, async (ctx, { ms }) => {
-  await ctx.step('before', (s) => record(s, 'fh-timer', 'before', { ms }));
+  await ctx.step('before', (s) => record(s, 'fh-timer', 'before', { ms, wall: Date.now() }));
   await ctx.sleep('nap', ms);
   await ctx.step('after', (s) => record(s, 'fh-timer', 'after'));
   return { now: ctx.now().toISOString() };
