@@ -32,10 +32,10 @@ const soak = defineWorkflow({ name: 'l1-soak', input: z.object({ n: z.number() }
   return v;
 });
 const client = createClient({ connectionString: url, logger: silentLogger, handoff: false });
-await client.setRetention('1 minute', { workflow: soak });
 const workers = [1, 2].map((i) => createWorker({ connectionString: url, workflows: [soak], id: `soak-${i}`, logger: silentLogger,
   purge: { interval: '5s' } }));
 for (const w of workers) await w.start();
+await client.setRetention('1 minute', { workflow: soak }); // after the workers registered it
 
 const one = async (sql: string) => Number((await pool.query(sql)).rows[0].n);
 const size = () => one(`select sum(pg_total_relation_size(c.oid))::bigint as n from pg_class c
