@@ -9,6 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { Harness, between, scale, sleep } from './harness/harness.ts';
 import { assertClean, checkInvariants } from './harness/invariants.ts';
 import { type Kill, recoveryTimes } from './harness/recovery.ts';
@@ -39,6 +40,13 @@ describe('F1: worker processes SIGKILLed at random', () => {
     const kills: Kill[] = [];
     let done = false;
     const ended = starting.then(() => h.waitAllEnded({ timeout: scale(120_000, 900_000) })).finally(() => (done = true));
+    // The first kill as soon as a worker holds a run (whatever the machine's speed), the rest at random.
+    const holder = await waitFor(async () => {
+      const { rows } = await db.pool.query<{ owner: string }>(`select lease_owner as owner from trellis.runs where status = 'running' limit 1`);
+      return h.live().find((w) => w.id === rows[0]?.owner);
+    }, { what: 'a worker holding a run', timeout: 60_000 });
+    kills.push(await h.kill(holder));
+    await h.spawn();
     while (!done && kills.length < KILLS) {
       await sleep(scale(between(1000, 2000), between(2000, 4500)));
       if (done) break;

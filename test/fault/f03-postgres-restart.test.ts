@@ -19,7 +19,7 @@ import { type Restartable, restartable } from './harness/restart.ts';
 
 const RUNS = scale(300, 2000);
 const LEASE_MS = 30_000;
-const OUTAGE_MS = scale(4000, 10_000);
+const OUTAGE_MS = Number(process.env.F3_OUTAGE_MS ?? scale(4000, 10_000));
 
 let server: EmbeddedPostgres;
 let restarts: Restartable;

@@ -19,7 +19,8 @@ let db: TestDatabase;
 let clients: Client[] = [];
 before(async () => {
   db = await freshDatabase();
-  clients = [1, 2, 3, 4].map(() => createClient({ connectionString: db.url, logger: silentLogger, handoff: false }));
+  // Thousands of starts queue for 40 connections: give the wait for one more than the default 10 s.
+  clients = [1, 2, 3, 4].map(() => createClient({ connectionString: db.url, logger: silentLogger, handoff: false, connectTimeout: 120_000 }));
 });
 after(async () => {
   for (const c of clients) await c.close();

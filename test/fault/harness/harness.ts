@@ -140,10 +140,19 @@ export class Harness {
   /** Wait until no run is pending, running or waiting (paused counts as ended when `pausedEnds`). */
   async waitAllEnded({ timeout = 120_000, pausedEnds = false, what = 'every run to end' } = {}): Promise<void> {
     const open = pausedEnds ? `('pending', 'running', 'waiting')` : `('pending', 'running', 'waiting', 'paused')`;
-    await waitFor(async () => {
-      const { rows } = await this.pool.query(`select count(*)::int as n from trellis.runs where status in ${open}`);
-      return rows[0].n === 0;
-    }, { timeout, interval: 200, what });
+    try {
+      await waitFor(async () => {
+        const { rows } = await this.pool.query(`select count(*)::int as n from trellis.runs where status in ${open}`);
+        return rows[0].n === 0;
+      }, { timeout, interval: 200, what });
+    } catch (error) {
+      // Say what the workers and the runs left were doing.
+      const { rows } = await this.pool.query(`select workflow, status, count(*)::int as n from trellis.runs
+        where status in ${open} group by 1, 2`).catch(() => ({ rows: [] }));
+      const workers = this.workers.map((w) => `${w.id} ${w.alive() ? 'alive' : `exited ${w.child.exitCode ?? w.child.signalCode}`}` +
+        (w.stderr() ? `: ${w.stderr().slice(-500)}` : '')).join('\n');
+      throw new Error(`${(error as Error).message}; runs left ${JSON.stringify(rows)}; workers:\n${workers}`, { cause: error });
+    }
   }
 
   /** Stop every worker (SIGTERM, then SIGKILL after 5 s) and close the client. */
