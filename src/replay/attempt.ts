@@ -30,7 +30,7 @@ export type AttemptResult<T> =
 export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind, name: string,
   fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number, base = 0): Promise<AttemptResult<T>> {
   await replay.barrier();
-  if (replay.halted) return { ok: 'halted' };
+  if (replay.halted || replay.o.leaseHeld?.() === false) return { ok: 'halted' };
   const shielded = replay.shielded;
   if (replay.cancelRequested && !shielded) return { ok: false, error: new CancelledError('run cancelled') };
   const started = Date.now();

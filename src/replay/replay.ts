@@ -41,6 +41,13 @@ export interface ExecuteOptions {
   sink: CheckpointSink;
   /** Aborted when the worker stops executing this run (lease lost, shutdown). */
   signal: AbortSignal;
+  /**
+   * Asked before each step body begins: false when the worker's own view of
+   * the lease has run out (it then aborts `signal`), so a process that did
+   * not run for a while (stopped, a blocked event loop) begins no body of a
+   * run another process may have taken over.
+   */
+  leaseHeld?: () => boolean;
   maxPayloadBytes: number;
   maxHistorySteps: number;
   log: Logger;

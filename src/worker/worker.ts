@@ -460,6 +460,11 @@ export class Worker {
       cancelRequested: run.cancel_requested,
       pauseRequested: run.pause_requested,
       signal: controller.signal,
+      leaseHeld: () => {
+        if (entry.leaseUntil > performance.now()) return true;
+        controller.abort(new LeaseLostError(`run ${run.id}: lease ran out before a step began`));
+        return false;
+      },
       maxPayloadBytes: this.maxPayloadBytes,
       maxHistorySteps: this.maxHistorySteps,
       log: this.log,

@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import { createClient, type Client } from '../../src/client/client.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { flowWorkers } from '../helpers/flow-workers.ts';
 import { waitFor } from '../helpers/wait.ts';

@@ -13,7 +13,7 @@ import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { migrate } from '../../src/schema/install.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase } from '../helpers/db.ts';
 import { type Bouncer, startPgBouncer } from '../helpers/pgbouncer.ts';
 import { waitFor } from '../helpers/wait.ts';
