@@ -13,7 +13,7 @@ import type { InferOutput, StandardSchemaV1 } from '../workflow/standard-schema.
 import type { Duration } from '../workflow/duration.ts';
 import { compileMachine, type MachineOutput } from './compile.ts';
 import type {
-  CallbackHandler, MachineHookEvent, MachineHookSink, MachineNode, StepHandler, TimeoutHandler, TimeoutWhen,
+  CallbackHandler, HandlerResult, MachineHookEvent, MachineRun, MachineHookSink, MachineNode, StepHandler, TimeoutHandler, TimeoutWhen,
 } from './types.ts';
 
 /**
@@ -103,17 +103,29 @@ export class StateMachineBuilder<S extends string, T> {
     }
   }
 
-  /** A step: runs as soon as a run enters `from`, and returns one of `allowedTo` (or an outcome). */
+  /**
+   * A step: runs as soon as a run enters `from`, and returns one of `allowedTo` (or an outcome).
+   * A literal status outside `allowedTo` is a compile error, in sync and async handlers alike
+   * (no `as const` needed); at run time it is an IllegalTransitionError.
+   */
+  step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => ReturnsHint<NoInfer<D>>, ...allowedTo: D[]): this;
+  step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => Returns<NoInfer<D>>, ...allowedTo: D[]): this;
   step(from: S, fn: StepHandler<S, T>, ...allowedTo: S[]): this {
     return this.add(from, 'step', { fn, to: this.destinations(from, allowedTo) });
   }
 
   /** A callback: in `from`, wait for an external payload (`callback(foreignId, from, payload)` or `trellis.machine_callback`). */
+  callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => ReturnsHint<NoInfer<D>>, ...allowedTo: D[]): this;
+  callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => Returns<NoInfer<D>>, ...allowedTo: D[]): this;
   callback(from: S, fn: CallbackHandler<S, T>, ...allowedTo: S[]): this {
     return this.add(from, 'callback', { fn, to: this.destinations(from, allowedTo) });
   }
 
   /** A timeout: in `from`, fire `{ after }` the run entered it, or `{ at }` a time computed from the run. */
+  timeout<const D extends S>(from: S, when: TimeoutWhen<S, T>, fn: (run: MachineRun<S, T>, firedAt: Date) => ReturnsHint<NoInfer<D>>,
+    ...allowedTo: D[]): this;
+  timeout<const D extends S>(from: S, when: TimeoutWhen<S, T>, fn: (run: MachineRun<S, T>, firedAt: Date) => Returns<NoInfer<D>>,
+    ...allowedTo: D[]): this;
   timeout(from: S, when: TimeoutWhen<S, T>, fn: TimeoutHandler<S, T>, ...allowedTo: S[]): this {
     if (when?.after !== undefined) toMs(when.after, `timeout of ${from}`);
     else if (typeof when?.at !== 'function') throw new ValidationError(`timeout of ${from}: give { after: duration } or { at: (run) => Date }`);
@@ -208,6 +220,17 @@ export class StateMachineBuilder<S extends string, T> {
   }
 }
 
+/** What a handler with destinations `D` may return, sync or async. */
+type Returns<D extends string> = HandlerResult<D> | Promise<HandlerResult<D>>;
+/**
+ * Only a typing hint (no value has this type): as the first overload's return
+ * type it makes TypeScript keep a literal status returned by an async handler
+ * (`async () => 'done'`) instead of widening it to `string` — the async
+ * contextual type must be a Promise for that — and the second overload then
+ * checks it against the allowed destinations.
+ */
+type ReturnsHint<D extends string> = Promise<HandlerResult<D>> & HandlerResult<D>;
+
 type HookFn<S extends string, T> = (event: MachineHookEvent<S, T>) => void | Promise<void>;
 
 /**
@@ -217,7 +240,7 @@ type HookFn<S extends string, T> = (event: MachineHookEvent<S, T>) => void | Pro
  * @example
  * const Status = z.enum(['created', 'emailed', 'verified', 'expired']);
  * const signup = defineStateMachine({ name: 'signup', status: Status, object: z.object({ email: z.string() }) })
- *   .step('created', async (run) => { await mail.send(run.object.email); return 'emailed' as const; }, 'emailed')
+ *   .step('created', async (run) => { await mail.send(run.object.email); return 'emailed'; }, 'emailed')
  *   .callback('emailed', (run, payload) => ((payload as { ok: boolean }).ok ? 'verified' : run.skip()), 'verified')
  *   .timeout('emailed', { after: '2 days' }, () => 'expired', 'expired')
  *   .build();

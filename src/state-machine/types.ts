@@ -44,7 +44,7 @@ export function makeOutcome(kind: 'pause' | 'cancel' | 'skip' | 'repeat', reason
  *   .step('created', async (run) => {
  *     run.object.mailedAt = new Date().toISOString();
  *     await mail.send(run.object.email, { idempotencyKey: run.step.idempotencyKey });
- *     return 'emailed' as const; // an async handler's literal needs `as const` to stay a status
+ *     return 'emailed'; // a literal outside the allowed destinations would not compile
  *   }, 'emailed')
  *   .build();
  */
