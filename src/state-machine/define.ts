@@ -139,25 +139,33 @@ export class StateMachineBuilder<S extends string, T> {
     return this;
   }
 
-  /** Called when a run completes (reaches a status without handlers). */
+  /**
+   * Called when a run completes (reaches a status without handlers). Durable:
+   * delivered through the outbox's lifecycle hooks by a worker serving the
+   * machine, at least once, retried, parked when it keeps failing (docs/events.md).
+   */
   onComplete(fn: HookFn<S, T>): this {
     this.hooks.complete = fn;
     return this;
   }
 
-  /** Called when a run ends cancelled (by a handler or from outside). */
+  /** Called when a run ends cancelled (by a handler or from outside). Durable, as `onComplete`. */
   onCancel(fn: HookFn<S, T>): this {
     this.hooks.cancel = fn;
     return this;
   }
 
-  /** Called when a handler parks the run (pause, or pauseAfterErrors reached). */
+  /**
+   * Called when the run is parked: a handler's `pause`, `pauseAfterErrors`
+   * reached, or a pause from outside. Durable, as `onComplete`; the event's
+   * status and object are the run's as the hook runs.
+   */
   onPause(fn: HookFn<S, T>): this {
     this.hooks.pause = fn;
     return this;
   }
 
-  /** Send hook events to `sink` instead of the in-process `onComplete`/`onCancel`/`onPause` functions. */
+  /** Send every hook event (complete, cancel, pause) to `sink` instead of the `onComplete`/`onCancel`/`onPause` functions; delivered durably as they are. */
   hookSink(sink: MachineHookSink<S, T>): this {
     this.sink = sink;
     return this;
@@ -175,9 +183,11 @@ export class StateMachineBuilder<S extends string, T> {
     if (this.nodes.size === 0) throw new ValidationError(`machine ${this.options.name} has no steps, callbacks or timeouts`);
     this.built = true;
     const hooks = this.hooks;
-    const sink: MachineHookSink<S, T> = this.sink ?? {
+    // The hooks are durable (delivered through the outbox); only the events listened to are declared.
+    const events = this.sink ? (['complete', 'cancel', 'pause'] as const) : (['complete', 'cancel', 'pause'] as const).filter((e) => hooks[e]);
+    const sink: MachineHookSink<S, T> | undefined = this.sink ?? (events.length === 0 ? undefined : {
       emit: (event: MachineHookEvent<S, T>) => hooks[event.event]?.(event),
-    };
+    });
     const initial = this.options.initial ?? (this.nodes.keys().next().value as S);
     const machine = {
       kind: 'trellis.state-machine' as const,
@@ -189,7 +199,7 @@ export class StateMachineBuilder<S extends string, T> {
       pauseAfterErrors: this.pauseAfter,
       deleteData: this.deleter ?? (() => ({})),
     };
-    const workflow = compileMachine(machine, this.options, sink);
+    const workflow = compileMachine(machine, this.options, sink, events);
     return Object.freeze({ ...machine, workflow });
   }
 

@@ -111,9 +111,10 @@ export interface MachineHookEvent<S extends string, T> {
 
 /**
  * Where machine hook events go. The default calls the `onComplete`,
- * `onCancel` and `onPause` functions in the worker's process (in-process,
- * at least once); a durable sink (the outbox) can replace it without
- * changing the machine: pass `hookSink`.
+ * `onCancel` and `onPause` functions; `hookSink` replaces them with one
+ * function for every event. Either way the events are delivered durably by
+ * the outbox's lifecycle hooks (at least once: make `emit` idempotent, the
+ * run id is a good key).
  *
  * @example
  * const signup = defineStateMachine({ name: 'signup', status: Status, object: Signup })
