@@ -11,7 +11,9 @@ import { assertName } from '../workflow/names.ts';
 import type { RetryPolicy } from '../workflow/retry.ts';
 import type { InferOutput, StandardSchemaV1 } from '../workflow/standard-schema.ts';
 import type { Duration } from '../workflow/duration.ts';
+import type { Connector } from '../connectors/connector.ts';
 import { compileMachine, type MachineOutput } from './compile.ts';
+import type { MachineConnector, MachineConnectorFn } from './connectors.ts';
 import type {
   CallbackHandler, HandlerResult, MachineHookEvent, MachineRun, MachineHookSink, MachineNode, StepHandler, TimeoutHandler, TimeoutWhen,
 } from './types.ts';
@@ -70,6 +72,8 @@ export interface StateMachine<S extends string = string, T = unknown> {
   readonly pauseAfterErrors: number | undefined;
   /** Applied to the object when its data is deleted (`deleteData`); default: `{}`. */
   readonly deleteData: (object: T) => unknown;
+  /** Its connectors (`.connector`), run by `runMachineConnectors`. */
+  readonly connectors: readonly MachineConnector<S, T>[];
   /** The ordinary workflow it compiles to: give it to `createWorker({ workflows })`. */
   readonly workflow: WorkflowDefinition<{ status: S; object: T }, MachineOutput<S, T>>;
 }
@@ -86,6 +90,7 @@ export class StateMachineBuilder<S extends string, T> {
   private pauseAfter: number | undefined;
   private deleter: ((object: T) => unknown) | undefined;
   private sink: MachineHookSink<S, T> | undefined;
+  private readonly connectorList: MachineConnector<S, T>[] = [];
   private built = false;
 
   constructor(private readonly options: StateMachineOptions<S, StandardSchemaV1<unknown, T>>) {
@@ -171,6 +176,26 @@ export class StateMachineBuilder<S extends string, T> {
     return this;
   }
 
+  /**
+   * An event stream that triggers runs of this machine or advances them
+   * (luno/workflow's connectors): `fn` gets each event of `source` and the
+   * machine bound to the batch's transaction, with the event's id as the
+   * trigger key and callback id (a redelivered event changes nothing).
+   * `runMachineConnectors` runs them. Sources: `outboxConnector` (another
+   * Trellis workflow's events), `tableConnector`, or your own `Connector`.
+   */
+  connector(source: Connector, fn: MachineConnectorFn<S, T>): this {
+    if (this.built) throw new ValidationError(`machine ${this.options.name} was built already`);
+    if (typeof source?.read !== 'function') throw new ValidationError(`machine ${this.options.name}: a connector source needs read(db, cursor, limit)`);
+    assertName(source.name, 'connector');
+    if (typeof fn !== 'function') throw new ValidationError(`machine ${this.options.name}: connector ${source.name} needs a function`);
+    if (this.connectorList.some((c) => c.source.name === source.name)) {
+      throw new ValidationError(`machine ${this.options.name}: connector ${source.name} was added already`);
+    }
+    this.connectorList.push(Object.freeze({ source, fn }));
+    return this;
+  }
+
   /** What the object becomes when its data is deleted (PII). Default: `{}`. */
   deleteData(fn: (object: T) => unknown): this {
     this.deleter = fn;
@@ -198,6 +223,7 @@ export class StateMachineBuilder<S extends string, T> {
       object: this.options.object,
       pauseAfterErrors: this.pauseAfter,
       deleteData: this.deleter ?? (() => ({})),
+      connectors: Object.freeze([...this.connectorList]),
     };
     const workflow = compileMachine(machine, this.options, sink, events);
     return Object.freeze({ ...machine, workflow });
