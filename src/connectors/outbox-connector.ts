@@ -56,7 +56,7 @@ export type OutboxEventPayload = RunEvent;
  * @example
  * const payments = outboxConnector({ name: 'payments-to-orders', workflows: ['payment'], kinds: ['completed'] });
  * await connectorStep({ client, connector: payments,
- *   handle: (e, { tx }) => orders.callback(e.foreignId, 'awaiting-payment', e.payload, { id: e.id, tx }) });
+ *   handle: async (e, { tx }) => { await orders.callback(e.foreignId, 'awaiting-payment', e.payload, { id: e.id, tx }); } });
  */
 export function outboxConnector(options: OutboxConnectorOptions): Connector {
   assertName(options.name, 'connector');

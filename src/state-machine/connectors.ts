@@ -49,7 +49,7 @@ export type MachineConnectorFn<S extends string, T> = (event: ConnectorEvent, ap
  * A connector of a machine, as `.connector(source, fn)` added it.
  *
  * @example
- * for (const { source } of machine.connectors) console.log(source.name);
+ * for (const { source } of signup.connectors) console.log(source.name);
  */
 export interface MachineConnector<S extends string, T> {
   readonly source: Connector;
@@ -73,7 +73,7 @@ function handlerOf<S extends string, T>(machine: MachineClient<S, T>, entry: Mac
  * Options of `runMachineConnectors` and `machineConnectorStep`.
  *
  * @example
- * await runMachineConnectors({ client, machine: orders, signal, pollInterval: '500ms' });
+ * await runMachineConnectors({ client, machine: signup, signal, pollInterval: '500ms' });
  */
 export interface MachineConnectorsOptions<S extends string, T> {
   client: Client;
@@ -92,7 +92,7 @@ export interface MachineConnectorsOptions<S extends string, T> {
  * transaction each); returns how many events were handled in all.
  *
  * @example
- * while ((await machineConnectorStep({ client, machine: orders })) > 0);
+ * while ((await machineConnectorStep({ client, machine: signup })) > 0);
  */
 export async function machineConnectorStep<S extends string, T>(options: Omit<MachineConnectorsOptions<S, T>, 'signal' | 'pollInterval' | 'logger'>): Promise<number> {
   const machine = connectMachine(options.client, options.machine);
@@ -111,7 +111,7 @@ export async function machineConnectorStep<S extends string, T>(options: Omit<Ma
  *
  * @example
  * const stop = new AbortController();
- * const running = runMachineConnectors({ client, machine: orders, signal: stop.signal });
+ * const running = runMachineConnectors({ client, machine: signup, signal: stop.signal });
  * // … at shutdown:
  * stop.abort();
  * await running;
