@@ -24,7 +24,7 @@ export type { StandardSchemaV1 } from './workflow/standard-schema.ts';
 export { defineSignal, type SignalDefinition, type SignalPayload, type SignalResult } from './workflow/signal.ts';
 export { EventConsumer, type ConsumerOptions, type EventsOptions } from './client/events.ts';
 export { EVENT_KINDS, type EventFilter, type EventKind, type RunEvent } from './db/events.ts';
-export { HOOK_NAMES, type HookEvent, type HookName, type WorkflowHooks } from './workflow/hooks.ts';
+export { HOOK_NAMES, type HookContext, type HookEvent, type HookName, type WorkflowHooks } from './workflow/hooks.ts';
 export type { HookDeliveryOptions } from './worker/hooks/loop.ts';
 export { EndRunCancelled, type HookRunInfo, type HookStepInfo, ParkRunRequest, type WorkflowInterceptors } from './workflow/run-control.ts';
 export { OVERLAP_POLICIES, type OverlapPolicy, type RoleRow, Roles, type ScheduleOptions, type ScheduleRow, Schedules } from './client/schedules.ts';

@@ -11,9 +11,7 @@
  *     tx xid8 not null default pg_current_xact_id(),
  *     foreign_id text not null, type text not null, payload jsonb not null default '{}');
  *
- * (Reading another Trellis workflow's events needs the engine's outbox,
- * which is built on another branch; until then this connector reads any
- * table with these columns — an app's own outbox included.)
+ * (Another Trellis workflow's events: outboxConnector.)
  */
 import type { Queryable } from '../db/queryable.ts';
 import { queryRows } from '../db/queryable.ts';

@@ -6,6 +6,12 @@ export async function machineTriggerCheck(db: Queryable, machine: string, foreig
   await queryRows(db, 'select trellis.machine_trigger_check($1, $2)', [machine, foreignId]);
 }
 
+/** trellis.machine_trigger_keyed: the run the key already started, else null (after the checks of machine_trigger_check). */
+export async function machineTriggerKeyed(db: Queryable, machine: string, foreignId: string, key: string): Promise<string | null> {
+  const rows = await queryRows<{ run: string | null }>(db, 'select trellis.machine_trigger_keyed($1, $2, $3) as run', [machine, foreignId, key]);
+  return rows[0]?.run ?? null;
+}
+
 /** trellis.machine_callback: false when a callback with this id was already received. */
 export async function machineCallback(db: Queryable, machine: string, foreignId: string, status: string, payload: string, id: string | null): Promise<boolean> {
   const rows = await queryRows<{ sent: boolean }>(db, 'select trellis.machine_callback($1, $2, $3, $4::jsonb, $5) as sent', [machine, foreignId, status, payload, id]);

@@ -8,13 +8,10 @@ import { PgClient, Pool, type QueryResultRow } from './pg.ts';
 import { toTrellisError } from './errors.ts';
 import { isPreparedRefusal, preparedRefusedError } from './prepared.ts';
 
-export interface QueryResultLike<R> {
-  rows: R[];
-}
+import type { Queryable, QueryResultLike } from '../protocol/queryable.ts';
 
-export interface Queryable {
-  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<QueryResultLike<R>>;
-}
+export type { Queryable, QueryResultLike };
+
 
 /** What a client write accepts as `tx`: a pg client/pool or a Kysely instance or transaction. */
 export type Executor = Queryable | Kysely<any>;

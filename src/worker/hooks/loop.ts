@@ -120,7 +120,7 @@ export class HookLoop {
       };
       await Promise.race([
         // Anything the hook throws, synchronously or not, is its failure.
-        new Promise((resolve) => resolve(fn(event))),
+        new Promise((resolve) => resolve(fn(event, { db: this.o.db }))),
         new Promise((_, reject) => {
           timer = setTimeout(() => {
             const error = new TimeoutError(`${row.hook} hook of ${row.workflow} did not return within ${timeoutMs} ms`);
