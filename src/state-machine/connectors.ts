@@ -8,9 +8,8 @@
  * batch's transaction before a crash) starts nothing twice and delivers
  * nothing twice.
  */
-import type { Kysely } from 'kysely';
 import type { Client } from '../client/client.ts';
-import { type Connector, type ConnectorEvent, connectorStep, runConnector } from '../connectors/connector.ts';
+import { type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector } from '../connectors/connector.ts';
 import type { Duration } from '../protocol/duration.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { connectMachine, type MachineClient, type TriggerOptions } from './client.ts';
@@ -28,7 +27,7 @@ import type { StateMachine } from './define.ts';
  */
 export interface MachineConnectorApi<S extends string, T> {
   /** The batch's transaction (commits with the source's new position). */
-  readonly tx: Kysely<any>;
+  readonly tx: ConnectorContext['tx'];
   /** Trigger a run for `foreignId` (key: the event's id unless given). */
   trigger(foreignId: string, options: Omit<TriggerOptions<S, T>, 'tx'>): Promise<string>;
   /** Deliver a callback to the foreign id's run (id: the event's id unless given); false for a repeat. */
@@ -58,7 +57,7 @@ export interface MachineConnector<S extends string, T> {
 
 /** The handler connectorStep calls for one connector of the machine. */
 function handlerOf<S extends string, T>(machine: MachineClient<S, T>, entry: MachineConnector<S, T>) {
-  return async (event: ConnectorEvent, { tx }: { tx: Kysely<any> }) => {
+  return async (event: ConnectorEvent, { tx }: { tx: ConnectorContext['tx'] }) => {
     const api: MachineConnectorApi<S, T> = {
       tx,
       machine,
