@@ -18,13 +18,15 @@ import {
   type EventConsumer, EVENT_KINDS, type EventsOptions, type RunEvent, HOOK_NAMES, type HookEvent, type WorkflowHooks,
   type HookDeliveryOptions, OVERLAP_POLICIES, type ScheduleOptions, type RoleContext, type RoleFunction, type CronSchedule, parseCron,
   EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors, type QueueOptions, type QueueStats,
+  type HookContext,
 } from '../src/index.ts';
 import {
   type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector, tableConnector,
   connectMachine, type MachineClient, type MachineOutput, type Transition, defineStateMachine, type StateMachine,
   machineDiagram, runPathDiagram, connectTemplates, type TemplateClient, templateWorkflow, templateDiagram, createStepRegistry,
   type StepRegistry, type TemplateState, type TemplateStepFn, type TemplateHookFn, parseTemplate, type TemplateDefinition,
-  type TemplateEntry, templateSchema,
+  type TemplateEntry, templateSchema, outboxConnector, type OutboxEventPayload, machineConnectorStep, runMachineConnectors,
+  type MachineConnectorFn,
 } from '../src/models.ts';
 import { createTestEnv, freePort, startEmbeddedPostgres, type TestEnv } from '../src/testing/index.ts';
 
@@ -126,9 +128,9 @@ void [assert, writeFileSync, isTrellisError, DatabaseError, ConfigurationError, 
   startEmbeddedPostgres, approval, onboard, greet, fulfil, reminder, trial, healthCheck, regionTotal, ValidationError, quoteValue, loggerFrom,
   EVENT_KINDS, HOOK_NAMES, OVERLAP_POLICIES, parseCron, connectorStep, runConnector, tableConnector, connectMachine, defineStateMachine,
   machineDiagram, runPathDiagram, connectTemplates, templateWorkflow, templateDiagram, createStepRegistry, parseTemplate, templateSchema,
-  EndRunCancelled, ParkRunRequest, Status, Signup, order, dailyReport, report, sync];
+  EndRunCancelled, ParkRunRequest, Status, Signup, order, dailyReport, report, sync, outboxConnector, machineConnectorStep, runMachineConnectors];
 export type {
   Duration, Run, EventsOptions, RunEvent, HookEvent, WorkflowHooks, HookDeliveryOptions, ScheduleOptions, RoleContext, RoleFunction,
   CronSchedule, MachineOutput, Transition, TemplateState, TemplateStepFn, TemplateHookFn, TemplateEntry, HookRunInfo, HookStepInfo,
-  WorkflowInterceptors, Order, PinoLogFn, QueueOptions, QueueStats,
+  WorkflowInterceptors, Order, PinoLogFn, QueueOptions, QueueStats, HookContext, OutboxEventPayload, MachineConnectorFn,
 };

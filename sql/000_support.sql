@@ -57,7 +57,7 @@ comment on function trellis._setting_int(text, integer) is
 
 -- Payload size is the bytes of the value's JSON text (jsonb's text form).
 -- Workers and clients measure the same thing before they send a value
--- (src/replay/serialize.ts), so a value one layer accepts the other does too;
+-- (src/protocol/serialize.ts), so a value one layer accepts the other does too;
 -- the binary jsonb size can be several times the text (small numbers) or a
 -- fraction of it, so it would not agree.
 create or replace function trellis._check_payload(p_value jsonb, p_what text)

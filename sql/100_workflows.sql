@@ -60,14 +60,31 @@ begin
   end loop;
   -- An item without input_schema or signals (an older Trellis) keeps what
   -- is stored; JSON null stores nothing (SQL then checks nothing).
+  with item as (
+    select distinct on (i->>'name', i->>'version')
+           i->>'name' as name, i->>'version' as version, coalesce(i->>'queue', 'default') as queue,
+           i->'input_schema' as input_schema, i->'signals' as signal_schemas,
+           case when jsonb_typeof(i->'hooks') = 'array' then array(select jsonb_array_elements_text(i->'hooks')) end as hooks,
+           coalesce((i->>'event_payloads')::boolean, false) as event_payloads
+      from jsonb_array_elements(p_workflows) as i)
   insert into trellis.workflows as w (name, version, queue, registered_at, last_seen_at,
                                       input_schema, input_path, signal_schemas, hooks, event_payloads)
-  select distinct on (i->>'name', i->>'version')
-         i->>'name', i->>'version', coalesce(i->>'queue', 'default'), v_now, v_now,
-         i->'input_schema', trellis._shape_jsonpath(i->'input_schema'), i->'signals',
-         case when jsonb_typeof(i->'hooks') = 'array' then array(select jsonb_array_elements_text(i->'hooks')) end,
-         coalesce((i->>'event_payloads')::boolean, false)
-    from jsonb_array_elements(p_workflows) as i
+  select item.name, item.version, item.queue, v_now, v_now,
+         item.input_schema, trellis._shape_jsonpath(item.input_schema), item.signal_schemas, item.hooks, item.event_payloads
+    from item
+   -- A definition stored as it is (the upsert below would change nothing) is
+   -- left out before the upsert, which locks the row even when its WHERE
+   -- then leaves it alone: that lock takes a transaction id, and the commit
+   -- a WAL flush, on every client's first start (issue 18, cold start).
+   where not exists (
+     select 1 from trellis.workflows s
+      where s.name = item.name and s.version = item.version
+        and s.queue is not distinct from item.queue
+        and (item.input_schema is null or s.input_schema is not distinct from item.input_schema)
+        and (item.signal_schemas is null or s.signal_schemas is not distinct from item.signal_schemas)
+        and (item.hooks is null or s.hooks is not distinct from item.hooks)
+        and s.event_payloads is not distinct from item.event_payloads
+        and s.last_seen_at >= v_now - interval '1 minute')
   on conflict (name, version) do update
     set queue = excluded.queue, last_seen_at = excluded.last_seen_at,
         input_schema = coalesce(excluded.input_schema, w.input_schema),

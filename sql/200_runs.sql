@@ -1,8 +1,10 @@
 -- 200_runs: starting and claiming runs.
 -- Owns: run_start (_run_start), run_start_claimed, run_claim (with _queue_pick of sql/230_queue_claim.sql for queues with flow control), run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
 -- Touches: trellis.runs (insert; status changes through _run_move), trellis.events
--- (a new run's event), trellis.workflows and trellis.steps (read).
--- Lock order: runs rows in id order (claims take them with SKIP LOCKED).
+-- (a new run's event), trellis.queues (a start inserts its queue's row on
+-- first use), trellis.workflows and trellis.steps (read).
+-- Lock order: a new queue row before the run (a start); runs rows in id
+-- order (claims take them with SKIP LOCKED).
 
 -- The body of run_start, also used by checkpoint_apply to start child runs
 -- (with an id chosen by the parent's worker and a link to the parent call)
@@ -30,6 +32,7 @@ declare
   v_expires  timestamptz;
   v_row      trellis.runs;
   v_claim    boolean;
+  v_qrow     trellis.queues;
   -- The input shape of the version (sql/050_shapes.sql) is checked, and so
   -- read, only when needed: not for a child, whose input its parent's
   -- worker validated (its checkpoint must not fail here), nor with
@@ -39,8 +42,13 @@ declare
   v_check    boolean := p_parent is null and (v_options->'input_checked') is distinct from 'true'::jsonb;
   v_shape    jsonb;
   v_path     jsonpath;
+  v_max      integer;
 begin
-  perform trellis._check_name(p_workflow, 'workflow');
+  -- On the start path every statement counts (issue 18): checks are
+  -- assignments and plain conditions, which PL/pgSQL evaluates without the
+  -- executor start-up a PERFORM or a query pays; the slower statements run
+  -- only to word an error.
+  p_workflow := trellis._check_name(p_workflow, 'workflow');
   if p_worker is not null then
     if length(p_worker) = 0 or length(p_worker) > 200 then
       perform trellis._raise('TR001', 'worker id must be 1-200 characters');
@@ -50,16 +58,16 @@ begin
   if jsonb_typeof(v_options) <> 'object' then
     perform trellis._raise('TR001', 'run_start options must be a JSON object');
   end if;
-  select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
-   where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify', 'concurrency_key');
-  if v_bad is not null then
+  if v_options - '{key,queue,priority,run_at,metadata,version,input_checked,coalesce_notify,concurrency_key}'::text[] <> '{}'::jsonb then
+    select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
+     where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify', 'concurrency_key');
     perform trellis._raise('TR001', format('unknown run_start option(s): %s', trellis._quote(v_bad)));
   end if;
   if jsonb_typeof(v_options->'version') not in ('string', 'null') or jsonb_typeof(v_options->'queue') not in ('string', 'null') then
     perform trellis._raise('TR001', 'run_start options version and queue must be strings');
   end if;
   if v_version is not null then
-    perform trellis._check_name(v_version, 'version');
+    v_version := trellis._check_name(v_version, 'version');
     select queue, case when v_check then input_schema end, case when v_check then input_path end
       into v_default, v_shape, v_path from trellis.workflows where name = p_workflow and version = v_version;
     if not found then
@@ -105,8 +113,14 @@ begin
   if jsonb_typeof(v_metadata) <> 'object' then
     perform trellis._raise('TR001', 'metadata must be a JSON object');
   end if;
-  perform trellis._check_payload(coalesce(p_input, 'null'), 'input');
-  perform trellis._check_payload(v_metadata, 'metadata');
+  -- trellis._check_payload's test, with the setting read once for both.
+  v_max := trellis._setting_int('max_payload_bytes', 1048576);
+  if octet_length(coalesce(p_input, 'null')::text) > v_max then
+    perform trellis._check_payload(coalesce(p_input, 'null'), 'input');
+  end if;
+  if octet_length(v_metadata::text) > v_max then
+    perform trellis._check_payload(v_metadata, 'metadata');
+  end if;
   if v_options ? 'input_checked' and jsonb_typeof(v_options->'input_checked') <> 'boolean' then
     perform trellis._raise('TR001', 'input_checked must be true or false');
   end if;
@@ -121,11 +135,21 @@ begin
                                              p_workflow, v_version, v_bad));
     end if;
   end if;
+  -- The queue's row (sql/220_queues.sql), made on first use with the
+  -- defaults (no flow control): one primary-key probe per start, and the
+  -- insert only while the queue has no row. Concurrent first starts of a
+  -- queue both insert; the later waits for the earlier's transaction and
+  -- then does nothing (or inserts, if that one rolled back).
+  select * into v_qrow from trellis.queues q where q.name = v_queue;
+  if not found then
+    insert into trellis.queues (name, created_at, updated_at) values (v_queue, v_now, v_now)
+    on conflict (name) do nothing;
+  end if;
   -- A queue with flow control is entered only through its claim: a start
   -- into it is never leased at once.
   v_claim := p_worker is not null and v_run_at <= v_now
-             and not exists (select 1 from trellis.queues q where q.name = v_queue
-                              and trellis._queue_limited_by(q.concurrency, q.key_concurrency, q.rate_limit, q.fair, q.paused));
+             and not coalesce(trellis._queue_limited_by(v_qrow.concurrency, v_qrow.key_concurrency,
+                                                           v_qrow.rate_limit, v_qrow.fair, v_qrow.paused), false);
 
   -- The bucket (sql/000_support.sql _bucket): of the key, else the parent's,
   -- else of the id.
@@ -249,13 +273,7 @@ declare
   -- On a distributed schema (sql/160_buckets.sql) rows are locked one bucket at a time.
   v_dist  boolean := trellis._distributed();
   v_pairs text[] := array(select s.w || pg_catalog.chr(31) || s.v from unnest(p_workflows, p_versions) as s(w, v));
-  -- The served queues with flow control (sql/220_queues.sql): claimed by
-  -- _queue_pick under their row's lock. Any other queue keeps the
-  -- lock-free claim below; this probe of the small queues table is all it
-  -- costs it.
-  v_limited text[] := array(select q.name from trellis.queues q
-                             where q.name = any (p_queues)
-                               and trellis._queue_limited_by(q.concurrency, q.key_concurrency, q.rate_limit, q.fair, q.paused));
+  v_limited boolean;
 begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
@@ -300,22 +318,36 @@ begin
     -- so the update below is a primary-key probe per id under the generic
     -- plan (see 900_plans.sql): joined to the pick, it became a hash join
     -- over the whole table.
-    if v_queue = any (v_limited) then
-      v_ids := trellis._queue_pick(v_queue, p_workflows, p_versions, v_left, v_now);
-    elsif v_dist then
-      v_ids := trellis._pick_by_bucket(v_queue, v_pairs, v_left, v_now);
+    -- A queue with flow control (sql/220_queues.sql) is claimed by
+    -- _queue_pick under its row's lock instead. The lock-free pick is gated
+    -- by a probe of the queue's row inside its own statement (a one-time
+    -- filter: for a limited queue no run is read or locked), and the same
+    -- statement says whether the queue is limited, so telling the two
+    -- apart costs an index probe, not a statement. On a distributed schema
+    -- (sql/160_buckets.sql) the pick locks one bucket at a time.
+    if v_dist then
+      v_limited := exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited_by(q.concurrency, q.key_concurrency, q.rate_limit, q.fair, q.paused));
+      if not v_limited then
+        v_ids := trellis._pick_by_bucket(v_queue, v_pairs, v_left, v_now);
+      end if;
     else
-    v_ids := array(
+    select array(
       select c.id from unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
          select r.id, r.priority, r.run_at from trellis.runs r
           where r.status = 'pending' and r.queue = v_queue and r.workflow = s.w and r.version = s.v
             and r.run_at <= v_now
+            and not exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited_by(q.concurrency, q.key_concurrency, q.rate_limit, q.fair, q.paused))
           order by r.priority desc, r.run_at
           limit v_left
           for update skip locked) c
        order by c.priority desc, c.run_at
-       limit v_left);
+       limit v_left),
+           exists (select 1 from trellis.queues q where q.name = v_queue and trellis._queue_limited_by(q.concurrency, q.key_concurrency, q.rate_limit, q.fair, q.paused))
+      into v_ids, v_limited;
+    end if;
+    if v_limited then
+      v_ids := trellis._queue_pick(v_queue, p_workflows, p_versions, v_left, v_now);
     end if;
     continue when cardinality(v_ids) = 0;
     if v_dist then

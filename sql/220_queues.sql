@@ -13,7 +13,9 @@
 -- running runs are counted (an expired lease is reclaimed by run_claim
 -- before the count, so a dead worker's slot comes back), the rate window
 -- and its count are on the row. Nothing is counted in a worker. A queue
--- without a row or without options is claimed as before, lock-free.
+-- without options is claimed as before, lock-free. Every queue gets its row
+-- on first use: a start into a queue without one inserts it with the
+-- defaults (sql/200_runs.sql), so queue_set is needed only to set limits.
 
 -- Whether claims of queue p_name go through _queue_pick.
 create or replace function trellis._queue_limited(q trellis.queues)

@@ -68,7 +68,7 @@ begin
   end if;
   perform trellis._check_name(name, 'step') from unnest(p_ops) where op in ('step', 'child');
   -- Sizes are the bytes of the JSON text, as in _check_payload and the
-  -- workers' own check (src/replay/serialize.ts), so both agree.
+  -- workers' own check (src/protocol/serialize.ts), so both agree.
   select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run, o.size, v_max)
     into v_big
     from (select o.op, o.run, greatest(octet_length(o.output::text), octet_length(o.error::text),

@@ -1,5 +1,5 @@
 -- 730_models: state machines and step templates, compiled onto runs and steps.
--- Owns: machine_trigger_check, machine_trigger, machine_callback,
+-- Owns: machine_trigger_check, machine_trigger_keyed, machine_trigger, machine_callback,
 -- machine_data_delete, the view machine_runs; template_set, template_get,
 -- template_start (and _template_error); connector_cursor_lock,
 -- connector_cursor_set.
@@ -55,18 +55,55 @@ end $$;
 comment on function trellis.machine_trigger_check(text, text) is
   'Refuse (TR004) while machine p_workflow has an unfinished or paused run for p_foreign_id; holds a transaction advisory lock on the pair so a start in the same transaction cannot race another trigger. TR001 for a bad name or foreign id.';
 
+-- A keyed trigger (a connector's event id, a request id) is idempotent: the
+-- run a key already started is the answer, whatever its state, so a
+-- redelivered event starts nothing (and is not refused while that run is
+-- unfinished).
+create or replace function trellis.machine_trigger_keyed(p_workflow text, p_foreign_id text, p_key text)
+returns uuid language plpgsql as $$
+declare
+  v_run     uuid;
+  v_foreign text;
+begin
+  perform trellis._check_name(p_workflow, 'workflow');
+  perform trellis._check_foreign_id(p_foreign_id);
+  if p_key is null or length(p_key) = 0 or length(p_key) > 512 then
+    perform trellis._raise('TR001', 'a trigger key must be a string of 1-512 characters');
+  end if;
+  perform pg_advisory_xact_lock(hashtextextended('trellis.machine:' || p_workflow || '/' || p_foreign_id, 0));
+  select id, metadata->>'foreign_id' into v_run, v_foreign from trellis.runs where workflow = p_workflow and key = p_key;
+  if v_run is not null then
+    if v_foreign is distinct from p_foreign_id then
+      perform trellis._raise('TR004', format('trigger key %s of machine %s was used for another foreign id', quote_literal(left(p_key, 60)), p_workflow));
+    end if;
+    return v_run;
+  end if;
+  perform trellis.machine_trigger_check(p_workflow, p_foreign_id);
+  return null;
+end $$;
+comment on function trellis.machine_trigger_keyed(text, text, text) is
+  'Before a keyed trigger of machine p_workflow for p_foreign_id: the run key p_key already started (nothing more to do), else null after the checks of machine_trigger_check (TR004 while the foreign id has an unfinished run). TR004 when the key started a run of another foreign id; TR001 a bad name, foreign id or key. Holds the pair''s advisory lock for the transaction.';
+
 create or replace function trellis.machine_trigger(p_workflow text, p_foreign_id text, p_input jsonb,
   p_options jsonb default '{}')
 returns uuid language plpgsql as $$
 declare
   v_options jsonb := coalesce(p_options, '{}');
+  v_run     uuid;
 begin
-  perform trellis.machine_trigger_check(p_workflow, p_foreign_id);
   if jsonb_typeof(v_options) <> 'object' then
     perform trellis._raise('TR001', 'machine_trigger options must be a JSON object');
   end if;
   if v_options ? 'key' then
-    perform trellis._raise('TR001', 'a machine run is keyed by its foreign id: do not pass a key');
+    if jsonb_typeof(v_options->'key') <> 'string' then
+      perform trellis._raise('TR001', 'a trigger key must be a string');
+    end if;
+    v_run := trellis.machine_trigger_keyed(p_workflow, p_foreign_id, v_options->>'key');
+    if v_run is not null then
+      return v_run;
+    end if;
+  else
+    perform trellis.machine_trigger_check(p_workflow, p_foreign_id);
   end if;
   if v_options ? 'metadata' and jsonb_typeof(v_options->'metadata') <> 'object' then
     perform trellis._raise('TR001', 'metadata must be a JSON object');
@@ -76,7 +113,7 @@ begin
   return trellis.run_start(p_workflow, p_input, v_options);
 end $$;
 comment on function trellis.machine_trigger(text, text, jsonb, jsonb) is
-  'Start a run of state machine p_workflow for foreign id p_foreign_id with input {status, object} (checked against the machine''s registered input shape); options as run_start (run_at, queue, priority, version, metadata) but no key. TR004 while the foreign id has an unfinished or paused run.';
+  'Start a run of state machine p_workflow for foreign id p_foreign_id with input {status, object} (checked against the machine''s registered input shape); options as run_start (run_at, queue, priority, version, metadata, key). With a key the trigger is idempotent: the run that key started is returned and nothing is written. TR004 while the foreign id has an unfinished or paused run.';
 
 create or replace function trellis.machine_callback(p_workflow text, p_foreign_id text, p_status text,
   p_payload jsonb, p_id text default null)
@@ -88,6 +125,15 @@ begin
   perform trellis._check_foreign_id(p_foreign_id);
   perform trellis._check_name(p_status, 'status');
   v_run := trellis._machine_active(p_workflow, p_foreign_id);
+  if v_run is null and p_id is not null then
+    -- A redelivery (at-least-once sources) of a callback the foreign id's run
+    -- received before it finished is dropped, not refused.
+    if exists (select 1 from trellis.runs r join trellis.signals s on s.run_id = r.id
+                where r.workflow = p_workflow and r.metadata ? 'foreign_id' and r.metadata->>'foreign_id' = p_foreign_id
+                  and s.signal_id = p_id) then
+      return false;
+    end if;
+  end if;
   if v_run is null then
     perform trellis._raise('TR002', format('machine %s has no unfinished run for foreign id %s',
                                            p_workflow, quote_literal(left(p_foreign_id, 60))));
@@ -97,7 +143,7 @@ begin
   return trellis.signal_send(v_run, 'callback:' || p_status, p_payload, p_id);
 end $$;
 comment on function trellis.machine_callback(text, text, text, jsonb, text) is
-  'Deliver an external payload to the callback of status p_status of the unfinished run of machine p_workflow for p_foreign_id (a signal named callback:<status>, buffered until the run is in that status; a repeated p_id is dropped: false). TR002 no unfinished run, TR001 a status without a callback.';
+  'Deliver an external payload to the callback of status p_status of the unfinished run of machine p_workflow for p_foreign_id (a signal named callback:<status>, buffered until the run is in that status; a repeated p_id is dropped: false, also after that run finished). TR002 no unfinished run, TR001 a status without a callback.';
 
 create or replace function trellis.machine_data_delete(p_run_id uuid, p_object jsonb)
 returns timestamptz language plpgsql as $$

@@ -50,11 +50,11 @@ begin
   for f in
     select p.oid::regprocedure from pg_proc p
      where p.pronamespace = 'trellis'::regnamespace
-       and p.proname in ('run_start', 'workflow_register', 'signal_send', 'run_cancel', 'run_pause',
+       and p.proname in ('run_start', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel', 'run_pause',
                          'run_resume', 'run_retry', 'run_scrub', 'run_purge', 'retention_set',
                          'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                          'event_consumer_drop', 'hook_retry',
-                         'machine_trigger_check', 'machine_trigger', 'machine_callback', 'machine_data_delete',
+                         'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',
                          'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
                          'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
                          'queue_set', 'queue_pause', 'queue_resume')
@@ -102,7 +102,7 @@ begin
                            'retention', 'now', '_setting_int', '_input_error', '_shape_error',
                            'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                            'event_consumer_drop', 'hook_retry',
-                           'machine_trigger_check', 'machine_trigger', 'machine_callback', 'machine_data_delete',
+                           'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',
                            'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
                            'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
                            'queue_set', 'queue_pause', 'queue_resume')

@@ -8,9 +8,13 @@
  * Standard Schema). The run controls stay in the main entry too.
  */
 export { type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector, type RunConnectorOptions } from './connectors/connector.ts';
+export { outboxConnector, type OutboxConnectorOptions, type OutboxEventPayload } from './connectors/outbox-connector.ts';
 export { tableConnector, type TableConnectorOptions } from './connectors/table-connector.ts';
 export { connectMachine, MachineClient, type MachineRecord, type TriggerOptions } from './state-machine/client.ts';
 export type { MachineOutput, Transition } from './state-machine/compile.ts';
+export {
+  type MachineConnector, type MachineConnectorApi, type MachineConnectorFn, machineConnectorStep, type MachineConnectorsOptions, runMachineConnectors,
+} from './state-machine/connectors.ts';
 export { defineStateMachine, type StateMachine, StateMachineBuilder, type StateMachineOptions, type StatusSchema } from './state-machine/define.ts';
 export { machineDiagram, type MermaidDirection, type RecordedCall, runPathDiagram } from './state-machine/diagram.ts';
 export type {

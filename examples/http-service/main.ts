@@ -96,14 +96,14 @@ function send(res: ServerResponse, status: number, body: unknown): void {
 export async function startService(url: string): Promise<Service> {
   const pool = new pg.Pool({ connectionString: url, max: 10 });
   pool.on('error', () => undefined);
-  // The client and the worker share the pool, so a start made here goes
+  // The worker joins the client (`client`), so a start made here goes
   // straight to this worker when it has a free slot: the start's own
   // statement leases the run to it, and it begins as the start commits (no
   // NOTIFY, no claim). If this process dies, the lease expires and another
-  // replica continues the run. `createClient({ pool, handoff: false })`
-  // would send every start through the queue instead.
+  // replica continues the run. Without `client` (or with
+  // `createClient({ pool, handoff: false })`) every start goes through the queue.
   const client = createClient({ pool });
-  const worker = createWorker({ pool, workflows: [orderFulfilment] });
+  const worker = createWorker({ pool, workflows: [orderFulfilment], client });
   await worker.start();
 
   async function route(req: IncomingMessage, res: ServerResponse): Promise<void> {

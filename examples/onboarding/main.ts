@@ -9,7 +9,11 @@
  * - a user who never clicks: reminded after 2 days, abandoned after 7;
  * - a second sign-up refused while the first run is unfinished;
  * - the status and object of every run read with plain SQL;
- * - the abandoned user's data deleted, the path kept.
+ * - the abandoned user's data deleted, the path kept;
+ * - the durable onComplete hook, delivered by the worker after the commit;
+ * - a connector: an ordinary `signup-form` workflow's completed runs start
+ *   onboarding runs, read from the outbox (each event's id is the trigger
+ *   key, so a redelivered event starts nothing).
  * Days pass in milliseconds on the test kit's virtual clock.
  *
  *   npx tsx examples/onboarding/main.ts
@@ -17,8 +21,8 @@
  * embedded PostgreSQL.
  */
 import { z } from 'zod';
-import { IllegalTransitionError } from '../../src/index.ts';
-import { connectMachine, defineStateMachine, machineDiagram } from '../../src/models.ts';
+import { defineWorkflow, IllegalTransitionError, type RunEvent } from '../../src/index.ts';
+import { connectMachine, defineStateMachine, machineConnectorStep, machineDiagram, outboxConnector } from '../../src/models.ts';
 import { createTestEnv } from '../../src/testing/index.ts';
 
 const Status = z.enum(['created', 'emailed', 'reminded', 'verified', 'welcomed', 'abandoned']);
@@ -29,7 +33,13 @@ const Signup = z.object({
   mails: z.array(z.string()),
 });
 
+// A sign-up form handled by an ordinary workflow; its completed events carry its output.
+const signupForm = defineWorkflow({ name: 'signup-form', input: z.object({ email: z.string().email() }), eventPayloads: true },
+  async (ctx, { email }) => ctx.step('store', () => ({ email, code: email.slice(0, 2).toUpperCase() })));
+
 const sent: string[] = [];
+let hooked: () => void = () => undefined;
+const adaHooked = new Promise<void>((resolve) => (hooked = resolve));
 const mail = (to: string, what: string) => sent.push(`${what} -> ${to}`);
 
 export const onboarding = defineStateMachine({ name: 'onboarding', status: Status, object: Signup })
@@ -53,13 +63,22 @@ export const onboarding = defineStateMachine({ name: 'onboarding', status: Statu
     run.object.mails.push('welcome');
     return 'welcomed';
   }, 'welcomed')
-  .onComplete(({ foreignId, status }) => console.log(`hook: ${foreignId} completed in ${status}`))
+  .onComplete(({ foreignId, status }) => {
+    console.log(`hook: ${foreignId} completed in ${status}`);
+    if (foreignId === 'user-ada') hooked();
+  })
+  // Each completed sign-up form (run key: the user id) starts the user's onboarding.
+  .connector(outboxConnector({ name: 'forms-to-onboarding', workflows: ['signup-form'], kinds: ['completed'] }), (event, api) => {
+    const form = event.payload as RunEvent;
+    const { email, code } = form.body.output as { email: string; code: string };
+    return api.trigger(event.foreignId, { object: { email, code, signedUpAt: form.createdAt.toISOString(), mails: [] } });
+  })
   .deleteData((object) => ({ ...object, email: 'deleted@invalid', code: '' }))
   .build();
 
 console.log(machineDiagram(onboarding));
 
-const env = await createTestEnv({ workflows: [onboarding.workflow] });
+const env = await createTestEnv({ workflows: [onboarding.workflow, signupForm], hookDelivery: { interval: 50 } });
 try {
   const users = connectMachine(env.client, onboarding);
   const now = (await env.now()).toISOString();
@@ -77,6 +96,14 @@ try {
   await users.callback('user-ada', 'emailed', { code: 'A1' });
   const welcomed = await users.await('user-ada', ada, 'welcomed', { timeout: '20s' });
   console.log(`ada: ${welcomed.status} ${JSON.stringify(welcomed.object.mails)}`);
+  await adaHooked; // delivered by the worker's hook loop once the run's end committed
+
+  // Cy signs up through the form; the connector starts her onboarding.
+  await env.waitFor(await env.client.start(signupForm, { email: 'cy@example.com' }, { key: 'user-cy' }), 'completed');
+  while ((await machineConnectorStep({ client: env.client, machine: onboarding })) === 0) await new Promise((r) => setTimeout(r, 20));
+  const cy = await users.get('user-cy');
+  await env.waitFor(cy.runId, 'waiting');
+  console.log(`cy: started by the form, ${(await users.get('user-cy')).status} with code ${cy.object.code}`);
 
   // Bo never clicks.
   const bo = await users.trigger('user-bo', { object: { email: 'bo@example.com', code: 'B1', signedUpAt: now, mails: [] } });

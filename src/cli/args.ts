@@ -1,6 +1,6 @@
 /** Checking the CLI's arguments: each bad one is a UsageError that quotes at most a bounded prefix of it. */
 import type { RunRef } from '../client/options.ts';
-import { toMs } from '../workflow/duration.ts';
+import { toMs } from '../protocol/duration.ts';
 import type { OptionValues } from './command.ts';
 import { UsageError } from './exit-codes.ts';
 

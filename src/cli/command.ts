@@ -4,7 +4,7 @@
  * registry.ts; parsing, --help, the database connection and error reporting
  * are shared (main.ts).
  */
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import type { Client } from '../client/client.ts';
 import type { Io } from './io.ts';
 
@@ -52,7 +52,12 @@ export interface CommandContext {
   /** The connection string (--database-url or $DATABASE_URL); a UsageError when neither is set. */
   databaseUrl(): string;
   /** A pool on the database (opened on first use, closed after the command). */
-  pool(): pg.Pool;
+  pool(): Pool;
+  /**
+   * A pool for reads: on the standby of --read-url or $TRELLIS_READ_URL
+   * (opened on first use, closed after the command), else `pool()`.
+   */
+  readPool(): Pool;
   /** A client on that pool, after checking the schema is installed and current. */
   client(): Promise<Client>;
   /**
@@ -71,6 +76,7 @@ export const COMMON_OPTIONS: Record<string, OptionSpec> = {
 
 export const DATABASE_OPTION: Record<string, OptionSpec> = {
   'database-url': { type: 'string', value: 'URL', description: 'PostgreSQL connection string (default: $DATABASE_URL)' },
+  'read-url': { type: 'string', value: 'URL', description: 'a streaming standby for reads (default: $TRELLIS_READ_URL; see docs/scaling.md)' },
 };
 
 export const JSON_OPTION: Record<string, OptionSpec> = {

@@ -7,11 +7,11 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import pg from 'pg';
+import { Pool } from '../db/pg.ts';
 import { type Client, createClient } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
 import { checkSchema } from '../schema/install.ts';
-import { silentLogger } from '../workflow/logger.ts';
+import { silentLogger } from '../protocol/logger.ts';
 import { type Command, type CommandContext, commandHelp, type OptionValues, optionsOf } from './command.ts';
 import { EXIT, exitCodeOf, UsageError } from './exit-codes.ts';
 import { flush, type Io, processIo } from './io.ts';
@@ -30,7 +30,8 @@ function topHelp(): string {
     'commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
     '',
-    'Every command takes --help, --verbose, and (when it reads the database) --database-url URL (default: $DATABASE_URL).',
+    'Every command takes --help, --verbose, and (when it reads the database) --database-url URL (default: $DATABASE_URL)',
+    'and --read-url URL, a streaming standby that serves the reads (default: $TRELLIS_READ_URL).',
     'trellis --version prints the version. Exit codes: docs/cli.md.',
     '',
   ].join('\n');
@@ -99,19 +100,27 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
     return EXIT.ok;
   }
   const verbose = values.verbose === true;
-  let pool: pg.Pool | undefined;
+  let pool: Pool | undefined;
+  let readPool: Pool | undefined;
   let client: Promise<Client> | undefined;
   const databaseUrl = (): string => {
     const url = (values['database-url'] as string | undefined) ?? io.env.DATABASE_URL;
     if (!url) throw new UsageError('set DATABASE_URL or pass --database-url');
     return url;
   };
-  const openPool = (): pg.Pool => {
+  const openPool = (): Pool => {
     if (pool) return pool;
-    pool = new pg.Pool({ connectionString: databaseUrl(), max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli' });
+    pool = new Pool({ connectionString: databaseUrl(), max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli' });
     // An idle connection dropped by the server surfaces in the next query.
     pool.on('error', () => undefined);
     return pool;
+  };
+  const openReadPool = (): Pool => {
+    const url = (values['read-url'] as string | undefined) ?? (io.env.TRELLIS_READ_URL || undefined);
+    if (!url) return openPool();
+    readPool ??= new Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli-read' });
+    readPool.on('error', () => undefined);
+    return readPool;
   };
   const ctx: CommandContext = {
     args,
@@ -120,11 +129,13 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
     verbose,
     databaseUrl,
     pool: openPool,
+    readPool: openReadPool,
     client: () => {
       client ??= (async () => {
         const p = openPool();
         await checkSchema(p);
-        return createClient({ pool: p, handoff: false, logger: silentLogger });
+        const r = openReadPool();
+        return createClient({ pool: p, ...(r === p ? {} : { readPool: r }), handoff: false, logger: silentLogger });
       })();
       return client;
     },
@@ -145,6 +156,7 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
   } finally {
     if (client) await (await client.catch(() => undefined))?.close();
     if (pool) await pool.end().catch(() => undefined);
+    if (readPool) await readPool.end().catch(() => undefined);
   }
 }
 

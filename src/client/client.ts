@@ -4,25 +4,26 @@
  * read runs, lists and histories with Kysely over the engine's tables.
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
-import pg from 'pg';
-import { listenConnection, ownPool, resolveTimeouts } from '../db/connection.ts';
+import type { Pool } from '../db/pg.ts';
+import { listenConnection, ownPool } from '../db/connection.ts';
 import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
-import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
-import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
+import { PreparedStatements } from '../db/prepared.ts';
+import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
+import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { runStart, runStartClaimed, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
-import { encodeJson } from '../replay/serialize.ts';
-import { latestMigration } from '../schema/install.ts';
+import { encodeJson } from '../protocol/serialize.ts';
+import { SCHEMA_MIGRATION } from '../protocol/schema-version.generated.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
-import { type Handoff, reserveLocal } from '../worker/local.ts';
+import { type Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
+import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
@@ -31,11 +32,14 @@ import type { RunEvent } from '../db/events.ts';
 import type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
+import { type ReadOptions, ReadRouter } from './read-routing.ts';
 import { ResultWaiter } from './results.ts';
+import { type ResolvedClientOptions, resolveClientOptions } from './resolved-options.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
 import { Roles, Schedules } from './schedules.ts';
 
 export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
+export type { Consistency, ReadOptions } from './read-routing.ts';
 
 const rethrow = (error: unknown): never => {
   throw toTrellisError(error);
@@ -105,47 +109,64 @@ export class Client {
    * const stuck = await client.db.selectFrom('trellis.runs').select(['id', 'workflow']).where('status', '=', 'paused').execute();
    */
   readonly db: Kysely<TrellisTables>;
-  private readonly pool: pg.Pool;
+  private readonly pool: Pool;
   private readonly ownsPool: boolean;
   private readonly prepared: PreparedStatements;
   private readonly log: Logger;
-  private readonly registry: WorkflowRegistry;
+  private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly results: ResultWaiter;
+  /** Where reads go: the read pool (a standby) or the primary (src/client/read-routing.ts). */
+  private readonly reads: ReadRouter;
   private maxPayloadBytes: Promise<number> | undefined;
-  private readonly handoff: boolean;
+  /**
+   * The link a worker in this process joins with `createWorker({ client })`:
+   * this client's starts may then be handed to it (decision 0015), and it
+   * tells this client's `result()` waiters when it ends a run. Pass the
+   * client, not this object.
+   *
+   * @internal
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], client }); // joins client.localHandoff
+   */
+  readonly localHandoff: LocalHandoff;
   private tracing: Promise<Tracing> | undefined;
   /** Cron schedules: set, pause, resume, delete, get, list (src/client/schedules.ts). */
   readonly schedules: Schedules;
   /** The role leases of singleton duties, read-only (src/client/schedules.ts). */
   readonly roles: Roles;
 
-  constructor(private readonly options: ClientOptions) {
-    this.log = childLogger(options.logger ?? consoleLogger('warn'), {});
-    const timeouts = resolveTimeouts(options);
-    if (options.pool) {
-      this.pool = options.pool;
+  /** The options, checked and defaulted once (resolved-options.ts). */
+  private readonly options: Readonly<ResolvedClientOptions>;
+
+  constructor(options: ClientOptions) {
+    const o = resolveClientOptions(options);
+    this.options = o;
+    this.log = childLogger(o.logger ?? consoleLogger('warn'), {});
+    const timeouts = o.timeouts;
+    if (o.pool) {
+      this.pool = o.pool;
       this.ownsPool = false;
-    } else if (options.connectionString) {
-      this.pool = ownPool(options.connectionString, 'trellis-client', timeouts);
+    } else {
+      this.pool = ownPool(o.connectionString as string, 'trellis-client', timeouts);
       this.pool.on('error', (error) => this.log.warn('idle pool client error', { error: String(error) }));
       this.ownsPool = true;
-    } else {
-      throw new ValidationError('createClient needs a pool or a connectionString');
     }
-    this.prepared = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log);
-    this.handoff = options.handoff !== false;
+    this.prepared = new PreparedStatements(this.pool, o.preparedStatements, this.log);
+    this.localHandoff = new LocalHandoff(o.handoff);
     this.results = new ResultWaiter({
       pool: this.pool,
-      connection: listenConnection(this.pool, options.listenUrl, timeouts),
+      link: this.localHandoff,
+      connection: listenConnection(this.pool, o.listenUrl, timeouts),
       log: this.log,
-      pollMs: toMs(options.resultPollInterval ?? 5000, 'resultPollInterval'),
+      pollMs: o.resultPollMs,
       outcome: (runId) => this.outcome(runId),
       stall: (runId) => this.stall(runId),
     });
-    this.registry = new WorkflowRegistry(this.pool);
+    this.registry = new WorkflowRegistry(this.pool, registrationOf);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
-    this.schedules = new Schedules(this.pool, this.registry);
-    this.roles = new Roles(this.pool);
+    this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log);
+    this.schedules = new Schedules(this.reads.writer(this.pool), this.registry, this.reads.reader());
+    this.roles = new Roles(this.reads.reader());
   }
 
   /**
@@ -211,7 +232,7 @@ export class Client {
       sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', limit));
     }
     if (this.options.tracing) {
-      this.tracing ??= loadTracing(this.options.tracing === true ? {} : this.options.tracing);
+      this.tracing ??= loadTracing(this.options.tracing);
       sqlOptions.metadata = (await this.tracing).inject(sqlOptions.metadata);
     }
     // Register last: bad input above must write nothing, not even a registry row.
@@ -222,7 +243,7 @@ export class Client {
     // A worker in this process may take the run at once; never inside the
     // caller's transaction (it would begin before that commits).
     const version = sqlOptions.version;
-    const handoff = this.handoff && !options.tx && version !== undefined ? reserveLocal(this.pool, name, version, sqlOptions.queue) : undefined;
+    const handoff = !options.tx && version !== undefined ? this.localHandoff.reserve(name, version, sqlOptions.queue) : undefined;
     // A start that commits at once may skip its NOTIFY while the workflow has
     // pending runs (a worker is draining them): concurrent starts then group
     // their commits instead of queuing on the NOTIFY lock (decision 0021).
@@ -424,26 +445,29 @@ export class Client {
   /**
    * Per queue (one, or every queue with a row or a registered workflow): pending,
    * due, running, waiting, lag, runs finished in the last minute, limits and their use.
+   * With a `readPool`, read there unless `consistency: 'primary'`.
    *
    * @example
    * for (const q of await client.queueStats()) console.log(q.queue, q.pending, q.running, q.lagMs);
    */
-  async queueStats(name?: string): Promise<QueueStats[]> {
-    return readQueueStats(this.exec(), name === undefined ? null : assertName(name, 'queue'));
+  async queueStats(name?: string, options?: ReadOptions): Promise<QueueStats[]> {
+    const queue = name === undefined ? null : assertName(name, 'queue');
+    return readQueueStats((await this.reads.target(options)).query, queue);
   }
 
   /**
    * The outbox: every run transition and step result, in commit-safe order
    * (an event committed late is never skipped), as an async iterator. See
-   * docs/events.md.
+   * docs/events.md. With a `readPool`, one iteration reads from one server,
+   * chosen at its first read (the standby unless `consistency: 'primary'`).
    *
    * @example
    * for await (const event of client.events({ workflows: ['order'], kinds: ['completed'], signal })) {
    *   console.log(event.runId, event.kind, event.cursor);
    * }
    */
-  events(options: EventsOptions = {}): AsyncGenerator<RunEvent> {
-    return readEvents(this.pool, options);
+  events(options: EventsOptions & ReadOptions = {}): AsyncGenerator<RunEvent> {
+    return readEvents(this.reads.pinned(options), options);
   }
 
   /**
@@ -463,7 +487,7 @@ export class Client {
 
   /** The caller's transaction or the pool, as engine statements use it (unprepared if so configured). */
   private exec(tx?: Executor): Queryable {
-    return tx ? this.prepared.within(toQueryable(tx)) : this.prepared.pool;
+    return this.reads.writer(tx ? this.prepared.within(toQueryable(tx)) : this.prepared.pool);
   }
 
   /**
@@ -474,10 +498,10 @@ export class Client {
    */
   private payloadLimit(db: Queryable = this.pool): Promise<number> {
     if (!this.maxPayloadBytes) {
-      const pending = run<{ limit: number; migration: number | null }>(db,
+      const pending = queryRows<{ limit: number; migration: number | null }>(db,
         `select trellis._setting_int('max_payload_bytes', 1048576) as limit,
                 (select migration from trellis.schema_info) as migration`).then(([row]) => {
-        const known = latestMigration();
+        const known = SCHEMA_MIGRATION;
         if (row?.migration == null || row.migration < known) {
           throw new SchemaVersionError(
             `the trellis schema is at migration ${row?.migration ?? 0}, behind this client (${known}): run \`trellis migrate\` or call migrate()`);
@@ -493,21 +517,24 @@ export class Client {
   }
 
   /**
-   * One run, or undefined. See `Run` for its fields.
+   * One run, or undefined. See `Run` for its fields. With a `readPool`, read
+   * there (a run it lacks yet is read from the primary); `consistency:
+   * 'primary'` reads the primary.
    *
    * @example
    * const r = await client.get(run.id);
    * if (r?.status === 'failed') console.error(r.error);
    */
-  async get(runId: string): Promise<Run | undefined> {
+  async get(runId: string, options?: ReadOptions): Promise<Run | undefined> {
     assertRunId(runId);
-    const row = await this.db.selectFrom('trellis.runs').select(RUN_COLUMNS).where('id', '=', runId).executeTakeFirst().catch(rethrow);
+    const row = await this.reads.read(options, (t) => t.db.selectFrom('trellis.runs').select(RUN_COLUMNS).where('id', '=', runId)
+      .executeTakeFirst().catch(rethrow), (r) => r === undefined);
     return row ? toRun(row as never) : undefined;
   }
 
   /** The three columns result() needs, by primary key (lighter than get()). */
   private async outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined> {
-    const rows = await run<Pick<Run, 'status' | 'output' | 'error'>>(this.exec(),
+    const rows = await queryRows<Pick<Run, 'status' | 'output' | 'error'>>(this.prepared.pool,
       'select status, output, error from trellis.runs where id = $1', [runId], 'trellis_run_outcome');
     return rows[0];
   }
@@ -518,7 +545,7 @@ export class Client {
    * version or queue), which a caller otherwise reads as a slow run.
    */
   private async stall(runId: string): Promise<string | undefined> {
-    const [row] = await run<{ status: string; workflow: string; version: string; queue: string; claimed: boolean; due: boolean }>(this.exec(),
+    const [row] = await queryRows<{ status: string; workflow: string; version: string; queue: string; claimed: boolean; due: boolean }>(this.prepared.pool,
       `select status, workflow, version, queue, started_at is not null as claimed, run_at <= trellis.now() as due
          from trellis.runs where id = $1`, [runId]);
     if (!row) return undefined;
@@ -530,16 +557,18 @@ export class Client {
 
   /**
    * Runs newest first, filtered (`ListFilter`), a page at a time:
-   * `nextCursor` is set while there are more.
+   * `nextCursor` is set while there are more. With a `readPool`, read there
+   * unless `consistency: 'primary'`.
    *
    * @example
    * const { runs, nextCursor } = await client.list({ workflow: 'onboard', status: 'waiting', limit: 20 });
    * const next = nextCursor ? await client.list({ workflow: 'onboard', status: 'waiting', limit: 20, cursor: nextCursor }) : undefined;
    */
-  async list(filter: ListFilter = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
+  async list(filter: ListFilter & ReadOptions = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
     const limit = filter.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('limit must be 1-1000');
-    let q = this.db.selectFrom('trellis.runs').select(RUN_COLUMNS).select(sql<string>`created_at::text`.as('created_at_text'));
+    const target = await this.reads.target(filter);
+    let q = target.db.selectFrom('trellis.runs').select(RUN_COLUMNS).select(sql<string>`created_at::text`.as('created_at_text'));
     if (filter.workflow !== undefined) q = q.where('workflow', '=', assertName(filter.workflow, 'workflow'));
     if (filter.queue !== undefined) q = q.where('queue', '=', assertName(filter.queue, 'queue'));
     if (filter.key !== undefined) q = q.where('key', '=', filter.key);
@@ -565,18 +594,19 @@ export class Client {
 
   /**
    * The run's recorded calls in order: by execution (continue-as-new), then
-   * call number. See `Step` for the fields.
+   * call number. See `Step` for the fields. With a `readPool`, read there
+   * (when it has none yet, from the primary) unless `consistency: 'primary'`.
    *
    * @example
    * for (const s of await client.history(run.id)) console.log(s.seq, s.kind, s.name, s.status, s.attempts);
    */
-  async history(runId: string): Promise<Step[]> {
+  async history(runId: string, options?: ReadOptions): Promise<Step[]> {
     assertRunId(runId);
     // The steps' primary key leads with the run's bucket (docs/scaling.md).
-    const rows = await this.db.selectFrom('trellis.steps').selectAll()
+    const rows = await this.reads.read(options, (t) => t.db.selectFrom('trellis.steps').selectAll()
       .where('bucket', 'in', (eb) => eb.selectFrom('trellis.runs').select('bucket').where('id', '=', runId))
       .where('run_id', '=', runId)
-      .orderBy('execution').orderBy('seq').execute().catch(rethrow);
+      .orderBy('execution').orderBy('seq').execute().catch(rethrow), (r) => r.length === 0);
     return rows.map((r) => toStep(r as never));
   }
 
@@ -596,13 +626,14 @@ export class Client {
   }
 
   /**
-   * Close the listener (and the pool, if the client created it).
+   * Close the listener (and the pools, if the client created them).
    *
    * @example
    * process.on('SIGTERM', () => void client.close());
    */
   async close(): Promise<void> {
     await this.results.close();
+    await this.reads.close();
     if (this.ownsPool) await this.pool.end();
   }
 }

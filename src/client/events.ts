@@ -6,7 +6,7 @@
 import { consumerAck, consumerCreate, consumerDrop, consumerRead, type EventFilter, eventsRead, type RunEvent } from '../db/events.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 
 /**

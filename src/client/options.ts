@@ -1,11 +1,11 @@
 /** The options and argument types of the client (src/client/client.ts). */
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import type { ConnectionTimeouts } from '../db/connection.ts';
 import type { Executor } from '../db/queryable.ts';
 import type { RunState } from '../db/tables.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import type { Duration } from '../workflow/duration.ts';
-import type { Logger } from '../workflow/logger.ts';
+import type { Duration } from '../protocol/duration.ts';
+import type { Logger } from '../protocol/logger.ts';
 import type { TracingOption } from '../observability/tracing.ts';
 
 /**
@@ -26,7 +26,7 @@ export interface ClientOptions extends ConnectionTimeouts {
    * @example
    * const client = createClient({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL }) });
    */
-  pool?: pg.Pool;
+  pool?: Pool;
   /**
    * A connection string for a pool of the client's own, closed by `close()`.
    *
@@ -34,6 +34,21 @@ export interface ClientOptions extends ConnectionTimeouts {
    * const client = createClient({ connectionString: 'postgres://app@db/app' });
    */
   connectionString?: string;
+  /**
+   * A pool (or a connection string for a pool of the client's own, closed
+   * by `close()`) on a streaming standby of the primary, for reads: `list`,
+   * `get`, `history`, `queueStats`, `events`, `schedules.get/list` and
+   * `roles.list` go there. Writes, `result()` and `eventConsumer` stay on
+   * the primary, and so does every read this client makes before the
+   * standby has replayed the client's own last write (read your writes); a
+   * run or history the standby lacks yet is read from the primary. Reads
+   * take `{ consistency: 'primary' }` to skip the standby. See
+   * docs/scaling.md, "Read replicas".
+   *
+   * @example
+   * const client = createClient({ connectionString: 'postgres://app@primary/app', readPool: 'postgres://app@standby/app' });
+   */
+  readPool?: Pool | string;
   /**
    * Where the client logs (default: the console, warnings and errors).
    *
@@ -71,8 +86,8 @@ export interface ClientOptions extends ConnectionTimeouts {
    */
   resultPollInterval?: Duration;
   /**
-   * Hand a started run straight to a worker in this process that uses the
-   * same `pool` and serves its workflow, version and queue, when that worker
+   * Hand a started run straight to a worker in this process that joined this
+   * client (`createWorker({ client })`) and serves its workflow, version and queue, when that worker
    * has a free slot and no backlog (default true). The start then leases the
    * run to that worker in its own statement, and the run begins when the
    * start commits, with no NOTIFY and no claim in between; `result()` hears

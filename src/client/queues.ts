@@ -6,7 +6,7 @@
 import { type QueueSetOptions, queueSet, queueStats, type QueueStatsRow } from '../db/queues.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 
 /**
  * Flow control of one queue, across every worker. An absent option is kept,

@@ -1,20 +1,23 @@
 /**
  * Waiting for runs to finish, for `client.result()`: each waiter re-reads the
  * run's outcome when a `trellis:run_finished` NOTIFY names it, when a worker
- * on the same pool reports that it ended the run (before the NOTIFY could),
+ * that joined this client (`createWorker({ client })`) reports that it ended
+ * the run (before the NOTIFY could),
  * when the listener (re)connects, and on a slow poll; the row is the truth.
  */
-import type pg from 'pg';
+import type { ClientConfig, Pool } from '../db/pg.ts';
 import { CancelledError, NotFoundError, TimeoutError, WorkflowFailedError } from '../errors.ts';
-import { Listener } from '../worker/listener.ts';
-import { onLocalFinish } from '../worker/local.ts';
-import type { Logger } from '../workflow/logger.ts';
+import { Listener } from '../db/listener.ts';
+import type { LocalHandoff } from '../protocol/local-handoff.ts';
+import type { Logger } from '../protocol/logger.ts';
 import type { Run } from './runs.ts';
 
 export interface ResultWaiterOptions {
-  pool: pg.Pool;
+  pool: Pool;
+  /** The link to this process's workers that joined the client: they report the runs they end. */
+  link: LocalHandoff;
   /** Where the LISTEN connection goes (see listenConnection). */
-  connection: pg.ClientConfig;
+  connection: ClientConfig;
   log: Logger;
   /** The safety-net poll of each waiter. */
   pollMs: number;
@@ -30,7 +33,7 @@ export class ResultWaiter {
   private readonly offLocalFinish: () => void;
 
   constructor(private readonly o: ResultWaiterOptions) {
-    this.offLocalFinish = onLocalFinish(o.pool, (id) => this.recheck(id));
+    this.offLocalFinish = o.link.onFinish((id) => this.recheck(id));
   }
 
   /** Waiters of `runId` read its outcome again. */

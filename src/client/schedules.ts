@@ -6,13 +6,13 @@
  * own schema when given a definition); SQL checks again for every caller.
  */
 import type { WorkflowRegistry } from '../db/registry.ts';
-import { type Executor, type Queryable, run, toQueryable } from '../db/queryable.ts';
+import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { type RoleRow, roleList } from '../db/roles.ts';
 import { scheduleControl, scheduleDelete, scheduleList, type ScheduleRow, scheduleSet } from '../db/schedules.ts';
 import { ValidationError } from '../errors.ts';
 import { parseCron } from '../workflow/cron.ts';
 import type { WorkflowDefinition, WorkflowInput } from '../workflow/define.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 
@@ -73,7 +73,8 @@ export interface ScheduleOptions<W extends WorkflowDefinition | string = Workflo
  * const [row] = await client.schedules.list(); // row.nextAt: the next 07:00 in Berlin
  */
 export class Schedules {
-  constructor(private readonly db: Queryable, private readonly registry: WorkflowRegistry) {}
+  /** `db` takes the writes; `reads` (default `db`) get and list, e.g. a read replica. */
+  constructor(private readonly db: Queryable, private readonly registry: WorkflowRegistry<WorkflowDefinition>, private readonly reads: Queryable = db) {}
 
   /**
    * Create or replace schedule `name`; returns its row with the next tick.
@@ -142,16 +143,16 @@ export class Schedules {
 
   /** The schedule's row, or undefined. @example const s = await client.schedules.get('daily-report'); console.log(s?.nextAt); */
   async get(name: string): Promise<ScheduleRow | undefined> {
-    return (await scheduleList(this.db, assertName(name, 'schedule')))[0];
+    return (await scheduleList(this.reads, assertName(name, 'schedule')))[0];
   }
 
   /** Every schedule, by name (what `trellis schedules` lists). @example for (const s of await client.schedules.list()) console.log(s.name, s.nextAt); */
   list(): Promise<ScheduleRow[]> {
-    return scheduleList(this.db);
+    return scheduleList(this.reads);
   }
 
   private async now(db: Queryable): Promise<Date> {
-    const rows = await run<{ now: Date }>(db, 'select trellis.now() as now');
+    const rows = await queryRows<{ now: Date }>(db, 'select trellis.now() as now');
     return rows[0]?.now ?? new Date();
   }
 }

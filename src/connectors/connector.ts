@@ -9,8 +9,8 @@ import type { Client } from '../client/client.ts';
 import { connectorCursorLock, connectorCursorSet } from '../db/models.ts';
 import { fromKysely, type Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import type { Logger } from '../workflow/logger.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
+import type { Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
 
 /**
@@ -47,6 +47,12 @@ export interface Connector {
    * (the batch's transaction), and the cursor after the last one.
    */
   read(db: Queryable, cursor: unknown, limit: number): Promise<{ events: ConnectorEvent[]; cursor: unknown }>;
+  /**
+   * For a source that keeps its own position (the outbox connector's durable
+   * consumer): move it to `cursor`, on `db`, the batch's transaction, after
+   * every event of the batch was handled.
+   */
+  ack?(db: Queryable, cursor: unknown): Promise<void>;
 }
 
 /**
@@ -80,7 +86,8 @@ export interface RunConnectorOptions {
 
 /**
  * Handle one batch: lock the cursor, read, handle every event, move the
- * cursor, commit. A handler that throws rolls the whole batch back (it is
+ * cursor (and acknowledge the batch to a source that keeps its own
+ * position), commit. A handler that throws rolls the whole batch back (it is
  * read again next time). Returns how many events were handled.
  *
  * @example
@@ -96,7 +103,10 @@ export async function connectorStep(options: Omit<RunConnectorOptions, 'signal' 
     const cursor = await connectorCursorLock(db, connector.name);
     const batch = await connector.read(db, cursor, limit);
     for (const event of batch.events) await handle(event, { tx });
-    if (batch.events.length) await connectorCursorSet(db, connector.name, JSON.stringify(batch.cursor ?? null));
+    if (batch.events.length) {
+      await connector.ack?.(db, batch.cursor);
+      await connectorCursorSet(db, connector.name, JSON.stringify(batch.cursor ?? null));
+    }
     return batch.events.length;
   });
 }

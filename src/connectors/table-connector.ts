@@ -11,12 +11,10 @@
  *     tx xid8 not null default pg_current_xact_id(),
  *     foreign_id text not null, type text not null, payload jsonb not null default '{}');
  *
- * (Reading another Trellis workflow's events needs the engine's outbox,
- * which is built on another branch; until then this connector reads any
- * table with these columns — an app's own outbox included.)
+ * (Another Trellis workflow's events: outboxConnector.)
  */
 import type { Queryable } from '../db/queryable.ts';
-import { run } from '../db/queryable.ts';
+import { queryRows } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import type { Connector, ConnectorEvent } from './connector.ts';
 
@@ -55,7 +53,7 @@ export function tableConnector(options: TableConnectorOptions): Connector {
     name: options.name,
     async read(db: Queryable, cursor: unknown, limit: number) {
       const at = cursor as { tx: string; id: string } | null;
-      const rows = await run<{ id: string; tx: string; foreign_id: string; type: string; payload: unknown }>(db, text,
+      const rows = await queryRows<{ id: string; tx: string; foreign_id: string; type: string; payload: unknown }>(db, text,
         [at?.tx ?? null, at?.id ?? null, limit]);
       const events: ConnectorEvent[] = rows.map((r) => ({ id: `${options.name}:${r.id}`, foreignId: r.foreign_id, type: r.type, payload: r.payload }));
       const last = rows.at(-1);

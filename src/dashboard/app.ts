@@ -9,10 +9,10 @@ import { type Context, Hono } from 'hono';
 import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { secureHeaders } from 'hono/secure-headers';
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import { createClient, type Client } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
-import type { Logger } from '../workflow/logger.ts';
+import type { Logger } from '../protocol/logger.ts';
 import { createMetrics, type TrellisMetrics } from '../observability/metrics.ts';
 import { isActionVerb, isToggleVerb, performAction, queueAction, scheduleAction } from './actions.ts';
 import { bearer, sameOrigin, SESSION_COOKIE, SESSION_MS, Sessions } from './auth.ts';
@@ -24,7 +24,9 @@ import { assertUuid } from './queries.ts';
 
 /** What `createDashboard` resolved its options to. */
 export interface AppConfig {
-  pool: pg.Pool;
+  pool: Pool;
+  /** Where pages and metrics read (a standby, or `pool`). */
+  readPool: Pool;
   token: string | undefined;
   readOnly: boolean;
   /** '' or '/x' (no trailing slash). */
@@ -186,7 +188,7 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
     // A missing package stays missing until a restart: the failure is kept, and logged once.
     let metrics: Promise<TrellisMetrics> | undefined;
     scoped.get('/metrics', async (c) => {
-      metrics ??= createMetrics({ pool: config.pool }).catch((error: unknown) => {
+      metrics ??= createMetrics({ pool: config.readPool }).catch((error: unknown) => {
         config.logger.warn('dashboard metrics unavailable', { error: String(error) });
         throw error;
       });
@@ -211,7 +213,8 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
       const view: PageView = {
         params: c.req.param() as Record<string, string>,
         query: new URL(c.req.url).searchParams,
-        db: config.pool,
+        // The page an action redirects to (`done` in its query) reads the primary: it shows the action done.
+        db: new URL(c.req.url).searchParams.has('done') ? config.pool : config.readPool,
         readOnly: config.readOnly,
         csrfField: sid ? html`<input type="hidden" name="_csrf" value="${sessions.csrf(sid)}">` : html``,
         link,

@@ -7,9 +7,9 @@
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { getRequestListener } from '@hono/node-server';
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import { ValidationError } from '../errors.ts';
-import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
+import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { buildApp } from './app.ts';
 
 export { type DashboardPage, HttpError, type PageResult, type PageView } from './page.ts';
@@ -23,7 +23,16 @@ export { Html, html, raw } from './html.ts';
  */
 export interface DashboardOptions {
   /** The pool the dashboard reads with (and acts with, unless `readOnly`). A read-only role is enough with `readOnly`. */
-  pool: pg.Pool;
+  pool: Pool;
+  /**
+   * A pool on a streaming standby that serves the pages and the metrics
+   * instead of `pool` (which keeps the actions). The page an action leads
+   * to reads `pool`, so it shows the action done. See docs/scaling.md.
+   *
+   * @example
+   * const dashboard = createDashboard({ pool, readPool: new pg.Pool({ connectionString: process.env.TRELLIS_READ_URL }) });
+   */
+  readPool?: Pool;
   /**
    * The secret an operator logs in with (a login form sets a session cookie;
    * scripts may send `Authorization: Bearer <token>`). Without it, anyone who
@@ -96,8 +105,10 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length < 12)) {
     throw new ValidationError('the dashboard token must be a string of at least 12 characters');
   }
+  if (options.readPool !== undefined && typeof options.readPool?.query !== 'function') throw new ValidationError('the dashboard readPool must be a pg pool');
   const app = buildApp({
     pool: options.pool,
+    readPool: options.readPool ?? options.pool,
     token: options.token,
     readOnly: options.readOnly === true,
     basePath,

@@ -5,7 +5,7 @@
  * comes from trellis.now(), like every engine read. No writes here.
  */
 import { decodeCursor, encodeCursor } from '../client/cursor.ts';
-import { type Queryable, run } from '../db/queryable.ts';
+import { type Queryable, queryRows } from '../db/queryable.ts';
 import { RUN_COLUMNS, RUN_STATES, type RunState } from '../db/tables.ts';
 import { ValidationError } from '../errors.ts';
 
@@ -103,7 +103,7 @@ export async function searchRuns(db: Queryable, search: RunSearch): Promise<{ ru
   }
   const limit = search.limit ?? 50;
   values.push(limit + 1);
-  const rows = await run<RunRow>(db, `
+  const rows = await queryRows<RunRow>(db, `
     select r.id, r.workflow, r.version, r.key, r.queue, r.status, r.attempt, r.metadata, r.error,
            r.created_at, r.finished_at, r.created_at::text as created_at_text
       from trellis.runs r
@@ -117,7 +117,7 @@ export async function searchRuns(db: Queryable, search: RunSearch): Promise<{ ru
 
 /** Workflow names known to the registry, for the filter. */
 export async function workflowNames(db: Queryable): Promise<string[]> {
-  const rows = await run<{ name: string }>(db, 'select distinct name from trellis.workflows order by name limit 500');
+  const rows = await queryRows<{ name: string }>(db, 'select distinct name from trellis.workflows order by name limit 500');
   return rows.map((r) => r.name);
 }
 
@@ -141,7 +141,7 @@ export interface Bucket {
  */
 export async function throughput(db: Queryable, rangeSeconds: number, buckets: number): Promise<{ now: Date; buckets: Bucket[] }> {
   const width = rangeSeconds / buckets;
-  const rows = await run<{ i: number; completed: number; failed: number; cancelled: number; p50: number | null; p95: number | null }>(db, `
+  const rows = await queryRows<{ i: number; completed: number; failed: number; cancelled: number; p50: number | null; p95: number | null }>(db, `
     with s as (select trellis.now() as now, trellis.now() - make_interval(secs => $1) as start)
     select least(floor(extract(epoch from r.finished_at - s.start) / $2)::int, $3 - 1) as i,
            count(*) filter (where r.status = 'completed')::int as completed,
@@ -152,7 +152,7 @@ export async function throughput(db: Queryable, rangeSeconds: number, buckets: n
       from trellis.runs r, s
      where r.finished_at > s.start and r.finished_at <= s.now
      group by 1`, [rangeSeconds, width, buckets]);
-  const [clock] = await run<{ now: Date }>(db, 'select trellis.now() as now');
+  const [clock] = await queryRows<{ now: Date }>(db, 'select trellis.now() as now');
   const now = clock!.now;
   const out: Bucket[] = [];
   for (let i = 0; i < buckets; i++) {
@@ -167,7 +167,7 @@ export async function throughput(db: Queryable, rangeSeconds: number, buckets: n
 
 /** How many runs are in each status. */
 export async function statusCounts(db: Queryable): Promise<Record<RunState, number>> {
-  const rows = await run<{ status: RunState; n: number }>(db, 'select status, count(*)::int as n from trellis.runs group by status');
+  const rows = await queryRows<{ status: RunState; n: number }>(db, 'select status, count(*)::int as n from trellis.runs group by status');
   const counts = Object.fromEntries(RUN_STATES.map((s) => [s, 0])) as Record<RunState, number>;
   for (const r of rows) counts[r.status] = r.n;
   return counts;
@@ -183,7 +183,7 @@ export interface QueueDepth {
 }
 
 export async function queueDepths(db: Queryable): Promise<QueueDepth[]> {
-  return run<QueueDepth>(db, `
+  return queryRows<QueueDepth>(db, `
     select r.queue,
            count(*) filter (where r.status = 'pending' and r.run_at <= n.now)::int as due,
            count(*) filter (where r.status = 'pending' and r.run_at > n.now)::int as scheduled,
@@ -196,7 +196,7 @@ export async function queueDepths(db: Queryable): Promise<QueueDepth[]> {
 
 /** The most recently failed runs. */
 export async function recentFailures(db: Queryable, limit = 10): Promise<RunRow[]> {
-  return run<RunRow>(db, `
+  return queryRows<RunRow>(db, `
     select r.id, r.workflow, r.version, r.key, r.queue, r.status, r.attempt, r.metadata, r.error,
            r.created_at, r.finished_at, r.created_at::text as created_at_text
       from trellis.runs r where r.finished_at is not null and r.status = 'failed'
@@ -227,7 +227,7 @@ export interface SignalRow {
  * const buffered = (await runSignals(pool, id)).filter((s) => s.consumed_at === null);
  */
 export async function runSignals(db: Queryable, runId: string): Promise<SignalRow[]> {
-  return run<SignalRow>(db, `
+  return queryRows<SignalRow>(db, `
     select id::text, name, payload, signal_id, created_at, consumed_at, consumed_seq
       from trellis.signals where run_id = $1 order by id limit 500`, [runId]);
 }
@@ -242,7 +242,7 @@ export interface EventRow {
 
 /** A run's events from the outbox, in commit order (at most 500). */
 export async function runEvents(db: Queryable, runId: string): Promise<EventRow[]> {
-  return run<EventRow>(db, `
+  return queryRows<EventRow>(db, `
     select kind, attempt, body, created_at
       from trellis.events where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1
       order by xid, id limit 500`, [runId]);
@@ -250,7 +250,7 @@ export async function runEvents(db: Queryable, runId: string): Promise<EventRow[
 
 /** A run's child runs in call order (at most 500). */
 export async function runChildren(db: Queryable, runId: string): Promise<RunRow[]> {
-  return run<RunRow>(db, `
+  return queryRows<RunRow>(db, `
     select r.id, r.workflow, r.version, r.key, r.queue, r.status, r.attempt, r.metadata, r.error,
            r.created_at, r.finished_at, r.created_at::text as created_at_text
       from trellis.runs r where r.parent_run_id = $1 order by r.parent_seq, r.created_at limit 500`, [runId]);
@@ -258,7 +258,7 @@ export async function runChildren(db: Queryable, runId: string): Promise<RunRow[
 
 /** The whole run row (every documented column but the lease token, which trellis_reader cannot read), or undefined. */
 export async function runRow(db: Queryable, runId: string): Promise<Record<string, any> | undefined> {
-  const [row] = await run<Record<string, any>>(db, `select ${RUN_COLUMNS.join(', ')} from trellis.runs where id = $1`, [assertUuid(runId)]);
+  const [row] = await queryRows<Record<string, any>>(db, `select ${RUN_COLUMNS.join(', ')} from trellis.runs where id = $1`, [assertUuid(runId)]);
   return row;
 }
 
@@ -278,7 +278,7 @@ export interface StepRow {
 
 /** A run's recorded calls, by execution and seq (at most 2000). */
 export async function runSteps(db: Queryable, runId: string): Promise<StepRow[]> {
-  return run<StepRow>(db, `
+  return queryRows<StepRow>(db, `
     select execution, seq, name, kind, status, output, error, attempts, started_at, finished_at
       from trellis.steps where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1
       order by execution, seq limit 2000`, [runId]);

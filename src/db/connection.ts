@@ -9,9 +9,10 @@
  * (`alter role ... set statement_timeout`). A pool the application passes
  * in keeps its own settings; docs/reliability.md says what to set there.
  */
-import pg from 'pg';
+import { type ClientConfig, Pool } from './pg.ts';
 import { DatabaseError, ValidationError } from '../errors.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
+import type { Duration } from '../protocol/duration.ts';
+import { durationIn } from '../protocol/option-bounds.ts';
 
 /**
  * The bounded waits of the connections Trellis opens (worker, client).
@@ -55,16 +56,26 @@ export const DEFAULT_TIMEOUTS = { connectMs: 10_000, queryMs: 30_000, keepAliveM
 
 /** Check and default the three options (ValidationError naming the option). */
 export function resolveTimeouts(o: ConnectionTimeouts): ResolvedTimeouts {
-  const connectMs = toMs(o.connectTimeout ?? DEFAULT_TIMEOUTS.connectMs, 'connectTimeout');
-  if (connectMs < 1) throw new ValidationError('connectTimeout must be at least 1ms');
-  const queryMs = o.queryTimeout === false ? undefined : toMs(o.queryTimeout ?? DEFAULT_TIMEOUTS.queryMs, 'queryTimeout');
-  if (queryMs !== undefined && queryMs < 1) throw new ValidationError('queryTimeout must be at least 1ms (or false)');
-  const keepAliveMs = o.keepAlive === false ? undefined : toMs(o.keepAlive ?? DEFAULT_TIMEOUTS.keepAliveMs, 'keepAlive');
-  return { connectMs, queryMs, keepAliveMs };
+  const b = TIMEOUT_BOUNDS;
+  const connectMs = durationIn(o.connectTimeout ?? DEFAULT_TIMEOUTS.connectMs, 'connectTimeout', b.connectMs);
+  const queryMs = o.queryTimeout === false ? undefined : durationIn(o.queryTimeout ?? DEFAULT_TIMEOUTS.queryMs, 'queryTimeout', b.queryMs);
+  const keepAliveMs = o.keepAlive === false ? undefined : durationIn(o.keepAlive ?? DEFAULT_TIMEOUTS.keepAliveMs, 'keepAlive', b.keepAliveMs);
+  return Object.freeze({ connectMs, queryMs, keepAliveMs });
 }
 
+/**
+ * At least 1 ms (0 would mean "no timeout" to pg) and at most a day (a
+ * timer beyond 2^31 - 1 ms fires at once in Node; nothing needs a wait longer
+ * than a day on one connection). keepAlive 0 sends probes at the OS default.
+ */
+export const TIMEOUT_BOUNDS = {
+  connectMs: [1, 86_400_000],
+  queryMs: [1, 86_400_000],
+  keepAliveMs: [0, 86_400_000],
+} as const;
+
 /** The pg client settings that bound every wait on one connection. */
-export function boundedConfig(t: ResolvedTimeouts): pg.ClientConfig {
+export function boundedConfig(t: ResolvedTimeouts): ClientConfig {
   return {
     connectionTimeoutMillis: t.connectMs,
     ...(t.queryMs === undefined ? {} : { query_timeout: t.queryMs }),
@@ -73,8 +84,8 @@ export function boundedConfig(t: ResolvedTimeouts): pg.ClientConfig {
 }
 
 /** A pool of Trellis's own, with bounded waits. */
-export function ownPool(connectionString: string, applicationName: string, t: ResolvedTimeouts): pg.Pool {
-  return new pg.Pool({ connectionString, max: 10, application_name: applicationName, ...boundedConfig(t) });
+export function ownPool(connectionString: string, applicationName: string, t: ResolvedTimeouts): Pool {
+  return new Pool({ connectionString, max: 10, application_name: applicationName, ...boundedConfig(t) });
 }
 
 /**
@@ -82,11 +93,11 @@ export function ownPool(connectionString: string, applicationName: string, t: Re
  * pool through PgBouncer in transaction mode), else the pool's own, with
  * bounded waits under either.
  */
-export function listenConnection(pool: pg.Pool, listenUrl: string | undefined, t: ResolvedTimeouts): pg.ClientConfig {
+export function listenConnection(pool: Pool, listenUrl: string | undefined, t: ResolvedTimeouts): ClientConfig {
   if (listenUrl !== undefined && (typeof listenUrl !== 'string' || !/^postgres(ql)?:\/\//.test(listenUrl))) {
     throw new ValidationError('listenUrl must be a postgres:// connection string');
   }
-  const base = listenUrl ? { connectionString: listenUrl } : (pool as unknown as { options?: pg.ClientConfig }).options ?? {};
+  const base = listenUrl ? { connectionString: listenUrl } : (pool as unknown as { options?: ClientConfig }).options ?? {};
   return { ...boundedConfig(t), ...base };
 }
 

@@ -1,10 +1,10 @@
 /** Wrappers of sql/400_signals.sql, sql/500_control.sql and run_scrub (sql/600_retention.sql). */
 import type { RunState } from './tables.ts';
-import { type Queryable, run } from './queryable.ts';
+import { type Queryable, queryRows } from './queryable.ts';
 
 /** trellis.signal_send: false when a signal with this id was already received. */
 export async function signalSend(db: Queryable, runId: string, name: string, payload: string, signalId: string | null): Promise<boolean> {
-  const rows = await run<{ sent: boolean }>(db, 'select trellis.signal_send($1, $2, $3::jsonb, $4) as sent', [runId, name, payload, signalId], 'trellis_signal_send');
+  const rows = await queryRows<{ sent: boolean }>(db, 'select trellis.signal_send($1, $2, $3::jsonb, $4) as sent', [runId, name, payload, signalId], 'trellis_signal_send');
   return rows[0]?.sent ?? false;
 }
 
@@ -20,18 +20,18 @@ const CONTROL_SQL: Record<ControlVerb, string> = {
 /** trellis.run_cancel / run_pause / run_resume / run_retry: the run's status afterwards. */
 export async function runControl(db: Queryable, verb: ControlVerb, runId: string, reason?: string): Promise<RunState> {
   const values = verb === 'cancel' || verb === 'pause' ? [runId, reason ?? null] : [runId];
-  const rows = await run<{ status: RunState }>(db, CONTROL_SQL[verb], values);
+  const rows = await queryRows<{ status: RunState }>(db, CONTROL_SQL[verb], values);
   return (rows[0] as { status: RunState }).status;
 }
 
 /** The id of the run of `workflow` started with `key`, if any. */
 export async function runIdByKey(db: Queryable, workflow: string, key: string): Promise<string | undefined> {
-  const rows = await run<{ id: string }>(db, 'select id from trellis.runs where workflow = $1 and key = $2', [workflow, key]);
+  const rows = await queryRows<{ id: string }>(db, 'select id from trellis.runs where workflow = $1 and key = $2', [workflow, key]);
   return rows[0]?.id;
 }
 
 /** trellis.run_scrub: when the run was scrubbed. */
 export async function runScrub(db: Queryable, runId: string): Promise<Date> {
-  const rows = await run<{ at: Date }>(db, 'select trellis.run_scrub($1) as at', [runId]);
+  const rows = await queryRows<{ at: Date }>(db, 'select trellis.run_scrub($1) as at', [runId]);
   return (rows[0] as { at: Date }).at;
 }

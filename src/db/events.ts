@@ -1,5 +1,5 @@
 /** Wrappers of sql/700_events.sql (the outbox) and sql/710_hooks.sql (hook deliveries). */
-import { type Queryable, run } from './queryable.ts';
+import { type Queryable, queryRows } from './queryable.ts';
 
 /**
  * The kinds of events the outbox holds (sql/150_transitions.sql, run_transitions).
@@ -62,31 +62,31 @@ const filterJson = (f: EventFilter): string =>
 
 /** trellis.events_read. */
 export async function eventsRead(db: Queryable, after: string | null, limit: number, filter: EventFilter): Promise<RunEvent[]> {
-  const rows = await run<EventRow>(db, 'select * from trellis.events_read($1, $2, $3::jsonb)', [after, limit, filterJson(filter)]);
+  const rows = await queryRows<EventRow>(db, 'select * from trellis.events_read($1, $2, $3::jsonb)', [after, limit, filterJson(filter)]);
   return rows.map(toEvent);
 }
 
 /** trellis.event_consumer_create: its position. */
 export async function consumerCreate(db: Queryable, name: string, from: string): Promise<string> {
-  const rows = await run<{ pos: string }>(db, 'select trellis.event_consumer_create($1, $2) as pos', [name, from]);
+  const rows = await queryRows<{ pos: string }>(db, 'select trellis.event_consumer_create($1, $2) as pos', [name, from]);
   return rows[0]!.pos;
 }
 
 /** trellis.event_consumer_read. */
 export async function consumerRead(db: Queryable, name: string, limit: number, filter: EventFilter): Promise<RunEvent[]> {
-  const rows = await run<EventRow>(db, 'select * from trellis.event_consumer_read($1, $2, $3::jsonb)', [name, limit, filterJson(filter)]);
+  const rows = await queryRows<EventRow>(db, 'select * from trellis.event_consumer_read($1, $2, $3::jsonb)', [name, limit, filterJson(filter)]);
   return rows.map(toEvent);
 }
 
 /** trellis.event_consumer_ack: the new position. */
 export async function consumerAck(db: Queryable, name: string, cursor: string): Promise<string> {
-  const rows = await run<{ pos: string }>(db, 'select trellis.event_consumer_ack($1, $2) as pos', [name, cursor]);
+  const rows = await queryRows<{ pos: string }>(db, 'select trellis.event_consumer_ack($1, $2) as pos', [name, cursor]);
   return rows[0]!.pos;
 }
 
 /** trellis.event_consumer_drop. */
 export async function consumerDrop(db: Queryable, name: string): Promise<boolean> {
-  const rows = await run<{ dropped: boolean }>(db, 'select trellis.event_consumer_drop($1) as dropped', [name]);
+  const rows = await queryRows<{ dropped: boolean }>(db, 'select trellis.event_consumer_drop($1) as dropped', [name]);
   return rows[0]!.dropped;
 }
 
@@ -98,18 +98,18 @@ export interface HookDeliveryRow {
 
 export async function hookClaim(db: Queryable, worker: string, pairs: ReadonlyArray<{ name: string; version: string }>,
   limit: number, leaseMs: number): Promise<HookDeliveryRow[]> {
-  return run<HookDeliveryRow>(db,
+  return queryRows<HookDeliveryRow>(db,
     `select * from trellis.hook_claim($1, $2, $3, $4, $5::float8 * interval '1 millisecond')`,
     [worker, pairs.map((p) => p.name), pairs.map((p) => p.version), limit, leaseMs]);
 }
 
 export async function hookDone(db: Queryable, id: string, worker: string, attempt: number): Promise<void> {
-  await run(db, 'select trellis.hook_done($1, $2, $3)', [id, worker, attempt]);
+  await queryRows(db, 'select trellis.hook_done($1, $2, $3)', [id, worker, attempt]);
 }
 
 /** retryInMs null parks the delivery. */
 export async function hookFailed(db: Queryable, id: string, worker: string, attempt: number, error: unknown,
   retryInMs: number | null): Promise<void> {
-  await run(db, `select trellis.hook_failed($1, $2, $3, $4::jsonb, $5::float8 * interval '1 millisecond')`,
+  await queryRows(db, `select trellis.hook_failed($1, $2, $3, $4::jsonb, $5::float8 * interval '1 millisecond')`,
     [id, worker, attempt, JSON.stringify(error), retryInMs]);
 }

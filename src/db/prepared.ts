@@ -12,9 +12,9 @@
  * refusal is a DatabaseError that says what to change. `false` never
  * prepares. See docs/pgbouncer.md.
  */
-import type pg from 'pg';
+import type { Pool, QueryConfig, QueryResult } from './pg.ts';
 import { DatabaseError, ValidationError } from '../errors.ts';
-import type { Logger } from '../workflow/logger.ts';
+import type { Logger } from '../protocol/logger.ts';
 import { type Queryable, unprepared } from './queryable.ts';
 
 /**
@@ -59,7 +59,7 @@ export class PreparedStatements {
   private off: boolean;
   readonly pool: Queryable;
 
-  constructor(target: pg.Pool, private readonly mode: PreparedStatementsMode, private readonly log: Logger) {
+  constructor(target: Pool, private readonly mode: PreparedStatementsMode, private readonly log: Logger) {
     this.off = mode === false;
     if (mode === false) {
       this.pool = unprepared(target);
@@ -86,13 +86,13 @@ export class PreparedStatements {
     return this.off ? unprepared(tx) : tx;
   }
 
-  private async query(target: pg.Pool, config: unknown, values?: unknown[]): Promise<pg.QueryResult> {
+  private async query(target: Pool, config: unknown, values?: unknown[]): Promise<QueryResult> {
     const named = typeof config === 'object' && config !== null && 'name' in config
       ? (config as { name: string; text: string; values?: unknown[] }) : undefined;
     if (!named) return target.query(config as string, values);
     if (this.off) return target.query(named.text, named.values);
     try {
-      return await target.query(named as pg.QueryConfig);
+      return await target.query(named as QueryConfig);
     } catch (error) {
       if (!isPreparedRefusal(error)) throw error;
       if (!this.off) {

@@ -4,17 +4,14 @@
  * (through `fromKysely`) all satisfy it.
  */
 import { CompiledQuery, type Kysely } from 'kysely';
-import pg from 'pg';
+import { PgClient, Pool, type QueryResultRow } from './pg.ts';
 import { toTrellisError } from './errors.ts';
 import { isPreparedRefusal, preparedRefusedError } from './prepared.ts';
 
-export interface QueryResultLike<R> {
-  rows: R[];
-}
+import type { Queryable, QueryResultLike } from '../protocol/queryable.ts';
 
-export interface Queryable {
-  query<R = Record<string, unknown>>(text: string, values?: unknown[]): Promise<QueryResultLike<R>>;
-}
+export type { Queryable, QueryResultLike };
+
 
 /** What a client write accepts as `tx`: a pg client/pool or a Kysely instance or transaction. */
 export type Executor = Queryable | Kysely<any>;
@@ -52,9 +49,9 @@ export function toQueryable(executor: Executor): Queryable {
  * statements. Recognised by shape, not `instanceof`, so a Pool from the
  * application's own copy of `pg` (another version than ours) counts too.
  */
-export function preparable(db: unknown): db is pg.Pool | pg.Client {
+export function preparable(db: unknown): db is Pool | PgClient {
   if (typeof db !== 'object' || db === null || typeof (db as { query?: unknown }).query !== 'function') return false;
-  if (db instanceof pg.Pool || db instanceof pg.Client) return true;
+  if (db instanceof Pool || db instanceof PgClient) return true;
   const o = db as Record<string, unknown>;
   const isPool = typeof o.totalCount === 'number' && typeof o.idleCount === 'number' && typeof o.connect === 'function';
   const isClient = typeof o.connectionParameters === 'object' && o.connectionParameters !== null && typeof o.connect === 'function';
@@ -67,10 +64,10 @@ export function preparable(db: unknown): db is pg.Pool | pg.Client {
  * once per connection instead of on every call (a claim ~0.13 ms faster).
  * Each name must always go with the same text.
  */
-export async function run<R>(db: Queryable, text: string, values: unknown[] = [], name?: string): Promise<R[]> {
+export async function queryRows<R>(db: Queryable, text: string, values: unknown[] = [], name?: string): Promise<R[]> {
   const named = name !== undefined && preparable(db);
   try {
-    const result = named ? await db.query<R & pg.QueryResultRow>({ name, text, values }) : await db.query<R>(text, values);
+    const result = named ? await db.query<R & QueryResultRow>({ name, text, values }) : await db.query<R>(text, values);
     return result.rows as R[];
   } catch (error) {
     if (named && isPreparedRefusal(error)) throw preparedRefusedError(name, error);

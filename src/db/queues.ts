@@ -1,5 +1,5 @@
 /** Wrappers of sql/220_queues.sql and the view trellis.queue_stats (sql/230_queue_claim.sql). */
-import { type Queryable, run } from './queryable.ts';
+import { type Queryable, queryRows } from './queryable.ts';
 
 /**
  * The options of trellis.queue_set as SQL takes them (absent: keep, null: clear).
@@ -51,7 +51,7 @@ export async function queueSet(db: Queryable, name: string, options: QueueSetOpt
   const { rate, ...rest } = options;
   const sqlOptions: Record<string, unknown> = { ...rest };
   if (rate !== undefined) sqlOptions.rate = rate === null ? null : { limit: rate.limit, period: `${rate.period_ms} milliseconds` };
-  await run(db, 'select trellis.queue_set($1, $2::jsonb)', [name, JSON.stringify(sqlOptions)]);
+  await queryRows(db, 'select trellis.queue_set($1, $2::jsonb)', [name, JSON.stringify(sqlOptions)]);
 }
 
 /**
@@ -61,7 +61,7 @@ export async function queueSet(db: Queryable, name: string, options: QueueSetOpt
  * await queuePause(pool, 'emails', true);
  */
 export async function queuePause(db: Queryable, name: string, paused: boolean): Promise<void> {
-  await run(db, paused ? 'select trellis.queue_pause($1)' : 'select trellis.queue_resume($1)', [name]);
+  await queryRows(db, paused ? 'select trellis.queue_pause($1)' : 'select trellis.queue_resume($1)', [name]);
 }
 
 /**
@@ -71,7 +71,7 @@ export async function queuePause(db: Queryable, name: string, paused: boolean): 
  * const [emails] = await queueStats(pool, 'emails');
  */
 export async function queueStats(db: Queryable, name: string | null): Promise<QueueStatsRow[]> {
-  return run<QueueStatsRow>(db, `
+  return queryRows<QueueStatsRow>(db, `
     select queue, paused, pending::int, due::int, running::int, waiting::int, paused_runs::int,
            (extract(epoch from lag) * 1000)::float8 as lag_ms, finished_last_minute::int,
            concurrency, key_concurrency, key_running_max::int, rate_limit,

@@ -2,30 +2,30 @@
  * Wrappers of sql/740_roles.sql. Durations cross as milliseconds, fencing
  * tokens as decimal strings (bigint in SQL).
  */
-import { type Queryable, run } from './queryable.ts';
+import { type Queryable, queryRows } from './queryable.ts';
 
 const ttl = `$3::float8 * interval '1 millisecond'`;
 
 /** trellis.role_acquire: the token if `holder` holds the role now, else null. */
 export async function roleAcquire(db: Queryable, name: string, holder: string, ttlMs: number): Promise<string | null> {
-  const rows = await run<{ t: string | null }>(db, `select trellis.role_acquire($1, $2, ${ttl})::text as t`, [name, holder, ttlMs]);
+  const rows = await queryRows<{ t: string | null }>(db, `select trellis.role_acquire($1, $2, ${ttl})::text as t`, [name, holder, ttlMs]);
   return rows[0]?.t ?? null;
 }
 
 /** trellis.role_renew (LeaseLostError when the lease is gone). */
 export async function roleRenew(db: Queryable, name: string, holder: string, token: string, ttlMs: number): Promise<void> {
-  await run(db, `select trellis.role_renew($1, $2, $4::bigint, ${ttl})`, [name, holder, ttlMs, token]);
+  await queryRows(db, `select trellis.role_renew($1, $2, $4::bigint, ${ttl})`, [name, holder, ttlMs, token]);
 }
 
 /** trellis.role_release: false if `holder` no longer held it under `token`. */
 export async function roleRelease(db: Queryable, name: string, holder: string, token: string): Promise<boolean> {
-  const rows = await run<{ ok: boolean }>(db, 'select trellis.role_release($1, $2, $3::bigint) as ok', [name, holder, token]);
+  const rows = await queryRows<{ ok: boolean }>(db, 'select trellis.role_release($1, $2, $3::bigint) as ok', [name, holder, token]);
   return rows[0]?.ok ?? false;
 }
 
 /** trellis.role_record: the outcome of one run of the duty. */
 export async function roleRecord(db: Queryable, name: string, token: string, error: string | null): Promise<void> {
-  await run(db, 'select trellis.role_record($1, $2::bigint, $3, $4)', [name, token, error === null, error]);
+  await queryRows(db, 'select trellis.role_record($1, $2::bigint, $3, $4)', [name, token, error === null, error]);
 }
 
 /** A row of trellis.roles, as `client.roles()` returns it. */
@@ -46,7 +46,7 @@ export interface RoleRow {
 
 /** Every role, by name. */
 export async function roleList(db: Queryable): Promise<RoleRow[]> {
-  const rows = await run<Record<string, never>>(db, `
+  const rows = await queryRows<Record<string, never>>(db, `
     select name, holder, token::text as token, acquired_at, renewed_at, expires_at,
            coalesce(holder is not null and expires_at > trellis.now(), false) as held,
            last_run_at, last_outcome, last_error

@@ -1,10 +1,7 @@
 /** One wrapper per run function in sql/200_runs.sql and sql/100_workflows.sql. */
-import { declaredHooks, type WorkflowHooks } from '../workflow/hooks.ts';
-import type { ChildOutcome, PendingSignal, StepRecord } from '../replay/history.ts';
-import { type Queryable, run } from './queryable.ts';
-import { inputShape } from '../workflow/input-shape.ts';
-import type { SignalDefinition } from '../workflow/signal.ts';
-import type { StandardSchemaV1 } from '../workflow/standard-schema.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
+import { type Queryable, queryRows } from './queryable.ts';
+import type { WorkflowRegistration } from '../protocol/registration.ts';
 
 export interface RunStartOptions {
   key?: string;
@@ -26,7 +23,7 @@ export interface RunStartOptions {
 
 /** trellis.run_start: `input` is JSON text (already validated and size-checked). */
 export async function runStart(db: Queryable, workflow: string, input: string, options: RunStartOptions): Promise<string> {
-  const rows = await run<{ id: string }>(db, 'select trellis.run_start($1, $2::jsonb, $3::jsonb) as id', [
+  const rows = await queryRows<{ id: string }>(db, 'select trellis.run_start($1, $2::jsonb, $3::jsonb) as id', [
     workflow,
     input,
     JSON.stringify(options),
@@ -46,7 +43,7 @@ export interface StartClaimedArgs {
  */
 export async function runStartClaimed(db: Queryable, workflow: string, input: string, options: RunStartOptions,
   a: StartClaimedArgs): Promise<{ id: string; run: ClaimedRun | undefined }> {
-  const rows = await run<{ id: string; claimed: boolean; workflow: string; version: string; input: unknown;
+  const rows = await queryRows<{ id: string; claimed: boolean; workflow: string; version: string; input: unknown;
     metadata: Record<string, unknown>; lease_token: string; lease_expires_at: Date; now: Date }>(db,
     'select * from trellis.run_start_claimed($1, $2::jsonb, $3::jsonb, $4, make_interval(secs => $5::double precision / 1000))',
     [workflow, input, JSON.stringify(options), a.worker, a.leaseMs], 'trellis_run_start_claimed');
@@ -64,26 +61,6 @@ export async function runStartClaimed(db: Queryable, workflow: string, input: st
   };
 }
 
-export interface ClaimedRun {
-  id: string;
-  workflow: string;
-  version: string;
-  input: unknown;
-  metadata: Record<string, unknown>;
-  attempt: number;
-  failures: number;
-  lease_token: string;
-  lease_expires_at: Date;
-  history: StepRecord[] | null;
-  execution: number;
-  cancel_requested: boolean;
-  pause_requested: boolean;
-  signals: PendingSignal[] | null;
-  children: Record<string, ChildOutcome> | null;
-  /** trellis.now() at the claim. */
-  now: Date;
-}
-
 export interface RunClaimArgs {
   worker: string;
   queues: readonly string[];
@@ -94,7 +71,7 @@ export interface RunClaimArgs {
 
 /** trellis.run_claim */
 export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedRun[]> {
-  return run<ClaimedRun>(
+  return queryRows<ClaimedRun>(
     db,
     // Asynchronous commit: a lost claim only returns its runs to pending (see sql/200_runs.sql).
     'select * from trellis.run_claim($1, $2::text[], $3::text[], $4::text[], $5, make_interval(secs => $6::double precision / 1000), true)',
@@ -109,7 +86,7 @@ export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedR
  * or gateBusy when a coalescing start is in flight (look again shortly).
  */
 export async function runIdleCheck(db: Queryable, queues: readonly string[], served: readonly { name: string; version: string }[]): Promise<{ ms: number | null; gateBusy: boolean }> {
-  const rows = await run<{ ms: number | null; gate_busy: boolean }>(
+  const rows = await queryRows<{ ms: number | null; gate_busy: boolean }>(
     db,
     `select (extract(epoch from c.next_due - trellis.now()) * 1000)::float8 as ms, c.gate_busy
        from trellis.run_idle_check($1::text[], $2::text[], $3::text[]) c`,
@@ -127,7 +104,7 @@ export interface HeldRun {
 
 /** trellis.run_heartbeat_many: the runs still held, with their cancel/pause requests. */
 export async function runHeartbeatMany(db: Queryable, held: readonly { id: string; token: string }[], leaseMs: number): Promise<Map<string, HeldRun>> {
-  const rows = await run<HeldRun>(
+  const rows = await queryRows<HeldRun>(
     db,
     'select * from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], make_interval(secs => $3::double precision / 1000))',
     [held.map((h) => h.id), held.map((h) => h.token), leaseMs],
@@ -137,42 +114,18 @@ export async function runHeartbeatMany(db: Queryable, held: readonly { id: strin
 
 /** trellis.run_requests: held runs with a cancel or pause request pending. */
 export async function runRequests(db: Queryable, held: readonly { id: string; token: string }[]): Promise<HeldRun[]> {
-  return run<HeldRun>(db, 'select * from trellis.run_requests($1::uuid[], $2::uuid[])',
+  return queryRows<HeldRun>(db, 'select * from trellis.run_requests($1::uuid[], $2::uuid[])',
     [held.map((h) => h.id), held.map((h) => h.token)], 'trellis_run_requests');
 }
 
-/**
- * What a registration carries: the input schema becomes the input shape SQL
- * checks starts against, the declared signals the shapes it checks their
- * payloads against.
- */
-export interface Registrable {
-  name: string;
-  version: string;
-  queue: string;
-  input?: StandardSchemaV1;
-  signals?: readonly SignalDefinition<any, any>[] | undefined;
-  hooks?: WorkflowHooks<any, any> | undefined;
-  eventPayloads?: boolean;
-}
-
-/** trellis.workflow_register, with each definition's input shape (null: none SQL can check) and declared signals. */
-export async function workflowRegister(db: Queryable, workflows: readonly Registrable[]): Promise<void> {
-  const items = workflows.map((w) => ({
-    name: w.name, version: w.version, queue: w.queue,
-    ...(w.input ? { input_schema: inputShape(w.input) } : {}),
-    // A signal without a schema, or with one SQL cannot read, takes any payload (true).
-    ...(w.signals ? { signals: Object.fromEntries(w.signals.map((s) => [s.name, (s.schema && inputShape(s.schema)) ?? true])) } : {}),
-    // The hooks the version declares (delivered durably, sql/710_hooks.sql) and whether its events carry payloads.
-    hooks: declaredHooks(w.hooks),
-    event_payloads: w.eventPayloads ?? false,
-  }));
-  await run(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(items)]);
+/** trellis.workflow_register: one row per version (see registrationOf in src/workflow/registration.ts). */
+export async function workflowRegister(db: Queryable, workflows: readonly WorkflowRegistration[]): Promise<void> {
+  await queryRows(db, 'select trellis.workflow_register($1::jsonb)', [JSON.stringify(workflows)]);
 }
 
 /** An integer from trellis.settings. */
 export async function settingInt(db: Queryable, key: string, fallback: number): Promise<number> {
-  const rows = await run<{ v: number }>(db, 'select trellis._setting_int($1, $2) as v', [key, fallback]);
+  const rows = await queryRows<{ v: number }>(db, 'select trellis._setting_int($1, $2) as v', [key, fallback]);
   return rows[0]?.v ?? fallback;
 }
 
@@ -181,6 +134,6 @@ export async function settingInt(db: Queryable, key: string, fallback: number): 
  * `keep` (those it knows it holds); returns how many were released.
  */
 export async function runReleaseOwned(db: Queryable, worker: string, keep: readonly string[]): Promise<number> {
-  const rows = await run<{ n: number }>(db, 'select trellis.run_release_owned($1, $2::uuid[]) as n', [worker, keep]);
+  const rows = await queryRows<{ n: number }>(db, 'select trellis.run_release_owned($1, $2::uuid[]) as n', [worker, keep]);
   return rows[0]?.n ?? 0;
 }

@@ -1,5 +1,5 @@
 /** Wrappers of sql/750_schedules.sql. */
-import { type Queryable, run } from './queryable.ts';
+import { type Queryable, queryRows } from './queryable.ts';
 
 /** The spec schedule_set takes (snake_case, as SQL callers write it). */
 export interface ScheduleSpecSql {
@@ -55,27 +55,27 @@ function toSchedule(r: Record<string, any>): ScheduleRow {
 
 /** trellis.schedule_set. */
 export async function scheduleSet(db: Queryable, name: string, spec: ScheduleSpecSql): Promise<ScheduleRow> {
-  const rows = await run<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedule_set($1, $2::jsonb)`, [name, JSON.stringify(spec)]);
+  const rows = await queryRows<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedule_set($1, $2::jsonb)`, [name, JSON.stringify(spec)]);
   return toSchedule(rows[0] as Record<string, any>);
 }
 
 /** trellis.schedule_pause / schedule_resume. */
 export async function scheduleControl(db: Queryable, verb: 'pause' | 'resume', name: string): Promise<ScheduleRow> {
-  const rows = await run<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedule_${verb}($1)`, [name]);
+  const rows = await queryRows<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedule_${verb}($1)`, [name]);
   return toSchedule(rows[0] as Record<string, any>);
 }
 
 /** trellis.schedule_delete. */
 export async function scheduleDelete(db: Queryable, name: string): Promise<boolean> {
-  const rows = await run<{ ok: boolean }>(db, 'select trellis.schedule_delete($1) as ok', [name]);
+  const rows = await queryRows<{ ok: boolean }>(db, 'select trellis.schedule_delete($1) as ok', [name]);
   return rows[0]?.ok ?? false;
 }
 
 /** Schedules by name (one, or all). */
 export async function scheduleList(db: Queryable, name?: string): Promise<ScheduleRow[]> {
   const rows = name === undefined
-    ? await run<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedules order by name`)
-    : await run<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedules where name = $1`, [name]);
+    ? await queryRows<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedules order by name`)
+    : await queryRows<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedules where name = $1`, [name]);
   return rows.map(toSchedule);
 }
 
@@ -93,7 +93,7 @@ export interface DueSchedule {
 
 /** trellis.schedule_tick. */
 export function scheduleTick(db: Queryable, token: string, limit: number): Promise<DueSchedule[]> {
-  return run<DueSchedule>(db, 'select * from trellis.schedule_tick($1::bigint, $2)', [token, limit]);
+  return queryRows<DueSchedule>(db, 'select * from trellis.schedule_tick($1::bigint, $2)', [token, limit]);
 }
 
 /** One schedule's fire for trellis.schedule_fire (times as ISO strings). */
@@ -109,6 +109,6 @@ export interface ScheduleFire {
 
 /** trellis.schedule_fire: the runs started. */
 export async function scheduleFire(db: Queryable, token: string, fires: ScheduleFire[]): Promise<number> {
-  const rows = await run<{ n: number }>(db, 'select trellis.schedule_fire($1::bigint, $2::jsonb) as n', [token, JSON.stringify(fires)]);
+  const rows = await queryRows<{ n: number }>(db, 'select trellis.schedule_fire($1::bigint, $2::jsonb) as n', [token, JSON.stringify(fires)]);
   return rows[0]?.n ?? 0;
 }

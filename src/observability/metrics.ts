@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as PromClient from 'prom-client';
-import { type Queryable, run } from '../db/queryable.ts';
+import { type Queryable, queryRows } from '../db/queryable.ts';
 import { importOptional } from './optional.ts';
 
 /** The part of a prom-client `Registry` Trellis uses (typed loosely so prom-client stays optional). */
@@ -101,7 +101,7 @@ export class TrellisMetrics {
   /** One SQL read per scrape for both queue gauges (they collect at the same time). */
   private readQueues(pool: Queryable): Promise<{ queue: string; depth: number; age: number }[]> {
     if (!this.queues) {
-      this.queues = run<{ queue: string; depth: number; age: number }>(pool, QUEUES_SQL)
+      this.queues = queryRows<{ queue: string; depth: number; age: number }>(pool, QUEUES_SQL)
         .finally(() => setImmediate(() => (this.queues = undefined)));
     }
     return this.queues;

@@ -10,8 +10,8 @@
  * set it too. See docs/observability.md.
  */
 import type * as Api from '@opentelemetry/api';
-import type { ClaimedRun } from '../db/runs.ts';
-import type { Outcome } from '../replay/executor.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
+import { type Outcome, outcomeName } from '../replay/replay.ts';
 import type { ExecutionObserver, ObservedStep, StepObservation } from '../replay/observer.ts';
 import { importOptional } from './optional.ts';
 
@@ -124,9 +124,9 @@ export class Tracing {
       end: (outcome) => {
         if (ended) return;
         ended = true;
-        span.setAttribute('trellis.outcome', outcome?.kind ?? 'crashed');
+        span.setAttribute('trellis.outcome', outcome ? outcomeName(outcome) : 'crashed');
         if (!outcome) span.setStatus({ code: api.SpanStatusCode.ERROR, message: 'the execution crashed' });
-        else if (outcome.kind === 'failed') span.setStatus({ code: api.SpanStatusCode.ERROR, message: outcome.error.message });
+        else if (outcome.op === 'fail') span.setStatus({ code: api.SpanStatusCode.ERROR, message: outcome.error.message });
         span.end();
       },
     };

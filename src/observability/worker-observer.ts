@@ -6,10 +6,10 @@
  */
 import { createServer, type Server } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import type { ClaimedRun } from '../db/runs.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { ERROR_CODES, isTrellisError, ValidationError } from '../errors.ts';
-import type { Outcome } from '../replay/executor.ts';
+import { type Outcome, outcomeName } from '../replay/replay.ts';
 import type { ExecutionObserver, StepObservation } from '../replay/observer.ts';
 import { createMetrics, type MetricsRegistry, TrellisMetrics } from './metrics.ts';
 import { loadTracing, type TracedExecution, type TracingOption } from './tracing.ts';
@@ -112,10 +112,10 @@ export class WorkerObserver {
         ended = true;
         traced?.end(outcome);
         if (!m) return;
-        const kind = outcome?.kind ?? 'crashed';
+        const kind = outcome ? outcomeName(outcome) : 'crashed';
         m.executions.inc({ workflow, outcome: kind });
         if (FINISHED.has(kind)) m.finished.inc({ workflow, status: kind });
-        if (outcome?.kind === 'abandoned' && isTrellisError(outcome.reason) && outcome.reason.code === ERROR_CODES.leaseLost) m.leaseLosses.inc({ workflow });
+        if (outcome?.op === 'abandoned' && isTrellisError(outcome.reason) && outcome.reason.code === ERROR_CODES.leaseLost) m.leaseLosses.inc({ workflow });
       },
     };
   }

@@ -3,16 +3,15 @@
  * the attempt started, run the body with an AbortSignal (timeout, cancel,
  * lease loss), then checkpoint its result, its final failure, or a retry.
  */
-import { CancelledError, isTrellisError, StepFailedError, TimeoutError } from '../errors.ts';
+import { CancelledError, StepFailedError, TimeoutError } from '../errors.ts';
 import type { StepContext, StepOptions } from '../workflow/context.ts';
-import { toMs } from '../workflow/duration.ts';
-import { nextDelay } from '../workflow/retry.ts';
+import { toMs } from '../protocol/duration.ts';
+import { decideAttempt } from './attempt-decision.ts';
 import type { Delivery } from './delivery.ts';
-import type { Run } from './executor.ts';
-import type { StepKind } from './history.ts';
-import { encodeJson, serializeError } from './serialize.ts';
+import type { Replay } from './replay.ts';
+import type { StepKind } from '../protocol/history.ts';
+import { encodeJson, serializeError } from '../protocol/serialize.ts';
 import { StepAbort } from './step-abort.ts';
-import { isParkRunRequest } from '../workflow/run-control.ts';
 
 /**
  * A result the attempt recorded comes with its delivery (its number is in the
@@ -28,24 +27,24 @@ export type AttemptResult<T> =
  * number of attempts made before an operator resumed the step from the dead
  * letter: the retry policy and `pauseAfter` count attempts from there.
  */
-export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name: string,
+export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind, name: string,
   fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number, base = 0): Promise<AttemptResult<T>> {
-  await this.barrier();
-  if (this.halted) return { ok: 'halted' };
-  const shielded = this.shielded;
-  if (this.cancelRequested && !shielded) return { ok: false, error: new CancelledError('run cancelled') };
+  await replay.barrier();
+  if (replay.halted || replay.o.leaseHeld?.() === false) return { ok: 'halted' };
+  const shielded = replay.shielded;
+  if (replay.cancelRequested && !shielded) return { ok: false, error: new CancelledError('run cancelled') };
   const started = Date.now();
   // Mark the attempt as started, without waiting: if the process dies in the
   // body, the next execution sees it and counts the attempt. A fast step's
   // marker is dropped by the committer when its result is queued first.
   const round = base ? JSON.stringify({ resumedAfter: base }) : undefined;
-  void this.write({ type: 'step', seq, name, kind, status: 'running', output: round, attempts: attempt, ms: 0 }).catch(() => undefined);
+  void replay.write({ op: 'step', seq, name, kind, status: 'running', output: round, attempts: attempt, ms: 0 }).catch(() => undefined);
   // Cancellation (requestCancel) and the run's own abort (lease lost,
   // shutdown: see Run.run) reach the attempt through `controllers`.
   const controller = new StepAbort();
   const entry = { controller, shielded };
-  this.controllers.add(entry);
-  if (this.o.signal.aborted) controller.abort(this.o.signal.reason);
+  replay.controllers.add(entry);
+  if (replay.o.signal.aborted) controller.abort(replay.o.signal.reason);
   const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, `timeout of step ${name}`);
   const timer = timeoutMs === undefined ? undefined : setTimeout(
     () => controller.abort(new TimeoutError(`step "${name}" attempt ${attempt} timed out after ${timeoutMs} ms`)),
@@ -54,37 +53,37 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
   let value: T | undefined;
   let error: unknown;
   let failed = false;
-  const observed = this.o.observer?.step({ seq, name, kind, attempt });
+  const observed = replay.o.observer?.step({ seq, name, kind, attempt });
   try {
     const stepContext: StepContext = {
       get signal() {
         return controller.signal;
       },
       attempt,
-      idempotencyKey: `${this.o.runId}:${this.o.execution ?? 1}:${seq}`,
-      runId: this.o.runId,
+      idempotencyKey: `${replay.o.runId}:${replay.o.execution ?? 1}:${seq}`,
+      runId: replay.o.runId,
     };
-    const interceptors = kind === 'step' ? this.o.definition.interceptors : undefined;
+    const interceptors = kind === 'step' ? replay.o.definition.interceptors : undefined;
     const body = observed ? () => observed.run(() => fn(stepContext)) : () => fn(stepContext);
     value = await controller.race(Promise.resolve().then(() => (interceptors?.beforeStep || interceptors?.afterStep
-      ? withStepHooks(this, name, attempt, body)
+      ? withStepHooks(replay, name, attempt, body)
       : body())));
   } catch (e) {
     error = e;
     failed = true;
   } finally {
     if (timer) clearTimeout(timer);
-    this.controllers.delete(entry);
+    replay.controllers.delete(entry);
   }
-  if (this.o.signal.aborted) {
-    observed?.end(this.o.signal.reason);
+  if (replay.o.signal.aborted) {
+    observed?.end(replay.o.signal.reason);
     return { ok: 'halted' };
   }
   const ms = Date.now() - started;
   let text: string | undefined;
   if (!failed) {
     try {
-      text = encodeJson(value, `output of step "${name}"`, this.o.maxPayloadBytes);
+      text = encodeJson(value, `output of step "${name}"`, replay.o.maxPayloadBytes);
     } catch (e) {
       error = e;
       failed = true;
@@ -97,42 +96,32 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
       // next step body waits at the barrier for this checkpoint, and the run's
       // end is written after it, so nothing outside the workflow function
       // sees the result before it is durable. A refused write halts the run.
-      const delivery = this.deliveries.reserve<T>();
-      void this.write({ type: 'step', seq, name, kind, status: 'completed', output: text, attempts: attempt, ms, delivered: delivery.number })
+      const delivery = replay.deliveries.reserve<T>();
+      void replay.write({ op: 'step', seq, name, kind, status: 'completed', output: text, attempts: attempt, ms, delivered: delivery.number })
         .catch(() => delivery.drop());
       return { ok: true, value: JSON.parse(text as string) as T, delivery };
     }
-    const cancelled = error instanceof CancelledError && this.cancelRequested;
-    const final = cancelled || (isTrellisError(error) && (error.code === 'validation' || error.code === 'payload_too_large'));
-    const policy = kind === 'side_effect' ? { maxAttempts: 1 } : options.retry;
-    const counted = attempt - base;
-    const delay = final ? null : nextDelay(policy, counted, error);
+    const decision = decideAttempt({
+      error, kind, attempt, base, retry: options.retry, pauseAfter: replay.o.definition.pauseAfter, cancelRequested: replay.cancelRequested,
+    });
     const serialized = { ...serializeError(error), step: name, attempts: attempt };
-    // The dead letter: after pauseAfter consecutive failed attempts, or when
-    // the retry policy ran out first, park the run with the error instead of
-    // retrying or failing. Errors that say "do not retry" (non-retryable,
-    // validation, cancellation) and side effects (run at most once) fail as
-    // usual. After run_resume the step has a fresh count of attempts.
-    const pauseAfter = this.o.definition.pauseAfter;
-    const retryable = !final && kind !== 'side_effect' && nextDelay({ ...policy, maxAttempts: Infinity }, counted, error) !== null;
-    // A step that asks to park its run (ParkRunRequest) is parked the same way.
-    if (isParkRunRequest(error) || (pauseAfter !== undefined && retryable && (delay === null || counted >= pauseAfter))) {
-      void this.write({
-        type: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attempt }), error: serialized, attempts: attempt, ms,
+    if (decision.action === 'park') {
+      void replay.write({
+        op: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attempt }), error: serialized, attempts: attempt, ms,
       }).catch(() => undefined);
-      this.log.warn('step failed too often, run parked', { step: name, attempt });
-      this.halt({ kind: 'pause', error: serialized, seenCancel: this.cancelRequested });
+      replay.log.warn('step failed too often, run parked', { step: name, attempt });
+      replay.halt({ op: 'pause', error: serialized, seen_cancel: replay.cancelRequested });
       return { ok: 'halted' };
     }
-    if (delay === null) {
-      const delivery = this.deliveries.reserve<T>();
+    if (decision.action === 'fail') {
+      const delivery = replay.deliveries.reserve<T>();
       try {
-        await this.write({ type: 'step', seq, name, kind, status: 'failed', error: serialized, attempts: attempt, ms, delivered: delivery.number });
+        await replay.write({ op: 'step', seq, name, kind, status: 'failed', error: serialized, attempts: attempt, ms, delivered: delivery.number });
       } catch (e) {
         delivery.drop();
         throw e;
       }
-      if (cancelled) return { ok: false, error, delivery };
+      if (decision.cancelled) return { ok: false, error, delivery };
       return {
         ok: false,
         delivery,
@@ -142,9 +131,10 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
         }),
       };
     }
-    this.log.info('step attempt failed, retry scheduled', { step: name, attempt, delayMs: delay });
-    void this.write({ type: 'step', seq, name, kind, status: 'retrying', output: round, error: serialized, attempts: attempt, ms }).catch(() => undefined);
-    this.halt({ kind: 'release', delayMs: delay, error: serialized, failure: false, seenCancel: this.cancelRequested });
+    const delay = decision.delayMs;
+    replay.log.info('step attempt failed, retry scheduled', { step: name, attempt, delayMs: delay });
+    void replay.write({ op: 'step', seq, name, kind, status: 'retrying', output: round, error: serialized, attempts: attempt, ms }).catch(() => undefined);
+    replay.halt({ op: 'release', delay_ms: delay, error: serialized, failure: false, seen_cancel: replay.cancelRequested });
     return { ok: 'halted' };
   } catch {
     // The checkpoint was refused; write() has halted the run.
@@ -153,7 +143,7 @@ export async function runAttempt<T>(this: Run, seq: number, kind: StepKind, name
 }
 
 /** A step body between its beforeStep and afterStep hooks (kind 'step' only). */
-async function withStepHooks<T>(run: Run, name: string, attempt: number, body: () => Promise<T> | T): Promise<T> {
+async function withStepHooks<T>(run: Replay, name: string, attempt: number, body: () => Promise<T> | T): Promise<T> {
   const info = { ...run.hookInfo(), step: name, stepAttempt: attempt };
   await run.hook('beforeStep', info);
   try {

@@ -15,28 +15,19 @@
 import { CancelledError, ChildFailedError, IllegalTransitionError, StepFailedError, ValidationError } from '../errors.ts';
 import type { ChildOptions, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { toMs, type Duration } from '../workflow/duration.ts';
+import { toMs, type Duration } from '../protocol/duration.ts';
 import type { SignalDefinition, SignalResult } from '../workflow/signal.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { type Delivery, isDelivered } from './delivery.ts';
 import { replaySilenced } from './replay-log.ts';
-import { never, type Run } from './executor.ts';
-import type { StepCheckpoint, StepKind, StepRecord } from './history.ts';
-import { encodeJson, serializeError } from './serialize.ts';
+import { never, type Replay } from './replay.ts';
+import { RaceLostError, raceLost, type Verdict, type Wait, type WaitKind } from './waits.ts';
+import { runAttempt } from './attempt.ts';
+import type { StepKind, StepRecord } from '../protocol/history.ts';
+import type { StepOp } from '../protocol/checkpoint.ts';
+import { encodeJson, serializeError } from '../protocol/serialize.ts';
 
-/**
- * Awaiting a `sleep` or `waitForSignal` that lost a `ctx.race`: it was
- * disarmed (it consumed nothing) and will never complete. Wait again with a
- * new call instead. (A child that lost a race stays awaitable.)
- */
-export class RaceLostError extends IllegalTransitionError {
-  constructor(message: string) {
-    super(message);
-    this.name = 'RaceLostError';
-  }
-}
-
-export function buildContext(run: Run): WorkflowContext {
+export function buildContext(run: Replay): WorkflowContext {
   const o = run.o;
   const ctx: WorkflowContext = {
     runId: o.runId,
@@ -71,7 +62,7 @@ export function buildContext(run: Run): WorkflowContext {
       await run.track(validate(o.definition.input, input, `continueAsNew input of ${o.definition.name}`));
       const text = encodeJson(input, `continueAsNew input of ${o.definition.name}`, o.maxPayloadBytes);
       await run.barrier();
-      run.halt({ kind: 'continue', input: text, keep: options.keepHistory ?? false });
+      run.halt({ op: 'continue', input: text, keep: options.keepHistory ?? false });
       return never();
     },
   };
@@ -87,7 +78,7 @@ function failedStep(name: string, rec: StepRecord): StepFailedError {
  * A recorded result (`outcome` returns it or throws it): handed back in its
  * delivery turn, or at once if it was recorded without a delivery number.
  */
-function replayed<T>(run: Run, rec: StepRecord, outcome: () => T): Promise<T> {
+function replayed<T>(run: Replay, rec: StepRecord, outcome: () => T): Promise<T> {
   const delivery = isDelivered(rec) ? run.deliveries.replayed<T>(rec.delivered as number) : undefined;
   try {
     const value = outcome();
@@ -98,17 +89,17 @@ function replayed<T>(run: Run, rec: StepRecord, outcome: () => T): Promise<T> {
 }
 
 /** A value recorded once (now, random, uuid) and replayed; its checkpoint is not awaited. */
-function recorded<T>(run: Run, kind: StepKind, make: () => T, decode: (v: unknown) => T): T {
+function recorded<T>(run: Replay, kind: StepKind, make: () => T, decode: (v: unknown) => T): T {
   const call = run.next(kind, kind);
   if (!call) return make();
   if (call.rec) return decode(call.rec.output);
   const value = make();
-  run.write({ type: 'step', seq: call.seq, name: kind, kind, status: 'completed', output: JSON.stringify(value), attempts: 1, ms: 0 })
+  run.write({ op: 'step', seq: call.seq, name: kind, kind, status: 'completed', output: JSON.stringify(value), attempts: 1, ms: 0 })
     .catch(() => undefined);
   return value;
 }
 
-function durable<T>(run: Run, kind: StepKind, name: string, fn: (step: StepContext) => Promise<T> | T, options: StepOptions): Promise<T> {
+function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepContext) => Promise<T> | T, options: StepOptions): Promise<T> {
   let call;
   try {
     call = run.next(kind, name);
@@ -127,7 +118,7 @@ function durable<T>(run: Run, kind: StepKind, name: string, fn: (step: StepConte
   // A dead-lettered step resumed by an operator counts its attempts afresh from there.
   const resumedAfter = (rec?.output as { resumedAfter?: unknown } | null | undefined)?.resumedAfter;
   const base = typeof resumedAfter === 'number' ? resumedAfter : 0;
-  return run.track(run.attempt<T>(seq, kind, name, fn, options, attempt, base)).then((result) => {
+  return run.track(runAttempt<T>(run, seq, kind, name, fn, options, attempt, base)).then((result) => {
     if (result.ok === true) return result.delivery.resolve(result.value);
     if (result.ok === 'halted') return never<T>();
     if (result.delivery) return result.delivery.reject(result.error);
@@ -136,52 +127,28 @@ function durable<T>(run: Run, kind: StepKind, name: string, fn: (step: StepConte
 }
 
 /** Resolve call `seq` with `output` once its checkpoint has committed, in its delivery turn. */
-async function complete<T>(run: Run, seq: number, name: string, kind: StepKind, output: unknown, signal?: number): Promise<T> {
+async function complete<T>(run: Replay, seq: number, name: string, kind: StepKind, output: unknown, signal?: number): Promise<T> {
   const text = JSON.stringify(output);
   const delivery = run.deliveries.reserve<T>();
-  await written(run, delivery, { type: 'step', seq, name, kind, status: 'completed', output: text, attempts: 1, ms: 0, signal });
+  await written(run, delivery, { op: 'step', seq, name, kind, status: 'completed', output: text, attempts: 1, ms: 0, signal });
   return delivery.resolve(JSON.parse(text) as T);
 }
 
 /** Fail call `seq` with `error` once its checkpoint has committed, in its delivery turn. */
-async function fail<T>(run: Run, checkpoint: Omit<StepCheckpoint, 'type' | 'status' | 'error' | 'attempts' | 'ms'>, error: unknown): Promise<T> {
+async function fail<T>(run: Replay, checkpoint: Omit<StepOp, 'op' | 'status' | 'error' | 'attempts' | 'ms'>, error: unknown): Promise<T> {
   const delivery = run.deliveries.reserve<T>();
-  await written(run, delivery, { type: 'step', status: 'failed', error: serializeError(error), attempts: 1, ms: 0, ...checkpoint });
+  await written(run, delivery, { op: 'step', status: 'failed', error: serializeError(error), attempts: 1, ms: 0, ...checkpoint });
   return delivery.reject(error);
 }
 
 /** Write the checkpoint recording `delivery`'s result (a refused one gives the delivery up). */
-async function written(run: Run, delivery: Pick<Delivery, 'number' | 'drop'>, checkpoint: StepCheckpoint): Promise<void> {
+async function written(run: Replay, delivery: Pick<Delivery, 'number' | 'drop'>, checkpoint: StepOp): Promise<void> {
   try {
     await run.write({ ...checkpoint, delivered: delivery.number });
   } catch (error) {
     delivery.drop();
     throw error;
   }
-}
-
-export type WaitKind = 'sleep' | 'signal' | 'child';
-/** win: complete now; lose: disarmed; free: evaluate as if unclaimed; block: do not complete in this execution. */
-type Verdict = 'win' | 'lose' | 'free' | 'block';
-
-/** A durable wait call of this execution, as `race` sees it. */
-export interface Wait {
-  readonly seq: number;
-  readonly name: string;
-  readonly kind: WaitKind;
-  /** Evaluated yet (a race can claim only a wait that is not). */
-  evaluated: boolean;
-  /** Its promise has settled. */
-  done: boolean;
-  /** Set by a race that claimed it: offer readiness, get the verdict. */
-  claim?: (ready: boolean) => Promise<Verdict>;
-  /**
-   * Its result is recorded in the history, or it is completing (it found its
-   * signal, timer or child ready and its checkpoint is on the way) although
-   * the code has not received it yet: a race counts it as settled (rank:
-   * recorded ones by delivery number, then live ones in the order they began).
-   */
-  settling?: { recorded: boolean; rank: number };
 }
 
 /** Settling waits in the order their results reach the code: recorded ones first. */
@@ -197,15 +164,11 @@ interface Ready<T> {
   release?: () => void;
 }
 
-export function raceLost(seq: number, name: string): RaceLostError {
-  return new RaceLostError(`wait #${seq} "${name}" lost a race and was disarmed; it never completes (wait again with a new call)`);
-}
-
 /**
- * Run a wait: `ready` says (without writing) whether it can complete now and
+ * Replay a wait: `ready` says (without writing) whether it can complete now and
  * how; otherwise `block` records it and blocks the execution.
  */
-function startWait<T>(run: Run, seq: number, name: string, kind: WaitKind,
+function startWait<T>(run: Replay, seq: number, name: string, kind: WaitKind,
   ready: () => Ready<T> | undefined, block: () => Promise<T>): Promise<T> {
   const wait: Wait = { seq, name, kind, evaluated: false, done: false };
   const promise = (async () => {
@@ -237,7 +200,7 @@ function startWait<T>(run: Run, seq: number, name: string, kind: WaitKind,
  * and known to a race at once as settled (a race that claimed the wait and
  * recorded it as the winner may have lost its own checkpoint).
  */
-function recordedWait<T>(run: Run, rec: StepRecord, kind: WaitKind, promise: Promise<T>): Promise<T> {
+function recordedWait<T>(run: Replay, rec: StepRecord, kind: WaitKind, promise: Promise<T>): Promise<T> {
   const wait: Wait = { seq: rec.seq, name: rec.name, kind, evaluated: true, done: false,
     settling: { recorded: true, rank: typeof rec.delivered === 'number' ? rec.delivered : 0 } };
   promise.then(() => (wait.done = true), () => (wait.done = true));
@@ -251,7 +214,7 @@ function lostPromise<T>(seq: number, name: string): Promise<T> {
   return p;
 }
 
-function timer(run: Run, name: string, until: () => number): Promise<void> {
+function timer(run: Replay, name: string, until: () => number): Promise<void> {
   let call;
   try {
     call = run.next('sleep', name);
@@ -266,12 +229,12 @@ function timer(run: Run, name: string, until: () => number): Promise<void> {
   return startWait<void>(run, seq, name, 'sleep',
     () => (at <= run.dbNow() ? { complete: async () => void (await complete(run, seq, name, 'sleep', { until: at })) } : undefined),
     async () => {
-      if (!rec) await run.write({ type: 'step', seq, name, kind: 'sleep', status: 'waiting', output: JSON.stringify({ until: at }), attempts: 1, ms: 0 });
+      if (!rec) await run.write({ op: 'step', seq, name, kind: 'sleep', status: 'waiting', output: JSON.stringify({ until: at }), attempts: 1, ms: 0 });
       return run.block<void>(seq, at);
     });
 }
 
-function waitForSignal<T>(run: Run, signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T>): Promise<SignalResult<T>> {
+function waitForSignal<T>(run: Replay, signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T>): Promise<SignalResult<T>> {
   const signalName = typeof signal === 'string' ? signal : signal.name;
   const schema = options.schema ?? (typeof signal === 'string' ? undefined : signal.schema);
   const name = options.name ?? signalName;
@@ -315,12 +278,12 @@ function waitForSignal<T>(run: Run, signal: SignalDefinition<T, any> | string, o
       return undefined;
     },
     async () => {
-      if (!rec) await run.write({ type: 'step', seq, name, kind: 'signal', status: 'waiting', output: JSON.stringify({ signal: signalName, until }), attempts: 1, ms: 0 });
+      if (!rec) await run.write({ op: 'step', seq, name, kind: 'signal', status: 'waiting', output: JSON.stringify({ signal: signalName, until }), attempts: 1, ms: 0 });
       return run.block<SignalResult<T>>(seq, until);
     });
 }
 
-function child(run: Run, workflow: WorkflowDefinition, input: unknown, options: ChildOptions): Promise<unknown> {
+function child(run: Replay, workflow: WorkflowDefinition, input: unknown, options: ChildOptions): Promise<unknown> {
   let call;
   try {
     call = run.next('child', options.name ?? workflow.name);
@@ -359,7 +322,7 @@ function child(run: Run, workflow: WorkflowDefinition, input: unknown, options: 
         const text = encodeJson(input, `input of child ${workflow.name}`, run.o.maxPayloadBytes);
         await run.track(Promise.resolve(run.o.register?.(workflow)));
         await run.write({
-          type: 'child', seq, name, child: crypto.randomUUID(), workflow: workflow.name, version: workflow.version, input: text,
+          op: 'child', seq, name, child: crypto.randomUUID(), workflow: workflow.name, version: workflow.version, input: text,
           key: options.key, queue: options.queue, close: options.onParentCancel ?? 'cancel',
           metadata: run.o.observer?.childMetadata(),
         });
@@ -377,7 +340,7 @@ type Settled = { key: string; ok: true; value: unknown } | { key: string; ok: fa
  * winner completes. Losing sleeps and signal waits are disarmed (they consume
  * nothing, now or on any replay); a losing child stays a live call.
  */
-async function race(run: Run, branches: Record<string, Promise<unknown>>, name: string): Promise<{ key: string; value: unknown }> {
+async function race(run: Replay, branches: Record<string, Promise<unknown>>, name: string): Promise<{ key: string; value: unknown }> {
   const keys = Object.keys(branches);
   if (!keys.length) throw new ValidationError('race needs at least one branch');
   const call = run.next('race', name);
@@ -454,10 +417,10 @@ async function race(run: Run, branches: Record<string, Promise<unknown>>, name: 
   }
   const delivery = run.deliveries.reserve<{ key: string; value: unknown }>();
   await written(run, delivery, {
-    type: 'step', seq, name, kind: 'race', status: 'completed', output: JSON.stringify({ key: winner, lost: lost.map((w) => w.seq) }), attempts: 1, ms: 0,
+    op: 'step', seq, name, kind: 'race', status: 'completed', output: JSON.stringify({ key: winner, lost: lost.map((w) => w.seq) }), attempts: 1, ms: 0,
   });
   for (const wait of lost) {
-    void run.write({ type: 'step', seq: wait.seq, name: wait.name, kind: wait.kind, status: 'completed', output: JSON.stringify({ lost: true }), attempts: 1, ms: 0 })
+    void run.write({ op: 'step', seq: wait.seq, name: wait.name, kind: wait.kind, status: 'completed', output: JSON.stringify({ lost: true }), attempts: 1, ms: 0 })
       .catch(() => undefined);
   }
   return result.ok ? delivery.resolve({ key: winner, value: result.value }) : delivery.reject(result.error);

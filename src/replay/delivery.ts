@@ -17,7 +17,7 @@
  * does in a turn then depends only on that event, on every replay alike.
  * See docs/decisions/0010-delivery-order.md.
  */
-import type { StepRecord } from './history.ts';
+import type { StepRecord } from '../protocol/history.ts';
 
 type Result<T> = { ok: true; value: T } | { ok: false; error: unknown };
 

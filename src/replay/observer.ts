@@ -4,7 +4,7 @@
  * A worker with neither metrics nor tracing passes no observer, and every
  * hook below costs one undefined check.
  */
-import type { StepKind } from './history.ts';
+import type { StepKind } from '../protocol/history.ts';
 
 /** A step attempt whose body runs in this execution (never a replayed one). */
 export interface ObservedStep {

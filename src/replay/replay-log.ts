@@ -3,7 +3,7 @@
  * earlier execution already made, so a line written between two steps
  * appears once, when the code first passes it, not again on every replay.
  */
-import type { LogFields, LogFn, Logger, LogLevel } from '../workflow/logger.ts';
+import type { LogFields, LogFn, Logger, LogLevel } from '../protocol/logger.ts';
 
 /**
  * @example

@@ -7,11 +7,11 @@
  * allow it) unless the database has a newer revision of it, the schema
  * version recorded, and a database newer than the code refused.
  */
-import pg from 'pg';
+import { PgClient, type ClientBase, Pool, type PoolClient } from '../db/pg.ts';
 import { boundedConfig, resolveTimeouts, within } from '../db/connection.ts';
 import { SchemaVersionError } from '../errors.ts';
-import type { Duration } from '../workflow/duration.ts';
-import { SCHEMA_NOT_INSTALLED, toTrellisError } from '../db/errors.ts';
+import type { Duration } from '../protocol/duration.ts';
+import { toTrellisError } from '../db/errors.ts';
 import { BUNDLE } from './bundle.generated.ts';
 import { type BundledSql, functionsHash as hashFunctions, verifyChain } from './migrations.ts';
 
@@ -59,7 +59,7 @@ export function functionsHash(bundle: BundledSql = BUNDLE): string {
   return hashFunctions(bundle);
 }
 
-type Target = pg.Pool | pg.Client | string;
+type Target = Pool | PgClient | string;
 
 /**
  * Options of `migrate()`.
@@ -88,9 +88,9 @@ export interface MigrateOptions {
 }
 
 /** A pg Pool, also from another copy of `pg` (or a pg-shaped pool): it hands out clients. */
-function isPoolShaped(target: object): target is pg.Pool {
-  if (target instanceof pg.Pool) return true;
-  if (target instanceof pg.Client) return false;
+function isPoolShaped(target: object): target is Pool {
+  if (target instanceof Pool) return true;
+  if (target instanceof PgClient) return false;
   const t = target as Record<string, unknown>;
   return typeof t.connect === 'function' && typeof t.release !== 'function'
     && ('totalCount' in t || 'idleCount' in t || typeof t.escapeIdentifier !== 'function');
@@ -101,11 +101,11 @@ interface TxState {
   open: boolean;
 }
 
-async function withClient<T>(target: Target, o: MigrateOptions, fn: (client: pg.ClientBase, tx: TxState) => Promise<T>): Promise<T> {
+async function withClient<T>(target: Target, o: MigrateOptions, fn: (client: ClientBase, tx: TxState) => Promise<T>): Promise<T> {
   const tx: TxState = { open: false };
   const t = resolveTimeouts({ connectTimeout: o.connectTimeout, queryTimeout: o.queryTimeout ?? false });
   if (typeof target === 'string') {
-    const client = new pg.Client({ connectionString: target, application_name: 'trellis-migrate', ...boundedConfig(t) });
+    const client = new PgClient({ connectionString: target, application_name: 'trellis-migrate', ...boundedConfig(t) });
     client.on('error', () => undefined);
     try {
       await client.connect();
@@ -121,7 +121,7 @@ async function withClient<T>(target: Target, o: MigrateOptions, fn: (client: pg.
   }
   if (isPoolShaped(target)) {
     // One checked-out client for the whole transaction. Bounded even when the pool is not.
-    let client: pg.PoolClient;
+    let client: PoolClient;
     try {
       client = await within(target.connect(), t.connectMs, 'migrate', (late) => late.release());
     } catch (error) {
@@ -143,7 +143,7 @@ async function withClient<T>(target: Target, o: MigrateOptions, fn: (client: pg.
  * kit made, `trellis.test_database = 'on'`, and a session with
  * `trellis.virtual_clock = 'allowed'`, set by the test kit's connections).
  */
-async function virtualClock(client: pg.ClientBase): Promise<{ installed: boolean; allowed: boolean }> {
+async function virtualClock(client: ClientBase): Promise<{ installed: boolean; allowed: boolean }> {
   const { rows } = await client.query<{ installed: boolean; allowed: boolean }>(
     `select coalesce((select prosrc like '%trellis.clock%' from pg_proc where oid = to_regprocedure('trellis.now()')), false) as installed,
             coalesce(current_setting('trellis.virtual_clock', true), '') = 'allowed'
@@ -156,7 +156,7 @@ async function virtualClock(client: pg.ClientBase): Promise<{ installed: boolean
 export const MIN_POSTGRES_MAJOR = 13;
 
 /** Refuse a server older than MIN_POSTGRES_MAJOR before anything is written. */
-async function assertSupportedServer(client: pg.ClientBase): Promise<void> {
+async function assertSupportedServer(client: ClientBase): Promise<void> {
   const { rows } = await client.query<{ num: string; version: string }>(
     `select current_setting('server_version_num') as num, current_setting('server_version') as version`,
   );
@@ -260,36 +260,7 @@ export async function migrate(target: Target, options: MigrateOptions = {}): Pro
   });
 }
 
-/**
- * Check that the database has exactly this code's schema; throws
- * SchemaVersionError otherwise (not installed, behind, or newer).
- *
- * @example
- * await checkSchema(pool); // in a readiness probe: fails until `migrate` has run
- */
-export async function checkSchema(db: { query: pg.Pool['query'] } | pg.Pool): Promise<void> {
-  const known = latestMigration();
-  let version: number | undefined;
-  try {
-    const { rows } = await db.query<{ migration: number }>('select migration from trellis.schema_info');
-    version = rows[0]?.migration;
-  } catch (error) {
-    if ((error as { code?: string }).code === '42P01' || (error as { code?: string }).code === '3F000') {
-      throw new SchemaVersionError(SCHEMA_NOT_INSTALLED);
-    }
-    throw toTrellisError(error);
-  }
-  if (version === undefined || version < known) {
-    throw new SchemaVersionError(
-      `the trellis schema is at migration ${version ?? 0}, behind this code (${known}): run \`trellis migrate\` or call migrate()`,
-    );
-  }
-  if (version > known) {
-    throw new SchemaVersionError(
-      `the trellis schema is at migration ${version}, newer than this code (${known}): upgrade the trellis package`,
-    );
-  }
-}
+export { checkSchema } from '../db/schema-check.ts';
 
 /**
  * The full install script for teams that apply DDL by hand (`trellis sql`).

@@ -4,11 +4,13 @@
  * run's data. Every write goes through an engine function (sql/730_models.sql).
  */
 import type { Client } from '../client/client.ts';
-import { machineCallback, machineDataDelete, machineRunGet, machineRunLatest, machineTriggerCheck, type MachineRunRow } from '../db/models.ts';
+import {
+  machineCallback, machineDataDelete, machineRunGet, machineRunLatest, machineTriggerCheck, machineTriggerKeyed, type MachineRunRow,
+} from '../db/models.ts';
 import { type Executor, fromKysely, toQueryable, type Queryable } from '../db/queryable.ts';
 import { IllegalTransitionError, NotFoundError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
-import { encodeJson } from '../replay/serialize.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
+import { encodeJson } from '../protocol/serialize.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import type { StateMachine } from './define.ts';
@@ -46,6 +48,12 @@ export interface TriggerOptions<S extends string, T> {
   startAt?: Date;
   /** The caller's transaction: the trigger commits or rolls back with it. */
   tx?: Executor;
+  /**
+   * Makes the trigger idempotent (a connector's event id, a request id): a
+   * trigger with a key this machine already used returns that run, whatever
+   * its state, and writes nothing.
+   */
+  key?: string;
 }
 
 const toRecord = <S extends string, T>(row: MachineRunRow): MachineRecord<S, T> => ({
@@ -83,7 +91,8 @@ export class MachineClient<S extends string, T> {
    * Start a run for `foreignId`. Refused with IllegalTransitionError (TR004)
    * while a run for that foreign id is unfinished or paused; bad input
    * (unknown status, an object failing the schema) is a ValidationError.
-   * Nothing is written in either case.
+   * Nothing is written in either case. With `key`, a repeat returns the
+   * run the key started.
    */
   async trigger(foreignId: string, options: TriggerOptions<S, T>): Promise<string> {
     checkForeignId(foreignId);
@@ -92,10 +101,18 @@ export class MachineClient<S extends string, T> {
       throw new ValidationError(`machine ${this.machine.name}: unknown status ${JSON.stringify(String(status).slice(0, 60))}`);
     }
     const object = await validate(this.machine.object, options.object, `object of ${this.machine.name}`);
+    const key = options.key;
+    if (key !== undefined && (typeof key !== 'string' || key.length === 0 || key.length > 512)) {
+      throw new ValidationError('a trigger key must be a string of 1-512 characters');
+    }
     const start = async (tx: Executor) => {
-      await machineTriggerCheck(toQueryable(tx), this.machine.name, foreignId);
+      if (key === undefined) await machineTriggerCheck(toQueryable(tx), this.machine.name, foreignId);
+      else {
+        const existing = await machineTriggerKeyed(toQueryable(tx), this.machine.name, foreignId, key);
+        if (existing) return existing;
+      }
       const handle = await this.client.start(this.machine.workflow, { status, object },
-        { tx, metadata: { foreign_id: foreignId }, runAt: options.startAt });
+        { tx, key, metadata: { foreign_id: foreignId }, runAt: options.startAt });
       return handle.id;
     };
     if (options.tx) return start(options.tx);

@@ -9,15 +9,16 @@
  * newest transition (view trellis.machine_runs).
  */
 import { z } from 'zod';
-import { CancelledError, IllegalTransitionError, ValidationError } from '../errors.ts';
+import { CancelledError, IllegalTransitionError } from '../errors.ts';
+import { machineHooks } from './hooks.ts';
 import type { StepContext, StepOptions, WorkflowContext } from '../workflow/context.ts';
 import { defineWorkflow, type WorkflowDefinition } from '../workflow/define.ts';
-import { isNonRetryable, type RetryPolicy } from '../workflow/retry.ts';
+import type { RetryPolicy } from '../workflow/retry.ts';
 import { EndRunCancelled, ParkRunRequest } from '../workflow/run-control.ts';
 import { defineSignal } from '../workflow/signal.ts';
 import { type StandardSchemaV1, validate } from '../workflow/standard-schema.ts';
 import type { StateMachineOptions } from './define.ts';
-import { makeOutcome, type MachineHookSink, type MachineNode, type MachineRun, outcomeKind, outcomeOf } from './types.ts';
+import { makeOutcome, type MachineHookEvent, type MachineHookSink, type MachineNode, type MachineRun, outcomeKind, outcomeOf } from './types.ts';
 
 /**
  * A transition as recorded: the output of the handler's step.
@@ -64,7 +65,8 @@ type Handler<S extends string, T> = { fn: (run: MachineRun<S, T>, extra: any) =>
 export function compileMachine<S extends string, T>(
   machine: CompiledMachine<S, T>,
   options: StateMachineOptions<S, StandardSchemaV1<unknown, T>>,
-  sink: MachineHookSink<S, T>,
+  sink: MachineHookSink<S, T> | undefined,
+  events: readonly MachineHookEvent<S, T>['event'][] = ['complete', 'cancel', 'pause'],
 ): WorkflowDefinition<{ status: S; object: T }, MachineOutput<S, T>> {
   const pauseAfter = machine.pauseAfterErrors;
   const userRetry = options.retry;
@@ -76,9 +78,6 @@ export function compileMachine<S extends string, T>(
   };
   const stepOptions: StepOptions = { retry, timeout: options.timeout };
   const signals = [...machine.nodes].filter(([, node]) => node.callback).map(([status]) => defineSignal(`callback:${status}`));
-  const emit = async (event: 'complete' | 'cancel' | 'pause', runId: string, foreignId: string, status: S, object: T, reason?: string) => {
-    await sink.emit({ event, machine: machine.name, runId, foreignId, status, object, reason });
-  };
 
   /** One handler call, inside its step: the transition it returns, checked and validated. */
   async function handle(ctx: WorkflowContext, foreignId: string, from: S, object: T, handler: Handler<S, T>,
@@ -94,23 +93,12 @@ export function compileMachine<S extends string, T>(
       skip: () => makeOutcome('skip'),
       saveAndRepeat: () => makeOutcome('repeat'),
     };
-    let result: unknown;
-    try {
-      result = await handler.fn(run, extra);
-    } catch (error) {
-      const parks = pauseAfter !== undefined && step.attempt % pauseAfter === 0 && !isNonRetryable(error)
-        && !(error instanceof ValidationError) && !(error instanceof IllegalTransitionError) && !(error instanceof CancelledError);
-      if (parks) await emit('pause', ctx.runId, foreignId, from, object, String((error as Error)?.message ?? error).slice(0, 200));
-      throw error;
-    }
+    const result: unknown = await handler.fn(run, extra);
     const outcome = outcomeOf(result);
     if (outcome) {
       const kind = outcomeKind(outcome);
-      if (kind === 'pause') {
-        const reason = (outcome as { reason: string }).reason;
-        await emit('pause', ctx.runId, foreignId, from, object, reason);
-        throw new ParkRunRequest(reason);
-      }
+      // The run's move to paused delivers onPause (a durable hook).
+      if (kind === 'pause') throw new ParkRunRequest((outcome as { reason: string }).reason);
       if (kind === 'skip') return { from, to: from, object, outcome: 'skip' };
       const saved = await validate(machine.object, run.object, `object of ${machine.name} in ${from}`);
       if (kind === 'repeat') return { from, to: from, object: saved, outcome: 'repeat' };
@@ -156,16 +144,7 @@ export function compileMachine<S extends string, T>(
     input,
     signals,
     pauseAfter,
-    interceptors: {
-      afterWorkflow: async (run, error, output) => {
-        if (error instanceof MachineCancelled) {
-          await sink.emit({ event: 'cancel', machine: machine.name, runId: run.runId, foreignId: error.foreignId, status: error.status as S, object: error.object as T, reason: error.message });
-        } else if (!error && output) {
-          const o = output as { status: S; object: T; foreignId: string };
-          await sink.emit({ event: 'complete', machine: machine.name, runId: run.runId, foreignId: o.foreignId, status: o.status, object: o.object });
-        }
-      },
-    },
+    hooks: sink ? machineHooks(machine.name, sink, events) : undefined,
   }, async (ctx, start) => {
     const foreignId = String(ctx.metadata.foreign_id ?? '');
     let status = start.status as S;

@@ -6,14 +6,16 @@
  */
 import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { toMs } from '../workflow/duration.ts';
+import { toMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import type { RetryPolicy } from '../workflow/retry.ts';
 import type { InferOutput, StandardSchemaV1 } from '../workflow/standard-schema.ts';
-import type { Duration } from '../workflow/duration.ts';
+import type { Duration } from '../protocol/duration.ts';
+import type { Connector } from '../connectors/connector.ts';
 import { compileMachine, type MachineOutput } from './compile.ts';
+import type { MachineConnector, MachineConnectorFn } from './connectors.ts';
 import type {
-  CallbackHandler, MachineHookEvent, MachineHookSink, MachineNode, StepHandler, TimeoutHandler, TimeoutWhen,
+  CallbackHandler, HandlerResult, MachineHookEvent, MachineRun, MachineHookSink, MachineNode, StepHandler, TimeoutHandler, TimeoutWhen,
 } from './types.ts';
 
 /**
@@ -70,6 +72,8 @@ export interface StateMachine<S extends string = string, T = unknown> {
   readonly pauseAfterErrors: number | undefined;
   /** Applied to the object when its data is deleted (`deleteData`); default: `{}`. */
   readonly deleteData: (object: T) => unknown;
+  /** Its connectors (`.connector`), run by `runMachineConnectors`. */
+  readonly connectors: readonly MachineConnector<S, T>[];
   /** The ordinary workflow it compiles to: give it to `createWorker({ workflows })`. */
   readonly workflow: WorkflowDefinition<{ status: S; object: T }, MachineOutput<S, T>>;
 }
@@ -86,6 +90,7 @@ export class StateMachineBuilder<S extends string, T> {
   private pauseAfter: number | undefined;
   private deleter: ((object: T) => unknown) | undefined;
   private sink: MachineHookSink<S, T> | undefined;
+  private readonly connectorList: MachineConnector<S, T>[] = [];
   private built = false;
 
   constructor(private readonly options: StateMachineOptions<S, StandardSchemaV1<unknown, T>>) {
@@ -103,17 +108,29 @@ export class StateMachineBuilder<S extends string, T> {
     }
   }
 
-  /** A step: runs as soon as a run enters `from`, and returns one of `allowedTo` (or an outcome). */
+  /**
+   * A step: runs as soon as a run enters `from`, and returns one of `allowedTo` (or an outcome).
+   * A literal status outside `allowedTo` is a compile error, in sync and async handlers alike
+   * (no `as const` needed); at run time it is an IllegalTransitionError.
+   */
+  step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => ReturnsHint<NoInfer<D>>, ...allowedTo: D[]): this;
+  step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => Returns<NoInfer<D>>, ...allowedTo: D[]): this;
   step(from: S, fn: StepHandler<S, T>, ...allowedTo: S[]): this {
     return this.add(from, 'step', { fn, to: this.destinations(from, allowedTo) });
   }
 
   /** A callback: in `from`, wait for an external payload (`callback(foreignId, from, payload)` or `trellis.machine_callback`). */
+  callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => ReturnsHint<NoInfer<D>>, ...allowedTo: D[]): this;
+  callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => Returns<NoInfer<D>>, ...allowedTo: D[]): this;
   callback(from: S, fn: CallbackHandler<S, T>, ...allowedTo: S[]): this {
     return this.add(from, 'callback', { fn, to: this.destinations(from, allowedTo) });
   }
 
   /** A timeout: in `from`, fire `{ after }` the run entered it, or `{ at }` a time computed from the run. */
+  timeout<const D extends S>(from: S, when: TimeoutWhen<S, T>, fn: (run: MachineRun<S, T>, firedAt: Date) => ReturnsHint<NoInfer<D>>,
+    ...allowedTo: D[]): this;
+  timeout<const D extends S>(from: S, when: TimeoutWhen<S, T>, fn: (run: MachineRun<S, T>, firedAt: Date) => Returns<NoInfer<D>>,
+    ...allowedTo: D[]): this;
   timeout(from: S, when: TimeoutWhen<S, T>, fn: TimeoutHandler<S, T>, ...allowedTo: S[]): this {
     if (when?.after !== undefined) toMs(when.after, `timeout of ${from}`);
     else if (typeof when?.at !== 'function') throw new ValidationError(`timeout of ${from}: give { after: duration } or { at: (run) => Date }`);
@@ -127,27 +144,55 @@ export class StateMachineBuilder<S extends string, T> {
     return this;
   }
 
-  /** Called when a run completes (reaches a status without handlers). */
+  /**
+   * Called when a run completes (reaches a status without handlers). Durable:
+   * delivered through the outbox's lifecycle hooks by a worker serving the
+   * machine, at least once, retried, parked when it keeps failing (docs/events.md).
+   */
   onComplete(fn: HookFn<S, T>): this {
     this.hooks.complete = fn;
     return this;
   }
 
-  /** Called when a run ends cancelled (by a handler or from outside). */
+  /** Called when a run ends cancelled (by a handler or from outside). Durable, as `onComplete`. */
   onCancel(fn: HookFn<S, T>): this {
     this.hooks.cancel = fn;
     return this;
   }
 
-  /** Called when a handler parks the run (pause, or pauseAfterErrors reached). */
+  /**
+   * Called when the run is parked: a handler's `pause`, `pauseAfterErrors`
+   * reached, or a pause from outside. Durable, as `onComplete`; the event's
+   * status and object are the run's as the hook runs.
+   */
   onPause(fn: HookFn<S, T>): this {
     this.hooks.pause = fn;
     return this;
   }
 
-  /** Send hook events to `sink` instead of the in-process `onComplete`/`onCancel`/`onPause` functions. */
+  /** Send every hook event (complete, cancel, pause) to `sink` instead of the `onComplete`/`onCancel`/`onPause` functions; delivered durably as they are. */
   hookSink(sink: MachineHookSink<S, T>): this {
     this.sink = sink;
+    return this;
+  }
+
+  /**
+   * An event stream that triggers runs of this machine or advances them
+   * (luno/workflow's connectors): `fn` gets each event of `source` and the
+   * machine bound to the batch's transaction, with the event's id as the
+   * trigger key and callback id (a redelivered event changes nothing).
+   * `runMachineConnectors` runs them. Sources: `outboxConnector` (another
+   * Trellis workflow's events), `tableConnector`, or your own `Connector`.
+   */
+  connector(source: Connector, fn: MachineConnectorFn<S, T>): this {
+    if (this.built) throw new ValidationError(`machine ${this.options.name} was built already`);
+    if (typeof source?.read !== 'function') throw new ValidationError(`machine ${this.options.name}: a connector source needs read(db, cursor, limit)`);
+    assertName(source.name, 'connector');
+    if (typeof fn !== 'function') throw new ValidationError(`machine ${this.options.name}: connector ${source.name} needs a function`);
+    if (this.connectorList.some((c) => c.source.name === source.name)) {
+      throw new ValidationError(`machine ${this.options.name}: connector ${source.name} was added already`);
+    }
+    this.connectorList.push(Object.freeze({ source, fn }));
     return this;
   }
 
@@ -163,9 +208,11 @@ export class StateMachineBuilder<S extends string, T> {
     if (this.nodes.size === 0) throw new ValidationError(`machine ${this.options.name} has no steps, callbacks or timeouts`);
     this.built = true;
     const hooks = this.hooks;
-    const sink: MachineHookSink<S, T> = this.sink ?? {
+    // The hooks are durable (delivered through the outbox); only the events listened to are declared.
+    const events = this.sink ? (['complete', 'cancel', 'pause'] as const) : (['complete', 'cancel', 'pause'] as const).filter((e) => hooks[e]);
+    const sink: MachineHookSink<S, T> | undefined = this.sink ?? (events.length === 0 ? undefined : {
       emit: (event: MachineHookEvent<S, T>) => hooks[event.event]?.(event),
-    };
+    });
     const initial = this.options.initial ?? (this.nodes.keys().next().value as S);
     const machine = {
       kind: 'trellis.state-machine' as const,
@@ -176,8 +223,9 @@ export class StateMachineBuilder<S extends string, T> {
       object: this.options.object,
       pauseAfterErrors: this.pauseAfter,
       deleteData: this.deleter ?? (() => ({})),
+      connectors: Object.freeze([...this.connectorList]),
     };
-    const workflow = compileMachine(machine, this.options, sink);
+    const workflow = compileMachine(machine, this.options, sink, events);
     return Object.freeze({ ...machine, workflow });
   }
 
@@ -208,6 +256,17 @@ export class StateMachineBuilder<S extends string, T> {
   }
 }
 
+/** What a handler with destinations `D` may return, sync or async. */
+type Returns<D extends string> = HandlerResult<D> | Promise<HandlerResult<D>>;
+/**
+ * Only a typing hint (no value has this type): as the first overload's return
+ * type it makes TypeScript keep a literal status returned by an async handler
+ * (`async () => 'done'`) instead of widening it to `string` — the async
+ * contextual type must be a Promise for that — and the second overload then
+ * checks it against the allowed destinations.
+ */
+type ReturnsHint<D extends string> = Promise<HandlerResult<D>> & HandlerResult<D>;
+
 type HookFn<S extends string, T> = (event: MachineHookEvent<S, T>) => void | Promise<void>;
 
 /**
@@ -217,7 +276,7 @@ type HookFn<S extends string, T> = (event: MachineHookEvent<S, T>) => void | Pro
  * @example
  * const Status = z.enum(['created', 'emailed', 'verified', 'expired']);
  * const signup = defineStateMachine({ name: 'signup', status: Status, object: z.object({ email: z.string() }) })
- *   .step('created', async (run) => { await mail.send(run.object.email); return 'emailed' as const; }, 'emailed')
+ *   .step('created', async (run) => { await mail.send(run.object.email); return 'emailed'; }, 'emailed')
  *   .callback('emailed', (run, payload) => ((payload as { ok: boolean }).ok ? 'verified' : run.skip()), 'verified')
  *   .timeout('emailed', { after: '2 days' }, () => 'expired', 'expired')
  *   .build();

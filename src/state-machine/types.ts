@@ -1,6 +1,6 @@
 /** The shapes of a state machine definition: statuses, handlers, outcomes, hooks. */
 import type { StepContext } from '../workflow/context.ts';
-import type { Duration } from '../workflow/duration.ts';
+import type { Duration } from '../protocol/duration.ts';
 
 const OUTCOME = Symbol.for('trellis.machine-outcome');
 
@@ -44,7 +44,7 @@ export function makeOutcome(kind: 'pause' | 'cancel' | 'skip' | 'repeat', reason
  *   .step('created', async (run) => {
  *     run.object.mailedAt = new Date().toISOString();
  *     await mail.send(run.object.email, { idempotencyKey: run.step.idempotencyKey });
- *     return 'emailed' as const; // an async handler's literal needs `as const` to stay a status
+ *     return 'emailed'; // a literal outside the allowed destinations would not compile
  *   }, 'emailed')
  *   .build();
  */
@@ -111,9 +111,10 @@ export interface MachineHookEvent<S extends string, T> {
 
 /**
  * Where machine hook events go. The default calls the `onComplete`,
- * `onCancel` and `onPause` functions in the worker's process (in-process,
- * at least once); a durable sink (the outbox) can replace it without
- * changing the machine: pass `hookSink`.
+ * `onCancel` and `onPause` functions; `hookSink` replaces them with one
+ * function for every event. Either way the events are delivered durably by
+ * the outbox's lifecycle hooks (at least once: make `emit` idempotent, the
+ * run id is a good key).
  *
  * @example
  * const signup = defineStateMachine({ name: 'signup', status: Status, object: Signup })

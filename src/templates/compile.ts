@@ -12,7 +12,9 @@ import type { StepContext, StepOptions, WorkflowContext } from '../workflow/cont
 import { defineWorkflow, type WorkflowDefinition } from '../workflow/define.ts';
 import type { RetryPolicy } from '../workflow/retry.ts';
 import type { HookRunInfo } from '../workflow/run-control.ts';
-import { isTemplateEnd, type StepRegistry, type TemplateHookEvent, type TemplateState, templateEnd } from './registry.ts';
+import {
+  isTemplateEnd, type StepRegistry, type TemplateHookEvent, type TemplateState, type TemplateStepContext, templateEnd,
+} from './registry.ts';
 import { nextIndex, parseTemplate, type TemplateDefinition, type TemplateEntry } from './schema.ts';
 
 /**
@@ -46,8 +48,25 @@ const inputSchema = z.object({
 
 type HookList = keyof NonNullable<TemplateDefinition['hooks']>;
 
+const endRun = () => templateEnd;
+
 async function runHooks(registry: StepRegistry, definition: TemplateDefinition, list: HookList, event: TemplateHookEvent): Promise<void> {
   for (const name of definition.hooks?.[list] ?? []) await registry.hook(name)?.(event);
+}
+
+/** Parsed definitions by version and text: a run's execution parses its template once per worker, not every time. */
+function parseCache(name: string, registry: StepRegistry) {
+  const parsed = new Map<string, TemplateDefinition>();
+  return (version: number, definition: unknown): TemplateDefinition => {
+    const key = `${version}\u0000${JSON.stringify(definition)}`;
+    let hit = parsed.get(key);
+    if (!hit) {
+      hit = parseTemplate(name, definition, registry);
+      if (parsed.size >= 64) parsed.clear();
+      parsed.set(key, hit);
+    }
+    return hit;
+  };
 }
 
 /** The hook event of a run, from the hook info of the core (its input). */
@@ -72,6 +91,8 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
   const cached = registry.workflows.get(cacheKey);
   if (cached) return cached as WorkflowDefinition<TemplateInput, TemplateOutput>;
 
+  const parse = parseCache(name, registry);
+
   async function runEntry(ctx: WorkflowContext, definition: TemplateDefinition, version: number, entry: TemplateEntry,
     stepName: string, state: TemplateState, step: StepContext): Promise<{ state: TemplateState; end: boolean }> {
     const registered = registry.step(stepName);
@@ -81,7 +102,13 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
     await runHooks(registry, definition, 'beforeStep', event);
     let result: unknown;
     try {
-      result = await registered.fn(draft, { ...step, signal: step.signal, template: name, entry: entry.name, end: () => templateEnd });
+      // The step's signal is made on first use (an AbortController per step costs): forward it, do not copy it.
+      const context: TemplateStepContext = {
+        get signal() { return step.signal; },
+        attempt: step.attempt, idempotencyKey: step.idempotencyKey, runId: step.runId,
+        template: name, entry: entry.name, end: endRun,
+      };
+      result = await registered.fn(draft, context);
     } catch (error) {
       await runHooks(registry, definition, 'afterStep', { ...event, error });
       throw error;
@@ -111,7 +138,7 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
     },
   }, async (ctx, input): Promise<TemplateOutput> => {
     // Checked again here: a template stored from SQL may name steps this worker lacks (the run fails, naming it).
-    const definition = parseTemplate(name, input.template.definition, registry);
+    const definition = parse(input.template.version, input.template.definition);
     const version = input.template.version;
     let state = input.state as TemplateState;
     const done: TemplateEntry[] = [];

@@ -7,8 +7,8 @@
 import { ValidationError } from '../errors.ts';
 import type { StepContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import type { Duration } from '../workflow/duration.ts';
-import { toMs } from '../workflow/duration.ts';
+import type { Duration } from '../protocol/duration.ts';
+import { toMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import type { RetryPolicy } from '../workflow/retry.ts';
 

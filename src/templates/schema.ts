@@ -5,7 +5,7 @@
  */
 import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 import { NAME_PATTERN } from '../workflow/names.ts';
 import type { StepRegistry } from './registry.ts';
 

@@ -7,7 +7,7 @@
  * engine's NOTIFYs, with a short poll for the changes that send none (a run
  * parking in `waiting`).
  */
-import pg from 'pg';
+import { PgClient, type Pool } from '../db/pg.ts';
 
 /** How often a round is repeated when no notification arrives (ms). */
 const POLL_MS = 15;
@@ -59,7 +59,7 @@ select id, workflow, status, queue, lease_owner,
   from live order by (id = $1) desc, created_at, id`;
 
 /** Read the run's tree and advance the clock if only time can move it. */
-export async function driveRound(pool: pg.Pool, runId: string): Promise<DriveRound> {
+export async function driveRound(pool: Pool, runId: string): Promise<DriveRound> {
   const { rows } = await pool.query<{ status: string | null; idle: boolean; next_at: Date | null; advanced_to: Date | null }>(ROUND, [runId]);
   const row = rows[0];
   return {
@@ -71,7 +71,7 @@ export async function driveRound(pool: pg.Pool, runId: string): Promise<DriveRou
 }
 
 /** The unfinished runs of the tree, one per line, for error messages. */
-export async function describeTree(pool: pg.Pool, runId: string): Promise<string> {
+export async function describeTree(pool: Pool, runId: string): Promise<string> {
   const { rows } = await pool.query<{
     id: string; workflow: string; status: string; queue: string; lease_owner: string | null; run_at: Date | null; due: boolean;
   }>(DESCRIBE, [runId]);
@@ -91,14 +91,14 @@ export async function describeTree(pool: pg.Pool, runId: string): Promise<string
  * after `ms`, whichever is first. Without a connection it is a plain timer.
  */
 export class Wakeups {
-  private client: Promise<pg.Client | undefined> | undefined;
+  private client: Promise<PgClient | undefined> | undefined;
   private readonly waiters = new Set<() => void>();
 
   constructor(private readonly url: string) {}
 
-  private connect(): Promise<pg.Client | undefined> {
+  private connect(): Promise<PgClient | undefined> {
     this.client ??= (async () => {
-      const client = new pg.Client({ connectionString: this.url, application_name: 'trellis-test-drive' });
+      const client = new PgClient({ connectionString: this.url, application_name: 'trellis-test-drive' });
       client.on('error', () => undefined);
       client.on('notification', () => {
         for (const wake of [...this.waiters]) wake();

@@ -5,7 +5,7 @@
  * scheduled runs at once, so a 30-day wait takes milliseconds, and
  * `runToEnd` / `drive` move the clock from timer to timer by themselves.
  */
-import pg from 'pg';
+import { PgClient, Pool } from '../db/pg.ts';
 import { type Client, createClient, type RunHandle, type RunRef, type StartOptions } from '../client/client.ts';
 import type { Run, Step } from '../client/runs.ts';
 import type { RunState } from '../db/tables.ts';
@@ -13,8 +13,8 @@ import { CancelledError, IllegalTransitionError, TimeoutError, ValidationError, 
 import { migrate } from '../schema/install.ts';
 import { createWorker, type Worker, type WorkerOptions } from '../worker/worker.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import { silentLogger } from '../workflow/logger.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
+import { silentLogger } from '../protocol/logger.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { describeTree, driveRound, Wakeups } from './drive.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
@@ -62,7 +62,7 @@ export interface DriveOptions {
 export interface TestEnv {
   readonly client: Client;
   readonly worker: Worker;
-  readonly pool: pg.Pool;
+  readonly pool: Pool;
   /**
    * Connection string of the test database. It carries the server option
    * `trellis.virtual_clock=allowed`, so `migrate()` run by code under test
@@ -184,7 +184,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   const server = serverUrl ? undefined : await startEmbeddedPostgres();
   const admin = serverUrl ?? (server as { connectionString: string }).connectionString;
   const database = `trellis_env_${crypto.randomUUID().replaceAll('-', '').slice(0, 12)}`;
-  const adminClient = new pg.Client({ connectionString: admin });
+  const adminClient = new PgClient({ connectionString: admin });
   await adminClient.connect();
   await adminClient.query(`create database ${database}`);
   // The mark of a database the test kit made: only there can the clock be virtual.
@@ -195,12 +195,12 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   // The opt-in that trellis.clock_use_virtual() requires, in every session on
   // this URL, so migrate() from code under test keeps the virtual clock too.
   url.searchParams.set('options', [url.searchParams.get('options'), VIRTUAL_CLOCK_OPTION].filter(Boolean).join(' '));
-  const pool = new pg.Pool({ connectionString: url.toString(), max: 10 });
+  const pool = new Pool({ connectionString: url.toString(), max: 10 });
   pool.on('error', () => undefined);
   await migrate(pool);
   await pool.query('select trellis.clock_use_virtual()');
-  const worker = createWorker({ pool, pollInterval: 100, logger: silentLogger, ...workerOptions });
   const client = createClient({ pool, logger: silentLogger, resultPollInterval: 250 });
+  const worker = createWorker({ pool, pollInterval: 100, logger: silentLogger, client, ...workerOptions });
   await worker.start();
   const wakeups = new Wakeups(url.toString());
 
@@ -285,7 +285,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       await wakeups.close();
       await client.close();
       await pool.end();
-      const c = new pg.Client({ connectionString: admin });
+      const c = new PgClient({ connectionString: admin });
       await c.connect();
       await c.query(`drop database if exists ${database} with (force)`);
       await c.end();

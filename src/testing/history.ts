@@ -6,7 +6,7 @@
 import { AssertionError } from 'node:assert/strict';
 import { inspect, isDeepStrictEqual } from 'node:util';
 import type { Step } from '../client/runs.ts';
-import type { StepKind, StepState } from '../replay/history.ts';
+import type { StepKind, StepState } from '../protocol/history.ts';
 
 /**
  * One expected call of a run's history. Only the fields given are compared,

@@ -27,7 +27,8 @@
  * test/sql/checkpoint-retry.test.ts).
  */
 import type { Queryable } from '../db/queryable.ts';
-import { checkpointApply, type CheckpointOp } from '../db/checkpoints.ts';
+import { checkpointApply } from '../db/checkpoints.ts';
+import type { CheckpointOp } from '../protocol/checkpoint.ts';
 import { LeaseLostError } from '../errors.ts';
 import { isTransient, sleep, transientDelay } from './transient.ts';
 

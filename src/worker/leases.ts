@@ -11,11 +11,12 @@
  * gets through is stopped here (LeaseLostError: released, never failed), so
  * its step bodies do not go on while another worker may claim it.
  */
-import { type ClaimedRun, runHeartbeatMany, runRequests } from '../db/runs.ts';
+import { runHeartbeatMany, runRequests } from '../db/runs.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { LeaseLostError } from '../errors.ts';
 import type { Execution } from '../replay/executor.ts';
-import type { Logger } from '../workflow/logger.ts';
+import type { Logger } from '../protocol/logger.ts';
 import { isTransient, sleep, transientDelay } from './transient.ts';
 
 /** A run a worker executes. */

@@ -1,14 +1,16 @@
 /** The options of createWorker, and their defaults and checks. */
 import type { HookDeliveryOptions } from './hooks/loop.ts';
-import type pg from 'pg';
+import type { Pool } from '../db/pg.ts';
 import { type ConnectionTimeouts, type ResolvedTimeouts, resolveTimeouts } from '../db/connection.ts';
 import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import type { Logger } from '../workflow/logger.ts';
+import type { Duration } from '../protocol/duration.ts';
+import { durationIn, integerIn } from '../protocol/option-bounds.ts';
+import type { Logger } from '../protocol/logger.ts';
 import type { TracingOption, WorkerMetricsOption } from '../observability/worker-observer.ts';
 import { assertName } from '../workflow/names.ts';
 import type { WorkerRoleOptions } from './roles/role-runner.ts';
+import { type HandoffSource, LocalHandoff } from '../protocol/local-handoff.ts';
 
 /**
  * Options of {@link createWorker}. Give a `pool` or a `connectionString`,
@@ -28,7 +30,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 20 }), workflows: [onboard] });
    */
-  pool?: pg.Pool;
+  pool?: Pool;
   /**
    * A connection string for a pool of the worker's own, closed by `stop()`.
    *
@@ -36,6 +38,19 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * const worker = createWorker({ connectionString: 'postgres://app@db/app', workflows: [onboard] });
    */
   connectionString?: string;
+  /**
+   * The client in this process whose starts this worker may take at once
+   * (the local hand-off: the start leases the run to this worker, no NOTIFY,
+   * no claim; docs/decisions/0015-local-hand-off.md), and whose `result()`
+   * waiters it tells directly when it ends a run. The client must use the
+   * same database. Without it, the client's starts reach the worker through
+   * the queue, as they do from any other process.
+   *
+   * @example
+   * const client = createClient({ pool });
+   * const worker = createWorker({ pool, workflows: [onboard], client });
+   */
+  client?: HandoffSource;
   /**
    * Where the LISTEN connection goes, when not where the pool goes: a
    * direct connection string to PostgreSQL, for a pool through PgBouncer in
@@ -212,6 +227,8 @@ export interface ResolvedWorkerOptions {
   maxBatch: number;
   purge: { intervalMs: number; batch: number } | undefined;
   timeouts: ResolvedTimeouts;
+  /** The link of the client this worker joined (`client`), if any. */
+  link: LocalHandoff | undefined;
 }
 
 /**
@@ -231,22 +248,6 @@ export const WORKER_OPTION_BOUNDS = {
   idLength: [1, 200],
 } as const;
 
-function integerIn(value: unknown, name: string, [min, max]: readonly [number, number]): number {
-  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
-    throw new ValidationError(`${name} must be an integer from ${min} to ${max}`);
-  }
-  return value;
-}
-
-function durationIn(value: Duration, name: string, [min, max]: readonly [number, number], unit: (ms: number) => string): number {
-  const ms = toMs(value, name);
-  if (ms < min || ms > max) throw new ValidationError(`${name} must be from ${unit(min)} to ${unit(max)}`);
-  return ms;
-}
-
-const human = (ms: number) => (ms >= 86_400_000 ? `${ms / 86_400_000} day` : ms >= 3_600_000 ? `${ms / 3_600_000} hour`
-  : ms >= 1000 ? `${ms / 1000}s` : `${ms}ms`);
-
 /** Check every option once and apply the defaults; the result is frozen. */
 export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedWorkerOptions> {
   if (!options.workflows?.length) throw new ValidationError('a worker needs at least one workflow');
@@ -261,9 +262,9 @@ export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedW
   const concurrency = integerIn(options.concurrency ?? 200, 'concurrency', b.concurrency);
   const claimBatch = integerIn(options.claimBatch ?? Math.min(concurrency, 100), 'claimBatch', b.claimBatch);
   const maxBatch = integerIn(options.maxBatch ?? 500, 'maxBatch', b.maxBatch);
-  const pollMs = durationIn(options.pollInterval ?? 1000, 'pollInterval', b.pollMs, human);
-  const leaseMs = durationIn(options.leaseDuration ?? 30_000, 'leaseDuration', b.leaseMs, human);
-  const listenerCheckMs = durationIn(options.listenerHealthCheck ?? 10_000, 'listenerHealthCheck', b.listenerCheckMs, human);
+  const pollMs = durationIn(options.pollInterval ?? 1000, 'pollInterval', b.pollMs);
+  const leaseMs = durationIn(options.leaseDuration ?? 30_000, 'leaseDuration', b.leaseMs);
+  const listenerCheckMs = durationIn(options.listenerHealthCheck ?? 10_000, 'listenerHealthCheck', b.listenerCheckMs);
   if (options.id !== undefined) {
     if (typeof options.id !== 'string' || options.id.length < b.idLength[0] || options.id.length > b.idLength[1]
       || /[\u0000-\u001f]/.test(options.id)) {
@@ -273,9 +274,14 @@ export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedW
   let purge: ResolvedWorkerOptions['purge'];
   if (options.purge !== false) {
     const batch = integerIn(options.purge?.batch ?? 1000, 'purge.batch', b.purgeBatch);
-    const intervalMs = durationIn(options.purge?.interval ?? 5000, 'purge.interval', b.purgeIntervalMs, human);
+    const intervalMs = durationIn(options.purge?.interval ?? 5000, 'purge.interval', b.purgeIntervalMs);
     purge = Object.freeze({ intervalMs, batch });
   }
   const timeouts = resolveTimeouts(options);
-  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge, timeouts });
+  let link: LocalHandoff | undefined;
+  if (options.client !== undefined) {
+    link = (options.client as Partial<HandoffSource> | null)?.localHandoff;
+    if (!(link instanceof LocalHandoff)) throw new ValidationError('client must be a Client made by createClient (the client whose starts this worker may take)');
+  }
+  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge, timeouts, link });
 }

@@ -7,11 +7,11 @@
  * outputs and signal payloads are never logged; error messages are, cut to
  * 500 characters.
  */
-import type { ClaimedRun } from '../db/runs.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
 import { LeaseLostError } from '../errors.ts';
-import type { Outcome } from '../replay/executor.ts';
-import type { SerializedError } from '../replay/history.ts';
-import type { LogFields, Logger } from '../workflow/logger.ts';
+import type { Outcome } from '../replay/replay.ts';
+import type { SerializedError } from '../protocol/history.ts';
+import type { LogFields, Logger } from '../protocol/logger.ts';
 
 const MAX_MESSAGE = 500;
 
@@ -50,10 +50,10 @@ export class RunLog {
   /** The execution of `run` ended with `outcome`, which was written (or could not be: abandoned). */
   ended(run: ClaimedRun | undefined, id: string, outcome: Outcome): void {
     const f = this.fields(run, id);
-    switch (outcome.kind) {
-      case 'completed':
+    switch (outcome.op) {
+      case 'complete':
         return this.log.info(f, 'run completed');
-      case 'failed':
+      case 'fail':
         return this.log.warn({ ...f, ...errorFields(outcome.error) }, 'run failed');
       case 'cancelled':
         return this.log.info(f, 'run cancelled');
@@ -64,10 +64,10 @@ export class RunLog {
           : this.log.info(f, 'run paused');
       case 'release':
         return outcome.failure
-          ? this.log.info({ ...f, delayMs: outcome.delayMs, ...errorFields(outcome.error) }, 'run released for a retry')
-          : this.log.debug({ ...f, delayMs: outcome.delayMs }, 'run released');
+          ? this.log.info({ ...f, delayMs: outcome.delay_ms, ...errorFields(outcome.error) }, 'run released for a retry')
+          : this.log.debug({ ...f, delayMs: outcome.delay_ms }, 'run released');
       case 'wait':
-        return this.log.debug({ ...f, ...(outcome.delayMs !== null ? { delayMs: outcome.delayMs } : {}) }, 'run waiting');
+        return this.log.debug({ ...f, ...(outcome.delay_ms !== null ? { delayMs: outcome.delay_ms } : {}) }, 'run waiting');
       case 'continue':
         return this.log.info(f, 'run continued as new');
       case 'abandoned':

@@ -7,27 +7,30 @@
  * expires.
  */
 import { hostname } from 'node:os';
-import pg from 'pg';
-import { runClaim, type ClaimedRun, runIdleCheck, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
+import type { Pool } from '../db/pg.ts';
+import type { ClaimedRun } from '../protocol/history.ts';
+import { runClaim, runIdleCheck, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
 import { CancelledError, DatabaseError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
-import { serializeError } from '../replay/serialize.ts';
-import { type Execution, type Outcome, startExecution } from '../replay/executor.ts';
-import type { CheckpointOp } from '../db/checkpoints.ts';
+import { serializeError } from '../protocol/serialize.ts';
+import { type Execution, startExecution } from '../replay/executor.ts';
+import { type Outcome, outcomeName } from '../replay/replay.ts';
+import type { CheckpointOp, Fence } from '../protocol/checkpoint.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { type Duration, toMs } from '../workflow/duration.ts';
-import { childLogger, consoleLogger, type Logger } from '../workflow/logger.ts';
-import { checkSchema } from '../schema/install.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
+import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
+import { checkSchema } from '../db/schema-check.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
 import { listenConnection, ownPool, type ResolvedTimeouts, within } from '../db/connection.ts';
 import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
-import { Listener } from './listener.ts';
+import { registrationOf } from '../workflow/registration.ts';
+import { Listener } from '../db/listener.ts';
 import { createHookLoop, type HookLoop } from './hooks/loop.ts';
 import { engineDuties, resolveTicker } from './roles/duties.ts';
 import { type RoleFunction, type RoleOptions, RoleRunner, roleTtlMs } from './roles/role-runner.ts';
-import { addLocalWorker, type Handoff, localFinished } from './local.ts';
+import type { Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
 import { type ObservedExecution, WorkerObserver } from '../observability/worker-observer.ts';
@@ -66,7 +69,7 @@ export function createWorker(options: WorkerOptions): Worker {
 export class Worker {
   /** This worker's id in `lease_owner` (the `id` option, else host:pid:random). */
   readonly id: string;
-  private readonly pool: pg.Pool;
+  private readonly pool: Pool;
   /** The pool, as the engine's statements use it (unprepared if so configured). */
   private readonly db: Queryable;
   private readonly ownsPool: boolean;
@@ -112,12 +115,14 @@ export class Worker {
    */
   private readonly handoffs = new Set<Promise<void>>();
   private removeLocal: (() => void) | undefined;
+  /** The client this worker joined (createWorker({ client })), if any. */
+  private readonly link: LocalHandoff | undefined;
   private maxPayloadBytes = 1_048_576;
   private maxHistorySteps = 10_000;
   /** Counters for tests, metrics and benchmarks (`handedOff`: runs begun from a start in this process, not claimed). */
   readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0,
     fired: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };
-  private readonly registry: WorkflowRegistry;
+  private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly leases: LeaseKeeper;
   /** Metrics and tracing (src/observability); undefined when both are off. */
   private observer: WorkerObserver | undefined;
@@ -133,6 +138,7 @@ export class Worker {
     this.leaseMs = o.leaseMs;
     this.listenerCheckMs = o.listenerCheckMs;
     this.timeouts = o.timeouts;
+    this.link = o.link;
     this.id = options.id ?? `${hostname()}:${process.pid}:${crypto.randomUUID().slice(0, 8)}`;
     this.log = childLogger(options.logger ?? consoleLogger('warn'), { worker: this.id });
     if (options.pool) {
@@ -146,7 +152,7 @@ export class Worker {
       throw new ValidationError('createWorker needs a pool or a connectionString');
     }
     this.db = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log).pool;
-    this.registry = new WorkflowRegistry(this.pool);
+    this.registry = new WorkflowRegistry(this.pool, registrationOf);
     this.roleRunner = new RoleRunner({ db: this.db, holder: this.id, log: this.log, ttlMs: roleTtlMs(options.roles?.ttl, 'roles.ttl') });
     for (const duty of engineDuties({ db: this.db, purge: o.purge, schedules: resolveTicker(options.schedules),
       onPurged: (n) => (this.stats.purged += n), onFired: (n) => (this.stats.fired += n) })) {
@@ -223,7 +229,7 @@ export class Worker {
     const startMs = this.timeouts.connectMs + (this.timeouts.queryMs ?? 30_000);
     await within((async () => {
       await checkSchema(this.pool);
-      await workflowRegister(this.pool, [...this.definitions.values()]);
+      await workflowRegister(this.pool, [...this.definitions.values()].map(registrationOf));
       this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
       this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
     })(), startMs, 'worker.start');
@@ -253,7 +259,7 @@ export class Worker {
       throw error;
     }
     this.listener = listener;
-    this.removeLocal = addLocalWorker(this.pool, { reserve: (w, v, q) => this.reserve(w, v, q) });
+    this.removeLocal = this.link?.join({ reserve: (w, v, q) => this.reserve(w, v, q) });
     this.pollTimer = setInterval(() => {
       this.wake();
       void this.leases.checkRequests();
@@ -454,19 +460,21 @@ export class Worker {
       cancelRequested: run.cancel_requested,
       pauseRequested: run.pause_requested,
       signal: controller.signal,
+      leaseHeld: () => {
+        if (entry.leaseUntil > performance.now()) return true;
+        controller.abort(new LeaseLostError(`run ${run.id}: lease ran out before a step began`));
+        return false;
+      },
       maxPayloadBytes: this.maxPayloadBytes,
       maxHistorySteps: this.maxHistorySteps,
       log: this.log,
       register: (def) => this.registerForRun(def, fence),
       observer: observed,
       sink: {
-        // A checkpoint becomes the op of the same kind (`type` is `op`), fenced.
-        // Copied field by field: rest/spread of each checkpoint cost ~8 µs.
-        record: (cp) => {
-          const op: Record<string, unknown> = { op: cp.type, run: fence.run, token: fence.token, execution: fence.execution };
-          for (const key in cp) if (key !== 'type') op[key] = (cp as unknown as Record<string, unknown>)[key];
-          return push(op as unknown as CheckpointOp);
-        },
+        // A checkpoint is the body of its op: the fence is added to it in
+        // place (a fresh object the replay does not touch again; a spread
+        // copy of each checkpoint cost ~8 µs).
+        record: (cp) => push(Object.assign(cp, fence)),
       },
     });
     entry.execution = execution;
@@ -497,22 +505,22 @@ export class Worker {
    * failed, the committer refuses it and the outcome that failure forced
    * (a failed run, or an abandoned execution) is written instead.
    */
-  private async finish(fence: { run: string; token: string; execution: number }, execution: Execution, outcome: Outcome, fallback = true,
+  private async finish(fence: Fence, execution: Execution, outcome: Outcome, fallback = true,
     observed?: ObservedExecution): Promise<void> {
-    const shuttingDown = outcome.kind === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
+    const shuttingDown = outcome.op === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
     const op = outcomeOp(fence, outcome, shuttingDown);
     // The release after a database fault follows ops the committer refused.
-    if (outcome.kind === 'abandoned' && outcome.reason instanceof DatabaseError) this.committer.forget(fence.run, fence.token);
+    if (outcome.op === 'abandoned' && outcome.reason instanceof DatabaseError) this.committer.forget(fence.run, fence.token);
     try {
       if (op) await this.committer.push(op);
-      this.stats[outcome.kind]++;
+      this.stats[outcomeName(outcome)]++;
       observed?.end(outcome);
       this.runLog.ended(this.active.get(fence.run)?.run, fence.run, outcome);
-      if (outcome.kind === 'completed' || outcome.kind === 'failed' || outcome.kind === 'cancelled') localFinished(this.pool, fence.run);
+      if (outcome.op === 'complete' || outcome.op === 'fail' || outcome.op === 'cancelled') this.link?.finished(fence.run);
       return;
     } catch (error) {
       const forced = await execution.settle();
-      if (fallback && forced && forced.kind !== 'abandoned' && !(error instanceof LeaseLostError)) {
+      if (fallback && forced && forced.op !== 'abandoned' && !(error instanceof LeaseLostError)) {
         this.committer.forget(fence.run, fence.token);
         return await this.finish(fence, execution, forced, false, observed);
       }
@@ -521,12 +529,12 @@ export class Worker {
         // limit, say): fail the run with that error rather than re-running it.
         this.log.warn('the end of the run was refused; failing it', { runId: fence.run, error: String(error) });
         this.committer.forget(fence.run, fence.token);
-        return await this.finish(fence, execution, { kind: 'failed', error: serializeError(error) }, false, observed);
+        return await this.finish(fence, execution, { op: 'fail', error: serializeError(error) }, false, observed);
       }
       if (!(error instanceof LeaseLostError) && !(error instanceof DatabaseError) && !forced) throw error;
       this.stats.abandoned++;
-      observed?.end({ kind: 'abandoned', reason: error });
-      if (error instanceof LeaseLostError) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { kind: 'abandoned', reason: error });
+      observed?.end({ op: 'abandoned', reason: error });
+      if (error instanceof LeaseLostError) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { op: 'abandoned', reason: error });
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
       // A database error that is not the workflow's (a permission, a missing
       // function mid-deploy): give the run back for a later attempt rather

@@ -1,9 +1,9 @@
 /** What workflow code sees: the durable context and the step options. */
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from './define.ts';
-import type { Duration } from './duration.ts';
+import type { Duration } from '../protocol/duration.ts';
 import type { RetryPolicy } from './retry.ts';
 import type { SignalDefinition, SignalResult } from './signal.ts';
-import type { Logger } from './logger.ts';
+import type { Logger } from '../protocol/logger.ts';
 
 /**
  * Handed to a step body on every attempt.
@@ -121,7 +121,7 @@ export type RaceResult<B extends Record<string, Promise<unknown>>> = {
   [K in keyof B]: { key: K; value: Awaited<B[K]> };
 }[keyof B];
 
-export type { Logger } from './logger.ts';
+export type { Logger } from '../protocol/logger.ts';
 
 /**
  * The durable context of a running workflow. Everything non-deterministic

@@ -258,7 +258,7 @@ export interface ActivityOptions<S extends StandardSchemaV1> {
    * @example
    * defineActivity({ name: 'ocr', queue: 'ocr-boxes', input: z.string(), timeout: '5 minutes' }, (url) => url);
    */
-  timeout?: import('./duration.ts').Duration;
+  timeout?: import('../protocol/duration.ts').Duration;
 }
 
 /**

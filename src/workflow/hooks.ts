@@ -3,7 +3,8 @@
  * is cancelled or is paused, delivered durably (at least once, with retries)
  * by any worker serving the workflow. See docs/events.md.
  */
-import type { Duration } from './duration.ts';
+import type { Queryable } from '../protocol/queryable.ts';
+import type { Duration } from '../protocol/duration.ts';
 import type { RetryPolicy } from './retry.ts';
 
 /**
@@ -41,7 +42,23 @@ export interface HookEvent<I = unknown, O = unknown> {
   signal: AbortSignal;
 }
 
-export type HookFn<I, O> = (event: HookEvent<I, O>) => unknown;
+/**
+ * What a hook gets besides the event: the delivering worker's database
+ * handle, for reads the hook needs (a state machine's hooks read the run's
+ * status and object with it). Writes made with it are not part of the
+ * delivery: make them idempotent, as the hook itself.
+ *
+ * @example
+ * const onComplete = async (e: HookEvent, { db }: HookContext) => {
+ *   const { rows } = await db.query('select count(*) from trellis.steps where run_id = $1', [e.runId]);
+ *   console.log(e.runId, rows[0]);
+ * };
+ */
+export interface HookContext {
+  db: Queryable;
+}
+
+export type HookFn<I, O> = (event: HookEvent<I, O>, context: HookContext) => unknown;
 
 /**
  * The `hooks` option of `defineWorkflow`.

@@ -4,7 +4,7 @@
  * never retried.
  */
 import { NonRetryableError, RetryAfterError } from '../errors.ts';
-import { type Duration, toMs } from './duration.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 
 /**
  * How a failed step (or workflow attempt) is retried.

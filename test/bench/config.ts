@@ -6,12 +6,12 @@
  *   npm run bench -- --sustain-minutes=10      longer sustained-load test
  *   npm run bench -- --retention=off           sustained load without purging (default: 60 s retention)
  *   npm run bench -- --reps=5 --svg=docs/performance-throughput.svg
- * Families: pgbench, starts, throughput, peers, latency, levers, backlog, inputs, roles, sustained, outbox
+ * Families: pgbench, starts, cold (the first start of fresh clients), probe (the SKIP LOCKED ceiling with no engine; throughput prints ratios to it), throughput, peers, latency, levers, backlog, inputs, roles, sustained, outbox
  * (throughput with the outbox on and off), models, flow (queue flow control: the unlimited claim
  * against the base commit's, a global limit of 50, claim cost by number of keys).
  *   BENCH_NO_WAIT=1 npm run bench ...   do not wait for a quiet machine (record the load beside the figures)
  */
-export const FAMILIES = ['pgbench', 'starts', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'roles', 'sustained', 'outbox', 'models', 'flow'] as const;
+export const FAMILIES = ['pgbench', 'starts', 'cold', 'probe', 'throughput', 'peers', 'latency', 'levers', 'backlog', 'inputs', 'roles', 'sustained', 'outbox', 'models', 'flow'] as const;
 export type Family = (typeof FAMILIES)[number];
 
 export interface BenchConfig {
@@ -65,7 +65,7 @@ export function readConfig(): BenchConfig {
     runs10: num('runs10', quick ? 2_000 : 4_000),
     peerRuns1: num('peer-runs1', quick ? 2_000 : 4_000),
     peerRuns10: num('peer-runs10', quick ? 500 : 1_000),
-    procs: quick ? [1, 2] : [1, 2, 4],
+    procs: [1, 2, 4],
     sustainMinutes: num('sustain-minutes', quick ? 1 : 3),
     retentionSeconds: flag('retention') === 'off' ? null : num('retention', 60),
     backlogs: quick ? [0, 100_000] : [0, 100_000, 1_000_000],

@@ -11,6 +11,10 @@
  * 3. The cost of one claim of 50 from a fair queue with 10,000 pending runs
  *    under one key against 10,000 distinct keys (each claim rolled back, so
  *    every call sees the same rows); the lock-free claim for reference.
+ * 4. The server's cost of a start with the queue row made on first use
+ *    (a probe of trellis.queues per start) against the start of
+ *    BENCH_FLOW_START_BASE (default ce57ba3, before it): 2,000 starts in one
+ *    statement, rolled back, rounds interleaved.
  */
 import { execSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -22,6 +26,7 @@ import { fmt, median } from './stats.ts';
 import { log, registerBench, TRELLIS_DB, trellisRep } from './throughput.ts';
 
 const BASE = process.env.BENCH_FLOW_BASE ?? '2694065';
+const START_BASE = process.env.BENCH_FLOW_START_BASE ?? 'ce57ba3';
 
 async function useClaimOf(pool: pg.Pool, which: 'base' | 'flow'): Promise<void> {
   const runs = which === 'base'
@@ -38,6 +43,38 @@ async function useClaimOf(pool: pg.Pool, which: 'base' | 'flow'): Promise<void> 
 
 export interface FlowFigures {
   claimMs: Record<string, number>;
+  startUs: Record<string, number>;
+}
+
+/** Server time per start (µs), _run_start of START_BASE against this commit's, interleaved rounds. */
+async function startCost(pool: pg.Pool, rounds: number): Promise<Record<string, number>> {
+  const plans = readFileSync(new URL('../../sql/900_plans.sql', import.meta.url), 'utf8');
+  const sql = {
+    base: execSync(`git show ${START_BASE}:sql/200_runs.sql`, { encoding: 'utf8' }),
+    flow: readFileSync(new URL('../../sql/200_runs.sql', import.meta.url), 'utf8'),
+  };
+  const times: Record<'base' | 'flow', number[]> = { base: [], flow: [] };
+  const c = await pool.connect();
+  try {
+    for (let r = 0; r < rounds + 1; r++) {
+      for (const which of r % 2 === 0 ? (['base', 'flow'] as const) : (['flow', 'base'] as const)) {
+        await c.query(sql[which]);
+        await c.query(plans);
+        await c.query('begin');
+        const t = performance.now();
+        await c.query(`select count(trellis.run_start('bench-1', '{}', '{"input_checked": true}')) from generate_series(1, 2000)`);
+        const us = ((performance.now() - t) / 2000) * 1000;
+        await c.query('rollback');
+        if (r > 0) times[which].push(us);
+      }
+    }
+  } finally {
+    c.release();
+  }
+  const out = { [`base ${START_BASE}`]: median(times.base), 'queue row on first use': median(times.flow) };
+  console.log(`  start, server time (median of ${rounds} rounds of 2,000): base ${START_BASE} ${fmt(median(times.base), 1)} µs ` +
+    `[${times.base.map((x) => fmt(x, 0)).join(', ')}], this commit ${fmt(median(times.flow), 1)} µs [${times.flow.map((x) => fmt(x, 0)).join(', ')}]`);
+  return out;
 }
 
 async function claimCost(pool: pg.Pool, reps: number): Promise<Record<string, number>> {
@@ -108,7 +145,11 @@ export async function flowCost(server: BenchServer, cfg: BenchConfig): Promise<{
     // 3. Claim cost by number of keys.
     await pool.query('truncate trellis.signals, trellis.steps, trellis.runs, trellis.events, trellis.hook_deliveries');
     const claimMs = await claimCost(pool, cfg.quick ? 30 : 100);
-    return { rows, figures: { claimMs } };
+    // 4. The start with its queue row probe.
+    await pool.query('truncate trellis.signals, trellis.steps, trellis.runs, trellis.events, trellis.hook_deliveries');
+    const startUs = await startCost(pool, cfg.quick ? 8 : 16);
+    await useClaimOf(pool, 'flow');
+    return { rows, figures: { claimMs, startUs } };
   } finally {
     await pool.end();
   }

@@ -123,8 +123,8 @@ async function trellisSubject(server: BenchServer, handoff: boolean): Promise<Su
     });
     return null;
   });
-  const worker = createWorker({ pool, workflows: [lat], logger: silentLogger });
   const client = createClient({ pool, logger: silentLogger, handoff });
+  const worker = createWorker({ pool, workflows: [lat], logger: silentLogger, client });
   await worker.start();
   const open = firstSteps(firstAt);
   let i = 0;

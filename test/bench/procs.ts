@@ -10,6 +10,7 @@ import { type ChildProcess, spawn } from 'node:child_process';
 import { createInterface } from 'node:readline';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
+import { cpuBetween, type CpuDelta, postmasterPid, readCpu } from './cpu.ts';
 import { costBetween, type CostDelta, readCounters } from './server.ts';
 import { sleep } from './stats.ts';
 
@@ -79,6 +80,8 @@ export interface RunMeasurement extends CostDelta {
   before: number;
   /** Parsed "stats" lines of the children. */
   childStats: unknown[];
+  /** CPU inside the timed window: the server's, the children's (`procs`), other processes' cores. */
+  cpu: CpuDelta;
 }
 
 export interface MeasureOptions {
@@ -115,7 +118,10 @@ export async function measureRun(o: MeasureOptions): Promise<RunMeasurement> {
       polls++;
       return Number((await client.query<{ remaining: string }>(o.remainingSql)).rows[0]?.remaining ?? 0);
     };
+    const postmaster = await postmasterPid(client).catch(() => undefined);
+    const pids = children.map((c) => c.proc.pid ?? 0);
     const start = await readCounters(client);
+    const cpu0 = readCpu(postmaster, pids);
     for (const c of children) c.send('go');
     const load = o.afterGo?.();
     await Promise.all(children.map((c) => c.waitFor('started')));
@@ -124,10 +130,12 @@ export async function measureRun(o: MeasureOptions): Promise<RunMeasurement> {
     const before = o.afterGo ? 0 : o.total - (await remaining());
     const opened = o.afterGo ? start.at : t0;
     let t1 = 0;
+    let cpu1 = cpu0;
     for (;;) {
       const left = await remaining();
       if (left === 0) {
         t1 = performance.now();
+        cpu1 = readCpu(postmaster, pids);
         break;
       }
       if (Date.now() > deadline) throw new Error(`${o.file}: ${left} of ${o.total} items unfinished at the deadline`);
@@ -141,7 +149,7 @@ export async function measureRun(o: MeasureOptions): Promise<RunMeasurement> {
     const cost = await costBetween(client, start, end, polls);
     const items = o.total - before;
     const seconds = (t1 - opened) / 1000;
-    return { ...cost, items, before, seconds, rate: items / seconds, childStats: stats };
+    return { ...cost, items, before, seconds, rate: items / seconds, childStats: stats, cpu: cpuBetween(cpu0, cpu1) };
   } finally {
     for (const c of children) c.kill();
     await client.end();

@@ -17,6 +17,13 @@ export interface RepFigures {
   walSyncsPerS: number;
   /** Checkpoint ops per grouped transaction (Trellis workers only). */
   opsPerFlush?: number;
+  /** Runs per claim statement (Trellis workers only; the whole run, start-up and drain included). */
+  runsPerClaim?: number;
+  /** Core-µs per workflow inside the window: every server process, and the worker processes (whole window, start-up included). */
+  pgCpuUsPerWf?: number;
+  nodeCpuUsPerWf?: number;
+  /** Mean cores busy with other processes on the machine during the window. */
+  otherCores?: number;
 }
 
 export interface ThroughputRow {
@@ -40,7 +47,12 @@ export function figures(m: RunMeasurement, steps: number): RepFigures {
   const stepCount = m.items * steps;
   let flushes = 0;
   let ops = 0;
+  let claims = 0;
+  let claimed = 0;
   for (const s of m.childStats) {
+    const w = s as { claims?: number; claimed?: number } | null;
+    claims += w?.claims ?? 0;
+    claimed += w?.claimed ?? 0;
     const c = (s as { committer?: { flushes: number; ops: number } } | null)?.committer;
     if (c) {
       flushes += c.flushes;
@@ -58,6 +70,10 @@ export function figures(m: RunMeasurement, steps: number): RepFigures {
     walSyncsPerStep: m.walSyncs / stepCount,
     walSyncsPerS: m.walSyncs / m.seconds,
     opsPerFlush: flushes ? ops / flushes : undefined,
+    runsPerClaim: claims ? claimed / claims : undefined,
+    pgCpuUsPerWf: m.cpu?.server === undefined ? undefined : (m.cpu.server * 1e6) / m.items,
+    nodeCpuUsPerWf: m.cpu?.procs === undefined ? undefined : (m.cpu.procs * 1e6) / m.items,
+    otherCores: m.cpu?.otherCores,
   };
 }
 
@@ -78,6 +94,10 @@ export interface BenchResults {
   models?: ThroughputRow[];
   inputs?: unknown;
   starts?: unknown;
+  /** The first start of fresh clients (family cold). */
+  cold?: unknown;
+  /** The SKIP LOCKED probe (family probe) and Trellis's ratios to it. */
+  probe?: unknown;
   roles?: unknown;
   flow?: unknown;
   sustained?: unknown;

@@ -11,6 +11,7 @@ import { dirname, join } from 'node:path';
 import { backlog } from './backlog.ts';
 import { inputChecks } from './inputs.ts';
 import { startsFamily } from './starts.ts';
+import { coldStarts } from './cold.ts';
 import { rolesBench } from './roles.ts';
 import { runtimeName } from './runtime.ts';
 import { type Family, readConfig } from './config.ts';
@@ -22,6 +23,7 @@ import { dbosThroughput } from './peers/dbos.ts';
 import { graphileThroughput } from './peers/graphile-worker.ts';
 import { pgBossThroughput } from './peers/pg-boss.ts';
 import { pgbench } from './peers/pgbench.ts';
+import { probe, type ProbeRow } from './probe.ts';
 import type { BenchResults } from './results.ts';
 import { machine, startServer } from './server.ts';
 import { fmt } from './stats.ts';
@@ -47,6 +49,11 @@ for (let waited = 0; !process.env.BENCH_NO_WAIT && !process.argv.includes('--no-
   if (waited === 0) console.log(`# waiting for a quiet machine (load ${load1().toFixed(1)})`);
   await new Promise((r) => setTimeout(r, 10_000));
 }
+// Pools of peer libraries may still hold idle connections that a family's
+// `drop database … with (force)` or the server's stop terminates (57P01).
+process.on('uncaughtException', (e) => {
+  if ((e as { code?: string }).code !== '57P01') throw e;
+});
 const loads: Record<string, number> = {};
 const server = await startServer();
 const results: BenchResults = {
@@ -108,8 +115,26 @@ try {
     results.starts = { rows, pgbenchTps: tps };
     if (tps) for (const r of rows) console.log(`  ${r.system} ${r.variant}: ${fmt(r.startsPerS / tps, 2)}x pgbench (${fmt(tps, 0)} tps)`);
   });
+  await family('cold', async () => {
+    results.cold = await coldStarts(server, cfg);
+  });
+  let ceiling: { oneStep: ProbeRow; tenStep: ProbeRow } | undefined;
+  await family('probe', async () => {
+    ceiling = await probe(server, cfg);
+    results.probe = ceiling;
+  });
   await family('throughput', async () => {
-    results.throughput.push(...(await trellisThroughput(server, cfg)));
+    const rows = await trellisThroughput(server, cfg);
+    results.throughput.push(...rows);
+    if (ceiling) {
+      const ratios = rows.filter((r) => r.variant === 'prefilled').map((r) => ({
+        kind: r.kind, procs: r.procs,
+        ratio: r.kind === '1-step' ? r.median.wfs / ceiling!.oneStep.wfs : r.median.stepsPerS / ceiling!.tenStep.stepsPerS,
+        cpuUsPerWf: (r.median.pgCpuUsPerWf ?? Number.NaN) + (r.median.nodeCpuUsPerWf ?? Number.NaN),
+      }));
+      for (const x of ratios) console.log(`  trellis ${x.kind} x${x.procs}: ${fmt(x.ratio, 2)} of the probe's ${x.kind === '1-step' ? 'wf/s' : 'steps/s'}, ${fmt(x.cpuUsPerWf)} core-µs/wf`);
+      results.probe = { ...ceiling, ratios };
+    }
   });
   await family('peers', async () => {
     const peerProcs = cfg.quick ? [1] : [1, 2];
@@ -152,10 +177,6 @@ try {
     results.sustained = await sustained(server, cfg, peak?.median.wfs);
   });
 } finally {
-  // Pools of peer libraries may still hold idle connections the server stop terminates.
-  process.on('uncaughtException', (e) => {
-    if ((e as { code?: string }).code !== '57P01') throw e;
-  });
   await server.stop();
 }
 

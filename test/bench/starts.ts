@@ -14,7 +14,7 @@ import PgBoss from 'pg-boss';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import type { BenchConfig } from './config.ts';
 import { graphileLogger } from './peers/graphile-worker.ts';
 import { costBetween, readCounters, type BenchServer } from './server.ts';

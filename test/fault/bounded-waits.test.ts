@@ -13,7 +13,7 @@ import { DatabaseError } from '../../src/errors.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase, freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { startBlackHole, startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 4 });
 

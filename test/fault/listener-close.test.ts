@@ -5,8 +5,8 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { Listener } from '../../src/worker/listener.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { Listener } from '../../src/db/listener.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';

@@ -17,7 +17,7 @@ import { DatabaseError } from '../../src/errors.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { type Logger, loggerFrom, silentLogger } from '../../src/workflow/logger.ts';
+import { type Logger, loggerFrom, silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase } from '../helpers/db.ts';
 import { type Bouncer, startPgBouncer } from '../helpers/pgbouncer.ts';
 

@@ -16,7 +16,7 @@ import { migrate } from '../../src/schema/install.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/testing/embedded-postgres.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const RUNS = 40;

@@ -12,7 +12,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 
 const ttl = Number(process.env.ROLE_TTL_MS ?? 600);
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 6, application_name: `role-proc-${process.pid}` });

@@ -7,7 +7,7 @@ import pg from 'pg';
 import { templateWorkflow } from '../../src/templates/compile.ts';
 import { createStepRegistry } from '../../src/templates/registry.ts';
 import { createWorker } from '../../src/worker/worker.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 4 });
 const mode = process.env.FAULT_MODE ?? 'normal';

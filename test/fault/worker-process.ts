@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 
 const pool = new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 4 });
 const mode = process.env.FAULT_MODE ?? 'normal';
@@ -32,8 +32,11 @@ export const faultThree = defineWorkflow({ name: 'fault-three', input: z.object(
   return { a, b, c, finishedBy: process.pid };
 });
 
+// The client this process starts with: the worker joins it, so a start here is handed to it.
+const client = createClient({ pool, logger: silentLogger });
 const worker = createWorker({
   pool,
+  client,
   workflows: [faultThree],
   pollInterval: 200,
   leaseDuration: Number(process.env.LEASE_MS ?? 2000),
@@ -42,7 +45,6 @@ const worker = createWorker({
 await worker.start();
 process.stdout.write('ready\n');
 if (process.env.START_N) {
-  const client = createClient({ pool, logger: silentLogger });
   const run = await client.start(faultThree, { n: Number(process.env.START_N) });
   process.stdout.write(`started ${run.id} ${worker.stats.handedOff}\n`);
 }

@@ -1,7 +1,7 @@
 /** A worker and a client on a test database, stopped together. */
 import { createClient, type Client } from '../../src/client/client.ts';
 import { createWorker, type Worker, type WorkerOptions } from '../../src/worker/worker.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import type { TestDatabase } from './db.ts';
 
 export interface Engine {

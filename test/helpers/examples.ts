@@ -10,12 +10,12 @@ export interface ExampleOutcome {
   stderr: string;
 }
 
-/** Run the example at `path` (relative to the repository) against `url`; killed after `timeoutMs`. */
-export function runExample(path: string, url: string, timeoutMs = 60_000): Promise<ExampleOutcome> {
+/** Run the example at `path` (relative to the repository) against `url` (and `env`); killed after `timeoutMs`. */
+export function runExample(path: string, url: string, timeoutMs = 60_000, env: NodeJS.ProcessEnv = {}): Promise<ExampleOutcome> {
   return new Promise((resolve, reject) => {
     const child = spawn(process.execPath, ['--import', 'tsx', path], {
       cwd: root,
-      env: { ...process.env, DATABASE_URL: url },
+      env: { ...process.env, ...env, DATABASE_URL: url },
       stdio: ['ignore', 'pipe', 'pipe'],
     });
     let stdout = '';

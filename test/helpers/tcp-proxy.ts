@@ -23,6 +23,8 @@ export interface TcpProxy {
   of(applicationName: string): Pipe[];
   /** While true, new connections are accepted and dropped at once (a server that is down). */
   refusing: boolean;
+  /** While true, new connections are accepted and frozen at once (a silent partition). */
+  freezingNew: boolean;
   /** Connections accepted so far (refused ones included). */
   accepted: number;
   close(): Promise<void>;
@@ -34,6 +36,7 @@ export async function startProxy(target: { host: string; port: number }): Promis
     port: 0,
     pipes,
     refusing: false,
+    freezingNew: false,
     accepted: 0,
     of: (name) => pipes.filter((p) => p.startup.includes(name)),
     async close() {
@@ -50,7 +53,7 @@ export async function startProxy(target: { host: string; port: number }): Promis
     const upstream = net.connect(target.port, target.host);
     const p: Pipe = {
       startup: '',
-      frozen: false,
+      frozen: proxy.freezingNew,
       client,
       upstream,
       cut: () => {

@@ -5,7 +5,7 @@ import { ChildFailedError, NonRetryableError } from '../../src/errors.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineActivity, defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { adminUrl } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
 

@@ -175,6 +175,19 @@ describe('trellis ls, show, diagram and stats', () => {
     assert.equal((await cli('diagram', '00000000-0000-4000-8000-000000000000')).code, 3);
   });
 
+  it('diagram --template draws a stored template as a Mermaid flowchart', async () => {
+    await db.pool.query(`select trellis.template_set('cli-pipeline', $1)`,
+      [JSON.stringify({ steps: [{ name: 'fetch', retry: { maxAttempts: 3 } }, { name: 'store' }] })]);
+    const drawn = await cli('diagram', '--template', 'cli-pipeline');
+    assert.equal(drawn.code, 0, drawn.err);
+    assert.equal(drawn.out, [
+      'flowchart TB', '  start(((start)))', '  finish(((end)))', '  e0["fetch<br/>3 attempts"]', '  e1["store"]',
+      '  start --> e0', '  e0 --> e1', '  e1 --> finish', '',
+    ].join('\n'));
+    assert.equal((await cli('diagram', '--template', 'cli-pipeline', '--template-version', '9')).code, 3, 'an unknown version');
+    assert.equal((await cli('diagram')).code, 2, 'neither a run nor a template');
+  });
+
   it('stats shows queues and workflows; --json has the numbers', async () => {
     const text = await cli('stats');
     assert.equal(text.code, 0, text.err);

@@ -18,7 +18,7 @@ import { captureIo } from '../../src/cli/io.ts';
 import { main } from '../../src/cli/main.ts';
 import { createClient } from '../../src/client/client.ts';
 import { installScript, latestMigration } from '../../src/schema/install.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
 

@@ -11,7 +11,7 @@ import { createClient } from '../../src/client/client.ts';
 import { SchemaVersionError, TimeoutError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase, freshDatabase, type TestDatabase } from '../helpers/db.ts';
 
 const greet = defineWorkflow({ name: 'greet', input: z.object({ who: z.string() }) }, async (ctx, { who }) =>

@@ -5,7 +5,7 @@ import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { isTrellisError } from '../../src/errors.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 
 let db: TestDatabase;

@@ -6,7 +6,7 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { NotFoundError, PayloadTooLargeError, SchemaVersionError, TimeoutError, ValidationError } from '../../src/errors.ts';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { deferred, type Engine, startEngine } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';

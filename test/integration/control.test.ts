@@ -5,7 +5,7 @@ import { CancelledError, IllegalTransitionError, NonRetryableError, WorkflowFail
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { adminUrl } from '../helpers/db.ts';
 import { deferred } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';

@@ -11,7 +11,7 @@ import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
 import type { Page } from 'playwright-core';
 import { serveDashboard } from '../../src/dashboard/index.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { type Browser, launchChromium } from '../helpers/browser.ts';
 import { DASHBOARD_WORKFLOWS, seedRuns, type SeededRuns, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
 import { readOnlyRole, type ReadOnlyRole } from '../helpers/dashboard.ts';

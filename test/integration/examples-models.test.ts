@@ -27,6 +27,8 @@ describe('examples of the models', () => {
     assert.match(stdout, /^bo deleted: abandoned deleted@invalid true$/m);
     assert.match(stdout, /^bo path: created>emailed emailed>reminded reminded>abandoned$/m);
     assert.match(stdout, /^hook: user-ada completed in welcomed$/m);
+    assert.match(stdout, /^cy: started by the form, emailed with code CY$/m);
+    assert.match(stdout, /^sql: user-cy abandoned completed cy@example.com$/m); // the 7 days passed for her too
   });
 
   it('template-pipeline stores and starts a pipeline from psql, continues past a failing step, and exits 0', async () => {

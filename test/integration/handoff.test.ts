@@ -12,10 +12,9 @@ import pg from 'pg';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { ValidationError } from '../../src/errors.ts';
-import { onLocalFinish, reserveLocal } from '../../src/worker/local.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { deferred } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -62,7 +61,7 @@ async function holdKey(workflow: string, key: string): Promise<{ blocked: () => 
 }
 
 async function startWorker(options: Partial<Parameters<typeof createWorker>[0]> & Pick<Parameters<typeof createWorker>[0], 'workflows'>): Promise<Worker> {
-  const w = createWorker({ pool: db.pool, pollInterval: 100, logger: silentLogger, purge: false, ...options });
+  const w = createWorker({ pool: db.pool, pollInterval: 100, logger: silentLogger, purge: false, client, ...options });
   workers.push(w);
   await w.start();
   return w;
@@ -96,8 +95,8 @@ describe('local hand-off', () => {
   it('takes the ordinary path with handoff: false, inside a caller transaction, for a later runAt and for a workflow it does not serve', async () => {
     const wf = defineWorkflow({ name: 'ho-paths', input }, async (ctx, { n }) => ctx.step('double', () => n * 2));
     const other = defineWorkflow({ name: 'ho-other', input }, async (_ctx, { n }) => n);
-    const w = await startWorker({ workflows: [wf] });
     const plain = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
+    const w = await startWorker({ workflows: [wf], client: plain });
     try {
       const a = await plain.start(wf, { n: 1 });
       assert.equal(await a.result({ timeout: '10s' }), 2);
@@ -257,17 +256,17 @@ describe('local hand-off', () => {
   it('stop() waits for a kept slot until it is settled, or until its timeout', async () => {
     const wf = defineWorkflow({ name: 'ho-kept', input }, async (_ctx, { n }) => n);
     const a = await startWorker({ workflows: [wf] });
-    const kept = reserveLocal(db.pool, 'ho-kept', '1', undefined);
+    const kept = client.localHandoff.reserve('ho-kept', '1', undefined);
     assert.ok(kept, 'a running worker with free slots keeps one');
     let t = performance.now();
     const stopping = a.stop({ timeout: '10s' });
-    assert.equal(reserveLocal(db.pool, 'ho-kept', '1', undefined), undefined, 'a stopping worker keeps none');
+    assert.equal(client.localHandoff.reserve('ho-kept', '1', undefined), undefined, 'a stopping worker keeps none');
     kept.cancel();
     await stopping;
     assert.ok(performance.now() - t < 10_000, 'settling the slot let the stop finish');
 
     const b = await startWorker({ workflows: [wf] });
-    const never = reserveLocal(db.pool, 'ho-kept', '1', undefined);
+    const never = client.localHandoff.reserve('ho-kept', '1', undefined);
     assert.ok(never);
     t = performance.now();
     await b.stop({ timeout: '300ms' });
@@ -279,7 +278,7 @@ describe('local hand-off', () => {
     const wf = defineWorkflow({ name: 'ho-finish', input }, async (_ctx, { n }) => n * 10);
     await startWorker({ workflows: [wf] });
     const ended = deferred<{ id: string; status: string }>();
-    const off = onLocalFinish(db.pool, (id) => {
+    const off = client.localHandoff.onFinish((id) => {
       void db.pool.query('select status from trellis.runs where id = $1', [id]).then((r) => ended.resolve({ id, status: r.rows[0].status }));
     });
     try {
@@ -291,11 +290,10 @@ describe('local hand-off', () => {
     }
   });
 
-  it('a client with its own pool is not paired with a worker on another pool', async () => {
+  it('a client the worker did not join is not paired with it, even on the same pool', async () => {
     const wf = defineWorkflow({ name: 'ho-pools', input }, async (_ctx, { n }) => n);
     const w = await startWorker({ workflows: [wf] });
-    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
-    const other = createClient({ pool, logger: silentLogger });
+    const other = createClient({ pool: db.pool, logger: silentLogger });
     try {
       const run = await other.start(wf, { n: 7 });
       assert.equal(await run.result({ timeout: '10s' }), 7);
@@ -303,7 +301,23 @@ describe('local hand-off', () => {
       await waitFor(() => w.stats.claimed === 1, { what: 'the claim' });
     } finally {
       await other.close();
-      await pool.end();
+    }
+  });
+
+  it('a worker without a client takes no hand-off: the start goes through the queue', async () => {
+    const wf = defineWorkflow({ name: 'ho-unjoined', input }, async (_ctx, { n }) => n + 1);
+    const w = await startWorker({ workflows: [wf], client: undefined });
+    const run = await client.start(wf, { n: 1 });
+    assert.equal(await run.result({ timeout: '10s' }), 2);
+    assert.equal(w.stats.handedOff, 0);
+    assert.equal(w.stats.claimed, 1);
+  });
+
+  it('createWorker({ client }) refuses anything but a client, changing nothing', () => {
+    const wf = defineWorkflow({ name: 'ho-bad-client', input }, async (_ctx, { n }) => n);
+    for (const bad of [{}, { localHandoff: {} }, null, 'client']) {
+      assert.throws(() => createWorker({ pool: db.pool, workflows: [wf], client: bad as never }),
+        (e) => e instanceof ValidationError && /client must be a Client/.test(e.message));
     }
   });
 });

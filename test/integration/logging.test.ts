@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { createWorker, defineSignal, defineWorkflow, NonRetryableError } from '../../src/index.ts';
-import { childLogger, type Logger } from '../../src/workflow/logger.ts';
+import { childLogger, type Logger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';

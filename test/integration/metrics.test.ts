@@ -10,7 +10,7 @@ import { NonRetryableError, ValidationError } from '../../src/errors.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { deferred } from '../helpers/engine.ts';
 import { parseProm, valueOf } from '../helpers/prom-text.ts';

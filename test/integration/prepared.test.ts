@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 
 const add = defineWorkflow({ name: 'add', input: z.object({ a: z.number(), b: z.number() }) }, async (ctx, { a, b }) =>
@@ -26,8 +26,8 @@ after(() => db.close());
 /** A run end to end on a pool of one connection, and the statements that session prepared. */
 async function runOnOneConnection(preparedStatements: boolean | undefined, handoff?: boolean): Promise<{ output: number; prepared: string[] }> {
   const pool = new pg.Pool({ connectionString: db.url, max: 1 });
-  const worker = createWorker({ pool, workflows: [add], logger: silentLogger, pollInterval: 100, purge: false, preparedStatements });
   const client = createClient({ pool, logger: silentLogger, preparedStatements, handoff });
+  const worker = createWorker({ pool, workflows: [add], logger: silentLogger, pollInterval: 100, purge: false, preparedStatements, client });
   try {
     await worker.start();
     const run = await client.start(add, { a: 2, b: 3 });

@@ -65,9 +65,13 @@ describe('pausing a queue', () => {
       const later = await engine.client.start(gated, { wait: false });
       gate.resolve();
       assert.equal(await first.result({ timeout: '20s' }), 'done');
-      // The poll interval is 200 ms: a claim would have happened by now if the pause let it.
-      await new Promise((r) => setTimeout(r, 600));
+      // Two more claims after the first run ended (its end, the NOTIFY of
+      // the start and the 200 ms poll each bring one): the pause held them.
+      const claims = engine.worker.stats.claims;
+      const claimed = engine.worker.stats.claimed;
+      await waitFor(() => engine.worker.stats.claims >= claims + 2, { what: 'two claims while paused', timeout: 10_000 });
       assert.equal((await engine.client.get(later.id))?.status, 'pending');
+      assert.equal(engine.worker.stats.claimed, claimed, 'the claims while paused leased nothing');
       const [stats] = await engine.client.queueStats('pausable');
       assert.equal(stats?.paused, true);
       assert.equal(stats?.pending, 1);
@@ -115,8 +119,11 @@ describe('client queue API', () => {
     try {
       await assert.rejects(engine.client.setQueue(`q'; drop table trellis.runs; --`, { concurrency: 1 }), ValidationError);
       await assert.rejects(engine.client.start(tenantJob, { n: 1 }, { concurrencyKey: 'x'.repeat(201) }), ValidationError);
-      const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where length(concurrency_key) > 200`);
-      assert.equal(rows[0].n, 0);
+      await assert.rejects(engine.client.start(tenantJob, { n: 1 }, { queue: `q"; select 1; --` }), ValidationError);
+      const { rows } = await db.pool.query(`select (select count(*)::int from trellis.runs where length(concurrency_key) > 200
+                                                     or queue like 'q%;%') as runs,
+                                                   (select count(*)::int from trellis.queues where name like 'q%;%') as queues`);
+      assert.deepEqual(rows[0], { runs: 0, queues: 0 });
     } finally {
       await engine.stop();
     }

@@ -13,7 +13,7 @@ import { LeaseLostError, ValidationError } from '../../src/errors.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const noop = defineWorkflow({ name: 'noop', input: z.object({}) }, async () => 'ok');

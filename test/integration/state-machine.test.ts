@@ -7,10 +7,14 @@ import { defineStateMachine } from '../../src/state-machine/define.ts';
 import { machineDiagram } from '../../src/state-machine/diagram.ts';
 import type { MachineHookEvent } from '../../src/state-machine/types.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const Status = z.enum(['created', 'checked', 'awaiting', 'approved', 'expired', 'done']);
 const Application = z.object({ name: z.string().min(1), checks: z.number().int(), approvedBy: z.string().optional() });
 const events: MachineHookEvent<string, unknown>[] = [];
+/** The machine hook events of one run, once `count` of them were delivered (hooks are durable: a worker delivers them after the move). */
+const hookEvents = (runId: string, count: number) =>
+  waitFor(() => { const mine = events.filter((e) => e.runId === runId); return mine.length >= count && mine; }, { what: `${count} hook event(s) of ${runId}` });
 
 const application = defineStateMachine({ name: 'application', status: Status, object: Application })
   .step('created', (run) => {
@@ -86,7 +90,8 @@ const gate = defineStateMachine({ name: 'gate', status: Gate, object: z.object({
 describe('state machines', () => {
   let env: TestEnv;
   before(async () => {
-    env = await createTestEnv({ workflows: [application.workflow, flaky.workflow, rogue.workflow, gate.workflow, counter.workflow, pauser.workflow] });
+    env = await createTestEnv({ workflows: [application.workflow, flaky.workflow, rogue.workflow, gate.workflow, counter.workflow, pauser.workflow],
+      hookDelivery: { interval: 20 } });
   });
   after(async () => env?.close());
 
@@ -109,7 +114,7 @@ describe('state machines', () => {
       { kind: 'step', name: 'awaiting callback', status: 'completed' },
       { kind: 'step', name: 'approved', status: 'completed' },
     ]);
-    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.status, e.foreignId]), [['complete', 'done', 'app-1']]);
+    assert.deepEqual((await hookEvents(runId, 1)).map((e) => [e.event, e.status, e.foreignId, e.object]), [['complete', 'done', 'app-1', done.object]]);
   });
 
   it('fires the timeout on the virtual clock when no callback comes', async () => {
@@ -192,7 +197,7 @@ describe('state machines', () => {
     assert.ok(parked instanceof ValidationError, 'drive says the paused run cannot end by itself');
     assert.equal((await env.client.get(runId))?.status, 'paused');
     assert.equal(syncCalls, 2);
-    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => e.event), ['pause']);
+    assert.deepEqual((await hookEvents(runId, 1)).map((e) => [e.event, e.status, e.object]), [['pause', 'start', { n: 0 }]]);
     await env.client.resume(runId);
     const done = await env.drive(runId);
     assert.equal(done.status, 'completed');
@@ -206,7 +211,7 @@ describe('state machines', () => {
     const parked = await env.client.get(runId);
     assert.equal((parked?.error as { message?: string } | null)?.message, 'needs a look');
     assert.deepEqual((await pausers.get('p-1')).object, { seen: 0 });
-    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.reason]), [['pause', 'needs a look']]);
+    assert.deepEqual((await hookEvents(runId, 1)).map((e) => [e.event, e.status, e.object, e.reason]), [['pause', 'a', { seen: 0 }, 'needs a look']]);
     await env.client.resume(runId);
     await env.waitFor(runId, 'completed');
     assert.deepEqual((await pausers.get('p-1')).object, { seen: 2 });
@@ -218,7 +223,7 @@ describe('state machines', () => {
     const runId = await flakies.trigger('f-2', { object: { n: -5 }, initial: 'synced' });
     const done = await env.drive(runId);
     assert.equal(done.status, 'cancelled');
-    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.reason]), [['cancel', 'negative']]);
+    assert.deepEqual((await hookEvents(runId, 1)).map((e) => [e.event, e.status, e.object, e.reason]), [['cancel', 'synced', { n: -5 }, 'negative']]);
   });
 
   it('a run cancelled from outside while it waits calls onCancel with its status and object', async () => {
@@ -228,8 +233,8 @@ describe('state machines', () => {
     await env.client.cancel(runId, 'user left');
     await env.waitFor(runId, 'cancelled');
     assert.equal((await gates.get('g-9')).runStatus, 'cancelled');
-    assert.deepEqual(events.filter((e) => e.runId === runId).map((e) => [e.event, e.status, e.object, e.reason]),
-      [['cancel', 'open', { email: 'x@y.z' }, 'run cancelled']]); // the reason given is on the run's error
+    assert.deepEqual((await hookEvents(runId, 1)).map((e) => [e.event, e.status, e.object, e.reason]),
+      [['cancel', 'open', { email: 'x@y.z' }, 'user left']]);
   });
 
   it('deletes a finished run\'s data with the machine\'s delete function, keeping the statuses', async () => {

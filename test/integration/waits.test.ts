@@ -5,7 +5,7 @@ import { IllegalTransitionError, NotFoundError, ValidationError } from '../../sr
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { defineSignal } from '../../src/workflow/signal.ts';
 import { adminUrl } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';

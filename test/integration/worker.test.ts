@@ -6,7 +6,7 @@ import { CancelledError, LeaseLostError, NonRetryableError, TimeoutError, Valida
 import { resolveWorkerOptions } from '../../src/worker/options.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { deferred } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';

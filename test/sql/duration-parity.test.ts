@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { ValidationError } from '../../src/errors.ts';
-import { toMs } from '../../src/workflow/duration.ts';
+import { toMs } from '../../src/protocol/duration.ts';
 import { adminUrl } from '../helpers/db.ts';
 
 const UNITS = [

@@ -54,11 +54,24 @@ describe('machine_trigger', () => {
     assert.deepEqual(rows.map((r) => r.f), ['f-1', 'f-2', 'f-3']);
   });
 
-  it('refuses a key, a bad foreign id and bad options with TR001, writing nothing', async () => {
-    for (const [fid, options] of [['f-4', '{"key": "k"}'], ['', '{}'], ['x'.repeat(513), '{}'], ['f-4', '[]'], ['f-4', '{"metadata": 3}']]) {
+  it('refuses a bad key, a bad foreign id and bad options with TR001, writing nothing', async () => {
+    for (const [fid, options] of [['f-4', '{"key": 7}'], ['f-4', '{"key": ""}'], ['', '{}'], ['x'.repeat(513), '{}'], ['f-4', '[]'], ['f-4', '{"metadata": 3}']]) {
       await assert.rejects(db.pool.query(`select trellis.machine_trigger('m', $1, $2, $3)`, [fid, INPUT, options]),
         (e: { code?: string }) => e.code === 'TR001');
     }
     assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'f-4'`)).rows[0].n, 0);
+  });
+
+  it('a keyed trigger is idempotent: a repeat returns the run its key started, even after it finished, and writes nothing', async () => {
+    const first = (await db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id;
+    // Unfinished: an unkeyed trigger is refused, the repeat of the keyed one is not.
+    await assert.rejects(db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1)`, [INPUT]), (e: { code?: string }) => e.code === 'TR004');
+    assert.equal((await db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id, first);
+    await db.pool.query(`select trellis.run_cancel($1, 'done with it')`, [first]);
+    assert.equal((await db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id, first);
+    // The key of another foreign id's run: refused.
+    await assert.rejects(db.pool.query(`select trellis.machine_trigger('m', 'f-6', $1, '{"key": "evt-1"}')`, [INPUT]),
+      (e: { code?: string }) => e.code === 'TR004');
+    assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'm' and metadata->>'foreign_id' in ('f-5', 'f-6')`)).rows[0].n, 1);
   });
 });

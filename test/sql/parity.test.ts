@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { FINISHED_STATES, RUN_STATES } from '../../src/db/tables.ts';
-import { STEP_KINDS, STEP_STATES } from '../../src/replay/history.ts';
+import { STEP_KINDS, STEP_STATES } from '../../src/protocol/history.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { assertName, NAME_PATTERN } from '../../src/workflow/names.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';

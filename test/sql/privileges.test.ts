@@ -16,7 +16,7 @@ import { RUN_COLUMNS } from '../../src/db/tables.ts';
 import { DatabaseError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase, freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { migrate } from '../../src/schema/install.ts';
 

@@ -77,6 +77,57 @@ describe('queue_set', () => {
   });
 });
 
+describe('a queue row on first use', () => {
+  it('a start into a queue without a row inserts the row with the defaults, once', async () => {
+    assert.equal((await q(`select count(*)::int as n from trellis.queues where name = 'fresh-q'`)).rows[0].n, 0);
+    await start('fresh-q', 3);
+    const { rows } = await q(`select concurrency, key_concurrency, rate_limit, fair, paused from trellis.queues where name = 'fresh-q'`);
+    assert.deepEqual(rows, [{ concurrency: null, key_concurrency: null, rate_limit: null, fair: false, paused: false }]);
+    // Unlimited: the lock-free claim takes all three.
+    assert.equal((await claim('fresh-q', 10)).length, 3);
+  });
+
+  it('concurrent first starts of a queue each start their run and leave one row; a rolled-back first start leaves none', async () => {
+    const a = await db.pool.connect();
+    const b = await db.pool.connect();
+    try {
+      await a.query('begin');
+      await a.query(`select trellis.run_start('w', '{}', '{"queue": "race-q"}')`);
+      await b.query('begin');
+      // b's insert of the row waits for a's transaction.
+      const bStart = b.query(`select trellis.run_start('w', '{}', '{"queue": "race-q"}')`);
+      await a.query('commit');
+      await bStart;
+      await b.query('commit');
+      const { rows } = await q(`select (select count(*)::int from trellis.queues where name = 'race-q') as queues,
+                                       (select count(*)::int from trellis.runs where queue = 'race-q') as runs`);
+      assert.deepEqual(rows[0], { queues: 1, runs: 2 });
+
+      await a.query('begin');
+      await a.query(`select trellis.run_start('w', '{}', '{"queue": "undone-q"}')`);
+      await b.query('begin');
+      const bOther = b.query(`select trellis.run_start('w', '{}', '{"queue": "undone-q"}')`);
+      await a.query('rollback');
+      await bOther;
+      await b.query('commit');
+      const again = await q(`select (select count(*)::int from trellis.queues where name = 'undone-q') as queues,
+                                    (select count(*)::int from trellis.runs where queue = 'undone-q') as runs`);
+      assert.deepEqual(again.rows[0], { queues: 1, runs: 1 });
+    } finally {
+      a.release();
+      b.release();
+    }
+  });
+
+  it('a start into an existing queue writes nothing to trellis.queues', async () => {
+    await start('quiet-q', 1);
+    const before = await q(`select xmin::text as x, updated_at from trellis.queues where name = 'quiet-q'`);
+    await start('quiet-q', 5);
+    const afterwards = await q(`select xmin::text as x, updated_at from trellis.queues where name = 'quiet-q'`);
+    assert.deepEqual(afterwards.rows, before.rows);
+  });
+});
+
 describe('run_claim with flow control', () => {
   it('never leases more than concurrency runs of the queue, and a finished run frees its slot', async () => {
     await q(`select trellis.queue_set('conc', '{"concurrency": 3}')`);
@@ -87,6 +138,24 @@ describe('run_claim with flow control', () => {
     await complete(first.slice(0, 2));
     assert.equal((await claim('conc', 10)).length, 2);
     assert.equal(await running('conc'), 3);
+  });
+
+  it('a claim of a limited queue locks no run beyond those it leases', async () => {
+    await q(`select trellis.queue_set('gated', '{"concurrency": 2}')`);
+    await start('gated', 10);
+    const a = await db.pool.connect();
+    try {
+      await a.query('begin');
+      const { rows } = await a.query(`select id from trellis.run_claim('w1', '{gated}', '{w}', '{1}', 10, '30 seconds')`);
+      assert.equal(rows.length, 2);
+      // The claim's transaction is still open: every pending run it did not lease is free to lock.
+      const free = await q(`select count(*)::int as n from (select id from trellis.runs where queue = 'gated' and status = 'pending'
+                                                              for update skip locked) x`);
+      assert.equal(free.rows[0].n, 8);
+      await a.query('rollback');
+    } finally {
+      a.release();
+    }
   });
 
   it('gives an expired lease\'s slot back to the next claim', async () => {

@@ -33,6 +33,29 @@ describe('workflow_register', () => {
     assert.deepEqual(await registered('idem'), first);
   });
 
+  it('writes nothing (takes no transaction id, so its commit flushes no WAL) when the definitions are stored as they are', async () => {
+    const list = [{ name: 'unchanged', version: '1', queue: 'q', input_schema: { type: 'object' }, hooks: ['onComplete'] }];
+    await register(list);
+    const c = await db.pool.connect();
+    try {
+      const xid = async () => {
+        await c.query('begin');
+        await c.query('select trellis.workflow_register($1)', [JSON.stringify(list)]);
+        const { rows } = await c.query('select pg_current_xact_id_if_assigned()::text as xid');
+        await c.query('commit');
+        return rows[0].xid as string | null;
+      };
+      assert.equal(await xid(), null);
+      // A changed definition is still written (and so takes an id).
+      list[0]!.queue = 'q2';
+      assert.notEqual(await xid(), null);
+      assert.equal((await registered('unchanged'))[0].queue, 'q2');
+      assert.equal(await xid(), null);
+    } finally {
+      c.release();
+    }
+  });
+
   it('moves new runs of a version to its new queue when it is registered again with another queue', async () => {
     await register([{ name: 'mover', version: '1', queue: 'old' }]);
     assert.equal((await start('mover')).queue, 'old');

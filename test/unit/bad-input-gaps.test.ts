@@ -9,8 +9,8 @@ import { z } from 'zod';
 import { quoteValue, ValidationError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { toMs } from '../../src/workflow/duration.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { toMs } from '../../src/protocol/duration.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { assertName } from '../../src/workflow/names.ts';
 
 const HUGE = 'x'.repeat(10_000);

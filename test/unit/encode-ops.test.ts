@@ -1,6 +1,6 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { type CheckpointOp, encodeOps } from '../../src/db/checkpoints.ts';
+import { type CheckpointOp, encodeOps } from '../../src/protocol/checkpoint.ts';
 
 const fence = { run: '00000000-0000-4000-8000-000000000001', token: '00000000-0000-4000-8000-000000000002', execution: 1 };
 

@@ -2,19 +2,21 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { LeaseLostError, NonRetryableError } from '../../src/errors.ts';
-import type { Checkpoint, StepCheckpoint, StepRecord } from '../../src/replay/history.ts';
-import { execute, type ExecuteOptions, startExecution } from '../../src/replay/executor.ts';
+import type { StepRecord } from '../../src/protocol/history.ts';
+import type { Checkpoint, StepOp } from '../../src/protocol/checkpoint.ts';
+import { execute, startExecution } from '../../src/replay/executor.ts';
+import type { ExecuteOptions } from '../../src/replay/replay.ts';
 import { defineWorkflow, type WorkflowDefinition } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 
 /** A sink that keeps checkpoints in order; `hold` delays every commit until released. */
 function sink(options: { hold?: boolean; refuse?: boolean } = {}) {
-  const written: StepCheckpoint[] = [];
+  const written: StepOp[] = [];
   const waiting: (() => void)[] = [];
   return {
     written,
     release: () => waiting.splice(0).forEach((f) => f()),
-    record: (cp: StepCheckpoint) => {
+    record: (cp: StepOp) => {
       if (options.refuse) return Promise.reject(new LeaseLostError('gone'));
       written.push(cp);
       return options.hold ? new Promise<void>((r) => waiting.push(r)) : Promise.resolve();
@@ -27,14 +29,14 @@ function sink(options: { hold?: boolean; refuse?: boolean } = {}) {
  * failed call is final), for replaying from it. A checkpoint that `lose`
  * picks never commits: the process dies before its transaction does.
  */
-function ledger(lose: (cp: StepCheckpoint) => boolean = () => false) {
+function ledger(lose: (cp: StepOp) => boolean = () => false) {
   const rows = new Map<number, StepRecord>();
-  const written: StepCheckpoint[] = [];
+  const written: StepOp[] = [];
   return {
     written,
     history: () => [...rows.values()].sort((a, b) => a.seq - b.seq),
     record: (cp: Checkpoint) => {
-      if (cp.type !== 'step') throw new Error('no child starts here');
+      if (cp.op !== 'step') throw new Error('no child starts here');
       written.push(cp);
       if (lose(cp)) return new Promise<void>(() => {});
       const old = rows.get(cp.seq);
@@ -95,7 +97,7 @@ describe('replay executor', () => {
     });
     const s = sink();
     const outcome = await run(wf, { sink: s, history: [rec(0, 'a', 41)] });
-    assert.deepEqual(outcome, { kind: 'completed', output: '42' });
+    assert.deepEqual(outcome, { op: 'complete', output: '42' });
     assert.equal(ran, 1, 'only step b ran');
     assert.deepEqual(s.written.filter((c) => c.status === 'completed').map((c) => c.name), ['b']);
   });
@@ -104,15 +106,15 @@ describe('replay executor', () => {
     const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => ctx.step('renamed', () => 1));
     const s = sink();
     const outcome = await run(wf, { sink: s, history: [rec(0, 'original', 1)] });
-    assert.equal(outcome.kind, 'failed');
-    assert.equal(outcome.kind === 'failed' && outcome.error.code, 'non_determinism');
+    assert.equal(outcome.op, 'fail');
+    assert.equal(outcome.op === 'fail' && outcome.error.code, 'non_determinism');
     assert.equal(s.written.length, 0);
   });
 
   it('stops with non_determinism when the code returns before the recorded history ends', async () => {
     const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => ctx.step('a', () => 1));
     const outcome = await run(wf, { sink: sink(), history: [rec(0, 'a', 1), rec(1, 'b', 2)] });
-    assert.equal(outcome.kind === 'failed' && outcome.error.code, 'non_determinism');
+    assert.equal(outcome.op === 'fail' && outcome.error.code, 'non_determinism');
   });
 
   it('never starts a step body before the previous checkpoint has committed', async () => {
@@ -133,7 +135,7 @@ describe('replay executor', () => {
     await until(() => order.length === 2);
     assert.deepEqual(order, ['a-body', 'b-body']);
     s.release();
-    assert.equal((await done).kind, 'completed');
+    assert.equal((await done).op, 'complete');
   });
 
   it('reports the end while the last checkpoint is uncommitted, and settle() says when that checkpoint failed', async () => {
@@ -141,7 +143,7 @@ describe('replay executor', () => {
     const s = sink({ hold: true });
     const execution = startExecution(options(wf, { sink: s }));
     const outcome = await execution.done;
-    assert.deepEqual(outcome, { kind: 'completed', output: '7' }, 'the completion can join the step checkpoint in one transaction');
+    assert.deepEqual(outcome, { op: 'complete', output: '7' }, 'the completion can join the step checkpoint in one transaction');
     assert.deepEqual(s.written.map((c) => `${c.name}:${c.status}`), ['a:running', 'a:completed']);
     s.release();
     assert.equal(await execution.settle(), undefined, 'every checkpoint committed');
@@ -150,9 +152,9 @@ describe('replay executor', () => {
     const refused = startExecution(options(wf, {
       sink: { record: (cp) => ('status' in cp && cp.status === 'completed' ? new Promise<void>((_, reject) => (fail = reject)) : Promise.resolve()) },
     }));
-    assert.equal((await refused.done).kind, 'completed');
+    assert.equal((await refused.done).op, 'complete');
     fail(new LeaseLostError('gone'));
-    assert.equal((await refused.settle())?.kind, 'abandoned', 'the worker must not write the completion');
+    assert.equal((await refused.settle())?.op, 'abandoned', 'the worker must not write the completion');
   });
 
   it('continues a retrying or interrupted step with the next attempt number', async () => {
@@ -170,8 +172,8 @@ describe('replay executor', () => {
       ctx.step('a', () => { throw new Error('flaky'); }, { retry: { initialDelay: 500, jitter: 0 } }));
     const s = sink();
     const outcome = await run(wf, { sink: s });
-    assert.equal(outcome.kind, 'release');
-    assert.equal(outcome.kind === 'release' && outcome.delayMs, 500);
+    assert.equal(outcome.op, 'release');
+    assert.equal(outcome.op === 'release' && outcome.delay_ms, 500);
     assert.deepEqual(s.written.map((c) => c.status), ['running', 'retrying']);
   });
 
@@ -181,18 +183,18 @@ describe('replay executor', () => {
     });
     const s = sink();
     const outcome = await run(wf, { sink: s, maxHistorySteps: 3 });
-    assert.equal(outcome.kind === 'failed' && outcome.error.code, 'history_limit');
+    assert.equal(outcome.op === 'fail' && outcome.error.code, 'history_limit');
     assert.equal(s.written.filter((c) => c.status === 'completed').length, 3, 'nothing written past the limit');
   });
 
   it('abandons the run when a checkpoint is refused or the worker aborts it', async () => {
     const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => ctx.step('a', () => 1));
-    assert.equal((await run(wf, { sink: sink({ refuse: true }) })).kind, 'abandoned');
+    assert.equal((await run(wf, { sink: sink({ refuse: true }) })).op, 'abandoned');
     const controller = new AbortController();
     const blocked = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => ctx.step('a', () => new Promise(() => {})));
     const pending = run(blocked, { sink: sink(), signal: controller.signal });
     controller.abort(new Error('shutdown'));
-    assert.equal((await pending).kind, 'abandoned');
+    assert.equal((await pending).op, 'abandoned');
   });
 
   /**
@@ -222,7 +224,7 @@ describe('replay executor', () => {
     gates[1]?.open(); // the second branch finishes its first step first
     await until(() => original.written.some((c) => c.seq === 2 && c.status === 'completed'));
     gates[0]?.open();
-    assert.deepEqual(await done, { kind: 'completed', output: JSON.stringify(['a0>b0', 'a1>b1']) });
+    assert.deepEqual(await done, { op: 'complete', output: JSON.stringify(['a0>b0', 'a1>b1']) });
     const history = original.history();
     assert.deepEqual(history.map((r) => `${r.seq}:${r.name}:${r.status}`),
       [`0:${a0}:completed`, `1:${names(1)[0]}:completed`, `2:${names(1)[1]}:completed`, `3:${b0}:running`]);
@@ -230,7 +232,7 @@ describe('replay executor', () => {
     ran.length = 0;
     const replay = ledger();
     const outcome = await run(wf, { sink: replay, history, attempt: 2 });
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify(['a0>b0', 'a1>b1']) }, 'each branch gets its own results');
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify(['a0>b0', 'a1>b1']) }, 'each branch gets its own results');
     assert.deepEqual(history.map((r) => r.delivered), [3, 1, 2, null], 'the order results reached the code');
     assert.deepEqual(ran, [`${b0}/0`], 'only the call whose checkpoint was lost runs again');
     assert.deepEqual(replay.written.filter((c) => c.status === 'completed').map((c) => [c.seq, c.delivered]), [[3, 4]],
@@ -273,14 +275,14 @@ describe('replay executor', () => {
     await until(() => original.written.some((c) => c.name === 'nap'));
     gates[0]?.open();
     const parked = await done;
-    assert.equal(parked.kind, 'wait');
+    assert.equal(parked.op, 'wait');
     const history = original.history();
     assert.deepEqual(history.map((r) => `${r.seq}:${r.name}:${r.status}`), ['0:charge:failed', '1:reserve:completed', '2:nap:waiting', '3:undo:completed']);
 
     ran.length = 0;
     const replay = ledger();
     const outcome = await run(wf, { sink: replay, history, attempt: 2, now: new Date(NOW + 2 * 3600_000) });
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify(['undone', 'shipped']) });
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify(['undone', 'shipped']) });
     assert.deepEqual(history.map((r) => r.delivered), [2, 1, null, 3]);
     assert.deepEqual(ran, ['ship']);
     assert.deepEqual(replay.written.filter((c) => c.status === 'completed').map((c) => `${c.seq}:${c.name}:${c.delivered}`),
@@ -302,14 +304,14 @@ describe('replay executor', () => {
     gates[1]?.open();
     await until(() => original.written.some((c) => c.name === 'after-1' && c.status === 'completed'));
     gates[0]?.open();
-    assert.deepEqual(await done, { kind: 'completed', output: JSON.stringify(['0:done:w0', '1:done:w1']) });
+    assert.deepEqual(await done, { op: 'complete', output: JSON.stringify(['0:done:w0', '1:done:w1']) });
     const history = original.history();
     assert.deepEqual(history.map((r) => r.name),
       ['work-0', 'deadline-0', 'race', 'work-1', 'deadline-1', 'race', 'after-1', 'after-0']);
     assert.equal(history[7]?.status, 'running', 'the last checkpoint was lost');
 
     const outcome = await run(wf, { sink: ledger(), history, attempt: 2 });
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify(['0:done:w0', '1:done:w1']) });
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify(['0:done:w0', '1:done:w1']) });
   });
 
   it('hands back a recorded result whose call follows a call the history lost (a retry deleted it) once the code makes it', async () => {
@@ -322,12 +324,12 @@ describe('replay executor', () => {
     });
     const history = [{ ...rec(1, 'compensate', 'recorded'), delivered: 2 }];
     const outcome = await run(wf, { sink: sink(), history });
-    assert.deepEqual(outcome, { kind: 'completed', output: '"recorded"' });
+    assert.deepEqual(outcome, { op: 'complete', output: '"recorded"' });
   });
 
   it('fails a run whose input does not match the schema', async () => {
     const wf = defineWorkflow({ name: 'w', input: z.object({ n: z.number() }) }, async () => 1);
     const outcome = await run(wf, { sink: sink(), input: { n: 'nope' } });
-    assert.equal(outcome.kind === 'failed' && outcome.error.code, 'validation');
+    assert.equal(outcome.op === 'fail' && outcome.error.code, 'validation');
   });
 });

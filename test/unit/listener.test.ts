@@ -2,9 +2,9 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:net';
 import { describe, it } from 'node:test';
 import { isTrellisError } from '../../src/errors.ts';
-import { Listener } from '../../src/worker/listener.ts';
+import { Listener } from '../../src/db/listener.ts';
 import { freePort } from '../../src/testing/embedded-postgres.ts';
-import { loggerFrom } from '../../src/workflow/logger.ts';
+import { loggerFrom } from '../../src/protocol/logger.ts';
 
 describe('Listener', () => {
   it('rejects start() with a typed error when it cannot connect, and stops trying', async () => {

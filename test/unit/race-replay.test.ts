@@ -6,10 +6,11 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
-import type { Checkpoint, PendingSignal, StepRecord } from '../../src/replay/history.ts';
+import type { PendingSignal, StepRecord } from '../../src/protocol/history.ts';
+import type { Checkpoint } from '../../src/protocol/checkpoint.ts';
 import { execute } from '../../src/replay/executor.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/workflow/logger.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 
 const raced = defineWorkflow({ name: 'raced', input: z.object({}) }, async (ctx) => {
   const winner = await ctx.race({ signal: ctx.waitForSignal<string>('go'), timer: ctx.sleep('deadline', '1 day') });
@@ -52,22 +53,22 @@ const crashedAfterTheRace = (raceOutput: unknown) => [
 describe('replay of a decided race', () => {
   it('disarms the losers stored with the race record, so the next wait consumes the signal', async () => {
     const { outcome, written } = await replay(crashedAfterTheRace({ key: 'timer', lost: [0] }), [meantForTheSecondWait]);
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
-    const consumed = written.filter((c) => c.type === 'step' && c.signal !== undefined);
-    assert.deepEqual(consumed.map((c) => [c.seq, c.type === 'step' && c.signal]), [[3, 7]], 'only the wait after the race consumed it');
-    assert.ok(!written.some((c) => c.seq === 0 && c.type === 'step' && c.status === 'completed' && c.output !== JSON.stringify({ lost: true })));
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
+    const consumed = written.filter((c) => c.op === 'step' && c.signal !== undefined);
+    assert.deepEqual(consumed.map((c) => [c.seq, c.op === 'step' && c.signal]), [[3, 7]], 'only the wait after the race consumed it');
+    assert.ok(!written.some((c) => c.seq === 0 && c.op === 'step' && c.status === 'completed' && c.output !== JSON.stringify({ lost: true })));
   });
 
   it('also disarms non-child losers of a race recorded before losers were stored', async () => {
     const { outcome } = await replay(crashedAfterTheRace({ key: 'timer' }), [meantForTheSecondWait]);
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
   });
 
   it('treats a loser with a committed lost mark as disarmed', async () => {
     const history = crashedAfterTheRace({ key: 'timer', lost: [0] });
     history[0] = rec(0, 'go', 'signal', 'completed', { lost: true });
     const { outcome } = await replay(history, [meantForTheSecondWait]);
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
   });
 });
 
@@ -85,16 +86,16 @@ const winnerOnly = (winner: 'signal' | 'timer') => [
 describe('replay of a race whose record was lost after its winner\'s', () => {
   it('lets the recorded signal wait win over the timer that is due by now, and records the timer as lost', async () => {
     const { outcome, written } = await replay(winnerOnly('signal'), [meantForTheSecondWait]);
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'signal', next: 'second' }) });
-    const race = written.find((c) => c.type === 'step' && c.kind === 'race');
-    assert.equal(race?.type === 'step' && race.output, JSON.stringify({ key: 'signal', lost: [1] }));
-    assert.ok(!written.some((c) => c.type === 'step' && c.seq === 1 && c.output !== JSON.stringify({ lost: true })), 'the losing timer is not completed');
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify({ winner: 'signal', next: 'second' }) });
+    const race = written.find((c) => c.op === 'step' && c.kind === 'race');
+    assert.equal(race?.op === 'step' && race.output, JSON.stringify({ key: 'signal', lost: [1] }));
+    assert.ok(!written.some((c) => c.op === 'step' && c.seq === 1 && c.output !== JSON.stringify({ lost: true })), 'the losing timer is not completed');
   });
 
   it('lets the recorded timer win over the signal that is buffered by now, which the next wait then consumes', async () => {
     const { outcome, written } = await replay(winnerOnly('timer'), [meantForTheSecondWait]);
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
-    const consumed = written.filter((c) => c.type === 'step' && c.signal !== undefined);
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify({ winner: 'timer', next: 'second' }) });
+    const consumed = written.filter((c) => c.op === 'step' && c.signal !== undefined);
     assert.deepEqual(consumed.map((c) => c.seq), [3], 'only the wait after the race consumed it');
   });
 });
@@ -116,9 +117,9 @@ describe('a race over a wait evaluated before it', () => {
       signals: [meantForTheSecondWait], now: new Date(NOW), signal: new AbortController().signal, maxPayloadBytes: 1_000_000,
       maxHistorySteps: 100, log: silentLogger, sink: { record: async (cp) => void written.push(cp) },
     });
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify('s') });
-    const race = written.find((c) => c.type === 'step' && c.kind === 'race');
-    assert.equal(race?.type === 'step' && race.output, JSON.stringify({ key: 's', lost: [1] }));
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify('s') });
+    const race = written.find((c) => c.op === 'step' && c.kind === 'race');
+    assert.equal(race?.op === 'step' && race.output, JSON.stringify({ key: 's', lost: [1] }));
   });
 });
 
@@ -140,9 +141,9 @@ describe('replay of a child race whose record was lost after its winner\'s', () 
       now: new Date(NOW), signal: new AbortController().signal, maxPayloadBytes: 1_000_000,
       maxHistorySteps: 100, log: silentLogger, sink: { record: async (cp) => void written.push(cp) },
     });
-    assert.deepEqual(outcome, { kind: 'completed', output: JSON.stringify('kid') });
-    const race = written.find((c) => c.type === 'step' && c.kind === 'race');
-    assert.equal(race?.type === 'step' && race.output, JSON.stringify({ key: 'kid', lost: [0] }));
-    assert.ok(!written.some((c) => c.type === 'step' && c.seq === 0 && c.output !== JSON.stringify({ lost: true })), 'the losing timer is not completed');
+    assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify('kid') });
+    const race = written.find((c) => c.op === 'step' && c.kind === 'race');
+    assert.equal(race?.op === 'step' && race.output, JSON.stringify({ key: 'kid', lost: [0] }));
+    assert.ok(!written.some((c) => c.op === 'step' && c.seq === 0 && c.output !== JSON.stringify({ lost: true })), 'the losing timer is not completed');
   });
 });

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NonRetryableError, RetryAfterError, ValidationError } from '../../src/errors.ts';
-import { toMs } from '../../src/workflow/duration.ts';
+import { toMs } from '../../src/protocol/duration.ts';
 import { DEFAULT_STEP_RETRY, nextDelay } from '../../src/workflow/retry.ts';
 
 describe('durations', () => {

@@ -6,7 +6,8 @@ import { calculateHash } from 'graphile-migrate/dist/hash.js';
 import { SchemaVersionError } from '../../src/errors.ts';
 import { BUNDLE } from '../../src/schema/bundle.generated.ts';
 import { type BundledMigration, functionsHash, migrationHash, parseMigration, parseRevisions, verifyChain } from '../../src/schema/migrations.ts';
-import { renderBundle } from '../../src/schema/sources.ts';
+import { renderBundle, renderSchemaVersion } from '../../src/schema/sources.ts';
+import { SCHEMA_MIGRATION } from '../../src/protocol/schema-version.generated.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
@@ -74,6 +75,12 @@ describe('the generated bundle', () => {
   it('is up to date with migrations/committed and sql/ (run `npm run sql:bundle`)', async () => {
     const current = await readFile(`${root}src/schema/bundle.generated.ts`, 'utf8');
     assert.equal(current, await renderBundle(root));
+  });
+
+  it('is matched by src/protocol/schema-version.generated.ts, the migration clients and workers require (run `npm run sql:bundle`)', async () => {
+    const current = await readFile(`${root}src/protocol/schema-version.generated.ts`, 'utf8');
+    assert.equal(current, await renderSchemaVersion(root));
+    assert.equal(SCHEMA_MIGRATION, BUNDLE.migrations.at(-1)?.id);
   });
 
   it('carries the last revision of sql/revisions.txt, whose hash is that of the bundled functions', async () => {

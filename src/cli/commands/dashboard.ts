@@ -15,11 +15,12 @@ export const dashboard: Command = {
     'base-path': { type: 'string', value: 'PATH', description: 'serve under this path, e.g. /trellis' },
     'read-only': { type: 'boolean', description: 'no actions: browse only' },
   },
-  async run({ options, pool, io, interrupted }) {
+  async run({ options, pool, readPool, io, interrupted }) {
     const port = integer(options.port as string | undefined, 'port', 0, 65535, 4000);
     const stop = interrupted();
     const served = await serveDashboard({
       pool: pool(),
+      readPool: readPool(),
       port,
       host: (options.host as string | undefined) ?? '127.0.0.1',
       basePath: options['base-path'] as string | undefined,

@@ -33,9 +33,9 @@ export const stats: Command = {
   summary: 'show queues (ready, scheduled, running, lag), workers holding runs, and when each workflow version was last served',
   description: 'lag: how long the oldest run that is due has been waiting for a worker. A worker shows here while it holds runs.',
   options: { ...JSON_OPTION },
-  async run({ client, pool, options, io }) {
+  async run({ client, readPool, options, io }) {
     await client();
-    const db = pool();
+    const db = readPool();
     const [queues, workers, workflows] = await Promise.all([
       db.query<QueueRow>(QUEUES), db.query<WorkerRow>(WORKERS), db.query<WorkflowRow>(WORKFLOWS),
     ]);

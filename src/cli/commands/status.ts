@@ -7,9 +7,9 @@ export const status: Command = {
   name: 'status',
   summary: 'show the schema version and run counts by status',
   options: { ...JSON_OPTION },
-  async run({ client, pool, options, io }) {
+  async run({ client, readPool, options, io }) {
     await client();
-    const { rows } = await pool().query<{ status: string; n: number }>(
+    const { rows } = await readPool().query<{ status: string; n: number }>(
       'select status, count(*)::int as n from trellis.runs group by status order by status');
     if (options.json) {
       io.out(toJson({ migration: latestMigration(), runs: Object.fromEntries(rows.map((r) => [r.status, r.n])) }));

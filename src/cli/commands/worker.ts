@@ -1,6 +1,6 @@
 /** `trellis worker <module>`: run a worker for the workflows a module exports, until SIGTERM or SIGINT. */
 import { createWorker } from '../../worker/worker.ts';
-import { consoleLogger, type LogLevel } from '../../workflow/logger.ts';
+import { consoleLogger, type LogLevel } from '../../protocol/logger.ts';
 import { duration, integer, quote } from '../args.ts';
 import type { Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';

@@ -12,11 +12,11 @@
 import { hookClaim, type HookDeliveryRow, hookDone, hookFailed } from '../../db/events.ts';
 import type { Queryable } from '../../db/queryable.ts';
 import { TimeoutError, ValidationError } from '../../errors.ts';
-import { serializeError } from '../../replay/serialize.ts';
+import { serializeError } from '../../protocol/serialize.ts';
 import type { WorkflowDefinition } from '../../workflow/define.ts';
-import { type Duration, toMs } from '../../workflow/duration.ts';
+import { type Duration, toMs } from '../../protocol/duration.ts';
 import { declaredHooks, type HookEvent, type HookName } from '../../workflow/hooks.ts';
-import type { Logger } from '../../workflow/logger.ts';
+import type { Logger } from '../../protocol/logger.ts';
 import { nextDelay, type RetryPolicy } from '../../workflow/retry.ts';
 
 /**
@@ -120,7 +120,7 @@ export class HookLoop {
       };
       await Promise.race([
         // Anything the hook throws, synchronously or not, is its failure.
-        new Promise((resolve) => resolve(fn(event))),
+        new Promise((resolve) => resolve(fn(event, { db: this.o.db }))),
         new Promise((_, reject) => {
           timer = setTimeout(() => {
             const error = new TimeoutError(`${row.hook} hook of ${row.workflow} did not return within ${timeoutMs} ms`);

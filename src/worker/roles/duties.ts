@@ -12,7 +12,7 @@ import type { Queryable } from '../../db/queryable.ts';
 import { runPurgeDue } from '../../db/retention.ts';
 import { ValidationError } from '../../errors.ts';
 import type { CronSchedule } from '../../workflow/cron.ts';
-import { type Duration, toMs } from '../../workflow/duration.ts';
+import { type Duration, toMs } from '../../protocol/duration.ts';
 import type { RoleFunction } from './role-lease.ts';
 import { tickSchedules } from './schedule-ticker.ts';
 

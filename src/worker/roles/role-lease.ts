@@ -15,7 +15,7 @@
 import { roleAcquire, roleRecord, roleRelease, roleRenew } from '../../db/roles.ts';
 import type { Queryable } from '../../db/queryable.ts';
 import { LeaseLostError } from '../../errors.ts';
-import type { Logger } from '../../workflow/logger.ts';
+import type { Logger } from '../../protocol/logger.ts';
 
 /**
  * What a role's function is given.

@@ -5,8 +5,8 @@
  */
 import type { Queryable } from '../../db/queryable.ts';
 import { ValidationError } from '../../errors.ts';
-import { type Duration, toMs } from '../../workflow/duration.ts';
-import type { Logger } from '../../workflow/logger.ts';
+import { type Duration, toMs } from '../../protocol/duration.ts';
+import type { Logger } from '../../protocol/logger.ts';
 import { assertName } from '../../workflow/names.ts';
 import { type RoleFunction, RoleLease } from './role-lease.ts';
 

@@ -54,47 +54,23 @@ export interface SerializedError {
   details?: unknown;
 }
 
-/** A call checkpoint to write (fenced by the worker with the run's token). */
-export interface StepCheckpoint {
-  type: 'step';
-  seq: number;
-  name: string;
-  kind: StepKind;
-  status: StepState;
-  /** JSON text of the output (already size-checked). */
-  output?: string;
-  error?: SerializedError;
-  attempts: number;
-  ms: number;
-  /** The signal this call consumed. */
-  signal?: number;
-  /** Delivery number of the result this checkpoint records (completed or failed calls handed to the code). */
-  delivered?: number;
-}
-
-/** Start a child run and make call `seq` wait on it. */
-export interface ChildStart {
-  type: 'child';
-  seq: number;
-  name: string;
-  child: string;
+/** A run as trellis.run_claim (or run_start_claimed) hands it to a worker: leased, with its history. */
+export interface ClaimedRun {
+  id: string;
   workflow: string;
   version: string;
-  /** JSON text of the child's input. */
-  input: string;
-  key?: string;
-  queue?: string;
-  close: 'cancel' | 'abandon';
-  /** The child run's metadata (the trace context, when tracing is on). */
-  metadata?: Record<string, unknown>;
-}
-
-export type Checkpoint = StepCheckpoint | ChildStart;
-
-/**
- * Where checkpoints go. `record` resolves once the checkpoint has committed
- * (rejects with LeaseLostError if the run is no longer held).
- */
-export interface CheckpointSink {
-  record(checkpoint: Checkpoint): Promise<void>;
+  input: unknown;
+  metadata: Record<string, unknown>;
+  attempt: number;
+  failures: number;
+  lease_token: string;
+  lease_expires_at: Date;
+  history: StepRecord[] | null;
+  execution: number;
+  cancel_requested: boolean;
+  pause_requested: boolean;
+  signals: PendingSignal[] | null;
+  children: Record<string, ChildOutcome> | null;
+  /** trellis.now() at the claim. */
+  now: Date;
 }

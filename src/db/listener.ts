@@ -10,20 +10,20 @@
  * pg-listen drop the connection and reconnect; connecting times out the same
  * way. A dead listener is replaced within about twice the interval.
  */
-import type pg from 'pg';
+import type { ClientConfig } from './pg.ts';
 import * as pgListen from 'pg-listen';
 import type { Options, Subscriber } from 'pg-listen';
 
 // pg-listen is CommonJS with `exports.default`; under ESM the default import
 // is the module object, so take `.default` wherever it sits.
-type CreateSubscriber = (config: pg.ClientConfig, options: Options) => Subscriber;
+type CreateSubscriber = (config: ClientConfig, options: Options) => Subscriber;
 const mod = pgListen as unknown as { default: CreateSubscriber | { default: CreateSubscriber } };
 const createSubscriber: CreateSubscriber = typeof mod.default === 'function' ? mod.default : mod.default.default;
-import { toTrellisError } from '../db/errors.ts';
-import type { Logger } from '../workflow/logger.ts';
+import { toTrellisError } from './errors.ts';
+import type { Logger } from '../protocol/logger.ts';
 
 export interface ListenerOptions {
-  connection: pg.ClientConfig;
+  connection: ClientConfig;
   channels: readonly string[];
   onNotify: (channel: string, payload: string) => void;
   onConnect: () => void;

@@ -1,0 +1,78 @@
+/**
+ * The explicit link between a client and the workers in its process
+ * (docs/decisions/0015-local-hand-off.md, 0023-floors.md): the workers a
+ * start can hand its run to (no NOTIFY, no claim), and the news that a run
+ * ended, so a `result()` waiting in this process looks at once instead of
+ * waiting for the NOTIFY. Each client owns one; a worker joins it with
+ * `createWorker({ client })`. No module-level state: two clients and two
+ * workers in one process are paired only as the app says.
+ */
+import type { ClaimedRun } from './history.ts';
+
+/** A free slot a worker keeps for a run its process is starting. Exactly one of adopt/cancel must follow. */
+export interface Handoff {
+  /** The worker id to lease the run to, for how long, and the queue to start it in. */
+  readonly worker: string;
+  readonly leaseMs: number;
+  readonly queue: string;
+  /** The start committed and leased the run to this worker: execute it. */
+  adopt(run: ClaimedRun): void;
+  /** Nothing was leased (the start failed, or returned a run it did not lease): free the slot. */
+  cancel(): void;
+}
+
+/** A worker as a start in its process sees it. */
+export interface LocalWorker {
+  /** A slot for a run of `workflow@version` in `queue` (undefined: its queue), or undefined if this worker should not take it now. */
+  reserve(workflow: string, version: string, queue: string | undefined): Handoff | undefined;
+}
+
+/**
+ * The link one client shares with the workers that joined it
+ * (`createWorker({ client })`). Internal: apps pass the client, not this.
+ */
+export class LocalHandoff {
+  private readonly workers = new Set<LocalWorker>();
+  private readonly finishListeners = new Set<(runId: string) => void>();
+
+  /**
+   * @param handsOff whether starts may be handed to the joined workers
+   *   (`createClient({ handoff: false })` turns it off; finish news still flows).
+   */
+  constructor(readonly handsOff = true) {}
+
+  /** Make `worker` a hand-off target of this client's starts; returns the undo. */
+  join(worker: LocalWorker): () => void {
+    this.workers.add(worker);
+    return () => void this.workers.delete(worker);
+  }
+
+  /** The first joined worker that keeps a slot for this run, with that slot. */
+  reserve(workflow: string, version: string, queue: string | undefined): Handoff | undefined {
+    if (!this.handsOff) return undefined;
+    for (const worker of this.workers) {
+      const handoff = worker.reserve(workflow, version, queue);
+      if (handoff) return handoff;
+    }
+    return undefined;
+  }
+
+  /** Call `fn` with the id of every run a joined worker ends (after the commit); returns the undo. */
+  onFinish(fn: (runId: string) => void): () => void {
+    this.finishListeners.add(fn);
+    return () => void this.finishListeners.delete(fn);
+  }
+
+  /** A joined worker committed the end of `runId` (completed, failed or cancelled). */
+  finished(runId: string): void {
+    for (const fn of this.finishListeners) fn(runId);
+  }
+}
+
+/**
+ * What `createWorker({ client })` takes: anything that carries a client's
+ * link, in practice a `Client`. Declared here so worker/ need not import client/.
+ */
+export interface HandoffSource {
+  readonly localHandoff: LocalHandoff;
+}

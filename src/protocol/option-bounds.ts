@@ -1,0 +1,22 @@
+/** Range checks shared by the option resolvers of the client and the worker: out of range is a ValidationError. */
+import { ValidationError } from '../errors.ts';
+import { type Duration, toMs } from './duration.ts';
+
+/** A bound in milliseconds as an error message says it. */
+export const humanMs = (ms: number): string => (ms >= 86_400_000 ? `${ms / 86_400_000} day` : ms >= 3_600_000 ? `${ms / 3_600_000} hour`
+  : ms >= 1000 ? `${ms / 1000}s` : `${ms}ms`);
+
+/** `value` if it is an integer in [min, max]. */
+export function integerIn(value: unknown, name: string, [min, max]: readonly [number, number]): number {
+  if (typeof value !== 'number' || !Number.isInteger(value) || value < min || value > max) {
+    throw new ValidationError(`${name} must be an integer from ${min} to ${max}`);
+  }
+  return value;
+}
+
+/** `value` in milliseconds if it is a duration in [min, max] ms. */
+export function durationIn(value: Duration, name: string, [min, max]: readonly [number, number]): number {
+  const ms = toMs(value, name);
+  if (ms < min || ms > max) throw new ValidationError(`${name} must be from ${humanMs(min)} to ${humanMs(max)}`);
+  return ms;
+}

@@ -1,0 +1,443 @@
+/**
+ * The state of one execution's deterministic replay over its history. Pure: no pg. The worker
+ * hands in the recorded calls of the run's current execution, its pending
+ * signals and finished children, and a checkpoint sink; it gets back what the
+ * run wants next (complete, fail, wait, release, pause, cancelled, continue).
+ *
+ * Calls are identified by call order (`seq`): each `ctx.*` call takes its
+ * number synchronously, and results reach the code one per turn in the
+ * recorded delivery order (delivery.ts), so inside loops and `Promise.all`
+ * the code makes its calls in the same order on every replay. A step body
+ * never starts before every earlier checkpoint of the run has committed (the
+ * barrier), so a step's inputs are always durable. When every
+ * piece of the workflow is blocked on a timer, signal or child, the execution
+ * is quiescent and ends with a `wait` outcome: the worker is released.
+ */
+import { AsyncLocalStorage } from 'node:async_hooks';
+import { CancelledError, ChildFailedError, DatabaseError, HistoryLimitError, LeaseLostError, NonDeterminismError, ValidationError } from '../errors.ts';
+import type { WorkflowContext } from '../workflow/context.ts';
+import type { WorkflowDefinition } from '../workflow/define.ts';
+import { childLogger, type Logger } from '../protocol/logger.ts';
+import { assertName } from '../workflow/names.ts';
+import { nextDelay } from '../workflow/retry.ts';
+import { validate } from '../workflow/standard-schema.ts';
+import type { StepAbort } from './step-abort.ts';
+import { RaceLostError, raceLost, type Wait } from './waits.ts';
+import { Deliveries } from './delivery.ts';
+import type { ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from '../protocol/history.ts';
+import type { Checkpoint, CheckpointSink, EndOp } from '../protocol/checkpoint.ts';
+import type { ExecutionObserver } from './observer.ts';
+import { encodeJson, serializeError } from '../protocol/serialize.ts';
+import { isEndRunCancelled, type HookRunInfo, type WorkflowInterceptors } from '../workflow/run-control.ts';
+
+export interface ExecuteOptions {
+  runId: string;
+  definition: WorkflowDefinition;
+  input: unknown;
+  attempt: number;
+  failures: number;
+  metadata: Record<string, unknown>;
+  history: readonly StepRecord[] | null;
+  sink: CheckpointSink;
+  /** Aborted when the worker stops executing this run (lease lost, shutdown). */
+  signal: AbortSignal;
+  /**
+   * Asked before each step body begins: false when the worker's own view of
+   * the lease has run out (it then aborts `signal`), so a process that did
+   * not run for a while (stopped, a blocked event loop) begins no body of a
+   * run another process may have taken over.
+   */
+  leaseHeld?: () => boolean;
+  maxPayloadBytes: number;
+  maxHistorySteps: number;
+  log: Logger;
+  /** The run's execution number (continue-as-new increments it; default 1). */
+  execution?: number;
+  /** Engine time (trellis.now()) when the run was claimed; the execution's clock runs from it. */
+  now?: Date;
+  signals?: readonly PendingSignal[] | null;
+  children?: Readonly<Record<string, ChildOutcome>> | null;
+  cancelRequested?: boolean;
+  pauseRequested?: boolean;
+  /** Called before a child run of `definition` is started (the worker registers it). */
+  register?: (definition: WorkflowDefinition) => Promise<void>;
+  /** Metrics and tracing (src/observability); none when both are off. */
+  observer?: ExecutionObserver;
+}
+
+export type Outcome =
+  | EndOp
+  /** Nothing may be written for this execution (its lease is lost, the worker stops, a database fault). */
+  | { op: 'abandoned'; reason: unknown };
+
+/**
+ * How stats, metrics, traces and logs name an outcome: the run status an
+ * end op leads to where it names one (`complete` → completed, `fail` →
+ * failed), else the op itself.
+ */
+export type OutcomeName = 'completed' | 'failed' | 'cancelled' | 'release' | 'wait' | 'pause' | 'continue' | 'abandoned';
+
+export function outcomeName(outcome: Outcome): OutcomeName {
+  return outcome.op === 'complete' ? 'completed' : outcome.op === 'fail' ? 'failed' : outcome.op;
+}
+
+/**
+ * The workflow function awaits something that no durable call will settle:
+ * nothing runs, nothing waits, and it has not returned. The run fails with
+ * this error instead of holding its worker slot forever. A kind of
+ * non-determinism: workflow code must await only `ctx` calls.
+ */
+export class WorkflowStuckError extends NonDeterminismError {
+  constructor(message: string) {
+    super(message);
+    this.name = 'WorkflowStuckError';
+  }
+}
+
+const WORKFLOW_RETRY_DEFAULTS = { maxAttempts: 1, backoff: 'exponential', initialDelay: 1000, factor: 2, maxDelay: 300_000, jitter: 0.2 } as const;
+
+/** A durable wait (timer, signal, child) blocked until the run is resumed. */
+export interface BlockedWait {
+  deadline: number | null;
+  fail: (error: unknown) => void;
+  shielded: boolean;
+}
+
+export function never<T>(): Promise<T> {
+  return new Promise<T>(() => {});
+}
+
+/**
+ * The replay of one execution: its history, its calls so far, its waits and
+ * attempts, and how it ends. The `ctx.*` calls live in context.ts and
+ * attempt.ts; executor.ts starts it.
+ */
+export class Replay {
+  seq = 0;
+  readonly history = new Map<number, StepRecord>();
+  /** The highest call number in the history (-1: none). */
+  private lastRecorded = -1;
+  readonly writes = new Set<Promise<void>>();
+  readonly attempts = new Set<Promise<unknown>>();
+  readonly blocked = new Map<number, BlockedWait>();
+  /** The abort handles of the step attempts in flight. */
+  readonly controllers = new Set<{ controller: StepAbort; shielded: boolean }>();
+  readonly consumed = new Set<number>();
+  /** Waits of this execution that began completing so far (orders them for a race). */
+  completions = 0;
+  /**
+   * Waits that lost a race (in this execution or, by the race's record or
+   * their 'lost' mark, in the history): they never block, complete or
+   * consume anything; awaiting one throws RaceLostError.
+   */
+  readonly disarmed = new Set<number>();
+  readonly shield = new AsyncLocalStorage<boolean>();
+  /** The durable wait behind each wait promise, so `race` can claim and disarm it. */
+  readonly waits = new WeakMap<Promise<unknown>, Wait>();
+  /** Results on their way to the code, in delivery order (recorded ones first). */
+  readonly deliveries: Deliveries;
+  cancelRequested: boolean;
+  pauseRequested: boolean;
+  halted: Outcome | undefined;
+  readonly log: Logger;
+  private resolveHalt!: (outcome: Outcome) => void;
+  private readonly haltPromise = new Promise<Outcome>((resolve) => {
+    this.resolveHalt = resolve;
+  });
+  private readonly startedAt = performance.now();
+  private readonly claimNow: number;
+  private quiescenceCheck = false;
+  /** The workflow function has returned or thrown: no more parking. */
+  private settled = false;
+
+  constructor(readonly o: ExecuteOptions) {
+    for (const rec of o.history ?? []) {
+      this.history.set(rec.seq, rec);
+      if (rec.seq > this.lastRecorded) this.lastRecorded = rec.seq;
+      const output = rec.output as { lost?: unknown } | null;
+      if (rec.kind === 'race' && rec.status === 'completed' && Array.isArray(output?.lost)) {
+        for (const seq of output.lost) if (typeof seq === 'number') this.disarmed.add(seq);
+      }
+      if ((rec.kind === 'sleep' || rec.kind === 'signal') && rec.status === 'completed' && output?.lost === true) this.disarmed.add(rec.seq);
+    }
+    this.claimNow = o.now?.getTime() ?? Date.now();
+    this.cancelRequested = o.cancelRequested ?? false;
+    this.pauseRequested = o.pauseRequested ?? false;
+    this.log = childLogger(o.log, { runId: o.runId, workflow: o.definition.name });
+    this.deliveries = new Deliveries(o.history ?? [], {
+      halted: () => this.halted !== undefined,
+      delivered: () => this.scheduleQuiescenceCheck(),
+      skipped: (numbers) => this.log.warn('replay: recorded results whose calls were not made are handed back when called', { deliveries: numbers }),
+    });
+  }
+
+  /** Engine time now: the claim's trellis.now() plus the time elapsed since. */
+  dbNow(): number {
+    return Math.round(this.claimNow + (performance.now() - this.startedAt));
+  }
+
+  /** The code has not yet passed the last recorded call: it is replaying what an earlier execution did (ctx.log is silent). */
+  get replaying(): boolean {
+    return this.seq <= this.lastRecorded;
+  }
+
+  get shielded(): boolean {
+    return this.shield.getStore() === true;
+  }
+
+  /** Run the workflow function with `ctx` (built by context.ts) to this execution's outcome. */
+  async run(ctx: WorkflowContext): Promise<Outcome> {
+    const { definition, signal } = this.o;
+    const onAbort = () => {
+      this.halt({ op: 'abandoned', reason: signal.reason });
+      // Lease lost or shutdown: every attempt stops, shielded or not.
+      for (const c of this.controllers) c.controller.abort(signal.reason);
+    };
+    if (signal.aborted) return { op: 'abandoned', reason: signal.reason };
+    signal.addEventListener('abort', onAbort, { once: true });
+    try {
+      let input: unknown;
+      try {
+        input = await validate(definition.input, this.o.input, `input of ${definition.name}`);
+      } catch (error) {
+        return { op: 'fail', error: serializeError(error) };
+      }
+      // Before the first call and its quiescence check: an async hook cannot look stuck.
+      if (definition.interceptors?.beforeWorkflow) await this.hook('beforeWorkflow', this.hookInfo());
+      this.deliveries.begin(); // the start is the first turn
+      const body = (async () => definition.fn(ctx, input))().then(
+        (value) => ({ ok: true as const, value }),
+        (error: unknown) => ({ ok: false as const, error }),
+      );
+      this.scheduleQuiescenceCheck();
+      const first = await Promise.race([body, this.haltPromise]);
+      if ('op' in first || this.halted) return await this.settleHalt();
+      this.settled = true;
+      if (definition.interceptors?.afterWorkflow) await this.hook('afterWorkflow', this.hookInfo(), first.ok ? undefined : first.error, first.ok ? first.value : undefined);
+      // The end is reported while the last checkpoints may still be queued:
+      // the worker writes it after them (often in the same transaction), and
+      // the committer refuses it if any of them failed; `settle()` then says why.
+      if (this.cancelRequested) return this.cancelledOutcome(first.ok ? undefined : first.error);
+      return first.ok ? await this.finish(first.value) : this.failure(first.error);
+    } finally {
+      signal.removeEventListener('abort', onAbort);
+    }
+  }
+
+  requestCancel(reason = 'run cancelled'): void {
+    if (this.cancelRequested || this.halted) return;
+    this.cancelRequested = true;
+    this.log.info('cancellation requested', { reason });
+    this.deliveries.begin(); // a turn of its own: no delivery while the code reacts
+    const error = new CancelledError(reason);
+    for (const c of this.controllers) if (!c.shielded) c.controller.abort(error);
+    for (const [seq, wait] of this.blocked) {
+      if (wait.shielded) continue;
+      this.blocked.delete(seq);
+      wait.fail(error);
+    }
+  }
+
+  requestPause(): void {
+    if (this.pauseRequested || this.halted) return;
+    this.pauseRequested = true;
+    this.scheduleQuiescenceCheck();
+  }
+
+  /** Let running attempts record what they finished, then report the halt. */
+  private async settleHalt(): Promise<Outcome> {
+    await Promise.allSettled([...this.attempts]);
+    await this.settleWrites();
+    return this.halted as Outcome;
+  }
+
+  async settleWrites(): Promise<void> {
+    while (this.writes.size) await Promise.allSettled([...this.writes]);
+  }
+
+  private cancelledOutcome(error: unknown): Outcome {
+    const cause = error instanceof CancelledError ? error : new CancelledError('run cancelled');
+    return { op: 'cancelled', error: serializeError(cause) };
+  }
+
+  private async finish(value: unknown): Promise<Outcome> {
+    const extra = [...this.history.keys()].filter((seq) => seq >= this.seq);
+    if (extra.length) {
+      return this.nondeterministic(
+        `the workflow returned after ${this.seq} durable calls but the history holds calls up to #${Math.max(...extra)}`,
+      );
+    }
+    try {
+      const output = this.o.definition.output
+        ? await validate(this.o.definition.output, value, `output of ${this.o.definition.name}`)
+        : value;
+      return { op: 'complete', output: encodeJson(output, `output of ${this.o.definition.name}`, this.o.maxPayloadBytes) };
+    } catch (error) {
+      return { op: 'fail', error: serializeError(error) };
+    }
+  }
+
+  hookInfo(): HookRunInfo {
+    return { runId: this.o.runId, workflow: this.o.definition.name, version: this.o.definition.version, attempt: this.o.attempt, input: this.o.input };
+  }
+
+  /** Call one in-process hook of the definition; a hook that throws is logged, never fails the run. */
+  async hook<K extends keyof WorkflowInterceptors>(name: K, ...args: Parameters<NonNullable<WorkflowInterceptors[K]>>): Promise<void> {
+    const fn = this.o.definition.interceptors?.[name] as ((...a: unknown[]) => unknown) | undefined;
+    if (!fn) return;
+    try {
+      await fn(...args);
+    } catch (error) {
+      this.log.warn(`${name} hook threw`, { error: String(error) });
+    }
+  }
+
+  private failure(error: unknown): Outcome {
+    // The workflow ended itself as cancelled (a state machine's cancel).
+    if (isEndRunCancelled(error)) return { op: 'cancelled', error: serializeError(new CancelledError(error.message)) };
+    if (error instanceof ValidationError || error instanceof NonDeterminismError || error instanceof ChildFailedError
+      || error instanceof RaceLostError) {
+      return { op: 'fail', error: serializeError(error) };
+    }
+    const delay = nextDelay(this.o.definition.retry, this.o.failures + 1, error, WORKFLOW_RETRY_DEFAULTS);
+    if (delay === null) return { op: 'fail', error: serializeError(error) };
+    this.log.warn('workflow attempt failed, retrying', { delayMs: delay, error: String(error) });
+    return { op: 'release', delay_ms: delay, error: serializeError(error), failure: true };
+  }
+
+  halt(outcome: Outcome): void {
+    if (this.halted) return;
+    this.halted = outcome;
+    this.resolveHalt(outcome);
+  }
+
+  nondeterministic(message: string): Outcome {
+    const error = new NonDeterminismError(
+      `run ${this.o.runId} (${this.o.definition.name}@${this.o.definition.version}): ${message}. ` +
+        'The code changed under a running run; deploy such changes as a new workflow version.',
+    );
+    this.log.error(error.message);
+    return { op: 'fail', error: serializeError(error) };
+  }
+
+  /**
+   * Take the next call number and check it against the history. Undefined
+   * means the execution has halted (or just did): the call must not proceed.
+   */
+  next(kind: StepKind, name: string): { seq: number; rec: StepRecord | undefined } | undefined {
+    assertName(name, kind === 'signal' ? 'signal' : 'step');
+    const seq = this.seq++;
+    if (this.halted) return undefined;
+    if (seq >= this.o.maxHistorySteps) {
+      this.halt({
+        op: 'fail',
+        error: serializeError(new HistoryLimitError(
+          `run ${this.o.runId} reached the history limit of ${this.o.maxHistorySteps} calls (trellis.settings max_history_steps)`,
+        )),
+      });
+      return undefined;
+    }
+    const rec = this.history.get(seq);
+    if (rec && (rec.kind !== kind || rec.name !== name)) {
+      this.halt(this.nondeterministic(`call #${seq} is ${kind} "${name}" but the history has ${rec.kind} "${rec.name}"`));
+      return undefined;
+    }
+    if (this.pauseRequested && rec?.status !== 'completed' && rec?.status !== 'failed') {
+      this.halt({ op: 'pause' });
+      return undefined;
+    }
+    return { seq, rec };
+  }
+
+  write(checkpoint: Checkpoint): Promise<void> {
+    const promise = this.o.sink.record(checkpoint);
+    this.writes.add(promise);
+    promise.then(
+      () => {
+        this.writes.delete(promise);
+        this.scheduleQuiescenceCheck();
+      },
+      (error: unknown) => {
+        this.writes.delete(promise);
+        // Only the workflow's own errors fail a run: a lost lease or a
+        // database fault the worker could not retry away gives it up here.
+        if (error instanceof LeaseLostError || error instanceof DatabaseError) this.halt({ op: 'abandoned', reason: error });
+        else this.halt({ op: 'fail', error: serializeError(error) });
+      },
+    );
+    return promise;
+  }
+
+  /** Wait until every checkpoint queued so far has settled (a failed one halts the run). */
+  async barrier(): Promise<void> {
+    await this.settleWrites();
+  }
+
+  /** Track a step attempt (body plus its checkpoint) until it settles. */
+  track<T>(attempt: Promise<T>): Promise<T> {
+    this.attempts.add(attempt);
+    // The bookkeeping branch must not surface the attempt's rejection a second
+    // time: the caller handles it (an unhandled rejection would crash the worker).
+    attempt.finally(() => {
+      this.attempts.delete(attempt);
+      this.scheduleQuiescenceCheck();
+    }).catch(() => undefined);
+    return attempt;
+  }
+
+  /** Register a blocked wait; returns a promise that only cancellation (or losing a race) settles in this execution. */
+  block<T>(seq: number, deadline: number | null): Promise<T> {
+    if (this.disarmed.has(seq)) return Promise.reject(raceLost(seq, `#${seq}`));
+    if (this.cancelRequested && !this.shielded) return Promise.reject(new CancelledError('run cancelled'));
+    return new Promise<T>((_, reject) => {
+      this.blocked.set(seq, { deadline, fail: reject, shielded: this.shielded });
+      this.scheduleQuiescenceCheck();
+    });
+  }
+
+  /** A wait lost a race: it never blocks again, and a blocked one fails with `error`. */
+  disarm(seq: number, error: unknown): void {
+    this.disarmed.add(seq);
+    const wait = this.blocked.get(seq);
+    if (!wait) return;
+    this.blocked.delete(seq);
+    wait.fail(error);
+  }
+
+  /**
+   * After the workflow's microtasks have run: if nothing can make progress in
+   * this process (no attempt, no write, no delivery due), park the run when
+   * something is blocked; when nothing is, the function awaits something no durable call
+   * will ever settle, and the run fails (WorkflowStuckError) instead of
+   * holding its worker slot forever.
+   */
+  scheduleQuiescenceCheck(): void {
+    if (this.quiescenceCheck || this.halted || this.settled) return;
+    this.quiescenceCheck = true;
+    setImmediate(() => {
+      this.quiescenceCheck = false;
+      if (this.halted || this.settled || this.attempts.size || this.writes.size) return;
+      // A result is due: another check follows its delivery.
+      if (!this.deliveries.idle()) return;
+      if (this.deliveries.unstick()) return this.scheduleQuiescenceCheck();
+      if (this.pauseRequested) return this.halt({ op: 'pause', seen_cancel: this.cancelRequested });
+      if (!this.blocked.size) return this.halt(this.stuck());
+      const deadlines = [...this.blocked.values()].map((w) => w.deadline).filter((d): d is number => d !== null);
+      const delayMs = deadlines.length ? Math.max(0, Math.min(...deadlines) - this.dbNow()) : null;
+      const signal = Math.max(0, ...(this.o.signals ?? []).map((s) => s.id));
+      this.halt({ op: 'wait', delay_ms: delayMs, signal, seen_cancel: this.cancelRequested });
+    });
+  }
+
+  private stuck(): Outcome {
+    const error = new WorkflowStuckError(
+      `run ${this.o.runId} (${this.o.definition.name}@${this.o.definition.version}) is stuck: its function has not returned, ` +
+        'but no step is running and no durable wait is blocked. It awaits something that will never settle here ' +
+        '(a promise that is not a ctx call, such as a bare setTimeout, I/O outside a step, or a never-settling promise). ' +
+        'Await only ctx calls in workflow code.',
+    );
+    this.log.error(error.message);
+    return { op: 'fail', error: serializeError(error) };
+  }
+
+}

@@ -1,0 +1,57 @@
+/**
+ * F13: workflow code changed under running runs. Worker processes with
+ * version 1 of the code record the first step of each run and park it on a
+ * durable sleep; they are stopped and processes with version 2 take over.
+ * fh-change-x's version 2 renames the recorded first step (replay must
+ * refuse: non-determinism); fh-change-y's version 2 changes only what comes
+ * after its recorded calls (it must go on). Quick: 20 + 20 runs; full:
+ * 200 + 200. Figures: non-determinism detected (x runs failed with it) and
+ * false positives (y runs failed).
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
+import { Harness, scale } from './harness/harness.ts';
+import { assertClean, checkInvariants } from './harness/invariants.ts';
+
+const EACH = scale(20, 200);
+
+let db: TestDatabase;
+let h: Harness;
+before(async () => {
+  db = await freshDatabase();
+  h = new Harness(db.url, db.pool, { env: { LEASE_MS: '5000', POLL_MS: '250' } });
+  await h.setUp();
+});
+after(async () => {
+  await h?.close();
+  await db?.close();
+});
+
+describe('F13: workflow code changed under running runs', () => {
+  it('detects every incompatible change and refuses no compatible one', async () => {
+    const old = await Promise.all([h.spawn({ CODE_VERSION: '1' }), h.spawn({ CODE_VERSION: '1' })]);
+    await h.startMany('fh-change-x', EACH, () => ({ ms: 2000 }));
+    await h.startMany('fh-change-y', EACH, () => ({ ms: 2000 }));
+    await waitFor(async () => (await db.pool.query(`select count(*)::int as n from trellis.runs where status = 'waiting'`)).rows[0].n === 2 * EACH,
+      { what: 'every run asleep after its first step', timeout: 60_000 });
+    for (const w of old) w.child.kill('SIGTERM');
+    await Promise.all(old.map((w) => w.exited));
+    await Promise.all([h.spawn({ CODE_VERSION: '2' }), h.spawn({ CODE_VERSION: '2' })]);
+    await h.waitAllEnded({ timeout: scale(60_000, 300_000) });
+
+    const { rows } = await db.pool.query<{ workflow: string; status: string; output: unknown; error: { name?: string; message?: string } | null }>(
+      'select workflow, status, output, error from trellis.runs');
+    const x = rows.filter((r) => r.workflow === 'fh-change-x');
+    const y = rows.filter((r) => r.workflow === 'fh-change-y');
+    const detected = x.filter((r) => r.status === 'failed' && /determinis/i.test(JSON.stringify(r.error))).length;
+    const falsePositives = y.filter((r) => r.status !== 'completed').length;
+    console.log(`# F13 ${scale('quick', 'full')}: non-determinism detected ${detected}/${EACH} (${(100 * detected / EACH).toFixed(0)}%), ` +
+      `false positives ${falsePositives}/${EACH}; x error: ${JSON.stringify(x[0]?.error).slice(0, 200)}`);
+    assert.equal(detected, EACH, 'every run whose recorded call changed is refused');
+    assert.equal(falsePositives, 0);
+    assert.ok(y.every((r) => r.output === 'y2'), 'the y runs finished on version 2');
+    assertClean(await checkInvariants(db.pool, { mayFail: ['fh-change-x'] }), 'F13');
+  });
+});
