@@ -61,8 +61,20 @@ describe('F4: a lease expiring under a worker still running', () => {
     }
 
     // A step that blocks the event loop of its process (a third one) for three leases.
+    // The other two processes are stopped while the blocker claims these
+    // runs (else they could take all of them and nothing would block), and
+    // continued once it is inside a blocking body, to take its runs over.
     const c = await h.spawn({ BLOCKER: '1' });
+    a!.child.kill('SIGSTOP');
+    b!.child.kill('SIGSTOP');
     const blocked = await h.startMany('fh-steps', BLOCKED, (n) => ({ n, block: 3 * LEASE_MS }));
+    await waitFor(async () => {
+      const { rows } = await db.pool.query(`select 1 from public.effects where run_id = any($1::uuid[]) and step = 'two' and pid = $2 limit 1`,
+        [blocked, c.pid]);
+      return rows.length > 0 || undefined;
+    }, { what: 'the blocker inside a blocking step body', timeout: 60_000 });
+    a!.child.kill('SIGCONT');
+    b!.child.kill('SIGCONT');
     await h.waitAllEnded({ timeout: scale(120_000, 300_000) });
     const { rows: [loop] } = await db.pool.query<{ n: number }>(`select count(distinct r.id)::int as n from trellis.runs r
       join public.effects e on e.run_id = r.id and e.step = 'two' and e.pid = $2
