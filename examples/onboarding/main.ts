@@ -17,64 +17,16 @@
  * Days pass in milliseconds on the test kit's virtual clock.
  *
  *   npx tsx examples/onboarding/main.ts
+ * The machine itself is in machine.ts (a module without side effects, which
+ * `trellis diagram --machine onboarding --module examples/onboarding/machine.ts`
+ * can load).
  * Creates its database on DATABASE_URL's server when set, else on an
  * embedded PostgreSQL.
  */
-import { z } from 'zod';
-import { defineWorkflow, IllegalTransitionError, type RunEvent } from '../../src/index.ts';
-import { connectMachine, defineStateMachine, machineConnectorStep, machineDiagram, outboxConnector } from '../../src/models.ts';
+import { IllegalTransitionError } from '../../src/index.ts';
+import { connectMachine, machineConnectorStep, machineDiagram } from '../../src/models.ts';
 import { createTestEnv } from '../../src/testing/index.ts';
-
-const Status = z.enum(['created', 'emailed', 'reminded', 'verified', 'welcomed', 'abandoned']);
-const Signup = z.object({
-  email: z.string().email(),
-  code: z.string(),
-  signedUpAt: z.string(),
-  mails: z.array(z.string()),
-});
-
-// A sign-up form handled by an ordinary workflow; its completed events carry its output.
-const signupForm = defineWorkflow({ name: 'signup-form', input: z.object({ email: z.string().email() }), eventPayloads: true },
-  async (ctx, { email }) => ctx.step('store', () => ({ email, code: email.slice(0, 2).toUpperCase() })));
-
-const sent: string[] = [];
-let hooked: () => void = () => undefined;
-const adaHooked = new Promise<void>((resolve) => (hooked = resolve));
-const mail = (to: string, what: string) => sent.push(`${what} -> ${to}`);
-
-export const onboarding = defineStateMachine({ name: 'onboarding', status: Status, object: Signup })
-  .step('created', (run) => {
-    mail(run.object.email, `verify with code ${run.object.code}`);
-    run.object.mails.push('verify');
-    return 'emailed';
-  }, 'emailed')
-  // The link in the mail calls back with the code it carries.
-  .callback('emailed', (run, payload) => ((payload as { code?: string }).code === run.object.code ? 'verified' : run.skip()), 'verified')
-  .timeout('emailed', { after: '2 days' }, (run) => {
-    mail(run.object.email, 'reminder');
-    run.object.mails.push('reminder');
-    return 'reminded';
-  }, 'reminded')
-  .callback('reminded', (run, payload) => ((payload as { code?: string }).code === run.object.code ? 'verified' : run.skip()), 'verified')
-  // A week after sign-up, whenever the reminder went out.
-  .timeout('reminded', { at: (run) => new Date(Date.parse(run.object.signedUpAt) + 7 * 86_400_000) }, () => 'abandoned', 'abandoned')
-  .step('verified', (run) => {
-    mail(run.object.email, 'welcome');
-    run.object.mails.push('welcome');
-    return 'welcomed';
-  }, 'welcomed')
-  .onComplete(({ foreignId, status }) => {
-    console.log(`hook: ${foreignId} completed in ${status}`);
-    if (foreignId === 'user-ada') hooked();
-  })
-  // Each completed sign-up form (run key: the user id) starts the user's onboarding.
-  .connector(outboxConnector({ name: 'forms-to-onboarding', workflows: ['signup-form'], kinds: ['completed'] }), (event, api) => {
-    const form = event.payload as RunEvent;
-    const { email, code } = form.body.output as { email: string; code: string };
-    return api.trigger(event.foreignId, { object: { email, code, signedUpAt: form.createdAt.toISOString(), mails: [] } });
-  })
-  .deleteData((object) => ({ ...object, email: 'deleted@invalid', code: '' }))
-  .build();
+import { adaHooked, onboarding, sent, signupForm } from './machine.ts';
 
 console.log(machineDiagram(onboarding));
 

@@ -35,6 +35,33 @@ async function registerTsx(path: string): Promise<boolean> {
 }
 
 /**
+ * Import the user's module `module` (relative to `cwd`): its namespace. A
+ * missing file, or a .ts one without tsx in its project, is a UsageError.
+ *
+ * @example
+ * const namespace = await importModule('dist/workflows.js');
+ */
+export async function importModule(module: string, cwd = process.cwd()): Promise<Record<string, unknown>> {
+  const path = resolve(cwd, module);
+  if (!existsSync(path)) throw new UsageError(`module ${quote(module)} does not exist`);
+  const url = pathToFileURL(path).href;
+  try {
+    return await import(url);
+  } catch (error) {
+    const code = (error as { code?: string }).code;
+    if (code === 'ERR_UNSUPPORTED_DIR_IMPORT' || (code === 'ERR_UNKNOWN_FILE_EXTENSION' && !TS.has(extname(path)))) {
+      throw new UsageError(`${quote(module)} is not a JavaScript or TypeScript module`);
+    }
+    if (!TS.has(extname(path)) || code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
+    if (!(await registerTsx(path))) {
+      throw new UsageError(`${quote(module)} is TypeScript: install tsx in its project (npm install -D tsx) or compile it to JavaScript`);
+    }
+    // Another URL: node remembers the failed import of the first one.
+    return await import(`${url}?ts`);
+  }
+}
+
+/**
  * The workflow definitions `module` exports: each exported definition, and
  * each one in an exported array (a default export included), once.
  *
@@ -43,21 +70,7 @@ async function registerTsx(path: string): Promise<boolean> {
  * await createWorker({ connectionString, workflows }).start();
  */
 export async function loadWorkflows(module: string, cwd = process.cwd()): Promise<WorkflowDefinition[]> {
-  const path = resolve(cwd, module);
-  if (!existsSync(path)) throw new UsageError(`module ${quote(module)} does not exist`);
-  const url = pathToFileURL(path).href;
-  let namespace: Record<string, unknown>;
-  try {
-    namespace = await import(url);
-  } catch (error) {
-    const code = (error as { code?: string }).code;
-    if (!TS.has(extname(path)) || code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
-    if (!(await registerTsx(path))) {
-      throw new UsageError(`${quote(module)} is TypeScript: install tsx in its project (npm install -D tsx) or compile it to JavaScript`);
-    }
-    // Another URL: node remembers the failed import of the first one.
-    namespace = await import(`${url}?ts`);
-  }
+  const namespace = await importModule(module, cwd);
   const found = new Set<WorkflowDefinition>();
   for (const value of Object.values(namespace)) {
     if (isWorkflow(value)) found.add(value);

@@ -4,6 +4,8 @@
  * output, exit codes, and bad arguments that change nothing.
  */
 import assert from 'node:assert/strict';
+import { readFile } from 'node:fs/promises';
+import { fileURLToPath } from 'node:url';
 import { after, before, describe, it } from 'node:test';
 import { captureIo } from '../../src/cli/io.ts';
 import { main } from '../../src/cli/main.ts';
@@ -186,6 +188,45 @@ describe('trellis ls, show, diagram and stats', () => {
     ].join('\n'));
     assert.equal((await cli('diagram', '--template', 'cli-pipeline', '--template-version', '9')).code, 3, 'an unknown version');
     assert.equal((await cli('diagram')).code, 2, 'neither a run nor a template');
+  });
+
+  it('diagram --machine draws the state machine a module exports, as its README shows', async () => {
+    const module = fileURLToPath(new URL('../../examples/onboarding/machine.ts', import.meta.url));
+    const readme = await readFile(new URL('../../examples/onboarding/README.md', import.meta.url), 'utf8');
+    const expected = /```mermaid\n([\s\S]*?)```/.exec(readme)?.[1];
+    assert.ok(expected?.startsWith('stateDiagram-v2\n'), 'the README shows the machine');
+    const drawn = await cli('diagram', '--machine', 'onboarding', '--module', module);
+    assert.equal(drawn.code, 0, drawn.err);
+    assert.equal(drawn.out, expected);
+    // No database is needed for a definition.
+    const io = captureIo({});
+    assert.equal(await main(['diagram', '--machine', 'onboarding', '--module', module, '--markdown'], io), 0, io.stderr);
+    assert.equal(io.stdout, `\`\`\`mermaid\n${expected}\`\`\`\n`);
+  });
+
+  it('diagram --machine refuses a bad module or name with exit 2 and one line', async () => {
+    const module = fileURLToPath(new URL('../../examples/onboarding/machine.ts', import.meta.url));
+    const fixtures = fileURLToPath(new URL('../fixtures/', import.meta.url));
+    const refused = async (args: string[], message: RegExp) => {
+      const r = await cli('diagram', ...args);
+      assert.equal(r.code, 2, `${args.join(' ')}: ${r.err}`);
+      assert.equal(r.out, '');
+      assert.equal(r.err.trim().split('\n').length, 1, r.err);
+      assert.match(r.err, message);
+      return r.err;
+    };
+    await refused(['--machine', 'onboarding', '--module', 'no/such/module.ts'], /^trellis diagram: module "no\/such\/module\.ts" does not exist/);
+    await refused(['--machine', 'onboarding', '--module', fixtures], /is not a JavaScript or TypeScript module/);
+    await refused(['--machine', 'onboarding', '--module', `${fixtures}cli-workflows.ts`],
+      /exports no state machine named "onboarding" \(it exports none/);
+    await refused(['--machine', "x'; drop table trellis.runs; --\"", '--module', module],
+      /exports no state machine named "x'; drop table trellis\.runs; --\\"" \(it exports "onboarding"\)/);
+    const long = await refused(['--machine', 'm'.repeat(5000), '--module', module], /named "m{60}…"/);
+    assert.ok(long.length < 400 + module.length, 'a bounded prefix of the name');
+    await refused(['--machine', 'onboarding'], /--machine and --module go together/);
+    await refused(['--module', module], /give one of a run id, --template NAME or --machine NAME/);
+    await refused(['--machine', 'onboarding', '--module', module, '--template', 'cli-pipeline'], /give one of/);
+    assert.equal((await db.pool.query(`select to_regclass('trellis.runs') is not null as ok`)).rows[0].ok, true);
   });
 
   it('stats shows queues and workflows; --json has the numbers', async () => {
