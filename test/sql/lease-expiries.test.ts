@@ -147,6 +147,20 @@ describe('lease expiries without progress', () => {
     }
   });
 
+  it('counts a lease given back by run_release_owned (a worker restarted under the same id) as an expiry', async () => {
+    const id = await start('stable');
+    for (let i = 1; i <= 5; i++) {
+      assert.ok(await claim('stable', 'stable-id'), `claim ${i}`);
+      const { rows } = await sql(`select trellis.run_release_owned('stable-id', '{}') as n`);
+      assert.equal(rows[0].n, 1);
+    }
+    const r = await run(id);
+    assert.deepEqual([r.status, r.lease_expiries, r.error.name], ['paused', 5, 'LeaseExpiredError']);
+    const { rows: events } = await sql(`select kind, body->>'reason' as reason from trellis.events where run_id = $1 and kind in ('released', 'paused') order by id`, [id]);
+    assert.deepEqual(events.at(-1), { kind: 'paused', reason: 'lease unknown to its worker' });
+    assert.equal(events.length, 5);
+  });
+
   it('parks a resumed run again at its next expiry without progress, as pauseAfter does a failing step', async () => {
     const id = await start('resume');
     for (let i = 0; i < 5; i++) await crashOnce('resume');
