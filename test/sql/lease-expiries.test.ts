@@ -172,3 +172,20 @@ describe('lease expiries without progress', () => {
     assert.deepEqual([r.status, r.lease_expiries, r.attempt], ['paused', 6, 6]);
   });
 });
+
+describe('lease expiries on the distributed path (sql/160_buckets.sql, one node)', () => {
+  it('parks a run whose leases keep expiring when row locks go one bucket at a time', async () => {
+    await sql(`select trellis.setting_set('distributed', 'true')`);
+    await sql(`select trellis.setting_set('max_lease_expiries', '2')`);
+    try {
+      const id = await start('dist');
+      for (let i = 0; i < 2; i++) await crashOnce('dist');
+      assert.equal(await claim('dist'), undefined);
+      const r = await run(id);
+      assert.deepEqual([r.status, r.lease_expiries, r.error.name], ['paused', 2, 'LeaseExpiredError']);
+    } finally {
+      await sql(`select trellis.setting_set('distributed', 'false')`);
+      await sql(`delete from trellis.settings where key = 'max_lease_expiries'`);
+    }
+  });
+});
