@@ -115,12 +115,12 @@ begin
   end if;
   -- (One statement in id order on one node; per bucket on a distributed schema, sql/160_buckets.sql.)
   perform trellis._lock_runs(v_lock);
-  select coalesce(array_agg(held.pair), '{}'), array_agg(held.id) filter (where held.stalled) into v_held, v_stalled from (
-    select distinct r.id::text || '/' || r.lease_token::text as pair, r.id,
-           r.lease_expiries > 0 and bool_or(not (o.op = 'step' and o.status = 'running')) over (partition by r.id) as stalled
-      from trellis.runs r
-      join unnest(p_ops) o on o.run = r.id and o.token = r.lease_token
-     where r.status = 'running') held;
+  select coalesce(array_agg(distinct r.id::text || '/' || r.lease_token::text), '{}'),
+         array_agg(distinct r.id) filter (where r.lease_expiries > 0 and not (o.op = 'step' and o.status = 'running'))
+    into v_held, v_stalled
+    from trellis.runs r
+    join unnest(p_ops) o on o.run = r.id and o.token = r.lease_token
+   where r.status = 'running';
   v_ops := array(select o from unnest(p_ops) o where o.run::text || '/' || o.token::text = any (v_held));
   -- Progress (any op but a step's attempt-started marker) ends a run's
   -- series of lease expiries (sql/250_recovery.sql _leases_expired).
