@@ -175,8 +175,8 @@ comment on function trellis._check_buckets(jsonb) is
 create or replace function trellis.setting_set(p_key text, p_value jsonb)
 returns jsonb language plpgsql as $$
 begin
-  if p_key is null or p_key not in ('max_payload_bytes', 'max_history_steps', 'events', 'buckets', 'distributed') then
-    perform trellis._raise('TR001', format('unknown setting %s (max_payload_bytes, max_history_steps, events, buckets, distributed)', trellis._quote(p_key)));
+  if p_key is null or p_key not in ('max_payload_bytes', 'max_history_steps', 'max_lease_expiries', 'events', 'buckets', 'distributed') then
+    perform trellis._raise('TR001', format('unknown setting %s (max_payload_bytes, max_history_steps, max_lease_expiries, events, buckets, distributed)', trellis._quote(p_key)));
   end if;
   if p_key = 'buckets' then
     -- Serialised with starts of runs: none may begin between the check and the change.
@@ -193,4 +193,4 @@ begin
   return p_value;
 end $$;
 comment on function trellis.setting_set(text, jsonb) is
-  'Change an engine setting: max_payload_bytes (largest input, output, step result, signal payload) or max_history_steps (calls per execution), which workers read when they start; events (true/false: whether run transitions and step results append to the outbox trellis.events; read by every transaction); buckets (a power of two from 1 to 4096, default 64: how many buckets runs are spread over; only before the first run, TR008 otherwise); or distributed (true once the run-scoped tables are distributed by bucket, e.g. on Citus: row locks then go one bucket at a time, docs/scaling.md).';
+  'Change an engine setting: max_payload_bytes (largest input, output, step result, signal payload) or max_history_steps (calls per execution), which workers read when they start; max_lease_expiries (a positive integer, default 5: a run whose lease expires that many times in a row without checkpoint progress, e.g. a step that crashes its worker, is parked instead of claimed again); events (true/false: whether run transitions and step results append to the outbox trellis.events; read by every transaction); buckets (a power of two from 1 to 4096, default 64: how many buckets runs are spread over; only before the first run, TR008 otherwise); or distributed (true once the run-scoped tables are distributed by bucket, e.g. on Citus: row locks then go one bucket at a time, docs/scaling.md).';

@@ -108,13 +108,10 @@ begin
     from (select r.id, r.lease_expires_at from trellis.runs r where r.status = 'running' and r.lease_expires_at < p_now
            order by r.lease_expires_at limit 100) x;
   v_ids := trellis._lock_due(v_ids, 'running', p_now);
-  perform trellis._run_move(array(
-    select row(i, 'pending', 'released', p_now, null, null, null, null, null, null, null, null,
-               null, null, null, null, null, '{"reason":"lease expired"}')::trellis.run_move
-      from unnest(v_ids) i));
+  perform trellis._leases_expired(v_ids, p_now);
 end $$;
 comment on function trellis._sweep_by_bucket(timestamptz) is
-  'run_claim''s sweep on a distributed schema: due waiting runs become pending, expired leases are released; locked one bucket at a time.';
+  'run_claim''s sweep on a distributed schema: due waiting runs become pending, expired leases are released (or parked, _leases_expired); locked one bucket at a time.';
 
 -- run_claim on a distributed schema: up to p_limit due pending runs of queue
 -- p_queue and the served pairs p_pairs (workflow || chr(31) || version), best

@@ -286,8 +286,9 @@ begin
     perform set_config('synchronous_commit', 'off', true);
   end if;
   -- Waiting runs whose timer is due become pending; runs whose lease
-  -- expired become claimable again (both through _run_move, the one writer
-  -- of runs.status, with their events).
+  -- expired become claimable again, or are parked when their leases keep
+  -- expiring (both through _run_move, the one writer of runs.status, with
+  -- their events).
   if v_dist then
     perform trellis._sweep_by_bucket(v_now);
   else
@@ -298,13 +299,16 @@ begin
      where r.status = 'waiting' and r.run_at <= v_now
      order by r.run_at limit 1000
      for update skip locked));
-  perform trellis._run_move(array(
-    select row(r.id, 'pending', 'released', v_now, null, null, null, null, null, null, null, null,
-               null, null, null, null, null, '{"reason":"lease expired"}')::trellis.run_move
-      from trellis.runs r
+  -- Expired leases: released, or parked after max_lease_expiries in a row
+  -- without progress (sql/250_recovery.sql).
+  v_ids := array(
+    select r.id from trellis.runs r
      where r.status = 'running' and r.lease_expires_at < v_now
      order by r.lease_expires_at limit 100
-     for update skip locked));
+     for update skip locked);
+  if cardinality(v_ids) > 0 then
+    perform trellis._leases_expired(v_ids, v_now);
+  end if;
   end if;
 
   foreach v_queue in array p_queues loop

@@ -3,7 +3,7 @@
 -- set-based function per op kind (_steps_record, _children_start, run_complete,
 -- run_fail, _runs_cancelled, run_release, _runs_wait, _runs_continue), _runs_finished,
 -- _wake_child_waiters, step_record and the one-run run_complete, run_fail, run_release.
--- Touches: trellis.runs (insert child runs; status only through _run_move,
+-- Touches: trellis.runs (insert child runs; lease_expiries back to 0; status only through _run_move,
 -- sql/150_transitions.sql), trellis.steps (insert, update, delete), trellis.signals
 -- (consume), trellis.events (step results).
 -- Lock order: every run row a call may change is locked up front, in one
@@ -92,6 +92,7 @@ declare
   v_kinds     text[];
   v_finishing uuid[];
   v_lock      uuid[];
+  v_stalled   uuid[];
 begin
   perform trellis._checkpoint_check(p_ops);
 
@@ -114,11 +115,18 @@ begin
   end if;
   -- (One statement in id order on one node; per bucket on a distributed schema, sql/160_buckets.sql.)
   perform trellis._lock_runs(v_lock);
-  select coalesce(array_agg(held.pair), '{}') into v_held from (
-    select distinct r.id::text || '/' || r.lease_token::text as pair from trellis.runs r
-      join unnest(p_ops) o on o.run = r.id and o.token = r.lease_token
-     where r.status = 'running') held;
+  select coalesce(array_agg(distinct r.id::text || '/' || r.lease_token::text), '{}'),
+         array_agg(distinct r.id) filter (where r.lease_expiries > 0 and not (o.op = 'step' and o.status = 'running'))
+    into v_held, v_stalled
+    from trellis.runs r
+    join unnest(p_ops) o on o.run = r.id and o.token = r.lease_token
+   where r.status = 'running';
   v_ops := array(select o from unnest(p_ops) o where o.run::text || '/' || o.token::text = any (v_held));
+  -- Progress (any op but a step's attempt-started marker) ends a run's
+  -- series of lease expiries (sql/250_recovery.sql _leases_expired).
+  if v_stalled is not null then
+    update trellis.runs r set lease_expiries = 0 where r.id = any (v_stalled);
+  end if;
 
   -- Dispatch: one set-based function per op kind, each only if its kind is
   -- present. Ops of one run apply in this order: steps and child starts,

@@ -45,6 +45,8 @@ export interface RunsTable {
   concurrency_key: string | null;
   /** The run's bucket (docs/scaling.md): leads every key of the run-scoped tables; never changes. */
   bucket: number;
+  /** Leases that expired in a row without checkpoint progress; the run is parked at setting max_lease_expiries. */
+  lease_expiries: number;
 }
 
 /**
@@ -57,7 +59,7 @@ export interface RunsTable {
 export const RUN_COLUMNS = ['id', 'workflow', 'version', 'key', 'queue', 'priority', 'status', 'input', 'output', 'error',
   'metadata', 'attempt', 'failures', 'run_at', 'lease_owner', 'lease_expires_at', 'created_at', 'started_at', 'finished_at',
   'scrubbed_at', 'updated_at', 'execution', 'parent_run_id', 'parent_seq', 'parent_close', 'cancel_requested_at',
-  'pause_requested_at', 'concurrency_key', 'bucket'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
+  'pause_requested_at', 'concurrency_key', 'bucket', 'lease_expiries'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
 
 export interface StepsTable {
   /** The bucket of the step's run. */
