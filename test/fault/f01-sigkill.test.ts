@@ -7,12 +7,12 @@
  * dead process held is printed (bound: lease + poll + 1 s).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
 import { waitFor } from '../helpers/wait.ts';
-import { Harness, between, scale, sleep } from './harness/harness.ts';
+import { between, scale, sleep } from './harness/harness.ts';
 import { assertClean, checkInvariants } from './harness/invariants.ts';
 import { type Kill, recoveryTimes } from './harness/recovery.ts';
+import { useHarness } from './harness/fixture.ts';
 
 const RUNS = scale(900, 10_000);
 const KILLS = scale(4, 50);
@@ -20,47 +20,37 @@ const LEASE_MS = 2000;
 const POLL_MS = 250;
 const RATE = scale(60, 50);
 
-let db: TestDatabase;
-let h: Harness;
-before(async () => {
-  db = await freshDatabase();
-  h = new Harness(db.url, db.pool, { env: { LEASE_MS: String(LEASE_MS), POLL_MS: String(POLL_MS), CONCURRENCY: '50' } });
-  await h.setUp();
-});
-after(async () => {
-  await h?.close();
-  await db?.close();
-});
+const fx = useHarness({ LEASE_MS: String(LEASE_MS), POLL_MS: String(POLL_MS), CONCURRENCY: '50' });
 
 describe('F1: worker processes SIGKILLed at random', () => {
   it(`loses no run, fails none and runs no completed step again (${RUNS} runs, up to ${KILLS} kills)`, async () => {
-    await Promise.all([h.spawn(), h.spawn(), h.spawn()]);
+    await Promise.all([fx.h.spawn(), fx.h.spawn(), fx.h.spawn()]);
     const started = Date.now();
-    const starting = h.startPaced('fh-steps', RUNS, (n) => ({ n, ms: 20 }), RATE);
+    const starting = fx.h.startPaced('fh-steps', RUNS, (n) => ({ n, ms: 20 }), RATE);
     const kills: Kill[] = [];
     let done = false;
-    const ended = starting.then(() => h.waitAllEnded({ timeout: scale(120_000, 900_000) })).finally(() => (done = true));
+    const ended = starting.then(() => fx.h.waitAllEnded({ timeout: scale(120_000, 900_000) })).finally(() => (done = true));
     // The first kill as soon as a worker holds a run (whatever the machine's speed), the rest at random.
     const holder = await waitFor(async () => {
-      const { rows } = await db.pool.query<{ owner: string }>(`select lease_owner as owner from trellis.runs where status = 'running' limit 1`);
-      return h.live().find((w) => w.id === rows[0]?.owner);
+      const { rows } = await fx.db.pool.query<{ owner: string }>(`select lease_owner as owner from trellis.runs where status = 'running' limit 1`);
+      return fx.h.live().find((w) => w.id === rows[0]?.owner);
     }, { what: 'a worker holding a run', timeout: 60_000 });
-    kills.push(await h.kill(holder));
-    await h.spawn();
+    kills.push(await fx.h.kill(holder));
+    await fx.h.spawn();
     while (!done && kills.length < KILLS) {
       await sleep(scale(between(1000, 2000), between(2000, 4500)));
       if (done) break;
       // The replacement starts first, so its start-up (CPU on a small
       // machine) is not counted in the recovery of the victim's runs.
-      const live = h.live();
-      await h.spawn();
+      const live = fx.h.live();
+      await fx.h.spawn();
       if (done) break;
-      kills.push(await h.kill(live[between(0, live.length - 1)]!));
+      kills.push(await fx.h.kill(live[between(0, live.length - 1)]!));
     }
     await ended;
     const seconds = (Date.now() - started) / 1000;
-    const report = await checkInvariants(db.pool);
-    const recovery = await recoveryTimes(db.pool, kills);
+    const report = await checkInvariants(fx.db.pool);
+    const recovery = await recoveryTimes(fx.db.pool, kills);
     const bound = LEASE_MS + POLL_MS + 1000;
     const over = recovery.filter((ms) => ms > bound).length;
     console.log(`# F1 ${scale('quick', 'full')}: ${RUNS} runs in ${seconds.toFixed(1)} s, ${kills.length} SIGKILLs, ` +

@@ -8,29 +8,19 @@
  * consumed twice or lost 0.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Harness, between, scale, sleep } from './harness/harness.ts';
+import { describe, it } from 'node:test';
+import { between, scale, sleep } from './harness/harness.ts';
 import { assertClean, checkInvariants } from './harness/invariants.ts';
 import { runMixedLoad } from './harness/load.ts';
+import { useHarness } from './harness/fixture.ts';
 
 const RUNS = scale(300, 3000);
 
-let db: TestDatabase;
-let h: Harness;
-before(async () => {
-  db = await freshDatabase();
-  h = new Harness(db.url, db.pool, { env: { LEASE_MS: '5000', POLL_MS: '250' } });
-  await h.setUp();
-});
-after(async () => {
-  await h?.close();
-  await db?.close();
-});
+const fx = useHarness({ LEASE_MS: '5000', POLL_MS: '250' });
 
 describe('F2: worker connections terminated at random', () => {
   it(`loses no run and fails none (${RUNS} runs)`, async () => {
-    await Promise.all([h.spawn(), h.spawn(), h.spawn()]);
+    await Promise.all([fx.h.spawn(), fx.h.spawn(), fx.h.spawn()]);
     let stop = false;
     let rounds = 0;
     let terminated = 0;
@@ -38,7 +28,7 @@ describe('F2: worker connections terminated at random', () => {
       while (!stop) {
         await sleep(scale(between(500, 1500), between(5000, 10_000)));
         if (stop) break;
-        const { rows } = await db.pool.query(`select count(*)::int as n from (
+        const { rows } = await fx.db.pool.query(`select count(*)::int as n from (
           select pg_terminate_backend(pid) from pg_stat_activity
            where datname = current_database() and application_name like 'trellis-worker%') t`);
         rounds++;
@@ -48,13 +38,13 @@ describe('F2: worker connections terminated at random', () => {
     const started = Date.now();
     let load;
     try {
-      load = await runMixedLoad(h, { steps: RUNS * 0.6, timers: RUNS * 0.2, signals: RUNS * 0.2, rate: scale(40, 30), sleepMs: 1000 });
-      await h.waitAllEnded({ timeout: scale(120_000, 600_000) });
+      load = await runMixedLoad(fx.h, { steps: RUNS * 0.6, timers: RUNS * 0.2, signals: RUNS * 0.2, rate: scale(40, 30), sleepMs: 1000 });
+      await fx.h.waitAllEnded({ timeout: scale(120_000, 600_000) });
     } finally {
       stop = true;
       await killer;
     }
-    const report = await checkInvariants(db.pool);
+    const report = await checkInvariants(fx.db.pool);
     console.log(`# F2 ${scale('quick', 'full')}: ${RUNS} runs in ${((Date.now() - started) / 1000).toFixed(1)} s, ` +
       `${rounds} rounds, ${terminated} worker connections terminated, ${load.sends} signal sends ` +
       `(${load.repeatsDropped} repeats dropped); report ${JSON.stringify(report)}`);

@@ -6,50 +6,40 @@
  * payloads [1, 2] once each), runs failed 0.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Harness, between, scale, sleep } from './harness/harness.ts';
+import { describe, it } from 'node:test';
+import { between, scale, sleep } from './harness/harness.ts';
 import { assertClean, checkInvariants } from './harness/invariants.ts';
 import { runMixedLoad } from './harness/load.ts';
+import { useHarness } from './harness/fixture.ts';
 
 const RUNS = scale(100, 1000);
 
-let db: TestDatabase;
-let h: Harness;
-before(async () => {
-  db = await freshDatabase();
-  h = new Harness(db.url, db.pool, { env: { LEASE_MS: '5000', POLL_MS: '250' } });
-  await h.setUp();
-});
-after(async () => {
-  await h?.close();
-  await db?.close();
-});
+const fx = useHarness({ LEASE_MS: '5000', POLL_MS: '250' });
 
 describe('F6: signals resent with one id', () => {
   it(`consumes each signal once and loses none (${RUNS} runs)`, async () => {
-    await Promise.all([h.spawn(), h.spawn()]);
+    await Promise.all([fx.h.spawn(), fx.h.spawn()]);
     let stop = false;
     let terminated = 0;
     const killer = (async () => {
       while (!stop) {
         await sleep(between(1000, 2000));
         if (stop) break;
-        const { rows } = await db.pool.query(`select count(*)::int as n from (select pg_terminate_backend(pid) from pg_stat_activity
+        const { rows } = await fx.db.pool.query(`select count(*)::int as n from (select pg_terminate_backend(pid) from pg_stat_activity
           where datname = current_database() and application_name like 'trellis-worker%') t`);
         terminated += rows[0].n;
       }
     })();
     let load;
     try {
-      load = await runMixedLoad(h, { steps: 0, timers: 0, signals: RUNS, rate: scale(40, 40) });
-      await h.waitAllEnded({ timeout: scale(120_000, 600_000) });
+      load = await runMixedLoad(fx.h, { steps: 0, timers: 0, signals: RUNS, rate: scale(40, 40) });
+      await fx.h.waitAllEnded({ timeout: scale(120_000, 600_000) });
     } finally {
       stop = true;
       await killer;
     }
-    const report = await checkInvariants(db.pool);
-    const { rows: [got] } = await db.pool.query(`select count(*)::int as n from trellis.runs where output->'got' = '[1,2]'`);
+    const report = await checkInvariants(fx.db.pool);
+    const { rows: [got] } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where output->'got' = '[1,2]'`);
     console.log(`# F6 ${scale('quick', 'full')}: ${RUNS} runs, ${load.sends} sends for ${RUNS * 2} signals ` +
       `(${load.repeatsDropped} repeats dropped), ${terminated} worker connections terminated; runs that got [1,2]: ${got.n}; ` +
       `consumed twice ${report.signalsConsumedTwice}, lost ${report.signalsLost}`);

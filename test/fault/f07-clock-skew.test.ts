@@ -8,34 +8,24 @@
  * clock by more than a few seconds 0. Quick: 60 runs; full: 600.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Harness, scale } from './harness/harness.ts';
+import { describe, it } from 'node:test';
+import { scale } from './harness/harness.ts';
 import { assertClean, checkInvariants } from './harness/invariants.ts';
+import { useHarness } from './harness/fixture.ts';
 
 const RUNS = scale(60, 600);
 const SKEW_MS = 5 * 60_000;
 
-let db: TestDatabase;
-let h: Harness;
-before(async () => {
-  db = await freshDatabase();
-  h = new Harness(db.url, db.pool, { env: { LEASE_MS: '2000', POLL_MS: '250' } });
-  await h.setUp();
-});
-after(async () => {
-  await h?.close();
-  await db?.close();
-});
+const fx = useHarness({ LEASE_MS: '2000', POLL_MS: '250' });
 
 describe('F7: worker clocks skewed by ±5 minutes', () => {
   it('fires no timer early, steals no lease and records database time', async () => {
-    await Promise.all([h.spawn({ CLOCK_SKEW_MS: String(SKEW_MS) }), h.spawn({ CLOCK_SKEW_MS: String(-SKEW_MS) })]);
-    await h.startMany('fh-timer', RUNS / 2, () => ({ ms: 1500 }));
-    await h.startMany('fh-steps', RUNS / 2, (n) => ({ n, ms: 1000 }));
-    await h.waitAllEnded({ timeout: scale(120_000, 600_000) });
-    const report = await checkInvariants(db.pool);
-    const { rows: [f] } = await db.pool.query(`select
+    await Promise.all([fx.h.spawn({ CLOCK_SKEW_MS: String(SKEW_MS) }), fx.h.spawn({ CLOCK_SKEW_MS: String(-SKEW_MS) })]);
+    await fx.h.startMany('fh-timer', RUNS / 2, () => ({ ms: 1500 }));
+    await fx.h.startMany('fh-steps', RUNS / 2, (n) => ({ n, ms: 1000 }));
+    await fx.h.waitAllEnded({ timeout: scale(120_000, 600_000) });
+    const report = await checkInvariants(fx.db.pool);
+    const { rows: [f] } = await fx.db.pool.query(`select
         (select count(*) from trellis.runs where workflow = 'fh-steps' and attempt > 1)::int as stolen,
         (select count(*) from trellis.runs where workflow = 'fh-timer'
            and abs(extract(epoch from ((output->>'now')::timestamptz - finished_at))) > 5)::int as wrong_now,

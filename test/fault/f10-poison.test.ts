@@ -13,33 +13,23 @@
  * kind (1 crash); full: 1,000 healthy, 20 of each (5 crash).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Harness, scale, sleep } from './harness/harness.ts';
+import { describe, it } from 'node:test';
+import { scale, sleep } from './harness/harness.ts';
 import { assertClean, checkInvariants } from './harness/invariants.ts';
+import { useHarness } from './harness/fixture.ts';
 
 const HEALTHY = scale(150, 1000);
 const EACH = scale(3, 20);
 const CRASHES = scale(1, 5);
 
-let db: TestDatabase;
-let h: Harness;
-before(async () => {
-  db = await freshDatabase();
-  h = new Harness(db.url, db.pool, { env: { LEASE_MS: '2000', POLL_MS: '250' } });
-  await h.setUp();
-});
-after(async () => {
-  await h?.close();
-  await db?.close();
-});
+const fx = useHarness({ LEASE_MS: '2000', POLL_MS: '250' });
 
 /** Seconds until every fh-steps run started since `since` completed. */
 async function healthyBatch(offset: number): Promise<number> {
   const t0 = Date.now();
-  await h.startMany('fh-steps', HEALTHY, (n) => ({ n: offset + n }));
+  await fx.h.startMany('fh-steps', HEALTHY, (n) => ({ n: offset + n }));
   for (;;) {
-    const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'fh-steps' and status <> 'completed'`);
+    const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'fh-steps' and status <> 'completed'`);
     if (rows[0].n === 0) return (Date.now() - t0) / 1000;
     await sleep(500);
     await sleep(100);
@@ -48,40 +38,40 @@ async function healthyBatch(offset: number): Promise<number> {
 
 describe('F10: poison steps', () => {
   it('bounds their attempts, parks them, and keeps healthy runs going', async () => {
-    await Promise.all([h.spawn(), h.spawn()]);
+    await Promise.all([fx.h.spawn(), fx.h.spawn()]);
     const alone = await healthyBatch(0);
     // Keep two workers up while crash poison kills them.
     let watching = true;
     let respawned = 0;
     const keeper = (async () => {
       while (watching) {
-        if (h.workers.filter((w) => w.alive()).length < 2) {
+        if (fx.h.workers.filter((w) => w.alive()).length < 2) {
           respawned++;
           // A new process may claim the crashing run and die before it is ready.
-          await h.spawn().catch(() => undefined);
+          await fx.h.spawn().catch(() => undefined);
         }
         await sleep(100);
       }
     })();
     const poisonKinds = ['throw', 'hang', 'unstorable'] as const;
-    for (const kind of poisonKinds) await h.startMany('fh-poison', EACH, () => ({ kind }));
+    for (const kind of poisonKinds) await fx.h.startMany('fh-poison', EACH, () => ({ kind }));
     const beside = await healthyBatch(HEALTHY);
-    await h.waitAllEnded({ pausedEnds: true, timeout: 60_000, what: 'the throw, hang and unstorable poison runs to end' });
+    await fx.h.waitAllEnded({ pausedEnds: true, timeout: 60_000, what: 'the throw, hang and unstorable poison runs to end' });
     // Each crash costs a lease (2 s here): five of them park the run.
-    await h.startMany('fh-poison', CRASHES, () => ({ kind: 'crash' }));
+    await fx.h.startMany('fh-poison', CRASHES, () => ({ kind: 'crash' }));
     try {
-      await h.waitAllEnded({ pausedEnds: true, timeout: scale(60_000, 600_000) });
+      await fx.h.waitAllEnded({ pausedEnds: true, timeout: scale(60_000, 600_000) });
     } finally {
       watching = false;
       await keeper;
-      const { rows: open } = await db.pool.query(`select input->>'kind' as kind, status, attempt, failures,
+      const { rows: open } = await fx.db.pool.query(`select input->>'kind' as kind, status, attempt, failures,
         (select count(*) from public.effects e where e.run_id = r.id)::int as bodies,
         (select json_agg(json_build_object('status', s.status, 'attempts', s.attempts)) from trellis.steps s where s.run_id = r.id) as steps
         from trellis.runs r where workflow = 'fh-poison' and status not in ('paused', 'failed')`);
       if (open.length) console.log(`# F10 runs not parked: ${JSON.stringify(open).slice(0, 1500)}`);
     }
 
-    const { rows } = await db.pool.query<{ kind: string; status: string; runs: number; most: number; bodies: number }>(`
+    const { rows } = await fx.db.pool.query<{ kind: string; status: string; runs: number; most: number; bodies: number }>(`
       select r.input->>'kind' as kind, r.status, count(*)::int as runs,
              max((select max(e.attempt) from public.effects e where e.run_id = r.id))::int as most,
              max((select count(*) from public.effects e where e.run_id = r.id))::int as bodies
@@ -96,7 +86,7 @@ describe('F10: poison steps', () => {
     }
     // The crash poison: parked (the dead letter) after 5 leases expired
     // without progress, its body run at most once per lease.
-    const { rows: crashed } = await db.pool.query<{ status: string; attempt: number; expiries: number; error: { name: string; message: string }; bodies: number }>(`
+    const { rows: crashed } = await fx.db.pool.query<{ status: string; attempt: number; expiries: number; error: { name: string; message: string }; bodies: number }>(`
       select r.status, r.attempt, r.lease_expiries as expiries, r.error,
              (select count(*) from public.effects e where e.run_id = r.id)::int as bodies
         from trellis.runs r where r.workflow = 'fh-poison' and r.input->>'kind' = 'crash'`);
@@ -108,13 +98,13 @@ describe('F10: poison steps', () => {
       assert.equal(c.expiries, 5);
       assert.ok(c.attempt <= 5 && c.bodies <= 5, `claimed at most 5 times (attempt ${c.attempt}, ${c.bodies} bodies run)`);
     }
-    const { rows: parkedEvents } = await db.pool.query(`select count(*)::int as n from trellis.events e join trellis.runs r on r.id = e.run_id
+    const { rows: parkedEvents } = await fx.db.pool.query(`select count(*)::int as n from trellis.events e join trellis.runs r on r.id = e.run_id
       where r.input->>'kind' = 'crash' and e.kind = 'paused' and e.body->>'reason' = 'lease expired'`);
     assert.equal(parkedEvents[0].n, CRASHES, 'one paused event per crash poison run');
     // No healthy run was parked by the crashes around it.
-    const { rows: healthy } = await db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'fh-steps' and status <> 'completed'`);
+    const { rows: healthy } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'fh-steps' and status <> 'completed'`);
     assert.equal(healthy[0].n, 0);
     assert.equal(rows.reduce((n, r) => n + r.runs, 0), EACH * 3 + CRASHES);
-    assertClean(await checkInvariants(db.pool, { mayFail: ['fh-poison'], mayPause: ['fh-poison'] }), 'F10');
+    assertClean(await checkInvariants(fx.db.pool, { mayFail: ['fh-poison'], mayPause: ['fh-poison'] }), 'F10');
   });
 });

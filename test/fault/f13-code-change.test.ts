@@ -9,39 +9,29 @@
  * false positives (y runs failed).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
 import { waitFor } from '../helpers/wait.ts';
-import { Harness, scale } from './harness/harness.ts';
+import { scale } from './harness/harness.ts';
 import { assertClean, checkInvariants } from './harness/invariants.ts';
+import { useHarness } from './harness/fixture.ts';
 
 const EACH = scale(20, 200);
 
-let db: TestDatabase;
-let h: Harness;
-before(async () => {
-  db = await freshDatabase();
-  h = new Harness(db.url, db.pool, { env: { LEASE_MS: '5000', POLL_MS: '250' } });
-  await h.setUp();
-});
-after(async () => {
-  await h?.close();
-  await db?.close();
-});
+const fx = useHarness({ LEASE_MS: '5000', POLL_MS: '250' });
 
 describe('F13: workflow code changed under running runs', () => {
   it('detects every incompatible change and refuses no compatible one', async () => {
-    const old = await Promise.all([h.spawn({ CODE_VERSION: '1' }), h.spawn({ CODE_VERSION: '1' })]);
-    await h.startMany('fh-change-x', EACH, () => ({ ms: 2000 }));
-    await h.startMany('fh-change-y', EACH, () => ({ ms: 2000 }));
-    await waitFor(async () => (await db.pool.query(`select count(*)::int as n from trellis.runs where status = 'waiting'`)).rows[0].n === 2 * EACH,
+    const old = await Promise.all([fx.h.spawn({ CODE_VERSION: '1' }), fx.h.spawn({ CODE_VERSION: '1' })]);
+    await fx.h.startMany('fh-change-x', EACH, () => ({ ms: 2000 }));
+    await fx.h.startMany('fh-change-y', EACH, () => ({ ms: 2000 }));
+    await waitFor(async () => (await fx.db.pool.query(`select count(*)::int as n from trellis.runs where status = 'waiting'`)).rows[0].n === 2 * EACH,
       { what: 'every run asleep after its first step', timeout: 60_000 });
     for (const w of old) w.child.kill('SIGTERM');
     await Promise.all(old.map((w) => w.exited));
-    await Promise.all([h.spawn({ CODE_VERSION: '2' }), h.spawn({ CODE_VERSION: '2' })]);
-    await h.waitAllEnded({ timeout: scale(60_000, 300_000) });
+    await Promise.all([fx.h.spawn({ CODE_VERSION: '2' }), fx.h.spawn({ CODE_VERSION: '2' })]);
+    await fx.h.waitAllEnded({ timeout: scale(60_000, 300_000) });
 
-    const { rows } = await db.pool.query<{ workflow: string; status: string; output: unknown; error: { name?: string; message?: string } | null }>(
+    const { rows } = await fx.db.pool.query<{ workflow: string; status: string; output: unknown; error: { name?: string; message?: string } | null }>(
       'select workflow, status, output, error from trellis.runs');
     const x = rows.filter((r) => r.workflow === 'fh-change-x');
     const y = rows.filter((r) => r.workflow === 'fh-change-y');
@@ -52,6 +42,6 @@ describe('F13: workflow code changed under running runs', () => {
     assert.equal(detected, EACH, 'every run whose recorded call changed is refused');
     assert.equal(falsePositives, 0);
     assert.ok(y.every((r) => r.output === 'y2'), 'the y runs finished on version 2');
-    assertClean(await checkInvariants(db.pool, { mayFail: ['fh-change-x'] }), 'F13');
+    assertClean(await checkInvariants(fx.db.pool, { mayFail: ['fh-change-x'] }), 'F13');
   });
 });

@@ -5,36 +5,25 @@
  * that saw nothing would pass every scenario).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { Harness } from './harness/harness.ts';
+import { describe, it } from 'node:test';
 import { assertClean, checkInvariants } from './harness/invariants.ts';
+import { useHarness } from './harness/fixture.ts';
 
-let db: TestDatabase;
-let h: Harness;
-before(async () => {
-  db = await freshDatabase();
-  h = new Harness(db.url, db.pool, { env: { LEASE_MS: '2000', POLL_MS: '200' } });
-  await h.setUp();
-});
-after(async () => {
-  await h?.close();
-  await db?.close();
-});
+const fx = useHarness({ LEASE_MS: '2000', POLL_MS: '200' });
 
 describe('the fault harness and its invariant checker', () => {
   it('finds nothing wrong after a clean run of every workflow, then counts every planted violation', async () => {
-    await h.spawn();
-    const steps = await h.startMany('fh-steps', 3, (n) => ({ n }));
-    const [timer] = await h.startMany('fh-timer', 1, () => ({ ms: 300 }));
-    const [signal] = await h.startMany('fh-signal', 1, () => ({ waits: 2 }));
-    for (let k = 1; k <= 2; k++) await h.client.signal(signal!, 'go', { k }, { id: `s-${k}` });
-    await h.waitAllEnded({ timeout: 60_000 });
-    const clean = await checkInvariants(db.pool, { exactlyOnce: true });
+    await fx.h.spawn();
+    const steps = await fx.h.startMany('fh-steps', 3, (n) => ({ n }));
+    const [timer] = await fx.h.startMany('fh-timer', 1, () => ({ ms: 300 }));
+    const [signal] = await fx.h.startMany('fh-signal', 1, () => ({ waits: 2 }));
+    for (let k = 1; k <= 2; k++) await fx.h.client.signal(signal!, 'go', { k }, { id: `s-${k}` });
+    await fx.h.waitAllEnded({ timeout: 60_000 });
+    const clean = await checkInvariants(fx.db.pool, { exactlyOnce: true });
     assertClean(clean, 'clean run');
     assert.equal(clean.runs, 5);
 
-    const q = (sql: string, params: unknown[]) => db.pool.query(sql, params);
+    const q = (sql: string, params: unknown[]) => fx.db.pool.query(sql, params);
     // A completed step's body ran again after its checkpoint committed.
     await q(`insert into public.effects (exec, run_id, workflow, step, attempt, pid)
              values (gen_random_uuid(), $1, 'fh-steps', 'two', 2, 1)`, [steps[0]]);
@@ -53,7 +42,7 @@ describe('the fault harness and its invariant checker', () => {
     await q(`update trellis.runs set status = 'failed' where id = $1`, [steps[1]]);
     await q(`update trellis.runs set output = '{"v":0}' where id = $1`, [steps[2]]);
 
-    const report = await checkInvariants(db.pool, { exactlyOnce: true });
+    const report = await checkInvariants(fx.db.pool, { exactlyOnce: true });
     assert.deepEqual(report, {
       runs: 5, notEnded: 0, failedWrongly: 1, wrongOutput: 1,
       completedStepsRerun: 2, bodiesRunAgain: 3, notExactlyOnce: 3, staleWrites: 1,
