@@ -82,6 +82,7 @@ describe('metrics', () => {
       await db.pool.query(`select pg_terminate_backend(pid) from pg_stat_activity
                             where application_name = 'trellis-worker-listener' and datname = current_database()`);
       await waitFor(() => worker.listenerConnects === 2, { what: 'the listener to reconnect' });
+      await waitFor(() => worker.stats.completed === 4 && worker.stats.failed === 1, { what: 'the worker to count its runs' });
 
       const response = await fetch(url as string);
       assert.equal(response.status, 200);
@@ -137,6 +138,9 @@ describe('metrics', () => {
       assert.equal(w1.metrics, metrics);
       const runs = await Promise.all(Array.from({ length: 6 }, (_, n) => starter.start(wf, { n })));
       for (const r of runs) await r.result({ timeout: '10s' });
+      // A result can reach the client (by NOTIFY) before the worker that
+      // committed the run counts it: the counters move with worker.stats.
+      await waitFor(() => w1.stats.completed + w2.stats.completed === 6, { what: 'both workers to count their runs' });
       const s = parseProm(await metrics.scrape());
       assert.equal(valueOf(s, 'trellis_runs_finished_total', { workflow: 'm-shared', status: 'completed' }), 6);
       assert.equal(valueOf(s, 'trellis_runs_claimed_total'), w1.stats.claimed + w2.stats.claimed);
