@@ -21,14 +21,7 @@ let db: TestDatabase;
 let client: Client;
 
 before(async () => {
-  db = await freshDatabase();
-  const c = await db.pool.connect();
-  try {
-    await c.query(`set trellis.virtual_clock = 'allowed'`);
-    await c.query('select trellis.clock_use_virtual()');
-  } finally {
-    c.release();
-  }
+  db = await freshDatabase({ virtualClock: true });
   client = createClient({ pool: db.pool, logger: silentLogger });
 });
 after(async () => {

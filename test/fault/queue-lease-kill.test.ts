@@ -5,43 +5,17 @@
  */
 import assert from 'node:assert/strict';
 import { once } from 'node:events';
-import { after, before, describe, it } from 'node:test';
-import { createClient, type Client } from '../../src/client/client.ts';
-import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { flowWorkers } from '../helpers/flow-workers.ts';
+import { describe, it } from 'node:test';
+import { useFlowFixture } from '../helpers/flow-workers.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-let client: Client;
-const workers = flowWorkers(() => db.url);
-const spawnWorker = workers.spawn;
-const stopAll = workers.stopAll;
-
-async function startJobs(queue: string, n: number, ms: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push((await client.start('flow-job', { ms }, { queue })).id);
-  return ids;
-}
-
-async function count(queue: string, status: string): Promise<number> {
-  const { rows } = await db.pool.query('select count(*)::int as n from trellis.runs where queue = $1 and status = $2', [queue, status]);
-  return rows[0].n;
-}
-
-before(async () => {
-  db = await freshDatabase();
-  client = createClient({ pool: db.pool, logger: silentLogger });
-});
-after(async () => {
-  workers.killAll();
-  await client.close();
-  await db.close();
-});
+const flow = useFlowFixture();
+const { startJobs, count, stopAll } = flow;
+const spawnWorker = flow.spawn;
 
 describe('a SIGKILLed worker holding a limited queue\'s only slot', () => {
   it('its slot is freed when its lease expires, and another worker runs the queue on', async () => {
-    await client.setQueue('one', { concurrency: 1 });
+    await flow.client.setQueue('one', { concurrency: 1 });
     const a = await spawnWorker('one', { FLOW_MODE: 'block', LEASE_MS: '2000' });
     const [first, second] = await startJobs('one', 2, 0);
     await waitFor(async () => (await count('one', 'running')) === 1, { what: 'a run holds the slot' });
@@ -54,7 +28,7 @@ describe('a SIGKILLed worker holding a limited queue\'s only slot', () => {
       return (await count('one', 'completed')) === 2;
     }, { what: 'both runs completed after the lease expired', interval: 10, timeout: 30_000 });
     assert.ok(most <= 1, `at most one running, saw ${most}`);
-    const { rows } = await db.pool.query('select id, attempt from trellis.runs where id = any ($1) order by attempt desc', [[first, second]]);
+    const { rows } = await flow.db.pool.query('select id, attempt from trellis.runs where id = any ($1) order by attempt desc', [[first, second]]);
     assert.equal(rows[0].attempt, 2, 'the killed worker\'s run was claimed again');
     await stopAll();
   });

@@ -4,43 +4,17 @@
  * (a SIGKILLed worker's slot: test/fault/queue-lease-kill.test.ts).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { createClient, type Client } from '../../src/client/client.ts';
-import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { flowWorkers } from '../helpers/flow-workers.ts';
+import { describe, it } from 'node:test';
+import { useFlowFixture } from '../helpers/flow-workers.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-let client: Client;
-const workers = flowWorkers(() => db.url);
-const spawnWorker = workers.spawn;
-const stopAll = workers.stopAll;
-
-async function startJobs(queue: string, n: number, ms: number): Promise<string[]> {
-  const ids: string[] = [];
-  for (let i = 0; i < n; i++) ids.push((await client.start('flow-job', { ms }, { queue })).id);
-  return ids;
-}
-
-async function count(queue: string, status: string): Promise<number> {
-  const { rows } = await db.pool.query('select count(*)::int as n from trellis.runs where queue = $1 and status = $2', [queue, status]);
-  return rows[0].n;
-}
-
-before(async () => {
-  db = await freshDatabase();
-  client = createClient({ pool: db.pool, logger: silentLogger });
-});
-after(async () => {
-  workers.killAll();
-  await client.close();
-  await db.close();
-});
+const flow = useFlowFixture();
+const { startJobs, count, stopAll } = flow;
+const spawnWorker = flow.spawn;
 
 describe('a global concurrency limit across worker processes', () => {
   it('three workers with ten slots each never run more than 3 runs of a queue limited to 3', async () => {
-    await client.setQueue('three', { concurrency: 3 });
+    await flow.client.setQueue('three', { concurrency: 3 });
     await Promise.all([spawnWorker('three'), spawnWorker('three'), spawnWorker('three')]);
     // 30 runs of 150 ms through 3 slots: at least 1.5 s of sampling.
     await startJobs('three', 30, 150);
@@ -55,7 +29,7 @@ describe('a global concurrency limit across worker processes', () => {
     assert.ok(most <= 3, `at most 3 running, saw ${most}`);
     assert.equal(most, 3, 'the limit is reached (the workers do run in parallel)');
     assert.ok(samples > 10, `sampled ${samples} times`);
-    const { rows } = await db.pool.query(`select count(distinct (output #>> '{}'))::int as n from trellis.runs where queue = 'three'`);
+    const { rows } = await flow.db.pool.query(`select count(distinct (output #>> '{}'))::int as n from trellis.runs where queue = 'three'`);
     assert.ok(rows[0].n >= 2, `runs finished on ${rows[0].n} worker processes`);
     await stopAll();
   });
@@ -64,16 +38,16 @@ describe('a global concurrency limit across worker processes', () => {
 describe('a rate limit across worker processes', () => {
   it('two workers claim at most 5 runs per 1s window of a queue limited to 5 per second', async () => {
     // Every claim of the queue, with the engine time of its transaction.
-    await db.pool.query(`create table public.claims (run_id uuid, at timestamptz)`);
-    await db.pool.query(`create function public.log_claim() returns trigger language plpgsql as $$
+    await flow.db.pool.query(`create table public.claims (run_id uuid, at timestamptz)`);
+    await flow.db.pool.query(`create function public.log_claim() returns trigger language plpgsql as $$
       begin insert into public.claims values (new.id, trellis.now()); return new; end $$`);
-    await db.pool.query(`create trigger log_claim after update of status on trellis.runs for each row
+    await flow.db.pool.query(`create trigger log_claim after update of status on trellis.runs for each row
       when (new.status = 'running' and old.status <> 'running' and new.queue = 'rated') execute function public.log_claim()`);
-    await client.setQueue('rated', { rate: { limit: 5, period: '1s' } });
+    await flow.client.setQueue('rated', { rate: { limit: 5, period: '1s' } });
     await Promise.all([spawnWorker('rated'), spawnWorker('rated')]);
     await startJobs('rated', 16, 0);
     await waitFor(async () => (await count('rated', 'completed')) === 16, { what: '16 runs completed', timeout: 60_000 });
-    const { rows } = await db.pool.query(`select floor(extract(epoch from at))::bigint as w, count(*)::int as n
+    const { rows } = await flow.db.pool.query(`select floor(extract(epoch from at))::bigint as w, count(*)::int as n
                                             from public.claims group by 1 order by 1`);
     assert.ok(rows.every((r) => r.n <= 5), `claims per window: ${rows.map((r) => r.n).join(', ')}`);
     assert.ok(rows.length >= 4, `16 claims at 5 per second take at least 4 windows, took ${rows.length}`);

@@ -97,8 +97,12 @@ async function citusNodes(name: string): Promise<{ drop(): Promise<void> }> {
   };
 }
 
-/** A fresh database with the trellis schema installed and a small pool on it. */
-export async function freshDatabase(options: { poolSize?: number } = {}): Promise<TestDatabase> {
+/**
+ * A fresh database with the trellis schema installed and a small pool on it;
+ * with `virtualClock`, `trellis.now()` reads the virtual clock from the start
+ * (moved by `select trellis.clock_advance(…)`).
+ */
+export async function freshDatabase(options: { poolSize?: number; virtualClock?: boolean } = {}): Promise<TestDatabase> {
   const db = await createDatabase();
   const pool = new pg.Pool({ connectionString: db.url, max: options.poolSize ?? 8 });
   pool.on('error', () => undefined);
@@ -106,6 +110,7 @@ export async function freshDatabase(options: { poolSize?: number } = {}): Promis
   if (process.env.TRELLIS_TEST_CITUS === '1') {
     await pool.query(readFileSync(new URL('../citus/distribute.sql', import.meta.url), 'utf8'));
   }
+  if (options.virtualClock) await useVirtualClock(pool);
   return {
     url: db.url,
     name: db.name,
@@ -115,4 +120,17 @@ export async function freshDatabase(options: { poolSize?: number } = {}): Promis
       await db.drop();
     },
   };
+}
+
+/** Switch a test database to the virtual clock (the session must allow it, so one transaction). */
+async function useVirtualClock(pool: pg.Pool): Promise<void> {
+  const c = await pool.connect();
+  try {
+    await c.query('begin');
+    await c.query(`set local trellis.virtual_clock = 'allowed'`);
+    await c.query('select trellis.clock_use_virtual()');
+    await c.query('commit');
+  } finally {
+    c.release();
+  }
 }

@@ -4,6 +4,10 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { after, before } from 'node:test';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
+import { freshDatabase, type TestDatabase } from './db.ts';
 import { waitFor } from './wait.ts';
 
 export interface FlowWorkers {
@@ -41,4 +45,54 @@ export function flowWorkers(databaseUrl: () => string): FlowWorkers {
       for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
     },
   };
+}
+
+/** What a flow-control fault test works with (see useFlowFixture). */
+export interface FlowFixture extends FlowWorkers {
+  readonly db: TestDatabase;
+  readonly client: Client;
+  /** Start n runs of `flow-job` (each sleeps ms in its step) on a queue, one by one. */
+  startJobs(queue: string, n: number, ms: number): Promise<string[]>;
+  /** How many runs of a queue are in a status. */
+  count(queue: string, status: string): Promise<number>;
+}
+
+/**
+ * A fresh database, a client on it and worker processes, for one test file:
+ * registers the file's before() and after() (which kills every worker left).
+ */
+export function useFlowFixture(): FlowFixture {
+  let db: TestDatabase | undefined;
+  let client: Client | undefined;
+  const workers = flowWorkers(() => fixture.db.url);
+  const fixture: FlowFixture = {
+    ...workers,
+    get db() {
+      if (!db) throw new Error('the flow fixture is used before its before() ran');
+      return db;
+    },
+    get client() {
+      if (!client) throw new Error('the flow fixture is used before its before() ran');
+      return client;
+    },
+    async startJobs(queue, n, ms) {
+      const ids: string[] = [];
+      for (let i = 0; i < n; i++) ids.push((await fixture.client.start('flow-job', { ms }, { queue })).id);
+      return ids;
+    },
+    async count(queue, status) {
+      const { rows } = await fixture.db.pool.query('select count(*)::int as n from trellis.runs where queue = $1 and status = $2', [queue, status]);
+      return rows[0].n;
+    },
+  };
+  before(async () => {
+    db = await freshDatabase();
+    client = createClient({ pool: db.pool, logger: silentLogger });
+  });
+  after(async () => {
+    workers.killAll();
+    await client?.close();
+    await db?.close();
+  });
+  return fixture;
 }

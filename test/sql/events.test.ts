@@ -28,15 +28,8 @@ const atLeast = <T>(n: number, query: () => Promise<T[]>) =>
   }, { what: `${n} events` });
 
 before(async () => {
-  db = await freshDatabase();
+  db = await freshDatabase({ virtualClock: true });
   await sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"},{"name":"v","version":"1","queue":"default"}]')`);
-  const c = await db.pool.connect();
-  try {
-    await c.query(`set trellis.virtual_clock = 'allowed'`);
-    await c.query('select trellis.clock_use_virtual()');
-  } finally {
-    c.release();
-  }
 });
 after(() => db.close());
 beforeEach(async () => {

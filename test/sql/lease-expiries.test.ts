@@ -14,16 +14,7 @@ let db: TestDatabase;
 const sql = (text: string, params: unknown[] = []) => db.pool.query(text, params);
 
 before(async () => {
-  db = await freshDatabase();
-  const c = await db.pool.connect();
-  try {
-    await c.query('begin');
-    await c.query(`set local trellis.virtual_clock = 'allowed'`);
-    await c.query('select trellis.clock_use_virtual()');
-    await c.query('commit');
-  } finally {
-    c.release();
-  }
+  db = await freshDatabase({ virtualClock: true });
   await sql('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'p', version: '1', queue: 'default' }])]);
 });
 after(() => db.close());

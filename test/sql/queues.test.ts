@@ -10,15 +10,8 @@ import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 
 let db: TestDatabase;
 before(async () => {
-  db = await freshDatabase();
+  db = await freshDatabase({ virtualClock: true });
   await db.pool.query('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'w', version: '1', queue: 'default' }])]);
-  const c = await db.pool.connect();
-  try {
-    await c.query(`set trellis.virtual_clock = 'allowed'`);
-    await c.query('select trellis.clock_use_virtual()');
-  } finally {
-    c.release();
-  }
 });
 after(() => db.close());
 

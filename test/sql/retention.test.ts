@@ -17,17 +17,8 @@ const sql = async (text: string, values: unknown[] = []) => (await db.pool.query
 const one = async (text: string, values: unknown[] = []) => (await sql(text, values))[0];
 
 before(async () => {
-  db = await freshDatabase();
+  db = await freshDatabase({ virtualClock: true });
   await sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"},{"name":"other","version":"1","queue":"default"}]')`);
-  const c = await db.pool.connect();
-  try {
-    await c.query('begin');
-    await c.query(`set local trellis.virtual_clock = 'allowed'`);
-    await c.query('select trellis.clock_use_virtual()');
-    await c.query('commit');
-  } finally {
-    c.release();
-  }
 });
 after(() => db.close());
 // Every test starts from empty tables and no retention.

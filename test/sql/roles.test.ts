@@ -16,16 +16,7 @@ const acquire = async (name: string, holder: string, ttl = '10 seconds') =>
   (await one('select trellis.role_acquire($1, $2, $3::interval) as t', [name, holder, ttl])).t as string | null;
 
 before(async () => {
-  db = await freshDatabase();
-  const c = await db.pool.connect();
-  try {
-    await c.query('begin');
-    await c.query(`set local trellis.virtual_clock = 'allowed'`);
-    await c.query('select trellis.clock_use_virtual()');
-    await c.query('commit');
-  } finally {
-    c.release();
-  }
+  db = await freshDatabase({ virtualClock: true });
 });
 after(() => db.close());
 
