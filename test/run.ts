@@ -44,7 +44,7 @@ if (!env.DATABASE_URL) {
 
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', `--test-timeout=${process.env.TRELLIS_TEST_TIMEOUT_MS ?? 120000}`, ...files.map((f) => relative(root, f))],
+  ['--import', 'tsx', '--test', '--test-concurrency=2', `--test-timeout=${process.env.TRELLIS_TEST_TIMEOUT_MS ?? 300000}`, ...files.map((f) => relative(root, f))],
   { cwd: root, env, stdio: 'inherit' },
 );
 const code: number = await new Promise((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))));

@@ -45,6 +45,10 @@ describe('a template worker process SIGKILLed between steps', () => {
       { what: "the checkpoint of 'first'" });
     await waitFor(async () => (await db.pool.query(`select 1 from public.fault_log where run_id = $1 and step = 'second'`, [runId])).rows.length > 0,
       { what: "'second' started on worker A" });
+    // The attempt's 'running' marker is written beside the body, not before
+    // it: kill A once it is committed, so the attempt count below is known.
+    await waitFor(async () => (await client.history(runId)).some((s) => s.name === 'second' && s.status === 'running'),
+      { what: "the 'running' marker of 'second'" });
     a.kill('SIGKILL');
     await once(a, 'exit');
 
