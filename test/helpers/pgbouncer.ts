@@ -1,6 +1,7 @@
 /**
- * A real PgBouncer (Debian's package, `apt-get install pgbouncer`) in
- * transaction mode on 127.0.0.1, in front of one database of the test
+ * A real PgBouncer (Debian's package, `apt-get install pgbouncer`, or the
+ * binary at TRELLIS_PGBOUNCER_BIN: scripts/pgbouncer-build.sh builds 1.24)
+ * in transaction mode on 127.0.0.1, in front of one database of the test
  * server, started here and stopped by its pid. As root it runs as the
  * `postgres` OS user (PgBouncer refuses to run as root).
  */
@@ -18,7 +19,7 @@ export interface Bouncer {
   stop(): Promise<void>;
 }
 
-const BINARY = '/usr/sbin/pgbouncer';
+const BINARY = process.env.TRELLIS_PGBOUNCER_BIN || '/usr/sbin/pgbouncer';
 
 export function pgbouncerVersion(): string {
   return execFileSync(BINARY, ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? '';
