@@ -14,7 +14,7 @@ import { migrate } from '../../src/schema/install.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { createDatabase, freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { createDatabase, freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 import { startBlackHole, startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 
 const echo = defineWorkflow({ name: 'echo-bounded', input: z.object({ v: z.number() }) }, async (ctx, { v }) => ctx.step('echo', () => v));
@@ -50,7 +50,7 @@ describe('a server that accepts TCP and never answers', () => {
     const own = createWorker({ connectionString: hole.url, workflows: [echo], logger: silentLogger, ...FAST });
     assertRetryable(await rejection(own.start(), 'worker.start (own pool)'), 'own pool');
     await own.stop();
-    const bare = new pg.Pool({ connectionString: hole.url });
+    const bare = testPool({ connectionString: hole.url });
     bare.on('error', () => undefined);
     const theirs = createWorker({ pool: bare, workflows: [echo], logger: silentLogger, ...FAST });
     assertRetryable(await rejection(theirs.start(), 'worker.start (a pool without timeouts)'), 'their pool');
@@ -68,7 +68,7 @@ describe('a server that accepts TCP and never answers', () => {
 
   it('migrate() gives up with a retryable DatabaseError, given a URL or a pool without timeouts', async () => {
     assertRetryable(await rejection(migrate(hole.url, { connectTimeout: '300ms' }), 'migrate(url)'), 'migrate(url)');
-    const bare = new pg.Pool({ connectionString: hole.url });
+    const bare = testPool({ connectionString: hole.url });
     bare.on('error', () => undefined);
     assertRetryable(await rejection(migrate(bare, { connectTimeout: '300ms' }), 'migrate(pool)'), 'migrate(pool)');
   });
@@ -77,7 +77,7 @@ describe('a server that accepts TCP and never answers', () => {
 describe('migrate() with a pool that is not this copy of pg', () => {
   it('installs in one transaction on one checked-out client and leaves no session idle in transaction', async () => {
     const created = await createDatabase();
-    const real = new pg.Pool({ connectionString: created.url, max: 4, application_name: 'foreign-pool' });
+    const real = testPool({ connectionString: created.url, max: 4, application_name: 'foreign-pool' });
     // What a Pool from another copy of `pg` looks like here: pool-shaped, not an instance of ours.
     const foreign = {
       connect: () => real.connect(),

@@ -13,7 +13,7 @@ import { createClient, type Client } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 
 const RUNS = 300;
 
@@ -23,7 +23,7 @@ let ledger: pg.Pool;
 before(async () => {
   db = await freshDatabase();
   await db.pool.query('create table public.effects (run_id uuid, step text, at timestamptz default clock_timestamp())');
-  ledger = new pg.Pool({ connectionString: db.url, max: 4, application_name: 'effects-ledger' });
+  ledger = testPool({ connectionString: db.url, max: 4, application_name: 'effects-ledger' });
   client = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
 });
 after(async () => {

@@ -15,7 +15,7 @@ import { DatabaseError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -58,7 +58,7 @@ const gated = defineWorkflow({ name: 'gated-terminate', input: z.object({ v: z.n
 
 describe('pg_terminate_backend of the worker connection during checkpoint_apply', () => {
   it('retries the checkpoint on a new connection: the run completes, its step ran once, no run fails', async () => {
-    const pool = new pg.Pool({ connectionString: db.url, max: 4, application_name: 'terminated-worker' });
+    const pool = testPool({ connectionString: db.url, max: 4, application_name: 'terminated-worker' });
     pool.on('error', () => undefined);
     const worker = createWorker({ pool, workflows: [gated], logger: silentLogger });
     const locker = new pg.Client({ connectionString: db.url });
@@ -95,7 +95,7 @@ describe('pg_terminate_backend of the worker connection during checkpoint_apply'
 describe('the client connection lost during run_start', () => {
   it('surfaces as a retryable DatabaseError, for a terminated backend and for a cut socket; nothing is written', async () => {
     const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(db.url).port) });
-    const pool = new pg.Pool({ connectionString: throughProxy(db.url, proxy.port), max: 2, application_name: 'terminated-client' });
+    const pool = testPool({ connectionString: throughProxy(db.url, proxy.port), max: 2, application_name: 'terminated-client' });
     pool.on('error', () => undefined);
     const starter = createClient({ pool, logger: silentLogger, handoff: false });
     const holder = await db.pool.connect();

@@ -16,6 +16,7 @@ import { assertClean, checkInvariants } from './harness/invariants.ts';
 import { runMixedLoad } from './harness/load.ts';
 import { type Kill, recoveryTimes } from './harness/recovery.ts';
 import { type Restartable, restartable } from './harness/restart.ts';
+import { testPool } from '../helpers/db.ts';
 
 const RUNS = scale(300, 2000);
 const LEASE_MS = 30_000;
@@ -28,7 +29,7 @@ let h: Harness;
 before(async () => {
   server = await startEmbeddedPostgres();
   restarts = restartable(server);
-  pool = new pg.Pool({ connectionString: server.connectionString, max: 4 });
+  pool = testPool({ connectionString: server.connectionString, max: 4 });
   pool.on('error', () => undefined);
   await migrate(pool);
   h = new Harness(server.connectionString, pool, { env: { LEASE_MS: String(LEASE_MS), POLL_MS: '250' } });

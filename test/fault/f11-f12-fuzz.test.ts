@@ -14,7 +14,7 @@ import pg from 'pg';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { isTrellisError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 import { scale } from './harness/harness.ts';
 import { fingerprint, hostileJson, hostileString, rng } from './harness/fuzz.ts';
 
@@ -30,7 +30,7 @@ before(async () => {
   const url = new URL(db.url);
   url.username = login;
   url.password = 'pw';
-  asClient = new pg.Pool({ connectionString: url.toString(), max: 4 });
+  asClient = testPool({ connectionString: url.toString(), max: 4 });
   asClient.on('error', () => undefined);
   client = createClient({ pool: asClient, logger: silentLogger, handoff: false });
 });

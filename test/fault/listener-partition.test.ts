@@ -8,13 +8,12 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 import { startProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -36,7 +35,7 @@ describe('the LISTEN connection silently partitioned', () => {
     const url = new URL(db.url);
     const proxy = await startProxy({ host: url.hostname, port: Number(url.port) });
     url.port = String(proxy.port);
-    const pool = new pg.Pool({ connectionString: url.toString(), max: 4 });
+    const pool = testPool({ connectionString: url.toString(), max: 4 });
     pool.on('error', () => undefined);
     // A one-hour poll: only NOTIFY (or the catch-up claim on a reconnect) can wake this worker.
     const worker = createWorker({ pool, workflows: [echo], pollInterval: 3_600_000, listenerHealthCheck: 300, logger: silentLogger });

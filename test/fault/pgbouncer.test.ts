@@ -10,7 +10,6 @@
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { DatabaseError } from '../../src/errors.ts';
@@ -18,7 +17,7 @@ import { migrate } from '../../src/schema/install.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { type Logger, loggerFrom, silentLogger } from '../../src/protocol/logger.ts';
-import { createDatabase } from '../helpers/db.ts';
+import { createDatabase, testPool } from '../helpers/db.ts';
 import { type Bouncer, startPgBouncer } from '../helpers/pgbouncer.ts';
 
 let database: Awaited<ReturnType<typeof createDatabase>>;
@@ -40,7 +39,7 @@ const three = defineWorkflow({ name: 'bounced', input: z.object({ n: z.number() 
 
 /** Open `n` server connections behind PgBouncer at once, so round robin spreads transactions over them. */
 async function warm(n: number): Promise<void> {
-  const pool = new pg.Pool({ connectionString: bouncer.url, max: n });
+  const pool = testPool({ connectionString: bouncer.url, max: n });
   await Promise.all(Array.from({ length: n }, () => pool.query('select pg_sleep(0.2)')));
   await pool.end();
 }
@@ -54,7 +53,7 @@ function recordingLogger(lines: string[]): Logger {
 
 describe(`PgBouncer in transaction mode`, () => {
   it('migrate() installs the schema through it', async () => {
-    const pool = new pg.Pool({ connectionString: bouncer.url, max: 2 });
+    const pool = testPool({ connectionString: bouncer.url, max: 2 });
     try {
       assert.ok((await migrate(pool)).applied.length > 0);
       assert.equal((await migrate(bouncer.url)).applied.length, 0);
@@ -89,7 +88,7 @@ describe(`PgBouncer in transaction mode`, () => {
 
   it('with preparedStatements: true a refused statement is an error that says what to change', async () => {
     await warm(4);
-    const pool = new pg.Pool({ connectionString: bouncer.url, max: 1 });
+    const pool = testPool({ connectionString: bouncer.url, max: 1 });
     const client = createClient({ pool, listenUrl: database.url, logger: silentLogger, preparedStatements: true, handoff: false });
     try {
       let refused: unknown;

@@ -18,6 +18,7 @@ import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { testPool } from '../helpers/db.ts';
 
 const RUNS = 40;
 const LEASE_MS = 60_000;
@@ -46,7 +47,7 @@ const slow = defineWorkflow({ name: 'restart-three', input: z.object({ n: z.numb
 before(async () => {
   server = await startEmbeddedPostgres();
   url = server.urlFor('postgres');
-  admin = new pg.Pool({ connectionString: url, max: 2 });
+  admin = testPool({ connectionString: url, max: 2 });
   admin.on('error', () => undefined);
   await migrate(admin);
   client = createClient({ connectionString: url, logger: silentLogger, handoff: false });

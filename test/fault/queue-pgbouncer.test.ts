@@ -14,7 +14,7 @@ import pg from 'pg';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { createDatabase } from '../helpers/db.ts';
+import { createDatabase, testPool } from '../helpers/db.ts';
 import { type Bouncer, startPgBouncer } from '../helpers/pgbouncer.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -30,7 +30,7 @@ before(async () => {
   // Fewer server connections than the workers' pools: statements of one
   // worker land on connections another worker used a moment before.
   bouncer = await startPgBouncer(database.url, { default_pool_size: 3 });
-  direct = new pg.Pool({ connectionString: database.url, max: 3 });
+  direct = testPool({ connectionString: database.url, max: 3 });
   client = createClient({ connectionString: bouncer.url, listenUrl: database.url, logger: silentLogger, handoff: false });
 });
 after(async () => {

@@ -98,14 +98,25 @@ async function citusNodes(name: string): Promise<{ drop(): Promise<void> }> {
 }
 
 /**
+ * A pg.Pool for a test: like `new pg.Pool(config)`, with an 'error' listener,
+ * so a server stopped or a database dropped right after `pool.end()` (which
+ * resolves before its connections have closed) cannot raise an uncaught
+ * 57P01 on a connection that was already ending.
+ */
+export function testPool(config: pg.PoolConfig): pg.Pool {
+  const pool = new pg.Pool(config);
+  pool.on('error', () => undefined);
+  return pool;
+}
+
+/**
  * A fresh database with the trellis schema installed and a small pool on it;
  * with `virtualClock`, `trellis.now()` reads the virtual clock from the start
  * (moved by `select trellis.clock_advance(…)`).
  */
 export async function freshDatabase(options: { poolSize?: number; virtualClock?: boolean } = {}): Promise<TestDatabase> {
   const db = await createDatabase();
-  const pool = new pg.Pool({ connectionString: db.url, max: options.poolSize ?? 8 });
-  pool.on('error', () => undefined);
+  const pool = testPool({ connectionString: db.url, max: options.poolSize ?? 8 });
   await migrate(pool);
   if (process.env.TRELLIS_TEST_CITUS === '1') {
     await pool.query(readFileSync(new URL('../citus/distribute.sql', import.meta.url), 'utf8'));

@@ -19,7 +19,7 @@ import { main } from '../../src/cli/main.ts';
 import { createClient } from '../../src/client/client.ts';
 import { installScript, latestMigration } from '../../src/schema/install.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { createDatabase } from '../helpers/db.ts';
+import { createDatabase, testPool } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const execFileP = promisify(execFile);
@@ -150,7 +150,7 @@ describe('the compiled trellis program', () => {
       });
       void exited.then(() => reject(new Error(`the worker exited early:\n${stderr}`)));
     });
-    const pool = new pg.Pool({ connectionString: database.url, max: 2 });
+    const pool = testPool({ connectionString: database.url, max: 2 });
     const client = createClient({ pool, logger: silentLogger, handoff: false });
     try {
       await started;
@@ -210,7 +210,7 @@ describe('the compiled trellis program', () => {
     child.stderr.on('data', (chunk: Buffer) => (stderr += chunk.toString()));
     const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
     try {
-      const pool = new pg.Pool({ connectionString: database.url, max: 1 });
+      const pool = testPool({ connectionString: database.url, max: 1 });
       try {
         await waitFor(async () => (await pool.query(`select 1 from trellis.workflows where name = 'cli-js'`)).rowCount, { what: 'the registration' });
       } finally {

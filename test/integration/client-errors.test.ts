@@ -5,14 +5,13 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { SchemaVersionError, TimeoutError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { createDatabase, freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { createDatabase, freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 
 const greet = defineWorkflow({ name: 'greet', input: z.object({ who: z.string() }) }, async (ctx, { who }) =>
   ctx.step('hello', () => `hello ${who}`));
@@ -28,7 +27,7 @@ describe('errors of the first contact', () => {
 
   it('a database without the schema: client.start and worker.start throw the same SchemaVersionError', async () => {
     const empty = await createDatabase();
-    const pool = new pg.Pool({ connectionString: empty.url, max: 2 });
+    const pool = testPool({ connectionString: empty.url, max: 2 });
     try {
       const client = createClient({ pool, logger: silentLogger });
       const fromClient = await client.start(greet, { who: 'ada' }).then(() => undefined, (e: unknown) => e);

@@ -1,12 +1,11 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { isTrellisError } from '../../src/errors.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 
 let db: TestDatabase;
 before(async () => {
@@ -42,7 +41,7 @@ describe('client.start and the caller transaction', () => {
   });
 
   it('does not wait on the pool: two transactions holding a pool of two both start their runs', async () => {
-    const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+    const pool = testPool({ connectionString: db.url, max: 2 });
     const client = createClient({ pool, logger: silentLogger });
     const wf = defineWorkflow({ name: 'tx-only', input: z.object({ n: z.number() }) }, async () => null);
     const [a, b] = await Promise.all([pool.connect(), pool.connect()]);

@@ -2,7 +2,6 @@ import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
@@ -11,7 +10,7 @@ import { createMetrics } from '../../src/observability/metrics.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 import { deferred } from '../helpers/engine.ts';
 import { parseProm, valueOf } from '../helpers/prom-text.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -164,7 +163,7 @@ describe('metrics', () => {
   });
 
   it('answers a scrape it cannot read the database for with 503', async () => {
-    const dead = new pg.Pool({ connectionString: db.url, max: 1 });
+    const dead = testPool({ connectionString: db.url, max: 1 });
     await dead.end();
     const metrics = await createMetrics({ pool: dead });
     const server = createServer(metrics.handler);

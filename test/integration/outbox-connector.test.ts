@@ -9,7 +9,6 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { outboxConnector } from '../../src/connectors/outbox-connector.ts';
@@ -22,6 +21,7 @@ import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { testPool } from '../helpers/db.ts';
 
 // Two source workflows; their completed events carry their outputs (eventPayloads).
 const checkout = defineWorkflow({ name: 'checkout', input: z.object({ amount: z.number() }), eventPayloads: true },
@@ -110,7 +110,7 @@ describe('the outbox connector on a state machine', () => {
       await env.pool.query(`select pg_terminate_backend(pid) from pg_stat_activity
                              where datname = current_database() and pid <> pg_backend_pid() and application_name = 'crashing'`);
     };
-    const crashingPool = new pg.Pool({ connectionString: env.url, max: 2, application_name: 'crashing' });
+    const crashingPool = testPool({ connectionString: env.url, max: 2, application_name: 'crashing' });
     // The connection killed under it errors: expected here.
     crashingPool.on('error', () => undefined);
     crashingPool.on('connect', (c) => c.on('error', () => undefined));
@@ -131,7 +131,7 @@ describe('the outbox connector on a state machine', () => {
     assert.equal((await runsOf('order-2')).length, 0, 'the trigger rolled back with the batch');
     assert.equal(await position(), before, 'the consumer did not move');
     // A restarted process (a new pool) reads the event again and acts once.
-    const restartedPool = new pg.Pool({ connectionString: env.url, max: 2 });
+    const restartedPool = testPool({ connectionString: env.url, max: 2 });
     const restarted = createClient({ pool: restartedPool, logger: silentLogger });
     try {
       assert.ok((await drain(restarted)) >= 1);

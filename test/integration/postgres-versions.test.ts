@@ -7,10 +7,10 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { isTrellisError, migrate, SchemaVersionError } from '../../src/index.ts';
 import { MIN_POSTGRES_MAJOR } from '../../src/schema/install.ts';
 import { type EmbeddedPostgres, startEmbeddedPostgres } from '../../src/testing/embedded-postgres.ts';
+import { testPool } from '../helpers/db.ts';
 
 describe('supported PostgreSQL versions', () => {
   let old: EmbeddedPostgres;
@@ -22,7 +22,7 @@ describe('supported PostgreSQL versions', () => {
   });
 
   it('migrate() refuses PostgreSQL 12 with a SchemaVersionError naming the minimum, and creates nothing', async () => {
-    const pool = new pg.Pool({ connectionString: old.connectionString, max: 1 });
+    const pool = testPool({ connectionString: old.connectionString, max: 1 });
     try {
       const { rows: [v] } = await pool.query<{ num: string }>(`select current_setting('server_version_num') as num`);
       assert.equal(Math.floor(Number(v!.num) / 10000), 12);

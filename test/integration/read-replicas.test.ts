@@ -20,6 +20,7 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { runExample } from '../helpers/examples.ts';
 import { type ReplicaPair, startReplicaPair } from '../helpers/standby.ts';
+import { testPool } from '../helpers/db.ts';
 
 const greet = defineWorkflow({ name: 'greet', input: z.object({ name: z.string() }) }, async (ctx, { name }) =>
   ctx.step('hello', () => `hello ${name}`));
@@ -49,8 +50,8 @@ async function lagging<T>(body: () => Promise<T>): Promise<T> {
 
 before(async () => {
   pair = await startReplicaPair();
-  primary = new pg.Pool({ connectionString: pair.primary.url, max: 8 });
-  standby = new pg.Pool({ connectionString: pair.standby.url, max: 4, application_name: 'trellis-test-read' });
+  primary = testPool({ connectionString: pair.primary.url, max: 8 });
+  standby = testPool({ connectionString: pair.standby.url, max: 4, application_name: 'trellis-test-read' });
   primary.on('error', () => undefined);
   standby.on('error', () => undefined);
   await migrate(primary);

@@ -1,13 +1,12 @@
 import assert, { AssertionError } from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { z } from 'zod';
 import { IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { defineSignal } from '../../src/workflow/signal.ts';
-import { adminUrl } from '../helpers/db.ts';
+import { adminUrl, testPool } from '../helpers/db.ts';
 import { deferred } from '../helpers/engine.ts';
 
 const HOUR = 3_600_000;
@@ -193,7 +192,7 @@ describe('assertHistory', () => {
 
 describe('the virtual clock of the env', () => {
   it('survives a migrate() that re-applies sql/, by code under test that connects with env.url', async () => {
-    const pool = new pg.Pool({ connectionString: env.url, max: 1 });
+    const pool = testPool({ connectionString: env.url, max: 1 });
     try {
       await env.pool.query(`update trellis.schema_info set sql_hash = 'stale'`);
       assert.equal((await migrate(pool)).functionsApplied, true);

@@ -16,7 +16,7 @@ import { type Logger, loggerFrom } from '../../src/protocol/logger.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { createDatabase } from '../helpers/db.ts';
+import { createDatabase, testPool } from '../helpers/db.ts';
 import { type Bouncer, startPgBouncer } from '../helpers/pgbouncer.ts';
 
 let database: Awaited<ReturnType<typeof createDatabase>>;
@@ -118,7 +118,7 @@ describe('PgBouncer 1.21+ with max_prepared_statements = 0', () => {
 
   it("'auto' switches named statements off by itself, logs it once per pool, and every run completes", async () => {
     // Several server connections, so a named statement lands where it was not prepared.
-    const warm = new pg.Pool({ connectionString: bouncer.url, max: 4 });
+    const warm = testPool({ connectionString: bouncer.url, max: 4 });
     await Promise.all(Array.from({ length: 4 }, () => warm.query('select pg_sleep(0.2)')));
     await warm.end();
     const logged = await runThrough(bouncer, 'auto');

@@ -10,7 +10,7 @@ import pg from 'pg';
 import { SchemaVersionError } from '../../src/errors.ts';
 import { checkSchema, functionsHash, installScript, latestMigration, migrate } from '../../src/schema/install.ts';
 import { migrationHash } from '../../src/schema/migrations.ts';
-import { createDatabase } from '../helpers/db.ts';
+import { createDatabase, testPool } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 /** Every migration the code ships, in order. */
@@ -19,7 +19,7 @@ const ALL = BUNDLE.migrations.map((m) => m.id);
 /** An empty database and a pool on it for the duration of `fn`, dropped afterwards. */
 async function withEmptyDatabase(fn: (url: string, pool: pg.Pool) => Promise<void>): Promise<void> {
   const db = await createDatabase('trellis_install');
-  const pool = new pg.Pool({ connectionString: db.url, max: 4 });
+  const pool = testPool({ connectionString: db.url, max: 4 });
   pool.on('error', () => undefined);
   try {
     await fn(db.url, pool);

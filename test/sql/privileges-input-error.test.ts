@@ -8,7 +8,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 
 let db: TestDatabase;
 let asClient: pg.Pool;
@@ -20,7 +20,7 @@ before(async () => {
   const url = new URL(db.url);
   url.username = login;
   url.password = 'pw';
-  asClient = new pg.Pool({ connectionString: url.toString(), max: 1 });
+  asClient = testPool({ connectionString: url.toString(), max: 1 });
 });
 after(async () => {
   await asClient?.end();

@@ -17,7 +17,7 @@ import { DatabaseError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { createDatabase, freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { createDatabase, freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 import { migrate } from '../../src/schema/install.ts';
 
 let db: TestDatabase;
@@ -29,7 +29,7 @@ function poolAs(role: keyof typeof logins): pg.Pool {
   const url = new URL(db.url);
   url.username = logins[role];
   url.password = 'pw';
-  const pool = new pg.Pool({ connectionString: url.toString(), max: 4 });
+  const pool = testPool({ connectionString: url.toString(), max: 4 });
   pool.on('error', () => undefined);
   pools.push(pool);
   return pool;

@@ -1,7 +1,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 interface Claimed {
@@ -167,7 +167,7 @@ describe('run_claim', () => {
     await db.pool.query(
       `select trellis.run_start('w', '{}', '{"queue":"race","version":"1"}') from generate_series(1, 300)`,
     );
-    const pools = [0, 1].map(() => new pg.Pool({ connectionString: db.url, max: 2 }));
+    const pools = [0, 1].map(() => testPool({ connectionString: db.url, max: 2 }));
     try {
       const drain = async (pool: pg.Pool, worker: string) => {
         const got: Claimed[] = [];
