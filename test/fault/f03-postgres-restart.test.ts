@@ -4,7 +4,9 @@
  * the start), and an outage (quick: 4 s; full: 10 s). Lease 30 s.
  * Invariants: runs failed 0, completed steps run again 0, timers fired
  * twice 0, signals consumed twice 0; and runs waiting a full lease 0: every
- * run that was running at a restart moved again well within a lease.
+ * run that was running at a restart moved again well within a lease; and
+ * worker processes that died 0. F3_DEBUG=1 prints the events and ledger
+ * rows of the first slow run of each fault.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
@@ -67,7 +69,10 @@ async function history(id: string): Promise<string> {
 describe('F3: PostgreSQL restarted (fast, immediate) and down for a while', () => {
   it(`fails no run and leaves none waiting a lease (${RUNS} runs)`, async () => {
     await Promise.all([h.spawn(), h.spawn()]);
-    const loading = runMixedLoad(h, { steps: RUNS * 0.6, timers: RUNS * 0.2, signals: RUNS * 0.2, rate: scale(30, 20), sleepMs: 2000 });
+    const loading = runMixedLoad(h, { steps: RUNS * 0.6, timers: RUNS * 0.2, signals: RUNS * 0.2, rate: 20, sleepMs: 2000,
+      // 20 starts a second, so the load lasts past the third fault (quick: 15 s);
+      // steps of 300 ms, so each restart meets runs in the middle of a step.
+      stepMs: 300 });
     const faults: { mode: string; downMs: number; inFlight: Kill }[] = [];
     for (const [mode, down] of [['fast', 0], ['immediate', 0], ['fast', OUTAGE_MS]] as const) {
       await sleep(scale(2500, 20_000));
