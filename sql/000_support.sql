@@ -47,13 +47,30 @@ comment on function trellis._check_name(text, text) is
 
 -- PL/pgSQL rather than SQL: called from PL/pgSQL on every checkpoint and
 -- start, where a SQL function would be planned anew on each call.
+-- A stored value that is not an integer (written around setting_set) is a
+-- configuration error, TR008, not PostgreSQL's own cast error (22P02 would
+-- read as bad input of whatever start or checkpoint met it); checked by a
+-- pattern, not an exception block (a subtransaction on every call).
 create or replace function trellis._setting_int(p_key text, p_default integer)
 returns integer language plpgsql stable as $$
+declare
+  v_text text;
 begin
-  return coalesce((select (value #>> '{}')::integer from trellis.settings where key = p_key), p_default);
+  select value #>> '{}' into v_text from trellis.settings where key = p_key;
+  if v_text is null then
+    return p_default;
+  end if;
+  if v_text ~ '^\s*[-+]?[0-9]{1,10}\s*$' and v_text::numeric between -2147483648 and 2147483647 then
+    return v_text::integer;
+  end if;
+  -- Raised here, not through _raise and _quote: a trellis_client login
+  -- calls this function directly and may not execute those.
+  raise exception using errcode = 'TR008',
+    message = format('setting %s is not an integer: %s (fix it with trellis.setting_set)', p_key,
+                     quote_literal(case when length(v_text) > 100 then left(v_text, 100) || '...' else v_text end));
 end $$;
 comment on function trellis._setting_int(text, integer) is
-  'An integer engine setting from trellis.settings, or p_default.';
+  'An integer engine setting from trellis.settings, or p_default (also for a NULL key); raises TR008 when the stored value is not an integer.';
 
 -- Payload size is the bytes of the value's JSON text (jsonb's text form).
 -- Workers and clients measure the same thing before they send a value

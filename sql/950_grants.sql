@@ -94,12 +94,18 @@ begin
                             trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules,
                             trellis.queues, trellis.queue_stats to trellis_client';
     execute format('grant select (%s) on trellis.runs to trellis_client', v_columns);
+    -- The input-shape helpers run only inside the owner-rights functions
+    -- above (run_start, signal_send, workflow_input_error): a client login
+    -- calling them itself met PostgreSQL's own errors (a malformed jsonpath
+    -- argument, 42501 on the helpers they call), not typed ones. Granted
+    -- before 5 December 2026, so taken back here on upgrade.
+    execute 'revoke execute on function trellis._input_error(jsonb, jsonpath, jsonb), trellis._shape_error(jsonb, jsonb) from trellis_client';
     for f in
       select p.oid::regprocedure from pg_proc p
        where p.pronamespace = 'trellis'::regnamespace
          and p.proname in ('run_start', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel',
                            'run_pause', 'run_resume', 'run_retry', 'run_scrub', 'run_purge', 'retention_set',
-                           'retention', 'now', '_setting_int', '_input_error', '_shape_error',
+                           'retention', 'now', '_setting_int',
                            'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                            'event_consumer_drop', 'hook_retry',
                            'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',

@@ -127,11 +127,19 @@ async function withClient<T>(target: Target, o: MigrateOptions, fn: (client: Cli
     } catch (error) {
       throw toTrellisError(error);
     }
+    // The pool listens for a connection's errors only while it is idle: one
+    // that comes while the install holds it between statements (the server
+    // ended the session) would be thrown as an unhandled 'error' event and
+    // end the process. The next statement fails with it instead.
+    let broken: unknown;
+    const onError = (error: unknown) => void (broken = error);
+    client.on('error', onError);
     try {
       return await fn(client, tx);
     } finally {
+      client.removeListener('error', onError);
       // A client whose rollback failed may still be in the transaction: destroy it, never pool it.
-      client.release(tx.open ? new Error('the migration transaction did not end') : undefined);
+      client.release(broken !== undefined ? (broken as Error) : tx.open ? new Error('the migration transaction did not end') : undefined);
     }
   }
   return fn(target, tx);

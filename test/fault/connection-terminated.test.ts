@@ -15,7 +15,8 @@ import { DatabaseError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { adminUrl, createDatabase, freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { migrate } from '../../src/schema/install.ts';
 import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -149,3 +150,52 @@ describe('a worker started again under the same id', () => {
   });
 });
 
+
+describe('migrate(pool) when the server ends its connection between statements', () => {
+  it('rejects with a retryable DatabaseError instead of killing the process with an unhandled error event', async () => {
+    const target = await createDatabase();
+    const real = new pg.Pool({ connectionString: target.url, max: 1 });
+    real.on('error', () => undefined);
+    const admin = new pg.Client({ connectionString: adminUrl() });
+    await admin.connect();
+    try {
+      let statements = 0;
+      // A pg-shaped pool whose client, before the install's fourth statement,
+      // has its backend terminated and waits until the FATAL has arrived:
+      // the server ends the session while migrate holds the client idle.
+      const pool = {
+        totalCount: 0, idleCount: 0,
+        connect: async () => {
+          const client = await real.connect();
+          const { rows: [me] } = await client.query<{ pid: number }>('select pg_backend_pid() as pid');
+          return new Proxy(client, {
+            get(t, key) {
+              if (key === 'query') {
+                return async (...args: unknown[]) => {
+                  if (++statements === 4) {
+                    const ended = new Promise((resolve) => t.once('end', resolve));
+                    await admin.query('select pg_terminate_backend($1)', [me!.pid]);
+                    await ended;
+                  }
+                  return (t.query as (...a: unknown[]) => unknown)(...args);
+                };
+              }
+              const value = Reflect.get(t, key, t) as unknown;
+              return typeof value === 'function' ? value.bind(t) : value;
+            },
+          });
+        },
+      };
+      const error = await migrate(pool as unknown as pg.Pool).then(() => assert.fail('migrate resolved'), (e: unknown) => e);
+      assert.ok(error instanceof DatabaseError && error.retryable, `a retryable DatabaseError, not ${String(error)}`);
+      assert.ok(statements >= 4);
+      // Nothing was installed, and the pool's next client installs everything.
+      const again = await migrate(real);
+      assert.ok(again.applied.length > 0);
+    } finally {
+      await admin.end();
+      await real.end();
+      await target.drop();
+    }
+  });
+});

@@ -51,5 +51,6 @@ describe('F2: worker connections terminated at random', () => {
     assert.equal(report.runs, RUNS);
     assert.ok(terminated > 0, 'connections were terminated');
     assertClean(report, 'F2');
+    assert.deepEqual(fx.h.crashed(), [], 'no worker process died');
   });
 });

@@ -46,5 +46,6 @@ describe('F6: signals resent with one id', () => {
     assert.equal(got.n, RUNS);
     assert.equal(load.sends - load.repeatsDropped, RUNS * 2, 'every signal stored once');
     assertClean(report, 'F6');
+    assert.deepEqual(fx.h.crashed(), [], 'no worker process died');
   });
 });

@@ -37,5 +37,6 @@ describe('F7: worker clocks skewed by ±5 minutes', () => {
     assert.equal(f.stolen, 0, 'leases stolen early');
     assert.equal(f.wrong_now, 0, 'ctx.now() follows the database clock');
     assertClean(report, 'F7');
+    assert.deepEqual(fx.h.crashed(), [], 'no worker process died');
   });
 });

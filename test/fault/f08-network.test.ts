@@ -91,6 +91,7 @@ describe('F8: listener killed, silent partition, server unreachable', () => {
     const report = await checkInvariants(db.pool);
     console.log(`# F8 ${scale('quick', 'full')}: ${ROUNDS} round(s), faults of ${FAULT_MS} ms; ${lines.join('; ')}; report ${JSON.stringify(report)}`);
     assertClean(report, 'F8');
+    assert.deepEqual(h.crashed(), [], 'no worker process died');
     assert.ok(worst >= 0);
   });
 });

@@ -1,9 +1,11 @@
 /**
  * F11/F12: bad payloads and injection in every name, key and option,
  * through the client (TypeScript) and through every SQL entry point a
- * trellis_client login may execute (its public functions, called with typed
- * parameters holding hostile values; the internal helpers it may also
- * execute, _input_error, _shape_error and _setting_int, are left out). Invariants: rows written 0 and catalog changes 0 (row
+ * trellis_client login may execute (its public functions and the internal
+ * helpers it may call, _setting_int, called with typed parameters holding
+ * hostile values), and through the input-shape helpers (_input_error,
+ * _shape_error) reached from workflow_input_error: hostile inputs checked
+ * against registered shapes with odd values (ODD_SHAPES). Invariants: rows written 0 and catalog changes 0 (row
  * counts of every table and a catalog fingerprint before and after); every
  * error typed (a TrellisError in TypeScript, a TRxxx SQLSTATE in SQL).
  * Quick: 1,000 cases; full: 10,000.
@@ -16,7 +18,7 @@ import { isTrellisError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 import { scale } from './harness/harness.ts';
-import { fingerprint, hostileJson, hostileString, rng } from './harness/fuzz.ts';
+import { fingerprint, hostileJson, hostileString, ODD_SHAPES, rng } from './harness/fuzz.ts';
 
 const CASES = scale(1000, 10_000);
 const login = `tr_fuzz_${crypto.randomUUID().replaceAll('-', '').slice(0, 10)}`;
@@ -33,6 +35,9 @@ before(async () => {
   asClient = testPool({ connectionString: url.toString(), max: 4 });
   asClient.on('error', () => undefined);
   client = createClient({ pool: asClient, logger: silentLogger, handoff: false });
+  // Workflows with odd (accepted) input shapes, registered before the fingerprint.
+  await db.pool.query('select trellis.workflow_register($1::jsonb)',
+    [JSON.stringify(ODD_SHAPES.map((shape, k) => ({ name: `odd-${k}`, version: '1', input_schema: shape })))]);
 });
 after(async () => {
   await client?.close();
@@ -91,7 +96,6 @@ describe('F11/F12: fuzzed bad payloads and injection', () => {
              array(select format_type(t, null) from unnest(p.proargtypes) t) as types
         from pg_proc p join pg_namespace n on n.oid = p.pronamespace
        where n.nspname = 'trellis' and p.prokind = 'f' and has_function_privilege($1, p.oid, 'execute')
-         and p.proname not like '\\_%'
        order by 1`, [login]);
     assert.ok(fns.length > 5, 'the client role may execute functions');
     const before = await fingerprint(db.pool);
@@ -99,11 +103,20 @@ describe('F11/F12: fuzzed bad payloads and injection', () => {
     const untyped: string[] = [];
     let errors = 0;
     let sqlCases = 0;
+    let shapeCases = 0;
     for (let i = 0; i < CASES; i++) {
       let where = 'ts';
       try {
-        if (r() < 0.5) {
+        const pick = r();
+        if (pick < 0.4) {
           await tsCase(r)();
+        } else if (pick < 0.5) {
+          // The shape helpers, reached through a public function.
+          where = 'workflow_input_error (odd shape)';
+          shapeCases++;
+          const k = Math.floor(r() * ODD_SHAPES.length);
+          const input = JSON.stringify(hostileJson(r)).replaceAll('\\u0000', "'");
+          await asClient.query('select trellis.workflow_input_error($1, $2::jsonb)', [`odd-${k}`, input]);
         } else {
           const fn = fns[Math.floor(r() * fns.length)]!;
           where = fn.name;
@@ -121,7 +134,7 @@ describe('F11/F12: fuzzed bad payloads and injection', () => {
     }
     const afterPrint = await fingerprint(db.pool);
     const changedRows = Object.keys({ ...before.rows, ...afterPrint.rows }).filter((t) => before.rows[t] !== afterPrint.rows[t]);
-    console.log(`# F11/F12 ${scale('quick', 'full')}: ${CASES} cases (${sqlCases} SQL over ${fns.length} functions, ${CASES - sqlCases} TypeScript), ` +
+    console.log(`# F11/F12 ${scale('quick', 'full')}: ${CASES} cases (${sqlCases} SQL over ${fns.length} functions, ${shapeCases} through the shape helpers, ${CASES - sqlCases - shapeCases} TypeScript), ` +
       `${errors} refused, untyped errors ${untyped.length}, tables with rows written ${changedRows.length}, catalog changed ${before.catalog !== afterPrint.catalog}` +
       (untyped.length ? `; untyped: ${JSON.stringify([...new Set(untyped.filter(Boolean))].slice(0, 8))}` : ''));
     for (const t of changedRows) console.log(`# rows written to ${t}: ${JSON.stringify((await db.pool.query(`select * from ${t}`)).rows).slice(0, 600)}`);

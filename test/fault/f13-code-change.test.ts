@@ -16,14 +16,18 @@ import { assertClean, checkInvariants } from './harness/invariants.ts';
 import { useHarness } from './harness/fixture.ts';
 
 const EACH = scale(20, 200);
+// Long enough for every run to be asleep at once before the code changes
+// (at 2 s the full mode's first runs woke and ended on version 1 while the
+// last ones were still starting).
+const SLEEP_MS = scale(2000, 20_000);
 
 const fx = useHarness({ LEASE_MS: '5000', POLL_MS: '250' });
 
 describe('F13: workflow code changed under running runs', () => {
   it('detects every incompatible change and refuses no compatible one', async () => {
     const old = await Promise.all([fx.h.spawn({ CODE_VERSION: '1' }), fx.h.spawn({ CODE_VERSION: '1' })]);
-    await fx.h.startMany('fh-change-x', EACH, () => ({ ms: 2000 }));
-    await fx.h.startMany('fh-change-y', EACH, () => ({ ms: 2000 }));
+    await fx.h.startMany('fh-change-x', EACH, () => ({ ms: SLEEP_MS }));
+    await fx.h.startMany('fh-change-y', EACH, () => ({ ms: SLEEP_MS }));
     await waitFor(async () => (await fx.db.pool.query(`select count(*)::int as n from trellis.runs where status = 'waiting'`)).rows[0].n === 2 * EACH,
       { what: 'every run asleep after its first step', timeout: 60_000 });
     for (const w of old) w.child.kill('SIGTERM');

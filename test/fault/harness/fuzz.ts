@@ -12,6 +12,23 @@ const INJECTIONS = [
   `../../etc/passwd`, ` leading space`, `tab\there`, `line\nbreak`, `nul\u0000byte`, `\u202Eevil`, `😀 emoji`, `é`, ` `, `'`, `"`, `;`, `\\`,
 ];
 
+/**
+ * Input shapes that workflow_register accepts but that hold odd values
+ * (a non-numeric bound, an invalid regular expression, a zero multipleOf,
+ * a huge or negative limit, the wrong JSON type where a keyword expects
+ * another): the shape helpers (_input_error, _shape_error) must still
+ * answer or raise a TRxxx code for any input checked against them.
+ */
+export const ODD_SHAPES: unknown[] = [
+  { type: 'string', maxLength: 'abc' }, { type: 'string', pattern: '(' }, { type: 'string', pattern: '\\' }, { enum: 5 },
+  { type: 'array', items: 5 }, { type: 'object', properties: [] }, { type: 'object', required: 'x' },
+  { type: 'number', multipleOf: 0 }, { type: 'number', multipleOf: 'x' }, { type: 'array', minItems: -1 },
+  { type: 'integer', maximum: 1e308 }, { anyOf: 5 }, { oneOf: [] }, { const: {} }, { type: 'string', format: 'email' },
+  { type: 'number', minimum: 'abc' }, { type: 'nope' }, { type: [] }, { additionalProperties: 5, type: 'object' },
+  { type: 'object', properties: { a: { type: 'array', items: { type: 'object', required: ['b'], properties: { b: { type: 'integer', minimum: 1 } } } } } },
+  { type: 'string', minLength: 2147483648 }, { type: 'array', maxItems: 1.5 }, { not: {} }, { allOf: [{ type: 'number' }, false] },
+];
+
 /** A deterministic pseudo-random source (a failure can be replayed by its seed). */
 export function rng(seed: number): () => number {
   let s = seed >>> 0 || 1;

@@ -10,6 +10,7 @@
  */
 import { type ChildProcess, spawn } from 'node:child_process';
 import { once } from 'node:events';
+import { appendFileSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import pg from 'pg';
 import { createClient, type Client } from '../../../src/client/client.ts';
@@ -45,6 +46,8 @@ export interface WorkerProcess {
   alive(): boolean;
   /** Claiming (printed "ready"). */
   ready: boolean;
+  /** The harness killed or stopped it (kill(), close()): its exit is no crash. */
+  stopped: boolean;
 }
 
 export interface HarnessOptions {
@@ -78,11 +81,14 @@ export class Harness {
     let err = '';
     child.stdout?.on('data', (d) => (out += d));
     child.stderr?.on('data', (d) => (err = (err + d).slice(-4000)));
-    const exited = once(child, 'exit').then(() => undefined);
+    const exited = once(child, 'exit').then(([code, signal]) => {
+      // With WORKER_LOG (worker-main.ts), how a worker process ended goes to its log too.
+      if (process.env.WORKER_LOG) appendFileSync(`${process.env.WORKER_LOG}-${id}.log`, `${JSON.stringify({ at: new Date().toISOString(), exited: code ?? signal, stderr: err })}\n`);
+    });
     const w: WorkerProcess = {
       id, child, pid: child.pid ?? 0, stderr: () => err, exited,
       alive: () => child.exitCode === null && child.signalCode === null,
-      ready: false,
+      ready: false, stopped: false,
     };
     this.workers.push(w);
     await waitFor(() => {
@@ -91,6 +97,16 @@ export class Harness {
     }, { what: `worker ${id} ready`, timeout: 60_000, interval: 50 });
     w.ready = true;
     return w;
+  }
+
+  /**
+   * Worker processes that ended by themselves (not by kill() or close()),
+   * with the end of their stderr: a scenario where no process should die
+   * asserts this is empty (a dead worker leaves its runs to wait a lease).
+   */
+  crashed(): string[] {
+    return this.workers.filter((w) => !w.alive() && !w.stopped)
+      .map((w) => `${w.id} exited ${w.child.exitCode ?? w.child.signalCode}: ${w.stderr().slice(-1500)}`);
   }
 
   /** Workers running and claiming. */
@@ -103,6 +119,7 @@ export class Harness {
     const { rows } = await this.pool.query<{ id: string }>(
       `select id from trellis.runs where lease_owner = $1 and status = 'running'`, [w.id]);
     const { rows: [clock] } = await this.pool.query<{ at: Date }>('select clock_timestamp() as at');
+    w.stopped = true;
     w.child.kill('SIGKILL');
     await w.exited;
     return { held: rows.map((r) => r.id), at: clock!.at };
@@ -158,6 +175,7 @@ export class Harness {
   /** Stop every worker (SIGTERM, then SIGKILL after 5 s) and close the client. */
   async close(): Promise<void> {
     await Promise.all(this.workers.filter((w) => w.alive()).map(async (w) => {
+      w.stopped = true;
       w.child.kill('SIGTERM');
       const timer = setTimeout(() => w.child.kill('SIGKILL'), 5000);
       await w.exited;

@@ -15,6 +15,8 @@ export interface MixedLoad {
   rate: number;
   /** The fh-timer sleep. */
   sleepMs?: number;
+  /** How long each fh-steps step body takes (default 10 ms): longer keeps more runs in flight at a fault. */
+  stepMs?: number;
 }
 
 export interface LoadResult {
@@ -52,7 +54,7 @@ export async function runMixedLoad(h: Harness, load: MixedLoad): Promise<LoadRes
     if (wait > 0) await sleep(wait);
     const kind = kinds[i]!;
     pending.push((async () => {
-      if (kind === 'steps') await persist(() => h.client.start('fh-steps', { n: i, ms: 10 }, { key: `steps-${i}` }));
+      if (kind === 'steps') await persist(() => h.client.start('fh-steps', { n: i, ms: load.stepMs ?? 10 }, { key: `steps-${i}` }));
       else if (kind === 'timer') await persist(() => h.client.start('fh-timer', { ms: load.sleepMs ?? 1000 }, { key: `timer-${i}` }));
       else {
         const run = await persist(() => h.client.start('fh-signal', { waits: 2 }, { key: `signal-${i}` }));

@@ -10,7 +10,8 @@
  *      LISTENER_CHECK_MS (10000),
  *      CLOCK_SKEW_MS (0: this process's Date is shifted by that much),
  *      CODE_VERSION (1 | 2: the code of the fh-change-* workflows),
- *      BLOCKER (1: fh-steps with `block` blocks this process's event loop).
+ *      BLOCKER (1: fh-steps with `block` blocks this process's event loop),
+ *      WORKER_LOG (a file prefix: the worker's warnings and errors go to <prefix>-<WORKER_ID>.log).
  * Prints "ready" once claiming; SIGTERM stops it gracefully.
  */
 import { randomUUID } from 'node:crypto';
@@ -18,15 +19,18 @@ import pg from 'pg';
 import { z } from 'zod';
 import { createWorker } from '../../../src/worker/worker.ts';
 import { defineWorkflow } from '../../../src/workflow/define.ts';
-import { silentLogger } from '../../../src/protocol/logger.ts';
+import { appendFileSync } from 'node:fs';
+import { loggerFrom, silentLogger } from '../../../src/protocol/logger.ts';
 import type { StepContext } from '../../../src/workflow/context.ts';
+import { guardPool } from './guard.ts';
 
 const skew = Number(process.env.CLOCK_SKEW_MS ?? 0);
 if (skew) skewClock(skew);
 
 const url = process.env.DATABASE_URL;
-const ledger = new pg.Pool({ connectionString: process.env.LEDGER_URL ?? url, max: 4, application_name: 'effects-ledger', connectionTimeoutMillis: 2000 });
-ledger.on('error', () => undefined);
+// Guarded: a server shutdown that ends a ledger connection while a body
+// holds it must not kill this process (it did, in F3: see guard.ts).
+const ledger = guardPool(new pg.Pool({ connectionString: process.env.LEDGER_URL ?? url, max: 4, application_name: 'effects-ledger', connectionTimeoutMillis: 2000 }));
 const pause = (ms: number) => new Promise((r) => setTimeout(r, ms));
 
 /** Append one execution of a step body to the ledger (retried: the insert is idempotent by its exec id); call it first in the body. */
@@ -136,7 +140,7 @@ const worker = createWorker({
   listenerHealthCheck: Number(process.env.LISTENER_CHECK_MS ?? 10_000),
   purge: false,
   schedules: false,
-  logger: silentLogger,
+  logger: process.env.WORKER_LOG ? fileLogger(`${process.env.WORKER_LOG}-${process.env.WORKER_ID}.log`) : silentLogger,
 });
 await worker.start();
 process.stdout.write('ready\n');
@@ -159,4 +163,11 @@ function skewClock(ms: number): void {
     }
   }
   globalThis.Date = Skewed as DateConstructor;
+}
+
+/** Warnings and errors as JSON lines appended to `file` (WORKER_LOG), for reading after a failed scenario. */
+function fileLogger(file: string) {
+  return loggerFrom((level, message, fields) => {
+    if (level === 'warn' || level === 'error') appendFileSync(file, `${JSON.stringify({ at: new Date().toISOString(), level, message, ...fields })}\n`);
+  });
 }
