@@ -320,7 +320,10 @@ function child(run: Replay, workflow: WorkflowDefinition, input: unknown, option
         if (run.cancelRequested && !run.shielded) throw new CancelledError('run cancelled');
         await run.track(validate(workflow.input, input, `input of child ${workflow.name}`));
         const text = encodeJson(input, `input of child ${workflow.name}`, run.o.maxPayloadBytes);
-        await run.track(Promise.resolve(run.o.register?.(workflow)));
+        await run.track(Promise.resolve(run.o.register?.(workflow)).catch((error: unknown) => {
+          run.haltOnFault(error);
+          throw error;
+        }));
         await run.write({
           op: 'child', seq, name, child: crypto.randomUUID(), workflow: workflow.name, version: workflow.version, input: text,
           key: options.key, queue: options.queue, close: options.onParentCancel ?? 'cancel',

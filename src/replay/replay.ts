@@ -14,7 +14,8 @@
  * is quiescent and ends with a `wait` outcome: the worker is released.
  */
 import { AsyncLocalStorage } from 'node:async_hooks';
-import { CancelledError, ChildFailedError, DatabaseError, HistoryLimitError, LeaseLostError, NonDeterminismError, ValidationError } from '../errors.ts';
+import { CancelledError, ChildFailedError, HistoryLimitError, LeaseLostError, NonDeterminismError, ValidationError } from '../errors.ts';
+import { isDatabaseFault } from '../protocol/faults.ts';
 import type { WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { childLogger, type Logger } from '../protocol/logger.ts';
@@ -359,13 +360,22 @@ export class Replay {
       },
       (error: unknown) => {
         this.writes.delete(promise);
-        // Only the workflow's own errors fail a run: a lost lease or a
-        // database fault the worker could not retry away gives it up here.
-        if (error instanceof LeaseLostError || error instanceof DatabaseError) this.halt({ op: 'abandoned', reason: error });
-        else this.halt({ op: 'fail', error: serializeError(error) });
+        if (!this.haltOnFault(error)) this.halt({ op: 'fail', error: serializeError(error) });
       },
     );
     return promise;
+  }
+
+  /**
+   * Only the workflow's own errors fail a run: a lost lease or a database
+   * fault the worker could not retry away or a schema behind the code (a
+   * checkpoint, a child workflow's registration) gives this execution up, whatever the workflow code does
+   * with the rejection it sees. True if `error` was such a fault.
+   */
+  haltOnFault(error: unknown): boolean {
+    if (!(error instanceof LeaseLostError || isDatabaseFault(error))) return false;
+    this.halt({ op: 'abandoned', reason: error });
+    return true;
   }
 
   /** Wait until every checkpoint queued so far has settled (a failed one halts the run). */

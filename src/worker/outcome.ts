@@ -1,7 +1,7 @@
 /** What a worker writes when an execution ends: the outcome's end op, fenced. */
 import type { CheckpointOp, Fence } from '../protocol/checkpoint.ts';
 import type { Outcome } from '../replay/replay.ts';
-import { DatabaseError } from '../errors.ts';
+import { isDatabaseFault } from '../protocol/faults.ts';
 
 /** The op that ends this execution, or undefined when nothing may be written (lease lost). */
 export function outcomeOp(fence: Fence, outcome: Outcome, shuttingDown: boolean): CheckpointOp | undefined {
@@ -10,6 +10,6 @@ export function outcomeOp(fence: Fence, outcome: Outcome, shuttingDown: boolean)
   if (shuttingDown) return { ...fence, op: 'release', delay_ms: 0, failure: false };
   // A database fault that retries could not get past (not the workflow's
   // error, so the run is not failed): give it back for a later attempt.
-  if (outcome.reason instanceof DatabaseError) return { ...fence, op: 'release', delay_ms: 1000, failure: false };
+  if (isDatabaseFault(outcome.reason)) return { ...fence, op: 'release', delay_ms: 1000, failure: false };
   return undefined;
 }

@@ -10,7 +10,8 @@ import { hostname } from 'node:os';
 import type { Pool } from '../db/pg.ts';
 import type { ClaimedRun } from '../protocol/history.ts';
 import { runClaim, runIdleCheck, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
-import { CancelledError, DatabaseError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
+import { CancelledError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
+import { isDatabaseFault } from '../protocol/faults.ts';
 import { serializeError } from '../protocol/serialize.ts';
 import { type Execution, startExecution } from '../replay/executor.ts';
 import { type Outcome, outcomeName } from '../replay/replay.ts';
@@ -510,7 +511,7 @@ export class Worker {
     const shuttingDown = outcome.op === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
     const op = outcomeOp(fence, outcome, shuttingDown);
     // The release after a database fault follows ops the committer refused.
-    if (outcome.op === 'abandoned' && outcome.reason instanceof DatabaseError) this.committer.forget(fence.run, fence.token);
+    if (outcome.op === 'abandoned' && isDatabaseFault(outcome.reason)) this.committer.forget(fence.run, fence.token);
     try {
       if (op) await this.committer.push(op);
       this.stats[outcomeName(outcome)]++;
@@ -531,7 +532,7 @@ export class Worker {
         this.committer.forget(fence.run, fence.token);
         return await this.finish(fence, execution, { op: 'fail', error: serializeError(error) }, false, observed);
       }
-      if (!(error instanceof LeaseLostError) && !(error instanceof DatabaseError) && !forced) throw error;
+      if (!(error instanceof LeaseLostError) && !isDatabaseFault(error) && !forced) throw error;
       this.stats.abandoned++;
       observed?.end({ op: 'abandoned', reason: error });
       if (error instanceof LeaseLostError) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { op: 'abandoned', reason: error });
@@ -539,7 +540,7 @@ export class Worker {
       // A database error that is not the workflow's (a permission, a missing
       // function mid-deploy): give the run back for a later attempt rather
       // than leave it until its lease expires; it is never failed for this.
-      if (fallback && error instanceof DatabaseError && op?.op !== 'release') {
+      if (fallback && isDatabaseFault(error) && op?.op !== 'release') {
         this.committer.forget(fence.run, fence.token);
         await this.committer.push({ ...fence, op: 'release', delay_ms: 1000, failure: false }).catch(() => undefined);
       }
