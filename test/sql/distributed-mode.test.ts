@@ -52,7 +52,7 @@ describe('the distributed paths on one node', () => {
     const done = await sql(`select count(*) filter (where status = 'completed') as n, max(output::text) as o
                               from trellis.runs where queue = 'dq-a'`);
     assert.deepEqual([Number(done[0].n), done[0].o], [40, '2']);
-    assert.equal(Number((await sql(`select count(*) from trellis.steps s join trellis.runs r on r.id = s.run_id
+    assert.equal(Number((await sql(`select count(*) from trellis.steps s join trellis.runs r on r.bucket = s.bucket and r.id = s.run_id
                                       where r.queue = 'dq-a'`))[0].count), 40);
   });
 
