@@ -1,6 +1,6 @@
 -- 160_buckets: row locks by bucket, for a schema whose run-scoped tables are
 -- distributed by their bucket (Citus, docs/scaling.md, decision 0024).
--- Owns: _distributed, _lock_runs, _lock_due, and the distributed paths of
+-- Owns: _distributed, _one_connection, _lock_runs, _lock_due, _lock_hooks, _purge_pick_by_bucket, and the distributed paths of
 -- run_claim (_sweep_by_bucket, _pick_by_bucket, _claimed_by_bucket) and
 -- run_heartbeat_many (_heartbeat_by_bucket) and run_next_due (_next_due_by_bucket);
 -- citus_distribute (placing the schema on a Citus cluster), _plans_reset.
@@ -25,6 +25,23 @@ end $$;
 comment on function trellis._distributed() is
   'Whether the run-scoped tables are distributed by bucket (setting distributed, set when they are placed on a Citus cluster): row locks then go one bucket at a time.';
 
+-- Before a transaction's row locks on a distributed schema: Citus runs the
+-- rest of the transaction over one connection per node. Otherwise a later
+-- multi-shard statement (a move of runs of many buckets, _run_move) can
+-- open a second connection to a node and wait there for the row locks the
+-- transaction took over the first: a distributed deadlock of the
+-- transaction with itself, which Citus breaks by cancelling it.
+-- citus_distribute makes one connection per node the database's default
+-- (so no engine transaction opens a second one before its first lock);
+-- this covers sessions that began before it.
+create or replace function trellis._one_connection()
+returns void language plpgsql as $$
+begin
+  perform pg_catalog.set_config('citus.max_adaptive_executor_pool_size', '1', true);
+end $$;
+comment on function trellis._one_connection() is
+  'On a distributed schema, before row locks: Citus uses one connection per node for the rest of the transaction (no self-deadlock between its connections; citus_distribute makes it the database default).';
+
 -- Lock the runs p_ids (FOR NO KEY UPDATE, waiting for them), in id order on
 -- one node, in (bucket, id) order on a distributed schema.
 create or replace function trellis._lock_runs(p_ids uuid[])
@@ -40,6 +57,7 @@ begin
     perform 1 from trellis.runs r where r.id = any (p_ids) order by r.id for no key update;
     return;
   end if;
+  perform trellis._one_connection();
   for v_bucket, v_ids in
     select r.bucket, array_agg(r.id order by r.id) from trellis.runs r where r.id = any (p_ids)
      group by r.bucket order by r.bucket
@@ -67,6 +85,7 @@ begin
   if cardinality(p_ids) is null or cardinality(p_ids) = 0 then
     return v_got;
   end if;
+  perform trellis._one_connection();
   for v_bucket, v_ids in
     select r.bucket, array_agg(r.id) from trellis.runs r where r.id = any (p_ids) group by r.bucket order by r.bucket
   loop
@@ -295,6 +314,7 @@ begin
   if cardinality(p_ids) is null or cardinality(p_ids) = 0 then
     return v_got;
   end if;
+  perform trellis._one_connection();
   for v_bucket, v_ids in
     select d.bucket, array_agg(d.id) from trellis.hook_deliveries d where d.id = any (p_ids)
      group by d.bucket order by d.bucket
@@ -345,13 +365,16 @@ begin
       execute format('select create_distributed_table(%L, ''bucket'', colocate_with => ''trellis.runs'')', v_table);
     end if;
   end loop;
+  -- One connection per node for each engine transaction (_one_connection):
+  -- the default of every session that connects from now on.
+  execute format('alter database %I set citus.max_adaptive_executor_pool_size = 1', pg_catalog.current_database());
   perform trellis.setting_set('distributed', 'true');
   -- A distributed planner needs parameter values to plan a multi-shard read:
   -- no forced generic plans (sql/900_plans.sql skips them from now on).
   perform trellis._plans_reset();
 end $$;
 comment on function trellis.citus_distribute() is
-  'Place the schema on a Citus cluster (run on the coordinator, before the first run): the run-scoped tables distributed by bucket and co-located with trellis.runs, the others reference tables; then setting distributed on and no forced generic plans. TR001 without the citus extension. Idempotent.';
+  'Place the schema on a Citus cluster (run on the coordinator, before the first run): the run-scoped tables distributed by bucket and co-located with trellis.runs, the others reference tables; then setting distributed on, one Citus connection per node per session (the database default of citus.max_adaptive_executor_pool_size) and no forced generic plans. TR001 without the citus extension. Idempotent.';
 
 create or replace function trellis._plans_reset()
 returns void language plpgsql as $$
