@@ -128,7 +128,7 @@ begin
   if v_run is null and p_id is not null then
     -- A redelivery (at-least-once sources) of a callback the foreign id's run
     -- received before it finished is dropped, not refused.
-    if exists (select 1 from trellis.runs r join trellis.signals s on s.run_id = r.id
+    if exists (select 1 from trellis.runs r join trellis.signals s on s.bucket = r.bucket and s.run_id = r.id
                 where r.workflow = p_workflow and r.metadata ? 'foreign_id' and r.metadata->>'foreign_id' = p_foreign_id
                   and s.signal_id = p_id) then
       return false;
