@@ -5,6 +5,9 @@
 -- trellis.runs (read; picked runs locked FOR UPDATE SKIP LOCKED).
 -- Lock order: the queue row (FOR UPDATE), then runs rows (SKIP LOCKED); the
 -- caller (run_claim) moves the picked runs to running in the same transaction.
+-- On a distributed schema runs are read without a lock and locked one bucket
+-- at a time (_lock_due, sql/160_buckets.sql), keys are read with select
+-- distinct (no recursive query over distributed tables) and picked key by key.
 --
 -- The pick, under the queue row's lock:
 -- 1. paused: nothing.

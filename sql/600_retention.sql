@@ -12,6 +12,8 @@
 -- first takes a transaction-level advisory try-lock, so of many workers that
 -- purge on a timer one does the work at a time and the others return at once.
 -- run_scrub locks the one run (FOR NO KEY UPDATE), then its steps and signals.
+-- On a distributed schema the purges read their candidates without a lock
+-- and lock them one bucket at a time (_purge_pick_by_bucket, sql/160_buckets.sql).
 --
 -- A finished child run is kept while a call of its parent still waits on it
 -- (a parent reads the child's outcome from the child's row when it next

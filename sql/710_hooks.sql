@@ -4,6 +4,8 @@
 -- _run_move, sql/150_transitions.sql), trellis.runs (read).
 -- Lock order: hook_deliveries rows only (claims: FOR UPDATE SKIP LOCKED); no
 -- run lock, so a hook never blocks a run and a run never waits for a hook.
+-- On a distributed schema deliveries are read without a lock and locked one
+-- bucket at a time (_lock_hooks, sql/160_buckets.sql).
 --
 -- A delivery is pending (due at run_at), running (claimed by a worker until
 -- lease_expires_at; attempts counts claims) or parked (it kept failing:
