@@ -1,6 +1,6 @@
 -- 160_buckets: row locks by bucket, for a schema whose run-scoped tables are
 -- distributed by their bucket (Citus, docs/scaling.md, decision 0024).
--- Owns: _distributed, _lock_runs, _lock_due, and the distributed paths of
+-- Owns: _distributed, _one_connection, _lock_runs, _lock_due, _lock_hooks, _purge_pick_by_bucket, and the distributed paths of
 -- run_claim (_sweep_by_bucket, _pick_by_bucket, _claimed_by_bucket) and
 -- run_heartbeat_many (_heartbeat_by_bucket) and run_next_due (_next_due_by_bucket);
 -- citus_distribute (placing the schema on a Citus cluster), _plans_reset.
@@ -25,6 +25,23 @@ end $$;
 comment on function trellis._distributed() is
   'Whether the run-scoped tables are distributed by bucket (setting distributed, set when they are placed on a Citus cluster): row locks then go one bucket at a time.';
 
+-- Before a transaction's row locks on a distributed schema: Citus runs the
+-- rest of the transaction over one connection per node. Otherwise a later
+-- multi-shard statement (a move of runs of many buckets, _run_move) can
+-- open a second connection to a node and wait there for the row locks the
+-- transaction took over the first: a distributed deadlock of the
+-- transaction with itself, which Citus breaks by cancelling it.
+-- citus_distribute makes one connection per node the database's default
+-- (so no engine transaction opens a second one before its first lock);
+-- this covers sessions that began before it.
+create or replace function trellis._one_connection()
+returns void language plpgsql as $$
+begin
+  perform pg_catalog.set_config('citus.max_adaptive_executor_pool_size', '1', true);
+end $$;
+comment on function trellis._one_connection() is
+  'On a distributed schema, before row locks: Citus uses one connection per node for the rest of the transaction (no self-deadlock between its connections; citus_distribute makes it the database default).';
+
 -- Lock the runs p_ids (FOR NO KEY UPDATE, waiting for them), in id order on
 -- one node, in (bucket, id) order on a distributed schema.
 create or replace function trellis._lock_runs(p_ids uuid[])
@@ -40,6 +57,7 @@ begin
     perform 1 from trellis.runs r where r.id = any (p_ids) order by r.id for no key update;
     return;
   end if;
+  perform trellis._one_connection();
   for v_bucket, v_ids in
     select r.bucket, array_agg(r.id order by r.id) from trellis.runs r where r.id = any (p_ids)
      group by r.bucket order by r.bucket
@@ -55,6 +73,7 @@ comment on function trellis._lock_runs(uuid[]) is
 -- completed, failed, cancelled; for 'waiting', due
 -- by p_now; for 'running', with a lease expired by p_now) once locked FOR
 -- UPDATE SKIP LOCKED, one bucket at a time; in the order of p_ids.
+-- ('finished': completed, failed or cancelled, finished before p_now.)
 create or replace function trellis._lock_due(p_ids uuid[], p_status text, p_now timestamptz)
 returns uuid[] language plpgsql as $$
 declare
@@ -66,6 +85,7 @@ begin
   if cardinality(p_ids) is null or cardinality(p_ids) = 0 then
     return v_got;
   end if;
+  perform trellis._one_connection();
   for v_bucket, v_ids in
     select r.bucket, array_agg(r.id) from trellis.runs r where r.id = any (p_ids) group by r.bucket order by r.bucket
   loop
@@ -73,7 +93,8 @@ begin
     for v_id in
       select r.id from trellis.runs r
        where r.bucket = v_bucket and r.id = any (v_ids)
-         and (r.status = p_status or (p_status = 'unfinished' and r.status not in ('completed', 'failed', 'cancelled')))
+         and (r.status = p_status or (p_status = 'unfinished' and r.status not in ('completed', 'failed', 'cancelled'))
+              or (p_status = 'finished' and r.status in ('completed', 'failed', 'cancelled') and r.finished_at < p_now))
          and (p_status <> 'waiting' or r.run_at <= p_now)
          and (p_status <> 'running' or r.lease_expires_at < p_now)
        order by r.id
@@ -85,7 +106,7 @@ begin
   return array(select i from unnest(p_ids) with ordinality as c(i, n) where i = any (v_got) order by n);
 end $$;
 comment on function trellis._lock_due(uuid[], text, timestamptz) is
-  'On a distributed schema: lock (FOR UPDATE SKIP LOCKED, one bucket at a time) those of runs p_ids still in status p_status (waiting: due by p_now; running: lease expired by p_now); returns them in the order of p_ids.';
+  'On a distributed schema: lock (FOR UPDATE SKIP LOCKED, one bucket at a time) those of runs p_ids still in status p_status (waiting: due by p_now; running: lease expired by p_now; unfinished: any but an end; finished: an end before p_now); returns them in the order of p_ids.';
 
 -- run_claim on a distributed schema: due timers and expired leases, found on
 -- every node, locked one bucket at a time, made pending.
@@ -228,6 +249,92 @@ end $$;
 comment on function trellis._next_due_by_bucket(text[], text[], text[]) is
   'run_next_due on a distributed schema: the earliest due pending or waiting run of the served pairs, or lease expiry, each read on every node.';
 
+-- run_purge and _purge_workflow on a distributed schema: up to p_limit
+-- runs that finished before p_cutoff (of p_workflow, created before the
+-- cutoff too, oldest created first; else oldest finished first), not
+-- awaited by a waiting child call of a parent, locked FOR UPDATE SKIP
+-- LOCKED one bucket at a time. The candidates are read in pages without a
+-- lock (a multi-shard read), the awaited ones dropped by a read of steps by
+-- child id (a parent may live in another bucket), then locked.
+create or replace function trellis._purge_pick_by_bucket(p_workflow text, p_cutoff timestamptz, p_limit integer)
+returns uuid[] language plpgsql as $$
+declare
+  v_got   uuid[] := '{}';
+  v_ids   uuid[];
+  v_keys  timestamptz[];
+  v_held  uuid[];
+  v_at    timestamptz := '-infinity';
+  v_after uuid := '00000000-0000-0000-0000-000000000000';
+  v_pages integer := 0;
+begin
+  while cardinality(v_got) < p_limit and v_pages < 10 loop
+    v_pages := v_pages + 1;
+    if p_workflow is null then
+      select coalesce(array_agg(x.id order by x.at, x.id), '{}'), coalesce(array_agg(x.at order by x.at, x.id), '{}')
+        into v_ids, v_keys
+        from (select r.id, r.finished_at as at from trellis.runs r
+               where r.finished_at < p_cutoff and (r.finished_at, r.id) > (v_at, v_after)
+               order by r.finished_at, r.id limit p_limit) x;
+    else
+      select coalesce(array_agg(x.id order by x.at, x.id), '{}'), coalesce(array_agg(x.at order by x.at, x.id), '{}')
+        into v_ids, v_keys
+        from (select r.id, r.created_at as at from trellis.runs r
+               where r.workflow = p_workflow and r.created_at < p_cutoff and r.finished_at < p_cutoff
+                 and (r.created_at, r.id) > (v_at, v_after)
+               order by r.created_at, r.id limit p_limit) x;
+    end if;
+    exit when cardinality(v_ids) = 0;
+    v_at := v_keys[cardinality(v_keys)];
+    v_after := v_ids[cardinality(v_ids)];
+    select coalesce(array_agg((w.output->>'child')::uuid), '{}') into v_held from trellis.steps w
+     where (w.output->>'child')::uuid = any (v_ids) and w.status = 'waiting' and w.kind = 'child';
+    v_held := trellis._lock_due(array(select i from unnest(v_ids) with ordinality as c(i, n)
+                                        where i <> all (v_held) order by n), 'finished', p_cutoff);
+    v_got := v_got || v_held[1:p_limit - cardinality(v_got)];
+    exit when cardinality(v_ids) < p_limit;
+  end loop;
+  return v_got;
+end $$;
+comment on function trellis._purge_pick_by_bucket(text, timestamptz, integer) is
+  'Purges on a distributed schema: up to p_limit runs finished before p_cutoff (of p_workflow, oldest created first; else oldest finished first) that no waiting child call awaits, locked FOR UPDATE SKIP LOCKED one bucket at a time.';
+
+-- hook_claim on a distributed schema: of the hook deliveries p_ids (found
+-- by a read without a lock), those still pending and due by p_now
+-- (p_status 'pending') or running with a lease expired by p_now
+-- ('running'), locked FOR UPDATE SKIP LOCKED one bucket at a time; in the
+-- order of p_ids.
+create or replace function trellis._lock_hooks(p_ids bigint[], p_status text, p_now timestamptz)
+returns bigint[] language plpgsql as $$
+declare
+  v_bucket integer;
+  v_ids    bigint[];
+  v_id     bigint;
+  v_got    bigint[] := '{}';
+begin
+  if cardinality(p_ids) is null or cardinality(p_ids) = 0 then
+    return v_got;
+  end if;
+  perform trellis._one_connection();
+  for v_bucket, v_ids in
+    select d.bucket, array_agg(d.id) from trellis.hook_deliveries d where d.id = any (p_ids)
+     group by d.bucket order by d.bucket
+  loop
+    for v_id in
+      select d.id from trellis.hook_deliveries d
+       where d.bucket = v_bucket and d.id = any (v_ids) and d.status = p_status
+         and (p_status <> 'pending' or d.run_at <= p_now)
+         and (p_status <> 'running' or d.lease_expires_at < p_now)
+       order by d.id
+         for update skip locked
+    loop
+      v_got := v_got || v_id;
+    end loop;
+  end loop;
+  return array(select i from unnest(p_ids) with ordinality as c(i, n) where i = any (v_got) order by n);
+end $$;
+comment on function trellis._lock_hooks(bigint[], text, timestamptz) is
+  'hook_claim on a distributed schema: lock (FOR UPDATE SKIP LOCKED, one bucket at a time) those of hook deliveries p_ids still pending and due by p_now, or running with a lease expired by p_now (p_status); returns them in the order of p_ids.';
+
 -- Place the schema on a Citus cluster (docs/scaling.md): run once on the
 -- coordinator after install, before the first run. Dynamic SQL, so the
 -- function installs on any PostgreSQL; it refuses (TR001) where the citus
@@ -258,13 +365,16 @@ begin
       execute format('select create_distributed_table(%L, ''bucket'', colocate_with => ''trellis.runs'')', v_table);
     end if;
   end loop;
+  -- One connection per node for each engine transaction (_one_connection):
+  -- the default of every session that connects from now on.
+  execute format('alter database %I set citus.max_adaptive_executor_pool_size = 1', pg_catalog.current_database());
   perform trellis.setting_set('distributed', 'true');
   -- A distributed planner needs parameter values to plan a multi-shard read:
   -- no forced generic plans (sql/900_plans.sql skips them from now on).
   perform trellis._plans_reset();
 end $$;
 comment on function trellis.citus_distribute() is
-  'Place the schema on a Citus cluster (run on the coordinator, before the first run): the run-scoped tables distributed by bucket and co-located with trellis.runs, the others reference tables; then setting distributed on and no forced generic plans. TR001 without the citus extension. Idempotent.';
+  'Place the schema on a Citus cluster (run on the coordinator, before the first run): the run-scoped tables distributed by bucket and co-located with trellis.runs, the others reference tables; then setting distributed on, one Citus connection per node per session (the database default of citus.max_adaptive_executor_pool_size) and no forced generic plans. TR001 without the citus extension. Idempotent.';
 
 create or replace function trellis._plans_reset()
 returns void language plpgsql as $$

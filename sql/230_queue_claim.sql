@@ -5,6 +5,9 @@
 -- trellis.runs (read; picked runs locked FOR UPDATE SKIP LOCKED).
 -- Lock order: the queue row (FOR UPDATE), then runs rows (SKIP LOCKED); the
 -- caller (run_claim) moves the picked runs to running in the same transaction.
+-- On a distributed schema runs are read without a lock and locked one bucket
+-- at a time (_lock_due, sql/160_buckets.sql), keys are read with select
+-- distinct (no recursive query over distributed tables) and picked key by key.
 --
 -- The pick, under the queue row's lock:
 -- 1. paused: nothing.
@@ -44,6 +47,13 @@ declare
   v_groups  integer;
   v_passes  integer := 0;
   v_idle    text;
+  -- On a distributed schema (sql/160_buckets.sql) runs are read without a
+  -- lock and then locked one bucket at a time.
+  v_dist    boolean := trellis._distributed();
+  v_pairs   text[] := array(select s.w || pg_catalog.chr(31) || s.v from unnest(p_workflows, p_versions) as s(w, v));
+  v_key     text;
+  v_cap     integer;
+  v_one     uuid[];
 begin
   select * into q from trellis.queues where name = p_queue for update;
   if not found or q.paused then
@@ -69,22 +79,34 @@ begin
     -- Candidates in claim order from runs_claim_idx, each locked only if
     -- it has no key, in that order, until v_take are locked (no sort
     -- between the scan and the lock, so no run past those is locked).
-    v_got := array(
-      select c.id from unnest(p_workflows, p_versions) as s(w, v)
-       cross join lateral (
-         select l.id, l.priority, l.run_at
-           from (select p.id from trellis.runs p
-                  where p.status = 'pending' and p.queue = p_queue and p.workflow = s.w and p.version = s.v
-                    and p.run_at <= p_now
-                  order by p.priority desc, p.run_at
-                  limit 200 + v_take) cand
-          cross join lateral (
-            select r.id, r.priority, r.run_at from trellis.runs r
-             where r.id = cand.id and r.status = 'pending' and r.concurrency_key is null and r.id <> all (v_ids)
-             for update skip locked) l
-          limit v_take) c
-       order by c.priority desc, c.run_at
-       limit least(v_take, v_left));
+    if v_dist then
+      -- Read without a lock, then locked one bucket at a time (sql/160_buckets.sql).
+      select coalesce(array_agg(x.id order by x.priority desc, x.run_at), '{}') into v_got
+        from (select r.id, r.priority, r.run_at from trellis.runs r
+               where r.status = 'pending' and r.queue = p_queue and r.concurrency_key is null
+                 and r.workflow || pg_catalog.chr(31) || r.version = any (v_pairs)
+                 and r.run_at <= p_now and r.id <> all (v_ids)
+               order by r.priority desc, r.run_at
+               limit least(v_take, v_left)) x;
+      v_got := trellis._lock_due(v_got, 'pending', p_now);
+    else
+      v_got := array(
+        select c.id from unnest(p_workflows, p_versions) as s(w, v)
+         cross join lateral (
+           select l.id, l.priority, l.run_at
+             from (select p.id from trellis.runs p
+                    where p.status = 'pending' and p.queue = p_queue and p.workflow = s.w and p.version = s.v
+                      and p.run_at <= p_now
+                    order by p.priority desc, p.run_at
+                    limit 200 + v_take) cand
+            cross join lateral (
+              select r.id, r.priority, r.run_at from trellis.runs r
+               where r.id = cand.id and r.status = 'pending' and r.concurrency_key is null and r.id <> all (v_ids)
+               for update skip locked) l
+            limit v_take) c
+         order by c.priority desc, c.run_at
+         limit least(v_take, v_left));
+    end if;
     if cardinality(v_got) > 0 then
       v_ids := v_ids || v_got;
       v_keys := v_keys || array_fill(null::text, array[cardinality(v_got)]);
@@ -94,56 +116,104 @@ begin
     exit when v_left <= 0;
     -- The keys of this pass: up to v_left after the cursor, then from the
     -- first key on (not past the cursor) if there are fewer.
-    v_pass := array(
-      with recursive k(key) as (
-        (select min(r.concurrency_key) from trellis.runs r
-          where r.status = 'pending' and r.queue = p_queue
-            and r.concurrency_key > coalesce(q.cursor_key, ''))
-        union all
-        select (select min(r.concurrency_key) from trellis.runs r
-                 where r.status = 'pending' and r.queue = p_queue and r.concurrency_key > k.key)
-          from k where k.key is not null)
-      select k.key from k where k.key is not null limit v_left);
-    if cardinality(v_pass) < v_left and q.cursor_key is not null then
-      v_pass := v_pass || array(
+    if v_dist then
+      -- (A distributed planner runs no recursive query over distributed
+      -- tables: the distinct keys of the queue's pending runs instead.)
+      select coalesce(array_agg(x.key order by x.key), '{}') into v_pass
+        from (select distinct r.concurrency_key as key from trellis.runs r
+               where r.status = 'pending' and r.queue = p_queue
+                 and r.concurrency_key > coalesce(q.cursor_key, '')
+               order by 1 limit v_left) x;
+      if cardinality(v_pass) < v_left and q.cursor_key is not null then
+        select v_pass || coalesce(array_agg(x.key order by x.key), '{}') into v_pass
+          from (select distinct r.concurrency_key as key from trellis.runs r
+                 where r.status = 'pending' and r.queue = p_queue and r.concurrency_key <= q.cursor_key
+                 order by 1 limit v_left - cardinality(v_pass)) x;
+      end if;
+    else
+      v_pass := array(
         with recursive k(key) as (
           (select min(r.concurrency_key) from trellis.runs r
-            where r.status = 'pending' and r.queue = p_queue and r.concurrency_key is not null)
+            where r.status = 'pending' and r.queue = p_queue
+              and r.concurrency_key > coalesce(q.cursor_key, ''))
           union all
           select (select min(r.concurrency_key) from trellis.runs r
                    where r.status = 'pending' and r.queue = p_queue and r.concurrency_key > k.key)
-            from k where k.key is not null and k.key < q.cursor_key)
-        select k.key from k where k.key is not null and k.key <= q.cursor_key
-         limit v_left - cardinality(v_pass));
+            from k where k.key is not null)
+        select k.key from k where k.key is not null limit v_left);
+      if cardinality(v_pass) < v_left and q.cursor_key is not null then
+        v_pass := v_pass || array(
+          with recursive k(key) as (
+            (select min(r.concurrency_key) from trellis.runs r
+              where r.status = 'pending' and r.queue = p_queue and r.concurrency_key is not null)
+            union all
+            select (select min(r.concurrency_key) from trellis.runs r
+                     where r.status = 'pending' and r.queue = p_queue and r.concurrency_key > k.key)
+              from k where k.key is not null and k.key < q.cursor_key)
+          select k.key from k where k.key is not null and k.key <= q.cursor_key
+           limit v_left - cardinality(v_pass));
+      end if;
     end if;
-    -- Each key's share: v_take, less what key_concurrency leaves it.
-    if q.key_concurrency is null then
+    if v_dist then
+      -- Each key's share (v_take, less what key_concurrency leaves it),
+      -- then its runs read without a lock, key by key, and locked one
+      -- bucket at a time (sql/160_buckets.sql).
       v_caps := array_fill(v_take, array[cardinality(v_pass)]);
+      if q.key_concurrency is not null then
+        select coalesce(array_agg(greatest(0, least(v_take, q.key_concurrency - coalesce(n.running, 0)::integer
+                 - coalesce(cardinality(array_positions(v_keys, k.key)), 0))) order by k.ord), '{}')
+          into v_caps
+          from unnest(v_pass) with ordinality as k(key, ord)
+          left join (select r.concurrency_key as key, count(*) as running from trellis.runs r
+                      where r.status = 'running' and r.queue = p_queue and r.concurrency_key = any (v_pass)
+                      group by r.concurrency_key) n on n.key = k.key;
+      end if;
+      v_got := '{}';
+      v_gotkeys := '{}';
+      for v_key, v_cap in select k.key, k.cap from unnest(v_pass, v_caps) with ordinality as k(key, cap, ord)
+                           where k.cap > 0 order by k.ord loop
+        exit when cardinality(v_got) >= v_left;
+        select coalesce(array_agg(x.id order by x.priority desc, x.run_at), '{}') into v_one
+          from (select r.id, r.priority, r.run_at from trellis.runs r
+                 where r.status = 'pending' and r.queue = p_queue and r.concurrency_key = v_key
+                   and r.run_at <= p_now and r.id <> all (v_ids)
+                   and r.workflow || pg_catalog.chr(31) || r.version = any (v_pairs)
+                 order by r.priority desc, r.run_at
+                 limit least(v_cap, v_left - cardinality(v_got))) x;
+        v_one := trellis._lock_due(v_one, 'pending', p_now);
+        v_got := v_got || v_one;
+        v_gotkeys := v_gotkeys || array_fill(v_key, array[cardinality(v_one)]);
+      end loop;
     else
-      v_caps := array(
-        select greatest(0, least(v_take, q.key_concurrency
-                 - (select count(*) from trellis.runs r
-                     where r.status = 'running' and r.queue = p_queue and r.concurrency_key = k.key)::integer
-                 - coalesce(cardinality(array_positions(v_keys, k.key)), 0)))
-          from unnest(v_pass) with ordinality as k(key, ord) order by k.ord);
+      -- Each key's share: v_take, less what key_concurrency leaves it.
+      if q.key_concurrency is null then
+        v_caps := array_fill(v_take, array[cardinality(v_pass)]);
+      else
+        v_caps := array(
+          select greatest(0, least(v_take, q.key_concurrency
+                   - (select count(*) from trellis.runs r
+                       where r.status = 'running' and r.queue = p_queue and r.concurrency_key = k.key)::integer
+                   - coalesce(cardinality(array_positions(v_keys, k.key)), 0)))
+            from unnest(v_pass) with ordinality as k(key, ord) order by k.ord);
+      end if;
+      select coalesce(array_agg(c.id order by c.ord, c.priority desc, c.run_at), '{}'),
+             coalesce(array_agg(c.key order by c.ord, c.priority desc, c.run_at), '{}')
+        into v_got, v_gotkeys
+        from (select x.id, x.key, x.ord, x.priority, x.run_at from (
+                select k.ord, k.key, c.id, c.priority, c.run_at
+                  from unnest(v_pass, v_caps) with ordinality as k(key, cap, ord)
+                 cross join lateral (
+                   select r.id, r.priority, r.run_at from trellis.runs r
+                    where r.status = 'pending' and r.queue = p_queue and r.concurrency_key = k.key
+                      and r.run_at <= p_now and r.id <> all (v_ids)
+                      and (r.workflow, r.version) in (select * from unnest(p_workflows, p_versions))
+                    order by r.priority desc, r.run_at
+                    limit k.cap
+                    for update skip locked) c
+                 where k.cap > 0) x
+              order by x.ord, x.priority desc, x.run_at
+              limit v_left) c;
     end if;
-    select coalesce(array_agg(c.id order by c.ord, c.priority desc, c.run_at), '{}'),
-           coalesce(array_agg(c.key order by c.ord, c.priority desc, c.run_at), '{}')
-      into v_got, v_gotkeys
-      from (select x.id, x.key, x.ord, x.priority, x.run_at from (
-              select k.ord, k.key, c.id, c.priority, c.run_at
-                from unnest(v_pass, v_caps) with ordinality as k(key, cap, ord)
-               cross join lateral (
-                 select r.id, r.priority, r.run_at from trellis.runs r
-                  where r.status = 'pending' and r.queue = p_queue and r.concurrency_key = k.key
-                    and r.run_at <= p_now and r.id <> all (v_ids)
-                    and (r.workflow, r.version) in (select * from unnest(p_workflows, p_versions))
-                  order by r.priority desc, r.run_at
-                  limit k.cap
-                  for update skip locked) c
-               where k.cap > 0) x
-            order by x.ord, x.priority desc, x.run_at
-            limit v_left) c;
     -- The cursor: past every key of the pass (served or at its limit),
     -- unless the room ran out first, then at the last key served.
     if cardinality(v_got) >= v_left then

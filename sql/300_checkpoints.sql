@@ -302,6 +302,8 @@ returns void language plpgsql as $$
 declare
   v_now     timestamptz := trellis.now();
   v_parents uuid[];
+  v_woken   uuid[];
+  v_moves   trellis.run_move[];
   v_queue   text;
 begin
   v_parents := array(select distinct c.parent_run_id from trellis.runs c
@@ -310,17 +312,24 @@ begin
     return;
   end if;
   perform trellis._lock_runs(v_parents);
-  for v_queue in
-    select distinct woken.queue from trellis._run_move(array(
-      select row(p.id, 'pending', 'resumed', v_now, null, null, null, null, null, null, null, null,
-                 null, null, null, null, null, '{"reason":"child"}')::trellis.run_move
-        from trellis.runs p
-       where p.id = any (v_parents) and p.status = 'waiting'
-         and exists (select 1 from trellis.steps w
-                      where w.bucket = p.bucket and w.run_id = p.id and w.execution = p.execution
-                        and w.status = 'waiting' and w.kind = 'child'
-                        and (w.output->>'child')::uuid = any (p_finished)))) woken
-  loop
+  -- The parents are found (runs joined to their own steps, by bucket), then
+  -- moved: two statements, so a distributed planner runs the read on the
+  -- parents' shards and the move as the one-bucket updates of _run_move.
+  v_woken := array(
+    select p.id from trellis.runs p
+     where p.id = any (v_parents) and p.status = 'waiting'
+       and exists (select 1 from trellis.steps w
+                    where w.bucket = p.bucket and w.run_id = p.id and w.execution = p.execution
+                      and w.status = 'waiting' and w.kind = 'child'
+                      and (w.output->>'child')::uuid = any (p_finished)));
+  if cardinality(v_woken) = 0 then
+    return;
+  end if;
+  v_moves := array(
+    select row(i, 'pending', 'resumed', v_now, null, null, null, null, null, null, null, null,
+               null, null, null, null, null, '{"reason":"child"}')::trellis.run_move
+      from unnest(v_woken) i);
+  for v_queue in select distinct woken.queue from trellis._run_move(v_moves) woken loop
     perform pg_notify('trellis:run_ready', v_queue);
   end loop;
 end $$;

@@ -1,7 +1,7 @@
 -- 310_run_ends: how a checkpoint ends a run's execution, one set-based
 -- function per op kind, and the one-run functions for psql.
 -- Owns: run_complete, run_fail, run_release (each set-based over checkpoint
--- ops, and for one run), _runs_cancelled, _runs_wait, _runs_continue.
+-- ops, and for one run), _runs_cancelled, _runs_wait, _runs_continue, _forget_calls (also for run_retry).
 -- Touches: trellis.runs (status only through _run_move, sql/150_transitions.sql),
 -- trellis.steps (forgotten on a failed attempt, removed on continue-as-new),
 -- trellis.signals (given back).
@@ -61,26 +61,41 @@ comment on function trellis._runs_cancelled(trellis.checkpoint_op[]) is
 -- (seen_cancel), makes a release or a pause due now instead of after its
 -- backoff or the operator's resume: the replay then ends the run cancelled
 -- (its cancellation reason is kept).
+-- Forget call p_from and every later call of execution p_execution of run
+-- p_run (in bucket p_bucket), giving back the signals the forgotten waits
+-- consumed (a wait consumes its signal in the transaction that records it,
+-- so consumed_at equals the call's finished_at). Statements on one bucket.
+create or replace function trellis._forget_calls(p_bucket integer, p_run uuid, p_execution integer, p_from integer)
+returns void language plpgsql as $$
+begin
+  update trellis.signals g set consumed_at = null, consumed_seq = null
+    from trellis.steps s
+   where s.bucket = p_bucket and s.run_id = p_run and s.execution = p_execution and s.seq >= p_from
+     and s.kind = 'signal' and g.bucket = p_bucket and g.run_id = p_run and g.consumed_seq = s.seq
+     and g.consumed_at = s.finished_at;
+  delete from trellis.steps s
+   where s.bucket = p_bucket and s.run_id = p_run and s.execution = p_execution and s.seq >= p_from;
+end $$;
+comment on function trellis._forget_calls(integer, uuid, integer, integer) is
+  'Delete call p_from and every later call of an execution of a run (its bucket given), giving back the signals the forgotten waits consumed (run_release with failure, run_retry).';
+
 create or replace function trellis.run_release(p_ops trellis.checkpoint_op[])
 returns void language plpgsql as $$
 declare
   v_now timestamptz := trellis.now();
+  v_f   record;
 begin
-  with f as (
+  -- Run by run (a failed attempt is rare in a batch), each on its bucket.
+  for v_f in
     select r.bucket, o.run, r.execution,
            (select min(s.seq) from trellis.steps s
-             where s.bucket = r.bucket and s.run_id = o.run and s.execution = r.execution and s.status = 'failed') as from_seq
+             where s.bucket = r.bucket and s.run_id = r.id and s.execution = r.execution and s.status = 'failed') as from_seq
       from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
-     where o.op = 'release' and o.failure),
-  given_back as (
-    update trellis.signals g set consumed_at = null, consumed_seq = null
-      from f, trellis.steps s
-     where s.bucket = f.bucket and s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq
-       and s.kind = 'signal'
-       and g.bucket = f.bucket and g.run_id = f.run and g.consumed_seq = s.seq and g.consumed_at = s.finished_at)
-  delete from trellis.steps s
-   using f
-   where s.bucket = f.bucket and s.run_id = f.run and s.execution = f.execution and s.seq >= f.from_seq;
+     where o.op = 'release' and o.failure
+  loop
+    continue when v_f.from_seq is null;
+    perform trellis._forget_calls(v_f.bucket, v_f.run, v_f.execution, v_f.from_seq);
+  end loop;
 
   perform trellis._run_move(array(
     select row(m.run, m.to_status,
@@ -116,8 +131,27 @@ comment on function trellis.run_release(trellis.checkpoint_op[]) is
 create or replace function trellis._runs_wait(p_ops trellis.checkpoint_op[])
 returns void language plpgsql as $$
 declare
-  v_now timestamptz := trellis.now();
+  v_now     timestamptz := trellis.now();
+  v_waiters uuid[];
+  v_kids    uuid[];
+  v_done    uuid[];
+  v_woken   uuid[] := '{}';
 begin
+  -- The children the held waiting runs wait on (calls of their current
+  -- execution), then those of them that finished: two statements, as a
+  -- child with its own key lives in another bucket than its parent (on a
+  -- distributed schema a join across buckets is refused; docs/scaling.md).
+  select coalesce(array_agg(p.id), '{}'), coalesce(array_agg((s.output->>'child')::uuid), '{}')
+    into v_waiters, v_kids
+    from unnest(p_ops) o
+    join trellis.runs p on p.id = o.run and p.lease_token = o.token
+    join trellis.steps s on s.bucket = p.bucket and s.run_id = p.id and s.execution = p.execution
+   where o.op = 'wait' and s.status = 'waiting' and s.kind = 'child';
+  if cardinality(v_kids) > 0 then
+    v_done := array(select c.id from trellis.runs c
+                     where c.id = any (v_kids) and c.status in ('completed', 'failed', 'cancelled'));
+    v_woken := array(select distinct x.w from unnest(v_waiters, v_kids) x(w, k) where x.k = any (v_done));
+  end if;
   perform trellis._run_move(array(
     select row(m.run, m.to_status,
                case m.to_status when 'paused' then 'paused' when 'pending' then 'resumed' else 'waiting' end,
@@ -126,21 +160,16 @@ begin
                     else v_now + make_interval(secs => greatest(m.delay_ms, 0) / 1000.0) end,
                null, false, null, false, null, null, null, null, true, null,
                null, null, null, null)::trellis.run_move
-      from (select w.run, w.delay_ms,
+      from (select o.run, o.delay_ms,
                    case when r.pause_requested_at is not null then 'paused'
-                        when w.wake or (r.cancel_requested_at is not null and not w.seen_cancel) then 'pending'
+                        when o.run = any (v_woken)
+                          or exists (select 1 from trellis.signals g
+                                      where g.bucket = r.bucket and g.run_id = r.id and g.consumed_at is null
+                                        and g.id > coalesce(o.signal, 0))
+                          or (r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false)) then 'pending'
                         else 'waiting' end as to_status
-              from (select o.run, o.token, o.delay_ms, coalesce(o.seen_cancel, false) as seen_cancel,
-                           exists (select 1 from trellis.signals g
-                                    where g.run_id = o.run and g.consumed_at is null and g.id > coalesce(o.signal, 0))
-                        or exists (select 1 from trellis.runs p
-                                     join trellis.steps s on s.bucket = p.bucket and s.run_id = p.id
-                                                         and s.execution = p.execution
-                                     join trellis.runs c on c.id = (s.output->>'child')::uuid
-                                    where p.id = o.run and s.status = 'waiting' and s.kind = 'child'
-                                      and c.status in ('completed', 'failed', 'cancelled')) as wake
-                      from unnest(p_ops) o where o.op = 'wait') w
-              join trellis.runs r on r.id = w.run and r.lease_token = w.token) m));
+              from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+             where o.op = 'wait') m));
 end $$;
 comment on function trellis._runs_wait(trellis.checkpoint_op[]) is
   'Set-based: park the runs of the wait ops whose (run, token) is held: waiting until delay_ms (null: no timer), pending now if a newer signal, a finished child or an unseen cancel request is there, paused if a pause was requested.';

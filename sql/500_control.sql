@@ -186,17 +186,20 @@ comment on function trellis.run_cancel(uuid, text) is
 create or replace function trellis.run_pause(p_run_id uuid, p_reason text default null)
 returns text language plpgsql as $$
 declare
-  v_now timestamptz := trellis.now();
-  v_run trellis.runs;
+  v_now   timestamptz := trellis.now();
+  v_run   trellis.runs;
+  v_error jsonb;
 begin
   v_run := trellis._run_lock(p_run_id);
   if v_run.status in ('completed', 'failed', 'cancelled') then
     perform trellis._raise('TR004', format('run %s is %s and cannot be paused', p_run_id, v_run.status));
   elsif v_run.status = 'running' then
+    -- (The new error is computed first: a distributed planner takes no
+    -- non-immutable function inside a CASE of an UPDATE.)
+    v_error := case when p_reason is null then v_run.error
+                    else jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason) end;
     update trellis.runs
-       set pause_requested_at = coalesce(pause_requested_at, v_now), updated_at = v_now,
-           error = case when p_reason is null then error
-                        else jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason) end
+       set pause_requested_at = coalesce(pause_requested_at, v_now), updated_at = v_now, error = v_error
      where bucket = v_run.bucket and id = p_run_id;
     perform pg_notify('trellis:run_control', 'pause:' || p_run_id::text);
   elsif v_run.status in ('pending', 'waiting') then
@@ -212,8 +215,9 @@ comment on function trellis.run_pause(uuid, text) is
 create or replace function trellis.run_resume(p_run_id uuid)
 returns text language plpgsql as $$
 declare
-  v_now timestamptz := trellis.now();
-  v_run trellis.runs;
+  v_now    timestamptz := trellis.now();
+  v_run    trellis.runs;
+  v_run_at timestamptz;
 begin
   v_run := trellis._run_lock(p_run_id);
   if v_run.status = 'running' and v_run.pause_requested_at is not null then
@@ -227,11 +231,16 @@ begin
     -- was parked with run_at = now, so it goes at once). A run parked on an
     -- open wait (a 'waiting' call; its run_at was the timer) goes now: its
     -- replay parks it again until the timer, a signal or a child.
-    perform trellis._run_move(array[row(p_run_id, 'pending', 'resumed',
-      case when exists (select 1 from trellis.steps s
-                         where s.bucket = v_run.bucket and s.run_id = p_run_id and s.execution = v_run.execution
-                           and s.status = 'waiting')
-           then v_now else greatest(v_run.run_at, v_now) end,
+    -- (Read in a statement of its own: a distributed planner takes no
+    -- subquery on a distributed table inside the moves' array.)
+    if exists (select 1 from trellis.steps s
+                where s.bucket = v_run.bucket and s.run_id = p_run_id and s.execution = v_run.execution
+                  and s.status = 'waiting') then
+      v_run_at := v_now;
+    else
+      v_run_at := greatest(v_run.run_at, v_now);
+    end if;
+    perform trellis._run_move(array[row(p_run_id, 'pending', 'resumed', v_run_at,
       null, false, null, false,
       null, null, null, null, true, null, null, null, null, '{"reason":"resume"}')::trellis.run_move]);
     perform pg_notify('trellis:run_ready', v_run.queue);
@@ -266,13 +275,7 @@ begin
   select min(seq) into v_from from trellis.steps
    where bucket = v_run.bucket and run_id = p_run_id and execution = v_run.execution and status = 'failed';
   if v_from is not null then
-    update trellis.signals g set consumed_at = null, consumed_seq = null
-      from trellis.steps s
-     where s.bucket = v_run.bucket and s.run_id = p_run_id and s.execution = v_run.execution and s.seq >= v_from
-       and s.kind = 'signal' and g.bucket = v_run.bucket and g.run_id = p_run_id and g.consumed_seq = s.seq
-       and g.consumed_at = s.finished_at;
-    delete from trellis.steps
-     where bucket = v_run.bucket and run_id = p_run_id and execution = v_run.execution and seq >= v_from;
+    perform trellis._forget_calls(v_run.bucket, p_run_id, v_run.execution, v_from);
   end if;
   perform trellis._run_move(array[row(p_run_id, 'pending', 'retried', v_now, null, false, null, false,
     null, null, null, 0, null, null, null, null, null, null)::trellis.run_move]);

@@ -12,6 +12,8 @@
 -- first takes a transaction-level advisory try-lock, so of many workers that
 -- purge on a timer one does the work at a time and the others return at once.
 -- run_scrub locks the one run (FOR NO KEY UPDATE), then its steps and signals.
+-- On a distributed schema the purges read their candidates without a lock
+-- and lock them one bucket at a time (_purge_pick_by_bucket, sql/160_buckets.sql).
 --
 -- A finished child run is kept while a call of its parent still waits on it
 -- (a parent reads the child's outcome from the child's row when it next
@@ -102,7 +104,7 @@ returns integer language plpgsql as $$
 declare
   v_now timestamptz := trellis.now();
 begin
-  if p_ids is null then
+  if p_ids is null or cardinality(p_ids) = 0 then
     return 0;
   end if;
   with gone as (
@@ -139,6 +141,10 @@ declare
   v_cutoff timestamptz := trellis.now() - p_keep;
   v_ids    uuid[];
 begin
+  if trellis._distributed() then
+    -- Row locks one bucket at a time (sql/160_buckets.sql).
+    return trellis._delete_runs(trellis._purge_pick_by_bucket(p_workflow, v_cutoff, p_limit));
+  end if;
   select array_agg(s.id) into v_ids from (
     select r.id from trellis.runs r
      where r.workflow = p_workflow and r.created_at < v_cutoff and r.finished_at < v_cutoff
@@ -165,6 +171,10 @@ begin
     return trellis._purge_workflow(p_workflow, p_older_than, p_limit);
   end if;
   v_cutoff := trellis.now() - p_older_than;
+  if trellis._distributed() then
+    -- Row locks one bucket at a time (sql/160_buckets.sql).
+    return trellis._delete_runs(trellis._purge_pick_by_bucket(null, v_cutoff, p_limit));
+  end if;
   select array_agg(s.id) into v_ids from (
     select r.id from trellis.runs r
      where r.finished_at < v_cutoff

@@ -4,6 +4,8 @@
 -- _run_move, sql/150_transitions.sql), trellis.runs (read).
 -- Lock order: hook_deliveries rows only (claims: FOR UPDATE SKIP LOCKED); no
 -- run lock, so a hook never blocks a run and a run never waits for a hook.
+-- On a distributed schema deliveries are read without a lock and locked one
+-- bucket at a time (_lock_hooks, sql/160_buckets.sql).
 --
 -- A delivery is pending (due at run_at), running (claimed by a worker until
 -- lease_expires_at; attempts counts claims) or parked (it kept failing:
@@ -25,6 +27,26 @@ begin
     perform trellis._raise('TR001', 'hook claim limit must be between 1 and 1000');
   end if;
   perform trellis._check_lease(p_lease);
+  if trellis._distributed() then
+    -- Found on every node, then locked one bucket at a time (sql/160_buckets.sql).
+    select coalesce(array_agg(x.id order by x.lease_expires_at), '{}') into v_ids
+      from (select x.id, x.lease_expires_at from trellis.hook_deliveries x
+             where x.status = 'running' and x.lease_expires_at < v_now
+             order by x.lease_expires_at limit 100) x;
+    v_ids := trellis._lock_hooks(v_ids, 'running', v_now);
+    if cardinality(v_ids) > 0 then
+      update trellis.hook_deliveries d
+         set status = 'pending', lease_owner = null, lease_expires_at = null, run_at = v_now, updated_at = v_now
+       where d.id = any (v_ids);
+    end if;
+    select coalesce(array_agg(x.id order by x.run_at), '{}') into v_ids
+      from (select d.id, d.run_at from trellis.hook_deliveries d
+             where d.status = 'pending' and d.run_at <= v_now
+               and d.workflow || pg_catalog.chr(31) || d.version
+                   = any (array(select s.w || pg_catalog.chr(31) || s.v from unnest(p_workflows, p_versions) as s(w, v)))
+             order by d.run_at limit p_limit) x;
+    v_ids := trellis._lock_hooks(v_ids, 'pending', v_now);
+  else
   -- Deliveries whose worker died (or whose hook outlived its lease) are due again.
   update trellis.hook_deliveries d
      set status = 'pending', lease_owner = null, lease_expires_at = null, run_at = v_now, updated_at = v_now
@@ -39,12 +61,13 @@ begin
         order by d.run_at limit p_limit
         for update skip locked) c
      order by c.run_at limit p_limit);
+  end if;
   return query
   update trellis.hook_deliveries d
      set status = 'running', attempts = d.attempts + 1, lease_owner = p_worker,
          lease_expires_at = v_now + p_lease, updated_at = v_now
     from trellis.runs r
-   where d.id = any (v_ids) and r.id = d.run_id
+   where d.id = any (v_ids) and r.bucket = d.bucket and r.id = d.run_id
   returning d.id, d.run_id, d.workflow, d.version, d.hook, d.event, d.attempts,
             r.key, r.status, r.input, r.output, r.error, r.metadata, v_now;
 end $$;

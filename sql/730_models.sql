@@ -26,13 +26,15 @@ comment on function trellis._check_foreign_id(text) is
 
 -- The newest unfinished (pending, running, waiting or paused) run of a
 -- machine for a foreign id; null when there is none.
+-- PL/pgSQL: a distributed planner takes no parameters of a SQL function.
 create or replace function trellis._machine_active(p_workflow text, p_foreign_id text)
-returns uuid language sql stable as $$
-  select id from trellis.runs
-   where workflow = p_workflow and metadata ? 'foreign_id' and metadata->>'foreign_id' = p_foreign_id
-     and status not in ('completed', 'failed', 'cancelled')
-   order by created_at desc, id desc limit 1
-$$;
+returns uuid language plpgsql stable as $$
+begin
+  return (select id from trellis.runs
+           where workflow = p_workflow and metadata ? 'foreign_id' and metadata->>'foreign_id' = p_foreign_id
+             and status not in ('completed', 'failed', 'cancelled')
+           order by created_at desc, id desc limit 1);
+end $$;
 comment on function trellis._machine_active(text, text) is
   'The newest unfinished run of machine p_workflow for foreign id p_foreign_id, or null.';
 
@@ -128,7 +130,7 @@ begin
   if v_run is null and p_id is not null then
     -- A redelivery (at-least-once sources) of a callback the foreign id's run
     -- received before it finished is dropped, not refused.
-    if exists (select 1 from trellis.runs r join trellis.signals s on s.run_id = r.id
+    if exists (select 1 from trellis.runs r join trellis.signals s on s.bucket = r.bucket and s.run_id = r.id
                 where r.workflow = p_workflow and r.metadata ? 'foreign_id' and r.metadata->>'foreign_id' = p_foreign_id
                   and s.signal_id = p_id) then
       return false;

@@ -12,12 +12,15 @@
  *   1. runs the SQL contract tests (test/sql) against the cluster, each file on
  *      a fresh database placed the same way, and lists the files that fail;
  *   2. runs 1,000 runs of a 3-step workflow through two worker processes and
- *      asserts that every run completes and no step ran twice;
+ *      asserts that every run completes and no step ran twice; then 200 runs
+ *      that sleep, wait for a signal the test sends and wait for a child
+ *      (test/citus/waits-workload.ts), with the same assertions;
  *   3. shows where the claim's and the checkpoint's statements execute
  *      (EXPLAIN, and the shard writes counted on each worker node);
  *   4. runs the same workload on one plain PostgreSQL node and prints both
  *      throughputs.
- * env: CITUS_URL, CITUS_RUNS (default 1000), CITUS_SKIP_CONTRACT=1, CITUS_BASE_PORT (default 56201).
+ * env: CITUS_URL, CITUS_RUNS (default 1000), CITUS_WAIT_RUNS (default 200), CITUS_SKIP_CONTRACT=1,
+ * CITUS_BASE_PORT (default 56201).
  */
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
@@ -27,6 +30,7 @@ import { join } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { migrate } from '../../src/schema/install.ts';
 import { citusMissing, type LocalNodes, sql, startNodes } from './cluster.ts';
+import { waitsWorkload } from './waits-workload.ts';
 import { workload } from './workload.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -70,6 +74,18 @@ try {
     `${onCitus.runsPerSecond.toFixed(0)} runs/s (${(onCitus.runsPerSecond * 3).toFixed(0)} steps/s)`);
   if (onCitus.completed !== runs) failures.push(`only ${onCitus.completed} of ${runs} runs completed on Citus`);
   if (onCitus.maxCalls !== 1) failures.push(`a step ran ${onCitus.maxCalls} times on Citus`);
+
+  const waitRuns = Number(process.env.CITUS_WAIT_RUNS ?? 200);
+  console.log(`## 2b. waits: ${waitRuns} runs that sleep 200 ms, wait for a signal the test sends, then start a child and wait for it`);
+  const waits = await waitsWorkload(coordinator, waitRuns);
+  console.log(`# citus waits: ${waits.completed}/${waitRuns} completed (${waits.children} children completed, ` +
+    `${waits.signalsSent} signals sent, ${waits.wrongOutputs} wrong outputs), max executions of a step ${waits.maxCalls}, ` +
+    `${waits.seconds.toFixed(1)} s`);
+  if (waits.completed !== waitRuns) failures.push(`only ${waits.completed} of ${waitRuns} waiting runs completed on Citus`);
+  if (waits.children !== waitRuns) failures.push(`only ${waits.children} of ${waitRuns} children completed on Citus`);
+  if (waits.signalsSent !== waitRuns) failures.push(`${waits.signalsSent} signals were taken for ${waitRuns} runs`);
+  if (waits.wrongOutputs !== 0) failures.push(`${waits.wrongOutputs} waiting runs completed with a wrong output`);
+  if (waits.maxCalls !== 1) failures.push(`a step of the waits workload ran ${waits.maxCalls} times on Citus`);
 
   console.log('## 3. where the claim and checkpoint statements run');
   await showPlacement(coordinator);
@@ -129,7 +145,8 @@ async function showPlacement(url: string): Promise<void> {
 async function contractTests(url: string): Promise<{ passed: number; failed: number; failedFiles: string[] }> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/run.ts', 'test/sql'], {
     cwd: root,
-    env: { ...process.env, DATABASE_URL: url, TRELLIS_TEST_CITUS: '1' },
+    // A cluster on one machine is slower than one node: a file gets 10 minutes, not 2.
+    env: { TRELLIS_TEST_TIMEOUT_MS: '600000', ...process.env, DATABASE_URL: url, TRELLIS_TEST_CITUS: '1' },
     stdio: ['ignore', 'pipe', 'inherit'],
   });
   let out = '';

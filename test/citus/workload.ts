@@ -16,7 +16,8 @@ export interface WorkloadResult {
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 
-function startWorker(url: string): Promise<ChildProcess> {
+/** A worker process (test/citus/worker-process.ts) on `url`, once it has started. */
+export function startWorker(url: string): Promise<ChildProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', 'test/citus/worker-process.ts'], {
     cwd: root,
     env: { ...process.env, WORKLOAD_URL: url },

@@ -115,11 +115,27 @@ export function testPool(config: pg.PoolConfig): pg.Pool {
  * (moved by `select trellis.clock_advance(…)`).
  */
 export async function freshDatabase(options: { poolSize?: number; virtualClock?: boolean } = {}): Promise<TestDatabase> {
-  const db = await createDatabase();
-  const pool = testPool({ connectionString: db.url, max: options.poolSize ?? 8 });
-  await migrate(pool);
-  if (process.env.TRELLIS_TEST_CITUS === '1') {
-    await pool.query(readFileSync(new URL('../citus/distribute.sql', import.meta.url), 'utf8'));
+  // On a Citus cluster one test file sets up its database at a time: the
+  // installs of two files change the cluster's shared catalogs (roles, the
+  // extension on the workers) and one failed with "tuple concurrently updated".
+  const citus = process.env.TRELLIS_TEST_CITUS === '1';
+  const gate = citus ? new pg.Client({ connectionString: adminUrl() }) : undefined;
+  await gate?.connect();
+  await gate?.query('select pg_advisory_lock(1414679636, 17)');
+  let db: Awaited<ReturnType<typeof createDatabase>>;
+  let pool: pg.Pool;
+  try {
+    db = await createDatabase();
+    pool = testPool({ connectionString: db.url, max: options.poolSize ?? 8 });
+    await migrate(pool);
+    if (citus) {
+      await pool.query(readFileSync(new URL('../citus/distribute.sql', import.meta.url), 'utf8'));
+      // New sessions, which take the database settings citus_distribute made.
+      await pool.end();
+      pool = testPool({ connectionString: db.url, max: options.poolSize ?? 8 });
+    }
+  } finally {
+    await gate?.end();
   }
   if (options.virtualClock) await useVirtualClock(pool);
   return {

@@ -3,6 +3,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { backendId, lockWaiting } from '../helpers/lock-wait.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 type Held = { id: string; token: string; queue: string };
@@ -336,10 +337,10 @@ describe('checkpoint_apply wait against a finishing child', () => {
       await t1.query('select trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: child.id, token: child.token, output: '1' }])]);
       const t2 = await db.pool.connect();
       try {
-        const pid = (await t2.query('select pg_backend_pid() as pid')).rows[0].pid;
+        const pid = await backendId(t2);
         const parking = t2.query('select trellis.checkpoint_apply($1)',
           [JSON.stringify([{ op: 'wait', run: parent.id, token: parent.token, delay_ms: null, signal: 0 }])]);
-        await waitFor(async () => (await sql(`select wait_event_type = 'Lock' as blocked from pg_stat_activity where pid = $1`, [pid]))[0]?.blocked,
+        await waitFor(() => lockWaiting(db.pool, pid),
           { what: 'the wait op to block on the finishing child' });
         await t1.query('commit');
         await parking;

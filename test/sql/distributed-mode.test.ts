@@ -14,7 +14,8 @@ let db: TestDatabase;
 before(async () => {
   db = await freshDatabase();
   await db.pool.query(`select trellis.setting_set('distributed', 'true')`);
-  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"dq"},{"name":"kid","version":"1","queue":"dq-kids"}]')`);
+  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"dq"},{"name":"kid","version":"1","queue":"dq-kids"},
+    {"name":"hooked","version":"1","queue":"dq-h","hooks":["onComplete"]}]')`);
 });
 after(() => db.close());
 
@@ -52,7 +53,7 @@ describe('the distributed paths on one node', () => {
     const done = await sql(`select count(*) filter (where status = 'completed') as n, max(output::text) as o
                               from trellis.runs where queue = 'dq-a'`);
     assert.deepEqual([Number(done[0].n), done[0].o], [40, '2']);
-    assert.equal(Number((await sql(`select count(*) from trellis.steps s join trellis.runs r on r.id = s.run_id
+    assert.equal(Number((await sql(`select count(*) from trellis.steps s join trellis.runs r on r.bucket = s.bucket and r.id = s.run_id
                                       where r.queue = 'dq-a'`))[0].count), 40);
   });
 
@@ -93,5 +94,52 @@ describe('the distributed paths on one node', () => {
     await sql(`select trellis.run_cancel($1, 'stop')`, [p.id]);
     assert.deepEqual(await Promise.all(kids.map(status)), ['cancelled', 'cancelled']);
     assert.equal(await status(p.id), 'pending');
+  });
+
+  it('wakes a parent waiting on a keyed child in another bucket, and a release after a failure forgets the failed call', async () => {
+    const [p] = await sql(`select trellis.run_start('w', '{}', '{"queue":"dq-d","key":"parent-d"}') as id`);
+    const [held] = await claim('dq-d', 1);
+    const kid = randomUUID();
+    await apply([
+      { op: 'child', run: p.id, token: held.lease_token, seq: 0, name: 'c0', child: kid, workflow: 'kid', input: {}, key: 'kid-d' },
+      { op: 'wait', run: p.id, token: held.lease_token, delay_ms: null },
+    ]);
+    assert.equal(await status(p.id), 'waiting');
+    const [k] = await sql(`select id, lease_token from trellis.run_claim('dw', '{dq-kids}', '{kid}', '{1}', 5, '30 seconds')`);
+    assert.equal(k.id, kid);
+    await apply([{ op: 'complete', run: kid, token: k.lease_token, output: 7 }]);
+    assert.equal(await status(p.id), 'pending', 'woken by its child');
+    const [again] = await claim('dq-d', 1);
+    await apply([
+      { op: 'step', run: p.id, token: again.lease_token, seq: 1, name: 's', kind: 'step', status: 'failed', error: { message: 'x' } },
+      { op: 'release', run: p.id, token: again.lease_token, delay_ms: 0, failure: true },
+    ]);
+    const steps = await sql('select seq from trellis.steps where run_id = $1 order by seq', [p.id]);
+    assert.deepEqual(steps.map((s) => s.seq), [0], 'the failed call is forgotten, the child call kept');
+    assert.equal(await status(p.id), 'pending');
+  });
+
+  it('purges, claims hook deliveries and claims a flow-controlled queue one bucket at a time', async () => {
+    await sql(`select trellis.run_start('hooked', '{}', jsonb_build_object('queue', 'dq-h', 'key', 'h' || g)) from generate_series(1, 6) g`);
+    const held = await sql(`select id, lease_token from trellis.run_claim('dw', '{dq-h}', '{hooked}', '{1}', 10, '30 seconds')`);
+    assert.equal(held.length, 6);
+    await apply(held.map((r) => ({ op: 'complete', run: r.id, token: r.lease_token, output: 1 })));
+    const hooks = await sql(`select id, run_id, status from trellis.hook_claim('dw', '{hooked}', '{1}', 4, '30 seconds')`);
+    assert.equal(hooks.length, 4);
+    assert.ok(hooks.every((h) => h.status === 'completed'));
+    const rest = await sql(`select id from trellis.hook_claim('dw', '{hooked}', '{1}', 10, '30 seconds')`);
+    assert.equal(rest.length, 2, 'the first claim\'s deliveries are leased');
+    const purged = await sql(`select trellis.run_purge('0 seconds', 4, 'hooked') as n`);
+    assert.equal(purged[0].n, 4);
+    assert.equal(Number((await sql(`select count(*) from trellis.runs where workflow = 'hooked'`))[0].count), 2);
+
+    await sql(`select trellis.queue_set('dq-f', '{"concurrency": 3, "key_concurrency": 1}')`);
+    await sql(`select trellis.run_start('w', '{}', jsonb_build_object('queue', 'dq-f', 'key', 'f' || g, 'concurrency_key', 'k' || (g % 2)))
+                 from generate_series(1, 8) g`);
+    const first = await claim('dq-f', 10);
+    assert.equal(first.length, 2, 'one per concurrency key');
+    const keys = await sql('select distinct concurrency_key from trellis.runs where id = any ($1::uuid[])', [first.map((r) => r.id)]);
+    assert.equal(keys.length, 2);
+    assert.equal((await claim('dq-f', 10)).length, 0);
   });
 });

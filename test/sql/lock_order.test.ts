@@ -8,6 +8,7 @@ import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import type pg from 'pg';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { backendId, lockWaiting } from '../helpers/lock-wait.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let db: TestDatabase;
@@ -36,8 +37,7 @@ async function family(): Promise<{ parent: string; child: string; childToken: st
   return { parent, child, childToken: c.lease_token };
 }
 
-const blocked = async (pid: number) =>
-  (await sql(`select wait_event_type = 'Lock' as blocked from pg_stat_activity where pid = $1`, [pid]))[0]?.blocked === true;
+const blocked = (pid: number) => lockWaiting(db.pool, pid);
 
 describe('run_cancel of a parent against the end of its child', () => {
   it('serialises instead of deadlocking when the cancel queues for the parent first and the child ends behind it', async () => {
@@ -51,8 +51,10 @@ describe('run_cancel of a parent against the end of its child', () => {
       const ender = await db.pool.connect();
       try {
         await holder.query('begin');
-        await holder.query('select 1 from trellis.runs where id = $1 for no key update', [f.parent]);
-        const [cancelPid, endPid] = await Promise.all([canceller, ender].map(async (c) => (await c.query('select pg_backend_pid() as pid')).rows[0].pid as number)) as [number, number];
+        // (By bucket and id: on Citus a row lock names one shard.)
+        const [{ bucket }] = await sql('select bucket from trellis.runs where id = $1', [f.parent]);
+        await holder.query('select 1 from trellis.runs where bucket = $1 and id = $2 for no key update', [bucket, f.parent]);
+        const [cancelPid, endPid] = await Promise.all([canceller, ender].map(backendId)) as [number, number];
         const cancel = canceller.query('select trellis.run_cancel($1) as status', [f.parent]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
         await waitFor(() => blocked(cancelPid), { what: 'run_cancel to queue behind the holder' });
         const end = apply(ender, [{ op: 'complete', run: f.child, token: f.childToken, output: 1 }]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
