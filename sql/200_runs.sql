@@ -434,11 +434,13 @@ begin
     return query select * from trellis._heartbeat_by_bucket(p_run_ids, p_tokens, p_lease, v_now);
     return;
   end if;
+  -- Held = the token matches (only a running run has one, runs_lease_check);
+  -- no status condition, which a generic plan could answer by reading every
+  -- running run (see the fence in sql/300_checkpoints.sql).
   return query
   with held as (
-    select r.id from trellis.runs r
-      join unnest(p_run_ids, p_tokens) as h(id, token) on h.id = r.id and h.token = r.lease_token
-     where r.status = 'running'
+    select r.id from unnest(p_run_ids, p_tokens) as h(id, token)
+      join trellis.runs r on r.id = h.id and r.lease_token = h.token
      order by r.id
      for no key update of r)
   update trellis.runs r set lease_expires_at = v_now + p_lease, updated_at = v_now
@@ -455,9 +457,9 @@ returns table (id uuid, cancel_requested boolean, pause_requested boolean) langu
 begin
   return query
   select r.id, r.cancel_requested_at is not null, r.pause_requested_at is not null
-    from trellis.runs r
-    join unnest(p_run_ids, p_tokens) as h(id, token) on h.id = r.id and h.token = r.lease_token
-   where r.status = 'running' and (r.cancel_requested_at is not null or r.pause_requested_at is not null);
+    from unnest(p_run_ids, p_tokens) as h(id, token)
+    join trellis.runs r on r.id = h.id and r.lease_token = h.token
+   where r.cancel_requested_at is not null or r.pause_requested_at is not null;
 end $$;
 comment on function trellis.run_requests(uuid[], uuid[]) is
   'The runs held under the given tokens that have a cancel or pause request pending (read-only; workers call it on every poll tick).';
@@ -469,7 +471,7 @@ declare
 begin
   perform trellis.run_heartbeat_many(array[p_run_id], array[p_token], p_lease);
   select lease_expires_at into v_expires from trellis.runs
-   where id = p_run_id and lease_token = p_token and status = 'running';
+   where id = p_run_id and lease_token = p_token;
   if not found then
     perform trellis._raise_unheld(p_run_id, p_token);
   end if;

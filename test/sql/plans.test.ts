@@ -89,6 +89,17 @@ describe('plans of the hot functions', () => {
       assert.deepEqual(refused, []);
       // A handful of probes by id (lock, fence, step, move), not the 300 running runs.
       assert.ok(read < 50, `a checkpoint of one run read ${read} index entries of trellis.runs with 300 running`);
+      // The same for a heartbeat and the poll of cancel and pause requests.
+      const [other] = held.slice(1);
+      await c.query('begin');
+      const b2 = await fetched();
+      const { rows: beat } = await c.query(`select * from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], '5 minutes')`, [[other.id], [other.lease_token]]);
+      const { rows: asked } = await c.query('select * from trellis.run_requests($1::uuid[], $2::uuid[])', [[other.id], [other.lease_token]]);
+      const read2 = (await fetched()) - b2;
+      await c.query('commit');
+      assert.equal(beat.length, 1);
+      assert.equal(asked.length, 0);
+      assert.ok(read2 < 20, `a heartbeat and a request poll of one run read ${read2} index entries of trellis.runs with 300 running`);
     } finally {
       await c.end();
     }
