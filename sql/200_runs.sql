@@ -404,15 +404,27 @@ begin
   -- PL/pgSQL, not SQL, so its plan is cached (a SQL function is planned on
   -- every call, ~0.6 ms, and workers call this after every drained claim).
   return least(
-    -- One ordered probe of runs_due_idx per (queue, served pair): `queue = any (…)`
-    -- would read every pending run of the queues to find the minimum.
+    -- Per (queue, served pair), runs_claim_idx (queue, workflow, version,
+    -- priority desc, run_at) read as a loose index scan: the first entry of
+    -- each priority is its earliest run_at, so one probe per distinct
+    -- priority among the pair's pending runs (usually one), where
+    -- `queue = any (…)` or a plain min would read every pending run.
     -- A paused queue's pending runs are not due (its workers would poll it).
     (select min(d.run_at) from unnest(p_queues) as q(queue)
        cross join unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
-         select r.run_at from trellis.runs r
-          where r.status = 'pending' and r.queue = q.queue and r.workflow = s.w and r.version = s.v
-          order by r.run_at limit 1) d
+         with recursive by_priority (priority, run_at) as (
+           (select r.priority, r.run_at from trellis.runs r
+             where r.status = 'pending' and r.queue = q.queue and r.workflow = s.w and r.version = s.v
+             order by r.priority desc, r.run_at limit 1)
+           union all
+           select n.priority, n.run_at from by_priority b
+            cross join lateral (
+              select r.priority, r.run_at from trellis.runs r
+               where r.status = 'pending' and r.queue = q.queue and r.workflow = s.w and r.version = s.v
+                 and r.priority < b.priority
+               order by r.priority desc, r.run_at limit 1) n)
+         select min(x.run_at) as run_at from by_priority x) d
       where not exists (select 1 from trellis.queues p where p.name = q.queue and p.paused)),
     (select min(r.run_at) from trellis.runs r
       where r.status = 'waiting' and r.queue = any (p_queues) and r.run_at < 'infinity'
