@@ -575,7 +575,9 @@ export class Client {
     if (filter.status !== undefined) {
       const states = (Array.isArray(filter.status) ? filter.status : [filter.status]) as RunState[];
       for (const s of states) if (!RUN_STATES.includes(s)) throw new ValidationError(`unknown run status ${quoteValue(s)}`);
-      q = q.where('status', 'in', states);
+      // One equality per state, not `in`: each is then its own index probe
+      // (runs_status_created_idx has no running runs, runs_lease_idx has them).
+      q = q.where((eb) => eb.or(states.map((s) => eb('status', '=', s))));
     }
     if (filter.createdAfter) q = q.where('created_at', '>', filter.createdAfter);
     if (filter.createdBefore) q = q.where('created_at', '<', filter.createdBefore);
