@@ -43,7 +43,9 @@ export interface FirstStart {
  * A client's first start in one statement (one round trip, issue 18): the
  * payload limit and the schema's migration are read, and, only if the
  * schema is at `migration` or newer, `registration` (if any) is registered
- * and the run started. The limit is checked by run_start itself (TR005);
+ * (unless trellis._workflow_stored says it is stored as it is, so a fresh
+ * session compiles no registration code for a known workflow) and the run
+ * started. The limit is checked by run_start itself (TR005);
  * a failure rolls the registration back with the start.
  */
 export async function runStartFirst(db: Queryable, workflow: string, input: string, options: RunStartOptions,
@@ -57,6 +59,7 @@ export async function runStartFirst(db: Queryable, workflow: string, input: stri
               (select i.migration from trellis.schema_info i) as migration),
      r as materialized (
        select s.*, case when s.migration >= $5 and $4::jsonb is not null
+                             and not trellis._workflow_stored($4::jsonb -> 0, trellis.now())
                         then trellis.workflow_register($4::jsonb) end as registered
          from s)
      select r.max_payload, r.migration,
