@@ -18,6 +18,28 @@ end $$;
 comment on function trellis._check_shape_size(jsonb, text, integer) is
   'Raise TR001 if the registered shape p_value is over 1 MB or nests deeper than p_levels.';
 
+-- Whether registration item p_item ({name, version, queue, input_schema?,
+-- signals?, hooks?, event_payloads?}, as workflow_register takes it) is
+-- stored as it is and was seen within a minute of p_now: registering it
+-- again would change nothing. SQL, not PL/pgSQL: a client's first start
+-- asks it in its own statement (src/db/runs.ts runStartFirst), and a fresh
+-- session then compiles no registration code for a known workflow.
+create or replace function trellis._workflow_stored(p_item jsonb, p_now timestamptz)
+returns boolean language sql stable as $$
+  select exists (
+    select 1 from trellis.workflows s
+     where s.name = p_item->>'name' and s.version = p_item->>'version'
+       and s.queue is not distinct from coalesce(p_item->>'queue', 'default')
+       and (p_item->'input_schema' is null or s.input_schema is not distinct from p_item->'input_schema')
+       and (p_item->'signals' is null or s.signal_schemas is not distinct from p_item->'signals')
+       and (jsonb_typeof(p_item->'hooks') is distinct from 'array'
+            or s.hooks is not distinct from array(select jsonb_array_elements_text(p_item->'hooks')))
+       and s.event_payloads is not distinct from coalesce((p_item->>'event_payloads')::boolean, false)
+       and s.last_seen_at >= p_now - interval '1 minute')
+$$;
+comment on function trellis._workflow_stored(jsonb, timestamptz) is
+  'Whether workflow_register item p_item is stored as it is and was seen within a minute of p_now (registering it again would write nothing).';
+
 create or replace function trellis.workflow_register(p_workflows jsonb)
 returns void language plpgsql as $$
 declare
@@ -62,7 +84,7 @@ begin
   -- is stored; JSON null stores nothing (SQL then checks nothing).
   with item as (
     select distinct on (i->>'name', i->>'version')
-           i->>'name' as name, i->>'version' as version, coalesce(i->>'queue', 'default') as queue,
+           i as raw, i->>'name' as name, i->>'version' as version, coalesce(i->>'queue', 'default') as queue,
            i->'input_schema' as input_schema, i->'signals' as signal_schemas,
            case when jsonb_typeof(i->'hooks') = 'array' then array(select jsonb_array_elements_text(i->'hooks')) end as hooks,
            coalesce((i->>'event_payloads')::boolean, false) as event_payloads
@@ -76,15 +98,7 @@ begin
    -- left out before the upsert, which locks the row even when its WHERE
    -- then leaves it alone: that lock takes a transaction id, and the commit
    -- a WAL flush, on every client's first start (issue 18, cold start).
-   where not exists (
-     select 1 from trellis.workflows s
-      where s.name = item.name and s.version = item.version
-        and s.queue is not distinct from item.queue
-        and (item.input_schema is null or s.input_schema is not distinct from item.input_schema)
-        and (item.signal_schemas is null or s.signal_schemas is not distinct from item.signal_schemas)
-        and (item.hooks is null or s.hooks is not distinct from item.hooks)
-        and s.event_payloads is not distinct from item.event_payloads
-        and s.last_seen_at >= v_now - interval '1 minute')
+   where not trellis._workflow_stored(item.raw, v_now)
   on conflict (name, version) do update
     set queue = excluded.queue, last_seen_at = excluded.last_seen_at,
         input_schema = coalesce(excluded.input_schema, w.input_schema),

@@ -404,15 +404,27 @@ begin
   -- PL/pgSQL, not SQL, so its plan is cached (a SQL function is planned on
   -- every call, ~0.6 ms, and workers call this after every drained claim).
   return least(
-    -- One ordered probe of runs_due_idx per (queue, served pair): `queue = any (…)`
-    -- would read every pending run of the queues to find the minimum.
+    -- Per (queue, served pair), runs_claim_idx (queue, workflow, version,
+    -- priority desc, run_at) read as a loose index scan: the first entry of
+    -- each priority is its earliest run_at, so one probe per distinct
+    -- priority among the pair's pending runs (usually one), where
+    -- `queue = any (…)` or a plain min would read every pending run.
     -- A paused queue's pending runs are not due (its workers would poll it).
     (select min(d.run_at) from unnest(p_queues) as q(queue)
        cross join unnest(p_workflows, p_versions) as s(w, v)
        cross join lateral (
-         select r.run_at from trellis.runs r
-          where r.status = 'pending' and r.queue = q.queue and r.workflow = s.w and r.version = s.v
-          order by r.run_at limit 1) d
+         with recursive by_priority (priority, run_at) as (
+           (select r.priority, r.run_at from trellis.runs r
+             where r.status = 'pending' and r.queue = q.queue and r.workflow = s.w and r.version = s.v
+             order by r.priority desc, r.run_at limit 1)
+           union all
+           select n.priority, n.run_at from by_priority b
+            cross join lateral (
+              select r.priority, r.run_at from trellis.runs r
+               where r.status = 'pending' and r.queue = q.queue and r.workflow = s.w and r.version = s.v
+                 and r.priority < b.priority
+               order by r.priority desc, r.run_at limit 1) n)
+         select min(x.run_at) as run_at from by_priority x) d
       where not exists (select 1 from trellis.queues p where p.name = q.queue and p.paused)),
     (select min(r.run_at) from trellis.runs r
       where r.status = 'waiting' and r.queue = any (p_queues) and r.run_at < 'infinity'
@@ -434,11 +446,13 @@ begin
     return query select * from trellis._heartbeat_by_bucket(p_run_ids, p_tokens, p_lease, v_now);
     return;
   end if;
+  -- Held = the token matches (only a running run has one, runs_lease_check);
+  -- no status condition, which a generic plan could answer by reading every
+  -- running run (see the fence in sql/300_checkpoints.sql).
   return query
   with held as (
-    select r.id from trellis.runs r
-      join unnest(p_run_ids, p_tokens) as h(id, token) on h.id = r.id and h.token = r.lease_token
-     where r.status = 'running'
+    select r.id from unnest(p_run_ids, p_tokens) as h(id, token)
+      join trellis.runs r on r.id = h.id and r.lease_token = h.token
      order by r.id
      for no key update of r)
   update trellis.runs r set lease_expires_at = v_now + p_lease, updated_at = v_now
@@ -455,9 +469,9 @@ returns table (id uuid, cancel_requested boolean, pause_requested boolean) langu
 begin
   return query
   select r.id, r.cancel_requested_at is not null, r.pause_requested_at is not null
-    from trellis.runs r
-    join unnest(p_run_ids, p_tokens) as h(id, token) on h.id = r.id and h.token = r.lease_token
-   where r.status = 'running' and (r.cancel_requested_at is not null or r.pause_requested_at is not null);
+    from unnest(p_run_ids, p_tokens) as h(id, token)
+    join trellis.runs r on r.id = h.id and r.lease_token = h.token
+   where r.cancel_requested_at is not null or r.pause_requested_at is not null;
 end $$;
 comment on function trellis.run_requests(uuid[], uuid[]) is
   'The runs held under the given tokens that have a cancel or pause request pending (read-only; workers call it on every poll tick).';
@@ -469,7 +483,7 @@ declare
 begin
   perform trellis.run_heartbeat_many(array[p_run_id], array[p_token], p_lease);
   select lease_expires_at into v_expires from trellis.runs
-   where id = p_run_id and lease_token = p_token and status = 'running';
+   where id = p_run_id and lease_token = p_token;
   if not found then
     perform trellis._raise_unheld(p_run_id, p_token);
   end if;

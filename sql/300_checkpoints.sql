@@ -115,12 +115,17 @@ begin
   end if;
   -- (One statement in id order on one node; per bucket on a distributed schema, sql/160_buckets.sql.)
   perform trellis._lock_runs(v_lock);
+  -- A token matches only a running run (runs_lease_check: lease_token is
+  -- set exactly while status is running), so the fence needs no status
+  -- condition; and it must have none: with `status = 'running'` a generic
+  -- plan read every running run through a status index and compared each
+  -- with every op (running runs x ops per checkpoint, issue 18), where
+  -- this is one probe of runs_id_idx per op.
   select coalesce(array_agg(distinct r.id::text || '/' || r.lease_token::text), '{}'),
          array_agg(distinct r.id) filter (where r.lease_expiries > 0 and not (o.op = 'step' and o.status = 'running'))
     into v_held, v_stalled
-    from trellis.runs r
-    join unnest(p_ops) o on o.run = r.id and o.token = r.lease_token
-   where r.status = 'running';
+    from unnest(p_ops) o
+    join trellis.runs r on r.id = o.run and r.lease_token = o.token;
   v_ops := array(select o from unnest(p_ops) o where o.run::text || '/' || o.token::text = any (v_held));
   -- Progress (any op but a step's attempt-started marker) ends a run's
   -- series of lease expiries (sql/250_recovery.sql _leases_expired).

@@ -105,7 +105,7 @@ begin
        where p.pronamespace = 'trellis'::regnamespace
          and p.proname in ('run_start', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel',
                            'run_pause', 'run_resume', 'run_retry', 'run_scrub', 'run_purge', 'retention_set',
-                           'retention', 'now', '_setting_int',
+                           'retention', 'now', '_setting_int', '_workflow_stored',
                            'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                            'event_consumer_drop', 'hook_retry',
                            'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',

@@ -13,7 +13,7 @@ import { type Executor, type Queryable, queryRows, toQueryable } from '../db/que
 import { WorkflowRegistry } from '../db/registry.ts';
 import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
-import { runStart, runStartClaimed, type RunStartOptions } from '../db/runs.ts';
+import { runStart, runStartClaimed, runStartFirst, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../protocol/serialize.ts';
@@ -118,6 +118,8 @@ export class Client {
   /** Where reads go: the read pool (a standby) or the primary (src/client/read-routing.ts). */
   private readonly reads: ReadRouter;
   private maxPayloadBytes: Promise<number> | undefined;
+  /** The limit once known (the first start without a transaction reads it with the start). */
+  private payloadLimitValue: number | undefined;
   /**
    * The link a worker in this process joins with `createWorker({ client })`:
    * this client's starts may then be handed to it (decision 0015), and it
@@ -201,7 +203,11 @@ export class Client {
         throw new ValidationError(`start(${workflow.name}) pins version ${workflow.version}; do not pass another version`);
       }
     }
-    const limit = await this.payloadLimit(db);
+    // A client's first start outside a transaction learns the payload limit
+    // and the schema's migration in its own statement (one round trip,
+    // issue 18): until then the size is left to run_start's check (TR005).
+    const first = !options.tx && this.payloadLimitValue === undefined;
+    const limit = first ? Number.MAX_SAFE_INTEGER : await this.payloadLimit(db);
     const text = encodeJson(input, `input of ${name}`, limit);
     if (options.key !== undefined) {
       if (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 512) {
@@ -236,7 +242,7 @@ export class Client {
       sqlOptions.metadata = (await this.tracing).inject(sqlOptions.metadata);
     }
     // Register last: bad input above must write nothing, not even a registry row.
-    if (typeof workflow !== 'string') {
+    if (typeof workflow !== 'string' && !first) {
       if (options.tx) await this.registry.registerIn(db, workflow);
       else await this.register(workflow);
     }
@@ -248,7 +254,20 @@ export class Client {
     // pending runs (a worker is draining them): concurrent starts then group
     // their commits instead of queuing on the NOTIFY lock (decision 0021).
     if (!options.tx) sqlOptions.coalesce_notify = true;
-    const id = handoff ? await startHandedOff(db, name, text, sqlOptions, handoff) : await runStart(db, name, text, sqlOptions);
+    if (first && handoff) {
+      // A first start handed to this process's worker: the checks as before.
+      try {
+        encodeJson(input, `input of ${name}`, await this.payloadLimit(db));
+        if (options.metadata !== undefined) encodeJson(options.metadata, 'metadata', await this.payloadLimit(db));
+        if (typeof workflow !== 'string') await this.register(workflow);
+      } catch (error) {
+        handoff.cancel();
+        throw error;
+      }
+    }
+    const id = handoff ? await startHandedOff(db, name, text, sqlOptions, handoff)
+      : first ? await this.firstStart(db, name, text, sqlOptions, typeof workflow === 'string' ? undefined : workflow)
+      : await runStart(db, name, text, sqlOptions);
     return { id, result: (o) => this.result(id, o) };
   }
 
@@ -501,12 +520,9 @@ export class Client {
       const pending = queryRows<{ limit: number; migration: number | null }>(db,
         `select trellis._setting_int('max_payload_bytes', 1048576) as limit,
                 (select migration from trellis.schema_info) as migration`).then(([row]) => {
-        const known = SCHEMA_MIGRATION;
-        if (row?.migration == null || row.migration < known) {
-          throw new SchemaVersionError(
-            `the trellis schema is at migration ${row?.migration ?? 0}, behind this client (${known}): run \`trellis migrate\` or call migrate()`);
-        }
-        return row.limit;
+        checkMigration(row?.migration);
+        this.payloadLimitValue = row!.limit;
+        return row!.limit;
       });
       this.maxPayloadBytes = pending;
       pending.catch(() => {
@@ -514,6 +530,30 @@ export class Client {
       });
     }
     return this.maxPayloadBytes;
+  }
+
+  /**
+   * The first start without a transaction: the limit, the schema check, the
+   * registration of `definition` (unless done) and the start in one statement
+   * (src/db/runs.ts runStartFirst). A statement that fails before the schema
+   * check could run (a schema that lacks a function) is explained by the
+   * separate check.
+   */
+  private async firstStart(db: Queryable, name: string, text: string, options: RunStartOptions,
+    definition: WorkflowDefinition | undefined): Promise<string> {
+    const row = definition ? this.registry.unregistered(definition) : undefined;
+    let first;
+    try {
+      first = await runStartFirst(db, name, text, options, row, SCHEMA_MIGRATION);
+    } catch (error) {
+      await this.payloadLimit(db);
+      throw error;
+    }
+    checkMigration(first.migration);
+    this.payloadLimitValue = first.maxPayloadBytes;
+    this.maxPayloadBytes ??= Promise.resolve(first.maxPayloadBytes);
+    if (definition && row) this.registry.noteRegistered(definition);
+    return first.id as string;
   }
 
   /**
@@ -575,7 +615,9 @@ export class Client {
     if (filter.status !== undefined) {
       const states = (Array.isArray(filter.status) ? filter.status : [filter.status]) as RunState[];
       for (const s of states) if (!RUN_STATES.includes(s)) throw new ValidationError(`unknown run status ${quoteValue(s)}`);
-      q = q.where('status', 'in', states);
+      // One equality per state, not `in`: each is then its own index probe
+      // (runs_status_created_idx has no running runs, runs_lease_idx has them).
+      q = q.where((eb) => eb.or(states.map((s) => eb('status', '=', s))));
     }
     if (filter.createdAfter) q = q.where('created_at', '>', filter.createdAfter);
     if (filter.createdBefore) q = q.where('created_at', '<', filter.createdBefore);
@@ -639,3 +681,11 @@ export class Client {
 }
 
 export { FINISHED_STATES };
+
+/** A SchemaVersionError unless the schema is at this code's migration or newer. */
+function checkMigration(migration: number | null | undefined): void {
+  if (migration == null || migration < SCHEMA_MIGRATION) {
+    throw new SchemaVersionError(
+      `the trellis schema is at migration ${migration ?? 0}, behind this client (${SCHEMA_MIGRATION}): run \`trellis migrate\` or call migrate()`);
+  }
+}

@@ -36,6 +36,22 @@ export class WorkflowRegistry<D extends Versioned> {
     if (!rows[0]?.found) await workflowRegister(tx, [this.toRow(definition)]);
   }
 
+  /**
+   * The registration row of `definition` while this registry has not
+   * registered it (nor is registering it): for a caller that registers it in
+   * a statement of its own and then calls {@link noteRegistered}.
+   */
+  unregistered(definition: D): WorkflowRegistration | undefined {
+    return this.registered.has(`${definition.name}@${definition.version}`) ? undefined : this.toRow(definition);
+  }
+
+  /** `definition` was registered (and committed) by the caller's own statement. */
+  noteRegistered(definition: D): void {
+    const key = `${definition.name}@${definition.version}`;
+    if (!this.registered.has(key)) this.registered.set(key, Promise.resolve());
+    this.committed.add(key);
+  }
+
   /** trellis.workflow_register for one definition, at most once while it succeeds. */
   register(definition: D): Promise<void> {
     const key = `${definition.name}@${definition.version}`;

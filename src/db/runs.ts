@@ -31,6 +31,44 @@ export async function runStart(db: Queryable, workflow: string, input: string, o
   return (rows[0] as { id: string }).id;
 }
 
+/** What {@link runStartFirst} read besides the start: the payload limit and the schema's migration. */
+export interface FirstStart {
+  /** The new run's id; null when the schema is behind `migration` (nothing was started or registered). */
+  id: string | null;
+  maxPayloadBytes: number;
+  migration: number | null;
+}
+
+/**
+ * A client's first start in one statement (one round trip, issue 18): the
+ * payload limit and the schema's migration are read, and, only if the
+ * schema is at `migration` or newer, `registration` (if any) is registered
+ * (unless trellis._workflow_stored says it is stored as it is, so a fresh
+ * session compiles no registration code for a known workflow) and the run
+ * started. The limit is checked by run_start itself (TR005);
+ * a failure rolls the registration back with the start.
+ */
+export async function runStartFirst(db: Queryable, workflow: string, input: string, options: RunStartOptions,
+  registration: WorkflowRegistration | undefined, migration: number): Promise<FirstStart> {
+  // Each CTE is read before the statement around it computes its target
+  // list: the checks, then the registration, then the start; the CASEs keep
+  // both writes from a schema behind.
+  const rows = await queryRows<{ max_payload: number; migration: number | null; id: string | null }>(db,
+    `with s as materialized (
+       select trellis._setting_int('max_payload_bytes', 1048576) as max_payload,
+              (select i.migration from trellis.schema_info i) as migration),
+     r as materialized (
+       select s.*, case when s.migration >= $5 and $4::jsonb is not null
+                             and not trellis._workflow_stored($4::jsonb -> 0, trellis.now())
+                        then trellis.workflow_register($4::jsonb) end as registered
+         from s)
+     select r.max_payload, r.migration,
+            case when r.migration >= $5 then trellis.run_start($1, $2::jsonb, $3::jsonb) end as id
+       from r`, [workflow, input, JSON.stringify(options), registration ? JSON.stringify([registration]) : null, migration]);
+  const r = rows[0] as (typeof rows)[number];
+  return { id: r.id, maxPayloadBytes: r.max_payload, migration: r.migration };
+}
+
 export interface StartClaimedArgs {
   worker: string;
   leaseMs: number;

@@ -40,7 +40,7 @@ export interface SustainedResult {
   snapshots: SizeSnapshot[];
 }
 
-const HOT = ['runs_claim_idx', 'runs_due_idx', 'runs_lease_idx'];
+const HOT = ['runs_claim_idx', 'runs_lease_idx'];
 
 async function snapshot(c: pg.Client, atSeconds: number, enqueued: number): Promise<SizeSnapshot> {
   const t0 = performance.now();

@@ -29,6 +29,10 @@ async function runOnOneConnection(preparedStatements: boolean | undefined, hando
   const worker = createWorker({ pool, workflows: [add], logger: silentLogger, pollInterval: 100, purge: false, preparedStatements, client });
   try {
     await worker.start();
+    // A client's first start is one unprepared statement (it also reads the
+    // payload limit and registers, src/db/runs.ts runStartFirst); the second
+    // is the prepared trellis_run_start.
+    await (await client.start(add, { a: 1, b: 1 })).result({ timeout: '20s' });
     const run = await client.start(add, { a: 2, b: 3 });
     const output = await run.result({ timeout: '20s' });
     const { rows } = await pool.query<{ name: string }>(`select name from pg_prepared_statements where name like 'trellis_%' order by name`);

@@ -61,4 +61,47 @@ describe('plans of the hot functions', () => {
       await c.end();
     }
   });
+
+  it('the fence of a checkpoint reads the runs of its ops, not every running run', async (t) => {
+    const c = new pg.Client({ connectionString: db.url });
+    await c.connect();
+    try {
+      await c.query(`select count(trellis.run_start('w', '{}', '{}')) from generate_series(1, 300)`);
+      // Statistics taken while every run is pending, as autovacuum takes
+      // them in a busy queue: they estimate ~1 running run.
+      await c.query('analyze trellis.runs');
+      const { rows: held } = await c.query(`select id, lease_token from trellis.run_claim('wk', '{default}', '{w}', '{1}', 300, '5 minutes')`);
+      assert.equal(held.length, 300);
+      const [run] = held;
+      // Index entries of trellis.runs read by this transaction so far.
+      const fetched = async () => Number((await c.query(`select sum(pg_stat_get_xact_tuples_returned(indexrelid)) as n
+        from pg_index where indrelid = 'trellis.runs'::regclass`)).rows[0].n);
+      await c.query('begin');
+      const before = await fetched();
+      const f = { run: run.id, token: run.lease_token, execution: 1 };
+      const { rows: refused } = await c.query('select * from trellis.checkpoint_apply($1::jsonb)', [JSON.stringify([
+        { ...f, op: 'step', seq: 1, name: 'first', kind: 'step', status: 'completed', attempts: 1, ms: 0, delivered: 1 },
+        { ...f, op: 'complete' },
+      ])]);
+      const read = (await fetched()) - before;
+      await c.query('commit');
+      t.diagnostic(`index entries read: ${read}`);
+      assert.deepEqual(refused, []);
+      // A handful of probes by id (lock, fence, step, move), not the 300 running runs.
+      assert.ok(read < 50, `a checkpoint of one run read ${read} index entries of trellis.runs with 300 running`);
+      // The same for a heartbeat and the poll of cancel and pause requests.
+      const [other] = held.slice(1);
+      await c.query('begin');
+      const b2 = await fetched();
+      const { rows: beat } = await c.query(`select * from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], '5 minutes')`, [[other.id], [other.lease_token]]);
+      const { rows: asked } = await c.query('select * from trellis.run_requests($1::uuid[], $2::uuid[])', [[other.id], [other.lease_token]]);
+      const read2 = (await fetched()) - b2;
+      await c.query('commit');
+      assert.equal(beat.length, 1);
+      assert.equal(asked.length, 0);
+      assert.ok(read2 < 20, `a heartbeat and a request poll of one run read ${read2} index entries of trellis.runs with 300 running`);
+    } finally {
+      await c.end();
+    }
+  });
 });

@@ -264,6 +264,17 @@ describe('run_next_due', () => {
     assert.equal((await nextDue(['nd-v'], [['w', '2']]))?.toISOString(), '2000-01-01T00:00:00.000Z');
   });
 
+  it('returns the earliest run_at across priorities, not the first run in claim order', async () => {
+    await noLeases();
+    // Claim order is priority first: the earliest run is the lowest priority's.
+    await start('nd-p', { priority: 5, run_at: '2100-07-01T00:00:00Z' });
+    await start('nd-p', { priority: 5, run_at: '2100-06-01T00:00:00Z' });
+    await start('nd-p', { priority: 0, run_at: '2100-04-01T00:00:00Z' });
+    await start('nd-p', { priority: -3, run_at: '2100-02-01T00:00:00Z' });
+    await start('nd-p', { priority: -3, run_at: '2100-03-01T00:00:00Z' });
+    assert.equal((await nextDue(['nd-p']))?.toISOString(), '2100-02-01T00:00:00.000Z');
+  });
+
   it('returns null when nothing is pending in the queues and no lease is held', async () => {
     await noLeases();
     assert.equal(await nextDue(['nd-empty']), null);

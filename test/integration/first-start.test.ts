@@ -1,0 +1,99 @@
+/**
+ * A client's first start outside a transaction is one statement (issue 18):
+ * the payload limit, the schema check, the workflow's registration and the
+ * start, where it used to be three round trips. Its errors stay typed, and
+ * a failed first start writes nothing, not even the registration.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient } from '../../src/client/client.ts';
+import { NotFoundError, PayloadTooLargeError, SchemaVersionError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+
+let db: TestDatabase;
+before(async () => {
+  db = await freshDatabase();
+});
+after(() => db.close());
+
+/** A pool that records the text of every statement its connections run. */
+function countingPool(): { pool: pg.Pool; statements: string[] } {
+  const statements: string[] = [];
+  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  pool.on('connect', (c) => {
+    const query = c.query.bind(c) as (...args: unknown[]) => unknown;
+    (c as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
+      const q = args[0] as string | { text?: string };
+      statements.push(typeof q === 'string' ? q : (q?.text ?? ''));
+      return query(...args);
+    };
+  });
+  return { pool, statements };
+}
+
+const registered = async (name: string) =>
+  Number((await db.pool.query('select count(*)::int as n from trellis.workflows where name = $1', [name])).rows[0].n);
+const runsOf = async (name: string) =>
+  Number((await db.pool.query('select count(*)::int as n from trellis.runs where workflow = $1', [name])).rows[0].n);
+
+describe("a client's first start", () => {
+  it('is one statement for a new workflow definition; the next start is one more', async () => {
+    const greet = defineWorkflow({ name: 'first-greet', input: z.object({ who: z.string() }) }, async () => 'hi');
+    const { pool, statements } = countingPool();
+    const client = createClient({ pool, logger: silentLogger });
+    try {
+      const a = await client.start(greet, { who: 'ada' });
+      assert.equal(statements.length, 1, statements.join('\n---\n'));
+      assert.equal(await registered('first-greet'), 1);
+      const b = await client.start(greet, { who: 'bob' });
+      assert.equal(statements.length, 2, statements.join('\n---\n'));
+      assert.notEqual(a.id, b.id);
+      assert.equal(await runsOf('first-greet'), 2);
+    } finally {
+      await client.close();
+      await pool.end();
+    }
+  });
+
+  it('over the payload limit is a PayloadTooLargeError and leaves no run and no registration', async () => {
+    const big = defineWorkflow({ name: 'first-big', input: z.object({ s: z.string() }) }, async () => 'x');
+    const client = createClient({ pool: db.pool, logger: silentLogger });
+    try {
+      await assert.rejects(client.start(big, { s: 'x'.repeat(1_100_000) }), PayloadTooLargeError);
+      assert.equal(await registered('first-big'), 0);
+      assert.equal(await runsOf('first-big'), 0);
+      // The limit is known now: the same client refuses before any statement.
+      await assert.rejects(client.start(big, { s: 'x'.repeat(1_100_000) }), /over the limit of 1048576 bytes/);
+      assert.ok((await client.start(big, { s: 'small' })).id);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('of an unknown workflow by name is a NotFoundError', async () => {
+    const client = createClient({ pool: db.pool, logger: silentLogger });
+    try {
+      await assert.rejects(client.start('first-nobody', {}), NotFoundError);
+    } finally {
+      await client.close();
+    }
+  });
+
+  it('against a schema behind this code is a SchemaVersionError and registers nothing', async () => {
+    const late = defineWorkflow({ name: 'first-late', input: z.object({}) }, async () => 'x');
+    const { rows: [{ migration }] } = await db.pool.query('select migration from trellis.schema_info');
+    const client = createClient({ pool: db.pool, logger: silentLogger });
+    await db.pool.query('update trellis.schema_info set migration = migration - 1');
+    try {
+      await assert.rejects(client.start(late, {}), SchemaVersionError);
+      assert.equal(await registered('first-late'), 0);
+    } finally {
+      await db.pool.query('update trellis.schema_info set migration = $1', [migration]);
+      await client.close();
+    }
+  });
+});
