@@ -78,7 +78,13 @@ export class Listener {
     });
     this.subscriber.events.on('reconnect', (attempt) => o.log.warn('listener reconnecting', { attempt }));
     this.subscriber.events.on('error', (error) => {
-      if (!this.closed) o.log.error('listener error', { error: String(error) });
+      // A reconnect that failed after close() (its LISTEN refused, say) left
+      // its connection's health check scheduled: close that one too.
+      if (this.closed) {
+        void this.subscriber.close().catch(() => undefined);
+        return;
+      }
+      o.log.error('listener error', { error: String(error) });
     });
   }
 
