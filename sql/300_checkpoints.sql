@@ -120,7 +120,7 @@ begin
   -- condition; and it must have none: with `status = 'running'` a generic
   -- plan read every running run through a status index and compared each
   -- with every op (running runs x ops per checkpoint, issue 18), where
-  -- this is one probe of runs_id_idx per op.
+  -- this is one probe of the primary key (id, bucket) per op.
   select coalesce(array_agg(distinct r.id::text || '/' || r.lease_token::text), '{}'),
          array_agg(distinct r.id) filter (where r.lease_expiries > 0 and not (o.op = 'step' and o.status = 'running'))
     into v_held, v_stalled

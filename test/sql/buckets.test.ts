@@ -39,20 +39,28 @@ describe('bucket keys', () => {
     assert.deepEqual(bucketed.sort(), [...RUN_SCOPED].sort());
   });
 
-  it('the bucket leads every primary key, unique index and foreign key of the run-scoped tables', async () => {
+  it('the bucket is in every primary key, unique index and foreign key of the run-scoped tables, and leads all but the primary key of runs', async () => {
     const keys = await sql(`
       select c.relname as tbl, i.relname as name, 'index' as kind,
-             (select a.attname from pg_attribute a where a.attrelid = x.indrelid and a.attnum = x.indkey[0]) as first
+             (select a.attname from pg_attribute a where a.attrelid = x.indrelid and a.attnum = x.indkey[0]) as first,
+             exists (select 1 from pg_attribute a where a.attrelid = x.indrelid and a.attnum = any (x.indkey::int2[])
+                        and a.attname = 'bucket') as has_bucket
         from pg_index x join pg_class c on c.oid = x.indrelid join pg_class i on i.oid = x.indexrelid
         join pg_namespace n on n.oid = c.relnamespace
        where n.nspname = 'trellis' and c.relname = any ($1) and (x.indisunique or x.indisprimary)
       union all
       select c.relname, k.conname, 'foreign key',
-             (select a.attname from pg_attribute a where a.attrelid = k.conrelid and a.attnum = k.conkey[1])
+             (select a.attname from pg_attribute a where a.attrelid = k.conrelid and a.attnum = k.conkey[1]),
+             exists (select 1 from pg_attribute a where a.attrelid = k.conrelid and a.attnum = any (k.conkey)
+                        and a.attname = 'bucket')
         from pg_constraint k join pg_class c on c.oid = k.conrelid join pg_namespace n on n.oid = c.relnamespace
        where n.nspname = 'trellis' and c.relname = any ($1) and k.contype = 'f'`, [RUN_SCOPED]);
     assert.ok(keys.length >= RUN_SCOPED.length + 2, `keys found: ${keys.length}`);
-    const bad = keys.filter((k) => k.first !== 'bucket').map((k) => `${k.tbl}.${k.name} (${k.kind}) leads with ${k.first}`);
+    assert.deepEqual(keys.filter((k) => !k.has_bucket).map((k) => `${k.tbl}.${k.name} (${k.kind})`), []);
+    // runs' primary key is (id, bucket): one index serves lookups by id and
+    // the foreign keys (migration 000021, decision 0024's amendment).
+    const bad = keys.filter((k) => k.first !== (k.name === 'runs_pkey' ? 'id' : 'bucket'))
+      .map((k) => `${k.tbl}.${k.name} (${k.kind}) leads with ${k.first}`);
     assert.deepEqual(bad, []);
     // No foreign key between a run-scoped table and another table, or across buckets.
     const refs = await sql(`select k.conname, k.confrelid::regclass::text as target,

@@ -33,16 +33,16 @@ async function indexesHolding(id: string): Promise<string[]> {
 }
 
 describe('indexes of trellis.runs written by status changes', () => {
-  it('a pending run has entries in the primary key, the id index, both listing indexes and the claim index', async () => {
+  it('a pending run has entries in the primary key, both listing indexes and the claim index', async () => {
     const { rows: [{ id }] } = await db.pool.query(`select trellis.run_start('w', '{}') as id`);
     assert.deepEqual(await indexesHolding(id), [
-      'runs_claim_idx', 'runs_id_idx', 'runs_pkey', 'runs_status_created_idx', 'runs_workflow_created_idx']);
+      'runs_claim_idx', 'runs_pkey', 'runs_status_created_idx', 'runs_workflow_created_idx']);
   });
 
-  it('a claim (pending -> running) adds entries to four indexes: no listing-by-status entry', async () => {
+  it('a claim (pending -> running) adds entries to three indexes: no listing-by-status entry', async () => {
     await db.pool.query(`select trellis.run_start('w', '{}', '{"queue": "claimed"}')`);
     const { rows: [run] } = await db.pool.query(`select id from trellis.run_claim('wk', '{claimed}', '{w}', '{1}', 1, '5 minutes')`);
-    assert.deepEqual(await indexesHolding(run.id), ['runs_id_idx', 'runs_lease_idx', 'runs_pkey', 'runs_workflow_created_idx']);
+    assert.deepEqual(await indexesHolding(run.id), ['runs_lease_idx', 'runs_pkey', 'runs_workflow_created_idx']);
   });
 
   it('listing running runs (alone and with another status) still finds them, newest first', async () => {
