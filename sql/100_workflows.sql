@@ -45,6 +45,8 @@ returns void language plpgsql as $$
 declare
   v_now timestamptz := trellis.now();
   v_item jsonb;
+  v_paths   jsonpath[];
+  v_changed bigint[];
 begin
   if jsonb_typeof(p_workflows) is distinct from 'array' then
     perform trellis._raise('TR001', 'workflow_register expects a JSON array of {name, version, queue, input_schema?, signals?}');
@@ -80,25 +82,37 @@ begin
       perform trellis._raise('TR001', format('event_payloads of workflow %L must be true or false', v_item->>'name'));
     end if;
   end loop;
+  -- A definition stored as it is (the upsert below would change nothing) is
+  -- left out before the upsert, which locks the row even when its WHERE
+  -- then leaves it alone: that lock takes a transaction id, and the commit
+  -- a WAL flush, on every client's first start (issue 18, cold start).
+  -- The input shapes' jsonpaths are compiled first, in a statement of their
+  -- own: _shape_jsonpath's exception block is a savepoint, and on Citus a
+  -- savepoint after this transaction read the workflows (a reference table)
+  -- failed with "another command is already in progress" on the connection
+  -- to a worker node.
+  v_paths := array(select trellis._shape_jsonpath(x.i->'input_schema')
+                     from jsonb_array_elements(p_workflows) with ordinality as x(i, n) order by x.n);
+  v_changed := array(select x.n from jsonb_array_elements(p_workflows) with ordinality as x(i, n)
+                      where not trellis._workflow_stored(x.i, v_now));
+  if cardinality(v_changed) = 0 then
+    return;
+  end if;
   -- An item without input_schema or signals (an older Trellis) keeps what
   -- is stored; JSON null stores nothing (SQL then checks nothing).
   with item as (
     select distinct on (i->>'name', i->>'version')
-           i as raw, i->>'name' as name, i->>'version' as version, coalesce(i->>'queue', 'default') as queue,
+           i->>'name' as name, i->>'version' as version, coalesce(i->>'queue', 'default') as queue,
            i->'input_schema' as input_schema, i->'signals' as signal_schemas,
            case when jsonb_typeof(i->'hooks') = 'array' then array(select jsonb_array_elements_text(i->'hooks')) end as hooks,
-           coalesce((i->>'event_payloads')::boolean, false) as event_payloads
-      from jsonb_array_elements(p_workflows) as i)
+           coalesce((i->>'event_payloads')::boolean, false) as event_payloads, v_paths[n] as input_path
+      from jsonb_array_elements(p_workflows) with ordinality as x(i, n)
+     where n = any (v_changed))
   insert into trellis.workflows as w (name, version, queue, registered_at, last_seen_at,
                                       input_schema, input_path, signal_schemas, hooks, event_payloads)
   select item.name, item.version, item.queue, v_now, v_now,
-         item.input_schema, trellis._shape_jsonpath(item.input_schema), item.signal_schemas, item.hooks, item.event_payloads
+         item.input_schema, item.input_path, item.signal_schemas, item.hooks, item.event_payloads
     from item
-   -- A definition stored as it is (the upsert below would change nothing) is
-   -- left out before the upsert, which locks the row even when its WHERE
-   -- then leaves it alone: that lock takes a transaction id, and the commit
-   -- a WAL flush, on every client's first start (issue 18, cold start).
-   where not trellis._workflow_stored(item.raw, v_now)
   on conflict (name, version) do update
     set queue = excluded.queue, last_seen_at = excluded.last_seen_at,
         input_schema = coalesce(excluded.input_schema, w.input_schema),
