@@ -1,0 +1,55 @@
+/**
+ * The fixture most test files share: a fresh database (see db.ts) and a
+ * client on its pool, opened before the tests of the file (or of the
+ * describe() it is called in) and closed after them.
+ */
+import { after, before } from 'node:test';
+import { createClient, type Client } from '../../src/client/client.ts';
+import type { ClientOptions } from '../../src/client/options.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
+import { freshDatabase, type TestDatabase } from './db.ts';
+
+export interface DatabaseFixture {
+  readonly db: TestDatabase;
+  /** A client on `db.pool` with the silent logger. */
+  readonly client: Client;
+}
+
+export interface DatabaseFixtureOptions {
+  poolSize?: number;
+  virtualClock?: boolean;
+  /** More options for the client (its pool is always `db.pool`). */
+  client?: Omit<ClientOptions, 'pool' | 'connectionString'>;
+}
+
+/**
+ * Register a before() that opens a fresh database and a client on it, and an
+ * after() that closes the client, then the database. Call it at the top of a
+ * file or of a describe(); read `db` and `client` inside tests and hooks.
+ *
+ * @example
+ * const fx = useDatabase({ client: { handoff: false } });
+ * it('starts a run', async () => { await fx.client.start(echo, { v: 1 }); });
+ */
+export function useDatabase(options: DatabaseFixtureOptions = {}): DatabaseFixture {
+  let db: TestDatabase | undefined;
+  let client: Client | undefined;
+  before(async () => {
+    db = await freshDatabase({ poolSize: options.poolSize, virtualClock: options.virtualClock });
+    client = createClient({ logger: silentLogger, ...options.client, pool: db.pool });
+  });
+  after(async () => {
+    await client?.close();
+    await db?.close();
+  });
+  return {
+    get db() {
+      if (!db) throw new Error('the database fixture is used before its before() ran');
+      return db;
+    },
+    get client() {
+      if (!client) throw new Error('the database fixture is used before its before() ran');
+      return client;
+    },
+  };
+}
