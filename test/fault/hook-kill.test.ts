@@ -5,7 +5,6 @@
  * hook lease expires, moved along with the virtual clock).
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
@@ -14,18 +13,14 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { useDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { killIfRunning, spawnReady } from './harness/ready-process.ts';
 
 const fx = useDatabase({ virtualClock: true });
 
 describe('a worker SIGKILLed right after it completed a run', () => {
   it('leaves the onComplete hook to another worker, which delivers it', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fault/hook-process.ts'], {
-      env: { ...process.env, DATABASE_URL: fx.db.url }, stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout?.on('data', (d) => (out += d));
+    const child = await spawnReady('test/fault/hook-process.ts', { DATABASE_URL: fx.db.url }, { what: 'worker process ready', timeout: 30_000 });
     try {
-      await waitFor(() => out.includes('ready'), { what: 'worker process ready', timeout: 30_000 });
       const received: string[] = [];
       const hooked = defineWorkflow({
         name: 'hook-kill', input: z.object({ n: z.number() }),
@@ -51,7 +46,7 @@ describe('a worker SIGKILLed right after it completed a run', () => {
         await other.stop({ timeout: 1000 });
       }
     } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      killIfRunning(child);
     }
   });
 });

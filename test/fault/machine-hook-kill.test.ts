@@ -5,7 +5,6 @@
  * machine's final status and object. (An in-process hook would be lost.)
  */
 import assert from 'node:assert/strict';
-import { spawn } from 'node:child_process';
 import { once } from 'node:events';
 import { describe, it } from 'node:test';
 import { connectMachine } from '../../src/state-machine/client.ts';
@@ -14,19 +13,15 @@ import { createWorker } from '../../src/worker/worker.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { useDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { killIfRunning, spawnReady } from './harness/ready-process.ts';
 import { hookedMachine } from './machine-hook-defs.ts';
 
 const fx = useDatabase({ virtualClock: true });
 
 describe('a worker SIGKILLed right after it completed a state machine run', () => {
   it('leaves the machine\'s onComplete hook to another worker, which runs it once', async () => {
-    const child = spawn(process.execPath, ['--import', 'tsx', 'test/fault/machine-hook-process.ts'], {
-      env: { ...process.env, DATABASE_URL: fx.db.url }, stdio: ['ignore', 'pipe', 'inherit'],
-    });
-    let out = '';
-    child.stdout?.on('data', (d) => (out += d));
+    const child = await spawnReady('test/fault/machine-hook-process.ts', { DATABASE_URL: fx.db.url }, { what: 'worker process ready', timeout: 30_000 });
     try {
-      await waitFor(() => out.includes('ready'), { what: 'worker process ready', timeout: 30_000 });
       const received: MachineHookEvent<string, unknown>[] = [];
       const machine = hookedMachine((event) => void received.push(event));
       const runId = await connectMachine(fx.client, machine).trigger('order-7', { object: { n: 21 } });
@@ -49,7 +44,7 @@ describe('a worker SIGKILLed right after it completed a state machine run', () =
         await other.stop({ timeout: 1000 });
       }
     } finally {
-      if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
+      killIfRunning(child);
     }
   });
 });

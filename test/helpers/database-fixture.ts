@@ -20,12 +20,20 @@ export interface DatabaseFixtureOptions {
   virtualClock?: boolean;
   /** More options for the client (its pool is always `db.pool`). */
   client?: Omit<ClientOptions, 'pool' | 'connectionString'>;
+  /**
+   * More set-up that needs the database, run in the same before() once `db`
+   * and `client` exist. (A second top-level before() would not wait for
+   * this one: Node 20 starts top-level before() hooks at once, together.)
+   */
+  setUp?: (fixture: DatabaseFixture) => Promise<unknown>;
 }
 
 /**
  * Register a before() that opens a fresh database and a client on it, and an
  * after() that closes the client, then the database. Call it at the top of a
  * file or of a describe(); read `db` and `client` inside tests and hooks.
+ * after() hooks run one after another in the order they were registered: one
+ * registered before this call runs before the client and database close.
  *
  * @example
  * const fx = useDatabase({ client: { handoff: false } });
@@ -34,15 +42,7 @@ export interface DatabaseFixtureOptions {
 export function useDatabase(options: DatabaseFixtureOptions = {}): DatabaseFixture {
   let db: TestDatabase | undefined;
   let client: Client | undefined;
-  before(async () => {
-    db = await freshDatabase({ poolSize: options.poolSize, virtualClock: options.virtualClock });
-    client = createClient({ logger: silentLogger, ...options.client, pool: db.pool });
-  });
-  after(async () => {
-    await client?.close();
-    await db?.close();
-  });
-  return {
+  const fixture: DatabaseFixture = {
     get db() {
       if (!db) throw new Error('the database fixture is used before its before() ran');
       return db;
@@ -52,4 +52,14 @@ export function useDatabase(options: DatabaseFixtureOptions = {}): DatabaseFixtu
       return client;
     },
   };
+  before(async () => {
+    db = await freshDatabase({ poolSize: options.poolSize, virtualClock: options.virtualClock });
+    client = createClient({ logger: silentLogger, ...options.client, pool: db.pool });
+    await options.setUp?.(fixture);
+  });
+  after(async () => {
+    await client?.close();
+    await db?.close();
+  });
+  return fixture;
 }

@@ -2,11 +2,11 @@
  * Worker processes for the flow-control fault tests (test/fault/queue-*.test.ts):
  * each runs test/fault/queue-process.ts on one queue and is stopped by its pid.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { after } from 'node:test';
 import { type DatabaseFixture, useDatabase } from './database-fixture.ts';
-import { waitFor } from './wait.ts';
+import { killIfRunning, spawnReady } from '../fault/harness/ready-process.ts';
 
 export interface FlowWorkers {
   spawn(queue: string, env?: Record<string, string>): Promise<ChildProcess>;
@@ -20,16 +20,9 @@ export function flowWorkers(databaseUrl: () => string): FlowWorkers {
   const children: ChildProcess[] = [];
   return {
     async spawn(queue, env = {}) {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'test/fault/queue-process.ts'], {
-        env: { ...process.env, DATABASE_URL: databaseUrl(), FLOW_QUEUE: queue, ...env },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      children.push(child);
-      let out = '';
-      child.stdout?.on('data', (d) => (out += d));
       // A loaded machine can take long to start a tsx process.
-      await waitFor(() => out.includes('ready'), { what: `worker on ${queue} ready`, timeout: 90_000 });
-      return child;
+      return spawnReady('test/fault/queue-process.ts', { DATABASE_URL: databaseUrl(), FLOW_QUEUE: queue, ...env },
+        { what: `worker on ${queue} ready`, timeout: 90_000, into: children });
     },
     async stopAll() {
       for (const c of children.splice(0)) {
@@ -40,7 +33,7 @@ export function flowWorkers(databaseUrl: () => string): FlowWorkers {
       }
     },
     killAll() {
-      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      children.forEach(killIfRunning);
     },
   };
 }
