@@ -1,7 +1,8 @@
 /**
- * The fixture most test files share: a fresh database (see db.ts) and a
- * client on its pool, opened before the tests of the file (or of the
- * describe() it is called in) and closed after them.
+ * The fixtures most test files share: a fresh database (see db.ts), alone
+ * (useFreshDatabase) or with a client on its pool (useDatabase), opened
+ * before the tests of the file (or of the describe() it is called in) and
+ * closed after them.
  */
 import { after, before } from 'node:test';
 import { createClient, type Client } from '../../src/client/client.ts';
@@ -26,6 +27,36 @@ export interface DatabaseFixtureOptions {
    * this one: Node 20 starts top-level before() hooks at once, together.)
    */
   setUp?: (fixture: DatabaseFixture) => Promise<unknown>;
+}
+
+/** What useFreshDatabase gives a test file: the database alone. */
+export interface FreshDatabaseFixture {
+  readonly db: TestDatabase;
+}
+
+/**
+ * Register a before() that opens a fresh database (then runs `setUp` on it,
+ * in the same hook) and an after() that closes it: for tests of the SQL
+ * functions, which need no client.
+ *
+ * @example
+ * const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1"}]')`) });
+ * it('counts no runs', async () => assert.equal((await fx.db.pool.query('select * from trellis.runs')).rows.length, 0));
+ */
+export function useFreshDatabase(options: { poolSize?: number; virtualClock?: boolean; setUp?: (db: TestDatabase) => Promise<unknown> } = {}): FreshDatabaseFixture {
+  let db: TestDatabase | undefined;
+  const fixture: FreshDatabaseFixture = {
+    get db() {
+      if (!db) throw new Error('the database fixture is used before its before() ran');
+      return db;
+    },
+  };
+  before(async () => {
+    db = await freshDatabase({ poolSize: options.poolSize, virtualClock: options.virtualClock });
+    await options.setUp?.(db);
+  });
+  after(() => db?.close());
+  return fixture;
 }
 
 /**
