@@ -7,20 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
 import { prng } from '../helpers/prng.ts';
 import { logStatusChanges } from '../helpers/status-log.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
 const root = new URL('../../', import.meta.url);
-let db: TestDatabase;
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
-
-before(async () => {
-  db = await freshDatabase();
-  await sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`);
-});
-after(() => db.close());
+const fx = useFreshDatabase({ setUp: () => sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`) });
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 
 /** The (from, to, event) arrows of the state diagram in docs/architecture.md. */
 async function diagramArrows(): Promise<string[]> {
@@ -99,7 +93,7 @@ describe('every transition emits exactly one event', () => {
   it('over random sequences of starts, claims, checkpoints and controls, the events are the status changes, in order', async () => {
     // An independent record of every status change, kept by a trigger the
     // engine knows nothing about (test database only).
-    await logStatusChanges(db.pool);
+    await logStatusChanges(fx.db.pool);
     const seed = Number(process.env.TRELLIS_PROPERTY_SEED ?? 12);
     const random = prng(seed);
     const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]!;
