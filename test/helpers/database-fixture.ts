@@ -71,26 +71,27 @@ export function useFreshDatabase(options: { poolSize?: number; virtualClock?: bo
  * it('starts a run', async () => { await fx.client.start(echo, { v: 1 }); });
  */
 export function useDatabase(options: DatabaseFixtureOptions = {}): DatabaseFixture {
-  let db: TestDatabase | undefined;
   let client: Client | undefined;
+  // after() hooks run in the order they are registered: the client closes before the database.
+  after(async () => {
+    await client?.close();
+  });
+  const base = useFreshDatabase({
+    poolSize: options.poolSize,
+    virtualClock: options.virtualClock,
+    setUp: async (db) => {
+      client = createClient({ logger: silentLogger, ...options.client, pool: db.pool });
+      await options.setUp?.(fixture);
+    },
+  });
   const fixture: DatabaseFixture = {
     get db() {
-      if (!db) throw new Error('the database fixture is used before its before() ran');
-      return db;
+      return base.db;
     },
     get client() {
       if (!client) throw new Error('the database fixture is used before its before() ran');
       return client;
     },
   };
-  before(async () => {
-    db = await freshDatabase({ poolSize: options.poolSize, virtualClock: options.virtualClock });
-    client = createClient({ logger: silentLogger, ...options.client, pool: db.pool });
-    await options.setUp?.(fixture);
-  });
-  after(async () => {
-    await client?.close();
-    await db?.close();
-  });
   return fixture;
 }
