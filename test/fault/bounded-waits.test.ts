@@ -8,13 +8,14 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
-import { createClient, type Client } from '../../src/client/client.ts';
+import { createClient } from '../../src/client/client.ts';
 import { DatabaseError } from '../../src/errors.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { createDatabase, freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { createDatabase, testPool } from '../helpers/db.ts';
+import { useDatabase } from '../helpers/database-fixture.ts';
 import { startBlackHole, startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 
 const echo = defineWorkflow({ name: 'echo-bounded', input: z.object({ v: z.number() }) }, async (ctx, { v }) => ctx.step('echo', () => v));
@@ -101,31 +102,22 @@ describe('migrate() with a pool that is not this copy of pg', () => {
 });
 
 describe("a worker whose pool connections die silently", () => {
-  let db: TestDatabase;
-  let client: Client;
-  before(async () => {
-    db = await freshDatabase();
-    client = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
-  });
-  after(async () => {
-    await client.close();
-    await db.close();
-  });
+  const fx = useDatabase({ client: { handoff: false } });
 
   it('notices through the query timeout and goes on with new connections', async () => {
-    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(db.url).port) });
+    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(fx.db.url).port) });
     const worker = createWorker({
-      connectionString: throughProxy(db.url, proxy.port), workflows: [echo], logger: silentLogger,
-      queryTimeout: '1s', pollInterval: '200ms', listenUrl: db.url,
+      connectionString: throughProxy(fx.db.url, proxy.port), workflows: [echo], logger: silentLogger,
+      queryTimeout: '1s', pollInterval: '200ms', listenUrl: fx.db.url,
     });
     try {
       await worker.start();
-      assert.equal(await (await client.start(echo, { v: 1 })).result({ timeout: '10s' }), 1);
+      assert.equal(await (await fx.client.start(echo, { v: 1 })).result({ timeout: '10s' }), 1);
       // Every connection of the worker's pool stops forwarding, both ways; nothing is closed.
       for (const p of proxy.pipes) p.frozen = true;
-      const run = await client.start(echo, { v: 2 });
+      const run = await fx.client.start(echo, { v: 2 });
       assert.equal(await run.result({ timeout: '20s' }), 2);
-      const { rows } = await db.pool.query(`select status from trellis.runs where id = $1`, [run.id]);
+      const { rows } = await fx.db.pool.query(`select status from trellis.runs where id = $1`, [run.id]);
       assert.equal(rows[0].status, 'completed');
     } finally {
       await worker.stop({ timeout: '1s' });

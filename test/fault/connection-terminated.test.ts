@@ -7,34 +7,26 @@
  * - a client's run_start: a retryable DatabaseError, nothing written.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
-import { createClient, type Client } from '../../src/client/client.ts';
+import { createClient } from '../../src/client/client.ts';
 import { DatabaseError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { adminUrl, createDatabase, freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { adminUrl, createDatabase, testPool } from '../helpers/db.ts';
+import { useDatabase } from '../helpers/database-fixture.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-let client: Client;
-before(async () => {
-  db = await freshDatabase();
-  client = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
-});
-after(async () => {
-  await client.close();
-  await db.close();
-});
+const fx = useDatabase({ client: { handoff: false } });
 
 /** The pid of a backend of `app` waiting on a lock in a statement matching `like`. */
 async function blockedBackend(app: string, like: string): Promise<number> {
   return waitFor(async () => {
-    const { rows } = await db.pool.query<{ pid: number }>(
+    const { rows } = await fx.db.pool.query<{ pid: number }>(
       `select pid from pg_stat_activity where datname = current_database() and application_name = $1
           and wait_event_type = 'Lock' and query like $2`, [app, like]);
     return rows[0]?.pid;
@@ -59,29 +51,29 @@ const gated = defineWorkflow({ name: 'gated-terminate', input: z.object({ v: z.n
 
 describe('pg_terminate_backend of the worker connection during checkpoint_apply', () => {
   it('retries the checkpoint on a new connection: the run completes, its step ran once, no run fails', async () => {
-    const pool = testPool({ connectionString: db.url, max: 4, application_name: 'terminated-worker' });
+    const pool = testPool({ connectionString: fx.db.url, max: 4, application_name: 'terminated-worker' });
     pool.on('error', () => undefined);
     const worker = createWorker({ pool, workflows: [gated], logger: silentLogger });
-    const locker = new pg.Client({ connectionString: db.url });
+    const locker = new pg.Client({ connectionString: fx.db.url });
     await locker.connect();
     try {
       await worker.start();
-      const run = await client.start(gated, { v: 20 });
+      const run = await fx.client.start(gated, { v: 20 });
       await atGate;
       // Hold the run's row: the step's checkpoint waits for it, and is terminated waiting.
       await locker.query('begin');
       await locker.query('select 1 from trellis.runs where id = $1 for update', [run.id]);
       gate();
       const pid = await blockedBackend('terminated-worker', '%checkpoint_apply%');
-      await db.pool.query('select pg_terminate_backend($1)', [pid]);
+      await fx.db.pool.query('select pg_terminate_backend($1)', [pid]);
       await locker.query('commit');
 
       assert.equal(await run.result({ timeout: '20s' }), 41);
       assert.equal(bodies, 1, 'the step body ran once');
       assert.equal(worker.stats.failed, 0);
-      const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where status = 'failed'`);
+      const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where status = 'failed'`);
       assert.equal(rows[0].n, 0, 'no failed runs');
-      const steps = await client.history(run.id);
+      const steps = await fx.client.history(run.id);
       assert.deepEqual(steps.map((s) => [s.name, s.status]), [['a', 'completed'], ['b', 'completed']]);
     } finally {
       await locker.end().catch(() => undefined);
@@ -95,30 +87,30 @@ describe('pg_terminate_backend of the worker connection during checkpoint_apply'
 
 describe('the client connection lost during run_start', () => {
   it('surfaces as a retryable DatabaseError, for a terminated backend and for a cut socket; nothing is written', async () => {
-    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(db.url).port) });
-    const pool = testPool({ connectionString: throughProxy(db.url, proxy.port), max: 2, application_name: 'terminated-client' });
+    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(fx.db.url).port) });
+    const pool = testPool({ connectionString: throughProxy(fx.db.url, proxy.port), max: 2, application_name: 'terminated-client' });
     pool.on('error', () => undefined);
     const starter = createClient({ pool, logger: silentLogger, handoff: false });
-    const holder = await db.pool.connect();
+    const holder = await fx.db.pool.connect();
     try {
       // An uncommitted start with the same key: the second start waits on its key.
       await holder.query('begin');
-      await client.start(gated, { v: 1 }, { key: 'k-terminate', tx: holder });
+      await fx.client.start(gated, { v: 1 }, { key: 'k-terminate', tx: holder });
       for (const how of ['pg_terminate_backend', 'socket cut'] as const) {
         const pending = starter.start(gated, { v: 2 }, { key: 'k-terminate' }).then(() => undefined, (e: unknown) => e);
         const pid = await blockedBackend('terminated-client', '%run_start%');
-        if (how === 'pg_terminate_backend') await db.pool.query('select pg_terminate_backend($1)', [pid]);
+        if (how === 'pg_terminate_backend') await fx.db.pool.query('select pg_terminate_backend($1)', [pid]);
         else for (const p of proxy.of('terminated-client')) p.cut();
         const error = await pending;
         assert.ok(error instanceof DatabaseError, `${how}: a DatabaseError, not ${String(error)}`);
         assert.equal(error.retryable, true, how);
         if (how === 'socket cut') {
-          await db.pool.query('select pg_terminate_backend($1)', [pid]); // the server has not noticed yet
+          await fx.db.pool.query('select pg_terminate_backend($1)', [pid]); // the server has not noticed yet
           assert.match(error.message, /Connection terminated/);
         }
       }
       await holder.query('rollback');
-      const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where key = 'k-terminate'`);
+      const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where key = 'k-terminate'`);
       assert.equal(rows[0].n, 0, 'nothing written');
       const again = await starter.start(gated, { v: 2 }, { key: 'k-terminate' });
       assert.ok(again.id);
@@ -134,13 +126,13 @@ describe('the client connection lost during run_start', () => {
 describe('a worker started again under the same id', () => {
   it('gives back at once the runs its previous process held, instead of waiting out their lease', async () => {
     const echo = defineWorkflow({ name: 'same-id-echo', input: z.object({ v: z.number() }) }, async (ctx, { v }) => ctx.step('echo', () => v));
-    await client.register(echo);
-    const run = await client.start(echo, { v: 7 }, { queue: 'same-id' });
+    await fx.client.register(echo);
+    const run = await fx.client.start(echo, { v: 7 }, { queue: 'same-id' });
     // The previous process claimed it (for an hour) and died.
-    const { rows } = await db.pool.query(
+    const { rows } = await fx.db.pool.query(
       `select id from trellis.run_claim('fixed-worker', array['same-id'], '{same-id-echo}', '{1}', 1, '1 hour')`);
     assert.equal(rows[0].id, run.id);
-    const worker = createWorker({ pool: db.pool, id: 'fixed-worker', workflows: [echo], queues: ['same-id'], logger: silentLogger });
+    const worker = createWorker({ pool: fx.db.pool, id: 'fixed-worker', workflows: [echo], queues: ['same-id'], logger: silentLogger });
     try {
       await worker.start();
       assert.equal(await run.result({ timeout: '20s' }), 7);

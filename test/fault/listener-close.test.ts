@@ -4,22 +4,20 @@
  * close() and kept the process alive.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Listener } from '../../src/db/listener.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-before(async () => (db = await freshDatabase()));
-after(() => db.close());
+const fx = useFreshDatabase();
 
 describe('a listener closed while reconnecting', () => {
   it('makes no more connection attempts', async () => {
-    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(db.url).port) });
+    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(fx.db.url).port) });
     const listener = new Listener({
-      connection: { connectionString: throughProxy(db.url, proxy.port) },
+      connection: { connectionString: throughProxy(fx.db.url, proxy.port) },
       channels: ['trellis:run_ready'],
       onNotify: () => undefined,
       onConnect: () => undefined,

@@ -7,32 +7,23 @@
  * it again, with polling out of the picture (a one-hour poll interval).
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { z } from 'zod';
-import { createClient, type Client } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { testPool } from '../helpers/db.ts';
+import { useDatabase } from '../helpers/database-fixture.ts';
 import { startProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-let client: Client;
-before(async () => {
-  db = await freshDatabase();
-  client = createClient({ pool: db.pool, logger: silentLogger });
-});
-after(async () => {
-  await client.close();
-  await db.close();
-});
+const fx = useDatabase();
 
 const echo = defineWorkflow({ name: 'echo-partition', input: z.object({ v: z.number() }) }, async (ctx, { v }) => ctx.step('echo', () => v));
 
 describe('the LISTEN connection silently partitioned', () => {
   it('is replaced after its health check goes unanswered, and NOTIFY wakes the worker again', async () => {
-    const url = new URL(db.url);
+    const url = new URL(fx.db.url);
     const proxy = await startProxy({ host: url.hostname, port: Number(url.port) });
     url.port = String(proxy.port);
     const pool = testPool({ connectionString: url.toString(), max: 4 });
@@ -44,7 +35,7 @@ describe('the LISTEN connection silently partitioned', () => {
       const listening = () => proxy.pipes.filter((p) => p.startup.includes('trellis-worker-listener') && !p.frozen);
       const first = await waitFor(() => listening()[0], { what: 'the listener connection through the proxy' });
       assert.equal(worker.listenerConnects, 1);
-      const before = await client.start(echo, { v: 1 });
+      const before = await fx.client.start(echo, { v: 1 });
       assert.equal(await before.result({ timeout: '10s' }), 1, 'NOTIFY reaches the worker through the proxy');
 
       first.frozen = true;
@@ -53,7 +44,7 @@ describe('the LISTEN connection silently partitioned', () => {
       assert.notEqual(listening()[0], first);
 
       const t0 = Date.now();
-      const afterRun = await client.start(echo, { v: 2 });
+      const afterRun = await fx.client.start(echo, { v: 2 });
       assert.equal(await afterRun.result({ timeout: '10s' }), 2);
       assert.ok(Date.now() - t0 < 10_000);
       assert.equal(worker.stats.claimed, 2, 'both runs claimed on a NOTIFY');

@@ -19,6 +19,7 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { testPool } from '../helpers/db.ts';
+import { accepting, untilAccepting } from '../helpers/accepting.ts';
 
 const RUNS = 40;
 const LEASE_MS = 60_000;
@@ -61,20 +62,6 @@ after(async () => {
   await server?.stop();
 });
 
-async function accepting(): Promise<boolean> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    await c.query('select 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => undefined);
-  }
-}
-
 describe('a PostgreSQL restart (crash recovery) under a busy worker', () => {
   it('resumes the runs in flight within seconds of the server accepting connections; none fails, none waits a lease', async () => {
     const runs = await Promise.all(Array.from({ length: RUNS }, (_, n) => client.start(slow, { n })));
@@ -88,8 +75,8 @@ describe('a PostgreSQL restart (crash recovery) under a busy worker', () => {
     victim.on('error', () => undefined);
     const pid = (await victim.query<{ pid: number }>('select pg_backend_pid() as pid')).rows[0]!.pid;
     process.kill(pid, 'SIGKILL');
-    await waitFor(async () => !(await accepting()), { interval: 5, what: 'the server to go down' }).catch(() => undefined);
-    await waitFor(() => accepting(), { timeout: 60_000, interval: 20, what: 'the server to accept connections again' });
+    await waitFor(async () => !(await accepting(url)), { interval: 5, what: 'the server to go down' }).catch(() => undefined);
+    await untilAccepting(url, { timeout: 60_000, interval: 20, what: 'the server to accept connections again' });
     const up = Date.now();
 
     const outputs = await Promise.all(runs.map((r) => r.result({ timeout: '40s' })));

@@ -7,7 +7,7 @@
  * row's lock and the count of running runs), not in a session.
  */
 import assert from 'node:assert/strict';
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
@@ -17,6 +17,7 @@ import { silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase, testPool } from '../helpers/db.ts';
 import { type Bouncer, startPgBouncer } from '../helpers/pgbouncer.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { killIfRunning, spawnReady } from './harness/ready-process.ts';
 
 let database: Awaited<ReturnType<typeof createDatabase>>;
 let bouncer: Bouncer;
@@ -34,7 +35,7 @@ before(async () => {
   client = createClient({ connectionString: bouncer.url, listenUrl: database.url, logger: silentLogger, handoff: false });
 });
 after(async () => {
-  for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+  children.forEach(killIfRunning);
   await client?.close();
   await direct?.end();
   await bouncer?.stop();
@@ -42,15 +43,8 @@ after(async () => {
 });
 
 async function spawnWorker(queue: string): Promise<ChildProcess> {
-  const child = spawn(process.execPath, ['--import', 'tsx', 'test/fault/queue-process.ts'], {
-    env: { ...process.env, DATABASE_URL: bouncer.url, LISTEN_URL: database.url, FLOW_QUEUE: queue, CONCURRENCY: '10' },
-    stdio: ['ignore', 'pipe', 'inherit'],
-  });
-  children.push(child);
-  let out = '';
-  child.stdout?.on('data', (d) => (out += d));
-  await waitFor(() => out.includes('ready'), { what: `worker on ${queue} ready`, timeout: 90_000 });
-  return child;
+  return spawnReady('test/fault/queue-process.ts', { DATABASE_URL: bouncer.url, LISTEN_URL: database.url, FLOW_QUEUE: queue, CONCURRENCY: '10' },
+    { what: `worker on ${queue} ready`, timeout: 90_000, into: children });
 }
 
 describe('queue limits through PgBouncer in transaction mode', () => {

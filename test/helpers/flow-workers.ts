@@ -2,13 +2,11 @@
  * Worker processes for the flow-control fault tests (test/fault/queue-*.test.ts):
  * each runs test/fault/queue-process.ts on one queue and is stopped by its pid.
  */
-import { type ChildProcess, spawn } from 'node:child_process';
+import type { ChildProcess } from 'node:child_process';
 import { once } from 'node:events';
-import { after, before } from 'node:test';
-import { createClient, type Client } from '../../src/client/client.ts';
-import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from './db.ts';
-import { waitFor } from './wait.ts';
+import { after } from 'node:test';
+import { type DatabaseFixture, useDatabase } from './database-fixture.ts';
+import { killIfRunning, spawnReady } from '../fault/harness/ready-process.ts';
 
 export interface FlowWorkers {
   spawn(queue: string, env?: Record<string, string>): Promise<ChildProcess>;
@@ -22,16 +20,9 @@ export function flowWorkers(databaseUrl: () => string): FlowWorkers {
   const children: ChildProcess[] = [];
   return {
     async spawn(queue, env = {}) {
-      const child = spawn(process.execPath, ['--import', 'tsx', 'test/fault/queue-process.ts'], {
-        env: { ...process.env, DATABASE_URL: databaseUrl(), FLOW_QUEUE: queue, ...env },
-        stdio: ['ignore', 'pipe', 'inherit'],
-      });
-      children.push(child);
-      let out = '';
-      child.stdout?.on('data', (d) => (out += d));
       // A loaded machine can take long to start a tsx process.
-      await waitFor(() => out.includes('ready'), { what: `worker on ${queue} ready`, timeout: 90_000 });
-      return child;
+      return spawnReady('test/fault/queue-process.ts', { DATABASE_URL: databaseUrl(), FLOW_QUEUE: queue, ...env },
+        { what: `worker on ${queue} ready`, timeout: 90_000, into: children });
     },
     async stopAll() {
       for (const c of children.splice(0)) {
@@ -42,15 +33,13 @@ export function flowWorkers(databaseUrl: () => string): FlowWorkers {
       }
     },
     killAll() {
-      for (const c of children) if (c.exitCode === null && c.signalCode === null) c.kill('SIGKILL');
+      children.forEach(killIfRunning);
     },
   };
 }
 
 /** What a flow-control fault test works with (see useFlowFixture). */
-export interface FlowFixture extends FlowWorkers {
-  readonly db: TestDatabase;
-  readonly client: Client;
+export interface FlowFixture extends FlowWorkers, DatabaseFixture {
   /** Start n runs of `flow-job` (each sleeps ms in its step) on a queue, one by one. */
   startJobs(queue: string, n: number, ms: number): Promise<string[]>;
   /** How many runs of a queue are in a status. */
@@ -58,22 +47,22 @@ export interface FlowFixture extends FlowWorkers {
 }
 
 /**
- * A fresh database, a client on it and worker processes, for one test file:
- * registers the file's before() and after() (which kills every worker left).
+ * A fresh database, a client on it (useDatabase) and worker processes, for
+ * one test file: registers the file's before() and after() (which kills every
+ * worker left).
  */
 export function useFlowFixture(): FlowFixture {
-  let db: TestDatabase | undefined;
-  let client: Client | undefined;
   const workers = flowWorkers(() => fixture.db.url);
+  // after() hooks run in the order they are registered: no worker is left when the client and the database close.
+  after(() => workers.killAll());
+  const base = useDatabase();
   const fixture: FlowFixture = {
     ...workers,
     get db() {
-      if (!db) throw new Error('the flow fixture is used before its before() ran');
-      return db;
+      return base.db;
     },
     get client() {
-      if (!client) throw new Error('the flow fixture is used before its before() ran');
-      return client;
+      return base.client;
     },
     async startJobs(queue, n, ms) {
       const ids: string[] = [];
@@ -85,14 +74,5 @@ export function useFlowFixture(): FlowFixture {
       return rows[0].n;
     },
   };
-  before(async () => {
-    db = await freshDatabase();
-    client = createClient({ pool: db.pool, logger: silentLogger });
-  });
-  after(async () => {
-    workers.killAll();
-    await client?.close();
-    await db?.close();
-  });
   return fixture;
 }

@@ -9,8 +9,8 @@ import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { chmodSync, chownSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
-import pg from 'pg';
 import { freePort } from '../../src/testing/embedded-postgres.ts';
+import { untilAccepting } from './accepting.ts';
 
 export interface Bouncer {
   url: string;
@@ -70,23 +70,16 @@ export async function startPgBouncer(databaseUrl: string, settings: Record<strin
       return '';
     }
   };
-  for (const deadline = Date.now() + 15_000; ;) {
-    if (child.exitCode !== null) throw new Error(`pgbouncer exited: ${stderr}${log()}`);
-    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
-    c.on('error', () => undefined);
-    try {
-      await c.connect();
-      await c.query('select 1');
-      await c.end();
-      break;
-    } catch (error) {
-      await c.end().catch(() => undefined);
-      if (Date.now() > deadline) {
-        child.kill('SIGKILL');
-        throw new Error(`pgbouncer did not accept connections: ${String(error)}\n${stderr}${log()}`);
-      }
-      await new Promise((r) => setTimeout(r, 50));
-    }
+  let died: Error | undefined;
+  const alive = () => {
+    if (child.exitCode !== null) throw (died = new Error(`pgbouncer exited: ${stderr}${log()}`));
+  };
+  try {
+    await untilAccepting(url, { timeout: 15_000, interval: 50, what: 'pgbouncer', check: alive });
+  } catch (error) {
+    if (error === died) throw error;
+    child.kill('SIGKILL');
+    throw new Error(`pgbouncer did not accept connections: ${String(error)}\n${stderr}${log()}`);
   }
   return {
     url,

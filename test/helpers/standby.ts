@@ -14,6 +14,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
 import { freePort } from '../../src/testing/embedded-postgres.ts';
+import { untilAccepting } from './accepting.ts';
 import { waitFor } from './wait.ts';
 
 export const PG_BIN = process.env.TRELLIS_PG_BIN ?? '/usr/lib/postgresql/15/bin';
@@ -55,20 +56,12 @@ async function serve(as: Owner, dir: string, port: number): Promise<{ server: Se
   child.stderr?.on('data', (d) => (stderr = (stderr + d).slice(-4000)));
   const exited = new Promise<void>((resolve) => child.once('exit', () => resolve()));
   const url = `postgres://postgres@127.0.0.1:${port}/postgres`;
-  await waitFor(async () => {
-    if (child.exitCode !== null) throw new Error(`postgres on ${dir} exited: ${stderr}`);
-    const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
-    c.on('error', () => undefined);
-    try {
-      await c.connect();
-      await c.query('select 1');
-      return true;
-    } catch {
-      return false;
-    } finally {
-      await c.end().catch(() => undefined);
-    }
-  }, { timeout: 30_000, interval: 50, what: `postgres on ${dir}` });
+  await untilAccepting(url, {
+    timeout: 30_000, interval: 50, what: `postgres on ${dir}`,
+    check: () => {
+      if (child.exitCode !== null) throw new Error(`postgres on ${dir} exited: ${stderr}`);
+    },
+  });
   return { server: { url, pid: child.pid ?? 0 }, child, exited };
 }
 

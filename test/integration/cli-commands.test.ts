@@ -6,34 +6,24 @@
 import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { captureIo } from '../../src/cli/io.ts';
 import { main } from '../../src/cli/main.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { type Engine, startEngine } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { approval, broken, greet, more } from '../fixtures/cli-workflows.ts';
+import { useEngine } from '../helpers/engine.ts';
 
-let db: TestDatabase;
-let engine: Engine;
-before(async () => {
-  db = await freshDatabase();
-  engine = await startEngine(db, { workflows: [greet, approval, broken, ...more] });
-});
-after(async () => {
-  await engine.stop();
-  await db.close();
-});
+const fx = useEngine({ workflows: [greet, approval, broken, ...more] });
 
 /** Run the CLI on the test database; returns the exit code and what it wrote. */
 async function cli(...args: string[]) {
-  const io = captureIo({ DATABASE_URL: db.url });
+  const io = captureIo({ DATABASE_URL: fx.db.url });
   const code = await main(args, io);
   return { code, out: io.stdout, err: io.stderr };
 }
 
 const UUID = /^[0-9a-f]{8}-[0-9a-f-]{27}$/;
-const statusOf = async (id: string) => (await engine.client.get(id))?.status;
+const statusOf = async (id: string) => (await fx.engine.client.get(id))?.status;
 
 describe('trellis start, signal and the control commands', () => {
   it('start prints the run id; --wait prints the output', async () => {
@@ -41,7 +31,7 @@ describe('trellis start, signal and the control commands', () => {
     assert.equal(started.code, 0, started.err);
     const id = started.out.trim();
     assert.match(id, UUID);
-    assert.deepEqual(await engine.client.result(id, { timeout: '20s' }), { text: 'Hello, Ada!' });
+    assert.deepEqual(await fx.engine.client.result(id, { timeout: '20s' }), { text: 'Hello, Ada!' });
     const again = await cli('start', 'cli-greet', '{"name":"Bob"}', '--key', 'ada');
     assert.equal(again.out.trim(), id, 'a repeated key returns the first run');
     const waited = await cli('start', 'cli-greet', '{"name":"Cy"}', '--wait', '--timeout', '20s');
@@ -50,7 +40,7 @@ describe('trellis start, signal and the control commands', () => {
   });
 
   it('start refuses bad input with exit 2 and starts nothing', async () => {
-    const before = (await engine.client.list({ workflow: 'cli-greet', limit: 1000 })).runs.length;
+    const before = (await fx.engine.client.list({ workflow: 'cli-greet', limit: 1000 })).runs.length;
     const badJson = await cli('start', 'cli-greet', '{name:');
     assert.equal(badJson.code, 2);
     assert.match(badJson.err, /^trellis start: input is not valid JSON/);
@@ -61,7 +51,7 @@ describe('trellis start, signal and the control commands', () => {
     const unknown = await cli('start', 'no-such-workflow', '{}');
     assert.notEqual(unknown.code, 0);
     assert.equal((await cli('start')).code, 2);
-    assert.equal((await engine.client.list({ workflow: 'cli-greet', limit: 1000 })).runs.length, before);
+    assert.equal((await fx.engine.client.list({ workflow: 'cli-greet', limit: 1000 })).runs.length, before);
   });
 
   it('signal by id and by workflow and key; a repeated --id is a duplicate', async () => {
@@ -73,7 +63,7 @@ describe('trellis start, signal and the control commands', () => {
     assert.equal(sent.code, 0, sent.err);
     assert.equal(sent.out, 'sent\n');
     assert.equal((await cli('signal', id, 'approved', '{"by":"ada"}', '--id', 'm1')).out, 'duplicate\n');
-    assert.deepEqual(await engine.client.result(id, { timeout: '20s' }), { by: 'ada' });
+    assert.deepEqual(await fx.engine.client.result(id, { timeout: '20s' }), { by: 'ada' });
     const missing = await cli('signal', '--workflow', 'cli-approval', '--key', 'nope', 'approved', '{"by":"x"}');
     assert.equal(missing.code, 3);
   });
@@ -115,7 +105,7 @@ describe('trellis ls, show, diagram and stats', () => {
   before(async () => {
     parentId = (await cli('start', 'cli-parent', '{"name":"Kid"}', '--metadata', '{"team":"a"}')).out.trim();
     brokenId = (await cli('start', 'cli-broken', '{}')).out.trim();
-    await engine.client.result(parentId, { timeout: '20s' });
+    await fx.engine.client.result(parentId, { timeout: '20s' });
     await waitFor(async () => (await statusOf(brokenId)) === 'failed', { what: 'the run to fail' });
   });
 
@@ -159,7 +149,7 @@ describe('trellis ls, show, diagram and stats', () => {
   it('show lists received signals', async () => {
     const id = (await cli('start', 'cli-approval', '{}')).out.trim();
     await cli('signal', id, 'approved', '{"by":"eve"}', '--id', 'sig-9');
-    await engine.client.result(id, { timeout: '20s' });
+    await fx.engine.client.result(id, { timeout: '20s' });
     const shown = await cli('show', id);
     assert.match(shown.out, /signals \(1\)\n.*\napproved\s+\S+ \S+\s+\S+ \S+\s+#1\s+sig-9/);
   });
@@ -178,7 +168,7 @@ describe('trellis ls, show, diagram and stats', () => {
   });
 
   it('diagram --template draws a stored template as a Mermaid flowchart', async () => {
-    await db.pool.query(`select trellis.template_set('cli-pipeline', $1)`,
+    await fx.db.pool.query(`select trellis.template_set('cli-pipeline', $1)`,
       [JSON.stringify({ steps: [{ name: 'fetch', retry: { maxAttempts: 3 } }, { name: 'store' }] })]);
     const drawn = await cli('diagram', '--template', 'cli-pipeline');
     assert.equal(drawn.code, 0, drawn.err);
@@ -226,7 +216,7 @@ describe('trellis ls, show, diagram and stats', () => {
     await refused(['--machine', 'onboarding'], /--machine and --module go together/);
     await refused(['--module', module], /give one of a run id, --template NAME or --machine NAME/);
     await refused(['--machine', 'onboarding', '--module', module, '--template', 'cli-pipeline'], /give one of/);
-    assert.equal((await db.pool.query(`select to_regclass('trellis.runs') is not null as ok`)).rows[0].ok, true);
+    assert.equal((await fx.db.pool.query(`select to_regclass('trellis.runs') is not null as ok`)).rows[0].ok, true);
   });
 
   it('stats shows queues and workflows; --json has the numbers', async () => {
@@ -253,7 +243,7 @@ describe('trellis purge', () => {
     assert.ok(n >= 1);
     assert.equal(r.err.trim().split('\n').length, n, 'a plain line per batch when stderr is not a terminal');
     assert.match(r.err, new RegExp(`^purged ${n} of ${n}$`, 'm'));
-    assert.equal((await engine.client.list({ workflow: 'cli-greet', status: 'completed' })).runs.length, 0);
+    assert.equal((await fx.engine.client.list({ workflow: 'cli-greet', status: 'completed' })).runs.length, 0);
     assert.equal((await cli('purge')).code, 2, '--older-than is required');
     assert.equal((await cli('purge', '--older-than', 'soon')).code, 2);
   });
@@ -284,25 +274,25 @@ describe('trellis usage errors', () => {
 
 describe('trellis schedules and roles', () => {
   it('schedules lists, pauses, resumes and deletes; an unknown name exits 3 and a bad action 2', async () => {
-    await engine.client.schedules.set('cli-hourly', { cron: '0 * * * *', timeZone: 'Europe/Berlin', workflow: greet, input: { name: 'Cron' } });
+    await fx.engine.client.schedules.set('cli-hourly', { cron: '0 * * * *', timeZone: 'Europe/Berlin', workflow: greet, input: { name: 'Cron' } });
     const listed = await cli('schedules');
     assert.equal(listed.code, 0, listed.err);
     assert.match(listed.out, /cli-hourly\s+0 \* \* \* \*\s+Europe\/Berlin\s+cli-greet/);
     const json = JSON.parse((await cli('schedules', '--json')).out) as { name: string; paused: boolean }[];
     assert.deepEqual(json.map((s) => [s.name, s.paused]), [['cli-hourly', false]]);
     assert.match((await cli('schedules', 'pause', 'cli-hourly')).out, /^cli-hourly: paused$/m);
-    assert.equal((await engine.client.schedules.get('cli-hourly'))?.paused, true);
+    assert.equal((await fx.engine.client.schedules.get('cli-hourly'))?.paused, true);
     assert.match((await cli('schedules', 'resume', 'cli-hourly')).out, /^cli-hourly: active, next /m);
     assert.equal((await cli('schedules', 'pause', 'no-such-schedule')).code, 3);
     assert.equal((await cli('schedules', 'frobnicate', 'cli-hourly')).code, 2);
     assert.equal((await cli('schedules', 'pause')).code, 2);
     assert.equal((await cli('schedules', 'delete', 'cli-hourly')).code, 0);
-    assert.equal(await engine.client.schedules.get('cli-hourly'), undefined);
+    assert.equal(await fx.engine.client.schedules.get('cli-hourly'), undefined);
     assert.equal((await cli('schedules', 'delete', 'cli-hourly')).code, 3);
   });
 
   it('roles shows the engine duties the running worker holds', async () => {
-    await waitFor(async () => (await engine.client.roles.list()).some((r) => r.held), { what: 'a worker to hold a duty' });
+    await waitFor(async () => (await fx.engine.client.roles.list()).some((r) => r.held), { what: 'a worker to hold a duty' });
     const shown = await cli('roles');
     assert.equal(shown.code, 0, shown.err);
     assert.match(shown.out, /trellis\.(purge|schedules)\s+\S+\s+\d+\s+yes/);

@@ -4,26 +4,21 @@
  * result() that times out on a run no worker ever claimed says so.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { SchemaVersionError, TimeoutError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { createDatabase, freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { createDatabase, testPool } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
 const greet = defineWorkflow({ name: 'greet', input: z.object({ who: z.string() }) }, async (ctx, { who }) =>
   ctx.step('hello', () => `hello ${who}`));
 
 describe('errors of the first contact', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await freshDatabase();
-  });
-  after(async () => {
-    await db?.close();
-  });
+  const fx = useFreshDatabase();
 
   it('a database without the schema: client.start and worker.start throw the same SchemaVersionError', async () => {
     const empty = await createDatabase();
@@ -51,7 +46,7 @@ describe('errors of the first contact', () => {
   });
 
   it('result({ timeout }) on a run no worker ever claimed names the workflow, version and queue nobody serves', async () => {
-    const client = createClient({ pool: db.pool, logger: silentLogger });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
     try {
       const run = await client.start(greet, { who: 'bob' }, { queue: 'nobody-listens' });
       await assert.rejects(run.result({ timeout: 300 }), (error: unknown) => {

@@ -1,26 +1,23 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { isTrellisError } from '../../src/errors.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { testPool } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(() => db.close());
+const fx = useFreshDatabase();
 
 const counts = async () =>
-  (await db.pool.query(`select (select count(*) from trellis.workflows)::int as workflows,
+  (await fx.db.pool.query(`select (select count(*) from trellis.workflows)::int as workflows,
                                (select count(*) from trellis.runs)::int as runs,
                                (select count(*) from trellis.signals)::int as signals`)).rows[0];
 
 describe('client.start and the caller transaction', () => {
   it('bad input writes nothing at all, not even the registry row of a workflow never started before', async () => {
-    const client = createClient({ pool: db.pool, logger: silentLogger });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
     const fresh = defineWorkflow({ name: 'never-started', input: z.object({ n: z.number() }) }, async () => null);
     const before = await counts();
     const bad: [string, Parameters<typeof client.start>[2]][] = [
@@ -41,7 +38,7 @@ describe('client.start and the caller transaction', () => {
   });
 
   it('does not wait on the pool: two transactions holding a pool of two both start their runs', async () => {
-    const pool = testPool({ connectionString: db.url, max: 2 });
+    const pool = testPool({ connectionString: fx.db.url, max: 2 });
     const client = createClient({ pool, logger: silentLogger });
     const wf = defineWorkflow({ name: 'tx-only', input: z.object({ n: z.number() }) }, async () => null);
     const [a, b] = await Promise.all([pool.connect(), pool.connect()]);
@@ -53,10 +50,10 @@ describe('client.start and the caller transaction', () => {
       await a.query('commit');
       const rb = await client.start(wf, { n: 2 }, { tx: b });
       await b.query('rollback');
-      const { rows } = await db.pool.query(`select id from trellis.runs where workflow = 'tx-only'`);
+      const { rows } = await fx.db.pool.query(`select id from trellis.runs where workflow = 'tx-only'`);
       assert.deepEqual(rows.map((r) => r.id), [ra.id], 'the committed start only');
       assert.notEqual(ra.id, rb.id);
-      const registered = await db.pool.query(`select version from trellis.workflows where name = 'tx-only'`);
+      const registered = await fx.db.pool.query(`select version from trellis.workflows where name = 'tx-only'`);
       assert.equal(registered.rowCount, 1, 'registered with the committed transaction');
     } finally {
       a.release();
@@ -67,9 +64,9 @@ describe('client.start and the caller transaction', () => {
   });
 
   it('registers again after a transaction that registered the workflow rolled back', async () => {
-    const client = createClient({ pool: db.pool, logger: silentLogger });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
     const wf = defineWorkflow({ name: 'rolled-back-first', input: z.object({}) }, async () => null);
-    const c = await db.pool.connect();
+    const c = await fx.db.pool.connect();
     try {
       await c.query('begin');
       await client.start(wf, {}, { tx: c });

@@ -12,6 +12,8 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import type { RunEvent } from '../../src/db/events.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
+import { prng } from '../helpers/prng.ts';
+import { logStatusChanges } from '../helpers/status-log.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let db: TestDatabase;
@@ -49,17 +51,7 @@ const program = defineWorkflow({
 
 before(async () => {
   db = await freshDatabase();
-  await db.pool.query(`create table public.status_log (seq bigserial primary key, run_id uuid, from_status text, to_status text)`);
-  await db.pool.query(`create function public.log_status() returns trigger language plpgsql as $$
-    begin
-      if tg_op = 'INSERT' then
-        insert into public.status_log (run_id, from_status, to_status) values (new.id, '[*]', new.status);
-      elsif old.status is distinct from new.status then
-        insert into public.status_log (run_id, from_status, to_status) values (new.id, old.status, new.status);
-      end if;
-      return new;
-    end $$`);
-  await db.pool.query(`create trigger log_status after insert or update on trellis.runs for each row execute function public.log_status()`);
+  await logStatusChanges(db.pool);
   await db.pool.query(`create table public.step_log (seq bigserial primary key, run_id uuid, call integer, status text)`);
   await db.pool.query(`create function public.log_step() returns trigger language plpgsql as $$
     begin
@@ -76,18 +68,6 @@ after(async () => {
   await engine.stop();
   await db.close();
 });
-
-/** mulberry32: a seeded PRNG, so a failing case can be replayed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
 
 const collect = async (it: AsyncIterable<RunEvent>) => {
   const out: RunEvent[] = [];

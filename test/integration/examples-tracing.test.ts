@@ -1,18 +1,14 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { runExample } from '../helpers/examples.ts';
 
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(() => db.close());
+const fx = useFreshDatabase();
 
 describe('tracing example', () => {
   it('exports one trace from the request through the run, its steps and its children to the console', async () => {
-    const { code, stdout, stderr } = await runExample('examples/tracing/main.ts', db.url);
+    const { code, stdout, stderr } = await runExample('examples/tracing/main.ts', fx.db.url);
     assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
     assert.match(stdout, /^result: \{"order":"A-17","parcels":\["mug@bin-3","teapot@bin-6"\]\}$/m);
     // Every exported span line names the same trace.

@@ -5,25 +5,21 @@
  * a failed first start writes nothing, not even the registration.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { NotFoundError, PayloadTooLargeError, SchemaVersionError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(() => db.close());
+const fx = useFreshDatabase();
 
 /** A pool that records the text of every statement its connections run. */
 function countingPool(): { pool: pg.Pool; statements: string[] } {
   const statements: string[] = [];
-  const pool = new pg.Pool({ connectionString: db.url, max: 2 });
+  const pool = new pg.Pool({ connectionString: fx.db.url, max: 2 });
   pool.on('connect', (c) => {
     const query = c.query.bind(c) as (...args: unknown[]) => unknown;
     (c as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
@@ -36,9 +32,9 @@ function countingPool(): { pool: pg.Pool; statements: string[] } {
 }
 
 const registered = async (name: string) =>
-  Number((await db.pool.query('select count(*)::int as n from trellis.workflows where name = $1', [name])).rows[0].n);
+  Number((await fx.db.pool.query('select count(*)::int as n from trellis.workflows where name = $1', [name])).rows[0].n);
 const runsOf = async (name: string) =>
-  Number((await db.pool.query('select count(*)::int as n from trellis.runs where workflow = $1', [name])).rows[0].n);
+  Number((await fx.db.pool.query('select count(*)::int as n from trellis.runs where workflow = $1', [name])).rows[0].n);
 
 describe("a client's first start", () => {
   it('is one statement for a new workflow definition; the next start is one more', async () => {
@@ -61,7 +57,7 @@ describe("a client's first start", () => {
 
   it('over the payload limit is a PayloadTooLargeError and leaves no run and no registration', async () => {
     const big = defineWorkflow({ name: 'first-big', input: z.object({ s: z.string() }) }, async () => 'x');
-    const client = createClient({ pool: db.pool, logger: silentLogger });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
     try {
       await assert.rejects(client.start(big, { s: 'x'.repeat(1_100_000) }), PayloadTooLargeError);
       assert.equal(await registered('first-big'), 0);
@@ -75,7 +71,7 @@ describe("a client's first start", () => {
   });
 
   it('of an unknown workflow by name is a NotFoundError', async () => {
-    const client = createClient({ pool: db.pool, logger: silentLogger });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
     try {
       await assert.rejects(client.start('first-nobody', {}), NotFoundError);
     } finally {
@@ -85,14 +81,14 @@ describe("a client's first start", () => {
 
   it('against a schema behind this code is a SchemaVersionError and registers nothing', async () => {
     const late = defineWorkflow({ name: 'first-late', input: z.object({}) }, async () => 'x');
-    const { rows: [{ migration }] } = await db.pool.query('select migration from trellis.schema_info');
-    const client = createClient({ pool: db.pool, logger: silentLogger });
-    await db.pool.query('update trellis.schema_info set migration = migration - 1');
+    const { rows: [{ migration }] } = await fx.db.pool.query('select migration from trellis.schema_info');
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
+    await fx.db.pool.query('update trellis.schema_info set migration = migration - 1');
     try {
       await assert.rejects(client.start(late, {}), SchemaVersionError);
       assert.equal(await registered('first-late'), 0);
     } finally {
-      await db.pool.query('update trellis.schema_info set migration = $1', [migration]);
+      await fx.db.pool.query('update trellis.schema_info set migration = $1', [migration]);
       await client.close();
     }
   });

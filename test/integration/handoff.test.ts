@@ -7,7 +7,7 @@
  * SIGKILL case (the lease outlives the process) is in test/fault.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { after, describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
@@ -15,22 +15,16 @@ import { ValidationError } from '../../src/errors.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useDatabase } from '../helpers/database-fixture.ts';
 import { deferred } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-let client: Client;
 const workers: Worker[] = [];
-before(async () => {
-  db = await freshDatabase();
-  client = createClient({ pool: db.pool, logger: silentLogger });
-});
+// Registered before useDatabase's after(), so it runs first: every worker stops before the client and the database close.
 after(async () => {
   for (const w of workers) await w.stop({ timeout: 1000 });
-  await client.close();
-  await db.close();
 });
+const fx = useDatabase();
 
 /**
  * An uncommitted start of `workflow` with `key` on a connection of its own,
@@ -38,13 +32,13 @@ after(async () => {
  * `blocked()` resolves once it does, `release()` rolls the holder back.
  */
 async function holdKey(workflow: string, key: string): Promise<{ blocked: () => Promise<void>; release: () => Promise<void> }> {
-  const holder = await db.pool.connect();
+  const holder = await fx.db.pool.connect();
   await holder.query('begin');
   await holder.query('select trellis.run_start($1, $2, $3)', [workflow, '{"n":0}', JSON.stringify({ key })]);
   let released = false;
   return {
     blocked: async () => {
-      await waitFor(async () => (await db.pool.query(
+      await waitFor(async () => (await fx.db.pool.query(
         `select count(*)::int as n from pg_stat_activity where datname = current_database() and wait_event_type = 'Lock'`)).rows[0].n === 1,
         { what: 'the hand-off start blocked on the key' });
     },
@@ -61,14 +55,14 @@ async function holdKey(workflow: string, key: string): Promise<{ blocked: () => 
 }
 
 async function startWorker(options: Partial<Parameters<typeof createWorker>[0]> & Pick<Parameters<typeof createWorker>[0], 'workflows'>): Promise<Worker> {
-  const w = createWorker({ pool: db.pool, pollInterval: 100, logger: silentLogger, purge: false, client, ...options });
+  const w = createWorker({ pool: fx.db.pool, pollInterval: 100, logger: silentLogger, purge: false, client: fx.client, ...options });
   workers.push(w);
   await w.start();
   return w;
 }
 
 const input = z.object({ n: z.number() });
-const row = async (id: string) => (await db.pool.query(
+const row = async (id: string) => (await fx.db.pool.query(
   'select status, attempt, lease_owner, queue from trellis.runs where id = $1', [id])).rows[0];
 
 describe('local hand-off', () => {
@@ -80,7 +74,7 @@ describe('local hand-off', () => {
     });
     const w = await startWorker({ workflows: [wf] });
     const claimedBefore = w.stats.claimed;
-    const run = await client.start(wf, { b: 1, aa: 2 });
+    const run = await fx.client.start(wf, { b: 1, aa: 2 });
     // Leased to this worker by the start itself (the row is already running or done).
     const r = await row(run.id);
     assert.ok(r.status === 'running' || r.status === 'completed', r.status);
@@ -95,17 +89,17 @@ describe('local hand-off', () => {
   it('takes the ordinary path with handoff: false, inside a caller transaction, for a later runAt and for a workflow it does not serve', async () => {
     const wf = defineWorkflow({ name: 'ho-paths', input }, async (ctx, { n }) => ctx.step('double', () => n * 2));
     const other = defineWorkflow({ name: 'ho-other', input }, async (_ctx, { n }) => n);
-    const plain = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
+    const plain = createClient({ pool: fx.db.pool, logger: silentLogger, handoff: false });
     const w = await startWorker({ workflows: [wf], client: plain });
     try {
       const a = await plain.start(wf, { n: 1 });
       assert.equal(await a.result({ timeout: '10s' }), 2);
 
-      const tx = await db.pool.connect();
+      const tx = await fx.db.pool.connect();
       let b;
       try {
         await tx.query('begin');
-        b = await client.start(wf, { n: 2 }, { tx });
+        b = await fx.client.start(wf, { n: 2 }, { tx });
         assert.equal((await tx.query('select status from trellis.runs where id = $1', [b.id])).rows[0].status, 'pending');
         await tx.query('commit');
       } finally {
@@ -113,15 +107,15 @@ describe('local hand-off', () => {
       }
       assert.equal(await b.result({ timeout: '10s' }), 4);
 
-      const c = await client.start(wf, { n: 3 }, { runAt: new Date(Date.now() + 300) });
+      const c = await fx.client.start(wf, { n: 3 }, { runAt: new Date(Date.now() + 300) });
       assert.equal((await row(c.id)).status, 'pending');
       assert.equal(await c.result({ timeout: '10s' }), 6);
 
-      const d = await client.start(other, { n: 4 });
+      const d = await fx.client.start(other, { n: 4 });
       assert.equal((await row(d.id)).status, 'pending', 'no worker here serves ho-other');
       assert.equal(w.stats.handedOff, 0);
       assert.equal(w.stats.claimed, 3);
-      await client.cancel(d.id);
+      await fx.client.cancel(d.id);
     } finally {
       await plain.close();
     }
@@ -131,8 +125,8 @@ describe('local hand-off', () => {
     const gate = deferred();
     const wf = defineWorkflow({ name: 'ho-slots', input }, async (ctx, { n }) => ctx.step('held', async () => (await gate.promise, n)));
     const w = await startWorker({ workflows: [wf], concurrency: 1 });
-    const a = await client.start(wf, { n: 1 });
-    const b = await client.start(wf, { n: 2 });
+    const a = await fx.client.start(wf, { n: 1 });
+    const b = await fx.client.start(wf, { n: 2 });
     assert.equal(w.stats.handedOff, 1);
     assert.equal((await row(a.id)).status, 'running');
     assert.equal((await row(b.id)).status, 'pending');
@@ -155,7 +149,7 @@ describe('local hand-off', () => {
       return n;
     }));
     const w = await startWorker({ workflows: [wf], concurrency: 5 });
-    const runs = await Promise.all(Array.from({ length: 50 }, (_, n) => client.start(wf, { n })));
+    const runs = await Promise.all(Array.from({ length: 50 }, (_, n) => fx.client.start(wf, { n })));
     const outputs = await Promise.all(runs.map((r) => r.result({ timeout: '20s' })));
     assert.deepEqual(outputs, Array.from({ length: 50 }, (_, n) => n));
     assert.ok(most <= 5, `${most} bodies at once`);
@@ -163,7 +157,7 @@ describe('local hand-off', () => {
     assert.ok([...bodies.values()].every((c) => c === 1), 'every body ran once');
     assert.equal(w.stats.handedOff + w.stats.claimed, 50);
     assert.ok(w.stats.handedOff >= 1 && w.stats.handedOff <= 50);
-    const { rows } = await db.pool.query(`select max(attempt)::int as most from trellis.runs where workflow = 'ho-burst'`);
+    const { rows } = await fx.db.pool.query(`select max(attempt)::int as most from trellis.runs where workflow = 'ho-burst'`);
     assert.equal(rows[0].most, 1);
   });
 
@@ -173,15 +167,15 @@ describe('local hand-off', () => {
     // and until its next claim drains, starts go through the queue (correctly, but
     // this test counts hand-offs).
     const w = await startWorker({ workflows: [wf], concurrency: 1, pollInterval: 3_600_000 });
-    const first = await client.start(wf, { n: 1 }, { key: 'same' });
+    const first = await fx.client.start(wf, { n: 1 }, { key: 'same' });
     assert.equal(await first.result({ timeout: '10s' }), 1);
-    const again = await client.start(wf, { n: 2 }, { key: 'same' });
+    const again = await fx.client.start(wf, { n: 2 }, { key: 'same' });
     assert.equal(again.id, first.id);
     // A priority SQL refuses (TR001) after the slot was kept.
-    const before = (await db.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n;
-    await assert.rejects(client.start(wf, { n: 3 }, { priority: 40_000 }), ValidationError);
-    assert.equal((await db.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n, before, 'nothing written');
-    const next = await client.start(wf, { n: 4 });
+    const before = (await fx.db.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n;
+    await assert.rejects(fx.client.start(wf, { n: 3 }, { priority: 40_000 }), ValidationError);
+    assert.equal((await fx.db.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n, before, 'nothing written');
+    const next = await fx.client.start(wf, { n: 4 });
     assert.equal(await next.result({ timeout: '10s' }), 4);
     assert.equal(w.stats.handedOff, 2, 'the first and the last start');
     assert.equal(w.stats.claimed, 0);
@@ -194,7 +188,7 @@ describe('local hand-off', () => {
     const a = await startWorker({ workflows: [wf] });
     const b = await startWorker({ workflows: [wf] });
     await a.stop();
-    const run = await client.start(wf, { n: 1 });
+    const run = await fx.client.start(wf, { n: 1 });
     assert.equal(await run.result({ timeout: '10s' }), 2);
     assert.equal(a.stats.handedOff, 0);
     assert.equal(b.stats.handedOff, 1);
@@ -209,13 +203,13 @@ describe('local hand-off', () => {
     const w = await startWorker({ workflows: [wf], leaseDuration: '30s' });
     const hold = await holdKey('ho-late', 'late');
     try {
-      const started = client.start(wf, { n: 5 }, { key: 'late' });
+      const started = fx.client.start(wf, { n: 5 }, { key: 'late' });
       await hold.blocked();
       // The wait itself is the case under test: hold the key for 1.5 s.
       await new Promise((r) => setTimeout(r, 1500));
       await hold.release();
       const run = await started;
-      const r = (await db.pool.query(
+      const r = (await fx.db.pool.query(
         `select status, lease_owner, extract(epoch from lease_expires_at - created_at) as lease_s from trellis.runs where id = $1`, [run.id])).rows[0];
       assert.equal(r.status, 'running');
       assert.equal(r.lease_owner, w.id);
@@ -235,7 +229,7 @@ describe('local hand-off', () => {
     // An uncommitted start with the same key holds the hand-off's insert on the key's lock.
     const hold = await holdKey('ho-inflight', 'in-flight');
     try {
-      const started = client.start(wf, { n: 2 }, { key: 'in-flight' });
+      const started = fx.client.start(wf, { n: 2 }, { key: 'in-flight' });
       await hold.blocked();
       const stopping = a.stop({ timeout: '10s' });
       await hold.release();
@@ -256,17 +250,17 @@ describe('local hand-off', () => {
   it('stop() waits for a kept slot until it is settled, or until its timeout', async () => {
     const wf = defineWorkflow({ name: 'ho-kept', input }, async (_ctx, { n }) => n);
     const a = await startWorker({ workflows: [wf] });
-    const kept = client.localHandoff.reserve('ho-kept', '1', undefined);
+    const kept = fx.client.localHandoff.reserve('ho-kept', '1', undefined);
     assert.ok(kept, 'a running worker with free slots keeps one');
     let t = performance.now();
     const stopping = a.stop({ timeout: '10s' });
-    assert.equal(client.localHandoff.reserve('ho-kept', '1', undefined), undefined, 'a stopping worker keeps none');
+    assert.equal(fx.client.localHandoff.reserve('ho-kept', '1', undefined), undefined, 'a stopping worker keeps none');
     kept.cancel();
     await stopping;
     assert.ok(performance.now() - t < 10_000, 'settling the slot let the stop finish');
 
     const b = await startWorker({ workflows: [wf] });
-    const never = client.localHandoff.reserve('ho-kept', '1', undefined);
+    const never = fx.client.localHandoff.reserve('ho-kept', '1', undefined);
     assert.ok(never);
     t = performance.now();
     await b.stop({ timeout: '300ms' });
@@ -278,11 +272,11 @@ describe('local hand-off', () => {
     const wf = defineWorkflow({ name: 'ho-finish', input }, async (_ctx, { n }) => n * 10);
     await startWorker({ workflows: [wf] });
     const ended = deferred<{ id: string; status: string }>();
-    const off = client.localHandoff.onFinish((id) => {
-      void db.pool.query('select status from trellis.runs where id = $1', [id]).then((r) => ended.resolve({ id, status: r.rows[0].status }));
+    const off = fx.client.localHandoff.onFinish((id) => {
+      void fx.db.pool.query('select status from trellis.runs where id = $1', [id]).then((r) => ended.resolve({ id, status: r.rows[0].status }));
     });
     try {
-      const run = await client.start(wf, { n: 5 });
+      const run = await fx.client.start(wf, { n: 5 });
       assert.deepEqual(await ended.promise, { id: run.id, status: 'completed' });
       assert.equal(await run.result({ timeout: '10s' }), 50);
     } finally {
@@ -293,7 +287,7 @@ describe('local hand-off', () => {
   it('a client the worker did not join is not paired with it, even on the same pool', async () => {
     const wf = defineWorkflow({ name: 'ho-pools', input }, async (_ctx, { n }) => n);
     const w = await startWorker({ workflows: [wf] });
-    const other = createClient({ pool: db.pool, logger: silentLogger });
+    const other = createClient({ pool: fx.db.pool, logger: silentLogger });
     try {
       const run = await other.start(wf, { n: 7 });
       assert.equal(await run.result({ timeout: '10s' }), 7);
@@ -307,7 +301,7 @@ describe('local hand-off', () => {
   it('a worker without a client takes no hand-off: the start goes through the queue', async () => {
     const wf = defineWorkflow({ name: 'ho-unjoined', input }, async (_ctx, { n }) => n + 1);
     const w = await startWorker({ workflows: [wf], client: undefined });
-    const run = await client.start(wf, { n: 1 });
+    const run = await fx.client.start(wf, { n: 1 });
     assert.equal(await run.result({ timeout: '10s' }), 2);
     assert.equal(w.stats.handedOff, 0);
     assert.equal(w.stats.claimed, 1);
@@ -316,7 +310,7 @@ describe('local hand-off', () => {
   it('createWorker({ client }) refuses anything but a client, changing nothing', () => {
     const wf = defineWorkflow({ name: 'ho-bad-client', input }, async (_ctx, { n }) => n);
     for (const bad of [{}, { localHandoff: {} }, null, 'client']) {
-      assert.throws(() => createWorker({ pool: db.pool, workflows: [wf], client: bad as never }),
+      assert.throws(() => createWorker({ pool: fx.db.pool, workflows: [wf], client: bad as never }),
         (e) => e instanceof ValidationError && /client must be a Client/.test(e.message));
     }
   });

@@ -6,16 +6,13 @@
  * delivers a parked one again.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import type { HookEvent } from '../../src/workflow/hooks.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { type Engine, startEngine } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { useEngine } from '../helpers/engine.ts';
 
-let db: TestDatabase;
-let engine: Engine;
 const seen: HookEvent[] = [];
 let flakyCalls = 0;
 let failUntil = Infinity;
@@ -60,30 +57,23 @@ const strange = defineWorkflow({
 
 const plain = defineWorkflow({ name: 'hook-none', input: z.object({}) }, async () => 2);
 
-before(async () => {
-  db = await freshDatabase();
-  engine = await startEngine(db, { workflows: [ends, flaky, strange, plain], hookDelivery: { interval: 20 } });
-});
-after(async () => {
-  await engine.stop();
-  await db.close();
-});
+const fx = useEngine({ workflows: [ends, flaky, strange, plain], hookDelivery: { interval: 20 } });
 
 const deliveries = async (workflow: string) =>
-  (await db.pool.query('select id, status, attempts, hook, last_error from trellis.hook_deliveries where workflow = $1', [workflow])).rows;
+  (await fx.db.pool.query('select id, status, attempts, hook, last_error from trellis.hook_deliveries where workflow = $1', [workflow])).rows;
 
 describe('lifecycle hooks', () => {
   it('run once per end with the run\'s data: onComplete, onFail, onCancel, onPause', async () => {
-    const done = await engine.client.start(ends, { end: 'complete' }, { key: 'k-complete' });
-    const failed = await engine.client.start(ends, { end: 'fail' });
-    const cancelled = await engine.client.start(ends, { end: 'wait' });
-    const paused = await engine.client.start(ends, { end: 'wait' });
+    const done = await fx.engine.client.start(ends, { end: 'complete' }, { key: 'k-complete' });
+    const failed = await fx.engine.client.start(ends, { end: 'fail' });
+    const cancelled = await fx.engine.client.start(ends, { end: 'wait' });
+    const paused = await fx.engine.client.start(ends, { end: 'wait' });
     await done.result();
     await assert.rejects(failed.result());
-    await waitFor(async () => (await engine.client.get(paused.id))?.status === 'waiting' && (await engine.client.get(cancelled.id))?.status === 'waiting',
+    await waitFor(async () => (await fx.engine.client.get(paused.id))?.status === 'waiting' && (await fx.engine.client.get(cancelled.id))?.status === 'waiting',
       { what: 'both waiting' });
-    await engine.client.pause(paused.id);
-    await engine.client.cancel(cancelled.id);
+    await fx.engine.client.pause(paused.id);
+    await fx.engine.client.cancel(cancelled.id);
     await waitFor(() => seen.length >= 4, { what: 'four hooks' });
     await waitFor(async () => (await deliveries('hook-ends')).length === 0, { what: 'deliveries deleted' });
     const byRun = new Map(seen.map((e) => [e.runId, e]));
@@ -98,14 +88,14 @@ describe('lifecycle hooks', () => {
   });
 
   it('a workflow without hooks gets no deliveries', async () => {
-    await (await engine.client.start(plain, {})).result();
+    await (await fx.engine.client.start(plain, {})).result();
     assert.deepEqual(await deliveries('hook-none'), []);
   });
 
   it('a hook failing every attempt is parked in SQL, and trellis.hook_retry delivers it again', async () => {
     flakyCalls = 0;
     failUntil = 3;
-    const run = await engine.client.start(flaky, {});
+    const run = await fx.engine.client.start(flaky, {});
     await run.result();
     const [parked] = await waitFor(async () => {
       const rows = await deliveries('hook-flaky');
@@ -114,15 +104,15 @@ describe('lifecycle hooks', () => {
     assert.equal(flakyCalls, 3, 'three attempts, then parked');
     assert.equal(parked.attempts, 3);
     assert.match(parked.last_error.message, /attempt 3 failed/);
-    await db.pool.query('select trellis.hook_retry($1)', [parked.id]);
+    await fx.db.pool.query('select trellis.hook_retry($1)', [parked.id]);
     await waitFor(async () => (await deliveries('hook-flaky')).length === 0, { what: 'delivered after the retry' });
     assert.equal(flakyCalls, 4);
-    await assert.rejects(db.pool.query('select trellis.hook_retry($1)', [parked.id]), { code: 'TR002' });
+    await assert.rejects(fx.db.pool.query('select trellis.hook_retry($1)', [parked.id]), { code: 'TR002' });
   });
 
   it('a hook that throws a non-Error or never returns is retried, then parked; the worker keeps running runs', async () => {
-    const thrower = await engine.client.start(strange, { how: 'string' });
-    const hanger = await engine.client.start(strange, { how: 'hang' });
+    const thrower = await fx.engine.client.start(strange, { how: 'string' });
+    const hanger = await fx.engine.client.start(strange, { how: 'hang' });
     await thrower.result();
     await hanger.result();
     await waitFor(async () => {
@@ -135,7 +125,7 @@ describe('lifecycle hooks', () => {
     assert.match(errors[1]!, /did not return within 200 ms/);
     assert.ok(rows.every((r) => r.attempts === 2));
     // The worker is fine.
-    assert.equal(await (await engine.client.start(plain, {})).result(), 2);
-    assert.ok(engine.worker.stats.hooks.parked >= 2);
+    assert.equal(await (await fx.engine.client.start(plain, {})).result(), 2);
+    assert.ok(fx.engine.worker.stats.hooks.parked >= 2);
   });
 });

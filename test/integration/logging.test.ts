@@ -4,13 +4,12 @@
  * payloads, and `ctx.log` written once per line, not again on replays.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { createWorker, defineSignal, defineWorkflow, NonRetryableError } from '../../src/index.ts';
 import { childLogger, type Logger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { type Engine, startEngine } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { useEngine } from '../helpers/engine.ts';
 
 interface Line { level: string; fields: Record<string, unknown>; message: string }
 
@@ -50,25 +49,16 @@ const parks = defineWorkflow({ name: 'log-parks', input: z.object({}), pauseAfte
     throw new Error('still down');
   }, { retry: { maxAttempts: 5, initialDelay: 10 } }));
 
-let db: TestDatabase;
-let engine: Engine;
 const { logger, lines } = capture();
-before(async () => {
-  db = await freshDatabase();
-  engine = await startEngine(db, { workflows: [chatty, fails, parks], logger, id: 'log-worker' });
-});
-after(async () => {
-  await engine.stop();
-  await db.close();
-});
+const fx = useEngine({ workflows: [chatty, fails, parks], logger, id: 'log-worker' });
 
 const of = (runId: string) => lines.filter((l) => l.fields.runId === runId);
 
 describe('worker logs', () => {
   it('a run that completes: started and completed at info, with run id, workflow, version, attempt; resumed after its wait', async () => {
-    const run = await engine.client.start(chatty, { secret: SECRET_IN });
-    await waitFor(async () => (await engine.client.get(run.id))?.status === 'waiting', { what: 'the run to wait' });
-    await engine.client.signal(run.id, go, { secret: SECRET_IN });
+    const run = await fx.engine.client.start(chatty, { secret: SECRET_IN });
+    await waitFor(async () => (await fx.engine.client.get(run.id))?.status === 'waiting', { what: 'the run to wait' });
+    await fx.engine.client.signal(run.id, go, { secret: SECRET_IN });
     await run.result({ timeout: '20s' });
     await waitFor(() => of(run.id).some((l) => l.message === 'run completed'), { what: 'the completion line' });
     const mine = of(run.id);
@@ -90,7 +80,7 @@ describe('worker logs', () => {
   });
 
   it('a failed run: warn with the step and the error', async () => {
-    const run = await engine.client.start(fails, {});
+    const run = await fx.engine.client.start(fails, {});
     await assert.rejects(run.result({ timeout: '20s' }));
     // result() can hear of the end (its commit) a moment before the worker logs it.
     const failed = await waitFor(() => of(run.id).find((l) => l.message === 'run failed'), { what: 'the failure line' });
@@ -101,11 +91,11 @@ describe('worker logs', () => {
   });
 
   it('a parked run (the dead letter): warn with the step', async () => {
-    const run = await engine.client.start(parks, {});
+    const run = await fx.engine.client.start(parks, {});
     await waitFor(() => of(run.id).find((l) => l.message === 'run parked'), { what: 'the park' });
     const parked = of(run.id).find((l) => l.message === 'run parked');
     assert.equal(parked?.level, 'warn');
-    assert.equal((await engine.client.get(run.id))?.status, 'paused');
+    assert.equal((await fx.engine.client.get(run.id))?.status, 'paused');
   });
 
   it('a run whose lease is taken away: warn "lease lost" with its fields', async () => {
@@ -117,14 +107,14 @@ describe('worker logs', () => {
         return new Promise(() => {});
       }));
     const { logger: sink, lines: got } = capture();
-    const w = createWorker({ pool: db.pool, workflows: [holds], logger: sink, pollInterval: 200 });
+    const w = createWorker({ pool: fx.db.pool, workflows: [holds], logger: sink, pollInterval: 200 });
     await w.start();
     try {
-      const run = await engine.client.start(holds, {});
+      const run = await fx.engine.client.start(holds, {});
       await blocking;
       // Another party takes the run away, as an expired-lease reclaim would.
-      const { rows } = await db.pool.query('select lease_token from trellis.runs where id = $1', [run.id]);
-      await db.pool.query('select trellis.run_release($1, $2)', [run.id, rows[0].lease_token]);
+      const { rows } = await fx.db.pool.query('select lease_token from trellis.runs where id = $1', [run.id]);
+      await fx.db.pool.query('select trellis.run_release($1, $2)', [run.id, rows[0].lease_token]);
       const lost = await waitFor(() => got.find((l) => l.message.startsWith('run lease lost')), { what: 'the lease-lost line' });
       assert.equal(lost.level, 'warn');
       assert.equal(lost.fields.runId, run.id);

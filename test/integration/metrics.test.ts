@@ -1,30 +1,22 @@
 import assert from 'node:assert/strict';
 import { createServer } from 'node:http';
 import type { AddressInfo } from 'node:net';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { Registry } from 'prom-client';
 import { z } from 'zod';
-import { createClient, type Client } from '../../src/client/client.ts';
+import { createClient } from '../../src/client/client.ts';
 import { NonRetryableError, ValidationError } from '../../src/errors.ts';
 import { createMetrics } from '../../src/observability/metrics.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { testPool } from '../helpers/db.ts';
+import { useDatabase } from '../helpers/database-fixture.ts';
 import { deferred } from '../helpers/engine.ts';
 import { parseProm, valueOf } from '../helpers/prom-text.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-let client: Client;
-before(async () => {
-  db = await freshDatabase();
-  client = createClient({ pool: db.pool, logger: silentLogger });
-});
-after(async () => {
-  await client.close();
-  await db.close();
-});
+const fx = useDatabase();
 
 const input = z.object({ n: z.number() });
 
@@ -50,7 +42,7 @@ describe('metrics', () => {
     const idle = defineWorkflow({ name: 'm-idle', input, queue: 'm-idle' }, async () => null);
 
     const worker = createWorker({
-      pool: db.pool, workflows: [ok, bad, lease], pollInterval: 100, leaseDuration: 1500, logger: silentLogger,
+      pool: fx.db.pool, workflows: [ok, bad, lease], pollInterval: 100, leaseDuration: 1500, logger: silentLogger,
       metrics: { registry: new Registry(), port: 0 },
     });
     await worker.start();
@@ -59,26 +51,26 @@ describe('metrics', () => {
       assert.match(url ?? '', /^http:\/\/127\.0\.0\.1:\d+\/metrics$/);
       assert.ok(worker.metrics);
 
-      const runs = await Promise.all([1, 2, 3].map((n) => client.start(ok, { n })));
+      const runs = await Promise.all([1, 2, 3].map((n) => fx.client.start(ok, { n })));
       for (const r of runs) await r.result({ timeout: '10s' });
-      const failed = await client.start(bad, { n: 0 });
+      const failed = await fx.client.start(bad, { n: 0 });
       await assert.rejects(failed.result({ timeout: '10s' }));
 
       // A lease taken away while a step runs: the execution stops (a lease
       // loss), and the run completes on its next claim.
-      const held = await client.start(lease, { n: 0 });
+      const held = await fx.client.start(lease, { n: 0 });
       await blocked.promise;
-      const { rows } = await db.pool.query('select lease_token from trellis.runs where id = $1', [held.id]);
-      await db.pool.query('select trellis.run_release($1, $2)', [held.id, rows[0].lease_token]);
+      const { rows } = await fx.db.pool.query('select lease_token from trellis.runs where id = $1', [held.id]);
+      await fx.db.pool.query('select trellis.run_release($1, $2)', [held.id, rows[0].lease_token]);
       assert.equal(await held.result({ timeout: '10s' }), 'second');
       await waitFor(() => worker.stats.abandoned === 1, { what: 'the stale execution to end' });
 
       const hourAgo = new Date(Date.now() - 3600_000);
-      await client.start(idle, { n: 1 }, { runAt: hourAgo });
-      await client.start(idle, { n: 2 });
+      await fx.client.start(idle, { n: 1 }, { runAt: hourAgo });
+      await fx.client.start(idle, { n: 2 });
 
       // The LISTEN connection is killed: the worker reconnects once.
-      await db.pool.query(`select pg_terminate_backend(pid) from pg_stat_activity
+      await fx.db.pool.query(`select pg_terminate_backend(pid) from pg_stat_activity
                             where application_name = 'trellis-worker-listener' and datname = current_database()`);
       await waitFor(() => worker.listenerConnects === 2, { what: 'the listener to reconnect' });
       await waitFor(() => worker.stats.completed === 4 && worker.stats.failed === 1, { what: 'the worker to count its runs' });
@@ -128,10 +120,10 @@ describe('metrics', () => {
 
   it('lets two workers share one set of metrics, and serves it from a handler in any server', async () => {
     const wf = defineWorkflow({ name: 'm-shared', input, queue: 'shared' }, async (ctx, { n }) => ctx.step('s', () => n));
-    const metrics = await createMetrics({ pool: db.pool });
-    const w1 = createWorker({ pool: db.pool, workflows: [wf], logger: silentLogger, metrics, pollInterval: 100 });
-    const w2 = createWorker({ pool: db.pool, workflows: [wf], logger: silentLogger, metrics, pollInterval: 100 });
-    const starter = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
+    const metrics = await createMetrics({ pool: fx.db.pool });
+    const w1 = createWorker({ pool: fx.db.pool, workflows: [wf], logger: silentLogger, metrics, pollInterval: 100 });
+    const w2 = createWorker({ pool: fx.db.pool, workflows: [wf], logger: silentLogger, metrics, pollInterval: 100 });
+    const starter = createClient({ pool: fx.db.pool, logger: silentLogger, handoff: false });
     await Promise.all([w1.start(), w2.start()]);
     try {
       assert.equal(w1.metrics, metrics);
@@ -154,7 +146,7 @@ describe('metrics', () => {
         await new Promise((r) => server.close(r));
       }
       // A second createMetrics on the same registry reuses the metrics instead of failing.
-      const again = await createMetrics({ pool: db.pool, registry: metrics.registry });
+      const again = await createMetrics({ pool: fx.db.pool, registry: metrics.registry });
       assert.equal(valueOf(parseProm(await again.scrape()), 'trellis_runs_finished_total', { workflow: 'm-shared', status: 'completed' }), 6);
     } finally {
       await Promise.all([w1.stop(), w2.stop()]);
@@ -163,7 +155,7 @@ describe('metrics', () => {
   });
 
   it('answers a scrape it cannot read the database for with 503', async () => {
-    const dead = testPool({ connectionString: db.url, max: 1 });
+    const dead = testPool({ connectionString: fx.db.url, max: 1 });
     await dead.end();
     const metrics = await createMetrics({ pool: dead });
     const server = createServer(metrics.handler);
@@ -179,7 +171,7 @@ describe('metrics', () => {
 
   it('refuses a bad metrics port with a ValidationError, before anything starts', async () => {
     const wf = defineWorkflow({ name: 'm-port', input }, async () => null);
-    const w = createWorker({ pool: db.pool, workflows: [wf], logger: silentLogger, metrics: { port: 70000 } });
+    const w = createWorker({ pool: fx.db.pool, workflows: [wf], logger: silentLogger, metrics: { port: 70000 } });
     await assert.rejects(w.start(), (e: unknown) => e instanceof ValidationError && /metrics\.port/.test(e.message));
     assert.equal(w.metrics, undefined);
   });

@@ -5,18 +5,14 @@ import { mkdtemp, readdir, readFile, rm } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { promisify } from 'node:util';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { fileURLToPath } from 'node:url';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
 const root = fileURLToPath(new URL('../..', import.meta.url));
 const run = promisify(execFile);
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(() => db.close());
+const fx = useFreshDatabase();
 
 describe('optional peer dependencies (prom-client, @opentelemetry/api)', () => {
   it('are never imported statically by the library', async () => {
@@ -51,7 +47,7 @@ describe('optional peer dependencies (prom-client, @opentelemetry/api)', () => {
   it('without them installed, workers and clients run, and asking for metrics or tracing is a ValidationError naming the package', async () => {
     const { code, stdout, stderr } = await new Promise<{ code: number | null; stdout: string; stderr: string }>((resolve, reject) => {
       const child = spawn(process.execPath, ['--import', 'tsx', '--import', './test/helpers/hide-optional-peers.mjs', 'test/helpers/without-optional-peers.ts'], {
-        cwd: root, env: { ...process.env, DATABASE_URL: db.url }, stdio: ['ignore', 'pipe', 'pipe'],
+        cwd: root, env: { ...process.env, DATABASE_URL: fx.db.url }, stdio: ['ignore', 'pipe', 'pipe'],
       });
       let out = '';
       let err = '';

@@ -8,15 +8,11 @@
  * claim replays the run from the top with most of the history recorded.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { setTimeout as sleep } from 'node:timers/promises';
 import { z } from 'zod';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { type Engine, startEngine } from '../helpers/engine.ts';
-
-let db: TestDatabase;
-let engine: Engine;
+import { useEngine } from '../helpers/engine.ts';
 
 /** Milliseconds of step s of branch i: branch 1 passes branch 0 at once, branch 2 soon after. */
 const DURATIONS = [[150, 10, 10], [10, 60, 10], [40, 10, 50]];
@@ -43,24 +39,17 @@ function grid(name: string, stepName: (branch: number, step: number) => string) 
 const named = grid('grid-named', (i, s) => `step-${s}-of-${i}`);
 const samenames = grid('grid-same-names', (_i, s) => ['fetch', 'transform', 'save'][s] as string);
 
-before(async () => {
-  db = await freshDatabase();
-  engine = await startEngine(db, { workflows: [named, samenames] });
-});
-after(async () => {
-  await engine.stop();
-  await db.close();
-});
+const fx = useEngine({ workflows: [named, samenames] });
 
 const EXPECTED = ['00|01|02', '10|11|12', '20|21|22'];
 
 async function runGrid(workflow: typeof named, tag: string) {
-  const run = await engine.client.start(workflow, { tag });
+  const run = await fx.engine.client.start(workflow, { tag });
   assert.deepEqual(await run.result({ timeout: '20s' }), EXPECTED, 'each branch chained its own results');
-  const got = await engine.client.get(run.id);
+  const got = await fx.engine.client.get(run.id);
   assert.ok((got?.attempt ?? 0) >= 2, 'the failed attempt forced a replay on a later claim');
 
-  const { rows } = await db.pool.query<{ seq: number; name: string; status: string; output: string; attempts: number; delivered: number | null }>(
+  const { rows } = await fx.db.pool.query<{ seq: number; name: string; status: string; output: string; attempts: number; delivered: number | null }>(
     `select seq, name, status, output, attempts, delivered from trellis.steps where run_id = $1 order by seq`, [run.id]);
   assert.equal(rows.length, 9);
   assert.ok(rows.every((r) => r.status === 'completed' && r.delivered !== null), 'every call completed with a delivery number');

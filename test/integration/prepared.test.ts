@@ -5,26 +5,23 @@
  * PgBouncer in transaction mode, and everything works the same.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { testPool } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
 const add = defineWorkflow({ name: 'add', input: z.object({ a: z.number(), b: z.number() }) }, async (ctx, { a, b }) =>
   ctx.step('sum', () => a + b));
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(() => db.close());
+const fx = useFreshDatabase();
 
 /** A run end to end on a pool of one connection, and the statements that session prepared. */
 async function runOnOneConnection(preparedStatements: boolean | undefined, handoff?: boolean): Promise<{ output: number; prepared: string[] }> {
-  const pool = testPool({ connectionString: db.url, max: 1 });
+  const pool = testPool({ connectionString: fx.db.url, max: 1 });
   const client = createClient({ pool, logger: silentLogger, preparedStatements, handoff });
   const worker = createWorker({ pool, workflows: [add], logger: silentLogger, pollInterval: 100, purge: false, preparedStatements, client });
   try {

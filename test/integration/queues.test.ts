@@ -3,40 +3,36 @@
  * keys, pausing a queue while a run executes, and the client's queue API.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { ValidationError } from '../../src/errors.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { deferred, startEngine } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase({ poolSize: 12 });
-});
-after(() => db.close());
+const fx = useFreshDatabase({ poolSize: 12 });
 
 const tenantJob = defineWorkflow({ name: 'tenant-job', queue: 'tenants', input: z.object({ n: z.number() }) },
   async (ctx, { n }) => ctx.step('work', () => n));
 
 describe('fair claiming across concurrency keys', () => {
   it('10 runs of key B all finish before 5% of the 10,000 runs of key A started before them', async () => {
-    const engine = await startEngine(db, { workflows: [tenantJob], concurrency: 20, claimBatch: 20 });
+    const engine = await startEngine(fx.db, { workflows: [tenantJob], concurrency: 20, claimBatch: 20 });
     try {
       await engine.client.setQueue('tenants', { fair: true });
       await engine.client.pauseQueue('tenants');
       // Key A's backlog first, then key B's ten: without rotation B waits for all of A.
-      await db.pool.query(`select trellis.run_start('tenant-job', jsonb_build_object('n', i), '{"concurrency_key": "tenant-a", "input_checked": true}')
+      await fx.db.pool.query(`select trellis.run_start('tenant-job', jsonb_build_object('n', i), '{"concurrency_key": "tenant-a", "input_checked": true}')
                              from generate_series(1, 10000) i`);
-      await db.pool.query(`select trellis.run_start('tenant-job', jsonb_build_object('n', i), '{"concurrency_key": "tenant-b", "input_checked": true}')
+      await fx.db.pool.query(`select trellis.run_start('tenant-job', jsonb_build_object('n', i), '{"concurrency_key": "tenant-b", "input_checked": true}')
                              from generate_series(1, 10) i`);
       await engine.client.resumeQueue('tenants');
       await waitFor(async () => {
-        const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where concurrency_key = 'tenant-b' and status = 'completed'`);
+        const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where concurrency_key = 'tenant-b' and status = 'completed'`);
         return rows[0].n === 10;
       }, { what: "key B's 10 runs completed", timeout: 60_000 });
-      const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where concurrency_key = 'tenant-a'
+      const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where concurrency_key = 'tenant-a'
         and finished_at <= (select max(finished_at) from trellis.runs where concurrency_key = 'tenant-b')`);
       assert.ok(rows[0].n < 500, `${rows[0].n} runs of A finished before the last of B (must be under 500)`);
     } finally {
@@ -57,7 +53,7 @@ describe('pausing a queue', () => {
         }
         return 'done';
       }));
-    const engine = await startEngine(db, { workflows: [gated], concurrency: 5 });
+    const engine = await startEngine(fx.db, { workflows: [gated], concurrency: 5 });
     try {
       const first = await engine.client.start(gated, { wait: true });
       await entered.promise;
@@ -85,7 +81,7 @@ describe('pausing a queue', () => {
 
 describe('client queue API', () => {
   it('setQueue stores the limits that queueStats reports', async () => {
-    const engine = await startEngine(db, { workflows: [tenantJob] });
+    const engine = await startEngine(fx.db, { workflows: [tenantJob] });
     try {
       await engine.client.setQueue('api-q', { concurrency: 7, keyConcurrency: 2, rate: { limit: 30, period: '1 minute' } });
       const [stats] = await engine.client.queueStats('api-q');
@@ -104,7 +100,7 @@ describe('client queue API', () => {
     ['an unknown option', { concurency: 3 }],
   ] as const) {
     it(`setQueue refuses ${what} with a ValidationError and writes nothing`, async () => {
-      const engine = await startEngine(db, { workflows: [tenantJob] });
+      const engine = await startEngine(fx.db, { workflows: [tenantJob] });
       try {
         await assert.rejects(engine.client.setQueue('bad-q', options as never), ValidationError);
         assert.deepEqual(await engine.client.queueStats('bad-q'), []);
@@ -115,12 +111,12 @@ describe('client queue API', () => {
   }
 
   it('refuses a queue name with quotes and SQL, and an oversized concurrencyKey, with ValidationError', async () => {
-    const engine = await startEngine(db, { workflows: [tenantJob] });
+    const engine = await startEngine(fx.db, { workflows: [tenantJob] });
     try {
       await assert.rejects(engine.client.setQueue(`q'; drop table trellis.runs; --`, { concurrency: 1 }), ValidationError);
       await assert.rejects(engine.client.start(tenantJob, { n: 1 }, { concurrencyKey: 'x'.repeat(201) }), ValidationError);
       await assert.rejects(engine.client.start(tenantJob, { n: 1 }, { queue: `q"; select 1; --` }), ValidationError);
-      const { rows } = await db.pool.query(`select (select count(*)::int from trellis.runs where length(concurrency_key) > 200
+      const { rows } = await fx.db.pool.query(`select (select count(*)::int from trellis.runs where length(concurrency_key) > 200
                                                      or queue like 'q%;%') as runs,
                                                    (select count(*)::int from trellis.queues where name like 'q%;%') as queues`);
       assert.deepEqual(rows[0], { runs: 0, queues: 0 });

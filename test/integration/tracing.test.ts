@@ -1,5 +1,5 @@
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 import { context, trace } from '@opentelemetry/api';
 import { AsyncLocalStorageContextManager } from '@opentelemetry/context-async-hooks';
 import { BasicTracerProvider, InMemorySpanExporter, type ReadableSpan, SimpleSpanProcessor } from '@opentelemetry/sdk-trace-base';
@@ -8,7 +8,7 @@ import { createClient } from '../../src/client/client.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 // The application's OpenTelemetry setup: an async context manager (so the
@@ -18,13 +18,7 @@ const exporter = new InMemorySpanExporter();
 const provider = new BasicTracerProvider({ spanProcessors: [new SimpleSpanProcessor(exporter)] });
 const tracer = provider.getTracer('test');
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(async () => {
-  await db.close();
-});
+const fx = useFreshDatabase();
 beforeEach(() => exporter.reset());
 
 const input = z.object({ n: z.number() });
@@ -53,9 +47,9 @@ const parent = defineWorkflow({ name: 't-parent', input, queue: 't-parents' }, a
 describe('tracing', () => {
   it('parents spans from the caller of start() through the run, its steps, and its child on another worker', async () => {
     // Two worker instances: the parent's queue on one, the child's on the other.
-    const parents = createWorker({ pool: db.pool, workflows: [parent], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
-    const children = createWorker({ pool: db.pool, workflows: [child], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
-    const client = createClient({ pool: db.pool, logger: silentLogger, tracing: true });
+    const parents = createWorker({ pool: fx.db.pool, workflows: [parent], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
+    const children = createWorker({ pool: fx.db.pool, workflows: [child], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger, tracing: true });
     await Promise.all([parents.start(), children.start()]);
     try {
       const caller = tracer.startSpan('caller');
@@ -91,7 +85,7 @@ describe('tracing', () => {
       assert.equal(parentOf(one('inside-c1')), c1.spanContext().spanId);
 
       // The context crossed through rows: the runs' metadata hold it.
-      const { rows } = await db.pool.query(`select metadata->>'traceparent' as tp from trellis.runs where parent_run_id = $1`, [run.id]);
+      const { rows } = await fx.db.pool.query(`select metadata->>'traceparent' as tp from trellis.runs where parent_run_id = $1`, [run.id]);
       assert.equal(rows[0].tp, `00-${traceId}-${first!.spanContext().spanId}-01`);
       assert.equal((await client.get(run.id))?.metadata.traceparent, `00-${traceId}-${caller.spanContext().spanId}-01`);
     } finally {
@@ -105,8 +99,8 @@ describe('tracing', () => {
       ctx.step('bad', () => {
         throw new Error('no luck');
       }, { retry: { maxAttempts: 2, initialDelay: 10 } }));
-    const worker = createWorker({ pool: db.pool, workflows: [failing], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
-    const client = createClient({ pool: db.pool, logger: silentLogger });
+    const worker = createWorker({ pool: fx.db.pool, workflows: [failing], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
     await worker.start();
     try {
       const run = await client.start(failing, { n: 0 });
@@ -130,11 +124,11 @@ describe('tracing', () => {
 
   it('continues a trace whose traceparent a start from SQL put in the metadata', async () => {
     const plain = defineWorkflow({ name: 't-sql', input }, async (ctx) => ctx.step('only', () => 'ok'));
-    const worker = createWorker({ pool: db.pool, workflows: [plain], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
+    const worker = createWorker({ pool: fx.db.pool, workflows: [plain], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
     await worker.start();
     try {
       const tp = '00-0af7651916cd43dd8448eb211c80319c-b7ad6b7169203331-01';
-      const { rows } = await db.pool.query(`select trellis.run_start('t-sql', '{"n": 1}', $1::jsonb) as id`,
+      const { rows } = await fx.db.pool.query(`select trellis.run_start('t-sql', '{"n": 1}', $1::jsonb) as id`,
         [JSON.stringify({ metadata: { traceparent: tp, tracestate: 'vendor=x' } })]);
       await waitFor(() => named('workflow t-sql').length === 1, { what: 'the execution span' });
       const span = one('workflow t-sql');
@@ -149,8 +143,8 @@ describe('tracing', () => {
 
   it('runs a run whose metadata holds a malformed traceparent, in a trace of its own', async () => {
     const odd = defineWorkflow({ name: 't-odd', input }, async (ctx) => ctx.step('only', () => ctx.metadata.traceparent));
-    const worker = createWorker({ pool: db.pool, workflows: [odd], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
-    const client = createClient({ pool: db.pool, logger: silentLogger, tracing: true });
+    const worker = createWorker({ pool: fx.db.pool, workflows: [odd], logger: silentLogger, pollInterval: 100, tracing: { tracerProvider: provider } });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger, tracing: true });
     await worker.start();
     try {
       // The caller's own traceparent wins over the active span's (here a bad one).
@@ -172,8 +166,8 @@ describe('tracing', () => {
 
   it('records nothing and stores no trace context when tracing is off', async () => {
     const off = defineWorkflow({ name: 't-off', input }, async (ctx) => ctx.child(child, { n: 1 }));
-    const worker: Worker = createWorker({ pool: db.pool, workflows: [off, child], queues: ['default', 't-children'], logger: silentLogger, pollInterval: 100 });
-    const client = createClient({ pool: db.pool, logger: silentLogger });
+    const worker: Worker = createWorker({ pool: fx.db.pool, workflows: [off, child], queues: ['default', 't-children'], logger: silentLogger, pollInterval: 100 });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
     await worker.start();
     try {
       const caller = tracer.startSpan('caller-off');
@@ -181,7 +175,7 @@ describe('tracing', () => {
       caller.end();
       assert.equal(await run.result({ timeout: '10s' }), 20);
       assert.deepEqual(exporter.getFinishedSpans().map((s) => s.name).sort(), ['caller-off', 'inside-c1'], "only the application's own spans");
-      const { rows } = await db.pool.query(`select metadata from trellis.runs where id = $1 or parent_run_id = $1`, [run.id]);
+      const { rows } = await fx.db.pool.query(`select metadata from trellis.runs where id = $1 or parent_run_id = $1`, [run.id]);
       assert.deepEqual(rows.map((r) => r.metadata), [{}, {}]);
     } finally {
       await worker.stop();

@@ -5,14 +5,14 @@
  * whose start skipped it is still claimed at once, never left for the poll.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const echo = defineWorkflow({ name: 'echo', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
@@ -47,17 +47,11 @@ async function countReady(url: string): Promise<{ count(): number; settle(): Pro
 }
 
 describe('wake-up gate', () => {
-  let db: TestDatabase;
-  before(async () => {
-    db = await freshDatabase();
-  });
-  after(async () => {
-    await db?.close();
-  });
+  const fx = useFreshDatabase();
 
   it('starts that commit at once skip their NOTIFY while a run of the workflow is pending; a start in a caller transaction and a plain SQL start still notify', async () => {
-    const ready = await countReady(db.url);
-    const client = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
+    const ready = await countReady(fx.db.url);
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger, handoff: false });
     try {
       await client.register(echo);
       const runs = await Promise.all(Array.from({ length: 20 }, (_, n) => client.start(echo, { n })));
@@ -69,7 +63,7 @@ describe('wake-up gate', () => {
       const coalesced = ready.count();
       assert.ok(coalesced >= 1 && coalesced <= 5, `${coalesced} NOTIFYs for 20 concurrent starts`);
 
-      const c = await db.pool.connect();
+      const c = await fx.db.pool.connect();
       try {
         await c.query('begin');
         await client.start(echo, { n: 100 }, { tx: c });
@@ -77,7 +71,7 @@ describe('wake-up gate', () => {
       } finally {
         c.release();
       }
-      await db.pool.query(`select trellis.run_start('echo', '{"n": 101}')`);
+      await fx.db.pool.query(`select trellis.run_start('echo', '{"n": 101}')`);
       await ready.settle();
       assert.equal(ready.count(), coalesced + 2, 'a start in a caller transaction and a plain SQL start each notify');
     } finally {
@@ -89,11 +83,11 @@ describe('wake-up gate', () => {
   it('a run whose start skipped its NOTIFY while the worker drained is claimed at once, not at the next poll (an hour here)', async () => {
     const gated = defineWorkflow({ name: 'gated', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
       ctx.step('double', () => n * 2));
-    const client = createClient({ pool: db.pool, logger: silentLogger, handoff: false });
-    const ready = await countReady(db.url);
-    const tx = new pg.Client({ connectionString: db.url });
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger, handoff: false });
+    const ready = await countReady(fx.db.url);
+    const tx = new pg.Client({ connectionString: fx.db.url });
     await tx.connect();
-    const worker = createWorker({ pool: db.pool, workflows: [gated], pollInterval: '1 hour', logger: silentLogger });
+    const worker = createWorker({ pool: fx.db.pool, workflows: [gated], pollInterval: '1 hour', logger: silentLogger });
     try {
       await client.register(gated);
       // A pending run, then a coalescing start left in flight: it sees the

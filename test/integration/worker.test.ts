@@ -1,29 +1,19 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { z } from 'zod';
-import { createClient, type Client } from '../../src/client/client.ts';
 import { CancelledError, LeaseLostError, NonRetryableError, TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
 import { resolveWorkerOptions } from '../../src/worker/options.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useDatabase } from '../helpers/database-fixture.ts';
 import { deferred } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-let client: Client;
-before(async () => {
-  db = await freshDatabase();
-  client = createClient({ pool: db.pool, logger: silentLogger });
-});
-after(async () => {
-  await client.close();
-  await db.close();
-});
+const fx = useDatabase();
 
 const worker = (workflows: Parameters<typeof createWorker>[0]['workflows'], extra: Partial<Parameters<typeof createWorker>[0]> = {}) =>
-  createWorker({ pool: db.pool, workflows, pollInterval: 100, logger: silentLogger, ...extra });
+  createWorker({ pool: fx.db.pool, workflows, pollInterval: 100, logger: silentLogger, ...extra });
 
 const input = z.object({ tag: z.string() });
 
@@ -62,11 +52,11 @@ describe('worker', () => {
     });
     const w1 = worker([v1]);
     await w1.start();
-    const run = await client.start(v1, { tag: 'nd' });
-    await waitFor(async () => (await client.history(run.id)).some((s) => s.name === 'charge' && s.status === 'completed'),
+    const run = await fx.client.start(v1, { tag: 'nd' });
+    await waitFor(async () => (await fx.client.history(run.id)).some((s) => s.name === 'charge' && s.status === 'completed'),
       { what: 'first checkpoint' });
     gate.resolve();
-    await waitFor(async () => (await client.get(run.id))?.status === 'pending', { what: 'retry scheduled' });
+    await waitFor(async () => (await fx.client.get(run.id))?.status === 'pending', { what: 'retry scheduled' });
     await w1.stop();
     // Same name and version, different first step: a deploy that should have bumped the version.
     const changed = defineWorkflow({ name: 'nd', input }, async (ctx) => {
@@ -75,13 +65,13 @@ describe('worker', () => {
     });
     const w2 = worker([changed]);
     await w2.start();
-    await assert.rejects(client.result(run.id, { timeout: '10s' }), WorkflowFailedError);
+    await assert.rejects(fx.client.result(run.id, { timeout: '10s' }), WorkflowFailedError);
     await w2.stop();
-    const row = (await db.pool.query(`select status, error->>'code' as code, error->>'message' as message from trellis.runs where id = $1`, [run.id])).rows[0];
+    const row = (await fx.db.pool.query(`select status, error->>'code' as code, error->>'message' as message from trellis.runs where id = $1`, [run.id])).rows[0];
     assert.equal(row.status, 'failed');
     assert.equal(row.code, 'non_determinism');
     assert.match(row.message, /history has step "charge"/);
-    const steps = await client.history(run.id);
+    const steps = await fx.client.history(run.id);
     assert.deepEqual(steps.map((s) => [s.name, s.status]), [['charge', 'completed'], ['wait', 'retrying']]);
   });
 
@@ -90,13 +80,13 @@ describe('worker', () => {
     const [v1, v2] = [mk('1'), mk('2')];
     const onlyV2 = worker([v2]);
     await onlyV2.start();
-    const old = await client.start(v1, { tag: 'old' });
-    const fresh = await client.start(v2, { tag: 'new' });
-    assert.equal(await client.result(fresh.id, { timeout: '10s' }), 'v2');
-    assert.equal((await client.get(old.id))?.status, 'pending', 'a v2 worker never claims a v1 run');
+    const old = await fx.client.start(v1, { tag: 'old' });
+    const fresh = await fx.client.start(v2, { tag: 'new' });
+    assert.equal(await fx.client.result(fresh.id, { timeout: '10s' }), 'v2');
+    assert.equal((await fx.client.get(old.id))?.status, 'pending', 'a v2 worker never claims a v1 run');
     const onlyV1 = worker([v1]);
     await onlyV1.start();
-    assert.equal(await client.result(old.id, { timeout: '10s' }), 'v1');
+    assert.equal(await fx.client.result(old.id, { timeout: '10s' }), 'v1');
     await Promise.all([onlyV1.stop(), onlyV2.stop()]);
   });
 
@@ -111,11 +101,11 @@ describe('worker', () => {
       }));
     const w = worker([wf], { leaseDuration: 1500 });
     await w.start();
-    const run = await client.start(wf, { tag: 'x' });
+    const run = await fx.client.start(wf, { tag: 'x' });
     await started.promise;
     // Another party takes the run away (as an expired-lease reclaim would).
-    const { rows } = await db.pool.query('select lease_token from trellis.runs where id = $1', [run.id]);
-    await db.pool.query('select trellis.run_release($1, $2)', [run.id, rows[0].lease_token]);
+    const { rows } = await fx.db.pool.query('select lease_token from trellis.runs where id = $1', [run.id]);
+    await fx.db.pool.query('select trellis.run_release($1, $2)', [run.id, rows[0].lease_token]);
     const reason = await aborted.promise;
     assert.ok(reason instanceof LeaseLostError);
     await waitFor(() => w.stats.abandoned >= 1, { what: 'run abandoned' });
@@ -132,10 +122,10 @@ describe('worker', () => {
       }, { timeout: 50, retry: { initialDelay: 10 } }));
     const w = worker([wf]);
     await w.start();
-    const run = await client.start(wf, { tag: 't' });
+    const run = await fx.client.start(wf, { tag: 't' });
     assert.equal(await run.result({ timeout: '10s' }), 'fast enough');
     assert.equal(attempts, 2);
-    const [step] = await client.history(run.id);
+    const [step] = await fx.client.history(run.id);
     assert.equal(step?.attempts, 2);
     await w.stop();
     assert.ok(new TimeoutError('x') instanceof Error);
@@ -152,10 +142,10 @@ describe('worker', () => {
     });
     const w = worker([wf]);
     await w.start();
-    const run = await client.start(wf, { tag: 'r' });
+    const run = await fx.client.start(wf, { tag: 'r' });
     assert.equal(await run.result({ timeout: '10s' }), 'ok');
     assert.equal(once, 1);
-    assert.equal((await client.get(run.id))?.failures, 1);
+    assert.equal((await fx.client.get(run.id))?.failures, 1);
     await w.stop();
   });
 
@@ -178,10 +168,10 @@ describe('worker', () => {
     const w = worker([wf]);
     await w.start();
     try {
-      const run = await client.start(wf, { tag: 'saga' });
+      const run = await fx.client.start(wf, { tag: 'saga' });
       assert.equal(await run.result({ timeout: '10s' }), 'shipped');
       assert.deepEqual(calls, ['charge', 'ship', 'refund', 'ship']);
-      const history = (await client.history(run.id)).map((s) => `${s.name}:${s.status}`);
+      const history = (await fx.client.history(run.id)).map((s) => `${s.name}:${s.status}`);
       assert.deepEqual(history, ['charge:completed', 'ship:completed'], 'the first attempt\'s failure and compensation are forgotten');
     } finally {
       await w.stop();
@@ -195,11 +185,11 @@ describe('worker', () => {
     });
     const w = worker([wf]);
     await w.start();
-    const bad = await client.start(wf, { tag: 'schema' });
+    const bad = await fx.client.start(wf, { tag: 'schema' });
     await assert.rejects(bad.result({ timeout: '10s' }), /output of bad-output is invalid/);
-    const big = await client.start(wf, { tag: 'big' });
+    const big = await fx.client.start(wf, { tag: 'big' });
     await assert.rejects(big.result({ timeout: '10s' }), /over the limit/);
-    const [step] = await client.history(big.id);
+    const [step] = await fx.client.history(big.id);
     assert.equal(step?.status, 'failed');
     assert.equal((step?.error as { code: string }).code, 'payload_too_large');
     await w.stop();
@@ -209,16 +199,16 @@ describe('worker', () => {
     const wf = defineWorkflow({ name: 'big-end', input }, async () => 'y'.repeat(5_000));
     const w = worker([wf]); // reads max_payload_bytes (1 MiB) now
     await w.start();
-    await db.pool.query(`select trellis.setting_set('max_payload_bytes', '1000')`);
+    await fx.db.pool.query(`select trellis.setting_set('max_payload_bytes', '1000')`);
     try {
-      const run = await client.start(wf, { tag: 'x' });
+      const run = await fx.client.start(wf, { tag: 'x' });
       await assert.rejects(run.result({ timeout: '10s' }), /over the limit/);
-      const row = await client.get(run.id);
+      const row = await fx.client.get(run.id);
       assert.equal(row?.status, 'failed');
       assert.equal((row?.error as { code: string }).code, 'payload_too_large');
       assert.equal(row?.attempt, 1, 'failed on its first attempt, not re-run');
     } finally {
-      await db.pool.query(`select trellis.setting_set('max_payload_bytes', '1048576')`);
+      await fx.db.pool.query(`select trellis.setting_set('max_payload_bytes', '1048576')`);
       await w.stop();
     }
   });
@@ -239,11 +229,11 @@ describe('worker', () => {
       }));
     const a = worker([wf], { leaseDuration: 60_000 });
     await a.start();
-    const run = await client.start(wf, { tag: 'd' });
+    const run = await fx.client.start(wf, { tag: 'd' });
     await started.promise;
     await a.stop({ timeout: 50 });
     assert.ok(reason instanceof CancelledError);
-    const row = await client.get(run.id);
+    const row = await fx.client.get(run.id);
     assert.equal(row?.status, 'pending', 'released, not left leased for 60s');
     const b = worker([wf]);
     await b.start();
@@ -255,7 +245,7 @@ describe('worker', () => {
     const wf = defineWorkflow({ name: 'spread', input }, async (ctx, { tag }) => ctx.step('echo', () => tag));
     const ws = [worker([wf], { concurrency: 5 }), worker([wf], { concurrency: 5 }), worker([wf], { concurrency: 5 })];
     await Promise.all(ws.map((w) => w.start()));
-    const runs = await Promise.all(Array.from({ length: 60 }, (_, i) => client.start(wf, { tag: `t${i}` })));
+    const runs = await Promise.all(Array.from({ length: 60 }, (_, i) => fx.client.start(wf, { tag: `t${i}` })));
     const results = await Promise.all(runs.map((r) => r.result({ timeout: '20s' })));
     assert.deepEqual(results, runs.map((_, i) => `t${i}`));
     // A worker counts a run once its commit has returned, which can be a moment
@@ -263,7 +253,7 @@ describe('worker', () => {
     await Promise.all(ws.map((w) => w.stop()));
     const total = ws.reduce((n, w) => n + w.stats.completed, 0);
     assert.equal(total, 60);
-    const { rows } = await db.pool.query(`select count(*)::int as n from trellis.steps s join trellis.runs r on r.id = s.run_id where r.workflow = 'spread'`);
+    const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.steps s join trellis.runs r on r.id = s.run_id where r.workflow = 'spread'`);
     assert.equal(rows[0].n, 60, 'each step recorded exactly once');
   });
 });

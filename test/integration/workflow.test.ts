@@ -3,11 +3,8 @@ import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { NonRetryableError, StepFailedError, WorkflowFailedError } from '../../src/errors.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
-import { type Engine, startEngine } from '../helpers/engine.ts';
+import { type Engine, startEngine, useEngine } from '../helpers/engine.ts';
 
-let db: TestDatabase;
-let engine: Engine;
 const calls = new Map<string, number>();
 const bump = (k: string) => calls.set(k, (calls.get(k) ?? 0) + 1);
 
@@ -56,33 +53,26 @@ const failing = defineWorkflow({ name: 'failing', input: z.object({ mode: z.enum
     }, { retry: { maxAttempts: 2, initialDelay: 10 } });
   });
 
-before(async () => {
-  db = await freshDatabase();
-  engine = await startEngine(db, { workflows: [threeSteps, replayed, failing] });
-});
-after(async () => {
-  await engine.stop();
-  await db.close();
-});
+const fx = useEngine({ workflows: [threeSteps, replayed, failing] });
 
 describe('a workflow run', () => {
   it('runs three steps to completion and records each once', async () => {
-    const run = await engine.client.start(threeSteps, { n: 2 });
+    const run = await fx.engine.client.start(threeSteps, { n: 2 });
     assert.deepEqual(await run.result({ timeout: '10s' }), { a: 3, b: 6, c: 36 });
-    const history = await engine.client.history(run.id);
+    const history = await fx.engine.client.history(run.id);
     assert.deepEqual(history.map((s) => [s.seq, s.name, s.status, s.attempts, s.output]), [
       [0, 'add', 'completed', 1, 3],
       [1, 'double', 'completed', 1, 6],
       [2, 'square', 'completed', 1, 36],
     ]);
-    const got = await engine.client.get(run.id);
+    const got = await fx.engine.client.get(run.id);
     assert.equal(got?.status, 'completed');
     assert.equal(got?.attempt, 1);
     assert.ok(got?.finishedAt instanceof Date);
   });
 
   it('replays from the top after a durable retry without re-running completed steps', async () => {
-    const run = await engine.client.start(replayed, { id: 'r1' });
+    const run = await fx.engine.client.start(replayed, { id: 'r1' });
     const out = await run.result({ timeout: '10s' });
     assert.equal(out.first, 'one');
     assert.deepEqual(out.looped, [0, 1, 2]);
@@ -93,7 +83,7 @@ describe('a workflow run', () => {
     assert.equal(calls.get('r1:loop'), 3);
     assert.equal(calls.get('r1:par'), 3);
     assert.equal(calls.get('r1:flaky'), 2);
-    const history = await engine.client.history(run.id);
+    const history = await fx.engine.client.history(run.id);
     const byName = (n: string) => history.find((s) => s.name === n);
     assert.equal(new Date(byName('now')?.output as number).toISOString(), out.when, 'now() replayed');
     assert.equal(byName('random')?.output, out.rnd, 'random() replayed');
@@ -102,31 +92,31 @@ describe('a workflow run', () => {
   });
 
   it('fails a step at once on NonRetryableError and fails the run with the step error', async () => {
-    const run = await engine.client.start(failing, { mode: 'nonretryable' });
+    const run = await fx.engine.client.start(failing, { mode: 'nonretryable' });
     await assert.rejects(run.result({ timeout: '10s' }), (e: unknown) => {
       assert.ok(e instanceof WorkflowFailedError);
       assert.match(e.message, /card declined/);
       return true;
     });
     assert.equal(calls.get('failing:nonretryable'), 1);
-    const [step] = await engine.client.history(run.id);
+    const [step] = await fx.engine.client.history(run.id);
     assert.equal(step?.status, 'failed');
     assert.equal(step?.attempts, 1);
-    const row = await engine.client.get(run.id);
+    const row = await fx.engine.client.get(run.id);
     assert.equal(row?.status, 'failed');
     assert.equal((row?.error as { code: string }).code, 'step_failed');
   });
 
   it('retries a step up to maxAttempts, then fails it', async () => {
-    const run = await engine.client.start(failing, { mode: 'exhaust' });
+    const run = await fx.engine.client.start(failing, { mode: 'exhaust' });
     await assert.rejects(run.result({ timeout: '10s' }), WorkflowFailedError);
     assert.equal(calls.get('failing:exhaust'), 2);
-    const [step] = await engine.client.history(run.id);
+    const [step] = await fx.engine.client.history(run.id);
     assert.equal(step?.attempts, 2);
   });
 
   it('lets the workflow catch a failed step', async () => {
-    const run = await engine.client.start(failing, { mode: 'caught' });
+    const run = await fx.engine.client.start(failing, { mode: 'caught' });
     assert.deepEqual(await run.result({ timeout: '10s' }), { caught: 'bad' });
   });
 });
@@ -151,7 +141,7 @@ describe('ctx.sideEffect', () => {
   });
   let sideEngine: Engine;
   before(async () => {
-    sideEngine = await startEngine(db, { workflows: [minting] });
+    sideEngine = await startEngine(fx.db, { workflows: [minting] });
   });
   after(() => sideEngine.stop());
 

@@ -7,15 +7,10 @@
  * nothing.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`);
-});
-after(() => db.close());
+const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`) });
 
 const HUGE = 'x'.repeat(10_000);
 /** Longest message allowed for an error about a 10,000-character value. */
@@ -23,7 +18,7 @@ const BOUND = 400;
 
 async function refused(text: string, values: unknown[], code = 'TR001'): Promise<string> {
   const before = await counts();
-  const error = await db.pool.query(text, values).then(() => undefined, (e: { code?: string; message: string }) => e);
+  const error = await fx.db.pool.query(text, values).then(() => undefined, (e: { code?: string; message: string }) => e);
   assert.ok(error, `${text} was accepted`);
   assert.equal(error.code, code, `${text}: ${error.message}`);
   assert.ok(error.message.length < BOUND, `message of ${error.message.length} characters: ${error.message.slice(0, 200)}`);
@@ -32,7 +27,7 @@ async function refused(text: string, values: unknown[], code = 'TR001'): Promise
 }
 
 async function counts(): Promise<Record<string, number>> {
-  const { rows } = await db.pool.query(`select (select count(*)::int from trellis.runs) as runs,
+  const { rows } = await fx.db.pool.query(`select (select count(*)::int from trellis.runs) as runs,
     (select count(*)::int from trellis.settings) as settings, (select count(*)::int from trellis.workflows) as workflows`);
   return rows[0];
 }
@@ -67,10 +62,10 @@ describe('setting_set', () => {
 describe('run_claim', () => {
   for (const [what, worker] of [['NULL', null], ['empty', ''], ['100,000-character', 'w'.repeat(100_000)]] as const) {
     it(`refuses a ${what} worker id`, async () => {
-      await db.pool.query(`select trellis.run_start('w', '{}', '{"queue":"claimq"}')`);
+      await fx.db.pool.query(`select trellis.run_start('w', '{}', '{"queue":"claimq"}')`);
       const message = await refused(`select * from trellis.run_claim($1, array['claimq'], '{w}', '{1}', 10, '30 seconds')`, [worker]);
       assert.match(message, /worker id/);
-      const { rows } = await db.pool.query(`select count(*)::int as n from trellis.runs where queue = 'claimq' and status = 'running'`);
+      const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where queue = 'claimq' and status = 'running'`);
       assert.equal(rows[0].n, 0, 'nothing claimed');
     });
   }

@@ -7,22 +7,18 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { readdirSync, readFileSync } from 'node:fs';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { ConfigurationError } from '../../src/errors.ts';
 import { migrate } from '../../src/schema/install.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
+import { freshDatabase } from '../helpers/db.ts';
 
 const RUN_SCOPED = ['runs', 'steps', 'signals', 'events', 'hook_deliveries'];
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"bq"},
-    {"name":"kid","version":"1","queue":"bq-kids"}]')`);
-});
-after(() => db.close());
+const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"bq"},
+  {"name":"kid","version":"1","queue":"bq-kids"}]')`) });
 
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const bucketOf = async (id: string) => Number((await sql('select bucket from trellis.runs where id = $1', [id]))[0].bucket);
 const sqlState = (code: string) => (e: unknown) => (e as { code?: string }).code === code;
 

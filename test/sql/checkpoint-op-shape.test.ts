@@ -7,19 +7,15 @@
  * encodeOps comes back from jsonb_populate_recordset with every field set.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { CHECKPOINT_OP_FIELDS, type CheckpointOp, encodeOps } from '../../src/protocol/checkpoint.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(() => db.close());
+const fx = useFreshDatabase();
 
 describe('trellis.checkpoint_op and the TS checkpoint ops', () => {
   it('have the same fields', async () => {
-    const { rows } = await db.pool.query<{ name: string }>(
+    const { rows } = await fx.db.pool.query<{ name: string }>(
       `select attname as name from pg_attribute
         where attrelid = 'trellis.checkpoint_op'::regclass and attnum > 0 and not attisdropped order by attnum`);
     assert.deepEqual(rows.map((r) => r.name).sort(), [...CHECKPOINT_OP_FIELDS].sort());
@@ -35,7 +31,7 @@ describe('trellis.checkpoint_op and the TS checkpoint ops', () => {
       { ...fence, op: 'release', delay_ms: 7, error: { name: 'E', message: 'm' }, failure: true, seen_cancel: true },
       { ...fence, op: 'continue', input: '{"n":2}', keep: true },
     ];
-    const { rows } = await db.pool.query<Record<string, unknown>>(
+    const { rows } = await fx.db.pool.query<Record<string, unknown>>(
       'select to_jsonb(o) as o from jsonb_populate_recordset(null::trellis.checkpoint_op, $1::jsonb) as o', [encodeOps(ops)]);
     for (const [i, op] of ops.entries()) {
       const read = (rows[i] as { o: Record<string, unknown> }).o;

@@ -1,21 +1,16 @@
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { backendId, lockWaiting } from '../helpers/lock-wait.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 type Held = { id: string; token: string; queue: string };
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`);
-});
-after(() => db.close());
+const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`) });
 
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 let queues = 0;
 
 /** Start a run in a queue of its own (so claims never see other tests' runs). */
@@ -275,7 +270,7 @@ describe('checkpoint_apply validation', () => {
 describe('notifications', () => {
   /** LISTEN on a dedicated connection; resolve with the first payload that matches. */
   async function listen(channel: string) {
-    const client = new pg.Client({ connectionString: db.url });
+    const client = new pg.Client({ connectionString: fx.db.url });
     await client.connect();
     await client.query(`listen "${channel}"`);
     const payloads: string[] = [];
@@ -331,16 +326,16 @@ describe('checkpoint_apply wait against a finishing child', () => {
     assert.equal(child.id, childId);
 
     // The child's completion commits only after the parent's wait op has started.
-    const t1 = await db.pool.connect();
+    const t1 = await fx.db.pool.connect();
     try {
       await t1.query('begin');
       await t1.query('select trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: child.id, token: child.token, output: '1' }])]);
-      const t2 = await db.pool.connect();
+      const t2 = await fx.db.pool.connect();
       try {
         const pid = await backendId(t2);
         const parking = t2.query('select trellis.checkpoint_apply($1)',
           [JSON.stringify([{ op: 'wait', run: parent.id, token: parent.token, delay_ms: null, signal: 0 }])]);
-        await waitFor(() => lockWaiting(db.pool, pid),
+        await waitFor(() => lockWaiting(fx.db.pool, pid),
           { what: 'the wait op to block on the finishing child' });
         await t1.query('commit');
         await parking;

@@ -7,19 +7,18 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.setting_set('distributed', 'true')`);
-  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"dq"},{"name":"kid","version":"1","queue":"dq-kids"},
-    {"name":"hooked","version":"1","queue":"dq-h","hooks":["onComplete"]}]')`);
+const fx = useFreshDatabase({
+  setUp: async () => {
+    await fx.db.pool.query(`select trellis.setting_set('distributed', 'true')`);
+    await fx.db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"dq"},{"name":"kid","version":"1","queue":"dq-kids"},
+      {"name":"hooked","version":"1","queue":"dq-h","hooks":["onComplete"]}]')`);
+  },
 });
-after(() => db.close());
 
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const claim = (queue: string, limit: number, lease = '30 seconds') =>
   sql(`select id, lease_token, history, signals from trellis.run_claim('dw', array[$1], '{w}', '{1}', $2, $3::interval)`,
     [queue, limit, lease]);

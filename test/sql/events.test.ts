@@ -5,13 +5,16 @@
  * of events with their runs and of consumed events.
  */
 import assert from 'node:assert/strict';
-import { after, before, beforeEach, describe, it } from 'node:test';
+import { beforeEach, describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const fx = useFreshDatabase({
+  virtualClock: true,
+  setUp: () => sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"},{"name":"v","version":"1","queue":"default"}]')`),
+});
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const start = async (workflow = 'w') =>
   (await sql(`select trellis.run_start($1, '{}', '{"queue":"nobody"}') as id`, [workflow]))[0].id as string;
 const read = (after: string | null, limit = 100, filter: unknown = {}) =>
@@ -27,11 +30,6 @@ const atLeast = <T>(n: number, query: () => Promise<T[]>) =>
     return rows.length >= n ? rows : undefined;
   }, { what: `${n} events` });
 
-before(async () => {
-  db = await freshDatabase({ virtualClock: true });
-  await sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"},{"name":"v","version":"1","queue":"default"}]')`);
-});
-after(() => db.close());
 beforeEach(async () => {
   await sql('truncate trellis.events, trellis.event_consumers, trellis.signals, trellis.steps, trellis.runs');
   await sql(`select trellis.setting_set('events', 'true')`);
@@ -53,7 +51,7 @@ describe('events_read', () => {
   });
 
   it('never skips an event that a concurrent transaction commits after a newer one was read', async () => {
-    const late = new pg.Client({ connectionString: db.url });
+    const late = new pg.Client({ connectionString: fx.db.url });
     await late.connect();
     try {
       // The late transaction takes its transaction id first and writes its event...
@@ -79,7 +77,7 @@ describe('events_read', () => {
     const first = await start();
     const [seen] = await atLeast(1, () => read(null));
     assert.equal(seen.run_id, first);
-    const late = new pg.Client({ connectionString: db.url });
+    const late = new pg.Client({ connectionString: fx.db.url });
     await late.connect();
     try {
       await late.query('begin');
@@ -138,7 +136,7 @@ describe('durable consumers', () => {
     await sql(`select trellis.event_consumer_create('c')`);
     await assert.rejects(sql(`select trellis.event_consumer_ack('c', $1)`, [`${'9'.repeat(18)}:1`]), { code: 'TR001', message: /future/ });
     // A transaction still open is past what any read can have returned.
-    const open = new pg.Client({ connectionString: db.url });
+    const open = new pg.Client({ connectionString: fx.db.url });
     await open.connect();
     try {
       await open.query('begin');

@@ -6,20 +6,16 @@
  * plain mistakes, naming where they are.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { inputShape } from '../../src/workflow/input-shape.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(() => db.close());
+const fx = useFreshDatabase();
 
 /** The compiled predicate's verdict on each (shape, value): true means accepted without the walk. */
 async function fastVerdicts(pairs: Array<[unknown, unknown]>): Promise<Array<boolean | null>> {
-  const { rows } = await db.pool.query<{ ok: boolean | null }>(
+  const { rows } = await fx.db.pool.query<{ ok: boolean | null }>(
     `select jsonb_path_match(v, trellis._shape_jsonpath(s), '{}', true) as ok
        from unnest($1::jsonb[], $2::jsonb[]) with ordinality as t(s, v, n) order by n`,
     [pairs.map(([s]) => JSON.stringify(s)), pairs.map(([, v]) => JSON.stringify(v))]);
@@ -28,7 +24,7 @@ async function fastVerdicts(pairs: Array<[unknown, unknown]>): Promise<Array<boo
 
 /** SQL's verdict on each (shape, value): null, or '$<path>: <what>'. */
 async function sqlErrors(pairs: Array<[unknown, unknown]>): Promise<Array<string | null>> {
-  const { rows } = await db.pool.query<{ e: string | null }>(
+  const { rows } = await fx.db.pool.query<{ e: string | null }>(
     `select '$' || trellis._shape_error(s, v) as e from unnest($1::jsonb[], $2::jsonb[]) with ordinality as t(s, v, n) order by n`,
     [pairs.map(([s]) => JSON.stringify(s)), pairs.map(([, v]) => JSON.stringify(v))]);
   return rows.map((r) => r.e);

@@ -9,25 +9,19 @@
  * payloads; one that declares none takes any.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { inputShape } from '../../src/workflow/input-shape.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const fx = useFreshDatabase({ setUp: () => register([{ name: 'order', version: '1', queue: 'default', input_schema: inputShape(order) }]) });
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const count = async () => Number((await sql('select count(*) as n from trellis.runs'))[0].n);
 const register = (workflows: unknown) => sql('select trellis.workflow_register($1)', [JSON.stringify(workflows)]);
 const start = (workflow: string, input: unknown, options: Record<string, unknown> = {}) =>
   sql('select trellis.run_start($1, $2::jsonb, $3::jsonb) as id', [workflow, JSON.stringify(input), JSON.stringify(options)]);
 
 const order = z.object({ orderId: z.string().min(1), items: z.array(z.object({ sku: z.string(), qty: z.int().positive() })).min(1) });
-
-before(async () => {
-  db = await freshDatabase();
-  await register([{ name: 'order', version: '1', queue: 'default', input_schema: inputShape(order) }]);
-});
-after(() => db.close());
 
 describe('input checks in SQL', () => {
   it('stores the shape and its compiled predicate at registration', async () => {

@@ -7,17 +7,14 @@
  * clock: each "crash" is a claim whose lease is let run out.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-const sql = (text: string, params: unknown[] = []) => db.pool.query(text, params);
-
-before(async () => {
-  db = await freshDatabase({ virtualClock: true });
-  await sql('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'p', version: '1', queue: 'default' }])]);
+const fx = useFreshDatabase({
+  virtualClock: true,
+  setUp: () => sql('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'p', version: '1', queue: 'default' }])]),
 });
-after(() => db.close());
+const sql = (text: string, params: unknown[] = []) => fx.db.pool.query(text, params);
 
 async function start(queue: string): Promise<string> {
   const { rows } = await sql(`select trellis.run_start('p', '{}', $1) as id`, [JSON.stringify({ queue })]);

@@ -5,20 +5,18 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import type pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { backendId, lockWaiting } from '../helpers/lock-wait.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase({ poolSize: 40 });
-  await db.pool.query(`select trellis.workflow_register('[{"name":"p","version":"1"},{"name":"c","version":"1"}]')`);
+const fx = useFreshDatabase({
+  poolSize: 40,
+  setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"p","version":"1"},{"name":"c","version":"1"}]')`),
 });
-after(() => db.close());
 
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const apply = (q: pg.Pool | pg.PoolClient, ops: unknown[]) => q.query('select * from trellis.checkpoint_apply($1::jsonb)', [JSON.stringify(ops)]);
 let queues = 0;
 
@@ -28,7 +26,7 @@ async function family(): Promise<{ parent: string; child: string; childToken: st
   const [{ id: parent }] = await sql(`select trellis.run_start('p', '{}', $1) as id`, [JSON.stringify({ queue })]);
   const [p] = await sql(`select lease_token from trellis.run_claim('w', array[$1], '{p}', '{1}', 1, '30s')`, [queue]);
   const child = randomUUID();
-  await apply(db.pool, [
+  await apply(fx.db.pool, [
     { op: 'child', run: parent, token: p.lease_token, seq: 0, name: 'c', child, workflow: 'c', version: '1', input: {}, queue: `${queue}c`, close: 'cancel' },
     { op: 'wait', run: parent, token: p.lease_token, delay_ms: null, signal: 0, seen_cancel: false },
   ]);
@@ -37,7 +35,7 @@ async function family(): Promise<{ parent: string; child: string; childToken: st
   return { parent, child, childToken: c.lease_token };
 }
 
-const blocked = (pid: number) => lockWaiting(db.pool, pid);
+const blocked = (pid: number) => lockWaiting(fx.db.pool, pid);
 
 describe('run_cancel of a parent against the end of its child', () => {
   it('serialises instead of deadlocking when the cancel queues for the parent first and the child ends behind it', async () => {
@@ -46,9 +44,9 @@ describe('run_cancel of a parent against the end of its child', () => {
     // parent lines both up behind it in that order.
     for (let round = 0; round < 4; round++) {
       const f = await family();
-      const holder = await db.pool.connect();
-      const canceller = await db.pool.connect();
-      const ender = await db.pool.connect();
+      const holder = await fx.db.pool.connect();
+      const canceller = await fx.db.pool.connect();
+      const ender = await fx.db.pool.connect();
       try {
         await holder.query('begin');
         // (By bucket and id: on Citus a row lock names one shard.)
@@ -79,7 +77,7 @@ describe('run_cancel of a parent against the end of its child', () => {
       const families = await Promise.all(Array.from({ length: 8 }, () => family()));
       const work = families.flatMap((f) => {
         const cancel = () => sql('select trellis.run_cancel($1)', [f.parent]);
-        const end = () => apply(db.pool, [{ op: 'complete', run: f.child, token: f.childToken, output: 1 }]);
+        const end = () => apply(fx.db.pool, [{ op: 'complete', run: f.child, token: f.childToken, output: 1 }]);
         return round % 2 ? [end(), cancel()] : [cancel(), end()];
       });
       for (const r of await Promise.allSettled(work)) if (r.status === 'rejected') codes.push((r.reason as { code?: string }).code ?? String(r.reason));

@@ -1,23 +1,18 @@
 /** sql/730_models.sql: machine_trigger's refusal of a second unfinished run per foreign id, under concurrency. */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.workflow_register('[{"name":"m","version":"1","queue":"default"}]')`);
-});
-after(() => db.close());
+const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"m","version":"1","queue":"default"}]')`) });
 
 const INPUT = '{"status": "a", "object": {}}';
 
 describe('machine_trigger', () => {
   it('two concurrent triggers of one foreign id: the second waits for the first to commit, then is refused with TR004', async () => {
-    const a = new pg.Client({ connectionString: db.url });
-    const b = new pg.Client({ connectionString: db.url });
+    const a = new pg.Client({ connectionString: fx.db.url });
+    const b = new pg.Client({ connectionString: fx.db.url });
     await a.connect();
     await b.connect();
     try {
@@ -25,7 +20,7 @@ describe('machine_trigger', () => {
       await b.query('begin');
       await a.query(`select trellis.machine_trigger('m', 'f-1', $1)`, [INPUT]);
       const second = b.query(`select trellis.machine_trigger('m', 'f-1', $1)`, [INPUT]).then(() => 'started', (e: { code?: string }) => e.code);
-      await waitFor(async () => (await db.pool.query(
+      await waitFor(async () => (await fx.db.pool.query(
         `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory' and pid = $1`,
         [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting on the advisory lock' });
       await a.query('commit');
@@ -35,43 +30,43 @@ describe('machine_trigger', () => {
       await a.end();
       await b.end();
     }
-    const { rows } = await db.pool.query(`select metadata from trellis.runs where workflow = 'm'`);
+    const { rows } = await fx.db.pool.query(`select metadata from trellis.runs where workflow = 'm'`);
     assert.deepEqual(rows.map((r) => r.metadata), [{ foreign_id: 'f-1' }]);
   });
 
   it('a trigger that rolls back leaves the foreign id free; other foreign ids never wait', async () => {
-    const c = await db.pool.connect();
+    const c = await fx.db.pool.connect();
     try {
       await c.query('begin');
       await c.query(`select trellis.machine_trigger('m', 'f-2', $1)`, [INPUT]);
-      await db.pool.query(`select trellis.machine_trigger('m', 'f-3', $1)`, [INPUT]);
+      await fx.db.pool.query(`select trellis.machine_trigger('m', 'f-3', $1)`, [INPUT]);
       await c.query('rollback');
     } finally {
       c.release();
     }
-    await db.pool.query(`select trellis.machine_trigger('m', 'f-2', $1)`, [INPUT]);
-    const { rows } = await db.pool.query(`select metadata->>'foreign_id' as f from trellis.runs where workflow = 'm' order by 1`);
+    await fx.db.pool.query(`select trellis.machine_trigger('m', 'f-2', $1)`, [INPUT]);
+    const { rows } = await fx.db.pool.query(`select metadata->>'foreign_id' as f from trellis.runs where workflow = 'm' order by 1`);
     assert.deepEqual(rows.map((r) => r.f), ['f-1', 'f-2', 'f-3']);
   });
 
   it('refuses a bad key, a bad foreign id and bad options with TR001, writing nothing', async () => {
     for (const [fid, options] of [['f-4', '{"key": 7}'], ['f-4', '{"key": ""}'], ['', '{}'], ['x'.repeat(513), '{}'], ['f-4', '[]'], ['f-4', '{"metadata": 3}']]) {
-      await assert.rejects(db.pool.query(`select trellis.machine_trigger('m', $1, $2, $3)`, [fid, INPUT, options]),
+      await assert.rejects(fx.db.pool.query(`select trellis.machine_trigger('m', $1, $2, $3)`, [fid, INPUT, options]),
         (e: { code?: string }) => e.code === 'TR001');
     }
-    assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'f-4'`)).rows[0].n, 0);
+    assert.equal((await fx.db.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'f-4'`)).rows[0].n, 0);
   });
 
   it('a keyed trigger is idempotent: a repeat returns the run its key started, even after it finished, and writes nothing', async () => {
-    const first = (await db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id;
+    const first = (await fx.db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id;
     // Unfinished: an unkeyed trigger is refused, the repeat of the keyed one is not.
-    await assert.rejects(db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1)`, [INPUT]), (e: { code?: string }) => e.code === 'TR004');
-    assert.equal((await db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id, first);
-    await db.pool.query(`select trellis.run_cancel($1, 'done with it')`, [first]);
-    assert.equal((await db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id, first);
+    await assert.rejects(fx.db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1)`, [INPUT]), (e: { code?: string }) => e.code === 'TR004');
+    assert.equal((await fx.db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id, first);
+    await fx.db.pool.query(`select trellis.run_cancel($1, 'done with it')`, [first]);
+    assert.equal((await fx.db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id, first);
     // The key of another foreign id's run: refused.
-    await assert.rejects(db.pool.query(`select trellis.machine_trigger('m', 'f-6', $1, '{"key": "evt-1"}')`, [INPUT]),
+    await assert.rejects(fx.db.pool.query(`select trellis.machine_trigger('m', 'f-6', $1, '{"key": "evt-1"}')`, [INPUT]),
       (e: { code?: string }) => e.code === 'TR004');
-    assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'm' and metadata->>'foreign_id' in ('f-5', 'f-6')`)).rows[0].n, 1);
+    assert.equal((await fx.db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'm' and metadata->>'foreign_id' in ('f-5', 'f-6')`)).rows[0].n, 1);
   });
 });

@@ -1,20 +1,16 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { FINISHED_STATES, RUN_STATES } from '../../src/db/tables.ts';
 import { STEP_KINDS, STEP_STATES } from '../../src/protocol/history.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { assertName, NAME_PATTERN } from '../../src/workflow/names.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(() => db.close());
+const fx = useFreshDatabase();
 
 /** The quoted text literals of a trellis table's CHECK constraint, sorted. */
 async function checkValues(table: string, constraint: string): Promise<string[]> {
-  const { rows } = await db.pool.query(
+  const { rows } = await fx.db.pool.query(
     `select pg_get_constraintdef(c.oid) as def from pg_constraint c
       where c.conrelid = $1::regclass and c.conname = $2 and c.contype = 'c'`,
     [`trellis.${table}`, constraint],
@@ -93,7 +89,7 @@ describe('NAME_PATTERN and trellis._check_name', () => {
 
   const sqlAccepts = async (name: string): Promise<boolean> => {
     try {
-      const { rows } = await db.pool.query(`select trellis._check_name($1, 'test') as v`, [name]);
+      const { rows } = await fx.db.pool.query(`select trellis._check_name($1, 'test') as v`, [name]);
       assert.equal(rows[0].v, name, 'returns the name it accepts');
       return true;
     } catch (error) {
@@ -119,6 +115,6 @@ describe('NAME_PATTERN and trellis._check_name', () => {
   it('both refuse a missing name', async () => {
     assert.throws(() => assertName(undefined, 'test'), ValidationError);
     assert.throws(() => assertName(null, 'test'), ValidationError);
-    await assert.rejects(db.pool.query(`select trellis._check_name(null, 'test')`), { code: 'TR001' });
+    await assert.rejects(fx.db.pool.query(`select trellis._check_name(null, 'test')`), { code: 'TR001' });
   });
 });

@@ -4,16 +4,11 @@
  * database does not keep whole-table scans of trellis.runs as it grows.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`);
-});
-after(() => db.close());
+const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`) });
 
 const HOT = [
   'run_claim', 'checkpoint_apply', '_run_start', 'run_start_claimed', 'run_heartbeat_many',
@@ -22,7 +17,7 @@ const HOT = [
 
 describe('plans of the hot functions', () => {
   it('each has plan_cache_mode = force_generic_plan and enable_seqscan = off', async () => {
-    const { rows } = await db.pool.query<{ proname: string; proconfig: string[] | null }>(
+    const { rows } = await fx.db.pool.query<{ proname: string; proconfig: string[] | null }>(
       `select p.proname, p.proconfig from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname = 'trellis' and p.proname = any ($1)`, [HOT]);
     assert.deepEqual(rows.map((r) => r.proname).sort(), [...HOT].sort());
@@ -33,7 +28,7 @@ describe('plans of the hot functions', () => {
   });
 
   it('a completing checkpoint on a new, unanalyzed database reads trellis.runs by index only', async (t) => {
-    const c = new pg.Client({ connectionString: db.url });
+    const c = new pg.Client({ connectionString: fx.db.url });
     await c.connect();
     try {
       // auto_explain shows the plans of the statements inside the function (LOAD needs a superuser).
@@ -63,7 +58,7 @@ describe('plans of the hot functions', () => {
   });
 
   it('the fence of a checkpoint reads the runs of its ops, not every running run', async (t) => {
-    const c = new pg.Client({ connectionString: db.url });
+    const c = new pg.Client({ connectionString: fx.db.url });
     await c.connect();
     try {
       await c.query(`select count(trellis.run_start('w', '{}', '{}')) from generate_series(1, 300)`);

@@ -5,17 +5,15 @@
  * an expired lease giving its slot back, and the queue_stats view.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase({ virtualClock: true });
-  await db.pool.query('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'w', version: '1', queue: 'default' }])]);
+const fx = useFreshDatabase({
+  virtualClock: true,
+  setUp: (db) => db.pool.query('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'w', version: '1', queue: 'default' }])]),
 });
-after(() => db.close());
 
-const q = (text: string, values?: unknown[]) => db.pool.query(text, values);
+const q = (text: string, values?: unknown[]) => fx.db.pool.query(text, values);
 
 async function start(queue: string, n: number, options: Record<string, unknown> = {}): Promise<void> {
   await q(`select trellis.run_start('w', '{}', $1::jsonb || jsonb_build_object('priority', i % 3)) from generate_series(1, $2) i`,
@@ -81,8 +79,8 @@ describe('a queue row on first use', () => {
   });
 
   it('concurrent first starts of a queue each start their run and leave one row; a rolled-back first start leaves none', async () => {
-    const a = await db.pool.connect();
-    const b = await db.pool.connect();
+    const a = await fx.db.pool.connect();
+    const b = await fx.db.pool.connect();
     try {
       await a.query('begin');
       await a.query(`select trellis.run_start('w', '{}', '{"queue": "race-q"}')`);
@@ -136,7 +134,7 @@ describe('run_claim with flow control', () => {
   it('a claim of a limited queue locks no run beyond those it leases', async () => {
     await q(`select trellis.queue_set('gated', '{"concurrency": 2}')`);
     await start('gated', 10);
-    const a = await db.pool.connect();
+    const a = await fx.db.pool.connect();
     try {
       await a.query('begin');
       const { rows } = await a.query(`select id from trellis.run_claim('w1', '{gated}', '{w}', '{1}', 10, '30 seconds')`);

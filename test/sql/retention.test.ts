@@ -9,18 +9,16 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, beforeEach, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { beforeEach, describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const fx = useFreshDatabase({
+  virtualClock: true,
+  setUp: () => sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"},{"name":"other","version":"1","queue":"default"}]')`),
+});
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const one = async (text: string, values: unknown[] = []) => (await sql(text, values))[0];
 
-before(async () => {
-  db = await freshDatabase({ virtualClock: true });
-  await sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"},{"name":"other","version":"1","queue":"default"}]')`);
-});
-after(() => db.close());
 // Every test starts from empty tables and no retention.
 beforeEach(async () => {
   await sql('truncate trellis.signals, trellis.steps, trellis.runs');
@@ -165,7 +163,7 @@ describe('run_purge', () => {
     const locked = await make('completed');
     const free = await make('completed');
     await advance('1 hour');
-    const other = await db.pool.connect();
+    const other = await fx.db.pool.connect();
     try {
       await other.query('begin');
       // (By bucket and id: on Citus a row lock names one shard.)
@@ -225,7 +223,7 @@ describe('run_purge_due', () => {
     const old = await make('completed');
     await advance('2 days');
     await sql(`select trellis.retention_set('1 day')`);
-    const other = await db.pool.connect();
+    const other = await fx.db.pool.connect();
     try {
       await other.query('begin');
       await other.query('select trellis.run_purge_due(1)');

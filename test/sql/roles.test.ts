@@ -6,19 +6,14 @@
  * a fenced transaction under the old token, bad input changes nothing.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const fx = useFreshDatabase({ virtualClock: true });
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const one = async (text: string, values: unknown[] = []) => (await sql(text, values))[0];
 const acquire = async (name: string, holder: string, ttl = '10 seconds') =>
   (await one('select trellis.role_acquire($1, $2, $3::interval) as t', [name, holder, ttl])).t as string | null;
-
-before(async () => {
-  db = await freshDatabase({ virtualClock: true });
-});
-after(() => db.close());
 
 describe('role_acquire', () => {
   it('gives a free role to the first holder with token 1 and refuses a second holder while the lease runs', async () => {
@@ -65,7 +60,7 @@ describe('role_acquire', () => {
 
   it('a takeover waits until a transaction fenced by the old token has ended', async () => {
     assert.equal(await acquire('r6', 'a', '1 second'), '1');
-    const fenced = await db.pool.connect();
+    const fenced = await fx.db.pool.connect();
     try {
       await fenced.query('begin');
       await fenced.query(`select trellis.role_check('r6', 1)`);

@@ -1,7 +1,8 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
+import { testPool } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 interface Claimed {
@@ -22,22 +23,19 @@ interface ClaimOptions {
   on?: pg.Pool;
 }
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query('select trellis.workflow_register($1)', [
+const fx = useFreshDatabase({
+  setUp: (db) => db.pool.query('select trellis.workflow_register($1)', [
     JSON.stringify([
       { name: 'w', version: '1', queue: 'default' },
       { name: 'w', version: '2', queue: 'default' },
       { name: 'other', version: '1', queue: 'default' },
     ]),
-  ]);
+  ]),
 });
-after(() => db.close());
 
 async function start(queue: string, options: { workflow?: string; version?: string; priority?: number; run_at?: string } = {}) {
   const { workflow = 'w', version = '1', ...rest } = options;
-  const { rows } = await db.pool.query('select trellis.run_start($1, $2, $3) as id', [
+  const { rows } = await fx.db.pool.query('select trellis.run_start($1, $2, $3) as id', [
     workflow,
     '{}',
     JSON.stringify({ version, queue, ...rest }),
@@ -46,7 +44,7 @@ async function start(queue: string, options: { workflow?: string; version?: stri
 }
 
 async function claim(worker: string, queues: string[], options: ClaimOptions = {}): Promise<Claimed[]> {
-  const { limit = 10, lease = '30 seconds', served = [['w', '1']], on = db.pool } = options;
+  const { limit = 10, lease = '30 seconds', served = [['w', '1']], on = fx.db.pool } = options;
   const { rows } = await on.query<Claimed>('select * from trellis.run_claim($1, $2, $3, $4, $5, $6::interval)', [
     worker,
     queues,
@@ -62,7 +60,7 @@ async function claim(worker: string, queues: string[], options: ClaimOptions = {
 async function finish(runs: readonly Pick<Claimed, 'id' | 'lease_token'>[]) {
   if (!runs.length) return;
   const ops = runs.map((r) => ({ op: 'complete', run: r.id, token: r.lease_token, output: null }));
-  const refused = await db.pool.query('select * from trellis.checkpoint_apply($1)', [JSON.stringify(ops)]);
+  const refused = await fx.db.pool.query('select * from trellis.checkpoint_apply($1)', [JSON.stringify(ops)]);
   assert.equal(refused.rowCount, 0, 'cleanup: every claimed run is still held');
 }
 
@@ -70,7 +68,7 @@ const ids = (runs: readonly { id: string }[]) => runs.map((r) => r.id).sort();
 
 describe('run_claim', () => {
   it('commits asynchronously only when asked (p_async_commit), and only the transaction it runs in', async () => {
-    const c = await db.pool.connect();
+    const c = await fx.db.pool.connect();
     try {
       const setting = async () => (await c.query('show synchronous_commit')).rows[0].synchronous_commit;
       await start('async-commit');
@@ -137,7 +135,7 @@ describe('run_claim', () => {
     assert.equal(got.attempt, 1);
     assert.equal(got.failures, 0);
     assert.match(got.lease_token, /^[0-9a-f-]{36}$/);
-    const { rows } = await db.pool.query(
+    const { rows } = await fx.db.pool.query(
       `select status, lease_token, lease_owner, lease_expires_at, extract(epoch from lease_expires_at - started_at)::float8 as lease, attempt
          from trellis.runs where id = $1`,
       [id],
@@ -159,15 +157,15 @@ describe('run_claim', () => {
     for (const lease of ['999 milliseconds', '0', '-5 seconds', null]) {
       await assert.rejects(claim('w1', ['bad'], { lease }), { code: 'TR001' }, `lease ${lease}`);
     }
-    const { rows } = await db.pool.query('select status from trellis.runs where id = $1', [id]);
+    const { rows } = await fx.db.pool.query('select status from trellis.runs where id = $1', [id]);
     assert.equal(rows[0].status, 'pending');
   });
 
   it('gives each of 300 runs to exactly one of two concurrent claimers, and all of them', async () => {
-    await db.pool.query(
+    await fx.db.pool.query(
       `select trellis.run_start('w', '{}', '{"queue":"race","version":"1"}') from generate_series(1, 300)`,
     );
-    const pools = [0, 1].map(() => testPool({ connectionString: db.url, max: 2 }));
+    const pools = [0, 1].map(() => testPool({ connectionString: fx.db.url, max: 2 }));
     try {
       const drain = async (pool: pg.Pool, worker: string) => {
         const got: Claimed[] = [];
@@ -182,7 +180,7 @@ describe('run_claim', () => {
       assert.equal(new Set(all.map((r) => r.id)).size, all.length, 'no run was claimed twice');
       assert.equal(all.length, 300);
       assert.ok(all.every((r) => r.attempt === 1));
-      const { rows } = await db.pool.query(
+      const { rows } = await fx.db.pool.query(
         `select count(*)::int as n from trellis.runs where queue = 'race' and status = 'running'`,
       );
       assert.equal(rows[0].n, 300);
@@ -208,7 +206,7 @@ describe('run_claim', () => {
     assert.equal(second?.id, id);
     assert.notEqual(second?.lease_token, first?.lease_token);
     assert.equal(second?.attempt, 2);
-    const { rows } = await db.pool.query('select lease_owner, lease_token from trellis.runs where id = $1', [id]);
+    const { rows } = await fx.db.pool.query('select lease_owner, lease_token from trellis.runs where id = $1', [id]);
     assert.equal(rows[0].lease_owner, 'worker-b');
     assert.equal(rows[0].lease_token, second?.lease_token);
     await finish([second as Claimed]);
@@ -219,15 +217,15 @@ describe('run_claim', () => {
     const [first] = await claim('w1', ['hist']);
     assert.ok(first);
     assert.equal(first.history, null);
-    await db.pool.query(`select trellis.step_record($1, $2, 1, 'ship', 'retrying', null, '{"message":"down"}', 2)`, [
+    await fx.db.pool.query(`select trellis.step_record($1, $2, 1, 'ship', 'retrying', null, '{"message":"down"}', 2)`, [
       id,
       first.lease_token,
     ]);
-    await db.pool.query(`select trellis.step_record($1, $2, 0, 'charge', 'completed', '{"ok":true}', null, 1, 'step')`, [
+    await fx.db.pool.query(`select trellis.step_record($1, $2, 0, 'charge', 'completed', '{"ok":true}', null, 1, 'step')`, [
       id,
       first.lease_token,
     ]);
-    await db.pool.query('select trellis.run_release($1, $2)', [id, first.lease_token]);
+    await fx.db.pool.query('select trellis.run_release($1, $2)', [id, first.lease_token]);
 
     const [again] = await claim('w1', ['hist']);
     assert.equal(again?.id, id);
@@ -241,10 +239,10 @@ describe('run_claim', () => {
 
 describe('run_next_due', () => {
   const nextDue = async (queues: string[], served: [string, string][] = [['w', '1']]) =>
-    (await db.pool.query('select trellis.run_next_due($1, $2, $3) as at', [queues, served.map((s) => s[0]), served.map((s) => s[1])]))
+    (await fx.db.pool.query('select trellis.run_next_due($1, $2, $3) as at', [queues, served.map((s) => s[0]), served.map((s) => s[1])]))
       .rows[0].at as Date | null;
   const noLeases = async () =>
-    assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where status = 'running'`)).rows[0].n, 0);
+    assert.equal((await fx.db.pool.query(`select count(*)::int as n from trellis.runs where status = 'running'`)).rows[0].n, 0);
 
   it('returns the earliest run_at of the pending runs in the given queues', async () => {
     await noLeases();

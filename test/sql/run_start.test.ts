@@ -1,23 +1,20 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { before, describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.workflow_register('[{"name":"orders","version":"1","queue":"default"}]')`);
+const fx = useFreshDatabase({
+  setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"orders","version":"1","queue":"default"}]')`),
 });
-after(() => db.close());
 
-const count = async () => Number((await db.pool.query('select count(*) from trellis.runs')).rows[0].count);
+const count = async () => Number((await fx.db.pool.query('select count(*) from trellis.runs')).rows[0].count);
 
 describe('run_start', () => {
   it('returns the same run for a repeated key', async () => {
     const before = await count();
-    const first = (await db.pool.query(`select trellis.run_start('orders', '{"n":1}', '{"key":"order-41"}') as id`)).rows[0].id;
-    const again = (await db.pool.query(`select trellis.run_start('orders', '{"n":2}', '{"key":"order-41"}') as id`)).rows[0].id;
+    const first = (await fx.db.pool.query(`select trellis.run_start('orders', '{"n":1}', '{"key":"order-41"}') as id`)).rows[0].id;
+    const again = (await fx.db.pool.query(`select trellis.run_start('orders', '{"n":2}', '{"key":"order-41"}') as id`)).rows[0].id;
     assert.equal(again, first);
     assert.equal((await count()) - before, 1);
   });
@@ -29,8 +26,8 @@ describe('run_start', () => {
     it(`50 concurrent callers on their own connections, released together by a ${release}, start exactly one run`, async () => {
       const key = `order-${release}-${crypto.randomUUID()}`;
       const options = JSON.stringify({ key });
-      const holder = new pg.Client({ connectionString: db.url });
-      const callers = Array.from({ length: 50 }, () => new pg.Client({ connectionString: db.url, application_name: key.slice(0, 60) }));
+      const holder = new pg.Client({ connectionString: fx.db.url });
+      const callers = Array.from({ length: 50 }, () => new pg.Client({ connectionString: fx.db.url, application_name: key.slice(0, 60) }));
       await Promise.all([holder, ...callers].map((c) => c.connect()));
       try {
         await holder.query('begin');
@@ -38,14 +35,14 @@ describe('run_start', () => {
         const ids = Promise.all(callers.map((c) =>
           c.query(`select trellis.run_start('orders', '{}', $1) as id`, [options]).then((r) => r.rows[0].id as string)));
         // Every caller is waiting on the holder's uncommitted row before we let go.
-        await waitFor(async () => Number((await db.pool.query(
+        await waitFor(async () => Number((await fx.db.pool.query(
           `select count(*) from pg_stat_activity
             where datname = current_database() and application_name = $1 and wait_event_type = 'Lock'`,
           [key.slice(0, 60)])).rows[0].count) === 50, { timeout: 10_000, what: '50 blocked callers' });
         await holder.query(release);
         const got = await ids;
         assert.equal(new Set(got).size, 1, `distinct ids: ${new Set(got).size}`);
-        const { rows } = await db.pool.query(`select id from trellis.runs where workflow = 'orders' and key = $1`, [key]);
+        const { rows } = await fx.db.pool.query(`select id from trellis.runs where workflow = 'orders' and key = $1`, [key]);
         assert.equal(rows.length, 1);
         assert.equal(got[0], rows[0].id);
         if (release === 'commit') assert.equal(rows[0].id, held);
@@ -58,7 +55,7 @@ describe('run_start', () => {
 
   describe('from a trigger on an application table', () => {
     before(async () => {
-      await db.pool.query(`
+      await fx.db.pool.query(`
         create table public.app_orders (id serial primary key, ref text not null);
         create function public.app_orders_start() returns trigger language plpgsql as $$
         begin
@@ -70,11 +67,11 @@ describe('run_start', () => {
           for each row execute function public.app_orders_start();`);
     });
     const byKey = (a: { key: string }, b: { key: string }) => (a.key < b.key ? -1 : a.key > b.key ? 1 : 0);
-    const runsOf = async (refs: string[]) => (await db.pool.query(
+    const runsOf = async (refs: string[]) => (await fx.db.pool.query(
       `select key, input->>'ref' as ref from trellis.runs where input->>'ref' = any($1)`, [refs])).rows.sort(byKey);
 
     it('a rolled-back insert leaves no run', async () => {
-      const client = await db.pool.connect();
+      const client = await fx.db.pool.connect();
       try {
         await client.query('begin');
         await client.query(`insert into public.app_orders (ref) values ('rolled-back-1'), ('rolled-back-2')`);
@@ -90,7 +87,7 @@ describe('run_start', () => {
     it('a committed multi-row insert starts exactly one run per row', async () => {
       const refs = ['multi-a', 'multi-b', 'multi-c'];
       const before = await count();
-      const { rows: inserted } = await db.pool.query(
+      const { rows: inserted } = await fx.db.pool.query(
         'insert into public.app_orders (ref) select unnest($1::text[]) returning id, ref', [refs]);
       assert.equal(inserted.length, 3);
       assert.equal((await count()) - before, 3);
@@ -101,45 +98,45 @@ describe('run_start', () => {
 
   it('refuses an unknown workflow with TR002 and writes nothing', async () => {
     const before = await count();
-    await assert.rejects(db.pool.query(`select trellis.run_start('nope', '{}')`), { code: 'TR002' });
+    await assert.rejects(fx.db.pool.query(`select trellis.run_start('nope', '{}')`), { code: 'TR002' });
     assert.equal(await count(), before);
   });
 
   it('refuses names with quotes or SQL in them with TR001', async () => {
     const before = await count();
     for (const name of [`o'rders`, 'orders; drop table trellis.runs', '"x"', '', ' lead']) {
-      await assert.rejects(db.pool.query('select trellis.run_start($1, $2)', [name, '{}']), { code: 'TR001' }, name);
+      await assert.rejects(fx.db.pool.query('select trellis.run_start($1, $2)', [name, '{}']), { code: 'TR001' }, name);
     }
     await assert.rejects(
-      db.pool.query(`select trellis.run_start('orders', '{}', '{"queue":"q''; select 1"}')`),
+      fx.db.pool.query(`select trellis.run_start('orders', '{}', '{"queue":"q''; select 1"}')`),
       { code: 'TR001' },
     );
     assert.equal(await count(), before);
   });
 
   it('refuses malformed JSON with a data exception (22P02)', async () => {
-    await assert.rejects(db.pool.query(`select trellis.run_start('orders', '{bad')`), { code: '22P02' });
+    await assert.rejects(fx.db.pool.query(`select trellis.run_start('orders', '{bad')`), { code: '22P02' });
   });
 
   it('refuses an oversized input with TR005', async () => {
-    await db.pool.query(`select trellis.setting_set('max_payload_bytes', '1000')`);
+    await fx.db.pool.query(`select trellis.setting_set('max_payload_bytes', '1000')`);
     try {
       await assert.rejects(
-        db.pool.query('select trellis.run_start($1, $2)', ['orders', JSON.stringify({ blob: 'x'.repeat(5000) })]),
+        fx.db.pool.query('select trellis.run_start($1, $2)', ['orders', JSON.stringify({ blob: 'x'.repeat(5000) })]),
         { code: 'TR005' },
       );
     } finally {
-      await db.pool.query(`select trellis.setting_set('max_payload_bytes', '1048576')`);
+      await fx.db.pool.query(`select trellis.setting_set('max_payload_bytes', '1048576')`);
     }
   });
 
   it('is rolled back with the caller transaction', async () => {
-    const client = await db.pool.connect();
+    const client = await fx.db.pool.connect();
     try {
       await client.query('begin');
       const id = (await client.query(`select trellis.run_start('orders', '{}') as id`)).rows[0].id;
       await client.query('rollback');
-      assert.equal((await db.pool.query('select 1 from trellis.runs where id = $1', [id])).rowCount, 0);
+      assert.equal((await fx.db.pool.query('select 1 from trellis.runs where id = $1', [id])).rowCount, 0);
     } finally {
       client.release();
     }
@@ -159,17 +156,17 @@ describe('run_start', () => {
     ];
     for (const options of bad) {
       await assert.rejects(
-        db.pool.query(`select trellis.run_start('orders', '{}', $1)`, [JSON.stringify(options)]),
+        fx.db.pool.query(`select trellis.run_start('orders', '{}', $1)`, [JSON.stringify(options)]),
         { code: 'TR001' },
         JSON.stringify(options),
       );
     }
-    await assert.rejects(db.pool.query(`select trellis.run_start('orders', '{}', '[]')`), { code: 'TR001' });
+    await assert.rejects(fx.db.pool.query(`select trellis.run_start('orders', '{}', '[]')`), { code: 'TR001' });
     assert.equal(await count(), before);
   });
 
   it('notifies trellis:run_ready with the queue of a run due now, but not of a run due later', async () => {
-    const listener = new pg.Client({ connectionString: db.url });
+    const listener = new pg.Client({ connectionString: fx.db.url });
     await listener.connect();
     try {
       await listener.query('listen "trellis:run_ready"');
@@ -182,8 +179,8 @@ describe('run_start', () => {
           if (n.payload === 'now-queue') resolve(clearTimeout(timer));
         });
       });
-      await db.pool.query(`select trellis.run_start('orders', '{}', '{"queue":"later-queue","run_at":"2999-01-01T00:00:00Z"}')`);
-      await db.pool.query(`select trellis.run_start('orders', '{}', '{"queue":"now-queue"}')`);
+      await fx.db.pool.query(`select trellis.run_start('orders', '{}', '{"queue":"later-queue","run_at":"2999-01-01T00:00:00Z"}')`);
+      await fx.db.pool.query(`select trellis.run_start('orders', '{}', '{"queue":"now-queue"}')`);
       await arrived;
       assert.deepEqual(payloads, ['now-queue']);
     } finally {

@@ -5,19 +5,16 @@
  * anything on bad input.
  */
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.workflow_register('[{"name":"orders","version":"1","queue":"default"}]')`);
+const fx = useFreshDatabase({
+  setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"orders","version":"1","queue":"default"}]')`),
 });
-after(() => db.close());
 
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const counts = async () => (await sql(`select (select count(*) from trellis.runs)::int as runs, (select count(*) from trellis.steps)::int as steps`))[0];
 const startClaimed = (options: object, worker: string | null = 'w-local', lease = '30 seconds', input = '{"n":1}') =>
   sql(`select * from trellis.run_start_claimed('orders', $1::jsonb, $2::jsonb, $3, $4::interval)`, [input, JSON.stringify(options), worker, lease]);
@@ -45,7 +42,7 @@ describe('run_start_claimed', () => {
   });
 
   it('notifies no worker (a plain start does)', async () => {
-    const listener = new pg.Client({ connectionString: db.url });
+    const listener = new pg.Client({ connectionString: fx.db.url });
     await listener.connect();
     try {
       const heard: string[] = [];

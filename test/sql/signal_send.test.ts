@@ -1,20 +1,15 @@
 /** The SQL contract of trellis.signal_send (sql/400_signals.sql), called directly. */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import pg from 'pg';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
 type Made = { id: string; queue: string; token?: string };
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`);
-});
-after(() => db.close());
+const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`) });
 
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const send = async (id: string, name: string, payload: unknown, signalId: string | null = null) =>
   (await sql('select trellis.signal_send($1, $2, $3::jsonb, $4) as sent', [id, name, JSON.stringify(payload), signalId]))[0].sent as boolean;
 const signals = (id: string) =>
@@ -52,7 +47,7 @@ async function finished(how: 'completed' | 'failed' | 'cancelled'): Promise<Made
 
 /** The payloads NOTIFY delivered on `channel` while `fn` ran (a sentinel marks the end). */
 async function notified(channel: string, fn: () => Promise<unknown>): Promise<string[]> {
-  const client = new pg.Client({ connectionString: db.url });
+  const client = new pg.Client({ connectionString: fx.db.url });
   await client.connect();
   const payloads: string[] = [];
   client.on('notification', (n) => payloads.push(n.payload ?? ''));
@@ -138,7 +133,7 @@ describe('signal_send', () => {
 
   it('raises TR005 for a payload over max_payload_bytes and stores nothing', async () => {
     const r = await waiting();
-    const client = await db.pool.connect();
+    const client = await fx.db.pool.connect();
     try {
       await client.query('begin');
       await client.query(`select trellis.setting_set('max_payload_bytes', '100')`);

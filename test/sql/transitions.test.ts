@@ -7,18 +7,14 @@
  */
 import assert from 'node:assert/strict';
 import { readdir, readFile } from 'node:fs/promises';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
+import { prng } from '../helpers/prng.ts';
+import { logStatusChanges } from '../helpers/status-log.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
 const root = new URL('../../', import.meta.url);
-let db: TestDatabase;
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
-
-before(async () => {
-  db = await freshDatabase();
-  await sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`);
-});
-after(() => db.close());
+const fx = useFreshDatabase({ setUp: () => sql(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`) });
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 
 /** The (from, to, event) arrows of the state diagram in docs/architecture.md. */
 async function diagramArrows(): Promise<string[]> {
@@ -93,33 +89,11 @@ describe('_run_move', () => {
   });
 });
 
-/** A small deterministic PRNG (mulberry32), so a failure can be replayed from its seed. */
-function prng(seed: number): () => number {
-  let a = seed >>> 0;
-  return () => {
-    a = (a + 0x6d2b79f5) >>> 0;
-    let t = a;
-    t = Math.imul(t ^ (t >>> 15), t | 1);
-    t ^= t + Math.imul(t ^ (t >>> 7), t | 61);
-    return ((t ^ (t >>> 14)) >>> 0) / 4294967296;
-  };
-}
-
 describe('every transition emits exactly one event', () => {
   it('over random sequences of starts, claims, checkpoints and controls, the events are the status changes, in order', async () => {
     // An independent record of every status change, kept by a trigger the
     // engine knows nothing about (test database only).
-    await sql(`create table public.status_log (seq bigserial primary key, run_id uuid, from_status text, to_status text)`);
-    await sql(`create function public.log_status() returns trigger language plpgsql as $$
-               begin
-                 if tg_op = 'INSERT' then
-                   insert into public.status_log (run_id, from_status, to_status) values (new.id, '[*]', new.status);
-                 elsif old.status is distinct from new.status then
-                   insert into public.status_log (run_id, from_status, to_status) values (new.id, old.status, new.status);
-                 end if;
-                 return new;
-               end $$`);
-    await sql(`create trigger log_status after insert or update on trellis.runs for each row execute function public.log_status()`);
+    await logStatusChanges(fx.db.pool);
     const seed = Number(process.env.TRELLIS_PROPERTY_SEED ?? 12);
     const random = prng(seed);
     const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]!;

@@ -4,18 +4,15 @@
  */
 import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
-import { after, before, describe, it } from 'node:test';
+import { describe, it } from 'node:test';
 import { jsonbTextBytes } from '../../src/protocol/serialize.ts';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-  await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1"},{"name":"c","version":"1"}]')`);
+const fx = useFreshDatabase({
+  setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1"},{"name":"c","version":"1"}]')`),
 });
-after(() => db.close());
 
-const sql = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const apply = (ops: unknown[]) => sql('select * from trellis.checkpoint_apply($1::jsonb)', [JSON.stringify(ops)]);
 let queues = 0;
 

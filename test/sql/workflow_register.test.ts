@@ -1,19 +1,15 @@
 import assert from 'node:assert/strict';
-import { after, before, describe, it } from 'node:test';
-import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-let db: TestDatabase;
-before(async () => {
-  db = await freshDatabase();
-});
-after(() => db.close());
+const fx = useFreshDatabase();
 
-const register = (workflows: unknown) => db.pool.query('select trellis.workflow_register($1)', [JSON.stringify(workflows)]);
+const register = (workflows: unknown) => fx.db.pool.query('select trellis.workflow_register($1)', [JSON.stringify(workflows)]);
 const registered = async (name: string) =>
-  (await db.pool.query('select version, queue, registered_at from trellis.workflows where name = $1 order by version', [name])).rows;
+  (await fx.db.pool.query('select version, queue, registered_at from trellis.workflows where name = $1 order by version', [name])).rows;
 const start = async (workflow: string, options: Record<string, unknown> = {}) => {
-  const { rows } = await db.pool.query(`select trellis.run_start($1, '{}', $2) as id`, [workflow, JSON.stringify(options)]);
-  const run = await db.pool.query('select version, queue from trellis.runs where id = $1', [rows[0].id]);
+  const { rows } = await fx.db.pool.query(`select trellis.run_start($1, '{}', $2) as id`, [workflow, JSON.stringify(options)]);
+  const run = await fx.db.pool.query('select version, queue from trellis.runs where id = $1', [rows[0].id]);
   return run.rows[0] as { version: string; queue: string };
 };
 
@@ -36,7 +32,7 @@ describe('workflow_register', () => {
   it('writes nothing (takes no transaction id, so its commit flushes no WAL) when the definitions are stored as they are', async () => {
     const list = [{ name: 'unchanged', version: '1', queue: 'q', input_schema: { type: 'object' }, hooks: ['onComplete'] }];
     await register(list);
-    const c = await db.pool.connect();
+    const c = await fx.db.pool.connect();
     try {
       const xid = async () => {
         await c.query('begin');
@@ -78,9 +74,9 @@ describe('workflow_register', () => {
     await register([{ name: 'pinned', version: '1' }]);
     await register([{ name: 'pinned', version: '2' }]);
     assert.equal((await start('pinned', { version: '1' })).version, '1');
-    const before = Number((await db.pool.query('select count(*) from trellis.runs')).rows[0].count);
+    const before = Number((await fx.db.pool.query('select count(*) from trellis.runs')).rows[0].count);
     await assert.rejects(start('pinned', { version: '3' }), { code: 'TR002' });
-    assert.equal(Number((await db.pool.query('select count(*) from trellis.runs')).rows[0].count), before);
+    assert.equal(Number((await fx.db.pool.query('select count(*) from trellis.runs')).rows[0].count), before);
   });
 
   it('refuses a bad workflow, version or queue name with TR001 and registers none of the batch', async () => {
@@ -106,9 +102,9 @@ describe('workflow_register', () => {
 
   it('refuses anything but a JSON array with TR001', async () => {
     for (const value of ['{"name":"x","version":"1"}', '"x"', '1', 'null']) {
-      await assert.rejects(db.pool.query('select trellis.workflow_register($1::jsonb)', [value]), { code: 'TR001' }, value);
+      await assert.rejects(fx.db.pool.query('select trellis.workflow_register($1::jsonb)', [value]), { code: 'TR001' }, value);
     }
-    await assert.rejects(db.pool.query('select trellis.workflow_register(null)'), { code: 'TR001' });
+    await assert.rejects(fx.db.pool.query('select trellis.workflow_register(null)'), { code: 'TR001' });
     assert.deepEqual(await registered('x'), []);
   });
 });

@@ -9,8 +9,8 @@
 import { spawn } from 'node:child_process';
 import { closeSync, openSync, readFileSync, statSync } from 'node:fs';
 import { join } from 'node:path';
-import pg from 'pg';
 import type { EmbeddedPostgres } from '../../../src/testing/embedded-postgres.ts';
+import { untilAccepting } from '../../helpers/accepting.ts';
 import { waitFor } from '../../helpers/wait.ts';
 
 export interface Restartable {
@@ -26,20 +26,6 @@ function running(pid: number): boolean {
     return !/^[ZX]/.test(stat.slice(stat.lastIndexOf(')') + 2));
   } catch {
     return false;
-  }
-}
-
-async function accepting(url: string): Promise<boolean> {
-  const c = new pg.Client({ connectionString: url, connectionTimeoutMillis: 1000 });
-  c.on('error', () => undefined);
-  try {
-    await c.connect();
-    await c.query('select 1');
-    return true;
-  } catch {
-    return false;
-  } finally {
-    await c.end().catch(() => undefined);
   }
 }
 
@@ -62,7 +48,7 @@ export function restartable(server: EmbeddedPostgres): Restartable {
       } finally {
         closeSync(fd);
       }
-      await waitFor(() => accepting(server.connectionString), { timeout: 60_000, interval: 20, what: 'the server to accept connections again' });
+      await untilAccepting(server.connectionString, { timeout: 60_000, interval: 20, what: 'the server to accept connections again' });
       return { downMs: Date.now() - t0 };
     },
     async stopRestarted() {
