@@ -15,6 +15,7 @@
 import { CancelledError, ChildFailedError, IllegalTransitionError, StepFailedError, ValidationError } from '../errors.ts';
 import type { ChildOptions, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
+import type { Logger } from '../protocol/logger.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
 import type { SignalDefinition, SignalResult } from '../workflow/signal.ts';
 import { validate } from '../workflow/standard-schema.ts';
@@ -29,6 +30,7 @@ import { encodeJson, serializeError } from '../protocol/serialize.ts';
 
 export function buildContext(run: Replay): WorkflowContext {
   const o = run.o;
+  let log: Logger | undefined;
   const ctx: WorkflowContext = {
     runId: o.runId,
     workflow: o.definition.name,
@@ -36,7 +38,9 @@ export function buildContext(run: Replay): WorkflowContext {
     attempt: o.attempt,
     metadata: o.metadata,
     signal: o.signal,
-    log: replaySilenced(run.log, () => run.replaying),
+    get log() {
+      return (log ??= replaySilenced(run.log, () => run.replaying));
+    },
     get cancelled() {
       return run.cancelRequested;
     },

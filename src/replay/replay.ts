@@ -140,7 +140,7 @@ export class Replay {
   cancelRequested: boolean;
   pauseRequested: boolean;
   halted: Outcome | undefined;
-  readonly log: Logger;
+  private runLog: Logger | undefined;
   private resolveHalt!: (outcome: Outcome) => void;
   private readonly haltPromise = new Promise<Outcome>((resolve) => {
     this.resolveHalt = resolve;
@@ -164,12 +164,16 @@ export class Replay {
     this.claimNow = o.now?.getTime() ?? Date.now();
     this.cancelRequested = o.cancelRequested ?? false;
     this.pauseRequested = o.pauseRequested ?? false;
-    this.log = childLogger(o.log, { runId: o.runId, workflow: o.definition.name });
     this.deliveries = new Deliveries(o.history ?? [], {
       halted: () => this.halted !== undefined,
       delivered: () => this.scheduleQuiescenceCheck(),
       skipped: (numbers) => this.log.warn('replay: recorded results whose calls were not made are handed back when called', { deliveries: numbers }),
     });
+  }
+
+  /** The worker's logger with the run id and workflow added (made on first use: most runs log nothing). */
+  get log(): Logger {
+    return (this.runLog ??= childLogger(this.o.log, { runId: this.o.runId, workflow: this.o.definition.name }));
   }
 
   /** Engine time now: the claim's trellis.now() plus the time elapsed since. */
