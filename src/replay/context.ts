@@ -37,7 +37,9 @@ export function buildContext(run: Replay): WorkflowContext {
     version: o.definition.version,
     attempt: o.attempt,
     metadata: o.metadata,
-    signal: o.signal,
+    get signal() {
+      return o.abort.signal;
+    },
     get log() {
       return (log ??= replaySilenced(run.log, () => run.replaying));
     },

@@ -23,6 +23,7 @@ import { assertName } from '../workflow/names.ts';
 import { nextDelay } from '../workflow/retry.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import type { StepAbort } from './step-abort.ts';
+import type { RunAbort } from './run-abort.ts';
 import { RaceLostError, raceLost, type Wait } from './waits.ts';
 import { Deliveries } from './delivery.ts';
 import type { ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from '../protocol/history.ts';
@@ -40,8 +41,8 @@ export interface ExecuteOptions {
   metadata: Record<string, unknown>;
   history: readonly StepRecord[] | null;
   sink: CheckpointSink;
-  /** Aborted when the worker stops executing this run (lease lost, shutdown). */
-  signal: AbortSignal;
+  /** Aborted when the worker stops executing this run (lease lost, shutdown); `ctx.signal` is its signal. */
+  abort: RunAbort;
   /**
    * Asked before each step body begins: false when the worker's own view of
    * the lease has run out (it then aborts `signal`), so a process that did
@@ -192,14 +193,13 @@ export class Replay {
 
   /** Run the workflow function with `ctx` (built by context.ts) to this execution's outcome. */
   async run(ctx: WorkflowContext): Promise<Outcome> {
-    const { definition, signal } = this.o;
-    const onAbort = () => {
-      this.halt({ op: 'abandoned', reason: signal.reason });
+    const { definition, abort } = this.o;
+    if (abort.aborted) return { op: 'abandoned', reason: abort.reason };
+    abort.listen((reason) => {
+      this.halt({ op: 'abandoned', reason });
       // Lease lost or shutdown: every attempt stops, shielded or not.
-      for (const c of this.controllers) c.controller.abort(signal.reason);
-    };
-    if (signal.aborted) return { op: 'abandoned', reason: signal.reason };
-    signal.addEventListener('abort', onAbort, { once: true });
+      for (const c of this.controllers) c.controller.abort(reason);
+    });
     try {
       let input: unknown;
       try {
@@ -225,7 +225,7 @@ export class Replay {
       if (this.cancelRequested) return this.cancelledOutcome(first.ok ? undefined : first.error);
       return first.ok ? await this.finish(first.value) : this.failure(first.error);
     } finally {
-      signal.removeEventListener('abort', onAbort);
+      abort.listen(undefined);
     }
   }
 
