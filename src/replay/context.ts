@@ -63,7 +63,7 @@ export function buildContext(run: Replay): WorkflowContext {
       waitForSignal<T>(run, signal, options),
     child: (workflow, input, options = {}) => child(run, workflow, input, options) as never,
     race: (branches, name = 'race') => race(run, branches, name) as never,
-    nonCancellable: (fn) => run.shield.run(true, fn),
+    nonCancellable: (fn) => run.nonCancellable(fn),
     continueAsNew: async (input, options = {}) => {
       await run.track(validate(o.definition.input, input, `continueAsNew input of ${o.definition.name}`));
       const text = encodeJson(input, `continueAsNew input of ${o.definition.name}`, o.maxPayloadBytes);

@@ -133,9 +133,9 @@ export class Replay {
    * consume anything; awaiting one throws RaceLostError.
    */
   readonly disarmed = new Set<number>();
-  readonly shield = new AsyncLocalStorage<boolean>();
-  /** The durable wait behind each wait promise, so `race` can claim and disarm it. */
-  readonly waits = new WeakMap<Promise<unknown>, Wait>();
+  /** Marks code inside ctx.nonCancellable; made on its first use (few runs shield anything). */
+  private shieldStore: AsyncLocalStorage<boolean> | undefined;
+  private waitMap: WeakMap<Promise<unknown>, Wait> | undefined;
   /** Results on their way to the code, in delivery order (recorded ones first). */
   readonly deliveries: Deliveries;
   cancelRequested: boolean;
@@ -188,7 +188,17 @@ export class Replay {
   }
 
   get shielded(): boolean {
-    return this.shield.getStore() === true;
+    return this.shieldStore?.getStore() === true;
+  }
+
+  /** Run `fn` shielded from cancellation (ctx.nonCancellable). */
+  nonCancellable<T>(fn: () => T): T {
+    return (this.shieldStore ??= new AsyncLocalStorage<boolean>()).run(true, fn);
+  }
+
+  /** The durable wait behind each wait promise, so `race` can claim and disarm it (made on first use). */
+  get waits(): WeakMap<Promise<unknown>, Wait> {
+    return (this.waitMap ??= new WeakMap());
   }
 
   /** Run the workflow function with `ctx` (built by context.ts) to this execution's outcome. */
