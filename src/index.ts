@@ -17,7 +17,7 @@ export { createWorker, Worker, type WorkerOptions } from './worker/worker.ts';
 export type { ChildOptions, Logger, RaceResult, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from './workflow/context.ts';
 export { type ActivityOptions, defineActivity, defineWorkflow, type WorkflowDefinition, type WorkflowInput, type WorkflowOptions, type WorkflowOutput } from './workflow/define.ts';
 export { type Duration, type DurationTerm, type DurationUnit, toMs } from './protocol/duration.ts';
-export { childLogger, consoleLogger, type LogFields, type LogFn, type LogLevel, loggerFrom, silentLogger } from './protocol/logger.ts';
+export { childLogger, consoleLogger, type LogFields, type LogFn, type LogLevel, loggerFrom, type LoggerFromOptions, silentLogger } from './protocol/logger.ts';
 export { NAME_PATTERN } from './workflow/names.ts';
 export type { RetryPolicy } from './workflow/retry.ts';
 export type { StandardSchemaV1 } from './workflow/standard-schema.ts';

@@ -64,7 +64,8 @@ export interface ClaimedRun {
   attempt: number;
   failures: number;
   lease_token: string;
-  lease_expires_at: Date;
+  /** When the lease ends, where known (a start leased in this process); the worker's claim leaves it out. */
+  lease_expires_at?: Date;
   history: StepRecord[] | null;
   execution: number;
   cancel_requested: boolean;

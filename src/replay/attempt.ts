@@ -44,7 +44,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   const controller = new StepAbort();
   const entry = { controller, shielded };
   replay.controllers.add(entry);
-  if (replay.o.signal.aborted) controller.abort(replay.o.signal.reason);
+  if (replay.o.abort.aborted) controller.abort(replay.o.abort.reason);
   const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, `timeout of step ${name}`);
   const timer = timeoutMs === undefined ? undefined : setTimeout(
     () => controller.abort(new TimeoutError(`step "${name}" attempt ${attempt} timed out after ${timeoutMs} ms`)),
@@ -75,8 +75,8 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
     if (timer) clearTimeout(timer);
     replay.controllers.delete(entry);
   }
-  if (replay.o.signal.aborted) {
-    observed?.end(replay.o.signal.reason);
+  if (replay.o.abort.aborted) {
+    observed?.end(replay.o.abort.reason);
     return { ok: 'halted' };
   }
   const ms = Date.now() - started;

@@ -15,6 +15,7 @@
 import { CancelledError, ChildFailedError, IllegalTransitionError, StepFailedError, ValidationError } from '../errors.ts';
 import type { ChildOptions, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
+import type { Logger } from '../protocol/logger.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
 import type { SignalDefinition, SignalResult } from '../workflow/signal.ts';
 import { validate } from '../workflow/standard-schema.ts';
@@ -29,14 +30,19 @@ import { encodeJson, serializeError } from '../protocol/serialize.ts';
 
 export function buildContext(run: Replay): WorkflowContext {
   const o = run.o;
+  let log: Logger | undefined;
   const ctx: WorkflowContext = {
     runId: o.runId,
     workflow: o.definition.name,
     version: o.definition.version,
     attempt: o.attempt,
     metadata: o.metadata,
-    signal: o.signal,
-    log: replaySilenced(run.log, () => run.replaying),
+    get signal() {
+      return o.abort.signal;
+    },
+    get log() {
+      return (log ??= replaySilenced(run.log, () => run.replaying));
+    },
     get cancelled() {
       return run.cancelRequested;
     },
@@ -57,7 +63,7 @@ export function buildContext(run: Replay): WorkflowContext {
       waitForSignal<T>(run, signal, options),
     child: (workflow, input, options = {}) => child(run, workflow, input, options) as never,
     race: (branches, name = 'race') => race(run, branches, name) as never,
-    nonCancellable: (fn) => run.shield.run(true, fn),
+    nonCancellable: (fn) => run.nonCancellable(fn),
     continueAsNew: async (input, options = {}) => {
       await run.track(validate(o.definition.input, input, `continueAsNew input of ${o.definition.name}`));
       const text = encodeJson(input, `continueAsNew input of ${o.definition.name}`, o.maxPayloadBytes);

@@ -3,7 +3,7 @@
  * earlier execution already made, so a line written between two steps
  * appears once, when the code first passes it, not again on every replay.
  */
-import type { LogFields, LogFn, Logger, LogLevel } from '../protocol/logger.ts';
+import { levelEnabled, type LogFields, type LogFn, type Logger, type LogLevel } from '../protocol/logger.ts';
 
 /**
  * @example
@@ -14,5 +14,6 @@ export function replaySilenced(log: Logger, replaying: () => boolean): Logger {
   const at = (level: LogLevel): LogFn => ((a: LogFields | string, b?: string | LogFields) => {
     if (!replaying()) (log[level] as (a: unknown, b: unknown) => void)(a, b);
   }) as LogFn;
-  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error') };
+  return { debug: at('debug'), info: at('info'), warn: at('warn'), error: at('error'),
+    isLevelEnabled: (level) => !replaying() && levelEnabled(log, level) };
 }

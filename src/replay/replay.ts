@@ -23,6 +23,7 @@ import { assertName } from '../workflow/names.ts';
 import { nextDelay } from '../workflow/retry.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import type { StepAbort } from './step-abort.ts';
+import type { RunAbort } from './run-abort.ts';
 import { RaceLostError, raceLost, type Wait } from './waits.ts';
 import { Deliveries } from './delivery.ts';
 import type { ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from '../protocol/history.ts';
@@ -40,8 +41,8 @@ export interface ExecuteOptions {
   metadata: Record<string, unknown>;
   history: readonly StepRecord[] | null;
   sink: CheckpointSink;
-  /** Aborted when the worker stops executing this run (lease lost, shutdown). */
-  signal: AbortSignal;
+  /** Aborted when the worker stops executing this run (lease lost, shutdown); `ctx.signal` is its signal. */
+  abort: RunAbort;
   /**
    * Asked before each step body begins: false when the worker's own view of
    * the lease has run out (it then aborts `signal`), so a process that did
@@ -132,15 +133,15 @@ export class Replay {
    * consume anything; awaiting one throws RaceLostError.
    */
   readonly disarmed = new Set<number>();
-  readonly shield = new AsyncLocalStorage<boolean>();
-  /** The durable wait behind each wait promise, so `race` can claim and disarm it. */
-  readonly waits = new WeakMap<Promise<unknown>, Wait>();
+  /** Marks code inside ctx.nonCancellable; made on its first use (few runs shield anything). */
+  private shieldStore: AsyncLocalStorage<boolean> | undefined;
+  private waitMap: WeakMap<Promise<unknown>, Wait> | undefined;
   /** Results on their way to the code, in delivery order (recorded ones first). */
   readonly deliveries: Deliveries;
   cancelRequested: boolean;
   pauseRequested: boolean;
   halted: Outcome | undefined;
-  readonly log: Logger;
+  private runLog: Logger | undefined;
   private resolveHalt!: (outcome: Outcome) => void;
   private readonly haltPromise = new Promise<Outcome>((resolve) => {
     this.resolveHalt = resolve;
@@ -164,12 +165,16 @@ export class Replay {
     this.claimNow = o.now?.getTime() ?? Date.now();
     this.cancelRequested = o.cancelRequested ?? false;
     this.pauseRequested = o.pauseRequested ?? false;
-    this.log = childLogger(o.log, { runId: o.runId, workflow: o.definition.name });
     this.deliveries = new Deliveries(o.history ?? [], {
       halted: () => this.halted !== undefined,
       delivered: () => this.scheduleQuiescenceCheck(),
       skipped: (numbers) => this.log.warn('replay: recorded results whose calls were not made are handed back when called', { deliveries: numbers }),
     });
+  }
+
+  /** The worker's logger with the run id and workflow added (made on first use: most runs log nothing). */
+  get log(): Logger {
+    return (this.runLog ??= childLogger(this.o.log, { runId: this.o.runId, workflow: this.o.definition.name }));
   }
 
   /** Engine time now: the claim's trellis.now() plus the time elapsed since. */
@@ -183,19 +188,28 @@ export class Replay {
   }
 
   get shielded(): boolean {
-    return this.shield.getStore() === true;
+    return this.shieldStore?.getStore() === true;
+  }
+
+  /** Run `fn` shielded from cancellation (ctx.nonCancellable). */
+  nonCancellable<T>(fn: () => T): T {
+    return (this.shieldStore ??= new AsyncLocalStorage<boolean>()).run(true, fn);
+  }
+
+  /** The durable wait behind each wait promise, so `race` can claim and disarm it (made on first use). */
+  get waits(): WeakMap<Promise<unknown>, Wait> {
+    return (this.waitMap ??= new WeakMap());
   }
 
   /** Run the workflow function with `ctx` (built by context.ts) to this execution's outcome. */
   async run(ctx: WorkflowContext): Promise<Outcome> {
-    const { definition, signal } = this.o;
-    const onAbort = () => {
-      this.halt({ op: 'abandoned', reason: signal.reason });
+    const { definition, abort } = this.o;
+    if (abort.aborted) return { op: 'abandoned', reason: abort.reason };
+    abort.listen((reason) => {
+      this.halt({ op: 'abandoned', reason });
       // Lease lost or shutdown: every attempt stops, shielded or not.
-      for (const c of this.controllers) c.controller.abort(signal.reason);
-    };
-    if (signal.aborted) return { op: 'abandoned', reason: signal.reason };
-    signal.addEventListener('abort', onAbort, { once: true });
+      for (const c of this.controllers) c.controller.abort(reason);
+    });
     try {
       let input: unknown;
       try {
@@ -221,7 +235,7 @@ export class Replay {
       if (this.cancelRequested) return this.cancelledOutcome(first.ok ? undefined : first.error);
       return first.ok ? await this.finish(first.value) : this.failure(first.error);
     } finally {
-      signal.removeEventListener('abort', onAbort);
+      abort.listen(undefined);
     }
   }
 

@@ -16,13 +16,15 @@ import type { ClaimedRun } from '../protocol/history.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { LeaseLostError } from '../errors.ts';
 import type { Execution } from '../replay/executor.ts';
+import type { RunAbort } from '../replay/run-abort.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { isTransient, sleep, transientDelay } from './transient.ts';
 
 /** A run a worker executes. */
 export interface Active {
   run: ClaimedRun;
-  controller: AbortController;
+  /** Aborted when this worker stops executing the run (lease lost, shutdown, claimed again). */
+  controller: RunAbort;
   execution: Execution | undefined;
   done: Promise<void>;
   /** performance.now() at which this worker's view of the lease ends. */
@@ -70,7 +72,7 @@ export class LeaseKeeper {
   holds(run: string, token: string): boolean {
     const entry = this.active.get(run);
     return entry !== undefined && entry.run.lease_token === token && entry.leaseUntil > performance.now()
-      && !entry.controller.signal.aborted;
+      && !entry.controller.aborted;
   }
 
   /** Extend every held lease; retried with backoff while the failure is transient. */
@@ -104,7 +106,7 @@ export class LeaseKeeper {
       if (entry?.run.lease_token !== token) continue;
       const state = still.get(id);
       if (state) entry.leaseUntil = Math.max(entry.leaseUntil, sentAt + this.leaseMs);
-      if (!state && !entry.controller.signal.aborted) {
+      if (!state && !entry.controller.aborted) {
         this.log.warn('lease lost, stopping the run on this worker', { runId: id });
         entry.controller.abort(new LeaseLostError(`run ${id}: lease lost`));
       }
@@ -118,7 +120,7 @@ export class LeaseKeeper {
   private expireOverdue(): void {
     const now = performance.now();
     for (const entry of this.active.values()) {
-      if (entry.leaseUntil > now || entry.controller.signal.aborted) continue;
+      if (entry.leaseUntil > now || entry.controller.aborted) continue;
       this.log.warn('lease ran out before a heartbeat got through, stopping the run on this worker', { runId: entry.run.id });
       entry.controller.abort(new LeaseLostError(`run ${entry.run.id}: lease ran out while the database was unreachable`));
     }

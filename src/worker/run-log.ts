@@ -5,13 +5,13 @@
  * the run). Successes at info, what an operator must look at at warn, so a
  * worker at its default level ('warn') still reports every failure. Inputs,
  * outputs and signal payloads are never logged; error messages are, cut to
- * 500 characters.
+ * 500 characters. A line the logger would drop (`isLevelEnabled`) is not built.
  */
 import type { ClaimedRun } from '../protocol/history.ts';
 import { LeaseLostError } from '../errors.ts';
 import type { Outcome } from '../replay/replay.ts';
 import type { SerializedError } from '../protocol/history.ts';
-import type { LogFields, Logger } from '../protocol/logger.ts';
+import { levelEnabled, type LogFields, type Logger, type LogLevel } from '../protocol/logger.ts';
 
 const MAX_MESSAGE = 500;
 
@@ -36,44 +36,46 @@ function errorFields(error: SerializedError | undefined): LogFields {
 export class RunLog {
   constructor(private readonly log: Logger) {}
 
-  private fields(run: ClaimedRun | undefined, id: string): LogFields {
-    return run
+  /** Write one line, building its fields only if the logger writes `level` (most runs' lines are dropped at 'warn'). */
+  private line(level: LogLevel, message: string, run: ClaimedRun | undefined, id: string, extra?: () => LogFields): void {
+    if (!levelEnabled(this.log, level)) return;
+    const f: LogFields = run
       ? { runId: run.id, workflow: run.workflow, version: run.version, attempt: run.attempt, execution: run.execution }
       : { runId: id };
+    this.log[level](extra ? { ...f, ...extra() } : f, message);
   }
 
   /** A claimed (or handed-off) run begins executing here. */
   started(run: ClaimedRun): void {
-    this.log.info(this.fields(run, run.id), run.history?.length ? 'run resumed' : 'run started');
+    this.line('info', run.history?.length ? 'run resumed' : 'run started', run, run.id);
   }
 
   /** The execution of `run` ended with `outcome`, which was written (or could not be: abandoned). */
   ended(run: ClaimedRun | undefined, id: string, outcome: Outcome): void {
-    const f = this.fields(run, id);
     switch (outcome.op) {
       case 'complete':
-        return this.log.info(f, 'run completed');
+        return this.line('info', 'run completed', run, id);
       case 'fail':
-        return this.log.warn({ ...f, ...errorFields(outcome.error) }, 'run failed');
+        return this.line('warn', 'run failed', run, id, () => errorFields(outcome.error));
       case 'cancelled':
-        return this.log.info(f, 'run cancelled');
+        return this.line('info', 'run cancelled', run, id);
       case 'pause':
         // With an error: a step failed too often (the dead letter); without: a pause request.
         return outcome.error
-          ? this.log.warn({ ...f, ...errorFields(outcome.error) }, 'run parked')
-          : this.log.info(f, 'run paused');
+          ? this.line('warn', 'run parked', run, id, () => errorFields(outcome.error))
+          : this.line('info', 'run paused', run, id);
       case 'release':
         return outcome.failure
-          ? this.log.info({ ...f, delayMs: outcome.delay_ms, ...errorFields(outcome.error) }, 'run released for a retry')
-          : this.log.debug({ ...f, delayMs: outcome.delay_ms }, 'run released');
+          ? this.line('info', 'run released for a retry', run, id, () => ({ delayMs: outcome.delay_ms, ...errorFields(outcome.error) }))
+          : this.line('debug', 'run released', run, id, () => ({ delayMs: outcome.delay_ms }));
       case 'wait':
-        return this.log.debug({ ...f, ...(outcome.delay_ms !== null ? { delayMs: outcome.delay_ms } : {}) }, 'run waiting');
+        return this.line('debug', 'run waiting', run, id, () => (outcome.delay_ms !== null ? { delayMs: outcome.delay_ms } : {}));
       case 'continue':
-        return this.log.info(f, 'run continued as new');
+        return this.line('info', 'run continued as new', run, id);
       case 'abandoned':
         return outcome.reason instanceof LeaseLostError
-          ? this.log.warn(f, 'run lease lost: another worker continues it')
-          : this.log.info(f, 'run given back (worker stopping)');
+          ? this.line('warn', 'run lease lost: another worker continues it', run, id)
+          : this.line('info', 'run given back (worker stopping)', run, id);
     }
   }
 }

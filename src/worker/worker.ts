@@ -15,6 +15,7 @@ import { isDatabaseFault } from '../protocol/faults.ts';
 import { serializeError } from '../protocol/serialize.ts';
 import { type Execution, startExecution } from '../replay/executor.ts';
 import { type Outcome, outcomeName } from '../replay/replay.ts';
+import { RunAbort } from '../replay/run-abort.ts';
 import type { CheckpointOp, Fence } from '../protocol/checkpoint.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
@@ -418,7 +419,7 @@ export class Worker {
 
   /** Execute a run leased by a statement sent at `sentAt` (performance.now()). */
   private begin(run: ClaimedRun, sentAt: number): void {
-    const controller = new AbortController();
+    const controller = new RunAbort();
     const entry: Active = { run, controller, execution: undefined, done: Promise.resolve(), leaseUntil: sentAt + this.leaseMs };
     // Claiming a run we still execute means our old lease was taken away
     // (released or expired) before we noticed: stop the stale execution.
@@ -460,7 +461,7 @@ export class Worker {
       execution: run.execution,
       cancelRequested: run.cancel_requested,
       pauseRequested: run.pause_requested,
-      signal: controller.signal,
+      abort: controller,
       leaseHeld: () => {
         if (entry.leaseUntil > performance.now()) return true;
         controller.abort(new LeaseLostError(`run ${run.id}: lease ran out before a step began`));

@@ -125,6 +125,52 @@ describe('worker logs', () => {
     }
   });
 
+  it('a logger that turns info off (isLevelEnabled, as pino has) is never called at info, and still gets every failure at warn', async () => {
+    const ok = defineWorkflow({ name: 'log-quiet-ok', input: z.object({}) }, async (ctx) => ctx.step('one', () => 1));
+    const bad = defineWorkflow({ name: 'log-quiet-fail', input: z.object({}) }, async (ctx) =>
+      ctx.step('boom', () => {
+        throw new NonRetryableError('quiet boom');
+      }));
+    /** pino's shape: a level on the instance, read by its isLevelEnabled method. */
+    class WarnLogger {
+      readonly lines: Line[] = [];
+      private readonly min = 2;
+      private readonly order = ['debug', 'info', 'warn', 'error'];
+      isLevelEnabled(level: string): boolean {
+        return this.order.indexOf(level) >= this.min;
+      }
+      private at(level: string, fields: unknown, message?: unknown) {
+        this.lines.push({ level, fields: fields as Record<string, unknown>, message: message as string });
+      }
+      debug(fields: unknown, message?: unknown) { this.at('debug', fields, message); }
+      info(fields: unknown, message?: unknown) { this.at('info', fields, message); }
+      warn(fields: unknown, message?: unknown) { this.at('warn', fields, message); }
+      error(fields: unknown, message?: unknown) { this.at('error', fields, message); }
+    }
+    const sink = new WarnLogger();
+    const w = createWorker({ pool: db.pool, workflows: [ok, bad], logger: sink as unknown as Logger, pollInterval: 200 });
+    await w.start();
+    let okId: string;
+    let badId: string;
+    try {
+      const good = await engine.client.start(ok, {});
+      const failing = await engine.client.start(bad, {});
+      okId = good.id;
+      badId = failing.id;
+      assert.equal(await good.result({ timeout: '20s' }), 1);
+      await assert.rejects(failing.result({ timeout: '20s' }));
+    } finally {
+      // Every execution has ended (and logged its end) once stop() returns.
+      await w.stop({ timeout: '5s' });
+    }
+    const failed = sink.lines.filter((l) => l.fields.runId === badId);
+    assert.deepEqual(failed.map((l) => [l.level, l.message]), [['warn', 'run failed']]);
+    assert.equal(failed[0]?.fields.step, 'boom');
+    assert.equal(failed[0]?.fields.workflow, 'log-quiet-fail');
+    assert.deepEqual(sink.lines.filter((l) => l.fields.runId === okId), [], 'no line for the run that completed');
+    assert.deepEqual(sink.lines.filter((l) => l.level === 'info' || l.level === 'debug'), [], 'nothing at a level the logger turned off');
+  });
+
   it('childLogger hands a pino-shaped logger (fields, message) whichever order it was called in', () => {
     const { logger: sink, lines: got } = capture();
     const log = childLogger(sink, { service: 'billing' });

@@ -4,6 +4,7 @@ import pg from 'pg';
 import { testPool } from '../helpers/db.ts';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { runClaim } from '../../src/db/runs.ts';
 
 interface Claimed {
   id: string;
@@ -284,5 +285,20 @@ describe('run_next_due', () => {
     assert.ok(held);
     assert.equal((await nextDue(['nd-a']))?.getTime(), held.lease_expires_at.getTime());
     await finish([held]);
+  });
+});
+
+describe('runClaim (the worker\'s wrapper of run_claim)', () => {
+  it('returns every column of run_claim but lease_expires_at, which the worker does not read', async () => {
+    const id = await start('claim-columns');
+    const runs = await runClaim(db.pool, { worker: 'columns-worker', queues: ['claim-columns'], served: [{ name: 'w', version: '1' }], limit: 5, leaseMs: 30_000 });
+    assert.deepEqual(runs.map((r) => r.id), [id]);
+    const { rows } = await db.pool.query<{ name: string }>(
+      `select a.name from pg_catalog.pg_proc p
+         cross join lateral unnest(p.proargnames, p.proargmodes::text[]) as a(name, mode)
+        where p.oid = 'trellis.run_claim'::regproc and a.mode = 't'`);
+    const columns = rows.map((r) => r.name).filter((n) => n !== 'lease_expires_at').sort();
+    assert.deepEqual(Object.keys(runs[0] ?? {}).sort(), columns);
+    assert.ok(runs[0]?.now instanceof Date, 'the engine time is parsed');
   });
 });

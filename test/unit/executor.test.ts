@@ -6,6 +6,7 @@ import type { StepRecord } from '../../src/protocol/history.ts';
 import type { Checkpoint, StepOp } from '../../src/protocol/checkpoint.ts';
 import { execute, startExecution } from '../../src/replay/executor.ts';
 import type { ExecuteOptions } from '../../src/replay/replay.ts';
+import { RunAbort } from '../../src/replay/run-abort.ts';
 import { defineWorkflow, type WorkflowDefinition } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 
@@ -72,7 +73,7 @@ function options(definition: WorkflowDefinition, extra: Partial<ExecuteOptions> 
     failures: 0,
     metadata: {},
     history: null,
-    signal: new AbortController().signal,
+    abort: new RunAbort(),
     maxPayloadBytes: 1_000_000,
     maxHistorySteps: 100,
     log: silentLogger,
@@ -187,12 +188,41 @@ describe('replay executor', () => {
     assert.equal(s.written.filter((c) => c.status === 'completed').length, 3, 'nothing written past the limit');
   });
 
+  it('ctx.signal fires at the worker abort with its reason, after the step signals', async () => {
+    const reason = new Error('lease lost');
+    const abort = new RunAbort();
+    const seen: unknown[] = [];
+    let inStep!: () => void;
+    const stepRunning = new Promise<void>((r) => (inStep = r));
+    const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => {
+      assert.equal(ctx.signal.aborted, false);
+      ctx.signal.addEventListener('abort', () => seen.push(ctx.signal.reason));
+      await ctx.step('a', ({ signal }) => {
+        signal.addEventListener('abort', () => seen.push('step signal'));
+        inStep();
+        return new Promise(() => {});
+      });
+    });
+    const pending = run(wf, { sink: sink(), abort });
+    await stepRunning;
+    abort.abort(reason);
+    const outcome = await pending;
+    assert.equal(outcome.op === 'abandoned' && outcome.reason, reason);
+    assert.deepEqual(seen, ['step signal', reason], 'the replay stops the step first, then the run signal fires');
+    let ran = false;
+    const late = defineWorkflow({ name: 'w', input: z.object({}) }, async () => {
+      ran = true;
+    });
+    assert.equal((await run(late, { sink: sink(), abort })).op, 'abandoned');
+    assert.equal(ran, false, 'an execution begun after the abort does not run');
+  });
+
   it('abandons the run when a checkpoint is refused or the worker aborts it', async () => {
     const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => ctx.step('a', () => 1));
     assert.equal((await run(wf, { sink: sink({ refuse: true }) })).op, 'abandoned');
-    const controller = new AbortController();
+    const controller = new RunAbort();
     const blocked = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => ctx.step('a', () => new Promise(() => {})));
-    const pending = run(blocked, { sink: sink(), signal: controller.signal });
+    const pending = run(blocked, { sink: sink(), abort: controller });
     controller.abort(new Error('shutdown'));
     assert.equal((await pending).op, 'abandoned');
   });

@@ -9,6 +9,7 @@ import { z } from 'zod';
 import type { PendingSignal, StepRecord } from '../../src/protocol/history.ts';
 import type { Checkpoint } from '../../src/protocol/checkpoint.ts';
 import { execute } from '../../src/replay/executor.ts';
+import { RunAbort } from '../../src/replay/run-abort.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 
@@ -34,7 +35,7 @@ async function replay(history: StepRecord[], signals: PendingSignal[]) {
     history,
     signals,
     now: new Date(NOW),
-    signal: new AbortController().signal,
+    abort: new RunAbort(),
     maxPayloadBytes: 1_000_000,
     maxHistorySteps: 100,
     log: silentLogger,
@@ -114,7 +115,7 @@ describe('a race over a wait evaluated before it', () => {
     const outcome = await execute({
       runId: '00000000-0000-4000-8000-000000000002', definition: earlyWait, input: {}, attempt: 2, failures: 0, metadata: {},
       history: [rec(0, 'go', 'signal', 'waiting', { signal: 'go', until: null }), rec(1, 'deadline', 'sleep', 'waiting', { until: NOW - 1 })],
-      signals: [meantForTheSecondWait], now: new Date(NOW), signal: new AbortController().signal, maxPayloadBytes: 1_000_000,
+      signals: [meantForTheSecondWait], now: new Date(NOW), abort: new RunAbort(), maxPayloadBytes: 1_000_000,
       maxHistorySteps: 100, log: silentLogger, sink: { record: async (cp) => void written.push(cp) },
     });
     assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify('s') });
@@ -138,7 +139,7 @@ describe('replay of a child race whose record was lost after its winner\'s', () 
         rec(0, 'deadline', 'sleep', 'waiting', { until: NOW - 1 }),
         { ...rec(1, 'kid', 'child', 'completed', 42), delivered: 1 },
       ],
-      now: new Date(NOW), signal: new AbortController().signal, maxPayloadBytes: 1_000_000,
+      now: new Date(NOW), abort: new RunAbort(), maxPayloadBytes: 1_000_000,
       maxHistorySteps: 100, log: silentLogger, sink: { record: async (cp) => void written.push(cp) },
     });
     assert.deepEqual(outcome, { op: 'complete', output: JSON.stringify('kid') });
