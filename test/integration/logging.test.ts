@@ -148,13 +148,13 @@ describe('worker logs', () => {
       error(fields: unknown, message?: unknown) { this.at('error', fields, message); }
     }
     const sink = new WarnLogger();
-    const w = createWorker({ pool: db.pool, workflows: [ok, bad], logger: sink as unknown as Logger, pollInterval: 200 });
+    const w = createWorker({ pool: fx.db.pool, workflows: [ok, bad], logger: sink as unknown as Logger, pollInterval: 200 });
     await w.start();
     let okId: string;
     let badId: string;
     try {
-      const good = await engine.client.start(ok, {});
-      const failing = await engine.client.start(bad, {});
+      const good = await fx.engine.client.start(ok, {});
+      const failing = await fx.engine.client.start(bad, {});
       okId = good.id;
       badId = failing.id;
       assert.equal(await good.result({ timeout: '20s' }), 1);

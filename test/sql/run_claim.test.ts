@@ -291,9 +291,9 @@ describe('run_next_due', () => {
 describe('runClaim (the worker\'s wrapper of run_claim)', () => {
   it('returns every column of run_claim but lease_expires_at, which the worker does not read', async () => {
     const id = await start('claim-columns');
-    const runs = await runClaim(db.pool, { worker: 'columns-worker', queues: ['claim-columns'], served: [{ name: 'w', version: '1' }], limit: 5, leaseMs: 30_000 });
+    const runs = await runClaim(fx.db.pool, { worker: 'columns-worker', queues: ['claim-columns'], served: [{ name: 'w', version: '1' }], limit: 5, leaseMs: 30_000 });
     assert.deepEqual(runs.map((r) => r.id), [id]);
-    const { rows } = await db.pool.query<{ name: string }>(
+    const { rows } = await fx.db.pool.query<{ name: string }>(
       `select a.name from pg_catalog.pg_proc p
          cross join lateral unnest(p.proargnames, p.proargmodes::text[]) as a(name, mode)
         where p.oid = 'trellis.run_claim'::regproc and a.mode = 't'`);
