@@ -18,7 +18,7 @@
 import pg from 'pg';
 import { z } from 'zod';
 import type { BenchConfig } from './config.ts';
-import { processCpu } from './cpu.ts';
+import { processCpuPrecise as processCpu } from './cpu.ts';
 import { createClient, defineWorkflow, silentLogger } from './runtime.ts';
 import type { BenchServer } from './server.ts';
 import { fmt, percentiles, type Percentiles } from './stats.ts';

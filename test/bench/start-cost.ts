@@ -8,7 +8,7 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { processCpu } from './cpu.ts';
+import { processCpuPrecise as processCpu } from './cpu.ts';
 import { startServer } from './server.ts';
 const server = await startServer();
 const url = await server.createDatabase('x', { trellis: true });
