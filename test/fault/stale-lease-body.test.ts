@@ -32,6 +32,12 @@ describe('a worker continued after its lease was taken over', () => {
     const [run] = await h.startMany('fh-steps', 1, () => ({ n: 1, ms: 700 }));
     await waitFor(async () => (await db.pool.query(`select 1 from public.effects where run_id = $1 and step = 'one'`, [run])).rowCount,
       { what: "step one's body on A" });
+    // Its attempt-started marker is written beside the body, not before it:
+    // wait until it is committed, so the checkpoint held below is step
+    // one's completion (a held marker would leave step one unrecorded, and
+    // B would rightly run it again).
+    await waitFor(async () => (await db.pool.query(`select 1 from trellis.steps where run_id = $1 and name = 'one' and status = 'running'`, [run])).rowCount,
+      { what: "step one's running marker" });
     // Hold step one's checkpoint: lock the run's row until A's checkpoint_apply waits for it.
     const locker = new pg.Client({ connectionString: db.url });
     await locker.connect();
