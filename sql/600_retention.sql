@@ -1,7 +1,7 @@
 -- 600_retention: deleting finished runs after an age, and scrubbing one
 -- run's payloads.
 -- Owns: retention_set, retention, run_purge, run_purge_due (_purge_workflow), run_scrub.
--- Touches: trellis.runs (delete; their steps and signals go by cascade, their
+-- Touches: trellis.runs (delete; their signals go by cascade, their steps,
 -- events and hook deliveries are deleted and a purged event appended; and a
 -- deleted run's children lose their parent link; update by run_scrub),
 -- trellis.steps and trellis.signals (update by run_scrub), trellis.settings
@@ -110,6 +110,9 @@ begin
   with gone as (
     delete from trellis.runs where id = any (p_ids)
     returning bucket, id, workflow, version, key, attempt, status, execution),
+  -- Steps have no foreign key to their run (migration 000022): deleted here.
+  steps as (
+    delete from trellis.steps s using gone where s.bucket = gone.bucket and s.run_id = gone.id),
   events as (
     delete from trellis.events e using gone where e.bucket = gone.bucket and e.run_id = gone.id),
   hooks as (
@@ -128,7 +131,7 @@ begin
   return cardinality(p_ids);
 end $$;
 comment on function trellis._delete_runs(uuid[]) is
-  'Delete the runs p_ids (their steps and signals by cascade, their events and hook deliveries), appending one purged event each; returns how many.';
+  'Delete the runs p_ids (their signals by cascade; their steps, events and hook deliveries), appending one purged event each; returns how many.';
 
 -- Up to p_limit finished runs of one workflow that finished more than p_keep
 -- ago. Found through runs_workflow_created_idx: a run finished after it was
