@@ -155,9 +155,10 @@ export async function probe(server: BenchServer, cfg: BenchConfig): Promise<{ on
       all.push(...reps);
       return medianBy(reps, (x) => x.wfs) as ProbeRow;
     };
-    // Each as large a window as Trellis's throughput family gets, or more (the probe is faster).
-    const oneStep = await pick(1, cfg.runs1 * 2);
-    const tenStep = await pick(10, cfg.runs10 * 2);
+    // A window of a second or more: the probe is 5-10x faster than Trellis,
+    // and twice Trellis's runs (0.5 s) spread its figure 2x between runs.
+    const oneStep = await pick(1, cfg.runs1 * 10);
+    const tenStep = await pick(10, cfg.runs10 * 5);
     return { oneStep, tenStep, reps: all };
   } finally {
     await Promise.all(loops.map((c) => c.end().catch(() => undefined)));
