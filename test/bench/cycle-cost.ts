@@ -13,12 +13,10 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { BEFORE_MIGRATION_20 } from './reverts.ts';
 import { startServer } from './server.ts';
 
-const REVERT = process.env.CYCLE_REVERT ?? `
-  drop index if exists trellis.runs_status_created_idx;
-  create index runs_status_created_idx on trellis.runs (status, created_at desc, id desc);
-  create index if not exists runs_due_idx on trellis.runs (queue, workflow, version, run_at) where status = 'pending';`;
+const REVERT = process.env.CYCLE_REVERT ?? BEFORE_MIGRATION_20;
 const REPS = Number(process.env.REPS ?? 6);
 const WARM = Number(process.env.WARM ?? 3);
 const N = Number(process.env.N ?? 4000);

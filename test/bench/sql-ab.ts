@@ -16,16 +16,14 @@ import { execSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
 import type { RepFigures } from './results.ts';
+import { BEFORE_MIGRATION_20 } from './reverts.ts';
 import { startServer } from './server.ts';
 import { fmt, median } from './stats.ts';
 import { registerBench, trellisRep } from './throughput.ts';
 import type { Kind } from './workflows.ts';
 
 const BASE = process.env.AB_BASE ?? 'bf8ad1c';
-const REVERT = process.env.AB_REVERT ?? `
-  drop index if exists trellis.runs_status_created_idx;
-  create index runs_status_created_idx on trellis.runs (status, created_at desc, id desc);
-  create index if not exists runs_due_idx on trellis.runs (queue, workflow, version, run_at) where status = 'pending';`;
+const REVERT = process.env.AB_REVERT ?? BEFORE_MIGRATION_20;
 const REPS = Number(process.env.REPS ?? 4);
 const PROCS = Number(process.env.PROCS ?? 1);
 const RUNS: Record<Kind, number> = { '1-step': Number(process.env.RUNS1 ?? 10_000), '10-step': Number(process.env.RUNS10 ?? 2_000) };
