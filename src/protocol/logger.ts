@@ -8,6 +8,7 @@
  * which levels it writes (`isLevelEnabled`, as pino's does): Trellis then
  * builds no line it would drop (a worker's start and end line of each run).
  */
+import { quoteValue, ValidationError } from '../errors.ts';
 
 /** Structured fields of a log line. */
 export type LogFields = Record<string, unknown>;
@@ -62,7 +63,7 @@ export function logArgs(a: LogFields | string, b?: string | LogFields): [message
 
 /** Options of `loggerFrom`. */
 export interface LoggerFromOptions {
-  /** Lines below this level are dropped without calling `write` (default: every level is written). */
+  /** Lines below this level are dropped without calling `write` (default: every level is written); an unknown level is a `ValidationError`. */
   level?: LogLevel;
 }
 
@@ -76,6 +77,8 @@ export interface LoggerFromOptions {
  */
 export function loggerFrom(write: (level: LogLevel, message: string, fields: LogFields) => void, options: LoggerFromOptions = {}): Logger {
   const min = LEVELS.indexOf(options.level ?? 'debug');
+  // From JavaScript any string may arrive: an unknown level would enable every level silently.
+  if (min < 0) throw new ValidationError(`log level ${quoteValue(options.level)} is not one of ${LEVELS.join(', ')}`);
   const isLevelEnabled = (level: LogLevel) => LEVELS.indexOf(level) >= min;
   const at = (level: LogLevel): LogFn => (isLevelEnabled(level)
     ? (a: LogFields | string, b?: string | LogFields) => {

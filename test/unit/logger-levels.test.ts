@@ -5,7 +5,7 @@
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
-import { childLogger, levelEnabled, type LogFields, type Logger, loggerFrom, type LogLevel, silentLogger } from '../../src/protocol/logger.ts';
+import { childLogger, consoleLogger, levelEnabled, type LogFields, type Logger, loggerFrom, type LogLevel, silentLogger } from '../../src/protocol/logger.ts';
 import { replaySilenced } from '../../src/replay/replay-log.ts';
 
 const LEVELS: LogLevel[] = ['debug', 'info', 'warn', 'error'];
@@ -62,5 +62,12 @@ describe('log levels', () => {
     log.warn('after it');
     assert.deepEqual(LEVELS.map((l) => levelEnabled(log, l)), [false, true, true, true]);
     assert.deepEqual(lines.map((l) => l[1]), ['after it']);
+  });
+});
+
+describe('an unknown log level', () => {
+  it('is a ValidationError, not a logger that writes every level', () => {
+    assert.throws(() => loggerFrom(() => undefined, { level: 'verbose' as never }), { name: 'ValidationError', message: /log level "verbose" is not one of debug, info, warn, error/ });
+    assert.throws(() => consoleLogger('loud' as never), { name: 'ValidationError' });
   });
 });
