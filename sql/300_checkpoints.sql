@@ -264,8 +264,18 @@ begin
   if cardinality(p_finished) is null or cardinality(p_finished) = 0 then
     return;
   end if;
-  perform trellis._wake_child_waiters(p_finished);
-  perform trellis._cancel_cascade(p_finished, 'parent run finished');
+  -- Most finished runs have neither a parent nor children: two index probes
+  -- then stand in for two calls (the latency of a one-run checkpoint, issue 18).
+  if exists (select 1 from trellis.runs c where c.id = any (p_finished) and c.parent_run_id is not null) then
+    perform trellis._wake_child_waiters(p_finished);
+  end if;
+  if exists (select 1 from trellis.runs c where c.parent_run_id = any (p_finished)) then
+    perform trellis._cancel_cascade(p_finished, 'parent run finished');
+  end if;
+  if cardinality(p_finished) = 1 then
+    perform pg_notify('trellis:run_finished', p_finished[1]::text);
+    return;
+  end if;
   for v_ids in
     select string_agg(f.id::text, ',')
       from (select f.id, (row_number() over ()) / 200 as chunk from unnest(p_finished) as f(id)) f
