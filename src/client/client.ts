@@ -5,7 +5,7 @@
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool } from '../db/pg.ts';
-import { listenConnection, ownPool } from '../db/connection.ts';
+import { jsonbParserOf, listenConnection, ownPool } from '../db/connection.ts';
 import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { PreparedStatements } from '../db/prepared.ts';
@@ -163,6 +163,7 @@ export class Client {
       pollMs: o.resultPollMs,
       outcome: (runId) => this.outcome(runId),
       stall: (runId) => this.stall(runId),
+      jsonbParser: () => jsonbParserOf(this.pool),
     });
     this.registry = new WorkflowRegistry(this.pool, registrationOf);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });

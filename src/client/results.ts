@@ -4,11 +4,17 @@
  * that joined this client (`createWorker({ client })`) reports that it ended
  * the run (before the NOTIFY could),
  * when the listener (re)connects, and on a slow poll; the row is the truth.
+ * A run such a worker completed needs no read: the worker passes the output
+ * it committed, and the waiter parses PostgreSQL's text of that jsonb
+ * (src/protocol/jsonb-text.ts) with the pool's own jsonb parser, which is
+ * what the read would have returned (issue 18: one round trip fewer from
+ * start to result).
  */
 import type { ClientConfig, Pool } from '../db/pg.ts';
 import { CancelledError, NotFoundError, TimeoutError, WorkflowFailedError } from '../errors.ts';
 import { Listener } from '../db/listener.ts';
-import type { LocalHandoff } from '../protocol/local-handoff.ts';
+import { jsonbText } from '../protocol/jsonb-text.ts';
+import type { LocalCompletion, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { Logger } from '../protocol/logger.ts';
 import type { Run } from './runs.ts';
 
@@ -25,25 +31,66 @@ export interface ResultWaiterOptions {
   outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined>;
   /** Why the run has not finished yet (for the TimeoutError), if that can be said. */
   stall?(runId: string): Promise<string | undefined>;
+  /**
+   * The function the pool's connections parse jsonb text with, so a local
+   * completion gives what `outcome` would; undefined (or a rejection): every
+   * waiter reads the row.
+   */
+  jsonbParser?(): Promise<((text: string) => unknown) | undefined>;
+}
+
+/** One result() call waiting on a run. */
+interface Waiter {
+  /** Read the run's outcome again. */
+  check(): void;
+  /** The run completed with this output (committed). */
+  completed(output: unknown): void;
 }
 
 export class ResultWaiter {
-  private readonly waiters = new Map<string, Set<() => void>>();
+  private readonly waiters = new Map<string, Set<Waiter>>();
   private listener: Promise<Listener> | undefined;
+  private parser: Promise<((text: string) => unknown) | undefined> | undefined;
+  /** The pool's jsonb parser once known (undefined: local completions are read like any other). */
+  private parse: ((text: string) => unknown) | undefined;
   private readonly offLocalFinish: () => void;
 
   constructor(private readonly o: ResultWaiterOptions) {
-    this.offLocalFinish = o.link.onFinish((id) => this.recheck(id));
+    this.offLocalFinish = o.link.onFinish((id, completed) => this.localFinish(id, completed));
   }
 
   /** Waiters of `runId` read its outcome again. */
   private recheck(runId: string): void {
-    for (const check of this.waiters.get(runId) ?? []) check();
+    for (const waiter of this.waiters.get(runId) ?? []) waiter.check();
+  }
+
+  /** A worker in this process ended `runId`: a completion settles its waiters, anything else rereads. */
+  private localFinish(runId: string, completed: LocalCompletion | undefined): void {
+    const waiters = this.waiters.get(runId);
+    if (!waiters) return;
+    if (!completed || !this.parse) return this.recheck(runId);
+    let text: string;
+    try {
+      text = jsonbText(completed.output ?? 'null');
+    } catch {
+      return this.recheck(runId);
+    }
+    // Each waiter gets its own parse, as each read would.
+    for (const waiter of [...waiters]) {
+      let output: unknown;
+      try {
+        output = this.parse(text);
+      } catch {
+        waiter.check();
+        continue;
+      }
+      waiter.completed(output);
+    }
   }
 
   /** The run's output once it finished (rejects as `client.result()` documents). */
   async wait<O>(runId: string, timeoutMs: number | undefined): Promise<O> {
-    await this.ensureListener();
+    await Promise.all([this.ensureListener(), this.ensureParser()]);
     return new Promise<O>((resolve, reject) => {
       let done = false;
       let checking = false;
@@ -54,7 +101,7 @@ export class ResultWaiter {
         clearInterval(poll);
         if (timer) clearTimeout(timer);
         const set = this.waiters.get(runId);
-        set?.delete(check);
+        set?.delete(waiter);
         if (set?.size === 0) this.waiters.delete(runId);
         fn();
       };
@@ -86,8 +133,9 @@ export class ResultWaiter {
           },
         );
       };
+      const waiter: Waiter = { check, completed: (output) => finish(() => resolve(output as O)) };
       const set = this.waiters.get(runId) ?? new Set();
-      set.add(check);
+      set.add(waiter);
       this.waiters.set(runId, set);
       const poll = setInterval(check, this.o.pollMs);
       const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
@@ -109,7 +157,7 @@ export class ResultWaiter {
           for (const id of payload.split(',')) this.recheck(id);
         },
         onConnect: () => {
-          for (const set of this.waiters.values()) for (const check of set) check();
+          for (const set of this.waiters.values()) for (const waiter of set) waiter.check();
         },
         log: this.o.log,
         applicationName: 'trellis-client-listener',
@@ -123,6 +171,24 @@ export class ResultWaiter {
       if (this.listener === pending) this.listener = undefined;
     });
     return pending;
+  }
+
+  /**
+   * Learn the pool's jsonb parser once. A failure (no connection) only means
+   * local completions are read for now; the next result() asks again.
+   */
+  private ensureParser(): Promise<unknown> {
+    if (!this.parser) {
+      const pending = (this.o.jsonbParser?.() ?? Promise.resolve(undefined)).then(
+        (parse) => (this.parse = parse),
+        () => {
+          if (this.parser === pending) this.parser = undefined;
+          return undefined;
+        },
+      );
+      this.parser = pending;
+    }
+    return this.parser;
   }
 
   async close(): Promise<void> {

@@ -124,3 +124,23 @@ export async function within<T>(promise: Promise<T>, ms: number, what: string, l
     clearTimeout(timer);
   }
 }
+
+/** PostgreSQL's type oid of jsonb. */
+const JSONB_OID = 3802;
+
+/**
+ * The function the pool's connections parse jsonb text with: pg's default,
+ * or whatever the app set (`types` in the pool's config, or
+ * `pg.types.setTypeParser` on its copy of pg). Undefined if its connections
+ * do not say. Checks a connection out and back in; sends nothing.
+ */
+export async function jsonbParserOf(pool: Pool): Promise<((text: string) => unknown) | undefined> {
+  const connection = await pool.connect();
+  try {
+    const get = (connection as { getTypeParser?: (oid: number, format: 'text') => unknown }).getTypeParser;
+    const parse = typeof get === 'function' ? get.call(connection, JSONB_OID, 'text') : undefined;
+    return typeof parse === 'function' ? (parse as (text: string) => unknown) : undefined;
+  } finally {
+    connection.release();
+  }
+}

@@ -9,6 +9,12 @@
  */
 import type { ClaimedRun } from './history.ts';
 
+/** A run a joined worker completed: its output as the committed op carried it. */
+export interface LocalCompletion {
+  /** The JSON text of the output (undefined: null), as `JSON.stringify` wrote it. */
+  readonly output: string | undefined;
+}
+
 /** A free slot a worker keeps for a run its process is starting. Exactly one of adopt/cancel must follow. */
 export interface Handoff {
   /** The worker id to lease the run to, for how long, and the queue to start it in. */
@@ -33,7 +39,7 @@ export interface LocalWorker {
  */
 export class LocalHandoff {
   private readonly workers = new Set<LocalWorker>();
-  private readonly finishListeners = new Set<(runId: string) => void>();
+  private readonly finishListeners = new Set<(runId: string, completed?: LocalCompletion) => void>();
 
   /**
    * @param handsOff whether starts may be handed to the joined workers
@@ -57,15 +63,18 @@ export class LocalHandoff {
     return undefined;
   }
 
-  /** Call `fn` with the id of every run a joined worker ends (after the commit); returns the undo. */
-  onFinish(fn: (runId: string) => void): () => void {
+  /**
+   * Call `fn` with the id of every run a joined worker ends (after the
+   * commit), and for a completed run its output as committed; returns the undo.
+   */
+  onFinish(fn: (runId: string, completed?: LocalCompletion) => void): () => void {
     this.finishListeners.add(fn);
     return () => void this.finishListeners.delete(fn);
   }
 
-  /** A joined worker committed the end of `runId` (completed, failed or cancelled). */
-  finished(runId: string): void {
-    for (const fn of this.finishListeners) fn(runId);
+  /** A joined worker committed the end of `runId` (completed, with `completed`; failed or cancelled, without). */
+  finished(runId: string, completed?: LocalCompletion): void {
+    for (const fn of this.finishListeners) fn(runId, completed);
   }
 }
 

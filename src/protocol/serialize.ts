@@ -1,4 +1,5 @@
 /** JSON encoding of payloads and errors, identical on first run and replay. */
+import { numericText } from './jsonb-text.ts';
 import { isTrellisError, PayloadTooLargeError, ValidationError } from '../errors.ts';
 import type { SerializedError } from './history.ts';
 
@@ -63,17 +64,7 @@ function exponentGrowth(text: string, e: number): number {
   let end = e + 1;
   if (text[end] === '+' || text[end] === '-') end++;
   while (end < text.length && isDigit(text.charCodeAt(end))) end++;
-  const mantissa = text.slice(start, e);
-  const exponent = Number(text.slice(e + 1, end));
-  const negative = mantissa.startsWith('-');
-  const [whole = '', fraction = ''] = (negative ? mantissa.slice(1) : mantissa).split('.');
-  const digits = (whole + fraction).replace(/^0+(?=\d)/, '');
-  const scale = fraction.length - exponent; // digits after the point, as numeric prints them
-  let plain: number;
-  if (/^0+$/.test(digits)) plain = scale > 0 ? 2 + scale : 1;
-  else if (scale <= 0) plain = digits.length - scale;
-  else plain = digits.length > scale ? digits.length + 1 : 2 + scale;
-  return (negative ? 1 : 0) + plain - (end - start);
+  return numericText(text.slice(start, end)).length - (end - start);
 }
 
 const MAX_MESSAGE = 4096;

@@ -518,7 +518,8 @@ export class Worker {
       this.stats[outcomeName(outcome)]++;
       observed?.end(outcome);
       this.runLog.ended(this.active.get(fence.run)?.run, fence.run, outcome);
-      if (outcome.op === 'complete' || outcome.op === 'fail' || outcome.op === 'cancelled') this.link?.finished(fence.run);
+      if (outcome.op === 'complete') this.link?.finished(fence.run, { output: outcome.output });
+      else if (outcome.op === 'fail' || outcome.op === 'cancelled') this.link?.finished(fence.run);
       return;
     } catch (error) {
       const forced = await execution.settle();

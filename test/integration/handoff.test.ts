@@ -17,6 +17,7 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { useDatabase } from '../helpers/database-fixture.ts';
 import { deferred } from '../helpers/engine.ts';
+import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const workers: Worker[] = [];
@@ -281,6 +282,80 @@ describe('local hand-off', () => {
       assert.equal(await run.result({ timeout: '10s' }), 50);
     } finally {
       off();
+    }
+  });
+
+  /** A pool that counts result()'s reads of a run's outcome. */
+  class CountingPool extends pg.Pool {
+    outcomeReads = 0;
+    override query(...args: any[]): any {
+      const text = typeof args[0] === 'string' ? args[0] : args[0]?.text;
+      if (typeof text === 'string' && text.includes('select status, output, error from trellis.runs')) this.outcomeReads++;
+      return (super.query as (...a: any[]) => any)(...args);
+    }
+  }
+
+  /** A client on `pool` with a worker serving `wf` joined to it; the caller closes both. */
+  async function pairOn(pool: pg.Pool, wf: Parameters<typeof createWorker>[0]['workflows'][number], listenUrl?: string) {
+    const client = createClient({ pool, logger: silentLogger, resultPollInterval: '1h', listenUrl });
+    const worker = createWorker({ pool: fx.db.pool, pollInterval: 100, logger: silentLogger, purge: false, client, workflows: [wf] });
+    await worker.start();
+    return { client, worker, close: async () => { await worker.stop({ timeout: 1000 }); await client.close(); } };
+  }
+
+  it('result() of a run the worker in the process completed takes the committed output without reading the row again, as a read would give it', async () => {
+    const gate = deferred<void>();
+    const wf = defineWorkflow({ name: 'ho-local-result', input }, async (ctx, { n }) => {
+      await ctx.step('gate', () => gate.promise);
+      return { b: n, aa: [1e21, 1.5e-7, 'é'], a: { z: null, y: true }, 10: 'ten', 2: 'two', é: 0.1, '': {} };
+    });
+    const pool = new CountingPool({ connectionString: fx.db.url, max: 4 });
+    // The client's LISTEN goes through a proxy that is then frozen: the
+    // run_finished NOTIFY (which would make the waiter read the row if it
+    // came first) never arrives, so only the worker's news can end the wait.
+    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(fx.db.url).port) });
+    const pair = await pairOn(pool, wf, throughProxy(fx.db.url, proxy.port));
+    try {
+      const run = await pair.client.start(wf, { n: 3 });
+      const result = run.result({ timeout: '10s' });
+      await waitFor(() => pool.outcomeReads === 1, { what: 'result() read the running run once' });
+      assert.equal(proxy.pipes.length, 1, 'the client\'s listener is the one connection through the proxy');
+      for (const p of proxy.pipes) p.frozen = true;
+      gate.resolve();
+      const output = await result;
+      assert.equal(pool.outcomeReads, 1, 'the completion was not read back');
+      const stored = await pair.client.get(run.id);
+      assert.deepEqual(output, stored?.output);
+      assert.equal(JSON.stringify(output), JSON.stringify(stored?.output), 'the same key order as the read');
+    } finally {
+      await pair.close();
+      await pool.end();
+      await proxy.close();
+    }
+  });
+
+  it('a local completion goes through the pool\'s own jsonb parser, given PostgreSQL\'s text of the output', async () => {
+    const wf = defineWorkflow({ name: 'ho-local-parser', input }, async (_ctx, { n }) => ({ n, big: 2 ** 70, small: 5e-324, k: { bb: 1, a: 2 } }));
+    // Objects remember the text they were parsed from (not enumerable, so inputs still validate).
+    const parse = (text: string) => {
+      const value = JSON.parse(text);
+      if (value && typeof value === 'object') Object.defineProperty(value, 'parsedFrom', { value: text });
+      return value;
+    };
+    const pool = new CountingPool({
+      connectionString: fx.db.url, max: 4,
+      types: { getTypeParser: ((oid: number, format?: string) => oid === 3802 ? parse : pg.types.getTypeParser(oid, format as 'text')) as never },
+    });
+    const pair = await pairOn(pool, wf);
+    try {
+      const run = await pair.client.start(wf, { n: 4 });
+      const output = await run.result({ timeout: '10s' }) as { parsedFrom?: string };
+      const [{ text }] = (await fx.db.pool.query('select output::text as text from trellis.runs where id = $1', [run.id])).rows;
+      assert.equal(output.parsedFrom, text);
+      assert.ok(pool.outcomeReads <= 1, `at most the one read before it completed (${pool.outcomeReads})`);
+    } finally {
+      await pair.close();
+      await pool.end();
     }
   });
 
