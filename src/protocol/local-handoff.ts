@@ -40,6 +40,8 @@ export interface LocalWorker {
 export class LocalHandoff {
   private readonly workers = new Set<LocalWorker>();
   private readonly finishListeners = new Set<(runId: string, completed?: LocalCompletion) => void>();
+  /** Executions joined workers are running now, by run id (two may overlap: a stale one and its successor). */
+  private readonly executing = new Map<string, number>();
 
   /**
    * @param handsOff whether starts may be handed to the joined workers
@@ -75,6 +77,33 @@ export class LocalHandoff {
   /** A joined worker committed the end of `runId` (completed, with `completed`; failed or cancelled, without). */
   finished(runId: string, completed?: LocalCompletion): void {
     for (const fn of this.finishListeners) fn(runId, completed);
+  }
+
+  /** A joined worker began executing `runId`; `ended` must follow, whatever happens. */
+  began(runId: string): void {
+    this.executing.set(runId, (this.executing.get(runId) ?? 0) + 1);
+  }
+
+  /**
+   * A joined worker's execution of `runId` is over, after `finished` if it
+   * ended the run. The finish listeners hear it without a completion (so a
+   * waiter still there reads the row): the execution may have parked the
+   * run, given it back, or lost its lease to another worker that ends it.
+   */
+  ended(runId: string): void {
+    const left = (this.executing.get(runId) ?? 1) - 1;
+    if (left > 0) this.executing.set(runId, left);
+    else this.executing.delete(runId);
+    for (const fn of this.finishListeners) fn(runId);
+  }
+
+  /**
+   * Whether a joined worker is executing `runId` now. If so, the run has not
+   * ended (in this process's view), and this link will report when that
+   * execution is over, so a result() need not read the row first.
+   */
+  isExecuting(runId: string): boolean {
+    return this.executing.has(runId);
   }
 }
 

@@ -426,10 +426,12 @@ export class Worker {
     this.active.get(run.id)?.controller.abort(new LeaseLostError(`run ${run.id}: lease lost (run claimed again)`));
     this.active.set(run.id, entry);
     this.runLog.started(run);
+    this.link?.began(run.id);
     entry.done = this.execute(entry)
       .catch((error) => this.log.error('run execution crashed', { runId: run.id, error: String(error) }))
       .finally(() => {
         if (this.active.get(run.id) === entry) this.active.delete(run.id);
+        this.link?.ended(run.id);
         // A freed slot matters only if work was left behind; otherwise NOTIFY,
         // the poll and the due timer bring the next run (no empty claim per run).
         if (this.saturated || this.dueLeft) this.wake();

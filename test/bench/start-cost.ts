@@ -42,9 +42,9 @@ const variants: Record<string, string> = {
   nostarted: `select count(trellis._rs_nostarted('p', jsonb_build_object('i', g), ${opts}, null, null, null, null, null, null, null)) from generate_series(1, ${N}) g`,
   noset: `select count(trellis._rs_noset('p', jsonb_build_object('i', g), ${opts}, null, null, null, null, null, null, null)) from generate_series(1, ${N}) g`,
   nochecks: `select count(trellis._rs_nochecks('p', jsonb_build_object('i', g), ${opts}, null, null, null, null, null, null, null)) from generate_series(1, ${N}) g`,
-  insert_only: `with r as (insert into trellis.runs (id, workflow, version, queue, priority, status, input, metadata, run_at, created_at, updated_at, parent_close, attempt)
-     select gen_random_uuid(), 'p', '1', 'default', 0, 'pending', jsonb_build_object('i', g), '{}', now(), now(), now(), 'cancel', 0 from generate_series(1, ${N}) g returning *)
-     insert into trellis.events (run_id, workflow, version, key, kind, attempt, body, created_at) select id, workflow, version, key, 'started', attempt, jsonb_build_object('to', status, 'execution', execution), created_at from r`,
+  insert_only: `with r as (insert into trellis.runs (bucket, id, workflow, version, queue, priority, status, input, metadata, run_at, created_at, updated_at, parent_close, attempt)
+     select g % 16, gen_random_uuid(), 'p', '1', 'default', 0, 'pending', jsonb_build_object('i', g), '{}', now(), now(), now(), 'cancel', 0 from generate_series(1, ${N}) g returning *)
+     insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at) select bucket, id, workflow, version, key, 'started', attempt, jsonb_build_object('to', status, 'execution', execution), created_at from r`,
 };
 const res: Record<string, number[]> = {};
 for (let round = 0; round < 3; round++) for (const [k, sql] of Object.entries(variants)) {

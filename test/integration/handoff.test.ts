@@ -303,33 +303,85 @@ describe('local hand-off', () => {
     return { client, worker, close: async () => { await worker.stop({ timeout: 1000 }); await client.close(); } };
   }
 
-  it('result() of a run the worker in the process completed takes the committed output without reading the row again, as a read would give it', async () => {
-    const gate = deferred<void>();
+  it('result() of a run the worker in the process executes reads nothing: not when it begins waiting, not when the run completes; the output is what a read gives', async () => {
+    const gates = new Map<number, ReturnType<typeof deferred<void>>>();
     const wf = defineWorkflow({ name: 'ho-local-result', input }, async (ctx, { n }) => {
-      await ctx.step('gate', () => gate.promise);
+      await ctx.step('gate', () => gates.get(n)?.promise ?? null);
       return { b: n, aa: [1e21, 1.5e-7, 'é'], a: { z: null, y: true }, 10: 'ten', 2: 'two', é: 0.1, '': {} };
     });
     const pool = new CountingPool({ connectionString: fx.db.url, max: 4 });
-    // The client's LISTEN goes through a proxy that is then frozen: the
-    // run_finished NOTIFY (which would make the waiter read the row if it
-    // came first) never arrives, so only the worker's news can end the wait.
+    // The client's LISTEN goes through a proxy that is frozen once it is
+    // up: the run_finished NOTIFY (which makes a waiter read the row if it
+    // comes first) never arrives, so only the worker's news can end the wait.
     const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(fx.db.url).port) });
     const pair = await pairOn(pool, wf, throughProxy(fx.db.url, proxy.port));
     try {
-      const run = await pair.client.start(wf, { n: 3 });
-      const result = run.result({ timeout: '10s' });
-      await waitFor(() => pool.outcomeReads === 1, { what: 'result() read the running run once' });
+      // The first result() connects the listener and learns the jsonb parser.
+      await (await pair.client.start(wf, { n: 1 })).result({ timeout: '10s' });
       assert.equal(proxy.pipes.length, 1, 'the client\'s listener is the one connection through the proxy');
       for (const p of proxy.pipes) p.frozen = true;
+      const before = pool.outcomeReads;
+      const gate = deferred<void>();
+      gates.set(3, gate);
+      const run = await pair.client.start(wf, { n: 3 });
+      const result = run.result({ timeout: '10s' });
+      // Past the wait's first ticks (its listener and parser are ready): it has joined the run's waiters.
+      await new Promise((r) => setImmediate(r));
+      assert.equal(pool.outcomeReads, before, 'no read when the wait began: the run is executing here');
       gate.resolve();
       const output = await result;
-      assert.equal(pool.outcomeReads, 1, 'the completion was not read back');
+      assert.equal(pool.outcomeReads, before, 'the completion was not read back');
       const stored = await pair.client.get(run.id);
       assert.deepEqual(output, stored?.output);
       assert.equal(JSON.stringify(output), JSON.stringify(stored?.output), 'the same key order as the read');
     } finally {
       await pair.close();
       await pool.end();
+      await proxy.close();
+    }
+  });
+
+  it('a waiter on a run whose execution here parks it (a sleep) reads the row when that execution ends, and gets the result after the run resumes', async () => {
+    const wf = defineWorkflow({ name: 'ho-local-park', input }, async (ctx, { n }) => {
+      await ctx.sleep('nap', '50ms');
+      return ctx.step('after', () => n + 1);
+    });
+    const pool = new CountingPool({ connectionString: fx.db.url, max: 4 });
+    const pair = await pairOn(pool, wf);
+    try {
+      const run = await pair.client.start(wf, { n: 41 });
+      assert.equal(await run.result({ timeout: '10s' }), 42);
+      assert.ok(pool.outcomeReads >= 1, 'the parked run was read when its first execution ended');
+    } finally {
+      await pair.close();
+      await pool.end();
+    }
+  });
+
+  it('a waiter that skipped its first read (the run was executing here) reads the row when that execution ends without finishing the run, even with no NOTIFY', async () => {
+    const gate = deferred<void>();
+    const wf = defineWorkflow({ name: 'ho-local-elsewhere', input }, async (ctx, { n }) => {
+      await ctx.step('gate', () => (n === 5 ? gate.promise : null));
+      return n;
+    });
+    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(fx.db.url).port) });
+    const pair = await pairOn(fx.db.pool, wf, throughProxy(fx.db.url, proxy.port));
+    try {
+      // The first result() connects the listener; then it is frozen.
+      assert.equal(await (await pair.client.start(wf, { n: 0 })).result({ timeout: '10s' }), 0);
+      for (const p of proxy.pipes) p.frozen = true;
+      const run = await pair.client.start(wf, { n: 5 });
+      // The run ends under the same lease from elsewhere (as if this
+      // execution had stalled and another had finished it).
+      const [{ token }] = (await fx.db.pool.query('select lease_token as token from trellis.runs where id = $1', [run.id])).rows;
+      await fx.db.pool.query(`select trellis.run_complete($1, $2, '"from elsewhere"')`, [run.id, token]);
+      const result = run.result({ timeout: '10s' });
+      await new Promise((r) => setImmediate(r));
+      // This execution's checkpoint is refused; its end makes the waiter read.
+      gate.resolve();
+      assert.equal(await result, 'from elsewhere');
+    } finally {
+      await pair.close();
       await proxy.close();
     }
   });
