@@ -292,6 +292,10 @@ begin
   if v_dist then
     perform trellis._sweep_by_bucket(v_now);
   else
+  -- One probe of runs_wait_idx decides whether there is a timer to move:
+  -- most claims find none, and the call costs more than the probe (the
+  -- queue path claims one run per NOTIFY, issue 18).
+  if exists (select 1 from trellis.runs r where r.status = 'waiting' and r.run_at <= v_now) then
   perform trellis._run_move(array(
     select row(r.id, 'pending', 'resumed', null, null, null, null, null, null, null, null, null,
                null, null, null, null, null, '{"reason":"timer"}')::trellis.run_move
@@ -299,6 +303,7 @@ begin
      where r.status = 'waiting' and r.run_at <= v_now
      order by r.run_at limit 1000
      for update skip locked));
+  end if;
   -- Expired leases: released, or parked after max_lease_expiries in a row
   -- without progress (sql/250_recovery.sql).
   v_ids := array(

@@ -213,6 +213,33 @@ describe('run_claim', () => {
     await finish([second as Claimed]);
   });
 
+  it('makes a waiting run whose timer is due pending and claims it in the same call; one whose timer is not due stays waiting', async () => {
+    const due = await start('timers');
+    const later = await start('timers');
+    const held = await claim('worker-t', ['timers']);
+    assert.deepEqual(ids(held), [due, later].sort());
+    const token = (id: string) => (held.find((r) => r.id === id) as Claimed).lease_token;
+    // Both wait on a timer: one due in 20 ms, one in an hour.
+    await fx.db.pool.query('select * from trellis.checkpoint_apply($1)', [JSON.stringify([
+      { op: 'wait', run: due, token: token(due), delay_ms: 20, signal: 0, seen_cancel: false },
+      { op: 'wait', run: later, token: token(later), delay_ms: 3_600_000, signal: 0, seen_cancel: false },
+    ])]);
+    const status = async (id: string) => (await fx.db.pool.query('select status from trellis.runs where id = $1', [id])).rows[0].status;
+    assert.equal(await status(due), 'waiting');
+    const [woken] = await waitFor(async () => {
+      const got = await claim('worker-t', ['timers']);
+      return got.length ? got : undefined;
+    }, { timeout: 5000, what: 'the due timer to be claimed' });
+    assert.equal(woken?.id, due);
+    assert.equal(woken?.attempt, 2);
+    assert.equal(await status(later), 'waiting');
+    const { rows } = await fx.db.pool.query(
+      `select body->>'reason' as reason from trellis.events where run_id = $1 and kind = 'resumed'`, [due]);
+    assert.deepEqual(rows.map((r) => r.reason), ['timer']);
+    await finish([woken as Claimed]);
+    await fx.db.pool.query(`select trellis.run_cancel($1, 'test over')`, [later]);
+  });
+
   it('returns the step history in seq order for a run that has steps, and null for one without', async () => {
     const id = await start('hist');
     const [first] = await claim('w1', ['hist']);
