@@ -15,8 +15,8 @@
  *
  * The input is JSON text from `JSON.stringify` (as `encodeJson` makes it):
  * its numbers are doubles that print back as they parse, and its strings
- * escape exactly the characters jsonb's output escapes. test/unit and
- * test/sql compare the output with PostgreSQL's own.
+ * escape exactly the characters jsonb's output escapes.
+ * test/sql/jsonb-text.test.ts compares the output with PostgreSQL's own.
  */
 
 /** The text `select $1::jsonb::text` returns for JSON text `json` written by `JSON.stringify`. */
