@@ -13,11 +13,15 @@
  */
 import type { ClientConfig, Pool } from '../db/pg.ts';
 import { CancelledError, NotFoundError, TimeoutError, WorkflowFailedError } from '../errors.ts';
+import { within } from '../db/connection.ts';
 import { Listener } from '../db/listener.ts';
 import { jsonbText } from '../protocol/jsonb-text.ts';
 import type { LocalCompletion, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { Logger } from '../protocol/logger.ts';
 import type { Run } from './runs.ts';
+
+/** How long a timed-out wait looks for the reason before it rejects without one. */
+const STALL_MS = 1000;
 
 export interface ResultWaiterOptions {
   pool: Pool;
@@ -91,7 +95,11 @@ export class ResultWaiter {
 
   /** The run's output once it finished (rejects as `client.result()` documents). */
   async wait<O>(runId: string, timeoutMs: number | undefined): Promise<O> {
-    await Promise.all([this.ensureListener(), this.ensureParser()]);
+    // The parser is learned beside the wait, never before it: a pool with no
+    // free connection must not hold result() past its timeout. Until it is
+    // known, a local completion is read like any other end.
+    void this.ensureParser();
+    await this.ensureListener();
     return new Promise<O>((resolve, reject) => {
       let done = false;
       let checking = false;
@@ -143,7 +151,9 @@ export class ResultWaiter {
         const timedOut = (why?: string) => finish(() => reject(new TimeoutError(
           `run ${runId} did not finish within ${timeoutMs} ms${why ? `: ${why}` : ''}`, { details: { runId } })));
         if (!this.o.stall) return timedOut();
-        this.o.stall(runId).then(timedOut, () => timedOut());
+        // Only words for the message: bounded, so a pool that cannot answer
+        // (no free connection, a silent partition) still times out.
+        within(this.o.stall(runId), STALL_MS, 'why the run has not finished').then(timedOut, () => timedOut());
       }, timeoutMs);
       // A run a worker in this process is executing has not ended, and the
       // link reports when that execution is over (with the output, or so

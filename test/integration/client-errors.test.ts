@@ -45,6 +45,25 @@ describe('errors of the first contact', () => {
     }
   });
 
+  it('result({ timeout }) times out even when the pool has no free connection to look with', async () => {
+    const pool = testPool({ connectionString: fx.db.url, max: 1 });
+    const held = await pool.connect();
+    const client = createClient({ pool, logger: silentLogger });
+    try {
+      const started = performance.now();
+      await assert.rejects(client.result('00000000-0000-4000-8000-000000000001', { timeout: 300 }), (error: unknown) => {
+        assert.ok(error instanceof TimeoutError, String(error));
+        assert.match((error as Error).message, /did not finish within 300 ms/);
+        return true;
+      });
+      assert.ok(performance.now() - started < 10_000, 'rejected within its bound');
+    } finally {
+      held.release();
+      await client.close();
+      await pool.end();
+    }
+  });
+
   it('result({ timeout }) on a run no worker ever claimed names the workflow, version and queue nobody serves', async () => {
     const client = createClient({ pool: fx.db.pool, logger: silentLogger });
     try {
