@@ -42,6 +42,33 @@ end $$;
 
 revoke all on all functions in schema trellis from public;
 
+-- Every other entry point (a PL/pgSQL function whose name has no leading
+-- underscore: the workers' claim and checkpoint, the role and hook calls,
+-- the admin calls) runs with the same pinned search_path as the SECURITY
+-- DEFINER ones below. PostgreSQL keeps a cached plan only while the
+-- search_path is the one it was planned under, so helpers that both kinds
+-- call (_run_move, _outbox_on, _setting_int, _check_name, ...) were
+-- analyzed and planned again each time a connection went from run_start,
+-- signal_send or run_cancel (pinned path) to run_claim or checkpoint_apply
+-- (the session's path) and back: a pool shared by a client and a worker did
+-- so on every run (issue 18: 60-70 µs of backend CPU for one such helper
+-- in each of run_start and run_claim). Helpers (a leading underscore) keep no
+-- setting of their own: a SET clause costs every call a GUC save and
+-- restore, and an SQL function with one is never inlined; they run under
+-- their caller's path, which is now always this one.
+do $$
+declare
+  f regprocedure;
+begin
+  for f in
+    select p.oid::regprocedure from pg_proc p join pg_language l on l.oid = p.prolang
+     where p.pronamespace = 'trellis'::regnamespace and l.lanname = 'plpgsql'
+       and left(p.proname, 1) <> '_'
+  loop
+    execute format('alter function %s set search_path = pg_catalog, trellis, pg_temp', f);
+  end loop;
+end $$;
+
 -- The application functions that write run as their owner, with a pinned search_path.
 do $$
 declare

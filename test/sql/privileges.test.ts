@@ -150,6 +150,28 @@ describe('privileges (sql/950_grants.sql)', () => {
     }
   });
 
+  it('every PL/pgSQL entry point runs under that same search_path, and leaves the session its own', async () => {
+    // One path for every caller keeps the cached plans of the helpers they
+    // share (a plan is dropped when the path it was made under changes):
+    // see sql/950_grants.sql.
+    const { rows } = await db.pool.query(`select p.proname, p.proconfig from pg_proc p join pg_language l on l.oid = p.prolang
+      where p.pronamespace = 'trellis'::regnamespace and l.lanname = 'plpgsql' and left(p.proname, 1) <> '_'`);
+    assert.ok(rows.length > 40, `only ${rows.length} entry points`);
+    for (const name of ['run_claim', 'checkpoint_apply', 'run_start_claimed', 'run_heartbeat_many', 'role_acquire', 'hook_claim']) {
+      assert.ok(rows.some((r) => r.proname === name), name);
+    }
+    for (const r of rows) assert.ok(r.proconfig?.includes('search_path=pg_catalog, trellis, pg_temp'), `${r.proname}: ${r.proconfig}`);
+    const client = await db.pool.connect();
+    try {
+      await client.query('set search_path = public');
+      await client.query(`select * from trellis.run_claim('path-check', '{default}', '{}', '{}', 1, '1 minute')`);
+      assert.equal((await client.query('show search_path')).rows[0].search_path, 'public');
+    } finally {
+      await client.query('reset search_path');
+      client.release();
+    }
+  });
+
   it('the virtual clock cannot be switched on in a database the test kit did not make, even by its owner', async () => {
     const other = await createDatabase();
     const admin = new pg.Client({ connectionString: db.url });
