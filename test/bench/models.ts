@@ -11,17 +11,13 @@ import { measureRun } from './procs.ts';
 import { figures, type RepFigures, row, type ThroughputRow } from './results.ts';
 import type { BenchServer } from './server.ts';
 import { fmt } from './stats.ts';
-import { log, resetTrellis } from './throughput.ts';
+import { BUSY, log, REMAINING, resetTrellis } from './throughput.ts';
 
 const KINDS = {
   code: `select count(trellis.run_start('bench-10', jsonb_build_object('i', $2::int + g))) from generate_series(1, $1::int) g`,
   machine: `select count(trellis.machine_trigger('bench-machine-10', 'f' || ($2::int + g), '{"status": "s0", "object": {"i": 0}}')) from generate_series(1, $1::int) g`,
   template: `select count(trellis.template_start('bench-10', jsonb_build_object('i', $2::int + g))) from generate_series(1, $1::int) g`,
 } as const;
-
-const REMAINING = `select (select count(*) from trellis.runs where status = 'pending')
-                        + (select count(*) from trellis.runs where status = 'running')
-                        + (select count(*) from trellis.runs where status = 'waiting') as remaining`;
 
 export async function modelsThroughput(server: BenchServer, cfg: BenchConfig): Promise<ThroughputRow[]> {
   const url = await server.createDatabase('bench_models', { trellis: true });
@@ -40,7 +36,7 @@ export async function modelsThroughput(server: BenchServer, cfg: BenchConfig): P
       for (const kind of Object.keys(KINDS) as (keyof typeof KINDS)[]) {
         await resetTrellis(pool);
         for (let done = 0; done < cfg.runs10; done += 1000) await pool.query(KINDS[kind], [Math.min(1000, cfg.runs10 - done), done]);
-        const m = await measureRun({ url, file: './models-worker-process.ts', env: {}, procs: 1, total: cfg.runs10, remainingSql: REMAINING });
+        const m = await measureRun({ url, file: './models-worker-process.ts', env: {}, procs: 1, total: cfg.runs10, remainingSql: REMAINING, pollSql: BUSY });
         reps[kind].push(figures(m, 10));
       }
     }

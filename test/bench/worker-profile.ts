@@ -7,7 +7,7 @@
 import pg from 'pg';
 import { measureRun } from './procs.ts';
 import { startServer } from './server.ts';
-import { enqueue, registerBench } from './throughput.ts';
+import { BUSY, enqueue, registerBench } from './throughput.ts';
 
 const runs = Number(process.env.RUNS ?? 10_000);
 const server = await startServer();
@@ -20,7 +20,7 @@ try {
   await enqueue(admin, process.env.KIND === '10' ? 'bench-10' : 'bench-1', runs);
   await admin.query('select pg_stat_reset()');
   const m = await measureRun({ url, file: './worker-process.ts', env: {}, procs: Number(process.env.PROCS ?? 1), total: runs,
-    remainingSql: `select count(*) as remaining from trellis.runs where status <> 'completed'` });
+    remainingSql: `select count(*) as remaining from trellis.runs where status <> 'completed'`, pollSql: BUSY });
   console.log(`${Math.round(m.rate)} wf/s; CPU per run: server ${Math.round((m.cpu.server ?? 0) * 1e6 / m.items)} µs, worker ${Math.round((m.cpu.procs ?? 0) * 1e6 / m.items)} µs; others ${m.cpu.otherCores?.toFixed(2)} cores`);
   for (const c of m.childStats as { claimed: number; claims: number; committer?: { flushes: number; ops: number } }[]) {
     console.log(`  process: ${c.claimed} runs in ${c.claims} claims, ${c.committer?.ops} ops in ${c.committer?.flushes} commits`);

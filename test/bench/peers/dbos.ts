@@ -92,6 +92,7 @@ export async function dbosThroughput(server: BenchServer, reps: number, runs: Re
           procs,
           total: runs[kind],
           remainingSql: `select count(*) as remaining from dbos.workflow_status where status in ('ENQUEUED', 'PENDING')`,
+          pollSql: `select exists (select 1 from dbos.workflow_status where status in ('ENQUEUED', 'PENDING'))::int as remaining`,
         });
         list.push(figures(m, kind === '1-step' ? 1 : 10));
       }

@@ -78,6 +78,7 @@ export async function graphileThroughput(server: BenchServer, reps: number, runs
           procs,
           total: runs,
           remainingSql: 'select count(*) as remaining from graphile_worker._private_jobs',
+          pollSql: 'select exists (select 1 from graphile_worker._private_jobs)::int as remaining',
         });
         list.push(figures(m, 1));
       }

@@ -64,6 +64,7 @@ export async function pgBossThroughput(server: BenchServer, reps: number, runs: 
           procs,
           total,
           remainingSql: `select count(*) as remaining from pgboss.job where name = '${QUEUE}' and state in ('created', 'retry', 'active')`,
+          pollSql: `select exists (select 1 from pgboss.job where name = '${QUEUE}' and state in ('created', 'retry', 'active'))::int as remaining`,
         });
         list.push(figures(m, 1));
       }
