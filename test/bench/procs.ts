@@ -97,10 +97,10 @@ export interface MeasureOptions {
    * remainingSql's is, polled every 10 ms instead of it: existence probes
    * rather than counts. A count of 60,000 runs cost ~10 ms of a backend per
    * poll, a quarter of a two-core machine the measured system did not
-   * get. remainingSql is still read once at the start and once to confirm
-   * the end.
+   * get. remainingSql is still read once at the start, to confirm the end,
+   * and for the message at the deadline.
    */
-  pollSql?: string;
+  pollSql: string;
   /** Called after the children are ready and before "go" (e.g. enqueue while running). */
   afterGo?: () => Promise<void>;
   timeoutMs?: number;
@@ -147,16 +147,16 @@ export async function measureRun(o: MeasureOptions): Promise<RunMeasurement> {
     for (;;) {
       // The window closes when the cheap probe first sees nothing left (the
       // confirming count after it is the harness's time, not the system's).
-      const quiet = o.pollSql === undefined || (await remaining(o.pollSql)) === 0;
-      const at = quiet ? performance.now() : 0;
-      const cpuAt = quiet ? readCpu(postmaster, pids, [monitor]) : cpu0;
-      const left = quiet ? await remaining() : undefined;
-      if (left === 0) {
-        t1 = at;
-        cpu1 = cpuAt;
-        break;
+      if ((await remaining(o.pollSql)) === 0) {
+        const at = performance.now();
+        const cpuAt = readCpu(postmaster, pids, [monitor]);
+        if ((await remaining()) === 0) {
+          t1 = at;
+          cpu1 = cpuAt;
+          break;
+        }
       }
-      if (Date.now() > deadline) throw new Error(`${o.file}: ${left ?? 'some'} of ${o.total} items unfinished at the deadline`);
+      if (Date.now() > deadline) throw new Error(`${o.file}: ${await remaining()} of ${o.total} items unfinished at the deadline`);
       await sleep(10);
     }
     for (const c of children) c.send('stop');
