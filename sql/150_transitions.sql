@@ -1,6 +1,6 @@
 -- 150_transitions: the one place that changes a run's status.
--- Owns: _run_move (every status change of trellis.runs), _run_started (the
--- event of a new run), _outbox_on.
+-- Owns: _run_move (every status change of trellis.runs), _outbox_on. A new
+-- run's first status and its started event are _run_start's (sql/200_runs.sql).
 -- Touches: trellis.runs (update), trellis.events (insert), trellis.hook_deliveries
 -- (insert), trellis.run_transitions and trellis.workflows (read).
 -- Lock order: none of its own. Every caller has locked the runs it moves
@@ -52,54 +52,94 @@ begin
   if cardinality(p_moves) is null or cardinality(p_moves) = 0 then
     return;
   end if;
-  return query
-  with moved as (
-    update trellis.runs r
-       set status = m.to_status,
-           run_at = coalesce(m.run_at, r.run_at),
-           output = case when m.set_output then m.output else r.output end,
-           error = case when m.set_error then m.error else r.error end,
-           input = coalesce(m.input, r.input),
-           execution = coalesce(m.execution, r.execution),
-           attempt = coalesce(m.attempt, case when m.to_status = 'running' then r.attempt + 1 else r.attempt end),
-           failures = coalesce(m.failures, r.failures),
-           pause_requested_at = case when m.clear_pause then null else r.pause_requested_at end,
-           cancel_requested_at = case when m.request_cancel then coalesce(r.cancel_requested_at, v_now)
-                                      else r.cancel_requested_at end,
-           lease_token = case when m.to_status = 'running' then m.lease_token end,
-           lease_owner = case when m.to_status = 'running' then m.lease_owner end,
-           lease_expires_at = case when m.to_status = 'running' then m.lease_expires_at end,
-           started_at = case when m.to_status = 'running' then coalesce(r.started_at, v_now) else r.started_at end,
-           finished_at = case when m.to_status in ('completed', 'failed', 'cancelled') then v_now end,
-           updated_at = v_now
-      from unnest(p_moves) m
-      join trellis.run_transitions t on t.to_status = m.to_status and t.event = m.event
-     where r.id = m.run and t.from_status = r.status
-    returning r as run, t.from_status, t.event, t.recorded, m.body),
-  hooked as (
-    select x.*, w.hooks, w.event_payloads from moved x
-      join trellis.workflows w on w.name = (x.run).workflow and w.version = (x.run).version
-     where v_declared and (x.run).status in ('completed', 'failed', 'cancelled', 'paused')
-       and (cardinality(w.hooks) > 0 or w.event_payloads)),
-  events as (
-    insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
-    select (x.run).bucket, (x.run).id, (x.run).workflow, (x.run).version, (x.run).key, x.event, (x.run).attempt,
-           jsonb_build_object('from', x.from_status, 'to', (x.run).status, 'execution', (x.run).execution)
-             || coalesce(x.body, '{}')
-             || case when not coalesce(h.event_payloads, false) then '{}'::jsonb
-                     when (x.run).status = 'completed' then jsonb_build_object('output', (x.run).output)
-                     when (x.run).error is not null then jsonb_build_object('error', (x.run).error)
-                     else '{}'::jsonb end,
-           v_now
-      from moved x left join hooked h on (h.run).id = (x.run).id
-     where v_outbox and x.recorded),
-  hooks as (
-    insert into trellis.hook_deliveries (bucket, run_id, workflow, version, hook, event, run_at, created_at, updated_at)
-    select (h.run).bucket, (h.run).id, (h.run).workflow, (h.run).version, trellis._hook_for((h.run).status), h.event,
-           v_now, v_now, v_now
-      from hooked h
-     where trellis._hook_for((h.run).status) = any (h.hooks))
-  select (x.run).* from moved x;
+  -- With no version declaring hooks or event payloads (v_declared), the
+  -- statement has no hook CTEs: a single-run move (a start's claim, the
+  -- hand-off, a one-run checkpoint) pays for every table and index a
+  -- statement names when it starts, used or not (issue 18).
+  if not v_declared then
+    return query
+    with moved as (
+      update trellis.runs r
+         set status = m.to_status,
+             run_at = coalesce(m.run_at, r.run_at),
+             output = case when m.set_output then m.output else r.output end,
+             error = case when m.set_error then m.error else r.error end,
+             input = coalesce(m.input, r.input),
+             execution = coalesce(m.execution, r.execution),
+             attempt = coalesce(m.attempt, case when m.to_status = 'running' then r.attempt + 1 else r.attempt end),
+             failures = coalesce(m.failures, r.failures),
+             pause_requested_at = case when m.clear_pause then null else r.pause_requested_at end,
+             cancel_requested_at = case when m.request_cancel then coalesce(r.cancel_requested_at, v_now)
+                                        else r.cancel_requested_at end,
+             lease_token = case when m.to_status = 'running' then m.lease_token end,
+             lease_owner = case when m.to_status = 'running' then m.lease_owner end,
+             lease_expires_at = case when m.to_status = 'running' then m.lease_expires_at end,
+             started_at = case when m.to_status = 'running' then coalesce(r.started_at, v_now) else r.started_at end,
+             finished_at = case when m.to_status in ('completed', 'failed', 'cancelled') then v_now end,
+             updated_at = v_now
+        from unnest(p_moves) m
+        join trellis.run_transitions t on t.to_status = m.to_status and t.event = m.event
+       where r.id = m.run and t.from_status = r.status
+      returning r as run, t.from_status, t.event, t.recorded, m.body),
+    events as (
+      insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+      select (x.run).bucket, (x.run).id, (x.run).workflow, (x.run).version, (x.run).key, x.event, (x.run).attempt,
+             jsonb_build_object('from', x.from_status, 'to', (x.run).status, 'execution', (x.run).execution)
+               || coalesce(x.body, '{}'),
+             v_now
+        from moved x
+       where v_outbox and x.recorded)
+    select (x.run).* from moved x;
+  else
+    return query
+    with moved as (
+      update trellis.runs r
+         set status = m.to_status,
+             run_at = coalesce(m.run_at, r.run_at),
+             output = case when m.set_output then m.output else r.output end,
+             error = case when m.set_error then m.error else r.error end,
+             input = coalesce(m.input, r.input),
+             execution = coalesce(m.execution, r.execution),
+             attempt = coalesce(m.attempt, case when m.to_status = 'running' then r.attempt + 1 else r.attempt end),
+             failures = coalesce(m.failures, r.failures),
+             pause_requested_at = case when m.clear_pause then null else r.pause_requested_at end,
+             cancel_requested_at = case when m.request_cancel then coalesce(r.cancel_requested_at, v_now)
+                                        else r.cancel_requested_at end,
+             lease_token = case when m.to_status = 'running' then m.lease_token end,
+             lease_owner = case when m.to_status = 'running' then m.lease_owner end,
+             lease_expires_at = case when m.to_status = 'running' then m.lease_expires_at end,
+             started_at = case when m.to_status = 'running' then coalesce(r.started_at, v_now) else r.started_at end,
+             finished_at = case when m.to_status in ('completed', 'failed', 'cancelled') then v_now end,
+             updated_at = v_now
+        from unnest(p_moves) m
+        join trellis.run_transitions t on t.to_status = m.to_status and t.event = m.event
+       where r.id = m.run and t.from_status = r.status
+      returning r as run, t.from_status, t.event, t.recorded, m.body),
+    hooked as (
+      select x.*, w.hooks, w.event_payloads from moved x
+        join trellis.workflows w on w.name = (x.run).workflow and w.version = (x.run).version
+       where v_declared and (x.run).status in ('completed', 'failed', 'cancelled', 'paused')
+         and (cardinality(w.hooks) > 0 or w.event_payloads)),
+    events as (
+      insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+      select (x.run).bucket, (x.run).id, (x.run).workflow, (x.run).version, (x.run).key, x.event, (x.run).attempt,
+             jsonb_build_object('from', x.from_status, 'to', (x.run).status, 'execution', (x.run).execution)
+               || coalesce(x.body, '{}')
+               || case when not coalesce(h.event_payloads, false) then '{}'::jsonb
+                       when (x.run).status = 'completed' then jsonb_build_object('output', (x.run).output)
+                       when (x.run).error is not null then jsonb_build_object('error', (x.run).error)
+                       else '{}'::jsonb end,
+             v_now
+        from moved x left join hooked h on (h.run).id = (x.run).id
+       where v_outbox and x.recorded),
+    hooks as (
+      insert into trellis.hook_deliveries (bucket, run_id, workflow, version, hook, event, run_at, created_at, updated_at)
+      select (h.run).bucket, (h.run).id, (h.run).workflow, (h.run).version, trellis._hook_for((h.run).status), h.event,
+             v_now, v_now, v_now
+        from hooked h
+       where trellis._hook_for((h.run).status) = any (h.hooks))
+    select (x.run).* from moved x;
+  end if;
   get diagnostics v_moved = row_count;
   if v_moved < cardinality(p_moves) then
     select format('run %s: %s -> %s (%s)', m.run, coalesce(r.status, 'missing'), m.to_status, m.event) into v_bad
@@ -112,26 +152,3 @@ begin
 end $$;
 comment on function trellis._run_move(trellis.run_move[]) is
   'The one writer of trellis.runs.status: apply the moves (each run once; the caller holds their locks), each checked against trellis.run_transitions (TR004 for a pair not there, nothing written), with the timestamps and lease of the target state; append their events (trellis.events, unless the events setting is off) and the lifecycle hook deliveries their versions declare. Returns the moved runs.';
-
--- The event of a new run (inserted by _run_start with status pending or
--- running: the [*] transitions of trellis.run_transitions).
-create or replace function trellis._run_started(p_run trellis.runs)
-returns void language plpgsql as $$
-declare
-  v_event text;
-begin
-  select t.event into v_event from trellis.run_transitions t
-   where t.from_status = '[*]' and t.to_status = p_run.status and t.event = 'started';
-  if v_event is null then
-    perform trellis._raise('TR004', format('illegal run transition: a new run cannot be %s', p_run.status));
-  end if;
-  -- A single-row insert of values (no INSERT ... SELECT from another table):
-  -- on a distributed outbox it is routed to the run's bucket (docs/scaling.md).
-  if trellis._outbox_on() then
-    insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
-    values (p_run.bucket, p_run.id, p_run.workflow, p_run.version, p_run.key, v_event, p_run.attempt,
-            jsonb_build_object('to', p_run.status, 'execution', p_run.execution), p_run.created_at);
-  end if;
-end $$;
-comment on function trellis._run_started(trellis.runs) is
-  'Check a new run''s status against the [*] transitions and append its started event.';

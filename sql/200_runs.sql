@@ -30,7 +30,8 @@ declare
   v_id       uuid;
   v_bucket   integer;
   v_expires  timestamptz;
-  v_row      trellis.runs;
+  v_got      uuid;
+  v_status   text;
   v_claim    boolean;
   v_qrow     trellis.queues;
   -- The input shape of the version (sql/050_shapes.sql) is checked, and so
@@ -43,6 +44,9 @@ declare
   v_shape    jsonb;
   v_path     jsonpath;
   v_max      integer;
+  v_buckets  integer;
+  v_outbox   boolean;
+  v_set      text[];
 begin
   -- On the start path every statement counts (issue 18): checks are
   -- assignments and plain conditions, which PL/pgSQL evaluates without the
@@ -113,8 +117,20 @@ begin
   if jsonb_typeof(v_metadata) <> 'object' then
     perform trellis._raise('TR001', 'metadata must be a JSON object');
   end if;
-  -- trellis._check_payload's test, with the setting read once for both.
-  v_max := trellis._setting_int('max_payload_bytes', 1048576);
+  -- The settings a start reads (the payload limit, the bucket count, the
+  -- outbox), in one statement: _setting_int, _bucket_count and _outbox_on
+  -- inlined (a function call and a query each, on every start). A stored
+  -- limit that is not an integer is left to _setting_int to report (TR008).
+  select array[max(s.value #>> '{}') filter (where s.key = 'max_payload_bytes'),
+               max(s.value #>> '{}') filter (where s.key = 'buckets'),
+               max(s.value #>> '{}') filter (where s.key = 'events')]
+    into v_set from trellis.settings s where s.key in ('max_payload_bytes', 'buckets', 'events');
+  v_max := case when v_set[1] is null then 1048576
+                when v_set[1] ~ '^\s*[0-9]{1,9}\s*$' then v_set[1]::integer
+                else trellis._setting_int('max_payload_bytes', 1048576) end;
+  v_buckets := coalesce(v_set[2]::integer, 64);
+  v_outbox := coalesce(v_set[3]::boolean, true);
+  -- trellis._check_payload's test, with the limit read once for both.
   if octet_length(coalesce(p_input, 'null')::text) > v_max then
     perform trellis._check_payload(coalesce(p_input, 'null'), 'input');
   end if;
@@ -155,12 +171,12 @@ begin
   -- else of the id.
   v_id := coalesce(p_id, pg_catalog.gen_random_uuid());
   if v_key is not null then
-    v_bucket := trellis._bucket(p_workflow, v_key, null, trellis._bucket_count());
+    v_bucket := trellis._bucket(p_workflow, v_key, null, v_buckets);
   else
     if p_parent is not null then
       select p.bucket into v_bucket from trellis.runs p where p.id = p_parent;
     end if;
-    v_bucket := coalesce(v_bucket, trellis._bucket(null, null, v_id, trellis._bucket_count()));
+    v_bucket := coalesce(v_bucket, trellis._bucket(null, null, v_id, v_buckets));
   end if;
 
   insert into trellis.runs (bucket, id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
@@ -176,20 +192,42 @@ begin
           case when v_claim then v_now + p_lease end,
           case when v_claim then v_now end)
   on conflict (bucket, workflow, key) where key is not null do nothing
-  returning * into v_row;
+  returning id into v_got;
 
-  if v_row.id is null then
+  if v_got is null then
     -- Another start with this key won (possibly concurrently: the insert
     -- waited for it to commit). Return its run.
     select r.id into v_id from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
     return v_id;
   end if;
-  -- The new run's event (and the check of its first status against
-  -- trellis.run_transitions, sql/150_transitions.sql).
-  perform trellis._run_started(v_row);
+  -- The new run's first status, checked against the [*] transitions of
+  -- trellis.run_transitions (sql/150_transitions.sql), and its event. A
+  -- single-row insert of values (no INSERT ... SELECT from another table):
+  -- on a distributed outbox it is routed to the run's bucket (docs/scaling.md).
+  v_status := case when v_claim then 'running' else 'pending' end;
+  if not exists (select 1 from trellis.run_transitions t
+                  where t.from_status = '[*]' and t.to_status = v_status and t.event = 'started') then
+    perform trellis._raise('TR004', format('illegal run transition: a new run cannot be %s', v_status));
+  end if;
+  if v_outbox then
+    insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+    values (v_bucket, v_id, p_workflow, v_version, v_key, 'started', case when v_claim then 1 else 0 end,
+            jsonb_build_object('to', v_status, 'execution', 1), v_now);
+  end if;
+  -- The wake-up gate (sql/210_wakeups.sql): a start that commits at once
+  -- (coalesce_notify) holds its queue's gate shared and skips the NOTIFY
+  -- while another run of the same queue, workflow and version is pending
+  -- and due.
   if v_run_at <= v_now and not v_claim then
-    perform trellis._notify_ready(v_queue, p_workflow, v_version, v_id,
-                                  (v_options->'coalesce_notify') = 'true'::jsonb);
+    if (v_options->'coalesce_notify') = 'true'::jsonb then
+      perform pg_advisory_xact_lock_shared(1414679639, hashtext(v_queue));
+      if exists (select 1 from trellis.runs r
+                  where r.status = 'pending' and r.queue = v_queue and r.workflow = p_workflow
+                    and r.version = v_version and r.run_at <= v_now and r.id <> v_id) then
+        return v_id;
+      end if;
+    end if;
+    perform pg_notify('trellis:run_ready', v_queue);
   end if;
   -- A leased start whose insert waited (on another transaction's start
   -- with the same key, which then rolled back) counts its lease from now,
@@ -207,9 +245,12 @@ comment on function trellis._run_start(text, jsonb, jsonb, uuid, uuid, integer, 
   'run_start with an optional run id and parent link (child runs), and optionally leased at once to a worker (run_start_claimed).';
 
 create or replace function trellis.run_start(p_workflow text, p_input jsonb, p_options jsonb default '{}')
-returns uuid language sql as $$
-  select trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null)
-$$;
+returns uuid language plpgsql as $$
+begin
+  -- PL/pgSQL, not a SQL wrapper: a SQL function with a SET clause is never
+  -- inlined, and is parsed and planned again on every call.
+  return trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null);
+end $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
   'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
 

@@ -1,6 +1,7 @@
 -- 210_wakeups: the wake-up gate, which lets concurrent starts skip the NOTIFY
 -- that would serialise their commits, without delaying any run.
--- Owns: trellis._notify_ready, trellis.run_idle_check.
+-- Owns: trellis.run_idle_check; the gate a start takes is in _run_start
+-- (sql/200_runs.sql).
 -- Touches: trellis.runs (read only); transaction-level advisory locks
 -- (class 0x54524c57 'TRLW', object hashtext(queue)): starts take the queue's
 -- gate shared, a worker going idle tries it exclusive.
@@ -17,23 +18,6 @@
 -- worker's next look, not at the next poll. A start that takes the gate
 -- after it was closed sees no pending run (the worker claimed or will claim
 -- them all) and notifies. See docs/decisions/0021-wake-up-gate.md.
-
-create or replace function trellis._notify_ready(p_queue text, p_workflow text, p_version text,
-  p_run uuid, p_coalesce boolean)
-returns void language plpgsql as $$
-begin
-  if p_coalesce then
-    perform pg_advisory_xact_lock_shared(1414679639, hashtext(p_queue));
-    if exists (select 1 from trellis.runs r
-                where r.status = 'pending' and r.queue = p_queue and r.workflow = p_workflow
-                  and r.version = p_version and r.run_at <= trellis.now() and r.id <> p_run) then
-      return;
-    end if;
-  end if;
-  perform pg_notify('trellis:run_ready', p_queue);
-end $$;
-comment on function trellis._notify_ready(text, text, text, uuid, boolean) is
-  'NOTIFY trellis:run_ready for a run just made due. With p_coalesce (a start that commits at once), hold the queue''s wake-up gate shared and skip the NOTIFY when another run of the same queue, workflow and version is pending and due.';
 
 create or replace function trellis.run_idle_check(p_queues text[], p_workflows text[], p_versions text[])
 returns table (next_due timestamptz, gate_busy boolean) language plpgsql as $$

@@ -214,11 +214,15 @@ begin
     join trellis.runs r on r.bucket = st.bucket and r.id = st.run_id
    where v_outbox and st.kind = 'step' and st.status in ('completed', 'failed');
 
-  -- A wait that consumed a signal marks it, so it is delivered once.
-  update trellis.signals g set consumed_at = v_now, consumed_seq = o.seq
-    from unnest(p_ops) o
-   where o.op = 'step' and o.signal is not null and g.id = o.signal and g.run_id = o.run
-     and g.consumed_at is null;
+  -- A wait that consumed a signal marks it, so it is delivered once. (Only
+  -- when an op carries one: the update, even of no row, opens the table and
+  -- its indexes, which a one-run checkpoint pays alone, issue 18.)
+  if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.signal is not null) then
+    update trellis.signals g set consumed_at = v_now, consumed_seq = o.seq
+      from unnest(p_ops) o
+     where o.op = 'step' and o.signal is not null and g.id = o.signal and g.run_id = o.run
+       and g.consumed_at is null;
+  end if;
 end $$;
 comment on function trellis._steps_record(trellis.checkpoint_op[]) is
   'The step ops of held runs: upsert their calls (a completed or failed one is never overwritten), append step_completed / step_failed events of durable steps, mark consumed signals.';

@@ -35,7 +35,6 @@ begin
     'trellis._wake_child_waiters(uuid[])',
     'trellis.signal_send(uuid, text, jsonb, text)',
     'trellis.run_next_due(text[], text[], text[])',
-    'trellis._notify_ready(text, text, text, uuid, boolean)',
     'trellis.run_idle_check(text[], text[], text[])',
     -- Not hot, but a worker's purge session keeps its plans for as long.
     'trellis._purge_workflow(text, interval, integer)',

@@ -2,7 +2,7 @@
  * `npx tsx test/bench/start-cost.ts`: the backend CPU (/proc) of one
  * `_run_start` against a bare insert of the same run and event rows, and of
  * variants of the current function with one part left out (its NOTIFY gate,
- * its event, its name checks, its SET clauses), 4,000 starts per statement
+ * its name checks, its SET clauses), 4,000 starts per statement
  * in a rolled-back transaction, interleaved over 3 rounds. BASE_SQL=<file>
  * adds an older sql/200_runs.sql's _run_start. A profiling aid (issue 18).
  */
@@ -29,17 +29,23 @@ const mk = async (name: string, f: (t: string) => string, set = true) => {
   await c.query(f(nb.replace('trellis._run_start(', `trellis.${name}(`)));
   if (set) { await c.query(`alter function trellis.${name} set plan_cache_mode = force_generic_plan`); await c.query(`alter function trellis.${name} set enable_seqscan = off`); }
 };
-await mk('_rs_nonotify', (t) => t.replace(/perform trellis._notify_ready\([^;]*;/, 'null;'));
-await mk('_rs_nostarted', (t) => t.replace('perform trellis._run_started(v_row);', 'null;'));
+// Every replace below must find its text: a variant that silently equals the function measures nothing.
+const cut = (t: string, from: string | RegExp, to: string) => {
+  const out = t.replace(from, to);
+  if (out === t) throw new Error(`start-cost: ${String(from)} not found in _run_start`);
+  return out;
+};
+await mk('_rs_nonotify', (t) => cut(t, /if \(v_options->'coalesce_notify'\) = 'true'::jsonb then[\s\S]*?perform pg_notify\('trellis:run_ready', v_queue\);/, 'null;'));
 await mk('_rs_noset', (t) => t, false);
-await mk('_rs_nochecks', (t) => t.replace("p_workflow := trellis._check_name(p_workflow, 'workflow');", '').replace("v_version := trellis._check_name(v_version, 'version');", '').replace("v_queue := trellis._check_name(coalesce(v_options->>'queue', v_default), 'queue');", "v_queue := coalesce(v_options->>'queue', v_default);"));
+await mk('_rs_nochecks', (t) => cut(cut(cut(t, "p_workflow := trellis._check_name(p_workflow, 'workflow');", ''),
+  "v_version := trellis._check_name(v_version, 'version');", ''),
+  "v_queue := trellis._check_name(coalesce(v_options->>'queue', v_default), 'queue');", "v_queue := coalesce(v_options->>'queue', v_default);"));
 const N = 4000;
 const opts = `'{"input_checked": true, "coalesce_notify": true, "version": "1"}'`;
 const variants: Record<string, string> = {
   new: `select count(trellis._run_start('p', jsonb_build_object('i', g), ${opts}, null, null, null, null, null, null, null)) from generate_series(1, ${N}) g`,
   old: `select count(trellis._run_start_old('p', jsonb_build_object('i', g), ${opts}, null, null, null, null, null, null, null)) from generate_series(1, ${N}) g`,
   nonotify: `select count(trellis._rs_nonotify('p', jsonb_build_object('i', g), ${opts}, null, null, null, null, null, null, null)) from generate_series(1, ${N}) g`,
-  nostarted: `select count(trellis._rs_nostarted('p', jsonb_build_object('i', g), ${opts}, null, null, null, null, null, null, null)) from generate_series(1, ${N}) g`,
   noset: `select count(trellis._rs_noset('p', jsonb_build_object('i', g), ${opts}, null, null, null, null, null, null, null)) from generate_series(1, ${N}) g`,
   nochecks: `select count(trellis._rs_nochecks('p', jsonb_build_object('i', g), ${opts}, null, null, null, null, null, null, null)) from generate_series(1, ${N}) g`,
   insert_only: `with r as (insert into trellis.runs (bucket, id, workflow, version, queue, priority, status, input, metadata, run_at, created_at, updated_at, parent_close, attempt)

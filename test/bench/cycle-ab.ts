@@ -1,0 +1,74 @@
+/**
+ * `npx tsx test/bench/cycle-ab.ts`: one run at a time through start, claim
+ * and a completing checkpoint (a step and the run's end), each statement its
+ * own transaction on one connection, as the hand-off and queue paths do it
+ * at low load; the backend's CPU (/proc schedstat) of each phase per run,
+ * for this tree's SQL against a base commit's, switched back and forth in
+ * one database (each switch re-applies the sql/ files that differ, then
+ * sql/900_plans.sql and sql/950_grants.sql, and discards the session's
+ * plans), rounds interleaved (A, B, B, A, ...). Issue 18: the fixed cost of
+ * a call, which a batch of 100 runs shares and a single run pays alone.
+ *   AB_BASE=<commit> (default HEAD) ROUNDS (6) N (1,500 runs per round)
+ */
+import { execSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { processCpuPrecise as processCpu } from './cpu.ts';
+import { startServer } from './server.ts';
+import { fmt, median } from './stats.ts';
+
+const BASE = process.env.AB_BASE ?? 'HEAD';
+const ROUNDS = Number(process.env.ROUNDS ?? 6);
+const N = Number(process.env.N ?? 1500);
+const changed = execSync(`git diff --name-only ${BASE} -- 'sql/*.sql'`, { encoding: 'utf8' }).split('\n').filter(Boolean)
+  .filter((f) => f !== 'sql/900_plans.sql' && f !== 'sql/950_grants.sql');
+const text = { A: changed.map((f) => execSync(`git show ${BASE}:${f}`, { encoding: 'utf8' })), B: changed.map((f) => readFileSync(f, 'utf8')) };
+const after = ['sql/900_plans.sql', 'sql/950_grants.sql'].map((f) => readFileSync(f, 'utf8'));
+const server = await startServer();
+try {
+  const url = await server.createDatabase('cycle_ab', { trellis: true });
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  const pid = (await c.query('select pg_backend_pid() as p')).rows[0].p as number;
+  await c.query(`select trellis.workflow_register('[{"name":"p","version":"1","queue":"default"}]')`);
+  // No WAL flush per commit: the flush's CPU is the same for both sides and the noisiest part.
+  await c.query('set synchronous_commit = off');
+  const t = { start: 0, claim: 0, checkpoint: 0 };
+  const cycle = async (measure: boolean) => {
+    const a = processCpu(pid)!;
+    await c.query({ name: 's', text: `select trellis.run_start('p', '{}', '{"input_checked": true, "coalesce_notify": true}')` });
+    const b = processCpu(pid)!;
+    const r = await c.query({ name: 'c', text: `select id, lease_token from trellis.run_claim('w', '{default}', '{p}', '{1}', 10, '30 seconds', true)` });
+    const d = processCpu(pid)!;
+    const ops = r.rows.flatMap((x) => [{ op: 'step', run: x.id, token: x.lease_token, seq: 0, name: 'first', kind: 'step', status: 'completed', output: null },
+                                      { op: 'complete', run: x.id, token: x.lease_token, output: null }]);
+    await c.query({ name: 'k', text: 'select * from trellis.checkpoint_apply($1::jsonb)', values: [JSON.stringify(ops)] });
+    const e = processCpu(pid)!;
+    if (measure) { t.start += b - a; t.claim += d - b; t.checkpoint += e - d; }
+  };
+  console.log(`A = base ${BASE} (${changed.join(', ') || 'no sql/ file changed'}), B = this tree; ${ROUNDS} rounds of ${N} runs, load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
+  const out: Record<string, number[]> = {};
+  for (let round = 0; round < ROUNDS; round++) {
+    for (const side of (round % 2 ? ['B', 'A'] : ['A', 'B']) as ('A' | 'B')[]) {
+      for (const sql of [...text[side], ...after]) await c.query(sql);
+      await c.query('discard plans');
+      await c.query('truncate trellis.runs, trellis.events cascade');
+      t.start = t.claim = t.checkpoint = 0;
+      for (let i = 0; i < 100; i++) await cycle(false);
+      for (let i = 0; i < N; i++) await cycle(true);
+      const per = (x: number) => x * 1e6 / N;
+      for (const [k, v] of Object.entries(t)) (out[`${side} ${k}`] ??= []).push(per(v));
+      (out[`${side} total`] ??= []).push(per(t.start + t.claim + t.checkpoint));
+      console.log(`  round ${round + 1} ${side}: start ${fmt(per(t.start))}, claim ${fmt(per(t.claim))}, checkpoint ${fmt(per(t.checkpoint))} µs backend CPU per run`);
+    }
+  }
+  console.log('\nmedians (A -> B):');
+  for (const k of ['start', 'claim', 'checkpoint', 'total']) {
+    const a = median(out[`A ${k}`]!); const b = median(out[`B ${k}`]!);
+    console.log(`  ${k}: ${fmt(a)} -> ${fmt(b)} µs (${fmt((b / a - 1) * 100, 1)}%)`);
+  }
+  await c.end();
+} finally {
+  await server.stop();
+}
+process.exit(0);

@@ -1,0 +1,90 @@
+/**
+ * `npx tsx test/bench/start-ab.ts`: the start path of this tree's SQL
+ * against a base commit's, one server, repetitions interleaved (A, B, B, A,
+ * ...) so a busy neighbour hits both alike (issue 18). Database A is this
+ * tree's schema with the base commit's versions of the sql/ files that
+ * changed since (then sql/900_plans.sql and sql/950_grants.sql, which set
+ * the functions' settings); database B is this tree as it is.
+ * Per repetition and side:
+ * - `one`: N (3,000) `trellis.run_start` calls from one connection in one
+ *   transaction that is rolled back (each call a statement of its own,
+ *   prepared, with the options the client sends): the backend's CPU per
+ *   start (/proc schedstat), without the commit's, which is the same for
+ *   both sides and the noisiest part;
+ * - `16`: 16 clients each calling `client.start` one at a time for SECONDS
+ *   (4): starts/s and the server's and this process's CPU per start.
+ *   AB_BASE=<commit> (default HEAD) REPS (4)
+ */
+import { execSync } from 'node:child_process';
+import { readFileSync } from 'node:fs';
+import pg from 'pg';
+import { z } from 'zod';
+import { createClient } from '../../src/client/client.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { cpuBetween, postmasterPid, processCpuPrecise, readCpu } from './cpu.ts';
+import { startServer } from './server.ts';
+import { fmt, median } from './stats.ts';
+
+const BASE = process.env.AB_BASE ?? 'HEAD';
+const REPS = Number(process.env.REPS ?? 4);
+const N = Number(process.env.N ?? 3000);
+const SECONDS = Number(process.env.SECONDS ?? 4);
+const wf = defineWorkflow({ name: 'bench-start', input: z.object({ i: z.number() }) }, async (ctx, { i }) => ctx.step('noop', () => i));
+const changed = execSync(`git diff --name-only ${BASE} -- 'sql/*.sql'`, { encoding: 'utf8' }).split('\n').filter(Boolean)
+  .filter((f) => f !== 'sql/900_plans.sql' && f !== 'sql/950_grants.sql');
+const server = await startServer();
+const load = () => readFileSync('/proc/loadavg', 'utf8').split(' ')[0];
+type Side = 'A' | 'B';
+try {
+  const sides: Record<Side, { pool: pg.Pool; one: pg.Client; pid: number; client: ReturnType<typeof createClient> }> = {} as never;
+  for (const side of ['A', 'B'] as const) {
+    const url = await server.createDatabase(side === 'A' ? 'start_ab_base' : 'start_ab_tree', { trellis: true });
+    const pool = new pg.Pool({ connectionString: url, max: 16 });
+    pool.on('error', () => {});
+    if (side === 'A') {
+      for (const f of changed) await pool.query(execSync(`git show ${BASE}:${f}`, { encoding: 'utf8' }));
+      for (const f of ['900_plans', '950_grants']) await pool.query(readFileSync(new URL(`../../sql/${f}.sql`, import.meta.url), 'utf8'));
+    }
+    const client = createClient({ pool, handoff: false, logger: silentLogger });
+    await client.register(wf);
+    const one = new pg.Client({ connectionString: url });
+    await one.connect();
+    const pid = (await one.query('select pg_backend_pid() as p')).rows[0].p as number;
+    sides[side] = { pool, one, pid, client };
+  }
+  console.log(`A = base ${BASE} (${changed.join(', ') || 'no sql/ file changed'}), B = this tree; ${REPS} reps, load ${load()}`);
+  const out: Record<string, number[]> = {};
+  const push = (k: string, v: number) => (out[k] ??= []).push(v);
+  const opts = JSON.stringify({ input_checked: true, coalesce_notify: true });
+  for (let r = 0; r < REPS; r++) {
+    for (const side of (r % 2 ? ['B', 'A'] : ['A', 'B']) as Side[]) {
+      const s = sides[side];
+      const call = (i: number) => s.one.query({ name: 'rs', text: 'select trellis.run_start($1, $2::jsonb, $3::jsonb)', values: ['bench-start', `{"i":${i}}`, opts] });
+      await s.one.query('begin');
+      for (let i = 0; i < 200; i++) await call(i);
+      const c0 = processCpuPrecise(s.pid)!;
+      for (let i = 0; i < N; i++) await call(i);
+      const one = (processCpuPrecise(s.pid)! - c0) * 1e6 / N;
+      await s.one.query('rollback');
+      push(`${side} one`, one);
+      const pm = await postmasterPid(s.one);
+      let n = 0;
+      const end = performance.now() + SECONDS * 1000;
+      const c1 = readCpu(pm);
+      await Promise.all(Array.from({ length: 16 }, async () => {
+        while (performance.now() < end) { await s.client.start(wf, { i: n }); n++; }
+      }));
+      const d = cpuBetween(c1, readCpu(pm));
+      push(`${side} rate`, n / d.seconds); push(`${side} server`, d.server! * 1e6 / n); push(`${side} node`, d.self * 1e6 / n);
+      console.log(`  rep ${r + 1} ${side}: one ${fmt(one)} µs/start; 16 clients ${fmt(n / d.seconds)}/s, server ${fmt(d.server! * 1e6 / n)} + node ${fmt(d.self * 1e6 / n)} µs/start, others ${fmt(d.otherCores ?? Number.NaN, 2)} cores, load ${load()}`);
+    }
+  }
+  const m = (k: string) => median(out[k]!);
+  const line = (what: string, k: string) => `${what} ${fmt(m(`A ${k}`))} -> ${fmt(m(`B ${k}`))} (${fmt((m(`B ${k}`) / m(`A ${k}`) - 1) * 100, 1)}%)`;
+  console.log(`\nmedians (A -> B): ${line('one-connection backend µs/start', 'one')}; ${line('16 clients starts/s', 'rate')}; ${line('server µs/start', 'server')}; ${line('node µs/start', 'node')}`);
+  for (const side of ['A', 'B'] as const) { await sides[side].client.close(); await sides[side].one.end(); await sides[side].pool.end(); }
+} finally {
+  await server.stop();
+}
+process.exit(0);
