@@ -169,7 +169,6 @@ declare
   v_hist jsonb;
   v_sigs jsonb;
   v_kids jsonb;
-  v_ids  uuid[];
 begin
   for v_run in
     select * from trellis._run_move(array(
@@ -180,19 +179,8 @@ begin
     v_hist := null;
     v_kids := null;
     if v_run.attempt > 1 then
-      select jsonb_agg((jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind,
-               'status', s.status, 'output', s.output, 'error', s.error, 'attempts', s.attempts)
-               || case when s.delivered is null then '{}'::jsonb else jsonb_build_object('delivered', s.delivered) end)
-               order by s.seq) into v_hist
-        from trellis.steps s where s.bucket = v_run.bucket and s.run_id = v_run.id and s.execution = v_run.execution;
-      select array_agg((w.output->>'child')::uuid) into v_ids from trellis.steps w
-       where w.bucket = v_run.bucket and w.run_id = v_run.id and w.execution = v_run.execution
-         and w.status = 'waiting' and w.kind = 'child';
-      if v_ids is not null then
-        -- The children may live in other buckets (a child with its own key).
-        select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
-          into v_kids from trellis.runs c where c.id = any (v_ids) and c.status in ('completed', 'failed', 'cancelled');
-      end if;
+      v_hist := trellis._run_history(v_run.bucket, v_run.id, v_run.execution);
+      v_kids := trellis._run_children_ended(v_run.bucket, v_run.id, v_run.execution);
     end if;
     select jsonb_agg(jsonb_build_object('id', g.id, 'name', g.name, 'payload', g.payload, 'signal_id', g.signal_id)
              order by g.id) into v_sigs

@@ -63,10 +63,13 @@ begin
                  or (op in ('step', 'child') and (seq is null or seq < 0 or name is null))
                  or (op = 'step' and (status is null or kind is null))
                  or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
-                 or (op = 'child' and (child is null or workflow is null))) then
+                 or (op = 'child' and (child is null or workflow is null))
+                 -- Last, and only for a well-formed op (an OR is evaluated in
+                 -- order): the name, which _check_name raises TR001 for. In
+                 -- this statement, not one of its own (issue 18).
+                 or (op in ('step', 'child') and trellis._check_name(name, 'step') is null)) then
     perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts)');
   end if;
-  perform trellis._check_name(name, 'step') from unnest(p_ops) where op in ('step', 'child');
   -- Sizes are the bytes of the JSON text, as in _check_payload and the
   -- workers' own check (src/protocol/serialize.ts), so both agree.
   select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run, o.size, v_max)
@@ -177,6 +180,17 @@ end $$;
 comment on function trellis._checkpoint_apply(trellis.checkpoint_op[]) is
   'checkpoint_apply on parsed ops: check, lock every run the ops may change in id order, fence by (run, token), dispatch the held ops to one set-based function per kind; returns the refused (run, token) pairs.';
 
+-- Whether a version's events carry output and error (workflow_register's
+-- event_payloads), for _steps_record's step events.
+create or replace function trellis._event_payloads(p_workflow text, p_version text)
+returns boolean language plpgsql stable as $$
+begin
+  return exists (select 1 from trellis.workflows w
+                  where w.name = p_workflow and w.version = p_version and w.event_payloads);
+end $$;
+comment on function trellis._event_payloads(text, text) is
+  'Whether version p_version of workflow p_workflow declares event payloads (its events carry output and error).';
+
 -- Steps. A completed or failed checkpoint is never overwritten; a 'running'
 -- marker (the attempt started), a 'waiting' one or a 'retrying' one is. A
 -- step (kind step) that completes or fails here appends its event.
@@ -204,9 +218,8 @@ begin
   insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
   select st.bucket, st.run_id, r.workflow, r.version, r.key, 'step_' || st.status, r.attempt,
          jsonb_build_object('seq', st.seq, 'name', st.name, 'attempts', st.attempts, 'execution', st.execution)
-           || case when not v_payloads
-                     or not exists (select 1 from trellis.workflows w
-                                     where w.name = r.workflow and w.version = r.version and w.event_payloads) then '{}'::jsonb
+           -- (A function, not a subquery, whose plan every checkpoint would set up.)
+           || case when not v_payloads or not trellis._event_payloads(r.workflow, r.version) then '{}'::jsonb
                    when st.status = 'completed' then jsonb_build_object('output', st.output)
                    else jsonb_build_object('error', st.error) end,
          v_now
