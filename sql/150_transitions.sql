@@ -55,7 +55,7 @@ begin
   -- With no version declaring hooks or event payloads (v_declared), the
   -- statement has no hook CTEs: a single-run move (a start's claim, the
   -- hand-off, a one-run checkpoint) pays for every table and index a
-  -- statement names when it starts, used or not (issue 18).
+  -- statement names when it starts, used or not (decision 0027).
   if not v_declared then
     return query
     with moved as (

@@ -448,7 +448,7 @@ begin
               -- A first claim of an execution (attempt 1) has no history and no
               -- children yet. The reads are functions, not subqueries: a
               -- subquery's plan is set up when the statement starts, for every
-              -- claim, read or not (issue 18: ~25 µs of a one-run claim).
+              -- claim, read or not (decision 0027: ~25 µs of a one-run claim).
               case when r.attempt > 1 then trellis._run_history(r.bucket, r.id, r.execution) end,
               r.execution, r.cancel_requested_at is not null, r.pause_requested_at is not null,
               (select jsonb_agg(jsonb_build_object('id', g.id, 'name', g.name, 'payload', g.payload,

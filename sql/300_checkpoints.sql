@@ -66,7 +66,7 @@ begin
                  or (op = 'child' and (child is null or workflow is null))
                  -- Last, and only for a well-formed op (an OR is evaluated in
                  -- order): the name, which _check_name raises TR001 for. In
-                 -- this statement, not one of its own (issue 18).
+                 -- this statement, not one of its own (decision 0027).
                  or (op in ('step', 'child') and trellis._check_name(name, 'step') is null)) then
     perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts)');
   end if;
@@ -218,7 +218,8 @@ begin
   insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
   select st.bucket, st.run_id, r.workflow, r.version, r.key, 'step_' || st.status, r.attempt,
          jsonb_build_object('seq', st.seq, 'name', st.name, 'attempts', st.attempts, 'execution', st.execution)
-           -- (A function, not a subquery, whose plan every checkpoint would set up.)
+           -- (A function, not a subquery, whose plan every checkpoint would set up:
+           -- decision 0027.)
            || case when not v_payloads or not trellis._event_payloads(r.workflow, r.version) then '{}'::jsonb
                    when st.status = 'completed' then jsonb_build_object('output', st.output)
                    else jsonb_build_object('error', st.error) end,
@@ -229,7 +230,7 @@ begin
 
   -- A wait that consumed a signal marks it, so it is delivered once. (Only
   -- when an op carries one: the update, even of no row, opens the table and
-  -- its indexes, which a one-run checkpoint pays alone, issue 18.)
+  -- its indexes, which a one-run checkpoint pays alone: decision 0027.)
   if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.signal is not null) then
     update trellis.signals g set consumed_at = v_now, consumed_seq = o.seq
       from unnest(p_ops) o
