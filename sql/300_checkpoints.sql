@@ -64,9 +64,10 @@ begin
                  or (op = 'step' and (status is null or kind is null))
                  or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
                  or (op = 'child' and (child is null or workflow is null))
-                 -- Last, and only for a well-formed op (an OR is evaluated in
-                 -- order): the name, which _check_name raises TR001 for. In
-                 -- this statement, not one of its own (decision 0027).
+                 -- Last: the name, which _check_name raises TR001 for (the
+                 -- executor evaluates an OR left to right, so a malformed op
+                 -- gets the message above; either way the error is TR001).
+                 -- In this statement, not one of its own (decision 0027).
                  or (op in ('step', 'child') and trellis._check_name(name, 'step') is null)) then
     perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts)');
   end if;
