@@ -141,6 +141,8 @@ try {
     for (const must of ['LICENSE', 'README.md', 'dist/index.js', 'dist/index.d.ts', 'dist/testing/index.js']) {
       if (!files.includes(must)) throw new Error(`missing ${must}`);
     }
+    // The measurement log stays in the repository (it grows with every bench round; an app needs none of it).
+    if (files.includes('docs/performance.md')) throw new Error('docs/performance.md is in the tarball');
     if ((await stat(tarball)).size > 1_000_000) throw new Error(`tarball is ${(await stat(tarball)).size} bytes`);
   });
 
