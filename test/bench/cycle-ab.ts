@@ -13,7 +13,7 @@
 import { execSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
-import { processCpuPrecise as processCpu } from './cpu.ts';
+import { oneRunCycle } from './one-run-cycle.ts';
 import { startServer } from './server.ts';
 import { fmt, median } from './stats.ts';
 
@@ -33,19 +33,7 @@ try {
   await c.query(`select trellis.workflow_register('[{"name":"p","version":"1","queue":"default"}]')`);
   // No WAL flush per commit: the flush's CPU is the same for both sides and the noisiest part.
   await c.query('set synchronous_commit = off');
-  const t = { start: 0, claim: 0, checkpoint: 0 };
-  const cycle = async (measure: boolean) => {
-    const a = processCpu(pid)!;
-    await c.query({ name: 's', text: `select trellis.run_start('p', '{}', '{"input_checked": true, "coalesce_notify": true}')` });
-    const b = processCpu(pid)!;
-    const r = await c.query({ name: 'c', text: `select id, lease_token from trellis.run_claim('w', '{default}', '{p}', '{1}', 10, '30 seconds', true)` });
-    const d = processCpu(pid)!;
-    const ops = r.rows.flatMap((x) => [{ op: 'step', run: x.id, token: x.lease_token, seq: 0, name: 'first', kind: 'step', status: 'completed', output: null },
-                                      { op: 'complete', run: x.id, token: x.lease_token, output: null }]);
-    await c.query({ name: 'k', text: 'select * from trellis.checkpoint_apply($1::jsonb)', values: [JSON.stringify(ops)] });
-    const e = processCpu(pid)!;
-    if (measure) { t.start += b - a; t.claim += d - b; t.checkpoint += e - d; }
-  };
+  const cycle = oneRunCycle(c, pid, '{"input_checked": true, "coalesce_notify": true}');
   console.log(`A = base ${BASE} (${changed.join(', ') || 'no sql/ file changed'}), B = this tree; ${ROUNDS} rounds of ${N} runs, load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
   const out: Record<string, number[]> = {};
   for (let round = 0; round < ROUNDS; round++) {
@@ -53,9 +41,10 @@ try {
       for (const sql of [...text[side], ...after]) await c.query(sql);
       await c.query('discard plans');
       await c.query('truncate trellis.runs, trellis.events cascade');
-      t.start = t.claim = t.checkpoint = 0;
-      for (let i = 0; i < 100; i++) await cycle(false);
-      for (let i = 0; i < N; i++) await cycle(true);
+      for (let i = 0; i < 100; i++) await cycle.run(false);
+      cycle.reset();
+      for (let i = 0; i < N; i++) await cycle.run();
+      const t = cycle.cpu;
       const per = (x: number) => x * 1e6 / N;
       for (const [k, v] of Object.entries(t)) (out[`${side} ${k}`] ??= []).push(per(v));
       (out[`${side} total`] ??= []).push(per(t.start + t.claim + t.checkpoint));

@@ -13,6 +13,7 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { oneRunCycle } from './one-run-cycle.ts';
 import { startServer } from './server.ts';
 
 const N = Number(process.env.N ?? 2000);
@@ -24,7 +25,6 @@ try {
   const c = new pg.Client({ connectionString: url });
   await c.connect();
   const pid = (await c.query('select pg_backend_pid() as p')).rows[0].p as number;
-  const cpu = () => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e9;
   await c.query(`select trellis.workflow_register('[{"name":"p","version":"1","queue":"default"}]')`);
   // Durability is not what is measured: no WAL flush wait in the figures.
   await c.query('set synchronous_commit = off');
@@ -37,30 +37,17 @@ try {
       await c.query(`alter function ${f} ${pinned ? 'set search_path = pg_catalog, trellis, pg_temp' : 'reset search_path'}`);
     }
   };
-  const t = { start: 0, claim: 0, checkpoint: 0 };
-  const one = async () => {
-    const a = cpu();
-    await c.query({ name: 'start', text: `select trellis.run_start('p', '{}', '{}')` });
-    const b = cpu();
-    const { rows } = await c.query<{ id: string; lease_token: string }>({ name: 'claim',
-      text: `select id, lease_token from trellis.run_claim('w', '{default}', '{p}', '{1}', 10, '30 seconds', true)` });
-    const d = cpu();
-    const ops = rows.flatMap((x) => [
-      { op: 'step', run: x.id, token: x.lease_token, seq: 0, name: 'first', kind: 'step', status: 'completed', output: null },
-      { op: 'complete', run: x.id, token: x.lease_token, output: null }]);
-    const refused = await c.query({ name: 'checkpoint', text: 'select * from trellis.checkpoint_apply($1::jsonb)', values: [JSON.stringify(ops)] });
-    if (rows.length !== 1 || refused.rows.length) throw new Error(`claimed ${rows.length}, refused ${refused.rows.length}`);
-    t.start += b - a; t.claim += d - b; t.checkpoint += cpu() - d;
-  };
+  const cycle = oneRunCycle(c, pid);
   const res: Record<string, string[]> = {};
   const load0 = readFileSync('/proc/loadavg', 'utf8').split(' ').slice(0, 3).join(' ');
   for (let r = 0; r < REPS; r++) {
     for (const pinned of r % 2 ? [true, false] : [false, true]) {
       await pin(pinned);
       await c.query('discard plans');
-      for (let i = 0; i < 100; i++) await one();
-      t.start = t.claim = t.checkpoint = 0;
-      for (let i = 0; i < N; i++) await one();
+      for (let i = 0; i < 100; i++) await cycle.run(false);
+      cycle.reset();
+      for (let i = 0; i < N; i++) await cycle.run();
+      const t = cycle.cpu;
       const us = (x: number) => ((x * 1e6) / N).toFixed(0);
       (res[pinned ? 'pinned' : 'session'] ??= []).push(`${us(t.start)}/${us(t.claim)}/${us(t.checkpoint)} = ${us(t.start + t.claim + t.checkpoint)}`);
     }
