@@ -11,10 +11,20 @@
  *    start: reading the payload limit and schema version, registering the
  *    workflow, preparing and running the start;
  *  - `second start`: the same client again (warm);
- *  - `connect`: the `select 1` alone.
+ *  - `connect`: the `select 1` alone;
+ *  - `through PgBouncer`: the same N fresh clients, each a new pool that
+ *    connects to a PgBouncer (transaction mode, started here on 127.0.0.1
+ *    and stopped by its pid) in front of the same database, first and
+ *    second start. A fresh client then gets a server session that earlier
+ *    clients warmed, which is how a serverless handler or a CLI reaches
+ *    PostgreSQL in production (a pooler, PgBouncer or a managed proxy).
+ *    The binary: TRELLIS_PGBOUNCER_BIN, else scripts/pgbouncer-build.sh's
+ *    build in .cache/, else Debian's /usr/sbin/pgbouncer; the rows are
+ *    left out, with the reason printed, when there is none.
  * Each statement of the connected-pool start is timed (pool.query wrapped)
  * so the report says where the time goes. No worker runs.
  */
+import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { z } from 'zod';
 import type { BenchConfig } from './config.ts';
@@ -35,6 +45,46 @@ export interface ColdResult {
   cpu: { firstServer?: number; firstNode: number; secondServer?: number; secondNode: number };
   /** Per statement of the connected-pool first start: its label and p50 ms. */
   statements: { statement: string; n: number; p50: number }[];
+  /** Fresh clients through a PgBouncer in transaction mode (its server sessions warm), or why there is no such row. */
+  pooled?: { pgbouncer: string; first: Percentiles; second: Percentiles } | { skipped: string };
+}
+
+/** The PgBouncer binary the `cold` family uses, or undefined. */
+function pgbouncerBinary(): string | undefined {
+  const built = new URL('../../.cache/pgbouncer-1.24.1/bin/pgbouncer', import.meta.url).pathname;
+  return [process.env.TRELLIS_PGBOUNCER_BIN, built, '/usr/sbin/pgbouncer'].find((p) => p !== undefined && p !== '' && existsSync(p));
+}
+
+/** N fresh clients through a PgBouncer in front of `url`: the first start (connect to PgBouncer included) and the second. */
+async function pooledStarts(url: string, n: number): Promise<ColdResult['pooled']> {
+  const binary = pgbouncerBinary();
+  if (binary === undefined) return { skipped: 'no PgBouncer binary (apt-get install pgbouncer, or bash scripts/pgbouncer-build.sh)' };
+  process.env.TRELLIS_PGBOUNCER_BIN = binary;
+  const { startPgBouncer } = await import('../helpers/pgbouncer.ts');
+  const bouncer = await startPgBouncer(url, { default_pool_size: 4, max_prepared_statements: 200 });
+  const first: number[] = [];
+  const second: number[] = [];
+  try {
+    // Earlier clients (a deploy, other handlers) have used the pooler's sessions.
+    const warm = createClient({ connectionString: bouncer.url, logger: silentLogger });
+    for (let i = 0; i < 20; i++) await warm.start(coldStart, { i });
+    await warm.close();
+    for (let i = 0; i < n; i++) {
+      const pool = new pg.Pool({ connectionString: bouncer.url, max: 4 });
+      const client = createClient({ pool, logger: silentLogger });
+      const t = performance.now();
+      await client.start(coldStart, { i });
+      first.push(performance.now() - t);
+      const t2 = performance.now();
+      await client.start(coldStart, { i });
+      second.push(performance.now() - t2);
+      await client.close();
+      await pool.end();
+    }
+  } finally {
+    await bouncer.stop();
+  }
+  return { pgbouncer: bouncer.version, first: percentiles(first), second: percentiles(second) };
 }
 
 /** Time every pool.query of `pool` into `into` (label: the statement's name or its first words). */
@@ -63,6 +113,7 @@ export async function coldStarts(server: BenchServer, cfg: BenchConfig): Promise
   const second: number[] = [];
   const connect: number[] = [];
   const statements = new Map<string, number[]>();
+  let pooled: ColdResult['pooled'];
   const cpu = { firstServer: 0 as number | undefined, firstNode: 0, secondServer: 0 as number | undefined, secondNode: 0 };
   const nodeCpu = () => {
     const u = process.cpuUsage();
@@ -113,6 +164,7 @@ export async function coldStarts(server: BenchServer, cfg: BenchConfig): Promise
         await pool.end();
       }
     }
+    pooled = await pooledStarts(url, n);
   } finally {
     await server.dropDatabase('bench_cold');
   }
@@ -129,6 +181,7 @@ export async function coldStarts(server: BenchServer, cfg: BenchConfig): Promise
       secondNode: cpu.secondNode / n,
     },
     statements: [...statements].map(([statement, t]) => ({ statement, n: t.length, p50: percentiles(t).p50 })),
+    pooled,
   };
   const line = (label: string, p: Percentiles) => console.log(`  ${label.padEnd(34)} p50 ${fmt(p.p50, 2)} ms  p95 ${fmt(p.p95, 2)}  p99 ${fmt(p.p99, 2)}  max ${fmt(p.max, 2)}`);
   line(`first start, connect included (${n})`, result.firstWithConnect);
@@ -138,5 +191,10 @@ export async function coldStarts(server: BenchServer, cfg: BenchConfig): Promise
   const c = result.cpu;
   console.log(`  CPU per start (core-ms): first ${fmt(c.firstServer, 2)} backend + ${fmt(c.firstNode, 2)} node; second ${fmt(c.secondServer, 2)} backend + ${fmt(c.secondNode, 2)} node`);
   for (const s of result.statements) console.log(`    ${s.statement.padEnd(60)} x${s.n}  p50 ${fmt(s.p50, 2)} ms`);
+  if (pooled !== undefined && 'skipped' in pooled) console.log(`  through PgBouncer: skipped (${pooled.skipped})`);
+  else if (pooled !== undefined) {
+    line(`first start through ${pooled.pgbouncer.replace(/^PgBouncer /i, 'PgBouncer ')}`.slice(0, 34), pooled.first);
+    line('second start through PgBouncer', pooled.second);
+  }
   return result;
 }

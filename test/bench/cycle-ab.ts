@@ -9,6 +9,9 @@
  * plans), rounds interleaved (A, B, B, A, ...). Issue 18: the fixed cost of
  * a call, which a batch of 100 runs shares and a single run pays alone.
  *   AB_BASE=<commit> (default HEAD) ROUNDS (6) N (1,500 runs per round)
+ *   AB_SQL_A / AB_SQL_B: SQL run after each switch to that side (a variant
+ *   measured without a commit of its own, e.g. a table's constraints; it
+ *   must undo the other side's, as the switches alternate in one database).
  */
 import { execSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -39,6 +42,8 @@ try {
   for (let round = 0; round < ROUNDS; round++) {
     for (const side of (round % 2 ? ['B', 'A'] : ['A', 'B']) as ('A' | 'B')[]) {
       for (const sql of [...text[side], ...after]) await c.query(sql);
+      const extra = process.env[`AB_SQL_${side}`];
+      if (extra) await c.query(extra);
       await c.query('discard plans');
       await c.query('truncate trellis.runs, trellis.events cascade');
       for (let i = 0; i < 100; i++) await cycle.run(false);

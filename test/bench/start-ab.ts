@@ -13,7 +13,9 @@
  *   both sides and the noisiest part;
  * - `16`: 16 clients each calling `client.start` one at a time for SECONDS
  *   (4): starts/s and the server's and this process's CPU per start.
- *   AB_BASE=<commit> (default HEAD) REPS (4)
+ *   AB_BASE=<commit> (default HEAD) REPS (4); AB_SQL_A / AB_SQL_B: SQL run
+ *   in that side's database after its set-up (to measure a variant, e.g.
+ *   a constraint dropped, without a commit of its own).
  */
 import { execSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
@@ -48,6 +50,8 @@ try {
     }
     const client = createClient({ pool, handoff: false, logger: silentLogger });
     await client.register(wf);
+    const extra = process.env[`AB_SQL_${side}`];
+    if (extra) await pool.query(extra);
     const one = new pg.Client({ connectionString: url });
     await one.connect();
     const pid = (await one.query('select pg_backend_pid() as p')).rows[0].p as number;
@@ -68,6 +72,10 @@ try {
       const one = (processCpuPrecise(s.pid)! - c0) * 1e6 / N;
       await s.one.query('rollback');
       push(`${side} one`, one);
+      const c2 = processCpuPrecise(s.pid)!;
+      for (let i = 0; i < N / 3; i++) await call(i);
+      const commit = (processCpuPrecise(s.pid)! - c2) * 1e6 / (N / 3);
+      push(`${side} commit`, commit);
       const pm = await postmasterPid(s.one);
       let n = 0;
       const end = performance.now() + SECONDS * 1000;
@@ -77,12 +85,12 @@ try {
       }));
       const d = cpuBetween(c1, readCpu(pm));
       push(`${side} rate`, n / d.seconds); push(`${side} server`, d.server! * 1e6 / n); push(`${side} node`, d.self * 1e6 / n);
-      console.log(`  rep ${r + 1} ${side}: one ${fmt(one)} µs/start; 16 clients ${fmt(n / d.seconds)}/s, server ${fmt(d.server! * 1e6 / n)} + node ${fmt(d.self * 1e6 / n)} µs/start, others ${fmt(d.otherCores ?? Number.NaN, 2)} cores, load ${load()}`);
+      console.log(`  rep ${r + 1} ${side}: one ${fmt(one)}, commit ${fmt(commit)} µs/start; 16 clients ${fmt(n / d.seconds)}/s, server ${fmt(d.server! * 1e6 / n)} + node ${fmt(d.self * 1e6 / n)} µs/start, others ${fmt(d.otherCores ?? Number.NaN, 2)} cores, load ${load()}`);
     }
   }
   const m = (k: string) => median(out[k]!);
   const line = (what: string, k: string) => `${what} ${fmt(m(`A ${k}`))} -> ${fmt(m(`B ${k}`))} (${fmt((m(`B ${k}`) / m(`A ${k}`) - 1) * 100, 1)}%)`;
-  console.log(`\nmedians (A -> B): ${line('one-connection backend µs/start', 'one')}; ${line('16 clients starts/s', 'rate')}; ${line('server µs/start', 'server')}; ${line('node µs/start', 'node')}`);
+  console.log(`\nmedians (A -> B): ${line('one-connection backend µs/start', 'one')}; ${line('each committed', 'commit')}; ${line('16 clients starts/s', 'rate')}; ${line('server µs/start', 'server')}; ${line('node µs/start', 'node')}`);
   for (const side of ['A', 'B'] as const) { await sides[side].client.close(); await sides[side].one.end(); await sides[side].pool.end(); }
 } finally {
   await server.stop();
