@@ -48,6 +48,35 @@ end $$;
 comment on function trellis._check_name(text, text) is
   'Return p_value if it is a valid workflow/queue/step name, else raise TR001.';
 
+-- The row invariants of trellis.runs and trellis.steps: each table's one
+-- CHECK constraint (runs_row_check, steps_row_check) calls one of these, so
+-- a statement that writes the table reads and plans a short call instead of
+-- the constraints' whole expressions, which PostgreSQL does for every such
+-- statement (decision 0028, migration 000024). The lists mirror RUN_STATES
+-- and FINISHED_STATES (src/db/tables.ts), STEP_KINDS and STEP_STATES
+-- (src/protocol/history.ts); test/sql/parity.test.ts compares them. A
+-- change to what they allow needs a migration that validates the
+-- constraint again (create or replace here does not re-check stored rows).
+create or replace function trellis._runs_row_ok(p_status text, p_finished boolean, p_leased boolean, p_close text)
+returns boolean language plpgsql immutable parallel safe as $$
+begin
+  return p_status in ('pending', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled')
+     and (p_status in ('completed', 'failed', 'cancelled')) = p_finished
+     and (p_status = 'running') = p_leased
+     and p_close in ('cancel', 'abandon');
+end $$;
+comment on function trellis._runs_row_ok(text, boolean, boolean, text) is
+  'runs_row_check: a known status; finished_at set exactly when the run is completed, failed or cancelled; a lease token exactly while running; parent_close cancel or abandon.';
+
+create or replace function trellis._steps_row_ok(p_kind text, p_status text)
+returns boolean language plpgsql immutable parallel safe as $$
+begin
+  return p_kind in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race')
+     and p_status in ('running', 'waiting', 'completed', 'failed', 'retrying');
+end $$;
+comment on function trellis._steps_row_ok(text, text) is
+  'steps_row_check: a known call kind and a known status.';
+
 -- PL/pgSQL rather than SQL: called from PL/pgSQL on every checkpoint and
 -- start, where a SQL function would be planned anew on each call.
 -- A stored value that is not an integer (written around setting_set) is a

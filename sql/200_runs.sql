@@ -518,7 +518,7 @@ begin
     return query select * from trellis._heartbeat_by_bucket(p_run_ids, p_tokens, p_lease, v_now);
     return;
   end if;
-  -- Held = the token matches (only a running run has one, runs_lease_check);
+  -- Held = the token matches (only a running run has one, runs_row_check);
   -- no status condition, which a generic plan could answer by reading every
   -- running run (see the fence in sql/300_checkpoints.sql).
   return query

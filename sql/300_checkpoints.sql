@@ -119,7 +119,7 @@ begin
   end if;
   -- (One statement in id order on one node; per bucket on a distributed schema, sql/160_buckets.sql.)
   perform trellis._lock_runs(v_lock);
-  -- A token matches only a running run (runs_lease_check: lease_token is
+  -- A token matches only a running run (runs_row_check: lease_token is
   -- set exactly while status is running), so the fence needs no status
   -- condition; and it must have none: with `status = 'running'` a generic
   -- plan read every running run through a status index and compared each
@@ -181,17 +181,6 @@ end $$;
 comment on function trellis._checkpoint_apply(trellis.checkpoint_op[]) is
   'checkpoint_apply on parsed ops: check, lock every run the ops may change in id order, fence by (run, token), dispatch the held ops to one set-based function per kind; returns the refused (run, token) pairs.';
 
--- Whether a version's events carry output and error (workflow_register's
--- event_payloads), for _steps_record's step events.
-create or replace function trellis._event_payloads(p_workflow text, p_version text)
-returns boolean language plpgsql stable as $$
-begin
-  return exists (select 1 from trellis.workflows w
-                  where w.name = p_workflow and w.version = p_version and w.event_payloads);
-end $$;
-comment on function trellis._event_payloads(text, text) is
-  'Whether version p_version of workflow p_workflow declares event payloads (its events carry output and error).';
-
 -- Steps. A completed or failed checkpoint is never overwritten; a 'running'
 -- marker (the attempt started), a 'waiting' one or a 'retrying' one is. A
 -- step (kind step) that completes or fails here appends its event.
@@ -200,9 +189,20 @@ returns void language plpgsql as $$
 declare
   v_now    timestamptz := trellis.now();
   v_outbox boolean := trellis._outbox_on();
-  -- Whether any version's events carry payloads (a probe of a partial index).
-  v_payloads boolean := exists (select 1 from trellis.workflows w where cardinality(w.hooks) > 0 or w.event_payloads);
+  -- Whether any version declares hooks or event payloads (a probe of a partial index).
+  v_declared boolean := exists (select 1 from trellis.workflows w where cardinality(w.hooks) > 0 or w.event_payloads);
+  -- The versions whose events carry output and error, as name || chr(31) ||
+  -- version, read only when some version declares them. The statement below
+  -- gets them as a value: not a subquery, whose plan every checkpoint would
+  -- set up (decision 0027), and not a function it calls per row, which a
+  -- distributed planner runs on the shards, where it cannot read
+  -- trellis.workflows ("cannot execute a distributed query from a query on
+  -- a shard", docs/scaling.md).
+  v_payloads text[];
 begin
+  if v_declared then
+    v_payloads := array(select w.name || pg_catalog.chr(31) || w.version from trellis.workflows w where w.event_payloads);
+  end if;
   with recorded as (
     insert into trellis.steps as s (bucket, run_id, execution, seq, name, kind, status, output, error, attempts,
                                     started_at, finished_at, delivered)
@@ -219,9 +219,8 @@ begin
   insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
   select st.bucket, st.run_id, r.workflow, r.version, r.key, 'step_' || st.status, r.attempt,
          jsonb_build_object('seq', st.seq, 'name', st.name, 'attempts', st.attempts, 'execution', st.execution)
-           -- (A function, not a subquery, whose plan every checkpoint would set up:
-           -- decision 0027.)
-           || case when not v_payloads or not trellis._event_payloads(r.workflow, r.version) then '{}'::jsonb
+           || case when v_payloads is null or not (r.workflow || pg_catalog.chr(31) || r.version) = any (v_payloads)
+                   then '{}'::jsonb
                    when st.status = 'completed' then jsonb_build_object('output', st.output)
                    else jsonb_build_object('error', st.error) end,
          v_now

@@ -110,6 +110,28 @@ describe('events_read', () => {
   });
 });
 
+describe('step events and event payloads', () => {
+  it('carry a step\'s output or error only for versions that declare event_payloads, in one checkpoint of both', async () => {
+    await sql(`select trellis.workflow_register('[{"name":"paid","version":"1","queue":"default","event_payloads":true},
+      {"name":"hooked","version":"1","queue":"default","hooks":["onComplete"]}]')`);
+    const ids = { w: await start('w'), paid: await start('paid'), hooked: await start('hooked') };
+    const held = await sql(`select id, lease_token from trellis.run_claim('ev', '{nobody}', '{w,paid,hooked}', '{1,1,1}', 10, '30 seconds')`);
+    assert.equal(held.length, 3);
+    await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify(held.flatMap((r) => [
+      { op: 'step', run: r.id, token: r.lease_token, seq: 0, name: 'ok', kind: 'step', status: 'completed', output: { v: 1 } },
+      { op: 'step', run: r.id, token: r.lease_token, seq: 1, name: 'bad', kind: 'step', status: 'failed', error: { message: 'no' } },
+    ]))]);
+    const events = await atLeast(6, () => read(null, 100, { kinds: ['step_completed', 'step_failed'] }));
+    const body = (run: string, kind: string) => events.find((e) => e.run_id === run && e.kind === kind)?.body;
+    assert.deepEqual(body(ids.paid, 'step_completed'), { seq: 0, name: 'ok', attempts: 1, execution: 1, output: { v: 1 } });
+    assert.deepEqual(body(ids.paid, 'step_failed'), { seq: 1, name: 'bad', attempts: 1, execution: 1, error: { message: 'no' } });
+    for (const run of [ids.w, ids.hooked]) {
+      assert.deepEqual(body(run, 'step_completed'), { seq: 0, name: 'ok', attempts: 1, execution: 1 });
+      assert.deepEqual(body(run, 'step_failed'), { seq: 1, name: 'bad', attempts: 1, execution: 1 });
+    }
+  });
+});
+
 describe('durable consumers', () => {
   it('read from their stored position, which only an ack moves', async () => {
     const a = await start();

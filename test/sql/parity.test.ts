@@ -1,4 +1,5 @@
 import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { FINISHED_STATES, RUN_STATES } from '../../src/db/tables.ts';
 import { STEP_KINDS, STEP_STATES } from '../../src/protocol/history.ts';
@@ -8,34 +9,91 @@ import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
 const fx = useFreshDatabase();
 
-/** The quoted text literals of a trellis table's CHECK constraint, sorted. */
-async function checkValues(table: string, constraint: string): Promise<string[]> {
-  const { rows } = await fx.db.pool.query(
+/**
+ * The value lists of a row-invariant function (trellis._runs_row_ok,
+ * trellis._steps_row_ok: sql/000_support.sql), in the order its body names
+ * them: each `in ('a', 'b', ...)` list, sorted. The table's one CHECK
+ * constraint must call that function.
+ */
+async function invariantLists(table: string, constraint: string, fn: string): Promise<string[][]> {
+  const { rows: checks } = await fx.db.pool.query(
     `select pg_get_constraintdef(c.oid) as def from pg_constraint c
-      where c.conrelid = $1::regclass and c.conname = $2 and c.contype = 'c'`,
-    [`trellis.${table}`, constraint],
+      where c.conrelid = $1::regclass and c.contype = 'c' order by c.conname`,
+    [`trellis.${table}`],
   );
-  assert.equal(rows.length, 1, `constraint ${constraint} exists on trellis.${table}`);
-  const values = [...(rows[0].def as string).matchAll(/'([^']*)'::text/g)].map((m) => m[1] as string);
-  assert.ok(values.length > 0, `no values found in ${rows[0].def}`);
-  return values.sort();
+  assert.deepEqual(checks.map((r) => (/^CHECK \((\w+\.)?(\w+)\(/.exec(r.def as string) ?? [])[2]), [fn],
+    `trellis.${table} has one CHECK constraint (${constraint}), a call of ${fn}: ${checks.map((r) => r.def).join('; ')}`);
+  const { rows } = await fx.db.pool.query(`select prosrc from pg_proc where oid = to_regproc($1)`, [`trellis.${fn}`]);
+  assert.equal(rows.length, 1, `trellis.${fn} exists`);
+  const lists = [...(rows[0].prosrc as string).matchAll(/\bin \(((?:'[^']*'(?:, )?)+)\)/g)]
+    .map((m) => [...m[1]!.matchAll(/'([^']*)'/g)].map((v) => v[1] as string).sort());
+  assert.ok(lists.length > 0, `no value lists found in trellis.${fn}`);
+  return lists;
 }
 
-describe('TS constants mirror the SQL CHECK constraints', () => {
-  it('RUN_STATES equals the values allowed by runs_status_check', async () => {
-    assert.deepEqual(await checkValues('runs', 'runs_status_check'), [...RUN_STATES].sort());
+describe('TS constants mirror the SQL row invariants', () => {
+  it('RUN_STATES and FINISHED_STATES equal the lists of runs_row_check (trellis._runs_row_ok)', async () => {
+    const [states, finished] = await invariantLists('runs', 'runs_row_check', '_runs_row_ok');
+    assert.deepEqual(states, [...RUN_STATES].sort());
+    assert.deepEqual(finished, [...FINISHED_STATES].sort());
   });
 
-  it('FINISHED_STATES equals the states runs_finished_check ties to finished_at', async () => {
-    assert.deepEqual(await checkValues('runs', 'runs_finished_check'), [...FINISHED_STATES].sort());
+  it('STEP_KINDS and STEP_STATES equal the lists of steps_row_check (trellis._steps_row_ok)', async () => {
+    const [kinds, states] = await invariantLists('steps', 'steps_row_check', '_steps_row_ok');
+    assert.deepEqual(kinds, [...STEP_KINDS].sort());
+    assert.deepEqual(states, [...STEP_STATES].sort());
   });
 
-  it('STEP_KINDS equals the values allowed by steps_kind_check', async () => {
-    assert.deepEqual(await checkValues('steps', 'steps_kind_check'), [...STEP_KINDS].sort());
+  it('runs_row_check accepts each status with its own finished_at and lease, and nothing else', async () => {
+    const { rows } = await fx.db.pool.query(
+      `select s, f, l, c, trellis._runs_row_ok(s, f, l, c) as ok
+         from unnest($1::text[] || array['bogus', 'Pending']) s, unnest(array[false, true]) f, unnest(array[false, true]) l,
+              unnest(array['cancel', 'abandon', 'keep']) c`,
+      [[...RUN_STATES]],
+    );
+    for (const r of rows) {
+      const expected = (RUN_STATES as readonly string[]).includes(r.s) && (FINISHED_STATES as readonly string[]).includes(r.s) === r.f
+        && (r.s === 'running') === r.l && r.c !== 'keep';
+      assert.equal(r.ok, expected, `${r.s} finished=${r.f} leased=${r.l} close=${r.c}`);
+    }
   });
+});
 
-  it('STEP_STATES equals the values allowed by steps_status_check', async () => {
-    assert.deepEqual(await checkValues('steps', 'steps_status_check'), [...STEP_STATES].sort());
+describe('runs_row_check and steps_row_check hold on a direct write', () => {
+  it('refuse each broken invariant (23514, naming the constraint) and change nothing', async () => {
+    const pool = fx.db.pool;
+    await pool.query(`select trellis.workflow_register('[{"name":"parity-rows","version":"1","queue":"default"}]')`);
+    const id = (await pool.query(`select trellis.run_start('parity-rows', '{}') as id`)).rows[0].id as string;
+    const before = (await pool.query('select to_jsonb(r) as row from trellis.runs r where id = $1', [id])).rows[0].row;
+    const broken: [string, string][] = [
+      ['runs_row_check', `update trellis.runs set status = 'running' where id = '${id}'`],
+      ['runs_row_check', `update trellis.runs set status = 'Pending' where id = '${id}'`],
+      ['runs_row_check', `update trellis.runs set finished_at = now() where id = '${id}'`],
+      ['runs_row_check', `update trellis.runs set status = 'completed' where id = '${id}'`],
+      ['runs_row_check', `update trellis.runs set lease_token = '${randomUUID()}' where id = '${id}'`],
+      ['runs_row_check', `update trellis.runs set parent_close = 'keep' where id = '${id}'`],
+      ['steps_row_check', `insert into trellis.steps (bucket, run_id, execution, seq, name, kind, status, attempts, started_at, finished_at)
+                           select bucket, id, 1, 0, 's', 'bogus', 'completed', 1, now(), now() from trellis.runs where id = '${id}'`],
+      ['steps_row_check', `insert into trellis.steps (bucket, run_id, execution, seq, name, kind, status, attempts, started_at, finished_at)
+                           select bucket, id, 1, 0, 's', 'step', 'done', 1, now(), now() from trellis.runs where id = '${id}'`],
+    ];
+    for (const [constraint, statement] of broken) {
+      const error = await pool.query(statement).then(() => undefined, (e: { code?: string; constraint?: string; message: string }) => e);
+      assert.ok(error, `refused: ${statement}`);
+      assert.equal(error.code, '23514', statement);
+      // (Citus passes on the shard's message without the constraint field, and
+      // names the shard's constraint: its name and the shard's id.)
+      assert.match(error.constraint || error.message, new RegExp(`\\b${constraint}(_\\d+)?\\b`), statement);
+    }
+    const unchanged = (await pool.query('select to_jsonb(r) as row from trellis.runs r where id = $1', [id])).rows[0].row;
+    assert.deepEqual(unchanged, before);
+    // A consistent direct write passes (the owner's; the engine's own writes go through _run_move).
+    await pool.query(`update trellis.runs set status = 'running', lease_token = $2, attempt = 1 where id = $1`, [id, randomUUID()]);
+    await pool.query(`update trellis.runs set status = 'completed', lease_token = null, finished_at = now() where id = $1`, [id]);
+    const after = (await pool.query('select status, finished_at is not null as finished from trellis.runs where id = $1', [id])).rows[0];
+    assert.equal(before.status, 'pending');
+    assert.deepEqual(after, { status: 'completed', finished: true });
+    assert.equal((await pool.query('select count(*)::int as n from trellis.steps where run_id = $1', [id])).rows[0].n, 0);
   });
 });
 

@@ -46,7 +46,7 @@ describe('trellis.run_transitions', () => {
     assert.deepEqual(rows.map((r) => r.arrow as string).sort(), await diagramArrows());
   });
 
-  it('only names states the runs_status_check allows (and [*] for a new run)', async () => {
+  it('only names states runs_row_check allows (and [*] for a new run)', async () => {
     const rows = await sql(`select distinct s from trellis.run_transitions, unnest(array[from_status, to_status]) s
                              where s not in ('[*]', 'pending', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled')`);
     assert.deepEqual(rows, []);
