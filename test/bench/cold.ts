@@ -49,6 +49,23 @@ export interface ColdResult {
   pooled?: { pgbouncer: string; first: Percentiles; second: Percentiles } | { skipped: string };
 }
 
+/** A new pool and client on `url`: the first start (the pool's connect included) into `first`, the second into `second`. */
+async function freshClient(url: string, i: number, first: number[], second: number[]): Promise<void> {
+  const pool = new pg.Pool({ connectionString: url, max: 4 });
+  const client = createClient({ pool, logger: silentLogger });
+  try {
+    const t = performance.now();
+    await client.start(coldStart, { i });
+    first.push(performance.now() - t);
+    const t2 = performance.now();
+    await client.start(coldStart, { i });
+    second.push(performance.now() - t2);
+  } finally {
+    await client.close();
+    await pool.end();
+  }
+}
+
 /** The PgBouncer binary the `cold` family uses, or undefined. */
 function pgbouncerBinary(): string | undefined {
   const built = new URL('../../.cache/pgbouncer-1.24.1/bin/pgbouncer', import.meta.url).pathname;
@@ -69,18 +86,7 @@ async function pooledStarts(url: string, n: number): Promise<ColdResult['pooled'
     const warm = createClient({ connectionString: bouncer.url, logger: silentLogger });
     for (let i = 0; i < 20; i++) await warm.start(coldStart, { i });
     await warm.close();
-    for (let i = 0; i < n; i++) {
-      const pool = new pg.Pool({ connectionString: bouncer.url, max: 4 });
-      const client = createClient({ pool, logger: silentLogger });
-      const t = performance.now();
-      await client.start(coldStart, { i });
-      first.push(performance.now() - t);
-      const t2 = performance.now();
-      await client.start(coldStart, { i });
-      second.push(performance.now() - t2);
-      await client.close();
-      await pool.end();
-    }
+    for (let i = 0; i < n; i++) await freshClient(bouncer.url, i, first, second);
   } finally {
     await bouncer.stop();
   }
@@ -128,18 +134,7 @@ export async function coldStarts(server: BenchServer, cfg: BenchConfig): Promise
     await setup.start(coldStart, { i: 0 });
     await setup.close();
     for (let i = 0; i < n; i++) {
-      {
-        const pool = new pg.Pool({ connectionString: url, max: 4 });
-        const client = createClient({ pool, logger: silentLogger });
-        const t = performance.now();
-        await client.start(coldStart, { i });
-        first.push(performance.now() - t);
-        const t2 = performance.now();
-        await client.start(coldStart, { i });
-        second.push(performance.now() - t2);
-        await client.close();
-        await pool.end();
-      }
+      await freshClient(url, i, first, second);
       {
         const pool = new pg.Pool({ connectionString: url, max: 4 });
         const t0 = performance.now();
