@@ -11,6 +11,9 @@
  *   prepared, with the options the client sends): the backend's CPU per
  *   start (/proc schedstat), without the commit's, which is the same for
  *   both sides and the noisiest part;
+ * - `commit`: N / 3 more calls from that connection, each its own
+ *   transaction: the backend's CPU per start with its commit and what
+ *   PL/pgSQL sets up again in each transaction (its expressions' state);
  * - `16`: 16 clients each calling `client.start` one at a time for SECONDS
  *   (4): starts/s and the server's and this process's CPU per start.
  *   AB_BASE=<commit> (default HEAD) REPS (4); AB_SQL_A / AB_SQL_B: SQL run
