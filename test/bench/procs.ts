@@ -82,6 +82,13 @@ export interface RunMeasurement extends CostDelta {
   childStats: unknown[];
   /** CPU inside the timed window: the server's (without the polling session's backend, which is `backends`), the children's (`procs`), other processes' cores. */
   cpu: CpuDelta;
+  /**
+   * What the database's other sessions were doing, sampled once a second
+   * while the window was open (pg_stat_activity, non-idle sessions): each
+   * distinct (state, wait event, query start) with the number of samples
+   * that saw it, most seen first. Printed when the window ran long.
+   */
+  activity: { what: string; samples: number }[];
 }
 
 export interface MeasureOptions {
@@ -144,7 +151,25 @@ export async function measureRun(o: MeasureOptions): Promise<RunMeasurement> {
     const opened = o.afterGo ? start.at : t0;
     let t1 = 0;
     let cpu1 = cpu0;
+    // Once a second, what the other sessions are doing: a window that runs
+    // far longer than its neighbours (issue 18's seventh round saw one
+    // repetition at 1/30 of the others' rate with the server's CPU busy)
+    // then says where the time went.
+    const activity = new Map<string, number>();
+    let nextSample = performance.now() + 1000;
+    const sample = async () => {
+      const { rows } = await client.query<{ what: string }>(
+        `select coalesce(state, '?') || ' ' || coalesce(wait_event_type || ':' || wait_event, 'cpu') || ' ' ||
+                regexp_replace(left(query, 90), '\\s+', ' ', 'g') as what
+           from pg_stat_activity
+          where datname = current_database() and pid <> pg_backend_pid() and state is distinct from 'idle'`);
+      for (const r of rows) activity.set(r.what, (activity.get(r.what) ?? 0) + 1);
+    };
     for (;;) {
+      if (performance.now() >= nextSample) {
+        nextSample += 1000;
+        await sample();
+      }
       // The window closes when the cheap probe first sees nothing left (the
       // confirming count after it is the harness's time, not the system's).
       if ((await remaining(o.pollSql)) === 0) {
@@ -169,7 +194,12 @@ export async function measureRun(o: MeasureOptions): Promise<RunMeasurement> {
     const seconds = (t1 - opened) / 1000;
     const cpu = cpuBetween(cpu0, cpu1);
     if (cpu.server !== undefined && cpu.backends !== undefined) cpu.server -= cpu.backends;
-    return { ...cost, items, before, seconds, rate: items / seconds, childStats: stats, cpu };
+    const seen = [...activity].map(([what, samples]) => ({ what, samples })).sort((a, b) => b.samples - a.samples);
+    if (seconds > 15) {
+      console.log(`  (${o.file}: the window ran ${seconds.toFixed(1)} s; the other sessions, sampled each second:)`);
+      for (const a of seen.slice(0, 12)) console.log(`    ${String(a.samples).padStart(4)} x ${a.what}`);
+    }
+    return { ...cost, items, before, seconds, rate: items / seconds, childStats: stats, cpu, activity: seen };
   } finally {
     for (const c of children) c.kill();
     await client.end();
