@@ -15,8 +15,7 @@
  */
 import { execSync } from 'node:child_process';
 import { readFileSync } from 'node:fs';
-import pg from 'pg';
-import { oneRunCycle } from './one-run-cycle.ts';
+import { cycleSession, oneRunCycle } from './one-run-cycle.ts';
 import { startServer } from './server.ts';
 import { fmt, median } from './stats.ts';
 
@@ -30,12 +29,7 @@ const after = ['sql/900_plans.sql', 'sql/950_grants.sql'].map((f) => readFileSyn
 const server = await startServer();
 try {
   const url = await server.createDatabase('cycle_ab', { trellis: true });
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  const pid = (await c.query('select pg_backend_pid() as p')).rows[0].p as number;
-  await c.query(`select trellis.workflow_register('[{"name":"p","version":"1","queue":"default"}]')`);
-  // No WAL flush per commit: the flush's CPU is the same for both sides and the noisiest part.
-  await c.query('set synchronous_commit = off');
+  const { c, pid } = await cycleSession(url);
   const cycle = oneRunCycle(c, pid, '{"input_checked": true, "coalesce_notify": true}');
   console.log(`A = base ${BASE} (${changed.join(', ') || 'no sql/ file changed'}), B = this tree; ${ROUNDS} rounds of ${N} runs, load ${readFileSync('/proc/loadavg', 'utf8').split(' ')[0]}`);
   const out: Record<string, number[]> = {};

@@ -7,8 +7,24 @@
  * cycle-ab.ts and shared-pool-cycle.ts. Needs workflow 'p' version '1' in
  * queue 'default' registered, and no other run pending in it.
  */
-import type pg from 'pg';
+import pg from 'pg';
 import { processCpuPrecise } from './cpu.ts';
+
+/**
+ * The connection a cycle runs on: `url`'s database with workflow 'p'
+ * version '1' registered in queue 'default', and no WAL flush wait per
+ * commit (durability is not what the cycle measures: the flush's CPU is
+ * the same for both sides of an A/B and the noisiest part). Its backend's
+ * pid is what `oneRunCycle` reads the CPU of.
+ */
+export async function cycleSession(url: string): Promise<{ c: pg.Client; pid: number }> {
+  const c = new pg.Client({ connectionString: url });
+  await c.connect();
+  const pid = (await c.query('select pg_backend_pid() as p')).rows[0].p as number;
+  await c.query(`select trellis.workflow_register('[{"name":"p","version":"1","queue":"default"}]')`);
+  await c.query('set synchronous_commit = off');
+  return { c, pid };
+}
 
 export interface PhaseCpu {
   start: number;

@@ -12,8 +12,7 @@
  * 18): no Node work is in these figures.
  */
 import { readFileSync } from 'node:fs';
-import pg from 'pg';
-import { oneRunCycle } from './one-run-cycle.ts';
+import { cycleSession, oneRunCycle } from './one-run-cycle.ts';
 import { startServer } from './server.ts';
 
 const N = Number(process.env.N ?? 2000);
@@ -22,12 +21,7 @@ const REPS = Number(process.env.REPS ?? 4);
 const server = await startServer();
 try {
   const url = await server.createDatabase('shared_pool_cycle', { trellis: true });
-  const c = new pg.Client({ connectionString: url });
-  await c.connect();
-  const pid = (await c.query('select pg_backend_pid() as p')).rows[0].p as number;
-  await c.query(`select trellis.workflow_register('[{"name":"p","version":"1","queue":"default"}]')`);
-  // Durability is not what is measured: no WAL flush wait in the figures.
-  await c.query('set synchronous_commit = off');
+  const { c, pid } = await cycleSession(url);
   const entryPoints = (await c.query<{ f: string }>(`
     select p.oid::regprocedure::text as f from pg_proc p join pg_language l on l.oid = p.prolang
      where p.pronamespace = 'trellis'::regnamespace and l.lanname = 'plpgsql'
