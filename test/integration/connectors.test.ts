@@ -8,6 +8,7 @@ import { ValidationError } from '../../src/errors.ts';
 import { connectMachine } from '../../src/state-machine/client.ts';
 import { defineStateMachine } from '../../src/state-machine/define.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const OrderStatus = z.enum(['placed', 'paid', 'shipped']);
 const orderFlow = defineStateMachine({ name: 'order-flow', status: OrderStatus, object: z.object({ amount: z.number(), paidBy: z.string().optional() }) })
@@ -76,18 +77,31 @@ describe('connectors', () => {
         await orders.callback(event.foreignId, 'placed', event.payload, { id: event.id, tx });
       } });
     // A writer whose transaction began first commits last: nothing after it may be read before it.
+    // The horizon is the oldest transaction still running on the whole server (any database), so a
+    // read may hand out less than is committed; `upTo` steps until the events expected are seen.
+    const upTo = (n: number, what: string) => waitFor(async () => { await step(); return seen.length >= n || undefined; }, { what });
     const late = new pg.Client({ connectionString: env.url });
+    const blocker = new pg.Client({ connectionString: env.url });
     await late.connect();
+    await blocker.connect();
     try {
       await late.query('begin');
       await late.query(`insert into app.payment_events (foreign_id, type, payload) values ('o-2', 'settled', '{"by": "late"}')`);
+      // A transaction that began between the two writers, holding an id and still open.
+      await blocker.query('begin');
+      await blocker.query('select pg_current_xact_id()');
       await env.pool.query(`insert into app.payment_events (foreign_id, type, payload) values ('o-3', 'settled', '{"by": "early"}')`);
       assert.equal(await step(), 0, 'the later transaction waits behind the open one');
       await late.query('commit');
+      await upTo(1, 'the late writer\'s event');
+      assert.equal(await step(), 0, 'the newer event still waits for the transaction open before it');
+      assert.deepEqual(seen, ['o-2 settled']);
+      await blocker.query('commit');
     } finally {
       await late.end();
+      await blocker.end();
     }
-    assert.equal(await step(), 2);
+    await upTo(2, 'the newer event');
     assert.deepEqual(seen, ['o-2 settled', 'o-3 settled']);
     assert.equal(await step(), 0, 'the cursor moved with the batch');
     assert.equal((await orders.await('o-2', first, 'shipped', { timeout: '20s' })).object.paidBy, 'late');
