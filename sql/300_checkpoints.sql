@@ -291,7 +291,7 @@ begin
     perform trellis._cancel_cascade(p_finished, 'parent run finished');
   end if;
   if cardinality(p_finished) = 1 then
-    perform pg_notify('trellis:run_finished', p_finished[1]::text);
+    perform trellis._notify_finished(p_finished[1]::text);
     return;
   end if;
   for v_ids in
@@ -299,11 +299,11 @@ begin
       from (select f.id, (row_number() over ()) / 200 as chunk from unnest(p_finished) as f(id)) f
      group by f.chunk
   loop
-    perform pg_notify('trellis:run_finished', v_ids);
+    perform trellis._notify_finished(v_ids);
   end loop;
 end $$;
 comment on function trellis._runs_finished(uuid[]) is
-  'After runs ended: wake their waiting parents, cancel their cancel-children, notify trellis:run_finished (ids in chunks of 200).';
+  'After runs ended: wake their waiting parents, cancel their cancel-children, notify trellis:run_finished (ids in chunks of 200) if a session watches (_notify_finished).';
 
 -- Wake the workers of queues that got a due run from these ops.
 create or replace function trellis._runs_ready(p_ops trellis.checkpoint_op[])

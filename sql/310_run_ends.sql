@@ -203,7 +203,7 @@ begin
   perform trellis._checkpoint_one(v_op);
 end $$;
 comment on function trellis.run_complete(uuid, uuid, jsonb) is
-  'Complete a run held under p_token with its output; notifies trellis:run_finished.';
+  'Complete a run held under p_token with its output; notifies trellis:run_finished while a session watches (run_finished_watch).';
 
 create or replace function trellis.run_fail(p_run_id uuid, p_token uuid, p_error jsonb)
 returns void language plpgsql as $$
@@ -214,7 +214,7 @@ begin
   perform trellis._checkpoint_one(v_op);
 end $$;
 comment on function trellis.run_fail(uuid, uuid, jsonb) is
-  'Fail a run held under p_token with an error object {name, message, code?, ...}; notifies trellis:run_finished.';
+  'Fail a run held under p_token with an error object {name, message, code?, ...}; notifies trellis:run_finished while a session watches (run_finished_watch).';
 
 create or replace function trellis.run_release(p_run_id uuid, p_token uuid, p_delay interval default '0',
                                                p_error jsonb default null, p_failure boolean default false)

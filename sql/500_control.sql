@@ -76,7 +76,7 @@ begin
     jsonb_build_object('name', 'CancelledError', 'code', 'cancelled', 'message', coalesce(p_reason, 'cancelled')), true,
     null, null, null, null, null, null, null, null, null, null)::trellis.run_move]);
   perform trellis._wake_child_waiters(array[p_run_id]);
-  perform pg_notify('trellis:run_finished', p_run_id::text);
+  perform trellis._notify_finished(p_run_id::text);
 end $$;
 comment on function trellis._finish_cancelled(uuid, text) is
   'End a run (already locked with its parent, not running) as cancelled: wake its waiting parent and notify.';

@@ -109,7 +109,8 @@ begin
                             trellis.event_consumers, trellis.hook_deliveries, trellis.templates,
                             trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules,
                             trellis.queues, trellis.queue_stats to trellis_reader';
-    execute 'grant execute on function trellis.events_read(text, integer, jsonb) to trellis_reader';
+    execute 'grant execute on function trellis.events_read(text, integer, jsonb), trellis.run_finished_watch(),
+                                       trellis.run_finished_unwatch() to trellis_reader';
     execute format('grant select (%s) on trellis.runs to trellis_reader', v_columns);
     execute 'grant execute on function trellis.now(), trellis._setting_int(text, integer) to trellis_reader';
   end if;
@@ -138,7 +139,7 @@ begin
                            'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',
                            'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
                            'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
-                           'queue_set', 'queue_pause', 'queue_resume')
+                           'queue_set', 'queue_pause', 'queue_resume', 'run_finished_watch', 'run_finished_unwatch')
     loop
       execute format('grant execute on function %s to trellis_client', f);
     end loop;

@@ -174,7 +174,8 @@ try {
     console.log(`${signal}: stopping the worker`);
   } else {
     await listener.connect();
-    await listener.query('listen "trellis:run_finished"');
+    // run_finished is sent only while some session watches for it (decision 0029).
+    await listener.query('listen "trellis:run_finished"; select trellis.run_finished_watch()');
     await demo(db, listener, database.url);
   }
 } finally {

@@ -655,9 +655,11 @@ export class Client {
 
   /**
    * Await a run's output (throws WorkflowFailedError / CancelledError /
-   * TimeoutError). Woken by NOTIFY on trellis:run_finished, or at once by a
-   * worker on this pool that ended the run; a slow poll covers a
-   * notification missed while the listener reconnects.
+   * TimeoutError). Woken by NOTIFY on trellis:run_finished (which the server
+   * sends only while someone watches: the client watches on a session of
+   * its own while it has waiters, decision 0029), or at once by a worker on
+   * this pool that ended the run; a slow poll covers a notification missed
+   * while the listener reconnects.
    *
    * @example
    * const output = await client.result<string>(runId, { timeout: '1 minute' });

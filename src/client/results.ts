@@ -4,6 +4,11 @@
  * that joined this client (`createWorker({ client })`) reports that it ended
  * the run (before the NOTIFY could),
  * when the listener (re)connects, and on a slow poll; the row is the truth.
+ * While it has waiters, the client watches for `trellis:run_finished` on a
+ * session of its own (`trellis.run_finished_watch()`, decision 0029): the
+ * server sends that NOTIFY only while some session watches, and every
+ * waiter reads its run again each time the watch is taken, since runs that
+ * ended unwatched before then notified nobody.
  * A run such a worker is executing is not read when the wait begins, and
  * one it completed needs no read at all: the worker passes the output
  * it committed, and the waiter parses PostgreSQL's text of that jsonb
@@ -11,7 +16,7 @@
  * what the read would have returned (issue 18: one round trip fewer from
  * start to result).
  */
-import type { ClientConfig, Pool } from '../db/pg.ts';
+import { type ClientConfig, PgClient, type Pool } from '../db/pg.ts';
 import { CancelledError, NotFoundError, TimeoutError, WorkflowFailedError } from '../errors.ts';
 import { within } from '../db/connection.ts';
 import { Listener } from '../db/listener.ts';
@@ -22,6 +27,10 @@ import type { Run } from './runs.ts';
 
 /** How long a timed-out wait looks for the reason before it rejects without one. */
 const STALL_MS = 1000;
+/** How long the watch is kept after the last waiter is gone (so a steady stream of result() calls keeps one session). */
+const WATCH_LINGER_MS = 5000;
+/** The watch session's bound on connecting and on waiting for its locks. */
+const WATCH_CHECK_MS = 10_000;
 
 export interface ResultWaiterOptions {
   pool: Pool;
@@ -59,6 +68,15 @@ export class ResultWaiter {
   /** The pool's jsonb parser once known (undefined: local completions are read like any other). */
   private parse: ((text: string) => unknown) | undefined;
   private readonly offLocalFinish: () => void;
+  /** The session holding the watch (decision 0029), once connected; undefined while there is none. */
+  private watch: PgClient | undefined;
+  /** A watch being taken, until it is taken or failed, and its session. */
+  private watching: Promise<void> | undefined;
+  private taking: PgClient | undefined;
+  private watchFailures = 0;
+  private watchRetry: NodeJS.Timeout | undefined;
+  private watchLinger: NodeJS.Timeout | undefined;
+  private closed = false;
 
   constructor(private readonly o: ResultWaiterOptions) {
     this.offLocalFinish = o.link.onFinish((id, completed) => this.localFinish(id, completed));
@@ -93,6 +111,113 @@ export class ResultWaiter {
     }
   }
 
+  /** Every waiter reads its run again. */
+  private recheckAll(): void {
+    for (const set of this.waiters.values()) for (const waiter of set) waiter.check();
+  }
+
+  /** Every waiter whose run no worker in this process is executing reads it again (the link reports the others). */
+  private recheckRemote(): void {
+    for (const [runId, set] of this.waiters) {
+      if (!this.o.link.isExecuting(runId)) for (const waiter of set) waiter.check();
+    }
+  }
+
+  /**
+   * Watch for trellis:run_finished while there are waiters (decision 0029).
+   * Never awaited by a wait: taking the watch can wait for a transaction
+   * that ended runs unwatched (an app's open transaction, for as long as it
+   * stays open), and until then the waiters' polls stand in. Once it is
+   * taken every waiter reads its run again (but those whose run a worker in
+   * this process executes: the link reports their end): a run that ended
+   * before then committed before that read, and every later end notifies.
+   */
+  private ensureWatch(): void {
+    if (this.watchLinger) {
+      clearTimeout(this.watchLinger);
+      this.watchLinger = undefined;
+    }
+    if (this.closed || this.watch || this.watching || this.watchRetry) return;
+    // Bounded as the listener's connection is: a connect or a statement with
+    // no answer (a silent partition) fails, and the watch is taken again.
+    // A watch that waits on a transaction for more than lock_timeout gives
+    // up and tries again after the back-off (its waiters poll meanwhile).
+    const session = new PgClient({ ...this.o.connection, application_name: 'trellis-client-watch', keepAlive: true,
+      keepAliveInitialDelayMillis: WATCH_CHECK_MS, connectionTimeoutMillis: WATCH_CHECK_MS, query_timeout: 2 * WATCH_CHECK_MS });
+    session.on('error', (error) => {
+      if (!this.closed) this.o.log.warn('result watch session error', { error: String(error) });
+    });
+    session.on('end', () => {
+      if (this.watch !== session) return;
+      this.watch = undefined;
+      // Lost with waiters: take it again (their polls cover the gap, and the
+      // new watch has them read their runs again).
+      if (this.waiters.size > 0) this.retryWatch();
+    });
+    this.taking = session;
+    this.watching = (async () => {
+      await session.connect();
+      await session.query(`set lock_timeout = ${WATCH_CHECK_MS}; select trellis.run_finished_watch()`);
+    })().then(
+      () => {
+        this.watching = undefined;
+        this.taking = undefined;
+        if (this.closed) {
+          void session.end().catch(() => undefined);
+          return;
+        }
+        this.watch = session;
+        this.watchFailures = 0;
+        if (this.waiters.size === 0) this.lingerWatch();
+        else this.recheckRemote();
+      },
+      (error: unknown) => {
+        this.watching = undefined;
+        this.taking = undefined;
+        void session.end().catch(() => undefined);
+        if (this.closed) return;
+        this.o.log.warn('result watch failed; waiters poll until it is taken', { error: String(error) });
+        if (this.waiters.size > 0) this.retryWatch();
+      },
+    );
+  }
+
+  private retryWatch(): void {
+    if (this.closed || this.watchRetry) return;
+    const delay = Math.min(100 * 2 ** this.watchFailures++, 5000);
+    this.watchRetry = setTimeout(() => {
+      this.watchRetry = undefined;
+      if (this.waiters.size > 0) this.ensureWatch();
+    }, delay);
+    this.watchRetry.unref();
+  }
+
+  /**
+   * The listener (re)connected, so the network may have failed: a held
+   * watch takes its locks again (a no-op while its session is alive), and a
+   * session that no longer answers is ended and the watch taken anew.
+   */
+  private verifyWatch(): void {
+    const session = this.watch;
+    if (!session) return;
+    session.query('select trellis.run_finished_watch()').catch(() => {
+      void session.end().catch(() => undefined);
+    });
+  }
+
+  /** The last waiter is gone: end the watch after WATCH_LINGER_MS unless another comes. */
+  private lingerWatch(): void {
+    if (this.watchLinger || (!this.watch && !this.watching)) return;
+    this.watchLinger = setTimeout(() => {
+      this.watchLinger = undefined;
+      if (this.waiters.size > 0 || !this.watch) return;
+      const session = this.watch;
+      this.watch = undefined;
+      void session.end().catch(() => undefined);
+    }, WATCH_LINGER_MS);
+    this.watchLinger.unref();
+  }
+
   /** The run's output once it finished (rejects as `client.result()` documents). */
   async wait<O>(runId: string, timeoutMs: number | undefined): Promise<O> {
     // The parser is learned beside the wait, never before it: a pool with no
@@ -112,6 +237,7 @@ export class ResultWaiter {
         const set = this.waiters.get(runId);
         set?.delete(waiter);
         if (set?.size === 0) this.waiters.delete(runId);
+        if (this.waiters.size === 0) this.lingerWatch();
         fn();
       };
       const check = (): void => {
@@ -146,6 +272,7 @@ export class ResultWaiter {
       const set = this.waiters.get(runId) ?? new Set();
       set.add(waiter);
       this.waiters.set(runId, set);
+      this.ensureWatch();
       const poll = setInterval(check, this.o.pollMs);
       const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
         const timedOut = (why?: string) => finish(() => reject(new TimeoutError(
@@ -173,7 +300,8 @@ export class ResultWaiter {
           for (const id of payload.split(',')) this.recheck(id);
         },
         onConnect: () => {
-          for (const set of this.waiters.values()) for (const waiter of set) waiter.check();
+          this.recheckAll();
+          this.verifyWatch();
         },
         log: this.o.log,
         applicationName: 'trellis-client-listener',
@@ -208,6 +336,15 @@ export class ResultWaiter {
   }
 
   async close(): Promise<void> {
+    this.closed = true;
+    clearTimeout(this.watchRetry);
+    clearTimeout(this.watchLinger);
+    // A watch being taken may wait on another transaction: end its session
+    // (its promise is not awaited: a connect cut off by end() may never settle).
+    await this.taking?.end().catch(() => undefined);
+    const session = this.watch;
+    this.watch = undefined;
+    await session?.end().catch(() => undefined);
     this.offLocalFinish();
     if (this.listener) await (await this.listener.catch(() => undefined))?.close();
   }

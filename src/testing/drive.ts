@@ -106,6 +106,10 @@ export class Wakeups {
       try {
         await client.connect();
         await client.query('listen "trellis:run_ready"; listen "trellis:run_finished"');
+        // run_finished is sent only while a session watches (decision 0029). Not
+        // awaited: it may wait for a transaction that ended runs unwatched, and
+        // the drive polls meanwhile.
+        client.query('select trellis.run_finished_watch()').catch(() => undefined);
         return client;
       } catch {
         await client.end().catch(() => undefined);

@@ -310,15 +310,16 @@ describe('local hand-off', () => {
       return { b: n, aa: [1e21, 1.5e-7, 'é'], a: { z: null, y: true }, 10: 'ten', 2: 'two', é: 0.1, '': {} };
     });
     const pool = new CountingPool({ connectionString: fx.db.url, max: 4 });
-    // The client's LISTEN goes through a proxy that is frozen once it is
-    // up: the run_finished NOTIFY (which makes a waiter read the row if it
-    // comes first) never arrives, so only the worker's news can end the wait.
+    // The client's LISTEN (and its result watch) goes through a proxy that
+    // is frozen once it is up: the run_finished NOTIFY (which makes a waiter
+    // read the row if it comes first) never arrives, so only the worker's
+    // news can end the wait.
     const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(fx.db.url).port) });
     const pair = await pairOn(pool, wf, throughProxy(fx.db.url, proxy.port));
     try {
       // The first result() connects the listener and learns the jsonb parser.
       await (await pair.client.start(wf, { n: 1 })).result({ timeout: '10s' });
-      assert.equal(proxy.pipes.length, 1, 'the client\'s listener is the one connection through the proxy');
+      assert.equal(proxy.of('trellis-client-listener').length, 1, 'the client\'s listener goes through the proxy');
       for (const p of proxy.pipes) p.frozen = true;
       const before = pool.outcomeReads;
       const gate = deferred<void>();

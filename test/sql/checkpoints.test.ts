@@ -272,7 +272,8 @@ describe('notifications', () => {
   async function listen(channel: string) {
     const client = new pg.Client({ connectionString: fx.db.url });
     await client.connect();
-    await client.query(`listen "${channel}"`);
+    // run_finished is sent only while a session watches (decision 0029).
+    await client.query(`listen "${channel}"; select trellis.run_finished_watch()`);
     const payloads: string[] = [];
     client.on('notification', (n) => payloads.push(n.payload ?? ''));
     const next = (match: (payload: string) => boolean) =>

@@ -25,6 +25,8 @@ before(async () => {
   await listener.connect();
   listener.on('notification', (n) => heard.push({ channel: n.channel, payload: n.payload ?? '' }));
   await listener.query('listen "trellis:run_ready"; listen "trellis:run_finished"; listen "trellis:run_control"; listen "test:sentinel"');
+  // run_finished is sent only while a session watches (decision 0029).
+  await listener.query('select trellis.run_finished_watch()');
 });
 after(async () => {
   await listener.end();
