@@ -75,6 +75,15 @@ end $$;
 comment on function trellis._notify_finished(text) is
   'NOTIFY trellis:run_finished with p_ids if a session watches (run_finished_watch); otherwise hold this backend''s watch shard exclusively to commit, so a watcher arriving meanwhile waits for this transaction.';
 
+create or replace function trellis._finished_watched(p_shard integer)
+returns boolean language sql stable as $$
+  select exists (select 1 from pg_catalog.pg_locks l
+                  where l.locktype = 'advisory' and l.pid = pg_catalog.pg_backend_pid() and l.classid = 1414679634
+                    and l.objid = p_shard and l.objsubid = 2 and l.mode = 'ShareLock' and l.granted)
+$$;
+comment on function trellis._finished_watched(integer) is
+  'Whether this session holds watch shard p_shard (run_finished_watch).';
+
 create or replace function trellis.run_finished_watch()
 returns void language plpgsql as $$
 declare
@@ -85,9 +94,7 @@ begin
   -- shards are taken at once; a shard that a transaction ending runs holds
   -- is waited for last, so the others are watched meanwhile.
   for k in 0..7 loop
-    continue when exists (select 1 from pg_catalog.pg_locks l
-                           where l.locktype = 'advisory' and l.pid = pg_backend_pid() and l.classid = 1414679634
-                             and l.objid = k and l.objsubid = 2 and l.mode = 'ShareLock' and l.granted);
+    continue when trellis._finished_watched(k);
     if not pg_try_advisory_lock_shared(1414679634, k) then
       v_missing := v_missing || k;
     end if;
@@ -106,9 +113,7 @@ declare
   k integer;
 begin
   for k in 0..7 loop
-    while exists (select 1 from pg_catalog.pg_locks l
-                   where l.locktype = 'advisory' and l.pid = pg_backend_pid() and l.classid = 1414679634
-                     and l.objid = k and l.objsubid = 2 and l.mode = 'ShareLock' and l.granted) loop
+    while trellis._finished_watched(k) loop
       perform pg_advisory_unlock_shared(1414679634, k);
       v_held := true;
     end loop;

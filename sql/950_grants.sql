@@ -84,7 +84,10 @@ begin
                          'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',
                          'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
                          'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
-                         'queue_set', 'queue_pause', 'queue_resume')
+                         'queue_set', 'queue_pause', 'queue_resume',
+                         -- These write nothing; they read pg_locks through a helper
+                         -- the client and reader roles hold no EXECUTE on.
+                         'run_finished_watch', 'run_finished_unwatch')
   loop
     execute format('alter function %s security definer set search_path = pg_catalog, trellis, pg_temp', f);
   end loop;

@@ -127,6 +127,22 @@ describe('privileges (sql/950_grants.sql)', () => {
     await denied(pool, `update trellis.runs set priority = 1`);
   });
 
+  it('trellis_client and trellis_reader can watch for run_finished; a role with neither cannot', async () => {
+    for (const role of ['client', 'reader'] as const) {
+      const c = await poolAs(role).connect();
+      try {
+        await c.query('select trellis.run_finished_watch()');
+        const held = await c.query(`select count(*)::int as n from pg_locks where locktype = 'advisory' and pid = pg_backend_pid()
+                                      and classid = 1414679634 and granted`);
+        assert.equal(held.rows[0].n, 8, role);
+        assert.equal((await c.query('select trellis.run_finished_unwatch() as held')).rows[0].held, true, role);
+      } finally {
+        c.release();
+      }
+    }
+    await denied(poolAs('nobody'), 'select trellis.run_finished_watch()');
+  });
+
   it('a role with no Trellis role can execute no Trellis function', async () => {
     const pool = poolAs('nobody');
     await denied(pool, `select trellis.run_start('privileged-order', '{"n":1}', '{}')`);
