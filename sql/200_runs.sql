@@ -128,7 +128,7 @@ begin
   v_max := case when v_set[1] is null then 1048576
                 when v_set[1] ~ '^\s*[0-9]{1,9}\s*$' then v_set[1]::integer
                 else trellis._setting_int('max_payload_bytes', 1048576) end;
-  v_buckets := coalesce(v_set[2]::integer, 64);
+  v_buckets := coalesce(v_set[2]::numeric::integer, 64);  -- a stored 64.0 as 64 (_bucket_count)
   v_outbox := coalesce(v_set[3]::boolean, true);
   -- trellis._check_payload's test, with the limit read once for both.
   if octet_length(coalesce(p_input, 'null')::text) > v_max then

@@ -26,10 +26,18 @@ async function refused(text: string, values: unknown[], code = 'TR001'): Promise
   return error.message;
 }
 
-async function counts(): Promise<Record<string, number>> {
-  const { rows } = await fx.db.pool.query(`select (select count(*)::int from trellis.runs) as runs,
-    (select count(*)::int from trellis.settings) as settings, (select count(*)::int from trellis.workflows) as workflows`);
+/** Tables a refused call must leave as they were, each as a digest of its rows. */
+const TABLES = ['runs', 'steps', 'settings', 'workflows', 'queues', 'schedules', 'retentions', 'hook_deliveries', 'templates'];
+
+async function counts(): Promise<Record<string, string>> {
+  const { rows } = await fx.db.pool.query(`select ${TABLES.map((t) =>
+    `(select count(*) || ':' || coalesce(md5(string_agg(x::text, ',' order by x::text)), '') from trellis.${t} x) as ${t}`).join(', ')}`);
   return rows[0];
+}
+
+async function one(text: string, values: unknown[] = []): Promise<unknown> {
+  const { rows } = await fx.db.pool.query(text, values);
+  return Object.values(rows[0] ?? {})[0];
 }
 
 describe('run_start options', () => {
@@ -56,6 +64,46 @@ describe('setting_set', () => {
 
   it('quotes at most a prefix of a huge unknown key', async () => {
     await refused('select trellis.setting_set($1, $2)', [HUGE, '100']);
+  });
+});
+
+describe('integer settings written as whole numbers with a fraction (1048576.0)', () => {
+  for (const [key, written, stored] of [['max_payload_bytes', '1048576.0', 1048576], ['max_lease_expiries', '5.0', 5],
+    ['max_history_steps', '1e4', 10000], ['buckets', '64.0', 64]] as const) {
+    it(`setting_set stores ${key} ${written} as the integer ${stored}, and starts go on`, async () => {
+      assert.deepEqual(await one('select trellis.setting_set($1, $2)', [key, written]), stored);
+      assert.equal(await one(`select value::text from trellis.settings where key = $1`, [key]), String(stored));
+      assert.ok(await one(`select trellis.run_start('w', '{}')`));
+      assert.equal(await one('select trellis._setting_int($1, 0)', [key]), stored);
+    });
+  }
+
+  it('refuses a fraction that is not whole: TR001 for a limit, TR008 for buckets', async () => {
+    await refused('select trellis.setting_set($1, $2)', ['max_payload_bytes', '1048576.5']);
+    await refused('select trellis.setting_set($1, $2)', ['max_lease_expiries', '0.5']);
+    await refused('select trellis.setting_set($1, $2)', ['max_history_steps', '1e10']);
+    await refused('select trellis.setting_set($1, $2)', ['buckets', '64.5'], 'TR008');
+  });
+
+  it('a bucket count stored as 64.0 (as setting_set once stored it) is read as 64 and can be set again', async () => {
+    await fx.db.pool.query(`update trellis.settings set value = '64.0' where key = 'buckets'`);
+    assert.ok(await one(`select trellis.run_start('w', '{}')`), 'a start reads 64.0');
+    assert.equal(await one(`select trellis.setting_set('buckets', '64')`), 64);
+    assert.equal(await one(`select value::text from trellis.settings where key = 'buckets'`), '64');
+    await refused(`select trellis.setting_set('buckets', '128')`, [], 'TR008');
+  });
+
+  it('a bucket count no start can read does not block its repair through setting_set', async () => {
+    await fx.db.pool.query(`update trellis.settings set value = '"sixty-four"' where key = 'buckets'`);
+    assert.equal(await one(`select trellis.setting_set('buckets', '64')`), 64);
+    assert.ok(await one(`select trellis.run_start('w', '{}')`));
+  });
+
+  it('a limit stored as 1048576.0 is read as 1048576 by starts and checkpoints', async () => {
+    await fx.db.pool.query(`update trellis.settings set value = '1048576.0' where key = 'max_payload_bytes'`);
+    assert.ok(await one(`select trellis.run_start('w', '{"a": 1}')`));
+    assert.equal(await one(`select trellis._setting_int('max_payload_bytes', 0)`), 1048576);
+    await fx.db.pool.query(`select trellis.setting_set('max_payload_bytes', '1048576')`);
   });
 });
 
