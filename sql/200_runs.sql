@@ -102,7 +102,9 @@ begin
        or (v_options->>'priority')::numeric <> trunc((v_options->>'priority')::numeric) then
       perform trellis._raise('TR001', 'priority must be an integer between -32768 and 32767');
     end if;
-    v_priority := (v_options->>'priority')::integer;
+    -- Through numeric: a whole number may be written 1.0 (integer's own
+    -- input refuses that, 22P02).
+    v_priority := (v_options->>'priority')::numeric::integer;
   end if;
   if v_options ? 'run_at' then
     begin

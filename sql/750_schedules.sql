@@ -116,11 +116,10 @@ begin
     perform trellis._raise('TR001', format('overlap must be skip, allow, buffer_one or cancel_previous, not %s', quote_literal(left(v_over, 40))));
   end if;
   if p_spec ? 'catch_up' then
-    if jsonb_typeof(p_spec->'catch_up') <> 'number' or (p_spec->>'catch_up')::numeric not between 0 and 1000
-       or (p_spec->>'catch_up')::numeric % 1 <> 0 then
+    v_catch := trellis._json_int(p_spec->'catch_up', 0, 1000);
+    if v_catch is null then
       perform trellis._raise('TR001', 'catch_up must be an integer from 0 (skip missed ticks) to 1000');
     end if;
-    v_catch := (p_spec->>'catch_up')::integer;
   end if;
   begin
     v_jitter := coalesce((p_spec->>'jitter')::interval, '0');

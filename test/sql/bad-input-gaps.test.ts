@@ -107,6 +107,44 @@ describe('integer settings written as whole numbers with a fraction (1048576.0)'
   });
 });
 
+describe('integer options written as whole numbers with a fraction (1.0)', () => {
+  it('run_start takes priority 1.0, 10.00 and -0.0 as 1, 10 and 0, and refuses 1.5 and 1e10 with TR001', async () => {
+    for (const [written, priority] of [['1.0', 1], ['10.00', 10], ['-0.0', 0], ['3e2', 300]] as const) {
+      const id = await one(`select trellis.run_start('w', '{}', $1)`, [`{"priority": ${written}}`]);
+      assert.equal(await one('select priority from trellis.runs where id = $1', [id]), priority);
+    }
+    await refused(`select trellis.run_start('w', '{}', '{"priority": 1.5}')`, []);
+    await refused(`select trellis.run_start('w', '{}', '{"priority": 1e10}')`, []);
+  });
+
+  it('machine_trigger takes priority 2.0', async () => {
+    const id = await one(`select trellis.machine_trigger('w', 'f1', '{}', '{"priority": 2.0}')`);
+    assert.equal(await one('select priority from trellis.runs where id = $1', [id]), 2);
+  });
+
+  it('queue_set takes concurrency, key_concurrency and rate.limit 5.0, and refuses 5.5 and 1e10 with TR001', async () => {
+    const row = await fx.db.pool.query(`select * from trellis.queue_set('q1', '{"concurrency": 5.0, "key_concurrency": 2.0, "rate": {"limit": 3.0, "period": "1 second"}}')`);
+    assert.deepEqual([row.rows[0].concurrency, row.rows[0].key_concurrency, row.rows[0].rate_limit], [5, 2, 3]);
+    for (const options of [{ concurrency: 5.5 }, { key_concurrency: 1e10 }, { rate: { limit: 2.5, period: '1 second' } }]) {
+      await refused('select trellis.queue_set($1, $2)', ['q1', JSON.stringify(options)]);
+    }
+  });
+
+  it('schedule_set takes catch_up 2.0, and refuses 2.5 and 1e10 with TR001', async () => {
+    assert.equal(await one(`select catch_up from trellis.schedule_set('s1', '{"cron": "* * * * *", "workflow": "w", "catch_up": 2.0}')`), 2);
+    await refused(`select trellis.schedule_set('s2', '{"cron": "* * * * *", "workflow": "w", "catch_up": 2.5}')`, []);
+    await refused(`select trellis.schedule_set('s2', '{"cron": "* * * * *", "workflow": "w", "catch_up": 1e10}')`, []);
+  });
+
+  it('template_start takes template_version 1.0, and refuses 1.5 and 1e10 with TR001', async () => {
+    await fx.db.pool.query(`select trellis.template_set('t1', '{"steps":[{"name":"a"}]}')`);
+    await fx.db.pool.query(`select trellis.workflow_register('[{"name":"template:t1","version":"1","queue":"default"}]')`);
+    assert.ok(await one(`select trellis.template_start('t1', '{}', '{"template_version": 1.0}')`));
+    await refused(`select trellis.template_start('t1', '{}', '{"template_version": 1.5}')`, []);
+    await refused(`select trellis.template_start('t1', '{}', '{"template_version": 1e10}')`, []);
+  });
+});
+
 describe('run_claim', () => {
   for (const [what, worker] of [['NULL', null], ['empty', ''], ['100,000-character', 'w'.repeat(100_000)]] as const) {
     it(`refuses a ${what} worker id`, async () => {
