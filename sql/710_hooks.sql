@@ -91,6 +91,8 @@ declare
   v_now    timestamptz := trellis.now();
   v_status text;
 begin
+  -- Kept in last_error: a payload (workers send a bounded one, serializeError).
+  perform trellis._check_payload(p_error, 'hook error');
   update trellis.hook_deliveries
      set status = case when p_retry_in is null then 'parked' else 'pending' end,
          run_at = case when p_retry_in is null then run_at else v_now + greatest(p_retry_in, interval '0') end,
@@ -100,7 +102,7 @@ begin
   return v_status;
 end $$;
 comment on function trellis.hook_failed(bigint, text, integer, jsonb, interval) is
-  'The hook of delivery p_id threw or timed out: pending again after p_retry_in, or parked when p_retry_in is null (the error kept in last_error). Returns the new status, null if p_worker no longer held that attempt.';
+  'The hook of delivery p_id threw or timed out: pending again after p_retry_in, or parked when p_retry_in is null (the error kept in last_error). Returns the new status, null if p_worker no longer held that attempt. TR005 an error over max_payload_bytes.';
 
 create or replace function trellis.hook_retry(p_id bigint)
 returns text language plpgsql as $$

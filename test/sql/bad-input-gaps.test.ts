@@ -145,6 +145,27 @@ describe('integer options written as whole numbers with a fraction (1.0)', () =>
   });
 });
 
+describe('payloads kept from a control call or a hook', () => {
+  const big = 'x'.repeat(1_048_577);
+
+  it('run_cancel and run_pause refuse a reason over max_payload_bytes with TR005 and change nothing', async () => {
+    const id = await one(`select trellis.run_start('w', '{}')`);
+    await refused('select trellis.run_cancel($1, $2)', [id, big], 'TR005');
+    await refused('select trellis.run_pause($1, $2)', [id, big], 'TR005');
+    assert.equal(await one(`select trellis.run_pause($1, 'maintenance')`, [id]), 'paused', 'a short reason is taken');
+  });
+
+  it('hook_failed refuses an error over max_payload_bytes with TR005 and leaves the delivery running', async () => {
+    await fx.db.pool.query(`select trellis.workflow_register('[{"name":"h","version":"1","hooks":["onComplete"]}]')`);
+    await fx.db.pool.query(`select trellis.run_start('h', '{}', '{"queue":"hq"}')`);
+    await fx.db.pool.query(`select trellis.run_complete(id, lease_token, '1') from trellis.run_claim('x', '{hq}', '{h}', '{1}', 1, '1 minute')`);
+    const { rows: [hook] } = await fx.db.pool.query(`select id, attempts from trellis.hook_claim('hw', '{h}', '{1}', 1, '1 minute')`);
+    assert.ok(hook, 'a delivery was claimed');
+    await refused(`select trellis.hook_failed($1, 'hw', $2, $3, '1 second')`, [hook.id, hook.attempts, JSON.stringify({ message: big })], 'TR005');
+    assert.equal(await one(`select trellis.hook_failed($1, 'hw', $2, '{"message":"boom"}', '1 second')`, [hook.id, hook.attempts]), 'pending');
+  });
+});
+
 describe('run_claim', () => {
   for (const [what, worker] of [['NULL', null], ['empty', ''], ['100,000-character', 'w'.repeat(100_000)]] as const) {
     it(`refuses a ${what} worker id`, async () => {
