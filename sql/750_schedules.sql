@@ -32,6 +32,11 @@ end $$;
 comment on function trellis._check_cron(text) is
   'Return p_cron if it has the shape of a cron expression (5 or 6 fields, or @daily and the like), else TR001. The ticker parses it fully (croner) and records an error on the schedule if it cannot.';
 
+-- Looked up among PostgreSQL's zone names, not tried with AT TIME ZONE:
+-- that also takes a POSIX spec (UTC+3, Foo-3), which the ticker's
+-- Intl/croner refuses, so such a schedule would never fire. Case-blind, as
+-- Intl is. Not the POSIX copies of the tz database (posix/, right/) or its
+-- special files. A scan of pg_timezone_names: schedule_set only.
 create or replace function trellis._check_time_zone(p_zone text)
 returns text language plpgsql stable as $$
 begin
@@ -39,11 +44,12 @@ begin
     perform trellis._raise('TR001', format('invalid time zone %s: use an IANA name such as Europe/Berlin or UTC',
                                            coalesce(quote_literal(left(p_zone, 60)), 'null')));
   end if;
-  begin
-    perform now() at time zone p_zone;
-  exception when others then
-    perform trellis._raise('TR001', format('unknown time zone %s', quote_literal(left(p_zone, 60))));
-  end;
+  if not exists (select 1 from pg_catalog.pg_timezone_names z
+                  where lower(z.name) = lower(p_zone)
+                    and z.name !~* '^(posix|right)/' and z.name not in ('posixrules', 'localtime', 'Factory')) then
+    perform trellis._raise('TR001', format('unknown time zone %s: use an IANA name such as Europe/Berlin or UTC',
+                                           quote_literal(left(p_zone, 60))));
+  end if;
   return p_zone;
 end $$;
 comment on function trellis._check_time_zone(text) is

@@ -166,6 +166,20 @@ describe('payloads kept from a control call or a hook', () => {
   });
 });
 
+describe('schedule_set time zones', () => {
+  for (const zone of ['UTC+3', 'Foo-3', 'EST5', 'Mars/Olympus']) {
+    it(`refuses ${zone}, which is no IANA name, with TR001`, async () => {
+      await refused('select trellis.schedule_set($1, $2)', ['tz', JSON.stringify({ cron: '0 7 * * *', workflow: 'w', time_zone: zone })]);
+    });
+  }
+
+  it('takes IANA names', async () => {
+    for (const zone of ['UTC', 'Europe/Berlin', 'America/Argentina/Buenos_Aires', 'Etc/GMT+3']) {
+      assert.equal(await one('select time_zone from trellis.schedule_set($1, $2)', ['tz-ok', JSON.stringify({ cron: '0 7 * * *', workflow: 'w', time_zone: zone })]), zone);
+    }
+  });
+});
+
 describe('run_claim', () => {
   for (const [what, worker] of [['NULL', null], ['empty', ''], ['100,000-character', 'w'.repeat(100_000)]] as const) {
     it(`refuses a ${what} worker id`, async () => {
