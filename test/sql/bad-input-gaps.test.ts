@@ -180,6 +180,25 @@ describe('schedule_set time zones', () => {
   });
 });
 
+describe('workflow_register', () => {
+  for (const [what, item] of [
+    ['an input_schema of false', { name: 'nf', version: '1', input_schema: false }],
+    ['a signal shape of false', { name: 'nf', version: '1', signals: { go: false } }],
+    ['a numeric name', { name: 5, version: '1' }],
+    ['a numeric version', { name: 'nf', version: 1 }],
+    ['a numeric queue', { name: 'nf', version: '1', queue: 7 }],
+  ] as const) {
+    it(`refuses ${what} with TR001 and registers nothing`, async () => {
+      await refused('select trellis.workflow_register($1)', [JSON.stringify([item])]);
+    });
+  }
+
+  it('takes an input_schema and signal shapes of true, and a null queue as default', async () => {
+    await fx.db.pool.query('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'nt', version: '1', queue: null, input_schema: true, signals: { go: true } }])]);
+    assert.equal(await one(`select queue from trellis.workflows where name = 'nt'`), 'default');
+  });
+});
+
 describe('run_claim', () => {
   for (const [what, worker] of [['NULL', null], ['empty', ''], ['100,000-character', 'w'.repeat(100_000)]] as const) {
     it(`refuses a ${what} worker id`, async () => {
