@@ -175,6 +175,19 @@ end $$;
 comment on function trellis._check_lease(interval) is
   'Return p_lease if it is between 1 second and 1 day, else raise TR001.';
 
+-- A worker id as leases record it (lease_owner): 1-200 characters. run_claim
+-- and _run_start test the same inline (their hot path pays no call).
+create or replace function trellis._check_worker(p_worker text)
+returns text language plpgsql immutable as $$
+begin
+  if p_worker is null or length(p_worker) = 0 or length(p_worker) > 200 then
+    perform trellis._raise('TR001', 'worker id must be 1-200 characters');
+  end if;
+  return p_worker;
+end $$;
+comment on function trellis._check_worker(text) is
+  'Return p_worker if it is a worker id of 1-200 characters, else raise TR001.';
+
 comment on function trellis._raise_unheld(uuid, uuid) is
   'Raise TR002, TR004 or TR003 for a fenced write that was refused.';
 

@@ -362,6 +362,7 @@ begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
   end if;
+  -- trellis._check_worker, inline (a claim loop's every call).
   if p_worker is null or length(p_worker) = 0 or length(p_worker) > 200 then
     perform trellis._raise('TR001', 'worker id must be 1-200 characters');
   end if;

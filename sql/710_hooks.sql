@@ -26,6 +26,8 @@ begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'hook claim limit must be between 1 and 1000');
   end if;
+  -- A delivery leased to no one (a NULL owner) could never be finished.
+  perform trellis._check_worker(p_worker);
   perform trellis._check_lease(p_lease);
   if trellis._distributed() then
     -- Found on every node, then locked one bucket at a time (sql/160_buckets.sql).
@@ -72,7 +74,7 @@ begin
             r.key, r.status, r.input, r.output, r.error, r.metadata, v_now;
 end $$;
 comment on function trellis.hook_claim(text, text[], text[], integer, interval) is
-  'Lease up to p_limit due hook deliveries (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs to p_worker for p_lease, with their run''s key, status, input, output, error and metadata; deliveries whose lease expired are due again first. attempts counts claims.';
+  'Lease up to p_limit due hook deliveries (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs to p_worker for p_lease, with their run''s key, status, input, output, error and metadata; deliveries whose lease expired are due again first. attempts counts claims. TR001 a worker id that is not 1-200 characters, a limit outside 1-1000 or a bad lease.';
 
 create or replace function trellis.hook_done(p_id bigint, p_worker text, p_attempt integer)
 returns boolean language plpgsql as $$

@@ -211,6 +211,19 @@ describe('run_claim', () => {
   }
 });
 
+describe('hook_claim', () => {
+  for (const [what, worker] of [['NULL', null], ['empty', ''], ['100,000-character', 'w'.repeat(100_000)]] as const) {
+    it(`refuses a ${what} worker id, as run_claim does, and leases nothing`, async () => {
+      await fx.db.pool.query(`select trellis.workflow_register('[{"name":"hc","version":"1","hooks":["onComplete"]}]')`);
+      await fx.db.pool.query(`select trellis.run_start('hc', '{}', '{"queue":"hcq"}')`);
+      await fx.db.pool.query(`select trellis.run_complete(id, lease_token, '1') from trellis.run_claim('x', '{hcq}', '{hc}', '{1}', 1, '1 minute')`);
+      const message = await refused(`select * from trellis.hook_claim($1, '{hc}', '{1}', 10, '1 minute')`, [worker]);
+      assert.match(message, /worker id/);
+      assert.equal(await one(`select count(*)::int from trellis.hook_deliveries where workflow = 'hc' and status = 'running'`), 0);
+    });
+  }
+});
+
 describe('other entry points with a huge value', () => {
   it('step_record, workflow_register and signal_send quote at most a prefix', async () => {
     const run = '00000000-0000-0000-0000-000000000000';
