@@ -157,7 +157,7 @@ declare
 begin
   select status into v_status from trellis.runs where id = p_run_id;
   if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   elsif v_status <> 'running' then
     perform trellis._raise('TR004', format('run %s is %s, not running', p_run_id, v_status));
   else

@@ -155,7 +155,8 @@ begin
    order by registered_at desc, version desc limit 1;
   if not found then
     perform trellis._raise('TR002', format('unknown workflow %L%s', p_workflow,
-                                           coalesce(format(' version %L', p_version), '')));
+                                           -- (format's %L writes NULL for null: no coalesce here.)
+                                           case when p_version is not null then format(' version %L', p_version) else '' end));
   end if;
   return trellis._input_error(v_shape, v_path, coalesce(p_input, 'null'));
 end $$;

@@ -98,17 +98,18 @@ begin
       v_row.rate_count := 0;
     end if;
   end if;
+  -- null removes fair or paused as it does the other options: false, their default.
   if v_options ? 'fair' then
-    if jsonb_typeof(v_options->'fair') <> 'boolean' then
-      perform trellis._raise('TR001', 'queue option fair must be true or false');
+    if jsonb_typeof(v_options->'fair') not in ('boolean', 'null') then
+      perform trellis._raise('TR001', 'queue option fair must be true, false or null');
     end if;
-    v_row.fair := (v_options->>'fair')::boolean;
+    v_row.fair := coalesce((v_options->>'fair')::boolean, false);
   end if;
   if v_options ? 'paused' then
-    if jsonb_typeof(v_options->'paused') <> 'boolean' then
-      perform trellis._raise('TR001', 'queue option paused must be true or false');
+    if jsonb_typeof(v_options->'paused') not in ('boolean', 'null') then
+      perform trellis._raise('TR001', 'queue option paused must be true, false or null');
     end if;
-    v_row.paused := (v_options->>'paused')::boolean;
+    v_row.paused := coalesce((v_options->>'paused')::boolean, false);
   end if;
   v_row.updated_at := trellis.now();
   update trellis.queues set concurrency = v_row.concurrency, key_concurrency = v_row.key_concurrency,

@@ -30,7 +30,7 @@ begin
     select * into v_run from trellis.runs where id = p_run_id for no key update;
   end if;
   if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   return v_run;
 end $$;
@@ -165,13 +165,13 @@ begin
   perform trellis._check_payload(to_jsonb(p_reason), 'cancel reason');
   select * into v_run from trellis.runs where id = p_run_id;
   if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   perform trellis._lock_runs(array(select p_run_id union all select v_run.parent_run_id
                                   union all select trellis._cancel_reach(array[p_run_id])));
   select * into v_run from trellis.runs where id = p_run_id;
   if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   if v_run.status = 'cancelled' then
     return 'cancelled';

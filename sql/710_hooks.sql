@@ -114,7 +114,7 @@ declare
 begin
   select status into v_status from trellis.hook_deliveries where id = p_id for update;
   if not found then
-    perform trellis._raise('TR002', format('hook delivery %s does not exist (delivered ones are deleted)', p_id));
+    perform trellis._raise('TR002', format('hook delivery %s does not exist (delivered ones are deleted)', coalesce(p_id::text, 'null')));
   elsif v_status <> 'parked' then
     perform trellis._raise('TR004', format('hook delivery %s is %s, not parked', p_id, v_status));
   end if;

@@ -224,6 +224,35 @@ describe('hook_claim', () => {
   }
 });
 
+describe('messages about a NULL id or version', () => {
+  for (const call of ['run_cancel($1)', 'run_pause($1)', 'run_resume($1)', 'run_retry($1)', 'run_scrub($1)',
+    `signal_send($1, 'a', '{}')`, `run_heartbeat($1::uuid, $1::uuid, '30 seconds')`]) {
+    it(`${call.replace(/\(.*/, '')} of a NULL run says run null, not an empty id`, async () => {
+      const message = await refused(`select trellis.${call}`, [null], 'TR002');
+      assert.match(message, /^run null does not exist/);
+    });
+  }
+
+  it('hook_retry of a NULL id says hook delivery null', async () => {
+    assert.match(await refused('select trellis.hook_retry(null)', [], 'TR002'), /^hook delivery null does not exist/);
+  });
+
+  it('workflow_input_error and schedule_set name no version NULL for an unknown workflow', async () => {
+    assert.equal(await refused(`select trellis.workflow_input_error('nope', '{}')`, [], 'TR002'), `unknown workflow 'nope'`);
+    const message = await refused(`select trellis.schedule_set('s-nope', '{"cron": "* * * * *", "workflow": "nope"}')`, [], 'TR002');
+    assert.doesNotMatch(message, /NULL/);
+  });
+});
+
+describe('queue_set fair and paused null', () => {
+  it('removes them as null removes the other options (false, the default)', async () => {
+    await fx.db.pool.query(`select trellis.queue_set('qf', '{"fair": true, "paused": true}')`);
+    const { rows: [row] } = await fx.db.pool.query(`select * from trellis.queue_set('qf', '{"fair": null, "paused": null}')`);
+    assert.deepEqual([row.fair, row.paused], [false, false]);
+    await refused(`select trellis.queue_set('qf', '{"fair": "yes"}')`, []);
+  });
+});
+
 describe('other entry points with a huge value', () => {
   it('step_record, workflow_register and signal_send quote at most a prefix', async () => {
     const run = '00000000-0000-0000-0000-000000000000';
