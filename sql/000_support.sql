@@ -77,12 +77,36 @@ end $$;
 comment on function trellis._steps_row_ok(text, text) is
   'steps_row_check: a known call kind and a known status.';
 
+-- A whole JSON number from p_min to p_max as an integer, else null (the
+-- caller words its own TR001). Integral values written with a fraction or an
+-- exponent (1.0, 1e3: JSON encoders such as Python's write floats so) are
+-- whole numbers too; the cast goes through numeric, as integer's own input
+-- refuses '1.0' (22P02) and a value over its range is 22003.
+create or replace function trellis._json_int(p_value jsonb, p_min integer, p_max integer)
+returns integer language plpgsql immutable parallel safe as $$
+declare
+  v numeric;
+begin
+  if pg_catalog.jsonb_typeof(p_value) is distinct from 'number' then
+    return null;
+  end if;
+  v := (p_value #>> '{}')::numeric;
+  if v < p_min or v > p_max or v % 1 <> 0 then
+    return null;
+  end if;
+  return v::integer;
+end $$;
+comment on function trellis._json_int(jsonb, integer, integer) is
+  'p_value as an integer if it is a whole JSON number (1, 1.0, 1e3) from p_min to p_max, else null.';
+
 -- PL/pgSQL rather than SQL: called from PL/pgSQL on every checkpoint and
 -- start, where a SQL function would be planned anew on each call.
 -- A stored value that is not an integer (written around setting_set) is a
 -- configuration error, TR008, not PostgreSQL's own cast error (22P02 would
 -- read as bad input of whatever start or checkpoint met it); checked by a
--- pattern, not an exception block (a subtransaction on every call).
+-- pattern, not an exception block (a subtransaction on every call). A whole
+-- number with a zero fraction (64.0, which setting_set took before it
+-- stored integers canonically) is read as that integer.
 create or replace function trellis._setting_int(p_key text, p_default integer)
 returns integer language plpgsql stable as $$
 declare
@@ -92,8 +116,8 @@ begin
   if v_text is null then
     return p_default;
   end if;
-  if v_text ~ '^\s*[-+]?[0-9]{1,10}\s*$' and v_text::numeric between -2147483648 and 2147483647 then
-    return v_text::integer;
+  if v_text ~ '^\s*[-+]?[0-9]{1,10}(\.0*)?\s*$' and v_text::numeric between -2147483648 and 2147483647 then
+    return v_text::numeric::integer;
   end if;
   -- Raised here, not through _raise and _quote: a trellis_client login
   -- calls this function directly and may not execute those.
@@ -133,7 +157,7 @@ declare
 begin
   select status into v_status from trellis.runs where id = p_run_id;
   if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   elsif v_status <> 'running' then
     perform trellis._raise('TR004', format('run %s is %s, not running', p_run_id, v_status));
   else
@@ -150,6 +174,19 @@ begin
 end $$;
 comment on function trellis._check_lease(interval) is
   'Return p_lease if it is between 1 second and 1 day, else raise TR001.';
+
+-- A worker id as leases record it (lease_owner): 1-200 characters. run_claim
+-- and _run_start test the same inline (their hot path pays no call).
+create or replace function trellis._check_worker(p_worker text)
+returns text language plpgsql immutable as $$
+begin
+  if p_worker is null or length(p_worker) = 0 or length(p_worker) > 200 then
+    perform trellis._raise('TR001', 'worker id must be 1-200 characters');
+  end if;
+  return p_worker;
+end $$;
+comment on function trellis._check_worker(text) is
+  'Return p_worker if it is a worker id of 1-200 characters, else raise TR001.';
 
 comment on function trellis._raise_unheld(uuid, uuid) is
   'Raise TR002, TR004 or TR003 for a fenced write that was refused.';
@@ -189,33 +226,38 @@ $$;
 comment on function trellis._queue_limited_by(integer, integer, integer, boolean, boolean) is
   'Whether a queue with these options has flow control (as trellis._queue_limited on its row).';
 
+-- Through numeric: a stored 64.0 (setting_set took it before it stored
+-- integers canonically) is 64.
 create or replace function trellis._bucket_count()
 returns integer language plpgsql stable parallel safe as $$
 begin
-  return coalesce((select (s.value #>> '{}')::integer from trellis.settings s where s.key = 'buckets'), 64);
+  return coalesce((select (s.value #>> '{}')::numeric::integer from trellis.settings s where s.key = 'buckets'), 64);
 end $$;
 comment on function trellis._bucket_count() is
   'The number of buckets runs are spread over (setting buckets, a power of two, default 64).';
 
 -- Validate a new bucket count: TR008 unless a power of two from 1 to 4096,
--- or when it differs from the current one while any run exists.
+-- or when it differs from the current one while any run exists. The current
+-- one is read as _json_int reads it, not through _bucket_count: a stored
+-- value no start can read (written around setting_set) must not block its
+-- own repair, and since no run can start under it, any valid count may
+-- replace it.
 create or replace function trellis._check_buckets(p_value jsonb)
 returns void language plpgsql as $$
 declare
-  v_n numeric;
+  v_n   integer := trellis._json_int(p_value, 1, 4096);
+  v_old jsonb;
+  v_cur integer;
 begin
-  if pg_catalog.jsonb_typeof(p_value) is distinct from 'number' then
+  if v_n is null or (v_n & (v_n - 1)) <> 0 then
     perform trellis._raise('TR008', format('setting buckets must be a power of two from 1 to 4096, not %s',
                                            trellis._quote(p_value::text)));
   end if;
-  v_n := (p_value #>> '{}')::numeric;
-  if v_n < 1 or v_n > 4096 or v_n % 1 <> 0 or (v_n::integer & (v_n::integer - 1)) <> 0 then
-    perform trellis._raise('TR008', format('setting buckets must be a power of two from 1 to 4096, not %s',
-                                           trellis._quote(p_value::text)));
-  end if;
-  if v_n::integer <> trellis._bucket_count() and exists (select 1 from trellis.runs) then
+  select s.value into v_old from trellis.settings s where s.key = 'buckets';
+  v_cur := case when v_old is null then 64 else trellis._json_int(v_old, 1, 4096) end;
+  if v_n <> v_cur and exists (select 1 from trellis.runs) then
     perform trellis._raise('TR008', format('setting buckets cannot change from %s to %s: runs exist (the bucket count is fixed at install)',
-                                           trellis._bucket_count(), v_n::integer));
+                                           v_cur, v_n));
   end if;
 end $$;
 comment on function trellis._check_buckets(jsonb) is
@@ -233,9 +275,13 @@ begin
     perform trellis._check_buckets(p_value);
   elsif p_key in ('events', 'distributed') and jsonb_typeof(p_value) is distinct from 'boolean' then
     perform trellis._raise('TR001', format('setting %s must be true or false', p_key));
-  elsif p_key not in ('events', 'distributed') and (jsonb_typeof(p_value) is distinct from 'number' or (p_value #>> '{}')::numeric < 1
-     or (p_value #>> '{}')::numeric > 2147483647 or (p_value #>> '{}')::numeric % 1 <> 0) then
+  elsif p_key not in ('events', 'distributed') and trellis._json_int(p_value, 1, 2147483647) is null then
     perform trellis._raise('TR001', format('setting %s must be a positive integer', p_key));
+  end if;
+  -- An integer setting is stored as the integer (1048576.0 as 1048576):
+  -- its readers (_setting_int, run_start) take the plain digits.
+  if p_key not in ('events', 'distributed') then
+    p_value := to_jsonb(trellis._json_int(p_value, 1, 2147483647));
   end if;
   insert into trellis.settings as s (key, value, updated_at) values (p_key, p_value, now())
   on conflict (key) do update set value = excluded.value, updated_at = excluded.updated_at;

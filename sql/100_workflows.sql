@@ -55,8 +55,15 @@ begin
     perform trellis._check_name(v_item->>'name', 'workflow');
     perform trellis._check_name(v_item->>'version', 'version');
     perform trellis._check_name(coalesce(v_item->>'queue', 'default'), 'queue');
+    -- Strings, as run_start takes them: ->> would turn 5 into '5'.
+    if jsonb_typeof(v_item->'name') <> 'string' or jsonb_typeof(v_item->'version') <> 'string'
+       or jsonb_typeof(v_item->'queue') not in ('string', 'null') then
+      perform trellis._raise('TR001', format('name, version and queue of workflow %s must be strings',
+                                             trellis._quote(v_item->>'name')));
+    end if;
     if v_item ? 'input_schema' then
-      if jsonb_typeof(v_item->'input_schema') not in ('object', 'boolean', 'null') then
+      -- Not false: a shape that accepts no input would refuse every start.
+      if jsonb_typeof(v_item->'input_schema') not in ('object', 'null') and v_item->'input_schema' <> 'true'::jsonb then
         perform trellis._raise('TR001', format('input_schema of workflow %L must be a JSON object, true or null', v_item->>'name'));
       end if;
       perform trellis._check_shape_size(v_item->'input_schema', format('input_schema of workflow %L', v_item->>'name'), 128);
@@ -67,7 +74,7 @@ begin
       end if;
       perform trellis._check_name(k, 'signal') from jsonb_object_keys(case when jsonb_typeof(v_item->'signals') = 'object' then v_item->'signals' end) k;
       if exists (select 1 from jsonb_each(case when jsonb_typeof(v_item->'signals') = 'object' then v_item->'signals' end) e
-                  where jsonb_typeof(e.value) not in ('object', 'boolean')) then
+                  where jsonb_typeof(e.value) <> 'object' and e.value <> 'true'::jsonb) then
         perform trellis._raise('TR001', format('each signal shape of workflow %L must be a JSON object or true', v_item->>'name'));
       end if;
       -- One level more: the object of names around the shapes.
@@ -148,7 +155,8 @@ begin
    order by registered_at desc, version desc limit 1;
   if not found then
     perform trellis._raise('TR002', format('unknown workflow %L%s', p_workflow,
-                                           coalesce(format(' version %L', p_version), '')));
+                                           -- (format's %L writes NULL for null: no coalesce here.)
+                                           case when p_version is not null then format(' version %L', p_version) else '' end));
   end if;
   return trellis._input_error(v_shape, v_path, coalesce(p_input, 'null'));
 end $$;

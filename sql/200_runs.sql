@@ -3,8 +3,9 @@
 -- Touches: trellis.runs (insert; status changes through _run_move), trellis.events
 -- (a new run's event), trellis.queues (a start inserts its queue's row on
 -- first use), trellis.workflows and trellis.steps (read).
--- Lock order: a new queue row before the run (a start); runs rows in id
--- order (claims take them with SKIP LOCKED).
+-- Lock order: the run, then a new queue row (a start inserts its queue's
+-- row only once its run's insert went through: a repeated key writes
+-- nothing); runs rows in id order (claims take them with SKIP LOCKED).
 
 -- The body of run_start, also used by checkpoint_apply to start child runs
 -- (with an id chosen by the parent's worker and a link to the parent call)
@@ -34,6 +35,7 @@ declare
   v_status   text;
   v_claim    boolean;
   v_qrow     trellis.queues;
+  v_new_q    boolean;
   -- The input shape of the version (sql/050_shapes.sql) is checked, and so
   -- read, only when needed: not for a child, whose input its parent's
   -- worker validated (its checkpoint must not fail here), nor with
@@ -102,7 +104,9 @@ begin
        or (v_options->>'priority')::numeric <> trunc((v_options->>'priority')::numeric) then
       perform trellis._raise('TR001', 'priority must be an integer between -32768 and 32767');
     end if;
-    v_priority := (v_options->>'priority')::integer;
+    -- Through numeric: a whole number may be written 1.0 (integer's own
+    -- input refuses that, 22P02).
+    v_priority := (v_options->>'priority')::numeric::integer;
   end if;
   if v_options ? 'run_at' then
     begin
@@ -128,7 +132,7 @@ begin
   v_max := case when v_set[1] is null then 1048576
                 when v_set[1] ~ '^\s*[0-9]{1,9}\s*$' then v_set[1]::integer
                 else trellis._setting_int('max_payload_bytes', 1048576) end;
-  v_buckets := coalesce(v_set[2]::integer, 64);
+  v_buckets := coalesce(v_set[2]::numeric::integer, 64);  -- a stored 64.0 as 64 (_bucket_count)
   v_outbox := coalesce(v_set[3]::boolean, true);
   -- trellis._check_payload's test, with the limit read once for both.
   if octet_length(coalesce(p_input, 'null')::text) > v_max then
@@ -153,14 +157,9 @@ begin
   end if;
   -- The queue's row (sql/220_queues.sql), made on first use with the
   -- defaults (no flow control): one primary-key probe per start, and the
-  -- insert only while the queue has no row. Concurrent first starts of a
-  -- queue both insert; the later waits for the earlier's transaction and
-  -- then does nothing (or inserts, if that one rolled back).
+  -- insert (after the run's, below) only while the queue has no row.
   select * into v_qrow from trellis.queues q where q.name = v_queue;
-  if not found then
-    insert into trellis.queues (name, created_at, updated_at) values (v_queue, v_now, v_now)
-    on conflict (name) do nothing;
-  end if;
+  v_new_q := not found;
   -- A queue with flow control is entered only through its claim: a start
   -- into it is never leased at once.
   v_claim := p_worker is not null and v_run_at <= v_now
@@ -199,6 +198,15 @@ begin
     -- waited for it to commit). Return its run.
     select r.id into v_id from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
     return v_id;
+  end if;
+  -- A new queue's row, once the run is in: a start whose key was taken
+  -- writes nothing. Concurrent first starts of a queue both insert; the
+  -- later waits for the earlier's transaction and then does nothing (or
+  -- inserts, if that one rolled back). No cycle: a start waits on another's
+  -- run only through its key, before it inserts a queue row of its own.
+  if v_new_q then
+    insert into trellis.queues (name, created_at, updated_at) values (v_queue, v_now, v_now)
+    on conflict (name) do nothing;
   end if;
   -- The new run's first status, checked against the [*] transitions of
   -- trellis.run_transitions (sql/150_transitions.sql), and its event. A
@@ -354,6 +362,7 @@ begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'claim limit must be between 1 and 1000');
   end if;
+  -- trellis._check_worker, inline (a claim loop's every call).
   if p_worker is null or length(p_worker) = 0 or length(p_worker) > 200 then
     perform trellis._raise('TR001', 'worker id must be 1-200 characters');
   end if;

@@ -26,20 +26,22 @@ $$;
 comment on function trellis._queue_limited(trellis.queues) is
   'Whether a queue has flow control (any of concurrency, key_concurrency, rate_limit, fair, paused): its claims lock its row and go through _queue_pick.';
 
--- A positive integer option, or null (clear it).
+-- A positive integer option (a whole number, also written 5.0), or null
+-- (clear it).
 create or replace function trellis._queue_int(p_options jsonb, p_key text)
 returns integer language plpgsql immutable as $$
 declare
   v jsonb := p_options->p_key;
+  n integer;
 begin
   if v is null or jsonb_typeof(v) = 'null' then
     return null;
   end if;
-  if jsonb_typeof(v) <> 'number' or (v #>> '{}')::numeric < 1 or (v #>> '{}')::numeric > 1000000
-     or (v #>> '{}')::numeric % 1 <> 0 then
+  n := trellis._json_int(v, 1, 1000000);
+  if n is null then
     perform trellis._raise('TR001', format('queue option %s must be an integer between 1 and 1000000, or null', p_key));
   end if;
-  return (v #>> '{}')::integer;
+  return n;
 end $$;
 comment on function trellis._queue_int(jsonb, text) is
   'The integer option p_key of queue_set (1-1000000), null for absent or null; raises TR001 otherwise.';
@@ -96,17 +98,18 @@ begin
       v_row.rate_count := 0;
     end if;
   end if;
+  -- null removes fair or paused as it does the other options: false, their default.
   if v_options ? 'fair' then
-    if jsonb_typeof(v_options->'fair') <> 'boolean' then
-      perform trellis._raise('TR001', 'queue option fair must be true or false');
+    if jsonb_typeof(v_options->'fair') not in ('boolean', 'null') then
+      perform trellis._raise('TR001', 'queue option fair must be true, false or null');
     end if;
-    v_row.fair := (v_options->>'fair')::boolean;
+    v_row.fair := coalesce((v_options->>'fair')::boolean, false);
   end if;
   if v_options ? 'paused' then
-    if jsonb_typeof(v_options->'paused') <> 'boolean' then
-      perform trellis._raise('TR001', 'queue option paused must be true or false');
+    if jsonb_typeof(v_options->'paused') not in ('boolean', 'null') then
+      perform trellis._raise('TR001', 'queue option paused must be true, false or null');
     end if;
-    v_row.paused := (v_options->>'paused')::boolean;
+    v_row.paused := coalesce((v_options->>'paused')::boolean, false);
   end if;
   v_row.updated_at := trellis.now();
   update trellis.queues set concurrency = v_row.concurrency, key_concurrency = v_row.key_concurrency,

@@ -18,9 +18,7 @@ declare
   v_ids   uuid[];
   v_queue text;
 begin
-  if p_worker is null or length(p_worker) = 0 or length(p_worker) > 200 then
-    perform trellis._raise('TR001', 'worker id must be 1-200 characters');
-  end if;
+  perform trellis._check_worker(p_worker);
   if trellis._distributed() then
     v_ids := array(select r.id from trellis.runs r
                     where r.status = 'running' and r.lease_owner = p_worker

@@ -32,7 +32,7 @@ begin
       from trellis.runs where id = p_run_id for no key update;
   end if;
   if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   -- A version that declares its signals (defineWorkflow({ signals })) takes
   -- only those, each with a payload that matches its shape (050_shapes.sql).

@@ -30,7 +30,7 @@ begin
     select * into v_run from trellis.runs where id = p_run_id for no key update;
   end if;
   if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   return v_run;
 end $$;
@@ -161,15 +161,17 @@ returns text language plpgsql as $$
 declare
   v_run trellis.runs;
 begin
+  -- The reason is kept in the run's error (and its children's): a payload.
+  perform trellis._check_payload(to_jsonb(p_reason), 'cancel reason');
   select * into v_run from trellis.runs where id = p_run_id;
   if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   perform trellis._lock_runs(array(select p_run_id union all select v_run.parent_run_id
                                   union all select trellis._cancel_reach(array[p_run_id])));
   select * into v_run from trellis.runs where id = p_run_id;
   if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', p_run_id));
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   if v_run.status = 'cancelled' then
     return 'cancelled';
@@ -181,7 +183,7 @@ begin
   return (select status from trellis.runs where id = p_run_id);
 end $$;
 comment on function trellis.run_cancel(uuid, text) is
-  'Cancel a run and (unless they were started with parent_close abandon) its unfinished children. A run that never started ends cancelled at once; a started one is woken and ends cancelled after its workflow sees CancelledError. Returns the status. TR002 unknown, TR004 completed/failed. Locks the run, its parent and the runs it reaches in id order, up front.';
+  'Cancel a run and (unless they were started with parent_close abandon) its unfinished children. A run that never started ends cancelled at once; a started one is woken and ends cancelled after its workflow sees CancelledError. Returns the status. TR002 unknown, TR004 completed/failed, TR005 a reason over max_payload_bytes. Locks the run, its parent and the runs it reaches in id order, up front.';
 
 create or replace function trellis.run_pause(p_run_id uuid, p_reason text default null)
 returns text language plpgsql as $$
@@ -190,6 +192,8 @@ declare
   v_run   trellis.runs;
   v_error jsonb;
 begin
+  -- The reason is kept in the run's error: a payload.
+  perform trellis._check_payload(to_jsonb(p_reason), 'pause reason');
   v_run := trellis._run_lock(p_run_id);
   if v_run.status in ('completed', 'failed', 'cancelled') then
     perform trellis._raise('TR004', format('run %s is %s and cannot be paused', p_run_id, v_run.status));
@@ -210,7 +214,7 @@ begin
   return (select status from trellis.runs where id = p_run_id);
 end $$;
 comment on function trellis.run_pause(uuid, text) is
-  'Park a run: pending or waiting runs become paused at once; a running run finishes its current step and then parks. Returns the status. TR004 for finished runs.';
+  'Park a run: pending or waiting runs become paused at once; a running run finishes its current step and then parks. Returns the status. TR004 for finished runs, TR005 a reason over max_payload_bytes.';
 
 create or replace function trellis.run_resume(p_run_id uuid)
 returns text language plpgsql as $$

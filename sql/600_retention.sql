@@ -20,17 +20,21 @@
 -- runs, and a failed parent that is retried runs that call again); the
 -- waiting call is found through steps_child_wait_idx.
 
+-- At most 1000 years (or infinity): the purges subtract it from now, and a
+-- longer finite duration reaches before the first timestamp PostgreSQL
+-- holds (4713 BC), 22008 on every purge.
 create or replace function trellis._check_retention(p_older_than interval, p_what text)
 returns interval language plpgsql immutable as $$
 begin
-  if p_older_than is null or p_older_than < interval '0' then
-    perform trellis._raise('TR001', format('%s must be a duration of zero or more, not %s',
-      p_what, coalesce(p_older_than::text, 'null')));
+  if p_older_than is null or p_older_than < interval '0'
+     or (p_older_than > interval '1000 years' and isfinite(p_older_than)) then
+    perform trellis._raise('TR001', format('%s must be a duration from zero to 1000 years (or infinity), not %s',
+      p_what, coalesce(trellis._quote(p_older_than::text), 'null')));
   end if;
   return p_older_than;
 end $$;
 comment on function trellis._check_retention(interval, text) is
-  'Return p_older_than if it is a non-negative interval, else raise TR001.';
+  'Return p_older_than if it is an interval from zero to 1000 years, or infinity, else raise TR001.';
 
 create or replace function trellis._check_purge_limit(p_limit integer)
 returns integer language plpgsql immutable as $$
@@ -51,6 +55,9 @@ returns interval language plpgsql as $$
 begin
   if p_older_than is not null and p_older_than < interval '1 second' then
     perform trellis._raise('TR001', format('retention must be at least 1 second, not %s', p_older_than));
+  end if;
+  if p_older_than is not null then
+    perform trellis._check_retention(p_older_than, 'retention');
   end if;
   if p_workflow is not null then
     perform trellis._check_name(p_workflow, 'workflow');
@@ -74,7 +81,7 @@ begin
   return p_older_than;
 end $$;
 comment on function trellis.retention_set(interval, text) is
-  'Keep finished runs (completed, failed, cancelled) for p_older_than after they finished, then let workers purge them with their steps and signals. Without p_workflow: the default for every workflow (null: kept forever, the default). With p_workflow: that workflow''s own retention, which wins over the default either way (null removes it). At least 1 second. Returns the new setting.';
+  'Keep finished runs (completed, failed, cancelled) for p_older_than after they finished, then let workers purge them with their steps and signals. Without p_workflow: the default for every workflow (null: kept forever, the default). With p_workflow: that workflow''s own retention, which wins over the default either way (null removes it). From 1 second to 1000 years, or infinity (TR001 otherwise). Returns the new setting.';
 
 create or replace function trellis.retention(p_workflow text default null)
 returns interval language sql stable as $$
@@ -141,7 +148,9 @@ comment on function trellis._delete_runs(uuid[]) is
 create or replace function trellis._purge_workflow(p_workflow text, p_keep interval, p_limit integer)
 returns integer language plpgsql as $$
 declare
-  v_cutoff timestamptz := trellis.now() - p_keep;
+  -- A keep over 1000 years (stored before retention_set refused it) as
+  -- 1000 years: the same runs (none), without 22008 on every purge.
+  v_cutoff timestamptz := trellis.now() - least(p_keep, interval '1000 years');
   v_ids    uuid[];
 begin
   if trellis._distributed() then
@@ -210,7 +219,8 @@ begin
   end if;
   -- Consumed events past the default retention (the longest a workflow's
   -- own when there is no default), in a batch of their own.
-  perform trellis.events_purge(coalesce(v_default, (select max(keep) from trellis.retentions)), p_limit);
+  perform trellis.events_purge(least(coalesce(v_default, (select max(keep) from trellis.retentions)),
+                                     interval '1000 years'), p_limit);
   v_left := p_limit;
   for w in
     select f.name, coalesce(r.keep, v_default) as keep

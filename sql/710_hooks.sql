@@ -26,6 +26,8 @@ begin
   if p_limit is null or p_limit < 1 or p_limit > 1000 then
     perform trellis._raise('TR001', 'hook claim limit must be between 1 and 1000');
   end if;
+  -- A delivery leased to no one (a NULL owner) could never be finished.
+  perform trellis._check_worker(p_worker);
   perform trellis._check_lease(p_lease);
   if trellis._distributed() then
     -- Found on every node, then locked one bucket at a time (sql/160_buckets.sql).
@@ -72,7 +74,7 @@ begin
             r.key, r.status, r.input, r.output, r.error, r.metadata, v_now;
 end $$;
 comment on function trellis.hook_claim(text, text[], text[], integer, interval) is
-  'Lease up to p_limit due hook deliveries (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs to p_worker for p_lease, with their run''s key, status, input, output, error and metadata; deliveries whose lease expired are due again first. attempts counts claims.';
+  'Lease up to p_limit due hook deliveries (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs to p_worker for p_lease, with their run''s key, status, input, output, error and metadata; deliveries whose lease expired are due again first. attempts counts claims. TR001 a worker id that is not 1-200 characters, a limit outside 1-1000 or a bad lease.';
 
 create or replace function trellis.hook_done(p_id bigint, p_worker text, p_attempt integer)
 returns boolean language plpgsql as $$
@@ -91,6 +93,8 @@ declare
   v_now    timestamptz := trellis.now();
   v_status text;
 begin
+  -- Kept in last_error: a payload (workers send a bounded one, serializeError).
+  perform trellis._check_payload(p_error, 'hook error');
   update trellis.hook_deliveries
      set status = case when p_retry_in is null then 'parked' else 'pending' end,
          run_at = case when p_retry_in is null then run_at else v_now + greatest(p_retry_in, interval '0') end,
@@ -100,7 +104,7 @@ begin
   return v_status;
 end $$;
 comment on function trellis.hook_failed(bigint, text, integer, jsonb, interval) is
-  'The hook of delivery p_id threw or timed out: pending again after p_retry_in, or parked when p_retry_in is null (the error kept in last_error). Returns the new status, null if p_worker no longer held that attempt.';
+  'The hook of delivery p_id threw or timed out: pending again after p_retry_in, or parked when p_retry_in is null (the error kept in last_error). Returns the new status, null if p_worker no longer held that attempt. TR005 an error over max_payload_bytes.';
 
 create or replace function trellis.hook_retry(p_id bigint)
 returns text language plpgsql as $$
@@ -110,7 +114,7 @@ declare
 begin
   select status into v_status from trellis.hook_deliveries where id = p_id for update;
   if not found then
-    perform trellis._raise('TR002', format('hook delivery %s does not exist (delivered ones are deleted)', p_id));
+    perform trellis._raise('TR002', format('hook delivery %s does not exist (delivered ones are deleted)', coalesce(p_id::text, 'null')));
   elsif v_status <> 'parked' then
     perform trellis._raise('TR004', format('hook delivery %s is %s, not parked', p_id, v_status));
   end if;

@@ -327,10 +327,11 @@ begin
   if jsonb_typeof(coalesce(p_state, '{}')) <> 'object' then
     perform trellis._raise('TR001', 'the state of a template run must be a JSON object');
   end if;
-  if v_options ? 'template_version' and jsonb_typeof(v_options->'template_version') <> 'number' then
-    perform trellis._raise('TR001', 'template_version must be a number');
+  if v_options ? 'template_version' and trellis._json_int(v_options->'template_version', 1, 2147483647) is null then
+    perform trellis._raise('TR001', format('template_version must be a positive integer, not %s',
+                                           trellis._quote(v_options->>'template_version')));
   end if;
-  v_tpl := trellis.template_get(p_name, (v_options->>'template_version')::integer);
+  v_tpl := trellis.template_get(p_name, trellis._json_int(v_options->'template_version', 1, 2147483647));
   -- The run's input pins the template version it runs.
   return trellis.run_start('template:' || p_name,
     jsonb_build_object('state', coalesce(p_state, '{}'),

@@ -32,6 +32,11 @@ end $$;
 comment on function trellis._check_cron(text) is
   'Return p_cron if it has the shape of a cron expression (5 or 6 fields, or @daily and the like), else TR001. The ticker parses it fully (croner) and records an error on the schedule if it cannot.';
 
+-- Looked up among PostgreSQL's zone names, not tried with AT TIME ZONE:
+-- that also takes a POSIX spec (UTC+3, Foo-3), which the ticker's
+-- Intl/croner refuses, so such a schedule would never fire. Case-blind, as
+-- Intl is. Not the POSIX copies of the tz database (posix/, right/) or its
+-- special files. A scan of pg_timezone_names: schedule_set only.
 create or replace function trellis._check_time_zone(p_zone text)
 returns text language plpgsql stable as $$
 begin
@@ -39,11 +44,12 @@ begin
     perform trellis._raise('TR001', format('invalid time zone %s: use an IANA name such as Europe/Berlin or UTC',
                                            coalesce(quote_literal(left(p_zone, 60)), 'null')));
   end if;
-  begin
-    perform now() at time zone p_zone;
-  exception when others then
-    perform trellis._raise('TR001', format('unknown time zone %s', quote_literal(left(p_zone, 60))));
-  end;
+  if not exists (select 1 from pg_catalog.pg_timezone_names z
+                  where lower(z.name) = lower(p_zone)
+                    and z.name !~* '^(posix|right)/' and z.name not in ('posixrules', 'localtime', 'Factory')) then
+    perform trellis._raise('TR001', format('unknown time zone %s: use an IANA name such as Europe/Berlin or UTC',
+                                           quote_literal(left(p_zone, 60))));
+  end if;
   return p_zone;
 end $$;
 comment on function trellis._check_time_zone(text) is
@@ -116,11 +122,10 @@ begin
     perform trellis._raise('TR001', format('overlap must be skip, allow, buffer_one or cancel_previous, not %s', quote_literal(left(v_over, 40))));
   end if;
   if p_spec ? 'catch_up' then
-    if jsonb_typeof(p_spec->'catch_up') <> 'number' or (p_spec->>'catch_up')::numeric not between 0 and 1000
-       or (p_spec->>'catch_up')::numeric % 1 <> 0 then
+    v_catch := trellis._json_int(p_spec->'catch_up', 0, 1000);
+    if v_catch is null then
       perform trellis._raise('TR001', 'catch_up must be an integer from 0 (skip missed ticks) to 1000');
     end if;
-    v_catch := (p_spec->>'catch_up')::integer;
   end if;
   begin
     v_jitter := coalesce((p_spec->>'jitter')::interval, '0');

@@ -26,10 +26,18 @@ async function refused(text: string, values: unknown[], code = 'TR001'): Promise
   return error.message;
 }
 
-async function counts(): Promise<Record<string, number>> {
-  const { rows } = await fx.db.pool.query(`select (select count(*)::int from trellis.runs) as runs,
-    (select count(*)::int from trellis.settings) as settings, (select count(*)::int from trellis.workflows) as workflows`);
+/** Tables a refused call must leave as they were, each as a digest of its rows. */
+const TABLES = ['runs', 'steps', 'settings', 'workflows', 'queues', 'schedules', 'retentions', 'hook_deliveries', 'templates'];
+
+async function counts(): Promise<Record<string, string>> {
+  const { rows } = await fx.db.pool.query(`select ${TABLES.map((t) =>
+    `(select count(*) || ':' || coalesce(md5(string_agg(x::text, ',' order by x::text)), '') from trellis.${t} x) as ${t}`).join(', ')}`);
   return rows[0];
+}
+
+async function one(text: string, values: unknown[] = []): Promise<unknown> {
+  const { rows } = await fx.db.pool.query(text, values);
+  return Object.values(rows[0] ?? {})[0];
 }
 
 describe('run_start options', () => {
@@ -59,6 +67,138 @@ describe('setting_set', () => {
   });
 });
 
+describe('integer settings written as whole numbers with a fraction (1048576.0)', () => {
+  for (const [key, written, stored] of [['max_payload_bytes', '1048576.0', 1048576], ['max_lease_expiries', '5.0', 5],
+    ['max_history_steps', '1e4', 10000], ['buckets', '64.0', 64]] as const) {
+    it(`setting_set stores ${key} ${written} as the integer ${stored}, and starts go on`, async () => {
+      assert.deepEqual(await one('select trellis.setting_set($1, $2)', [key, written]), stored);
+      assert.equal(await one(`select value::text from trellis.settings where key = $1`, [key]), String(stored));
+      assert.ok(await one(`select trellis.run_start('w', '{}')`));
+      assert.equal(await one('select trellis._setting_int($1, 0)', [key]), stored);
+    });
+  }
+
+  it('refuses a fraction that is not whole: TR001 for a limit, TR008 for buckets', async () => {
+    await refused('select trellis.setting_set($1, $2)', ['max_payload_bytes', '1048576.5']);
+    await refused('select trellis.setting_set($1, $2)', ['max_lease_expiries', '0.5']);
+    await refused('select trellis.setting_set($1, $2)', ['max_history_steps', '1e10']);
+    await refused('select trellis.setting_set($1, $2)', ['buckets', '64.5'], 'TR008');
+  });
+
+  it('a bucket count stored as 64.0 (as setting_set once stored it) is read as 64 and can be set again', async () => {
+    await fx.db.pool.query(`update trellis.settings set value = '64.0' where key = 'buckets'`);
+    assert.ok(await one(`select trellis.run_start('w', '{}')`), 'a start reads 64.0');
+    assert.equal(await one(`select trellis.setting_set('buckets', '64')`), 64);
+    assert.equal(await one(`select value::text from trellis.settings where key = 'buckets'`), '64');
+    await refused(`select trellis.setting_set('buckets', '128')`, [], 'TR008');
+  });
+
+  it('a bucket count no start can read does not block its repair through setting_set', async () => {
+    await fx.db.pool.query(`update trellis.settings set value = '"sixty-four"' where key = 'buckets'`);
+    assert.equal(await one(`select trellis.setting_set('buckets', '64')`), 64);
+    assert.ok(await one(`select trellis.run_start('w', '{}')`));
+  });
+
+  it('a limit stored as 1048576.0 is read as 1048576 by starts and checkpoints', async () => {
+    await fx.db.pool.query(`update trellis.settings set value = '1048576.0' where key = 'max_payload_bytes'`);
+    assert.ok(await one(`select trellis.run_start('w', '{"a": 1}')`));
+    assert.equal(await one(`select trellis._setting_int('max_payload_bytes', 0)`), 1048576);
+    await fx.db.pool.query(`select trellis.setting_set('max_payload_bytes', '1048576')`);
+  });
+});
+
+describe('integer options written as whole numbers with a fraction (1.0)', () => {
+  it('run_start takes priority 1.0, 10.00 and -0.0 as 1, 10 and 0, and refuses 1.5 and 1e10 with TR001', async () => {
+    for (const [written, priority] of [['1.0', 1], ['10.00', 10], ['-0.0', 0], ['3e2', 300]] as const) {
+      const id = await one(`select trellis.run_start('w', '{}', $1)`, [`{"priority": ${written}}`]);
+      assert.equal(await one('select priority from trellis.runs where id = $1', [id]), priority);
+    }
+    await refused(`select trellis.run_start('w', '{}', '{"priority": 1.5}')`, []);
+    await refused(`select trellis.run_start('w', '{}', '{"priority": 1e10}')`, []);
+  });
+
+  it('machine_trigger takes priority 2.0', async () => {
+    const id = await one(`select trellis.machine_trigger('w', 'f1', '{}', '{"priority": 2.0}')`);
+    assert.equal(await one('select priority from trellis.runs where id = $1', [id]), 2);
+  });
+
+  it('queue_set takes concurrency, key_concurrency and rate.limit 5.0, and refuses 5.5 and 1e10 with TR001', async () => {
+    const row = await fx.db.pool.query(`select * from trellis.queue_set('q1', '{"concurrency": 5.0, "key_concurrency": 2.0, "rate": {"limit": 3.0, "period": "1 second"}}')`);
+    assert.deepEqual([row.rows[0].concurrency, row.rows[0].key_concurrency, row.rows[0].rate_limit], [5, 2, 3]);
+    for (const options of [{ concurrency: 5.5 }, { key_concurrency: 1e10 }, { rate: { limit: 2.5, period: '1 second' } }]) {
+      await refused('select trellis.queue_set($1, $2)', ['q1', JSON.stringify(options)]);
+    }
+  });
+
+  it('schedule_set takes catch_up 2.0, and refuses 2.5 and 1e10 with TR001', async () => {
+    assert.equal(await one(`select catch_up from trellis.schedule_set('s1', '{"cron": "* * * * *", "workflow": "w", "catch_up": 2.0}')`), 2);
+    await refused(`select trellis.schedule_set('s2', '{"cron": "* * * * *", "workflow": "w", "catch_up": 2.5}')`, []);
+    await refused(`select trellis.schedule_set('s2', '{"cron": "* * * * *", "workflow": "w", "catch_up": 1e10}')`, []);
+  });
+
+  it('template_start takes template_version 1.0, and refuses 1.5 and 1e10 with TR001', async () => {
+    await fx.db.pool.query(`select trellis.template_set('t1', '{"steps":[{"name":"a"}]}')`);
+    await fx.db.pool.query(`select trellis.workflow_register('[{"name":"template:t1","version":"1","queue":"default"}]')`);
+    assert.ok(await one(`select trellis.template_start('t1', '{}', '{"template_version": 1.0}')`));
+    await refused(`select trellis.template_start('t1', '{}', '{"template_version": 1.5}')`, []);
+    await refused(`select trellis.template_start('t1', '{}', '{"template_version": 1e10}')`, []);
+  });
+});
+
+describe('payloads kept from a control call or a hook', () => {
+  const big = 'x'.repeat(1_048_577);
+
+  it('run_cancel and run_pause refuse a reason over max_payload_bytes with TR005 and change nothing', async () => {
+    const id = await one(`select trellis.run_start('w', '{}')`);
+    await refused('select trellis.run_cancel($1, $2)', [id, big], 'TR005');
+    await refused('select trellis.run_pause($1, $2)', [id, big], 'TR005');
+    assert.equal(await one(`select trellis.run_pause($1, 'maintenance')`, [id]), 'paused', 'a short reason is taken');
+  });
+
+  it('hook_failed refuses an error over max_payload_bytes with TR005 and leaves the delivery running', async () => {
+    await fx.db.pool.query(`select trellis.workflow_register('[{"name":"h","version":"1","hooks":["onComplete"]}]')`);
+    await fx.db.pool.query(`select trellis.run_start('h', '{}', '{"queue":"hq"}')`);
+    await fx.db.pool.query(`select trellis.run_complete(id, lease_token, '1') from trellis.run_claim('x', '{hq}', '{h}', '{1}', 1, '1 minute')`);
+    const { rows: [hook] } = await fx.db.pool.query(`select id, attempts from trellis.hook_claim('hw', '{h}', '{1}', 1, '1 minute')`);
+    assert.ok(hook, 'a delivery was claimed');
+    await refused(`select trellis.hook_failed($1, 'hw', $2, $3, '1 second')`, [hook.id, hook.attempts, JSON.stringify({ message: big })], 'TR005');
+    assert.equal(await one(`select trellis.hook_failed($1, 'hw', $2, '{"message":"boom"}', '1 second')`, [hook.id, hook.attempts]), 'pending');
+  });
+});
+
+describe('schedule_set time zones', () => {
+  for (const zone of ['UTC+3', 'Foo-3', 'EST5', 'Mars/Olympus']) {
+    it(`refuses ${zone}, which is no IANA name, with TR001`, async () => {
+      await refused('select trellis.schedule_set($1, $2)', ['tz', JSON.stringify({ cron: '0 7 * * *', workflow: 'w', time_zone: zone })]);
+    });
+  }
+
+  it('takes IANA names', async () => {
+    for (const zone of ['UTC', 'Europe/Berlin', 'America/Argentina/Buenos_Aires', 'Etc/GMT+3']) {
+      assert.equal(await one('select time_zone from trellis.schedule_set($1, $2)', ['tz-ok', JSON.stringify({ cron: '0 7 * * *', workflow: 'w', time_zone: zone })]), zone);
+    }
+  });
+});
+
+describe('workflow_register', () => {
+  for (const [what, item] of [
+    ['an input_schema of false', { name: 'nf', version: '1', input_schema: false }],
+    ['a signal shape of false', { name: 'nf', version: '1', signals: { go: false } }],
+    ['a numeric name', { name: 5, version: '1' }],
+    ['a numeric version', { name: 'nf', version: 1 }],
+    ['a numeric queue', { name: 'nf', version: '1', queue: 7 }],
+  ] as const) {
+    it(`refuses ${what} with TR001 and registers nothing`, async () => {
+      await refused('select trellis.workflow_register($1)', [JSON.stringify([item])]);
+    });
+  }
+
+  it('takes an input_schema and signal shapes of true, and a null queue as default', async () => {
+    await fx.db.pool.query('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'nt', version: '1', queue: null, input_schema: true, signals: { go: true } }])]);
+    assert.equal(await one(`select queue from trellis.workflows where name = 'nt'`), 'default');
+  });
+});
+
 describe('run_claim', () => {
   for (const [what, worker] of [['NULL', null], ['empty', ''], ['100,000-character', 'w'.repeat(100_000)]] as const) {
     it(`refuses a ${what} worker id`, async () => {
@@ -69,6 +209,48 @@ describe('run_claim', () => {
       assert.equal(rows[0].n, 0, 'nothing claimed');
     });
   }
+});
+
+describe('hook_claim', () => {
+  for (const [what, worker] of [['NULL', null], ['empty', ''], ['100,000-character', 'w'.repeat(100_000)]] as const) {
+    it(`refuses a ${what} worker id, as run_claim does, and leases nothing`, async () => {
+      await fx.db.pool.query(`select trellis.workflow_register('[{"name":"hc","version":"1","hooks":["onComplete"]}]')`);
+      await fx.db.pool.query(`select trellis.run_start('hc', '{}', '{"queue":"hcq"}')`);
+      await fx.db.pool.query(`select trellis.run_complete(id, lease_token, '1') from trellis.run_claim('x', '{hcq}', '{hc}', '{1}', 1, '1 minute')`);
+      const message = await refused(`select * from trellis.hook_claim($1, '{hc}', '{1}', 10, '1 minute')`, [worker]);
+      assert.match(message, /worker id/);
+      assert.equal(await one(`select count(*)::int from trellis.hook_deliveries where workflow = 'hc' and status = 'running'`), 0);
+    });
+  }
+});
+
+describe('messages about a NULL id or version', () => {
+  for (const call of ['run_cancel($1)', 'run_pause($1)', 'run_resume($1)', 'run_retry($1)', 'run_scrub($1)',
+    `signal_send($1, 'a', '{}')`, `run_heartbeat($1::uuid, $1::uuid, '30 seconds')`]) {
+    it(`${call.replace(/\(.*/, '')} of a NULL run says run null, not an empty id`, async () => {
+      const message = await refused(`select trellis.${call}`, [null], 'TR002');
+      assert.match(message, /^run null does not exist/);
+    });
+  }
+
+  it('hook_retry of a NULL id says hook delivery null', async () => {
+    assert.match(await refused('select trellis.hook_retry(null)', [], 'TR002'), /^hook delivery null does not exist/);
+  });
+
+  it('workflow_input_error and schedule_set name no version NULL for an unknown workflow', async () => {
+    assert.equal(await refused(`select trellis.workflow_input_error('nope', '{}')`, [], 'TR002'), `unknown workflow 'nope'`);
+    const message = await refused(`select trellis.schedule_set('s-nope', '{"cron": "* * * * *", "workflow": "nope"}')`, [], 'TR002');
+    assert.doesNotMatch(message, /NULL/);
+  });
+});
+
+describe('queue_set fair and paused null', () => {
+  it('removes them as null removes the other options (false, the default)', async () => {
+    await fx.db.pool.query(`select trellis.queue_set('qf', '{"fair": true, "paused": true}')`);
+    const { rows: [row] } = await fx.db.pool.query(`select * from trellis.queue_set('qf', '{"fair": null, "paused": null}')`);
+    assert.deepEqual([row.fair, row.paused], [false, false]);
+    await refused(`select trellis.queue_set('qf', '{"fair": "yes"}')`, []);
+  });
 });
 
 describe('other entry points with a huge value', () => {

@@ -88,6 +88,50 @@ describe('retention_set and retention', () => {
   }
 });
 
+describe('retention too long to subtract from now', () => {
+  for (const workflow of [null, 'w']) {
+    it(`retention_set refuses 10000 years ${workflow ? 'for a workflow' : 'as the default'} with TR001 and keeps the setting; run_purge_due goes on`, async () => {
+      await sql(`select trellis.retention_set('1 day', $1)`, [workflow]);
+      await assert.rejects(sql(`select trellis.retention_set('10000 years', $1)`, [workflow]),
+        { code: 'TR001', message: /retention must be a duration from zero to 1000 years/ });
+      assert.equal((await one(`select trellis.retention($1) = interval '1 day' as same`, [workflow])).same, true);
+      assert.equal((await one('select trellis.run_purge_due() as n')).n, 0);
+    });
+  }
+
+  it('takes 1000 years and infinity, and run_purge_due purges nothing under them', async () => {
+    await make('completed');
+    await advance('2 days');
+    for (const keep of ['1000 years', 'infinity']) {
+      await sql('select trellis.retention_set($1::interval)', [keep]);
+      await sql('select trellis.retention_set($1::interval, $2)', [keep, 'w']);
+      assert.equal((await one('select trellis.run_purge_due() as n')).n, 0);
+    }
+    assert.equal((await counts()).runs, 1);
+  });
+
+  it('run_purge_due reads a keep over 1000 years stored before it was refused as 1000 years', async () => {
+    await make('completed');
+    await sql(`insert into trellis.settings (key, value, updated_at) values ('retention', '"10000 years"', now())`);
+    await sql(`insert into trellis.retentions (workflow, keep, updated_at) values ('w', '10000 years', now())`);
+    assert.equal((await one('select trellis.run_purge_due() as n')).n, 0);
+    assert.equal((await counts()).runs, 1);
+  });
+
+  for (const fn of ['run_purge', 'events_purge']) {
+    it(`${fn} refuses 10000 years with TR001 and deletes nothing`, async () => {
+      await make('completed');
+      await advance('2 days');
+      const before = await counts();
+      const events = (await one('select count(*)::int as n from trellis.events')).n;
+      await assert.rejects(sql(`select trellis.${fn}('10000 years')`), { code: 'TR001', message: /from zero to 1000 years/ });
+      assert.deepEqual(await counts(), before);
+      assert.equal((await one('select count(*)::int as n from trellis.events')).n, events);
+      assert.equal(typeof (await one(`select trellis.${fn}('infinity') as n`)).n, 'number');
+    });
+  }
+});
+
 describe('run_purge', () => {
   it('deletes the finished runs older than the cutoff with their steps and signals, and keeps the rest', async () => {
     const old = { completed: await make('completed'), failed: await make('failed'), cancelled: await make('cancelled') };
@@ -180,8 +224,8 @@ describe('run_purge', () => {
   });
 
   const bad: [string, unknown[], RegExp][] = [
-    ['a negative age', ['-1 day', 10, null], /older_than must be a duration of zero or more/],
-    ['a null age', [null, 10, null], /older_than must be a duration of zero or more/],
+    ['a negative age', ['-1 day', 10, null], /older_than must be a duration from zero to 1000 years/],
+    ['a null age', [null, 10, null], /older_than must be a duration from zero to 1000 years/],
     ['a limit of 0', ['1 day', 0, null], /limit must be from 1 to 100000/],
     ['a limit over 100000', ['1 day', 100_001, null], /limit must be from 1 to 100000/],
     ['a workflow name with SQL in it', ['0', 10, `w'; delete from trellis.runs; --`], /invalid workflow name/],

@@ -19,6 +19,39 @@ describe('run_start', () => {
     assert.equal((await count()) - before, 1);
   });
 
+  it('a repeated key writes no queue row for a queue new to it, and nothing else', async () => {
+    const queueRow = async (name: string) => Number((await fx.db.pool.query('select count(*) from trellis.queues where name = $1', [name])).rows[0].count);
+    const first = (await fx.db.pool.query(`select trellis.run_start('orders', '{}', '{"key":"order-q1"}') as id`)).rows[0].id;
+    const before = await count();
+    const again = (await fx.db.pool.query(`select trellis.run_start('orders', '{}', '{"key":"order-q1","queue":"brand-new-queue"}') as id`)).rows[0].id;
+    assert.equal(again, first);
+    assert.equal(await count(), before);
+    assert.equal(await queueRow('brand-new-queue'), 0);
+    await fx.db.pool.query(`select trellis.run_start('orders', '{}', '{"key":"order-q2","queue":"brand-new-queue"}')`);
+    assert.equal(await queueRow('brand-new-queue'), 1, 'a new run makes its queue\'s row');
+  });
+
+  it('a start waiting on a key whose first start rolls back makes the new queue row itself', async () => {
+    const holder = new pg.Client({ connectionString: fx.db.url });
+    const waiter = new pg.Client({ connectionString: fx.db.url, application_name: 'queue-row-waiter' });
+    await holder.connect();
+    await waiter.connect();
+    try {
+      await holder.query('begin');
+      await holder.query(`select trellis.run_start('orders', '{}', '{"key":"order-q3","queue":"rolled-back-queue"}')`);
+      const started = waiter.query(`select trellis.run_start('orders', '{}', '{"key":"order-q3","queue":"rolled-back-queue"}') as id`);
+      await waitFor(async () => (await fx.db.pool.query(`select count(*)::int as n from pg_stat_activity
+        where application_name = 'queue-row-waiter' and wait_event_type = 'Lock'`)).rows[0].n === 1, { what: 'the second start to wait on the key' });
+      await holder.query('rollback');
+      const { id } = (await started).rows[0];
+      assert.equal((await fx.db.pool.query(`select queue from trellis.runs where id = $1`, [id])).rows[0].queue, 'rolled-back-queue');
+      assert.equal(Number((await fx.db.pool.query(`select count(*) from trellis.queues where name = 'rolled-back-queue'`)).rows[0].count), 1);
+    } finally {
+      await holder.end();
+      await waiter.end();
+    }
+  });
+
   // 50 callers on 50 connections, all blocked behind an open transaction that
   // started the same key, then released at once: by its commit (they all get
   // its run) or by its rollback (they race for the key among themselves).
