@@ -125,5 +125,5 @@ export interface MachineHookEvent<S extends string, T> {
  *   .build();
  */
 export interface MachineHookSink<S extends string, T> {
-  emit(event: MachineHookEvent<S, T>): void | Promise<void>;
+  emit(event: MachineHookEvent<S, T>): Promise<unknown> | unknown;
 }
