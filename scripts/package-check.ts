@@ -1,7 +1,8 @@
 /**
  * `npm run test:package`: what an application gets from the published
  * package. Packs the tarball (prepack builds dist/), checks its file list
- * against an allow-list, then installs it into scratch apps, one per peer
+ * against an allow-list and the relative links of its Markdown files
+ * against its file list, then installs it into scratch apps, one per peer
  * combination (each supported Kysely minor, the oldest and newest supported
  * `pg`), typechecks the README's examples there under `strict` and
  * `exactOptionalPropertyTypes`, and runs them with plain `node` against
@@ -12,7 +13,7 @@ import { deepStrictEqual } from 'node:assert/strict';
 import { execFile } from 'node:child_process';
 import { mkdtemp, readFile, rm, stat, writeFile } from 'node:fs/promises';
 import { tmpdir } from 'node:os';
-import { join } from 'node:path';
+import { join, posix } from 'node:path';
 import { fileURLToPath } from 'node:url';
 import { promisify } from 'node:util';
 import { startEmbeddedPostgres } from '../src/testing/embedded-postgres.ts';
@@ -27,12 +28,33 @@ const COMBOS = [
   { name: 'kysely-0.29-pg-newest', kysely: '0.29.9', pg: '8.23.1', typesPg: '8.15.6' },
 ];
 
-/** What the tarball may contain. */
+/**
+ * What the tarball may contain. docs/api/, docs/dashboard/*.png,
+ * docs/performance.md and examples/ stay in the repository (they do not fit
+ * the 1 MB budget, or grow with every bench round); the docs name them as
+ * files in the repository, not as links.
+ */
 const ALLOWED = [
   /^package\.json$/, /^README\.md$/, /^LICENSE$/,
   /^dist\/.+\.(js|d\.ts)(\.map)?$/, /^src\/.+\.ts$/, /^sql\/.+\.(sql|txt)$/, /^migrations\/(committed\/\d+\.sql|current\.sql)$/,
-  /^bin\/trellis\.mjs$/, /^docs\/[^/]+\.(md|svg)$/, /^docs\/(decisions|api)\/.+\.md$/, /^docs\/dashboard\/.+\.png$/,
+  /^bin\/trellis\.mjs$/, /^docs\/[^/]+\.(md|svg)$/, /^docs\/decisions\/.+\.md$/,
 ];
+
+/**
+ * The relative links and images of Markdown file `path` (text outside code
+ * blocks and code spans) whose target is not among `files`.
+ */
+function deadLinks(path: string, text: string, files: ReadonlySet<string>): string[] {
+  const prose = text.replace(/^```[\s\S]*?^```/gm, '').replace(/`[^`\n]*`/g, '');
+  const dead: string[] = [];
+  for (const [, target] of prose.matchAll(/\]\(([^)\s#]+)(?:#[^)\s]*)?\)/g)) {
+    if (/^[a-z][a-z+.-]*:/i.test(target!)) continue;
+    const resolved = posix.normalize(posix.join(posix.dirname(path), target!)).replace(/\/$/, '');
+    if (files.has(resolved) || [...files].some((f) => f.startsWith(`${resolved}/`))) continue;
+    dead.push(`${path}: ${target}`);
+  }
+  return dead;
+}
 
 const env: NodeJS.ProcessEnv = { ...process.env, npm_config_fund: 'false', npm_config_audit: 'false', npm_config_update_notifier: 'false' };
 delete env.NODE_OPTIONS;
@@ -144,6 +166,19 @@ try {
     // The measurement log stays in the repository (it grows with every bench round; an app needs none of it).
     if (files.includes('docs/performance.md')) throw new Error('docs/performance.md is in the tarball');
     if ((await stat(tarball)).size > 1_000_000) throw new Error(`tarball is ${(await stat(tarball)).size} bytes`);
+  });
+
+  await check('every relative link of the tarball\'s Markdown files points into the tarball', async () => {
+    const unpacked = join(work, 'unpacked');
+    await exec('mkdir', ['-p', unpacked]);
+    await exec('tar', ['-xzf', tarball, '-C', unpacked]);
+    const { stdout } = await exec('tar', ['-tzf', tarball], { maxBuffer: 64 << 20 });
+    const files = new Set(stdout.split('\n').filter(Boolean).map((f) => f.replace(/^package\//, '')));
+    const dead: string[] = [];
+    for (const file of [...files].filter((f) => f.endsWith('.md') && !f.startsWith('dist/'))) {
+      dead.push(...deadLinks(file, await readFile(join(unpacked, 'package', file), 'utf8'), files));
+    }
+    if (dead.length) throw new Error(`links to files not in the tarball: ${dead.slice(0, 20).join(', ')}`);
   });
 
   let url = process.env.DATABASE_URL;

@@ -258,6 +258,13 @@ comment on function trellis.schedule_tick(bigint, integer) is
 -- p_fires: [{name, next_at (as read), next_from (as read), ticks: [timestamps
 -- to start, oldest first], skipped: count of ticks passed over, next: the new
 -- next_at or null (ended), error: text (the cron could not be parsed)}].
+--
+-- The overlap policy is judged once per fire, against the schedule's last
+-- run from before it: the ticks of one fire (the latest due tick and the
+-- missed ones catch_up adds) do not overlap one another. Judged tick by
+-- tick, each catch-up tick would find the previous one's run unfinished,
+-- and skip would run only the oldest tick, buffer_one would keep the oldest
+-- and skip the latest, cancel_previous would cancel each in turn.
 create or replace function trellis.schedule_fire(p_token bigint, p_fires jsonb)
 returns integer language plpgsql as $$
 declare
@@ -265,7 +272,9 @@ declare
   v_started integer := 0;
   v_fire    jsonb;
   v_row     trellis.schedules;
-  v_tick    timestamptz;
+  v_ticks   timestamptz[];
+  v_last    integer;
+  v_busy    boolean;
   v_skipped integer;
   v_fired   integer;
 begin
@@ -278,27 +287,28 @@ begin
       or v_row.next_from is distinct from (v_fire->>'next_from')::timestamptz;
     v_skipped := coalesce((v_fire->>'skipped')::integer, 0);
     v_fired := 0;
+    v_ticks := array(select t from (select (e #>> '{}')::timestamptz as t
+                                      from jsonb_array_elements(coalesce(v_fire->'ticks', '[]')) e) e
+                      where v_row.ends_at is null or t <= v_row.ends_at order by t);
+    v_last := coalesce(array_length(v_ticks, 1), 0);
+    -- Whether the last run from before this fire is unfinished (allow never minds).
+    v_busy := v_row.overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id);
     -- One update per schedule at the end: the last run and buffered tick are kept in v_row.
-    for v_tick in select (t #>> '{}')::timestamptz from jsonb_array_elements(coalesce(v_fire->'ticks', '[]')) t loop
-      exit when v_row.ends_at is not null and v_tick > v_row.ends_at;
-      if v_row.overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id) then
-        if v_row.overlap = 'skip' then
-          v_skipped := v_skipped + 1;
-          continue;
-        elsif v_row.overlap = 'buffer_one' then
-          if v_row.buffered_at is null then
-            v_row.buffered_at := v_tick;
-          else
-            v_skipped := v_skipped + 1;
-          end if;
-          continue;
-        else -- cancel_previous
-          perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the tick of %s', v_row.name, v_tick));
-        end if;
+    for i in 1 .. v_last loop
+      if v_busy and v_row.overlap = 'cancel_previous' then
+        perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the tick of %s', v_row.name, v_ticks[i]));
+        v_busy := false;
       end if;
-      v_row.last_run_id := trellis._schedule_start(v_row, v_tick);
-      v_row.last_tick_at := v_tick;
-      v_fired := v_fired + 1;
+      if not v_busy then
+        v_row.last_run_id := trellis._schedule_start(v_row, v_ticks[i]);
+        v_row.last_tick_at := v_ticks[i];
+        v_fired := v_fired + 1;
+      elsif v_row.overlap = 'buffer_one' and v_row.buffered_at is null and i = v_last then
+        -- The latest tick waits for the last run; the missed ones before it are skipped.
+        v_row.buffered_at := v_ticks[i];
+      else
+        v_skipped := v_skipped + 1;
+      end if;
     end loop;
     update trellis.schedules
        set next_at = (v_fire->>'next')::timestamptz, next_from = null, last_run_id = v_row.last_run_id,
@@ -310,4 +320,4 @@ begin
   return v_started;
 end $$;
 comment on function trellis.schedule_fire(bigint, jsonb) is
-  'The schedule ticker''s write, fenced by its token of role trellis.schedules: for each schedule still as the ticker read it, start a run per tick given (by the overlap policy: skip, allow, buffer_one, cancel_previous; each under the tick''s key, so a repeated fire starts nothing new), then store the next tick the ticker computed (null: ended) or the error it met. Returns the runs started.';
+  'The schedule ticker''s write, fenced by its token of role trellis.schedules: for each schedule still as the ticker read it, start a run per tick given (each under the tick''s key, so a repeated fire starts nothing new), by the overlap policy judged once against the last run from before the fire (the ticks of one catch-up do not overlap one another): skip (all skipped while it is unfinished), allow, buffer_one (the latest tick buffered, the rest skipped), cancel_previous (it is cancelled, every tick starts), then store the next tick the ticker computed (null: ended) or the error it met. Returns the runs started.';

@@ -57,18 +57,20 @@ export function duration(value: string, name: string): number {
 
 /**
  * A point in time: an ISO date or timestamp, or a duration meaning that long
- * ago ('1h': an hour ago).
+ * ago ('1h': an hour ago; a filter such as --since), or with `ahead` that
+ * long from now ('1h': in an hour; a time to come such as --run-at).
  */
-export function time(value: string, name: string, now = Date.now()): Date {
+export function time(value: string, name: string, { ahead = false, now = Date.now() } = {}): Date {
   if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
     const at = new Date(value);
     if (!Number.isNaN(at.getTime())) return at;
   } else {
     try {
-      return new Date(now - toMs(value as never, name));
+      const ms = toMs(value as never, name);
+      return new Date(ahead ? now + ms : now - ms);
     } catch {
       // reported below
     }
   }
-  throw new UsageError(`--${name} must be an ISO time (2026-01-31T12:00Z) or a duration ago (1h, 7 days), not ${quote(value)}`);
+  throw new UsageError(`--${name} must be an ISO time (2026-01-31T12:00Z) or a duration ${ahead ? 'from now' : 'ago'} (1h, 7 days), not ${quote(value)}`);
 }

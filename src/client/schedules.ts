@@ -48,7 +48,9 @@ export interface ScheduleOptions<W extends WorkflowDefinition | string = Workflo
    * A tick while the last run is unfinished (default `skip`): `skip` it,
    * `allow` a second run, `bufferOne` (start one tick when the last run
    * ends; further ticks meanwhile are skipped), `cancelPrevious` (cancel
-   * the last run, start the new one).
+   * the last run, start the new one). The ticks of one catch-up do not
+   * overlap one another: the policy is judged once, against the last run
+   * from before the catch-up.
    */
   overlap?: OverlapPolicy;
   /**

@@ -60,6 +60,7 @@ export interface Connector {
  *
  * @example
  * const handle = (e: ConnectorEvent, { tx }: ConnectorContext) => orders.trigger(e.foreignId, { object: e.payload as Order, tx });
+ * await connectorStep({ client, connector, handle });
  */
 export interface ConnectorContext {
   tx: import('kysely').Kysely<any>;
@@ -74,7 +75,8 @@ export interface ConnectorContext {
 export interface RunConnectorOptions {
   client: Client;
   connector: Connector;
-  handle: (event: ConnectorEvent, ctx: ConnectorContext) => Promise<void> | void;
+  /** Handles one event in the batch's transaction; what it returns (or resolves to) is ignored. */
+  handle: (event: ConnectorEvent, ctx: ConnectorContext) => Promise<unknown> | unknown;
   /** Events per batch (default 100). */
   batchSize?: number;
   /** Pause between polls when a batch came back empty (default 1s). */

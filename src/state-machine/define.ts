@@ -267,7 +267,7 @@ type Returns<D extends string> = HandlerResult<D> | Promise<HandlerResult<D>>;
  */
 type ReturnsHint<D extends string> = Promise<HandlerResult<D>> & HandlerResult<D>;
 
-type HookFn<S extends string, T> = (event: MachineHookEvent<S, T>) => void | Promise<void>;
+type HookFn<S extends string, T> = (event: MachineHookEvent<S, T>) => Promise<unknown> | unknown;
 
 /**
  * Define a state machine. Chain `.step`, `.callback`, `.timeout` and the

@@ -6,7 +6,9 @@
  * with retries, even when the process that moved the run died right after
  * its commit. The hook reads the run's machine status and object as they are
  * when it runs (view trellis.machine_runs: at a pause, the status the
- * handler ran in and the object saved before it).
+ * handler ran in and the object saved before it, while the run stays
+ * paused; a run resumed before the delivery ran has moved on, and so has
+ * what the hook reads).
  */
 import { machineRunGet } from '../db/models.ts';
 import type { HookContext, HookEvent, WorkflowHooks } from '../workflow/hooks.ts';

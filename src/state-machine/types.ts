@@ -91,7 +91,9 @@ export interface MachineNode<S extends string, T> {
 }
 
 /**
- * What a machine hook is told.
+ * What a machine hook is told: the run's machine status, object and error
+ * message as they are when the hook runs (for `onPause` on a run resumed
+ * before the delivery ran, the status it moved to, and the error it has then).
  *
  * @example
  * const signup = defineStateMachine({ name: 'signup', status: Status, object: Signup })
@@ -123,5 +125,5 @@ export interface MachineHookEvent<S extends string, T> {
  *   .build();
  */
 export interface MachineHookSink<S extends string, T> {
-  emit(event: MachineHookEvent<S, T>): void | Promise<void>;
+  emit(event: MachineHookEvent<S, T>): Promise<unknown> | unknown;
 }

@@ -93,7 +93,7 @@ export interface TemplateHookEvent {
  * @example
  * const log: TemplateHookFn = ({ entry }) => console.log('step', entry);
  */
-export type TemplateHookFn = (event: TemplateHookEvent) => void | Promise<void>;
+export type TemplateHookFn = (event: TemplateHookEvent) => Promise<unknown> | unknown;
 
 /**
  * Registered steps and hooks; create it with `createStepRegistry()`.

@@ -99,11 +99,11 @@ export interface HookStepInfo extends HookRunInfo {
  * };
  */
 export interface WorkflowInterceptors {
-  beforeWorkflow?: (run: HookRunInfo) => void | Promise<void>;
+  beforeWorkflow?: (run: HookRunInfo) => Promise<unknown> | unknown;
   /** `output` is what the function returned (undefined when it threw). */
-  afterWorkflow?: (run: HookRunInfo, error: unknown, output: unknown) => void | Promise<void>;
-  beforeStep?: (step: HookStepInfo) => void | Promise<void>;
-  afterStep?: (step: HookStepInfo, error: unknown) => void | Promise<void>;
+  afterWorkflow?: (run: HookRunInfo, error: unknown, output: unknown) => Promise<unknown> | unknown;
+  beforeStep?: (step: HookStepInfo) => Promise<unknown> | unknown;
+  afterStep?: (step: HookStepInfo, error: unknown) => Promise<unknown> | unknown;
 }
 
 const HOOK_NAMES = ['beforeWorkflow', 'afterWorkflow', 'beforeStep', 'afterStep'] as const;

@@ -39,6 +39,22 @@ describe('trellis start, signal and the control commands', () => {
     assert.deepEqual(JSON.parse(waited.out.trim().split('\n')[1] as string), { text: 'Hello, Cy!' });
   });
 
+  it('start --run-at 1h stores a run_at an hour from now (a duration means from now), and an ISO time as given', async () => {
+    const t0 = Date.now();
+    const later = await cli('start', 'cli-greet', '{"name":"Later"}', '--run-at', '1h');
+    assert.equal(later.code, 0, later.err);
+    const run = await fx.engine.client.get(later.out.trim());
+    assert.equal(run?.status, 'pending');
+    const ms = (run?.runAt?.getTime() ?? 0) - t0;
+    assert.ok(ms > 3_590_000 && ms < 3_700_000, `run_at ${run?.runAt?.toISOString()} is an hour from ${new Date(t0).toISOString()}`);
+    const at = await cli('start', 'cli-greet', '{"name":"At"}', '--run-at', '2099-01-31T12:00Z');
+    assert.equal((await fx.engine.client.get(at.out.trim()))?.runAt?.toISOString(), '2099-01-31T12:00:00.000Z');
+    const bad = await cli('start', 'cli-greet', '{"name":"Bad"}', '--run-at', 'soon');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--run-at must be an ISO time \(2026-01-31T12:00Z\) or a duration from now/);
+    for (const id of [later.out.trim(), at.out.trim()]) await fx.engine.client.cancel(id);
+  });
+
   it('start refuses bad input with exit 2 and starts nothing', async () => {
     const before = (await fx.engine.client.list({ workflow: 'cli-greet', limit: 1000 })).runs.length;
     const badJson = await cli('start', 'cli-greet', '{name:');

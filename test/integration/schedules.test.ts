@@ -2,7 +2,7 @@
  * Cron schedules end to end on the test kit's virtual clock: the worker
  * holding role trellis.schedules starts one run per tick (keyed by the
  * tick), 3 days of ticks at once, catch-up after an hour with no tick by
- * each policy, each overlap policy, pause / resume / end date / jitter, a
+ * each policy, catch-up under each overlap policy, each overlap policy, pause / resume / end date / jitter, a
  * schedule written with plain SQL, DST nights in Europe/Berlin and
  * America/New_York, and bad input that writes nothing.
  */
@@ -105,6 +105,64 @@ describe('client.schedules', () => {
       assert.deepEqual(skipped, [{ name: 'catch-up-0', skipped: 11 }, { name: 'catch-up-1000', skipped: 0 }, { name: 'catch-up-3', skipped: 8 }]);
     } finally {
       for (const n of [0, 3, 1000]) await env.client.schedules.delete(`catch-up-${n}`);
+    }
+  });
+});
+
+describe('catch-up under each overlap policy (overlap is judged against the run from before the catch-up)', () => {
+  const POLICIES = ['skip', 'bufferOne', 'cancelPrevious'] as const;
+
+  it('with no run unfinished, catch-up 2 starts the latest tick and the two missed before it under skip, bufferOne and cancelPrevious', async () => {
+    const now = await env.now();
+    for (const overlap of POLICIES) {
+      await env.client.schedules.set(`catch-up-${overlap}`, { cron: '*/5 * * * *', workflow: job, input: { n: 1 }, overlap, catchUp: 2 });
+    }
+    const all = boundaries(now, 5 * 60_000, 12);
+    await env.advance('1 hour');
+    try {
+      for (const overlap of POLICIES) {
+        await ticked(`catch-up-${overlap}`);
+        assert.deepEqual(await runTicks(`catch-up-${overlap}`), all.slice(-3), overlap);
+        const [row] = await sql(`select fired::int, skipped::int, buffered_at from trellis.schedules where name = $1`, [`catch-up-${overlap}`]);
+        assert.deepEqual(row, { fired: 3, skipped: 9, buffered_at: null }, overlap);
+      }
+    } finally {
+      for (const overlap of POLICIES) await env.client.schedules.delete(`catch-up-${overlap}`);
+    }
+  });
+
+  it('with the last run still waiting, a catch-up is skipped whole (skip), buffers its latest tick (bufferOne), or cancels that run and starts every tick (cancelPrevious)', async () => {
+    for (const overlap of POLICIES) {
+      await env.client.schedules.set(`busy-${overlap}`, { cron: '*/5 * * * *', workflow: held, input: {}, overlap, catchUp: 2 });
+    }
+    await env.advance('5 minutes');
+    for (const overlap of POLICIES) await ticked(`busy-${overlap}`);
+    const now = await env.now();
+    const all = boundaries(now, 5 * 60_000, 12);
+    await env.advance('1 hour');
+    try {
+      for (const overlap of POLICIES) await ticked(`busy-${overlap}`);
+      const state = async (name: string) => (await sql(
+        `select fired::int, skipped::int, buffered_at from trellis.schedules where name = $1`, [name]))[0];
+      const runs = async (name: string) => sql(`select id, key, status from trellis.runs where metadata->>'schedule' = $1 order by key`, [name]);
+
+      assert.equal((await runs('busy-skip')).length, 1);
+      assert.deepEqual(await state('busy-skip'), { fired: 1, skipped: 12, buffered_at: null });
+
+      assert.equal((await runs('busy-bufferOne')).length, 1);
+      const buffer = await state('busy-bufferOne');
+      assert.equal(buffer.buffered_at?.toISOString(), all[11]);
+      assert.deepEqual({ fired: buffer.fired, skipped: buffer.skipped }, { fired: 1, skipped: 11 });
+
+      const cancel = await runs('busy-cancelPrevious');
+      assert.equal(cancel.length, 4);
+      assert.equal((await env.waitFor(cancel[0].id, 'cancelled')).status, 'cancelled');
+      assert.deepEqual(await runTicks('busy-cancelPrevious').then((t) => t.slice(1)), all.slice(-3));
+      for (const run of cancel.slice(1)) assert.notEqual(run.status, 'cancelled');
+      assert.deepEqual(await state('busy-cancelPrevious'), { fired: 4, skipped: 9, buffered_at: null });
+    } finally {
+      await sql(`select trellis.run_cancel(id) from trellis.runs where metadata->>'schedule' like 'busy-%' and status not in ('completed', 'failed', 'cancelled')`);
+      for (const overlap of POLICIES) await env.client.schedules.delete(`busy-${overlap}`);
     }
   });
 });

@@ -188,6 +188,35 @@ describe('privileges (sql/950_grants.sql)', () => {
     }
   });
 
+  it('the recipe of docs/testing.md switches a database of your own: alter database set trellis.test_database, then a new session', async () => {
+    const mine = await createDatabase();
+    const admin = new pg.Client({ connectionString: db.url });
+    await admin.connect();
+    await admin.query(`alter database ${mine.name} reset trellis.test_database`);
+    const owner = new pg.Client({ connectionString: mine.url });
+    await owner.connect();
+    try {
+      await migrate(owner);
+      const recipe = `begin; set local trellis.virtual_clock = 'allowed'; select trellis.clock_use_virtual(); commit;`;
+      await assert.rejects(owner.query(recipe), { code: 'TR004' }, 'without the mark the recipe alone fails');
+      await owner.query('rollback');
+      await admin.query(`alter database ${mine.name} set trellis.test_database = 'on'`);
+      const fresh = new pg.Client({ connectionString: mine.url });
+      await fresh.connect();
+      try {
+        await fresh.query(recipe);
+        const { rows } = await fresh.query(`select prosrc from pg_proc where oid = 'trellis.now()'::regprocedure`);
+        assert.match(rows[0].prosrc, /trellis\.clock/);
+      } finally {
+        await fresh.end();
+      }
+    } finally {
+      await owner.end();
+      await admin.end();
+      await mine.drop();
+    }
+  });
+
   it('the virtual clock cannot be switched on in a database the test kit did not make, even by its owner', async () => {
     const other = await createDatabase();
     const admin = new pg.Client({ connectionString: db.url });

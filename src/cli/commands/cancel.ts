@@ -4,7 +4,8 @@ import { controlCommand } from '../run-control.ts';
 export const cancel = controlCommand({
   name: 'cancel',
   summary: 'cancel a run and its children',
-  description: 'A waiting or pending run is cancelled at once; a running one at its next checkpoint, its running steps aborted.',
+  description: 'A run that never started is cancelled at once. A started one (waiting, paused, pending or running) prints pending\n'
+    + 'or running: it ends cancelled a moment later, when a worker replays it and its code sees CancelledError (its running steps aborted).',
   reason: true,
   act: (client, run, reason) => client.cancel(run, reason),
 });

@@ -15,7 +15,7 @@ export const start: Command = {
     queue: { type: 'string', value: 'NAME', description: 'queue of the run (default: the workflow\'s)' },
     version: { type: 'string', value: 'V', description: 'workflow version (default: the newest registered)' },
     priority: { type: 'string', value: 'N', description: 'higher is claimed first (default 0)' },
-    'run-at': { type: 'string', value: 'TIME', description: 'do not start before this ISO time' },
+    'run-at': { type: 'string', value: 'TIME', description: 'do not start before this time: ISO (2026-01-31T12:00Z) or a duration from now (1h, 2 days)' },
     metadata: { type: 'string', value: 'JSON', description: 'a JSON object stored with the run' },
     wait: { type: 'boolean', description: 'wait for the run to finish and print its output (exit 1 if it failed)' },
     timeout: { type: 'string', value: 'DURATION', description: 'with --wait: give up after this long (exit 1)' },
@@ -29,7 +29,7 @@ export const start: Command = {
       priority = Number(options.priority);
       if (!/^-?\d+$/.test(options.priority as string)) throw new UsageError('--priority must be an integer');
     }
-    const runAt = options['run-at'] === undefined ? undefined : time(options['run-at'] as string, 'run-at');
+    const runAt = options['run-at'] === undefined ? undefined : time(options['run-at'] as string, 'run-at', { ahead: true });
     if (options.timeout !== undefined && !options.wait) throw new UsageError('--timeout needs --wait');
     const c = await client();
     const handle = await c.start(workflow, input, {

@@ -40,7 +40,7 @@ export interface RoleContext {
  * @example
  * const sweep: RoleFunction = async ({ token }) => { await pool.query('select my_sweep($1)', [token]); };
  */
-export type RoleFunction = (ctx: RoleContext) => Promise<void> | void;
+export type RoleFunction = (ctx: RoleContext) => Promise<unknown> | unknown;
 
 export interface RoleSpec {
   name: string;
