@@ -133,9 +133,12 @@ begin
         from moved x left join hooked h on (h.run).id = (x.run).id
        where v_outbox and x.recorded),
     hooks as (
-      insert into trellis.hook_deliveries (bucket, run_id, workflow, version, hook, event, run_at, created_at, updated_at)
+      insert into trellis.hook_deliveries (bucket, run_id, workflow, version, hook, event, run_at, created_at, updated_at,
+                                           at_event)
       select (h.run).bucket, (h.run).id, (h.run).workflow, (h.run).version, trellis._hook_for((h.run).status), h.event,
-             v_now, v_now, v_now
+             v_now, v_now, v_now,
+             -- What the hook is about, as this transition left it (the run may move on before it runs).
+             jsonb_build_object('status', (h.run).status, 'error', (h.run).error)
         from hooked h
        where trellis._hook_for((h.run).status) = any (h.hooks))
     select (x.run).* from moved x;

@@ -70,11 +70,15 @@ begin
          lease_expires_at = v_now + p_lease, updated_at = v_now
     from trellis.runs r
    where d.id = any (v_ids) and r.bucket = d.bucket and r.id = d.run_id
+  -- The status and error as the transition left them (at_event), not as
+  -- they are now: an onPause delivered after a resume still gets the pause.
   returning d.id, d.run_id, d.workflow, d.version, d.hook, d.event, d.attempts,
-            r.key, r.status, r.input, r.output, r.error, r.metadata, v_now;
+            r.key, coalesce(d.at_event->>'status', r.status), r.input, r.output,
+            case when d.at_event is null then r.error else nullif(d.at_event->'error', 'null'::jsonb) end,
+            r.metadata, v_now;
 end $$;
 comment on function trellis.hook_claim(text, text[], text[], integer, interval) is
-  'Lease up to p_limit due hook deliveries (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs to p_worker for p_lease, with their run''s key, status, input, output, error and metadata; deliveries whose lease expired are due again first. attempts counts claims. TR001 a worker id that is not 1-200 characters, a limit outside 1-1000 or a bad lease.';
+  'Lease up to p_limit due hook deliveries (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs to p_worker for p_lease, with their run''s key, input, output and metadata, and its status and error as the transition that wrote the delivery left them (at_event; the run''s current ones for a delivery written before migration 000025); deliveries whose lease expired are due again first. attempts counts claims. TR001 a worker id that is not 1-200 characters, a limit outside 1-1000 or a bad lease.';
 
 create or replace function trellis.hook_done(p_id bigint, p_worker text, p_attempt integer)
 returns boolean language plpgsql as $$

@@ -8,7 +8,8 @@
  * when it runs (view trellis.machine_runs: at a pause, the status the
  * handler ran in and the object saved before it, while the run stays
  * paused; a run resumed before the delivery ran has moved on, and so has
- * what the hook reads).
+ * what the hook reads). The reason is the run's error as the move left it
+ * (kept with the delivery, hook_deliveries.at_event), even after a resume.
  */
 import { machineRunGet } from '../db/models.ts';
 import type { HookContext, HookEvent, WorkflowHooks } from '../workflow/hooks.ts';

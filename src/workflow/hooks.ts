@@ -17,7 +17,9 @@ export const HOOK_NAMES = ['onComplete', 'onFail', 'onCancel', 'onPause'] as con
 export type HookName = (typeof HOOK_NAMES)[number];
 
 /**
- * What a hook receives: the run as it is when the hook runs.
+ * What a hook receives: the run's status and error as the transition that
+ * fired the hook left them (an onPause delivered after a resume still gets
+ * the pause and its reason), and its key, input, output and metadata.
  *
  * @example
  * const onFail = async (e: HookEvent) => page(`${e.workflow} run ${e.runId} failed: ${String(e.error)}`);
@@ -28,12 +30,12 @@ export interface HookEvent<I = unknown, O = unknown> {
   workflow: string;
   version: string;
   key: string | null;
-  /** The run's status now (usually the one that fired the hook; a retried run may have moved on). */
+  /** The run's status the transition that fired the hook gave it (completed, failed, cancelled, paused), even if the run moved on since. */
   status: string;
   input: I;
   /** The run's output (onComplete). */
   output: O | undefined;
-  /** The run's error (onFail, onCancel, a dead-lettered onPause). */
+  /** The run's error as that transition left it (onFail, onCancel, and onPause: the pause's reason). */
   error: unknown;
   metadata: Record<string, unknown>;
   /** This delivery's attempt (1 on the first). */

@@ -1,0 +1,39 @@
+/**
+ * A hook delivery keeps the run's status and error as the transition that
+ * wrote it left them (hook_deliveries.at_event, migration 000025): an
+ * onPause delivered after the run was resumed still gets `paused` and the
+ * pause's reason, not the run as it is by then.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
+
+const fx = useFreshDatabase({
+  setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"hp","version":"1","queue":"hq","hooks":["onPause","onComplete"]}]')`),
+});
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
+
+const claim = async () => {
+  const [row] = await sql(`select id, lease_token as token from trellis.run_claim('w1', '{hq}', '{hp}', '{1}', 1, '30 seconds')`);
+  return row as { id: string; token: string };
+};
+const apply = (ops: unknown) => sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify(ops)]);
+const hooks = () => sql(`select hook, status, error from trellis.hook_claim('hw', '{hp}', '{1}', 10, '1 minute')`);
+
+describe('hook deliveries', () => {
+  it('carry the status and error of the transition that wrote them, after the run moved on', async () => {
+    await sql(`select trellis.run_start('hp', '{}')`);
+    const run = await claim();
+    await apply([{ op: 'pause', run: run.id, token: run.token, error: { name: 'Error', message: 'need a look' } }]);
+    await sql('select trellis.run_resume($1)', [run.id]);
+    const again = await claim();
+    assert.equal(again.id, run.id, 'resumed and running again before its onPause was delivered');
+    const [pause] = await hooks();
+    assert.deepEqual({ hook: pause.hook, status: pause.status, reason: pause.error?.message },
+      { hook: 'onPause', status: 'paused', reason: 'need a look' });
+    await apply([{ op: 'complete', run: again.id, token: again.token, output: 1 }]);
+    const [complete] = await hooks();
+    assert.deepEqual({ hook: complete.hook, status: complete.status, error: complete.error },
+      { hook: 'onComplete', status: 'completed', error: null });
+  });
+});
