@@ -89,6 +89,8 @@ describe('retention_set and retention', () => {
 });
 
 describe('retention too long to subtract from now', () => {
+  /** An infinite interval exists from PostgreSQL 17 on (13-16 refuse the input 'infinity'). */
+  const infiniteIntervals = async () => Number((await one('select current_setting(\'server_version_num\') as v')).v) >= 170000;
   for (const workflow of [null, 'w']) {
     it(`retention_set refuses 10000 years ${workflow ? 'for a workflow' : 'as the default'} with TR001 and keeps the setting; run_purge_due goes on`, async () => {
       await sql(`select trellis.retention_set('1 day', $1)`, [workflow]);
@@ -102,7 +104,7 @@ describe('retention too long to subtract from now', () => {
   it('takes 1000 years and infinity, and run_purge_due purges nothing under them', async () => {
     await make('completed');
     await advance('2 days');
-    for (const keep of ['1000 years', 'infinity']) {
+    for (const keep of ['1000 years', ...(await infiniteIntervals() ? ['infinity'] : [])]) {
       await sql('select trellis.retention_set($1::interval)', [keep]);
       await sql('select trellis.retention_set($1::interval, $2)', [keep, 'w']);
       assert.equal((await one('select trellis.run_purge_due() as n')).n, 0);
@@ -127,7 +129,7 @@ describe('retention too long to subtract from now', () => {
       await assert.rejects(sql(`select trellis.${fn}('10000 years')`), { code: 'TR001', message: /from zero to 1000 years/ });
       assert.deepEqual(await counts(), before);
       assert.equal((await one('select count(*)::int as n from trellis.events')).n, events);
-      assert.equal(typeof (await one(`select trellis.${fn}('infinity') as n`)).n, 'number');
+      if (await infiniteIntervals()) assert.equal(typeof (await one(`select trellis.${fn}('infinity') as n`)).n, 'number');
     });
   }
 });
