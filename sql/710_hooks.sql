@@ -95,13 +95,17 @@ create or replace function trellis.hook_failed(p_id bigint, p_worker text, p_att
 returns text language plpgsql as $$
 declare
   v_now    timestamptz := trellis.now();
+  -- Computed first: timestamptz + interval is not immutable, and Citus
+  -- refuses a non-immutable function inside a CASE of an UPDATE of a
+  -- distributed table (decision 0024).
+  v_at     timestamptz := case when p_retry_in is null then null else v_now + greatest(p_retry_in, interval '0') end;
   v_status text;
 begin
   -- Kept in last_error: a payload (workers send a bounded one, serializeError).
   perform trellis._check_payload(p_error, 'hook error');
   update trellis.hook_deliveries
      set status = case when p_retry_in is null then 'parked' else 'pending' end,
-         run_at = case when p_retry_in is null then run_at else v_now + greatest(p_retry_in, interval '0') end,
+         run_at = coalesce(v_at, run_at),
          last_error = p_error, lease_owner = null, lease_expires_at = null, updated_at = v_now
    where id = p_id and status = 'running' and lease_owner = p_worker and attempts = p_attempt
   returning status into v_status;

@@ -2,6 +2,7 @@ import assert from 'node:assert/strict';
 import { before, describe, it } from 'node:test';
 import pg from 'pg';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
+import { backendId, lockWaiting } from '../helpers/lock-wait.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const fx = useFreshDatabase({
@@ -37,11 +38,11 @@ describe('run_start', () => {
     await holder.connect();
     await waiter.connect();
     try {
+      const waiterId = await backendId(waiter);
       await holder.query('begin');
       await holder.query(`select trellis.run_start('orders', '{}', '{"key":"order-q3","queue":"rolled-back-queue"}')`);
       const started = waiter.query(`select trellis.run_start('orders', '{}', '{"key":"order-q3","queue":"rolled-back-queue"}') as id`);
-      await waitFor(async () => (await fx.db.pool.query(`select count(*)::int as n from pg_stat_activity
-        where application_name = 'queue-row-waiter' and wait_event_type = 'Lock'`)).rows[0].n === 1, { what: 'the second start to wait on the key' });
+      await waitFor(() => lockWaiting(fx.db.pool, waiterId), { what: 'the second start to wait on the key' });
       await holder.query('rollback');
       const { id } = (await started).rows[0];
       assert.equal((await fx.db.pool.query(`select queue from trellis.runs where id = $1`, [id])).rows[0].queue, 'rolled-back-queue');
