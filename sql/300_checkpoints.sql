@@ -64,12 +64,16 @@ begin
                  or (op = 'step' and (status is null or kind is null))
                  or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
                  or (op = 'child' and (child is null or workflow is null))
+                 or (op = 'child' and close is not null and close not in ('cancel', 'abandon'))
+                 -- A delay past 1000 years reaches past the last timestamp
+                 -- PostgreSQL holds (22008 when the run's due time is set).
+                 or delay_ms > 31536000000000
                  -- Last: the name, which _check_name raises TR001 for (the
                  -- executor evaluates an OR left to right, so a malformed op
                  -- gets the message above; either way the error is TR001).
                  -- In this statement, not one of its own (decision 0027).
                  or (op in ('step', 'child') and trellis._check_name(name, 'step') is null)) then
-    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts)');
+    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts, close cancel or abandon); delay_ms at most 1000 years');
   end if;
   -- Sizes are the bytes of the JSON text, as in _check_payload and the
   -- workers' own check (src/protocol/serialize.ts), so both agree.
@@ -259,6 +263,11 @@ begin
     continue when exists (select 1 from trellis.steps s
                            where s.bucket = v_bucket and s.run_id = v_child.run and s.execution = v_exec
                              and s.seq = v_child.seq);
+    -- The id the parent's worker chose must be new: run ids are unique
+    -- across buckets, which the primary key (id, bucket) alone does not hold.
+    if exists (select 1 from trellis.runs r where r.id = v_child.child) then
+      perform trellis._raise('TR001', format('child run id %s of run %s is already a run''s id', v_child.child, v_child.run));
+    end if;
     v_child_id := trellis._run_start(v_child.workflow, v_child.input,
       jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue,
                                            'metadata', v_child.metadata)),

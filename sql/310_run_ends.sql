@@ -222,10 +222,13 @@ returns void language plpgsql as $$
 declare
   v_op trellis.checkpoint_op;
 begin
+  if p_delay is not null and (p_delay < interval '0' or p_delay > interval '1000 years' or not isfinite(p_delay)) then
+    perform trellis._raise('TR001', format('release delay must be from zero to 1000 years, not %s', trellis._quote(p_delay::text)));
+  end if;
   v_op.op := 'release'; v_op.run := p_run_id; v_op.token := p_token;
   v_op.delay_ms := (extract(epoch from coalesce(p_delay, '0')) * 1000)::bigint;
   v_op.error := p_error; v_op.failure := coalesce(p_failure, false);
   perform trellis._checkpoint_one(v_op);
 end $$;
 comment on function trellis.run_release(uuid, uuid, interval, jsonb, boolean) is
-  'Give a held run back: pending again after p_delay. With p_failure it counts a failed workflow attempt and forgets failed steps.';
+  'Give a held run back: pending again after p_delay (zero to 1000 years; TR001 otherwise). With p_failure it counts a failed workflow attempt and forgets failed steps.';

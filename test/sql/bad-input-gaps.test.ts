@@ -264,3 +264,50 @@ describe('other entry points with a huge value', () => {
     await refused(`select trellis.signal_send($1, $2, '{}')`, [run, HUGE]);
   });
 });
+
+describe('worker-protocol bounds', () => {
+  const held = async () => {
+    const queue = `wp${Math.random().toString(36).slice(2, 8)}`;
+    await fx.db.pool.query('select trellis.run_start($1, $2, $3)', ['w', '{}', JSON.stringify({ queue })]);
+    const { rows: [row] } = await fx.db.pool.query(`select id, lease_token as token from trellis.run_claim('w1', array[$1], '{w}', '{1}', 1, '30 seconds')`, [queue]);
+    return row as { id: string; token: string };
+  };
+  const state = async (id: string) =>
+    (await fx.db.pool.query('select status, run_at, lease_token from trellis.runs where id = $1', [id])).rows[0];
+  const apply = (ops: unknown) => fx.db.pool.query('select * from trellis.checkpoint_apply($1)', [JSON.stringify(ops)]);
+
+  it('run_release refuses a delay that is negative, infinite or over 1000 years with TR001 and keeps the lease', async () => {
+    const run = await held();
+    const before = await state(run.id);
+    for (const delay of ['-1 day', '300000 years']) {
+      await assert.rejects(fx.db.pool.query('select trellis.run_release($1, $2, $3::interval)', [run.id, run.token, delay]),
+        { code: 'TR001', message: /release delay must be from zero to 1000 years/ });
+    }
+    if (Number((await fx.db.pool.query(`select current_setting('server_version_num') as v`)).rows[0].v) >= 170000) {
+      await assert.rejects(fx.db.pool.query(`select trellis.run_release($1, $2, 'infinity')`, [run.id, run.token]), { code: 'TR001' });
+    }
+    assert.deepEqual(await state(run.id), before);
+    await fx.db.pool.query(`select trellis.run_release($1, $2, '1 hour')`, [run.id, run.token]);
+    assert.equal((await state(run.id)).status, 'pending');
+  });
+
+  it('checkpoint_apply refuses delay_ms over 1000 years and a child close other than cancel or abandon with TR001', async () => {
+    const run = await held();
+    const before = await state(run.id);
+    for (const op of [{ op: 'release', delay_ms: 1e16 }, { op: 'wait', delay_ms: 1e16 },
+      { op: 'child', seq: 0, name: 'c', child: crypto.randomUUID(), workflow: 'w', close: 'explode' }]) {
+      await assert.rejects(apply([{ ...op, run: run.id, token: run.token }]), { code: 'TR001', message: /malformed checkpoint op/ });
+    }
+    assert.deepEqual(await state(run.id), before);
+  });
+
+  it('checkpoint_apply refuses a child whose id is already a run\'s id with TR001, and starts nothing', async () => {
+    const other = await held();
+    const run = await held();
+    const runs = Number((await fx.db.pool.query('select count(*) from trellis.runs')).rows[0].count);
+    await assert.rejects(apply([{ op: 'child', run: run.id, token: run.token, seq: 0, name: 'c', child: other.id, workflow: 'w' }]),
+      { code: 'TR001', message: /already a run's id/ });
+    assert.equal(Number((await fx.db.pool.query('select count(*) from trellis.runs')).rows[0].count), runs);
+    assert.equal((await fx.db.pool.query('select count(*)::int as n from trellis.steps where run_id = $1', [run.id])).rows[0].n, 0);
+  });
+});
