@@ -70,8 +70,7 @@ export class ResultWaiter {
   private readonly offLocalFinish: () => void;
   /** The session holding the watch (decision 0029), once connected; undefined while there is none. */
   private watch: PgClient | undefined;
-  /** A watch being taken, until it is taken or failed, and its session. */
-  private watching: Promise<void> | undefined;
+  /** The session of a watch being taken, until it is taken or failed. */
   private taking: PgClient | undefined;
   private watchFailures = 0;
   private watchRetry: NodeJS.Timeout | undefined;
@@ -137,7 +136,7 @@ export class ResultWaiter {
       clearTimeout(this.watchLinger);
       this.watchLinger = undefined;
     }
-    if (this.closed || this.watch || this.watching || this.watchRetry) return;
+    if (this.closed || this.watch || this.taking || this.watchRetry) return;
     // Bounded as the listener's connection is: a connect or a statement with
     // no answer (a silent partition) fails, and the watch is taken again.
     // A watch that waits on a transaction for more than lock_timeout gives
@@ -155,12 +154,11 @@ export class ResultWaiter {
       if (this.waiters.size > 0) this.retryWatch();
     });
     this.taking = session;
-    this.watching = (async () => {
+    void (async () => {
       await session.connect();
       await session.query(`set lock_timeout = ${WATCH_CHECK_MS}; select trellis.run_finished_watch()`);
     })().then(
       () => {
-        this.watching = undefined;
         this.taking = undefined;
         if (this.closed) {
           void session.end().catch(() => undefined);
@@ -172,7 +170,6 @@ export class ResultWaiter {
         else this.recheckRemote();
       },
       (error: unknown) => {
-        this.watching = undefined;
         this.taking = undefined;
         void session.end().catch(() => undefined);
         if (this.closed) return;
@@ -207,7 +204,7 @@ export class ResultWaiter {
 
   /** The last waiter is gone: end the watch after WATCH_LINGER_MS unless another comes. */
   private lingerWatch(): void {
-    if (this.watchLinger || (!this.watch && !this.watching)) return;
+    if (this.watchLinger || (!this.watch && !this.taking)) return;
     this.watchLinger = setTimeout(() => {
       this.watchLinger = undefined;
       if (this.waiters.size > 0 || !this.watch) return;
