@@ -38,16 +38,50 @@
 
 create or replace function trellis.checkpoint_apply(p_ops jsonb)
 returns table (run_id uuid, token uuid) language plpgsql as $$
+declare
+  v_ops trellis.checkpoint_op[];
 begin
   if jsonb_typeof(p_ops) is distinct from 'array' then
     perform trellis._raise('TR001', 'checkpoint_apply expects a JSON array of ops');
   end if;
-  return query
-  select * from trellis._checkpoint_apply(
-    array(select o from jsonb_populate_recordset(null::trellis.checkpoint_op, p_ops) as o));
+  begin
+    v_ops := array(select o from jsonb_populate_recordset(null::trellis.checkpoint_op, p_ops) as o);
+  exception when data_exception then
+    -- Off the hot path (the block's subtransaction writes nothing, so it
+    -- takes no transaction id): an element that is not an object, or a
+    -- field PostgreSQL cannot read as its type. Whole numbers written with
+    -- a fraction (1.0) are read through numeric, as elsewhere; anything
+    -- else is TR001, with what PostgreSQL said.
+    v_ops := trellis._checkpoint_ops_read(p_ops);
+  end;
+  return query select * from trellis._checkpoint_apply(v_ops);
 end $$;
 comment on function trellis.checkpoint_apply(jsonb) is
   'Apply many fenced checkpoint ops (step, child, complete, fail, cancelled, release, wait, pause, continue) of many runs in one transaction; returns the (run_id, token) pairs that were stale (their ops were refused).';
+
+-- checkpoint_apply's second reading of ops the plain one refused: integer
+-- fields that are whole JSON numbers written with a fraction (seq 1.0)
+-- made integers; then TR001 for what is still unreadable.
+create or replace function trellis._checkpoint_ops_read(p_ops jsonb)
+returns trellis.checkpoint_op[] language plpgsql as $$
+declare
+  v_fixed jsonb;
+begin
+  select coalesce(jsonb_agg(
+           case when jsonb_typeof(e) = 'object' then
+             e || coalesce((select jsonb_object_agg(f.key, trunc((f.value #>> '{}')::numeric))
+                              from jsonb_each(e) f
+                             where f.key in ('seq', 'attempts', 'ms', 'delay_ms', 'execution', 'signal', 'delivered')
+                               and jsonb_typeof(f.value) = 'number'
+                               and (f.value #>> '{}')::numeric = trunc((f.value #>> '{}')::numeric)), '{}')
+           else e end order by n), '[]')
+    into v_fixed from jsonb_array_elements(p_ops) with ordinality as a(e, n);
+  return array(select o from jsonb_populate_recordset(null::trellis.checkpoint_op, v_fixed) as o);
+exception when data_exception then
+  perform trellis._raise('TR001', format('malformed checkpoint op: %s', left(sqlerrm, 200)));
+end $$;
+comment on function trellis._checkpoint_ops_read(jsonb) is
+  'checkpoint_apply''s reading of ops after the plain one failed: whole numbers written with a fraction as integers, else TR001 naming what PostgreSQL could not read.';
 
 -- Check the ops: TR001 for a malformed one, TR005 for a payload over the limit.
 create or replace function trellis._checkpoint_check(p_ops trellis.checkpoint_op[])
@@ -61,19 +95,25 @@ begin
                  or op not in ('step', 'child', 'complete', 'fail', 'cancelled', 'release', 'wait', 'pause', 'continue')
                  or run is null or token is null
                  or (op in ('step', 'child') and (seq is null or seq < 0 or name is null))
-                 or (op = 'step' and (status is null or kind is null))
+                 or (op = 'step' and (status is null or kind is null
+                                      or status not in ('running', 'waiting', 'completed', 'failed', 'retrying')
+                                      or kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race')))
                  or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
                  or (op = 'child' and (child is null or workflow is null))
                  or (op = 'child' and close is not null and close not in ('cancel', 'abandon'))
                  -- A delay past 1000 years reaches past the last timestamp
                  -- PostgreSQL holds (22008 when the run's due time is set).
                  or delay_ms > 31536000000000
+                 -- A waiting child call's output names its child, which
+                 -- steps_child_wait_idx reads as a uuid (22P02 at the insert).
+                 or (op = 'step' and kind = 'child' and status = 'waiting' and jsonb_typeof(output) = 'object'
+                     and (output->>'child') !~ '^(\{[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}\}|[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7})$')
                  -- Last: the name, which _check_name raises TR001 for (the
                  -- executor evaluates an OR left to right, so a malformed op
                  -- gets the message above; either way the error is TR001).
                  -- In this statement, not one of its own (decision 0027).
                  or (op in ('step', 'child') and trellis._check_name(name, 'step') is null)) then
-    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, kind, status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts, close cancel or abandon); delay_ms at most 1000 years');
+    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, a known kind and status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts, close cancel or abandon; a waiting child step''s output.child a uuid); delay_ms at most 1000 years');
   end if;
   -- Sizes are the bytes of the JSON text, as in _check_payload and the
   -- workers' own check (src/protocol/serialize.ts), so both agree.

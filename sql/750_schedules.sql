@@ -229,6 +229,9 @@ declare
   v_row trellis.schedules;
 begin
   perform trellis.role_check('trellis.schedules', p_token);
+  if p_limit is null or p_limit < 0 then
+    perform trellis._raise('TR001', 'schedule_tick limit must be zero or more');
+  end if;
   for v_row in
     select * from trellis.schedules s
      where s.buffered_at is not null and not s.paused and not trellis._schedule_active(s.last_run_id)
@@ -255,6 +258,43 @@ end $$;
 comment on function trellis.schedule_tick(bigint, integer) is
   'The schedule ticker''s read, fenced by its token of role trellis.schedules: starts buffered ticks whose previous run finished, then returns up to p_limit schedules whose tick is due (next_at <= now) or whose next tick is to be computed (from next_from), with the engine time.';
 
+-- schedule_fire's input read before anything is written: TR001 for what
+-- the loop below could not read (a fire that is not an object, a name that
+-- is not a string, a timestamp or count PostgreSQL cannot parse).
+create or replace function trellis._schedule_fires_check(p_fires jsonb)
+returns void language plpgsql as $$
+declare
+  v_bad text;
+begin
+  if jsonb_typeof(p_fires) is distinct from 'array' then
+    perform trellis._raise('TR001', 'schedule_fire expects a JSON array of fires');
+  end if;
+  begin
+    -- Every cast is evaluated for every fire (num_nulls takes all its
+    -- arguments), so a value the loop would choke on is found here.
+    select x.bad into v_bad
+      from (select case when jsonb_typeof(f) <> 'object' or jsonb_typeof(f->'name') is distinct from 'string'
+                          then 'each fire needs a string name'
+                        when jsonb_typeof(f->'ticks') not in ('array', 'null')
+                          then 'ticks must be an array of timestamps'
+                        when num_nulls((f->>'next_at')::timestamptz, (f->>'next_from')::timestamptz, (f->>'next')::timestamptz,
+                                       array(select (e #>> '{}')::timestamptz from jsonb_array_elements(f->'ticks') e)) < 0
+                          then 'unreachable'
+                        when (f->>'skipped')::integer < 0
+                          then 'skipped must be zero or more' end as bad
+              from jsonb_array_elements(p_fires) f) x
+     where x.bad is not null
+     limit 1;
+  exception when data_exception then
+    v_bad := left(sqlerrm, 200);
+  end;
+  if v_bad is not null then
+    perform trellis._raise('TR001', format('schedule_fire: malformed fire: %s', v_bad));
+  end if;
+end $$;
+comment on function trellis._schedule_fires_check(jsonb) is
+  'Raise TR001 for schedule_fire input it could not read: not an array of fires with string names, unparseable timestamps, counts or ticks.';
+
 -- p_fires: [{name, next_at (as read), next_from (as read), ticks: [timestamps
 -- to start, oldest first], skipped: count of ticks passed over, next: the new
 -- next_at or null (ended), error: text (the cron could not be parsed)}].
@@ -279,6 +319,7 @@ declare
   v_fired   integer;
 begin
   perform trellis.role_check('trellis.schedules', p_token);
+  perform trellis._schedule_fires_check(p_fires);
   for v_fire in select f from jsonb_array_elements(p_fires) f order by f->>'name' loop
     select * into v_row from trellis.schedules where name = v_fire->>'name' for update;
     -- Gone, paused, or moved on since the ticker read it: nothing to do.

@@ -265,13 +265,15 @@ describe('other entry points with a huge value', () => {
   });
 });
 
+/** A run of its own queue, claimed: its id and lease token. */
+async function held(): Promise<{ id: string; token: string }> {
+  const queue = `wp${Math.random().toString(36).slice(2, 8)}`;
+  await fx.db.pool.query('select trellis.run_start($1, $2, $3)', ['w', '{}', JSON.stringify({ queue })]);
+  const { rows: [row] } = await fx.db.pool.query(`select id, lease_token as token from trellis.run_claim('w1', array[$1], '{w}', '{1}', 1, '30 seconds')`, [queue]);
+  return row as { id: string; token: string };
+}
+
 describe('worker-protocol bounds', () => {
-  const held = async () => {
-    const queue = `wp${Math.random().toString(36).slice(2, 8)}`;
-    await fx.db.pool.query('select trellis.run_start($1, $2, $3)', ['w', '{}', JSON.stringify({ queue })]);
-    const { rows: [row] } = await fx.db.pool.query(`select id, lease_token as token from trellis.run_claim('w1', array[$1], '{w}', '{1}', 1, '30 seconds')`, [queue]);
-    return row as { id: string; token: string };
-  };
   const state = async (id: string) =>
     (await fx.db.pool.query('select status, run_at, lease_token from trellis.runs where id = $1', [id])).rows[0];
   const apply = (ops: unknown) => fx.db.pool.query('select * from trellis.checkpoint_apply($1)', [JSON.stringify(ops)]);
@@ -309,5 +311,60 @@ describe('worker-protocol bounds', () => {
       { code: 'TR001', message: /already a run's id/ });
     assert.equal(Number((await fx.db.pool.query('select count(*) from trellis.runs')).rows[0].count), runs);
     assert.equal((await fx.db.pool.query('select count(*)::int as n from trellis.steps where run_id = $1', [run.id])).rows[0].n, 0);
+  });
+});
+
+describe('worker-protocol values PostgreSQL cannot read', () => {
+  it('checkpoint_apply refuses an op whose fields are not of their types with TR001, naming the field, and writes nothing', async () => {
+    const run = await held();
+    const step = { op: 'step', run: run.id, token: run.token, seq: 0, name: 's', kind: 'step', status: 'completed', output: 1 };
+    const cases: [Record<string, unknown>, RegExp][] = [
+      [{ ...step, run: 'not-a-uuid' }, /not-a-uuid/],
+      [{ ...step, token: 'x' }, /malformed checkpoint op/],
+      [{ ...step, seq: 1.5 }, /1\.5/],
+      [{ ...step, seq: 'first' }, /first/],
+      [{ ...step, seq: 1e12 }, /malformed checkpoint op/],
+      [{ ...step, attempts: true }, /malformed checkpoint op/],
+      [{ ...step, status: 'exploded' }, /malformed checkpoint op/],
+      [{ ...step, kind: 'magic' }, /malformed checkpoint op/],
+      [{ ...step, seq: 1.000001 }, /1\.000001/],
+      [{ op: 'release', run: run.id, token: run.token, delay_ms: 'soon' }, /soon/],
+      [{ op: 'fail', run: run.id, token: run.token, error: { message: 'x' }, failure: 'maybe' }, /maybe/],
+    ];
+    for (const [op, message] of cases) {
+      const text = await refused('select * from trellis.checkpoint_apply($1)', [JSON.stringify([op])]);
+      assert.match(text, /malformed checkpoint op/);
+      assert.match(text, message);
+    }
+    for (const notOps of ['[1]', '["x"]', '[[]]']) await refused('select * from trellis.checkpoint_apply($1)', [notOps]);
+    // Whole numbers written with a fraction are numbers all the same.
+    await one('select count(*) from trellis.checkpoint_apply($1)', [JSON.stringify([{ ...step, seq: 0.0, attempts: 1.0 }])]);
+    assert.equal(await one('select count(*)::int from trellis.steps where run_id = $1 and seq = 0', [run.id]), 1);
+  });
+
+  it('checkpoint_apply refuses a waiting child step whose child id is not a uuid with TR001', async () => {
+    const run = await held();
+    const text = await refused('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'step', run: run.id, token: run.token,
+      seq: 0, name: 'c', kind: 'child', status: 'waiting', output: { child: 'nope' } }])]);
+    assert.match(text, /child/);
+    // step_record, the one-op form, the same.
+    await refused(`select trellis.step_record($1, $2, 0, 'c', 'waiting', '{"child": "nope"}', null, 1, 'child')`, [run.id, run.token]);
+  });
+
+  it('schedule_tick and schedule_fire refuse a negative limit and malformed fires with TR001 and write nothing', async () => {
+    const token = await one(`select trellis.role_acquire('trellis.schedules', 'wp-test', '1 minute')`);
+    try {
+      await one(`select trellis.schedule_set('wp-s', '{"cron": "0 0 1 1 *", "workflow": "w"}')`);
+      await refused('select * from trellis.schedule_tick($1, -1)', [token]);
+      await refused('select * from trellis.schedule_tick($1, null)', [token]);
+      for (const fires of ['{}', '[1]', '[{"name": "wp-s", "next_at": "soon"}]', '[{"name": "wp-s", "skipped": "x"}]',
+        '[{"name": "wp-s", "ticks": "now"}]', '[{"name": "wp-s", "ticks": ["yesterday-ish"]}]', '[{"name": "wp-s", "next": "later"}]']) {
+        const text = await refused('select trellis.schedule_fire($1, $2)', [token, fires]);
+        assert.match(text, /schedule_fire/);
+      }
+    } finally {
+      await fx.db.pool.query(`select trellis.schedule_delete('wp-s')`);
+      await fx.db.pool.query(`select trellis.role_release('trellis.schedules', 'wp-test', $1)`, [token]);
+    }
   });
 });
