@@ -24,6 +24,7 @@
  * Each statement of the connected-pool start is timed (pool.query wrapped)
  * so the report says where the time goes. No worker runs.
  */
+import { execFileSync } from 'node:child_process';
 import { existsSync } from 'node:fs';
 import pg from 'pg';
 import { z } from 'zod';
@@ -66,16 +67,31 @@ async function freshClient(url: string, i: number, first: number[], second: numb
   }
 }
 
-/** The PgBouncer binary the `cold` family uses, or undefined. */
-function pgbouncerBinary(): string | undefined {
+/**
+ * The PgBouncer binary the `cold` family uses: the first of
+ * TRELLIS_PGBOUNCER_BIN, the one scripts/pgbouncer-build.sh builds and the
+ * system's that keeps prepared statements in transaction mode (1.21 and
+ * later: `max_prepared_statements`; Debian 12's is 1.18), or why none.
+ */
+function pgbouncerBinary(): { binary: string } | { skipped: string } {
   const built = new URL('../../.cache/pgbouncer-1.24.1/bin/pgbouncer', import.meta.url).pathname;
-  return [process.env.TRELLIS_PGBOUNCER_BIN, built, '/usr/sbin/pgbouncer'].find((p) => p !== undefined && p !== '' && existsSync(p));
+  const found = [process.env.TRELLIS_PGBOUNCER_BIN, built, '/usr/sbin/pgbouncer'].filter((p): p is string => !!p && existsSync(p));
+  const older: string[] = [];
+  for (const binary of found) {
+    const version = execFileSync(binary, ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? '';
+    const [major = 0, minor = 0] = (version.match(/(\d+)\.(\d+)/) ?? []).slice(1).map(Number);
+    if (major > 1 || (major === 1 && minor >= 21)) return { binary };
+    older.push(`${binary} is ${version.trim() || 'of unknown version'}`);
+  }
+  const why = older.length ? `${older.join(', ')}: prepared statements in transaction mode need 1.21 or later` : 'no PgBouncer binary';
+  return { skipped: `${why} (bash scripts/pgbouncer-build.sh builds 1.24)` };
 }
 
 /** N fresh clients through a PgBouncer in front of `url`: the first start (connect to PgBouncer included) and the second. */
 async function pooledStarts(url: string, n: number): Promise<ColdResult['pooled']> {
-  const binary = pgbouncerBinary();
-  if (binary === undefined) return { skipped: 'no PgBouncer binary (apt-get install pgbouncer, or bash scripts/pgbouncer-build.sh)' };
+  const found = pgbouncerBinary();
+  if ('skipped' in found) return found;
+  const binary = found.binary;
   process.env.TRELLIS_PGBOUNCER_BIN = binary;
   const { startPgBouncer } = await import('../helpers/pgbouncer.ts');
   const bouncer = await startPgBouncer(url, { default_pool_size: 4, max_prepared_statements: 200 });
