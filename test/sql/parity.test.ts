@@ -170,6 +170,34 @@ describe('NAME_PATTERN and trellis._check_name', () => {
     }
   });
 
+  it('agree on every string of one and two characters, and on 20,000 longer ones, over ASCII and a few others', async () => {
+    // Two regex engines (PostgreSQL's in _check_name, JavaScript's in
+    // NAME_PATTERN), and JavaScript's has a bounded repeat where
+    // PostgreSQL's has a length test: held to each other character by character.
+    const alphabet = [...Array.from({ length: 127 }, (_, i) => String.fromCharCode(i + 1)), 'é', 'ß', 'я', '注', '😀', '\u00a0', '\u2028'];
+    const names = [...alphabet, ...alphabet.flatMap((a) => alphabet.map((b) => a + b))];
+    let seed = 18;
+    const pick = () => alphabet[(seed = (seed * 1103515245 + 12345) % 2147483648) % alphabet.length] as string;
+    const common = 'Ab9_ .:@/-';
+    for (let i = 0; i < 20_000; i++) {
+      const length = 3 + (i % 126);
+      names.push(Array.from({ length }, (_, j) => (j % 7 === 3 ? pick() : common[(i + j) % common.length])).join(''));
+    }
+    names.push('a'.repeat(129), `a${' '.repeat(127)}`, `a${' '.repeat(126)}b`);
+    const client = await fx.db.pool.connect();
+    try {
+      await client.query(`create or replace function pg_temp.accepts(p text) returns boolean language plpgsql as $f$
+        begin perform trellis._check_name(p, 'test'); return true; exception when sqlstate 'TR001' then return false; end $f$`);
+      const { rows } = await client.query(`select n, pg_temp.accepts(n) as sql from unnest($1::text[]) as n`, [names]);
+      assert.equal(rows.length, names.length);
+      const differ = rows.filter((r) => r.sql !== NAME_PATTERN.test(r.n as string)).map((r) => JSON.stringify(r.n));
+      assert.deepEqual(differ.slice(0, 10), [], `${differ.length} names judged differently`);
+      assert.ok(rows.some((r) => r.sql) && rows.some((r) => !r.sql), 'both kinds among them');
+    } finally {
+      client.release();
+    }
+  });
+
   it('both refuse a missing name', async () => {
     assert.throws(() => assertName(undefined, 'test'), ValidationError);
     assert.throws(() => assertName(null, 'test'), ValidationError);
