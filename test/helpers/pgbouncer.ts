@@ -25,6 +25,25 @@ export function pgbouncerVersion(): string {
   return execFileSync(BINARY, ['--version'], { encoding: 'utf8' }).split('\n')[0] ?? '';
 }
 
+/**
+ * The [databases] entry for the server of `target`: each value quoted as
+ * PgBouncer reads them, the password left out when the URL has
+ * none (DATABASE_URL=postgres://postgres@host/db: an empty `password=` is a
+ * syntax error to PgBouncer), the port 5432 when the URL names none.
+ */
+export function serverEntry(target: URL, database: string): string {
+  // PgBouncer's connection strings: a quote inside a quoted value is doubled (no backslash escapes).
+  const quote = (v: string) => `'${v.replace(/'/g, "''")}'`;
+  const fields: [string, string][] = [
+    ['host', decodeURIComponent(target.hostname.replace(/^\[(.*)\]$/, '$1')) || target.searchParams.get('host') || 'localhost'],
+    ['port', target.port || '5432'],
+    ['dbname', decodeURIComponent(database)],
+    ['user', decodeURIComponent(target.username)],
+    ['password', decodeURIComponent(target.password)],
+  ];
+  return fields.filter(([, v]) => v !== '').map(([k, v]) => `${k}=${quote(v)}`).join(' ');
+}
+
 export async function startPgBouncer(databaseUrl: string, settings: Record<string, string | number> = {}): Promise<Bouncer> {
   const target = new URL(databaseUrl);
   const database = target.pathname.slice(1);
@@ -45,7 +64,7 @@ export async function startPgBouncer(databaseUrl: string, settings: Record<strin
   };
   const ini = [
     '[databases]',
-    `${database} = host=${target.hostname} port=${target.port} dbname=${database} user=${decodeURIComponent(target.username)} password=${decodeURIComponent(target.password)}`,
+    `${database} = ${serverEntry(target, database)}`,
     '[pgbouncer]',
     ...Object.entries(config).map(([k, v]) => `${k} = ${v}`),
   ].join('\n');

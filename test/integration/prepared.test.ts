@@ -32,6 +32,11 @@ async function runOnOneConnection(preparedStatements: boolean | undefined, hando
     await (await client.start(add, { a: 1, b: 1 })).result({ timeout: '20s' });
     const run = await client.start(add, { a: 2, b: 3 });
     const output = await run.result({ timeout: '20s' });
+    // A result asked for after the run ended is read from the table
+    // (trellis_run_outcome). The waits above may never read it: a run a
+    // worker of this process executes settles its waiters from the
+    // committed output, so whether they read depends on timing.
+    assert.equal(await client.result(run.id, { timeout: '20s' }), output);
     const { rows } = await pool.query<{ name: string }>(`select name from pg_prepared_statements where name like 'trellis_%' order by name`);
     return { output, prepared: rows.map((r) => r.name) };
   } finally {
