@@ -62,10 +62,15 @@ $$;
 comment on function trellis._schedule_key(text, timestamptz) is
   'The idempotency key of the run of schedule p_name''s tick p_tick: schedule:<name>:<tick in UTC>.';
 
+-- PL/pgSQL, not SQL: on a distributed schema (Citus) a SQL function's
+-- parameter in a query of a distributed table (runs) is refused ("could
+-- not create distributed plan"), so every fire of a schedule whose overlap
+-- policy is not allow failed there.
 create or replace function trellis._schedule_active(p_run_id uuid)
-returns boolean language sql stable as $$
-  select exists (select 1 from trellis.runs where id = p_run_id and status in ('pending', 'running', 'waiting', 'paused'))
-$$;
+returns boolean language plpgsql stable as $$
+begin
+  return exists (select 1 from trellis.runs where id = p_run_id and status in ('pending', 'running', 'waiting', 'paused'));
+end $$;
 comment on function trellis._schedule_active(uuid) is
   'Whether run p_run_id (a schedule''s last run) has not finished.';
 
@@ -227,6 +232,7 @@ language plpgsql as $$
 declare
   v_now timestamptz := trellis.now();
   v_row trellis.schedules;
+  v_run uuid;
 begin
   perform trellis.role_check('trellis.schedules', p_token);
   if p_limit is null or p_limit < 0 then
@@ -237,8 +243,11 @@ begin
      where s.buffered_at is not null and not s.paused and not trellis._schedule_active(s.last_run_id)
      order by s.name for update
   loop
+    -- Started first, then stored: no volatile function inside an UPDATE
+    -- (Citus refuses one in an UPDATE of a reference table, decision 0024).
+    v_run := trellis._schedule_start(v_row, v_row.buffered_at);
     update trellis.schedules
-       set buffered_at = null, last_run_id = trellis._schedule_start(v_row, v_row.buffered_at),
+       set buffered_at = null, last_run_id = v_run,
            last_tick_at = v_row.buffered_at, fired = fired + 1, updated_at = v_now
      where schedules.name = v_row.name;
   end loop;
@@ -318,8 +327,11 @@ declare
   v_skipped integer;
   v_fired   integer;
 begin
-  perform trellis.role_check('trellis.schedules', p_token);
+  -- The input first, before the fence reads a table: its exception block
+  -- is a savepoint, which on Citus must not follow a read of a reference
+  -- table in the same transaction (see workflow_register).
   perform trellis._schedule_fires_check(p_fires);
+  perform trellis.role_check('trellis.schedules', p_token);
   for v_fire in select f from jsonb_array_elements(p_fires) f order by f->>'name' loop
     select * into v_row from trellis.schedules where name = v_fire->>'name' for update;
     -- Gone, paused, or moved on since the ticker read it: nothing to do.

@@ -1,0 +1,62 @@
+/**
+ * The schedule ticker's protocol in SQL (sql/750_schedules.sql):
+ * schedule_tick reads what is due and starts buffered ticks whose previous
+ * run ended, schedule_fire starts ticks by each overlap policy. Also run
+ * on a Citus cluster by `npm run test:citus`, where every fire of a
+ * schedule whose policy is not allow failed ("could not create distributed
+ * plan": a SQL function's parameter in a query of runs), and so did the
+ * start of a buffered tick (a volatile function in an UPDATE of a
+ * reference table).
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
+
+const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`) });
+const q = async <T = Record<string, unknown>>(text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows as T[];
+
+/** As the ticker gets them: timestamps as Dates, sent back as ISO strings (milliseconds, as the ticker keeps them). */
+interface Due { name: string; next_at: Date | null; next_from: Date | null }
+
+/** One ticker round: read what is due, fire each with one tick, the next tick already due. */
+async function round(token: string, tick: string): Promise<{ due: number; started: number }> {
+  const due = await q<Due>('select name, next_at, next_from from trellis.schedule_tick($1, 10)', [token]);
+  const next = (await q<{ t: string }>(`select date_trunc('milliseconds', trellis.now() - interval '1 second')::text as t`))[0]!.t;
+  const fires = due.map((d) => ({ name: d.name, next_at: d.next_at, next_from: d.next_from, ticks: [tick], skipped: 0, next }));
+  const [row] = await q<{ n: number }>('select trellis.schedule_fire($1, $2) as n', [token, JSON.stringify(fires)]);
+  return { due: due.length, started: Number(row!.n) };
+}
+
+describe('schedule_tick and schedule_fire', () => {
+  it('start ticks by each overlap policy, and a buffered tick once the run before it ended', async () => {
+    const [{ t: token }] = await q<{ t: string }>(`select trellis.role_acquire('trellis.schedules', 'ticker-test', '1 minute') as t`) as [{ t: string }];
+    const policies = ['skip', 'buffer_one', 'cancel_previous', 'allow'];
+    for (const overlap of policies) {
+      await q('select trellis.schedule_set($1, $2)', [`tick-${overlap}`, JSON.stringify({ cron: '* * * * *', workflow: 'w', overlap })]);
+    }
+    // The first tick starts one run of each; none has ended at the second.
+    assert.deepEqual(await round(token, '2026-01-01T00:00:00Z'), { due: 4, started: 4 });
+    assert.deepEqual(await round(token, '2026-01-01T00:01:00Z'), { due: 4, started: 2 });
+    const counts = async () => Object.fromEntries((await q<{ name: string; fired: string; skipped: string; buffered: boolean }>(
+      'select name, fired, skipped, buffered_at is not null as buffered from trellis.schedules order by name'))
+      .map((r) => [r.name, `${r.fired} fired, ${r.skipped} skipped${r.buffered ? ', one buffered' : ''}`]));
+    assert.deepEqual(await counts(), {
+      'tick-allow': '2 fired, 0 skipped',
+      'tick-buffer_one': '1 fired, 0 skipped, one buffered',
+      'tick-cancel_previous': '2 fired, 0 skipped',
+      'tick-skip': '1 fired, 1 skipped',
+    });
+    // cancel_previous cancelled its first run.
+    assert.equal((await q<{ n: number }>(`select count(*)::int as n from trellis.runs where status = 'cancelled'`))[0]!.n, 1);
+    // Every run ends; the next read starts the buffered tick, under its own key.
+    for (const r of await q<{ id: string }>(`select id from trellis.runs where status = 'pending'`)) {
+      await q(`select trellis.run_cancel($1, 'ended for the test')`, [r.id]);
+    }
+    await q('select count(*) from trellis.schedule_tick($1, 10)', [token]);
+    assert.equal((await counts())['tick-buffer_one'], '2 fired, 0 skipped');
+    const [started] = await q<{ key: string; status: string }>(
+      `select key, status from trellis.runs where metadata->>'schedule' = 'tick-buffer_one' order by created_at desc limit 1`);
+    assert.deepEqual(started, { key: 'schedule:tick-buffer_one:2026-01-01T00:01:00.000Z', status: 'pending' });
+    await q(`select trellis.role_release('trellis.schedules', 'ticker-test', $1)`, [token]);
+  });
+});
