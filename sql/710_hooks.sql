@@ -118,9 +118,15 @@ create or replace function trellis.hook_retry(p_id bigint)
 returns text language plpgsql as $$
 declare
   v_now    timestamptz := trellis.now();
+  v_bucket integer;
   v_status text;
 begin
-  select status into v_status from trellis.hook_deliveries where id = p_id for update;
+  -- The bucket first, then the lock by the whole key: on a distributed
+  -- schema a row lock of a query that may reach every shard is refused
+  -- ("could not run distributed query with FOR UPDATE/SHARE commands").
+  select d.bucket into v_bucket from trellis.hook_deliveries d where d.id = p_id;
+  select status into v_status from trellis.hook_deliveries
+   where bucket = v_bucket and id = p_id for update;
   if not found then
     perform trellis._raise('TR002', format('hook delivery %s does not exist (delivered ones are deleted)', coalesce(p_id::text, 'null')));
   elsif v_status <> 'parked' then
@@ -128,7 +134,7 @@ begin
   end if;
   update trellis.hook_deliveries
      set status = 'pending', run_at = v_now, attempts = 0, updated_at = v_now
-   where id = p_id;
+   where bucket = v_bucket and id = p_id;
   return 'pending';
 end $$;
 comment on function trellis.hook_retry(bigint) is

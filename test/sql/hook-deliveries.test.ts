@@ -2,7 +2,9 @@
  * A hook delivery keeps the run's status and error as the transition that
  * wrote it left them (hook_deliveries.at_event, migration 000025): an
  * onPause delivered after the run was resumed still gets `paused` and the
- * pause's reason, not the run as it is by then.
+ * pause's reason, not the run as it is by then. A parked delivery is made
+ * pending again by hook_retry (on a Citus cluster too, where its row lock
+ * by id alone was refused).
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
@@ -35,5 +37,18 @@ describe('hook deliveries', () => {
     const [complete] = await hooks();
     assert.deepEqual({ hook: complete.hook, status: complete.status, error: complete.error },
       { hook: 'onComplete', status: 'completed', error: null });
+  });
+
+  it('a parked delivery is pending again after hook_retry, with its attempts counted afresh, and only a parked one', async () => {
+    await sql(`select trellis.run_start('hp', '{}')`);
+    const run = await claim();
+    await apply([{ op: 'complete', run: run.id, token: run.token, output: 2 }]);
+    const [d] = await sql(`select id, attempts from trellis.hook_claim('hw', '{hp}', '{1}', 10, '1 minute') where run_id = $1`, [run.id]);
+    assert.equal(await sql(`select trellis.hook_failed($1, 'hw', $2, '{"message": "down"}', null) as s`, [d.id, d.attempts])
+      .then((r) => r[0].s), 'parked');
+    assert.equal((await sql('select trellis.hook_retry($1) as s', [d.id]))[0].s, 'pending');
+    assert.deepEqual((await sql('select status, attempts from trellis.hook_deliveries where id = $1', [d.id]))[0], { status: 'pending', attempts: 0 });
+    await assert.rejects(fx.db.pool.query('select trellis.hook_retry($1)', [d.id]), { code: 'TR004', message: /is pending, not parked/ });
+    await assert.rejects(fx.db.pool.query('select trellis.hook_retry(-1)'), { code: 'TR002' });
   });
 });
