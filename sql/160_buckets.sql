@@ -360,6 +360,9 @@ begin
   -- A distributed planner needs parameter values to plan a multi-shard read:
   -- no forced generic plans (sql/900_plans.sql skips them from now on).
   perform trellis._plans_reset();
+  -- The form of queue_stats a cluster can plan (sql/230_queue_claim.sql;
+  -- every later install keeps it, reading the setting).
+  perform trellis._queue_stats_view(true);
 end $$;
 comment on function trellis.citus_distribute() is
   'Place the schema on a Citus cluster (run on the coordinator, before the first run): the run-scoped tables distributed by bucket and co-located with trellis.runs, the others reference tables; then setting distributed on, one Citus connection per node per session (the database default of citus.max_adaptive_executor_pool_size) and no forced generic plans. TR001 without the citus extension. Idempotent.';

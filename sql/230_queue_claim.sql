@@ -250,8 +250,30 @@ end $$;
 comment on function trellis._queue_pick(text, text[], text[], integer, timestamptz) is
   'For run_claim: under the queue row''s lock, the ids of up to p_limit due pending runs of the served pairs that the queue''s flow control allows now (paused, concurrency, rate window, key_concurrency), rotating across concurrency keys from the row''s cursor; locked FOR UPDATE SKIP LOCKED, counted in the rate window. The caller moves them to running.';
 
--- Per queue: every queue with a row or a registered workflow.
-create or replace view trellis.queue_stats as
+-- Per queue: every queue with a row or a registered workflow. Two forms of
+-- one view, the same columns: on one node, a count per queue and state
+-- through the partial indexes (correlated subqueries); on a distributed
+-- schema (sql/160_buckets.sql), where Citus refuses those ("complex joins
+-- are only supported when all distributed tables are co-located"), the
+-- live runs grouped by queue once. citus_distribute switches to the second.
+create or replace function trellis._queue_stats_view(p_distributed boolean)
+returns void language plpgsql as $f$
+declare
+  -- The columns both forms end with (the queue's row and its limits).
+  v_tail text := $t$
+       q.concurrency,
+       q.key_concurrency,
+       %s as key_running_max,
+       q.rate_limit,
+       q.rate_period,
+       case when q.rate_window is not null and q.rate_window + q.rate_period > %s
+            then q.rate_count else 0 end as rate_used,
+       coalesce(q.fair, false) as fair
+  from (select name from trellis.queues union select queue from trellis.workflows) n
+  left join trellis.queues q on q.name = n.name$t$;
+begin
+  if not p_distributed then
+    execute $v$create or replace view trellis.queue_stats as
 select n.name as queue,
        coalesce(q.paused, false) as paused,
        (select count(*) from trellis.runs r where r.status = 'pending' and r.queue = n.name) as pending,
@@ -263,17 +285,52 @@ select n.name as queue,
        (select trellis.now() - min(r.run_at) from trellis.runs r where r.status = 'pending' and r.queue = n.name
            and r.run_at <= trellis.now()) as lag,
        (select count(*) from trellis.runs r where r.finished_at > trellis.now() - interval '1 minute'
-           and r.queue = n.name) as finished_last_minute,
-       q.concurrency,
-       q.key_concurrency,
-       (select max(k.n) from (select count(*) as n from trellis.runs r where r.status = 'running'
-           and r.queue = n.name and r.concurrency_key is not null group by r.concurrency_key) k) as key_running_max,
-       q.rate_limit,
-       q.rate_period,
-       case when q.rate_window is not null and q.rate_window + q.rate_period > trellis.now()
-            then q.rate_count else 0 end as rate_used,
-       coalesce(q.fair, false) as fair
-  from (select name from trellis.queues union select queue from trellis.workflows) n
-  left join trellis.queues q on q.name = n.name;
+           and r.queue = n.name) as finished_last_minute,$v$
+      || format(v_tail, $k$(select max(k.n) from (select count(*) as n from trellis.runs r where r.status = 'running'
+           and r.queue = n.name and r.concurrency_key is not null group by r.concurrency_key) k)$k$, 'trellis.now()');
+  else
+    execute $v$create or replace view trellis.queue_stats as
+with engine_time as materialized (
+  -- The engine time read once, on the coordinator: the test kit's clock
+  -- reads a reference table, which a query Citus pushes to the shards may
+  -- not ("cannot execute a distributed query from a query on a shard").
+  select trellis.now() as t),
+live as (
+  select r.queue,
+         count(*) filter (where r.status = 'pending') as pending,
+         count(*) filter (where r.status = 'pending' and r.run_at <= c.t) as due,
+         count(*) filter (where r.status = 'running') as running,
+         count(*) filter (where r.status = 'waiting') as waiting,
+         count(*) filter (where r.status = 'paused') as paused_runs,
+         min(r.run_at) filter (where r.status = 'pending' and r.run_at <= c.t) as oldest_due
+    from trellis.runs r cross join engine_time c
+   where r.status in ('pending', 'running', 'waiting', 'paused')
+   group by r.queue),
+finished as (
+  select r.queue, count(*) as n from trellis.runs r cross join engine_time c
+   where r.finished_at > c.t - interval '1 minute'
+   group by r.queue),
+keys as (
+  select k.queue, max(k.n) as n
+    from (select r.queue, count(*) as n from trellis.runs r
+           where r.status = 'running' and r.concurrency_key is not null
+           group by r.queue, r.concurrency_key) k
+   group by k.queue)
+select n.name as queue,
+       coalesce(q.paused, false) as paused,
+       coalesce((select l.pending from live l where l.queue = n.name), 0) as pending,
+       coalesce((select l.due from live l where l.queue = n.name), 0) as due,
+       coalesce((select l.running from live l where l.queue = n.name), 0) as running,
+       coalesce((select l.waiting from live l where l.queue = n.name), 0) as waiting,
+       coalesce((select l.paused_runs from live l where l.queue = n.name), 0) as paused_runs,
+       (select c.t - l.oldest_due from live l cross join engine_time c where l.queue = n.name) as lag,
+       coalesce((select f.n from finished f where f.queue = n.name), 0) as finished_last_minute,$v$
+      || format(v_tail, '(select k.n from keys k where k.queue = n.name)', '(select c.t from engine_time c)');
+  end if;
+end $f$;
+comment on function trellis._queue_stats_view(boolean) is
+  'Create trellis.queue_stats in its one-node form, or (p_distributed) in the form a Citus cluster can plan: the same columns either way.';
+
+select trellis._queue_stats_view(trellis._distributed());
 comment on view trellis.queue_stats is
   'Per queue (every queue with a row in trellis.queues or a registered workflow): pending, due, running, waiting and paused runs, lag (how long the oldest due pending run has waited), runs finished in the last minute, the limits and their use (running against concurrency, the busiest key''s running runs against key_concurrency, the current rate window''s claims against rate_limit).';

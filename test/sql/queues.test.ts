@@ -239,6 +239,44 @@ describe('queue_stats', () => {
                                 from trellis.queue_stats where queue = 'statq'`);
     assert.deepEqual(rows[0], { pending: 3, due: 3, running: 2, concurrency: 2, key_concurrency: 1, key_running_max: 1, lagging: true, paused: false });
   });
+
+  it('reads the same in its one-node form and in the form a Citus cluster plans (there, the figures in that form)', async () => {
+    // Every state and column in play: waiting, paused, finished and not yet due runs beside pending and running ones.
+    await q(`select trellis.queue_set('formq', '{"concurrency": 5, "key_concurrency": 2, "rate": {"limit": 100, "period": "1 minute"}}')`);
+    await start('formq', 4, { concurrency_key: 'a' });
+    await start('formq', 2, { concurrency_key: 'b' });
+    await start('formq', 1, { run_at: '2999-01-01T00:00:00Z' });
+    await q(`select trellis.clock_advance('2 seconds')`);
+    const held = await claim('formq', 4);
+    await q('select * from trellis.checkpoint_apply($1)', [JSON.stringify([
+      { op: 'complete', run: held[0]!.id, token: held[0]!.lease_token, output: 1 },
+      { op: 'wait', run: held[1]!.id, token: held[1]!.lease_token, delay_ms: 60_000 }])]);
+    const [{ id: pausing }] = (await q(`select id from trellis.runs where queue = 'formq' and status = 'pending' and run_at < '2999-01-01' limit 1`)).rows;
+    await q('select trellis.run_pause($1)', [pausing]);
+    // lag in seconds beside the rest: the engine time moves between two reads.
+    const read = async () => (await q(`select *, extract(epoch from lag)::float8 as lag_s from trellis.queue_stats order by queue`)).rows
+      .map(({ lag: _, lag_s, ...r }) => ({ ...r, lag_s: lag_s === null ? null : Number(lag_s) }));
+    const same = (a: Record<string, unknown>[], b: Record<string, unknown>[]) => {
+      assert.deepEqual(a.map((r) => ({ ...r, lag_s: r.lag_s === null })), b.map((r) => ({ ...r, lag_s: r.lag_s === null })));
+      for (const [i, r] of a.entries()) if (r.lag_s !== null) assert.ok(Math.abs((r.lag_s as number) - (b[i]!.lag_s as number)) < 5, `lag of ${r.queue}`);
+    };
+    const oneNode = await read();
+    const form = oneNode.find((r) => r.queue === 'formq');
+    // (Which keys the two running runs have depends on the claim's rotation.)
+    const [{ n: busiest }] = (await q(`select max(n)::text as n from (select count(*) as n from trellis.runs
+      where queue = 'formq' and status = 'running' and concurrency_key is not null group by concurrency_key) k`)).rows;
+    assert.deepEqual([form?.pending, form?.due, form?.running, form?.waiting, form?.paused_runs, form?.finished_last_minute, form?.key_running_max],
+      ['2', '1', '2', '1', '1', '1', busiest], JSON.stringify(form));
+    // On a cluster the view is already the distributed form, which the
+    // figures above checked; the one-node form cannot be read there.
+    if ((await q(`select trellis._distributed() as d`)).rows[0].d === true) return;
+    try {
+      await q('select trellis._queue_stats_view(true)');
+      same(await read(), oneNode);
+    } finally {
+      await q('select trellis._queue_stats_view(false)');
+    }
+  });
 });
 
 describe('rotation past keys at their limit', () => {
