@@ -82,6 +82,14 @@ async function citusNodes(name: string): Promise<{ drop(): Promise<void> }> {
   };
   const workers = await urls();
   for (const w of workers) {
+    // Trellis's roles on every node before an install grants on shards
+    // there: Citus did not always carry a role the coordinator already had
+    // to the workers, and an install then failed with 'role "trellis_reader"
+    // does not exist' (seen after other files' installs on one cluster).
+    await on(w, `do $$ declare r text; begin
+      foreach r in array array['trellis_client', 'trellis_worker', 'trellis_reader'] loop
+        begin execute format('create role %I nologin', r); exception when duplicate_object or unique_violation then null; end;
+      end loop; end $$`);
     await on(w, `create database ${name}`);
     const db = new URL(w);
     db.pathname = `/${name}`;

@@ -20,3 +20,11 @@ export async function lockWaiting(pool: pg.Pool, id: number): Promise<boolean> {
     : `select coalesce((select wait_event_type = 'Lock' from pg_stat_activity where pid = $1), false) as blocked`, [id]);
   return rows[0].blocked === true;
 }
+
+/** How many backends wait for a lock that backend `holder` (from `backendId`) holds. */
+export async function lockWaitersOf(pool: pg.Pool, holder: number): Promise<number> {
+  const { rows } = await pool.query(citus()
+    ? 'select count(distinct waiting_gpid)::int as n from citus_lock_waits where blocking_gpid = $1'
+    : 'select count(*)::int as n from pg_stat_activity where $1 = any (pg_blocking_pids(pid))', [holder]);
+  return rows[0].n as number;
+}
