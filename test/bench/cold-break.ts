@@ -15,10 +15,11 @@
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
+import { processCpuPrecise } from './cpu.ts';
 import { startServer } from './server.ts';
 import { fmt, median } from './stats.ts';
 
-const cpuMs = (pid: number) => Number(readFileSync(`/proc/${pid}/schedstat`, 'utf8').split(' ')[0]) / 1e6;
+const cpuMs = (pid: number) => (processCpuPrecise(pid) ?? Number.NaN) * 1000;
 const N = Number(process.env.N ?? 30);
 const START = `select trellis.run_start('cold-break', '{"a":1}'::jsonb, '{"input_checked":true}'::jsonb)`;
 const SEQUENCES: Record<string, string[]> = process.env.SEQS ? JSON.parse(process.env.SEQS) : {

@@ -171,6 +171,23 @@ describe('planner-safe SQL (decision 0024)', () => {
     assert.deepEqual(bad.map((u) => u.slice(0, 120)), []);
   });
 
+  it('no UPDATE of an engine table calls a volatile trellis function (Citus refuses one, reference tables included)', async () => {
+    const volatile = (await sql(`select distinct proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace
+      where n.nspname = 'trellis' and p.provolatile = 'v' and p.prokind = 'f'`)).map((r) => r.proname as string);
+    assert.ok(volatile.includes('_schedule_start'), volatile.join(', '));
+    const updates = [...text.matchAll(/update\s+trellis\.\w+\b[^;]*;/gi)].map((m) => m[0]);
+    const bad = updates.filter((u) => volatile.some((f) => new RegExp(`trellis\\.${f}\\s*\\(`).test(u)));
+    assert.deepEqual(bad.map((u) => u.slice(0, 160)), []);
+  });
+
+  it('no SQL-language function passes a parameter into a query of a run-scoped table (Citus: "could not create distributed plan")', async () => {
+    // _awaited is called only on the one-node path of the purges (sql/600_retention.sql).
+    const fns = await sql(`select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace join pg_language l on l.oid = p.prolang
+      where n.nspname = 'trellis' and l.lanname = 'sql' and p.pronargs > 0
+        and p.prosrc ~ 'trellis\\.(runs|steps|signals|events|hook_deliveries)\\M' order by 1`);
+    assert.deepEqual(fns.map((r) => r.proname), ['_awaited']);
+  });
+
   it('every engine object a function names is schema-qualified (trellis.…)', () => {
     const tables = 'runs|steps|signals|events|hook_deliveries|settings|workflows|queues|roles|schedules|templates|retentions|clock|run_transitions|event_consumers|connector_cursors';
     const unqualified = [...text.matchAll(new RegExp(`\\b(from|join|update|into|table)\\s+(${tables})\\b`, 'gi'))].map((m) => m[0]);
