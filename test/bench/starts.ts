@@ -3,8 +3,10 @@
  * transaction (no batching, no hand-off: an HTTP service or another process),
  * for a fixed time, with no worker running. Trellis through the TS client
  * (coalesced NOTIFY, decision 0021) and through SQL with and without
- * coalesce_notify (the A/B of the lever), graphile-worker's add_job and
- * pg-boss's send from 16 clients, all on the same server in the same run.
+ * coalesce_notify (the A/B of the lever), the same SQL start from pgbench's
+ * 16 clients when a pgbench binary is installed (the server's own rate, with
+ * no Node client sharing the cores), graphile-worker's add_job and pg-boss's
+ * send from 16 clients, all on the same server in the same run.
  * Reported: starts/s, WAL flushes per start, and the ratio to pgbench's
  * insert+update transactions at 16 clients (family pgbench).
  */
@@ -17,6 +19,10 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import type { BenchConfig } from './config.ts';
 import { graphileLogger } from './peers/graphile-worker.ts';
+import { findPgbench, runPgbench } from './peers/pgbench.ts';
+import { writeFileSync } from 'node:fs';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
 import { costBetween, readCounters, type BenchServer } from './server.ts';
 import { fmt } from './stats.ts';
 
@@ -61,7 +67,7 @@ async function measure(url: string, seconds: number, start: (i: number) => Promi
 
 function row(system: string, variant: string, m: { starts: number; secs: number; syncs: number }): StartsRow {
   const r = { system, variant, clients: CLIENTS, seconds: m.secs, starts: m.starts, startsPerS: m.starts / m.secs, walSyncsPerStart: m.syncs / m.starts };
-  console.log(`  ${`${system} ${variant}`.padEnd(44)} ${fmt(r.startsPerS, 0).padStart(7)} starts/s  ${fmt(r.walSyncsPerStart, 2)} WAL flushes/start`);
+  console.log(`  ${`${system} ${variant}`.padEnd(56)} ${fmt(r.startsPerS, 0).padStart(7)} starts/s  ${fmt(r.walSyncsPerStart, 2)} WAL flushes/start`);
   return r;
 }
 
@@ -81,6 +87,22 @@ export async function startsFamily(server: BenchServer, cfg: BenchConfig): Promi
     ] as const) {
       rows.push(row('trellis', variant, await measure(url, seconds, (i) =>
         pool.query(`select trellis.run_start('bench-start', $1::jsonb, $2::jsonb)`, [JSON.stringify({ i }), options]))));
+    }
+    // The same SQL start from pgbench's 16 clients (C, one process): what the
+    // server does with no Node client beside it on the machine's cores.
+    const binary = findPgbench();
+    if (binary) {
+      const script = join(tmpdir(), `trellis-starts-${process.pid}.sql`);
+      // pgbench reads ":name" as a variable: no colon directly before a word.
+      writeFileSync(script, `select trellis.run_start('bench-start', '{"i": 0}', '{"input_checked": true, "coalesce_notify": true}');\n`);
+      const meter = new pg.Client({ connectionString: url });
+      await meter.connect();
+      try {
+        const m = await runPgbench(binary, url, script, CLIENTS, seconds, meter);
+        rows.push(row('trellis', 'run_start from pgbench, coalesce_notify', { starts: m.transactions, secs: m.secs, syncs: m.walSyncs }));
+      } finally {
+        await meter.end();
+      }
     }
   } finally {
     await client.close();

@@ -21,7 +21,7 @@ export interface PgbenchResult {
   binary: string;
 }
 
-function findPgbench(): string | undefined {
+export function findPgbench(): string | undefined {
   const which = spawnSync('sh', ['-c', 'command -v pgbench'], { encoding: 'utf8' });
   if (which.status === 0 && which.stdout.trim()) {
     // Debian's /usr/bin/pgbench is a wrapper that needs a cluster config; prefer the real binary.
@@ -52,17 +52,30 @@ export async function pgbench(server: BenchServer, seconds: number): Promise<Pgb
       '',
     ].join('\n'));
     const clients = 16;
-    const start = await readCounters(c);
-    const out = execFileSync(binary, ['-n', '-c', String(clients), '-j', '2', '-T', String(seconds), '-M', 'prepared', '-f', script, url],
-      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
-    const end = await readCounters(c);
-    const cost = await costBetween(c, start, end);
-    const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1] ?? Number.NaN);
-    return { tps, clients, seconds, walSyncsPerS: cost.walSyncs / cost.seconds, binary };
+    const { tps, walSyncs, secs } = await runPgbench(binary, url, script, clients, seconds, c);
+    return { tps, clients, seconds, walSyncsPerS: walSyncs / secs, binary };
   } catch (error) {
     return { system: 'pgbench', skipped: `pgbench failed: ${String(error).slice(0, 300)}` };
   } finally {
     await c.end();
     await server.dropDatabase('bench_pgbench');
   }
+}
+
+/**
+ * Run one pgbench script file from `clients` clients for `seconds` (prepared
+ * statements, 2 threads) against `url`: its transactions per second, the
+ * transactions it completed, and the server's WAL flushes in the window
+ * (read through `meter`, a connection to the same server).
+ */
+export async function runPgbench(binary: string, url: string, script: string, clients: number, seconds: number,
+  meter: pg.ClientBase): Promise<{ tps: number; transactions: number; walSyncs: number; secs: number }> {
+  const start = await readCounters(meter);
+  const out = execFileSync(binary, ['-n', '-c', String(clients), '-j', '2', '-T', String(seconds), '-M', 'prepared', '-f', script, url],
+    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  const end = await readCounters(meter);
+  const cost = await costBetween(meter, start, end);
+  const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1] ?? Number.NaN);
+  const transactions = Number(/number of transactions actually processed: (\d+)/.exec(out)?.[1] ?? Number.NaN);
+  return { tps, transactions, walSyncs: cost.walSyncs, secs: cost.seconds };
 }
