@@ -48,12 +48,20 @@ const V: Record<string, (t: string) => string> = {
   noStatusIdx: (t) => t,
   noCheck: (t) => t,
   noClaimIdx: (t) => t,
+  chkTrivial: (t) => t,
+  chkExpr: (t) => t,
 };
 const EXTRA: Record<string, string> = {
   noWfIdx: 'drop index trellis.runs_workflow_created_idx',
   noStatusIdx: 'drop index trellis.runs_status_created_idx',
   noCheck: 'alter table trellis.runs drop constraint runs_row_check',
   noClaimIdx: 'drop index trellis.runs_claim_idx',
+  chkTrivial: `create function trellis._t(text) returns boolean language plpgsql immutable as 'begin return true; end';
+    alter table trellis.runs drop constraint runs_row_check, add constraint runs_row_check check (trellis._t(status))`,
+  chkExpr: `alter table trellis.runs drop constraint runs_row_check, add constraint runs_row_check check (
+    status in ('pending', 'running', 'waiting', 'paused', 'completed', 'failed', 'cancelled')
+    and (status in ('completed', 'failed', 'cancelled')) = (finished_at is not null)
+    and (status = 'running') = (lease_token is not null) and parent_close in ('cancel', 'abandon'))`,
 };
 const names = (process.env.VARIANTS ?? Object.keys(V).join(',')).split(',');
 for (const n of names) if (!V[n]) throw new Error(`unknown variant ${n}: one of ${Object.keys(V).join(', ')}`);
