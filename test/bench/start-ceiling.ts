@@ -7,7 +7,8 @@
  * and the backend's CPU per start (/proc schedstat) is printed per round and
  * as the median. VARIANTS=base,noEvent,... picks some. A variant whose
  * marker text is no longer in sql/200_runs.sql fails at once: update it with
- * the function.
+ * the function. COLD=k: instead, k new sessions per round and variant, each
+ * timing its first start (the cold start's cost by part).
  */
 import { readFileSync } from 'node:fs';
 import pg from 'pg';
@@ -67,7 +68,7 @@ const names = (process.env.VARIANTS ?? Object.keys(V).join(',')).split(',');
 for (const n of names) if (!V[n]) throw new Error(`unknown variant ${n}: one of ${Object.keys(V).join(', ')}`);
 const server = await startServer();
 try {
-  const dbs: Record<string, { one: pg.Client; pid: number }> = {};
+  const dbs: Record<string, { one: pg.Client; pid: number; url: string }> = {};
   for (const n of names) {
     const url = await server.createDatabase(`ceil_${n.toLowerCase()}`, { trellis: true });
     const pool = new pg.Pool({ connectionString: url, max: 2 });
@@ -78,14 +79,33 @@ try {
     if (EXTRA[n]) await pool.query(EXTRA[n]!);
     await client.close(); await pool.end();
     const one = new pg.Client({ connectionString: url }); one.on('error', () => {}); await one.connect();
-    dbs[n] = { one, pid: (await one.query('select pg_backend_pid() p')).rows[0].p };
+    dbs[n] = { one, url, pid: (await one.query('select pg_backend_pid() p')).rows[0].p };
   }
   const opts = JSON.stringify({ input_checked: true, coalesce_notify: true });
   const out: Record<string, number[]> = {};
   const N = Number(process.env.N ?? 3000);
+  const COLD = Number(process.env.COLD ?? 0);
   for (let r = 0; r < Number(process.env.REPS ?? 5); r++) {
     const order = r % 2 ? [...names].reverse() : names;
     for (const n of order) {
+      if (COLD) {
+        // A new session's first start: its backend's CPU for that one call
+        // (COLD sessions per round), rolled back.
+        for (let k = 0; k < COLD; k++) {
+          const c = new pg.Client({ connectionString: dbs[n]!.url });
+          c.on('error', () => {});
+          await c.connect();
+          const pid = (await c.query('select pg_backend_pid() p')).rows[0].p as number;
+          await c.query('begin');
+          const c0 = processCpuPrecise(pid)!;
+          await c.query(`select ${n === 'inner' ? 'trellis._run_start($1, $2::jsonb, $3::jsonb, null, null, null, null, null, null, null)' : 'trellis.run_start($1, $2::jsonb, $3::jsonb)'}`,
+            ['bench-start', '{"i":1}', opts]);
+          (out[n] ??= []).push((processCpuPrecise(pid)! - c0) * 1e6);
+          await c.query('rollback');
+          await c.end();
+        }
+        continue;
+      }
       const { one, pid } = dbs[n]!;
       const call = (i: number) => one.query({ name: 'rs', text: n === 'inner' ? 'select trellis._run_start($1, $2::jsonb, $3::jsonb, null, null, null, null, null, null, null)' : 'select trellis.run_start($1, $2::jsonb, $3::jsonb)', values: ['bench-start', `{"i":${i}}`, opts] });
       await one.query('begin');
