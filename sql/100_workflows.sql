@@ -1,7 +1,8 @@
 -- 100_workflows: the registry of workflow definitions (name, version, queue,
 -- input shape, declared signals, lifecycle hooks, whether its events carry payloads).
 -- Owns: trellis.workflow_register, trellis.workflow_input_error, trellis._check_shape_size.
--- Touches: trellis.workflows.
+-- Touches: trellis.workflows; trellis.queues (the row of a registered version's
+-- default queue, inserted when missing; the last lock it takes).
 
 -- A registered shape (or object of shapes) is at most 1 MB and nests at
 -- most p_levels deep (the walk recurses once per level).
@@ -136,6 +137,16 @@ begin
        -- (timestamptz - timestamptz is immutable, timestamptz - interval only stable:
        -- Citus takes only immutable functions in an ON CONFLICT's WHERE.)
        or excluded.last_seen_at - w.last_seen_at > interval '1 minute';
+  -- Each registered version's default queue has its row from here on
+  -- (migration 000026 made the rows of earlier registrations): a start into
+  -- its workflow's default queue then never needs to probe for it
+  -- (sql/200_runs.sql). After the workflows' upsert, as a start inserts its
+  -- queue's row after its run: a queue row is the last lock either takes.
+  insert into trellis.queues (name, created_at, updated_at)
+  select distinct coalesce(x.i->>'queue', 'default'), v_now, v_now
+    from jsonb_array_elements(p_workflows) with ordinality as x(i, n)
+   where x.n = any (v_changed)
+  on conflict (name) do nothing;
 end $$;
 comment on function trellis.workflow_register(jsonb) is
   'Register workflow definitions [{name, version, queue, input_schema?, signals?, hooks?, event_payloads?}]. hooks: the lifecycle hooks the version declares (onComplete, onFail, onCancel, onPause), delivered durably (sql/710_hooks.sql); event_payloads: its events carry output and error. input_schema is the input shape run_start checks inputs against, signals the object of signal name to payload shape signal_send checks against (sql/050_shapes.sql); an item without either keeps the stored one. The most recently first-registered version is the default for starts that name no version.';

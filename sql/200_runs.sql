@@ -1,8 +1,9 @@
 -- 200_runs: starting and claiming runs.
 -- Owns: run_start (_run_start), run_start_claimed, run_claim (with _queue_pick of sql/230_queue_claim.sql for queues with flow control), run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
 -- Touches: trellis.runs (insert; status changes through _run_move), trellis.events
--- (a new run's event), trellis.queues (a start inserts its queue's row on
--- first use), trellis.workflows and trellis.steps (read).
+-- (a new run's event), trellis.queues (a start into a queue other than its
+-- version's default inserts the queue's row on first use), trellis.workflows
+-- and trellis.steps (read).
 -- Lock order: the run, then a new queue row (a start inserts its queue's
 -- row only once its run's insert went through: a repeated key writes
 -- nothing); runs rows in id order (claims take them with SKIP LOCKED).
@@ -155,11 +156,17 @@ begin
                                              p_workflow, v_version, v_bad));
     end if;
   end if;
-  -- The queue's row (sql/220_queues.sql), made on first use with the
-  -- defaults (no flow control): one primary-key probe per start, and the
-  -- insert (after the run's, below) only while the queue has no row.
-  select * into v_qrow from trellis.queues q where q.name = v_queue;
-  v_new_q := not found;
+  -- The queue's row (sql/220_queues.sql). The default queue of the version
+  -- has one from its registration (workflow_register), and a start into it
+  -- reads nothing more, unless it is leased at once (p_worker: the row's
+  -- flow control decides). Any other queue's row is made on first use with
+  -- the defaults (no flow control): one primary-key probe per start, and
+  -- the insert (after the run's, below) only while the queue has no row.
+  v_new_q := false;
+  if p_worker is not null or v_queue is distinct from v_default then
+    select * into v_qrow from trellis.queues q where q.name = v_queue;
+    v_new_q := not found;
+  end if;
   -- A queue with flow control is entered only through its claim: a start
   -- into it is never leased at once.
   v_claim := p_worker is not null and v_run_at <= v_now

@@ -14,8 +14,10 @@
 -- before the count, so a dead worker's slot comes back), the rate window
 -- and its count are on the row. Nothing is counted in a worker. A queue
 -- without options is claimed as before, lock-free. Every queue gets its row
--- on first use: a start into a queue without one inserts it with the
--- defaults (sql/200_runs.sql), so queue_set is needed only to set limits.
+-- on first use, with the defaults: a workflow version's default queue when
+-- the version is registered (sql/100_workflows.sql), any other queue when a
+-- start first names it (sql/200_runs.sql), so queue_set is needed only to
+-- set limits.
 
 -- Whether claims of queue p_name go through _queue_pick.
 create or replace function trellis._queue_limited(q trellis.queues)

@@ -5,6 +5,7 @@
  * an expired lease giving its slot back, and the queue_stats view.
  */
 import assert from 'node:assert/strict';
+import { readFileSync } from 'node:fs';
 import { describe, it } from 'node:test';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
@@ -108,6 +109,45 @@ describe('a queue row on first use', () => {
       a.release();
       b.release();
     }
+  });
+
+  it('a registered version\'s default queue has its row before any start; a start into it reads no queue row, one into another queue probes it', async () => {
+    await q('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'reg', version: '1', queue: 'reg-q' }])]);
+    const { rows } = await q(`select concurrency, key_concurrency, rate_limit, fair, paused from trellis.queues where name = 'reg-q'`);
+    assert.deepEqual(rows, [{ concurrency: null, key_concurrency: null, rate_limit: null, fair: false, paused: false }]);
+    // What the start read of trellis.queues: pg_stat_xact_user_tables before and after it, in one
+    // transaction block (a backend reports its counts only when idle outside one, so they hold still).
+    const c = await fx.db.pool.connect();
+    try {
+      const read = async (): Promise<number> => Number((await c.query(`select coalesce(seq_scan, 0) + coalesce(idx_scan, 0) as n
+                                                                        from pg_stat_xact_user_tables where relid = 'trellis.queues'::regclass`)).rows[0]?.n ?? 0);
+      const scans = async (options: string): Promise<number> => {
+        await c.query('begin');
+        const before = await read();
+        await c.query(`select trellis.run_start('reg', '{}', $1::jsonb)`, [options]);
+        const after = await read();
+        await c.query('commit');
+        return after - before;
+      };
+      assert.equal(await scans('{}'), 0);
+      assert.equal(await scans('{"queue": "reg-q"}'), 0);
+      // Another queue: its first start probes and inserts the row, later ones probe it.
+      assert.ok(await scans('{"queue": "other-q"}') >= 1);
+      assert.equal(await scans('{"queue": "other-q"}'), 1);
+    } finally {
+      c.release();
+    }
+    assert.equal((await q(`select count(*)::int as n from trellis.runs where workflow = 'reg'`)).rows[0].n, 4);
+  });
+
+  it('a version registered again with another default queue gets that queue\'s row; migration 000026 makes the rows of earlier registrations', async () => {
+    await q('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'moved', version: '1', queue: 'old-q' }])]);
+    await q('select trellis.workflow_register($1)', [JSON.stringify([{ name: 'moved', version: '1', queue: 'new-q' }])]);
+    assert.equal((await q(`select count(*)::int as n from trellis.queues where name in ('old-q', 'new-q')`)).rows[0].n, 2);
+    // A registration from before the migration: the workflow's row without its queue's.
+    await q(`delete from trellis.queues where name = 'new-q'`);
+    await q(readFileSync(new URL('../../migrations/committed/000026.sql', import.meta.url), 'utf8'));
+    assert.equal((await q(`select count(*)::int as n from trellis.queues where name = 'new-q'`)).rows[0].n, 1);
   });
 
   it('a start into an existing queue writes nothing to trellis.queues', async () => {
