@@ -9,7 +9,7 @@ import { describe, it } from 'node:test';
 import pg from 'pg';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
-import { NotFoundError, PayloadTooLargeError, SchemaVersionError } from '../../src/errors.ts';
+import { ConfigurationError, NotFoundError, PayloadTooLargeError, SchemaVersionError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
@@ -67,6 +67,38 @@ describe("a client's first start", () => {
       assert.ok((await client.start(big, { s: 'small' })).id);
     } finally {
       await client.close();
+    }
+  });
+
+  it('reads the stored payload limit as run_start does: an integer, a whole number written 40.0, and a value that is no integer is a ConfigurationError that writes nothing', async () => {
+    const sized = defineWorkflow({ name: 'first-sized', input: z.object({ s: z.string() }) }, async () => 'x');
+    // 40.0 as setting_set no longer stores it, but an older Trellis did (and a direct write can).
+    const set = (json: string) => fx.db.pool.query(`insert into trellis.settings (key, value) values ('max_payload_bytes', $1::jsonb)
+                                                    on conflict (key) do update set value = excluded.value`, [json]);
+    try {
+      for (const stored of ['40', '40.0']) {
+        await set(stored);
+        const client = createClient({ pool: fx.db.pool, logger: silentLogger });
+        try {
+          // Over 40 bytes as JSON text: refused by the first start, then by the client itself.
+          await assert.rejects(client.start(sized, { s: 'x'.repeat(40) }), /over the limit of 40 bytes/);
+          await assert.rejects(client.start(sized, { s: 'x'.repeat(40) }), /over the limit of 40 bytes/);
+          assert.ok((await client.start(sized, { s: 'ok' })).id);
+        } finally {
+          await client.close();
+        }
+      }
+      const runs = await runsOf('first-sized');
+      await set('"forty"');
+      const client = createClient({ pool: fx.db.pool, logger: silentLogger });
+      try {
+        await assert.rejects(client.start(sized, { s: 'ok' }), (e: unknown) => e instanceof ConfigurationError && /max_payload_bytes/.test(String(e)));
+        assert.equal(await runsOf('first-sized'), runs);
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await fx.db.pool.query(`delete from trellis.settings where key = 'max_payload_bytes'`);
     }
   });
 
