@@ -177,10 +177,31 @@ async function assertSupportedServer(client: ClientBase): Promise<void> {
   }
 }
 
+/** How many times {@link migrate} runs its transaction when another transaction's catalog write got in its way. */
+const MIGRATE_ATTEMPTS = 5;
+
+/**
+ * Whether an install failed only because another transaction changed the
+ * same catalog row or lock graph at the same time, so running it again
+ * succeeds: PostgreSQL's "tuple concurrently updated" (XX000; a DDL
+ * statement whose catalog row another transaction updated first, e.g. a
+ * GRANT on a trellis function, or on Citus the roles it carries to the
+ * worker nodes for installs into two databases at once), a deadlock or a
+ * serialization failure.
+ */
+function concurrentCatalogWrite(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause ?? error;
+  const code = (cause as { code?: unknown } | undefined)?.code;
+  const message = String((cause as { message?: unknown } | undefined)?.message ?? '');
+  return code === '40P01' || code === '40001' || (code === 'XX000' && /^tuple concurrently (updated|deleted)$/.test(message));
+}
+
 /**
  * Install or upgrade the trellis schema. Safe to call from every replica at
  * boot: concurrent callers wait for each other and all but the first find
- * nothing to do.
+ * nothing to do. Its one transaction is run again (up to 5 times in all,
+ * 25 to 400 ms apart) when another transaction's catalog write got in its way
+ * (see `concurrentCatalogWrite`); any other failure is thrown at once.
  *
  * @example
  * import pg from 'pg';
@@ -190,6 +211,17 @@ async function assertSupportedServer(client: ClientBase): Promise<void> {
 export async function migrate(target: Target, options: MigrateOptions = {}): Promise<MigrateResult> {
   const bundle = options.bundle ?? BUNDLE;
   verifyChain(bundle.migrations);
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await migrateOnce(target, options, bundle);
+    } catch (error) {
+      if (attempt >= MIGRATE_ATTEMPTS || !concurrentCatalogWrite(error)) throw error;
+      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** (attempt - 1) * (0.5 + Math.random() / 2)));
+    }
+  }
+}
+
+async function migrateOnce(target: Target, options: MigrateOptions, bundle: BundledSql): Promise<MigrateResult> {
   return withClient(target, options, async (client, tx) => {
     try {
       await assertSupportedServer(client);

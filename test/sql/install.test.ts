@@ -87,6 +87,35 @@ describe('migrate', () => {
     });
   });
 
+  it('runs its transaction again when another transaction changed a function it replaces meanwhile ("tuple concurrently updated"), and succeeds', async () => {
+    await withEmptyDatabase(async (url, pool) => {
+      await migrate(pool);
+      await pool.query(`update trellis.schema_info set sql_hash = 'older'`);
+      const other = await pool.connect();
+      try {
+        // Another transaction updates run_start's catalog row and stays open: the install's
+        // CREATE OR REPLACE of it waits for that transaction, and fails once it commits.
+        await other.query('begin');
+        await other.query(`alter function trellis.run_start(text, jsonb, jsonb) set work_mem = '1MB'`);
+        const installing = migrate(url);
+        installing.catch(() => undefined);
+        await waitFor(async () => (await pool.query(`select count(*)::int as n from pg_stat_activity
+                                                     where application_name = 'trellis-migrate' and wait_event_type = 'Lock'`)).rows[0].n > 0,
+          { what: 'the install to wait for the other transaction' });
+        await other.query('commit');
+        assert.deepEqual(await installing, { applied: [], functionsApplied: true, newerFunctionsKept: false, version: latestMigration() });
+      } finally {
+        await other.query('rollback').catch(() => undefined);
+        other.release();
+      }
+      // The install's own definition won: run_start has the settings sql/ gives it, not the other transaction's.
+      const { rows } = await pool.query(`select proconfig from pg_proc where oid = 'trellis.run_start(text, jsonb, jsonb)'::regprocedure`);
+      assert.ok(!String(rows[0].proconfig).includes('work_mem'), String(rows[0].proconfig));
+      assert.equal((await pool.query('select sql_hash from trellis.schema_info')).rows[0].sql_hash, functionsHash());
+      await schemaWorks(pool);
+    });
+  });
+
   it('records the revision of sql/ it installed', async () => {
     await withEmptyDatabase(async (_url, pool) => {
       await migrate(pool);

@@ -125,9 +125,12 @@ describe('a queue row on first use', () => {
     try {
       await holder.query('begin');
       await holder.query('lock table trellis.queues in access exclusive mode');
-      await c.query(`set lock_timeout = '300ms'`);
+      // Bounded either way; a start that does not read the table may still wait a moment for another
+      // lock on a busy cluster, one that reads it waits for the holder's rollback.
+      await c.query(`set lock_timeout = '30s'`);
       await c.query(`select trellis.run_start('reg', '{}', '{}')`);
       await c.query(`select trellis.run_start('reg', '{}', '{"queue": "reg-q"}')`);
+      await c.query(`set lock_timeout = '300ms'`);
       // Another queue, even one with its row already: the start probes the row.
       await assert.rejects(c.query(`select trellis.run_start('reg', '{}', '{"queue": "other-q"}')`), { code: '55P03' });
       // Leased at once: the row's flow control decides.
