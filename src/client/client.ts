@@ -13,7 +13,7 @@ import { type Executor, type Queryable, queryRows, toQueryable } from '../db/que
 import { WorkflowRegistry } from '../db/registry.ts';
 import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
-import { runStart, runStartClaimed, runStartFirst, type RunStartOptions } from '../db/runs.ts';
+import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../protocol/serialize.ts';
@@ -519,8 +519,7 @@ export class Client {
   private payloadLimit(db: Queryable = this.pool): Promise<number> {
     if (!this.maxPayloadBytes) {
       const pending = queryRows<{ limit: number; migration: number | null }>(db,
-        `select trellis._setting_int('max_payload_bytes', 1048576) as limit,
-                (select migration from trellis.schema_info) as migration`).then(([row]) => {
+        `select ${PAYLOAD_LIMIT_SQL} as limit, (select migration from trellis.schema_info) as migration`).then(([row]) => {
         checkMigration(row?.migration);
         this.payloadLimitValue = row!.limit;
         return row!.limit;

@@ -31,6 +31,18 @@ export async function runStart(db: Queryable, workflow: string, input: string, o
   return (rows[0] as { id: string }).id;
 }
 
+/**
+ * The payload limit (trellis.settings max_payload_bytes, default 1 MB) as an
+ * SQL expression, read as run_start reads it: a plain integer as it is, and
+ * only another stored value through trellis._setting_int (TR008 for one that
+ * is not an integer), so a fresh session compiles no PL/pgSQL function for
+ * it (−0.4 ms of a new session's first start, issue 18).
+ */
+export const PAYLOAD_LIMIT_SQL = `(select case when v.raw is null then 1048576
+                    when v.raw ~ '^\\s*[0-9]{1,9}\\s*$' then v.raw::integer
+                    else trellis._setting_int('max_payload_bytes', 1048576) end
+     from (select (select st.value #>> '{}' from trellis.settings st where st.key = 'max_payload_bytes') as raw) v)`;
+
 /** What {@link runStartFirst} read besides the start: the payload limit and the schema's migration. */
 export interface FirstStart {
   /** The new run's id; null when the schema is behind `migration` (nothing was started or registered). */
@@ -54,16 +66,8 @@ export async function runStartFirst(db: Queryable, workflow: string, input: stri
   // list: the checks, then the registration, then the start; the CASEs keep
   // both writes from a schema behind.
   const rows = await queryRows<{ max_payload: number; migration: number | null; id: string | null }>(db,
-    // The limit is read as run_start reads it: a plain integer as it is, and
-    // only another stored value through trellis._setting_int (TR008 for one
-    // that is not an integer), so a fresh session compiles no PL/pgSQL
-    // function for it (−0.4 ms of a new session's first start, issue 18).
     `with s as materialized (
-       select case when v.raw is null then 1048576
-                   when v.raw ~ '^\\s*[0-9]{1,9}\\s*$' then v.raw::integer
-                   else trellis._setting_int('max_payload_bytes', 1048576) end as max_payload,
-              (select i.migration from trellis.schema_info i) as migration
-         from (select (select st.value #>> '{}' from trellis.settings st where st.key = 'max_payload_bytes') as raw) v),
+       select ${PAYLOAD_LIMIT_SQL} as max_payload, (select i.migration from trellis.schema_info i) as migration),
      r as materialized (
        select s.*, case when s.migration >= $5 and $4::jsonb is not null
                              and not trellis._workflow_stored($4::jsonb -> 0, trellis.now())

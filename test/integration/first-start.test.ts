@@ -87,14 +87,30 @@ describe("a client's first start", () => {
         } finally {
           await client.close();
         }
+        // A first start inside the caller's transaction reads the limit in a statement of its own.
+        const inTx = createClient({ pool: fx.db.pool, logger: silentLogger });
+        const c = await fx.db.pool.connect();
+        try {
+          await c.query('begin');
+          await assert.rejects(inTx.start(sized, { s: 'x'.repeat(40) }, { tx: c }), /over the limit of 40 bytes/);
+          await c.query('rollback');
+        } finally {
+          c.release();
+          await inTx.close();
+        }
       }
       const runs = await runsOf('first-sized');
       await set('"forty"');
       const client = createClient({ pool: fx.db.pool, logger: silentLogger });
+      const c = await fx.db.pool.connect();
       try {
         await assert.rejects(client.start(sized, { s: 'ok' }), (e: unknown) => e instanceof ConfigurationError && /max_payload_bytes/.test(String(e)));
+        await c.query('begin');
+        await assert.rejects(client.start(sized, { s: 'ok' }, { tx: c }), (e: unknown) => e instanceof ConfigurationError && /max_payload_bytes/.test(String(e)));
+        await c.query('rollback');
         assert.equal(await runsOf('first-sized'), runs);
       } finally {
+        c.release();
         await client.close();
       }
     } finally {
