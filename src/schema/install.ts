@@ -201,7 +201,8 @@ function concurrentCatalogWrite(error: unknown): boolean {
  * boot: concurrent callers wait for each other and all but the first find
  * nothing to do. Its one transaction is run again (up to 5 times in all,
  * 25 to 400 ms apart) when another transaction's catalog write got in its way
- * (see `concurrentCatalogWrite`); any other failure is thrown at once.
+ * (PostgreSQL's "tuple concurrently updated", a deadlock, a serialization
+ * failure); any other failure is thrown at once.
  *
  * @example
  * import pg from 'pg';
