@@ -89,7 +89,7 @@ describe('F4: a lease expiring under a worker still running', () => {
         on s.run_id = e.run_id and s.name = e.step and s.status = 'completed' and e.at > s.finished_at`);
       for (const { run_id } of rows.slice(0, 3)) {
         console.log('# run', run_id, JSON.stringify((await db.pool.query('select attempt, status from trellis.runs where id = $1', [run_id])).rows));
-        console.log('# effects', JSON.stringify((await db.pool.query('select step, attempt, pid, at from public.effects where run_id = $1 order by at', [run_id])).rows));
+        console.log('# effects', JSON.stringify((await db.pool.query('select step, attempt, pid, at, at_earliest from public.effects where run_id = $1 order by at', [run_id])).rows));
         console.log('# steps', JSON.stringify((await db.pool.query('select seq, name, status, attempts, output, started_at, finished_at from trellis.steps where run_id = $1 order by seq', [run_id])).rows));
       }
     }

@@ -36,6 +36,11 @@ describe('the fault harness and its invariant checker', () => {
     await q(`insert into public.effects (exec, run_id, workflow, step, attempt, pid, at)
              select gen_random_uuid(), run_id, 'fh-steps', 'one', 2, 1, finished_at - interval '1 ms'
                from trellis.steps where run_id = $1 and name = 'one'`, [steps[0]]);
+    // A body whose ledger row was written late (its `at` after the completion) though it can
+    // have begun before it (`at_earliest`): run again, but not after the completion.
+    await q(`insert into public.effects (exec, run_id, workflow, step, attempt, pid, at, at_earliest)
+             select gen_random_uuid(), run_id, 'fh-steps', 'three', 2, 1, finished_at + interval '1 second', finished_at - interval '1 ms'
+               from trellis.steps where run_id = $1 and name = 'three'`, [steps[1]]);
     // One signal's payload came to both waits.
     await q(`update trellis.runs set output = '{"got":[1,1]}' where id = $1`, [signal]);
     // A run of a workflow that may not fail, failed; another wrong output.
@@ -45,7 +50,7 @@ describe('the fault harness and its invariant checker', () => {
     const report = await checkInvariants(fx.db.pool, { exactlyOnce: true });
     assert.deepEqual(report, {
       runs: 5, notEnded: 0, failedWrongly: 1, wrongOutput: 1,
-      completedStepsRerun: 2, bodiesRunAgain: 3, notExactlyOnce: 3, staleWrites: 1,
+      completedStepsRerun: 2, bodiesRunAgain: 4, notExactlyOnce: 4, staleWrites: 1,
       timersEarly: 1, timersFiredTwice: 1, signalsConsumedTwice: 1, signalsLost: 0,
     });
     assert.throws(() => assertClean(report, 'planted'), /invariants broken/);

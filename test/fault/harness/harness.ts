@@ -27,12 +27,16 @@ export function scale<T>(quick: T, full: T): T {
   return FULL ? full : quick;
 }
 
-/** The ledger: one row per execution of a step body (run, step, attempt, pid, when it began on the server's clock). */
+/**
+ * The ledger: one row per execution of a step body (run, step, attempt, pid,
+ * when it began on the server's clock: `at`, and `at_earliest`, a time it
+ * cannot have begun before; see record() in worker-main.ts).
+ */
 export async function createLedger(pool: pg.Pool): Promise<void> {
   await pool.query(`create table if not exists public.effects (
     exec uuid primary key, run_id uuid not null, workflow text not null, step text not null,
     attempt int not null, pid int not null, worker text, info jsonb,
-    at timestamptz not null default clock_timestamp())`);
+    at timestamptz not null default clock_timestamp(), at_earliest timestamptz)`);
   await pool.query('create index if not exists effects_run_step_idx on public.effects (run_id, step)');
 }
 

@@ -25,7 +25,10 @@ export interface Report {
   failedWrongly: number;
   /** fh-steps runs whose output is not n + 3. */
   wrongOutput: number;
-  /** Step bodies that began after that step's completion committed (a completed step run again). */
+  /**
+   * Step bodies that began after that step's completion committed (a completed
+   * step run again), by the earliest time each can have begun (`at_earliest`).
+   */
   completedStepsRerun: number;
   /** (run, step) pairs whose body ran more than once (allowed after a crash before the checkpoint). */
   bodiesRunAgain: number;
@@ -64,7 +67,7 @@ export async function checkInvariants(pool: pg.Pool, options: InvariantOptions =
     wrongOutput: await one(`select count(*)::int as n from trellis.runs where workflow = 'fh-steps' and status = 'completed'
       and (output->>'v')::int is distinct from (input->>'n')::int + 3`),
     completedStepsRerun: await one(`select count(*)::int as n from public.effects e
-      join (${completedSteps}) s on s.run_id = e.run_id and s.name = e.step where e.at > s.finished_at`),
+      join (${completedSteps}) s on s.run_id = e.run_id and s.name = e.step where coalesce(e.at_earliest, e.at) > s.finished_at`),
     bodiesRunAgain: await one(`select count(*)::int as n from (select 1 from public.effects
       group by run_id, step having count(*) > 1) t`),
     notExactlyOnce: options.exactlyOnce ? await one(`select count(*)::int as n from (${completedSteps}) s

@@ -38,17 +38,27 @@ async function record(s: StepContext, workflow: string, step: string, info: unkn
   const exec = randomUUID();
   // `at` is when the body began, on the server's clock: the insert's time
   // less how long it waited here (for a ledger connection, a stopped
-  // process), measured once the connection is ours.
+  // process), measured once the connection is ours. The insert runs some
+  // time after it was sent (the network, a busy server, a process stopped
+  // before its write left), so `at` may be late by up to the round trip:
+  // `at_earliest` is `at` less the whole round trip, a time the body cannot
+  // have begun before. A check that a body began after some commit uses
+  // it (completedStepsRerun: a late `at` read as a body begun after another
+  // process completed the step, F4 on a loaded CI machine); a check that it
+  // began before one uses `at`.
   const begun = performance.now();
   for (let tries = 0; ; tries++) {
     try {
       const c = await ledger.connect();
       let broken: Error | undefined;
       try {
+        const sent = performance.now();
         await c.query(`insert into public.effects (exec, run_id, workflow, step, attempt, pid, worker, info, at)
           values ($1, $2, $3, $4, $5, $6, $7, $8, clock_timestamp() - make_interval(secs => $9::float8 / 1000))
           on conflict (exec) do nothing`,
-        [exec, s.runId, workflow, step, s.attempt, process.pid, process.env.WORKER_ID, JSON.stringify(info), performance.now() - begun]);
+        [exec, s.runId, workflow, step, s.attempt, process.pid, process.env.WORKER_ID, JSON.stringify(info), sent - begun]);
+        const roundTrip = performance.now() - sent;
+        await c.query('update public.effects set at_earliest = at - make_interval(secs => $2::float8 / 1000) where exec = $1', [exec, roundTrip]);
       } catch (error) {
         broken = error as Error;
         throw error;
