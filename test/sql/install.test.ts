@@ -100,7 +100,8 @@ describe('migrate', () => {
         const installing = migrate(url);
         installing.catch(() => undefined);
         await waitFor(async () => (await pool.query(`select count(*)::int as n from pg_stat_activity
-                                                     where application_name = 'trellis-migrate' and wait_event_type = 'Lock'`)).rows[0].n > 0,
+                                                     where datname = current_database() and application_name = 'trellis-migrate'
+                                                       and wait_event_type = 'Lock'`)).rows[0].n > 0,
           { what: 'the install to wait for the other transaction' });
         await other.query('commit');
         assert.deepEqual(await installing, { applied: [], functionsApplied: true, newerFunctionsKept: false, version: latestMigration() });

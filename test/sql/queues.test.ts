@@ -125,8 +125,8 @@ describe('a queue row on first use', () => {
     try {
       await holder.query('begin');
       await holder.query('lock table trellis.queues in access exclusive mode');
-      // Bounded either way; a start that does not read the table may still wait a moment for another
-      // lock on a busy cluster, one that reads it waits for the holder's rollback.
+      // A start that does not read the table may still wait a moment for another lock on a busy
+      // cluster: 30 s for it (one that read the table would fail here with 55P03 after them).
       await c.query(`set lock_timeout = '30s'`);
       await c.query(`select trellis.run_start('reg', '{}', '{}')`);
       await c.query(`select trellis.run_start('reg', '{}', '{"queue": "reg-q"}')`);
