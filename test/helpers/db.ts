@@ -100,7 +100,20 @@ async function citusNodes(name: string): Promise<{ drop(): Promise<void> }> {
     ${workers.map((w) => `select citus_add_node('${w.hostname}', ${w.port});`).join('\n')}`);
   return {
     async drop() {
-      for (const w of workers) await on(w, `drop database if exists ${name} with (force)`);
+      for (const w of workers) {
+        // FORCE ends the sessions, not a prepared transaction of a distributed commit that Citus
+        // has yet to resolve on this node ("is being accessed by other users", 55006, seen in a
+        // full test:citus run): its maintenance daemon resolves those within seconds.
+        for (let tries = 0; ; tries++) {
+          try {
+            await on(w, `drop database if exists ${name} with (force)`);
+            break;
+          } catch (error) {
+            if ((error as { code?: string }).code !== '55006' || tries >= 40) throw error;
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }
+      }
     },
   };
 }
