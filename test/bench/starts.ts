@@ -20,9 +20,6 @@ import { silentLogger } from '../../src/protocol/logger.ts';
 import type { BenchConfig } from './config.ts';
 import { graphileLogger } from './peers/graphile-worker.ts';
 import { findPgbench, runPgbench } from './peers/pgbench.ts';
-import { writeFileSync } from 'node:fs';
-import { tmpdir } from 'node:os';
-import { join } from 'node:path';
 import { costBetween, readCounters, type BenchServer } from './server.ts';
 import { fmt } from './stats.ts';
 
@@ -92,9 +89,8 @@ export async function startsFamily(server: BenchServer, cfg: BenchConfig): Promi
     // server does with no Node client beside it on the machine's cores.
     const binary = findPgbench();
     if (binary) {
-      const script = join(tmpdir(), `trellis-starts-${process.pid}.sql`);
       // pgbench reads ":name" as a variable: no colon directly before a word.
-      writeFileSync(script, `select trellis.run_start('bench-start', '{"i": 0}', '{"input_checked": true, "coalesce_notify": true}');\n`);
+      const script = `select trellis.run_start('bench-start', '{"i": 0}', '{"input_checked": true, "coalesce_notify": true}');\n`;
       const meter = new pg.Client({ connectionString: url });
       await meter.connect();
       try {

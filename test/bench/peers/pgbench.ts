@@ -6,7 +6,7 @@
  * ships it in postgresql-15 as /usr/lib/postgresql/15/bin/pgbench).
  */
 import { execFileSync, spawnSync } from 'node:child_process';
-import { existsSync, readdirSync, writeFileSync } from 'node:fs';
+import { existsSync, readdirSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import pg from 'pg';
@@ -43,14 +43,13 @@ export async function pgbench(server: BenchServer, seconds: number): Promise<Pgb
   try {
     await c.query(`create table jobs (id bigserial primary key, status text not null, payload jsonb not null,
                                       created_at timestamptz not null default now(), done_at timestamptz)`);
-    const script = join(tmpdir(), `trellis-pgbench-${process.pid}.sql`);
-    writeFileSync(script, [
+    const script = [
       'begin;',
       `insert into jobs (status, payload) values ('pending', '{}') returning id \\gset`,
       `update jobs set status = 'done', done_at = now() where id = :id;`,
       'commit;',
       '',
-    ].join('\n'));
+    ].join('\n');
     const clients = 16;
     const { tps, walSyncs, secs } = await runPgbench(binary, url, script, clients, seconds, c);
     return { tps, clients, seconds, walSyncsPerS: walSyncs / secs, binary };
@@ -63,16 +62,24 @@ export async function pgbench(server: BenchServer, seconds: number): Promise<Pgb
 }
 
 /**
- * Run one pgbench script file from `clients` clients for `seconds` (prepared
+ * Run one pgbench script (its text, written to a temporary file removed
+ * afterwards) from `clients` clients for `seconds` (prepared
  * statements, 2 threads) against `url`: its transactions per second, the
  * transactions it completed, and the server's WAL flushes in the window
  * (read through `meter`, a connection to the same server).
  */
 export async function runPgbench(binary: string, url: string, script: string, clients: number, seconds: number,
   meter: pg.ClientBase): Promise<{ tps: number; transactions: number; walSyncs: number; secs: number }> {
+  const file = join(tmpdir(), `trellis-pgbench-${process.pid}-${Date.now()}.sql`);
+  writeFileSync(file, script);
+  let out: string;
   const start = await readCounters(meter);
-  const out = execFileSync(binary, ['-n', '-c', String(clients), '-j', '2', '-T', String(seconds), '-M', 'prepared', '-f', script, url],
-    { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  try {
+    out = execFileSync(binary, ['-n', '-c', String(clients), '-j', '2', '-T', String(seconds), '-M', 'prepared', '-f', file, url],
+      { encoding: 'utf8', stdio: ['ignore', 'pipe', 'pipe'] });
+  } finally {
+    rmSync(file, { force: true });
+  }
   const end = await readCounters(meter);
   const cost = await costBetween(meter, start, end);
   const tps = Number(/tps = ([\d.]+) \(without initial connection time\)/.exec(out)?.[1] ?? Number.NaN);
