@@ -49,6 +49,18 @@ async function clockTo(iso: string): Promise<void> {
   await env.advance(ms);
 }
 
+/**
+ * Move the virtual clock to the middle of a `stepMs` period. The virtual clock
+ * is the real one plus an offset, so real time passes under a test; begun at a
+ * period's middle, a test's own real time cannot carry it across a tick
+ * boundary it did not move the clock over (CI once saw 3 runs of two ticks, the
+ * test having begun a moment before a minute's end).
+ */
+async function midPeriod(stepMs: number): Promise<void> {
+  const now = (await env.now()).getTime();
+  await env.advance(Math.floor(now / stepMs) * stepMs + stepMs + stepMs / 2 - now);
+}
+
 /** Tick boundaries of `stepMs` after `from`, `count` of them. */
 function boundaries(from: Date, stepMs: number, count: number): string[] {
   const first = Math.floor(from.getTime() / stepMs) * stepMs + stepMs;
@@ -57,6 +69,7 @@ function boundaries(from: Date, stepMs: number, count: number): string[] {
 
 describe('client.schedules', () => {
   it('stores the next tick, so select * from trellis.schedules shows what fires next', async () => {
+    await midPeriod(HOUR);
     const now = await env.now();
     const row = await env.client.schedules.set('show-next', { cron: '0 * * * *', workflow: job, input: { n: 1 } });
     assert.equal(row.nextAt?.toISOString(), boundaries(now, HOUR, 1)[0]);
@@ -68,6 +81,7 @@ describe('client.schedules', () => {
   });
 
   it('a virtual clock advancing 3 days sees exactly the expected ticks of an hourly and a daily schedule', async () => {
+    await midPeriod(HOUR);
     const now = await env.now();
     await env.client.schedules.set('three-days-hourly', { cron: '0 * * * *', workflow: job, input: { n: 1 }, overlap: 'allow', catchUp: 1000 });
     await env.client.schedules.set('three-days-daily', { cron: '0 7 * * *', timeZone: 'UTC', workflow: job, input: { n: 2 }, overlap: 'allow', catchUp: 1000 });
@@ -89,6 +103,7 @@ describe('client.schedules', () => {
   });
 
   it('after an hour with no tick, catch-up 0 starts the latest tick only, catch-up 3 three missed ones too, 1000 all twelve', async () => {
+    await midPeriod(5 * 60_000);
     const now = await env.now();
     for (const n of [0, 3, 1000]) {
       await env.client.schedules.set(`catch-up-${n}`, { cron: '*/5 * * * *', workflow: job, input: { n }, overlap: 'allow', catchUp: n });
@@ -113,6 +128,7 @@ describe('catch-up under each overlap policy (overlap is judged against the run 
   const POLICIES = ['skip', 'bufferOne', 'cancelPrevious'] as const;
 
   it('with no run unfinished, catch-up 2 starts the latest tick and the two missed before it under skip, bufferOne and cancelPrevious', async () => {
+    await midPeriod(5 * 60_000);
     const now = await env.now();
     for (const overlap of POLICIES) {
       await env.client.schedules.set(`catch-up-${overlap}`, { cron: '*/5 * * * *', workflow: job, input: { n: 1 }, overlap, catchUp: 2 });
@@ -132,6 +148,7 @@ describe('catch-up under each overlap policy (overlap is judged against the run 
   });
 
   it('with the last run still waiting, a catch-up is skipped whole (skip), buffers its latest tick (bufferOne), or cancels that run and starts every tick (cancelPrevious)', async () => {
+    await midPeriod(5 * 60_000);
     for (const overlap of POLICIES) {
       await env.client.schedules.set(`busy-${overlap}`, { cron: '*/5 * * * *', workflow: held, input: {}, overlap, catchUp: 2 });
     }
@@ -170,6 +187,7 @@ describe('catch-up under each overlap policy (overlap is judged against the run 
 describe('overlap policies (a tick while the last run still waits)', () => {
   /** Set an every-minute schedule of `held`, let two ticks come; returns the runs it started, in tick order. */
   async function twoTicks(name: string, overlap: 'skip' | 'allow' | 'bufferOne' | 'cancelPrevious') {
+    await midPeriod(60_000);
     await env.client.schedules.set(name, { cron: '* * * * *', workflow: held, input: {}, overlap });
     await env.advance('1 minute');
     await ticked(name);
@@ -222,6 +240,7 @@ describe('overlap policies (a tick while the last run still waits)', () => {
 
 describe('pause, resume, end date, jitter, SQL', () => {
   it('a paused schedule starts nothing; resumed, it fires from the next tick after now', async () => {
+    await midPeriod(10 * 60_000);
     await env.client.schedules.set('paused-one', { cron: '*/10 * * * *', workflow: job, input: { n: 3 }, catchUp: 1000, overlap: 'allow' });
     await env.client.schedules.pause('paused-one');
     await env.advance('1 hour');
@@ -237,6 +256,7 @@ describe('pause, resume, end date, jitter, SQL', () => {
   });
 
   it('stops at its end date and shows no next tick', async () => {
+    await midPeriod(HOUR);
     const now = await env.now();
     const endsAt = new Date(now.getTime() + 2.5 * HOUR);
     await env.client.schedules.set('ending', { cron: '0 * * * *', workflow: job, input: { n: 4 }, catchUp: 1000, overlap: 'allow', endsAt });
@@ -250,6 +270,7 @@ describe('pause, resume, end date, jitter, SQL', () => {
   });
 
   it('jitter delays each run by a fixed fraction of it, within the jitter', async () => {
+    await midPeriod(HOUR);
     await env.client.schedules.set('jittery', { cron: '0 * * * *', workflow: job, input: { n: 5 }, catchUp: 1000, overlap: 'allow', jitter: '10 minutes' });
     await env.advance('4 hours');
     await ticked('jittery');
@@ -262,6 +283,7 @@ describe('pause, resume, end date, jitter, SQL', () => {
   });
 
   it('a schedule written with plain SQL gets its next tick from the ticker and fires', async () => {
+    await midPeriod(HOUR);
     const now = await env.now();
     await sql(`select trellis.schedule_set('from-sql', '{"cron": "0 * * * *", "workflow": "job", "input": {"n": 6}}')`);
     await ticked('from-sql');
