@@ -43,6 +43,7 @@ returns setof trellis.runs language plpgsql as $$
 declare
   v_now    timestamptz := trellis.now();
   v_outbox boolean := trellis._outbox_on();
+  v_xid    xid8;
   -- Whether any version declares hooks or event payloads: if none does,
   -- the moves need no look-up of their version (the hot path).
   v_declared boolean := exists (select 1 from trellis.workflows w where cardinality(w.hooks) > 0 or w.event_payloads);
@@ -52,6 +53,10 @@ begin
   if cardinality(p_moves) is null or cardinality(p_moves) = 0 then
     return;
   end if;
+  -- The transaction's id for its events, read here and not by the column's
+  -- default: on a distributed schema a statement pushed down to the shards
+  -- would evaluate the default on a worker node (decision 0030).
+  v_xid := pg_catalog.pg_current_xact_id();
   -- With no version declaring hooks or event payloads (v_declared), the
   -- statement has no hook CTEs: a single-run move (a start's claim, the
   -- hand-off, a one-run checkpoint) pays for every table and index a
@@ -82,11 +87,11 @@ begin
        where r.id = m.run and t.from_status = r.status
       returning r as run, t.from_status, t.event, t.recorded, m.body),
     events as (
-      insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+      insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid)
       select (x.run).bucket, (x.run).id, (x.run).workflow, (x.run).version, (x.run).key, x.event, (x.run).attempt,
              jsonb_build_object('from', x.from_status, 'to', (x.run).status, 'execution', (x.run).execution)
                || coalesce(x.body, '{}'),
-             v_now
+             v_now, v_xid
         from moved x
        where v_outbox and x.recorded)
     select (x.run).* from moved x;
@@ -121,7 +126,7 @@ begin
        where v_declared and (x.run).status in ('completed', 'failed', 'cancelled', 'paused')
          and (cardinality(w.hooks) > 0 or w.event_payloads)),
     events as (
-      insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+      insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid)
       select (x.run).bucket, (x.run).id, (x.run).workflow, (x.run).version, (x.run).key, x.event, (x.run).attempt,
              jsonb_build_object('from', x.from_status, 'to', (x.run).status, 'execution', (x.run).execution)
                || coalesce(x.body, '{}')
@@ -129,7 +134,7 @@ begin
                        when (x.run).status = 'completed' then jsonb_build_object('output', (x.run).output)
                        when (x.run).error is not null then jsonb_build_object('error', (x.run).error)
                        else '{}'::jsonb end,
-             v_now
+             v_now, v_xid
         from moved x left join hooked h on (h.run).id = (x.run).id
        where v_outbox and x.recorded),
     hooks as (

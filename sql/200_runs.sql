@@ -225,9 +225,9 @@ begin
     perform trellis._raise('TR004', format('illegal run transition: a new run cannot be %s', v_status));
   end if;
   if v_outbox then
-    insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+    insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid)
     values (v_bucket, v_id, p_workflow, v_version, v_key, 'started', case when v_claim then 1 else 0 end,
-            jsonb_build_object('to', v_status, 'execution', 1), v_now);
+            jsonb_build_object('to', v_status, 'execution', 1), v_now, pg_catalog.pg_current_xact_id());
   end if;
   -- The wake-up gate (sql/210_wakeups.sql): a start that commits at once
   -- (coalesce_notify) holds its queue's gate shared and skips the NOTIFY

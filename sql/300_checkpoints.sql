@@ -243,6 +243,10 @@ declare
   -- trellis.workflows ("cannot execute a distributed query from a query on
   -- a shard", docs/scaling.md).
   v_payloads text[];
+  -- The events' transaction id, read here: Citus pushes the insert below down
+  -- to the shards, where the column's default would give a worker node's
+  -- transaction id (decision 0030).
+  v_xid      xid8 := pg_catalog.pg_current_xact_id();
 begin
   if v_declared then
     v_payloads := array(select w.name || pg_catalog.chr(31) || w.version from trellis.workflows w where w.event_payloads);
@@ -260,14 +264,14 @@ begin
            finished_at = excluded.finished_at, delivered = excluded.delivered
      where s.status in ('running', 'waiting', 'retrying') and s.name = excluded.name
     returning s.bucket, s.run_id, s.execution, s.seq, s.name, s.kind, s.status, s.output, s.error, s.attempts)
-  insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+  insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid)
   select st.bucket, st.run_id, r.workflow, r.version, r.key, 'step_' || st.status, r.attempt,
          jsonb_build_object('seq', st.seq, 'name', st.name, 'attempts', st.attempts, 'execution', st.execution)
            || case when v_payloads is null or not (r.workflow || pg_catalog.chr(31) || r.version) = any (v_payloads)
                    then '{}'::jsonb
                    when st.status = 'completed' then jsonb_build_object('output', st.output)
                    else jsonb_build_object('error', st.error) end,
-         v_now
+         v_now, v_xid
     from recorded st
     join trellis.runs r on r.bucket = st.bucket and r.id = st.run_id
    where v_outbox and st.kind = 'step' and st.status in ('completed', 'failed');

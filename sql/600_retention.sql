@@ -110,10 +110,15 @@ create or replace function trellis._delete_runs(p_ids uuid[])
 returns integer language plpgsql as $$
 declare
   v_now timestamptz := trellis.now();
+  v_xid xid8;
 begin
   if p_ids is null or cardinality(p_ids) = 0 then
     return 0;
   end if;
+  -- The purged events' transaction id, read here, not by a default a
+  -- distributed plan could evaluate on a worker node (decision 0030); after
+  -- the return above, so a call with nothing to delete takes no id.
+  v_xid := pg_catalog.pg_current_xact_id();
   with gone as (
     delete from trellis.runs where id = any (p_ids)
     returning bucket, id, workflow, version, key, attempt, status, execution),
@@ -129,9 +134,9 @@ begin
   orphans as (
     update trellis.runs c set parent_run_id = null
      where c.parent_run_id = any (p_ids) and c.id <> all (p_ids))
-  insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at)
+  insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid)
   select gone.bucket, gone.id, gone.workflow, gone.version, gone.key, 'purged', gone.attempt,
-         jsonb_build_object('from', gone.status, 'execution', gone.execution), v_now
+         jsonb_build_object('from', gone.status, 'execution', gone.execution), v_now, v_xid
     from gone
    where trellis._outbox_on()
    order by gone.id;

@@ -84,12 +84,62 @@ comment on function trellis._event_filter(jsonb) is
   'Parse an event filter {workflows?: text[], kinds?: text[], run_id?: uuid}; TR001 for anything else.';
 
 -- The horizon: events of transactions below it are final.
+-- On a distributed schema (Citus, decision 0030) every event carries the
+-- coordinator's transaction id (its writers read pg_current_xact_id()
+-- themselves rather than leave it to the column's default, which a statement
+-- pushed down to the shards would evaluate on a worker node), so the
+-- coordinator's horizon orders them. One more wait: a transaction that wrote
+-- to more than one worker node commits in two phases, and its rows become
+-- visible on a node only at that node's COMMIT PREPARED, after the
+-- coordinator's own commit has moved the horizon past it. Citus records
+-- each such prepared part in pg_dist_transaction, a row written by the
+-- coordinator's transaction itself (so its xmin is that transaction's id),
+-- until its recovery finds the part gone. The horizon is held below the
+-- oldest transaction with a part still prepared on a worker node: the
+-- nodes' prepared transactions are read after this snapshot was taken, so a
+-- part not among them was committed (or rolled back) before the events are
+-- read. A node that does not answer raises 08006 (a connection failure,
+-- which clients retry): the cursor cannot tell what is safe to pass.
 create or replace function trellis._events_horizon()
-returns xid8 language sql stable as $$
-  select pg_snapshot_xmin(pg_current_snapshot())
-$$;
+returns xid8 language plpgsql stable as $$
+declare
+  v_snapshot pg_snapshot := pg_catalog.pg_current_snapshot();
+  v_horizon  xid8 := pg_catalog.pg_snapshot_xmin(v_snapshot);
+  v_next     bigint;
+  v_prepared text[];
+  v_held     xid8;
+begin
+  -- The distributed setting on one node (test/sql/distributed-mode.test.ts)
+  -- has no worker nodes: nothing is prepared elsewhere.
+  if not trellis._distributed() or pg_catalog.to_regclass('pg_catalog.pg_dist_transaction') is null then
+    return v_horizon;
+  end if;
+  execute $q$
+    select coalesce(array_agg(g.gid), '{}'), bool_and(w.success)
+      from run_command_on_workers(
+             'select coalesce(string_agg(gid, chr(31)), '''') from pg_catalog.pg_prepared_xacts where database = current_database()') w
+      left join lateral unnest(case when w.success and w.result <> '' then string_to_array(w.result, chr(31)) end) as g(gid) on true$q$
+    into v_prepared;
+  if v_prepared is null then
+    -- Class 08, as the lost connection it is: clients and connectors retry.
+    raise exception 'trellis: a worker node did not say which transactions are prepared on it; read the events again'
+      using errcode = '08006';
+  end if;
+  if cardinality(v_prepared) = 0 then
+    return v_horizon;
+  end if;
+  -- xmin is a 32-bit transaction id: widened against the snapshot's xmax,
+  -- which every transaction this snapshot sees as committed is below.
+  v_next := pg_catalog.pg_snapshot_xmax(v_snapshot)::text::bigint;
+  execute $q$
+    select min(($1 - (($1 % 4294967296) - t.xmin::text::bigint + 4294967296) % 4294967296)::text::xid8)
+      from pg_catalog.pg_dist_transaction t
+     where t.gid = any ($2)$q$
+    into v_held using v_next, v_prepared;
+  return least(v_horizon, v_held);
+end $$;
 comment on function trellis._events_horizon() is
-  'The oldest transaction id still running as this snapshot sees it: every event below it is committed or gone for good.';
+  'The oldest transaction id still running as this snapshot sees it: every event below it is committed or gone for good. On a distributed schema, also below the oldest transaction whose two-phase commit is still prepared on a worker node.';
 
 create or replace function trellis._events_after(p_xid xid8, p_id bigint, p_limit integer, p_filter jsonb)
 returns table (cursor text, run_id uuid, workflow text, version text, key text, kind text,

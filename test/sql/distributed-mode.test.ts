@@ -9,6 +9,7 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { describe, it } from 'node:test';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const fx = useFreshDatabase({
   setUp: async () => {
@@ -140,5 +141,15 @@ describe('the distributed paths on one node', () => {
     const keys = await sql('select distinct concurrency_key from trellis.runs where id = any ($1::uuid[])', [first.map((r) => r.id)]);
     assert.equal(keys.length, 2);
     assert.equal((await claim('dq-f', 10)).length, 0);
+  });
+
+  it('reads the outbox with the cursor\'s horizon (no worker nodes here: nothing is prepared elsewhere)', async () => {
+    const [{ id }] = await sql(`select trellis.run_start('w', '{}', '{"queue":"dq-outbox","key":"outbox"}') as id`);
+    // Other files' open transactions on the server hold the horizon back for a moment.
+    const events = await waitFor(async () => {
+      const rows = await sql(`select run_id, kind from trellis.events_read(null, 10000, '{}') where run_id = $1`, [id]);
+      return rows.length ? rows : undefined;
+    }, { what: 'the started event' });
+    assert.deepEqual(events, [{ run_id: id, kind: 'started' }]);
   });
 });

@@ -6,6 +6,7 @@
  */
 import assert from 'node:assert/strict';
 import { beforeEach, describe, it } from 'node:test';
+import { readdir, readFile } from 'node:fs/promises';
 import pg from 'pg';
 import { waitFor } from '../helpers/wait.ts';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
@@ -107,6 +108,60 @@ describe('events_read', () => {
     await start();
     assert.deepEqual(await sql('select * from trellis.events'), []);
     await assert.rejects(sql(`select trellis.setting_set('events', '1')`), { code: 'TR001' });
+  });
+});
+
+describe('the transaction id of an event', () => {
+  /** Run `body` in one transaction of its own; returns that transaction's id. */
+  async function inTransaction(body: (c: pg.PoolClient) => Promise<unknown>): Promise<string> {
+    const c = await fx.db.pool.connect();
+    try {
+      await c.query('begin');
+      const { rows: [{ xid }] } = await c.query('select pg_current_xact_id()::text as xid');
+      await body(c);
+      await c.query('commit');
+      return xid as string;
+    } finally {
+      c.release();
+    }
+  }
+
+  it('is the id of the transaction that wrote it, for every writer: a start, a step, a move and a purge, over many buckets', async () => {
+    // Keyed runs land in different buckets (on Citus, shards on different worker
+    // nodes): the writers' statements are pushed down there, where the column's
+    // default would read a worker node's transaction id, not this transaction's.
+    const keys = Array.from({ length: 8 }, (_, i) => `xid-${i}`);
+    const xidsOf = async () => Object.fromEntries((await sql(
+      `select kind, array_agg(distinct xid::text) as xids, count(*)::int as n from trellis.events group by kind`))
+      .map((r) => [r.kind, { xids: r.xids, n: r.n }]));
+    const started = await inTransaction(async (c) => {
+      for (const key of keys) await c.query(`select trellis.run_start('w', '{}', $1)`, [JSON.stringify({ key, queue: 'nobody' })]);
+    });
+    const held = await sql(`select id, lease_token, execution from trellis.run_claim('xid', '{nobody}', '{w}', '{1}', 10, '30 seconds')`);
+    assert.equal(held.length, keys.length);
+    const checkpointed = await inTransaction((c) => c.query('select * from trellis.checkpoint_apply($1)', [JSON.stringify(held.flatMap((r) => [
+      { op: 'step', run: r.id, token: r.lease_token, execution: r.execution, seq: 1, name: 's', kind: 'step', status: 'completed', output: '1', attempts: 1, ms: 1 },
+      { op: 'complete', run: r.id, token: r.lease_token, execution: r.execution, output: '1' },
+    ]))]));
+    assert.deepEqual(await xidsOf(), {
+      started: { xids: [started], n: keys.length },
+      step_completed: { xids: [checkpointed], n: keys.length },
+      completed: { xids: [checkpointed], n: keys.length },
+    });
+    await sql(`select trellis.clock_advance('2 hours')`);
+    const purged = await inTransaction((c) => c.query(`select trellis.run_purge('1 hour')`));
+    assert.deepEqual(await xidsOf(), { purged: { xids: [purged], n: keys.length } });
+  });
+
+  it('is written by every insert into trellis.events in sql/, never left to the column\'s default', async () => {
+    const dir = new URL('../../sql/', import.meta.url);
+    const inserts: string[] = [];
+    for (const file of (await readdir(dir)).filter((f) => f.endsWith('.sql'))) {
+      const text = await readFile(new URL(file, dir), 'utf8');
+      for (const m of text.matchAll(/insert\s+into\s+trellis\.events\s*\(([^)]*)\)/gi)) inserts.push(`${file}: ${m[1]!.replace(/\s+/g, ' ')}`);
+    }
+    assert.ok(inserts.length >= 5, `the writers found: ${inserts.join('; ')}`);
+    assert.deepEqual(inserts.filter((i) => !/\bxid\b/.test(i.split(': ')[1]!)), []);
   });
 });
 
