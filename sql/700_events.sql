@@ -107,6 +107,7 @@ declare
   v_horizon  xid8 := pg_catalog.pg_snapshot_xmin(v_snapshot);
   v_next     bigint;
   v_prepared text[];
+  v_answered boolean;
   v_held     xid8;
 begin
   -- The distributed setting on one node (test/sql/distributed-mode.test.ts)
@@ -119,8 +120,9 @@ begin
       from run_command_on_workers(
              'select coalesce(string_agg(gid, chr(31)), '''') from pg_catalog.pg_prepared_xacts where database = current_database()') w
       left join lateral unnest(case when w.success and w.result <> '' then string_to_array(w.result, chr(31)) end) as g(gid) on true$q$
-    into v_prepared;
-  if v_prepared is null then
+    into v_prepared, v_answered;
+  -- (Null: no worker nodes, a cluster of one node: nothing is prepared elsewhere.)
+  if v_answered is false then
     -- Class 08, as the lost connection it is: clients and connectors retry.
     raise exception 'trellis: a worker node did not say which transactions are prepared on it; read the events again'
       using errcode = '08006';

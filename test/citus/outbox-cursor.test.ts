@@ -88,6 +88,18 @@ describe('events_read on a cluster', () => {
     }
   });
 
+  it('fails the read with 08006 (a connection failure, which clients retry) while a worker node does not answer', async () => {
+    // This database's own metadata points one worker node at a port nothing listens on.
+    const [node] = await sql(`select nodeid, nodename, nodeport from pg_dist_node where noderole = 'primary' and groupid > 0 order by nodeid limit 1`);
+    await sql(`select citus_update_node($1, $2, 1)`, [node.nodeid, node.nodename]);
+    try {
+      await assert.rejects(read(null), (e: { code?: string; message?: string }) => e.code === '08006' && /worker node/.test(e.message ?? ''));
+    } finally {
+      await sql(`select citus_update_node($1, $2, $3)`, [node.nodeid, node.nodename, node.nodeport]);
+    }
+    assert.ok(Array.isArray(await read(null)), 'read again once the node answers');
+  });
+
   it('holds nothing back with no transaction prepared: the horizon is the coordinator\'s own', async () => {
     const [{ same }] = await sql(`select trellis._events_horizon() = pg_snapshot_xmin(pg_current_snapshot()) as same`);
     assert.equal(same, true);
