@@ -487,7 +487,7 @@ export class Client {
    * }
    */
   events(options: EventsOptions & ReadOptions = {}): AsyncGenerator<RunEvent> {
-    return readEvents(this.reads.pinned(options), options);
+    return readEvents(this.reads.pinned(options), options, this.log);
   }
 
   /**
@@ -502,7 +502,7 @@ export class Client {
    * }
    */
   eventConsumer(name: string, options: ConsumerOptions = {}): Promise<EventConsumer> {
-    return EventConsumer.open(this.pool, name, options);
+    return EventConsumer.open(this.pool, name, options, this.log);
   }
 
   /** The caller's transaction or the pool, as engine statements use it (unprepared if so configured). */

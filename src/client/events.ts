@@ -5,8 +5,10 @@
  */
 import { consumerAck, consumerCreate, consumerDrop, consumerRead, type EventFilter, eventsRead, type RunEvent } from '../db/events.ts';
 import type { Queryable } from '../db/queryable.ts';
+import { isTransient, transientDelay } from '../db/transient.ts';
 import { ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
+import type { Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
 
 /**
@@ -20,7 +22,13 @@ export interface EventsOptions extends EventFilter {
   after?: string;
   /** Events per read (1-10000, default 100). */
   batchSize?: number;
-  /** Keep waiting for new events when caught up (default true); false ends the iteration there. */
+  /**
+   * Keep waiting for new events when caught up (default true); false ends the
+   * iteration there. While following, a read that fails with a transient
+   * fault (a lost connection, a server restarting) is made again with a
+   * capped backoff (50 ms to 1 s) from the same cursor, so the iteration
+   * outlives it; without following, the third failure in a row is thrown.
+   */
   follow?: boolean;
   /** How often a caught-up reader reads again (default 500 ms). */
   pollInterval?: Duration;
@@ -48,13 +56,31 @@ function pause(ms: number, signal: AbortSignal | undefined): Promise<void> {
   });
 }
 
-/** Read batches through `read(after)` until aborted (or caught up without `follow`). */
+/** Reads a non-following iteration makes of one batch before it throws a transient fault. */
+const FINITE_ATTEMPTS = 3;
+
+/**
+ * Read batches through `read(after)` until aborted (or caught up without
+ * `follow`). A transient fault of a read is retried from the same cursor
+ * (see `EventsOptions.follow`); anything else is thrown.
+ */
 async function* iterate(read: (after: string | undefined) => Promise<RunEvent[]>, start: string | undefined,
-  options: EventsOptions, batch: number): AsyncGenerator<RunEvent> {
+  options: EventsOptions, batch: number, log?: Logger): AsyncGenerator<RunEvent> {
   const poll = toMs(options.pollInterval ?? 500, 'pollInterval');
   let after = start;
   while (!options.signal?.aborted) {
-    const events = await read(after);
+    let events: RunEvent[];
+    for (let attempt = 1; ; attempt++) {
+      try {
+        events = await read(after);
+        break;
+      } catch (error) {
+        if (!isTransient(error) || (options.follow === false && attempt >= FINITE_ATTEMPTS)) throw error;
+        if (attempt === 1) log?.warn('events read failed; reading again', { error: String(error) });
+        await pause(transientDelay(attempt), options.signal);
+        if (options.signal?.aborted) return;
+      }
+    }
     for (const event of events) {
       if (options.signal?.aborted) return;
       yield event;
@@ -68,10 +94,10 @@ async function* iterate(read: (after: string | undefined) => Promise<RunEvent[]>
 }
 
 /** The events after `options.after`, in commit-safe order (see docs/events.md). */
-export function readEvents(db: Queryable, options: EventsOptions = {}): AsyncGenerator<RunEvent> {
+export function readEvents(db: Queryable, options: EventsOptions = {}, log?: Logger): AsyncGenerator<RunEvent> {
   const batch = checkBatch(options.batchSize);
   if (options.after !== undefined && typeof options.after !== 'string') throw new ValidationError('events after must be a cursor string');
-  return iterate((after) => eventsRead(db, after ?? null, batch, options), options.after, options, batch);
+  return iterate((after) => eventsRead(db, after ?? null, batch, options), options.after, options, batch, log);
 }
 
 /**
@@ -98,13 +124,14 @@ export interface ConsumerOptions extends EventFilter {
  * }
  */
 export class EventConsumer {
-  constructor(private readonly db: Queryable, readonly name: string, private readonly filter: EventFilter) {}
+  constructor(private readonly db: Queryable, readonly name: string, private readonly filter: EventFilter,
+    private readonly log?: Logger) {}
 
   /** Create the consumer if it does not exist yet (`from`), and return it. */
-  static async open(db: Queryable, name: string, options: ConsumerOptions = {}): Promise<EventConsumer> {
+  static async open(db: Queryable, name: string, options: ConsumerOptions = {}, log?: Logger): Promise<EventConsumer> {
     assertName(name, 'consumer');
     await consumerCreate(db, name, options.from ?? 'start');
-    return new EventConsumer(db, name, { workflows: options.workflows, kinds: options.kinds, runId: options.runId });
+    return new EventConsumer(db, name, { workflows: options.workflows, kinds: options.kinds, runId: options.runId }, log);
   }
 
   /** The next `limit` events after the acknowledged position (reading does not move it). */
@@ -115,7 +142,8 @@ export class EventConsumer {
   /**
    * Iterate from the acknowledged position. The iterator moves on by itself;
    * the stored position moves only with `ack`, so after a crash the next
-   * iteration starts at the first event not acknowledged.
+   * iteration starts at the first event not acknowledged. A transient fault
+   * of a read is retried as `client.events()` retries it (`follow`).
    */
   events(options: Pick<EventsOptions, 'batchSize' | 'follow' | 'pollInterval' | 'signal'> = {}): AsyncGenerator<RunEvent> {
     const batch = checkBatch(options.batchSize);
@@ -126,7 +154,7 @@ export class EventConsumer {
         return consumerRead(this.db, this.name, batch, this.filter);
       }
       return eventsRead(this.db, after, batch, this.filter);
-    }, undefined, options, batch);
+    }, undefined, options, batch, this.log);
   }
 
   /** Acknowledge `event` and every event before it: the position moves there (never back). */

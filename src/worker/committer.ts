@@ -30,7 +30,7 @@ import type { Queryable } from '../db/queryable.ts';
 import { checkpointApply } from '../db/checkpoints.ts';
 import type { CheckpointOp } from '../protocol/checkpoint.ts';
 import { LeaseLostError } from '../errors.ts';
-import { isTransient, sleep, transientDelay } from './transient.ts';
+import { isTransient, sleep, transientDelay } from '../db/transient.ts';
 
 interface Pending {
   op: CheckpointOp;

@@ -18,7 +18,7 @@ import { LeaseLostError } from '../errors.ts';
 import type { Execution } from '../replay/executor.ts';
 import type { RunAbort } from '../replay/run-abort.ts';
 import type { Logger } from '../protocol/logger.ts';
-import { isTransient, sleep, transientDelay } from './transient.ts';
+import { isTransient, sleep, transientDelay } from '../db/transient.ts';
 
 /** A run a worker executes. */
 export interface Active {

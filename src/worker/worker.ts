@@ -37,7 +37,7 @@ import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
 import { type ObservedExecution, WorkerObserver } from '../observability/worker-observer.ts';
 import type { TrellisMetrics } from '../observability/metrics.ts';
-import { isTransient, sleep, transientDelay } from './transient.ts';
+import { isTransient, sleep, transientDelay } from '../db/transient.ts';
 import { RunLog } from './run-log.ts';
 
 export type { WorkerOptions } from './options.ts';

@@ -1,13 +1,15 @@
 /**
- * Transient database faults inside a worker: a lost connection (class 08,
- * 57P01 admin shutdown, a socket error, node-postgres's "Connection
- * terminated unexpectedly"), a serialization failure or a deadlock. They
- * are the infrastructure's, never the workflow's, so they never fail a run:
- * the worker retries the same call with a short capped backoff for as long
- * as it still holds the lease (see docs/reliability.md).
+ * Transient database faults: a lost connection (class 08, 57P01 admin
+ * shutdown, a socket error, node-postgres's "Connection terminated
+ * unexpectedly"), a serialization failure or a deadlock. They are the
+ * infrastructure's, never the workflow's, so they never fail a run: the
+ * worker retries the same call with a short capped backoff for as long as
+ * it still holds the lease, and an outbox reader that follows the events
+ * (client.events(), a consumer's events()) reads again (see
+ * docs/reliability.md).
  */
 import { DatabaseError, isTrellisError } from '../errors.ts';
-import { toTrellisError } from '../db/errors.ts';
+import { toTrellisError } from './errors.ts';
 
 /** Backoff of transient retries: 50 ms doubling to at most 1 s, ±20% jitter. */
 export const TRANSIENT_BACKOFF = { initialMs: 50, maxMs: 1000 } as const;
