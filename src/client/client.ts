@@ -658,7 +658,9 @@ export class Client {
    * sends only while someone watches: the client watches on a session of
    * its own while it has waiters, decision 0029), or at once by a worker on
    * this pool that ended the run; a slow poll covers a notification missed
-   * while the listener reconnects.
+   * while the listener reconnects. A read that fails with a transient fault
+   * (a lost connection, a server restarting) does not end the wait: the
+   * next poll or notification reads again, and `timeout` still bounds it.
    *
    * @example
    * const output = await client.result<string>(runId, { timeout: '1 minute' });

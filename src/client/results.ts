@@ -20,6 +20,7 @@ import { type ClientConfig, PgClient, type Pool } from '../db/pg.ts';
 import { CancelledError, NotFoundError, TimeoutError, WorkflowFailedError } from '../errors.ts';
 import { within } from '../db/connection.ts';
 import { Listener } from '../db/listener.ts';
+import { isTransient } from '../db/transient.ts';
 import { jsonbText } from '../protocol/jsonb-text.ts';
 import type { LocalCompletion, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { Logger } from '../protocol/logger.ts';
@@ -226,6 +227,7 @@ export class ResultWaiter {
       let done = false;
       let checking = false;
       let again = false;
+      let transientLogged = false;
       const finish = (fn: () => void) => {
         if (done) return;
         done = true;
@@ -261,6 +263,18 @@ export class ResultWaiter {
           },
           (error: unknown) => {
             checking = false;
+            // A lost connection or a server restarting is not the run's
+            // outcome: the poll, a NOTIFY or the listener's reconnect reads
+            // the row again (a timeout still bounds the wait).
+            if (isTransient(error)) {
+              if (!transientLogged) this.o.log.warn('result read failed; reading again', { runId, error: String(error) });
+              transientLogged = true;
+              if (again) {
+                again = false;
+                check();
+              }
+              return;
+            }
             finish(() => reject(error));
           },
         );

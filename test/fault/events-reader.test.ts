@@ -1,10 +1,12 @@
 /**
- * An outbox reader that follows the events outlives a lost connection: its
- * connections go through a TCP proxy that cuts them and then refuses new ones
- * (a server restarting), while runs keep starting. `client.events()` and a
- * durable consumer's `events()` read again from the same cursor once the
- * server answers, and yield every event once, in order. Without following, a
- * fault that outlasts three reads is thrown.
+ * Readers outside the worker outlive a lost connection: the reader client's
+ * connections (its pool and its listener) go through a TCP proxy that cuts
+ * them and then refuses new ones (a server restarting), while runs keep
+ * starting. `client.events()` and a durable consumer's `events()` read again
+ * from the same cursor once the server answers, and yield every event once,
+ * in order; without following, a fault that outlasts three reads is thrown.
+ * `result()` keeps waiting through the outage and returns the output of a
+ * run that completed during it.
  */
 import assert from 'node:assert/strict';
 import { after, describe, it } from 'node:test';
@@ -27,7 +29,8 @@ const fx = useFreshDatabase({
     await db.pool.query(`select trellis.workflow_register('[{"name":"ev","version":"1","queue":"nobody"}]')`);
     proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(db.url).port) });
     readerPool = testPool({ connectionString: throughProxy(db.url, proxy.port), application_name: 'events-reader', max: 2 });
-    reader = createClient({ pool: readerPool, logger: silentLogger });
+    reader = createClient({ pool: readerPool, logger: silentLogger, resultPollInterval: 50, handoff: false,
+      listenUrl: throughProxy(db.url, proxy.port) });
   },
 });
 after(async () => {
@@ -55,10 +58,11 @@ function collect(events: AsyncGenerator<RunEvent>) {
   return { seen, done };
 }
 
-/** Refuse new connections of the reader and cut its open ones (awaited: its pool has let them go). */
+/** Refuse the reader's new connections and cut its open ones (awaited: its pool has let them go). */
 async function goDown(): Promise<void> {
   proxy.refusing = true;
-  for (const pipe of proxy.of('events-reader')) pipe.cut();
+  // Every connection through the proxy is the reader's: its pool, its listener, its result watch.
+  for (const pipe of proxy.pipes) pipe.cut();
   await waitFor(() => readerPool.totalCount === 0, { what: 'the reader\'s pool without connections' });
 }
 
@@ -113,5 +117,25 @@ describe('an outbox reader across a lost connection', () => {
     } finally {
       proxy.refusing = false;
     }
+  });
+
+  it('result() keeps waiting through the outage and returns the output of a run that completed during it', async () => {
+    const { rows: [{ id }] } = await fx.db.pool.query(`select trellis.run_start('ev', '{}', '{"queue":"result-q"}') as id`);
+    const waiting = reader.result(id, { timeout: '60s' });
+    waiting.catch(() => undefined);
+    // Its listener is connected and its watch taken: then the outage takes them away.
+    await waitFor(async () => (await fx.db.pool.query(
+      `select 1 from pg_stat_activity where application_name = 'trellis-client-watch' and datname = current_database()`)).rowCount! > 0,
+    { what: 'the reader\'s result watch' });
+    await outage(3);
+    // The run ends while the reader cannot reach the server: its NOTIFY is lost to it.
+    const [held] = (await fx.db.pool.query(`select id, lease_token, execution from trellis.run_claim('w1', '{result-q}', '{ev}', '{1}', 1, '30 seconds')`)).rows;
+    assert.equal(held.id, id);
+    await fx.db.pool.query('select trellis.checkpoint_apply($1)', [JSON.stringify([
+      { op: 'complete', run: id, token: held.lease_token, execution: held.execution, output: 'done' }])]);
+    const more = proxy.accepted;
+    await waitFor(() => proxy.accepted >= more + 2, { what: 'the reader still trying' });
+    proxy.refusing = false;
+    assert.equal(await waiting, 'done');
   });
 });
