@@ -15,6 +15,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import pg from 'pg';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let db: TestDatabase;
 before(async () => {
@@ -32,7 +33,8 @@ describe('events_read on a cluster', () => {
   it('does not pass a transaction whose second phase is still prepared on a worker node, and yields its event once committed', async () => {
     // A started run, read first: the cursor begins after it.
     const [{ id: first }] = await sql(`select trellis.run_start('w', '{}', '{"queue":"nobody","key":"first"}') as id`);
-    const seen = await read(null);
+    // Readable once every older transaction on the coordinator has ended (other databases' too).
+    const seen = await waitFor(async () => { const r = await read(null); return r.length ? r : undefined; }, { what: 'the first event' });
     assert.deepEqual(seen.map((e) => e.run_id), [first]);
     // The shard of bucket 0 of trellis.events and the worker node that holds it.
     const [shard] = await sql(`select p.shardid, n.nodename, n.nodeport, n.groupid
@@ -68,14 +70,19 @@ describe('events_read on a cluster', () => {
       await coordinator.query('commit');
       // A newer transaction's event, committed and visible.
       const [{ id: newer }] = await sql(`select trellis.run_start('w', '{}', '{"queue":"nobody","key":"newer"}') as id`);
-      assert.ok((await sql(`select 1 from trellis.events where run_id = $1`, [newer])).length === 1);
+      const [{ xid: newerXid }] = await sql(`select xid::text from trellis.events where run_id = $1`, [newer]);
+      // Until the coordinator's own horizon has passed the newer event (other
+      // sessions on the server end their transactions), a read holds it back anyway.
+      await waitFor(async () => (await sql(`select pg_snapshot_xmin(pg_current_snapshot()) > $1::xid8 as ok`, [newerXid]))[0].ok,
+        { what: 'the coordinator\'s horizon past the newer event' });
 
       const whilePrepared = await read(seen[0]!.cursor);
       assert.deepEqual(whilePrepared, [], 'nothing past the transaction still prepared on a worker node');
 
       await worker.query(`commit prepared '${gid}'`);
       prepared = false;
-      const afterCommit = await read(seen[0]!.cursor);
+      const afterCommit = await waitFor(async () => { const r = await read(seen[0]!.cursor); return r.length >= 2 ? r : undefined; },
+        { what: 'both events once the second phase committed' });
       assert.deepEqual(afterCommit.map((e) => e.run_id), [late, newer], 'the late event first, then the newer one');
     } finally {
       if (prepared) await worker.query(`rollback prepared '${gid}'`).catch(() => undefined);
