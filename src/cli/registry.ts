@@ -4,8 +4,10 @@
  */
 import type { Command } from './command.ts';
 import { cancel } from './commands/cancel.ts';
+import { consumers } from './commands/consumers.ts';
 import { dashboard } from './commands/dashboard.ts';
 import { diagram } from './commands/diagram.ts';
+import { hooks } from './commands/hooks.ts';
 import { ls } from './commands/ls.ts';
 import { migrate } from './commands/migrate.ts';
 import { pause } from './commands/pause.ts';
@@ -40,5 +42,7 @@ export const COMMANDS: readonly Command[] = [
   diagram,
   schedules,
   roles,
+  hooks,
+  consumers,
   dashboard,
 ];

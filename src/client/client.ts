@@ -24,7 +24,7 @@ import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workf
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
-import { assertName } from '../workflow/names.ts';
+import { assertName, assertRunId } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
@@ -36,6 +36,7 @@ import { type ReadOptions, ReadRouter } from './read-routing.ts';
 import { ResultWaiter } from './results.ts';
 import { type ResolvedClientOptions, resolveClientOptions } from './resolved-options.ts';
 import { type Run, type Step, toRun, toStep } from './runs.ts';
+import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
 export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
@@ -45,7 +46,6 @@ const rethrow = (error: unknown): never => {
   throw toTrellisError(error);
 };
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A workflow given by name (checked) or by definition. */
 function workflowName(workflow: string | WorkflowDefinition): string {
@@ -71,11 +71,6 @@ async function startHandedOff(db: Queryable, name: string, text: string, options
   if (started.run) handoff.adopt(started.run);
   else handoff.cancel();
   return started.id;
-}
-
-function assertRunId(id: unknown): string {
-  if (typeof id !== 'string' || !UUID.test(id)) throw new ValidationError(`run id ${quoteValue(id)} is not a UUID`);
-  return id;
 }
 
 /**
@@ -136,6 +131,10 @@ export class Client {
   readonly schedules: Schedules;
   /** The role leases of singleton duties, read-only (src/client/schedules.ts). */
   readonly roles: Roles;
+  /** Lifecycle hook deliveries: list them, retry a parked one (src/client/outbox.ts). */
+  readonly hooks: Hooks;
+  /** The outbox's durable consumers and their backlogs, read-only (src/client/outbox.ts). */
+  readonly consumers: Consumers;
 
   /** The options, checked and defaulted once (resolved-options.ts). */
   private readonly options: Readonly<ResolvedClientOptions>;
@@ -170,6 +169,8 @@ export class Client {
     this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log);
     this.schedules = new Schedules(this.reads.writer(this.pool), this.registry, this.reads.reader());
     this.roles = new Roles(this.reads.reader());
+    this.hooks = new Hooks(this.reads.reader(), this.reads.writer(this.pool));
+    this.consumers = new Consumers(this.reads.reader());
   }
 
   /**

@@ -1,8 +1,9 @@
 /**
- * The dashboard's actions on a run, a queue and a schedule, through the
- * client API (and so through the engine's SQL functions: run_cancel,
- * run_pause, run_resume, run_retry, signal_send, queue_pause, queue_resume,
- * schedule_pause, schedule_resume). The dashboard itself never writes a table.
+ * The dashboard's actions on a run, a queue, a schedule and a hook delivery,
+ * through the client API (and so through the engine's SQL functions:
+ * run_cancel, run_pause, run_resume, run_retry, signal_send, queue_pause,
+ * queue_resume, schedule_pause, schedule_resume, hook_retry). The dashboard
+ * itself never writes a table.
  */
 import type { Client } from '../client/client.ts';
 import { ValidationError } from '../errors.ts';
@@ -92,4 +93,15 @@ export async function queueAction(client: Client, verb: ToggleVerb, name: string
 export async function scheduleAction(client: Client, verb: ToggleVerb, name: string): Promise<void> {
   if (verb === 'pause') await client.schedules.pause(name);
   else await client.schedules.resume(name);
+}
+
+/**
+ * Send parked hook delivery `id` (the form's text) to the workers again
+ * (ValidationError for an id that is not one, NotFoundError, IllegalTransitionError if not parked).
+ *
+ * @example
+ * await hookRetryAction(client, '42');
+ */
+export async function hookRetryAction(client: Client, id: string): Promise<void> {
+  await client.hooks.retry(id);
 }

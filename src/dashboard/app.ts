@@ -14,7 +14,7 @@ import { createClient, type Client } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { createMetrics, type TrellisMetrics } from '../observability/metrics.ts';
-import { isActionVerb, isToggleVerb, performAction, queueAction, scheduleAction } from './actions.ts';
+import { hookRetryAction, isActionVerb, isToggleVerb, performAction, queueAction, scheduleAction } from './actions.ts';
 import { bearer, sameOrigin, SESSION_COOKIE, SESSION_MS, Sessions } from './auth.ts';
 import { html } from './html.ts';
 import { layout } from './layout.ts';
@@ -182,6 +182,17 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
       return c.redirect(link(`/${kind}`, { done: verb, name }), 303);
     });
   }
+
+  // A parked hook delivery sent to the workers again, its id in the form.
+  scoped.post('/outbox/retry', async (c) => {
+    if (config.readOnly) return errorPage(c, 403, 'refused: this dashboard is read-only');
+    const form = await c.req.parseBody();
+    const no = refused(c, form);
+    if (no) return no;
+    const id = typeof form.id === 'string' ? form.id : '';
+    await hookRetryAction(actionsClient(), id);
+    return c.redirect(link('/outbox', { done: 'retry', id }), 303);
+  });
 
   if (config.metrics) {
     // prom-client is an optional peer: loaded on the first scrape (createMetrics says what to install when it is missing).

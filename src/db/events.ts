@@ -113,3 +113,109 @@ export async function hookFailed(db: Queryable, id: string, worker: string, atte
   await queryRows(db, `select trellis.hook_failed($1, $2, $3, $4::jsonb, $5::float8 * interval '1 millisecond')`,
     [id, worker, attempt, JSON.stringify(error), retryInMs]);
 }
+
+/**
+ * A hook delivery as operators see it (`client.hooks.list()`, `trellis hooks`,
+ * the dashboard's Outbox page): pending (due at `runAt`), running (claimed by
+ * `leaseOwner`) or parked (it kept failing: `lastError` says why). A delivered
+ * one is deleted.
+ *
+ * @example
+ * for (const d of await client.hooks.list({ status: 'parked' })) console.log(d.id, d.hook, d.runId, d.lastError);
+ */
+export interface HookDelivery {
+  /** A decimal string (bigint in SQL). */
+  id: string;
+  runId: string;
+  workflow: string;
+  version: string;
+  /** onComplete, onFail, onCancel or onPause. */
+  hook: string;
+  /** The transition that made it (completed, failed, cancelled, paused). */
+  event: string;
+  status: 'pending' | 'running' | 'parked';
+  /** Claims so far (since the last retry). */
+  attempts: number;
+  runAt: Date;
+  leaseOwner: string | null;
+  leaseExpiresAt: Date | null;
+  lastError: unknown;
+  createdAt: Date;
+  updatedAt: Date;
+}
+
+/**
+ * Which deliveries `hookList` returns: any status, workflow and run when absent.
+ *
+ * @example
+ * await client.hooks.list({ status: 'parked', workflow: 'order', limit: 50 });
+ */
+export interface HookFilter {
+  status?: HookDelivery['status'];
+  workflow?: string;
+  runId?: string;
+  /** At most this many (1-1000, default 100), parked first, then oldest first. */
+  limit?: number;
+}
+
+/** Hook deliveries, parked first, then by id (a plain read of trellis.hook_deliveries). */
+export async function hookList(db: Queryable, filter: HookFilter, limit: number): Promise<HookDelivery[]> {
+  const rows = await queryRows<Record<string, never>>(db, `
+    select id::text as id, run_id, workflow, version, hook, event, status, attempts, run_at, lease_owner,
+           lease_expires_at, last_error, created_at, updated_at
+      from trellis.hook_deliveries
+     where ($1::text is null or status = $1) and ($2::text is null or workflow = $2) and ($3::uuid is null or run_id = $3)
+     order by status = 'parked' desc, id
+     limit $4`, [filter.status ?? null, filter.workflow ?? null, filter.runId ?? null, limit]);
+  return rows.map((r: Record<string, any>) => ({
+    id: r.id, runId: r.run_id, workflow: r.workflow, version: r.version, hook: r.hook, event: r.event, status: r.status,
+    attempts: r.attempts, runAt: r.run_at, leaseOwner: r.lease_owner, leaseExpiresAt: r.lease_expires_at,
+    lastError: r.last_error, createdAt: r.created_at, updatedAt: r.updated_at,
+  }));
+}
+
+/** trellis.hook_retry: a parked delivery pending again (TR002 unknown, TR004 not parked). */
+export async function hookRetry(db: Queryable, id: string): Promise<void> {
+  await queryRows(db, 'select trellis.hook_retry($1::bigint)', [id]);
+}
+
+/**
+ * A durable consumer of the outbox as operators see it (`client.consumers.list()`,
+ * `trellis consumers`, the dashboard's Outbox page).
+ *
+ * @example
+ * for (const c of await client.consumers.list()) if (c.behind > 1000) console.warn(`${c.name} is behind`);
+ */
+export interface ConsumerRow {
+  name: string;
+  /** The acknowledged position ('<xid>:<id>', or '0:0' before the first event). */
+  position: string;
+  /**
+   * Events kept after the position, of every kind (a consumer's filter is
+   * given when it reads), counted up to `CONSUMER_BEHIND_CAP`: a larger
+   * backlog reads as the cap.
+   */
+  behind: number;
+  createdAt: Date;
+  /** The last acknowledgement (or the creation). */
+  updatedAt: Date;
+}
+
+/** How far `consumerList` counts a consumer's backlog. */
+export const CONSUMER_BEHIND_CAP = 10_000;
+
+/** Every durable consumer, by name, with its backlog (one bounded count per consumer). */
+export async function consumerList(db: Queryable): Promise<ConsumerRow[]> {
+  const rows = await queryRows<{ name: string; after_xid: string; after_id: string; created_at: Date; updated_at: Date }>(db,
+    'select name, after_xid::text as after_xid, after_id::text as after_id, created_at, updated_at from trellis.event_consumers order by name');
+  const out: ConsumerRow[] = [];
+  for (const r of rows) {
+    // A count of its own per consumer: on a cluster, a subquery of the
+    // distributed events inside a read of the consumers (a reference table) is refused.
+    const [behind] = await queryRows<{ n: number }>(db, `
+      select count(*)::int as n from (select 1 from trellis.events e where (e.xid, e.id) > ($1::xid8, $2::bigint) limit $3) x`,
+    [r.after_xid, r.after_id, CONSUMER_BEHIND_CAP]);
+    out.push({ name: r.name, position: `${r.after_xid}:${r.after_id}`, behind: behind?.n ?? 0, createdAt: r.created_at, updatedAt: r.updated_at });
+  }
+  return out;
+}

@@ -92,6 +92,28 @@ describe('dashboard in chromium', () => {
     assert.equal((await engine.client.queueStats('browser-mail'))[0]?.paused, false);
   });
 
+  it('opens the Outbox page from the navigation and retries a parked hook delivery through its form', async () => {
+    // A parked delivery of a version no worker here serves, made with the engine's SQL.
+    const q = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
+    await q(`select trellis.workflow_register('[{"name":"browser-hk","version":"1","queue":"browser-hk-q","hooks":["onComplete"]}]')`);
+    await q(`select trellis.run_start('browser-hk', '{}', '{}')`);
+    const [held] = await q(`select id, lease_token, execution from trellis.run_claim('b', '{browser-hk-q}', '{browser-hk}', '{1}', 1, '30 seconds')`);
+    await q('select trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: held.id, token: held.lease_token, execution: held.execution, output: 1 }])]);
+    const [claimed] = await q(`select id::text, attempts from trellis.hook_claim('b', '{browser-hk}', '{1}', 1, '30 seconds')`);
+    await q(`select trellis.hook_failed($1, 'b', $2, '{"message":"webhook answered 500"}', null)`, [claimed.id, claimed.attempts]);
+
+    await page.goto(open.url);
+    await page.getByRole('link', { name: 'Outbox', exact: true }).click();
+    assert.equal(await page.locator('h1').textContent(), 'Outbox');
+    const row = page.locator(`#hooks tr[data-hook="${claimed.id}"]`);
+    assert.match(await row.textContent() ?? '', /parked.*webhook answered 500/s);
+    await row.getByRole('button', { name: 'Retry' }).click();
+    assert.match(await page.getByRole('status').textContent() ?? '', new RegExp(`Hook delivery ${claimed.id} is pending again`));
+    assert.equal(await row.locator('.badge').textContent(), 'pending');
+    assert.equal(await row.getByRole('button', { name: 'Retry' }).count(), 0);
+    assert.deepEqual(await q('select status, attempts from trellis.hook_deliveries where id = $1', [claimed.id]), [{ status: 'pending', attempts: 0 }]);
+  });
+
   it('filters runs by status, workflow and metadata', async () => {
     await page.goto(`${open.url}runs`);
     await page.locator('select[name="status"]').selectOption('failed');

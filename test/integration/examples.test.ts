@@ -47,6 +47,10 @@ describe('examples', () => {
     assert.match(stdout, /^consumer: completed A-1$/m);
     assert.match(stdout, /^consumer: completed A-2$/m);
     assert.match(stdout, /^consumer exited 0$/m);
+    assert.match(stdout, /^parked: onComplete of order A-3 after 5 refused posts \(webhook answered 503\)$/m);
+    assert.match(stdout, /^webhook: order A-3 delivered after client\.hooks\.retry$/m);
+    assert.match(stdout, /^consumer order-audit: position \d+:\d+, \d+ events after it$/m);
+    assert.deepEqual((await db.pool.query(`select count(*)::int as n from trellis.hook_deliveries`)).rows, [{ n: 0 }], 'every delivery delivered');
     const { rows } = await db.pool.query(`select name from trellis.event_consumers`);
     assert.deepEqual(rows, [{ name: 'order-audit' }]);
   });

@@ -3,6 +3,7 @@
  * exporting a `DashboardPage` (see src/dashboard/page.ts) and list it here.
  */
 import type { DashboardPage } from '../page.ts';
+import { outboxPage } from './outbox.ts';
 import { overviewPage } from './overview.ts';
 import { queuesPage } from './queues.ts';
 import { rolesPage } from './roles.ts';
@@ -17,5 +18,6 @@ export const PAGES: readonly DashboardPage[] = [
   runPage,
   queuesPage,
   schedulesPage,
+  outboxPage,
   rolesPage,
 ];

@@ -1,0 +1,75 @@
+/**
+ * The operator's side of the outbox: hook deliveries (`client.hooks`) and
+ * durable consumers (`client.consumers`), as `trellis hooks`, `trellis
+ * consumers` and the dashboard's Outbox page show them.
+ */
+import { type ConsumerRow, consumerList, type HookDelivery, type HookFilter, hookList, hookRetry } from '../db/events.ts';
+import type { Queryable } from '../db/queryable.ts';
+import { ValidationError } from '../errors.ts';
+import { assertName, assertRunId } from '../workflow/names.ts';
+
+const STATUSES: readonly HookDelivery['status'][] = ['pending', 'running', 'parked'];
+
+/**
+ * Lifecycle hook deliveries: list them, and send a parked one (it kept
+ * failing) to the workers again.
+ *
+ * @example
+ * for (const d of await client.hooks.list({ status: 'parked' })) await client.hooks.retry(d.id);
+ */
+export class Hooks {
+  constructor(private readonly reader: Queryable, private readonly writer: Queryable) {}
+
+  /**
+   * Deliveries not yet delivered (a delivered one is deleted), parked first,
+   * then oldest first.
+   *
+   * @example
+   * const parked = await client.hooks.list({ status: 'parked', workflow: 'order' });
+   */
+  async list(filter: HookFilter = {}): Promise<HookDelivery[]> {
+    if (filter.status !== undefined && !STATUSES.includes(filter.status)) {
+      throw new ValidationError(`hook delivery status must be ${STATUSES.join(', ')}`);
+    }
+    if (filter.workflow !== undefined) assertName(filter.workflow, 'workflow');
+    if (filter.runId !== undefined) assertRunId(filter.runId);
+    const limit = filter.limit ?? 100;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('limit must be an integer from 1 to 1000');
+    return hookList(this.reader, filter, limit);
+  }
+
+  /**
+   * Make parked delivery `id` pending again with a fresh count of attempts;
+   * a worker serving its workflow runs the hook at its next hook poll.
+   * NotFoundError if there is no such delivery (a delivered one is deleted),
+   * IllegalTransitionError if it is not parked.
+   *
+   * @example
+   * await client.hooks.retry('42');
+   */
+  async retry(id: string): Promise<void> {
+    if (typeof id !== 'string' || !/^[1-9][0-9]{0,18}$/.test(id)) throw new ValidationError('a hook delivery id is a positive integer');
+    await hookRetry(this.writer, id);
+  }
+}
+
+/**
+ * The durable consumers of the outbox (`client.eventConsumer(name)` opens one).
+ *
+ * @example
+ * for (const c of await client.consumers.list()) console.log(c.name, c.position, c.behind);
+ */
+export class Consumers {
+  constructor(private readonly reader: Queryable) {}
+
+  /**
+   * Every consumer, by name, with its acknowledged position and how many
+   * events are kept after it (see `ConsumerRow.behind`).
+   *
+   * @example
+   * const lagging = (await client.consumers.list()).filter((c) => c.behind > 0);
+   */
+  list(): Promise<ConsumerRow[]> {
+    return consumerList(this.reader);
+  }
+}
