@@ -35,12 +35,15 @@ const COMBOS = [
  * files in the repository, not as links. No declaration maps either
  * (tsconfig.build.json: 160 KB unpacked, 34 KB of the packed budget, which
  * migration 000026 and its docs had just overrun); the JavaScript's source
- * maps and src/ stay, for stack traces. The next room is the SQL, shipped
- * three times (sql/, and as text in src/ and dist/schema/bundle.generated).
+ * maps and src/ stay, for stack traces. Nor sql/ and migrations/ (95 KB of
+ * the packed budget): their text is in the bundle (src/ and
+ * dist/schema/bundle.generated), which migrate() installs and `trellis sql`
+ * prints, so the files were a third copy nothing read. Next: the SQL is
+ * still shipped twice, in src/ (for the trellis-source condition) and dist/.
  */
 const ALLOWED = [
   /^package\.json$/, /^README\.md$/, /^LICENSE$/,
-  /^dist\/.+\.(js|d\.ts)(\.map)?$/, /^src\/.+\.ts$/, /^sql\/.+\.(sql|txt)$/, /^migrations\/(committed\/\d+\.sql|current\.sql)$/,
+  /^dist\/.+\.(js|d\.ts)(\.map)?$/, /^src\/.+\.ts$/,
   /^bin\/trellis\.mjs$/, /^docs\/[^/]+\.(md|svg)$/, /^docs\/decisions\/.+\.md$/,
 ];
 
