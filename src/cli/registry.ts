@@ -7,6 +7,7 @@ import { cancel } from './commands/cancel.ts';
 import { consumers } from './commands/consumers.ts';
 import { dashboard } from './commands/dashboard.ts';
 import { diagram } from './commands/diagram.ts';
+import { events } from './commands/events.ts';
 import { hooks } from './commands/hooks.ts';
 import { ls } from './commands/ls.ts';
 import { migrate } from './commands/migrate.ts';
@@ -42,6 +43,7 @@ export const COMMANDS: readonly Command[] = [
   diagram,
   schedules,
   roles,
+  events,
   hooks,
   consumers,
   dashboard,

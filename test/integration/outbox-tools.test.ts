@@ -17,6 +17,7 @@ import { IllegalTransitionError, NotFoundError, ValidationError } from '../../sr
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { csrfOf, readOnlyRole, type ReadOnlyRole, Session } from '../helpers/dashboard.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let db: TestDatabase;
 let client: Client;
@@ -131,11 +132,44 @@ describe('trellis hooks and trellis consumers', () => {
     assert.equal((await client.hooks.list({ status: 'parked' })).length, 1);
   });
 
+  it('events prints the outbox in commit order, filtered, as lines or JSON, from a cursor, up to a limit', async () => {
+    const all = (await sql(`select kind, run_id from trellis.events order by xid, id`)) as { kind: string; run_id: string }[];
+    const shown = await cli('events');
+    assert.equal(shown.code, 0, shown.err);
+    const lines = shown.out.trim().split('\n');
+    assert.deepEqual(lines.map((l) => l.split(/\s+/)[3]), all.map((e) => e.kind));
+    assert.match(lines[0]!, /^\d+:\d+  \S+ \S+  started\s+hk@1  [0-9a-f-]{36}  a$/);
+    const completed = await cli('events', '--kind', 'completed', '--workflow', 'hk', '--json');
+    const parsed = completed.out.trim().split('\n').map((l) => JSON.parse(l) as { kind: string; runId: string; cursor: string });
+    assert.deepEqual(parsed.map((e) => e.kind), ['completed', 'completed']);
+    const after = await cli('events', '--after', parsed[0]!.cursor, '--kind', 'completed', '--json');
+    assert.deepEqual(after.out.trim().split('\n').map((l) => JSON.parse(l).runId), [parsed[1]!.runId]);
+    assert.equal((await cli('events', '--limit', '1')).out.trim().split('\n').length, 1);
+    assert.equal((await cli('events', '--run', parsed[0]!.runId, '--kind', 'started', '--json')).out.trim().split('\n').length, 1);
+    assert.equal((await cli('events', '--kind', 'nope')).code, 2);
+    assert.equal((await cli('events', '--run', 'x')).code, 2);
+    assert.equal((await cli('events', '--after', 'soon')).code, 2);
+  });
+
+  it('events --follow prints events committed while it runs, until interrupted', async () => {
+    let interrupt!: (signal: string) => void;
+    const interrupted = new Promise<string>((r) => (interrupt = r));
+    const io = captureIo({ DATABASE_URL: db.url });
+    const [{ cursor }] = await sql(`select xid::text || ':' || id::text as cursor from trellis.events order by xid desc, id desc limit 1`);
+    const running = main(['events', '--follow', '--after', cursor, '--kind', 'started'], io, { interrupted: () => interrupted });
+    const [{ id }] = await sql(`select trellis.run_start('hk', '{}', '{"key":"followed"}') as id`);
+    await waitFor(() => io.stdout.includes(id), { what: 'the followed start printed' });
+    interrupt('SIGINT');
+    assert.equal(await running, 0, io.stderr);
+    assert.match(io.stdout, new RegExp(`started\\s+hk@1  ${id}  followed\\n$`));
+  });
+
   it('consumers lists each consumer with its position and backlog', async () => {
     const shown = await cli('consumers');
     assert.equal(shown.code, 0, shown.err);
     assert.match(shown.out, /^consumer\s+position\s+behind\s+last ack\s+created/);
-    assert.match(shown.out, /\nfrom-now\s+\d+:\d+\s+0\s/);
+    const [{ n }] = await sql(`select count(*)::int as n from trellis.events`);
+    assert.match(shown.out, new RegExp(`\\nfrom-start\\s+0:0\\s+${n}\\s`));
     const json = JSON.parse((await cli('consumers', '--json')).out) as { name: string; behind: number }[];
     assert.deepEqual(json.map((c) => c.name), ['from-now', 'from-start']);
   });
