@@ -8,6 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as PromClient from 'prom-client';
+import { consumerList } from '../db/events.ts';
 import { type Queryable, queryRows } from '../db/queryable.ts';
 import { importOptional } from './optional.ts';
 
@@ -38,8 +39,15 @@ const QUEUES_SQL = `select queue, sum(n)::int as depth, max(age)::float8 as age 
 
 type Metrics = ReturnType<typeof build>;
 
+/** Hook deliveries not yet delivered, by status: one count over trellis.hook_deliveries (a delivered one is deleted). */
+const HOOKS_SQL = `select s.status, count(d.id)::int as n
+  from unnest(array['pending', 'running', 'parked']) as s(status)
+  left join trellis.hook_deliveries d on d.status = s.status
+ group by s.status`;
+
 /** Register Trellis's metrics in `registry`, or take the ones a first call registered there. */
-function build(prom: typeof PromClient, registry: PromClient.Registry, readQueues: () => Promise<{ queue: string; depth: number; age: number }[]>) {
+function build(prom: typeof PromClient, registry: PromClient.Registry, readQueues: () => Promise<{ queue: string; depth: number; age: number }[]>,
+  pool: Queryable) {
   const registers = [registry];
   const counter = <L extends string>(name: string, help: string, labelNames: L[]) =>
     (registry.getSingleMetric(name) as PromClient.Counter<L> | undefined) ?? new prom.Counter({ name, help, labelNames, registers });
@@ -69,6 +77,24 @@ function build(prom: typeof PromClient, registry: PromClient.Registry, readQueue
     depth: queueGauge('trellis_queue_depth', 'Runs pending and due now, by queue (read from SQL at scrape time).', (q) => q.depth),
     oldest: queueGauge('trellis_queue_oldest_pending_age_seconds',
       'Age of the oldest pending due run, by queue: how long it has been due (read from SQL at scrape time).', (q) => q.age),
+    hooks: (registry.getSingleMetric('trellis_hook_deliveries') as PromClient.Gauge<'status'> | undefined) ?? new prom.Gauge({
+      name: 'trellis_hook_deliveries', labelNames: ['status'], registers,
+      help: 'Lifecycle hook deliveries not yet delivered, by status: pending, running, parked (it kept failing; read from SQL at scrape time).',
+      async collect() {
+        const rows = await queryRows<{ status: string; n: number }>(pool, HOOKS_SQL);
+        this.reset();
+        for (const r of rows) this.set({ status: r.status }, r.n);
+      },
+    }),
+    backlog: (registry.getSingleMetric('trellis_consumer_backlog_events') as PromClient.Gauge<'consumer'> | undefined) ?? new prom.Gauge({
+      name: 'trellis_consumer_backlog_events', labelNames: ['consumer'], registers,
+      help: 'Events kept after each durable consumer\'s acknowledged position, counted up to 10000 (read from SQL at scrape time).',
+      async collect() {
+        const rows = await consumerList(pool);
+        this.reset();
+        for (const c of rows) this.set({ consumer: c.name }, c.behind);
+      },
+    }),
   };
 }
 
@@ -95,7 +121,7 @@ export class TrellisMetrics {
     const client = prom as typeof PromClient;
     const registry = (options.registry as PromClient.Registry | undefined) ?? new client.Registry();
     this.registry = registry;
-    this.m = build(client, registry, () => this.readQueues(options.pool));
+    this.m = build(client, registry, () => this.readQueues(options.pool), options.pool);
   }
 
   /** One SQL read per scrape for both queue gauges (they collect at the same time). */

@@ -154,6 +154,31 @@ describe('metrics', () => {
     }
   });
 
+  it('reports the hook deliveries by status and each durable consumer\'s backlog, read from SQL at scrape time', async () => {
+    const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
+    const metrics = await createMetrics({ pool: fx.db.pool, registry: new Registry() });
+    const before = parseProm(await metrics.scrape());
+    assert.equal(valueOf(before, 'trellis_hook_deliveries', { status: 'parked' }), 0);
+    await sql(`select trellis.workflow_register('[{"name":"m-hk","version":"1","queue":"m-hk-q","hooks":["onComplete"]}]')`);
+    for (const key of ['a', 'b']) await sql(`select trellis.run_start('m-hk', '{}', $1)`, [JSON.stringify({ key })]);
+    const held = await sql(`select id, lease_token, execution from trellis.run_claim('m', '{m-hk-q}', '{m-hk}', '{1}', 10, '30 seconds')`);
+    await sql('select trellis.checkpoint_apply($1)', [JSON.stringify(held.map((r) => (
+      { op: 'complete', run: r.id, token: r.lease_token, execution: r.execution, output: 1 })))]);
+    const [first] = await sql(`select id, attempts from trellis.hook_claim('m', '{m-hk}', '{1}', 1, '30 seconds')`);
+    await sql(`select trellis.hook_failed($1, 'm', $2, '{"message":"down"}', null)`, [first.id, first.attempts]);
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
+    await client.eventConsumer('m-audit', { from: 'now' });
+    await sql(`select trellis.run_start('m-hk', '{}', '{"key":"c"}')`);
+    const s = parseProm(await metrics.scrape());
+    assert.equal(valueOf(s, 'trellis_hook_deliveries', { status: 'parked' }), 1);
+    assert.equal(valueOf(s, 'trellis_hook_deliveries', { status: 'pending' }), 1);
+    assert.equal(valueOf(s, 'trellis_hook_deliveries', { status: 'running' }), 0);
+    assert.equal(valueOf(s, 'trellis_consumer_backlog_events', { consumer: 'm-audit' }), 1, 'the start after it was made');
+    await client.hooks.retry(String(first.id));
+    assert.equal(valueOf(parseProm(await metrics.scrape()), 'trellis_hook_deliveries', { status: 'parked' }), 0);
+    await client.close();
+  });
+
   it('answers a scrape it cannot read the database for with 503', async () => {
     const dead = testPool({ connectionString: fx.db.url, max: 1 });
     await dead.end();
