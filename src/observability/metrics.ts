@@ -39,11 +39,14 @@ const QUEUES_SQL = `select queue, sum(n)::int as depth, max(age)::float8 as age 
 
 type Metrics = ReturnType<typeof build>;
 
-/** Hook deliveries not yet delivered, by status: one count over trellis.hook_deliveries (a delivered one is deleted). */
-const HOOKS_SQL = `select s.status, count(d.id)::int as n
-  from unnest(array['pending', 'running', 'parked']) as s(status)
-  left join trellis.hook_deliveries d on d.status = s.status
- group by s.status`;
+/**
+ * Hook deliveries not yet delivered, by status: one count over
+ * trellis.hook_deliveries (a delivered one is deleted). A plain GROUP BY (a
+ * join with a list of statuses is refused on a distributed table): a status
+ * with none is reported as 0 by the gauge.
+ */
+const HOOKS_SQL = 'select status, count(*)::int as n from trellis.hook_deliveries group by status';
+const HOOK_STATUSES = ['pending', 'running', 'parked'];
 
 /** Register Trellis's metrics in `registry`, or take the ones a first call registered there. */
 function build(prom: typeof PromClient, registry: PromClient.Registry, readQueues: () => Promise<{ queue: string; depth: number; age: number }[]>,
@@ -83,7 +86,7 @@ function build(prom: typeof PromClient, registry: PromClient.Registry, readQueue
       async collect() {
         const rows = await queryRows<{ status: string; n: number }>(pool, HOOKS_SQL);
         this.reset();
-        for (const r of rows) this.set({ status: r.status }, r.n);
+        for (const status of HOOK_STATUSES) this.set({ status }, rows.find((r) => r.status === status)?.n ?? 0);
       },
     }),
     backlog: (registry.getSingleMetric('trellis_consumer_backlog_events') as PromClient.Gauge<'consumer'> | undefined) ?? new prom.Gauge({
