@@ -16,6 +16,7 @@ import { type Browser, launchChromium } from '../helpers/browser.ts';
 import { DASHBOARD_WORKFLOWS, seedRuns, type SeededRuns, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
 import { readOnlyRole, type ReadOnlyRole } from '../helpers/dashboard.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { completedHookedRuns, parkOne } from '../helpers/hook-deliveries.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -95,12 +96,8 @@ describe('dashboard in chromium', () => {
   it('opens the Outbox page from the navigation and retries a parked hook delivery through its form', async () => {
     // A parked delivery of a version no worker here serves, made with the engine's SQL.
     const q = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;
-    await q(`select trellis.workflow_register('[{"name":"browser-hk","version":"1","queue":"browser-hk-q","hooks":["onComplete"]}]')`);
-    await q(`select trellis.run_start('browser-hk', '{}', '{}')`);
-    const [held] = await q(`select id, lease_token, execution from trellis.run_claim('b', '{browser-hk-q}', '{browser-hk}', '{1}', 1, '30 seconds')`);
-    await q('select trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: held.id, token: held.lease_token, execution: held.execution, output: 1 }])]);
-    const [claimed] = await q(`select id::text, attempts from trellis.hook_claim('b', '{browser-hk}', '{1}', 1, '30 seconds')`);
-    await q(`select trellis.hook_failed($1, 'b', $2, '{"message":"webhook answered 500"}', null)`, [claimed.id, claimed.attempts]);
+    await completedHookedRuns(db.pool, 'browser-hk', ['one']);
+    const claimed = { id: await parkOne(db.pool, 'browser-hk', 'webhook answered 500') };
 
     await page.goto(open.url);
     await page.getByRole('link', { name: 'Outbox', exact: true }).click();

@@ -13,6 +13,7 @@ import { silentLogger } from '../../src/protocol/logger.ts';
 import { testPool } from '../helpers/db.ts';
 import { useDatabase } from '../helpers/database-fixture.ts';
 import { deferred } from '../helpers/engine.ts';
+import { completedHookedRuns, parkOne } from '../helpers/hook-deliveries.ts';
 import { parseProm, valueOf } from '../helpers/prom-text.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -159,13 +160,8 @@ describe('metrics', () => {
     const metrics = await createMetrics({ pool: fx.db.pool, registry: new Registry() });
     const before = parseProm(await metrics.scrape());
     assert.equal(valueOf(before, 'trellis_hook_deliveries', { status: 'parked' }), 0);
-    await sql(`select trellis.workflow_register('[{"name":"m-hk","version":"1","queue":"m-hk-q","hooks":["onComplete"]}]')`);
-    for (const key of ['a', 'b']) await sql(`select trellis.run_start('m-hk', '{}', $1)`, [JSON.stringify({ key })]);
-    const held = await sql(`select id, lease_token, execution from trellis.run_claim('m', '{m-hk-q}', '{m-hk}', '{1}', 10, '30 seconds')`);
-    await sql('select trellis.checkpoint_apply($1)', [JSON.stringify(held.map((r) => (
-      { op: 'complete', run: r.id, token: r.lease_token, execution: r.execution, output: 1 })))]);
-    const [first] = await sql(`select id, attempts from trellis.hook_claim('m', '{m-hk}', '{1}', 1, '30 seconds')`);
-    await sql(`select trellis.hook_failed($1, 'm', $2, '{"message":"down"}', null)`, [first.id, first.attempts]);
+    await completedHookedRuns(fx.db.pool, 'm-hk', ['a', 'b']);
+    const parked = await parkOne(fx.db.pool, 'm-hk', 'down');
     const client = createClient({ pool: fx.db.pool, logger: silentLogger });
     await client.eventConsumer('m-audit', { from: 'now' });
     await sql(`select trellis.run_start('m-hk', '{}', '{"key":"c"}')`);
@@ -178,7 +174,7 @@ describe('metrics', () => {
       where c.name = 'm-audit' and (e.xid, e.id) > (c.after_xid, c.after_id)`);
     assert.ok(after >= 1, 'the start after it was made');
     assert.equal(valueOf(s, 'trellis_consumer_backlog_events', { consumer: 'm-audit' }), after);
-    await client.hooks.retry(String(first.id));
+    await client.hooks.retry(parked);
     assert.equal(valueOf(parseProm(await metrics.scrape()), 'trellis_hook_deliveries', { status: 'parked' }), 0);
     await client.close();
   });

@@ -17,6 +17,7 @@ import { IllegalTransitionError, NotFoundError, ValidationError } from '../../sr
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { csrfOf, readOnlyRole, type ReadOnlyRole, Session } from '../helpers/dashboard.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { completedHookedRuns, parkOne } from '../helpers/hook-deliveries.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let db: TestDatabase;
@@ -26,16 +27,10 @@ const sql = async (text: string, values: unknown[] = []) => (await db.pool.query
 
 /** Two completed runs of `hk` (onComplete declared): two deliveries; the first claimed and failed for good. */
 async function seed(): Promise<{ parked: string; pending: string }> {
-  await sql(`select trellis.workflow_register('[{"name":"hk","version":"1","queue":"hk-q","hooks":["onComplete"]}]')`);
-  runIds = [];
-  for (const key of ['a', 'b']) runIds.push((await sql(`select trellis.run_start('hk', '{}', $1) as id`, [JSON.stringify({ key })]))[0].id);
-  const held = await sql(`select id, lease_token, execution from trellis.run_claim('t', '{hk-q}', '{hk}', '{1}', 10, '30 seconds')`);
-  await sql('select trellis.checkpoint_apply($1)', [JSON.stringify(held.map((r) => (
-    { op: 'complete', run: r.id, token: r.lease_token, execution: r.execution, output: 1 })))]);
-  const [first] = await sql(`select id::text, attempts from trellis.hook_claim('t', '{hk}', '{1}', 1, '30 seconds')`);
-  await sql(`select trellis.hook_failed($1, 't', $2, '{"message":"mail server down"}', null)`, [first.id, first.attempts]);
-  const [other] = await sql(`select id::text from trellis.hook_deliveries where id <> $1`, [first.id]);
-  return { parked: first.id, pending: other.id };
+  runIds = await completedHookedRuns(db.pool, 'hk', ['a', 'b']);
+  const parked = await parkOne(db.pool, 'hk', 'mail server down');
+  const [other] = await sql(`select id::text from trellis.hook_deliveries where id <> $1`, [parked]);
+  return { parked, pending: other.id };
 }
 
 let ids: { parked: string; pending: string };
