@@ -1,10 +1,9 @@
 /** Checking the CLI's arguments: each bad one is a UsageError that quotes at most a bounded prefix of it. */
 import type { RunRef } from '../client/options.ts';
 import { toMs } from '../protocol/duration.ts';
+import { UUID_PATTERN as UUID } from '../workflow/names.ts';
 import type { OptionValues } from './command.ts';
 import { UsageError } from './exit-codes.ts';
-
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** A value quoted for an error message, at most 60 characters of it. */
 export const quote = (value: string): string => JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);

@@ -3,12 +3,10 @@
  * durable consumers (`client.consumers`), as `trellis hooks`, `trellis
  * consumers` and the dashboard's Outbox page show them.
  */
-import { type ConsumerRow, consumerList, type HookDelivery, type HookFilter, hookList, hookRetry } from '../db/events.ts';
+import { type ConsumerRow, consumerList, HOOK_STATUSES, type HookDelivery, type HookFilter, type HookStatus, hookList, hookRetry } from '../db/events.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import { assertName, assertRunId } from '../workflow/names.ts';
-
-const STATUSES: readonly HookDelivery['status'][] = ['pending', 'running', 'parked'];
 
 /**
  * Lifecycle hook deliveries: list them, and send a parked one (it kept
@@ -28,8 +26,8 @@ export class Hooks {
    * const parked = await client.hooks.list({ status: 'parked', workflow: 'order' });
    */
   async list(filter: HookFilter = {}): Promise<HookDelivery[]> {
-    if (filter.status !== undefined && !STATUSES.includes(filter.status)) {
-      throw new ValidationError(`hook delivery status must be ${STATUSES.join(', ')}`);
+    if (filter.status !== undefined && !(HOOK_STATUSES as readonly HookStatus[]).includes(filter.status)) {
+      throw new ValidationError(`hook delivery status must be ${HOOK_STATUSES.join(', ')}`);
     }
     if (filter.workflow !== undefined) assertName(filter.workflow, 'workflow');
     if (filter.runId !== undefined) assertRunId(filter.runId);

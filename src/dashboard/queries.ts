@@ -5,6 +5,7 @@
  * comes from trellis.now(), like every engine read. No writes here.
  */
 import { decodeCursor, encodeCursor } from '../client/cursor.ts';
+import { UUID_PATTERN as UUID } from '../workflow/names.ts';
 import { type Queryable, queryRows } from '../db/queryable.ts';
 import { RUN_COLUMNS, RUN_STATES, type RunState } from '../db/tables.ts';
 import { ValidationError } from '../errors.ts';
@@ -36,7 +37,6 @@ export interface RunSearch {
   limit?: number;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 const MAX_TEXT = 512;
 
 function bounded(text: string, what: string): string {

@@ -114,6 +114,10 @@ export async function hookFailed(db: Queryable, id: string, worker: string, atte
     [id, worker, attempt, JSON.stringify(error), retryInMs]);
 }
 
+/** The states of a hook delivery not yet delivered (a delivered one is deleted). */
+export const HOOK_STATUSES = ['pending', 'running', 'parked'] as const;
+export type HookStatus = (typeof HOOK_STATUSES)[number];
+
 /**
  * A hook delivery as operators see it (`client.hooks.list()`, `trellis hooks`,
  * the dashboard's Outbox page): pending (due at `runAt`), running (claimed by
@@ -133,7 +137,7 @@ export interface HookDelivery {
   hook: string;
   /** The transition that made it (completed, failed, cancelled, paused). */
   event: string;
-  status: 'pending' | 'running' | 'parked';
+  status: HookStatus;
   /** Claims so far (since the last retry). */
   attempts: number;
   runAt: Date;
@@ -151,7 +155,7 @@ export interface HookDelivery {
  * await client.hooks.list({ status: 'parked', workflow: 'order', limit: 50 });
  */
 export interface HookFilter {
-  status?: HookDelivery['status'];
+  status?: HookStatus;
   workflow?: string;
   runId?: string;
   /** At most this many (1-1000, default 100), parked first, then oldest first. */
@@ -172,6 +176,16 @@ export async function hookList(db: Queryable, filter: HookFilter, limit: number)
     attempts: r.attempts, runAt: r.run_at, leaseOwner: r.lease_owner, leaseExpiresAt: r.lease_expires_at,
     lastError: r.last_error, createdAt: r.created_at, updatedAt: r.updated_at,
   }));
+}
+
+/**
+ * Hook deliveries not yet delivered, by status (0 for a status with none). A
+ * plain GROUP BY: a join with a list of statuses is refused on a distributed table.
+ */
+export async function hookCounts(db: Queryable): Promise<Record<HookStatus, number>> {
+  const rows = await queryRows<{ status: HookStatus; n: number }>(db,
+    'select status, count(*)::int as n from trellis.hook_deliveries group by status');
+  return Object.fromEntries(HOOK_STATUSES.map((s) => [s, rows.find((r) => r.status === s)?.n ?? 0])) as Record<HookStatus, number>;
 }
 
 /** trellis.hook_retry: a parked delivery pending again (TR002 unknown, TR004 not parked). */

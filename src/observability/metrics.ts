@@ -8,7 +8,7 @@
  */
 import type { IncomingMessage, ServerResponse } from 'node:http';
 import type * as PromClient from 'prom-client';
-import { consumerList } from '../db/events.ts';
+import { consumerList, hookCounts } from '../db/events.ts';
 import { type Queryable, queryRows } from '../db/queryable.ts';
 import { importOptional } from './optional.ts';
 
@@ -38,15 +38,6 @@ const QUEUES_SQL = `select queue, sum(n)::int as depth, max(age)::float8 as age 
   select distinct queue, 0, 0 from trellis.workflows) q group by queue`;
 
 type Metrics = ReturnType<typeof build>;
-
-/**
- * Hook deliveries not yet delivered, by status: one count over
- * trellis.hook_deliveries (a delivered one is deleted). A plain GROUP BY (a
- * join with a list of statuses is refused on a distributed table): a status
- * with none is reported as 0 by the gauge.
- */
-const HOOKS_SQL = 'select status, count(*)::int as n from trellis.hook_deliveries group by status';
-const HOOK_STATUSES = ['pending', 'running', 'parked'];
 
 /** Register Trellis's metrics in `registry`, or take the ones a first call registered there. */
 function build(prom: typeof PromClient, registry: PromClient.Registry, readQueues: () => Promise<{ queue: string; depth: number; age: number }[]>,
@@ -84,9 +75,9 @@ function build(prom: typeof PromClient, registry: PromClient.Registry, readQueue
       name: 'trellis_hook_deliveries', labelNames: ['status'], registers,
       help: 'Lifecycle hook deliveries not yet delivered, by status: pending, running, parked (it kept failing; read from SQL at scrape time).',
       async collect() {
-        const rows = await queryRows<{ status: string; n: number }>(pool, HOOKS_SQL);
+        const counts = await hookCounts(pool);
         this.reset();
-        for (const status of HOOK_STATUSES) this.set({ status }, rows.find((r) => r.status === status)?.n ?? 0);
+        for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
       },
     }),
     backlog: (registry.getSingleMetric('trellis_consumer_backlog_events') as PromClient.Gauge<'consumer'> | undefined) ?? new prom.Gauge({

@@ -16,10 +16,11 @@ export function assertName(value: unknown, what: string): string {
   return value;
 }
 
-const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
+/** A run id: a UUID, any case. */
+export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 /** `id` if it is a run id (a UUID), else ValidationError. */
 export function assertRunId(id: unknown): string {
-  if (typeof id !== 'string' || !UUID.test(id)) throw new ValidationError(`run id ${quoteValue(id)} is not a UUID`);
+  if (typeof id !== 'string' || !UUID_PATTERN.test(id)) throw new ValidationError(`run id ${quoteValue(id)} is not a UUID`);
   return id;
 }

@@ -1,12 +1,11 @@
 /** `trellis hooks`: lifecycle hook deliveries (parked first), or retry a parked one. */
-import type { HookDelivery } from '../../db/events.ts';
+import { HOOK_STATUSES, type HookStatus } from '../../db/events.ts';
 import { integer, quote } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
 import { errorText, formatTime, table, toJson } from '../format.ts';
 
 const ACTIONS = ['list', 'retry'] as const;
-const STATUSES = ['pending', 'running', 'parked'] as const;
 
 export const hooks: Command = {
   name: 'hooks',
@@ -15,7 +14,7 @@ export const hooks: Command = {
   description: 'A delivered hook is deleted, so the list holds what is due, running or parked; see docs/events.md.',
   positionals: [0, 2],
   options: {
-    status: { type: 'string', value: 'S', description: `only deliveries in this status (${STATUSES.join(', ')})` },
+    status: { type: 'string', value: 'S', description: `only deliveries in this status (${HOOK_STATUSES.join(', ')})` },
     workflow: { type: 'string', value: 'NAME', description: 'only deliveries of this workflow' },
     run: { type: 'string', value: 'ID', description: 'only deliveries of this run' },
     limit: { type: 'string', value: 'N', description: 'at most this many, 1-1000 (default 100)' },
@@ -33,12 +32,9 @@ export const hooks: Command = {
       return;
     }
     if (args.length > 1) throw new UsageError('list takes no id');
-    const status = options.status as string | undefined;
-    if (status !== undefined && !(STATUSES as readonly string[]).includes(status)) {
-      throw new UsageError(`unknown status ${quote(status)} (one of ${STATUSES.join(', ')})`);
-    }
+    // A bad status is the client's ValidationError (exit 2).
     const rows = await c.hooks.list({
-      status: status as HookDelivery['status'] | undefined,
+      status: options.status as HookStatus | undefined,
       workflow: options.workflow as string | undefined,
       runId: options.run as string | undefined,
       limit: integer(options.limit as string | undefined, 'limit', 1, 1000, 100),

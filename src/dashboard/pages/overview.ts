@@ -4,7 +4,7 @@ import { latencyChart, throughputChart } from '../charts.ts';
 import { badge, duration, html, when } from '../html.ts';
 import { HttpError, type DashboardPage } from '../page.ts';
 import { queueDepths, recentFailures, statusCounts, throughput } from '../queries.ts';
-import { queryRows } from '../../db/queryable.ts';
+import { hookCounts } from '../../db/events.ts';
 
 /** The chart ranges: seconds and number of buckets. */
 const RANGES: Record<string, { seconds: number; buckets: number; label: string }> = {
@@ -21,17 +21,17 @@ export const overviewPage: DashboardPage = {
     const rangeKey = view.query.get('range') ?? '1h';
     const range = RANGES[rangeKey];
     if (!range) throw new HttpError(400, `range must be one of ${Object.keys(RANGES).join(', ')}`);
-    const [counts, series, queues, failures, [parked]] = await Promise.all([
+    const [counts, series, queues, failures, hooks] = await Promise.all([
       statusCounts(view.db),
       throughput(view.db, range.seconds, range.buckets),
       queueDepths(view.db),
       recentFailures(view.db, 10),
-      queryRows<{ n: number }>(view.db, `select count(*)::int as n from trellis.hook_deliveries where status = 'parked'`),
+      hookCounts(view.db),
     ]);
     const withDay = range.seconds > 86400;
     const totals = series.buckets.reduce((t, b) => ({ done: t.done + b.completed, failed: t.failed + b.failed + b.cancelled }), { done: 0, failed: 0 });
     const body = html`<h1>Overview</h1>
-${parked && parked.n > 0 ? html`<p class="error" id="parked-hooks" role="alert">${parked.n} hook deliver${parked.n === 1 ? 'y' : 'ies'} parked after failing: <a href="${view.link('/outbox')}">see the Outbox page</a> to retry.</p>` : ''}
+${hooks.parked > 0 ? html`<p class="error" id="parked-hooks" role="alert">${hooks.parked} hook deliver${hooks.parked === 1 ? 'y' : 'ies'} parked after failing: <a href="${view.link('/outbox')}">see the Outbox page</a> to retry.</p>` : ''}
 <div class="cards">${RUN_STATES.map((s) => html`<div class="card" data-status="${s}"><a href="${view.link('/runs', { status: s })}">${badge(s)}<b>${counts[s]}</b></a></div>`)}</div>
 <h2>Finished runs <span class="muted">(${range.label}; as of ${when(series.now)})</span></h2>
 <p>${Object.keys(RANGES).map((k) => k === rangeKey ? html`<b>${k}</b> ` : html`<a href="${view.link('/', { range: k })}">${k}</a> `)}
