@@ -72,6 +72,7 @@ describe('client.hooks and client.consumers', () => {
     await assert.rejects(client.hooks.list({ limit: 0 }), ValidationError);
     await assert.rejects(client.hooks.retry('abc'), ValidationError);
     await assert.rejects(client.hooks.retry('1; select 1'), ValidationError);
+    await assert.rejects(client.hooks.retry('9999999999999999999'), ValidationError, 'past bigint');
     await assert.rejects(client.hooks.retry('999999999'), NotFoundError);
     await assert.rejects(client.hooks.retry(ids.pending), IllegalTransitionError);
     assert.equal((await client.hooks.list({ status: 'parked' })).length, 1, 'nothing changed');
