@@ -56,6 +56,16 @@ function build(prom: typeof PromClient, registry: PromClient.Registry, readQueue
         for (const q of await readQueues()) this.set({ queue: q.queue }, pick(q));
       },
     });
+  /** A gauge of one label whose values are read at scrape time by `read` ([label value, value] pairs). */
+  const sqlGauge = <L extends string>(name: string, label: L, help: string, read: () => Promise<[string, number][]>) =>
+    (registry.getSingleMetric(name) as PromClient.Gauge<L> | undefined) ?? new prom.Gauge<L>({
+      name, help, labelNames: [label], registers,
+      async collect() {
+        const values = await read();
+        this.reset();
+        for (const [key, n] of values) this.set({ [label]: key } as Partial<Record<L, string>>, n);
+      },
+    });
   return {
     started: counter('trellis_runs_started_total', 'Runs whose first execution began on this process, by workflow.', ['workflow']),
     finished: counter('trellis_runs_finished_total', 'Runs this process ended, by workflow and status (completed, failed, cancelled).', ['workflow', 'status']),
@@ -71,24 +81,12 @@ function build(prom: typeof PromClient, registry: PromClient.Registry, readQueue
     depth: queueGauge('trellis_queue_depth', 'Runs pending and due now, by queue (read from SQL at scrape time).', (q) => q.depth),
     oldest: queueGauge('trellis_queue_oldest_pending_age_seconds',
       'Age of the oldest pending due run, by queue: how long it has been due (read from SQL at scrape time).', (q) => q.age),
-    hooks: (registry.getSingleMetric('trellis_hook_deliveries') as PromClient.Gauge<'status'> | undefined) ?? new prom.Gauge({
-      name: 'trellis_hook_deliveries', labelNames: ['status'], registers,
-      help: 'Lifecycle hook deliveries not yet delivered, by status: pending, running, parked (it kept failing; read from SQL at scrape time).',
-      async collect() {
-        const counts = await hookCounts(pool);
-        this.reset();
-        for (const [status, n] of Object.entries(counts)) this.set({ status }, n);
-      },
-    }),
-    backlog: (registry.getSingleMetric('trellis_consumer_backlog_events') as PromClient.Gauge<'consumer'> | undefined) ?? new prom.Gauge({
-      name: 'trellis_consumer_backlog_events', labelNames: ['consumer'], registers,
-      help: 'Events kept after each durable consumer\'s acknowledged position, counted up to 10000 (read from SQL at scrape time).',
-      async collect() {
-        const rows = await consumerList(pool);
-        this.reset();
-        for (const c of rows) this.set({ consumer: c.name }, c.behind);
-      },
-    }),
+    hooks: sqlGauge('trellis_hook_deliveries', 'status',
+      'Lifecycle hook deliveries not yet delivered, by status: pending, running, parked (it kept failing; read from SQL at scrape time).',
+      async () => Object.entries(await hookCounts(pool))),
+    backlog: sqlGauge('trellis_consumer_backlog_events', 'consumer',
+      'Events kept after each durable consumer\'s acknowledged position, counted up to 10000 (read from SQL at scrape time).',
+      async () => (await consumerList(pool)).map((c) => [c.name, c.behind])),
   };
 }
 
