@@ -95,6 +95,14 @@ export class Worker {
   private saturated = false;
   private claimPromise: Promise<void> = Promise.resolve();
   private wakeAgain = false;
+  /**
+   * The running claim loop has sent its claim: a wake now may be about a run
+   * its snapshot missed, so the loop runs again. A wake before it sends the
+   * claim is seen by that claim (its snapshot is taken later) and needs no
+   * second round, which would find the slots a hand-off keeps busy and mark
+   * the worker saturated for nothing.
+   */
+  private claimSent = false;
   /** Claims in a row that failed transiently (their retry backs off). */
   private claimFailures = 0;
   /**
@@ -245,8 +253,12 @@ export class Worker {
         else if (this.queues.includes(payload)) this.wake();
       },
       onConnect: () => {
-        this.observer?.listenerConnected(this.listenerConnects > 1);
-        this.wake();
+        const reconnect = this.listenerConnects > 1;
+        this.observer?.listenerConnected(reconnect);
+        // A reconnect has LISTENed again before it reports (pg-listen): catch
+        // up on what was missed meanwhile. The first connect reports before
+        // its LISTEN; the wake at the end of start() comes after it.
+        if (reconnect) this.wake();
       },
       log: this.log,
       applicationName: 'trellis-worker-listener',
@@ -282,6 +294,20 @@ export class Worker {
   wake(): void {
     if (this.state !== 'running') return;
     if (this.claiming) {
+      if (this.claimSent) this.wakeAgain = true;
+      return;
+    }
+    this.claimPromise = this.claimLoop();
+  }
+
+  /**
+   * Claim now, or once more after the loop under way: for a slot freed while
+   * work may be left (saturated, or due runs left behind), which that loop may
+   * have counted as busy, and for a wake its sent claim may have missed.
+   */
+  private claimAgain(): void {
+    if (this.state !== 'running') return;
+    if (this.claiming) {
       this.wakeAgain = true;
       return;
     }
@@ -294,6 +320,7 @@ export class Worker {
     let lastClaimed = 0;
     try {
       while (this.state === 'running') {
+        this.claimSent = false;
         const free = this.concurrency - this.active.size - this.handoffs.size;
         if (free <= 0) {
           this.saturated = true;
@@ -307,6 +334,7 @@ export class Worker {
         const limit = Math.min(free, this.claimBatch);
         this.stats.claims++;
         const sentAt = performance.now();
+        this.claimSent = true;
         const runs = await runClaim(this.db, {
           worker: this.id,
           queues: this.queues,
@@ -339,9 +367,10 @@ export class Worker {
       }
     } finally {
       this.claiming = false;
+      this.claimSent = false;
       if (this.wakeAgain) {
         this.wakeAgain = false;
-        this.wake();
+        this.claimAgain();
       }
     }
   }
@@ -407,7 +436,7 @@ export class Worker {
       },
       cancel: () => {
         // The kept slot may be what stopped a claim loop: look again.
-        if (close() && this.saturated) this.wake();
+        if (close() && this.saturated) this.claimAgain();
       },
     };
   }
@@ -434,7 +463,7 @@ export class Worker {
         this.link?.ended(run.id);
         // A freed slot matters only if work was left behind; otherwise NOTIFY,
         // the poll and the due timer bring the next run (no empty claim per run).
-        if (this.saturated || this.dueLeft) this.wake();
+        if (this.saturated || this.dueLeft) this.claimAgain();
       });
   }
 

@@ -191,6 +191,24 @@ describe('local hand-off', () => {
     await free();
   });
 
+  it('a one-slot worker just started takes every start handed off: its start-up wakes claim once, and a hand-off run ending costs no claim', async () => {
+    const wf = defineWorkflow({ name: 'ho-idle', input }, async (_ctx, { n }) => n);
+    // The first start comes while the worker's start-up claim may still be
+    // under way. A second start-up claim (the listener's first connect woke
+    // the worker besides start() itself) found the slot the hand-off kept and
+    // marked the worker saturated: the run's end then claimed again, and a
+    // start during that claim went through the queue.
+    const w = await startWorker({ workflows: [wf], concurrency: 1, pollInterval: 3_600_000 });
+    for (let n = 1; n <= 5; n++) {
+      const run = await fx.client.start(wf, { n });
+      assert.equal(await run.result({ timeout: '10s' }), n);
+      await waitFor(() => w.activeCount === 0, { what: 'the slot to be free', timeout: 5000 });
+    }
+    assert.equal(w.stats.handedOff, 5);
+    assert.equal(w.stats.claimed, 0);
+    assert.equal(w.stats.claims, 1, 'the start-up claim only');
+  });
+
   it('a stopping worker takes no hand-off; a second worker on the pool that serves the workflow does', async () => {
     const wf = defineWorkflow({ name: 'ho-two', input }, async (_ctx, { n }) => n + 1);
     const a = await startWorker({ workflows: [wf] });
