@@ -91,16 +91,29 @@ export class Worker {
   private claiming = false;
   /** The last drained claim left due runs behind (see armDueTimer). */
   private dueLeft = false;
-  /** The last claim loop stopped with work possibly left (no free slot, or a full batch). */
-  private saturated = false;
+  /**
+   * A claim is owed once a slot frees: the last claim loop stopped for lack
+   * of a free slot, so it neither claimed nor closed the wake-up gate.
+   */
+  private lookOwed = false;
+  /**
+   * Runs may be waiting that this worker has not claimed: before its first
+   * claim, after a claim that came back full, or when a sign of new work
+   * (NOTIFY, poll, due timer, wake()) found every slot busy. Hand-offs wait
+   * until a claim comes back short: a started run must not overtake them.
+   */
+  private backlog = true;
+  /** A sign of new work came after the last claim was sent (see backlog). */
+  private signalled = true;
+  /** Resolves start()'s wait for the first claim. */
+  private firstClaimed: (() => void) | undefined;
   private claimPromise: Promise<void> = Promise.resolve();
   private wakeAgain = false;
   /**
    * The running claim loop has sent its claim: a wake now may be about a run
    * its snapshot missed, so the loop runs again. A wake before it sends the
    * claim is seen by that claim (its snapshot is taken later) and needs no
-   * second round, which would find the slots a hand-off keeps busy and mark
-   * the worker saturated for nothing.
+   * second round.
    */
   private claimSent = false;
   /** Claims in a row that failed transiently (their retry backs off). */
@@ -129,8 +142,14 @@ export class Worker {
   private readonly link: LocalHandoff | undefined;
   private maxPayloadBytes = 1_048_576;
   private maxHistorySteps = 10_000;
-  /** Counters for tests, metrics and benchmarks (`handedOff`: runs begun from a start in this process, not claimed). */
-  readonly stats = { claimed: 0, claims: 0, handedOff: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0,
+  /**
+   * Counters for tests, metrics and benchmarks (`handedOff`: runs begun from
+   * a start in this process, not claimed; `gateBusy`: looks before going
+   * idle that found a coalescing start holding the wake-up gate, each
+   * followed by another look; `givenBack`: claimed runs released at once
+   * because hand-offs had taken their slots while the claim was in flight).
+   */
+  readonly stats = { claimed: 0, claims: 0, handedOff: 0, gateBusy: 0, givenBack: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0,
     fired: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };
   private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly leases: LeaseKeeper;
@@ -281,8 +300,16 @@ export class Worker {
     this.heartbeatTimer = setInterval(() => void this.leases.heartbeat(), Math.max(250, Math.floor(this.leaseMs / 3)));
     this.roleRunner.start();
     this.hookLoop?.start();
+    // The first claim, before start() returns: a start made right after it
+    // (a local hand-off) knows whether runs were waiting. Bounded as the
+    // rest of start(); the loop itself goes on if it is slower.
+    const first = new Promise<void>((resolve) => (this.firstClaimed = resolve));
     this.wake();
+    let bound: NodeJS.Timeout | undefined;
+    await Promise.race([first, new Promise<void>((resolve) => (bound = setTimeout(resolve, startMs)))]);
+    clearTimeout(bound);
   }
+
 
   /**
    * Look for work now (also called by NOTIFY, the poll timer and the due timer).
@@ -293,6 +320,7 @@ export class Worker {
    */
   wake(): void {
     if (this.state !== 'running') return;
+    this.signalled = true;
     if (this.claiming) {
       if (this.claimSent) this.wakeAgain = true;
       return;
@@ -301,9 +329,10 @@ export class Worker {
   }
 
   /**
-   * Claim now, or once more after the loop under way: for a slot freed while
-   * work may be left (saturated, or due runs left behind), which that loop may
-   * have counted as busy, and for a wake its sent claim may have missed.
+   * Claim now, or once more after the loop under way, with no new sign of
+   * work: for a slot freed while a claim is owed or due runs were left
+   * behind (the loop under way may have counted the slot busy), and for a
+   * wake its sent claim may have missed.
    */
   private claimAgain(): void {
     if (this.state !== 'running') return;
@@ -314,50 +343,78 @@ export class Worker {
     this.claimPromise = this.claimLoop();
   }
 
-  private async claimLoop(): Promise<void> {
+  /** Claim until a claim comes back short, then arm the due timer; `gateOnly`: only that last part. */
+  private async claimLoop(gateOnly = false): Promise<void> {
     this.claiming = true;
-    let drained = false;
-    let lastClaimed = 0;
+    let drained = gateOnly;
+    // A look at the gate alone that finds runs due: runs whose starts skipped their NOTIFY, claimed at once.
+    let lastClaimed = gateOnly ? 1 : 0;
     try {
-      while (this.state === 'running') {
+      while (this.state === 'running' && !gateOnly) {
         this.claimSent = false;
-        const free = this.concurrency - this.active.size - this.handoffs.size;
-        if (free <= 0) {
-          this.saturated = true;
-          break;
-        }
         if (this.leasesUnknown && this.handoffs.size === 0) {
           const released = await runReleaseOwned(this.db, this.id, [...this.active.keys()]);
           this.leasesUnknown = false;
           if (released) this.log.warn('gave back runs leased to this worker that it did not know of', { released });
         }
+        // Counted here, right before the claim: a hand-off may have taken a slot meanwhile.
+        const free = this.concurrency - this.active.size - this.handoffs.size;
+        if (free <= 0) {
+          this.lookOwed = true;
+          if (this.signalled) this.backlog = true;
+          break;
+        }
         const limit = Math.min(free, this.claimBatch);
         this.stats.claims++;
         const sentAt = performance.now();
         this.claimSent = true;
-        const runs = await runClaim(this.db, {
-          worker: this.id,
-          queues: this.queues,
-          served: [...this.definitions.values()],
-          limit,
-          leaseMs: this.leaseMs,
-        });
-        this.stats.claimed += runs.length;
+        this.signalled = false;
+        let runs: ClaimedRun[];
+        try {
+          runs = await runClaim(this.db, {
+            worker: this.id,
+            queues: this.queues,
+            served: [...this.definitions.values()],
+            limit,
+            leaseMs: this.leaseMs,
+          });
+        } finally {
+          // (Its continuation runs after this loop's bookkeeping below.)
+          this.firstClaimed?.();
+        }
         lastClaimed = runs.length;
         this.observer?.claimed(performance.now() - sentAt, runs.length);
-        for (const run of runs) {
-          if (this.state === 'running') this.begin(run, sentAt);
-          else this.giveBack(run);
-        }
         this.claimFailures = 0;
-        if (runs.length < limit) {
-          drained = true;
-          this.saturated = false;
+        // Hand-offs may have taken slots while the claim was in flight (they
+        // do not wait for it): runs past the slots left go back at once, so
+        // concurrency stays a hard limit; a claim is then owed.
+        const room = this.concurrency - this.active.size - this.handoffs.size;
+        runs.forEach((run, i) => {
+          if (this.state === 'running' && i < room) {
+            this.stats.claimed++;
+            this.begin(run, sentAt);
+          } else {
+            if (this.state === 'running') this.stats.givenBack++;
+            this.giveBack(run);
+          }
+        });
+        if (runs.length > room && this.state === 'running') {
+          this.lookOwed = true;
+          this.backlog = true;
           break;
         }
+        if (runs.length < limit) {
+          drained = true;
+          this.lookOwed = false;
+          this.backlog = false;
+          break;
+        }
+        this.backlog = true;
       }
       if (drained && this.state === 'running') await this.armDueTimer(lastClaimed);
     } catch (error) {
+      // Whatever was waiting still is.
+      this.signalled = true;
       this.log.error('claim failed', { error: String(error) });
       // The database is back within moments of a restart: look again soon, not at the next poll.
       if (isTransient(error) && this.state === 'running') {
@@ -368,6 +425,8 @@ export class Worker {
     } finally {
       this.claiming = false;
       this.claimSent = false;
+      // A loop that ended without a claim (stopping, no free slot): start() waits no longer.
+      this.firstClaimed?.();
       if (this.wakeAgain) {
         this.wakeAgain = false;
         this.claimAgain();
@@ -386,8 +445,15 @@ export class Worker {
     if (this.dueTimer) clearTimeout(this.dueTimer);
     this.dueTimer = undefined;
     if (gateBusy) {
+      this.stats.gateBusy++;
       this.gateRetryMs = Math.min(50, this.gateRetryMs ? this.gateRetryMs * 2 : 1);
-      this.dueTimer = setTimeout(() => this.wake(), this.gateRetryMs);
+      // Not a sign of waiting runs (the start holding the gate is in flight,
+      // or another worker is closing it): look at the gate again, without a
+      // claim (which would hold hand-offs back while in flight).
+      this.dueTimer = setTimeout(() => {
+        // A loop under way closes the gate itself (or owes a claim that will).
+        if (this.state === 'running' && !this.claiming) this.claimPromise = this.claimLoop(true);
+      }, this.gateRetryMs);
       return;
     }
     this.gateRetryMs = 0;
@@ -409,7 +475,8 @@ export class Worker {
    * not overtake pending ones), for a served workflow, version and queue.
    */
   private reserve(workflow: string, version: string, queue: string | undefined): Handoff | undefined {
-    if (this.state !== 'running' || this.saturated || this.active.size + this.handoffs.size >= this.concurrency) return undefined;
+    if (this.state !== 'running' || this.backlog
+        || this.active.size + this.handoffs.size >= this.concurrency) return undefined;
     const definition = this.definitions.get(`${workflow}@${version}`);
     const q = queue ?? definition?.queue;
     if (!definition || q === undefined || !this.queues.includes(q)) return undefined;
@@ -436,7 +503,7 @@ export class Worker {
       },
       cancel: () => {
         // The kept slot may be what stopped a claim loop: look again.
-        if (close() && this.saturated) this.claimAgain();
+        if (close() && this.lookOwed) this.claimAgain();
       },
     };
   }
@@ -463,7 +530,7 @@ export class Worker {
         this.link?.ended(run.id);
         // A freed slot matters only if work was left behind; otherwise NOTIFY,
         // the poll and the due timer bring the next run (no empty claim per run).
-        if (this.saturated || this.dueLeft) this.claimAgain();
+        if (this.lookOwed || this.dueLeft) this.claimAgain();
       });
   }
 

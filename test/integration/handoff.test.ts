@@ -166,7 +166,7 @@ describe('local hand-off', () => {
 
   it('frees the slot when the start leases nothing (a repeated key) or fails (bad input), so the next start is handed off', async () => {
     const wf = defineWorkflow({ name: 'ho-free', input }, async (_ctx, { n }) => n);
-    // No poll: a poll claim while the one slot is busy marks the worker saturated,
+    // No poll: a poll claim while the one slot is busy marks a backlog,
     // and until its next claim drains, starts go through the queue (correctly, but
     // this test counts hand-offs).
     const w = await startWorker({ workflows: [wf], concurrency: 1, pollInterval: 3_600_000 });
@@ -191,22 +191,79 @@ describe('local hand-off', () => {
     await free();
   });
 
-  it('a one-slot worker just started takes every start handed off: its start-up wakes claim once, and a hand-off run ending costs no claim', async () => {
+  it('a one-slot worker just started takes every start handed off: one start-up claim, and a hand-off run ending costs no claim', async () => {
     const wf = defineWorkflow({ name: 'ho-idle', input }, async (_ctx, { n }) => n);
-    // The first start comes while the worker's start-up claim may still be
-    // under way. A second start-up claim (the listener's first connect woke
-    // the worker besides start() itself) found the slot the hand-off kept and
-    // marked the worker saturated: the run's end then claimed again, and a
-    // start during that claim went through the queue.
+    // A second start-up claim (the listener's first connect woke the worker
+    // besides start() itself), or a look again at a wake-up gate another
+    // worker was closing, found the slot the hand-off kept and marked the
+    // worker saturated: the run's end then claimed again, and a start during
+    // that claim went through the queue (decision 0015's amendment).
     const w = await startWorker({ workflows: [wf], concurrency: 1, pollInterval: 3_600_000 });
     for (let n = 1; n <= 5; n++) {
       const run = await fx.client.start(wf, { n });
       assert.equal(await run.result({ timeout: '10s' }), n);
       await waitFor(() => w.activeCount === 0, { what: 'the slot to be free', timeout: 5000 });
     }
-    assert.equal(w.stats.handedOff, 5);
+    assert.equal(w.stats.handedOff, 5, JSON.stringify(w.stats));
     assert.equal(w.stats.claimed, 0);
     assert.equal(w.stats.claims, 1, 'the start-up claim only');
+  });
+
+  it('a claim in flight does not hold a hand-off back, and what it brings past the slots left goes back at once: concurrency stays a hard limit', async () => {
+    // The worker's claims go through a pool whose connections hold a claim
+    // back while the test says so: a real claim, sent and answered later.
+    const held = { on: false, reached: deferred<void>(), go: deferred<void>() };
+    class HeldClaims extends pg.Client {
+      override query(config: any, values?: any, callback?: any): any {
+        if (held.on && typeof config === 'object' && config?.name === 'trellis_run_claim') {
+          held.on = false;
+          held.reached.resolve();
+          const send = () => super.query(config, values, callback);
+          if (typeof callback === 'function' || typeof values === 'function') {
+            void held.go.promise.then(send);
+            return undefined;
+          }
+          return held.go.promise.then(send);
+        }
+        return super.query(config, values, callback);
+      }
+    }
+    const pool = new pg.Pool({ connectionString: fx.db.url, max: 4, Client: HeldClaims });
+    pool.on('error', () => undefined);
+    let inFlight = 0;
+    let most = 0;
+    const release = deferred<void>();
+    const wf = defineWorkflow({ name: 'ho-race', input }, async (ctx, { n }) => ctx.step('work', async () => {
+      most = Math.max(most, ++inFlight);
+      if (n === 1) await release.promise;
+      inFlight--;
+      return n;
+    }));
+    const queued = createClient({ pool: fx.db.pool, logger: silentLogger, handoff: false });
+    const w = await startWorker({ workflows: [wf], concurrency: 1, pollInterval: 3_600_000, pool });
+    try {
+      // A start through the queue wakes the worker (NOTIFY); its claim is held.
+      held.on = true;
+      const viaQueue = await queued.start(wf, { n: 2 });
+      await held.reached.promise;
+      // Meanwhile a start in the process takes the one slot by hand-off.
+      const handed = await fx.client.start(wf, { n: 1 });
+      assert.equal(w.stats.handedOff, 1);
+      // The claim returns the queued run: no slot is left for it.
+      held.go.resolve();
+      await waitFor(() => w.stats.givenBack === 1, { what: 'the claimed run given back' });
+      assert.equal((await row(viaQueue.id)).status, 'pending');
+      release.resolve();
+      assert.deepEqual(await Promise.all([handed.result({ timeout: '10s' }), viaQueue.result({ timeout: '10s' })]), [1, 2]);
+      assert.equal(most, 1, 'never two bodies at once on a worker of concurrency 1');
+      assert.equal(w.stats.claimed, 1, 'the given-back run, claimed again once the slot was free');
+    } finally {
+      release.resolve();
+      held.go.resolve();
+      await w.stop({ timeout: 1000 });
+      await queued.close();
+      await pool.end();
+    }
   });
 
   it('a stopping worker takes no hand-off; a second worker on the pool that serves the workflow does', async () => {

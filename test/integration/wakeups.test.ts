@@ -102,7 +102,7 @@ describe('wake-up gate', () => {
       // The worker claims the first run, then finds the gate held and looks again until it closes.
       await worker.start();
       assert.equal(await first.result({ timeout: '20s' }), 2);
-      await waitFor(() => worker.stats.claims >= 2, { what: 'the worker looking again at the held gate' });
+      await waitFor(() => worker.stats.gateBusy >= 2, { what: 'the worker looking again at the held gate' });
       await tx.query('commit');
       assert.equal(await client.result(late!.id, { timeout: '20s' }), 42);
       await ready.settle();
