@@ -100,7 +100,7 @@ comment on function trellis._event_filter(jsonb) is
 -- part not among them was committed (or rolled back) before the events are
 -- read. A node that does not answer raises 08006 (a connection failure,
 -- which clients retry): the cursor cannot tell what is safe to pass.
-create or replace function trellis._events_horizon()
+create or replace function trellis._xact_horizon(p_cluster boolean)
 returns xid8 language plpgsql stable as $$
 declare
   v_snapshot pg_snapshot := pg_catalog.pg_current_snapshot();
@@ -112,7 +112,7 @@ declare
 begin
   -- The distributed setting on one node (test/sql/distributed-mode.test.ts)
   -- has no worker nodes: nothing is prepared elsewhere.
-  if not trellis._distributed() or pg_catalog.to_regclass('pg_catalog.pg_dist_transaction') is null then
+  if not p_cluster or pg_catalog.to_regclass('pg_catalog.pg_dist_transaction') is null then
     return v_horizon;
   end if;
   execute $q$
@@ -140,8 +140,26 @@ begin
     into v_held using v_next, v_prepared;
   return least(v_horizon, v_held);
 end $$;
+comment on function trellis._xact_horizon(boolean) is
+  'The oldest transaction id still running as this snapshot sees it: every row written by a transaction below it is committed or gone for good. With p_cluster on a Citus coordinator, also below the oldest transaction whose two-phase commit is still prepared on a worker node (08006 when a node does not answer).';
+
+create or replace function trellis._events_horizon()
+returns xid8 language sql stable as $$
+  select trellis._xact_horizon(trellis._distributed())
+$$;
 comment on function trellis._events_horizon() is
-  'The oldest transaction id still running as this snapshot sees it: every event below it is committed or gone for good. On a distributed schema, also below the oldest transaction whose two-phase commit is still prepared on a worker node.';
+  'The outbox''s horizon: events of transactions below it are final (trellis._xact_horizon, cluster-wide on a distributed schema).';
+
+-- The horizon of a user's own table of events read in (transaction id, row
+-- id) order, as tableConnector does (docs/connectors.md): the table may be
+-- distributed while the Trellis schema is not, so on a Citus coordinator it
+-- always asks the worker nodes what is still prepared there.
+create or replace function trellis.xact_horizon()
+returns xid8 language sql stable as $$
+  select trellis._xact_horizon(true)
+$$;
+comment on function trellis.xact_horizon() is
+  'The oldest transaction id still running, cluster-wide on a Citus coordinator (a two-phase commit still prepared on a worker node counts as running): rows of a table written with tx = pg_current_xact_id() below it are final. Read it in its own statement before the rows.';
 
 create or replace function trellis._events_after(p_xid xid8, p_id bigint, p_limit integer, p_filter jsonb)
 returns table (cursor text, run_id uuid, workflow text, version text, key text, kind text,

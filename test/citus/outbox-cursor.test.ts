@@ -4,18 +4,16 @@
  * transaction that writes to more than one worker node commits in two phases,
  * and its rows become visible on a node only at that node's COMMIT PREPARED,
  * after the coordinator's commit moved the visibility horizon past its id.
- * The test puts the cluster in that state by Citus's own steps (the shard's
- * row written and PREPARE'd on the worker node under a Citus transaction
- * name, then the coordinator's pg_dist_transaction record committed), with a
- * newer event committed beside it, and reads the outbox: the cursor must not
+ * The test puts the cluster in that state by Citus's own steps
+ * (test/citus/prepared-part.ts), with a newer event committed beside it, and reads the outbox: the cursor must not
  * pass the prepared transaction until its COMMIT PREPARED, and then yields
  * its event before the newer one.
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import pg from 'pg';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { holdPreparedPart } from './prepared-part.ts';
 
 let db: TestDatabase;
 before(async () => {
@@ -36,38 +34,12 @@ describe('events_read on a cluster', () => {
     // Readable once every older transaction on the coordinator has ended (other databases' too).
     const seen = await waitFor(async () => { const r = await read(null); return r.length ? r : undefined; }, { what: 'the first event' });
     assert.deepEqual(seen.map((e) => e.run_id), [first]);
-    // The shard of bucket 0 of trellis.events and the worker node that holds it.
-    const [shard] = await sql(`select p.shardid, n.nodename, n.nodeport, n.groupid
-      from pg_dist_placement p join pg_dist_node n using (groupid)
-     where p.shardid = get_shard_id_for_distribution_column('trellis.events', 0)`);
-    const url = new URL(db.url);
-    url.hostname = shard.nodename;
-    url.port = String(shard.nodeport);
-    const worker = new pg.Client({ connectionString: url.toString() });
-    const coordinator = await db.pool.connect();
-    await worker.connect();
-    // Citus's recovery would settle the prepared transaction on its own (its
-    // record says commit): off while the test holds it, so the state lasts.
-    await coordinator.query(`alter system set citus.recover_2pc_interval = -1`);
-    await coordinator.query('select pg_reload_conf()');
-    const gid = `citus_0_${900_000 + (process.pid % 99_999)}_${Date.now() % 1_000_000}_0`;
-    let prepared = false;
+    const late = '00000000-0000-4000-8000-0000000000aa';
+    // The event's row on the shard of bucket 0, prepared on its worker node.
+    const part = await holdPreparedPart(db, { table: 'trellis.events', value: 0, idColumn: 'id', write: (worker, row) =>
+      worker.query(`insert into trellis.events_${row.shard} (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid, id)
+        values (0, $1, 'w', '1', null, 'started', 0, '{"to":"pending","execution":1}', now(), $2::xid8, $3)`, [late, row.xid, row.id]) });
     try {
-      // The coordinator's transaction, and its event's row written on the
-      // worker node's shard and prepared there, as Citus's first phase does.
-      await coordinator.query('begin');
-      const [{ xid, id }] = (await coordinator.query(
-        `select pg_current_xact_id()::text as xid, nextval(pg_get_serial_sequence('trellis.events', 'id')) as id`)).rows;
-      const late = '00000000-0000-4000-8000-0000000000aa';
-      await worker.query('begin');
-      await worker.query(`insert into trellis.events_${shard.shardid} (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid, id)
-        values (0, $1, 'w', '1', null, 'started', 0, '{"to":"pending","execution":1}', now(), $2::xid8, $3)`, [late, xid, id]);
-      await worker.query(`prepare transaction '${gid}'`);
-      prepared = true;
-      // Citus's record of that part, then the coordinator's commit: from here
-      // the transaction has ended as the coordinator sees it.
-      await coordinator.query('insert into pg_dist_transaction (groupid, gid) values ($1, $2)', [shard.groupid, gid]);
-      await coordinator.query('commit');
       // A newer transaction's event, committed and visible.
       const [{ id: newer }] = await sql(`select trellis.run_start('w', '{}', '{"queue":"nobody","key":"newer"}') as id`);
       const [{ xid: newerXid }] = await sql(`select xid::text from trellis.events where run_id = $1`, [newer]);
@@ -79,19 +51,12 @@ describe('events_read on a cluster', () => {
       const whilePrepared = await read(seen[0]!.cursor);
       assert.deepEqual(whilePrepared, [], 'nothing past the transaction still prepared on a worker node');
 
-      await worker.query(`commit prepared '${gid}'`);
-      prepared = false;
+      await part.commitPrepared();
       const afterCommit = await waitFor(async () => { const r = await read(seen[0]!.cursor); return r.length >= 2 ? r : undefined; },
         { what: 'both events once the second phase committed' });
       assert.deepEqual(afterCommit.map((e) => e.run_id), [late, newer], 'the late event first, then the newer one');
     } finally {
-      if (prepared) await worker.query(`rollback prepared '${gid}'`).catch(() => undefined);
-      await coordinator.query('rollback').catch(() => undefined);
-      await coordinator.query('delete from pg_dist_transaction where gid = $1', [gid]).catch(() => undefined);
-      await coordinator.query(`alter system reset citus.recover_2pc_interval`);
-      await coordinator.query('select pg_reload_conf()');
-      coordinator.release();
-      await worker.end();
+      await part.close();
     }
   });
 

@@ -43,13 +43,14 @@ const runs = Number(process.env.CITUS_RUNS ?? 1000);
  * queries): each ran there and passes (docs/scaling.md). The outbox cursor's
  * readers (connectors) are among them, with the cluster's own cursor test
  * (test/citus/outbox-cursor.test.ts: a two-phase commit still prepared on a
- * worker node, decision 0030). test/integration/events.test.ts is not: it
+ * worker node, decision 0030) and the table connector's over a distributed
+ * table (test/citus/table-connector.test.ts). test/integration/events.test.ts is not: it
  * records status changes with a trigger, which Citus refuses on a
  * distributed table.
  */
 const INTEGRATION_ON_CLUSTER = ['schedules', 'hooks', 'queues', 'handoff', 'retention', 'state-machine', 'templates', 'roles',
   'waits', 'control', 'children', 'result-watch', 'connectors', 'outbox-connector', 'outbox-tools'].map((f) => `test/integration/${f}.test.ts`)
-  .concat('test/citus/outbox-cursor.test.ts');
+  .concat('test/citus/outbox-cursor.test.ts', 'test/citus/table-connector.test.ts');
 const base = Number(process.env.CITUS_BASE_PORT ?? 56201);
 
 let cluster: LocalNodes | undefined;

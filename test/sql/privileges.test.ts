@@ -19,6 +19,8 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase, freshDatabase, type TestDatabase, testPool } from '../helpers/db.ts';
 import { migrate } from '../../src/schema/install.ts';
+import { tableConnector } from '../../src/connectors/table-connector.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let db: TestDatabase;
 const suffix = crypto.randomUUID().replaceAll('-', '').slice(0, 10);
@@ -141,6 +143,21 @@ describe('privileges (sql/950_grants.sql)', () => {
       }
     }
     await denied(poolAs('nobody'), 'select trellis.run_finished_watch()');
+  });
+
+  it('trellis_client reads a table connector (its horizon is trellis.xact_horizon); a role with no Trellis role cannot', async () => {
+    await db.pool.query(`create table public.priv_events (id bigserial primary key, tx xid8 not null default pg_current_xact_id(),
+      foreign_id text not null, type text not null, payload jsonb not null default '{}')`);
+    await db.pool.query(`grant select on public.priv_events to ${logins.client}, ${logins.nobody}`);
+    await db.pool.query(`insert into public.priv_events (foreign_id, type) values ('a', 'paid')`);
+    const connector = tableConnector({ name: 'priv', table: 'public.priv_events' });
+    const pool = poolAs('client');
+    const read = await waitFor(async () => {
+      const r = await connector.read(pool, null, 10);
+      return r.events.length ? r : undefined;
+    }, { what: 'the row below the horizon' });
+    assert.deepEqual(read.events.map((e) => [e.foreignId, e.type]), [['a', 'paid']]);
+    await denied(poolAs('nobody'), 'select trellis.xact_horizon()');
   });
 
   it('a role with no Trellis role can execute no Trellis function', async () => {
