@@ -245,8 +245,10 @@ export class Worker {
 
   /**
    * Check the schema, register the workflows, start listening and claiming.
-   * Throws `SchemaVersionError` if the database schema is older than this
-   * code (run `migrate` first).
+   * Returns once the first claim has come back (or the start-up bound has
+   * passed), so runs that were waiting are taken before a start in this
+   * process can be handed off past them. Throws `SchemaVersionError` if the
+   * database schema is older than this code (run `migrate` first).
    *
    * @example
    * await migrate(pool);
