@@ -65,9 +65,13 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
     };
     const interceptors = kind === 'step' ? replay.o.definition.interceptors : undefined;
     const body = observed ? () => observed.run(() => fn(stepContext)) : () => fn(stepContext);
-    value = await controller.race(Promise.resolve().then(() => (interceptors?.beforeStep || interceptors?.afterStep
-      ? withStepHooks(replay, name, attempt, body)
-      : body())));
+    value = await controller.race(Promise.resolve().then(() => {
+      // Again in the turn the body begins: a body queued behind another that
+      // blocked the event loop past the lease must not begin on a lease that
+      // ran out meanwhile (another worker may have completed this step).
+      if (replay.o.leaseHeld?.() === false) throw replay.o.abort.reason;
+      return interceptors?.beforeStep || interceptors?.afterStep ? withStepHooks(replay, name, attempt, body) : body();
+    }));
   } catch (e) {
     error = e;
     failed = true;

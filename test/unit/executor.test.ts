@@ -227,6 +227,27 @@ describe('replay executor', () => {
     assert.equal((await pending).op, 'abandoned');
   });
 
+  it('begins no step body on a lease that ran out after the check before it (a body queued behind one that blocked the event loop)', async () => {
+    let bodies = 0;
+    let expired = false;
+    const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => ctx.step('a', () => ++bodies));
+    const controller = new RunAbort();
+    const outcome = await run(wf, {
+      sink: sink(),
+      abort: controller,
+      // As the worker's check: false (and the run aborted) once the lease ran
+      // out. The lease runs out in the very next turn, before the body's.
+      leaseHeld: () => {
+        queueMicrotask(() => (expired = true));
+        if (!expired) return true;
+        controller.abort(new LeaseLostError('lease ran out before a step began'));
+        return false;
+      },
+    });
+    assert.equal(outcome.op, 'abandoned');
+    assert.equal(bodies, 0, 'the body never began');
+  });
+
   /**
    * Two branches of two steps each, where the second branch's first step
    * finishes first: its second step takes call #2. The process dies before
