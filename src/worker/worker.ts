@@ -351,6 +351,9 @@ export class Worker {
     let drained = gateOnly;
     // A look at the gate alone that finds runs due: runs whose starts skipped their NOTIFY, claimed at once.
     let lastClaimed = gateOnly ? 1 : 0;
+    // A look at the gate alone sends its statement at once: a wake from now
+    // on may be about a run that statement's snapshot misses.
+    this.claimSent = gateOnly;
     try {
       while (this.state === 'running' && !gateOnly) {
         this.claimSent = false;

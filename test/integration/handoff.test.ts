@@ -20,6 +20,7 @@ import { deferred } from '../helpers/engine.ts';
 import { backendId, lockWaitersOf } from '../helpers/lock-wait.ts';
 import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { heldQueryPool } from '../helpers/held-query.ts';
 
 const workers: Worker[] = [];
 // Registered before useDatabase's after(), so it runs first: every worker stops before the client and the database close.
@@ -210,26 +211,10 @@ describe('local hand-off', () => {
   });
 
   it('a claim in flight does not hold a hand-off back, and what it brings past the slots left goes back at once: concurrency stays a hard limit', async () => {
-    // The worker's claims go through a pool whose connections hold a claim
-    // back while the test says so: a real claim, sent and answered later.
-    const held = { on: false, reached: deferred<void>(), go: deferred<void>() };
-    class HeldClaims extends pg.Client {
-      override query(config: any, values?: any, callback?: any): any {
-        if (held.on && typeof config === 'object' && config?.name === 'trellis_run_claim') {
-          held.on = false;
-          held.reached.resolve();
-          const send = () => super.query(config, values, callback);
-          if (typeof callback === 'function' || typeof values === 'function') {
-            void held.go.promise.then(send);
-            return undefined;
-          }
-          return held.go.promise.then(send);
-        }
-        return super.query(config, values, callback);
-      }
-    }
-    const pool = new pg.Pool({ connectionString: fx.db.url, max: 4, Client: HeldClaims });
-    pool.on('error', () => undefined);
+    // The worker's claims go through a pool that holds one back while the
+    // test says so: a real claim, sent later.
+    const held = heldQueryPool(fx.db.url, 'trellis_run_claim', 'send');
+    const pool = held.pool;
     let inFlight = 0;
     let most = 0;
     const release = deferred<void>();
@@ -243,14 +228,14 @@ describe('local hand-off', () => {
     const w = await startWorker({ workflows: [wf], concurrency: 1, pollInterval: 3_600_000, pool });
     try {
       // A start through the queue wakes the worker (NOTIFY); its claim is held.
-      held.on = true;
+      held.arm();
       const viaQueue = await queued.start(wf, { n: 2 });
-      await held.reached.promise;
+      await held.reached();
       // Meanwhile a start in the process takes the one slot by hand-off.
       const handed = await fx.client.start(wf, { n: 1 });
       assert.equal(w.stats.handedOff, 1);
       // The claim returns the queued run: no slot is left for it.
-      held.go.resolve();
+      held.release();
       await waitFor(() => w.stats.givenBack === 1, { what: 'the claimed run given back' });
       // Released by the worker's committer (its slot stays busy: nothing claims the run again yet).
       await waitFor(async () => (await row(viaQueue.id)).status === 'pending' || undefined, { what: 'the given-back run pending again' });
@@ -260,7 +245,7 @@ describe('local hand-off', () => {
       assert.equal(w.stats.claimed, 1, 'the given-back run, claimed again once the slot was free');
     } finally {
       release.resolve();
-      held.go.resolve();
+      held.release();
       await w.stop({ timeout: 1000 });
       await queued.close();
       await pool.end();

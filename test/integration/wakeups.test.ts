@@ -14,6 +14,8 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { heldQueryPool } from '../helpers/held-query.ts';
+import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 
 const echo = defineWorkflow({ name: 'echo', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
   ctx.step('echo', () => n));
@@ -112,6 +114,47 @@ describe('wake-up gate', () => {
       await client.close();
       await tx.end().catch(() => undefined);
       await ready.close();
+    }
+  });
+
+  it('a wake while the worker looks at the gate again is not lost: that look\'s snapshot may predate the run it is about', async () => {
+    const later = defineWorkflow({ name: 'gate-look', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
+      ctx.step('triple', () => n * 3));
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger, handoff: false });
+    // The worker's looks before going idle go through a pool that can answer one late.
+    const held = heldQueryPool(fx.db.url, 'trellis_run_idle_check', 'answer');
+    const tx = new pg.Client({ connectionString: fx.db.url });
+    await tx.connect();
+    // Its listener goes through a proxy the test freezes, so the run's own
+    // NOTIFY does not reach it: the wake the test makes is the only news.
+    const u = new URL(fx.db.url);
+    const proxy = await startProxy({ host: u.hostname, port: Number(u.port) });
+    const worker = createWorker({ pool: held.pool, workflows: [later], pollInterval: '1 hour', logger: silentLogger,
+      listenUrl: throughProxy(fx.db.url, proxy.port), listenerHealthCheck: '1 minute' });
+    try {
+      await client.register(later);
+      // A coalescing start in flight holds the queue's gate: the worker looks again and again.
+      await tx.query('begin');
+      await tx.query(`select trellis.run_start('gate-look', '{"n": 0}', '{"coalesce_notify": true}')`);
+      await worker.start();
+      await waitFor(() => worker.stats.gateBusy >= 1, { what: 'the worker finding the gate held' });
+      // The next look finds the gate free (the start rolled back) and nothing
+      // due; its answer is held until a run has started meanwhile.
+      held.arm();
+      await tx.query('rollback');
+      await held.reached();
+      for (const pipe of proxy.pipes) pipe.frozen = true;
+      const run = await client.start(later, { n: 14 });
+      worker.wake(); // as its NOTIFY would, while that look is still under way
+      held.release();
+      assert.equal(await run.result({ timeout: '10s' }), 42, 'claimed at once, not at the next poll (an hour here)');
+    } finally {
+      held.release();
+      await worker.stop({ timeout: 2000 });
+      await client.close();
+      await tx.end().catch(() => undefined);
+      await held.pool.end();
+      await proxy.close();
     }
   });
 });

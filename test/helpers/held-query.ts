@@ -1,0 +1,55 @@
+/**
+ * A pg.Pool whose connections hold back one named prepared statement of
+ * Trellis (e.g. 'trellis_run_claim') while a test says so: a real statement
+ * on a real server, sent late (`when: 'send'`) or answered late (`when:
+ * 'answer'`: it has run, its snapshot is taken, the caller does not know
+ * yet). `arm()` holds the next one; `reached` resolves when it is held,
+ * `release()` lets it go.
+ */
+import pg from 'pg';
+import { deferred } from './engine.ts';
+
+export interface HeldQuery {
+  pool: pg.Pool;
+  /** Hold the next execution of the statement. */
+  arm(): void;
+  /** Resolves once the armed execution is held. */
+  reached(): Promise<void>;
+  release(): void;
+}
+
+export function heldQueryPool(url: string, name: string, when: 'send' | 'answer'): HeldQuery {
+  let armed = false;
+  let reached = deferred<void>();
+  let go = deferred<void>();
+  class Held extends pg.Client {
+    override query(config: any, values?: any, callback?: any): any {
+      if (!armed || typeof config !== 'object' || config?.name !== name) return super.query(config, values, callback);
+      armed = false;
+      const cb = typeof values === 'function' ? values : callback;
+      const args = typeof values === 'function' ? undefined : values;
+      const answered = when === 'send'
+        ? (reached.resolve(), go.promise.then(() => super.query(config, args)))
+        : super.query(config, args).then(async (result: unknown) => {
+          reached.resolve();
+          await go.promise;
+          return result;
+        });
+      if (typeof cb !== 'function') return answered;
+      answered.then((result: unknown) => cb(null, result), (error: unknown) => cb(error));
+      return undefined;
+    }
+  }
+  const pool = new pg.Pool({ connectionString: url, max: 4, Client: Held });
+  pool.on('error', () => undefined);
+  return {
+    pool,
+    arm: () => {
+      armed = true;
+      reached = deferred<void>();
+      go = deferred<void>();
+    },
+    reached: () => reached.promise,
+    release: () => go.resolve(),
+  };
+}
