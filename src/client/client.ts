@@ -17,7 +17,8 @@ import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, type RunSt
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../protocol/serialize.ts';
-import { SCHEMA_MIGRATION } from '../protocol/schema-version.generated.ts';
+import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../protocol/schema-version.generated.ts';
+import { SCHEMA_INFO_SQL, schemaBehind } from '../db/schema-check.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
 import { type Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
@@ -519,9 +520,9 @@ export class Client {
    */
   private payloadLimit(db: Queryable = this.pool): Promise<number> {
     if (!this.maxPayloadBytes) {
-      const pending = queryRows<{ limit: number; migration: number | null }>(db,
-        `select ${PAYLOAD_LIMIT_SQL} as limit, (select migration from trellis.schema_info) as migration`).then(([row]) => {
-        checkMigration(row?.migration);
+      const pending = queryRows<{ limit: number; migration: number | null; sql_revision: number | null }>(db,
+        `select ${PAYLOAD_LIMIT_SQL} as limit, ${SCHEMA_INFO_SQL}`).then(([row]) => {
+        checkMigration(row?.migration, row?.sql_revision);
         this.payloadLimitValue = row!.limit;
         return row!.limit;
       });
@@ -545,12 +546,12 @@ export class Client {
     const row = definition ? this.registry.unregistered(definition) : undefined;
     let first;
     try {
-      first = await runStartFirst(db, name, text, options, row, SCHEMA_MIGRATION);
+      first = await runStartFirst(db, name, text, options, row, SCHEMA_MIGRATION, SCHEMA_SQL_REVISION);
     } catch (error) {
       await this.payloadLimit(db);
       throw error;
     }
-    checkMigration(first.migration);
+    checkMigration(first.migration, first.sqlRevision);
     this.payloadLimitValue = first.maxPayloadBytes;
     this.maxPayloadBytes ??= Promise.resolve(first.maxPayloadBytes);
     if (definition && row) this.registry.noteRegistered(definition);
@@ -687,10 +688,8 @@ export class Client {
 
 export { FINISHED_STATES };
 
-/** A SchemaVersionError unless the schema is at this code's migration or newer. */
-function checkMigration(migration: number | null | undefined): void {
-  if (migration == null || migration < SCHEMA_MIGRATION) {
-    throw new SchemaVersionError(
-      `the trellis schema is at migration ${migration ?? 0}, behind this client (${SCHEMA_MIGRATION}): run \`trellis migrate\` or call migrate()`);
-  }
+/** A SchemaVersionError unless the schema is at this code's migration (and its functions at this code's revision) or newer. */
+function checkMigration(migration: number | null | undefined, sqlRevision: number | null | undefined): void {
+  const behind = schemaBehind(migration, sqlRevision, 'this client');
+  if (behind) throw new SchemaVersionError(behind);
 }

@@ -2,6 +2,7 @@
 import type { ClaimedRun } from '../protocol/history.ts';
 import { type Queryable, queryRows } from './queryable.ts';
 import type { WorkflowRegistration } from '../protocol/registration.ts';
+import { SCHEMA_INFO_SQL } from './schema-check.ts';
 
 export interface RunStartOptions {
   key?: string;
@@ -45,39 +46,43 @@ export const PAYLOAD_LIMIT_SQL = `(select case when v.raw is null then 1048576
 
 /** What {@link runStartFirst} read besides the start: the payload limit and the schema's migration. */
 export interface FirstStart {
-  /** The new run's id; null when the schema is behind `migration` (nothing was started or registered). */
+  /** The new run's id; null when the schema is behind `migration` or `sqlRevision` (nothing was started or registered). */
   id: string | null;
   maxPayloadBytes: number;
   migration: number | null;
+  sqlRevision: number | null;
 }
 
 /**
  * A client's first start in one statement (one round trip, issue 18): the
- * payload limit and the schema's migration are read, and, only if the
- * schema is at `migration` or newer, `registration` (if any) is registered
+ * payload limit and the schema's migration and functions' revision are
+ * read, and, only if the schema is at `migration` (or newer) with its
+ * functions at `sqlRevision` or newer, `registration` (if any) is registered
  * (unless trellis._workflow_stored says it is stored as it is, so a fresh
  * session compiles no registration code for a known workflow) and the run
  * started. The limit is checked by run_start itself (TR005);
  * a failure rolls the registration back with the start.
  */
 export async function runStartFirst(db: Queryable, workflow: string, input: string, options: RunStartOptions,
-  registration: WorkflowRegistration | undefined, migration: number): Promise<FirstStart> {
+  registration: WorkflowRegistration | undefined, migration: number, sqlRevision: number): Promise<FirstStart> {
   // Each CTE is read before the statement around it computes its target
   // list: the checks, then the registration, then the start; the CASEs keep
   // both writes from a schema behind.
-  const rows = await queryRows<{ max_payload: number; migration: number | null; id: string | null }>(db,
+  const rows = await queryRows<{ max_payload: number; migration: number | null; sql_revision: number | null; id: string | null }>(db,
     `with s as materialized (
-       select ${PAYLOAD_LIMIT_SQL} as max_payload, (select i.migration from trellis.schema_info i) as migration),
+       select ${PAYLOAD_LIMIT_SQL} as max_payload, ${SCHEMA_INFO_SQL}),
+     c as materialized (
+       select s.*, (s.migration > $5 or (s.migration = $5 and s.sql_revision >= $6)) as current from s),
      r as materialized (
-       select s.*, case when s.migration >= $5 and $4::jsonb is not null
+       select c.*, case when c.current and $4::jsonb is not null
                              and not trellis._workflow_stored($4::jsonb -> 0, trellis.now())
                         then trellis.workflow_register($4::jsonb) end as registered
-         from s)
-     select r.max_payload, r.migration,
-            case when r.migration >= $5 then trellis.run_start($1, $2::jsonb, $3::jsonb) end as id
-       from r`, [workflow, input, JSON.stringify(options), registration ? JSON.stringify([registration]) : null, migration]);
+         from c)
+     select r.max_payload, r.migration, r.sql_revision,
+            case when r.current then trellis.run_start($1, $2::jsonb, $3::jsonb) end as id
+       from r`, [workflow, input, JSON.stringify(options), registration ? JSON.stringify([registration]) : null, migration, sqlRevision]);
   const r = rows[0] as (typeof rows)[number];
-  return { id: r.id, maxPayloadBytes: r.max_payload, migration: r.migration };
+  return { id: r.id, maxPayloadBytes: r.max_payload, migration: r.migration, sqlRevision: r.sql_revision };
 }
 
 export interface StartClaimedArgs {

@@ -1,41 +1,66 @@
 /**
  * Whether a database has exactly the schema this code speaks: the migration
- * recorded in trellis.schema_info against SCHEMA_MIGRATION (generated with the
- * SQL bundle), without loading the bundled SQL itself.
+ * and the functions' revision recorded in trellis.schema_info against
+ * SCHEMA_MIGRATION and SCHEMA_SQL_REVISION (generated with the SQL bundle),
+ * without loading the bundled SQL itself.
  */
 import { SchemaVersionError } from '../errors.ts';
-import { SCHEMA_MIGRATION } from '../protocol/schema-version.generated.ts';
+import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../protocol/schema-version.generated.ts';
 import { SCHEMA_NOT_INSTALLED, toTrellisError } from './errors.ts';
 import type { Queryable } from './queryable.ts';
 
 /**
+ * The select list of the installed schema's migration and functions'
+ * revision (null when trellis.schema_info is empty; the revision null too for
+ * a schema from before it was recorded: read through the row's JSON, so the
+ * statement works on such a schema as well).
+ */
+export const SCHEMA_INFO_SQL = `(select i.migration from trellis.schema_info i) as migration,
+  (select (to_jsonb(i) ->> 'sql_revision')::integer from trellis.schema_info i) as sql_revision`;
+
+/**
+ * Why a schema at `migration`, with its functions at `sqlRevision`, is behind
+ * this code (`who`: "this code", "this client"), or undefined if it is not.
+ * The functions count too: a release may add or change one in sql/ without
+ * a migration, and code that calls it against older functions would meet
+ * PostgreSQL's own "function does not exist" instead of this.
+ */
+export function schemaBehind(migration: number | null | undefined, sqlRevision: number | null | undefined, who: string): string | undefined {
+  if (migration == null || migration < SCHEMA_MIGRATION) {
+    return `the trellis schema is at migration ${migration ?? 0}, behind ${who} (${SCHEMA_MIGRATION}): run \`trellis migrate\` or call migrate()`;
+  }
+  if (migration === SCHEMA_MIGRATION && (sqlRevision == null || sqlRevision < SCHEMA_SQL_REVISION)) {
+    return `the trellis functions are at revision ${sqlRevision ?? 'none'}, behind ${who} (${SCHEMA_SQL_REVISION}): run \`trellis migrate\` or call migrate()`;
+  }
+  return undefined;
+}
+
+/**
  * Check that the database has exactly this code's schema; throws
- * SchemaVersionError otherwise (not installed, behind, or newer).
+ * SchemaVersionError otherwise (not installed, behind, or newer). Functions
+ * newer than this code's (a later release migrated the database, without a
+ * new migration) are accepted: they keep what older code calls.
  *
  * @example
  * await checkSchema(pool); // in a readiness probe: fails until `migrate` has run
  */
 export async function checkSchema(db: Queryable): Promise<void> {
   const known = SCHEMA_MIGRATION;
-  let version: number | undefined;
+  let row: { migration: number | null; sql_revision: number | null } | undefined;
   try {
-    const { rows } = await db.query<{ migration: number }>('select migration from trellis.schema_info');
-    version = rows[0]?.migration;
+    ({ rows: [row] } = await db.query<{ migration: number | null; sql_revision: number | null }>(`select ${SCHEMA_INFO_SQL}`));
   } catch (error) {
-    if ((error as { code?: string }).code === '42P01' || (error as { code?: string }).code === '3F000') {
+    const code = (error as { code?: string }).code;
+    if (code === '42P01' || code === '3F000') {
       throw new SchemaVersionError(SCHEMA_NOT_INSTALLED);
     }
     throw toTrellisError(error);
   }
-  if (version === undefined || version < known) {
+  const behind = schemaBehind(row?.migration, row?.sql_revision, 'this code');
+  if (behind) throw new SchemaVersionError(behind);
+  if (row?.migration != null && row.migration > known) {
     throw new SchemaVersionError(
-      `the trellis schema is at migration ${version ?? 0}, behind this code (${known}): run \`trellis migrate\` or call migrate()`,
-    );
-  }
-  if (version > known) {
-    throw new SchemaVersionError(
-      `the trellis schema is at migration ${version}, newer than this code (${known}): upgrade the trellis package`,
+      `the trellis schema is at migration ${row.migration}, newer than this code (${known}): upgrade the trellis package`,
     );
   }
 }
-

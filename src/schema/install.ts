@@ -270,7 +270,9 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
       // A virtual clock outside a session that allows it (a production database
       // where clock_use_virtual() was called) is replaced by re-applying sql/.
       const functionsApplied = !newerFunctionsKept
-        && (applied.length > 0 || info.rows[0]?.sql_hash !== sqlHash || (clock.installed && !clock.allowed));
+        && (applied.length > 0 || info.rows[0]?.sql_hash !== sqlHash || (clock.installed && !clock.allowed)
+          // A revision behind this code's, whatever its hash: clients and workers refuse it (checkSchema).
+          || (bundle.sqlRevision !== undefined && (installedRevision ?? 0) < bundle.sqlRevision));
       if (functionsApplied) {
         for (const f of bundle.functions) await client.query(f.text);
         // Where it is allowed (a test database), re-applying sql/ keeps it.

@@ -312,7 +312,6 @@ export class Worker {
     clearTimeout(bound);
   }
 
-
   /**
    * Look for work now (also called by NOTIFY, the poll timer and the due timer).
    *
@@ -432,6 +431,7 @@ export class Worker {
       this.claimSent = false;
       // A loop that ended without a claim (stopping, no free slot): start() waits no longer.
       this.firstClaimed?.();
+      this.firstClaimed = undefined;
       if (this.wakeAgain) {
         this.wakeAgain = false;
         this.claimAgain();

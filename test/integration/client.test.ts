@@ -4,6 +4,7 @@ import { Kysely, PostgresDialect, sql } from 'kysely';
 import { z } from 'zod';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { NotFoundError, PayloadTooLargeError, SchemaVersionError, TimeoutError, ValidationError } from '../../src/errors.ts';
+import { SCHEMA_SQL_REVISION } from '../../src/protocol/schema-version.generated.ts';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
@@ -144,6 +145,25 @@ describe('client', () => {
     }
     assert.equal(await runCount(), before);
     // Not cached as a failure: once migrated, the same client starts.
+    assert.ok((await behind.start(parked, { i: 2 })).id);
+    await behind.close();
+  });
+
+  it('functions at an older revision than this code (a release that changed sql/ only) are a SchemaVersionError at the first start or signal, and nothing is written', async () => {
+    const behind = createClient({ pool: db.pool, logger: silentLogger });
+    const before = await runCount();
+    await db.pool.query('update trellis.schema_info set sql_revision = $1', [SCHEMA_SQL_REVISION - 1]);
+    try {
+      await assert.rejects(behind.start(parked, { i: 1 }), (error: Error) => {
+        assert.ok(error instanceof SchemaVersionError);
+        assert.match(error.message, new RegExp(`functions are at revision ${SCHEMA_SQL_REVISION - 1}, behind this client \\(${SCHEMA_SQL_REVISION}\\): run`));
+        return true;
+      });
+      await assert.rejects(behind.signal(crypto.randomUUID(), 'go', {}), SchemaVersionError);
+    } finally {
+      await db.pool.query('update trellis.schema_info set sql_revision = $1', [SCHEMA_SQL_REVISION]);
+    }
+    assert.equal(await runCount(), before);
     assert.ok((await behind.start(parked, { i: 2 })).id);
     await behind.close();
   });

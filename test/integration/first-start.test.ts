@@ -140,4 +140,17 @@ describe("a client's first start", () => {
       await client.close();
     }
   });
+
+  it('against functions at an older revision than this code is a SchemaVersionError and registers nothing', async () => {
+    const late = defineWorkflow({ name: 'first-late-fn', input: z.object({}) }, async () => 'x');
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
+    await fx.db.pool.query('update trellis.schema_info set sql_revision = sql_revision - 1');
+    try {
+      await assert.rejects(client.start(late, {}), /functions are at revision/);
+      assert.equal(await registered('first-late-fn'), 0);
+    } finally {
+      await fx.db.pool.query('update trellis.schema_info set sql_revision = sql_revision + 1');
+      await client.close();
+    }
+  });
 });

@@ -8,6 +8,7 @@ import { Logger, migrate as gmMigrate } from 'graphile-migrate';
 import { clearAllPools } from 'graphile-migrate/dist/pgReal.js';
 import pg from 'pg';
 import { SchemaVersionError } from '../../src/errors.ts';
+import { SCHEMA_SQL_REVISION } from '../../src/protocol/schema-version.generated.ts';
 import { checkSchema, functionsHash, installScript, latestMigration, migrate } from '../../src/schema/install.ts';
 import { migrationHash } from '../../src/schema/migrations.ts';
 import { createDatabase, testPool } from '../helpers/db.ts';
@@ -245,6 +246,23 @@ describe('checkSchema', () => {
       await assert.rejects(checkSchema(pool), /behind this code/);
       await pool.query('update trellis.schema_info set migration = $1', [latestMigration() + 1]);
       await assert.rejects(checkSchema(pool), /newer than this code/);
+    });
+  });
+
+  it('throws SchemaVersionError when the functions are at an older revision (a release that changed sql/ only), not when newer', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      await migrate(pool);
+      await pool.query('update trellis.schema_info set sql_revision = $1', [SCHEMA_SQL_REVISION - 1]);
+      await assert.rejects(checkSchema(pool), (e: Error) => e instanceof SchemaVersionError
+        && e.message.includes(`functions are at revision ${SCHEMA_SQL_REVISION - 1}, behind this code (${SCHEMA_SQL_REVISION})`));
+      await pool.query('update trellis.schema_info set sql_revision = null');
+      await assert.rejects(checkSchema(pool), /functions are at revision none, behind this code/);
+      await pool.query('update trellis.schema_info set sql_revision = $1', [SCHEMA_SQL_REVISION + 1]);
+      await checkSchema(pool);
+      // migrate() brings older functions up to this code's revision.
+      await pool.query('update trellis.schema_info set sql_revision = $1', [SCHEMA_SQL_REVISION - 1]);
+      await migrate(pool);
+      await checkSchema(pool);
     });
   });
 });
