@@ -69,7 +69,11 @@ export async function runStartFirst(db: Queryable, workflow: string, input: stri
   // list: the checks, then the registration, then the start; the CASEs keep
   // both writes from a schema behind.
   const rows = await queryRows<{ max_payload: number; migration: number | null; sql_revision: number | null; id: string | null }>(db,
-    `with s as materialized (
+    // Named first: pg_stat_activity shows a statement's first 1,024 bytes
+    // (track_activity_query_size), and an operator looking at a start that
+    // waits (on a key's lock, say) should see what it is.
+    `/* trellis.run_start: a client's first start */
+     with s as materialized (
        select ${PAYLOAD_LIMIT_SQL} as max_payload, ${SCHEMA_INFO_SQL}),
      c as materialized (
        select s.*, (s.migration > $5 or (s.migration = $5 and s.sql_revision >= $6)) as current from s),
