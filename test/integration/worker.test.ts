@@ -253,7 +253,7 @@ describe('worker', () => {
     await Promise.all(ws.map((w) => w.stop()));
     const total = ws.reduce((n, w) => n + w.stats.completed, 0);
     assert.equal(total, 60);
-    const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.steps s join trellis.runs r on r.id = s.run_id where r.workflow = 'spread'`);
+    const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.steps s join trellis.runs r on r.bucket = s.bucket and r.id = s.run_id where r.workflow = 'spread'`);
     assert.equal(rows[0].n, 60, 'each step recorded exactly once');
   });
 });
