@@ -44,7 +44,7 @@ export const PAYLOAD_LIMIT_SQL = `(select case when v.raw is null then 1048576
                     else trellis._setting_int('max_payload_bytes', 1048576) end
      from (select (select st.value #>> '{}' from trellis.settings st where st.key = 'max_payload_bytes') as raw) v)`;
 
-/** What {@link runStartFirst} read besides the start: the payload limit and the schema's migration. */
+/** What {@link runStartFirst} read besides the start: the payload limit, the schema's migration and its functions' revision. */
 export interface FirstStart {
   /** The new run's id; null when the schema is behind `migration` or `sqlRevision` (nothing was started or registered). */
   id: string | null;
