@@ -128,45 +128,39 @@ describe('client', () => {
     assert.equal(await runCount(), before + 1);
   });
 
-  it('a schema behind this code is a SchemaVersionError at the first start or signal, and nothing is written', async () => {
-    const { rows: [{ migration }] } = await db.pool.query('select migration from trellis.schema_info');
+  /**
+   * The schema set back by `column`, which `message` then reports: nothing
+   * is written at the first start or signal, and the same client starts once
+   * the schema is current again (the failure is not cached).
+   */
+  async function behindSchema(column: 'migration' | 'sql_revision', message: (current: number) => RegExp): Promise<void> {
+    const { rows: [info] } = await db.pool.query(`select ${column} as current from trellis.schema_info`);
     const behind = createClient({ pool: db.pool, logger: silentLogger });
     const before = await runCount();
-    await db.pool.query('update trellis.schema_info set migration = migration - 1');
+    await db.pool.query(`update trellis.schema_info set ${column} = ${column} - 1`);
     try {
       await assert.rejects(behind.start(parked, { i: 1 }), (error: Error) => {
         assert.ok(error instanceof SchemaVersionError);
-        assert.match(error.message, new RegExp(`at migration ${migration - 1}, behind this client \\(${migration}\\): run`));
+        assert.match(error.message, message(info.current));
         return true;
       });
       await assert.rejects(behind.signal(crypto.randomUUID(), 'go', {}), SchemaVersionError);
     } finally {
-      await db.pool.query('update trellis.schema_info set migration = $1', [migration]);
+      await db.pool.query(`update trellis.schema_info set ${column} = $1`, [info.current]);
     }
     assert.equal(await runCount(), before);
-    // Not cached as a failure: once migrated, the same client starts.
     assert.ok((await behind.start(parked, { i: 2 })).id);
     await behind.close();
-  });
+  }
 
-  it('functions at an older revision than this code (a release that changed sql/ only) are a SchemaVersionError at the first start or signal, and nothing is written', async () => {
-    const behind = createClient({ pool: db.pool, logger: silentLogger });
-    const before = await runCount();
-    await db.pool.query('update trellis.schema_info set sql_revision = $1', [SCHEMA_SQL_REVISION - 1]);
-    try {
-      await assert.rejects(behind.start(parked, { i: 1 }), (error: Error) => {
-        assert.ok(error instanceof SchemaVersionError);
-        assert.match(error.message, new RegExp(`functions are at revision ${SCHEMA_SQL_REVISION - 1}, behind this client \\(${SCHEMA_SQL_REVISION}\\): run`));
-        return true;
-      });
-      await assert.rejects(behind.signal(crypto.randomUUID(), 'go', {}), SchemaVersionError);
-    } finally {
-      await db.pool.query('update trellis.schema_info set sql_revision = $1', [SCHEMA_SQL_REVISION]);
-    }
-    assert.equal(await runCount(), before);
-    assert.ok((await behind.start(parked, { i: 2 })).id);
-    await behind.close();
-  });
+  it('a schema behind this code is a SchemaVersionError at the first start or signal, and nothing is written', () =>
+    behindSchema('migration', (m) => new RegExp(`at migration ${m - 1}, behind this client \\(${m}\\): run`)));
+
+  it('functions at an older revision than this code (a release that changed sql/ only) are a SchemaVersionError at the first start or signal, and nothing is written', () =>
+    behindSchema('sql_revision', (r) => {
+      assert.equal(r, SCHEMA_SQL_REVISION);
+      return new RegExp(`functions are at revision ${r - 1}, behind this client \\(${r}\\): run`);
+    }));
 
   it('a start with the definition was validated by zod itself, so SQL does not check the shape again', async () => {
     const strict = defineWorkflow({ name: 'shape-skip', queue: 'parked', input: z.object({ i: z.number() }) }, async () => 'never');
