@@ -13,7 +13,7 @@ export interface HeldQuery {
   pool: pg.Pool;
   /** Hold the next execution of the statement. */
   arm(): void;
-  /** Resolves once the armed execution is held. */
+  /** Resolves once the armed execution is held (rejects after 20 s). */
   reached(): Promise<void>;
   release(): void;
 }
@@ -49,7 +49,14 @@ export function heldQueryPool(url: string, name: string, when: 'send' | 'answer'
       reached = deferred<void>();
       go = deferred<void>();
     },
-    reached: () => reached.promise,
+    reached: () => {
+      // Bounded: a statement that never comes fails the test, not hangs it.
+      let timer: NodeJS.Timeout | undefined;
+      const bound = new Promise<never>((_, reject) => {
+        timer = setTimeout(() => reject(new Error(`timed out after 20000 ms waiting for ${name} to be held`)), 20_000);
+      });
+      return Promise.race([reached.promise, bound]).finally(() => clearTimeout(timer));
+    },
     release: () => go.resolve(),
   };
 }
