@@ -8,6 +8,13 @@ import { UsageError } from './exit-codes.ts';
 /** A value quoted for an error message, at most 60 characters of it. */
 export const quote = (value: string): string => JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
 
+/** A command's first positional as one of its `actions` (the first when absent); a UsageError for any other. */
+export function actionOf<const A extends readonly string[]>(args: readonly string[], actions: A): A[number] {
+  const value = args[0] ?? actions[0] ?? '';
+  if (!actions.includes(value)) throw new UsageError(`unknown action ${quote(value)} (${actions.join(', ')})`);
+  return value as A[number];
+}
+
 /** A run id argument. */
 export function runId(value: string | undefined): string {
   if (value === undefined || !UUID.test(value)) throw new UsageError(`run id ${quote(value ?? '')} is not a UUID`);

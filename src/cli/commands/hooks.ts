@@ -1,6 +1,6 @@
 /** `trellis hooks`: lifecycle hook deliveries (parked first), or retry a parked one. */
 import { HOOK_STATUSES, type HookStatus } from '../../db/events.ts';
-import { integer, quote } from '../args.ts';
+import { actionOf, integer } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
 import { errorText, formatTime, table, toJson } from '../format.ts';
@@ -21,8 +21,7 @@ export const hooks: Command = {
     ...JSON_OPTION,
   },
   async run({ args, options, client, io }) {
-    const action = (args[0] ?? 'list') as (typeof ACTIONS)[number];
-    if (!ACTIONS.includes(action)) throw new UsageError(`unknown action ${quote(action)} (${ACTIONS.join(', ')})`);
+    const action = actionOf(args, ACTIONS);
     const c = await client();
     if (action === 'retry') {
       const id = args[1];

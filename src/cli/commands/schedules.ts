@@ -1,5 +1,6 @@
 /** `trellis schedules`: list the cron schedules, or pause, resume or delete one. */
 import { NotFoundError } from '../../errors.ts';
+import { actionOf } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
 import { formatTime, table, toJson } from '../format.ts';
@@ -14,8 +15,7 @@ export const schedules: Command = {
   positionals: [0, 2],
   options: { ...JSON_OPTION },
   async run({ args, options, client, io }) {
-    const action = (args[0] ?? 'list') as (typeof ACTIONS)[number];
-    if (!ACTIONS.includes(action)) throw new UsageError(`unknown action ${JSON.stringify(action.slice(0, 40))} (${ACTIONS.join(', ')})`);
+    const action = actionOf(args, ACTIONS);
     const c = await client();
     if (action === 'list') {
       if (args.length > 1) throw new UsageError('list takes no name');
