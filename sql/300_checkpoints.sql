@@ -30,7 +30,8 @@
 --   {op:'complete', run, token, output}        {op:'fail', run, token, error}
 --   {op:'cancelled', run, token, error}
 --   {op:'pause', run, token, error, seen_cancel}
---   {op:'release', run, token, delay_ms, error, failure, seen_cancel} -- pending again after delay_ms
+--   {op:'release', run, token, delay_ms, error, failure, seen_cancel, begun} -- pending again after delay_ms
+--        (begun false: the worker never executed the run it claimed; its attempt is taken back)
 --        (both due now instead when a cancel request is pending that the execution did not see)
 --   {op:'wait', run, token, delay_ms, signal, seen_cancel} -- waiting; delay_ms null = no timer;
 --        signal = newest signal id the execution saw; seen_cancel = it already knew of a cancel request

@@ -102,9 +102,12 @@ begin
                case when m.to_status = 'paused' then 'paused' when m.failure then 'retried' else 'released' end,
                case when m.cancel or m.op = 'pause' then v_now
                     else v_now + make_interval(secs => greatest(coalesce(m.delay_ms, 0), 0) / 1000.0) end,
-               null, false, m.error, true, null, null, null, m.failures, m.op = 'pause', null,
+               null, false, m.error, true, null, null, m.attempt, m.failures, m.op = 'pause', null,
                null, null, null, null)::trellis.run_move
       from (select o.run, o.op, o.delay_ms, coalesce(o.failure, false) as failure,
+                   -- A run its worker claimed and gave back unexecuted: the
+                   -- claim's attempt is taken back.
+                   case when o.op = 'release' and o.begun is false then greatest(r.attempt - 1, 0) end as attempt,
                    r.failures + case when o.failure then 1 else 0 end as failures,
                    r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) as cancel,
                    case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then 'pending'
@@ -117,7 +120,7 @@ begin
              where o.op in ('release', 'pause')) m));
 end $$;
 comment on function trellis.run_release(trellis.checkpoint_op[]) is
-  'Set-based: give back the runs of the release and pause ops whose (run, token) is held: pending after delay_ms (a failure counts a failed workflow attempt and forgets the failed call and every later one), or paused (a pause op with an error or a pause request); due now when a cancel request the execution did not see is pending.';
+  'Set-based: give back the runs of the release and pause ops whose (run, token) is held: pending after delay_ms (a failure counts a failed workflow attempt and forgets the failed call and every later one; begun false, a run its worker never executed, takes the claim''s attempt back), or paused (a pause op with an error or a pause request); due now when a cancel request the execution did not see is pending.';
 
 -- Wait: park the run until its timer (delay_ms; null = none), a signal or a
 -- child wakes it. Anything that arrived while it ran (a signal newer than the

@@ -58,8 +58,12 @@ export type Checkpoint = StepOp | ChildOp;
 export type EndOp =
   | { op: 'complete'; output: string }
   | { op: 'fail' | 'cancelled'; error: SerializedError }
-  /** Pending again after `delay_ms` (a retry: `failure` counts it as a failed attempt). */
-  | { op: 'release'; delay_ms: number; error?: SerializedError | undefined; failure: boolean; seen_cancel?: boolean | undefined }
+  /**
+   * Pending again after `delay_ms` (a retry: `failure` counts it as a failed
+   * attempt). `begun: false`: the worker never executed the run it claimed,
+   * so the claim's attempt is not counted.
+   */
+  | { op: 'release'; delay_ms: number; error?: SerializedError | undefined; failure: boolean; seen_cancel?: boolean | undefined; begun?: boolean | undefined }
   /** Waiting until its earliest deadline (`delay_ms` null: none); `signal` is the newest signal the execution saw. */
   | { op: 'wait'; delay_ms: number | null; signal: number; seen_cancel: boolean }
   | { op: 'pause'; error?: SerializedError | undefined; seen_cancel?: boolean | undefined }
@@ -79,7 +83,7 @@ type FieldOf<T> = T extends unknown ? keyof T : never;
 export const CHECKPOINT_OP_FIELDS = [
   'op', 'run', 'token', 'execution', 'seq', 'name', 'kind', 'status', 'output', 'error', 'attempts', 'ms', 'signal',
   'delivered', 'child', 'workflow', 'version', 'input', 'key', 'queue', 'close', 'metadata', 'delay_ms', 'failure',
-  'seen_cancel', 'keep',
+  'seen_cancel', 'keep', 'begun',
 ] as const satisfies readonly FieldOf<CheckpointOp>[];
 
 // Compile-time: the list above names every field of every op type.

@@ -513,9 +513,15 @@ export class Worker {
     };
   }
 
-  /** Release a run leased while stopping, so another replica takes it at once. */
+  /**
+   * Release a run claimed but not executed (leased while stopping, or past the
+   * slots a hand-off left), so another replica takes it at once; its attempt
+   * is not counted.
+   */
   private giveBack(run: ClaimedRun): void {
-    void this.committer.push({ op: 'release', run: run.id, token: run.lease_token, execution: run.execution, delay_ms: 0, failure: false }).catch(() => undefined);
+    void this.committer
+      .push({ op: 'release', run: run.id, token: run.lease_token, execution: run.execution, delay_ms: 0, failure: false, begun: false })
+      .catch(() => undefined);
   }
 
   /** Execute a run leased by a statement sent at `sentAt` (performance.now()). */
@@ -546,7 +552,7 @@ export class Worker {
     const push = (op: CheckpointOp) => this.committer.push(op);
     if (!definition) {
       // Claimed only for served pairs, so this means a bug; give the run back.
-      await push({ ...fence, op: 'release', delay_ms: 0, failure: false });
+      await push({ ...fence, op: 'release', delay_ms: 0, failure: false, begun: false });
       return;
     }
     const observed = this.observer?.execution(run);

@@ -218,7 +218,9 @@ describe('local hand-off', () => {
     let inFlight = 0;
     let most = 0;
     const release = deferred<void>();
+    const attempts = new Map<number, number>();
     const wf = defineWorkflow({ name: 'ho-race', input }, async (ctx, { n }) => ctx.step('work', async () => {
+      attempts.set(n, ctx.attempt);
       most = Math.max(most, ++inFlight);
       if (n === 1) await release.promise;
       inFlight--;
@@ -239,10 +241,13 @@ describe('local hand-off', () => {
       await waitFor(() => w.stats.givenBack === 1, { what: 'the claimed run given back' });
       // Released by the worker's committer (its slot stays busy: nothing claims the run again yet).
       await waitFor(async () => (await row(viaQueue.id)).status === 'pending' || undefined, { what: 'the given-back run pending again' });
+      // Never executed, so the give-back takes the claim's attempt back.
+      assert.equal((await row(viaQueue.id)).attempt, 0);
       release.resolve();
       assert.deepEqual(await Promise.all([handed.result({ timeout: '10s' }), viaQueue.result({ timeout: '10s' })]), [1, 2]);
       assert.equal(most, 1, 'never two bodies at once on a worker of concurrency 1');
       assert.equal(w.stats.claimed, 1, 'the given-back run, claimed again once the slot was free');
+      assert.deepEqual([attempts.get(1), attempts.get(2)], [1, 1], 'the given-back run executes as attempt 1');
     } finally {
       release.resolve();
       held.release();

@@ -85,6 +85,25 @@ describe('release and pause with a cancel request pending', () => {
   });
 });
 
+describe('a release of a run its worker never executed (begun false)', () => {
+  const attempt = async (id: string) => (await sql('select attempt from trellis.runs where id = $1', [id]))[0].attempt;
+
+  it('takes the claim\'s attempt back; a release of an execution keeps it; a stale one changes nothing', async () => {
+    let h = await held();
+    assert.equal(await attempt(h.id), 1);
+    const givenBack = { op: 'release', run: h.id, token: h.token, delay_ms: 0, failure: false, begun: false };
+    assert.deepEqual(await apply([givenBack]), []);
+    assert.deepEqual([(await status(h.id)).status, await attempt(h.id)], ['pending', 0]);
+    assert.deepEqual(await apply([givenBack]), [{ run_id: h.id, token: h.token }], 'refused as stale the second time');
+    assert.equal(await attempt(h.id), 0, 'and not taken back twice');
+    h = await reclaim(h.id, h.queue);
+    assert.equal(await attempt(h.id), 1, 'the next claim is attempt 1 again');
+    await apply([{ op: 'release', run: h.id, token: h.token, delay_ms: 0, failure: false }]);
+    h = await reclaim(h.id, h.queue);
+    assert.equal(await attempt(h.id), 2, 'a release of an execution counts its attempt');
+  });
+});
+
 describe('run_retry', () => {
   it('forgets the first failed call and every later one, and gives back the signals those calls consumed', async () => {
     const h = await held();
