@@ -13,7 +13,8 @@
 -- 1. paused: nothing.
 -- 2. room = the claim's limit, at most concurrency minus the queue's running
 --    runs, at most rate_limit minus the claims of the current rate window
---    (fixed windows of rate_period aligned to the epoch).
+--    (fixed windows of rate_period aligned to the epoch; a claim whose
+--    transaction began in a window older than the row's gets no room).
 -- 3. Rotation, in passes. A pass takes the next keys in key order after the
 --    row's cursor, wrapping around (at most room keys, found by one loose
 --    scan of runs_key_claim_idx), and takes from each key up to its share:
@@ -66,9 +67,20 @@ begin
   if q.rate_limit is not null then
     v_window := to_timestamp(floor(extract(epoch from p_now) / extract(epoch from q.rate_period))
                              * extract(epoch from q.rate_period));
-    if q.rate_window is distinct from v_window then
+    -- The row holds the count of one window, the newest a claim opened.
+    -- Transaction times do not follow the order the row's lock is granted
+    -- in: a claim whose transaction began before a window that a claim
+    -- holding the lock before it opened is stale, and claims nothing (its
+    -- worker looks again with a fresh time). Opening its older window again
+    -- would count from zero a window whose runs were already claimed. A
+    -- window ahead of the engine's clock (the server's clock was set back)
+    -- is left for the current one.
+    if q.rate_window is null or v_window > q.rate_window
+       or q.rate_window > p_now + (pg_catalog.clock_timestamp() - pg_catalog.now()) then
       q.rate_window := v_window;
       q.rate_count := 0;
+    elsif v_window < q.rate_window then
+      v_left := 0;
     end if;
     v_left := least(v_left, q.rate_limit - q.rate_count);
   end if;

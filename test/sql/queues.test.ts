@@ -261,6 +261,36 @@ describe('run_claim with flow control', () => {
     assert.equal((await claim('rated', 10)).length, 4);
   });
 
+  it('a claim whose transaction began before a newer window was opened claims nothing: that window\'s count is not begun again', async () => {
+    // Windows of 1 ms: a claim that waited for the queue row's lock while
+    // another claim opened a newer window holds an older transaction time.
+    await q(`select trellis.queue_set('rated-stale', '{"rate": {"limit": 2, "period": "1 millisecond"}}')`);
+    await start('rated-stale', 8);
+    const stale = await fx.db.pool.connect();
+    try {
+      await stale.query('begin');
+      const { rows: [{ began }] } = await stale.query(`select trellis.now() as began`);
+      // Past the stale transaction's window (waited for, not assumed).
+      await q(`select pg_sleep(0.002)`);
+      const fresh = await claim('rated-stale', 10);
+      assert.equal(fresh.length, 2);
+      const { rows: [row] } = await q(`select rate_window, rate_count from trellis.queues where name = 'rated-stale'`);
+      assert.ok(row.rate_window.getTime() > began.getTime(), 'the fresh claim opened a newer window');
+      const { rows: late } = await stale.query(`select id from trellis.run_claim('w2', '{rated-stale}', '{w}', '{1}', 10, '30 seconds')`);
+      assert.equal(late.length, 0, 'the stale claim takes nothing (before the fix it opened its own window again and took 2)');
+      await stale.query('commit');
+      const { rows: [after] } = await q(`select rate_window, rate_count from trellis.queues where name = 'rated-stale'`);
+      assert.deepEqual(after, row, 'the window and its count are as the fresh claim left them');
+    } finally {
+      await stale.query('rollback').catch(() => undefined);
+      stale.release();
+    }
+    assert.equal(await running('rated-stale'), 2);
+    // A window stored ahead of the clock (a server clock set back) gives way to the current one.
+    await q(`update trellis.queues set rate_window = trellis.now() + interval '1 hour', rate_count = 2 where name = 'rated-stale'`);
+    assert.equal((await claim('rated-stale', 10)).length, 2);
+  });
+
   it('claims nothing from a paused queue until it is resumed; running runs keep their lease', async () => {
     await start('pausable', 4);
     const held = await claim('pausable', 2);
