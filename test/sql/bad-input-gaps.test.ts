@@ -330,6 +330,8 @@ describe('worker-protocol values PostgreSQL cannot read', () => {
       [{ ...step, seq: 1.000001 }, /1\.000001/],
       [{ op: 'release', run: run.id, token: run.token, delay_ms: 'soon' }, /soon/],
       [{ op: 'fail', run: run.id, token: run.token, error: { message: 'x' }, failure: 'maybe' }, /maybe/],
+      [{ op: 'release', run: run.id, token: run.token, delay_ms: 0, begun: 5 }, /boolean/],
+      [{ op: 'release', run: run.id, token: run.token, delay_ms: 0, begun: { not: 'a boolean' } }, /boolean/],
     ];
     for (const [op, message] of cases) {
       const text = await refused('select * from trellis.checkpoint_apply($1)', [JSON.stringify([op])]);
