@@ -519,9 +519,12 @@ export class Worker {
    * is not counted.
    */
   private giveBack(run: ClaimedRun): void {
-    void this.committer
-      .push({ op: 'release', run: run.id, token: run.lease_token, execution: run.execution, delay_ms: 0, failure: false, begun: false })
-      .catch(() => undefined);
+    void this.releaseUnbegun(run).catch(() => undefined);
+  }
+
+  /** The release of a claimed run this worker never executed: pending now, the claim's attempt taken back. */
+  private releaseUnbegun(run: ClaimedRun): Promise<void> {
+    return this.committer.push({ op: 'release', run: run.id, token: run.lease_token, execution: run.execution, delay_ms: 0, failure: false, begun: false });
   }
 
   /** Execute a run leased by a statement sent at `sentAt` (performance.now()). */
@@ -552,7 +555,7 @@ export class Worker {
     const push = (op: CheckpointOp) => this.committer.push(op);
     if (!definition) {
       // Claimed only for served pairs, so this means a bug; give the run back.
-      await push({ ...fence, op: 'release', delay_ms: 0, failure: false, begun: false });
+      await this.releaseUnbegun(run);
       return;
     }
     const observed = this.observer?.execution(run);
