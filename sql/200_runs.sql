@@ -28,6 +28,8 @@ declare
   v_ckey     text := v_options->>'concurrency_key';
   v_priority integer := 0;
   v_run_at   timestamptz := v_now;
+  v_deadline timestamptz;
+  v_limit    interval;
   v_metadata jsonb := coalesce(v_options->'metadata', '{}');
   v_id       uuid;
   v_bucket   integer;
@@ -65,9 +67,10 @@ begin
   if jsonb_typeof(v_options) <> 'object' then
     perform trellis._raise('TR001', 'run_start options must be a JSON object');
   end if;
-  if v_options - '{key,queue,priority,run_at,metadata,version,input_checked,coalesce_notify,concurrency_key}'::text[] <> '{}'::jsonb then
+  if v_options - '{key,queue,priority,run_at,metadata,version,input_checked,coalesce_notify,concurrency_key,deadline,time_limit}'::text[] <> '{}'::jsonb then
     select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
-     where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify', 'concurrency_key');
+     where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify', 'concurrency_key',
+                     'deadline', 'time_limit');
     perform trellis._raise('TR001', format('unknown run_start option(s): %s', trellis._quote(v_bad)));
   end if;
   if jsonb_typeof(v_options->'version') not in ('string', 'null') or jsonb_typeof(v_options->'queue') not in ('string', 'null') then
@@ -117,6 +120,36 @@ begin
     end;
     if v_run_at is null then
       perform trellis._raise('TR001', 'run_at must be a timestamp');
+    end if;
+  end if;
+  -- The run's deadline (decision 0031): a time, or a time limit from run_at.
+  -- A top-level start's must come after its run_at; a child's is taken as
+  -- it is (its parent's checkpoint must not fail here: one already past is
+  -- cancelled at the next look of the deadlines duty).
+  if v_options ? 'deadline' or v_options ? 'time_limit' then
+    if jsonb_typeof(v_options->'deadline') not in ('string', 'null') or jsonb_typeof(v_options->'time_limit') not in ('string', 'null') then
+      perform trellis._raise('TR001', 'deadline must be a timestamp and time_limit an interval, as strings');
+    end if;
+    if v_options->>'deadline' is not null and v_options->>'time_limit' is not null then
+      perform trellis._raise('TR001', 'give a run either a deadline or a time_limit, not both');
+    end if;
+    begin
+      v_deadline := (v_options->>'deadline')::timestamptz;
+    exception when others then
+      perform trellis._raise('TR001', format('deadline %s is not a timestamp', trellis._quote(v_options->>'deadline')));
+    end;
+    begin
+      v_limit := (v_options->>'time_limit')::interval;
+      v_deadline := coalesce(v_run_at + v_limit, v_deadline);
+    exception when others then
+      perform trellis._raise('TR001', format('time_limit %s is not an interval (or ends past the last timestamp)',
+                                             trellis._quote(v_options->>'time_limit')));
+    end;
+    if v_limit <= interval '0' then
+      perform trellis._raise('TR001', format('time_limit %s must be longer than zero', trellis._quote(v_options->>'time_limit')));
+    end if;
+    if p_parent is null and v_deadline <= v_run_at then
+      perform trellis._raise('TR001', format('deadline %s is not after the run''s start at %s', v_deadline, v_run_at));
     end if;
   end if;
   if jsonb_typeof(v_metadata) <> 'object' then
@@ -187,7 +220,7 @@ begin
 
   insert into trellis.runs (bucket, id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
                             run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
-                            attempt, lease_token, lease_owner, lease_expires_at, started_at)
+                            attempt, lease_token, lease_owner, lease_expires_at, started_at, deadline_at)
   values (v_bucket, v_id, p_workflow, v_version, v_key, v_ckey, v_queue, v_priority,
           case when v_claim then 'running' else 'pending' end,
           coalesce(p_input, 'null'), v_metadata, v_run_at, v_now, v_now, p_parent, p_parent_seq,
@@ -196,7 +229,7 @@ begin
           case when v_claim then p_token end,
           case when v_claim then p_worker end,
           case when v_claim then v_now + p_lease end,
-          case when v_claim then v_now end)
+          case when v_claim then v_now end, v_deadline)
   on conflict (bucket, workflow, key) where key is not null do nothing
   returning id into v_got;
 
@@ -267,7 +300,7 @@ begin
   return trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null);
 end $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
-  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
+  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, deadline (a timestamp after run_at: the run and its cancel-children are cancelled if it has not finished by then, decision 0031) or time_limit (an interval: the deadline is run_at plus it), input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
 
 -- A start whose run goes straight to a worker in the caller's process: the
 -- run is inserted leased to p_worker (status running, attempt 1) and nobody

@@ -26,7 +26,8 @@
 -- Ops (JSON objects; execution defaults to 1):
 --   {op:'step', run, token, execution, seq, name, kind, status, output, error, attempts, ms, signal, delivered}
 --        (delivered: the result's place in the order results reached the workflow code)
---   {op:'child', run, token, execution, seq, name, child, workflow, version, input, key, queue, close, metadata}
+--   {op:'child', run, token, execution, seq, name, child, workflow, version, input, key, queue, close, metadata,
+--    deadline, time_limit}  (the child run's deadline, or its time limit from now: decision 0031)
 --   {op:'complete', run, token, output}        {op:'fail', run, token, error}
 --   {op:'cancelled', run, token, error}
 --   {op:'pause', run, token, error, seen_cancel}
@@ -102,6 +103,10 @@ begin
                  or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
                  or (op = 'child' and (child is null or workflow is null))
                  or (op = 'child' and close is not null and close not in ('cancel', 'abandon'))
+                 -- A child's deadline or time limit (not both; a time limit
+                 -- longer than zero and, as delay_ms, at most 1000 years).
+                 or (op = 'child' and deadline is not null and time_limit is not null)
+                 or time_limit <= interval '0' or time_limit > interval '1000 years'
                  -- A delay past 1000 years reaches past the last timestamp
                  -- PostgreSQL holds (22008 when the run's due time is set).
                  or delay_ms > 31536000000000
@@ -114,7 +119,7 @@ begin
                  -- gets the message above; either way the error is TR001).
                  -- In this statement, not one of its own (decision 0027).
                  or (op in ('step', 'child') and trellis._check_name(name, 'step') is null)) then
-    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, a known kind and status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts, close cancel or abandon; a waiting child step''s output.child a uuid); delay_ms at most 1000 years');
+    perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, a known kind and status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts, close cancel or abandon, a deadline or a time_limit of more than zero and at most 1000 years; a waiting child step''s output.child a uuid); delay_ms at most 1000 years');
   end if;
   -- Sizes are the bytes of the JSON text, as in _check_payload and the
   -- workers' own check (src/protocol/serialize.ts), so both agree.
@@ -315,7 +320,8 @@ begin
     end if;
     v_child_id := trellis._run_start(v_child.workflow, v_child.input,
       jsonb_strip_nulls(jsonb_build_object('version', v_child.version, 'key', v_child.key, 'queue', v_child.queue,
-                                           'metadata', v_child.metadata)),
+                                           'metadata', v_child.metadata, 'deadline', v_child.deadline,
+                                           'time_limit', v_child.time_limit)),
       v_child.child, v_child.run, v_child.seq, v_child.close, null, null, null);
     insert into trellis.steps as s (bucket, run_id, execution, seq, name, kind, status, output, attempts, started_at, finished_at)
     values (v_bucket, v_child.run, v_exec, v_child.seq, v_child.name, 'child', 'waiting',

@@ -1,5 +1,6 @@
 -- 500_control: operator and API controls of a run.
--- Owns: run_cancel (_cancel_reach, _cancel_cascade, _cancel_one, _finish_cancelled),
+-- Owns: run_cancel (_run_cancel, _cancel_reach, _cancel_cascade, _cancel_one, _finish_cancelled),
+-- run_cancel_overdue (run deadlines),
 -- run_pause, run_resume, run_retry. (The test kit's clock is in 800_clock.sql.)
 -- Touches: trellis.runs (update; status only through _run_move,
 -- sql/150_transitions.sql), trellis.steps (delete on retry), trellis.signals
@@ -156,13 +157,14 @@ end $$;
 comment on function trellis._cancel_cascade(uuid[], text) is
   'Cancel the unfinished cancel-children of p_parents, recursively; expects the caller to hold the runs _cancel_reach(p_parents) returned, and never waits for another lock.';
 
-create or replace function trellis.run_cancel(p_run_id uuid, p_reason text default null)
+-- run_cancel's body. With p_overdue (run_cancel_overdue), only a run still
+-- overdue then under its lock (unfinished, no cancellation requested, its
+-- deadline at or before p_overdue) is cancelled; null otherwise.
+create or replace function trellis._run_cancel(p_run_id uuid, p_reason text, p_overdue timestamptz)
 returns text language plpgsql as $$
 declare
   v_run trellis.runs;
 begin
-  -- The reason is kept in the run's error (and its children's): a payload.
-  perform trellis._check_payload(to_jsonb(p_reason), 'cancel reason');
   select * into v_run from trellis.runs where id = p_run_id;
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
@@ -173,6 +175,10 @@ begin
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
+  if p_overdue is not null and not (v_run.deadline_at <= p_overdue and v_run.finished_at is null
+                                    and v_run.cancel_requested_at is null) then
+    return null;
+  end if;
   if v_run.status = 'cancelled' then
     return 'cancelled';
   elsif v_run.status in ('completed', 'failed') then
@@ -182,8 +188,46 @@ begin
   perform trellis._cancel_cascade(array[p_run_id], coalesce(p_reason, 'parent run cancelled'));
   return (select status from trellis.runs where id = p_run_id);
 end $$;
+comment on function trellis._run_cancel(uuid, text, timestamptz) is
+  'run_cancel, and (p_overdue) run_cancel_overdue''s cancellation of a run only while it is still overdue at p_overdue (else null).';
+
+create or replace function trellis.run_cancel(p_run_id uuid, p_reason text default null)
+returns text language plpgsql as $$
+begin
+  -- The reason is kept in the run's error (and its children's): a payload.
+  perform trellis._check_payload(to_jsonb(p_reason), 'cancel reason');
+  return trellis._run_cancel(p_run_id, p_reason, null);
+end $$;
 comment on function trellis.run_cancel(uuid, text) is
   'Cancel a run and (unless they were started with parent_close abandon) its unfinished children. A run that never started ends cancelled at once; a started one is woken and ends cancelled after its workflow sees CancelledError. Returns the status. TR002 unknown, TR004 completed/failed, TR005 a reason over max_payload_bytes. Locks the run, its parent and the runs it reaches in id order, up front.';
+
+-- Run deadlines (decision 0031). The duty trellis.deadlines (a worker that
+-- holds the role) calls this until it returns null: one run per call, so
+-- each cancellation is a transaction of its own and takes its locks as
+-- run_cancel does (the run, its parent and the runs it reaches, in id
+-- order, up front). The run is found without a lock, through
+-- runs_deadline_idx, and cancelled only if it is still overdue under its
+-- lock; a run that finished or was cancelled meanwhile is passed over (its
+-- id is returned all the same: the caller looks again).
+create or replace function trellis.run_cancel_overdue()
+returns uuid language plpgsql as $$
+declare
+  v_now      timestamptz := trellis.now();
+  v_id       uuid;
+  v_deadline timestamptz;
+begin
+  select r.id, r.deadline_at into v_id, v_deadline from trellis.runs r
+   where r.deadline_at <= v_now and r.finished_at is null and r.cancel_requested_at is null
+   order by r.deadline_at limit 1;
+  if v_id is null then
+    return null;
+  end if;
+  perform trellis._run_cancel(v_id, format('deadline %s passed',
+    to_char(v_deadline at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), v_now);
+  return v_id;
+end $$;
+comment on function trellis.run_cancel_overdue() is
+  'Cancel the unfinished run whose deadline passed longest ago, as run_cancel does (its cancel-children too), with the reason "deadline <time> passed"; returns its id, or null when no run is overdue. One run per call: call it until it returns null.';
 
 create or replace function trellis.run_pause(p_run_id uuid, p_reason text default null)
 returns text language plpgsql as $$
@@ -283,8 +327,13 @@ begin
   end if;
   perform trellis._run_move(array[row(p_run_id, 'pending', 'retried', v_now, null, false, null, false,
     null, null, null, 0, null, null, null, null, null, null)::trellis.run_move]);
+  -- A deadline that has passed would cancel the retried run at once: it is
+  -- dropped (one still ahead is kept).
+  if v_run.deadline_at <= v_now then
+    update trellis.runs set deadline_at = null where bucket = v_run.bucket and id = p_run_id;
+  end if;
   perform pg_notify('trellis:run_ready', v_run.queue);
   return 'pending';
 end $$;
 comment on function trellis.run_retry(uuid) is
-  'Run a failed run again from its first failed call: that call and every later call of the current execution are deleted (signals they consumed are given back), earlier calls are not re-run. TR004 unless failed.';
+  'Run a failed run again from its first failed call: that call and every later call of the current execution are deleted (signals they consumed are given back), earlier calls are not re-run. A deadline that has passed is dropped. TR004 unless failed.';

@@ -24,6 +24,7 @@ import { type Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
+import { deadlineOptions } from '../protocol/deadline.ts';
 import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { assertName, assertRunId } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
@@ -234,6 +235,7 @@ export class Client {
       if (Number.isNaN(at.getTime())) throw new ValidationError(`runAt ${quoteValue(options.runAt)} is not a date`);
       sqlOptions.run_at = at.toISOString();
     }
+    Object.assign(sqlOptions, deadlineOptions(options));
     if (options.metadata !== undefined) {
       if (typeof options.metadata !== 'object' || options.metadata === null || Array.isArray(options.metadata)) {
         throw new ValidationError('metadata must be a plain object');

@@ -158,6 +158,27 @@ export interface StartOptions {
    */
   runAt?: Date | string;
   /**
+   * Cancel the run (and its children started with `onParentCancel:
+   * 'cancel'`) if it has not finished by this time (a Date or an ISO
+   * timestamp after `runAt`). Workers enforce it (the role
+   * `trellis.deadlines`, within about a second by default): a run that
+   * never started ends cancelled at once, a started one gets
+   * `CancelledError` at its next wait. Not with `timeLimit`. See
+   * docs/workflows.md#deadlines.
+   *
+   * @example
+   * await client.start(onboard, { email: 'ada@example.com' }, { deadline: new Date('2027-01-31T17:00:00Z') });
+   */
+  deadline?: Date | string;
+  /**
+   * The run's deadline as a duration from `runAt` (from the start when
+   * there is none): `{ timeLimit: '15 minutes' }`. Not with `deadline`.
+   *
+   * @example
+   * await client.start(onboard, { email: 'ada@example.com' }, { timeLimit: '1 hour' });
+   */
+  timeLimit?: Duration;
+  /**
    * Free-form JSON stored with the run and handed to the code as `ctx.metadata`.
    *
    * @example

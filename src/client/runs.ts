@@ -73,6 +73,11 @@ export interface Run {
   pauseRequestedAt: Date | null;
   /** The run's flow-control group in its queue (the start's `concurrencyKey`), else null. */
   concurrencyKey: string | null;
+  /**
+   * When the run is cancelled if it has not finished by then (the start's
+   * `deadline` or `timeLimit`), else null.
+   */
+  deadline: Date | null;
 }
 
 /**
@@ -143,6 +148,7 @@ export function toRun(r: Row<RunsTable>): Run {
     cancelRequestedAt: r.cancel_requested_at as Date | null,
     pauseRequestedAt: r.pause_requested_at as Date | null,
     concurrencyKey: (r.concurrency_key as string | null | undefined) ?? null,
+    deadline: (r.deadline_at ?? null) as Date | null,
   };
 }
 

@@ -24,6 +24,15 @@ export async function runControl(db: Queryable, verb: ControlVerb, runId: string
   return (rows[0] as { status: RunState }).status;
 }
 
+/**
+ * trellis.run_cancel_overdue: cancel the run whose deadline passed longest
+ * ago; its id, or null when no run is overdue.
+ */
+export async function runCancelOverdue(db: Queryable): Promise<string | null> {
+  const rows = await queryRows<{ id: string | null }>(db, 'select trellis.run_cancel_overdue() as id', [], 'trellis_run_cancel_overdue');
+  return rows[0]?.id ?? null;
+}
+
 /** The id of the run of `workflow` started with `key`, if any. */
 export async function runIdByKey(db: Queryable, workflow: string, key: string): Promise<string | undefined> {
   const rows = await queryRows<{ id: string }>(db, 'select id from trellis.runs where workflow = $1 and key = $2', [workflow, key]);

@@ -13,6 +13,10 @@ export interface RunStartOptions {
   version?: string;
   /** The run's flow-control group in its queue (sql/220_queues.sql). */
   concurrency_key?: string;
+  /** The run's deadline (ISO timestamp; decision 0031). */
+  deadline?: string;
+  /** The run's time limit from its run_at (an interval; decision 0031). */
+  time_limit?: string;
   /** The input was validated against the workflow's own schema: SQL skips its shape check. */
   input_checked?: boolean;
   /**

@@ -47,6 +47,8 @@ export interface RunsTable {
   bucket: number;
   /** Leases that expired in a row without checkpoint progress; the run is parked at setting max_lease_expiries. */
   lease_expiries: number;
+  /** When the run is cancelled if it has not finished (the start's `deadline` or `timeLimit`), or null. */
+  deadline_at: Timestamp | null;
 }
 
 /**
@@ -59,7 +61,7 @@ export interface RunsTable {
 export const RUN_COLUMNS = ['id', 'workflow', 'version', 'key', 'queue', 'priority', 'status', 'input', 'output', 'error',
   'metadata', 'attempt', 'failures', 'run_at', 'lease_owner', 'lease_expires_at', 'created_at', 'started_at', 'finished_at',
   'scrubbed_at', 'updated_at', 'execution', 'parent_run_id', 'parent_seq', 'parent_close', 'cancel_requested_at',
-  'pause_requested_at', 'concurrency_key', 'bucket', 'lease_expiries'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
+  'pause_requested_at', 'concurrency_key', 'bucket', 'lease_expiries', 'deadline_at'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
 
 export interface StepsTable {
   /** The bucket of the step's run. */

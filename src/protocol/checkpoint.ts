@@ -49,6 +49,9 @@ export interface ChildOp {
   close: 'cancel' | 'abandon';
   /** The child run's metadata (the trace context, when tracing is on). */
   metadata?: Record<string, unknown> | undefined;
+  /** The child run's deadline (ISO) or its time limit (an interval), decision 0031. */
+  deadline?: string | undefined;
+  time_limit?: string | undefined;
 }
 
 /** What an execution records while it runs. */
@@ -83,7 +86,7 @@ type FieldOf<T> = T extends unknown ? keyof T : never;
 export const CHECKPOINT_OP_FIELDS = [
   'op', 'run', 'token', 'execution', 'seq', 'name', 'kind', 'status', 'output', 'error', 'attempts', 'ms', 'signal',
   'delivered', 'child', 'workflow', 'version', 'input', 'key', 'queue', 'close', 'metadata', 'delay_ms', 'failure',
-  'seen_cancel', 'keep', 'begun',
+  'seen_cancel', 'keep', 'begun', 'deadline', 'time_limit',
 ] as const satisfies readonly FieldOf<CheckpointOp>[];
 
 // Compile-time: the list above names every field of every op type.

@@ -27,6 +27,7 @@ import { runAttempt } from './attempt.ts';
 import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
+import { deadlineOptions } from '../protocol/deadline.ts';
 
 export function buildContext(run: Replay): WorkflowContext {
   const o = run.o;
@@ -330,10 +331,11 @@ function child(run: Replay, workflow: WorkflowDefinition, input: unknown, option
           run.haltOnFault(error);
           throw error;
         }));
+        const deadline = deadlineOptions(options);
         await run.write({
           op: 'child', seq, name, child: crypto.randomUUID(), workflow: workflow.name, version: workflow.version, input: text,
           key: options.key, queue: options.queue, close: options.onParentCancel ?? 'cancel',
-          metadata: run.o.observer?.childMetadata(),
+          metadata: run.o.observer?.childMetadata(), ...deadline,
         });
       }
       return run.block(seq, null);

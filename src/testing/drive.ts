@@ -17,7 +17,9 @@ export interface DriveRound {
   status: string | undefined;
   /** Nothing in the run's tree is running or due: only time (or outside help) moves it. */
   idle: boolean;
-  /** The earliest timer of the tree in the future, or null if none. */
+  /** A run of the tree is past its deadline and not yet cancelled (decision 0031). */
+  overdue: boolean;
+  /** The earliest timer (or run deadline) of the tree in the future, or null if none. */
   nextAt: Date | null;
   /** The engine time after this round's advance, if it advanced the clock. */
   advancedTo: Date | null;
@@ -44,11 +46,13 @@ const ROUND = `${TREE}, s as (
          not exists (select 1 from live
                       where status = 'running'
                          or (status in ('pending', 'waiting') and run_at <= trellis.now())) as idle,
-         (select min(run_at) from live
-           where status in ('pending', 'waiting') and run_at > trellis.now() and run_at < 'infinity') as next_at
+         exists (select 1 from live where deadline_at <= trellis.now() and cancel_requested_at is null) as overdue,
+         (select least(min(run_at) filter (where status in ('pending', 'waiting') and run_at > trellis.now() and run_at < 'infinity'),
+                       min(deadline_at) filter (where cancel_requested_at is null and deadline_at > trellis.now()))
+            from live) as next_at
 )
-select status, idle, next_at,
-       case when idle and status in ('pending', 'waiting') and next_at is not null
+select status, idle, overdue, next_at,
+       case when idle and not overdue and status in ('pending', 'waiting') and next_at is not null
             then trellis.clock_advance(next_at - trellis.now()) end as advanced_to
   from s`;
 
@@ -60,14 +64,26 @@ select id, workflow, status, queue, lease_owner,
 
 /** Read the run's tree and advance the clock if only time can move it. */
 export async function driveRound(pool: Pool, runId: string): Promise<DriveRound> {
-  const { rows } = await pool.query<{ status: string | null; idle: boolean; next_at: Date | null; advanced_to: Date | null }>(ROUND, [runId]);
+  const { rows } = await pool.query<{ status: string | null; idle: boolean; overdue: boolean; next_at: Date | null; advanced_to: Date | null }>(ROUND, [runId]);
   const row = rows[0];
   return {
     status: row?.status ?? undefined,
     idle: row?.idle ?? false,
+    overdue: row?.overdue ?? false,
     nextAt: row?.next_at ?? null,
     advancedTo: row?.advanced_to ?? null,
   };
+}
+
+/**
+ * Cancel every overdue run (decision 0031) now, as the deadlines duty of a
+ * worker would within its interval: the test kit does not wait for it.
+ */
+export async function cancelOverdue(pool: Pool): Promise<void> {
+  for (let n = 0; n < 10_000; n++) {
+    const { rows } = await pool.query<{ id: string | null }>('select trellis.run_cancel_overdue() as id');
+    if (!rows[0]?.id) return;
+  }
 }
 
 /** The unfinished runs of the tree, one per line, for error messages. */

@@ -2,8 +2,9 @@
  * The test kit: a worker and a client over real PostgreSQL (embedded unless a
  * server URL is given) with a virtual clock shared by every worker and by SQL.
  * `advance('3 days')` fires due sleeps, signal timeouts, retry backoffs and
- * scheduled runs at once, so a 30-day wait takes milliseconds, and
- * `runToEnd` / `drive` move the clock from timer to timer by themselves.
+ * scheduled runs at once (and cancels runs whose deadline passed), so a
+ * 30-day wait takes milliseconds, and `runToEnd` / `drive` move the clock
+ * from timer to timer (and deadline to deadline) by themselves.
  */
 import { PgClient, Pool } from '../db/pg.ts';
 import { type Client, createClient, type RunHandle, type RunRef, type StartOptions } from '../client/client.ts';
@@ -16,7 +17,7 @@ import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workf
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { silentLogger } from '../protocol/logger.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
-import { describeTree, driveRound, Wakeups } from './drive.ts';
+import { cancelOverdue, describeTree, driveRound, Wakeups } from './drive.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
 import { assertSteps, type ExpectedStep } from './history.ts';
 
@@ -78,7 +79,9 @@ export interface TestEnv {
   start<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: StartOptions): Promise<RunHandle<WorkflowOutput<W>>>;
   /**
    * Move the shared virtual clock forward and wake the workers: due sleeps,
-   * signal timeouts, retry backoffs and scheduled runs fire at once.
+   * signal timeouts, retry backoffs and scheduled runs fire at once, and runs
+   * whose deadline passed are cancelled (not left to the worker's
+   * deadlines duty).
    *
    * @example
    * await env.waitFor(run, 'waiting');
@@ -226,6 +229,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   };
   const advance = async (by: Duration) => {
     await pool.query('select trellis.clock_advance(make_interval(secs => $1::double precision / 1000))', [toMs(by)]);
+    await cancelOverdue(pool);
   };
   const now = async () => (await pool.query<{ now: Date }>('select trellis.now() as now')).rows[0]?.now as Date;
 
@@ -239,6 +243,10 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       if (round.status === 'completed' || round.status === 'failed' || round.status === 'cancelled') return get(runId);
       if (round.status === 'paused') {
         throw new ValidationError(`run ${runId} is paused: it cannot end until it is resumed or cancelled\n${await describeTree(pool, runId)}`);
+      }
+      if (round.overdue) {
+        await cancelOverdue(pool);
+        continue;
       }
       if (round.advancedTo) continue; // the workers were notified; look again at once
       if (round.idle && round.nextAt === null) {

@@ -144,6 +144,18 @@ export interface WorkerOptions extends ConnectionTimeouts {
    */
   schedules?: { interval?: Duration; batch?: number } | false;
   /**
+   * Run deadlines (the start options `deadline` and `timeLimit`; role
+   * `trellis.deadlines`, held by one worker at a time): every `interval`
+   * (default 1s) it cancels the runs whose deadline passed, up to `batch`
+   * per look (default 1000), each in a transaction of its own. `false`:
+   * this worker never does (another one does, or nobody: then deadlines
+   * are not enforced). See docs/workflows.md#deadlines.
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [onboard], deadlines: { interval: '5s' } });
+   */
+  deadlines?: { interval?: Duration; batch?: number } | false;
+  /**
    * Durable lifecycle hooks (`defineWorkflow({ hooks })`) of the workflows
    * this worker serves: how often it claims due deliveries (default 1s) and
    * how many hooks it runs at once (default 8). `false`: this worker runs no
@@ -226,6 +238,8 @@ export interface ResolvedWorkerOptions {
   listenerCheckMs: number;
   maxBatch: number;
   purge: { intervalMs: number; batch: number } | undefined;
+  /** The deadlines duty (undefined: this worker never cancels overdue runs). */
+  deadlines: { intervalMs: number; batch: number } | undefined;
   timeouts: ResolvedTimeouts;
   /** The link of the client this worker joined (`client`), if any. */
   link: LocalHandoff | undefined;
@@ -245,6 +259,8 @@ export const WORKER_OPTION_BOUNDS = {
   listenerCheckMs: [100, 3_600_000],
   purgeBatch: [1, 100_000],
   purgeIntervalMs: [10, 86_400_000],
+  deadlinesBatch: [1, 100_000],
+  deadlinesIntervalMs: [10, 86_400_000],
   idLength: [1, 200],
 } as const;
 
@@ -277,11 +293,17 @@ export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedW
     const intervalMs = durationIn(options.purge?.interval ?? 5000, 'purge.interval', b.purgeIntervalMs);
     purge = Object.freeze({ intervalMs, batch });
   }
+  let deadlines: ResolvedWorkerOptions['deadlines'];
+  if (options.deadlines !== false) {
+    const batch = integerIn(options.deadlines?.batch ?? 1000, 'deadlines.batch', b.deadlinesBatch);
+    const intervalMs = durationIn(options.deadlines?.interval ?? 1000, 'deadlines.interval', b.deadlinesIntervalMs);
+    deadlines = Object.freeze({ intervalMs, batch });
+  }
   const timeouts = resolveTimeouts(options);
   let link: LocalHandoff | undefined;
   if (options.client !== undefined) {
     link = (options.client as Partial<HandoffSource> | null)?.localHandoff;
     if (!(link instanceof LocalHandoff)) throw new ValidationError('client must be a Client made by createClient (the client whose starts this worker may take)');
   }
-  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge, timeouts, link });
+  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge, deadlines, timeouts, link });
 }

@@ -147,10 +147,11 @@ export class Worker {
    * a start in this process, not claimed; `gateBusy`: looks before going
    * idle that found a coalescing start holding the wake-up gate, each
    * followed by another look; `givenBack`: claimed runs released at once
-   * because hand-offs had taken their slots while the claim was in flight).
+   * because hand-offs had taken their slots while the claim was in flight;
+   * `overdue`: runs this worker cancelled for their deadline, decision 0031).
    */
   readonly stats = { claimed: 0, claims: 0, handedOff: 0, gateBusy: 0, givenBack: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0,
-    fired: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };
+    fired: 0, overdue: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };
   private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly leases: LeaseKeeper;
   /** Metrics and tracing (src/observability); undefined when both are off. */
@@ -183,8 +184,8 @@ export class Worker {
     this.db = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log).pool;
     this.registry = new WorkflowRegistry(this.pool, registrationOf);
     this.roleRunner = new RoleRunner({ db: this.db, holder: this.id, log: this.log, ttlMs: roleTtlMs(options.roles?.ttl, 'roles.ttl') });
-    for (const duty of engineDuties({ db: this.db, purge: o.purge, schedules: resolveTicker(options.schedules),
-      onPurged: (n) => (this.stats.purged += n), onFired: (n) => (this.stats.fired += n) })) {
+    for (const duty of engineDuties({ db: this.db, purge: o.purge, schedules: resolveTicker(options.schedules), deadlines: o.deadlines,
+      onPurged: (n) => (this.stats.purged += n), onFired: (n) => (this.stats.fired += n), onOverdue: (n) => (this.stats.overdue += n) })) {
       this.roleRunner.add(duty.name, duty.run, { everyMs: duty.everyMs }, true);
     }
     this.hookLoop = createHookLoop({ db: this.db, workerId: this.id, definitions: this.definitions, delivery: options.hookDelivery,

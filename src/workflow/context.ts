@@ -83,6 +83,25 @@ export interface ChildOptions {
    * await ctx.child(fulfil, { orderId }, { onParentCancel: 'abandon' }); // keeps running if the parent is cancelled
    */
   onParentCancel?: 'cancel' | 'abandon';
+  /**
+   * Cancel the child run if it has not finished by this time (a Date or an
+   * ISO timestamp; take it from `ctx.now()`, not `new Date()`, so the call
+   * is the same on a replay). Not with `timeLimit`. The parent then gets
+   * `ChildFailedError` ("was cancelled: deadline … passed"). See
+   * docs/workflows.md#deadlines.
+   *
+   * @example
+   * await ctx.child(fulfil, { orderId }, { deadline: new Date(ctx.now().getTime() + 86_400_000) });
+   */
+  deadline?: Date | string;
+  /**
+   * The child run's deadline as a duration from when the parent starts it.
+   * Not with `deadline`.
+   *
+   * @example
+   * await ctx.child(fulfil, { orderId }, { timeLimit: '15 minutes' });
+   */
+  timeLimit?: Duration;
 }
 
 /**

@@ -55,6 +55,21 @@ describe('trellis start, signal and the control commands', () => {
     for (const id of [later.out.trim(), at.out.trim()]) await fx.engine.client.cancel(id);
   });
 
+  it('start --deadline takes an ISO time as the deadline and a duration as a time limit; show prints it', async () => {
+    const byTime = await cli('start', 'cli-greet', '{"name":"Dee"}', '--run-at', '1h', '--deadline', '2099-01-31T17:00Z');
+    assert.equal(byTime.code, 0, byTime.err);
+    assert.equal((await fx.engine.client.get(byTime.out.trim()))?.deadline?.toISOString(), '2099-01-31T17:00:00.000Z');
+    const byLimit = await cli('start', 'cli-greet', '{"name":"Lim"}', '--run-at', '2099-01-31T12:00Z', '--deadline', '90m');
+    assert.equal(byLimit.code, 0, byLimit.err);
+    assert.equal((await fx.engine.client.get(byLimit.out.trim()))?.deadline?.toISOString(), '2099-01-31T13:30:00.000Z', '90 minutes from its run_at');
+    const shown = await cli('show', byLimit.out.trim());
+    assert.match(shown.out, /^deadline  2099-01-31.*\(in /m);
+    const bad = await cli('start', 'cli-greet', '{"name":"Bad"}', '--deadline', 'whenever');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--deadline must be a duration/);
+    for (const id of [byTime.out.trim(), byLimit.out.trim()]) await fx.engine.client.cancel(id);
+  });
+
   it('start refuses bad input with exit 2 and starts nothing', async () => {
     const before = (await fx.engine.client.list({ workflow: 'cli-greet', limit: 1000 })).runs.length;
     const badJson = await cli('start', 'cli-greet', '{name:');

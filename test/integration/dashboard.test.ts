@@ -65,6 +65,11 @@ describe('dashboard over HTTP', () => {
     const child = await engine.client.list({ workflow: 'greet', key: 'fan-Alan' });
     const childPage = await (await s.fetch(`/trellis/runs/${child.runs[0]!.id}`)).text();
     assert.ok(childPage.includes(`id="parent" class="mono" href="/trellis/runs/${runs.parent}"`));
+    assert.ok(!childPage.includes('id="deadline"'), 'no deadline row for a run without one');
+    const timed = await engine.client.start('greet', { name: 'Dee' }, { runAt: '2099-01-31T12:00:00Z', deadline: '2099-01-31T17:00:00Z' });
+    const timedPage = await (await s.fetch(`/trellis/runs/${timed.id}`)).text();
+    assert.match(timedPage, /<dt>deadline<\/dt><dd id="deadline">[^<]*2099-01-31/);
+    await engine.client.cancel(timed.id);
   });
 
   it('filters by workflow and status and searches by key prefix, run id and metadata', async () => {

@@ -35,6 +35,7 @@ export const show: Command = {
       `finished  ${formatTime(r.finishedAt)}${r.startedAt ? `  (took ${formatDuration(between(r.startedAt, r.finishedAt, now))})` : ''}`,
     ];
     if (r.status === 'pending' || r.status === 'waiting') lines.push(`due       ${formatTime(r.runAt)}`);
+    if (r.deadline) lines.push(`deadline  ${formatTime(r.deadline)}${r.finishedAt ? '' : `  (${r.deadline <= now ? 'passed' : `in ${formatDuration(r.deadline.getTime() - now.getTime())}`})`}`);
     if (r.leaseOwner) lines.push(`worker    ${r.leaseOwner} (lease until ${formatTime(r.leaseExpiresAt)})`);
     if (r.parentRunId) lines.push(`parent    ${r.parentRunId} (call #${r.parentSeq})`);
     if (r.cancelRequestedAt) lines.push(`cancel    requested ${formatTime(r.cancelRequestedAt)}`);

@@ -1,5 +1,5 @@
 /** `trellis start <workflow> [input]`: start a run by workflow name. */
-import { json, time } from '../args.ts';
+import { duration, json, time } from '../args.ts';
 import type { Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
 
@@ -17,6 +17,7 @@ export const start: Command = {
     priority: { type: 'string', value: 'N', description: 'higher is claimed first (default 0)' },
     'run-at': { type: 'string', value: 'TIME', description: 'do not start before this time: ISO (2026-01-31T12:00Z) or a duration from now (1h, 2 days)' },
     metadata: { type: 'string', value: 'JSON', description: 'a JSON object stored with the run' },
+    deadline: { type: 'string', value: 'TIME', description: 'cancel the run if it has not finished by then: ISO (2026-01-31T17:00Z) or a duration from its start (2h)' },
     wait: { type: 'boolean', description: 'wait for the run to finish and print its output (exit 1 if it failed)' },
     timeout: { type: 'string', value: 'DURATION', description: 'with --wait: give up after this long (exit 1)' },
   },
@@ -31,6 +32,10 @@ export const start: Command = {
     }
     const runAt = options['run-at'] === undefined ? undefined : time(options['run-at'] as string, 'run-at', { ahead: true });
     if (options.timeout !== undefined && !options.wait) throw new UsageError('--timeout needs --wait');
+    // An ISO time is the deadline; a duration is a time limit from the run's start (the engine's clock).
+    const limit = options.deadline as string | undefined;
+    const deadline = limit === undefined || !/^\d{4}-\d{2}-\d{2}/.test(limit) ? undefined : time(limit, 'deadline');
+    const timeLimit = limit === undefined || deadline ? undefined : duration(limit, 'deadline');
     const c = await client();
     const handle = await c.start(workflow, input, {
       key: options.key as string | undefined,
@@ -38,6 +43,8 @@ export const start: Command = {
       version: options.version as string | undefined,
       priority,
       runAt,
+      deadline,
+      timeLimit,
       metadata: metadata as Record<string, unknown> | undefined,
     });
     io.out(`${handle.id}\n`);

@@ -9,6 +9,7 @@
  * reclaims as a side effect of claiming and no sweeper is needed.
  */
 import type { Queryable } from '../../db/queryable.ts';
+import { runCancelOverdue } from '../../db/control.ts';
 import { runPurgeDue } from '../../db/retention.ts';
 import { ValidationError } from '../../errors.ts';
 import type { CronSchedule } from '../../workflow/cron.ts';
@@ -29,8 +30,11 @@ export interface EngineDutyOptions {
   purge: { intervalMs: number; batch: number } | undefined;
   /** Schedule ticker (undefined: this worker never ticks). */
   schedules: { intervalMs: number; batch: number } | undefined;
+  /** Run deadlines (undefined: this worker never cancels overdue runs). */
+  deadlines: { intervalMs: number; batch: number } | undefined;
   onPurged: (count: number) => void;
   onFired: (count: number) => void;
+  onOverdue: (count: number) => void;
 }
 
 /** Purge finished runs past their retention, batch by batch, until less than a batch is left. */
@@ -43,15 +47,31 @@ async function purgeDue(db: Queryable, batch: number, signal: AbortSignal, onPur
   }
 }
 
+/**
+ * Cancel overdue runs (decision 0031), one per transaction, until none is
+ * left or `batch` were looked at (the rest wait for the next look).
+ */
+async function cancelOverdue(db: Queryable, batch: number, signal: AbortSignal, onOverdue: (n: number) => void): Promise<void> {
+  for (let n = 0; n < batch && !signal.aborted; n++) {
+    if ((await runCancelOverdue(db)) === null) return;
+    onOverdue(1);
+  }
+}
+
 export function engineDuties(o: EngineDutyOptions): Duty[] {
   const crons = new Map<string, CronSchedule>();
-  const { purge, schedules } = o;
+  const { purge, schedules, deadlines } = o;
   const duties: (Duty | undefined)[] = [
     purge && { name: 'trellis.purge', everyMs: purge.intervalMs, run: ({ signal }) => purgeDue(o.db, purge.batch, signal, o.onPurged) },
     schedules && {
       name: 'trellis.schedules',
       everyMs: schedules.intervalMs,
       run: async ({ token, signal }) => o.onFired(await tickSchedules(o.db, token, schedules.batch, signal, crons)),
+    },
+    deadlines && {
+      name: 'trellis.deadlines',
+      everyMs: deadlines.intervalMs,
+      run: ({ signal }) => cancelOverdue(o.db, deadlines.batch, signal, o.onOverdue),
     },
   ];
   return duties.filter((d): d is Duty => d !== undefined);

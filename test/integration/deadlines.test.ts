@@ -1,0 +1,114 @@
+/**
+ * Run deadlines end to end (decision 0031): `deadline` and `timeLimit` on
+ * client.start and ctx.child, the worker's deadlines duty, the test kit's
+ * advance and drive, and bad options refused before anything is written.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { CancelledError, ValidationError } from '../../src/errors.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { ChildFailedError } from '../../src/errors.ts';
+import { adminUrl } from '../helpers/db.ts';
+
+const cleanups: string[] = [];
+/** Waits for a signal nobody sends; records its cleanup, which runs when it is cancelled. */
+const awaitsApproval = defineWorkflow({ name: 'awaits-approval', input: z.object({ id: z.string() }) }, async (ctx, input) => {
+  try {
+    await ctx.waitForSignal('approved');
+    return 'approved';
+  } finally {
+    await ctx.nonCancellable(() => ctx.step('cleanup', () => {
+      cleanups.push(input.id);
+      return 'cleaned';
+    }));
+  }
+});
+/** Gives its child 15 minutes and copes when it runs out. */
+const impatient = defineWorkflow({ name: 'impatient', input: z.object({ id: z.string() }) }, async (ctx, input) => {
+  try {
+    return await ctx.child(awaitsApproval, { id: input.id }, { timeLimit: '15 minutes' });
+  } catch (error) {
+    if (error instanceof ChildFailedError) return `gave up: ${error.message}`;
+    throw error;
+  }
+});
+
+let env: TestEnv;
+before(async () => {
+  env = await createTestEnv({ workflows: [awaitsApproval, impatient], serverUrl: adminUrl(), deadlines: { interval: '50ms' } });
+});
+after(() => env.close());
+
+const runCount = async (): Promise<number> => (await env.pool.query<{ n: number }>('select count(*)::int as n from trellis.runs')).rows[0]!.n;
+
+describe('run deadlines', () => {
+  it('a started run past its timeLimit gets CancelledError at its wait; its cleanup runs', async () => {
+    const run = await env.start(awaitsApproval, { id: 'a' }, { timeLimit: '1 hour' });
+    const waiting = await env.waitFor(run, 'waiting');
+    assert.equal(waiting.deadline!.getTime() - waiting.createdAt.getTime(), 3_600_000);
+    await env.advance('59 minutes');
+    assert.equal((await env.client.get(run.id))!.status, 'waiting');
+    await env.advance('2 minutes');
+    await assert.rejects(run.result(), (e: unknown) => e instanceof CancelledError);
+    const done = (await env.client.get(run.id))!;
+    assert.equal(done.status, 'cancelled');
+    assert.match((done.error as { message: string }).message, /^deadline .* passed$/);
+    assert.ok(cleanups.includes('a'), 'the workflow saw CancelledError and ran its cleanup');
+  });
+
+  it('the worker\'s deadlines duty cancels an overdue run by itself', async () => {
+    const before = env.worker.stats.overdue;
+    const run = await env.start(awaitsApproval, { id: 'b' }, { deadline: new Date((await env.now()).getTime() + 300) });
+    await assert.rejects(run.result({ timeout: '20s' }), (e: unknown) => e instanceof CancelledError);
+    assert.ok(env.worker.stats.overdue > before, 'cancelled by this worker\'s duty');
+  });
+
+  it('a run that never started ends cancelled at once, without running any code', async () => {
+    const run = await env.client.start('awaits-approval', { id: 'c' }, { queue: 'nobody-serves-this', timeLimit: '10 minutes' });
+    await env.advance('11 minutes');
+    const done = (await env.client.get(run.id))!;
+    assert.equal(done.status, 'cancelled');
+    assert.equal(done.attempt, 0);
+    assert.ok(!cleanups.includes('c'));
+  });
+
+  it('a child\'s timeLimit cancels the child; the parent gets ChildFailedError and goes on (runToEnd drives to the deadline)', async () => {
+    const out = await env.runToEnd(impatient, { id: 'd' });
+    assert.match(out, /^gave up: child run .* was cancelled: deadline .* passed$/);
+    const { rows } = await env.pool.query<{ status: string; deadline_ms: number }>(
+      `select status, extract(epoch from deadline_at - created_at) * 1000 as deadline_ms from trellis.runs
+        where parent_run_id is not null and input->>'id' = 'd'`);
+    assert.deepEqual(rows.map((r) => [r.status, Number(r.deadline_ms)]), [['cancelled', 900_000]]);
+  });
+
+  it('refuses bad deadline options with ValidationError and writes nothing', async () => {
+    const count = await runCount();
+    const now = await env.now();
+    const bad: [object, RegExp][] = [
+      [{ deadline: new Date(now.getTime() + 60_000), timeLimit: '1 hour' }, /either a deadline or a timeLimit/],
+      [{ deadline: 'tomorrow-ish' }, /deadline "tomorrow-ish" is not a date/],
+      [{ timeLimit: 0 }, /timeLimit must be longer than zero/],
+      [{ timeLimit: 'a while' }, /is not a duration/],
+      [{ deadline: new Date(now.getTime() - 60_000) }, /is not after the run's start/],
+      [{ deadline: new Date(now.getTime() + 60_000), runAt: new Date(now.getTime() + 120_000) }, /is not after the run's start/],
+    ];
+    for (const [options, message] of bad) {
+      await assert.rejects(env.start(awaitsApproval, { id: 'x' }, options), (e: unknown) => {
+        assert.ok(e instanceof ValidationError, `${JSON.stringify(options)}: ${String(e)}`);
+        assert.match((e as Error).message, message);
+        return true;
+      });
+    }
+    assert.equal(await runCount(), count);
+  });
+
+  it('refuses a bad deadlines worker option', () => {
+    assert.throws(() => createWorker({ connectionString: env.url, workflows: [awaitsApproval], deadlines: { interval: '1ms' } }),
+      (e: unknown) => e instanceof ValidationError && /deadlines\.interval/.test((e as Error).message));
+    assert.throws(() => createWorker({ connectionString: env.url, workflows: [awaitsApproval], deadlines: { batch: 0 } }),
+      (e: unknown) => e instanceof ValidationError && /deadlines\.batch/.test((e as Error).message));
+  });
+});

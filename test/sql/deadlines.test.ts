@@ -1,0 +1,209 @@
+/**
+ * The SQL contract of run deadlines (decision 0031): run_start's deadline
+ * and time_limit options, a child op's, run_cancel_overdue (one overdue run per
+ * call, as run_cancel cancels it, its cancel-children too) and run_retry
+ * dropping a deadline that has passed. The database's clock is the test
+ * kit's virtual one, so "overdue" is reached by advancing it.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { beforeEach, describe, it } from 'node:test';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
+
+const fx = useFreshDatabase({
+  setUp: async (db) => {
+    await db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`);
+    const c = await db.pool.connect();
+    try {
+      await c.query(`begin; set local trellis.virtual_clock = 'allowed'; select trellis.clock_use_virtual(); commit`);
+    } finally {
+      c.release();
+    }
+  },
+});
+
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
+const one = async (text: string, values: unknown[] = []) => (await sql(text, values))[0];
+const start = async (options: object): Promise<string> =>
+  (await one('select trellis.run_start($1, $2, $3) as id', ['w', '{}', JSON.stringify(options)])).id;
+const runOf = (id: string) =>
+  one(`select status, deadline_at, cancel_requested_at, finished_at, error, run_at from trellis.runs where id = $1`, [id]);
+const now = async (): Promise<Date> => (await one('select trellis.now() as t')).t;
+const advance = (by: string) => sql('select trellis.clock_advance($1::interval)', [by]);
+const overdue = async (): Promise<string | null> => (await one('select trellis.run_cancel_overdue() as id')).id;
+/** Cancel every overdue run, as the duty does: the ids, in the order cancelled. */
+async function drain(): Promise<string[]> {
+  const ids: string[] = [];
+  for (let id = await overdue(); id !== null; id = await overdue()) {
+    ids.push(id);
+    assert.ok(ids.length < 1000, 'run_cancel_overdue keeps returning runs');
+  }
+  return ids;
+}
+let queues = 0;
+/** A run of its own queue, claimed: its id and lease token. */
+async function held(options: object = {}): Promise<{ id: string; token: string }> {
+  const queue = `dl${++queues}`;
+  await start({ queue, ...options });
+  const row = await one(`select id, lease_token from trellis.run_claim('w1', array[$1], '{w}', '{1}', 1, '30 seconds')`, [queue]);
+  return { id: row.id, token: row.lease_token };
+}
+const apply = (ops: unknown) => sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify(ops)]);
+
+describe('run_start: deadline and time_limit', () => {
+  it('a time_limit counts from run_at; a deadline is taken as given', async () => {
+    const t = await now();
+    const runAt = new Date(t.getTime() + 3_600_000);
+    const a = await start({ run_at: runAt.toISOString(), time_limit: '30 minutes' });
+    assert.equal((await runOf(a)).deadline_at.getTime(), runAt.getTime() + 1_800_000);
+    const at = new Date(t.getTime() + 86_400_000);
+    const b = await start({ deadline: at.toISOString() });
+    assert.equal((await runOf(b)).deadline_at.getTime(), at.getTime());
+    const c = await start({ deadline: null, time_limit: null });
+    assert.equal((await runOf(c)).deadline_at, null);
+    assert.equal((await runOf(await start({}))).deadline_at, null);
+  });
+
+  it('refuses a bad deadline or time_limit with TR001 and writes nothing', async () => {
+    const before = (await one('select count(*)::int as n from trellis.runs')).n;
+    const t = await now();
+    const cases: [object, RegExp][] = [
+      [{ deadline: new Date(t.getTime() + 60_000).toISOString(), time_limit: '1 hour' }, /either a deadline or a time_limit, not both/],
+      [{ deadline: 'next tuesday' }, /deadline 'next tuesday' is not a timestamp/],
+      [{ deadline: 1767225600000 }, /deadline must be a timestamp and time_limit an interval, as strings/],
+      [{ time_limit: 3600 }, /as strings/],
+      [{ time_limit: 'forever' }, /time_limit 'forever' is not an interval/],
+      [{ time_limit: '300000 years' }, /ends past the last timestamp/],
+      [{ time_limit: '0 seconds' }, /must be longer than zero/],
+      [{ time_limit: '-5 minutes' }, /must be longer than zero/],
+      [{ deadline: t.toISOString() }, /is not after the run's start/],
+      [{ deadline: new Date(t.getTime() + 60_000).toISOString(), run_at: new Date(t.getTime() + 120_000).toISOString() }, /is not after the run's start/],
+      [{ time_limit: `1 hour'; drop table trellis.runs; --` }, /is not an interval/],
+    ];
+    for (const [options, message] of cases) {
+      await assert.rejects(start(options), (e: { code?: string; message?: string }) => {
+        assert.equal(e.code, 'TR001', `${JSON.stringify(options)}: ${e.message}`);
+        assert.match(e.message ?? '', message);
+        return true;
+      });
+    }
+    assert.equal((await one('select count(*)::int as n from trellis.runs')).n, before);
+  });
+
+  it('run_start_claimed keeps the deadline of a run it leases at once', async () => {
+    const row = await one(`select id, claimed from trellis.run_start_claimed('w', '{}', '{"time_limit": "10 minutes", "queue": "default"}', 'wk', '1 minute')`);
+    assert.equal(row.claimed, true);
+    const run = await runOf(row.id);
+    assert.equal(run.status, 'running');
+    assert.equal(run.deadline_at.getTime() - run.run_at.getTime(), 600_000);
+  });
+});
+
+/** Every earlier test's deadlines passed and their runs cancelled: a test sees only its own runs become overdue. */
+async function clean(): Promise<void> {
+  await advance('30 days');
+  await drain();
+}
+
+describe('run_cancel_overdue', () => {
+  beforeEach(clean);
+
+  it('returns null while no run is overdue, and cancels overdue runs earliest deadline first, one per call', async () => {
+    assert.equal(await overdue(), null);
+    const late = await start({ time_limit: '2 hours' });
+    const early = await start({ time_limit: '1 hour' });
+    const never = await start({});
+    await advance('59 minutes');
+    assert.equal(await overdue(), null);
+    await advance('2 hours');
+    assert.deepEqual(await drain(), [early, late]);
+    for (const id of [early, late]) {
+      const run = await runOf(id);
+      assert.equal(run.status, 'cancelled', 'a run that never started ends cancelled at once');
+      assert.equal(run.error.code, 'cancelled');
+      assert.match(run.error.message, /^deadline \d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z passed$/);
+    }
+    assert.equal((await runOf(never)).status, 'pending');
+  });
+
+  it('requests the cancellation of a started run once, and cancels its cancel-children but not abandoned ones', async () => {
+    const parent = await held({ time_limit: '1 hour' });
+    const kept = randomUUID();
+    const abandoned = randomUUID();
+    await apply([
+      { op: 'child', run: parent.id, token: parent.token, seq: 0, name: 'a', child: kept, workflow: 'w', input: {} },
+      { op: 'child', run: parent.id, token: parent.token, seq: 1, name: 'b', child: abandoned, workflow: 'w', input: {}, close: 'abandon' },
+    ]);
+    await advance('61 minutes');
+    assert.deepEqual(await drain(), [parent.id], 'once: a run whose cancellation was requested is not picked again');
+    const run = await runOf(parent.id);
+    assert.equal(run.status, 'running');
+    assert.notEqual(run.cancel_requested_at, null);
+    assert.match(run.error.message, /^deadline .* passed$/);
+    assert.equal((await runOf(kept)).status, 'cancelled');
+    assert.equal((await runOf(abandoned)).status, 'pending');
+  });
+
+  it('passes over a finished run, and a run that is no longer overdue under its lock', async () => {
+    const done = await held({ time_limit: '1 minute' });
+    await apply([{ op: 'complete', run: done.id, token: done.token, output: 1 }]);
+    const id = await start({ time_limit: '1 minute' });
+    await advance('2 minutes');
+    // _run_cancel's re-check under the lock: not overdue at an earlier time.
+    assert.equal((await one(`select trellis._run_cancel($1, 'x', trellis.now() - interval '1 hour') as s`, [id])).s, null);
+    assert.equal((await runOf(id)).status, 'pending');
+    assert.deepEqual(await drain(), [id]);
+    assert.equal((await runOf(done.id)).status, 'completed');
+  });
+
+  it('a child op may carry a deadline or a time_limit; both is a malformed op', async () => {
+    const parent = await held();
+    const byLimit = randomUUID();
+    const byDeadline = randomUUID();
+    const at = new Date((await now()).getTime() + 7_200_000);
+    await apply([
+      { op: 'child', run: parent.id, token: parent.token, seq: 0, name: 'a', child: byLimit, workflow: 'w', input: {}, time_limit: '1 hour' },
+      { op: 'child', run: parent.id, token: parent.token, seq: 1, name: 'b', child: byDeadline, workflow: 'w', input: {}, deadline: at.toISOString() },
+    ]);
+    const t = await now();
+    const child = await runOf(byLimit);
+    assert.equal(child.deadline_at.getTime() - child.run_at.getTime(), 3_600_000, 'from the checkpoint\'s time');
+    assert.equal((await runOf(byDeadline)).deadline_at.getTime(), at.getTime());
+    for (const bad of [{ deadline: at.toISOString(), time_limit: '1 hour' }, { time_limit: '0 seconds' }, { time_limit: '2000 years' }, { time_limit: 'soon' }]) {
+      const child = randomUUID();
+      await assert.rejects(
+        apply([{ op: 'child', run: parent.id, token: parent.token, seq: 2, name: 'c', child, workflow: 'w', input: {}, ...bad }]),
+        (e: { code?: string }) => e.code === 'TR001',
+      );
+      assert.equal((await one('select count(*)::int as n from trellis.runs where id = $1', [child])).n, 0);
+    }
+    // A child's deadline that has already passed is taken (its parent's
+    // checkpoint does not fail); the next look cancels the child.
+    const past = randomUUID();
+    await apply([{ op: 'child', run: parent.id, token: parent.token, seq: 2, name: 'c', child: past, workflow: 'w', input: {}, deadline: new Date(t.getTime() - 1000).toISOString() }]);
+    assert.deepEqual(await drain(), [past]);
+  });
+});
+
+describe('run_retry and deadlines', () => {
+  beforeEach(clean);
+
+  it('drops a deadline that has passed and keeps one still ahead', async () => {
+    const failed = async (time_limit: string) => {
+      const run = await held({ time_limit });
+      await apply([{ op: 'fail', run: run.id, token: run.token, error: { name: 'Error', message: 'boom' } }]);
+      return run.id;
+    };
+    const passed = await failed('1 minute');
+    const ahead = await failed('1 day');
+    const aheadAt = (await runOf(ahead)).deadline_at;
+    await advance('5 minutes');
+    assert.deepEqual(await drain(), [], 'a failed run is finished: no deadline cancels it');
+    await sql('select trellis.run_retry($1)', [passed]);
+    await sql('select trellis.run_retry($1)', [ahead]);
+    assert.equal((await runOf(passed)).deadline_at, null);
+    assert.equal((await runOf(ahead)).deadline_at.getTime(), aheadAt.getTime());
+    assert.deepEqual(await drain(), []);
+    assert.equal((await runOf(passed)).status, 'pending');
+  });
+});
