@@ -3,11 +3,14 @@
  * 1. Microseconds per call of what the duties do at rest: role_renew,
  *    role_acquire refused (a replica that does not hold the role),
  *    schedule_tick with nothing due among 10,000 schedules, run_purge_due
- *    with no retention; and from them, the share of the machine the duties
- *    take per worker at the default settings (TTL 15 s: a renew or an
- *    acquire try every 5 s per role; a tick every second; a purge every 5 s).
+ *    with no retention, run_cancel_overdue with no run overdue; and from
+ *    them, the share of the machine the duties take per worker at the
+ *    default settings (TTL 15 s: a renew or an acquire try every 5 s per
+ *    role; a tick every second; a purge every 5 s; a deadlines look every
+ *    second).
  * 2. Throughput at saturation (1-step runs, 2 worker processes) with the
- *    duties on (the default) and off (`schedules: false, purge: false`),
+ *    duties on (the default) and off (`schedules: false, purge: false,
+ *    deadlines: false`),
  *    interleaved repetitions.
  * 3. 10,000 schedules due at the same instant: how long after it the last
  *    of their runs was started, by a worker ticking every second.
@@ -63,15 +66,17 @@ export async function rolesBench(server: BenchServer, cfg: BenchConfig): Promise
       add('role_acquire (refused)', await loop(`trellis.role_acquire('bench-role', 'other' || left(g::text, 0), '1 hour')`));
       add('schedule_tick (none due of 10,000)', await loop('(select count(*) from trellis.schedule_tick($1::bigint, 500 + 0 * g))', [token]));
       add('run_purge_due (no retention)', await loop('trellis.run_purge_due(1000 + 0 * g)'));
+      add('run_cancel_overdue (none overdue)', await loop('trellis.run_cancel_overdue()'));
       add('round trip (select 1)', await usPer(c, 'select 1', [], n));
     }
     for (const [k, v] of Object.entries(samples)) out.usPerCall[k] = median(v);
     const u = out.usPerCall;
-    // Per worker: 2 engine roles, each a renew or an acquire try every 5 s; the holder's tick every 1 s and purge every 5 s.
+    // Per worker: 3 engine roles, each a renew or an acquire try every 5 s; the holder's tick and deadlines look every 1 s, purge every 5 s.
     const trip = u['round trip (select 1)'] ?? 0;
     // Each call is one round trip: its database cost plus a round trip's (client, protocol, scheduling).
-    out.dutyUsPerSecondPerWorker = (2 * (Math.max(u.role_renew ?? 0, u['role_acquire (refused)'] ?? 0) + trip)) / 5
-      + (u['schedule_tick (none due of 10,000)'] ?? 0) + trip + ((u['run_purge_due (no retention)'] ?? 0) + trip) / 5;
+    out.dutyUsPerSecondPerWorker = (3 * (Math.max(u.role_renew ?? 0, u['role_acquire (refused)'] ?? 0) + trip)) / 5
+      + (u['schedule_tick (none due of 10,000)'] ?? 0) + trip + ((u['run_purge_due (no retention)'] ?? 0) + trip) / 5
+      + (u['run_cancel_overdue (none overdue)'] ?? 0) + trip;
     out.dutyShareOfMachine = out.dutyUsPerSecondPerWorker / (cpus().length * 1e6);
     for (const [k, v] of Object.entries(out.usPerCall)) console.log(`  ${k}: ${fmt(v, 1)} us/call`);
     console.log(`  duties at the defaults: ${fmt(out.dutyUsPerSecondPerWorker, 0)} us per second per worker (database + round trips) = ${fmt(out.dutyShareOfMachine * 100, 3)}% of this machine`);
@@ -99,7 +104,7 @@ export async function rolesBench(server: BenchServer, cfg: BenchConfig): Promise
     // 3. 10,000 schedules due at one instant.
     const pool3 = new pg.Pool({ connectionString: url, max: 6 });
     const idle = defineWorkflow({ name: 'bench-idle', input: z.object({}) }, async () => null);
-    const worker = createWorker({ pool: pool3, workflows: [idle], schedules: { interval: '1s' }, purge: false, logger: silentLogger });
+    const worker = createWorker({ pool: pool3, workflows: [idle], schedules: { interval: '1s' }, purge: false, deadlines: false, logger: silentLogger });
     await worker.start();
     try {
       for (let rep = 0; rep < cfg.reps; rep++) {

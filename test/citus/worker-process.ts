@@ -57,9 +57,10 @@ const worker = createWorker({
   pool,
   workflows: [citusThree, citusWaits, citusKid],
   pollInterval: 500,
-  // The role-held duties (cron ticker, purge) are not part of this workload.
+  // The role-held duties (cron ticker, purge, deadlines) are not part of this workload.
   schedules: false,
   purge: false,
+  deadlines: false,
   // Warnings and errors (a statement a distributed planner refused, say) go to the test's stderr.
   logger: consoleLogger('warn', { process: process.pid }),
 });

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'order-saga', 'continue-as-new', 'retention'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'order-saga', 'continue-as-new', 'retention'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -35,7 +35,7 @@ async function query<R extends pg.QueryResultRow>(url: string, text: string, val
   }
 }
 
-describe('wait, child, cancellation, saga, continue-as-new and retention examples', () => {
+describe('wait, child, cancellation, deadline, saga, continue-as-new and retention examples', () => {
   const databases: { drop(): Promise<void> }[] = [];
   const runs = new Map<Example, Promise<Outcome>>();
 
@@ -114,6 +114,23 @@ describe('wait, child, cancellation, saga, continue-as-new and retention example
       `select workflow, status from trellis.runs order by workflow, parent_seq nulls first`);
     assert.deepEqual(rows.map((r) => `${r.workflow}:${r.status}`),
       ['batch-shard:cancelled', 'batch-shard:cancelled', 'export-job:cancelled', 'nightly-batch:cancelled']);
+  });
+
+  it('deadlines: an unpaid checkout is cancelled at its deadline with its cleanup, a paid one completes, a child\'s time limit falls back', async () => {
+    const { stdout, url } = await finished('deadlines');
+    assert.match(stdout, /^cart-1 deadline: 1000 ms after its start$/m);
+    assert.match(stdout, /^cart-1 result threw CancelledError$/m);
+    assert.match(stdout, /^cart-1: cancelled, reason: deadline <time> passed$/m);
+    assert.match(stdout, /^stock released for: cart-1$/m);
+    assert.match(stdout, /^cart-2: shipped cart-2 for 42$/m);
+    assert.deepEqual(jsonAfter(stdout, 'quote: '), { sku: 'kettle', price: 12, fallback: true });
+    assert.match(stdout, /^sql start: deadline 30 minutes after its run_at$/m);
+    const rows = await query<{ workflow: string; status: string; reason: string | null }>(url,
+      `select workflow, status, error->>'message' as reason from trellis.runs order by workflow, input->>'cart'`);
+    assert.deepEqual(rows.map((r) => `${r.workflow}:${r.status}:${/^deadline .* passed$/.test(r.reason ?? '') ? 'deadline' : (r.reason ?? '')}`), [
+      'checkout:cancelled:deadline', 'checkout:completed:', 'checkout:cancelled:example done',
+      'quote:completed:', 'supplier-quote:cancelled:deadline',
+    ]);
   });
 
   it('order-saga: an invalid address fails ship for good and the compensations run in reverse order', async () => {

@@ -26,7 +26,7 @@ after(() => env.close());
 
 const sql = async (text: string, values: unknown[] = []) => (await env.pool.query(text, values)).rows;
 const extraWorker = (id: string): Worker =>
-  createWorker({ pool: env.pool, id, workflows: [noop], roles: { ttl: '3s' }, schedules: false, purge: false, logger: silentLogger });
+  createWorker({ pool: env.pool, id, workflows: [noop], roles: { ttl: '3s' }, schedules: false, purge: false, deadlines: false, logger: silentLogger });
 
 describe('worker.role', () => {
   it('runs the function on one of two workers; stopping the holder hands the role to the other at once', async () => {
@@ -85,8 +85,10 @@ describe('worker.role', () => {
       const roles = await env.client.roles.list();
       const purge = roles.find((r) => r.name === 'trellis.purge');
       const ticker = roles.find((r) => r.name === 'trellis.schedules');
-      return purge?.lastOutcome === 'ok' && ticker?.lastOutcome === 'ok' && purge.held && ticker.held;
-    }, { what: 'purge and ticker held and run' });
+      const deadlines = roles.find((r) => r.name === 'trellis.deadlines');
+      return purge?.lastOutcome === 'ok' && ticker?.lastOutcome === 'ok' && deadlines?.lastOutcome === 'ok'
+        && purge.held && ticker.held && deadlines.held;
+    }, { what: 'purge, ticker and deadlines held and run' });
     await env.client.setRetention(null);
   });
 
