@@ -94,6 +94,7 @@ try {
     `select extract(epoch from deadline_at - run_at) / 60 as minutes from trellis.runs where id = $1`, [started!.id]);
   console.log(`sql start: deadline ${Number(row!.minutes)} minutes after its run_at`);
   await client.cancel(started!.id, 'example done');
+  await client.result(started!.id, { timeout: '20s' }).catch(() => undefined); // ends cancelled once its worker sees it
 } finally {
   await worker.stop();
   await client.close();
