@@ -122,10 +122,11 @@ begin
       perform trellis._raise('TR001', 'run_at must be a timestamp');
     end if;
   end if;
-  -- The run's deadline (decision 0031): a time, or a time limit from run_at.
-  -- A top-level start's must come after its run_at; a child's is taken as
-  -- it is (its parent's checkpoint must not fail here: one already past is
-  -- cancelled at the next look of the deadlines duty).
+  -- The run's deadline (decision 0031): a time, or a time limit from its
+  -- start (run_at, or now for a run_at already past). A top-level start's
+  -- deadline must come after that; a child's is taken as it is (its
+  -- parent's checkpoint must not fail here: one already past is cancelled
+  -- at the next look of the deadlines duty).
   if v_options ? 'deadline' or v_options ? 'time_limit' then
     if jsonb_typeof(v_options->'deadline') not in ('string', 'null') or jsonb_typeof(v_options->'time_limit') not in ('string', 'null') then
       perform trellis._raise('TR001', 'deadline must be a timestamp and time_limit an interval, as strings');
@@ -140,7 +141,7 @@ begin
     end;
     begin
       v_limit := (v_options->>'time_limit')::interval;
-      v_deadline := coalesce(v_run_at + v_limit, v_deadline);
+      v_deadline := coalesce(greatest(v_run_at, v_now) + v_limit, v_deadline);
     exception when others then
       perform trellis._raise('TR001', format('time_limit %s is not an interval (or ends past the last timestamp)',
                                              trellis._quote(v_options->>'time_limit')));
@@ -148,8 +149,8 @@ begin
     if v_limit <= interval '0' then
       perform trellis._raise('TR001', format('time_limit %s must be longer than zero', trellis._quote(v_options->>'time_limit')));
     end if;
-    if p_parent is null and v_deadline <= v_run_at then
-      perform trellis._raise('TR001', format('deadline %s is not after the run''s start at %s', v_deadline, v_run_at));
+    if p_parent is null and v_deadline <= greatest(v_run_at, v_now) then
+      perform trellis._raise('TR001', format('deadline %s is not after the run''s start at %s', v_deadline, greatest(v_run_at, v_now)));
     end if;
   end if;
   if jsonb_typeof(v_metadata) <> 'object' then
@@ -300,7 +301,7 @@ begin
   return trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null);
 end $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
-  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, deadline (a timestamp after run_at: the run and its cancel-children are cancelled if it has not finished by then, decision 0031) or time_limit (an interval: the deadline is run_at plus it), input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
+  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, deadline (a timestamp after run_at: the run and its cancel-children are cancelled if it has not finished by then, decision 0031) or time_limit (an interval: the deadline is run_at, or now if run_at is past, plus it), input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
 
 -- A start whose run goes straight to a worker in the caller's process: the
 -- run is inserted leased to p_worker (status running, attempt 1) and nobody

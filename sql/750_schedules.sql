@@ -84,7 +84,7 @@ declare
   v_id   uuid;
 begin
   v_id := trellis._run_start(p_schedule.workflow, p_schedule.input,
-            jsonb_build_object('key', v_key, 'run_at', v_at,
+            jsonb_build_object('key', v_key, 'run_at', v_at, 'time_limit', p_schedule.time_limit,
                                'metadata', jsonb_build_object('schedule', p_schedule.name, 'tick', p_tick)),
             null, null, null, null, null, null, null);
   return v_id;
@@ -101,6 +101,7 @@ declare
   v_over   text := coalesce(p_spec->>'overlap', 'skip');
   v_catch  integer := 0;
   v_jitter interval := '0';
+  v_limit  interval;
   v_ends   timestamptz;
   v_next   timestamptz;
   v_row    trellis.schedules;
@@ -110,7 +111,8 @@ begin
     perform trellis._raise('TR001', 'schedule_set spec must be a JSON object');
   end if;
   select string_agg(k, ', ') into v_bad from jsonb_object_keys(p_spec) as k
-   where k not in ('cron', 'time_zone', 'workflow', 'input', 'overlap', 'catch_up', 'jitter', 'ends_at', 'paused', 'next_at');
+   where k not in ('cron', 'time_zone', 'workflow', 'input', 'overlap', 'catch_up', 'jitter', 'ends_at', 'paused', 'next_at',
+                   'time_limit');
   if v_bad is not null then
     perform trellis._raise('TR001', format('unknown schedule option(s): %s', left(v_bad, 200)));
   end if;
@@ -142,6 +144,18 @@ begin
   if v_jitter < interval '0' or v_jitter > interval '1 day' then
     perform trellis._raise('TR001', 'jitter must be from 0 to 1 day');
   end if;
+  -- Each tick's run's deadline is its start plus this (run_start's time_limit, decision 0031).
+  if jsonb_typeof(p_spec->'time_limit') not in ('string', 'null') then
+    perform trellis._raise('TR001', 'time_limit must be an interval, as a string');
+  end if;
+  begin
+    v_limit := (p_spec->>'time_limit')::interval;
+  exception when others then
+    perform trellis._raise('TR001', format('time_limit %s is not an interval', trellis._quote(p_spec->>'time_limit')));
+  end;
+  if v_limit <= interval '0' or v_limit > interval '1000 years' then
+    perform trellis._raise('TR001', 'time_limit must be longer than zero and at most 1000 years');
+  end if;
   if p_spec ? 'paused' and jsonb_typeof(p_spec->'paused') <> 'boolean' then
     perform trellis._raise('TR001', 'paused must be true or false');
   end if;
@@ -152,21 +166,22 @@ begin
     v_next := null; -- computed on a client with a clock behind: the ticker computes it
   end if;
 
-  insert into trellis.schedules as s (name, cron, time_zone, workflow, input, overlap, catch_up, jitter, ends_at,
+  insert into trellis.schedules as s (name, cron, time_zone, workflow, input, overlap, catch_up, jitter, time_limit, ends_at,
                                       paused, next_at, next_from, created_at, updated_at)
   values (p_name, p_spec->>'cron', coalesce(p_spec->>'time_zone', 'UTC'), p_spec->>'workflow', v_input, v_over,
-          v_catch, v_jitter, v_ends, coalesce((p_spec->>'paused')::boolean, false), v_next,
+          v_catch, v_jitter, v_limit, v_ends, coalesce((p_spec->>'paused')::boolean, false), v_next,
           case when v_next is null then date_trunc('milliseconds', v_now) end, v_now, v_now)
   on conflict (name) do update
     set cron = excluded.cron, time_zone = excluded.time_zone, workflow = excluded.workflow, input = excluded.input,
-        overlap = excluded.overlap, catch_up = excluded.catch_up, jitter = excluded.jitter, ends_at = excluded.ends_at,
+        overlap = excluded.overlap, catch_up = excluded.catch_up, jitter = excluded.jitter,
+        time_limit = excluded.time_limit, ends_at = excluded.ends_at,
         paused = case when p_spec ? 'paused' then excluded.paused else s.paused end,
         next_at = excluded.next_at, next_from = excluded.next_from, last_error = null, updated_at = excluded.updated_at
   returning * into v_row;
   return v_row;
 end $$;
 comment on function trellis.schedule_set(text, jsonb) is
-  'Create or replace schedule p_name. Spec: cron (5 fields, or 6 with seconds first), time_zone (IANA, default UTC), workflow, input (checked against the workflow''s input shape), overlap (skip, allow, buffer_one, cancel_previous; default skip), catch_up (0: of ticks missed during downtime only the latest runs; N: up to N missed ticks run too), jitter (interval, up to 1 day), ends_at, paused, next_at (the next tick, computed by the TypeScript client; without it the ticker computes it). TR001 bad spec or input, TR002 unknown workflow. Returns the row.';
+  'Create or replace schedule p_name. Spec: cron (5 fields, or 6 with seconds first), time_zone (IANA, default UTC), workflow, input (checked against the workflow''s input shape), overlap (skip, allow, buffer_one, cancel_previous; default skip), catch_up (0: of ticks missed during downtime only the latest runs; N: up to N missed ticks run too), jitter (interval, up to 1 day), time_limit (interval: each tick''s run is cancelled if it has not finished this long after its start, decision 0031), ends_at, paused, next_at (the next tick, computed by the TypeScript client; without it the ticker computes it). TR001 bad spec or input, TR002 unknown workflow. Returns the row.';
 
 create or replace function trellis._schedule_lock(p_name text)
 returns trellis.schedules language plpgsql as $$

@@ -160,7 +160,7 @@ export interface StartOptions {
   /**
    * Cancel the run (and its children started with `onParentCancel:
    * 'cancel'`) if it has not finished by this time (a Date or an ISO
-   * timestamp after `runAt`). Workers enforce it (the role
+   * timestamp after `runAt` and after now). Workers enforce it (the role
    * `trellis.deadlines`, within about a second by default): a run that
    * never started ends cancelled at once, a started one gets
    * `CancelledError` at its next wait. Not with `timeLimit`. See
@@ -171,8 +171,9 @@ export interface StartOptions {
    */
   deadline?: Date | string;
   /**
-   * The run's deadline as a duration from `runAt` (from the start when
-   * there is none): `{ timeLimit: '15 minutes' }`. Not with `deadline`.
+   * The run's deadline as a duration from its start: its `runAt`, or now
+   * when there is none or it is past (`{ timeLimit: '15 minutes' }`). Not
+   * with `deadline`.
    *
    * @example
    * await client.start(onboard, { email: 'ada@example.com' }, { timeLimit: '1 hour' });

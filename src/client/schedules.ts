@@ -13,6 +13,7 @@ import { ValidationError } from '../errors.ts';
 import { parseCron } from '../workflow/cron.ts';
 import type { WorkflowDefinition, WorkflowInput } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
+import { deadlineOptions } from '../protocol/deadline.ts';
 import { assertName } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 
@@ -61,6 +62,11 @@ export interface ScheduleOptions<W extends WorkflowDefinition | string = Workflo
   catchUp?: number;
   /** Each tick's run starts up to this much after the tick (a fixed fraction per tick; at most 1 day). */
   jitter?: Duration;
+  /**
+   * Each tick's run is cancelled if it has not finished this long after it
+   * started (its deadline: docs/workflows.md#deadlines). None by default.
+   */
+  timeLimit?: Duration;
   /** No tick after this. */
   endsAt?: Date;
   /** Create it paused (or pause it on update). */
@@ -102,6 +108,7 @@ export class Schedules {
     if (!Number.isInteger(catchUp) || catchUp < 0 || catchUp > 1000) throw new ValidationError('catchUp must be an integer from 0 to 1000');
     const jitterMs = toMs(options.jitter ?? 0, 'jitter');
     if (jitterMs > 86_400_000) throw new ValidationError('jitter must be at most 1 day');
+    const { time_limit } = deadlineOptions({ timeLimit: options.timeLimit });
     if (options.endsAt !== undefined && !(options.endsAt instanceof Date && !Number.isNaN(options.endsAt.getTime()))) {
       throw new ValidationError('endsAt must be a valid Date');
     }
@@ -122,6 +129,7 @@ export class Schedules {
       overlap: OVERLAP_SQL[overlap],
       catch_up: catchUp,
       jitter: `${jitterMs} milliseconds`,
+      time_limit: time_limit ?? null,
       ends_at: endsAt?.toISOString() ?? null,
       ...(options.paused === undefined ? {} : { paused: options.paused }),
       next_at: next && (!endsAt || next <= endsAt) ? next.toISOString() : null,

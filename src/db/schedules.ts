@@ -10,6 +10,8 @@ export interface ScheduleSpecSql {
   overlap: string;
   catch_up: number;
   jitter: string;
+  /** Each tick's run's time limit (an interval), or null. */
+  time_limit: string | null;
   ends_at: string | null;
   paused?: boolean;
   next_at: string | null;
@@ -25,6 +27,8 @@ export interface ScheduleRow {
   overlap: 'skip' | 'allow' | 'buffer_one' | 'cancel_previous';
   catchUp: number;
   jitterMs: number;
+  /** Each tick's run's time limit in ms (its deadline from its start), or null. */
+  timeLimitMs: number | null;
   endsAt: Date | null;
   paused: boolean;
   /** The next tick (null: still to be computed by the ticker, or ended). */
@@ -41,13 +45,13 @@ export interface ScheduleRow {
 }
 
 const COLUMNS = `name, cron, time_zone, workflow, input, overlap, catch_up,
-  (extract(epoch from jitter) * 1000)::float8 as jitter_ms, ends_at, paused, next_at, last_tick_at,
+  (extract(epoch from jitter) * 1000)::float8 as jitter_ms, (extract(epoch from time_limit) * 1000)::float8 as time_limit_ms, ends_at, paused, next_at, last_tick_at,
   last_run_id, buffered_at, fired::float8 as fired, skipped::float8 as skipped, last_error, created_at, updated_at`;
 
 function toSchedule(r: Record<string, any>): ScheduleRow {
   return {
     name: r.name, cron: r.cron, timeZone: r.time_zone, workflow: r.workflow, input: r.input, overlap: r.overlap,
-    catchUp: r.catch_up, jitterMs: r.jitter_ms, endsAt: r.ends_at, paused: r.paused, nextAt: r.next_at,
+    catchUp: r.catch_up, jitterMs: r.jitter_ms, timeLimitMs: r.time_limit_ms, endsAt: r.ends_at, paused: r.paused, nextAt: r.next_at,
     lastTickAt: r.last_tick_at, lastRunId: r.last_run_id, bufferedAt: r.buffered_at, fired: r.fired,
     skipped: r.skipped, lastError: r.last_error, createdAt: r.created_at, updatedAt: r.updated_at,
   };

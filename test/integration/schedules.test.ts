@@ -282,6 +282,25 @@ describe('pause, resume, end date, jitter, SQL', () => {
     await env.client.schedules.delete('jittery');
   });
 
+  it('timeLimit gives each tick\'s run a deadline from its start; an unfinished run is cancelled when it passes', async () => {
+    await midPeriod(HOUR);
+    const row = await env.client.schedules.set('limited', { cron: '0 * * * *', workflow: held, input: {}, overlap: 'allow', jitter: '5 minutes', timeLimit: '20 minutes' });
+    assert.equal(row.timeLimitMs, 1_200_000);
+    await env.advance('1 hour');
+    await ticked('limited');
+    // The clock jumped 30 minutes past the tick, so the run (due at the tick
+    // plus up to 5 minutes of jitter) started late: 20 minutes from then.
+    const [run] = await sql(`select id, deadline_at, created_at from trellis.runs where metadata->>'schedule' = 'limited'`);
+    assert.equal(run.deadline_at.getTime() - run.created_at.getTime(), 1_200_000, '20 minutes from its start');
+    await env.waitFor(run.id, ['pending', 'running', 'waiting']);
+    await env.advance('21 minutes');
+    const done = await env.waitFor(run.id, 'cancelled');
+    assert.match((done.error as { message: string }).message, /^deadline .* passed$/);
+    // Set again without it: the next ticks' runs have none.
+    assert.equal((await env.client.schedules.set('limited', { cron: '0 * * * *', workflow: held, input: {} })).timeLimitMs, null);
+    await env.client.schedules.delete('limited');
+  });
+
   it('a schedule written with plain SQL gets its next tick from the ticker and fires', async () => {
     await midPeriod(HOUR);
     const now = await env.now();
@@ -334,6 +353,10 @@ describe('bad input writes nothing', () => {
     ['a name with a quote and SQL', () => env.client.schedules.set("x'; drop table trellis.runs; --", { cron: '0 * * * *', workflow: job, input: { n: 1 } }), ValidationError],
     ['an unknown overlap policy', () => env.client.schedules.set('bad', { cron: '0 * * * *', workflow: job, input: { n: 1 }, overlap: 'sometimes' as never }), ValidationError],
     ['a negative catch-up', () => env.client.schedules.set('bad', { cron: '0 * * * *', workflow: job, input: { n: 1 }, catchUp: -1 }), ValidationError],
+    ['a time limit of zero (TS)', () => env.client.schedules.set('bad', { cron: '0 * * * *', workflow: job, input: { n: 1 }, timeLimit: 0 }), ValidationError],
+    ['a time limit that is not an interval (SQL)', () => sql(`select trellis.schedule_set('bad', '{"cron": "0 * * * *", "workflow": "job", "input": {"n": 1}, "time_limit": "a while"}')`), Error],
+    ['a negative time limit (SQL)', () => sql(`select trellis.schedule_set('bad', '{"cron": "0 * * * *", "workflow": "job", "input": {"n": 1}, "time_limit": "-1 hour"}')`), Error],
+    ['a time limit as a number (SQL)', () => sql(`select trellis.schedule_set('bad', '{"cron": "0 * * * *", "workflow": "job", "input": {"n": 1}, "time_limit": 60}')`), Error],
   ];
   for (const [what, call, type] of cases) {
     it(`${what}: a typed error, no schedule written`, async () => {

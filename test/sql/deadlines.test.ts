@@ -59,6 +59,10 @@ describe('run_start: deadline and time_limit', () => {
     const at = new Date(t.getTime() + 86_400_000);
     const b = await start({ deadline: at.toISOString() });
     assert.equal((await runOf(b)).deadline_at.getTime(), at.getTime());
+    // A run_at already past: the time limit counts from now (its start), not from run_at.
+    const late = await start({ run_at: new Date(t.getTime() - 86_400_000).toISOString(), time_limit: '10 minutes' });
+    const lateRun = await one('select deadline_at, created_at from trellis.runs where id = $1', [late]);
+    assert.equal(lateRun.deadline_at.getTime() - lateRun.created_at.getTime(), 600_000);
     const c = await start({ deadline: null, time_limit: null });
     assert.equal((await runOf(c)).deadline_at, null);
     assert.equal((await runOf(await start({}))).deadline_at, null);
@@ -77,6 +81,7 @@ describe('run_start: deadline and time_limit', () => {
       [{ time_limit: '0 seconds' }, /must be longer than zero/],
       [{ time_limit: '-5 minutes' }, /must be longer than zero/],
       [{ deadline: t.toISOString() }, /is not after the run's start/],
+      [{ deadline: new Date(t.getTime() - 60_000).toISOString(), run_at: new Date(t.getTime() - 120_000).toISOString() }, /is not after the run's start/],
       [{ deadline: new Date(t.getTime() + 60_000).toISOString(), run_at: new Date(t.getTime() + 120_000).toISOString() }, /is not after the run's start/],
       [{ time_limit: `1 hour'; drop table trellis.runs; --` }, /is not an interval/],
     ];

@@ -59,4 +59,17 @@ describe('schedule_tick and schedule_fire', () => {
     assert.deepEqual(started, { key: 'schedule:tick-buffer_one:2026-01-01T00:01:00.000Z', status: 'pending' });
     await q(`select trellis.role_release('trellis.schedules', 'ticker-test', $1)`, [token]);
   });
+
+  it('a schedule\'s time_limit becomes each tick\'s run\'s deadline, from its start (now, for a tick already past)', async () => {
+    const [{ t: token }] = await q<{ t: string }>(`select trellis.role_acquire('trellis.schedules', 'ticker-limit', '1 minute') as t`) as [{ t: string }];
+    const [row] = await q<{ time_limit: string }>('select time_limit::text from trellis.schedule_set($1, $2)',
+      ['limited', JSON.stringify({ cron: '* * * * *', workflow: 'w', overlap: 'allow', time_limit: '45 minutes' })]);
+    assert.equal(row!.time_limit, '00:45:00');
+    const { started } = await round(token, '2026-02-01T00:00:00Z');
+    assert.ok(started >= 1);
+    const [run] = await q<{ after: number }>(
+      `select extract(epoch from deadline_at - created_at)::int as after from trellis.runs where metadata->>'schedule' = 'limited'`);
+    assert.equal(run!.after, 45 * 60);
+    await q(`select trellis.role_release('trellis.schedules', 'ticker-limit', $1)`, [token]);
+  });
 });
