@@ -15,7 +15,7 @@ export interface RunStartOptions {
   concurrency_key?: string;
   /** The run's deadline (ISO timestamp; decision 0031). */
   deadline?: string;
-  /** The run's time limit from its run_at (an interval; decision 0031). */
+  /** The run's time limit from its start, run_at or now if that is past (an interval; decision 0031). */
   time_limit?: string;
   /** The input was validated against the workflow's own schema: SQL skips its shape check. */
   input_checked?: boolean;

@@ -246,7 +246,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       }
       if (round.overdue) {
         await cancelOverdue(pool);
-        continue;
+        if (Date.now() <= deadline) continue; // else the bound below ends the drive
       }
       if (round.advancedTo) continue; // the workers were notified; look again at once
       if (round.idle && round.nextAt === null) {
