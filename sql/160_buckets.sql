@@ -348,7 +348,8 @@ begin
   if not exists (select 1 from pg_dist_partition where logicalrelid = 'trellis.runs'::regclass) then
     execute 'select create_distributed_table(''trellis.runs'', ''bucket'')';
   end if;
-  foreach v_table in array array['trellis.steps', 'trellis.signals', 'trellis.events', 'trellis.hook_deliveries']::regclass[] loop
+  foreach v_table in array array['trellis.steps', 'trellis.signals', 'trellis.events', 'trellis.hook_deliveries',
+                                  'trellis.run_deadlines']::regclass[] loop
     if not exists (select 1 from pg_dist_partition where logicalrelid = v_table) then
       execute format('select create_distributed_table(%L, ''bucket'', colocate_with => ''trellis.runs'')', v_table);
     end if;

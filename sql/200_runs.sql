@@ -1,7 +1,7 @@
 -- 200_runs: starting and claiming runs.
 -- Owns: run_start (_run_start), run_start_claimed, run_claim (with _queue_pick of sql/230_queue_claim.sql for queues with flow control), run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
 -- Touches: trellis.runs (insert; status changes through _run_move), trellis.events
--- (a new run's event), trellis.queues (a start into a queue other than its
+-- (a new run's event), trellis.run_deadlines (a run started with a deadline), trellis.queues (a start into a queue other than its
 -- version's default inserts the queue's row on first use), trellis.workflows
 -- and trellis.steps (read).
 -- Lock order: the run, then a new queue row (a start inserts its queue's
@@ -248,6 +248,10 @@ begin
   if v_new_q then
     insert into trellis.queues (name, created_at, updated_at) values (v_queue, v_now, v_now)
     on conflict (name) do nothing;
+  end if;
+  -- A deadline for the duty to look at (sql/500_control.sql run_cancel_overdue).
+  if v_deadline is not null then
+    insert into trellis.run_deadlines (bucket, run_id, deadline_at) values (v_bucket, v_id, v_deadline);
   end if;
   -- The new run's first status, checked against the [*] transitions of
   -- trellis.run_transitions (sql/150_transitions.sql), and its event. A

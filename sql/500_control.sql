@@ -2,7 +2,8 @@
 -- Owns: run_cancel (_run_cancel, _cancel_reach, _cancel_cascade, _cancel_one, _finish_cancelled),
 -- run_cancel_overdue (run deadlines),
 -- run_pause, run_resume, run_retry. (The test kit's clock is in 800_clock.sql.)
--- Touches: trellis.runs (update; status only through _run_move,
+-- Touches: trellis.run_deadlines (run_cancel_overdue deletes the row it looked at),
+-- trellis.runs (update; status only through _run_move,
 -- sql/150_transitions.sql), trellis.steps (delete on retry), trellis.signals
 -- (given back on retry).
 -- Lock order: run rows in id order, all taken up front in one statement.
@@ -175,8 +176,8 @@ begin
   if not found then
     perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
-  if p_overdue is not null and not (v_run.deadline_at <= p_overdue and v_run.finished_at is null
-                                    and v_run.cancel_requested_at is null) then
+  if p_overdue is not null and not coalesce(v_run.deadline_at <= p_overdue and v_run.finished_at is null
+                                             and v_run.cancel_requested_at is null, false) then
     return null;
   end if;
   if v_run.status = 'cancelled' then
@@ -206,28 +207,34 @@ comment on function trellis.run_cancel(uuid, text) is
 -- each cancellation is a transaction of its own and takes its locks as
 -- run_cancel does (the run, its parent and the runs it reaches, in id
 -- order, up front). The run is found without a lock, through
--- runs_deadline_idx, and cancelled only if it is still overdue under its
--- lock; a run that finished or was cancelled meanwhile is passed over (its
--- id is returned all the same: the caller looks again).
+-- trellis.run_deadlines (a row per run started with a deadline), and
+-- cancelled only if it is still overdue under its lock. Either way its row
+-- there is deleted: a run that finished, was cancelled or was purged
+-- meanwhile is passed over, and its id is returned all the same (the
+-- caller looks again).
 create or replace function trellis.run_cancel_overdue()
 returns uuid language plpgsql as $$
 declare
   v_now      timestamptz := trellis.now();
+  v_bucket   integer;
   v_id       uuid;
   v_deadline timestamptz;
 begin
-  select r.id, r.deadline_at into v_id, v_deadline from trellis.runs r
-   where r.deadline_at <= v_now and r.finished_at is null and r.cancel_requested_at is null
-   order by r.deadline_at limit 1;
+  select d.bucket, d.run_id, d.deadline_at into v_bucket, v_id, v_deadline from trellis.run_deadlines d
+   where d.deadline_at <= v_now
+   order by d.deadline_at limit 1;
   if v_id is null then
     return null;
   end if;
-  perform trellis._run_cancel(v_id, format('deadline %s passed',
-    to_char(v_deadline at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), v_now);
+  if exists (select 1 from trellis.runs r where r.bucket = v_bucket and r.id = v_id) then
+    perform trellis._run_cancel(v_id, format('deadline %s passed',
+      to_char(v_deadline at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), v_now);
+  end if;
+  delete from trellis.run_deadlines d where d.bucket = v_bucket and d.run_id = v_id;
   return v_id;
 end $$;
 comment on function trellis.run_cancel_overdue() is
-  'Cancel the unfinished run whose deadline passed longest ago, as run_cancel does (its cancel-children too), with the reason "deadline <time> passed"; returns its id, or null when no run is overdue. One run per call: call it until it returns null.';
+  'Cancel the unfinished run whose deadline passed longest ago, as run_cancel does (its cancel-children too), with the reason "deadline <time> passed"; returns its id (also when it had finished meanwhile, which is passed over), or null when no deadline is due. One run per call: call it until it returns null.';
 
 create or replace function trellis.run_pause(p_run_id uuid, p_reason text default null)
 returns text language plpgsql as $$

@@ -129,6 +129,8 @@ begin
     delete from trellis.events e using gone where e.bucket = gone.bucket and e.run_id = gone.id),
   hooks as (
     delete from trellis.hook_deliveries h using gone where h.bucket = gone.bucket and h.run_id = gone.id),
+  deadlines as (
+    delete from trellis.run_deadlines d using gone where d.bucket = gone.bucket and d.run_id = gone.id),
   -- The parent link crosses buckets (a child with its own key), so it is no
   -- foreign key: a purged run's children lose it here.
   orphans as (
@@ -143,7 +145,7 @@ begin
   return cardinality(p_ids);
 end $$;
 comment on function trellis._delete_runs(uuid[]) is
-  'Delete the runs p_ids (their signals by cascade; their steps, events and hook deliveries), appending one purged event each; returns how many.';
+  'Delete the runs p_ids (their signals by cascade; their steps, events, hook deliveries and deadline rows), appending one purged event each; returns how many.';
 
 -- Up to p_limit finished runs of one workflow that finished more than p_keep
 -- ago. Found through runs_workflow_created_idx: a run finished after it was

@@ -157,8 +157,23 @@ describe('run_cancel_overdue', () => {
     // _run_cancel's re-check under the lock: not overdue at an earlier time.
     assert.equal((await one(`select trellis._run_cancel($1, 'x', trellis.now() - interval '1 hour') as s`, [id])).s, null);
     assert.equal((await runOf(id)).status, 'pending');
-    assert.deepEqual(await drain(), [id]);
+    // The completed run's deadline row is looked at (its id returned) and
+    // dropped; the run stays completed.
+    assert.deepEqual(await drain(), [done.id, id]);
     assert.equal((await runOf(done.id)).status, 'completed');
+    assert.equal((await runOf(id)).status, 'cancelled');
+    assert.equal((await one('select count(*)::int as n from trellis.run_deadlines where run_id = any ($1)', [[done.id, id]])).n, 0);
+  });
+
+  it('only a run started with a deadline has a deadline row; a purge takes it with the run', async () => {
+    const plain = await start({});
+    const timed = await start({ time_limit: '1 day' });
+    const rows = async () => (await sql('select run_id from trellis.run_deadlines where run_id = any ($1)', [[plain, timed]])).map((r) => r.run_id);
+    assert.deepEqual(await rows(), [timed]);
+    await sql(`select trellis.run_cancel($1, 'done with it')`, [timed]);
+    assert.deepEqual(await rows(), [timed], 'kept until the duty looks at it or the run is purged');
+    assert.equal((await one(`select trellis.run_purge('0 seconds', 1000, 'w') as n`)).n > 0, true);
+    assert.deepEqual(await rows(), []);
   });
 
   it('a child op may carry a deadline or a time_limit; both is a malformed op', async () => {
@@ -203,12 +218,18 @@ describe('run_retry and deadlines', () => {
     const ahead = await failed('1 day');
     const aheadAt = (await runOf(ahead)).deadline_at;
     await advance('5 minutes');
-    assert.deepEqual(await drain(), [], 'a failed run is finished: no deadline cancels it');
+    // Retried before the duty looked: its deadline row is still there, and
+    // is passed over once the retry dropped the deadline.
     await sql('select trellis.run_retry($1)', [passed]);
     await sql('select trellis.run_retry($1)', [ahead]);
     assert.equal((await runOf(passed)).deadline_at, null);
     assert.equal((await runOf(ahead)).deadline_at.getTime(), aheadAt.getTime());
-    assert.deepEqual(await drain(), []);
-    assert.equal((await runOf(passed)).status, 'pending');
+    assert.deepEqual(await drain(), [passed]);
+    assert.equal((await runOf(passed)).status, 'pending', 'not cancelled: its deadline was dropped');
+    await sql(`select trellis.run_cancel($1)`, [passed]);
+    const failedAgain = await failed('1 minute');
+    await advance('5 minutes');
+    assert.deepEqual(await drain(), [failedAgain], 'a failed run is finished: its deadline cancels nothing');
+    assert.equal((await runOf(failedAgain)).status, 'failed');
   });
 });
