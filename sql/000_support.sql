@@ -175,6 +175,34 @@ end $$;
 comment on function trellis._check_lease(interval) is
   'Return p_lease if it is between 1 second and 1 day, else raise TR001.';
 
+-- A time limit option (run_start's and a schedule's time_limit, decision
+-- 0031): an interval, as a JSON string, longer than zero and at most 1000
+-- years (as a checkpoint op's delay); null (absent or JSON null) is none.
+create or replace function trellis._time_limit(p_value jsonb)
+returns interval language plpgsql stable as $$
+declare
+  v_limit interval;
+begin
+  if p_value is null or jsonb_typeof(p_value) = 'null' then
+    return null;
+  end if;
+  if jsonb_typeof(p_value) <> 'string' then
+    perform trellis._raise('TR001', 'time_limit must be an interval, as a string');
+  end if;
+  begin
+    v_limit := (p_value #>> '{}')::interval;
+  exception when others then
+    perform trellis._raise('TR001', format('time_limit %s is not an interval', trellis._quote(p_value #>> '{}')));
+  end;
+  if v_limit <= interval '0' or v_limit > interval '1000 years' then
+    perform trellis._raise('TR001', format('time_limit %s must be longer than zero and at most 1000 years',
+                                           trellis._quote(p_value #>> '{}')));
+  end if;
+  return v_limit;
+end $$;
+comment on function trellis._time_limit(jsonb) is
+  'A time_limit option read as an interval (null for none); TR001 unless a string interval longer than zero and at most 1000 years.';
+
 -- A worker id as leases record it (lease_owner): 1-200 characters. run_claim
 -- and _run_start test the same inline (their hot path pays no call).
 create or replace function trellis._check_worker(p_worker text)

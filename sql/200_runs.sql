@@ -128,27 +128,19 @@ begin
   -- parent's checkpoint must not fail here: one already past is cancelled
   -- at the next look of the deadlines duty).
   if v_options ? 'deadline' or v_options ? 'time_limit' then
-    if jsonb_typeof(v_options->'deadline') not in ('string', 'null') or jsonb_typeof(v_options->'time_limit') not in ('string', 'null') then
-      perform trellis._raise('TR001', 'deadline must be a timestamp and time_limit an interval, as strings');
+    if jsonb_typeof(v_options->'deadline') not in ('string', 'null') then
+      perform trellis._raise('TR001', 'deadline must be a timestamp, as a string');
     end if;
-    if v_options->>'deadline' is not null and v_options->>'time_limit' is not null then
+    v_limit := trellis._time_limit(v_options->'time_limit');
+    if v_options->>'deadline' is not null and v_limit is not null then
       perform trellis._raise('TR001', 'give a run either a deadline or a time_limit, not both');
     end if;
     begin
-      v_deadline := (v_options->>'deadline')::timestamptz;
+      v_deadline := coalesce(greatest(v_run_at, v_now) + v_limit, (v_options->>'deadline')::timestamptz);
     exception when others then
-      perform trellis._raise('TR001', format('deadline %s is not a timestamp', trellis._quote(v_options->>'deadline')));
+      perform trellis._raise('TR001', format('deadline %s is not a timestamp, or time_limit %s ends past the last timestamp',
+                                             trellis._quote(v_options->>'deadline'), trellis._quote(v_options->>'time_limit')));
     end;
-    begin
-      v_limit := (v_options->>'time_limit')::interval;
-      v_deadline := coalesce(greatest(v_run_at, v_now) + v_limit, v_deadline);
-    exception when others then
-      perform trellis._raise('TR001', format('time_limit %s is not an interval (or ends past the last timestamp)',
-                                             trellis._quote(v_options->>'time_limit')));
-    end;
-    if v_limit <= interval '0' then
-      perform trellis._raise('TR001', format('time_limit %s must be longer than zero', trellis._quote(v_options->>'time_limit')));
-    end if;
     if p_parent is null and v_deadline <= greatest(v_run_at, v_now) then
       perform trellis._raise('TR001', format('deadline %s is not after the run''s start at %s', v_deadline, greatest(v_run_at, v_now)));
     end if;

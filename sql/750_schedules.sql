@@ -145,17 +145,7 @@ begin
     perform trellis._raise('TR001', 'jitter must be from 0 to 1 day');
   end if;
   -- Each tick's run's deadline is its start plus this (run_start's time_limit, decision 0031).
-  if jsonb_typeof(p_spec->'time_limit') not in ('string', 'null') then
-    perform trellis._raise('TR001', 'time_limit must be an interval, as a string');
-  end if;
-  begin
-    v_limit := (p_spec->>'time_limit')::interval;
-  exception when others then
-    perform trellis._raise('TR001', format('time_limit %s is not an interval', trellis._quote(p_spec->>'time_limit')));
-  end;
-  if v_limit <= interval '0' or v_limit > interval '1000 years' then
-    perform trellis._raise('TR001', 'time_limit must be longer than zero and at most 1000 years');
-  end if;
+  v_limit := trellis._time_limit(p_spec->'time_limit');
   if p_spec ? 'paused' and jsonb_typeof(p_spec->'paused') <> 'boolean' then
     perform trellis._raise('TR001', 'paused must be true or false');
   end if;
