@@ -49,7 +49,7 @@ const runs = Number(process.env.CITUS_RUNS ?? 1000);
  * distributed table.
  */
 const INTEGRATION_ON_CLUSTER = ['schedules', 'hooks', 'queues', 'handoff', 'retention', 'state-machine', 'templates', 'roles',
-  'waits', 'control', 'children', 'result-watch', 'connectors', 'outbox-connector', 'outbox-tools'].map((f) => `test/integration/${f}.test.ts`)
+  'waits', 'control', 'children', 'result-watch', 'connectors', 'outbox-connector', 'outbox-tools', 'deadlines'].map((f) => `test/integration/${f}.test.ts`)
   .concat('test/citus/outbox-cursor.test.ts', 'test/citus/table-connector.test.ts');
 const base = Number(process.env.CITUS_BASE_PORT ?? 56201);
 
@@ -81,7 +81,7 @@ try {
     const result = await contractTests(coordinator);
     console.log(`# contract: ${result.passed} passed, ${result.failed} failed of ${result.passed + result.failed} tests`);
     if (result.failedFiles.length) console.log(`# files with failures (see docs/scaling.md): ${result.failedFiles.join(', ')}`);
-    console.log('## 1b. integration tests of the engine paths a cluster changes (schedules, hooks, flow control, hand-off, retention, models, roles, waits, control, result watch)');
+    console.log('## 1b. integration tests of the engine paths a cluster changes (schedules, hooks, flow control, hand-off, retention, models, roles, waits, control, result watch, deadlines)');
     const more = await contractTests(coordinator, INTEGRATION_ON_CLUSTER, 'trellis-citus-integration.log');
     console.log(`# integration: ${more.passed} passed, ${more.failed} failed of ${more.passed + more.failed} tests`);
     if (more.failedFiles.length) console.log(`# files with failures: ${more.failedFiles.join(', ')}`);
