@@ -5,7 +5,9 @@
  * TTL), or is SIGSTOPped past the TTL, in turn. Measured from the holders'
  * own fenced records: no two holders overlap; every superseded token is
  * refused; an every-second schedule fired each tick once, with no gap,
- * across the failovers of its ticker.
+ * across the failovers of its ticker; and runs started meanwhile with a
+ * short time limit (on a queue nobody serves) were each cancelled for
+ * their deadline, across the failovers of the deadlines duty.
  * ROLE_FAILOVERS (default 20) sets how many; `npm run test:roles-soak` runs 100.
  */
 import assert from 'node:assert/strict';
@@ -68,13 +70,25 @@ after(async () => {
 });
 
 describe(`${FAILOVERS} induced failovers of a role holder`, () => {
-  it('never two holders at once, stale tokens refused, and an every-second schedule fires each tick once', async (t) => {
+  it('never two holders at once, stale tokens refused, an every-second schedule fires each tick once, every deadline is enforced', async (t) => {
     const byPid = new Map<number, ChildProcess>();
     for (let i = 0; i < 3; i++) {
       const p = await spawnProc();
       byPid.set(p.pid as number, p);
     }
     await sql(`select trellis.schedule_set('every-second', '{"cron": "* * * * * *", "workflow": "tick-job", "input": {}, "overlap": "allow", "catch_up": 100}')`);
+    // Runs that no worker serves, each with a 300 ms time limit, started
+    // every 100 ms while the holders fail over: the deadlines duty
+    // (trellis.deadlines, with the others) must cancel every one of them.
+    let starting = true;
+    const deadlined: string[] = [];
+    const starter = (async () => {
+      while (starting) {
+        const [row] = await sql(`select trellis.run_start('tick-job', '{}', '{"queue": "nobody-serves", "time_limit": "300 milliseconds"}') as id`);
+        deadlined.push(row.id);
+        await new Promise((r) => setTimeout(r, 100));
+      }
+    })();
     const kinds = ['SIGKILL', 'terminate', 'SIGSTOP'] as const;
     const takeovers: Record<(typeof kinds)[number], number[]> = { SIGKILL: [], terminate: [], SIGSTOP: [] };
     for (let i = 0; i < FAILOVERS; i++) {
@@ -121,6 +135,11 @@ describe(`${FAILOVERS} induced failovers of a role holder`, () => {
         await sql(`alter role ${login} login`);
       }
     }
+    starting = false;
+    await starter;
+    // Every deadline looked at (the duty runs every second while held).
+    await waitFor(async () => (await sql('select count(*)::int as n from trellis.run_deadlines'))[0].n === 0,
+      { what: 'every deadline looked at', timeout: 30_000 });
     // Let the resumed and reconnected processes settle, then stop everyone.
     await new Promise((r) => setTimeout(r, TTL_MS));
     await Promise.all([...procs].map(async (p) => {
@@ -154,8 +173,17 @@ describe(`${FAILOVERS} induced failovers of a role holder`, () => {
     for (let i = 1; i < ticks.length; i++) assert.equal((ticks[i] as number) - (ticks[i - 1] as number), 1000, `no gap or double between ticks ${i - 1} and ${i}`);
     const [{ fired }] = await sql(`select fired::int from trellis.schedules where name = 'every-second'`);
     assert.equal(fired, ticks.length, 'each tick started one run');
+    // Deadlines: every run started with one was cancelled for it, once.
+    const [deadlines] = await sql(`select token::int from trellis.roles where name = 'trellis.deadlines'`);
+    assert.ok(deadlines.token >= 2, 'the deadlines duty failed over at least once');
+    assert.ok(deadlined.length >= 10, `${deadlined.length} runs started with a deadline`);
+    const ends = await sql(`select status, (error->>'message') ~ '^deadline .* passed$' as for_deadline, count(*)::int as n
+                              from trellis.runs where id = any ($1) group by 1, 2`, [deadlined]);
+    assert.deepEqual(ends.map((e) => [e.status, e.for_deadline, e.n]), [['cancelled', true, deadlined.length]]);
+    const [cancelEvents] = await sql(`select count(*)::int as n from trellis.events where run_id = any ($1) and kind = 'cancelled'`, [deadlined]);
+    assert.equal(cancelEvents.n, deadlined.length, 'one cancelled event per run');
     const [stale] = await sql('select count(*)::int as n from public.role_refused');
     const max = (xs: number[]) => (xs.length ? Math.max(...xs) : 0);
-    t.diagnostic(`takeover ms (max): SIGKILL ${max(takeovers.SIGKILL)}, terminate ${max(takeovers.terminate)}, SIGSTOP ${max(takeovers.SIGSTOP)}; bound TTL + renew = ${TTL_MS + TTL_MS / 3} ms after the last renew; stale fenced writes refused: ${stale.n}; leases: ${spans.length}; ticks: ${ticks.length}`);
+    t.diagnostic(`takeover ms (max): SIGKILL ${max(takeovers.SIGKILL)}, terminate ${max(takeovers.terminate)}, SIGSTOP ${max(takeovers.SIGSTOP)}; bound TTL + renew = ${TTL_MS + TTL_MS / 3} ms after the last renew; stale fenced writes refused: ${stale.n}; leases: ${spans.length}; ticks: ${ticks.length}; deadlines enforced: ${deadlined.length} (duty token ${deadlines.token})`);
   });
 });
