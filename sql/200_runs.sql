@@ -1,12 +1,14 @@
 -- 200_runs: starting and claiming runs.
 -- Owns: run_start (_run_start), run_start_claimed, run_claim (with _queue_pick of sql/230_queue_claim.sql for queues with flow control), run_next_due, run_heartbeat, run_heartbeat_many, run_requests.
 -- Touches: trellis.runs (insert; status changes through _run_move), trellis.events
--- (a new run's event), trellis.run_deadlines (a run started with a deadline), trellis.queues (a start into a queue other than its
--- version's default inserts the queue's row on first use), trellis.workflows
--- and trellis.steps (read).
+-- (a new run's event), trellis.run_deadlines (insert: a run started with a
+-- deadline), trellis.queues (a start into a queue other than its version's
+-- default inserts the queue's row on first use), trellis.workflows and
+-- trellis.steps (read).
 -- Lock order: the run, then a new queue row (a start inserts its queue's
 -- row only once its run's insert went through: a repeated key writes
--- nothing); runs rows in id order (claims take them with SKIP LOCKED).
+-- nothing), then its new deadline row; runs rows in id order (claims take
+-- them with SKIP LOCKED).
 
 -- The body of run_start, also used by checkpoint_apply to start child runs
 -- (with an id chosen by the parent's worker and a link to the parent call)
