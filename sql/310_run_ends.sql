@@ -187,8 +187,11 @@ begin
   delete from trellis.steps s
    using unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
    where o.op = 'continue' and not coalesce(o.keep, false) and s.bucket = r.bucket and s.run_id = o.run;
+  -- The error is cleared, but for a cancellation requested meanwhile (by
+  -- run_cancel or a deadline): its reason stays for the end it brings.
   perform trellis._run_move(array(
-    select row(o.run, 'pending', 'continued', v_now, null, true, null, true,
+    select row(o.run, 'pending', 'continued', v_now, null, true,
+               case when r.cancel_requested_at is not null and r.error->>'code' = 'cancelled' then r.error end, true,
                coalesce(o.input, 'null'), r.execution + 1, 0, 0, null, null,
                null, null, null, null)::trellis.run_move
       from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token

@@ -36,9 +36,15 @@ const impatient = defineWorkflow({ name: 'impatient', input: z.object({ id: z.st
   }
 });
 
+/** Sleeps 10 minutes per execution and continues as new, forever. */
+const poller = defineWorkflow({ name: 'poller', input: z.object({ round: z.number() }) }, async (ctx, { round }) => {
+  await ctx.sleep('interval', '10 minutes');
+  return ctx.continueAsNew({ round: round + 1 });
+});
+
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [awaitsApproval, impatient], serverUrl: adminUrl(), deadlines: { interval: '50ms' } });
+  env = await createTestEnv({ workflows: [awaitsApproval, impatient, poller], serverUrl: adminUrl(), deadlines: { interval: '50ms' } });
 });
 after(() => env.close());
 
@@ -82,6 +88,29 @@ describe('run deadlines', () => {
       `select status, extract(epoch from deadline_at - created_at) * 1000 as deadline_ms from trellis.runs
         where parent_run_id is not null and input->>'id' = 'd'`);
     assert.deepEqual(rows.map((r) => [r.status, Number(r.deadline_ms)]), [['cancelled', 900_000]]);
+  });
+
+  it('a deadline holds through continue-as-new: the run keeps it from execution to execution', async () => {
+    const run = await env.start(poller, { round: 0 }, { timeLimit: '25 minutes' });
+    for (let i = 0; i < 3; i++) {
+      await env.waitFor(run, 'waiting');
+      await env.advance('10 minutes');
+      await env.waitFor(run.id, ['pending', 'running', 'waiting', 'cancelled']);
+    }
+    const done = await env.waitFor(run.id, 'cancelled');
+    assert.ok(done.execution >= 3, `execution ${done.execution}`);
+    assert.match((done.error as { message: string }).message, /^deadline .* passed$/);
+  });
+
+  it('a paused run past its deadline is cancelled too', async () => {
+    const run = await env.start(awaitsApproval, { id: 'p' }, { timeLimit: '1 hour' });
+    await env.waitFor(run, 'waiting');
+    await env.client.pause(run.id);
+    await env.waitFor(run, 'paused');
+    await env.advance('2 hours');
+    const done = await env.waitFor(run.id, 'cancelled');
+    assert.match((done.error as { message: string }).message, /^deadline .* passed$/);
+    assert.ok(cleanups.includes('p'), 'its cleanup ran');
   });
 
   it('refuses bad deadline options with ValidationError and writes nothing', async () => {

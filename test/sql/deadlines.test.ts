@@ -206,6 +206,26 @@ describe('run_cancel_overdue', () => {
   });
 });
 
+describe('a cancellation requested while an execution continues as new', () => {
+  it('keeps its reason through the continue, for the end it brings', async () => {
+    const run = await held({ time_limit: '1 minute' });
+    await advance('2 minutes');
+    assert.deepEqual(await drain(), [run.id]);
+    // The execution did not see the request: it continues as new.
+    await apply([{ op: 'continue', run: run.id, token: run.token, input: {} }]);
+    const row = await one('select status, execution, cancel_requested_at, error from trellis.runs where id = $1', [run.id]);
+    assert.equal(row.status, 'pending');
+    assert.equal(row.execution, 2);
+    assert.notEqual(row.cancel_requested_at, null);
+    assert.match(row.error.message, /^deadline .* passed$/);
+    // A plain continue still clears the error of the execution before.
+    const plain = await held();
+    await sql(`update trellis.runs set error = '{"message": "old"}' where id = $1`, [plain.id]);
+    await apply([{ op: 'continue', run: plain.id, token: plain.token, input: {} }]);
+    assert.equal((await one('select error from trellis.runs where id = $1', [plain.id])).error, null);
+  });
+});
+
 describe('run_retry and deadlines', () => {
   beforeEach(clean);
 
