@@ -250,8 +250,9 @@ begin
     perform trellis._raise('TR004', format('run %s is %s and cannot be paused', p_run_id, v_run.status));
   elsif v_run.status = 'running' then
     -- (The new error is computed first: a distributed planner takes no
-    -- non-immutable function inside a CASE of an UPDATE.)
-    v_error := case when p_reason is null then v_run.error
+    -- non-immutable function inside a CASE of an UPDATE.) A cancellation
+    -- requested before keeps its reason, for the end it brings.
+    v_error := case when p_reason is null or v_run.cancel_requested_at is not null then v_run.error
                     else jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason) end;
     update trellis.runs
        set pause_requested_at = coalesce(pause_requested_at, v_now), updated_at = v_now, error = v_error
@@ -259,7 +260,8 @@ begin
     perform pg_notify('trellis:run_control', 'pause:' || p_run_id::text);
   elsif v_run.status in ('pending', 'waiting') then
     perform trellis._run_move(array[row(p_run_id, 'paused', 'paused', null, null, false,
-      jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason), p_reason is not null,
+      jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason),
+      p_reason is not null and v_run.cancel_requested_at is null,
       null, null, null, null, null, null, null, null, null, null)::trellis.run_move]);
   end if;
   return (select status from trellis.runs where id = p_run_id);

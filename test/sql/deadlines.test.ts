@@ -218,6 +218,13 @@ describe('a cancellation requested while an execution continues as new', () => {
     assert.equal(row.execution, 2);
     assert.notEqual(row.cancel_requested_at, null);
     assert.match(row.error.message, /^deadline .* passed$/);
+    // Nor does a pause with a reason replace it, pending or running.
+    await sql(`select trellis.run_pause($1, 'hold on')`, [run.id]);
+    assert.match((await one('select error from trellis.runs where id = $1', [run.id])).error.message, /^deadline .* passed$/);
+    const running = await held();
+    await sql(`select trellis.run_cancel($1, 'stop it')`, [running.id]);
+    await sql(`select trellis.run_pause($1, 'hold on')`, [running.id]);
+    assert.equal((await one('select error from trellis.runs where id = $1', [running.id])).error.message, 'stop it');
     // A plain continue still clears the error of the execution before.
     const plain = await held();
     await sql(`update trellis.runs set error = '{"message": "old"}' where id = $1`, [plain.id]);
