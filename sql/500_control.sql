@@ -160,20 +160,25 @@ comment on function trellis._cancel_cascade(uuid[], text) is
 
 -- run_cancel's body. With p_overdue (run_cancel_overdue), only a run still
 -- overdue then under its lock (unfinished, no cancellation requested, its
--- deadline at or before p_overdue) is cancelled; null otherwise.
+-- deadline at or before p_overdue) is cancelled; null otherwise, and for a
+-- run that no longer exists (purged).
 create or replace function trellis._run_cancel(p_run_id uuid, p_reason text, p_overdue timestamptz)
 returns text language plpgsql as $$
 declare
   v_run trellis.runs;
 begin
   select * into v_run from trellis.runs where id = p_run_id;
-  if not found then
+  if not found and p_overdue is not null then
+    return null;
+  elsif not found then
     perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   perform trellis._lock_runs(array(select p_run_id union all select v_run.parent_run_id
                                   union all select trellis._cancel_reach(array[p_run_id])));
   select * into v_run from trellis.runs where id = p_run_id;
-  if not found then
+  if not found and p_overdue is not null then
+    return null;
+  elsif not found then
     perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   if p_overdue is not null and not coalesce(v_run.deadline_at <= p_overdue and v_run.finished_at is null
@@ -226,10 +231,8 @@ begin
   if v_id is null then
     return null;
   end if;
-  if exists (select 1 from trellis.runs r where r.bucket = v_bucket and r.id = v_id) then
-    perform trellis._run_cancel(v_id, format('deadline %s passed',
-      to_char(v_deadline at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), v_now);
-  end if;
+  perform trellis._run_cancel(v_id, format('deadline %s passed',
+    to_char(v_deadline at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')), v_now);
   delete from trellis.run_deadlines d where d.bucket = v_bucket and d.run_id = v_id;
   return v_id;
 end $$;

@@ -33,6 +33,18 @@ export async function runCancelOverdue(db: Queryable): Promise<string | null> {
   return rows[0]?.id ?? null;
 }
 
+/**
+ * Call run_cancel_overdue until no deadline is due, at most `limit` times
+ * (or until `signal` aborts): how many deadlines were looked at (runs
+ * cancelled for theirs, or passed over, having ended first). The worker's
+ * deadlines duty and the test kit both look this way.
+ */
+export async function cancelOverdueRuns(db: Queryable, limit: number, signal?: AbortSignal): Promise<number> {
+  let n = 0;
+  while (n < limit && !signal?.aborted && (await runCancelOverdue(db)) !== null) n += 1;
+  return n;
+}
+
 /** The id of the run of `workflow` started with `key`, if any. */
 export async function runIdByKey(db: Queryable, workflow: string, key: string): Promise<string | undefined> {
   const rows = await queryRows<{ id: string }>(db, 'select id from trellis.runs where workflow = $1 and key = $2', [workflow, key]);

@@ -7,7 +7,9 @@
  * engine's NOTIFYs, with a short poll for the changes that send none (a run
  * parking in `waiting`).
  */
+import { cancelOverdueRuns } from '../db/control.ts';
 import { PgClient, type Pool } from '../db/pg.ts';
+import { toQueryable } from '../db/queryable.ts';
 
 /** How often a round is repeated when no notification arrives (ms). */
 const POLL_MS = 15;
@@ -80,10 +82,7 @@ export async function driveRound(pool: Pool, runId: string): Promise<DriveRound>
  * worker would within its interval: the test kit does not wait for it.
  */
 export async function cancelOverdue(pool: Pool): Promise<void> {
-  for (let n = 0; n < 10_000; n++) {
-    const { rows } = await pool.query<{ id: string | null }>('select trellis.run_cancel_overdue() as id');
-    if (!rows[0]?.id) return;
-  }
+  await cancelOverdueRuns(toQueryable(pool), 10_000);
 }
 
 /** The unfinished runs of the tree, one per line, for error messages. */

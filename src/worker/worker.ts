@@ -148,7 +148,8 @@ export class Worker {
    * idle that found a coalescing start holding the wake-up gate, each
    * followed by another look; `givenBack`: claimed runs released at once
    * because hand-offs had taken their slots while the claim was in flight;
-   * `overdue`: runs this worker cancelled for their deadline, decision 0031).
+   * `overdue`: deadlines this worker looked at once they passed, decision
+   * 0031: a run cancelled for its deadline, or one that had ended first).
    */
   readonly stats = { claimed: 0, claims: 0, handedOff: 0, gateBusy: 0, givenBack: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0,
     fired: 0, overdue: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };

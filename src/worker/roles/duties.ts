@@ -9,7 +9,7 @@
  * reclaims as a side effect of claiming and no sweeper is needed.
  */
 import type { Queryable } from '../../db/queryable.ts';
-import { runCancelOverdue } from '../../db/control.ts';
+import { cancelOverdueRuns } from '../../db/control.ts';
 import { runPurgeDue } from '../../db/retention.ts';
 import { ValidationError } from '../../errors.ts';
 import type { CronSchedule } from '../../workflow/cron.ts';
@@ -47,17 +47,6 @@ async function purgeDue(db: Queryable, batch: number, signal: AbortSignal, onPur
   }
 }
 
-/**
- * Cancel overdue runs (decision 0031), one per transaction, until none is
- * left or `batch` were looked at (the rest wait for the next look).
- */
-async function cancelOverdue(db: Queryable, batch: number, signal: AbortSignal, onOverdue: (n: number) => void): Promise<void> {
-  for (let n = 0; n < batch && !signal.aborted; n++) {
-    if ((await runCancelOverdue(db)) === null) return;
-    onOverdue(1);
-  }
-}
-
 export function engineDuties(o: EngineDutyOptions): Duty[] {
   const crons = new Map<string, CronSchedule>();
   const { purge, schedules, deadlines } = o;
@@ -71,7 +60,8 @@ export function engineDuties(o: EngineDutyOptions): Duty[] {
     deadlines && {
       name: 'trellis.deadlines',
       everyMs: deadlines.intervalMs,
-      run: ({ signal }) => cancelOverdue(o.db, deadlines.batch, signal, o.onOverdue),
+      // One overdue run per transaction (decision 0031); past `batch`, the rest wait for the next look.
+      run: async ({ signal }) => o.onOverdue(await cancelOverdueRuns(o.db, deadlines.batch, signal)),
     },
   ];
   return duties.filter((d): d is Duty => d !== undefined);
