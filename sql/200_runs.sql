@@ -313,7 +313,7 @@ comment on function trellis.run_start(text, jsonb, jsonb) is
 create or replace function trellis.run_start_claimed(p_workflow text, p_input jsonb, p_options jsonb,
   p_worker text, p_lease interval)
 returns table (id uuid, claimed boolean, workflow text, version text, input jsonb, metadata jsonb,
-               lease_token uuid, lease_expires_at timestamptz, now timestamptz)
+               lease_token uuid, lease_expires_at timestamptz, now timestamptz, deadline_at timestamptz)
 language plpgsql as $$
 declare
   v_token uuid := pg_catalog.gen_random_uuid();
@@ -326,12 +326,13 @@ begin
   -- Leased here only if the row carries this call's token (a repeated key
   -- returns a run some earlier start made, with another token or none).
   return query
-  select v_id, r.id is not null, r.workflow, r.version, r.input, r.metadata, r.lease_token, r.lease_expires_at, trellis.now()
+  select v_id, r.id is not null, r.workflow, r.version, r.input, r.metadata, r.lease_token, r.lease_expires_at, trellis.now(),
+         r.deadline_at
     from (select 1) one
     left join trellis.runs r on r.id = v_id and r.lease_token = v_token;
 end $$;
 comment on function trellis.run_start_claimed(text, jsonb, jsonb, text, interval) is
-  'run_start for a client whose process runs a worker of the workflow: a run due now is inserted leased to p_worker for p_lease (status running, attempt 1, no NOTIFY) and returned with its token, stored input and metadata, for that worker to execute at once. claimed is false for a repeated key (the existing run) or a future run_at (left pending). Raises as run_start does.';
+  'run_start for a client whose process runs a worker of the workflow: a run due now is inserted leased to p_worker for p_lease (status running, attempt 1, no NOTIFY) and returned with its token, stored input, metadata and deadline, for that worker to execute at once. claimed is false for a repeated key (the existing run) or a future run_at (left pending). Raises as run_start does.';
 
 -- What a claim returns with a run that resumes (attempt > 1): the step
 -- history of its current execution (with the place of each result in the
@@ -381,7 +382,7 @@ create or replace function trellis.run_claim(
 returns table (id uuid, workflow text, version text, input jsonb, metadata jsonb, attempt integer,
                failures integer, lease_token uuid, lease_expires_at timestamptz, history jsonb,
                execution integer, cancel_requested boolean, pause_requested boolean,
-               signals jsonb, children jsonb, now timestamptz)
+               signals jsonb, children jsonb, now timestamptz, deadline_at timestamptz)
 language plpgsql as $$
 declare
   v_now   timestamptz := trellis.now();
@@ -503,7 +504,7 @@ begin
                         'signal_id', g.signal_id) order by g.id)
                  from trellis.signals g where g.bucket = r.bucket and g.run_id = r.id and g.consumed_at is null),
               case when r.attempt > 1 then trellis._run_children_ended(r.bucket, r.id, r.execution) end,
-              v_now
+              v_now, r.deadline_at
       from trellis._run_move(array(
              select row(i, 'running', 'claimed', null, null, null, null, null, null, null, null, null,
                         null, null, trellis._lease_token(v_batch, i), p_worker, v_now + p_lease, null)::trellis.run_move
@@ -513,7 +514,7 @@ begin
   end loop;
 end $$;
 comment on function trellis.run_claim(text, text[], text[], text[], integer, interval, boolean) is
-  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token, the step history of its current execution (with the delivery number of each result), its unconsumed signals, its finished children and the engine time. Makes due waiting runs pending and reclaims expired leases first. p_async_commit makes the (whole) transaction commit without waiting for its WAL flush; workers pass true.';
+  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token, the step history of its current execution (with the delivery number of each result), its unconsumed signals, its finished children, the engine time and the run''s deadline (null if none). Makes due waiting runs pending and reclaims expired leases first. p_async_commit makes the (whole) transaction commit without waiting for its WAL flush; workers pass true.';
 
 create or replace function trellis.run_next_due(p_queues text[], p_workflows text[], p_versions text[])
 returns timestamptz language plpgsql stable as $$

@@ -4,7 +4,8 @@
  *    payment never comes: the run is cancelled when its deadline passes, its
  *    cleanup (releasing the reserved stock) runs inside `ctx.nonCancellable`,
  *    and `result()` throws CancelledError with the deadline in the reason.
- * 2. A checkout paid in time completes; its deadline does nothing.
+ * 2. A checkout paid in time completes; its deadline does nothing but tell
+ *    the code (`ctx.deadline`) how long it had left.
  * 3. A quote asks a slow supplier as a child with a time limit and falls back
  *    to a list price when the child is cancelled for its deadline.
  * 4. The same option from SQL: run_start's time_limit, read back from
@@ -28,7 +29,9 @@ const checkout = defineWorkflow(
     try {
       const payment = await ctx.waitForSignal(paid); // no timeout of its own: the run's deadline bounds it
       if (payment.timedOut) throw new Error('unreachable: the wait has no timeout');
-      return ctx.step('ship', () => `shipped ${cart} for ${payment.payload.amount}`);
+      // ctx.deadline: what is left of the run's time limit (engine time, as ctx.now() is).
+      const left = ctx.deadline ? Math.round((ctx.deadline.getTime() - ctx.now().getTime()) / 60_000) : null;
+      return ctx.step('ship', () => `shipped ${cart} for ${payment.payload.amount} with ${left ?? 'no'} minutes left`);
     } catch (error) {
       if (ctx.cancelled) {
         await ctx.nonCancellable(() => ctx.step('release-stock', () => {

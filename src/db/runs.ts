@@ -106,7 +106,7 @@ export interface StartClaimedArgs {
 export async function runStartClaimed(db: Queryable, workflow: string, input: string, options: RunStartOptions,
   a: StartClaimedArgs): Promise<{ id: string; run: ClaimedRun | undefined }> {
   const rows = await queryRows<{ id: string; claimed: boolean; workflow: string; version: string; input: unknown;
-    metadata: Record<string, unknown>; lease_token: string; lease_expires_at: Date; now: Date }>(db,
+    metadata: Record<string, unknown>; lease_token: string; lease_expires_at: Date; now: Date; deadline_at: Date | null }>(db,
     'select * from trellis.run_start_claimed($1, $2::jsonb, $3::jsonb, $4, make_interval(secs => $5::double precision / 1000))',
     [workflow, input, JSON.stringify(options), a.worker, a.leaseMs], 'trellis_run_start_claimed');
   const r = rows[0] as (typeof rows)[number];
@@ -118,7 +118,7 @@ export async function runStartClaimed(db: Queryable, workflow: string, input: st
       // A new run: its first attempt of its first execution, nothing recorded yet.
       attempt: 1, failures: 0, execution: 1, history: null, signals: null, children: null,
       lease_token: r.lease_token, lease_expires_at: r.lease_expires_at,
-      cancel_requested: false, pause_requested: false, now: r.now,
+      cancel_requested: false, pause_requested: false, now: r.now, deadline_at: r.deadline_at,
     },
   };
 }
@@ -141,7 +141,7 @@ export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedR
     db,
     // Asynchronous commit: a lost claim only returns its runs to pending (see sql/200_runs.sql).
     `select id, workflow, version, input, metadata, attempt, failures, lease_token, history, execution, cancel_requested,
-            pause_requested, signals, children, now
+            pause_requested, signals, children, now, deadline_at
        from trellis.run_claim($1, $2::text[], $3::text[], $4::text[], $5, make_interval(secs => $6::double precision / 1000), true)`,
     [a.worker, a.queues, a.served.map((s) => s.name), a.served.map((s) => s.version), a.limit, a.leaseMs],
     'trellis_run_claim',

@@ -74,4 +74,6 @@ export interface ClaimedRun {
   children: Record<string, ChildOutcome> | null;
   /** trellis.now() at the claim. */
   now: Date;
+  /** The run's deadline (runs.deadline_at), null when it has none. */
+  deadline_at: Date | null;
 }

@@ -38,6 +38,7 @@ export function buildContext(run: Replay): WorkflowContext {
     version: o.definition.version,
     attempt: o.attempt,
     metadata: o.metadata,
+    deadline: o.deadline ?? null,
     get signal() {
       return o.abort.signal;
     },

@@ -57,6 +57,8 @@ export interface ExecuteOptions {
   execution?: number;
   /** Engine time (trellis.now()) when the run was claimed; the execution's clock runs from it. */
   now?: Date;
+  /** The run's deadline (`ctx.deadline`); none when absent or null. */
+  deadline?: Date | null;
   signals?: readonly PendingSignal[] | null;
   children?: Readonly<Record<string, ChildOutcome>> | null;
   cancelRequested?: boolean;

@@ -572,6 +572,7 @@ export class Worker {
       signals: run.signals,
       children: run.children,
       now: run.now,
+      deadline: run.deadline_at,
       execution: run.execution,
       cancelRequested: run.cancel_requested,
       pauseRequested: run.pause_requested,

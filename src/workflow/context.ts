@@ -157,6 +157,19 @@ export interface WorkflowContext {
   readonly attempt: number;
   /** The `metadata` the run was started with (`{}` if none). */
   readonly metadata: Record<string, unknown>;
+  /**
+   * The run's deadline, or null when it has none (see the start options
+   * `deadline` and `timeLimit`). It is engine time, as `ctx.now()` is: once
+   * it passes, the run is cancelled. It stays the same for the whole run
+   * (through retries of steps, waits and continue-as-new); only
+   * `run_retry` of a run that ended clears a deadline that has passed.
+   *
+   * @example
+   * // Give a call no longer than the run has left (and at most a minute).
+   * const left = ctx.deadline ? ctx.deadline.getTime() - ctx.now().getTime() : Infinity;
+   * await ctx.step('quote', ({ signal }) => fetchJson('https://quotes.example/q', { signal }), { timeout: Math.max(1, Math.min(60_000, left)) });
+   */
+  readonly deadline: Date | null;
   /** Aborted when this worker stops executing the run (lease lost, shutdown). */
   readonly signal: AbortSignal;
   /** A logger that adds the run id and workflow name to every line. */

@@ -42,9 +42,16 @@ const poller = defineWorkflow({ name: 'poller', input: z.object({ round: z.numbe
   return ctx.continueAsNew({ round: round + 1 });
 });
 
+/** Reports ctx.deadline in its first execution (a step) and after a sleep (a claim's replay). */
+const knowsDeadline = defineWorkflow({ name: 'knows-deadline', input: z.object({}) }, async (ctx) => {
+  const first = await ctx.step('first', () => ctx.deadline?.toISOString() ?? null);
+  await ctx.sleep('nap', '1 minute');
+  return { first, later: ctx.deadline?.toISOString() ?? null };
+});
+
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [awaitsApproval, impatient, poller], serverUrl: adminUrl(), deadlines: { interval: '50ms' } });
+  env = await createTestEnv({ workflows: [awaitsApproval, impatient, poller, knowsDeadline], serverUrl: adminUrl(), deadlines: { interval: '50ms' } });
 });
 after(() => env.close());
 
@@ -111,6 +118,17 @@ describe('run deadlines', () => {
     const done = await env.waitFor(run.id, 'cancelled');
     assert.match((done.error as { message: string }).message, /^deadline .* passed$/);
     assert.ok(cleanups.includes('p'), 'its cleanup ran');
+  });
+
+  it('ctx.deadline is the run\'s deadline, in the first execution and after a wait; null without one', async () => {
+    const at = new Date((await env.now()).getTime() + 3_600_000);
+    assert.deepEqual(await env.runToEnd(knowsDeadline, {}, { deadline: at }), { first: at.toISOString(), later: at.toISOString() });
+    const limited = await env.start(knowsDeadline, {}, { timeLimit: '2 hours' });
+    const { deadline } = await env.waitFor(limited, 'waiting');
+    assert.ok(deadline);
+    const out = await env.drive(limited);
+    assert.deepEqual(out.output, { first: deadline.toISOString(), later: deadline.toISOString() });
+    assert.deepEqual(await env.runToEnd(knowsDeadline, {}), { first: null, later: null });
   });
 
   it('refuses bad deadline options with ValidationError and writes nothing', async () => {

@@ -122,7 +122,7 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.match(stdout, /^cart-1 result threw CancelledError$/m);
     assert.match(stdout, /^cart-1: cancelled, reason: deadline <time> passed$/m);
     assert.match(stdout, /^stock released for: cart-1$/m);
-    assert.match(stdout, /^cart-2: shipped cart-2 for 42$/m);
+    assert.match(stdout, /^cart-2: shipped cart-2 for 42 with 60 minutes left$/m);
     assert.deepEqual(jsonAfter(stdout, 'quote: '), { sku: 'kettle', price: 12, fallback: true });
     assert.match(stdout, /^sql start: deadline 30 minutes after its run_at$/m);
     const rows = await query<{ workflow: string; status: string; reason: string | null }>(url,

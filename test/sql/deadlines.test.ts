@@ -51,6 +51,21 @@ async function held(options: object = {}): Promise<{ id: string; token: string }
 const apply = (ops: unknown) => sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify(ops)]);
 
 describe('run_start: deadline and time_limit', () => {
+  it('run_claim and run_start_claimed return the run\'s deadline (null without one), for ctx.deadline', async () => {
+    const at = new Date((await now()).getTime() + 86_400_000);
+    for (const [options, want] of [[{ deadline: at.toISOString() }, at.getTime()], [{}, null]] as const) {
+      const queue = `dlc${++queues}`;
+      const id = await start({ queue, ...options });
+      const claimed = await one(`select id, deadline_at from trellis.run_claim('w1', array[$1], '{w}', '{1}', 1, '30 seconds')`, [queue]);
+      assert.equal(claimed.id, id);
+      assert.equal(claimed.deadline_at?.getTime() ?? null, want);
+      const handed = await one(`select claimed, deadline_at from trellis.run_start_claimed('w', '{}', $1::jsonb, 'w-local', '30 seconds')`,
+        [JSON.stringify({ queue, ...options })]);
+      assert.equal(handed.claimed, true);
+      assert.equal(handed.deadline_at?.getTime() ?? null, want);
+    }
+  });
+
   it('a time_limit counts from run_at; a deadline is taken as given', async () => {
     const t = await now();
     const runAt = new Date(t.getTime() + 3_600_000);
