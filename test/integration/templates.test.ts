@@ -67,6 +67,26 @@ describe('step templates', () => {
     assert.deepEqual((await env.drive(small.rows[0].id)).output, { state: { n: 3 }, endedEarly: false, failed: [] });
   });
 
+  it('takes a run\'s deadline or time limit, from TS and from SQL; a bad one is refused and nothing is written', async () => {
+    await templates().set('early', { steps: [{ name: 'double' }, { name: 'stop-if-big' }, { name: 'add' }] });
+    const at = new Date((await env.now()).getTime() + 3_600_000);
+    const fromTs = await templates().start('early', { n: 1 }, { deadline: at });
+    assert.equal((await env.client.get(fromTs.id))?.deadline?.getTime(), at.getTime());
+    assert.deepEqual((await fromTs.result({ timeout: '20s' })).state, { n: 3 });
+    // Nobody serves this queue: the run is still pending when its time limit runs out.
+    const { rows } = await env.pool.query(
+      `select trellis.template_start('early', '{"n": 1}', '{"queue": "nobody-serves-this", "time_limit": "10 minutes"}') as id`);
+    await env.advance('11 minutes');
+    const late = await env.client.get(rows[0].id);
+    assert.equal(late?.status, 'cancelled');
+    assert.match((late?.error as { message: string }).message, /^deadline .* passed$/);
+    const before = (await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n;
+    await assert.rejects(templates().start('early', { n: 1 }, { timeLimit: 'a while' }), ValidationError);
+    await assert.rejects(env.pool.query(`select trellis.template_start('early', '{}', '{"time_limit": "-5 minutes"}')`),
+      (e: { code?: string }) => e.code === 'TR001');
+    assert.equal((await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n, before);
+  });
+
   it('continues past a failed entry marked continue, and compensates before failing on one marked compensate', async () => {
     await templates().set('careful', { steps: [{ name: 'add' }, { name: 'boom', onFailure: 'continue' }, { name: 'double' }] });
     const careful = await templates().start('careful', { n: 1 });
