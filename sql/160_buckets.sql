@@ -178,7 +178,7 @@ begin
   loop
     v_hist := null;
     v_kids := null;
-    if v_run.attempt > 1 then
+    if v_run.attempt > 1 or v_run.forked_from is not null then
       v_hist := trellis._run_history(v_run.bucket, v_run.id, v_run.execution);
       v_kids := trellis._run_children_ended(v_run.bucket, v_run.id, v_run.execution);
     end if;

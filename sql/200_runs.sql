@@ -495,10 +495,11 @@ begin
     select r.id, r.workflow, r.version, r.input, r.metadata, r.attempt, r.failures,
               r.lease_token, r.lease_expires_at,
               -- A first claim of an execution (attempt 1) has no history and no
-              -- children yet. The reads are functions, not subqueries: a
+              -- children yet, unless the run is a fork (run_fork copied calls
+              -- into it). The reads are functions, not subqueries: a
               -- subquery's plan is set up when the statement starts, for every
               -- claim, read or not (decision 0027: ~25 µs of a one-run claim).
-              case when r.attempt > 1 then trellis._run_history(r.bucket, r.id, r.execution) end,
+              case when r.attempt > 1 or r.forked_from is not null then trellis._run_history(r.bucket, r.id, r.execution) end,
               r.execution, r.cancel_requested_at is not null, r.pause_requested_at is not null,
               (select jsonb_agg(jsonb_build_object('id', g.id, 'name', g.name, 'payload', g.payload,
                         'signal_id', g.signal_id) order by g.id)

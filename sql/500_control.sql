@@ -349,3 +349,67 @@ begin
 end $$;
 comment on function trellis.run_retry(uuid) is
   'Run a failed run again from its first failed call: that call and every later call of the current execution are deleted (signals they consumed are given back), earlier calls are not re-run. A deadline that has passed is dropped. TR004 unless failed.';
+
+-- Fork a run (decision 0032): a new run of the same workflow with the
+-- original's current input (that of its current execution), whose history
+-- holds the settled results (completed or failed) of the original's calls
+-- before call p_from_seq of that execution; call p_from_seq and every later
+-- call run again, live. Unsettled calls (a step still retrying, a wait still
+-- waiting) are not copied, whatever their number. Options are run_start's:
+-- by default the original's version, queue, priority, concurrency key and
+-- metadata; no key and no deadline unless given. A key that another run
+-- holds returns that run and copies nothing (a fork made once).
+create or replace function trellis.run_fork(p_run_id uuid, p_from_seq integer default 0, p_options jsonb default '{}')
+returns uuid language plpgsql as $$
+declare
+  v_options jsonb := coalesce(p_options, '{}');
+  v_run     trellis.runs;
+  v_id      uuid := pg_catalog.gen_random_uuid();
+  v_got     uuid;
+  v_bucket  integer;
+  v_calls   trellis.steps[];
+  v_bad     text;
+begin
+  if jsonb_typeof(v_options) <> 'object' then
+    perform trellis._raise('TR001', 'run_fork options must be a JSON object');
+  end if;
+  if v_options - '{key,queue,priority,run_at,metadata,version,concurrency_key,deadline,time_limit}'::text[] <> '{}'::jsonb then
+    select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
+     where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'concurrency_key', 'deadline', 'time_limit');
+    perform trellis._raise('TR001', format('unknown run_fork option(s): %s', trellis._quote(v_bad)));
+  end if;
+  if p_from_seq is null or p_from_seq < 0 then
+    perform trellis._raise('TR001', format('run_fork needs the call to run again from: a number from 0, not %s',
+                                           coalesce(p_from_seq::text, 'null')));
+  end if;
+  -- Locked, so its calls are read as one state (no checkpoint, continue or
+  -- purge of it in between).
+  v_run := trellis._run_lock(p_run_id);
+  if v_run.scrubbed_at is not null then
+    perform trellis._raise('TR004', format('run %s was scrubbed and cannot be forked', p_run_id));
+  end if;
+  -- The settled calls before p_from_seq, read from the original's bucket
+  -- and written to the fork's (on a distributed schema each is one shard).
+  v_calls := array(select s from trellis.steps s
+                    where s.bucket = v_run.bucket and s.run_id = v_run.id and s.execution = v_run.execution
+                      and s.seq < p_from_seq and s.status in ('completed', 'failed')
+                    order by s.seq);
+  v_got := trellis._run_start(v_run.workflow, v_run.input,
+    jsonb_strip_nulls(jsonb_build_object('version', v_run.version, 'queue', v_run.queue, 'priority', v_run.priority,
+                                         'concurrency_key', v_run.concurrency_key, 'metadata', v_run.metadata)) || v_options,
+    v_id, null, null, null, null, null, null);
+  if v_got <> v_id then
+    return v_got;  -- its key is another run's: that run, untouched
+  end if;
+  select r.bucket into v_bucket from trellis.runs r where r.id = v_id;
+  update trellis.runs set forked_from = v_run.id, forked_from_seq = p_from_seq
+   where bucket = v_bucket and id = v_id;
+  insert into trellis.steps (bucket, run_id, execution, seq, name, kind, status, output, error, attempts,
+                             started_at, finished_at, delivered)
+  select v_bucket, v_id, 1, c.seq, c.name, c.kind, c.status, c.output, c.error, c.attempts,
+         c.started_at, c.finished_at, c.delivered
+    from unnest(v_calls) c;
+  return v_id;
+end $$;
+comment on function trellis.run_fork(uuid, integer, jsonb) is
+  'Start a new run of run p_run_id''s workflow with its current input, keeping the settled results of the calls of its current execution before call p_from_seq (0: none, a fresh run); the rest runs again. p_options as run_start''s (default: the original''s version, queue, priority, concurrency key and metadata). The new run''s forked_from / forked_from_seq name the original. TR002 unknown run, TR004 scrubbed, TR001 bad input; returns the new run''s id (or, for a key another run holds, that run''s).';

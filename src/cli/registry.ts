@@ -8,6 +8,7 @@ import { consumers } from './commands/consumers.ts';
 import { dashboard } from './commands/dashboard.ts';
 import { diagram } from './commands/diagram.ts';
 import { events } from './commands/events.ts';
+import { fork } from './commands/fork.ts';
 import { hooks } from './commands/hooks.ts';
 import { ls } from './commands/ls.ts';
 import { migrate } from './commands/migrate.ts';
@@ -36,6 +37,7 @@ export const COMMANDS: readonly Command[] = [
   pause,
   resume,
   retry,
+  fork,
   ls,
   show,
   stats,

@@ -6,7 +6,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool } from '../db/pg.ts';
 import { jsonbParserOf, listenConnection, ownPool } from '../db/connection.ts';
-import { type ControlVerb, runControl, runIdByKey, runScrub, signalSend } from '../db/control.ts';
+import { type ControlVerb, runControl, runFork, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { PreparedStatements } from '../db/prepared.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
@@ -31,7 +31,7 @@ import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
 import type { RunEvent } from '../db/events.ts';
-import type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
+import type { ClientOptions, ForkOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
@@ -41,7 +41,7 @@ import { type Run, type Step, toRun, toStep } from './runs.ts';
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
-export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
+export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions } from './options.ts';
 export type { Consistency, ReadOptions } from './read-routing.ts';
 
 const rethrow = (error: unknown): never => {
@@ -213,35 +213,7 @@ export class Client {
     const first = !options.tx && this.payloadLimitValue === undefined;
     const limit = first ? Number.MAX_SAFE_INTEGER : await this.payloadLimit(db);
     const text = encodeJson(input, `input of ${name}`, limit);
-    if (options.key !== undefined) {
-      if (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 512) {
-        throw new ValidationError('key must be a string of 1-512 characters');
-      }
-      sqlOptions.key = options.key;
-    }
-    if (options.queue !== undefined) sqlOptions.queue = assertName(options.queue, 'queue');
-    if (options.concurrencyKey !== undefined) {
-      if (typeof options.concurrencyKey !== 'string' || options.concurrencyKey.length === 0 || options.concurrencyKey.length > 200) {
-        throw new ValidationError('concurrencyKey must be a string of 1-200 characters');
-      }
-      sqlOptions.concurrency_key = options.concurrencyKey;
-    }
-    if (options.priority !== undefined) {
-      if (!Number.isInteger(options.priority)) throw new ValidationError('priority must be an integer');
-      sqlOptions.priority = options.priority;
-    }
-    if (options.runAt !== undefined) {
-      const at = options.runAt instanceof Date ? options.runAt : new Date(options.runAt);
-      if (Number.isNaN(at.getTime())) throw new ValidationError(`runAt ${quoteValue(options.runAt)} is not a date`);
-      sqlOptions.run_at = at.toISOString();
-    }
-    Object.assign(sqlOptions, deadlineOptions(options));
-    if (options.metadata !== undefined) {
-      if (typeof options.metadata !== 'object' || options.metadata === null || Array.isArray(options.metadata)) {
-        throw new ValidationError('metadata must be a plain object');
-      }
-      sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', limit));
-    }
+    Object.assign(sqlOptions, runOptions(options, limit));
     if (this.options.tracing) {
       this.tracing ??= loadTracing(this.options.tracing);
       sqlOptions.metadata = (await this.tracing).inject(sqlOptions.metadata);
@@ -340,6 +312,33 @@ export class Client {
    */
   retry(run: RunRef): Promise<RunState> {
     return this.control('retry', run);
+  }
+
+  /**
+   * Fork a run: start a new run of its workflow with its current input that
+   * keeps the settled results of its calls before call `fromCall` (the
+   * numbers `client.history` and `trellis show` print; 0, the default, keeps
+   * none) and runs that call and the rest again. The original is untouched,
+   * whatever its state. By default the fork has the original's version,
+   * queue, priority, concurrency key and metadata, and no key or deadline;
+   * the options set them. Pass `version` to run the rest on newer code (it
+   * must make the same calls before `fromCall`). The new run's `forkedFrom`
+   * names the original. `NotFoundError` for an unknown run, `ValidationError`
+   * for bad options, `IllegalTransitionError` for a scrubbed run.
+   *
+   * @example
+   * // Step 3 ("charge") used a bad price list: run it and what follows again on version 2.
+   * const fork = await client.fork(runId, { fromCall: 3, version: '2' });
+   * console.log(await fork.result());
+   */
+  async fork(run: RunRef, options: ForkOptions = {}): Promise<RunHandle<unknown>> {
+    const fromCall = options.fromCall ?? 0;
+    if (!Number.isInteger(fromCall) || fromCall < 0) throw new ValidationError(`fromCall must be a whole number from 0, not ${quoteValue(fromCall)}`);
+    const sqlOptions: RunStartOptions = runOptions(options, Number.MAX_SAFE_INTEGER); // the size is run_start's check (TR005)
+    if (options.version !== undefined) sqlOptions.version = assertName(options.version, 'version');
+    const db = this.exec(options.tx);
+    const id = await runFork(db, await this.resolve(run, db), fromCall, sqlOptions);
+    return { id, result: (o) => this.result(id, o) };
   }
 
   /**
@@ -694,4 +693,42 @@ export { FINISHED_STATES };
 function checkMigration(migration: number | null | undefined, sqlRevision: number | null | undefined): void {
   const behind = schemaBehind(migration, sqlRevision, 'this client');
   if (behind) throw new SchemaVersionError(behind);
+}
+
+/**
+ * The options of a start (and of a fork) as run_start takes them, checked
+ * here so bad input is a ValidationError before any round trip.
+ */
+function runOptions(options: Omit<StartOptions, 'tx' | 'version'>, limit: number): RunStartOptions {
+  const sqlOptions: RunStartOptions = {};
+  if (options.key !== undefined) {
+    if (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 512) {
+      throw new ValidationError('key must be a string of 1-512 characters');
+    }
+    sqlOptions.key = options.key;
+  }
+  if (options.queue !== undefined) sqlOptions.queue = assertName(options.queue, 'queue');
+  if (options.concurrencyKey !== undefined) {
+    if (typeof options.concurrencyKey !== 'string' || options.concurrencyKey.length === 0 || options.concurrencyKey.length > 200) {
+      throw new ValidationError('concurrencyKey must be a string of 1-200 characters');
+    }
+    sqlOptions.concurrency_key = options.concurrencyKey;
+  }
+  if (options.priority !== undefined) {
+    if (!Number.isInteger(options.priority)) throw new ValidationError('priority must be an integer');
+    sqlOptions.priority = options.priority;
+  }
+  if (options.runAt !== undefined) {
+    const at = options.runAt instanceof Date ? options.runAt : new Date(options.runAt);
+    if (Number.isNaN(at.getTime())) throw new ValidationError(`runAt ${quoteValue(options.runAt)} is not a date`);
+    sqlOptions.run_at = at.toISOString();
+  }
+  Object.assign(sqlOptions, deadlineOptions(options));
+  if (options.metadata !== undefined) {
+    if (typeof options.metadata !== 'object' || options.metadata === null || Array.isArray(options.metadata)) {
+      throw new ValidationError('metadata must be a plain object');
+    }
+    sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', limit));
+  }
+  return sqlOptions;
 }

@@ -208,6 +208,23 @@ export interface StartOptions {
 }
 
 /**
+ * Options of `client.fork`: a start's, and the call to run again from.
+ * Unset ones take the original's version, queue, priority, concurrency key
+ * and metadata; a fork has no key or deadline unless given one.
+ *
+ * @example
+ * await client.fork(runId, { fromCall: 3, version: '2', key: `refund-fix-${runId}` });
+ */
+export interface ForkOptions extends StartOptions {
+  /**
+   * The call (`Step.seq`, as `client.history` and `trellis show` number
+   * them) to run again from: the original's settled calls before it keep
+   * their results in the fork. Default 0: none, the whole run again.
+   */
+  fromCall?: number;
+}
+
+/**
  * A started run: its id, and its result when it ends.
  *
  * @example

@@ -78,6 +78,11 @@ export interface Run {
    * `deadline` or `timeLimit`), else null.
    */
   deadline: Date | null;
+  /**
+   * The run this one was forked from (`client.fork`) and the original's
+   * call it ran again from, else null.
+   */
+  forkedFrom: { runId: string; fromCall: number } | null;
 }
 
 /**
@@ -149,6 +154,7 @@ export function toRun(r: Row<RunsTable>): Run {
     pauseRequestedAt: r.pause_requested_at as Date | null,
     concurrencyKey: (r.concurrency_key as string | null | undefined) ?? null,
     deadline: (r.deadline_at ?? null) as Date | null,
+    forkedFrom: r.forked_from ? { runId: r.forked_from, fromCall: r.forked_from_seq ?? 0 } : null,
   };
 }
 

@@ -1,6 +1,7 @@
 /** Wrappers of sql/400_signals.sql, sql/500_control.sql and run_scrub (sql/600_retention.sql). */
 import type { RunState } from './tables.ts';
 import { type Queryable, queryRows } from './queryable.ts';
+import type { RunStartOptions } from './runs.ts';
 
 /** trellis.signal_send: false when a signal with this id was already received. */
 export async function signalSend(db: Queryable, runId: string, name: string, payload: string, signalId: string | null): Promise<boolean> {
@@ -22,6 +23,12 @@ export async function runControl(db: Queryable, verb: ControlVerb, runId: string
   const values = verb === 'cancel' || verb === 'pause' ? [runId, reason ?? null] : [runId];
   const rows = await queryRows<{ status: RunState }>(db, CONTROL_SQL[verb], values);
   return (rows[0] as { status: RunState }).status;
+}
+
+/** trellis.run_fork: the new run's id (or, for a key another run holds, that run's). */
+export async function runFork(db: Queryable, runId: string, fromSeq: number, options: RunStartOptions): Promise<string> {
+  const rows = await queryRows<{ id: string }>(db, 'select trellis.run_fork($1, $2, $3::jsonb) as id', [runId, fromSeq, JSON.stringify(options)]);
+  return (rows[0] as { id: string }).id;
 }
 
 /**

@@ -49,6 +49,10 @@ export interface RunsTable {
   lease_expiries: number;
   /** When the run is cancelled if it has not finished (the start's `deadline` or `timeLimit`), or null. */
   deadline_at: Timestamp | null;
+  /** The run this one was forked from (`run_fork`), or null. */
+  forked_from: string | null;
+  /** With forked_from: the original's call this run ran again from. */
+  forked_from_seq: number | null;
 }
 
 /**
@@ -61,7 +65,8 @@ export interface RunsTable {
 export const RUN_COLUMNS = ['id', 'workflow', 'version', 'key', 'queue', 'priority', 'status', 'input', 'output', 'error',
   'metadata', 'attempt', 'failures', 'run_at', 'lease_owner', 'lease_expires_at', 'created_at', 'started_at', 'finished_at',
   'scrubbed_at', 'updated_at', 'execution', 'parent_run_id', 'parent_seq', 'parent_close', 'cancel_requested_at',
-  'pause_requested_at', 'concurrency_key', 'bucket', 'lease_expiries', 'deadline_at'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
+  'pause_requested_at', 'concurrency_key', 'bucket', 'lease_expiries', 'deadline_at',
+  'forked_from', 'forked_from_seq'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
 
 export interface StepsTable {
   /** The bucket of the step's run. */

@@ -130,6 +130,27 @@ describe('trellis start, signal and the control commands', () => {
   });
 });
 
+describe('trellis fork', () => {
+  it('forks a run from a call: prints the new run\'s id, show names the original; bad input exits 2 or 3', async () => {
+    const id = (await cli('start', 'cli-greet', '{"name":"Fay"}', '--key', 'fay')).out.trim();
+    assert.deepEqual(await fx.engine.client.result(id, { timeout: '20s' }), { text: 'Hello, Fay!' });
+    const forked = await cli('fork', '--workflow', 'cli-greet', '--key', 'fay', '--from', '1', '--wait', '--timeout', '20s');
+    assert.equal(forked.code, 0, forked.err);
+    const [newId, output] = forked.out.trim().split('\n') as [string, string];
+    assert.match(newId, UUID);
+    assert.notEqual(newId, id);
+    assert.deepEqual(JSON.parse(output), { text: 'Hello, Fay!' });
+    const shown = await cli('show', newId);
+    assert.match(shown.out, new RegExp(`^forked    from ${id} at call #1$`, 'm'));
+    const before = (await fx.engine.client.list({ workflow: 'cli-greet' })).runs.length;
+    assert.equal((await cli('fork', id, '--from', 'two')).code, 2);
+    assert.equal((await cli('fork', id, '--timeout', '1s')).code, 2);
+    assert.equal((await cli('fork', '00000000-0000-4000-8000-000000000000')).code, 3);
+    assert.equal((await cli('fork', id, '--version', 'nine')).code, 3);
+    assert.equal((await fx.engine.client.list({ workflow: 'cli-greet' })).runs.length, before, 'nothing started');
+  });
+});
+
 describe('trellis ls, show, diagram and stats', () => {
   let parentId: string;
   let brokenId: string;
@@ -294,7 +315,7 @@ describe('trellis usage errors', () => {
   });
 
   it('every command has --help, and --version prints the version', async () => {
-    for (const name of ['migrate', 'sql', 'status', 'worker', 'start', 'signal', 'cancel', 'pause', 'resume', 'retry', 'ls', 'show', 'stats', 'purge', 'diagram']) {
+    for (const name of ['migrate', 'sql', 'status', 'worker', 'start', 'signal', 'cancel', 'pause', 'resume', 'retry', 'fork', 'ls', 'show', 'stats', 'purge', 'diagram']) {
       const r = await cli(name, '--help');
       assert.equal(r.code, 0);
       assert.match(r.out, new RegExp(`^usage: trellis ${name}`));

@@ -70,6 +70,12 @@ describe('dashboard over HTTP', () => {
     const timedPage = await (await s.fetch(`/trellis/runs/${timed.id}`)).text();
     assert.match(timedPage, /<dt>deadline<\/dt><dd id="deadline">[^<]*2099-01-31/);
     await engine.client.cancel(timed.id);
+    assert.ok(!timedPage.includes('id="forked-from"'), 'no fork row for a run that is not a fork');
+    const forked = await engine.client.fork(runs.parent, { fromCall: 1, queue: 'nobody-serves-this' });
+    const forkPage = await (await s.fetch(`/trellis/runs/${forked.id}`)).text();
+    assert.ok(forkPage.includes(`id="forked-from" class="mono" href="/trellis/runs/${runs.parent}"`), 'links the original');
+    assert.match(forkPage, /\(from call 1\)/);
+    await engine.client.cancel(forked.id);
   });
 
   it('filters by workflow and status and searches by key prefix, run id and metadata', async () => {

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'order-saga', 'continue-as-new', 'retention'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'order-saga', 'continue-as-new', 'retention'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -131,6 +131,20 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
       'checkout:cancelled:deadline', 'checkout:completed:', 'checkout:cancelled:example done',
       'quote:completed:', 'supplier-quote:cancelled:deadline',
     ]);
+  });
+
+  it('fork: a completed run forked from its price call onto fixed code keeps the recorded fetch; a keyed SQL fork is made once', async () => {
+    const { stdout, url } = await finished('fork');
+    assert.match(stdout, /^original: invoice o-17: 190\.00$/m);
+    assert.match(stdout, /^original calls: 0 fetch-order, 1 price, 2 send$/m);
+    assert.match(stdout, /^fork: invoice o-17: 119\.00$/m);
+    assert.match(stdout, /^fork: version 2, forked from the original at call 1: true$/m);
+    assert.match(stdout, /^orders fetched: 1 \(the fork kept the recorded fetch\)$/m);
+    assert.match(stdout, /^sql fork: invoice o-17: 190\.00; made once: true$/m);
+    const rows = await query<{ version: string; forked: boolean; output: string }>(url,
+      `select version, forked_from is not null as forked, output #>> '{}' as output from trellis.runs order by created_at`);
+    assert.deepEqual(rows.map((r) => `${r.version}:${r.forked}:${r.output}`),
+      ['1:false:invoice o-17: 190.00', '2:true:invoice o-17: 119.00', '2:true:invoice o-17: 190.00']);
   });
 
   it('order-saga: an invalid address fails ship for good and the compensations run in reverse order', async () => {

@@ -81,7 +81,7 @@ describe('step templates', () => {
     assert.equal(late?.status, 'cancelled');
     assert.match((late?.error as { message: string }).message, /^deadline .* passed$/);
     const before = (await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n;
-    await assert.rejects(templates().start('early', { n: 1 }, { timeLimit: 'a while' }), ValidationError);
+    await assert.rejects(templates().start('early', { n: 1 }, { timeLimit: 'a while' as never }), ValidationError);
     await assert.rejects(env.pool.query(`select trellis.template_start('early', '{}', '{"time_limit": "-5 minutes"}')`),
       (e: { code?: string }) => e.code === 'TR001');
     assert.equal((await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n, before);

@@ -38,6 +38,7 @@ export const show: Command = {
     if (r.deadline) lines.push(`deadline  ${formatTime(r.deadline)}${r.finishedAt ? '' : `  (${r.deadline <= now ? 'passed' : `in ${formatDuration(r.deadline.getTime() - now.getTime())}`})`}`);
     if (r.leaseOwner) lines.push(`worker    ${r.leaseOwner} (lease until ${formatTime(r.leaseExpiresAt)})`);
     if (r.parentRunId) lines.push(`parent    ${r.parentRunId} (call #${r.parentSeq})`);
+    if (r.forkedFrom) lines.push(`forked    from ${r.forkedFrom.runId} at call #${r.forkedFrom.fromCall}`);
     if (r.cancelRequestedAt) lines.push(`cancel    requested ${formatTime(r.cancelRequestedAt)}`);
     if (r.pauseRequestedAt) lines.push(`pause     requested ${formatTime(r.pauseRequestedAt)}`);
     if (r.scrubbedAt) lines.push(`scrubbed  ${formatTime(r.scrubbedAt)}`);

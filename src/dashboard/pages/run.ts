@@ -77,6 +77,7 @@ ${done && DONE[done] ? html`<p class="notice" role="status">${DONE[done]}${RUN_S
 <dt>lease</dt><dd>${r.lease_owner ? html`${r.lease_owner} until ${when(r.lease_expires_at)}` : '—'}</dd><dt>parent</dt><dd>${r.parent_run_id ? html`<a id="parent" class="mono" href="${view.link(`/runs/${r.parent_run_id}`)}">${r.parent_run_id}</a> <span class="muted">(call ${r.parent_seq})</span>` : '—'}</dd>
 <dt>cancel requested</dt><dd>${when(r.cancel_requested_at)}</dd><dt>pause requested</dt><dd>${when(r.pause_requested_at)}</dd>
 ${r.deadline_at ? html`<dt>deadline</dt><dd id="deadline">${when(r.deadline_at)}</dd>` : ''}
+${r.forked_from ? html`<dt>forked from</dt><dd><a id="forked-from" class="mono" href="${view.link(`/runs/${r.forked_from}`)}">${r.forked_from}</a> <span class="muted">(from call ${r.forked_from_seq})</span></dd>` : ''}
 ${r.scrubbed_at ? html`<dt>scrubbed</dt><dd>${when(r.scrubbed_at)}</dd>` : ''}</dl>
 ${r.error ? html`<p class="error">${errorLine(r.error)}</p>` : ''}
 ${actionForms(view, id, status)}
