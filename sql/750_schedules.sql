@@ -92,6 +92,26 @@ end $$;
 comment on function trellis._schedule_start(trellis.schedules, timestamptz) is
   'Start the run of schedule p_schedule''s tick p_tick (idempotent by its key); returns its id.';
 
+-- _schedule_start for the ticker: a start the engine refuses for this
+-- schedule alone (its stored input no longer matches the newest version's
+-- shape, a payload limit lowered since, a time limit that lands before the
+-- tick, the workflow gone) must not stop the other schedules of the batch,
+-- which share the ticker's transaction. Such a start is undone (the block is
+-- a savepoint), nothing is started for the tick, and the reason is returned
+-- for the schedule's last_error. Anything else (a lost connection, a
+-- deadlock, a lost role) still ends the whole call.
+create or replace function trellis._schedule_try_start(p_schedule trellis.schedules, p_tick timestamptz, out run_id uuid, out error text)
+language plpgsql as $$
+begin
+  run_id := trellis._schedule_start(p_schedule, p_tick);
+exception
+  when sqlstate 'TR001' or sqlstate 'TR002' or sqlstate 'TR004' or sqlstate 'TR005' or sqlstate 'TR008'
+       or data_exception or check_violation then
+    error := left(format('tick %s not started: %s', to_char(p_tick at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), sqlerrm), 500);
+end $$;
+comment on function trellis._schedule_try_start(trellis.schedules, timestamptz) is
+  'Start schedule p_schedule''s tick p_tick as _schedule_start does; when the engine refuses that start (bad input for it: TR001/2/4/5/8, a data exception, a CHECK), nothing is started and error says why.';
+
 create or replace function trellis.schedule_set(p_name text, p_spec jsonb)
 returns trellis.schedules language plpgsql as $$
 declare
@@ -237,7 +257,7 @@ language plpgsql as $$
 declare
   v_now timestamptz := trellis.now();
   v_row trellis.schedules;
-  v_run uuid;
+  v_try record;
 begin
   perform trellis.role_check('trellis.schedules', p_token);
   if p_limit is null or p_limit < 0 then
@@ -250,10 +270,17 @@ begin
   loop
     -- Started first, then stored: no volatile function inside an UPDATE
     -- (Citus refuses one in an UPDATE of a reference table, decision 0024).
-    v_run := trellis._schedule_start(v_row, v_row.buffered_at);
+    v_try := trellis._schedule_try_start(v_row, v_row.buffered_at);
+    if v_try.error is not null then
+      -- Refused: the buffered tick is dropped (counted as skipped), the reason kept.
+      update trellis.schedules
+         set buffered_at = null, skipped = skipped + 1, last_error = v_try.error, updated_at = v_now
+       where schedules.name = v_row.name;
+      continue;
+    end if;
     update trellis.schedules
-       set buffered_at = null, last_run_id = v_run,
-           last_tick_at = v_row.buffered_at, fired = fired + 1, updated_at = v_now
+       set buffered_at = null, last_run_id = v_try.run_id,
+           last_tick_at = v_row.buffered_at, fired = fired + 1, last_error = null, updated_at = v_now
      where schedules.name = v_row.name;
   end loop;
   return query
@@ -331,6 +358,8 @@ declare
   v_busy    boolean;
   v_skipped integer;
   v_fired   integer;
+  v_try     record;
+  v_error   text;
 begin
   -- The input first, before the fence reads a table: its exception block
   -- is a savepoint, which on Citus must not follow a read of a reference
@@ -345,6 +374,7 @@ begin
       or v_row.next_from is distinct from (v_fire->>'next_from')::timestamptz;
     v_skipped := coalesce((v_fire->>'skipped')::integer, 0);
     v_fired := 0;
+    v_error := left(v_fire->>'error', 500);
     v_ticks := array(select t from (select (e #>> '{}')::timestamptz as t
                                       from jsonb_array_elements(coalesce(v_fire->'ticks', '[]')) e) e
                       where v_row.ends_at is null or t <= v_row.ends_at order by t);
@@ -358,7 +388,15 @@ begin
         v_busy := false;
       end if;
       if not v_busy then
-        v_row.last_run_id := trellis._schedule_start(v_row, v_ticks[i]);
+        v_try := trellis._schedule_try_start(v_row, v_ticks[i]);
+        if v_try.error is not null then
+          -- Refused for this schedule alone: the tick is skipped and the
+          -- reason kept in last_error; the ticker goes on to the next tick.
+          v_error := v_try.error;
+          v_skipped := v_skipped + 1;
+          continue;
+        end if;
+        v_row.last_run_id := v_try.run_id;
         v_row.last_tick_at := v_ticks[i];
         v_fired := v_fired + 1;
       elsif v_row.overlap = 'buffer_one' and v_row.buffered_at is null and i = v_last then
@@ -371,7 +409,7 @@ begin
     update trellis.schedules
        set next_at = (v_fire->>'next')::timestamptz, next_from = null, last_run_id = v_row.last_run_id,
            last_tick_at = v_row.last_tick_at, buffered_at = v_row.buffered_at, fired = fired + v_fired,
-           skipped = skipped + v_skipped, last_error = left(v_fire->>'error', 500), updated_at = v_now
+           skipped = skipped + v_skipped, last_error = v_error, updated_at = v_now
      where name = v_row.name;
     v_started := v_started + v_fired;
   end loop;

@@ -72,4 +72,41 @@ describe('schedule_tick and schedule_fire', () => {
     assert.equal(run!.after, 45 * 60);
     await q(`select trellis.role_release('trellis.schedules', 'ticker-limit', $1)`, [token]);
   });
+
+  it('a tick the engine refuses for one schedule skips that tick and records why; the other schedules of the batch fire', async () => {
+    const [{ t: token }] = await q<{ t: string }>(`select trellis.role_acquire('trellis.schedules', 'ticker-iso', '1 minute') as t`) as [{ t: string }];
+    await q(`select trellis.workflow_register('[{"name":"iso-ok","version":"1"},{"name":"iso-bad","version":"1"}]')`);
+    for (const [name, workflow, overlap] of [['iso-a', 'iso-ok', 'allow'], ['iso-b', 'iso-bad', 'allow'], ['iso-c', 'iso-bad', 'buffer_one']]) {
+      await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ cron: '* * * * *', workflow, overlap, input: { team: 'ops' } })]);
+    }
+    assert.equal((await round(token, '2026-03-01T00:00:00Z')).started >= 3, true);
+    // A deploy registers version 2 of iso-bad with a required field the stored input lacks.
+    await q(`select trellis.workflow_register($1)`, [JSON.stringify([{ name: 'iso-bad', version: '2',
+      input_schema: { type: 'object', required: ['team', 'region'], properties: { team: { type: 'string' }, region: { type: 'string' } } } }])]);
+    const runsBefore = (await q<{ n: number }>('select count(*)::int as n from trellis.runs'))[0]!.n;
+    const fired = await round(token, '2026-03-01T00:01:00Z');
+    const rows = Object.fromEntries((await q<{ name: string; fired: string; skipped: string; last_error: string | null; next_at: Date | null }>(
+      `select name, fired, skipped, last_error, next_at from trellis.schedules where name like 'iso-%' order by name`))
+      .map((r) => [r.name, r]));
+    assert.equal(rows['iso-a']!.fired, '2', 'the schedule of a workflow that still starts fires');
+    assert.equal(rows['iso-a']!.last_error, null);
+    assert.equal(rows['iso-b']!.fired, '1');
+    assert.equal(rows['iso-b']!.skipped, '1');
+    assert.match(rows['iso-b']!.last_error!, /^tick 2026-03-01T00:01:00\.000Z not started: input of iso-bad version 2 does not match its schema/);
+    assert.ok(rows['iso-b']!.next_at, 'the ticker moved on to its next tick');
+    assert.equal(fired.started >= 1, true);
+    assert.equal((await q<{ n: number }>('select count(*)::int as n from trellis.runs'))[0]!.n - runsBefore, fired.started);
+    // A buffered tick whose start is refused is dropped with the reason, not retried for ever.
+    await q(`update trellis.schedules set buffered_at = '2026-03-01T00:02:00Z', last_run_id = null where name = 'iso-c'`);
+    await q('select count(*) from trellis.schedule_tick($1, 10)', [token]);
+    const [c] = await q<{ buffered_at: Date | null; last_error: string | null }>(`select buffered_at, last_error from trellis.schedules where name = 'iso-c'`);
+    assert.equal(c!.buffered_at, null);
+    assert.match(c!.last_error!, /^tick 2026-03-01T00:02:00\.000Z not started: input of iso-bad version 2/);
+    // Once the stored input fits again, the next fire starts and clears the error.
+    await q('select trellis.schedule_set($1, $2)', ['iso-b', JSON.stringify({ cron: '* * * * *', workflow: 'iso-bad', overlap: 'allow', input: { team: 'ops', region: 'eu' } })]);
+    await round(token, '2026-03-01T00:03:00Z');
+    const [b] = await q<{ last_error: string | null; fired: string }>(`select last_error, fired from trellis.schedules where name = 'iso-b'`);
+    assert.deepEqual(b, { last_error: null, fired: '2' });
+    await q(`select trellis.role_release('trellis.schedules', 'ticker-iso', $1)`, [token]);
+  });
 });
