@@ -339,16 +339,21 @@ begin
   end if;
   perform trellis._run_move(array[row(p_run_id, 'pending', 'retried', v_now, null, false, null, false,
     null, null, null, 0, null, null, null, null, null, null)::trellis.run_move]);
-  -- A deadline that has passed would cancel the retried run at once: it is
-  -- dropped (one still ahead is kept).
-  if v_run.deadline_at <= v_now then
-    update trellis.runs set deadline_at = null where bucket = v_run.bucket and id = p_run_id;
+  -- A cancel or pause requested before the run failed was never carried
+  -- out (the run failed first); kept, it would cancel or park the retried
+  -- run at its first call. A deadline that has passed would cancel it at
+  -- once: it is dropped (one still ahead is kept).
+  if v_run.cancel_requested_at is not null or v_run.pause_requested_at is not null or v_run.deadline_at <= v_now then
+    update trellis.runs
+       set cancel_requested_at = null, pause_requested_at = null,
+           deadline_at = case when deadline_at <= v_now then null else deadline_at end
+     where bucket = v_run.bucket and id = p_run_id;
   end if;
   perform pg_notify('trellis:run_ready', v_run.queue);
   return 'pending';
 end $$;
 comment on function trellis.run_retry(uuid) is
-  'Run a failed run again from its first failed call: that call and every later call of the current execution are deleted (signals they consumed are given back), earlier calls are not re-run. A deadline that has passed is dropped. TR004 unless failed.';
+  'Run a failed run again from its first failed call: that call and every later call of the current execution are deleted (signals they consumed are given back), earlier calls are not re-run. A cancel or pause requested before it failed, and a deadline that has passed, are dropped. TR004 unless failed.';
 
 -- Fork a run (decision 0032): a new run of the same workflow with the
 -- original's current input (that of its current execution), whose history

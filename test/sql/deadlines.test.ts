@@ -275,4 +275,23 @@ describe('run_retry and deadlines', () => {
     assert.deepEqual(await drain(), [failedAgain], 'a failed run is finished: its deadline cancels nothing');
     assert.equal((await runOf(failedAgain)).status, 'failed');
   });
+
+  it('drops a cancel or pause requested before the run failed: the retried run is claimed without them', async () => {
+    // The deadline's cancel reached the running run, whose code then failed instead of ending cancelled.
+    const byDeadline = await held({ time_limit: '1 minute' });
+    await sql(`select trellis.run_heartbeat_many(array[$1::uuid], array[$2::uuid], '1 hour')`, [byDeadline.id, byDeadline.token]);
+    await advance('2 minutes');
+    assert.deepEqual(await drain(), [byDeadline.id]);
+    const byOperator = await held();
+    await sql(`select trellis.run_cancel($1, 'operator')`, [byOperator.id]);
+    const paused = await held();
+    await sql(`select trellis.run_pause($1, 'look at it')`, [paused.id]);
+    for (const run of [byDeadline, byOperator, paused]) {
+      await apply([{ op: 'fail', run: run.id, token: run.token, error: { name: 'Error', message: 'cleanup failed' } }]);
+      await sql('select trellis.run_retry($1)', [run.id]);
+      const queue = (await one('select queue from trellis.runs where id = $1', [run.id])).queue;
+      const claimed = await one(`select id, cancel_requested, pause_requested from trellis.run_claim('w2', array[$1], '{w}', '{1}', 1, '30 seconds')`, [queue]);
+      assert.deepEqual(claimed, { id: run.id, cancel_requested: false, pause_requested: false });
+    }
+  });
 });
