@@ -93,7 +93,7 @@ begin
     for v_id in
       select r.id from trellis.runs r
        where r.bucket = v_bucket and r.id = any (v_ids)
-         and (r.status = p_status or (p_status = 'unfinished' and r.status not in ('completed', 'failed', 'cancelled'))
+         and (r.status = p_status or p_status = 'any' or (p_status = 'unfinished' and r.status not in ('completed', 'failed', 'cancelled'))
               or (p_status = 'finished' and r.status in ('completed', 'failed', 'cancelled') and r.finished_at < p_now))
          and (p_status <> 'waiting' or r.run_at <= p_now)
          and (p_status <> 'running' or r.lease_expires_at < p_now)
@@ -106,7 +106,7 @@ begin
   return array(select i from unnest(p_ids) with ordinality as c(i, n) where i = any (v_got) order by n);
 end $$;
 comment on function trellis._lock_due(uuid[], text, timestamptz) is
-  'On a distributed schema: lock (FOR UPDATE SKIP LOCKED, one bucket at a time) those of runs p_ids still in status p_status (waiting: due by p_now; running: lease expired by p_now; unfinished: any but an end; finished: an end before p_now); returns them in the order of p_ids.';
+  'On a distributed schema: lock (FOR UPDATE SKIP LOCKED, one bucket at a time) those of runs p_ids still in status p_status (waiting: due by p_now; running: lease expired by p_now; unfinished: any but an end; finished: an end before p_now; any: whatever their status); returns them in the order of p_ids.';
 
 -- run_claim on a distributed schema: due timers and expired leases, found on
 -- every node, locked one bucket at a time, made pending.

@@ -6,9 +6,11 @@
 -- deleted run's children lose their parent link; update by run_scrub),
 -- trellis.steps and trellis.signals (update by run_scrub), trellis.settings
 -- (the default retention), trellis.retentions (per workflow).
--- Lock order: the purged runs only, FOR UPDATE SKIP LOCKED in finished_at
--- order, so a purge never waits for a run another transaction holds (it is
--- left for a later purge) and nothing waits long for a purge. run_purge_due
+-- Lock order: the purged runs, FOR UPDATE SKIP LOCKED in finished_at
+-- order, then their children (whose parent link is cleared), FOR UPDATE
+-- SKIP LOCKED in id order, so a purge never waits for a run another
+-- transaction holds (the run, or the parent of a child held, is left for a
+-- later purge) and nothing waits long for a purge. run_purge_due
 -- first takes a transaction-level advisory try-lock, so of many workers that
 -- purge on a timer one does the work at a time and the others return at once.
 -- run_scrub locks the one run (FOR NO KEY UPDATE), then its steps and signals.
@@ -109,11 +111,39 @@ comment on function trellis._awaited(uuid) is
 create or replace function trellis._delete_runs(p_ids uuid[])
 returns integer language plpgsql as $$
 declare
-  v_now timestamptz := trellis.now();
-  v_xid xid8;
+  v_now     timestamptz := trellis.now();
+  v_xid     xid8;
+  v_kids    uuid[];
+  v_parents uuid[];
+  v_locked  uuid[];
 begin
   if p_ids is null or cardinality(p_ids) = 0 then
     return 0;
+  end if;
+  -- The children of the runs to delete lose their parent link below (it
+  -- crosses buckets, so it is no foreign key). They are locked first, with
+  -- SKIP LOCKED, and a run with a child another transaction holds is left
+  -- for a later purge: waiting there, the purge (holding the parent) and a
+  -- cancel or the end of that child (holding the child, then locking its
+  -- parent in id order) could wait on each other (40P01). A finished run
+  -- starts no more children, so the set read here does not grow.
+  select coalesce(array_agg(c.id order by c.id), '{}'), coalesce(array_agg(c.parent_run_id order by c.id), '{}')
+    into v_kids, v_parents
+    from trellis.runs c where c.parent_run_id = any (p_ids) and c.id <> all (p_ids);
+  if cardinality(v_kids) > 0 then
+    if trellis._distributed() then
+      v_locked := trellis._lock_due(v_kids, 'any', null);
+    else
+      v_locked := array(select c.id from trellis.runs c where c.id = any (v_kids) order by c.id for update skip locked);
+    end if;
+    if cardinality(v_locked) < cardinality(v_kids) then
+      p_ids := array(select i from unnest(p_ids) i
+                      where i <> all (array(select k.parent from unnest(v_kids, v_parents) as k(id, parent)
+                                             where k.id <> all (v_locked))));
+      if cardinality(p_ids) = 0 then
+        return 0;
+      end if;
+    end if;
   end if;
   -- The purged events' transaction id, read here, not by a default a
   -- distributed plan could evaluate on a worker node (decision 0030); after
@@ -135,7 +165,7 @@ begin
   -- foreign key: a purged run's children lose it here.
   orphans as (
     update trellis.runs c set parent_run_id = null
-     where c.parent_run_id = any (p_ids) and c.id <> all (p_ids))
+     where c.parent_run_id = any (p_ids) and c.id <> all (p_ids) and c.id = any (v_kids))
   insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid)
   select gone.bucket, gone.id, gone.workflow, gone.version, gone.key, 'purged', gone.attempt,
          jsonb_build_object('from', gone.status, 'execution', gone.execution), v_now, v_xid

@@ -85,3 +85,50 @@ describe('run_cancel of a parent against the end of its child', () => {
     assert.deepEqual(codes, [], 'every cancel and every child end succeeded');
   });
 });
+
+describe('a purge of a finished parent against the end of its abandoned child', () => {
+  it('passes over the parent while another transaction holds the child, instead of waiting on it (no 40P01)', async () => {
+    // Ids in the order child < its cancel-child < parent (the parent's is random, so almost surely after both):
+    // the child's end locks the child, then waits on the cancel-child that a third transaction holds.
+    const child = '00000000-0000-4000-8000-000000000001';
+    const grandchild = '00000000-0000-4000-8000-000000000002';
+    const [{ id: parent }] = await sql(`select trellis.run_start('p', '{}', '{"queue": "purge-lock"}') as id`);
+    assert.ok(parent > grandchild);
+    const [p] = await sql(`select lease_token from trellis.run_claim('w', '{purge-lock}', '{p}', '{1}', 1, '30s')`);
+    await apply(fx.db.pool, [
+      { op: 'child', run: parent, token: p.lease_token, seq: 0, name: 'c', child, workflow: 'c', version: '1', input: {}, queue: 'purge-lock-c', close: 'abandon' },
+      { op: 'complete', run: parent, token: p.lease_token, output: 1 },
+    ]);
+    const [c] = await sql(`select id, lease_token from trellis.run_claim('w', '{purge-lock-c}', '{c}', '{1}', 1, '30s')`);
+    assert.equal(c.id, child);
+    await apply(fx.db.pool, [{ op: 'child', run: child, token: c.lease_token, seq: 0, name: 'g', child: grandchild, workflow: 'c', version: '1',
+      input: {}, queue: 'purge-lock-g', close: 'cancel' }]);
+    const holder = await fx.db.pool.connect();
+    const ender = await fx.db.pool.connect();
+    const purger = await fx.db.pool.connect();
+    try {
+      await holder.query('begin');
+      const [{ bucket }] = await sql('select bucket from trellis.runs where id = $1', [grandchild]);
+      await holder.query('select 1 from trellis.runs where bucket = $1 and id = $2 for no key update', [bucket, grandchild]);
+      const endPid = await backendId(ender);
+      const end = apply(ender, [{ op: 'complete', run: child, token: c.lease_token, output: 1 }]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+      await waitFor(() => blocked(endPid), { what: 'the child\'s end to hold the child and wait on its cancel-child' });
+      // Bounded: a purge that waits on the held child would end with 57014 here.
+      await purger.query(`set statement_timeout = '20s'`);
+      const [{ n }] = (await purger.query(`select trellis.run_purge('0 seconds', 1000) as n`)).rows;
+      assert.equal(n, 0, 'the parent is passed over while its child is held');
+      assert.equal((await sql('select count(*)::int as n from trellis.runs where id = $1', [parent]))[0].n, 1);
+      await holder.query('commit');
+      assert.equal(await end, 'ok');
+    } finally {
+      holder.release();
+      ender.release();
+      purger.release();
+    }
+    // Once nobody holds the child, the parent is purged and the child loses its link.
+    assert.ok((await sql(`select trellis.run_purge('0 seconds', 1000) as n`))[0].n >= 1);
+    assert.equal((await sql('select count(*)::int as n from trellis.runs where id = $1', [parent]))[0].n, 0);
+    const left = await sql('select parent_run_id from trellis.runs where id = $1', [child]);
+    assert.ok(left.length === 0 || left[0].parent_run_id === null);
+  });
+});
