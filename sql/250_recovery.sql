@@ -70,6 +70,7 @@ declare
   v_max  integer := trellis._setting_int('max_lease_expiries', 5);
   v_ids  uuid[];
   v_n    integer[];
+  v_kept jsonb[];
 begin
   if cardinality(p_ids) is null or cardinality(p_ids) = 0 then
     return;
@@ -77,21 +78,28 @@ begin
   with counted as (
     update trellis.runs r set lease_expiries = r.lease_expiries + 1
      where r.id = any (p_ids)
-    returning r.id, r.lease_expiries)
-  select array_agg(c.id order by c.id), array_agg(c.lease_expiries order by c.id) into v_ids, v_n from counted c;
+    returning r.id, r.lease_expiries,
+              case when r.cancel_requested_at is not null and r.error->>'code' = 'cancelled' then r.error end as kept)
+  select array_agg(c.id order by c.id), array_agg(c.lease_expiries order by c.id), array_agg(c.kept order by c.id)
+    into v_ids, v_n, v_kept from counted c;
+  -- A run parked while a cancellation is requested keeps the cancellation's
+  -- error (so it ends with that reason once resumed), the LeaseExpiredError
+  -- as its cause.
   perform trellis._run_move(array(
     select case when x.n < v_max then
              row(x.id, 'pending', 'released', p_now, null, null, null, null, null, null, null, null,
                  null, null, null, null, null, jsonb_build_object('reason', p_reason, 'expiries', x.n))::trellis.run_move
            else
              row(x.id, 'paused', 'paused', null, null, null,
-                 jsonb_build_object('name', 'LeaseExpiredError',
-                   'message', format('lease expired %s times without progress: the step may crash its worker', x.n),
-                   'details', jsonb_build_object('expiries', x.n, 'max_lease_expiries', v_max)),
+                 case when x.kept is not null then x.kept || jsonb_build_object('cause', x.lease_error)
+                      else x.lease_error end,
                  true, null, null, null, null, null, null, null, null, null,
                  jsonb_build_object('reason', p_reason, 'expiries', x.n))::trellis.run_move
            end
-      from unnest(v_ids, v_n) as x(id, n)));
+      from (select u.id, u.n, u.kept, jsonb_build_object('name', 'LeaseExpiredError',
+                     'message', format('lease expired %s times without progress: the step may crash its worker', u.n),
+                     'details', jsonb_build_object('expiries', u.n, 'max_lease_expiries', v_max)) as lease_error
+              from unnest(v_ids, v_n, v_kept) as u(id, n, kept)) x));
 end $$;
 comment on function trellis._leases_expired(uuid[], timestamptz, text) is
   'For run_claim''s sweep and run_release_owned (p_reason in the event): the locked runs p_ids, whose leases expired or were lost with their worker, count one more expiry without progress (runs.lease_expiries); each is released (pending now) or, at the setting max_lease_expiries (default 5), parked (paused) with a LeaseExpiredError.';

@@ -115,6 +115,11 @@ begin
                         when o.error is null and r.pause_requested_at is null then 'pending'
                         else 'paused' end as to_status,
                    case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then r.error
+                        -- A requested cancellation keeps its reason (the run
+                        -- ends with it); the op's error (a cleanup step's
+                        -- retry or dead letter) becomes its cause.
+                        when r.cancel_requested_at is not null and r.error->>'code' = 'cancelled' then
+                          case when o.error is null then r.error else r.error || jsonb_build_object('cause', o.error) end
                         else coalesce(o.error, r.error) end as error
               from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
              where o.op in ('release', 'pause')) m));

@@ -248,6 +248,55 @@ describe('a cancellation requested while an execution continues as new', () => {
   });
 });
 
+describe('a deadline\'s reason survives what the run does before it ends', () => {
+  beforeEach(clean);
+
+  const endCancelled = async (id: string, queue: string) => {
+    const row = await one(`select id, lease_token, cancel_requested from trellis.run_claim('w9', array[$1], '{w}', '{1}', 1, '30 seconds')`, [queue]);
+    assert.deepEqual([row.id, row.cancel_requested], [id, true]);
+    // The worker's generic end of a cancelled run.
+    await apply([{ op: 'cancelled', run: id, token: row.lease_token, error: { name: 'CancelledError', message: 'run cancelled' } }]);
+    return runOf(id);
+  };
+
+  it('a cleanup step retried or dead-lettered after the cancel was seen: the error becomes the cancel\'s cause', async () => {
+    for (const op of ['release', 'pause']) {
+      const run = await held({ time_limit: '1 minute' });
+      await sql(`select trellis.run_heartbeat_many(array[$1::uuid], array[$2::uuid], '1 hour')`, [run.id, run.token]);
+      await advance('2 minutes');
+      assert.deepEqual(await drain(), [run.id]);
+      const cleanupError = { name: 'Error', message: 'refund service down' };
+      await apply([{ op, run: run.id, token: run.token, delay_ms: 0, error: cleanupError, seen_cancel: true }]);
+      const mid = await runOf(run.id);
+      assert.equal(mid.status, op === 'release' ? 'pending' : 'paused');
+      assert.match(mid.error.message, /^deadline .* passed$/, op);
+      assert.deepEqual(mid.error.cause, cleanupError);
+      if (op === 'pause') await sql('select trellis.run_resume($1)', [run.id]);
+      const queue = (await one('select queue from trellis.runs where id = $1', [run.id])).queue;
+      const done = await endCancelled(run.id, queue);
+      assert.equal(done.status, 'cancelled');
+      assert.match(done.error.message, /^deadline .* passed$/, `${op}: ended with the deadline's reason`);
+    }
+  });
+
+  it('a run parked because its lease kept expiring keeps the cancel\'s reason, the LeaseExpiredError as its cause', async () => {
+    const run = await held({ time_limit: '1 minute' });
+    await sql(`update trellis.runs set lease_expiries = 4 where id = $1`, [run.id]);
+    await advance('2 minutes');
+    assert.deepEqual(await drain(), [run.id]);
+    await sql(`select count(*) from trellis.run_claim('sweeper', '{none}', '{w}', '{1}', 1, '30 seconds')`);
+    const parked = await runOf(run.id);
+    assert.equal(parked.status, 'paused');
+    assert.match(parked.error.message, /^deadline .* passed$/);
+    assert.equal(parked.error.cause.name, 'LeaseExpiredError');
+    await sql('select trellis.run_resume($1)', [run.id]);
+    const queue = (await one('select queue from trellis.runs where id = $1', [run.id])).queue;
+    const done = await endCancelled(run.id, queue);
+    assert.equal(done.status, 'cancelled');
+    assert.match(done.error.message, /^deadline .* passed$/);
+  });
+});
+
 describe('run_retry and deadlines', () => {
   beforeEach(clean);
 
