@@ -178,10 +178,17 @@ comment on function trellis._check_lease(interval) is
 -- A time limit option (run_start's and a schedule's time_limit, decision
 -- 0031): an interval, as a JSON string, longer than zero and at most 1000
 -- years (as a checkpoint op's delay); null (absent or JSON null) is none.
+-- Returned as an exact duration (its seconds: a day 24 hours, a month 30
+-- days, a year 365.25 days), as TypeScript's durations are: added as it was
+-- written, '1 month' would be 28 to 31 days by the start's date, '1 day' 23
+-- or 25 hours across a DST change in the session's time zone, and '1 mon
+-- -29 days' (longer than zero as intervals compare) could end before the
+-- start.
 create or replace function trellis._time_limit(p_value jsonb)
 returns interval language plpgsql stable as $$
 declare
   v_limit interval;
+  v_secs  numeric;
 begin
   if p_value is null or jsonb_typeof(p_value) = 'null' then
     return null;
@@ -194,14 +201,15 @@ begin
   exception when others then
     perform trellis._raise('TR001', format('time_limit %s is not an interval', trellis._quote(p_value #>> '{}')));
   end;
-  if v_limit <= interval '0' or v_limit > interval '1000 years' then
+  v_secs := extract(epoch from v_limit);
+  if v_secs <= 0 or v_secs > 31557600000 then
     perform trellis._raise('TR001', format('time_limit %s must be longer than zero and at most 1000 years',
                                            trellis._quote(p_value #>> '{}')));
   end if;
-  return v_limit;
+  return make_interval(secs => v_secs);
 end $$;
 comment on function trellis._time_limit(jsonb) is
-  'A time_limit option read as an interval (null for none); TR001 unless a string interval longer than zero and at most 1000 years.';
+  'A time_limit option read as an exact duration (null for none: a day 24 hours, a month 30 days); TR001 unless a string interval longer than zero and at most 1000 years.';
 
 -- A worker id as leases record it (lease_owner): 1-200 characters. run_claim
 -- and _run_start test the same inline (their hot path pays no call).

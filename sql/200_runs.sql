@@ -54,6 +54,7 @@ declare
   v_buckets  integer;
   v_outbox   boolean;
   v_set      text[];
+  v_late     text;
 begin
   -- On the start path every statement counts (issue 18): checks are
   -- assignments and plain conditions, which PL/pgSQL evaluates without the
@@ -120,8 +121,8 @@ begin
     exception when others then
       perform trellis._raise('TR001', format('run_at %s is not a timestamp', trellis._quote(v_options->>'run_at')));
     end;
-    if v_run_at is null then
-      perform trellis._raise('TR001', 'run_at must be a timestamp');
+    if v_run_at is null or not isfinite(v_run_at) then
+      perform trellis._raise('TR001', 'run_at must be a finite timestamp');
     end if;
   end if;
   -- The run's deadline (decision 0031): a time, or a time limit from its
@@ -143,8 +144,13 @@ begin
       perform trellis._raise('TR001', format('deadline %s is not a timestamp, or time_limit %s ends past the last timestamp',
                                              trellis._quote(v_options->>'deadline'), trellis._quote(v_options->>'time_limit')));
     end;
+    if not isfinite(v_deadline) then
+      perform trellis._raise('TR001', 'deadline must be a finite timestamp');
+    end if;
+    -- Raised below, once the key's run is known: a start repeated with its
+    -- key returns that run, even after the deadline it gave has passed.
     if p_parent is null and v_deadline <= greatest(v_run_at, v_now) then
-      perform trellis._raise('TR001', format('deadline %s is not after the run''s start at %s', v_deadline, greatest(v_run_at, v_now)));
+      v_late := format('deadline %s is not after the run''s start at %s', v_deadline, greatest(v_run_at, v_now));
     end if;
   end if;
   if jsonb_typeof(v_metadata) <> 'object' then
@@ -211,6 +217,15 @@ begin
       select p.bucket into v_bucket from trellis.runs p where p.id = p_parent;
     end if;
     v_bucket := coalesce(v_bucket, trellis._bucket(null, null, v_id, v_buckets));
+  end if;
+  if v_late is not null then
+    if v_key is not null then
+      select r.id into v_got from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
+      if v_got is not null then
+        return v_got;
+      end if;
+    end if;
+    perform trellis._raise('TR001', v_late);
   end if;
 
   insert into trellis.runs (bucket, id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,

@@ -1,5 +1,6 @@
 /** Checking the CLI's arguments: each bad one is a UsageError that quotes at most a bounded prefix of it. */
 import type { RunRef } from '../client/options.ts';
+import { toTime } from '../protocol/deadline.ts';
 import { toMs } from '../protocol/duration.ts';
 import { UUID_PATTERN as UUID } from '../workflow/names.ts';
 import type { OptionValues } from './command.ts';
@@ -54,8 +55,12 @@ export function integer(value: string | undefined, name: string, min: number, ma
 
 /** A duration option ('90s', '2 hours', '1500' ms). */
 export function duration(value: string, name: string): number {
+  // A bare number has no unit: '--deadline 5' read as 5 ms cancelled the run at once.
+  if (/^\s*\d+(\.\d+)?\s*$/.test(value)) {
+    throw new UsageError(`--${name} needs a unit: 30s, 15m, 2h or 7 days (${quote(value)} has none)`);
+  }
   try {
-    return toMs(/^\d+$/.test(value) ? Number(value) : (value as never), name);
+    return toMs(value as never, name);
   } catch {
     throw new UsageError(`--${name} must be a duration such as 30s, 15m, 2h or 7 days, not ${quote(value)}`);
   }
@@ -68,8 +73,11 @@ export function duration(value: string, name: string): number {
  */
 export function time(value: string, name: string, { ahead = false, now = Date.now() } = {}): Date {
   if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
-    const at = new Date(value);
-    if (!Number.isNaN(at.getTime())) return at;
+    try {
+      return toTime(value, `--${name}`);
+    } catch {
+      // reported below
+    }
   } else {
     try {
       const ms = toMs(value as never, name);

@@ -24,7 +24,7 @@ import { type Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
-import { deadlineOptions } from '../protocol/deadline.ts';
+import { deadlineOptions, toTime } from '../protocol/deadline.ts';
 import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { assertName, assertRunId } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
@@ -177,6 +177,7 @@ export class Client {
 
   /**
    * Start a run. With `tx`, the start commits or rolls back with the caller's transaction.
+   * An option it does not know (a misspelt `timelimit`, say) is a `ValidationError`, as in SQL.
    *
    * @example
    * const pgClient = await pool.connect();
@@ -334,7 +335,7 @@ export class Client {
   async fork(run: RunRef, options: ForkOptions = {}): Promise<RunHandle<unknown>> {
     const fromCall = options.fromCall ?? 0;
     if (!Number.isInteger(fromCall) || fromCall < 0) throw new ValidationError(`fromCall must be a whole number from 0, not ${quoteValue(fromCall)}`);
-    const sqlOptions: RunStartOptions = runOptions(options, Number.MAX_SAFE_INTEGER); // the size is run_start's check (TR005)
+    const sqlOptions: RunStartOptions = runOptions(options, Number.MAX_SAFE_INTEGER, FORK_OPTIONS); // the size is run_start's check (TR005)
     if (options.version !== undefined) sqlOptions.version = assertName(options.version, 'version');
     const db = this.exec(options.tx);
     const id = await runFork(db, await this.resolve(run, db), fromCall, sqlOptions);
@@ -695,11 +696,21 @@ function checkMigration(migration: number | null | undefined, sqlRevision: numbe
   if (behind) throw new SchemaVersionError(behind);
 }
 
+const START_OPTION_NAMES = ['key', 'queue', 'concurrencyKey', 'priority', 'runAt', 'deadline', 'timeLimit',
+  'metadata', 'version', 'tx'] as const satisfies readonly (keyof StartOptions)[];
+const START_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES);
+const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES, 'fromCall'] satisfies (keyof ForkOptions)[]);
+
 /**
  * The options of a start (and of a fork) as run_start takes them, checked
  * here so bad input is a ValidationError before any round trip.
  */
-function runOptions(options: Omit<StartOptions, 'tx' | 'version'>, limit: number): RunStartOptions {
+function runOptions(options: Omit<StartOptions, 'tx' | 'version'>, limit: number, known: ReadonlySet<string> = START_OPTIONS): RunStartOptions {
+  // As run_start refuses an option it does not know (TR001), so does the
+  // client: a misspelt one (`timelimit`) would be dropped in silence.
+  for (const name in options) {
+    if (!known.has(name)) throw new ValidationError(`unknown start option ${quoteValue(name)}`);
+  }
   const sqlOptions: RunStartOptions = {};
   if (options.key !== undefined) {
     if (typeof options.key !== 'string' || options.key.length === 0 || options.key.length > 512) {
@@ -718,11 +729,7 @@ function runOptions(options: Omit<StartOptions, 'tx' | 'version'>, limit: number
     if (!Number.isInteger(options.priority)) throw new ValidationError('priority must be an integer');
     sqlOptions.priority = options.priority;
   }
-  if (options.runAt !== undefined) {
-    const at = options.runAt instanceof Date ? options.runAt : new Date(options.runAt);
-    if (Number.isNaN(at.getTime())) throw new ValidationError(`runAt ${quoteValue(options.runAt)} is not a date`);
-    sqlOptions.run_at = at.toISOString();
-  }
+  if (options.runAt !== undefined) sqlOptions.run_at = toTime(options.runAt, 'runAt').toISOString();
   Object.assign(sqlOptions, deadlineOptions(options));
   if (options.metadata !== undefined) {
     if (typeof options.metadata !== 'object' || options.metadata === null || Array.isArray(options.metadata)) {

@@ -7,18 +7,41 @@ import { type Duration, toMs } from './duration.ts';
  * (decision 0031): checked here, so a bad one writes nothing; whether the
  * deadline comes after the run's start is the engine's check (its clock).
  */
+/**
+ * A time given as a Date or a string, as the engine will take it: a
+ * string must name a real calendar day (JavaScript's Date rolls
+ * 2027-02-30 over into March; PostgreSQL refuses it) and the result must be
+ * a finite time. `what` names the option in the error.
+ *
+ * @example
+ * toTime('2027-01-31T17:00:00Z', 'deadline'); // Date
+ * toTime('2027-02-30', 'runAt');              // ValidationError
+ */
+export function toTime(value: Date | string, what: string): Date {
+  const at = value instanceof Date ? value : new Date(value);
+  if (Number.isNaN(at.getTime())) throw new ValidationError(`${what} ${quoteValue(value)} is not a date`);
+  if (typeof value === 'string') {
+    const day = /^\s*(\d{4})-(\d{2})-(\d{2})/.exec(value);
+    if (day) {
+      const [y, m, d] = [Number(day[1]), Number(day[2]), Number(day[3])];
+      const check = new Date(Date.UTC(y, m - 1, d));
+      if (check.getUTCMonth() !== m - 1 || check.getUTCDate() !== d) throw new ValidationError(`${what} ${quoteValue(value)} is not a date: no such day`);
+    }
+  }
+  return at;
+}
+
 export function deadlineOptions(options: { deadline?: Date | string | undefined; timeLimit?: Duration | undefined }): { deadline?: string; time_limit?: string } {
   if (options.deadline !== undefined && options.timeLimit !== undefined) {
     throw new ValidationError('give a run either a deadline or a timeLimit, not both');
   }
   if (options.deadline !== undefined) {
-    const at = options.deadline instanceof Date ? options.deadline : new Date(options.deadline);
-    if (Number.isNaN(at.getTime())) throw new ValidationError(`deadline ${quoteValue(options.deadline)} is not a date`);
-    return { deadline: at.toISOString() };
+    return { deadline: toTime(options.deadline, 'deadline').toISOString() };
   }
   if (options.timeLimit !== undefined) {
     const ms = toMs(options.timeLimit, 'timeLimit');
     if (ms <= 0) throw new ValidationError('timeLimit must be longer than zero');
+    if (ms < 1) throw new ValidationError('timeLimit must be at least 1 millisecond');
     if (ms > 31_536_000_000_000) throw new ValidationError('timeLimit must be at most 1000 years');
     return { time_limit: `${ms} milliseconds` };
   }

@@ -2,7 +2,7 @@
 import type { HookDeliveryOptions } from './hooks/loop.ts';
 import type { Pool } from '../db/pg.ts';
 import { type ConnectionTimeouts, type ResolvedTimeouts, resolveTimeouts } from '../db/connection.ts';
-import { ValidationError } from '../errors.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Duration } from '../protocol/duration.ts';
 import { durationIn, integerIn } from '../protocol/option-bounds.ts';
@@ -265,6 +265,25 @@ export const WORKER_OPTION_BOUNDS = {
 } as const;
 
 /** Check every option once and apply the defaults; the result is frozen. */
+/**
+ * A duty's worker option (`purge`, `deadlines`, `schedules`): absent,
+ * `false`, or an object of `interval` and `batch`; anything else (`true`,
+ * `'yes'`, `null`, a misspelt key) is a ValidationError naming it rather
+ * than the defaults taken in silence.
+ *
+ * @example
+ * checkDutyOption({ interval: '5s' }, 'purge'); // fine
+ * checkDutyOption(true, 'deadlines');          // ValidationError
+ */
+export function checkDutyOption(option: unknown, name: string): void {
+  if (option === undefined || option === false) return;
+  if (typeof option !== 'object' || option === null || Array.isArray(option)) {
+    throw new ValidationError(`${name} must be false or an object such as { interval: '1s', batch: 100 }, not ${quoteValue(option)}`);
+  }
+  const unknown = Object.keys(option).filter((k) => k !== 'interval' && k !== 'batch');
+  if (unknown.length) throw new ValidationError(`${name} has unknown option(s): ${unknown.join(', ')} (it takes interval and batch)`);
+}
+
 export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedWorkerOptions> {
   if (!options.workflows?.length) throw new ValidationError('a worker needs at least one workflow');
   const definitions = new Map<string, WorkflowDefinition>();
@@ -287,6 +306,7 @@ export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedW
       throw new ValidationError(`id must be a string of ${b.idLength[0]}-${b.idLength[1]} characters without control characters`);
     }
   }
+  for (const duty of ['purge', 'deadlines', 'schedules'] as const) checkDutyOption(options[duty], duty);
   let purge: ResolvedWorkerOptions['purge'];
   if (options.purge !== false) {
     const batch = integerIn(options.purge?.batch ?? 1000, 'purge.batch', b.purgeBatch);

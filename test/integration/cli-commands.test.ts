@@ -67,6 +67,12 @@ describe('trellis start, signal and the control commands', () => {
     const bad = await cli('start', 'cli-greet', '{"name":"Bad"}', '--deadline', 'whenever');
     assert.equal(bad.code, 2);
     assert.match(bad.err, /--deadline must be a duration/);
+    // A bare number has no unit (it was read as milliseconds: the run was cancelled at once).
+    const bare = await cli('start', 'cli-greet', '{"name":"Bare"}', '--deadline', '5');
+    assert.equal(bare.code, 2);
+    assert.match(bare.err, /--deadline needs a unit: 30s, 15m, 2h or 7 days \("5" has none\)/);
+    const noSuchDay = await cli('start', 'cli-greet', '{"name":"Feb"}', '--deadline', '2099-02-30');
+    assert.equal(noSuchDay.code, 2);
     for (const id of [byTime.out.trim(), byLimit.out.trim()]) await fx.engine.client.cancel(id);
   });
 

@@ -141,6 +141,10 @@ describe('run deadlines', () => {
       [{ timeLimit: 'a while' }, /is not a duration/],
       [{ deadline: new Date(now.getTime() - 60_000) }, /is not after the run's start/],
       [{ deadline: new Date(now.getTime() + 60_000), runAt: new Date(now.getTime() + 120_000) }, /is not after the run's start/],
+      [{ deadline: '2027-02-30T00:00:00Z' }, /deadline "2027-02-30T00:00:00Z" is not a date: no such day/],
+      [{ runAt: '2027-02-29' }, /runAt "2027-02-29" is not a date: no such day/],
+      [{ timeLimit: 1e-7 }, /timeLimit must be at least 1 millisecond/],
+      [{ timelimit: '1 hour' }, /unknown start option "timelimit"/],
     ];
     for (const [options, message] of bad) {
       await assert.rejects(env.start(awaitsApproval, { id: 'x' }, options), (e: unknown) => {
@@ -150,6 +154,14 @@ describe('run deadlines', () => {
       });
     }
     assert.equal(await runCount(), count);
+  });
+
+  it('refuses a duty option that is not false or { interval, batch }', () => {
+    for (const [name, value] of [['deadlines', 'yes'], ['deadlines', true], ['deadlines', null], ['deadlines', { bogus: 1 }], ['purge', []], ['schedules', { intervall: '1s' }]] as const) {
+      assert.throws(() => createWorker({ connectionString: env.url, workflows: [awaitsApproval], [name]: value } as never),
+        (e: unknown) => e instanceof ValidationError && new RegExp(`^${name} (must be false or an object|has unknown option)`).test((e as Error).message),
+        `${name}: ${JSON.stringify(value)}`);
+    }
   });
 
   it('refuses a bad deadlines worker option', () => {

@@ -100,6 +100,10 @@ describe('run_start: deadline and time_limit', () => {
       [{ deadline: new Date(t.getTime() - 60_000).toISOString(), run_at: new Date(t.getTime() - 120_000).toISOString() }, /is not after the run's start/],
       [{ deadline: new Date(t.getTime() + 60_000).toISOString(), run_at: new Date(t.getTime() + 120_000).toISOString() }, /is not after the run's start/],
       [{ time_limit: `1 hour'; drop table trellis.runs; --` }, /is not an interval/],
+      [{ deadline: 'infinity' }, /deadline must be a finite timestamp/],
+      [{ run_at: 'infinity' }, /run_at must be a finite timestamp/],
+      [{ run_at: '-infinity' }, /run_at must be a finite timestamp/],
+      [{ time_limit: '1 mon -30 days' }, /must be longer than zero/],
     ];
     for (const [options, message] of cases) {
       await assert.rejects(start(options), (e: { code?: string; message?: string }) => {
@@ -109,6 +113,35 @@ describe('run_start: deadline and time_limit', () => {
       });
     }
     assert.equal((await one('select count(*)::int as n from trellis.runs')).n, before);
+  });
+
+  it('a time_limit is an exact duration: a month is 30 days, a day 24 hours in any time zone, whatever the date', async () => {
+    const c = await fx.db.pool.connect();
+    try {
+      // A day that is 23 hours long in Berlin (the clocks go forward on 28 March 2027).
+      await c.query(`set timezone = 'Europe/Berlin'`);
+      const cases: [string, string, number][] = [
+        ['2027-03-27T12:00:00+01', '1 day', 86_400_000],
+        ['2027-02-01T00:00:00Z', '1 month', 30 * 86_400_000],
+        ['2027-02-01T00:00:00Z', '1 mon -29 days', 86_400_000],
+      ];
+      for (const [runAt, limit, ms] of cases) {
+        const { rows: [r] } = await c.query(`select trellis.run_start('w', '{}', $1) as id`, [JSON.stringify({ run_at: runAt, time_limit: limit })]);
+        const run = await runOf(r.id);
+        assert.equal(run.deadline_at.getTime() - run.run_at.getTime(), ms, `${limit} from ${runAt}`);
+      }
+    } finally {
+      await c.query('reset timezone');
+      c.release();
+    }
+  });
+
+  it('a start repeated with its key returns its run even after the deadline it gave has passed', async () => {
+    const at = new Date((await now()).getTime() + 600_000).toISOString();
+    const first = await start({ key: 'order-42', deadline: at });
+    await advance('1 hour');
+    assert.equal(await start({ key: 'order-42', deadline: at }), first);
+    await assert.rejects(start({ key: 'order-43', deadline: at }), (e: { code?: string }) => e.code === 'TR001');
   });
 
   it('run_start_claimed keeps the deadline of a run it leases at once', async () => {
