@@ -93,6 +93,12 @@ export function parseCron(cron: unknown, timeZone: unknown = 'UTC'): CronSchedul
   } catch (error) {
     throw new ValidationError(`invalid cron expression ${JSON.stringify(cron.slice(0, 60))}: ${(error as Error).message.slice(0, 200)}`);
   }
+  // A pattern no date matches (30 February, 31 April) parses, but a schedule
+  // of it would never fire: refused like a malformed one. (croner looks
+  // ahead a few years; 29 February is found in the next leap year.)
+  if (!parsed.nextRun(new Date(0))) {
+    throw new ValidationError(`cron expression ${JSON.stringify(cron.slice(0, 60))} never fires: no date matches it`);
+  }
   // Many schedules share a cron and their ticks: the ticker asks the same question again.
   const memo = new Map<number, Date | null>();
   const nextTick = (after: Date): Date | null => {

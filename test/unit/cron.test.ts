@@ -21,6 +21,8 @@ describe('parseCron', () => {
     assert.equal(parseCron('0 7 * * *', 'UTC').nextTick(new Date('2026-01-01T07:00:00Z'))?.toISOString(), '2026-01-02T07:00:00.000Z');
     assert.equal(parseCron('*/10 * * * * *').nextTick(new Date('2026-01-01T00:00:00Z'))?.toISOString(), '2026-01-01T00:00:10.000Z');
     assert.equal(parseCron('@daily', 'Europe/Berlin').nextTick(new Date('2026-01-01T12:00:00Z'))?.toISOString(), '2026-01-01T23:00:00.000Z');
+    // 29 February fires, in leap years.
+    assert.equal(parseCron('0 0 29 2 *').nextTick(new Date('2026-03-01T00:00:00Z'))?.toISOString(), '2028-02-29T00:00:00.000Z');
   });
 
   for (const [what, cron, zone] of [
@@ -29,6 +31,8 @@ describe('parseCron', () => {
     ['SQL in the expression', "0 0 * * *'; drop table x; --", 'UTC'],
     ['an unknown time zone', '0 0 * * *', 'Mars/Olympus'],
     ['a time zone with a quote', '0 0 * * *', "Europe/Berlin'"],
+    ['a day no month has (30 February): it would never fire', '0 0 30 2 *', 'UTC'],
+    ['31 April', '0 12 31 4 *', 'Europe/Berlin'],
   ] as const) {
     it(`refuses ${what} with a ValidationError`, () => {
       assert.throws(() => parseCron(cron, zone), ValidationError);
