@@ -18,19 +18,27 @@ const isWorkflow = (value: unknown): value is WorkflowDefinition =>
   typeof value === 'object' && value !== null && (value as { kind?: unknown }).kind === 'trellis.workflow'
   && typeof (value as { fn?: unknown }).fn === 'function';
 
-/** Register tsx from the project of `path`; false when it is not installed there. */
+/**
+ * Register tsx from the project of `path`, for both module systems (as the
+ * `tsx` command does): its ESM hooks, and its CommonJS ones, which compile a
+ * .ts file of a CommonJS project that a `require` reaches (with only the
+ * ESM hooks, node's own require of ES modules took it and failed). False
+ * when tsx is not installed there.
+ */
 async function registerTsx(path: string): Promise<boolean> {
-  let api: string;
+  let apis: string[];
   try {
-    // The ESM entry of tsx/esm/api, found from the module's folder (require.resolve would give the CommonJS one).
+    // The ESM entries of tsx/esm/api and tsx/cjs/api, found from the module's folder (require.resolve would give the CommonJS ones).
     const manifest = createRequire(path).resolve('tsx/package.json');
     const pkg = JSON.parse(readFileSync(manifest, 'utf8')) as { exports: Record<string, { import: { default: string } }> };
-    api = join(dirname(manifest), pkg.exports['./esm/api']?.import.default ?? '');
+    apis = ['./esm/api', './cjs/api'].map((entry) => join(dirname(manifest), pkg.exports[entry]?.import.default ?? ''));
   } catch {
     return false;
   }
-  const { register } = (await import(pathToFileURL(api).href)) as { register(): unknown };
-  register();
+  for (const api of apis) {
+    const { register } = (await import(pathToFileURL(api).href)) as { register(): unknown };
+    register();
+  }
   return true;
 }
 
@@ -45,6 +53,11 @@ export async function importModule(module: string, cwd = process.cwd()): Promise
   const path = resolve(cwd, module);
   if (!existsSync(path)) throw new UsageError(`module ${quote(module)} does not exist`);
   const url = pathToFileURL(path).href;
+  // TypeScript: tsx is registered before the first import. Imported first
+  // and failing, the module stayed half-loaded in node's module cache, and
+  // in a CommonJS project (npm init's "type": "commonjs") tsx's require of
+  // it then failed ("Cannot require() ES Module ... not yet fully loaded").
+  const ts = TS.has(extname(path)) && await registerTsx(path);
   try {
     return await import(url);
   } catch (error) {
@@ -52,12 +65,10 @@ export async function importModule(module: string, cwd = process.cwd()): Promise
     if (code === 'ERR_UNSUPPORTED_DIR_IMPORT' || (code === 'ERR_UNKNOWN_FILE_EXTENSION' && !TS.has(extname(path)))) {
       throw new UsageError(`${quote(module)} is not a JavaScript or TypeScript module`);
     }
-    if (!TS.has(extname(path)) || code !== 'ERR_UNKNOWN_FILE_EXTENSION') throw error;
-    if (!(await registerTsx(path))) {
+    if (TS.has(extname(path)) && !ts && code === 'ERR_UNKNOWN_FILE_EXTENSION') {
       throw new UsageError(`${quote(module)} is TypeScript: install tsx in its project (npm install -D tsx) or compile it to JavaScript`);
     }
-    // Another URL: node remembers the failed import of the first one.
-    return await import(`${url}?ts`);
+    throw error;
   }
 }
 

@@ -230,6 +230,13 @@ describe('the compiled trellis program', () => {
     assert.match(none.stderr, /^trellis worker: "test\/helpers\/wait.ts" exports no workflows/);
     assert.equal(trellis(['worker', 'nope.js', '--database-url', database.url]).status, 2);
   });
+
+  it('worker loads a .ts module written with import/export in a CommonJS project (npm init\'s default type)', () => {
+    // It exports no workflows: reaching that message means tsx compiled and loaded it.
+    const r = trellis(['worker', 'test/fixtures/cjs-project/exports-nothing.ts', '--database-url', database.url]);
+    assert.equal(r.status, 2, r.stderr);
+    assert.match(r.stderr, /^trellis worker: "test\/fixtures\/cjs-project\/exports-nothing.ts" exports no workflows/);
+  });
 });
 
 describe('the trellis program in a checkout without dist/ (development)', () => {
