@@ -372,7 +372,7 @@ declare
   v_id      uuid := pg_catalog.gen_random_uuid();
   v_got     uuid;
   v_bucket  integer;
-  v_calls   trellis.steps[];
+  v_call    trellis.steps;
   v_bad     text;
 begin
   if jsonb_typeof(v_options) <> 'object' then
@@ -393,12 +393,6 @@ begin
   if v_run.scrubbed_at is not null then
     perform trellis._raise('TR004', format('run %s was scrubbed and cannot be forked', p_run_id));
   end if;
-  -- The settled calls before p_from_seq, read from the original's bucket
-  -- and written to the fork's (on a distributed schema each is one shard).
-  v_calls := array(select s from trellis.steps s
-                    where s.bucket = v_run.bucket and s.run_id = v_run.id and s.execution = v_run.execution
-                      and s.seq < p_from_seq and s.status in ('completed', 'failed')
-                    order by s.seq);
   v_got := trellis._run_start(v_run.workflow, v_run.input,
     jsonb_strip_nulls(jsonb_build_object('version', v_run.version, 'queue', v_run.queue, 'priority', v_run.priority,
                                          'concurrency_key', v_run.concurrency_key, 'metadata', v_run.metadata)) || v_options,
@@ -409,11 +403,21 @@ begin
   select r.bucket into v_bucket from trellis.runs r where r.id = v_id;
   update trellis.runs set forked_from = v_run.id, forked_from_seq = p_from_seq
    where bucket = v_bucket and id = v_id;
-  insert into trellis.steps (bucket, run_id, execution, seq, name, kind, status, output, error, attempts,
-                             started_at, finished_at, delivered)
-  select v_bucket, v_id, 1, c.seq, c.name, c.kind, c.status, c.output, c.error, c.attempts,
-         c.started_at, c.finished_at, c.delivered
-    from unnest(v_calls) c;
+  -- The settled calls before p_from_seq, read from the original's bucket
+  -- and written to the fork's row by row (on a distributed schema the read
+  -- is routed to the original's shard, each single-row insert of values to
+  -- the fork's; the original is locked, so no call is added meanwhile).
+  for v_call in
+    select * from trellis.steps s
+     where s.bucket = v_run.bucket and s.run_id = v_run.id and s.execution = v_run.execution
+       and s.seq < p_from_seq and s.status in ('completed', 'failed')
+     order by s.seq
+  loop
+    insert into trellis.steps (bucket, run_id, execution, seq, name, kind, status, output, error, attempts,
+                               started_at, finished_at, delivered)
+    values (v_bucket, v_id, 1, v_call.seq, v_call.name, v_call.kind, v_call.status, v_call.output, v_call.error,
+            v_call.attempts, v_call.started_at, v_call.finished_at, v_call.delivered);
+  end loop;
   return v_id;
 end $$;
 comment on function trellis.run_fork(uuid, integer, jsonb) is

@@ -12,6 +12,7 @@ import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { ChildFailedError } from '../../src/errors.ts';
 import { adminUrl } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const cleanups: string[] = [];
 /** Waits for a signal nobody sends; records its cleanup, which runs when it is cancelled. */
@@ -100,9 +101,13 @@ describe('run deadlines', () => {
   it('a deadline holds through continue-as-new: the run keeps it from execution to execution', async () => {
     const run = await env.start(poller, { round: 0 }, { timeLimit: '25 minutes' });
     for (let i = 0; i < 3; i++) {
-      await env.waitFor(run, 'waiting');
+      const { execution } = await env.waitFor(run, 'waiting');
       await env.advance('10 minutes');
-      await env.waitFor(run.id, ['pending', 'running', 'waiting', 'cancelled']);
+      // The timer fired: the next execution began (or the deadline ended the run).
+      await waitFor(async () => {
+        const now = (await env.client.get(run.id))!;
+        return now.status === 'cancelled' || now.execution > execution;
+      }, { what: `execution ${execution} to continue as new` });
     }
     const done = await env.waitFor(run.id, 'cancelled');
     assert.ok(done.execution >= 3, `execution ${done.execution}`);
