@@ -316,6 +316,47 @@ end $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
   'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, deadline (a timestamp after run_at: the run and its cancel-children are cancelled if it has not finished by then, decision 0031) or time_limit (an interval: the deadline is run_at, or now if run_at is past, plus it), input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
 
+-- Many starts of one workflow in one call (client.startMany): each item
+-- {"input": …, "options": {…}} is started as run_start starts it, in order,
+-- in the caller's transaction, so they all start or none does. Up to 1000
+-- items a call. An error names the item it came from ("run 3: …") and keeps
+-- its SQLSTATE; one block around the whole loop (one subtransaction, not one
+-- per item).
+create or replace function trellis.run_start_many(p_workflow text, p_runs jsonb)
+returns table (ordinality integer, id uuid) language plpgsql as $$
+declare
+  v_n    integer;
+  v_i    integer := 0;
+  v_item jsonb;
+begin
+  if jsonb_typeof(p_runs) is distinct from 'array' then
+    perform trellis._raise('TR001', 'run_start_many expects a JSON array of runs ({"input": …, "options": {…}})');
+  end if;
+  v_n := jsonb_array_length(p_runs);
+  if v_n > 1000 then
+    perform trellis._raise('TR001', format('run_start_many takes at most 1000 runs a call, not %s', v_n));
+  end if;
+  begin
+    for v_item in select e from jsonb_array_elements(p_runs) e loop
+      v_i := v_i + 1;
+      if jsonb_typeof(v_item) <> 'object' or v_item - '{input,options}'::text[] <> '{}'::jsonb then
+        perform trellis._raise('TR001', 'each run is an object of input and options');
+      end if;
+      ordinality := v_i;
+      id := trellis._run_start(p_workflow, v_item->'input', coalesce(v_item->'options', '{}'),
+                               null, null, null, null, null, null, null);
+      return next;
+    end loop;
+  exception when others then
+    if sqlstate like 'TR%' or sqlstate like '22%' or sqlstate = '23514' then
+      raise exception using errcode = sqlstate, message = format('run %s: %s', v_i, sqlerrm);
+    end if;
+    raise;
+  end;
+end $$;
+comment on function trellis.run_start_many(text, jsonb) is
+  'Start up to 1000 runs of workflow p_workflow, each item {"input", "options"} as run_start(p_workflow, input, options), in order and all in the caller''s transaction; returns (ordinality, id) per item (an existing run''s id for a repeated key). An error of an item is raised with its SQLSTATE and "run <n>: " before its message; nothing is started then.';
+
 -- A start whose run goes straight to a worker in the caller's process: the
 -- run is inserted leased to p_worker (status running, attempt 1) and nobody
 -- is notified, so the run begins without a NOTIFY and a claim. It is the

@@ -77,7 +77,7 @@ begin
   for f in
     select p.oid::regprocedure from pg_proc p
      where p.pronamespace = 'trellis'::regnamespace
-       and p.proname in ('run_start', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel', 'run_pause',
+       and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel', 'run_pause',
                          'run_resume', 'run_retry', 'run_fork', 'run_scrub', 'run_purge', 'retention_set',
                          'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                          'event_consumer_drop', 'hook_retry', 'xact_horizon',
@@ -134,7 +134,7 @@ begin
     for f in
       select p.oid::regprocedure from pg_proc p
        where p.pronamespace = 'trellis'::regnamespace
-         and p.proname in ('run_start', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel',
+         and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel',
                            'run_pause', 'run_resume', 'run_retry', 'run_fork', 'run_scrub', 'run_purge', 'retention_set',
                            'retention', 'now', '_setting_int', '_workflow_stored',
                            'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',

@@ -13,7 +13,7 @@ import { type Executor, type Queryable, queryRows, toQueryable } from '../db/que
 import { WorkflowRegistry } from '../db/registry.ts';
 import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
-import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, type RunStartOptions } from '../db/runs.ts';
+import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, runStartMany, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
 import { encodeJson } from '../protocol/serialize.ts';
@@ -31,7 +31,7 @@ import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
 import type { RunEvent } from '../db/events.ts';
-import type { ClientOptions, ForkOptions, ListFilter, RunHandle, RunRef, StartOptions } from './options.ts';
+import type { ClientOptions, ForkOptions, ListFilter, RunHandle, RunRef, StartManyItem, StartOptions } from './options.ts';
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
@@ -41,7 +41,7 @@ import { type Run, type Step, toRun, toStep } from './runs.ts';
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
-export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions } from './options.ts';
+export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem } from './options.ts';
 export type { Consistency, ReadOptions } from './read-routing.ts';
 
 const rethrow = (error: unknown): never => {
@@ -247,6 +247,75 @@ export class Client {
       : first ? await this.firstStart(db, name, text, sqlOptions, typeof workflow === 'string' ? undefined : workflow)
       : await runStart(db, name, text, sqlOptions);
     return { id, result: (o) => this.result(id, o) };
+  }
+
+  /**
+   * Start many runs of one workflow in one statement and one transaction
+   * (`trellis.run_start_many`): all of them or, on any error, none. Each item
+   * is an input with its own start options (`key`, `queue`, `priority`,
+   * `runAt`, `deadline` / `timeLimit`, `metadata`, `concurrencyKey`). Up to
+   * 1000 a call. The handles come back in the order of the items; a
+   * repeated `key` gives the existing run's. An error names the item
+   * (`run 3: …`; counted from 1). With `tx`, it commits or rolls back with
+   * the caller's transaction. Runs started so go through the queue (none is
+   * handed to this process's worker directly).
+   *
+   * @example
+   * const emails = ['ada@example.com', 'lin@example.com'];
+   * const handles = await client.startMany(onboard, emails.map((email) => ({ input: { email }, key: `onboard-${email}` })));
+   * console.log(handles.length, 'started');
+   */
+  async startMany<W extends WorkflowDefinition>(workflow: W, runs: readonly StartManyItem<WorkflowInput<W>>[], options?: { tx?: Executor }): Promise<RunHandle<WorkflowOutput<W>>[]>;
+  async startMany(workflow: string, runs: readonly StartManyItem<unknown>[], options?: { tx?: Executor; version?: string }): Promise<RunHandle<unknown>[]>;
+  async startMany(workflow: WorkflowDefinition | string, runs: readonly StartManyItem<unknown>[], options: { tx?: Executor; version?: string } = {}): Promise<RunHandle<unknown>[]> {
+    if (!Array.isArray(runs)) throw new ValidationError('startMany takes an array of runs ({ input, ...options })');
+    if (runs.length > 1000) throw new ValidationError(`startMany takes at most 1000 runs a call, not ${runs.length}`);
+    for (const name in options) {
+      if (name !== 'tx' && name !== 'version') throw new ValidationError(`unknown startMany option ${quoteValue(name)}`);
+    }
+    if (runs.length === 0) return [];
+    const db = this.exec(options.tx);
+    const name = typeof workflow === 'string' ? assertName(workflow, 'workflow') : workflow.name;
+    let version: string | undefined;
+    if (typeof workflow === 'string') {
+      if (options.version !== undefined) version = assertName(options.version, 'version');
+    } else {
+      if (options.version !== undefined && options.version !== workflow.version) {
+        throw new ValidationError(`startMany(${workflow.name}) pins version ${workflow.version}; do not pass another version`);
+      }
+      version = workflow.version;
+    }
+    const limit = await this.payloadLimit(db);
+    const items: { input: string; options: RunStartOptions }[] = [];
+    for (const [i, run] of runs.entries()) {
+      const at = `run ${i + 1}`;
+      if (typeof run !== 'object' || run === null || Array.isArray(run)) throw new ValidationError(`${at}: a run is an object of input and start options`);
+      const { input, ...start } = run;
+      let sqlOptions: RunStartOptions;
+      try {
+        if (typeof workflow !== 'string') await validate(workflow.input, input, `input of ${workflow.name}`);
+        sqlOptions = runOptions(start, limit, ITEM_OPTIONS);
+        // Checked against the schema itself: SQL need not check its shape again.
+        if (typeof workflow !== 'string') sqlOptions.input_checked = true;
+        if (version !== undefined) sqlOptions.version = version;
+        items.push({ input: encodeJson(input, `input of ${name}`, limit), options: sqlOptions });
+      } catch (error) {
+        if (error instanceof Error) error.message = `${at}: ${error.message}`;
+        throw error;
+      }
+    }
+    if (this.options.tracing) {
+      this.tracing ??= loadTracing(this.options.tracing);
+      const tracing = await this.tracing;
+      for (const item of items) item.options.metadata = tracing.inject(item.options.metadata);
+    }
+    // Register last: bad input above must write nothing, not even a registry row.
+    if (typeof workflow !== 'string') {
+      if (options.tx) await this.registry.registerIn(db, workflow);
+      else await this.register(workflow);
+    }
+    const ids = await runStartMany(db, name, items);
+    return ids.map((id) => ({ id, result: (o) => this.result(id, o) }));
   }
 
   /**
@@ -700,6 +769,7 @@ const START_OPTION_NAMES = ['key', 'queue', 'concurrencyKey', 'priority', 'runAt
   'metadata', 'version', 'tx'] as const satisfies readonly (keyof StartOptions)[];
 const START_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES);
 const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES, 'fromCall'] satisfies (keyof ForkOptions)[]);
+const ITEM_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) => n !== 'tx' && n !== 'version'));
 
 /**
  * The options of a start (and of a fork) as run_start takes them, checked

@@ -208,6 +208,14 @@ export interface StartOptions {
 }
 
 /**
+ * One run of `client.startMany`: its input and its own start options.
+ *
+ * @example
+ * const item: StartManyItem<{ email: string }> = { input: { email: 'ada@example.com' }, key: 'onboard-ada', priority: 5 };
+ */
+export type StartManyItem<I> = { input: I } & Omit<StartOptions, 'tx' | 'version'>;
+
+/**
  * Options of `client.fork`: a start's, and the call to run again from.
  * Unset ones take the original's version, queue, priority, concurrency key
  * and metadata; a fork has no key or deadline unless given one.

@@ -36,6 +36,14 @@ export async function runStart(db: Queryable, workflow: string, input: string, o
   return (rows[0] as { id: string }).id;
 }
 
+/** trellis.run_start_many: the run ids, in the order of `runs` (each input as its JSON text). */
+export async function runStartMany(db: Queryable, workflow: string, runs: readonly { input: string; options: RunStartOptions }[]): Promise<string[]> {
+  const text = `[${runs.map((r) => `{"input":${r.input},"options":${JSON.stringify(r.options)}}`).join(',')}]`;
+  const rows = await queryRows<{ id: string }>(db,
+    'select id from trellis.run_start_many($1, $2::jsonb) order by ordinality', [workflow, text]);
+  return rows.map((r) => r.id);
+}
+
 /**
  * The payload limit (trellis.settings max_payload_bytes, default 1 MB) as an
  * SQL expression, read as run_start reads it: a plain integer as it is, and

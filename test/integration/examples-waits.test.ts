@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'order-saga', 'continue-as-new', 'retention'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'order-saga', 'continue-as-new', 'retention'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -145,6 +145,19 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
       `select version, forked_from is not null as forked, output #>> '{}' as output from trellis.runs order by created_at`);
     assert.deepEqual(rows.map((r) => `${r.version}:${r.forked}:${r.output}`),
       ['1:false:invoice o-17: 190.00', '2:true:invoice o-17: 119.00', '2:true:invoice o-17: 190.00']);
+  });
+
+  it('bulk-start: 500 runs started with the app\'s own insert in one transaction, keyed, all completed; a bad batch starts nothing', async () => {
+    const { stdout, url } = await finished('bulk-start');
+    assert.match(stdout, /^started 500 runs with the import$/m);
+    assert.match(stdout, /^the same keys again: the same runs$/m);
+    assert.match(stdout, /^completed 500; first: ord-1: 1 packed; last: ord-500: 2 packed$/m);
+    assert.match(stdout, /^refused: ValidationError: run 2: input of fulfil is invalid/m);
+    assert.match(stdout, /^runs started by the refused batch: 0$/m);
+    const [row] = await query<{ runs: number; done: number; imports: number; top: number }>(url,
+      `select count(*)::int as runs, count(*) filter (where status = 'completed')::int as done,
+              (select count(*)::int from imports) as imports, count(*) filter (where priority = 10)::int as top from trellis.runs`);
+    assert.deepEqual(row, { runs: 500, done: 500, imports: 1, top: 166 });
   });
 
   it('order-saga: an invalid address fails ship for good and the compensations run in reverse order', async () => {
