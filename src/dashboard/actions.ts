@@ -1,7 +1,7 @@
 /**
  * The dashboard's actions on a run, a queue, a schedule and a hook delivery,
  * through the client API (and so through the engine's SQL functions:
- * run_cancel, run_pause, run_resume, run_retry, signal_send, queue_pause,
+ * run_cancel, run_pause, run_resume, run_retry, run_fork, signal_send, queue_pause,
  * queue_resume, schedule_pause, schedule_resume, hook_retry). The dashboard
  * itself never writes a table.
  */
@@ -9,7 +9,7 @@ import type { Client } from '../client/client.ts';
 import { ValidationError } from '../errors.ts';
 
 /** The actions the run page offers, by the last segment of their POST path. */
-export const ACTION_VERBS = ['cancel', 'pause', 'resume', 'retry', 'signal'] as const;
+export const ACTION_VERBS = ['cancel', 'pause', 'resume', 'retry', 'fork', 'signal'] as const;
 export type ActionVerb = (typeof ACTION_VERBS)[number];
 
 /** Whether `verb` names an action. */
@@ -29,12 +29,13 @@ function field(form: Form, name: string, max: number): string | undefined {
 
 /**
  * Perform `verb` on run `id` with the fields of its form. Returns what the
- * run page says about it: the action done and the run's status afterwards.
+ * run page says about it: the action done and the run's status afterwards,
+ * and for a fork the new run, whose page is shown next.
  *
  * @example
  * await performAction(client, 'signal', id, { name: 'approved', payload: '{"by":"ada"}' }); // { done: 'signal' }
  */
-export async function performAction(client: Client, verb: ActionVerb, id: string, form: Form): Promise<{ done: string; status?: string }> {
+export async function performAction(client: Client, verb: ActionVerb, id: string, form: Form): Promise<{ done: string; status?: string; run?: string }> {
   switch (verb) {
     case 'cancel':
       return { done: verb, status: await client.cancel(id, field(form, 'reason', 500)) };
@@ -44,6 +45,13 @@ export async function performAction(client: Client, verb: ActionVerb, id: string
       return { done: verb, status: await client.resume(id) };
     case 'retry':
       return { done: verb, status: await client.retry(id) };
+    case 'fork': {
+      const from = field(form, 'fromCall', 10)?.trim() ?? '0';
+      if (!/^\d+$/.test(from)) throw new ValidationError(`the call to fork from must be a call number (0, 1, …), not ${JSON.stringify(from)}`);
+      const version = field(form, 'version', 128)?.trim() || undefined;
+      const fork = await client.fork(id, { fromCall: Number(from), version });
+      return { done: verb, run: fork.id };
+    }
     case 'signal': {
       const name = field(form, 'name', 200);
       if (!name) throw new ValidationError('a signal needs a name');

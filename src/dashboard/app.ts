@@ -163,8 +163,8 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
     const no = refused(c, form);
     if (no) return no;
     const id = assertUuid(c.req.param('id'));
-    const result = await performAction(actionsClient(), verb, id, form);
-    return c.redirect(link(`/runs/${id}`, result), 303);
+    const { run, ...result } = await performAction(actionsClient(), verb, id, form);
+    return c.redirect(link(`/runs/${run ?? id}`, result), 303);
   });
 
   // Queue and schedule actions: pause or resume, the name in the form (a name may hold '/'; the client checks it).

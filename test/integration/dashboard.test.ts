@@ -234,6 +234,29 @@ describe('dashboard over HTTP', () => {
     assert.match(page, /by call 1/);
   });
 
+  it('forks a finished run from a call through its form and shows the new run; a bad call number or version is refused', async () => {
+    const s = new Session(open.url);
+    const id = runs.greets[0]!;
+    const page = await (await s.fetch(`/trellis/runs/${id}`)).text();
+    assert.ok(page.includes('>Fork from call</button>'), 'a completed run offers a fork');
+    const csrf = csrfOf(page);
+    const count = async () => (await db.pool.query<{ n: number }>('select count(*)::int as n from trellis.runs')).rows[0]!.n;
+    const before = await count();
+    assert.equal((await s.post(`/trellis/runs/${id}/fork`, { _csrf: csrf, fromCall: 'two' })).status, 400);
+    assert.equal((await s.post(`/trellis/runs/${id}/fork`, { _csrf: csrf, fromCall: '1', version: 'nine' })).status, 404);
+    assert.equal(await count(), before, 'nothing started');
+    const res = await s.post(`/trellis/runs/${id}/fork`, { _csrf: csrf, fromCall: '1' });
+    assert.equal(res.status, 303);
+    const location = res.headers.get('location') ?? '';
+    const forkId = /\/runs\/([0-9a-f-]{36})\?done=fork$/.exec(location)?.[1];
+    assert.ok(forkId && forkId !== id, location);
+    const forkPage = await (await s.fetch(location)).text();
+    assert.match(forkPage, /Forked: this is the new run\./);
+    assert.ok(forkPage.includes(`id="forked-from" class="mono" href="/trellis/runs/${id}"`));
+    await waitFor(async () => (await engine.client.get(forkId))?.status === 'completed', { what: 'the fork to complete' });
+    assert.deepEqual((await engine.client.get(forkId))?.output, (await engine.client.get(id))?.output);
+  });
+
   it('refuses a form body over 2 MiB with 413 before reading it all', async () => {
     const s = new Session(open.url);
     const res = await s.post(`/trellis/runs/${runs.approvals[1]}/signal`, { _csrf: 'x', name: 'approved', payload: 'x'.repeat(3 * 1024 * 1024) });
@@ -244,7 +267,7 @@ describe('dashboard over HTTP', () => {
   it('answers an illegal action with 409 and changes nothing', async () => {
     const s = new Session(open.url);
     const id = runs.greets[0]!;
-    // A completed run offers no actions; the session's token comes from a waiting run's page.
+    // The session's token comes from a waiting run's page.
     const csrf = csrfOf(await (await s.fetch(`/trellis/runs/${runs.approvals[1]}`)).text());
     const res = await s.post(`/trellis/runs/${id}/resume`, { _csrf: csrf });
     assert.equal(res.status, 409);

@@ -11,11 +11,12 @@ export function actionsFor(status: RunState): Set<string> {
   if (status === 'pending' || status === 'running' || status === 'waiting') out.add('pause');
   if (status === 'paused') out.add('resume');
   if (status === 'failed') out.add('retry');
+  out.add('fork');
   return out;
 }
 
 const DONE: Record<string, string> = {
-  cancel: 'Cancel requested', pause: 'Pause requested', resume: 'Resumed', retry: 'Retry started', signal: 'Signal sent', 'signal-duplicate': 'Signal dropped: a signal with that id was already sent',
+  cancel: 'Cancel requested', pause: 'Pause requested', resume: 'Resumed', retry: 'Retry started', fork: 'Forked: this is the new run', signal: 'Signal sent', 'signal-duplicate': 'Signal dropped: a signal with that id was already sent',
 };
 
 function actionForms(view: PageView, id: string, status: RunState): Html {
@@ -27,6 +28,8 @@ ${can.has('cancel') ? html`<form method="post" action="${action('cancel')}">${vi
 ${can.has('pause') ? html`<form method="post" action="${action('pause')}">${view.csrfField}<input name="reason" placeholder="reason (optional)" maxlength="500"><button type="submit">Pause</button></form>` : ''}
 ${can.has('resume') ? html`<form method="post" action="${action('resume')}">${view.csrfField}<button type="submit">Resume</button></form>` : ''}
 ${can.has('retry') ? html`<form method="post" action="${action('retry')}">${view.csrfField}<button type="submit">Retry from the failed step</button></form>` : ''}
+${can.has('fork') ? html`<form method="post" action="${action('fork')}">${view.csrfField}<input name="fromCall" type="number" min="0" step="1" value="0" aria-label="from call" title="the call to run again from: the calls before it keep their results">
+<input name="version" placeholder="version (default: this run's)" maxlength="128"><button type="submit">Fork from call</button></form>` : ''}
 ${can.has('signal') ? html`<form method="post" action="${action('signal')}">${view.csrfField}<input name="name" placeholder="signal name" required maxlength="200">
 <textarea name="payload" rows="1" cols="28" placeholder="JSON payload, e.g. {&quot;ok&quot;:true}"></textarea><input name="signalId" placeholder="dedupe id (optional)" maxlength="512"><button type="submit">Send signal</button></form>` : ''}
 </div>`;
