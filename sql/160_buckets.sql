@@ -162,7 +162,7 @@ create or replace function trellis._claimed_by_bucket(p_ids uuid[], p_worker tex
 returns table (id uuid, workflow text, version text, input jsonb, metadata jsonb, attempt integer,
                failures integer, lease_token uuid, lease_expires_at timestamptz, history jsonb,
                execution integer, cancel_requested boolean, pause_requested boolean,
-               signals jsonb, children jsonb, now timestamptz, deadline_at timestamptz)
+               signals jsonb, children jsonb, now timestamptz, deadline_at timestamptz, cancel_reason text)
 language plpgsql as $$
 declare
   v_run  trellis.runs;
@@ -191,6 +191,7 @@ begin
     execution := v_run.execution; cancel_requested := v_run.cancel_requested_at is not null;
     pause_requested := v_run.pause_requested_at is not null; signals := v_sigs; children := v_kids; now := p_now;
     deadline_at := v_run.deadline_at;
+    cancel_reason := case when v_run.cancel_requested_at is not null then v_run.error->>'message' end;
     return next;
   end loop;
 end $$;

@@ -438,7 +438,7 @@ create or replace function trellis.run_claim(
 returns table (id uuid, workflow text, version text, input jsonb, metadata jsonb, attempt integer,
                failures integer, lease_token uuid, lease_expires_at timestamptz, history jsonb,
                execution integer, cancel_requested boolean, pause_requested boolean,
-               signals jsonb, children jsonb, now timestamptz, deadline_at timestamptz)
+               signals jsonb, children jsonb, now timestamptz, deadline_at timestamptz, cancel_reason text)
 language plpgsql as $$
 declare
   v_now   timestamptz := trellis.now();
@@ -561,7 +561,9 @@ begin
                         'signal_id', g.signal_id) order by g.id)
                  from trellis.signals g where g.bucket = r.bucket and g.run_id = r.id and g.consumed_at is null),
               case when r.attempt > 1 then trellis._run_children_ended(r.bucket, r.id, r.execution) end,
-              v_now, r.deadline_at
+              v_now, r.deadline_at,
+              -- The reason of a requested cancellation, for the CancelledError the code gets.
+              case when r.cancel_requested_at is not null then r.error->>'message' end
       from trellis._run_move(array(
              select row(i, 'running', 'claimed', null, null, null, null, null, null, null, null, null,
                         null, null, trellis._lease_token(v_batch, i), p_worker, v_now + p_lease, null)::trellis.run_move
@@ -571,7 +573,7 @@ begin
   end loop;
 end $$;
 comment on function trellis.run_claim(text, text[], text[], text[], integer, interval, boolean) is
-  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token, the step history of its current execution (with the delivery number of each result), its unconsumed signals, its finished children, the engine time and the run''s deadline (null if none). Makes due waiting runs pending and reclaims expired leases first. p_async_commit makes the (whole) transaction commit without waiting for its WAL flush; workers pass true.';
+  'Lease up to p_limit due runs (FOR UPDATE SKIP LOCKED) of the served workflow/version pairs from p_queues, in queue order then priority then due time; returns each with its lease token, the step history of its current execution (with the delivery number of each result), its unconsumed signals, its finished children, the engine time, the run''s deadline (null if none) and the reason of a requested cancellation. Makes due waiting runs pending and reclaims expired leases first. p_async_commit makes the (whole) transaction commit without waiting for its WAL flush; workers pass true.';
 
 create or replace function trellis.run_next_due(p_queues text[], p_workflows text[], p_versions text[])
 returns timestamptz language plpgsql stable as $$
@@ -643,16 +645,17 @@ comment on function trellis.run_heartbeat_many(uuid[], uuid[], interval) is
 -- Read-only: the poll fallback for cancel and pause NOTIFYs a worker missed.
 -- PL/pgSQL: a distributed planner takes no parameters of a SQL function.
 create or replace function trellis.run_requests(p_run_ids uuid[], p_tokens uuid[])
-returns table (id uuid, cancel_requested boolean, pause_requested boolean) language plpgsql stable as $$
+returns table (id uuid, cancel_requested boolean, pause_requested boolean, cancel_reason text) language plpgsql stable as $$
 begin
   return query
-  select r.id, r.cancel_requested_at is not null, r.pause_requested_at is not null
+  select r.id, r.cancel_requested_at is not null, r.pause_requested_at is not null,
+         case when r.cancel_requested_at is not null then r.error->>'message' end
     from unnest(p_run_ids, p_tokens) as h(id, token)
     join trellis.runs r on r.id = h.id and r.lease_token = h.token
    where r.cancel_requested_at is not null or r.pause_requested_at is not null;
 end $$;
 comment on function trellis.run_requests(uuid[], uuid[]) is
-  'The runs held under the given tokens that have a cancel or pause request pending (read-only; workers call it on every poll tick).';
+  'The runs held under the given tokens that have a cancel or pause request pending, with a cancellation''s reason (read-only; workers call it on every poll tick, and on a run_control cancel for the reason).';
 
 create or replace function trellis.run_heartbeat(p_run_id uuid, p_token uuid, p_lease interval)
 returns timestamptz language plpgsql as $$

@@ -112,6 +112,8 @@ begin
      where bucket = p_run.bucket and id = p_run.id;
   end if;
   if p_run.status = 'running' then
+    -- The id only (any role may LISTEN, docs/security.md): the worker reads
+    -- the reason with run_requests, under its lease token.
     perform pg_notify('trellis:run_control', 'cancel:' || p_run.id::text);
   else
     perform pg_notify('trellis:run_ready', p_run.queue);

@@ -149,7 +149,7 @@ export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedR
     db,
     // Asynchronous commit: a lost claim only returns its runs to pending (see sql/200_runs.sql).
     `select id, workflow, version, input, metadata, attempt, failures, lease_token, history, execution, cancel_requested,
-            pause_requested, signals, children, now, deadline_at
+            pause_requested, signals, children, now, deadline_at, cancel_reason
        from trellis.run_claim($1, $2::text[], $3::text[], $4::text[], $5, make_interval(secs => $6::double precision / 1000), true)`,
     [a.worker, a.queues, a.served.map((s) => s.name), a.served.map((s) => s.version), a.limit, a.leaseMs],
     'trellis_run_claim',
@@ -176,6 +176,8 @@ export interface HeldRun {
   id: string;
   cancel_requested: boolean;
   pause_requested: boolean;
+  /** run_requests only: a requested cancellation's reason. */
+  cancel_reason?: string | null;
 }
 
 /** trellis.run_heartbeat_many: the runs still held, with their cancel/pause requests. */

@@ -76,4 +76,6 @@ export interface ClaimedRun {
   now: Date;
   /** The run's deadline (runs.deadline_at), null when it has none. */
   deadline_at: Date | null;
+  /** With cancel_requested: the cancellation's reason (its error's message), for the code's CancelledError. */
+  cancel_reason?: string | null;
 }

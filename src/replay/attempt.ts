@@ -32,7 +32,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   await replay.barrier();
   if (replay.halted || replay.o.leaseHeld?.() === false) return { ok: 'halted' };
   const shielded = replay.shielded;
-  if (replay.cancelRequested && !shielded) return { ok: false, error: new CancelledError('run cancelled') };
+  if (replay.cancelRequested && !shielded) return { ok: false, error: new CancelledError(replay.cancelReason) };
   const started = Date.now();
   // Mark the attempt as started, without waiting: if the process dies in the
   // body, the next execution sees it and counts the attempt. A fast step's

@@ -325,7 +325,7 @@ function child(run: Replay, workflow: WorkflowDefinition, input: unknown, option
     },
     async () => {
       if (!started) {
-        if (run.cancelRequested && !run.shielded) throw new CancelledError('run cancelled');
+        if (run.cancelRequested && !run.shielded) throw new CancelledError(run.cancelReason);
         await run.track(validate(workflow.input, input, `input of child ${workflow.name}`));
         const text = encodeJson(input, `input of child ${workflow.name}`, run.o.maxPayloadBytes);
         await run.track(Promise.resolve(run.o.register?.(workflow)).catch((error: unknown) => {

@@ -62,6 +62,8 @@ export interface ExecuteOptions {
   signals?: readonly PendingSignal[] | null;
   children?: Readonly<Record<string, ChildOutcome>> | null;
   cancelRequested?: boolean;
+  /** With cancelRequested: why (the message of the CancelledError the code gets). */
+  cancelReason?: string;
   pauseRequested?: boolean;
   /** Called before a child run of `definition` is started (the worker registers it). */
   register?: (definition: WorkflowDefinition) => Promise<void>;
@@ -141,6 +143,8 @@ export class Replay {
   /** Results on their way to the code, in delivery order (recorded ones first). */
   readonly deliveries: Deliveries;
   cancelRequested: boolean;
+  /** The message of the CancelledError a requested cancellation throws into the code. */
+  cancelReason = 'run cancelled';
   pauseRequested: boolean;
   halted: Outcome | undefined;
   private runLog: Logger | undefined;
@@ -166,6 +170,7 @@ export class Replay {
     }
     this.claimNow = o.now?.getTime() ?? Date.now();
     this.cancelRequested = o.cancelRequested ?? false;
+    if (o.cancelReason) this.cancelReason = o.cancelReason;
     this.pauseRequested = o.pauseRequested ?? false;
     this.deliveries = new Deliveries(o.history ?? [], {
       halted: () => this.halted !== undefined,
@@ -241,12 +246,13 @@ export class Replay {
     }
   }
 
-  requestCancel(reason = 'run cancelled'): void {
+  requestCancel(reason?: string): void {
     if (this.cancelRequested || this.halted) return;
     this.cancelRequested = true;
-    this.log.info('cancellation requested', { reason });
+    if (reason) this.cancelReason = reason;
+    this.log.info('cancellation requested', { reason: this.cancelReason });
     this.deliveries.begin(); // a turn of its own: no delivery while the code reacts
-    const error = new CancelledError(reason);
+    const error = new CancelledError(this.cancelReason);
     for (const c of this.controllers) if (!c.shielded) c.controller.abort(error);
     for (const [seq, wait] of this.blocked) {
       if (wait.shielded) continue;
@@ -273,7 +279,7 @@ export class Replay {
   }
 
   private cancelledOutcome(error: unknown): Outcome {
-    const cause = error instanceof CancelledError ? error : new CancelledError('run cancelled');
+    const cause = error instanceof CancelledError ? error : new CancelledError(this.cancelReason);
     return { op: 'cancelled', error: serializeError(cause) };
   }
 
@@ -414,7 +420,7 @@ export class Replay {
   /** Register a blocked wait; returns a promise that only cancellation (or losing a race) settles in this execution. */
   block<T>(seq: number, deadline: number | null): Promise<T> {
     if (this.disarmed.has(seq)) return Promise.reject(raceLost(seq, `#${seq}`));
-    if (this.cancelRequested && !this.shielded) return Promise.reject(new CancelledError('run cancelled'));
+    if (this.cancelRequested && !this.shielded) return Promise.reject(new CancelledError(this.cancelReason));
     return new Promise<T>((_, reject) => {
       this.blocked.set(seq, { deadline, fail: reject, shielded: this.shielded });
       this.scheduleQuiescenceCheck();

@@ -42,12 +42,30 @@ export class LeaseKeeper {
     private readonly log: Logger,
   ) {}
 
-  /** A cancel or pause request for a run this worker may be executing. */
+  /**
+   * A cancel or pause request for a run this worker may be executing
+   * (`cancel:<id>`, `pause:<id>`). A cancellation's reason is not in the
+   * notification (any role may LISTEN): it is read under the run's lease
+   * token, then given to the code's CancelledError and the running step's
+   * abort.
+   */
   control(payload: string): void {
     const [verb, id] = payload.split(':');
-    const execution = id ? this.active.get(id)?.execution : undefined;
-    if (verb === 'cancel') execution?.requestCancel();
-    else if (verb === 'pause') execution?.requestPause();
+    const entry = id ? this.active.get(id) : undefined;
+    if (!entry?.execution) return;
+    if (verb === 'cancel') void this.cancelWithReason(entry);
+    else if (verb === 'pause') entry.execution.requestPause();
+  }
+
+  private async cancelWithReason(entry: Active): Promise<void> {
+    let reason: string | undefined;
+    try {
+      const [held] = await runRequests(this.db, [{ id: entry.run.id, token: entry.run.lease_token }]);
+      reason = held?.cancel_reason ?? undefined;
+    } catch (error) {
+      this.log.warn('reading the cancellation reason failed; cancelling without it', { runId: entry.run.id, error: String(error) });
+    }
+    entry.execution?.requestCancel(reason);
   }
 
   /** The poll fallback for cancel and pause requests whose NOTIFY was missed. */
@@ -58,7 +76,7 @@ export class LeaseKeeper {
       const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
       for (const r of await runRequests(this.db, held)) {
         const execution = this.active.get(r.id)?.execution;
-        if (r.cancel_requested) execution?.requestCancel();
+        if (r.cancel_requested) execution?.requestCancel(r.cancel_reason ?? undefined);
         if (r.pause_requested) execution?.requestPause();
       }
     } catch (error) {
@@ -101,6 +119,7 @@ export class LeaseKeeper {
     const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
     const sentAt = performance.now();
     const still = await runHeartbeatMany(this.db, held, this.leaseMs);
+    let cancels = false;
     for (const { id, token } of held) {
       const entry = this.active.get(id);
       if (entry?.run.lease_token !== token) continue;
@@ -110,10 +129,12 @@ export class LeaseKeeper {
         this.log.warn('lease lost, stopping the run on this worker', { runId: id });
         entry.controller.abort(new LeaseLostError(`run ${id}: lease lost`));
       }
-      // A second fallback for cancel and pause requests whose NOTIFY was missed.
-      if (state?.cancel_requested) entry.execution?.requestCancel();
+      // A second fallback for cancel and pause requests whose NOTIFY was
+      // missed: a cancellation through the poll's read, which has its reason.
+      if (state?.cancel_requested) cancels = true;
       if (state?.pause_requested) entry.execution?.requestPause();
     }
+    if (cancels) void this.checkRequests();
   }
 
   /** Stop the runs whose lease ran out before a heartbeat got through. */

@@ -575,6 +575,7 @@ export class Worker {
       deadline: run.deadline_at,
       execution: run.execution,
       cancelRequested: run.cancel_requested,
+      cancelReason: run.cancel_reason ?? undefined,
       pauseRequested: run.pause_requested,
       abort: controller,
       leaseHeld: () => {

@@ -31,7 +31,8 @@ await admin.connect();
 const postmaster = await postmasterPid(admin);
 try {
   await client.start(wf, { i: -1 }, { queue: 'nobody' }); // registers, learns the payload limit
-  const sides = { one: [] as { rate: number; server: number; self: number; others: number }[], many: [] as typeof sides.one };
+  type Rep = { rate: number; server: number; self: number; others: number };
+  const sides: Record<'one' | 'many', Rep[]> = { one: [], many: [] };
   const run = async (side: 'one' | 'many') => {
     const a = readCpu(postmaster);
     if (side === 'one') {

@@ -50,9 +50,33 @@ const knowsDeadline = defineWorkflow({ name: 'knows-deadline', input: z.object({
   return { first, later: ctx.deadline?.toISOString() ?? null };
 });
 
+/** What the code saw of its cancellation: the step signal's abort reason and the CancelledError's message. */
+const seen: { run: string; where: string; message: string }[] = [];
+let stepStarted: (() => void) | undefined;
+/** A step that runs until its signal aborts (the NOTIFY path), or a wait (the claim path). */
+const reasonAware = defineWorkflow({ name: 'reason-aware', input: z.object({ step: z.boolean() }) }, async (ctx, { step }) => {
+  try {
+    if (step) {
+      await ctx.step('until-aborted', ({ signal }) => new Promise<never>((_, reject) => {
+        signal.addEventListener('abort', () => {
+          seen.push({ run: ctx.runId, where: 'step signal', message: (signal.reason as Error).message });
+          reject(signal.reason);
+        });
+        stepStarted?.();
+      }), { retry: { maxAttempts: 1 } });
+    } else {
+      await ctx.waitForSignal('never');
+    }
+    return 'done';
+  } catch (error) {
+    seen.push({ run: ctx.runId, where: 'code', message: (error as Error).message });
+    throw error;
+  }
+});
+
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [awaitsApproval, impatient, poller, knowsDeadline], serverUrl: adminUrl(), deadlines: { interval: '50ms' } });
+  env = await createTestEnv({ workflows: [awaitsApproval, impatient, poller, knowsDeadline, reasonAware], serverUrl: adminUrl(), deadlines: { interval: '50ms' } });
 });
 after(() => env.close());
 
@@ -123,6 +147,27 @@ describe('run deadlines', () => {
     const done = await env.waitFor(run.id, 'cancelled');
     assert.match((done.error as { message: string }).message, /^deadline .* passed$/);
     assert.ok(cleanups.includes('p'), 'its cleanup ran');
+  });
+
+  it('the code and a running step\'s signal see the deadline\'s reason, not a generic one (NOTIFY and claim paths)', async () => {
+    const started = new Promise<void>((resolve) => { stepStarted = resolve; });
+    const running = await env.start(reasonAware, { step: true }, { timeLimit: '1 hour' });
+    await started;
+    await env.advance('2 hours');
+    await assert.rejects(running.result({ timeout: '20s' }), CancelledError);
+    const waiting = await env.start(reasonAware, { step: false }, { timeLimit: '1 hour' });
+    await env.waitFor(waiting, 'waiting');
+    await env.advance('2 hours');
+    await assert.rejects(waiting.result({ timeout: '20s' }), CancelledError);
+    const of = (run: string) => seen.filter((s) => s.run === run).map((s) => `${s.where}: ${s.message.replace(/\d{4}-\S+Z/, '<time>')}`);
+    assert.deepEqual(of(running.id), ['step signal: deadline <time> passed', 'code: deadline <time> passed']);
+    assert.deepEqual(of(waiting.id), ['code: deadline <time> passed']);
+    // An operator's reason reaches the code the same way.
+    const cancelled = await env.start(reasonAware, { step: false });
+    await env.waitFor(cancelled, 'waiting');
+    await env.client.cancel(cancelled.id, 'customer asked');
+    await assert.rejects(cancelled.result({ timeout: '20s' }), CancelledError);
+    assert.deepEqual(of(cancelled.id), ['code: customer asked']);
   });
 
   it('ctx.deadline is the run\'s deadline, in the first execution and after a wait; null without one', async () => {

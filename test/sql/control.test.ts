@@ -160,7 +160,7 @@ describe('run_cancel', () => {
     let result;
     assert.deepEqual(await notices(r, async () => {
       result = (await one(CALLS.cancel, [r.id])).status;
-    }), ['trellis:run_control cancel:<id>']);
+    }), ['trellis:run_control cancel:<id>'], 'the id only: any role may listen');
     assert.equal(result, 'running');
     const after = await row(r.id);
     assert.equal(after.status, 'running');

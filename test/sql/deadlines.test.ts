@@ -285,8 +285,9 @@ describe('a deadline\'s reason survives what the run does before it ends', () =>
   beforeEach(clean);
 
   const endCancelled = async (id: string, queue: string) => {
-    const row = await one(`select id, lease_token, cancel_requested from trellis.run_claim('w9', array[$1], '{w}', '{1}', 1, '30 seconds')`, [queue]);
+    const row = await one(`select id, lease_token, cancel_requested, cancel_reason from trellis.run_claim('w9', array[$1], '{w}', '{1}', 1, '30 seconds')`, [queue]);
     assert.deepEqual([row.id, row.cancel_requested], [id, true]);
+    assert.match(row.cancel_reason, /^deadline .* passed$/, 'the claim hands the reason to the code');
     // The worker's generic end of a cancelled run.
     await apply([{ op: 'cancelled', run: id, token: row.lease_token, error: { name: 'CancelledError', message: 'run cancelled' } }]);
     return runOf(id);
