@@ -317,17 +317,22 @@ comment on function trellis.run_start(text, jsonb, jsonb) is
   'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, deadline (a timestamp after run_at: the run and its cancel-children are cancelled if it has not finished by then, decision 0031) or time_limit (an interval: the deadline is run_at, or now if run_at is past, plus it), input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
 
 -- Many starts of one workflow in one call (client.startMany): each item
--- {"input": …, "options": {…}} is started as run_start starts it, in order,
--- in the caller's transaction, so they all start or none does. Up to 1000
--- items a call. An error names the item it came from ("run 3: …") and keeps
--- its SQLSTATE; one block around the whole loop (one subtransaction, not one
--- per item).
+-- {"input": …, "options": {…}} is started as run_start starts it, in the
+-- caller's transaction, so they all start or none does. Up to 1000 items a
+-- call. The keyed items are started first, in the order of their keys, the
+-- others after them: two calls whose keys overlap take the keys' index
+-- entries in one order, so neither waits for a key the other holds while
+-- holding one it wants (40P01). Rows come back in the items' order. An
+-- error names the item it came from ("run 3: …") and keeps its SQLSTATE;
+-- one block around the whole loop (one subtransaction, not one per item).
 create or replace function trellis.run_start_many(p_workflow text, p_runs jsonb)
 returns table (ordinality integer, id uuid) language plpgsql as $$
 declare
   v_n    integer;
   v_i    integer := 0;
   v_item jsonb;
+  v_ords integer[] := '{}';
+  v_ids  uuid[] := '{}';
 begin
   if jsonb_typeof(p_runs) is distinct from 'array' then
     perform trellis._raise('TR001', 'run_start_many expects a JSON array of runs ({"input": …, "options": {…}})');
@@ -337,15 +342,17 @@ begin
     perform trellis._raise('TR001', format('run_start_many takes at most 1000 runs a call, not %s', v_n));
   end if;
   begin
-    for v_item in select e from jsonb_array_elements(p_runs) e loop
-      v_i := v_i + 1;
+    for v_item, v_i in
+      select x.e, x.n::integer from jsonb_array_elements(p_runs) with ordinality as x(e, n)
+       order by case when jsonb_typeof(x.e) = 'object' and jsonb_typeof(x.e->'options') = 'object'
+                     then x.e->'options'->>'key' end nulls last, x.n
+    loop
       if jsonb_typeof(v_item) <> 'object' or v_item - '{input,options}'::text[] <> '{}'::jsonb then
         perform trellis._raise('TR001', 'each run is an object of input and options');
       end if;
-      ordinality := v_i;
-      id := trellis._run_start(p_workflow, v_item->'input', coalesce(v_item->'options', '{}'),
-                               null, null, null, null, null, null, null);
-      return next;
+      v_ords := v_ords || v_i;
+      v_ids := v_ids || trellis._run_start(p_workflow, v_item->'input', coalesce(v_item->'options', '{}'),
+                                           null, null, null, null, null, null, null);
     end loop;
   exception when others then
     if sqlstate like 'TR%' or sqlstate like '22%' or sqlstate = '23514' then
@@ -353,6 +360,7 @@ begin
     end if;
     raise;
   end;
+  return query select o, i from unnest(v_ords, v_ids) as r(o, i) order by o;
 end $$;
 comment on function trellis.run_start_many(text, jsonb) is
   'Start up to 1000 runs of workflow p_workflow, each item {"input", "options"} as run_start(p_workflow, input, options), in order and all in the caller''s transaction; returns (ordinality, id) per item (an existing run''s id for a repeated key). An error of an item is raised with its SQLSTATE and "run <n>: " before its message; nothing is started then.';

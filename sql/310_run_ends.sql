@@ -144,6 +144,9 @@ declare
   v_kids    uuid[];
   v_done    uuid[];
   v_woken   uuid[] := '{}';
+  v_open    uuid[];
+  v_owners  uuid[];
+  v_foreign uuid[] := '{}';
 begin
   -- The children the held waiting runs wait on (calls of their current
   -- execution), then those of them that finished: two statements, as a
@@ -156,14 +159,28 @@ begin
     join trellis.steps s on s.bucket = p.bucket and s.run_id = p.id and s.execution = p.execution
    where o.op = 'wait' and s.status = 'waiting' and s.kind = 'child';
   if cardinality(v_kids) > 0 then
-    v_done := array(select c.id from trellis.runs c
-                     where c.id = any (v_kids) and c.status in ('completed', 'failed', 'cancelled'));
+    select coalesce(array_agg(c.id) filter (where c.status in ('completed', 'failed', 'cancelled')), '{}'),
+           coalesce(array_agg(c.id) filter (where c.status not in ('completed', 'failed', 'cancelled')), '{}'),
+           coalesce(array_agg(c.parent_run_id) filter (where c.status not in ('completed', 'failed', 'cancelled')), '{}')
+      into v_done, v_open, v_owners
+      from trellis.runs c where c.id = any (v_kids);
     v_woken := array(select distinct x.w from unnest(v_waiters, v_kids) x(w, k) where x.k = any (v_done));
+    -- A call that waits on an unfinished run whose parent is another run
+    -- (a child with a key that run started first: a fork's replay of its
+    -- original's child, two parents sharing a child key) is not woken by
+    -- that run's end, which wakes its own parent only: the waiter looks
+    -- again every 30 seconds instead (its replay reads the child's end).
+    v_foreign := array(select distinct x.w from unnest(v_waiters, v_kids) x(w, k)
+                         join unnest(v_open, v_owners) o(id, owner) on o.id = x.k
+                        where o.owner is distinct from x.w);
   end if;
   perform trellis._run_move(array(
     select row(m.run, m.to_status,
                case m.to_status when 'paused' then 'paused' when 'pending' then 'resumed' else 'waiting' end,
                case when m.to_status in ('paused', 'pending') then v_now
+                    when m.run = any (v_foreign) then
+                      least(v_now + interval '30 seconds',
+                            v_now + make_interval(secs => greatest(coalesce(m.delay_ms, 31000), 0) / 1000.0))
                     when m.delay_ms is null then 'infinity'
                     else v_now + make_interval(secs => greatest(m.delay_ms, 0) / 1000.0) end,
                null, false, null, false, null, null, null, null, true, null,

@@ -116,6 +116,7 @@ declare
   v_kids    uuid[];
   v_parents uuid[];
   v_locked  uuid[];
+  v_picked  uuid[] := p_ids;
 begin
   if p_ids is null or cardinality(p_ids) = 0 then
     return 0;
@@ -165,7 +166,10 @@ begin
   -- foreign key: a purged run's children lose it here.
   orphans as (
     update trellis.runs c set parent_run_id = null
-     where c.parent_run_id = any (p_ids) and c.id <> all (p_ids) and c.id = any (v_kids))
+     where c.parent_run_id = any (p_ids) and c.id <> all (p_ids)
+       -- The locked children, and the picked runs left out above (locked
+       -- by the pick) whose parent goes.
+       and (c.id = any (v_locked) or c.id = any (v_picked)))
   insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid)
   select gone.bucket, gone.id, gone.workflow, gone.version, gone.key, 'purged', gone.attempt,
          jsonb_build_object('from', gone.status, 'execution', gone.execution), v_now, v_xid

@@ -292,7 +292,10 @@ begin
     union all
     (select s.name, s.cron, s.time_zone, s.next_at, s.next_from, s.catch_up, s.ends_at, v_now
        from trellis.schedules s
-      where not s.paused and s.next_at is null and s.next_from is not null and s.last_error is null
+      where not s.paused and s.next_at is null and s.next_from is not null
+        -- A cron the ticker could not read stops its schedule (until it is
+        -- set again); a refused tick does not.
+        and (s.last_error is null or s.last_error like 'tick % not started: %')
       limit p_limit)) due
   limit p_limit;
 end $$;
@@ -383,18 +386,20 @@ begin
     v_busy := v_row.overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id);
     -- One update per schedule at the end: the last run and buffered tick are kept in v_row.
     for i in 1 .. v_last loop
-      if v_busy and v_row.overlap = 'cancel_previous' then
-        perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the tick of %s', v_row.name, v_ticks[i]));
-        v_busy := false;
-      end if;
-      if not v_busy then
+      if not v_busy or v_row.overlap = 'cancel_previous' then
         v_try := trellis._schedule_try_start(v_row, v_ticks[i]);
         if v_try.error is not null then
           -- Refused for this schedule alone: the tick is skipped and the
-          -- reason kept in last_error; the ticker goes on to the next tick.
+          -- reason kept in last_error; the ticker goes on to the next tick
+          -- (and a run cancel_previous would have superseded runs on).
           v_error := v_try.error;
           v_skipped := v_skipped + 1;
           continue;
+        end if;
+        -- Superseded only once the new run is there.
+        if v_busy then
+          perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the tick of %s', v_row.name, v_ticks[i]));
+          v_busy := false;
         end if;
         v_row.last_run_id := v_try.run_id;
         v_row.last_tick_at := v_ticks[i];
