@@ -121,8 +121,8 @@ begin
     exception when others then
       perform trellis._raise('TR001', format('run_at %s is not a timestamp', trellis._quote(v_options->>'run_at')));
     end;
-    if v_run_at is null or not isfinite(v_run_at) then
-      perform trellis._raise('TR001', 'run_at must be a finite timestamp');
+    if v_run_at is null or not isfinite(v_run_at) or v_run_at > '275760-09-13T00:00:00Z' then
+      perform trellis._raise('TR001', 'run_at must be a finite timestamp before 275760-09-13 (the last one JavaScript holds)');
     end if;
   end if;
   -- The run's deadline (decision 0031): a time, or a time limit from its
@@ -141,11 +141,12 @@ begin
     begin
       v_deadline := coalesce(greatest(v_run_at, v_now) + v_limit, (v_options->>'deadline')::timestamptz);
     exception when others then
-      perform trellis._raise('TR001', format('deadline %s is not a timestamp, or time_limit %s ends past the last timestamp',
-                                             trellis._quote(v_options->>'deadline'), trellis._quote(v_options->>'time_limit')));
+      perform trellis._raise('TR001', case when v_limit is null
+                                           then format('deadline %s is not a timestamp', trellis._quote(v_options->>'deadline'))
+                                           else format('time_limit %s ends past the last timestamp', trellis._quote(v_options->>'time_limit')) end);
     end;
-    if not isfinite(v_deadline) then
-      perform trellis._raise('TR001', 'deadline must be a finite timestamp');
+    if not isfinite(v_deadline) or v_deadline > '275760-09-13T00:00:00Z' then
+      perform trellis._raise('TR001', 'deadline must be a finite timestamp before 275760-09-13 (the last one JavaScript holds)');
     end if;
     -- Raised below, once the key's run is known: a start repeated with its
     -- key returns that run, even after the deadline it gave has passed.
@@ -336,6 +337,11 @@ declare
 begin
   if jsonb_typeof(p_runs) is distinct from 'array' then
     perform trellis._raise('TR001', 'run_start_many expects a JSON array of runs ({"input": …, "options": {…}})');
+  end if;
+  -- The workflow is the call's, not an item's: checked before any item.
+  p_workflow := trellis._check_name(p_workflow, 'workflow');
+  if not exists (select 1 from trellis.workflows w where w.name = p_workflow) then
+    perform trellis._raise('TR002', format('unknown workflow %L: no worker or client has registered it', p_workflow));
   end if;
   v_n := jsonb_array_length(p_runs);
   if v_n > 1000 then

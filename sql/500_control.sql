@@ -409,10 +409,18 @@ begin
   -- and written to the fork's row by row (on a distributed schema the read
   -- is routed to the original's shard, each single-row insert of values to
   -- the fork's; the original is locked, so no call is added meanwhile).
+  -- A wait that lost a ctx.race (its result {"lost": true}) is copied only
+  -- with the race that decided it: the race itself is a later call, and a
+  -- fork that runs it again runs its branches again too.
   for v_call in
     select * from trellis.steps s
      where s.bucket = v_run.bucket and s.run_id = v_run.id and s.execution = v_run.execution
        and s.seq < p_from_seq and s.status in ('completed', 'failed')
+       and (not coalesce(s.output @> '{"lost": true}', false)
+            or exists (select 1 from trellis.steps r
+                        where r.bucket = s.bucket and r.run_id = s.run_id and r.execution = s.execution
+                          and r.kind = 'race' and r.status = 'completed' and r.seq < p_from_seq
+                          and r.output->'lost' @> to_jsonb(s.seq)))
      order by s.seq
   loop
     insert into trellis.steps (bucket, run_id, execution, seq, name, kind, status, output, error, attempts,

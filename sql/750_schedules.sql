@@ -164,6 +164,12 @@ begin
   if v_jitter < interval '0' or v_jitter > interval '1 day' then
     perform trellis._raise('TR001', 'jitter must be from 0 to 1 day');
   end if;
+  -- The ticker computes with them as JavaScript dates: 'infinity' (which
+  -- node-pg reads as a number) or a time past JavaScript's last one stopped
+  -- every schedule's ticks.
+  if not isfinite(v_ends) or not isfinite(v_next) or v_ends > '275760-09-13T00:00:00Z' or v_next > '275760-09-13T00:00:00Z' then
+    perform trellis._raise('TR001', 'ends_at and next_at must be finite timestamps before 275760-09-13 (the last one JavaScript holds)');
+  end if;
   -- Each tick's run's deadline is its start plus this (run_start's time_limit, decision 0031).
   v_limit := trellis._time_limit(p_spec->'time_limit');
   if p_spec ? 'paused' and jsonb_typeof(p_spec->'paused') <> 'boolean' then

@@ -66,6 +66,15 @@ export function duration(value: string, name: string): number {
   }
 }
 
+/** An ISO date or timestamp (UsageError naming `--name` otherwise). */
+export function isoTime(value: string, name: string): Date {
+  try {
+    return toTime(value, `--${name}`);
+  } catch {
+    throw new UsageError(`--${name} ${quote(value)} is not an ISO time such as 2026-01-31T17:00Z (no such day, or not a time)`);
+  }
+}
+
 /**
  * A point in time: an ISO date or timestamp, or a duration meaning that long
  * ago ('1h': an hour ago; a filter such as --since), or with `ahead` that

@@ -83,9 +83,19 @@ export async function importModule(module: string, cwd = process.cwd()): Promise
 export async function loadWorkflows(module: string, cwd = process.cwd()): Promise<WorkflowDefinition[]> {
   const namespace = await importModule(module, cwd);
   const found = new Set<WorkflowDefinition>();
-  for (const value of Object.values(namespace)) {
-    if (isWorkflow(value)) found.add(value);
-    else if (Array.isArray(value)) for (const item of value) if (isWorkflow(item)) found.add(item);
+  const collect = (values: unknown[]) => {
+    for (const value of values) {
+      if (isWorkflow(value)) found.add(value);
+      else if (Array.isArray(value)) for (const item of value) if (isWorkflow(item)) found.add(item);
+    }
+  };
+  collect(Object.values(namespace));
+  // A CommonJS module (a .ts file of a "type": "commonjs" project, which tsx
+  // compiles to CommonJS) arrives as { default: module.exports }: its exports
+  // are the default export's own values.
+  const exported = namespace.default;
+  if (typeof exported === 'object' && exported !== null && !Array.isArray(exported) && !isWorkflow(exported)) {
+    collect(Object.values(exported));
   }
   const workflows = [...found];
   if (!workflows.length) {

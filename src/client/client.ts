@@ -403,7 +403,9 @@ export class Client {
    */
   async fork(run: RunRef, options: ForkOptions = {}): Promise<RunHandle<unknown>> {
     const fromCall = options.fromCall ?? 0;
-    if (!Number.isInteger(fromCall) || fromCall < 0) throw new ValidationError(`fromCall must be a whole number from 0, not ${quoteValue(fromCall)}`);
+    if (!Number.isInteger(fromCall) || fromCall < 0 || fromCall > 2_147_483_647) {
+      throw new ValidationError(`fromCall must be a whole number from 0 (a call number), not ${quoteValue(fromCall)}`);
+    }
     const sqlOptions: RunStartOptions = runOptions(options, Number.MAX_SAFE_INTEGER, FORK_OPTIONS); // the size is run_start's check (TR005)
     if (options.version !== undefined) sqlOptions.version = assertName(options.version, 'version');
     const db = this.exec(options.tx);

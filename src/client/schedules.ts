@@ -9,7 +9,7 @@ import type { WorkflowRegistry } from '../db/registry.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { type RoleRow, roleList } from '../db/roles.ts';
 import { scheduleControl, scheduleDelete, scheduleList, type ScheduleRow, scheduleSet } from '../db/schedules.ts';
-import { ValidationError } from '../errors.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
 import { parseCron } from '../workflow/cron.ts';
 import type { WorkflowDefinition, WorkflowInput } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
@@ -37,6 +37,9 @@ const OVERLAP_SQL: Record<OverlapPolicy, string> = { skip: 'skip', allow: 'allow
  * @example
  * const options: ScheduleOptions<typeof report> = { cron: '0 7 * * 1-5', timeZone: 'America/New_York', workflow: report, input: { team: 'ops' }, catchUp: 2 };
  */
+const SCHEDULE_OPTIONS: ReadonlySet<string> = new Set(['cron', 'timeZone', 'workflow', 'input', 'overlap', 'catchUp', 'jitter',
+  'timeLimit', 'endsAt', 'paused'] satisfies (keyof ScheduleOptions)[]);
+
 export interface ScheduleOptions<W extends WorkflowDefinition | string = WorkflowDefinition | string> {
   /** 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; `@daily` and the like. */
   cron: string;
@@ -97,6 +100,10 @@ export class Schedules {
     const db = tx === undefined ? this.db : toQueryable(tx);
     assertName(name, 'schedule');
     if (typeof options !== 'object' || options === null) throw new ValidationError('schedule options must be an object');
+    // A misspelt option (`timelimit`) would be dropped in silence; schedule_set refuses it too.
+    for (const key in options) {
+      if (!SCHEDULE_OPTIONS.has(key)) throw new ValidationError(`unknown schedule option ${quoteValue(key)}`);
+    }
     const cron = parseCron(options.cron, options.timeZone ?? 'UTC');
     const workflow = options.workflow as WorkflowDefinition | string;
     const workflowName = typeof workflow === 'string' ? assertName(workflow, 'workflow') : workflow.name;

@@ -46,7 +46,7 @@ export async function performAction(client: Client, verb: ActionVerb, id: string
     case 'retry':
       return { done: verb, status: await client.retry(id) };
     case 'fork': {
-      const from = field(form, 'fromCall', 10)?.trim() ?? '0';
+      const from = field(form, 'fromCall', 10)?.trim() || '0';
       if (!/^\d+$/.test(from)) throw new ValidationError(`the call to fork from must be a call number (0, 1, …), not ${JSON.stringify(from)}`);
       const version = field(form, 'version', 128)?.trim() || undefined;
       const fork = await client.fork(id, { fromCall: Number(from), version });

@@ -73,6 +73,15 @@ describe('trellis start, signal and the control commands', () => {
     assert.match(bare.err, /--deadline needs a unit: 30s, 15m, 2h or 7 days \("5" has none\)/);
     const noSuchDay = await cli('start', 'cli-greet', '{"name":"Feb"}', '--deadline', '2099-02-30');
     assert.equal(noSuchDay.code, 2);
+    assert.match(noSuchDay.err, /--deadline "2099-02-30" is not an ISO time/);
+    // A bad --timeout is refused before the run is started (exit 2 changes nothing).
+    const count = async () => (await fx.engine.client.list({ workflow: 'cli-greet', limit: 1000 })).runs.length;
+    const before = await count();
+    const badTimeout = await cli('start', 'cli-greet', '{"name":"Tim"}', '--wait', '--timeout', '5');
+    assert.equal(badTimeout.code, 2);
+    assert.match(badTimeout.err, /--timeout needs a unit/);
+    assert.equal((await cli('fork', byTime.out.trim(), '--wait', '--timeout', 'soon')).code, 2);
+    assert.equal(await count(), before, 'nothing started or forked');
     for (const id of [byTime.out.trim(), byLimit.out.trim()]) await fx.engine.client.cancel(id);
   });
 

@@ -231,11 +231,35 @@ describe('the compiled trellis program', () => {
     assert.equal(trellis(['worker', 'nope.js', '--database-url', database.url]).status, 2);
   });
 
-  it('worker loads a .ts module written with import/export in a CommonJS project (npm init\'s default type)', () => {
-    // It exports no workflows: reaching that message means tsx compiled and loaded it.
-    const r = trellis(['worker', 'test/fixtures/cjs-project/exports-nothing.ts', '--database-url', database.url]);
-    assert.equal(r.status, 2, r.stderr);
-    assert.match(r.stderr, /^trellis worker: "test\/fixtures\/cjs-project\/exports-nothing.ts" exports no workflows/);
+  it('worker serves a .ts module written with import/export in a CommonJS project (npm init\'s default type)', async () => {
+    const empty = trellis(['worker', 'test/fixtures/cjs-project/exports-nothing.ts', '--database-url', database.url]);
+    assert.equal(empty.status, 2, empty.stderr);
+    assert.match(empty.stderr, /^trellis worker: "test\/fixtures\/cjs-project\/exports-nothing.ts" exports no workflows/);
+    // tsx compiles it to CommonJS: its exports arrive as the namespace's default object.
+    const child = spawn(process.execPath, [bin, 'worker', 'test/fixtures/cjs-project/workflows.ts', '--database-url', database.url, '--id', 'cli-cjs-worker'],
+      { cwd: root, env: plainEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+    let stderr = '';
+    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+    const started = new Promise<void>((resolve, reject) => {
+      child.stderr.on('data', (chunk: Buffer) => {
+        stderr += chunk.toString();
+        if (stderr.includes('"worker started"')) resolve();
+      });
+      void exited.then(() => reject(new Error(`the worker exited early:\n${stderr}`)));
+    });
+    const pool = testPool({ connectionString: database.url, max: 2 });
+    const client = createClient({ pool, logger: silentLogger, handoff: false });
+    try {
+      await started;
+      const run = await client.start('cjs-hello', { who: 'cjs' });
+      assert.equal(await run.result({ timeout: '20s' }), 'hello cjs');
+      child.kill('SIGTERM');
+      assert.equal(await exited, 0, stderr);
+    } finally {
+      child.kill('SIGKILL');
+      await client.close();
+      await pool.end();
+    }
   });
 });
 

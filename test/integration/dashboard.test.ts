@@ -243,6 +243,7 @@ describe('dashboard over HTTP', () => {
     const count = async () => (await db.pool.query<{ n: number }>('select count(*)::int as n from trellis.runs')).rows[0]!.n;
     const before = await count();
     assert.equal((await s.post(`/trellis/runs/${id}/fork`, { _csrf: csrf, fromCall: 'two' })).status, 400);
+    assert.equal((await s.post(`/trellis/runs/${id}/fork`, { _csrf: csrf, fromCall: '-1' })).status, 400);
     assert.equal((await s.post(`/trellis/runs/${id}/fork`, { _csrf: csrf, fromCall: '1', version: 'nine' })).status, 404);
     assert.equal(await count(), before, 'nothing started');
     const res = await s.post(`/trellis/runs/${id}/fork`, { _csrf: csrf, fromCall: '1' });

@@ -31,9 +31,16 @@ const v2 = defineWorkflow({ name: 'checkout', version: '2', input }, async (ctx,
   return ctx.step('charge', () => { ran.push(`v2 charge ${order}`); return `${reserved} charged ${price}`; });
 });
 
+/** A signal raced against a sleep (the sleep wins when nobody signals), then a step. */
+const racer = defineWorkflow({ name: 'racer', input: z.object({}) }, async (ctx) => {
+  const before = await ctx.step('before', () => 'b');
+  const won = await ctx.race({ sig: ctx.waitForSignal('go'), nap: ctx.sleep('nap', '1 minute') });
+  return ctx.step('after', () => `${before} ${String(won.key)}`);
+});
+
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [v1, v2] });
+  env = await createTestEnv({ workflows: [v1, v2, racer] });
 });
 after(() => env.close());
 
@@ -74,6 +81,19 @@ describe('client.fork', () => {
     const again = await env.client.fork(first.id);
     assert.equal((await env.drive(again.id)).output, 'r-o3 charged 12');
     assert.deepEqual(ran, ['v2 reserve o3', 'v2 price o3', 'v2 charge o3']);
+  });
+
+  it('forks at every call of a ctx.race: a lost wait is kept only with the race that decided it', async () => {
+    const first = await env.start(racer, {});
+    assert.equal((await env.drive(first)).output, 'b nap');
+    const calls = await env.client.history(first.id);
+    assert.deepEqual(calls.map((c) => `${c.seq} ${c.kind} ${c.name}`), ['0 step before', '1 signal go', '2 sleep nap', '3 race race', '4 step after']);
+    for (let from = 0; from <= 5; from++) {
+      const fork = await env.client.fork(first.id, { fromCall: from });
+      const done = await env.drive(fork.id);
+      assert.equal(done.status, 'completed', `from call ${from}: ${JSON.stringify(done.error)}`);
+      assert.equal(done.output, 'b nap', `from call ${from}`);
+    }
   });
 
   it('refuses bad input with a typed error and writes nothing', async () => {

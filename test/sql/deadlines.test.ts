@@ -89,7 +89,7 @@ describe('run_start: deadline and time_limit', () => {
     const cases: [object, RegExp][] = [
       [{ deadline: new Date(t.getTime() + 60_000).toISOString(), time_limit: '1 hour' }, /either a deadline or a time_limit, not both/],
       [{ deadline: 'next tuesday' }, /deadline 'next tuesday' is not a timestamp/],
-      [{ time_limit: '999 years', run_at: '294000-01-01T00:00:00Z' }, /ends past the last timestamp/],
+      [{ time_limit: '999 years', run_at: '275000-01-01T00:00:00Z' }, /deadline must be a finite timestamp before 275760-09-13/],
       [{ deadline: 1767225600000 }, /deadline must be a timestamp, as a string/],
       [{ time_limit: 3600 }, /time_limit must be an interval, as a string/],
       [{ time_limit: 'forever' }, /time_limit 'forever' is not an interval/],
@@ -101,6 +101,9 @@ describe('run_start: deadline and time_limit', () => {
       [{ deadline: new Date(t.getTime() + 60_000).toISOString(), run_at: new Date(t.getTime() + 120_000).toISOString() }, /is not after the run's start/],
       [{ time_limit: `1 hour'; drop table trellis.runs; --` }, /is not an interval/],
       [{ deadline: 'infinity' }, /deadline must be a finite timestamp/],
+      [{ deadline: '294276-12-31T00:00:00Z' }, /before 275760-09-13 \(the last one JavaScript holds\)/],
+      [{ run_at: '280000-01-01T00:00:00Z' }, /run_at must be a finite timestamp before 275760-09-13/],
+      [{ deadline: '2027-02-30T00:00:00Z' }, /^deadline '2027-02-30T00:00:00Z' is not a timestamp$/],
       [{ run_at: 'infinity' }, /run_at must be a finite timestamp/],
       [{ run_at: '-infinity' }, /run_at must be a finite timestamp/],
       [{ time_limit: '1 mon -30 days' }, /must be longer than zero/],

@@ -81,8 +81,10 @@ describe('run_start_many', () => {
         return true;
       });
     }
+    await assert.rejects(sql(`select * from trellis.run_start_many(null, '[{"input": {}}]')`), (e: { code?: string; message: string }) =>
+      e.code === 'TR001' && /^invalid workflow name/.test(e.message), 'a call-level error names no item');
     await assert.rejects(sql(`select * from trellis.run_start_many('nope', '[{"input": {}}]')`), (e: { code?: string; message: string }) =>
-      e.code === 'TR002' && /^run 1: unknown workflow/.test(e.message));
+      e.code === 'TR002' && /^unknown workflow 'nope'/.test(e.message));
     assert.equal(await count(), before);
     assert.deepEqual(await many([]), []);
   });

@@ -1,5 +1,5 @@
 /** `trellis fork <run>`: a new run that keeps the original's calls before --from and runs the rest again. */
-import { runRef } from '../args.ts';
+import { duration, runRef } from '../args.ts';
 import type { Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
 
@@ -25,6 +25,8 @@ export const fork: Command = {
     const from = options.from as string | undefined;
     if (from !== undefined && !/^\d+$/.test(from)) throw new UsageError('--from must be a call number (0, 1, …)');
     if (options.timeout !== undefined && !options.wait) throw new UsageError('--timeout needs --wait');
+    // Checked before anything is started: exit 2 changes nothing.
+    const timeout = options.timeout === undefined ? undefined : duration(options.timeout as string, 'timeout');
     const handle = await (await client()).fork(ref, {
       fromCall: from === undefined ? undefined : Number(from),
       version: options.version as string | undefined,
@@ -32,7 +34,7 @@ export const fork: Command = {
     });
     io.out(`${handle.id}\n`);
     if (options.wait) {
-      const output = await handle.result({ timeout: options.timeout as never });
+      const output = await handle.result(timeout === undefined ? {} : { timeout });
       io.out(`${JSON.stringify(output)}\n`);
     }
   },

@@ -1,5 +1,5 @@
 /** `trellis start <workflow> [input]`: start a run by workflow name. */
-import { duration, json, time } from '../args.ts';
+import { duration, isoTime, json, time } from '../args.ts';
 import type { Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
 
@@ -32,9 +32,11 @@ export const start: Command = {
     }
     const runAt = options['run-at'] === undefined ? undefined : time(options['run-at'] as string, 'run-at', { ahead: true });
     if (options.timeout !== undefined && !options.wait) throw new UsageError('--timeout needs --wait');
+    // Checked before anything is started: exit 2 changes nothing.
+    const timeout = options.timeout === undefined ? undefined : duration(options.timeout as string, 'timeout');
     // An ISO time is the deadline; a duration is a time limit from the run's start (the engine's clock).
     const limit = options.deadline as string | undefined;
-    const deadline = limit === undefined || !/^\d{4}-\d{2}-\d{2}/.test(limit) ? undefined : time(limit, 'deadline');
+    const deadline = limit === undefined || !/^\d{4}-\d{2}-\d{2}/.test(limit) ? undefined : isoTime(limit, 'deadline');
     const timeLimit = limit === undefined || deadline ? undefined : duration(limit, 'deadline');
     const c = await client();
     const handle = await c.start(workflow, input, {
@@ -49,7 +51,7 @@ export const start: Command = {
     });
     io.out(`${handle.id}\n`);
     if (options.wait) {
-      const output = await handle.result({ timeout: options.timeout as never });
+      const output = await handle.result(timeout === undefined ? {} : { timeout });
       io.out(`${JSON.stringify(output)}\n`);
     }
   },

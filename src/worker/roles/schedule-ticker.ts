@@ -13,8 +13,22 @@ import { type CronSchedule, dueTicks, parseCron } from '../../workflow/cron.ts';
 /** Most rounds of one tick (each up to `batch` schedules), so a tick always ends. */
 const MAX_ROUNDS = 100;
 
-/** What the ticker does with one due schedule. */
+/**
+ * What the ticker does with one due schedule. Whatever goes wrong with one
+ * (a value it cannot compute with) is that schedule's error, stored in its
+ * last_error, never the whole tick's: the other schedules fire.
+ */
 export function planFire(due: DueSchedule, crons: Map<string, CronSchedule>): ScheduleFire {
+  try {
+    return planOne(due, crons);
+  } catch (error) {
+    const iso = (d: unknown) => (d instanceof Date && !Number.isNaN(d.getTime()) ? d.toISOString() : null);
+    return { name: due.name, next_at: iso(due.next_at), next_from: iso(due.next_from), ticks: [], skipped: 0, next: null,
+      error: `the ticker could not compute this schedule: ${(error as Error).message}`.slice(0, 500) };
+  }
+}
+
+function planOne(due: DueSchedule, crons: Map<string, CronSchedule>): ScheduleFire {
   const base = { name: due.name, next_at: due.next_at?.toISOString() ?? null, next_from: due.next_from?.toISOString() ?? null };
   let cron: CronSchedule | undefined;
   const key = `${due.time_zone} ${due.cron}`;
