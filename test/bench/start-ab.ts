@@ -48,7 +48,18 @@ try {
     const pool = new pg.Pool({ connectionString: url, max: 16 });
     pool.on('error', () => {});
     if (side === 'A') {
-      for (const f of changed) await pool.query(execSync(`git show ${BASE}:${f}`, { encoding: 'utf8' }));
+      // A function whose result columns changed since the base cannot be
+      // replaced (42P13): the base's file drops it first.
+      const drops = (text: string) => [...text.matchAll(/create or replace function (trellis\.[a-z_]+)\([^;]*?\)\s*returns table/g)].map((m) => m[1]!);
+      for (const f of changed) {
+        const text = execSync(`git show ${BASE}:${f}`, { encoding: 'utf8' });
+        await pool.query(`do $$ declare f regprocedure; begin
+          for f in select p.oid::regprocedure from pg_proc p where p.oid::regproc::text = any ($1::text[])
+                      or ('trellis.' || p.proname) = any ($1::text[]) and p.pronamespace = 'trellis'::regnamespace loop
+            execute format('drop function %s', f);
+          end loop; end $$`.replace('$1::text[]', `array[${drops(text).map((n) => `'${n}'`).join(',') || "''"}]::text[]`).replace('$1::text[]', `array[${drops(text).map((n) => `'${n}'`).join(',') || "''"}]::text[]`));
+        await pool.query(text);
+      }
       for (const f of ['900_plans', '950_grants']) await pool.query(readFileSync(new URL(`../../sql/${f}.sql`, import.meta.url), 'utf8'));
     }
     const client = createClient({ pool, handoff: false, logger: silentLogger });
