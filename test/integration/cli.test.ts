@@ -56,6 +56,28 @@ after(async () => {
 const trellis = (args: string[], env: Record<string, string> = {}) =>
   spawnSync(process.execPath, [bin, ...args], { encoding: 'utf8', env: plainEnv(env), cwd: root });
 
+/**
+ * `trellis worker <module>` as a child process of the compiled CLI, and a
+ * client on its database: `started` settles at its "worker started" line
+ * (rejects if it exits first), `stderr()` is what it wrote so far.
+ */
+function workerProcess(module: string, id: string) {
+  const child = spawn(process.execPath, [bin, 'worker', module, '--database-url', database.url, '--id', id],
+    { cwd: root, env: plainEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
+  let stderr = '';
+  const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
+  const started = new Promise<void>((resolve, reject) => {
+    child.stderr.on('data', (chunk: Buffer) => {
+      stderr += chunk.toString();
+      if (stderr.includes('"worker started"')) resolve();
+    });
+    void exited.then(() => reject(new Error(`the worker exited early:\n${stderr}`)));
+  });
+  const pool = testPool({ connectionString: database.url, max: 2 });
+  const client = createClient({ pool, logger: silentLogger, handoff: false });
+  return { child, exited, started, stderr: () => stderr, client, pool };
+}
+
 describe('the compiled trellis program', () => {
   it('runs from dist/ with plain node; dist/ never imports tsx, and only trellis/models (state machines, templates) imports zod', () => {
     const version = trellis(['--version']);
@@ -139,26 +161,14 @@ describe('the compiled trellis program', () => {
   });
 
   it('worker serves the workflows of a .ts module, then shuts down gracefully on SIGTERM with exit 0', async () => {
-    const child = spawn(process.execPath, [bin, 'worker', 'test/fixtures/cli-workflows.ts', '--database-url', database.url, '--id', 'cli-test-worker'],
-      { cwd: root, env: plainEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const started = new Promise<void>((resolve, reject) => {
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-        if (stderr.includes('"worker started"')) resolve();
-      });
-      void exited.then(() => reject(new Error(`the worker exited early:\n${stderr}`)));
-    });
-    const pool = testPool({ connectionString: database.url, max: 2 });
-    const client = createClient({ pool, logger: silentLogger, handoff: false });
+    const { child, exited, started, stderr, client, pool } = workerProcess('test/fixtures/cli-workflows.ts', 'cli-test-worker');
     try {
       await started;
       const run = await client.start('cli-greet', { name: 'Sig' });
       assert.deepEqual(await run.result({ timeout: '20s' }), { text: 'Hello, Sig!' });
       child.kill('SIGTERM');
-      assert.equal(await exited, 0, stderr);
-      const lines = stderr.trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
+      assert.equal(await exited, 0, stderr());
+      const lines = stderr().trim().split('\n').map((l) => JSON.parse(l) as Record<string, unknown>);
       assert.deepEqual(lines.at(-1), { ...lines.at(-1), level: 'info', message: 'worker stopped', worker: 'cli-test-worker' });
       assert.ok(lines.some((l) => l.message === 'worker stopping' && l.signal === 'SIGTERM'));
     } finally {
@@ -236,25 +246,13 @@ describe('the compiled trellis program', () => {
     assert.equal(empty.status, 2, empty.stderr);
     assert.match(empty.stderr, /^trellis worker: "test\/fixtures\/cjs-project\/exports-nothing.ts" exports no workflows/);
     // tsx compiles it to CommonJS: its exports arrive as the namespace's default object.
-    const child = spawn(process.execPath, [bin, 'worker', 'test/fixtures/cjs-project/workflows.ts', '--database-url', database.url, '--id', 'cli-cjs-worker'],
-      { cwd: root, env: plainEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
-    let stderr = '';
-    const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
-    const started = new Promise<void>((resolve, reject) => {
-      child.stderr.on('data', (chunk: Buffer) => {
-        stderr += chunk.toString();
-        if (stderr.includes('"worker started"')) resolve();
-      });
-      void exited.then(() => reject(new Error(`the worker exited early:\n${stderr}`)));
-    });
-    const pool = testPool({ connectionString: database.url, max: 2 });
-    const client = createClient({ pool, logger: silentLogger, handoff: false });
+    const { child, exited, started, stderr, client, pool } = workerProcess('test/fixtures/cjs-project/workflows.ts', 'cli-cjs-worker');
     try {
       await started;
       const run = await client.start('cjs-hello', { who: 'cjs' });
       assert.equal(await run.result({ timeout: '20s' }), 'hello cjs');
       child.kill('SIGTERM');
-      assert.equal(await exited, 0, stderr);
+      assert.equal(await exited, 0, stderr());
     } finally {
       child.kill('SIGKILL');
       await client.close();

@@ -13,20 +13,13 @@ import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
 const fx = useFreshDatabase({
   poolSize: 6,
-  setUp: async (db) => {
-    await db.pool.query(`select trellis.workflow_register($1)`, [JSON.stringify([
-      { name: 'p', version: '1', queue: 'qp' },
-      { name: 'c', version: '1', queue: 'qc' },
-      { name: 'm', version: '1', queue: 'qm' },
-      { name: 's', version: '1', queue: 'qs' },
-    ])]);
-    const c = await db.pool.connect();
-    try {
-      await c.query(`begin; set local trellis.virtual_clock = 'allowed'; select trellis.clock_use_virtual(); commit`);
-    } finally {
-      c.release();
-    }
-  },
+  virtualClock: true,
+  setUp: (db) => db.pool.query(`select trellis.workflow_register($1)`, [JSON.stringify([
+    { name: 'p', version: '1', queue: 'qp' },
+    { name: 'c', version: '1', queue: 'qc' },
+    { name: 'm', version: '1', queue: 'qm' },
+    { name: 's', version: '1', queue: 'qs' },
+  ])]),
 });
 const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const one = async (text: string, values: unknown[] = []) => (await sql(text, values))[0];

@@ -2,6 +2,7 @@
 import { duration, isoTime, json, time } from '../args.ts';
 import type { Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
+import { printStarted, readWait, waitOptions } from '../wait-option.ts';
 
 export const start: Command = {
   name: 'start',
@@ -18,8 +19,7 @@ export const start: Command = {
     'run-at': { type: 'string', value: 'TIME', description: 'do not start before this time: ISO (2026-01-31T12:00Z) or a duration from now (1h, 2 days)' },
     metadata: { type: 'string', value: 'JSON', description: 'a JSON object stored with the run' },
     deadline: { type: 'string', value: 'TIME', description: 'cancel the run if it has not finished by then: ISO (2026-01-31T17:00Z) or a duration from its start (2h)' },
-    wait: { type: 'boolean', description: 'wait for the run to finish and print its output (exit 1 if it failed)' },
-    timeout: { type: 'string', value: 'DURATION', description: 'with --wait: give up after this long (exit 1)' },
+    ...waitOptions('run'),
   },
   async run({ args, options, client, io }) {
     const [workflow, inputText] = args as [string, string | undefined];
@@ -31,9 +31,7 @@ export const start: Command = {
       if (!/^-?\d+$/.test(options.priority as string)) throw new UsageError('--priority must be an integer');
     }
     const runAt = options['run-at'] === undefined ? undefined : time(options['run-at'] as string, 'run-at', { ahead: true });
-    if (options.timeout !== undefined && !options.wait) throw new UsageError('--timeout needs --wait');
-    // Checked before anything is started: exit 2 changes nothing.
-    const timeout = options.timeout === undefined ? undefined : duration(options.timeout as string, 'timeout');
+    const wait = readWait(options);
     // An ISO time is the deadline; a duration is a time limit from the run's start (the engine's clock).
     const limit = options.deadline as string | undefined;
     const deadline = limit === undefined || !/^\d{4}-\d{2}-\d{2}/.test(limit) ? undefined : isoTime(limit, 'deadline');
@@ -49,10 +47,6 @@ export const start: Command = {
       timeLimit,
       metadata: metadata as Record<string, unknown> | undefined,
     });
-    io.out(`${handle.id}\n`);
-    if (options.wait) {
-      const output = await handle.result(timeout === undefined ? {} : { timeout });
-      io.out(`${JSON.stringify(output)}\n`);
-    }
+    await printStarted(io, handle, wait);
   },
 };
