@@ -53,6 +53,7 @@ declare const card: { number: string; expired: boolean };
 declare const subscription: { renewsAt: string };
 declare const store: { put(row: unknown): Promise<string> };
 declare const billing: { create(invoice: { id: string }): Promise<{ id: string }> };
+declare const payments: { createSession(orderId: string): Promise<{ id: string; url: string }> };
 declare function exportRows(): Promise<number>;
 declare function cleanUp(): Promise<void>;
 declare function render(url: string, options: { signal: AbortSignal }): Promise<string>;

@@ -113,7 +113,8 @@ begin
                             trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules,
                             trellis.queues, trellis.queue_stats to trellis_reader';
     execute 'grant execute on function trellis.events_read(text, integer, jsonb), trellis.run_finished_watch(),
-                                       trellis.run_finished_unwatch() to trellis_reader';
+                                       trellis.run_finished_unwatch(), trellis.run_value(uuid, text),
+                                       trellis.run_values(uuid) to trellis_reader';
     execute format('grant select (%s) on trellis.runs to trellis_reader', v_columns);
     execute 'grant execute on function trellis.now(), trellis._setting_int(text, integer) to trellis_reader';
   end if;
@@ -142,7 +143,8 @@ begin
                            'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',
                            'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
                            'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
-                           'queue_set', 'queue_pause', 'queue_resume', 'run_finished_watch', 'run_finished_unwatch')
+                           'queue_set', 'queue_pause', 'queue_resume', 'run_finished_watch', 'run_finished_unwatch',
+                           'run_value', 'run_values')
     loop
       execute format('grant execute on function %s to trellis_client', f);
     end loop;

@@ -37,7 +37,7 @@ import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
 import { ResultWaiter } from './results.ts';
 import { type ResolvedClientOptions, resolveClientOptions } from './resolved-options.ts';
-import { type Run, type Step, toRun, toStep } from './runs.ts';
+import { type Run, type RunValue, type Step, toRun, toStep } from './runs.ts';
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
@@ -163,6 +163,7 @@ export class Client {
       log: this.log,
       pollMs: o.resultPollMs,
       outcome: (runId) => this.outcome(runId),
+      value: (runId, key) => this.readValue(this.prepared.pool, runId, key),
       stall: (runId) => this.stall(runId),
       jsonbParser: () => jsonbParserOf(this.pool),
     });
@@ -652,6 +653,64 @@ export class Client {
     const rows = await queryRows<Pick<Run, 'status' | 'output' | 'error'>>(this.prepared.pool,
       'select status, output, error from trellis.runs where id = $1', [runId], 'trellis_run_outcome');
     return rows[0];
+  }
+
+  /** trellis.run_value: the run's status and its value of `key` (undefined: no such run). */
+  private async readValue(query: Queryable, runId: string, key: string): Promise<{ status: string; value: unknown; setAt: Date | null } | undefined> {
+    const [row] = await queryRows<{ status: string; value: unknown; set_at: Date | null }>(query,
+      'select status, value, set_at from trellis.run_value($1, $2)', [runId, key], 'trellis_run_value');
+    return row && { status: row.status, value: row.value, setAt: row.set_at };
+  }
+
+  /**
+   * The value a run set under `key` with `ctx.setValue` and when, or
+   * undefined while it has set none (or there is no such run). With a
+   * `readPool`, read there unless `consistency: 'primary'`; a value not
+   * found there is looked for on the primary.
+   *
+   * @example
+   * const link = await client.value<string>(run.id, 'payment-url');
+   * if (link) console.log(link.value, 'set at', link.setAt);
+   */
+  async value<T = unknown>(runId: string, key: string, options?: ReadOptions): Promise<RunValue<T> | undefined> {
+    assertRunId(runId);
+    assertName(key, 'value');
+    const row = await this.reads.read(options, (t) => this.readValue(t.query, runId, key).catch(rethrow), (r) => !r?.setAt);
+    return row?.setAt ? { key, value: row.value as T, setAt: row.setAt } : undefined;
+  }
+
+  /**
+   * Every key a run set with `ctx.setValue`, with its newest value, by
+   * key (empty for a run that set none or does not exist). Read as
+   * `value()` is.
+   *
+   * @example
+   * for (const v of await client.values(run.id)) console.log(v.key, v.value);
+   */
+  async values(runId: string, options?: ReadOptions): Promise<RunValue[]> {
+    assertRunId(runId);
+    const rows = await this.reads.read(options, (t) => queryRows<{ key: string; value: unknown; set_at: Date }>(t.query,
+      'select key, value, set_at from trellis.run_values($1)', [runId]).catch(rethrow), (r) => r.length === 0);
+    return rows.map((r) => ({ key: r.key, value: r.value, setAt: r.set_at }));
+  }
+
+  /**
+   * Wait until a run sets `key` with `ctx.setValue` and return the value
+   * (at once if it already has). Woken by `trellis:run_value`, which the
+   * server sends while the client watches (as for `result()`, decision
+   * 0029), with a slow poll behind it. Rejects with `NotFoundError` for a
+   * run that does not exist or that ended without setting the key, and
+   * with `TimeoutError` after `timeout`. Reads the primary.
+   *
+   * @example
+   * const run = await client.start(fulfil, { orderId: 'o-17' });
+   * const url = await client.waitForValue<string>(run.id, 'payment-url', { timeout: '10s' });
+   */
+  async waitForValue<T = unknown>(runId: string, key: string, options: { timeout?: Duration } = {}): Promise<T> {
+    assertRunId(runId);
+    assertName(key, 'value');
+    const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
+    return this.results.waitValue<T>(runId, key, timeoutMs);
   }
 
   /**

@@ -1,5 +1,7 @@
 /**
- * Waiting for runs to finish, for `client.result()`: each waiter re-reads the
+ * Waiting for runs to finish, for `client.result()` (and for the values runs
+ * set, for `client.waitForValue()`, woken by `trellis:run_value` the same
+ * way): each waiter re-reads the
  * run's outcome when a `trellis:run_finished` NOTIFY names it, when a worker
  * that joined this client (`createWorker({ client })`) reports that it ended
  * the run (before the NOTIFY could),
@@ -44,6 +46,8 @@ export interface ResultWaiterOptions {
   pollMs: number;
   /** The run's status, output and error (undefined: no such run). */
   outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined>;
+  /** The run's status and the value it set under `key` (setAt null: not yet; undefined: no such run). */
+  value(runId: string, key: string): Promise<{ status: string; value: unknown; setAt: Date | null } | undefined>;
   /** Why the run has not finished yet (for the TimeoutError), if that can be said. */
   stall?(runId: string): Promise<string | undefined>;
   /**
@@ -54,12 +58,12 @@ export interface ResultWaiterOptions {
   jsonbParser?(): Promise<((text: string) => unknown) | undefined>;
 }
 
-/** One result() call waiting on a run. */
+/** One result() (or waitForValue()) call waiting on a run. */
 interface Waiter {
   /** Read the run's outcome again. */
   check(): void;
-  /** The run completed with this output (committed). */
-  completed(output: unknown): void;
+  /** The run completed with this output (committed); absent for a wait the local end does not settle. */
+  completed?(output: unknown): void;
 }
 
 export class ResultWaiter {
@@ -100,6 +104,10 @@ export class ResultWaiter {
     }
     // Each waiter gets its own parse, as each read would.
     for (const waiter of [...waiters]) {
+      if (!waiter.completed) {
+        waiter.check();
+        continue;
+      }
       let output: unknown;
       try {
         output = this.parse(text);
@@ -119,7 +127,8 @@ export class ResultWaiter {
   /** Every waiter whose run no worker in this process is executing reads it again (the link reports the others). */
   private recheckRemote(): void {
     for (const [runId, set] of this.waiters) {
-      if (!this.o.link.isExecuting(runId)) for (const waiter of set) waiter.check();
+      const executing = this.o.link.isExecuting(runId);
+      for (const waiter of set) if (!executing || !waiter.completed) waiter.check();
     }
   }
 
@@ -222,8 +231,47 @@ export class ResultWaiter {
     // free connection must not hold result() past its timeout. Until it is
     // known, a local completion is read like any other end.
     void this.ensureParser();
+    return this.settle<O>(runId, timeoutMs, 'finish', true, async () => {
+      const run = await this.o.outcome(runId);
+      if (!run) return { error: new NotFoundError(`run ${runId} does not exist`) };
+      if (run.status === 'completed') return { value: run.output as O };
+      if (run.status === 'failed') {
+        const e = run.error as { message?: string } | null;
+        return { error: new WorkflowFailedError(`run ${runId} failed: ${e?.message ?? 'unknown error'}`, { details: { error: run.error } }) };
+      }
+      if (run.status === 'cancelled') return { error: new CancelledError(`run ${runId} was cancelled`, { details: { error: run.error } }) };
+      return undefined;
+    });
+  }
+
+  /**
+   * The value `runId` sets under `key` (`client.waitForValue()`): woken by
+   * `trellis:run_value` (sent while watched, as run_finished is) and by the
+   * run's end, which settles a key never set as NotFoundError.
+   */
+  async waitValue<T>(runId: string, key: string, timeoutMs: number | undefined): Promise<T> {
+    return this.settle<T>(runId, timeoutMs, `set value ${key}`, false, async () => {
+      const row = await this.o.value(runId, key);
+      if (!row) return { error: new NotFoundError(`run ${runId} does not exist`) };
+      if (row.setAt) return { value: row.value as T };
+      if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') {
+        return { error: new NotFoundError(`run ${runId} ${row.status} without setting value ${key}`, { details: { runId, key, status: row.status } }) };
+      }
+      return undefined;
+    });
+  }
+
+  /**
+   * Wait until `read` settles (a value or an error; undefined: not yet),
+   * reading again on each NOTIFY naming the run, the watch, the listener's
+   * reconnect and the poll. `followsLocal`: the link of this process's
+   * workers reports the run's end (result()); a value wait has no such
+   * report and reads whatever a worker in this process does.
+   */
+  private async settle<T>(runId: string, timeoutMs: number | undefined, what: string, followsLocal: boolean,
+    read: () => Promise<{ value: T } | { error: Error } | undefined>): Promise<T> {
     await this.ensureListener();
-    return new Promise<O>((resolve, reject) => {
+    return new Promise<T>((resolve, reject) => {
       let done = false;
       let checking = false;
       let again = false;
@@ -246,16 +294,11 @@ export class ResultWaiter {
           return;
         }
         checking = true;
-        this.o.outcome(runId).then(
-          (run) => {
+        read().then(
+          (settled) => {
             checking = false;
-            if (!run) return finish(() => reject(new NotFoundError(`run ${runId} does not exist`)));
-            if (run.status === 'completed') return finish(() => resolve(run.output as O));
-            if (run.status === 'failed') {
-              const e = run.error as { message?: string } | null;
-              return finish(() => reject(new WorkflowFailedError(`run ${runId} failed: ${e?.message ?? 'unknown error'}`, { details: { error: run.error } })));
-            }
-            if (run.status === 'cancelled') return finish(() => reject(new CancelledError(`run ${runId} was cancelled`, { details: { error: run.error } })));
+            if (settled && 'error' in settled) return finish(() => reject(settled.error));
+            if (settled) return finish(() => resolve(settled.value));
             if (again) {
               again = false;
               check();
@@ -279,7 +322,7 @@ export class ResultWaiter {
           },
         );
       };
-      const waiter: Waiter = { check, completed: (output) => finish(() => resolve(output as O)) };
+      const waiter: Waiter = followsLocal ? { check, completed: (output) => finish(() => resolve(output as T)) } : { check };
       const set = this.waiters.get(runId) ?? new Set();
       set.add(waiter);
       this.waiters.set(runId, set);
@@ -287,7 +330,7 @@ export class ResultWaiter {
       const poll = setInterval(check, this.o.pollMs);
       const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
         const timedOut = (why?: string) => finish(() => reject(new TimeoutError(
-          `run ${runId} did not finish within ${timeoutMs} ms${why ? `: ${why}` : ''}`, { details: { runId } })));
+          `run ${runId} did not ${what} within ${timeoutMs} ms${why ? `: ${why}` : ''}`, { details: { runId } })));
         if (!this.o.stall) return timedOut();
         // Only words for the message: bounded, so a pool that cannot answer
         // (no free connection, a silent partition) still times out.
@@ -298,7 +341,7 @@ export class ResultWaiter {
       // this waiter reads the row): no read now. It ran concurrently with
       // the run's own first hops and cost ~0.3 ms of start -> result on
       // two cores (issue 18). Checked in the same tick the waiter joins.
-      if (!this.o.link.isExecuting(runId)) check();
+      if (!followsLocal || !this.o.link.isExecuting(runId)) check();
     });
   }
 
@@ -306,7 +349,7 @@ export class ResultWaiter {
     this.listener ??= (async () => {
       const listener = new Listener({
         connection: this.o.connection,
-        channels: ['trellis:run_finished'],
+        channels: ['trellis:run_finished', 'trellis:run_value'],
         onNotify: (_channel, payload) => {
           for (const id of payload.split(',')) this.recheck(id);
         },

@@ -101,14 +101,14 @@ export interface Step {
   seq: number;
   /** The name given to the call (a step's name, a sleep's name, a signal's name, …). */
   name: string;
-  /** step, side_effect, now, random, uuid, sleep, signal, child or race. */
+  /** step, side_effect, now, random, uuid, sleep, signal, child, race or value. */
   kind: string;
   /** running, waiting, retrying, completed or failed. */
   status: string;
   /**
    * Its result: a step's value, `{until}` of a sleep, `{timedOut, payload,
    * signalId}` of a signal wait, a child's output, `{key, lost}` of a race,
-   * `{lost: true}` for a wait that lost a race.
+   * `{lost: true}` for a wait that lost a race, the value a `ctx.setValue` set.
    */
   output: unknown;
   /** The error of a failed call, or of the last failed attempt of a retrying one. */
@@ -119,6 +119,16 @@ export interface Step {
   startedAt: Date;
   /** When it was last recorded. */
   finishedAt: Date;
+}
+
+/** A value a run set with `ctx.setValue` (`client.value`, `client.values`). */
+export interface RunValue<T = unknown> {
+  /** The key it was set under. */
+  key: string;
+  /** The newest value set under the key. */
+  value: T;
+  /** When that value was set (committed), on the engine's clock. */
+  setAt: Date;
 }
 
 type Row<T> = { [K in keyof T]: T[K] extends { __select__: infer S } ? S : T[K] };

@@ -27,6 +27,7 @@ import { runAttempt } from './attempt.ts';
 import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
+import { assertName } from '../workflow/names.ts';
 import { deadlineOptions } from '../protocol/deadline.ts';
 
 export function buildContext(run: Replay): WorkflowContext {
@@ -56,6 +57,7 @@ export function buildContext(run: Replay): WorkflowContext {
     now: () => new Date(recorded(run, 'now', () => run.dbNow(), (v) => v as number)),
     random: () => recorded(run, 'random', () => Math.random(), (v) => v as number),
     uuid: () => recorded(run, 'uuid', () => crypto.randomUUID(), (v) => v as string),
+    setValue: (key, value) => setValue(run, key, value),
     sleep: (name, duration: Duration) => timer(run, name, () => run.dbNow() + toMs(duration, `duration of sleep ${name}`)),
     sleepUntil: (name, until: Date) => {
       if (!(until instanceof Date) || Number.isNaN(until.getTime())) return Promise.reject(new ValidationError(`sleepUntil(${name}) needs a valid Date`));
@@ -132,6 +134,24 @@ function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepCo
     if (result.delivery) return result.delivery.reject(result.error);
     throw result.error;
   });
+}
+
+/**
+ * Publish `value` under `key` (a call of kind value: decision 0033). The
+ * value is encoded before the call takes its number, so a value that cannot
+ * be stored rejects without a trace in the history; the call resolves once
+ * its checkpoint has committed (readers see the value from then on), and a
+ * replay hands the recorded call back without writing it again.
+ */
+async function setValue(run: Replay, key: string, value: unknown): Promise<void> {
+  assertName(key, 'value');
+  const text = encodeJson(value, `value ${key}`, run.o.maxPayloadBytes);
+  const call = run.next('value', key);
+  if (!call) return never();
+  if (call.rec) return replayed(run, call.rec, () => undefined);
+  const delivery = run.deliveries.reserve<void>();
+  await written(run, delivery, { op: 'step', seq: call.seq, name: key, kind: 'value', status: 'completed', output: text, attempts: 1, ms: 0 });
+  return delivery.resolve(undefined);
 }
 
 /** Resolve call `seq` with `output` once its checkpoint has committed, in its delivery turn. */

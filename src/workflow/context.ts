@@ -211,6 +211,24 @@ export interface WorkflowContext {
    */
   uuid(): string;
   /**
+   * Publish a JSON value under `key` for readers outside the run while it
+   * goes on: `client.waitForValue(runId, key)` (an HTTP handler waiting
+   * for a payment link while the run waits for the payment), `client.value`,
+   * `trellis.run_value(run, key)` in SQL. It is a call of the run's history
+   * (kind `value`), so it commits with the progress before it and is not
+   * written again on a replay; the promise resolves once it has committed.
+   * Setting a key again replaces what readers see. `key` follows the rules
+   * of step names; the value the payload limit (`max_payload_bytes`); a
+   * value that cannot be stored rejects with `ValidationError` or
+   * `PayloadTooLargeError` and records nothing.
+   *
+   * @example
+   * const session = await ctx.step('checkout', () => payments.createSession(orderId));
+   * await ctx.setValue('payment-url', session.url);
+   * const paid = await ctx.waitForSignal<{ ok: boolean }>('paid', { timeout: '1 hour' });
+   */
+  setValue(key: string, value: unknown): Promise<void>;
+  /**
    * Run `fn` once (no retries) and record its result.
    *
    * @example

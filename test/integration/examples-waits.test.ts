@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'order-saga', 'continue-as-new', 'retention'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -158,6 +158,19 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
       `select count(*)::int as runs, count(*) filter (where status = 'completed')::int as done,
               (select count(*)::int from imports) as imports, count(*) filter (where priority = 10)::int as top from trellis.runs`);
     assert.deepEqual(row, { runs: 500, done: 500, imports: 1, top: 166 });
+  });
+
+  it('payment-link: the URL is read while the run waits for the payment, the state moves on, a key never set is NotFoundError', async () => {
+    const { stdout, url } = await finished('payment-link');
+    assert.match(stdout, /^pay at: https:\/\/pay\.example\/session\/cs_o-1001$/m);
+    assert.match(stdout, /^run finished before the payment: no$/m);
+    assert.match(stdout, /^result: shipped$/m);
+    assert.match(stdout, /^state: shipped$/m);
+    assert.match(stdout, /^from SQL: payment-url="https:\/\/pay\.example\/session\/cs_o-1001" state="shipped"$/m);
+    assert.match(stdout, /^refund-id: NotFoundError: run <run> completed without setting value refund-id$/m);
+    const rows = await query<{ name: string; n: number }>(url,
+      `select name, count(*)::int as n from trellis.steps where kind = 'value' group by name order by name`);
+    assert.deepEqual(rows, [{ name: 'payment-url', n: 1 }, { name: 'state', n: 3 }], 'each setValue recorded once');
   });
 
   it('order-saga: an invalid address fails ship for good and the compensations run in reverse order', async () => {

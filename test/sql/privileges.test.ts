@@ -145,6 +145,19 @@ describe('privileges (sql/950_grants.sql)', () => {
     await denied(poolAs('nobody'), 'select trellis.run_finished_watch()');
   });
 
+  it('trellis_client and trellis_reader read a run\'s values (run_value, run_values); a role with neither cannot', async () => {
+    const id = (await db.pool.query(`select id from trellis.runs limit 1`)).rows[0].id as string;
+    for (const role of ['client', 'reader'] as const) {
+      const pool = poolAs(role);
+      const { rows } = await pool.query(`select status, value, set_at from trellis.run_value($1, 'k')`, [id]);
+      assert.equal(rows.length, 1, role);
+      assert.equal(rows[0].set_at, null, role);
+      assert.deepEqual((await pool.query('select * from trellis.run_values($1)', [id])).rows, [], role);
+    }
+    await denied(poolAs('nobody'), `select * from trellis.run_value($1, 'k')`, [id]);
+    await denied(poolAs('nobody'), 'select * from trellis.run_values($1)', [id]);
+  });
+
   it('trellis_client reads a table connector (its horizon is trellis.xact_horizon); a role with no Trellis role cannot', async () => {
     await db.pool.query(`create table public.priv_events (id bigserial primary key, tx xid8 not null default pg_current_xact_id(),
       foreign_id text not null, type text not null, payload jsonb not null default '{}')`);

@@ -1,0 +1,56 @@
+-- 410_values: what a run publishes while it runs (ctx.setValue; decision 0033).
+-- Owns: run_value, run_values, _notify_values.
+-- Touches: nothing (reads trellis.runs and trellis.steps). A value is a call
+-- of kind 'value' in the run's history: its name is the key, its output the
+-- value, written by checkpoint_apply under the run's lease like any other
+-- call, so it commits with the progress that led to it and a replay hands
+-- the recorded call back instead of writing it again. The newest call of a
+-- key wins (by execution, then call number).
+
+-- NOTIFY trellis:run_value with the ids of runs that set values, in chunks
+-- of 200 ids, only while a session watches (the watch of
+-- trellis:run_finished, decision 0029: the same advisory-lock shards, so a
+-- watcher that LISTENs, watches and then reads a value never misses one
+-- set after its read).
+create or replace function trellis._notify_values(p_ids uuid[])
+returns void language plpgsql as $$
+declare
+  v_ids text;
+begin
+  if pg_try_advisory_xact_lock(1414679634, pg_backend_pid() % 8) then
+    return;
+  end if;
+  for v_ids in
+    select string_agg(f.id::text, ',')
+      from (select f.id, (row_number() over ()) / 200 as chunk from unnest(p_ids) as f(id)) f
+     group by f.chunk
+  loop
+    perform pg_notify('trellis:run_value', v_ids);
+  end loop;
+end $$;
+comment on function trellis._notify_values(uuid[]) is
+  'NOTIFY trellis:run_value with the ids of runs that set values (chunks of 200) if a session watches (run_finished_watch); otherwise hold this backend''s watch shard exclusively to commit, as _notify_finished does.';
+
+create or replace function trellis.run_value(p_run_id uuid, p_key text)
+returns table (status text, value jsonb, set_at timestamptz) language sql stable as $$
+  select r.status, v.output, v.finished_at
+    from trellis.runs r
+    left join lateral (select s.output, s.finished_at from trellis.steps s
+                        where s.bucket = r.bucket and s.run_id = r.id and s.kind = 'value' and s.name = p_key
+                          and s.status = 'completed'
+                        order by s.execution desc, s.seq desc limit 1) v on true
+   where r.id = p_run_id
+$$;
+comment on function trellis.run_value(uuid, text) is
+  'The value run p_run_id set under key p_key with ctx.setValue, and the run''s status: one row if the run exists (value and set_at null while the key has not been set; a value set to JSON null is ''null''::jsonb), none otherwise. The newest setting of the key wins.';
+
+create or replace function trellis.run_values(p_run_id uuid)
+returns table (key text, value jsonb, set_at timestamptz) language sql stable as $$
+  select distinct on (s.name) s.name, s.output, s.finished_at
+    from trellis.runs r
+    join trellis.steps s on s.bucket = r.bucket and s.run_id = r.id
+   where r.id = p_run_id and s.kind = 'value' and s.status = 'completed'
+   order by s.name, s.execution desc, s.seq desc
+$$;
+comment on function trellis.run_values(uuid) is
+  'Every key run p_run_id set with ctx.setValue and its newest value, by key; no rows for a run that set none or does not exist.';
