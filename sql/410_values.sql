@@ -31,26 +31,44 @@ end $$;
 comment on function trellis._notify_values(uuid[]) is
   'NOTIFY trellis:run_value with the ids of runs that set values (chunks of 200) if a session watches (run_finished_watch); otherwise hold this backend''s watch shard exclusively to commit, as _notify_finished does.';
 
+-- PL/pgSQL, not SQL functions: Citus plans no SQL function that reads a
+-- distributed table with parameters; and two reads (the run, then its calls
+-- in its bucket), not a join, so each goes to one shard.
 create or replace function trellis.run_value(p_run_id uuid, p_key text)
-returns table (status text, value jsonb, set_at timestamptz) language sql stable as $$
-  select r.status, v.output, v.finished_at
-    from trellis.runs r
-    left join lateral (select s.output, s.finished_at from trellis.steps s
-                        where s.bucket = r.bucket and s.run_id = r.id and s.kind = 'value' and s.name = p_key
-                          and s.status = 'completed'
-                        order by s.execution desc, s.seq desc limit 1) v on true
-   where r.id = p_run_id
-$$;
+returns table (status text, value jsonb, set_at timestamptz) language plpgsql stable as $$
+declare
+  v_bucket integer;
+  v_status text;
+begin
+  select r.bucket, r.status into v_bucket, v_status from trellis.runs r where r.id = p_run_id;
+  if v_status is null then
+    return;
+  end if;
+  return query
+  select v_status, v.output, v.finished_at
+    from (select null) one
+    left join (select s.output, s.finished_at from trellis.steps s
+                where s.bucket = v_bucket and s.run_id = p_run_id and s.kind = 'value' and s.name = p_key
+                  and s.status = 'completed'
+                order by s.execution desc, s.seq desc limit 1) v on true;
+end $$;
 comment on function trellis.run_value(uuid, text) is
   'The value run p_run_id set under key p_key with ctx.setValue, and the run''s status: one row if the run exists (value and set_at null while the key has not been set; a value set to JSON null is ''null''::jsonb), none otherwise. The newest setting of the key wins.';
 
 create or replace function trellis.run_values(p_run_id uuid)
-returns table (key text, value jsonb, set_at timestamptz) language sql stable as $$
+returns table (key text, value jsonb, set_at timestamptz) language plpgsql stable as $$
+declare
+  v_bucket integer;
+begin
+  select r.bucket into v_bucket from trellis.runs r where r.id = p_run_id;
+  if v_bucket is null then
+    return;
+  end if;
+  return query
   select distinct on (s.name) s.name, s.output, s.finished_at
-    from trellis.runs r
-    join trellis.steps s on s.bucket = r.bucket and s.run_id = r.id
-   where r.id = p_run_id and s.kind = 'value' and s.status = 'completed'
-   order by s.name, s.execution desc, s.seq desc
-$$;
+    from trellis.steps s
+   where s.bucket = v_bucket and s.run_id = p_run_id and s.kind = 'value' and s.status = 'completed'
+   order by s.name, s.execution desc, s.seq desc;
+end $$;
 comment on function trellis.run_values(uuid) is
   'Every key run p_run_id set with ctx.setValue and its newest value, by key; no rows for a run that set none or does not exist.';
