@@ -38,6 +38,8 @@ export const fanOut = defineWorkflow({ name: 'fan-out', input: z.object({ names:
 });
 
 export const echo = defineWorkflow({ name: 'echo', input: z.object({ text: z.string() }) }, async (ctx, { text }) => {
+  await ctx.setValue('echoed', text.length);
+  await ctx.setValue('echoed', { text });
   return ctx.step('echo', () => ({ text }));
 });
 

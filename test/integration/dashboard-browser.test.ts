@@ -175,6 +175,11 @@ describe('dashboard in chromium', () => {
     await page.goto(`${open.url}runs/${runs.xss}`);
     const output = JSON.parse(await page.locator('#output pre').textContent() ?? 'null') as { text: string };
     assert.equal(output.text, XSS_TEXT);
+    // The newest value of its key, as text too.
+    assert.equal(await page.locator('#values tbody tr').count(), 1);
+    assert.equal(await page.locator('#values tbody tr td').first().textContent(), 'echoed');
+    assert.deepEqual(JSON.parse(await page.locator('#values pre').textContent() ?? 'null'), { text: XSS_TEXT });
+    assert.match(await page.locator('#values tbody tr').textContent() ?? '', /by call 1/);
     assert.match(await page.locator('dl.facts').textContent() ?? '', /<b>key<\/b>/);
     assert.equal(await page.locator('script').count(), 0);
     assert.equal(await page.locator('main img, main b:text("key")').count(), 0);

@@ -1,4 +1,4 @@
-/** One run: facts, parent link, actions, input / output / error, the step timeline, signals, children and events. */
+/** One run: facts, parent link, actions, input / output / error, the step timeline, its values, signals, children and events. */
 import { FINISHED_STATES, RUN_STATES, type RunState } from '../../db/tables.ts';
 import { badge, duration, type Html, html, jsonBlock, when } from '../html.ts';
 import { HttpError, type DashboardPage, type PageView } from '../page.ts';
@@ -58,6 +58,20 @@ ${steps.map((s) => {
 </tbody></table>`;
 }
 
+/** The newest value of each key the run set with ctx.setValue (the steps are in execution, then call order). */
+function values(steps: StepRow[]): Html {
+  const newest = new Map<string, StepRow>();
+  for (const s of steps) if (s.kind === 'value' && s.status === 'completed') newest.set(s.name, s);
+  if (newest.size === 0) return html``;
+  const keys = [...newest.keys()].sort();
+  return html`<h2>Values <span class="muted">(${keys.length})</span></h2><table id="values"><thead><tr><th>key</th><th>value</th><th>set</th></tr></thead><tbody>
+${keys.map((k) => {
+    const s = newest.get(k) as StepRow;
+    return html`<tr><td>${k}</td><td>${jsonBlock(s.output)}</td><td class="nowrap">${when(s.finished_at)} <span class="muted">by call ${s.execution > 1 ? `${s.execution}.` : ''}${s.seq}</span></td></tr>`;
+  })}
+</tbody></table>`;
+}
+
 /** The page of one run; listed in pages/index.ts. */
 export const runPage: DashboardPage = {
   path: '/runs/:id',
@@ -85,6 +99,7 @@ ${r.scrubbed_at ? html`<dt>scrubbed</dt><dd>${when(r.scrubbed_at)}</dd>` : ''}</
 ${r.error ? html`<p class="error">${errorLine(r.error)}</p>` : ''}
 ${actionForms(view, id, status)}
 <h2>Steps <span class="muted">(${steps.length})</span></h2>${timeline(steps, origin, end)}
+${values(steps)}
 <h2>Input</h2>${jsonBlock(r.input, 'input')}
 ${r.output !== null && r.output !== undefined ? html`<h2>Output</h2><div id="output">${jsonBlock(r.output)}</div>` : ''}
 ${r.error ? html`<h2>Error</h2><div id="error">${jsonBlock(r.error)}</div>` : ''}
