@@ -24,6 +24,7 @@ import { within } from '../db/connection.ts';
 import { Listener } from '../db/listener.ts';
 import { isTransient } from '../db/transient.ts';
 import { jsonbText } from '../protocol/jsonb-text.ts';
+import { longTimeout } from '../protocol/timer.ts';
 import type { LocalCompletion, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { Logger } from '../protocol/logger.ts';
 import type { Run } from './runs.ts';
@@ -280,7 +281,7 @@ export class ResultWaiter {
         if (done) return;
         done = true;
         clearInterval(poll);
-        if (timer) clearTimeout(timer);
+        clearTimer?.();
         const set = this.waiters.get(runId);
         set?.delete(waiter);
         if (set?.size === 0) this.waiters.delete(runId);
@@ -328,7 +329,7 @@ export class ResultWaiter {
       this.waiters.set(runId, set);
       this.ensureWatch();
       const poll = setInterval(check, this.o.pollMs);
-      const timer = timeoutMs === undefined ? undefined : setTimeout(() => {
+      const clearTimer = timeoutMs === undefined ? undefined : longTimeout(() => {
         const timedOut = (why?: string) => finish(() => reject(new TimeoutError(
           `run ${runId} did not ${what} within ${timeoutMs} ms${why ? `: ${why}` : ''}`, { details: { runId } })));
         if (!this.o.stall) return timedOut();

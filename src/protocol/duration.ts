@@ -176,3 +176,17 @@ export function toMs(duration: Duration, what = 'duration'): number {
     `${what} ${quoteValue(duration)} is not a duration: use milliseconds or a string like '30s', '5 minutes', '1 hour 30 minutes', '7 years' or 'PT1H30M'`,
   );
 }
+
+/**
+ * A timeout in milliseconds: a duration (as `toMs` reads it) longer than
+ * zero. A timeout of 0 would end every attempt before it began; it is
+ * refused with `ValidationError`.
+ *
+ * @example
+ * toTimeoutMs('30 days', 'timeout of step render'); // 2_592_000_000
+ */
+export function toTimeoutMs(duration: Duration, what = 'timeout'): number {
+  const ms = toMs(duration, what);
+  if (ms <= 0) throw new ValidationError(`${what} must be longer than 0, not ${quoteValue(duration)}`);
+  return ms;
+}

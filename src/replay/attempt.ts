@@ -5,7 +5,8 @@
  */
 import { CancelledError, StepFailedError, TimeoutError } from '../errors.ts';
 import type { StepContext, StepOptions } from '../workflow/context.ts';
-import { toMs } from '../protocol/duration.ts';
+import { toTimeoutMs } from '../protocol/duration.ts';
+import { longTimeout } from '../protocol/timer.ts';
 import { decideAttempt } from './attempt-decision.ts';
 import type { Delivery } from './delivery.ts';
 import type { Replay } from './replay.ts';
@@ -33,6 +34,9 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   if (replay.halted || replay.o.leaseHeld?.() === false) return { ok: 'halted' };
   const shielded = replay.shielded;
   if (replay.cancelRequested && !shielded) return { ok: false, error: new CancelledError(replay.cancelReason) };
+  // Read before anything is written: a timeout that is not one (0, not a
+  // duration) rejects the call with ValidationError and records nothing.
+  const timeoutMs = options.timeout === undefined ? undefined : toTimeoutMs(options.timeout, `timeout of step ${name}`);
   const started = Date.now();
   // Mark the attempt as started, without waiting: if the process dies in the
   // body, the next execution sees it and counts the attempt. A fast step's
@@ -45,8 +49,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   const entry = { controller, shielded };
   replay.controllers.add(entry);
   if (replay.o.abort.aborted) controller.abort(replay.o.abort.reason);
-  const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, `timeout of step ${name}`);
-  const timer = timeoutMs === undefined ? undefined : setTimeout(
+  const clearTimer = timeoutMs === undefined ? undefined : longTimeout(
     () => controller.abort(new TimeoutError(`step "${name}" attempt ${attempt} timed out after ${timeoutMs} ms`)),
     timeoutMs,
   );
@@ -76,7 +79,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
     error = e;
     failed = true;
   } finally {
-    if (timer) clearTimeout(timer);
+    clearTimer?.();
     replay.controllers.delete(entry);
   }
   if (replay.o.abort.aborted) {

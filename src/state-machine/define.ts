@@ -6,7 +6,7 @@
  */
 import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
-import { toMs } from '../protocol/duration.ts';
+import { toMs, toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import type { RetryPolicy } from '../workflow/retry.ts';
 import type { InferOutput, StandardSchemaV1 } from '../workflow/standard-schema.ts';
@@ -106,6 +106,7 @@ export class StateMachineBuilder<S extends string, T> {
     if (options.continueAfter !== undefined && (!Number.isInteger(options.continueAfter) || options.continueAfter < 1)) {
       throw new ValidationError(`machine ${options.name}: continueAfter must be a positive integer`);
     }
+    if (options.timeout !== undefined) toTimeoutMs(options.timeout, `machine ${options.name}: timeout`);
   }
 
   /**

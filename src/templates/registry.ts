@@ -8,7 +8,7 @@ import { ValidationError } from '../errors.ts';
 import type { StepContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Duration } from '../protocol/duration.ts';
-import { toMs } from '../protocol/duration.ts';
+import { toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import type { RetryPolicy } from '../workflow/retry.ts';
 
@@ -112,7 +112,7 @@ export class StepRegistry {
     assertName(name, 'step');
     if (this.steps.has(name)) throw new ValidationError(`step ${name} is registered already`);
     if (typeof fn !== 'function') throw new ValidationError(`step ${name}: fn must be a function`);
-    if (defaults.timeout !== undefined) toMs(defaults.timeout, `timeout of step ${name}`);
+    if (defaults.timeout !== undefined) toTimeoutMs(defaults.timeout, `timeout of step ${name}`);
     this.steps.set(name, { fn, defaults });
     return this;
   }

@@ -18,6 +18,8 @@ const duration = z.union([z.number().nonnegative(), z.string().min(1).max(40)]).
     return false;
   }
 }, 'a duration such as 500, \'30s\', \'5 minutes\'').transform((value) => value as Duration);
+/** A per-attempt timeout: a duration longer than zero (0 would end every attempt at once). */
+const timeout = duration.refine((value) => toMs(value) > 0, 'a timeout longer than 0');
 
 /** A retry policy as JSON (no `retryIf`). */
 /**
@@ -47,7 +49,7 @@ export const templateEntrySchema = z.object({
   /** The registered step it runs (default: `name`). */
   step: name.optional(),
   retry: retryPolicySchema.optional(),
-  timeout: duration.optional(),
+  timeout: timeout.optional(),
   /** After the step fails for good: fail the run (default), continue with the next entry, or compensate then fail. */
   onFailure: z.enum(['fail', 'continue', 'compensate']).optional(),
   /** A registered step that undoes this entry, run (newest first) when a later entry fails with onFailure compensate. */

@@ -19,6 +19,7 @@ import { RunAbort } from '../replay/run-abort.ts';
 import type { CheckpointOp, Fence } from '../protocol/checkpoint.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
+import { longTimeout } from '../protocol/timer.ts';
 import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { checkSchema } from '../db/schema-check.ts';
 import type { Queryable } from '../db/queryable.ts';
@@ -687,14 +688,14 @@ export class Worker {
       const deadline = toMs(options.timeout ?? 10_000, 'timeout');
       // Starts handed to this worker still settle into `active` (or a release).
       const all = () => Promise.allSettled([...this.handoffs, ...[...this.active.values()].map((a) => a.done)]);
-      let timer: NodeJS.Timeout | undefined;
+      let clearTimer: (() => void) | undefined;
       const timedOut = await Promise.race([
         all().then(() => false),
         new Promise<boolean>((r) => {
-          timer = setTimeout(() => r(true), deadline);
+          clearTimer = longTimeout(() => r(true), deadline);
         }),
       ]);
-      clearTimeout(timer);
+      clearTimer?.();
       if (timedOut) {
         for (const a of this.active.values()) a.controller.abort(new CancelledError('worker is shutting down'));
         // Not the hand-offs again: a start stuck on a full pool must not hold up the stop

@@ -5,6 +5,7 @@
  */
 import type { Queryable } from '../protocol/queryable.ts';
 import type { Duration } from '../protocol/duration.ts';
+import { durationIn } from '../protocol/option-bounds.ts';
 import type { RetryPolicy } from './retry.ts';
 
 /**
@@ -75,13 +76,17 @@ export interface WorkflowHooks<I = unknown, O = unknown> {
   onPause?: HookFn<I, O>;
   /** Retries of a hook that throws or times out (default: 5 attempts, exponential from 1 s); then the delivery is parked. */
   retry?: RetryPolicy;
-  /** How long one attempt may take before it counts as failed (default 30 s). */
+  /** How long one attempt may take before it counts as failed (default 30 s, at most 12 hours). */
   timeout?: Duration;
 }
+
+/** The longest hook timeout: a delivery's lease is the longest timeout plus 30 s, and a lease is at most a day. */
+export const HOOK_TIMEOUT_MAX_MS = 12 * 3_600_000;
 
 /** The hook names a definition's hooks declare (registered with its version). */
 export function declaredHooks(hooks: WorkflowHooks<any, any> | undefined): HookName[] {
   if (!hooks) return [];
+  if (hooks.timeout !== undefined) durationIn(hooks.timeout, 'hooks.timeout', [1, HOOK_TIMEOUT_MAX_MS]);
   return HOOK_NAMES.filter((name) => {
     const fn = hooks[name];
     if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`hooks.${name} must be a function`);

@@ -72,7 +72,8 @@ export class HookLoop {
     private readonly intervalMs: number, private readonly concurrency: number) {
     // Longer than any hook's timeout, so a hook that is still within it is never claimed twice.
     const longest = Math.max(...served.map((d) => timeoutOf(d)));
-    this.leaseMs = longest + 30_000;
+    // (hooks.timeout is at most 12 hours, HOOK_TIMEOUT_MAX_MS; a lease at most a day.)
+    this.leaseMs = Math.min(longest + 30_000, 86_400_000);
   }
 
   start(): void {
