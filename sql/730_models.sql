@@ -38,6 +38,23 @@ end $$;
 comment on function trellis._machine_active(text, text) is
   'The newest unfinished run of machine p_workflow for foreign id p_foreign_id, or null.';
 
+-- A trigger sees the runs other triggers committed only with a snapshot
+-- taken after its lock: in READ COMMITTED each statement takes one. In
+-- REPEATABLE READ or SERIALIZABLE the transaction's snapshot predates the
+-- lock, so a trigger committed meanwhile would be missed and the foreign id
+-- would get two unfinished runs: refused (TR001) before anything is
+-- written.
+create or replace function trellis._machine_trigger_isolation()
+returns void language plpgsql as $$
+begin
+  if current_setting('transaction_isolation') <> 'read committed' then
+    perform trellis._raise('TR001', format('a machine trigger needs a READ COMMITTED transaction, not %s: its check for an unfinished run of the foreign id must see the triggers that committed before it',
+                                           upper(current_setting('transaction_isolation'))));
+  end if;
+end $$;
+comment on function trellis._machine_trigger_isolation() is
+  'TR001 unless the transaction is READ COMMITTED (a machine trigger''s check must see the triggers committed before its lock).';
+
 create or replace function trellis.machine_trigger_check(p_workflow text, p_foreign_id text)
 returns void language plpgsql as $$
 declare
@@ -45,6 +62,7 @@ declare
 begin
   perform trellis._check_name(p_workflow, 'workflow');
   perform trellis._check_foreign_id(p_foreign_id);
+  perform trellis._machine_trigger_isolation();
   -- Two triggers of one foreign id serialise here until the first commits;
   -- the second then sees its run.
   perform pg_advisory_xact_lock(hashtextextended('trellis.machine:' || p_workflow || '/' || p_foreign_id, 0));
@@ -72,6 +90,7 @@ begin
   if p_key is null or length(p_key) = 0 or length(p_key) > 512 then
     perform trellis._raise('TR001', 'a trigger key must be a string of 1-512 characters');
   end if;
+  perform trellis._machine_trigger_isolation();
   perform pg_advisory_xact_lock(hashtextextended('trellis.machine:' || p_workflow || '/' || p_foreign_id, 0));
   select id, metadata->>'foreign_id' into v_run, v_foreign from trellis.runs where workflow = p_workflow and key = p_key;
   if v_run is not null then
@@ -127,12 +146,14 @@ begin
   perform trellis._check_foreign_id(p_foreign_id);
   perform trellis._check_name(p_status, 'status');
   v_run := trellis._machine_active(p_workflow, p_foreign_id);
-  if v_run is null and p_id is not null then
-    -- A redelivery (at-least-once sources) of a callback the foreign id's run
-    -- received before it finished is dropped, not refused.
+  if p_id is not null then
+    -- A redelivery (at-least-once sources) of a callback an earlier run of
+    -- the foreign id received is dropped, not refused, and never reaches
+    -- the foreign id's next run (the unfinished run's own repeats are
+    -- dropped by signal_send).
     if exists (select 1 from trellis.runs r join trellis.signals s on s.bucket = r.bucket and s.run_id = r.id
                 where r.workflow = p_workflow and r.metadata ? 'foreign_id' and r.metadata->>'foreign_id' = p_foreign_id
-                  and s.signal_id = p_id) then
+                  and r.id is distinct from v_run and s.signal_id = p_id) then
       return false;
     end if;
   end if;

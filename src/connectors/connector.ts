@@ -90,7 +90,9 @@ export interface RunConnectorOptions {
  * Handle one batch: lock the cursor, read, handle every event, move the
  * cursor (and acknowledge the batch to a source that keeps its own
  * position), commit. A handler that throws rolls the whole batch back (it is
- * read again next time). Returns how many events were handled.
+ * read again next time); one that catches an error of its own statements
+ * (a refused trigger) has that event's writes undone, and the batch goes on
+ * (each event is handled in a savepoint). Returns how many events were handled.
  *
  * @example
  * while ((await connectorStep({ client, connector, handle })) > 0);
@@ -104,13 +106,38 @@ export async function connectorStep(options: Omit<RunConnectorOptions, 'signal' 
     const db = fromKysely(tx);
     const cursor = await connectorCursorLock(db, connector.name);
     const batch = await connector.read(db, cursor, limit);
-    for (const event of batch.events) await handle(event, { tx });
+    for (const event of batch.events) await handled(db, () => handle(event, { tx }));
     if (batch.events.length) {
       await connector.ack?.(db, batch.cursor);
       await connectorCursorSet(db, connector.name, JSON.stringify(batch.cursor ?? null));
     }
     return batch.events.length;
   });
+}
+
+/**
+ * One event's handler, in a savepoint of the batch's transaction. A handler
+ * that throws rolls the event back and the error rolls the batch back (it
+ * is read again). A handler that caught an error of a statement it made (a
+ * trigger refused with TR004, say) and returned has its writes for this
+ * event undone, and the batch goes on: without the savepoint, that error
+ * would leave the transaction aborted (25P02) and the batch could never
+ * commit past the event.
+ */
+async function handled(db: Queryable, handler: () => Promise<unknown> | unknown): Promise<void> {
+  await db.query('savepoint trellis_connector_event');
+  try {
+    await handler();
+  } catch (error) {
+    await db.query('rollback to savepoint trellis_connector_event');
+    throw error;
+  }
+  try {
+    await db.query('release savepoint trellis_connector_event');
+  } catch (error) {
+    if ((error as { code?: string }).code !== '25P02') throw error;
+    await db.query('rollback to savepoint trellis_connector_event');
+  }
 }
 
 /**

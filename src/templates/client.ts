@@ -17,7 +17,7 @@ import { parseTemplate, type TemplateDefinition } from './schema.ts';
  * await templates.set('ingest', { steps: [{ name: 'fetch' }] });
  */
 export class TemplateClient {
-  constructor(private readonly client: Client, private readonly registry: StepRegistry) {}
+  constructor(private readonly client: Client, private readonly registry: StepRegistry, private readonly queue?: string) {}
 
   /**
    * Validate `definition` (shape, unique names, no cycle, every step and hook
@@ -47,12 +47,24 @@ export class TemplateClient {
     const { templateVersion, ...start } = options;
     const db = start.tx ? toQueryable(start.tx) : fromKysely(this.client.db);
     const template = await templateGet(db, assertName(name, 'template'), templateVersion);
-    return this.client.start(templateWorkflow(name, this.registry), { state, template: { version: template.version, definition: template.definition as Record<string, unknown> } }, start);
+    const input = { state, template: { version: template.version, definition: template.definition as Record<string, unknown> } };
+    const workflow = templateWorkflow(name, this.registry, { queue: this.queue });
+    // Started by name once registered (by a worker, or an earlier start): the
+    // registered version keeps its queue, which a worker's
+    // templateWorkflow(name, steps, { queue }) set; starting with this
+    // process's definition would register it again on this client's queue.
+    const registered = await db.query('select 1 from trellis.workflows where name = $1 and version = $2', [workflow.name, workflow.version]);
+    if (registered.rows.length > 0) return this.client.start(workflow.name, input, { version: workflow.version, ...start }) as Promise<RunHandle<TemplateOutput>>;
+    return this.client.start(workflow, input, start);
   }
 }
 
 /**
- * Bind a step registry to a client, to store and start templates.
+ * Bind a step registry to a client, to store and start templates. `queue`
+ * is the queue a template's workflow is registered on when this client's
+ * start is the first to register it (give the queue the workers'
+ * `templateWorkflow(name, steps, { queue })` use); once registered, a start
+ * keeps the registered queue.
  *
  * @example
  * const templates = connectTemplates(client, steps);
@@ -60,6 +72,7 @@ export class TemplateClient {
  * const run = await templates.start('ingest', { since: '2026-01-01' });
  * console.log((await run.result()).state);
  */
-export function connectTemplates(client: Client, registry: StepRegistry): TemplateClient {
-  return new TemplateClient(client, registry);
+export function connectTemplates(client: Client, registry: StepRegistry, options: { queue?: string } = {}): TemplateClient {
+  if (options.queue !== undefined) assertName(options.queue, 'queue');
+  return new TemplateClient(client, registry, options.queue);
 }

@@ -12,6 +12,7 @@ import type { StepContext, StepOptions, WorkflowContext } from '../workflow/cont
 import { defineWorkflow, type WorkflowDefinition } from '../workflow/define.ts';
 import type { RetryPolicy } from '../workflow/retry.ts';
 import type { HookRunInfo } from '../workflow/run-control.ts';
+import type { Logger } from '../protocol/logger.ts';
 import {
   isTemplateEnd, type StepRegistry, type TemplateHookEvent, type TemplateState, type TemplateStepContext, templateEnd,
 } from './registry.ts';
@@ -50,8 +51,20 @@ type HookList = keyof NonNullable<TemplateDefinition['hooks']>;
 
 const endRun = () => templateEnd;
 
-async function runHooks(registry: StepRegistry, definition: TemplateDefinition, list: HookList, event: TemplateHookEvent): Promise<void> {
-  for (const name of definition.hooks?.[list] ?? []) await registry.hook(name)?.(event);
+/**
+ * Run a hook list in order. With `log` (the step hooks), a hook that throws
+ * is logged and ignored, as the workflow hooks are by the interceptors that
+ * run them: a failing audit hook must not fail, or re-run, the step.
+ */
+async function runHooks(registry: StepRegistry, definition: TemplateDefinition, list: HookList, event: TemplateHookEvent, log?: Logger): Promise<void> {
+  for (const name of definition.hooks?.[list] ?? []) {
+    try {
+      await registry.hook(name)?.(event);
+    } catch (error) {
+      if (!log) throw error;
+      log.warn('template hook threw; ignored', { template: event.template, hook: name, list, entry: event.entry, error: String(error) });
+    }
+  }
 }
 
 /** Parsed definitions by version and text: a run's execution parses its template once per worker, not every time. */
@@ -99,7 +112,7 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
     if (!registered) throw new Error(`step ${stepName} is not registered in this worker`);
     const draft = structuredClone(state);
     const event: TemplateHookEvent = { template: name, version, runId: ctx.runId, state: draft, entry: entry.name };
-    await runHooks(registry, definition, 'beforeStep', event);
+    await runHooks(registry, definition, 'beforeStep', event, ctx.log);
     let result: unknown;
     try {
       // The step's signal is made on first use (an AbortController per step costs): forward it, do not copy it.
@@ -110,10 +123,10 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
       };
       result = await registered.fn(draft, context);
     } catch (error) {
-      await runHooks(registry, definition, 'afterStep', { ...event, error });
+      await runHooks(registry, definition, 'afterStep', { ...event, error }, ctx.log);
       throw error;
     }
-    await runHooks(registry, definition, 'afterStep', event);
+    await runHooks(registry, definition, 'afterStep', event, ctx.log);
     return { state: draft, end: isTemplateEnd(result) };
   }
 

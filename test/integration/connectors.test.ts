@@ -4,7 +4,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { type ConnectorContext, type ConnectorEvent, connectorStep, runConnector } from '../../src/connectors/connector.ts';
 import { tableConnector } from '../../src/connectors/table-connector.ts';
-import { ValidationError } from '../../src/errors.ts';
+import { IllegalTransitionError, ValidationError } from '../../src/errors.ts';
 import { connectMachine } from '../../src/state-machine/client.ts';
 import { defineStateMachine } from '../../src/state-machine/define.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
@@ -135,5 +135,33 @@ describe('connectors', () => {
     await assert.rejects(connectorStep({ client: env.client, connector, handle }), /no unfinished run/);
     assert.equal((await env.pool.query(`select cursor from trellis.connector_cursors where name = 'strict'`)).rows.length, 0);
     assert.throws(() => tableConnector({ name: 'x', table: 'app.events; drop table x' }), ValidationError);
+  });
+
+  it('a handler that catches a refused trigger has that event\'s writes undone and the batch goes on', async () => {
+    const orders = connectMachine(env.client, orderFlow);
+    const held = await orders.trigger('o-skip', { object: { amount: 1 } });
+    await env.pool.query(`insert into app.payment_events (foreign_id, type) values ('o-skip', 'opened'), ('o-after', 'opened')`);
+    await env.pool.query('create table app.connector_log (foreign_id text not null)');
+    const refused: string[] = [];
+    const handle = async (event: ConnectorEvent, { tx }: ConnectorContext) => {
+      if (event.foreignId !== 'o-skip' && event.foreignId !== 'o-after') return; // earlier tests' events
+      await tx.insertInto('app.connector_log' as never).values({ foreign_id: event.foreignId } as never).execute();
+      try {
+        await orders.trigger(event.foreignId, { object: { amount: 2 }, tx });
+      } catch (error) {
+        // o-skip already has an unfinished run: TR004, caught and skipped.
+        if (!(error instanceof IllegalTransitionError)) throw error;
+        refused.push(event.foreignId);
+      }
+    };
+    const connector = tableConnector({ name: 'tolerant', table: 'app.payment_events' });
+    while ((await connectorStep({ client: env.client, connector, handle })) > 0);
+    assert.deepEqual(refused, ['o-skip']);
+    assert.deepEqual((await env.pool.query('select foreign_id from app.connector_log')).rows, [{ foreign_id: 'o-after' }],
+      'the refused event\'s own write was undone with it; the next event\'s kept');
+    const runs = (await env.pool.query(`select metadata->>'foreign_id' as f, count(*)::int as n from trellis.runs
+                                         where metadata->>'foreign_id' in ('o-skip', 'o-after') group by 1 order by 1`)).rows;
+    assert.deepEqual(runs, [{ f: 'o-after', n: 1 }, { f: 'o-skip', n: 1 }]);
+    assert.ok(held);
   });
 });

@@ -159,6 +159,51 @@ describe('state machines', () => {
     assert.notEqual(second, first);
   });
 
+  it('a callback id an earlier run of the foreign id received never reaches its next run', async () => {
+    const gates = connectMachine(env.client, gate);
+    const first = await gates.trigger('g-redeliver', { object: { email: 'a@b.c' } });
+    await env.waitFor(first, 'waiting');
+    assert.equal(await gates.callback('g-redeliver', 'open', {}, { id: 'evt-1' }), true);
+    await env.waitFor(first, 'completed');
+    assert.equal(await gates.callback('g-redeliver', 'open', {}, { id: 'evt-1' }), false, 'after the run finished');
+    const second = await gates.trigger('g-redeliver', { object: { email: 'a@b.c' } });
+    await env.waitFor(second, 'waiting');
+    assert.equal(await gates.callback('g-redeliver', 'open', {}, { id: 'evt-1' }), false, 'a redelivery while the next run is open');
+    assert.equal((await env.pool.query(`select trellis.machine_callback('gate', 'g-redeliver', 'open', '{}', 'evt-1') as sent`)).rows[0].sent, false);
+    assert.equal((await env.pool.query('select count(*)::int as n from trellis.signals where run_id = $1', [second])).rows[0].n, 0);
+    assert.equal((await env.client.get(second))?.status, 'waiting', 'the next run did not move');
+    assert.equal(await gates.callback('g-redeliver', 'open', {}, { id: 'evt-2' }), true, 'a new id reaches it');
+    await env.waitFor(second, 'completed');
+  });
+
+  it('refuses a trigger in a REPEATABLE READ or SERIALIZABLE transaction (its check could miss a concurrent trigger), writing nothing', async () => {
+    const gates = connectMachine(env.client, gate);
+    for (const level of ['repeatable read', 'serializable'] as const) {
+      await assert.rejects(env.client.db.transaction().setIsolationLevel(level).execute(async (tx) => {
+        await tx.selectFrom('trellis.runs').select('id').limit(1).execute();
+        return gates.trigger('g-rr', { object: { email: 'a@b.c' }, tx });
+      }), (e) => e instanceof ValidationError && /needs a READ COMMITTED transaction, not (REPEATABLE READ|SERIALIZABLE)/.test(e.message), level);
+      const c = await env.pool.connect();
+      try {
+        await c.query(`begin isolation level ${level}`);
+        await assert.rejects(c.query(`select trellis.machine_trigger('gate', 'g-rr', '{"status":"open","object":{"email":"x"}}', '{"key":"k-rr"}')`),
+          (e: { code?: string }) => e.code === 'TR001');
+      } finally {
+        await c.query('rollback');
+        c.release();
+      }
+    }
+    assert.equal((await env.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'g-rr'`)).rows[0].n, 0);
+    const id = await env.client.db.transaction().execute((tx) => gates.trigger('g-rr', { object: { email: 'a@b.c' }, tx }));
+    assert.ok(id, 'READ COMMITTED (the default) triggers');
+  });
+
+  it('refuses a per-attempt timeout of 0 when the machine is defined', () => {
+    assert.throws(() => defineStateMachine({ name: 'zero-timeout', status: Gate, object: z.object({}), timeout: 0 }),
+      (e) => e instanceof ValidationError && /timeout must be longer than 0/.test(e.message));
+    assert.throws(() => defineStateMachine({ name: 'bad-timeout', status: Gate, object: z.object({}), timeout: 'soon' as never }), ValidationError);
+  });
+
   it('refuses bad input with a typed error and writes nothing', async () => {
     const gates = connectMachine(env.client, gate);
     const before = (await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n;

@@ -16,13 +16,17 @@ const steps = createStepRegistry()
   .registerStep('release', (state) => { state.reserved = false; state.released = true; })
   .registerHook('trace', (e) => { calls.push(`${e.entry ?? 'run'}${e.error ? ' (failed)' : ''}`); })
   .registerHook('start', () => { calls.push('before workflow'); })
-  .registerHook('finish', (e) => { calls.push(`after workflow n=${String(e.state.n)}`); });
+  .registerHook('finish', (e) => { calls.push(`after workflow n=${String(e.state.n)}`); })
+  .registerStep('charge', (state) => { charges++; state.charged = true; })
+  .registerHook('audit-down', () => { throw new Error('audit sink down'); });
+let charges = 0;
 
 describe('step templates', () => {
   let env: TestEnv;
   const templates = () => connectTemplates(env.client, steps);
   before(async () => {
-    env = await createTestEnv({ workflows: ['calc', 'early', 'careful', 'saga', 'sql-made'].map((name) => templateWorkflow(name, steps)) });
+    env = await createTestEnv({ workflows: ['calc', 'early', 'careful', 'saga', 'sql-made', 'hooked', 'long'].map((name) => templateWorkflow(name, steps))
+      .concat(templateWorkflow('queued', steps, { queue: 'tpl-q' })) });
   });
   after(async () => env?.close());
 
@@ -109,6 +113,8 @@ describe('step templates', () => {
     await assert.rejects(t.set('bad', { steps: [{ name: 'add', next: 'double' }, { name: 'double', next: 'add' }] }), /cycle/);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add', retry: { maxAttempts: 0 } }] }), ValidationError);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add', timeout: 'soon' as never }] }), ValidationError);
+    await assert.rejects(t.set('bad', { steps: [{ name: 'add', timeout: 0 }] }), /timeout longer than 0/);
+    assert.throws(() => createStepRegistry().registerStep('x', () => undefined, { timeout: 0 }), /timeout of step x must be longer than 0/);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add' }], hooks: { beforeStep: ['missing'] } }), ValidationError);
     for (const definition of ['{"steps": []}', '{"steps": [{"name": "a"}, {"name": "a"}]}',
       '{"steps": [{"name": "a", "next": "b"}, {"name": "b", "next": "a"}]}', '{"steps": [{"name": "a", "next": "zz"}]}']) {
@@ -116,6 +122,33 @@ describe('step templates', () => {
     }
     assert.equal((await env.pool.query(`select count(*)::int as n from trellis.templates where name = 'bad'`)).rows[0].n, 0);
     await assert.rejects(t.start('never-stored', {}), NotFoundError);
+  });
+
+  it('a step hook that throws is logged and ignored: the step runs once and the run goes on', async () => {
+    await templates().set('hooked', { steps: [{ name: 'charge' }, { name: 'add' }], hooks: { beforeStep: ['audit-down'], afterStep: ['audit-down'] } });
+    charges = 0;
+    const run = await templates().start('hooked', { n: 1 });
+    assert.deepEqual(await run.result({ timeout: '20s' }), { state: { n: 2, charged: true }, endedEarly: false, failed: [] });
+    assert.equal(charges, 1, 'the step body ran once');
+    assert.deepEqual((await env.history(run.id)).map((h) => [h.name, h.status, h.attempts]), [['charge', 'completed', 1], ['add', 'completed', 1]]);
+  });
+
+  it('takes a per-attempt timeout longer than a timer holds (24.8 days)', async () => {
+    await templates().set('long', { steps: [{ name: 'add', timeout: '30 days' }, { name: 'double', timeout: '7 years' }] });
+    const run = await templates().start('long', { n: 1 });
+    assert.deepEqual(await run.result({ timeout: '20s' }), { state: { n: 4 }, endedEarly: false, failed: [] });
+  });
+
+  it('a start from TypeScript keeps the queue the workers registered the template on', async () => {
+    await templates().set('queued', { steps: [{ name: 'add' }] });
+    const run = await templates().start('queued', { n: 1 });
+    assert.equal((await env.client.get(run.id))?.queue, 'tpl-q');
+    assert.deepEqual(await run.result({ timeout: '20s' }), { state: { n: 2 }, endedEarly: false, failed: [] });
+    const { rows } = await env.pool.query(`select queue from trellis.workflows where name = 'template:queued'`);
+    assert.deepEqual(rows, [{ queue: 'tpl-q' }], 'not registered again on the default queue');
+    const fromSql = (await env.pool.query(`select trellis.template_start('queued', '{"n": 5}') as id`)).rows[0].id as string;
+    assert.equal((await env.client.get(fromSql))?.queue, 'tpl-q');
+    assert.equal((await env.drive(fromSql)).status, 'completed');
   });
 
   it('fails a run of a template stored from SQL that names a step this worker lacks, naming it', async () => {
