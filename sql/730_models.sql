@@ -253,10 +253,41 @@ begin
   if jsonb_array_length(v_steps) > 1000 then
     return 'a template has at most 1000 steps';
   end if;
+  -- What the TypeScript schema (src/templates/schema.ts) refuses too, so a
+  -- template stored from SQL cannot fail every run at its start: unknown
+  -- keys, hooks that are not lists of names, a retry or timeout that is
+  -- not one. (Whether the steps and hooks are registered only a worker knows.)
+  if exists (select 1 from jsonb_object_keys(p_definition) k where k not in ('steps', 'hooks')) then
+    return 'a template has only the keys steps and hooks';
+  end if;
+  if p_definition ? 'hooks' and (jsonb_typeof(p_definition->'hooks') <> 'object'
+     or exists (select 1 from jsonb_each(p_definition->'hooks') h
+                 where h.key not in ('beforeWorkflow', 'afterWorkflow', 'beforeStep', 'afterStep')
+                    or jsonb_typeof(h.value) <> 'array' or jsonb_array_length(h.value) > 20
+                    or exists (select 1 from jsonb_array_elements(h.value) n where jsonb_typeof(n) <> 'string'))) then
+    return 'hooks must be an object of beforeWorkflow, afterWorkflow, beforeStep and afterStep, each a list of at most 20 hook names';
+  end if;
   for v_step in select * from jsonb_array_elements(v_steps) loop
     if jsonb_typeof(v_step) <> 'object' or jsonb_typeof(v_step->'name') is distinct from 'string'
        or (v_step->>'name') !~ '^[A-Za-z0-9_](?:[A-Za-z0-9_.:@/ -]{0,126}[A-Za-z0-9_.:@/-])?$' then
       return format('step %s needs a valid name', left(v_step::text, 80));
+    end if;
+    if exists (select 1 from jsonb_object_keys(v_step) k where k not in ('name', 'step', 'retry', 'timeout', 'onFailure', 'compensate', 'next')) then
+      return format('step %s has a key a step does not take (name, step, retry, timeout, onFailure, compensate, next)', quote_literal(v_step->>'name'));
+    end if;
+    if (v_step ? 'step' and jsonb_typeof(v_step->'step') <> 'string') or (v_step ? 'compensate' and jsonb_typeof(v_step->'compensate') <> 'string')
+       or (v_step ? 'next' and jsonb_typeof(v_step->'next') <> 'string') then
+      return format('step, compensate and next of step %s must be names', quote_literal(v_step->>'name'));
+    end if;
+    if v_step ? 'retry' and (jsonb_typeof(v_step->'retry') <> 'object'
+       or exists (select 1 from jsonb_object_keys(v_step->'retry') k where k not in ('maxAttempts', 'backoff', 'initialDelay', 'factor', 'maxDelay', 'jitter'))
+       or (v_step->'retry' ? 'maxAttempts' and (jsonb_typeof(v_step->'retry'->'maxAttempts') <> 'number'
+           or (v_step->'retry'->>'maxAttempts')::numeric < 1 or (v_step->'retry'->>'maxAttempts')::numeric <> trunc((v_step->'retry'->>'maxAttempts')::numeric)))) then
+      return format('retry of step %s must be a retry policy (maxAttempts a whole number of at least 1)', quote_literal(v_step->>'name'));
+    end if;
+    if v_step ? 'timeout' and not (jsonb_typeof(v_step->'timeout') = 'number' and (v_step->>'timeout')::numeric > 0
+                                   or jsonb_typeof(v_step->'timeout') = 'string' and length(v_step->>'timeout') between 1 and 40) then
+      return format('timeout of step %s must be a duration longer than 0', quote_literal(v_step->>'name'));
     end if;
     if v_step->>'name' = any (v_names) then
       return format('step name %s is used twice', quote_literal(v_step->>'name'));

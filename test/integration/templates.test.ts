@@ -117,7 +117,13 @@ describe('step templates', () => {
     assert.throws(() => createStepRegistry().registerStep('x', () => undefined, { timeout: 0 }), /timeout of step x must be longer than 0/);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add' }], hooks: { beforeStep: ['missing'] } }), ValidationError);
     for (const definition of ['{"steps": []}', '{"steps": [{"name": "a"}, {"name": "a"}]}',
-      '{"steps": [{"name": "a", "next": "b"}, {"name": "b", "next": "a"}]}', '{"steps": [{"name": "a", "next": "zz"}]}']) {
+      '{"steps": [{"name": "a", "next": "b"}, {"name": "b", "next": "a"}]}', '{"steps": [{"name": "a", "next": "zz"}]}',
+      // What zod refuses, SQL refuses too (each stored version failed every run at its start).
+      '{"steps": [{"name": "a", "retry": {"maxAttempts": 0}}]}', '{"steps": [{"name": "a", "retry": {"maxAttempts": 1.5}}]}',
+      '{"steps": [{"name": "a", "retry": {"tries": 3}}]}', '{"steps": [{"name": "a", "retry": 3}]}',
+      '{"steps": [{"name": "a", "timeout": 0}]}', '{"steps": [{"name": "a", "timeout": true}]}', '{"steps": [{"name": "a", "extra": 1}]}',
+      '{"steps": [{"name": "a", "step": 7}]}', '{"steps": [{"name": "a"}], "hooks": "garbage"}', '{"steps": [{"name": "a"}], "hooks": {"onWhatever": []}}',
+      '{"steps": [{"name": "a"}], "hooks": {"beforeStep": [1]}}', '{"steps": [{"name": "a"}], "owner": "me"}']) {
       await assert.rejects(env.pool.query('select trellis.template_set($1, $2)', ['bad', definition]), (e: { code?: string }) => e.code === 'TR001');
     }
     assert.equal((await env.pool.query(`select count(*)::int as n from trellis.templates where name = 'bad'`)).rows[0].n, 0);
