@@ -77,6 +77,7 @@ export const COMMON_OPTIONS: Record<string, OptionSpec> = {
 export const DATABASE_OPTION: Record<string, OptionSpec> = {
   'database-url': { type: 'string', value: 'URL', description: 'PostgreSQL connection string (default: $DATABASE_URL)' },
   'read-url': { type: 'string', value: 'URL', description: 'a streaming standby for reads (default: $TRELLIS_READ_URL; see docs/scaling.md)' },
+  'query-timeout': { type: 'string', value: 'DURATION', description: 'how long one statement may go unanswered (a held lock, a dead connection) before the command fails with exit 5 (default 30s)' },
 };
 
 export const JSON_OPTION: Record<string, OptionSpec> = {

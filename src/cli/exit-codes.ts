@@ -13,7 +13,7 @@ export const EXIT = {
   notFound: 3,
   /** The run's status does not allow the operation (resume a run that is not paused, retry one that did not fail). */
   conflict: 4,
-  /** The database cannot be reached (down, refused, unknown host, bad password, no such database). */
+  /** The database cannot be reached (down, refused, unknown host, bad password, no such database), or a statement went unanswered for --query-timeout. */
   unavailable: 5,
   /** The trellis schema is missing, behind or ahead of this CLI: run `trellis migrate` (or upgrade the CLI). */
   schema: 6,
@@ -35,7 +35,7 @@ function unavailable(error: unknown): boolean {
     e && depth < 5; e = e.cause as typeof e, depth++) {
     const code = e.details?.sqlstate ?? e.details?.code ?? e.code;
     if (typeof code === 'string' && UNAVAILABLE.test(code)) return true;
-    if (typeof e.message === 'string' && /Connection terminated|connection timeout/i.test(e.message)) return true;
+    if (typeof e.message === 'string' && /Connection terminated|connection timeout|Query read timeout/i.test(e.message)) return true;
   }
   return false;
 }

@@ -7,7 +7,9 @@
 import { readFileSync, realpathSync } from 'node:fs';
 import { fileURLToPath } from 'node:url';
 import { parseArgs } from 'node:util';
-import { Pool } from '../db/pg.ts';
+import { type ClientConfig, Pool } from '../db/pg.ts';
+import { boundedConfig, DEFAULT_TIMEOUTS, resolveTimeouts } from '../db/connection.ts';
+import { duration } from './args.ts';
 import { type Client, createClient } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
 import { checkSchema } from '../schema/install.ts';
@@ -108,9 +110,20 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
     if (!url) throw new UsageError('set DATABASE_URL or pass --database-url');
     return url;
   };
+  // Every wait on the CLI's connections is bounded, as the engine's own
+  // connections are (docs/reliability.md): a statement that gets no answer
+  // (a row lock another transaction holds, a connection that died silently)
+  // fails after --query-timeout, and keepalive probes find a dead peer.
+  let bounds: ClientConfig | undefined;
+  const bounded = (): ClientConfig => {
+    const given = values['query-timeout'] as string | undefined;
+    return (bounds ??= boundedConfig(resolveTimeouts({
+      queryTimeout: given === undefined ? DEFAULT_TIMEOUTS.queryMs : duration(given, 'query-timeout'),
+    })));
+  };
   const openPool = (): Pool => {
     if (pool) return pool;
-    pool = new Pool({ connectionString: databaseUrl(), max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli' });
+    pool = new Pool({ connectionString: databaseUrl(), max: 4, application_name: 'trellis-cli', ...bounded() });
     // An idle connection dropped by the server surfaces in the next query.
     pool.on('error', () => undefined);
     return pool;
@@ -118,7 +131,7 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
   const openReadPool = (): Pool => {
     const url = (values['read-url'] as string | undefined) ?? (io.env.TRELLIS_READ_URL || undefined);
     if (!url) return openPool();
-    readPool ??= new Pool({ connectionString: url, max: 4, connectionTimeoutMillis: 10_000, application_name: 'trellis-cli-read' });
+    readPool ??= new Pool({ connectionString: url, max: 4, application_name: 'trellis-cli-read', ...bounded() });
     readPool.on('error', () => undefined);
     return readPool;
   };
@@ -149,7 +162,10 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
   } catch (error) {
     const code = exitCodeOf(error);
     const tag = isTrellisError(error) ? ` [${error.code}]` : '';
-    const hint = error instanceof UsageError ? `; see trellis ${command.name} --help` : '';
+    const hint = error instanceof UsageError ? `; see trellis ${command.name} --help`
+      // The client gave up on the statement; the server did not (a lock wait ends when the lock is released).
+      : /Query read timeout/.test(oneLine(error)) ? ' (no answer within --query-timeout; a statement that was waiting on a lock may still complete once the lock is released: check before you repeat it)'
+      : '';
     io.err(`trellis ${command.name}:${tag} ${oneLine(error)}${hint}\n`);
     if (verbose && error instanceof Error) io.err(`${error.stack ?? ''}\n${error.cause instanceof Error ? `caused by: ${error.cause.stack}\n` : ''}`);
     return code;

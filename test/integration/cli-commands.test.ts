@@ -367,3 +367,41 @@ describe('trellis schedules and roles', () => {
     assert.ok(json.some((r) => r.held && r.name.startsWith('trellis.')));
   });
 });
+
+describe('trellis --query-timeout: no command waits unbounded', () => {
+  it('a statement that waits on a held row lock, or on a connection that went silent, fails with exit 5 and changes nothing', async () => {
+    const started = await cli('start', 'cli-greet', '{"name":"Held"}', '--run-at', '1h');
+    const id = started.out.trim();
+    const holder = await fx.db.pool.connect();
+    try {
+      await holder.query('begin');
+      await holder.query('select 1 from trellis.runs where id = $1 for update', [id]);
+      const t0 = Date.now();
+      const paused = await cli('pause', id, '--query-timeout', '300ms');
+      assert.equal(paused.code, 5, paused.err);
+      assert.match(paused.err, /Query read timeout \(no answer within --query-timeout; a statement that was waiting on a lock may still complete/);
+      assert.ok(Date.now() - t0 < 10_000, 'bounded by the timeout');
+      assert.equal(await statusOf(id), 'pending', 'nothing changed while the lock was held');
+    } finally {
+      await holder.query('rollback');
+      holder.release();
+    }
+
+    const { startProxy } = await import('../helpers/tcp-proxy.ts');
+    const url = new URL(fx.db.url);
+    const proxy = await startProxy({ host: url.hostname, port: Number(url.port) });
+    try {
+      proxy.freezingNew = true;
+      url.port = String(proxy.port);
+      const io = captureIo({ DATABASE_URL: url.toString() });
+      const code = await main(['ls', '--query-timeout', '300ms'], io);
+      assert.equal(code, 5, io.stderr);
+    } finally {
+      await proxy.close();
+    }
+    const bad = await cli('ls', '--query-timeout', '5');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--query-timeout needs a unit/);
+    await fx.engine.client.cancel(id);
+  });
+});

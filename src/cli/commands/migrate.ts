@@ -6,8 +6,9 @@ export const migrate: Command = {
   name: 'migrate',
   summary: 'install or upgrade the trellis schema (safe to run from many replicas at once)',
   description: 'Applies the migrations the database lacks and re-applies every function, in one transaction under a waiting advisory lock.',
-  async run({ pool, io }) {
-    const result = await install(pool());
+  async run({ databaseUrl, io }) {
+    // Its own connection, without --query-timeout: an upgrade may rewrite a large table for longer.
+    const result = await install(databaseUrl());
     io.out(result.applied.length
       ? `applied migrations ${result.applied.join(', ')}; schema at ${result.version}\n`
       : `schema already at ${result.version}${result.functionsApplied ? '; functions re-applied' : ''}\n`);
