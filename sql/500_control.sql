@@ -87,26 +87,30 @@ comment on function trellis._finish_cancelled(uuid, text) is
 create or replace function trellis._cancel_one(p_run trellis.runs, p_reason text)
 returns void language plpgsql as $$
 declare
-  v_now timestamptz := trellis.now();
+  v_now   timestamptz := trellis.now();
+  v_error jsonb;
 begin
   if p_run.attempt = 0 then
     -- Never started: no workflow code to deliver the cancellation to.
     perform trellis._finish_cancelled(p_run.id, p_reason);
     return;
   end if;
+  -- A cancellation requested before keeps its reason: the first one wins (a
+  -- second run_cancel, or a parent's cascade reaching a child cancelled with
+  -- a reason of its own, only wakes the run again).
+  v_error := case when p_run.cancel_requested_at is not null and p_run.error->>'code' = 'cancelled' then p_run.error
+                  else jsonb_build_object('name', 'CancelledError', 'code', 'cancelled', 'message', coalesce(p_reason, 'cancelled')) end;
   -- Started: the workflow gets CancelledError at its next wait (its cleanup
   -- code may run); a running step's AbortSignal fires on its worker.
   -- A waiting or paused run becomes pending (through _run_move); a running
   -- or pending one keeps its status.
   if p_run.status in ('waiting', 'paused') then
-    perform trellis._run_move(array[row(p_run.id, 'pending', 'resumed', v_now, null, false,
-      jsonb_build_object('name', 'CancelledError', 'code', 'cancelled', 'message', coalesce(p_reason, 'cancelled')), true,
+    perform trellis._run_move(array[row(p_run.id, 'pending', 'resumed', v_now, null, false, v_error, true,
       null, null, null, null, null, true, null, null, null, '{"reason":"cancel"}')::trellis.run_move]);
   else
     update trellis.runs
        set cancel_requested_at = coalesce(cancel_requested_at, v_now),
-           error = jsonb_build_object('name', 'CancelledError', 'code', 'cancelled',
-                                      'message', coalesce(p_reason, 'cancelled')),
+           error = v_error,
            run_at = case when p_run.status = 'running' then run_at else v_now end,
            updated_at = v_now
      where bucket = p_run.bucket and id = p_run.id;

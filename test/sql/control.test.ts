@@ -168,6 +168,18 @@ describe('run_cancel', () => {
     assert.ok(after.cancel_requested_at instanceof Date);
   });
 
+  it('keeps the first reason: a second cancel of a started run only wakes it again (so does a cascade reaching a run cancelled on its own)', async () => {
+    for (const status of ['running', 'waiting', 'paused'] as const) {
+      const r = await make(status, { started: true });
+      await sql('select trellis.run_cancel($1, $2)', [r.id, 'first reason']);
+      const first = await row(r.id);
+      await sql('select trellis.run_cancel($1, $2)', [r.id, 'second reason']);
+      const after = await row(r.id);
+      assert.equal(after.error.message, 'first reason', status);
+      assert.equal(after.cancel_requested_at.getTime(), first.cancel_requested_at.getTime(), status);
+    }
+  });
+
   it('leaves a cancelled run alone and returns cancelled, notifying nothing', async () => {
     const r = await make('cancelled');
     const before = await row(r.id);
