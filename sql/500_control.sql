@@ -287,7 +287,10 @@ declare
 begin
   v_run := trellis._run_lock(p_run_id);
   if v_run.status = 'running' and v_run.pause_requested_at is not null then
-    update trellis.runs set pause_requested_at = null, updated_at = v_now
+    -- The withdrawn pause's reason goes with it (run_pause put it in the
+    -- error); a cancellation's error stays.
+    update trellis.runs set pause_requested_at = null, updated_at = v_now,
+                            error = case when error->>'code' = 'paused' then null else error end
      where bucket = v_run.bucket and id = p_run_id;
   elsif v_run.status <> 'paused' then
     perform trellis._raise('TR004', format('run %s is %s, not paused', p_run_id, v_run.status));

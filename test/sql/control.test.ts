@@ -302,7 +302,8 @@ describe('run_resume', () => {
 
   it('withdraws the pause request of a running run, which stays running, notifying nothing', async () => {
     const r = await make('running');
-    await sql(CALLS.pause, [r.id]);
+    await sql('select trellis.run_pause($1, $2)', [r.id, 'maintenance']);
+    assert.equal((await row(r.id)).error.message, 'maintenance');
     let result;
     assert.deepEqual(await notices(r, async () => {
       result = (await one(CALLS.resume, [r.id])).status;
@@ -310,6 +311,7 @@ describe('run_resume', () => {
     assert.equal(result, 'running');
     const after = await row(r.id);
     assert.equal(after.pause_requested_at, null);
+    assert.equal(after.error, null, 'the withdrawn pause\'s reason goes with it');
     assert.equal(after.lease_token, r.token);
   });
 
