@@ -66,14 +66,49 @@ export function preparable(db: unknown): db is Pool | PgClient {
  */
 export async function queryRows<R>(db: Queryable, text: string, values: unknown[] = [], name?: string): Promise<R[]> {
   const named = name !== undefined && preparable(db);
+  const current = name === undefined ? undefined : renamed.get(name) ?? name;
   try {
-    const result = named ? await db.query<R & QueryResultRow>({ name, text, values }) : await db.query<R>(text, values);
+    const result = named ? await db.query<R & QueryResultRow>({ name: current, text, values }) : await db.query<R>(text, values);
     return result.rows as R[];
   } catch (error) {
+    if (named && planResultChanged(error)) return queryRenamed<R>(db, text, values, name, current as string);
     if (named && isPreparedRefusal(error)) throw preparedRefusedError(name, error);
     throw toTrellisError(error);
   }
 }
+
+/**
+ * The name each statement is prepared under now, when it is no longer its
+ * own: see queryRenamed.
+ */
+const renamed = new Map<string, string>();
+
+/** PostgreSQL's refusal of a prepared statement whose result columns changed since it was prepared. */
+function planResultChanged(error: unknown): boolean {
+  const e = error as { code?: unknown; message?: unknown } | undefined;
+  return e?.code === '0A000' && /cached plan must not change result type/.test(String(e.message));
+}
+
+/**
+ * A named statement whose result columns changed under it (a migration
+ * replaced a function it calls with one that returns a column more, or
+ * altered a table it reads) is refused with 0A000 on every connection that
+ * prepared it, and behind a pooler that keeps server-side statements, for
+ * as long as the pooler's connection lives (the upgrade audit: an old
+ * release's starts failed after the new migrate()). PostgreSQL raises it
+ * while it re-plans, before anything runs, so the statement is prepared
+ * again under a new name (on every connection, from now on) and run once
+ * more.
+ */
+async function queryRenamed<R>(db: Pool | PgClient, text: string, values: unknown[], name: string, failed: string): Promise<R[]> {
+  if (renamed.get(name) === undefined || renamed.get(name) === failed) renamed.set(name, `${name}_${(++renames).toString(36)}`);
+  try {
+    return (await db.query<R & QueryResultRow>({ name: renamed.get(name) as string, text, values })).rows as R[];
+  } catch (error) {
+    throw toTrellisError(error);
+  }
+}
+let renames = 0;
 
 /**
  * `db` without prepared statements (every statement unnamed), for a

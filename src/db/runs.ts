@@ -115,7 +115,11 @@ export async function runStartClaimed(db: Queryable, workflow: string, input: st
   a: StartClaimedArgs): Promise<{ id: string; run: ClaimedRun | undefined }> {
   const rows = await queryRows<{ id: string; claimed: boolean; workflow: string; version: string; input: unknown;
     metadata: Record<string, unknown>; lease_token: string; lease_expires_at: Date; now: Date; deadline_at: Date | null }>(db,
-    'select * from trellis.run_start_claimed($1, $2::jsonb, $3::jsonb, $4, make_interval(secs => $5::double precision / 1000))',
+    // Named columns, never *: a named statement whose result columns change
+    // (a later migration adds one) fails with 0A000 on every connection that
+    // prepared it, for as long as a pooler keeps it (the upgrade audit).
+    `select id, claimed, workflow, version, input, metadata, lease_token, lease_expires_at, now, deadline_at
+       from trellis.run_start_claimed($1, $2::jsonb, $3::jsonb, $4, make_interval(secs => $5::double precision / 1000))`,
     [workflow, input, JSON.stringify(options), a.worker, a.leaseMs], 'trellis_run_start_claimed');
   const r = rows[0] as (typeof rows)[number];
   if (!r.claimed) return { id: r.id, run: undefined };
@@ -184,7 +188,7 @@ export interface HeldRun {
 export async function runHeartbeatMany(db: Queryable, held: readonly { id: string; token: string }[], leaseMs: number): Promise<Map<string, HeldRun>> {
   const rows = await queryRows<HeldRun>(
     db,
-    'select * from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], make_interval(secs => $3::double precision / 1000))',
+    'select id, cancel_requested, pause_requested from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], make_interval(secs => $3::double precision / 1000))',
     [held.map((h) => h.id), held.map((h) => h.token), leaseMs],
   );
   return new Map(rows.map((r) => [r.id, r]));
@@ -192,7 +196,7 @@ export async function runHeartbeatMany(db: Queryable, held: readonly { id: strin
 
 /** trellis.run_requests: held runs with a cancel or pause request pending. */
 export async function runRequests(db: Queryable, held: readonly { id: string; token: string }[]): Promise<HeldRun[]> {
-  return queryRows<HeldRun>(db, 'select * from trellis.run_requests($1::uuid[], $2::uuid[])',
+  return queryRows<HeldRun>(db, 'select id, cancel_requested, pause_requested, cancel_reason from trellis.run_requests($1::uuid[], $2::uuid[])',
     [held.map((h) => h.id), held.map((h) => h.token)], 'trellis_run_requests');
 }
 

@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import type { Pool } from '../db/pg.ts';
 import type { ClaimedRun } from '../protocol/history.ts';
 import { runClaim, runIdleCheck, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
-import { CancelledError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
+import { CancelledError, ConfigurationError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
 import { isDatabaseFault } from '../protocol/faults.ts';
 import { serializeError } from '../protocol/serialize.ts';
 import { type Execution, startExecution } from '../replay/executor.ts';
@@ -263,6 +263,13 @@ export class Worker {
     const startMs = this.timeouts.connectMs + (this.timeouts.queryMs ?? 30_000);
     await within((async () => {
       await checkSchema(this.pool);
+      // A role that cannot checkpoint would claim nothing and log 42501 every
+      // poll for ever (a login given trellis_client, not trellis_worker).
+      const { rows } = await this.pool.query<{ ok: boolean }>(
+        `select has_function_privilege('trellis.checkpoint_apply(jsonb)', 'execute') and has_function_privilege('trellis.run_release_owned(text, uuid[])', 'execute') as ok`);
+      if (!rows[0]?.ok) {
+        throw new ConfigurationError('the worker\'s database role may not execute the worker functions (trellis.checkpoint_apply, trellis.run_release_owned): grant it trellis_worker (docs/security.md)');
+      }
       await workflowRegister(this.pool, [...this.definitions.values()].map(registrationOf));
       this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
       this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);

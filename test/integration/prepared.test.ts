@@ -72,3 +72,24 @@ describe('prepared statements', () => {
     }
   });
 });
+
+describe('a named statement whose result columns change under it', () => {
+  it('is prepared again under a new name and run (a migration that adds a column failed every prepared connection with 0A000)', async () => {
+    const { queryRows } = await import('../../src/db/queryable.ts');
+    const pool = testPool({ connectionString: fx.db.url, max: 1 });
+    try {
+      await pool.query(`create function public.shape_changes() returns table (a int) language sql as 'select 1'`);
+      const text = 'select * from public.shape_changes()';
+      assert.deepEqual(await queryRows(pool, text, [], 'trellis_test_shape'), [{ a: 1 }]);
+      // A later release replaces the function with one that returns a column more.
+      await pool.query(`drop function public.shape_changes(); create function public.shape_changes() returns table (a int, b int) language sql as 'select 1, 2'`);
+      assert.deepEqual(await queryRows(pool, text, [], 'trellis_test_shape'), [{ a: 1, b: 2 }]);
+      assert.deepEqual(await queryRows(pool, text, [], 'trellis_test_shape'), [{ a: 1, b: 2 }], 'and again, under its new name');
+      const { rows } = await pool.query<{ name: string }>(`select name from pg_prepared_statements where name like 'trellis_test_shape%' order by name`);
+      assert.ok(rows.some((r) => /^trellis_test_shape_[0-9a-z]+$/.test(r.name)), `prepared under a new name: ${rows.map((r) => r.name).join(', ')}`);
+    } finally {
+      await pool.query('drop function if exists public.shape_changes()').catch(() => undefined);
+      await pool.end();
+    }
+  });
+});
