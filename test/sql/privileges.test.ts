@@ -13,7 +13,7 @@ import pg from 'pg';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { RUN_COLUMNS } from '../../src/db/tables.ts';
-import { DatabaseError } from '../../src/errors.ts';
+import { ConfigurationError, DatabaseError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
@@ -85,6 +85,15 @@ describe('privileges (sql/950_grants.sql)', () => {
     } finally {
       await worker.stop();
       await client.close();
+    }
+  });
+
+  it('a worker on a role that cannot checkpoint (trellis_client, none) is refused at start with ConfigurationError, registering nothing', async () => {
+    for (const role of ['client', 'reader'] as const) {
+      const other = defineWorkflow({ name: `unserved-${role}`, input: z.object({}) }, async () => 1);
+      const worker = createWorker({ pool: poolAs(role), workflows: [other], logger: silentLogger });
+      await assert.rejects(worker.start(), (e) => e instanceof ConfigurationError && /grant it trellis_worker/.test(e.message), role);
+      assert.equal((await db.pool.query('select count(*)::int as n from trellis.workflows where name = $1', [other.name])).rows[0].n, 0, role);
     }
   });
 
