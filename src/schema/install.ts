@@ -9,8 +9,8 @@
  */
 import { PgClient, type ClientBase, Pool, type PoolClient } from '../db/pg.ts';
 import { boundedConfig, resolveTimeouts, within } from '../db/connection.ts';
-import { SchemaVersionError } from '../errors.ts';
-import type { Duration } from '../protocol/duration.ts';
+import { DatabaseError, SchemaVersionError } from '../errors.ts';
+import { type Duration, toMs } from '../protocol/duration.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { BUNDLE } from './bundle.generated.ts';
 import { type BundledSql, functionsHash as hashFunctions, verifyChain } from './migrations.ts';
@@ -76,6 +76,16 @@ export interface MigrateOptions {
    * The transaction always ends the session if it sits idle in it for 60 s.
    */
   queryTimeout?: Duration | false;
+  /**
+   * How long the upgrade waits for each lock it needs on a trellis table
+   * once it holds the install lock (default 3s; false: no limit). A DDL
+   * statement waiting for its lock holds up every start, claim and read of
+   * that table behind it, for as long as the transaction in its way stays
+   * open (a report, a backup): so it gives up after this long, rolls back,
+   * and tries again (5 tries in all, 1 to 8 s apart), then fails with a
+   * retryable DatabaseError. A migration that got its locks is never cut.
+   */
+  lockTimeout?: Duration | false;
   /** The SQL to install (tests only; default: this package's). */
   bundle?: BundledSql;
   /**
@@ -177,8 +187,17 @@ async function assertSupportedServer(client: ClientBase): Promise<void> {
   }
 }
 
-/** How many times {@link migrate} runs its transaction when another transaction's catalog write got in its way. */
+/** How many times {@link migrate} runs its transaction when another transaction's catalog write or lock got in its way. */
 const MIGRATE_ATTEMPTS = 5;
+
+/** How long the upgrade waits for each table lock (MigrateOptions.lockTimeout). */
+const DEFAULT_LOCK_TIMEOUT = 3000;
+
+/** The upgrade gave up waiting for a lock (lock_timeout: 55P03). */
+function lockNotAvailable(error: unknown): boolean {
+  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause ?? error;
+  return (cause as { code?: unknown } | undefined)?.code === '55P03' || (error as { code?: unknown } | undefined)?.code === '55P03';
+}
 
 /**
  * Whether an install failed only because another transaction changed the
@@ -216,8 +235,15 @@ export async function migrate(target: Target, options: MigrateOptions = {}): Pro
     try {
       return await migrateOnce(target, options, bundle);
     } catch (error) {
-      if (attempt >= MIGRATE_ATTEMPTS || !concurrentCatalogWrite(error)) throw error;
-      await new Promise((resolve) => setTimeout(resolve, 50 * 2 ** (attempt - 1) * (0.5 + Math.random() / 2)));
+      const locked = lockNotAvailable(error);
+      if (locked && attempt >= MIGRATE_ATTEMPTS) {
+        throw new DatabaseError(`migrate could not take a lock it needs on a trellis table within its lockTimeout, ${MIGRATE_ATTEMPTS} times: `
+          + 'a transaction holds it (see pg_locks and pg_stat_activity); each time the upgrade left the lock queue, so starts and claims '
+          + 'were not held up behind it. Nothing was changed: run it again once that transaction has ended', { cause: error, retryable: true });
+      }
+      if (attempt >= MIGRATE_ATTEMPTS || !(locked || concurrentCatalogWrite(error))) throw error;
+      const base = locked ? 1000 : 50;
+      await new Promise((resolve) => setTimeout(resolve, base * 2 ** (attempt - 1) * (0.5 + Math.random() / 2)));
     }
   }
 }
@@ -231,6 +257,10 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
       // If this process stops answering mid-install, the server ends the session instead of holding the lock.
       await client.query("set local idle_in_transaction_session_timeout = '60s'");
       await client.query('select pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_OBJECT]);
+      // Only after the install lock: replicas wait for each other's install as long as it takes.
+      if (options.lockTimeout !== false) {
+        await client.query(`set local lock_timeout = ${Math.max(1, Math.round(toMs(options.lockTimeout ?? DEFAULT_LOCK_TIMEOUT, 'lockTimeout')))}`);
+      }
       await client.query(BOOKKEEPING);
       const { rows } = await client.query<{ id: number; hash: string }>(
         'select id, hash from trellis.migrations order by id',

@@ -7,7 +7,7 @@ import { describe, it } from 'node:test';
 import { Logger, migrate as gmMigrate } from 'graphile-migrate';
 import { clearAllPools } from 'graphile-migrate/dist/pgReal.js';
 import pg from 'pg';
-import { SchemaVersionError } from '../../src/errors.ts';
+import { DatabaseError, SchemaVersionError } from '../../src/errors.ts';
 import { SCHEMA_SQL_REVISION } from '../../src/protocol/schema-version.generated.ts';
 import { checkSchema, functionsHash, installScript, latestMigration, migrate } from '../../src/schema/install.ts';
 import { migrationHash } from '../../src/schema/migrations.ts';
@@ -50,6 +50,37 @@ async function state(pool: pg.Pool) {
 }
 
 describe('migrate', () => {
+  it('an upgrade that waits for a table lock gives the lock queue up after lockTimeout, so reads and starts are not held behind it, and tries again', async () => {
+    await withEmptyDatabase(async (url, pool) => {
+      // The release before: every migration but the last (which alters trellis.runs).
+      await migrate(pool, { bundle: { ...BUNDLE, migrations: BUNDLE.migrations.slice(0, -1), functions: [] } });
+      const reader = await pool.connect();
+      try {
+        // A long report: it holds trellis.runs in ACCESS SHARE until it ends.
+        await reader.query('begin');
+        await reader.query('select count(*) from trellis.runs');
+        const upgrading = migrate(url, { lockTimeout: '200ms' });
+        upgrading.catch(() => undefined);
+        // Meanwhile a read of trellis.runs from another session is never queued behind the upgrade for long.
+        const waits: number[] = [];
+        for (let i = 0; i < 10; i++) {
+          const t0 = Date.now();
+          await pool.query('select count(*) from trellis.runs');
+          waits.push(Date.now() - t0);
+          await new Promise((r) => setTimeout(r, 100));
+        }
+        assert.ok(Math.max(...waits) < 1500, `reads waited at most ${Math.max(...waits)} ms (lockTimeout 200 ms)`);
+        await assert.rejects(upgrading, (e) => e instanceof DatabaseError && e.retryable && /could not take a lock it needs on a trellis table/.test(e.message));
+        assert.equal((await pool.query('select max(id)::int as id from trellis.migrations')).rows[0].id, ALL.length - 1, 'nothing applied');
+      } finally {
+        await reader.query('rollback');
+        reader.release();
+      }
+      assert.deepEqual((await migrate(url, { lockTimeout: '200ms' })).applied, [ALL.length], 'applied once the report ended');
+      await schemaWorks(pool);
+    });
+  });
+
   it('lets 8 concurrent callers install an empty database: all succeed and exactly one applies every migration', async () => {
     await withEmptyDatabase(async (url, pool) => {
       const clients = Array.from({ length: 8 }, () => new pg.Client({ connectionString: url }));
