@@ -80,7 +80,7 @@ begin
     if jsonb_typeof(v_rate) = 'null' then
       v_row.rate_limit := null;
       v_row.rate_period := null;
-    elsif jsonb_typeof(v_rate) <> 'object' or not (v_rate ? 'limit' and v_rate ? 'period') then
+    elsif jsonb_typeof(v_rate) <> 'object' or not (v_rate ? 'limit' and v_rate ? 'period') or v_rate - '{limit,period}'::text[] <> '{}'::jsonb then
       perform trellis._raise('TR001', 'queue option rate must be {"limit": n, "period": interval} or null');
     else
       v_row.rate_limit := trellis._queue_int(v_rate, 'limit');

@@ -71,6 +71,14 @@ begin
       perform trellis._raise('TR001', 'event filter kinds must be an array of event kinds');
     end if;
     kinds := array(select jsonb_array_elements_text(p_filter->'kinds'));
+    -- A kind no event has would filter everything out, silently (the kinds
+    -- of docs/events.md; src/db/events.ts EVENT_KINDS is the same list).
+    select string_agg(quote_literal(left(k, 40)), ', ') into v_bad from unnest(kinds) k
+     where k not in ('started', 'waiting', 'resumed', 'released', 'retried', 'continued', 'paused', 'completed',
+                     'failed', 'cancelled', 'purged', 'step_completed', 'step_failed');
+    if v_bad is not null then
+      perform trellis._raise('TR001', format('event filter kinds: no event is of kind %s', v_bad));
+    end if;
   end if;
   if p_filter ? 'run_id' and jsonb_typeof(p_filter->'run_id') <> 'null' then
     begin

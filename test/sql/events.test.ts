@@ -100,6 +100,7 @@ describe('events_read', () => {
     await assert.rejects(read(null, 10001), { code: 'TR001', message: /limit/ });
     await assert.rejects(read(null, 10, { workflow: 'w' }), { code: 'TR001', message: /unknown event filter/ });
     await assert.rejects(read(null, 10, { kinds: 'completed' }), { code: 'TR001' });
+    await assert.rejects(read(null, 10, { kinds: ['completed', 'bogus'] }), { code: 'TR001', message: /no event is of kind 'bogus'/ });
     await assert.rejects(read(null, 10, { run_id: 'x'.repeat(500) }), (e: Error) => e.message.length < 200);
   });
 

@@ -51,6 +51,7 @@ describe('queue_set', () => {
     ['a rate with a limit of 0', 'bad-e', { rate: { limit: 0, period: '1 second' } }],
     ['a rate period that is not an interval', 'bad-f', { rate: { limit: 5, period: 'soon' } }],
     ['an unknown option', 'bad-g', { concurency: 3 }],
+    ['an unknown key in rate', 'bad-h', { rate: { limit: 5, period: '1 second', burst: 10 } }],
     ['a queue name with quotes and SQL', `x'; drop table trellis.runs; --`, { concurrency: 1 }],
   ] as const) {
     it(`refuses ${what} with TR001 and writes nothing`, async () => {
