@@ -212,6 +212,13 @@ export const BUNDLE: BundledSql = {
       "hash": "sha1:bc817230f60047e6285f74f9f044b2b459a5a2de",
       "previousHash": "sha1:a1220f66defedfc8059dfc532dc1d6128ef63729",
       "body": "-- Trellis: forking a run (decision 0032). trellis.run_fork starts a new run\n-- of a run's workflow with its current input and the settled results of its\n-- calls before a given one; the new run records where it came from.\nalter table trellis.runs add column if not exists forked_from uuid;\nalter table trellis.runs add column if not exists forked_from_seq integer;\ncomment on column trellis.runs.forked_from is\n  'The run this run was forked from (run_fork), null otherwise. Not a foreign key: the original may be purged first.';\ncomment on column trellis.runs.forked_from_seq is\n  'With forked_from: the call of the original''s execution the fork runs again from (the calls before it kept their results).';\n-- A cancellation's reason reaches the workflow code (its CancelledError and\n-- the running step's abort): run_requests returns it as a last column, read\n-- by a worker told of a cancel on trellis:run_control (which carries ids\n-- only). run_claim returns it too (dropped by migration 29).\ndrop function if exists trellis.run_requests(uuid[], uuid[]);\n"
+    },
+    {
+      "id": 31,
+      "filename": "000031.sql",
+      "hash": "sha1:430d8719dd158f14a94864d1a39733a3afce1590",
+      "previousHash": "sha1:bc817230f60047e6285f74f9f044b2b459a5a2de",
+      "body": "-- Schedules with an infinite time. An older schedule_set stored ends_at,\n-- next_at and next_from 'infinity' (or '-infinity'), which JavaScript cannot\n-- read as a date: such a row stopped every schedule (the ticker crashed), and\n-- after the fix of that, parked its own schedule with \"endsAt.getTime is not\n-- a function\". The rows an older release stored are repaired here (an end at\n-- infinity is no end; at -infinity it has ended; an infinite next tick is\n-- computed again from now) and a CHECK keeps any writer from storing one.\nupdate trellis.schedules set ends_at = case when ends_at = 'infinity' then null else now() end\n where not isfinite(ends_at);\nupdate trellis.schedules set next_at = null, next_from = now() where not isfinite(next_at);\nupdate trellis.schedules set next_from = now() where not isfinite(next_from);\nalter table trellis.schedules drop constraint if exists schedules_finite_times;\nalter table trellis.schedules add constraint schedules_finite_times\n  check (isfinite(ends_at) and isfinite(next_at) and isfinite(next_from));\n"
     }
   ],
   "functions": [

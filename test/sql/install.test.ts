@@ -50,10 +50,36 @@ async function state(pool: pg.Pool) {
 }
 
 describe('migrate', () => {
-  it('an upgrade that waits for a table lock gives the lock queue up after lockTimeout, so reads and starts are not held behind it, and tries again', async () => {
+  it('repairs the infinite schedule times an older release stored (migration 31), and no writer can store one after', async () => {
     await withEmptyDatabase(async (url, pool) => {
-      // The release before: every migration but the last (which alters trellis.runs).
-      await migrate(pool, { bundle: { ...BUNDLE, migrations: BUNDLE.migrations.slice(0, -1), functions: [] } });
+      const before31 = BUNDLE.migrations.findIndex((m) => m.id === 31);
+      await migrate(pool, { bundle: { ...BUNDLE, migrations: BUNDLE.migrations.slice(0, before31), functions: [] } });
+      await pool.query(`insert into trellis.schedules (name, cron, time_zone, workflow, ends_at, next_at, next_from) values
+        ('no-end', '0 * * * *', 'UTC', 'w', 'infinity', '2026-12-06T10:00Z', null),
+        ('ended', '0 * * * *', 'UTC', 'w', '-infinity', '2026-12-06T10:00Z', null),
+        ('never-next', '0 * * * *', 'UTC', 'w', null, 'infinity', null),
+        ('fine', '0 * * * *', 'UTC', 'w', '2030-01-01T00:00Z', '2026-12-06T10:00Z', null)`);
+      await migrate(url);
+      const rows = (await pool.query(`select name, ends_at is null as no_end, ends_at <= now() as ended, next_at, next_from is not null as computes,
+                                             isfinite(ends_at) as finite_end from trellis.schedules order by name`)).rows;
+      const by = Object.fromEntries(rows.map((r) => [r.name, r]));
+      assert.equal(by['no-end'].no_end, true, 'an end at infinity is no end');
+      assert.equal(by.ended.ended, true, 'an end at -infinity has passed');
+      assert.equal(by['never-next'].next_at, null);
+      assert.equal(by['never-next'].computes, true, 'its next tick is computed again');
+      assert.equal(by.fine.finite_end, true);
+      assert.equal(by.fine.next_at.toISOString(), '2026-12-06T10:00:00.000Z', 'a finite row is untouched');
+      for (const column of ['ends_at', 'next_at', 'next_from']) {
+        await assert.rejects(pool.query(`update trellis.schedules set ${column} = 'infinity' where name = 'fine'`), { code: '23514' }, column);
+      }
+    });
+  });
+
+  it('an upgrade that waits for a table lock gives the lock queue up after lockTimeout, so reads and starts are not held behind it, and tries again', async () => {
+    const before30 = BUNDLE.migrations.findIndex((m) => m.id === 30);
+    await withEmptyDatabase(async (url, pool) => {
+      // A release before migration 30 (which alters trellis.runs).
+      await migrate(pool, { bundle: { ...BUNDLE, migrations: BUNDLE.migrations.slice(0, before30), functions: [] } });
       const reader = await pool.connect();
       try {
         // A long report: it holds trellis.runs in ACCESS SHARE until it ends.
@@ -71,12 +97,12 @@ describe('migrate', () => {
         }
         assert.ok(Math.max(...waits) < 1500, `reads waited at most ${Math.max(...waits)} ms (lockTimeout 200 ms)`);
         await assert.rejects(upgrading, (e) => e instanceof DatabaseError && e.retryable && /could not take a lock it needs on a trellis table/.test(e.message));
-        assert.equal((await pool.query('select max(id)::int as id from trellis.migrations')).rows[0].id, ALL.length - 1, 'nothing applied');
+        assert.equal((await pool.query('select max(id)::int as id from trellis.migrations')).rows[0].id, 29, 'nothing applied');
       } finally {
         await reader.query('rollback');
         reader.release();
       }
-      assert.deepEqual((await migrate(url, { lockTimeout: '200ms' })).applied, [ALL.length], 'applied once the report ended');
+      assert.deepEqual((await migrate(url, { lockTimeout: '200ms' })).applied, ALL.slice(before30), 'applied once the report ended');
       await schemaWorks(pool);
     });
   });
