@@ -16,7 +16,8 @@ import type { Queryable } from './queryable.ts';
  * statement works on such a schema as well).
  */
 export const SCHEMA_INFO_SQL = `(select i.migration from trellis.schema_info i) as migration,
-  (select (to_jsonb(i) ->> 'sql_revision')::integer from trellis.schema_info i) as sql_revision`;
+  (select (to_jsonb(i) ->> 'sql_revision')::integer from trellis.schema_info i) as sql_revision,
+  (select (to_jsonb(i) ->> 'compatible_from')::integer from trellis.schema_info i) as compatible_from`;
 
 /**
  * Why a schema at `migration`, with its functions at `sqlRevision`, is behind
@@ -36,19 +37,35 @@ export function schemaBehind(migration: number | null | undefined, sqlRevision: 
 }
 
 /**
+ * Why a schema at `migration`, which declares code from migration
+ * `compatibleFrom` on compatible with it (decision 0034), is too new for
+ * code at migration `known`, or undefined if that code may use it (its own
+ * migration, or a newer one that declares it compatible).
+ */
+export function schemaAhead(migration: number | null | undefined, compatibleFrom: number | null | undefined, known = SCHEMA_MIGRATION): string | undefined {
+  if (migration == null || migration <= known) return undefined;
+  if (compatibleFrom != null && compatibleFrom <= known) return undefined;
+  return `the trellis schema is at migration ${migration}, newer than this code (${known})`
+    + (compatibleFrom == null ? '' : `, and works with code from migration ${compatibleFrom} on`)
+    + ': upgrade the trellis package';
+}
+
+/**
  * Check that the database has exactly this code's schema; throws
  * SchemaVersionError otherwise (not installed, behind, or newer). Functions
  * newer than this code's (a later release migrated the database, without a
- * new migration) are accepted: they keep what older code calls.
+ * new migration) are accepted: they keep what older code calls; so is a
+ * newer schema whose release declared this code's migration compatible
+ * (`schema_info.compatible_from`, decision 0034).
  *
  * @example
  * await checkSchema(pool); // in a readiness probe: fails until `migrate` has run
  */
 export async function checkSchema(db: Queryable): Promise<void> {
   const known = SCHEMA_MIGRATION;
-  let row: { migration: number | null; sql_revision: number | null } | undefined;
+  let row: { migration: number | null; sql_revision: number | null; compatible_from: number | null } | undefined;
   try {
-    ({ rows: [row] } = await db.query<{ migration: number | null; sql_revision: number | null }>(`select ${SCHEMA_INFO_SQL}`));
+    ({ rows: [row] } = await db.query<{ migration: number | null; sql_revision: number | null; compatible_from: number | null }>(`select ${SCHEMA_INFO_SQL}`));
   } catch (error) {
     const code = (error as { code?: string }).code;
     if (code === '42P01' || code === '3F000') {
@@ -58,9 +75,6 @@ export async function checkSchema(db: Queryable): Promise<void> {
   }
   const behind = schemaBehind(row?.migration, row?.sql_revision, 'this code');
   if (behind) throw new SchemaVersionError(behind);
-  if (row?.migration != null && row.migration > known) {
-    throw new SchemaVersionError(
-      `the trellis schema is at migration ${row.migration}, newer than this code (${known}): upgrade the trellis package`,
-    );
-  }
+  const ahead = schemaAhead(row?.migration, row?.compatible_from, known);
+  if (ahead) throw new SchemaVersionError(ahead);
 }

@@ -10,6 +10,8 @@
 import { PgClient, type ClientBase, Pool, type PoolClient } from '../db/pg.ts';
 import { boundedConfig, resolveTimeouts, within } from '../db/connection.ts';
 import { DatabaseError, SchemaVersionError } from '../errors.ts';
+import { SCHEMA_COMPATIBLE_FROM } from '../protocol/schema-compat.ts';
+import { schemaAhead } from '../db/schema-check.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { BUNDLE } from './bundle.generated.ts';
@@ -34,7 +36,8 @@ create table if not exists trellis.schema_info (
   sql_hash     text not null,
   installed_at timestamptz not null default now()
 );
-alter table trellis.schema_info add column if not exists sql_revision integer;`;
+alter table trellis.schema_info add column if not exists sql_revision integer;
+alter table trellis.schema_info add column if not exists compatible_from integer;`;
 
 export interface MigrateResult {
   /** Migrations applied by this call. */
@@ -47,12 +50,24 @@ export interface MigrateResult {
    * kept, not replaced by this code's older ones.
    */
   newerFunctionsKept: boolean;
+  /**
+   * The database is at a newer migration whose release declared this code
+   * compatible (decision 0034, `schema_info.compatible_from`): nothing was
+   * changed, and this code runs against it (an older replica booting during
+   * a rolling deploy).
+   */
+  newerSchemaKept: boolean;
   /** The schema's migration number afterwards. */
   version: number;
 }
 
 export function latestMigration(bundle: BundledSql = BUNDLE): number {
   return bundle.migrations.at(-1)?.id ?? 0;
+}
+
+/** The oldest code migration a schema installed from `bundle` works with (SCHEMA_COMPATIBLE_FROM; a test bundle's own last). */
+function compatibleFrom(bundle: BundledSql): number {
+  return Math.min(SCHEMA_COMPATIBLE_FROM, latestMigration(bundle));
 }
 
 export function functionsHash(bundle: BundledSql = BUNDLE): string {
@@ -268,17 +283,26 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
       const known = latestMigration(bundle);
       const newest = rows.at(-1)?.id ?? 0;
       if (newest > known) {
-        throw new SchemaVersionError(
-          `the database's trellis schema is at migration ${newest}, newer than this code (${known}): upgrade the trellis package`,
-        );
+        // A newer release migrated the database. If it declared this code's
+        // migration compatible (decision 0034), this replica keeps that schema
+        // and its functions, after checking the migrations it knows match.
+        const declared = await client.query<{ compatible_from: number | null }>('select compatible_from from trellis.schema_info');
+        const ahead = schemaAhead(newest, declared.rows[0]?.compatible_from, known);
+        if (ahead) throw new SchemaVersionError(`the database's ${ahead.slice('the '.length)}`);
       }
       for (const row of rows) {
+        if (row.id > known) break;
         const mine = bundle.migrations[row.id - 1];
         if (!mine || mine.hash !== row.hash) {
           throw new SchemaVersionError(
             `trellis migration ${row.id} in the database (${row.hash}) differs from this code's (${mine?.hash ?? 'none'})`,
           );
         }
+      }
+      if (newest > known) {
+        await client.query('commit');
+        tx.open = false;
+        return { applied: [], functionsApplied: false, newerFunctionsKept: true, newerSchemaKept: true, version: newest };
       }
       const applied: number[] = [];
       for (const m of bundle.migrations.slice(newest)) {
@@ -308,11 +332,12 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
         // Where it is allowed (a test database), re-applying sql/ keeps it.
         if (clock.installed && clock.allowed) await client.query('select trellis.clock_use_virtual()');
         await client.query(
-          `insert into trellis.schema_info (singleton, migration, sql_hash, sql_revision, installed_at)
-           values (true, $1, $2, $3, now())
+          `insert into trellis.schema_info (singleton, migration, sql_hash, sql_revision, compatible_from, installed_at)
+           values (true, $1, $2, $3, $4, now())
            on conflict (singleton) do update set migration = excluded.migration,
-             sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision, installed_at = excluded.installed_at`,
-          [known, sqlHash, bundle.sqlRevision ?? null],
+             sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision,
+             compatible_from = excluded.compatible_from, installed_at = excluded.installed_at`,
+          [known, sqlHash, bundle.sqlRevision ?? null, compatibleFrom(bundle)],
         );
       }
       if (options.buckets !== undefined) {
@@ -320,7 +345,7 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
       }
       await client.query('commit');
       tx.open = false;
-      return { applied, functionsApplied, newerFunctionsKept, version: known };
+      return { applied, functionsApplied, newerFunctionsKept, newerSchemaKept: false, version: known };
     } catch (error) {
       try {
         await client.query('rollback');
@@ -361,8 +386,8 @@ export function installScript(from = 0, bundle: BundledSql = BUNDLE): string {
   }
   for (const f of bundle.functions) parts.push(`-- ${f.filename}`, f.text.trim());
   parts.push(
-    `insert into trellis.schema_info (singleton, migration, sql_hash, sql_revision) values (true, ${latestMigration(bundle)}, '${functionsHash(bundle)}', ${bundle.sqlRevision ?? 'null'})
-  on conflict (singleton) do update set migration = excluded.migration, sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision, installed_at = now();`,
+    `insert into trellis.schema_info (singleton, migration, sql_hash, sql_revision, compatible_from) values (true, ${latestMigration(bundle)}, '${functionsHash(bundle)}', ${bundle.sqlRevision ?? 'null'}, ${compatibleFrom(bundle)})
+  on conflict (singleton) do update set migration = excluded.migration, sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision, compatible_from = excluded.compatible_from, installed_at = now();`,
     'commit;',
   );
   return `${parts.join('\n\n')}\n`;

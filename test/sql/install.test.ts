@@ -8,6 +8,7 @@ import { Logger, migrate as gmMigrate } from 'graphile-migrate';
 import { clearAllPools } from 'graphile-migrate/dist/pgReal.js';
 import pg from 'pg';
 import { DatabaseError, SchemaVersionError } from '../../src/errors.ts';
+import { SCHEMA_COMPATIBLE_FROM } from '../../src/protocol/schema-compat.ts';
 import { SCHEMA_SQL_REVISION } from '../../src/protocol/schema-version.generated.ts';
 import { checkSchema, functionsHash, installScript, latestMigration, migrate } from '../../src/schema/install.ts';
 import { migrationHash } from '../../src/schema/migrations.ts';
@@ -131,7 +132,7 @@ describe('migrate', () => {
     await withEmptyDatabase(async (url, pool) => {
       assert.deepEqual((await migrate(pool)).applied, ALL);
       const before = await state(pool);
-      assert.deepEqual(await migrate(url), { applied: [], functionsApplied: false, newerFunctionsKept: false, version: latestMigration() });
+      assert.deepEqual(await migrate(url), { applied: [], functionsApplied: false, newerFunctionsKept: false, newerSchemaKept: false, version: latestMigration() });
       assert.deepEqual(await state(pool), before);
     });
   });
@@ -140,7 +141,7 @@ describe('migrate', () => {
     await withEmptyDatabase(async (_url, pool) => {
       await migrate(pool);
       await pool.query(`update trellis.schema_info set sql_hash = 'older'`);
-      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: true, newerFunctionsKept: false, version: latestMigration() });
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: true, newerFunctionsKept: false, newerSchemaKept: false, version: latestMigration() });
       assert.equal((await pool.query('select sql_hash from trellis.schema_info')).rows[0].sql_hash, functionsHash());
     });
   });
@@ -162,7 +163,7 @@ describe('migrate', () => {
                                                        and wait_event_type = 'Lock'`)).rows[0].n > 0,
           { what: 'the install to wait for the other transaction' });
         await other.query('commit');
-        assert.deepEqual(await installing, { applied: [], functionsApplied: true, newerFunctionsKept: false, version: latestMigration() });
+        assert.deepEqual(await installing, { applied: [], functionsApplied: true, newerFunctionsKept: false, newerSchemaKept: false, version: latestMigration() });
       } finally {
         await other.query('rollback').catch(() => undefined);
         other.release();
@@ -193,14 +194,14 @@ describe('migrate', () => {
       await pool.query(`create or replace function trellis.retention(p_workflow text default null) returns interval language sql stable as $$ select null::interval $$`);
       await pool.query(`comment on function trellis.retention(text) is '${marker.replaceAll("'", "''")}'`);
       await pool.query(`update trellis.schema_info set sql_revision = $1, sql_hash = 'newer'`, [current + 1]);
-      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: false, newerFunctionsKept: true, version: latestMigration() });
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: false, newerFunctionsKept: true, newerSchemaKept: false, version: latestMigration() });
       const comment = async () => (await pool.query(`select obj_description('trellis.retention(text)'::regprocedure) as c`)).rows[0].c;
       assert.equal(await comment(), marker, 'the newer function was kept');
       assert.equal((await pool.query('select sql_revision from trellis.schema_info')).rows[0].sql_revision, current + 1);
 
       // An older revision in the database is replaced by this code's.
       await pool.query(`update trellis.schema_info set sql_revision = $1, sql_hash = 'older'`, [current - 1]);
-      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: true, newerFunctionsKept: false, version: latestMigration() });
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: true, newerFunctionsKept: false, newerSchemaKept: false, version: latestMigration() });
       assert.notEqual(await comment(), marker);
       assert.equal((await pool.query('select sql_revision from trellis.schema_info')).rows[0].sql_revision, current);
     });
@@ -214,10 +215,32 @@ describe('migrate', () => {
         next,
         `${String(next).padStart(6, '0')}.sql`,
       ]);
-      await pool.query(`update trellis.schema_info set sql_hash = 'older'`);
+      // A release that does not declare this code compatible (its compatible_from is its own migration).
+      await pool.query(`update trellis.schema_info set sql_hash = 'older', migration = $1, compatible_from = $1`, [next]);
       const before = await state(pool);
       await assert.rejects(migrate(pool), (error) => error instanceof SchemaVersionError && /newer than this code/.test(error.message));
+      await assert.rejects(checkSchema(pool), (error) => error instanceof SchemaVersionError && /newer than this code/.test(error.message));
       assert.deepEqual(await state(pool), before);
+    });
+  });
+
+  it('keeps a newer schema whose release declared this code compatible (decision 0034): an older replica boots, changing nothing', async () => {
+    await withEmptyDatabase(async (url, pool) => {
+      await migrate(pool);
+      assert.equal((await pool.query('select compatible_from from trellis.schema_info')).rows[0].compatible_from, SCHEMA_COMPATIBLE_FROM);
+      const next = latestMigration() + 1;
+      await pool.query(`insert into trellis.migrations (id, filename, hash) values ($1, $2, 'sha1:future')`, [next, `${String(next).padStart(6, '0')}.sql`]);
+      // The newer release: an additive migration, declared compatible with this code's, and newer functions.
+      await pool.query(`update trellis.schema_info set sql_hash = 'newer', migration = $1, compatible_from = $2, sql_revision = sql_revision + 1`,
+        [next, latestMigration()]);
+      const before = await state(pool);
+      assert.deepEqual(await migrate(url), { applied: [], functionsApplied: false, newerFunctionsKept: true, newerSchemaKept: true, version: next });
+      assert.deepEqual(await state(pool), before, 'nothing changed');
+      await checkSchema(pool);
+      await schemaWorks(pool);
+      // A migration this code knows that differs from the database's is still refused.
+      await pool.query(`update trellis.migrations set hash = 'sha1:other' where id = $1`, [latestMigration()]);
+      await assert.rejects(migrate(url), (error) => error instanceof SchemaVersionError && /differs from this code/.test(error.message));
     });
   });
 
@@ -301,8 +324,13 @@ describe('checkSchema', () => {
       await migrate(pool);
       await pool.query('update trellis.schema_info set migration = $1', [latestMigration() - 1]);
       await assert.rejects(checkSchema(pool), /behind this code/);
-      await pool.query('update trellis.schema_info set migration = $1', [latestMigration() + 1]);
+      // Ahead, from a release that does not declare this code compatible; then from one that does.
+      await pool.query('update trellis.schema_info set migration = $1, compatible_from = $1', [latestMigration() + 1]);
+      await assert.rejects(checkSchema(pool), /newer than this code \(\d+\), and works with code from migration \d+ on/);
+      await pool.query('update trellis.schema_info set compatible_from = null');
       await assert.rejects(checkSchema(pool), /newer than this code/);
+      await pool.query('update trellis.schema_info set compatible_from = $1', [latestMigration()]);
+      await checkSchema(pool);
     });
   });
 
@@ -330,7 +358,7 @@ describe('installScript', () => {
       await pool.query(installScript());
       await checkSchema(pool);
       await schemaWorks(pool);
-      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: false, newerFunctionsKept: false, version: latestMigration() });
+      assert.deepEqual(await migrate(pool), { applied: [], functionsApplied: false, newerFunctionsKept: false, newerSchemaKept: false, version: latestMigration() });
     });
   });
 });

@@ -97,3 +97,23 @@ describe('the generated bundle', () => {
     for (const bad of [`2 ${h}`, `1 ${h}\n3 ${h}`, '1 abc', `1 ${h} extra`]) assert.throws(() => parseRevisions(bad), /revisions\.txt/, bad);
   });
 });
+
+describe('SCHEMA_COMPATIBLE_FROM (decision 0034)', () => {
+  it('is a migration this release ships, at most its newest, and never below the first release that records it (31)', async () => {
+    const { SCHEMA_COMPATIBLE_FROM } = await import('../../src/protocol/schema-compat.ts');
+    assert.ok(Number.isInteger(SCHEMA_COMPATIBLE_FROM));
+    assert.ok(SCHEMA_COMPATIBLE_FROM <= SCHEMA_MIGRATION, `${SCHEMA_COMPATIBLE_FROM} <= ${SCHEMA_MIGRATION}`);
+    // Code before migration 31 does not read compatible_from: declaring it compatible would change nothing for it.
+    assert.ok(SCHEMA_COMPATIBLE_FROM >= 31);
+  });
+
+  it('schemaAhead: a newer schema is refused unless it declares this code\'s migration compatible', async () => {
+    const { schemaAhead } = await import('../../src/db/schema-check.ts');
+    assert.equal(schemaAhead(31, null, 31), undefined, 'the same migration');
+    assert.equal(schemaAhead(30, null, 31), undefined, 'behind is another check');
+    assert.equal(schemaAhead(33, 31, 31), undefined, 'declared compatible');
+    assert.equal(schemaAhead(33, 30, 31), undefined);
+    assert.match(schemaAhead(33, 32, 31) ?? '', /migration 33, newer than this code \(31\), and works with code from migration 32 on/);
+    assert.match(schemaAhead(33, null, 31) ?? '', /migration 33, newer than this code \(31\): upgrade/);
+  });
+});

@@ -9,8 +9,10 @@ export const migrate: Command = {
   async run({ databaseUrl, io }) {
     // Its own connection, without --query-timeout: an upgrade may rewrite a large table for longer.
     const result = await install(databaseUrl());
-    io.out(result.applied.length
-      ? `applied migrations ${result.applied.join(', ')}; schema at ${result.version}\n`
-      : `schema already at ${result.version}${result.functionsApplied ? '; functions re-applied' : ''}\n`);
+    io.out(result.newerSchemaKept
+      ? `schema at ${result.version}, newer than this CLI, whose release declared this CLI's migration compatible: nothing changed\n`
+      : result.applied.length
+        ? `applied migrations ${result.applied.join(', ')}; schema at ${result.version}\n`
+        : `schema already at ${result.version}${result.functionsApplied ? '; functions re-applied' : ''}\n`);
   },
 };
