@@ -47,7 +47,18 @@ export async function createDatabase(prefix = 'trellis_t'): Promise<{ name: stri
       const c = new pg.Client({ connectionString: adminUrl() });
       await c.connect();
       try {
-        await c.query(`drop database if exists ${name} with (force)`);
+        // On a Citus coordinator too, a distributed commit's prepared part may
+        // hold the database for a few seconds (55006, seen once in a full
+        // test:citus run after outbox-cursor.test.ts): its daemon resolves it.
+        for (let tries = 0; ; tries++) {
+          try {
+            await c.query(`drop database if exists ${name} with (force)`);
+            break;
+          } catch (error) {
+            if (!citus || (error as { code?: string }).code !== '55006' || tries >= 40) throw error;
+            await new Promise((r) => setTimeout(r, 250));
+          }
+        }
       } finally {
         await c.end();
       }
