@@ -91,9 +91,11 @@ export interface MachineNode<S extends string, T> {
 }
 
 /**
- * What a machine hook is told: the run's machine status, object and error
- * message as they are when the hook runs (for `onPause` on a run resumed
- * before the delivery ran, the status it moved to, and the error it has then).
+ * What a machine hook is told: the run's machine status and object as they
+ * are when the hook runs (for `onPause` on a run resumed before the delivery
+ * ran, the status and object it moved to), and `reason`, the run's error
+ * message as the move that fired the hook left it (kept with the delivery:
+ * a resumed run's `onPause` still gets the pause's reason).
  *
  * @example
  * const signup = defineStateMachine({ name: 'signup', status: Status, object: Signup })
