@@ -208,6 +208,11 @@ const MIGRATE_ATTEMPTS = 5;
 /** How long the upgrade waits for each table lock (MigrateOptions.lockTimeout). */
 const DEFAULT_LOCK_TIMEOUT = 3000;
 
+/** MigrateOptions.lockTimeout in whole milliseconds, at least 1 (ValidationError for anything but a duration). */
+function lockTimeoutMs(options: MigrateOptions): number {
+  return Math.max(1, Math.round(toMs(options.lockTimeout === false ? 0 : options.lockTimeout ?? DEFAULT_LOCK_TIMEOUT, 'lockTimeout')));
+}
+
 /** The upgrade gave up waiting for a lock (lock_timeout: 55P03). */
 function lockNotAvailable(error: unknown): boolean {
   const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause ?? error;
@@ -246,6 +251,7 @@ function concurrentCatalogWrite(error: unknown): boolean {
 export async function migrate(target: Target, options: MigrateOptions = {}): Promise<MigrateResult> {
   const bundle = options.bundle ?? BUNDLE;
   verifyChain(bundle.migrations);
+  lockTimeoutMs(options); // a bad lockTimeout is refused before anything is opened
   for (let attempt = 1; ; attempt++) {
     try {
       return await migrateOnce(target, options, bundle);
@@ -273,9 +279,7 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
       await client.query("set local idle_in_transaction_session_timeout = '60s'");
       await client.query('select pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_OBJECT]);
       // Only after the install lock: replicas wait for each other's install as long as it takes.
-      if (options.lockTimeout !== false) {
-        await client.query(`set local lock_timeout = ${Math.max(1, Math.round(toMs(options.lockTimeout ?? DEFAULT_LOCK_TIMEOUT, 'lockTimeout')))}`);
-      }
+      if (options.lockTimeout !== false) await client.query(`set local lock_timeout = ${lockTimeoutMs(options)}`);
       await client.query(BOOKKEEPING);
       const { rows } = await client.query<{ id: number; hash: string }>(
         'select id, hash from trellis.migrations order by id',
