@@ -75,6 +75,29 @@ end $$;
 comment on function trellis._notify_finished(text) is
   'NOTIFY trellis:run_finished with p_ids if a session watches (run_finished_watch); otherwise hold this backend''s watch shard exclusively to commit, so a watcher arriving meanwhile waits for this transaction.';
 
+-- The same for many ids on any channel of the watch (run_finished,
+-- run_value): comma-separated, 200 ids a notification (NOTIFY payloads are
+-- at most 8000 bytes). One try of the shard: a transaction that holds it
+-- holds it for every later try too.
+create or replace function trellis._notify_watched(p_channel text, p_ids uuid[])
+returns void language plpgsql as $$
+declare
+  v_ids text;
+begin
+  if cardinality(p_ids) is null or cardinality(p_ids) = 0 or pg_try_advisory_xact_lock(1414679634, pg_backend_pid() % 8) then
+    return;
+  end if;
+  for v_ids in
+    select string_agg(f.id::text, ',')
+      from (select f.id, (row_number() over () - 1) / 200 as chunk from unnest(p_ids) as f(id)) f
+     group by f.chunk
+  loop
+    perform pg_notify(p_channel, v_ids);
+  end loop;
+end $$;
+comment on function trellis._notify_watched(text, uuid[]) is
+  'NOTIFY p_channel with p_ids in chunks of 200 if a session watches (run_finished_watch); otherwise hold this backend''s watch shard exclusively to commit, as _notify_finished does.';
+
 create or replace function trellis._finished_watched(p_shard integer)
 returns boolean language sql stable as $$
   select exists (select 1 from pg_catalog.pg_locks l

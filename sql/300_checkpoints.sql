@@ -341,8 +341,6 @@ comment on function trellis._children_start(trellis.checkpoint_op[]) is
 -- own unfinished children (unless abandoned), and notify their ids.
 create or replace function trellis._runs_finished(p_finished uuid[])
 returns void language plpgsql as $$
-declare
-  v_ids text;
 begin
   if cardinality(p_finished) is null or cardinality(p_finished) = 0 then
     return;
@@ -359,13 +357,7 @@ begin
     perform trellis._notify_finished(p_finished[1]::text);
     return;
   end if;
-  for v_ids in
-    select string_agg(f.id::text, ',')
-      from (select f.id, (row_number() over ()) / 200 as chunk from unnest(p_finished) as f(id)) f
-     group by f.chunk
-  loop
-    perform trellis._notify_finished(v_ids);
-  end loop;
+  perform trellis._notify_watched('trellis:run_finished', p_finished);
 end $$;
 comment on function trellis._runs_finished(uuid[]) is
   'After runs ended: wake their waiting parents, cancel their cancel-children, notify trellis:run_finished (ids in chunks of 200) if a session watches (_notify_finished).';

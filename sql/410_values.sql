@@ -7,29 +7,17 @@
 -- the recorded call back instead of writing it again. The newest call of a
 -- key wins (by execution, then call number).
 
--- NOTIFY trellis:run_value with the ids of runs that set values, in chunks
--- of 200 ids, only while a session watches (the watch of
--- trellis:run_finished, decision 0029: the same advisory-lock shards, so a
--- watcher that LISTENs, watches and then reads a value never misses one
--- set after its read).
+-- NOTIFY trellis:run_value with the ids of runs that set values, only while
+-- a session watches (the watch of trellis:run_finished, decision 0029: the
+-- same advisory-lock shards, so a watcher that LISTENs, watches and then
+-- reads a value never misses one set after its read).
 create or replace function trellis._notify_values(p_ids uuid[])
 returns void language plpgsql as $$
-declare
-  v_ids text;
 begin
-  if pg_try_advisory_xact_lock(1414679634, pg_backend_pid() % 8) then
-    return;
-  end if;
-  for v_ids in
-    select string_agg(f.id::text, ',')
-      from (select f.id, (row_number() over ()) / 200 as chunk from unnest(p_ids) as f(id)) f
-     group by f.chunk
-  loop
-    perform pg_notify('trellis:run_value', v_ids);
-  end loop;
+  perform trellis._notify_watched('trellis:run_value', p_ids);
 end $$;
 comment on function trellis._notify_values(uuid[]) is
-  'NOTIFY trellis:run_value with the ids of runs that set values (chunks of 200) if a session watches (run_finished_watch); otherwise hold this backend''s watch shard exclusively to commit, as _notify_finished does.';
+  'NOTIFY trellis:run_value with the ids of runs that set values if a session watches (_notify_watched).';
 
 -- PL/pgSQL, not SQL functions: Citus plans no SQL function that reads a
 -- distributed table with parameters; and two reads (the run, then its calls

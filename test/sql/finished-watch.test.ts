@@ -111,4 +111,21 @@ describe('trellis:run_finished only while watched', () => {
       await l.close();
     }
   });
+
+  it('a checkpoint that ends more than 200 runs notifies their ids in chunks of 200, each once', async () => {
+    const l = await listener();
+    try {
+      await l.client.query('select trellis.run_finished_watch()');
+      const queue = `fw${++queues}`;
+      await sql(`select trellis.run_start('w', '{}', $1) from generate_series(1, 205)`, [JSON.stringify({ queue })]);
+      const held = await sql(`select id, lease_token from trellis.run_claim('w1', array[$1], '{w}', '{1}', 205, '30 seconds')`, [queue]);
+      assert.equal(held.length, 205);
+      await sql('select trellis.checkpoint_apply($1)', [JSON.stringify(held.map((r) => ({ op: 'complete', run: r.id, token: r.lease_token, output: 1 })))]);
+      const heard = await l.until();
+      assert.deepEqual(heard.map((p) => p.split(',').length).sort((a, b) => a - b), [5, 200]);
+      assert.deepEqual(heard.flatMap((p) => p.split(',')).sort(), held.map((r) => r.id as string).sort());
+    } finally {
+      await l.close();
+    }
+  });
 });
