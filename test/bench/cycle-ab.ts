@@ -24,7 +24,9 @@ const ROUNDS = Number(process.env.ROUNDS ?? 6);
 const N = Number(process.env.N ?? 1500);
 const changed = execSync(`git diff --name-only ${BASE} -- 'sql/*.sql'`, { encoding: 'utf8' }).split('\n').filter(Boolean)
   .filter((f) => f !== 'sql/900_plans.sql' && f !== 'sql/950_grants.sql');
-const text = { A: changed.map((f) => execSync(`git show ${BASE}:${f}`, { encoding: 'utf8' })), B: changed.map((f) => readFileSync(f, 'utf8')) };
+// A file this tree added has no base text: side A leaves its functions as B defined them.
+const baseText = (f: string) => { try { return execSync(`git show ${BASE}:${f}`, { encoding: 'utf8', stdio: ['ignore', 'pipe', 'ignore'] }); } catch { return ''; } };
+const text = { A: changed.map(baseText).filter(Boolean), B: changed.map((f) => readFileSync(f, 'utf8')) };
 const after = ['sql/900_plans.sql', 'sql/950_grants.sql'].map((f) => readFileSync(f, 'utf8'));
 const server = await startServer();
 try {
