@@ -10,7 +10,7 @@ import { connectorCursorLock, connectorCursorSet } from '../db/models.ts';
 import { fromKysely, type Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
-import type { Logger } from '../protocol/logger.ts';
+import { consoleLogger, type Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
 
 /**
@@ -83,6 +83,7 @@ export interface RunConnectorOptions {
   pollInterval?: Duration;
   /** Stops the loop. */
   signal?: AbortSignal;
+  /** Where a failed batch is logged (default: warnings and errors as JSON lines on stderr, as the client's and worker's default). */
   logger?: Logger;
 }
 
@@ -154,12 +155,14 @@ async function handled(db: Queryable, handler: () => Promise<unknown> | unknown)
 export async function runConnector(options: RunConnectorOptions): Promise<void> {
   const interval = toMs(options.pollInterval ?? 1000, 'pollInterval');
   const { signal } = options;
+  // A batch that keeps failing is a connector stuck on one event: never silent.
+  const log = options.logger ?? consoleLogger('warn');
   while (!signal?.aborted) {
     let handled = 0;
     try {
       handled = await connectorStep(options);
     } catch (error) {
-      options.logger?.warn('connector batch failed; retrying', { connector: options.connector.name, error: String(error) });
+      log.warn('connector batch failed; retrying', { connector: options.connector.name, error: String(error) });
     }
     if (handled === 0 && !signal?.aborted) {
       await new Promise<void>((resolve) => {

@@ -125,6 +125,29 @@ describe('connectors', () => {
     await loop;
   });
 
+  it('runConnector without a logger reports a batch that keeps failing on stderr (it was silent while stuck)', async () => {
+    const lines: string[] = [];
+    const write = process.stderr.write.bind(process.stderr);
+    process.stderr.write = ((chunk: string | Uint8Array, ...rest: unknown[]) => {
+      lines.push(String(chunk));
+      return (write as (...a: unknown[]) => boolean)(chunk, ...rest);
+    }) as typeof process.stderr.write;
+    const controller = new AbortController();
+    try {
+      await env.pool.query(`insert into app.payment_events (foreign_id, type) values ('poison', 'settled')`);
+      const loop = runConnector({ client: env.client, connector: tableConnector({ name: 'stuck', table: 'app.payment_events' }),
+        pollInterval: 50, signal: controller.signal,
+        handle: (event) => { if (event.foreignId === 'poison') throw new Error('cannot handle poison'); } });
+      await waitFor(() => lines.some((l) => l.includes('connector batch failed; retrying') && l.includes('"connector":"stuck"') && l.includes('cannot handle poison')),
+        { what: 'the failed batch on stderr' });
+      controller.abort();
+      await loop;
+    } finally {
+      controller.abort();
+      process.stderr.write = write;
+    }
+  });
+
   it('a batch whose handler throws is rolled back, cursor included, and read again', async () => {
     await env.pool.query(`insert into app.payment_events (foreign_id, type) values ('nobody', 'settled')`);
     const connector = tableConnector({ name: 'strict', table: 'app.payment_events' });
