@@ -276,8 +276,11 @@ begin
     exit when cardinality(v_ids) = 0;
     v_at := v_keys[cardinality(v_keys)];
     v_after := v_ids[cardinality(v_ids)];
-    select coalesce(array_agg((w.output->>'child')::uuid), '{}') into v_held from trellis.steps w
-     where (w.output->>'child')::uuid = any (v_ids) and w.status = 'waiting' and w.kind = 'child';
+    -- (As _awaited: a completed or cancelled parent's waiting call holds nothing.)
+    select coalesce(array_agg((w.output->>'child')::uuid), '{}') into v_held
+      from trellis.steps w join trellis.runs p on p.bucket = w.bucket and p.id = w.run_id
+     where (w.output->>'child')::uuid = any (v_ids) and w.status = 'waiting' and w.kind = 'child'
+       and p.status not in ('completed', 'cancelled');
     v_held := trellis._lock_due(array(select i from unnest(v_ids) with ordinality as c(i, n)
                                         where i <> all (v_held) order by n), 'finished', p_cutoff);
     v_got := v_got || v_held[1:p_limit - cardinality(v_got)];

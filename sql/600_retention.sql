@@ -96,13 +96,19 @@ comment on function trellis.retention(text) is
 -- Whether a call of a parent still waits on this (finished child) run: the
 -- parent reads the child's outcome from its row when it next runs. Inlined
 -- into the purges' queries (a probe of steps_child_wait_idx per candidate).
+-- A waiting child call of a completed or cancelled parent waits for nothing:
+-- that parent never runs again (only a failed run can be retried, and its
+-- replay would wait on the child again), so it no longer keeps the child
+-- from its own retention (a cancelled parent's abandoned child was kept
+-- until the parent itself was purged).
 create or replace function trellis._awaited(p_run_id uuid)
 returns boolean language sql stable as $$
-  select exists (select 1 from trellis.steps w
-                  where (w.output->>'child')::uuid = p_run_id and w.status = 'waiting' and w.kind = 'child')
+  select exists (select 1 from trellis.steps w join trellis.runs p on p.bucket = w.bucket and p.id = w.run_id
+                  where (w.output->>'child')::uuid = p_run_id and w.status = 'waiting' and w.kind = 'child'
+                    and p.status not in ('completed', 'cancelled'))
 $$;
 comment on function trellis._awaited(uuid) is
-  'Whether a waiting child call of a parent run waits on run p_run_id.';
+  'Whether a waiting child call of a parent run that may still run (not completed or cancelled) waits on run p_run_id.';
 
 -- Delete the runs a purge picked and locked; how many (0 for none).
 -- Their events and hook deliveries go with them, and each leaves one

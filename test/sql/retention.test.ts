@@ -205,6 +205,31 @@ describe('run_purge', () => {
     assert.equal(await exists(parent.id), false);
   });
 
+  it('a waiting call of a parent that completed or was cancelled keeps its child no longer; a failed parent\'s (it may be retried) still does', async () => {
+    const kids: Record<string, string> = {};
+    for (const end of ['completed', 'cancelled', 'failed'] as const) {
+      const parent = await claim((await start()).queue);
+      const child = randomUUID();
+      const childQueue = `${parent.queue}-child`;
+      await apply([{ op: 'child', run: parent.id, token: parent.token, execution: 1, seq: 0, name: 'c', child, workflow: 'w', input: {}, queue: childQueue, close: 'abandon' }]);
+      // The parent ends with its call on the abandoned child still waiting.
+      if (end === 'completed') await apply([{ op: 'complete', run: parent.id, token: parent.token, execution: 1, output: 1 }]);
+      if (end === 'failed') await apply([{ op: 'fail', run: parent.id, token: parent.token, execution: 1, error: { name: 'Error', message: 'boom' } }]);
+      if (end === 'cancelled') await apply([{ op: 'cancelled', run: parent.id, token: parent.token, execution: 1, error: { name: 'CancelledError', code: 'cancelled', message: 'stop' } }]);
+      const c = await claim(childQueue);
+      assert.equal(c.id, child);
+      await apply([{ op: 'complete', run: c.id, token: c.token, execution: 1, output: 42 }]);
+      kids[end] = child;
+    }
+    await advance('1 hour');
+    // One purge: what it picks is decided before it deletes (the parents go too; the failed parent's child is held at the pick).
+    const purged = (await one(`select trellis.run_purge('1 minute', 100000) as n`)).n as number;
+    assert.ok(purged >= 2);
+    assert.equal(await exists(kids.completed!), false, 'a completed parent\'s child is purged');
+    assert.equal(await exists(kids.cancelled!), false, 'a cancelled parent\'s child is purged');
+    assert.equal(await exists(kids.failed!), true, 'a failed parent may be retried and wait on its child again');
+  });
+
   it('skips a run another transaction has locked, without waiting, and takes it later', async () => {
     const locked = await make('completed');
     const free = await make('completed');
