@@ -27,6 +27,7 @@ import { jsonbText } from '../protocol/jsonb-text.ts';
 import { longTimeout } from '../protocol/timer.ts';
 import type { LocalCompletion, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { Logger } from '../protocol/logger.ts';
+import { FINISHED_STATES, type RunState } from '../db/tables.ts';
 import type { Run } from './runs.ts';
 
 /** How long a timed-out wait looks for the reason before it rejects without one. */
@@ -255,7 +256,7 @@ export class ResultWaiter {
       const row = await this.o.value(runId, key);
       if (!row) return { error: new NotFoundError(`run ${runId} does not exist`) };
       if (row.setAt) return { value: row.value as T };
-      if (row.status === 'completed' || row.status === 'failed' || row.status === 'cancelled') {
+      if (FINISHED_STATES.includes(row.status as RunState)) {
         return { error: new NotFoundError(`run ${runId} ${row.status} without setting value ${key}`, { details: { runId, key, status: row.status } }) };
       }
       return undefined;
