@@ -52,14 +52,15 @@ type HookList = keyof NonNullable<TemplateDefinition['hooks']>;
 const endRun = () => templateEnd;
 
 /**
- * Run a hook list in order. With `log` (the step hooks), a hook that throws
+ * Run a hook list in order, each hook on its own copy of the state. With `log` (the step hooks), a hook that throws
  * is logged and ignored, as the workflow hooks are by the interceptors that
  * run them: a failing audit hook must not fail, or re-run, the step.
  */
 async function runHooks(registry: StepRegistry, definition: TemplateDefinition, list: HookList, event: TemplateHookEvent, log?: Logger): Promise<void> {
   for (const name of definition.hooks?.[list] ?? []) {
     try {
-      await registry.hook(name)?.(event);
+      // Each hook sees a copy: a hook observes the state, it cannot change what the step gets or what is saved.
+      await registry.hook(name)?.({ ...event, state: structuredClone(event.state) });
     } catch (error) {
       if (!log) throw error;
       log.warn('template hook threw; ignored', { template: event.template, hook: name, list, entry: event.entry, error: String(error) });
@@ -105,6 +106,9 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
   if (cached) return cached as WorkflowDefinition<TemplateInput, TemplateOutput>;
 
   const parse = parseCache(name, registry);
+  // The state of a run whose body threw a step's failure, for its afterWorkflow
+  // hook (set just before the throw, taken by the hook).
+  const failedState = new Map<string, TemplateState>();
 
   async function runEntry(ctx: WorkflowContext, definition: TemplateDefinition, version: number, entry: TemplateEntry,
     stepName: string, state: TemplateState, step: StepContext): Promise<{ state: TemplateState; end: boolean }> {
@@ -145,7 +149,9 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
         if (run) await runHooks(registry, run.definition, 'beforeWorkflow', run.event);
       },
       afterWorkflow: async (info, error, output) => {
-        const run = runEvent(name, info, (output as TemplateOutput | undefined)?.state);
+        const failed = failedState.get(info.runId);
+        failedState.delete(info.runId);
+        const run = runEvent(name, info, (output as TemplateOutput | undefined)?.state ?? (error === undefined ? undefined : failed));
         if (run) await runHooks(registry, run.definition, 'afterWorkflow', { ...run.event, error });
       },
     },
@@ -182,6 +188,8 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
             state = result.state;
           }
         }
+        if (failedState.size >= 1000) failedState.clear(); // a run halted after its failure never takes its entry
+        failedState.set(ctx.runId, state);
         throw error;
       }
     }

@@ -18,7 +18,8 @@ const steps = createStepRegistry()
   .registerHook('start', () => { calls.push('before workflow'); })
   .registerHook('finish', (e) => { calls.push(`after workflow n=${String(e.state.n)}`); })
   .registerStep('charge', (state) => { charges++; state.charged = true; })
-  .registerHook('audit-down', () => { throw new Error('audit sink down'); });
+  .registerHook('audit-down', () => { throw new Error('audit sink down'); })
+  .registerHook('meddle', (e) => { e.state.n = 1000; e.state.meddled = true; });
 let charges = 0;
 
 describe('step templates', () => {
@@ -96,9 +97,13 @@ describe('step templates', () => {
     const careful = await templates().start('careful', { n: 1 });
     assert.deepEqual(await careful.result({ timeout: '20s' }), { state: { n: 4 }, endedEarly: false, failed: ['boom'] });
 
-    await templates().set('saga', { steps: [{ name: 'reserve', compensate: 'release' }, { name: 'add' }, { name: 'boom', onFailure: 'compensate' }] });
+    await templates().set('saga', { steps: [{ name: 'reserve', compensate: 'release' }, { name: 'add' }, { name: 'boom', onFailure: 'compensate' }],
+      hooks: { afterWorkflow: ['finish'] } });
+    calls.length = 0;
     const saga = await templates().start('saga', { n: 0 });
     await assert.rejects(saga.result({ timeout: '20s' }), WorkflowFailedError);
+    // afterWorkflow of a failed run gets the state as the run left it (compensated), not its input.
+    assert.deepEqual(calls, ['after workflow n=1']);
     const history = await env.history(saga.id);
     assert.deepEqual(history.map((s) => [s.name, s.status]), [
       ['reserve', 'completed'], ['add', 'completed'], ['boom', 'failed'], ['reserve compensate', 'completed'],
@@ -137,6 +142,13 @@ describe('step templates', () => {
     assert.deepEqual(await run.result({ timeout: '20s' }), { state: { n: 2, charged: true }, endedEarly: false, failed: [] });
     assert.equal(charges, 1, 'the step body ran once');
     assert.deepEqual((await env.history(run.id)).map((h) => [h.name, h.status, h.attempts]), [['charge', 'completed', 1], ['add', 'completed', 1]]);
+  });
+
+  it('a hook that changes the state it is handed changes neither the step\'s state nor what is saved', async () => {
+    await templates().set('hooked', { steps: [{ name: 'add' }, { name: 'double' }],
+      hooks: { beforeWorkflow: ['meddle'], beforeStep: ['meddle'], afterStep: ['meddle'] } });
+    const run = await templates().start('hooked', { n: 1 });
+    assert.deepEqual(await run.result({ timeout: '20s' }), { state: { n: 4 }, endedEarly: false, failed: [] });
   });
 
   it('takes a per-attempt timeout longer than a timer holds (24.8 days)', async () => {
