@@ -86,12 +86,19 @@ comment on function trellis.retention_set(interval, text) is
   'Keep finished runs (completed, failed, cancelled) for p_older_than after they finished, then let workers purge them with their steps and signals. Without p_workflow: the default for every workflow (null: kept forever, the default). With p_workflow: that workflow''s own retention, which wins over the default either way (null removes it). From 1 second to 1000 years, or infinity (TR001 otherwise). Returns the new setting.';
 
 create or replace function trellis.retention(p_workflow text default null)
-returns interval language sql stable as $$
-  select coalesce((select r.keep from trellis.retentions r where r.workflow = p_workflow),
-                  (select (value #>> '{}')::interval from trellis.settings where key = 'retention'))
-$$;
+returns interval language plpgsql stable as $$
+begin
+  if p_workflow is not null then
+    perform trellis._check_name(p_workflow, 'workflow');
+    if not exists (select 1 from trellis.workflows where name = p_workflow) then
+      perform trellis._raise('TR002', format('unknown workflow %L: no worker or client has registered it', p_workflow));
+    end if;
+  end if;
+  return coalesce((select r.keep from trellis.retentions r where r.workflow = p_workflow),
+                  (select (value #>> '{}')::interval from trellis.settings where key = 'retention'));
+end $$;
 comment on function trellis.retention(text) is
-  'The retention of finished runs: without p_workflow the default set by retention_set (null: kept forever); with p_workflow the one that applies to that workflow (its own, else the default).';
+  'The retention of finished runs: without p_workflow the default set by retention_set (null: kept forever); with p_workflow the one that applies to that workflow (its own, else the default; TR002 for a workflow nobody registered, TR001 for a bad name).';
 
 -- Whether a call of a parent still waits on this (finished child) run: the
 -- parent reads the child's outcome from its row when it next runs. Inlined

@@ -478,6 +478,7 @@ export class Client {
   /**
    * The retention in milliseconds (null: finished runs are kept forever):
    * the default, or with `workflow` the one that applies to it (its own, else the default).
+   * Rejects `NotFoundError` for a workflow nobody registered.
    *
    * @example
    * const ms = await client.retention({ workflow: 'invoice' });

@@ -46,6 +46,10 @@ describe('client retention settings', () => {
     await env.client.setRetention(null);
   });
 
+  it('retention({ workflow }) of a workflow nobody registered rejects NotFoundError', async () => {
+    await assert.rejects(env.client.retention({ workflow: 'nobody-registered-this' }), NotFoundError);
+  });
+
   for (const bad of ['500ms', 'soon', -5]) {
     it(`setRetention(${JSON.stringify(bad)}) throws ValidationError and keeps the setting`, async () => {
       await env.client.setRetention('2 days');

@@ -79,6 +79,13 @@ describe('retention_set and retention', () => {
     assert.equal((await one('select trellis.retention() as r')).r, null);
   });
 
+  it('retention(workflow) refuses a workflow nobody registered (TR002) and a bad name (TR001), quotes and SQL included', async () => {
+    await assert.rejects(sql('select trellis.retention($1)', ['nobody-registered-this']), { code: 'TR002', message: /unknown workflow/ });
+    await assert.rejects(sql('select trellis.retention($1)', ["x'); drop table trellis.runs; --"]), { code: 'TR001' });
+    await assert.rejects(sql('select trellis.retention($1)', ['']), { code: 'TR001' });
+    assert.equal((await one('select trellis.retention(null) is null as unset')).unset, true);
+  });
+
   for (const bad of ['0.5 seconds', '-1 day']) {
     it(`refuses ${bad} with TR001 and keeps the setting`, async () => {
       await sql(`select trellis.retention_set('1 day')`);
