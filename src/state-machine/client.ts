@@ -29,6 +29,11 @@ export interface MachineRecord<S extends string = string, T = unknown> {
   object: T;
   /** The run's engine status: pending, running, waiting, paused, completed, failed, cancelled. */
   runStatus: string;
+  /**
+   * When the run's newest transition step completed (a `saveAndRepeat` or
+   * skip counts), else when it was triggered; after a continue-as-new, when
+   * the last transition before it completed.
+   */
   statusSince: Date;
   dataDeleted: boolean;
 }

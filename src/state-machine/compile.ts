@@ -136,7 +136,9 @@ export function compileMachine<S extends string, T>(
     return { kind: 'timeout' as const, extra: ctx.now() };
   }
 
-  const input = z.object({ status: options.status as unknown as z.ZodType<S>, object: options.object as unknown as z.ZodType<T> });
+  // `since`: when a continued run's last transition completed (its new execution has no transition step to tell).
+  const input = z.object({ status: options.status as unknown as z.ZodType<S>, object: options.object as unknown as z.ZodType<T>,
+    since: z.string().optional() });
   return defineWorkflow({
     name: options.name,
     version: options.version,
@@ -152,7 +154,10 @@ export function compileMachine<S extends string, T>(
     const continueAfter = options.continueAfter ?? 1000;
     try {
       for (let transitions = 0; ; transitions++) {
-        if (transitions >= continueAfter && machine.nodes.has(status)) return ctx.continueAsNew({ status, object });
+        if (transitions >= continueAfter && machine.nodes.has(status)) {
+          // The last transition step has just completed: the view's status_since for the new execution.
+          return ctx.continueAsNew({ status, object, since: ctx.now().toISOString() });
+        }
         const node = machine.nodes.get(status);
         if (!node) return { status, object, foreignId };
         const from = status;

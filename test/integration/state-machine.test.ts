@@ -70,6 +70,12 @@ const counter = defineStateMachine({ name: 'counter', status: Counter, object: z
   }, 'done')
   .build();
 
+// Waits an hour in `a`, moves to `b` and continues as new there (continueAfter 1), then waits for a callback.
+const sitter = defineStateMachine({ name: 'sitter', status: z.enum(['a', 'b', 'c']), object: z.object({}), continueAfter: 1 })
+  .timeout('a', { after: '1 hour' }, () => 'b', 'b')
+  .callback('b', () => 'c', 'c')
+  .build();
+
 let pauserCalls = 0;
 const pauser = defineStateMachine({ name: 'pauser', status: z.enum(['a', 'b']), object: z.object({ seen: z.number() }) })
   .step('a', (run) => {
@@ -90,7 +96,7 @@ const gate = defineStateMachine({ name: 'gate', status: Gate, object: z.object({
 describe('state machines', () => {
   let env: TestEnv;
   before(async () => {
-    env = await createTestEnv({ workflows: [application.workflow, flaky.workflow, rogue.workflow, gate.workflow, counter.workflow, pauser.workflow],
+    env = await createTestEnv({ workflows: [application.workflow, flaky.workflow, rogue.workflow, gate.workflow, counter.workflow, pauser.workflow, sitter.workflow],
       hookDelivery: { interval: 20 } });
   });
   after(async () => env?.close());
@@ -306,6 +312,22 @@ describe('state machines', () => {
     assert.deepEqual(done.output, { status: 'done', object: { n: 7 }, foreignId: 'c-1' });
     assert.equal((await env.client.get(runId))?.execution, 3, 'executions of 3, 3 and 1 transitions');
     assert.deepEqual((await counters.get('c-1')).object, { n: 7 });
+  });
+
+  it('after a continue-as-new, statusSince is when the last transition completed, not when the run was triggered', async () => {
+    const sitters = connectMachine(env.client, sitter);
+    const runId = await sitters.trigger('s-1', { object: {} });
+    await env.waitFor(runId, 'waiting');
+    const triggered = (await env.client.get(runId))!.createdAt;
+    await env.advance('1 hour');
+    await waitFor(async () => (await env.client.get(runId))?.execution === 2 && (await env.client.get(runId))?.status === 'waiting',
+      { timeout: 20_000, what: 'the run continued as new, waiting in b' });
+    const record = await sitters.get('s-1');
+    assert.equal(record.status, 'b');
+    assert.ok(record.statusSince.getTime() >= triggered.getTime() + 3_600_000,
+      `status_since ${record.statusSince.toISOString()} is an hour after the trigger ${triggered.toISOString()}`);
+    await sitters.callback('s-1', 'b', {});
+    await env.waitFor(runId, 'completed');
   });
 
   it('draws the machine as a Mermaid state diagram', () => {
