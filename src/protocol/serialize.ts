@@ -16,12 +16,42 @@ export function encodeJson(value: unknown, what: string, maxBytes: number): stri
     throw new ValidationError(`${what} is not JSON-serialisable: ${(error as Error).message}`, { cause: error });
   }
   if (text === undefined) throw new ValidationError(`${what} is not JSON-serialisable`);
+  const unstorable = unstorableEscape(text);
+  if (unstorable) {
+    throw new ValidationError(`${what} holds ${unstorable}, which PostgreSQL's jsonb cannot store`);
+  }
   const bytes = jsonbTextBytes(text, maxBytes);
   if (bytes > maxBytes) {
     throw new PayloadTooLargeError(`${what} is ${bytes} bytes, over the limit of ${maxBytes} bytes`);
   }
   return text;
 }
+
+// A \u escape JSON.stringify wrote that jsonb refuses: U+0000, or a lone
+// surrogate (JSON.stringify writes a well-formed pair as it is and escapes
+// only a lone half). Preceded by an even number of backslashes, so `\\u0000`
+// (an escaped backslash, then the text u0000) is not one.
+const UNSTORABLE_ESCAPE = /(?<!\\)(?:\\\\)*\\u(0000|d[89a-f][0-9a-f]{2})/i;
+
+/**
+ * What in JSON text (as JSON.stringify writes it) jsonb cannot store — the
+ * character U+0000 or a lone UTF-16 surrogate, named — or undefined. Such a
+ * value would be refused by PostgreSQL inside the checkpoint that records it.
+ */
+export function unstorableEscape(text: string): string | undefined {
+  if (!text.includes('\\u')) return undefined;
+  const match = UNSTORABLE_ESCAPE.exec(text);
+  if (!match) return undefined;
+  return match[1] === '0000' ? 'the character U+0000' : `a lone surrogate (U+${(match[1] as string).toUpperCase()})`;
+}
+
+/** `text` with U+0000 and lone surrogates replaced by U+FFFD, which jsonb stores. */
+export function storableText(text: string): string {
+  const clean = text.includes('\u0000') ? text.replaceAll('\u0000', '\uFFFD') : text;
+  return LONE_SURROGATE.test(clean) ? clean.replace(new RegExp(LONE_SURROGATE.source, 'g'), '\uFFFD') : clean;
+}
+
+const LONE_SURROGATE = /[\uD800-\uDBFF](?![\uDC00-\uDFFF])|(?<![\uD800-\uDBFF])[\uDC00-\uDFFF]/;
 
 /**
  * The size in bytes of compact JSON `text` (as JSON.stringify writes it) in
@@ -78,32 +108,59 @@ const MAX_DETAILS = 8192;
  */
 export function serializeError(error: unknown): SerializedError {
   if (error instanceof Error) {
-    const out: SerializedError = { name: error.name, message: clip(error.message, MAX_MESSAGE) };
-    if (error.stack) out.stack = clip(error.stack.split('\n').slice(0, 12).join('\n'), MAX_STACK);
+    // Every property is read once and guarded: a getter that throws, or a
+    // name that is not a string, must not make the failure unrecordable.
+    const name = read(() => error.name);
+    const message = read(() => error.message);
+    const stack = read(() => error.stack);
+    const out: SerializedError = {
+      name: typeof name === 'string' && name ? clip(name, 256) : 'Error',
+      message: clip(typeof message === 'string' ? message : message === undefined ? '' : safeString(message), MAX_MESSAGE),
+    };
+    if (typeof stack === 'string' && stack) out.stack = clip(stack.split('\n').slice(0, 12).join('\n'), MAX_STACK);
     if (isTrellisError(error)) {
       out.code = error.code;
       if (Object.keys(error.details).length) out.details = boundedDetails(error.details);
     }
-    const extra = error as { step?: unknown; attempts?: unknown; code?: unknown };
-    if (typeof extra.step === 'string') out.step = clip(extra.step, MAX_MESSAGE);
-    if (typeof extra.attempts === 'number') out.attempts = extra.attempts;
-    if (!out.code && typeof extra.code === 'string') out.code = clip(extra.code, 64);
+    const step = read(() => (error as { step?: unknown }).step);
+    const attempts = read(() => (error as { attempts?: unknown }).attempts);
+    const code = read(() => (error as { code?: unknown }).code);
+    if (typeof step === 'string') out.step = clip(step, MAX_MESSAGE);
+    if (typeof attempts === 'number') out.attempts = attempts;
+    if (!out.code && typeof code === 'string') out.code = clip(code, 64);
     return out;
   }
   return { name: 'Error', message: clip(typeof error === 'string' ? error : safeString(error), MAX_MESSAGE) };
 }
 
+function read(get: () => unknown): unknown {
+  try {
+    return get();
+  } catch (error) {
+    return `(unreadable: ${error instanceof Error ? String(read(() => error.message)) : typeof error})`;
+  }
+}
+
+/** At most `max` characters, storable in jsonb (U+0000 and lone surrogates replaced). */
 function clip(text: string, max: number): string {
-  return text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
+  const clipped = text.length <= max ? text : `${text.slice(0, max)}… (${text.length - max} more characters)`;
+  return storableText(clipped);
 }
 
 function boundedDetails(details: Record<string, unknown>): unknown {
   try {
     const text = JSON.stringify(details);
-    return text === undefined || text.length <= MAX_DETAILS ? details : { truncated: true, bytes: Buffer.byteLength(text) };
+    if (text === undefined) return details;
+    if (text.length > MAX_DETAILS) return { truncated: true, bytes: Buffer.byteLength(text) };
+    return unstorableEscape(text) ? JSON.parse(storableJsonText(text)) : details;
   } catch {
     return { unserialisable: true };
   }
+}
+
+/** JSON text with every escape jsonb refuses (U+0000, lone surrogates) written as U+FFFD. */
+function storableJsonText(text: string): string {
+  return text.replace(new RegExp(UNSTORABLE_ESCAPE.source, 'gi'), (all, code: string) => `${all.slice(0, -(code.length + 2))}\\uFFFD`);
 }
 
 function safeString(value: unknown): string {
