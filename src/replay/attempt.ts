@@ -6,6 +6,7 @@
 import { CancelledError, StepFailedError, TimeoutError } from '../errors.ts';
 import type { StepContext, StepOptions } from '../workflow/context.ts';
 import { toTimeoutMs } from '../protocol/duration.ts';
+import { checkRetryPolicy } from '../workflow/retry.ts';
 import { longTimeout } from '../protocol/timer.ts';
 import { decideAttempt } from './attempt-decision.ts';
 import type { Delivery } from './delivery.ts';
@@ -37,6 +38,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   // Read before anything is written: a timeout that is not one (0, not a
   // duration) rejects the call with ValidationError and records nothing.
   const timeoutMs = options.timeout === undefined ? undefined : toTimeoutMs(options.timeout, `timeout of step ${name}`);
+  if (options.retry !== undefined) checkRetryPolicy(options.retry, `retry of step ${name}`);
   const started = Date.now();
   // Mark the attempt as started, without waiting: if the process dies in the
   // body, the next execution sees it and counts the attempt. A fast step's

@@ -8,7 +8,7 @@ import { ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { toMs, toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
-import type { RetryPolicy } from '../workflow/retry.ts';
+import { checkRetryPolicy, type RetryPolicy } from '../workflow/retry.ts';
 import type { InferOutput, StandardSchemaV1 } from '../workflow/standard-schema.ts';
 import type { Duration } from '../protocol/duration.ts';
 import type { Connector } from '../connectors/connector.ts';
@@ -107,6 +107,7 @@ export class StateMachineBuilder<S extends string, T> {
       throw new ValidationError(`machine ${options.name}: continueAfter must be a positive integer`);
     }
     if (options.timeout !== undefined) toTimeoutMs(options.timeout, `machine ${options.name}: timeout`);
+    checkRetryPolicy(options.retry, `machine ${options.name}: retry`);
   }
 
   /**

@@ -1,6 +1,7 @@
 /** `defineWorkflow`: a named, versioned async function of durable steps. */
+import { toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from './names.ts';
-import type { RetryPolicy } from './retry.ts';
+import { checkRetryPolicy, type RetryPolicy } from './retry.ts';
 import type { InferInput, InferOutput, StandardSchemaV1 } from './standard-schema.ts';
 import type { WorkflowContext } from './context.ts';
 import type { SignalDefinition } from './signal.ts';
@@ -189,6 +190,7 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     }
   }
   declaredHooks(options.hooks);
+  checkRetryPolicy(options.retry, `workflow ${options.name}: retry`);
   if (options.eventPayloads !== undefined && typeof options.eventPayloads !== 'boolean') {
     throw new TypeError(`workflow ${options.name}: eventPayloads must be true or false`);
   }
@@ -274,6 +276,8 @@ export function defineActivity<S extends StandardSchemaV1, O>(
   options: ActivityOptions<S>,
   fn: (input: InferOutput<S>, step: import('./context.ts').StepContext) => Promise<O> | O,
 ): WorkflowDefinition<InferOutput<S>, O, InferInput<S>> {
+  checkRetryPolicy(options.retry, `activity ${String(options.name)}: retry`);
+  if (options.timeout !== undefined) toTimeoutMs(options.timeout, `activity ${String(options.name)}: timeout`);
   return defineWorkflow({ name: options.name, version: options.version, queue: options.queue, input: options.input },
     async (ctx, input) => ctx.step(options.name, (step) => fn(input as InferOutput<S>, step), { retry: options.retry, timeout: options.timeout }),
   ) as never;

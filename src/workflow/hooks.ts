@@ -6,7 +6,7 @@
 import type { Queryable } from '../protocol/queryable.ts';
 import type { Duration } from '../protocol/duration.ts';
 import { durationIn } from '../protocol/option-bounds.ts';
-import type { RetryPolicy } from './retry.ts';
+import { checkRetryPolicy, type RetryPolicy } from './retry.ts';
 
 /**
  * The hooks a workflow can declare, by the run status that fires them.
@@ -87,6 +87,7 @@ export const HOOK_TIMEOUT_MAX_MS = 12 * 3_600_000;
 export function declaredHooks(hooks: WorkflowHooks<any, any> | undefined): HookName[] {
   if (!hooks) return [];
   if (hooks.timeout !== undefined) durationIn(hooks.timeout, 'hooks.timeout', [1, HOOK_TIMEOUT_MAX_MS]);
+  checkRetryPolicy(hooks.retry, 'hooks.retry');
   return HOOK_NAMES.filter((name) => {
     const fn = hooks[name];
     if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`hooks.${name} must be a function`);

@@ -3,7 +3,7 @@
  * with a cap and jitter, a maximum number of attempts, and errors that are
  * never retried.
  */
-import { NonRetryableError, RetryAfterError } from '../errors.ts';
+import { NonRetryableError, quoteValue, RetryAfterError, ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 
 /**
@@ -75,6 +75,46 @@ export const DEFAULT_STEP_RETRY: Required<Omit<RetryPolicy, 'retryIf'>> = {
   jitter: 0.2,
 };
 
+/** The longest delay a retry can take: what the engine's release takes (`delay_ms`, 1000 years of 365 days). */
+export const MAX_RETRY_DELAY_MS = 31_536_000_000_000;
+
+/** 1000 years as a duration reads them (365.25 days each): the longest delay a policy may name; delays are clamped to the above. */
+const THOUSAND_YEARS_MS = toMs('1000 years');
+
+const POLICY_KEYS = new Set(['maxAttempts', 'backoff', 'initialDelay', 'factor', 'maxDelay', 'jitter', 'retryIf']);
+
+/**
+ * `policy` if it is a retry policy, else ValidationError naming `what` and
+ * the field: maxAttempts a whole number from 1, backoff 'exponential' or
+ * 'constant', delays durations (at most 1000 years), factor a number from 1,
+ * jitter from 0 to 1, retryIf a function, no other keys. Checked where a
+ * policy is given (a definition, a step's options), so a bad one is never
+ * met later, when a failed attempt asks it for the next delay.
+ *
+ * @example
+ * checkRetryPolicy({ maxAttempts: 5, initialDelay: '2s' }, 'retry of step charge');
+ */
+export function checkRetryPolicy(policy: unknown, what: string): RetryPolicy | undefined {
+  if (policy === undefined) return undefined;
+  if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) {
+    throw new ValidationError(`${what} must be an object, not ${quoteValue(policy)}`);
+  }
+  const p = policy as Record<string, unknown>;
+  for (const key of Object.keys(p)) {
+    if (!POLICY_KEYS.has(key)) throw new ValidationError(`${what}: unknown option ${quoteValue(key)}`);
+  }
+  const bad = (field: string, rule: string) => new ValidationError(`${what}: ${field} must be ${rule}, not ${quoteValue(p[field])}`);
+  if (p.maxAttempts !== undefined && !(Number.isSafeInteger(p.maxAttempts) && (p.maxAttempts as number) >= 1)) throw bad('maxAttempts', 'a whole number from 1');
+  if (p.backoff !== undefined && p.backoff !== 'exponential' && p.backoff !== 'constant') throw bad('backoff', "'exponential' or 'constant'");
+  for (const field of ['initialDelay', 'maxDelay'] as const) {
+    if (p[field] !== undefined && toMs(p[field] as Duration, `${what}: ${field}`) > THOUSAND_YEARS_MS) throw bad(field, 'at most 1000 years');
+  }
+  if (p.factor !== undefined && !(typeof p.factor === 'number' && Number.isFinite(p.factor) && p.factor >= 1)) throw bad('factor', 'a number from 1');
+  if (p.jitter !== undefined && !(typeof p.jitter === 'number' && p.jitter >= 0 && p.jitter <= 1)) throw bad('jitter', 'a number from 0 to 1');
+  if (p.retryIf !== undefined && typeof p.retryIf !== 'function') throw bad('retryIf', 'a function');
+  return policy as RetryPolicy;
+}
+
 /** True if `error` must not be retried (NonRetryableError, or one marked `nonRetryable`). */
 export function isNonRetryable(error: unknown): boolean {
   return error instanceof NonRetryableError
@@ -94,14 +134,27 @@ export function nextDelay(
 ): number | null {
   const p = { ...defaults, ...policy };
   if (isNonRetryable(error)) return null;
-  if (policy?.retryIf && !policy.retryIf(error)) return null;
+  if (policy?.retryIf && !askRetryIf(policy.retryIf, error)) return null;
   if (attempt >= p.maxAttempts) return null;
-  if (error instanceof RetryAfterError) return Math.max(0, Math.round(error.retryAfterMs));
+  if (error instanceof RetryAfterError) {
+    // As asked, within what a release can take (NaN: at once).
+    return Math.min(MAX_RETRY_DELAY_MS, Math.max(0, Math.round(error.retryAfterMs) || 0));
+  }
   const initial = toMs(p.initialDelay, 'initialDelay');
   // An explicit initialDelay above the default cap raises the cap with it; an explicit maxDelay wins.
   const cap = policy?.maxDelay !== undefined ? toMs(policy.maxDelay, 'maxDelay') : Math.max(toMs(p.maxDelay, 'maxDelay'), initial);
-  const base = p.backoff === 'constant' ? initial : initial * p.factor ** (attempt - 1);
+  // Bounded before the jitter: a large factor's power is Infinity, and Infinity × 0 jitter is NaN.
+  const base = Math.min(p.backoff === 'constant' ? initial : initial * p.factor ** (attempt - 1), 2 * MAX_RETRY_DELAY_MS);
   const jitter = Math.min(Math.max(p.jitter, 0), 1);
   const spread = base * jitter * (random() * 2 - 1);
-  return Math.round(Math.min(cap, Math.max(0, base + spread)));
+  return Math.round(Math.min(cap, MAX_RETRY_DELAY_MS, Math.max(0, base + spread)));
+}
+
+/** A `retryIf` that throws says "do not retry": the attempt's own error fails the call. */
+function askRetryIf(retryIf: (error: unknown) => boolean, error: unknown): boolean {
+  try {
+    return retryIf(error);
+  } catch {
+    return false;
+  }
 }

@@ -2,7 +2,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { NonRetryableError, RetryAfterError, ValidationError } from '../../src/errors.ts';
 import { toMs } from '../../src/protocol/duration.ts';
-import { DEFAULT_STEP_RETRY, nextDelay } from '../../src/workflow/retry.ts';
+import { checkRetryPolicy, DEFAULT_STEP_RETRY, MAX_RETRY_DELAY_MS, nextDelay } from '../../src/workflow/retry.ts';
 
 describe('durations', () => {
   it('parses numbers and human strings to milliseconds', () => {
@@ -51,5 +51,39 @@ describe('nextDelay caps', () => {
     assert.equal(nextDelay({ initialDelay: '1 hour', jitter: 0 }, 1, new Error('x'), undefined, noJitter), 3_600_000);
     assert.equal(nextDelay({ initialDelay: '1 hour', maxDelay: '10 minutes', jitter: 0 }, 1, new Error('x'), undefined, noJitter), 600_000);
     assert.equal(nextDelay({ jitter: 0 }, 10, new Error('x'), { ...DEFAULT_STEP_RETRY, maxAttempts: 20 }, noJitter), 300_000, 'the default cap');
+  });
+});
+
+describe('checkRetryPolicy', () => {
+  it('takes a policy as documented, and nothing', () => {
+    assert.equal(checkRetryPolicy(undefined, 'p'), undefined);
+    const policy = { maxAttempts: 5, backoff: 'constant', initialDelay: '2s', factor: 3, maxDelay: '1 hour', jitter: 0, retryIf: () => true };
+    assert.equal(checkRetryPolicy(policy, 'p'), policy);
+  });
+  for (const [field, bad] of [
+    ['maxAttempts', 0], ['maxAttempts', 1.5], ['maxAttempts', -1], ['maxAttempts', Infinity], ['maxAttempts', '3'],
+    ['backoff', 'linear'], ['initialDelay', -1], ['initialDelay', 'soon'], ['maxDelay', '1001 years'],
+    ['factor', 0.5], ['factor', Number.NaN], ['jitter', 2], ['jitter', -0.1], ['retryIf', true], ['retries', 3],
+  ] as const) {
+    it(`refuses ${field}: ${String(bad)} with ValidationError naming it`, () => {
+      assert.throws(() => checkRetryPolicy({ [field]: bad }, 'retry of step s'), (e: Error) => e instanceof ValidationError && e.message.includes(field));
+    });
+  }
+  it('refuses what is not an object', () => {
+    for (const bad of [null, 3, 'often', [1]]) assert.throws(() => checkRetryPolicy(bad, 'p'), ValidationError);
+  });
+});
+
+describe('nextDelay with odd answers', () => {
+  it('a retryIf that throws stops the retries', () => {
+    assert.equal(nextDelay({ maxAttempts: 3, retryIf: () => { throw new Error('bug in retryIf'); } }, 1, new Error('x')), null);
+  });
+  it('a RetryAfterError delay is kept within 1000 years, and NaN means at once', () => {
+    assert.equal(nextDelay({ maxAttempts: 3 }, 1, new RetryAfterError('later', 1e16)), MAX_RETRY_DELAY_MS);
+    assert.equal(nextDelay({ maxAttempts: 3 }, 1, new RetryAfterError('later', Infinity)), MAX_RETRY_DELAY_MS);
+    assert.equal(nextDelay({ maxAttempts: 3 }, 1, new RetryAfterError('later', Number.NaN)), 0);
+  });
+  it('an exponential backoff with a maxDelay of 1000 years stays within it', () => {
+    assert.equal(nextDelay({ maxAttempts: 500, factor: 10, maxDelay: '1000 years', jitter: 0 }, 400, new Error('x')), MAX_RETRY_DELAY_MS);
   });
 });
