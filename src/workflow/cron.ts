@@ -25,6 +25,8 @@ export interface CronSchedule {
   readonly timeZone: string;
   /** The first tick strictly after `after`, or null if there is none. */
   nextTick(after: Date): Date | null;
+  /** Up to `n` of the latest ticks at or before `at`, newest first. */
+  latest(at: Date, n: number): Date[];
 }
 
 const wallFormats = new Map<string, Intl.DateTimeFormat>();
@@ -58,6 +60,42 @@ function shifts(timeZone: string, year: number): boolean {
     shiftYears.set(key, known);
   }
   return known;
+}
+
+/** The UTC offset of `timeZone` at instant `t` (ms since the epoch), to the second. */
+function offsetAt(t: number, timeZone: string): number {
+  const second = Math.floor(t / 1000) * 1000;
+  return Date.parse(`${wall(new Date(second), timeZone).replace(', ', 'T')}Z`) - second;
+}
+
+/**
+ * How far back the wall time of `at` was already shown — an hour (or Lord
+ * Howe's half hour) when `at` lies in a stretch an autumn change repeats —
+ * else 0. A tick there is the repeat of one already fired.
+ */
+function repeatShift(at: Date, timeZone: string): number {
+  if (!shifts(timeZone, at.getUTCFullYear())) return 0;
+  for (const d of [3_600_000, 1_800_000]) {
+    if (wall(new Date(at.getTime() - d), timeZone) === wall(at, timeZone)) return d;
+  }
+  return 0;
+}
+
+/**
+ * The first instant of the repeated stretch that holds `at` (repeat shift
+ * `d`): where the offset fell back, found to the second between `at - d`
+ * (the old offset) and `at` (the new one). The stretch is [start, start + d).
+ */
+function repeatStart(at: number, d: number, timeZone: string): number {
+  let lo = at - d;
+  let hi = at;
+  const fallen = offsetAt(hi, timeZone);
+  while (hi - lo > 1000) {
+    const mid = Math.floor((lo + hi) / 2);
+    if (offsetAt(mid, timeZone) === fallen) hi = mid;
+    else lo = mid;
+  }
+  return Math.floor(hi / 1000) * 1000;
 }
 
 /** Check an IANA time zone name (ValidationError naming a bounded prefix of it). */
@@ -111,18 +149,29 @@ export function parseCron(cron: unknown, timeZone: unknown = 'UTC'): CronSchedul
   };
   const computeNext = (after: Date): Date | null => {
     let from = after;
-    // A wall time an autumn repeat brings back is a tick already fired.
-    for (let i = 0; i < 8; i++) {
+    // A wall time an autumn repeat brings back is a tick already fired: go
+    // past the whole repeated stretch at once (a cron of every second has
+    // 3,600 ticks in it), not tick by tick. Each pass leaves one stretch
+    // behind; the next change is months away.
+    for (let i = 0; i < 4; i++) {
       const next = parsed.nextRun(from);
       if (!next) return null;
-      const seen = shifts(zone, next.getUTCFullYear())
-        && [3_600_000, 1_800_000].some((d) => wall(new Date(next.getTime() - d), zone) === wall(next, zone));
-      if (!seen) return next;
-      from = next;
+      const d = repeatShift(next, zone);
+      if (!d) return next;
+      from = new Date(repeatStart(next.getTime(), d, zone) + d - 1);
     }
     return null;
   };
-  return { cron, timeZone: zone, nextTick };
+  /** Up to `n` ticks at or before `at` (not repeats), newest first. */
+  const latest = (at: Date, n: number): Date[] => {
+    // In a repeated stretch, only ticks before it count (those in it are repeats).
+    const d = repeatShift(at, zone);
+    const limit = d ? repeatStart(at.getTime(), d, zone) - 1 : at.getTime();
+    // previousRuns counts whole seconds: ask from the next second, keep those up to the limit.
+    return parsed.previousRuns(n + 2, new Date(Math.floor(limit / 1000) * 1000 + 1000))
+      .filter((t) => t.getTime() <= limit && !repeatShift(t, zone)).slice(0, n);
+  };
+  return { cron, timeZone: zone, nextTick, latest };
 }
 
 /** What the ticker does with a schedule whose ticks came due. */
@@ -135,8 +184,13 @@ export interface DueTicks {
   next: Date | null;
 }
 
-/** Most ticks walked through for one schedule at once (a seconds cron after a long outage). */
-const MAX_WALK = 100_000;
+/**
+ * Most due ticks walked through one by one for a schedule (~50 µs each): a
+ * longer backlog (a cron of every second after an outage) takes its latest
+ * ticks straight from the cron, so a ticker's turn stays far shorter than
+ * its lease.
+ */
+const MAX_WALK = 1_000;
 
 /**
  * The ticks of `schedule` due from `first` (its stored next tick, itself
@@ -148,17 +202,26 @@ const MAX_WALK = 100_000;
  * // ticks 02:00 and 03:00, skipped 2 (00:00, 01:00), next 04:00
  */
 export function dueTicks(schedule: CronSchedule, first: Date, now: Date, catchUp: number, endsAt: Date | null): DueTicks {
-  const due: Date[] = [];
+  let due: Date[] = [];
   let skipped = 0;
   let at: Date | null = first;
   let walked = 0;
-  while (at && at.getTime() <= now.getTime() && (!endsAt || at.getTime() <= endsAt.getTime())) {
+  const limit = endsAt && endsAt.getTime() < now.getTime() ? endsAt : now;
+  while (at && at.getTime() <= limit.getTime()) {
     due.push(at);
     if (due.length > catchUp + 1) {
       due.shift();
       skipped++;
     }
     if (++walked >= MAX_WALK) {
+      // A long backlog: the latest ticks come from the cron itself; those
+      // walked so far are skipped unless they are among them (the count of
+      // skipped ticks covers the walked ones only).
+      const newest = at.getTime();
+      const tail = schedule.latest(limit, catchUp + 1).filter((t) => t.getTime() > newest).reverse();
+      const kept = [...due, ...tail].slice(-(catchUp + 1));
+      skipped += due.length - kept.filter((t) => t.getTime() <= newest).length;
+      due = kept;
       at = schedule.nextTick(now);
       break;
     }

@@ -406,4 +406,34 @@ describe('DST nights, ticking every 15 minutes of engine time (runs last: it mov
   it('America/New_York fall back: 01:30 fires once though the hour repeats', async () => {
     assert.deepEqual(await walk('ny-fall', '30 1 * * *', 'America/New_York', '2027-11-07T04:30:00Z', 12), ['2027-11-07T05:30:00.000Z']);
   });
+
+  it('Europe/Berlin fall back: a schedule of every 5 minutes goes on after the repeated hour (it ended there, silently)', async () => {
+    const ticks = await walk('berlin-fall-5min', '*/5 * * * *', 'Europe/Berlin', '2028-10-29T00:40:00Z', 8);
+    // Catch-up 0, a step of 15 minutes: the latest tick of each step. 01:00Z-01:59Z (02:xx CET) repeat
+    // 02:xx CEST: nothing fires in them; from 02:00Z (03:00 CET) on, it goes on.
+    assert.deepEqual(ticks, ['2028-10-29T00:55:00.000Z', '2028-10-29T02:10:00.000Z', '2028-10-29T02:25:00.000Z', '2028-10-29T02:40:00.000Z']);
+  });
+});
+
+describe('after a long outage', () => {
+  it('four schedules of every second, a day behind, each start their latest tick in one turn of the ticker, which keeps its lease', async () => {
+    await midPeriod(60_000);
+    const names = [1, 2, 3, 4].map((i) => `every-second-${i}`);
+    for (const name of names) await env.client.schedules.set(name, { cron: '* * * * * *', workflow: job, input: { n: 9 } });
+    try {
+      await env.advance('1 day');
+      for (const name of names) await ticked(name);
+      const now = (await env.now()).getTime();
+      for (const name of names) {
+        const ticks = await runTicks(name);
+        const latest = new Date(ticks[ticks.length - 1] as string).getTime();
+        assert.ok(now - latest < 60_000, `${name}'s latest run is of a tick a day later than its first (${ticks.length} runs)`);
+        assert.ok(ticks.length <= 3, `${name} started ${ticks.length} runs, not the day's ticks`);
+      }
+      const ticker = (await env.client.roles.list()).find((r) => r.name === 'trellis.schedules');
+      assert.equal(ticker?.lastOutcome, 'ok');
+    } finally {
+      for (const name of names) await env.client.schedules.delete(name);
+    }
+  });
 });

@@ -65,6 +65,32 @@ describe('DST', () => {
     ]);
   });
 
+  it('Europe/Berlin: a cron of every minute, every 5 minutes or every second goes on past the repeated hour (it ended there)', () => {
+    for (const [cron, last] of [['* * * * *', '2026-10-25T00:59:00.000Z'], ['*/5 * * * *', '2026-10-25T00:55:00.000Z'],
+      ['* * * * * *', '2026-10-25T00:59:59.000Z']] as const) {
+      const c = parseCron(cron, 'Europe/Berlin');
+      assert.equal(c.nextTick(new Date(new Date(last).getTime() - 1))?.toISOString(), last, cron);
+      // 02:00-02:59 CET (01:00Z-01:59Z) repeat 02:00-02:59 CEST: the next tick is 03:00 CET.
+      assert.equal(c.nextTick(new Date(last))?.toISOString(), '2026-10-25T02:00:00.000Z', cron);
+      // Asked from inside the repeated hour, too.
+      assert.equal(c.nextTick(new Date('2026-10-25T01:17:30Z'))?.toISOString(), '2026-10-25T02:00:00.000Z', cron);
+    }
+  });
+
+  it('Australia/Lord_Howe: a cron of every minute goes on past its repeated half hour', () => {
+    // 02:00 LHDT (+11) falls back to 01:30 LHST (+10:30) on 5 April 2026 (15:00Z): 01:30-01:59 repeat.
+    const c = parseCron('* * * * *', 'Australia/Lord_Howe');
+    assert.equal(c.nextTick(new Date('2026-04-04T14:59:00Z'))?.toISOString(), '2026-04-04T15:30:00.000Z');
+  });
+
+  it('latest: the newest ticks at or before a time, never a repeat', () => {
+    const c = parseCron('* * * * *', 'Europe/Berlin');
+    assert.deepEqual(c.latest(new Date('2026-10-25T01:20:30Z'), 2).map((t) => t.toISOString()),
+      ['2026-10-25T00:59:00.000Z', '2026-10-25T00:58:00.000Z']);
+    assert.deepEqual(parseCron('0 * * * *').latest(new Date('2026-01-01T05:00:00Z'), 2).map((t) => t.toISOString()),
+      ['2026-01-01T05:00:00.000Z', '2026-01-01T04:00:00.000Z']);
+  });
+
   it('America/New_York: 02:30 on the spring-forward night fires once at 03:00 EDT', () => {
     assert.deepEqual(ticks('30 2 * * *', 'America/New_York', '2026-03-07T12:00:00Z', '2026-03-09T12:00:00Z'), [
       '2026-03-08T07:00:00.000Z',
@@ -96,6 +122,22 @@ describe('dueTicks', () => {
     const due = dueTicks(hourly, first, now, 2, null);
     assert.deepEqual(due.ticks.map((t) => t.toISOString()), ['2026-01-01T03:00:00.000Z', '2026-01-01T04:00:00.000Z', '2026-01-01T05:00:00.000Z']);
     assert.equal(due.skipped, 3);
+  });
+
+  it('a cron of every second after a day of downtime: the latest tick, the walked ones skipped, without walking the day', () => {
+    const everySecond = parseCron('* * * * * *', 'UTC');
+    const at = new Date('2026-01-02T00:00:00.500Z');
+    const due = dueTicks(everySecond, new Date('2026-01-01T00:00:00Z'), at, 0, null);
+    assert.deepEqual(due.ticks.map((t) => t.toISOString()), ['2026-01-02T00:00:00.000Z']);
+    assert.equal(due.skipped, 1000);
+    assert.equal(due.next?.toISOString(), '2026-01-02T00:00:01.000Z');
+    const three = dueTicks(everySecond, new Date('2026-01-01T00:00:00Z'), at, 2, null);
+    assert.deepEqual(three.ticks.map((t) => t.toISOString()),
+      ['2026-01-01T23:59:58.000Z', '2026-01-01T23:59:59.000Z', '2026-01-02T00:00:00.000Z']);
+    assert.equal(three.skipped, 1000);
+    const ended = dueTicks(everySecond, new Date('2026-01-01T00:00:00Z'), at, 0, new Date('2026-01-01T12:00:00Z'));
+    assert.deepEqual(ended.ticks.map((t) => t.toISOString()), ['2026-01-01T12:00:00.000Z']);
+    assert.equal(ended.next, null);
   });
 
   it('stops at the end date, with no next tick', () => {
