@@ -6,7 +6,6 @@
  * functions; writes only through the client (actions.ts).
  */
 import { type Context, Hono } from 'hono';
-import { bodyLimit } from 'hono/body-limit';
 import { deleteCookie, getCookie, setCookie } from 'hono/cookie';
 import { secureHeaders } from 'hono/secure-headers';
 import type { Pool } from '../db/pg.ts';
@@ -35,6 +34,17 @@ export interface AppConfig {
   preparedStatements: boolean;
   /** Serve Prometheus metrics at `<basePath>/metrics`. */
   metrics: boolean;
+  /** The host names (lower case, no port) requests may be addressed to; undefined: any. */
+  allowedHosts: ReadonlySet<string> | undefined;
+}
+
+/** The host name a request was addressed to (its Host header, else its URL), lower case, without the port. */
+function requestHost(hostHeader: string | undefined, url: string): string | undefined {
+  try {
+    return new URL(`http://${hostHeader ?? new URL(url).host}`).hostname.toLowerCase();
+  } catch {
+    return undefined;
+  }
 }
 
 type Env = { Variables: { sessionId: string | undefined; viaHeader: boolean } };
@@ -83,13 +93,50 @@ export function buildApp(config: AppConfig): Hono<Env> {
     await next();
     c.res.headers.set('cache-control', 'no-store');
   });
+  // DNS rebinding: a page of attacker.example whose name resolves to
+  // 127.0.0.1 is same-origin with a dashboard reached through that name, so
+  // the Origin and CSRF checks pass. Without a token, only the names the
+  // dashboard was meant to be reached by (loopback, or allowedHosts) are served.
+  if (config.allowedHosts) {
+    const allowed = config.allowedHosts;
+    app.use('*', async (c, next) => {
+      const host = requestHost(c.req.header('host'), c.req.url);
+      if (host !== undefined && allowed.has(host)) return next();
+      return c.text(`refused: this dashboard answers requests addressed to ${[...allowed].join(', ')}, not ${(host ?? '?').slice(0, 100)}`, 403);
+    });
+  }
   // A form is small: a signal payload is at most max_payload_bytes (1 MiB by default) as JSON text.
-  app.use('*', bodyLimit({ maxSize: MAX_FORM_BYTES, onError: (c) => {
+  const tooLarge = (c: Context<Env>) => {
     // The rest of the body is not read: the connection cannot carry another request.
-    const response = errorPage(c as Context<Env>, 413, `the form is larger than ${MAX_FORM_BYTES} bytes`);
+    const response = errorPage(c, 413, `the form is larger than ${MAX_FORM_BYTES} bytes`);
     response.headers.set('connection', 'close');
     return response;
-  } }));
+  };
+  // (hono's bodyLimit re-creates the request from the node server's own
+  // Request object, which undici refuses: every body without a length, an
+  // OPTIONS or a DELETE, was a 500.)
+  app.use('*', async (c, next) => {
+    const req = c.req.raw;
+    if (!req.body || req.method === 'GET' || req.method === 'HEAD') return next();
+    const length = req.headers.get('content-length');
+    const chunked = req.headers.has('transfer-encoding');
+    if (!chunked) return length !== null && Number(length) > MAX_FORM_BYTES ? tooLarge(c) : next();
+    // A body of unknown length: read it, up to the limit.
+    const chunks: Uint8Array[] = [];
+    let size = 0;
+    const reader = req.body.getReader();
+    for (;;) {
+      const { done, value } = await reader.read();
+      if (done) break;
+      size += value.length;
+      if (size > MAX_FORM_BYTES) return tooLarge(c);
+      chunks.push(value);
+    }
+    const headers = new Headers(req.headers);
+    headers.delete('transfer-encoding');
+    c.req.raw = new Request(req.url, { method: req.method, headers, body: Buffer.concat(chunks) });
+    return next();
+  });
 
   // Who is asking: a valid session cookie, or the token as a bearer header.
   app.use('*', async (c, next) => {
@@ -135,7 +182,11 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
 <form method="post" action="${link('/login')}"><input type="hidden" name="next" value="${next}">
 <label>Token <input type="password" name="token" autocomplete="current-password" required autofocus></label> <button type="submit">Log in</button></form>`, status);
 
-  const safeNext = (next: unknown): string => (typeof next === 'string' && next.startsWith(`${base}/`) && !next.startsWith('//') && !next.includes('\\') ? next : link('/'));
+  // A path of this dashboard only: not '//host' nor '\\', and no control
+  // character or space (a browser drops a tab or newline from a URL, so
+  // '/<TAB>/evil.example' would lead to evil.example; CR/LF would split the header).
+  const safeNext = (next: unknown): string => (typeof next === 'string' && next.startsWith(`${base}/`) && !next.startsWith('//')
+    && !/[\\\s\u0000-\u001f\u007f-\u009f]/.test(next) ? next : link('/'));
 
   scoped.get('/login', (c) => (sessions.protected ? loginForm(c, safeNext(c.req.query('next')), undefined, 200) : c.redirect(link('/'), 303)));
   scoped.post('/login', async (c) => {

@@ -58,6 +58,32 @@ export interface DashboardOptions {
    * // scrape_configs: - job_name: trellis, metrics_path: /metrics, authorization: { credentials: <token> }
    */
   metrics?: boolean;
+  /**
+   * The host names requests must be addressed to (their `Host` header, any
+   * port). Default without a `token`: `localhost`, `127.0.0.1` and `[::1]`
+   * only — a page of another site whose name resolves to this machine (DNS
+   * rebinding) could otherwise read and drive a tokenless dashboard; with a
+   * token: any (the token guards it). Give your app's names when you mount a
+   * tokenless dashboard behind your own authentication.
+   *
+   * @example
+   * const dashboard = createDashboard({ pool, basePath: '/trellis', allowedHosts: ['admin.example.com'] });
+   */
+  allowedHosts?: readonly string[];
+}
+
+const LOOPBACK_NAMES: readonly string[] = ['localhost', '127.0.0.1', '[::1]'];
+const HOST_NAME = /^(?:[a-z0-9](?:[a-z0-9-]{0,62})(?:\.[a-z0-9](?:[a-z0-9-]{0,62}))*\.?|\[[0-9a-f:.]+\])$/i;
+
+/** The allowed host names, lower case (undefined: any). */
+function allowedHosts(options: DashboardOptions): ReadonlySet<string> | undefined {
+  const given = options.allowedHosts;
+  if (given === undefined) return options.token === undefined ? new Set(LOOPBACK_NAMES) : undefined;
+  if (!Array.isArray(given) || given.length === 0 || given.length > 100
+    || !given.every((h) => typeof h === 'string' && h.length <= 255 && HOST_NAME.test(h))) {
+    throw new ValidationError('allowedHosts must be a list of 1 to 100 host names (no port), such as [\'admin.example.com\']');
+  }
+  return new Set(given.map((h) => h.toLowerCase()));
 }
 
 /**
@@ -115,6 +141,7 @@ export function createDashboard(options: DashboardOptions): Dashboard {
     logger: childLogger(options.logger ?? consoleLogger('warn'), {}),
     preparedStatements: options.preparedStatements !== false,
     metrics: options.metrics === true,
+    allowedHosts: allowedHosts(options),
   });
   const fetch = async (request: Request): Promise<Response> => app.fetch(request);
   // overrideGlobalObjects: false leaves the process's global Request/Response alone.

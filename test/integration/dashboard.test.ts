@@ -290,7 +290,7 @@ describe('dashboard over HTTP', () => {
     assert.match(await res.text(), /read-only/);
     assert.equal((await engine.client.get(runs.approvals[1]!))?.status, 'waiting');
     // The role really cannot write: an action through it fails in Postgres.
-    const writable = createDashboard({ pool: ro.pool, logger: silentLogger });
+    const writable = createDashboard({ pool: ro.pool, logger: silentLogger, allowedHosts: ['x'] });
     const page = await writable.fetch(new Request(`http://x/runs/${runs.approvals[1]}`));
     const cookie = page.headers.getSetCookie()[0]!.split(';')[0]!;
     const csrf = csrfOf(await page.text());
@@ -413,7 +413,7 @@ describe('dashboard over HTTP', () => {
   });
 
   it('passes requests outside its base path to next() when mounted as middleware', async () => {
-    const dashboard = createDashboard({ pool: db.pool, basePath: '/ops/trellis/', logger: silentLogger });
+    const dashboard = createDashboard({ pool: db.pool, basePath: '/ops/trellis/', logger: silentLogger, allowedHosts: ['x'] });
     assert.equal(dashboard.basePath, '/ops/trellis');
     let passed = 0;
     dashboard.handle({ url: '/api/orders' } as never, {} as never, () => passed++);
