@@ -278,7 +278,7 @@ describe('dashboard over HTTP', () => {
 
   it('read-only on a SELECT-only role: every page renders, actions are hidden and refused', async () => {
     const s = new Session(readOnly.url);
-    for (const path of ['/', '/runs', `/runs/${runs.approvals[1]}`, `/runs/${runs.parent}`]) {
+    for (const path of ['/', '/runs', `/runs/${runs.approvals[1]}`, `/runs/${runs.parent}`, '/queues', '/schedules', '/roles', '/outbox']) {
       const res = await s.fetch(path);
       assert.equal(res.status, 200, path);
       const text = await res.text();
