@@ -221,15 +221,33 @@ export interface SignalRow {
 }
 
 /**
- * A run's signals in the order they were sent (at most 500).
+ * Rows of a run's list, the newest `limit` of them in order, and how many
+ * there are in all (`total` is counted only when some are left out).
+ */
+export interface Listed<T> {
+  rows: T[];
+  total: number;
+}
+
+/** The newest `limit` rows of `newestFirst` (its query orders newest first and takes limit + 1), oldest first; counts all if there are more. */
+async function newest<T>(db: Queryable, newestFirst: string, count: string, runId: string, limit: number): Promise<Listed<T>> {
+  const rows = await queryRows<T>(db, `${newestFirst} limit ${limit + 1}`, [runId]);
+  if (rows.length <= limit) return { rows: rows.reverse(), total: rows.length };
+  const [{ n }] = await queryRows<{ n: number }>(db, count, [runId]) as [{ n: number }];
+  return { rows: rows.slice(0, limit).reverse(), total: Number(n) };
+}
+
+/**
+ * A run's signals in the order they were sent (the newest 500).
  *
  * @example
- * const buffered = (await runSignals(pool, id)).filter((s) => s.consumed_at === null);
+ * const buffered = (await runSignals(pool, id)).rows.filter((s) => s.consumed_at === null);
  */
-export async function runSignals(db: Queryable, runId: string): Promise<SignalRow[]> {
-  return queryRows<SignalRow>(db, `
+export async function runSignals(db: Queryable, runId: string, limit = 500): Promise<Listed<SignalRow>> {
+  return newest<SignalRow>(db, `
     select id::text, name, payload, signal_id, created_at, consumed_at, consumed_seq
-      from trellis.signals where run_id = $1 order by id limit 500`, [runId]);
+      from trellis.signals where run_id = $1 order by id desc`,
+  'select count(*) as n from trellis.signals where run_id = $1', runId, limit);
 }
 
 /** An event of the outbox (trellis.events). */
@@ -240,20 +258,22 @@ export interface EventRow {
   created_at: Date;
 }
 
-/** A run's events from the outbox, in commit order (at most 500). */
-export async function runEvents(db: Queryable, runId: string): Promise<EventRow[]> {
-  return queryRows<EventRow>(db, `
+/** A run's events from the outbox, in commit order (the newest 500). */
+export async function runEvents(db: Queryable, runId: string, limit = 500): Promise<Listed<EventRow>> {
+  return newest<EventRow>(db, `
     select kind, attempt, body, created_at
       from trellis.events where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1
-      order by xid, id limit 500`, [runId]);
+      order by xid desc, id desc`,
+  'select count(*) as n from trellis.events where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1', runId, limit);
 }
 
-/** A run's child runs in call order (at most 500). */
-export async function runChildren(db: Queryable, runId: string): Promise<RunRow[]> {
-  return queryRows<RunRow>(db, `
+/** A run's child runs in call order (the newest 500). */
+export async function runChildren(db: Queryable, runId: string, limit = 500): Promise<Listed<RunRow>> {
+  return newest<RunRow>(db, `
     select r.id, r.workflow, r.version, r.key, r.queue, r.status, r.attempt, r.metadata, r.error,
            r.created_at, r.finished_at, r.created_at::text as created_at_text
-      from trellis.runs r where r.parent_run_id = $1 order by r.parent_seq, r.created_at limit 500`, [runId]);
+      from trellis.runs r where r.parent_run_id = $1 order by r.parent_seq desc, r.created_at desc`,
+  'select count(*) as n from trellis.runs where parent_run_id = $1', runId, limit);
 }
 
 /** The whole run row (every documented column but the lease token, which trellis_reader cannot read), or undefined. */
@@ -276,10 +296,11 @@ export interface StepRow {
   finished_at: Date;
 }
 
-/** A run's recorded calls, by execution and seq (at most 2000). */
-export async function runSteps(db: Queryable, runId: string): Promise<StepRow[]> {
-  return queryRows<StepRow>(db, `
+/** A run's recorded calls, by execution and seq (the newest 2000). */
+export async function runSteps(db: Queryable, runId: string, limit = 2000): Promise<Listed<StepRow>> {
+  return newest<StepRow>(db, `
     select execution, seq, name, kind, status, output, error, attempts, started_at, finished_at
       from trellis.steps where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1
-      order by execution, seq limit 2000`, [runId]);
+      order by execution desc, seq desc`,
+  'select count(*) as n from trellis.steps where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1', runId, limit);
 }

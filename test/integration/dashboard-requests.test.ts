@@ -22,6 +22,11 @@ const waiter = defineWorkflow({ name: 'dashboard-requests-waiter', input: z.obje
   return 'done';
 });
 
+const long = defineWorkflow({ name: 'dashboard-requests-long', input: z.object({ n: z.number() }) }, async (ctx, { n }) => {
+  for (let i = 0; i < n; i++) await ctx.step(`s${i}`, () => i);
+  return n;
+});
+
 /** One raw HTTP request (any Host header, any method, an optional body), answered with status, headers and body. */
 function raw(url: string, method: string, path: string, headers: Record<string, string> = {}, body?: string) {
   return new Promise<{ status: number; headers: Record<string, string | string[] | undefined>; body: string }>((resolve, reject) => {
@@ -46,7 +51,7 @@ describe('dashboard: requests a browser does not send', () => {
 
   before(async () => {
     db = await freshDatabase();
-    engine = await startEngine(db, { workflows: [waiter] });
+    engine = await startEngine(db, { workflows: [waiter, long] });
     open = await serveDashboard({ pool: db.pool, logger: silentLogger });
     secured = await serveDashboard({ pool: db.pool, token: TOKEN, logger: silentLogger });
   });
@@ -106,6 +111,20 @@ describe('dashboard: requests a browser does not send', () => {
     await waitFor(async () => (await engine.client.get(run.id))?.status === 'cancelled', { what: 'the run cancelled by the chunked form' });
     const large = await raw(secured.url, 'POST', `/runs/${run.id}/cancel`, chunked, `reason=${'x'.repeat(3 * 1024 * 1024)}`);
     assert.equal(large.status, 413);
+  });
+
+  it('a run page of a long run shows its newest 2000 calls and 500 events, and says how many there are', async () => {
+    const run = await engine.client.start(long, { n: 2100 });
+    assert.equal(await run.result({ timeout: '60s' }), 2100);
+    const page = await raw(open.url, 'GET', `/runs/${run.id}`);
+    assert.equal(page.status, 200);
+    assert.match(page.body, /<h2>Steps <span class="muted truncated">\(the newest 2000 of 2100;/);
+    const seqs = [...page.body.matchAll(/data-seq="(\d+)"/g)].map((m) => Number(m[1]));
+    assert.equal(Math.max(...seqs), 2099, 'the last call is shown');
+    assert.equal(Math.min(...seqs), 100);
+    const events = Number((await db.pool.query('select count(*) as n from trellis.events where run_id = $1', [run.id])).rows[0].n);
+    assert.ok(events > 500);
+    assert.match(page.body, new RegExp(`<h2>Events <span class="muted truncated">\\(the newest 500 of ${events};`));
   });
 
   it('a login next with a control character or a space in it goes to the overview, never to another site', async () => {

@@ -2,7 +2,7 @@
 import { FINISHED_STATES, RUN_STATES, type RunState } from '../../db/tables.ts';
 import { badge, duration, type Html, html, jsonBlock, when } from '../html.ts';
 import { HttpError, type DashboardPage, type PageView } from '../page.ts';
-import { assertUuid, runChildren, runEvents, runRow, runSignals, runSteps, type StepRow } from '../queries.ts';
+import { assertUuid, type Listed, runChildren, runEvents, runRow, runSignals, runSteps, type StepRow } from '../queries.ts';
 
 /** The actions that apply to a run in `status`. */
 export function actionsFor(status: RunState): Set<string> {
@@ -73,13 +73,21 @@ ${keys.map((k) => {
 }
 
 /** The page of one run; listed in pages/index.ts. */
+/** A list's count: all of it, or the newest shown of how many (a long run's first calls are left out, not its last). */
+function counted(list: Listed<unknown>) {
+  return list.rows.length === list.total
+    ? html`<span class="muted">(${list.total})</span>`
+    : html`<span class="muted truncated">(the newest ${list.rows.length} of ${list.total}; <code>trellis show</code> or SQL lists them all)</span>`;
+}
+
 export const runPage: DashboardPage = {
   path: '/runs/:id',
   async render(view) {
     const id = assertUuid(view.params.id ?? '');
     const r = await runRow(view.db, id);
     if (!r) throw new HttpError(404, `run ${id} does not exist`);
-    const [steps, signals, children, events] = await Promise.all([runSteps(view.db, id), runSignals(view.db, id), runChildren(view.db, id), runEvents(view.db, id)]);
+    const [stepList, signalList, childList, eventList] = await Promise.all([runSteps(view.db, id), runSignals(view.db, id), runChildren(view.db, id), runEvents(view.db, id)]);
+    const [steps, signals, children, events] = [stepList.rows, signalList.rows, childList.rows, eventList.rows];
     const status = r.status as RunState;
     const done = view.query.get('done');
     const origin = new Date(r.created_at).getTime();
@@ -98,21 +106,21 @@ ${r.forked_from ? html`<dt>forked from</dt><dd><a id="forked-from" class="mono" 
 ${r.scrubbed_at ? html`<dt>scrubbed</dt><dd>${when(r.scrubbed_at)}</dd>` : ''}</dl>
 ${r.error ? html`<p class="error">${errorLine(r.error)}</p>` : ''}
 ${actionForms(view, id, status)}
-<h2>Steps <span class="muted">(${steps.length})</span></h2>${timeline(steps, origin, end)}
+<h2>Steps ${counted(stepList)}</h2>${timeline(steps, origin, end)}
 ${values(steps)}
 <h2>Input</h2>${jsonBlock(r.input, 'input')}
 ${r.output !== null && r.output !== undefined ? html`<h2>Output</h2><div id="output">${jsonBlock(r.output)}</div>` : ''}
 ${r.error ? html`<h2>Error</h2><div id="error">${jsonBlock(r.error)}</div>` : ''}
 ${Object.keys(r.metadata ?? {}).length ? html`<h2>Metadata</h2>${jsonBlock(r.metadata)}` : ''}
-<h2>Signals <span class="muted">(${signals.length})</span></h2>
+<h2>Signals ${counted(signalList)}</h2>
 ${signals.length === 0 ? html`<p class="muted">No signals.</p>` : html`<table id="signals"><thead><tr><th>name</th><th>payload</th><th>dedupe id</th><th>sent</th><th>consumed</th></tr></thead><tbody>
 ${signals.map((s) => html`<tr><td>${s.name}</td><td>${jsonBlock(s.payload)}</td><td>${s.signal_id ?? ''}</td><td>${when(s.created_at)}</td><td>${s.consumed_at ? html`${when(s.consumed_at)} <span class="muted">by call ${s.consumed_seq}</span>` : html`<span class="muted">buffered</span>`}</td></tr>`)}
 </tbody></table>`}
-<h2>Children <span class="muted">(${children.length})</span></h2>
+<h2>Children ${counted(childList)}</h2>
 ${children.length === 0 ? html`<p class="muted">No child runs.</p>` : html`<table id="children"><thead><tr><th>run</th><th>workflow</th><th>status</th><th>key</th><th>created</th><th>finished</th></tr></thead><tbody>
 ${children.map((c) => html`<tr><td><a class="mono" href="${view.link(`/runs/${c.id}`)}">${c.id.slice(0, 8)}</a></td><td>${c.workflow}</td><td>${badge(c.status)}</td><td>${c.key ?? ''}</td><td>${when(c.created_at)}</td><td>${when(c.finished_at)}</td></tr>`)}
 </tbody></table>`}
-<h2>Events <span class="muted">(${events.length})</span></h2>
+<h2>Events ${counted(eventList)}</h2>
 ${events.length === 0 ? html`<p class="muted">No events (the outbox may be off: setting <code>events</code>).</p>` : html`<table id="events"><thead><tr><th>at</th><th>kind</th><th>attempt</th><th>body</th></tr></thead><tbody>
 ${events.map((e) => html`<tr><td>${when(e.created_at)}</td><td>${e.kind}</td><td>${e.attempt}</td><td>${jsonBlock(e.body)}</td></tr>`)}
 </tbody></table>`}`;
