@@ -13,11 +13,33 @@ export interface Io {
   readonly env: NodeJS.ProcessEnv;
 }
 
+// Control characters but newline and tab (and, on stderr, the carriage
+// return the progress line redraws with): C0, DEL and C1.
+const CONTROL_OUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
+const CONTROL_ERR = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/g;
+
+/**
+ * `text` with every control character written as its JSON escape
+ * (`\u001b`), so a run key or an error message from outside cannot drive
+ * the terminal (retitle it, clear it, move the cursor, recolour it). In
+ * --json output the escape is valid JSON for the same character.
+ *
+ * @example
+ * terminalSafe('k\u001b[2J');   // 'k\\u001b[2J'
+ */
+export function terminalSafe(text: string, keepCarriageReturn = false): string {
+  const pattern = keepCarriageReturn ? CONTROL_ERR : CONTROL_OUT;
+  pattern.lastIndex = 0;
+  if (!pattern.test(text)) return text;
+  pattern.lastIndex = 0;
+  return text.replace(pattern, (c) => `\\u${c.charCodeAt(0).toString(16).padStart(4, '0')}`);
+}
+
 /** The process's own stdout and stderr. */
 export function processIo(): Io {
   return {
-    out: (text) => void process.stdout.write(text),
-    err: (text) => void process.stderr.write(text),
+    out: (text) => void process.stdout.write(terminalSafe(text)),
+    err: (text) => void process.stderr.write(terminalSafe(text, true)),
     isTTY: process.stderr.isTTY === true && process.stdout.isTTY === true,
     env: process.env,
   };
@@ -37,8 +59,8 @@ export function captureIo(env: NodeJS.ProcessEnv = process.env): Io & { stdout: 
     stderr: '',
     isTTY: false,
     env,
-    out: (text: string) => void (io.stdout += text),
-    err: (text: string) => void (io.stderr += text),
+    out: (text: string) => void (io.stdout += terminalSafe(text)),
+    err: (text: string) => void (io.stderr += terminalSafe(text, true)),
   };
   return io;
 }

@@ -302,6 +302,25 @@ describe('trellis ls, show, diagram and stats', () => {
   });
 });
 
+describe('trellis output and terminal control characters', () => {
+  it('ls, show and events write a key or an error message with escape sequences as visible escapes, never raw', async () => {
+    const key = 'k\u001b]0;pwned\u0007\u001b[2J\u001b[31mFAKE\rOVER\u009b';
+    const run = await fx.engine.client.start(approval, {}, { key });
+    await fx.engine.client.cancel(run.id, 'why\u001b[2J');
+    await waitFor(async () => (await statusOf(run.id)) === 'cancelled', { what: 'the run cancelled' });
+    for (const args of [['ls', '--workflow', 'cli-approval'], ['show', run.id], ['events', '--workflow', 'cli-approval'], ['ls', '--json', '--workflow', 'cli-approval']]) {
+      const out = await cli(...args);
+      assert.equal(out.code, 0, `${args.join(' ')}: ${out.err}`);
+      assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(out.out), `${args.join(' ')} wrote a raw control character`);
+    }
+    const shown = await cli('show', run.id);
+    assert.ok(shown.out.includes('k\\u001b]0;pwned\\u0007'), 'the key is shown, escaped');
+    // --json is still JSON, and reads back as the stored key.
+    const listed = JSON.parse((await cli('ls', '--json', '--workflow', 'cli-approval')).out) as { runs: { key: string | null }[] };
+    assert.ok(listed.runs.some((r) => r.key === key));
+  });
+});
+
 describe('trellis purge', () => {
   it('deletes finished runs older than --older-than in batches and says how many', async () => {
     const r = await cli('purge', '--older-than', '0s', '--workflow', 'cli-greet', '--batch', '1');
