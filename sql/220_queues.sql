@@ -87,6 +87,11 @@ begin
       if v_row.rate_limit is null then
         perform trellis._raise('TR001', 'queue option rate.limit must be an integer between 1 and 1000000');
       end if;
+      -- A bare number is refused: PostgreSQL reads '1000' as seconds, TypeScript reads 1000 as milliseconds.
+      if jsonb_typeof(v_rate->'period') <> 'string' then
+        perform trellis._raise('TR001', format('queue option rate.period must be an interval as text (''1 second'', ''500 milliseconds''), not %s',
+          left((v_rate->'period')::text, 64)));
+      end if;
       begin
         v_period := (v_rate->>'period')::interval;
       exception when others then
@@ -95,9 +100,14 @@ begin
       if v_period is null or v_period < interval '1 millisecond' or v_period > interval '1 day' then
         perform trellis._raise('TR001', 'queue option rate.period must be between 1 millisecond and 1 day');
       end if;
+      -- Windows are multiples of the period: the same period keeps the
+      -- current window's count (options applied again at every replica's
+      -- boot must not let another full limit through), a new one starts afresh.
+      if v_row.rate_period is distinct from v_period then
+        v_row.rate_window := null;
+        v_row.rate_count := 0;
+      end if;
       v_row.rate_period := v_period;
-      v_row.rate_window := null;
-      v_row.rate_count := 0;
     end if;
   end if;
   -- null removes fair or paused as it does the other options: false, their default.

@@ -22,10 +22,10 @@ export interface QueueOptions {
   keyConcurrency?: number | null;
   /** At most `limit` claims (executions begun) per fixed window of `period`, across all workers. */
   rate?: { limit: number; period: Duration } | null;
-  /** Rotate claims across concurrency keys even without other limits. */
-  fair?: boolean;
-  /** No claims while true (see `pauseQueue`). */
-  paused?: boolean;
+  /** Rotate claims across concurrency keys even without other limits (`null`: false, the default). */
+  fair?: boolean | null;
+  /** No claims while true (see `pauseQueue`; `null`: false, the default). */
+  paused?: boolean | null;
 }
 
 /**
@@ -69,8 +69,8 @@ function limit(value: unknown, what: string): number | null | undefined {
 }
 
 function flag(value: unknown, what: string): boolean | undefined {
-  if (value !== undefined && typeof value !== 'boolean') throw new ValidationError(`${what} must be true or false`);
-  return value;
+  if (value !== undefined && value !== null && typeof value !== 'boolean') throw new ValidationError(`${what} must be true, false or null`);
+  return value === null ? false : value;
 }
 
 /**

@@ -88,6 +88,12 @@ describe('client queue API', () => {
       assert.deepEqual(
         { c: stats?.concurrency, k: stats?.keyConcurrency, r: stats?.rateLimit, p: stats?.ratePeriodMs, paused: stats?.paused },
         { c: 7, k: 2, r: 30, p: 60_000, paused: false });
+      // null removes fair and paused (false), as its TSDoc and SQL say.
+      await engine.client.setQueue('api-q', { paused: true, fair: true });
+      await engine.client.setQueue('api-q', { paused: null, fair: null });
+      const [after] = await engine.client.queueStats('api-q');
+      assert.deepEqual({ paused: after?.paused, fair: after?.fair }, { paused: false, fair: false });
+      await assert.rejects(engine.client.setQueue('api-q', { paused: 'yes' as never }), ValidationError);
     } finally {
       await engine.stop();
     }

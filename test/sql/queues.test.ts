@@ -262,6 +262,32 @@ describe('run_claim with flow control', () => {
     assert.equal((await claim('rated', 10)).length, 4);
   });
 
+  it('queue_set with the same rate again keeps the window\'s count (every replica applies its options at boot); a new period starts afresh', async () => {
+    await q(`select trellis.queue_set('rated-again', '{"rate": {"limit": 3, "period": "1 minute"}}')`);
+    await q(`select trellis.clock_advance(date_trunc('minute', trellis.now()) + interval '1 minute' - trellis.now())`);
+    await start('rated-again', 12);
+    assert.equal((await claim('rated-again', 10)).length, 3);
+    for (let i = 0; i < 3; i++) {
+      await q(`select trellis.queue_set('rated-again', '{"concurrency": null, "rate": {"limit": 3, "period": "60 seconds"}}')`);
+      assert.equal((await claim('rated-again', 10)).length, 0, 'the same window, already at its limit');
+    }
+    // A higher limit in the same window lets only the difference through.
+    await q(`select trellis.queue_set('rated-again', '{"rate": {"limit": 5, "period": "1 minute"}}')`);
+    assert.equal((await claim('rated-again', 10)).length, 2);
+    const { rows: [used] } = await q(`select rate_used from trellis.queue_stats where queue = 'rated-again'`);
+    assert.equal(used.rate_used, 5);
+    // Another period: other windows, counted from zero.
+    await q(`select trellis.queue_set('rated-again', '{"rate": {"limit": 5, "period": "1 hour"}}')`);
+    assert.equal((await claim('rated-again', 10)).length, 5);
+  });
+
+  it('queue_set refuses rate.period as a bare number (PostgreSQL would read it as seconds, TypeScript as milliseconds)', async () => {
+    await assert.rejects(q(`select trellis.queue_set('rated-number', '{"rate": {"limit": 5, "period": 1000}}')`),
+      { code: 'TR001', message: /rate.period must be an interval as text/ });
+    const { rows } = await q(`select 1 from trellis.queues where name = 'rated-number' and rate_period is not null`);
+    assert.equal(rows.length, 0);
+  });
+
   it('a claim whose transaction began before a newer window was opened claims nothing: that window\'s count is not begun again', async () => {
     // Windows of 1 ms: a claim that waited for the queue row's lock while
     // another claim opened a newer window holds an older transaction time.
