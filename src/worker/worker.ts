@@ -185,6 +185,7 @@ export class Worker {
     }
     this.db = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log).pool;
     this.registry = new WorkflowRegistry(this.pool, registrationOf);
+    if (options.roles !== undefined) knownKeys(options.roles, ['ttl'], 'roles');
     this.roleRunner = new RoleRunner({ db: this.db, holder: this.id, log: this.log, ttlMs: roleTtlMs(options.roles?.ttl, 'roles.ttl') });
     for (const duty of engineDuties({ db: this.db, purge: o.purge, schedules: resolveTicker(options.schedules), deadlines: o.deadlines,
       onPurged: (n) => (this.stats.purged += n), onFired: (n) => (this.stats.fired += n), onOverdue: (n) => (this.stats.overdue += n) })) {
@@ -215,6 +216,7 @@ export class Worker {
    * }, { every: '1 hour' });
    */
   role(name: string, fn: RoleFunction, options: RoleOptions = {}): void {
+    knownKeys(options, ['ttl', 'every'], `role ${String(name).slice(0, 60)} options`);
     this.roleRunner.add(name, fn, {
       ...(options.ttl === undefined ? {} : { ttlMs: roleTtlMs(options.ttl, 'ttl') }),
       ...(options.every === undefined ? {} : { everyMs: Math.max(10, toMs(options.every, 'every')) }),
@@ -683,16 +685,17 @@ export class Worker {
    */
   async stop(options: { timeout?: Duration } = {}): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
+    const deadline = toMs(options.timeout ?? 10_000, 'timeout');
     const wasRunning = this.state === 'running';
     this.state = 'stopping';
     this.removeLocal?.();
     clearInterval(this.pollTimer);
     if (this.dueTimer) clearTimeout(this.dueTimer);
-    await this.roleRunner.stop();
+    // The role duties get the same bound as the runs (a duty that ignores its signal is left behind).
+    await this.roleRunner.stop(deadline);
     await this.hookLoop?.stop();
     if (wasRunning) {
       await this.claimPromise;
-      const deadline = toMs(options.timeout ?? 10_000, 'timeout');
       // Starts handed to this worker still settle into `active` (or a release).
       const all = () => Promise.allSettled([...this.handoffs, ...[...this.active.values()].map((a) => a.done)]);
       let clearTimer: (() => void) | undefined;
@@ -717,4 +720,11 @@ export class Worker {
     this.state = 'stopped';
     if (this.ownsPool) await this.pool.end();
   }
+}
+
+/** ValidationError for an option object that is not one, or names a key it does not take (a misspelt `tll` was ignored). */
+function knownKeys(options: unknown, keys: readonly string[], what: string): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ValidationError(`${what} must be an object`);
+  const unknown = Object.keys(options).filter((k) => !keys.includes(k));
+  if (unknown.length) throw new ValidationError(`${what}: unknown option(s) ${unknown.join(', ').slice(0, 200)} (it takes ${keys.join(', ')})`);
 }

@@ -97,6 +97,8 @@ describe('worker.role', () => {
     ['a name of the engine', (w: Worker) => w.role('trellis.purge', () => undefined)],
     ['a ttl under 200ms', (w: Worker) => w.role('fine', () => undefined, { ttl: 50 })],
     ['a ttl over an hour', (w: Worker) => w.role('fine', () => undefined, { ttl: '2 hours' })],
+    ['a misspelt option (tll)', (w: Worker) => w.role('fine', () => undefined, { tll: '2s' } as never)],
+    ['a misspelt option (evry)', (w: Worker) => w.role('fine', () => undefined, { evry: '1 minute' } as never)],
   ] as const) {
     it(`refuses ${what} with a ValidationError and adds nothing`, async () => {
       const w = extraWorker('role-bad');
@@ -105,7 +107,38 @@ describe('worker.role', () => {
     });
   }
 
-  it('refuses a worker option roles.ttl out of range', () => {
+  it('refuses a worker option roles.ttl out of range, or misspelt', () => {
     assert.throws(() => createWorker({ pool: env.pool, workflows: [noop], roles: { ttl: '2 hours' } }), ValidationError);
+    assert.throws(() => createWorker({ pool: env.pool, workflows: [noop], roles: { tll: '2s' } as never }), /unknown option\(s\) tll/);
+  });
+
+  it('stop({ timeout }) is not held by a duty that ignores its signal: the lease is released and another worker takes the role', async () => {
+    const a = extraWorker('role-deaf');
+    const b = extraWorker('role-next');
+    let letGo!: () => void;
+    const held = new Promise<void>((resolve) => { letGo = resolve; });
+    const runs: string[] = [];
+    let deafFinished = false;
+    a.role('deaf', async () => {
+      runs.push('role-deaf');
+      await held; // ignores its signal
+      deafFinished = true;
+    });
+    b.role('deaf', async ({ signal }) => {
+      runs.push('role-next');
+      await new Promise<void>((resolve) => signal.addEventListener('abort', () => resolve(), { once: true }));
+    });
+    await a.start();
+    await waitFor(() => runs.length === 1, { what: 'the deaf duty running' });
+    await b.start();
+    try {
+      // Before the change this waited for the duty, for ever here.
+      await a.stop({ timeout: '300ms' });
+      assert.equal(deafFinished, false, 'stop returned while the duty still ran');
+      await waitFor(() => runs.includes('role-next'), { what: 'the other worker taking the role over' });
+    } finally {
+      letGo();
+      await b.stop();
+    }
   });
 });

@@ -16,6 +16,7 @@ import { roleAcquire, roleRecord, roleRelease, roleRenew } from '../../db/roles.
 import type { Queryable } from '../../db/queryable.ts';
 import { LeaseLostError } from '../../errors.ts';
 import type { Logger } from '../../protocol/logger.ts';
+import { longTimeout } from '../../protocol/timer.ts';
 
 /**
  * What a role's function is given.
@@ -178,14 +179,27 @@ export class RoleLease {
     } while (!signal.aborted);
   }
 
-  /** Stop: abort the duty, wait for it, and release the lease so another replica takes it at once. */
-  async stop(): Promise<void> {
+  /**
+   * Stop: abort the duty, wait for it (at most `waitMs`: a duty that ignores
+   * its signal must not hold the worker's stop), and release the lease so
+   * another replica takes it at once. A duty still running then is left to
+   * finish; its writes fenced by the token are refused from the release on.
+   */
+  async stop(waitMs = Infinity): Promise<void> {
     this.stopped = true;
     clearInterval(this.timer);
     await this.stepping;
     const token = this.token;
     if (token !== undefined) this.lose(token, 'the worker is stopping');
-    await this.duty;
+    if (this.duty) {
+      let clear: (() => void) | undefined;
+      const settled = await Promise.race([
+        this.duty.then(() => true),
+        new Promise<boolean>((resolve) => { clear = Number.isFinite(waitMs) ? longTimeout(() => resolve(false), waitMs) : undefined; }),
+      ]);
+      clear?.();
+      if (!settled) this.deps.log.warn('role duty did not stop when asked; its lease is released', { role: this.spec.name, waitedMs: waitMs });
+    }
     if (token !== undefined) await roleRelease(this.deps.db, this.spec.name, this.deps.holder, token).catch(() => undefined);
   }
 }

@@ -90,9 +90,9 @@ export class RoleRunner {
     for (const lease of this.leases.values()) lease.start();
   }
 
-  /** Abort every duty, wait for them and release the leases. */
-  async stop(): Promise<void> {
+  /** Abort every duty, wait for them (at most `waitMs`) and release the leases. */
+  async stop(waitMs = Infinity): Promise<void> {
     this.started = false;
-    await Promise.all([...this.leases.values()].map((l) => l.stop()));
+    await Promise.all([...this.leases.values()].map((l) => l.stop(waitMs)));
   }
 }
