@@ -64,6 +64,10 @@ begin
       perform trellis._raise('TR001', 'event filter workflows must be an array of names');
     end if;
     workflows := array(select jsonb_array_elements_text(p_filter->'workflows'));
+    -- A name no workflow can have (a quote, 5000 characters) would filter everything out, silently.
+    for i in 1 .. coalesce(array_length(workflows, 1), 0) loop
+      perform trellis._check_name(workflows[i], 'workflow');
+    end loop;
   end if;
   if p_filter ? 'kinds' and jsonb_typeof(p_filter->'kinds') <> 'null' then
     if jsonb_typeof(p_filter->'kinds') <> 'array'

@@ -26,15 +26,20 @@ export class UsageError extends Error {
   override name = 'UsageError';
 }
 
-/** SQLSTATE classes and socket errors that mean "the database is not there for us". */
-const UNAVAILABLE = /^(08...|28...|3D000|57P0[123]|53300|E[A-Z]+)$/;
+/** SQLSTATE classes that mean "the database is not there for us". */
+const UNAVAILABLE = /^(08...|28...|3D000|57P0[123]|53300)$/;
+/** Socket errors of reaching a server (not of listening on a port, nor of reading a file: those are not the database's). */
+const SOCKET = /^(ECONNREFUSED|ECONNRESET|ECONNABORTED|ETIMEDOUT|ENOTFOUND|EHOSTUNREACH|EHOSTDOWN|ENETUNREACH|ENETDOWN|EAI_AGAIN|EAI_FAIL|EPIPE)$/;
+const SOCKET_CALLS = new Set(['connect', 'getaddrinfo', 'read', 'write']);
 
 /** Anything that has the shape of an unreachable database: a socket error or a connection-level SQLSTATE, maybe as a cause. */
 function unavailable(error: unknown): boolean {
-  for (let e = error as { code?: unknown; cause?: unknown; details?: { sqlstate?: unknown; code?: unknown }; message?: unknown } | undefined, depth = 0;
+  for (let e = error as { code?: unknown; syscall?: unknown; cause?: unknown; details?: { sqlstate?: unknown; code?: unknown }; message?: unknown } | undefined, depth = 0;
     e && depth < 5; e = e.cause as typeof e, depth++) {
     const code = e.details?.sqlstate ?? e.details?.code ?? e.code;
     if (typeof code === 'string' && UNAVAILABLE.test(code)) return true;
+    if (typeof code === 'string' && /^E[A-Z_]+$/.test(code) && e.syscall !== 'listen'
+      && (SOCKET.test(code) || (typeof e.syscall === 'string' && SOCKET_CALLS.has(e.syscall)))) return true;
     if (typeof e.message === 'string' && /Connection terminated|connection timeout|Query read timeout/i.test(e.message)) return true;
   }
   return false;

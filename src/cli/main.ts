@@ -108,7 +108,7 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
   const databaseUrl = (): string => {
     const url = (values['database-url'] as string | undefined) ?? io.env.DATABASE_URL;
     if (!url) throw new UsageError('set DATABASE_URL or pass --database-url');
-    return url;
+    return connectionString(url, values['database-url'] === undefined ? 'DATABASE_URL' : '--database-url');
   };
   // Every wait on the CLI's connections is bounded, as the engine's own
   // connections are (docs/reliability.md): a statement that gets no answer
@@ -131,7 +131,7 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
   const openReadPool = (): Pool => {
     const url = (values['read-url'] as string | undefined) ?? (io.env.TRELLIS_READ_URL || undefined);
     if (!url) return openPool();
-    readPool ??= new Pool({ connectionString: url, max: 4, application_name: 'trellis-cli-read', ...bounded() });
+    readPool ??= new Pool({ connectionString: connectionString(url, '--read-url'), max: 4, application_name: 'trellis-cli-read', ...bounded() });
     readPool.on('error', () => undefined);
     return readPool;
   };
@@ -215,3 +215,13 @@ function isMainModule(): boolean {
 }
 
 if (isMainModule()) await run(process.argv.slice(2));
+
+/**
+ * `url` if it has the shape of a connection string pg reads (a URL such as
+ * postgres://…, or a socket directory path), else a UsageError: pg reads
+ * any other text as the name of a database on a host called "base".
+ */
+function connectionString(url: string, what: string): string {
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(url) || url.startsWith('/')) return url;
+  throw new UsageError(`${what} is not a connection string: use postgres://user:password@host:5432/database`);
+}

@@ -55,7 +55,8 @@ export async function performAction(client: Client, verb: ActionVerb, id: string
     case 'signal': {
       const name = field(form, 'name', 200);
       if (!name) throw new ValidationError('a signal needs a name');
-      const text = field(form, 'payload', 1_000_000)?.trim();
+      // No cap of its own: the engine's max_payload_bytes decides (the form's body is at most 2 MiB).
+      const text = field(form, 'payload', Number.POSITIVE_INFINITY)?.trim();
       let payload: unknown = null;
       if (text) {
         try {

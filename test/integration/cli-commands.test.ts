@@ -7,11 +7,14 @@ import assert from 'node:assert/strict';
 import { readFile } from 'node:fs/promises';
 import { fileURLToPath } from 'node:url';
 import { before, describe, it } from 'node:test';
+import { createServer } from 'node:net';
+import type { AddressInfo } from 'node:net';
 import { captureIo } from '../../src/cli/io.ts';
 import { main } from '../../src/cli/main.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { approval, broken, greet, more } from '../fixtures/cli-workflows.ts';
 import { useEngine } from '../helpers/engine.ts';
+import { createDatabase } from '../helpers/db.ts';
 
 const fx = useEngine({ workflows: [greet, approval, broken, ...more] });
 
@@ -346,6 +349,38 @@ describe('trellis usage errors', () => {
     const io = captureIo({});
     assert.equal(await main(['ls'], io), 2);
     assert.equal(io.stderr, 'trellis ls: set DATABASE_URL or pass --database-url; see trellis ls --help\n');
+    // Text pg would read as the name of a database on a host called "base".
+    const notUrl = captureIo({});
+    assert.equal(await main(['ls', '--database-url', 'notaurl'], notUrl), 2);
+    assert.match(notUrl.stderr, /--database-url is not a connection string/);
+  });
+
+  it('events --workflow with a name no workflow can have exits 2, as ls does', async () => {
+    for (const name of ["it's", 'x'.repeat(5000)]) {
+      assert.equal((await cli('events', '--workflow', name)).code, 2);
+      assert.equal((await cli('ls', '--workflow', name)).code, 2);
+    }
+  });
+
+  it('dashboard: a port in use exits 1 (not 5, the database\'s code); a database without the schema exits 6 before it listens', async () => {
+    const busy = createServer();
+    await new Promise<void>((resolve) => busy.listen(0, '127.0.0.1', resolve));
+    try {
+      const port = String((busy.address() as AddressInfo).port);
+      const r = await cli('dashboard', '--port', port);
+      assert.equal(r.code, 1, r.err);
+      assert.match(r.err, /EADDRINUSE/);
+    } finally {
+      await new Promise((resolve) => busy.close(resolve));
+    }
+    const empty = await createDatabase('trellis_cli_empty');
+    try {
+      const io = captureIo({ DATABASE_URL: empty.url });
+      assert.equal(await main(['dashboard', '--port', '0'], io), 6, io.stderr);
+      assert.equal(io.stdout, '', 'it never said it was serving');
+    } finally {
+      await empty.drop();
+    }
   });
 
   it('every command has --help, and --version prints the version', async () => {

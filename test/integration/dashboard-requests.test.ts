@@ -12,6 +12,7 @@ import { z } from 'zod';
 import { createDashboard, serveDashboard } from '../../src/dashboard/index.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
+import { csrfOf, Session } from '../helpers/dashboard.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -125,6 +126,22 @@ describe('dashboard: requests a browser does not send', () => {
     const events = Number((await db.pool.query('select count(*) as n from trellis.events where run_id = $1', [run.id])).rows[0].n);
     assert.ok(events > 500);
     assert.match(page.body, new RegExp(`<h2>Events <span class="muted truncated">\\(the newest 500 of ${events};`));
+  });
+
+  it('the signal form takes a payload up to the engine\'s limit (it had its own cap of 1,000,000 characters)', async () => {
+    const run = await engine.client.start(waiter, {});
+    const s = new Session(open.url.replace(/\/$/, ''));
+    const csrf = csrfOf(await (await s.fetch(`/runs/${run.id}`)).text());
+    const payload = JSON.stringify({ pad: 'x'.repeat(1_020_000) }); // 1,020,010 bytes, under the 1 MiB default
+    const sent = await s.post(`/runs/${run.id}/signal`, { _csrf: csrf, name: 'big', payload });
+    assert.equal(sent.status, 303, (await sent.text()).slice(0, 300));
+    const { rows } = await db.pool.query('select octet_length(payload::text) as n from trellis.signals where run_id = $1', [run.id]);
+    assert.ok(Number(rows[0]?.n) > 1_000_000);
+    // Over the engine's limit: refused by the engine, with its own message.
+    const over = await s.post(`/runs/${run.id}/signal`, { _csrf: csrf, name: 'big', payload: JSON.stringify({ pad: 'x'.repeat(1_100_000) }) });
+    assert.equal(over.status, 400);
+    assert.match(await over.text(), /over the limit of 1048576 bytes/);
+    await engine.client.cancel(run.id);
   });
 
   it('a login next with a control character or a space in it goes to the overview, never to another site', async () => {

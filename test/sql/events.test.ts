@@ -101,6 +101,8 @@ describe('events_read', () => {
     await assert.rejects(read(null, 10, { workflow: 'w' }), { code: 'TR001', message: /unknown event filter/ });
     await assert.rejects(read(null, 10, { kinds: 'completed' }), { code: 'TR001' });
     await assert.rejects(read(null, 10, { kinds: ['completed', 'bogus'] }), { code: 'TR001', message: /no event is of kind 'bogus'/ });
+    await assert.rejects(read(null, 10, { workflows: ["it's'; drop table trellis.events; --"] }), { code: 'TR001', message: /invalid workflow name/ });
+    await assert.rejects(read(null, 10, { workflows: ['w', 'x'.repeat(5000)] }), { code: 'TR001' });
     await assert.rejects(read(null, 10, { run_id: 'x'.repeat(500) }), (e: Error) => e.message.length < 200);
   });
 

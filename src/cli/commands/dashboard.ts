@@ -1,5 +1,6 @@
 /** `trellis dashboard`: serve the web dashboard (src/dashboard) until SIGTERM or SIGINT. */
 import { serveDashboard } from '../../dashboard/index.ts';
+import { checkSchema } from '../../schema/install.ts';
 import { integer } from '../args.ts';
 import type { Command } from '../command.ts';
 
@@ -17,6 +18,8 @@ export const dashboard: Command = {
   },
   async run({ options, pool, readPool, io, interrupted }) {
     const port = integer(options.port as string | undefined, 'port', 0, 65535, 4000);
+    // Before listening, as every other command: a database without the schema (or behind this CLI) exits 6, not a server of 500s.
+    await checkSchema(pool());
     const stop = interrupted();
     const served = await serveDashboard({
       pool: pool(),
