@@ -30,6 +30,7 @@ import type { ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord
 import type { Checkpoint, CheckpointSink, EndOp } from '../protocol/checkpoint.ts';
 import type { ExecutionObserver } from './observer.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
+import { longTimeout } from '../protocol/timer.ts';
 import { isEndRunCancelled, type HookRunInfo, type WorkflowInterceptors } from '../workflow/run-control.ts';
 
 export interface ExecuteOptions {
@@ -126,6 +127,8 @@ export class Replay {
   readonly writes = new Set<Promise<void>>();
   readonly attempts = new Set<Promise<unknown>>();
   readonly blocked = new Map<number, BlockedWait>();
+  /** The clears of the timers of sleeps due while this execution still runs (blockTimer). */
+  private readonly localTimers = new Set<() => void>();
   /** The abort handles of the step attempts in flight. */
   readonly controllers = new Set<{ controller: StepAbort; shielded: boolean }>();
   readonly consumed = new Set<number>();
@@ -235,6 +238,7 @@ export class Replay {
       const first = await Promise.race([body, this.haltPromise]);
       if ('op' in first || this.halted) return await this.settleHalt();
       this.settled = true;
+      this.clearLocalTimers();
       if (definition.interceptors?.afterWorkflow) await this.hook('afterWorkflow', this.hookInfo(), first.ok ? undefined : first.error, first.ok ? first.value : undefined);
       // The end is reported while the last checkpoints may still be queued:
       // the worker writes it after them (often in the same transaction), and
@@ -331,7 +335,43 @@ export class Replay {
   halt(outcome: Outcome): void {
     if (this.halted) return;
     this.halted = outcome;
+    this.clearLocalTimers();
     this.resolveHalt(outcome);
+  }
+
+  /**
+   * Block a sleep until `at` (engine time), and if this execution is still
+   * running then — a step in flight kept it from parking — complete it here
+   * at its time with `complete`, as it would have completed had the run
+   * parked and been claimed again: a `ctx.race` of a step against a sleep is
+   * decided by whichever settles first, not by the step. The timer is
+   * cleared when the execution ends.
+   */
+  blockTimer<T>(seq: number, at: number, complete: () => Promise<T>): Promise<T> {
+    if (this.disarmed.has(seq)) return Promise.reject(raceLost(seq, `#${seq}`));
+    if (this.cancelRequested && !this.shielded) return Promise.reject(new CancelledError(this.cancelReason));
+    return new Promise<T>((resolve, reject) => {
+      let clear: (() => void) | undefined;
+      const fail = (error: unknown) => {
+        if (clear) this.localTimers.delete(clear);
+        clear?.();
+        reject(error);
+      };
+      this.blocked.set(seq, { deadline: at, fail, shielded: this.shielded });
+      clear = longTimeout(() => {
+        if (clear) this.localTimers.delete(clear);
+        if (this.halted || this.settled || this.blocked.get(seq)?.fail !== fail) return;
+        this.blocked.delete(seq);
+        complete().then(resolve, reject);
+      }, Math.max(0, at - this.dbNow()), true);
+      this.localTimers.add(clear);
+      this.scheduleQuiescenceCheck();
+    });
+  }
+
+  private clearLocalTimers(): void {
+    for (const clear of this.localTimers) clear();
+    this.localTimers.clear();
   }
 
   nondeterministic(message: string): Outcome {

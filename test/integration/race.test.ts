@@ -20,6 +20,20 @@ const remindOrApprove = defineWorkflow({ name: 'race-both-ready', input: z.objec
   return { winner: first.key, next };
 });
 
+// A step that runs until the test lets it go, raced against a short sleep.
+let letStepGo: (() => void) | undefined;
+let stepBodies = 0;
+const stepOrTimeout = defineWorkflow({ name: 'race-step-or-timeout', input: z.object({}) }, async (ctx) => {
+  const won = await ctx.race({
+    work: ctx.step('slow', () => {
+      stepBodies++;
+      return new Promise<string>((resolve) => { letStepGo = () => resolve('worked'); });
+    }),
+    timeout: ctx.sleep('t', 200),
+  });
+  return won.key;
+});
+
 const kid = defineWorkflow({ name: 'race-kid', input: z.object({}) }, async (ctx) => {
   await ctx.sleep('k', '2 hours');
   return { value: 42 };
@@ -50,7 +64,7 @@ const stuck = defineWorkflow({ name: 'race-stuck', input: z.object({}) }, async 
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [remindOrApprove, kid, keepWaiting, awaitsLoser, stuck], serverUrl: adminUrl() });
+  env = await createTestEnv({ workflows: [remindOrApprove, kid, keepWaiting, awaitsLoser, stuck, stepOrTimeout], serverUrl: adminUrl() });
 });
 after(() => env.close());
 
@@ -91,6 +105,23 @@ describe('ctx.race', () => {
     await env.waitFor(run.id, 'waiting');
     await env.advance('1 hour');
     assert.equal(await run.result({ timeout: '10s' }), 'RaceLostError/illegal_transition');
+  });
+});
+
+describe('ctx.race of a step against a sleep', () => {
+  it('is won by the sleep when it is due first, while the step still runs (it waited for the step to end)', async () => {
+    const run = await env.start(stepOrTimeout, {});
+    try {
+      // The step never ends before the result: before the change, the result waited for it for ever.
+      assert.equal(await run.result({ timeout: '20s' }), 'timeout');
+      assert.equal(stepBodies, 1);
+      const history = await env.client.history(run.id);
+      assert.deepEqual(history.filter((h) => h.kind !== 'step').map((h) => [h.kind, h.name, h.status]),
+        [['sleep', 't', 'completed'], ['race', 'race', 'completed']]);
+      assert.deepEqual(history.find((h) => h.kind === 'race')?.output, { key: 'timeout', lost: [] });
+    } finally {
+      letStepGo?.();
+    }
   });
 });
 
