@@ -432,6 +432,9 @@ export class Client {
   }
 
   private async control(verb: ControlVerb, run: RunRef, reason?: string): Promise<RunState> {
+    if (reason !== undefined && reason !== null && typeof reason !== 'string') {
+      throw new ValidationError(`the ${verb} reason must be text, not ${quoteValue(reason)}`);
+    }
     const db = this.exec();
     return runControl(db, verb, await this.resolve(run, db), reason);
   }

@@ -69,7 +69,16 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
       runId: replay.o.runId,
     };
     const interceptors = kind === 'step' ? replay.o.definition.interceptors : undefined;
-    const body = observed ? () => observed.run(() => fn(stepContext)) : () => fn(stepContext);
+    // While the body runs synchronously, a durable ctx call is refused (Replay.next): it belongs to the workflow.
+    const call = () => {
+      replay.stepBody = name;
+      try {
+        return fn(stepContext);
+      } finally {
+        replay.stepBody = undefined;
+      }
+    };
+    const body = observed ? () => observed.run(call) : call;
     value = await controller.race(Promise.resolve().then(() => {
       // Again in the turn the body begins: a body queued behind another that
       // blocked the event loop past the lease must not begin on a lease that

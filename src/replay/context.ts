@@ -49,26 +49,27 @@ export function buildContext(run: Replay): WorkflowContext {
     get cancelled() {
       return run.cancelRequested;
     },
-    step: (name, fn, options = {}) => durable(run, 'step', name, fn, options),
+    step: (name, fn, options = {}) => handled(durable(run, 'step', name, fn, options)),
     sideEffect: <T>(a: string | (() => Promise<T> | T), b?: () => Promise<T> | T) => {
       const [name, fn] = typeof a === 'string' ? [a, b as () => Promise<T> | T] : ['side-effect', a];
-      return durable<T>(run, 'side_effect', name, () => fn(), {});
+      return handled(durable<T>(run, 'side_effect', name, () => fn(), {}));
     },
     now: () => new Date(recorded(run, 'now', () => run.dbNow(), (v) => v as number)),
     random: () => recorded(run, 'random', () => Math.random(), (v) => v as number),
     uuid: () => recorded(run, 'uuid', () => crypto.randomUUID(), (v) => v as string),
-    setValue: (key, value) => setValue(run, key, value),
-    sleep: (name, duration: Duration) => timer(run, name, () => run.dbNow() + toMs(duration, `duration of sleep ${name}`)),
+    setValue: (key, value) => handled(setValue(run, key, value)),
+    sleep: (name, duration: Duration) => handled(timer(run, name, () => run.dbNow() + toMs(duration, `duration of sleep ${name}`))),
     sleepUntil: (name, until: Date) => {
       if (!(until instanceof Date) || Number.isNaN(until.getTime())) return Promise.reject(new ValidationError(`sleepUntil(${name}) needs a valid Date`));
-      return timer(run, name, () => until.getTime());
+      return handled(timer(run, name, () => until.getTime()));
     },
     waitForSignal: <T>(signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T> = {}) =>
-      waitForSignal<T>(run, signal, options),
-    child: (workflow, input, options = {}) => child(run, workflow, input, options) as never,
-    race: (branches, name = 'race') => race(run, branches, name) as never,
+      handled(waitForSignal<T>(run, signal, options)),
+    child: (workflow, input, options = {}) => handled(child(run, workflow, input, options)) as never,
+    race: (branches, name = 'race') => handled(race(run, branches, name)) as never,
     nonCancellable: (fn) => run.nonCancellable(fn),
     continueAsNew: async (input, options = {}) => {
+      run.refuseInStepBody('ctx.continueAsNew');
       await run.track(validate(o.definition.input, input, `continueAsNew input of ${o.definition.name}`));
       const text = encodeJson(input, `continueAsNew input of ${o.definition.name}`, o.maxPayloadBytes);
       await run.barrier();
@@ -77,6 +78,17 @@ export function buildContext(run: Replay): WorkflowContext {
     },
   };
   return ctx;
+}
+
+/**
+ * `promise` itself, marked as handled: a ctx call the workflow never awaits
+ * must not end the worker's process with an unhandled rejection (Node's
+ * default); its failure is recorded in the run's history either way, and
+ * awaiting it still throws.
+ */
+function handled<T>(promise: Promise<T>): Promise<T> {
+  promise.catch(() => undefined);
+  return promise;
 }
 
 function failedStep(name: string, rec: StepRecord): StepFailedError {

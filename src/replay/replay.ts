@@ -127,6 +127,22 @@ export class Replay {
   readonly writes = new Set<Promise<void>>();
   readonly attempts = new Set<Promise<unknown>>();
   readonly blocked = new Map<number, BlockedWait>();
+  /** The name of the step whose body is running synchronously now (durable calls are refused meanwhile). */
+  stepBody: string | undefined;
+
+  /**
+   * Refuse a durable call made from inside a step's body (seen while the
+   * body runs synchronously, up to its first await): the body runs once per
+   * attempt, outside the replay, so a wait there could never be resumed
+   * (the run held its slot for ever) and a step there would be recorded
+   * only on the first run (NonDeterminismError at the next replay).
+   */
+  refuseInStepBody(what: string): void {
+    if (this.stepBody === undefined) return;
+    throw new ValidationError(`${what} was called inside the body of step "${this.stepBody}": durable calls (steps, sleeps, signals, `
+      + 'children, values, now/random/uuid) belong to the workflow function, not to a step\'s body; make them before or after the step');
+  }
+
   /** The clears of the timers of sleeps due while this execution still runs (blockTimer). */
   private readonly localTimers = new Set<() => void>();
   /** The abort handles of the step attempts in flight. */
@@ -389,6 +405,7 @@ export class Replay {
    */
   next(kind: StepKind, name: string): { seq: number; rec: StepRecord | undefined } | undefined {
     assertName(name, kind === 'signal' ? 'signal' : 'step');
+    this.refuseInStepBody(`ctx.${kind === 'step' ? 'step' : kind} "${name}"`);
     const seq = this.seq++;
     if (this.halted) return undefined;
     if (seq >= this.o.maxHistorySteps) {

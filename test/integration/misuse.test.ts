@@ -1,0 +1,80 @@
+/**
+ * Workflow code that misuses ctx (audit): durable calls made inside a step's
+ * body, a failing step never awaited, a cancel reason that is not text. Each
+ * gets a clear, typed answer; none hangs the run or ends the worker.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import { z } from 'zod';
+import { StepFailedError, ValidationError } from '../../src/errors.ts';
+import type { WorkflowContext } from '../../src/workflow/context.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { useEngine } from '../helpers/engine.ts';
+
+const INSIDE: Record<string, (ctx: WorkflowContext) => unknown> = {
+  sleep: (ctx) => ctx.sleep('pause', '1s'),
+  step: (ctx) => ctx.step('inner', () => 1),
+  signal: (ctx) => ctx.waitForSignal('go', { timeout: '1s' }),
+  now: (ctx) => ctx.now(),
+  value: (ctx) => ctx.setValue('k', 1),
+  continueAsNew: (ctx) => ctx.continueAsNew({ which: 'again' }),
+};
+let bodies = 0;
+
+const inside = defineWorkflow({ name: 'misuse-inside-step', input: z.object({ which: z.string() }) }, async (ctx, { which }) => {
+  try {
+    await ctx.step('outer', async () => {
+      bodies++;
+      await INSIDE[which]!(ctx);
+      return 'no';
+    });
+    return 'not refused';
+  } catch (error) {
+    assert.ok(error instanceof StepFailedError);
+    return error.message;
+  }
+});
+
+let background = 0;
+const unawaited = defineWorkflow({ name: 'misuse-unawaited', input: z.object({}) }, async (ctx) => {
+  void ctx.step('background', () => { background++; throw new Error('background boom'); }, { retry: { maxAttempts: 1 } });
+  await ctx.step('after', () => new Promise((resolve) => setTimeout(resolve, 100)));
+  return 'returned';
+});
+
+const waiter = defineWorkflow({ name: 'misuse-waiter', input: z.object({}) }, async (ctx) => {
+  await ctx.waitForSignal('never');
+});
+
+const fx = useEngine({ workflows: [inside, unawaited, waiter] });
+
+describe('ctx misused', () => {
+  for (const which of Object.keys(INSIDE)) {
+    it(`ctx.${which} inside a step's body fails the step for good with a ValidationError that says so, at once`, async () => {
+      bodies = 0;
+      const run = await fx.engine.client.start(inside, { which });
+      const message = await run.result({ timeout: '10s' });
+      assert.match(message, /was called inside the body of step "outer": durable calls/);
+      assert.equal(bodies, 1, 'not retried');
+      const [outer] = await fx.engine.client.history(run.id);
+      assert.deepEqual([outer?.name, outer?.status, (outer?.error as { name: string }).name], ['outer', 'failed', 'ValidationError']);
+    });
+  }
+
+  it('a failing step the workflow never awaits is recorded failed; the worker (this process) goes on', async () => {
+    const run = await fx.engine.client.start(unawaited, {});
+    assert.equal(await run.result({ timeout: '10s' }), 'returned');
+    assert.equal(background, 1);
+    const history = await fx.engine.client.history(run.id);
+    assert.deepEqual(history.map((h) => [h.name, h.status]), [['background', 'failed'], ['after', 'completed']]);
+  });
+
+  it('cancel and pause refuse a reason that is not text, and change nothing', async () => {
+    const run = await fx.engine.client.start(waiter, {});
+    await assert.rejects(fx.engine.client.cancel(run.id, { a: 1 } as never), ValidationError);
+    await assert.rejects(fx.engine.client.pause(run.id, 42 as never), ValidationError);
+    const row = await fx.engine.client.get(run.id);
+    assert.equal(row?.cancelRequestedAt ?? null, null);
+    await fx.engine.client.cancel(run.id, 'done with it');
+  });
+});
