@@ -88,6 +88,8 @@ export function buildApp(config: AppConfig): Hono<Env> {
       frameAncestors: ["'none'"], baseUri: ["'none'"],
     },
     referrerPolicy: 'same-origin',
+    // Not the dashboard's to say: mounted in an app, HSTS (with includeSubDomains) would bind the app's whole domain.
+    strictTransportSecurity: false,
   }));
   app.use('*', async (c, next) => {
     await next();

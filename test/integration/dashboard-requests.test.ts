@@ -75,8 +75,14 @@ describe('dashboard: requests a browser does not send', () => {
       assert.equal(cancel.status, 403, host);
     }
     for (const host of [`127.0.0.1:${port}`, `localhost:${port}`, 'localhost', `[::1]:${port}`, `LOCALHOST:${port}`]) {
-      assert.equal((await raw(open.url, 'GET', '/', { host })).status, 200, host);
+      const page = await raw(open.url, 'GET', '/', { host });
+      assert.equal(page.status, 200, host);
+      // Mounted in an app, HSTS with includeSubDomains would bind the app's whole domain: not the dashboard's to send.
+      assert.equal(page.headers['strict-transport-security'], undefined);
     }
+    await engine.client.startMany(waiter, Array.from({ length: 60 }, () => ({ input: {} })));
+    const many = await raw(open.url, 'GET', '/runs?limit=1000', { host: `127.0.0.1:${port}` });
+    assert.ok([...many.body.matchAll(/data-run="/g)].length > 60, 'a limit over 200 is 200, not the default 50');
     assert.equal((await engine.client.get(run.id))?.status, 'waiting');
   });
 

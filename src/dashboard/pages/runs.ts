@@ -6,10 +6,11 @@ import type { DashboardPage } from '../page.ts';
 import { type RunSearch, searchRuns, workflowNames } from '../queries.ts';
 
 
-/** `limit` from 1 to 200, else 50. */
+/** `limit` from 1 to 200 (a larger one is 200), else 50. */
 function pageSize(text: string | null): number {
   const n = Number(text);
-  return Number.isInteger(n) && n >= 1 && n <= 200 ? n : 50;
+  if (!Number.isInteger(n) || n < 1) return 50;
+  return Math.min(n, 200);
 }
 
 /** The page at its `path`; listed in pages/index.ts. */
@@ -35,7 +36,7 @@ export const runsPage: DashboardPage = {
       if (!isTrellisError(error) || error.code !== 'validation') throw error;
       problem = error.message;
     }
-    const filters = { workflow: search.workflow, status: search.status, key: search.key, metadata: search.metadata, limit: q.get('limit') || undefined };
+    const filters = { workflow: search.workflow, status: search.status, key: search.key, metadata: search.metadata, limit: q.get('limit') ? String(search.limit) : undefined };
     const body = html`<h1>Runs</h1>
 <form class="filters" method="get" action="${view.link('/runs')}">
 <label>workflow<select name="workflow"><option value="">any</option>${names.map((n) => html`<option${n === search.workflow ? html` selected` : ''}>${n}</option>`)}</select></label>
