@@ -211,10 +211,13 @@ export interface WorkerOptions extends ConnectionTimeouts {
    */
   tracing?: TracingOption;
   /**
-   * Stable id for this worker in lease_owner (default host:pid:random).
+   * Id for this worker in lease_owner and trellis.roles (default
+   * host:pid:random). It must be unique among live workers: two workers
+   * with one id hold a role together (docs/reliability.md); keep the pid
+   * in it if a host runs several processes.
    *
    * @example
-   * const worker = createWorker({ pool, workflows: [onboard], id: `billing-${process.env.HOSTNAME}` });
+   * const worker = createWorker({ pool, workflows: [onboard], id: `billing-${process.env.HOSTNAME}-${process.pid}` });
    */
   id?: string;
   /**
