@@ -206,18 +206,6 @@ end $$;
 comment on function trellis.machine_data_delete(uuid, jsonb) is
   'Delete the data of finished state machine run p_run_id (PII): every stored copy of its object becomes p_object (what the machine''s delete function made of it), callback payloads and other results are removed, error messages scrubbed; statuses and the recorded path stay. Marks the run scrubbed. Idempotent. TR002 unknown, TR004 not finished, TR001 not a machine run.';
 
--- When a continued machine run's last transition completed (the `since` its
--- continuation's input carries; null without one or for one not a time).
-create or replace function trellis._machine_since(p_input jsonb)
-returns timestamptz language plpgsql immutable as $$
-begin
-  return (p_input->>'since')::timestamptz;
-exception when others then
-  return null;
-end $$;
-comment on function trellis._machine_since(jsonb) is
-  'The since time of a continued state machine run''s input, or null (absent or not a time).';
-
 -- The current status and object of every state machine run, readable at
 -- every transition: the newest completed transition step of its current
 -- execution, else the status and object it was triggered with.
@@ -227,7 +215,10 @@ select r.id as run_id, r.workflow as machine, r.version, r.metadata->>'foreign_i
        coalesce(t.output->>'to', r.input->>'status') as status,
        coalesce(t.output->'object', r.input->'object') as object,
        t.output->>'outcome' as last_outcome, t.seq as last_seq,
-       coalesce(t.finished_at, trellis._machine_since(r.input), r.created_at) as status_since,
+       -- After a continue-as-new: the `since` its input carries (an ISO time the worker wrote; plain SQL, no function to place on Citus nodes).
+       coalesce(t.finished_at,
+                case when r.input->>'since' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$' then (r.input->>'since')::timestamptz end,
+                r.created_at) as status_since,
        r.created_at, r.updated_at, r.finished_at, r.scrubbed_at
   from trellis.runs r
   left join lateral (
