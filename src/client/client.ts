@@ -13,6 +13,7 @@ import { type Executor, type Queryable, queryRows, toQueryable } from '../db/que
 import { WorkflowRegistry } from '../db/registry.ts';
 import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
+import { isTransient } from '../db/transient.ts';
 import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, runStartMany, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
@@ -67,7 +68,9 @@ async function startHandedOff(db: Queryable, name: string, text: string, options
   try {
     started = await runStartClaimed(db, name, text, { ...options, queue: handoff.queue }, handoff);
   } catch (error) {
-    handoff.cancel();
+    // A connection lost after the statement was sent: its COMMIT may have
+    // leased the run to the worker, which must not wait out that lease.
+    handoff.cancel(isTransient(error));
     throw error;
   }
   if (started.run) handoff.adopt(started.run);

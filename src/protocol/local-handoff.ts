@@ -23,8 +23,13 @@ export interface Handoff {
   readonly queue: string;
   /** The start committed and leased the run to this worker: execute it. */
   adopt(run: ClaimedRun): void;
-  /** Nothing was leased (the start failed, or returned a run it did not lease): free the slot. */
-  cancel(): void;
+  /**
+   * Nothing was leased (the start failed, or returned a run it did not
+   * lease): free the slot. `unknown`: the start failed with the connection
+   * (its commit may have leased a run the worker never saw), so the worker
+   * gives back what is leased to it that it does not hold.
+   */
+  cancel(unknown?: boolean): void;
 }
 
 /** A worker as a start in its process sees it. */

@@ -518,9 +518,17 @@ export class Worker {
         if (this.state === 'running') this.begin(run, reservedAt);
         else this.giveBack(run);
       },
-      cancel: () => {
+      cancel: (unknown = false) => {
+        if (!close()) return;
+        if (unknown && this.state === 'running') {
+          // The start's commit may have leased a run to this worker: the next
+          // claim round gives back what is leased to it that it does not hold.
+          this.leasesUnknown = true;
+          this.claimAgain();
+          return;
+        }
         // The kept slot may be what stopped a claim loop: look again.
-        if (close() && this.lookOwed) this.claimAgain();
+        if (this.lookOwed) this.claimAgain();
       },
     };
   }

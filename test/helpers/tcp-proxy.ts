@@ -11,6 +11,8 @@ export interface Pipe {
   /** The first bytes the client sent: the startup message, with application_name in it. */
   startup: string;
   frozen: boolean;
+  /** While true, what the server sends is dropped (the client's statements still reach it: a reply lost on the way). */
+  dropReplies?: boolean;
   client: net.Socket;
   upstream: net.Socket;
   cut(): void;
@@ -67,7 +69,7 @@ export async function startProxy(target: { host: string; port: number }): Promis
       if (!p.frozen) upstream.write(d);
     });
     upstream.on('data', (d: Buffer) => {
-      if (!p.frozen) client.write(d);
+      if (!p.frozen && !p.dropReplies) client.write(d);
     });
     client.on('close', () => upstream.destroy());
     upstream.on('close', () => client.destroy());

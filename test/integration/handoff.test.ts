@@ -376,6 +376,39 @@ describe('local hand-off', () => {
     return { client, worker, close: async () => { await worker.stop({ timeout: 1000 }); await client.close(); } };
   }
 
+  it('a hand-off start whose reply is lost after its commit: the worker gives the run back at once, it does not wait out its lease', async () => {
+    const wf = defineWorkflow({ name: 'ho-lost-reply', input }, async (ctx, { n }) => ctx.step('work', () => n * 2));
+    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(fx.db.url).port) });
+    const pool = new pg.Pool({ connectionString: throughProxy(fx.db.url, proxy.port), max: 1 });
+    pool.on('error', () => undefined);
+    const client = createClient({ pool, logger: silentLogger, resultPollInterval: '1h' });
+    // A lease of an hour: waiting it out would outlast the test many times over.
+    const worker = createWorker({ pool: fx.db.pool, pollInterval: 100, logger: silentLogger, purge: false, client, workflows: [wf], leaseDuration: '1h' });
+    await worker.start();
+    try {
+      await client.start(wf, { n: 0 }, { key: 'warm-up' }); // the pool's connection is up (and registered the workflow)
+      for (const p of proxy.pipes) p.dropReplies = true;
+      const start = client.start(wf, { n: 21 }, { key: 'lost-reply' });
+      start.catch(() => undefined);
+      // The start committed (its run is there, leased to the worker), but its reply never came: cut the connection.
+      const id = await waitFor(async () => (await fx.db.pool.query(`select id from trellis.runs where key = 'lost-reply'`)).rows[0]?.id as string | undefined,
+        { what: 'the start committed' });
+      for (const p of proxy.pipes) p.cut();
+      await assert.rejects(start, (e: Error & { retryable?: boolean }) => e.retryable === true);
+      const direct = createClient({ pool: fx.db.pool, logger: silentLogger });
+      try {
+        assert.equal(await direct.result(id, { timeout: '20s' }), 42);
+      } finally {
+        await direct.close();
+      }
+    } finally {
+      await worker.stop({ timeout: 1000 });
+      await client.close();
+      await pool.end();
+      await proxy.close();
+    }
+  });
+
   it('result() of a run the worker in the process executes reads nothing: not when it begins waiting, not when the run completes; the output is what a read gives', async () => {
     const gates = new Map<number, ReturnType<typeof deferred<void>>>();
     const wf = defineWorkflow({ name: 'ho-local-result', input }, async (ctx, { n }) => {
