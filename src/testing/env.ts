@@ -12,6 +12,9 @@ import type { Run, Step } from '../client/runs.ts';
 import type { RunState } from '../db/tables.ts';
 import { CancelledError, IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
 import { migrate } from '../schema/install.ts';
+import { RUN_STATES } from '../db/tables.ts';
+import { toTrellisError } from '../db/errors.ts';
+import { assertRunId } from '../workflow/names.ts';
 import { createWorker, type Worker, type WorkerOptions } from '../worker/worker.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
@@ -171,7 +174,26 @@ export interface TestEnv {
   close(): Promise<void>;
 }
 
-const idOf = (run: TestRun): string => (typeof run === 'string' ? run : run.id);
+const idOf = (run: TestRun): string => assertRunId(typeof run === 'string' ? run : run?.id);
+
+async function dropDatabase(admin: string, database: string): Promise<void> {
+  const c = new PgClient({ connectionString: admin });
+  await c.connect();
+  try {
+    await c.query(`drop database if exists ${database} with (force)`);
+  } finally {
+    await c.end();
+  }
+}
+
+/** `states` as a non-empty list of run statuses (ValidationError otherwise: a typo would wait out the whole timeout). */
+function wantedStates(states: unknown): RunState[] {
+  const list = (Array.isArray(states) ? states : [states]) as unknown[];
+  if (list.length === 0 || !list.every((s) => (RUN_STATES as readonly unknown[]).includes(s))) {
+    throw new ValidationError(`waitFor needs one or more of ${RUN_STATES.join(', ')}, not ${JSON.stringify(states)}`);
+  }
+  return list as RunState[];
+}
 
 /**
  * @example
@@ -200,11 +222,22 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   url.searchParams.set('options', [url.searchParams.get('options'), VIRTUAL_CLOCK_OPTION].filter(Boolean).join(' '));
   const pool = new Pool({ connectionString: url.toString(), max: 10 });
   pool.on('error', () => undefined);
-  await migrate(pool);
-  await pool.query('select trellis.clock_use_virtual()');
-  const client = createClient({ pool, logger: silentLogger, resultPollInterval: 250 });
-  const worker = createWorker({ pool, pollInterval: 100, logger: silentLogger, client, ...workerOptions });
-  await worker.start();
+  let client: Client | undefined;
+  let worker: Worker;
+  try {
+    await migrate(pool);
+    await pool.query('select trellis.clock_use_virtual()');
+    client = createClient({ pool, logger: silentLogger, resultPollInterval: 250 });
+    worker = createWorker({ pool, pollInterval: 100, logger: silentLogger, client, ...workerOptions });
+    await worker.start();
+  } catch (error) {
+    // A bad option (or a failed start): nothing is left behind, not the database nor an open pool.
+    await client?.close().catch(() => undefined);
+    await pool.end().catch(() => undefined);
+    await dropDatabase(admin, database).catch(() => undefined);
+    await server?.stop().catch(() => undefined);
+    throw error;
+  }
   const wakeups = new Wakeups(url.toString());
 
   const get = async (runId: string): Promise<Run> => {
@@ -214,7 +247,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   };
   const waitFor: TestEnv['waitFor'] = async (ref, states, o = {}) => {
     const runId = idOf(ref);
-    const wanted = (Array.isArray(states) ? states : [states]) as RunState[];
+    const wanted = wantedStates(states);
     const deadline = Date.now() + toMs(o.timeout ?? '20s');
     for (;;) {
       const run = await get(runId);
@@ -228,7 +261,12 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
     }
   };
   const advance = async (by: Duration) => {
-    await pool.query('select trellis.clock_advance(make_interval(secs => $1::double precision / 1000))', [toMs(by)]);
+    const ms = toMs(by);
+    try {
+      await pool.query('select trellis.clock_advance(make_interval(secs => $1::double precision / 1000))', [ms]);
+    } catch (error) {
+      throw toTrellisError(error); // TR004: the clock is not virtual (a migrate() without the test kit's option)
+    }
     await cancelOverdue(pool);
   };
   const now = async () => (await pool.query<{ now: Date }>('select trellis.now() as now')).rows[0]?.now as Date;
@@ -286,6 +324,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
     history: (run) => client.history(idOf(run)),
     async assertHistory(run, expected) {
       const runId = idOf(run);
+      await get(runId); // a run that does not exist has no history to match, not an empty one
       assertSteps(`run ${runId}`, await client.history(runId), expected);
     },
     async close() {
@@ -293,10 +332,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       await wakeups.close();
       await client.close();
       await pool.end();
-      const c = new PgClient({ connectionString: admin });
-      await c.connect();
-      await c.query(`drop database if exists ${database} with (force)`);
-      await c.end();
+      await dropDatabase(admin, database);
       await server?.stop();
     },
   };

@@ -204,3 +204,45 @@ describe('the virtual clock of the env', () => {
     }
   });
 });
+
+describe('bad input to the test kit', () => {
+  it('createTestEnv with a bad option throws and leaves no database (nor an open pool) behind', async () => {
+    const envDatabases = async () => {
+      const pool = testPool({ connectionString: adminUrl(), max: 1 });
+      try {
+        return (await pool.query<{ datname: string }>(`select datname from pg_database where datname like 'trellis_env_%' order by datname`)).rows.map((r) => r.datname);
+      } finally {
+        await pool.end();
+      }
+    };
+    const before = await envDatabases();
+    await assert.rejects(createTestEnv({ workflows: [stamp], concurrency: -1, serverUrl: adminUrl() }), ValidationError);
+    await assert.rejects(createTestEnv({ workflows: [stamp, stamp], serverUrl: adminUrl() }), ValidationError);
+    assert.deepEqual(await envDatabases(), before);
+  });
+
+  it('waitFor refuses a state no run has, at once (a typo waited out the whole timeout)', async () => {
+    const run = await env.start(approval, { order: 'kit-typo' });
+    await assert.rejects(env.waitFor(run, 'complete' as never), /waitFor needs one or more of pending/);
+    await assert.rejects(env.waitFor(run, [] as never), ValidationError);
+    await env.signal(run, approved, { by: 'kit' });
+    await env.drive(run);
+  });
+
+  it('a run id that is not one is a ValidationError from drive, waitFor and assertHistory; a run that does not exist fails assertHistory', async () => {
+    await assert.rejects(env.drive('not-a-uuid'), ValidationError);
+    await assert.rejects(env.waitFor('not-a-uuid', 'completed'), ValidationError);
+    await assert.rejects(env.assertHistory('not-a-uuid', []), ValidationError);
+    await assert.rejects(env.assertHistory(crypto.randomUUID(), []), /does not exist/);
+  });
+
+  it('advance where the clock is not virtual is a typed error (it was the driver\'s)', async () => {
+    const { rows: [saved] } = await env.pool.query<{ offset: string }>('select "offset"::text as offset from trellis.clock');
+    await env.pool.query('delete from trellis.clock');
+    try {
+      await assert.rejects(env.advance('1 hour'), (e: Error) => e instanceof IllegalTransitionError && /virtual clock is not in use/.test(e.message));
+    } finally {
+      await env.pool.query('insert into trellis.clock (singleton, "offset") values (true, $1::interval)', [saved?.offset]);
+    }
+  });
+});
