@@ -58,9 +58,9 @@ try {
   console.log(`orders fetched: ${fetched.length} (the fork kept the recorded fetch)`);
 
   // 3. From SQL, made once by its key.
-  const sqlFork = `select trellis.run_fork($1, 2, '{"version": "2", "key": "resend-o-17"}') as id`;
-  const { rows: [a] } = await pool.query<{ id: string }>(sqlFork, [first.id]);
-  const { rows: [b] } = await pool.query<{ id: string }>(sqlFork, [first.id]);
+  const sqlFork = `select trellis.run_fork($1, $2, '{"version": "2", "key": "resend-o-17"}') as id`;
+  const { rows: [a] } = await pool.query<{ id: string }>(sqlFork, [first.id, priceCall]);
+  const { rows: [b] } = await pool.query<{ id: string }>(sqlFork, [first.id, priceCall]);
   console.log(`sql fork: ${await client.result(a!.id, { timeout: '20s' })}; made once: ${a!.id === b!.id}`);
 } finally {
   await worker.stop();

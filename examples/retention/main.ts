@@ -1,11 +1,14 @@
 /**
  * Retention: finished runs are kept for a set time after they finish, then
  * the workers purge them with their steps and signals.
- * 1. `client.setRetention('2 seconds')` (in production: days). The worker's
- *    purge loop (here every 200 ms; default 5 s) deletes the three finished
- *    receipts about 2 s after they finished; the one still waiting for a
- *    signal is kept however old it is, and the audit log, whose workflow has
- *    a retention of its own (`{ workflow: audit }`, here 7 years), outlives them.
+ * 1. `client.setRetention('2 seconds', { workflow })` for the receipts and
+ *    invoices (in production: days). The worker's purge loop (here every
+ *    200 ms; default 5 s) deletes the three finished receipts about 2 s
+ *    after they finished; the invoice still waiting for a signal is kept
+ *    however old it is, and the audit log (7 years) outlives them.
+ *    `client.setRetention('30 days')` without a workflow sets the default for
+ *    every workflow of the database — other applications' too, so this
+ *    example, which may run on a shared DATABASE_URL, sets only its own.
  * 2. A purge on demand from TS (`client.purge`) for one workflow, and the same
  *    from plain SQL (`trellis.run_purge`), e.g. from pg_cron.
  * 3. A customer asks to be forgotten: `client.scrub` removes one finished
@@ -39,9 +42,10 @@ const worker = createWorker({ pool, workflows: [receipt, invoice, audit], purge:
 const client = createClient({ pool });
 try {
   await worker.start();
-  await client.setRetention('2 seconds');
+  await client.setRetention('2 seconds', { workflow: receipt });
+  await client.setRetention('2 seconds', { workflow: invoice });
   await client.setRetention('7 years', { workflow: audit }); // a year is 365.25 days, as in PostgreSQL
-  console.log(`retention: ${await client.retention()} ms, audit-log: ${await client.retention({ workflow: audit })} ms`);
+  console.log(`retention: send-receipt ${await client.retention({ workflow: receipt })} ms, audit-log: ${await client.retention({ workflow: audit })} ms`);
   const boot = await client.start(audit, { entry: 'boot' });
   await boot.result();
 
@@ -67,9 +71,8 @@ try {
   console.log(`waiting invoice kept: ${(await client.get(waiting.id))?.status}`);
   console.log(`audit log kept: ${(await client.get(boot.id))?.status}`);
 
-  // Retention off again, then purges on demand.
-  await client.setRetention(null);
-  await client.setRetention(null, { workflow: audit });
+  // Retention off again (the default applies: none, unless one was set), then purges on demand.
+  for (const workflow of [receipt, invoice, audit]) await client.setRetention(null, { workflow });
   const logs = await Promise.all(['login', 'logout'].map((entry) => client.start(audit, { entry })));
   for (const l of logs) await l.result();
   console.log(`purged from TS: ${await client.purge({ olderThan: 0, workflow: audit })}`);
@@ -77,7 +80,8 @@ try {
   console.log(await waiting.result());
   const { rows } = await pool.query(`select trellis.run_purge(interval '0', 1000, 'await-payment') as purged`);
   console.log(`purged from SQL: ${rows[0].purged}`);
-  console.log(`runs left: ${(await pool.query('select count(*)::int as n from trellis.runs')).rows[0].n}`);
+  const mine = [receipt.name, invoice.name, audit.name];
+  console.log(`runs left: ${(await pool.query('select count(*)::int as n from trellis.runs where workflow = any($1)', [mine])).rows[0].n}`);
 
   // Scrub instead of delete: the run stays countable, its personal data goes.
   const personal = await client.start(receipt, { order: 'ada@example.com' });

@@ -140,11 +140,11 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.match(stdout, /^fork: invoice o-17: 119\.00$/m);
     assert.match(stdout, /^fork: version 2, forked from the original at call 1: true$/m);
     assert.match(stdout, /^orders fetched: 1 \(the fork kept the recorded fetch\)$/m);
-    assert.match(stdout, /^sql fork: invoice o-17: 190\.00; made once: true$/m);
+    assert.match(stdout, /^sql fork: invoice o-17: 119\.00; made once: true$/m);
     const rows = await query<{ version: string; forked: boolean; output: string }>(url,
       `select version, forked_from is not null as forked, output #>> '{}' as output from trellis.runs order by created_at`);
     assert.deepEqual(rows.map((r) => `${r.version}:${r.forked}:${r.output}`),
-      ['1:false:invoice o-17: 190.00', '2:true:invoice o-17: 119.00', '2:true:invoice o-17: 190.00']);
+      ['1:false:invoice o-17: 190.00', '2:true:invoice o-17: 119.00', '2:true:invoice o-17: 119.00']);
   });
 
   it('bulk-start: 500 runs started with the app\'s own insert in one transaction, keyed, all completed; a bad batch starts nothing', async () => {
@@ -210,7 +210,7 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
 
   it('retention: finished runs are purged after the retention, a waiting one is kept, on-demand purges from TS and SQL, and a scrub', async () => {
     const { stdout, url } = await finished('retention');
-    assert.match(stdout, /^retention: 2000 ms, audit-log: 220903200000 ms$/m);
+    assert.match(stdout, /^retention: send-receipt 2000 ms, audit-log: 220903200000 ms$/m);
     assert.deepEqual(linesStarting(stdout, 'receipt for '), ['receipt for A-1 sent', 'receipt for A-2 sent', 'receipt for A-3 sent']);
     assert.match(stdout, /^receipts kept right after finishing: 3$/m);
     assert.match(stdout, /^receipts purged after at least 2 s$/m);
