@@ -169,7 +169,7 @@ export interface TestEnv {
    * Stop the worker, close the client and pool, drop the database (and stop the embedded server).
    *
    * @example
-   * after(() => env.close());
+   * after(() => env?.close()); // unset if createTestEnv threw (it leaves nothing behind)
    */
   close(): Promise<void>;
 }
