@@ -86,7 +86,7 @@ describe('retry policies', () => {
     const row = await waitFor(async () => {
       const { rows } = await fx.db.pool.query(
         `select r.status, extract(epoch from r.run_at - now()) / 86400 / 365 as years, s.status as step
-           from trellis.runs r join trellis.steps s on s.run_id = r.id where r.id = $1`, [run.id]);
+           from trellis.runs r join trellis.steps s on s.bucket = r.bucket and s.run_id = r.id where r.id = $1`, [run.id]);
       return rows[0]?.step === 'retrying' && rows[0].status === 'pending' ? rows[0] : undefined;
     }, { what: 'the run released for its retry' });
     assert.ok(Number(row.years) > 999 && Number(row.years) <= 1000, `released for ${row.years} years`);
