@@ -9,10 +9,9 @@
 import { PgClient, Pool } from '../db/pg.ts';
 import { type Client, createClient, type RunHandle, type RunRef, type StartOptions } from '../client/client.ts';
 import type { Run, Step } from '../client/runs.ts';
-import type { RunState } from '../db/tables.ts';
+import { RUN_STATES, type RunState } from '../db/tables.ts';
 import { CancelledError, IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
 import { migrate } from '../schema/install.ts';
-import { RUN_STATES } from '../db/tables.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { assertRunId } from '../workflow/names.ts';
 import { createWorker, type Worker, type WorkerOptions } from '../worker/worker.ts';
