@@ -65,7 +65,7 @@ const values = defineWorkflow({ name: 'unstorable-values', input: z.object({ whi
 
 const output = defineWorkflow({ name: 'unstorable-output', input: z.object({}) }, async () => NUL);
 
-const fx = useEngine({ workflows: [stepErrors, runErrors, values, output], leaseDuration: 2000 });
+const fx = useEngine({ workflows: [stepErrors, runErrors, values, output] });
 
 describe('text jsonb cannot store', () => {
   for (const which of ['nul', 'lone', 'getter']) {
