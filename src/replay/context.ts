@@ -270,7 +270,7 @@ function timer(run: Replay, name: string, until: () => number): Promise<void> {
     () => (at <= run.dbNow() ? { complete: async () => void (await complete(run, seq, name, 'sleep', { until: at })) } : undefined),
     async () => {
       if (!rec) await run.write({ op: 'step', seq, name, kind: 'sleep', status: 'waiting', output: JSON.stringify({ until: at }), attempts: 1, ms: 0 });
-      return run.blockTimer<void>(seq, at, async () => void (await complete(run, seq, name, 'sleep', { until: at })));
+      return run.block<void>(seq, at, async () => void (await complete(run, seq, name, 'sleep', { until: at })));
     });
 }
 

@@ -143,7 +143,7 @@ export class Replay {
       + 'children, values, now/random/uuid) belong to the workflow function, not to a step\'s body; make them before or after the step');
   }
 
-  /** The clears of the timers of sleeps due while this execution still runs (blockTimer). */
+  /** The clears of the timers of sleeps due while this execution still runs (block with `due`). */
   private readonly localTimers = new Set<() => void>();
   /** The abort handles of the step attempts in flight. */
   readonly controllers = new Set<{ controller: StepAbort; shielded: boolean }>();
@@ -355,36 +355,6 @@ export class Replay {
     this.resolveHalt(outcome);
   }
 
-  /**
-   * Block a sleep until `at` (engine time), and if this execution is still
-   * running then — a step in flight kept it from parking — complete it here
-   * at its time with `complete`, as it would have completed had the run
-   * parked and been claimed again: a `ctx.race` of a step against a sleep is
-   * decided by whichever settles first, not by the step. The timer is
-   * cleared when the execution ends.
-   */
-  blockTimer<T>(seq: number, at: number, complete: () => Promise<T>): Promise<T> {
-    if (this.disarmed.has(seq)) return Promise.reject(raceLost(seq, `#${seq}`));
-    if (this.cancelRequested && !this.shielded) return Promise.reject(new CancelledError(this.cancelReason));
-    return new Promise<T>((resolve, reject) => {
-      let clear: (() => void) | undefined;
-      const fail = (error: unknown) => {
-        if (clear) this.localTimers.delete(clear);
-        clear?.();
-        reject(error);
-      };
-      this.blocked.set(seq, { deadline: at, fail, shielded: this.shielded });
-      clear = longTimeout(() => {
-        if (clear) this.localTimers.delete(clear);
-        if (this.halted || this.settled || this.blocked.get(seq)?.fail !== fail) return;
-        this.blocked.delete(seq);
-        complete().then(resolve, reject);
-      }, Math.max(0, at - this.dbNow()), true);
-      this.localTimers.add(clear);
-      this.scheduleQuiescenceCheck();
-    });
-  }
-
   private clearLocalTimers(): void {
     for (const clear of this.localTimers) clear();
     this.localTimers.clear();
@@ -474,12 +444,35 @@ export class Replay {
     return attempt;
   }
 
-  /** Register a blocked wait; returns a promise that only cancellation (or losing a race) settles in this execution. */
-  block<T>(seq: number, deadline: number | null): Promise<T> {
+  /**
+   * Register a blocked wait; returns a promise that only cancellation (or
+   * losing a race) settles in this execution — or, with `due` (a sleep),
+   * its own time: if this execution still runs at `deadline` (engine time;
+   * a step in flight kept it from parking), `due` completes the wait here,
+   * as it would have completed had the run parked and been claimed again,
+   * so a `ctx.race` of a step against a sleep is won by whichever settles
+   * first. The timer is cleared when the wait fails or the execution ends.
+   */
+  block<T>(seq: number, deadline: number | null, due?: () => Promise<T>): Promise<T> {
     if (this.disarmed.has(seq)) return Promise.reject(raceLost(seq, `#${seq}`));
     if (this.cancelRequested && !this.shielded) return Promise.reject(new CancelledError(this.cancelReason));
-    return new Promise<T>((_, reject) => {
-      this.blocked.set(seq, { deadline, fail: reject, shielded: this.shielded });
+    return new Promise<T>((resolve, reject) => {
+      let clear: (() => void) | undefined;
+      const fail = (error: unknown) => {
+        if (clear) this.localTimers.delete(clear);
+        clear?.();
+        reject(error);
+      };
+      this.blocked.set(seq, { deadline, fail, shielded: this.shielded });
+      if (due && deadline !== null) {
+        clear = longTimeout(() => {
+          if (clear) this.localTimers.delete(clear);
+          if (this.halted || this.settled || this.blocked.get(seq)?.fail !== fail) return;
+          this.blocked.delete(seq);
+          due().then(resolve, reject);
+        }, Math.max(0, deadline - this.dbNow()), true);
+        this.localTimers.add(clear);
+      }
       this.scheduleQuiescenceCheck();
     });
   }

@@ -283,8 +283,20 @@ export function checkDutyOption(option: unknown, name: string): void {
   if (typeof option !== 'object' || option === null || Array.isArray(option)) {
     throw new ValidationError(`${name} must be false or an object such as { interval: '1s', batch: 100 }, not ${quoteValue(option)}`);
   }
-  const unknown = Object.keys(option).filter((k) => k !== 'interval' && k !== 'batch');
-  if (unknown.length) throw new ValidationError(`${name} has unknown option(s): ${unknown.join(', ')} (it takes interval and batch)`);
+  refuseUnknownKeys(option, ['interval', 'batch'], name);
+}
+
+/**
+ * ValidationError naming `what` if `options` has a key not in `keys` (a
+ * misspelt option is refused, never ignored), or if it is not an object.
+ *
+ * @example
+ * refuseUnknownKeys({ tll: '2s' }, ['ttl'], 'roles'); // ValidationError: roles has unknown option(s) tll (it takes ttl)
+ */
+export function refuseUnknownKeys(options: unknown, keys: readonly string[], what: string): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ValidationError(`${what} must be an object`);
+  const unknown = Object.keys(options).filter((k) => !keys.includes(k));
+  if (unknown.length) throw new ValidationError(`${what} has unknown option(s) ${unknown.join(', ').slice(0, 200)} (it takes ${keys.join(', ')})`);
 }
 
 export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedWorkerOptions> {

@@ -34,7 +34,7 @@ import { createHookLoop, type HookLoop } from './hooks/loop.ts';
 import { engineDuties, resolveTicker } from './roles/duties.ts';
 import { type RoleFunction, type RoleOptions, RoleRunner, roleTtlMs } from './roles/role-runner.ts';
 import type { Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
-import { resolveWorkerOptions, type WorkerOptions } from './options.ts';
+import { refuseUnknownKeys, resolveWorkerOptions, type WorkerOptions } from './options.ts';
 import { type Active, LeaseKeeper } from './leases.ts';
 import { type ObservedExecution, WorkerObserver } from '../observability/worker-observer.ts';
 import type { TrellisMetrics } from '../observability/metrics.ts';
@@ -185,7 +185,7 @@ export class Worker {
     }
     this.db = new PreparedStatements(this.pool, checkPreparedMode(options.preparedStatements), this.log).pool;
     this.registry = new WorkflowRegistry(this.pool, registrationOf);
-    if (options.roles !== undefined) knownKeys(options.roles, ['ttl'], 'roles');
+    if (options.roles !== undefined) refuseUnknownKeys(options.roles, ['ttl'], 'roles');
     this.roleRunner = new RoleRunner({ db: this.db, holder: this.id, log: this.log, ttlMs: roleTtlMs(options.roles?.ttl, 'roles.ttl') });
     for (const duty of engineDuties({ db: this.db, purge: o.purge, schedules: resolveTicker(options.schedules), deadlines: o.deadlines,
       onPurged: (n) => (this.stats.purged += n), onFired: (n) => (this.stats.fired += n), onOverdue: (n) => (this.stats.overdue += n) })) {
@@ -216,7 +216,7 @@ export class Worker {
    * }, { every: '1 hour' });
    */
   role(name: string, fn: RoleFunction, options: RoleOptions = {}): void {
-    knownKeys(options, ['ttl', 'every'], `role ${String(name).slice(0, 60)} options`);
+    refuseUnknownKeys(options, ['ttl', 'every'], `role ${String(name).slice(0, 60)} options`);
     this.roleRunner.add(name, fn, {
       ...(options.ttl === undefined ? {} : { ttlMs: roleTtlMs(options.ttl, 'ttl') }),
       ...(options.every === undefined ? {} : { everyMs: Math.max(10, toMs(options.every, 'every')) }),
@@ -730,9 +730,3 @@ export class Worker {
   }
 }
 
-/** ValidationError for an option object that is not one, or names a key it does not take (a misspelt `tll` was ignored). */
-function knownKeys(options: unknown, keys: readonly string[], what: string): void {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ValidationError(`${what} must be an object`);
-  const unknown = Object.keys(options).filter((k) => !keys.includes(k));
-  if (unknown.length) throw new ValidationError(`${what}: unknown option(s) ${unknown.join(', ').slice(0, 200)} (it takes ${keys.join(', ')})`);
-}
