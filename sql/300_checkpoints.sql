@@ -34,7 +34,8 @@
 --   {op:'release', run, token, delay_ms, error, failure, seen_cancel, begun} -- pending again after delay_ms
 --        (begun false: the worker never executed the run it claimed; its attempt is taken back)
 --        (both due now instead when a cancel request is pending that the execution did not see)
---   {op:'wait', run, token, delay_ms, signal, seen_cancel} -- waiting; delay_ms null = no timer;
+--   {op:'wait', run, token, deadline, signal, seen_cancel} -- waiting until deadline (engine time; null = no
+--        timer; a deadline already passed: pending now); older workers send delay_ms (from now) instead;
 --        signal = newest signal id the execution saw; seen_cancel = it already knew of a cancel request
 --   {op:'continue', run, token, input, keep}               -- continue-as-new
 

@@ -127,9 +127,10 @@ end $$;
 comment on function trellis.run_release(trellis.checkpoint_op[]) is
   'Set-based: give back the runs of the release and pause ops whose (run, token) is held: pending after delay_ms (a failure counts a failed workflow attempt and forgets the failed call and every later one; begun false, a run its worker never executed, takes the claim''s attempt back), or paused (a pause op with an error or a pause request); due now when a cancel request the execution did not see is pending.';
 
--- Wait: park the run until its timer (delay_ms; null = none), a signal or a
--- child wakes it. Anything that arrived while it ran (a signal newer than the
--- newest it saw, a finished child, a cancel request) makes it pending now;
+-- Wait: park the run until its timer (deadline, in engine time; null and no
+-- delay_ms = none), a signal or a child wakes it. Anything that arrived while
+-- it ran (a signal newer than the newest it saw, a finished child, a cancel
+-- request) or a timer the engine's clock has passed makes it pending now;
 -- a pause request parks it.
 -- A child that finishes concurrently locks this run (its parent) up front,
 -- so either it committed before the lock above was granted (and the check
@@ -178,26 +179,31 @@ begin
     select row(m.run, m.to_status,
                case m.to_status when 'paused' then 'paused' when 'pending' then 'resumed' else 'waiting' end,
                case when m.to_status in ('paused', 'pending') then v_now
-                    when m.run = any (v_foreign) then
-                      least(v_now + interval '30 seconds',
-                            v_now + make_interval(secs => greatest(coalesce(m.delay_ms, 31000), 0) / 1000.0))
-                    when m.delay_ms is null then 'infinity'
-                    else v_now + make_interval(secs => greatest(m.delay_ms, 0) / 1000.0) end,
+                    when m.run = any (v_foreign) then least(v_now + interval '30 seconds', coalesce(m.wake_at, 'infinity'))
+                    else coalesce(m.wake_at, 'infinity') end,
                null, false, null, false, null, null, null, null, true, null,
                null, null, null, null)::trellis.run_move
-      from (select o.run, o.delay_ms,
+      from (select o.run, w.wake_at,
                    case when r.pause_requested_at is not null then 'paused'
-                        when o.run = any (v_woken)
+                        -- A timer already due: the engine's clock passed it
+                        -- while the execution ran (the test kit's clock moved).
+                        when w.wake_at <= v_now
+                          or o.run = any (v_woken)
                           or exists (select 1 from trellis.signals g
                                       where g.bucket = r.bucket and g.run_id = r.id and g.consumed_at is null
                                         and g.id > coalesce(o.signal, 0))
                           or (r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false)) then 'pending'
                         else 'waiting' end as to_status
               from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+              -- The timer: the op's deadline (engine time), or delay_ms from
+              -- now, as older workers send it.
+              cross join lateral (select case when o.deadline is not null then o.deadline
+                                             when o.delay_ms is not null then v_now + make_interval(secs => greatest(o.delay_ms, 0) / 1000.0)
+                                        end as wake_at) w
              where o.op = 'wait') m));
 end $$;
 comment on function trellis._runs_wait(trellis.checkpoint_op[]) is
-  'Set-based: park the runs of the wait ops whose (run, token) is held: waiting until delay_ms (null: no timer), pending now if a newer signal, a finished child or an unseen cancel request is there, paused if a pause was requested.';
+  'Set-based: park the runs of the wait ops whose (run, token) is held: waiting until deadline (engine time; or delay_ms from now; neither: no timer), pending now if that time has passed or a newer signal, a finished child or an unseen cancel request is there, paused if a pause was requested.';
 
 -- Continue-as-new: the same run (id, key, parent) starts a new execution
 -- with a fresh history; the old execution's steps are kept or removed.

@@ -67,8 +67,12 @@ export type EndOp =
    * so the claim's attempt is not counted.
    */
   | { op: 'release'; delay_ms: number; error?: SerializedError | undefined; failure: boolean; seen_cancel?: boolean | undefined; begun?: boolean | undefined }
-  /** Waiting until its earliest deadline (`delay_ms` null: none); `signal` is the newest signal the execution saw. */
-  | { op: 'wait'; delay_ms: number | null; signal: number; seen_cancel: boolean }
+  /**
+   * Waiting until its earliest deadline (ISO, engine time; null: none; one
+   * the engine's clock has passed makes the run due at once); `signal` is
+   * the newest signal the execution saw.
+   */
+  | { op: 'wait'; deadline: string | null; signal: number; seen_cancel: boolean }
   | { op: 'pause'; error?: SerializedError | undefined; seen_cancel?: boolean | undefined }
   /** Continue as new with `input` (JSON text). */
   | { op: 'continue'; input: string; keep: boolean };

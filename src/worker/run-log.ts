@@ -69,7 +69,7 @@ export class RunLog {
           ? this.line('info', 'run released for a retry', run, id, () => ({ delayMs: outcome.delay_ms, ...errorFields(outcome.error) }))
           : this.line('debug', 'run released', run, id, () => ({ delayMs: outcome.delay_ms }));
       case 'wait':
-        return this.line('debug', 'run waiting', run, id, () => (outcome.delay_ms !== null ? { delayMs: outcome.delay_ms } : {}));
+        return this.line('debug', 'run waiting', run, id, () => (outcome.deadline !== null ? { until: outcome.deadline } : {}));
       case 'continue':
         return this.line('info', 'run continued as new', run, id);
       case 'abandoned':

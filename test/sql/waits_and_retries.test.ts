@@ -56,6 +56,46 @@ describe('waiting child calls of an execution kept by continue-as-new', () => {
   });
 });
 
+describe('the wait op\'s timer', () => {
+  it('parks until the deadline it names (engine time), not a delay from the commit', async () => {
+    const h = await held();
+    const at = new Date(Date.now() + 3_600_000);
+    await apply([{ op: 'wait', run: h.id, token: h.token, deadline: at.toISOString(), signal: 0, seen_cancel: false }]);
+    const [r] = await sql('select status, run_at from trellis.runs where id = $1', [h.id]);
+    assert.equal(r.status, 'waiting');
+    assert.equal(r.run_at.getTime(), at.getTime());
+  });
+
+  it('a deadline the engine\'s clock passed while the execution ran makes the run due now and wakes its queue', async () => {
+    const h = await held();
+    const listener = await fx.db.pool.connect();
+    try {
+      await listener.query(`listen "trellis:run_ready"`);
+      const woke = new Promise<string | undefined>((resolve) => listener.once('notification', (n) => resolve(n.payload)));
+      await apply([{ op: 'wait', run: h.id, token: h.token, deadline: new Date(Date.now() - 60_000).toISOString(), signal: 0, seen_cancel: false }]);
+      const r = await status(h.id);
+      assert.equal(r.status, 'pending');
+      assert.equal(r.due, true);
+      assert.equal(await woke, h.queue);
+    } finally {
+      await listener.query(`unlisten *`);
+      listener.release();
+    }
+  });
+
+  it('takes delay_ms from an older worker: from now, and no delay and no deadline is no timer', async () => {
+    const a = await held();
+    const b = await held();
+    await apply([
+      { op: 'wait', run: a.id, token: a.token, delay_ms: 3_600_000, signal: 0, seen_cancel: false },
+      { op: 'wait', run: b.id, token: b.token, signal: 0, seen_cancel: false },
+    ]);
+    const rows = await sql(`select id, status, run_at between now() + interval '59 minutes' and now() + interval '61 minutes' as in_an_hour,
+                                   run_at = 'infinity' as never from trellis.runs where id = any ($1) order by id = $2 desc`, [[a.id, b.id], a.id]);
+    assert.deepEqual(rows.map((r) => [r.status, r.in_an_hour, r.never]), [['waiting', true, false], ['waiting', false, true]]);
+  });
+});
+
 describe('release and pause with a cancel request pending', () => {
   it('a release (retry backoff) is due now when a cancel arrived during the execution, keeping the cancel reason', async () => {
     const h = await held();

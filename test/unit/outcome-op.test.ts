@@ -10,11 +10,11 @@ const fence = { run: '00000000-0000-4000-8000-000000000001', token: '00000000-00
 
 describe('outcomeOp', () => {
   it('an end op is the fence then the outcome, as one new object (the outcome is left as it was)', () => {
-    const outcome: Outcome = { op: 'wait', delay_ms: null, signal: 4, seen_cancel: false };
+    const outcome: Outcome = { op: 'wait', deadline: null, signal: 4, seen_cancel: false };
     const op = outcomeOp(fence, outcome, false);
-    assert.deepEqual(Object.keys(op ?? {}), ['run', 'token', 'execution', 'op', 'delay_ms', 'signal', 'seen_cancel']);
+    assert.deepEqual(Object.keys(op ?? {}), ['run', 'token', 'execution', 'op', 'deadline', 'signal', 'seen_cancel']);
     assert.deepEqual(op, { ...fence, ...outcome });
-    assert.deepEqual(Object.keys(outcome), ['op', 'delay_ms', 'signal', 'seen_cancel']);
+    assert.deepEqual(Object.keys(outcome), ['op', 'deadline', 'signal', 'seen_cancel']);
     const complete = outcomeOp(fence, { op: 'complete', output: '{"a":1}' }, false);
     assert.equal(encodeOps([complete!]),
       `[{"run":"${fence.run}","token":"${fence.token}","execution":3,"op":"complete","output":{"a":1}}]`);
