@@ -20,3 +20,16 @@ export function durationIn(value: Duration, name: string, [min, max]: readonly [
   if (ms < min || ms > max) throw new ValidationError(`${name} must be from ${humanMs(min)} to ${humanMs(max)}`);
   return ms;
 }
+
+/**
+ * ValidationError naming `what` if `options` has a key not in `keys` (a
+ * misspelt option is refused, never ignored), or if it is not an object.
+ *
+ * @example
+ * refuseUnknownKeys({ tll: '2s' }, ['ttl'], 'roles'); // ValidationError: roles has unknown option(s) tll (it takes ttl)
+ */
+export function refuseUnknownKeys(options: unknown, keys: readonly string[], what: string): void {
+  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ValidationError(`${what} must be an object`);
+  const unknown = Object.keys(options).filter((k) => !keys.includes(k));
+  if (unknown.length) throw new ValidationError(`${what} has unknown option(s) ${unknown.join(', ').slice(0, 200)} (it takes ${keys.join(', ')})`);
+}

@@ -10,7 +10,8 @@ import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Duration } from '../protocol/duration.ts';
 import { toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
-import type { RetryPolicy } from '../workflow/retry.ts';
+import { checkRetryPolicy, type RetryPolicy } from '../workflow/retry.ts';
+import { refuseUnknownKeys } from '../protocol/option-bounds.ts';
 
 const END = Symbol.for('trellis.template-end');
 
@@ -112,6 +113,8 @@ export class StepRegistry {
     assertName(name, 'step');
     if (this.steps.has(name)) throw new ValidationError(`step ${name} is registered already`);
     if (typeof fn !== 'function') throw new ValidationError(`step ${name}: fn must be a function`);
+    refuseUnknownKeys(defaults, ['retry', 'timeout'], `defaults of step ${name}`);
+    checkRetryPolicy(defaults.retry, `retry of step ${name}`);
     if (defaults.timeout !== undefined) toTimeoutMs(defaults.timeout, `timeout of step ${name}`);
     this.steps.set(name, { fn, defaults });
     return this;

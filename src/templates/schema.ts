@@ -7,6 +7,7 @@ import { z } from 'zod';
 import { ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { NAME_PATTERN } from '../workflow/names.ts';
+import { checkRetryPolicy } from '../workflow/retry.ts';
 import type { StepRegistry } from './registry.ts';
 
 const name = z.string().regex(NAME_PATTERN, 'a name of 1-128 letters, digits, space or _ . : @ / -');
@@ -21,9 +22,9 @@ const duration = z.union([z.number().nonnegative(), z.string().min(1).max(40)]).
 /** A per-attempt timeout: a duration longer than zero (0 would end every attempt at once). */
 const timeout = duration.refine((value) => toMs(value) > 0, 'a timeout longer than 0');
 
-/** A retry policy as JSON (no `retryIf`). */
 /**
- * A retry policy as JSON.
+ * A retry policy as JSON (no `retryIf`), with the limits a step's own policy
+ * has (`checkRetryPolicy`: delays at most 1000 years and the like).
  *
  * @example
  * retryPolicySchema.parse({ maxAttempts: 5, backoff: 'constant', initialDelay: '2s' });
@@ -35,7 +36,13 @@ export const retryPolicySchema = z.object({
   factor: z.number().min(1).optional(),
   maxDelay: duration.optional(),
   jitter: z.number().min(0).max(1).optional(),
-}).strict();
+}).strict().superRefine((policy, ctx) => {
+  try {
+    checkRetryPolicy(policy, 'retry policy');
+  } catch (error) {
+    ctx.addIssue({ code: 'custom', message: (error as Error).message });
+  }
+});
 
 /**
  * One entry of a template, as zod checks it.

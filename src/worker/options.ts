@@ -5,7 +5,7 @@ import { type ConnectionTimeouts, type ResolvedTimeouts, resolveTimeouts } from 
 import { quoteValue, ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Duration } from '../protocol/duration.ts';
-import { durationIn, integerIn } from '../protocol/option-bounds.ts';
+import { durationIn, integerIn, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 import type { Logger } from '../protocol/logger.ts';
 import type { TracingOption, WorkerMetricsOption } from '../observability/worker-observer.ts';
 import { assertName } from '../workflow/names.ts';
@@ -284,19 +284,6 @@ export function checkDutyOption(option: unknown, name: string): void {
     throw new ValidationError(`${name} must be false or an object such as { interval: '1s', batch: 100 }, not ${quoteValue(option)}`);
   }
   refuseUnknownKeys(option, ['interval', 'batch'], name);
-}
-
-/**
- * ValidationError naming `what` if `options` has a key not in `keys` (a
- * misspelt option is refused, never ignored), or if it is not an object.
- *
- * @example
- * refuseUnknownKeys({ tll: '2s' }, ['ttl'], 'roles'); // ValidationError: roles has unknown option(s) tll (it takes ttl)
- */
-export function refuseUnknownKeys(options: unknown, keys: readonly string[], what: string): void {
-  if (typeof options !== 'object' || options === null || Array.isArray(options)) throw new ValidationError(`${what} must be an object`);
-  const unknown = Object.keys(options).filter((k) => !keys.includes(k));
-  if (unknown.length) throw new ValidationError(`${what} has unknown option(s) ${unknown.join(', ').slice(0, 200)} (it takes ${keys.join(', ')})`);
 }
 
 export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedWorkerOptions> {

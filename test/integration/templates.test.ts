@@ -117,6 +117,12 @@ describe('step templates', () => {
     await assert.rejects(t.set('bad', { steps: [{ name: 'add' }, { name: 'add' }] }), /used twice/);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add', next: 'double' }, { name: 'double', next: 'add' }] }), /cycle/);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add', retry: { maxAttempts: 0 } }] }), ValidationError);
+    // The limits of a step's own retry policy (each such step failed every run at run time).
+    await assert.rejects(t.set('bad', { steps: [{ name: 'add', retry: { initialDelay: '2000 years' } }] }), /initialDelay must be at most 1000 years/);
+    await assert.rejects(t.set('bad', { steps: [{ name: 'add', retry: { maxDelay: 4e13 } }] }), /maxDelay must be at most 1000 years/);
+    assert.throws(() => createStepRegistry().registerStep('x', () => undefined, { retry: { maxAttempts: 0 } }), /retry of step x: maxAttempts/);
+    assert.throws(() => createStepRegistry().registerStep('x', () => undefined, { retry: { initialDelay: '2000 years' } }), /at most 1000 years/);
+    assert.throws(() => createStepRegistry().registerStep('x', () => undefined, { timout: '1s' } as never), /defaults of step x has unknown option\(s\) timout/);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add', timeout: 'soon' as never }] }), ValidationError);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add', timeout: 0 }] }), /timeout longer than 0/);
     assert.throws(() => createStepRegistry().registerStep('x', () => undefined, { timeout: 0 }), /timeout of step x must be longer than 0/);
@@ -126,6 +132,9 @@ describe('step templates', () => {
       // What zod refuses, SQL refuses too (each stored version failed every run at its start).
       '{"steps": [{"name": "a", "retry": {"maxAttempts": 0}}]}', '{"steps": [{"name": "a", "retry": {"maxAttempts": 1.5}}]}',
       '{"steps": [{"name": "a", "retry": {"tries": 3}}]}', '{"steps": [{"name": "a", "retry": 3}]}',
+      '{"steps": [{"name": "a", "retry": {"backoff": "linear"}}]}', '{"steps": [{"name": "a", "retry": {"factor": 0.5}}]}',
+      '{"steps": [{"name": "a", "retry": {"jitter": 2}}]}', '{"steps": [{"name": "a", "retry": {"initialDelay": 40000000000000}}]}',
+      '{"steps": [{"name": "a", "retry": {"maxDelay": true}}]}', '{"steps": [{"name": "a", "retry": {"initialDelay": -1}}]}',
       '{"steps": [{"name": "a", "timeout": 0}]}', '{"steps": [{"name": "a", "timeout": true}]}', '{"steps": [{"name": "a", "extra": 1}]}',
       '{"steps": [{"name": "a", "step": 7}]}', '{"steps": [{"name": "a"}], "hooks": "garbage"}', '{"steps": [{"name": "a"}], "hooks": {"onWhatever": []}}',
       '{"steps": [{"name": "a"}], "hooks": {"beforeStep": [1]}}', '{"steps": [{"name": "a"}], "owner": "me"}']) {
