@@ -16,6 +16,9 @@ declare
   v_signals  jsonb;
   v_bad      text;
   v_bucket   integer;
+  v_buffered bigint;
+  v_bytes    bigint;
+  v_cap      bigint;
 begin
   perform trellis._check_name(p_name, 'signal');
   if p_signal_id is not null and (length(p_signal_id) = 0 or length(p_signal_id) > 512) then
@@ -56,6 +59,19 @@ begin
   if v_status in ('completed', 'failed', 'cancelled') then
     perform trellis._raise('TR004', format('run %s is %s; signals go to unfinished runs', p_run_id, v_status));
   end if;
+  -- What a run buffers is bounded: a claim hands the run all its unconsumed
+  -- signals as one value, and one PostgreSQL cannot build (over 256 MB)
+  -- would fail every claim that picks the run, and the other runs of that
+  -- claim with it. At most 10,000 signals and 16 times max_payload_bytes
+  -- (at most 64 MiB) of payloads wait for a run; the run lock above
+  -- serialises the senders.
+  select count(*), coalesce(sum(octet_length(g.payload::text)), 0) into v_buffered, v_bytes
+    from trellis.signals g where g.bucket = v_bucket and g.run_id = p_run_id and g.consumed_at is null;
+  v_cap := least(16::bigint * trellis._setting_int('max_payload_bytes', 1048576), 67108864);
+  if v_buffered >= 10000 or v_bytes + octet_length(coalesce(p_payload, 'null')::text) > v_cap then
+    perform trellis._raise('TR005', format('run %s already buffers %s unconsumed signals of %s bytes; a run buffers at most 10000 signals and %s bytes of payloads (16 x max_payload_bytes, at most 64 MiB) until its code consumes them',
+      p_run_id, v_buffered, v_bytes, v_cap));
+  end if;
   insert into trellis.signals (bucket, run_id, name, payload, signal_id, created_at)
   values (v_bucket, p_run_id, p_name, coalesce(p_payload, 'null'), p_signal_id, v_now)
   on conflict (bucket, run_id, signal_id) where signal_id is not null do nothing
@@ -71,4 +87,4 @@ begin
   return true;
 end $$;
 comment on function trellis.signal_send(uuid, text, jsonb, text) is
-  'Send signal p_name with p_payload to an unfinished run and wake it if waiting. Buffered until a wait consumes it. With p_signal_id, a repeat is ignored (returns false). TR001 a signal the run''s version does not declare, or a payload that does not match its shape; TR002 unknown run, TR004 finished run.';
+  'Send signal p_name with p_payload to an unfinished run and wake it if waiting. Buffered until a wait consumes it. With p_signal_id, a repeat is ignored (returns false). TR001 a signal the run''s version does not declare, or a payload that does not match its shape; TR002 unknown run, TR004 finished run; TR005 when the run already buffers 10,000 unconsumed signals or the payload would take its buffered payloads over 16 x max_payload_bytes (at most 64 MiB).';

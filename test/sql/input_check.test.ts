@@ -161,6 +161,37 @@ describe('signal checks in SQL', () => {
     assert.equal((await send(id, 'approved', { by: 'ada' }, 'mail-1'))[0].sent, true);
   });
 
+  it('bounds what a run buffers: TR005 past 10,000 unconsumed signals or 16 x max_payload_bytes of payloads, buffering nothing more', async () => {
+    // A claim hands a run all its unconsumed signals as one value: a flood
+    // past what PostgreSQL can build (256 MB) failed every claim that picked
+    // the run, and the other runs of those claims, for good.
+    const [{ id }] = await start('approval', {});
+    const kb = 'x'.repeat(1000);
+    const [{ before }] = await sql(`select value as before from trellis.settings where key = 'max_payload_bytes'`);
+    await sql(`select trellis.setting_set('max_payload_bytes', '1100')`);
+    try {
+      for (let i = 0; i < 17; i++) assert.equal((await send(id, 'poke', kb))[0].sent, true); // 17 x 1,002 bytes, of 17,600
+      await assert.rejects(send(id, 'poke', kb), (error: { code?: string; message?: string }) => {
+        assert.equal(error.code, 'TR005');
+        assert.match(error.message ?? '', /already buffers 17 unconsumed signals of 17034 bytes; a run buffers at most 10000 signals and 17600 bytes/);
+        return true;
+      });
+      assert.equal((await send(id, 'poke', 'small'))[0].sent, true, 'a payload that still fits is taken');
+      assert.equal(await signals(id), 18);
+      // Consumed signals do not count.
+      await sql(`update trellis.signals set consumed_at = now(), consumed_seq = 0 where run_id = $1`, [id]);
+      assert.equal((await send(id, 'poke', kb))[0].sent, true);
+    } finally {
+      await sql(`select trellis.setting_set('max_payload_bytes', $1)`, [JSON.stringify(before)]);
+    }
+    const [{ id: other }] = await start('approval', {});
+    await sql(`insert into trellis.signals (bucket, run_id, name, payload, created_at)
+               select r.bucket, r.id, 'poke', '1', now() from trellis.runs r, generate_series(1, 9999) where r.id = $1`, [other]);
+    assert.equal((await send(other, 'poke', 1))[0].sent, true);
+    await assert.rejects(send(other, 'poke', 1), { code: 'TR005' });
+    assert.equal(await signals(other), 10000);
+  });
+
   it('a version that declares no signals takes any signal, as before; null removes a declaration', async () => {
     await register([{ name: 'open', version: '1', signals: { ping: true } }]);
     const [{ id }] = await start('open', {});
