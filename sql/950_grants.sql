@@ -18,7 +18,9 @@
 --     token, or change trellis.runs directly.
 --   trellis_worker: the engine: EXECUTE on every function but the test
 --     kit's clock and setting_set, and SELECT/INSERT/UPDATE/DELETE on the
---     tables (the worker functions run with the caller's rights).
+--     tables (the worker functions run with the caller's rights) but the
+--     settings, the legal run transitions, the clock and the migration
+--     records, which it only reads.
 -- Grant them to the login roles of your applications:
 --   grant trellis_client to app_web; grant trellis_worker to app_worker;
 
@@ -152,7 +154,9 @@ begin
   if v_worker then
     execute 'grant usage on schema trellis to trellis_worker';
     execute 'grant select, insert, update, delete on all tables in schema trellis to trellis_worker';
-    execute 'revoke insert, update, delete on trellis.clock, trellis.migrations, trellis.schema_info from trellis_worker';
+    -- Settings change through setting_set and retention_set (the owner's),
+    -- and the legal transitions with the schema: the worker reads them.
+    execute 'revoke insert, update, delete, truncate on trellis.clock, trellis.migrations, trellis.schema_info, trellis.settings, trellis.run_transitions from trellis_worker';
     execute 'grant usage on all sequences in schema trellis to trellis_worker';
     for f in
       select p.oid::regprocedure from pg_proc p

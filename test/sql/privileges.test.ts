@@ -125,6 +125,13 @@ describe('privileges (sql/950_grants.sql)', () => {
     await denied(pool, 'select trellis.clock_use_virtual()');
     await denied(pool, `select trellis.clock_advance('1 hour')`);
     await denied(pool, `select trellis.setting_set('max_payload_bytes', '1')`);
+    // Nor around setting_set, with plain DML on the tables behind it.
+    await denied(pool, `update trellis.settings set value = '2147483647' where key = 'max_payload_bytes'`);
+    await denied(pool, `insert into trellis.settings (key, value) values ('max_lease_expiries', '0')`);
+    await denied(pool, `delete from trellis.settings`);
+    await denied(pool, `delete from trellis.run_transitions`);
+    await denied(pool, `insert into trellis.run_transitions (from_status, to_status, event, via) values ('completed', 'pending', 'revived', 'me')`);
+    assert.equal((await pool.query(`select count(*)::int as n from trellis.settings`)).rows[0].n > 0, true, 'it still reads them');
   });
 
   it('trellis_reader reads runs (not their lease tokens) and steps, and can change nothing', async () => {
