@@ -27,7 +27,7 @@ import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { deadlineOptions, toTime } from '../protocol/deadline.ts';
 import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
-import { assertName, assertRunId } from '../workflow/names.ts';
+import { assertName, assertRunId, nameOf } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
@@ -52,7 +52,7 @@ const rethrow = (error: unknown): never => {
 
 /** A workflow given by name (checked) or by definition. */
 function workflowName(workflow: string | WorkflowDefinition): string {
-  return typeof workflow === 'string' ? assertName(workflow, 'workflow') : workflow.name;
+  return nameOf(workflow, 'workflow');
 }
 
 /** An optional workflow option, as SQL takes it (null: none). */
@@ -198,12 +198,10 @@ export class Client {
     // Everything runs on the caller's transaction when there is one: a second
     // connection from the pool could wait forever on a pool full of them.
     const db = this.exec(options.tx);
-    let name: string;
+    let name = nameOf(workflow, 'workflow');
     if (typeof workflow === 'string') {
-      name = assertName(workflow, 'workflow');
       if (options.version !== undefined) sqlOptions.version = assertName(options.version, 'version');
     } else {
-      name = workflow.name;
       await validate(workflow.input, input, `input of ${workflow.name}`);
       sqlOptions.version = workflow.version;
       // Checked against the schema itself: SQL need not check its shape again.
@@ -279,7 +277,7 @@ export class Client {
     }
     if (runs.length === 0) return [];
     const db = this.exec(options.tx);
-    const name = typeof workflow === 'string' ? assertName(workflow, 'workflow') : workflow.name;
+    const name = nameOf(workflow, 'workflow');
     let version: string | undefined;
     if (typeof workflow === 'string') {
       if (options.version !== undefined) version = assertName(options.version, 'version');
@@ -332,7 +330,7 @@ export class Client {
   async signal<S extends SignalDefinition<any, any> | string>(
     run: RunRef, signal: S, payload: SignalPayload<S>, options: { id?: string; tx?: Executor } = {},
   ): Promise<boolean> {
-    const name = typeof signal === 'string' ? assertName(signal, 'signal') : signal.name;
+    const name = nameOf(signal, 'signal');
     if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${name}`);
     const db = this.exec(options.tx);
     const text = encodeJson(payload, `payload of signal ${name}`, await this.payloadLimit(db));
@@ -444,6 +442,9 @@ export class Client {
 
   private async resolve(run: RunRef, db: ReturnType<typeof toQueryable>): Promise<string> {
     if (typeof run === 'string') return assertRunId(run);
+    if (typeof run !== 'object' || run === null) {
+      throw new ValidationError(`a run is its id (a UUID) or { workflow, key }, not ${quoteValue(run)}`);
+    }
     const workflow = workflowName(run.workflow);
     const id = await runIdByKey(db, workflow, run.key);
     if (!id) throw new NotFoundError(`no run of ${workflow} with key ${quoteValue(run.key)}`);

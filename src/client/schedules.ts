@@ -14,7 +14,7 @@ import { parseCron } from '../workflow/cron.ts';
 import type { WorkflowDefinition, WorkflowInput } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { deadlineOptions } from '../protocol/deadline.ts';
-import { assertName } from '../workflow/names.ts';
+import { assertName, nameOf } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 
 export type { RoleRow } from '../db/roles.ts';
@@ -106,7 +106,7 @@ export class Schedules {
     }
     const cron = parseCron(options.cron, options.timeZone ?? 'UTC');
     const workflow = options.workflow as WorkflowDefinition | string;
-    const workflowName = typeof workflow === 'string' ? assertName(workflow, 'workflow') : workflow.name;
+    const workflowName = nameOf(workflow, 'workflow');
     const overlap = options.overlap ?? 'skip';
     if (!OVERLAP_POLICIES.includes(overlap)) {
       throw new ValidationError(`overlap must be one of ${OVERLAP_POLICIES.join(', ')}, not ${JSON.stringify(String(overlap).slice(0, 40))}`);

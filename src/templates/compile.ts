@@ -7,7 +7,7 @@
  * worker, after a crash) continues from the last one.
  */
 import { z } from 'zod';
-import { StepFailedError } from '../errors.ts';
+import { StepFailedError, ValidationError } from '../errors.ts';
 import type { StepContext, StepOptions, WorkflowContext } from '../workflow/context.ts';
 import { defineWorkflow, type WorkflowDefinition } from '../workflow/define.ts';
 import type { RetryPolicy } from '../workflow/retry.ts';
@@ -113,7 +113,7 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
   async function runEntry(ctx: WorkflowContext, definition: TemplateDefinition, version: number, entry: TemplateEntry,
     stepName: string, state: TemplateState, step: StepContext): Promise<{ state: TemplateState; end: boolean }> {
     const registered = registry.step(stepName);
-    if (!registered) throw new Error(`step ${stepName} is not registered in this worker`);
+    if (!registered) throw new ValidationError(`step ${stepName} is not registered in this worker`);
     const draft = structuredClone(state);
     const event: TemplateHookEvent = { template: name, version, runId: ctx.runId, state: draft, entry: entry.name };
     await runHooks(registry, definition, 'beforeStep', event, ctx.log);

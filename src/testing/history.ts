@@ -3,6 +3,7 @@
  * expected list, on the fields the expectation names, and fail with a diff
  * of the two lists.
  */
+import { ValidationError } from '../errors.ts';
 import { AssertionError } from 'node:assert/strict';
 import { inspect, isDeepStrictEqual } from 'node:util';
 import type { Step } from '../client/runs.ts';
@@ -48,7 +49,7 @@ const fieldsOf = (e: ExpectedStep) => FIELDS.filter((f) => Object.hasOwn(e, f));
 export function assertSteps(label: string, steps: readonly Step[], expected: readonly ExpectedStep[]): void {
   for (const e of expected) {
     const unknown = Object.keys(e).filter((k) => !(FIELDS as readonly string[]).includes(k));
-    if (unknown.length) throw new TypeError(`assertHistory: unknown field(s) ${unknown.join(', ')} (use ${FIELDS.join(', ')})`);
+    if (unknown.length) throw new ValidationError(`assertHistory: unknown field(s) ${unknown.join(', ')} (use ${FIELDS.join(', ')})`);
   }
   const named = FIELDS.filter((f) => expected.some((e) => Object.hasOwn(e, f)));
   const extra = named.length ? named : DEFAULT_FIELDS;

@@ -1,4 +1,5 @@
 /** `defineWorkflow`: a named, versioned async function of durable steps. */
+import { ValidationError } from '../errors.ts';
 import { toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from './names.ts';
 import { checkRetryPolicy, type RetryPolicy } from './retry.ts';
@@ -176,23 +177,23 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
   const version = assertName(options.version ?? '1', 'version');
   const queue = assertName(options.queue ?? 'default', 'queue');
   if (options.pauseAfter !== undefined && (!Number.isInteger(options.pauseAfter) || options.pauseAfter < 1)) {
-    throw new TypeError(`workflow ${options.name}: pauseAfter must be a positive integer`);
+    throw new ValidationError(`workflow ${options.name}: pauseAfter must be a positive integer`);
   }
   if (!options.input || typeof options.input['~standard']?.validate !== 'function') {
-    throw new TypeError(`workflow ${options.name}: input must be a zod (or Standard Schema) schema`);
+    throw new ValidationError(`workflow ${options.name}: input must be a zod (or Standard Schema) schema`);
   }
   if (options.signals !== undefined) {
     const names = new Set<string>();
     for (const signal of options.signals) {
-      if (signal?.kind !== 'trellis.signal') throw new TypeError(`workflow ${options.name}: signals must be defineSignal() definitions`);
-      if (names.has(signal.name)) throw new TypeError(`workflow ${options.name}: signal ${signal.name} is declared twice`);
+      if (signal?.kind !== 'trellis.signal') throw new ValidationError(`workflow ${options.name}: signals must be defineSignal() definitions`);
+      if (names.has(signal.name)) throw new ValidationError(`workflow ${options.name}: signal ${signal.name} is declared twice`);
       names.add(signal.name);
     }
   }
   declaredHooks(options.hooks);
   checkRetryPolicy(options.retry, `workflow ${options.name}: retry`);
   if (options.eventPayloads !== undefined && typeof options.eventPayloads !== 'boolean') {
-    throw new TypeError(`workflow ${options.name}: eventPayloads must be true or false`);
+    throw new ValidationError(`workflow ${options.name}: eventPayloads must be true or false`);
   }
   return Object.freeze({
     kind: 'trellis.workflow' as const,

@@ -3,6 +3,7 @@
  * is cancelled or is paused, delivered durably (at least once, with retries)
  * by any worker serving the workflow. See docs/events.md.
  */
+import { ValidationError } from '../errors.ts';
 import type { Queryable } from '../protocol/queryable.ts';
 import type { Duration } from '../protocol/duration.ts';
 import { durationIn } from '../protocol/option-bounds.ts';
@@ -90,7 +91,7 @@ export function declaredHooks(hooks: WorkflowHooks<any, any> | undefined): HookN
   checkRetryPolicy(hooks.retry, 'hooks.retry');
   return HOOK_NAMES.filter((name) => {
     const fn = hooks[name];
-    if (fn !== undefined && typeof fn !== 'function') throw new TypeError(`hooks.${name} must be a function`);
+    if (fn !== undefined && typeof fn !== 'function') throw new ValidationError(`hooks.${name} must be a function`);
     return fn !== undefined;
   });
 }

@@ -16,6 +16,22 @@ export function assertName(value: unknown, what: string): string {
   return value;
 }
 
+/**
+ * The name of a workflow or signal given by name (checked) or by its
+ * definition (an object with a `name`): ValidationError for anything else
+ * (undefined, a number), never a TypeError from reading its name.
+ *
+ * @example
+ * nameOf(onboard, 'workflow'); // 'onboard'
+ */
+export function nameOf(value: unknown, what: string): string {
+  if (typeof value === 'string') return assertName(value, what);
+  if (typeof value === 'object' && value !== null && typeof (value as { name?: unknown }).name === 'string') {
+    return assertName((value as { name: string }).name, what);
+  }
+  throw new ValidationError(`a ${what} is its definition or its name, not ${quoteValue(value)}`);
+}
+
 /** A run id: a UUID, any case. */
 export const UUID_PATTERN = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 

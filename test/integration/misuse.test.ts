@@ -77,4 +77,22 @@ describe('ctx misused', () => {
     assert.equal(row?.cancelRequestedAt ?? null, null);
     await fx.engine.client.cancel(run.id, 'done with it');
   });
+
+  it('a missing or malformed run, workflow or signal is a ValidationError from every client call, never a TypeError', async () => {
+    const { client } = fx.engine;
+    const run = await client.start(waiter, {});
+    for (const ref of [undefined, null, 42, {}, { workflow: 7, key: 'k' }]) {
+      await assert.rejects(client.signal(ref as never, 'go', 1), ValidationError, `signal to ${JSON.stringify(ref)}`);
+      await assert.rejects(client.cancel(ref as never), ValidationError, `cancel of ${JSON.stringify(ref)}`);
+      await assert.rejects(client.fork(ref as never), ValidationError, `fork of ${JSON.stringify(ref)}`);
+    }
+    for (const workflow of [undefined, null, 42, {}]) {
+      await assert.rejects(client.start(workflow as never, {}), ValidationError, `start of ${JSON.stringify(workflow)}`);
+      await assert.rejects(client.startMany(workflow as never, [{ input: {} }]), ValidationError, `startMany of ${JSON.stringify(workflow)}`);
+      await assert.rejects(client.schedules.set('s', { cron: '0 * * * *', workflow: workflow as never }), ValidationError);
+    }
+    for (const signal of [undefined, null, 42, {}]) await assert.rejects(client.signal(run.id, signal as never, 1 as never), ValidationError);
+    assert.equal((await client.get(run.id))?.cancelRequestedAt ?? null, null, 'nothing reached the run');
+    await client.cancel(run.id);
+  });
 });
