@@ -76,7 +76,7 @@ async function check(name: string, fn: () => Promise<void>): Promise<void> {
     console.log(`ok - ${name} (${Date.now() - started} ms)`);
   } catch (error) {
     failed++;
-    const e = error as { stdout?: string; stderr?: string; message?: string };
+    const e = error as { stdout?: string | undefined; stderr?: string | undefined; message?: string | undefined };
     console.log(`not ok - ${name}\n${[e.message, e.stdout, e.stderr].filter(Boolean).join('\n')}`);
   }
 }
@@ -236,6 +236,31 @@ try {
       deepStrictEqual(out, expected, `app printed ${JSON.stringify(out)}`);
     });
   }
+
+  // An application on zod 3 (the peer range admits 3.24+, which implement
+  // Standard Schema): it installs without --legacy-peer-deps, defines and
+  // validates with its zod 3 schemas through the main entry, and
+  // `trellis/models` refuses at import with a ConfigurationError naming zod 4.
+  await check('zod 3: installs, the main entry validates with zod 3 schemas, trellis/models says it needs zod 4', async () => {
+    const app = join(work, 'zod3');
+    await exec('mkdir', ['-p', app]);
+    await writeFile(join(app, 'package.json'), JSON.stringify({
+      name: 'scratch-zod3', private: true, type: 'module',
+      dependencies: { trellis: `file:${tarball}`, pg: COMBOS.at(-1)!.pg, kysely: COMBOS.at(-1)!.kysely, zod: '3.25.76' },
+    }, null, 2));
+    await exec('npm', ['install', '--no-audit', '--no-fund', '--loglevel=error'], { cwd: app, env, maxBuffer: 64 << 20 });
+    await writeFile(join(app, 'app.mjs'), `
+      import { z } from 'zod';
+      import { defineWorkflow, isTrellisError } from 'trellis';
+      const wf = defineWorkflow({ name: 'z3', input: z.object({ n: z.number() }) }, async (_ctx, { n }) => n);
+      const checked = await wf.input['~standard'].validate({ n: 'x' });
+      let models;
+      try { await import('trellis/models'); models = 'loaded'; } catch (error) { models = isTrellisError(error) ? error.code + ': ' + /needs zod 4/.test(error.message) : String(error); }
+      console.log(JSON.stringify({ name: wf.name, refused: Array.isArray(checked.issues), models }));
+    `);
+    const { stdout } = await exec(process.execPath, ['app.mjs'], { cwd: app, env, timeout: 60_000 });
+    deepStrictEqual(JSON.parse(stdout.trim()), { name: 'z3', refused: true, models: 'configuration: true' });
+  });
 } finally {
   await stopServer?.();
   await rm(work, { recursive: true, force: true });

@@ -27,7 +27,7 @@ export type ErrorCode = (typeof ERROR_CODES)[keyof typeof ERROR_CODES];
 
 export interface TrellisErrorOptions {
   cause?: unknown;
-  details?: Record<string, unknown>;
+  details?: Record<string, unknown> | undefined;
 }
 
 /**
@@ -180,7 +180,7 @@ export class HistoryLimitError extends TrellisError {
  */
 export class DatabaseError extends TrellisError {
   readonly retryable: boolean;
-  constructor(message: string, options?: TrellisErrorOptions & { retryable?: boolean }) {
+  constructor(message: string, options?: TrellisErrorOptions & { retryable?: boolean | undefined }) {
     super(ERROR_CODES.database, message, options);
     this.retryable = options?.retryable ?? false;
   }

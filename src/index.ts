@@ -15,15 +15,21 @@ export type { ConnectionTimeouts } from './db/connection.ts';
 export type { PreparedStatementsMode } from './db/prepared.ts';
 export { createWorker, Worker, type WorkerOptions } from './worker/worker.ts';
 export type { ChildOptions, Logger, RaceResult, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from './workflow/context.ts';
-export { type ActivityOptions, defineActivity, defineWorkflow, type WorkflowDefinition, type WorkflowInput, type WorkflowOptions, type WorkflowOutput } from './workflow/define.ts';
+export {
+  type ActivityOptions, defineActivity, defineWorkflow, type WorkflowDefinition, type WorkflowFn, type WorkflowInput, type WorkflowOptions, type WorkflowOutput,
+} from './workflow/define.ts';
 export { type Duration, type DurationTerm, type DurationUnit, toMs } from './protocol/duration.ts';
 export { childLogger, consoleLogger, type LogFields, type LogFn, type LogLevel, loggerFrom, type LoggerFromOptions, silentLogger } from './protocol/logger.ts';
 export { NAME_PATTERN } from './workflow/names.ts';
 export type { RetryPolicy } from './workflow/retry.ts';
-export type { StandardSchemaV1 } from './workflow/standard-schema.ts';
+export type { InferInput, InferOutput, StandardSchemaV1 } from './workflow/standard-schema.ts';
 export { defineSignal, type SignalDefinition, type SignalPayload, type SignalResult } from './workflow/signal.ts';
 export { EventConsumer, type ConsumerOptions, type EventsOptions } from './client/events.ts';
-export { EVENT_KINDS, type EventFilter, type EventKind, type RunEvent } from './db/events.ts';
+export {
+  type ConsumerRow, EVENT_KINDS, type EventFilter, type EventKind, type HookDelivery, type HookFilter, type HookStatus, type RunEvent,
+} from './db/events.ts';
+export type { Consumers, Hooks } from './client/outbox.ts';
+export type { HandoffSource } from './protocol/local-handoff.ts';
 export { HOOK_NAMES, type HookContext, type HookEvent, type HookName, type WorkflowHooks } from './workflow/hooks.ts';
 export type { HookDeliveryOptions } from './worker/hooks/loop.ts';
 export { EndRunCancelled, type HookRunInfo, type HookStepInfo, ParkRunRequest, type WorkflowInterceptors } from './workflow/run-control.ts';

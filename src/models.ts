@@ -7,6 +7,7 @@
  * optional peer dependency that only this entry needs (the core takes any
  * Standard Schema). The run controls stay in the main entry too.
  */
+import './models-requires-zod4.ts';
 export { type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector, type RunConnectorOptions } from './connectors/connector.ts';
 export { outboxConnector, type OutboxConnectorOptions, type OutboxEventPayload } from './connectors/outbox-connector.ts';
 export { tableConnector, type TableConnectorOptions } from './connectors/table-connector.ts';
@@ -18,7 +19,7 @@ export {
 export { defineStateMachine, type StateMachine, StateMachineBuilder, type StateMachineOptions, type StatusSchema } from './state-machine/define.ts';
 export { machineDiagram, type MermaidDirection, type RecordedCall, runPathDiagram } from './state-machine/diagram.ts';
 export type {
-  CallbackHandler, HandlerResult, MachineHookEvent, MachineHookSink, MachineOutcome, MachineRun, StepHandler, TimeoutHandler, TimeoutWhen,
+  CallbackHandler, HandlerResult, MachineHookEvent, MachineHookSink, MachineNode, MachineOutcome, MachineRun, StepHandler, TimeoutHandler, TimeoutWhen,
 } from './state-machine/types.ts';
 export { connectTemplates, TemplateClient } from './templates/client.ts';
 export { type TemplateInput, type TemplateOutput, templateWorkflow } from './templates/compile.ts';

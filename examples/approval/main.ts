@@ -71,7 +71,7 @@ try {
   try {
     await env.pool.query(`select trellis.signal_send($1, 'expense-decision', '{"approved": "yes", "by": "grace"}')`, [first.id]);
   } catch (error) {
-    console.log(`from SQL: ${(error as { code?: string }).code} ${(error as Error).message}`);
+    console.log(`from SQL: ${(error as { code?: string | undefined }).code} ${(error as Error).message}`);
   }
   // Address the run by (workflow, key), as a mail handler that only knows the expense id would.
   const ref = { workflow: expenseApproval, key: 'exp-1001' };

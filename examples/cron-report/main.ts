@@ -72,7 +72,7 @@ try {
   try {
     await pool.query(`select trellis.role_check('report-mailer', $1)`, [Number(firstToken) - 1]);
   } catch (error) {
-    console.log(`stale token refused: ${(error as { code?: string }).code}`);
+    console.log(`stale token refused: ${(error as { code?: string | undefined }).code}`);
   }
 
   // 4. The roles, as `select * from trellis.roles` shows them.

@@ -191,7 +191,7 @@ async function demo(): Promise<number> {
       headers: { 'content-type': 'application/json' },
       body: JSON.stringify({ orderId: 'order-1001', amount: 42.5 }),
     });
-    const started = (await post.json()) as { runId?: string };
+    const started = (await post.json()) as { runId?: string | undefined };
     console.log(`POST /orders -> ${post.status} ${JSON.stringify(started)}`);
     if (post.status !== 202 || !started.runId) return 1;
 
@@ -201,7 +201,7 @@ async function demo(): Promise<number> {
     const deadline = Date.now() + 10_000;
     for (;;) {
       const get = await fetch(`${base}/runs/${started.runId}`);
-      const run = (await get.json()) as { status?: string };
+      const run = (await get.json()) as { status?: string | undefined };
       if (run.status === 'completed' || run.status === 'failed' || Date.now() > deadline) {
         console.log(`GET /runs/${started.runId} -> ${get.status} ${JSON.stringify(run)}`);
         const { handedOff, claimed } = service.counts();

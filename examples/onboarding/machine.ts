@@ -35,13 +35,13 @@ export const onboarding = defineStateMachine({ name: 'onboarding', status: Statu
     return 'emailed';
   }, 'emailed')
   // The link in the mail calls back with the code it carries.
-  .callback('emailed', (run, payload) => ((payload as { code?: string }).code === run.object.code ? 'verified' : run.skip()), 'verified')
+  .callback('emailed', (run, payload) => ((payload as { code?: string | undefined }).code === run.object.code ? 'verified' : run.skip()), 'verified')
   .timeout('emailed', { after: '2 days' }, (run) => {
     mail(run.object.email, 'reminder');
     run.object.mails.push('reminder');
     return 'reminded';
   }, 'reminded')
-  .callback('reminded', (run, payload) => ((payload as { code?: string }).code === run.object.code ? 'verified' : run.skip()), 'verified')
+  .callback('reminded', (run, payload) => ((payload as { code?: string | undefined }).code === run.object.code ? 'verified' : run.skip()), 'verified')
   // A week after sign-up, whenever the reminder went out.
   .timeout('reminded', { at: (run) => new Date(Date.parse(run.object.signedUpAt) + 7 * 86_400_000) }, () => 'abandoned', 'abandoned')
   .step('verified', (run) => {

@@ -85,7 +85,7 @@ try {
   for (const [name, run] of [['ord-1', good], ['ord-2', bad]] as const) {
     console.log(`history of ${name} (${(await client.get(run.id))?.status}):`);
     for (const s of await client.history(run.id)) {
-      const detail = s.status === 'failed' ? (s.error as { message?: string }).message : JSON.stringify(s.output);
+      const detail = s.status === 'failed' ? (s.error as { message?: string | undefined }).message : JSON.stringify(s.output);
       console.log(`  ${s.seq} ${s.name}: ${s.status} ${detail}`);
     }
   }

@@ -113,7 +113,7 @@ async function demo(db: pg.Pool, listener: pg.Client, url: string): Promise<void
   try {
     await db.query(`select trellis.run_start('no-such-workflow', '{}')`);
   } catch (error) {
-    const e = error as { code?: string; message?: string };
+    const e = error as { code?: string | undefined; message?: string | undefined };
     console.log(`unknown workflow: ${e.code} ${e.message}`);
   }
 
@@ -123,7 +123,7 @@ async function demo(db: pg.Pool, listener: pg.Client, url: string): Promise<void
   try {
     await db.query(`select trellis.run_start('greet', '{"name": 42}')`);
   } catch (error) {
-    const e = error as { code?: string; message?: string };
+    const e = error as { code?: string | undefined; message?: string | undefined };
     console.log(`bad input: ${e.code} ${e.message}`);
   }
   const { rows: why } = await db.query(`select trellis.workflow_input_error('greet', '{}') as reason`);

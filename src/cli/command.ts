@@ -10,10 +10,10 @@ import type { Io } from './io.ts';
 
 export interface OptionSpec {
   type: 'string' | 'boolean';
-  short?: string;
-  multiple?: boolean;
+  short?: string | undefined;
+  multiple?: boolean | undefined;
   /** The value's name in the help (`--limit N`). */
-  value?: string;
+  value?: string | undefined;
   description: string;
 }
 
@@ -31,14 +31,14 @@ export interface Command {
   /** One line for `trellis --help`. */
   summary: string;
   /** Positional arguments, as the usage line shows them (`<run>`, `[input]`). */
-  args?: string;
+  args?: string | undefined;
   /** Paragraphs printed under the usage line of `trellis <name> --help`. */
-  description?: string;
-  options?: Record<string, OptionSpec>;
+  description?: string | undefined;
+  options?: Record<string, OptionSpec> | undefined;
   /** Needs a database (adds --database-url; default true). */
-  database?: boolean;
+  database?: boolean | undefined;
   /** Least and most positional arguments (default 0 and 0). */
-  positionals?: [min: number, max: number];
+  positionals?: [min: number, max: number] | undefined;
   run(ctx: CommandContext): Promise<number | void>;
 }
 

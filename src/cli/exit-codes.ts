@@ -34,7 +34,7 @@ const SOCKET_CALLS = new Set(['connect', 'getaddrinfo', 'read', 'write']);
 
 /** Anything that has the shape of an unreachable database: a socket error or a connection-level SQLSTATE, maybe as a cause. */
 function unavailable(error: unknown): boolean {
-  for (let e = error as { code?: unknown; syscall?: unknown; cause?: unknown; details?: { sqlstate?: unknown; code?: unknown }; message?: unknown } | undefined, depth = 0;
+  for (let e = error as { code?: unknown; syscall?: unknown; cause?: unknown; details?: { sqlstate?: unknown; code?: unknown } | undefined; message?: unknown } | undefined, depth = 0;
     e && depth < 5; e = e.cause as typeof e, depth++) {
     const code = e.details?.sqlstate ?? e.details?.code ?? e.code;
     if (typeof code === 'string' && UNAVAILABLE.test(code)) return true;

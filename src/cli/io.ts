@@ -75,7 +75,7 @@ export function captureIo(env: NodeJS.ProcessEnv = process.env): Io & { stdout: 
  */
 export function flush(stream: NodeJS.WritableStream): Promise<void> {
   return new Promise((resolve) => {
-    if ((stream as { destroyed?: boolean }).destroyed) return resolve();
+    if ((stream as { destroyed?: boolean | undefined }).destroyed) return resolve();
     stream.write('', () => resolve());
   });
 }

@@ -61,7 +61,7 @@ export async function importModule(module: string, cwd = process.cwd()): Promise
   try {
     return await import(url);
   } catch (error) {
-    const code = (error as { code?: string }).code;
+    const code = (error as { code?: string | undefined }).code;
     if (code === 'ERR_UNSUPPORTED_DIR_IMPORT' || (code === 'ERR_UNKNOWN_FILE_EXTENSION' && !TS.has(extname(path)))) {
       throw new UsageError(`${quote(module)} is not a JavaScript or TypeScript module`);
     }

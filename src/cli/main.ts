@@ -53,7 +53,7 @@ function usageMessage(error: unknown): string {
 
 export interface MainOptions {
   /** Resolves when the process is asked to stop (SIGINT, SIGTERM); listening starts at the first call. */
-  interrupted?: () => Promise<string>;
+  interrupted?: (() => Promise<string>) | undefined;
 }
 
 /**

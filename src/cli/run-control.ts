@@ -25,7 +25,7 @@ export function controlCommand(o: {
   name: string;
   summary: string;
   description: string;
-  reason?: boolean;
+  reason?: boolean | undefined;
   act(client: Client, run: RunRef, reason: string | undefined): Promise<RunState>;
 }): Command {
   return {

@@ -33,7 +33,7 @@ export interface RunDetails {
  * @example
  * const { run, steps, children, signals } = await runDetails(client, id);
  */
-export async function runDetails(client: Client, id: string, o: { signals?: boolean } = {}): Promise<RunDetails> {
+export async function runDetails(client: Client, id: string, o: { signals?: boolean | undefined } = {}): Promise<RunDetails> {
   const run = await client.get(id);
   if (!run) throw new NotFoundError(`run ${id} does not exist`);
   const [steps, children, signals] = await Promise.all([

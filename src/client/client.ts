@@ -267,9 +267,9 @@ export class Client {
    * const handles = await client.startMany(onboard, emails.map((email) => ({ input: { email }, key: `onboard-${email}` })));
    * console.log(handles.length, 'started');
    */
-  async startMany<W extends WorkflowDefinition>(workflow: W, runs: readonly StartManyItem<WorkflowInput<W>>[], options?: { tx?: Executor }): Promise<RunHandle<WorkflowOutput<W>>[]>;
-  async startMany(workflow: string, runs: readonly StartManyItem<unknown>[], options?: { tx?: Executor; version?: string }): Promise<RunHandle<unknown>[]>;
-  async startMany(workflow: WorkflowDefinition | string, runs: readonly StartManyItem<unknown>[], options: { tx?: Executor; version?: string } = {}): Promise<RunHandle<unknown>[]> {
+  async startMany<W extends WorkflowDefinition>(workflow: W, runs: readonly StartManyItem<WorkflowInput<W>>[], options?: { tx?: Executor | undefined }): Promise<RunHandle<WorkflowOutput<W>>[]>;
+  async startMany(workflow: string, runs: readonly StartManyItem<unknown>[], options?: { tx?: Executor | undefined; version?: string | undefined }): Promise<RunHandle<unknown>[]>;
+  async startMany(workflow: WorkflowDefinition | string, runs: readonly StartManyItem<unknown>[], options: { tx?: Executor | undefined; version?: string | undefined } = {}): Promise<RunHandle<unknown>[]> {
     if (!Array.isArray(runs)) throw new ValidationError('startMany takes an array of runs ({ input, ...options })');
     if (runs.length > 1000) throw new ValidationError(`startMany takes at most 1000 runs a call, not ${runs.length}`);
     for (const name in options) {
@@ -328,7 +328,7 @@ export class Client {
    * await client.signal({ workflow: approval, key: 'order-7' }, approved, { by: 'ada' }, { id: 'mail-123' });
    */
   async signal<S extends SignalDefinition<any, any> | string>(
-    run: RunRef, signal: S, payload: SignalPayload<S>, options: { id?: string; tx?: Executor } = {},
+    run: RunRef, signal: S, payload: SignalPayload<S>, options: { id?: string | undefined; tx?: Executor | undefined } = {},
   ): Promise<boolean> {
     const name = nameOf(signal, 'signal');
     if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${name}`);
@@ -476,7 +476,7 @@ export class Client {
    * await client.setRetention('7 years', { workflow: 'invoice' });   // kept longer
    * await client.setRetention('1 hour', { workflow: healthCheck });   // kept shorter
    */
-  async setRetention(keep: Duration | null, options: { workflow?: string | WorkflowDefinition } = {}): Promise<void> {
+  async setRetention(keep: Duration | null, options: { workflow?: string | WorkflowDefinition | undefined } = {}): Promise<void> {
     const ms = keep === null ? null : toMs(keep, 'retention');
     if (ms !== null && ms < 1000) throw new ValidationError('retention must be at least 1s');
     await retentionSet(this.exec(), ms, optionalWorkflow(options.workflow));
@@ -490,7 +490,7 @@ export class Client {
    * @example
    * const ms = await client.retention({ workflow: 'invoice' });
    */
-  async retention(options: { workflow?: string | WorkflowDefinition } = {}): Promise<number | null> {
+  async retention(options: { workflow?: string | WorkflowDefinition | undefined } = {}): Promise<number | null> {
     return retentionGet(this.exec(), optionalWorkflow(options.workflow));
   }
 
@@ -502,7 +502,7 @@ export class Client {
    * @example
    * while ((await client.purge({ olderThan: '7 days', workflow: 'report' })) > 0);
    */
-  async purge(options: { olderThan: Duration; limit?: number; workflow?: string | WorkflowDefinition; tx?: Executor }): Promise<number> {
+  async purge(options: { olderThan: Duration; limit?: number | undefined; workflow?: string | WorkflowDefinition | undefined; tx?: Executor | undefined }): Promise<number> {
     const limit = options.limit ?? 1000;
     if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('purge limit must be an integer from 1 to 100000');
     const workflow = optionalWorkflow(options.workflow);
@@ -714,7 +714,7 @@ export class Client {
    * const run = await client.start(fulfil, { orderId: 'o-17' });
    * const url = await client.waitForValue<string>(run.id, 'payment-url', { timeout: '10s' });
    */
-  async waitForValue<T = unknown>(runId: string, key: string, options: { timeout?: Duration } = {}): Promise<T> {
+  async waitForValue<T = unknown>(runId: string, key: string, options: { timeout?: Duration | undefined } = {}): Promise<T> {
     assertRunId(runId);
     assertName(key, 'value');
     const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
@@ -807,7 +807,7 @@ export class Client {
    * @example
    * const output = await client.result<string>(runId, { timeout: '1 minute' });
    */
-  async result<O = unknown>(runId: string, options: { timeout?: Duration } = {}): Promise<O> {
+  async result<O = unknown>(runId: string, options: { timeout?: Duration | undefined } = {}): Promise<O> {
     assertRunId(runId);
     const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
     return this.results.wait<O>(runId, timeoutMs);

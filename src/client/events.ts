@@ -19,9 +19,9 @@ import { assertName } from '../workflow/names.ts';
  */
 export interface EventsOptions extends EventFilter {
   /** Resume after this cursor (an event's `cursor`); default: from the oldest event kept. */
-  after?: string;
+  after?: string | undefined;
   /** Events per read (1-10000, default 100). */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /**
    * Keep waiting for new events when caught up (default true); false ends the
    * iteration there. While following, a read that fails with a transient
@@ -29,11 +29,11 @@ export interface EventsOptions extends EventFilter {
    * capped backoff (50 ms to 1 s) from the same cursor, so the iteration
    * outlives it; without following, the third failure in a row is thrown.
    */
-  follow?: boolean;
+  follow?: boolean | undefined;
   /** How often a caught-up reader reads again (default 500 ms). */
-  pollInterval?: Duration;
+  pollInterval?: Duration | undefined;
   /** Ends the iteration. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
 }
 
 function checkBatch(size: number | undefined): number {
@@ -108,7 +108,7 @@ export function readEvents(db: Queryable, options: EventsOptions = {}, log?: Log
  */
 export interface ConsumerOptions extends EventFilter {
   /** Where a new consumer starts: 'start' (default: every event kept), 'now', or a cursor. An existing one keeps its position. */
-  from?: 'start' | 'now' | string;
+  from?: 'start' | 'now' | string | undefined;
 }
 
 /**

@@ -26,14 +26,14 @@ export interface ClientOptions extends ConnectionTimeouts {
    * @example
    * const client = createClient({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL }) });
    */
-  pool?: Pool;
+  pool?: Pool | undefined;
   /**
    * A connection string for a pool of the client's own, closed by `close()`.
    *
    * @example
    * const client = createClient({ connectionString: 'postgres://app@db/app' });
    */
-  connectionString?: string;
+  connectionString?: string | undefined;
   /**
    * A pool (or a connection string for a pool of the client's own, closed
    * by `close()`) on a streaming standby of the primary, for reads: `list`,
@@ -48,14 +48,14 @@ export interface ClientOptions extends ConnectionTimeouts {
    * @example
    * const client = createClient({ connectionString: 'postgres://app@primary/app', readPool: 'postgres://app@standby/app' });
    */
-  readPool?: Pool | string;
+  readPool?: Pool | string | undefined;
   /**
    * Where the client logs (default: the console, warnings and errors).
    *
    * @example
    * const client = createClient({ pool, logger: silentLogger });
    */
-  logger?: Logger;
+  logger?: Logger | undefined;
   /**
    * Where the LISTEN connection of `result()` goes, when not where the pool
    * goes: a direct connection string to PostgreSQL, for a pool through
@@ -64,7 +64,7 @@ export interface ClientOptions extends ConnectionTimeouts {
    * @example
    * const client = createClient({ connectionString: 'postgres://app@pgbouncer:6432/app', listenUrl: 'postgres://app@db:5432/app' });
    */
-  listenUrl?: string;
+  listenUrl?: string | undefined;
   /**
    * Run the hot statements (starts, signals, result reads) as named
    * prepared statements, planned once per connection. `'auto'` (default):
@@ -77,14 +77,14 @@ export interface ClientOptions extends ConnectionTimeouts {
    * @example
    * const client = createClient({ pool, preparedStatements: false }); // behind PgBouncer 1.20
    */
-  preparedStatements?: boolean | 'auto';
+  preparedStatements?: boolean | 'auto' | undefined;
   /**
    * Safety-net poll of `result()` in case a NOTIFY is missed (default 5s).
    *
    * @example
    * const client = createClient({ pool, resultPollInterval: '1s' });
    */
-  resultPollInterval?: Duration;
+  resultPollInterval?: Duration | undefined;
   /**
    * Hand a started run straight to a worker in this process that joined this
    * client (`createWorker({ client })`) and serves its workflow, version and queue, when that worker
@@ -99,7 +99,7 @@ export interface ClientOptions extends ConnectionTimeouts {
    * @example
    * const client = createClient({ pool, handoff: false }); // every start goes through the queue
    */
-  handoff?: boolean;
+  handoff?: boolean | undefined;
   /**
    * Carry the caller's OpenTelemetry trace context into the runs it starts
    * (needs the optional package @opentelemetry/api; off by default): the
@@ -109,7 +109,7 @@ export interface ClientOptions extends ConnectionTimeouts {
    * @example
    * const client = createClient({ pool, tracing: true });
    */
-  tracing?: TracingOption;
+  tracing?: TracingOption | undefined;
 }
 
 /**
@@ -125,14 +125,14 @@ export interface StartOptions {
    * @example
    * await client.start(onboard, { email: 'ada@example.com' }, { key: 'onboard-ada' });
    */
-  key?: string;
+  key?: string | undefined;
   /**
    * The queue to run on (default: the workflow's `queue`, else `'default'`).
    *
    * @example
    * await client.start(onboard, { email: 'ada@example.com' }, { queue: 'bulk' });
    */
-  queue?: string;
+  queue?: string | undefined;
   /**
    * The run's flow-control group in its queue (1-200 characters, e.g. a
    * tenant id): `keyConcurrency` of the queue limits running runs per key,
@@ -141,14 +141,14 @@ export interface StartOptions {
    * @example
    * await client.start(onboard, { email: 'ada@example.com' }, { queue: 'mail', concurrencyKey: 'tenant-42' });
    */
-  concurrencyKey?: string;
+  concurrencyKey?: string | undefined;
   /**
    * Higher runs first (default 0).
    *
    * @example
    * await client.start(onboard, { email: 'vip@example.com' }, { priority: 10 });
    */
-  priority?: number;
+  priority?: number | undefined;
   /**
    * Do not start before this time (a Date or an ISO timestamp). Kept through
    * `pause` and `resume`.
@@ -156,7 +156,7 @@ export interface StartOptions {
    * @example
    * await client.start(onboard, { email: 'ada@example.com' }, { runAt: new Date(Date.now() + 3_600_000) });
    */
-  runAt?: Date | string;
+  runAt?: Date | string | undefined;
   /**
    * Cancel the run (and its children started with `onParentCancel:
    * 'cancel'`) if it has not finished by this time (a Date or an ISO
@@ -169,7 +169,7 @@ export interface StartOptions {
    * @example
    * await client.start(onboard, { email: 'ada@example.com' }, { deadline: new Date('2027-01-31T17:00:00Z') });
    */
-  deadline?: Date | string;
+  deadline?: Date | string | undefined;
   /**
    * The run's deadline as a duration from its start: its `runAt`, or now
    * when there is none or it is past (`{ timeLimit: '15 minutes' }`). Not
@@ -178,21 +178,21 @@ export interface StartOptions {
    * @example
    * await client.start(onboard, { email: 'ada@example.com' }, { timeLimit: '1 hour' });
    */
-  timeLimit?: Duration;
+  timeLimit?: Duration | undefined;
   /**
    * Free-form JSON stored with the run and handed to the code as `ctx.metadata`.
    *
    * @example
    * await client.start(onboard, { email: 'ada@example.com' }, { metadata: { requestId: 'req-42' } });
    */
-  metadata?: Record<string, unknown>;
+  metadata?: Record<string, unknown> | undefined;
   /**
    * Only for starts by name: pin this version (default: the newest registered).
    *
    * @example
    * await client.start('onboard', { email: 'ada@example.com' }, { version: '2' });
    */
-  version?: string;
+  version?: string | undefined;
   /**
    * The caller's transaction: a pg client (or pool), or a Kysely instance or
    * transaction. The start commits or rolls back with it.
@@ -204,7 +204,7 @@ export interface StartOptions {
    * await c.query('commit');
    * c.release();
    */
-  tx?: Executor;
+  tx?: Executor | undefined;
 }
 
 /**
@@ -229,7 +229,7 @@ export interface ForkOptions extends StartOptions {
    * them) to run again from: the original's settled calls before it keep
    * their results in the fork. Default 0: none, the whole run again.
    */
-  fromCall?: number;
+  fromCall?: number | undefined;
 }
 
 /**
@@ -250,7 +250,7 @@ export interface RunHandle<O> {
    * @example
    * const output = await run.result({ timeout: '30s' });
    */
-  result(options?: { timeout?: Duration }): Promise<O>;
+  result(options?: { timeout?: Duration | undefined }): Promise<O>;
 }
 
 /**
@@ -268,49 +268,49 @@ export interface ListFilter {
    * @example
    * await client.list({ workflow: 'onboard' });
    */
-  workflow?: string;
+  workflow?: string | undefined;
   /**
    * Runs in this status, or in any of these.
    *
    * @example
    * await client.list({ status: ['pending', 'running'] });
    */
-  status?: RunState | readonly RunState[];
+  status?: RunState | readonly RunState[] | undefined;
   /**
    * Runs on this queue.
    *
    * @example
    * await client.list({ queue: 'bulk', status: 'pending' });
    */
-  queue?: string;
+  queue?: string | undefined;
   /**
    * The run started with this key.
    *
    * @example
    * await client.list({ workflow: 'onboard', key: 'onboard-ada' });
    */
-  key?: string;
+  key?: string | undefined;
   /**
    * Runs created at or after this time.
    *
    * @example
    * await client.list({ createdAfter: new Date(Date.now() - 86_400_000) });
    */
-  createdAfter?: Date;
+  createdAfter?: Date | undefined;
   /**
    * Runs created before this time.
    *
    * @example
    * await client.list({ createdBefore: new Date('2030-01-01') });
    */
-  createdBefore?: Date;
+  createdBefore?: Date | undefined;
   /**
    * Page size (default 50, at most 1000).
    *
    * @example
    * await client.list({ limit: 500 });
    */
-  limit?: number;
+  limit?: number | undefined;
   /**
    * `nextCursor` of the previous page (with the same filters): the next
    * page starts after the last run of that one, by (creation time, id).
@@ -319,7 +319,7 @@ export interface ListFilter {
    * const first = await client.list({ limit: 10 });
    * if (first.nextCursor) await client.list({ limit: 10, cursor: first.nextCursor });
    */
-  cursor?: string;
+  cursor?: string | undefined;
 }
 
 /** A run by id, or by the (workflow, key) it was started with. */

@@ -17,15 +17,15 @@ import { type Duration, toMs } from '../protocol/duration.ts';
  */
 export interface QueueOptions {
   /** At most this many runs of the queue running (leased) at once, across all workers. */
-  concurrency?: number | null;
+  concurrency?: number | null | undefined;
   /** At most this many running runs per `concurrencyKey` (a start option, e.g. a tenant id). */
-  keyConcurrency?: number | null;
+  keyConcurrency?: number | null | undefined;
   /** At most `limit` claims (executions begun) per fixed window of `period`, across all workers. */
-  rate?: { limit: number; period: Duration } | null;
+  rate?: { limit: number; period: Duration } | null | undefined;
   /** Rotate claims across concurrency keys even without other limits (`null`: false, the default). */
-  fair?: boolean | null;
+  fair?: boolean | null | undefined;
   /** No claims while true (see `pauseQueue`; `null`: false, the default). */
-  paused?: boolean | null;
+  paused?: boolean | null | undefined;
 }
 
 /**

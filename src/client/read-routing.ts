@@ -45,7 +45,7 @@ export interface ReadOptions {
    * @example
    * const { runs } = await client.list({ status: 'failed', consistency: 'primary' });
    */
-  consistency?: Consistency;
+  consistency?: Consistency | undefined;
 }
 
 /** One side of the routing: a pool as engine statements and as Kysely use it. */

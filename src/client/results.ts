@@ -238,7 +238,7 @@ export class ResultWaiter {
       if (!run) return { error: new NotFoundError(`run ${runId} does not exist`) };
       if (run.status === 'completed') return { value: run.output as O };
       if (run.status === 'failed') {
-        const e = run.error as { message?: string } | null;
+        const e = run.error as { message?: string | undefined } | null;
         return { error: new WorkflowFailedError(`run ${runId} failed: ${e?.message ?? 'unknown error'}`, { details: { error: run.error } }) };
       }
       if (run.status === 'cancelled') return { error: new CancelledError(`run ${runId} was cancelled`, { details: { error: run.error } }) };

@@ -44,10 +44,10 @@ export interface ScheduleOptions<W extends WorkflowDefinition | string = Workflo
   /** 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; `@daily` and the like. */
   cron: string;
   /** IANA time zone the cron is read in (default UTC). */
-  timeZone?: string;
+  timeZone?: string | undefined;
   /** The workflow each tick starts (a definition is registered, and the input checked with its schema). */
   workflow: W;
-  input?: W extends WorkflowDefinition ? WorkflowInput<W> : unknown;
+  input?: (W extends WorkflowDefinition ? WorkflowInput<W> : unknown) | undefined;
   /**
    * A tick while the last run is unfinished (default `skip`): `skip` it,
    * `allow` a second run, `bufferOne` (start one tick when the last run
@@ -56,24 +56,24 @@ export interface ScheduleOptions<W extends WorkflowDefinition | string = Workflo
    * overlap one another: the policy is judged once, against the last run
    * from before the catch-up.
    */
-  overlap?: OverlapPolicy;
+  overlap?: OverlapPolicy | undefined;
   /**
    * Ticks missed while no worker ticked (downtime): 0 (default) starts only
    * the latest of them; N starts up to N of the missed ticks too, oldest
    * first (at most 1000).
    */
-  catchUp?: number;
+  catchUp?: number | undefined;
   /** Each tick's run starts up to this much after the tick (a fixed fraction per tick; at most 1 day). */
-  jitter?: Duration;
+  jitter?: Duration | undefined;
   /**
    * Each tick's run is cancelled if it has not finished this long after it
    * started (its deadline: docs/workflows.md#deadlines). None by default.
    */
-  timeLimit?: Duration;
+  timeLimit?: Duration | undefined;
   /** No tick after this. */
-  endsAt?: Date;
+  endsAt?: Date | undefined;
   /** Create it paused (or pause it on update). */
-  paused?: boolean;
+  paused?: boolean | undefined;
 }
 
 /**
@@ -96,7 +96,7 @@ export class Schedules {
    * @example
    * await client.schedules.set('hourly-sync', { cron: '0 * * * *', workflow: 'sync', overlap: 'bufferOne', catchUp: 3 });
    */
-  async set<W extends WorkflowDefinition | string>(name: string, options: ScheduleOptions<W>, { tx }: { tx?: Executor } = {}): Promise<ScheduleRow> {
+  async set<W extends WorkflowDefinition | string>(name: string, options: ScheduleOptions<W>, { tx }: { tx?: Executor | undefined } = {}): Promise<ScheduleRow> {
     const db = tx === undefined ? this.db : toQueryable(tx);
     assertName(name, 'schedule');
     if (typeof options !== 'object' || options === null) throw new ValidationError('schedule options must be an object');
@@ -144,17 +144,17 @@ export class Schedules {
   }
 
   /** Stop firing until `resume` (ticks meanwhile are skipped). NotFoundError if unknown. @example await client.schedules.pause('daily-report'); */
-  pause(name: string, { tx }: { tx?: Executor } = {}): Promise<ScheduleRow> {
+  pause(name: string, { tx }: { tx?: Executor | undefined } = {}): Promise<ScheduleRow> {
     return scheduleControl(tx === undefined ? this.db : toQueryable(tx), 'pause', assertName(name, 'schedule'));
   }
 
   /** Fire again from the next tick after now. NotFoundError if unknown. @example await client.schedules.resume('daily-report'); */
-  resume(name: string, { tx }: { tx?: Executor } = {}): Promise<ScheduleRow> {
+  resume(name: string, { tx }: { tx?: Executor | undefined } = {}): Promise<ScheduleRow> {
     return scheduleControl(tx === undefined ? this.db : toQueryable(tx), 'resume', assertName(name, 'schedule'));
   }
 
   /** Delete it (its runs stay); false if there was none. @example await client.schedules.delete('daily-report', { tx: pgClient }); */
-  delete(name: string, { tx }: { tx?: Executor } = {}): Promise<boolean> {
+  delete(name: string, { tx }: { tx?: Executor | undefined } = {}): Promise<boolean> {
     return scheduleDelete(tx === undefined ? this.db : toQueryable(tx), assertName(name, 'schedule'));
   }
 

@@ -78,13 +78,13 @@ export interface RunConnectorOptions {
   /** Handles one event in the batch's transaction; what it returns (or resolves to) is ignored. */
   handle: (event: ConnectorEvent, ctx: ConnectorContext) => Promise<unknown> | unknown;
   /** Events per batch (default 100). */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** Pause between polls when a batch came back empty (default 1s). */
-  pollInterval?: Duration;
+  pollInterval?: Duration | undefined;
   /** Stops the loop. */
-  signal?: AbortSignal;
+  signal?: AbortSignal | undefined;
   /** Where a failed batch is logged (default: warnings and errors as JSON lines on stderr, as the client's and worker's default). */
-  logger?: Logger;
+  logger?: Logger | undefined;
 }
 
 /**
@@ -136,7 +136,7 @@ async function handled(db: Queryable, handler: () => Promise<unknown> | unknown)
   try {
     await db.query('release savepoint trellis_connector_event');
   } catch (error) {
-    if ((error as { code?: string }).code !== '25P02') throw error;
+    if ((error as { code?: string | undefined }).code !== '25P02') throw error;
     await db.query('rollback to savepoint trellis_connector_event');
   }
 }

@@ -29,16 +29,16 @@ export interface OutboxConnectorOptions {
   /** The connector's name: also the name of its durable consumer and its cursor row. */
   name: string;
   /** Only events of these workflows (default: every workflow). */
-  workflows?: readonly string[];
+  workflows?: readonly string[] | undefined;
   /** Only these kinds of events (default: every kind). */
-  kinds?: readonly EventKind[];
+  kinds?: readonly EventKind[] | undefined;
   /** Where a new consumer starts: 'start' (every event kept, the default), 'now', or a cursor. An existing one keeps its position. */
-  from?: 'start' | 'now' | string;
+  from?: 'start' | 'now' | string | undefined;
   /**
    * The foreign id an event is about (default: the source run's key, else its
    * run id). Return undefined to skip the event (it is acknowledged all the same).
    */
-  foreignId?: (event: RunEvent) => string | undefined;
+  foreignId?: ((event: RunEvent) => string | undefined) | undefined;
 }
 
 /**

@@ -17,7 +17,7 @@ export function isActionVerb(verb: string): verb is ActionVerb {
   return (ACTION_VERBS as readonly string[]).includes(verb);
 }
 
-type Form = Record<string, string | File | (string | File)[]>;
+type Form = Record<string, unknown>;
 
 function field(form: Form, name: string, max: number): string | undefined {
   const value = form[name];
@@ -35,7 +35,7 @@ function field(form: Form, name: string, max: number): string | undefined {
  * @example
  * await performAction(client, 'signal', id, { name: 'approved', payload: '{"by":"ada"}' }); // { done: 'signal' }
  */
-export async function performAction(client: Client, verb: ActionVerb, id: string, form: Form): Promise<{ done: string; status?: string; run?: string }> {
+export async function performAction(client: Client, verb: ActionVerb, id: string, form: Form): Promise<{ done: string; status?: string | undefined; run?: string | undefined }> {
   switch (verb) {
     case 'cancel':
       return { done: verb, status: await client.cancel(id, field(form, 'reason', 500)) };

@@ -32,21 +32,21 @@ export interface DashboardOptions {
    * @example
    * const dashboard = createDashboard({ pool, readPool: new pg.Pool({ connectionString: process.env.TRELLIS_READ_URL }) });
    */
-  readPool?: Pool;
+  readPool?: Pool | undefined;
   /**
    * The secret an operator logs in with (a login form sets a session cookie;
    * scripts may send `Authorization: Bearer <token>`). Without it, anyone who
    * can reach the dashboard can use it: keep it on 127.0.0.1.
    */
-  token?: string;
+  token?: string | undefined;
   /** Hide the actions and refuse them (default false). */
-  readOnly?: boolean;
+  readOnly?: boolean | undefined;
   /** The path the dashboard lives under, e.g. `/trellis` (default: the root). */
-  basePath?: string;
+  basePath?: string | undefined;
   /** Where request failures are logged (default: warnings to stderr). */
-  logger?: Logger;
+  logger?: Logger | undefined;
   /** Actions as named prepared statements (default true); false behind PgBouncer in transaction mode before 1.21. */
-  preparedStatements?: boolean;
+  preparedStatements?: boolean | undefined;
   /**
    * Serve Prometheus metrics at `<basePath>/metrics` (default false), behind
    * the same token as the pages (scrapers send `Authorization: Bearer <token>`;
@@ -57,7 +57,7 @@ export interface DashboardOptions {
    * await serveDashboard({ pool, token: process.env.TRELLIS_DASHBOARD_TOKEN, metrics: true, port: 4000 });
    * // scrape_configs: - job_name: trellis, metrics_path: /metrics, authorization: { credentials: <token> }
    */
-  metrics?: boolean;
+  metrics?: boolean | undefined;
   /**
    * The host names requests must be addressed to (their `Host` header, any
    * port). Default without a `token`: `localhost`, `127.0.0.1` and `[::1]`
@@ -69,7 +69,7 @@ export interface DashboardOptions {
    * @example
    * const dashboard = createDashboard({ pool, basePath: '/trellis', allowedHosts: ['admin.example.com'] });
    */
-  allowedHosts?: readonly string[];
+  allowedHosts?: readonly string[] | undefined;
 }
 
 const LOOPBACK_NAMES: readonly string[] = ['localhost', '127.0.0.1', '[::1]'];
@@ -168,9 +168,9 @@ export function createDashboard(options: DashboardOptions): Dashboard {
  */
 export interface ServeDashboardOptions extends DashboardOptions {
   /** Default 127.0.0.1. Another address needs a `token`. */
-  host?: string;
+  host?: string | undefined;
   /** Default 0: a free port (see `url`). */
-  port?: number;
+  port?: number | undefined;
 }
 
 const LOOPBACK = new Set(['127.0.0.1', '::1', 'localhost']);

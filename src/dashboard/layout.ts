@@ -40,8 +40,8 @@ export interface LayoutOptions {
   nav: { label: string; href: string; active: boolean }[];
   readOnly: boolean;
   /** A logout form, when the dashboard has a token. */
-  logout?: Html;
-  notice?: string;
+  logout?: Html | undefined;
+  notice?: string | undefined;
 }
 
 /** The whole HTML document of a page. */

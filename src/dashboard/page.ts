@@ -41,7 +41,7 @@ export interface PageResult {
   title: string;
   body: Html;
   /** HTTP status (default 200). */
-  status?: number;
+  status?: number | undefined;
 }
 
 /**
@@ -62,7 +62,7 @@ export interface DashboardPage {
   /** Route under the dashboard's base path, with `:name` parameters. */
   path: string;
   /** A link in the navigation bar, ordered by `order`. */
-  nav?: { label: string; order: number };
+  nav?: { label: string; order: number } | undefined;
   render(view: PageView): Promise<PageResult>;
 }
 

@@ -20,21 +20,21 @@ export interface RunRow {
   status: RunState;
   attempt: number;
   metadata: Record<string, unknown>;
-  error: { name?: string; message?: string } | null;
+  error: { name?: string | undefined; message?: string | undefined } | null;
   created_at: Date;
   finished_at: Date | null;
   created_at_text: string;
 }
 
 export interface RunSearch {
-  workflow?: string;
-  status?: string;
+  workflow?: string | undefined;
+  status?: string | undefined;
   /** Key prefix, or a whole run id. */
-  key?: string;
+  key?: string | undefined;
   /** `name=value` pairs separated by commas, or a JSON object the metadata contains. */
-  metadata?: string;
-  cursor?: string;
-  limit?: number;
+  metadata?: string | undefined;
+  cursor?: string | undefined;
+  limit?: number | undefined;
 }
 
 const MAX_TEXT = 512;

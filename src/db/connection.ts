@@ -27,7 +27,7 @@ export interface ConnectionTimeouts {
    * @example
    * const worker = createWorker({ connectionString: 'postgres://app@db/app', workflows: [onboard], connectTimeout: '5s' });
    */
-  connectTimeout?: Duration;
+  connectTimeout?: Duration | undefined;
   /**
    * Give up on one statement after this long (default 30s): a client-side
    * read timeout, which also catches a connection that died without a FIN
@@ -36,14 +36,14 @@ export interface ConnectionTimeouts {
    * @example
    * const client = createClient({ connectionString: 'postgres://app@db/app', queryTimeout: '1 minute' });
    */
-  queryTimeout?: Duration | false;
+  queryTimeout?: Duration | false | undefined;
   /**
    * TCP keepalive: the first probe after this long idle (default 10s). `false`: off.
    *
    * @example
    * const worker = createWorker({ connectionString: 'postgres://app@db/app', workflows: [onboard], keepAlive: '30s' });
    */
-  keepAlive?: Duration | false;
+  keepAlive?: Duration | false | undefined;
 }
 
 export interface ResolvedTimeouts {
@@ -97,7 +97,7 @@ export function listenConnection(pool: Pool, listenUrl: string | undefined, t: R
   if (listenUrl !== undefined && (typeof listenUrl !== 'string' || !/^postgres(ql)?:\/\//.test(listenUrl))) {
     throw new ValidationError('listenUrl must be a postgres:// connection string');
   }
-  const base = listenUrl ? { connectionString: listenUrl } : (pool as unknown as { options?: ClientConfig }).options ?? {};
+  const base = listenUrl ? { connectionString: listenUrl } : (pool as unknown as { options?: ClientConfig | undefined }).options ?? {};
   return { ...boundedConfig(t), ...base };
 }
 
@@ -137,7 +137,7 @@ const JSONB_OID = 3802;
 export async function jsonbParserOf(pool: Pool): Promise<((text: string) => unknown) | undefined> {
   const connection = await pool.connect();
   try {
-    const get = (connection as { getTypeParser?: (oid: number, format: 'text') => unknown }).getTypeParser;
+    const get = (connection as { getTypeParser?: ((oid: number, format: 'text') => unknown) | undefined }).getTypeParser;
     const parse = typeof get === 'function' ? get.call(connection, JSONB_OID, 'text') : undefined;
     return typeof parse === 'function' ? (parse as (text: string) => unknown) : undefined;
   } finally {

@@ -48,9 +48,9 @@ const RETRYABLE = /^(40...|08...|57P0[123]|53300)$/;
 const CONNECTION_LOST = /^(Connection terminated|timeout exceeded when trying to connect|Client has encountered a connection error|Query read timeout|timeout expired$)/;
 
 interface PgErrorLike {
-  code?: string;
-  message?: string;
-  detail?: string;
+  code?: string | undefined;
+  message?: string | undefined;
+  detail?: string | undefined;
 }
 
 /** Map a driver error to a Trellis error (already-Trellis errors pass through). */

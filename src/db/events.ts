@@ -42,9 +42,9 @@ export interface RunEvent {
  * client.events({ workflows: ['order'], kinds: ['completed'], runId });
  */
 export interface EventFilter {
-  workflows?: readonly string[];
-  kinds?: readonly EventKind[];
-  runId?: string;
+  workflows?: readonly string[] | undefined;
+  kinds?: readonly EventKind[] | undefined;
+  runId?: string | undefined;
 }
 
 interface EventRow {
@@ -155,11 +155,11 @@ export interface HookDelivery {
  * await client.hooks.list({ status: 'parked', workflow: 'order', limit: 50 });
  */
 export interface HookFilter {
-  status?: HookStatus;
-  workflow?: string;
-  runId?: string;
+  status?: HookStatus | undefined;
+  workflow?: string | undefined;
+  runId?: string | undefined;
   /** At most this many (1-1000, default 100), parked first, then oldest first. */
-  limit?: number;
+  limit?: number | undefined;
 }
 
 /** Hook deliveries, parked first, then by id (a plain read of trellis.hook_deliveries). */

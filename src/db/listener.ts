@@ -31,7 +31,7 @@ export interface ListenerOptions {
   /** application_name of the LISTEN connection, visible in pg_stat_activity. */
   applicationName: string;
   /** Check the connection this often; a check or a connect with no answer within it reconnects (default 10s). */
-  healthCheckMs?: number;
+  healthCheckMs?: number | undefined;
 }
 
 export class Listener {

@@ -35,7 +35,7 @@ export function isPreparedRefusal(error: unknown): boolean {
 
 /** The error a refused named statement becomes: it says what to change. */
 export function preparedRefusedError(name: string, error: unknown): DatabaseError {
-  const code = (error as { code?: string }).code;
+  const code = (error as { code?: string | undefined }).code;
   return new DatabaseError(
     `the connection refused prepared statement ${name} (${(error as Error).message}): a pooler in transaction mode ` +
       'that cannot keep prepared statements is in the way (PgBouncer before 1.21, or without max_prepared_statements). ' +
@@ -88,7 +88,7 @@ export class PreparedStatements {
 
   private async query(target: Pool, config: unknown, values?: unknown[]): Promise<QueryResult> {
     const named = typeof config === 'object' && config !== null && 'name' in config
-      ? (config as { name: string; text: string; values?: unknown[] }) : undefined;
+      ? (config as { name: string; text: string; values?: unknown[] | undefined }) : undefined;
     if (!named) return target.query(config as string, values);
     if (this.off) return target.query(named.text, named.values);
     try {

@@ -8,12 +8,12 @@ import { type Queryable, queryRows } from './queryable.ts';
  * const options: QueueSetOptions = { key_concurrency: 2, paused: false };
  */
 export interface QueueSetOptions {
-  concurrency?: number | null;
-  key_concurrency?: number | null;
+  concurrency?: number | null | undefined;
+  key_concurrency?: number | null | undefined;
   /** `period` as milliseconds; sent as an interval. */
-  rate?: { limit: number; period_ms: number } | null;
-  fair?: boolean;
-  paused?: boolean;
+  rate?: { limit: number; period_ms: number } | null | undefined;
+  fair?: boolean | undefined;
+  paused?: boolean | undefined;
 }
 
 /**

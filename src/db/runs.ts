@@ -5,25 +5,25 @@ import type { WorkflowRegistration } from '../protocol/registration.ts';
 import { SCHEMA_INFO_SQL } from './schema-check.ts';
 
 export interface RunStartOptions {
-  key?: string;
-  queue?: string;
-  priority?: number;
-  run_at?: string;
-  metadata?: Record<string, unknown>;
-  version?: string;
+  key?: string | undefined;
+  queue?: string | undefined;
+  priority?: number | undefined;
+  run_at?: string | undefined;
+  metadata?: Record<string, unknown> | undefined;
+  version?: string | undefined;
   /** The run's flow-control group in its queue (sql/220_queues.sql). */
-  concurrency_key?: string;
+  concurrency_key?: string | undefined;
   /** The run's deadline (ISO timestamp; decision 0031). */
-  deadline?: string;
+  deadline?: string | undefined;
   /** The run's time limit from its start, run_at or now if that is past (an interval; decision 0031). */
-  time_limit?: string;
+  time_limit?: string | undefined;
   /** The input was validated against the workflow's own schema: SQL skips its shape check. */
-  input_checked?: boolean;
+  input_checked?: boolean | undefined;
   /**
    * The start commits at once (not inside a caller's transaction): it may
    * skip its NOTIFY while a run of the same workflow is pending (sql/210_wakeups.sql).
    */
-  coalesce_notify?: boolean;
+  coalesce_notify?: boolean | undefined;
 }
 
 /** trellis.run_start: `input` is JSON text (already validated and size-checked). */
@@ -181,7 +181,7 @@ export interface HeldRun {
   cancel_requested: boolean;
   pause_requested: boolean;
   /** run_requests only: a requested cancellation's reason. */
-  cancel_reason?: string | null;
+  cancel_reason?: string | null | undefined;
 }
 
 /** trellis.run_heartbeat_many: the runs still held, with their cancel/pause requests. */

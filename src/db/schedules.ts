@@ -13,7 +13,7 @@ export interface ScheduleSpecSql {
   /** Each tick's run's time limit (an interval), or null. */
   time_limit: string | null;
   ends_at: string | null;
-  paused?: boolean;
+  paused?: boolean | undefined;
   next_at: string | null;
 }
 

@@ -67,7 +67,7 @@ export async function checkSchema(db: Queryable): Promise<void> {
   try {
     ({ rows: [row] } = await db.query<{ migration: number | null; sql_revision: number | null; compatible_from: number | null }>(`select ${SCHEMA_INFO_SQL}`));
   } catch (error) {
-    const code = (error as { code?: string }).code;
+    const code = (error as { code?: string | undefined }).code;
     if (code === '42P01' || code === '3F000') {
       throw new SchemaVersionError(SCHEMA_NOT_INSTALLED);
     }

@@ -25,7 +25,7 @@ export interface MetricsOptions {
    * A prom-client `Registry` to register in (default: a new one). Workers
    * given the same registry share one set of metrics (counts add up).
    */
-  registry?: MetricsRegistry;
+  registry?: MetricsRegistry | undefined;
 }
 
 /** Bucket bounds of the step and claim duration histograms, in seconds. */

@@ -11,7 +11,7 @@ const NOT_FOUND = new Set(['ERR_MODULE_NOT_FOUND', 'MODULE_NOT_FOUND']);
 /** `load()` (a dynamic import of `name`), or a ValidationError naming the package when it is not installed. */
 export async function importOptional<M>(name: string, feature: string, load: () => Promise<M>): Promise<M> {
   try {
-    const mod = (await load()) as M & { default?: M };
+    const mod = (await load()) as M & { default?: M | undefined };
     // A CommonJS package may come as its module object or under `default`.
     return mod.default && typeof mod.default === 'object' ? { ...mod.default, ...mod } : mod;
   } catch (error) {

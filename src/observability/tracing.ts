@@ -22,7 +22,7 @@ export interface TracerProviderLike {
 
 export interface TracingOptions {
   /** Where spans go (default: the global provider, `trace.getTracerProvider()`). */
-  tracerProvider?: TracerProviderLike;
+  tracerProvider?: TracerProviderLike | undefined;
 }
 
 /** `tracing` of createClient and createWorker: `true` for the global tracer provider. */
@@ -98,7 +98,7 @@ export class Tracing {
     const ids = parseTraceparent(metadata?.traceparent);
     if (!ids) return this.api.ROOT_CONTEXT;
     const state = typeof metadata?.tracestate === 'string' ? this.api.createTraceState(metadata.tracestate) : undefined;
-    return this.api.trace.setSpanContext(this.api.ROOT_CONTEXT, { ...ids, isRemote: true, traceState: state });
+    return this.api.trace.setSpanContext(this.api.ROOT_CONTEXT, { ...ids, isRemote: true, ...(state ? { traceState: state } : {}) });
   }
 
   /** Start the span of one execution of `run` on the worker `worker`. */

@@ -17,11 +17,11 @@ import { loadTracing, type TracedExecution, type TracingOption } from './tracing
 /** How a worker serves metrics (see `WorkerOptions.metrics`). */
 export interface WorkerMetricsOptions {
   /** A prom-client Registry to register in (default: a new one). */
-  registry?: MetricsRegistry;
+  registry?: MetricsRegistry | undefined;
   /** Serve `GET /metrics` on this port (0: any free port; see `worker.metricsUrl`). Default: no server. */
-  port?: number;
+  port?: number | undefined;
   /** The address the metrics server listens on (default 127.0.0.1). */
-  host?: string;
+  host?: string | undefined;
 }
 
 export type WorkerMetricsOption = boolean | TrellisMetrics | WorkerMetricsOptions;
@@ -47,7 +47,7 @@ export class WorkerObserver {
   ) {}
 
   /** Undefined when neither metrics nor tracing is on. */
-  static async create(o: { metrics?: WorkerMetricsOption; tracing?: TracingOption; pool: Queryable; worker: string }): Promise<WorkerObserver | undefined> {
+  static async create(o: { metrics?: WorkerMetricsOption | undefined; tracing?: TracingOption | undefined; pool: Queryable; worker: string }): Promise<WorkerObserver | undefined> {
     if (!o.metrics && !o.tracing) return undefined;
     const spec = o.metrics === true ? {} : o.metrics || undefined;
     if (spec && !(spec instanceof TrellisMetrics) && spec.port !== undefined) {

@@ -31,7 +31,7 @@ export function toTime(value: Date | string, what: string): Date {
   return at;
 }
 
-export function deadlineOptions(options: { deadline?: Date | string | undefined; timeLimit?: Duration | undefined }): { deadline?: string; time_limit?: string } {
+export function deadlineOptions(options: { deadline?: Date | string | undefined; timeLimit?: Duration | undefined }): { deadline?: string | undefined; time_limit?: string | undefined } {
   if (options.deadline !== undefined && options.timeLimit !== undefined) {
     throw new ValidationError('give a run either a deadline or a timeLimit, not both');
   }

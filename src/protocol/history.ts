@@ -25,7 +25,7 @@ export interface StepRecord {
    * workflow code (1, 2, … within the execution); null for a call whose
    * result was not delivered, or recorded before delivery numbers existed.
    */
-  delivered?: number | null;
+  delivered?: number | null | undefined;
 }
 
 /** A signal delivered to the run and not yet consumed. */
@@ -47,10 +47,10 @@ export interface ChildOutcome {
 export interface SerializedError {
   name: string;
   message: string;
-  code?: string;
-  stack?: string;
-  step?: string;
-  attempts?: number;
+  code?: string | undefined;
+  stack?: string | undefined;
+  step?: string | undefined;
+  attempts?: number | undefined;
   details?: unknown;
 }
 
@@ -65,7 +65,7 @@ export interface ClaimedRun {
   failures: number;
   lease_token: string;
   /** When the lease ends, where known (a start leased in this process); the worker's claim leaves it out. */
-  lease_expires_at?: Date;
+  lease_expires_at?: Date | undefined;
   history: StepRecord[] | null;
   execution: number;
   cancel_requested: boolean;
@@ -77,5 +77,5 @@ export interface ClaimedRun {
   /** The run's deadline (runs.deadline_at), null when it has none. */
   deadline_at: Date | null;
   /** With cancel_requested: the cancellation's reason (its error's message), for the code's CancelledError. */
-  cancel_reason?: string | null;
+  cancel_reason?: string | null | undefined;
 }

@@ -64,7 +64,7 @@ export function logArgs(a: LogFields | string, b?: string | LogFields): [message
 /** Options of `loggerFrom`. */
 export interface LoggerFromOptions {
   /** Lines below this level are dropped without calling `write` (default: every level is written); an unknown level is a `ValidationError`. */
-  level?: LogLevel;
+  level?: LogLevel | undefined;
 }
 
 /**

@@ -9,7 +9,7 @@ export interface WorkflowRegistration {
   /** The input shape SQL checks starts against (decision 0016); absent: none it can check. */
   input_schema?: unknown;
   /** Each declared signal's payload shape (true: any payload). */
-  signals?: Record<string, unknown>;
+  signals?: Record<string, unknown> | undefined;
   /** The lifecycle hooks the version declares (delivered durably, sql/710_hooks.sql). */
   hooks: string[];
   /** Whether the version's events carry payloads. */

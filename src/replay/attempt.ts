@@ -21,7 +21,7 @@ import { StepAbort } from './step-abort.ts';
  */
 export type AttemptResult<T> =
   | { ok: true; value: T; delivery: Delivery<T> }
-  | { ok: false; error: unknown; delivery?: Delivery<T> }
+  | { ok: false; error: unknown; delivery?: Delivery<T> | undefined }
   | { ok: 'halted' };
 
 /**

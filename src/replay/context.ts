@@ -201,7 +201,7 @@ function bySettling(a: Wait, b: Wait): number {
 interface Ready<T> {
   complete: () => Promise<T>;
   /** Undo a reservation (a buffered signal) when the wait does not complete now. */
-  release?: () => void;
+  release?: (() => void) | undefined;
 }
 
 /**
@@ -333,12 +333,12 @@ function child(run: Replay, workflow: WorkflowDefinition, input: unknown, option
   if (!call) return never();
   const { seq, rec } = call;
   const name = options.name ?? workflow.name;
-  const childError = (id: string, e: { message?: string; code?: string } | null) =>
+  const childError = (id: string, e: { message?: string | undefined; code?: string | undefined } | null) =>
     new ChildFailedError(id, `child run ${id} (${workflow.name}) ${e?.code === 'cancelled' ? 'was cancelled' : 'failed'}: ${e?.message ?? 'unknown error'}`, { details: { error: e } });
   if (rec?.status === 'completed') return recordedWait(run, rec, 'child', replayed(run, rec, () => rec.output));
   if (rec?.status === 'failed') {
     return recordedWait(run, rec, 'child', replayed(run, rec, () => {
-      throw childError((rec.output as { child?: string } | null)?.child ?? '?', rec.error);
+      throw childError((rec.output as { child?: string | undefined } | null)?.child ?? '?', rec.error);
     }));
   }
   const started = (rec?.output as { child: string } | undefined)?.child;
@@ -411,7 +411,7 @@ async function race(run: Replay, branches: Record<string, Promise<unknown>>, nam
   const waitOf = (key: string) => run.waits.get(branches[key] as Promise<unknown>);
 
   if (rec?.status === 'completed') {
-    const out = rec.output as { key: string; lost?: number[] };
+    const out = rec.output as { key: string; lost?: number[] | undefined };
     if (!(out.key in branches)) {
       run.halt(run.nondeterministic(`race #${seq} "${name}" was won by "${out.key}", which is no longer a branch`));
       return never();

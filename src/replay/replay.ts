@@ -50,26 +50,26 @@ export interface ExecuteOptions {
    * not run for a while (stopped, a blocked event loop) begins no body of a
    * run another process may have taken over.
    */
-  leaseHeld?: () => boolean;
+  leaseHeld?: (() => boolean) | undefined;
   maxPayloadBytes: number;
   maxHistorySteps: number;
   log: Logger;
   /** The run's execution number (continue-as-new increments it; default 1). */
-  execution?: number;
+  execution?: number | undefined;
   /** Engine time (trellis.now()) when the run was claimed; the execution's clock runs from it. */
-  now?: Date;
+  now?: Date | undefined;
   /** The run's deadline (`ctx.deadline`); none when absent or null. */
-  deadline?: Date | null;
-  signals?: readonly PendingSignal[] | null;
-  children?: Readonly<Record<string, ChildOutcome>> | null;
-  cancelRequested?: boolean;
+  deadline?: Date | null | undefined;
+  signals?: readonly PendingSignal[] | null | undefined;
+  children?: Readonly<Record<string, ChildOutcome>> | null | undefined;
+  cancelRequested?: boolean | undefined;
   /** With cancelRequested: why (the message of the CancelledError the code gets). */
-  cancelReason?: string;
-  pauseRequested?: boolean;
+  cancelReason?: string | undefined;
+  pauseRequested?: boolean | undefined;
   /** Called before a child run of `definition` is started (the worker registers it). */
-  register?: (definition: WorkflowDefinition) => Promise<void>;
+  register?: ((definition: WorkflowDefinition) => Promise<void>) | undefined;
   /** Metrics and tracing (src/observability); none when both are off. */
-  observer?: ExecutionObserver;
+  observer?: ExecutionObserver | undefined;
 }
 
 export type Outcome =

@@ -27,14 +27,14 @@ export interface Wait {
   /** Its promise has settled. */
   done: boolean;
   /** Set by a race that claimed it: offer readiness, get the verdict. */
-  claim?: (ready: boolean) => Promise<Verdict>;
+  claim?: ((ready: boolean) => Promise<Verdict>) | undefined;
   /**
    * Its result is recorded in the history, or it is completing (it found its
    * signal, timer or child ready and its checkpoint is on the way) although
    * the code has not received it yet: a race counts it as settled (rank:
    * recorded ones by delivery number, then live ones in the order they began).
    */
-  settling?: { recorded: boolean; rank: number };
+  settling?: { recorded: boolean; rank: number } | undefined;
 }
 
 export function raceLost(seq: number, name: string): RaceLostError {

@@ -84,13 +84,13 @@ type Target = Pool | PgClient | string;
  */
 export interface MigrateOptions {
   /** Give up connecting (or waiting for a pool's connection) after this long (default 10s). */
-  connectTimeout?: Duration;
+  connectTimeout?: Duration | undefined;
   /**
    * A `migrate(url)` connection: a client-side read timeout per statement
    * (default none: a migration may wait for another replica's).
    * The transaction always ends the session if it sits idle in it for 60 s.
    */
-  queryTimeout?: Duration | false;
+  queryTimeout?: Duration | false | undefined;
   /**
    * How long the upgrade waits for each lock it needs on a trellis table
    * once it holds the install lock (default 3s; false: no limit). A DDL
@@ -100,16 +100,16 @@ export interface MigrateOptions {
    * and tries again (5 tries in all, 1 to 8 s apart), then fails with a
    * retryable DatabaseError. A migration that got its locks is never cut.
    */
-  lockTimeout?: Duration | false;
+  lockTimeout?: Duration | false | undefined;
   /** The SQL to install (tests only; default: this package's). */
-  bundle?: BundledSql;
+  bundle?: BundledSql | undefined;
   /**
    * The number of buckets runs are spread over (docs/scaling.md): a power of two
    * from 1 to 4096 (default 64), fixed once runs exist. Give it on the first
    * install; the same value later is a no-op, another one once runs exist a
    * ConfigurationError (nothing installed).
    */
-  buckets?: number;
+  buckets?: number | undefined;
 }
 
 /** A pg Pool, also from another copy of `pg` (or a pg-shaped pool): it hands out clients. */
@@ -215,7 +215,7 @@ function lockTimeoutMs(options: MigrateOptions): number {
 
 /** The upgrade gave up waiting for a lock (lock_timeout: 55P03). */
 function lockNotAvailable(error: unknown): boolean {
-  const cause = (error as { cause?: { code?: unknown } } | undefined)?.cause ?? error;
+  const cause = (error as { cause?: { code?: unknown } | undefined } | undefined)?.cause ?? error;
   return (cause as { code?: unknown } | undefined)?.code === '55P03' || (error as { code?: unknown } | undefined)?.code === '55P03';
 }
 
@@ -229,7 +229,7 @@ function lockNotAvailable(error: unknown): boolean {
  * serialization failure.
  */
 function concurrentCatalogWrite(error: unknown): boolean {
-  const cause = (error as { cause?: { code?: unknown; message?: unknown } } | undefined)?.cause ?? error;
+  const cause = (error as { cause?: { code?: unknown; message?: unknown } | undefined } | undefined)?.cause ?? error;
   const code = (cause as { code?: unknown } | undefined)?.code;
   const message = String((cause as { message?: unknown } | undefined)?.message ?? '');
   return code === '40P01' || code === '40001' || (code === 'XX000' && /^tuple concurrently (updated|deleted)$/.test(message));

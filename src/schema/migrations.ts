@@ -23,7 +23,7 @@ export interface BundledSql {
    * functions change, so the installer can tell older code from newer when
    * both have the same migrations.
    */
-  sqlRevision?: number;
+  sqlRevision?: number | undefined;
 }
 
 /** The hash of sql/ as installed (filenames and texts, in order). */

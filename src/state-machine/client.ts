@@ -48,17 +48,17 @@ export interface TriggerOptions<S extends string, T> {
   /** The object the run starts with (validated against the machine's schema). */
   object: T;
   /** The status it starts in (default: the machine's initial status). */
-  initial?: S;
+  initial?: S | undefined;
   /** Do not start before this time. */
-  startAt?: Date;
+  startAt?: Date | undefined;
   /** The caller's transaction: the trigger commits or rolls back with it. */
-  tx?: Executor;
+  tx?: Executor | undefined;
   /**
    * Makes the trigger idempotent (a connector's event id, a request id): a
    * trigger with a key this machine already used returns that run, whatever
    * its state, and writes nothing.
    */
-  key?: string;
+  key?: string | undefined;
 }
 
 const toRecord = <S extends string, T>(row: MachineRunRow): MachineRecord<S, T> => ({
@@ -129,7 +129,7 @@ export class MachineClient<S extends string, T> {
    * id's unfinished run (buffered until the run is in that status).
    * NotFoundError when it has none; ValidationError when `status` has no callback.
    */
-  async callback(foreignId: string, status: S, payload: unknown, options: { id?: string; tx?: Executor } = {}): Promise<boolean> {
+  async callback(foreignId: string, status: S, payload: unknown, options: { id?: string | undefined; tx?: Executor | undefined } = {}): Promise<boolean> {
     checkForeignId(foreignId);
     if (!this.machine.nodes.get(status)?.callback) {
       throw new ValidationError(`machine ${this.machine.name}: status ${JSON.stringify(String(status).slice(0, 60))} has no callback`);
@@ -154,7 +154,7 @@ export class MachineClient<S extends string, T> {
    * `timeout`, and IllegalTransitionError (or WorkflowFailedError) when the
    * run ends without reaching it.
    */
-  async await(foreignId: string, runId: string, status: S, options: { timeout?: Duration } = {}): Promise<MachineRecord<S, T>> {
+  async await(foreignId: string, runId: string, status: S, options: { timeout?: Duration | undefined } = {}): Promise<MachineRecord<S, T>> {
     assertName(status, 'status');
     const deadline = Date.now() + toMs(options.timeout ?? '1 minute', 'timeout');
     for (let delay = 20; ; delay = Math.min(500, delay * 2)) {

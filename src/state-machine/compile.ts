@@ -31,7 +31,7 @@ export interface Transition<S extends string = string, T = unknown> {
   to: S;
   object: T;
   outcome: 'transition' | 'skip' | 'repeat' | 'cancel';
-  reason?: string;
+  reason?: string | undefined;
 }
 
 /**

@@ -31,7 +31,7 @@ export interface MachineConnectorApi<S extends string, T> {
   /** Trigger a run for `foreignId` (key: the event's id unless given). */
   trigger(foreignId: string, options: Omit<TriggerOptions<S, T>, 'tx'>): Promise<string>;
   /** Deliver a callback to the foreign id's run (id: the event's id unless given); false for a repeat. */
-  callback(foreignId: string, status: S, payload: unknown, options?: { id?: string }): Promise<boolean>;
+  callback(foreignId: string, status: S, payload: unknown, options?: { id?: string | undefined }): Promise<boolean>;
   /** The machine client, for reads (`get`). */
   readonly machine: MachineClient<S, T>;
 }
@@ -78,12 +78,12 @@ export interface MachineConnectorsOptions<S extends string, T> {
   client: Client;
   machine: StateMachine<S, T>;
   /** Events per batch (default 100). */
-  batchSize?: number;
+  batchSize?: number | undefined;
   /** Pause between polls of a source that was caught up (default 1s). */
-  pollInterval?: Duration;
+  pollInterval?: Duration | undefined;
   /** Stops the loops. */
-  signal?: AbortSignal;
-  logger?: Logger;
+  signal?: AbortSignal | undefined;
+  logger?: Logger | undefined;
 }
 
 /**

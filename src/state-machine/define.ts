@@ -39,20 +39,20 @@ export interface StateMachineOptions<S extends string, O extends StandardSchemaV
   status: StatusSchema<S>;
   /** The schema of the object each run carries; checked on trigger and after every handler. */
   object: O;
-  version?: string;
-  queue?: string;
+  version?: string | undefined;
+  queue?: string | undefined;
   /** Retry policy of each handler step (default: 3 attempts, exponential from 1s). */
-  retry?: RetryPolicy;
+  retry?: RetryPolicy | undefined;
   /** Per-attempt timeout of each handler. */
-  timeout?: Duration;
+  timeout?: Duration | undefined;
   /** The status a trigger starts in when it names none (default: the first status given a handler). */
-  initial?: S;
+  initial?: S | undefined;
   /**
    * Start a new execution of the run (continue-as-new: same run id, its
    * history so far dropped) after this many transitions, so a long-lived
    * run stays under the history limit (default 1000).
    */
-  continueAfter?: number;
+  continueAfter?: number | undefined;
 }
 
 /**
@@ -86,7 +86,7 @@ export interface StateMachine<S extends string = string, T = unknown> {
  */
 export class StateMachineBuilder<S extends string, T> {
   private readonly nodes = new Map<S, MachineNode<S, T>>();
-  private readonly hooks: { complete?: HookFn<S, T>; cancel?: HookFn<S, T>; pause?: HookFn<S, T> } = {};
+  private readonly hooks: { complete?: HookFn<S, T> | undefined; cancel?: HookFn<S, T> | undefined; pause?: HookFn<S, T> | undefined } = {};
   private pauseAfter: number | undefined;
   private deleter: ((object: T) => unknown) | undefined;
   private sink: MachineHookSink<S, T> | undefined;

@@ -28,7 +28,7 @@ function id(status: string): string {
  * //   created --> emailed
  * //   ...
  */
-export function machineDiagram(machine: StateMachine<any, any>, options: { direction?: MermaidDirection } = {}): string {
+export function machineDiagram(machine: StateMachine<any, any>, options: { direction?: MermaidDirection | undefined } = {}): string {
   const lines = ['stateDiagram-v2', `  direction ${options.direction ?? 'LR'}`];
   for (const status of machine.statuses) {
     if (id(status) !== status) lines.push(`  state "${status}" as ${id(status)}`);
@@ -74,7 +74,7 @@ export interface RecordedCall {
  * const steps = await client.history(runId);
  * console.log(runPathDiagram(steps));
  */
-export function runPathDiagram(calls: readonly RecordedCall[], options: { direction?: MermaidDirection } = {}): string {
+export function runPathDiagram(calls: readonly RecordedCall[], options: { direction?: MermaidDirection | undefined } = {}): string {
   const lines = [`flowchart ${options.direction ?? 'LR'}`, '  start(((start)))'];
   let previous = 'start';
   for (const call of [...calls].sort((a, b) => a.seq - b.seq)) {

@@ -33,7 +33,7 @@ export function machineHooks<S extends string, T>(machine: string, sink: Machine
   for (const event of events) {
     hooks[HOOK_OF[event]] = async (e: HookEvent, { db }: HookContext) => {
       const row = await machineRunGet(db, e.runId);
-      const output = e.output as { status?: S; object?: T } | undefined;
+      const output = e.output as { status?: S | undefined; object?: T | undefined } | undefined;
       await sink.emit({
         event,
         machine,

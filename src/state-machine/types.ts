@@ -85,9 +85,9 @@ export type TimeoutWhen<S extends string, T> =
   | { at: (run: { status: S; object: T; foreignId: string }) => Date; after?: undefined };
 
 export interface MachineNode<S extends string, T> {
-  step?: { fn: StepHandler<S, T>; to: readonly S[] };
-  callback?: { fn: CallbackHandler<S, T>; to: readonly S[] };
-  timeout?: { when: TimeoutWhen<S, T>; fn: TimeoutHandler<S, T>; to: readonly S[] };
+  step?: { fn: StepHandler<S, T>; to: readonly S[] } | undefined;
+  callback?: { fn: CallbackHandler<S, T>; to: readonly S[] } | undefined;
+  timeout?: { when: TimeoutWhen<S, T>; fn: TimeoutHandler<S, T>; to: readonly S[] } | undefined;
 }
 
 /**
@@ -110,7 +110,7 @@ export interface MachineHookEvent<S extends string, T> {
   foreignId: string;
   status: S;
   object: T;
-  reason?: string;
+  reason?: string | undefined;
 }
 
 /**

@@ -24,7 +24,7 @@ export class TemplateClient {
    * registered) and store it as the next version of `name`; an unchanged
    * definition keeps its version. ValidationError writes nothing.
    */
-  async set(name: string, definition: TemplateDefinition, options: { tx?: Executor } = {}): Promise<number> {
+  async set(name: string, definition: TemplateDefinition, options: { tx?: Executor | undefined } = {}): Promise<number> {
     assertName(name, 'template');
     parseTemplate(name, definition, this.registry);
     const db = options.tx ? toQueryable(options.tx) : fromKysely(this.client.db);
@@ -42,7 +42,7 @@ export class TemplateClient {
    * Start a run of template `name` (its newest version, or `templateVersion`)
    * with the shared `state`. The options are the client's (key, tx, runAt, …).
    */
-  async start(name: string, state: TemplateState = {}, options: StartOptions & { templateVersion?: number } = {}): Promise<RunHandle<TemplateOutput>> {
+  async start(name: string, state: TemplateState = {}, options: StartOptions & { templateVersion?: number | undefined } = {}): Promise<RunHandle<TemplateOutput>> {
     if (typeof state !== 'object' || state === null || Array.isArray(state)) throw new ValidationError('the state of a template run must be a JSON object');
     const { templateVersion, ...start } = options;
     const db = start.tx ? toQueryable(start.tx) : fromKysely(this.client.db);
@@ -72,7 +72,7 @@ export class TemplateClient {
  * const run = await templates.start('ingest', { since: '2026-01-01' });
  * console.log((await run.result()).state);
  */
-export function connectTemplates(client: Client, registry: StepRegistry, options: { queue?: string } = {}): TemplateClient {
+export function connectTemplates(client: Client, registry: StepRegistry, options: { queue?: string | undefined } = {}): TemplateClient {
   if (options.queue !== undefined) assertName(options.queue, 'queue');
   return new TemplateClient(client, registry, options.queue);
 }

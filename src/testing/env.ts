@@ -40,7 +40,7 @@ export interface TestEnvOptions extends Omit<WorkerOptions, 'pool' | 'connection
    * @example
    * const env = await createTestEnv({ workflows: [reminder], serverUrl: 'postgres://postgres@localhost:5432/postgres' });
    */
-  serverUrl?: string;
+  serverUrl?: string | undefined;
 }
 
 /** A run given by id or by the handle `start` returned. */
@@ -59,7 +59,7 @@ export interface DriveOptions {
    * @example
    * await env.runToEnd(trial, { user: 'lin' }, { timeout: '10s' });
    */
-  timeout?: Duration;
+  timeout?: Duration | undefined;
 }
 
 export interface TestEnv {
@@ -106,7 +106,7 @@ export interface TestEnv {
    * @example
    * const waiting = await env.waitFor(run, ['waiting', 'paused'], { timeout: '5s' });
    */
-  waitFor(run: TestRun, states: RunState | readonly RunState[], options?: { timeout?: Duration }): Promise<Run>;
+  waitFor(run: TestRun, states: RunState | readonly RunState[], options?: { timeout?: Duration | undefined }): Promise<Run>;
   /**
    * Drive a started run to its end and resolve with it (completed, failed or
    * cancelled; it does not throw for a failed run). Whenever neither the run
@@ -143,7 +143,7 @@ export interface TestEnv {
    * @example
    * await env.signal(run, approved, { by: 'ada' }, { id: 'mail-1' });
    */
-  signal<S extends SignalDefinition<any, any> | string>(run: RunRef | { readonly id: string }, signal: S, payload: SignalPayload<S>, options?: { id?: string }): Promise<boolean>;
+  signal<S extends SignalDefinition<any, any> | string>(run: RunRef | { readonly id: string }, signal: S, payload: SignalPayload<S>, options?: { id?: string | undefined }): Promise<boolean>;
   /**
    * The run's recorded calls (`client.history`), ordered by execution and `seq`.
    *
@@ -227,7 +227,9 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
     await migrate(pool);
     await pool.query('select trellis.clock_use_virtual()');
     client = createClient({ pool, logger: silentLogger, resultPollInterval: 250 });
-    worker = createWorker({ pool, pollInterval: 100, logger: silentLogger, client, ...workerOptions });
+    // An option given as undefined keeps the env's default (a spread would copy it over).
+    const given = Object.fromEntries(Object.entries(workerOptions).filter(([, value]) => value !== undefined)) as typeof workerOptions;
+    worker = createWorker({ pool, pollInterval: 100, logger: silentLogger, client, ...given });
     await worker.start();
   } catch (error) {
     // A bad option (or a failed start): nothing is left behind, not the database nor an open pool.
@@ -252,7 +254,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       const run = await get(runId);
       if (wanted.includes(run.status)) return run;
       if (run.status === 'completed' || run.status === 'failed' || run.status === 'cancelled') {
-        const reason = (run.error as { message?: string } | null)?.message;
+        const reason = (run.error as { message?: string | undefined } | null)?.message;
         throw new IllegalTransitionError(`run ${runId} is ${run.status}${reason ? ` (${reason})` : ''}; it will not become ${wanted.join('/')}`);
       }
       if (Date.now() > deadline) throw new TimeoutError(`run ${runId} is ${run.status}, not ${wanted.join('/')}`);
@@ -314,7 +316,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       const run = await client.start(workflow, input, startOptions);
       const done = await drive(run, timeout === undefined ? {} : { timeout });
       if (done.status === 'completed') return done.output as WorkflowOutput<typeof workflow>;
-      const error = done.error as { message?: string } | null;
+      const error = done.error as { message?: string | undefined } | null;
       if (done.status === 'cancelled') throw new CancelledError(`run ${run.id} was cancelled`, { details: { error: done.error } });
       throw new WorkflowFailedError(`run ${run.id} failed: ${error?.message ?? 'unknown error'}`, { details: { error: done.error } });
     },

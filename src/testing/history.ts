@@ -16,12 +16,12 @@ import type { StepKind, StepState } from '../protocol/history.ts';
  * four fields.
  */
 export interface ExpectedStep {
-  execution?: number;
-  seq?: number;
-  kind?: StepKind;
-  name?: string;
-  status?: StepState;
-  attempts?: number;
+  execution?: number | undefined;
+  seq?: number | undefined;
+  kind?: StepKind | undefined;
+  name?: string | undefined;
+  status?: StepState | undefined;
+  attempts?: number | undefined;
   output?: unknown;
   error?: unknown;
 }

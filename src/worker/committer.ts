@@ -47,11 +47,11 @@ export interface CommitterStats {
 
 export interface CommitterOptions {
   /** Most ops per transaction (default 500). */
-  maxBatch?: number;
+  maxBatch?: number | undefined;
   /** Told of every failed write; `transient` when it will be retried. */
-  onError?: (error: unknown, transient: boolean) => void;
+  onError?: ((error: unknown, transient: boolean) => void) | undefined;
   /** Whether this worker still holds the lease of (run, token); default: always. */
-  holds?: (run: string, token: string) => boolean;
+  holds?: ((run: string, token: string) => boolean) | undefined;
 }
 
 export class Committer {

@@ -30,14 +30,14 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool: new pg.Pool({ connectionString: process.env.DATABASE_URL, max: 20 }), workflows: [onboard] });
    */
-  pool?: Pool;
+  pool?: Pool | undefined;
   /**
    * A connection string for a pool of the worker's own, closed by `stop()`.
    *
    * @example
    * const worker = createWorker({ connectionString: 'postgres://app@db/app', workflows: [onboard] });
    */
-  connectionString?: string;
+  connectionString?: string | undefined;
   /**
    * The client in this process whose starts this worker may take at once
    * (the local hand-off: the start leases the run to this worker, no NOTIFY,
@@ -50,7 +50,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * const client = createClient({ pool });
    * const worker = createWorker({ pool, workflows: [onboard], client });
    */
-  client?: HandoffSource;
+  client?: HandoffSource | undefined;
   /**
    * Where the LISTEN connection goes, when not where the pool goes: a
    * direct connection string to PostgreSQL, for a pool through PgBouncer in
@@ -59,7 +59,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ connectionString: 'postgres://app@pgbouncer:6432/app', listenUrl: 'postgres://app@db:5432/app', workflows: [onboard] });
    */
-  listenUrl?: string;
+  listenUrl?: string | undefined;
   /**
    * The workflow definitions (and versions) this worker executes. To let
    * old runs finish on old code, list the old version too.
@@ -74,7 +74,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], queues: ['urgent', 'default'] });
    */
-  queues?: readonly string[];
+  queues?: readonly string[] | undefined;
   /**
    * Runs executed at once (default 200). A run waiting on a timer, signal or
    * child holds no slot; a slot is an in-flight async execution, not a thread
@@ -84,14 +84,14 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], concurrency: 20 });
    */
-  concurrency?: number;
+  concurrency?: number | undefined;
   /**
    * Most runs claimed per round trip (default: concurrency, at most 100; at most 1000).
    *
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], claimBatch: 10 });
    */
-  claimBatch?: number;
+  claimBatch?: number | undefined;
   /**
    * Poll interval: the longest a missed NOTIFY can delay new work or a cancel
    * or pause request for a running run (default 1s).
@@ -99,7 +99,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], pollInterval: '5s' });
    */
-  pollInterval?: Duration;
+  pollInterval?: Duration | undefined;
   /**
    * Lease length; heartbeats extend it every third of it (default 30s, at
    * least 1s). A run whose worker died is continued elsewhere once it expires.
@@ -107,14 +107,14 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], leaseDuration: '1 minute' });
    */
-  leaseDuration?: Duration;
+  leaseDuration?: Duration | undefined;
   /**
    * Most checkpoint ops per transaction (default 500).
    *
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], maxBatch: 100 });
    */
-  maxBatch?: number;
+  maxBatch?: number | undefined;
   /**
    * Purging of finished runs past the retention set with
    * `client.setRetention` / `trellis.retention_set` (none by default: runs
@@ -125,14 +125,14 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], purge: { interval: '1 minute', batch: 500 } });
    */
-  purge?: { interval?: Duration; batch?: number } | false;
+  purge?: { interval?: Duration | undefined; batch?: number | undefined } | false | undefined;
   /**
    * Role leases: the default TTL of the roles this worker takes part in (see `worker.role`).
    *
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], roles: { ttl: '10s' } });
    */
-  roles?: WorkerRoleOptions;
+  roles?: WorkerRoleOptions | undefined;
   /**
    * The schedule ticker (role `trellis.schedules`, held by one worker at a
    * time): every `interval` (default 1s) it starts the runs of due cron
@@ -142,7 +142,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [dailyReport], schedules: { interval: '5s', batch: 100 } });
    */
-  schedules?: { interval?: Duration; batch?: number } | false;
+  schedules?: { interval?: Duration | undefined; batch?: number | undefined } | false | undefined;
   /**
    * Run deadlines (the start options `deadline` and `timeLimit`; role
    * `trellis.deadlines`, held by one worker at a time): every `interval`
@@ -154,7 +154,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], deadlines: { interval: '5s' } });
    */
-  deadlines?: { interval?: Duration; batch?: number } | false;
+  deadlines?: { interval?: Duration | undefined; batch?: number | undefined } | false | undefined;
   /**
    * Durable lifecycle hooks (`defineWorkflow({ hooks })`) of the workflows
    * this worker serves: how often it claims due deliveries (default 1s) and
@@ -164,7 +164,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [order], hookDelivery: { interval: '250ms', concurrency: 16 } });
    */
-  hookDelivery?: HookDeliveryOptions | false;
+  hookDelivery?: HookDeliveryOptions | false | undefined;
   /**
    * Run the hot statements (claims, checkpoints, starts, result reads) as
    * named prepared statements, planned once per connection. `'auto'`
@@ -177,7 +177,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], preparedStatements: false });
    */
-  preparedStatements?: boolean | 'auto';
+  preparedStatements?: boolean | 'auto' | undefined;
   /**
    * How often the LISTEN connection is checked (default 10s, at least
    * 100ms). A check or a connect that gets no answer within this long drops
@@ -188,7 +188,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], listenerHealthCheck: '30s' });
    */
-  listenerHealthCheck?: Duration;
+  listenerHealthCheck?: Duration | undefined;
   /**
    * Prometheus metrics (needs the optional package prom-client; off by
    * default): `true`, a `createMetrics()` result shared by several workers,
@@ -199,7 +199,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], metrics: { port: 9464 } });
    */
-  metrics?: WorkerMetricsOption;
+  metrics?: WorkerMetricsOption | undefined;
   /**
    * OpenTelemetry spans (needs the optional package @opentelemetry/api; off
    * by default): `true` for the global tracer provider, or
@@ -209,7 +209,7 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], tracing: true });
    */
-  tracing?: TracingOption;
+  tracing?: TracingOption | undefined;
   /**
    * Id for this worker in lease_owner and trellis.roles (default
    * host:pid:random). It must be unique among live workers: two workers
@@ -219,14 +219,14 @@ export interface WorkerOptions extends ConnectionTimeouts {
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], id: `billing-${process.env.HOSTNAME}-${process.pid}` });
    */
-  id?: string;
+  id?: string | undefined;
   /**
    * Where the worker logs (default: the console, warnings and errors).
    *
    * @example
    * const worker = createWorker({ pool, workflows: [onboard], logger: consoleLogger('debug') });
    */
-  logger?: Logger;
+  logger?: Logger | undefined;
 }
 
 /** WorkerOptions with defaults applied, checked (ValidationError naming the option). */

@@ -692,7 +692,7 @@ export class Worker {
    * @example
    * process.on('SIGTERM', () => void worker.stop({ timeout: '30s' }));
    */
-  async stop(options: { timeout?: Duration } = {}): Promise<void> {
+  async stop(options: { timeout?: Duration | undefined } = {}): Promise<void> {
     if (this.state === 'stopped' || this.state === 'stopping') return;
     const deadline = toMs(options.timeout ?? 10_000, 'timeout');
     const wasRunning = this.state === 'running';

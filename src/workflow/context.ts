@@ -38,14 +38,14 @@ export interface StepOptions {
    * @example
    * await ctx.step('notify', () => sendEmail('ada@example.com', 'hi'), { retry: { maxAttempts: 10, backoff: 'exponential', maxDelay: '5 minutes' } });
    */
-  retry?: RetryPolicy;
+  retry?: RetryPolicy | undefined;
   /**
    * Per-attempt timeout; the attempt's AbortSignal fires and it counts as a failed attempt.
    *
    * @example
    * await ctx.step('render', ({ signal }) => fetchJson('https://render.example/pdf', { signal }), { timeout: '2 minutes' });
    */
-  timeout?: Duration;
+  timeout?: Duration | undefined;
 }
 
 /**
@@ -61,28 +61,28 @@ export interface ChildOptions {
    * @example
    * await Promise.all(['eu', 'us'].map((region) => ctx.child(fulfil, { orderId }, { name: `fulfil-${region}` })));
    */
-  name?: string;
+  name?: string | undefined;
   /**
    * Idempotency key of the child run; a run already holding it is awaited instead.
    *
    * @example
    * await ctx.child(fulfil, { orderId }, { key: `fulfil-${orderId}` });
    */
-  key?: string;
+  key?: string | undefined;
   /**
    * Queue of the child run (default: the child workflow's queue).
    *
    * @example
    * await ctx.child(fulfil, { orderId }, { queue: 'warehouse' });
    */
-  queue?: string;
+  queue?: string | undefined;
   /**
    * What happens to the child when the parent ends (cancelled, failed or completed) while it runs: 'cancel' (default) or 'abandon'.
    *
    * @example
    * await ctx.child(fulfil, { orderId }, { onParentCancel: 'abandon' }); // keeps running if the parent is cancelled
    */
-  onParentCancel?: 'cancel' | 'abandon';
+  onParentCancel?: 'cancel' | 'abandon' | undefined;
   /**
    * Cancel the child run if it has not finished by this time (a Date or an
    * ISO timestamp; take it from `ctx.now()`, not `new Date()`, so the call
@@ -93,7 +93,7 @@ export interface ChildOptions {
    * @example
    * await ctx.child(fulfil, { orderId }, { deadline: new Date(ctx.now().getTime() + 86_400_000) });
    */
-  deadline?: Date | string;
+  deadline?: Date | string | undefined;
   /**
    * The child run's deadline as a duration from when the parent starts it.
    * Not with `deadline`.
@@ -101,7 +101,7 @@ export interface ChildOptions {
    * @example
    * await ctx.child(fulfil, { orderId }, { timeLimit: '15 minutes' });
    */
-  timeLimit?: Duration;
+  timeLimit?: Duration | undefined;
 }
 
 /**
@@ -117,7 +117,7 @@ export interface WaitForSignalOptions<T> {
    * @example
    * const vote = await ctx.waitForSignal('vote', { schema: z.enum(['yes', 'no']) });
    */
-  schema?: import('./standard-schema.ts').StandardSchemaV1<unknown, T>;
+  schema?: import('./standard-schema.ts').StandardSchemaV1<unknown, T> | undefined;
   /**
    * Give up after this long: resolves `{ timedOut: true }`.
    *
@@ -125,14 +125,14 @@ export interface WaitForSignalOptions<T> {
    * const answer = await ctx.waitForSignal(approved, { timeout: '1 hour 30 minutes' });
    * if (answer.timedOut) return 'expired';
    */
-  timeout?: Duration;
+  timeout?: Duration | undefined;
   /**
    * Name of the call in the history (default: the signal name).
    *
    * @example
    * const second = await ctx.waitForSignal(approved, { name: 'second-approval' });
    */
-  name?: string;
+  name?: string | undefined;
 }
 
 /** One settled branch of `ctx.race`. */
@@ -293,5 +293,5 @@ export interface WorkflowContext {
    * @example
    * if (processed >= 1000) return ctx.continueAsNew({ cursor, processed: 0 });
    */
-  continueAsNew(input: unknown, options?: { keepHistory?: boolean }): Promise<never>;
+  continueAsNew(input: unknown, options?: { keepHistory?: boolean | undefined }): Promise<never>;
 }

@@ -30,7 +30,7 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    * @example
    * defineWorkflow({ name: 'invoice', version: '2024-06', input: z.object({}) }, async () => 'ok');
    */
-  version?: string;
+  version?: string | undefined;
   /**
    * Schema of the input, checked by the client on start and by the worker on
    * claim. For a zod 4 schema, its shape (a JSON Schema subset) is registered
@@ -46,14 +46,14 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    * @example
    * defineWorkflow({ name: 'total', input: z.object({}), output: z.number().int() }, async () => 42);
    */
-  output?: OS;
+  output?: OS | undefined;
   /**
    * Queue new runs go to (default 'default').
    *
    * @example
    * defineWorkflow({ name: 'report', input: z.object({}), queue: 'reports' }, async () => 'ok');
    */
-  queue?: string;
+  queue?: string | undefined;
   /**
    * Retries of the whole workflow function when it throws (default: no
    * retries). A retry replays from the first failed call.
@@ -61,7 +61,7 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    * @example
    * defineWorkflow({ name: 'import', input: z.object({}), retry: { maxAttempts: 3, initialDelay: '1 minute' } }, async () => 'ok');
    */
-  retry?: RetryPolicy;
+  retry?: RetryPolicy | undefined;
   /**
    * The dead letter: park the run (status `paused`, the step's last error
    * kept on the run) once a step has failed this many consecutive attempts,
@@ -79,7 +79,7 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    * const sync = defineWorkflow({ name: 'sync', input: z.object({}), pauseAfter: 3 },
    *   async (ctx) => ctx.step('push', () => fetchJson('https://crm.example/push')));
    */
-  pauseAfter?: number;
+  pauseAfter?: number | undefined;
   /**
    * The signals this workflow waits for. Declared, they are registered with
    * the version (their payload shapes, as for the input), and a signal sent
@@ -93,7 +93,7 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    * const approval = defineWorkflow({ name: 'approval', input: z.object({}), signals: [approved] },
    *   async (ctx) => ctx.waitForSignal(approved, { timeout: '7 days' }));
    */
-  signals?: readonly SignalDefinition<any, any>[];
+  signals?: readonly SignalDefinition<any, any>[] | undefined;
   /**
    * Lifecycle hooks, run durably when a run completes, fails, is cancelled
    * or is paused: the delivery is written in the transaction that ends the
@@ -106,7 +106,7 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    *   hooks: { onComplete: async (e) => { await fetch(webhookUrl, { method: 'POST', body: JSON.stringify(e.output) }); } } },
    *   async (ctx, { id }) => ctx.step('ship', () => ship(id)));
    */
-  hooks?: WorkflowHooks<InferOutput<S>, any>;
+  hooks?: WorkflowHooks<InferOutput<S>, any> | undefined;
   /**
    * Events of this workflow's runs carry their output and error (default false: payloads are not copied).
    *
@@ -115,7 +115,7 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    *   async (ctx, { orderId }) => ctx.step('charge', ({ idempotencyKey, signal }) => charge(orderId, { idempotencyKey, signal })));
    * for await (const e of client.events({ workflows: ['invoice'], kinds: ['completed'], signal })) console.log(e.body.output);
    */
-  eventPayloads?: boolean;
+  eventPayloads?: boolean | undefined;
   /**
    * In-process interceptors around the workflow and its steps (logging,
    * metrics, auditing): `beforeWorkflow`, `afterWorkflow`, `beforeStep`,
@@ -128,7 +128,7 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    *   interceptors: { afterStep: ({ step }, error) => console.log(step, error ? 'failed' : 'ok') } },
    *   async (ctx) => ctx.step('work', () => 1));
    */
-  interceptors?: WorkflowInterceptors;
+  interceptors?: WorkflowInterceptors | undefined;
 }
 
 export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => Promise<O>;
@@ -147,7 +147,7 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   /** The lifecycle hooks (`hooks` option), if any. */
   readonly hooks?: WorkflowHooks<any, any> | undefined;
   /** Whether its events carry output and error. */
-  readonly eventPayloads?: boolean;
+  readonly eventPayloads?: boolean | undefined;
   /** The in-process interceptors (`interceptors` option), if any. */
   readonly interceptors?: WorkflowInterceptors | undefined;
   readonly fn: WorkflowFn<I, O>;
@@ -240,7 +240,7 @@ export interface ActivityOptions<S extends StandardSchemaV1> {
    * @example
    * defineActivity({ name: 'ocr', version: '2', queue: 'ocr-boxes', input: z.string() }, (url) => url);
    */
-  version?: string;
+  version?: string | undefined;
   /**
    * Schema of the input (zod or any Standard Schema), checked before the run starts.
    *
@@ -254,14 +254,14 @@ export interface ActivityOptions<S extends StandardSchemaV1> {
    * @example
    * defineActivity({ name: 'ocr', queue: 'ocr-boxes', input: z.string(), retry: { maxAttempts: 10 } }, (url) => url);
    */
-  retry?: RetryPolicy;
+  retry?: RetryPolicy | undefined;
   /**
    * Per-attempt timeout of its step.
    *
    * @example
    * defineActivity({ name: 'ocr', queue: 'ocr-boxes', input: z.string(), timeout: '5 minutes' }, (url) => url);
    */
-  timeout?: import('../protocol/duration.ts').Duration;
+  timeout?: import('../protocol/duration.ts').Duration | undefined;
 }
 
 /**

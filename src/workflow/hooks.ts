@@ -71,14 +71,14 @@ export type HookFn<I, O> = (event: HookEvent<I, O>, context: HookContext) => unk
  * const hooks: WorkflowHooks = { onComplete: (e) => notify(e.runId), retry: { maxAttempts: 10 }, timeout: '10s' };
  */
 export interface WorkflowHooks<I = unknown, O = unknown> {
-  onComplete?: HookFn<I, O>;
-  onFail?: HookFn<I, O>;
-  onCancel?: HookFn<I, O>;
-  onPause?: HookFn<I, O>;
+  onComplete?: HookFn<I, O> | undefined;
+  onFail?: HookFn<I, O> | undefined;
+  onCancel?: HookFn<I, O> | undefined;
+  onPause?: HookFn<I, O> | undefined;
   /** Retries of a hook that throws or times out (default: 5 attempts, exponential from 1 s); then the delivery is parked. */
-  retry?: RetryPolicy;
+  retry?: RetryPolicy | undefined;
   /** How long one attempt may take before it counts as failed (default 30 s, at most 12 hours). */
-  timeout?: Duration;
+  timeout?: Duration | undefined;
 }
 
 /** The longest hook timeout: a delivery's lease is the longest timeout plus 30 s, and a lease is at most a day. */

@@ -16,25 +16,25 @@ import type { StandardSchemaV1 } from './standard-schema.ts';
 export type InputShape =
   | true
   | {
-      type?: string | string[];
-      enum?: unknown[];
-      anyOf?: InputShape[];
-      allOf?: InputShape[];
-      minimum?: number;
-      maximum?: number;
-      exclusiveMinimum?: number;
-      exclusiveMaximum?: number;
+      type?: string | string[] | undefined;
+      enum?: unknown[] | undefined;
+      anyOf?: InputShape[] | undefined;
+      allOf?: InputShape[] | undefined;
+      minimum?: number | undefined;
+      maximum?: number | undefined;
+      exclusiveMinimum?: number | undefined;
+      exclusiveMaximum?: number | undefined;
       /** Checked in UTF-16 code units (zod before 4.6 counts those; 4.6 counts code points, never more). */
-      minLength?: number;
+      minLength?: number | undefined;
       /** Checked in code points (zod 4.6 counts those; earlier releases UTF-16 units, never fewer). */
-      maxLength?: number;
-      items?: InputShape;
-      prefixItems?: InputShape[];
-      minItems?: number;
-      maxItems?: number;
-      properties?: Record<string, InputShape>;
-      required?: string[];
-      additionalProperties?: InputShape | false;
+      maxLength?: number | undefined;
+      items?: InputShape | undefined;
+      prefixItems?: InputShape[] | undefined;
+      minItems?: number | undefined;
+      maxItems?: number | undefined;
+      properties?: Record<string, InputShape> | undefined;
+      required?: string[] | undefined;
+      additionalProperties?: InputShape | false | undefined;
     };
 
 /** Deeper schemas are cut off (accept anything below); SQL refuses shapes nested deeper than its own limit. */
@@ -51,15 +51,15 @@ const MAX_NODES = 10_000;
 // zod 4's definitions, read structurally (zod is not imported at run time).
 interface ZodDef {
   type: string;
-  coerce?: boolean;
-  checks?: Array<{ _zod: { def: Record<string, unknown> & { check: string } } }>;
-  format?: string;
+  coerce?: boolean | undefined;
+  checks?: Array<{ _zod: { def: Record<string, unknown> & { check: string } } }> | undefined;
+  format?: string | undefined;
   [key: string]: unknown;
 }
-type ZodLike = { _zod: { def: ZodDef; optin?: string } };
+type ZodLike = { _zod: { def: ZodDef; optin?: string | undefined } };
 
 function zodOf(schema: unknown): ZodLike | undefined {
-  const z = (schema as { _zod?: { def?: { type?: unknown } } } | null)?._zod;
+  const z = (schema as { _zod?: { def?: { type?: unknown } | undefined } | undefined } | null)?._zod;
   return typeof z?.def?.type === 'string' ? (schema as ZodLike) : undefined;
 }
 

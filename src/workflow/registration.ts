@@ -14,10 +14,10 @@ export interface Registrable {
   name: string;
   version: string;
   queue: string;
-  input?: StandardSchemaV1;
+  input?: StandardSchemaV1 | undefined;
   signals?: readonly SignalDefinition<any, any>[] | undefined;
   hooks?: WorkflowHooks<any, any> | undefined;
-  eventPayloads?: boolean;
+  eventPayloads?: boolean | undefined;
 }
 
 /** The registration row of `w`: its input shape (absent: none SQL can check), declared signals and hooks. */

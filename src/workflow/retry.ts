@@ -21,52 +21,55 @@ export interface RetryPolicy {
    * @example
    * const policy: trellis.RetryPolicy = { maxAttempts: 5 };
    */
-  maxAttempts?: number;
+  maxAttempts?: number | undefined;
   /**
    * 'exponential' (default) or 'constant'.
    *
    * @example
    * const policy: trellis.RetryPolicy = { backoff: 'constant', initialDelay: '30s' };
    */
-  backoff?: 'exponential' | 'constant';
+  backoff?: 'exponential' | 'constant' | undefined;
   /**
    * Delay before the second attempt (default 1s).
    *
    * @example
    * const policy: trellis.RetryPolicy = { initialDelay: '500ms' };
    */
-  initialDelay?: Duration;
+  initialDelay?: Duration | undefined;
   /**
    * Growth per attempt for exponential backoff (default 2).
    *
    * @example
    * const policy: trellis.RetryPolicy = { backoff: 'exponential', factor: 4 };
    */
-  factor?: number;
+  factor?: number | undefined;
   /**
    * Upper bound of any delay (default 5 minutes, or `initialDelay` when that is longer).
    *
    * @example
    * const policy: trellis.RetryPolicy = { maxAttempts: 20, maxDelay: '1 hour' };
    */
-  maxDelay?: Duration;
+  maxDelay?: Duration | undefined;
   /**
    * Randomise each delay by ± this fraction (0–1, default 0.2).
    *
    * @example
    * const policy: trellis.RetryPolicy = { jitter: 0 }; // exact delays
    */
-  jitter?: number;
+  jitter?: number | undefined;
   /**
    * Return false to fail at once for this error.
    *
    * @example
    * const policy: trellis.RetryPolicy = { retryIf: (error) => !(error instanceof TypeError) };
    */
-  retryIf?: (error: unknown) => boolean;
+  retryIf?: ((error: unknown) => boolean) | undefined;
 }
 
-export const DEFAULT_STEP_RETRY: Required<Omit<RetryPolicy, 'retryIf'>> = {
+/** Every field of a retry policy but retryIf, each given: the defaults a policy is merged over. */
+export type RetryDefaults = { [K in Exclude<keyof RetryPolicy, 'retryIf'>]-?: Exclude<RetryPolicy[K], undefined> };
+
+export const DEFAULT_STEP_RETRY: RetryDefaults = {
   maxAttempts: 3,
   backoff: 'exponential',
   initialDelay: 1000,
@@ -129,10 +132,13 @@ export function nextDelay(
   policy: RetryPolicy | undefined,
   attempt: number,
   error: unknown,
-  defaults: Required<Omit<RetryPolicy, 'retryIf'>> = DEFAULT_STEP_RETRY,
+  defaults: RetryDefaults = DEFAULT_STEP_RETRY,
   random: () => number = Math.random,
 ): number | null {
-  const p = { ...defaults, ...policy };
+  // A field given as undefined keeps its default (a spread would copy the
+  // undefined over it: maxAttempts undefined retried for ever).
+  const p = { ...defaults };
+  for (const [key, value] of Object.entries(policy ?? {})) if (value !== undefined && key in p) (p as Record<string, unknown>)[key] = value;
   if (isNonRetryable(error)) return null;
   if (policy?.retryIf && !askRetryIf(policy.retryIf, error)) return null;
   if (attempt >= p.maxAttempts) return null;

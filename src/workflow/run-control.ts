@@ -99,11 +99,11 @@ export interface HookStepInfo extends HookRunInfo {
  * };
  */
 export interface WorkflowInterceptors {
-  beforeWorkflow?: (run: HookRunInfo) => Promise<unknown> | unknown;
+  beforeWorkflow?: ((run: HookRunInfo) => Promise<unknown> | unknown) | undefined;
   /** `output` is what the function returned (undefined when it threw). */
-  afterWorkflow?: (run: HookRunInfo, error: unknown, output: unknown) => Promise<unknown> | unknown;
-  beforeStep?: (step: HookStepInfo) => Promise<unknown> | unknown;
-  afterStep?: (step: HookStepInfo, error: unknown) => Promise<unknown> | unknown;
+  afterWorkflow?: ((run: HookRunInfo, error: unknown, output: unknown) => Promise<unknown> | unknown) | undefined;
+  beforeStep?: ((step: HookStepInfo) => Promise<unknown> | unknown) | undefined;
+  afterStep?: ((step: HookStepInfo, error: unknown) => Promise<unknown> | unknown) | undefined;
 }
 
 const HOOK_NAMES = ['beforeWorkflow', 'afterWorkflow', 'beforeStep', 'afterStep'] as const;

@@ -15,7 +15,7 @@ export interface BacklogPoint {
   finished: number;
   pending: number;
   /** Pending runs of a version the claiming worker does not serve (same queue). */
-  unserved?: number;
+  unserved?: number | undefined;
   claimMs: { p50: number; p95: number; min: number };
   nextDueMs: number;
   runsBytes: number;

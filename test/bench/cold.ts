@@ -43,11 +43,11 @@ export interface ColdResult {
   second: Percentiles;
   connect: Percentiles;
   /** CPU per start, core-ms (mean over the clients): the backend's (/proc) and this process's, first (connected pool) and second start. */
-  cpu: { firstServer?: number; firstNode: number; secondServer?: number; secondNode: number };
+  cpu: { firstServer?: number | undefined; firstNode: number; secondServer?: number | undefined; secondNode: number };
   /** Per statement of the connected-pool first start: its label and p50 ms. */
   statements: { statement: string; n: number; p50: number }[];
   /** Fresh clients through a PgBouncer in transaction mode (its server sessions warm), or why there is no such row. */
-  pooled?: { pgbouncer: string; first: Percentiles; second: Percentiles } | { skipped: string };
+  pooled?: { pgbouncer: string; first: Percentiles; second: Percentiles } | { skipped: string } | undefined;
 }
 
 /** A new pool and client on `url`: the first start (the pool's connect included) into `first`, the second into `second`. */
@@ -113,7 +113,7 @@ async function pooledStarts(url: string, n: number): Promise<ColdResult['pooled'
 function timeQueries(pool: pg.Pool, into: Map<string, number[]>): void {
   const query = pool.query.bind(pool) as (...a: unknown[]) => Promise<unknown>;
   (pool as unknown as { query: unknown }).query = async (config: unknown, values?: unknown) => {
-    const c = config as { name?: string; text?: string } | string;
+    const c = config as { name?: string | undefined; text?: string | undefined } | string;
     const label = typeof c === 'string' ? c : (c.name ?? c.text ?? '?');
     const key = label.replace(/\s+/g, ' ').trim().slice(0, 60);
     const t = performance.now();

@@ -96,8 +96,8 @@ export async function postmasterPid(client: pg.ClientBase): Promise<number | und
 
 export interface CpuReading {
   at: number;
-  server?: number;
-  machine?: number;
+  server?: number | undefined;
+  machine?: number | undefined;
   /** This process (process.cpuUsage), seconds. */
   self: number;
   /** The given processes (children), seconds each. */
@@ -121,11 +121,11 @@ export function readCpu(postmaster: number | undefined, procs: number[] = [], ba
 /** CPU spent between two readings, in seconds; `otherCores` is the mean number of cores busy with anything else. */
 export interface CpuDelta {
   seconds: number;
-  server?: number;
+  server?: number | undefined;
   self: number;
-  procs?: number;
-  backends?: number;
-  otherCores?: number;
+  procs?: number | undefined;
+  backends?: number | undefined;
+  otherCores?: number | undefined;
 }
 
 const sumDelta = (a: (number | undefined)[], b: (number | undefined)[]) => {

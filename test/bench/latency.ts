@@ -29,8 +29,8 @@ import { fmt, median, type Percentiles, percentiles, sleep } from './stats.ts';
 const now = () => performance.timeOrigin + performance.now();
 
 interface Sample {
-  first?: number;
-  result?: number;
+  first?: number | undefined;
+  result?: number | undefined;
 }
 
 /** Fire `start(i)` every `intervalMs` (open loop, drift-corrected) `count` times; await all. */
@@ -188,7 +188,7 @@ async function lowLoad(subject: Subject, awaitResult = false): Promise<Sample[]>
   return samples;
 }
 
-export async function latency(server: BenchServer, cfg: BenchConfig): Promise<{ rows: LatencyRow[]; skipped?: string }> {
+export async function latency(server: BenchServer, cfg: BenchConfig): Promise<{ rows: LatencyRow[]; skipped?: string | undefined }> {
   const trellis = await trellisSubject(server, true);
   const remote = await trellisSubject(server, false);
   let graphile: Subject | undefined;

@@ -68,11 +68,11 @@ export interface ProbeRow {
   xactPerStep: number;
   walSyncsPerStep: number;
   /** Core-µs per workflow: every server process, this process, the 4 loops' backends alone. */
-  pgCpuUsPerWf?: number;
+  pgCpuUsPerWf?: number | undefined;
   nodeCpuUsPerWf: number;
-  backendsCpuUsPerWf?: number;
+  backendsCpuUsPerWf?: number | undefined;
   /** Mean cores other processes on the machine used during the window. */
-  otherCores?: number;
+  otherCores?: number | undefined;
 }
 
 async function loop(client: pg.Client, owner: number, steps: number): Promise<number> {

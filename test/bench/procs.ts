@@ -109,8 +109,8 @@ export interface MeasureOptions {
    */
   pollSql: string;
   /** Called after the children are ready and before "go" (e.g. enqueue while running). */
-  afterGo?: () => Promise<void>;
-  timeoutMs?: number;
+  afterGo?: (() => Promise<void>) | undefined;
+  timeoutMs?: number | undefined;
 }
 
 /**

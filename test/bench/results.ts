@@ -16,14 +16,14 @@ export interface RepFigures {
   walSyncsPerStep: number;
   walSyncsPerS: number;
   /** Checkpoint ops per grouped transaction (Trellis workers only). */
-  opsPerFlush?: number;
+  opsPerFlush?: number | undefined;
   /** Runs per claim statement (Trellis workers only; the whole run, start-up and drain included). */
-  runsPerClaim?: number;
+  runsPerClaim?: number | undefined;
   /** Core-µs per workflow inside the window: every server process, and the worker processes (whole window, start-up included). */
-  pgCpuUsPerWf?: number;
-  nodeCpuUsPerWf?: number;
+  pgCpuUsPerWf?: number | undefined;
+  nodeCpuUsPerWf?: number | undefined;
   /** Mean cores busy with other processes on the machine during the window. */
-  otherCores?: number;
+  otherCores?: number | undefined;
 }
 
 export interface ThroughputRow {
@@ -50,10 +50,10 @@ export function figures(m: RunMeasurement, steps: number): RepFigures {
   let claims = 0;
   let claimed = 0;
   for (const s of m.childStats) {
-    const w = s as { claims?: number; claimed?: number } | null;
+    const w = s as { claims?: number | undefined; claimed?: number | undefined } | null;
     claims += w?.claims ?? 0;
     claimed += w?.claimed ?? 0;
-    const c = (s as { committer?: { flushes: number; ops: number } } | null)?.committer;
+    const c = (s as { committer?: { flushes: number; ops: number } | undefined } | null)?.committer;
     if (c) {
       flushes += c.flushes;
       ops += c.ops;
@@ -84,14 +84,14 @@ export function row(system: string, config: string, kind: Kind, procs: number, r
 
 export interface BenchResults {
   meta: Record<string, unknown>;
-  pgbench?: { tps: number; clients: number; seconds: number; walSyncsPerS?: number } | Skipped;
+  pgbench?: { tps: number; clients: number; seconds: number; walSyncsPerS?: number | undefined } | Skipped | undefined;
   throughput: ThroughputRow[];
   peers: Skipped[];
   latency: LatencyRow[];
   levers: ThroughputRow[];
   backlog?: unknown;
   /** The models family: code workflow, state machine and template, 10 steps each. */
-  models?: ThroughputRow[];
+  models?: ThroughputRow[] | undefined;
   inputs?: unknown;
   starts?: unknown;
   /** The first start of fresh clients (family cold). */
@@ -113,8 +113,8 @@ export interface LatencyRow {
   /** Starts per second offered (or achieved, for closed loop). */
   rate: number;
   firstStep: { n: number; p50: number; p95: number; p99: number; max: number };
-  result?: { n: number; p50: number; p95: number; p99: number; max: number };
+  result?: { n: number; p50: number; p95: number; p99: number; max: number } | undefined;
   /** Low load only: each round's percentiles (the row's are their medians) and all rounds' samples together. */
-  rounds?: { firstStep: LatencyRow['firstStep']; result?: LatencyRow['firstStep'] }[];
-  pooled?: { firstStep: LatencyRow['firstStep']; result?: LatencyRow['firstStep'] };
+  rounds?: { firstStep: LatencyRow['firstStep']; result?: LatencyRow['firstStep'] | undefined }[] | undefined;
+  pooled?: { firstStep: LatencyRow['firstStep']; result?: LatencyRow['firstStep'] | undefined } | undefined;
 }

@@ -52,7 +52,7 @@ for (let waited = 0; !process.env.BENCH_NO_WAIT && !process.argv.includes('--no-
 // Pools of peer libraries may still hold idle connections that a family's
 // `drop database … with (force)` or the server's stop terminates (57P01).
 process.on('uncaughtException', (e) => {
-  if ((e as { code?: string }).code !== '57P01') throw e;
+  if ((e as { code?: string | undefined }).code !== '57P01') throw e;
 });
 const loads: Record<string, number> = {};
 const server = await startServer();

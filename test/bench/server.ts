@@ -14,7 +14,7 @@ export interface BenchServer {
   adminUrl: string;
   urlFor(database: string): string;
   /** Create (dropping first) a database; with `trellis` install the schema. */
-  createDatabase(name: string, options?: { trellis?: boolean }): Promise<string>;
+  createDatabase(name: string, options?: { trellis?: boolean | undefined }): Promise<string>;
   dropDatabase(name: string): Promise<void>;
   info(): Promise<ServerInfo>;
   stop(): Promise<void>;

@@ -20,7 +20,7 @@ export interface SizeSnapshot {
   pending: number;
   /** Rows in trellis.runs (the retained runs, finished or not). */
   runs: number;
-  relations: Record<string, { bytes: number; live?: number; dead?: number }>;
+  relations: Record<string, { bytes: number; live?: number | undefined; dead?: number | undefined }>;
   /** runs + steps with their indexes and TOAST. */
   totalBytes: number;
   /** The partial indexes of the claim path (pending and running rows only). */

@@ -14,10 +14,10 @@ import { type Kind, KINDS } from './workflows.ts';
 export const TRELLIS_DB = 'bench_trellis';
 
 export interface WorkerEnv {
-  BENCH_CONCURRENCY?: string;
-  BENCH_CLAIM_BATCH?: string;
-  BENCH_MAX_BATCH?: string;
-  BENCH_DUTIES?: 'on' | 'off';
+  BENCH_CONCURRENCY?: string | undefined;
+  BENCH_CLAIM_BATCH?: string | undefined;
+  BENCH_MAX_BATCH?: string | undefined;
+  BENCH_DUTIES?: 'on' | 'off' | undefined;
 }
 
 /** Register the bench workflows so SQL can start them by name before any worker ran. */
@@ -56,9 +56,9 @@ export interface TrellisRunOptions {
   kind: Kind;
   procs: number;
   runs: number;
-  env?: WorkerEnv;
+  env?: WorkerEnv | undefined;
   /** Enqueue while the workers run instead of before. */
-  live?: boolean;
+  live?: boolean | undefined;
 }
 
 /** One repetition on an existing, registered database. */

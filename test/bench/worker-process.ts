@@ -34,7 +34,7 @@ onCommand({
   async stop() {
     await worker.stop({ timeout: 5000 });
     // The committer is private; its counters say how many ops each transaction carried.
-    const committer = (worker as unknown as { committer?: { stats?: { flushes: number; ops: number } } }).committer;
+    const committer = (worker as unknown as { committer?: { stats?: { flushes: number; ops: number } | undefined } | undefined }).committer;
     process.stdout.write(`stats ${JSON.stringify({ ...worker.stats, committer: committer?.stats })}\n`);
     await pool.end();
     process.exit(0);

@@ -22,7 +22,7 @@ try {
   const m = await measureRun({ url, file: './worker-process.ts', env: {}, procs: Number(process.env.PROCS ?? 1), total: runs,
     remainingSql: `select count(*) as remaining from trellis.runs where status <> 'completed'`, pollSql: BUSY });
   console.log(`${Math.round(m.rate)} wf/s; CPU per run: server ${Math.round((m.cpu.server ?? 0) * 1e6 / m.items)} µs, worker ${Math.round((m.cpu.procs ?? 0) * 1e6 / m.items)} µs; others ${m.cpu.otherCores?.toFixed(2)} cores`);
-  for (const c of m.childStats as { claimed: number; claims: number; committer?: { flushes: number; ops: number } }[]) {
+  for (const c of m.childStats as { claimed: number; claims: number; committer?: { flushes: number; ops: number } | undefined }[]) {
     console.log(`  process: ${c.claimed} runs in ${c.claims} claims, ${c.committer?.ops} ops in ${c.committer?.flushes} commits`);
   }
   const { rows } = await admin.query(`select funcname, calls, round((self_time * 1000 / $1)::numeric, 1) as self_us_per_run,

@@ -65,7 +65,7 @@ describe('events_read on a cluster', () => {
     const [node] = await sql(`select nodeid, nodename, nodeport from pg_dist_node where noderole = 'primary' and groupid > 0 order by nodeid limit 1`);
     await sql(`select citus_update_node($1, $2, 1)`, [node.nodeid, node.nodename]);
     try {
-      await assert.rejects(read(null), (e: { code?: string; message?: string }) => e.code === '08006' && /worker node/.test(e.message ?? ''));
+      await assert.rejects(read(null), (e: { code?: string | undefined; message?: string | undefined }) => e.code === '08006' && /worker node/.test(e.message ?? ''));
     } finally {
       await sql(`select citus_update_node($1, $2, $3)`, [node.nodeid, node.nodename, node.nodeport]);
     }

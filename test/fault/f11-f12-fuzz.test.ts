@@ -126,7 +126,7 @@ describe('F11/F12: fuzzed bad payloads and injection', () => {
         }
       } catch (error) {
         errors++;
-        const code = (error as { code?: string }).code;
+        const code = (error as { code?: string | undefined }).code;
         const typed = isTrellisError(error) || (typeof code === 'string' && /^TR\d{3}$/.test(code));
         if (!typed && untyped.length < 20) untyped.push(`${where}: ${code ?? ''} ${String(error).slice(0, 160)}`);
         else if (!typed) untyped.push('');

@@ -35,7 +35,7 @@ describe('F13: workflow code changed under running runs', () => {
     await Promise.all([fx.h.spawn({ CODE_VERSION: '2' }), fx.h.spawn({ CODE_VERSION: '2' })]);
     await fx.h.waitAllEnded({ timeout: scale(60_000, 300_000) });
 
-    const { rows } = await fx.db.pool.query<{ workflow: string; status: string; output: unknown; error: { name?: string; message?: string } | null }>(
+    const { rows } = await fx.db.pool.query<{ workflow: string; status: string; output: unknown; error: { name?: string | undefined; message?: string | undefined } | null }>(
       'select workflow, status, output, error from trellis.runs');
     const x = rows.filter((r) => r.workflow === 'fh-change-x');
     const y = rows.filter((r) => r.workflow === 'fh-change-y');

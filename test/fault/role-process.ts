@@ -38,7 +38,7 @@ worker.role('soak', async ({ token, signal }) => {
         `insert into public.role_log (token, pid, at) select $1::bigint, $2, clock_timestamp() where trellis.role_check('soak', $1::bigint)`,
         [token, process.pid]);
     } catch (error) {
-      if ((error as { code?: string }).code === 'TR003') {
+      if ((error as { code?: string | undefined }).code === 'TR003') {
         await pool.query('insert into public.role_refused (token, pid) values ($1, $2)', [token, process.pid]).catch(() => undefined);
       }
     }

@@ -31,7 +31,7 @@ export async function accepting(url: string): Promise<boolean> {
  */
 export async function untilAccepting(
   url: string,
-  { timeout, interval, what, check }: { timeout: number; interval: number; what: string; check?: () => void },
+  { timeout, interval, what, check }: { timeout: number; interval: number; what: string; check?: (() => void) | undefined },
 ): Promise<void> {
   const deadline = Date.now() + timeout;
   for (;;) {

@@ -22,7 +22,7 @@ export interface Browser {
 }
 
 /** Launch chromium with a fresh --user-data-dir (a persistent context on a new temporary directory). */
-export async function launchChromium(options: { viewport?: { width: number; height: number } } = {}): Promise<Browser> {
+export async function launchChromium(options: { viewport?: { width: number; height: number } | undefined } = {}): Promise<Browser> {
   if (!existsSync(CHROMIUM)) {
     throw new Error(`chromium is not installed at ${CHROMIUM}: the dashboard's browser tests need it. `
       + 'Install it with `apt-get update && apt-get install -y --no-install-recommends chromium` (.ci/run does), '

@@ -17,16 +17,16 @@ export interface DatabaseFixture {
 }
 
 export interface DatabaseFixtureOptions {
-  poolSize?: number;
-  virtualClock?: boolean;
+  poolSize?: number | undefined;
+  virtualClock?: boolean | undefined;
   /** More options for the client (its pool is always `db.pool`). */
-  client?: Omit<ClientOptions, 'pool' | 'connectionString'>;
+  client?: Omit<ClientOptions, 'pool' | 'connectionString'> | undefined;
   /**
    * More set-up that needs the database, run in the same before() once `db`
    * and `client` exist. (A second top-level before() would not wait for
    * this one: Node 20 starts top-level before() hooks at once, together.)
    */
-  setUp?: (fixture: DatabaseFixture) => Promise<unknown>;
+  setUp?: ((fixture: DatabaseFixture) => Promise<unknown>) | undefined;
 }
 
 /** What useFreshDatabase gives a test file: the database alone. */
@@ -43,7 +43,7 @@ export interface FreshDatabaseFixture {
  * const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1"}]')`) });
  * it('counts no runs', async () => assert.equal((await fx.db.pool.query('select * from trellis.runs')).rows.length, 0));
  */
-export function useFreshDatabase(options: { poolSize?: number; virtualClock?: boolean; setUp?: (db: TestDatabase) => Promise<unknown> } = {}): FreshDatabaseFixture {
+export function useFreshDatabase(options: { poolSize?: number | undefined; virtualClock?: boolean | undefined; setUp?: ((db: TestDatabase) => Promise<unknown>) | undefined } = {}): FreshDatabaseFixture {
   let db: TestDatabase | undefined;
   const fixture: FreshDatabaseFixture = {
     get db() {

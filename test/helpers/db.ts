@@ -55,7 +55,7 @@ export async function createDatabase(prefix = 'trellis_t'): Promise<{ name: stri
             await c.query(`drop database if exists ${name} with (force)`);
             break;
           } catch (error) {
-            if (!citus || (error as { code?: string }).code !== '55006' || tries >= 40) throw error;
+            if (!citus || (error as { code?: string | undefined }).code !== '55006' || tries >= 40) throw error;
             await new Promise((r) => setTimeout(r, 250));
           }
         }
@@ -120,7 +120,7 @@ async function citusNodes(name: string): Promise<{ drop(): Promise<void> }> {
             await on(w, `drop database if exists ${name} with (force)`);
             break;
           } catch (error) {
-            if ((error as { code?: string }).code !== '55006' || tries >= 40) throw error;
+            if ((error as { code?: string | undefined }).code !== '55006' || tries >= 40) throw error;
             await new Promise((r) => setTimeout(r, 250));
           }
         }
@@ -146,7 +146,7 @@ export function testPool(config: pg.PoolConfig): pg.Pool {
  * with `virtualClock`, `trellis.now()` reads the virtual clock from the start
  * (moved by `select trellis.clock_advance(…)`).
  */
-export async function freshDatabase(options: { poolSize?: number; virtualClock?: boolean } = {}): Promise<TestDatabase> {
+export async function freshDatabase(options: { poolSize?: number | undefined; virtualClock?: boolean | undefined } = {}): Promise<TestDatabase> {
   // On a Citus cluster one test file sets up its database at a time: the
   // installs of two files change the cluster's shared catalogs (roles, the
   // extension on the workers) and one failed with "tuple concurrently updated".

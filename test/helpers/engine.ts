@@ -41,7 +41,7 @@ export interface EngineFixture {
  * const fx = useEngine({ workflows: [greet] });
  * it('greets', async () => assert.equal(await (await fx.engine.client.start(greet, { name: 'a' })).result(), 'hi a'));
  */
-export function useEngine(options: Omit<WorkerOptions, 'pool'>, { setUp }: { setUp?: (db: TestDatabase) => Promise<unknown> } = {}): EngineFixture {
+export function useEngine(options: Omit<WorkerOptions, 'pool'>, { setUp }: { setUp?: ((db: TestDatabase) => Promise<unknown>) | undefined } = {}): EngineFixture {
   let engine: Engine | undefined;
   // after() hooks run in the order they are registered: the engine stops before the database closes.
   after(async () => {

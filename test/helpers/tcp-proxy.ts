@@ -12,7 +12,7 @@ export interface Pipe {
   startup: string;
   frozen: boolean;
   /** While true, what the server sends is dropped (the client's statements still reach it: a reply lost on the way). */
-  dropReplies?: boolean;
+  dropReplies?: boolean | undefined;
   client: net.Socket;
   upstream: net.Socket;
   cut(): void;

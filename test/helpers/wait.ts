@@ -1,7 +1,7 @@
 /** Await a condition that an external process makes true (another worker, a restart). */
 export async function waitFor<T>(
   probe: () => Promise<T | undefined | null | false> | T | undefined | null | false,
-  { timeout = 20_000, interval = 25, what = 'condition' }: { timeout?: number; interval?: number; what?: string } = {},
+  { timeout = 20_000, interval = 25, what = 'condition' }: { timeout?: number | undefined; interval?: number | undefined; what?: string | undefined } = {},
 ): Promise<T> {
   const deadline = Date.now() + timeout;
   for (;;) {

@@ -45,7 +45,7 @@ before(async () => {
   await copyFile(join(root, 'bin', 'trellis.mjs'), bin);
   const tsc = join(root, 'node_modules', 'typescript', 'bin', 'tsc');
   await execFileP(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist')], { cwd: root, env: plainEnv() })
-    .catch((error: { stdout?: string }) => assert.fail(`the build failed:\n${error.stdout ?? String(error)}`));
+    .catch((error: { stdout?: string | undefined }) => assert.fail(`the build failed:\n${error.stdout ?? String(error)}`));
 });
 after(async () => {
   await database?.drop();

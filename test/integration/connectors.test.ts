@@ -13,7 +13,7 @@ import { waitFor } from '../helpers/wait.ts';
 const OrderStatus = z.enum(['placed', 'paid', 'shipped']);
 const orderFlow = defineStateMachine({ name: 'order-flow', status: OrderStatus, object: z.object({ amount: z.number(), paidBy: z.string().optional() }) })
   .callback('placed', (run, payload) => {
-    run.object.paidBy = (payload as { by?: string }).by ?? 'unknown';
+    run.object.paidBy = (payload as { by?: string | undefined }).by ?? 'unknown';
     return 'paid';
   }, 'paid')
   .step('paid', () => 'shipped', 'shipped')

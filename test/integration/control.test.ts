@@ -78,7 +78,7 @@ describe('cancellation', () => {
     await env.client.cancel(run.id, 'customer changed their mind');
     await assert.rejects(run.result({ timeout: '10s' }), CancelledError);
     const ended = await env.client.get(run.id);
-    assert.deepEqual([ended?.status, (ended?.error as { message?: string }).message], ['cancelled', 'customer changed their mind'],
+    assert.deepEqual([ended?.status, (ended?.error as { message?: string | undefined }).message], ['cancelled', 'customer changed their mind'],
       'the run keeps the reason given to cancel after its worker ended it');
     const { rows } = await env.pool.query('select id, status from trellis.runs where parent_run_id = $1', [run.id]);
     assert.deepEqual(rows.map((r) => r.status), ['cancelled', 'cancelled']);

@@ -183,11 +183,11 @@ describe('dashboard in chromium', () => {
     assert.match(await page.locator('dl.facts').textContent() ?? '', /<b>key<\/b>/);
     assert.equal(await page.locator('script').count(), 0);
     assert.equal(await page.locator('main img, main b:text("key")').count(), 0);
-    assert.equal(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned), undefined);
+    assert.equal(await page.evaluate(() => (globalThis as { __pwned?: number | undefined }).__pwned), undefined);
     await page.goto(`${open.url}runs?key=${encodeURIComponent('<b>')}`);
     assert.equal(await page.locator('#runs tbody tr').count(), 1);
     assert.equal(await page.locator('input[name="key"]').inputValue(), '<b>');
-    assert.equal(await page.evaluate(() => (globalThis as { __pwned?: number }).__pwned), undefined);
+    assert.equal(await page.evaluate(() => (globalThis as { __pwned?: number | undefined }).__pwned), undefined);
   });
 
   it('read-only on a SELECT-only role: pages render without actions, and a post is refused', async () => {

@@ -23,7 +23,7 @@ function countingPool(): { pool: pg.Pool; statements: string[] } {
   pool.on('connect', (c) => {
     const query = c.query.bind(c) as (...args: unknown[]) => unknown;
     (c as unknown as { query: (...args: unknown[]) => unknown }).query = (...args: unknown[]) => {
-      const q = args[0] as string | { text?: string };
+      const q = args[0] as string | { text?: string | undefined };
       statements.push(typeof q === 'string' ? q : (q?.text ?? ''));
       return query(...args);
     };

@@ -394,7 +394,7 @@ describe('local hand-off', () => {
       const id = await waitFor(async () => (await fx.db.pool.query(`select id from trellis.runs where key = 'lost-reply'`)).rows[0]?.id as string | undefined,
         { what: 'the start committed' });
       for (const p of proxy.pipes) p.cut();
-      await assert.rejects(start, (e: Error & { retryable?: boolean }) => e.retryable === true);
+      await assert.rejects(start, (e: Error & { retryable?: boolean | undefined }) => e.retryable === true);
       const direct = createClient({ pool: fx.db.pool, logger: silentLogger });
       try {
         assert.equal(await direct.result(id, { timeout: '20s' }), 42);
@@ -508,7 +508,7 @@ describe('local hand-off', () => {
     const pair = await pairOn(pool, wf);
     try {
       const run = await pair.client.start(wf, { n: 4 });
-      const output = await run.result({ timeout: '10s' }) as { parsedFrom?: string };
+      const output = await run.result({ timeout: '10s' }) as { parsedFrom?: string | undefined };
       const [{ text }] = (await fx.db.pool.query('select output::text as text from trellis.runs where id = $1', [run.id])).rows;
       assert.equal(output.parsedFrom, text);
       assert.ok(pool.outcomeReads <= 1, `at most the one read before it completed (${pool.outcomeReads})`);

@@ -81,7 +81,7 @@ describe('lifecycle hooks', () => {
     assert.deepEqual({ hook: byRun.get(done.id)?.hook, output: byRun.get(done.id)?.output, key: byRun.get(done.id)?.key },
       { hook: 'onComplete', output: { done: true }, key: 'k-complete' });
     assert.equal(byRun.get(failed.id)?.hook, 'onFail');
-    assert.match(String((byRun.get(failed.id)?.error as { message?: string })?.message), /it broke/);
+    assert.match(String((byRun.get(failed.id)?.error as { message?: string | undefined })?.message), /it broke/);
     assert.equal(byRun.get(cancelled.id)?.hook, 'onCancel');
     assert.equal(byRun.get(paused.id)?.hook, 'onPause');
     assert.equal(byRun.get(done.id)?.attempt, 1);

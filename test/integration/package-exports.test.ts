@@ -57,7 +57,7 @@ before(async () => {
   await symlink(join(root, 'node_modules'), join(pkg, 'node_modules'), 'dir');
   await symlink(join(root, 'src'), join(pkg, 'src'), 'dir');
   await run(process.execPath, [tsc, '-p', join(root, 'tsconfig.build.json'), '--outDir', join(pkg, 'dist')], { cwd: root, env: plainEnv() })
-    .catch((error: { stdout?: string }) => assert.fail(`the build failed:\n${error.stdout ?? String(error)}`));
+    .catch((error: { stdout?: string | undefined }) => assert.fail(`the build failed:\n${error.stdout ?? String(error)}`));
   await writeFile(join(pkg, 'probe.mjs'), PROBE);
 });
 after(async () => {
@@ -88,7 +88,7 @@ describe('package exports', () => {
       compilerOptions: { target: 'ES2022', module: 'NodeNext', moduleResolution: 'NodeNext', strict: true, noEmit: true, types: ['node'] },
       files: ['consumer.ts'],
     }));
-    await run(process.execPath, [tsc, '-p', join(pkg, 'tsconfig.json')], { cwd: pkg, env: plainEnv() }).catch((error: { stdout?: string }) => {
+    await run(process.execPath, [tsc, '-p', join(pkg, 'tsconfig.json')], { cwd: pkg, env: plainEnv() }).catch((error: { stdout?: string | undefined }) => {
       assert.fail(`tsc failed:\n${error.stdout ?? String(error)}`);
     });
   });

@@ -34,7 +34,7 @@ describe('payload size', () => {
     await assert.rejects(run.result({ timeout: '5s' }), WorkflowFailedError);
     assert.ok(performance.now() - started < 5000);
     const row = await fx.engine.client.get(run.id);
-    assert.equal((row?.error as { code?: string }).code, 'payload_too_large');
+    assert.equal((row?.error as { code?: string | undefined }).code, 'payload_too_large');
     assert.match((row?.error as { message: string }).message, /2400 bytes, over the limit of 2000/);
     assert.equal(row?.attempt, 1, 'it ran once');
   });
@@ -43,6 +43,6 @@ describe('payload size', () => {
     const run = await fx.engine.client.start(zeros, { n: 800, step: true });
     await assert.rejects(run.result({ timeout: '5s' }), WorkflowFailedError);
     const [step] = await fx.engine.client.history(run.id);
-    assert.deepEqual([step?.status, step?.attempts, (step?.error as { code?: string }).code], ['failed', 1, 'payload_too_large']);
+    assert.deepEqual([step?.status, step?.attempts, (step?.error as { code?: string | undefined }).code], ['failed', 1, 'payload_too_large']);
   });
 });

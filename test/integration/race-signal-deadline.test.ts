@@ -53,7 +53,7 @@ describe('a signal sent just before a race deadline', () => {
       await env.advance('2 hours');
       for (const r of runs) {
         const done = await env.waitFor(r.id, 'completed', { timeout: '90s' });
-        const out = done.output as { winner: string; first: { payload?: string } | null; second: { timedOut: boolean; payload?: string } };
+        const out = done.output as { winner: string; first: { payload?: string | undefined } | null; second: { timedOut: boolean; payload?: string | undefined } };
         const payload = `payload-${r.id}`;
         const history = await env.history(r.id);
         const race = history.find((s) => s.kind === 'race');
@@ -61,7 +61,7 @@ describe('a signal sent just before a race deadline', () => {
           'select consumed_seq from trellis.signals where run_id = $1', [r.id])).rows;
         const waitAt0 = history.find((s) => s.seq === 0);
         const sleepAt1 = history.find((s) => s.seq === 1);
-        const lost = (race?.output as { lost?: number[] } | undefined)?.lost ?? [];
+        const lost = (race?.output as { lost?: number[] | undefined } | undefined)?.lost ?? [];
         const problems: string[] = [];
         if (out.winner === 'signal') {
           signalWins++;

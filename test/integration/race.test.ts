@@ -52,7 +52,7 @@ const awaitsLoser = defineWorkflow({ name: 'race-await-loser', input: z.object({
     await s;
     return 'resolved';
   } catch (error) {
-    return `${(error as Error).name}/${(error as { code?: string }).code}`;
+    return `${(error as Error).name}/${(error as { code?: string | undefined }).code}`;
   }
 });
 

@@ -52,7 +52,7 @@ describe('worker.role', () => {
     await waitFor(() => calls.length === 2, { what: 'the other worker taking over' });
     assert.equal(calls[1]?.worker, 'role-b');
     assert.equal(Number(calls[1]?.token), Number(calls[0]?.token) + 1, 'the next token');
-    await assert.rejects(sql(`select trellis.role_check('exporter', $1)`, [calls[0]?.token]), (e: Error & { code?: string }) => e.code === 'TR003');
+    await assert.rejects(sql(`select trellis.role_check('exporter', $1)`, [calls[0]?.token]), (e: Error & { code?: string | undefined }) => e.code === 'TR003');
     await b.stop();
   });
 
@@ -72,7 +72,7 @@ describe('worker.role', () => {
       assert.ok(held!.signal.reason instanceof LeaseLostError);
       await assert.rejects(
         sql(`select trellis.role_check('taken', $1)`, [held!.token]),
-        (e: Error & { code?: string }) => e.code === 'TR003',
+        (e: Error & { code?: string | undefined }) => e.code === 'TR003',
       );
     } finally {
       await w.stop();

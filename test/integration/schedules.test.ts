@@ -363,7 +363,7 @@ describe('bad input writes nothing', () => {
   for (const [what, call, type] of cases) {
     it(`${what}: a typed error, no schedule written`, async () => {
       const before = await count();
-      await assert.rejects(call(), (error: Error & { code?: string }) => {
+      await assert.rejects(call(), (error: Error & { code?: string | undefined }) => {
         assert.ok(error instanceof type, `${error.name}: ${error.message}`);
         if (type === Error) assert.equal(error.code, 'TR001', error.message);
         return true;

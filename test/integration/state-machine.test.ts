@@ -23,7 +23,7 @@ const application = defineStateMachine({ name: 'application', status: Status, ob
   }, 'checked')
   .step('checked', () => 'awaiting', 'awaiting')
   .callback('awaiting', (run, payload) => {
-    const { by } = payload as { by?: string };
+    const { by } = payload as { by?: string | undefined };
     if (!by) return run.skip();
     run.object.approvedBy = by;
     return 'approved';
@@ -154,7 +154,7 @@ describe('state machines', () => {
     await env.pool.query('select trellis.run_pause($1)', [first]);
     await assert.rejects(gates.trigger('g-1', { object: { email: 'a@b.c' } }), IllegalTransitionError);
     await assert.rejects(env.pool.query(`select trellis.machine_trigger('gate', 'g-1', '{"status":"open","object":{"email":"x"}}')`),
-      (e: { code?: string }) => e.code === 'TR004');
+      (e: { code?: string | undefined }) => e.code === 'TR004');
     assert.equal((await env.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'g-1'`)).rows[0].n, 1);
     await env.pool.query('select trellis.run_resume($1)', [first]);
     await env.waitFor(first, 'waiting');
@@ -193,7 +193,7 @@ describe('state machines', () => {
       try {
         await c.query(`begin isolation level ${level}`);
         await assert.rejects(c.query(`select trellis.machine_trigger('gate', 'g-rr', '{"status":"open","object":{"email":"x"}}', '{"key":"k-rr"}')`),
-          (e: { code?: string }) => e.code === 'TR001');
+          (e: { code?: string | undefined }) => e.code === 'TR001');
       } finally {
         await c.query('rollback');
         c.release();
@@ -216,11 +216,11 @@ describe('state machines', () => {
     await assert.rejects(gates.trigger('g-2', { object: { email: 'x' }, initial: 'ajar' as 'open' }), ValidationError);
     await assert.rejects(gates.trigger('g-2', { object: { email: 42 } as never }), ValidationError);
     await assert.rejects(env.pool.query(`select trellis.machine_trigger('gate', 'g-2', '{"status":"ajar","object":{"email":"x"}}')`),
-      (e: { code?: string }) => e.code === 'TR001');
+      (e: { code?: string | undefined }) => e.code === 'TR001');
     await assert.rejects(gates.callback('nobody', 'open', {}), NotFoundError);
     await assert.rejects(gates.callback('g-2', 'closed', {}), ValidationError);
     const runId = await gates.trigger('g-2', { object: { email: 'x' } });
-    await assert.rejects(env.pool.query(`select trellis.machine_callback('gate', 'g-2', 'closed', '{}')`), (e: { code?: string }) => e.code === 'TR001');
+    await assert.rejects(env.pool.query(`select trellis.machine_callback('gate', 'g-2', 'closed', '{}')`), (e: { code?: string | undefined }) => e.code === 'TR001');
     assert.equal((await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n, before + 1);
     assert.equal((await env.pool.query('select count(*)::int as n from trellis.signals where run_id = $1', [runId])).rows[0].n, 0);
     assert.throws(() => defineStateMachine({ name: 'bad', status: Gate, object: z.object({}) }).step('open', () => 'shut' as 'closed', 'shut' as 'closed'), ValidationError);
@@ -260,7 +260,7 @@ describe('state machines', () => {
     const runId = await pausers.trigger('p-1', { object: { seen: 0 } });
     await env.waitFor(runId, 'paused');
     const parked = await env.client.get(runId);
-    assert.equal((parked?.error as { message?: string } | null)?.message, 'needs a look');
+    assert.equal((parked?.error as { message?: string | undefined } | null)?.message, 'needs a look');
     assert.deepEqual((await pausers.get('p-1')).object, { seen: 0 });
     assert.deepEqual((await hookEvents(runId, 1)).map((e) => [e.event, e.status, e.object, e.reason]), [['pause', 'a', { seen: 0 }, 'needs a look']]);
     await env.client.resume(runId);

@@ -88,7 +88,7 @@ describe('step templates', () => {
     const before = (await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n;
     await assert.rejects(templates().start('early', { n: 1 }, { timeLimit: 'a while' as never }), ValidationError);
     await assert.rejects(env.pool.query(`select trellis.template_start('early', '{}', '{"time_limit": "-5 minutes"}')`),
-      (e: { code?: string }) => e.code === 'TR001');
+      (e: { code?: string | undefined }) => e.code === 'TR001');
     assert.equal((await env.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n, before);
   });
 
@@ -138,7 +138,7 @@ describe('step templates', () => {
       '{"steps": [{"name": "a", "timeout": 0}]}', '{"steps": [{"name": "a", "timeout": true}]}', '{"steps": [{"name": "a", "extra": 1}]}',
       '{"steps": [{"name": "a", "step": 7}]}', '{"steps": [{"name": "a"}], "hooks": "garbage"}', '{"steps": [{"name": "a"}], "hooks": {"onWhatever": []}}',
       '{"steps": [{"name": "a"}], "hooks": {"beforeStep": [1]}}', '{"steps": [{"name": "a"}], "owner": "me"}']) {
-      await assert.rejects(env.pool.query('select trellis.template_set($1, $2)', ['bad', definition]), (e: { code?: string }) => e.code === 'TR001');
+      await assert.rejects(env.pool.query('select trellis.template_set($1, $2)', ['bad', definition]), (e: { code?: string | undefined }) => e.code === 'TR001');
     }
     assert.equal((await env.pool.query(`select count(*)::int as n from trellis.templates where name = 'bad'`)).rows[0].n, 0);
     await assert.rejects(t.start('never-stored', {}), NotFoundError);

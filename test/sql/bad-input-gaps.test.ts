@@ -18,7 +18,7 @@ const BOUND = 400;
 
 async function refused(text: string, values: unknown[], code = 'TR001'): Promise<string> {
   const before = await counts();
-  const error = await fx.db.pool.query(text, values).then(() => undefined, (e: { code?: string; message: string }) => e);
+  const error = await fx.db.pool.query(text, values).then(() => undefined, (e: { code?: string | undefined; message: string }) => e);
   assert.ok(error, `${text} was accepted`);
   assert.equal(error.code, code, `${text}: ${error.message}`);
   assert.ok(error.message.length < BOUND, `message of ${error.message.length} characters: ${error.message.slice(0, 200)}`);

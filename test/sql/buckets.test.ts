@@ -20,7 +20,7 @@ const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workf
 
 const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
 const bucketOf = async (id: string) => Number((await sql('select bucket from trellis.runs where id = $1', [id]))[0].bucket);
-const sqlState = (code: string) => (e: unknown) => (e as { code?: string }).code === code;
+const sqlState = (code: string) => (e: unknown) => (e as { code?: string | undefined }).code === code;
 
 describe('bucket keys', () => {
   it('every table with a run_id column is run-scoped, and each has a bucket column', async () => {

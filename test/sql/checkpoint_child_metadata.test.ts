@@ -41,7 +41,7 @@ describe('checkpoint_apply child op metadata', () => {
     const child = randomUUID();
     await assert.rejects(
       apply([{ op: 'child', run: parent.id, token: parent.token, seq: 0, name: 'c', child, workflow: 'w', input: {}, metadata: ['not', 'an', 'object'] }]),
-      (e: { code?: string; message?: string }) => e.code === 'TR001' && /metadata must be a JSON object/.test(e.message ?? ''),
+      (e: { code?: string | undefined; message?: string | undefined }) => e.code === 'TR001' && /metadata must be a JSON object/.test(e.message ?? ''),
     );
     assert.equal((await sql('select count(*)::int as n from trellis.runs where id = $1', [child]))[0].n, 0);
     assert.equal((await sql('select count(*)::int as n from trellis.steps where run_id = $1', [parent.id]))[0].n, 0);

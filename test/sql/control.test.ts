@@ -12,7 +12,7 @@ import { migrate } from '../../src/schema/install.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 
 type Status = 'pending' | 'running' | 'waiting' | 'paused' | 'completed' | 'failed' | 'cancelled';
-type Made = { id: string; queue: string; token?: string };
+type Made = { id: string; queue: string; token?: string | undefined };
 
 let db: TestDatabase;
 let listener: pg.Client;
@@ -68,7 +68,7 @@ async function settle(): Promise<void> {
 
 let queues = 0;
 /** A run in `status`, in a queue of its own. `started` makes a pending or paused run one that was claimed before. */
-async function make(status: Status, options: { started?: boolean } = {}): Promise<Made> {
+async function make(status: Status, options: { started?: boolean | undefined } = {}): Promise<Made> {
   const queue = `c${++queues}`;
   const { id } = await one('select trellis.run_start($1, $2, $3) as id', ['w', '{}', JSON.stringify({ queue })]);
   const made: Made = { id, queue };

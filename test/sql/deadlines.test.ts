@@ -109,7 +109,7 @@ describe('run_start: deadline and time_limit', () => {
       [{ time_limit: '1 mon -30 days' }, /must be longer than zero/],
     ];
     for (const [options, message] of cases) {
-      await assert.rejects(start(options), (e: { code?: string; message?: string }) => {
+      await assert.rejects(start(options), (e: { code?: string | undefined; message?: string | undefined }) => {
         assert.equal(e.code, 'TR001', `${JSON.stringify(options)}: ${e.message}`);
         assert.match(e.message ?? '', message);
         return true;
@@ -144,7 +144,7 @@ describe('run_start: deadline and time_limit', () => {
     const first = await start({ key: 'order-42', deadline: at });
     await advance('1 hour');
     assert.equal(await start({ key: 'order-42', deadline: at }), first);
-    await assert.rejects(start({ key: 'order-43', deadline: at }), (e: { code?: string }) => e.code === 'TR001');
+    await assert.rejects(start({ key: 'order-43', deadline: at }), (e: { code?: string | undefined }) => e.code === 'TR001');
   });
 
   it('run_start_claimed keeps the deadline of a run it leases at once', async () => {
@@ -245,7 +245,7 @@ describe('run_cancel_overdue', () => {
       const child = randomUUID();
       await assert.rejects(
         apply([{ op: 'child', run: parent.id, token: parent.token, seq: 2, name: 'c', child, workflow: 'w', input: {}, ...bad }]),
-        (e: { code?: string }) => e.code === 'TR001',
+        (e: { code?: string | undefined }) => e.code === 'TR001',
       );
       assert.equal((await one('select count(*)::int as n from trellis.runs where id = $1', [child])).n, 0);
     }

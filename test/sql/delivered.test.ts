@@ -59,7 +59,7 @@ describe('checkpoint_apply delivered', () => {
     const op = (status: string, delivered: number) =>
       ({ op: 'step', run: id, token: held.lease_token, seq: 0, name: 's', kind: 'step', status, attempts: 1, delivered });
     for (const bad of [op('running', 1), op('waiting', 1), op('retrying', 1), op('completed', 0)]) {
-      await assert.rejects(apply([bad]), (e: { code?: string }) => e.code === 'TR001', JSON.stringify(bad));
+      await assert.rejects(apply([bad]), (e: { code?: string | undefined }) => e.code === 'TR001', JSON.stringify(bad));
     }
     const n = await fx.db.pool.query('select count(*)::int as n from trellis.steps where run_id = $1', [id]);
     assert.equal(n.rows[0].n, 0);

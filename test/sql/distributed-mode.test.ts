@@ -28,7 +28,7 @@ const status = async (id: string) => (await sql('select status from trellis.runs
 
 describe('the distributed paths on one node', () => {
   it('refuses a distributed setting that is not a boolean (TR001)', async () => {
-    await assert.rejects(sql(`select trellis.setting_set('distributed', '1')`), (e: { code?: string }) => e.code === 'TR001');
+    await assert.rejects(sql(`select trellis.setting_set('distributed', '1')`), (e: { code?: string | undefined }) => e.code === 'TR001');
   });
 
   it('claims each run of many buckets once, fences checkpoints by token and completes them', async () => {

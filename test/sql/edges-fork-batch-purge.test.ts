@@ -118,7 +118,7 @@ describe('edges of fork, batch starts, purge and schedules', () => {
         sql(`select count(*) from trellis.run_start_many('m', $1)`, [a]),
         sql(`select count(*) from trellis.run_start_many('m', $1)`, [b]),
       ]);
-      for (const r of results) if (r.status === 'rejected') errors.push(`${(r.reason as { code?: string }).code}: ${(r.reason as Error).message}`);
+      for (const r of results) if (r.status === 'rejected') errors.push(`${(r.reason as { code?: string | undefined }).code}: ${(r.reason as Error).message}`);
     }
     assert.deepEqual(errors, []);
   });

@@ -75,7 +75,7 @@ describe('run_fork', () => {
     const claimed = await one(`select id, attempt, history from trellis.run_claim('w2', array[$1], '{w}', '{1}', 1, '30 seconds')`, [o.queue]);
     assert.equal(claimed.id, id);
     assert.equal(claimed.attempt, 1);
-    assert.deepEqual(claimed.history.map((h: { seq: number; name: string; delivered?: number }) => [h.seq, h.name, h.delivered]), [[0, 'a', 1], [1, 'now', 2]]);
+    assert.deepEqual(claimed.history.map((h: { seq: number; name: string; delivered?: number | undefined }) => [h.seq, h.name, h.delivered]), [[0, 'a', 1], [1, 'now', 2]]);
   });
 
   it('from call 0 copies nothing: the whole run again', async () => {
@@ -116,7 +116,7 @@ describe('run_fork', () => {
     const o = await original();
     const before = await counts();
     const refused = async (from: number | null, options: unknown, code: string, message: RegExp, id: string = o.id) => {
-      await assert.rejects(sql('select trellis.run_fork($1, $2, $3)', [id, from, JSON.stringify(options)]), (e: { code?: string; message: string }) => {
+      await assert.rejects(sql('select trellis.run_fork($1, $2, $3)', [id, from, JSON.stringify(options)]), (e: { code?: string | undefined; message: string }) => {
         assert.equal(e.code, code, e.message);
         assert.match(e.message, message);
         return true;
@@ -144,7 +144,7 @@ describe('run_fork', () => {
     await apply([{ op: 'complete', run: o.id, token: o.token, output: 1 }]);
     await sql('select trellis.run_scrub($1)', [o.id]);
     const before = await counts();
-    await assert.rejects(sql('select trellis.run_fork($1, 1)', [o.id]), (e: { code?: string }) => e.code === 'TR004');
+    await assert.rejects(sql('select trellis.run_fork($1, 1)', [o.id]), (e: { code?: string | undefined }) => e.code === 'TR004');
     assert.deepEqual(await counts(), before);
   });
 });

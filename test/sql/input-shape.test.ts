@@ -41,7 +41,7 @@ enum Native { A = 1, B = 'b' }
 const Node: z.ZodType = z.object({ v: z.number(), get kids() { return z.array(Node); } });
 
 /** Schemas with values zod refuses that SQL must refuse too (the shape's own checks). */
-const CASES: Array<{ name: string; schema: z.ZodType; more?: unknown[]; refused?: unknown[] }> = [
+const CASES: Array<{ name: string; schema: z.ZodType; more?: unknown[] | undefined; refused?: unknown[] | undefined }> = [
   { name: 'object', schema: z.object({ n: z.number() }), refused: [{}, { n: '1' }, [], null, 'x', [{ n: 1 }]] },
   { name: 'strict', schema: z.strictObject({ n: z.number() }), refused: [{ n: 1, extra: true }] },
   { name: 'loose', schema: z.looseObject({ n: z.number() }), more: [{ n: 1, any: [1] }] },

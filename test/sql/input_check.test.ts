@@ -41,7 +41,7 @@ describe('input checks in SQL', () => {
       [null, '$: expected object, got null'],
       ['{"orderId": "o-1"}', '$: expected object, got string'],
     ] as const) {
-      await assert.rejects(start('order', input), (error: { code?: string; message?: string }) => {
+      await assert.rejects(start('order', input), (error: { code?: string | undefined; message?: string | undefined }) => {
         assert.equal(error.code, 'TR001');
         assert.equal(error.message, `input of order version 1 does not match its schema: ${message}`);
         return true;
@@ -144,12 +144,12 @@ describe('signal checks in SQL', () => {
   it('refuses an undeclared signal and a payload that does not match with TR001, buffering nothing and leaving the run as it was', async () => {
     const [{ id }] = await start('approval', {});
     await sql(`update trellis.runs set status = 'waiting', run_at = 'infinity' where id = $1`, [id]);
-    await assert.rejects(send(id, 'rejected', {}), (error: { code?: string; message?: string }) => {
+    await assert.rejects(send(id, 'rejected', {}), (error: { code?: string | undefined; message?: string | undefined }) => {
       assert.equal(error.code, 'TR001');
       assert.equal(error.message, 'approval version 1 does not wait for signal rejected (it declares: approved, poke)');
       return true;
     });
-    await assert.rejects(send(id, 'approved', { by: '' }, 'mail-1'), (error: { code?: string; message?: string }) => {
+    await assert.rejects(send(id, 'approved', { by: '' }, 'mail-1'), (error: { code?: string | undefined; message?: string | undefined }) => {
       assert.equal(error.code, 'TR001');
       assert.equal(error.message, 'payload of signal approved does not match its schema: $.by: length 0, under the minimum length 1');
       return true;
@@ -171,7 +171,7 @@ describe('signal checks in SQL', () => {
     await sql(`select trellis.setting_set('max_payload_bytes', '1100')`);
     try {
       for (let i = 0; i < 17; i++) assert.equal((await send(id, 'poke', kb))[0].sent, true); // 17 x 1,002 bytes, of 17,600
-      await assert.rejects(send(id, 'poke', kb), (error: { code?: string; message?: string }) => {
+      await assert.rejects(send(id, 'poke', kb), (error: { code?: string | undefined; message?: string | undefined }) => {
         assert.equal(error.code, 'TR005');
         assert.match(error.message ?? '', /already buffers 17 unconsumed signals of 17034 bytes; a run buffers at most 10000 signals and 17600 bytes/);
         return true;

@@ -125,7 +125,7 @@ describe('lease expiries without progress', () => {
       assert.equal(r.error.message, 'lease expired 2 times without progress: the step may crash its worker');
       for (const bad of ['0', '-1', '1.5', '"5"', 'true', 'null', '99999999999']) {
         await assert.rejects(sql(`select trellis.setting_set('max_lease_expiries', $1::jsonb)`, [bad]),
-          (e: { code?: string; message?: string }) => e.code === 'TR001' && /max_lease_expiries must be a positive integer/.test(e.message ?? ''), bad);
+          (e: { code?: string | undefined; message?: string | undefined }) => e.code === 'TR001' && /max_lease_expiries must be a positive integer/.test(e.message ?? ''), bad);
       }
       await assert.rejects(sql(`select trellis.setting_set('max_lease_expiries', null)`), { code: 'TR001' });
       const { rows } = await sql(`select value from trellis.settings where key = 'max_lease_expiries'`);

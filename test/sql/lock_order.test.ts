@@ -53,9 +53,9 @@ describe('run_cancel of a parent against the end of its child', () => {
         const [{ bucket }] = await sql('select bucket from trellis.runs where id = $1', [f.parent]);
         await holder.query('select 1 from trellis.runs where bucket = $1 and id = $2 for no key update', [bucket, f.parent]);
         const [cancelPid, endPid] = await Promise.all([canceller, ender].map(backendId)) as [number, number];
-        const cancel = canceller.query('select trellis.run_cancel($1) as status', [f.parent]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+        const cancel = canceller.query('select trellis.run_cancel($1) as status', [f.parent]).then(() => 'ok', (e: { code?: string | undefined }) => e.code ?? String(e));
         await waitFor(() => blocked(cancelPid), { what: 'run_cancel to queue behind the holder' });
-        const end = apply(ender, [{ op: 'complete', run: f.child, token: f.childToken, output: 1 }]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+        const end = apply(ender, [{ op: 'complete', run: f.child, token: f.childToken, output: 1 }]).then(() => 'ok', (e: { code?: string | undefined }) => e.code ?? String(e));
         await waitFor(() => blocked(endPid), { what: 'the child end to queue' });
         await holder.query('commit');
         assert.deepEqual(await Promise.all([cancel, end]), ['ok', 'ok'], `round ${round}`);
@@ -80,7 +80,7 @@ describe('run_cancel of a parent against the end of its child', () => {
         const end = () => apply(fx.db.pool, [{ op: 'complete', run: f.child, token: f.childToken, output: 1 }]);
         return round % 2 ? [end(), cancel()] : [cancel(), end()];
       });
-      for (const r of await Promise.allSettled(work)) if (r.status === 'rejected') codes.push((r.reason as { code?: string }).code ?? String(r.reason));
+      for (const r of await Promise.allSettled(work)) if (r.status === 'rejected') codes.push((r.reason as { code?: string | undefined }).code ?? String(r.reason));
     }
     assert.deepEqual(codes, [], 'every cancel and every child end succeeded');
   });
@@ -111,7 +111,7 @@ describe('a purge of a finished parent against the end of its abandoned child', 
       const [{ bucket }] = await sql('select bucket from trellis.runs where id = $1', [grandchild]);
       await holder.query('select 1 from trellis.runs where bucket = $1 and id = $2 for no key update', [bucket, grandchild]);
       const endPid = await backendId(ender);
-      const end = apply(ender, [{ op: 'complete', run: child, token: c.lease_token, output: 1 }]).then(() => 'ok', (e: { code?: string }) => e.code ?? String(e));
+      const end = apply(ender, [{ op: 'complete', run: child, token: c.lease_token, output: 1 }]).then(() => 'ok', (e: { code?: string | undefined }) => e.code ?? String(e));
       await waitFor(() => blocked(endPid), { what: 'the child\'s end to hold the child and wait on its cancel-child' });
       // Bounded: a purge that waits on the held child would end with 57014 here.
       await purger.query(`set statement_timeout = '20s'`);

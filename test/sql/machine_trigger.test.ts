@@ -19,7 +19,7 @@ describe('machine_trigger', () => {
       await a.query('begin');
       await b.query('begin');
       await a.query(`select trellis.machine_trigger('m', 'f-1', $1)`, [INPUT]);
-      const second = b.query(`select trellis.machine_trigger('m', 'f-1', $1)`, [INPUT]).then(() => 'started', (e: { code?: string }) => e.code);
+      const second = b.query(`select trellis.machine_trigger('m', 'f-1', $1)`, [INPUT]).then(() => 'started', (e: { code?: string | undefined }) => e.code);
       await waitFor(async () => (await fx.db.pool.query(
         `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory' and pid = $1`,
         [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting on the advisory lock' });
@@ -52,7 +52,7 @@ describe('machine_trigger', () => {
   it('refuses a bad key, a bad foreign id and bad options with TR001, writing nothing', async () => {
     for (const [fid, options] of [['f-4', '{"key": 7}'], ['f-4', '{"key": ""}'], ['', '{}'], ['x'.repeat(513), '{}'], ['f-4', '[]'], ['f-4', '{"metadata": 3}']]) {
       await assert.rejects(fx.db.pool.query(`select trellis.machine_trigger('m', $1, $2, $3)`, [fid, INPUT, options]),
-        (e: { code?: string }) => e.code === 'TR001');
+        (e: { code?: string | undefined }) => e.code === 'TR001');
     }
     assert.equal((await fx.db.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'f-4'`)).rows[0].n, 0);
   });
@@ -60,13 +60,13 @@ describe('machine_trigger', () => {
   it('a keyed trigger is idempotent: a repeat returns the run its key started, even after it finished, and writes nothing', async () => {
     const first = (await fx.db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id;
     // Unfinished: an unkeyed trigger is refused, the repeat of the keyed one is not.
-    await assert.rejects(fx.db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1)`, [INPUT]), (e: { code?: string }) => e.code === 'TR004');
+    await assert.rejects(fx.db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1)`, [INPUT]), (e: { code?: string | undefined }) => e.code === 'TR004');
     assert.equal((await fx.db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id, first);
     await fx.db.pool.query(`select trellis.run_cancel($1, 'done with it')`, [first]);
     assert.equal((await fx.db.pool.query(`select trellis.machine_trigger('m', 'f-5', $1, '{"key": "evt-1"}') as id`, [INPUT])).rows[0].id, first);
     // The key of another foreign id's run: refused.
     await assert.rejects(fx.db.pool.query(`select trellis.machine_trigger('m', 'f-6', $1, '{"key": "evt-1"}')`, [INPUT]),
-      (e: { code?: string }) => e.code === 'TR004');
+      (e: { code?: string | undefined }) => e.code === 'TR004');
     assert.equal((await fx.db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'm' and metadata->>'foreign_id' in ('f-5', 'f-6')`)).rows[0].n, 1);
   });
 });

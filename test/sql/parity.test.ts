@@ -78,7 +78,7 @@ describe('runs_row_check and steps_row_check hold on a direct write', () => {
                            select bucket, id, 1, 0, 's', 'step', 'done', 1, now(), now() from trellis.runs where id = '${id}'`],
     ];
     for (const [constraint, statement] of broken) {
-      const error = await pool.query(statement).then(() => undefined, (e: { code?: string; constraint?: string; message: string }) => e);
+      const error = await pool.query(statement).then(() => undefined, (e: { code?: string | undefined; constraint?: string | undefined; message: string }) => e);
       assert.ok(error, `refused: ${statement}`);
       assert.equal(error.code, '23514', statement);
       // (Citus passes on the shard's message without the constraint field, and
@@ -151,7 +151,7 @@ describe('NAME_PATTERN and trellis._check_name', () => {
       assert.equal(rows[0].v, name, 'returns the name it accepts');
       return true;
     } catch (error) {
-      if ((error as { code?: string }).code === 'TR001') return false;
+      if ((error as { code?: string | undefined }).code === 'TR001') return false;
       throw error;
     }
   };

@@ -74,9 +74,9 @@ describe('internal helpers a trellis_client login reaches', () => {
       await db.pool.query(`insert into trellis.settings (key, value) values ('max_payload_bytes', to_jsonb(repeat('x', 5000)))
                            on conflict (key) do update set value = excluded.value`);
       const refused = { code: 'TR008', message: (m: string) => /setting max_payload_bytes is not an integer/.test(m) && m.length < 300 };
-      await assert.rejects(q(`select trellis._setting_int('max_payload_bytes', 7)`), (e: Error & { code?: string }) =>
+      await assert.rejects(q(`select trellis._setting_int('max_payload_bytes', 7)`), (e: Error & { code?: string | undefined }) =>
         e.code === refused.code && refused.message(e.message));
-      await assert.rejects(q(`select trellis.run_start('shaped', '{"n": 1}')`), (e: Error & { code?: string }) =>
+      await assert.rejects(q(`select trellis.run_start('shaped', '{"n": 1}')`), (e: Error & { code?: string | undefined }) =>
         e.code === refused.code && refused.message(e.message));
       await db.pool.query(`update trellis.settings set value = '"2147483648"' where key = 'max_payload_bytes'`);
       await assert.rejects(q(`select trellis._setting_int('max_payload_bytes', 7)`), { code: 'TR008' });

@@ -57,7 +57,7 @@ const order = defineWorkflow({ name: 'privileged-order', input: z.object({ n: z.
   ctx.step('charge', () => n * 2));
 
 async function denied(pool: pg.Pool, text: string, values: unknown[] = []): Promise<void> {
-  const error = await pool.query(text, values).then(() => undefined, (e: { code?: string }) => e);
+  const error = await pool.query(text, values).then(() => undefined, (e: { code?: string | undefined }) => e);
   assert.ok(error, `allowed: ${text}`);
   assert.equal(error.code, '42501', `${text}: ${String(error)}`);
 }

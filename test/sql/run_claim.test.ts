@@ -18,10 +18,10 @@ interface Claimed {
 }
 
 interface ClaimOptions {
-  limit?: number | null;
-  lease?: string | null;
-  served?: [string, string][];
-  on?: pg.Pool;
+  limit?: number | null | undefined;
+  lease?: string | null | undefined;
+  served?: [string, string][] | undefined;
+  on?: pg.Pool | undefined;
 }
 
 const fx = useFreshDatabase({
@@ -34,7 +34,7 @@ const fx = useFreshDatabase({
   ]),
 });
 
-async function start(queue: string, options: { workflow?: string; version?: string; priority?: number; run_at?: string } = {}) {
+async function start(queue: string, options: { workflow?: string | undefined; version?: string | undefined; priority?: number | undefined; run_at?: string | undefined } = {}) {
   const { workflow = 'w', version = '1', ...rest } = options;
   const { rows } = await fx.db.pool.query('select trellis.run_start($1, $2, $3) as id', [
     workflow,

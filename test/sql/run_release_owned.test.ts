@@ -33,7 +33,7 @@ describe('run_release_owned', () => {
 
   it('refuses a NULL, empty or huge worker id', async () => {
     for (const worker of [null, '', 'x'.repeat(201)]) {
-      await assert.rejects(sql('select trellis.run_release_owned($1, null)', [worker]), (e: { code?: string }) => e.code === 'TR001');
+      await assert.rejects(sql('select trellis.run_release_owned($1, null)', [worker]), (e: { code?: string | undefined }) => e.code === 'TR001');
     }
   });
 });

@@ -107,7 +107,7 @@ describe('run_start_claimed', () => {
   ] as const) {
     it(`refuses ${what} with ${code} and writes nothing`, async () => {
       const before = await counts();
-      await assert.rejects(startClaimed(options, worker, lease), (e: { code?: string }) => e.code === code);
+      await assert.rejects(startClaimed(options, worker, lease), (e: { code?: string | undefined }) => e.code === code);
       assert.deepEqual(await counts(), before);
     });
   }

@@ -75,15 +75,15 @@ describe('run_start_many', () => {
       [Array.from({ length: 1001 }, (_, n) => ({ input: { n } })), 'TR001', /at most 1000 runs/],
     ];
     for (const [runs, code, message] of cases) {
-      await assert.rejects(many(runs), (e: { code?: string; message: string }) => {
+      await assert.rejects(many(runs), (e: { code?: string | undefined; message: string }) => {
         assert.equal(e.code, code, e.message);
         assert.match(e.message, message);
         return true;
       });
     }
-    await assert.rejects(sql(`select * from trellis.run_start_many(null, '[{"input": {}}]')`), (e: { code?: string; message: string }) =>
+    await assert.rejects(sql(`select * from trellis.run_start_many(null, '[{"input": {}}]')`), (e: { code?: string | undefined; message: string }) =>
       e.code === 'TR001' && /^invalid workflow name/.test(e.message), 'a call-level error names no item');
-    await assert.rejects(sql(`select * from trellis.run_start_many('nope', '[{"input": {}}]')`), (e: { code?: string; message: string }) =>
+    await assert.rejects(sql(`select * from trellis.run_start_many('nope', '[{"input": {}}]')`), (e: { code?: string | undefined; message: string }) =>
       e.code === 'TR002' && /^unknown workflow 'nope'/.test(e.message));
     assert.equal(await count(), before);
     assert.deepEqual(await many([]), []);

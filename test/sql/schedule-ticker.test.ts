@@ -114,7 +114,7 @@ describe('schedule_tick and schedule_fire', () => {
     const before = (await q<{ n: number }>('select count(*)::int as n from trellis.schedules'))[0]!.n;
     for (const extra of [{ ends_at: 'infinity' }, { ends_at: '-infinity' }, { next_at: 'infinity' }, { ends_at: '294276-01-01T00:00:00Z' }]) {
       await assert.rejects(q('select trellis.schedule_set($1, $2)', ['inf', JSON.stringify({ cron: '* * * * *', workflow: 'w', ...extra })]),
-        (e: { code?: string; message: string }) => e.code === 'TR001' && /finite timestamps before 275760-09-13/.test(e.message), JSON.stringify(extra));
+        (e: { code?: string | undefined; message: string }) => e.code === 'TR001' && /finite timestamps before 275760-09-13/.test(e.message), JSON.stringify(extra));
     }
     assert.equal((await q<{ n: number }>('select count(*)::int as n from trellis.schedules'))[0]!.n, before);
   });

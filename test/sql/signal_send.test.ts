@@ -5,7 +5,7 @@ import { describe, it } from 'node:test';
 import pg from 'pg';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
-type Made = { id: string; queue: string; token?: string };
+type Made = { id: string; queue: string; token?: string | undefined };
 
 const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"default"}]')`) });
 

@@ -90,7 +90,7 @@ describe('_run_move', () => {
     await assert.rejects(
       sql(`select trellis._run_move(array[row($1, 'completed', 'completed', null, null, false, null, false, null, null, null, null,
                                               null, null, null, null, null, null)::trellis.run_move])`, [id]),
-      (e: { code?: string; message?: string }) => e.code === 'TR004' && /pending -> completed/.test(e.message ?? ''),
+      (e: { code?: string | undefined; message?: string | undefined }) => e.code === 'TR004' && /pending -> completed/.test(e.message ?? ''),
     );
     const [run] = await sql('select status, finished_at from trellis.runs where id = $1', [id]);
     assert.deepEqual(run, { status: 'pending', finished_at: null });
@@ -106,7 +106,7 @@ describe('every transition emits exactly one event', () => {
     const seed = Number(process.env.TRELLIS_PROPERTY_SEED ?? 12);
     const random = prng(seed);
     const pick = <T>(xs: T[]): T => xs[Math.floor(random() * xs.length)]!;
-    const runs: Array<{ id: string; queue: string; token?: string; seq: number }> = [];
+    const runs: Array<{ id: string; queue: string; token?: string | undefined; seq: number }> = [];
     let stepResults = 0;
     for (let i = 0; i < 12; i++) {
       const queue = `p${i}`;

@@ -50,10 +50,10 @@ describe('run values', () => {
     await apply([value(r, 0, 'k', 'kept')]);
     await apply([value(r, 0, 'k', 'overwritten?')]);
     assert.deepEqual(await sql(`select value from trellis.run_value($1, 'k')`, [r.id]), [{ value: 'kept' }], 'a completed call is never overwritten');
-    await assert.rejects(apply([value(r, 1, 'bad"name', 1)]), (e: { code?: string }) => e.code === 'TR001');
+    await assert.rejects(apply([value(r, 1, 'bad"name', 1)]), (e: { code?: string | undefined }) => e.code === 'TR001');
     await sql(`select trellis.setting_set('max_payload_bytes', '100')`);
     try {
-      await assert.rejects(apply([value(r, 1, 'big', 'x'.repeat(200))]), (e: { code?: string }) => e.code === 'TR005');
+      await assert.rejects(apply([value(r, 1, 'big', 'x'.repeat(200))]), (e: { code?: string | undefined }) => e.code === 'TR005');
     } finally {
       await sql(`select trellis.setting_set('max_payload_bytes', '1048576')`);
     }

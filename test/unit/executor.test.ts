@@ -11,7 +11,7 @@ import { defineWorkflow, type WorkflowDefinition } from '../../src/workflow/defi
 import { silentLogger } from '../../src/protocol/logger.ts';
 
 /** A sink that keeps checkpoints in order; `hold` delays every commit until released. */
-function sink(options: { hold?: boolean; refuse?: boolean } = {}) {
+function sink(options: { hold?: boolean | undefined; refuse?: boolean | undefined } = {}) {
   const written: StepOp[] = [];
   const waiting: (() => void)[] = [];
   return {

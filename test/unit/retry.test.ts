@@ -21,6 +21,12 @@ describe('durations', () => {
 
 describe('nextDelay', () => {
   const half = () => 0.5; // no jitter spread
+  it('treats a field given as undefined as not given (the default applies; maxAttempts undefined retried for ever)', () => {
+    const given = { maxAttempts: undefined, initialDelay: undefined, factor: undefined, maxDelay: undefined, jitter: undefined, backoff: undefined };
+    const attempts = Array.from({ length: DEFAULT_STEP_RETRY.maxAttempts + 1 }, (_, i) => i + 1);
+    assert.deepEqual(attempts.map((a) => nextDelay(given, a, new Error('x'), undefined, half)), attempts.map((a) => nextDelay({}, a, new Error('x'), undefined, half)));
+    assert.equal(nextDelay(given, DEFAULT_STEP_RETRY.maxAttempts, new Error('x'), undefined, half), null);
+  });
   it('grows exponentially from the initial delay up to the cap', () => {
     const policy = { maxAttempts: 10, initialDelay: 100, factor: 2, maxDelay: 1000 };
     assert.deepEqual([1, 2, 3, 4, 5].map((a) => nextDelay(policy, a, new Error('x'), undefined, half)), [100, 200, 400, 800, 1000]);

@@ -17,7 +17,7 @@ import type { WorkflowDefinition } from '../../workflow/define.ts';
 import { type Duration, toMs } from '../../protocol/duration.ts';
 import { declaredHooks, type HookEvent, type HookName } from '../../workflow/hooks.ts';
 import type { Logger } from '../../protocol/logger.ts';
-import { nextDelay, type RetryPolicy } from '../../workflow/retry.ts';
+import { nextDelay, type RetryDefaults, type RetryPolicy } from '../../workflow/retry.ts';
 
 /**
  * Worker option `hookDelivery`.
@@ -27,12 +27,12 @@ import { nextDelay, type RetryPolicy } from '../../workflow/retry.ts';
  */
 export interface HookDeliveryOptions {
   /** How often due deliveries are claimed (default 1s, at least 10ms). */
-  interval?: Duration;
+  interval?: Duration | undefined;
   /** Hooks run at once by this worker (default 8). */
-  concurrency?: number;
+  concurrency?: number | undefined;
 }
 
-const HOOK_RETRY_DEFAULTS: Required<Omit<RetryPolicy, 'retryIf'>> = {
+const HOOK_RETRY_DEFAULTS: RetryDefaults = {
   maxAttempts: 5, backoff: 'exponential', initialDelay: 1000, factor: 2, maxDelay: 300_000, jitter: 0.2,
 };
 const DEFAULT_TIMEOUT_MS = 30_000;
@@ -44,7 +44,7 @@ export interface HookLoopOptions {
   delivery: HookDeliveryOptions | false | undefined;
   log: Logger;
   /** Called after each attempt. */
-  onAttempt?: (outcome: 'delivered' | 'retry' | 'parked') => void;
+  onAttempt?: ((outcome: 'delivered' | 'retry' | 'parked') => void) | undefined;
 }
 
 /** A hook loop for the definitions that declare hooks, or undefined when none does (or it is turned off). */

@@ -68,7 +68,7 @@ export function engineDuties(o: EngineDutyOptions): Duty[] {
 }
 
 /** The worker option `schedules`, checked (ValidationError naming it); undefined for `false`. */
-export function resolveTicker(option: { interval?: Duration; batch?: number } | false | undefined): { intervalMs: number; batch: number } | undefined {
+export function resolveTicker(option: { interval?: Duration | undefined; batch?: number | undefined } | false | undefined): { intervalMs: number; batch: number } | undefined {
   if (option === false) return undefined;
   const intervalMs = toMs(option?.interval ?? 1000, 'schedules.interval');
   if (intervalMs < 10) throw new ValidationError('schedules.interval must be at least 10ms');

@@ -47,7 +47,7 @@ export interface RoleSpec {
   name: string;
   run: RoleFunction;
   /** Run again every this many ms while held (engine duties); without it, once per lease. */
-  everyMs?: number;
+  everyMs?: number | undefined;
   ttlMs: number;
   renewMs: number;
 }

@@ -26,9 +26,9 @@ export interface RoleOptions {
    * lease is renewed every third of it; after the holder dies another
    * replica takes over within TTL + one renew interval.
    */
-  ttl?: Duration;
+  ttl?: Duration | undefined;
   /** Call the function again every this long while the role is held (default: once per lease). */
-  every?: Duration;
+  every?: Duration | undefined;
 }
 
 /**
@@ -39,7 +39,7 @@ export interface RoleOptions {
  */
 export interface WorkerRoleOptions {
   /** Default lease length of roles, the engine's duties included (default 15s, 200ms to 1 hour). */
-  ttl?: Duration;
+  ttl?: Duration | undefined;
 }
 
 /** Check a TTL (ValidationError naming the option). */
@@ -63,7 +63,7 @@ export class RoleRunner {
   constructor(private readonly o: RoleRunnerOptions) {}
 
   /** Take part in role `name`; `internal` allows the engine's trellis.* names. */
-  add(name: string, run: RoleFunction, options: { ttlMs?: number; everyMs?: number } = {}, internal = false): void {
+  add(name: string, run: RoleFunction, options: { ttlMs?: number | undefined; everyMs?: number | undefined } = {}, internal = false): void {
     assertName(name, 'role');
     if (!internal && name.startsWith('trellis.')) throw new ValidationError(`role names starting with "trellis." are the engine's: ${JSON.stringify(name.slice(0, 60))}`);
     if (this.leases.has(name)) throw new ValidationError(`role ${JSON.stringify(name)} is added twice`);

@@ -56,7 +56,7 @@ export interface WorkerProcess {
 
 export interface HarnessOptions {
   /** Environment of every worker process (LEASE_MS, POLL_MS, ...). */
-  env?: Record<string, string>;
+  env?: Record<string, string> | undefined;
 }
 
 export class Harness {

@@ -10,11 +10,11 @@ import type pg from 'pg';
 
 export interface InvariantOptions {
   /** Workflows whose runs may end failed (poison, changed code). */
-  mayFail?: readonly string[];
+  mayFail?: readonly string[] | undefined;
   /** Workflows whose runs may end paused (a dead letter). */
-  mayPause?: readonly string[];
+  mayPause?: readonly string[] | undefined;
   /** No process died: every (run, step) body must have run exactly once. */
-  exactlyOnce?: boolean;
+  exactlyOnce?: boolean | undefined;
 }
 
 export interface Report {

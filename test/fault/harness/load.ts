@@ -14,9 +14,9 @@ export interface MixedLoad {
   /** Starts per second (all kinds together). */
   rate: number;
   /** The fh-timer sleep. */
-  sleepMs?: number;
+  sleepMs?: number | undefined;
   /** How long each fh-steps step body takes (default 10 ms): longer keeps more runs in flight at a fault. */
-  stepMs?: number;
+  stepMs?: number | undefined;
 }
 
 export interface LoadResult {

@@ -18,7 +18,7 @@ export type ReadyProcess = ChildProcess & { out(): string };
 export async function spawnReady(
   script: string,
   env: Record<string, string>,
-  { what, timeout, into }: { what: string; timeout: number; into?: ChildProcess[] },
+  { what, timeout, into }: { what: string; timeout: number; into?: ChildProcess[] | undefined },
 ): Promise<ReadyProcess> {
   const child = spawn(process.execPath, ['--import', 'tsx', script], { env: { ...process.env, ...env }, stdio: ['ignore', 'pipe', 'inherit'] });
   into?.push(child);
