@@ -4,8 +4,11 @@
 
 -- The only clock engine SQL reads. The test kit replaces this body with one
 -- that adds a shared offset, so sleeps and timeouts fire at once in tests.
+-- pg_catalog.now(): a session whose search_path puts a schema of its own
+-- before pg_catalog (set search_path = mine, pg_catalog) gets the server's
+-- clock, not a now() of that schema. Still inlined by the planner.
 create or replace function trellis.now() returns timestamptz
-language sql stable parallel safe as $$ select now() $$;
+language sql stable parallel safe as $$ select pg_catalog.now() $$;
 comment on function trellis.now() is
   'The engine clock. Every engine function reads time only through this function.';
 

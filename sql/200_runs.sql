@@ -408,6 +408,13 @@ comment on function trellis.run_start_claimed(text, jsonb, jsonb, text, interval
 -- history of its current execution (with the place of each result in the
 -- delivery order, where set), and the ends of the children it waits on.
 -- Also read by _claimed_by_bucket (sql/160_buckets.sql), by bucket.
+-- Each is one value, and PostgreSQL builds no value over 256 MB (54000): a
+-- history or a set of children's ends past that (270 step results of 1 MB)
+-- comes back as {"too_large": ...}, which the worker fails the run with,
+-- instead of an error that would fail the whole claim, and with it the
+-- claim of every other run, for as long as the run stays due. The handler
+-- is a subtransaction of a read (no transaction id), entered only for runs
+-- that resume.
 create or replace function trellis._run_history(p_bucket integer, p_run uuid, p_execution integer)
 returns jsonb language plpgsql stable as $$
 begin
@@ -417,9 +424,11 @@ begin
                            else jsonb_build_object('delivered', s.delivered) end)
                    order by s.seq)
             from trellis.steps s where s.bucket = p_bucket and s.run_id = p_run and s.execution = p_execution);
+exception when program_limit_exceeded then
+  return jsonb_build_object('too_large', 'history', 'detail', left(sqlerrm, 200));
 end $$;
 comment on function trellis._run_history(integer, uuid, integer) is
-  'The calls of execution p_execution of run p_run (in bucket p_bucket) as run_claim returns them: a JSON array in seq order, null if none.';
+  'The calls of execution p_execution of run p_run (in bucket p_bucket) as run_claim returns them: a JSON array in seq order, null if none, {"too_large": "history"} if PostgreSQL cannot build it as one value (over 256 MB).';
 
 create or replace function trellis._run_children_ended(p_bucket integer, p_run uuid, p_execution integer)
 returns jsonb language plpgsql stable as $$
@@ -435,9 +444,11 @@ begin
   -- The children may live in other buckets (a child with its own key).
   return (select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
             from trellis.runs c where c.id = any (v_ids) and c.status in ('completed', 'failed', 'cancelled'));
+exception when program_limit_exceeded then
+  return jsonb_build_object('too_large', 'children', 'detail', left(sqlerrm, 200));
 end $$;
 comment on function trellis._run_children_ended(integer, uuid, integer) is
-  'The children that execution p_execution of run p_run waits on and that have ended, as run_claim returns them: {child id: {status, output, error}}, null if none.';
+  'The children that execution p_execution of run p_run waits on and that have ended, as run_claim returns them: {child id: {status, output, error}}, null if none, {"too_large": "children"} if PostgreSQL cannot build it as one value (over 256 MB).';
 
 -- Claim up to p_limit due runs of the served (workflow, version) pairs.
 -- Queues are tried in the order given; within a queue, priority then due time.

@@ -102,7 +102,7 @@ begin
                case when m.to_status = 'paused' then 'paused' when m.failure then 'retried' else 'released' end,
                case when m.cancel or m.op = 'pause' then v_now
                     else v_now + make_interval(secs => greatest(coalesce(m.delay_ms, 0), 0) / 1000.0) end,
-               null, false, m.error, true, null, null, m.attempt, m.failures, m.op = 'pause', null,
+               null, false, m.error, true, null, null, m.attempt, m.failures, m.to_status = 'paused', null,
                null, null, null, null)::trellis.run_move
       from (select o.run, o.op, o.delay_ms, coalesce(o.failure, false) as failure,
                    -- A run its worker claimed and gave back unexecuted: the
@@ -110,9 +110,14 @@ begin
                    case when o.op = 'release' and o.begun is false then greatest(r.attempt - 1, 0) end as attempt,
                    r.failures + case when o.failure then 1 else 0 end as failures,
                    r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) as cancel,
+                   -- A pause requested while the attempt ran parks a release
+                   -- too (its backoff kept: resumed, it is due when that
+                   -- ends); it was left pending with the request set, which
+                   -- run_resume refused, and parked only at the next claim.
                    case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then 'pending'
+                        when r.pause_requested_at is not null then 'paused'
                         when o.op = 'release' then 'pending'
-                        when o.error is null and r.pause_requested_at is null then 'pending'
+                        when o.error is null then 'pending'
                         else 'paused' end as to_status,
                    case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then r.error
                         -- A requested cancellation keeps its reason (the run
@@ -125,13 +130,13 @@ begin
              where o.op in ('release', 'pause')) m));
 end $$;
 comment on function trellis.run_release(trellis.checkpoint_op[]) is
-  'Set-based: give back the runs of the release and pause ops whose (run, token) is held: pending after delay_ms (a failure counts a failed workflow attempt and forgets the failed call and every later one; begun false, a run its worker never executed, takes the claim''s attempt back), or paused (a pause op with an error or a pause request); due now when a cancel request the execution did not see is pending.';
+  'Set-based: give back the runs of the release and pause ops whose (run, token) is held: pending after delay_ms (a failure counts a failed workflow attempt and forgets the failed call and every later one; begun false, a run its worker never executed, takes the claim''s attempt back), or paused (a pause op with an error, or either op with a pause request: a release keeps its due time); due now when a cancel request the execution did not see is pending.';
 
 -- Wait: park the run until its timer (deadline, in engine time; null and no
 -- delay_ms = none), a signal or a child wakes it. Anything that arrived while
 -- it ran (a signal newer than the newest it saw, a finished child, a cancel
 -- request) or a timer the engine's clock has passed makes it pending now;
--- a pause request parks it.
+-- a pause request parks it, unless a cancel request it did not see came too.
 -- A child that finishes concurrently locks this run (its parent) up front,
 -- so either it committed before the lock above was granted (and the check
 -- below sees it finished) or it waits for this transaction and then wakes
@@ -184,15 +189,18 @@ begin
                null, false, null, false, null, null, null, null, true, null,
                null, null, null, null)::trellis.run_move
       from (select o.run, w.wake_at,
-                   case when r.pause_requested_at is not null then 'paused'
+                   -- A cancel request the execution did not see wins over a
+                   -- pause requested with it: the run ends cancelled, as a
+                   -- release or a pause op does (run_release).
+                   case when r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false) then 'pending'
+                        when r.pause_requested_at is not null then 'paused'
                         -- A timer already due: the engine's clock passed it
                         -- while the execution ran (the test kit's clock moved).
                         when w.wake_at <= v_now
                           or o.run = any (v_woken)
                           or exists (select 1 from trellis.signals g
                                       where g.bucket = r.bucket and g.run_id = r.id and g.consumed_at is null
-                                        and g.id > coalesce(o.signal, 0))
-                          or (r.cancel_requested_at is not null and not coalesce(o.seen_cancel, false)) then 'pending'
+                                        and g.id > coalesce(o.signal, 0)) then 'pending'
                         else 'waiting' end as to_status
               from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
               -- The timer: the op's deadline (engine time), or delay_ms from

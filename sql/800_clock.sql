@@ -25,7 +25,7 @@ begin
   end if;
   insert into trellis.clock (singleton, "offset") values (true, '0') on conflict do nothing;
   create or replace function trellis.now() returns timestamptz
-  language sql stable parallel safe as 'select now() + coalesce((select "offset" from trellis.clock), interval ''0'')';
+  language sql stable parallel safe as 'select pg_catalog.now() + coalesce((select "offset" from trellis.clock), interval ''0'')';
 end $$;
 comment on function trellis.clock_use_virtual() is
   'Test kit only: make trellis.now() read a shared offset from trellis.clock. TR004 unless the database was made by the test kit (trellis.test_database = on) and the session set trellis.virtual_clock = ''allowed''.';

@@ -1,5 +1,5 @@
 /** One wrapper per run function in sql/200_runs.sql and sql/100_workflows.sql. */
-import type { ClaimedRun } from '../protocol/history.ts';
+import { type ClaimedRun, markOversized } from '../protocol/history.ts';
 import { type Queryable, queryRows } from './queryable.ts';
 import type { WorkflowRegistration } from '../protocol/registration.ts';
 import { SCHEMA_INFO_SQL } from './schema-check.ts';
@@ -149,7 +149,7 @@ export interface RunClaimArgs {
  * parsing that timestamp cost ~0.6 µs a run.
  */
 export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedRun[]> {
-  return queryRows<ClaimedRun>(
+  const rows = await queryRows<ClaimedRun>(
     db,
     // Asynchronous commit: a lost claim only returns its runs to pending (see sql/200_runs.sql).
     `select id, workflow, version, input, metadata, attempt, failures, lease_token, history, execution, cancel_requested,
@@ -158,6 +158,8 @@ export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedR
     [a.worker, a.queues, a.served.map((s) => s.name), a.served.map((s) => s.version), a.limit, a.leaseMs],
     'trellis_run_claim',
   );
+  for (const row of rows) if (row.history !== null || row.children !== null) markOversized(row);
+  return rows;
 }
 
 /**

@@ -78,4 +78,28 @@ export interface ClaimedRun {
   deadline_at: Date | null;
   /** With cancel_requested: the cancellation's reason (its error's message), for the code's CancelledError. */
   cancel_reason?: string | null | undefined;
+  /**
+   * Set when the history or the children's ends were too large for
+   * PostgreSQL to hand over as one value (over 256 MB): the claim returned a
+   * marker instead (history and children are then null), and the worker
+   * fails the run with PayloadTooLargeError.
+   */
+  oversized?: { what: 'history' | 'children'; detail: string } | undefined;
+}
+
+/**
+ * A claimed row whose history or children came back as the engine's
+ * {"too_large": …} marker (sql/200_runs.sql, _run_history): those fields
+ * become null and `oversized` says which. Every other row is left as it is.
+ */
+export function markOversized(run: ClaimedRun): ClaimedRun {
+  for (const what of ['history', 'children'] as const) {
+    const value = run[what] as unknown;
+    // Children are keyed by run id: no child is called too_large.
+    if (value !== null && typeof value === 'object' && !Array.isArray(value) && typeof (value as { too_large?: unknown }).too_large === 'string') {
+      run.oversized = { what, detail: String((value as { detail?: unknown }).detail ?? '') };
+      run[what] = null;
+    }
+  }
+  return run;
 }

@@ -58,7 +58,7 @@ export function buildContext(run: Replay): WorkflowContext {
     random: () => recorded(run, 'random', () => Math.random(), (v) => v as number),
     uuid: () => recorded(run, 'uuid', () => crypto.randomUUID(), (v) => v as string),
     setValue: (key, value) => handled(setValue(run, key, value)),
-    sleep: (name, duration: Duration) => handled(timer(run, name, () => run.dbNow() + toMs(duration, `duration of sleep ${name}`))),
+    sleep: (name, duration: Duration) => handled(timer(run, name, () => run.dbNowAtLeast() + toMs(duration, `duration of sleep ${name}`))),
     sleepUntil: (name, until: Date) => {
       if (!(until instanceof Date) || Number.isNaN(until.getTime())) return Promise.reject(new ValidationError(`sleepUntil(${name}) needs a valid Date`));
       return handled(timer(run, name, () => until.getTime()));
@@ -294,7 +294,7 @@ function waitForSignal<T>(run: Replay, signal: SignalDefinition<T, any> | string
     }));
   }
   const waiting = rec?.output as { until: number | null } | undefined;
-  const until = waiting ? waiting.until : options.timeout === undefined ? null : run.dbNow() + toMs(options.timeout, 'timeout');
+  const until = waiting ? waiting.until : options.timeout === undefined ? null : run.dbNowAtLeast() + toMs(options.timeout, 'timeout');
   const deliver = async (found: { id: number; payload: unknown; signal_id: string | null }): Promise<SignalResult<T>> => {
     let payload: unknown = found.payload;
     if (schema) {

@@ -58,6 +58,12 @@ export interface ExecuteOptions {
   execution?: number | undefined;
   /** Engine time (trellis.now()) when the run was claimed; the execution's clock runs from it. */
   now?: Date | undefined;
+  /**
+   * performance.now() when the statement that leased the run was sent: its
+   * trellis.now() was read after that, so `now` plus the time since is never
+   * behind the engine's clock (dbNowAtLeast).
+   */
+  claimSentAt?: number | undefined;
   /** The run's deadline (`ctx.deadline`); none when absent or null. */
   deadline?: Date | null | undefined;
   signals?: readonly PendingSignal[] | null | undefined;
@@ -212,6 +218,17 @@ export class Replay {
   /** Engine time now: the claim's trellis.now() plus the time elapsed since. */
   dbNow(): number {
     return Math.round(this.claimNow + (performance.now() - this.startedAt));
+  }
+
+  /**
+   * Engine time now, never behind it: the claim's trellis.now() plus the time
+   * since its statement was sent (dbNow, counted from when the reply was
+   * read, is never ahead). A new timer counts from this, and is due by
+   * dbNow, so a sleep never ends before its duration has passed on the
+   * engine's clock, however long the claim's reply took to arrive.
+   */
+  dbNowAtLeast(): number {
+    return Math.ceil(this.claimNow + (performance.now() - (this.o.claimSentAt ?? this.startedAt)));
   }
 
   /** The code has not yet passed the last recorded call: it is replaying what an earlier execution did (ctx.log is silent). */

@@ -29,6 +29,8 @@ export interface Active {
   done: Promise<void>;
   /** performance.now() at which this worker's view of the lease ends. */
   leaseUntil: number;
+  /** performance.now() when the statement that leased the run was sent. */
+  sentAt: number;
 }
 
 export class LeaseKeeper {

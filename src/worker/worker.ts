@@ -10,7 +10,7 @@ import { hostname } from 'node:os';
 import type { Pool } from '../db/pg.ts';
 import type { ClaimedRun } from '../protocol/history.ts';
 import { runClaim, runIdleCheck, runReleaseOwned, settingInt, workflowRegister } from '../db/runs.ts';
-import { CancelledError, ConfigurationError, ERROR_CODES, isTrellisError, LeaseLostError, ValidationError } from '../errors.ts';
+import { CancelledError, ConfigurationError, ERROR_CODES, isTrellisError, LeaseLostError, PayloadTooLargeError, ValidationError } from '../errors.ts';
 import { isDatabaseFault } from '../protocol/faults.ts';
 import { serializeError } from '../protocol/serialize.ts';
 import { type Execution, startExecution } from '../replay/executor.ts';
@@ -551,7 +551,7 @@ export class Worker {
   /** Execute a run leased by a statement sent at `sentAt` (performance.now()). */
   private begin(run: ClaimedRun, sentAt: number): void {
     const controller = new RunAbort();
-    const entry: Active = { run, controller, execution: undefined, done: Promise.resolve(), leaseUntil: sentAt + this.leaseMs };
+    const entry: Active = { run, controller, execution: undefined, done: Promise.resolve(), leaseUntil: sentAt + this.leaseMs, sentAt };
     // Claiming a run we still execute means our old lease was taken away
     // (released or expired) before we noticed: stop the stale execution.
     this.active.get(run.id)?.controller.abort(new LeaseLostError(`run ${run.id}: lease lost (run claimed again)`));
@@ -579,6 +579,20 @@ export class Worker {
       await this.releaseUnbegun(run);
       return;
     }
+    if (run.oversized) {
+      // Its history (or its children's ends) cannot be read as one value:
+      // no execution of it can replay, and claiming it again would not help.
+      const error = new PayloadTooLargeError(`run ${run.id}: its ${run.oversized.what === 'history' ? 'history' : 'finished children\'s results'} `
+        + `cannot be handed to a worker as one value (PostgreSQL's limit is 256 MB: ${run.oversized.detail}); the run fails instead `
+        + 'of replaying. Keep results small (store large data elsewhere and return a reference), or continue as new to start a fresh history.');
+      this.log.error('run failed: its history is too large to replay', { runId: run.id, what: run.oversized.what });
+      try {
+        await this.finish(fence, undefined, { op: 'fail', error: serializeError(error) }, false);
+      } finally {
+        this.committer.forget(run.id, run.lease_token);
+      }
+      return;
+    }
     const observed = this.observer?.execution(run);
     const execution = startExecution({
       runId: run.id,
@@ -591,6 +605,7 @@ export class Worker {
       signals: run.signals,
       children: run.children,
       now: run.now,
+      claimSentAt: entry.sentAt,
       deadline: run.deadline_at,
       execution: run.execution,
       cancelRequested: run.cancel_requested,
@@ -642,7 +657,7 @@ export class Worker {
    * failed, the committer refuses it and the outcome that failure forced
    * (a failed run, or an abandoned execution) is written instead.
    */
-  private async finish(fence: Fence, execution: Execution, outcome: Outcome, fallback = true,
+  private async finish(fence: Fence, execution: Execution | undefined, outcome: Outcome, fallback = true,
     observed?: ObservedExecution): Promise<void> {
     const shuttingDown = outcome.op === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
     const op = outcomeOp(fence, outcome, shuttingDown);
@@ -657,7 +672,7 @@ export class Worker {
       else if (outcome.op === 'fail' || outcome.op === 'cancelled') this.link?.finished(fence.run);
       return;
     } catch (error) {
-      const forced = await execution.settle();
+      const forced = await execution?.settle();
       if (fallback && forced && forced.op !== 'abandoned' && !(error instanceof LeaseLostError)) {
         this.committer.forget(fence.run, fence.token);
         return await this.finish(fence, execution, forced, false, observed);

@@ -455,6 +455,21 @@ describe('trellis.now() in production', () => {
     assert.doesNotMatch(text, /trellis\.now/, text);
   });
 
+  it('reads the server\'s clock in a session whose search_path puts a now() of its own before pg_catalog', async () => {
+    const client = await db.pool.connect();
+    try {
+      await client.query(`create schema if not exists spoof; create or replace function spoof.now() returns timestamptz
+                          language sql as $$ select timestamptz '2000-01-01' $$`);
+      await client.query(`set search_path = spoof, pg_catalog, public`);
+      assert.equal((await client.query(`select now() as t`)).rows[0].t.getUTCFullYear(), 2000, 'the session\'s own now() is first');
+      const { rows } = await client.query(`select extract(epoch from trellis.now() - pg_catalog.now()) as skew`);
+      assert.equal(Number(rows[0].skew), 0);
+    } finally {
+      await client.query(`reset search_path; drop schema spoof cascade`);
+      client.release();
+    }
+  });
+
   it('is not inlined once the virtual clock is in use (so the check above can fail)', async () => {
     const other = await freshDatabase();
     try {

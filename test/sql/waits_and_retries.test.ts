@@ -116,6 +116,34 @@ describe('release and pause with a cancel request pending', () => {
     assert.deepEqual([r.status, r.due], ['pending', true]);
   });
 
+  it('a wait is not parked paused but due now when a cancel it did not see came with a pause request', async () => {
+    // Pause then cancel, both while the execution ran: the run ended paused
+    // with the cancel requested, and stayed so until someone acted again.
+    const h = await held();
+    await sql(`select trellis.run_pause($1)`, [h.id]);
+    await sql(`select trellis.run_cancel($1, 'stop it')`, [h.id]);
+    await apply([{ op: 'wait', run: h.id, token: h.token, deadline: null, signal: 0, seen_cancel: false }]);
+    const [r] = await sql(`select status, run_at <= now() as due, pause_requested_at is null as unpaused, error->>'message' as reason from trellis.runs where id = $1`, [h.id]);
+    assert.deepEqual(r, { status: 'pending', due: true, unpaused: true, reason: 'stop it' });
+    // One that saw the cancel (its cleanup waits) is parked by the pause.
+    const s = await held();
+    await sql(`select trellis.run_cancel($1)`, [s.id]);
+    await sql(`select trellis.run_pause($1)`, [s.id]);
+    await apply([{ op: 'wait', run: s.id, token: s.token, deadline: null, signal: 0, seen_cancel: true }]);
+    assert.equal((await status(s.id)).status, 'paused');
+  });
+
+  it('a release (retry backoff) parks the run when a pause was requested while the attempt ran, keeping the backoff', async () => {
+    const h = await held();
+    await sql(`select trellis.run_pause($1)`, [h.id]);
+    await apply([step(h, 0, 's', 'retrying'), { op: 'release', run: h.id, token: h.token, delay_ms: 3_600_000, error: { message: 'flaky' }, failure: false }]);
+    const [r] = await sql(`select status, run_at > now() + interval '59 minutes' as backoff, pause_requested_at is null as applied from trellis.runs where id = $1`, [h.id]);
+    assert.deepEqual(r, { status: 'paused', backoff: true, applied: true });
+    // Resumed, it is due when the backoff ends, not at once.
+    assert.equal((await sql(`select trellis.run_resume($1) as s`, [h.id]))[0].s, 'pending');
+    assert.deepEqual(await status(h.id), { status: 'pending', due: false, error: { message: 'flaky' } });
+  });
+
   it('keeps the backoff when the execution already saw the cancel (a retry inside non-cancellable cleanup)', async () => {
     const h = await held();
     await sql(`select trellis.run_cancel($1)`, [h.id]);

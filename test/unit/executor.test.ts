@@ -89,6 +89,30 @@ const rec = (seq: number, name: string, output: unknown, status: StepRecord['sta
   ({ seq, name, kind: 'step', status, output, error: null, attempts });
 
 describe('replay executor', () => {
+  it('counts a new timer from no earlier than the engine\'s clock: the claim\'s now plus the time since its statement was sent', async () => {
+    // The claim read trellis.now() (1_000_000) after its statement was sent,
+    // 400 ms before this execution began: the engine's clock is now at most
+    // 400 ms past it. A timer counted from the claim's now plus the time
+    // since the reply (dbNow) could end up to 400 ms early.
+    const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => {
+      await Promise.race([ctx.sleep('nap', 1000), ctx.waitForSignal('go', { timeout: 2000 })]);
+      return 'never';
+    });
+    const s = sink();
+    const sentAt = performance.now() - 400;
+    const outcome = await run(wf, { sink: s, now: new Date(1_000_000), claimSentAt: sentAt });
+    const nap = s.written.find((c) => c.name === 'nap');
+    const go = s.written.find((c) => c.name === 'go');
+    const napUntil = (JSON.parse(nap?.output ?? '{}') as { until: number }).until;
+    const goUntil = (JSON.parse(go?.output ?? '{}') as { until: number }).until;
+    assert.ok(napUntil >= 1_000_000 + 400 + 1000, `the nap ends at ${napUntil}`);
+    assert.ok(goUntil >= 1_000_000 + 400 + 2000, `the signal's timeout ends at ${goUntil}`);
+    assert.ok(napUntil < 1_000_000 + 400 + 1000 + 5000, 'and not long after');
+    // The run parks until the nap's own end, as recorded.
+    assert.equal(outcome.op, 'wait');
+    assert.equal(outcome.op === 'wait' ? outcome.deadline : null, new Date(napUntil).toISOString());
+  });
+
   it('returns recorded results without running completed steps', async () => {
     let ran = 0;
     const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => {
