@@ -15,7 +15,8 @@
 -- counts the attempt), started_at on the first run, finished_at on an end
 -- (and clears it otherwise), updated_at; and the fields the move carries
 -- (run_at, output, error, input, execution, attempt, failures, the pause
--- and cancel requests). In the same statement it appends one event per
+-- and cancel requests; an end clears a pause request, which nothing would
+-- carry out). In the same statement it appends one event per
 -- recorded transition to trellis.events (unless the events setting is off)
 -- and one hook delivery per lifecycle hook the run's version declares.
 
@@ -73,7 +74,7 @@ begin
              execution = coalesce(m.execution, r.execution),
              attempt = coalesce(m.attempt, case when m.to_status = 'running' then r.attempt + 1 else r.attempt end),
              failures = coalesce(m.failures, r.failures),
-             pause_requested_at = case when m.clear_pause then null else r.pause_requested_at end,
+             pause_requested_at = case when m.clear_pause or m.to_status in ('completed', 'failed', 'cancelled') then null else r.pause_requested_at end,
              cancel_requested_at = case when m.request_cancel then coalesce(r.cancel_requested_at, v_now)
                                         else r.cancel_requested_at end,
              lease_token = case when m.to_status = 'running' then m.lease_token end,
@@ -107,7 +108,7 @@ begin
              execution = coalesce(m.execution, r.execution),
              attempt = coalesce(m.attempt, case when m.to_status = 'running' then r.attempt + 1 else r.attempt end),
              failures = coalesce(m.failures, r.failures),
-             pause_requested_at = case when m.clear_pause then null else r.pause_requested_at end,
+             pause_requested_at = case when m.clear_pause or m.to_status in ('completed', 'failed', 'cancelled') then null else r.pause_requested_at end,
              cancel_requested_at = case when m.request_cancel then coalesce(r.cancel_requested_at, v_now)
                                         else r.cancel_requested_at end,
              lease_token = case when m.to_status = 'running' then m.lease_token end,

@@ -383,6 +383,7 @@ declare
   v_bucket  integer;
   v_call    trellis.steps;
   v_bad     text;
+  v_calls   integer;
 begin
   if jsonb_typeof(v_options) <> 'object' then
     perform trellis._raise('TR001', 'run_fork options must be a JSON object');
@@ -401,6 +402,14 @@ begin
   v_run := trellis._run_lock(p_run_id);
   if v_run.scrubbed_at is not null then
     perform trellis._raise('TR004', format('run %s was scrubbed and cannot be forked', p_run_id));
+  end if;
+  -- A call number past the one after its last call names nothing to run
+  -- again (the fork would replay every call and run nothing): a mistake.
+  select coalesce(max(s.seq) + 1, 0) into v_calls from trellis.steps s
+   where s.bucket = v_run.bucket and s.run_id = v_run.id and s.execution = v_run.execution;
+  if p_from_seq > v_calls then
+    perform trellis._raise('TR001', format('run %s has %s calls in its current execution: fromCall %s is past them (%s keeps them all)',
+                                           p_run_id, v_calls, p_from_seq, v_calls));
   end if;
   v_got := trellis._run_start(v_run.workflow, v_run.input,
     jsonb_strip_nulls(jsonb_build_object('version', v_run.version, 'queue', v_run.queue, 'priority', v_run.priority,

@@ -396,7 +396,8 @@ export class Client {
    * the options set them. Pass `version` to run the rest on newer code (it
    * must make the same calls before `fromCall`). The new run's `forkedFrom`
    * names the original. `NotFoundError` for an unknown run, `ValidationError`
-   * for bad options, `IllegalTransitionError` for a scrubbed run.
+   * for bad options or a `fromCall` past the call after the run's last
+   * (which would run nothing again), `IllegalTransitionError` for a scrubbed run.
    *
    * @example
    * // Step 3 ("charge") used a bad price list: run it and what follows again on version 2.

@@ -145,8 +145,11 @@ export type { Logger } from '../protocol/logger.ts';
 /**
  * The durable context of a running workflow. Everything non-deterministic
  * (I/O, time, randomness) goes through it so a replay sees the same values.
+ * `TInput` is what the workflow's input schema takes (`continueAsNew`'s
+ * argument); a helper that takes any workflow's context names it
+ * `WorkflowContext` (unknown).
  */
-export interface WorkflowContext {
+export interface WorkflowContext<TInput = unknown> {
   /** The run's id. */
   readonly runId: string;
   /** The workflow's name. */
@@ -293,5 +296,5 @@ export interface WorkflowContext {
    * @example
    * if (processed >= 1000) return ctx.continueAsNew({ cursor, processed: 0 });
    */
-  continueAsNew(input: unknown, options?: { keepHistory?: boolean | undefined }): Promise<never>;
+  continueAsNew(input: TInput, options?: { keepHistory?: boolean | undefined }): Promise<never>;
 }

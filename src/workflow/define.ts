@@ -131,7 +131,8 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
   interceptors?: WorkflowInterceptors | undefined;
 }
 
-export type WorkflowFn<I, O> = (ctx: WorkflowContext, input: I) => Promise<O>;
+/** A workflow's function: `I` is its input as the schema outputs it, `TInput` as the schema takes it (what continueAsNew takes). */
+export type WorkflowFn<I, O, TInput = unknown> = (ctx: WorkflowContext<TInput>, input: I) => Promise<O>;
 
 export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   readonly kind: 'trellis.workflow';
@@ -150,7 +151,7 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   readonly eventPayloads?: boolean | undefined;
   /** The in-process interceptors (`interceptors` option), if any. */
   readonly interceptors?: WorkflowInterceptors | undefined;
-  readonly fn: WorkflowFn<I, O>;
+  readonly fn: WorkflowFn<I, O, TInput>;
 }
 
 /** The input type a client passes to start a workflow. */
@@ -171,7 +172,7 @@ export type WorkflowOutput<W> = W extends WorkflowDefinition<any, infer O, any> 
  */
 export function defineWorkflow<S extends StandardSchemaV1, O, OS extends StandardSchemaV1 | undefined = undefined>(
   options: WorkflowOptions<S, OS>,
-  fn: WorkflowFn<InferOutput<S>, OS extends StandardSchemaV1 ? InferOutput<OS> : O>,
+  fn: WorkflowFn<InferOutput<S>, OS extends StandardSchemaV1 ? InferOutput<OS> : O, InferInput<S>>,
 ): WorkflowDefinition<InferOutput<S>, OS extends StandardSchemaV1 ? InferOutput<OS> : O, InferInput<S>> {
   assertName(options.name, 'workflow');
   const version = assertName(options.version ?? '1', 'version');

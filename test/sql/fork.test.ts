@@ -107,7 +107,7 @@ describe('run_fork', () => {
     const row = await one(`select id, lease_token, execution from trellis.run_claim('w1', array[$1], '{w}', '{1}', 1, '30 seconds')`, [o.queue]);
     assert.equal(row.execution, 2);
     await apply([{ op: 'step', run: o.id, token: row.lease_token, seq: 0, name: 'second-a', kind: 'step', status: 'completed', output: 'A2' }]);
-    const id = await fork(o.id, 10);
+    const id = await fork(o.id, 1);
     assert.deepEqual(await calls(id), ['1.0 step second-a completed "A2"']);
     assert.deepEqual((await one(`select input from trellis.runs where id = $1`, [id])).input, { n: 2 });
   });
@@ -132,11 +132,20 @@ describe('run_fork', () => {
     await refused(1, { version: "1'; drop table trellis.runs; --" }, 'TR001', /version/);
     await refused(1, { time_limit: 'a while' }, 'TR001', /time_limit/);
     await refused(1, { priority: 1.5 }, 'TR001', /priority/);
+    // Past the call after its last one (calls 0 to 5: 6 keeps them all) names nothing to run again.
+    await refused(7, {}, 'TR001', /has 6 calls in its current execution: fromCall 7 is past them \(6 keeps them all\)/);
     // Version 2 wants a number n: the original's input has one, a changed shape would not pass.
     await sql(`select trellis.workflow_register($1)`, [JSON.stringify([{ name: 'w', version: '3', queue: 'default',
       input_schema: { type: 'object', required: ['m'], properties: { m: { type: 'string' } } } }])]);
     await refused(1, { version: '3' }, 'TR001', /does not match its schema/);
     assert.deepEqual(await counts(), before);
+  });
+
+  it('from the call after the last keeps every settled call (the end of the history is a place to fork from)', async () => {
+    const o = await original();
+    const fork = await one('select trellis.run_fork($1, 6) as id', [o.id]);
+    const rows = await sql('select seq from trellis.steps where run_id = $1 order by seq', [fork.id]);
+    assert.deepEqual(rows.map((r) => r.seq), [0, 1, 2, 5]);
   });
 
   it('refuses a scrubbed run (TR004)', async () => {

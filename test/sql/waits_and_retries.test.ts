@@ -144,6 +144,25 @@ describe('release and pause with a cancel request pending', () => {
     assert.deepEqual(await status(h.id), { status: 'pending', due: false, error: { message: 'flaky' } });
   });
 
+  it('an end clears a pause request nothing will carry out: completed, failed or cancelled, no finished run reads as pausing', async () => {
+    const ends = [
+      (h: Held) => ({ op: 'complete', run: h.id, token: h.token, output: 1 }),
+      (h: Held) => ({ op: 'fail', run: h.id, token: h.token, error: { message: 'boom' } }),
+      (h: Held) => ({ op: 'cancelled', run: h.id, token: h.token, error: { message: 'cancelled' } }),
+    ];
+    for (const end of ends) {
+      const h = await held();
+      await sql(`select trellis.run_pause($1)`, [h.id]);
+      await apply([end(h)]);
+      const [r] = await sql(`select status, pause_requested_at from trellis.runs where id = $1`, [h.id]);
+      assert.equal(r.pause_requested_at, null, `${r.status} run keeps no pause request`);
+    }
+    // A pending run never started, paused and then cancelled, likewise.
+    const [{ id }] = await sql(`select trellis.run_start('w', '{}') as id`);
+    await sql(`select trellis.run_cancel($1)`, [id]);
+    assert.equal((await sql(`select pause_requested_at from trellis.runs where id = $1`, [id]))[0].pause_requested_at, null);
+  });
+
   it('keeps the backoff when the execution already saw the cancel (a retry inside non-cancellable cleanup)', async () => {
     const h = await held();
     await sql(`select trellis.run_cancel($1)`, [h.id]);

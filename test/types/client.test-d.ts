@@ -11,6 +11,7 @@ import {
   defineWorkflow,
   type RunHandle,
   type SignalResult,
+  type WorkflowContext,
   type WorkflowInput,
   type WorkflowOutput,
 } from '../../src/index.ts';
@@ -101,6 +102,20 @@ export async function signals(runId: string): Promise<void> {
   await client.signal(runId, upgraded, 'free');
   await client.signal(runId, 'by-name', { anything: true });
 }
+
+// continueAsNew takes what the input schema takes (before a transform or a default).
+export const paged = defineWorkflow({ name: 'paged', input: z.object({ cursor: z.string(), page: z.number().default(1) }) },
+  async (ctx, { cursor, page }) => {
+    if (page > 9) return cursor;
+    await ctx.continueAsNew({ cursor: `${cursor}+` });
+    await ctx.continueAsNew({ cursor, page: page + 1 });
+    // @ts-expect-error the next execution's input is checked against the schema's input type
+    await ctx.continueAsNew({ cursor: 7 });
+    return cursor;
+  });
+/** A helper for any workflow's context still takes each one. */
+const helper = (ctx: WorkflowContext) => ctx.runId;
+export const usesHelper = defineWorkflow({ name: 'uses-helper', input: z.object({ n: z.number() }) }, async (ctx) => helper(ctx));
 
 // expectType itself must be able to fail.
 // @ts-expect-error number is not string
