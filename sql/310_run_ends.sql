@@ -188,7 +188,12 @@ begin
                     else coalesce(m.wake_at, 'infinity') end,
                null, false, null, false, null, null, null, null, true, null,
                null, null, null, null)::trellis.run_move
-      from (select o.run, w.wake_at,
+      -- The timer: the op's deadline (engine time), or delay_ms from now,
+      -- as older workers send it (written out twice: no lateral subquery,
+      -- which a distributed schema cannot push down).
+      from (select o.run,
+                   case when o.deadline is not null then o.deadline
+                        when o.delay_ms is not null then v_now + make_interval(secs => greatest(o.delay_ms, 0) / 1000.0) end as wake_at,
                    -- A cancel request the execution did not see wins over a
                    -- pause requested with it: the run ends cancelled, as a
                    -- release or a pause op does (run_release).
@@ -196,18 +201,14 @@ begin
                         when r.pause_requested_at is not null then 'paused'
                         -- A timer already due: the engine's clock passed it
                         -- while the execution ran (the test kit's clock moved).
-                        when w.wake_at <= v_now
+                        when case when o.deadline is not null then o.deadline
+                                  when o.delay_ms is not null then v_now + make_interval(secs => greatest(o.delay_ms, 0) / 1000.0) end <= v_now
                           or o.run = any (v_woken)
                           or exists (select 1 from trellis.signals g
                                       where g.bucket = r.bucket and g.run_id = r.id and g.consumed_at is null
                                         and g.id > coalesce(o.signal, 0)) then 'pending'
                         else 'waiting' end as to_status
               from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
-              -- The timer: the op's deadline (engine time), or delay_ms from
-              -- now, as older workers send it.
-              cross join lateral (select case when o.deadline is not null then o.deadline
-                                             when o.delay_ms is not null then v_now + make_interval(secs => greatest(o.delay_ms, 0) / 1000.0)
-                                        end as wake_at) w
              where o.op = 'wait') m));
 end $$;
 comment on function trellis._runs_wait(trellis.checkpoint_op[]) is
