@@ -9,7 +9,7 @@
  */
 import { PgClient, type ClientBase, Pool, type PoolClient } from '../db/pg.ts';
 import { boundedConfig, resolveTimeouts, within } from '../db/connection.ts';
-import { DatabaseError, SchemaVersionError } from '../errors.ts';
+import { ConfigurationError, DatabaseError, SchemaVersionError } from '../errors.ts';
 import { SCHEMA_COMPATIBLE_FROM } from '../protocol/schema-compat.ts';
 import { schemaAhead } from '../db/schema-check.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
@@ -280,7 +280,14 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
       await client.query('select pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_OBJECT]);
       // Only after the install lock: replicas wait for each other's install as long as it takes.
       if (options.lockTimeout !== false) await client.query(`set local lock_timeout = ${lockTimeoutMs(options)}`);
-      await client.query(BOOKKEEPING);
+      // The bookkeeping's DDL only where something of it is missing: a replica
+      // whose login is not the owner (trellis_worker, trellis_client) may call
+      // migrate() at boot against a schema already up to date, and `create
+      // schema if not exists` needs CREATE on the database even when it exists.
+      const kept = await client.query<{ ready: boolean }>(`select to_regclass('trellis.migrations') is not null
+        and (select count(*) from pg_catalog.pg_attribute where attrelid = to_regclass('trellis.schema_info')
+              and attname in ('sql_revision', 'compatible_from') and not attisdropped) = 2 as ready`);
+      if (!kept.rows[0]?.ready) await client.query(BOOKKEEPING);
       const { rows } = await client.query<{ id: number; hash: string }>(
         'select id, hash from trellis.migrations order by id',
       );
@@ -356,6 +363,12 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
         tx.open = false;
       } catch {
         // The connection is gone or unusable: the pool client is destroyed on release.
+      }
+      if ((error as { code?: unknown }).code === '42501') {
+        throw new ConfigurationError(`migrate has something to install and this login may not: ${(error as Error).message}. `
+          + 'Run it as the schema\'s owner (trellis migrate, or migrate() with the owner\'s pool); '
+          + 'a login granted trellis_worker or trellis_client may call it only once the schema is up to date (it then changes nothing)',
+          { cause: error });
       }
       throw toTrellisError(error);
     }

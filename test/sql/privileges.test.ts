@@ -88,6 +88,21 @@ describe('privileges (sql/950_grants.sql)', () => {
     }
   });
 
+  it('migrate() from a worker or client login at boot: nothing to do is no error; something to install is a ConfigurationError naming the owner', async () => {
+    // The README's "safe from every replica at boot": a replica's pool is often its own login, not the owner.
+    for (const role of ['worker', 'client'] as const) {
+      const result = await migrate(poolAs(role));
+      assert.deepEqual([result.applied, result.functionsApplied], [[], false], role);
+    }
+    // A schema behind this code's functions (a revision to install): the owner's job.
+    await db.pool.query(`update trellis.schema_info set sql_hash = 'older'`);
+    try {
+      await assert.rejects(migrate(poolAs('worker')), (e) => e instanceof ConfigurationError && /Run it as the schema's owner/.test(e.message));
+    } finally {
+      await migrate(db.pool);
+    }
+  });
+
   it('a worker on a role that cannot checkpoint (trellis_client, none) is refused at start with ConfigurationError, registering nothing', async () => {
     for (const role of ['client', 'reader'] as const) {
       const other = defineWorkflow({ name: `unserved-${role}`, input: z.object({}) }, async () => 1);
