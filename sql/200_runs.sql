@@ -408,13 +408,18 @@ comment on function trellis.run_start_claimed(text, jsonb, jsonb, text, interval
 -- history of its current execution (with the place of each result in the
 -- delivery order, where set), and the ends of the children it waits on.
 -- Also read by _claimed_by_bucket (sql/160_buckets.sql), by bucket.
--- Each is one value, and PostgreSQL builds no value over 256 MB (54000): a
--- history or a set of children's ends past that (270 step results of 1 MB)
--- comes back as {"too_large": ...}, which the worker fails the run with,
--- instead of an error that would fail the whole claim, and with it the
--- claim of every other run, for as long as the run stays due. The handler
--- is a subtransaction of a read (no transaction id), entered only for runs
--- that resume.
+-- Each is one value, and PostgreSQL builds no value over 256 MB (54000),
+-- which failed the whole claim, and with it the claim of every other run,
+-- for as long as the run stayed due. The handlers (a subtransaction of a
+-- read, no transaction id, entered only for runs that resume):
+-- - a history past that (270 step results of 1 MB) comes back as one call
+--   of kind too_large: a worker fails the run with PayloadTooLargeError,
+--   and a worker of an older release, which knows no such kind, fails it
+--   at its first call (NonDeterminismError naming it), never crash-loops;
+-- - children's ends past that come back one child at a time (the first
+--   ended one): each execution records it and parks, and the next claim
+--   brings the next, so the run goes on, or its history outgrows the
+--   limit and it fails as above.
 create or replace function trellis._run_history(p_bucket integer, p_run uuid, p_execution integer)
 returns jsonb language plpgsql stable as $$
 begin
@@ -425,10 +430,12 @@ begin
                    order by s.seq)
             from trellis.steps s where s.bucket = p_bucket and s.run_id = p_run and s.execution = p_execution);
 exception when program_limit_exceeded then
-  return jsonb_build_object('too_large', 'history', 'detail', left(sqlerrm, 200));
+  return jsonb_build_array(jsonb_build_object('seq', 0, 'name', 'history too large to hand over', 'kind', 'too_large',
+    'status', 'failed', 'output', null, 'attempts', 0, 'too_large', 'history',
+    'error', jsonb_build_object('name', 'PayloadTooLargeError', 'code', 'payload_too_large', 'message', left(sqlerrm, 200))));
 end $$;
 comment on function trellis._run_history(integer, uuid, integer) is
-  'The calls of execution p_execution of run p_run (in bucket p_bucket) as run_claim returns them: a JSON array in seq order, null if none, {"too_large": "history"} if PostgreSQL cannot build it as one value (over 256 MB).';
+  'The calls of execution p_execution of run p_run (in bucket p_bucket) as run_claim returns them: a JSON array in seq order, null if none; one call of kind too_large if PostgreSQL cannot build it as one value (over 256 MB).';
 
 create or replace function trellis._run_children_ended(p_bucket integer, p_run uuid, p_execution integer)
 returns jsonb language plpgsql stable as $$
@@ -445,10 +452,12 @@ begin
   return (select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
             from trellis.runs c where c.id = any (v_ids) and c.status in ('completed', 'failed', 'cancelled'));
 exception when program_limit_exceeded then
-  return jsonb_build_object('too_large', 'children', 'detail', left(sqlerrm, 200));
+  return (select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
+            from (select c.id, c.status, c.output, c.error from trellis.runs c
+                   where c.id = any (v_ids) and c.status in ('completed', 'failed', 'cancelled') order by c.id limit 1) c);
 end $$;
 comment on function trellis._run_children_ended(integer, uuid, integer) is
-  'The children that execution p_execution of run p_run waits on and that have ended, as run_claim returns them: {child id: {status, output, error}}, null if none, {"too_large": "children"} if PostgreSQL cannot build it as one value (over 256 MB).';
+  'The children that execution p_execution of run p_run waits on and that have ended, as run_claim returns them: {child id: {status, output, error}}, null if none; only the first of them if PostgreSQL cannot build them all as one value (over 256 MB).';
 
 -- Claim up to p_limit due runs of the served (workflow, version) pairs.
 -- Queues are tried in the order given; within a queue, priority then due time.

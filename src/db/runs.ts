@@ -158,7 +158,7 @@ export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedR
     [a.worker, a.queues, a.served.map((s) => s.name), a.served.map((s) => s.version), a.limit, a.leaseMs],
     'trellis_run_claim',
   );
-  for (const row of rows) if (row.history !== null || row.children !== null) markOversized(row);
+  for (const row of rows) if (row.history?.length === 1) markOversized(row);
   return rows;
 }
 

@@ -79,27 +79,24 @@ export interface ClaimedRun {
   /** With cancel_requested: the cancellation's reason (its error's message), for the code's CancelledError. */
   cancel_reason?: string | null | undefined;
   /**
-   * Set when the history or the children's ends were too large for
-   * PostgreSQL to hand over as one value (over 256 MB): the claim returned a
-   * marker instead (history and children are then null), and the worker
-   * fails the run with PayloadTooLargeError.
+   * Set when the history was too large for PostgreSQL to hand over as one
+   * value (over 256 MB): the claim returned a single call of kind
+   * `too_large` instead (history is then null), and the worker fails the
+   * run with PayloadTooLargeError.
    */
-  oversized?: { what: 'history' | 'children'; detail: string } | undefined;
+  oversized?: { detail: string } | undefined;
 }
 
 /**
- * A claimed row whose history or children came back as the engine's
- * {"too_large": …} marker (sql/200_runs.sql, _run_history): those fields
- * become null and `oversized` says which. Every other row is left as it is.
+ * A claimed row whose history came back as the engine's one call of kind
+ * too_large (sql/200_runs.sql, _run_history): history becomes null and
+ * `oversized` says why. Every other row is left as it is.
  */
 export function markOversized(run: ClaimedRun): ClaimedRun {
-  for (const what of ['history', 'children'] as const) {
-    const value = run[what] as unknown;
-    // Children are keyed by run id: no child is called too_large.
-    if (value !== null && typeof value === 'object' && !Array.isArray(value) && typeof (value as { too_large?: unknown }).too_large === 'string') {
-      run.oversized = { what, detail: String((value as { detail?: unknown }).detail ?? '') };
-      run[what] = null;
-    }
+  const first = run.history?.length === 1 ? (run.history[0] as StepRecord & { too_large?: unknown }) : undefined;
+  if (first?.too_large === 'history' && (first.kind as string) === 'too_large') {
+    run.oversized = { detail: String((first.error as { message?: unknown } | null)?.message ?? '') };
+    run.history = null;
   }
   return run;
 }

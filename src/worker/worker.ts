@@ -582,10 +582,10 @@ export class Worker {
     if (run.oversized) {
       // Its history (or its children's ends) cannot be read as one value:
       // no execution of it can replay, and claiming it again would not help.
-      const error = new PayloadTooLargeError(`run ${run.id}: its ${run.oversized.what === 'history' ? 'history' : 'finished children\'s results'} `
+      const error = new PayloadTooLargeError(`run ${run.id}: its history `
         + `cannot be handed to a worker as one value (PostgreSQL's limit is 256 MB: ${run.oversized.detail}); the run fails instead `
         + 'of replaying. Keep results small (store large data elsewhere and return a reference), or continue as new to start a fresh history.');
-      this.log.error('run failed: its history is too large to replay', { runId: run.id, what: run.oversized.what });
+      this.log.error('run failed: its history is too large to replay', { runId: run.id });
       try {
         await this.finish(fence, undefined, { op: 'fail', error: serializeError(error) }, false);
       } finally {

@@ -113,6 +113,26 @@ describe('replay executor', () => {
     assert.equal(outcome.op === 'wait' ? outcome.deadline : null, new Date(napUntil).toISOString());
   });
 
+  it('fails a run whose history is the engine\'s too_large call, as code that does not know that kind meets it: at its first call, never a crash', async () => {
+    // What run_claim hands over for a history over 256 MB (sql/200_runs.sql):
+    // this release's worker fails the run before replaying (markOversized);
+    // an older worker's replay meets a call it did not make.
+    const sentinel = { seq: 0, name: 'history too large to hand over', kind: 'too_large', status: 'failed', output: null, attempts: 0,
+      error: { name: 'PayloadTooLargeError', code: 'payload_too_large', message: 'total size of jsonb array elements exceeds the maximum' },
+      too_large: 'history' } as unknown as StepRecord;
+    let ran = 0;
+    const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => ctx.step('a', () => ++ran));
+    const outcome = await run(wf, { sink: sink(), history: [sentinel], attempt: 2 });
+    assert.equal(outcome.op, 'fail');
+    assert.match(outcome.op === 'fail' ? outcome.error.message : '', /history too large to hand over/);
+    assert.equal(ran, 0);
+    const { markOversized } = await import('../../src/protocol/history.ts');
+    const marked = markOversized({ id: 'r', history: [sentinel], children: null } as never);
+    assert.deepEqual([marked.history, marked.oversized?.detail], [null, 'total size of jsonb array elements exceeds the maximum']);
+    const plain = markOversized({ id: 'r', history: [{ ...sentinel, kind: 'step', too_large: undefined }], children: null } as never);
+    assert.equal(plain.oversized, undefined);
+  });
+
   it('returns recorded results without running completed steps', async () => {
     let ran = 0;
     const wf = defineWorkflow({ name: 'w', input: z.object({}) }, async (ctx) => {
