@@ -24,7 +24,7 @@ export type { ScheduleRow } from '../db/schedules.ts';
  * What a schedule does when a tick comes while its last run has not finished.
  *
  * @example
- * await client.schedules.set('sync', { cron: '0 * * * *', workflow: sync, overlap: OVERLAP_POLICIES[2] }); // bufferOne
+ * await client.schedules.set('sync', { cron: '0 * * * *', workflow: sync, input: {}, overlap: OVERLAP_POLICIES[2] }); // bufferOne
  */
 export const OVERLAP_POLICIES = ['skip', 'allow', 'bufferOne', 'cancelPrevious'] as const;
 export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
@@ -40,14 +40,25 @@ const OVERLAP_SQL: Record<OverlapPolicy, string> = { skip: 'skip', allow: 'allow
 const SCHEDULE_OPTIONS: ReadonlySet<string> = new Set(['cron', 'timeZone', 'workflow', 'input', 'overlap', 'catchUp', 'jitter',
   'timeLimit', 'endsAt', 'paused'] satisfies (keyof ScheduleOptions)[]);
 
-export interface ScheduleOptions<W extends WorkflowDefinition | string = WorkflowDefinition | string> {
+/**
+ * The input each tick's run gets: required when `workflow` is a definition
+ * whose input schema does not take `undefined` (set() refuses a missing one
+ * at run time too), optional for a workflow given by name.
+ */
+export type ScheduleInput<W extends WorkflowDefinition | string> = W extends WorkflowDefinition
+  ? undefined extends WorkflowInput<W> ? { input?: WorkflowInput<W> | undefined } : { input: WorkflowInput<W> }
+  : { input?: unknown };
+
+export type ScheduleOptions<W extends WorkflowDefinition | string = WorkflowDefinition | string> = ScheduleSettings<W> & ScheduleInput<W>;
+
+/** Every option of a schedule but its input (ScheduleOptions adds it). */
+export interface ScheduleSettings<W extends WorkflowDefinition | string = WorkflowDefinition | string> {
   /** 5 fields (minute hour day-of-month month day-of-week), or 6 with seconds first; `@daily` and the like. */
   cron: string;
   /** IANA time zone the cron is read in (default UTC). */
   timeZone?: string | undefined;
   /** The workflow each tick starts (a definition is registered, and the input checked with its schema). */
   workflow: W;
-  input?: (W extends WorkflowDefinition ? WorkflowInput<W> : unknown) | undefined;
   /**
    * A tick while the last run is unfinished (default `skip`): `skip` it,
    * `allow` a second run, `bufferOne` (start one tick when the last run

@@ -16,7 +16,7 @@ import { checkInterceptors, type WorkflowInterceptors } from './run-control.ts';
  * const welcome = defineWorkflow({ name: 'welcome', version: '2', input: z.object({ email: z.string() }), queue: 'mail', pauseAfter: 5 },
  *   async (ctx, { email }) => ctx.step('send', () => sendEmail(email, 'Welcome!')));
  */
-export interface WorkflowOptions<S extends StandardSchemaV1, OS extends StandardSchemaV1 | undefined> {
+export interface WorkflowOptions<S extends StandardSchemaV1, OS extends StandardSchemaV1 | undefined, O = any> {
   /**
    * Unique name; letters, digits, space and _ . : @ / - (no quotes).
    *
@@ -106,7 +106,7 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    *   hooks: { onComplete: async (e) => { await fetch(webhookUrl, { method: 'POST', body: JSON.stringify(e.output) }); } } },
    *   async (ctx, { id }) => ctx.step('ship', () => ship(id)));
    */
-  hooks?: WorkflowHooks<InferOutput<S>, any> | undefined;
+  hooks?: WorkflowHooks<InferOutput<S>, O> | undefined;
   /**
    * Events of this workflow's runs carry their output and error (default false: payloads are not copied).
    *
@@ -171,7 +171,7 @@ export type WorkflowOutput<W> = W extends WorkflowDefinition<any, infer O, any> 
  *   });
  */
 export function defineWorkflow<S extends StandardSchemaV1, O, OS extends StandardSchemaV1 | undefined = undefined>(
-  options: WorkflowOptions<S, OS>,
+  options: WorkflowOptions<S, OS, NoInfer<OS extends StandardSchemaV1 ? InferOutput<OS> : O>>,
   fn: WorkflowFn<InferOutput<S>, OS extends StandardSchemaV1 ? InferOutput<OS> : O, InferInput<S>>,
 ): WorkflowDefinition<InferOutput<S>, OS extends StandardSchemaV1 ? InferOutput<OS> : O, InferInput<S>> {
   assertName(options.name, 'workflow');

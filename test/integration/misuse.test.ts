@@ -89,7 +89,7 @@ describe('ctx misused', () => {
     for (const workflow of [undefined, null, 42, {}]) {
       await assert.rejects(client.start(workflow as never, {}), ValidationError, `start of ${JSON.stringify(workflow)}`);
       await assert.rejects(client.startMany(workflow as never, [{ input: {} }]), ValidationError, `startMany of ${JSON.stringify(workflow)}`);
-      await assert.rejects(client.schedules.set('s', { cron: '0 * * * *', workflow: workflow as never }), ValidationError);
+      await assert.rejects(client.schedules.set('s', { cron: '0 * * * *', workflow } as never), ValidationError);
     }
     for (const signal of [undefined, null, 42, {}]) await assert.rejects(client.signal(run.id, signal as never, 1 as never), ValidationError);
     assert.equal((await client.get(run.id))?.cancelRequestedAt ?? null, null, 'nothing reached the run');

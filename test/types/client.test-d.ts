@@ -117,6 +117,29 @@ export const paged = defineWorkflow({ name: 'paged', input: z.object({ cursor: z
 const helper = (ctx: WorkflowContext) => ctx.runId;
 export const usesHelper = defineWorkflow({ name: 'uses-helper', input: z.object({ n: z.number() }) }, async (ctx) => helper(ctx));
 
+// A lifecycle hook's output is the workflow's output type.
+export const hooked = defineWorkflow({
+  name: 'hooked', input: z.object({}),
+  hooks: {
+    onComplete: ({ output }) => {
+      expectType<typeof output, { ok: boolean } | undefined>(true);
+      // @ts-expect-error the output is { ok: boolean }, not a Date
+      const wrong: Date | undefined = output?.ok;
+      return wrong;
+    },
+  },
+}, async () => ({ ok: true }));
+
+// A schedule of a workflow whose input schema needs a value must give one.
+export async function schedules(): Promise<void> {
+  await client.schedules.set('nightly', { cron: '0 3 * * *', workflow: double, input: { n: 2 } });
+  // @ts-expect-error input is required: set() refuses a missing one at run time
+  await client.schedules.set('nightly', { cron: '0 3 * * *', workflow: double });
+  const optional = defineWorkflow({ name: 'optional-input', input: z.object({ n: z.number() }).optional() }, async () => 1);
+  await client.schedules.set('loose', { cron: '0 3 * * *', workflow: optional });
+  await client.schedules.set('by-name', { cron: '0 3 * * *', workflow: 'double' });
+}
+
 // expectType itself must be able to fail.
 // @ts-expect-error number is not string
 expectType<number, string>(true);
