@@ -115,24 +115,24 @@ export class StateMachineBuilder<S extends string, T> {
    * A literal status outside `allowedTo` is a compile error, in sync and async handlers alike
    * (no `as const` needed); at run time it is an IllegalTransitionError.
    */
-  step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => ReturnsHint<NoInfer<D>>, ...allowedTo: D[]): this;
-  step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => Returns<NoInfer<D>>, ...allowedTo: D[]): this;
+  step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => ReturnsHint<NoInfer<D>>, ...allowedTo: [D, ...D[]]): this;
+  step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => Returns<NoInfer<D>>, ...allowedTo: [D, ...D[]]): this;
   step(from: S, fn: StepHandler<S, T>, ...allowedTo: S[]): this {
     return this.add(from, 'step', { fn, to: this.destinations(from, allowedTo) });
   }
 
   /** A callback: in `from`, wait for an external payload (`callback(foreignId, from, payload)` or `trellis.machine_callback`). */
-  callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => ReturnsHint<NoInfer<D>>, ...allowedTo: D[]): this;
-  callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => Returns<NoInfer<D>>, ...allowedTo: D[]): this;
+  callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => ReturnsHint<NoInfer<D>>, ...allowedTo: [D, ...D[]]): this;
+  callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => Returns<NoInfer<D>>, ...allowedTo: [D, ...D[]]): this;
   callback(from: S, fn: CallbackHandler<S, T>, ...allowedTo: S[]): this {
     return this.add(from, 'callback', { fn, to: this.destinations(from, allowedTo) });
   }
 
   /** A timeout: in `from`, fire `{ after }` the run entered it, or `{ at }` a time computed from the run. */
   timeout<const D extends S>(from: S, when: TimeoutWhen<S, T>, fn: (run: MachineRun<S, T>, firedAt: Date) => ReturnsHint<NoInfer<D>>,
-    ...allowedTo: D[]): this;
+    ...allowedTo: [D, ...D[]]): this;
   timeout<const D extends S>(from: S, when: TimeoutWhen<S, T>, fn: (run: MachineRun<S, T>, firedAt: Date) => Returns<NoInfer<D>>,
-    ...allowedTo: D[]): this;
+    ...allowedTo: [D, ...D[]]): this;
   timeout(from: S, when: TimeoutWhen<S, T>, fn: TimeoutHandler<S, T>, ...allowedTo: S[]): this {
     if (when?.after !== undefined) toMs(when.after, `timeout of ${from}`);
     else if (typeof when?.at !== 'function') throw new ValidationError(`timeout of ${from}: give { after: duration } or { at: (run) => Date }`);

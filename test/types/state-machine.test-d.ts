@@ -34,6 +34,11 @@ machine.step('a', () => 'zz', 'b');
 machine.step('a', async () => 'c', 'b');
 // @ts-expect-error 'c' is not among the allowed destinations ('b')
 machine.step('a', () => 'c', 'b');
+// A handler needs at least one allowed destination (build() refused none only at run time).
+// @ts-expect-error no allowed destination
+machine.step('a', () => 'b');
+// @ts-expect-error no allowed destination
+machine.callback('a', () => 'b');
 // @ts-expect-error 'd' is not among the allowed destinations ('c')
 machine.callback('b', async () => 'd', 'c');
 // @ts-expect-error 'c' is not among the allowed destinations ('d')
