@@ -50,14 +50,9 @@ const rethrow = (error: unknown): never => {
 };
 
 
-/** A workflow given by name (checked) or by definition. */
-function workflowName(workflow: string | WorkflowDefinition): string {
-  return nameOf(workflow, 'workflow');
-}
-
 /** An optional workflow option, as SQL takes it (null: none). */
 const optionalWorkflow = (workflow: string | WorkflowDefinition | undefined): string | null =>
-  workflow === undefined ? null : workflowName(workflow);
+  workflow === undefined ? null : nameOf(workflow, 'workflow');
 
 /**
  * Start a run leased to the worker that kept `handoff` for it, and give the
@@ -446,7 +441,7 @@ export class Client {
     if (typeof run !== 'object' || run === null) {
       throw new ValidationError(`a run is its id (a UUID) or { workflow, key }, not ${quoteValue(run)}`);
     }
-    const workflow = workflowName(run.workflow);
+    const workflow = nameOf(run.workflow, 'workflow');
     const id = await runIdByKey(db, workflow, run.key);
     if (!id) throw new NotFoundError(`no run of ${workflow} with key ${quoteValue(run.key)}`);
     return id;
