@@ -35,7 +35,9 @@ export async function launchChromium(options: { viewport?: { width: number; heig
       headless: true,
       args: ARGS,
       viewport: options.viewport ?? { width: 1100, height: 800 },
-      timeout: 20_000,
+      // A first launch on a loaded 2-core machine (CI runs two test files at
+      // once; a fresh install builds its font cache) took over 20 s once.
+      timeout: 60_000,
     });
     return {
       context,
