@@ -76,7 +76,11 @@ const reasonAware = defineWorkflow({ name: 'reason-aware', input: z.object({ ste
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [awaitsApproval, impatient, poller, knowsDeadline, reasonAware], serverUrl: adminUrl(), deadlines: { interval: '50ms' } });
+  // A lease longer than any advance here: a test that moves the clock 2 hours
+  // while a step runs would otherwise also expire that run's lease, and a
+  // claim taking it back replays its code a second time (testing.md).
+  env = await createTestEnv({ workflows: [awaitsApproval, impatient, poller, knowsDeadline, reasonAware], serverUrl: adminUrl(),
+    deadlines: { interval: '50ms' }, leaseDuration: '1 day' });
 });
 after(() => env.close());
 
