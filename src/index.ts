@@ -14,7 +14,9 @@ export { checkSchema, installScript, migrate, type MigrateOptions, type MigrateR
 export type { ConnectionTimeouts } from './db/connection.ts';
 export type { PreparedStatementsMode } from './db/prepared.ts';
 export { createWorker, Worker, type WorkerOptions } from './worker/worker.ts';
-export type { ChildOptions, Logger, RaceResult, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from './workflow/context.ts';
+export type {
+  ChildOptions, Logger, RaceResult, StepContext, StepOptions, TransactionClient, TransactionOptions, TransactionStepContext, WaitForSignalOptions, WorkflowContext,
+} from './workflow/context.ts';
 export {
   type ActivityOptions, defineActivity, defineWorkflow, type WorkflowDefinition, type WorkflowFn, type WorkflowInput, type WorkflowOptions, type WorkflowOutput,
 } from './workflow/define.ts';

@@ -3,14 +3,15 @@
  * the attempt started, run the body with an AbortSignal (timeout, cancel,
  * lease loss), then checkpoint its result, its final failure, or a retry.
  */
-import { CancelledError, StepFailedError, TimeoutError } from '../errors.ts';
-import type { StepContext, StepOptions } from '../workflow/context.ts';
+import { CancelledError, ConfigurationError, StepFailedError, TimeoutError } from '../errors.ts';
+import type { StepContext, StepOptions, TransactionClient, TransactionOptions, TransactionStepContext } from '../workflow/context.ts';
 import { toTimeoutMs } from '../protocol/duration.ts';
 import { checkRetryPolicy } from '../workflow/retry.ts';
 import { longTimeout } from '../protocol/timer.ts';
 import { decideAttempt } from './attempt-decision.ts';
 import type { Delivery } from './delivery.ts';
-import type { Replay } from './replay.ts';
+import { type Replay, type Transact, TransactionFault } from './replay.ts';
+import type { StepOp } from '../protocol/checkpoint.ts';
 import type { StepKind } from '../protocol/history.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
 import { StepAbort } from './step-abort.ts';
@@ -30,9 +31,13 @@ export type AttemptResult<T> =
  * letter: the retry policy and `pauseAfter` count attempts from there.
  */
 export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind, name: string,
-  fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number, base = 0): Promise<AttemptResult<T>> {
+  fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number, base = 0,
+  transaction?: TransactionOptions | undefined): Promise<AttemptResult<T>> {
   await replay.barrier();
   if (replay.halted || replay.o.leaseHeld?.() === false) return { ok: 'halted' };
+  if (transaction && !replay.o.transact) {
+    return { ok: false, error: new ConfigurationError(`ctx.transaction("${name}") needs a worker's connection pool; this execution has none`) };
+  }
   const shielded = replay.shielded;
   if (replay.cancelRequested && !shielded) return { ok: false, error: new CancelledError(replay.cancelReason) };
   // Read before anything is written: a timeout that is not one (0, not a
@@ -60,7 +65,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   let failed = false;
   const observed = replay.o.observer?.step({ seq, name, kind, attempt });
   try {
-    const stepContext: StepContext = {
+    let stepContext: StepContext = {
       get signal() {
         return controller.signal;
       },
@@ -79,13 +84,27 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
       }
     };
     const body = observed ? () => observed.run(call) : call;
-    value = await controller.race(Promise.resolve().then(() => {
+    const begin = () => {
       // Again in the turn the body begins: a body queued behind another that
       // blocked the event loop past the lease must not begin on a lease that
       // ran out meanwhile (another worker may have completed this step).
       if (replay.o.leaseHeld?.() === false) throw replay.o.abort.reason;
       return interceptors?.beforeStep || interceptors?.afterStep ? withStepHooks(replay, name, attempt, body) : body();
-    }));
+    };
+    if (!transaction) {
+      value = await controller.race(Promise.resolve().then(begin));
+    } else {
+      // The body and the record of its result commit in one transaction:
+      // nothing is written through the committer when it succeeds.
+      const committed = await transactionally<T>(replay, controller, transaction, (tx) => {
+        stepContext = transactionContext(stepContext, tx);
+        return Promise.resolve().then(begin);
+      }, `output of step "${name}"`,
+      (delivered, output) => ({ op: 'step', seq, name, kind, status: 'completed', output, attempts: attempt, ms: Date.now() - started, delivered }));
+      observed?.end(committed === 'halted' ? replay.o.abort.reason : undefined);
+      if (committed === 'halted') return { ok: 'halted' };
+      return { ok: true, value: JSON.parse(committed.text) as T, delivery: committed.delivery };
+    }
   } catch (e) {
     error = e;
     failed = true;
@@ -157,6 +176,72 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   } catch {
     // The checkpoint was refused; write() has halted the run.
     return { ok: 'halted' };
+  }
+}
+
+/** The step context of a transactional body: the attempt's, with the transaction's connection. */
+function transactionContext(step: StepContext, tx: TransactionClient): TransactionStepContext {
+  return {
+    get signal() {
+      return step.signal;
+    },
+    attempt: step.attempt,
+    idempotencyKey: step.idempotencyKey,
+    runId: step.runId,
+    tx,
+  };
+}
+
+/**
+ * Run a transactional step's body through the worker (Replay.o.transact):
+ * the body, then the record of its result (`op`, with the delivery number
+ * reserved for it), in one transaction. Resolves with the committed output
+ * and its delivery; rejects with the body's error, or with the abort reason
+ * when the attempt is aborted before the commit began (the worker then
+ * cancels the body's query and rolls back); 'halted' when the
+ * transaction's own statements failed (the run is halted: a lost lease or
+ * a database fault gives the execution up, anything else fails it).
+ */
+async function transactionally<T>(replay: Replay, controller: StepAbort, options: TransactionOptions, body: (tx: TransactionClient) => Promise<T>,
+  what: string, op: (delivered: number, output: string) => StepOp): Promise<{ text: string; delivery: Delivery<T> } | 'halted'> {
+  let delivery: Delivery<T> | undefined;
+  let text: string | undefined;
+  let committing = false;
+  const drop = () => {
+    delivery?.drop();
+    delivery = undefined;
+  };
+  const transact = replay.o.transact as Transact;
+  // Above read committed, the attempt's marker must not change the run's
+  // row after the transaction's snapshot (it would fail to serialize).
+  if (options.isolation === 'repeatable read' || options.isolation === 'serializable') await replay.settleWrites();
+  const settled = transact(async (tx) => {
+    drop(); // the body runs again after a serialization failure, a deadlock or a lost connection
+    text = encodeJson(await body(tx), what, replay.o.maxPayloadBytes);
+    delivery = replay.deliveries.reserve<T>();
+    return op(delivery.number, text);
+  }, {
+    isolation: options.isolation,
+    signal: controller.signal,
+    committing: () => !controller.aborted && (committing = true),
+  }).then(() => ({ text: text as string, delivery: delivery as Delivery<T> }), (error: unknown) => {
+    drop();
+    throw error;
+  });
+  settled.catch(() => undefined);
+  try {
+    return await new Promise((resolve, reject) => {
+      settled.then(resolve, reject);
+      const abort = () => {
+        if (!committing) reject(controller.reason);
+      };
+      if (controller.aborted) abort();
+      else controller.signal.addEventListener('abort', abort, { once: true });
+    });
+  } catch (error) {
+    if (!(error instanceof TransactionFault)) throw error;
+    if (!replay.haltOnFault(error.cause)) replay.halt({ op: 'fail', error: serializeError(error.cause) });
+    return 'halted';
   }
 }
 

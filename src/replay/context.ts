@@ -13,7 +13,7 @@
  * own turn; a replay hands recorded results back in that order (delivery.ts).
  */
 import { CancelledError, ChildFailedError, IllegalTransitionError, StepFailedError, ValidationError } from '../errors.ts';
-import type { ChildOptions, StepContext, StepOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
+import type { ChildOptions, StepContext, StepOptions, TransactionOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
@@ -50,6 +50,15 @@ export function buildContext(run: Replay): WorkflowContext {
       return run.cancelRequested;
     },
     step: (name, fn, options = {}) => handled(durable(run, 'step', name, fn, options)),
+    transaction: (name, fn, options = {}) => {
+      let transaction: TransactionOptions;
+      try {
+        transaction = transactionOptions(name, options);
+      } catch (error) {
+        return handled(Promise.reject(error));
+      }
+      return handled(durable(run, 'step', name, fn as (step: StepContext) => unknown, options, transaction)) as never;
+    },
     sideEffect: <T>(a: string | (() => Promise<T> | T), b?: () => Promise<T> | T) => {
       const [name, fn] = typeof a === 'string' ? [a, b as () => Promise<T> | T] : ['side-effect', a];
       return handled(durable<T>(run, 'side_effect', name, () => fn(), {}));
@@ -121,7 +130,20 @@ function recorded<T>(run: Replay, kind: StepKind, make: () => T, decode: (v: unk
   return value;
 }
 
-function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepContext) => Promise<T> | T, options: StepOptions): Promise<T> {
+/** ctx.transaction's options, checked before the call takes its number (a bad isolation level records nothing). */
+function transactionOptions(name: string, options: TransactionOptions): TransactionOptions {
+  if (typeof options !== 'object' || options === null) throw new ValidationError(`options of transaction "${name}" must be an object`);
+  const { isolation } = options;
+  if (isolation !== undefined && !ISOLATION_LEVELS.includes(isolation)) {
+    throw new ValidationError(`isolation of transaction "${name}" must be one of ${ISOLATION_LEVELS.join(', ')}, not ${JSON.stringify(isolation)}`);
+  }
+  return options;
+}
+
+const ISOLATION_LEVELS: readonly unknown[] = ['read committed', 'repeatable read', 'serializable'];
+
+function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepContext) => Promise<T> | T, options: StepOptions,
+  transaction?: TransactionOptions): Promise<T> {
   let call;
   try {
     call = run.next(kind, name);
@@ -140,7 +162,7 @@ function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepCo
   // A dead-lettered step resumed by an operator counts its attempts afresh from there.
   const resumedAfter = (rec?.output as { resumedAfter?: unknown } | null | undefined)?.resumedAfter;
   const base = typeof resumedAfter === 'number' ? resumedAfter : 0;
-  return run.track(runAttempt<T>(run, seq, kind, name, fn, options, attempt, base)).then((result) => {
+  return run.track(runAttempt<T>(run, seq, kind, name, fn, options, attempt, base, transaction)).then((result) => {
     if (result.ok === true) return result.delivery.resolve(result.value);
     if (result.ok === 'halted') return never<T>();
     if (result.delivery) return result.delivery.reject(result.error);

@@ -16,7 +16,7 @@
 import { AsyncLocalStorage } from 'node:async_hooks';
 import { CancelledError, ChildFailedError, HistoryLimitError, LeaseLostError, NonDeterminismError, ValidationError } from '../errors.ts';
 import { isDatabaseFault } from '../protocol/faults.ts';
-import type { WorkflowContext } from '../workflow/context.ts';
+import type { TransactionClient, TransactionOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { childLogger, type Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
@@ -27,7 +27,7 @@ import type { RunAbort } from './run-abort.ts';
 import { RaceLostError, raceLost, type Wait } from './waits.ts';
 import { Deliveries } from './delivery.ts';
 import type { ChildOutcome, PendingSignal, SerializedError, StepKind, StepRecord } from '../protocol/history.ts';
-import type { Checkpoint, CheckpointSink, EndOp } from '../protocol/checkpoint.ts';
+import type { Checkpoint, CheckpointSink, EndOp, StepOp } from '../protocol/checkpoint.ts';
 import type { ExecutionObserver } from './observer.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
 import { longTimeout } from '../protocol/timer.ts';
@@ -76,6 +76,33 @@ export interface ExecuteOptions {
   register?: ((definition: WorkflowDefinition) => Promise<void>) | undefined;
   /** Metrics and tracing (src/observability); none when both are off. */
   observer?: ExecutionObserver | undefined;
+  /** Runs the transactions of ctx.transaction (the worker's pool); without it, ctx.transaction rejects. */
+  transact?: Transact | undefined;
+}
+
+/** What a transactional step (ctx.transaction) asks of the worker besides its body. */
+export interface TransactRequest {
+  isolation?: TransactionOptions['isolation'] | undefined;
+  /** The attempt's abort signal: once it fires, the body's query is cancelled and nothing commits. */
+  signal: AbortSignal;
+  /**
+   * Asked just before COMMIT is sent: false (the attempt was aborted) rolls
+   * back instead; after true, the attempt waits for the commit's outcome.
+   */
+  committing: () => boolean;
+}
+
+/**
+ * Runs `work` (the body, then the step op recording its result) in a
+ * transaction of its own and commits the op, fenced by the run's lease, with
+ * it. Rejects with the body's own error, or with a TransactionFault when the
+ * transaction's own statements failed (the engine's, never the body's).
+ */
+export type Transact = (work: (tx: TransactionClient) => Promise<StepOp>, request: TransactRequest) => Promise<void>;
+
+/** A transactional step's own statements (begin, the fenced record, commit) failed: `cause` says why. */
+export class TransactionFault {
+  constructor(readonly cause: unknown) {}
 }
 
 export type Outcome =

@@ -31,6 +31,12 @@ export interface Active {
   leaseUntil: number;
   /** performance.now() when the statement that leased the run was sent. */
   sentAt: number;
+  /**
+   * Open transactions of ctx.transaction at repeatable read or serializable:
+   * while any is, heartbeats leave the run's row alone (an update after the
+   * transaction's snapshot would make its fenced record fail to serialize).
+   */
+  quiet?: number | undefined;
 }
 
 export class LeaseKeeper {
@@ -117,8 +123,28 @@ export class LeaseKeeper {
     }
   }
 
+  /**
+   * Renew one run's lease now and keep heartbeats off its row until the
+   * returned function is called (a transaction at repeatable read or
+   * serializable: decision 0035). Rejects with LeaseLostError if the lease is no longer held.
+   */
+  async quiet(entry: Active): Promise<() => void> {
+    const sentAt = performance.now();
+    const still = await runHeartbeatMany(this.db, [{ id: entry.run.id, token: entry.run.lease_token }], this.leaseMs);
+    if (!still.has(entry.run.id)) throw new LeaseLostError(`run ${entry.run.id}: lease lost`);
+    entry.leaseUntil = Math.max(entry.leaseUntil, sentAt + this.leaseMs);
+    entry.quiet = (entry.quiet ?? 0) + 1;
+    let done = false;
+    return () => {
+      if (done) return;
+      done = true;
+      entry.quiet = (entry.quiet ?? 1) - 1;
+    };
+  }
+
   private async beat(): Promise<void> {
-    const held = [...this.active.values()].map((a) => ({ id: a.run.id, token: a.run.lease_token }));
+    const held = [...this.active.values()].filter((a) => !a.quiet).map((a) => ({ id: a.run.id, token: a.run.lease_token }));
+    if (!held.length) return;
     const sentAt = performance.now();
     const still = await runHeartbeatMany(this.db, held, this.leaseMs);
     let cancels = false;

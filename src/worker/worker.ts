@@ -41,6 +41,7 @@ import { type ObservedExecution, WorkerObserver } from '../observability/worker-
 import type { TrellisMetrics } from '../observability/metrics.ts';
 import { isTransient, sleep, transientDelay } from '../db/transient.ts';
 import { RunLog } from './run-log.ts';
+import { runTransaction } from './transactions.ts';
 
 export type { WorkerOptions } from './options.ts';
 
@@ -622,6 +623,9 @@ export class Worker {
       log: this.log,
       register: (def) => this.registerForRun(def, fence),
       observer: observed,
+      transact: (work, request) => runTransaction({
+        pool: this.pool, log: this.log, holds: () => this.leases.holds(run.id, run.lease_token), quiet: () => this.leases.quiet(entry),
+      }, fence, work, request),
       sink: {
         // A checkpoint is the body of its op: the fence is added to it in
         // place (a fresh object the replay does not touch again; a spread

@@ -49,6 +49,62 @@ export interface StepOptions {
 }
 
 /**
+ * Handed to a `ctx.transaction` body on every attempt: a step context and
+ * `tx`, a connection inside the transaction that commits with the step's
+ * result. Run your queries on `tx` (or pass it as `{ tx }` to `client.start`,
+ * `client.signal` and the other client calls that take one); do not commit
+ * or roll it back yourself.
+ *
+ * @example
+ * await ctx.transaction('reserve', async ({ tx }) => {
+ *   await tx.query('update stock set held = held + 1 where order_id = $1', [orderId]);
+ * });
+ */
+export interface TransactionStepContext extends StepContext {
+  /**
+   * The transaction's connection: a node-postgres `PoolClient` of the
+   * worker's pool (typed by the part Trellis promises; cast it for the rest
+   * of pg's API). It is valid only until the body's promise settles.
+   */
+  tx: TransactionClient;
+}
+
+/**
+ * The connection a `ctx.transaction` body runs its queries on: `query(text,
+ * values)` as in node-postgres. It is also what the client calls take as
+ * `tx`.
+ *
+ * @example
+ * await ctx.transaction('count', async ({ tx }) => {
+ *   const { rows } = await tx.query<{ n: number }>('select count(*)::int as n from orders');
+ *   return rows[0]?.n ?? 0;
+ * });
+ */
+export interface TransactionClient {
+  query<R = any>(text: string, values?: unknown[]): Promise<{ rows: R[]; rowCount: number | null }>;
+}
+
+/**
+ * Options of `ctx.transaction`: those of a step, and the transaction's
+ * isolation level.
+ *
+ * @example
+ * await ctx.transaction('book-seat', ({ tx }) => tx.query('update seats set order_id = $1 where id = (select min(id) from seats where order_id is null)', [orderId]),
+ *   { isolation: 'serializable', retry: { maxAttempts: 5 } });
+ */
+export interface TransactionOptions extends StepOptions {
+  /**
+   * The transaction's isolation level (default: the database's, normally
+   * read committed). A serialization failure or a deadlock rolls the
+   * transaction back and runs the body again in the same attempt.
+   *
+   * @example
+   * await ctx.transaction('mark-paid', ({ tx }) => tx.query('update orders set paid = true where id = $1', [orderId]), { isolation: 'serializable' });
+   */
+  isolation?: 'read committed' | 'repeatable read' | 'serializable' | undefined;
+}
+
+/**
  * Options of `ctx.child`.
  *
  * @example
@@ -191,6 +247,29 @@ export interface WorkflowContext<TInput = unknown> {
    * }));
    */
   step<T>(name: string, fn: (step: StepContext) => Promise<T> | T, options?: StepOptions): Promise<T>;
+  /**
+   * A step whose body runs inside a database transaction that also records
+   * its result: the body's writes and the step's checkpoint commit together
+   * or not at all, so its database effects happen exactly once, however
+   * often the worker crashes, loses its lease or retries. The body gets `tx`
+   * (a connection of the worker's pool, in the transaction) and the step
+   * context; an error it throws rolls everything back and counts as a
+   * failed attempt (the retry policy applies, as for `ctx.step`). A
+   * serialization failure, a deadlock or a lost connection before the
+   * commit runs the body again in a new transaction (the same attempt).
+   * Keep effects outside the database out of the body: those may happen
+   * again. Replays return the recorded result, as for `ctx.step`.
+   *
+   * @example
+   * // The order row and the step's record commit together.
+   * const invoiceId = await ctx.transaction('create-invoice', async ({ tx }) => {
+   *   const { rows } = await tx.query<{ id: number }>('insert into invoices (order_id) values ($1) returning id', [orderId]);
+   *   return rows[0]?.id;
+   * });
+   * // Start another workflow or signal another run exactly once: pass `tx` to the client.
+   * await ctx.transaction('notify-shipping', ({ tx }) => client.signal({ workflow: 'shipment', key: `order-${orderId}` }, 'paid', { invoiceId }, { tx }));
+   */
+  transaction<T>(name: string, fn: (step: TransactionStepContext) => Promise<T> | T, options?: TransactionOptions): Promise<T>;
   /**
    * The time, recorded once and replayed.
    *

@@ -25,7 +25,10 @@ export interface Child {
 }
 
 export function spawnChild(file: string, env: Record<string, string>): Child {
-  const proc = spawn(process.execPath, ['--no-deprecation', '--import', 'tsx', fileURLToPath(new URL(file, import.meta.url))], {
+  // BENCH_CHILD_NODE_ARGS: extra node flags for each child (e.g. `--cpu-prof --cpu-prof-dir=/tmp/prof`,
+  // which NODE_OPTIONS does not take).
+  const extra = process.env.BENCH_CHILD_NODE_ARGS?.split(' ').filter(Boolean) ?? [];
+  const proc = spawn(process.execPath, [...extra, '--no-deprecation', '--import', 'tsx', fileURLToPath(new URL(file, import.meta.url))], {
     cwd: ROOT,
     env: { ...process.env, ...env },
     stdio: ['pipe', 'pipe', 'inherit'],

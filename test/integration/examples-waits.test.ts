@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -145,6 +145,19 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
       `select version, forked_from is not null as forked, output #>> '{}' as output from trellis.runs order by created_at`);
     assert.deepEqual(rows.map((r) => `${r.version}:${r.forked}:${r.output}`),
       ['1:false:invoice o-17: 190.00', '2:true:invoice o-17: 119.00', '2:true:invoice o-17: 119.00']);
+  });
+
+  it('transactions: a transfer and its ledger row commit with the step once (the failed first attempt rolled back); the receipt run is started once', async () => {
+    const { stdout, url } = await finished('transactions');
+    assert.match(stdout, /^move: attempt 1 wrote ledger row 1$/m);
+    assert.match(stdout, /^move: attempt 2 wrote ledger row 2$/m);
+    assert.match(stdout, /^receipt: receipt for transfer 2 sent$/m);
+    assert.match(stdout, /^balances: ada 7500, lin 2500$/m);
+    assert.match(stdout, /^ledger rows: 1$/m);
+    assert.match(stdout, /^receipt runs: 1$/m);
+    assert.match(stdout, /^move step: completed after 2 attempts$/m);
+    const rows = await query<{ source: string; target: string; cents: string }>(url, 'select source, target, cents from wallet_ledger');
+    assert.deepEqual(rows, [{ source: 'ada', target: 'lin', cents: '2500' }]);
   });
 
   it('bulk-start: 500 runs started with the app\'s own insert in one transaction, keyed, all completed; a bad batch starts nothing', async () => {

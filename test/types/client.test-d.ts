@@ -145,3 +145,20 @@ export async function schedules(): Promise<void> {
 expectType<number, string>(true);
 // @ts-expect-error assignable is not enough: { a: 1 } is not { a: number }
 expectType<{ a: 1 }, { a: number }>(true);
+
+// ctx.transaction: the result is the body's; tx runs queries and is what the client calls take as `tx`.
+defineWorkflow({ name: 'tx-types', input: z.object({ order: z.string() }) }, async (ctx, { order }) => {
+  const id = await ctx.transaction('book', async ({ tx, attempt, idempotencyKey }) => {
+    const { rows, rowCount } = await tx.query<{ id: number }>('insert into orders (ref) values ($1) returning id', [order]);
+    expectType<typeof rowCount, number | null>(true);
+    expectType<typeof attempt, number>(true);
+    expectType<typeof idempotencyKey, string>(true);
+    await client.start(double, { n: 1 }, { tx });
+    await client.signal('run-id', 'paid', { order }, { tx });
+    return rows[0]?.id ?? 0;
+  }, { isolation: 'serializable', retry: { maxAttempts: 3 }, timeout: '5s' });
+  expectType<typeof id, number>(true);
+  // @ts-expect-error: not an isolation level PostgreSQL names
+  await ctx.transaction('bad', () => 1, { isolation: 'snapshot' });
+  return id;
+});

@@ -1,0 +1,205 @@
+/**
+ * ctx.transaction: the body's writes and the step's record commit in one
+ * transaction. A failed attempt, a lost lease or a timeout leaves none of
+ * the body's writes; a serialization failure runs the body again in the
+ * same attempt; a replay returns the recorded result without running it;
+ * `tx` passed to the client starts and signals other runs exactly once.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { StepFailedError, ValidationError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
+import { createWorker, type Worker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { deferred } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let db: TestDatabase;
+let client: Client;
+let worker: Worker;
+const bodies = new Map<string, number>();
+const count = (key: string) => bodies.set(key, (bodies.get(key) ?? 0) + 1);
+
+const ledger = async (order: string) =>
+  (await db.pool.query<{ note: string }>('select note from app_ledger where order_id = $1 order by id', [order])).rows.map((r) => r.note);
+
+const order = defineWorkflow({ name: 'tx-order', input: z.object({ order: z.string(), failFirst: z.boolean() }) }, async (ctx, input) => {
+  const id = await ctx.transaction('book', async ({ tx, attempt }) => {
+    count(`book:${input.order}`);
+    await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [input.order, `attempt ${attempt}`]);
+    if (input.failFirst && attempt === 1) throw new Error('card declined');
+    const { rows } = await tx.query<{ n: string }>('select count(*) as n from app_ledger where order_id = $1', [input.order]);
+    return { seen: Number(rows[0]?.n) };
+  }, { retry: { maxAttempts: 3, initialDelay: 10, jitter: 0 } });
+  await ctx.sleep('settle', '5ms'); // a second execution replays the transaction
+  return id;
+});
+
+const retried = defineWorkflow({ name: 'tx-serialization', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
+  return ctx.transaction('serial', async ({ tx, attempt }) => {
+    const n = count(`serial:${key}`).get(`serial:${key}`) as number;
+    await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, `body ${n}, attempt ${attempt}`]);
+    if (n === 1) await tx.query(`do $$ begin raise exception 'conflict' using errcode = 'serialization_failure'; end $$`);
+    const { rows } = await tx.query<{ level: string }>(`select current_setting('transaction_isolation') as level`);
+    return { level: rows[0]?.level, attempt };
+  }, { isolation: 'serializable' });
+});
+
+// Longer than two heartbeats (every 666 ms with the 2 s lease below): none may touch the run's row meanwhile.
+const long = defineWorkflow({ name: 'tx-long-serializable', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
+  return ctx.transaction('long', async ({ tx }) => {
+    count(`long:${key}`);
+    await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, 'long body']);
+    await tx.query('select pg_sleep(1.5)');
+    return 'committed';
+  }, { isolation: 'repeatable read' });
+});
+
+const slow = defineWorkflow({ name: 'tx-timeout', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
+  try {
+    await ctx.transaction('slow', async ({ tx }) => {
+      await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, 'before the sleep']);
+      await tx.query(`select pg_sleep(60) /* tx-timeout ${key} */`);
+    }, { timeout: '300ms', retry: { maxAttempts: 1 } });
+    return 'no timeout';
+  } catch (error) {
+    return error instanceof StepFailedError ? error.message : `unexpected ${String(error)}`;
+  }
+});
+
+let stolen = deferred();
+const stealing = defineWorkflow({ name: 'tx-lease', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
+  return ctx.transaction('record', async ({ tx, runId }) => {
+    const n = count(`lease:${key}`).get(`lease:${key}`) as number;
+    await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, `body ${n}`]);
+    if (n === 1) {
+      // Another worker takes the run over while this body runs (its lease token changes).
+      await db.pool.query(`update trellis.runs set lease_token = gen_random_uuid() where id = $1`, [runId]);
+      stolen.resolve();
+    }
+    return n;
+  });
+});
+
+const shipment = defineWorkflow({ name: 'tx-shipment', input: z.object({ order: z.string() }) }, async (ctx) => {
+  const paid = await ctx.waitForSignal<{ cents: number }>('paid', { timeout: '30s' });
+  return paid.timedOut ? 'no payment' : `shipped after ${paid.payload.cents}`;
+});
+
+const checkout = defineWorkflow({ name: 'tx-checkout', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
+  const ship = await ctx.transaction('start-shipment', async ({ tx }) => {
+    count(`checkout:${key}`);
+    await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, 'order placed']);
+    return (await client.start(shipment, { order: key }, { tx, key: `ship-${key}` })).id;
+  });
+  await ctx.transaction('pay', ({ tx }) => client.signal(ship, 'paid', { cents: 1250 }, { tx }));
+  return ship;
+});
+
+const bad = defineWorkflow({ name: 'tx-bad', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
+  const seen: string[] = [];
+  try {
+    await ctx.transaction('iso', () => 1, { isolation: 'snapshot' as never });
+  } catch (error) {
+    seen.push(error instanceof ValidationError ? 'bad isolation refused' : String(error));
+  }
+  try {
+    await ctx.transaction('unstorable', async ({ tx }) => {
+      await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, 'written with an unstorable result']);
+      return () => 'a function';
+    }, { retry: { maxAttempts: 1 } });
+  } catch (error) {
+    seen.push(error instanceof StepFailedError ? 'unstorable result failed the step' : String(error));
+  }
+  return seen;
+});
+
+before(async () => {
+  db = await freshDatabase();
+  await db.pool.query('create table app_ledger (id bigserial primary key, order_id text not null, note text not null)');
+  client = createClient({ pool: db.pool, logger: silentLogger });
+  worker = createWorker({
+    pool: db.pool, workflows: [order, retried, long, slow, stealing, shipment, checkout, bad], pollInterval: 50, logger: silentLogger,
+    leaseDuration: '2s',
+  });
+  await worker.start();
+});
+after(async () => {
+  stolen.resolve();
+  await worker?.stop({ timeout: 2000 });
+  await client?.close();
+  await db?.close();
+});
+
+describe('ctx.transaction', () => {
+  it("commits the body's writes with the step; a failed attempt's writes roll back; a replay does not run the body", async () => {
+    const run = await client.start(order, { order: 'o-1', failFirst: true });
+    assert.deepEqual(await run.result({ timeout: '30s' }), { seen: 1 });
+    assert.deepEqual(await ledger('o-1'), ['attempt 2'], 'the first attempt rolled back; the second committed');
+    assert.equal(bodies.get('book:o-1'), 2, 'two attempts, and no run of the body after the sleep');
+    const steps = (await db.pool.query(`select name, kind, status, attempts, output, delivered from trellis.steps where run_id = $1 order by seq`, [run.id])).rows;
+    assert.deepEqual(steps[0], { name: 'book', kind: 'step', status: 'completed', attempts: 2, output: { seen: 1 }, delivered: 1 });
+    assert.equal((await db.pool.query(`select count(*)::int as n from trellis.events where run_id = $1 and kind = 'step_completed'`, [run.id])).rows[0].n, 1,
+      'one step_completed event, written in the same transaction');
+  });
+
+  it('a serialization failure runs the body again in a new transaction, in the same attempt', async () => {
+    const run = await client.start(retried, { order: 's-1' });
+    assert.deepEqual(await run.result({ timeout: '30s' }), { level: 'serializable', attempt: 1 });
+    assert.deepEqual(await ledger('s-1'), ['body 2, attempt 1'], 'the first transaction rolled back');
+    const [step] = (await db.pool.query(`select status, attempts from trellis.steps where run_id = $1`, [run.id])).rows;
+    assert.deepEqual(step, { status: 'completed', attempts: 1 });
+  });
+
+  it('above read committed, heartbeats leave the run alone while the body runs: no serialization failure, one body', async () => {
+    const run = await client.start(long, { order: 'r-1' });
+    assert.equal(await run.result({ timeout: '30s' }), 'committed');
+    assert.equal(bodies.get('long:r-1'), 1, 'the body ran once (a heartbeat during it would have failed the record)');
+    assert.deepEqual(await ledger('r-1'), ['long body']);
+    const [row] = (await db.pool.query(`select lease_token is null as released, status from trellis.runs where id = $1`, [run.id])).rows;
+    assert.deepEqual(row, { released: true, status: 'completed' });
+  });
+
+  it("a timeout cancels the body's query and rolls its writes back", async () => {
+    const run = await client.start(slow, { order: 't-1' });
+    const message = await run.result({ timeout: '30s' });
+    assert.match(message, /timed out after 300 ms/);
+    assert.deepEqual(await ledger('t-1'), [], 'nothing the body wrote was committed');
+    await waitFor(async () => (await db.pool.query(`select count(*)::int as n from pg_stat_activity where query like '%pg_sleep(60) /* tx-timeout t-1%' and pid <> pg_backend_pid()`)).rows[0].n === 0,
+      { what: "the body's query cancelled", timeout: 10_000 });
+  });
+
+  it("a lease lost while the body runs commits nothing; the next execution runs the body again and commits once", async () => {
+    stolen = deferred();
+    const run = await client.start(stealing, { order: 'l-1' });
+    await stolen.promise;
+    // The refused record rolled the first body's row back (the run is held under the thief's token).
+    await waitFor(async () => worker.stats.abandoned > 0, { what: 'the execution given up' });
+    assert.deepEqual(await ledger('l-1'), [], "the first body's write was rolled back with the refused record");
+    // The thief never comes: its lease runs out and the run is claimed again.
+    await db.pool.query(`update trellis.runs set lease_expires_at = now() - interval '1 second' where id = $1`, [run.id]);
+    assert.equal(await run.result({ timeout: '30s' }), 2);
+    assert.deepEqual(await ledger('l-1'), ['body 2']);
+  });
+
+  it('passes tx to client.start and client.signal: another run started and signalled exactly once', async () => {
+    const run = await client.start(checkout, { order: 'c-1' });
+    const ship = await run.result({ timeout: '30s' });
+    assert.equal(await client.result(ship, { timeout: '30s' }), 'shipped after 1250');
+    assert.equal(bodies.get('checkout:c-1'), 1);
+    assert.deepEqual(await ledger('c-1'), ['order placed']);
+    assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'tx-shipment' and key = 'ship-c-1'`)).rows[0].n, 1);
+    assert.equal((await db.pool.query(`select count(*)::int as n from trellis.signals where run_id = $1`, [ship])).rows[0].n, 1);
+  });
+
+  it('a bad isolation level records nothing; a result JSON cannot hold fails the step and rolls the body back', async () => {
+    const run = await client.start(bad, { order: 'b-1' });
+    assert.deepEqual(await run.result({ timeout: '30s' }), ['bad isolation refused', 'unstorable result failed the step']);
+    assert.deepEqual(await ledger('b-1'), []);
+    const steps = (await db.pool.query(`select name, status from trellis.steps where run_id = $1 order by seq`, [run.id])).rows;
+    assert.deepEqual(steps, [{ name: 'unstorable', status: 'failed' }], 'the refused isolation took no call');
+  });
+});
