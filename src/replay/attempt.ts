@@ -212,9 +212,11 @@ async function transactionally<T>(replay: Replay, controller: StepAbort, options
     delivery = undefined;
   };
   const transact = replay.o.transact as Transact;
-  // Above read committed, the attempt's marker must not change the run's
-  // row after the transaction's snapshot (it would fail to serialize).
-  if (options.isolation === 'repeatable read' || options.isolation === 'serializable') await replay.settleWrites();
+  // The attempt's marker commits first: it must not change the run's row
+  // after the snapshot of a transaction above read committed (the record
+  // would fail to serialize), nor hold the run's row in a grouped commit
+  // while the body holds rows that commit waits for.
+  await replay.settleWrites();
   const settled = transact(async (tx) => {
     drop(); // the body runs again after a serialization failure, a deadlock or a lost connection
     text = encodeJson(await body(tx), what, replay.o.maxPayloadBytes);

@@ -30,6 +30,8 @@ const BEGIN = {
 
 export interface TransactionHost {
   pool: Pool;
+  /** Bounds the transactions open at once (each holds a connection of the pool the engine needs too). */
+  slots: TransactionSlots;
   /** Whether the worker still holds the run's lease (the body runs again only while it does). */
   holds: () => boolean;
   /** Renew the run's lease and keep heartbeats off its row until the returned function is called. */
@@ -44,15 +46,16 @@ export async function runTransaction(host: TransactionHost, fence: Fence, work: 
   // heartbeat does every few seconds: the lease is renewed once here, and
   // heartbeats leave the row alone until the transaction ends (so the body
   // has one lease's length; decision 0035).
+  const free = await host.slots.take(request.signal);
   let loud: (() => void) | undefined;
-  if (request.isolation === 'repeatable read' || request.isolation === 'serializable') {
-    try {
-      loud = await host.quiet();
-    } catch (error) {
-      throw new TransactionFault(toTrellisError(error));
-    }
-  }
   try {
+    if (request.isolation === 'repeatable read' || request.isolation === 'serializable') {
+      try {
+        loud = await host.quiet();
+      } catch (error) {
+        throw new TransactionFault(toTrellisError(error));
+      }
+    }
     for (let attempt = 1; ; attempt++) {
       try {
         return await once(host, fence, work, request);
@@ -65,6 +68,52 @@ export async function runTransaction(host: TransactionHost, fence: Fence, work: 
     }
   } finally {
     loud?.();
+    free();
+  }
+}
+
+/**
+ * The transactions a worker may have open at once: each holds a connection
+ * of the worker's pool for as long as its body runs, and the worker's
+ * heartbeats, claims and grouped checkpoints need connections of that pool
+ * too (a pool full of long bodies would starve the heartbeats until leases
+ * ran out). So two connections of the pool are always left to the engine.
+ */
+export class TransactionSlots {
+  private open = 0;
+  private readonly waiting: (() => void)[] = [];
+
+  constructor(readonly size: number) {}
+
+  /** Wait for a slot (rejecting with the abort reason if `signal` fires first); returns its release. */
+  take(signal: AbortSignal): Promise<() => void> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    const slot = () => {
+      let released = false;
+      return () => {
+        if (released) return;
+        released = true;
+        const next = this.waiting.shift();
+        if (next) next();
+        else this.open--;
+      };
+    };
+    if (this.open < this.size) {
+      this.open++;
+      return Promise.resolve(slot());
+    }
+    return new Promise((resolve, reject) => {
+      const granted = () => {
+        signal.removeEventListener('abort', aborted);
+        resolve(slot());
+      };
+      const aborted = () => {
+        this.waiting.splice(this.waiting.indexOf(granted), 1);
+        reject(signal.reason);
+      };
+      this.waiting.push(granted);
+      signal.addEventListener('abort', aborted, { once: true });
+    });
   }
 }
 
@@ -113,6 +162,12 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
       await client.query('rollback').catch((e: unknown) => (broken = e));
       if (error === request.signal.reason && request.signal.aborted) throw error;
       if (error instanceof LeaseLostError) throw new TransactionFault(error);
+      // The body caught a failed query and returned: its transaction is
+      // aborted, so the step cannot be recorded in it. The body's error.
+      if (ours && (error as { code?: unknown }).code === '25P02') {
+        throw new RolledBack(new Error('a query of the transaction\'s body failed and the body went on (the error was caught): '
+          + 'PostgreSQL aborted the transaction, so it cannot record the step; let the error propagate, or use a savepoint', { cause: error }), false);
+      }
       throw new RolledBack(error, ours);
     }
     try {

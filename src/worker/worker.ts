@@ -41,7 +41,7 @@ import { type ObservedExecution, WorkerObserver } from '../observability/worker-
 import type { TrellisMetrics } from '../observability/metrics.ts';
 import { isTransient, sleep, transientDelay } from '../db/transient.ts';
 import { RunLog } from './run-log.ts';
-import { runTransaction } from './transactions.ts';
+import { runTransaction, TransactionSlots } from './transactions.ts';
 
 export type { WorkerOptions } from './options.ts';
 
@@ -158,6 +158,8 @@ export class Worker {
     fired: 0, overdue: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };
   private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly leases: LeaseKeeper;
+  /** ctx.transaction bodies open at once: the pool's size less two connections left to the engine. */
+  private readonly transactionSlots: TransactionSlots;
   /** Metrics and tracing (src/observability); undefined when both are off. */
   private observer: WorkerObserver | undefined;
   private readonly runLog: RunLog;
@@ -197,6 +199,7 @@ export class Worker {
       log: this.log, onAttempt: (outcome) => (this.stats.hooks[outcome] += 1) });
     this.runLog = new RunLog(this.log);
     this.leases = new LeaseKeeper(this.db, this.active, this.leaseMs, this.log);
+    this.transactionSlots = new TransactionSlots(Math.max(1, ((this.pool as { options?: { max?: number } }).options?.max ?? 10) - 2));
     this.committer = new Committer(this.db, {
       maxBatch: o.maxBatch,
       holds: (run, token) => this.leases.holds(run, token),
@@ -624,7 +627,7 @@ export class Worker {
       register: (def) => this.registerForRun(def, fence),
       observer: observed,
       transact: (work, request) => runTransaction({
-        pool: this.pool, log: this.log, holds: () => this.leases.holds(run.id, run.lease_token), quiet: () => this.leases.quiet(entry),
+        pool: this.pool, slots: this.transactionSlots, log: this.log, holds: () => this.leases.holds(run.id, run.lease_token), quiet: () => this.leases.quiet(entry),
       }, fence, work, request),
       sink: {
         // A checkpoint is the body of its op: the fence is added to it in

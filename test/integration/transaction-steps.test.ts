@@ -7,6 +7,7 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import pg from 'pg';
 import { z } from 'zod';
 import { createClient, type Client } from '../../src/client/client.ts';
 import { StepFailedError, ValidationError } from '../../src/errors.ts';
@@ -99,6 +100,21 @@ const checkout = defineWorkflow({ name: 'tx-checkout', input: z.object({ order: 
   return ship;
 });
 
+let open = 0;
+let mostOpen = 0;
+const crowded = defineWorkflow({ name: 'tx-crowded', input: z.object({ n: z.number() }) }, async (ctx, { n }) => {
+  return ctx.transaction('hold', async ({ tx }) => {
+    open++;
+    mostOpen = Math.max(mostOpen, open);
+    try {
+      await tx.query('select pg_sleep(0.2)');
+      return n;
+    } finally {
+      open--;
+    }
+  });
+});
+
 const bad = defineWorkflow({ name: 'tx-bad', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
   const seen: string[] = [];
   try {
@@ -113,6 +129,15 @@ const bad = defineWorkflow({ name: 'tx-bad', input: z.object({ order: z.string()
     }, { retry: { maxAttempts: 1 } });
   } catch (error) {
     seen.push(error instanceof StepFailedError ? 'unstorable result failed the step' : String(error));
+  }
+  try {
+    await ctx.transaction('swallowed', async ({ tx }) => {
+      await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, 'before the failed query']);
+      await tx.query('select 1 / 0').catch(() => undefined);
+      return 'went on';
+    }, { retry: { maxAttempts: 1 } });
+  } catch (error) {
+    seen.push(error instanceof StepFailedError && /PostgreSQL aborted the transaction/.test(error.message) ? 'an aborted transaction failed the step' : String(error));
   }
   return seen;
 });
@@ -197,9 +222,23 @@ describe('ctx.transaction', () => {
 
   it('a bad isolation level records nothing; a result JSON cannot hold fails the step and rolls the body back', async () => {
     const run = await client.start(bad, { order: 'b-1' });
-    assert.deepEqual(await run.result({ timeout: '30s' }), ['bad isolation refused', 'unstorable result failed the step']);
+    assert.deepEqual(await run.result({ timeout: '30s' }), ['bad isolation refused', 'unstorable result failed the step', 'an aborted transaction failed the step']);
     assert.deepEqual(await ledger('b-1'), []);
     const steps = (await db.pool.query(`select name, status from trellis.steps where run_id = $1 order by seq`, [run.id])).rows;
-    assert.deepEqual(steps, [{ name: 'unstorable', status: 'failed' }], 'the refused isolation took no call');
+    assert.deepEqual(steps, [{ name: 'unstorable', status: 'failed' }, { name: 'swallowed', status: 'failed' }], 'the refused isolation took no call');
+  });
+
+  it("keeps two of the worker's pool connections free of transactions (heartbeats and checkpoints need them)", async () => {
+    const pool = new pg.Pool({ connectionString: db.url, max: 3 });
+    const small = createWorker({ pool, workflows: [crowded], pollInterval: 50, logger: silentLogger });
+    try {
+      await small.start();
+      const runs = await Promise.all([1, 2, 3, 4].map((n) => client.start(crowded, { n })));
+      assert.deepEqual(await Promise.all(runs.map((r) => r.result({ timeout: '30s' }))), [1, 2, 3, 4]);
+      assert.equal(mostOpen, 1, 'a pool of 3 leaves one connection to transactions');
+    } finally {
+      await small.stop({ timeout: 2000 });
+      await pool.end();
+    }
   });
 });
