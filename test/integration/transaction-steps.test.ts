@@ -49,12 +49,12 @@ const retried = defineWorkflow({ name: 'tx-serialization', input: z.object({ ord
   }, { isolation: 'serializable' });
 });
 
-// Longer than two heartbeats (every 666 ms with the 2 s lease below): none may touch the run's row meanwhile.
+// Longer than a heartbeat's interval (1 s with the 3 s lease below): none may touch the run's row meanwhile.
 const long = defineWorkflow({ name: 'tx-long-serializable', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
   return ctx.transaction('long', async ({ tx }) => {
     count(`long:${key}`);
     await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, 'long body']);
-    await tx.query('select pg_sleep(1.5)');
+    await tx.query('select pg_sleep(1.3)');
     return 'committed';
   }, { isolation: 'repeatable read' });
 });
@@ -148,7 +148,7 @@ before(async () => {
   client = createClient({ pool: db.pool, logger: silentLogger });
   worker = createWorker({
     pool: db.pool, workflows: [order, retried, long, slow, stealing, shipment, checkout, bad], pollInterval: 50, logger: silentLogger,
-    leaseDuration: '2s',
+    leaseDuration: '3s',
   });
   await worker.start();
 });
