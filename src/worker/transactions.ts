@@ -136,18 +136,26 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
   }
   let broken: unknown;
   let committing = false;
-  // Once the attempt is aborted (timeout, cancel, lost lease), a query the
-  // body is waiting on is cancelled: the transaction never commits.
+  // Once the attempt is aborted (timeout, cancel, lost lease), the query the
+  // body is waiting on is cancelled: the transaction never commits. The
+  // backend is the one pg_backend_pid() named inside the transaction (not
+  // the key the connection was opened with: through PgBouncer that is the
+  // pooler's own), and the cancel has returned before ROLLBACK is sent, so
+  // it cannot reach a later session of that backend.
+  let pid: number | undefined;
+  let cancelling: Promise<unknown> | undefined;
+  let ending = false;
   const cancel = () => {
-    if (committing) return;
-    const pid = (client as unknown as { processID?: number | undefined }).processID;
-    if (pid) host.pool.query('select pg_cancel_backend($1)', [pid]).catch(() => undefined);
+    if (committing || ending || pid === undefined) return;
+    cancelling = host.pool.query('select pg_cancel_backend($1)', [pid]).catch(() => undefined);
   };
   request.signal.addEventListener('abort', cancel, { once: true });
   try {
     let ours = true;
     try {
-      await client.query(request.isolation ? BEGIN[request.isolation] : 'begin');
+      const begun = await client.query(`${request.isolation ? BEGIN[request.isolation] : 'begin'}; select pg_backend_pid() as pid`) as unknown as { rows: { pid: number }[] }[];
+      pid = begun[1]?.rows[0]?.pid;
+      if (request.signal.aborted) throw request.signal.reason;
       ours = false;
       const op = await work(client as unknown as TransactionClient);
       ours = true;
@@ -159,6 +167,8 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
       if (!request.committing()) throw request.signal.reason;
       committing = true;
     } catch (error) {
+      ending = true;
+      await cancelling;
       await client.query('rollback').catch((e: unknown) => (broken = e));
       if (error === request.signal.reason && request.signal.aborted) throw error;
       if (error instanceof LeaseLostError) throw new TransactionFault(error);
