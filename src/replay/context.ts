@@ -364,7 +364,18 @@ function child(run: Replay, workflow: WorkflowDefinition, input: unknown, option
     }));
   }
   const started = (rec?.output as { child: string } | undefined)?.child;
-  return startWait<unknown>(run, seq, name, 'child',
+  // Until its start is queued, the run's end waits for this call (Replay.childStarts).
+  let startQueued = () => {};
+  if (!started) {
+    const phase = new Promise<void>((resolve) => {
+      startQueued = () => {
+        run.childStarts.delete(phase);
+        resolve();
+      };
+    });
+    run.childStarts.add(phase);
+  }
+  const promise = startWait<unknown>(run, seq, name, 'child',
     () => {
       // A child's result belongs to its call alone (no shared buffer), so a
       // child that lost a race can still complete later.
@@ -387,14 +398,19 @@ function child(run: Replay, workflow: WorkflowDefinition, input: unknown, option
           throw error;
         }));
         const deadline = deadlineOptions(options);
-        await run.write({
+        const write = run.write({
           op: 'child', seq, name, child: crypto.randomUUID(), workflow: workflow.name, version: workflow.version, input: text,
           key: options.key, queue: options.queue, close: options.onParentCancel ?? 'cancel',
           metadata: run.o.observer?.childMetadata(), ...deadline,
         });
+        startQueued();
+        await write;
       }
       return run.block(seq, null);
     });
+  // Refused before its start (bad input, a lost race, a cancel): nothing to wait for.
+  promise.then(startQueued, startQueued);
+  return promise;
 }
 
 type Settled = { key: string; ok: true; value: unknown } | { key: string; ok: false; error: unknown };

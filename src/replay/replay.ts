@@ -159,6 +159,8 @@ export class Replay {
   private lastRecorded = -1;
   readonly writes = new Set<Promise<void>>();
   readonly attempts = new Set<Promise<unknown>>();
+  /** Child calls made that have not yet queued their start (or given up): the run's end waits for them. */
+  readonly childStarts = new Set<Promise<void>>();
   readonly blocked = new Map<number, BlockedWait>();
   /** The name of the step whose body is running synchronously now (durable calls are refused meanwhile). */
   stepBody: string | undefined;
@@ -324,6 +326,14 @@ export class Replay {
       if ('op' in first || this.halted) return await this.settleHalt();
       this.settled = true;
       this.releaseLocal();
+      // Children the code started and did not await are started before the
+      // run ends (their ops are queued ahead of its end), so an unawaited
+      // child is never silently dropped: with onParentCancel 'abandon' it
+      // outlives the run, else the run's end cancels it.
+      if (this.childStarts.size) {
+        await Promise.allSettled([...this.childStarts]);
+        if (this.halted) return await this.settleHalt();
+      }
       if (definition.interceptors?.afterWorkflow) await this.hook('afterWorkflow', this.hookInfo(), first.ok ? undefined : first.error, first.ok ? first.value : undefined);
       // The end is reported while the last checkpoints may still be queued:
       // the worker writes it after them (often in the same transaction), and

@@ -39,9 +39,19 @@ const countdown = defineWorkflow({ name: 'countdown', input: z.object({ n: z.num
 const countdownParent = defineWorkflow({ name: 'countdown-parent', input: z.object({}) }, async (ctx) =>
   ctx.child(countdown, { n: 3, keep: false }));
 
+// Starts a child it never awaits and returns at once: the child is started all the same.
+const note = defineWorkflow({ name: 'note', input: z.object({ text: z.string() }) }, async (ctx, { text }) => {
+  await ctx.sleep('later', '1 minute');
+  return ctx.step('write', () => `noted ${text}`);
+});
+const fireAndForget = defineWorkflow({ name: 'fire-and-forget', input: z.object({ close: z.enum(['cancel', 'abandon']) }) }, async (ctx, { close }) => {
+  void ctx.child(note, { text: close }, { onParentCancel: close });
+  return 'returned at once';
+});
+
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [square, fanOut, renderJob, countdown, countdownParent], serverUrl: adminUrl() });
+  env = await createTestEnv({ workflows: [square, fanOut, renderJob, countdown, countdownParent, note, fireAndForget], serverUrl: adminUrl() });
 });
 after(() => env.close());
 
@@ -73,6 +83,23 @@ describe('child workflows', () => {
     } finally {
       await gpu.stop();
     }
+  });
+});
+
+describe('a child the code does not await', () => {
+  it('is started before the run ends: abandoned, it outlives its parent; else the end cancels it', async () => {
+    const abandoned = await env.start(fireAndForget, { close: 'abandon' });
+    assert.equal(await abandoned.result({ timeout: '10s' }), 'returned at once');
+    const cancelled = await env.start(fireAndForget, { close: 'cancel' });
+    assert.equal(await cancelled.result({ timeout: '10s' }), 'returned at once');
+    const childOf = async (parent: string) =>
+      (await env.pool.query<{ id: string; status: string }>('select id, status from trellis.runs where parent_run_id = $1', [parent])).rows;
+    const [kept] = await childOf(abandoned.id);
+    assert.ok(kept, 'the abandoned child was started');
+    await waitFor(async () => (await childOf(cancelled.id))[0]?.status === 'cancelled', { what: "the parent's end cancelling its child" });
+    await env.waitFor(kept.id, 'waiting');
+    await env.advance('1 minute');
+    assert.equal(await env.client.result(kept.id, { timeout: '10s' }), 'noted abandon');
   });
 });
 
