@@ -28,7 +28,7 @@ import {
   type TemplateEntry, templateSchema, outboxConnector, type OutboxEventPayload, machineConnectorStep, runMachineConnectors,
   type MachineConnectorFn,
 } from '../src/models.ts';
-import { createTestEnv, freePort, startEmbeddedPostgres, type TestEnv } from '../src/testing/index.ts';
+import { checkReplay, createTestEnv, freePort, startEmbeddedPostgres, type TestEnv } from '../src/testing/index.ts';
 
 declare const pool: pg.Pool;
 declare function app(req: http.IncomingMessage, res: http.ServerResponse): void;

@@ -7,6 +7,7 @@ import { cancel } from './commands/cancel.ts';
 import { consumers } from './commands/consumers.ts';
 import { dashboard } from './commands/dashboard.ts';
 import { diagram } from './commands/diagram.ts';
+import { replayCheck } from './commands/replay-check.ts';
 import { events } from './commands/events.ts';
 import { fork } from './commands/fork.ts';
 import { hooks } from './commands/hooks.ts';
@@ -43,6 +44,7 @@ export const COMMANDS: readonly Command[] = [
   stats,
   purge,
   diagram,
+  replayCheck,
   schedules,
   roles,
   events,

@@ -78,7 +78,16 @@ export interface ExecuteOptions {
   observer?: ExecutionObserver | undefined;
   /** Runs the transactions of ctx.transaction (the worker's pool); without it, ctx.transaction rejects. */
   transact?: Transact | undefined;
+  /**
+   * Check the code against the history only (trellis/testing checkReplay):
+   * the execution halts with END_OF_HISTORY at the first call whose result
+   * the history does not hold, so no step body ever runs.
+   */
+  replayOnly?: boolean | undefined;
 }
+
+/** The reason of the `abandoned` outcome a replay-only execution halts with at the end of its history. */
+export const END_OF_HISTORY = Symbol('trellis.endOfHistory');
 
 /** What a transactional step (ctx.transaction) asks of the worker besides its body. */
 export interface TransactRequest {
@@ -471,6 +480,10 @@ export class Replay {
     const rec = this.history.get(seq);
     if (rec && (rec.kind !== kind || rec.name !== name)) {
       this.halt(this.nondeterministic(`call #${seq} is ${kind} "${name}" but the history has ${rec.kind} "${rec.name}"`));
+      return undefined;
+    }
+    if (this.o.replayOnly && rec?.status !== 'completed' && rec?.status !== 'failed') {
+      this.halt({ op: 'abandoned', reason: END_OF_HISTORY });
       return undefined;
     }
     if (this.pauseRequested && rec?.status !== 'completed' && rec?.status !== 'failed') {

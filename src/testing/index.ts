@@ -6,3 +6,4 @@
 export { type EmbeddedPostgres, type EmbeddedPostgresOptions, freePort, startEmbeddedPostgres } from './embedded-postgres.ts';
 export { createTestEnv, type DriveOptions, type TestEnv, type TestEnvOptions, type TestRun } from './env.ts';
 export type { ExpectedStep } from './history.ts';
+export { checkReplay, type CheckReplayOptions, type ReplayCheck } from './replay-check.ts';

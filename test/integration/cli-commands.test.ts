@@ -459,3 +459,26 @@ describe('trellis --query-timeout: no command waits unbounded', () => {
     await fx.engine.client.cancel(id);
   });
 });
+
+describe('trellis replay-check', () => {
+  it('replays the waiting runs against the module\'s code: exit 0 when they replay, 1 with a line per run that would break', async () => {
+    const run = await fx.engine.client.start(approval, {});
+    await waitFor(async () => (await statusOf(run.id)) === 'waiting', { what: 'the approval waiting for its signal' });
+    const same = fileURLToPath(new URL('../fixtures/cli-workflows.ts', import.meta.url));
+    const changed = fileURLToPath(new URL('../fixtures/cli-workflows-changed.ts', import.meta.url));
+    const ok = await cli('replay-check', same, '--workflow', 'cli-approval');
+    assert.equal(ok.code, 0, ok.err);
+    assert.match(ok.out, /^checked [1-9]\d* runs? of cli-approval@1: all replay$/m);
+    const bad = await cli('replay-check', changed);
+    assert.equal(bad.code, 1, bad.err);
+    assert.match(bad.out, new RegExp(`^${run.id} cli-approval@1 waiting: .*call #0 is step "request" but the history has step "ask"`, 'm'));
+    assert.match(bad.out, /^checked [1-9]\d* runs? of cli-approval@1: [1-9]\d* would break$/m);
+    const usage = await cli('replay-check', same, '--status', 'sleeping');
+    assert.equal(usage.code, 2);
+    assert.match(usage.err, /--status must be one of pending, running, waiting, paused, completed, failed, cancelled/);
+    const none = await cli('replay-check', same, '--workflow', 'no-such');
+    assert.equal(none.code, 2);
+    assert.equal(await statusOf(run.id), 'waiting', 'nothing changed');
+    await fx.engine.client.cancel(run.id);
+  });
+});

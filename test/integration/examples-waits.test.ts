@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -158,6 +158,15 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.match(stdout, /^move step: completed after 2 attempts$/m);
     const rows = await query<{ source: string; target: string; cents: string }>(url, 'select source, target, cents from wallet_ledger');
     assert.deepEqual(rows, [{ source: 'ada', target: 'lin', cents: '2500' }]);
+  });
+
+  it('replay-check: a fix inside a step body replays every sleeping run; a step inserted before the sleep would break all three', async () => {
+    const { stdout } = await finished('replay-check');
+    assert.match(stdout, /^runs asleep: 3$/m);
+    assert.match(stdout, /^body fix: 3 checked, 0 would break$/m);
+    assert.match(stdout, /^new step: 3 checked, 3 would break$/m);
+    assert.match(stdout, /^new step: run … \(subscription@1\): call #1 is step "send-welcome" but the history has sleep "until-renewal"/m);
+    assert.match(stdout, /^recorded calls: 6 \(2 per run, nothing written by the checks\)$/m);
   });
 
   it('bulk-start: 500 runs started with the app\'s own insert in one transaction, keyed, all completed; a bad batch starts nothing', async () => {

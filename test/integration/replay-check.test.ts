@@ -1,0 +1,109 @@
+/**
+ * checkReplay (trellis/testing): new code replayed against the recorded
+ * histories of runs, without writing anything or running a step body. A
+ * compatible change passes; a renamed or inserted call, an input the code no
+ * longer accepts and (for a finished run) another output are reported per run.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { ValidationError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
+import { checkReplay } from '../../src/testing/replay-check.ts';
+import { createWorker, type Worker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { waitFor } from '../helpers/wait.ts';
+
+let bodies = 0;
+const input = z.object({ order: z.string() });
+const deployed = defineWorkflow({ name: 'rc-order', input }, async (ctx, { order }) => {
+  const total = await ctx.step('price', () => order.length * 10);
+  await ctx.sleep('cool-off', '1 hour');
+  return ctx.step('charge', () => `charged ${total}`);
+});
+const quick = defineWorkflow({ name: 'rc-quick', input }, async (ctx, { order }) => ctx.step('echo', () => `echo ${order}`));
+
+// Candidates for the next deploy of the same version.
+const reworded = defineWorkflow({ name: 'rc-order', input }, async (ctx, { order }) => {
+  const total = await ctx.step('price', () => (bodies++, order.length * 10));
+  await ctx.sleep('cool-off', '1 hour');
+  return ctx.step('charge', () => (bodies++, `charged ${total} (new text)`));
+});
+const renamed = defineWorkflow({ name: 'rc-order', input }, async (ctx, { order }) => {
+  const total = await ctx.step('compute-price', () => (bodies++, order.length * 10));
+  await ctx.sleep('cool-off', '1 hour');
+  return `charged ${total}`;
+});
+const inserted = defineWorkflow({ name: 'rc-order', input }, async (ctx, { order }) => {
+  const total = await ctx.step('price', () => (bodies++, order.length * 10));
+  await ctx.step('audit', () => (bodies++, 'audited'));
+  await ctx.sleep('cool-off', '1 hour');
+  return `charged ${total}`;
+});
+const stricter = defineWorkflow({ name: 'rc-order', input: z.object({ order: z.string(), currency: z.string() }) }, async (ctx) => {
+  await ctx.step('price', () => (bodies++, 0));
+  return 'never';
+});
+// The recorded step result is replayed; what the code makes of it changed.
+const quickChanged = defineWorkflow({ name: 'rc-quick', input }, async (ctx, { order }) =>
+  (await ctx.step('echo', () => (bodies++, `echo ${order}`))).toUpperCase());
+
+let db: TestDatabase;
+let client: Client;
+let worker: Worker;
+before(async () => {
+  db = await freshDatabase();
+  client = createClient({ pool: db.pool, logger: silentLogger });
+  worker = createWorker({ pool: db.pool, workflows: [deployed, quick], pollInterval: 50, logger: silentLogger });
+  await worker.start();
+});
+after(async () => {
+  await worker?.stop({ timeout: 2000 });
+  await client?.close();
+  await db?.close();
+});
+
+describe('checkReplay', () => {
+  it('reports, per run, whether new code makes the recorded calls; writes nothing and runs no step body', async () => {
+    const runs = await Promise.all(['a-1', 'b-22'].map((order) => client.start(deployed, { order })));
+    for (const run of runs) await waitFor(async () => (await client.get(run.id))?.status === 'waiting', { what: 'the run sleeping' });
+    const done = await client.start(quick, { order: 'q' });
+    assert.equal(await done.result({ timeout: '20s' }), 'echo q');
+    const rowsBefore = (await db.pool.query('select count(*)::int as n from trellis.steps')).rows[0].n;
+
+    const ok = await checkReplay(db.pool, reworded);
+    assert.deepEqual(ok.map((r) => [r.runId, r.ok, r.replayed, r.status]).sort(),
+      runs.map((r) => [r.id, true, 2, 'waiting']).sort(), 'the price step and the sleep replay; the charge is past the history');
+
+    const [first] = await checkReplay(db.pool, renamed, { runs: [runs[0]!.id] });
+    assert.equal(first?.ok, false);
+    assert.match(first?.problem ?? '', /call #0 is step "compute-price" but the history has step "price"/);
+    assert.equal(first?.replayed, 0);
+
+    const moved = await checkReplay(db.pool, inserted);
+    assert.deepEqual(moved.map((r) => r.ok), [false, false]);
+    assert.match(moved[0]?.problem ?? '', /call #1 is step "audit" but the history has sleep "cool-off"/);
+
+    const strict = await checkReplay(db.pool, stricter, { limit: 1 });
+    assert.equal(strict.length, 1, 'limit');
+    assert.match(strict[0]?.problem ?? '', /^input of rc-order is invalid/);
+
+    // A finished run: the code must end it as it ended.
+    assert.deepEqual((await checkReplay(db.pool, quick, { statuses: ['completed'] })).map((r) => [r.ok, r.replayed]), [[true, 1]]);
+    const changed = await checkReplay(db.pool, quickChanged, { statuses: ['completed'] });
+    assert.equal(changed[0]?.ok, false);
+    assert.match(changed[0]?.problem ?? '', /returns "ECHO Q" where the run returned "echo q"/);
+    assert.deepEqual(await checkReplay(db.pool, quick), [], 'by default only unfinished runs');
+
+    assert.equal(bodies, 0, 'no step body ran');
+    assert.equal((await db.pool.query('select count(*)::int as n from trellis.steps')).rows[0].n, rowsBefore, 'nothing was written');
+    for (const run of runs) assert.equal((await client.get(run.id))?.status, 'waiting');
+  });
+
+  it('refuses what is not a workflow or a bad limit', async () => {
+    await assert.rejects(checkReplay(db.pool, {} as never), ValidationError);
+    await assert.rejects(checkReplay(db.pool, deployed, { limit: 0 }), ValidationError);
+  });
+});
