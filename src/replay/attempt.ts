@@ -219,6 +219,7 @@ async function transactionally<T>(replay: Replay, controller: StepAbort, options
   await replay.settleWrites();
   const settled = transact(async (tx) => {
     drop(); // the body runs again after a serialization failure, a deadlock or a lost connection
+    committing = false;
     text = encodeJson(await body(tx), what, replay.o.maxPayloadBytes);
     delivery = replay.deliveries.reserve<T>();
     return op(delivery.number, text);

@@ -199,7 +199,7 @@ export class Worker {
       log: this.log, onAttempt: (outcome) => (this.stats.hooks[outcome] += 1) });
     this.runLog = new RunLog(this.log);
     this.leases = new LeaseKeeper(this.db, this.active, this.leaseMs, this.log);
-    this.transactionSlots = new TransactionSlots(Math.max(1, ((this.pool as { options?: { max?: number } }).options?.max ?? 10) - 2));
+    this.transactionSlots = new TransactionSlots(((this.pool as { options?: { max?: number } }).options?.max ?? 10) - 2);
     this.committer = new Committer(this.db, {
       maxBatch: o.maxBatch,
       holds: (run, token) => this.leases.holds(run, token),

@@ -100,6 +100,26 @@ const checkout = defineWorkflow({ name: 'tx-checkout', input: z.object({ order: 
   return ship;
 });
 
+const queryBound = defineWorkflow({ name: 'tx-query-bound', input: z.object({}) }, async (ctx) => {
+  try {
+    await ctx.transaction('long-query', async ({ tx }) => {
+      count('query-bound');
+      await tx.query('select pg_sleep(3)');
+    }, { retry: { maxAttempts: 2, initialDelay: 10 } });
+    return 'no timeout';
+  } catch (error) {
+    return error instanceof StepFailedError ? error.message : String(error);
+  }
+});
+const tinyPool = defineWorkflow({ name: 'tx-tiny-pool', input: z.object({}) }, async (ctx) => {
+  try {
+    await ctx.transaction('tiny', () => 1, { retry: { maxAttempts: 1 } });
+    return 'ran';
+  } catch (error) {
+    return error instanceof StepFailedError ? error.message : String(error);
+  }
+});
+
 let open = 0;
 let mostOpen = 0;
 const crowded = defineWorkflow({ name: 'tx-crowded', input: z.object({ n: z.number() }) }, async (ctx, { n }) => {
@@ -113,6 +133,63 @@ const crowded = defineWorkflow({ name: 'tx-crowded', input: z.object({ n: z.numb
       open--;
     }
   });
+});
+
+// Its backend is terminated while the body is between queries (the test holds it there).
+let terminated = deferred();
+let hold = deferred<number>();
+const severed = defineWorkflow({ name: 'tx-severed', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
+  return ctx.transaction('severed', async ({ tx }) => {
+    const n = count(`severed:${key}`).get(`severed:${key}`) as number;
+    await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, `body ${n}`]);
+    if (n === 1) {
+      const { rows } = await tx.query<{ pid: number }>('select pg_backend_pid() as pid');
+      hold.resolve(rows[0]!.pid);
+      await terminated.promise;
+    }
+    await tx.query('select 1');
+    return n;
+  });
+});
+
+// Ignores its abort and never settles, holding a row lock.
+const hung = defineWorkflow({ name: 'tx-hung', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
+  try {
+    await ctx.transaction('hang', async ({ tx }) => {
+      await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, 'hung']);
+      await tx.query(`update app_counter set n = n + 1 where id = 1`);
+      await new Promise(() => {});
+    }, { timeout: '200ms', retry: { maxAttempts: 1 } });
+    return 'no timeout';
+  } catch (error) {
+    return error instanceof StepFailedError ? 'timed out' : String(error);
+  }
+});
+const bump = defineWorkflow({ name: 'tx-bump', input: z.object({}) }, async (ctx) =>
+  ctx.transaction('bump', async ({ tx }) => (await tx.query<{ n: number }>('update app_counter set n = n + 1 where id = 1 returning n')).rows[0]!.n));
+
+// Fails to serialize three times, each try longer than half the lease: each try needs a lease of its own.
+const contended = defineWorkflow({ name: 'tx-contended', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
+  return ctx.transaction('contended', async ({ tx }) => {
+    const n = count(`contended:${key}`).get(`contended:${key}`) as number;
+    await tx.query('select pg_sleep(1.6)');
+    if (n <= 3) await tx.query(`do $$ begin raise exception 'conflict' using errcode = 'serialization_failure'; end $$`);
+    await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, `body ${n}`]);
+    return n;
+  }, { isolation: 'serializable' });
+});
+
+const misused = defineWorkflow({ name: 'tx-misused', input: z.object({ order: z.string(), how: z.enum(['commit', 'role']) }) }, async (ctx, { order: key, how }) => {
+  try {
+    await ctx.transaction('misuse', async ({ tx }) => {
+      await tx.query('insert into app_ledger (order_id, note) values ($1, $2)', [key, how]);
+      await tx.query(how === 'commit' ? 'commit' : 'set local role tx_nobody');
+      return how;
+    }, { retry: { maxAttempts: 1 } });
+    return 'recorded';
+  } catch (error) {
+    return error instanceof StepFailedError ? error.message : String(error);
+  }
 });
 
 const bad = defineWorkflow({ name: 'tx-bad', input: z.object({ order: z.string() }) }, async (ctx, { order: key }) => {
@@ -144,10 +221,12 @@ const bad = defineWorkflow({ name: 'tx-bad', input: z.object({ order: z.string()
 
 before(async () => {
   db = await freshDatabase();
-  await db.pool.query('create table app_ledger (id bigserial primary key, order_id text not null, note text not null)');
+  await db.pool.query(`create table app_ledger (id bigserial primary key, order_id text not null, note text not null);
+    create table app_counter (id int primary key, n int not null); insert into app_counter values (1, 0);
+    do $$ begin if not exists (select 1 from pg_roles where rolname = 'tx_nobody') then create role tx_nobody nologin; end if; end $$`);
   client = createClient({ pool: db.pool, logger: silentLogger });
   worker = createWorker({
-    pool: db.pool, workflows: [order, retried, long, slow, stealing, shipment, checkout, bad], pollInterval: 50, logger: silentLogger,
+    pool: db.pool, workflows: [order, retried, long, slow, stealing, shipment, checkout, bad, severed, hung, bump, contended, misused], pollInterval: 50, logger: silentLogger,
     leaseDuration: '3s',
   });
   await worker.start();
@@ -239,6 +318,66 @@ describe('ctx.transaction', () => {
     } finally {
       await small.stop({ timeout: 2000 });
       await pool.end();
+    }
+  });
+
+  it('a connection lost while the body waits between queries runs the body again in a new transaction (the worker lives on)', async () => {
+    terminated = deferred();
+    hold = deferred<number>();
+    const run = await client.start(severed, { order: 'x-1' });
+    const pid = await hold.promise;
+    await db.pool.query('select pg_terminate_backend($1)', [pid]);
+    await waitFor(async () => (await db.pool.query('select count(*)::int as n from pg_stat_activity where pid = $1', [pid])).rows[0].n === 0,
+      { what: 'the backend gone' });
+    terminated.resolve();
+    assert.equal(await run.result({ timeout: '30s' }), 2);
+    assert.deepEqual(await ledger('x-1'), ['body 2']);
+  });
+
+  it("a body that ignores its abort and never settles loses its connection: its locks go, its slot is free again", async () => {
+    const run = await client.start(hung, { order: 'h-1' });
+    assert.equal(await run.result({ timeout: '30s' }), 'timed out');
+    const next = await client.start(bump, {});
+    assert.equal(await next.result({ timeout: '30s' }), 1, "the hung body's update rolled back, and its row lock went with it");
+    assert.deepEqual(await ledger('h-1'), []);
+  });
+
+  it('above read committed, each run of a body that failed to serialize gets a lease of its own', async () => {
+    const abandoned = worker.stats.abandoned;
+    const run = await client.start(contended, { order: 'k-1' });
+    assert.equal(await run.result({ timeout: '60s' }), 4);
+    assert.equal(bodies.get('contended:k-1'), 4, 'four bodies (three failed to serialize), none lost to a lease');
+    assert.equal(worker.stats.abandoned, abandoned);
+    assert.deepEqual(await ledger('k-1'), ['body 4']);
+  });
+
+  it('a body that commits its transaction itself, or takes its role away, fails its attempt with why; the step is not recorded', async () => {
+    const committed = await client.start(misused, { order: 'm-1', how: 'commit' });
+    assert.match(await committed.result({ timeout: '30s' }), /ended its transaction itself \(COMMIT or ROLLBACK on tx\)/);
+    const role = await client.start(misused, { order: 'm-2', how: 'role' });
+    assert.match(await role.result({ timeout: '30s' }), /recording the step failed: permission denied.*did the body change its role/);
+    assert.deepEqual(await ledger('m-2'), []);
+    const steps = (await db.pool.query(`select r.input->>'order' as o, s.status, s.attempts from trellis.steps s join trellis.runs r on r.id = s.run_id
+      where r.workflow = 'tx-misused' and s.name = 'misuse' order by 1`)).rows;
+    assert.deepEqual(steps, [{ o: 'm-1', status: 'failed', attempts: 1 }, { o: 'm-2', status: 'failed', attempts: 1 }]);
+  });
+
+  it('a query longer than the pool\'s queryTimeout is a failed attempt (not a transaction run again for ever); a pool of 2 is refused', async () => {
+    const timed = createWorker({ connectionString: db.url, queryTimeout: '1s', workflows: [queryBound], pollInterval: 50, logger: silentLogger });
+    const pool2 = new pg.Pool({ connectionString: db.url, max: 2 });
+    const tiny = createWorker({ pool: pool2, workflows: [tinyPool], pollInterval: 50, logger: silentLogger });
+    try {
+      await timed.start();
+      await tiny.start();
+      const run = await client.start(queryBound, {});
+      assert.match(await run.result({ timeout: '60s' }), /failed after 2 attempt/);
+      assert.equal(bodies.get('query-bound'), 2, 'one body per attempt');
+      const refused = await client.start(tinyPool, {});
+      assert.match(await refused.result({ timeout: '60s' }), /needs a worker pool of at least 3 connections \(this one has 2\)/);
+    } finally {
+      await timed.stop({ timeout: 2000 });
+      await tiny.stop({ timeout: 2000 });
+      await pool2.end();
     }
   });
 });
