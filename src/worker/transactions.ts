@@ -184,7 +184,7 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
   let grace: ReturnType<typeof setTimeout> | undefined;
   const cancel = () => {
     if (committing || ending) return;
-    if (pid !== undefined) cancelling = host.pool.query('select pg_cancel_backend($1)', [pid]).catch(() => undefined);
+    if (pid !== undefined) cancelling = host.pool.query('select pg_cancel_backend($1::integer)', [pid]).catch(() => undefined);
     grace = setTimeout(() => giveUp(request.signal.reason), ABORT_GRACE_MS);
   };
   request.signal.addEventListener('abort', cancel, { once: true });
@@ -218,7 +218,7 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
       ending = true;
       // A query of the body that outran the pool's queryTimeout may still run on the server: stop it before ROLLBACK.
       if (pid !== undefined && !cancelling && /^Query read timeout/.test(String((error as { message?: unknown } | undefined)?.message ?? ''))) {
-        cancelling = host.pool.query('select pg_cancel_backend($1)', [pid]).catch(() => undefined);
+        cancelling = host.pool.query('select pg_cancel_backend($1::integer)', [pid]).catch(() => undefined);
       }
       await cancelling;
       if (error === request.signal.reason && request.signal.aborted && !committing) {
