@@ -5,6 +5,7 @@
  * execution stops at the first call whose result its history does not hold
  * (Replay's replayOnly mode).
  */
+import { isDeepStrictEqual } from 'node:util';
 import { ConfigurationError, ValidationError } from '../errors.ts';
 import { toQueryable, type Executor } from '../db/queryable.ts';
 import type { StepRecord } from '../protocol/history.ts';
@@ -161,7 +162,8 @@ async function checkRun(workflow: WorkflowDefinition, row: RunRow): Promise<Repl
   }
   if (outcome.op === 'complete') {
     if (row.status !== 'completed') return result(true); // an unfinished run whose history holds everything it needs
-    const same = JSON.stringify(JSON.parse(outcome.output)) === JSON.stringify(row.output);
+    // jsonb keeps its own order of keys: compare values, not texts.
+    const same = isDeepStrictEqual(JSON.parse(outcome.output), row.output);
     return same ? result(true) : result(false, `the code returns ${outcome.output.slice(0, 200)} where the run returned ${JSON.stringify(row.output)?.slice(0, 200)}`);
   }
   return result(true);

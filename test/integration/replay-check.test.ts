@@ -23,7 +23,8 @@ const deployed = defineWorkflow({ name: 'rc-order', input }, async (ctx, { order
   await ctx.sleep('cool-off', '1 hour');
   return ctx.step('charge', () => `charged ${total}`);
 });
-const quick = defineWorkflow({ name: 'rc-quick', input }, async (ctx, { order }) => ctx.step('echo', () => `echo ${order}`));
+// Returns its keys in another order than jsonb keeps them (jsonb: shorter keys first).
+const quick = defineWorkflow({ name: 'rc-quick', input }, async (ctx, { order }) => ({ text: await ctx.step('echo', () => `echo ${order}`), at: 1 }));
 
 // Candidates for the next deploy of the same version.
 const reworded = defineWorkflow({ name: 'rc-order', input }, async (ctx, { order }) => {
@@ -48,7 +49,7 @@ const stricter = defineWorkflow({ name: 'rc-order', input: z.object({ order: z.s
 });
 // The recorded step result is replayed; what the code makes of it changed.
 const quickChanged = defineWorkflow({ name: 'rc-quick', input }, async (ctx, { order }) =>
-  (await ctx.step('echo', () => (bodies++, `echo ${order}`))).toUpperCase());
+  ({ text: (await ctx.step('echo', () => (bodies++, `echo ${order}`))).toUpperCase(), at: 1 }));
 
 let db: TestDatabase;
 let client: Client;
@@ -70,7 +71,7 @@ describe('checkReplay', () => {
     const runs = await Promise.all(['a-1', 'b-22'].map((order) => client.start(deployed, { order })));
     for (const run of runs) await waitFor(async () => (await client.get(run.id))?.status === 'waiting', { what: 'the run sleeping' });
     const done = await client.start(quick, { order: 'q' });
-    assert.equal(await done.result({ timeout: '20s' }), 'echo q');
+    assert.deepEqual(await done.result({ timeout: '20s' }), { text: 'echo q', at: 1 });
     const rowsBefore = (await db.pool.query('select count(*)::int as n from trellis.steps')).rows[0].n;
 
     const ok = await checkReplay(db.pool, reworded);
@@ -94,7 +95,7 @@ describe('checkReplay', () => {
     assert.deepEqual((await checkReplay(db.pool, quick, { statuses: ['completed'] })).map((r) => [r.ok, r.replayed]), [[true, 1]]);
     const changed = await checkReplay(db.pool, quickChanged, { statuses: ['completed'] });
     assert.equal(changed[0]?.ok, false);
-    assert.match(changed[0]?.problem ?? '', /returns "ECHO Q" where the run returned "echo q"/);
+    assert.match(changed[0]?.problem ?? '', /returns \{"text":"ECHO Q","at":1\} where the run returned \{"at":1,"text":"echo q"\}/);
     assert.deepEqual(await checkReplay(db.pool, quick), [], 'by default only unfinished runs');
 
     assert.equal(bodies, 0, 'no step body ran');
