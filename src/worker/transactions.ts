@@ -85,7 +85,12 @@ export async function runTransaction(host: TransactionHost, fence: Fence, work: 
  * be running it, and running the body again would only time out again).
  */
 function rerunnable(error: unknown): boolean {
-  return isTransient(error) && !/^Query read timeout/.test(String((error as { message?: unknown } | undefined)?.message ?? ''));
+  return isTransient(error) && !outranQueryTimeout(error);
+}
+
+/** node-postgres's own client-side timeout of one query (the pool's `queryTimeout`). */
+function outranQueryTimeout(error: unknown): boolean {
+  return /^Query read timeout/.test(String((error as { message?: unknown } | undefined)?.message ?? ''));
 }
 
 /**
@@ -217,7 +222,7 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
     } catch (error) {
       ending = true;
       // A query of the body that outran the pool's queryTimeout may still run on the server: stop it before ROLLBACK.
-      if (pid !== undefined && !cancelling && /^Query read timeout/.test(String((error as { message?: unknown } | undefined)?.message ?? ''))) {
+      if (pid !== undefined && !cancelling && outranQueryTimeout(error)) {
         cancelling = host.pool.query('select pg_cancel_backend($1::integer)', [pid]).catch(() => undefined);
       }
       await cancelling;
