@@ -9,6 +9,7 @@ import { isDeepStrictEqual } from 'node:util';
 import { ConfigurationError, ValidationError } from '../errors.ts';
 import { toQueryable, type Executor } from '../db/queryable.ts';
 import type { StepRecord } from '../protocol/history.ts';
+import { RUN_STATES } from '../db/tables.ts';
 import { silentLogger } from '../protocol/logger.ts';
 import { startExecution } from '../replay/executor.ts';
 import { END_OF_HISTORY, type Outcome } from '../replay/replay.ts';
@@ -57,6 +58,7 @@ export interface ReplayCheck {
 }
 
 const UNFINISHED = ['pending', 'running', 'waiting', 'paused'] as const;
+const UUID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/i;
 
 interface RunRow {
   id: string;
@@ -101,6 +103,12 @@ export async function checkReplay(db: Executor, workflow: WorkflowDefinition, op
   const limit = options.limit ?? 1000;
   if (!Number.isInteger(limit) || limit < 1 || limit > 100_000) throw new ValidationError('checkReplay limit must be a whole number from 1 to 100,000');
   const statuses = options.statuses ?? UNFINISHED;
+  if (!Array.isArray(statuses) || statuses.some((x) => !(RUN_STATES as readonly unknown[]).includes(x))) {
+    throw new ValidationError(`checkReplay statuses must be an array of ${RUN_STATES.join(', ')}`);
+  }
+  if (options.runs !== undefined && (!Array.isArray(options.runs) || options.runs.some((id) => typeof id !== 'string' || !UUID.test(id)))) {
+    throw new ValidationError('checkReplay runs must be an array of run ids (UUIDs)');
+  }
   const { rows } = await toQueryable(db).query<RunRow>(
     `select r.id, r.version, r.status, r.input, r.output, r.metadata, r.attempt, r.execution, r.deadline_at,
             coalesce((select jsonb_agg(jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,

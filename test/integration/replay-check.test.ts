@@ -103,8 +103,10 @@ describe('checkReplay', () => {
     for (const run of runs) assert.equal((await client.get(run.id))?.status, 'waiting');
   });
 
-  it('refuses what is not a workflow or a bad limit', async () => {
+  it('refuses what is not a workflow, a bad limit, an unknown status or a run id that is not one', async () => {
     await assert.rejects(checkReplay(db.pool, {} as never), ValidationError);
     await assert.rejects(checkReplay(db.pool, deployed, { limit: 0 }), ValidationError);
+    await assert.rejects(checkReplay(db.pool, deployed, { statuses: ['sleeping' as never] }), /statuses must be an array of pending, running/);
+    await assert.rejects(checkReplay(db.pool, deployed, { runs: ["x'; drop table trellis.runs; --"] }), /runs must be an array of run ids/);
   });
 });
