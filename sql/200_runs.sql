@@ -39,7 +39,7 @@ declare
   v_got      uuid;
   v_status   text;
   v_claim    boolean;
-  v_qrow     trellis.queues;
+  v_qlimited boolean;
   v_new_q    boolean;
   -- The input shape of the version (sql/050_shapes.sql) is checked, and so
   -- read, only when needed: not for a child, whose input its parent's
@@ -197,16 +197,19 @@ begin
   -- flow control decides). Any other queue's row is made on first use with
   -- the defaults (no flow control): one primary-key probe per start, and
   -- the insert (after the run's, below) only while the queue has no row.
+  -- (Scalars, not a row variable of trellis.queues's type: compiling one
+  -- looks the type's columns up under a lock on the table, so a new
+  -- session's first start would wait behind a lock on trellis.queues.)
   v_new_q := false;
+  v_qlimited := false;
   if p_worker is not null or v_queue is distinct from v_default then
-    select * into v_qrow from trellis.queues q where q.name = v_queue;
+    select trellis._queue_limited_by(q.concurrency, q.key_concurrency, q.rate_limit, q.fair, q.paused)
+      into v_qlimited from trellis.queues q where q.name = v_queue;
     v_new_q := not found;
   end if;
   -- A queue with flow control is entered only through its claim: a start
   -- into it is never leased at once.
-  v_claim := p_worker is not null and v_run_at <= v_now
-             and not coalesce(trellis._queue_limited_by(v_qrow.concurrency, v_qrow.key_concurrency,
-                                                           v_qrow.rate_limit, v_qrow.fair, v_qrow.paused), false);
+  v_claim := p_worker is not null and v_run_at <= v_now and not coalesce(v_qlimited, false);
 
   -- The bucket (sql/000_support.sql _bucket): of the key, else the parent's,
   -- else of the id.

@@ -122,7 +122,10 @@ describe('wake-up gate', () => {
       ctx.step('triple', () => n * 3));
     const client = createClient({ pool: fx.db.pool, logger: silentLogger, handoff: false });
     // The worker's looks before going idle go through a pool that can answer one late.
-    const held = heldQueryPool(fx.db.url, 'trellis_run_idle_check', 'answer');
+    // Held: the first look that finds the gate free and nothing due (a look
+    // sent before arm() and run after the rollback is that one too).
+    const held = heldQueryPool(fx.db.url, 'trellis_run_idle_check', 'answer',
+      (result) => result.rows[0]?.gate_busy === false && result.rows[0]?.ms === null);
     const tx = new pg.Client({ connectionString: fx.db.url });
     await tx.connect();
     // Its listener goes through a proxy the test freezes, so the run's own
