@@ -27,6 +27,13 @@ declare
   v_default  text;
   v_queue    text;
   v_key      text := v_options->>'key';
+  v_policy   text := coalesce(v_options->>'key_policy', 'return');
+  v_held     text;
+  v_begun    boolean;
+  v_try      integer;
+  v_held_version   text;
+  v_held_queue     text;
+  v_held_execution integer;
   v_ckey     text := v_options->>'concurrency_key';
   v_priority integer := 0;
   v_run_at   timestamptz := v_now;
@@ -70,10 +77,10 @@ begin
   if jsonb_typeof(v_options) <> 'object' then
     perform trellis._raise('TR001', 'run_start options must be a JSON object');
   end if;
-  if v_options - '{key,queue,priority,run_at,metadata,version,input_checked,coalesce_notify,concurrency_key,deadline,time_limit}'::text[] <> '{}'::jsonb then
+  if v_options - '{key,queue,priority,run_at,metadata,version,input_checked,coalesce_notify,concurrency_key,deadline,time_limit,key_policy}'::text[] <> '{}'::jsonb then
     select string_agg(k, ', ') into v_bad from jsonb_object_keys(v_options) as k
      where k not in ('key', 'queue', 'priority', 'run_at', 'metadata', 'version', 'input_checked', 'coalesce_notify', 'concurrency_key',
-                     'deadline', 'time_limit');
+                     'deadline', 'time_limit', 'key_policy');
     perform trellis._raise('TR001', format('unknown run_start option(s): %s', trellis._quote(v_bad)));
   end if;
   if jsonb_typeof(v_options->'version') not in ('string', 'null') or jsonb_typeof(v_options->'queue') not in ('string', 'null') then
@@ -100,6 +107,14 @@ begin
   end if;
   if v_key is not null and (length(v_key) = 0 or length(v_key) > 512) then
     perform trellis._raise('TR001', 'run key must be 1-512 characters');
+  end if;
+  -- What a start does with a key another run holds (decision 0036).
+  if v_options ? 'key_policy' and (jsonb_typeof(v_options->'key_policy') not in ('string', 'null')
+     or v_policy not in ('return', 'reuse', 'replace')) then
+    perform trellis._raise('TR001', format('key_policy must be return, reuse or replace, not %s', trellis._quote(v_options->>'key_policy')));
+  end if;
+  if v_policy <> 'return' and v_key is null then
+    perform trellis._raise('TR001', format('key_policy %s needs a key', v_policy));
   end if;
   if v_options ? 'concurrency_key' and (jsonb_typeof(v_options->'concurrency_key') not in ('string', 'null')
      or length(v_ckey) = 0 or length(v_ckey) > 200) then
@@ -224,34 +239,80 @@ begin
   end if;
   if v_late is not null then
     if v_key is not null then
-      select r.id into v_got from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
-      if v_got is not null then
+      select r.id, r.status into v_got, v_held from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
+      -- (A finished holder would give its key up to this start: it starts nothing.)
+      if v_got is not null and (v_policy = 'return' or v_held not in ('completed', 'failed', 'cancelled')) then
         return v_got;
       end if;
     end if;
     perform trellis._raise('TR001', v_late);
   end if;
 
-  insert into trellis.runs (bucket, id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
-                            run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
-                            attempt, lease_token, lease_owner, lease_expires_at, started_at, deadline_at)
-  values (v_bucket, v_id, p_workflow, v_version, v_key, v_ckey, v_queue, v_priority,
-          case when v_claim then 'running' else 'pending' end,
-          coalesce(p_input, 'null'), v_metadata, v_run_at, v_now, v_now, p_parent, p_parent_seq,
-          coalesce(p_close, 'cancel'),
-          case when v_claim then 1 else 0 end,
-          case when v_claim then p_token end,
-          case when v_claim then p_worker end,
-          case when v_claim then v_now + p_lease end,
-          case when v_claim then v_now end, v_deadline)
-  on conflict (bucket, workflow, key) where key is not null do nothing
-  returning id into v_got;
-
-  if v_got is null then
+  -- A keyed start that finds its key held (decision 0036): 'return' (the
+  -- default) returns the holder, whatever its status. 'reuse' takes the key
+  -- of a finished holder (its key moves to former_key, under its row lock,
+  -- and the insert is tried again; a holder retried meanwhile is no longer
+  -- finished and is returned), and returns one that has not finished.
+  -- 'replace' is 'reuse', and a holder that has not begun (pending, never
+  -- claimed, not a fork) takes this start's input, run_at, priority and
+  -- metadata. Two rounds at most: a start that moved the key holds the old
+  -- row's lock until it commits, so no other start takes the key between
+  -- its update and its insert; a third round is never needed.
+  for v_try in 1 .. 3 loop
+    insert into trellis.runs (bucket, id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
+                              run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
+                              attempt, lease_token, lease_owner, lease_expires_at, started_at, deadline_at)
+    values (v_bucket, v_id, p_workflow, v_version, v_key, v_ckey, v_queue, v_priority,
+            case when v_claim then 'running' else 'pending' end,
+            coalesce(p_input, 'null'), v_metadata, v_run_at, v_now, v_now, p_parent, p_parent_seq,
+            coalesce(p_close, 'cancel'),
+            case when v_claim then 1 else 0 end,
+            case when v_claim then p_token end,
+            case when v_claim then p_worker end,
+            case when v_claim then v_now + p_lease end,
+            case when v_claim then v_now end, v_deadline)
+    on conflict (bucket, workflow, key) where key is not null do nothing
+    returning id into v_got;
+    exit when v_got is not null;
     -- Another start with this key won (possibly concurrently: the insert
-    -- waited for it to commit). Return its run.
-    select r.id into v_id from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
-    return v_id;
+    -- waited for it to commit). Its run is returned, unless the policy says otherwise.
+    select r.id, r.status, r.attempt > 0 or r.forked_from is not null into v_got, v_held, v_begun
+      from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
+    if v_got is null then
+      continue;  -- the holder let the key go after the insert looked: try again
+    end if;
+    if v_policy = 'return' then
+      return v_got;
+    end if;
+    if v_held in ('completed', 'failed', 'cancelled') then
+      update trellis.runs set former_key = key, key = null
+       where bucket = v_bucket and id = v_got and key = v_key and status in ('completed', 'failed', 'cancelled');
+      v_got := null;
+      continue;
+    end if;
+    if v_policy = 'replace' and v_held = 'pending' and not v_begun then
+      update trellis.runs set input = coalesce(p_input, 'null'), run_at = v_run_at, priority = v_priority,
+                              metadata = v_metadata, updated_at = v_now
+       where bucket = v_bucket and id = v_got and status = 'pending' and attempt = 0 and forked_from is null
+      returning version, queue, execution into v_held_version, v_held_queue, v_held_execution;
+      if found then
+        if v_outbox then
+          insert into trellis.events (bucket, run_id, workflow, version, key, kind, attempt, body, created_at, xid)
+          values (v_bucket, v_got, p_workflow, v_held_version, v_key, 'replaced', 0,
+                  jsonb_build_object('from', 'pending', 'to', 'pending', 'execution', v_held_execution), v_now,
+                  pg_catalog.pg_current_xact_id());
+        end if;
+        if v_run_at <= v_now then
+          perform pg_notify('trellis:run_ready', v_held_queue);
+        end if;
+      end if;
+    end if;
+    return v_got;
+  end loop;
+  if v_got is null then
+    -- Not reached (see above); a serialization failure, which callers retry.
+    raise exception 'trellis: the key of this start changed hands three times while it looked; start again'
+      using errcode = '40001';
   end if;
   -- A new queue's row, once the run is in: a start whose key was taken
   -- writes nothing. Concurrent first starts of a queue both insert; the
@@ -318,7 +379,7 @@ begin
   return trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null);
 end $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
-  'Start a run of a registered workflow. Options: key (idempotency per workflow), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, deadline (a timestamp after run_at: the run and its cancel-children are cancelled if it has not finished by then, decision 0031) or time_limit (an interval: the deadline is run_at, or now if run_at is past, plus it), input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the existing one for a repeated key). Works inside any transaction.';
+  'Start a run of a registered workflow. Options: key (idempotency per workflow), key_policy (what a start does with a key another run holds, decision 0036: return (default) returns that run; reuse takes the key of a finished run, whose key moves to former_key; replace is reuse, and a run that has not begun takes this start''s input, run_at, priority and metadata), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, deadline (a timestamp after run_at: the run and its cancel-children are cancelled if it has not finished by then, decision 0031) or time_limit (an interval: the deadline is run_at, or now if run_at is past, plus it), input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the holder''s for a key it keeps). Works inside any transaction.';
 
 -- Many starts of one workflow in one call (client.startMany): each item
 -- {"input": …, "options": {…}} is started as run_start starts it, in the

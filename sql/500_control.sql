@@ -341,6 +341,12 @@ begin
   if v_run.scrubbed_at is not null then
     perform trellis._raise('TR004', format('run %s was scrubbed and cannot be retried', p_run_id));
   end if;
+  -- Its key went to a later start (key_policy reuse or replace, decision
+  -- 0036): retried, it would run beside that key's run. A fork runs it again.
+  if v_run.former_key is not null then
+    perform trellis._raise('TR004', format('run %s gave its key %s to a later run and cannot be retried: fork it instead',
+                                           p_run_id, trellis._quote(v_run.former_key)));
+  end if;
   select min(seq) into v_from from trellis.steps
    where bucket = v_run.bucket and run_id = p_run_id and execution = v_run.execution and status = 'failed';
   if v_from is not null then
@@ -362,7 +368,7 @@ begin
   return 'pending';
 end $$;
 comment on function trellis.run_retry(uuid) is
-  'Run a failed run again from its first failed call: that call and every later call of the current execution are deleted (signals they consumed are given back), earlier calls are not re-run. A cancel or pause requested before it failed, and a deadline that has passed, are dropped. TR004 unless failed.';
+  'Run a failed run again from its first failed call: that call and every later call of the current execution are deleted (signals they consumed are given back), earlier calls are not re-run. A cancel or pause requested before it failed, and a deadline that has passed, are dropped. TR004 unless failed, for a scrubbed run, and for a run whose key a later start took (key_policy reuse or replace).';
 
 -- Fork a run (decision 0032): a new run of the same workflow with the
 -- original's current input (that of its current execution), whose history

@@ -79,7 +79,7 @@ begin
     -- of docs/events.md; src/db/events.ts EVENT_KINDS is the same list).
     select string_agg(quote_literal(left(k, 40)), ', ') into v_bad from unnest(kinds) k
      where k not in ('started', 'waiting', 'resumed', 'released', 'retried', 'continued', 'paused', 'completed',
-                     'failed', 'cancelled', 'purged', 'step_completed', 'step_failed');
+                     'failed', 'cancelled', 'purged', 'replaced', 'step_completed', 'step_failed');
     if v_bad is not null then
       perform trellis._raise('TR001', format('event filter kinds: no event is of kind %s', v_bad));
     end if;

@@ -32,7 +32,7 @@ import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
 import type { RunEvent } from '../db/events.ts';
-import type { ClientOptions, ForkOptions, ListFilter, RunHandle, RunRef, StartManyItem, StartOptions } from './options.ts';
+import type { ClientOptions, ForkOptions, KeyPolicy, ListFilter, RunHandle, RunRef, StartManyItem, StartOptions } from './options.ts';
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
@@ -42,7 +42,7 @@ import { type Run, type RunValue, type Step, toRun, toStep } from './runs.ts';
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
-export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem } from './options.ts';
+export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem, KeyPolicy } from './options.ts';
 export type { Consistency, ReadOptions } from './read-routing.ts';
 
 const rethrow = (error: unknown): never => {
@@ -830,10 +830,12 @@ function checkMigration(migration: number | null | undefined, sqlRevision: numbe
   if (behind) throw new SchemaVersionError(behind);
 }
 
-const START_OPTION_NAMES = ['key', 'queue', 'concurrencyKey', 'priority', 'runAt', 'deadline', 'timeLimit',
+const START_OPTION_NAMES = ['key', 'keyPolicy', 'queue', 'concurrencyKey', 'priority', 'runAt', 'deadline', 'timeLimit',
   'metadata', 'version', 'tx'] as const satisfies readonly (keyof StartOptions)[];
 const START_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES);
-const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES, 'fromCall'] satisfies (keyof ForkOptions)[]);
+// A fork's key names the fork once: no policy (run_fork refuses key_policy).
+const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES.filter((n) => n !== 'keyPolicy'), 'fromCall'] satisfies (keyof ForkOptions)[]);
+const KEY_POLICIES: readonly string[] = ['return', 'reuse', 'replace'] satisfies KeyPolicy[];
 const ITEM_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) => n !== 'tx' && n !== 'version'));
 
 /**
@@ -852,6 +854,13 @@ function runOptions(options: Omit<StartOptions, 'tx' | 'version'>, limit: number
       throw new ValidationError('key must be a string of 1-512 characters');
     }
     sqlOptions.key = options.key;
+  }
+  if (options.keyPolicy !== undefined) {
+    if (!KEY_POLICIES.includes(options.keyPolicy)) {
+      throw new ValidationError(`keyPolicy must be 'return', 'reuse' or 'replace', not ${quoteValue(options.keyPolicy)}`);
+    }
+    if (options.key === undefined && options.keyPolicy !== 'return') throw new ValidationError(`keyPolicy '${options.keyPolicy}' needs a key`);
+    if (options.keyPolicy !== 'return') sqlOptions.key_policy = options.keyPolicy;
   }
   if (options.queue !== undefined) sqlOptions.queue = assertName(options.queue, 'queue');
   if (options.concurrencyKey !== undefined) {

@@ -113,6 +113,14 @@ export interface ClientOptions extends ConnectionTimeouts {
 }
 
 /**
+ * What a start does with a key another run holds: see `StartOptions.keyPolicy`.
+ *
+ * @example
+ * const policy: KeyPolicy = 'reuse';
+ */
+export type KeyPolicy = 'return' | 'reuse' | 'replace';
+
+/**
  * Options of `client.start`.
  *
  * @example
@@ -126,6 +134,27 @@ export interface StartOptions {
    * await client.start(onboard, { email: 'ada@example.com' }, { key: 'onboard-ada' });
    */
   key?: string | undefined;
+  /**
+   * What this start does when another run holds its `key` (needs a key;
+   * docs/workflows.md#keys):
+   * - `'return'` (default): returns that run, whatever its status: a key
+   *   names one run for good (until retention purges it).
+   * - `'reuse'`: a run that has finished (completed, failed or cancelled)
+   *   gives the key to a new run, and keeps it as `formerKey`; one that has
+   *   not finished is returned. At most one unfinished run per key: a
+   *   singleton.
+   * - `'replace'`: as `'reuse'`, and a run that has not begun (pending,
+   *   never claimed) takes this start's input, `runAt`, `priority` and
+   *   `metadata` (its queue, version, concurrency key and deadline stay):
+   *   a debounce, with `runAt` a moment ahead. A `replaced` event is written.
+   *
+   * @example
+   * // One onboarding per address at a time, begun 5 s after the last of a burst of starts.
+   * await client.start(onboard, { email: 'ada@example.com' }, {
+   *   key: 'onboard-ada', keyPolicy: 'replace', runAt: new Date(Date.now() + 5_000),
+   * });
+   */
+  keyPolicy?: KeyPolicy | undefined;
   /**
    * The queue to run on (default: the workflow's `queue`, else `'default'`).
    *
@@ -223,7 +252,7 @@ export type StartManyItem<I> = { input: I } & Omit<StartOptions, 'tx' | 'version
  * @example
  * await client.fork(runId, { fromCall: 3, version: '2', key: `refund-fix-${runId}` });
  */
-export interface ForkOptions extends StartOptions {
+export interface ForkOptions extends Omit<StartOptions, 'keyPolicy'> {
   /**
    * The call (`Step.seq`, as `client.history` and `trellis show` number
    * them) to run again from: the original's settled calls before it keep

@@ -16,8 +16,13 @@ export interface Run {
   workflow: string;
   /** The workflow version the run is pinned to. */
   version: string;
-  /** The idempotency key it was started with, or null. */
+  /** The idempotency key it was started with, or null (also once a later start took it: see `formerKey`). */
   key: string | null;
+  /**
+   * The key a later start with `keyPolicy` 'reuse' or 'replace' took from
+   * this finished run, or null.
+   */
+  formerKey: string | null;
   /** The queue it runs on. */
   queue: string;
   /** Higher runs are claimed first. */
@@ -139,6 +144,7 @@ export function toRun(r: Row<RunsTable>): Run {
     workflow: r.workflow,
     version: r.version,
     key: r.key,
+    formerKey: (r.former_key as string | null | undefined) ?? null,
     queue: r.queue,
     priority: r.priority,
     status: r.status,

@@ -9,7 +9,7 @@ import { type Queryable, queryRows } from './queryable.ts';
  */
 export const EVENT_KINDS = [
   'started', 'waiting', 'resumed', 'released', 'retried', 'continued', 'paused',
-  'completed', 'failed', 'cancelled', 'purged', 'step_completed', 'step_failed',
+  'completed', 'failed', 'cancelled', 'purged', 'replaced', 'step_completed', 'step_failed',
 ] as const;
 export type EventKind = (typeof EVENT_KINDS)[number];
 

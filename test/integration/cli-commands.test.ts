@@ -42,6 +42,28 @@ describe('trellis start, signal and the control commands', () => {
     assert.deepEqual(JSON.parse(waited.out.trim().split('\n')[1] as string), { text: 'Hello, Cy!' });
   });
 
+  it('start --key-policy reuse gives a finished run\'s key to a new run; bad values change nothing', async () => {
+    const first = await cli('start', 'cli-greet', '{"name":"Kay"}', '--key', 'kay', '--wait', '--timeout', '20s');
+    assert.equal(first.code, 0, first.err);
+    const id = first.out.trim().split('\n')[0] as string;
+    const reused = await cli('start', 'cli-greet', '{"name":"Kim"}', '--key', 'kay', '--key-policy', 'reuse', '--wait', '--timeout', '20s');
+    assert.equal(reused.code, 0, reused.err);
+    const [next, output] = reused.out.trim().split('\n') as [string, string];
+    assert.notEqual(next, id);
+    assert.deepEqual(JSON.parse(output), { text: 'Hello, Kim!' });
+    assert.equal((await fx.engine.client.get(id))?.formerKey, 'kay');
+    for (const [args, message] of [
+      [['--key', 'kay', '--key-policy', 'sometimes'], /--key-policy must be return, reuse or replace/],
+      [['--key-policy', 'reuse'], /--key-policy needs --key/],
+    ] as const) {
+      const bad = await cli('start', 'cli-greet', '{"name":"Bad"}', ...args);
+      assert.equal(bad.code, 2);
+      assert.match(bad.err, message);
+    }
+    const { runs } = await fx.engine.client.list({ workflow: 'cli-greet', key: 'kay' });
+    assert.deepEqual(runs.map((r) => r.id), [next]);
+  });
+
   it('start --run-at 1h stores a run_at an hour from now (a duration means from now), and an ISO time as given', async () => {
     const t0 = Date.now();
     const later = await cli('start', 'cli-greet', '{"name":"Later"}', '--run-at', '1h');

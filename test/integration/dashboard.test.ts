@@ -76,6 +76,14 @@ describe('dashboard over HTTP', () => {
     assert.ok(forkPage.includes(`id="forked-from" class="mono" href="/trellis/runs/${runs.parent}"`), 'links the original');
     assert.match(forkPage, /\(from call 1\)/);
     await engine.client.cancel(forked.id);
+    // A run whose key a later start took shows the key it had.
+    const keyed = await engine.client.start('greet', { name: 'Kay' }, { key: 'dash-kay', runAt: '2099-01-31T12:00:00Z' });
+    await engine.client.cancel(keyed.id);
+    const taker = await engine.client.start('greet', { name: 'Kay' }, { key: 'dash-kay', keyPolicy: 'reuse', runAt: '2099-01-31T12:00:00Z' });
+    const formerPage = await (await s.fetch(`/trellis/runs/${keyed.id}`)).text();
+    assert.match(formerPage, /<dt>key<\/dt><dd><span id="former-key">dash-kay<\/span> <span class="muted">\(taken by a later run\)<\/span>/);
+    assert.match(await (await s.fetch(`/trellis/runs/${taker.id}`)).text(), /<dt>key<\/dt><dd>dash-kay<\/dd>/);
+    await engine.client.cancel(taker.id);
   });
 
   it('filters by workflow and status and searches by key prefix, run id and metadata', async () => {

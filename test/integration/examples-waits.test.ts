@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -158,6 +158,24 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.match(stdout, /^move step: completed after 2 attempts$/m);
     const rows = await query<{ source: string; target: string; cents: string }>(url, 'select source, target, cents from wallet_ledger');
     assert.deepEqual(rows, [{ source: 'ada', target: 'lin', cents: '2500' }]);
+  });
+
+  it('key-policies: a repeated key is one run; reuse starts a new run once the first finished; replace runs a burst once with its last input', async () => {
+    const { stdout, url } = await finished('key-policies');
+    assert.deepEqual(linesStarting(stdout, 'idempotent:'), ['idempotent: same run true; invoice for order 7']);
+    assert.deepEqual(linesStarting(stdout, 'singleton:'), [
+      'singleton: synced account 42 (signup)',
+      'singleton: a new run after the first finished true; synced account 42 (plan change)',
+      'singleton: the first run\'s key null, formerKey "account-42"',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'debounce:'), [
+      'debounce: 1 run for 5 starts; indexed handbook at revision 5',
+      'debounce: revisions indexed [5]',
+      'debounce: events replaced x4, started x1',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'sql:'), ['sql: a new run true; invoice for order 7', 'sql: invoice runs [[null,"invoice-7"],["invoice-7",null]]']);
+    const rows = await query<{ n: number }>(url, `select count(*)::int as n from trellis.runs where workflow = 'reindex'`);
+    assert.equal(rows[0]!.n, 1);
   });
 
   it('replay-check: a fix inside a step body replays every sleeping run; a step inserted before the sleep would break all three', async () => {

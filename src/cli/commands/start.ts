@@ -1,5 +1,6 @@
 /** `trellis start <workflow> [input]`: start a run by workflow name. */
 import { duration, isoTime, json, time } from '../args.ts';
+import type { KeyPolicy } from '../../client/options.ts';
 import type { Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
 import { printStarted, readWait, waitOptions } from '../wait-option.ts';
@@ -9,10 +10,11 @@ export const start: Command = {
   summary: 'start a run of a registered workflow',
   args: '<workflow> [input-json]',
   description: 'The input (JSON, default {}) is checked against the schema the workflow registered. Prints the run id.\n'
-    + 'With a --key that a run already holds, prints that run\'s id and starts nothing.',
+    + 'With a --key that a run already holds, prints that run\'s id and starts nothing (see --key-policy).',
   positionals: [1, 2],
   options: {
     key: { type: 'string', value: 'KEY', description: 'idempotency key: one run per workflow and key' },
+    'key-policy': { type: 'string', value: 'P', description: 'with --key, when a run holds it: return (default: print that run), reuse (a finished run gives the key to a new run), replace (reuse, and a run not yet begun takes this input and --run-at)' },
     queue: { type: 'string', value: 'NAME', description: 'queue of the run (default: the workflow\'s)' },
     version: { type: 'string', value: 'V', description: 'workflow version (default: the newest registered)' },
     priority: { type: 'string', value: 'N', description: 'higher is claimed first (default 0)' },
@@ -36,9 +38,15 @@ export const start: Command = {
     const limit = options.deadline as string | undefined;
     const deadline = limit === undefined || !/^\d{4}-\d{2}-\d{2}/.test(limit) ? undefined : isoTime(limit, 'deadline');
     const timeLimit = limit === undefined || deadline ? undefined : duration(limit, 'deadline');
+    const keyPolicy = options['key-policy'] as string | undefined;
+    if (keyPolicy !== undefined && !['return', 'reuse', 'replace'].includes(keyPolicy)) {
+      throw new UsageError('--key-policy must be return, reuse or replace');
+    }
+    if (keyPolicy !== undefined && options.key === undefined) throw new UsageError('--key-policy needs --key');
     const c = await client();
     const handle = await c.start(workflow, input, {
       key: options.key as string | undefined,
+      keyPolicy: keyPolicy as KeyPolicy | undefined,
       queue: options.queue as string | undefined,
       version: options.version as string | undefined,
       priority,

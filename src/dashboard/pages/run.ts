@@ -94,7 +94,7 @@ export const runPage: DashboardPage = {
     const end = Math.max(origin + 1, ...steps.map((s) => new Date(s.finished_at).getTime()), r.finished_at ? new Date(r.finished_at).getTime() : 0);
     const body = html`<h1>${r.workflow} <span class="muted">v${r.version}</span> ${badge(status)}</h1>
 ${done && DONE[done] ? html`<p class="notice" role="status">${DONE[done]}${RUN_STATES.includes(view.query.get('status') as RunState) ? `; the run is now ${view.query.get('status')}` : ''}.</p>` : ''}
-<dl class="facts"><dt>run</dt><dd class="mono">${r.id}</dd><dt>key</dt><dd>${r.key ?? '—'}</dd>
+<dl class="facts"><dt>run</dt><dd class="mono">${r.id}</dd><dt>key</dt><dd>${r.key ?? (r.former_key ? html`<span id="former-key">${r.former_key}</span> <span class="muted">(taken by a later run)</span>` : '—')}</dd>
 <dt>queue</dt><dd>${r.queue}</dd><dt>priority</dt><dd>${r.priority}</dd>
 <dt>created</dt><dd>${when(r.created_at)}</dd><dt>started</dt><dd>${when(r.started_at)}</dd>
 <dt>finished</dt><dd>${when(r.finished_at)}${r.finished_at ? html` <span class="muted">(${duration(new Date(r.finished_at).getTime() - origin)})</span>` : ''}</dd><dt>run at</dt><dd>${FINISHED_STATES.includes(status) ? '—' : when(r.run_at)}</dd>

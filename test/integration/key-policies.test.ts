@@ -1,0 +1,116 @@
+/**
+ * `keyPolicy` of client.start and startMany end to end (decision 0036), with
+ * a worker in the process (so a start may be handed to it): a singleton
+ * ('reuse': one unfinished run per key, a new one after it finished), a
+ * debounce ('replace': the last input of a burst runs once), and bad options
+ * refused before anything is written.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { IllegalTransitionError, ValidationError } from '../../src/errors.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+
+const seen: number[] = [];
+const sync = defineWorkflow({ name: 'kp-sync', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
+  ctx.step('sync', () => {
+    seen.push(n);
+    return n * 10;
+  }));
+const flaky = defineWorkflow({ name: 'kp-flaky', input: z.object({ fail: z.boolean() }) }, async (ctx, { fail }) =>
+  ctx.step('maybe', () => {
+    if (fail) throw new Error('asked to fail');
+    return 'ok';
+  }, { retry: { maxAttempts: 1 } }));
+
+let env: TestEnv;
+before(async () => {
+  env = await createTestEnv({ workflows: [sync, flaky] });
+});
+after(() => env.close());
+const count = async () => (await env.pool.query<{ n: number }>('select count(*)::int as n from trellis.runs')).rows[0]!.n;
+const hour = () => new Date(Date.now() + 3_600_000);
+
+describe('keyPolicy', () => {
+  it('reuse: one run per key until it finishes, then a new run takes the key; the old one keeps it as formerKey', async () => {
+    const first = await env.client.start(sync, { n: 1 }, { key: 'acct-1', keyPolicy: 'reuse' });
+    assert.equal(await first.result({ timeout: '20s' }), 10);
+    // The default still returns the finished run.
+    assert.equal((await env.client.start(sync, { n: 2 }, { key: 'acct-1' })).id, first.id);
+    const second = await env.client.start(sync, { n: 2 }, { key: 'acct-1', keyPolicy: 'reuse' });
+    assert.notEqual(second.id, first.id);
+    assert.equal(await second.result({ timeout: '20s' }), 20);
+    const old = await env.client.get(first.id);
+    assert.deepEqual([old?.key, old?.formerKey], [null, 'acct-1']);
+    const { runs } = await env.client.list({ workflow: 'kp-sync', key: 'acct-1' });
+    assert.deepEqual(runs.map((r) => [r.id, r.key, r.formerKey]), [[second.id, 'acct-1', null]]);
+    // An unfinished holder is returned, and keeps its input.
+    const later = await env.client.start(sync, { n: 3 }, { key: 'acct-1', keyPolicy: 'reuse', runAt: hour() });
+    assert.notEqual(later.id, second.id);
+    const again = await env.client.start(sync, { n: 4 }, { key: 'acct-1', keyPolicy: 'reuse' });
+    assert.equal(again.id, later.id);
+    assert.deepEqual((await env.client.get(later.id))?.input, { n: 3 });
+    await env.client.cancel(later.id);
+  });
+
+  it('replace: a burst of starts runs once, with the last input; after it finished the next start runs again', async () => {
+    seen.length = 0;
+    const a = await env.client.start(sync, { n: 1 }, { key: 'debounce', keyPolicy: 'replace', runAt: hour() });
+    const b = await env.client.start(sync, { n: 2 }, { key: 'debounce', keyPolicy: 'replace', runAt: hour() });
+    assert.equal(b.id, a.id);
+    assert.deepEqual((await env.client.get(a.id))?.input, { n: 2 });
+    // Due now: the worker takes it with the last input.
+    const c = await env.client.start(sync, { n: 3 }, { key: 'debounce', keyPolicy: 'replace' });
+    assert.equal(c.id, a.id);
+    assert.equal(await c.result({ timeout: '20s' }), 30);
+    assert.deepEqual(seen, [3]);
+    const events = await env.pool.query<{ kind: string }>(`select kind from trellis.events where run_id = $1 order by id`, [a.id]);
+    assert.deepEqual(events.rows.map((e) => e.kind).slice(0, 3), ['started', 'replaced', 'replaced']);
+    const d = await env.client.start(sync, { n: 4 }, { key: 'debounce', keyPolicy: 'replace' });
+    assert.notEqual(d.id, a.id);
+    assert.equal(await d.result({ timeout: '20s' }), 40);
+    assert.deepEqual(seen, [3, 4]);
+  });
+
+  it('startMany takes a policy per item', async () => {
+    const [done] = await env.client.startMany(sync, [{ input: { n: 5 }, key: 'many' }]);
+    await done!.result({ timeout: '20s' });
+    const handles = await env.client.startMany(sync, [
+      { input: { n: 6 }, key: 'many', keyPolicy: 'reuse', runAt: hour() },
+      { input: { n: 7 }, key: 'many', keyPolicy: 'replace', runAt: hour() },
+    ]);
+    assert.notEqual(handles[0]!.id, done!.id);
+    assert.equal(handles[1]!.id, handles[0]!.id);
+    assert.deepEqual((await env.client.get(handles[0]!.id))?.input, { n: 7 });
+    await env.client.cancel(handles[0]!.id);
+  });
+
+  it('a failed run that gave its key away cannot be retried (IllegalTransitionError): fork it', async () => {
+    const failed = await env.client.start(flaky, { fail: true }, { key: 'job-9' });
+    await assert.rejects(failed.result({ timeout: '20s' }));
+    const next = await env.client.start(flaky, { fail: false }, { key: 'job-9', keyPolicy: 'reuse' });
+    assert.equal(await next.result({ timeout: '20s' }), 'ok');
+    await assert.rejects(env.client.retry(failed.id), (e: unknown) => e instanceof IllegalTransitionError && /fork it instead/.test(e.message));
+    assert.equal((await env.client.get(failed.id))?.status, 'failed');
+  });
+
+  it('refuses a policy without a key, an unknown one, and one on a fork with ValidationError, starting nothing', async () => {
+    const before = await count();
+    await assert.rejects(env.client.start(sync, { n: 1 }, { keyPolicy: 'reuse' }), (e: unknown) => e instanceof ValidationError && /needs a key/.test(e.message));
+    await assert.rejects(env.client.start(sync, { n: 1 }, { key: 'x', keyPolicy: 'upsert' as never }),
+      (e: unknown) => e instanceof ValidationError && /keyPolicy must be 'return', 'reuse' or 'replace', not "upsert"/.test(e.message));
+    await assert.rejects(env.client.startMany(sync, [{ input: { n: 1 }, keyPolicy: 'replace' }]),
+      (e: unknown) => e instanceof ValidationError && /run 1: keyPolicy 'replace' needs a key/.test(e.message));
+    const run = await env.client.start(sync, { n: 1 }, { runAt: hour() });
+    await assert.rejects(env.client.fork(run.id, { key: 'f', keyPolicy: 'reuse' } as never),
+      (e: unknown) => e instanceof ValidationError && /unknown start option "keyPolicy"/.test(e.message));
+    // By name, SQL checks it (TR001 as ValidationError).
+    await assert.rejects(env.client.start('kp-sync', { n: 1 }, { key: 'x', keyPolicy: 'return' }).then(async (h) => {
+      await env.client.cancel(h.id);
+      return env.pool.query(`select trellis.run_start('kp-sync', '{"n": 1}', '{"key": "y", "key_policy": "sometimes"}')`);
+    }), /key_policy must be return, reuse or replace/);
+    await env.client.cancel(run.id);
+    assert.equal(await count(), before + 2);
+  });
+});
