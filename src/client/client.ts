@@ -6,14 +6,14 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool } from '../db/pg.ts';
 import { jsonbParserOf, listenConnection, ownPool } from '../db/connection.ts';
-import { type ControlVerb, runControl, runFork, runIdByKey, runScrub, signalSend } from '../db/control.ts';
+import { type ControlManyRow, type ControlVerb, runControl, runControlMany, runFork, runIdByKey, runScrub, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { PreparedStatements } from '../db/prepared.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
 import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
-import { isTransient } from '../db/transient.ts';
+import { isTransient, withTransientRetries } from '../db/transient.ts';
 import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, runStartMany, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
@@ -32,7 +32,7 @@ import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
 import type { RunEvent } from '../db/events.ts';
-import type { ClientOptions, ForkOptions, KeyPolicy, ListFilter, RunHandle, RunRef, StartManyItem, StartOptions } from './options.ts';
+import type { ClientOptions, ControlFilter, ControlManyOptions, ControlManyResult, ForkOptions, KeyPolicy, ListFilter, RunHandle, RunRef, StartManyItem, StartOptions } from './options.ts';
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
@@ -42,7 +42,7 @@ import { type Run, type RunValue, type Step, toRun, toStep } from './runs.ts';
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
-export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem, KeyPolicy } from './options.ts';
+export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem, KeyPolicy, ControlFilter, ControlManyOptions, ControlManyResult } from './options.ts';
 export type { Consistency, ReadOptions } from './read-routing.ts';
 
 const rethrow = (error: unknown): never => {
@@ -379,6 +379,84 @@ export class Client {
    */
   retry(run: RunRef): Promise<RunState> {
     return this.control('retry', run);
+  }
+
+  /**
+   * Cancel every unfinished run matching `filter`, as `cancel` does (each
+   * with its `onParentCancel: 'cancel'` children): runs that never started
+   * end at once, started ones are asked (running runs already asked are
+   * left alone). In batches of `batchSize` runs (each its own transaction
+   * unless `tx` is given; a batch that hits a deadlock or a lost connection
+   * is run again). See {@link ControlFilter}.
+   *
+   * @example
+   * const { changed } = await client.cancelMany({ workflow: 'import', status: ['pending', 'waiting'] }, { reason: 'bad file' });
+   */
+  cancelMany(filter: ControlFilter, options: ControlManyOptions = {}): Promise<ControlManyResult> {
+    return this.controlMany('cancel', filter, options);
+  }
+
+  /**
+   * Retry every failed run matching `filter`, as `retry` does (scrubbed runs
+   * and runs whose key a later start took are passed over). Batches as
+   * `cancelMany`.
+   *
+   * @example
+   * // The bug is fixed and deployed: run again what it failed in the last two hours.
+   * await client.retryMany({ workflow: 'onboard', status: 'failed', createdAfter: new Date(Date.now() - 7_200_000) });
+   */
+  retryMany(filter: ControlFilter, options: Omit<ControlManyOptions, 'reason'> = {}): Promise<ControlManyResult> {
+    return this.controlMany('retry', filter, options);
+  }
+
+  /**
+   * Pause every pending, waiting or running run matching `filter`, as
+   * `pause` does. Batches as `cancelMany`.
+   *
+   * @example
+   * await client.pauseMany({ queue: 'emails' }, { reason: 'provider outage' });
+   */
+  pauseMany(filter: ControlFilter, options: ControlManyOptions = {}): Promise<ControlManyResult> {
+    return this.controlMany('pause', filter, options);
+  }
+
+  /**
+   * Resume every paused run matching `filter` (and withdraw the pause asked
+   * of running ones), as `resume` does. Batches as `cancelMany`.
+   *
+   * @example
+   * await client.resumeMany({ queue: 'emails', status: 'paused' });
+   */
+  resumeMany(filter: ControlFilter, options: Omit<ControlManyOptions, 'reason'> = {}): Promise<ControlManyResult> {
+    return this.controlMany('resume', filter, options);
+  }
+
+  private async controlMany(verb: ControlVerb, filter: ControlFilter, options: ControlManyOptions): Promise<ControlManyResult> {
+    for (const name in options) {
+      if (!['reason', 'batchSize', 'tx', 'onBatch'].includes(name) || (name === 'reason' && verb !== 'cancel' && verb !== 'pause')) {
+        throw new ValidationError(`unknown ${verb}Many option ${quoteValue(name)}`);
+      }
+    }
+    const reason = options.reason;
+    if (reason !== undefined && reason !== null && typeof reason !== 'string') {
+      throw new ValidationError(`the ${verb} reason must be text, not ${quoteValue(reason)}`);
+    }
+    const batch = options.batchSize ?? 1000;
+    if (!Number.isInteger(batch) || batch < 1 || batch > 10_000) throw new ValidationError('batchSize must be an integer from 1 to 10000');
+    const sqlFilter = controlFilter(filter);
+    const db = this.exec(options.tx);
+    const result: ControlManyResult = { changed: [], unchanged: [] };
+    let after: string | null = null;
+    for (;;) {
+      const from: string | null = after;
+      const rows: ControlManyRow[] = await (options.tx
+        ? runControlMany(db, verb, sqlFilter, batch, from, reason)
+        : withTransientRetries(() => runControlMany(db, verb, sqlFilter, batch, from, reason)));
+      for (const r of rows) (r.changed ? result.changed : result.unchanged).push(r.id);
+      options.onBatch?.({ changed: [...result.changed], unchanged: [...result.unchanged] });
+      if (rows.length < batch) return result;
+      after = rows[rows.length - 1]!.id;
+    }
   }
 
   /**
@@ -837,6 +915,42 @@ const START_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES);
 const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES.filter((n) => n !== 'keyPolicy'), 'fromCall'] satisfies (keyof ForkOptions)[]);
 const KEY_POLICIES: readonly string[] = ['return', 'reuse', 'replace'] satisfies KeyPolicy[];
 const ITEM_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) => n !== 'tx' && n !== 'version'));
+
+/** A bulk control's filter as sql/520_control_many.sql takes it, checked here (SQL checks it again). */
+function controlFilter(filter: ControlFilter): Record<string, unknown> {
+  if (typeof filter !== 'object' || filter === null || Array.isArray(filter)) {
+    throw new ValidationError('a run filter is an object: { workflow?, version?, queue?, key?, status?, createdAfter?, createdBefore?, ids?, all? }');
+  }
+  const known = ['workflow', 'version', 'queue', 'key', 'status', 'createdAfter', 'createdBefore', 'ids', 'all'];
+  for (const name in filter) if (!known.includes(name)) throw new ValidationError(`unknown run filter field ${quoteValue(name)}`);
+  const out: Record<string, unknown> = {};
+  if (filter.workflow !== undefined) out.workflow = nameOf(filter.workflow, 'workflow');
+  if (filter.version !== undefined) out.version = assertName(filter.version, 'version');
+  if (filter.queue !== undefined) out.queue = assertName(filter.queue, 'queue');
+  if (filter.key !== undefined) {
+    if (typeof filter.key !== 'string') throw new ValidationError('run filter key must be a string');
+    out.key = filter.key;
+  }
+  if (filter.status !== undefined) {
+    const states = (Array.isArray(filter.status) ? filter.status : [filter.status]) as RunState[];
+    for (const st of states) if (!RUN_STATES.includes(st)) throw new ValidationError(`unknown run status ${quoteValue(st)}`);
+    out.status = states;
+  }
+  if (filter.createdAfter !== undefined) out.created_after = toTime(filter.createdAfter, 'createdAfter').toISOString();
+  if (filter.createdBefore !== undefined) out.created_before = toTime(filter.createdBefore, 'createdBefore').toISOString();
+  if (filter.ids !== undefined) {
+    if (!Array.isArray(filter.ids)) throw new ValidationError('run filter ids must be an array of run ids');
+    out.ids = filter.ids.map((id) => assertRunId(id));
+  }
+  if (filter.all !== undefined) {
+    if (typeof filter.all !== 'boolean') throw new ValidationError('run filter all must be true or false');
+    out.all = filter.all;
+  }
+  if (Object.keys(out).filter((k) => k !== 'all').length === 0 && out.all !== true) {
+    throw new ValidationError('a run filter names at least one of workflow, version, queue, key, status, createdAfter, createdBefore, ids; { all: true } for every run');
+  }
+  return out;
+}
 
 /**
  * The options of a start (and of a fork) as run_start takes them, checked

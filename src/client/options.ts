@@ -351,5 +351,64 @@ export interface ListFilter {
   cursor?: string | undefined;
 }
 
+/**
+ * Which runs `cancelMany`, `retryMany`, `pauseMany` and `resumeMany` act on:
+ * every run matching all the given fields (at least one; `{ all: true }` for
+ * every run).
+ *
+ * @example
+ * const filter: ControlFilter = { workflow: 'onboard', status: 'failed', createdAfter: new Date(Date.now() - 3_600_000) };
+ */
+export interface ControlFilter {
+  /** Runs of this workflow. */
+  workflow?: string | WorkflowDefinition | undefined;
+  /** Runs pinned to this version. */
+  version?: string | undefined;
+  /** Runs on this queue. */
+  queue?: string | undefined;
+  /** The run holding this key. */
+  key?: string | undefined;
+  /** Runs in this status, or in any of these. */
+  status?: RunState | readonly RunState[] | undefined;
+  /** Runs created at or after this time. */
+  createdAfter?: Date | undefined;
+  /** Runs created before this time. */
+  createdBefore?: Date | undefined;
+  /** These runs (ids). */
+  ids?: readonly string[] | undefined;
+  /** Every run: needed when no other field is given. */
+  all?: boolean | undefined;
+}
+
+/**
+ * Options of the bulk controls.
+ *
+ * @example
+ * await client.cancelMany({ queue: 'imports' }, { reason: 'bad batch', batchSize: 500 });
+ */
+export interface ControlManyOptions {
+  /** Why (stored with each run; `cancelMany` and `pauseMany` only). */
+  reason?: string | undefined;
+  /** Runs per transaction, 1-10000 (default 1000). */
+  batchSize?: number | undefined;
+  /** The caller's transaction: every batch runs in it (and none is retried on a deadlock). */
+  tx?: Executor | undefined;
+  /** Called after each batch with the totals so far. */
+  onBatch?: ((progress: ControlManyResult) => void) | undefined;
+}
+
+/**
+ * What a bulk control did: the runs it changed and the matching runs it
+ * found changed by someone else meanwhile (already finished, paused, …).
+ *
+ * @example
+ * const { changed } = await client.retryMany({ workflow: 'onboard', status: 'failed' });
+ * console.log(`${changed.length} runs retried`);
+ */
+export interface ControlManyResult {
+  changed: string[];
+  unchanged: string[];
+}
+
 /** A run by id, or by the (workflow, key) it was started with. */
 export type RunRef = string | { workflow: string | WorkflowDefinition; key: string };

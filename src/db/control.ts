@@ -25,6 +25,27 @@ export async function runControl(db: Queryable, verb: ControlVerb, runId: string
   return (rows[0] as { status: RunState }).status;
 }
 
+/** One run a bulk control examined (sql/520_control_many.sql): its status afterwards, and whether it changed. */
+export interface ControlManyRow {
+  id: string;
+  status: RunState;
+  changed: boolean;
+}
+
+/**
+ * trellis.run_cancel_many / run_retry_many / run_pause_many / run_resume_many:
+ * one batch of up to `limit` runs matching `filter` (the SQL filter's JSON),
+ * in id order after `after`.
+ */
+export async function runControlMany(db: Queryable, verb: ControlVerb, filter: Record<string, unknown>, limit: number,
+  after: string | null, reason?: string): Promise<ControlManyRow[]> {
+  const withReason = verb === 'cancel' || verb === 'pause';
+  return queryRows<ControlManyRow>(db, withReason
+    ? `select id, status, changed from trellis.run_${verb}_many($1::jsonb, $2, $3, $4::uuid)`
+    : `select id, status, changed from trellis.run_${verb}_many($1::jsonb, $2, $3::uuid)`,
+  withReason ? [JSON.stringify(filter), reason ?? null, limit, after] : [JSON.stringify(filter), limit, after]);
+}
+
 /** trellis.run_fork: the new run's id (or, for a key another run holds, that run's). */
 export async function runFork(db: Queryable, runId: string, fromSeq: number, options: RunStartOptions): Promise<string> {
   const rows = await queryRows<{ id: string }>(db, 'select trellis.run_fork($1, $2, $3::jsonb) as id', [runId, fromSeq, JSON.stringify(options)]);

@@ -29,3 +29,19 @@ export function transientDelay(attempt: number): number {
 export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
+
+/**
+ * `fn` again after a transient fault, up to `attempts` tries in all, with
+ * the transient backoff: for a call that is atomic (one statement in its own
+ * transaction), so a failed try changed nothing.
+ */
+export async function withTransientRetries<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= attempts || !isTransient(error)) throw error;
+      await sleep(transientDelay(attempt));
+    }
+  }
+}

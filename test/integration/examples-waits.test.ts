@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -158,6 +158,22 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.match(stdout, /^move step: completed after 2 attempts$/m);
     const rows = await query<{ source: string; target: string; cents: string }>(url, 'select source, target, cents from wallet_ledger');
     assert.deepEqual(rows, [{ source: 'ada', target: 'lin', cents: '2500' }]);
+  });
+
+  it('bulk-control: failed imports retried after the fix, a queue paused and resumed, the rest cancelled by filter', async () => {
+    const { stdout, url } = await finished('bulk-control');
+    assert.deepEqual(stdout.trim().split('\n'), [
+      'imports: 20 of 40 failed',
+      'imports: 20 retried, 20 completed',
+      'partner: 5 paused',
+      'partner: 5 resumed',
+      'partner: 2 called after the resume',
+      'cancelled: 3; results all CancelledError',
+      'sql: 0 failed imports left to retry',
+    ]);
+    const rows = await query<{ status: string; n: number }>(url,
+      `select status, count(*)::int as n from trellis.runs group by status order by status`);
+    assert.deepEqual(rows, [{ status: 'cancelled', n: 3 }, { status: 'completed', n: 42 }]);
   });
 
   it('key-policies: a repeated key is one run; reuse starts a new run once the first finished; replace runs a burst once with its last input', async () => {

@@ -7,5 +7,7 @@ export const cancel = controlCommand({
   description: 'A run that never started is cancelled at once. A started one (waiting, paused, pending or running) prints pending\n'
     + 'or running: it ends cancelled a moment later, when a worker replays it and its code sees CancelledError (its running steps aborted).',
   reason: true,
+  done: 'cancelled',
   act: (client, run, reason) => client.cancel(run, reason),
+  many: (client, filter, options) => client.cancelMany(filter, options),
 });

@@ -6,5 +6,7 @@ export const pause = controlCommand({
   summary: 'park a run (a running one after its current step)',
   description: 'A paused run does nothing until `trellis resume`.',
   reason: true,
+  done: 'paused',
   act: (client, run, reason) => client.pause(run, reason),
+  many: (client, filter, options) => client.pauseMany(filter, options),
 });
