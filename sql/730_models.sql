@@ -283,7 +283,7 @@ begin
       return format('step, compensate and next of step %s must be names', quote_literal(v_step->>'name'));
     end if;
     if v_step ? 'retry' and (jsonb_typeof(v_step->'retry') <> 'object'
-       or exists (select 1 from jsonb_object_keys(v_step->'retry') k where k not in ('maxAttempts', 'backoff', 'initialDelay', 'factor', 'maxDelay', 'jitter'))
+       or exists (select 1 from jsonb_object_keys(v_step->'retry') k where k not in ('maxAttempts', 'backoff', 'initialDelay', 'factor', 'maxDelay', 'jitter', 'maxElapsed'))
        or (v_step->'retry' ? 'maxAttempts' and (jsonb_typeof(v_step->'retry'->'maxAttempts') <> 'number'
            or (v_step->'retry'->>'maxAttempts')::numeric < 1 or (v_step->'retry'->>'maxAttempts')::numeric <> trunc((v_step->'retry'->>'maxAttempts')::numeric)))
        or (v_step->'retry' ? 'backoff' and (v_step->'retry'->>'backoff') is distinct from 'exponential' and (v_step->'retry'->>'backoff') is distinct from 'constant')
@@ -292,10 +292,12 @@ begin
            or (v_step->'retry'->>'jitter')::numeric not between 0 and 1))
        -- A delay in milliseconds (at most 1000 years, as the release op takes)
        -- or a duration text, which the workers parse.
-       or exists (select 1 from jsonb_each(v_step->'retry') d where d.key in ('initialDelay', 'maxDelay')
+       or exists (select 1 from jsonb_each(v_step->'retry') d where d.key in ('initialDelay', 'maxDelay', 'maxElapsed')
                      and not (jsonb_typeof(d.value) = 'number' and (d.value #>> '{}')::numeric between 0 and 31536000000000
-                              or jsonb_typeof(d.value) = 'string' and length(d.value #>> '{}') between 1 and 40))) then
-      return format('retry of step %s must be a retry policy (maxAttempts a whole number of at least 1, backoff exponential or constant, factor a number of at least 1, jitter a number from 0 to 1, delays durations of at most 1000 years)', quote_literal(v_step->>'name'));
+                              or jsonb_typeof(d.value) = 'string' and length(d.value #>> '{}') between 1 and 40))
+       -- A budget of nothing would stop every retry: more than zero.
+       or (jsonb_typeof(v_step->'retry'->'maxElapsed') = 'number' and (v_step->'retry'->>'maxElapsed')::numeric <= 0)) then
+      return format('retry of step %s must be a retry policy (maxAttempts a whole number of at least 1, backoff exponential or constant, factor a number of at least 1, jitter a number from 0 to 1, delays durations of at most 1000 years, maxElapsed one longer than 0)', quote_literal(v_step->>'name'));
     end if;
     if v_step ? 'timeout' and not (jsonb_typeof(v_step->'timeout') = 'number' and (v_step->>'timeout')::numeric > 0
                                    or jsonb_typeof(v_step->'timeout') = 'string' and length(v_step->>'timeout') between 1 and 40) then

@@ -21,6 +21,8 @@ export interface FailedAttempt {
   pauseAfter: number | undefined;
   /** A cancel request reached the run. */
   cancelRequested: boolean;
+  /** How long ago (engine time) the step's first counted attempt began, for the policy's maxElapsed. */
+  elapsedMs?: number | undefined;
 }
 
 export type AttemptDecision =
@@ -39,7 +41,7 @@ export function decideAttempt(f: FailedAttempt, random: () => number = Math.rand
   // A side effect runs at most once.
   const policy = kind === 'side_effect' ? { maxAttempts: 1 } : f.retry;
   const counted = f.attempt - f.base;
-  const delay = final ? null : nextDelay(policy, counted, error, DEFAULT_STEP_RETRY, random);
+  const delay = final ? null : nextDelay(policy, counted, error, DEFAULT_STEP_RETRY, random, f.elapsedMs);
   // The dead letter: after pauseAfter consecutive failed attempts, or when
   // the retry policy ran out first, park the run with the error instead of
   // retrying or failing. Errors that say "do not retry" (non-retryable,

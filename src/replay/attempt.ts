@@ -32,7 +32,7 @@ export type AttemptResult<T> =
  */
 export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind, name: string,
   fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number, base = 0,
-  transaction?: TransactionOptions | undefined): Promise<AttemptResult<T>> {
+  transaction?: TransactionOptions | undefined, firstAt?: number | undefined): Promise<AttemptResult<T>> {
   await replay.barrier();
   if (replay.halted || replay.o.leaseHeld?.() === false) return { ok: 'halted' };
   if (transaction && !replay.o.transact) {
@@ -48,7 +48,13 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   // Mark the attempt as started, without waiting: if the process dies in the
   // body, the next execution sees it and counts the attempt. A fast step's
   // marker is dropped by the committer when its result is queued first.
-  const round = base ? JSON.stringify({ resumedAfter: base }) : undefined;
+  // With a maxElapsed, when the step's first counted attempt began (engine
+  // time), carried by its markers and retry records to the next executions.
+  const budgetFrom = options.retry?.maxElapsed === undefined ? undefined
+    : (attempt - base > 1 && firstAt !== undefined ? firstAt : replay.dbNow());
+  const round = base || budgetFrom !== undefined
+    ? JSON.stringify({ ...(base ? { resumedAfter: base } : {}), ...(budgetFrom !== undefined ? { firstAt: budgetFrom } : {}) })
+    : undefined;
   void replay.write({ op: 'step', seq, name, kind, status: 'running', output: round, attempts: attempt, ms: 0 }).catch(() => undefined);
   // Cancellation (requestCancel) and the run's own abort (lease lost,
   // shutdown: see Run.run) reach the attempt through `controllers`.
@@ -140,6 +146,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
     }
     const decision = decideAttempt({
       error, kind, attempt, base, retry: options.retry, pauseAfter: replay.o.definition.pauseAfter, cancelRequested: replay.cancelRequested,
+      elapsedMs: budgetFrom === undefined ? undefined : replay.dbNow() - budgetFrom,
     });
     const serialized = { ...serializeError(error), step: name, attempts: attempt };
     if (decision.action === 'park') {

@@ -160,9 +160,11 @@ function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepCo
   }
   const attempt = (rec?.attempts ?? 0) + 1;
   // A dead-lettered step resumed by an operator counts its attempts afresh from there.
-  const resumedAfter = (rec?.output as { resumedAfter?: unknown } | null | undefined)?.resumedAfter;
-  const base = typeof resumedAfter === 'number' ? resumedAfter : 0;
-  return run.track(runAttempt<T>(run, seq, kind, name, fn, options, attempt, base, transaction)).then((result) => {
+  const recorded = rec?.output as { resumedAfter?: unknown; firstAt?: unknown } | null | undefined;
+  const base = typeof recorded?.resumedAfter === 'number' ? recorded.resumedAfter : 0;
+  // When the first attempt began, for a retry policy's maxElapsed.
+  const firstAt = typeof recorded?.firstAt === 'number' ? recorded.firstAt : undefined;
+  return run.track(runAttempt<T>(run, seq, kind, name, fn, options, attempt, base, transaction, firstAt)).then((result) => {
     if (result.ok === true) return result.delivery.resolve(result.value);
     if (result.ok === 'halted') return never<T>();
     if (result.delivery) return result.delivery.reject(result.error);

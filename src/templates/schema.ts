@@ -36,6 +36,8 @@ export const retryPolicySchema = z.object({
   factor: z.number().min(1).optional(),
   maxDelay: duration.optional(),
   jitter: z.number().min(0).max(1).optional(),
+  /** The step's budget with all its retries (ewf's step timeout). */
+  maxElapsed: duration.optional(),
 }).strict().superRefine((policy, ctx) => {
   try {
     checkRetryPolicy(policy, 'retry policy');

@@ -192,7 +192,7 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     }
   }
   declaredHooks(options.hooks);
-  checkRetryPolicy(options.retry, `workflow ${options.name}: retry`);
+  checkRetryPolicy(options.retry, `workflow ${options.name}: retry`, { steps: false });
   if (options.eventPayloads !== undefined && typeof options.eventPayloads !== 'boolean') {
     throw new ValidationError(`workflow ${options.name}: eventPayloads must be true or false`);
   }

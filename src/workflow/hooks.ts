@@ -88,7 +88,7 @@ export const HOOK_TIMEOUT_MAX_MS = 12 * 3_600_000;
 export function declaredHooks(hooks: WorkflowHooks<any, any> | undefined): HookName[] {
   if (!hooks) return [];
   if (hooks.timeout !== undefined) durationIn(hooks.timeout, 'hooks.timeout', [1, HOOK_TIMEOUT_MAX_MS]);
-  checkRetryPolicy(hooks.retry, 'hooks.retry');
+  checkRetryPolicy(hooks.retry, 'hooks.retry', { steps: false });
   return HOOK_NAMES.filter((name) => {
     const fn = hooks[name];
     if (fn !== undefined && typeof fn !== 'function') throw new ValidationError(`hooks.${name} must be a function`);

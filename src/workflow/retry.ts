@@ -58,6 +58,18 @@ export interface RetryPolicy {
    */
   jitter?: number | undefined;
   /**
+   * Steps only: stop retrying once the next attempt would begin more than
+   * this long after the step's first attempt began (engine time, across
+   * worker restarts and releases), whatever `maxAttempts` says: a budget for
+   * the step with all its retries (ewf's step timeout). The attempt under
+   * way is not cut short: give it a `timeout` for that. An operator's resume
+   * of a parked step starts a new budget.
+   *
+   * @example
+   * const policy: trellis.RetryPolicy = { maxAttempts: 100, initialDelay: '30s', backoff: 'constant', maxElapsed: '10 minutes' };
+   */
+  maxElapsed?: Duration | undefined;
+  /**
    * Return false to fail at once for this error.
    *
    * @example
@@ -66,8 +78,8 @@ export interface RetryPolicy {
   retryIf?: ((error: unknown) => boolean) | undefined;
 }
 
-/** Every field of a retry policy but retryIf, each given: the defaults a policy is merged over. */
-export type RetryDefaults = { [K in Exclude<keyof RetryPolicy, 'retryIf'>]-?: Exclude<RetryPolicy[K], undefined> };
+/** Every field of a retry policy but retryIf and maxElapsed (no default: none), each given: the defaults a policy is merged over. */
+export type RetryDefaults = { [K in Exclude<keyof RetryPolicy, 'retryIf' | 'maxElapsed'>]-?: Exclude<RetryPolicy[K], undefined> };
 
 export const DEFAULT_STEP_RETRY: RetryDefaults = {
   maxAttempts: 3,
@@ -84,20 +96,21 @@ export const MAX_RETRY_DELAY_MS = 31_536_000_000_000;
 /** 1000 years as a duration reads them (365.25 days each): the longest delay a policy may name; delays are clamped to the above. */
 const THOUSAND_YEARS_MS = toMs('1000 years');
 
-const POLICY_KEYS = new Set(['maxAttempts', 'backoff', 'initialDelay', 'factor', 'maxDelay', 'jitter', 'retryIf']);
+const POLICY_KEYS = new Set(['maxAttempts', 'backoff', 'initialDelay', 'factor', 'maxDelay', 'jitter', 'retryIf', 'maxElapsed']);
 
 /**
  * `policy` if it is a retry policy, else ValidationError naming `what` and
  * the field: maxAttempts a whole number from 1, backoff 'exponential' or
  * 'constant', delays durations (at most 1000 years), factor a number from 1,
- * jitter from 0 to 1, retryIf a function, no other keys. Checked where a
+ * jitter from 0 to 1, retryIf a function, maxElapsed a duration (not in a
+ * workflow's or hook's policy: `steps: false`), no other keys. Checked where a
  * policy is given (a definition, a step's options), so a bad one is never
  * met later, when a failed attempt asks it for the next delay.
  *
  * @example
  * checkRetryPolicy({ maxAttempts: 5, initialDelay: '2s' }, 'retry of step charge');
  */
-export function checkRetryPolicy(policy: unknown, what: string): RetryPolicy | undefined {
+export function checkRetryPolicy(policy: unknown, what: string, { steps = true }: { steps?: boolean | undefined } = {}): RetryPolicy | undefined {
   if (policy === undefined) return undefined;
   if (typeof policy !== 'object' || policy === null || Array.isArray(policy)) {
     throw new ValidationError(`${what} must be an object, not ${quoteValue(policy)}`);
@@ -115,6 +128,11 @@ export function checkRetryPolicy(policy: unknown, what: string): RetryPolicy | u
   if (p.factor !== undefined && !(typeof p.factor === 'number' && Number.isFinite(p.factor) && p.factor >= 1)) throw bad('factor', 'a number from 1');
   if (p.jitter !== undefined && !(typeof p.jitter === 'number' && p.jitter >= 0 && p.jitter <= 1)) throw bad('jitter', 'a number from 0 to 1');
   if (p.retryIf !== undefined && typeof p.retryIf !== 'function') throw bad('retryIf', 'a function');
+  if (p.maxElapsed !== undefined) {
+    if (!steps) throw new ValidationError(`${what}: maxElapsed bounds a step's retries; a workflow's or a hook's policy takes maxAttempts`);
+    const ms = toMs(p.maxElapsed as Duration, `${what}: maxElapsed`);
+    if (ms <= 0 || ms > THOUSAND_YEARS_MS) throw bad('maxElapsed', 'a duration longer than 0 and at most 1000 years');
+  }
   return policy as RetryPolicy;
 }
 
@@ -126,7 +144,8 @@ export function isNonRetryable(error: unknown): boolean {
 
 /**
  * The delay before attempt `attempt + 1`, or null when the policy says stop.
- * `random` is injected so the computation is testable.
+ * `random` is injected so the computation is testable. `elapsedMs`: how long
+ * ago the first attempt began, for the policy's `maxElapsed` (a step's).
  */
 export function nextDelay(
   policy: RetryPolicy | undefined,
@@ -134,6 +153,20 @@ export function nextDelay(
   error: unknown,
   defaults: RetryDefaults = DEFAULT_STEP_RETRY,
   random: () => number = Math.random,
+  elapsedMs?: number,
+): number | null {
+  const delay = delayBefore(policy, attempt, error, defaults, random);
+  if (delay === null || policy?.maxElapsed === undefined || elapsedMs === undefined) return delay;
+  // The next attempt would begin past the budget: stop now rather than wait for nothing.
+  return elapsedMs + delay > toMs(policy.maxElapsed, 'maxElapsed') ? null : delay;
+}
+
+function delayBefore(
+  policy: RetryPolicy | undefined,
+  attempt: number,
+  error: unknown,
+  defaults: RetryDefaults,
+  random: () => number,
 ): number | null {
   // A field given as undefined keeps its default (a spread would copy the
   // undefined over it: maxAttempts undefined retried for ever).

@@ -125,6 +125,7 @@ describe('step templates', () => {
     assert.throws(() => createStepRegistry().registerStep('x', () => undefined, { timout: '1s' } as never), /defaults of step x has unknown option\(s\) timout/);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add', timeout: 'soon' as never }] }), ValidationError);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add', timeout: 0 }] }), /timeout longer than 0/);
+    await assert.rejects(t.set('bad', { steps: [{ name: 'add', retry: { maxElapsed: '0s' } }] }), /maxElapsed must be a duration longer than 0/);
     assert.throws(() => createStepRegistry().registerStep('x', () => undefined, { timeout: 0 }), /timeout of step x must be longer than 0/);
     await assert.rejects(t.set('bad', { steps: [{ name: 'add' }], hooks: { beforeStep: ['missing'] } }), ValidationError);
     for (const definition of ['{"steps": []}', '{"steps": [{"name": "a"}, {"name": "a"}]}',
@@ -136,6 +137,7 @@ describe('step templates', () => {
       '{"steps": [{"name": "a", "retry": {"jitter": 2}}]}', '{"steps": [{"name": "a", "retry": {"initialDelay": 40000000000000}}]}',
       '{"steps": [{"name": "a", "retry": {"maxDelay": true}}]}', '{"steps": [{"name": "a", "retry": {"initialDelay": -1}}]}',
       '{"steps": [{"name": "a", "timeout": 0}]}', '{"steps": [{"name": "a", "timeout": true}]}', '{"steps": [{"name": "a", "extra": 1}]}',
+      '{"steps": [{"name": "a", "retry": {"maxElapsed": 0}}]}', '{"steps": [{"name": "a", "retry": {"maxElapsed": false}}]}',
       '{"steps": [{"name": "a", "step": 7}]}', '{"steps": [{"name": "a"}], "hooks": "garbage"}', '{"steps": [{"name": "a"}], "hooks": {"onWhatever": []}}',
       '{"steps": [{"name": "a"}], "hooks": {"beforeStep": [1]}}', '{"steps": [{"name": "a"}], "owner": "me"}']) {
       await assert.rejects(env.pool.query('select trellis.template_set($1, $2)', ['bad', definition]), (e: { code?: string | undefined }) => e.code === 'TR001');

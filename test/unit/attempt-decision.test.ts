@@ -69,6 +69,18 @@ describe('decideAttempt', () => {
     assert.deepEqual(decideAttempt(failed({ error: new ParkRunRequest('needs a human') }), noJitter), { action: 'park' });
   });
 
+  it('stops retrying once the next attempt would begin past maxElapsed (fails, or parks with pauseAfter)', () => {
+    const retry = { maxAttempts: 100, backoff: 'constant' as const, initialDelay: 60_000, maxElapsed: '5 minutes' as const };
+    assert.deepEqual(decideAttempt(failed({ retry, attempt: 4, elapsedMs: 180_000 }), noJitter), { action: 'retry', delayMs: 60_000 });
+    assert.deepEqual(decideAttempt(failed({ retry, attempt: 5, elapsedMs: 240_000 }), noJitter), { action: 'retry', delayMs: 60_000 }, 'begins exactly at 5 minutes');
+    assert.deepEqual(decideAttempt(failed({ retry, attempt: 6, elapsedMs: 240_001 }), noJitter), { action: 'fail', cancelled: false });
+    assert.deepEqual(decideAttempt(failed({ retry, attempt: 6, elapsedMs: 300_000, pauseAfter: 50 }), noJitter), { action: 'park' });
+    // A RetryAfterError's delay counts too; without an elapsed time (no budget recorded) the policy alone decides.
+    assert.deepEqual(decideAttempt(failed({ retry, error: new RetryAfterError('later', 200_000), elapsedMs: 120_000 }), noJitter),
+      { action: 'fail', cancelled: false });
+    assert.deepEqual(decideAttempt(failed({ retry, attempt: 6 }), noJitter), { action: 'retry', delayMs: 60_000 });
+  });
+
   it('spreads the delay by the jitter drawn from random', () => {
     const policy = { maxAttempts: 3, initialDelay: 1000, jitter: 0.5 };
     assert.deepEqual(decideAttempt(failed({ retry: policy }), () => 0), { action: 'retry', delayMs: 500 });

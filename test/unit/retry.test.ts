@@ -70,11 +70,17 @@ describe('checkRetryPolicy', () => {
     ['maxAttempts', 0], ['maxAttempts', 1.5], ['maxAttempts', -1], ['maxAttempts', Infinity], ['maxAttempts', '3'],
     ['backoff', 'linear'], ['initialDelay', -1], ['initialDelay', 'soon'], ['maxDelay', '1001 years'],
     ['factor', 0.5], ['factor', Number.NaN], ['jitter', 2], ['jitter', -0.1], ['retryIf', true], ['retries', 3],
+    ['maxElapsed', 0], ['maxElapsed', '0s'], ['maxElapsed', 'a while'], ['maxElapsed', '1001 years'], ['maxElapsed', -5],
   ] as const) {
     it(`refuses ${field}: ${String(bad)} with ValidationError naming it`, () => {
       assert.throws(() => checkRetryPolicy({ [field]: bad }, 'retry of step s'), (e: Error) => e instanceof ValidationError && e.message.includes(field));
     });
   }
+  it('takes maxElapsed for a step\'s policy and refuses it for a workflow\'s or a hook\'s', () => {
+    assert.deepEqual(checkRetryPolicy({ maxElapsed: '10 minutes' }, 'p'), { maxElapsed: '10 minutes' });
+    assert.throws(() => checkRetryPolicy({ maxElapsed: '10 minutes' }, 'workflow w: retry', { steps: false }),
+      (e: Error) => e instanceof ValidationError && /maxElapsed bounds a step's retries/.test(e.message));
+  });
   it('refuses what is not an object', () => {
     for (const bad of [null, 3, 'often', [1]]) assert.throws(() => checkRetryPolicy(bad, 'p'), ValidationError);
   });
