@@ -82,9 +82,22 @@ comment on function trellis._forget_calls(integer, uuid, integer, integer) is
 create or replace function trellis.run_release(p_ops trellis.checkpoint_op[])
 returns void language plpgsql as $$
 declare
-  v_now timestamptz := trellis.now();
-  v_f   record;
+  v_now     timestamptz := trellis.now();
+  v_f       record;
+  v_rb      integer[];
+  v_rid     uuid[];
+  v_rat     timestamptz[];
 begin
+  -- Runs their code parks with a delay (a definition's resumeAfter, decision
+  -- 0038): a pause op with an error and delay_ms, on a run no operator asked
+  -- to pause or cancel. Read before the move, which clears the requests.
+  if exists (select 1 from unnest(p_ops) o where o.op = 'pause' and o.delay_ms > 0) then
+    select array_agg(r.bucket), array_agg(r.id), array_agg(v_now + make_interval(secs => least(o.delay_ms, 31536000000000) / 1000.0))
+      into v_rb, v_rid, v_rat
+      from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+     where o.op = 'pause' and o.delay_ms > 0 and o.error is not null
+       and r.pause_requested_at is null and r.cancel_requested_at is null;
+  end if;
   -- Run by run (a failed attempt is rare in a batch), each on its bucket.
   for v_f in
     select r.bucket, o.run, r.execution,
@@ -128,6 +141,11 @@ begin
                         else coalesce(o.error, r.error) end as error
               from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
              where o.op in ('release', 'pause')) m));
+  -- One run at a time, on its bucket (rare: a parked run).
+  for v_f in select x.bucket, x.id, x.resume_at from unnest(v_rb, v_rid, v_rat) as x(bucket, id, resume_at) loop
+    update trellis.runs set resume_at = v_f.resume_at
+     where bucket = v_f.bucket and id = v_f.id and status = 'paused';
+  end loop;
 end $$;
 comment on function trellis.run_release(trellis.checkpoint_op[]) is
   'Set-based: give back the runs of the release and pause ops whose (run, token) is held: pending after delay_ms (a failure counts a failed workflow attempt and forgets the failed call and every later one; begun false, a run its worker never executed, takes the claim''s attempt back), or paused (a pause op with an error, or either op with a pause request: a release keeps its due time); due now when a cancel request the execution did not see is pending.';

@@ -1,7 +1,7 @@
 -- 500_control: operator and API controls of a run.
 -- Owns: run_cancel (_run_cancel, _cancel_reach, _cancel_cascade, _cancel_one, _finish_cancelled),
 -- run_cancel_overdue (run deadlines),
--- run_pause, run_resume, run_retry. (The test kit's clock is in 800_clock.sql.)
+-- run_pause, run_resume, run_resume_due (parked runs resumed: decision 0038), run_retry. (The test kit's clock is in 800_clock.sql.)
 -- Touches: trellis.run_deadlines (run_cancel_overdue deletes the row it looked at),
 -- trellis.runs (update; status only through _run_move,
 -- sql/150_transitions.sql), trellis.steps (delete on retry), trellis.signals
@@ -107,6 +107,9 @@ begin
   if p_run.status in ('waiting', 'paused') then
     perform trellis._run_move(array[row(p_run.id, 'pending', 'resumed', v_now, null, false, v_error, true,
       null, null, null, null, null, true, null, null, null, '{"reason":"cancel"}')::trellis.run_move]);
+    if p_run.resume_at is not null then
+      update trellis.runs set resume_at = null where bucket = p_run.bucket and id = p_run.id;
+    end if;
   else
     update trellis.runs
        set cancel_requested_at = coalesce(cancel_requested_at, v_now),
@@ -267,6 +270,10 @@ begin
        set pause_requested_at = coalesce(pause_requested_at, v_now), updated_at = v_now, error = v_error
      where bucket = v_run.bucket and id = p_run_id;
     perform pg_notify('trellis:run_control', 'pause:' || p_run_id::text);
+  elsif v_run.status = 'paused' and v_run.resume_at is not null then
+    -- Parked by its code, to be resumed at resume_at: an operator's pause
+    -- holds it until an operator resumes it.
+    update trellis.runs set resume_at = null, updated_at = v_now where bucket = v_run.bucket and id = p_run_id;
   elsif v_run.status in ('pending', 'waiting') then
     perform trellis._run_move(array[row(p_run_id, 'paused', 'paused', null, null, false,
       jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason),
@@ -312,12 +319,52 @@ begin
     perform trellis._run_move(array[row(p_run_id, 'pending', 'resumed', v_run_at,
       null, false, null, false,
       null, null, null, null, true, null, null, null, null, '{"reason":"resume"}')::trellis.run_move]);
+    if v_run.resume_at is not null then
+      update trellis.runs set resume_at = null where bucket = v_run.bucket and id = p_run_id;
+    end if;
     perform pg_notify('trellis:run_ready', v_run.queue);
   end if;
   return (select status from trellis.runs where id = p_run_id);
 end $$;
 comment on function trellis.run_resume(uuid) is
   'Resume a paused run (it replays and continues where it stopped): pending again, not before its run_at (a runAt or the rest of a retry backoff is kept; a run parked on a wait, after a dead letter or by a pause request goes now). TR004 unless paused.';
+
+-- The trellis.resumes duty (decision 0038): resume, as run_resume does, up
+-- to p_limit paused runs whose resume_at has passed (runs their code parked
+-- under a definition with resumeAfter), oldest resume_at first, each locked
+-- and looked at again (an operator's pause, resume or cancel meanwhile
+-- cleared resume_at: passed over). Returns how many it resumed.
+create or replace function trellis.run_resume_due(p_limit integer default 100)
+returns integer language plpgsql as $$
+declare
+  v_now  timestamptz := trellis.now();
+  v_id   uuid;
+  v_run  trellis.runs;
+  v_done integer := 0;
+begin
+  if p_limit is null or p_limit < 1 or p_limit > 10000 then
+    perform trellis._raise('TR001', format('limit must be from 1 to 10000, not %s', coalesce(p_limit::text, 'null')));
+  end if;
+  for v_id in
+    select r.id from trellis.runs r
+     where r.resume_at <= v_now and r.status = 'paused'
+     order by r.resume_at
+     limit p_limit
+  loop
+    if trellis._distributed() then
+      perform trellis._lock_runs(array[v_id]);
+      select * into v_run from trellis.runs r where r.id = v_id;
+    else
+      select * into v_run from trellis.runs r where r.id = v_id for no key update;
+    end if;
+    continue when not found or v_run.status <> 'paused' or not coalesce(v_run.resume_at <= v_now, false);
+    perform trellis.run_resume(v_id);
+    v_done := v_done + 1;
+  end loop;
+  return v_done;
+end $$;
+comment on function trellis.run_resume_due(integer) is
+  'Resume, as run_resume does, up to p_limit (1-10000) paused runs whose resume_at has passed (parked by their code under a definition with resumeAfter), oldest first; returns how many. The trellis.resumes duty calls it.';
 
 -- Retry re-runs the workflow from its first failed call: that call and every
 -- later call of the current execution are forgotten, so what the workflow did

@@ -23,6 +23,8 @@ export interface Run {
    * this finished run, or null.
    */
   formerKey: string | null;
+  /** A paused run its code parked under the definition's `resumeAfter`: when it is resumed. Null otherwise. */
+  resumeAt: Date | null;
   /** The queue it runs on. */
   queue: string;
   /** Higher runs are claimed first. */
@@ -145,6 +147,7 @@ export function toRun(r: Row<RunsTable>): Run {
     version: r.version,
     key: r.key,
     formerKey: (r.former_key as string | null | undefined) ?? null,
+    resumeAt: (r.resume_at ?? null) as Date | null,
     queue: r.queue,
     priority: r.priority,
     status: r.status,

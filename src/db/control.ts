@@ -73,6 +73,12 @@ export async function cancelOverdueRuns(db: Queryable, limit: number, signal?: A
   return n;
 }
 
+/** trellis.run_resume_due: resume up to `limit` parked runs whose resume_at passed; how many. */
+export async function runResumeDue(db: Queryable, limit: number): Promise<number> {
+  const rows = await queryRows<{ n: number }>(db, 'select trellis.run_resume_due($1) as n', [limit], 'trellis_run_resume_due');
+  return rows[0]?.n ?? 0;
+}
+
 /** The id of the run of `workflow` started with `key`, if any. */
 export async function runIdByKey(db: Queryable, workflow: string, key: string): Promise<string | undefined> {
   const rows = await queryRows<{ id: string }>(db, 'select id from trellis.runs where workflow = $1 and key = $2', [workflow, key]);

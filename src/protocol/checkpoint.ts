@@ -73,7 +73,8 @@ export type EndOp =
    * the newest signal the execution saw.
    */
   | { op: 'wait'; deadline: string | null; signal: number; seen_cancel: boolean }
-  | { op: 'pause'; error?: SerializedError | undefined; seen_cancel?: boolean | undefined }
+  /** Parked; with `delay_ms` (a run its code parked, the definition's resumeAfter), resumed by the trellis.resumes duty after it. */
+  | { op: 'pause'; error?: SerializedError | undefined; seen_cancel?: boolean | undefined; delay_ms?: number | undefined }
   /** Continue as new with `input` (JSON text). */
   | { op: 'continue'; input: string; keep: boolean };
 

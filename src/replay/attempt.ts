@@ -154,7 +154,8 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
         op: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attempt }), error: serialized, attempts: attempt, ms,
       }).catch(() => undefined);
       replay.log.warn('step failed too often, run parked', { step: name, attempt });
-      replay.halt({ op: 'pause', error: serialized, seen_cancel: replay.cancelRequested });
+      const resumeAfter = replay.o.definition.resumeAfterMs;
+      replay.halt({ op: 'pause', error: serialized, seen_cancel: replay.cancelRequested, ...(resumeAfter ? { delay_ms: resumeAfter } : {}) });
       return { ok: 'halted' };
     }
     if (decision.action === 'fail') {

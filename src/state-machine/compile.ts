@@ -51,6 +51,7 @@ interface CompiledMachine<S extends string, T> {
   nodes: ReadonlyMap<S, MachineNode<S, T>>;
   object: StandardSchemaV1<unknown, T>;
   pauseAfterErrors: number | undefined;
+  resumeAfterMs?: number | undefined;
 }
 
 /** The run ended cancelled in `status` (by a handler, or from outside). */
@@ -146,6 +147,7 @@ export function compileMachine<S extends string, T>(
     input,
     signals,
     pauseAfter,
+    ...(machine.resumeAfterMs !== undefined ? { resumeAfter: machine.resumeAfterMs } : {}),
     hooks: sink ? machineHooks(machine.name, sink, events) : undefined,
   }, async (ctx, start) => {
     const foreignId = String(ctx.metadata.foreign_id ?? '');

@@ -5,7 +5,7 @@
  * claims, leases, history and test kit.
  */
 import { ValidationError } from '../errors.ts';
-import type { WorkflowDefinition } from '../workflow/define.ts';
+import { checkResumeAfter, type WorkflowDefinition } from '../workflow/define.ts';
 import { toMs, toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import { checkRetryPolicy, type RetryPolicy } from '../workflow/retry.ts';
@@ -70,6 +70,8 @@ export interface StateMachine<S extends string = string, T = unknown> {
   readonly nodes: ReadonlyMap<S, Readonly<MachineNode<S, T>>>;
   readonly object: StandardSchemaV1<unknown, T>;
   readonly pauseAfterErrors: number | undefined;
+  /** `resumeAfter` in milliseconds, if set: a parked run is resumed after it. */
+  readonly resumeAfterMs?: number | undefined;
   /** Applied to the object when its data is deleted (`deleteData`); default: `{}`. */
   readonly deleteData: (object: T) => unknown;
   /** Its connectors (`.connector`), run by `runMachineConnectors`. */
@@ -88,6 +90,7 @@ export class StateMachineBuilder<S extends string, T> {
   private readonly nodes = new Map<S, MachineNode<S, T>>();
   private readonly hooks: { complete?: HookFn<S, T> | undefined; cancel?: HookFn<S, T> | undefined; pause?: HookFn<S, T> | undefined } = {};
   private pauseAfter: number | undefined;
+  private resumeAfterMs: number | undefined;
   private deleter: ((object: T) => unknown) | undefined;
   private sink: MachineHookSink<S, T> | undefined;
   private readonly connectorList: MachineConnector<S, T>[] = [];
@@ -163,6 +166,20 @@ export class StateMachineBuilder<S extends string, T> {
   }
 
   /**
+   * Resume a run parked after `pauseAfterErrors` (or by a handler's `pause`)
+   * this long after it was parked (luno's pause retry): see the workflow
+   * option `resumeAfter`.
+   *
+   * @example
+   * defineStateMachine({ name: 'payout', status: z.enum(['new', 'paid']), object: z.object({}) })
+   *   .step('new', () => 'paid', 'paid').pauseAfterErrors(3).resumeAfter('1 hour');
+   */
+  resumeAfter(after: Duration): this {
+    this.resumeAfterMs = checkResumeAfter(after, `machine ${this.options.name}`);
+    return this;
+  }
+
+  /**
    * Called when the run is parked: a handler's `pause`, `pauseAfterErrors`
    * reached, or a pause from outside. Durable, as `onComplete`; the event's
    * status and object are the run's as the hook runs.
@@ -224,6 +241,7 @@ export class StateMachineBuilder<S extends string, T> {
       nodes: this.nodes as ReadonlyMap<S, MachineNode<S, T>>,
       object: this.options.object,
       pauseAfterErrors: this.pauseAfter,
+      resumeAfterMs: this.resumeAfterMs,
       deleteData: this.deleter ?? (() => ({})),
       connectors: Object.freeze([...this.connectorList]),
     };

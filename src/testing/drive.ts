@@ -7,7 +7,7 @@
  * engine's NOTIFYs, with a short poll for the changes that send none (a run
  * parking in `waiting`).
  */
-import { cancelOverdueRuns } from '../db/control.ts';
+import { cancelOverdueRuns, runResumeDue } from '../db/control.ts';
 import { PgClient, type Pool } from '../db/pg.ts';
 import { toQueryable } from '../db/queryable.ts';
 
@@ -21,6 +21,10 @@ export interface DriveRound {
   idle: boolean;
   /** A run of the tree is past its deadline and not yet cancelled (decision 0031). */
   overdue: boolean;
+  /** A run of the tree is parked by its code and its resume_at has passed (decision 0038). */
+  resumable: boolean;
+  /** The run is paused to be resumed at a time (its code parked it under resumeAfter), not by an operator. */
+  resumes: boolean;
   /** The earliest timer (or run deadline) of the tree in the future, or null if none. */
   nextAt: Date | null;
   /** The engine time after this round's advance, if it advanced the clock. */
@@ -49,12 +53,15 @@ const ROUND = `${TREE}, s as (
                       where status = 'running'
                          or (status in ('pending', 'waiting') and run_at <= trellis.now())) as idle,
          exists (select 1 from live where deadline_at <= trellis.now() and cancel_requested_at is null) as overdue,
+         exists (select 1 from live where status = 'paused' and resume_at <= trellis.now()) as resumable,
+         (select resume_at is not null from trellis.runs where id = $1 and status = 'paused') as resumes,
          (select least(min(run_at) filter (where status in ('pending', 'waiting') and run_at > trellis.now() and run_at < 'infinity'),
-                       min(deadline_at) filter (where cancel_requested_at is null and deadline_at > trellis.now()))
+                       min(deadline_at) filter (where cancel_requested_at is null and deadline_at > trellis.now()),
+                       min(resume_at) filter (where status = 'paused' and resume_at > trellis.now()))
             from live) as next_at
 )
-select status, idle, overdue, next_at,
-       case when idle and not overdue and status in ('pending', 'waiting') and next_at is not null
+select status, idle, overdue, resumable, coalesce(resumes, false) as resumes, next_at,
+       case when idle and not overdue and not resumable and (status in ('pending', 'waiting') or resumes) and next_at is not null
             then trellis.clock_advance(next_at - trellis.now()) end as advanced_to
   from s`;
 
@@ -66,12 +73,16 @@ select id, workflow, status, queue, lease_owner,
 
 /** Read the run's tree and advance the clock if only time can move it. */
 export async function driveRound(pool: Pool, runId: string): Promise<DriveRound> {
-  const { rows } = await pool.query<{ status: string | null; idle: boolean; overdue: boolean; next_at: Date | null; advanced_to: Date | null }>(ROUND, [runId]);
+  const { rows } = await pool.query<{
+    status: string | null; idle: boolean; overdue: boolean; resumable: boolean; resumes: boolean; next_at: Date | null; advanced_to: Date | null;
+  }>(ROUND, [runId]);
   const row = rows[0];
   return {
     status: row?.status ?? undefined,
     idle: row?.idle ?? false,
     overdue: row?.overdue ?? false,
+    resumable: row?.resumable ?? false,
+    resumes: row?.resumes ?? false,
     nextAt: row?.next_at ?? null,
     advancedTo: row?.advanced_to ?? null,
   };
@@ -83,6 +94,14 @@ export async function driveRound(pool: Pool, runId: string): Promise<DriveRound>
  */
 export async function cancelOverdue(pool: Pool): Promise<void> {
   await cancelOverdueRuns(toQueryable(pool), 10_000);
+}
+
+/**
+ * Resume every parked run whose resume_at has passed (decision 0038) now, as
+ * the resumes duty of a worker would within its interval.
+ */
+export async function resumeDue(pool: Pool): Promise<void> {
+  while ((await runResumeDue(toQueryable(pool), 10_000)) === 10_000);
 }
 
 /** The unfinished runs of the tree, one per line, for error messages. */

@@ -19,7 +19,7 @@ import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workf
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { silentLogger } from '../protocol/logger.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
-import { cancelOverdue, describeTree, driveRound, Wakeups } from './drive.ts';
+import { cancelOverdue, describeTree, driveRound, resumeDue, Wakeups } from './drive.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
 import { assertSteps, type ExpectedStep } from './history.ts';
 
@@ -112,10 +112,12 @@ export interface TestEnv {
    * cancelled; it does not throw for a failed run). Whenever neither the run
    * nor any run below it (children, activities) is running or due, the clock
    * jumps to the earliest timer among them: a sleep, a signal timeout, a
-   * retry backoff, a `runAt`.
+   * retry backoff, a `runAt`, the resume of a run parked under `resumeAfter`
+   * (which it then resumes, as the workers' resumes duty would).
    *
-   * Throws `ValidationError` if the run cannot end by itself (it is paused,
-   * or it and every run below it wait with no timer: a signal nobody sends)
+   * Throws `ValidationError` if the run cannot end by itself (it is paused
+   * with no `resumeAfter` to resume it, or it and every run below it wait
+   * with no timer: a signal nobody sends)
    * and `TimeoutError` after `timeout` of real time. Both messages list the
    * unfinished runs of the tree.
    *
@@ -269,6 +271,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       throw toTrellisError(error); // TR004: the clock is not virtual (a migrate() without the test kit's option)
     }
     await cancelOverdue(pool);
+    await resumeDue(pool);
   };
   const now = async () => (await pool.query<{ now: Date }>('select trellis.now() as now')).rows[0]?.now as Date;
 
@@ -280,11 +283,12 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       const round = await driveRound(pool, runId);
       if (round.status === undefined) throw new ValidationError(`run ${runId} does not exist`);
       if (round.status === 'completed' || round.status === 'failed' || round.status === 'cancelled') return get(runId);
-      if (round.status === 'paused') {
+      if (round.status === 'paused' && !round.resumes) {
         throw new ValidationError(`run ${runId} is paused: it cannot end until it is resumed or cancelled\n${await describeTree(pool, runId)}`);
       }
-      if (round.overdue) {
-        await cancelOverdue(pool);
+      if (round.overdue || round.resumable) {
+        if (round.overdue) await cancelOverdue(pool);
+        if (round.resumable) await resumeDue(pool);
         if (Date.now() <= deadline) continue; // else the bound below ends the drive
       }
       if (round.advancedTo) continue; // the workers were notified; look again at once

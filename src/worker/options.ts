@@ -156,6 +156,17 @@ export interface WorkerOptions extends ConnectionTimeouts {
    */
   deadlines?: { interval?: Duration | undefined; batch?: number | undefined } | false | undefined;
   /**
+   * Parked runs resumed (a definition's `resumeAfter`; role
+   * `trellis.resumes`, held by one worker at a time): every `interval`
+   * (default 1s) it resumes the parked runs whose time has come, up to
+   * `batch` per look (default 100, in one transaction). `false`: this worker
+   * never does (another one does, or nobody: then parked runs stay parked).
+   *
+   * @example
+   * const worker = createWorker({ pool, workflows: [sync], resumes: { interval: '10s', batch: 10 } });
+   */
+  resumes?: { interval?: Duration | undefined; batch?: number | undefined } | false | undefined;
+  /**
    * Durable lifecycle hooks (`defineWorkflow({ hooks })`) of the workflows
    * this worker serves: how often it claims due deliveries (default 1s) and
    * how many hooks it runs at once (default 8). `false`: this worker runs no
@@ -243,6 +254,8 @@ export interface ResolvedWorkerOptions {
   purge: { intervalMs: number; batch: number } | undefined;
   /** The deadlines duty (undefined: this worker never cancels overdue runs). */
   deadlines: { intervalMs: number; batch: number } | undefined;
+  /** The resumes duty (undefined: this worker never resumes parked runs). */
+  resumes: { intervalMs: number; batch: number } | undefined;
   timeouts: ResolvedTimeouts;
   /** The link of the client this worker joined (`client`), if any. */
   link: LocalHandoff | undefined;
@@ -264,12 +277,14 @@ export const WORKER_OPTION_BOUNDS = {
   purgeIntervalMs: [10, 86_400_000],
   deadlinesBatch: [1, 100_000],
   deadlinesIntervalMs: [10, 86_400_000],
+  resumesBatch: [1, 10_000],
+  resumesIntervalMs: [10, 86_400_000],
   idLength: [1, 200],
 } as const;
 
 /** Check every option once and apply the defaults; the result is frozen. */
 /**
- * A duty's worker option (`purge`, `deadlines`, `schedules`): absent,
+ * A duty's worker option (`purge`, `deadlines`, `schedules`, `resumes`): absent,
  * `false`, or an object of `interval` and `batch`; anything else (`true`,
  * `'yes'`, `null`, a misspelt key) is a ValidationError naming it rather
  * than the defaults taken in silence.
@@ -308,7 +323,7 @@ export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedW
       throw new ValidationError(`id must be a string of ${b.idLength[0]}-${b.idLength[1]} characters without control characters`);
     }
   }
-  for (const duty of ['purge', 'deadlines', 'schedules'] as const) checkDutyOption(options[duty], duty);
+  for (const duty of ['purge', 'deadlines', 'schedules', 'resumes'] as const) checkDutyOption(options[duty], duty);
   let purge: ResolvedWorkerOptions['purge'];
   if (options.purge !== false) {
     const batch = integerIn(options.purge?.batch ?? 1000, 'purge.batch', b.purgeBatch);
@@ -321,11 +336,17 @@ export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedW
     const intervalMs = durationIn(options.deadlines?.interval ?? 1000, 'deadlines.interval', b.deadlinesIntervalMs);
     deadlines = Object.freeze({ intervalMs, batch });
   }
+  let resumes: ResolvedWorkerOptions['resumes'];
+  if (options.resumes !== false) {
+    const batch = integerIn(options.resumes?.batch ?? 100, 'resumes.batch', b.resumesBatch);
+    const intervalMs = durationIn(options.resumes?.interval ?? 1000, 'resumes.interval', b.resumesIntervalMs);
+    resumes = Object.freeze({ intervalMs, batch });
+  }
   const timeouts = resolveTimeouts(options);
   let link: LocalHandoff | undefined;
   if (options.client !== undefined) {
     link = (options.client as Partial<HandoffSource> | null)?.localHandoff;
     if (!(link instanceof LocalHandoff)) throw new ValidationError('client must be a Client made by createClient (the client whose starts this worker may take)');
   }
-  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge, deadlines, timeouts, link });
+  return Object.freeze({ definitions, queues, concurrency, claimBatch, pollMs, leaseMs, listenerCheckMs, maxBatch, purge, deadlines, resumes, timeouts, link });
 }

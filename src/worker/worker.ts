@@ -152,10 +152,11 @@ export class Worker {
    * followed by another look; `givenBack`: claimed runs released at once
    * because hand-offs had taken their slots while the claim was in flight;
    * `overdue`: deadlines this worker looked at once they passed, decision
-   * 0031: a run cancelled for its deadline, or one that had ended first).
+   * 0031: a run cancelled for its deadline, or one that had ended first;
+   * `resumed`: parked runs this worker's resumes duty resumed, decision 0038).
    */
   readonly stats = { claimed: 0, claims: 0, handedOff: 0, gateBusy: 0, givenBack: 0, completed: 0, failed: 0, cancelled: 0, release: 0, wait: 0, pause: 0, continue: 0, abandoned: 0, purged: 0,
-    fired: 0, overdue: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };
+    fired: 0, overdue: 0, resumed: 0, hooks: { delivered: 0, retry: 0, parked: 0 } };
   private readonly registry: WorkflowRegistry<WorkflowDefinition>;
   private readonly leases: LeaseKeeper;
   /** ctx.transaction bodies open at once: the pool's size less two connections left to the engine. */
@@ -192,6 +193,7 @@ export class Worker {
     if (options.roles !== undefined) refuseUnknownKeys(options.roles, ['ttl'], 'roles');
     this.roleRunner = new RoleRunner({ db: this.db, holder: this.id, log: this.log, ttlMs: roleTtlMs(options.roles?.ttl, 'roles.ttl') });
     for (const duty of engineDuties({ db: this.db, purge: o.purge, schedules: resolveTicker(options.schedules), deadlines: o.deadlines,
+      resumes: o.resumes, onResumed: (n) => (this.stats.resumed += n),
       onPurged: (n) => (this.stats.purged += n), onFired: (n) => (this.stats.fired += n), onOverdue: (n) => (this.stats.overdue += n) })) {
       this.roleRunner.add(duty.name, duty.run, { everyMs: duty.everyMs }, true);
     }

@@ -1,6 +1,6 @@
 /** `defineWorkflow`: a named, versioned async function of durable steps. */
-import { ValidationError } from '../errors.ts';
-import { toTimeoutMs } from '../protocol/duration.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
+import { type Duration, toMs, toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from './names.ts';
 import { checkRetryPolicy, type RetryPolicy } from './retry.ts';
 import type { InferInput, InferOutput, StandardSchemaV1 } from './standard-schema.ts';
@@ -81,6 +81,20 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    */
   pauseAfter?: number | undefined;
   /**
+   * Resume a run parked by its own code (`pauseAfter`, a step's
+   * `ParkRunRequest`) this long after it was parked, as `client.resume`
+   * would (luno's pause retry): the step gets a fresh count of attempts.
+   * Done by the `trellis.resumes` duty of the workers (about every second);
+   * a run parks again if the step still fails, and is resumed again. An
+   * operator's `pause` of a parked run holds it until an operator resumes
+   * it; runs an operator paused are never resumed by this.
+   *
+   * @example
+   * const sync = defineWorkflow({ name: 'sync', input: z.object({}), pauseAfter: 3, resumeAfter: '1 hour' },
+   *   async (ctx) => ctx.step('push', () => fetchJson('https://crm.example/push')));
+   */
+  resumeAfter?: Duration | undefined;
+  /**
    * The signals this workflow waits for. Declared, they are registered with
    * the version (their payload shapes, as for the input), and a signal sent
    * from SQL or by name is refused (`ValidationError`, TR001) when the
@@ -143,6 +157,8 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   readonly output: StandardSchemaV1<unknown, O> | undefined;
   readonly retry: RetryPolicy | undefined;
   readonly pauseAfter: number | undefined;
+  /** `resumeAfter` in milliseconds, if given. */
+  readonly resumeAfterMs?: number | undefined;
   /** The declared signals (`signals` option), if any. */
   readonly signals: readonly SignalDefinition<any, any>[] | undefined;
   /** The lifecycle hooks (`hooks` option), if any. */
@@ -180,6 +196,7 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
   if (options.pauseAfter !== undefined && (!Number.isInteger(options.pauseAfter) || options.pauseAfter < 1)) {
     throw new ValidationError(`workflow ${options.name}: pauseAfter must be a positive integer`);
   }
+  const resumeAfterMs = checkResumeAfter(options.resumeAfter, `workflow ${options.name}`);
   if (!options.input || typeof options.input['~standard']?.validate !== 'function') {
     throw new ValidationError(`workflow ${options.name}: input must be a zod (or Standard Schema) schema`);
   }
@@ -205,6 +222,7 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     output: options.output as never,
     retry: options.retry,
     pauseAfter: options.pauseAfter,
+    resumeAfterMs,
     signals: options.signals ? Object.freeze([...options.signals]) : undefined,
     hooks: options.hooks ? Object.freeze({ ...options.hooks }) as never : undefined,
     eventPayloads: options.eventPayloads ?? false,
@@ -283,4 +301,17 @@ export function defineActivity<S extends StandardSchemaV1, O>(
   return defineWorkflow({ name: options.name, version: options.version, queue: options.queue, input: options.input },
     async (ctx, input) => ctx.step(options.name, (step) => fn(input as InferOutput<S>, step), { retry: options.retry, timeout: options.timeout }),
   ) as never;
+}
+
+/** 1000 years as a duration reads them: the longest wait a release (delay_ms) takes. */
+const MAX_RESUME_AFTER_MS = 31_536_000_000_000;
+
+/** A definition's `resumeAfter` in milliseconds (undefined: none); ValidationError naming `what` for anything but a duration from 1 ms to 1000 years. */
+export function checkResumeAfter(resumeAfter: Duration | undefined, what: string): number | undefined {
+  if (resumeAfter === undefined) return undefined;
+  const ms = toMs(resumeAfter, `${what}: resumeAfter`);
+  if (ms < 1 || ms > MAX_RESUME_AFTER_MS) {
+    throw new ValidationError(`${what}: resumeAfter must be a duration longer than 0 and at most 1000 years, not ${quoteValue(resumeAfter)}`);
+  }
+  return ms;
 }

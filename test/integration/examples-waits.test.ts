@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -158,6 +158,18 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.match(stdout, /^move step: completed after 2 attempts$/m);
     const rows = await query<{ source: string; target: string; cents: string }>(url, 'select source, target, cents from wallet_ledger');
     assert.deepEqual(rows, [{ source: 'ada', target: 'lin', cents: '2500' }]);
+  });
+
+  it('dead-letter: a parked run is resumed by itself once its resumeAfter passed; an operator\'s pause holds another', async () => {
+    const { stdout, url } = await finished('dead-letter');
+    assert.deepEqual(stdout.trim().split('\n'), [
+      'parked: paused, error "partner unavailable (503)", resumed about 2 s later',
+      'resumed by itself: account 7 synced',
+      'held by the operator: paused, resumeAt null',
+      'resumed by the operator: account 8 synced',
+    ]);
+    const rows = await query<{ status: string; resume_at: Date | null }>(url, `select status, resume_at from trellis.runs order by created_at`);
+    assert.deepEqual(rows, [{ status: 'completed', resume_at: null }, { status: 'completed', resume_at: null }]);
   });
 
   it('bulk-control: failed imports retried after the fix, a queue paused and resumed, the rest cancelled by filter', async () => {

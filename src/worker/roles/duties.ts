@@ -9,7 +9,7 @@
  * reclaims as a side effect of claiming and no sweeper is needed.
  */
 import type { Queryable } from '../../db/queryable.ts';
-import { cancelOverdueRuns } from '../../db/control.ts';
+import { cancelOverdueRuns, runResumeDue } from '../../db/control.ts';
 import { runPurgeDue } from '../../db/retention.ts';
 import { ValidationError } from '../../errors.ts';
 import type { CronSchedule } from '../../workflow/cron.ts';
@@ -32,6 +32,9 @@ export interface EngineDutyOptions {
   schedules: { intervalMs: number; batch: number } | undefined;
   /** Run deadlines (undefined: this worker never cancels overdue runs). */
   deadlines: { intervalMs: number; batch: number } | undefined;
+  /** Parked runs resumed after their definition's resumeAfter (undefined: this worker never resumes them). */
+  resumes?: { intervalMs: number; batch: number } | undefined;
+  onResumed?: ((count: number) => void) | undefined;
   onPurged: (count: number) => void;
   onFired: (count: number) => void;
   onOverdue: (count: number) => void;
@@ -49,7 +52,7 @@ async function purgeDue(db: Queryable, batch: number, signal: AbortSignal, onPur
 
 export function engineDuties(o: EngineDutyOptions): Duty[] {
   const crons = new Map<string, CronSchedule>();
-  const { purge, schedules, deadlines } = o;
+  const { purge, schedules, deadlines, resumes } = o;
   const duties: (Duty | undefined)[] = [
     purge && { name: 'trellis.purge', everyMs: purge.intervalMs, run: ({ signal }) => purgeDue(o.db, purge.batch, signal, o.onPurged) },
     schedules && {
@@ -62,6 +65,12 @@ export function engineDuties(o: EngineDutyOptions): Duty[] {
       everyMs: deadlines.intervalMs,
       // One overdue run per transaction (decision 0031); past `batch`, the rest wait for the next look.
       run: async ({ signal }) => o.onOverdue(await cancelOverdueRuns(o.db, deadlines.batch, signal)),
+    },
+    resumes && {
+      name: 'trellis.resumes',
+      everyMs: resumes.intervalMs,
+      // Up to `batch` per look, in one transaction (decision 0038).
+      run: async () => o.onResumed?.(await runResumeDue(o.db, resumes.batch)),
     },
   ];
   return duties.filter((d): d is Duty => d !== undefined);
