@@ -253,12 +253,15 @@ begin
   -- of a finished holder (its key moves to former_key, under its row lock,
   -- and the insert is tried again; a holder retried meanwhile is no longer
   -- finished and is returned), and returns one that has not finished.
-  -- 'replace' is 'reuse', and a holder that has not begun (pending, never
-  -- claimed, not a fork) takes this start's input, run_at, priority and
-  -- metadata. Two rounds at most: a start that moved the key holds the old
-  -- row's lock until it commits, so no other start takes the key between
-  -- its update and its insert; a third round is never needed.
-  for v_try in 1 .. 3 loop
+  -- 'replace' is 'reuse', and a holder that has not begun (pending and never
+  -- claimed: started_at null, so not a run that continued as new either;
+  -- not a fork) takes this start's input, run_at, priority and metadata.
+  -- A start that moved the key holds the old row's lock until it commits,
+  -- so no other start takes the key between its update and its insert; a
+  -- round is lost only to a start that moved the key first and whose new
+  -- run has finished again by the next look (a race lost to a run that
+  -- ended meanwhile, each round), so the rounds are bounded generously.
+  for v_try in 1 .. 100 loop
     insert into trellis.runs (bucket, id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
                               run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,
                               attempt, lease_token, lease_owner, lease_expires_at, started_at, deadline_at)
@@ -276,7 +279,7 @@ begin
     exit when v_got is not null;
     -- Another start with this key won (possibly concurrently: the insert
     -- waited for it to commit). Its run is returned, unless the policy says otherwise.
-    select r.id, r.status, r.attempt > 0 or r.forked_from is not null into v_got, v_held, v_begun
+    select r.id, r.status, r.started_at is not null or r.forked_from is not null into v_got, v_held, v_begun
       from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
     if v_got is null then
       continue;  -- the holder let the key go after the insert looked: try again
@@ -293,7 +296,7 @@ begin
     if v_policy = 'replace' and v_held = 'pending' and not v_begun then
       update trellis.runs set input = coalesce(p_input, 'null'), run_at = v_run_at, priority = v_priority,
                               metadata = v_metadata, updated_at = v_now
-       where bucket = v_bucket and id = v_got and status = 'pending' and attempt = 0 and forked_from is null
+       where bucket = v_bucket and id = v_got and status = 'pending' and started_at is null and forked_from is null
       returning version, queue, execution into v_held_version, v_held_queue, v_held_execution;
       if found then
         if v_outbox then
@@ -310,8 +313,9 @@ begin
     return v_got;
   end loop;
   if v_got is null then
-    -- Not reached (see above); a serialization failure, which callers retry.
-    raise exception 'trellis: the key of this start changed hands three times while it looked; start again'
+    -- Only under a churn of runs that end as soon as they start (see
+    -- above); a serialization failure, which callers retry.
+    raise exception 'trellis: the key of this start changed hands 100 times while it looked; start again'
       using errcode = '40001';
   end if;
   -- A new queue's row, once the run is in: a start whose key was taken

@@ -3,11 +3,13 @@
 -- Touches: trellis.runs, trellis.steps, trellis.signals, trellis.events as
 -- the one-run controls do (each matched run goes through run_cancel,
 -- run_retry, run_pause or run_resume).
--- Lock order: one run at a time in id order (each control then takes what it
--- takes, sql/500_control.sql); a batch holds its runs' locks until its
--- transaction ends. A cancel reaches a run's parent and children, so two
--- batches, or a batch and a worker ending a child, can deadlock (40P01):
--- the batch rolls back whole, and is run again (the client does).
+-- Lock order: a batch's runs in id order, one at a time (pause, resume,
+-- retry), or for a cancel, the batch's runs with their parents and the runs
+-- they reach all at once in id order, as run_cancel does for one; a batch
+-- holds its locks until its transaction ends. A child started after the
+-- batch looked is locked by run_cancel when it gets there: rarely, a
+-- deadlock (40P01) still rolls the batch back whole, and it is run again
+-- (the client does).
 --
 -- A batch examines up to p_limit runs the filter matches, whose status the
 -- control applies to, in id order after p_after; it returns each with its
@@ -16,30 +18,32 @@
 -- starts after the last id returned; fewer rows than p_limit: no more.
 
 -- The filter: {"workflow", "version", "queue", "key", "status" (one or an
--- array), "created_after", "created_before", "ids" (an array of run ids),
--- "all"}, each optional, but at least one: a control of every run must say
--- {"all": true}.
+-- array), "created_after", "created_before", "metadata" (an object the run's
+-- metadata contains), "ids" (an array of run ids), "all"}, each optional,
+-- but at least one (an empty metadata object names nothing): a control of
+-- every run must say {"all": true}.
 create or replace function trellis._run_filter(p_filter jsonb,
   out workflow text, out version text, out queue text, out key text, out statuses text[],
-  out created_after timestamptz, out created_before timestamptz, out ids uuid[])
+  out created_after timestamptz, out created_before timestamptz, out ids uuid[], out metadata jsonb)
 language plpgsql immutable as $$
 declare
   v_bad text;
 begin
   if p_filter is null or jsonb_typeof(p_filter) <> 'object' then
-    perform trellis._raise('TR001', 'a run filter is a JSON object {workflow?, version?, queue?, key?, status?, created_after?, created_before?, ids?, all?}');
+    perform trellis._raise('TR001', 'a run filter is a JSON object {workflow?, version?, queue?, key?, status?, created_after?, created_before?, metadata?, ids?, all?}');
   end if;
   select string_agg(trellis._quote(k), ', ') into v_bad from jsonb_object_keys(p_filter) k
-   where k not in ('workflow', 'version', 'queue', 'key', 'status', 'created_after', 'created_before', 'ids', 'all');
+   where k not in ('workflow', 'version', 'queue', 'key', 'status', 'created_after', 'created_before', 'metadata', 'ids', 'all');
   if v_bad is not null then
     perform trellis._raise('TR001', format('unknown run filter key(s): %s', v_bad));
   end if;
   if p_filter ? 'all' and jsonb_typeof(p_filter->'all') not in ('boolean', 'null') then
     perform trellis._raise('TR001', 'run filter all must be true or false');
   end if;
-  if (select count(*) from jsonb_each(p_filter) e where e.value <> 'null'::jsonb and e.key <> 'all') = 0
+  if (select count(*) from jsonb_each(p_filter) e
+       where e.value <> 'null'::jsonb and e.key <> 'all' and not (e.key = 'metadata' and e.value = '{}'::jsonb)) = 0
      and p_filter->'all' is distinct from 'true'::jsonb then
-    perform trellis._raise('TR001', 'a run filter names at least one of workflow, version, queue, key, status, created_after, created_before, ids; {"all": true} for every run');
+    perform trellis._raise('TR001', 'a run filter names at least one of workflow, version, queue, key, status, created_after, created_before, metadata, ids; {"all": true} for every run');
   end if;
   if exists (select 1 from jsonb_each(p_filter) e
               where e.key in ('workflow', 'version', 'queue', 'key', 'created_after', 'created_before')
@@ -84,6 +88,11 @@ begin
   exception when others then
     perform trellis._raise('TR001', format('run filter created_before %s is not a timestamp', trellis._quote(p_filter->>'created_before')));
   end;
+  if jsonb_typeof(p_filter->'metadata') = 'object' then
+    metadata := p_filter->'metadata';
+  elsif jsonb_typeof(p_filter->'metadata') not in ('null') then
+    perform trellis._raise('TR001', 'run filter metadata is a JSON object the runs'' metadata contains');
+  end if;
   if jsonb_typeof(p_filter->'ids') = 'array' then
     begin
       ids := array(select i::uuid from jsonb_array_elements_text(p_filter->'ids') i);
@@ -95,7 +104,7 @@ begin
   end if;
 end $$;
 comment on function trellis._run_filter(jsonb) is
-  'Parse a run filter {workflow?, version?, queue?, key?, status? (one or an array), created_after?, created_before?, ids?, all?}; TR001 for anything else, and for an empty one (every run needs {"all": true}).';
+  'Parse a run filter {workflow?, version?, queue?, key?, status? (one or an array), created_after?, created_before?, metadata? (contained in the run''s), ids?, all?}; TR001 for anything else, and for an empty one (every run needs {"all": true}).';
 
 -- Which runs a control applies to: those its one-run function would change
 -- (and not a run it would refuse with TR004, nor one already asked).
@@ -117,6 +126,7 @@ returns table (id uuid, status text, changed boolean) language plpgsql as $$
 declare
   f        record;
   v_id     uuid;
+  v_ids    uuid[];
   v_run    trellis.runs;
   v_before text;
   v_after  text;
@@ -128,7 +138,7 @@ begin
   if p_reason is not null then
     perform trellis._check_payload(to_jsonb(p_reason), p_action || ' reason');
   end if;
-  for v_id in
+  v_ids := array(
     select r.id from trellis.runs r
      where (f.workflow is null or r.workflow = f.workflow)
        and (f.version is null or r.version = f.version)
@@ -138,10 +148,23 @@ begin
        and (f.created_after is null or r.created_at >= f.created_after)
        and (f.created_before is null or r.created_at < f.created_before)
        and (f.ids is null or r.id = any (f.ids))
+       and (f.metadata is null or r.metadata @> f.metadata)
        and (p_after is null or r.id > p_after)
        and trellis._run_control_applies(p_action, r.status, r.cancel_requested_at, r.pause_requested_at, r.scrubbed_at, r.former_key)
      order by r.id
-     limit p_limit
+     limit p_limit);
+  -- A cancel also locks each run's parent and every run it reaches (its
+  -- cancel-children): the whole batch's set is locked up front, in id order,
+  -- as run_cancel does for one run, so two batches, or a batch and a
+  -- worker ending a child (which locks child and parent in id order), wait
+  -- for each other in one order instead of deadlocking.
+  if p_action = 'cancel' and cardinality(v_ids) > 0 then
+    perform trellis._lock_runs(array(
+      select unnest(v_ids)
+      union select c.parent_run_id from trellis.runs c where c.id = any (v_ids) and c.parent_run_id is not null
+      union select trellis._cancel_reach(v_ids)));
+  end if;
+  foreach v_id in array v_ids
   loop
     -- Locked one at a time (a run gone meanwhile, purged, is passed over),
     -- then looked at again: it may have changed since the read above.
@@ -175,7 +198,7 @@ returns table (id uuid, status text, changed boolean) language sql as $$
   select * from trellis._run_control_many('cancel', p_filter, p_reason, p_limit, p_after)
 $$;
 comment on function trellis.run_cancel_many(jsonb, text, integer, uuid) is
-  'Cancel, as run_cancel does, up to p_limit (1-10000) unfinished runs matching p_filter {workflow?, version?, queue?, key?, status?, created_after?, created_before?, ids?, all?} (at least one; {"all": true} for every run), in id order after p_after, skipping running runs already asked to cancel. Returns each run examined with its status afterwards and whether it changed; call again after the last id while a full batch comes back. TR001 for a bad filter or limit, TR005 a reason over max_payload_bytes.';
+  'Cancel, as run_cancel does, up to p_limit (1-10000) unfinished runs matching p_filter {workflow?, version?, queue?, key?, status?, created_after?, created_before?, metadata?, ids?, all?} (at least one; {"all": true} for every run), in id order after p_after, skipping running runs already asked to cancel. Returns each run examined with its status afterwards and whether it changed; call again after the last id while a full batch comes back. TR001 for a bad filter or limit, TR005 a reason over max_payload_bytes.';
 
 create or replace function trellis.run_retry_many(p_filter jsonb, p_limit integer default 1000, p_after uuid default null)
 returns table (id uuid, status text, changed boolean) language sql as $$

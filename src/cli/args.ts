@@ -97,3 +97,13 @@ export function time(value: string, name: string, { ahead = false, now = Date.no
   }
   throw new UsageError(`--${name} must be an ISO time (2026-01-31T12:00Z) or a duration ${ahead ? 'from now' : 'ago'} (1h, 7 days), not ${quote(value)}`);
 }
+
+/** A `--metadata JSON` filter option: a JSON object, or undefined when not given. */
+export function metadataOption(value: unknown): Record<string, unknown> | undefined {
+  if (value === undefined) return undefined;
+  const parsed = json(value as string, '--metadata');
+  if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) {
+    throw new UsageError(`--metadata must be a JSON object such as {"tenant":"acme"}, not ${quote(value as string)}`);
+  }
+  return parsed as Record<string, unknown>;
+}

@@ -6,7 +6,7 @@
 import { RUN_STATES, type RunState } from '../db/tables.ts';
 import type { Client } from '../client/client.ts';
 import type { ControlFilter, ControlManyOptions, ControlManyResult, RunRef } from '../client/options.ts';
-import { integer, quote, runRef, time } from './args.ts';
+import { integer, metadataOption, quote, runRef, time } from './args.ts';
 import type { Command, OptionSpec } from './command.ts';
 import { UsageError } from './exit-codes.ts';
 import { progress } from './progress.ts';
@@ -23,6 +23,7 @@ const MANY_OPTIONS: Record<string, OptionSpec> = {
   status: { type: 'string', value: 'S', multiple: true, description: 'with --all: only runs in this status (also comma-separated)' },
   since: { type: 'string', value: 'TIME', description: 'with --all: created after (an ISO time or a duration ago: 1h, 7 days)' },
   until: { type: 'string', value: 'TIME', description: 'with --all: created before (an ISO time or a duration ago)' },
+  metadata: { type: 'string', value: 'JSON', description: 'with --all: only runs whose metadata contains this JSON object' },
   batch: { type: 'string', value: 'N', description: 'with --all: runs per transaction, 1-10000 (default 1000)' },
 };
 
@@ -78,6 +79,7 @@ export function controlCommand(o: {
         status: statuses.length ? (statuses as RunState[]) : undefined,
         createdAfter: options.since === undefined ? undefined : time(options.since as string, 'since'),
         createdBefore: options.until === undefined ? undefined : time(options.until as string, 'until'),
+        metadata: metadataOption(options.metadata),
       };
       for (const k of Object.keys(filter) as (keyof ControlFilter)[]) if (filter[k] === undefined) delete filter[k];
       if (Object.keys(filter).length === 0) filter.all = true;

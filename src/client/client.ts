@@ -13,7 +13,7 @@ import { type Executor, type Queryable, queryRows, toQueryable } from '../db/que
 import { WorkflowRegistry } from '../db/registry.ts';
 import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
-import { isTransient, withTransientRetries } from '../db/transient.ts';
+import { isTransient, withRollbackRetries, withTransientRetries } from '../db/transient.ts';
 import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, runStartMany, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
@@ -242,7 +242,10 @@ export class Client {
     }
     const id = handoff ? await startHandedOff(db, name, text, sqlOptions, handoff)
       : first ? await this.firstStart(db, name, text, sqlOptions, typeof workflow === 'string' ? undefined : workflow)
-      : await runStart(db, name, text, sqlOptions);
+      // A start that commits at once, run again after a serialization
+      // failure or a deadlock (rolled back for certain: a start with a
+      // key_policy that kept losing the key's race, decision 0036).
+      : options.tx ? await runStart(db, name, text, sqlOptions) : await withRollbackRetries(() => runStart(db, name, text, sqlOptions));
     return { id, result: (o) => this.result(id, o) };
   }
 
@@ -387,7 +390,8 @@ export class Client {
    * end at once, started ones are asked (running runs already asked are
    * left alone). In batches of `batchSize` runs (each its own transaction
    * unless `tx` is given; a batch that hits a deadlock or a lost connection
-   * is run again). See {@link ControlFilter}.
+   * is run again, up to 10 tries: past that the call rejects, and the
+   * batches before it stay done, as `onBatch` reported). See {@link ControlFilter}.
    *
    * @example
    * const { changed } = await client.cancelMany({ workflow: 'import', status: ['pending', 'waiting'] }, { reason: 'bad file' });
@@ -451,7 +455,7 @@ export class Client {
       const from: string | null = after;
       const rows: ControlManyRow[] = await (options.tx
         ? runControlMany(db, verb, sqlFilter, batch, from, reason)
-        : withTransientRetries(() => runControlMany(db, verb, sqlFilter, batch, from, reason)));
+        : withTransientRetries(() => runControlMany(db, verb, sqlFilter, batch, from, reason), 10));
       for (const r of rows) (r.changed ? result.changed : result.unchanged).push(r.id);
       options.onBatch?.({ changed: [...result.changed], unchanged: [...result.unchanged] });
       if (rows.length < batch) return result;
@@ -835,6 +839,9 @@ export class Client {
       // (runs_status_created_idx has no running runs, runs_lease_idx has them).
       q = q.where((eb) => eb.or(states.map((s) => eb('status', '=', s))));
     }
+    if (filter.metadata !== undefined) {
+      q = q.where(sql<boolean>`metadata @> ${metadataFilter(filter.metadata)}::jsonb`);
+    }
     if (filter.createdAfter) q = q.where('created_at', '>', filter.createdAfter);
     if (filter.createdBefore) q = q.where('created_at', '<', filter.createdBefore);
     if (filter.cursor) {
@@ -916,12 +923,20 @@ const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES.filter(
 const KEY_POLICIES: readonly string[] = ['return', 'reuse', 'replace'] satisfies KeyPolicy[];
 const ITEM_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) => n !== 'tx' && n !== 'version'));
 
+/** A metadata filter as JSON text: a plain object, storable (ValidationError otherwise). */
+function metadataFilter(metadata: unknown): string {
+  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
+    throw new ValidationError(`a metadata filter must be a plain object, not ${quoteValue(metadata)}`);
+  }
+  return encodeJson(metadata, 'metadata filter', 1_048_576);
+}
+
 /** A bulk control's filter as sql/520_control_many.sql takes it, checked here (SQL checks it again). */
 function controlFilter(filter: ControlFilter): Record<string, unknown> {
   if (typeof filter !== 'object' || filter === null || Array.isArray(filter)) {
     throw new ValidationError('a run filter is an object: { workflow?, version?, queue?, key?, status?, createdAfter?, createdBefore?, ids?, all? }');
   }
-  const known = ['workflow', 'version', 'queue', 'key', 'status', 'createdAfter', 'createdBefore', 'ids', 'all'];
+  const known = ['workflow', 'version', 'queue', 'key', 'status', 'createdAfter', 'createdBefore', 'metadata', 'ids', 'all'];
   for (const name in filter) if (!known.includes(name)) throw new ValidationError(`unknown run filter field ${quoteValue(name)}`);
   const out: Record<string, unknown> = {};
   if (filter.workflow !== undefined) out.workflow = nameOf(filter.workflow, 'workflow');
@@ -936,6 +951,7 @@ function controlFilter(filter: ControlFilter): Record<string, unknown> {
     for (const st of states) if (!RUN_STATES.includes(st)) throw new ValidationError(`unknown run status ${quoteValue(st)}`);
     out.status = states;
   }
+  if (filter.metadata !== undefined) out.metadata = JSON.parse(metadataFilter(filter.metadata));
   if (filter.createdAfter !== undefined) out.created_after = toTime(filter.createdAfter, 'createdAfter').toISOString();
   if (filter.createdBefore !== undefined) out.created_before = toTime(filter.createdBefore, 'createdBefore').toISOString();
   if (filter.ids !== undefined) {
@@ -946,8 +962,9 @@ function controlFilter(filter: ControlFilter): Record<string, unknown> {
     if (typeof filter.all !== 'boolean') throw new ValidationError('run filter all must be true or false');
     out.all = filter.all;
   }
-  if (Object.keys(out).filter((k) => k !== 'all').length === 0 && out.all !== true) {
-    throw new ValidationError('a run filter names at least one of workflow, version, queue, key, status, createdAfter, createdBefore, ids; { all: true } for every run');
+  const named = Object.keys(out).filter((k) => k !== 'all' && !(k === 'metadata' && Object.keys(out.metadata as object).length === 0));
+  if (named.length === 0 && out.all !== true) {
+    throw new ValidationError('a run filter names at least one of workflow, version, queue, key, status, createdAfter, createdBefore, metadata, ids; { all: true } for every run');
   }
   return out;
 }

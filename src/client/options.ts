@@ -334,6 +334,15 @@ export interface ListFilter {
    */
   createdBefore?: Date | undefined;
   /**
+   * Runs whose metadata contains this object (`metadata @> …` in SQL: every
+   * key given, with that value; nested objects match by containment too).
+   * Index it for a large table: docs/operations.md#finding-runs-by-your-own-fields.
+   *
+   * @example
+   * await client.list({ workflow: 'onboard', metadata: { tenant: 'acme' } });
+   */
+  metadata?: Record<string, unknown> | undefined;
+  /**
    * Page size (default 50, at most 1000).
    *
    * @example
@@ -374,6 +383,8 @@ export interface ControlFilter {
   createdAfter?: Date | undefined;
   /** Runs created before this time. */
   createdBefore?: Date | undefined;
+  /** Runs whose metadata contains this object (as `ListFilter.metadata`). */
+  metadata?: Record<string, unknown> | undefined;
   /** These runs (ids). */
   ids?: readonly string[] | undefined;
   /** Every run: needed when no other field is given. */

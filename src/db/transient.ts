@@ -45,3 +45,28 @@ export async function withTransientRetries<T>(fn: () => Promise<T>, attempts = 5
     }
   }
 }
+
+/**
+ * True for an error that says the statement's transaction was rolled back
+ * for certain: a serialization failure (40001) or a deadlock (40P01). Unlike
+ * a lost connection (which may have hit the commit), running the statement
+ * again cannot do its work twice.
+ */
+export function isRolledBack(error: unknown): boolean {
+  const mapped = isTrellisError(error) ? error : toTrellisError(error);
+  const details = (mapped as { details?: { sqlstate?: unknown } }).details;
+  const code = details?.sqlstate ?? (error as { code?: unknown } | null)?.code;
+  return code === '40001' || code === '40P01';
+}
+
+/** `fn` again (up to `attempts` tries) while it fails with an error {@link isRolledBack} says left nothing behind. */
+export async function withRollbackRetries<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= attempts || !isRolledBack(error)) throw error;
+      await sleep(transientDelay(attempt));
+    }
+  }
+}

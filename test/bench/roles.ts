@@ -104,7 +104,7 @@ export async function rolesBench(server: BenchServer, cfg: BenchConfig): Promise
     // 3. 10,000 schedules due at one instant.
     const pool3 = new pg.Pool({ connectionString: url, max: 6 });
     const idle = defineWorkflow({ name: 'bench-idle', input: z.object({}) }, async () => null);
-    const worker = createWorker({ pool: pool3, workflows: [idle], schedules: { interval: '1s' }, purge: false, deadlines: false, logger: silentLogger });
+    const worker = createWorker({ pool: pool3, workflows: [idle], schedules: { interval: '1s' }, purge: false, deadlines: false, resumes: false, logger: silentLogger });
     await worker.start();
     try {
       for (let rep = 0; rep < cfg.reps; rep++) {

@@ -19,7 +19,7 @@ const worker = createWorker({
   maxBatch: env('BENCH_MAX_BATCH'),
   pollInterval: env('BENCH_POLL_MS') ?? 1000,
   // BENCH_DUTIES=off: no role-held duties (the roles family's A/B).
-  ...(process.env.BENCH_DUTIES === 'off' ? { schedules: false as const, purge: false as const, deadlines: false as const } : {}),
+  ...(process.env.BENCH_DUTIES === 'off' ? { schedules: false as const, purge: false as const, deadlines: false as const, resumes: false as const } : {}),
   logger: silentLogger,
   metrics: process.env.BENCH_METRICS === '1',
 });

@@ -61,6 +61,7 @@ const worker = createWorker({
   schedules: false,
   purge: false,
   deadlines: false,
+  resumes: false,
   // Warnings and errors (a statement a distributed planner refused, say) go to the test's stderr.
   logger: consoleLogger('warn', { process: process.pid }),
 });

@@ -12,6 +12,7 @@ import { main } from '../../src/cli/main.ts';
 import { CancelledError, ValidationError } from '../../src/errors.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let broken = true;
 const importRow = defineWorkflow({ name: 'cm-import', input: z.object({ row: z.number() }) }, async (ctx, { row }) =>
@@ -26,7 +27,7 @@ const nap = defineWorkflow({ name: 'cm-nap', input: z.object({ n: z.number() }) 
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [importRow, nap], queues: ['default', 'naps', 'other-naps', 'tx-naps', 'bad-naps', 'cli-naps'] });
+  env = await createTestEnv({ workflows: [importRow, nap], queues: ['default', 'naps', 'other-naps', 'tx-naps', 'bad-naps', 'cli-naps', 'meta-naps'] });
 });
 after(() => env.close());
 
@@ -82,6 +83,25 @@ describe('bulk controls', () => {
     }
   });
 
+  it('filters by metadata: client.list, pauseMany and trellis ls --metadata find the runs whose metadata contains the object', async () => {
+    const acme = await env.client.start(nap, { n: 1 }, { queue: 'meta-naps', metadata: { tenant: 'acme', region: 'eu' } });
+    const other = await env.client.start(nap, { n: 2 }, { queue: 'meta-naps', metadata: { tenant: 'globex' } });
+    for (const r of [acme, other]) await env.waitFor(r, 'waiting');
+    const listed = await env.client.list({ workflow: 'cm-nap', metadata: { tenant: 'acme' } });
+    assert.deepEqual(listed.runs.map((r) => r.id), [acme.id]);
+    const paused = await env.client.pauseMany({ metadata: { tenant: 'acme', region: 'eu' } });
+    assert.deepEqual(paused.changed, [acme.id]);
+    const ls = await cli('ls', '--metadata', '{"tenant":"globex"}', '--json');
+    assert.equal(ls.code, 0, ls.err);
+    assert.deepEqual((JSON.parse(ls.out) as { runs: { id: string }[] }).runs.map((r) => r.id), [other.id]);
+    const bad = await cli('ls', '--metadata', '"acme"');
+    assert.equal(bad.code, 2);
+    assert.match(bad.err, /--metadata must be a JSON object/);
+    const cancelled = await cli('cancel', '--all', '--metadata', '{"tenant":"globex"}');
+    assert.equal(cancelled.out, 'cancelled 1 run\n', cancelled.err);
+    await env.client.cancel(acme.id);
+  });
+
   it('runs in the caller\'s transaction: rolled back, nothing changed', async () => {
     const ids = await napping(2, 'tx-naps');
     const c = await env.pool.connect();
@@ -105,6 +125,9 @@ describe('bulk controls', () => {
       [() => env.client.cancelMany({ queue: 'bad-naps', wokflow: 'x' } as never), /unknown run filter field "wokflow"/],
       [() => env.client.pauseMany({ status: 'sleeping' as never }), /unknown run status "sleeping"/],
       [() => env.client.cancelMany({ ids: ['nope'] }), /not a UUID/],
+      [() => env.client.cancelMany({ metadata: {} }), /names at least one of/],
+      [() => env.client.cancelMany({ metadata: 'acme' as never }), /metadata filter must be a plain object/],
+      [() => env.client.list({ metadata: [1] as never }), /metadata filter must be a plain object/],
       [() => env.client.cancelMany({ queue: 'bad\'; drop table trellis.runs; --' }), /queue/],
       [() => env.client.cancelMany({ queue: 'bad-naps' }, { batchSize: 0 }), /batchSize must be an integer from 1 to 10000/],
       [() => env.client.retryMany({ queue: 'bad-naps' }, { reason: 'x' } as never), /unknown retryMany option "reason"/],
@@ -140,5 +163,42 @@ describe('bulk controls', () => {
     assert.deepEqual(await statuses(ids), ['waiting', 'waiting']);
     const cancelled = await cli('cancel', '--all', '--workflow', 'cm-nap', '--queue', 'cli-naps', '--reason', 'done');
     assert.equal(cancelled.out, 'cancelled 2 runs\n', cancelled.err);
+  });
+});
+
+describe('bulk cancels of parents and children at once', () => {
+  const kid = defineWorkflow({ name: 'cm-kid', input: z.object({ n: z.number() }) }, async (ctx, { n }) => {
+    await ctx.sleep('nap', '1 hour');
+    return n;
+  });
+  const parent = defineWorkflow({ name: 'cm-parent', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
+    Promise.all([0, 1, 2].map((i) => ctx.child(kid, { n: n * 10 + i }))));
+  let kit: TestEnv;
+  before(async () => {
+    kit = await createTestEnv({ workflows: [kid, parent], queues: ['default'] });
+  });
+  after(() => kit.close());
+
+  it('three callers cancelling overlapping parents and children in batches never deadlock: each batch locks its whole set in id order', async () => {
+    const parents = await kit.client.startMany(parent, Array.from({ length: 120 }, (_, n) => ({ input: { n } })));
+    await waitFor(async () => (await kit.pool.query<{ n: number }>(
+      `select count(*)::int as n from trellis.runs where status = 'waiting'`)).rows[0]!.n === 480, { what: 'every parent and child waiting', timeout: 60_000 });
+    const deadlocks = async () => (await kit.pool.query<{ n: number }>(
+      'select deadlocks::int as n from pg_stat_database where datname = current_database()')).rows[0]!.n;
+    const before = await deadlocks();
+    const results = await Promise.all([
+      kit.client.cancelMany({ workflow: 'cm-kid' }, { batchSize: 20 }),
+      kit.client.cancelMany({ workflow: 'cm-parent' }, { batchSize: 20 }),
+      kit.client.cancelMany({ queue: 'default', status: 'waiting' }, { batchSize: 20 }),
+    ]);
+    assert.ok(results.every((r) => r.changed.length > 0), 'each caller cancelled some');
+    // A parent whose child was cancelled first fails (ChildFailedError); one reached first is cancelled, and its children with it.
+    for (const p of parents) await assert.rejects(p.result({ timeout: '30s' }));
+    const unfinished = await kit.pool.query<{ n: number }>(`select count(*)::int as n from trellis.runs where finished_at is null`);
+    assert.equal(unfinished.rows[0]!.n, 0, 'every run ended');
+    // The statistics are flushed when a session goes idle: a fresh look.
+    await new Promise((r) => setTimeout(r, 1_200));
+    await kit.pool.query('select pg_stat_clear_snapshot()');
+    assert.equal(await deadlocks() - before, 0, 'no deadlock');
   });
 });

@@ -26,7 +26,7 @@ after(() => env.close());
 
 const sql = async (text: string, values: unknown[] = []) => (await env.pool.query(text, values)).rows;
 const extraWorker = (id: string): Worker =>
-  createWorker({ pool: env.pool, id, workflows: [noop], roles: { ttl: '3s' }, schedules: false, purge: false, deadlines: false, logger: silentLogger });
+  createWorker({ pool: env.pool, id, workflows: [noop], roles: { ttl: '3s' }, schedules: false, purge: false, deadlines: false, resumes: false, logger: silentLogger });
 
 describe('worker.role', () => {
   it('runs the function on one of two workers; stopping the holder hands the role to the other at once', async () => {

@@ -95,7 +95,7 @@ describe('run_cancel_many, run_retry_many, run_pause_many, run_resume_many', () 
     assert.equal(events.at(-1)!.kind, 'retried');
   });
 
-  it('filters by version, key, creation time and ids; {"all": true} takes every run', async () => {
+  it('filters by version, key, creation time, metadata and ids; {"all": true} takes every run', async () => {
     const a = await runs(3);
     const b = await runs(2, { workflow: 'other' });
     await sql(`select trellis.run_start('bulk', '{}', '{"key": "only-me", "queue": "kq"}')`);
@@ -106,6 +106,10 @@ describe('run_cancel_many, run_retry_many, run_pause_many, run_resume_many', () 
     assert.deepEqual(future, []);
     const byWorkflow = await sql(`select id from trellis.run_pause_many('{"workflow": "other", "version": "1", "created_before": "2999-01-01T00:00:00Z"}')`);
     assert.deepEqual(byWorkflow.map((r) => r.id), [b.ids[1]]);
+    const tagged = await sql(`select trellis.run_start('bulk', '{}', '{"queue": "mq", "metadata": {"tenant": "acme", "tier": {"plan": "gold"}}}') as id`);
+    await sql(`select trellis.run_start('bulk', '{}', '{"queue": "mq", "metadata": {"tenant": "other"}}')`);
+    const byMetadata = await sql(`select id from trellis.run_pause_many('{"metadata": {"tier": {"plan": "gold"}}}')`);
+    assert.deepEqual(byMetadata.map((r) => r.id), [tagged[0].id]);
     const all = await sql(`select id from trellis.run_resume_many('{"all": true}', 10000)`);
     assert.ok(all.length >= 4);
     assert.ok(Object.values(await statuses([...a.ids, ...b.ids])).every((s) => s === 'pending'));
@@ -149,6 +153,8 @@ describe('run_cancel_many, run_retry_many, run_pause_many, run_resume_many', () 
       ['{"workflow": "bulk\'; drop table trellis.runs; --"}', /workflow/],
       ['{"queue": 7}', /are strings/],
       ['{"all": "yes"}', /all must be true or false/],
+      ['{"metadata": {}}', /names at least one of/],
+      ['{"metadata": [1]}', /metadata is a JSON object/],
     ] as const) {
       await assert.rejects(sql('select * from trellis.run_cancel_many($1)', [filter]),
         (e: any) => e.code === 'TR001' && message.test(e.message), filter);

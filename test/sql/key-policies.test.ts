@@ -121,6 +121,19 @@ describe('run_start key_policy', () => {
     assert.deepEqual((await row(id)).input, { n: 3 });
   });
 
+  it('replace leaves a run that continued as new alone: pending with attempt 0 again, but begun', async () => {
+    const key = freshKey();
+    const id = await start({ n: 1 }, { key });
+    const claimed = await claim(`q-${key}`);
+    assert.equal(claimed.id, id);
+    await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'continue', run: id, token: claimed.lease_token, input: { n: 2 } }])]);
+    const r = await one('select status, attempt, execution, input from trellis.runs where id = $1', [id]);
+    assert.deepEqual([r.status, r.attempt, r.execution, r.input], ['pending', 0, 2, { n: 2 }]);
+    assert.equal(await start({ n: 99 }, { key, key_policy: 'replace' }), id);
+    assert.deepEqual((await row(id)).input, { n: 2 }, 'the input continue-as-new gave it is kept');
+    assert.equal((await one(`select count(*)::int as n from trellis.events where run_id = $1 and kind = 'replaced'`, [id])).n, 0);
+  });
+
   it('replace checks the new input against the version\'s shape before it replaces anything', async () => {
     const key = freshKey();
     const id = (await one(`select trellis.run_start('kp', '{"n": 1}', $1) as id`, [JSON.stringify({ version: '2', key })])).id;

@@ -1,6 +1,6 @@
 /** `trellis ls`: runs, newest first, filtered and paged. */
 import { RUN_STATES, type RunState } from '../../db/tables.ts';
-import { integer, quote, time } from '../args.ts';
+import { integer, metadataOption, quote, time } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
 import { between, errorText, formatDuration, formatTime, table, toJson } from '../format.ts';
@@ -16,6 +16,7 @@ export const ls: Command = {
     queue: { type: 'string', value: 'NAME', description: 'only runs on this queue' },
     since: { type: 'string', value: 'TIME', description: 'created after: an ISO time or a duration ago (1h, 7 days)' },
     until: { type: 'string', value: 'TIME', description: 'created before: an ISO time or a duration ago' },
+    metadata: { type: 'string', value: 'JSON', description: 'only runs whose metadata contains this JSON object ({"tenant":"acme"})' },
     limit: { type: 'string', value: 'N', description: 'runs per page, 1-1000 (default 50)' },
     cursor: { type: 'string', value: 'CURSOR', description: 'the page after the one that printed this cursor' },
     ...JSON_OPTION,
@@ -32,6 +33,7 @@ export const ls: Command = {
       status: statuses.length ? (statuses as RunState[]) : undefined,
       createdAfter: options.since === undefined ? undefined : time(options.since as string, 'since'),
       createdBefore: options.until === undefined ? undefined : time(options.until as string, 'until'),
+      metadata: metadataOption(options.metadata),
       limit: integer(options.limit as string | undefined, 'limit', 1, 1000, 50),
       cursor: options.cursor as string | undefined,
     });
