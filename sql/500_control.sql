@@ -272,8 +272,13 @@ begin
     perform pg_notify('trellis:run_control', 'pause:' || p_run_id::text);
   elsif v_run.status = 'paused' and v_run.resume_at is not null then
     -- Parked by its code, to be resumed at resume_at: an operator's pause
-    -- holds it until an operator resumes it.
-    update trellis.runs set resume_at = null, updated_at = v_now where bucket = v_run.bucket and id = p_run_id;
+    -- holds it until an operator resumes it. A reason becomes the error,
+    -- the code's error its cause (no event: the run stays paused).
+    update trellis.runs
+       set resume_at = null, updated_at = v_now,
+           error = case when p_reason is null then error
+                        else jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason, 'cause', error) end
+     where bucket = v_run.bucket and id = p_run_id;
   elsif v_run.status in ('pending', 'waiting') then
     perform trellis._run_move(array[row(p_run_id, 'paused', 'paused', null, null, false,
       jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason),
@@ -286,6 +291,16 @@ comment on function trellis.run_pause(uuid, text) is
   'Park a run: pending or waiting runs become paused at once; a running run finishes its current step and then parks. Returns the status. TR004 for finished runs, TR005 a reason over max_payload_bytes.';
 
 create or replace function trellis.run_resume(p_run_id uuid)
+returns text language plpgsql as $$
+begin
+  return trellis._run_resume(p_run_id, 'resume');
+end $$;
+comment on function trellis.run_resume(uuid) is
+  'Resume a paused run (it replays and continues where it stopped): pending again, not before its run_at (a runAt or the rest of a retry backoff is kept; a run parked on a wait, after a dead letter or by a pause request goes now). TR004 unless paused.';
+
+-- run_resume's body; p_reason goes into the resumed event's body: resume
+-- (an operator or the API) or resume_after (the resumes duty).
+create or replace function trellis._run_resume(p_run_id uuid, p_reason text)
 returns text language plpgsql as $$
 declare
   v_now    timestamptz := trellis.now();
@@ -318,7 +333,7 @@ begin
     end if;
     perform trellis._run_move(array[row(p_run_id, 'pending', 'resumed', v_run_at,
       null, false, null, false,
-      null, null, null, null, true, null, null, null, null, '{"reason":"resume"}')::trellis.run_move]);
+      null, null, null, null, true, null, null, null, null, jsonb_build_object('reason', p_reason))::trellis.run_move]);
     if v_run.resume_at is not null then
       update trellis.runs set resume_at = null where bucket = v_run.bucket and id = p_run_id;
     end if;
@@ -326,8 +341,8 @@ begin
   end if;
   return (select status from trellis.runs where id = p_run_id);
 end $$;
-comment on function trellis.run_resume(uuid) is
-  'Resume a paused run (it replays and continues where it stopped): pending again, not before its run_at (a runAt or the rest of a retry backoff is kept; a run parked on a wait, after a dead letter or by a pause request goes now). TR004 unless paused.';
+comment on function trellis._run_resume(uuid, text) is
+  'run_resume, with p_reason in the resumed event''s body (resume, or resume_after from run_resume_due).';
 
 -- The trellis.resumes duty (decision 0038): resume, as run_resume does, up
 -- to p_limit paused runs whose resume_at has passed (runs their code parked
@@ -358,7 +373,7 @@ begin
       select * into v_run from trellis.runs r where r.id = v_id for no key update;
     end if;
     continue when not found or v_run.status <> 'paused' or not coalesce(v_run.resume_at <= v_now, false);
-    perform trellis.run_resume(v_id);
+    perform trellis._run_resume(v_id, 'resume_after');
     v_done := v_done + 1;
   end loop;
   return v_done;

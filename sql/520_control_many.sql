@@ -107,18 +107,20 @@ comment on function trellis._run_filter(jsonb) is
   'Parse a run filter {workflow?, version?, queue?, key?, status? (one or an array), created_after?, created_before?, metadata? (contained in the run''s), ids?, all?}; TR001 for anything else, and for an empty one (every run needs {"all": true}).';
 
 -- Which runs a control applies to: those its one-run function would change
--- (and not a run it would refuse with TR004, nor one already asked).
+-- (and not a run it would refuse with TR004, nor one already asked). A pause
+-- takes a run its code parked to be resumed (resume_at): the operator holds it.
 create or replace function trellis._run_control_applies(p_action text, p_status text, p_cancel_requested timestamptz,
-  p_pause_requested timestamptz, p_scrubbed timestamptz, p_former_key text)
+  p_pause_requested timestamptz, p_scrubbed timestamptz, p_former_key text, p_resume_at timestamptz)
 returns boolean language sql immutable parallel safe as $$
   select case p_action
     when 'cancel' then p_status in ('pending', 'waiting', 'paused') or (p_status = 'running' and p_cancel_requested is null)
     when 'retry' then p_status = 'failed' and p_scrubbed is null and p_former_key is null
     when 'pause' then p_status in ('pending', 'waiting') or (p_status = 'running' and p_pause_requested is null)
+                      or (p_status = 'paused' and p_resume_at is not null)
     when 'resume' then p_status = 'paused' or (p_status = 'running' and p_pause_requested is not null)
   end
 $$;
-comment on function trellis._run_control_applies(text, text, timestamptz, timestamptz, timestamptz, text) is
+comment on function trellis._run_control_applies(text, text, timestamptz, timestamptz, timestamptz, text, timestamptz) is
   'Whether control p_action changes a run with this status and these request times (the runs run_cancel_many and the others pick).';
 
 create or replace function trellis._run_control_many(p_action text, p_filter jsonb, p_reason text, p_limit integer, p_after uuid)
@@ -150,7 +152,7 @@ begin
        and (f.ids is null or r.id = any (f.ids))
        and (f.metadata is null or r.metadata @> f.metadata)
        and (p_after is null or r.id > p_after)
-       and trellis._run_control_applies(p_action, r.status, r.cancel_requested_at, r.pause_requested_at, r.scrubbed_at, r.former_key)
+       and trellis._run_control_applies(p_action, r.status, r.cancel_requested_at, r.pause_requested_at, r.scrubbed_at, r.former_key, r.resume_at)
      order by r.id
      limit p_limit);
   -- A cancel also locks each run's parent and every run it reaches (its
@@ -177,7 +179,7 @@ begin
     continue when not found;
     v_before := v_run.status;
     if trellis._run_control_applies(p_action, v_run.status, v_run.cancel_requested_at, v_run.pause_requested_at,
-                                    v_run.scrubbed_at, v_run.former_key) then
+                                    v_run.scrubbed_at, v_run.former_key, v_run.resume_at) then
       v_after := case p_action
         when 'cancel' then trellis._run_cancel(v_id, p_reason, null)
         when 'retry' then trellis.run_retry(v_id)

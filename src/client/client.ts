@@ -923,11 +923,23 @@ const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES.filter(
 const KEY_POLICIES: readonly string[] = ['return', 'reuse', 'replace'] satisfies KeyPolicy[];
 const ITEM_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) => n !== 'tx' && n !== 'version'));
 
-/** A metadata filter as JSON text: a plain object, storable (ValidationError otherwise). */
+/**
+ * A metadata filter as JSON text: a plain object of JSON values
+ * (ValidationError otherwise). A value JSON would drop (undefined, a
+ * function) is refused, not dropped: `{ tenant: undefined }` would become
+ * `{}`, which every run contains.
+ */
 function metadataFilter(metadata: unknown): string {
-  if (typeof metadata !== 'object' || metadata === null || Array.isArray(metadata)) {
-    throw new ValidationError(`a metadata filter must be a plain object, not ${quoteValue(metadata)}`);
-  }
+  const plain = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v)
+    && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
+  if (!plain(metadata)) throw new ValidationError(`a metadata filter must be a plain object, not ${quoteValue(metadata)}`);
+  const check = (v: unknown, path: string): void => {
+    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) return;
+    if (Array.isArray(v)) return v.forEach((x, i) => check(x, `${path}[${i}]`));
+    if (plain(v)) return Object.entries(v as object).forEach(([k, x]) => check(x, `${path}.${k}`));
+    throw new ValidationError(`metadata filter ${path} must be a JSON value (a string, number, boolean, null, array or plain object), not ${quoteValue(v)}`);
+  };
+  check(metadata, 'metadata');
   return encodeJson(metadata, 'metadata filter', 1_048_576);
 }
 

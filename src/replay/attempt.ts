@@ -5,7 +5,7 @@
  */
 import { CancelledError, ConfigurationError, StepFailedError, TimeoutError } from '../errors.ts';
 import type { StepContext, StepOptions, TransactionClient, TransactionOptions, TransactionStepContext } from '../workflow/context.ts';
-import { toTimeoutMs } from '../protocol/duration.ts';
+import { type Duration, toMs, toTimeoutMs } from '../protocol/duration.ts';
 import { checkRetryPolicy } from '../workflow/retry.ts';
 import { longTimeout } from '../protocol/timer.ts';
 import { decideAttempt } from './attempt-decision.ts';
@@ -55,7 +55,13 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   const round = base || budgetFrom !== undefined
     ? JSON.stringify({ ...(base ? { resumedAfter: base } : {}), ...(budgetFrom !== undefined ? { firstAt: budgetFrom } : {}) })
     : undefined;
-  void replay.write({ op: 'step', seq, name, kind, status: 'running', output: round, attempts: attempt, ms: 0 }).catch(() => undefined);
+  // A retry that would begin past the budget (late: its worker died, the
+  // run was paused or waited for a worker) does not begin: the step fails
+  // (or parks) as one whose budget ran out, its body not run again.
+  const spent = budgetFrom !== undefined && attempt - base > 1
+    && replay.dbNow() - budgetFrom > toMs(options.retry?.maxElapsed as Duration, `retry of step ${name}: maxElapsed`);
+  const attemptsMade = spent ? attempt - 1 : attempt;
+  if (!spent) void replay.write({ op: 'step', seq, name, kind, status: 'running', output: round, attempts: attempt, ms: 0 }).catch(() => undefined);
   // Cancellation (requestCancel) and the run's own abort (lease lost,
   // shutdown: see Run.run) reach the attempt through `controllers`.
   const controller = new StepAbort();
@@ -71,6 +77,9 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   let failed = false;
   const observed = replay.o.observer?.step({ seq, name, kind, attempt });
   try {
+    if (spent) {
+      throw new TimeoutError(`step "${name}": its retry budget (maxElapsed ${String(options.retry?.maxElapsed)}) ran out before attempt ${attempt} could begin`);
+    }
     let stepContext: StepContext = {
       get signal() {
         return controller.signal;
@@ -148,10 +157,10 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
       error, kind, attempt, base, retry: options.retry, pauseAfter: replay.o.definition.pauseAfter, cancelRequested: replay.cancelRequested,
       elapsedMs: budgetFrom === undefined ? undefined : replay.dbNow() - budgetFrom,
     });
-    const serialized = { ...serializeError(error), step: name, attempts: attempt };
+    const serialized = { ...serializeError(error), step: name, attempts: attemptsMade };
     if (decision.action === 'park') {
       void replay.write({
-        op: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attempt }), error: serialized, attempts: attempt, ms,
+        op: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attemptsMade }), error: serialized, attempts: attemptsMade, ms,
       }).catch(() => undefined);
       replay.log.warn('step failed too often, run parked', { step: name, attempt });
       const resumeAfter = replay.o.definition.resumeAfterMs;
@@ -161,7 +170,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
     if (decision.action === 'fail') {
       const delivery = replay.deliveries.reserve<T>();
       try {
-        await replay.write({ op: 'step', seq, name, kind, status: 'failed', error: serialized, attempts: attempt, ms, delivered: delivery.number });
+        await replay.write({ op: 'step', seq, name, kind, status: 'failed', error: serialized, attempts: attemptsMade, ms, delivered: delivery.number });
       } catch (e) {
         delivery.drop();
         throw e;
@@ -170,7 +179,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
       return {
         ok: false,
         delivery,
-        error: new StepFailedError(name, attempt, `step "${name}" failed after ${attempt} attempt(s): ${serialized.message}`, {
+        error: new StepFailedError(name, attemptsMade, `step "${name}" failed after ${attemptsMade} attempt(s): ${serialized.message}`, {
           cause: error,
           details: { error: serialized },
         }),

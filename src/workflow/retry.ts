@@ -61,9 +61,11 @@ export interface RetryPolicy {
    * Steps only: stop retrying once the next attempt would begin more than
    * this long after the step's first attempt began (engine time, across
    * worker restarts and releases), whatever `maxAttempts` says: a budget for
-   * the step with all its retries (ewf's step timeout). The attempt under
-   * way is not cut short: give it a `timeout` for that. An operator's resume
-   * of a parked step starts a new budget.
+   * the step with all its retries (ewf's step timeout). A retry that begins
+   * late (its worker died, the run was paused) past it does not run: the
+   * step fails with TimeoutError. The attempt under way is not cut short:
+   * give it a `timeout` for that. An operator's resume of a parked step
+   * starts a new budget.
    *
    * @example
    * const policy: trellis.RetryPolicy = { maxAttempts: 100, initialDelay: '30s', backoff: 'constant', maxElapsed: '10 minutes' };

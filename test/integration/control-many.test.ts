@@ -128,6 +128,10 @@ describe('bulk controls', () => {
       [() => env.client.cancelMany({ metadata: {} }), /names at least one of/],
       [() => env.client.cancelMany({ metadata: 'acme' as never }), /metadata filter must be a plain object/],
       [() => env.client.list({ metadata: [1] as never }), /metadata filter must be a plain object/],
+      // A value JSON would drop would widen the filter to every run: refused.
+      [() => env.client.cancelMany({ metadata: { tenant: undefined } }), /metadata filter metadata.tenant must be a JSON value/],
+      [() => env.client.list({ metadata: { f: () => 1 } as never }), /metadata filter metadata.f must be a JSON value/],
+      [() => env.client.list({ metadata: new Date() as never }), /metadata filter must be a plain object/],
       [() => env.client.cancelMany({ queue: 'bad\'; drop table trellis.runs; --' }), /queue/],
       [() => env.client.cancelMany({ queue: 'bad-naps' }, { batchSize: 0 }), /batchSize must be an integer from 1 to 10000/],
       [() => env.client.retryMany({ queue: 'bad-naps' }, { reason: 'x' } as never), /unknown retryMany option "reason"/],

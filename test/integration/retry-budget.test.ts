@@ -14,6 +14,7 @@ import { templateWorkflow } from '../../src/templates/compile.ts';
 import { createStepRegistry } from '../../src/templates/registry.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 // Every minute, for at most five and a half: attempts at 0, 1, … 5 minutes.
 const budget = { maxAttempts: 100, backoff: 'constant', initialDelay: '1 minute', jitter: 0, maxElapsed: '5 minutes 30 seconds' } as const;
@@ -31,6 +32,19 @@ const poll = defineWorkflow({ name: 'budget-poll', input: z.object({}) }, async 
   }
 });
 
+let lateBodies = 0;
+const late = defineWorkflow({ name: 'budget-late', input: z.object({}) }, async (ctx) => {
+  try {
+    await ctx.step('settlement', () => {
+      lateBodies++;
+      throw new Error('not settled yet');
+    }, { retry: { maxAttempts: 100, backoff: 'constant', initialDelay: '1 minute', jitter: 0, maxElapsed: '5 minutes' } });
+    return 'settled';
+  } catch (error) {
+    return `${(error as Error).name} after ${(error as StepFailedError).attempts}: ${(error as Error).message}`;
+  }
+});
+
 let parkedAttempts = 0;
 const parked = defineWorkflow({ name: 'budget-parked', input: z.object({}), pauseAfter: 50 }, async (ctx) =>
   ctx.step('settlement', () => {
@@ -44,7 +58,7 @@ const registry = createStepRegistry().registerStep('flaky', () => {
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [poll, parked, templateWorkflow('budgeted', registry)] });
+  env = await createTestEnv({ workflows: [poll, parked, late, templateWorkflow('budgeted', registry)] });
 });
 after(() => env.close());
 
@@ -54,6 +68,17 @@ describe('retry.maxElapsed', () => {
     const steps = await env.pool.query<{ attempts: number; status: string }>(
       `select attempts, status from trellis.steps where name = 'settlement' and run_id = (select id from trellis.runs where workflow = 'budget-poll')`);
     assert.deepEqual(steps.rows, [{ attempts: 6, status: 'failed' }]);
+  });
+
+  it('a retry that would begin past the budget (the run was paused through it) does not run its body: the step fails', async () => {
+    const run = await env.client.start(late, {});
+    await waitFor(async () => lateBodies === 1 && (await env.client.get(run.id))?.status === 'pending', { what: 'the first attempt failed, its retry due in a minute' });
+    await env.client.pause(run.id, 'held over the budget');
+    await env.advance('10 minutes');
+    await env.client.resume(run.id);
+    assert.match(await run.result({ timeout: '20s' }) as string,
+      /^StepFailedError after 1: step "settlement" failed after 1 attempt\(s\): step "settlement": its retry budget \(maxElapsed 5 minutes\) ran out before attempt 2 could begin$/);
+    assert.equal(lateBodies, 1, 'the late attempt did not run');
   });
 
   it('with pauseAfter parks the run when the budget runs out; a resume starts a new budget', async () => {

@@ -110,7 +110,11 @@ describe('run_start key_policy', () => {
     assert.deepEqual(events.map((e) => e.kind), ['started', 'replaced']);
     assert.deepEqual(events[1].body, { from: 'pending', to: 'pending', execution: 1 });
     // The outbox reads it, and a filter may ask for it.
-    const read = await sql(`select kind from trellis.events_read(null, 1000, '{"kinds": ["replaced"]}') where run_id = $1`, [id]);
+    // (Read once no transaction older than it runs: the horizon is the whole server's, other test files included.)
+    const read = await waitFor(async () => {
+      const rows = await sql(`select kind from trellis.events_read(null, 1000, '{"kinds": ["replaced"]}') where run_id = $1`, [id]);
+      return rows.length > 0 ? rows : undefined;
+    }, { what: 'the replaced event readable through events_read' });
     assert.deepEqual(read.map((e) => e.kind), ['replaced']);
     // Due now: the replaced run is claimed at once.
     assert.equal(await start({ n: 3 }, { key, key_policy: 'replace' }), id);

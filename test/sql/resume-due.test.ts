@@ -48,6 +48,7 @@ describe('run_resume_due', () => {
     assert.deepEqual([after.status, after.resume_at], ['pending', null]);
     const events = await sql(`select kind, body from trellis.events where run_id = $1 order by xid, id`, [id]);
     assert.deepEqual(events.slice(-2).map((e) => e.kind), ['paused', 'resumed']);
+    assert.equal(events.at(-1).body.reason, 'resume_after', 'the duty\'s resume, told apart from an operator\'s');
     assert.equal((await one('select trellis.run_resume_due() as n')).n, 0, 'once');
   });
 
@@ -69,8 +70,15 @@ describe('run_resume_due', () => {
     const asked = await parked(1_000, { requestPause: true });
     assert.deepEqual([(await row(asked)).status, (await row(asked)).resume_at], ['paused', null]);
     const held = await parked(1_000);
-    assert.equal(await (await one('select trellis.run_pause($1) as s', [held])).s, 'paused');
+    assert.equal(await (await one(`select trellis.run_pause($1, 'operator hold') as s`, [held])).s, 'paused');
     assert.equal((await row(held)).resume_at, null, 'an operator\'s pause holds it');
+    const error = (await one('select error from trellis.runs where id = $1', [held])).error;
+    assert.deepEqual([error.code, error.message, error.cause.message], ['paused', 'operator hold', 'partner down'], 'the reason, with the code\'s error as its cause');
+    // So does a bulk pause (it takes parked runs to be resumed, and no other paused run).
+    const bulkHeld = await parked(1_000);
+    const rows = await sql('select * from trellis.run_pause_many($1)', [JSON.stringify({ ids: [bulkHeld, plain] })]);
+    assert.deepEqual(rows.map((r) => [r.id, r.status, r.changed]), [[bulkHeld, 'paused', true]]);
+    assert.equal((await row(bulkHeld)).resume_at, null);
     const cancelled = await parked(1_000);
     await sql('select trellis.run_cancel($1)', [cancelled]);
     assert.equal((await row(cancelled)).resume_at, null);
@@ -79,7 +87,8 @@ describe('run_resume_due', () => {
     assert.equal((await row(resumed)).resume_at, null);
     await advance(10);
     assert.equal((await one('select trellis.run_resume_due() as n')).n, 0);
-    assert.deepEqual([(await row(plain)).status, (await row(asked)).status, (await row(held)).status], ['paused', 'paused', 'paused']);
+    assert.deepEqual([(await row(plain)).status, (await row(asked)).status, (await row(held)).status, (await row(bulkHeld)).status],
+      ['paused', 'paused', 'paused', 'paused']);
   });
 
   it('refuses a limit out of range with TR001', async () => {
