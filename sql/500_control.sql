@@ -274,10 +274,11 @@ begin
     -- Parked by its code, to be resumed at resume_at: an operator's pause
     -- holds it until an operator resumes it. A reason becomes the error,
     -- the code's error its cause (no event: the run stays paused).
-    update trellis.runs
-       set resume_at = null, updated_at = v_now,
-           error = case when p_reason is null then error
-                        else jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason, 'cause', error) end
+    -- (The error computed first: a distributed UPDATE takes no stable
+    -- function such as jsonb_build_object in its CASE.)
+    v_error := case when p_reason is null then v_run.error
+                    else jsonb_build_object('name', 'Paused', 'code', 'paused', 'message', p_reason, 'cause', v_run.error) end;
+    update trellis.runs set resume_at = null, updated_at = v_now, error = v_error
      where bucket = v_run.bucket and id = p_run_id;
   elsif v_run.status in ('pending', 'waiting') then
     perform trellis._run_move(array[row(p_run_id, 'paused', 'paused', null, null, false,

@@ -49,7 +49,8 @@ const runs = Number(process.env.CITUS_RUNS ?? 1000);
  * distributed table.
  */
 const INTEGRATION_ON_CLUSTER = ['schedules', 'hooks', 'queues', 'handoff', 'retention', 'state-machine', 'templates', 'roles',
-  'waits', 'control', 'children', 'result-watch', 'connectors', 'outbox-connector', 'outbox-tools', 'deadlines', 'fork', 'start-many', 'values'].map((f) => `test/integration/${f}.test.ts`)
+  'waits', 'control', 'children', 'result-watch', 'connectors', 'outbox-connector', 'outbox-tools', 'deadlines', 'fork', 'start-many', 'values',
+  'key-policies', 'control-many', 'resume-after', 'retry-budget'].map((f) => `test/integration/${f}.test.ts`)
   .concat('test/citus/outbox-cursor.test.ts', 'test/citus/table-connector.test.ts');
 const base = Number(process.env.CITUS_BASE_PORT ?? 56201);
 
