@@ -39,6 +39,25 @@ end $$;
 comment on function trellis._run_lock(uuid) is
   'Lock run p_run_id (FOR NO KEY UPDATE) and return it; TR002 if it does not exist.';
 
+-- Lock a run for a control applied to many (run_resume_due, the bulk
+-- controls of sql/520_control_many.sql); its row, or null when it is gone
+-- (purged since the caller read it).
+create or replace function trellis._run_lock_if_any(p_run_id uuid)
+returns trellis.runs language plpgsql as $$
+declare
+  v_run trellis.runs;
+begin
+  if trellis._distributed() then
+    perform trellis._lock_runs(array[p_run_id]);
+    select * into v_run from trellis.runs r where r.id = p_run_id;
+  else
+    select * into v_run from trellis.runs r where r.id = p_run_id for no key update;
+  end if;
+  return v_run;
+end $$;
+comment on function trellis._run_lock_if_any(uuid) is
+  'Lock run p_run_id (FOR NO KEY UPDATE) and return it; a row of nulls if it does not exist.';
+
 -- Reads only: callers lock the result (in id order, with the rest of their set).
 -- PL/pgSQL so the distributed path (level by level: a distributed schema has
 -- no recursive query over its runs) is never planned on one node, nor the
@@ -367,13 +386,8 @@ begin
      order by r.resume_at
      limit p_limit
   loop
-    if trellis._distributed() then
-      perform trellis._lock_runs(array[v_id]);
-      select * into v_run from trellis.runs r where r.id = v_id;
-    else
-      select * into v_run from trellis.runs r where r.id = v_id for no key update;
-    end if;
-    continue when not found or v_run.status <> 'paused' or not coalesce(v_run.resume_at <= v_now, false);
+    v_run := trellis._run_lock_if_any(v_id);
+    continue when v_run.id is null or v_run.status <> 'paused' or not coalesce(v_run.resume_at <= v_now, false);
     perform trellis._run_resume(v_id, 'resume_after');
     v_done := v_done + 1;
   end loop;

@@ -170,13 +170,8 @@ begin
   loop
     -- Locked one at a time (a run gone meanwhile, purged, is passed over),
     -- then looked at again: it may have changed since the read above.
-    if trellis._distributed() then
-      perform trellis._lock_runs(array[v_id]);
-      select * into v_run from trellis.runs r where r.id = v_id;
-    else
-      select * into v_run from trellis.runs r where r.id = v_id for no key update;
-    end if;
-    continue when not found;
+    v_run := trellis._run_lock_if_any(v_id);
+    continue when v_run.id is null;
     v_before := v_run.status;
     if trellis._run_control_applies(p_action, v_run.status, v_run.cancel_requested_at, v_run.pause_requested_at,
                                     v_run.scrubbed_at, v_run.former_key, v_run.resume_at) then

@@ -1,5 +1,6 @@
 /** Checking the CLI's arguments: each bad one is a UsageError that quotes at most a bounded prefix of it. */
 import type { RunRef } from '../client/options.ts';
+import { RUN_STATES, type RunState } from '../db/tables.ts';
 import { toTime } from '../protocol/deadline.ts';
 import { toMs } from '../protocol/duration.ts';
 import { UUID_PATTERN as UUID } from '../workflow/names.ts';
@@ -106,4 +107,13 @@ export function metadataOption(value: unknown): Record<string, unknown> | undefi
     throw new UsageError(`--metadata must be a JSON object such as {"tenant":"acme"}, not ${quote(value as string)}`);
   }
   return parsed as Record<string, unknown>;
+}
+
+/** A `--status` filter option (repeatable or comma-separated): the statuses, or undefined when not given. */
+export function statusOption(value: unknown): RunState[] | undefined {
+  const statuses = ((value as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  for (const s of statuses) {
+    if (!RUN_STATES.includes(s as RunState)) throw new UsageError(`unknown status ${quote(s)} (one of ${RUN_STATES.join(', ')})`);
+  }
+  return statuses.length ? (statuses as RunState[]) : undefined;
 }

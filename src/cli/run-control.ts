@@ -3,10 +3,10 @@
  * workflow and key), its status afterwards; or with --all, every run the
  * filters match, in batches, with progress.
  */
-import { RUN_STATES, type RunState } from '../db/tables.ts';
+import type { RunState } from '../db/tables.ts';
 import type { Client } from '../client/client.ts';
 import type { ControlFilter, ControlManyOptions, ControlManyResult, RunRef } from '../client/options.ts';
-import { integer, metadataOption, quote, runRef, time } from './args.ts';
+import { integer, metadataOption, runRef, statusOption, time } from './args.ts';
 import type { Command, OptionSpec } from './command.ts';
 import { UsageError } from './exit-codes.ts';
 import { progress } from './progress.ts';
@@ -67,16 +67,12 @@ export function controlCommand(o: {
         return 0;
       }
       if (args[0] !== undefined) throw new UsageError('give a run id or --all with filters, not both');
-      const statuses = ((options.status as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
-      for (const s of statuses) {
-        if (!RUN_STATES.includes(s as RunState)) throw new UsageError(`unknown status ${quote(s)} (one of ${RUN_STATES.join(', ')})`);
-      }
       const filter: ControlFilter = {
         workflow: options.workflow as string | undefined,
         key: options.key as string | undefined,
         version: options.version as string | undefined,
         queue: options.queue as string | undefined,
-        status: statuses.length ? (statuses as RunState[]) : undefined,
+        status: statusOption(options.status),
         createdAfter: options.since === undefined ? undefined : time(options.since as string, 'since'),
         createdBefore: options.until === undefined ? undefined : time(options.until as string, 'until'),
         metadata: metadataOption(options.metadata),

@@ -30,20 +30,25 @@ export function sleep(ms: number): Promise<void> {
   return new Promise((resolve) => setTimeout(resolve, ms));
 }
 
+/** `fn` again while it fails with an error `again` says to retry, up to `attempts` tries in all, with the transient backoff. */
+async function retrying<T>(fn: () => Promise<T>, attempts: number, again: (error: unknown) => boolean): Promise<T> {
+  for (let attempt = 1; ; attempt++) {
+    try {
+      return await fn();
+    } catch (error) {
+      if (attempt >= attempts || !again(error)) throw error;
+      await sleep(transientDelay(attempt));
+    }
+  }
+}
+
 /**
  * `fn` again after a transient fault, up to `attempts` tries in all, with
  * the transient backoff: for a call that is atomic (one statement in its own
  * transaction), so a failed try changed nothing.
  */
-export async function withTransientRetries<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (attempt >= attempts || !isTransient(error)) throw error;
-      await sleep(transientDelay(attempt));
-    }
-  }
+export function withTransientRetries<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
+  return retrying(fn, attempts, isTransient);
 }
 
 /**
@@ -60,13 +65,6 @@ export function isRolledBack(error: unknown): boolean {
 }
 
 /** `fn` again (up to `attempts` tries) while it fails with an error {@link isRolledBack} says left nothing behind. */
-export async function withRollbackRetries<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
-  for (let attempt = 1; ; attempt++) {
-    try {
-      return await fn();
-    } catch (error) {
-      if (attempt >= attempts || !isRolledBack(error)) throw error;
-      await sleep(transientDelay(attempt));
-    }
-  }
+export function withRollbackRetries<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
+  return retrying(fn, attempts, isRolledBack);
 }

@@ -1,8 +1,7 @@
 /** `trellis ls`: runs, newest first, filtered and paged. */
-import { RUN_STATES, type RunState } from '../../db/tables.ts';
-import { integer, metadataOption, quote, time } from '../args.ts';
+import { RUN_STATES } from '../../db/tables.ts';
+import { integer, metadataOption, statusOption, time } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
-import { UsageError } from '../exit-codes.ts';
 import { between, errorText, formatDuration, formatTime, table, toJson } from '../format.ts';
 
 export const ls: Command = {
@@ -22,15 +21,11 @@ export const ls: Command = {
     ...JSON_OPTION,
   },
   async run({ options, client, io }) {
-    const statuses = ((options.status as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
-    for (const s of statuses) {
-      if (!RUN_STATES.includes(s as RunState)) throw new UsageError(`unknown status ${quote(s)} (one of ${RUN_STATES.join(', ')})`);
-    }
     const page = await (await client()).list({
       workflow: options.workflow as string | undefined,
       key: options.key as string | undefined,
       queue: options.queue as string | undefined,
-      status: statuses.length ? (statuses as RunState[]) : undefined,
+      status: statusOption(options.status),
       createdAfter: options.since === undefined ? undefined : time(options.since as string, 'since'),
       createdBefore: options.until === undefined ? undefined : time(options.until as string, 'until'),
       metadata: metadataOption(options.metadata),
