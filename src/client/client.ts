@@ -415,7 +415,8 @@ export class Client {
 
   /**
    * Pause every pending, waiting or running run matching `filter`, as
-   * `pause` does. Batches as `cancelMany`.
+   * `pause` does, and hold the parked runs its `resumeAfter` would resume
+   * (as `pause` of one does). Batches as `cancelMany`.
    *
    * @example
    * await client.pauseMany({ queue: 'emails' }, { reason: 'provider outage' });
