@@ -172,10 +172,14 @@ try {
     }
     // The measurement log stays in the repository (it grows with every bench round; an app needs none of it).
     if (files.includes('docs/performance.md')) throw new Error('docs/performance.md is in the tarball');
-    // The budget: 1 MB until 6 December 2026, 1.1 MB since (the audit fixes of that day and their docs took the
-    // tarball to 1,015,223 bytes). The next lever, before raising it again: the SQL's comments, ~38 KB of each of
-    // the bundle's two copies (src/ and dist/) packed, which `trellis sql` prints and the installer does not need.
-    if ((await stat(tarball)).size > 1_100_000) throw new Error(`tarball is ${(await stat(tarball)).size} bytes`);
+    // The budget: 1 MB until 6 December 2026, 1.1 MB until 7 December (the audit fixes of the 6th and their docs
+    // took the tarball to 1,015,223 bytes), 1.2 MB since (key policies, bulk controls, retry budgets, resumeAfter
+    // and metadata filters, with their SQL in both copies of the bundle and their docs: 1,104,063 bytes). The
+    // levers left, before raising it again: the SQL's comments, ~38 KB of each of the bundle's two copies (src/
+    // and dist/) packed, which `trellis sql` prints and the installer does not need (strip whole-line comments
+    // when bundling, outside string literals: migrations included); the JS source maps, ~112 KB packed (stack
+    // traces would then name dist/ lines instead of src/ ones).
+    if ((await stat(tarball)).size > 1_200_000) throw new Error(`tarball is ${(await stat(tarball)).size} bytes`);
   });
 
   await check('every relative link of the tarball\'s Markdown files points into the tarball', async () => {
