@@ -18,36 +18,16 @@
 -- the first row of the two instead of deadlocking (40P01). The other controls
 -- lock one run.
 
--- Lock a run for a control change; TR002 when it does not exist.
-create or replace function trellis._run_lock(p_run_id uuid)
-returns trellis.runs language plpgsql as $$
-declare
-  v_run trellis.runs;
-begin
-  if trellis._distributed() then
-    -- Locked within its bucket (sql/160_buckets.sql), then read.
-    perform trellis._lock_runs(array[p_run_id]);
-    select * into v_run from trellis.runs where id = p_run_id;
-  else
-    select * into v_run from trellis.runs where id = p_run_id for no key update;
-  end if;
-  if not found then
-    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
-  end if;
-  return v_run;
-end $$;
-comment on function trellis._run_lock(uuid) is
-  'Lock run p_run_id (FOR NO KEY UPDATE) and return it; TR002 if it does not exist.';
-
--- Lock a run for a control applied to many (run_resume_due, the bulk
--- controls of sql/520_control_many.sql); its row, or null when it is gone
--- (purged since the caller read it).
+-- Lock a run for a control (one run, or one of many: run_resume_due and the
+-- bulk controls of sql/520_control_many.sql); its row, or a row of nulls
+-- when it is gone (purged since the caller read it).
 create or replace function trellis._run_lock_if_any(p_run_id uuid)
 returns trellis.runs language plpgsql as $$
 declare
   v_run trellis.runs;
 begin
   if trellis._distributed() then
+    -- Locked within its bucket (sql/160_buckets.sql), then read.
     perform trellis._lock_runs(array[p_run_id]);
     select * into v_run from trellis.runs r where r.id = p_run_id;
   else
@@ -57,6 +37,20 @@ begin
 end $$;
 comment on function trellis._run_lock_if_any(uuid) is
   'Lock run p_run_id (FOR NO KEY UPDATE) and return it; a row of nulls if it does not exist.';
+
+-- Lock a run for a control change; TR002 when it does not exist.
+create or replace function trellis._run_lock(p_run_id uuid)
+returns trellis.runs language plpgsql as $$
+declare
+  v_run trellis.runs := trellis._run_lock_if_any(p_run_id);
+begin
+  if v_run.id is null then
+    perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
+  end if;
+  return v_run;
+end $$;
+comment on function trellis._run_lock(uuid) is
+  'Lock run p_run_id (FOR NO KEY UPDATE) and return it; TR002 if it does not exist.';
 
 -- Reads only: callers lock the result (in id order, with the rest of their set).
 -- PL/pgSQL so the distributed path (level by level: a distributed schema has

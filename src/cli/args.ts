@@ -117,3 +117,19 @@ export function statusOption(value: unknown): RunState[] | undefined {
   }
   return statuses.length ? (statuses as RunState[]) : undefined;
 }
+
+/** The run filters `ls` and the `--all` controls share (`--workflow`, `--key`, `--queue`, `--status`, `--since`, `--until`, `--metadata`); unset ones undefined. */
+export function runFilterOptions(options: OptionValues): {
+  workflow: string | undefined; key: string | undefined; queue: string | undefined; status: RunState[] | undefined;
+  createdAfter: Date | undefined; createdBefore: Date | undefined; metadata: Record<string, unknown> | undefined;
+} {
+  return {
+    workflow: options.workflow as string | undefined,
+    key: options.key as string | undefined,
+    queue: options.queue as string | undefined,
+    status: statusOption(options.status),
+    createdAfter: options.since === undefined ? undefined : time(options.since as string, 'since'),
+    createdBefore: options.until === undefined ? undefined : time(options.until as string, 'until'),
+    metadata: metadataOption(options.metadata),
+  };
+}

@@ -6,7 +6,7 @@
 import type { RunState } from '../db/tables.ts';
 import type { Client } from '../client/client.ts';
 import type { ControlFilter, ControlManyOptions, ControlManyResult, RunRef } from '../client/options.ts';
-import { integer, metadataOption, runRef, statusOption, time } from './args.ts';
+import { integer, runFilterOptions, runRef } from './args.ts';
 import type { Command, OptionSpec } from './command.ts';
 import { UsageError } from './exit-codes.ts';
 import { progress } from './progress.ts';
@@ -67,16 +67,7 @@ export function controlCommand(o: {
         return 0;
       }
       if (args[0] !== undefined) throw new UsageError('give a run id or --all with filters, not both');
-      const filter: ControlFilter = {
-        workflow: options.workflow as string | undefined,
-        key: options.key as string | undefined,
-        version: options.version as string | undefined,
-        queue: options.queue as string | undefined,
-        status: statusOption(options.status),
-        createdAfter: options.since === undefined ? undefined : time(options.since as string, 'since'),
-        createdBefore: options.until === undefined ? undefined : time(options.until as string, 'until'),
-        metadata: metadataOption(options.metadata),
-      };
+      const filter: ControlFilter = { ...runFilterOptions(options), version: options.version as string | undefined };
       for (const k of Object.keys(filter) as (keyof ControlFilter)[]) if (filter[k] === undefined) delete filter[k];
       if (Object.keys(filter).length === 0) filter.all = true;
       const batchSize = integer(options.batch as string | undefined, 'batch', 1, 10_000, 1000);

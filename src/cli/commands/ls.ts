@@ -1,6 +1,6 @@
 /** `trellis ls`: runs, newest first, filtered and paged. */
 import { RUN_STATES } from '../../db/tables.ts';
-import { integer, metadataOption, statusOption, time } from '../args.ts';
+import { integer, runFilterOptions } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
 import { between, errorText, formatDuration, formatTime, table, toJson } from '../format.ts';
 
@@ -22,13 +22,7 @@ export const ls: Command = {
   },
   async run({ options, client, io }) {
     const page = await (await client()).list({
-      workflow: options.workflow as string | undefined,
-      key: options.key as string | undefined,
-      queue: options.queue as string | undefined,
-      status: statusOption(options.status),
-      createdAfter: options.since === undefined ? undefined : time(options.since as string, 'since'),
-      createdBefore: options.until === undefined ? undefined : time(options.until as string, 'until'),
-      metadata: metadataOption(options.metadata),
+      ...runFilterOptions(options),
       limit: integer(options.limit as string | undefined, 'limit', 1, 1000, 50),
       cursor: options.cursor as string | undefined,
     });
