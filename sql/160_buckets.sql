@@ -354,7 +354,7 @@ begin
     execute 'select create_distributed_table(''trellis.runs'', ''bucket'')';
   end if;
   foreach v_table in array array['trellis.steps', 'trellis.signals', 'trellis.events', 'trellis.hook_deliveries',
-                                  'trellis.run_deadlines']::regclass[] loop
+                                  'trellis.run_deadlines', 'trellis.run_watches']::regclass[] loop
     if not exists (select 1 from pg_dist_partition where logicalrelid = v_table) then
       execute format('select create_distributed_table(%L, ''bucket'', colocate_with => ''trellis.runs'')', v_table);
     end if;

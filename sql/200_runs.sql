@@ -508,7 +508,9 @@ comment on function trellis._run_history(integer, uuid, integer) is
 create or replace function trellis._run_children_ended(p_bucket integer, p_run uuid, p_execution integer)
 returns jsonb language plpgsql stable as $$
 declare
-  v_ids uuid[];
+  v_ids   uuid[];
+  v_ended jsonb;
+  v_found uuid[];
 begin
   v_ids := array(select (w.output->>'child')::uuid from trellis.steps w
                   where w.bucket = p_bucket and w.run_id = p_run and w.execution = p_execution
@@ -517,15 +519,28 @@ begin
     return null;
   end if;
   -- The children may live in other buckets (a child with its own key).
-  return (select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
-            from trellis.runs c where c.id = any (v_ids) and c.status in ('completed', 'failed', 'cancelled'));
-exception when program_limit_exceeded then
-  return (select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
-            from (select c.id, c.status, c.output, c.error from trellis.runs c
-                   where c.id = any (v_ids) and c.status in ('completed', 'failed', 'cancelled') order by c.id limit 1) c);
+  begin
+    select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
+      into v_ended
+      from trellis.runs c where c.id = any (v_ids) and c.status in ('completed', 'failed', 'cancelled');
+  exception when program_limit_exceeded then
+    return (select jsonb_object_agg(c.id, jsonb_build_object('status', c.status, 'output', c.output, 'error', c.error))
+              from (select c.id, c.status, c.output, c.error from trellis.runs c
+                     where c.id = any (v_ids) and c.status in ('completed', 'failed', 'cancelled') order by c.id limit 1) c);
+  end;
+  -- An awaited run that does not exist (ctx.waitForRun of an unknown id, or
+  -- one deleted by hand) is reported failed with code not_found.
+  v_found := array(select c.id from trellis.runs c where c.id = any (v_ids));
+  if exists (select 1 from unnest(v_ids) i where i <> all (v_found)) then
+    select coalesce(v_ended, '{}') || jsonb_object_agg(g.id, jsonb_build_object('status', 'failed', 'output', null, 'error',
+             jsonb_build_object('name', 'NotFoundError', 'code', 'not_found', 'message', 'run ' || g.id::text || ' does not exist')))
+      into v_ended
+      from (select distinct i as id from unnest(v_ids) i where i <> all (v_found)) g;
+  end if;
+  return v_ended;
 end $$;
 comment on function trellis._run_children_ended(integer, uuid, integer) is
-  'The children that execution p_execution of run p_run waits on and that have ended, as run_claim returns them: {child id: {status, output, error}}, null if none; only the first of them if PostgreSQL cannot build them all as one value (over 256 MB).';
+  'The runs that execution p_execution of run p_run waits on (children, or runs awaited with ctx.waitForRun) and that have ended, as run_claim returns them: {run id: {status, output, error}} (one that does not exist: failed with code not_found), null if none; only the first of them if PostgreSQL cannot build them all as one value (over 256 MB).';
 
 -- Claim up to p_limit due runs of the served (workflow, version) pairs.
 -- Queues are tried in the order given; within a queue, priority then due time.

@@ -5,11 +5,17 @@
 -- _wake_child_waiters, step_record and the one-run run_complete, run_fail, run_release.
 -- Touches: trellis.runs (insert child runs; lease_expiries back to 0; status only through _run_move,
 -- sql/150_transitions.sql), trellis.steps (insert, update, delete), trellis.signals
--- (consume), trellis.events (step results).
+-- (consume), trellis.events (step results), trellis.run_watches (deleted when
+-- the awaited run ends; written by _runs_wait, sql/310_run_ends.sql).
 -- Lock order: every run row a call may change is locked up front, in one
 -- statement, in id order (FOR NO KEY UPDATE): the runs of the ops, the parents
 -- of the runs it finishes (to wake them) and the runs a finish cancels (the
--- unfinished children and their subtrees). Nothing later waits for a run lock:
+-- unfinished children and their subtrees), and the runs that wait on the
+-- runs it finishes through run_watches. Nothing later waits for a run lock
+-- but two rare cases of decision 0039 (a wait on a run that is not the
+-- waiter's child locks that run in _runs_wait; a watch written after the
+-- up-front read locks its waiter in _wake_child_waiters): a cycle through
+-- them is a deadlock PostgreSQL breaks and the worker retries. Otherwise
 -- the cancel cascade takes runs that appeared meanwhile with SKIP LOCKED (a
 -- skipped run is reached again when its own parent ends), and the steps and
 -- signals touched belong to runs already held. run_cancel, run_heartbeat_many
@@ -164,6 +170,8 @@ begin
   if cardinality(v_finishing) > 0 then
     v_lock := v_lock || array(select p.parent_run_id from trellis.runs p
                                where p.id = any (v_finishing) and p.parent_run_id is not null);
+    -- The runs that wait on them without being their parent (decision 0039).
+    v_lock := v_lock || array(select w.waiter_id from trellis.run_watches w where w.run_id = any (v_finishing));
     if exists (select 1 from trellis.runs c where c.parent_run_id = any (v_finishing)) then
       v_lock := v_lock || array(select trellis._cancel_reach(v_finishing));
     end if;
@@ -348,7 +356,8 @@ begin
   end if;
   -- Most finished runs have neither a parent nor children: two index probes
   -- then stand in for two calls (the latency of a one-run checkpoint, issue 18).
-  if exists (select 1 from trellis.runs c where c.id = any (p_finished) and c.parent_run_id is not null) then
+  if exists (select 1 from trellis.runs c where c.id = any (p_finished) and c.parent_run_id is not null)
+     or exists (select 1 from trellis.run_watches w where w.run_id = any (p_finished)) then
     perform trellis._wake_child_waiters(p_finished);
   end if;
   if exists (select 1 from trellis.runs c where c.parent_run_id = any (p_finished)) then
@@ -361,7 +370,7 @@ begin
   perform trellis._notify_watched('trellis:run_finished', p_finished);
 end $$;
 comment on function trellis._runs_finished(uuid[]) is
-  'After runs ended: wake their waiting parents, cancel their cancel-children, notify trellis:run_finished (ids in chunks of 200) if a session watches (_notify_finished).';
+  'After runs ended: wake their waiting parents and the runs that wait on them through run_watches, cancel their cancel-children, notify trellis:run_finished (ids in chunks of 200) if a session watches (_notify_finished).';
 
 -- Wake the workers of queues that got a due run from these ops.
 create or replace function trellis._runs_ready(p_ops trellis.checkpoint_op[])
@@ -399,6 +408,18 @@ declare
 begin
   v_parents := array(select distinct c.parent_run_id from trellis.runs c
                       where c.id = any (p_finished) and c.parent_run_id is not null);
+  -- And the runs that wait on them without being their parent (decision
+  -- 0039): their watches end here. A watch written after the caller's
+  -- up-front read (its writer held one of p_finished and committed before
+  -- the caller's lock was granted) is read here too; its waiter is locked
+  -- now, after the caller's locks: a cycle is a deadlock PostgreSQL breaks
+  -- and the caller retries (never skipped: a waiter missed here would wait
+  -- for ever).
+  if exists (select 1 from trellis.run_watches w where w.run_id = any (p_finished)) then
+    v_parents := array(select distinct x from unnest(v_parents || array(
+                   select w.waiter_id from trellis.run_watches w where w.run_id = any (p_finished))) x);
+    delete from trellis.run_watches w where w.run_id = any (p_finished);
+  end if;
   if cardinality(v_parents) = 0 then
     return;
   end if;
@@ -425,7 +446,7 @@ begin
   end loop;
 end $$;
 comment on function trellis._wake_child_waiters(uuid[]) is
-  'Make runs that wait (in their current execution) on any of the finished runs p_finished pending now. Locks those parents in id order; callers lock them first.';
+  'Make runs that wait (in their current execution) on any of the finished runs p_finished pending now: their parents and their watchers (run_watches, whose rows for p_finished are deleted). Locks them in id order; callers lock them first.';
 
 -- Apply one op through the batch path (lock, fence, dispatch), raising
 -- TR002/TR003/TR004 if it was refused.

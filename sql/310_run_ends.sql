@@ -170,7 +170,10 @@ declare
   v_woken   uuid[] := '{}';
   v_open    uuid[];
   v_owners  uuid[];
-  v_foreign uuid[] := '{}';
+  v_fw      uuid[];
+  v_fk      uuid[];
+  v_fb      integer[];
+  v_gone    uuid[];
 begin
   -- The children the held waiting runs wait on (calls of their current
   -- execution), then those of them that finished: two statements, as a
@@ -189,20 +192,42 @@ begin
       into v_done, v_open, v_owners
       from trellis.runs c where c.id = any (v_kids);
     v_woken := array(select distinct x.w from unnest(v_waiters, v_kids) x(w, k) where x.k = any (v_done));
+    -- A call that waits on a run that does not exist (ctx.waitForRun of an
+    -- unknown id) wakes at once: the claim reports it as not found
+    -- (_run_children_ended), and the replay fails the call.
+    v_gone := array(select k from unnest(v_kids) k where k <> all (v_done) and k <> all (v_open));
+    v_woken := v_woken || array(select distinct x.w from unnest(v_waiters, v_kids) x(w, k) where x.k = any (v_gone));
     -- A call that waits on an unfinished run whose parent is another run
-    -- (a child with a key that run started first: a fork's replay of its
-    -- original's child, two parents sharing a child key) is not woken by
-    -- that run's end, which wakes its own parent only: the waiter looks
-    -- again every 30 seconds instead (its replay reads the child's end).
-    v_foreign := array(select distinct x.w from unnest(v_waiters, v_kids) x(w, k)
-                         join unnest(v_open, v_owners) o(id, owner) on o.id = x.k
-                        where o.owner is distinct from x.w);
+    -- (ctx.waitForRun, a child key that run started first, a fork's replay
+    -- of its original's child) is not woken by the parent link: it is
+    -- written to run_watches, which that run's end reads (decision 0039).
+    -- The awaited runs are locked first, so their end either committed
+    -- before the lock was granted (and the read below sees it finished) or
+    -- comes after this transaction and reads the watch (_wake_child_waiters).
+    -- This is the one run lock taken after a checkpoint's up-front locks; a
+    -- cycle with it is a deadlock PostgreSQL breaks and the worker retries.
+    select coalesce(array_agg(x.w), '{}'), coalesce(array_agg(x.k), '{}') into v_fw, v_fk
+      from unnest(v_waiters, v_kids) x(w, k)
+      join unnest(v_open, v_owners) o(id, owner) on o.id = x.k
+     where o.owner is distinct from x.w;
+    if cardinality(v_fk) > 0 then
+      perform trellis._lock_runs(v_fk);
+      select coalesce(array_agg(c.id) filter (where c.status in ('completed', 'failed', 'cancelled')), '{}')
+        into v_done from trellis.runs c where c.id = any (v_fk);
+      v_woken := v_woken || array(select distinct x.w from unnest(v_fw, v_fk) x(w, k) where x.k = any (v_done));
+      select coalesce(array_agg(x.w), '{}'), coalesce(array_agg(x.k), '{}'), coalesce(array_agg(c.bucket), '{}')
+        into v_fw, v_fk, v_fb
+        from unnest(v_fw, v_fk) x(w, k) join trellis.runs c on c.id = x.k
+       where c.status not in ('completed', 'failed', 'cancelled') and x.w <> all (v_woken);
+      insert into trellis.run_watches (bucket, run_id, waiter_id)
+      select distinct x.b, x.k, x.w from unnest(v_fb, v_fk, v_fw) x(b, k, w)
+      on conflict do nothing;
+    end if;
   end if;
   perform trellis._run_move(array(
     select row(m.run, m.to_status,
                case m.to_status when 'paused' then 'paused' when 'pending' then 'resumed' else 'waiting' end,
                case when m.to_status in ('paused', 'pending') then v_now
-                    when m.run = any (v_foreign) then least(v_now + interval '30 seconds', coalesce(m.wake_at, 'infinity'))
                     else coalesce(m.wake_at, 'infinity') end,
                null, false, null, false, null, null, null, null, true, null,
                null, null, null, null)::trellis.run_move

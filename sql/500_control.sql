@@ -196,7 +196,9 @@ begin
     perform trellis._raise('TR002', format('run %s does not exist', coalesce(p_run_id::text, 'null')));
   end if;
   perform trellis._lock_runs(array(select p_run_id union all select v_run.parent_run_id
-                                  union all select trellis._cancel_reach(array[p_run_id])));
+                                  union all select trellis._cancel_reach(array[p_run_id])
+                                  -- The runs that wait on it (decision 0039), woken by its end.
+                                  union all select w.waiter_id from trellis.run_watches w where w.run_id = p_run_id));
   select * into v_run from trellis.runs where id = p_run_id;
   if not found and p_overdue is not null then
     return null;

@@ -164,6 +164,7 @@ begin
     perform trellis._lock_runs(array(
       select unnest(v_ids)
       union select c.parent_run_id from trellis.runs c where c.id = any (v_ids) and c.parent_run_id is not null
+      union select w.waiter_id from trellis.run_watches w where w.run_id = any (v_ids)
       union select trellis._cancel_reach(v_ids)));
   end if;
   foreach v_id in array v_ids

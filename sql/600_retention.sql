@@ -175,6 +175,10 @@ begin
     delete from trellis.hook_deliveries h using gone where h.bucket = gone.bucket and h.run_id = gone.id),
   deadlines as (
     delete from trellis.run_deadlines d using gone where d.bucket = gone.bucket and d.run_id = gone.id),
+  -- (A finished run's watchers were woken and deleted at its end: none are
+  -- left but those of a run purged some other way.)
+  watches as (
+    delete from trellis.run_watches w using gone where w.bucket = gone.bucket and w.run_id = gone.id),
   -- The parent link crosses buckets (a child with its own key), so it is no
   -- foreign key: a purged run's children lose it here.
   orphans as (

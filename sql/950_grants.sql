@@ -112,7 +112,7 @@ begin
     execute 'grant usage on schema trellis to trellis_reader';
     execute 'grant select on trellis.workflows, trellis.steps, trellis.signals, trellis.settings, trellis.retentions,
                             trellis.schema_info, trellis.migrations, trellis.run_transitions, trellis.events,
-                            trellis.event_consumers, trellis.hook_deliveries, trellis.run_deadlines, trellis.templates,
+                            trellis.event_consumers, trellis.hook_deliveries, trellis.run_deadlines, trellis.run_watches, trellis.templates,
                             trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules,
                             trellis.queues, trellis.queue_stats to trellis_reader';
     execute 'grant execute on function trellis.events_read(text, integer, jsonb), trellis.run_finished_watch(),
@@ -125,7 +125,7 @@ begin
     execute 'grant usage on schema trellis to trellis_client';
     execute 'grant select on trellis.workflows, trellis.steps, trellis.signals, trellis.settings, trellis.retentions,
                             trellis.schema_info, trellis.migrations, trellis.clock, trellis.run_transitions,
-                            trellis.events, trellis.event_consumers, trellis.hook_deliveries, trellis.run_deadlines, trellis.templates,
+                            trellis.events, trellis.event_consumers, trellis.hook_deliveries, trellis.run_deadlines, trellis.run_watches, trellis.templates,
                             trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules,
                             trellis.queues, trellis.queue_stats to trellis_client';
     execute format('grant select (%s) on trellis.runs to trellis_client', v_columns);

@@ -200,7 +200,7 @@ export class StepFailedError extends TrellisError {
   }
 }
 
-/** A child run awaited with `ctx.child` failed or was cancelled. `details.error` holds its error. */
+/** A run awaited with `ctx.child` or `ctx.waitForRun` failed, was cancelled or (waitForRun) does not exist. `details.error` holds its error (code `not_found` for a missing run). */
 export class ChildFailedError extends TrellisError {
   readonly childRunId: string;
   constructor(childRunId: string, message: string, options?: TrellisErrorOptions) {

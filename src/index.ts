@@ -15,7 +15,7 @@ export type { ConnectionTimeouts } from './db/connection.ts';
 export type { PreparedStatementsMode } from './db/prepared.ts';
 export { createWorker, Worker, type WorkerOptions } from './worker/worker.ts';
 export type {
-  ChildOptions, Logger, RaceResult, StepContext, StepOptions, TransactionClient, TransactionOptions, TransactionStepContext, WaitForSignalOptions, WorkflowContext,
+  ChildOptions, Logger, RaceResult, StepContext, StepOptions, TransactionClient, TransactionOptions, TransactionStepContext, WaitForRunOptions, WaitForSignalOptions, WorkflowContext,
 } from './workflow/context.ts';
 export {
   type ActivityOptions, defineActivity, defineWorkflow, type WorkflowDefinition, type WorkflowFn, type WorkflowInput, type WorkflowOptions, type WorkflowOutput,

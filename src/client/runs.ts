@@ -51,7 +51,8 @@ export interface Run {
   /**
    * When the run is due: not before this (a `runAt`, a retry backoff), or
    * when a waiting run's earliest timer fires. `null` for a run waiting with
-   * no timer (only a signal or a child wakes it).
+   * no timer (only a signal, a child or the end of a run it waits for
+   * with `ctx.waitForRun` wakes it).
    */
   runAt: Date | null;
   /** The worker holding its lease while running, else null. */

@@ -12,8 +12,8 @@
  * delivery number, stored with its checkpoint, and reaches the code in its
  * own turn; a replay hands recorded results back in that order (delivery.ts).
  */
-import { CancelledError, ChildFailedError, IllegalTransitionError, StepFailedError, ValidationError } from '../errors.ts';
-import type { ChildOptions, StepContext, StepOptions, TransactionOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
+import { CancelledError, ChildFailedError, IllegalTransitionError, quoteValue, StepFailedError, ValidationError } from '../errors.ts';
+import type { ChildOptions, StepContext, StepOptions, TransactionOptions, WaitForRunOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
@@ -75,6 +75,7 @@ export function buildContext(run: Replay): WorkflowContext {
     waitForSignal: <T>(signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T> = {}) =>
       handled(waitForSignal<T>(run, signal, options)),
     child: (workflow, input, options = {}) => handled(child(run, workflow, input, options)) as never,
+    waitForRun: (runId: string, options: WaitForRunOptions = {}) => handled(waitForRun(run, runId, options)) as never,
     race: (branches, name = 'race') => handled(race(run, branches, name)) as never,
     nonCancellable: (fn) => run.nonCancellable(fn),
     continueAsNew: async (input, options = {}) => {
@@ -362,7 +363,7 @@ function child(run: Replay, workflow: WorkflowDefinition, input: unknown, option
   if (rec?.status === 'completed') return recordedWait(run, rec, 'child', replayed(run, rec, () => rec.output));
   if (rec?.status === 'failed') {
     return recordedWait(run, rec, 'child', replayed(run, rec, () => {
-      throw childError((rec.output as { child?: string | undefined } | null)?.child ?? '?', rec.error);
+      throw childError((rec.output as { child?: string | undefined } | null)?.child ?? '?', awaitedError(rec.error));
     }));
   }
   const started = (rec?.output as { child: string } | undefined)?.child;
@@ -413,6 +414,70 @@ function child(run: Replay, workflow: WorkflowDefinition, input: unknown, option
   // Refused before its start (bad input, a lost race, a cancel): nothing to wait for.
   promise.then(startQueued, startQueued);
   return promise;
+}
+
+/**
+ * The awaited run's own error, from a failed child call's record: the call
+ * recorded the ChildFailedError it threw, whose details hold that error, so
+ * a replay throws the same message as the first execution did.
+ */
+function awaitedError(e: StepRecord['error']): { message?: string | undefined; code?: string | undefined } | null {
+  const inner = e?.code === 'child_failed' ? (e.details as { error?: unknown } | undefined)?.error : undefined;
+  return inner !== null && typeof inner === 'object' ? inner as { message?: string; code?: string } : (e ?? null);
+}
+
+const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
+
+/**
+ * `ctx.waitForRun`: a call of kind `child` that waits on a run this run did
+ * not start (decision 0039). It is recorded waiting with the run's id, as a
+ * child's call is; the database wakes this run when that one ends
+ * (trellis.run_watches), and the claim hands over its end as a child's.
+ */
+function waitForRun(run: Replay, runId: string, options: WaitForRunOptions): Promise<unknown> {
+  if (typeof runId !== 'string' || !RUN_ID.test(runId.toLowerCase())) {
+    return Promise.reject(new ValidationError(`ctx.waitForRun needs a run id (a UUID), got ${quoteValue(runId)}`));
+  }
+  const id = runId.toLowerCase();
+  if (id === run.o.runId) return Promise.reject(new ValidationError(`run ${id} cannot wait for its own end`));
+  const name = options.name ?? `run:${id}`;
+  let call;
+  try {
+    call = run.next('child', name);
+  } catch (error) {
+    return Promise.reject(error);
+  }
+  if (!call) return never();
+  const { seq, rec } = call;
+  const awaited = (rec?.output as { child?: string | undefined } | null | undefined)?.child;
+  if (rec && awaited !== undefined && awaited !== id) {
+    run.halt(run.nondeterministic(`call #${seq} "${name}" waits for run ${id} but the history has it waiting for run ${awaited}`));
+    return never();
+  }
+  const failure = (e: { message?: string | undefined; code?: string | undefined } | null | undefined) =>
+    new ChildFailedError(id, e?.code === 'not_found' ? `run ${id} does not exist`
+      : `run ${id} ${e?.code === 'cancelled' ? 'was cancelled' : 'failed'}: ${e?.message ?? 'unknown error'}`, { details: { error: e ?? null } });
+  if (rec?.status === 'completed') return recordedWait(run, rec, 'child', replayed(run, rec, () => rec.output));
+  if (rec?.status === 'failed') {
+    return recordedWait(run, rec, 'child', replayed(run, rec, () => {
+      throw failure(awaitedError(rec.error));
+    }));
+  }
+  return startWait<unknown>(run, seq, name, 'child',
+    () => {
+      const outcome = rec ? run.o.children?.[id] : undefined;
+      if (!outcome) return undefined;
+      return {
+        complete: async () => {
+          if (outcome.status === 'completed') return complete(run, seq, name, 'child', outcome.output);
+          return fail(run, { seq, name, kind: 'child', output: JSON.stringify({ child: id }) }, failure(outcome.error));
+        },
+      };
+    },
+    async () => {
+      if (!rec) await run.write({ op: 'step', seq, name, kind: 'child', status: 'waiting', output: JSON.stringify({ child: id }), attempts: 1, ms: 0 });
+      return run.block(seq, null);
+    });
 }
 
 type Settled = { key: string; ok: true; value: unknown } | { key: string; ok: false; error: unknown };

@@ -1,7 +1,8 @@
 /**
  * Driving a run to its end under the virtual clock (`env.drive`,
  * `env.runToEnd`). Each round reads the run and every run below it (its
- * children, their children, …) in one statement and, when none of them can
+ * children, their children, …, and the runs they wait for with
+ * `ctx.waitForRun`) in one statement and, when none of them can
  * move without time passing, advances the clock to the earliest timer among
  * them in that same statement. Otherwise it waits for progress: woken by the
  * engine's NOTIFYs, with a short poll for the changes that send none (a run
@@ -31,12 +32,20 @@ export interface DriveRound {
   advancedTo: Date | null;
 }
 
-/* The run's tree: the run and its descendants along parent_run_id. */
+/*
+ * The run's tree: the run and its descendants along parent_run_id, and the
+ * runs any of them waits for with ctx.waitForRun (trellis.run_watches,
+ * decision 0039) with theirs. \`union\`, not \`union all\`: runs waiting for
+ * each other make a cycle, which it ends.
+ */
 const TREE = `
 with recursive tree as (
   select id from trellis.runs where id = $1
-  union all
-  select r.id from trellis.runs r join tree t on r.parent_run_id = t.id
+  union
+  select x.id from tree t cross join lateral (
+    select r.id from trellis.runs r where r.parent_run_id = t.id
+    union all
+    select w.run_id from trellis.run_watches w where w.waiter_id = t.id) x
 ), live as (
   select r.* from tree join trellis.runs r using (id)
    where r.status not in ('completed', 'failed', 'cancelled')
@@ -110,7 +119,7 @@ export async function describeTree(pool: Pool, runId: string): Promise<string> {
     id: string; workflow: string; status: string; queue: string; lease_owner: string | null; run_at: Date | null; due: boolean;
   }>(DESCRIBE, [runId]);
   return rows.map((r) => {
-    const parts = [`  ${r.id === runId ? 'run' : 'descendant'} ${r.id} (${r.workflow}, queue ${r.queue}): ${r.status}`];
+    const parts = [`  ${r.id === runId ? 'run' : 'below or awaited'} ${r.id} (${r.workflow}, queue ${r.queue}): ${r.status}`];
     if (r.status === 'running') parts.push(`held by ${r.lease_owner ?? 'nobody'}`);
     else if (r.status === 'pending' || r.status === 'waiting') {
       parts.push(r.run_at ? `${r.due ? 'due since' : 'until'} ${r.run_at.toISOString()}` : 'with no timer');

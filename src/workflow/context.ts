@@ -161,6 +161,23 @@ export interface ChildOptions {
 }
 
 /**
+ * Options of `ctx.waitForRun`.
+ *
+ * @example
+ * const invoice = await ctx.waitForRun<{ total: number }>(runId, { name: 'invoice' });
+ */
+export interface WaitForRunOptions {
+  /**
+   * Name of the call in this run's history (default: `run:<id>`). Give one
+   * when the id comes from something that may change between deploys.
+   *
+   * @example
+   * await ctx.waitForRun(runId, { name: 'import' });
+   */
+  name?: string | undefined;
+}
+
+/**
  * Options of `ctx.waitForSignal`.
  *
  * @example
@@ -351,6 +368,20 @@ export interface WorkflowContext<TInput = unknown> {
    * const totals = await Promise.all(regions.map((region) => ctx.child(regionTotal, { region }, { key: `total-${region}` })));
    */
   child<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: ChildOptions): Promise<WorkflowOutput<W>>;
+  /**
+   * Wait for the end of a run this run did not start (started by a client,
+   * another run, a schedule) and return its output; its failure or
+   * cancellation is thrown as ChildFailedError (`details.error` holds its
+   * error; code `not_found` in it for an id no run has). Durable like
+   * `ctx.child`: the run holds no worker while it waits and is woken when
+   * that run ends, however long it takes. Combine with `ctx.sleep` in
+   * `ctx.race` for a time limit. The awaited run is not cancelled when this
+   * one ends. See docs/workflows.md#waiting-for-another-run.
+   *
+   * @example
+   * const receipt = await ctx.waitForRun<{ receiptId: string }>(runId);
+   */
+  waitForRun<T = unknown>(runId: string, options?: WaitForRunOptions): Promise<T>;
   /**
    * The first of several durable calls to settle, recorded so a replay picks
    * the same winner. Losing waits are disarmed (they consume nothing later).

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -186,6 +186,21 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     const rows = await query<{ status: string; n: number }>(url,
       `select status, count(*)::int as n from trellis.runs group by status order by status`);
     assert.deepEqual(rows, [{ status: 'cancelled', n: 3 }, { status: 'completed', n: 42 }]);
+  });
+
+  it('wait-for-run: a run waits for runs it did not start, with their outputs, failures, unknown ids and a time limit', async () => {
+    const { stdout } = await finished('wait-for-run');
+    assert.deepEqual(linesStarting(stdout, 'fulfil:'), [
+      'fulfil: waiting, holding no worker; 1 row in trellis.run_watches',
+      'fulfil: A-1: shipped with rcpt-A-1',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'report:'), [
+      'report: sales report over 1200 rows', 'report: stock report over 1200 rows', 'report: returns report over 1200 rows',
+    ]);
+    const failures = linesStarting(stdout, 'failure:');
+    assert.match(failures[0] ?? '', /^failure: B-2: not shipped \(run [0-9a-f-]{36} failed: card declined for B-2\)$/);
+    assert.equal(failures[1], 'failure: C-3: not shipped (no such payment)');
+    assert.deepEqual(linesStarting(stdout, 'limit:'), ['limit: D-4: payment timed out']);
   });
 
   it('key-policies: a repeated key is one run; reuse starts a new run once the first finished; replace runs a burst once with its last input', async () => {

@@ -13,7 +13,7 @@ import { migrate } from '../../src/schema/install.ts';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
 import { freshDatabase } from '../helpers/db.ts';
 
-const RUN_SCOPED = ['runs', 'steps', 'signals', 'events', 'hook_deliveries', 'run_deadlines'];
+const RUN_SCOPED = ['runs', 'steps', 'signals', 'events', 'hook_deliveries', 'run_deadlines', 'run_watches'];
 
 const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workflow_register('[{"name":"w","version":"1","queue":"bq"},
   {"name":"kid","version":"1","queue":"bq-kids"}]')`) });
@@ -165,7 +165,7 @@ describe('planner-safe SQL (decision 0024)', () => {
   const text = files.map((f) => readFileSync(new URL(`../../sql/${f}`, import.meta.url), 'utf8').replace(/--[^\n]*/g, '')).join('\n');
 
   it('no UPDATE of a run-scoped table calls a volatile function', () => {
-    const updates = [...text.matchAll(/update\s+trellis\.(runs|steps|signals|events|hook_deliveries|run_deadlines)\b[^;]*;/gi)].map((m) => m[0]);
+    const updates = [...text.matchAll(/update\s+trellis\.(runs|steps|signals|events|hook_deliveries|run_deadlines|run_watches)\b[^;]*;/gi)].map((m) => m[0]);
     assert.ok(updates.length > 10, `updates found: ${updates.length}`);
     const bad = updates.filter((u) => /gen_random_uuid|\brandom\s*\(|clock_timestamp|timeofday|statement_timestamp|nextval/i.test(u));
     assert.deepEqual(bad.map((u) => u.slice(0, 120)), []);
@@ -184,12 +184,12 @@ describe('planner-safe SQL (decision 0024)', () => {
     // _awaited is called only on the one-node path of the purges (sql/600_retention.sql).
     const fns = await sql(`select p.proname from pg_proc p join pg_namespace n on n.oid = p.pronamespace join pg_language l on l.oid = p.prolang
       where n.nspname = 'trellis' and l.lanname = 'sql' and p.pronargs > 0
-        and p.prosrc ~ 'trellis\\.(runs|steps|signals|events|hook_deliveries|run_deadlines)\\M' order by 1`);
+        and p.prosrc ~ 'trellis\\.(runs|steps|signals|events|hook_deliveries|run_deadlines|run_watches)\\M' order by 1`);
     assert.deepEqual(fns.map((r) => r.proname), ['_awaited']);
   });
 
   it('every engine object a function names is schema-qualified (trellis.…)', () => {
-    const tables = 'runs|steps|signals|events|hook_deliveries|run_deadlines|settings|workflows|queues|roles|schedules|templates|retentions|clock|run_transitions|event_consumers|connector_cursors';
+    const tables = 'runs|steps|signals|events|hook_deliveries|run_deadlines|run_watches|settings|workflows|queues|roles|schedules|templates|retentions|clock|run_transitions|event_consumers|connector_cursors';
     const unqualified = [...text.matchAll(new RegExp(`\\b(from|join|update|into|table)\\s+(${tables})\\b`, 'gi'))].map((m) => m[0]);
     assert.deepEqual(unqualified, []);
     const calls = [...text.replace(/'[^']*'/g, "''").matchAll(/(^|[^.\w])(_[a-z_]+)\s*\(/g)].map((m) => m[2]);
