@@ -106,7 +106,7 @@ begin
                  or (op in ('step', 'child') and (seq is null or seq < 0 or name is null))
                  or (op = 'step' and (status is null or kind is null
                                       or status not in ('running', 'waiting', 'completed', 'failed', 'retrying')
-                                      or kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value')))
+                                      or kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch')))
                  or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
                  or (op = 'child' and (child is null or workflow is null))
                  or (op = 'child' and close is not null and close not in ('cancel', 'abandon'))
@@ -471,7 +471,7 @@ begin
   if p_status is null or p_status not in ('running', 'waiting', 'completed', 'failed', 'retrying') then
     perform trellis._raise('TR001', format('step status %s is not running, waiting, completed, failed or retrying', trellis._quote(p_status)));
   end if;
-  if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value') then
+  if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch') then
     perform trellis._raise('TR001', format('step kind %s is unknown', trellis._quote(p_kind)));
   end if;
   v_op.op := 'step'; v_op.run := p_run_id; v_op.token := p_token; v_op.seq := p_seq; v_op.name := p_name;

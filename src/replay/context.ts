@@ -76,6 +76,10 @@ export function buildContext(run: Replay): WorkflowContext {
       handled(waitForSignal<T>(run, signal, options)),
     child: (workflow, input, options = {}) => handled(child(run, workflow, input, options)) as never,
     waitForRun: (runId: string, options: WaitForRunOptions = {}) => handled(waitForRun(run, runId, options)) as never,
+    patched: (id: string) => patched(run, id, false),
+    deprecatePatch: (id: string) => {
+      patched(run, id, true);
+    },
     race: (branches, name = 'race') => handled(race(run, branches, name)) as never,
     nonCancellable: (fn) => run.nonCancellable(fn),
     continueAsNew: async (input, options = {}) => {
@@ -129,6 +133,34 @@ function recorded<T>(run: Replay, kind: StepKind, make: () => T, decode: (v: unk
   run.write({ op: 'step', seq: call.seq, name: kind, kind, status: 'completed', output: JSON.stringify(value), attempts: 1, ms: 0 })
     .catch(() => undefined);
   return value;
+}
+
+/**
+ * `ctx.patched(id)` / `ctx.deprecatePatch(id)`: a call of kind `patch` named
+ * `id`, recorded (not awaited, like `now`) where the code passes it. A replay
+ * that finds the marker at this call takes it; one whose history holds
+ * another call here is a run that passed this point under the code before
+ * the patch: `patched` answers false and takes no call number, so the old
+ * path replays as it was recorded. Where the history holds nothing yet, the
+ * run has not been here: the marker is recorded and the new path taken.
+ * `deprecatePatch` records and takes the marker the same way but refuses a
+ * history without it (a run from before the patch, which the code no longer
+ * has a path for).
+ */
+function patched(run: Replay, id: string, deprecated: boolean): boolean {
+  assertName(id, 'patch');
+  run.refuseInStepBody(`ctx.${deprecated ? 'deprecatePatch' : 'patched'} "${id}"`);
+  const rec = run.history.get(run.seq);
+  if (rec && !(rec.kind === 'patch' && rec.name === id) && !run.halted) {
+    if (!deprecated) return false;
+    run.halt(run.nondeterministic(`call #${run.seq} is the deprecated patch "${id}" but the history has ${rec.kind} "${rec.name}" (a run from before the patch)`));
+    return true;
+  }
+  const call = run.next('patch', id);
+  if (!call || call.rec) return true;
+  run.write({ op: 'step', seq: call.seq, name: id, kind: 'patch', status: 'completed', output: 'true', attempts: 1, ms: 0 })
+    .catch(() => undefined);
+  return true;
 }
 
 /** ctx.transaction's options, checked before the call takes its number (a bad isolation level records nothing). */

@@ -383,6 +383,33 @@ export interface WorkflowContext<TInput = unknown> {
    */
   waitForRun<T = unknown>(runId: string, options?: WaitForRunOptions): Promise<T>;
   /**
+   * Change the code of a workflow version under runs already in flight:
+   * true where this run takes the patched path, false for a run that passed
+   * this point under the code before the patch (its history holds another
+   * call here), which then replays the old path as recorded. A run that had
+   * not reached this point when the patch was deployed takes the new path.
+   * The answer is recorded (a call of kind `patch` named `id`), so it is the
+   * same on every replay. Once no run from before the patch is in flight,
+   * replace the call and the old branch with `ctx.deprecatePatch(id)`. See
+   * docs/workflows.md#patching-code-under-runs-in-flight.
+   *
+   * @example
+   * if (ctx.patched('send-sms')) await ctx.step('sms', () => sendReceipt(ctx.runId));
+   * else await ctx.step('email', () => sendReceipt(ctx.runId));
+   */
+  patched(id: string): boolean;
+  /**
+   * The second stage of a patch: records and accepts the marker `ctx.patched(id)`
+   * recorded, without a branch, and stops a run from before the patch with
+   * NonDeterminismError (the code has no old path any more). Remove it when
+   * no run that recorded the marker is in flight.
+   *
+   * @example
+   * ctx.deprecatePatch('send-sms');
+   * await ctx.step('sms', () => sendReceipt(ctx.runId));
+   */
+  deprecatePatch(id: string): void;
+  /**
    * The first of several durable calls to settle, recorded so a replay picks
    * the same winner. Losing waits are disarmed (they consume nothing later).
    *

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -201,6 +201,20 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.match(failures[0] ?? '', /^failure: B-2: not shipped \(run [0-9a-f-]{36} failed: card declined for B-2\)$/);
     assert.equal(failures[1], 'failure: C-3: not shipped (no such payment)');
     assert.deepEqual(linesStarting(stdout, 'limit:'), ['limit: D-4: payment timed out']);
+  });
+
+  it('patching: a run past the patch point keeps the old path, a run before it and a new run take the new one', async () => {
+    const { stdout } = await finished('patching');
+    assert.deepEqual(linesStarting(stdout, 'v1:'), ['v1: receipts ["email for A-1"]']);
+    assert.deepEqual(linesStarting(stdout, 'check:'), ['check: 2 of 2 runs replay through the patched code']);
+    assert.deepEqual(linesStarting(stdout, 'patched:'), [
+      'patched: A-1: done (email)', 'patched: B-2: done (sms)', 'patched: C-3: done (sms)',
+      'patched: receipts ["email for A-1","sms for B-2","sms for C-3"]',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'history:'), [
+      'history: signal paid, step email-receipt, signal delivered',
+      'history: signal paid, patch sms-receipt, step sms-receipt, signal delivered',
+    ]);
   });
 
   it('key-policies: a repeated key is one run; reuse starts a new run once the first finished; replace runs a burst once with its last input', async () => {
