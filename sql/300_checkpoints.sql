@@ -106,7 +106,7 @@ begin
                  or (op in ('step', 'child') and (seq is null or seq < 0 or name is null))
                  or (op = 'step' and (status is null or kind is null
                                       or status not in ('running', 'waiting', 'completed', 'failed', 'retrying')
-                                      or kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch')))
+                                      or kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream')))
                  or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
                  or (op = 'child' and (child is null or workflow is null))
                  or (op = 'child' and close is not null and close not in ('cancel', 'abandon'))
@@ -301,13 +301,13 @@ begin
        and g.consumed_at is null;
   end if;
   -- Values set (ctx.setValue): wake whoever waits for them (sql/410_values.sql).
-  if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind = 'value') then
+  if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind in ('value', 'stream')) then
     perform trellis._notify_values(array(select distinct o.run from unnest(p_ops) o
-                                          where o.op = 'step' and o.kind = 'value' and o.status = 'completed'));
+                                          where o.op = 'step' and o.kind in ('value', 'stream') and o.status = 'completed'));
   end if;
 end $$;
 comment on function trellis._steps_record(trellis.checkpoint_op[]) is
-  'The step ops of held runs: upsert their calls (a completed or failed one is never overwritten), append step_completed / step_failed events of durable steps, mark consumed signals, notify trellis:run_value for values set (if watched).';
+  'The step ops of held runs: upsert their calls (a completed or failed one is never overwritten), append step_completed / step_failed events of durable steps, mark consumed signals, notify trellis:run_value for values set and stream entries written (if watched).';
 
 -- Child runs: started with the id the parent chose (a key already taken
 -- attaches the parent to that run instead), and the parent's call waits on it.
@@ -471,7 +471,7 @@ begin
   if p_status is null or p_status not in ('running', 'waiting', 'completed', 'failed', 'retrying') then
     perform trellis._raise('TR001', format('step status %s is not running, waiting, completed, failed or retrying', trellis._quote(p_status)));
   end if;
-  if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch') then
+  if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream') then
     perform trellis._raise('TR001', format('step kind %s is unknown', trellis._quote(p_kind)));
   end if;
   v_op.op := 'step'; v_op.run := p_run_id; v_op.token := p_token; v_op.seq := p_seq; v_op.name := p_name;

@@ -1,5 +1,6 @@
--- 410_values: what a run publishes while it runs (ctx.setValue; decision 0033).
--- Owns: run_value, run_values, _notify_values.
+-- 410_values: what a run publishes while it runs (ctx.setValue, decision
+-- 0033; ctx.writeStream, decision 0040).
+-- Owns: run_value, run_values, run_stream, _notify_values.
 -- Touches: nothing (reads trellis.runs and trellis.steps). A value is a call
 -- of kind 'value' in the run's history: its name is the key, its output the
 -- value, written by checkpoint_apply under the run's lease like any other
@@ -60,3 +61,41 @@ begin
 end $$;
 comment on function trellis.run_values(uuid) is
   'Every key run p_run_id set with ctx.setValue and its newest value, by key; no rows for a run that set none or does not exist.';
+
+-- A stream (decision 0040): the calls of kind 'stream' named p_key, in
+-- history order (execution, then call number), after the cursor p_after
+-- ('<execution>.<seq>' of the last entry read; null: from the start). An
+-- entry's output is {"v": value}; ctx.closeStream writes {"closed": true}.
+-- Two reads (the run, then its calls in its bucket), as run_value.
+create or replace function trellis.run_stream(p_run_id uuid, p_key text, p_after text default null,
+  p_limit integer default 1000)
+returns table (cursor text, value jsonb, closed boolean, written_at timestamptz) language plpgsql stable as $$
+declare
+  v_bucket integer;
+  v_exec   integer := -1;
+  v_seq    integer := -1;
+begin
+  if p_after is not null then
+    if p_after !~ '^[0-9]{1,9}[.][0-9]{1,9}$' then
+      perform trellis._raise('TR001', format('stream cursor %s is not <execution>.<call> (a cursor run_stream returned)', trellis._quote(p_after)));
+    end if;
+    v_exec := split_part(p_after, '.', 1)::integer;
+    v_seq := split_part(p_after, '.', 2)::integer;
+  end if;
+  if p_limit is null or p_limit < 1 or p_limit > 10000 then
+    perform trellis._raise('TR001', format('stream read limit %s is not between 1 and 10000', coalesce(p_limit::text, 'null')));
+  end if;
+  select r.bucket into v_bucket from trellis.runs r where r.id = p_run_id;
+  if v_bucket is null then
+    return;
+  end if;
+  return query
+  select s.execution::text || '.' || s.seq::text, s.output->'v', coalesce((s.output->>'closed')::boolean, false), s.finished_at
+    from trellis.steps s
+   where s.bucket = v_bucket and s.run_id = p_run_id and s.kind = 'stream' and s.name = p_key and s.status = 'completed'
+     and (s.execution, s.seq) > (v_exec, v_seq)
+   order by s.execution, s.seq
+   limit p_limit;
+end $$;
+comment on function trellis.run_stream(uuid, text, text, integer) is
+  'The entries run p_run_id wrote to stream p_key with ctx.writeStream (and its close, closed true, from ctx.closeStream), in order, after cursor p_after (null: from the start), at most p_limit (1-10000; TR001 otherwise, and for a malformed cursor); each with the cursor to read on from. No rows for a run that does not exist.';

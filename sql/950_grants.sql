@@ -117,7 +117,7 @@ begin
                             trellis.queues, trellis.queue_stats to trellis_reader';
     execute 'grant execute on function trellis.events_read(text, integer, jsonb), trellis.run_finished_watch(),
                                        trellis.run_finished_unwatch(), trellis.run_value(uuid, text),
-                                       trellis.run_values(uuid) to trellis_reader';
+                                       trellis.run_values(uuid), trellis.run_stream(uuid, text, text, integer) to trellis_reader';
     execute format('grant select (%s) on trellis.runs to trellis_reader', v_columns);
     execute 'grant execute on function trellis.now(), trellis._setting_int(text, integer) to trellis_reader';
   end if;
@@ -148,7 +148,7 @@ begin
                            'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
                            'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
                            'queue_set', 'queue_pause', 'queue_resume', 'run_finished_watch', 'run_finished_unwatch',
-                           'run_value', 'run_values')
+                           'run_value', 'run_values', 'run_stream')
     loop
       execute format('grant execute on function %s to trellis_client', f);
     end loop;

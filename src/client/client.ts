@@ -36,9 +36,9 @@ import type { ClientOptions, ControlFilter, ControlManyOptions, ControlManyResul
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
-import { ResultWaiter } from './results.ts';
+import { ResultWaiter, type StreamRow } from './results.ts';
 import { type ResolvedClientOptions, resolveClientOptions } from './resolved-options.ts';
-import { type Run, type RunValue, type Step, toRun, toStep } from './runs.ts';
+import { type ReadStreamOptions, type Run, type RunValue, type Step, type StreamEntry, toRun, toStep } from './runs.ts';
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
@@ -162,6 +162,7 @@ export class Client {
       pollMs: o.resultPollMs,
       outcome: (runId) => this.outcome(runId),
       value: (runId, key) => this.readValue(this.prepared.pool, runId, key),
+      stream: (runId, key, after) => this.readStreamRows(runId, key, after),
       stall: (runId) => this.stall(runId),
       jsonbParser: () => jsonbParserOf(this.pool),
     });
@@ -742,6 +743,15 @@ export class Client {
     return rows[0];
   }
 
+  /** The run's status, then the entries of its stream `key` after `after` (trellis.run_stream; undefined: no such run). */
+  private async readStreamRows(runId: string, key: string, after: string | null): Promise<{ status: string; entries: StreamRow[] } | undefined> {
+    const [run] = await queryRows<{ status: string }>(this.prepared.pool, 'select status from trellis.runs where id = $1', [runId], 'trellis_run_status');
+    if (!run) return undefined;
+    const rows = await queryRows<{ cursor: string; value: unknown; closed: boolean; written_at: Date }>(this.prepared.pool,
+      'select cursor, value, closed, written_at from trellis.run_stream($1, $2, $3, 1000)', [runId, key, after], 'trellis_run_stream');
+    return { status: run.status, entries: rows.map((r) => ({ cursor: r.cursor, value: r.value, closed: r.closed, writtenAt: r.written_at })) };
+  }
+
   /** trellis.run_value: the run's status and its value of `key` (undefined: no such run). */
   private async readValue(query: Queryable, runId: string, key: string): Promise<{ status: string; value: unknown; setAt: Date | null } | undefined> {
     const [row] = await queryRows<{ status: string; value: unknown; set_at: Date | null }>(query,
@@ -779,6 +789,44 @@ export class Client {
     const rows = await this.reads.read(options, (t) => queryRows<{ key: string; value: unknown; set_at: Date }>(t.query,
       'select key, value, set_at from trellis.run_values($1)', [runId]).catch(rethrow), (r) => r.length === 0);
     return rows.map((r) => ({ key: r.key, value: r.value, setAt: r.set_at }));
+  }
+
+  /**
+   * Read the entries a run writes to its stream `key` with
+   * `ctx.writeStream`, in order, as they commit: an async iterator that
+   * waits for the next entry (woken by `trellis:run_value`, as
+   * `waitForValue` is) and ends when the run closes the stream
+   * (`ctx.closeStream`) or finishes. Each entry carries a `cursor`; pass the
+   * last one as `after` to read on after a reconnect. Rejects with
+   * `NotFoundError` for a run that does not exist and, with `timeout`,
+   * `TimeoutError` when no entry comes within it. Reads the primary.
+   *
+   * @example
+   * for await (const { value } of client.readStream<string>(run.id, 'tokens')) process.stdout.write(value);
+   */
+  readStream<T = unknown>(runId: string, key: string, options: ReadStreamOptions = {}): AsyncIterable<StreamEntry<T>> {
+    assertRunId(runId);
+    assertName(key, 'stream');
+    if (options.after !== undefined && (typeof options.after !== 'string' || !/^\d{1,9}\.\d{1,9}$/.test(options.after))) {
+      throw new ValidationError(`stream cursor ${quoteValue(options.after)} is not <execution>.<call> (a cursor readStream returned)`);
+    }
+    const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
+    const results = this.results;
+    const first = options.after ?? null;
+    return {
+      async *[Symbol.asyncIterator]() {
+        let after = first;
+        for (;;) {
+          const batch = await results.waitStream(runId, key, after, timeoutMs);
+          for (const e of batch.entries) {
+            after = e.cursor;
+            if (e.closed) return;
+            yield { value: e.value as T, cursor: e.cursor, writtenAt: e.writtenAt };
+          }
+          if (batch.done) return;
+        }
+      },
+    };
   }
 
   /**

@@ -50,6 +50,8 @@ export interface ResultWaiterOptions {
   outcome(runId: string): Promise<Pick<Run, 'status' | 'output' | 'error'> | undefined>;
   /** The run's status and the value it set under `key` (setAt null: not yet; undefined: no such run). */
   value(runId: string, key: string): Promise<{ status: string; value: unknown; setAt: Date | null } | undefined>;
+  /** The run's status and the entries of its stream `key` after `after` (undefined: no such run). */
+  stream(runId: string, key: string, after: string | null): Promise<{ status: string; entries: StreamRow[] } | undefined>;
   /** Why the run has not finished yet (for the TimeoutError), if that can be said. */
   stall?(runId: string): Promise<string | undefined>;
   /**
@@ -58,6 +60,14 @@ export interface ResultWaiterOptions {
    * waiter reads the row.
    */
   jsonbParser?(): Promise<((text: string) => unknown) | undefined>;
+}
+
+/** An entry of trellis.run_stream. */
+export interface StreamRow {
+  cursor: string;
+  value: unknown;
+  closed: boolean;
+  writtenAt: Date;
 }
 
 /** One result() (or waitForValue()) call waiting on a run. */
@@ -259,6 +269,22 @@ export class ResultWaiter {
       if (FINISHED_STATES.includes(row.status as RunState)) {
         return { error: new NotFoundError(`run ${runId} ${row.status} without setting value ${key}`, { details: { runId, key, status: row.status } }) };
       }
+      return undefined;
+    });
+  }
+
+  /**
+   * The next entries of stream `key` of `runId` after `after`
+   * (`client.readStream()`), woken as waitValue is; `done` once the run has
+   * finished and every entry it wrote was returned. The status is read
+   * before the entries: a run seen finished wrote all of them before.
+   */
+  async waitStream(runId: string, key: string, after: string | null, timeoutMs: number | undefined): Promise<{ entries: StreamRow[]; done: boolean }> {
+    return this.settle<{ entries: StreamRow[]; done: boolean }>(runId, timeoutMs, `write to stream ${key}`, false, async () => {
+      const read = await this.o.stream(runId, key, after);
+      if (!read) return { error: new NotFoundError(`run ${runId} does not exist`) };
+      if (read.entries.length > 0) return { value: { entries: read.entries, done: false } };
+      if (FINISHED_STATES.includes(read.status as RunState)) return { value: { entries: [], done: true } };
       return undefined;
     });
   }

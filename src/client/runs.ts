@@ -1,4 +1,5 @@
 /** Read models of runs and steps (camelCase views of trellis.runs / trellis.steps rows). */
+import type { Duration } from '../protocol/duration.ts';
 import type { RunsTable, RunState, StepsTable } from '../db/tables.ts';
 
 /**
@@ -137,6 +138,34 @@ export interface RunValue<T = unknown> {
   value: T;
   /** When that value was set (committed), on the engine's clock. */
   setAt: Date;
+}
+
+/**
+ * One entry of a run's stream (`client.readStream`).
+ *
+ * @example
+ * for await (const entry of client.readStream<{ page: number }>(run.id, 'progress')) console.log(entry.value.page, entry.cursor);
+ */
+export interface StreamEntry<T = unknown> {
+  /** The value the run wrote with `ctx.writeStream`. */
+  value: T;
+  /** Where this entry is: pass it as `after` to read on from the next one (a reconnecting reader). */
+  cursor: string;
+  /** When the entry was written (committed), on the engine's clock. */
+  writtenAt: Date;
+}
+
+/**
+ * Options of `client.readStream`.
+ *
+ * @example
+ * client.readStream(run.id, 'progress', { after: savedCursor, timeout: '30s' });
+ */
+export interface ReadStreamOptions {
+  /** Start after this entry (a cursor an earlier read returned); default: from the first entry. */
+  after?: string | undefined;
+  /** How long to wait for each next entry before the iteration throws TimeoutError; default: no limit. */
+  timeout?: Duration | undefined;
 }
 
 type Row<T> = { [K in keyof T]: T[K] extends { __select__: infer S } ? S : T[K] };

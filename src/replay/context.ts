@@ -67,6 +67,8 @@ export function buildContext(run: Replay): WorkflowContext {
     random: () => recorded(run, 'random', () => Math.random(), (v) => v as number),
     uuid: () => recorded(run, 'uuid', () => crypto.randomUUID(), (v) => v as string),
     setValue: (key, value) => handled(setValue(run, key, value)),
+    writeStream: (key, value) => handled(streamCall(run, key, { v: value === undefined ? null : value })),
+    closeStream: (key) => handled(streamCall(run, key, { closed: true })),
     sleep: (name, duration: Duration) => handled(timer(run, name, () => run.dbNowAtLeast() + toMs(duration, `duration of sleep ${name}`))),
     sleepUntil: (name, until: Date) => {
       if (!(until instanceof Date) || Number.isNaN(until.getTime())) return Promise.reject(new ValidationError(`sleepUntil(${name}) needs a valid Date`));
@@ -220,6 +222,23 @@ async function setValue(run: Replay, key: string, value: unknown): Promise<void>
   if (call.rec) return replayed(run, call.rec, () => undefined);
   const delivery = run.deliveries.reserve<void>();
   await written(run, delivery, { op: 'step', seq: call.seq, name: key, kind: 'value', status: 'completed', output: text, attempts: 1, ms: 0 });
+  return delivery.resolve(undefined);
+}
+
+/**
+ * `ctx.writeStream` / `ctx.closeStream` (decision 0040): a call of kind
+ * `stream` named by the stream's key, its output `{"v": value}` or
+ * `{"closed": true}`, committed like a value's (and replayed, not written
+ * again). The entry is encoded before the call takes its number.
+ */
+async function streamCall(run: Replay, key: string, entry: { v: unknown } | { closed: true }): Promise<void> {
+  assertName(key, 'stream');
+  const text = encodeJson(entry, `stream ${key} entry`, run.o.maxPayloadBytes);
+  const call = run.next('stream', key);
+  if (!call) return never();
+  if (call.rec) return replayed(run, call.rec, () => undefined);
+  const delivery = run.deliveries.reserve<void>();
+  await written(run, delivery, { op: 'step', seq: call.seq, name: key, kind: 'stream', status: 'completed', output: text, attempts: 1, ms: 0 });
   return delivery.resolve(undefined);
 }
 

@@ -328,6 +328,27 @@ export interface WorkflowContext<TInput = unknown> {
    */
   setValue(key: string, value: unknown): Promise<void>;
   /**
+   * Append `value` to the run's stream `key`: readers get every entry, in
+   * order (`client.readStream(runId, key)`, `trellis.run_stream`), as each
+   * commits — progress, tokens of a model's answer, rows found so far.
+   * Recorded as a call (kind `stream`), so an entry is written once however
+   * often the run replays, and only with the progress before it. At most
+   * `max_payload_bytes` per entry; a stream ends with `closeStream` or with
+   * the run. See docs/workflows.md#streams.
+   *
+   * @example
+   * for (const id of ids) await ctx.writeStream('progress', { id, of: ids.length });
+   */
+  writeStream(key: string, value: unknown): Promise<void>;
+  /**
+   * Close the run's stream `key`: its readers stop after the entries before
+   * it, though the run goes on. (The run's end closes every stream.)
+   *
+   * @example
+   * await ctx.closeStream('tokens');
+   */
+  closeStream(key: string): Promise<void>;
+  /**
    * Run `fn` once (no retries) and record its result.
    *
    * @example

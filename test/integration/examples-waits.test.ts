@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching', 'streams'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -215,6 +215,16 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
       'history: signal paid, step email-receipt, signal delivered',
       'history: signal paid, patch sms-receipt, step sms-receipt, signal delivered',
     ]);
+  });
+
+  it('streams: a reader follows the entries as they commit and stops at the close; another resumes after a cursor; SQL reads them', async () => {
+    const { stdout } = await finished('streams');
+    assert.deepEqual(linesStarting(stdout, 'live:'), [
+      'live: #0 the quick brown...', 'live: #1 a stitch in...', 'live: #2 all that glitters...', 'live: #3 fortune favours the...',
+      'live: closed; the run published 4 summaries',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'resumed:'), ['resumed: docs [2,3]']);
+    assert.deepEqual(linesStarting(stdout, 'sql:'), ['sql: #0 #1 #2 #3 closed']);
   });
 
   it('key-policies: a repeated key is one run; reuse starts a new run once the first finished; replace runs a burst once with its last input', async () => {

@@ -1,0 +1,106 @@
+/**
+ * Streams (decision 0040): `ctx.writeStream` appends entries that
+ * `client.readStream` yields in order as they commit, ending at
+ * `ctx.closeStream` or the run's end; a reader resumes after a cursor; a
+ * replay writes nothing twice; bad keys, cursors and oversized entries are
+ * refused; `trellis.run_stream` reads the same from SQL.
+ */
+import assert from 'node:assert/strict';
+import { randomUUID } from 'node:crypto';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { NotFoundError, PayloadTooLargeError, TimeoutError, ValidationError } from '../../src/errors.ts';
+import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { defineSignal } from '../../src/workflow/signal.ts';
+
+const more = defineSignal('more', z.object({ n: z.number() }));
+
+/** Writes `n` entries, waits for a signal between rounds, and closes or not. */
+const writer = defineWorkflow({ name: 'st-writer', input: z.object({ rounds: z.number(), close: z.boolean() }) }, async (ctx, { rounds, close }) => {
+  let written = 0;
+  for (let round = 0; round < rounds; round++) {
+    for (let i = 0; i < 5; i++) await ctx.writeStream('numbers', { round, i, n: written++ });
+    if (round < rounds - 1) await ctx.waitForSignal(more);
+  }
+  if (close) {
+    await ctx.closeStream('numbers');
+    await ctx.sleep('after-close', '1 hour');
+  }
+  return written;
+});
+
+const misuse = defineWorkflow({ name: 'st-misuse', input: z.object({}) }, async (ctx) => {
+  const out: string[] = [];
+  for (const attempt of [() => ctx.writeStream('bad key ', 1), () => ctx.writeStream('big', 'x'.repeat(2_000_000))]) {
+    try {
+      await attempt();
+      out.push('written');
+    } catch (error) {
+      out.push(error instanceof ValidationError ? 'ValidationError' : error instanceof PayloadTooLargeError ? 'PayloadTooLargeError' : String(error));
+    }
+  }
+  await ctx.writeStream('ok', 1);
+  return out;
+});
+
+let env: TestEnv;
+before(async () => {
+  env = await createTestEnv({ workflows: [writer, misuse] });
+});
+after(() => env.close());
+
+const collect = async <T>(it: AsyncIterable<{ value: T; cursor: string }>, onEach?: (n: number) => Promise<void>) => {
+  const got: { value: T; cursor: string }[] = [];
+  for await (const e of it) {
+    got.push(e);
+    await onEach?.(got.length);
+  }
+  return got;
+};
+
+describe('streams', () => {
+  it('a reader gets every entry in order as it commits, across waits, and stops at the close while the run goes on', async () => {
+    const run = await env.client.start(writer, { rounds: 3, close: true });
+    // The reader starts before anything is written and signals the run on after each round it saw.
+    const got = await collect(env.client.readStream<{ round: number; i: number; n: number }>(run.id, 'numbers', { timeout: '20s' }), async (n) => {
+      if (n % 5 === 0 && n < 15) await env.client.signal(run.id, more, { n });
+    });
+    assert.deepEqual(got.map((e) => e.value.n), Array.from({ length: 15 }, (_, i) => i));
+    // The run goes on after the close (asleep in after-close).
+    await env.waitFor(run, 'waiting', { timeout: '20s' });
+    // Resume after the 7th entry.
+    const rest = await collect(env.client.readStream<{ n: number }>(run.id, 'numbers', { after: got[6]!.cursor }));
+    assert.deepEqual(rest.map((e) => e.value.n), [7, 8, 9, 10, 11, 12, 13, 14]);
+    // From SQL: the entries and the close.
+    const { rows } = await env.pool.query(`select cursor, value->>'n' as n, closed from trellis.run_stream($1, 'numbers', $2, 3)`, [run.id, got[12]!.cursor]);
+    assert.deepEqual(rows.map((r) => [r.n, r.closed]), [['13', false], ['14', false], [null, true]]);
+    await env.client.cancel(run.id);
+  });
+
+  it('ends with the run when it never closes; a replay writes no entry twice', async () => {
+    const run = await env.client.start(writer, { rounds: 2, close: false });
+    const reading = collect(env.client.readStream<{ n: number }>(run.id, 'numbers', { timeout: '20s' }));
+    await env.waitFor(run, 'waiting', { timeout: '20s' });
+    await env.client.signal(run.id, more, { n: 0 }); // the run replays its first round, then writes the second
+    assert.equal(await run.result({ timeout: '20s' }), 10);
+    const got = await reading;
+    assert.deepEqual(got.map((e) => e.value.n), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
+    const { rows: [c] } = await env.pool.query(`select count(*)::int as n from trellis.steps where run_id = $1 and kind = 'stream'`, [run.id]);
+    assert.equal(c.n, 10);
+  });
+
+  it('refuses bad keys, oversized entries, malformed cursors and unknown runs; times out when nothing comes', async () => {
+    const m = await env.client.start(misuse, {});
+    assert.deepEqual(await m.result({ timeout: '20s' }), ['ValidationError', 'PayloadTooLargeError']);
+    const { rows } = await env.pool.query(`select name from trellis.steps where run_id = $1 and kind = 'stream'`, [m.id]);
+    assert.deepEqual(rows.map((r) => r.name), ['ok'], 'nothing written for the refused entries');
+    assert.throws(() => env.client.readStream(m.id, 'ok', { after: "1.2'; drop table trellis.runs; --" }), ValidationError);
+    assert.throws(() => env.client.readStream(m.id, 'bad key '), ValidationError);
+    await assert.rejects(env.pool.query(`select * from trellis.run_stream($1, 'ok', 'x.y')`, [m.id]), { code: 'TR001' });
+    await assert.rejects(collect(env.client.readStream(randomUUID(), 'numbers')), NotFoundError);
+    const idle = await env.client.start(writer, { rounds: 2, close: false });
+    await assert.rejects(collect(env.client.readStream(idle.id, 'numbers', { after: '1.4', timeout: '300ms' })), TimeoutError);
+    await env.client.cancel(idle.id);
+  });
+});
