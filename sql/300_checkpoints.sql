@@ -11,11 +11,12 @@
 -- statement, in id order (FOR NO KEY UPDATE): the runs of the ops, the parents
 -- of the runs it finishes (to wake them) and the runs a finish cancels (the
 -- unfinished children and their subtrees), and the runs that wait on the
--- runs it finishes through run_watches. Nothing later waits for a run lock
--- but two rare cases of decision 0039 (a wait on a run that is not the
--- waiter's child locks that run in _runs_wait; a watch written after the
--- up-front read locks its waiter in _wake_child_waiters): a cycle through
--- them is a deadlock PostgreSQL breaks and the worker retries. Otherwise
+-- runs it finishes through run_watches, and the runs its waits wait on that
+-- are not the waiters' children (_awaited_runs). Nothing later waits for a
+-- run lock but two rare cases of decision 0039 (such a run _awaited_runs
+-- could not tell, locked in _runs_wait; a watch written after the up-front
+-- read, whose waiter _wake_child_waiters locks): a cycle through them is a
+-- deadlock PostgreSQL breaks and the worker retries. Otherwise
 -- the cancel cascade takes runs that appeared meanwhile with SKIP LOCKED (a
 -- skipped run is reached again when its own parent ends), and the steps and
 -- signals touched belong to runs already held. run_cancel, run_heartbeat_many
@@ -175,6 +176,13 @@ begin
     if exists (select 1 from trellis.runs c where c.parent_run_id = any (v_finishing)) then
       v_lock := v_lock || array(select trellis._cancel_reach(v_finishing));
     end if;
+  end if;
+  -- Runs the batch's waits wait on without being their parent (decision
+  -- 0039): _runs_wait locks them before it writes their watches; locked here
+  -- with the rest, in one order, so a park and a cancel or an end of such a
+  -- run lock them in the same order instead of deadlocking.
+  if exists (select 1 from unnest(p_ops) o where o.op = 'wait') then
+    v_lock := v_lock || trellis._awaited_runs(p_ops);
   end if;
   -- (One statement in id order on one node; per bucket on a distributed schema, sql/160_buckets.sql.)
   perform trellis._lock_runs(v_lock);
@@ -345,6 +353,36 @@ begin
 end $$;
 comment on function trellis._children_start(trellis.checkpoint_op[]) is
   'The child ops of held runs: start each child run (its id chosen by the parent''s worker) and record the parent''s waiting call.';
+
+-- The unfinished runs that the runs of the batch's wait ops wait on (their
+-- waiting child calls, recorded before or in this batch) and whose parent
+-- is not one of those runs: what _runs_wait will lock to write watches.
+-- Read without locks (the caller locks them); a run it misses (a parent
+-- in the batch waiting on another's child) is locked by _runs_wait.
+create or replace function trellis._awaited_runs(p_ops trellis.checkpoint_op[])
+returns uuid[] language plpgsql as $$
+declare
+  v_waiters uuid[];
+  v_kids    uuid[];
+begin
+  v_waiters := array(select distinct o.run from unnest(p_ops) o where o.op = 'wait');
+  v_kids := array(
+    select (s.output->>'child')::uuid
+      from trellis.runs p
+      join trellis.steps s on s.bucket = p.bucket and s.run_id = p.id and s.execution = p.execution
+     where p.id = any (v_waiters) and s.status = 'waiting' and s.kind = 'child'
+    union
+    select (o.output->>'child')::uuid from unnest(p_ops) o
+     where o.op = 'step' and o.kind = 'child' and o.status = 'waiting' and o.run = any (v_waiters));
+  if cardinality(v_kids) = 0 then
+    return '{}';
+  end if;
+  return array(select c.id from trellis.runs c
+                where c.id = any (v_kids) and c.status not in ('completed', 'failed', 'cancelled')
+                  and (c.parent_run_id is null or c.parent_run_id <> all (v_waiters)));
+end $$;
+comment on function trellis._awaited_runs(trellis.checkpoint_op[]) is
+  'The unfinished runs the runs of wait ops wait on through child calls and that are not their children (decision 0039): checkpoint_apply locks them up front.';
 
 -- Finished runs: wake the runs waiting on them as children, cancel their
 -- own unfinished children (unless abandoned), and notify their ids.

@@ -1,4 +1,4 @@
-/** What `show` and `diagram` read about one run: the run, its steps, its children and its signals. */
+/** What `show` and `diagram` read about one run: the run, its steps, its children, its signals and the runs waiting on it. */
 import type { Client } from '../client/client.ts';
 import type { Run, Step } from '../client/runs.ts';
 import { NotFoundError } from '../errors.ts';
@@ -20,11 +20,21 @@ export interface ReceivedSignal {
   consumedSeq: number | null;
 }
 
+/** A run waiting on this one without being its child (ctx.waitForRun, decision 0039). */
+export interface WatchingRun {
+  id: string;
+  workflow: string;
+  status: string;
+  since: Date;
+}
+
 export interface RunDetails {
   run: Run;
   steps: Step[];
   children: ChildRun[];
   signals: ReceivedSignal[];
+  /** The runs waiting on this one through trellis.run_watches. */
+  watchers: WatchingRun[];
 }
 
 /**
@@ -36,7 +46,7 @@ export interface RunDetails {
 export async function runDetails(client: Client, id: string, o: { signals?: boolean | undefined } = {}): Promise<RunDetails> {
   const run = await client.get(id);
   if (!run) throw new NotFoundError(`run ${id} does not exist`);
-  const [steps, children, signals] = await Promise.all([
+  const [steps, children, signals, watchers] = await Promise.all([
     client.history(id),
     client.db.selectFrom('trellis.runs')
       .select(['id', 'workflow', 'status', 'parent_seq', 'created_at', 'finished_at'])
@@ -44,6 +54,9 @@ export async function runDetails(client: Client, id: string, o: { signals?: bool
     o.signals === false ? [] : client.db.selectFrom('trellis.signals')
       .select(['name', 'signal_id', 'created_at', 'consumed_at', 'consumed_seq'])
       .where('run_id', '=', id).orderBy('id').execute(),
+    client.db.selectFrom('trellis.run_watches as w').innerJoin('trellis.runs as r', 'r.id', 'w.waiter_id')
+      .select(['r.id', 'r.workflow', 'r.status', 'w.created_at'])
+      .where('w.run_id', '=', id).orderBy('w.created_at').execute(),
   ]);
   return {
     run,
@@ -56,5 +69,6 @@ export async function runDetails(client: Client, id: string, o: { signals?: bool
       name: s.name, signalId: s.signal_id, receivedAt: s.created_at as Date,
       consumedAt: s.consumed_at as Date | null, consumedSeq: s.consumed_seq,
     })),
+    watchers: watchers.map((w) => ({ id: w.id, workflow: w.workflow, status: w.status, since: w.created_at as Date })),
   };
 }

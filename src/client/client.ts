@@ -336,7 +336,11 @@ export class Client {
     if (options.id !== undefined && (typeof options.id !== 'string' || !options.id.length || options.id.length > 512)) {
       throw new ValidationError('signal id must be a string of 1-512 characters');
     }
-    return signalSend(db, await this.resolve(run, db), name, text, options.id ?? null);
+    const id = await this.resolve(run, db);
+    // Without the caller's transaction, a send rolled back for certain (a
+    // deadlock with a checkpoint locking the same runs) is sent again.
+    if (options.tx) return signalSend(db, id, name, text, options.id ?? null);
+    return withRollbackRetries(() => signalSend(db, id, name, text, options.id ?? null));
   }
 
   /**
@@ -517,7 +521,12 @@ export class Client {
       throw new ValidationError(`the ${verb} reason must be text, not ${quoteValue(reason)}`);
     }
     const db = this.exec();
-    return runControl(db, verb, await this.resolve(run, db), reason);
+    const id = await this.resolve(run, db);
+    // A control rolled back for certain (40001, or 40P01: a deadlock with a
+    // worker's checkpoint that locks the same runs in another order, such as
+    // a run waiting on this one parking, decision 0039) is run again: it
+    // changed nothing.
+    return withRollbackRetries(() => runControl(db, verb, id, reason));
   }
 
   private async resolve(run: RunRef, db: ReturnType<typeof toQueryable>): Promise<string> {

@@ -109,10 +109,21 @@ export interface WorkflowsTable {
   last_seen_at: Timestamp;
 }
 
+/** trellis.run_watches: runs waiting on a run that is not their child (ctx.waitForRun, decision 0039). */
+export interface RunWatchesTable {
+  bucket: number;
+  /** The awaited run. */
+  run_id: string;
+  /** The waiting run. */
+  waiter_id: string;
+  created_at: Timestamp;
+}
+
 /** The `trellis` schema as Kysely sees it: `db.withSchema('trellis')` or 'trellis.runs'. */
 export interface TrellisTables {
   'trellis.runs': RunsTable;
   'trellis.steps': StepsTable;
   'trellis.signals': SignalsTable;
   'trellis.workflows': WorkflowsTable;
+  'trellis.run_watches': RunWatchesTable;
 }

@@ -215,30 +215,27 @@ function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepCo
  * replay hands the recorded call back without writing it again.
  */
 async function setValue(run: Replay, key: string, value: unknown): Promise<void> {
-  assertName(key, 'value');
-  const text = encodeJson(value, `value ${key}`, run.o.maxPayloadBytes);
-  const call = run.next('value', key);
-  if (!call) return never();
-  if (call.rec) return replayed(run, call.rec, () => undefined);
-  const delivery = run.deliveries.reserve<void>();
-  await written(run, delivery, { op: 'step', seq: call.seq, name: key, kind: 'value', status: 'completed', output: text, attempts: 1, ms: 0 });
-  return delivery.resolve(undefined);
+  return published(run, 'value', key, value, `value ${key}`);
 }
 
 /**
  * `ctx.writeStream` / `ctx.closeStream` (decision 0040): a call of kind
  * `stream` named by the stream's key, its output `{"v": value}` or
- * `{"closed": true}`, committed like a value's (and replayed, not written
- * again). The entry is encoded before the call takes its number.
+ * `{"closed": true}`, committed as a value is.
  */
 async function streamCall(run: Replay, key: string, entry: { v: unknown } | { closed: true }): Promise<void> {
-  assertName(key, 'stream');
-  const text = encodeJson(entry, `stream ${key} entry`, run.o.maxPayloadBytes);
-  const call = run.next('stream', key);
+  return published(run, 'stream', key, entry, `stream ${key} entry`);
+}
+
+/** A value or stream entry: checked and encoded, then a completed call of `kind` named `key`, resolved once committed. */
+async function published(run: Replay, kind: 'value' | 'stream', key: string, output: unknown, what: string): Promise<void> {
+  assertName(key, kind);
+  const text = encodeJson(output, what, run.o.maxPayloadBytes);
+  const call = run.next(kind, key);
   if (!call) return never();
   if (call.rec) return replayed(run, call.rec, () => undefined);
   const delivery = run.deliveries.reserve<void>();
-  await written(run, delivery, { op: 'step', seq: call.seq, name: key, kind: 'stream', status: 'completed', output: text, attempts: 1, ms: 0 });
+  await written(run, delivery, { op: 'step', seq: call.seq, name: key, kind, status: 'completed', output: text, attempts: 1, ms: 0 });
   return delivery.resolve(undefined);
 }
 

@@ -10,6 +10,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
+import { captureIo } from '../../src/cli/io.ts';
+import { main } from '../../src/cli/main.ts';
 import { ChildFailedError, ValidationError } from '../../src/errors.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
@@ -84,6 +86,22 @@ describe('ctx.waitForRun', () => {
     assert.deepEqual(await watches(t.id), [], 'the watch ended with the run');
     const done = await env.drive(w, { timeout: '20s' });
     assert.deepEqual(done.output, { output: { label: 'a', done: true } });
+  });
+
+  it('trellis show names the awaited run on the waiter\'s call and lists the waiters of the awaited run', async () => {
+    const t = await env.client.start(target, { label: 'cli' });
+    const w = await env.client.start(waiter, { runId: t.id, name: 'payment' });
+    await env.waitFor(w, 'waiting', { timeout: '20s' });
+    const show = async (id: string) => {
+      const io = captureIo({ DATABASE_URL: env.url });
+      assert.equal(await main(['show', id], io), 0, io.stderr);
+      return io.stdout;
+    };
+    assert.match(await show(w.id), new RegExp(`child\\s+payment\\s+waiting.*→ ${t.id} \\(waiting for it\\)`));
+    assert.match(await show(t.id), new RegExp(`waited on by \\(1\\)\\n.*\\n${w.id}\\s+wfr-waiter\\s+waiting`));
+    await env.client.signal(t.id, go, {});
+    assert.deepEqual((await env.drive(w, { timeout: '20s' })).output, { output: { label: 'cli', done: true } });
+    assert.doesNotMatch(await show(t.id), /waited on by/);
   });
 
   it('throws the run\'s failure or cancellation as ChildFailedError, the same message on replay', async () => {

@@ -99,6 +99,55 @@ describe('run_watches', () => {
     assert.deepEqual(await watches(t.id), []);
   });
 
+  it('a park that waits on a locked run holds nothing yet, so a cancel of another awaited run goes through (no 40P01)', async () => {
+    // Three runs, their roles by id order: t0 < t < w. w waits on t0 and t.
+    const ids: string[] = [];
+    for (let i = 0; i < 3; i++) {
+      ids.push((await sql(`select trellis.run_start('w', '{}', $1)::text as id`, [JSON.stringify({ queue: `cycle${i}-${queues}` })]))[0].id);
+    }
+    const [t0, t, wId] = [...ids].sort();
+    const wQueue = (await sql('select queue from trellis.runs where id = $1', [wId]))[0].queue;
+    const claimW = async () => ({ id: wId!, token: (await sql(`select lease_token::text from trellis.run_claim('x', array[$1], '{w}', '{1}', 1, '30s')`, [wQueue]))[0].lease_token as string });
+    const w1 = await claimW();
+    const calls = (w: { id: string; token: string }) => [
+      { op: 'step', run: w.id, token: w.token, seq: 0, name: 'a', kind: 'child', status: 'waiting', output: { child: t0 }, attempts: 1 },
+      { op: 'step', run: w.id, token: w.token, seq: 1, name: 'b', kind: 'child', status: 'waiting', output: { child: t }, attempts: 1 },
+    ];
+    await apply(fx.db.pool, [...calls(w1), { op: 'wait', run: w1.id, token: w1.token, delay_ms: null, signal: 0, seen_cancel: false }]);
+    assert.equal((await watches(t!)).length, 1);
+    // A signal wakes w; it is claimed again and parks again while t0 is held by a third session.
+    await sql(`select trellis.signal_send($1, 'poke', '{}')`, [wId]);
+    const w2 = await claimW();
+    const holder = await fx.db.pool.connect();
+    const parker = await fx.db.pool.connect();
+    const canceller = await fx.db.pool.connect();
+    try {
+      await holder.query('begin');
+      const [{ bucket }] = await sql('select bucket from trellis.runs where id = $1', [t0]);
+      await holder.query('select 1 from trellis.runs where bucket = $1 and id = $2 for no key update', [bucket, t0]);
+      const parkPid = await backendId(parker);
+      const park = apply(parker, [{ op: 'wait', run: w2.id, token: w2.token, delay_ms: null, signal: 1, seen_cancel: false }])
+        .then(() => 'ok', (e: { code?: string | undefined }) => e.code ?? String(e));
+      await waitFor(() => lockWaiting(fx.db.pool, parkPid), { what: 'the park to queue behind t0' });
+      // The cancel of t locks t and its watcher w: w is not held by the queued park.
+      let cancel: string | undefined;
+      void canceller.query('select trellis.run_cancel($1, $2) as s', [t, 'stop'])
+        .then((r) => r.rows[0].s as string, (e: { code?: string | undefined }) => e.code ?? String(e)).then((v) => { cancel = v; });
+      try {
+        await waitFor(() => cancel !== undefined, { what: 'the cancel to go through while the park queues behind t0' });
+      } finally {
+        await holder.query('commit');
+      }
+      assert.equal(cancel, 'cancelled');
+      assert.equal(await park, 'ok');
+    } finally {
+      holder.release();
+      parker.release();
+      canceller.release();
+    }
+    assert.equal((await status(wId!)).status, 'pending', 'the park saw t cancelled and woke w');
+  });
+
   it('run_cancel of the awaited run wakes the waiter', async () => {
     const [{ id: t }] = await sql(`select trellis.run_start('t', '{}', '{"queue":"watch-cancel-t"}')::text as id`);
     const w = await held('w');

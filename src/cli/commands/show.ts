@@ -1,4 +1,4 @@
-/** `trellis show <run>`: one run, its step timeline, children and signals. */
+/** `trellis show <run>`: one run, its step timeline, children, the runs waiting on it and signals. */
 import { runId } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
 import { between, errorText, formatDuration, formatTime, table, toJson } from '../format.ts';
@@ -13,7 +13,7 @@ const payload = (value: unknown, max = 200): string => {
 
 export const show: Command = {
   name: 'show',
-  summary: 'show a run: its step timeline with durations and errors, children, signals',
+  summary: 'show a run: its step timeline with durations and errors, children, runs waiting on it, signals',
   args: '<run>',
   description: 'Offsets (+) count from the run\'s first start; each step\'s duration covers all its attempts.',
   positionals: [1, 1],
@@ -53,7 +53,10 @@ export const show: Command = {
       io.out(`steps (${d.steps.length})\n`);
       io.out(table(['#', 'kind', 'name', 'status', 'tries', 'at', 'took', 'detail'], d.steps.map((s) => {
         const c = s.kind === 'child' && s.execution === r.execution ? child.get(s.seq) : undefined;
-        const detail = s.error ? errorText(s.error, 120) : c ? `→ ${c.id} (${c.status})` : '';
+        // A child call waiting on a run this one did not start (ctx.waitForRun, a shared child key) names it in its output.
+        const awaited = s.kind === 'child' && !c ? (s.output as { child?: unknown } | null)?.child : undefined;
+        const detail = s.error ? errorText(s.error, 120) : c ? `→ ${c.id} (${c.status})`
+          : typeof awaited === 'string' && s.status === 'waiting' ? `→ ${awaited} (waiting for it)` : '';
         return [
           `${r.execution > 1 ? `${s.execution}.` : ''}${s.seq}`, s.kind, s.name, s.status, String(s.attempts),
           `+${formatDuration(between(origin, s.startedAt))}`, formatDuration(between(s.startedAt, s.finishedAt)), detail,
@@ -67,6 +70,10 @@ export const show: Command = {
       io.out(table(['id', 'workflow', 'status', 'call', 'took'], d.children.map((c) => [
         c.id, c.workflow, c.status, c.parentSeq === null ? '-' : `#${c.parentSeq}`, formatDuration(between(c.createdAt, c.finishedAt, now)),
       ])));
+    }
+    if (d.watchers.length) {
+      io.out(`\nwaited on by (${d.watchers.length})\n`);
+      io.out(table(['id', 'workflow', 'status', 'since'], d.watchers.map((w) => [w.id, w.workflow, w.status, formatTime(w.since)])));
     }
     if (d.signals.length) {
       io.out(`\nsignals (${d.signals.length})\n`);
