@@ -147,11 +147,28 @@ function recorded<T>(run: Replay, kind: StepKind, make: () => T, decode: (v: unk
  * run has not been here: the marker is recorded and the new path taken.
  * `deprecatePatch` records and takes the marker the same way but refuses a
  * history without it (a run from before the patch, which the code no longer
- * has a path for).
+ * has a path for). The first call of an id in an execution decides; later
+ * ones repeat its answer without a call.
  */
 function patched(run: Replay, id: string, deprecated: boolean): boolean {
   assertName(id, 'patch');
   run.refuseInStepBody(`ctx.${deprecated ? 'deprecatePatch' : 'patched'} "${id}"`);
+  // Decided once per execution: a later call with the same id (in a loop,
+  // in a helper called twice) gives the same answer and records nothing, so
+  // one run never takes the old path and then the new one.
+  let decided = patchesOf.get(run);
+  if (!decided) patchesOf.set(run, decided = new Map());
+  const known = decided.get(id);
+  if (known !== undefined) return known;
+  const answer = decide(run, id, deprecated);
+  decided.set(id, answer);
+  return answer;
+}
+
+/** The patches an execution has decided (ctx.patched), by id. */
+const patchesOf = new WeakMap<Replay, Map<string, boolean>>();
+
+function decide(run: Replay, id: string, deprecated: boolean): boolean {
   const rec = run.history.get(run.seq);
   if (rec && !(rec.kind === 'patch' && rec.name === id) && !run.halted) {
     if (!deprecated) return false;

@@ -410,7 +410,8 @@ export interface WorkflowContext<TInput = unknown> {
    * call here), which then replays the old path as recorded. A run that had
    * not reached this point when the patch was deployed takes the new path.
    * The answer is recorded (a call of kind `patch` named `id`), so it is the
-   * same on every replay. Once no run from before the patch is in flight,
+   * same on every replay; the first call of an id in an execution decides,
+   * later ones return the same answer. Once no run from before the patch is in flight,
    * replace the call and the old branch with `ctx.deprecatePatch(id)`. See
    * docs/workflows.md#patching-code-under-runs-in-flight.
    *

@@ -48,6 +48,23 @@ const deprecated = defineWorkflow({ name: 'pt-order', input }, async (ctx, { ord
   await ctx.waitForSignal('b');
   return 'sms';
 });
+// A patch inside a loop: decided once per execution.
+const loopInput = z.object({});
+const loopV1 = defineWorkflow({ name: 'pt-loop', input: loopInput }, async (ctx) => {
+  for (let i = 0; i < 3; i++) {
+    await ctx.waitForSignal('tick');
+    await ctx.step(`old-${i}`, () => i);
+  }
+  return 'done';
+});
+const loopPatched = defineWorkflow({ name: 'pt-loop', input: loopInput }, async (ctx) => {
+  for (let i = 0; i < 3; i++) {
+    await ctx.waitForSignal('tick');
+    if (ctx.patched('loop')) await ctx.step(`new-${i}`, () => i);
+    else await ctx.step(`old-${i}`, () => i);
+  }
+  return 'done';
+});
 const misuse = defineWorkflow({ name: 'pt-misuse', input: z.object({ id: z.string() }) }, async (ctx, { id }) => {
   const out: string[] = [];
   try {
@@ -66,9 +83,9 @@ const misuse = defineWorkflow({ name: 'pt-misuse', input: z.object({ id: z.strin
 let db: TestDatabase;
 let client: Client;
 let worker: Worker | undefined;
-const deploy = async (code: typeof v1) => {
+const deploy = async (code: typeof v1, loop: typeof loopV1 = loopV1) => {
   await worker?.stop();
-  worker = createWorker({ pool: db.pool, workflows: [code, misuse], pollInterval: 50, logger: silentLogger });
+  worker = createWorker({ pool: db.pool, workflows: [code, loop, misuse], pollInterval: 50, logger: silentLogger });
   await worker.start();
 };
 const status = async (id: string) => (await client.get(id))?.status;
@@ -143,6 +160,22 @@ describe('ctx.patched', () => {
     const stopped = await client.get(pastToo.id);
     assert.equal((stopped?.error as { code?: string } | null)?.code, 'non_determinism');
     assert.match((stopped?.error as { message?: string } | null)?.message ?? '', /deprecated patch "sms"/);
+  });
+
+  it('decides once per execution: a patch in a loop keeps a run on the path its first call took', async () => {
+    await deploy(v1, loopV1);
+    const old = await client.start(loopV1, {});
+    await parkedAt(old.id, 1);
+    await client.signal(old.id, 'tick', {});
+    await parkedAt(old.id, 3); // tick, old-0, and the next tick waiting
+    await deploy(v1, loopPatched);
+    const fresh = await client.start(loopPatched, {});
+    for (const r of [old, fresh]) {
+      for (let i = 0; i < 3; i++) await client.signal(r.id, 'tick', {});
+      assert.equal(await r.result({ timeout: '20s' }), 'done');
+    }
+    assert.deepEqual(await calls(old.id), ['signal tick', 'step old-0', 'signal tick', 'step old-1', 'signal tick', 'step old-2']);
+    assert.deepEqual(await calls(fresh.id), ['signal tick', 'patch loop', 'step new-0', 'signal tick', 'step new-1', 'signal tick', 'step new-2']);
   });
 
   it('refuses a malformed id and a call from a step body', async () => {
