@@ -25,7 +25,7 @@ export interface WatchingRun {
   id: string;
   workflow: string;
   status: string;
-  since: Date;
+  createdAt: Date;
 }
 
 export interface RunDetails {
@@ -54,9 +54,10 @@ export async function runDetails(client: Client, id: string, o: { signals?: bool
     o.signals === false ? [] : client.db.selectFrom('trellis.signals')
       .select(['name', 'signal_id', 'created_at', 'consumed_at', 'consumed_seq'])
       .where('run_id', '=', id).orderBy('id').execute(),
-    client.db.selectFrom('trellis.run_watches as w').innerJoin('trellis.runs as r', 'r.id', 'w.waiter_id')
-      .select(['r.id', 'r.workflow', 'r.status', 'w.created_at'])
-      .where('w.run_id', '=', id).orderBy('w.created_at').execute(),
+    // The waiters by id (each lives in its own bucket, not the watch's).
+    client.db.selectFrom('trellis.runs').select(['id', 'workflow', 'status', 'created_at'])
+      .where('id', 'in', (eb) => eb.selectFrom('trellis.run_watches').select('waiter_id').where('run_id', '=', id))
+      .orderBy('created_at').execute(),
   ]);
   return {
     run,
@@ -69,6 +70,6 @@ export async function runDetails(client: Client, id: string, o: { signals?: bool
       name: s.name, signalId: s.signal_id, receivedAt: s.created_at as Date,
       consumedAt: s.consumed_at as Date | null, consumedSeq: s.consumed_seq,
     })),
-    watchers: watchers.map((w) => ({ id: w.id, workflow: w.workflow, status: w.status, since: w.created_at as Date })),
+    watchers: watchers.map((w) => ({ id: w.id, workflow: w.workflow, status: w.status, createdAt: w.created_at as Date })),
   };
 }

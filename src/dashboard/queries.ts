@@ -276,6 +276,29 @@ export async function runChildren(db: Queryable, runId: string, limit = 500): Pr
   'select count(*) as n from trellis.runs where parent_run_id = $1', runId, limit);
 }
 
+/** A run waiting on another one without being its child (trellis.run_watches, decision 0039). */
+export interface WatcherRow {
+  id: string;
+  workflow: string;
+  status: string;
+  created_at: Date;
+}
+
+/**
+ * The runs waiting on run `runId` through trellis.run_watches (ctx.waitForRun,
+ * a shared child key), newest first, at most `limit` (the waiter's runs row
+ * found by id: it lives in another bucket than the watch).
+ *
+ * @example
+ * const waiting = (await runWatchers(pool, id)).rows.map((w) => w.id);
+ */
+export async function runWatchers(db: Queryable, runId: string, limit = 500): Promise<Listed<WatcherRow>> {
+  return newest<WatcherRow>(db, `
+    select r.id, r.workflow, r.status, r.created_at
+      from trellis.runs r where r.id in (select w.waiter_id from trellis.run_watches w where w.run_id = $1) order by r.created_at desc`,
+  'select count(*) as n from trellis.run_watches where run_id = $1', runId, limit);
+}
+
 /** The whole run row (every documented column but the lease token, which trellis_reader cannot read), or undefined. */
 export async function runRow(db: Queryable, runId: string): Promise<Record<string, any> | undefined> {
   const [row] = await queryRows<Record<string, any>>(db, `select ${RUN_COLUMNS.join(', ')} from trellis.runs where id = $1`, [assertUuid(runId)]);

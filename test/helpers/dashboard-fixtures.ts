@@ -43,7 +43,30 @@ export const echo = defineWorkflow({ name: 'echo', input: z.object({ text: z.str
   return ctx.step('echo', () => ({ text }));
 });
 
-export const DASHBOARD_WORKFLOWS = [greet, approval, charge, fanOut, echo];
+/** Waits for the signal `release`: a run others wait on. */
+export const hold = defineWorkflow({ name: 'hold', input: z.object({}) }, async (ctx) => {
+  await ctx.waitForSignal('release');
+  return 'released';
+});
+
+/** Waits for another run's end (ctx.waitForRun) and reports it. */
+export const watcher = defineWorkflow({ name: 'watcher', input: z.object({ runId: z.string() }) }, async (ctx, { runId }) => {
+  try {
+    return { output: await ctx.waitForRun(runId) };
+  } catch (error) {
+    return { failed: String(error) };
+  }
+});
+
+/** Writes two entries to its stream `progress` and closes it. */
+export const streamer = defineWorkflow({ name: 'streamer', input: z.object({}) }, async (ctx) => {
+  await ctx.writeStream('progress', { done: 1, of: 2 });
+  await ctx.writeStream('progress', { done: 2, of: 2 });
+  await ctx.closeStream('progress');
+  return 'streamed';
+});
+
+export const DASHBOARD_WORKFLOWS = [greet, approval, charge, fanOut, echo, hold, watcher, streamer];
 
 export interface SeededRuns {
   greets: string[];

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { createDashboard, serveDashboard } from '../../src/dashboard/index.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { approval, DASHBOARD_WORKFLOWS, echo, seedRuns, type SeededRuns, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
+import { approval, DASHBOARD_WORKFLOWS, echo, hold, seedRuns, type SeededRuns, streamer, watcher, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
 import { csrfOf, readOnlyRole, type ReadOnlyRole, Session } from '../helpers/dashboard.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
@@ -84,6 +84,27 @@ describe('dashboard over HTTP', () => {
     assert.match(formerPage, /<dt>key<\/dt><dd><span id="former-key">dash-kay<\/span> <span class="muted">\(taken by a later run\)<\/span>/);
     assert.match(await (await s.fetch(`/trellis/runs/${taker.id}`)).text(), /<dt>key<\/dt><dd>dash-kay<\/dd>/);
     await engine.client.cancel(taker.id);
+  });
+
+  it('a run page shows the runs it waits for, the runs waiting on it, and its streams', async () => {
+    const s = new Session(open.url);
+    const target = await engine.client.start(hold, {});
+    const waiting = await engine.client.start(watcher, { runId: target.id });
+    await waitFor(async () => (await engine.client.get(waiting.id))?.status === 'waiting'
+      && (await db.pool.query('select 1 from trellis.run_watches where waiter_id = $1', [waiting.id])).rowCount === 1, { what: 'the watcher parked on the target' });
+    const targetPage = await (await s.fetch(`/trellis/runs/${target.id}`)).text();
+    assert.match(targetPage, new RegExp(`<table id="watchers">.*<a class="mono" href="/trellis/runs/${waiting.id}">${waiting.id.slice(0, 8)}</a></td><td>watcher</td>`, 's'));
+    const waiterPage = await (await s.fetch(`/trellis/runs/${waiting.id}`)).text();
+    assert.ok(waiterPage.includes(`<dt>waiting for</dt><dd id="awaiting"><a class="mono" href="/trellis/runs/${target.id}">${target.id}</a>`), 'links the awaited run');
+    await engine.client.signal(target.id, 'release', {});
+    assert.deepEqual(await waiting.result({ timeout: '20s' }), { output: 'released' });
+    const after = await (await s.fetch(`/trellis/runs/${target.id}`)).text();
+    assert.ok(!after.includes('id="watchers"'), 'no waiters once it ended');
+    assert.ok(!(await (await s.fetch(`/trellis/runs/${waiting.id}`)).text()).includes('id="awaiting"'));
+    const streaming = await engine.client.start(streamer, {});
+    assert.equal(await streaming.result({ timeout: '20s' }), 'streamed');
+    const streamPage = await (await s.fetch(`/trellis/runs/${streaming.id}`)).text();
+    assert.match(streamPage, /<table id="streams">.*<tr><td>progress<\/td><td>2<\/td><td>.*&quot;done&quot;: 2.*<\/td><td>closed<\/td><\/tr>/s);
   });
 
   it('filters by workflow and status and searches by key prefix, run id and metadata', async () => {

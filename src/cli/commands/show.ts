@@ -73,7 +73,7 @@ export const show: Command = {
     }
     if (d.watchers.length) {
       io.out(`\nwaited on by (${d.watchers.length})\n`);
-      io.out(table(['id', 'workflow', 'status', 'since'], d.watchers.map((w) => [w.id, w.workflow, w.status, formatTime(w.since)])));
+      io.out(table(['id', 'workflow', 'status', 'created'], d.watchers.map((w) => [w.id, w.workflow, w.status, formatTime(w.createdAt)])));
     }
     if (d.signals.length) {
       io.out(`\nsignals (${d.signals.length})\n`);

@@ -1,8 +1,8 @@
-/** One run: facts, parent link, actions, input / output / error, the step timeline, its values, signals, children and events. */
+/** One run: facts, parent link, actions, input / output / error, the step timeline, its values and streams, signals, children, the runs waiting on it and events. */
 import { FINISHED_STATES, RUN_STATES, type RunState } from '../../db/tables.ts';
 import { badge, duration, type Html, html, jsonBlock, when } from '../html.ts';
 import { HttpError, type DashboardPage, type PageView } from '../page.ts';
-import { assertUuid, type Listed, runChildren, runEvents, runRow, runSignals, runSteps, type StepRow } from '../queries.ts';
+import { assertUuid, type Listed, runChildren, runEvents, runRow, runSignals, runSteps, runWatchers, type StepRow } from '../queries.ts';
 
 /** The actions that apply to a run in `status`. */
 export function actionsFor(status: RunState): Set<string> {
@@ -72,6 +72,41 @@ ${keys.map((k) => {
 </tbody></table>`;
 }
 
+/** The streams the run wrote (ctx.writeStream): per key, how many entries, the last one, and whether it was closed. */
+function streams(steps: StepRow[]): Html {
+  const byKey = new Map<string, { entries: number; last: StepRow | undefined; closed: boolean }>();
+  for (const s of steps) {
+    if (s.kind !== 'stream' || s.status !== 'completed') continue;
+    const e = byKey.get(s.name) ?? { entries: 0, last: undefined, closed: false };
+    const out = s.output as { v?: unknown; closed?: unknown } | null;
+    if (out?.closed === true) e.closed = true;
+    else {
+      e.entries++;
+      e.last = s;
+    }
+    byKey.set(s.name, e);
+  }
+  if (byKey.size === 0) return html``;
+  const keys = [...byKey.keys()].sort();
+  return html`<h2>Streams <span class="muted">(${keys.length})</span></h2><table id="streams"><thead><tr><th>key</th><th>entries</th><th>last entry</th><th>written</th><th>state</th></tr></thead><tbody>
+${keys.map((k) => {
+    const e = byKey.get(k) as { entries: number; last: StepRow | undefined; closed: boolean };
+    return html`<tr><td>${k}</td><td>${e.entries}</td><td>${e.last ? jsonBlock((e.last.output as { v?: unknown } | null)?.v ?? null) : ''}</td><td class="nowrap">${e.last ? when(e.last.finished_at) : ''}</td><td>${e.closed ? 'closed' : html`<span class="muted">open</span>`}</td></tr>`;
+  })}
+</tbody></table>`;
+}
+
+/** The runs a run waits on that it did not start (waiting child calls naming a run that is not its child). */
+function awaited(steps: StepRow[], children: { id: string }[]): string[] {
+  const own = new Set(children.map((c) => c.id));
+  const ids = new Set<string>();
+  for (const s of steps) {
+    const target = s.kind === 'child' && s.status === 'waiting' ? (s.output as { child?: unknown } | null)?.child : undefined;
+    if (typeof target === 'string' && !own.has(target)) ids.add(target);
+  }
+  return [...ids];
+}
+
 /** The page of one run; listed in pages/index.ts. */
 /** A list's count: all of it, or the newest shown of how many (a long run's first calls are left out, not its last). */
 function counted(list: Listed<unknown>) {
@@ -86,8 +121,10 @@ export const runPage: DashboardPage = {
     const id = assertUuid(view.params.id ?? '');
     const r = await runRow(view.db, id);
     if (!r) throw new HttpError(404, `run ${id} does not exist`);
-    const [stepList, signalList, childList, eventList] = await Promise.all([runSteps(view.db, id), runSignals(view.db, id), runChildren(view.db, id), runEvents(view.db, id)]);
-    const [steps, signals, children, events] = [stepList.rows, signalList.rows, childList.rows, eventList.rows];
+    const [stepList, signalList, childList, eventList, watcherList] = await Promise.all([runSteps(view.db, id), runSignals(view.db, id),
+      runChildren(view.db, id), runEvents(view.db, id), runWatchers(view.db, id)]);
+    const [steps, signals, children, events, watchers] = [stepList.rows, signalList.rows, childList.rows, eventList.rows, watcherList.rows];
+    const waitsFor = awaited(steps, children);
     const status = r.status as RunState;
     const done = view.query.get('done');
     const origin = new Date(r.created_at).getTime();
@@ -103,11 +140,13 @@ ${done && DONE[done] ? html`<p class="notice" role="status">${DONE[done]}${RUN_S
 <dt>cancel requested</dt><dd>${when(r.cancel_requested_at)}</dd><dt>pause requested</dt><dd>${when(r.pause_requested_at)}</dd>
 ${r.deadline_at ? html`<dt>deadline</dt><dd id="deadline">${when(r.deadline_at)}</dd>` : ''}
 ${r.forked_from ? html`<dt>forked from</dt><dd><a id="forked-from" class="mono" href="${view.link(`/runs/${r.forked_from}`)}">${r.forked_from}</a> <span class="muted">(from call ${r.forked_from_seq})</span></dd>` : ''}
-${r.scrubbed_at ? html`<dt>scrubbed</dt><dd>${when(r.scrubbed_at)}</dd>` : ''}</dl>
+${r.scrubbed_at ? html`<dt>scrubbed</dt><dd>${when(r.scrubbed_at)}</dd>` : ''}
+${waitsFor.length ? html`<dt>waiting for</dt><dd id="awaiting">${waitsFor.map((w) => html`<a class="mono" href="${view.link(`/runs/${w}`)}">${w}</a> `)}</dd>` : ''}</dl>
 ${r.error ? html`<p class="error">${errorLine(r.error)}</p>` : ''}
 ${actionForms(view, id, status)}
 <h2>Steps ${counted(stepList)}</h2>${timeline(steps, origin, end)}
 ${values(steps)}
+${streams(steps)}
 <h2>Input</h2>${jsonBlock(r.input, 'input')}
 ${r.output !== null && r.output !== undefined ? html`<h2>Output</h2><div id="output">${jsonBlock(r.output)}</div>` : ''}
 ${r.error ? html`<h2>Error</h2><div id="error">${jsonBlock(r.error)}</div>` : ''}
@@ -120,6 +159,9 @@ ${signals.map((s) => html`<tr><td>${s.name}</td><td>${jsonBlock(s.payload)}</td>
 ${children.length === 0 ? html`<p class="muted">No child runs.</p>` : html`<table id="children"><thead><tr><th>run</th><th>workflow</th><th>status</th><th>key</th><th>created</th><th>finished</th></tr></thead><tbody>
 ${children.map((c) => html`<tr><td><a class="mono" href="${view.link(`/runs/${c.id}`)}">${c.id.slice(0, 8)}</a></td><td>${c.workflow}</td><td>${badge(c.status)}</td><td>${c.key ?? ''}</td><td>${when(c.created_at)}</td><td>${when(c.finished_at)}</td></tr>`)}
 </tbody></table>`}
+${watchers.length ? html`<h2>Waited on by ${counted(watcherList)}</h2><table id="watchers"><thead><tr><th>run</th><th>workflow</th><th>status</th><th>created</th></tr></thead><tbody>
+${watchers.map((w) => html`<tr><td><a class="mono" href="${view.link(`/runs/${w.id}`)}">${w.id.slice(0, 8)}</a></td><td>${w.workflow}</td><td>${badge(w.status)}</td><td>${when(w.created_at)}</td></tr>`)}
+</tbody></table>` : ''}
 <h2>Events ${counted(eventList)}</h2>
 ${events.length === 0 ? html`<p class="muted">No events (the outbox may be off: setting <code>events</code>).</p>` : html`<table id="events"><thead><tr><th>at</th><th>kind</th><th>attempt</th><th>body</th></tr></thead><tbody>
 ${events.map((e) => html`<tr><td>${when(e.created_at)}</td><td>${e.kind}</td><td>${e.attempt}</td><td>${jsonBlock(e.body)}</td></tr>`)}
