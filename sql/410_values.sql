@@ -76,14 +76,19 @@ declare
   v_seq    integer := -1;
 begin
   if p_after is not null then
+    -- (Raised here, not through trellis._raise / _quote: this function runs
+    -- with the caller's rights, and a trellis_client or trellis_reader login
+    -- may not call the engine's helpers.)
     if p_after !~ '^[0-9]{1,9}[.][0-9]{1,9}$' then
-      perform trellis._raise('TR001', format('stream cursor %s is not <execution>.<call> (a cursor run_stream returned)', trellis._quote(p_after)));
+      raise exception using errcode = 'TR001',
+        message = format('stream cursor %s is not <execution>.<call> (a cursor run_stream returned)', quote_literal(left(p_after, 100)));
     end if;
     v_exec := split_part(p_after, '.', 1)::integer;
     v_seq := split_part(p_after, '.', 2)::integer;
   end if;
   if p_limit is null or p_limit < 1 or p_limit > 10000 then
-    perform trellis._raise('TR001', format('stream read limit %s is not between 1 and 10000', coalesce(p_limit::text, 'null')));
+    raise exception using errcode = 'TR001',
+      message = format('stream read limit %s is not between 1 and 10000', coalesce(p_limit::text, 'null'));
   end if;
   select r.bucket into v_bucket from trellis.runs r where r.id = p_run_id;
   if v_bucket is null then
