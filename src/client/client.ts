@@ -806,9 +806,11 @@ export class Client {
    * waits for the next entry (woken by `trellis:run_value`, as
    * `waitForValue` is) and ends when the run closes the stream
    * (`ctx.closeStream`) or finishes. Each entry carries a `cursor`; pass the
-   * last one as `after` to read on after a reconnect. Rejects with
-   * `NotFoundError` for a run that does not exist and, with `timeout`,
-   * `TimeoutError` when no entry comes within it. Reads the primary.
+   * last one as `after` to read on after a reconnect. `signal` stops a
+   * waiting reader at once (the iteration throws its reason), as `break`
+   * does quietly. Rejects with `NotFoundError` for a run that does not
+   * exist and, with `timeout`, `TimeoutError` when no entry comes within
+   * it. Reads the primary.
    *
    * @example
    * for await (const { value } of client.readStream<string>(run.id, 'tokens')) process.stdout.write(value);
@@ -820,20 +822,61 @@ export class Client {
       throw new ValidationError(`stream cursor ${quoteValue(options.after)} is not <execution>.<call> (a cursor readStream returned)`);
     }
     const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
+    const outer = options.signal;
+    if (outer !== undefined && !(outer instanceof AbortSignal)) throw new ValidationError('readStream signal must be an AbortSignal');
     const results = this.results;
     const first = options.after ?? null;
     return {
-      async *[Symbol.asyncIterator]() {
+      [Symbol.asyncIterator](): AsyncIterator<StreamEntry<T>> {
+        // Not an async generator: its return() would wait behind a pending
+        // next(), so a reader whose client went away (an SSE connection
+        // closed while the run writes nothing) could not be stopped. Here
+        // return() and the caller's signal end the wait at once.
+        const stop = new AbortController();
+        const onOuter = () => stop.abort(outer?.reason);
+        outer?.addEventListener('abort', onOuter, { once: true });
         let after = first;
-        for (;;) {
-          const batch = await results.waitStream(runId, key, after, timeoutMs);
-          for (const e of batch.entries) {
-            after = e.cursor;
-            if (e.closed) return;
-            yield { value: e.value as T, cursor: e.cursor, writtenAt: e.writtenAt };
-          }
-          if (batch.done) return;
-        }
+        let buffered: StreamRow[] = [];
+        let ended = false;
+        let lastBatch = false;
+        const end = (): IteratorResult<StreamEntry<T>> => {
+          ended = true;
+          outer?.removeEventListener('abort', onOuter);
+          return { done: true, value: undefined };
+        };
+        return {
+          async next() {
+            for (;;) {
+              if (ended) return { done: true, value: undefined };
+              const e = buffered.shift();
+              if (e) {
+                after = e.cursor;
+                if (e.closed) return end();
+                return { done: false, value: { value: e.value as T, cursor: e.cursor, writtenAt: e.writtenAt } };
+              }
+              if (lastBatch) return end();
+              if (outer?.aborted) {
+                end();
+                throw outer.reason;
+              }
+              let batch;
+              try {
+                batch = await results.waitStream(runId, key, after, timeoutMs, stop.signal);
+              } catch (error) {
+                if (stop.signal.aborted && !outer?.aborted) return end(); // return() was called
+                end();
+                throw error;
+              }
+              buffered = batch.entries;
+              lastBatch = batch.done;
+            }
+          },
+          async return() {
+            const result = end();
+            stop.abort();
+            return result;
+          },
+        };
       },
     };
   }

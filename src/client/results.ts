@@ -279,14 +279,15 @@ export class ResultWaiter {
    * finished and every entry it wrote was returned. The status is read
    * before the entries: a run seen finished wrote all of them before.
    */
-  async waitStream(runId: string, key: string, after: string | null, timeoutMs: number | undefined): Promise<{ entries: StreamRow[]; done: boolean }> {
+  async waitStream(runId: string, key: string, after: string | null, timeoutMs: number | undefined,
+    signal?: AbortSignal): Promise<{ entries: StreamRow[]; done: boolean }> {
     return this.settle<{ entries: StreamRow[]; done: boolean }>(runId, timeoutMs, `write to stream ${key}`, false, async () => {
       const read = await this.o.stream(runId, key, after);
       if (!read) return { error: new NotFoundError(`run ${runId} does not exist`) };
       if (read.entries.length > 0) return { value: { entries: read.entries, done: false } };
       if (FINISHED_STATES.includes(read.status as RunState)) return { value: { entries: [], done: true } };
       return undefined;
-    });
+    }, signal);
   }
 
   /**
@@ -297,7 +298,8 @@ export class ResultWaiter {
    * report and reads whatever a worker in this process does.
    */
   private async settle<T>(runId: string, timeoutMs: number | undefined, what: string, followsLocal: boolean,
-    read: () => Promise<{ value: T } | { error: Error } | undefined>): Promise<T> {
+    read: () => Promise<{ value: T } | { error: Error } | undefined>, signal?: AbortSignal): Promise<T> {
+    signal?.throwIfAborted();
     await this.ensureListener();
     return new Promise<T>((resolve, reject) => {
       let done = false;
@@ -309,6 +311,7 @@ export class ResultWaiter {
         done = true;
         clearInterval(poll);
         clearTimer?.();
+        signal?.removeEventListener('abort', aborted);
         const set = this.waiters.get(runId);
         set?.delete(waiter);
         if (set?.size === 0) this.waiters.delete(runId);
@@ -350,6 +353,11 @@ export class ResultWaiter {
           },
         );
       };
+      // Given up by the caller (a stream reader whose client went away): the
+      // waiter and its poll go at once, and the wait rejects with the reason.
+      const aborted = () => finish(() => reject(signal?.reason));
+      if (signal?.aborted) return reject(signal.reason); // (during ensureListener: nothing registered yet)
+      signal?.addEventListener('abort', aborted, { once: true });
       const waiter: Waiter = followsLocal ? { check, completed: (output) => finish(() => resolve(output as T)) } : { check };
       const set = this.waiters.get(runId) ?? new Set();
       set.add(waiter);

@@ -166,6 +166,13 @@ export interface ReadStreamOptions {
   after?: string | undefined;
   /** How long to wait for each next entry before the iteration throws TimeoutError; default: no limit. */
   timeout?: Duration | undefined;
+  /**
+   * Stop reading when this aborts (the HTTP request of a server-sent-events
+   * reader closed): a wait in progress ends at once and the iteration throws
+   * the signal's reason. (Calling the iterator's `return()`, as `break` does,
+   * ends it quietly, also while it waits.)
+   */
+  signal?: AbortSignal | undefined;
 }
 
 type Row<T> = { [K in keyof T]: T[K] extends { __select__: infer S } ? S : T[K] };

@@ -13,6 +13,7 @@ import { NotFoundError, PayloadTooLargeError, TimeoutError, ValidationError } fr
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { defineSignal } from '../../src/workflow/signal.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const more = defineSignal('more', z.object({ n: z.number() }));
 
@@ -88,6 +89,27 @@ describe('streams', () => {
     assert.deepEqual(got.map((e) => e.value.n), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const { rows: [c] } = await env.pool.query(`select count(*)::int as n from trellis.steps where run_id = $1 and kind = 'stream'`, [run.id]);
     assert.equal(c.n, 10);
+  });
+
+  it('a waiting reader stops at once on return() or on its signal', async () => {
+    const run = await env.client.start(writer, { rounds: 2, close: false });
+    await env.waitFor(run, 'waiting', { timeout: '20s' }); // five entries written, waiting for the signal
+    const iterator = env.client.readStream(run.id, 'numbers', { after: '1.4' })[Symbol.asyncIterator]();
+    const pending = iterator.next(); // waits: nothing after entry 1.4 yet
+    let settled = false;
+    void pending.then(() => { settled = true; }, () => { settled = true; });
+    let returned = false;
+    const stopping = iterator.return!();
+    void stopping.then(() => { returned = true; });
+    await waitFor(() => returned && settled, { what: 'return() and the pending next() to end' });
+    assert.deepEqual(await stopping, { done: true, value: undefined });
+    assert.deepEqual(await pending, { done: true, value: undefined });
+    const controller = new AbortController();
+    const aborted = collect(env.client.readStream(run.id, 'numbers', { after: '1.4', signal: controller.signal }));
+    controller.abort(new Error('client went away'));
+    await assert.rejects(aborted, /client went away/);
+    await assert.rejects(collect(env.client.readStream(run.id, 'numbers', { signal: controller.signal })), /client went away/);
+    await env.client.cancel(run.id);
   });
 
   it('refuses bad keys, oversized entries, malformed cursors and unknown runs; times out when nothing comes', async () => {

@@ -38,6 +38,8 @@ const waitOps = (w: { id: string; token: string }, target: string) => [
   { op: 'wait', run: w.id, token: w.token, delay_ms: null, signal: 0, seen_cancel: false },
 ];
 
+// (Read on its own: on a Citus cluster a subquery of runs inside run_claim's arguments is refused.)
+const queueOf = async (id: string) => (await sql('select queue from trellis.runs where id = $1', [id]))[0].queue as string;
 const status = async (id: string) => (await sql('select status, run_at from trellis.runs where id = $1', [id]))[0] as { status: string; run_at: Date | number };
 const watches = async (id: string) => (await sql('select waiter_id::text from trellis.run_watches where run_id = $1', [id])).map((r) => r.waiter_id as string);
 
@@ -53,7 +55,7 @@ describe('run_watches', () => {
     await apply(fx.db.pool, [{ op: 'complete', run: t.id, token: t.token, output: { ok: 1 } }]);
     assert.equal((await status(w.id)).status, 'pending');
     assert.deepEqual(await watches(t.id), []);
-    const [claim] = await sql(`select children from trellis.run_claim('x', array[(select queue from trellis.runs where id = $1)], '{w}', '{1}', 1, '30s')`, [w.id]);
+    const [claim] = await sql(`select children from trellis.run_claim('x', array[$1], '{w}', '{1}', 1, '30s')`, [await queueOf(w.id)]);
     assert.deepEqual(claim.children, { [t.id]: { status: 'completed', output: { ok: 1 }, error: null } });
   });
 
@@ -100,12 +102,16 @@ describe('run_watches', () => {
   });
 
   it('a park that waits on a locked run holds nothing yet, so a cancel of another awaited run goes through (no 40P01)', async () => {
-    // Three runs, their roles by id order: t0 < t < w. w waits on t0 and t.
+    // Three runs, their roles by lock order: t0, t, w. w waits on t0 and t.
     const ids: string[] = [];
     for (let i = 0; i < 3; i++) {
       ids.push((await sql(`select trellis.run_start('w', '{}', $1)::text as id`, [JSON.stringify({ queue: `cycle${i}-${queues}` })]))[0].id);
     }
-    const [t0, t, wId] = [...ids].sort();
+    // The order runs are locked in: by id on one node, by (bucket, id) on a distributed schema.
+    const distributed = (await sql('select trellis._distributed() as d'))[0].d as boolean;
+    const ordered = (await sql(`select id::text from trellis.runs where id = any ($1::uuid[])
+      order by case when $2 then bucket else 0 end, id`, [ids, distributed])).map((r) => r.id as string);
+    const [t0, t, wId] = ordered;
     const wQueue = (await sql('select queue from trellis.runs where id = $1', [wId]))[0].queue;
     const claimW = async () => ({ id: wId!, token: (await sql(`select lease_token::text from trellis.run_claim('x', array[$1], '{w}', '{1}', 1, '30s')`, [wQueue]))[0].lease_token as string });
     const w1 = await claimW();
@@ -164,7 +170,7 @@ describe('run_watches', () => {
     await apply(fx.db.pool, waitOps(w, ghost));
     assert.equal((await status(w.id)).status, 'pending');
     assert.deepEqual(await watches(ghost), []);
-    const [claim] = await sql(`select children from trellis.run_claim('x', array[(select queue from trellis.runs where id = $1)], '{w}', '{1}', 1, '30s')`, [w.id]);
+    const [claim] = await sql(`select children from trellis.run_claim('x', array[$1], '{w}', '{1}', 1, '30s')`, [await queueOf(w.id)]);
     assert.deepEqual(claim.children, {
       [ghost]: { status: 'failed', output: null, error: { name: 'NotFoundError', code: 'not_found', message: `run ${ghost} does not exist` } },
     });
