@@ -996,7 +996,9 @@ export class Client {
   }
 
   /**
-   * Close the listener (and the pools, if the client created them).
+   * Close the listener (and the pools, if the client created them). Waits
+   * still pending (`result`, `waitForValue`, `readStream`) reject with
+   * `ConfigurationError`, as does one begun afterwards.
    *
    * @example
    * process.on('SIGTERM', () => void client.close());

@@ -19,7 +19,7 @@
  * start to result).
  */
 import { type ClientConfig, PgClient, type Pool } from '../db/pg.ts';
-import { CancelledError, NotFoundError, TimeoutError, WorkflowFailedError } from '../errors.ts';
+import { CancelledError, ConfigurationError, NotFoundError, TimeoutError, WorkflowFailedError } from '../errors.ts';
 import { within } from '../db/connection.ts';
 import { Listener } from '../db/listener.ts';
 import { isTransient } from '../db/transient.ts';
@@ -29,6 +29,11 @@ import type { LocalCompletion, LocalHandoff } from '../protocol/local-handoff.ts
 import type { Logger } from '../protocol/logger.ts';
 import { FINISHED_STATES, type RunState } from '../db/tables.ts';
 import type { Run } from './runs.ts';
+
+/** What a wait gets when its client is closed under it, or is begun on a closed one. */
+function closedError(runId: string): ConfigurationError {
+  return new ConfigurationError(`the client was closed while waiting on run ${runId}`, { details: { runId } });
+}
 
 /** How long a timed-out wait looks for the reason before it rejects without one. */
 const STALL_MS = 1000;
@@ -74,6 +79,8 @@ export interface StreamRow {
 interface Waiter {
   /** Read the run's outcome again. */
   check(): void;
+  /** Give the wait up with `error` (the client is closing). */
+  abandon(error: Error): void;
   /** The run completed with this output (committed); absent for a wait the local end does not settle. */
   completed?(output: unknown): void;
 }
@@ -300,7 +307,9 @@ export class ResultWaiter {
   private async settle<T>(runId: string, timeoutMs: number | undefined, what: string, followsLocal: boolean,
     read: () => Promise<{ value: T } | { error: Error } | undefined>, signal?: AbortSignal): Promise<T> {
     signal?.throwIfAborted();
+    if (this.closed) throw closedError(runId);
     await this.ensureListener();
+    if (this.closed) throw closedError(runId); // closed while the listener connected
     return new Promise<T>((resolve, reject) => {
       let done = false;
       let checking = false;
@@ -358,7 +367,8 @@ export class ResultWaiter {
       const aborted = () => finish(() => reject(signal?.reason));
       if (signal?.aborted) return reject(signal.reason); // (during ensureListener: nothing registered yet)
       signal?.addEventListener('abort', aborted, { once: true });
-      const waiter: Waiter = followsLocal ? { check, completed: (output) => finish(() => resolve(output as T)) } : { check };
+      const abandon = (error: Error) => finish(() => reject(error));
+      const waiter: Waiter = followsLocal ? { check, abandon, completed: (output) => finish(() => resolve(output as T)) } : { check, abandon };
       const set = this.waiters.get(runId) ?? new Set();
       set.add(waiter);
       this.waiters.set(runId, set);
@@ -427,6 +437,9 @@ export class ResultWaiter {
 
   async close(): Promise<void> {
     this.closed = true;
+    // Waits still pending end now (their polls would go on through a pool
+    // the client may not own, or fail on one that was ended).
+    for (const [runId, set] of [...this.waiters]) for (const waiter of [...set]) waiter.abandon(closedError(runId));
     clearTimeout(this.watchRetry);
     clearTimeout(this.watchLinger);
     // A watch being taken may wait on another transaction: end its session

@@ -9,7 +9,9 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import { NotFoundError, PayloadTooLargeError, TimeoutError, ValidationError } from '../../src/errors.ts';
+import { createClient } from '../../src/client/client.ts';
+import { ConfigurationError, NotFoundError, PayloadTooLargeError, TimeoutError, ValidationError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { defineSignal } from '../../src/workflow/signal.ts';
@@ -109,6 +111,16 @@ describe('streams', () => {
     controller.abort(new Error('client went away'));
     await assert.rejects(aborted, /client went away/);
     await assert.rejects(collect(env.client.readStream(run.id, 'numbers', { signal: controller.signal })), /client went away/);
+    // A client closed under its waiting readers (and result() calls) ends them; a wait begun after is refused.
+    const other = createClient({ pool: env.pool, logger: silentLogger });
+    const outcome = (p: Promise<unknown>) => p.then(() => 'settled', (e: unknown) => e);
+    const reading = outcome(collect(other.readStream(run.id, 'numbers', { after: '1.4' })));
+    const waitingResult = outcome(other.result(run.id));
+    await other.close();
+    const [r1, r2] = await Promise.all([reading, waitingResult]);
+    assert.ok(r1 instanceof ConfigurationError && /client was closed/.test(r1.message), String(r1));
+    assert.ok(r2 instanceof ConfigurationError, String(r2));
+    await assert.rejects(other.result(run.id), ConfigurationError);
     await env.client.cancel(run.id);
   });
 
