@@ -25,6 +25,7 @@ import { sql } from './commands/sql.ts';
 import { start } from './commands/start.ts';
 import { stats } from './commands/stats.ts';
 import { status } from './commands/status.ts';
+import { stream } from './commands/stream.ts';
 import { worker } from './commands/worker.ts';
 
 export const COMMANDS: readonly Command[] = [
@@ -48,6 +49,7 @@ export const COMMANDS: readonly Command[] = [
   schedules,
   roles,
   events,
+  stream,
   hooks,
   consumers,
   dashboard,

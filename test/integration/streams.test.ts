@@ -9,6 +9,8 @@ import assert from 'node:assert/strict';
 import { randomUUID } from 'node:crypto';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
+import { captureIo } from '../../src/cli/io.ts';
+import { main } from '../../src/cli/main.ts';
 import { createClient } from '../../src/client/client.ts';
 import { ConfigurationError, NotFoundError, PayloadTooLargeError, TimeoutError, ValidationError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
@@ -121,6 +123,33 @@ describe('streams', () => {
     assert.ok(r1 instanceof ConfigurationError && /client was closed/.test(r1.message), String(r1));
     assert.ok(r2 instanceof ConfigurationError, String(r2));
     await assert.rejects(other.result(run.id), ConfigurationError);
+    await env.client.cancel(run.id);
+  });
+
+  it('trellis stream prints the entries, resumes after a cursor, follows until the close; bad input exits 2, an unknown run 3', async () => {
+    const run = await env.client.start(writer, { rounds: 1, close: true });
+    await env.waitFor(run, 'waiting', { timeout: '20s' }); // closed, asleep in after-close
+    const cli = async (...args: string[]) => {
+      const io = captureIo({ DATABASE_URL: env.url });
+      const code = await main(args, io);
+      return { code, out: io.stdout, err: io.stderr };
+    };
+    const all = await cli('stream', run.id, 'numbers');
+    assert.equal(all.code, 0, all.err);
+    const lines = all.out.trim().split('\n');
+    assert.equal(lines.length, 5);
+    assert.match(lines[0]!, /^1\.0 {2}\S+ \S+ {2}\{"i":0,"n":0,"round":0\}$/);
+    const rest = await cli('stream', run.id, 'numbers', '--after', lines[2]!.split(' ')[0]!, '--json');
+    assert.deepEqual(rest.out.trim().split('\n').map((l) => (JSON.parse(l) as { value: { n: number } }).value.n), [3, 4]);
+    const followed = await cli('stream', run.id, 'numbers', '--follow', '--limit', '3');
+    assert.equal(followed.out.trim().split('\n').length, 3);
+    const toClose = await cli('stream', run.id, 'numbers', '-f');
+    assert.equal(toClose.code, 0, toClose.err);
+    assert.equal(toClose.out.trim().split('\n').length, 5, 'follows until the close');
+    for (const bad of [[run.id, 'bad key '], [run.id, 'numbers', '--after', 'x'], ['not-a-uuid', 'numbers'], [run.id]]) {
+      assert.equal((await cli('stream', ...bad)).code, 2, bad.join(' '));
+    }
+    assert.equal((await cli('stream', randomUUID(), 'numbers')).code, 3);
     await env.client.cancel(run.id);
   });
 
