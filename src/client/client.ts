@@ -786,6 +786,33 @@ export class Client {
   }
 
   /**
+   * The entries of a run's stream `key` there are now, after `after` (a
+   * cursor), at most `limit` (default 1000, at most 10,000), without
+   * waiting; `closed` once the run closed the stream (`ctx.closeStream`).
+   * Empty for a run that does not exist. Read as `value()` is (a
+   * `readPool` unless `consistency: 'primary'`). To wait for entries, use
+   * `readStream`.
+   *
+   * @example
+   * const page = await client.streamEntries(run.id, 'progress', { after: savedCursor });
+   * for (const e of page.entries) console.log(e.cursor, e.value);
+   */
+  async streamEntries<T = unknown>(runId: string, key: string,
+    options: { after?: string | undefined; limit?: number | undefined } & ReadOptions = {}): Promise<{ entries: StreamEntry<T>[]; closed: boolean }> {
+    assertRunId(runId);
+    assertName(key, 'stream');
+    const after = streamCursor(options.after);
+    const limit = options.limit ?? 1000;
+    if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new ValidationError(`limit must be an integer from 1 to 10000, not ${quoteValue(limit)}`);
+    const rows = await this.reads.read(options, (t) => queryRows<{ cursor: string; value: unknown; closed: boolean; written_at: Date }>(t.query,
+      'select cursor, value, closed, written_at from trellis.run_stream($1, $2, $3, $4)', [runId, key, after ?? null, limit]).catch(rethrow),
+    (r) => r.length === 0);
+    const closedAt = rows.findIndex((r) => r.closed);
+    const kept = closedAt < 0 ? rows : rows.slice(0, closedAt);
+    return { entries: kept.map((r) => ({ value: r.value as T, cursor: r.cursor, writtenAt: r.written_at })), closed: closedAt >= 0 };
+  }
+
+  /**
    * Every key a run set with `ctx.setValue`, with its newest value, by
    * key (empty for a run that set none or does not exist). Read as
    * `value()` is.
@@ -818,9 +845,7 @@ export class Client {
   readStream<T = unknown>(runId: string, key: string, options: ReadStreamOptions = {}): AsyncIterable<StreamEntry<T>> {
     assertRunId(runId);
     assertName(key, 'stream');
-    if (options.after !== undefined && (typeof options.after !== 'string' || !/^\d{1,9}\.\d{1,9}$/.test(options.after))) {
-      throw new ValidationError(`stream cursor ${quoteValue(options.after)} is not <execution>.<call> (a cursor readStream returned)`);
-    }
+    streamCursor(options.after);
     const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
     const outer = options.signal;
     if (outer !== undefined && !(outer instanceof AbortSignal)) throw new ValidationError('readStream signal must be an AbortSignal');
@@ -1011,6 +1036,14 @@ export class Client {
 }
 
 export { FINISHED_STATES };
+
+/** A stream cursor as readStream and streamEntries take it: `<execution>.<call>` (ValidationError otherwise). */
+function streamCursor(after: unknown): string | undefined {
+  if (after !== undefined && (typeof after !== 'string' || !/^\d{1,9}\.\d{1,9}$/.test(after))) {
+    throw new ValidationError(`stream cursor ${quoteValue(after)} is not <execution>.<call> (a cursor readStream returned)`);
+  }
+  return after;
+}
 
 /** A SchemaVersionError unless the schema is at this code's migration (and its functions at this code's revision) or newer. */
 function checkMigration(migration: number | null | undefined, sqlRevision: number | null | undefined): void {

@@ -80,6 +80,13 @@ describe('streams', () => {
     // From SQL: the entries and the close.
     const { rows } = await env.pool.query(`select cursor, value->>'n' as n, closed from trellis.run_stream($1, 'numbers', $2, 3)`, [run.id, got[12]!.cursor]);
     assert.deepEqual(rows.map((r) => [r.n, r.closed]), [['13', false], ['14', false], [null, true]]);
+    // The same without waiting, from TypeScript.
+    const page = await env.client.streamEntries<{ n: number }>(run.id, 'numbers', { after: got[12]!.cursor, limit: 3 });
+    assert.deepEqual([page.entries.map((e) => e.value.n), page.closed], [[13, 14], true]);
+    const first = await env.client.streamEntries<{ n: number }>(run.id, 'numbers', { limit: 2 });
+    assert.deepEqual([first.entries.map((e) => e.value.n), first.closed], [[0, 1], false]);
+    await assert.rejects(env.client.streamEntries(run.id, 'numbers', { limit: 0 }), ValidationError);
+    await assert.rejects(env.client.streamEntries(run.id, 'numbers', { after: 'x' }), ValidationError);
     await env.client.cancel(run.id);
   });
 

@@ -1,5 +1,4 @@
 /** `trellis stream <run> <key>`: the entries a run wrote to a stream (ctx.writeStream), optionally following new ones. */
-import { sql } from 'kysely';
 import { NotFoundError } from '../../errors.ts';
 import { assertName } from '../../workflow/names.ts';
 import { integer, runId } from '../args.ts';
@@ -39,18 +38,14 @@ export const stream: Command = {
       return limit !== undefined && ++printed >= limit;
     };
     if (!options.follow) {
-      // What is there now, without waiting (trellis.run_stream, in pages).
+      // What is there now, without waiting, in pages.
       if ((await c.get(id)) === undefined) throw new NotFoundError(`run ${id} does not exist`);
-      let cursor = after ?? null;
+      let cursor = after;
       for (;;) {
-        const { rows } = await sql<{ cursor: string; value: unknown; closed: boolean; written_at: Date }>`
-          select cursor, value, closed, written_at from trellis.run_stream(${id}, ${key}, ${cursor}, 1000)`.execute(c.db);
-        for (const r of rows) {
-          if (r.closed) return;
-          if (print({ value: r.value, cursor: r.cursor, writtenAt: r.written_at })) return;
-        }
-        if (rows.length < 1000) return;
-        cursor = rows[rows.length - 1]!.cursor;
+        const page = await c.streamEntries(id, key, { after: cursor, limit: 1000, consistency: 'primary' });
+        for (const e of page.entries) if (print(e)) return;
+        if (page.closed || page.entries.length < 1000) return;
+        cursor = page.entries[page.entries.length - 1]!.cursor;
       }
     }
     const stop = new AbortController();
