@@ -38,7 +38,7 @@ import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
 import { ResultWaiter, type StreamRow } from './results.ts';
 import { type ResolvedClientOptions, resolveClientOptions } from './resolved-options.ts';
-import { type ReadStreamOptions, type Run, type RunValue, type Step, type StreamEntry, toRun, toStep } from './runs.ts';
+import { type ReadStreamOptions, type Run, type RunValue, type Step, STREAM_CURSOR, type StreamEntry, toRun, toStep } from './runs.ts';
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
@@ -756,9 +756,7 @@ export class Client {
   private async readStreamRows(runId: string, key: string, after: string | null): Promise<{ status: string; entries: StreamRow[] } | undefined> {
     const [run] = await queryRows<{ status: string }>(this.prepared.pool, 'select status from trellis.runs where id = $1', [runId], 'trellis_run_status');
     if (!run) return undefined;
-    const rows = await queryRows<{ cursor: string; value: unknown; closed: boolean; written_at: Date }>(this.prepared.pool,
-      'select cursor, value, closed, written_at from trellis.run_stream($1, $2, $3, 1000)', [runId, key, after], 'trellis_run_stream');
-    return { status: run.status, entries: rows.map((r) => ({ cursor: r.cursor, value: r.value, closed: r.closed, writtenAt: r.written_at })) };
+    return { status: run.status, entries: await streamRows(this.prepared.pool, runId, key, after, 1000) };
   }
 
   /** trellis.run_value: the run's status and its value of `key` (undefined: no such run). */
@@ -804,12 +802,10 @@ export class Client {
     const after = streamCursor(options.after);
     const limit = options.limit ?? 1000;
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new ValidationError(`limit must be an integer from 1 to 10000, not ${quoteValue(limit)}`);
-    const rows = await this.reads.read(options, (t) => queryRows<{ cursor: string; value: unknown; closed: boolean; written_at: Date }>(t.query,
-      'select cursor, value, closed, written_at from trellis.run_stream($1, $2, $3, $4)', [runId, key, after ?? null, limit]).catch(rethrow),
-    (r) => r.length === 0);
+    const rows = await this.reads.read(options, (t) => streamRows(t.query, runId, key, after ?? null, limit).catch(rethrow), (r) => r.length === 0);
     const closedAt = rows.findIndex((r) => r.closed);
     const kept = closedAt < 0 ? rows : rows.slice(0, closedAt);
-    return { entries: kept.map((r) => ({ value: r.value as T, cursor: r.cursor, writtenAt: r.written_at })), closed: closedAt >= 0 };
+    return { entries: kept.map((r) => ({ value: r.value as T, cursor: r.cursor, writtenAt: r.writtenAt })), closed: closedAt >= 0 };
   }
 
   /**
@@ -1037,9 +1033,16 @@ export class Client {
 
 export { FINISHED_STATES };
 
+/** trellis.run_stream: the entries of stream `key` of `runId` after `after`, at most `limit`. */
+async function streamRows(query: Queryable, runId: string, key: string, after: string | null, limit: number): Promise<StreamRow[]> {
+  const rows = await queryRows<{ cursor: string; value: unknown; closed: boolean; written_at: Date }>(query,
+    'select cursor, value, closed, written_at from trellis.run_stream($1, $2, $3, $4)', [runId, key, after, limit], 'trellis_run_stream');
+  return rows.map((r) => ({ cursor: r.cursor, value: r.value, closed: r.closed, writtenAt: r.written_at }));
+}
+
 /** A stream cursor as readStream and streamEntries take it: `<execution>.<call>` (ValidationError otherwise). */
 function streamCursor(after: unknown): string | undefined {
-  if (after !== undefined && (typeof after !== 'string' || !/^\d{1,9}\.\d{1,9}$/.test(after))) {
+  if (after !== undefined && (typeof after !== 'string' || !STREAM_CURSOR.test(after))) {
     throw new ValidationError(`stream cursor ${quoteValue(after)} is not <execution>.<call> (a cursor readStream returned)`);
   }
   return after;

@@ -140,6 +140,9 @@ export interface RunValue<T = unknown> {
   setAt: Date;
 }
 
+/** A stream entry's cursor: `<execution>.<call>` (what trellis.run_stream returns and takes). */
+export const STREAM_CURSOR = /^\d{1,9}\.\d{1,9}$/;
+
 /**
  * One entry of a run's stream (`client.readStream`).
  *

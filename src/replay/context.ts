@@ -27,7 +27,7 @@ import { runAttempt } from './attempt.ts';
 import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
-import { assertName } from '../workflow/names.ts';
+import { assertName, UUID_PATTERN } from '../workflow/names.ts';
 import { deadlineOptions } from '../protocol/deadline.ts';
 
 export function buildContext(run: Replay): WorkflowContext {
@@ -491,8 +491,6 @@ function awaitedError(e: StepRecord['error']): { message?: string | undefined; c
   return inner !== null && typeof inner === 'object' ? inner as { message?: string; code?: string } : (e ?? null);
 }
 
-const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
-
 /**
  * `ctx.waitForRun`: a call of kind `child` that waits on a run this run did
  * not start (decision 0039). It is recorded waiting with the run's id, as a
@@ -500,7 +498,7 @@ const RUN_ID = /^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$/;
  * (trellis.run_watches), and the claim hands over its end as a child's.
  */
 function waitForRun(run: Replay, runId: string, options: WaitForRunOptions): Promise<unknown> {
-  if (typeof runId !== 'string' || !RUN_ID.test(runId.toLowerCase())) {
+  if (typeof runId !== 'string' || !UUID_PATTERN.test(runId)) {
     return Promise.reject(new ValidationError(`ctx.waitForRun needs a run id (a UUID), got ${quoteValue(runId)}`));
   }
   const id = runId.toLowerCase();

@@ -1,4 +1,5 @@
 /** `trellis stream <run> <key>`: the entries a run wrote to a stream (ctx.writeStream), optionally following new ones. */
+import { STREAM_CURSOR } from '../../client/runs.ts';
 import { NotFoundError } from '../../errors.ts';
 import { assertName } from '../../workflow/names.ts';
 import { integer, runId } from '../args.ts';
@@ -29,7 +30,7 @@ export const stream: Command = {
     }
     const limit = options.limit === undefined ? undefined : integer(options.limit as string, 'limit', 1, 1_000_000_000, 0);
     const after = options.after as string | undefined;
-    if (after !== undefined && !/^\d{1,9}\.\d{1,9}$/.test(after)) throw new UsageError(`--after must be a cursor this command printed (<execution>.<call>), not ${JSON.stringify(after)}`);
+    if (after !== undefined && !STREAM_CURSOR.test(after)) throw new UsageError(`--after must be a cursor this command printed (<execution>.<call>), not ${JSON.stringify(after)}`);
     const c = await client();
     let printed = 0;
     const print = (e: { value: unknown; cursor: string; writtenAt: Date }) => {
