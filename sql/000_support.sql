@@ -74,7 +74,7 @@ comment on function trellis._runs_row_ok(text, boolean, boolean, text) is
 create or replace function trellis._steps_row_ok(p_kind text, p_status text)
 returns boolean language plpgsql immutable parallel safe as $$
 begin
-  return p_kind in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream')
+  return p_kind in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream', 'metadata')
      and p_status in ('running', 'waiting', 'completed', 'failed', 'retrying');
 end $$;
 comment on function trellis._steps_row_ok(text, text) is

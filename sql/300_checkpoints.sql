@@ -3,7 +3,8 @@
 -- set-based function per op kind (_steps_record, _children_start, run_complete,
 -- run_fail, _runs_cancelled, run_release, _runs_wait, _runs_continue), _runs_finished,
 -- _wake_child_waiters, step_record and the one-run run_complete, run_fail, run_release.
--- Touches: trellis.runs (insert child runs; lease_expiries back to 0; status only through _run_move,
+-- Touches: trellis.runs (insert child runs; lease_expiries back to 0; metadata merged by
+-- _runs_metadata_set, sql/420_metadata.sql; status only through _run_move,
 -- sql/150_transitions.sql), trellis.steps (insert, update, delete), trellis.signals
 -- (consume), trellis.events (step results), trellis.run_watches (deleted when
 -- the awaited run ends; written by _runs_wait, sql/310_run_ends.sql).
@@ -107,8 +108,10 @@ begin
                  or (op in ('step', 'child') and (seq is null or seq < 0 or name is null))
                  or (op = 'step' and (status is null or kind is null
                                       or status not in ('running', 'waiting', 'completed', 'failed', 'retrying')
-                                      or kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream')))
+                                      or kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream', 'metadata')))
                  or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
+                 -- A metadata call (ctx.setMetadata) is written once, completed, its output the patch.
+                 or (op = 'step' and kind = 'metadata' and (status <> 'completed' or jsonb_typeof(output) is distinct from 'object'))
                  or (op = 'child' and (child is null or workflow is null))
                  or (op = 'child' and close is not null and close not in ('cancel', 'abandon'))
                  -- A child's deadline or time limit (not both; a time limit
@@ -308,6 +311,10 @@ begin
      where o.op = 'step' and o.signal is not null and g.id = o.signal and g.run_id = o.run
        and g.consumed_at is null;
   end if;
+  -- Metadata set (ctx.setMetadata): merged into the runs' rows (sql/420_metadata.sql).
+  if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind = 'metadata') then
+    perform trellis._runs_metadata_set(p_ops);
+  end if;
   -- Values set (ctx.setValue): wake whoever waits for them (sql/410_values.sql).
   if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind in ('value', 'stream')) then
     perform trellis._notify_values(array(select distinct o.run from unnest(p_ops) o
@@ -315,7 +322,7 @@ begin
   end if;
 end $$;
 comment on function trellis._steps_record(trellis.checkpoint_op[]) is
-  'The step ops of held runs: upsert their calls (a completed or failed one is never overwritten), append step_completed / step_failed events of durable steps, mark consumed signals, notify trellis:run_value for values set and stream entries written (if watched).';
+  'The step ops of held runs: upsert their calls (a completed or failed one is never overwritten), append step_completed / step_failed events of durable steps, merge metadata calls into their runs'' metadata, mark consumed signals, notify trellis:run_value for values set and stream entries written (if watched).';
 
 -- Child runs: started with the id the parent chose (a key already taken
 -- attaches the parent to that run instead), and the parent's call waits on it.
@@ -509,7 +516,7 @@ begin
   if p_status is null or p_status not in ('running', 'waiting', 'completed', 'failed', 'retrying') then
     perform trellis._raise('TR001', format('step status %s is not running, waiting, completed, failed or retrying', trellis._quote(p_status)));
   end if;
-  if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream') then
+  if p_kind is null or p_kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream', 'metadata') then
     perform trellis._raise('TR001', format('step kind %s is unknown', trellis._quote(p_kind)));
   end if;
   v_op.op := 'step'; v_op.run := p_run_id; v_op.token := p_token; v_op.seq := p_seq; v_op.name := p_name;

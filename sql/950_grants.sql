@@ -81,7 +81,7 @@ begin
      where p.pronamespace = 'trellis'::regnamespace
        and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel', 'run_pause',
                          'run_resume', 'run_retry', 'run_fork', 'run_scrub', 'run_purge', 'retention_set', 'retention',
-                         'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many',
+                         'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many', 'run_set_metadata',
                          'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                          'event_consumer_drop', 'hook_retry', 'xact_horizon',
                          'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',
@@ -140,7 +140,7 @@ begin
        where p.pronamespace = 'trellis'::regnamespace
          and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'run_cancel',
                            'run_pause', 'run_resume', 'run_retry', 'run_fork', 'run_scrub', 'run_purge', 'retention_set',
-                           'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many',
+                           'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many', 'run_set_metadata',
                            'retention', 'now', '_setting_int', '_workflow_stored',
                            'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                            'event_consumer_drop', 'hook_retry', 'xact_horizon',

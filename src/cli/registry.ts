@@ -12,6 +12,7 @@ import { events } from './commands/events.ts';
 import { fork } from './commands/fork.ts';
 import { hooks } from './commands/hooks.ts';
 import { ls } from './commands/ls.ts';
+import { metadata } from './commands/metadata.ts';
 import { migrate } from './commands/migrate.ts';
 import { pause } from './commands/pause.ts';
 import { purge } from './commands/purge.ts';
@@ -40,6 +41,7 @@ export const COMMANDS: readonly Command[] = [
   resume,
   retry,
   fork,
+  metadata,
   ls,
   show,
   stats,

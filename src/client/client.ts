@@ -6,7 +6,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool } from '../db/pg.ts';
 import { jsonbParserOf, listenConnection, ownPool } from '../db/connection.ts';
-import { type ControlManyRow, type ControlVerb, runControl, runControlMany, runFork, runIdByKey, runScrub, signalSend } from '../db/control.ts';
+import { type ControlManyRow, type ControlVerb, runControl, runControlMany, runFork, runIdByKey, runScrub, runSetMetadata, signalSend } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { PreparedStatements } from '../db/prepared.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
@@ -17,7 +17,7 @@ import { isTransient, withRollbackRetries, withTransientRetries } from '../db/tr
 import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, runStartMany, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
-import { encodeJson } from '../protocol/serialize.ts';
+import { assertJsonObject, encodeJson } from '../protocol/serialize.ts';
 import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../protocol/schema-version.generated.ts';
 import { SCHEMA_INFO_SQL, schemaBehind } from '../db/schema-check.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
@@ -497,6 +497,31 @@ export class Client {
     const db = this.exec(options.tx);
     const id = await runFork(db, await this.resolve(run, db), fromCall, sqlOptions);
     return { id, result: (o) => this.result(id, o) };
+  }
+
+  /**
+   * Merge `fields` into a run's metadata, as the run's own
+   * `ctx.setMetadata` does: a field given a value is set, one given `null`
+   * removed, the others kept; returns the metadata as it now is. For an
+   * operator's marks ("reviewed", a ticket number) that searches and bulk
+   * controls then filter on. Any run but a scrubbed one, in any status; the
+   * newest write of a field wins, whether the run's or this.
+   * `ValidationError` for fields that are not a plain object of JSON values
+   * or name an empty field, `traceparent` or `tracestate`;
+   * `PayloadTooLargeError` if the result is over `max_payload_bytes`;
+   * `NotFoundError` for an unknown run; `IllegalTransitionError` for a
+   * scrubbed one. With `tx`, the change commits with the caller's transaction.
+   *
+   * @example
+   * await client.setMetadata(runId, { reviewedBy: 'ada', ticket: 'OPS-1234' });
+   * const { runs } = await client.list({ metadata: { reviewedBy: 'ada' } });
+   */
+  async setMetadata(run: RunRef, fields: Record<string, unknown>, options: { tx?: Executor | undefined } = {}): Promise<Record<string, unknown>> {
+    assertJsonObject(fields, 'the metadata fields', 'fields');
+    const text = encodeJson(fields, 'metadata fields', Number.MAX_SAFE_INTEGER); // the merged size is run_set_metadata's check (TR005)
+    const db = this.exec(options.tx);
+    const id = await this.resolve(run, db);
+    return options.tx ? runSetMetadata(db, id, text) : withRollbackRetries(() => runSetMetadata(db, id, text));
   }
 
   /**
@@ -1069,16 +1094,7 @@ const ITEM_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) 
  * `{}`, which every run contains.
  */
 function metadataFilter(metadata: unknown): string {
-  const plain = (v: unknown) => typeof v === 'object' && v !== null && !Array.isArray(v)
-    && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
-  if (!plain(metadata)) throw new ValidationError(`a metadata filter must be a plain object, not ${quoteValue(metadata)}`);
-  const check = (v: unknown, path: string): void => {
-    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) return;
-    if (Array.isArray(v)) return v.forEach((x, i) => check(x, `${path}[${i}]`));
-    if (plain(v)) return Object.entries(v as object).forEach(([k, x]) => check(x, `${path}.${k}`));
-    throw new ValidationError(`metadata filter ${path} must be a JSON value (a string, number, boolean, null, array or plain object), not ${quoteValue(v)}`);
-  };
-  check(metadata, 'metadata');
+  assertJsonObject(metadata, 'a metadata filter', 'metadata');
   return encodeJson(metadata, 'metadata filter', 1_048_576);
 }
 

@@ -1,6 +1,6 @@
 /** The history interface replay runs over: recorded calls in, checkpoints out. */
 
-export const STEP_KINDS = ['step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream'] as const;
+export const STEP_KINDS = ['step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream', 'metadata'] as const;
 export type StepKind = (typeof STEP_KINDS)[number];
 
 /**

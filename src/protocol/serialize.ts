@@ -1,6 +1,6 @@
 /** JSON encoding of payloads and errors, identical on first run and replay. */
 import { numericText } from './jsonb-text.ts';
-import { isTrellisError, PayloadTooLargeError, ValidationError } from '../errors.ts';
+import { isTrellisError, PayloadTooLargeError, quoteValue, ValidationError } from '../errors.ts';
 import type { SerializedError } from './history.ts';
 
 /**
@@ -25,6 +25,28 @@ export function encodeJson(value: unknown, what: string, maxBytes: number): stri
     throw new PayloadTooLargeError(`${what} is ${bytes} bytes, over the limit of ${maxBytes} bytes`);
   }
   return text;
+}
+
+/**
+ * Refuse anything but a plain object of JSON values (ValidationError naming
+ * `what` and the path of the first bad value, from `root`). A value JSON would drop or
+ * change (undefined, a function, NaN, a Date, a Map) is refused, not
+ * converted: `{ tenant: undefined }` would become `{}`.
+ */
+export function assertJsonObject(value: unknown, what: string, root: string): asserts value is Record<string, unknown> {
+  if (!plainObject(value)) throw new ValidationError(`${what} must be a plain object, not ${quoteValue(value)}`);
+  const check = (v: unknown, path: string): void => {
+    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) return;
+    if (Array.isArray(v)) return v.forEach((x, i) => check(x, `${path}[${i}]`));
+    if (plainObject(v)) return Object.entries(v).forEach(([k, x]) => check(x, `${path}.${k}`));
+    throw new ValidationError(`${what} ${path} must be a JSON value (a string, number, boolean, null, array or plain object), not ${quoteValue(v)}`);
+  };
+  for (const [k, v] of Object.entries(value)) check(v, `${root}.${k}`);
+}
+
+function plainObject(v: unknown): v is Record<string, unknown> {
+  return typeof v === 'object' && v !== null && !Array.isArray(v)
+    && (Object.getPrototypeOf(v) === Object.prototype || Object.getPrototypeOf(v) === null);
 }
 
 // A \u escape JSON.stringify wrote that jsonb refuses: U+0000, or a lone

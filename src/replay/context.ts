@@ -26,7 +26,7 @@ import { RaceLostError, raceLost, type Verdict, type Wait, type WaitKind } from 
 import { runAttempt } from './attempt.ts';
 import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
-import { encodeJson, serializeError } from '../protocol/serialize.ts';
+import { assertJsonObject, encodeJson, serializeError } from '../protocol/serialize.ts';
 import { assertName, UUID_PATTERN } from '../workflow/names.ts';
 import { deadlineOptions } from '../protocol/deadline.ts';
 
@@ -67,6 +67,7 @@ export function buildContext(run: Replay): WorkflowContext {
     random: () => recorded(run, 'random', () => Math.random(), (v) => v as number),
     uuid: () => recorded(run, 'uuid', () => crypto.randomUUID(), (v) => v as string),
     setValue: (key, value) => handled(setValue(run, key, value)),
+    setMetadata: (fields) => handled(setMetadata(run, fields)),
     writeStream: (key, value) => handled(streamCall(run, key, { v: value === undefined ? null : value })),
     closeStream: (key) => handled(streamCall(run, key, { closed: true })),
     sleep: (name, duration: Duration) => handled(timer(run, name, () => run.dbNowAtLeast() + toMs(duration, `duration of sleep ${name}`))),
@@ -234,6 +235,43 @@ function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepCo
 async function setValue(run: Replay, key: string, value: unknown): Promise<void> {
   return published(run, 'value', key, value, `value ${key}`);
 }
+
+/**
+ * `ctx.setMetadata` (decision 0041): a completed call of kind `metadata`
+ * whose output is the patch; checkpoint_apply merges it into the run's
+ * metadata (sql/420_metadata.sql). The patch is checked, and the metadata it
+ * makes measured, before the call takes its number, so a refused patch
+ * leaves no trace. The measure uses this execution's view of the metadata:
+ * what the claim read, with the patches of the calls since merged in call
+ * order (on a replay the claim's metadata already holds the recorded
+ * patches, so a recorded call is not measured again).
+ */
+async function setMetadata(run: Replay, fields: Record<string, unknown>): Promise<void> {
+  assertJsonObject(fields, 'ctx.setMetadata\'s fields', 'fields');
+  const names = Object.keys(fields);
+  if (names.some((k) => k === '' || TRACING_FIELDS.includes(k))) {
+    throw new ValidationError(`ctx.setMetadata's fields may not name an empty field, traceparent or tracestate (tracing keeps them), got ${names.map((k) => JSON.stringify(k)).join(', ')}`);
+  }
+  run.refuseInStepBody('ctx.setMetadata');
+  if (names.length === 0) return;
+  const text = encodeJson(fields, 'metadata patch', run.o.maxPayloadBytes);
+  const merged = { ...(metadataOf.get(run) ?? run.o.metadata), ...fields };
+  for (const k of names) if (fields[k] === null) delete merged[k];
+  const rec = run.history.get(run.seq);
+  if (rec?.kind !== 'metadata') encodeJson(merged, `the metadata of run ${run.o.runId} with these fields`, run.o.maxPayloadBytes);
+  const call = run.next('metadata', 'metadata');
+  if (!call) return never();
+  metadataOf.set(run, merged);
+  if (call.rec) return replayed(run, call.rec, () => undefined);
+  const delivery = run.deliveries.reserve<void>();
+  await written(run, delivery, { op: 'step', seq: call.seq, name: 'metadata', kind: 'metadata', status: 'completed', output: text, attempts: 1, ms: 0 });
+  return delivery.resolve(undefined);
+}
+
+const TRACING_FIELDS: readonly string[] = ['traceparent', 'tracestate'];
+
+/** An execution's view of its run's metadata after its ctx.setMetadata calls (absent: as claimed). */
+const metadataOf = new WeakMap<Replay, Record<string, unknown>>();
 
 /**
  * `ctx.writeStream` / `ctx.closeStream` (decision 0040): a call of kind

@@ -231,7 +231,15 @@ export interface WorkflowContext<TInput = unknown> {
   readonly version: string;
   /** How many times this run has been claimed (1 on the first execution). */
   readonly attempt: number;
-  /** The `metadata` the run was started with (`{}` if none). */
+  /**
+   * The run's metadata as this execution found it when it began: what the
+   * run was started with (`{}` if none), and the fields set since by
+   * `setMetadata` calls of earlier executions or attempts and by operators
+   * (`client.setMetadata`). Not updated by this execution's own
+   * `setMetadata` calls; a replay can see fields the first execution set
+   * only later, so decide on the input or on a step's result, not on fields
+   * the run sets itself.
+   */
   readonly metadata: Record<string, unknown>;
   /**
    * The run's deadline, or null when it has none (see the start options
@@ -327,6 +335,26 @@ export interface WorkflowContext<TInput = unknown> {
    * const paid = await ctx.waitForSignal<{ ok: boolean }>('paid', { timeout: '1 hour' });
    */
   setValue(key: string, value: unknown): Promise<void>;
+  /**
+   * Merge `fields` into the run's metadata, where searches find it:
+   * `client.list({ metadata })`, `trellis ls --metadata`, the bulk controls'
+   * filters, `metadata @> ...` in SQL (with the index recipes of
+   * docs/operations.md). A field given a value is set; a field given `null`
+   * is removed; fields not named are kept. So a run can say how far it got
+   * (an order's state, the customer's tier it looked up) for the searches
+   * an operator or a dashboard makes. Recorded as a call (kind `metadata`),
+   * so it commits with the progress before it and is not written again on
+   * a replay; the promise resolves once it has committed. Each value must
+   * be JSON (ValidationError for `undefined`, a function, a Date, NaN…);
+   * `traceparent` and `tracestate` belong to tracing; the merged metadata
+   * must fit `max_payload_bytes` (PayloadTooLargeError). A refused call
+   * records nothing. An empty `fields` records nothing either.
+   *
+   * @example
+   * await ctx.setMetadata({ stage: 'shipped', carrier: 'dhl' });
+   * await ctx.setMetadata({ carrier: null }); // removes the field
+   */
+  setMetadata(fields: Record<string, unknown>): Promise<void>;
   /**
    * Append `value` to the run's stream `key`: readers get every entry, in
    * order (`client.readStream(runId, key)`, `trellis.run_stream`), as each

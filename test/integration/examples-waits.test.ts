@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching', 'streams'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching', 'streams', 'run-metadata'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -225,6 +225,15 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     ]);
     assert.deepEqual(linesStarting(stdout, 'resumed:'), ['resumed: docs [2,3]']);
     assert.deepEqual(linesStarting(stdout, 'sql:'), ['sql: #0 #1 #2 #3 closed']);
+  });
+
+  it('run-metadata: runs record their stage in their metadata; list, SQL and a bulk cancel find them by it; an operator marks one', async () => {
+    const { stdout } = await finished('run-metadata');
+    assert.deepEqual(linesStarting(stdout, 'o-1'), ['o-1: shipped with dhl', 'o-1 metadata: {"stage":"shipped","tenant":"acme","carrier":"dhl"}']);
+    assert.deepEqual(linesStarting(stdout, 'acme, paid'), ['acme, paid, not shipped: o-2']);
+    assert.deepEqual(linesStarting(stdout, 'sql, shipped:'), ['sql, shipped: o-1 by dhl']);
+    assert.deepEqual(linesStarting(stdout, 'marked:'), ['marked: {"stage":"paid","tenant":"globex","escalated":"OPS-17"}']);
+    assert.deepEqual(linesStarting(stdout, 'cancelled:'), ['cancelled: 2 orders']);
   });
 
   it('key-policies: a repeated key is one run; reuse starts a new run once the first finished; replace runs a burst once with its last input', async () => {

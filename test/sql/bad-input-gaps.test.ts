@@ -226,7 +226,7 @@ describe('hook_claim', () => {
 
 describe('messages about a NULL id or version', () => {
   for (const call of ['run_cancel($1)', 'run_pause($1)', 'run_resume($1)', 'run_retry($1)', 'run_scrub($1)',
-    `signal_send($1, 'a', '{}')`, `run_heartbeat($1::uuid, $1::uuid, '30 seconds')`]) {
+    `run_set_metadata($1, '{}')`, `signal_send($1, 'a', '{}')`, `run_heartbeat($1::uuid, $1::uuid, '30 seconds')`]) {
     it(`${call.replace(/\(.*/, '')} of a NULL run says run null, not an empty id`, async () => {
       const message = await refused(`select trellis.${call}`, [null], 'TR002');
       assert.match(message, /^run null does not exist/);

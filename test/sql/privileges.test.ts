@@ -189,6 +189,15 @@ describe('privileges (sql/950_grants.sql)', () => {
     await denied(poolAs('nobody'), 'select * from trellis.run_values($1)', [id]);
   });
 
+  it('trellis_client changes a run\'s metadata (run_set_metadata); trellis_reader and a role with neither cannot', async () => {
+    const id = (await db.pool.query(`select id from trellis.runs where scrubbed_at is null limit 1`)).rows[0].id as string;
+    const { rows } = await poolAs('client').query(`select trellis.run_set_metadata($1, '{"marked":"by a client"}') as m`, [id]);
+    assert.equal(rows[0].m.marked, 'by a client');
+    await denied(poolAs('reader'), `select trellis.run_set_metadata($1, '{"a":1}')`, [id]);
+    await denied(poolAs('nobody'), `select trellis.run_set_metadata($1, '{"a":1}')`, [id]);
+    assert.equal((await db.pool.query('select metadata->>\'a\' as a from trellis.runs where id = $1', [id])).rows[0].a, null);
+  });
+
   it('trellis_client reads a table connector (its horizon is trellis.xact_horizon); a role with no Trellis role cannot', async () => {
     await db.pool.query(`create table public.priv_events (id bigserial primary key, tx xid8 not null default pg_current_xact_id(),
       foreign_id text not null, type text not null, payload jsonb not null default '{}')`);
