@@ -70,6 +70,8 @@ declare const savedCursor: string;
 declare const consumer: EventConsumer;
 declare function notify(runId: string): Promise<void>;
 declare function sendReceipt(runId: string): Promise<void>;
+declare function importRows(from: number, to: number): Promise<void>;
+declare function reindex(id: string): Promise<void>;
 declare function page(message: string): Promise<void>;
 declare function alert(runId: string): void;
 declare const webhookUrl: string;

@@ -201,9 +201,22 @@ begin
     from unnest(p_ops) o
     join trellis.runs r on r.id = o.run and r.lease_token = o.token;
   v_ops := array(select o from unnest(p_ops) o where o.run::text || '/' || o.token::text = any (v_held));
+  -- A step's saved progress (step.saveProgress: a running marker whose
+  -- output has progress) is progress too when it differs from what the
+  -- step's call holds (a marker carrying the same progress is not).
+  if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.status = 'running' and jsonb_typeof(o.output) = 'object') then
+    v_stalled := coalesce(v_stalled, '{}') || array(
+      select r.id from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+       where r.lease_expiries > 0 and o.op = 'step' and o.status = 'running'
+         and jsonb_typeof(o.output) = 'object' and o.output ? 'progress'
+         and not exists (select 1 from trellis.steps s
+                          where s.bucket = r.bucket and s.run_id = r.id and s.execution = coalesce(o.execution, r.execution)
+                            and s.seq = o.seq and jsonb_typeof(s.output) = 'object'
+                            and s.output->'progress' is not distinct from o.output->'progress'));
+  end if;
   -- Progress (any op but a step's attempt-started marker) ends a run's
   -- series of lease expiries (sql/250_recovery.sql _leases_expired).
-  if v_stalled is not null then
+  if cardinality(v_stalled) > 0 then
     update trellis.runs r set lease_expiries = 0 where r.id = any (v_stalled);
   end if;
 

@@ -3,7 +3,7 @@
  * the attempt started, run the body with an AbortSignal (timeout, cancel,
  * lease loss), then checkpoint its result, its final failure, or a retry.
  */
-import { CancelledError, ConfigurationError, StepFailedError, TimeoutError } from '../errors.ts';
+import { CancelledError, ConfigurationError, StepFailedError, TimeoutError, ValidationError } from '../errors.ts';
 import type { StepContext, StepOptions, TransactionClient, TransactionOptions, TransactionStepContext } from '../workflow/context.ts';
 import { type Duration, toMs, toTimeoutMs } from '../protocol/duration.ts';
 import { checkRetryPolicy } from '../workflow/retry.ts';
@@ -32,7 +32,8 @@ export type AttemptResult<T> =
  */
 export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind, name: string,
   fn: (step: StepContext) => Promise<T> | T, options: StepOptions, attempt: number, base = 0,
-  transaction?: TransactionOptions | undefined, firstAt?: number | undefined): Promise<AttemptResult<T>> {
+  transaction?: TransactionOptions | undefined, carried: Carried = {}): Promise<AttemptResult<T>> {
+  const { firstAt } = carried;
   await replay.barrier();
   if (replay.halted || replay.o.leaseHeld?.() === false) return { ok: 'halted' };
   if (transaction && !replay.o.transact) {
@@ -52,9 +53,17 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   // time), carried by its markers and retry records to the next executions.
   const budgetFrom = options.retry?.maxElapsed === undefined ? undefined
     : (attempt - base > 1 && firstAt !== undefined ? firstAt : replay.dbNow());
-  const round = base || budgetFrom !== undefined
-    ? JSON.stringify({ ...(base ? { resumedAfter: base } : {}), ...(budgetFrom !== undefined ? { firstAt: budgetFrom } : {}) })
-    : undefined;
+  // The progress the step saved (step.saveProgress), carried by its markers
+  // to the next attempts: { value } once saved, by an attempt before or this one.
+  let saved = carried.progress;
+  const markers = (resumedAfter: number, progress = saved): string | undefined =>
+    resumedAfter || budgetFrom !== undefined || progress
+      ? JSON.stringify({
+        ...(resumedAfter ? { resumedAfter } : {}), ...(budgetFrom !== undefined ? { firstAt: budgetFrom } : {}),
+        ...(progress ? { progress: progress.value } : {}),
+      })
+      : undefined;
+  const round = markers(base);
   // A retry that would begin past the budget (late: its worker died, the
   // run was paused or waited for a worker) does not begin: the step fails
   // (or parks) as one whose budget ran out, its body not run again.
@@ -75,6 +84,23 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
   let value: T | undefined;
   let error: unknown;
   let failed = false;
+  let ended = false;
+  const saveProgress = (details: unknown): Promise<void> => {
+    if (transaction) {
+      return Promise.reject(new ValidationError(`step.saveProgress in ctx.transaction("${name}"): keep the progress in your own tables, in tx, where it commits with the body`));
+    }
+    if (ended) return Promise.reject(new ValidationError(`step.saveProgress after attempt ${attempt} of step "${name}" ended`));
+    let output: string;
+    let progress: { value: unknown };
+    try {
+      progress = { value: JSON.parse(encodeJson(details, `progress of step "${name}"`, replay.o.maxPayloadBytes)) };
+      output = encodeJson(JSON.parse(markers(base, progress) as string), `progress of step "${name}" with its markers`, replay.o.maxPayloadBytes);
+    } catch (e) {
+      return Promise.reject(e);
+    }
+    saved = progress;
+    return replay.write({ op: 'step', seq, name, kind, status: 'running', output, attempts: attempt, ms: 0 });
+  };
   const observed = replay.o.observer?.step({ seq, name, kind, attempt });
   try {
     if (spent) {
@@ -87,6 +113,10 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
       attempt,
       idempotencyKey: `${replay.o.runId}:${replay.o.execution ?? 1}:${seq}`,
       runId: replay.o.runId,
+      get progress() {
+        return saved === undefined ? undefined : structuredClone(saved.value);
+      },
+      saveProgress,
     };
     const interceptors = kind === 'step' ? replay.o.definition.interceptors : undefined;
     // While the body runs synchronously, a durable ctx call is refused (Replay.next): it belongs to the workflow.
@@ -124,6 +154,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
     error = e;
     failed = true;
   } finally {
+    ended = true;
     clearTimer?.();
     replay.controllers.delete(entry);
   }
@@ -160,7 +191,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
     const serialized = { ...serializeError(error), step: name, attempts: attemptsMade };
     if (decision.action === 'park') {
       void replay.write({
-        op: 'step', seq, name, kind, status: 'retrying', output: JSON.stringify({ resumedAfter: attemptsMade }), error: serialized, attempts: attemptsMade, ms,
+        op: 'step', seq, name, kind, status: 'retrying', output: markers(attemptsMade), error: serialized, attempts: attemptsMade, ms,
       }).catch(() => undefined);
       replay.log.warn('step failed too often, run parked', { step: name, attempt });
       const resumeAfter = replay.o.definition.resumeAfterMs;
@@ -187,7 +218,7 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
     }
     const delay = decision.delayMs;
     replay.log.info('step attempt failed, retry scheduled', { step: name, attempt, delayMs: delay });
-    void replay.write({ op: 'step', seq, name, kind, status: 'retrying', output: round, error: serialized, attempts: attempt, ms }).catch(() => undefined);
+    void replay.write({ op: 'step', seq, name, kind, status: 'retrying', output: markers(base), error: serialized, attempts: attempt, ms }).catch(() => undefined);
     replay.halt({ op: 'release', delay_ms: delay, error: serialized, failure: false, seen_cancel: replay.cancelRequested });
     return { ok: 'halted' };
   } catch {
@@ -205,8 +236,18 @@ function transactionContext(step: StepContext, tx: TransactionClient): Transacti
     attempt: step.attempt,
     idempotencyKey: step.idempotencyKey,
     runId: step.runId,
+    progress: undefined,
+    saveProgress: step.saveProgress,
     tx,
   };
+}
+
+/** What a step's markers carry from its earlier attempts to the next one. */
+export interface Carried {
+  /** When the step's first counted attempt began (engine ms), for a retry policy's maxElapsed. */
+  firstAt?: number | undefined;
+  /** The newest progress an attempt saved (step.saveProgress). */
+  progress?: { value: unknown } | undefined;
 }
 
 /**

@@ -23,7 +23,7 @@ import { type Delivery, isDelivered } from './delivery.ts';
 import { replaySilenced } from './replay-log.ts';
 import { never, type Replay } from './replay.ts';
 import { RaceLostError, raceLost, type Verdict, type Wait, type WaitKind } from './waits.ts';
-import { runAttempt } from './attempt.ts';
+import { type Carried, runAttempt } from './attempt.ts';
 import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
 import { assertJsonObject, encodeJson, serializeError } from '../protocol/serialize.ts';
@@ -213,11 +213,15 @@ function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepCo
   }
   const attempt = (rec?.attempts ?? 0) + 1;
   // A dead-lettered step resumed by an operator counts its attempts afresh from there.
-  const recorded = rec?.output as { resumedAfter?: unknown; firstAt?: unknown } | null | undefined;
+  const recorded = rec?.output as { resumedAfter?: unknown; firstAt?: unknown; progress?: unknown } | null | undefined;
   const base = typeof recorded?.resumedAfter === 'number' ? recorded.resumedAfter : 0;
-  // When the first attempt began, for a retry policy's maxElapsed.
-  const firstAt = typeof recorded?.firstAt === 'number' ? recorded.firstAt : undefined;
-  return run.track(runAttempt<T>(run, seq, kind, name, fn, options, attempt, base, transaction, firstAt)).then((result) => {
+  const carried: Carried = {
+    // When the first attempt began, for a retry policy's maxElapsed.
+    firstAt: typeof recorded?.firstAt === 'number' ? recorded.firstAt : undefined,
+    // The progress an earlier attempt saved (step.saveProgress).
+    progress: recorded !== null && typeof recorded === 'object' && 'progress' in recorded ? { value: recorded.progress } : undefined,
+  };
+  return run.track(runAttempt<T>(run, seq, kind, name, fn, options, attempt, base, transaction, carried)).then((result) => {
     if (result.ok === true) return result.delivery.resolve(result.value);
     if (result.ok === 'halted') return never<T>();
     if (result.delivery) return result.delivery.reject(result.error);

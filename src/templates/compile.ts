@@ -123,6 +123,8 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
       const context: TemplateStepContext = {
         get signal() { return step.signal; },
         attempt: step.attempt, idempotencyKey: step.idempotencyKey, runId: step.runId,
+        get progress() { return step.progress; },
+        saveProgress: (details) => step.saveProgress(details),
         template: name, entry: entry.name, end: endRun,
       };
       result = await registered.fn(draft, context);

@@ -82,6 +82,14 @@ export class Committer {
       if (op.op === 'step') {
         const key = `${op.run}:${op.seq}`;
         if (op.status === 'running') {
+          // A newer marker (a step's saved progress) replaces one still
+          // queued, which then settles with it: many saves between two
+          // flushes are one write, of the newest.
+          const older = this.markers.get(key);
+          if (older) {
+            pending.resolve = () => { older.resolve(); resolve(); };
+            pending.reject = (error) => { older.reject(error); reject(error); };
+          }
           this.markers.set(key, pending);
         } else {
           // A result supersedes its own still-queued 'running' marker.

@@ -23,6 +23,45 @@ export interface StepContext {
   idempotencyKey: string;
   /** The id of the run the step belongs to. */
   runId: string;
+  /**
+   * The newest details `saveProgress` saved for this step: by an earlier
+   * attempt (one that failed, or whose worker died) or by this one;
+   * `undefined` when none was saved. A retry starts where the last attempt
+   * got to instead of from the beginning. (A copy: changing it changes
+   * nothing saved.) Always `undefined` in a `ctx.transaction` body.
+   *
+   * @example
+   * await ctx.step('import', async (step) => {
+   *   const from = (step.progress as { row: number } | undefined)?.row ?? 0;
+   *   for (let row = from; row < 1_000_000; row += 1000) {
+   *     await importRows(row, row + 1000);
+   *     await step.saveProgress({ row: row + 1000 });
+   *   }
+   * });
+   */
+  readonly progress: unknown;
+  /**
+   * Save how far this attempt got (any JSON within `max_payload_bytes`),
+   * for the next attempt if this one fails or its worker dies: it reads
+   * them as `step.progress`. Resolves once saved (committed, fenced by the
+   * run's lease: `LeaseLostError` if the run is no longer this worker's).
+   * Saves made faster than the worker writes are merged: only the newest is
+   * written. A save that changes the progress also counts as the run's
+   * progress for `max_lease_expiries`, so a long step on workers that keep
+   * dying is retried, not parked, while it advances. Refused
+   * (`ValidationError`) after the attempt ended and in a `ctx.transaction`
+   * body (keep progress in your own tables there, in `tx`);
+   * `PayloadTooLargeError` for details over the limit.
+   *
+   * @example
+   * await ctx.step('reindex', async (step) => {
+   *   for (const id of ids) {
+   *     await reindex(id);
+   *     await step.saveProgress({ done: id });
+   *   }
+   * });
+   */
+  saveProgress(details: unknown): Promise<void>;
 }
 
 /**

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching', 'streams', 'run-metadata'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching', 'streams', 'run-metadata', 'step-progress'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -234,6 +234,13 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.deepEqual(linesStarting(stdout, 'sql, shipped:'), ['sql, shipped: o-1 by dhl']);
     assert.deepEqual(linesStarting(stdout, 'marked:'), ['marked: {"stage":"paid","tenant":"globex","escalated":"OPS-17"}']);
     assert.deepEqual(linesStarting(stdout, 'cancelled:'), ['cancelled: 2 orders']);
+  });
+
+  it('step-progress: the retry of a long step starts at the page its failed attempt saved; no page is imported twice', async () => {
+    const { stdout } = await finished('step-progress');
+    assert.deepEqual(linesStarting(stdout, 'attempt'), ['attempt 1: starting at page 0', 'attempt 2: starting at page 6']);
+    assert.deepEqual(linesStarting(stdout, 'imported:'), ['imported: 0 1 2 3 4 5 6 7 8 9']);
+    assert.deepEqual(linesStarting(stdout, 'step:'), ['step: completed after 2 attempts']);
   });
 
   it('key-policies: a repeated key is one run; reuse starts a new run once the first finished; replace runs a burst once with its last input', async () => {

@@ -3,7 +3,7 @@
  * expiring without checkpoint progress parks the run (paused, the dead
  * letter) with a LeaseExpiredError after max_lease_expiries (default 5);
  * progress sets the count back; a step's attempt-started marker is not
- * progress; a run that heartbeats is never parked. Time is the virtual
+ * progress, its saved progress is when it changed; a run that heartbeats is never parked. Time is the virtual
  * clock: each "crash" is a claim whose lease is let run out.
  */
 import assert from 'node:assert/strict';
@@ -90,6 +90,23 @@ describe('lease expiries without progress', () => {
     assert.equal((await run(id)).lease_expiries, 4);
     await sql('select trellis.run_complete($1, $2, $3)', [again.id, again.lease_token, '"done"']);
     assert.equal((await run(id)).status, 'completed');
+  });
+
+  it('counts a step\'s saved progress as progress only when it changed (step.saveProgress)', async () => {
+    const id = await start('saved');
+    const progress = (n: number) => (got: string, token: string, seq: number) =>
+      sql(`select trellis.step_record($1, $2, $3, 'long', 'running', $4)`, [got, token, seq, JSON.stringify({ progress: { row: n } })]);
+    // Each worker gets further before it dies: never parked.
+    for (let i = 1; i <= 8; i++) await crashOnce('saved', progress(i * 100));
+    const got = await claim('saved');
+    assert.ok(got, 'eight expiries, each after new progress, leave the run claimable');
+    assert.equal((await run(id)).lease_expiries, 1, 'only the expiry since the last save counts');
+    // The same progress saved again (a marker carrying it, a step stuck at one row) is not progress.
+    await progress(800)(got.id, got.lease_token, 0);
+    await sql(`select trellis.clock_advance('2 seconds')`);
+    for (let i = 0; i < 3; i++) await crashOnce('saved', progress(800));
+    assert.equal(await claim('saved'), undefined, 'five expiries without a change park it');
+    assert.equal((await run(id)).status, 'paused');
   });
 
   it('never parks a run that heartbeats, and a release is progress too', async () => {
