@@ -50,13 +50,13 @@ try {
   // 1. Three orders of two tenants.
   const runs = await Promise.all([['o-1', 'acme'], ['o-2', 'acme'], ['o-3', 'globex']].map(([orderId, tenant]) =>
     client.start(order, { orderId: orderId!, total: 10 }, { key: orderId!, metadata: { tenant } })));
-  await until('every order to be paid', async () => (await client.list({ workflow: order.name, metadata: { stage: 'paid' } })).runs.length === 3);
+  await until('every order to be paid', async () => (await client.list({ workflow: order, metadata: { stage: 'paid' } })).runs.length === 3);
   await client.signal({ workflow: order, key: 'o-1' }, shipped, { carrier: 'dhl' });
   console.log(`o-1: ${await runs[0]!.result({ timeout: '20s' })}`);
   console.log(`o-1 metadata: ${JSON.stringify((await client.get(runs[0]!.id))?.metadata)}`);
 
   // 2. Search on what the runs set.
-  const waiting = await client.list({ workflow: order.name, metadata: { tenant: 'acme', stage: 'paid' } });
+  const waiting = await client.list({ workflow: order, metadata: { tenant: 'acme', stage: 'paid' } });
   console.log(`acme, paid, not shipped: ${waiting.runs.map((r) => r.key).join(' ')}`);
   const { rows } = await pool.query<{ key: string; carrier: string }>(
     `select key, metadata->>'carrier' as carrier from trellis.runs where workflow = 'order' and metadata @> '{"stage":"shipped"}'`);
@@ -64,7 +64,7 @@ try {
 
   // 3. An operator's mark, then a bulk cancel of the orders still waiting.
   console.log(`marked: ${JSON.stringify(await client.setMetadata({ workflow: order, key: 'o-3' }, { escalated: 'OPS-17' }))}`);
-  const { changed } = await client.cancelMany({ workflow: order.name, metadata: { stage: 'paid' } }, { reason: 'warehouse closed' });
+  const { changed } = await client.cancelMany({ workflow: order, metadata: { stage: 'paid' } }, { reason: 'warehouse closed' });
   console.log(`cancelled: ${changed.length} orders`);
 } finally {
   await worker.stop();

@@ -976,7 +976,7 @@ export class Client {
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('limit must be 1-1000');
     const target = await this.reads.target(filter);
     let q = target.db.selectFrom('trellis.runs').select(RUN_COLUMNS).select(sql<string>`created_at::text`.as('created_at_text'));
-    if (filter.workflow !== undefined) q = q.where('workflow', '=', assertName(filter.workflow, 'workflow'));
+    if (filter.workflow !== undefined) q = q.where('workflow', '=', nameOf(filter.workflow, 'workflow'));
     if (filter.queue !== undefined) q = q.where('queue', '=', assertName(filter.queue, 'queue'));
     if (filter.key !== undefined) q = q.where('key', '=', filter.key);
     if (filter.status !== undefined) {

@@ -292,12 +292,12 @@ export interface RunHandle<O> {
  */
 export interface ListFilter {
   /**
-   * Runs of this workflow (any version).
+   * Runs of this workflow (any version): its name or its definition.
    *
    * @example
    * await client.list({ workflow: 'onboard' });
    */
-  workflow?: string | undefined;
+  workflow?: string | WorkflowDefinition | undefined;
   /**
    * Runs in this status, or in any of these.
    *

@@ -61,7 +61,7 @@ before(async () => {
 });
 after(() => env.close());
 
-const ids = async (metadata: Record<string, unknown>) => (await env.client.list({ metadata })).runs.map((r) => r.id).sort();
+const ids = async (metadata: Record<string, unknown>) => (await env.client.list({ workflow: order, metadata })).runs.map((r) => r.id).sort();
 
 describe('ctx.setMetadata', () => {
   it('merges fields into the run\'s metadata as it goes, found by list and the bulk controls; a replay writes nothing twice', async () => {
