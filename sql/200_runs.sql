@@ -110,8 +110,8 @@ begin
   end if;
   -- What a start does with a key another run holds (decision 0036).
   if v_options ? 'key_policy' and (jsonb_typeof(v_options->'key_policy') not in ('string', 'null')
-     or v_policy not in ('return', 'reuse', 'replace')) then
-    perform trellis._raise('TR001', format('key_policy must be return, reuse or replace, not %s', trellis._quote(v_options->>'key_policy')));
+     or v_policy not in ('return', 'reuse', 'replace', 'supersede')) then
+    perform trellis._raise('TR001', format('key_policy must be return, reuse, replace or supersede, not %s', trellis._quote(v_options->>'key_policy')));
   end if;
   if v_policy <> 'return' and v_key is null then
     perform trellis._raise('TR001', format('key_policy %s needs a key', v_policy));
@@ -240,8 +240,10 @@ begin
   if v_late is not null then
     if v_key is not null then
       select r.id, r.status into v_got, v_held from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
-      -- (A finished holder would give its key up to this start: it starts nothing.)
-      if v_got is not null and (v_policy = 'return' or v_held not in ('completed', 'failed', 'cancelled')) then
+      -- (A finished holder would give its key up to this start, and
+      -- 'supersede' would cancel an unfinished one: it starts nothing.)
+      if v_got is not null and (v_policy = 'return'
+                                or (v_policy <> 'supersede' and v_held not in ('completed', 'failed', 'cancelled'))) then
         return v_got;
       end if;
     end if;
@@ -256,6 +258,10 @@ begin
   -- 'replace' is 'reuse', and a holder that has not begun (pending and never
   -- claimed: started_at null, so not a run that continued as new either;
   -- not a fork) takes this start's input, run_at, priority and metadata.
+  -- 'supersede' (cancel in progress) is 'reuse', and a holder that has not
+  -- finished is cancelled (as run_cancel: its cancel-children too; one that
+  -- has begun ends after its code sees CancelledError) and gives its key up
+  -- at once, to this start.
   -- A start that moved the key holds the old row's lock until it commits,
   -- so no other start takes the key between its update and its insert; a
   -- round is lost only to a start that moved the key first and whose new
@@ -290,6 +296,21 @@ begin
     if v_held in ('completed', 'failed', 'cancelled') then
       update trellis.runs set former_key = key, key = null
        where bucket = v_bucket and id = v_got and key = v_key and status in ('completed', 'failed', 'cancelled');
+      v_got := null;
+      continue;
+    end if;
+    if v_policy = 'supersede' then
+      -- _run_cancel locks the holder, its parent, the runs its cancel
+      -- reaches and its watchers in id order, up front, as run_cancel does.
+      -- A holder that finished since the look above is not cancelled (TR004
+      -- from a completed or failed run): its key is free all the same.
+      begin
+        perform trellis._run_cancel(v_got, format('superseded by run %s (a start with key_policy supersede)', v_id), null);
+      exception when sqlstate 'TR004' then
+        null;
+      end;
+      update trellis.runs set former_key = key, key = null
+       where bucket = v_bucket and id = v_got and key = v_key;
       v_got := null;
       continue;
     end if;
@@ -383,7 +404,7 @@ begin
   return trellis._run_start(p_workflow, p_input, p_options, null, null, null, null, null, null, null);
 end $$;
 comment on function trellis.run_start(text, jsonb, jsonb) is
-  'Start a run of a registered workflow. Options: key (idempotency per workflow), key_policy (what a start does with a key another run holds, decision 0036: return (default) returns that run; reuse takes the key of a finished run, whose key moves to former_key; replace is reuse, and a run that has not begun takes this start''s input, run_at, priority and metadata), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, deadline (a timestamp after run_at: the run and its cancel-children are cancelled if it has not finished by then, decision 0031) or time_limit (an interval: the deadline is run_at, or now if run_at is past, plus it), input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the holder''s for a key it keeps). Works inside any transaction.';
+  'Start a run of a registered workflow. Options: key (idempotency per workflow), key_policy (what a start does with a key another run holds, decision 0036: return (default) returns that run; reuse takes the key of a finished run, whose key moves to former_key; replace is reuse, and a run that has not begun takes this start''s input, run_at, priority and metadata; supersede is reuse, and a run that has not finished is cancelled as run_cancel would and gives its key to this start at once), queue, concurrency_key (the run''s flow-control group in its queue, 1-200 characters, e.g. a tenant id), priority, run_at, metadata, version, deadline (a timestamp after run_at: the run and its cancel-children are cancelled if it has not finished by then, decision 0031) or time_limit (an interval: the deadline is run_at, or now if run_at is past, plus it), input_checked (skip the input shape check: the caller validated the input against the workflow''s schema), coalesce_notify (for a start that commits at once: skip the NOTIFY while a run of the same queue, workflow and version is already pending, sql/210_wakeups.sql). Raises TR001 for an input that does not match the registered input shape. Returns the run id (the holder''s for a key it keeps). Works inside any transaction.';
 
 -- Many starts of one workflow in one call (client.startMany): each item
 -- {"input": …, "options": {…}} is started as run_start starts it, in the

@@ -1,5 +1,5 @@
 /**
- * Key policies (docs/workflows.md#keys-idempotent-singleton-debounced-starts):
+ * Key policies (docs/workflows.md#keys-idempotent-singleton-debounced-superseding-starts):
  * 1. Idempotent (the default): starting `invoice-7` twice gives one run.
  * 2. A singleton ('reuse'): one sync per account at a time; a start while
  *    it is under way returns it, a start after it finished runs a new sync.
@@ -8,14 +8,16 @@
  *    start a re-index 2 s ahead with the newest revision; the run not yet
  *    begun takes each new input and time, so one re-index runs, of the last
  *    revision.
- * 4. The same from SQL: run_start's key_policy.
+ * 4. Cancel in progress ('supersede'): a profile rebuild waits for its
+ *    data; a newer request cancels it (it cleans up) and takes the key.
+ * 5. The same from SQL: run_start's key_policy.
  *
  *   npx tsx examples/key-policies/main.ts
  * Uses DATABASE_URL when set, else an embedded PostgreSQL.
  */
 import pg from 'pg';
 import { z } from 'zod';
-import { createClient, createWorker, defineWorkflow } from '../../src/index.ts';
+import { CancelledError, createClient, createWorker, defineWorkflow } from '../../src/index.ts';
 import { exampleDatabase } from '../support/database.ts';
 
 const invoice = defineWorkflow({ name: 'invoice', input: z.object({ order: z.number() }) }, async (ctx, { order }) =>
@@ -31,10 +33,20 @@ const reindex = defineWorkflow({ name: 'reindex', input: z.object({ doc: z.strin
     return `indexed ${doc} at revision ${rev}`;
   }));
 
+const rebuild = defineWorkflow({ name: 'rebuild-profile', input: z.object({ request: z.number() }) }, async (ctx, { request }) => {
+  try {
+    await ctx.waitForSignal('data-ready');
+    return ctx.step('rebuild', () => `profile rebuilt for request ${request}`);
+  } catch (error) {
+    if (error instanceof CancelledError) await ctx.nonCancellable(() => ctx.step('clean-up', () => console.log(`supersede: request ${request} cleans up`)));
+    throw error;
+  }
+});
+
 const database = await exampleDatabase();
 const pool = new pg.Pool({ connectionString: database.url });
 pool.on('error', () => undefined); // idle connections closed by a stopping server
-const worker = createWorker({ pool, workflows: [invoice, syncAccount, reindex] });
+const worker = createWorker({ pool, workflows: [invoice, syncAccount, reindex, rebuild] });
 const client = createClient({ pool });
 try {
   await worker.start();
@@ -66,7 +78,19 @@ try {
     [handles[0]!.id]);
   console.log(`debounce: events ${events.map((e) => `${e.kind} x${e.n}`).join(', ')}`);
 
-  // 4. From SQL: reuse the key of the finished invoice run.
+  // 4. Cancel in progress: the newest request wins.
+  const older = await client.start(rebuild, { request: 1 }, { key: 'profile-ada', keyPolicy: 'supersede' });
+  for (let i = 0; (await client.get(older.id))?.status !== 'waiting'; i++) {
+    if (i === 400) throw new Error('the first rebuild did not start waiting within 20 s');
+    await new Promise((r) => setTimeout(r, 50));
+  }
+  const newer = await client.start(rebuild, { request: 2 }, { key: 'profile-ada', keyPolicy: 'supersede' });
+  const outcome = await older.result({ timeout: '20s' }).then(() => 'completed', (e: unknown) => (e instanceof CancelledError ? 'cancelled' : String(e)));
+  console.log(`supersede: the older run ${outcome}; the key's run is the newer ${(await client.list({ workflow: rebuild, key: 'profile-ada' })).runs[0]?.id === newer.id}`);
+  await client.signal({ workflow: rebuild, key: 'profile-ada' }, 'data-ready', null);
+  console.log(`supersede: ${await newer.result({ timeout: '20s' })}`);
+
+  // 5. From SQL: reuse the key of the finished invoice run.
   const { rows: [again] } = await pool.query<{ id: string }>(
     `select trellis.run_start('invoice', '{"order": 7}', '{"key": "invoice-7", "key_policy": "reuse"}') as id`);
   console.log(`sql: a new run ${again!.id !== a.id}; ${await client.result(again!.id, { timeout: '20s' })}`);

@@ -1084,7 +1084,7 @@ const START_OPTION_NAMES = ['key', 'keyPolicy', 'queue', 'concurrencyKey', 'prio
 const START_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES);
 // A fork's key names the fork once: no policy (run_fork refuses key_policy).
 const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES.filter((n) => n !== 'keyPolicy'), 'fromCall'] satisfies (keyof ForkOptions)[]);
-const KEY_POLICIES: readonly string[] = ['return', 'reuse', 'replace'] satisfies KeyPolicy[];
+const KEY_POLICIES: readonly string[] = ['return', 'reuse', 'replace', 'supersede'] satisfies KeyPolicy[];
 const ITEM_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) => n !== 'tx' && n !== 'version'));
 
 /**
@@ -1155,7 +1155,7 @@ function runOptions(options: Omit<StartOptions, 'tx' | 'version'>, limit: number
   }
   if (options.keyPolicy !== undefined) {
     if (!KEY_POLICIES.includes(options.keyPolicy)) {
-      throw new ValidationError(`keyPolicy must be 'return', 'reuse' or 'replace', not ${quoteValue(options.keyPolicy)}`);
+      throw new ValidationError(`keyPolicy must be 'return', 'reuse', 'replace' or 'supersede', not ${quoteValue(options.keyPolicy)}`);
     }
     if (options.key === undefined && options.keyPolicy !== 'return') throw new ValidationError(`keyPolicy '${options.keyPolicy}' needs a key`);
     if (options.keyPolicy !== 'return') sqlOptions.key_policy = options.keyPolicy;

@@ -118,7 +118,7 @@ export interface ClientOptions extends ConnectionTimeouts {
  * @example
  * const policy: KeyPolicy = 'reuse';
  */
-export type KeyPolicy = 'return' | 'reuse' | 'replace';
+export type KeyPolicy = 'return' | 'reuse' | 'replace' | 'supersede';
 
 /**
  * Options of `client.start`.
@@ -147,6 +147,11 @@ export interface StartOptions {
    *   never claimed) takes this start's input, `runAt`, `priority` and
    *   `metadata` (its queue, version, concurrency key and deadline stay):
    *   a debounce, with `runAt` a moment ahead. A `replaced` event is written.
+   * - `'supersede'`: as `'reuse'`, and a run that has not finished is
+   *   cancelled (as `client.cancel`: its children too; one under way ends
+   *   after its code sees `CancelledError`, its cleanup included) and gives
+   *   the key to the new run at once: cancel in progress, the newest start
+   *   wins. The cancelled run keeps the key as `formerKey`.
    *
    * @example
    * // One onboarding per address at a time, begun 5 s after the last of a burst of starts.

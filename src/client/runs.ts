@@ -20,7 +20,7 @@ export interface Run {
   /** The idempotency key it was started with, or null (also once a later start took it: see `formerKey`). */
   key: string | null;
   /**
-   * The key a later start with `keyPolicy` 'reuse' or 'replace' took from
+   * The key a later start with `keyPolicy` 'reuse', 'replace' or 'supersede' took from
    * this finished run, or null.
    */
   formerKey: string | null;

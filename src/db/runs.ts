@@ -7,7 +7,7 @@ import { SCHEMA_INFO_SQL } from './schema-check.ts';
 export interface RunStartOptions {
   key?: string | undefined;
   /** What the start does with a key another run holds (decision 0036). */
-  key_policy?: 'return' | 'reuse' | 'replace' | undefined;
+  key_policy?: 'return' | 'reuse' | 'replace' | 'supersede' | undefined;
   queue?: string | undefined;
   priority?: number | undefined;
   run_at?: string | undefined;

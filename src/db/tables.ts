@@ -53,7 +53,7 @@ export interface RunsTable {
   forked_from: string | null;
   /** With forked_from: the original's call this run ran again from. */
   forked_from_seq: number | null;
-  /** The key this run had until a later start with `keyPolicy` 'reuse' or 'replace' took it (`key` is then null). */
+  /** The key this run had until a later start with `keyPolicy` 'reuse', 'replace' or 'supersede' took it (`key` is then null). */
   former_key: string | null;
   /** A run its code parked under `resumeAfter`: when the resumes duty resumes it; null otherwise. */
   resume_at: Timestamp | null;

@@ -53,7 +53,7 @@ describe('trellis start, signal and the control commands', () => {
     assert.deepEqual(JSON.parse(output), { text: 'Hello, Kim!' });
     assert.equal((await fx.engine.client.get(id))?.formerKey, 'kay');
     for (const [args, message] of [
-      [['--key', 'kay', '--key-policy', 'sometimes'], /--key-policy must be return, reuse or replace/],
+      [['--key', 'kay', '--key-policy', 'sometimes'], /--key-policy must be return, reuse, replace or supersede/],
       [['--key-policy', 'reuse'], /--key-policy needs --key/],
     ] as const) {
       const bad = await cli('start', 'cli-greet', '{"name":"Bad"}', ...args);

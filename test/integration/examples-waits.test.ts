@@ -243,7 +243,7 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.deepEqual(linesStarting(stdout, 'step:'), ['step: completed after 2 attempts']);
   });
 
-  it('key-policies: a repeated key is one run; reuse starts a new run once the first finished; replace runs a burst once with its last input', async () => {
+  it('key-policies: a repeated key is one run; reuse starts a new run once the first finished; replace runs a burst once with its last input; supersede cancels the run under way', async () => {
     const { stdout, url } = await finished('key-policies');
     assert.deepEqual(linesStarting(stdout, 'idempotent:'), ['idempotent: same run true; invoice for order 7']);
     assert.deepEqual(linesStarting(stdout, 'singleton:'), [
@@ -255,6 +255,11 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
       'debounce: 1 run for 5 starts; indexed handbook at revision 5',
       'debounce: revisions indexed [5]',
       'debounce: events replaced x4, started x1',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'supersede:'), [
+      'supersede: request 1 cleans up',
+      'supersede: the older run cancelled; the key\'s run is the newer true',
+      'supersede: profile rebuilt for request 2',
     ]);
     assert.deepEqual(linesStarting(stdout, 'sql:'), ['sql: a new run true; invoice for order 7', 'sql: invoice runs [[null,"invoice-7"],["invoice-7",null]]']);
     const rows = await query<{ n: number }>(url, `select count(*)::int as n from trellis.runs where workflow = 'reindex'`);

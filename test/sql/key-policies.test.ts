@@ -3,7 +3,8 @@
  * default) returns the key's run whatever its status; 'reuse' gives the key
  * of a finished run to a new run (the old one keeps it as former_key) and
  * returns an unfinished one; 'replace' also gives a run that has not begun
- * the new start's input, run_at, priority and metadata. Concurrent starts
+ * the new start's input, run_at, priority and metadata; 'supersede' cancels
+ * an unfinished run and gives its key to the new run at once. Concurrent starts
  * leave one holder per key; bad input is refused with nothing written.
  */
 import assert from 'node:assert/strict';
@@ -146,13 +147,76 @@ describe('run_start key_policy', () => {
     assert.deepEqual((await row(id)).input, { n: 1 });
   });
 
+  it('supersede cancels a pending, running or paused holder and gives its key to a new run at once', async () => {
+    const key = freshKey();
+    // Pending (never begun): cancelled at once.
+    const pending = await start({ n: 1 }, { key });
+    const second = await start({ n: 2 }, { key, key_policy: 'supersede' });
+    assert.notEqual(second, pending);
+    assert.deepEqual(await holders(key), [second]);
+    const p = await one('select status, key, former_key, error from trellis.runs where id = $1', [pending]);
+    assert.deepEqual([p.status, p.key, p.former_key], ['cancelled', null, key]);
+    assert.match(p.error.message, new RegExp(`superseded by run ${second}`));
+    // Running: its cancellation is requested (it ends when its code sees it); the key moves now.
+    const claimed = await claim(`q-${key}`);
+    assert.equal(claimed.id, second);
+    const third = await start({ n: 3 }, { key, key_policy: 'supersede' });
+    assert.deepEqual(await holders(key), [third]);
+    const r = await one('select status, key, former_key, cancel_requested_at is not null as requested from trellis.runs where id = $1', [second]);
+    assert.deepEqual([r.status, r.key, r.former_key, r.requested], ['running', null, key, true]);
+    await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'cancelled', run: second, token: claimed.lease_token, error: { name: 'CancelledError', message: 'superseded' } }])]);
+    assert.equal((await row(second)).status, 'cancelled');
+    // Paused: cancelled at once.
+    await sql('select trellis.run_pause($1)', [third]);
+    const fourth = await start({ n: 4 }, { key, key_policy: 'supersede' });
+    assert.deepEqual([(await row(third)).status, await holders(key)], ['cancelled', [fourth]]);
+    // Finished: as reuse.
+    await finish(fourth, 'complete');
+    const fifth = await start({ n: 5 }, { key, key_policy: 'supersede' });
+    assert.deepEqual([(await row(fourth)).status, (await row(fourth)).former_key, await holders(key)], ['completed', key, [fifth]]);
+    // A plain start returns the newest holder.
+    assert.equal(await start({ n: 6 }, { key }), fifth);
+  });
+
+  it('supersede reaches the holder\'s cancel-children, and a start that fails its checks cancels nothing', async () => {
+    const key = freshKey();
+    const parent = await start({}, { key });
+    const claimed = await claim(`q-${key}`);
+    const child = '6f1d3c1e-0000-4000-8000-00000000c41d';
+    await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([
+      { op: 'child', run: parent, token: claimed.lease_token, seq: 0, name: 'c', child, workflow: 'kp', version: '1', input: {} },
+      { op: 'wait', run: parent, token: claimed.lease_token },
+    ])]);
+    assert.equal((await row(child)).status, 'pending');
+    // A deadline already past: TR001, and the holder and its child are left alone.
+    await assert.rejects(start({}, { key, key_policy: 'supersede', deadline: '2000-01-01T00:00:00Z' }), { code: 'TR001' });
+    await assert.rejects(sql(`select trellis.run_start('kp', '{"n": "x"}', $1)`, [JSON.stringify({ version: '2', key, key_policy: 'supersede' })]), { code: 'TR001' });
+    assert.deepEqual([(await row(parent)).status, (await row(child)).status, await holders(key)], ['waiting', 'pending', [parent]]);
+    const fresh = await start({}, { key, key_policy: 'supersede' });
+    // The parent had begun: woken with its cancellation requested (it ends when its code sees it); its child never began: cancelled.
+    const p = await one('select status, cancel_requested_at is not null as requested, former_key from trellis.runs where id = $1', [parent]);
+    assert.deepEqual([p.status, p.requested, p.former_key, (await row(child)).status, await holders(key)], ['pending', true, key, 'cancelled', [fresh]]);
+  });
+
+  it('concurrent supersede starts of one key leave exactly one unfinished holder: the last to commit', async () => {
+    const key = freshKey();
+    await start({ n: 0 }, { key });
+    const ids = await Promise.all(Array.from({ length: 12 }, (_, i) => start({ n: i + 1 }, { key, key_policy: 'supersede' })));
+    assert.equal(new Set(ids).size, 12, 'each start made a run of its own');
+    const { n } = await one(`select count(*)::int as n from trellis.runs where workflow = 'kp' and (key = $1 or former_key = $1) and status not in ('completed', 'failed', 'cancelled')`, [key]);
+    assert.equal(n, 1, 'one unfinished run of the key');
+    const [holder] = await holders(key);
+    assert.ok(ids.includes(holder));
+    assert.equal((await one(`select count(*)::int as n from trellis.runs where former_key = $1 and status = 'cancelled'`, [key])).n, 12);
+  });
+
   it('refuses a policy without a key, an unknown policy and one that is not a string with TR001, writing nothing', async () => {
     const before = await counts();
     for (const [options, message] of [
       [{ key_policy: 'reuse' }, /key_policy reuse needs a key/],
-      [{ key: 'x', key_policy: 'upsert' }, /key_policy must be return, reuse or replace, not 'upsert'/],
-      [{ key: 'x', key_policy: 7 }, /key_policy must be return, reuse or replace/],
-      [{ key: 'x', key_policy: "reuse'; drop table trellis.runs; --" }, /key_policy must be return, reuse or replace/],
+      [{ key: 'x', key_policy: 'upsert' }, /key_policy must be return, reuse, replace or supersede, not 'upsert'/],
+      [{ key: 'x', key_policy: 7 }, /key_policy must be return, reuse, replace or supersede/],
+      [{ key: 'x', key_policy: "reuse'; drop table trellis.runs; --" }, /key_policy must be return, reuse, replace or supersede/],
     ] as const) {
       await assert.rejects(start({}, options), (e: any) => e.code === 'TR001' && message.test(e.message), JSON.stringify(options));
     }

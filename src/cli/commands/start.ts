@@ -14,7 +14,7 @@ export const start: Command = {
   positionals: [1, 2],
   options: {
     key: { type: 'string', value: 'KEY', description: 'idempotency key: one run per workflow and key' },
-    'key-policy': { type: 'string', value: 'P', description: 'with --key, when a run holds it: return (default: print that run), reuse (a finished run gives the key to a new run), replace (reuse, and a run not yet begun takes this input and --run-at)' },
+    'key-policy': { type: 'string', value: 'P', description: 'with --key, when a run holds it: return (default: print that run), reuse (a finished run gives the key to a new run), replace (reuse, and a run not yet begun takes this input and --run-at), supersede (reuse, and an unfinished run is cancelled and gives its key up at once)' },
     queue: { type: 'string', value: 'NAME', description: 'queue of the run (default: the workflow\'s)' },
     version: { type: 'string', value: 'V', description: 'workflow version (default: the newest registered)' },
     priority: { type: 'string', value: 'N', description: 'higher is claimed first (default 0)' },
@@ -39,8 +39,8 @@ export const start: Command = {
     const deadline = limit === undefined || !/^\d{4}-\d{2}-\d{2}/.test(limit) ? undefined : isoTime(limit, 'deadline');
     const timeLimit = limit === undefined || deadline ? undefined : duration(limit, 'deadline');
     const keyPolicy = options['key-policy'] as string | undefined;
-    if (keyPolicy !== undefined && !['return', 'reuse', 'replace'].includes(keyPolicy)) {
-      throw new UsageError('--key-policy must be return, reuse or replace');
+    if (keyPolicy !== undefined && !['return', 'reuse', 'replace', 'supersede'].includes(keyPolicy)) {
+      throw new UsageError('--key-policy must be return, reuse, replace or supersede');
     }
     if (keyPolicy !== undefined && options.key === undefined) throw new UsageError('--key-policy needs --key');
     const c = await client();
