@@ -110,8 +110,10 @@ begin
                                       or status not in ('running', 'waiting', 'completed', 'failed', 'retrying')
                                       or kind not in ('step', 'now', 'random', 'uuid', 'side_effect', 'sleep', 'signal', 'child', 'race', 'value', 'patch', 'stream', 'metadata')))
                  or (op = 'step' and delivered is not null and (delivered < 1 or status not in ('completed', 'failed')))
-                 -- A metadata call (ctx.setMetadata) is written once, completed, its output the patch.
-                 or (op = 'step' and kind = 'metadata' and (status <> 'completed' or jsonb_typeof(output) is distinct from 'object'))
+                 -- A metadata call (ctx.setMetadata) is written once: completed, its
+                 -- output the patch, or failed (refused for its size).
+                 or (op = 'step' and kind = 'metadata' and (status not in ('completed', 'failed')
+                                                             or (status = 'completed' and jsonb_typeof(output) is distinct from 'object')))
                  or (op = 'child' and (child is null or workflow is null))
                  or (op = 'child' and close is not null and close not in ('cancel', 'abandon'))
                  -- A child's deadline or time limit (not both; a time limit
@@ -286,9 +288,22 @@ declare
   -- to the shards, where the column's default would give a worker node's
   -- transaction id (decision 0030).
   v_xid      xid8 := pg_catalog.pg_current_xact_id();
+  v_meta     trellis.checkpoint_op[];
 begin
   if v_declared then
     v_payloads := array(select w.name || pg_catalog.chr(31) || w.version from trellis.workflows w where w.event_payloads);
+  end if;
+  -- The metadata calls (ctx.setMetadata) this call records: not those a
+  -- batch sent again after its commit carries (their call is recorded
+  -- already), whose patches merged again would undo an operator's newer
+  -- change of the same fields. Read before the upsert; the runs are locked,
+  -- so no other writer records their calls meanwhile.
+  if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind = 'metadata' and o.status = 'completed') then
+    v_meta := array(select o from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
+                     where o.op = 'step' and o.kind = 'metadata' and o.status = 'completed'
+                       and not exists (select 1 from trellis.steps s
+                                        where s.bucket = r.bucket and s.run_id = o.run
+                                          and s.execution = coalesce(o.execution, r.execution) and s.seq = o.seq));
   end if;
   with recorded as (
     insert into trellis.steps as s (bucket, run_id, execution, seq, name, kind, status, output, error, attempts,
@@ -324,9 +339,10 @@ begin
      where o.op = 'step' and o.signal is not null and g.id = o.signal and g.run_id = o.run
        and g.consumed_at is null;
   end if;
-  -- Metadata set (ctx.setMetadata): merged into the runs' rows (sql/420_metadata.sql).
-  if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind = 'metadata') then
-    perform trellis._runs_metadata_set(p_ops);
+  -- Metadata set (ctx.setMetadata): merged into the runs' rows (sql/420_metadata.sql),
+  -- only the calls recorded here (read before the upsert).
+  if cardinality(v_meta) > 0 then
+    perform trellis._runs_metadata_set(v_meta);
   end if;
   -- Values set (ctx.setValue): wake whoever waits for them (sql/410_values.sql).
   if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind in ('value', 'stream')) then

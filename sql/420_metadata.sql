@@ -14,7 +14,7 @@
 -- p_metadata with p_patch merged in: its fields set, its null fields
 -- removed. TR001 for a patch that is not a JSON object, names an empty
 -- field, or names a field tracing keeps (traceparent, tracestate); TR005 for a
--- result over max_payload_bytes (p_what names it).
+-- result over max_payload_bytes and larger than p_metadata (p_what names it).
 create or replace function trellis._metadata_merge(p_metadata jsonb, p_patch jsonb, p_what text)
 returns jsonb language plpgsql stable as $$
 declare
@@ -29,16 +29,20 @@ begin
   end if;
   v_merged := (coalesce(p_metadata, '{}') || p_patch)
               - array(select e.key from jsonb_each(p_patch) e where e.value = 'null'::jsonb);
-  return trellis._check_payload(v_merged, format('the metadata of %s', p_what));
+  -- Over the limit only if it grew: a patch that removes or shortens
+  -- fields of metadata already over a lowered limit is taken.
+  if octet_length(v_merged::text) > octet_length(coalesce(p_metadata, '{}')::text) then
+    perform trellis._check_payload(v_merged, format('the metadata of %s', p_what));
+  end if;
+  return v_merged;
 end $$;
 comment on function trellis._metadata_merge(jsonb, jsonb, text) is
-  'p_metadata with the fields of patch p_patch set (a JSON null removes the field); TR001 for a patch that is not an object or names an empty field, traceparent or tracestate; TR005 if the result is over max_payload_bytes.';
+  'p_metadata with the fields of patch p_patch set (a JSON null removes the field); TR001 for a patch that is not an object or names an empty field, traceparent or tracestate; TR005 if the result is over max_payload_bytes and larger than p_metadata.';
 
--- The completed metadata calls of held runs (checkpoint_apply's step ops,
--- already locked and fenced): each run's patches in call order. A batch
--- sent again after its first commit (the worker could not tell) merges the
--- same patches again, which changes nothing: the fields a patch names end
--- with the patch's values either way.
+-- The completed metadata calls of held runs that checkpoint_apply records
+-- now (already locked and fenced; _steps_record passes only calls not
+-- recorded before, so a batch sent again after its commit merges nothing
+-- twice): each run's patches in call order.
 create or replace function trellis._runs_metadata_set(p_ops trellis.checkpoint_op[])
 returns void language plpgsql as $$
 declare

@@ -12,7 +12,7 @@
  * delivery number, stored with its checkpoint, and reaches the code in its
  * own turn; a replay hands recorded results back in that order (delivery.ts).
  */
-import { CancelledError, ChildFailedError, IllegalTransitionError, quoteValue, StepFailedError, ValidationError } from '../errors.ts';
+import { CancelledError, ChildFailedError, IllegalTransitionError, PayloadTooLargeError, quoteValue, StepFailedError, ValidationError } from '../errors.ts';
 import type { ChildOptions, StepContext, StepOptions, TransactionOptions, WaitForRunOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Logger } from '../protocol/logger.ts';
@@ -26,7 +26,7 @@ import { RaceLostError, raceLost, type Verdict, type Wait, type WaitKind } from 
 import { type Carried, runAttempt } from './attempt.ts';
 import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
-import { assertJsonObject, encodeJson, serializeError } from '../protocol/serialize.ts';
+import { assertJsonObject, encodeJson, jsonbTextBytes, serializeError } from '../protocol/serialize.ts';
 import { assertName, UUID_PATTERN } from '../workflow/names.ts';
 import { deadlineOptions } from '../protocol/deadline.ts';
 
@@ -243,12 +243,15 @@ async function setValue(run: Replay, key: string, value: unknown): Promise<void>
 /**
  * `ctx.setMetadata` (decision 0041): a completed call of kind `metadata`
  * whose output is the patch; checkpoint_apply merges it into the run's
- * metadata (sql/420_metadata.sql). The patch is checked, and the metadata it
- * makes measured, before the call takes its number, so a refused patch
- * leaves no trace. The measure uses this execution's view of the metadata:
- * what the claim read, with the patches of the calls since merged in call
- * order (on a replay the claim's metadata already holds the recorded
- * patches, so a recorded call is not measured again).
+ * metadata (sql/420_metadata.sql). Fields that are not JSON or are tracing's
+ * are refused before the call takes its number (the code decides that, the
+ * same on every replay). Whether the merged metadata fits the payload limit
+ * depends on the row (an operator's fields, the setting), so it is decided
+ * once and recorded: a call refused for its size is a failed call, which a
+ * replay hands back as the same PayloadTooLargeError. The measure is this
+ * execution's view of the row: the metadata its claim read (which holds the
+ * patches of the calls recorded before it) with the patches this execution
+ * wrote since.
  */
 async function setMetadata(run: Replay, fields: Record<string, unknown>): Promise<void> {
   assertJsonObject(fields, 'ctx.setMetadata\'s fields', 'fields');
@@ -258,23 +261,50 @@ async function setMetadata(run: Replay, fields: Record<string, unknown>): Promis
   }
   run.refuseInStepBody('ctx.setMetadata');
   if (names.length === 0) return;
-  const text = encodeJson(fields, 'metadata patch', run.o.maxPayloadBytes);
-  const merged = { ...(metadataOf.get(run) ?? run.o.metadata), ...fields };
-  for (const k of names) if (fields[k] === null) delete merged[k];
-  const rec = run.history.get(run.seq);
-  if (rec?.kind !== 'metadata') encodeJson(merged, `the metadata of run ${run.o.runId} with these fields`, run.o.maxPayloadBytes);
+  // What jsonb cannot store at all (U+0000, a lone surrogate): the code's doing, refused before the call.
+  encodeJson(fields, 'metadata patch', Number.MAX_SAFE_INTEGER);
   const call = run.next('metadata', 'metadata');
   if (!call) return never();
+  const { seq, rec } = call;
+  if (rec) {
+    return replayed(run, rec, () => {
+      if (rec.status === 'failed') throw new PayloadTooLargeError(rec.error?.message ?? 'metadata over the payload limit', { details: { error: rec.error } });
+    });
+  }
+  const before = metadataOf.get(run) ?? run.o.metadata;
+  const merged = { ...before, ...fields };
+  for (const k of names) if (fields[k] === null) delete merged[k];
+  let text: string;
+  try {
+    text = encodeJson(fields, 'metadata patch', run.o.maxPayloadBytes);
+    metadataFits(merged, before, run.o.maxPayloadBytes, `the metadata of run ${run.o.runId} with these fields`);
+  } catch (error) {
+    return fail(run, { seq, name: 'metadata', kind: 'metadata' }, error);
+  }
   metadataOf.set(run, merged);
-  if (call.rec) return replayed(run, call.rec, () => undefined);
   const delivery = run.deliveries.reserve<void>();
-  await written(run, delivery, { op: 'step', seq: call.seq, name: 'metadata', kind: 'metadata', status: 'completed', output: text, attempts: 1, ms: 0 });
+  await written(run, delivery, { op: 'step', seq, name: 'metadata', kind: 'metadata', status: 'completed', output: text, attempts: 1, ms: 0 });
   return delivery.resolve(undefined);
+}
+
+/**
+ * Refuse merged metadata over the limit that is larger than it was: a
+ * patch that removes or shortens fields of metadata already over a lowered
+ * limit is taken (as sql/420_metadata.sql's _metadata_merge does).
+ */
+function metadataFits(merged: Record<string, unknown>, before: Record<string, unknown>, max: number, what: string): void {
+  try {
+    encodeJson(merged, what, max);
+  } catch (error) {
+    if (!(error instanceof PayloadTooLargeError)) throw error;
+    const size = (value: unknown) => jsonbTextBytes(JSON.stringify(value), Number.MAX_SAFE_INTEGER);
+    if (size(merged) > size(before)) throw error;
+  }
 }
 
 const TRACING_FIELDS: readonly string[] = ['traceparent', 'tracestate'];
 
-/** An execution's view of its run's metadata after its ctx.setMetadata calls (absent: as claimed). */
+/** An execution's view of its run's metadata after the ctx.setMetadata calls it wrote (absent: as claimed). */
 const metadataOf = new WeakMap<Replay, Record<string, unknown>>();
 
 /**

@@ -36,6 +36,20 @@ interface Pending {
   op: CheckpointOp;
   resolve: () => void;
   reject: (error: unknown) => void;
+  /**
+   * The callers of the queued 'running' markers this op replaced (a step's
+   * saved progress, an attempt's marker): settled with it, in one flat list
+   * however many saves replaced each other (a chain of closures would
+   * recurse once per save when settled).
+   */
+  replaced?: Settlers[] | undefined;
+  /** This op's own caller, once `resolve` / `reject` also settle `replaced`. */
+  own?: Settlers | undefined;
+}
+
+interface Settlers {
+  resolve: () => void;
+  reject: (error: unknown) => void;
 }
 
 export interface CommitterStats {
@@ -56,7 +70,7 @@ export interface CommitterOptions {
 
 export class Committer {
   private queue: Pending[] = [];
-  /** Queued 'running' markers by run:seq, so a result can drop its marker. */
+  /** Queued 'running' markers by run:token:seq, so a newer marker or a result replaces them. */
   private readonly markers = new Map<string, Pending>();
   /** Executions (`run:token`) with a refused or failed op, and the error. */
   private readonly poisoned = new Map<string, unknown>();
@@ -80,25 +94,30 @@ export class Committer {
     return new Promise<void>((resolve, reject) => {
       const pending: Pending = { op, resolve, reject };
       if (op.op === 'step') {
-        const key = `${op.run}:${op.seq}`;
-        if (op.status === 'running') {
-          // A newer marker (a step's saved progress) replaces one still
-          // queued, which then settles with it: many saves between two
-          // flushes are one write, of the newest.
-          const older = this.markers.get(key);
-          if (older) {
-            pending.resolve = () => { older.resolve(); resolve(); };
-            pending.reject = (error) => { older.reject(error); reject(error); };
-          }
-          this.markers.set(key, pending);
-        } else {
-          // A result supersedes its own still-queued 'running' marker.
-          const marker = this.markers.get(key);
-          if (marker) {
-            this.markers.delete(key);
-            marker.resolve();
-          }
+        // One execution's call: (run, lease token, call number).
+        const key = `${op.run}:${op.token}:${op.seq}`;
+        // A newer op of the call replaces its still-queued 'running' marker
+        // (an attempt's marker, a step's saved progress), whose callers then
+        // settle with it: many saves between two flushes are one write, of
+        // the newest, and a save replaced by the step's result resolves
+        // when that result has committed.
+        const older = this.markers.get(key);
+        if (older) {
+          this.markers.delete(key);
+          const replaced = older.replaced ?? [];
+          replaced.push(older.own ?? { resolve: older.resolve, reject: older.reject });
+          pending.own = { resolve, reject };
+          pending.replaced = replaced;
+          pending.resolve = () => {
+            resolve();
+            for (const r of replaced) r.resolve();
+          };
+          pending.reject = (error) => {
+            reject(error);
+            for (const r of replaced) r.reject(error);
+          };
         }
+        if (op.status === 'running') this.markers.set(key, pending);
       }
       this.queue.push(pending);
       this.schedule();
@@ -135,8 +154,8 @@ export class Committer {
     const batch: Pending[] = [];
     for (const p of taken) {
       if (p.op.op === 'step' && p.op.status === 'running') {
-        const key = `${p.op.run}:${p.op.seq}`;
-        if (this.markers.get(key) !== p) continue; // superseded and already resolved
+        const key = `${p.op.run}:${p.op.token}:${p.op.seq}`;
+        if (this.markers.get(key) !== p) continue; // replaced: it settles with the op that replaced it
         this.markers.delete(key);
       }
       const failed = this.poisoned.get(`${p.op.run}:${p.op.token}`);

@@ -41,7 +41,8 @@ export interface StepContext {
    */
   readonly progress: unknown;
   /**
-   * Save how far this attempt got (any JSON within `max_payload_bytes`),
+   * Save how far this attempt got (any JSON within `max_payload_bytes`,
+   * stored as a step's result is: a Date becomes its ISO string),
    * for the next attempt if this one fails or its worker dies: it reads
    * them as `step.progress`. Resolves once saved (committed, fenced by the
    * run's lease: `LeaseLostError` if the run is no longer this worker's).
@@ -384,10 +385,11 @@ export interface WorkflowContext<TInput = unknown> {
    * an operator or a dashboard makes. Recorded as a call (kind `metadata`),
    * so it commits with the progress before it and is not written again on
    * a replay; the promise resolves once it has committed. Each value must
-   * be JSON (ValidationError for `undefined`, a function, a Date, NaN…);
-   * `traceparent` and `tracestate` belong to tracing; the merged metadata
-   * must fit `max_payload_bytes` (PayloadTooLargeError). A refused call
-   * records nothing. An empty `fields` records nothing either.
+   * be JSON (ValidationError for `undefined`, a function, a Date, NaN…) and
+   * `traceparent` and `tracestate` belong to tracing: such a call records
+   * nothing. The merged metadata must fit `max_payload_bytes` unless the
+   * patch shrinks it (PayloadTooLargeError, recorded as a failed call, so a
+   * replay refuses it again). An empty `fields` records nothing.
    *
    * @example
    * await ctx.setMetadata({ stage: 'shipped', carrier: 'dhl' });

@@ -15,6 +15,7 @@ import { IllegalTransitionError, NotFoundError, PayloadTooLargeError, Validation
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { defineSignal } from '../../src/workflow/signal.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const shipped = defineSignal('shipped', z.object({ carrier: z.string() }));
 
@@ -55,9 +56,34 @@ const misuse = defineWorkflow({ name: 'md-misuse', input: z.object({}) }, async 
   return out;
 });
 
+/**
+ * Calls whose size is refused, under replays (mode a: a refused call before
+ * a recorded one; b: the refusal's cause removed by an operator before the
+ * replay; c: a field the run set, removed by an operator, not counted again
+ * on the replay).
+ */
+const sizes = defineWorkflow({ name: 'md-sizes', input: z.object({ mode: z.enum(['a', 'b', 'c']) }) }, async (ctx, { mode }) => {
+  const out: string[] = [];
+  const attempt = async (fields: Record<string, unknown>) => out.push(await outcome(() => ctx.setMetadata(fields)));
+  if (mode === 'a') {
+    await attempt({ big: 'x'.repeat(500_000) });
+    await attempt({ small: 1 });
+    await ctx.waitForSignal('go');
+  } else if (mode === 'b') {
+    await ctx.waitForSignal('go');
+    await attempt({ big: 'x'.repeat(500_000) });
+    await ctx.waitForSignal('again');
+  } else {
+    await attempt({ a: 'x'.repeat(600_000) });
+    await ctx.waitForSignal('go');
+    await attempt({ b: 'y'.repeat(600_000) });
+  }
+  return out;
+});
+
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [order, misuse] });
+  env = await createTestEnv({ workflows: [order, misuse, sizes] });
 });
 after(() => env.close());
 
@@ -86,15 +112,52 @@ describe('ctx.setMetadata', () => {
     assert.deepEqual(cancelled.changed, [b.id]);
   });
 
-  it('refuses fields that are not JSON, reserved, too large or set from a step body, recording nothing', async () => {
+  it('refuses fields that are not JSON, reserved, too large or set from a step body, changing nothing', async () => {
     const m = await env.client.start(misuse, {});
     assert.deepEqual(await m.result({ timeout: '20s' }), [
       'ValidationError', 'ValidationError', 'ValidationError', 'ValidationError', 'ValidationError', 'PayloadTooLargeError',
       'set', 'PayloadTooLargeError', 'ValidationError', 'set',
     ]);
     assert.deepEqual((await env.client.get(m.id))?.metadata, { ok: true });
-    const { rows } = await env.pool.query(`select output from trellis.steps where run_id = $1 and kind = 'metadata' order by seq`, [m.id]);
-    assert.deepEqual(rows.map((r) => Object.keys(r.output).sort()), [['half'], ['half', 'ok']], 'only the two calls that were made');
+    const { rows } = await env.pool.query(`select status, output from trellis.steps where run_id = $1 and kind = 'metadata' order by seq`, [m.id]);
+    // Refused for what the code gave: nothing recorded; refused for the size: a failed call (a replay refuses it again).
+    assert.deepEqual(rows.map((r) => [r.status, r.output && Object.keys(r.output).sort()]),
+      [['failed', null], ['completed', ['half']], ['failed', null], ['completed', ['half', 'ok']]]);
+  });
+});
+
+describe('ctx.setMetadata refused for its size, under replays', () => {
+  const calls = async (id: string) => (await env.pool.query(`select seq, status from trellis.steps where run_id = $1 and kind = 'metadata' order by seq`, [id])).rows;
+
+  it('a refused call is recorded as failed, so a replay refuses it again and the calls after it keep their places', async () => {
+    const run = await env.client.start(sizes, { mode: 'a' }, { metadata: { pad: 'p'.repeat(600_000) } });
+    await env.waitFor(run, 'waiting', { timeout: '20s' });
+    await env.client.signal(run.id, 'go', null);
+    assert.deepEqual(await run.result({ timeout: '20s' }), ['PayloadTooLargeError', 'set']);
+    assert.deepEqual(await calls(run.id), [{ seq: 0, status: 'failed' }, { seq: 1, status: 'completed' }]);
+    const meta = (await env.client.get(run.id))?.metadata as Record<string, unknown>;
+    assert.deepEqual(Object.keys(meta).sort(), ['pad', 'small']);
+  });
+
+  it('a replay refuses it again though an operator removed what made it too large', async () => {
+    const run = await env.client.start(sizes, { mode: 'b' });
+    await env.waitFor(run, 'waiting', { timeout: '20s' });
+    await env.client.setMetadata(run.id, { pad: 'p'.repeat(600_000) });
+    await env.client.signal(run.id, 'go', null);
+    await waitFor(async () => (await calls(run.id)).length === 1, { what: 'the refused call recorded' });
+    await env.waitFor(run, 'waiting', { timeout: '20s' });
+    await env.client.setMetadata(run.id, { pad: null });
+    await env.client.signal(run.id, 'again', null);
+    assert.deepEqual(await run.result({ timeout: '20s' }), ['PayloadTooLargeError']);
+  });
+
+  it('the size is measured on the run\'s metadata as claimed: a field the run set and an operator removed is not counted again', async () => {
+    const run = await env.client.start(sizes, { mode: 'c' });
+    await env.waitFor(run, 'waiting', { timeout: '20s' });
+    await env.client.setMetadata(run.id, { a: null });
+    await env.client.signal(run.id, 'go', null);
+    assert.deepEqual(await run.result({ timeout: '20s' }), ['set', 'set']);
+    assert.deepEqual(Object.keys((await env.client.get(run.id))?.metadata as object), ['b']);
   });
 });
 

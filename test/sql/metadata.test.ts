@@ -74,13 +74,37 @@ describe('run metadata set by the run', () => {
     assert.deepEqual(await sql('select seq from trellis.steps where run_id = $1', [r.id]), [], 'no call recorded');
   });
 
-  it('a batch sent again after its commit merges the same patch again, which changes nothing', async () => {
+  it('a batch sent again after its commit merges nothing again: an operator\'s newer change of the field stays', async () => {
     const r = await held();
-    const ops = [patch(r, 0, { a: 1, b: null })];
+    const ops = [patch(r, 0, { f: 'from the run', b: null })];
     await apply(ops);
-    await apply(ops);
-    assert.deepEqual(await metadataOf(r.id), { a: 1 });
+    await sql(`select trellis.run_set_metadata($1, '{"f": "from an operator"}')`, [r.id]);
+    await apply(ops); // the worker could not tell whether its commit went through
+    assert.deepEqual(await metadataOf(r.id), { f: 'from an operator' });
     assert.equal((await sql('select count(*)::int as n from trellis.steps where run_id = $1', [r.id]))[0].n, 1);
+  });
+
+  it('a metadata call refused for its size is recorded as failed and merges nothing', async () => {
+    const r = await held({ k: 1 });
+    await apply([{ op: 'step', run: r.id, token: r.token, seq: 0, name: 'metadata', kind: 'metadata', status: 'failed',
+      error: { name: 'PayloadTooLargeError', code: 'payload_too_large', message: 'too big' } }]);
+    assert.deepEqual(await metadataOf(r.id), { k: 1 });
+    assert.deepEqual(await sql('select seq, status from trellis.steps where run_id = $1', [r.id]), [{ seq: 0, status: 'failed' }]);
+  });
+
+  it('metadata already over a lowered limit takes a patch that removes or shortens fields, and refuses one that grows it', async () => {
+    const r = await held({ a: 'x'.repeat(80), b: 'y'.repeat(80), c: 'z'.repeat(80) });
+    await sql(`select trellis.setting_set('max_payload_bytes', '150')`);
+    try {
+      await apply([patch(r, 0, { a: null })]);
+      assert.deepEqual(Object.keys(await metadataOf(r.id)), ['b', 'c'], 'still over 150 bytes: taken, it shrank');
+      await sql(`select trellis.run_set_metadata($1, '{"b": "short"}')`, [r.id]);
+      await assert.rejects(apply([patch(r, 1, { d: 'w'.repeat(60) })]), code('TR005'));
+      await assert.rejects(sql('select trellis.run_set_metadata($1, $2::jsonb)', [r.id, JSON.stringify({ e: 'v'.repeat(60) })]), code('TR005'));
+    } finally {
+      await sql(`select trellis.setting_set('max_payload_bytes', '1048576')`);
+    }
+    assert.deepEqual(await metadataOf(r.id), { b: 'short', c: 'z'.repeat(80) });
   });
 });
 
