@@ -135,19 +135,26 @@ begin
     perform trellis._raise('TR001', 'malformed checkpoint op: each needs op, run, token (and seq, name, a known kind and status for steps, a delivered number only on a completed or failed one, at least 1; child and workflow for child starts, close cancel or abandon, a deadline or a time_limit of more than zero and at most 1000 years; a waiting child step''s output.child a uuid); delay_ms at most 1000 years');
   end if;
   -- Sizes are the bytes of the JSON text, as in _check_payload and the
-  -- workers' own check (src/protocol/serialize.ts), so both agree.
-  select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run, o.size, v_max)
+  -- workers' own check (src/protocol/serialize.ts), so both agree. An
+  -- error may take up to 64 KiB whatever the limit: workers bound the
+  -- errors they write (src/protocol/serialize.ts serializeError: about 21
+  -- KB at most), and a run must always be able to record its failure (under
+  -- a lowered limit a failure record refused as too large left the run
+  -- running, its execution crashing on every claim).
+  select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run, o.size, o.max)
     into v_big
-    from (select o.op, o.run, greatest(octet_length(o.output::text), octet_length(o.error::text),
-                                       octet_length(o.input::text)) as size
-            from unnest(p_ops) o) o
-   where o.size > v_max limit 1;
+    from (select o.op, o.run, greatest(octet_length(o.output::text), octet_length(o.input::text)) as size, v_max as max
+            from unnest(p_ops) o
+          union all
+          select o.op, o.run, octet_length(o.error::text), greatest(v_max, 65536)
+            from unnest(p_ops) o where o.error is not null) o
+   where o.size > o.max limit 1;
   if v_big is not null then
     perform trellis._raise('TR005', v_big);
   end if;
 end $$;
 comment on function trellis._checkpoint_check(trellis.checkpoint_op[]) is
-  'Raise TR001 for a malformed checkpoint op or TR005 for one whose output, error or input is over max_payload_bytes.';
+  'Raise TR001 for a malformed checkpoint op or TR005 for one whose output or input is over max_payload_bytes, or whose error is over the greater of max_payload_bytes and 64 KiB.';
 
 -- Lock -> fence -> dispatch.
 create or replace function trellis._checkpoint_apply(p_ops trellis.checkpoint_op[])

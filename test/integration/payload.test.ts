@@ -15,7 +15,16 @@ const LIMIT = 2000;
 const zeros = defineWorkflow({ name: 'zeros', input: z.object({ n: z.number(), step: z.boolean() }) }, async (ctx, { n, step }) =>
   step ? ctx.step('make', () => new Array(n).fill(0)) : new Array(n).fill(0));
 
-const fx = useEngine({ workflows: [zeros] }, { setUp: (db) => db.pool.query(`select trellis.setting_set('max_payload_bytes', $1::text::jsonb)`, [String(LIMIT)]) });
+/** Fails with an error larger than the limit, in a step (no retries) or in the workflow. */
+const boom = defineWorkflow({ name: 'boom', input: z.object({ step: z.boolean() }) }, async (ctx, { step }) => {
+  const fail = () => {
+    throw new Error('e'.repeat(3000));
+  };
+  if (step) await ctx.step('explode', fail, { retry: { maxAttempts: 1 } });
+  return fail();
+});
+
+const fx = useEngine({ workflows: [zeros, boom] }, { setUp: (db) => db.pool.query(`select trellis.setting_set('max_payload_bytes', $1::text::jsonb)`, [String(LIMIT)]) });
 
 describe('payload size', () => {
   it('accepts a step result and output under the limit as text though far over it as binary jsonb', async () => {
@@ -37,6 +46,17 @@ describe('payload size', () => {
     assert.equal((row?.error as { code?: string | undefined }).code, 'payload_too_large');
     assert.match((row?.error as { message: string }).message, /2400 bytes, over the limit of 2000/);
     assert.equal(row?.attempt, 1, 'it ran once');
+  });
+
+  it('records a failure whose error is larger than the limit: the run fails once, its error whole', async () => {
+    for (const step of [false, true]) {
+      const run = await fx.engine.client.start(boom, { step });
+      await assert.rejects(run.result({ timeout: '10s' }), WorkflowFailedError);
+      const row = await fx.engine.client.get(run.id);
+      assert.equal(row?.attempt, 1, 'it ran once');
+      assert.match((row?.error as { message: string }).message, /e{3000}/);
+      if (step) assert.deepEqual((await fx.engine.client.history(run.id)).map((s) => [s.status, (s.error as { message: string }).message.length]), [['failed', 3000]]);
+    }
   });
 
   it('fails a step whose result is over the limit for good (no retries), with the payload error as its cause', async () => {

@@ -231,6 +231,21 @@ describe('a stale lease token', () => {
 });
 
 describe('checkpoint_apply validation', () => {
+  it('records a failure under a lowered max_payload_bytes: an error may take up to 64 KiB, an output no more than the limit', async () => {
+    const h = await held();
+    const error = { name: 'Error', message: 'm'.repeat(3000), stack: 's'.repeat(3000) };
+    await sql(`select trellis.setting_set('max_payload_bytes', '1000')`);
+    try {
+      await assert.rejects(apply([{ op: 'complete', run: h.id, token: h.token, output: 'o'.repeat(1200) }]), { code: 'TR005' });
+      await assert.rejects(apply([{ op: 'fail', run: h.id, token: h.token, error: { name: 'Error', message: 'm'.repeat(70_000) } }]), { code: 'TR005' });
+      assert.deepEqual(await apply([{ op: 'fail', run: h.id, token: h.token, error }]), []);
+    } finally {
+      await sql(`select trellis.setting_set('max_payload_bytes', '1048576')`);
+    }
+    const r = await run(h.id);
+    assert.deepEqual([r.status, r.error.message.length], ['failed', 3000]);
+  });
+
   it('refuses a non-array, malformed ops and unknown ops with TR001, writing nothing of the batch', async () => {
     const h = await held();
     const good = { op: 'step', run: h.id, token: h.token, seq: 0, name: 's', kind: 'step', status: 'completed', output: 1 };
@@ -257,7 +272,8 @@ describe('checkpoint_apply validation', () => {
     await sql(`select trellis.setting_set('max_payload_bytes', '1000')`);
     try {
       await assert.rejects(sql('select trellis.run_complete($1, $2, $3)', [h.id, h.token, big]), { code: 'TR005' });
-      await assert.rejects(sql('select trellis.run_fail($1, $2, $3)', [h.id, h.token, big]), { code: 'TR005' });
+      // (An error may take up to 64 KiB whatever the limit: a run must be able to record its failure.)
+      await assert.rejects(sql('select trellis.run_fail($1, $2, $3)', [h.id, h.token, { blob: 'x'.repeat(70_000) }]), { code: 'TR005' });
       await assert.rejects(recordStep(h, 0, 'big', 'completed', big), { code: 'TR005' });
     } finally {
       await sql(`select trellis.setting_set('max_payload_bytes', '1048576')`);
