@@ -86,7 +86,7 @@ try {
   }
   const newer = await client.start(rebuild, { request: 2 }, { key: 'profile-ada', keyPolicy: 'supersede' });
   const outcome = await older.result({ timeout: '20s' }).then(() => 'completed', (e: unknown) => (e instanceof CancelledError ? 'cancelled' : String(e)));
-  console.log(`supersede: the older run ${outcome}; the key's run is the newer ${(await client.list({ workflow: rebuild, key: 'profile-ada' })).runs[0]?.id === newer.id}`);
+  console.log(`supersede: the older run ${outcome}; the key's run is the newer ${(await client.get({ workflow: rebuild, key: 'profile-ada' }))?.id === newer.id}`);
   await client.signal({ workflow: rebuild, key: 'profile-ada' }, 'data-ready', null);
   console.log(`supersede: ${await newer.result({ timeout: '20s' })}`);
 

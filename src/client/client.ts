@@ -755,18 +755,28 @@ export class Client {
   }
 
   /**
-   * One run, or undefined. See `Run` for its fields. With a `readPool`, read
+   * One run, by its id or by `{ workflow, key }` (the run holding the key
+   * now), or undefined. See `Run` for its fields. With a `readPool`, read
    * there (a run it lacks yet is read from the primary); `consistency:
    * 'primary'` reads the primary.
    *
    * @example
    * const r = await client.get(run.id);
    * if (r?.status === 'failed') console.error(r.error);
+   * const current = await client.get({ workflow: 'sync-account', key: 'account-42' });
    */
-  async get(runId: string, options?: ReadOptions): Promise<Run | undefined> {
-    assertRunId(runId);
-    const row = await this.reads.read(options, (t) => t.db.selectFrom('trellis.runs').select(RUN_COLUMNS).where('id', '=', runId)
-      .executeTakeFirst().catch(rethrow), (r) => r === undefined);
+  async get(run: RunRef, options?: ReadOptions): Promise<Run | undefined> {
+    const byKey = typeof run === 'string' ? undefined : run;
+    if (typeof run === 'string') assertRunId(run);
+    else if (typeof run !== 'object' || run === null || typeof run.key !== 'string') {
+      throw new ValidationError(`a run is its id (a UUID) or { workflow, key }, not ${quoteValue(run)}`);
+    }
+    const workflow = byKey && nameOf(byKey.workflow, 'workflow');
+    const row = await this.reads.read(options, (t) => {
+      const q = t.db.selectFrom('trellis.runs').select(RUN_COLUMNS);
+      return (byKey ? q.where('workflow', '=', workflow as string).where('key', '=', byKey.key) : q.where('id', '=', run as string))
+        .executeTakeFirst().catch(rethrow);
+    }, (r) => r === undefined);
     return row ? toRun(row as never) : undefined;
   }
 

@@ -85,13 +85,13 @@ export async function runIdByKey(db: Queryable, workflow: string, key: string): 
   return rows[0]?.id;
 }
 
-/** trellis.run_scrub: when the run was scrubbed. */
 /** trellis.run_set_metadata: merge `patch` (JSON text) into a run's metadata; the merged metadata. */
 export async function runSetMetadata(db: Queryable, runId: string, patch: string): Promise<Record<string, unknown>> {
   const rows = await queryRows<{ metadata: Record<string, unknown> }>(db, 'select trellis.run_set_metadata($1, $2::jsonb) as metadata', [runId, patch]);
   return (rows[0] as { metadata: Record<string, unknown> }).metadata;
 }
 
+/** trellis.run_scrub: when the run was scrubbed. */
 export async function runScrub(db: Queryable, runId: string): Promise<Date> {
   const rows = await queryRows<{ at: Date }>(db, 'select trellis.run_scrub($1) as at', [runId]);
   return (rows[0] as { at: Date }).at;

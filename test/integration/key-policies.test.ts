@@ -77,7 +77,11 @@ describe('keyPolicy', () => {
     const old = await env.client.get(first.id);
     assert.deepEqual([old?.status, old?.key, old?.formerKey], ['cancelled', null, 'cust-9']);
     assert.match((old?.error as { message: string }).message, new RegExp(`superseded by run ${second.id}`));
-    // The key names the new run: a signal by key reaches it.
+    // The key names the new run: get and a signal by key reach it.
+    assert.equal((await env.client.get({ workflow: resync, key: 'cust-9' }))?.id, second.id);
+    assert.equal(await env.client.get({ workflow: 'kp-resync', key: 'no-such-key' }), undefined);
+    await assert.rejects(env.client.get({ workflow: resync } as never), ValidationError);
+    await assert.rejects(env.client.get({ workflow: 'bad"name', key: 'k' }), ValidationError);
     await env.waitFor(second, 'waiting', { timeout: '20s' });
     await env.client.signal({ workflow: resync, key: 'cust-9' }, 'go', null);
     assert.equal(await second.result({ timeout: '20s' }), 20);
