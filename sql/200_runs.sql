@@ -303,10 +303,11 @@ begin
       -- _run_cancel locks the holder, its parent, the runs its cancel
       -- reaches and its watchers in id order, up front, as run_cancel does.
       -- A holder that finished since the look above is not cancelled (TR004
-      -- from a completed or failed run): its key is free all the same.
+      -- from a completed or failed run; TR002 if it was purged too): its key
+      -- is free all the same.
       begin
         perform trellis._run_cancel(v_got, format('superseded by run %s (a start with key_policy supersede)', v_id), null);
-      exception when sqlstate 'TR004' then
+      exception when sqlstate 'TR004' or sqlstate 'TR002' then
         null;
       end;
       update trellis.runs set former_key = key, key = null

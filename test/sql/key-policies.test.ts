@@ -198,6 +198,34 @@ describe('run_start key_policy', () => {
     assert.deepEqual([p.status, p.requested, p.former_key, (await row(child)).status, await holders(key)], ['pending', true, key, 'cancelled', [fresh]]);
   });
 
+  it('supersede of a holder that finishes while the start waits for its lock takes the key without cancelling it', async () => {
+    const key = freshKey();
+    const holder = await start({}, { key });
+    const claimed = await claim(`q-${key}`);
+    const a = await fx.db.pool.connect();
+    const b = await fx.db.pool.connect();
+    try {
+      // A worker's checkpoint holds the run's row (locked, not yet changed: the start reads it running)...
+      await a.query('begin');
+      await a.query('select 1 from trellis.runs where id = $1 for no key update', [holder]);
+      const bid = await backendId(b);
+      const superseding = b.query(`select trellis.run_start('kp', '{}', $1) as id`, [JSON.stringify({ version: '1', key, key_policy: 'supersede' })]);
+      await waitFor(() => lockWaiting(fx.db.pool, bid), { what: 'the superseding start waiting for the holder\'s lock' });
+      // ...and completes it while the start waits to cancel it.
+      await a.query('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: holder, token: claimed.lease_token, output: 'done' }])]);
+      await a.query('commit');
+      const fresh = (await superseding).rows[0].id;
+      assert.notEqual(fresh, holder);
+      const old = await one('select status, key, former_key, error from trellis.runs where id = $1', [holder]);
+      assert.deepEqual([old.status, old.key, old.former_key, old.error], ['completed', null, key, null], 'finished as it did, not cancelled');
+      assert.deepEqual(await holders(key), [fresh]);
+    } finally {
+      await a.query('rollback').catch(() => undefined);
+      a.release();
+      b.release();
+    }
+  });
+
   it('concurrent supersede starts of one key leave exactly one unfinished holder: the last to commit', async () => {
     const key = freshKey();
     await start({ n: 0 }, { key });
