@@ -213,6 +213,10 @@ describe('client.setMetadata', () => {
     const byKey = await cli('metadata', '--workflow', 'md-order', '--key', 'order-cli', '{"reviewedBy":"ada"}');
     assert.equal(byKey.code, 0, byKey.err);
     assert.deepEqual(JSON.parse(byKey.out), { tenant: 'cli', ticket: 'OPS-2', reviewedBy: 'ada' });
+    // trellis show: the metadata as it is, and each metadata call's patch.
+    const shown = await cli('show', run.id);
+    assert.match(shown.out, /^metadata {2}\{"tenant":"cli","ticket":"OPS-2","reviewedBy":"ada"\}$/m);
+    assert.match(shown.out, /metadata +metadata +completed .*set \{"stage":"paid","tenant":"cli"\}/);
     for (const bad of [[run.id], [run.id, '[1]'], [run.id, '{bad'], [run.id, '{"traceparent":"x"}'], ['not-a-uuid', '{}']]) {
       assert.equal((await cli('metadata', ...bad)).code, 2, bad.join(' '));
     }

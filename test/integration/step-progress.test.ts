@@ -7,6 +7,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
+import { captureIo } from '../../src/cli/io.ts';
+import { main } from '../../src/cli/main.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import type { StepContext } from '../../src/workflow/context.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
@@ -101,6 +103,9 @@ describe('step progress', () => {
     await env.waitFor(run, 'paused', { timeout: '20s' });
     const { rows: [marker] } = await env.pool.query(`select status, output from trellis.steps where run_id = $1 and name = 'work'`, [run.id]);
     assert.deepEqual([marker.status, marker.output.progress], ['retrying', { page: 7 }], 'the park record keeps the progress');
+    const io = captureIo({ DATABASE_URL: env.url });
+    assert.equal(await main(['show', run.id], io), 0, io.stderr);
+    assert.match(io.stdout, /work +retrying .*upstream down; progress \{"page":7\}/, 'trellis show prints it');
     await env.client.resume(run.id);
     assert.deepEqual(await run.result({ timeout: '20s' }), { page: 7 });
   });

@@ -43,6 +43,7 @@ export const show: Command = {
     if (r.pauseRequestedAt) lines.push(`pause     requested ${formatTime(r.pauseRequestedAt)}`);
     if (r.scrubbedAt) lines.push(`scrubbed  ${formatTime(r.scrubbedAt)}`);
     lines.push(`input     ${payload(r.input)}`);
+    if (Object.keys(r.metadata).length) lines.push(`metadata  ${payload(r.metadata)}`);
     if (r.status === 'completed') lines.push(`output    ${payload(r.output)}`);
     if (r.error) lines.push(`error     ${errorText(r.error, 500)}`);
     io.out(`${lines.join('\n')}\n\n`);
@@ -55,8 +56,13 @@ export const show: Command = {
         const c = s.kind === 'child' && s.execution === r.execution ? child.get(s.seq) : undefined;
         // A child call waiting on a run this one did not start (ctx.waitForRun, a shared child key) names it in its output.
         const awaited = s.kind === 'child' && !c ? (s.output as { child?: unknown } | null)?.child : undefined;
-        const detail = s.error ? errorText(s.error, 120) : c ? `→ ${c.id} (${c.status})`
-          : typeof awaited === 'string' && s.status === 'waiting' ? `→ ${awaited} (waiting for it)` : '';
+        // A step's saved progress (step.saveProgress) while it runs or waits to retry; a metadata call's patch.
+        const out = s.output as { progress?: unknown } | null;
+        const progress = (s.status === 'running' || s.status === 'retrying') && out !== null && typeof out === 'object' && 'progress' in out
+          ? `progress ${payload(out.progress, 80)}` : '';
+        const detail = s.error ? `${errorText(s.error, 120)}${progress ? `; ${progress}` : ''}` : c ? `→ ${c.id} (${c.status})`
+          : typeof awaited === 'string' && s.status === 'waiting' ? `→ ${awaited} (waiting for it)`
+          : s.kind === 'metadata' ? `set ${payload(s.output, 80)}` : progress;
         return [
           `${r.execution > 1 ? `${s.execution}.` : ''}${s.seq}`, s.kind, s.name, s.status, String(s.attempts),
           `+${formatDuration(between(origin, s.startedAt))}`, formatDuration(between(s.startedAt, s.finishedAt)), detail,
