@@ -38,7 +38,9 @@
 --    deadline, time_limit}  (the child run's deadline, or its time limit from now: decision 0031)
 --   {op:'complete', run, token, output}        {op:'fail', run, token, error}
 --   {op:'cancelled', run, token, error}
---   {op:'pause', run, token, error, seen_cancel}
+--   {op:'pause', run, token, error, seen_cancel, delay_ms, max_resumes}
+--        (delay_ms: resumed by the trellis.resumes duty after it, decision 0038; max_resumes:
+--        only while runs.auto_resumes is below it)
 --   {op:'release', run, token, delay_ms, error, failure, seen_cancel, begun} -- pending again after delay_ms
 --        (begun false: the worker never executed the run it claimed; its attempt is taken back)
 --        (both due now instead when a cancel request is pending that the execution did not see)

@@ -90,13 +90,17 @@ declare
 begin
   -- Runs their code parks with a delay (a definition's resumeAfter, decision
   -- 0038): a pause op with an error and delay_ms, on a run no operator asked
-  -- to pause or cancel. Read before the move, which clears the requests.
+  -- to pause or cancel, and (with max_resumes, the definition's maxResumes)
+  -- resumed automatically fewer times than that since an operator last
+  -- resumed or retried it; past the cap it stays parked for an operator.
+  -- Read before the move, which clears the requests.
   if exists (select 1 from unnest(p_ops) o where o.op = 'pause' and o.delay_ms > 0) then
     select array_agg(r.bucket), array_agg(r.id), array_agg(v_now + make_interval(secs => least(o.delay_ms, 31536000000000) / 1000.0))
       into v_rb, v_rid, v_rat
       from unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
      where o.op = 'pause' and o.delay_ms > 0 and o.error is not null
-       and r.pause_requested_at is null and r.cancel_requested_at is null;
+       and r.pause_requested_at is null and r.cancel_requested_at is null
+       and (o.max_resumes is null or r.auto_resumes < o.max_resumes);
   end if;
   -- Run by run (a failed attempt is rare in a batch), each on its bucket.
   for v_f in

@@ -350,8 +350,12 @@ begin
     perform trellis._run_move(array[row(p_run_id, 'pending', 'resumed', v_run_at,
       null, false, null, false,
       null, null, null, null, true, null, null, null, null, jsonb_build_object('reason', p_reason))::trellis.run_move]);
-    if v_run.resume_at is not null then
-      update trellis.runs set resume_at = null where bucket = v_run.bucket and id = p_run_id;
+    -- The duty's resume counts one more automatic resume (a definition's
+    -- maxResumes caps them, run_release); an operator's starts the count again.
+    if v_run.resume_at is not null or v_run.auto_resumes > 0 or p_reason = 'resume_after' then
+      update trellis.runs set resume_at = null,
+                              auto_resumes = case when p_reason = 'resume_after' then v_run.auto_resumes + 1 else 0 end
+       where bucket = v_run.bucket and id = p_run_id;
     end if;
     perform pg_notify('trellis:run_ready', v_run.queue);
   end if;
@@ -431,10 +435,12 @@ begin
   -- out (the run failed first); kept, it would cancel or park the retried
   -- run at its first call. A deadline that has passed would cancel it at
   -- once: it is dropped (one still ahead is kept).
-  if v_run.cancel_requested_at is not null or v_run.pause_requested_at is not null or v_run.deadline_at <= v_now then
+  -- An operator's retry starts the count of automatic resumes again.
+  if v_run.cancel_requested_at is not null or v_run.pause_requested_at is not null or v_run.deadline_at <= v_now
+     or v_run.auto_resumes > 0 then
     update trellis.runs
        set cancel_requested_at = null, pause_requested_at = null,
-           deadline_at = case when deadline_at <= v_now then null else deadline_at end
+           deadline_at = case when deadline_at <= v_now then null else deadline_at end, auto_resumes = 0
      where bucket = v_run.bucket and id = p_run_id;
   end if;
   perform pg_notify('trellis:run_ready', v_run.queue);

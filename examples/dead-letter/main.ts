@@ -7,6 +7,8 @@
  *    it completes, with no operator involved.
  * 3. Another parked run is held by an operator's pause: it is not resumed
  *    until the operator resumes it.
+ * 4. `maxResumes: 2`: a run whose partner never comes back is resumed
+ *    automatically twice, then left parked for an operator.
  *
  *   npx tsx examples/dead-letter/main.ts
  * Uses DATABASE_URL when set, else an embedded PostgreSQL.
@@ -23,11 +25,16 @@ const sync = defineWorkflow({ name: 'partner-sync', input: z.object({ account: z
     return `account ${account} synced`;
   }, { retry: { initialDelay: '100ms' } }));
 
+const hopeless = defineWorkflow({ name: 'legacy-sync', input: z.object({}), pauseAfter: 1, resumeAfter: '300ms', maxResumes: 2 },
+  async (ctx) => ctx.step('push', () => {
+    throw new Error('legacy partner retired (410)');
+  }, { retry: { maxAttempts: 1 } }));
+
 const database = await exampleDatabase();
 const pool = new pg.Pool({ connectionString: database.url });
 pool.on('error', () => undefined); // idle connections closed by a stopping server
 // The resumes duty looks every 200 ms here (default: every second). Quiet: the failures would each log a warning.
-const worker = createWorker({ pool, workflows: [sync], resumes: { interval: '200ms' }, logger: silentLogger });
+const worker = createWorker({ pool, workflows: [sync, hopeless], resumes: { interval: '200ms' }, logger: silentLogger });
 const client = createClient({ pool });
 
 /** Poll the run's status until it is `status` (bounded: 20 s). */
@@ -64,6 +71,19 @@ try {
   console.log(`held by the operator: ${held!.status}, resumeAt ${held!.resumeAt}`);
   await client.resume(second.id);
   console.log(`resumed by the operator: ${await second.result({ timeout: '20s' })}`);
+
+  // 4. At most two automatic resumes: then parked for an operator.
+  const third = await client.start(hopeless, {});
+  const end = Date.now() + 20_000;
+  for (let r = await client.get(third.id); !(r?.status === 'paused' && r.autoResumes === 2); r = await client.get(third.id)) {
+    if (Date.now() > end) throw new Error('the capped run was not resumed twice within 20 s');
+    await new Promise((resolve) => setTimeout(resolve, 50));
+  }
+  await new Promise((r) => setTimeout(r, 1_000)); // longer than resumeAfter: no third resume
+  const gaveUp = await client.get(third.id);
+  console.log(`capped: ${gaveUp!.status} after ${gaveUp!.autoResumes} automatic resumes, resumeAt ${gaveUp!.resumeAt}`);
+  await client.cancel(third.id);
+  await third.result({ timeout: '20s' }).catch(() => undefined); // it ends cancelled once its code has seen the cancel
 } finally {
   await worker.stop();
   await client.close();

@@ -26,6 +26,8 @@ export interface Run {
   formerKey: string | null;
   /** A paused run its code parked under the definition's `resumeAfter`: when it is resumed. Null otherwise. */
   resumeAt: Date | null;
+  /** How many times it was resumed automatically (`resumeAfter`) since an operator last resumed or retried it; `maxResumes` caps it. */
+  autoResumes: number;
   /** The queue it runs on. */
   queue: string;
   /** Higher runs are claimed first. */
@@ -188,6 +190,7 @@ export function toRun(r: Row<RunsTable>): Run {
     key: r.key,
     formerKey: (r.former_key as string | null | undefined) ?? null,
     resumeAt: (r.resume_at ?? null) as Date | null,
+    autoResumes: (r.auto_resumes as number | undefined) ?? 0,
     queue: r.queue,
     priority: r.priority,
     status: r.status,

@@ -57,6 +57,8 @@ export interface RunsTable {
   former_key: string | null;
   /** A run its code parked under `resumeAfter`: when the resumes duty resumes it; null otherwise. */
   resume_at: Timestamp | null;
+  /** How many times the resumes duty resumed it (resumeAfter) since an operator last resumed or retried it. */
+  auto_resumes: number;
 }
 
 /**
@@ -70,7 +72,7 @@ export const RUN_COLUMNS = ['id', 'workflow', 'version', 'key', 'queue', 'priori
   'metadata', 'attempt', 'failures', 'run_at', 'lease_owner', 'lease_expires_at', 'created_at', 'started_at', 'finished_at',
   'scrubbed_at', 'updated_at', 'execution', 'parent_run_id', 'parent_seq', 'parent_close', 'cancel_requested_at',
   'pause_requested_at', 'concurrency_key', 'bucket', 'lease_expiries', 'deadline_at',
-  'forked_from', 'forked_from_seq', 'former_key', 'resume_at'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
+  'forked_from', 'forked_from_seq', 'former_key', 'resume_at', 'auto_resumes'] as const satisfies readonly Exclude<keyof RunsTable, 'lease_token'>[];
 
 export interface StepsTable {
   /** The bucket of the step's run. */

@@ -73,8 +73,12 @@ export type EndOp =
    * the newest signal the execution saw.
    */
   | { op: 'wait'; deadline: string | null; signal: number; seen_cancel: boolean }
-  /** Parked; with `delay_ms` (a run its code parked, the definition's resumeAfter), resumed by the trellis.resumes duty after it. */
-  | { op: 'pause'; error?: SerializedError | undefined; seen_cancel?: boolean | undefined; delay_ms?: number | undefined }
+  /**
+   * Parked; with `delay_ms` (a run its code parked, the definition's
+   * resumeAfter), resumed by the trellis.resumes duty after it, while the run
+   * was resumed so fewer than `max_resumes` times (the definition's maxResumes).
+   */
+  | { op: 'pause'; error?: SerializedError | undefined; seen_cancel?: boolean | undefined; delay_ms?: number | undefined; max_resumes?: number | undefined }
   /** Continue as new with `input` (JSON text). */
   | { op: 'continue'; input: string; keep: boolean };
 
@@ -91,7 +95,7 @@ type FieldOf<T> = T extends unknown ? keyof T : never;
 export const CHECKPOINT_OP_FIELDS = [
   'op', 'run', 'token', 'execution', 'seq', 'name', 'kind', 'status', 'output', 'error', 'attempts', 'ms', 'signal',
   'delivered', 'child', 'workflow', 'version', 'input', 'key', 'queue', 'close', 'metadata', 'delay_ms', 'failure',
-  'seen_cancel', 'keep', 'begun', 'deadline', 'time_limit',
+  'seen_cancel', 'keep', 'begun', 'deadline', 'time_limit', 'max_resumes',
 ] as const satisfies readonly FieldOf<CheckpointOp>[];
 
 // Compile-time: the list above names every field of every op type.

@@ -194,8 +194,11 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
         op: 'step', seq, name, kind, status: 'retrying', output: markers(attemptsMade), error: serialized, attempts: attemptsMade, ms,
       }).catch(() => undefined);
       replay.log.warn('step failed too often, run parked', { step: name, attempt });
-      const resumeAfter = replay.o.definition.resumeAfterMs;
-      replay.halt({ op: 'pause', error: serialized, seen_cancel: replay.cancelRequested, ...(resumeAfter ? { delay_ms: resumeAfter } : {}) });
+      const { resumeAfterMs: resumeAfter, maxResumes } = replay.o.definition;
+      replay.halt({
+        op: 'pause', error: serialized, seen_cancel: replay.cancelRequested,
+        ...(resumeAfter ? { delay_ms: resumeAfter, ...(maxResumes !== undefined ? { max_resumes: maxResumes } : {}) } : {}),
+      });
       return { ok: 'halted' };
     }
     if (decision.action === 'fail') {

@@ -52,6 +52,7 @@ interface CompiledMachine<S extends string, T> {
   object: StandardSchemaV1<unknown, T>;
   pauseAfterErrors: number | undefined;
   resumeAfterMs?: number | undefined;
+  maxResumes?: number | undefined;
 }
 
 /** The run ended cancelled in `status` (by a handler, or from outside). */
@@ -147,7 +148,7 @@ export function compileMachine<S extends string, T>(
     input,
     signals,
     pauseAfter,
-    ...(machine.resumeAfterMs !== undefined ? { resumeAfter: machine.resumeAfterMs } : {}),
+    ...(machine.resumeAfterMs !== undefined ? { resumeAfter: machine.resumeAfterMs, maxResumes: machine.maxResumes } : {}),
     hooks: sink ? machineHooks(machine.name, sink, events) : undefined,
   }, async (ctx, start) => {
     const foreignId = String(ctx.metadata.foreign_id ?? '');

@@ -5,7 +5,7 @@
  * claims, leases, history and test kit.
  */
 import { ValidationError } from '../errors.ts';
-import { checkResumeAfter, type WorkflowDefinition } from '../workflow/define.ts';
+import { checkMaxResumes, checkResumeAfter, type WorkflowDefinition } from '../workflow/define.ts';
 import { toMs, toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
 import { checkRetryPolicy, type RetryPolicy } from '../workflow/retry.ts';
@@ -72,6 +72,8 @@ export interface StateMachine<S extends string = string, T = unknown> {
   readonly pauseAfterErrors: number | undefined;
   /** `resumeAfter` in milliseconds, if set: a parked run is resumed after it. */
   readonly resumeAfterMs?: number | undefined;
+  /** `resumeAfter`'s `maxResumes`, if set: at most that many automatic resumes. */
+  readonly maxResumes?: number | undefined;
   /** Applied to the object when its data is deleted (`deleteData`); default: `{}`. */
   readonly deleteData: (object: T) => unknown;
   /** Its connectors (`.connector`), run by `runMachineConnectors`. */
@@ -91,6 +93,7 @@ export class StateMachineBuilder<S extends string, T> {
   private readonly hooks: { complete?: HookFn<S, T> | undefined; cancel?: HookFn<S, T> | undefined; pause?: HookFn<S, T> | undefined } = {};
   private pauseAfter: number | undefined;
   private resumeAfterMs: number | undefined;
+  private maxResumes: number | undefined;
   private deleter: ((object: T) => unknown) | undefined;
   private sink: MachineHookSink<S, T> | undefined;
   private readonly connectorList: MachineConnector<S, T>[] = [];
@@ -168,14 +171,16 @@ export class StateMachineBuilder<S extends string, T> {
   /**
    * Resume a run parked after `pauseAfterErrors` (or by a handler's `pause`)
    * this long after it was parked (luno's pause retry): see the workflow
-   * option `resumeAfter`.
+   * options `resumeAfter` and `maxResumes` (at most that many automatic
+   * resumes, then parked for an operator).
    *
    * @example
    * defineStateMachine({ name: 'payout', status: z.enum(['new', 'paid']), object: z.object({}) })
-   *   .step('new', () => 'paid', 'paid').pauseAfterErrors(3).resumeAfter('1 hour');
+   *   .step('new', () => 'paid', 'paid').pauseAfterErrors(3).resumeAfter('1 hour', { maxResumes: 24 });
    */
-  resumeAfter(after: Duration): this {
+  resumeAfter(after: Duration, options: { maxResumes?: number | undefined } = {}): this {
     this.resumeAfterMs = checkResumeAfter(after, `machine ${this.options.name}`);
+    this.maxResumes = checkMaxResumes(options.maxResumes, this.resumeAfterMs, `machine ${this.options.name}`);
     return this;
   }
 
@@ -242,6 +247,7 @@ export class StateMachineBuilder<S extends string, T> {
       object: this.options.object,
       pauseAfterErrors: this.pauseAfter,
       resumeAfterMs: this.resumeAfterMs,
+      maxResumes: this.maxResumes,
       deleteData: this.deleter ?? (() => ({})),
       connectors: Object.freeze([...this.connectorList]),
     };

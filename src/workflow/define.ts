@@ -95,6 +95,18 @@ export interface WorkflowOptions<S extends StandardSchemaV1, OS extends Standard
    */
   resumeAfter?: Duration | undefined;
   /**
+   * With `resumeAfter`: resume a parked run automatically at most this many
+   * times (a whole number from 1); parked once more after that, it stays
+   * parked for an operator, its `resume_at` null. `trellis.runs.auto_resumes`
+   * counts the automatic resumes; an operator's resume or retry starts the
+   * count again. Without it, a run that keeps failing is resumed for ever.
+   *
+   * @example
+   * const sync = defineWorkflow({ name: 'sync', input: z.object({}), pauseAfter: 3, resumeAfter: '1 hour', maxResumes: 24 },
+   *   async (ctx) => ctx.step('push', () => fetchJson('https://crm.example/push')));
+   */
+  maxResumes?: number | undefined;
+  /**
    * The signals this workflow waits for. Declared, they are registered with
    * the version (their payload shapes, as for the input), and a signal sent
    * from SQL or by name is refused (`ValidationError`, TR001) when the
@@ -159,6 +171,8 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
   readonly pauseAfter: number | undefined;
   /** `resumeAfter` in milliseconds, if given. */
   readonly resumeAfterMs?: number | undefined;
+  /** `maxResumes`, if given. */
+  readonly maxResumes?: number | undefined;
   /** The declared signals (`signals` option), if any. */
   readonly signals: readonly SignalDefinition<any, any>[] | undefined;
   /** The lifecycle hooks (`hooks` option), if any. */
@@ -197,6 +211,7 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     throw new ValidationError(`workflow ${options.name}: pauseAfter must be a positive integer`);
   }
   const resumeAfterMs = checkResumeAfter(options.resumeAfter, `workflow ${options.name}`);
+  const maxResumes = checkMaxResumes(options.maxResumes, resumeAfterMs, `workflow ${options.name}`);
   if (!options.input || typeof options.input['~standard']?.validate !== 'function') {
     throw new ValidationError(`workflow ${options.name}: input must be a zod (or Standard Schema) schema`);
   }
@@ -223,6 +238,7 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
     retry: options.retry,
     pauseAfter: options.pauseAfter,
     resumeAfterMs,
+    maxResumes,
     signals: options.signals ? Object.freeze([...options.signals]) : undefined,
     hooks: options.hooks ? Object.freeze({ ...options.hooks }) as never : undefined,
     eventPayloads: options.eventPayloads ?? false,
@@ -305,6 +321,16 @@ export function defineActivity<S extends StandardSchemaV1, O>(
 
 /** 1000 years as a duration reads them: the longest wait a release (delay_ms) takes. */
 const MAX_RESUME_AFTER_MS = 31_536_000_000_000;
+
+/** A definition's `maxResumes` (undefined: none); ValidationError naming `what` unless a whole number from 1 to 1,000,000 given with a `resumeAfter`. */
+export function checkMaxResumes(maxResumes: unknown, resumeAfterMs: number | undefined, what: string): number | undefined {
+  if (maxResumes === undefined) return undefined;
+  if (typeof maxResumes !== 'number' || !Number.isInteger(maxResumes) || maxResumes < 1 || maxResumes > 1_000_000) {
+    throw new ValidationError(`${what}: maxResumes must be a whole number from 1 to 1000000, not ${quoteValue(maxResumes)}`);
+  }
+  if (resumeAfterMs === undefined) throw new ValidationError(`${what}: maxResumes needs resumeAfter (it caps the automatic resumes)`);
+  return maxResumes;
+}
 
 /** A definition's `resumeAfter` in milliseconds (undefined: none); ValidationError naming `what` for anything but a duration from 1 ms to 1000 years. */
 export function checkResumeAfter(resumeAfter: Duration | undefined, what: string): number | undefined {

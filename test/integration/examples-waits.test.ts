@@ -167,9 +167,12 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
       'resumed by itself: account 7 synced',
       'held by the operator: paused, resumeAt null',
       'resumed by the operator: account 8 synced',
+      'capped: paused after 2 automatic resumes, resumeAt null',
     ]);
-    const rows = await query<{ status: string; resume_at: Date | null }>(url, `select status, resume_at from trellis.runs order by created_at`);
-    assert.deepEqual(rows, [{ status: 'completed', resume_at: null }, { status: 'completed', resume_at: null }]);
+    const rows = await query<{ status: string; resume_at: Date | null; auto_resumes: number }>(url,
+      `select status, resume_at, auto_resumes from trellis.runs order by created_at`);
+    assert.deepEqual(rows, [{ status: 'completed', resume_at: null, auto_resumes: 1 }, { status: 'completed', resume_at: null, auto_resumes: 0 },
+      { status: 'cancelled', resume_at: null, auto_resumes: 2 }]);
   });
 
   it('bulk-control: failed imports retried after the fix, a queue paused and resumed, the rest cancelled by filter', async () => {

@@ -31,9 +31,16 @@ const flaky = defineWorkflow({ name: 'ra-flaky', input: z.object({}), pauseAfter
     return 'ok';
   }));
 
+let cappedCalls = 0;
+const capped = defineWorkflow({ name: 'ra-capped', input: z.object({}), pauseAfter: 1, resumeAfter: '1 hour', maxResumes: 2 }, async (ctx) =>
+  ctx.step('call', () => {
+    cappedCalls++;
+    throw new Error('still broken');
+  }));
+
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [push, flaky], resumes: { interval: '50ms' } });
+  env = await createTestEnv({ workflows: [push, flaky, capped], resumes: { interval: '50ms' } });
 });
 after(() => env.close());
 
@@ -55,6 +62,31 @@ describe('resumeAfter', () => {
     partnerDown = false;
     await env.pool.query(`select trellis.clock_advance('1 hour')`);
     assert.equal(await run.result({ timeout: '20s' }), 'pushed after 5 calls');
+  });
+
+  it('maxResumes: resumed automatically that many times, then parked for an operator, whose resume starts the count again', async () => {
+    cappedCalls = 0;
+    const run = await env.client.start(capped, {});
+    await env.waitFor(run, 'paused', { timeout: '20s' });
+    const state = async () => {
+      const r = await env.client.get(run.id);
+      return [r?.status, r?.autoResumes, r?.resumeAt !== null];
+    };
+    assert.deepEqual(await state(), ['paused', 0, true]);
+    for (const n of [1, 2]) {
+      await env.pool.query(`select trellis.clock_advance('1 hour')`);
+      await waitFor(async () => cappedCalls === n + 1 && (await env.client.get(run.id))?.status === 'paused',
+        { what: `automatic resume ${n} and the park after it` });
+    }
+    assert.deepEqual(await state(), ['paused', 2, false], 'the second automatic resume was the last: no resume_at');
+    await env.pool.query(`select trellis.clock_advance('3 hours')`);
+    assert.equal(await env.pool.query(`select trellis.run_resume_due()`).then((r) => r.rows[0].run_resume_due), 0);
+    assert.deepEqual([await state(), cappedCalls], [['paused', 2, false], 3]);
+    // An operator's resume starts the count again: parked with a resume time once more.
+    await env.client.resume(run.id);
+    await waitFor(async () => cappedCalls === 4 && (await env.client.get(run.id))?.status === 'paused', { what: 'the park after the operator\'s resume' });
+    assert.deepEqual(await state(), ['paused', 0, true]);
+    await env.client.cancel(run.id);
   });
 
   it('an operator\'s pause of a parked run holds it past its resume time', async () => {
@@ -79,8 +111,13 @@ describe('resumeAfter', () => {
 
   it('machines take it; bad values and options are refused', () => {
     const machine = defineStateMachine({ name: 'ra-machine', status: z.enum(['new', 'done']), object: z.object({}) })
-      .step('new', () => 'done', 'done').pauseAfterErrors(2).resumeAfter('15 minutes').build();
-    assert.equal(machine.workflow.resumeAfterMs, 900_000);
+      .step('new', () => 'done', 'done').pauseAfterErrors(2).resumeAfter('15 minutes', { maxResumes: 4 }).build();
+    assert.deepEqual([machine.workflow.resumeAfterMs, machine.workflow.maxResumes], [900_000, 4]);
+    for (const bad of [0, 1.5, -1, '3', 2_000_000]) {
+      assert.throws(() => defineWorkflow({ name: 'bad', input: z.object({}), resumeAfter: '1 hour', maxResumes: bad as never }, async () => 1),
+        (e: unknown) => e instanceof ValidationError && /maxResumes must be a whole number/.test(e.message), String(bad));
+    }
+    assert.throws(() => defineWorkflow({ name: 'bad', input: z.object({}), maxResumes: 3 }, async () => 1), /maxResumes needs resumeAfter/);
     for (const bad of [0, 'soon', '2000 years', -1]) {
       assert.throws(() => defineWorkflow({ name: 'bad', input: z.object({}), resumeAfter: bad as never }, async () => 1),
         (e: unknown) => e instanceof ValidationError && /resumeAfter/.test(e.message), String(bad));

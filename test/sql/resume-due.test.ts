@@ -36,6 +36,46 @@ const row = async (id: string) => ({ ...(await one(`select status, resume_at fro
   now: (await one('select trellis.now() as now')).now as Date });
 const advance = (secs: number) => sql('select trellis.clock_advance(make_interval(secs => $1))', [secs]);
 
+/** Park run `id` again through its next claim (a pause op with delay_ms and max_resumes). */
+async function parkAgain(id: string, maxResumes: number): Promise<void> {
+  const { queue } = await one('select queue from trellis.runs where id = $1', [id]);
+  const c = await one(`select id, lease_token from trellis.run_claim('w1', array[$1], '{parkw}', '{1}', 1, '30 seconds')`, [queue]);
+  assert.equal(c.id, id);
+  await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([
+    { op: 'pause', run: id, token: c.lease_token, error: ERROR, delay_ms: 1000, max_resumes: maxResumes }])]);
+}
+
+describe('max_resumes (maxResumes)', () => {
+  it('a park is resumed later only while auto_resumes is below max_resumes; an operator\'s resume or retry starts the count again', async () => {
+    const id = await parked(undefined);
+    await sql('select trellis.run_resume($1)', [id]);
+    const counts = async () => one('select status, auto_resumes, resume_at is not null as due from trellis.runs where id = $1', [id]);
+    for (const n of [0, 1]) {
+      await parkAgain(id, 2);
+      assert.deepEqual(await counts(), { status: 'paused', auto_resumes: n, due: true });
+      await advance(2);
+      assert.equal((await one('select trellis.run_resume_due() as n')).n, 1);
+      assert.equal((await counts()).auto_resumes, n + 1);
+    }
+    await parkAgain(id, 2);
+    assert.deepEqual(await counts(), { status: 'paused', auto_resumes: 2, due: false }, 'the cap reached: parked for an operator');
+    await advance(2);
+    assert.equal((await one('select trellis.run_resume_due() as n')).n, 0);
+    await sql('select trellis.run_resume($1)', [id]);
+    assert.deepEqual(await counts(), { status: 'pending', auto_resumes: 0, due: false });
+    // A retry of a failed run starts it again too.
+    await parkAgain(id, 5);
+    await advance(2);
+    await sql('select trellis.run_resume_due()');
+    assert.equal((await counts()).auto_resumes, 1);
+    const { queue } = await one('select queue from trellis.runs where id = $1', [id]);
+    const c = await one(`select id, lease_token from trellis.run_claim('w1', array[$1], '{parkw}', '{1}', 1, '30 seconds')`, [queue]);
+    await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'fail', run: id, token: c.lease_token, error: ERROR }])]);
+    await sql('select trellis.run_retry($1)', [id]);
+    assert.deepEqual(await counts(), { status: 'pending', auto_resumes: 0, due: false });
+  });
+});
+
 describe('run_resume_due', () => {
   it('a run parked with delay_ms is resumed once its resume_at has passed, not before', async () => {
     const id = await parked(60_000);
