@@ -267,6 +267,16 @@ begin
   -- round is lost only to a start that moved the key first and whose new
   -- run has finished again by the next look (a race lost to a run that
   -- ended meanwhile, each round), so the rounds are bounded generously.
+  -- Superseding starts of one key take turns (a transaction advisory lock
+  -- on the workflow and key) before they touch a run: each finds the
+  -- holder the one before it left and cancels that run alone. Without the
+  -- turn, a start that waited for another's holder (locked, cancelled,
+  -- key moved) found the key on that start's new run in a second round
+  -- and locked it too, holding the first run's lock: two run locks out of
+  -- id order, which deadlocked with workers' checkpoints (an outside audit).
+  if v_policy = 'supersede' then
+    perform pg_advisory_xact_lock(pg_catalog.hashtextextended('trellis.supersede:' || p_workflow || pg_catalog.chr(31) || v_key, 0));
+  end if;
   for v_try in 1 .. 100 loop
     insert into trellis.runs (bucket, id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
                               run_at, created_at, updated_at, parent_run_id, parent_seq, parent_close,

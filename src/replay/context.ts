@@ -380,13 +380,20 @@ function startWait<T>(run: Replay, seq: number, name: string, kind: WaitKind,
       void wait.claim?.(false);
       throw raceLost(seq, name);
     }
-    let now = ready();
+    // A requested cancellation wins over a wait that could complete now (a
+    // timer due, a signal buffered, a child ended): the wait throws
+    // CancelledError (block), as it did in the execution that first saw the
+    // request while it waited. Else a later execution, claimed once the
+    // timer was due, would complete the wait and go on past the clean-up
+    // the first one recorded (NonDeterminismError).
+    const readyNow = () => (run.cancelRequested && !run.shielded ? undefined : ready());
+    let now = readyNow();
     if (wait.claim) {
       const verdict = await wait.claim(now !== undefined);
       if (verdict !== 'win') now?.release?.();
       if (verdict === 'lose') throw raceLost(seq, name);
       if (verdict === 'block') now = undefined;
-      if (verdict === 'free') now = ready();
+      if (verdict === 'free') now = readyNow();
     }
     if (!now) return block();
     wait.settling = { recorded: false, rank: run.completions++ };

@@ -226,6 +226,41 @@ describe('run_start key_policy', () => {
     }
   });
 
+  it('superseding starts of one key take turns: the second cancels the first one\'s run alone, holding no lock on the run before it', async () => {
+    const key = freshKey();
+    const h1 = await start({}, { key });
+    const [a, b, c] = [await fx.db.pool.connect(), await fx.db.pool.connect(), await fx.db.pool.connect()];
+    const options = JSON.stringify({ version: '1', key, key_policy: 'supersede' });
+    try {
+      // A worker's checkpoint holds h1 while two superseding starts come: the first waits for h1's lock...
+      await c.query('begin');
+      await c.query('select 1 from trellis.runs where id = $1 for no key update', [h1]);
+      await a.query('begin');
+      const aid = await backendId(a);
+      const first = a.query(`select trellis.run_start('kp', '{"by": "a"}', $1) as id`, [options]);
+      await waitFor(() => lockWaiting(fx.db.pool, aid), { what: 'the first superseding start waiting for h1' });
+      // ...and the second waits its turn (before the fix it waited for h1's lock too, then went on to lock the first's run).
+      await b.query('begin');
+      const bid = await backendId(b);
+      const second = b.query(`select trellis.run_start('kp', '{"by": "b"}', $1) as id`, [options]);
+      await waitFor(() => lockWaiting(fx.db.pool, bid), { what: 'the second superseding start waiting' });
+      await c.query('commit');
+      const n1 = (await first).rows[0].id;
+      await a.query('commit');
+      const n2 = (await second).rows[0].id;
+      // The second start locked n1 (to cancel it), not h1: a worker may lock h1 meanwhile.
+      await c.query('select 1 from trellis.runs where id = $1 for no key update nowait', [h1]);
+      await b.query('commit');
+      assert.deepEqual(await holders(key), [n2]);
+      assert.deepEqual([(await row(h1)).status, (await row(n1)).status, (await row(n1)).former_key], ['cancelled', 'cancelled', key]);
+    } finally {
+      for (const x of [a, b, c]) {
+        await x.query('rollback').catch(() => undefined);
+        x.release();
+      }
+    }
+  });
+
   it('concurrent supersede starts of one key leave exactly one unfinished holder: the last to commit', async () => {
     const key = freshKey();
     await start({ n: 0 }, { key });
