@@ -647,6 +647,13 @@ export class Worker {
     }
   }
 
+  /** Read max_payload_bytes again; whether it is lower than the one this worker used (a read that fails keeps it). */
+  private async limitLowered(): Promise<boolean> {
+    const used = this.maxPayloadBytes;
+    this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', used).catch(() => used);
+    return this.maxPayloadBytes < used;
+  }
+
   /** Register a child's workflow before its start, retrying transient faults while the lease is held. */
   private async registerForRun(definition: WorkflowDefinition, fence: { run: string; token: string }): Promise<void> {
     for (let attempt = 1; ; attempt++) {
@@ -681,6 +688,22 @@ export class Worker {
       else if (outcome.op === 'fail' || outcome.op === 'cancelled') this.link?.finished(fence.run);
       return;
     } catch (error) {
+      // A write refused for its size under a max_payload_bytes lowered since
+      // this worker read it (its own check let the write through): read the
+      // limit again and give the run back at once, so its next execution
+      // decides with the new limit (a step's result over it fails the step,
+      // a metadata call is refused and recorded) instead of crashing on
+      // every claim until its lease runs out, and then being parked as a
+      // poison pill.
+      if (fallback && isTrellisError(error) && error.code === ERROR_CODES.payloadTooLarge && await this.limitLowered()) {
+        this.log.warn('a write was over max_payload_bytes, lowered since this worker read it: the limit was read again and the run is executed again',
+          { runId: fence.run, error: String(error) });
+        this.stats.abandoned++;
+        observed?.end({ op: 'abandoned', reason: error });
+        this.committer.forget(fence.run, fence.token);
+        await this.committer.push({ ...fence, op: 'release', delay_ms: 0, failure: false }).catch(() => undefined);
+        return;
+      }
       const forced = await execution?.settle();
       if (fallback && forced && forced.op !== 'abandoned' && !(error instanceof LeaseLostError)) {
         this.committer.forget(fence.run, fence.token);
