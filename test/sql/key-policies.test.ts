@@ -28,6 +28,7 @@ const start = async (input: unknown, options: { key?: unknown } & Record<string,
     [JSON.stringify(input), JSON.stringify({ version: '1', queue: `q-${String(options.key ?? 'none')}`, ...options })])).id;
 const row = (id: string) => one(`select id, key, former_key, status, input, priority, metadata, run_at, attempt from trellis.runs where id = $1`, [id]);
 const holders = async (key: string) => (await sql(`select id from trellis.runs where workflow = 'kp' and key = $1`, [key])).map((r) => r.id);
+const bucketOf = async (id: string) => (await one('select bucket from trellis.runs where id = $1', [id])).bucket as number;
 const counts = async () => one(`select (select count(*) from trellis.runs)::int as runs, (select count(*) from trellis.events)::int as events`);
 
 /** Claim run `id` (the only due run of its queue) and end it with `op`. */
@@ -207,7 +208,8 @@ describe('run_start key_policy', () => {
     try {
       // A worker's checkpoint holds the run's row (locked, not yet changed: the start reads it running)...
       await a.query('begin');
-      await a.query('select 1 from trellis.runs where id = $1 for no key update', [holder]);
+      // (By bucket and id: a row lock a distributed table takes on one shard.)
+      await a.query('select 1 from trellis.runs where bucket = $2 and id = $1 for no key update', [holder, await bucketOf(holder)]);
       const bid = await backendId(b);
       const superseding = b.query(`select trellis.run_start('kp', '{}', $1) as id`, [JSON.stringify({ version: '1', key, key_policy: 'supersede' })]);
       await waitFor(() => lockWaiting(fx.db.pool, bid), { what: 'the superseding start waiting for the holder\'s lock' });
@@ -234,7 +236,7 @@ describe('run_start key_policy', () => {
     try {
       // A worker's checkpoint holds h1 while two superseding starts come: the first waits for h1's lock...
       await c.query('begin');
-      await c.query('select 1 from trellis.runs where id = $1 for no key update', [h1]);
+      await c.query('select 1 from trellis.runs where bucket = $2 and id = $1 for no key update', [h1, await bucketOf(h1)]);
       await a.query('begin');
       const aid = await backendId(a);
       const first = a.query(`select trellis.run_start('kp', '{"by": "a"}', $1) as id`, [options]);
@@ -249,7 +251,7 @@ describe('run_start key_policy', () => {
       await a.query('commit');
       const n2 = (await second).rows[0].id;
       // The second start locked n1 (to cancel it), not h1: a worker may lock h1 meanwhile.
-      await c.query('select 1 from trellis.runs where id = $1 for no key update nowait', [h1]);
+      await c.query('select 1 from trellis.runs where bucket = $2 and id = $1 for no key update nowait', [h1, await bucketOf(h1)]);
       await b.query('commit');
       assert.deepEqual(await holders(key), [n2]);
       assert.deepEqual([(await row(h1)).status, (await row(n1)).status, (await row(n1)).former_key], ['cancelled', 'cancelled', key]);
