@@ -91,4 +91,4 @@ begin
   return v_meta;
 end $$;
 comment on function trellis.run_set_metadata(uuid, jsonb) is
-  'Merge p_patch into run p_run_id''s metadata (a field given a value is set, one given JSON null removed) and return the result. TR002 unknown run, TR004 scrubbed, TR001 a patch that is not a JSON object or names an empty field, traceparent or tracestate, TR005 a result over max_payload_bytes. Works inside any transaction.';
+  'Merge p_patch into run p_run_id''s metadata (a field given a value is set, one given JSON null removed) and return the result. TR002 unknown run, TR004 scrubbed, TR001 a patch that is not a JSON object or names an empty field, traceparent or tracestate, TR005 a result over max_payload_bytes that is larger than the metadata before. Works inside any transaction.';
