@@ -101,6 +101,7 @@ create or replace function trellis._checkpoint_check(p_ops trellis.checkpoint_op
 returns void language plpgsql as $$
 declare
   v_max integer := trellis._setting_int('max_payload_bytes', 1048576);
+  v_error_max integer := greatest(v_max, 65536);
   v_big text;
 begin
   if exists (select 1 from unnest(p_ops)
@@ -143,14 +144,15 @@ begin
   -- KB at most), and a run must always be able to record its failure (under
   -- a lowered limit a failure record refused as too large left the run
   -- running, its execution crashing on every claim).
-  select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run, o.size, o.max)
+  -- (One pass over the ops, as before the error's own bound.)
+  select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run,
+                case when o.error_size > v_error_max then o.error_size else o.size end,
+                case when o.error_size > v_error_max then v_error_max else v_max end)
     into v_big
-    from (select o.op, o.run, greatest(octet_length(o.output::text), octet_length(o.input::text)) as size, v_max as max
-            from unnest(p_ops) o
-          union all
-          select o.op, o.run, octet_length(o.error::text), greatest(v_max, 65536)
-            from unnest(p_ops) o where o.error is not null) o
-   where o.size > o.max limit 1;
+    from (select o.op, o.run, greatest(octet_length(o.output::text), octet_length(o.input::text)) as size,
+                 octet_length(o.error::text) as error_size
+            from unnest(p_ops) o) o
+   where o.size > v_max or o.error_size > v_error_max limit 1;
   if v_big is not null then
     perform trellis._raise('TR005', v_big);
   end if;
