@@ -195,7 +195,7 @@ describe('worker', () => {
     await w.stop();
   });
 
-  it('fails a run whose end the engine refuses (an output over a limit lowered while the worker runs) instead of re-running it', async () => {
+  it('fails a run whose end the engine refuses (an output over a limit lowered while the worker runs), re-running it once under the new limit', async () => {
     const wf = defineWorkflow({ name: 'big-end', input }, async () => 'y'.repeat(5_000));
     const w = worker([wf]); // reads max_payload_bytes (1 MiB) now
     await w.start();
@@ -206,7 +206,10 @@ describe('worker', () => {
       const row = await fx.client.get(run.id);
       assert.equal(row?.status, 'failed');
       assert.equal((row?.error as { code: string }).code, 'payload_too_large');
-      assert.equal(row?.attempt, 1, 'failed on its first attempt, not re-run');
+      // The database refused the end; the worker read the limit again and
+      // ran the run once more, whose own check then failed it (not a loop).
+      assert.equal(row?.attempt, 2, 'failed on its second attempt, after the limit was read again');
+      assert.match((row?.error as { message: string }).message, /over the limit of 1000 bytes/);
     } finally {
       await fx.db.pool.query(`select trellis.setting_set('max_payload_bytes', '1048576')`);
       await w.stop();
