@@ -426,6 +426,34 @@ comment on function trellis.run_start(text, jsonb, jsonb) is
 -- holding one it wants (40P01). Rows come back in the items' order. An
 -- error names the item it came from ("run 3: …") and keeps its SQLSTATE;
 -- one block around the whole loop (one subtransaction, not one per item).
+-- The turns (sql _run_start's advisory lock per workflow and key, in key
+-- order) and then the unfinished holders of keys p_keys of workflow
+-- p_workflow, with the runs their cancel takes (parents, cancel-children,
+-- watchers: as _run_cancel locks), in one statement in id order: what
+-- superseding starts of several keys in one transaction take, taken up
+-- front in the orders every other caller uses.
+create or replace function trellis._supersede_prelock(p_workflow text, p_keys text[])
+returns void language plpgsql as $$
+declare
+  v_key     text;
+  v_holders uuid[];
+begin
+  for v_key in select k from unnest(p_keys) k order by k loop
+    perform pg_advisory_xact_lock(pg_catalog.hashtextextended('trellis.supersede:' || p_workflow || pg_catalog.chr(31) || v_key, 0));
+  end loop;
+  v_holders := array(select r.id from trellis.runs r
+                      where r.workflow = p_workflow and r.key = any (p_keys)
+                        and r.status not in ('completed', 'failed', 'cancelled'));
+  if cardinality(v_holders) > 0 then
+    perform trellis._lock_runs(array(select unnest(v_holders)
+                                    union select p.parent_run_id from trellis.runs p where p.id = any (v_holders) and p.parent_run_id is not null
+                                    union select trellis._cancel_reach(v_holders)
+                                    union select w.waiter_id from trellis.run_watches w where w.run_id = any (v_holders)));
+  end if;
+end $$;
+comment on function trellis._supersede_prelock(text, text[]) is
+  'For run_start_many with supersede items of several keys: take their turns (advisory locks, key order), then lock the keys'' unfinished holders and the runs their cancel takes, in id order, up front.';
+
 create or replace function trellis.run_start_many(p_workflow text, p_runs jsonb)
 returns table (ordinality integer, id uuid) language plpgsql as $$
 declare
@@ -434,6 +462,7 @@ declare
   v_item jsonb;
   v_ords integer[] := '{}';
   v_ids  uuid[] := '{}';
+  v_keys text[];
 begin
   if jsonb_typeof(p_runs) is distinct from 'array' then
     perform trellis._raise('TR001', 'run_start_many expects a JSON array of runs ({"input": …, "options": {…}})');
@@ -446,6 +475,17 @@ begin
   v_n := jsonb_array_length(p_runs);
   if v_n > 1000 then
     perform trellis._raise('TR001', format('run_start_many takes at most 1000 runs a call, not %s', v_n));
+  end if;
+  -- Items that supersede several keys cancel several holders: their turns
+  -- and their runs are taken up front, in one order (_supersede_prelock),
+  -- not item by item (which held one holder's lock while it waited for the
+  -- next: out of id order, deadlocking with workers' checkpoints).
+  v_keys := array(select distinct x.e->'options'->>'key' from jsonb_array_elements(p_runs) as x(e)
+                   where jsonb_typeof(x.e) = 'object' and jsonb_typeof(x.e->'options') = 'object'
+                     and x.e->'options'->>'key_policy' = 'supersede' and jsonb_typeof(x.e->'options'->'key') = 'string'
+                   order by 1);
+  if cardinality(v_keys) > 1 then
+    perform trellis._supersede_prelock(p_workflow, v_keys);
   end if;
   begin
     for v_item, v_i in

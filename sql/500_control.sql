@@ -327,7 +327,7 @@ begin
   if v_run.status = 'running' and v_run.pause_requested_at is not null then
     -- The withdrawn pause's reason goes with it (run_pause put it in the
     -- error); a cancellation's error stays.
-    update trellis.runs set pause_requested_at = null, updated_at = v_now,
+    update trellis.runs set pause_requested_at = null, updated_at = v_now, auto_resumes = 0,
                             error = case when error->>'code' = 'paused' then null else error end
      where bucket = v_run.bucket and id = p_run_id;
   elsif v_run.status <> 'paused' then

@@ -315,7 +315,8 @@ export class Client {
       if (options.tx) await this.registry.registerIn(db, workflow);
       else await this.register(workflow);
     }
-    const ids = await runStartMany(db, name, items);
+    // Without tx, a batch rolled back for certain (40001, 40P01) is sent again, as start's is.
+    const ids = options.tx ? await runStartMany(db, name, items) : await withRollbackRetries(() => runStartMany(db, name, items));
     return ids.map((id) => ({ id, result: (o) => this.result(id, o) }));
   }
 

@@ -4,7 +4,7 @@
  * compiles it into an ordinary workflow (compile.ts): same runs, steps,
  * claims, leases, history and test kit.
  */
-import { ValidationError } from '../errors.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
 import { checkMaxResumes, checkResumeAfter, type WorkflowDefinition } from '../workflow/define.ts';
 import { toMs, toTimeoutMs } from '../protocol/duration.ts';
 import { assertName } from '../workflow/names.ts';
@@ -180,6 +180,10 @@ export class StateMachineBuilder<S extends string, T> {
    */
   resumeAfter(after: Duration, options: { maxResumes?: number | undefined } = {}): this {
     this.resumeAfterMs = checkResumeAfter(after, `machine ${this.options.name}`);
+    if (typeof options !== 'object' || options === null || Array.isArray(options)
+      || Object.keys(options).some((k) => k !== 'maxResumes')) {
+      throw new ValidationError(`machine ${this.options.name}: resumeAfter's options are { maxResumes? }, not ${quoteValue(options)}`);
+    }
     this.maxResumes = checkMaxResumes(options.maxResumes, this.resumeAfterMs, `machine ${this.options.name}`);
     return this;
   }

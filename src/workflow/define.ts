@@ -326,7 +326,7 @@ const MAX_RESUME_AFTER_MS = 31_536_000_000_000;
 export function checkMaxResumes(maxResumes: unknown, resumeAfterMs: number | undefined, what: string): number | undefined {
   if (maxResumes === undefined) return undefined;
   if (typeof maxResumes !== 'number' || !Number.isInteger(maxResumes) || maxResumes < 1 || maxResumes > 1_000_000) {
-    throw new ValidationError(`${what}: maxResumes must be a whole number from 1 to 1000000, not ${quoteValue(maxResumes)}`);
+    throw new ValidationError(`${what}: maxResumes must be a whole number from 1 to 1000000, not ${typeof maxResumes === 'number' ? String(maxResumes) : quoteValue(maxResumes)}`);
   }
   if (resumeAfterMs === undefined) throw new ValidationError(`${what}: maxResumes needs resumeAfter (it caps the automatic resumes)`);
   return maxResumes;

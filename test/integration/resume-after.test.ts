@@ -118,6 +118,11 @@ describe('resumeAfter', () => {
         (e: unknown) => e instanceof ValidationError && /maxResumes must be a whole number/.test(e.message), String(bad));
     }
     assert.throws(() => defineWorkflow({ name: 'bad', input: z.object({}), maxResumes: 3 }, async () => 1), /maxResumes needs resumeAfter/);
+    assert.throws(() => defineWorkflow({ name: 'bad', input: z.object({}), resumeAfter: '1 hour', maxResumes: Number.NaN }, async () => 1), /not NaN/);
+    const builder = () => defineStateMachine({ name: 'ra-machine', status: z.enum(['new', 'done']), object: z.object({}) }).step('new', () => 'done', 'done');
+    for (const bad of [null, 'x', [], { maxResume: 3 }]) {
+      assert.throws(() => builder().resumeAfter('1 hour', bad as never), (e: unknown) => e instanceof ValidationError && /resumeAfter's options/.test(e.message), JSON.stringify(bad));
+    }
     for (const bad of [0, 'soon', '2000 years', -1]) {
       assert.throws(() => defineWorkflow({ name: 'bad', input: z.object({}), resumeAfter: bad as never }, async () => 1),
         (e: unknown) => e instanceof ValidationError && /resumeAfter/.test(e.message), String(bad));

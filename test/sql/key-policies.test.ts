@@ -263,6 +263,42 @@ describe('run_start key_policy', () => {
     }
   });
 
+  it('run_start_many superseding several keys locks their holders up front in id order, not item by item', async () => {
+    // Two holders; the item processed first (the smaller key) holds the run that comes later in the
+    // lock order (id order; (bucket, id) on a distributed schema: both, here).
+    let keys: [string, string] = ['', ''];
+    let ids: [string, string] = ['', ''];
+    for (let i = 0; ; i++) {
+      keys = [`m${i}-a-${freshKey()}`, `m${i}-b-${freshKey()}`];
+      ids = [await start({}, { key: keys[0] }), await start({}, { key: keys[1] })];
+      if (ids[0] > ids[1] && await bucketOf(ids[0]) >= await bucketOf(ids[1])) break;
+    }
+    const [w, b] = [await fx.db.pool.connect(), await fx.db.pool.connect()];
+    try {
+      // A worker's checkpoint holds the smaller-id holder (the second item's)...
+      await w.query('begin');
+      await w.query('select 1 from trellis.runs where bucket = $2 and id = $1 for no key update', [ids[1], await bucketOf(ids[1])]);
+      await b.query('begin');
+      const bid = await backendId(b);
+      const batch = b.query('select * from trellis.run_start_many($1, $2)', ['kp', JSON.stringify(keys.map((key) => ({ input: {}, options: { version: '1', key, key_policy: 'supersede' } })))]);
+      await waitFor(() => lockWaiting(fx.db.pool, bid), { what: 'the batch waiting for the held holder' });
+      // ...and goes on to lock the larger-id one, in id order: the batch, waiting for the first, holds neither.
+      await w.query('select 1 from trellis.runs where bucket = $2 and id = $1 for no key update nowait', [ids[0], await bucketOf(ids[0])]);
+      await w.query('commit');
+      const rows = (await batch).rows;
+      await b.query('commit');
+      assert.equal(rows.length, 2);
+      for (const [n, key] of keys.entries()) {
+        assert.deepEqual([(await row(ids[n]!)).status, await holders(key)], ['cancelled', [rows[n].id]]);
+      }
+    } finally {
+      for (const x of [w, b]) {
+        await x.query('rollback').catch(() => undefined);
+        x.release();
+      }
+    }
+  });
+
   it('concurrent supersede starts of one key leave exactly one unfinished holder: the last to commit', async () => {
     const key = freshKey();
     await start({ n: 0 }, { key });

@@ -63,6 +63,18 @@ describe('max_resumes (maxResumes)', () => {
     assert.equal((await one('select trellis.run_resume_due() as n')).n, 0);
     await sql('select trellis.run_resume($1)', [id]);
     assert.deepEqual(await counts(), { status: 'pending', auto_resumes: 0, due: false });
+    // An operator's resume that withdraws a pause request from a running run starts it again too.
+    await parkAgain(id, 5);
+    await advance(2);
+    await sql('select trellis.run_resume_due()');
+    assert.equal((await counts()).auto_resumes, 1);
+    const { queue: q } = await one('select queue from trellis.runs where id = $1', [id]);
+    const running = await one(`select id, lease_token from trellis.run_claim('w1', array[$1], '{parkw}', '{1}', 1, '30 seconds')`, [q]);
+    assert.equal(running.id, id);
+    await sql('select trellis.run_pause($1)', [id]);
+    await sql('select trellis.run_resume($1)', [id]);
+    assert.deepEqual(await counts(), { status: 'running', auto_resumes: 0, due: false });
+    await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'release', run: id, token: running.lease_token, delay_ms: 0, failure: false }])]);
     // A retry of a failed run starts it again too.
     await parkAgain(id, 5);
     await advance(2);
