@@ -69,6 +69,11 @@ describe('dashboard over HTTP', () => {
     const timed = await engine.client.start('greet', { name: 'Dee' }, { runAt: '2099-01-31T12:00:00Z', deadline: '2099-01-31T17:00:00Z' });
     const timedPage = await (await s.fetch(`/trellis/runs/${timed.id}`)).text();
     assert.match(timedPage, /<dt>deadline<\/dt><dd id="deadline">[^<]*2099-01-31/);
+    assert.ok(!timedPage.includes('id="resumes"'), 'no resumes row for a run never resumed automatically');
+    // (The count as the resumes duty leaves it: set here, where the page only reads it.)
+    await db.pool.query('update trellis.runs set auto_resumes = 2 where id = $1', [timed.id]);
+    const resumedPage = await (await s.fetch(`/trellis/runs/${timed.id}`)).text();
+    assert.match(resumedPage, /<dd id="resumes"><span class="muted">none due<\/span> <span class="muted">\(2 automatic so far\)<\/span><\/dd>/);
     await engine.client.cancel(timed.id);
     assert.ok(!timedPage.includes('id="forked-from"'), 'no fork row for a run that is not a fork');
     const forked = await engine.client.fork(runs.parent, { fromCall: 1, queue: 'nobody-serves-this' });

@@ -8,6 +8,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
+import { captureIo } from '../../src/cli/io.ts';
+import { main } from '../../src/cli/main.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { defineStateMachine } from '../../src/state-machine/define.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
@@ -79,6 +81,9 @@ describe('resumeAfter', () => {
         { what: `automatic resume ${n} and the park after it` });
     }
     assert.deepEqual(await state(), ['paused', 2, false], 'the second automatic resume was the last: no resume_at');
+    const io = captureIo({ DATABASE_URL: env.url });
+    assert.equal(await main(['show', run.id], io), 0, io.stderr);
+    assert.match(io.stdout, /^resumes {3}none due {2}\(2 automatic so far\)$/m, 'trellis show says so');
     await env.pool.query(`select trellis.clock_advance('3 hours')`);
     assert.equal(await env.pool.query(`select trellis.run_resume_due()`).then((r) => r.rows[0].run_resume_due), 0);
     assert.deepEqual([await state(), cappedCalls], [['paused', 2, false], 3]);

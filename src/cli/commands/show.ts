@@ -42,6 +42,9 @@ export const show: Command = {
     if (r.cancelRequestedAt) lines.push(`cancel    requested ${formatTime(r.cancelRequestedAt)}`);
     if (r.pauseRequestedAt) lines.push(`pause     requested ${formatTime(r.pauseRequestedAt)}`);
     if (r.scrubbedAt) lines.push(`scrubbed  ${formatTime(r.scrubbedAt)}`);
+    if (r.resumeAt || r.autoResumes) {
+      lines.push(`resumes   ${r.resumeAt ? `next ${formatTime(r.resumeAt)}` : 'none due'}${r.autoResumes ? `  (${r.autoResumes} automatic so far)` : ''}`);
+    }
     lines.push(`input     ${payload(r.input)}`);
     if (Object.keys(r.metadata).length) lines.push(`metadata  ${payload(r.metadata)}`);
     if (r.status === 'completed') lines.push(`output    ${payload(r.output)}`);

@@ -141,6 +141,7 @@ ${done && DONE[done] ? html`<p class="notice" role="status">${DONE[done]}${RUN_S
 ${r.deadline_at ? html`<dt>deadline</dt><dd id="deadline">${when(r.deadline_at)}</dd>` : ''}
 ${r.forked_from ? html`<dt>forked from</dt><dd><a id="forked-from" class="mono" href="${view.link(`/runs/${r.forked_from}`)}">${r.forked_from}</a> <span class="muted">(from call ${r.forked_from_seq})</span></dd>` : ''}
 ${r.scrubbed_at ? html`<dt>scrubbed</dt><dd>${when(r.scrubbed_at)}</dd>` : ''}
+${r.resume_at || r.auto_resumes ? html`<dt>resumes</dt><dd id="resumes">${r.resume_at ? html`next ${when(r.resume_at)}` : html`<span class="muted">none due</span>`}${r.auto_resumes ? html` <span class="muted">(${r.auto_resumes} automatic so far)</span>` : ''}</dd>` : ''}
 ${waitsFor.length ? html`<dt>waiting for</dt><dd id="awaiting">${waitsFor.map((w) => html`<a class="mono" href="${view.link(`/runs/${w}`)}">${w}</a> `)}</dd>` : ''}</dl>
 ${r.error ? html`<p class="error">${errorLine(r.error)}</p>` : ''}
 ${actionForms(view, id, status)}
