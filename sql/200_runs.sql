@@ -275,7 +275,7 @@ begin
   -- and locked it too, holding the first run's lock: two run locks out of
   -- id order, which deadlocked with workers' checkpoints (an outside audit).
   if v_policy = 'supersede' then
-    perform pg_advisory_xact_lock(pg_catalog.hashtextextended('trellis.supersede:' || p_workflow || pg_catalog.chr(31) || v_key, 0));
+    perform trellis._supersede_turn(p_workflow, v_key);
   end if;
   for v_try in 1 .. 100 loop
     insert into trellis.runs (bucket, id, workflow, version, key, concurrency_key, queue, priority, status, input, metadata,
@@ -426,7 +426,17 @@ comment on function trellis.run_start(text, jsonb, jsonb) is
 -- holding one it wants (40P01). Rows come back in the items' order. An
 -- error names the item it came from ("run 3: …") and keeps its SQLSTATE;
 -- one block around the whole loop (one subtransaction, not one per item).
--- The turns (sql _run_start's advisory lock per workflow and key, in key
+-- A superseding start's turn on key p_key of workflow p_workflow: a
+-- transaction advisory lock (decision 0036's amendment).
+create or replace function trellis._supersede_turn(p_workflow text, p_key text)
+returns void language plpgsql as $$
+begin
+  perform pg_advisory_xact_lock(pg_catalog.hashtextextended('trellis.supersede:' || p_workflow || pg_catalog.chr(31) || p_key, 0));
+end $$;
+comment on function trellis._supersede_turn(text, text) is
+  'Wait for and take the turn of superseding starts of key p_key of workflow p_workflow (a transaction advisory lock).';
+
+-- The turns (_supersede_turn, in key
 -- order) and then the unfinished holders of keys p_keys of workflow
 -- p_workflow, with the runs their cancel takes (parents, cancel-children,
 -- watchers: as _run_cancel locks), in one statement in id order: what
@@ -439,7 +449,7 @@ declare
   v_holders uuid[];
 begin
   for v_key in select k from unnest(p_keys) k order by k loop
-    perform pg_advisory_xact_lock(pg_catalog.hashtextextended('trellis.supersede:' || p_workflow || pg_catalog.chr(31) || v_key, 0));
+    perform trellis._supersede_turn(p_workflow, v_key);
   end loop;
   v_holders := array(select r.id from trellis.runs r
                       where r.workflow = p_workflow and r.key = any (p_keys)

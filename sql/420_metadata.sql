@@ -46,27 +46,22 @@ comment on function trellis._metadata_merge(jsonb, jsonb, text) is
 create or replace function trellis._runs_metadata_set(p_ops trellis.checkpoint_op[])
 returns void language plpgsql as $$
 declare
-  v_now  timestamptz := trellis.now();
-  v_run  uuid;
-  v_meta jsonb;
+  v_now    timestamptz := trellis.now();
+  v_run    uuid;
   v_bucket integer;
-  o      trellis.checkpoint_op;
+  v_meta   jsonb;
+  v_patch  jsonb;
 begin
-  for o in select * from unnest(p_ops) x
-            where x.op = 'step' and x.kind = 'metadata' and x.status = 'completed'
-            order by x.run, coalesce(x.execution, 0), x.seq loop
-    if v_run is distinct from o.run then
-      if v_run is not null then
-        update trellis.runs r set metadata = v_meta, updated_at = v_now where r.bucket = v_bucket and r.id = v_run;
-      end if;
-      v_run := o.run;
-      select r.bucket, r.metadata into v_bucket, v_meta from trellis.runs r where r.id = o.run;
-    end if;
-    v_meta := trellis._metadata_merge(v_meta, o.output, format('run %s', o.run));
-  end loop;
-  if v_run is not null then
+  for v_run in select distinct x.run from unnest(p_ops) x
+                where x.op = 'step' and x.kind = 'metadata' and x.status = 'completed' order by x.run loop
+    select r.bucket, r.metadata into v_bucket, v_meta from trellis.runs r where r.id = v_run;
+    for v_patch in select x.output from unnest(p_ops) x
+                    where x.op = 'step' and x.kind = 'metadata' and x.status = 'completed' and x.run = v_run
+                    order by coalesce(x.execution, 0), x.seq loop
+      v_meta := trellis._metadata_merge(v_meta, v_patch, format('run %s', v_run));
+    end loop;
     update trellis.runs r set metadata = v_meta, updated_at = v_now where r.bucket = v_bucket and r.id = v_run;
-  end if;
+  end loop;
 end $$;
 comment on function trellis._runs_metadata_set(trellis.checkpoint_op[]) is
   'checkpoint_apply''s completed metadata calls (ctx.setMetadata): merge each run''s patches into its metadata in call order (_metadata_merge).';

@@ -556,13 +556,10 @@ export class Client {
   }
 
   private async resolve(run: RunRef, db: ReturnType<typeof toQueryable>): Promise<string> {
-    if (typeof run === 'string') return assertRunId(run);
-    if (typeof run !== 'object' || run === null) {
-      throw new ValidationError(`a run is its id (a UUID) or { workflow, key }, not ${quoteValue(run)}`);
-    }
-    const workflow = nameOf(run.workflow, 'workflow');
-    const id = await runIdByKey(db, workflow, run.key);
-    if (!id) throw new NotFoundError(`no run of ${workflow} with key ${quoteValue(run.key)}`);
+    const ref = runRefOf(run);
+    if (typeof ref === 'string') return ref;
+    const id = await runIdByKey(db, ref.workflow, ref.key);
+    if (!id) throw new NotFoundError(`no run of ${ref.workflow} with key ${quoteValue(ref.key)}`);
     return id;
   }
 
@@ -767,15 +764,13 @@ export class Client {
    * const current = await client.get({ workflow: 'sync-account', key: 'account-42' });
    */
   async get(run: RunRef, options?: ReadOptions): Promise<Run | undefined> {
-    const byKey = typeof run === 'string' ? undefined : run;
-    if (typeof run === 'string') assertRunId(run);
-    else if (typeof run !== 'object' || run === null || typeof run.key !== 'string') {
+    const ref = runRefOf(run);
+    if (typeof ref !== 'string' && typeof ref.key !== 'string') {
       throw new ValidationError(`a run is its id (a UUID) or { workflow, key }, not ${quoteValue(run)}`);
     }
-    const workflow = byKey && nameOf(byKey.workflow, 'workflow');
     const row = await this.reads.read(options, (t) => {
       const q = t.db.selectFrom('trellis.runs').select(RUN_COLUMNS);
-      return (byKey ? q.where('workflow', '=', workflow as string).where('key', '=', byKey.key) : q.where('id', '=', run as string))
+      return (typeof ref === 'string' ? q.where('id', '=', ref) : q.where('workflow', '=', ref.workflow).where('key', '=', ref.key))
         .executeTakeFirst().catch(rethrow);
     }, (r) => r === undefined);
     return row ? toRun(row as never) : undefined;
@@ -1097,6 +1092,15 @@ const START_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES);
 const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES.filter((n) => n !== 'keyPolicy'), 'fromCall'] satisfies (keyof ForkOptions)[]);
 const KEY_POLICIES: readonly string[] = ['return', 'reuse', 'replace', 'supersede'] satisfies KeyPolicy[];
 const ITEM_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) => n !== 'tx' && n !== 'version'));
+
+/** A run reference checked: its id, or its workflow's name and its key (ValidationError for anything else). */
+function runRefOf(run: RunRef): string | { workflow: string; key: string } {
+  if (typeof run === 'string') return assertRunId(run);
+  if (typeof run !== 'object' || run === null) {
+    throw new ValidationError(`a run is its id (a UUID) or { workflow, key }, not ${quoteValue(run)}`);
+  }
+  return { workflow: nameOf(run.workflow, 'workflow'), key: run.key };
+}
 
 /**
  * A metadata filter as JSON text: a plain object of JSON values
