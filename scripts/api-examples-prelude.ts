@@ -125,13 +125,15 @@ const dailyReport = defineWorkflow({ name: 'daily-report', input: z.object({ tea
 const report = defineWorkflow({ name: 'report', input: z.object({ team: z.string() }) }, async () => 'sent');
 const sync = defineWorkflow({ name: 'sync', input: z.object({}) }, async () => 'synced');
 const approval = defineWorkflow({ name: 'approval', input: z.object({ order: z.string() }), signals: [approved] }, async () => 'ok');
+const addItem = defineSignal('add-item', z.object({ sku: z.string(), qty: z.number() }));
+const cart = defineWorkflow({ name: 'cart', input: z.object({ customer: z.string() }), signals: [addItem] }, async () => 'placed');
 
 void [assert, writeFileSync, isTrellisError, DatabaseError, ConfigurationError, freePort, pg, Kysely, PostgresDialect, trellis, createClient, createWorker, defineActivity, migrate, installScript, checkSchema, fromKysely,
   toMs, consoleLogger, silentLogger, childLogger, NonRetryableError, RetryAfterError, CancelledError, TimeoutError, createTestEnv,
   startEmbeddedPostgres, approval, onboard, greet, fulfil, reminder, trial, healthCheck, regionTotal, ValidationError, quoteValue, loggerFrom,
   EVENT_KINDS, HOOK_NAMES, OVERLAP_POLICIES, parseCron, connectorStep, runConnector, tableConnector, connectMachine, defineStateMachine,
   machineDiagram, runPathDiagram, connectTemplates, templateWorkflow, templateDiagram, createStepRegistry, parseTemplate, templateSchema,
-  EndRunCancelled, ParkRunRequest, Status, Signup, order, dailyReport, report, sync, outboxConnector, machineConnectorStep, runMachineConnectors];
+  EndRunCancelled, ParkRunRequest, Status, Signup, order, dailyReport, report, sync, cart, outboxConnector, machineConnectorStep, runMachineConnectors];
 export type {
   Duration, Run, EventsOptions, RunEvent, HookEvent, WorkflowHooks, HookDeliveryOptions, ScheduleOptions, RoleContext, RoleFunction,
   CronSchedule, MachineOutput, Transition, TemplateState, TemplateStepFn, TemplateHookFn, TemplateEntry, HookRunInfo, HookStepInfo,

@@ -1,7 +1,8 @@
 -- 400_signals: messages sent to runs, buffered until a wait consumes them.
--- Owns: signal_send. Touches: trellis.signals (insert), trellis.runs (wake, through _run_move),
--- trellis.workflows (read: the declared signals).
--- Lock order: the run row, then its signals.
+-- Owns: signal_send, signal_with_start. Touches: trellis.signals (insert), trellis.runs (wake,
+-- through _run_move; a start, through _run_start), trellis.workflows (read: the declared signals).
+-- Lock order: the run row, then its signals; signal_with_start: the key's index entry
+-- (its start), then the run row.
 
 create or replace function trellis.signal_send(p_run_id uuid, p_name text, p_payload jsonb,
                                                p_signal_id text default null)
@@ -88,3 +89,84 @@ begin
 end $$;
 comment on function trellis.signal_send(uuid, text, jsonb, text) is
   'Send signal p_name with p_payload to an unfinished run and wake it if waiting. Buffered until a wait consumes it. With p_signal_id, a repeat is ignored (returns false). TR001 a signal the run''s version does not declare, or a payload that does not match its shape; TR002 unknown run, TR004 finished run; TR005 when the run already buffers 10,000 unconsumed signals or the payload would take its buffered payloads over 16 x max_payload_bytes (at most 64 MiB).';
+
+-- Signal with start (decision 0043): the signal goes to the run that holds
+-- key p_options.key of workflow p_workflow if that run has not finished;
+-- otherwise a new run is started with the key (as key_policy 'reuse'
+-- starts one: a finished holder gives its key up and keeps it as
+-- former_key) and the signal is buffered for it in the same transaction,
+-- before any worker can claim it. Both or neither: a bad input, signal or
+-- payload writes nothing. Concurrent calls for one key meet on the key's
+-- unique index (one start waits for the other's insert): one starts the
+-- run, the others signal it. A signal id the key's current holder already
+-- received is dropped (delivered false) even after that run finished, so
+-- a redelivered message does not start a second run.
+create or replace function trellis.signal_with_start(p_workflow text, p_input jsonb, p_options jsonb,
+  p_signal text, p_payload jsonb, p_signal_id text default null)
+returns table (run_id uuid, started boolean, delivered boolean) language plpgsql as $$
+declare
+  v_options jsonb := coalesce(p_options, '{}');
+  v_key     text;
+  v_bucket  integer;
+  v_holder  uuid;
+  v_new     uuid;
+  v_id      uuid;
+  v_status  text;
+  v_try     integer;
+begin
+  p_workflow := trellis._check_name(p_workflow, 'workflow');
+  if jsonb_typeof(v_options) <> 'object' then
+    perform trellis._raise('TR001', 'signal_with_start options must be a JSON object');
+  end if;
+  if v_options ? 'key_policy' then
+    perform trellis._raise('TR001', 'signal_with_start takes no key_policy: it signals the key''s unfinished run, or starts one as key_policy reuse would');
+  end if;
+  if jsonb_typeof(v_options->'key') is distinct from 'string' then
+    perform trellis._raise('TR001', 'signal_with_start needs a key (a string in its options): the key names the run to signal or to start');
+  end if;
+  v_key := v_options->>'key';
+  perform trellis._check_name(p_signal, 'signal');
+  if p_signal_id is not null then
+    if length(p_signal_id) = 0 or length(p_signal_id) > 512 then
+      perform trellis._raise('TR001', 'signal_id must be 1-512 characters');
+    end if;
+    -- A repeat of a signal the key's current holder received, finished or not.
+    if length(v_key) between 1 and 512 then
+      v_bucket := trellis._bucket(p_workflow, v_key, null, trellis._bucket_count());
+      select r.id into v_holder from trellis.runs r
+       where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
+      if v_holder is not null and exists (select 1 from trellis.signals g
+                                           where g.bucket = v_bucket and g.run_id = v_holder and g.signal_id = p_signal_id) then
+        return query select v_holder, false, false;
+        return;
+      end if;
+    end if;
+  end if;
+  for v_try in 1 .. 100 loop
+    v_new := pg_catalog.gen_random_uuid();
+    v_id := trellis._run_start(p_workflow, p_input, v_options || '{"key_policy": "reuse"}', v_new,
+                               null, null, null, null, null, null);
+    if v_id = v_new then
+      -- This call's run: nobody else sees it before the commit.
+      return query select v_id, true, trellis.signal_send(v_id, p_signal, p_payload, p_signal_id);
+      return;
+    end if;
+    -- The key's unfinished holder, locked as signal_send locks it and
+    -- looked at again: it may have finished since the start looked.
+    if trellis._distributed() then
+      perform trellis._lock_runs(array[v_id]);
+      select r.status into v_status from trellis.runs r where r.id = v_id;
+    else
+      select r.status into v_status from trellis.runs r where r.id = v_id for no key update;
+    end if;
+    if v_status is not null and v_status not in ('completed', 'failed', 'cancelled') then
+      return query select v_id, false, trellis.signal_send(v_id, p_signal, p_payload, p_signal_id);
+      return;
+    end if;
+  end loop;
+  -- Only under a churn of runs of the key that end as soon as they start.
+  raise exception 'trellis: the key of this signal_with_start changed hands 100 times while it looked; send it again'
+    using errcode = '40001';
+end $$;
+comment on function trellis.signal_with_start(text, jsonb, jsonb, text, jsonb, text) is
+  'Send signal p_signal with p_payload to the unfinished run of workflow p_workflow that holds key p_options.key, or start one (p_input, p_options as run_start takes them, key required, no key_policy: a finished holder gives its key up as with reuse) and buffer the signal for it, in one transaction. Returns the run, whether this call started it, and whether the signal was delivered (false: a repeat of p_signal_id the run already received; a repeat the key''s current holder received is dropped even after it finished, and starts nothing). Errors as run_start and signal_send raise them, before anything is written.';

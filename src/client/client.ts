@@ -6,7 +6,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool } from '../db/pg.ts';
 import { jsonbParserOf, listenConnection, ownPool } from '../db/connection.ts';
-import { type ControlManyRow, type ControlVerb, runControl, runControlMany, runFork, runIdByKey, runScrub, runSetMetadata, signalSend } from '../db/control.ts';
+import { type ControlManyRow, type ControlVerb, runControl, runControlMany, runFork, runIdByKey, runScrub, runSetMetadata, signalSend, signalWithStart } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { PreparedStatements } from '../db/prepared.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
@@ -32,7 +32,7 @@ import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
 import type { RunEvent } from '../db/events.ts';
-import type { ClientOptions, ControlFilter, ControlManyOptions, ControlManyResult, ForkOptions, KeyPolicy, ListFilter, RunHandle, RunRef, StartManyItem, StartOptions } from './options.ts';
+import type { ClientOptions, ControlFilter, ControlManyOptions, ControlManyResult, ForkOptions, KeyPolicy, ListFilter, RunHandle, RunRef, SignalWithStartHandle, SignalWithStartOptions, StartManyItem, StartOptions } from './options.ts';
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
@@ -42,7 +42,7 @@ import { type ReadStreamOptions, type Run, type RunValue, type Step, STREAM_CURS
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
-export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem, KeyPolicy, ControlFilter, ControlManyOptions, ControlManyResult } from './options.ts';
+export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem, KeyPolicy, ControlFilter, ControlManyOptions, ControlManyResult, SignalWithStartOptions, SignalWithStartHandle } from './options.ts';
 export type { Consistency, ReadOptions } from './read-routing.ts';
 
 const rethrow = (error: unknown): never => {
@@ -190,33 +190,16 @@ export class Client {
   async start<W extends WorkflowDefinition>(workflow: W, input: WorkflowInput<W>, options?: StartOptions): Promise<RunHandle<WorkflowOutput<W>>>;
   async start(workflow: string, input: unknown, options?: StartOptions): Promise<RunHandle<unknown>>;
   async start(workflow: WorkflowDefinition | string, input: unknown, options: StartOptions = {}): Promise<RunHandle<unknown>> {
-    const sqlOptions: RunStartOptions = {};
     // Everything runs on the caller's transaction when there is one: a second
     // connection from the pool could wait forever on a pool full of them.
     const db = this.exec(options.tx);
-    let name = nameOf(workflow, 'workflow');
-    if (typeof workflow === 'string') {
-      if (options.version !== undefined) sqlOptions.version = assertName(options.version, 'version');
-    } else {
-      await validate(workflow.input, input, `input of ${workflow.name}`);
-      sqlOptions.version = workflow.version;
-      // Checked against the schema itself: SQL need not check its shape again.
-      sqlOptions.input_checked = true;
-      if (options.version !== undefined && options.version !== workflow.version) {
-        throw new ValidationError(`start(${workflow.name}) pins version ${workflow.version}; do not pass another version`);
-      }
-    }
+    const name = nameOf(workflow, 'workflow');
     // A client's first start outside a transaction learns the payload limit
     // and the schema's migration in its own statement (one round trip,
     // issue 18): until then the size is left to run_start's check (TR005).
     const first = !options.tx && this.payloadLimitValue === undefined;
-    const limit = first ? Number.MAX_SAFE_INTEGER : await this.payloadLimit(db);
-    const text = encodeJson(input, `input of ${name}`, limit);
-    Object.assign(sqlOptions, runOptions(options, limit));
-    if (this.options.tracing) {
-      this.tracing ??= loadTracing(this.options.tracing);
-      sqlOptions.metadata = (await this.tracing).inject(sqlOptions.metadata);
-    }
+    const { text, sqlOptions } = await this.startArguments(workflow, input, options,
+      () => (first ? Promise.resolve(Number.MAX_SAFE_INTEGER) : this.payloadLimit(db)));
     // Register last: bad input above must write nothing, not even a registry row.
     if (typeof workflow !== 'string' && !first) {
       if (options.tx) await this.registry.registerIn(db, workflow);
@@ -248,6 +231,88 @@ export class Client {
       // key_policy that kept losing the key's race, decision 0036).
       : options.tx ? await runStart(db, name, text, sqlOptions) : await withRollbackRetries(() => runStart(db, name, text, sqlOptions));
     return { id, result: (o) => this.result(id, o) };
+  }
+
+  /**
+   * A start's input text and run_start options, checked (the input against
+   * the definition's schema, the options, the payload limit from `limit`),
+   * with the trace context in its metadata.
+   */
+  private async startArguments(workflow: WorkflowDefinition | string, input: unknown, options: Omit<StartOptions, 'tx'>,
+    limit: () => Promise<number>, known?: ReadonlySet<string>): Promise<{ text: string; sqlOptions: RunStartOptions }> {
+    const sqlOptions: RunStartOptions = {};
+    const name = nameOf(workflow, 'workflow');
+    if (typeof workflow === 'string') {
+      if (options.version !== undefined) sqlOptions.version = assertName(options.version, 'version');
+    } else {
+      await validate(workflow.input, input, `input of ${workflow.name}`);
+      sqlOptions.version = workflow.version;
+      // Checked against the schema itself: SQL need not check its shape again.
+      sqlOptions.input_checked = true;
+      if (options.version !== undefined && options.version !== workflow.version) {
+        throw new ValidationError(`start(${workflow.name}) pins version ${workflow.version}; do not pass another version`);
+      }
+    }
+    const max = await limit();
+    const text = encodeJson(input, `input of ${name}`, max);
+    Object.assign(sqlOptions, runOptions(options, max, known));
+    if (this.options.tracing) {
+      this.tracing ??= loadTracing(this.options.tracing);
+      sqlOptions.metadata = (await this.tracing).inject(sqlOptions.metadata);
+    }
+    return { text, sqlOptions };
+  }
+
+  /**
+   * Signal the unfinished run that holds `options.key`, or start one with
+   * `input` and signal it, in one transaction (`trellis.signal_with_start`):
+   * both or neither. The run for an entity (a cart, a conversation, an
+   * account) that messages keep arriving for, with no caller deciding which
+   * message comes first. A run of the key that has finished gives its key
+   * up to the new run (as `keyPolicy: 'reuse'`). Concurrent calls for one
+   * key start one run and signal it. `input` and the signal are checked
+   * whether or not a run is started. With `signalId`, a repeat is dropped
+   * (`delivered: false`), even when the key's latest run has finished since
+   * it received it (no run is started then). With `tx`, in the caller's
+   * transaction. The run goes through its queue (it is not handed to this
+   * process's worker directly).
+   *
+   * @example
+   * const { id, started } = await client.signalWithStart(cart, { customer: 'c-42' }, addItem, { sku: 'A-1', qty: 2 },
+   *   { key: 'cart-c-42', signalId: 'msg-981' });
+   */
+  async signalWithStart<W extends WorkflowDefinition, S extends SignalDefinition<any, any> | string>(
+    workflow: W, input: WorkflowInput<W>, signal: S, payload: SignalPayload<S>, options: SignalWithStartOptions,
+  ): Promise<SignalWithStartHandle<WorkflowOutput<W>>>;
+  async signalWithStart<S extends SignalDefinition<any, any> | string>(
+    workflow: string, input: unknown, signal: S, payload: SignalPayload<S>, options: SignalWithStartOptions,
+  ): Promise<SignalWithStartHandle<unknown>>;
+  async signalWithStart(workflow: WorkflowDefinition | string, input: unknown, signal: SignalDefinition<any, any> | string,
+    payload: unknown, options: SignalWithStartOptions): Promise<SignalWithStartHandle<unknown>> {
+    if (typeof options !== 'object' || options === null) throw new ValidationError('signalWithStart needs options with a key');
+    const { signalId, tx, ...startOptions } = options;
+    if ((startOptions as StartOptions).keyPolicy !== undefined) {
+      throw new ValidationError('signalWithStart takes no keyPolicy: it signals the key\'s unfinished run, or starts one as keyPolicy \'reuse\' would');
+    }
+    if (typeof startOptions.key !== 'string') throw new ValidationError('signalWithStart needs a key: it names the run to signal or to start');
+    if (signalId !== undefined && (typeof signalId !== 'string' || !signalId.length || signalId.length > 512)) {
+      throw new ValidationError('signalId must be a string of 1-512 characters');
+    }
+    const signalName = nameOf(signal, 'signal');
+    if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${signalName}`);
+    const db = this.exec(tx);
+    const name = nameOf(workflow, 'workflow');
+    const { text, sqlOptions } = await this.startArguments(workflow, input, startOptions, () => this.payloadLimit(db), SIGNAL_START_OPTIONS);
+    const signalText = encodeJson(payload, `payload of signal ${signalName}`, await this.payloadLimit(db));
+    // Register last: bad input above must write nothing, not even a registry row.
+    if (typeof workflow !== 'string') {
+      if (tx) await this.registry.registerIn(db, workflow);
+      else await this.register(workflow);
+    }
+    if (!tx) sqlOptions.coalesce_notify = true;
+    const send = () => signalWithStart(db, name, text, sqlOptions, signalName, signalText, signalId ?? null);
+    const row = tx ? await send() : await withRollbackRetries(send);
+    return { ...row, result: (o) => this.result(row.id, o) };
   }
 
   /**
@@ -1091,6 +1156,8 @@ const START_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES);
 // A fork's key names the fork once: no policy (run_fork refuses key_policy).
 const FORK_OPTIONS: ReadonlySet<string> = new Set([...START_OPTION_NAMES.filter((n) => n !== 'keyPolicy'), 'fromCall'] satisfies (keyof ForkOptions)[]);
 const KEY_POLICIES: readonly string[] = ['return', 'reuse', 'replace', 'supersede'] satisfies KeyPolicy[];
+// signalWithStart's start options (its key required, no policy; tx and signalId taken apart).
+const SIGNAL_START_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) => n !== 'keyPolicy' && n !== 'tx'));
 const ITEM_OPTIONS: ReadonlySet<string> = new Set(START_OPTION_NAMES.filter((n) => n !== 'tx' && n !== 'version'));
 
 /** A run reference checked: its id, or its workflow's name and its key (ValidationError for anything else). */

@@ -267,6 +267,40 @@ export interface ForkOptions extends Omit<StartOptions, 'keyPolicy'> {
 }
 
 /**
+ * Options of `client.signalWithStart`: a start's, with its `key` required
+ * (the key names the run to signal, or the run to start) and no
+ * `keyPolicy`, and the signal's deduplication id.
+ *
+ * @example
+ * const options: SignalWithStartOptions = { key: 'cart-42', signalId: 'msg-981', queue: 'carts' };
+ */
+export interface SignalWithStartOptions extends Omit<StartOptions, 'key' | 'keyPolicy'> {
+  /** The key (1-512 characters): its unfinished run gets the signal, or a new run with it is started. */
+  key: string;
+  /**
+   * Deduplication id of the signal (1-512 characters): a repeat the run
+   * already received is dropped, and so is a repeat the key's latest run
+   * received before it finished (nothing is started then).
+   */
+  signalId?: string | undefined;
+}
+
+/**
+ * What `client.signalWithStart` did: the run (as a start's handle), whether
+ * this call started it, and whether the signal reached it (false for a
+ * repeat of its `signalId`).
+ *
+ * @example
+ * const { id, started, delivered } = await client.signalWithStart(cart, { customer: 'c-42' }, addItem, { sku: 'A-1' }, { key: 'cart-c-42' });
+ */
+export interface SignalWithStartHandle<O> extends RunHandle<O> {
+  /** Whether this call started the run (false: the key's unfinished run was signalled). */
+  readonly started: boolean;
+  /** Whether the signal was buffered for the run (false: a repeat of its `signalId`). */
+  readonly delivered: boolean;
+}
+
+/**
  * A started run: its id, and its result when it ends.
  *
  * @example

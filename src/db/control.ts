@@ -9,6 +9,16 @@ export async function signalSend(db: Queryable, runId: string, name: string, pay
   return rows[0]?.sent ?? false;
 }
 
+/** trellis.signal_with_start: the run signalled or started, whether this call started it, whether the signal was delivered. */
+export async function signalWithStart(db: Queryable, workflow: string, input: string, options: RunStartOptions, name: string,
+  payload: string, signalId: string | null): Promise<{ id: string; started: boolean; delivered: boolean }> {
+  const rows = await queryRows<{ run_id: string; started: boolean; delivered: boolean }>(db,
+    'select run_id, started, delivered from trellis.signal_with_start($1, $2::jsonb, $3::jsonb, $4, $5::jsonb, $6)',
+    [workflow, input, JSON.stringify(options), name, payload, signalId], 'trellis_signal_with_start');
+  const row = rows[0] as { run_id: string; started: boolean; delivered: boolean };
+  return { id: row.run_id, started: row.started, delivered: row.delivered };
+}
+
 export type ControlVerb = 'cancel' | 'pause' | 'resume' | 'retry';
 
 const CONTROL_SQL: Record<ControlVerb, string> = {

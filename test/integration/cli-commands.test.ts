@@ -139,6 +139,28 @@ describe('trellis start, signal and the control commands', () => {
     assert.equal(missing.code, 3);
   });
 
+  it('signal --start signals the key\'s run or starts one with the input; bad use changes nothing', async () => {
+    const started = await cli('signal', '--workflow', 'cli-approval', '--key', 'sws-1', '--start', '{}', 'approved', '{"by":"ada"}', '--id', 'm1');
+    assert.equal(started.code, 0, started.err);
+    const [word, id] = started.out.trim().split(' ') as [string, string];
+    assert.equal(word, 'started');
+    assert.match(id, UUID);
+    assert.deepEqual(await fx.engine.client.result(id, { timeout: '20s' }), { by: 'ada' });
+    // The key's run has finished: a repeated id starts nothing; another id starts the key's next run.
+    assert.equal((await cli('signal', '--workflow', 'cli-approval', '--key', 'sws-1', '--start', '{}', 'approved', '{"by":"ada"}', '--id', 'm1')).out,
+      `duplicate ${id}\n`);
+    const waiting = (await cli('start', 'cli-approval', '{}', '--key', 'sws-2')).out.trim();
+    await waitFor(async () => (await statusOf(waiting)) === 'waiting', { what: 'the run to wait' });
+    assert.equal((await cli('signal', '--workflow', 'cli-approval', '--key', 'sws-2', '--start', '{}', 'approved', '{"by":"bo"}')).out, `sent ${waiting}\n`);
+    assert.deepEqual(await fx.engine.client.result(waiting, { timeout: '20s' }), { by: 'bo' });
+    const before = (await fx.engine.client.list({ workflow: 'cli-approval', limit: 1000 })).runs.length;
+    assert.equal((await cli('signal', '--start', '{}', 'approved', '{"by":"x"}')).code, 2, 'needs --workflow and --key');
+    assert.equal((await cli('signal', '--workflow', 'cli-approval', '--key', 'sws-3', '--start', '{bad', 'approved')).code, 2);
+    const refused = await cli('signal', '--workflow', 'cli-approval', '--key', 'sws-3', '--start', '{}', 'approved', '{"by":7}');
+    assert.equal(refused.code, 2, 'the declared schema refuses the payload');
+    assert.equal((await fx.engine.client.list({ workflow: 'cli-approval', limit: 1000 })).runs.length, before);
+  });
+
   it('pause, resume and cancel print the new status; a refused transition exits 4', async () => {
     const id = (await cli('start', 'cli-approval', '{}')).out.trim();
     await waitFor(async () => (await statusOf(id)) === 'waiting', { what: 'the run to wait' });

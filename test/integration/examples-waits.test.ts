@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching', 'streams', 'run-metadata', 'step-progress'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching', 'streams', 'run-metadata', 'step-progress', 'signal-with-start'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -204,6 +204,25 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     assert.match(failures[0] ?? '', /^failure: B-2: not shipped \(run [0-9a-f-]{36} failed: card declined for B-2\)$/);
     assert.equal(failures[1], 'failure: C-3: not shipped (no such payment)');
     assert.deepEqual(linesStarting(stdout, 'limit:'), ['limit: D-4: payment timed out']);
+  });
+
+  it('signal-with-start: messages start a cart run or reach it, repeats are dropped, a finished cart gives its key up', async () => {
+    const { stdout, url } = await finished('signal-with-start');
+    assert.deepEqual(linesStarting(stdout, 'cart:'), [
+      'cart: m-1 started the cart run', 'cart: m-2 reached the cart run', 'cart: m-2 dropped (a repeat)',
+      'cart: m-3 reached the cart run', 'cart: m-4 reached the cart run', 'cart: order for ada: 3 x tea, 1 x mug',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'after:'), [
+      'after: m-4 again started nothing (delivered: false)',
+      'after: m-5 started the next cart run; the first run\'s formerKey is cart-ada',
+      'after: order for ada: 1 x pot',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'burst:'), ['burst: 1 run started, 1 run signalled, 10 messages delivered', 'burst: order for bo: 10 x pen']);
+    assert.deepEqual(linesStarting(stdout, 'sql:'), ['sql: started true, then started false (same run: true)', 'sql: order for cy: 3 x ink']);
+    const rows = await query<{ key: string | null; former_key: string | null; status: string }>(url,
+      `select key, former_key, status from trellis.runs where workflow = 'cart' order by created_at, id`);
+    assert.deepEqual(rows.map((r) => [r.key ?? r.former_key, r.status]),
+      [['cart-ada', 'completed'], ['cart-ada', 'completed'], ['cart-bo', 'completed'], ['cart-cy', 'completed']]);
   });
 
   it('patching: a run past the patch point keeps the old path, a run before it and a new run take the new one', async () => {

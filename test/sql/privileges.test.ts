@@ -198,6 +198,17 @@ describe('privileges (sql/950_grants.sql)', () => {
     assert.equal((await db.pool.query('select metadata->>\'a\' as a from trellis.runs where id = $1', [id])).rows[0].a, null);
   });
 
+  it('trellis_client signals with start (signal_with_start); trellis_reader and a role with neither cannot', async () => {
+    const call = `select * from trellis.signal_with_start('privileged-order', '{"n":1}', '{"key":"priv-sws","run_at":"2999-01-01T00:00:00Z"}', 'poke', '1')`;
+    const [row] = (await poolAs('client').query(call)).rows;
+    assert.equal(row.started, true);
+    assert.equal((await poolAs('client').query(call)).rows[0].run_id, row.run_id);
+    await denied(poolAs('reader'), call);
+    await denied(poolAs('nobody'), call);
+    const { rows } = await db.pool.query(`select count(*)::int as n from trellis.signals where run_id = $1`, [row.run_id]);
+    assert.equal(rows[0].n, 2);
+  });
+
   it('trellis_client reads a table connector (its horizon is trellis.xact_horizon); a role with no Trellis role cannot', async () => {
     await db.pool.query(`create table public.priv_events (id bigserial primary key, tx xid8 not null default pg_current_xact_id(),
       foreign_id text not null, type text not null, payload jsonb not null default '{}')`);

@@ -1,0 +1,179 @@
+/**
+ * The SQL contract of trellis.signal_with_start (sql/400_signals.sql,
+ * decision 0043): the key's unfinished run is signalled, else a run is
+ * started with the key and signalled in the same transaction; a finished
+ * holder gives its key up; a repeated signal id is dropped, also after the
+ * key's run finished; bad input writes nothing; concurrent calls for one key
+ * start one run; a holder that finishes while the call waits for its lock
+ * makes the call start a new run instead of failing.
+ */
+import assert from 'node:assert/strict';
+import { describe, it } from 'node:test';
+import pg from 'pg';
+import { z } from 'zod';
+import { inputShape } from '../../src/workflow/input-shape.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
+
+const fx = useFreshDatabase({
+  setUp: (db) => db.pool.query('select trellis.workflow_register($1)', [JSON.stringify([
+    { name: 'cart', version: '1', queue: 'default', input_schema: inputShape(z.object({ customer: z.string() })) },
+    { name: 'strict', version: '1', queue: 'default', signals: { add: { type: 'object', properties: { sku: { type: 'string' } }, required: ['sku'] } } },
+  ])]),
+});
+
+const sql = async (text: string, values: unknown[] = []) => (await fx.db.pool.query(text, values)).rows;
+type Outcome = { run_id: string; started: boolean; delivered: boolean };
+const sws = async (key: string | null, payload: unknown, o: { signalId?: string; workflow?: string; signal?: string; options?: Record<string, unknown>; input?: unknown } = {}) =>
+  (await sql('select * from trellis.signal_with_start($1, $2::jsonb, $3::jsonb, $4, $5::jsonb, $6)', [
+    o.workflow ?? 'cart', JSON.stringify(o.input ?? { customer: 'c' }), JSON.stringify({ ...(key === null ? {} : { key }), ...o.options }),
+    o.signal ?? 'add', JSON.stringify(payload), o.signalId ?? null,
+  ]))[0] as Outcome;
+const runsOf = (key: string) =>
+  sql(`select id, status, key, former_key from trellis.runs where workflow = 'cart' and (key = $1 or former_key = $1) order by created_at, id`, [key]);
+const signalsOf = async (id: string) =>
+  (await sql('select payload, signal_id from trellis.signals where run_id = $1 order by id', [id])).map((r) => r.payload);
+const counts = async () => (await sql(`select (select count(*) from trellis.runs)::int as runs, (select count(*) from trellis.signals)::int as signals,
+                                              (select count(*) from trellis.events)::int as events`))[0];
+
+async function complete(id: string): Promise<void> {
+  const [{ queue }] = await sql('select queue from trellis.runs where id = $1', [id]);
+  const [claimed] = await sql(`select id, lease_token from trellis.run_claim('w1', array[$1], '{cart}', '{1}', 100, '1 minute') where id = $2`, [queue, id]);
+  assert.ok(claimed, 'claimed the run');
+  await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: id, token: claimed.lease_token, execution: 1, output: 1 }])]);
+}
+
+describe('trellis.signal_with_start', () => {
+  it('starts a run with the key and buffers the signal for it when no run holds the key', async () => {
+    const out = await sws('k1', { sku: 'a' });
+    assert.equal(out.started, true);
+    assert.equal(out.delivered, true);
+    const runs = await runsOf('k1');
+    assert.deepEqual(runs.map((r) => [r.id, r.status, r.key]), [[out.run_id, 'pending', 'k1']]);
+    assert.deepEqual(await signalsOf(out.run_id), [{ sku: 'a' }]);
+    const events = await sql(`select kind from trellis.events where run_id = $1`, [out.run_id]);
+    assert.deepEqual(events.map((e) => e.kind), ['started']);
+  });
+
+  it('signals the key\'s unfinished run and starts nothing; a waiting run is woken', async () => {
+    const first = await sws('k2', { sku: 'a' });
+    const second = await sws('k2', { sku: 'b' });
+    assert.deepEqual(second, { run_id: first.run_id, started: false, delivered: true });
+    // Waiting: claimed, then parked without a timer.
+    const [claimed] = await sql(`select lease_token from trellis.run_claim('w1', array['default'], '{cart}', '{1}', 100, '1 minute') where id = $1`, [first.run_id]);
+    const [{ seen }] = await sql('select max(id)::int as seen from trellis.signals where run_id = $1', [first.run_id]);
+    await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'wait', run: first.run_id, token: claimed.lease_token, execution: 1, deadline: null, signal: seen }])]);
+    assert.equal((await runsOf('k2'))[0].status, 'waiting');
+    const third = await sws('k2', { sku: 'c' });
+    assert.equal(third.started, false);
+    assert.equal((await runsOf('k2'))[0].status, 'pending');
+    assert.deepEqual(await signalsOf(first.run_id), [{ sku: 'a' }, { sku: 'b' }, { sku: 'c' }]);
+    assert.equal((await runsOf('k2')).length, 1);
+  });
+
+  it('starts a new run when the key\'s run has finished: the old run keeps the key as former_key', async () => {
+    const first = await sws('k3', { sku: 'a' });
+    await complete(first.run_id);
+    const second = await sws('k3', { sku: 'b' });
+    assert.equal(second.started, true);
+    assert.notEqual(second.run_id, first.run_id);
+    const runs = await runsOf('k3');
+    assert.deepEqual(runs.map((r) => [r.id, r.status, r.key, r.former_key]),
+      [[first.run_id, 'completed', null, 'k3'], [second.run_id, 'pending', 'k3', null]]);
+    assert.deepEqual(await signalsOf(second.run_id), [{ sku: 'b' }]);
+    const cancelled = await sws('k3b', 1);
+    await sql('select trellis.run_cancel($1)', [cancelled.run_id]);
+    assert.equal((await sws('k3b', 2)).started, true);
+  });
+
+  it('drops a repeated signal id, also after the key\'s run finished (nothing is started)', async () => {
+    const first = await sws('k4', { sku: 'a' }, { signalId: 'm1' });
+    assert.deepEqual(await sws('k4', { sku: 'a' }, { signalId: 'm1' }), { run_id: first.run_id, started: false, delivered: false });
+    await complete(first.run_id);
+    const before = await counts();
+    assert.deepEqual(await sws('k4', { sku: 'a' }, { signalId: 'm1' }), { run_id: first.run_id, started: false, delivered: false });
+    assert.deepEqual(await counts(), before);
+    // Another id starts the key's next run.
+    const next = await sws('k4', { sku: 'b' }, { signalId: 'm2' });
+    assert.equal(next.started, true);
+    assert.deepEqual(await signalsOf(next.run_id), [{ sku: 'b' }]);
+  });
+
+  it('refuses bad input with a typed error and writes nothing', async () => {
+    await sws('held', { sku: 'x' });
+    const before = await counts();
+    const cases: [() => Promise<unknown>, string, RegExp][] = [
+      [() => sws(null, 1), 'TR001', /needs a key/],
+      [() => sws('', 1), 'TR001', /key must be 1-512/],
+      [() => sws('k5', 1, { options: { key_policy: 'reuse' } }), 'TR001', /no key_policy/],
+      [() => sws('k5', 1, { options: { bogus: 1 } }), 'TR001', /unknown run_start option/],
+      [() => sws('k5', 1, { workflow: 'nope' }), 'TR002', /unknown workflow/],
+      [() => sws('k5', 1, { workflow: "x'; drop table trellis.runs; --" }), 'TR001', /invalid workflow name/],
+      [() => sws('k5', 1, { signal: "it's" }), 'TR001', /invalid signal name/],
+      [() => sws('k5', 1, { signalId: '' }), 'TR001', /signal_id must be 1-512/],
+      [() => sws('k5', 1, { input: { customer: 7 } }), 'TR001', /does not match its schema/],
+      // The key's run is there: its input is checked all the same, and the signal is not buffered.
+      [() => sws('held', 1, { input: { customer: 7 } }), 'TR001', /does not match its schema/],
+      [() => sws('k5', { sku: 1 }, { workflow: 'strict', input: {} }), 'TR001', /payload of signal add does not match/],
+      [() => sws('k5', 1, { workflow: 'strict', signal: 'remove', input: {} }), 'TR001', /does not wait for signal remove/],
+    ];
+    for (const [call, code, message] of cases) await assert.rejects(call(), (e: { code?: string; message?: string }) => e.code === code && message.test(e.message ?? ''));
+    const [{ value }] = await sql(`select coalesce((select value from trellis.settings where key = 'max_payload_bytes'), '1048576') as value`);
+    await sql(`select trellis.setting_set('max_payload_bytes', '100')`);
+    try {
+      await assert.rejects(sws('k5', 'x'.repeat(200)), { code: 'TR005' });
+      await assert.rejects(sws('held', 'x'.repeat(200)), { code: 'TR005' });
+    } finally {
+      await sql(`select trellis.setting_set('max_payload_bytes', $1)`, [JSON.stringify(value)]);
+    }
+    assert.deepEqual(await counts(), before);
+  });
+
+  it('concurrent calls for one key start one run, and every signal reaches it', async () => {
+    const n = 8;
+    const pools = Array.from({ length: n }, () => new pg.Pool({ connectionString: fx.db.url, max: 1 }));
+    try {
+      const outs = await Promise.all(pools.map(async (pool, i) => (await pool.query(
+        `select * from trellis.signal_with_start('cart', '{"customer":"c"}', '{"key":"race"}', 'add', $1::jsonb)`, [JSON.stringify(i)])).rows[0] as Outcome));
+      assert.equal(outs.filter((o) => o.started).length, 1);
+      assert.equal(new Set(outs.map((o) => o.run_id)).size, 1);
+      assert.ok(outs.every((o) => o.delivered));
+      const payloads = (await signalsOf(outs[0]!.run_id)) as number[];
+      assert.deepEqual([...payloads].sort((a, b) => a - b), Array.from({ length: n }, (_, i) => i));
+      assert.equal((await runsOf('race')).length, 1);
+    } finally {
+      await Promise.all(pools.map((p) => p.end()));
+    }
+  });
+
+  it('a holder that finishes while the call waits for its lock: the call starts a new run', async () => {
+    const first = await sws('k6', 1);
+    const [claimed] = await sql(`select lease_token from trellis.run_claim('w1', array['default'], '{cart}', '{1}', 100, '1 minute') where id = $1`, [first.run_id]);
+    const holder = new pg.Client({ connectionString: fx.db.url });
+    await holder.connect();
+    try {
+      // A row lock alone (no new row version, so the start's look at the
+      // key does not wait): the call finds the run unfinished and waits
+      // for this lock; the run then completes under it.
+      await holder.query('begin');
+      await holder.query('select 1 from trellis.runs where id = $1 for share', [first.run_id]);
+      const call = sws('k6', 2);
+      call.catch(() => {});
+      let waited = false;
+      for (const deadline = Date.now() + 20_000; !waited && Date.now() < deadline;) {
+        const [w] = await sql(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%signal_with_start%'`);
+        waited = w.n > 0;
+        if (!waited) await new Promise((r) => setTimeout(r, 10));
+      }
+      assert.ok(waited, 'the call waited for the holder\'s lock');
+      await holder.query('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: first.run_id, token: claimed.lease_token, execution: 1, output: 1 }])]);
+      await holder.query('commit');
+      const out = await call;
+      assert.equal(out.started, true);
+      assert.notEqual(out.run_id, first.run_id);
+      assert.deepEqual(await signalsOf(out.run_id), [2]);
+      assert.deepEqual(await signalsOf(first.run_id), [1]);
+    } finally {
+      await holder.end();
+    }
+  });
+});
