@@ -6,7 +6,8 @@
  * 2. Three report runs wait for one nightly import: its end wakes all three.
  * 3. A failed payment is thrown into the waiter as ChildFailedError, and an
  *    id no run has fails with code not_found.
- * 4. A time limit: ctx.race with a sleep (2 seconds here, a day by default).
+ * 4. A time limit: ctx.race with a sleep (2 seconds here, a day by default),
+ *    or the wait's own timeout option, which throws TimeoutError.
  *
  *   npx tsx examples/wait-for-run/main.ts
  * Uses DATABASE_URL when set, else an embedded PostgreSQL.
@@ -14,7 +15,7 @@
 import { randomUUID } from 'node:crypto';
 import pg from 'pg';
 import { z } from 'zod';
-import { ChildFailedError, createClient, createWorker, defineSignal, defineWorkflow, type Duration } from '../../src/index.ts';
+import { ChildFailedError, createClient, createWorker, defineSignal, defineWorkflow, type Duration, TimeoutError } from '../../src/index.ts';
 import { exampleDatabase } from '../support/database.ts';
 
 const settled = defineSignal('settled', z.object({ ok: z.boolean() }));
@@ -44,6 +45,17 @@ const fulfil = defineWorkflow({ name: 'fulfil', input: z.object({ order: z.strin
     }
   });
 
+/** An audit that gives a payment 2 seconds, with the wait's own timeout. */
+const audit = defineWorkflow({ name: 'audit', input: z.object({ paymentRunId: z.string() }) }, async (ctx, { paymentRunId }) => {
+  try {
+    await ctx.waitForRun(paymentRunId, { name: 'payment', timeout: '2 seconds' });
+    return 'settled in time';
+  } catch (error) {
+    if (error instanceof TimeoutError) return 'not settled within 2 seconds';
+    throw error;
+  }
+});
+
 const importRun = defineWorkflow({ name: 'nightly-import', input: z.object({ day: z.string() }) }, async (ctx, { day }) => {
   await ctx.sleep('load', '1 second');
   return ctx.step('count', () => ({ day, rows: 1200 }));
@@ -57,7 +69,7 @@ const report = defineWorkflow({ name: 'report', input: z.object({ kind: z.string
 const database = await exampleDatabase();
 const pool = new pg.Pool({ connectionString: database.url });
 pool.on('error', () => undefined); // idle connections closed by a stopping server
-const worker = createWorker({ pool, workflows: [payment, fulfil, importRun, report] });
+const worker = createWorker({ pool, workflows: [payment, fulfil, importRun, report, audit] });
 const client = createClient({ pool });
 const parked = async (id: string) => {
   for (let i = 0; i < 400; i++) {
@@ -95,7 +107,9 @@ try {
   // 4. A payment that never settles, with a limit of 2 seconds here.
   const stuck = await client.start(payment, { order: 'D-4' });
   const shipD = await client.start(fulfil, { order: 'D-4', paymentRunId: stuck.id, limit: '2 seconds' });
+  const auditD = await client.start(audit, { paymentRunId: stuck.id });
   console.log(`limit: ${await shipD.result({ timeout: '20s' })}`);
+  console.log(`limit: audit ${await auditD.result({ timeout: '20s' })}`);
   await client.cancel(stuck.id, 'order abandoned');
 } finally {
   await worker.stop();

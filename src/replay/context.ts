@@ -12,7 +12,7 @@
  * delivery number, stored with its checkpoint, and reaches the code in its
  * own turn; a replay hands recorded results back in that order (delivery.ts).
  */
-import { CancelledError, ChildFailedError, IllegalTransitionError, PayloadTooLargeError, quoteValue, StepFailedError, ValidationError } from '../errors.ts';
+import { CancelledError, ChildFailedError, ERROR_CODES, IllegalTransitionError, PayloadTooLargeError, quoteValue, StepFailedError, TimeoutError, ValidationError } from '../errors.ts';
 import type { ChildOptions, StepContext, StepOptions, TransactionOptions, WaitForRunOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Logger } from '../protocol/logger.ts';
@@ -584,7 +584,10 @@ function waitForRun(run: Replay, runId: string, options: WaitForRunOptions): Pro
   if (id === run.o.runId) return Promise.reject(new ValidationError(`run ${id} cannot wait for its own end`));
   const name = options.name ?? `run:${id}`;
   let call;
+  let timeoutMs: number | undefined;
   try {
+    // Checked before the call takes its number: a bad timeout records nothing.
+    timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
     call = run.next('child', name);
   } catch (error) {
     return Promise.reject(error);
@@ -602,23 +605,38 @@ function waitForRun(run: Replay, runId: string, options: WaitForRunOptions): Pro
   if (rec?.status === 'completed') return recordedWait(run, rec, 'child', replayed(run, rec, () => rec.output));
   if (rec?.status === 'failed') {
     return recordedWait(run, rec, 'child', replayed(run, rec, () => {
+      if (rec.error?.code === ERROR_CODES.timeout) throw new TimeoutError(rec.error.message, { details: { run: id } });
       throw failure(awaitedError(rec.error));
     }));
   }
+  // The time limit, in engine time, fixed when the wait is first recorded.
+  const until = rec ? ((rec.output as { until?: number | null } | null)?.until ?? null)
+    : timeoutMs === undefined ? null : run.dbNowAtLeast() + timeoutMs;
   return startWait<unknown>(run, seq, name, 'child',
     () => {
       const outcome = rec ? run.o.children?.[id] : undefined;
-      if (!outcome) return undefined;
-      return {
-        complete: async () => {
-          if (outcome.status === 'completed') return complete(run, seq, name, 'child', outcome.output);
-          return fail(run, { seq, name, kind: 'child', output: JSON.stringify({ child: id }) }, failure(outcome.error));
-        },
-      };
+      if (outcome) {
+        return {
+          complete: async () => {
+            if (outcome.status === 'completed') return complete(run, seq, name, 'child', outcome.output);
+            return fail(run, { seq, name, kind: 'child', output: JSON.stringify({ child: id }) }, failure(outcome.error));
+          },
+        };
+      }
+      if (until !== null && until <= run.dbNow()) {
+        return {
+          complete: () => fail(run, { seq, name, kind: 'child', output: JSON.stringify({ child: id }) },
+            new TimeoutError(`run ${id} did not end within the wait's timeout`, { details: { run: id } })),
+        };
+      }
+      return undefined;
     },
     async () => {
-      if (!rec) await run.write({ op: 'step', seq, name, kind: 'child', status: 'waiting', output: JSON.stringify({ child: id }), attempts: 1, ms: 0 });
-      return run.block(seq, null);
+      if (!rec) {
+        await run.write({ op: 'step', seq, name, kind: 'child', status: 'waiting',
+          output: JSON.stringify(until === null ? { child: id } : { child: id, until }), attempts: 1, ms: 0 });
+      }
+      return run.block(seq, until);
     });
 }
 

@@ -215,6 +215,19 @@ export interface WaitForRunOptions {
    * await ctx.waitForRun(runId, { name: 'import' });
    */
   name?: string | undefined;
+  /**
+   * Give up after this long (engine time, from when the wait is first
+   * recorded): the call throws `TimeoutError` (recorded, so a replay throws
+   * it too), and the awaited run goes on. Default: wait for ever.
+   *
+   * @example
+   * try {
+   *   await ctx.waitForRun(runId, { timeout: '1 day' });
+   * } catch (error) {
+   *   if (!(error instanceof TimeoutError)) throw error;
+   * }
+   */
+  timeout?: Duration | undefined;
 }
 
 /**

@@ -203,7 +203,7 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     const failures = linesStarting(stdout, 'failure:');
     assert.match(failures[0] ?? '', /^failure: B-2: not shipped \(run [0-9a-f-]{36} failed: card declined for B-2\)$/);
     assert.equal(failures[1], 'failure: C-3: not shipped (no such payment)');
-    assert.deepEqual(linesStarting(stdout, 'limit:'), ['limit: D-4: payment timed out']);
+    assert.deepEqual(linesStarting(stdout, 'limit:'), ['limit: D-4: payment timed out', 'limit: audit not settled within 2 seconds']);
   });
 
   it('signal-with-start: messages start a cart run or reach it, repeats are dropped, a finished cart gives its key up', async () => {

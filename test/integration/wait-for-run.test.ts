@@ -12,10 +12,11 @@ import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { captureIo } from '../../src/cli/io.ts';
 import { main } from '../../src/cli/main.ts';
-import { ChildFailedError, ValidationError } from '../../src/errors.ts';
+import { ChildFailedError, TimeoutError, ValidationError } from '../../src/errors.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { defineSignal } from '../../src/workflow/signal.ts';
+import type { Duration } from '../../src/protocol/duration.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const go = defineSignal('go', z.object({ fail: z.boolean().default(false) }));
@@ -47,6 +48,18 @@ const limited = defineWorkflow({ name: 'wfr-limited', input: z.object({ runId: z
   return r.key;
 });
 
+/** A time limit as the wait's own option; the report comes from a replay (after the sleep). */
+const timed = defineWorkflow({ name: 'wfr-timed', input: z.object({ runId: z.string(), timeout: z.string() }) }, async (ctx, { runId, timeout }) => {
+  let report: unknown;
+  try {
+    report = { output: await ctx.waitForRun(runId, { timeout: timeout as Duration }) };
+  } catch (error) {
+    report = error instanceof TimeoutError ? { timedOut: error.message } : { other: `${(error as Error).name}: ${(error as Error).message}` };
+  }
+  await ctx.sleep('after', '1 second');
+  return report;
+});
+
 /** Waits for itself: refused. */
 const selfish = defineWorkflow({ name: 'wfr-self', input: z.object({}) }, async (ctx) => {
   try {
@@ -63,7 +76,7 @@ const shared = defineWorkflow({ name: 'wfr-shared-child', input: z.object({ labe
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [target, waiter, limited, selfish, shared] });
+  env = await createTestEnv({ workflows: [target, waiter, limited, selfish, shared, timed] });
 });
 after(() => env.close());
 
@@ -153,6 +166,40 @@ describe('ctx.waitForRun', () => {
     assert.deepEqual(await t.result({ timeout: '20s' }), { label: 'f', done: true });
     assert.deepEqual(await watches(t.id), []);
     assert.equal((await env.client.get(w.id))?.status, 'completed');
+  });
+
+  it('takes a timeout option: TimeoutError when the run has not ended by then (the same on replay); the run goes on', async () => {
+    const t = await env.client.start(target, { label: 'tt' });
+    const w = await env.client.start(timed, { runId: t.id, timeout: '1 hour' });
+    await env.waitFor(w, 'waiting', { timeout: '20s' });
+    // Waiting with its time limit recorded, and a timer for it.
+    const [waiting] = (await env.pool.query<{ until: string | null; timer: boolean }>(
+      `select s.output->>'until' as until, r.run_at is not null as timer from trellis.steps s join trellis.runs r on r.id = s.run_id
+        where s.run_id = $1 and s.kind = 'child'`, [w.id])).rows;
+    assert.ok(waiting?.until && waiting.timer, 'the wait records its time limit and the run has a timer');
+    const done = await env.drive(w, { timeout: '20s' });
+    assert.deepEqual(done.output, { timedOut: `run ${t.id} did not end within the wait's timeout` });
+    const { rows } = await env.pool.query<{ status: string; code: string; child: string }>(
+      `select status, error->>'code' as code, output->>'child' as child from trellis.steps where run_id = $1 and kind = 'child'`, [w.id]);
+    assert.deepEqual(rows.map((r) => [r.status, r.code, r.child]), [['failed', 'timeout', t.id]]);
+    // The awaited run goes on and ends; the finished waiter is left alone.
+    await env.client.signal(t.id, go, {});
+    assert.deepEqual(await t.result({ timeout: '20s' }), { label: 'tt', done: true });
+    assert.deepEqual(await watches(t.id), []);
+    assert.equal((await env.client.get(w.id))?.status, 'completed');
+  });
+
+  it('a run that ends within the timeout is returned; a bad timeout is a ValidationError that records nothing', async () => {
+    const t = await env.client.start(target, { label: 'tu' });
+    const w = await env.client.start(timed, { runId: t.id, timeout: '1 hour' });
+    await env.waitFor(w, 'waiting', { timeout: '20s' });
+    await env.client.signal(t.id, go, {});
+    assert.deepEqual((await env.drive(w, { timeout: '20s' })).output, { output: { label: 'tu', done: true } });
+    const bad = await env.client.start(timed, { runId: t.id, timeout: 'soon' });
+    const out = (await env.drive(bad, { timeout: '20s' })).output as { other: string };
+    assert.match(out.other, /^ValidationError: .*timeout/);
+    const { rows } = await env.pool.query(`select kind from trellis.steps where run_id = $1 order by seq`, [bad.id]);
+    assert.deepEqual(rows.map((r) => r.kind), ['sleep']);
   });
 
   it('wakes a parent attached to another parent\'s child by its key when the child ends, with no timer', async () => {
