@@ -13,6 +13,8 @@ import pg from 'pg';
 import { z } from 'zod';
 import { inputShape } from '../../src/workflow/input-shape.ts';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
+import { backendId, lockWaitersOf } from '../helpers/lock-wait.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const fx = useFreshDatabase({
   setUp: (db) => db.pool.query('select trellis.workflow_register($1)', [JSON.stringify([
@@ -150,21 +152,18 @@ describe('trellis.signal_with_start', () => {
     const [claimed] = await sql(`select lease_token from trellis.run_claim('w1', array['default'], '{cart}', '{1}', 100, '1 minute') where id = $1`, [first.run_id]);
     const holder = new pg.Client({ connectionString: fx.db.url });
     await holder.connect();
+    const holderId = await backendId(holder);
     try {
       // A row lock alone (no new row version, so the start's look at the
       // key does not wait): the call finds the run unfinished and waits
       // for this lock; the run then completes under it.
+      const [{ bucket }] = await sql('select bucket from trellis.runs where id = $1', [first.run_id]);
       await holder.query('begin');
-      await holder.query('select 1 from trellis.runs where id = $1 for share', [first.run_id]);
+      // By bucket and id (a cluster locks rows only so).
+      await holder.query('select 1 from trellis.runs where bucket = $2 and id = $1 for share', [first.run_id, bucket]);
       const call = sws('k6', 2);
       call.catch(() => {});
-      let waited = false;
-      for (const deadline = Date.now() + 20_000; !waited && Date.now() < deadline;) {
-        const [w] = await sql(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and query like '%signal_with_start%'`);
-        waited = w.n > 0;
-        if (!waited) await new Promise((r) => setTimeout(r, 10));
-      }
-      assert.ok(waited, 'the call waited for the holder\'s lock');
+      await waitFor(async () => (await lockWaitersOf(fx.db.pool, holderId)) > 0, { what: 'the call to wait for the holder\'s lock' });
       await holder.query('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: first.run_id, token: claimed.lease_token, execution: 1, output: 1 }])]);
       await holder.query('commit');
       const out = await call;
