@@ -1,5 +1,6 @@
 -- 520_control_many: the controls of sql/500_control.sql applied to every run a filter matches (decision 0037).
--- Owns: run_cancel_many, run_retry_many, run_pause_many, run_resume_many (_run_filter, _run_control_many).
+-- Owns: run_cancel_many, run_retry_many, run_pause_many, run_resume_many, run_control_preview
+-- (_run_filter, _run_control_targets, _run_control_many).
 -- Touches: trellis.runs, trellis.steps, trellis.signals, trellis.events as
 -- the one-run controls do (each matched run goes through run_cancel,
 -- run_retry, run_pause or run_resume).
@@ -123,24 +124,18 @@ $$;
 comment on function trellis._run_control_applies(text, text, timestamptz, timestamptz, timestamptz, text, timestamptz) is
   'Whether control p_action changes a run with this status and these request times (the runs run_cancel_many and the others pick).';
 
-create or replace function trellis._run_control_many(p_action text, p_filter jsonb, p_reason text, p_limit integer, p_after uuid)
-returns table (id uuid, status text, changed boolean) language plpgsql as $$
+-- The runs control p_action would change now: up to p_limit runs matching
+-- p_filter that it applies to, in id order after p_after. A read: no locks.
+create or replace function trellis._run_control_targets(p_action text, p_filter jsonb, p_limit integer, p_after uuid)
+returns uuid[] language plpgsql stable as $$
 declare
-  f        record;
-  v_id     uuid;
-  v_ids    uuid[];
-  v_run    trellis.runs;
-  v_before text;
-  v_after  text;
+  f record;
 begin
   select * into f from trellis._run_filter(p_filter);
   if p_limit is null or p_limit < 1 or p_limit > 10000 then
     perform trellis._raise('TR001', format('limit must be from 1 to 10000, not %s', coalesce(p_limit::text, 'null')));
   end if;
-  if p_reason is not null then
-    perform trellis._check_payload(to_jsonb(p_reason), p_action || ' reason');
-  end if;
-  v_ids := array(
+  return array(
     select r.id from trellis.runs r
      where (f.workflow is null or r.workflow = f.workflow)
        and (f.version is null or r.version = f.version)
@@ -155,6 +150,23 @@ begin
        and trellis._run_control_applies(p_action, r.status, r.cancel_requested_at, r.pause_requested_at, r.scrubbed_at, r.former_key, r.resume_at)
      order by r.id
      limit p_limit);
+end $$;
+comment on function trellis._run_control_targets(text, jsonb, integer, uuid) is
+  'The ids of up to p_limit runs matching p_filter that control p_action applies to, in id order after p_after (TR001 for a bad filter or limit).';
+
+create or replace function trellis._run_control_many(p_action text, p_filter jsonb, p_reason text, p_limit integer, p_after uuid)
+returns table (id uuid, status text, changed boolean) language plpgsql as $$
+declare
+  v_id     uuid;
+  v_ids    uuid[];
+  v_run    trellis.runs;
+  v_before text;
+  v_after  text;
+begin
+  v_ids := trellis._run_control_targets(p_action, p_filter, p_limit, p_after);
+  if p_reason is not null then
+    perform trellis._check_payload(to_jsonb(p_reason), p_action || ' reason');
+  end if;
   -- A cancel also locks each run's parent and every run it reaches (its
   -- cancel-children): the whole batch's set is locked up front, in id order,
   -- as run_cancel does for one run, so two batches, or a batch and a
@@ -219,3 +231,23 @@ returns table (id uuid, status text, changed boolean) language sql as $$
 $$;
 comment on function trellis.run_resume_many(jsonb, integer, uuid) is
   'Resume, as run_resume does, up to p_limit (1-10000) paused runs (and running runs asked to pause) matching p_filter (as run_cancel_many''s), in id order after p_after. Returns each run examined with its status afterwards and whether it changed.';
+
+-- A dry run of a bulk control: the runs it would change now, read and
+-- returned, nothing changed or locked (a run may change before a real call).
+create or replace function trellis.run_control_preview(p_action text, p_filter jsonb, p_limit integer default 1000,
+  p_after uuid default null)
+returns table (id uuid, workflow text, key text, status text, created_at timestamptz) language plpgsql stable as $$
+declare
+  v_ids uuid[];
+begin
+  if p_action is null or p_action not in ('cancel', 'retry', 'pause', 'resume') then
+    perform trellis._raise('TR001', format('a control is cancel, retry, pause or resume, not %s', trellis._quote(p_action)));
+  end if;
+  v_ids := trellis._run_control_targets(p_action, p_filter, p_limit, p_after);
+  return query
+    select r.id, r.workflow, r.key, r.status, r.created_at from trellis.runs r
+     where r.id = any (v_ids)
+     order by r.id;
+end $$;
+comment on function trellis.run_control_preview(text, jsonb, integer, uuid) is
+  'A dry run of run_cancel_many, run_retry_many, run_pause_many or run_resume_many (p_action cancel, retry, pause or resume): the runs matching p_filter that the control would change now, up to p_limit (1-10000) in id order after p_after, with their workflow, key, status and creation time. Changes and locks nothing. TR001 for a bad action, filter or limit.';

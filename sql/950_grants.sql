@@ -81,7 +81,7 @@ begin
      where p.pronamespace = 'trellis'::regnamespace
        and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'signal_with_start', 'run_cancel', 'run_pause',
                          'run_resume', 'run_retry', 'run_fork', 'run_scrub', 'run_purge', 'retention_set', 'retention',
-                         'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many', 'run_set_metadata',
+                         'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many', 'run_control_preview', 'run_set_metadata',
                          'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                          'event_consumer_drop', 'hook_retry', 'xact_horizon',
                          'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',
@@ -117,7 +117,8 @@ begin
                             trellis.queues, trellis.queue_stats to trellis_reader';
     execute 'grant execute on function trellis.events_read(text, integer, jsonb), trellis.run_finished_watch(),
                                        trellis.run_finished_unwatch(), trellis.run_value(uuid, text),
-                                       trellis.run_values(uuid), trellis.run_stream(uuid, text, text, integer) to trellis_reader';
+                                       trellis.run_values(uuid), trellis.run_stream(uuid, text, text, integer),
+                                       trellis.run_control_preview(text, jsonb, integer, uuid) to trellis_reader';
     execute format('grant select (%s) on trellis.runs to trellis_reader', v_columns);
     execute 'grant execute on function trellis.now(), trellis._setting_int(text, integer) to trellis_reader';
   end if;
@@ -140,7 +141,7 @@ begin
        where p.pronamespace = 'trellis'::regnamespace
          and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'signal_with_start', 'run_cancel',
                            'run_pause', 'run_resume', 'run_retry', 'run_fork', 'run_scrub', 'run_purge', 'retention_set',
-                           'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many', 'run_set_metadata',
+                           'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many', 'run_control_preview', 'run_set_metadata',
                            'retention', 'now', '_setting_int', '_workflow_stored',
                            'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
                            'event_consumer_drop', 'hook_retry', 'xact_horizon',

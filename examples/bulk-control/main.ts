@@ -1,7 +1,8 @@
 /**
  * Acting on many runs at once (docs/operations.md#acting-on-many-runs-at-once):
  * 1. A parser bug fails 20 imports. The fix is deployed (here: a flag), and
- *    `client.retryMany` runs every failed import again from its failed step.
+ *    `client.retryMany` runs every failed import again from its failed step
+ *    (after a dry run that lists them and changes nothing).
  * 2. A partner is down: `pauseMany` parks the 5 runs waiting to call it,
  *    `resumeMany` lets them go on once it is back.
  * 3. A batch was wrong: `cancelMany` cancels its runs with a reason.
@@ -46,6 +47,9 @@ try {
   const first = await settle(imports.map((h) => h.id));
   console.log(`imports: ${first.filter((r) => r.status === 'rejected').length} of 40 failed`);
   parserFixed = true;
+  // A dry run first: what would be retried (nothing changes).
+  const preview = await client.retryMany({ workflow: importRow, status: 'failed' }, { dryRun: true });
+  console.log(`imports: a dry run would retry ${preview.changed.length}`);
   const retried = await client.retryMany({ workflow: importRow, status: 'failed' }, { batchSize: 8 });
   const second = await settle(retried.changed);
   console.log(`imports: ${retried.changed.length} retried, ${second.filter((r) => r.status === 'fulfilled').length} completed`);

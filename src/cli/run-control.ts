@@ -25,6 +25,7 @@ const MANY_OPTIONS: Record<string, OptionSpec> = {
   until: { type: 'string', value: 'TIME', description: 'with --all: created before (an ISO time or a duration ago)' },
   metadata: { type: 'string', value: 'JSON', description: 'with --all: only runs whose metadata contains this JSON object' },
   batch: { type: 'string', value: 'N', description: 'with --all: runs per transaction, 1-10000 (default 1000)' },
+  'dry-run': { type: 'boolean', description: 'with --all: print the runs it would change (one id a line) and their count; change nothing' },
 };
 
 const REASON_OPTION: Record<string, OptionSpec> = {
@@ -53,7 +54,7 @@ export function controlCommand(o: {
     summary: o.summary,
     description: `${o.description}\nPrints the run's status afterwards. With --all: every run the filters match that the ${o.name} applies to,\n`
       + `in batches (progress on stderr; Ctrl-C stops after the current batch); prints how many were ${o.done}.\n`
-      + 'See what the filters match first with `trellis ls` and the same filters.',
+      + 'See what it would change first with --dry-run (or what the filters match with `trellis ls` and the same filters).',
     args: '<run>',
     positionals: [0, 1],
     options: { ...REF_OPTIONS, ...MANY_OPTIONS, ...(o.reason ? REASON_OPTION : {}) },
@@ -72,6 +73,12 @@ export function controlCommand(o: {
       if (Object.keys(filter).length === 0) filter.all = true;
       const batchSize = integer(options.batch as string | undefined, 'batch', 1, 10_000, 1000);
       const c = await client();
+      if (options['dry-run']) {
+        const { changed } = await o.many(c, filter, { batchSize, dryRun: true });
+        for (const id of changed) io.out(`${id}\n`);
+        io.out(`would have ${o.done} ${changed.length} run${changed.length === 1 ? '' : 's'} (dry run: nothing changed)\n`);
+        return 0;
+      }
       let stop = false;
       void interrupted().then(() => (stop = true));
       const bar = progress(io, o.done);

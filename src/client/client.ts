@@ -6,7 +6,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool } from '../db/pg.ts';
 import { jsonbParserOf, listenConnection, ownPool } from '../db/connection.ts';
-import { type ControlManyRow, type ControlVerb, runControl, runControlMany, runFork, runIdByKey, runScrub, runSetMetadata, signalSend, signalWithStart } from '../db/control.ts';
+import { type ControlManyRow, type ControlVerb, runControl, runControlMany, runControlPreview, runFork, runIdByKey, runScrub, runSetMetadata, signalSend, signalWithStart } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { PreparedStatements } from '../db/prepared.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
@@ -509,7 +509,7 @@ export class Client {
 
   private async controlMany(verb: ControlVerb, filter: ControlFilter, options: ControlManyOptions): Promise<ControlManyResult> {
     for (const name in options) {
-      if (!['reason', 'batchSize', 'tx', 'onBatch'].includes(name) || (name === 'reason' && verb !== 'cancel' && verb !== 'pause')) {
+      if (!['reason', 'batchSize', 'tx', 'onBatch', 'dryRun'].includes(name) || (name === 'reason' && verb !== 'cancel' && verb !== 'pause')) {
         throw new ValidationError(`unknown ${verb}Many option ${quoteValue(name)}`);
       }
     }
@@ -519,15 +519,18 @@ export class Client {
     }
     const batch = options.batchSize ?? 1000;
     if (!Number.isInteger(batch) || batch < 1 || batch > 10_000) throw new ValidationError('batchSize must be an integer from 1 to 10000');
+    if (options.dryRun !== undefined && typeof options.dryRun !== 'boolean') throw new ValidationError('dryRun must be true or false');
     const sqlFilter = controlFilter(filter);
     const db = this.exec(options.tx);
     const result: ControlManyResult = { changed: [], unchanged: [] };
     let after: string | null = null;
+    // A dry run reads what the control would change (nothing is written, so any fault may read again).
+    const send = (from: string | null): Promise<ControlManyRow[]> => options.dryRun
+      ? runControlPreview(db, verb, sqlFilter, batch, from).then((rows) => rows.map((r) => ({ id: r.id, status: 'pending', changed: true })))
+      : runControlMany(db, verb, sqlFilter, batch, from, reason);
     for (;;) {
       const from: string | null = after;
-      const rows: ControlManyRow[] = await (options.tx
-        ? runControlMany(db, verb, sqlFilter, batch, from, reason)
-        : withTransientRetries(() => runControlMany(db, verb, sqlFilter, batch, from, reason), 10));
+      const rows: ControlManyRow[] = await (options.tx ? send(from) : withTransientRetries(() => send(from), 10));
       for (const r of rows) (r.changed ? result.changed : result.unchanged).push(r.id);
       options.onBatch?.({ changed: [...result.changed], unchanged: [...result.unchanged] });
       if (rows.length < batch) return result;

@@ -445,6 +445,16 @@ export interface ControlManyOptions {
   tx?: Executor | undefined;
   /** Called after each batch with the totals so far. */
   onBatch?: ((progress: ControlManyResult) => void) | undefined;
+  /**
+   * Change nothing: `changed` lists the runs the control would change now
+   * (`trellis.run_control_preview`), `unchanged` is empty. A run may change
+   * before a real call, which may then find a different set.
+   *
+   * @example
+   * const { changed } = await client.cancelMany({ workflow: 'import' }, { dryRun: true });
+   * console.log(`${changed.length} runs would be cancelled`);
+   */
+  dryRun?: boolean | undefined;
 }
 
 /**

@@ -56,6 +56,13 @@ export async function runControlMany(db: Queryable, verb: ControlVerb, filter: R
   withReason ? [JSON.stringify(filter), reason ?? null, limit, after] : [JSON.stringify(filter), limit, after]);
 }
 
+/** trellis.run_control_preview: the runs the control would change now (a dry run; nothing changes). */
+export async function runControlPreview(db: Queryable, verb: ControlVerb, filter: Record<string, unknown>, limit: number,
+  after: string | null): Promise<{ id: string }[]> {
+  return queryRows<{ id: string }>(db, 'select id from trellis.run_control_preview($1, $2::jsonb, $3, $4::uuid)',
+    [verb, JSON.stringify(filter), limit, after]);
+}
+
 /** trellis.run_fork: the new run's id (or, for a key another run holds, that run's). */
 export async function runFork(db: Queryable, runId: string, fromSeq: number, options: RunStartOptions): Promise<string> {
   const rows = await queryRows<{ id: string }>(db, 'select trellis.run_fork($1, $2, $3::jsonb) as id', [runId, fromSeq, JSON.stringify(options)]);

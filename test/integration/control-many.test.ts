@@ -68,8 +68,14 @@ describe('bulk controls', () => {
   it('pauseMany and resumeMany park and wake the sleeping runs of a queue; cancelMany ends them with the reason', async () => {
     const ids = await napping(3, 'naps');
     const other = await napping(1, 'other-naps');
+    // A dry run lists what the real call then changes, and changes nothing.
+    const dry = await env.client.pauseMany({ queue: 'naps' }, { reason: 'maintenance', dryRun: true, batchSize: 2 });
+    assert.deepEqual(dry, { changed: [...ids].sort(), unchanged: [] });
+    assert.deepEqual(await statuses(ids), ['waiting', 'waiting', 'waiting']);
+    await assert.rejects(env.client.pauseMany({ queue: 'naps' }, { dryRun: 'yes' as never }), ValidationError);
     const paused = await env.client.pauseMany({ queue: 'naps' }, { reason: 'maintenance' });
     assert.equal(paused.changed.length, 3);
+    assert.deepEqual([...paused.changed].sort(), dry.changed);
     assert.deepEqual(await statuses(ids), ['paused', 'paused', 'paused']);
     assert.deepEqual(await statuses(other), ['waiting']);
     const resumed = await env.client.resumeMany({ queue: 'naps', status: 'paused' });
@@ -145,6 +151,10 @@ describe('bulk controls', () => {
 
   it('trellis cancel|pause|resume|retry --all act on what the filters match; without --all a filter is a usage error', async () => {
     const ids = await napping(2, 'cli-naps');
+    const dry = await cli('pause', '--all', '--queue', 'cli-naps', '--status', 'waiting', '--dry-run');
+    assert.equal(dry.code, 0, dry.err);
+    assert.equal(dry.out, `${[...ids].sort().join('\n')}\nwould have paused 2 runs (dry run: nothing changed)\n`);
+    assert.deepEqual(await statuses(ids), ['waiting', 'waiting']);
     const paused = await cli('pause', '--all', '--queue', 'cli-naps', '--status', 'waiting', '--reason', 'deploy');
     assert.equal(paused.code, 0, paused.err);
     assert.equal(paused.out, 'paused 2 runs\n');

@@ -179,6 +179,7 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
     const { stdout, url } = await finished('bulk-control');
     assert.deepEqual(stdout.trim().split('\n'), [
       'imports: 20 of 40 failed',
+      'imports: a dry run would retry 20',
       'imports: 20 retried, 20 completed',
       'partner: 5 paused',
       'partner: 5 resumed',

@@ -167,6 +167,56 @@ describe('run_cancel_many, run_retry_many, run_pause_many, run_resume_many', () 
     assert.ok(Object.values(await statuses(a.ids)).every((s) => s === 'pending'));
   });
 
+  it('run_control_preview lists the runs a control would change, changing and locking nothing; the real call changes those', async () => {
+    const a = await runs(5, { running: 2 });
+    const [done] = [...a.tokens].slice(0, 1);
+    await fail(done![0], done![1]);
+    await sql(`update trellis.runs set cancel_requested_at = now() where id = $1`, [[...a.tokens.keys()][1]]);
+    const eventsBefore = (await one('select count(*)::int as n from trellis.events')).n;
+    const preview = async (action: string, limit = 1000, after: string | null = null) =>
+      (await sql('select id, workflow, status from trellis.run_control_preview($1, $2, $3, $4)', [action, JSON.stringify({ queue: a.queue }), limit, after]));
+    const cancel = await preview('cancel');
+    // The failed run and the running run already asked to cancel are left out.
+    assert.deepEqual(cancel.map((r) => r.id), sorted(a.ids.filter((id) => id !== done![0] && id !== [...a.tokens.keys()][1])));
+    assert.ok(cancel.every((r) => r.workflow === 'bulk' && r.status === 'pending'));
+    assert.deepEqual((await preview('retry')).map((r) => r.id), [done![0]]);
+    // Pages as the real call does.
+    const paged: string[] = [];
+    for (let after: string | null = null; ;) {
+      const page = await preview('cancel', 2, after);
+      paged.push(...page.map((r) => r.id as string));
+      if (page.length < 2) break;
+      after = page[1]!.id;
+    }
+    assert.deepEqual(paged, cancel.map((r) => r.id));
+    // Nothing changed, and nothing is held: inside a transaction that previewed, every run can still be locked (nowait).
+    assert.equal((await one('select count(*)::int as n from trellis.events')).n, eventsBefore);
+    const other = new pg.Client({ connectionString: fx.db.url });
+    await other.connect();
+    try {
+      await other.query('begin');
+      await other.query('select * from trellis.run_control_preview($1, $2)', ['cancel', JSON.stringify({ queue: a.queue })]);
+      // One at a time by bucket and id (a cluster locks rows only so).
+      for (const r of await sql('select bucket, id from trellis.runs where id = any ($1)', [a.ids])) {
+        assert.equal((await sql('select id from trellis.runs where bucket = $1 and id = $2 for update nowait', [r.bucket, r.id])).length, 1);
+      }
+      await other.query('rollback');
+    } finally {
+      await other.end();
+    }
+    const changed = (await sql('select id from trellis.run_cancel_many($1) where changed', [JSON.stringify({ queue: a.queue })])).map((r) => r.id);
+    assert.deepEqual(sorted(changed), cancel.map((r) => r.id));
+    for (const [action, filter, message] of [
+      ['stop', '{"all": true}', /a control is cancel, retry, pause or resume, not 'stop'/],
+      [null, '{"all": true}', /a control is cancel/],
+      ['cancel', '{}', /names at least one of/],
+      ['cancel', '{"wokflow": "bulk"}', /unknown run filter key/],
+    ] as const) {
+      await assert.rejects(sql('select * from trellis.run_control_preview($1, $2)', [action, filter]), (e: any) => e.code === 'TR001' && message.test(e.message));
+    }
+    await assert.rejects(sql(`select * from trellis.run_control_preview('cancel', '{"all": true}', 0)`), (e: any) => e.code === 'TR001' && /limit/.test(e.message));
+  });
+
   it('trellis_client may call them; a role with no Trellis role may not', async () => {
     const a = await runs(1);
     const suffix = crypto.randomUUID().replaceAll('-', '').slice(0, 10);

@@ -209,6 +209,15 @@ describe('privileges (sql/950_grants.sql)', () => {
     assert.equal(rows[0].n, 2);
   });
 
+  it('trellis_client and trellis_reader preview a bulk control (run_control_preview); a role with neither cannot', async () => {
+    const call = `select count(*)::int as n from trellis.run_control_preview('cancel', '{"all": true}')`;
+    const expected = (await db.pool.query(call)).rows[0].n as number;
+    assert.ok(expected > 0);
+    assert.equal((await poolAs('client').query(call)).rows[0].n, expected);
+    assert.equal((await poolAs('reader').query(call)).rows[0].n, expected);
+    await denied(poolAs('nobody'), call);
+  });
+
   it('trellis_client reads a table connector (its horizon is trellis.xact_horizon); a role with no Trellis role cannot', async () => {
     await db.pool.query(`create table public.priv_events (id bigserial primary key, tx xid8 not null default pg_current_xact_id(),
       foreign_id text not null, type text not null, payload jsonb not null default '{}')`);
