@@ -178,6 +178,16 @@ end $$;
 comment on function trellis._check_lease(interval) is
   'Return p_lease if it is between 1 second and 1 day, else raise TR001.';
 
+-- Whether an interval given as text is a number with no unit ('1000',
+-- ' 1.5 '): PostgreSQL reads it as seconds, the TypeScript durations read a
+-- number as milliseconds, so where both meet such a text is refused.
+create or replace function trellis._bare_number(p_text text)
+returns boolean language sql immutable parallel safe as $$
+  select p_text ~ '^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$'
+$$;
+comment on function trellis._bare_number(text) is
+  'Whether p_text is a number with no unit (an interval PostgreSQL would read as seconds).';
+
 -- A time limit option (run_start's and a schedule's time_limit, decision
 -- 0031): an interval, as a JSON string, longer than zero and at most 1000
 -- years (as a checkpoint op's delay); null (absent or JSON null) is none.
@@ -198,6 +208,10 @@ begin
   end if;
   if jsonb_typeof(p_value) <> 'string' then
     perform trellis._raise('TR001', 'time_limit must be an interval, as a string');
+  end if;
+  if trellis._bare_number(p_value #>> '{}') then
+    perform trellis._raise('TR001', format('time_limit %s needs a unit (''15 minutes''): a bare number is seconds in PostgreSQL and milliseconds in TypeScript',
+                                           trellis._quote(p_value #>> '{}')));
   end if;
   begin
     v_limit := (p_value #>> '{}')::interval;

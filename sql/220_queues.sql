@@ -87,9 +87,10 @@ begin
       if v_row.rate_limit is null then
         perform trellis._raise('TR001', 'queue option rate.limit must be an integer between 1 and 1000000');
       end if;
-      -- A bare number is refused: PostgreSQL reads '1000' as seconds, TypeScript reads 1000 as milliseconds.
-      if jsonb_typeof(v_rate->'period') <> 'string' then
-        perform trellis._raise('TR001', format('queue option rate.period must be an interval as text (''1 second'', ''500 milliseconds''), not %s',
+      -- A bare number is refused, as a JSON number or as text ('1000'):
+      -- PostgreSQL reads '1000' as seconds, TypeScript reads 1000 as milliseconds.
+      if jsonb_typeof(v_rate->'period') <> 'string' or trellis._bare_number(v_rate->>'period') then
+        perform trellis._raise('TR001', format('queue option rate.period must be an interval with a unit, as text (''1 second'', ''500 milliseconds''), not %s',
           left((v_rate->'period')::text, 64)));
       end if;
       begin

@@ -86,16 +86,31 @@ const ISO = /^P(?:(\d+(?:\.\d+)?)Y)?(?:(\d+(?:\.\d+)?)M)?(?:(\d+(?:\.\d+)?)W)?(?
 const ISO_FIELDS: Field[] = ['year', 'month', 'week', 'day', 'hour', 'minute', 'second'];
 const MAX_QUOTED = 40;
 
-/** Round half to even, as PostgreSQL's rint() does for the months of a fraction of a year. */
+/** Round half to even, as PostgreSQL's rint() does (the months of a fraction of a year, microseconds). */
 function rint(x: number): number {
   const r = Math.round(x);
   return Math.abs(x % 1) === 0.5 && r % 2 !== 0 ? r - 1 : r;
 }
 
-function fieldMs(field: Field, n: number): number {
-  if (field !== 'year') return n * FIELD_MS[field];
-  const whole = Math.trunc(n);
-  return whole * 365.25 * DAY + rint((n - whole) * 12) * FIELD_MS.month;
+/**
+ * A duration's milliseconds, as PostgreSQL's `extract(epoch from …)` counts
+ * an interval: years and whole months go into one count of months (a
+ * fraction of a year as whole months, a fraction of a month as 30-day
+ * days), every 12 of which is a year of 365.25 days and each other one 30
+ * days ('12 months' is a year, not 360 days); the rest as it is.
+ */
+function fieldsMs(fields: readonly [Field, number][]): number {
+  let months = 0;
+  let rest = 0;
+  for (const [field, n] of fields) {
+    const whole = Math.trunc(n);
+    if (field === 'year') months += whole * 12 + rint((n - whole) * 12);
+    else if (field === 'month') {
+      months += whole;
+      rest += (n - whole) * FIELD_MS.month;
+    } else rest += n * FIELD_MS[field];
+  }
+  return Math.floor(months / 12) * 365.25 * DAY + (months % 12) * FIELD_MS.month + rest;
 }
 
 /**
@@ -168,7 +183,8 @@ export function toMs(duration: Duration, what = 'duration'): number {
         + 'as PostgreSQL versions treat the rest differently');
     }
     if (fields) {
-      const ms = Math.round(fields.reduce((sum, [field, n]) => sum + fieldMs(field, n), 0) * 1000) / 1000;
+      // Whole microseconds, rounded half to even as PostgreSQL stores them.
+      const ms = rint(fieldsMs(fields) * 1000) / 1000;
       if (Number.isFinite(ms)) return ms;
     }
   }

@@ -92,6 +92,8 @@ describe('run_start: deadline and time_limit', () => {
       [{ time_limit: '999 years', run_at: '275000-01-01T00:00:00Z' }, /deadline must be a finite timestamp before 275760-09-13/],
       [{ deadline: 1767225600000 }, /deadline must be a timestamp, as a string/],
       [{ time_limit: 3600 }, /time_limit must be an interval, as a string/],
+      [{ time_limit: '3600' }, /time_limit '3600' needs a unit/],
+      [{ time_limit: '1e3' }, /time_limit '1e3' needs a unit/],
       [{ time_limit: 'forever' }, /time_limit 'forever' is not an interval/],
       [{ time_limit: '300000 years' }, /must be longer than zero and at most 1000 years/],
       [{ time_limit: '0 seconds' }, /must be longer than zero/],

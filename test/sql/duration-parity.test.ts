@@ -25,6 +25,9 @@ const ACCEPTED = [
   '0.25 years', '0.75 years', '0.5 years', '1.25 years', '2.5 years', '3.3333 months',
   '1.75 months', '0.3 weeks', '1.0000001 hours', '1.23456789 s', '0.0015 s', '1.5 ms', '100000 years', '1hour', '30 s',
   'PT1H30M', 'P1Y2M3DT4H5M6.5S', 'P2W', 'P1.5D', 'PT0.5S', 'P1Y', 'P1W2D', 'PT1.5H', 'P0.5Y', 'P1.5M', 'P1DT1H', 'P0D',
+  // Twelve months are a year (365.25 days) there, whatever field they came in.
+  '12 months', '18 months', '24 months', '25 months', '13.5 months', '1 year 11 months', '1 year 12 months', '0.5 years 6 months',
+  '0.75 years 5 months', 'P12M', 'P18M', 'P1Y11M', 'P0.5Y7M', '120 months', '1.0000005 s', '0.0000005 s', '0.0000015 s', '0.0000025 s', '0.0000000004 hours',
 ];
 
 /** Rejected by both. */

@@ -51,6 +51,8 @@ describe('queue_set', () => {
     ['a rate with a zero period', 'bad-d', { rate: { limit: 5, period: '0 seconds' } }],
     ['a rate with a limit of 0', 'bad-e', { rate: { limit: 0, period: '1 second' } }],
     ['a rate period that is not an interval', 'bad-f', { rate: { limit: 5, period: 'soon' } }],
+    ['a rate period that is a number as text (seconds in SQL, milliseconds in TypeScript)', 'bad-f2', { rate: { limit: 5, period: '1000' } }],
+    ['a rate period that is a decimal number as text', 'bad-f3', { rate: { limit: 5, period: ' 1.5 ' } }],
     ['an unknown option', 'bad-g', { concurency: 3 }],
     ['an unknown key in rate', 'bad-h', { rate: { limit: 5, period: '1 second', burst: 10 } }],
     ['a queue name with quotes and SQL', `x'; drop table trellis.runs; --`, { concurrency: 1 }],
@@ -288,7 +290,7 @@ describe('run_claim with flow control', () => {
 
   it('queue_set refuses rate.period as a bare number (PostgreSQL would read it as seconds, TypeScript as milliseconds)', async () => {
     await assert.rejects(q(`select trellis.queue_set('rated-number', '{"rate": {"limit": 5, "period": 1000}}')`),
-      { code: 'TR001', message: /rate.period must be an interval as text/ });
+      { code: 'TR001', message: /rate.period must be an interval with a unit, as text/ });
     const { rows } = await q(`select 1 from trellis.queues where name = 'rated-number' and rate_period is not null`);
     assert.equal(rows.length, 0);
   });
