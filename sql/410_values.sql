@@ -36,7 +36,8 @@ begin
   return query
   select v_status, v.output, v.finished_at
     from (select null) one
-    left join (select s.output, s.finished_at from trellis.steps s
+    -- A value set to JSON null may be stored as SQL null: read as 'null'::jsonb.
+    left join (select coalesce(s.output, 'null'::jsonb) as output, s.finished_at from trellis.steps s
                 where s.bucket = v_bucket and s.run_id = p_run_id and s.kind = 'value' and s.name = p_key
                   and s.status = 'completed'
                 order by s.execution desc, s.seq desc limit 1) v on true;
@@ -54,13 +55,13 @@ begin
     return;
   end if;
   return query
-  select distinct on (s.name) s.name, s.output, s.finished_at
+  select distinct on (s.name) s.name, coalesce(s.output, 'null'::jsonb), s.finished_at
     from trellis.steps s
    where s.bucket = v_bucket and s.run_id = p_run_id and s.kind = 'value' and s.status = 'completed'
    order by s.name, s.execution desc, s.seq desc;
 end $$;
 comment on function trellis.run_values(uuid) is
-  'Every key run p_run_id set with ctx.setValue and its newest value, by key; no rows for a run that set none or does not exist.';
+  'Every key run p_run_id set with ctx.setValue and its newest value, by key (a value set to JSON null is ''null''::jsonb); no rows for a run that set none or does not exist.';
 
 -- A stream (decision 0040): the calls of kind 'stream' named p_key, in
 -- history order (execution, then call number), after the cursor p_after

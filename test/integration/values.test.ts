@@ -132,6 +132,11 @@ describe('ctx.setValue and client.waitForValue', () => {
       assert.deepEqual(sql, [{ status: 'completed', value: { second: true }, set: true }]);
       assert.deepEqual((await db.pool.query(`select key, value from trellis.run_values($1)`, [run.id])).rows,
         [{ key: 'empty', value: null }, { key: 'n', value: { second: true } }]);
+      // In SQL, JSON null ('null'::jsonb), not SQL null (a key not set).
+      assert.deepEqual((await db.pool.query(`select jsonb_typeof(value) as t, set_at is not null as set from trellis.run_value($1, 'empty')`, [run.id])).rows,
+        [{ t: 'null', set: true }]);
+      assert.deepEqual((await db.pool.query(`select jsonb_typeof(value) as t from trellis.run_values($1) where key = 'empty'`, [run.id])).rows,
+        [{ t: 'null' }]);
     } finally {
       await client.close();
     }

@@ -34,6 +34,11 @@ describe('run values', () => {
     const [k] = await sql(`select status, value, set_at is not null as set from trellis.run_value($1, 'k')`, [r.id]);
     assert.deepEqual(k, { status: 'running', value: { n: 2 }, set: true });
     assert.deepEqual(await sql(`select key, value from trellis.run_values($1)`, [r.id]), [{ key: 'k', value: { n: 2 } }, { key: 'other', value: null }]);
+    // A value set to JSON null is 'null'::jsonb, not SQL null (which means: not set).
+    assert.deepEqual(await sql(`select value is null as missing, jsonb_typeof(value) as t from trellis.run_value($1, 'other')`, [r.id]),
+      [{ missing: false, t: 'null' }]);
+    assert.deepEqual(await sql(`select key, jsonb_typeof(value) as t from trellis.run_values($1) where key = 'other'`, [r.id]),
+      [{ key: 'other', t: 'null' }]);
     // A later execution (continue-as-new keeping the history) sets k again from call 0.
     await apply([{ op: 'continue', run: r.id, token: r.token, input: {}, keep: true }]);
     const [again] = await sql(`select id, lease_token from trellis.run_claim('w1', array[$1], '{w}', '{1}', 1, '30 seconds')`, [`v${queues}`]);

@@ -18,7 +18,7 @@ export const worker: Command = {
   positionals: [1, 1],
   options: {
     queue: { type: 'string', value: 'NAME', multiple: true, description: 'queues to serve (default: the workflows\' own)' },
-    concurrency: { type: 'string', value: 'N', description: 'runs executed at once, 1-10000 (default 10)' },
+    concurrency: { type: 'string', value: 'N', description: 'runs executed at once, 1-100000 (default 10)' },
     id: { type: 'string', value: 'ID', description: 'the worker\'s name in leases (default host:pid:random)' },
     'log-level': { type: 'string', value: 'LEVEL', description: 'debug, info (default), warn or error' },
     'shutdown-timeout': { type: 'string', value: 'DURATION', description: 'how long running runs may finish on shutdown (default 10s)' },
@@ -27,7 +27,7 @@ export const worker: Command = {
     const level = (options['log-level'] ?? 'info') as LogLevel;
     if (!LEVELS.includes(level)) throw new UsageError(`--log-level must be one of ${LEVELS.join(', ')}, not ${quote(String(level))}`);
     const shutdown = options['shutdown-timeout'] === undefined ? 10_000 : duration(options['shutdown-timeout'] as string, 'shutdown-timeout');
-    const concurrency = options.concurrency === undefined ? undefined : integer(options.concurrency as string, 'concurrency', 1, 10_000, 10);
+    const concurrency = options.concurrency === undefined ? undefined : integer(options.concurrency as string, 'concurrency', 1, 100_000, 10);
     const url = databaseUrl();
     const stop = interrupted();
     const workflows = await loadWorkflows(args[0] as string);
