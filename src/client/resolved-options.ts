@@ -9,7 +9,7 @@ import type { Pool } from '../db/pg.ts';
 import { checkPreparedMode, type PreparedStatementsMode } from '../db/prepared.ts';
 import { ValidationError } from '../errors.ts';
 import type { Logger } from '../protocol/logger.ts';
-import { durationIn } from '../protocol/option-bounds.ts';
+import { durationIn, optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 import type { TracingOptions } from '../observability/tracing.ts';
 import type { ClientOptions } from './options.ts';
 
@@ -39,8 +39,15 @@ const optionalString = (value: unknown, name: string): string | undefined => {
 };
 
 /** Check every option once and apply the defaults; the result is frozen. */
+/** Every option createClient takes (a misspelt one is refused). */
+export const CLIENT_OPTIONS = optionNames<ClientOptions>({
+  pool: true, connectionString: true, readPool: true, logger: true, listenUrl: true, preparedStatements: true,
+  resultPollInterval: true, handoff: true, tracing: true, connectTimeout: true, queryTimeout: true, keepAlive: true,
+});
+
 export function resolveClientOptions(options: ClientOptions): Readonly<ResolvedClientOptions> {
   if (typeof options !== 'object' || options === null) throw new ValidationError('createClient needs options: { pool } or { connectionString }');
+  refuseUnknownKeys(options, CLIENT_OPTIONS, 'createClient options');
   const connectionString = optionalString(options.connectionString, 'connectionString');
   if (!options.pool && !connectionString) throw new ValidationError('createClient needs a pool or a connectionString');
   if (options.pool !== undefined && typeof (options.pool as { query?: unknown }).query !== 'function') {

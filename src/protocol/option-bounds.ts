@@ -33,3 +33,15 @@ export function refuseUnknownKeys(options: unknown, keys: readonly string[], wha
   const unknown = Object.keys(options).filter((k) => !keys.includes(k));
   if (unknown.length) throw new ValidationError(`${what} has unknown option(s) ${unknown.join(', ').slice(0, 200)} (it takes ${keys.join(', ')})`);
 }
+
+/**
+ * The names of an options type, listed once: `keys` must name every key of
+ * `T` and nothing else (the compiler checks both), so `refuseUnknownKeys`
+ * stays in step with the type as options are added.
+ *
+ * @example
+ * const NAMES = optionNames<{ ttl?: string; every?: string }>({ ttl: true, every: true }); // ['ttl', 'every']
+ */
+export function optionNames<T>(keys: { [K in keyof Required<T>]: true }): readonly string[] {
+  return Object.freeze(Object.keys(keys));
+}

@@ -18,6 +18,8 @@ import { createWorker, type Worker, type WorkerOptions } from '../worker/worker.
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { silentLogger } from '../protocol/logger.ts';
+import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
+import { WORKER_OPTIONS } from '../worker/options.ts';
 import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
 import { cancelOverdue, describeTree, driveRound, resumeDue, Wakeups } from './drive.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
@@ -42,6 +44,12 @@ export interface TestEnvOptions extends Omit<WorkerOptions, 'pool' | 'connection
    */
   serverUrl?: string | undefined;
 }
+
+/** Every option createTestEnv takes: the worker's but its pool, and the server. */
+const TEST_ENV_OPTIONS = optionNames<TestEnvOptions>({
+  serverUrl: true, ...Object.fromEntries(WORKER_OPTIONS.filter((n) => n !== 'pool' && n !== 'connectionString').map((n) => [n, true])) as
+    { [K in keyof Required<Omit<WorkerOptions, 'pool' | 'connectionString'>>]: true },
+});
 
 /** A run given by id or by the handle `start` returned. */
 export type TestRun = string | { readonly id: string };
@@ -206,6 +214,8 @@ function wantedStates(states: unknown): RunState[] {
  * await env.close();
  */
 export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
+  // A misspelt option is refused before a server or database is made.
+  refuseUnknownKeys(options, TEST_ENV_OPTIONS, 'createTestEnv options');
   const { serverUrl = process.env.DATABASE_URL, ...workerOptions } = options;
   const server = serverUrl ? undefined : await startEmbeddedPostgres();
   const admin = serverUrl ?? (server as { connectionString: string }).connectionString;

@@ -5,7 +5,7 @@ import { type ConnectionTimeouts, type ResolvedTimeouts, resolveTimeouts } from 
 import { quoteValue, ValidationError } from '../errors.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Duration } from '../protocol/duration.ts';
-import { durationIn, integerIn, refuseUnknownKeys } from '../protocol/option-bounds.ts';
+import { durationIn, integerIn, optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 import type { Logger } from '../protocol/logger.ts';
 import type { TracingOption, WorkerMetricsOption } from '../observability/worker-observer.ts';
 import { assertName } from '../workflow/names.ts';
@@ -301,7 +301,23 @@ export function checkDutyOption(option: unknown, name: string): void {
   refuseUnknownKeys(option, ['interval', 'batch'], name);
 }
 
+/** Every option createWorker takes (a misspelt one is refused). */
+export const WORKER_OPTIONS = optionNames<WorkerOptions>({
+  pool: true, connectionString: true, client: true, listenUrl: true, workflows: true, queues: true, concurrency: true,
+  claimBatch: true, pollInterval: true, leaseDuration: true, maxBatch: true, purge: true, roles: true, schedules: true,
+  deadlines: true, resumes: true, hookDelivery: true, preparedStatements: true, listenerHealthCheck: true, metrics: true,
+  tracing: true, id: true, logger: true, connectTimeout: true, queryTimeout: true, keepAlive: true,
+});
+
+/** Every option hookDelivery takes. */
+export const HOOK_DELIVERY_OPTIONS = optionNames<HookDeliveryOptions>({ interval: true, concurrency: true });
+
 export function resolveWorkerOptions(options: WorkerOptions): Readonly<ResolvedWorkerOptions> {
+  if (typeof options !== 'object' || options === null) throw new ValidationError('createWorker needs options: { pool, workflows }');
+  refuseUnknownKeys(options, WORKER_OPTIONS, 'createWorker options');
+  if (options.hookDelivery !== undefined && options.hookDelivery !== false) {
+    refuseUnknownKeys(options.hookDelivery, HOOK_DELIVERY_OPTIONS, 'hookDelivery');
+  }
   if (!options.workflows?.length) throw new ValidationError('a worker needs at least one workflow');
   const definitions = new Map<string, WorkflowDefinition>();
   for (const def of options.workflows) {

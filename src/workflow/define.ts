@@ -8,6 +8,7 @@ import type { WorkflowContext } from './context.ts';
 import type { SignalDefinition } from './signal.ts';
 import { declaredHooks, type WorkflowHooks } from './hooks.ts';
 import { checkInterceptors, type WorkflowInterceptors } from './run-control.ts';
+import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 
 /**
  * Options of {@link defineWorkflow}.
@@ -189,6 +190,15 @@ export type WorkflowInput<W> = W extends WorkflowDefinition<any, any, infer T> ?
 /** The result type a client gets back. */
 export type WorkflowOutput<W> = W extends WorkflowDefinition<any, infer O, any> ? O : never;
 
+/** Every option defineActivity takes. */
+const ACTIVITY_OPTIONS = optionNames<ActivityOptions<StandardSchemaV1>>({ name: true, queue: true, version: true, input: true, retry: true, timeout: true });
+
+/** Every option defineWorkflow takes (a misspelt one is refused). */
+const WORKFLOW_OPTIONS = optionNames<WorkflowOptions<StandardSchemaV1, undefined>>({
+  name: true, version: true, input: true, output: true, queue: true, retry: true, pauseAfter: true, resumeAfter: true,
+  maxResumes: true, signals: true, hooks: true, eventPayloads: true, interceptors: true,
+});
+
 /**
  * Define a workflow.
  *
@@ -204,7 +214,9 @@ export function defineWorkflow<S extends StandardSchemaV1, O, OS extends Standar
   options: WorkflowOptions<S, OS, NoInfer<OS extends StandardSchemaV1 ? InferOutput<OS> : O>>,
   fn: WorkflowFn<InferOutput<S>, OS extends StandardSchemaV1 ? InferOutput<OS> : O, InferInput<S>>,
 ): WorkflowDefinition<InferOutput<S>, OS extends StandardSchemaV1 ? InferOutput<OS> : O, InferInput<S>> {
+  if (typeof options !== 'object' || options === null) throw new ValidationError('defineWorkflow needs options: { name, input }');
   assertName(options.name, 'workflow');
+  refuseUnknownKeys(options, WORKFLOW_OPTIONS, `workflow ${options.name}`);
   const version = assertName(options.version ?? '1', 'version');
   const queue = assertName(options.queue ?? 'default', 'queue');
   if (options.pauseAfter !== undefined && (!Number.isInteger(options.pauseAfter) || options.pauseAfter < 1)) {
@@ -312,6 +324,8 @@ export function defineActivity<S extends StandardSchemaV1, O>(
   options: ActivityOptions<S>,
   fn: (input: InferOutput<S>, step: import('./context.ts').StepContext) => Promise<O> | O,
 ): WorkflowDefinition<InferOutput<S>, O, InferInput<S>> {
+  if (typeof options !== 'object' || options === null) throw new ValidationError('defineActivity needs options: { name, queue, input }');
+  refuseUnknownKeys(options, ACTIVITY_OPTIONS, `activity ${String(options.name).slice(0, 60)}`);
   checkRetryPolicy(options.retry, `activity ${String(options.name)}: retry`);
   if (options.timeout !== undefined) toTimeoutMs(options.timeout, `activity ${String(options.name)}: timeout`);
   return defineWorkflow({ name: options.name, version: options.version, queue: options.queue, input: options.input },

@@ -6,7 +6,7 @@
 import { ValidationError } from '../errors.ts';
 import type { Queryable } from '../protocol/queryable.ts';
 import type { Duration } from '../protocol/duration.ts';
-import { durationIn } from '../protocol/option-bounds.ts';
+import { durationIn, optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 import { checkRetryPolicy, type RetryPolicy } from './retry.ts';
 
 /**
@@ -84,9 +84,14 @@ export interface WorkflowHooks<I = unknown, O = unknown> {
 /** The longest hook timeout: a delivery's lease is the longest timeout plus 30 s, and a lease is at most a day. */
 export const HOOK_TIMEOUT_MAX_MS = 12 * 3_600_000;
 
+/** Every key a workflow's hooks take: the hook names, retry and timeout. */
+const HOOK_OPTIONS = optionNames<WorkflowHooks>({ onComplete: true, onFail: true, onCancel: true, onPause: true, retry: true, timeout: true });
+
 /** The hook names a definition's hooks declare (registered with its version). */
 export function declaredHooks(hooks: WorkflowHooks<any, any> | undefined): HookName[] {
   if (!hooks) return [];
+  // A misspelt hook (onFailure) would never run, and nothing would say so.
+  refuseUnknownKeys(hooks, HOOK_OPTIONS, 'hooks');
   if (hooks.timeout !== undefined) durationIn(hooks.timeout, 'hooks.timeout', [1, HOOK_TIMEOUT_MAX_MS]);
   checkRetryPolicy(hooks.retry, 'hooks.retry', { steps: false });
   return HOOK_NAMES.filter((name) => {

@@ -76,3 +76,26 @@ describe('worker options', () => {
     refused(() => worker({ queryTimeout: '30 days' }), /queryTimeout/);
   });
 });
+
+describe('misspelt options', () => {
+  it('are refused by createClient, createWorker (hookDelivery too), defineWorkflow (its hooks too) and defineActivity, naming the key', async () => {
+    const { defineActivity } = await import('../../src/workflow/define.ts');
+    refused(() => resolveClientOptions({ pool, resultPollIntervall: '1s' } as never), /createClient options has unknown option\(s\) resultPollIntervall/);
+    refused(() => resolveWorkerOptions({ pool, workflows: [wf], concurency: 5 } as never), /createWorker options has unknown option\(s\) concurency/);
+    refused(() => resolveWorkerOptions({ pool, workflows: [wf], hookDelivery: { intervall: 5 } } as never), /hookDelivery has unknown option\(s\) intervall/);
+    refused(() => defineWorkflow({ name: 'typo', input: z.object({}), pauseAftr: 3 } as never, async () => 1), /workflow typo has unknown option\(s\) pauseAftr/);
+    // A misspelt hook would never run: refused, with the names it takes.
+    refused(() => defineWorkflow({ name: 'typo', input: z.object({}), hooks: { onFailure: async () => undefined } } as never, async () => 1),
+      /hooks has unknown option\(s\) onFailure \(it takes onComplete, onFail, onCancel, onPause, retry, timeout\)/);
+    refused(() => defineActivity({ name: 'ocr', queue: 'gpu', input: z.string(), timout: '5s' } as never, async () => 1), /activity ocr has unknown option\(s\) timout/);
+    // Every documented option is still taken.
+    resolveWorkerOptions({ pool, workflows: [wf], hookDelivery: { interval: '1s', concurrency: 2 }, purge: false, resumes: false });
+    defineWorkflow({ name: 'ok', input: z.object({}), hooks: { onFail: async () => undefined, retry: { maxAttempts: 2 }, timeout: '5s' } }, async () => 1);
+  });
+
+  it('are refused by createTestEnv before it makes a server or a database', async () => {
+    const { createTestEnv } = await import('../../src/testing/env.ts');
+    await assert.rejects(createTestEnv({ workflows: [wf], serverURL: 'postgres://nobody@127.0.0.1:1/none' } as never),
+      (e) => e instanceof ValidationError && /createTestEnv options has unknown option\(s\) serverURL/.test(e.message));
+  });
+});
