@@ -47,3 +47,11 @@ export function deadlineOptions(options: { deadline?: Date | string | undefined;
   }
   return {};
 }
+
+/**
+ * The last time a wait's timer can be set for (9999-12-31T23:59:59.999Z): a
+ * time with a year past 9999 is written with a sign and six digits by
+ * `toISOString`, which PostgreSQL does not read, so the checkpoint that
+ * carried it was refused on every claim of the run.
+ */
+export const LAST_WAIT_TIME = Date.UTC(9999, 11, 31, 23, 59, 59, 999);

@@ -28,7 +28,7 @@ import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
 import { assertJsonObject, encodeJson, jsonbTextBytes, serializeError } from '../protocol/serialize.ts';
 import { assertName, UUID_PATTERN } from '../workflow/names.ts';
-import { deadlineOptions } from '../protocol/deadline.ts';
+import { deadlineOptions, LAST_WAIT_TIME } from '../protocol/deadline.ts';
 
 export function buildContext(run: Replay): WorkflowContext {
   const o = run.o;
@@ -70,10 +70,10 @@ export function buildContext(run: Replay): WorkflowContext {
     setMetadata: (fields) => handled(setMetadata(run, fields)),
     writeStream: (key, value) => handled(streamCall(run, key, { v: value === undefined ? null : value })),
     closeStream: (key) => handled(streamCall(run, key, { closed: true })),
-    sleep: (name, duration: Duration) => handled(timer(run, name, () => run.dbNowAtLeast() + toMs(duration, `duration of sleep ${name}`))),
+    sleep: (name, duration: Duration) => handled(timer(run, name, () => deadlineIn(run, toMs(duration, `duration of sleep ${name}`), `sleep ${name}`))),
     sleepUntil: (name, until: Date) => {
       if (!(until instanceof Date) || Number.isNaN(until.getTime())) return Promise.reject(new ValidationError(`sleepUntil(${name}) needs a valid Date`));
-      return handled(timer(run, name, () => until.getTime()));
+      return handled(timer(run, name, () => waitTime(until.getTime(), `sleepUntil(${name})`)));
     },
     waitForSignal: <T>(signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T> = {}) =>
       handled(waitForSignal<T>(run, signal, options)),
@@ -405,6 +405,24 @@ function startWait<T>(run: Replay, seq: number, name: string, kind: WaitKind,
 }
 
 /**
+ * The engine time `ms` from now, for a wait of `what` (checked as `waitTime`).
+ */
+function deadlineIn(run: Replay, ms: number, what: string): number {
+  return waitTime(run.dbNowAtLeast() + ms, what);
+}
+
+/**
+ * `at` if a wait's timer can be set for it: a ValidationError when it falls
+ * past the end of year 9999 (LAST_WAIT_TIME). A wait recorded with a later
+ * time (a finite but huge timeout) made every worker that claimed the run
+ * crash, or its checkpoints be refused.
+ */
+function waitTime(at: number, what: string): number {
+  if (!(at <= LAST_WAIT_TIME)) throw new ValidationError(`${what} would end past 9999-12-31, the last time a wait can be set for`);
+  return at;
+}
+
+/**
  * A wait whose result the history holds: handed back in its delivery turn,
  * and known to a race at once as settled (a race that claimed the wait and
  * recorded it as the winner may have lost its own checkpoint).
@@ -425,7 +443,10 @@ function lostPromise<T>(seq: number, name: string): Promise<T> {
 
 function timer(run: Replay, name: string, until: () => number): Promise<void> {
   let call;
+  let fresh: number;
   try {
+    // Before the call takes its number: a bad duration records nothing.
+    fresh = until();
     call = run.next('sleep', name);
   } catch (error) {
     return Promise.reject(error);
@@ -434,7 +455,7 @@ function timer(run: Replay, name: string, until: () => number): Promise<void> {
   const { seq, rec } = call;
   if (run.disarmed.has(seq)) return lostPromise(seq, name);
   if (rec?.status === 'completed') return recordedWait(run, rec, 'sleep', replayed(run, rec, () => undefined));
-  const at = rec ? (rec.output as { until: number }).until : until();
+  const at = rec ? (rec.output as { until: number }).until : fresh;
   return startWait<void>(run, seq, name, 'sleep',
     () => (at <= run.dbNow() ? { complete: async () => void (await complete(run, seq, name, 'sleep', { until: at })) } : undefined),
     async () => {
@@ -448,7 +469,10 @@ function waitForSignal<T>(run: Replay, signal: SignalDefinition<T, any> | string
   const schema = options.schema ?? (typeof signal === 'string' ? undefined : signal.schema);
   const name = options.name ?? signalName;
   let call;
+  let fresh: number | null;
   try {
+    // Before the call takes its number: a bad timeout records nothing.
+    fresh = options.timeout === undefined ? null : deadlineIn(run, toMs(options.timeout, 'timeout'), `timeout of signal wait ${name}`);
     call = run.next('signal', name);
   } catch (error) {
     return Promise.reject(error);
@@ -463,7 +487,7 @@ function waitForSignal<T>(run: Replay, signal: SignalDefinition<T, any> | string
     }));
   }
   const waiting = rec?.output as { until: number | null } | undefined;
-  const until = waiting ? waiting.until : options.timeout === undefined ? null : run.dbNowAtLeast() + toMs(options.timeout, 'timeout');
+  const until = waiting ? waiting.until : fresh;
   const deliver = async (found: { id: number; payload: unknown; signal_id: string | null }): Promise<SignalResult<T>> => {
     let payload: unknown = found.payload;
     if (schema) {
@@ -584,10 +608,10 @@ function waitForRun(run: Replay, runId: string, options: WaitForRunOptions): Pro
   if (id === run.o.runId) return Promise.reject(new ValidationError(`run ${id} cannot wait for its own end`));
   const name = options.name ?? `run:${id}`;
   let call;
-  let timeoutMs: number | undefined;
+  let fresh: number | null;
   try {
     // Checked before the call takes its number: a bad timeout records nothing.
-    timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
+    fresh = options.timeout === undefined ? null : deadlineIn(run, toMs(options.timeout, 'timeout'), `timeout of wait ${name}`);
     call = run.next('child', name);
   } catch (error) {
     return Promise.reject(error);
@@ -610,8 +634,7 @@ function waitForRun(run: Replay, runId: string, options: WaitForRunOptions): Pro
     }));
   }
   // The time limit, in engine time, fixed when the wait is first recorded.
-  const until = rec ? ((rec.output as { until?: number | null } | null)?.until ?? null)
-    : timeoutMs === undefined ? null : run.dbNowAtLeast() + timeoutMs;
+  const until = rec ? ((rec.output as { until?: number | null } | null)?.until ?? null) : fresh;
   return startWait<unknown>(run, seq, name, 'child',
     () => {
       const outcome = rec ? run.o.children?.[id] : undefined;

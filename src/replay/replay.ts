@@ -31,6 +31,7 @@ import type { Checkpoint, CheckpointSink, EndOp, StepOp } from '../protocol/chec
 import type { ExecutionObserver } from './observer.ts';
 import { encodeJson, serializeError } from '../protocol/serialize.ts';
 import { longTimeout } from '../protocol/timer.ts';
+import { LAST_WAIT_TIME } from '../protocol/deadline.ts';
 import { isEndRunCancelled, type HookRunInfo, type WorkflowInterceptors } from '../workflow/run-control.ts';
 
 export interface ExecuteOptions {
@@ -592,20 +593,34 @@ export class Replay {
     this.quiescenceCheck = true;
     setImmediate(() => {
       this.quiescenceCheck = false;
-      if (this.halted || this.settled || this.attempts.size || this.writes.size) return;
-      // A result is due: another check follows its delivery.
-      if (!this.deliveries.idle()) return;
-      if (this.deliveries.unstick()) return this.scheduleQuiescenceCheck();
-      if (this.pauseRequested) return this.halt({ op: 'pause', seen_cancel: this.cancelRequested });
-      if (!this.blocked.size) return this.halt(this.stuck());
-      const deadlines = [...this.blocked.values()].map((w) => w.deadline).filter((d): d is number => d !== null);
-      // The deadline itself, not a delay from this execution's estimate of
-      // the engine's clock: a clock that moved meanwhile (the test kit's
-      // advance) makes a passed deadline due at once, not one delay later.
-      const deadline = deadlines.length ? new Date(Math.min(...deadlines)).toISOString() : null;
-      const signal = Math.max(0, ...(this.o.signals ?? []).map((s) => s.id));
-      this.halt({ op: 'wait', deadline, signal, seen_cancel: this.cancelRequested });
+      // Whatever goes wrong in deciding how the execution parks ends this
+      // run's execution with that error, never the worker process (an
+      // uncaught throw here took every run of the process down with it).
+      try {
+        this.quiesce();
+      } catch (error) {
+        if (!this.halted && !this.settled) this.halt({ op: 'fail', error: serializeError(error) });
+      }
     });
+  }
+
+  /** The quiescence check itself: park, pause, or fail as stuck, once nothing is in flight. */
+  private quiesce(): void {
+    if (this.halted || this.settled || this.attempts.size || this.writes.size) return;
+    // A result is due: another check follows its delivery.
+    if (!this.deliveries.idle()) return;
+    if (this.deliveries.unstick()) return this.scheduleQuiescenceCheck();
+    if (this.pauseRequested) return this.halt({ op: 'pause', seen_cancel: this.cancelRequested });
+    if (!this.blocked.size) return this.halt(this.stuck());
+    const deadlines = [...this.blocked.values()].map((w) => w.deadline).filter((d): d is number => d !== null);
+    // The deadline itself, not a delay from this execution's estimate of
+    // the engine's clock: a clock that moved meanwhile (the test kit's
+    // advance) makes a passed deadline due at once, not one delay later.
+    // Never past the last time a wait can be set for: a wait recorded with
+    // a later one (before waits were bounded) threw here on every claim.
+    const deadline = deadlines.length ? new Date(Math.min(...deadlines, LAST_WAIT_TIME)).toISOString() : null;
+    const signal = Math.max(0, ...(this.o.signals ?? []).map((s) => s.id));
+    this.halt({ op: 'wait', deadline, signal, seen_cancel: this.cancelRequested });
   }
 
   private stuck(): Outcome {
