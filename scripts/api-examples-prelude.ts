@@ -18,7 +18,7 @@ import {
   type EventConsumer, EVENT_KINDS, type EventsOptions, type RunEvent, HOOK_NAMES, type HookEvent, type WorkflowHooks,
   type HookDeliveryOptions, OVERLAP_POLICIES, type ScheduleOptions, type RoleContext, type RoleFunction, type CronSchedule, parseCron,
   EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors, type QueueOptions, type QueueStats,
-  type HookContext, type StartManyItem, type KeyPolicy, type ControlFilter,
+  type HookContext, type StartManyItem, type KeyPolicy, type ControlFilter, type SignalWithStartOptions,
 } from '../src/index.ts';
 import {
   type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector, tableConnector,
@@ -137,5 +137,5 @@ void [assert, writeFileSync, isTrellisError, DatabaseError, ConfigurationError, 
 export type {
   Duration, Run, EventsOptions, RunEvent, HookEvent, WorkflowHooks, HookDeliveryOptions, ScheduleOptions, RoleContext, RoleFunction,
   CronSchedule, MachineOutput, Transition, TemplateState, TemplateStepFn, TemplateHookFn, TemplateEntry, HookRunInfo, HookStepInfo,
-  WorkflowInterceptors, Order, PinoLogFn, QueueOptions, QueueStats, HookContext, OutboxEventPayload, MachineConnectorFn,
+  WorkflowInterceptors, Order, PinoLogFn, QueueOptions, QueueStats, HookContext, OutboxEventPayload, MachineConnectorFn, SignalWithStartOptions,
 };

@@ -1,4 +1,4 @@
-export { createClient, Client, type ClientOptions, type Consistency, type ListFilter, type ReadOptions, type RunHandle, type RunRef, type StartOptions, type ForkOptions, type StartManyItem, type KeyPolicy, type ControlFilter, type ControlManyOptions, type ControlManyResult } from './client/client.ts';
+export { createClient, Client, type ClientOptions, type Consistency, type ListFilter, type ReadOptions, type RunHandle, type RunRef, type StartOptions, type ForkOptions, type StartManyItem, type KeyPolicy, type ControlFilter, type ControlManyOptions, type ControlManyResult, type SignalWithStartOptions, type SignalWithStartHandle } from './client/client.ts';
 export type { ReadStreamOptions, Run, RunValue, Step, StreamEntry } from './client/runs.ts';
 export type { QueueOptions, QueueStats } from './client/queues.ts';
 export { fromKysely, type Executor, type Queryable } from './db/queryable.ts';

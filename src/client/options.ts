@@ -291,7 +291,7 @@ export interface SignalWithStartOptions extends Omit<StartOptions, 'key' | 'keyP
  * repeat of its `signalId`).
  *
  * @example
- * const { id, started, delivered } = await client.signalWithStart(cart, { customer: 'c-42' }, addItem, { sku: 'A-1' }, { key: 'cart-c-42' });
+ * const { id, started, delivered } = await client.signalWithStart(cart, { customer: 'c-42' }, addItem, { sku: 'A-1', qty: 1 }, { key: 'cart-c-42' });
  */
 export interface SignalWithStartHandle<O> extends RunHandle<O> {
   /** Whether this call started the run (false: the key's unfinished run was signalled). */
