@@ -41,7 +41,11 @@ export interface TrellisErrorOptions {
 export function quoteValue(value: unknown, max = 100): string {
   let text: string;
   try {
-    text = typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
+    // Numbers JSON has no form for (NaN, Infinity) and an invalid Date
+    // would read as null, naming the wrong value: said as they are.
+    text = typeof value === 'number' && !Number.isFinite(value) ? String(value)
+      : value instanceof Date && Number.isNaN(value.getTime()) ? 'Invalid Date'
+      : typeof value === 'string' ? JSON.stringify(value) : (JSON.stringify(value) ?? String(value));
   } catch {
     text = Object.prototype.toString.call(value);
   }

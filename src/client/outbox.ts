@@ -5,7 +5,7 @@
  */
 import { type ConsumerRow, consumerList, HOOK_STATUSES, type HookDelivery, type HookFilter, type HookStatus, hookList, hookRetry } from '../db/events.ts';
 import type { Queryable } from '../db/queryable.ts';
-import { ValidationError } from '../errors.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
 import { assertName, assertRunId } from '../workflow/names.ts';
 
 /**
@@ -45,9 +45,13 @@ export class Hooks {
    * @example
    * await client.hooks.retry('42');
    */
-  async retry(id: string): Promise<void> {
-    if (typeof id !== 'string' || !/^[1-9][0-9]{0,18}$/.test(id)) throw new ValidationError('a hook delivery id is a positive integer');
-    await hookRetry(this.writer, id);
+  async retry(id: string | number): Promise<void> {
+    // A number is taken as SQL shows the id (a safe integer); a string as written.
+    const text = typeof id === 'number' && Number.isSafeInteger(id) ? String(id) : id;
+    if (typeof text !== 'string' || !/^[1-9][0-9]{0,18}$/.test(text)) {
+      throw new ValidationError(`a hook delivery id is a positive integer (as a string or a number), not ${quoteValue(id)}`);
+    }
+    await hookRetry(this.writer, text);
   }
 }
 

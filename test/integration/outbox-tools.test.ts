@@ -74,6 +74,12 @@ describe('client.hooks and client.consumers', () => {
     await assert.rejects(client.hooks.retry('1; select 1'), ValidationError);
     await assert.rejects(client.hooks.retry('9999999999999999999'), ValidationError, 'past bigint');
     await assert.rejects(client.hooks.retry('999999999'), NotFoundError);
+    // A number is an id as SQL shows it; a fraction, NaN or a negative is not.
+    await assert.rejects(client.hooks.retry(999999999), NotFoundError);
+    for (const bad of [1.5, Number.NaN, -3]) {
+      await assert.rejects(client.hooks.retry(bad), (e) => e instanceof ValidationError && e.message.endsWith(`not ${String(bad)}`));
+    }
+    await assert.rejects(client.hooks.retry(Number(ids.pending)), IllegalTransitionError);
     await assert.rejects(client.hooks.retry(ids.pending), IllegalTransitionError);
     assert.equal((await client.hooks.list({ status: 'parked' })).length, 1, 'nothing changed');
   });

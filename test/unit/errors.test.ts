@@ -11,6 +11,7 @@ import {
   NotFoundError,
   PayloadTooLargeError,
   SchemaVersionError,
+  quoteValue,
   TrellisError,
   ValidationError,
 } from '../../src/errors.ts';
@@ -137,5 +138,17 @@ describe('isTrellisError', () => {
     for (const value of [lookalike, otherSymbol, wrongValue, new Error('x'), null, undefined, 'ValidationError', 42, {}]) {
       assert.equal(isTrellisError(value), false, String(value));
     }
+  });
+});
+
+describe('quoteValue', () => {
+  it('names NaN, the infinities and an invalid Date as they are, not as null', () => {
+    assert.equal(quoteValue(Number.NaN), 'NaN');
+    assert.equal(quoteValue(Number.POSITIVE_INFINITY), 'Infinity');
+    assert.equal(quoteValue(Number.NEGATIVE_INFINITY), '-Infinity');
+    assert.equal(quoteValue(new Date('nope')), 'Invalid Date');
+    assert.equal(quoteValue(null), 'null');
+    assert.equal(quoteValue(12), '12');
+    assert.equal(quoteValue('x'), '"x"');
   });
 });
