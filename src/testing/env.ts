@@ -176,6 +176,7 @@ export interface TestEnv {
   assertHistory(run: TestRun, expected: readonly ExpectedStep[]): Promise<void>;
   /**
    * Stop the worker, close the client and pool, drop the database (and stop the embedded server).
+   * Calling it again returns the same promise.
    *
    * @example
    * after(() => env?.close()); // unset if createTestEnv threw (it leaves nothing behind)
@@ -258,6 +259,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
     if (!run) throw new ValidationError(`run ${runId} does not exist`);
     return run;
   };
+  let closing: Promise<void> | undefined;
   const waitFor: TestEnv['waitFor'] = async (ref, states, o = {}) => {
     const runId = idOf(ref);
     const wanted = wantedStates(states);
@@ -342,13 +344,17 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       await get(runId); // a run that does not exist has no history to match, not an empty one
       assertSteps(`run ${runId}`, await client.history(runId), expected);
     },
-    async close() {
-      await worker.stop({ timeout: 2000 });
-      await wakeups.close();
-      await client.close();
-      await pool.end();
-      await dropDatabase(admin, database);
-      await server?.stop();
+    close() {
+      // Once: a second call (an after() hook and a finally both closing) waits for the first.
+      closing ??= (async () => {
+        await worker.stop({ timeout: 2000 });
+        await wakeups.close();
+        await client.close();
+        await pool.end();
+        await dropDatabase(admin, database);
+        await server?.stop();
+      })();
+      return closing;
     },
   };
 }

@@ -221,6 +221,14 @@ describe('bad input to the test kit', () => {
     assert.deepEqual(await envDatabases(), before);
   });
 
+  it('close() twice (an after() hook and a finally) closes once: the second call waits for the first and drops nothing twice', async () => {
+    const own = await createTestEnv({ workflows: [stamp], serverUrl: adminUrl() });
+    const [first, second] = [own.close(), own.close()];
+    await Promise.all([first, second]);
+    await own.close();
+    assert.equal(first, second);
+  });
+
   it('waitFor refuses a state no run has, at once (a typo waited out the whole timeout)', async () => {
     const run = await env.start(approval, { order: 'kit-typo' });
     await assert.rejects(env.waitFor(run, 'complete' as never), /waitFor needs one or more of pending/);
