@@ -37,6 +37,12 @@ export interface Active {
    * transaction's snapshot would make its fenced record fail to serialize).
    */
   quiet?: number | undefined;
+  /**
+   * The execution's end (its last checkpoint) is being written: once it
+   * commits the run's lease is gone, and a heartbeat that then finds no
+   * lease is that commit, not a lease lost.
+   */
+  ending?: boolean | undefined;
 }
 
 export class LeaseKeeper {
@@ -153,7 +159,7 @@ export class LeaseKeeper {
       if (entry?.run.lease_token !== token) continue;
       const state = still.get(id);
       if (state) entry.leaseUntil = Math.max(entry.leaseUntil, sentAt + this.leaseMs);
-      if (!state && !entry.controller.aborted) {
+      if (!state && !entry.controller.aborted && !entry.ending) {
         this.log.warn('lease lost, stopping the run on this worker', { runId: id });
         entry.controller.abort(new LeaseLostError(`run ${id}: lease lost`));
       }

@@ -679,6 +679,9 @@ export class Worker {
     const op = outcomeOp(fence, outcome, shuttingDown);
     // The release after a database fault follows ops the committer refused.
     if (outcome.op === 'abandoned' && isDatabaseFault(outcome.reason)) this.committer.forget(fence.run, fence.token);
+    // Its commit ends the lease: a heartbeat that finds none meanwhile is not a lost lease.
+    const ending = this.active.get(fence.run);
+    if (ending?.run.lease_token === fence.token) ending.ending = true;
     try {
       if (op) await this.committer.push(op);
       this.stats[outcomeName(outcome)]++;
