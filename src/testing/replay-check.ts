@@ -156,7 +156,9 @@ async function checkRun(workflow: WorkflowDefinition, row: RunRow): Promise<Repl
   } catch (error) {
     return { runId: row.id, version: row.version, status: row.status, replayed: 0, ok: false, problem: `the replay crashed: ${String(error)}` };
   }
-  const replayed = countReplayed(row.history, outcome);
+  // Code that no longer takes the run's input stops before its first call: it replayed none.
+  const inputRefused = outcome.op === 'fail' && outcome.error.name === 'ValidationError' && outcome.error.message.startsWith(`input of ${workflow.name}`);
+  const replayed = inputRefused ? 0 : countReplayed(row.history, outcome);
   const result = (ok: boolean, problem?: string): ReplayCheck => ({ runId: row.id, version: row.version, status: row.status, replayed, ok, ...(problem ? { problem } : {}) });
   if (outcome.op === 'abandoned') {
     return outcome.reason === END_OF_HISTORY ? result(true) : result(false, `the replay was given up: ${String(outcome.reason)}`);
@@ -164,7 +166,7 @@ async function checkRun(workflow: WorkflowDefinition, row: RunRow): Promise<Repl
   if (outcome.op === 'fail') {
     const error = outcome.error;
     if (error.code === 'non_determinism' || error.name === 'WorkflowStuckError') return result(false, error.message);
-    if (error.name === 'ValidationError' && error.message.startsWith(`input of ${workflow.name}`)) return result(false, error.message);
+    if (inputRefused) return result(false, error.message);
     if (row.status === 'completed') return result(false, `the code fails where the run completed: ${error.message}`);
     return result(true);
   }

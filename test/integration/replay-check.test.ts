@@ -90,6 +90,7 @@ describe('checkReplay', () => {
     const strict = await checkReplay(db.pool, stricter, { limit: 1 });
     assert.equal(strict.length, 1, 'limit');
     assert.match(strict[0]?.problem ?? '', /^input of rc-order is invalid/);
+    assert.equal(strict[0]?.replayed, 0, 'code that refuses the input replays no call');
 
     // A finished run: the code must end it as it ended.
     assert.deepEqual((await checkReplay(db.pool, quick, { statuses: ['completed'] })).map((r) => [r.ok, r.replayed]), [[true, 1]]);
