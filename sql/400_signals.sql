@@ -113,6 +113,7 @@ declare
   v_id      uuid;
   v_status  text;
   v_try     integer;
+  v_sent    boolean;
 begin
   p_workflow := trellis._check_name(p_workflow, 'workflow');
   if jsonb_typeof(v_options) <> 'object' then
@@ -126,13 +127,15 @@ begin
   end if;
   v_key := v_options->>'key';
   perform trellis._check_name(p_signal, 'signal');
+  if length(v_key) between 1 and 512 then
+    v_bucket := trellis._bucket(p_workflow, v_key, null, trellis._bucket_count());
+  end if;
   if p_signal_id is not null then
     if length(p_signal_id) = 0 or length(p_signal_id) > 512 then
       perform trellis._raise('TR001', 'signal_id must be 1-512 characters');
     end if;
     -- A repeat of a signal the key's current holder received, finished or not.
-    if length(v_key) between 1 and 512 then
-      v_bucket := trellis._bucket(p_workflow, v_key, null, trellis._bucket_count());
+    if v_bucket is not null then
       select r.id into v_holder from trellis.runs r
        where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
       if v_holder is not null and exists (select 1 from trellis.signals g
@@ -160,7 +163,17 @@ begin
       select r.status into v_status from trellis.runs r where r.id = v_id for no key update;
     end if;
     if v_status is not null and v_status not in ('completed', 'failed', 'cancelled') then
-      return query select v_id, false, trellis.signal_send(v_id, p_signal, p_payload, p_signal_id);
+      v_sent := trellis.signal_send(v_id, p_signal, p_payload, p_signal_id);
+      if v_sent then
+        -- The start it came with: if the run ends without having seen the
+        -- signal, that run's checkpoint starts the key's next run with it
+        -- (_late_messages). The run's lock (signal_send's) keeps other
+        -- senders out, so the run's newest signal is this one.
+        update trellis.signals g set start = jsonb_build_object('input', coalesce(p_input, 'null'), 'options', v_options)
+         where g.bucket = v_bucket and g.run_id = v_id
+           and g.id = (select max(m.id) from trellis.signals m where m.bucket = v_bucket and m.run_id = v_id);
+      end if;
+      return query select v_id, false, v_sent;
       return;
     end if;
   end loop;
@@ -170,3 +183,56 @@ begin
 end $$;
 comment on function trellis.signal_with_start(text, jsonb, jsonb, text, jsonb, text) is
   'Send signal p_signal with p_payload to the unfinished run of workflow p_workflow that holds key p_options.key, or start one (p_input, p_options as run_start takes them, key required, no key_policy: a finished holder gives its key up as with reuse) and buffer the signal for it, in one transaction. Returns the run, whether this call started it, and whether the signal was delivered (false: a repeat of p_signal_id the run already received; a repeat the key''s current holder received is dropped even after it finished, and starts nothing). Errors as run_start and signal_send raise them, before anything is written.';
+
+-- Messages that reached a run after its last look (decision 0043's
+-- amendment): of the runs a checkpoint completes or fails (ops that carry
+-- the newest signal their execution saw), a keyed run holding signals that
+-- signal_with_start buffered for it after that (each with the start it came
+-- with) hands them to the key's next run, started with the oldest one's
+-- start as signal_with_start would start it, in the checkpoint's
+-- transaction: a message a caller was told was delivered is never left on
+-- a run that ended without reading it. A start that fails (its workflow
+-- version gone, a limit lowered) leaves them where they are, with a warning.
+create or replace function trellis._late_messages(p_ops trellis.checkpoint_op[])
+returns void language plpgsql as $$
+declare
+  v_ended uuid[];
+  v_op    record;
+  v_run   record;
+  v_start jsonb;
+  v_new   uuid;
+begin
+  v_ended := array(select o.run from unnest(p_ops) o where o.op in ('complete', 'fail') and o.signal is not null);
+  -- The common case: one probe of an index that is almost always empty.
+  if cardinality(v_ended) = 0
+     or not exists (select 1 from trellis.signals s where s.run_id = any (v_ended) and s.start is not null and s.consumed_at is null) then
+    return;
+  end if;
+  for v_op in select o.run, o.signal from unnest(p_ops) o where o.op in ('complete', 'fail') and o.signal is not null order by o.run loop
+    select r.bucket, r.workflow, r.key into v_run from trellis.runs r where r.id = v_op.run;
+    continue when v_run.key is null;
+    select s.start into v_start from trellis.signals s
+     where s.bucket = v_run.bucket and s.run_id = v_op.run and s.start is not null and s.consumed_at is null and s.id > v_op.signal
+     order by s.id limit 1;
+    continue when v_start is null;
+    begin
+      v_new := trellis._run_start(v_run.workflow, v_start->'input',
+                                  coalesce(v_start->'options', '{}') || jsonb_build_object('key', v_run.key, 'key_policy', 'reuse'),
+                                  null, null, null, null, null, null, null);
+      update trellis.signals s set run_id = v_new
+       where s.bucket = v_run.bucket and s.run_id = v_op.run and s.start is not null and s.consumed_at is null and s.id > v_op.signal
+         and (s.signal_id is null or not exists (select 1 from trellis.signals d
+                                                 where d.bucket = v_run.bucket and d.run_id = v_new and d.signal_id = s.signal_id));
+      -- A holder that was there already and waits: woken, as signal_send would.
+      if exists (select 1 from trellis.runs r where r.bucket = v_run.bucket and r.id = v_new and r.status = 'waiting') then
+        perform trellis._run_move(array[row(v_new, 'pending', 'resumed', trellis.now(), null, false, null, false,
+          null, null, null, null, null, null, null, null, null, '{"reason":"signal"}')::trellis.run_move]);
+        perform pg_notify('trellis:run_ready', (select r.queue from trellis.runs r where r.bucket = v_run.bucket and r.id = v_new));
+      end if;
+    exception when others then
+      raise warning 'trellis: run % ended with messages it had not seen; starting the next run of its key failed: %', v_op.run, sqlerrm;
+    end;
+  end loop;
+end $$;
+comment on function trellis._late_messages(trellis.checkpoint_op[]) is
+  'For the runs p_ops complete or fail: hand the signals signal_with_start buffered for a keyed run after its execution''s last look to the key''s next run, started with the oldest one''s start (decision 0043''s amendment).';

@@ -12,6 +12,7 @@ import { ValidationError } from '../../src/errors.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineSignal } from '../../src/workflow/signal.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const message = defineSignal('message', z.discriminatedUnion('type', [
   z.object({ type: z.literal('add'), sku: z.string() }),
@@ -30,9 +31,19 @@ const cart = defineWorkflow({ name: 'sws-cart', input: z.object({ customer: z.st
   }
 });
 
+/** Takes one message, then holds in a step until the test lets it go, then ends: a message sent meanwhile reaches it after its last wait. */
+let release: () => void = () => undefined;
+let holding: Promise<void> = Promise.resolve();
+const oneShot = defineWorkflow({ name: 'sws-one-shot', input: z.object({ customer: z.string() }), signals: [message] }, async (ctx, { customer }) => {
+  const got = await ctx.waitForSignal(message);
+  const sku = got.timedOut || got.payload.type !== 'add' ? '-' : got.payload.sku;
+  await ctx.step('hold', () => holding);
+  return { customer, sku };
+});
+
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [cart] });
+  env = await createTestEnv({ workflows: [cart, oneShot] });
 });
 after(() => env.close());
 const count = async (table = 'runs') => (await env.pool.query<{ n: number }>(`select count(*)::int as n from trellis.${table}`)).rows[0]!.n;
@@ -117,5 +128,27 @@ describe('client.signalWithStart', () => {
     assert.deepEqual([await count(), await count('signals')], [runs, signals]);
     await env.client.signal(held.id, message, { type: 'checkout' });
     assert.deepEqual(await held.result({ timeout: '20s' }), { customer: 'eve', items: ['z'] });
+  });
+
+  it('a message that reaches the run after its last wait goes to the key\'s next run, started with it, when the run ends', async () => {
+    holding = new Promise((resolve) => (release = resolve));
+    const first = await env.client.signalWithStart(oneShot, { customer: 'fay' }, message, { type: 'add', sku: 'one' }, { key: 'shot-fay' });
+    assert.equal(first.started, true);
+    // The run took its message and holds in its step: its last wait is behind it.
+    await waitFor(async () => (await env.pool.query(`select 1 from trellis.steps where run_id = $1 and name = 'hold' and status = 'running'`, [first.id])).rowCount === 1,
+      { what: 'the run to hold in its step' });
+    const late = await env.client.signalWithStart(oneShot, { customer: 'fay' }, message, { type: 'add', sku: 'two' }, { key: 'shot-fay' });
+    assert.deepEqual([late.id, late.started, late.delivered], [first.id, false, true]);
+    release();
+    assert.deepEqual(await first.result({ timeout: '20s' }), { customer: 'fay', sku: 'one' });
+    // The late message started the key's next run, which read it.
+    const next = await waitFor(async () => (await env.client.get({ workflow: oneShot, key: 'shot-fay' }))?.id !== first.id
+      && (await env.client.get({ workflow: oneShot, key: 'shot-fay' })), { what: 'the key\'s next run' });
+    if (!next) throw new Error('no next run');
+    holding = Promise.resolve();
+    assert.deepEqual(await env.client.result(next.id, { timeout: '20s' }), { customer: 'fay', sku: 'two' });
+    const { rows } = await env.pool.query(`select count(*)::int as n from trellis.signals s join trellis.runs r on r.id = s.run_id
+                                             where r.workflow = 'sws-one-shot' and s.consumed_at is null`);
+    assert.equal(rows[0].n, 0, 'no message left unread');
   });
 });

@@ -176,3 +176,86 @@ describe('trellis.signal_with_start', () => {
     }
   });
 });
+
+describe('messages that reach a run after its last look (_late_messages)', () => {
+  /** A keyed run started by signal_with_start and claimed: its execution saw the signals its claim handed it. */
+  async function claimed(key: string) {
+    const first = await sws(key, { sku: 'first' });
+    const [c] = await sql(`select id, lease_token, coalesce((select max((x->>'id')::bigint) from jsonb_array_elements(to_jsonb(signals)) x), 0) as seen
+                             from trellis.run_claim('w1', array['default'], '{cart}', '{1}', 100, '1 minute') where id = $1`, [first.run_id]);
+    assert.ok(c, 'claimed');
+    return { id: first.run_id as string, token: c.lease_token as string, seen: Number(c.seen) };
+  }
+  const end = (r: { id: string; token: string }, op: Record<string, unknown>) =>
+    sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ run: r.id, token: r.token, execution: 1, ...op }])]);
+
+  it('a run that completes without having seen them hands them to the key\'s next run, started with the oldest one\'s start', async () => {
+    const r = await claimed('late-1');
+    // Sent while the run executes (after its claim): buffered for it, with the start they came with.
+    const late = [await sws('late-1', { sku: 'a' }, { input: { customer: 'ada' } }), await sws('late-1', { sku: 'b' }, { input: { customer: 'bo' } })];
+    assert.ok(late.every((o) => o.run_id === r.id && !o.started && o.delivered));
+    await end(r, { op: 'complete', output: 1, signal: r.seen });
+    const runs = await runsOf('late-1');
+    assert.deepEqual(runs.map((x) => [x.status, x.key, x.former_key]), [['completed', null, 'late-1'], ['pending', 'late-1', null]]);
+    const next = runs[1]!.id as string;
+    assert.deepEqual(await signalsOf(next), [{ sku: 'a' }, { sku: 'b' }]);
+    assert.deepEqual(await signalsOf(r.id), [{ sku: 'first' }]);
+    const [{ input }] = await sql('select input from trellis.runs where id = $1', [next]);
+    assert.deepEqual(input, { customer: 'ada' });
+  });
+
+  it('a failed run hands them over too; a run that saw them, an op without the seen signal, a cancel and plain signals keep them', async () => {
+    const failed = await claimed('late-2');
+    await sws('late-2', { sku: 'x' });
+    await end(failed, { op: 'fail', error: { name: 'Error', message: 'no' }, signal: failed.seen });
+    assert.equal((await runsOf('late-2')).length, 2);
+
+    // Seen: the execution's claim handed it the signal (it chose not to read it).
+    const saw = await claimed('late-3');
+    const [msg] = await sql(`select max(id)::int as id from trellis.signals where run_id = $1`, [saw.id]);
+    await sws('late-3', { sku: 'y' });
+    const [newest] = await sql(`select max(id)::int as id from trellis.signals where run_id = $1`, [saw.id]);
+    assert.ok(newest.id > msg.id);
+    await end(saw, { op: 'complete', output: 1, signal: newest.id });
+    assert.equal((await runsOf('late-3')).length, 1);
+
+    // An older worker's op (no signal field): nothing is handed over.
+    const old = await claimed('late-4');
+    await sws('late-4', { sku: 'z' });
+    await end(old, { op: 'complete', output: 1 });
+    assert.equal((await runsOf('late-4')).length, 1);
+
+    // A plain signal has no start: it stays.
+    const plain = await claimed('late-5');
+    await sql(`select trellis.signal_send($1, 'add', '{"sku": "p"}')`, [plain.id]);
+    await end(plain, { op: 'complete', output: 1, signal: plain.seen });
+    assert.equal((await runsOf('late-5')).length, 1);
+
+    // A cancelled run (the code saw CancelledError, or an operator ended it) keeps them.
+    const cancelled = await claimed('late-6');
+    await sws('late-6', { sku: 'c' });
+    await end(cancelled, { op: 'cancelled', error: { name: 'CancelledError', message: 'stop' }, signal: cancelled.seen });
+    assert.equal((await runsOf('late-6')).length, 1);
+  });
+
+  it('a start that cannot be made leaves them where they are and the checkpoint goes through', async () => {
+    const r = await claimed('late-7');
+    await sws('late-7', { sku: 'd' }, { options: { run_at: new Date(Date.now() + 3_600_000).toISOString(), deadline: new Date(Date.now() + 7_200_000).toISOString() } });
+    // By the end the start's deadline has passed (moved into the past here): run_start refuses it.
+    await sql(`update trellis.signals set start = jsonb_set(start, '{options,deadline}', to_jsonb('2000-01-01T00:00:00Z'::text)) where run_id = $1 and start is not null`, [r.id]);
+    await end(r, { op: 'complete', output: 1, signal: r.seen });
+    const runs = await runsOf('late-7');
+    assert.deepEqual(runs.map((x) => x.status), ['completed']);
+    assert.deepEqual(await signalsOf(r.id), [{ sku: 'first' }, { sku: 'd' }]);
+  });
+
+  it('run_scrub removes the start a signal came with', async () => {
+    const r = await claimed('late-8');
+    await sws('late-8', { sku: 'e' }, { input: { customer: 'private' } });
+    await end(r, { op: 'complete', output: 1 });
+    await sql('select trellis.run_scrub($1)', [r.id]);
+    const [{ n }] = await sql('select count(*)::int as n from trellis.signals where run_id = $1 and start is not null', [r.id]);
+    assert.equal(n, 0);
+  });
+});
+
