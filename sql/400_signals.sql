@@ -169,7 +169,9 @@ begin
         -- signal, that run's checkpoint starts the key's next run with it
         -- (_late_messages). The run's lock (signal_send's) keeps other
         -- senders out, so the run's newest signal is this one.
-        update trellis.signals g set start = jsonb_build_object('input', coalesce(p_input, 'null'), 'options', v_options)
+        -- (Without coalesce_notify: the start a checkpoint makes notifies
+        -- and takes no wake-up gate lock inside the checkpoint.)
+        update trellis.signals g set start = jsonb_build_object('input', coalesce(p_input, 'null'), 'options', v_options - 'coalesce_notify')
          where g.bucket = v_bucket and g.run_id = v_id
            and g.id = (select max(m.id) from trellis.signals m where m.bucket = v_bucket and m.run_id = v_id);
       end if;
@@ -217,7 +219,7 @@ begin
     continue when v_start is null;
     begin
       v_new := trellis._run_start(v_run.workflow, v_start->'input',
-                                  coalesce(v_start->'options', '{}') || jsonb_build_object('key', v_run.key, 'key_policy', 'reuse'),
+                                  (coalesce(v_start->'options', '{}') - 'coalesce_notify') || jsonb_build_object('key', v_run.key, 'key_policy', 'reuse'),
                                   null, null, null, null, null, null, null);
       update trellis.signals s set run_id = v_new
        where s.bucket = v_run.bucket and s.run_id = v_op.run and s.start is not null and s.consumed_at is null and s.id > v_op.signal

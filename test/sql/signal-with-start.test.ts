@@ -202,6 +202,10 @@ describe('messages that reach a run after its last look (_late_messages)', () =>
     assert.deepEqual(await signalsOf(r.id), [{ sku: 'first' }]);
     const [{ input }] = await sql('select input from trellis.runs where id = $1', [next]);
     assert.deepEqual(input, { customer: 'ada' });
+    // The start kept with a signal never asks for the coalesced NOTIFY (a checkpoint takes no gate lock).
+    await sws('late-1', { sku: 'c' }, { options: { coalesce_notify: true } });
+    const [{ start }] = await sql(`select start from trellis.signals where run_id = $1 and start is not null order by id desc limit 1`, [next]);
+    assert.equal(start.options.coalesce_notify, undefined);
   });
 
   it('a failed run hands them over too; a run that saw them, an op without the seen signal, a cancel and plain signals keep them', async () => {
