@@ -263,6 +263,13 @@ export class Client {
     return { text, sqlOptions };
   }
 
+  /** A signal's name and payload text, the payload checked against the signal's schema and the payload limit. */
+  private async signalArguments(signal: SignalDefinition<any, any> | string, payload: unknown, db: Queryable): Promise<{ name: string; text: string }> {
+    const name = nameOf(signal, 'signal');
+    if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${name}`);
+    return { name, text: encodeJson(payload, `payload of signal ${name}`, await this.payloadLimit(db)) };
+  }
+
   /**
    * Signal the unfinished run that holds `options.key`, or start one with
    * `input` and signal it, in one transaction (`trellis.signal_with_start`):
@@ -295,15 +302,11 @@ export class Client {
       throw new ValidationError('signalWithStart takes no keyPolicy: it signals the key\'s unfinished run, or starts one as keyPolicy \'reuse\' would');
     }
     if (typeof startOptions.key !== 'string') throw new ValidationError('signalWithStart needs a key: it names the run to signal or to start');
-    if (signalId !== undefined && (typeof signalId !== 'string' || !signalId.length || signalId.length > 512)) {
-      throw new ValidationError('signalId must be a string of 1-512 characters');
-    }
-    const signalName = nameOf(signal, 'signal');
-    if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${signalName}`);
+    checkSignalId(signalId, 'signalId');
     const db = this.exec(tx);
+    const { name: signalName, text: signalText } = await this.signalArguments(signal, payload, db);
     const name = nameOf(workflow, 'workflow');
     const { text, sqlOptions } = await this.startArguments(workflow, input, startOptions, () => this.payloadLimit(db), SIGNAL_START_OPTIONS);
-    const signalText = encodeJson(payload, `payload of signal ${signalName}`, await this.payloadLimit(db));
     // Register last: bad input above must write nothing, not even a registry row.
     if (typeof workflow !== 'string') {
       if (tx) await this.registry.registerIn(db, workflow);
@@ -395,13 +398,9 @@ export class Client {
   async signal<S extends SignalDefinition<any, any> | string>(
     run: RunRef, signal: S, payload: SignalPayload<S>, options: { id?: string | undefined; tx?: Executor | undefined } = {},
   ): Promise<boolean> {
-    const name = nameOf(signal, 'signal');
-    if (typeof signal !== 'string' && signal.schema) await validate(signal.schema, payload, `payload of signal ${name}`);
     const db = this.exec(options.tx);
-    const text = encodeJson(payload, `payload of signal ${name}`, await this.payloadLimit(db));
-    if (options.id !== undefined && (typeof options.id !== 'string' || !options.id.length || options.id.length > 512)) {
-      throw new ValidationError('signal id must be a string of 1-512 characters');
-    }
+    const { name, text } = await this.signalArguments(signal, payload, db);
+    checkSignalId(options.id, 'signal id');
     const id = await this.resolve(run, db);
     // Without the caller's transaction, a send rolled back for certain (a
     // deadlock with a checkpoint locking the same runs) is sent again.
@@ -1219,6 +1218,13 @@ function controlFilter(filter: ControlFilter): Record<string, unknown> {
     throw new ValidationError('a run filter names at least one of workflow, version, queue, key, status, createdAfter, createdBefore, metadata, ids; { all: true } for every run');
   }
   return out;
+}
+
+/** A signal's deduplication id: absent, or 1-512 characters (as signal_send takes it). */
+function checkSignalId(id: unknown, what: string): void {
+  if (id !== undefined && (typeof id !== 'string' || !id.length || id.length > 512)) {
+    throw new ValidationError(`${what} must be a string of 1-512 characters`);
+  }
 }
 
 /**
