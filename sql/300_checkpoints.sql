@@ -36,9 +36,9 @@
 --        (delivered: the result's place in the order results reached the workflow code)
 --   {op:'child', run, token, execution, seq, name, child, workflow, version, input, key, queue, close, metadata,
 --    deadline, time_limit}  (the child run's deadline, or its time limit from now: decision 0031)
---   {op:'complete', run, token, output, signal}   {op:'fail', run, token, error, signal}
---        (signal: the newest signal the execution saw; signals signal_with_start
---        buffered after it go to the key's next run, _late_messages)
+--   {op:'complete', run, token, output}        {op:'fail', run, token, error}
+--        (a keyed run's unread signals from signal_with_start go to the key's
+--        next run, sql/400_signals.sql _late_messages)
 --   {op:'cancelled', run, token, error}
 --   {op:'pause', run, token, error, seen_cancel, delay_ms, max_resumes}
 --        (delay_ms: resumed by the trellis.resumes duty after it, decision 0038; max_resumes:

@@ -165,7 +165,7 @@ begin
     if v_status is not null and v_status not in ('completed', 'failed', 'cancelled') then
       v_sent := trellis.signal_send(v_id, p_signal, p_payload, p_signal_id);
       if v_sent then
-        -- The start it came with: if the run ends without having seen the
+        -- The start it came with: if the run ends without having read the
         -- signal, that run's checkpoint starts the key's next run with it
         -- (_late_messages). The run's lock (signal_send's) keeps other
         -- senders out, so the run's newest signal is this one.
@@ -186,43 +186,48 @@ end $$;
 comment on function trellis.signal_with_start(text, jsonb, jsonb, text, jsonb, text) is
   'Send signal p_signal with p_payload to the unfinished run of workflow p_workflow that holds key p_options.key, or start one (p_input, p_options as run_start takes them, key required, no key_policy: a finished holder gives its key up as with reuse) and buffer the signal for it, in one transaction. Returns the run, whether this call started it, and whether the signal was delivered (false: a repeat of p_signal_id the run already received; a repeat the key''s current holder received is dropped even after it finished, and starts nothing). Errors as run_start and signal_send raise them, before anything is written.';
 
--- Messages that reached a run after its last look (decision 0043's
--- amendment): of the runs a checkpoint completes or fails (ops that carry
--- the newest signal their execution saw), a keyed run holding signals that
--- signal_with_start buffered for it after that (each with the start it came
--- with) hands them to the key's next run, started with the oldest one's
--- start as signal_with_start would start it, in the checkpoint's
--- transaction: a message a caller was told was delivered is never left on
--- a run that ended without reading it. A start that fails (its workflow
--- version gone, a limit lowered) leaves them where they are, with a warning.
+comment on column trellis.signals.start is
+  'For a signal signal_with_start buffered for a run it did not start: the start it came with ({input, options}), used to start the key''s next run if this run completes or fails without reading the signal (having read at least one of its signals). Null otherwise; removed by run_scrub.';
+
+-- Messages a run never read (decision 0043's amendment): a keyed run that
+-- a checkpoint completes or fails, holding unread signals signal_with_start
+-- buffered for it (each with the start it came with), hands them to the
+-- key's next run, started with the oldest one's start as signal_with_start
+-- would start it, in the checkpoint's transaction: a message a caller was
+-- told was delivered is not left on a run that ended without reading it.
+-- Only a run that read at least one of its signals hands any over: a run
+-- that reads none (its code ignores its messages) would start runs that
+-- read none, one after another. A start that fails (its workflow version
+-- gone, a deadline passed) leaves them where they are, with a warning.
 create or replace function trellis._late_messages(p_ops trellis.checkpoint_op[])
 returns void language plpgsql as $$
 declare
   v_ended uuid[];
-  v_op    record;
+  v_id    uuid;
   v_run   record;
   v_start jsonb;
   v_new   uuid;
 begin
-  v_ended := array(select o.run from unnest(p_ops) o where o.op in ('complete', 'fail') and o.signal is not null);
+  v_ended := array(select distinct o.run from unnest(p_ops) o where o.op in ('complete', 'fail'));
   -- The common case: one probe of an index that is almost always empty.
   if cardinality(v_ended) = 0
      or not exists (select 1 from trellis.signals s where s.run_id = any (v_ended) and s.start is not null and s.consumed_at is null) then
     return;
   end if;
-  for v_op in select o.run, o.signal from unnest(p_ops) o where o.op in ('complete', 'fail') and o.signal is not null order by o.run loop
-    select r.bucket, r.workflow, r.key into v_run from trellis.runs r where r.id = v_op.run;
-    continue when v_run.key is null;
+  foreach v_id in array v_ended loop
+    select r.bucket, r.workflow, r.key, r.status into v_run from trellis.runs r where r.id = v_id;
+    continue when v_run.key is null or v_run.status not in ('completed', 'failed');
     select s.start into v_start from trellis.signals s
-     where s.bucket = v_run.bucket and s.run_id = v_op.run and s.start is not null and s.consumed_at is null and s.id > v_op.signal
+     where s.bucket = v_run.bucket and s.run_id = v_id and s.start is not null and s.consumed_at is null
      order by s.id limit 1;
-    continue when v_start is null;
+    continue when v_start is null
+      or not exists (select 1 from trellis.signals s where s.bucket = v_run.bucket and s.run_id = v_id and s.consumed_at is not null);
     begin
       v_new := trellis._run_start(v_run.workflow, v_start->'input',
                                   (coalesce(v_start->'options', '{}') - 'coalesce_notify') || jsonb_build_object('key', v_run.key, 'key_policy', 'reuse'),
                                   null, null, null, null, null, null, null);
       update trellis.signals s set run_id = v_new
-       where s.bucket = v_run.bucket and s.run_id = v_op.run and s.start is not null and s.consumed_at is null and s.id > v_op.signal
+       where s.bucket = v_run.bucket and s.run_id = v_id and s.start is not null and s.consumed_at is null
          and (s.signal_id is null or not exists (select 1 from trellis.signals d
                                                  where d.bucket = v_run.bucket and d.run_id = v_new and d.signal_id = s.signal_id));
       -- A holder that was there already and waits: woken, as signal_send would.
@@ -232,9 +237,9 @@ begin
         perform pg_notify('trellis:run_ready', (select r.queue from trellis.runs r where r.bucket = v_run.bucket and r.id = v_new));
       end if;
     exception when others then
-      raise warning 'trellis: run % ended with messages it had not seen; starting the next run of its key failed: %', v_op.run, sqlerrm;
+      raise warning 'trellis: run % ended with messages it had not read; starting the next run of its key failed: %', v_id, sqlerrm;
     end;
   end loop;
 end $$;
 comment on function trellis._late_messages(trellis.checkpoint_op[]) is
-  'For the runs p_ops complete or fail: hand the signals signal_with_start buffered for a keyed run after its execution''s last look to the key''s next run, started with the oldest one''s start (decision 0043''s amendment).';
+  'For the runs p_ops complete or fail: a keyed run that read at least one of its signals hands the unread ones signal_with_start buffered for it to the key''s next run, started with the oldest one''s start (decision 0043''s amendment).';

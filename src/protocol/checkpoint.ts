@@ -59,13 +59,8 @@ export type Checkpoint = StepOp | ChildOp;
 
 /** The op that ends an execution: the run's next state. */
 export type EndOp =
-  /**
-   * The run's end. `signal` (complete and fail): the newest signal the
-   * execution saw; signals signal_with_start buffered after it go to the
-   * key's next run (decision 0043's amendment).
-   */
-  | { op: 'complete'; output: string; signal?: number | undefined }
-  | { op: 'fail' | 'cancelled'; error: SerializedError; signal?: number | undefined }
+  | { op: 'complete'; output: string }
+  | { op: 'fail' | 'cancelled'; error: SerializedError }
   /**
    * Pending again after `delay_ms` (a retry: `failure` counts it as a failed
    * attempt). `begun: false`: the worker never executed the run it claimed,

@@ -681,12 +681,7 @@ export class Worker {
     if (outcome.op === 'abandoned' && isDatabaseFault(outcome.reason)) this.committer.forget(fence.run, fence.token);
     // Its commit ends the lease: a heartbeat that finds none meanwhile is not a lost lease.
     const ending = this.active.get(fence.run);
-    if (ending?.run.lease_token === fence.token) {
-      ending.ending = true;
-      // The newest signal this execution saw (its claim's): later ones that
-      // came with a start go to the key's next run (sql/400_signals.sql _late_messages).
-      if (op && (op.op === 'complete' || op.op === 'fail')) op.signal = newestSignal(ending.run);
-    }
+    if (ending?.run.lease_token === fence.token) ending.ending = true;
     try {
       if (op) await this.committer.push(op);
       this.stats[outcomeName(outcome)]++;
@@ -786,10 +781,3 @@ export class Worker {
   }
 }
 
-
-/** The id of the newest signal a claim handed the run (0: none). */
-function newestSignal(run: ClaimedRun): number {
-  let newest = 0;
-  for (const s of run.signals ?? []) if (s.id > newest) newest = s.id;
-  return newest;
-}

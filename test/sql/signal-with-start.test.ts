@@ -177,24 +177,30 @@ describe('trellis.signal_with_start', () => {
   });
 });
 
-describe('messages that reach a run after its last look (_late_messages)', () => {
-  /** A keyed run started by signal_with_start and claimed: its execution saw the signals its claim handed it. */
-  async function claimed(key: string) {
+describe('messages a run never read (_late_messages)', () => {
+  /** A keyed run started by signal_with_start and claimed; `read` consumes its first message, as its code would. */
+  async function claimed(key: string, o: { read?: boolean; before?: unknown } = {}) {
     const first = await sws(key, { sku: 'first' });
-    const [c] = await sql(`select id, lease_token, coalesce((select max((x->>'id')::bigint) from jsonb_array_elements(to_jsonb(signals)) x), 0) as seen
-                             from trellis.run_claim('w1', array['default'], '{cart}', '{1}', 100, '1 minute') where id = $1`, [first.run_id]);
+    if (o.before !== undefined) await sws(key, o.before);
+    const [c] = await sql(`select id, lease_token from trellis.run_claim('w1', array['default'], '{cart}', '{1}', 100, '1 minute') where id = $1`, [first.run_id]);
     assert.ok(c, 'claimed');
-    return { id: first.run_id as string, token: c.lease_token as string, seen: Number(c.seen) };
+    const r = { id: first.run_id as string, token: c.lease_token as string };
+    if (o.read !== false) {
+      const [{ id }] = await sql(`select min(id)::int as id from trellis.signals where run_id = $1`, [r.id]);
+      await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'step', run: r.id, token: r.token, execution: 1, seq: 0,
+        name: 'add', kind: 'signal', status: 'completed', output: { timedOut: false, payload: { sku: 'first' } }, signal: id, attempts: 1, ms: 0 }])]);
+    }
+    return r;
   }
   const end = (r: { id: string; token: string }, op: Record<string, unknown>) =>
     sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ run: r.id, token: r.token, execution: 1, ...op }])]);
 
-  it('a run that completes without having seen them hands them to the key\'s next run, started with the oldest one\'s start', async () => {
+  it('a run that completes without reading them hands them to the key\'s next run, started with the oldest one\'s start', async () => {
     const r = await claimed('late-1');
-    // Sent while the run executes (after its claim): buffered for it, with the start they came with.
+    // Sent while the run executes: buffered for it, with the start they came with.
     const late = [await sws('late-1', { sku: 'a' }, { input: { customer: 'ada' } }), await sws('late-1', { sku: 'b' }, { input: { customer: 'bo' } })];
     assert.ok(late.every((o) => o.run_id === r.id && !o.started && o.delivered));
-    await end(r, { op: 'complete', output: 1, signal: r.seen });
+    await end(r, { op: 'complete', output: 1 });
     const runs = await runsOf('late-1');
     assert.deepEqual(runs.map((x) => [x.status, x.key, x.former_key]), [['completed', null, 'late-1'], ['pending', 'late-1', null]]);
     const next = runs[1]!.id as string;
@@ -208,38 +214,56 @@ describe('messages that reach a run after its last look (_late_messages)', () =>
     assert.equal(start.options.coalesce_notify, undefined);
   });
 
-  it('a failed run hands them over too; a run that saw them, an op without the seen signal, a cancel and plain signals keep them', async () => {
-    const failed = await claimed('late-2');
-    await sws('late-2', { sku: 'x' });
-    await end(failed, { op: 'fail', error: { name: 'Error', message: 'no' }, signal: failed.seen });
-    assert.equal((await runsOf('late-2')).length, 2);
+  it('also a message the run was handed and left unread, and through run_complete / run_fail; a run that read none, a cancel and plain signals keep theirs', async () => {
+    // Buffered before the claim (so handed to the execution), left unread when the run returned.
+    const seen = await claimed('late-2', { before: { sku: 'handed' } });
+    await sql(`select trellis.run_complete($1, $2, '1')`, [seen.id, seen.token]);
+    const two = await runsOf('late-2');
+    assert.equal(two.length, 2);
+    assert.deepEqual(await signalsOf(two[1]!.id), [{ sku: 'handed' }]);
 
-    // Seen: the execution's claim handed it the signal (it chose not to read it).
-    const saw = await claimed('late-3');
-    const [msg] = await sql(`select max(id)::int as id from trellis.signals where run_id = $1`, [saw.id]);
-    await sws('late-3', { sku: 'y' });
-    const [newest] = await sql(`select max(id)::int as id from trellis.signals where run_id = $1`, [saw.id]);
-    assert.ok(newest.id > msg.id);
-    await end(saw, { op: 'complete', output: 1, signal: newest.id });
-    assert.equal((await runsOf('late-3')).length, 1);
+    const failed = await claimed('late-3');
+    await sws('late-3', { sku: 'x' });
+    await sql(`select trellis.run_fail($1, $2, '{"name": "Error", "message": "no"}')`, [failed.id, failed.token]);
+    assert.equal((await runsOf('late-3')).length, 2);
 
-    // An older worker's op (no signal field): nothing is handed over.
-    const old = await claimed('late-4');
+    // A run that read none of its messages (its code ignores them) starts no other.
+    const ignorer = await claimed('late-4', { read: false });
     await sws('late-4', { sku: 'z' });
-    await end(old, { op: 'complete', output: 1 });
+    await end(ignorer, { op: 'complete', output: 1 });
     assert.equal((await runsOf('late-4')).length, 1);
 
     // A plain signal has no start: it stays.
     const plain = await claimed('late-5');
     await sql(`select trellis.signal_send($1, 'add', '{"sku": "p"}')`, [plain.id]);
-    await end(plain, { op: 'complete', output: 1, signal: plain.seen });
+    await end(plain, { op: 'complete', output: 1 });
     assert.equal((await runsOf('late-5')).length, 1);
 
     // A cancelled run (the code saw CancelledError, or an operator ended it) keeps them.
     const cancelled = await claimed('late-6');
     await sws('late-6', { sku: 'c' });
-    await end(cancelled, { op: 'cancelled', error: { name: 'CancelledError', message: 'stop' }, signal: cancelled.seen });
+    await end(cancelled, { op: 'cancelled', error: { name: 'CancelledError', message: 'stop' } });
     assert.equal((await runsOf('late-6')).length, 1);
+  });
+
+  it('the next run hands on what it did not read only if it read some: a chain ends with a run that reads none', async () => {
+    const r = await claimed('late-9');
+    for (const sku of ['a', 'b', 'c']) await sws('late-9', { sku });
+    await end(r, { op: 'complete', output: 1 });
+    // The next run reads one (a), leaves b and c: they go on.
+    const [, second] = await runsOf('late-9');
+    const [c2] = await sql(`select lease_token from trellis.run_claim('w1', array['default'], '{cart}', '{1}', 100, '1 minute') where id = $1`, [second!.id]);
+    const [{ id: a }] = await sql(`select min(id)::int as id from trellis.signals where run_id = $1`, [second!.id]);
+    await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([
+      { op: 'step', run: second!.id, token: c2.lease_token, execution: 1, seq: 0, name: 'add', kind: 'signal', status: 'completed',
+        output: { timedOut: false, payload: { sku: 'a' } }, signal: a, attempts: 1, ms: 0 },
+      { op: 'complete', run: second!.id, token: c2.lease_token, execution: 1, output: 1 }])]);
+    const [, , third] = await runsOf('late-9');
+    assert.deepEqual(await signalsOf(third!.id), [{ sku: 'b' }, { sku: 'c' }]);
+    // The third reads none: b and c stay with it.
+    const [c3] = await sql(`select lease_token from trellis.run_claim('w1', array['default'], '{cart}', '{1}', 100, '1 minute') where id = $1`, [third!.id]);
+    await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: third!.id, token: c3.lease_token, execution: 1, output: 1 }])]);
+    assert.equal((await runsOf('late-9')).length, 3);
   });
 
   it('a start that cannot be made leaves them where they are and the checkpoint goes through', async () => {
@@ -247,14 +271,14 @@ describe('messages that reach a run after its last look (_late_messages)', () =>
     await sws('late-7', { sku: 'd' }, { options: { run_at: new Date(Date.now() + 3_600_000).toISOString(), deadline: new Date(Date.now() + 7_200_000).toISOString() } });
     // By the end the start's deadline has passed (moved into the past here): run_start refuses it.
     await sql(`update trellis.signals set start = jsonb_set(start, '{options,deadline}', to_jsonb('2000-01-01T00:00:00Z'::text)) where run_id = $1 and start is not null`, [r.id]);
-    await end(r, { op: 'complete', output: 1, signal: r.seen });
+    await end(r, { op: 'complete', output: 1 });
     const runs = await runsOf('late-7');
     assert.deepEqual(runs.map((x) => x.status), ['completed']);
     assert.deepEqual(await signalsOf(r.id), [{ sku: 'first' }, { sku: 'd' }]);
   });
 
   it('run_scrub removes the start a signal came with', async () => {
-    const r = await claimed('late-8');
+    const r = await claimed('late-8', { read: false });
     await sws('late-8', { sku: 'e' }, { input: { customer: 'private' } });
     await end(r, { op: 'complete', output: 1 });
     await sql('select trellis.run_scrub($1)', [r.id]);
@@ -262,4 +286,3 @@ describe('messages that reach a run after its last look (_late_messages)', () =>
     assert.equal(n, 0);
   });
 });
-
