@@ -38,6 +38,12 @@ describe('F4: a lease expiring under a worker still running', () => {
     let takenOver = 0;
     for (let round = 0; round < STOPS; round++) {
       const victim = round % 2 === 0 ? a! : b!;
+      const other = victim === a ? b! : a!;
+      // The other process is stopped while the victim claims these runs
+      // (else it could take all 20 and the victim none: a full run once
+      // waited its whole minute for that), and continued once the victim is
+      // inside their bodies, to take them over.
+      other.child.kill('SIGSTOP');
       await h.startMany('fh-steps', 20, (n) => ({ n, ms: 1500 }));
       // Wait until the victim is inside step bodies it has not checkpointed.
       const held = await waitFor(async () => {
@@ -48,6 +54,7 @@ describe('F4: a lease expiring under a worker still running', () => {
         [victim.id, victim.pid]);
         return rows.length ? rows.map((r) => r.id) : undefined;
       }, { what: 'the victim inside a step body', timeout: 60_000 });
+      other.child.kill('SIGCONT');
       const { rows: [stopAt] } = await db.pool.query('select clock_timestamp() as at');
       victim.child.kill('SIGSTOP');
       await sleep(3 * LEASE_MS);
