@@ -635,6 +635,8 @@ function waitForRun(run: Replay, runId: string, options: WaitForRunOptions): Pro
   }
   // The time limit, in engine time, fixed when the wait is first recorded.
   const until = rec ? ((rec.output as { until?: number | null } | null)?.until ?? null) : fresh;
+  // The call failed with `error`, its record naming the awaited run.
+  const failed = (error: Error) => fail(run, { seq, name, kind: 'child', output: JSON.stringify({ child: id }) }, error);
   return startWait<unknown>(run, seq, name, 'child',
     () => {
       const outcome = rec ? run.o.children?.[id] : undefined;
@@ -642,15 +644,12 @@ function waitForRun(run: Replay, runId: string, options: WaitForRunOptions): Pro
         return {
           complete: async () => {
             if (outcome.status === 'completed') return complete(run, seq, name, 'child', outcome.output);
-            return fail(run, { seq, name, kind: 'child', output: JSON.stringify({ child: id }) }, failure(outcome.error));
+            return failed(failure(outcome.error));
           },
         };
       }
       if (until !== null && until <= run.dbNow()) {
-        return {
-          complete: () => fail(run, { seq, name, kind: 'child', output: JSON.stringify({ child: id }) },
-            new TimeoutError(`run ${id} did not end within the wait's timeout`, { details: { run: id } })),
-        };
+        return { complete: () => failed(new TimeoutError(`run ${id} did not end within the wait's timeout`, { details: { run: id } })) };
       }
       return undefined;
     },
