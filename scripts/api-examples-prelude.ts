@@ -18,7 +18,7 @@ import {
   type EventConsumer, EVENT_KINDS, type EventsOptions, type RunEvent, HOOK_NAMES, type HookEvent, type WorkflowHooks,
   type HookDeliveryOptions, OVERLAP_POLICIES, type ScheduleOptions, type RoleContext, type RoleFunction, type CronSchedule, parseCron,
   EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors, type QueueOptions, type QueueStats,
-  type HookContext, type StartManyItem, type KeyPolicy, type ControlFilter, type SignalWithStartOptions,
+  type HookContext, type StartManyItem, type KeyPolicy, type ControlFilter, type SignalWithStartOptions, type RequestOptions,
 } from '../src/index.ts';
 import {
   type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector, tableConnector,
@@ -96,6 +96,10 @@ declare const mail: { send(to: string, options?: { idempotencyKey?: string | und
 declare const api: { read(options: { signal: AbortSignal; idempotencyKey: string }): Promise<unknown[]> };
 declare const source: { read(since?: string): Promise<unknown[]> };
 declare const input: { region: string };
+// Requests (ctx.reply, client.request).
+const quote = defineSignal('quote', z.object({ qty: z.number() }));
+const withdraw = defineSignal('withdraw', z.object({ amount: z.number() }));
+declare const balance: number;
 declare const text: string;
 declare const email: string;
 declare function exportOrders(options: { signal: AbortSignal; fence: string }): Promise<void>;

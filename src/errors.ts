@@ -19,6 +19,7 @@ export const ERROR_CODES = {
   stepFailed: 'step_failed',
   workflowFailed: 'workflow_failed',
   childFailed: 'child_failed',
+  requestRejected: 'request_rejected',
   historyLimit: 'history_limit',
   configuration: 'configuration',
   database: 'database',
@@ -210,6 +211,21 @@ export class ChildFailedError extends TrellisError {
   constructor(childRunId: string, message: string, options?: TrellisErrorOptions) {
     super(ERROR_CODES.childFailed, message, options);
     this.childRunId = childRunId;
+  }
+}
+
+/**
+ * `client.request()` whose run answered with `ctx.replyError`: the run
+ * refused the request and goes on. `details` holds `runId`, `requestId`
+ * and `error` (the message, and the `code` and `details` the run gave).
+ */
+export class RequestRejectedError extends TrellisError {
+  readonly runId: string;
+  readonly requestId: string;
+  constructor(runId: string, requestId: string, message: string, options?: TrellisErrorOptions) {
+    super(ERROR_CODES.requestRejected, message, options);
+    this.runId = runId;
+    this.requestId = requestId;
   }
 }
 

@@ -1,4 +1,4 @@
-export { createClient, Client, type ClientOptions, type Consistency, type ListFilter, type ReadOptions, type RunHandle, type RunRef, type StartOptions, type ForkOptions, type StartManyItem, type KeyPolicy, type ControlFilter, type ControlManyOptions, type ControlManyResult, type SignalWithStartOptions, type SignalWithStartHandle } from './client/client.ts';
+export { createClient, Client, type ClientOptions, type Consistency, type ListFilter, type ReadOptions, type RunHandle, type RunRef, type StartOptions, type ForkOptions, type StartManyItem, type KeyPolicy, type ControlFilter, type ControlManyOptions, type ControlManyResult, type SignalWithStartOptions, type SignalWithStartHandle, type RequestOptions } from './client/client.ts';
 export type { ReadStreamOptions, Run, RunValue, Step, StreamEntry } from './client/runs.ts';
 export type { QueueOptions, QueueStats } from './client/queues.ts';
 export { fromKysely, type Executor, type Queryable } from './db/queryable.ts';
@@ -15,7 +15,7 @@ export type { ConnectionTimeouts } from './db/connection.ts';
 export type { PreparedStatementsMode } from './db/prepared.ts';
 export { createWorker, Worker, type WorkerOptions } from './worker/worker.ts';
 export type {
-  ChildOptions, Logger, RaceResult, StepContext, StepOptions, TransactionClient, TransactionOptions, TransactionStepContext, WaitForRunOptions, WaitForSignalOptions, WorkflowContext,
+  ChildOptions, Logger, RaceResult, ReplyErrorInfo, StepContext, StepOptions, TransactionClient, TransactionOptions, TransactionStepContext, WaitForRunOptions, WaitForSignalOptions, WorkflowContext,
 } from './workflow/context.ts';
 export {
   type ActivityOptions, defineActivity, defineWorkflow, type WorkflowDefinition, type WorkflowFn, type WorkflowInput, type WorkflowOptions, type WorkflowOutput,

@@ -16,6 +16,7 @@ import { metadata } from './commands/metadata.ts';
 import { migrate } from './commands/migrate.ts';
 import { pause } from './commands/pause.ts';
 import { purge } from './commands/purge.ts';
+import { request } from './commands/request.ts';
 import { resume } from './commands/resume.ts';
 import { retry } from './commands/retry.ts';
 import { roles } from './commands/roles.ts';
@@ -36,6 +37,7 @@ export const COMMANDS: readonly Command[] = [
   worker,
   start,
   signal,
+  request,
   cancel,
   pause,
   resume,

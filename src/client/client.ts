@@ -16,7 +16,9 @@ import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { isTransient, withRollbackRetries, withTransientRetries } from '../db/transient.ts';
 import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, runStartMany, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
-import { NotFoundError, quoteValue, SchemaVersionError, ValidationError } from '../errors.ts';
+import { NotFoundError, quoteValue, RequestRejectedError, SchemaVersionError, TimeoutError, ValidationError } from '../errors.ts';
+import { replyKey, type ReplyRecord } from '../workflow/requests.ts';
+import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 import { assertJsonObject, encodeJson } from '../protocol/serialize.ts';
 import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../protocol/schema-version.generated.ts';
 import { SCHEMA_INFO_SQL, schemaBehind } from '../db/schema-check.ts';
@@ -32,7 +34,7 @@ import { validate } from '../workflow/standard-schema.ts';
 import { decodeCursor, encodeCursor } from './cursor.ts';
 import { type ConsumerOptions, EventConsumer, type EventsOptions, readEvents } from './events.ts';
 import type { RunEvent } from '../db/events.ts';
-import type { ClientOptions, ControlFilter, ControlManyOptions, ControlManyResult, ForkOptions, KeyPolicy, ListFilter, RunHandle, RunRef, SignalWithStartHandle, SignalWithStartOptions, StartManyItem, StartOptions } from './options.ts';
+import type { ClientOptions, ControlFilter, ControlManyOptions, ControlManyResult, ForkOptions, KeyPolicy, ListFilter, RunHandle, RunRef, RequestOptions, SignalWithStartHandle, SignalWithStartOptions, StartManyItem, StartOptions } from './options.ts';
 import { type QueueOptions, type QueueStats, readQueueStats, setQueue } from './queues.ts';
 import { queuePause } from '../db/queues.ts';
 import { type ReadOptions, ReadRouter } from './read-routing.ts';
@@ -42,7 +44,7 @@ import { type ReadStreamOptions, type Run, type RunValue, type Step, STREAM_CURS
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
-export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem, KeyPolicy, ControlFilter, ControlManyOptions, ControlManyResult, SignalWithStartOptions, SignalWithStartHandle } from './options.ts';
+export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem, KeyPolicy, ControlFilter, ControlManyOptions, ControlManyResult, SignalWithStartOptions, SignalWithStartHandle, RequestOptions } from './options.ts';
 export type { Consistency, ReadOptions } from './read-routing.ts';
 
 const rethrow = (error: unknown): never => {
@@ -406,6 +408,55 @@ export class Client {
     // deadlock with a checkpoint locking the same runs) is sent again.
     if (options.tx) return signalSend(db, id, name, text, options.id ?? null);
     return withRollbackRetries(() => signalSend(db, id, name, text, options.id ?? null));
+  }
+
+  /**
+   * Ask a run and wait for its answer (decision 0044): sends `signal` with
+   * `payload` (checked as `client.signal` checks it) under the request's
+   * id, then waits until the run answers it with `ctx.reply` (returns the
+   * reply) or `ctx.replyError` (rejects with `RequestRejectedError`). The
+   * run stays as it is otherwise: a request is a message and a value of
+   * its history, not a new run. A repeat with the same `id` sends nothing
+   * and waits for the same answer, even after the run ended. Rejects with
+   * `NotFoundError` for an unknown run, or when the run ends without
+   * answering; `IllegalTransitionError` for a run that has already ended
+   * (and never had the request); `TimeoutError` after `timeout` (the
+   * request stays delivered). Woken by `trellis:run_value`, as
+   * `waitForValue` is.
+   *
+   * @example
+   * const { price } = await client.request<{ price: number }>({ workflow: 'cart', key: 'cart-42' }, quote, { qty: 3 }, { timeout: '10s' });
+   */
+  async request<R = unknown, S extends SignalDefinition<any, any> | string = SignalDefinition<any, any> | string>(
+    run: RunRef, signal: S, payload: SignalPayload<S>, options: RequestOptions = {},
+  ): Promise<R> {
+    refuseUnknownKeys(options, REQUEST_OPTIONS, 'request options');
+    const requestId = options.id ?? crypto.randomUUID();
+    const key = replyKey(requestId, 'request id');
+    const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
+    const db = this.exec(undefined);
+    const { name, text } = await this.signalArguments(signal, payload, db);
+    const runId = await this.resolve(run, db);
+    // A repeat of a delivered id returns false and is answered by the same reply.
+    await withRollbackRetries(() => signalSend(db, runId, name, text, requestId));
+    let reply: ReplyRecord;
+    try {
+      reply = await this.results.waitValue<ReplyRecord>(runId, key, timeoutMs);
+    } catch (error) {
+      const status = error instanceof NotFoundError ? error.details.status : undefined;
+      if (typeof status === 'string') {
+        throw new NotFoundError(`run ${runId} ${status} without answering request ${requestId}`, { details: { runId, requestId, status } });
+      }
+      if (error instanceof TimeoutError) {
+        throw new TimeoutError(`run ${runId} did not answer request ${requestId} within ${timeoutMs} ms; it may still answer: request again with id ${quoteValue(requestId)} to wait for it`,
+          { details: { runId, requestId }, cause: error });
+      }
+      throw error;
+    }
+    if (typeof reply === 'object' && reply !== null && 'error' in reply && !('value' in reply)) {
+      throw new RequestRejectedError(runId, requestId, reply.error?.message ?? 'request rejected', { details: { runId, requestId, error: reply.error } });
+    }
+    return (typeof reply === 'object' && reply !== null && 'value' in reply ? reply.value : reply) as R;
   }
 
   /**
@@ -1221,6 +1272,8 @@ function controlFilter(filter: ControlFilter): Record<string, unknown> {
 }
 
 /** A signal's deduplication id: absent, or 1-512 characters (as signal_send takes it). */
+const REQUEST_OPTIONS = optionNames<RequestOptions>({ id: true, timeout: true });
+
 function checkSignalId(id: unknown, what: string): void {
   if (id !== undefined && (typeof id !== 'string' || !id.length || id.length > 512)) {
     throw new ValidationError(`${what} must be a string of 1-512 characters`);

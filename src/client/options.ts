@@ -267,6 +267,27 @@ export interface ForkOptions extends Omit<StartOptions, 'keyPolicy'> {
 }
 
 /**
+ * Options of `client.request` (decision 0044).
+ *
+ * @example
+ * const options: RequestOptions = { id: 'quote-7f3a', timeout: '10s' };
+ */
+export interface RequestOptions {
+  /**
+   * The request's id, sent as the signal's id (a repeat with the same id
+   * is not delivered again; it waits for the same reply). 1-122 letters,
+   * digits, space or `_ . : @ / -`. Default: a new UUID.
+   */
+  id?: string | undefined;
+  /**
+   * How long to wait for the reply: `TimeoutError` after it (the request
+   * stays delivered and the run may still answer; ask again with the same
+   * `id` to wait for that answer). Default: until the reply or the run's end.
+   */
+  timeout?: Duration | undefined;
+}
+
+/**
  * Options of `client.signalWithStart`: a start's, with its `key` required
  * (the key names the run to signal, or the run to start) and no
  * `keyPolicy`, and the signal's deduplication id.

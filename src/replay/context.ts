@@ -13,7 +13,8 @@
  * own turn; a replay hands recorded results back in that order (delivery.ts).
  */
 import { CancelledError, ChildFailedError, ERROR_CODES, IllegalTransitionError, PayloadTooLargeError, quoteValue, StepFailedError, TimeoutError, ValidationError } from '../errors.ts';
-import type { ChildOptions, StepContext, StepOptions, TransactionOptions, WaitForRunOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
+import type { ChildOptions, ReplyErrorInfo, StepContext, StepOptions, TransactionOptions, WaitForRunOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
+import { replyKey, type ReplyRecord } from '../workflow/requests.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
@@ -67,6 +68,8 @@ export function buildContext(run: Replay): WorkflowContext {
     random: () => recorded(run, 'random', () => Math.random(), (v) => v as number),
     uuid: () => recorded(run, 'uuid', () => crypto.randomUUID(), (v) => v as string),
     setValue: (key, value) => handled(setValue(run, key, value)),
+    reply: (message, value) => handled(reply(run, message, () => ({ value: replyValue(value) }))),
+    replyError: (message, error) => handled(reply(run, message, () => ({ error: refusal(error) }))),
     setMetadata: (fields) => handled(setMetadata(run, fields)),
     writeStream: (key, value) => handled(streamCall(run, key, { v: value === undefined ? null : value })),
     closeStream: (key) => handled(streamCall(run, key, { closed: true })),
@@ -238,6 +241,47 @@ function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepCo
  */
 async function setValue(run: Replay, key: string, value: unknown): Promise<void> {
   return published(run, 'value', key, value, `value ${key}`);
+}
+
+/**
+ * `ctx.reply` / `ctx.replyError` (decision 0044): the reply to the request
+ * `message` carried is the run's value `reply:<request id>`, which the
+ * caller's `client.request` waits for. Everything is checked before the
+ * call takes its number, so a bad message or reply records nothing.
+ */
+async function reply(run: Replay, message: SignalResult<unknown> | string, record: () => ReplyRecord): Promise<void> {
+  let id: unknown = message;
+  if (typeof message !== 'string') {
+    if (typeof message !== 'object' || message === null || !('timedOut' in message)) {
+      throw new ValidationError(`ctx.reply answers what ctx.waitForSignal returned, or a request id, not ${quoteValue(message)}`);
+    }
+    if (message.timedOut) throw new ValidationError('ctx.reply was given a signal wait that timed out: there is no request to answer');
+    if (message.signalId === null) {
+      throw new ValidationError('ctx.reply was given a signal sent without an id: a request is sent by client.request (or as a signal with an id)');
+    }
+    id = message.signalId;
+  }
+  const key = replyKey(id, 'the request id ctx.reply answers');
+  return published(run, 'value', key, record(), `reply to request ${id as string}`);
+}
+
+/** The answer `ctx.reply` stores: JSON would drop a function or symbol inside `{ value }` in silence, so it is refused. */
+function replyValue(value: unknown): unknown {
+  if (typeof value === 'function' || typeof value === 'symbol') {
+    throw new ValidationError(`ctx.reply's answer is not JSON-serialisable: ${quoteValue(value)}`);
+  }
+  return value === undefined ? null : value;
+}
+
+/** What `ctx.replyError` stores: a message, and the code and JSON details given. */
+function refusal(error: string | ReplyErrorInfo): Extract<ReplyRecord, { error: unknown }>['error'] {
+  if (typeof error === 'string') return { message: error };
+  if (typeof error !== 'object' || error === null || typeof error.message !== 'string') {
+    throw new ValidationError(`ctx.replyError takes a message, or { message, code, details }, not ${quoteValue(error)}`);
+  }
+  if (error.code !== undefined && typeof error.code !== 'string') throw new ValidationError(`ctx.replyError's code must be a string, not ${quoteValue(error.code)}`);
+  if (error.details !== undefined) assertJsonObject(error.details, 'ctx.replyError\'s details', 'details');
+  return { message: error.message, ...(error.code === undefined ? {} : { code: error.code }), ...(error.details === undefined ? {} : { details: error.details }) };
 }
 
 /**

@@ -230,6 +230,16 @@ export interface WaitForRunOptions {
   timeout?: Duration | undefined;
 }
 
+/** The refusal `ctx.replyError` sends back to a request's caller. */
+export interface ReplyErrorInfo {
+  /** What the caller's `RequestRejectedError` says. */
+  message: string;
+  /** A short code the caller can branch on (`RequestRejectedError.details.error.code`). */
+  code?: string | undefined;
+  /** JSON the caller gets in `details.error.details`. */
+  details?: Record<string, unknown> | undefined;
+}
+
 /**
  * Options of `ctx.waitForSignal`.
  *
@@ -463,6 +473,35 @@ export interface WorkflowContext<TInput = unknown> {
    */
   waitForSignal<T>(signal: SignalDefinition<T, any>, options?: WaitForSignalOptions<T>): Promise<SignalResult<T>>;
   waitForSignal<T = unknown>(name: string, options?: WaitForSignalOptions<T>): Promise<SignalResult<T>>;
+  /**
+   * Answer a request: `client.request(run, signal, payload)` sent
+   * `message` (a signal whose id is the request's id) and waits for this
+   * reply. Stored as the run's value `reply:<request id>` (a call of kind
+   * `value`: it commits with the progress before it, is not written again
+   * on a replay, and the promise resolves once it has committed, when the
+   * caller has it). `message` is what `ctx.waitForSignal` returned, or the
+   * request id. A message that timed out or has no id, or a reply that
+   * cannot be stored, rejects with `ValidationError` /
+   * `PayloadTooLargeError` and records nothing. Replying again to the same
+   * request replaces the reply for callers that have not read it.
+   *
+   * @example
+   * const ask = await ctx.waitForSignal(quote);
+   * if (!ask.timedOut) await ctx.reply(ask, { price: 42 * ask.payload.qty });
+   */
+  reply(message: SignalResult<unknown> | string, value: unknown): Promise<void>;
+  /**
+   * Refuse a request: `client.request` rejects with `RequestRejectedError`
+   * carrying `error`'s message, `code` and `details` (JSON). The run goes
+   * on; nothing else about it changes. Recorded as `ctx.reply` is.
+   *
+   * @example
+   * const ask = await ctx.waitForSignal(withdraw);
+   * if (!ask.timedOut && ask.payload.amount > balance) {
+   *   await ctx.replyError(ask, { message: 'insufficient funds', code: 'funds' });
+   * }
+   */
+  replyError(message: SignalResult<unknown> | string, error: string | ReplyErrorInfo): Promise<void>;
   /**
    * Start a child run and wait for its output (its failure is thrown as
    * ChildFailedError). The parent holds no worker while it waits.

@@ -161,6 +161,28 @@ describe('trellis start, signal and the control commands', () => {
     assert.equal((await fx.engine.client.list({ workflow: 'cli-approval', limit: 1000 })).runs.length, before);
   });
 
+  it('request prints the run\'s answer; a refusal exits 1, a run that ended without answering 3, bad use 2 with nothing sent', async () => {
+    const id = (await cli('start', 'cli-doubler', '{}', '--key', 'dbl-1')).out.trim();
+    const asked = await cli('request', id, 'ask', '{"n":21}', '--id', 'q1', '--timeout', '20s');
+    assert.equal(asked.code, 0, asked.err);
+    assert.deepEqual(JSON.parse(asked.out), { doubled: 42 });
+    const again = await cli('request', '--workflow', 'cli-doubler', '--key', 'dbl-1', 'ask', '{"n":21}', '--id', 'q1');
+    assert.deepEqual(JSON.parse(again.out), { doubled: 42 }, 'a repeated --id prints the same answer');
+    const refused = await cli('request', id, 'ask', '{"n":-1}', '--timeout', '20s');
+    assert.equal(refused.code, 1);
+    assert.match(refused.err, /cannot double -1/);
+    const signals = async () => Number((await fx.db.pool.query('select count(*) from trellis.signals where run_id = $1', [id])).rows[0].count);
+    const sent = await signals();
+    assert.equal(sent, 2);
+    for (const args of [['ask', '{"n":1}', '--timeout', '5'], ['ask', '{bad'], ['ask', '{"n":1}', '--id', 'x'.repeat(123)], []]) {
+      assert.equal((await cli('request', id, ...args)).code, 2, args.join(' '));
+    }
+    assert.equal(await signals(), sent, 'bad use sent nothing');
+    const ended = await cli('request', id, 'ask', '{"n":0}', '--timeout', '20s');
+    assert.equal(ended.code, 3, ended.err);
+    assert.match(ended.err, /completed without answering request/);
+  });
+
   it('pause, resume and cancel print the new status; a refused transition exits 4', async () => {
     const id = (await cli('start', 'cli-approval', '{}')).out.trim();
     await waitFor(async () => (await statusOf(id)) === 'waiting', { what: 'the run to wait' });

@@ -4,7 +4,7 @@ import pg from 'pg';
 import { createDatabase } from '../helpers/db.ts';
 import { runExample as runPath } from '../helpers/examples.ts';
 
-const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching', 'streams', 'run-metadata', 'step-progress', 'signal-with-start'] as const;
+const EXAMPLES = ['approval', 'fan-out', 'cancellation', 'deadlines', 'fork', 'bulk-start', 'payment-link', 'order-saga', 'continue-as-new', 'retention', 'transactions', 'replay-check', 'key-policies', 'bulk-control', 'dead-letter', 'wait-for-run', 'patching', 'streams', 'run-metadata', 'step-progress', 'signal-with-start', 'requests'] as const;
 type Example = (typeof EXAMPLES)[number];
 interface Outcome { code: number | null; stdout: string; stderr: string; url: string }
 
@@ -224,6 +224,24 @@ describe('wait, child, cancellation, deadline, saga, continue-as-new and retenti
       `select key, former_key, status from trellis.runs where workflow = 'cart' order by created_at, id`);
     assert.deepEqual(rows.map((r) => [r.key ?? r.former_key, r.status]),
       [['cart-ada', 'completed'], ['cart-ada', 'completed'], ['cart-bo', 'completed'], ['cart-cy', 'completed']]);
+  });
+
+  it('requests: a run answers withdrawals or refuses them, a repeated id gets the same answer once, replies are run values', async () => {
+    const { stdout, url } = await finished('requests');
+    assert.deepEqual(linesStarting(stdout, 'withdraw'), [
+      'withdraw 30: balance 70', 'withdraw 500: refused (insufficient-funds): insufficient funds: 70 left',
+      'withdraw 30 again (w-1): balance 70; then withdraw 20: balance 50',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'sql:'), [
+      'sql: reply:w-1 = {"value":{"balance":70}}',
+      'sql: reply:w-2 = {"error":{"code":"insufficient-funds","details":{"balance":70},"message":"insufficient funds: 70 left"}}',
+      'sql: reply:w-3 = {"value":{"balance":50}}',
+      'sql: 2 ledger entries for 4 requests (one refused, one a repeat)',
+    ]);
+    assert.deepEqual(linesStarting(stdout, 'result:'), ['result: {"closedWith":50}']);
+    assert.deepEqual(linesStarting(stdout, 'after the end:'), ['after the end: w-3 again: balance 50', 'after the end: w-4: IllegalTransitionError']);
+    const rows = await query<{ signal_id: string }>(url, `select signal_id from trellis.signals where name = 'withdraw' order by id`);
+    assert.deepEqual(rows.map((r) => r.signal_id), ['w-1', 'w-2', 'w-3'], 'one message per request id');
   });
 
   it('patching: a run past the patch point keeps the old path, a run before it and a new run take the new one', async () => {

@@ -1,7 +1,8 @@
 /** `trellis signal <run> <name> [payload]`: send a signal to a run (or, with --start, to the key's run, started if none). */
 import { json, runRef } from '../args.ts';
-import type { Command } from '../command.ts';
+import type { Command, OptionValues } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
+import type { RunRef } from '../../client/options.ts';
 
 export const signal: Command = {
   name: 'signal',
@@ -19,7 +20,6 @@ export const signal: Command = {
     start: { type: 'string', value: 'INPUT-JSON', description: 'with --workflow and --key: start the key\'s run with this input if it has none unfinished' },
   },
   async run({ args, options, client, io }) {
-    const byKey = options.workflow !== undefined || options.key !== undefined;
     if (options.start !== undefined) {
       if (options.workflow === undefined || options.key === undefined || args.length < 1 || args.length > 2) {
         throw new UsageError('give --workflow W --key K --start INPUT-JSON <signal> [payload-json]');
@@ -32,13 +32,22 @@ export const signal: Command = {
       io.out(`${out.started ? 'started' : out.delivered ? 'sent' : 'duplicate'} ${out.id}\n`);
       return;
     }
-    if (byKey ? args.length > 2 : args.length < 2) {
-      throw new UsageError('give <run> <signal> [payload-json], or --workflow W --key K <signal> [payload-json]');
-    }
-    const [ref, name, payloadText] = (byKey ? [undefined, ...args] : args) as [string | undefined, string, string | undefined];
-    const run = runRef(ref, options);
-    const payload = payloadText === undefined ? null : json(payloadText, 'payload');
+    const { run, name, payload } = messageArgs(args, options);
     const sent = await (await client()).signal(run, name, payload, { id: options.id as string | undefined });
     io.out(sent ? 'sent\n' : 'duplicate\n');
   },
 };
+
+/**
+ * `<run> <signal> [payload-json]`, or `--workflow W --key K <signal>
+ * [payload-json]`: the run, the signal's name and its payload (`signal`,
+ * `request`).
+ */
+export function messageArgs(args: readonly string[], options: OptionValues): { run: RunRef; name: string; payload: unknown } {
+  const byKey = options.workflow !== undefined || options.key !== undefined;
+  if (byKey ? args.length > 2 : args.length < 2) {
+    throw new UsageError('give <run> <signal> [payload-json], or --workflow W --key K <signal> [payload-json]');
+  }
+  const [ref, name, payloadText] = (byKey ? [undefined, ...args] : args) as [string | undefined, string, string | undefined];
+  return { run: runRef(ref, options), name, payload: payloadText === undefined ? null : json(payloadText, 'payload') };
+}

@@ -1,0 +1,34 @@
+/**
+ * Requests (decision 0044): a client sends a signal whose id is the
+ * request's id and waits for the run's value `reply:<id>`, which
+ * `ctx.reply` / `ctx.replyError` set. Both sides name the reply here.
+ */
+import { quoteValue, ValidationError } from '../errors.ts';
+import { NAME_PATTERN } from './names.ts';
+
+/** The run value that holds the reply to request `id`. */
+export const REPLY_PREFIX = 'reply:';
+
+/** The longest request id: `reply:<id>` is a value key, at most 128 characters. */
+export const REQUEST_ID_MAX = 128 - REPLY_PREFIX.length;
+
+/**
+ * The value key of the reply to request `id`: ValidationError for an id a
+ * key cannot hold (1-122 letters, digits, space or `_ . : @ / -`, not
+ * ending with a space), naming `what`.
+ *
+ * @example
+ * replyKey('4f1c…', 'request id'); // 'reply:4f1c…'
+ */
+export function replyKey(id: unknown, what: string): string {
+  const key = typeof id === 'string' ? `${REPLY_PREFIX}${id}` : '';
+  if (typeof id !== 'string' || !NAME_PATTERN.test(key)) {
+    throw new ValidationError(`${what} must be 1-${REQUEST_ID_MAX} letters, digits, space or _ . : @ / - (not ending with a space), not ${quoteValue(id)}`);
+  }
+  return key;
+}
+
+/** What a reply value holds: the answer, or the run's refusal. */
+export type ReplyRecord =
+  | { value: unknown }
+  | { error: { message: string; code?: string | undefined; details?: Record<string, unknown> | undefined } };

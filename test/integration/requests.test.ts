@@ -1,0 +1,185 @@
+/**
+ * Requests (decision 0044): client.request sends a signal under the
+ * request's id and waits for the run's reply (ctx.reply / ctx.replyError),
+ * stored as the run's value reply:<id>. A repeat with the same id delivers
+ * nothing and gets the same answer; a refusal is RequestRejectedError and
+ * the run goes on; a run that ends without answering, a timeout and bad
+ * input each get their typed error, and bad input writes nothing.
+ */
+import assert from 'node:assert/strict';
+import { after, before, describe, it } from 'node:test';
+import { z } from 'zod';
+import { createClient, type Client } from '../../src/client/client.ts';
+import { IllegalTransitionError, NotFoundError, RequestRejectedError, TimeoutError, ValidationError } from '../../src/errors.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
+import { createWorker, type Worker } from '../../src/worker/worker.ts';
+import { defineWorkflow } from '../../src/workflow/define.ts';
+import { defineSignal } from '../../src/workflow/signal.ts';
+import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { deferred } from '../helpers/engine.ts';
+
+const withdraw = defineSignal('withdraw', z.object({ amount: z.number().positive() }));
+
+const account = defineWorkflow({ name: 'requests-account', input: z.object({ balance: z.number() }), signals: [withdraw] },
+  async (ctx, { balance }) => {
+    for (;;) {
+      const ask = await ctx.waitForSignal(withdraw);
+      if (ask.timedOut) continue;
+      if (ask.payload.amount === 999) return balance; // ends without answering
+      if (ask.payload.amount > balance) {
+        await ctx.replyError(ask, { message: 'insufficient funds', code: 'funds', details: { balance } });
+        continue;
+      }
+      balance -= ask.payload.amount;
+      await ctx.reply(ask, { balance });
+    }
+  });
+
+let gate = deferred();
+const slow = defineWorkflow({ name: 'requests-slow', input: z.object({}) }, async (ctx) => {
+  const ask = await ctx.waitForSignal<{ n: number }>('ask');
+  await ctx.step('gate', () => gate.promise);
+  await ctx.reply(ask, ask.timedOut ? 0 : ask.payload.n * 2);
+  await ctx.sleep('after', '20ms'); // a replay after the reply must not write it again
+  return 'done';
+});
+
+const misuse = defineWorkflow({ name: 'requests-misuse', input: z.object({}) }, async (ctx) => {
+  const timedOut = await ctx.waitForSignal('never', { timeout: '1ms' });
+  const plain = await ctx.waitForSignal<number>('plain');
+  const errors: string[] = [];
+  const attempts = [
+    () => ctx.reply(timedOut, 1),
+    () => ctx.reply(plain, 1),
+    () => ctx.reply('ends with space ', 1),
+    () => ctx.reply('x'.repeat(123), 1),
+    () => ctx.reply({ payload: 1 } as never, 1),
+    () => ctx.reply('r1', () => 1),
+    () => ctx.replyError('r1', 42 as never),
+    () => ctx.replyError('r1', { message: 'm', code: 7 as never }),
+    () => ctx.replyError('r1', { message: 'm', details: { at: new Date(0) } as never }),
+  ];
+  for (const attempt of attempts) {
+    try {
+      await attempt();
+      errors.push('accepted');
+    } catch (error) {
+      errors.push((error as Error).constructor.name);
+    }
+  }
+  await ctx.reply('r1', errors); // by the request id alone
+  return errors;
+});
+
+let db: TestDatabase;
+let worker: Worker;
+let client: Client;
+before(async () => {
+  db = await freshDatabase();
+  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse], pollInterval: 50, logger: silentLogger });
+  await worker.start();
+  // Waiters poll hourly: only the trellis:run_value NOTIFY can settle a request within a test's bounds.
+  client = createClient({ pool: db.pool, logger: silentLogger, resultPollInterval: '1h' });
+});
+after(async () => {
+  gate.resolve();
+  await client?.close();
+  await worker?.stop({ timeout: 2000 });
+  await db?.close();
+});
+
+const signalRows = async (runId: string) =>
+  (await db.pool.query(`select name, signal_id, payload from trellis.signals where run_id = $1 order by id`, [runId])).rows;
+const replyRows = async (runId: string) =>
+  (await db.pool.query(`select name, output from trellis.steps where run_id = $1 and kind = 'value' order by seq`, [runId])).rows;
+
+describe('client.request', () => {
+  it('returns the run\'s reply; a repeat with the same id delivers nothing and gets the same answer', async () => {
+    const run = await client.start(account, { balance: 100 }, { key: 'acct-1' });
+    const first = await client.request<{ balance: number }>(run.id, withdraw, { amount: 30 }, { id: 'w-1', timeout: '20s' });
+    assert.deepEqual(first, { balance: 70 });
+    const again = await client.request<{ balance: number }>({ workflow: 'requests-account', key: 'acct-1' }, withdraw, { amount: 30 }, { id: 'w-1', timeout: '20s' });
+    assert.deepEqual(again, { balance: 70 }, 'the repeat is answered by the first reply, not withdrawn twice');
+    const next = await client.request<{ balance: number }>({ workflow: account, key: 'acct-1' }, withdraw, { amount: 20 }, { timeout: '20s' });
+    assert.deepEqual(next, { balance: 50 });
+    const signals = await signalRows(run.id);
+    assert.equal(signals.length, 2, 'one message per request id');
+    assert.equal(signals[0].signal_id, 'w-1');
+    assert.match(signals[1].signal_id, /^[0-9a-f-]{36}$/, 'a request without an id gets a UUID');
+    const { rows } = await db.pool.query(`select value as v from trellis.run_value($1, 'reply:w-1')`, [run.id]);
+    assert.deepEqual(rows[0].v, { value: { balance: 70 } }, 'the reply is the run value reply:<id>, readable from SQL');
+  });
+
+  it('a refusal is RequestRejectedError with the code and details the run gave; the run goes on', async () => {
+    const run = await client.start(account, { balance: 10 });
+    await assert.rejects(client.request(run.id, withdraw, { amount: 50 }, { id: 'big', timeout: '20s' }), (error: unknown) => {
+      assert.ok(error instanceof RequestRejectedError);
+      assert.equal(error.code, 'request_rejected');
+      assert.equal(error.message, 'insufficient funds');
+      assert.equal(error.runId, run.id);
+      assert.equal(error.requestId, 'big');
+      assert.deepEqual(error.details.error, { message: 'insufficient funds', code: 'funds', details: { balance: 10 } });
+      return true;
+    });
+    assert.deepEqual(await client.request(run.id, withdraw, { amount: 4 }, { timeout: '20s' }), { balance: 6 });
+    assert.notEqual((await client.get(run.id))?.status, 'failed');
+  });
+
+  it('a run that ends without answering is NotFoundError; an ended run refuses a new request and still answers a repeat', async () => {
+    const run = await client.start(account, { balance: 5 });
+    assert.deepEqual(await client.request(run.id, withdraw, { amount: 1 }, { id: 'before-end', timeout: '20s' }), { balance: 4 });
+    await assert.rejects(client.request(run.id, withdraw, { amount: 999 }, { id: 'ending', timeout: '20s' }), (error: unknown) => {
+      assert.ok(error instanceof NotFoundError);
+      assert.match(error.message, /completed without answering request ending/);
+      assert.deepEqual(error.details, { runId: run.id, requestId: 'ending', status: 'completed' });
+      return true;
+    });
+    assert.equal(await run.result({ timeout: '20s' }), 4);
+    await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { id: 'after-end', timeout: '20s' }), IllegalTransitionError);
+    assert.deepEqual(await client.request(run.id, withdraw, { amount: 1 }, { id: 'before-end', timeout: '20s' }), { balance: 4 },
+      'a repeat of an answered request is answered after the run ended');
+    assert.equal((await signalRows(run.id)).length, 2, 'nothing was delivered to the ended run');
+  });
+
+  it('a timeout leaves the request delivered: asking again with its id waits for the answer, which a replay does not write again', async () => {
+    gate = deferred();
+    const run = await client.start(slow, {});
+    await assert.rejects(client.request(run.id, 'ask', { n: 21 }, { id: 'slow-1', timeout: '150ms' }), (error: unknown) => {
+      assert.ok(error instanceof TimeoutError);
+      assert.match(error.message, /did not answer request slow-1 within 150 ms; it may still answer/);
+      return true;
+    });
+    const answer = client.request<number>(run.id, 'ask', { n: 21 }, { id: 'slow-1', timeout: '20s' });
+    gate.resolve();
+    assert.equal(await answer, 42);
+    assert.equal(await run.result({ timeout: '20s' }), 'done');
+    assert.deepEqual((await replyRows(run.id)).map((r) => r.name), ['reply:slow-1'], 'one reply call, though the run was replayed after its sleep');
+    assert.equal((await signalRows(run.id)).length, 1);
+  });
+
+  it('bad input is refused before anything is sent', async () => {
+    const run = await client.start(account, { balance: 1 });
+    await assert.rejects(client.request(run.id, withdraw, { amount: -1 } as never), ValidationError);
+    await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { id: 'x'.repeat(123) }), /request id must be 1-122 letters/);
+    await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { id: 'it"; drop table trellis.runs; --' }), ValidationError);
+    await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { id: 'trailing ' }), ValidationError);
+    await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { id: 7 as never }), ValidationError);
+    await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { timout: '1s' } as never), /unknown option\(s\) timout/);
+    await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { timeout: 'soon' as never }), ValidationError);
+    await assert.rejects(client.request('not-a-uuid', withdraw, { amount: 1 }), ValidationError);
+    await assert.rejects(client.request({ workflow: account, key: 'no-such-key' }, withdraw, { amount: 1 }), NotFoundError);
+    assert.deepEqual(await signalRows(run.id), [], 'nothing was delivered');
+    await client.cancel(run.id);
+  });
+});
+
+describe('ctx.reply', () => {
+  it('refuses a message that timed out or has no id, a bad id and a reply it cannot store, recording nothing; a request id alone is answered', async () => {
+    const run = await client.start(misuse, {});
+    await client.signal(run.id, 'plain', 5); // no id: not a request (buffered until the run waits for it)
+    const errors = await run.result({ timeout: '20s' });
+    assert.deepEqual(errors, Array(9).fill('ValidationError'));
+    assert.deepEqual(await client.waitForValue(run.id, 'reply:r1', { timeout: '20s' }), { value: errors });
+    assert.deepEqual((await replyRows(run.id)).map((r) => r.name), ['reply:r1'], 'the refused replies recorded nothing');
+  });
+});
