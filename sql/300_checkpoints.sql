@@ -355,6 +355,15 @@ begin
      where o.op = 'step' and o.signal is not null and g.id = o.signal and g.run_id = o.run
        and g.consumed_at is null;
   end if;
+  -- A reply (the value reply:<id>, ctx.reply: decision 0044) is kept on the
+  -- request's signal row too, which outlives continue-as-new. Only when an
+  -- op is one, as above.
+  if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind = 'value' and o.status = 'completed' and o.name like 'reply:%') then
+    update trellis.signals g set reply = coalesce(o.output, 'null'::jsonb), replied_at = v_now
+      from unnest(p_ops) o
+     where o.op = 'step' and o.kind = 'value' and o.status = 'completed' and o.name like 'reply:%'
+       and g.run_id = o.run and g.signal_id = substr(o.name, 7);
+  end if;
   -- Metadata set (ctx.setMetadata): merged into the runs' rows (sql/420_metadata.sql),
   -- only the calls recorded here (read before the upsert).
   if cardinality(v_meta) > 0 then

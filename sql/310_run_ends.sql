@@ -271,6 +271,11 @@ begin
   delete from trellis.steps s
    using unnest(p_ops) o join trellis.runs r on r.id = o.run and r.lease_token = o.token
    where o.op = 'continue' and not coalesce(o.keep, false) and s.bucket = r.bucket and s.run_id = o.run;
+  -- Their values went with the history: whoever waits for one (a request's
+  -- answer, decision 0044) reads again (sql/410_values.sql).
+  if exists (select 1 from unnest(p_ops) o where o.op = 'continue' and not coalesce(o.keep, false)) then
+    perform trellis._notify_values(array(select o.run from unnest(p_ops) o where o.op = 'continue' and not coalesce(o.keep, false)));
+  end if;
   -- The error is cleared, but for a cancellation requested meanwhile (by
   -- run_cancel or a deadline): its reason stays for the end it brings.
   perform trellis._run_move(array(
@@ -282,7 +287,7 @@ begin
      where o.op = 'continue'));
 end $$;
 comment on function trellis._runs_continue(trellis.checkpoint_op[]) is
-  'Set-based: continue the runs of the continue ops whose (run, token) is held as new: execution + 1 with the new input, counters reset, pending now; the old steps removed unless keep.';
+  'Set-based: continue the runs of the continue ops whose (run, token) is held as new: execution + 1 with the new input, counters reset, pending now; the old steps removed unless keep (then trellis:run_value is notified, if watched: their values are gone).';
 
 create or replace function trellis.run_complete(p_run_id uuid, p_token uuid, p_output jsonb)
 returns void language plpgsql as $$

@@ -1,7 +1,7 @@
 -- 410_values: what a run publishes while it runs (ctx.setValue, decision
 -- 0033; ctx.writeStream, decision 0040).
--- Owns: run_value, run_values, run_stream, _notify_values.
--- Touches: nothing (reads trellis.runs and trellis.steps). A value is a call
+-- Owns: run_value, run_values, run_request, run_stream, _notify_values.
+-- Touches: nothing (reads trellis.runs, trellis.steps and trellis.signals). A value is a call
 -- of kind 'value' in the run's history: its name is the key, its output the
 -- value, written by checkpoint_apply under the run's lease like any other
 -- call, so it commits with the progress that led to it and a replay hands
@@ -62,6 +62,54 @@ begin
 end $$;
 comment on function trellis.run_values(uuid) is
   'Every key run p_run_id set with ctx.setValue and its newest value, by key (a value set to JSON null is ''null''::jsonb); no rows for a run that set none or does not exist.';
+
+-- A request (decision 0044): the signal sent under the request's id and the
+-- run's answer (ctx.reply / ctx.replyError: the value 'reply:<id>'), which
+-- checkpoint_apply also keeps on the signal's row, so it outlives
+-- continue-as-new; a reply by id to a request no signal carried is read
+-- from the value. lost: the run read the request, has not answered it,
+-- and no wait of its history received it: the execution that read it was
+-- discarded by continue-as-new (or the wait's own schema refused the
+-- payload), so no answer will come from the code that read it. Reads in
+-- the run's bucket, as run_value.
+create or replace function trellis.run_request(p_run_id uuid, p_request_id text)
+returns table (status text, received boolean, read boolean, reply jsonb, replied_at timestamptz, lost boolean)
+language plpgsql stable as $$
+declare
+  v_bucket integer;
+  v_status text;
+  v_received boolean;
+  v_read boolean;
+  v_reply jsonb;
+  v_at timestamptz;
+  v_lost boolean := false;
+begin
+  if p_request_id is null or length(p_request_id) not between 1 and 122 then
+    raise exception 'a request id is 1-122 characters' using errcode = 'TR001';
+  end if;
+  select r.bucket, r.status into v_bucket, v_status from trellis.runs r where r.id = p_run_id;
+  if v_status is null then
+    return;
+  end if;
+  select true, g.consumed_at is not null, g.reply, g.replied_at into v_received, v_read, v_reply, v_at
+    from trellis.signals g
+   where g.bucket = v_bucket and g.run_id = p_run_id and g.signal_id = p_request_id;
+  if v_at is null then
+    select coalesce(s.output, 'null'::jsonb), s.finished_at into v_reply, v_at
+      from trellis.steps s
+     where s.bucket = v_bucket and s.run_id = p_run_id and s.kind = 'value' and s.name = 'reply:' || p_request_id
+       and s.status = 'completed'
+     order by s.execution desc, s.seq desc limit 1;
+  end if;
+  if v_read and v_at is null then
+    v_lost := not exists (select 1 from trellis.steps s
+                           where s.bucket = v_bucket and s.run_id = p_run_id and s.kind = 'signal'
+                             and s.output->>'signalId' = p_request_id);
+  end if;
+  return query select v_status, coalesce(v_received, false), coalesce(v_read, false), v_reply, v_at, v_lost;
+end $$;
+comment on function trellis.run_request(uuid, text) is
+  'Request p_request_id of run p_run_id (decision 0044): the run''s status, whether the signal with that id was received and read, the run''s answer ({"value": ...} or {"error": {...}}: the signal row''s reply, else the value reply:<id>) and when, and lost (read, unanswered, and no wait of the run''s history received it: continue-as-new discarded the execution that read it). One row if the run exists, none otherwise; TR001 for an id that is not 1-122 characters.';
 
 -- A stream (decision 0040): the calls of kind 'stream' named p_key, in
 -- history order (execution, then call number), after the cursor p_after

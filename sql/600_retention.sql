@@ -321,7 +321,7 @@ begin
   update trellis.steps
      set output = null, error = trellis._scrub_error(error)
    where bucket = v_run.bucket and run_id = p_run_id;
-  update trellis.signals set payload = 'null', start = null where bucket = v_run.bucket and run_id = p_run_id;
+  update trellis.signals set payload = 'null', start = null, reply = null where bucket = v_run.bucket and run_id = p_run_id;
   -- Events carry output and error only when the workflow opted in.
   update trellis.events set body = body - 'output' - 'error'
    where bucket = v_run.bucket and run_id = p_run_id and (body ? 'output' or body ? 'error');

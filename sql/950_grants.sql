@@ -116,7 +116,7 @@ begin
                             trellis.connector_cursors, trellis.machine_runs, trellis.roles, trellis.schedules,
                             trellis.queues, trellis.queue_stats to trellis_reader';
     execute 'grant execute on function trellis.events_read(text, integer, jsonb), trellis.run_finished_watch(),
-                                       trellis.run_finished_unwatch(), trellis.run_value(uuid, text),
+                                       trellis.run_finished_unwatch(), trellis.run_value(uuid, text), trellis.run_request(uuid, text),
                                        trellis.run_values(uuid), trellis.run_stream(uuid, text, text, integer),
                                        trellis.run_control_preview(text, jsonb, integer, uuid) to trellis_reader';
     execute format('grant select (%s) on trellis.runs to trellis_reader', v_columns);
@@ -149,7 +149,7 @@ begin
                            'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
                            'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
                            'queue_set', 'queue_pause', 'queue_resume', 'run_finished_watch', 'run_finished_unwatch',
-                           'run_value', 'run_values', 'run_stream')
+                           'run_value', 'run_values', 'run_request', 'run_stream')
     loop
       execute format('grant execute on function %s to trellis_client', f);
     end loop;

@@ -417,12 +417,14 @@ export class Client {
    * reply) or `ctx.replyError` (rejects with `RequestRejectedError`). The
    * run stays as it is otherwise: a request is a message and a value of
    * its history, not a new run. A repeat with the same `id` sends nothing
-   * and waits for the same answer, even after the run ended. Rejects with
-   * `NotFoundError` for an unknown run, or when the run ends without
-   * answering; `IllegalTransitionError` for a run that has already ended
-   * (and never had the request); `TimeoutError` after `timeout` (the
-   * request stays delivered). Woken by `trellis:run_value`, as
-   * `waitForValue` is.
+   * and waits for the same answer, even after the run ended or continued
+   * as new (`trellis.run_request`). Rejects with `NotFoundError` for an
+   * unknown run, when the run ends without answering, or when the
+   * execution that read the request was discarded by continue-as-new
+   * before it answered; `IllegalTransitionError` for a run that has
+   * already ended (and never had the request); `TimeoutError` after
+   * `timeout` (the request stays delivered). Woken by
+   * `trellis:run_value`, as `waitForValue` is.
    *
    * @example
    * const { price } = await client.request<{ price: number }>({ workflow: 'cart', key: 'cart-42' }, quote, { qty: 3 }, { timeout: '10s' });
@@ -441,12 +443,8 @@ export class Client {
     await withRollbackRetries(() => signalSend(db, runId, name, text, requestId));
     let reply: ReplyRecord;
     try {
-      reply = await this.results.waitValue<ReplyRecord>(runId, key, timeoutMs);
+      reply = await this.results.waitRead<ReplyRecord>(runId, timeoutMs, `answer request ${requestId}`, () => this.readRequest(runId, requestId));
     } catch (error) {
-      const status = error instanceof NotFoundError ? error.details.status : undefined;
-      if (typeof status === 'string') {
-        throw new NotFoundError(`run ${runId} ${status} without answering request ${requestId}`, { details: { runId, requestId, status } });
-      }
       if (error instanceof TimeoutError) {
         throw new TimeoutError(`run ${runId} did not answer request ${requestId} within ${timeoutMs} ms; it may still answer: request again with id ${quoteValue(requestId)} to wait for it`,
           { details: { runId, requestId }, cause: error });
@@ -457,6 +455,20 @@ export class Client {
       throw new RequestRejectedError(runId, requestId, reply.error?.message ?? 'request rejected', { details: { runId, requestId, error: reply.error } });
     }
     return (typeof reply === 'object' && reply !== null && 'value' in reply ? reply.value : reply) as R;
+  }
+
+  /** One look at a request (trellis.run_request): its reply, or why none will come, or undefined while one may. */
+  private async readRequest(runId: string, requestId: string): Promise<{ value: ReplyRecord } | { error: Error } | undefined> {
+    const [row] = await queryRows<{ status: RunState; reply: ReplyRecord | null; replied_at: Date | null; lost: boolean }>(this.prepared.pool,
+      'select status, reply, replied_at, lost from trellis.run_request($1, $2)', [runId, requestId], 'trellis_run_request');
+    if (!row) return { error: new NotFoundError(`run ${runId} does not exist`) };
+    if (row.replied_at) return { value: row.reply as ReplyRecord };
+    const details = { runId, requestId, status: row.status };
+    if (row.lost) {
+      return { error: new NotFoundError(`run ${runId} read request ${requestId} but no wait of its history holds it (continue-as-new discarded the execution that read it, or the wait's schema refused the payload): no answer will come`, { details }) };
+    }
+    if (FINISHED_STATES.includes(row.status)) return { error: new NotFoundError(`run ${runId} ${row.status} without answering request ${requestId}`, { details }) };
+    return undefined;
   }
 
   /**

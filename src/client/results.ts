@@ -281,6 +281,16 @@ export class ResultWaiter {
   }
 
   /**
+   * Wait until `read` settles (a value or an error; undefined: not yet),
+   * woken as waitValue is: for a wait the client composes of reads of its
+   * own (`client.request()`).
+   */
+  waitRead<T>(runId: string, timeoutMs: number | undefined, what: string,
+    read: () => Promise<{ value: T } | { error: Error } | undefined>): Promise<T> {
+    return this.settle<T>(runId, timeoutMs, what, false, read);
+  }
+
+  /**
    * The next entries of stream `key` of `runId` after `after`
    * (`client.readStream()`), woken as waitValue is; `done` once the run has
    * finished and every entry it wrote was returned. The status is read

@@ -71,12 +71,19 @@ const misuse = defineWorkflow({ name: 'requests-misuse', input: z.object({}) }, 
   return errors;
 });
 
+/** Reads one request per execution, answers it unless n < 0, then continues as new (keeping its history or not). */
+const rolling = defineWorkflow({ name: 'requests-rolling', input: z.object({ keep: z.boolean(), served: z.number() }) }, async (ctx, { keep, served }) => {
+  const ask = await ctx.waitForSignal<{ n: number }>('ask');
+  if (!ask.timedOut && ask.payload.n >= 0) await ctx.reply(ask, { n: ask.payload.n, served: served + 1 });
+  return ctx.continueAsNew({ keep, served: served + 1 }, { keepHistory: keep });
+});
+
 let db: TestDatabase;
 let worker: Worker;
 let client: Client;
 before(async () => {
   db = await freshDatabase();
-  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse], pollInterval: 50, logger: silentLogger });
+  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse, rolling], pollInterval: 50, logger: silentLogger });
   await worker.start();
   // Waiters poll hourly: only the trellis:run_value NOTIFY can settle a request within a test's bounds.
   client = createClient({ pool: db.pool, logger: silentLogger, resultPollInterval: '1h' });
@@ -155,6 +162,29 @@ describe('client.request', () => {
     assert.equal(await run.result({ timeout: '20s' }), 'done');
     assert.deepEqual((await replyRows(run.id)).map((r) => r.name), ['reply:slow-1'], 'one reply call, though the run was replayed after its sleep');
     assert.equal((await signalRows(run.id)).length, 1);
+  });
+
+  it('an answer outlives continue-as-new (a repeat reads it); a request read and dropped by continue-as-new is NotFoundError at once', async () => {
+    for (const keep of [true, false]) {
+      const run = await client.start(rolling, { keep, served: 0 });
+      assert.deepEqual(await client.request(run.id, 'ask', { n: 1 }, { id: 'first', timeout: '20s' }), { n: 1, served: 1 });
+      assert.deepEqual(await client.request(run.id, 'ask', { n: 2 }, { id: 'second', timeout: '20s' }), { n: 2, served: 2 });
+      assert.deepEqual(await client.request(run.id, 'ask', { n: 1 }, { id: 'first', timeout: '20s' }), { n: 1, served: 1 },
+        `keepHistory ${keep}: the repeat is answered after two continue-as-new`);
+      // Read and not answered, then the execution that read it is gone (or kept: then the run may still answer).
+      const dropped = client.request(run.id, 'ask', { n: -1 }, { id: 'dropped', timeout: keep ? '300ms' : undefined });
+      if (keep) {
+        await assert.rejects(dropped, TimeoutError, 'a kept execution may still answer: the caller waits');
+      } else {
+        // No timeout: without the lost check this wait would never end.
+        await assert.rejects(dropped, (error: unknown) => {
+          assert.ok(error instanceof NotFoundError);
+          assert.match(error.message, /read request dropped but no wait of its history holds it \(continue-as-new discarded/);
+          return true;
+        });
+      }
+      await client.cancel(run.id);
+    }
   });
 
   it('bad input is refused before anything is sent', async () => {

@@ -176,7 +176,7 @@ describe('privileges (sql/950_grants.sql)', () => {
     await denied(poolAs('nobody'), 'select trellis.run_finished_watch()');
   });
 
-  it('trellis_client and trellis_reader read a run\'s values (run_value, run_values); a role with neither cannot', async () => {
+  it('trellis_client and trellis_reader read a run\'s values (run_value, run_values) and requests (run_request); a role with neither cannot', async () => {
     const id = (await db.pool.query(`select id from trellis.runs limit 1`)).rows[0].id as string;
     for (const role of ['client', 'reader'] as const) {
       const pool = poolAs(role);
@@ -184,7 +184,11 @@ describe('privileges (sql/950_grants.sql)', () => {
       assert.equal(rows.length, 1, role);
       assert.equal(rows[0].set_at, null, role);
       assert.deepEqual((await pool.query('select * from trellis.run_values($1)', [id])).rows, [], role);
+      const { rows: request } = await pool.query(`select received, read, reply, lost from trellis.run_request($1, 'r-1')`, [id]);
+      assert.deepEqual(request, [{ received: false, read: false, reply: null, lost: false }], role);
+      await assert.rejects(pool.query(`select * from trellis.run_request($1, '')`, [id]), (e: { code?: string | undefined }) => e.code === 'TR001', role);
     }
+    await denied(poolAs('nobody'), `select * from trellis.run_request($1, 'r-1')`, [id]);
     await denied(poolAs('nobody'), `select * from trellis.run_value($1, 'k')`, [id]);
     await denied(poolAs('nobody'), 'select * from trellis.run_values($1)', [id]);
   });

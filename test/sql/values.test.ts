@@ -85,4 +85,42 @@ describe('run values', () => {
       await l.close();
     }
   });
+
+  it('run_request: received, read, the reply (kept on the signal row past continue-as-new) and lost (read in a discarded execution, unanswered)', async () => {
+    const r = await held();
+    const look = async (id: string) => (await sql(`select status, received, read, reply, replied_at is not null as replied, lost from trellis.run_request($1, $2)`, [r.id, id]))[0];
+    assert.deepEqual(await look('q-1'), { status: 'running', received: false, read: false, reply: null, replied: false, lost: false });
+    assert.equal(await sql(`select trellis.signal_send($1, 'ask', '{"n":1}', 'q-1') as sent`, [r.id]).then((x) => x[0].sent), true);
+    await sql(`select trellis.signal_send($1, 'ask', '{"n":2}', 'q-2')`, [r.id]);
+    assert.deepEqual(await look('q-1'), { status: 'running', received: true, read: false, reply: null, replied: false, lost: false });
+    const [s1, s2] = (await sql(`select id from trellis.signals where run_id = $1 order by id`, [r.id])).map((x) => x.id as number);
+    // Both read; q-1 answered, q-2 not (yet).
+    await apply([
+      { op: 'step', run: r.id, token: r.token, seq: 0, name: 'ask', kind: 'signal', status: 'completed', output: { timedOut: false, payload: { n: 1 }, signalId: 'q-1' }, signal: s1 },
+      { op: 'step', run: r.id, token: r.token, seq: 1, name: 'ask', kind: 'signal', status: 'completed', output: { timedOut: false, payload: { n: 2 }, signalId: 'q-2' }, signal: s2 },
+      value(r, 2, 'reply:q-1', { value: 2 }),
+    ]);
+    assert.deepEqual(await look('q-1'), { status: 'running', received: true, read: true, reply: { value: 2 }, replied: true, lost: false });
+    assert.deepEqual(await look('q-2'), { status: 'running', received: true, read: true, reply: null, replied: false, lost: false }, 'read, its wait in the history: an answer may come');
+    const [row] = await sql(`select reply, replied_at is not null as replied from trellis.signals where run_id = $1 and signal_id = 'q-1'`, [r.id]);
+    assert.deepEqual(row, { reply: { value: 2 }, replied: true }, 'the reply is kept on the request\'s signal row');
+    // Continue as new without the history: the value reply:q-1 and q-2's wait are gone; q-1's answer is on its signal.
+    await apply([{ op: 'continue', run: r.id, token: r.token, input: {}, keep: false }]);
+    assert.deepEqual(await sql(`select * from trellis.run_value($1, 'reply:q-1')`, [r.id]).then((x) => x[0].value), null, 'the value went with the history');
+    assert.deepEqual(await look('q-1'), { status: 'pending', received: true, read: true, reply: { value: 2 }, replied: true, lost: false });
+    assert.deepEqual(await look('q-2'), { status: 'pending', received: true, read: true, reply: null, replied: false, lost: true });
+    // A reply by id to a request no signal carried is read from the value.
+    const [again] = await sql(`select id, lease_token from trellis.run_claim('w1', array[$1], '{w}', '{1}', 1, '30 seconds')`, [`v${queues}`]);
+    await apply([value({ id: r.id, token: again.lease_token }, 0, 'reply:by-id', { value: 'no signal' }, { execution: 2 })]);
+    assert.deepEqual(await look('by-id'), { status: 'running', received: false, read: false, reply: { value: 'no signal' }, replied: true, lost: false });
+    // run_scrub removes the answers kept on signal rows, as it removes their payloads.
+    await apply([{ op: 'complete', run: r.id, token: again.lease_token, output: null }]);
+    await sql('select trellis.run_scrub($1)', [r.id]);
+    assert.deepEqual(await sql(`select signal_id, reply from trellis.signals where run_id = $1 order by id`, [r.id]),
+      [{ signal_id: 'q-1', reply: null }, { signal_id: 'q-2', reply: null }]);
+    assert.deepEqual(await sql(`select * from trellis.run_request(gen_random_uuid(), 'q-1')`), []);
+    for (const bad of ['', 'x'.repeat(123), null]) {
+      await assert.rejects(sql(`select * from trellis.run_request($1, $2)`, [r.id, bad]), (e: { code?: string | undefined }) => e.code === 'TR001');
+    }
+  });
 });
