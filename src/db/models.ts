@@ -53,6 +53,25 @@ export async function machineRunLatest(db: Queryable, machine: string, foreignId
   return rows[0];
 }
 
+/**
+ * When run `runId` last entered machine status `status`, and its object
+ * then: the newest completed transition to it in the history kept, else
+ * the status the execution began in (the trigger's, or the one a
+ * continue-as-new carried); undefined if neither.
+ */
+export async function machineReached(db: Queryable, runId: string, status: string): Promise<{ object: unknown; at: Date } | undefined> {
+  const rows = await queryRows<{ object: unknown; at: Date }>(db,
+    `select coalesce(t.object, r.input->'object') as object, coalesce(t.at, r.created_at) as at
+       from trellis.runs r
+       left join lateral (
+         select s.output->'object' as object, s.finished_at as at from trellis.steps s
+          where s.bucket = r.bucket and s.run_id = r.id and s.kind = 'step' and s.status = 'completed'
+            and jsonb_typeof(s.output) = 'object' and s.output->>'to' = $2
+          order by s.execution desc, s.seq desc limit 1) t on true
+      where r.id = $1 and (t.at is not null or r.input->>'status' = $2)`, [runId, status]);
+  return rows[0];
+}
+
 /** trellis.template_set: the version stored (the newest one when the definition did not change). */
 export async function templateSet(db: Queryable, name: string, definition: string): Promise<number> {
   const rows = await queryRows<{ version: number }>(db, 'select trellis.template_set($1, $2::jsonb) as version', [name, definition]);

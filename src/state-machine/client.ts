@@ -5,7 +5,7 @@
  */
 import type { Client } from '../client/client.ts';
 import {
-  machineCallback, machineDataDelete, machineRunGet, machineRunLatest, machineTriggerCheck, machineTriggerKeyed, type MachineRunRow,
+  machineCallback, machineDataDelete, machineReached, machineRunGet, machineRunLatest, machineTriggerCheck, machineTriggerKeyed, type MachineRunRow,
 } from '../db/models.ts';
 import { type Executor, fromKysely, toQueryable, type Queryable } from '../db/queryable.ts';
 import { IllegalTransitionError, NotFoundError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
@@ -149,17 +149,25 @@ export class MachineClient<S extends string, T> {
   }
 
   /**
-   * Wait until run `runId` of `foreignId` is in `status` (polling its
-   * transitions, 20 ms growing to 500 ms). Throws TimeoutError after
-   * `timeout`, and IllegalTransitionError (or WorkflowFailedError) when the
-   * run ends without reaching it.
+   * Wait until run `runId` of `foreignId` has reached `status` (polling its
+   * transitions, 20 ms growing to 500 ms), as luno/workflow's Await: a
+   * status the run passed through counts. Returns the run's record, with
+   * the object and `statusSince` of its newest entry into `status` when it
+   * has moved on since. Throws ValidationError for a status the machine
+   * does not have, TimeoutError after `timeout`, and IllegalTransitionError
+   * (or WorkflowFailedError) when the run ends without having reached it.
    */
   async await(foreignId: string, runId: string, status: S, options: { timeout?: Duration | undefined } = {}): Promise<MachineRecord<S, T>> {
     assertName(status, 'status');
+    if (!this.machine.statuses.includes(status)) {
+      throw new ValidationError(`machine ${this.machine.name}: unknown status ${JSON.stringify(String(status).slice(0, 60))}`);
+    }
     const deadline = Date.now() + toMs(options.timeout ?? '1 minute', 'timeout');
     for (let delay = 20; ; delay = Math.min(500, delay * 2)) {
       const record = await this.get(foreignId, runId);
       if (record.status === status) return record;
+      const reached = await machineReached(this.db, runId, status);
+      if (reached) return { ...record, status, object: reached.object as T, statusSince: reached.at };
       if (record.runStatus === 'failed') throw new WorkflowFailedError(`machine run ${runId} failed in status ${record.status}`);
       if (record.runStatus === 'completed' || record.runStatus === 'cancelled') {
         throw new IllegalTransitionError(`machine run ${runId} ended (${record.runStatus}) in status ${record.status}, never reaching ${status}`);

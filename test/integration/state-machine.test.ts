@@ -123,6 +123,20 @@ describe('state machines', () => {
     assert.deepEqual((await hookEvents(runId, 1)).map((e) => [e.event, e.status, e.foreignId, e.object]), [['complete', 'done', 'app-1', done.object]]);
   });
 
+  it('await returns for a status the run passed through (its object then), refuses an unknown status, and says when a run ended without it', async () => {
+    const apps = connectMachine(env.client, application);
+    const runId = await apps.trigger('app-passed', { object: { name: 'Pat', checks: 0 } });
+    await apps.callback('app-passed', 'awaiting', { by: 'kim' });
+    await env.waitFor(runId, 'completed');
+    const checked = await apps.await('app-passed', runId, 'checked', { timeout: '2s' });
+    assert.equal(checked.status, 'checked');
+    assert.deepEqual(checked.object, { name: 'Pat', checks: 1 }, 'the object as the run entered the status');
+    assert.equal(checked.runStatus, 'completed');
+    assert.deepEqual((await apps.await('app-passed', runId, 'created', { timeout: '2s' })).object, { name: 'Pat', checks: 0 }, 'the status it was triggered in');
+    await assert.rejects(apps.await('app-passed', runId, 'expired', { timeout: '2s' }), /ended \(completed\) in status done, never reaching expired/);
+    await assert.rejects(apps.await('app-passed', runId, 'zzz' as never, { timeout: '2s' }), ValidationError);
+  });
+
   it('fires the timeout on the virtual clock when no callback comes', async () => {
     const apps = connectMachine(env.client, application);
     const runId = await apps.trigger('app-2', { object: { name: 'Bo', checks: 0 } });
