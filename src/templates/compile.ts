@@ -52,20 +52,27 @@ type HookList = keyof NonNullable<TemplateDefinition['hooks']>;
 const endRun = () => templateEnd;
 
 /**
- * Run a hook list in order, each hook on its own copy of the state. With `log` (the step hooks), a hook that throws
- * is logged and ignored, as the workflow hooks are by the interceptors that
- * run them: a failing audit hook must not fail, or re-run, the step.
+ * Run a hook list in order, each hook on its own copy of the state; a hook
+ * that throws never stops the rest of the list. With `log` (the step hooks)
+ * it is logged and ignored; without (the workflow hooks) the first failure
+ * is thrown after the list, and the interceptor that runs it is logged and
+ * ignored by the worker: a failing audit hook must not fail, or re-run, the
+ * step or the run.
  */
 async function runHooks(registry: StepRegistry, definition: TemplateDefinition, list: HookList, event: TemplateHookEvent, log?: Logger): Promise<void> {
+  let failed: Error | undefined;
   for (const name of definition.hooks?.[list] ?? []) {
     try {
       // Each hook sees a copy: a hook observes the state, it cannot change what the step gets or what is saved.
       await registry.hook(name)?.({ ...event, state: structuredClone(event.state) });
     } catch (error) {
-      if (!log) throw error;
-      log.warn('template hook threw; ignored', { template: event.template, hook: name, list, entry: event.entry, error: String(error) });
+      if (log) log.warn('template hook threw; ignored', { template: event.template, hook: name, list, entry: event.entry, error: String(error) });
+      // The run's own hooks have no logger: the rest of the list still runs, then the
+      // first failure goes to the worker, which logs it and goes on (an interceptor's throw).
+      else failed ??= new Error(`template hook ${name} (${list}) threw; ignored: ${String(error)}`, { cause: error });
     }
   }
+  if (failed) throw failed;
 }
 
 /** Parsed definitions by version and text: a run's execution parses its template once per worker, not every time. */

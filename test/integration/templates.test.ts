@@ -155,6 +155,14 @@ describe('step templates', () => {
     assert.deepEqual((await env.history(run.id)).map((h) => [h.name, h.status, h.attempts]), [['charge', 'completed', 1], ['add', 'completed', 1]]);
   });
 
+  it('a workflow hook that throws does not stop the rest of its list, nor the run', async () => {
+    await templates().set('hooked', { steps: [{ name: 'add' }], hooks: { beforeWorkflow: ['audit-down', 'start'], afterWorkflow: ['audit-down', 'finish'] } });
+    calls.length = 0;
+    const run = await templates().start('hooked', { n: 1 });
+    assert.deepEqual(await run.result({ timeout: '20s' }), { state: { n: 2 }, endedEarly: false, failed: [] });
+    assert.deepEqual(calls, ['before workflow', 'after workflow n=2'], 'the hooks after the one that threw ran');
+  });
+
   it('a hook that changes the state it is handed changes neither the step\'s state nor what is saved', async () => {
     await templates().set('hooked', { steps: [{ name: 'add' }, { name: 'double' }],
       hooks: { beforeWorkflow: ['meddle'], beforeStep: ['meddle'], afterStep: ['meddle'] } });
