@@ -245,6 +245,11 @@ declare
   v_at     integer;
   v_seen   integer[] := '{}';
   v_next   text;
+  -- trellis._check_name's pattern (NAME_PATTERN in TypeScript).
+  v_name   constant text := '^[A-Za-z0-9_](?:[A-Za-z0-9_.:@/ -]{0,126}[A-Za-z0-9_.:@/-])?$';
+  -- The largest number a worker's JavaScript holds (a double), and the largest whole number it counts exactly.
+  v_double constant numeric := 1.7976931348623157e308;
+  v_whole  constant numeric := 9007199254740991;
 begin
   if jsonb_typeof(p_definition) is distinct from 'object' then
     return 'a template must be a JSON object {steps: [...], hooks?}';
@@ -267,27 +272,29 @@ begin
      or exists (select 1 from jsonb_each(p_definition->'hooks') h
                  where h.key not in ('beforeWorkflow', 'afterWorkflow', 'beforeStep', 'afterStep')
                     or jsonb_typeof(h.value) <> 'array' or jsonb_array_length(h.value) > 20
-                    or exists (select 1 from jsonb_array_elements(h.value) n where jsonb_typeof(n) <> 'string'))) then
+                    or exists (select 1 from jsonb_array_elements(h.value) n where jsonb_typeof(n) <> 'string' or (n #>> '{}') !~ v_name))) then
     return 'hooks must be an object of beforeWorkflow, afterWorkflow, beforeStep and afterStep, each a list of at most 20 hook names';
   end if;
   for v_step in select * from jsonb_array_elements(v_steps) loop
     if jsonb_typeof(v_step) <> 'object' or jsonb_typeof(v_step->'name') is distinct from 'string'
-       or (v_step->>'name') !~ '^[A-Za-z0-9_](?:[A-Za-z0-9_.:@/ -]{0,126}[A-Za-z0-9_.:@/-])?$' then
+       or (v_step->>'name') !~ v_name then
       return format('step %s needs a valid name', left(v_step::text, 80));
     end if;
     if exists (select 1 from jsonb_object_keys(v_step) k where k not in ('name', 'step', 'retry', 'timeout', 'onFailure', 'compensate', 'next')) then
       return format('step %s has a key a step does not take (name, step, retry, timeout, onFailure, compensate, next)', quote_literal(v_step->>'name'));
     end if;
-    if (v_step ? 'step' and jsonb_typeof(v_step->'step') <> 'string') or (v_step ? 'compensate' and jsonb_typeof(v_step->'compensate') <> 'string')
-       or (v_step ? 'next' and jsonb_typeof(v_step->'next') <> 'string') then
+    if exists (select 1 from jsonb_each(v_step) f where f.key in ('step', 'compensate', 'next')
+                  and (jsonb_typeof(f.value) <> 'string' or (f.value #>> '{}') !~ v_name)) then
       return format('step, compensate and next of step %s must be names', quote_literal(v_step->>'name'));
     end if;
     if v_step ? 'retry' and (jsonb_typeof(v_step->'retry') <> 'object'
        or exists (select 1 from jsonb_object_keys(v_step->'retry') k where k not in ('maxAttempts', 'backoff', 'initialDelay', 'factor', 'maxDelay', 'jitter', 'maxElapsed'))
        or (v_step->'retry' ? 'maxAttempts' and (jsonb_typeof(v_step->'retry'->'maxAttempts') <> 'number'
-           or (v_step->'retry'->>'maxAttempts')::numeric < 1 or (v_step->'retry'->>'maxAttempts')::numeric <> trunc((v_step->'retry'->>'maxAttempts')::numeric)))
+           or (v_step->'retry'->>'maxAttempts')::numeric not between 1 and v_whole
+           or (v_step->'retry'->>'maxAttempts')::numeric <> trunc((v_step->'retry'->>'maxAttempts')::numeric)))
        or (v_step->'retry' ? 'backoff' and (v_step->'retry'->>'backoff') is distinct from 'exponential' and (v_step->'retry'->>'backoff') is distinct from 'constant')
-       or (v_step->'retry' ? 'factor' and (jsonb_typeof(v_step->'retry'->'factor') <> 'number' or (v_step->'retry'->>'factor')::numeric < 1))
+       or (v_step->'retry' ? 'factor' and (jsonb_typeof(v_step->'retry'->'factor') <> 'number'
+           or (v_step->'retry'->>'factor')::numeric not between 1 and v_double))
        or (v_step->'retry' ? 'jitter' and (jsonb_typeof(v_step->'retry'->'jitter') <> 'number'
            or (v_step->'retry'->>'jitter')::numeric not between 0 and 1))
        -- A delay in milliseconds (at most 1000 years, as the release op takes)
@@ -297,9 +304,10 @@ begin
                               or jsonb_typeof(d.value) = 'string' and length(d.value #>> '{}') between 1 and 40))
        -- A budget of nothing would stop every retry: more than zero.
        or (jsonb_typeof(v_step->'retry'->'maxElapsed') = 'number' and (v_step->'retry'->>'maxElapsed')::numeric <= 0)) then
-      return format('retry of step %s must be a retry policy (maxAttempts a whole number of at least 1, backoff exponential or constant, factor a number of at least 1, jitter a number from 0 to 1, delays durations of at most 1000 years, maxElapsed one longer than 0)', quote_literal(v_step->>'name'));
+      return format('retry of step %s must be a retry policy (maxAttempts a whole number from 1 to 2^53 - 1, backoff exponential or constant, factor a number of at least 1, jitter a number from 0 to 1, delays durations of at most 1000 years, maxElapsed one longer than 0)', quote_literal(v_step->>'name'));
     end if;
     if v_step ? 'timeout' and not (jsonb_typeof(v_step->'timeout') = 'number' and (v_step->>'timeout')::numeric > 0
+                                   and (v_step->>'timeout')::numeric <= v_double
                                    or jsonb_typeof(v_step->'timeout') = 'string' and length(v_step->>'timeout') between 1 and 40) then
       return format('timeout of step %s must be a duration longer than 0', quote_literal(v_step->>'name'));
     end if;

@@ -9,6 +9,8 @@
  * nothing twice.
  */
 import type { Client } from '../client/client.ts';
+import { toQueryable } from '../db/queryable.ts';
+import { NotFoundError } from '../errors.ts';
 import { type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector } from '../connectors/connector.ts';
 import type { Duration } from '../protocol/duration.ts';
 import type { Logger } from '../protocol/logger.ts';
@@ -30,7 +32,14 @@ export interface MachineConnectorApi<S extends string, T> {
   readonly tx: ConnectorContext['tx'];
   /** Trigger a run for `foreignId` (key: the event's id unless given). */
   trigger(foreignId: string, options: Omit<TriggerOptions<S, T>, 'tx'>): Promise<string>;
-  /** Deliver a callback to the foreign id's run (id: the event's id unless given); false for a repeat. */
+  /**
+   * Deliver a callback to the foreign id's run (id: the event's id unless
+   * given). False for a repeat, and for a foreign id with no unfinished run
+   * (an event that came after its run ended, or before it was triggered):
+   * that event is skipped and the batch goes on, where a direct
+   * `machine.callback` would throw NotFoundError and roll the batch back,
+   * so one late event would stop the connector for good.
+   */
   callback(foreignId: string, status: S, payload: unknown, options?: { id?: string | undefined }): Promise<boolean>;
   /** The machine client, for reads (`get`). */
   readonly machine: MachineClient<S, T>;
@@ -55,6 +64,26 @@ export interface MachineConnector<S extends string, T> {
   readonly fn: MachineConnectorFn<S, T>;
 }
 
+/**
+ * Run `deliver` in a savepoint of the batch's transaction: NotFoundError (no
+ * unfinished run for the foreign id) rolls back to it and gives false, so
+ * the batch goes on; any other error is the batch's.
+ */
+async function skippingMissing(tx: ConnectorContext['tx'], deliver: () => Promise<boolean>): Promise<boolean> {
+  const db = toQueryable(tx);
+  await db.query('savepoint trellis_machine_callback');
+  try {
+    const sent = await deliver();
+    await db.query('release savepoint trellis_machine_callback');
+    return sent;
+  } catch (error) {
+    if (!(error instanceof NotFoundError)) throw error;
+    await db.query('rollback to savepoint trellis_machine_callback');
+    await db.query('release savepoint trellis_machine_callback');
+    return false;
+  }
+}
+
 /** The handler connectorStep calls for one connector of the machine. */
 function handlerOf<S extends string, T>(machine: MachineClient<S, T>, entry: MachineConnector<S, T>) {
   return async (event: ConnectorEvent, { tx }: { tx: ConnectorContext['tx'] }) => {
@@ -62,7 +91,8 @@ function handlerOf<S extends string, T>(machine: MachineClient<S, T>, entry: Mac
       tx,
       machine,
       trigger: (foreignId, options) => machine.trigger(foreignId, { ...options, key: options.key ?? event.id, tx }),
-      callback: (foreignId, status, payload, options = {}) => machine.callback(foreignId, status, payload, { id: options.id ?? event.id, tx }),
+      callback: (foreignId, status, payload, options = {}) =>
+        skippingMissing(tx, () => machine.callback(foreignId, status, payload, { id: options.id ?? event.id, tx })),
     };
     await entry.fn(event, api);
   };

@@ -124,6 +124,7 @@ export class StateMachineBuilder<S extends string, T> {
   step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => ReturnsHint<NoInfer<D>>, ...allowedTo: [D, ...D[]]): this;
   step<const D extends S>(from: S, fn: (run: MachineRun<S, T>) => Returns<NoInfer<D>>, ...allowedTo: [D, ...D[]]): this;
   step(from: S, fn: StepHandler<S, T>, ...allowedTo: S[]): this {
+    this.callable(fn, `the step of ${from}`);
     return this.add(from, 'step', { fn, to: this.destinations(from, allowedTo) });
   }
 
@@ -131,6 +132,7 @@ export class StateMachineBuilder<S extends string, T> {
   callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => ReturnsHint<NoInfer<D>>, ...allowedTo: [D, ...D[]]): this;
   callback<const D extends S>(from: S, fn: (run: MachineRun<S, T>, payload: unknown) => Returns<NoInfer<D>>, ...allowedTo: [D, ...D[]]): this;
   callback(from: S, fn: CallbackHandler<S, T>, ...allowedTo: S[]): this {
+    this.callable(fn, `the callback of ${from}`);
     return this.add(from, 'callback', { fn, to: this.destinations(from, allowedTo) });
   }
 
@@ -142,6 +144,7 @@ export class StateMachineBuilder<S extends string, T> {
   timeout(from: S, when: TimeoutWhen<S, T>, fn: TimeoutHandler<S, T>, ...allowedTo: S[]): this {
     if (when?.after !== undefined) toMs(when.after, `timeout of ${from}`);
     else if (typeof when?.at !== 'function') throw new ValidationError(`timeout of ${from}: give { after: duration } or { at: (run) => Date }`);
+    this.callable(fn, `the timeout of ${from}`);
     return this.add(from, 'timeout', { when, fn, to: this.destinations(from, allowedTo) });
   }
 
@@ -158,13 +161,13 @@ export class StateMachineBuilder<S extends string, T> {
    * machine, at least once, retried, parked when it keeps failing (docs/events.md).
    */
   onComplete(fn: HookFn<S, T>): this {
-    this.hooks.complete = fn;
+    this.hooks.complete = this.callable(fn, 'onComplete');
     return this;
   }
 
   /** Called when a run ends cancelled (by a handler or from outside). Durable, as `onComplete`. */
   onCancel(fn: HookFn<S, T>): this {
-    this.hooks.cancel = fn;
+    this.hooks.cancel = this.callable(fn, 'onCancel');
     return this;
   }
 
@@ -194,12 +197,13 @@ export class StateMachineBuilder<S extends string, T> {
    * status and object are the run's as the hook runs.
    */
   onPause(fn: HookFn<S, T>): this {
-    this.hooks.pause = fn;
+    this.hooks.pause = this.callable(fn, 'onPause');
     return this;
   }
 
   /** Send every hook event (complete, cancel, pause) to `sink` instead of the `onComplete`/`onCancel`/`onPause` functions; delivered durably as they are. */
   hookSink(sink: MachineHookSink<S, T>): this {
+    this.callable(sink?.emit, 'hookSink\'s emit');
     this.sink = sink;
     return this;
   }
@@ -226,7 +230,7 @@ export class StateMachineBuilder<S extends string, T> {
 
   /** What the object becomes when its data is deleted (PII). Default: `{}`. */
   deleteData(fn: (object: T) => unknown): this {
-    this.deleter = fn;
+    this.deleter = this.callable(fn, 'deleteData');
     return this;
   }
 
@@ -271,6 +275,13 @@ export class StateMachineBuilder<S extends string, T> {
     if (to.length === 0) throw new ValidationError(`machine ${this.options.name}: a handler of ${from} needs at least one allowed destination`);
     for (const status of to) this.known(status, 'destination status');
     return Object.freeze([...new Set(to)]);
+  }
+
+  /** `fn`, if it is a function and the machine is not built yet; else ValidationError naming `what`. */
+  private callable<F>(fn: F, what: string): F {
+    if (this.built) throw new ValidationError(`machine ${this.options.name} was built already`);
+    if (typeof fn !== 'function') throw new ValidationError(`machine ${this.options.name}: ${what} must be a function, not ${quoteValue(fn)}`);
+    return fn;
   }
 
   private add<K extends keyof MachineNode<S, T>>(from: S, kind: K, handler: NonNullable<MachineNode<S, T>[K]>): this {

@@ -3,7 +3,7 @@ import type { Client } from '../client/client.ts';
 import type { RunHandle, StartOptions } from '../client/options.ts';
 import { templateGet, templateSet } from '../db/models.ts';
 import { type Executor, fromKysely, toQueryable } from '../db/queryable.ts';
-import { ValidationError } from '../errors.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
 import { assertName } from '../workflow/names.ts';
 import { templateWorkflow, type TemplateOutput } from './compile.ts';
 import type { StepRegistry, TemplateState } from './registry.ts';
@@ -45,6 +45,9 @@ export class TemplateClient {
   async start(name: string, state: TemplateState = {}, options: StartOptions & { templateVersion?: number | undefined } = {}): Promise<RunHandle<TemplateOutput>> {
     if (typeof state !== 'object' || state === null || Array.isArray(state)) throw new ValidationError('the state of a template run must be a JSON object');
     const { templateVersion, ...start } = options;
+    if (templateVersion !== undefined && (!Number.isSafeInteger(templateVersion) || templateVersion < 1)) {
+      throw new ValidationError(`templateVersion must be a positive integer, not ${quoteValue(templateVersion)}`);
+    }
     const db = start.tx ? toQueryable(start.tx) : fromKysely(this.client.db);
     const template = await templateGet(db, assertName(name, 'template'), templateVersion);
     const input = { state, template: { version: template.version, definition: template.definition as Record<string, unknown> } };

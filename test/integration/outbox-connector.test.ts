@@ -102,6 +102,21 @@ describe('the outbox connector on a state machine', () => {
     assert.equal((await runsOf('order-1')).length, 1);
   });
 
+  it('a callback event for a foreign id with no unfinished run is skipped: the connector goes on with the events after it', async () => {
+    await drain(env.client);
+    // A payment for an order that never had a checkout: no shipment run to call back.
+    await complete(await env.client.start(payment, { amount: 5 }, { key: 'ghost:pay' }));
+    assert.deepEqual(await runsOf('ghost'), []);
+    // The events after it are handled.
+    await complete(await env.client.start(checkout, { amount: 7 }, { key: 'order-after-ghost' }));
+    const [run] = await runsOf('order-after-ghost');
+    assert.ok(run, 'the checkout after the stray payment triggered its run');
+    await env.waitFor(run.run_id, 'waiting');
+    await complete(await env.client.start(payment, { amount: 7 }, { key: 'order-after-ghost:pay' }));
+    assert.deepEqual((await connectMachine(env.client, shipment).await('order-after-ghost', run.run_id, 'shipped', { timeout: '20s' })).object,
+      { amount: 7, paid: 7 });
+  });
+
   it('a crash after the act inside the batch\'s transaction leaves nothing; the restarted connector acts once', async () => {
     await drain(env.client);
     const before = await position();

@@ -139,11 +139,18 @@ describe('step templates', () => {
       '{"steps": [{"name": "a", "timeout": 0}]}', '{"steps": [{"name": "a", "timeout": true}]}', '{"steps": [{"name": "a", "extra": 1}]}',
       '{"steps": [{"name": "a", "retry": {"maxElapsed": 0}}]}', '{"steps": [{"name": "a", "retry": {"maxElapsed": false}}]}',
       '{"steps": [{"name": "a", "step": 7}]}', '{"steps": [{"name": "a"}], "hooks": "garbage"}', '{"steps": [{"name": "a"}], "hooks": {"onWhatever": []}}',
-      '{"steps": [{"name": "a"}], "hooks": {"beforeStep": [1]}}', '{"steps": [{"name": "a"}], "owner": "me"}']) {
+      '{"steps": [{"name": "a"}], "hooks": {"beforeStep": [1]}}', '{"steps": [{"name": "a"}], "owner": "me"}',
+      // Names with quotes, and numbers a worker's JavaScript cannot hold (each failed every run at its start).
+      '{"steps": [{"name": "a"}], "hooks": {"beforeStep": ["x\'y"]}}', '{"steps": [{"name": "a", "step": "x\'y"}]}',
+      '{"steps": [{"name": "a", "compensate": "; drop table x"}]}', '{"steps": [{"name": "a", "retry": {"maxAttempts": 1e20}}]}',
+      '{"steps": [{"name": "a", "retry": {"factor": 1e400}}]}', '{"steps": [{"name": "a", "timeout": 1e400}]}']) {
       await assert.rejects(env.pool.query('select trellis.template_set($1, $2)', ['bad', definition]), (e: { code?: string | undefined }) => e.code === 'TR001');
     }
     assert.equal((await env.pool.query(`select count(*)::int as n from trellis.templates where name = 'bad'`)).rows[0].n, 0);
     await assert.rejects(t.start('never-stored', {}), NotFoundError);
+    for (const templateVersion of [0, -1, 1.5, Number.NaN, '1' as never]) {
+      await assert.rejects(t.start('calc', {}, { templateVersion }), /templateVersion must be a positive integer/, String(templateVersion));
+    }
   });
 
   it('a step hook that throws is logged and ignored: the step runs once and the run goes on', async () => {

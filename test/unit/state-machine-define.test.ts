@@ -25,6 +25,20 @@ describe('defineStateMachine', () => {
     built.build();
     assert.throws(() => built.build(), /built already/);
     assert.throws(() => built.step('b', () => 'c', 'c'), /built already/);
+    assert.throws(() => built.onComplete(() => undefined), /built already/);
+  });
+
+  it('refuses a handler, hook or delete function that is not a function, naming it', () => {
+    const notFn = 'not a function' as never;
+    assert.throws(() => machine().step('a', notFn, 'b'), /the step of a must be a function, not "not a function"/);
+    assert.throws(() => machine().callback('a', 42 as never, 'b'), /the callback of a must be a function, not 42/);
+    assert.throws(() => machine().timeout('a', { after: '1 day' }, notFn, 'b'), /the timeout of a must be a function/);
+    assert.throws(() => machine().onComplete(notFn), /onComplete must be a function/);
+    assert.throws(() => machine().onCancel(notFn), /onCancel must be a function/);
+    assert.throws(() => machine().onPause(notFn), /onPause must be a function/);
+    assert.throws(() => machine().deleteData(5 as never), /deleteData must be a function, not 5/);
+    assert.throws(() => machine().hookSink(5 as never), /hookSink's emit must be a function/);
+    assert.throws(() => machine().hookSink({ emit: 'x' } as never), ValidationError);
   });
 
   it('compiles to a workflow declaring one signal per callback status, and starts in the first status with a handler', () => {
