@@ -129,6 +129,11 @@ begin
   if v_options ? 'metadata' and jsonb_typeof(v_options->'metadata') <> 'object' then
     perform trellis._raise('TR001', 'metadata must be a JSON object');
   end if;
+  -- The input's `since` is what a continue-as-new carries (status_since of
+  -- trellis.machine_runs): a trigger starts the machine, it does not set it.
+  if jsonb_typeof(p_input) = 'object' and p_input ? 'since' then
+    perform trellis._raise('TR001', 'a trigger''s input is {status, object}: since is set by the machine itself');
+  end if;
   v_options := v_options || jsonb_build_object('metadata',
     coalesce(v_options->'metadata', '{}') || jsonb_build_object('foreign_id', p_foreign_id));
   return trellis.run_start(p_workflow, p_input, v_options);

@@ -69,4 +69,10 @@ describe('machine_trigger', () => {
       (e: { code?: string | undefined }) => e.code === 'TR004');
     assert.equal((await fx.db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'm' and metadata->>'foreign_id' in ('f-5', 'f-6')`)).rows[0].n, 1);
   });
+
+  it('refuses an input that sets since (what a continue-as-new carries for status_since), writing nothing', async () => {
+    await assert.rejects(fx.db.pool.query(`select trellis.machine_trigger('m', 'f-7', $1)`, ['{"status": "a", "object": {}, "since": "2000-01-01T00:00:00Z"}']),
+      (e: { code?: string | undefined; message?: string }) => e.code === 'TR001' && /since is set by the machine itself/.test(e.message ?? ''));
+    assert.equal((await fx.db.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'f-7'`)).rows[0].n, 0);
+  });
 });
