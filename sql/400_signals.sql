@@ -1,5 +1,5 @@
 -- 400_signals: messages sent to runs, buffered until a wait consumes them.
--- Owns: signal_send, signal_with_start. Touches: trellis.signals (insert), trellis.runs (wake,
+-- Owns: signal_send, signal_with_start, request_send, _key_received. Touches: trellis.signals (insert), trellis.runs (wake,
 -- through _run_move; a start, through _run_start), trellis.workflows (read: the declared signals).
 -- Lock order: the run row, then its signals; signal_with_start: the key's index entry
 -- (its start), then the run row.
@@ -90,6 +90,29 @@ end $$;
 comment on function trellis.signal_send(uuid, text, jsonb, text) is
   'Send signal p_name with p_payload to an unfinished run and wake it if waiting. Buffered until a wait consumes it. With p_signal_id, a repeat is ignored (returns false). TR001 a signal the run''s version does not declare, or a payload that does not match its shape; TR002 unknown run, TR004 finished run; TR005 when the run already buffers 10,000 unconsumed signals or the payload would take its buffered payloads over 16 x max_payload_bytes (at most 64 MiB).';
 
+-- The run of key p_key of workflow p_workflow (in its bucket) that received
+-- signal id p_signal_id: its current holder or one of the runs that held
+-- the key before (former_key), the newest first, among the key's 100
+-- newest runs; null if none. What makes a signal id a key's, not a run's:
+-- a message redelivered after the key changed hands is not delivered to
+-- its next run (signal_with_start, request_send).
+create or replace function trellis._key_received(p_bucket integer, p_workflow text, p_key text, p_signal_id text)
+returns uuid language plpgsql stable as $$
+begin
+  return (select r.id
+            from (select r.id, r.created_at from trellis.runs r
+                   where r.bucket = p_bucket and r.workflow = p_workflow and r.key = p_key
+                  union all
+                  (select r.id, r.created_at from trellis.runs r
+                    where r.bucket = p_bucket and r.workflow = p_workflow and r.former_key = p_key and r.former_key is not null
+                    order by r.created_at desc limit 100)) r
+           where exists (select 1 from trellis.signals g
+                          where g.bucket = p_bucket and g.run_id = r.id and g.signal_id = p_signal_id)
+           order by r.created_at desc limit 1);
+end $$;
+comment on function trellis._key_received(integer, text, text, text) is
+  'The run of key p_key of workflow p_workflow (bucket p_bucket) that received signal id p_signal_id: the current holder or one of the 100 newest runs that held the key before; null if none.';
+
 -- Signal with start (decision 0043): the signal goes to the run that holds
 -- key p_options.key of workflow p_workflow if that run has not finished;
 -- otherwise a new run is started with the key (as key_policy 'reuse'
@@ -98,9 +121,11 @@ comment on function trellis.signal_send(uuid, text, jsonb, text) is
 -- before any worker can claim it. Both or neither: a bad input, signal or
 -- payload writes nothing. Concurrent calls for one key meet on the key's
 -- unique index (one start waits for the other's insert): one starts the
--- run, the others signal it. A signal id the key's current holder already
--- received is dropped (delivered false) even after that run finished, so
--- a redelivered message does not start a second run.
+-- run, the others signal it. A signal id a run of the key already
+-- received (its holder, or one of the 100 newest that held it before:
+-- _key_received) is dropped (delivered false, naming that run) even after
+-- that run finished, so a redelivered message neither starts a run nor
+-- reaches the key's next one.
 create or replace function trellis.signal_with_start(p_workflow text, p_input jsonb, p_options jsonb,
   p_signal text, p_payload jsonb, p_signal_id text default null)
 returns table (run_id uuid, started boolean, delivered boolean) language plpgsql as $$
@@ -134,12 +159,11 @@ begin
     if length(p_signal_id) = 0 or length(p_signal_id) > 512 then
       perform trellis._raise('TR001', 'signal_id must be 1-512 characters');
     end if;
-    -- A repeat of a signal the key's current holder received, finished or not.
+    -- A repeat of a signal a run of the key received (its current holder
+    -- or one that held it before), finished or not.
     if v_bucket is not null then
-      select r.id into v_holder from trellis.runs r
-       where r.bucket = v_bucket and r.workflow = p_workflow and r.key = v_key;
-      if v_holder is not null and exists (select 1 from trellis.signals g
-                                           where g.bucket = v_bucket and g.run_id = v_holder and g.signal_id = p_signal_id) then
+      v_holder := trellis._key_received(v_bucket, p_workflow, v_key, p_signal_id);
+      if v_holder is not null then
         return query select v_holder, false, false;
         return;
       end if;
@@ -184,10 +208,45 @@ begin
     using errcode = '40001';
 end $$;
 comment on function trellis.signal_with_start(text, jsonb, jsonb, text, jsonb, text) is
-  'Send signal p_signal with p_payload to the unfinished run of workflow p_workflow that holds key p_options.key, or start one (p_input, p_options as run_start takes them, key required, no key_policy: a finished holder gives its key up as with reuse) and buffer the signal for it, in one transaction. Returns the run, whether this call started it, and whether the signal was delivered (false: a repeat of p_signal_id the run already received; a repeat the key''s current holder received is dropped even after it finished, and starts nothing). Errors as run_start and signal_send raise them, before anything is written.';
+  'Send signal p_signal with p_payload to the unfinished run of workflow p_workflow that holds key p_options.key, or start one (p_input, p_options as run_start takes them, key required, no key_policy: a finished holder gives its key up as with reuse) and buffer the signal for it, in one transaction. Returns the run, whether this call started it, and whether the signal was delivered (false: a repeat of p_signal_id a run of the key already received, its holder or one that held the key before, finished or not: that run is returned and nothing is started). Errors as run_start and signal_send raise them, before anything is written.';
 
 comment on column trellis.signals.start is
   'For a signal signal_with_start buffered for a run it did not start: the start it came with ({input, options}), used to start the key''s next run if this run completes or fails without reading the signal (having read at least one of its signals). Null otherwise; removed by run_scrub.';
+
+-- A request to the run of a key (decision 0044, client.request by
+-- { workflow, key }): the key's run that already received p_request_id
+-- (its holder or one that held the key before: _key_received) is returned
+-- and nothing is sent, so a request repeated after the key changed hands
+-- is not applied by the key's next run; otherwise the signal goes to the
+-- key's holder as signal_send sends it (TR004 if that run has ended). TR002
+-- when the key has no run.
+create or replace function trellis.request_send(p_workflow text, p_key text, p_signal text, p_payload jsonb, p_request_id text)
+returns table (run_id uuid, delivered boolean) language plpgsql as $$
+declare
+  v_bucket integer;
+  v_run    uuid;
+begin
+  p_workflow := trellis._check_name(p_workflow, 'workflow');
+  if p_key is null or length(p_key) not between 1 and 512 then
+    perform trellis._raise('TR001', 'a key is 1-512 characters');
+  end if;
+  if p_request_id is null or length(p_request_id) not between 1 and 122 then
+    perform trellis._raise('TR001', 'a request id is 1-122 characters');
+  end if;
+  v_bucket := trellis._bucket(p_workflow, p_key, null, trellis._bucket_count());
+  v_run := trellis._key_received(v_bucket, p_workflow, p_key, p_request_id);
+  if v_run is not null then
+    return query select v_run, false;
+    return;
+  end if;
+  select r.id into v_run from trellis.runs r where r.bucket = v_bucket and r.workflow = p_workflow and r.key = p_key;
+  if v_run is null then
+    perform trellis._raise('TR002', format('no run of %s with key %s', p_workflow, quote_literal(left(p_key, 60))));
+  end if;
+  return query select v_run, trellis.signal_send(v_run, p_signal, p_payload, p_request_id);
+end $$;
+comment on function trellis.request_send(text, text, text, jsonb, text) is
+  'Send request p_request_id (signal p_signal with p_payload) to the run of workflow p_workflow that holds key p_key: the run of the key that already received that id (its holder or one of the 100 newest that held the key before) is returned with delivered false and nothing is sent; otherwise signal_send to the holder. TR002 no run of the key, TR004 the holder has ended, TR001 bad input as signal_send.';
 
 -- Messages a run never read (decision 0043's amendment): a keyed run that
 -- a checkpoint completes or fails, holding unread signals signal_with_start

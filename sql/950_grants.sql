@@ -79,7 +79,7 @@ begin
   for f in
     select p.oid::regprocedure from pg_proc p
      where p.pronamespace = 'trellis'::regnamespace
-       and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'signal_with_start', 'run_cancel', 'run_pause',
+       and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'signal_with_start', 'request_send', 'run_cancel', 'run_pause',
                          'run_resume', 'run_retry', 'run_fork', 'run_scrub', 'run_purge', 'retention_set', 'retention',
                          'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many', 'run_control_preview', 'run_set_metadata',
                          'events_read', 'event_consumer_create', 'event_consumer_read', 'event_consumer_ack',
@@ -139,7 +139,7 @@ begin
     for f in
       select p.oid::regprocedure from pg_proc p
        where p.pronamespace = 'trellis'::regnamespace
-         and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'signal_with_start', 'run_cancel',
+         and p.proname in ('run_start', 'run_start_many', 'workflow_register', 'workflow_input_error', 'signal_send', 'signal_with_start', 'request_send', 'run_cancel',
                            'run_pause', 'run_resume', 'run_retry', 'run_fork', 'run_scrub', 'run_purge', 'retention_set',
                            'run_cancel_many', 'run_retry_many', 'run_pause_many', 'run_resume_many', 'run_control_preview', 'run_set_metadata',
                            'retention', 'now', '_setting_int', '_workflow_stored',

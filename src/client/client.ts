@@ -6,7 +6,7 @@
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool } from '../db/pg.ts';
 import { jsonbParserOf, listenConnection, ownPool } from '../db/connection.ts';
-import { type ControlManyRow, type ControlVerb, runControl, runControlMany, runControlPreview, runFork, runIdByKey, runScrub, runSetMetadata, signalSend, signalWithStart } from '../db/control.ts';
+import { type ControlManyRow, type ControlVerb, runControl, runControlMany, requestSend, runControlPreview, runFork, runIdByKey, runScrub, runSetMetadata, signalSend, signalWithStart } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { PreparedStatements } from '../db/prepared.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
@@ -44,7 +44,7 @@ import { type ReadStreamOptions, type Run, type RunValue, type Step, STREAM_CURS
 import { Consumers, Hooks } from './outbox.ts';
 import { Roles, Schedules } from './schedules.ts';
 
-export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem, KeyPolicy, ControlFilter, ControlManyOptions, ControlManyResult, SignalWithStartOptions, SignalWithStartHandle, RequestOptions } from './options.ts';
+export type { ClientOptions, ListFilter, RunHandle, RunRef, StartOptions, ForkOptions, StartManyItem, KeyPolicy, ControlFilter, ControlManyOptions, ControlManyResult, SignalWithStartOptions, SignalWithStartHandle, RequestOptions, RequestStart } from './options.ts';
 export type { Consistency, ReadOptions } from './read-routing.ts';
 
 const rethrow = (error: unknown): never => {
@@ -437,10 +437,26 @@ export class Client {
     const key = replyKey(requestId, 'request id');
     const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
     const db = this.exec(undefined);
-    const { name, text } = await this.signalArguments(signal, payload, db);
-    const runId = await this.resolve(run, db);
-    // A repeat of a delivered id returns false and is answered by the same reply.
-    await withRollbackRetries(() => signalSend(db, runId, name, text, requestId));
+    let runId: string;
+    if (options.start !== undefined) {
+      const ref = runRefOf(run);
+      if (typeof ref === 'string') throw new ValidationError('a request with start names its run by { workflow, key }, not by id');
+      if (typeof options.start !== 'object' || options.start === null) throw new ValidationError('start must be { input, ...startOptions }');
+      const { input, ...startOptions } = options.start;
+      // The request's id is the signal's: a repeat starts nothing and is answered by the same reply.
+      // The definition when given: the input is checked against its schema, and it is registered.
+      const workflow = (run as { workflow: WorkflowDefinition | string }).workflow;
+      runId = (await this.signalWithStart(workflow as string, input, signal, payload,
+        { ...startOptions, key: ref.key, signalId: requestId })).id;
+    } else {
+      const { name, text } = await this.signalArguments(signal, payload, db);
+      const ref = runRefOf(run);
+      // A repeat of a delivered id is not sent again and is answered by the same reply; by key, a
+      // repeat goes to the run of the key that received it, not to the key's next run.
+      runId = typeof ref === 'string'
+        ? await withRollbackRetries(async () => (await signalSend(db, ref, name, text, requestId), ref))
+        : (await withRollbackRetries(() => requestSend(db, ref.workflow, ref.key, name, text, requestId))).id;
+    }
     let reply: ReplyRecord;
     try {
       reply = await this.results.waitRead<ReplyRecord>(runId, timeoutMs, `answer request ${requestId}`, () => this.readRequest(runId, requestId));
@@ -1284,7 +1300,7 @@ function controlFilter(filter: ControlFilter): Record<string, unknown> {
 }
 
 /** A signal's deduplication id: absent, or 1-512 characters (as signal_send takes it). */
-const REQUEST_OPTIONS = optionNames<RequestOptions>({ id: true, timeout: true });
+const REQUEST_OPTIONS = optionNames<RequestOptions>({ id: true, timeout: true, start: true });
 
 function checkSignalId(id: unknown, what: string): void {
   if (id !== undefined && (typeof id !== 'string' || !id.length || id.length > 512)) {

@@ -285,6 +285,26 @@ export interface RequestOptions {
    * `id` to wait for that answer). Default: until the reply or the run's end.
    */
   timeout?: Duration | undefined;
+  /**
+   * Request with start: the run is `{ workflow, key }`, and when the key has
+   * no unfinished run one is started with `start.input` and these start
+   * options and gets the request (`client.signalWithStart` with the
+   * request's id as its `signalId`, in one transaction). A repeat of the id
+   * starts nothing and waits for the same answer.
+   */
+  start?: RequestStart | undefined;
+}
+
+/**
+ * The start of `client.request`'s request with start: the input, and the
+ * start options of `signalWithStart` (the key and the signal id come from
+ * the request).
+ *
+ * @example
+ * const start: RequestStart = { input: { customer: 'c-42' }, queue: 'carts' };
+ */
+export interface RequestStart extends Omit<SignalWithStartOptions, 'key' | 'signalId' | 'tx'> {
+  input: unknown;
 }
 
 /**

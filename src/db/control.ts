@@ -9,6 +9,14 @@ export async function signalSend(db: Queryable, runId: string, name: string, pay
   return rows[0]?.sent ?? false;
 }
 
+/** trellis.request_send: the key's run that has (or now got) the request, and whether this call delivered it. */
+export async function requestSend(db: Queryable, workflow: string, key: string, name: string, payload: string, requestId: string): Promise<{ id: string; delivered: boolean }> {
+  const rows = await queryRows<{ run_id: string; delivered: boolean }>(db,
+    'select run_id, delivered from trellis.request_send($1, $2, $3, $4::jsonb, $5)', [workflow, key, name, payload, requestId], 'trellis_request_send');
+  const row = rows[0] as { run_id: string; delivered: boolean };
+  return { id: row.run_id, delivered: row.delivered };
+}
+
 /** trellis.signal_with_start: the run signalled or started, whether this call started it, whether the signal was delivered. */
 export async function signalWithStart(db: Queryable, workflow: string, input: string, options: RunStartOptions, name: string,
   payload: string, signalId: string | null): Promise<{ id: string; started: boolean; delivered: boolean }> {

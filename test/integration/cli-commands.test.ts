@@ -178,6 +178,10 @@ describe('trellis start, signal and the control commands', () => {
       assert.equal((await cli('request', id, ...args)).code, 2, args.join(' '));
     }
     assert.equal(await signals(), sent, 'bad use sent nothing');
+    const started = await cli('request', '--workflow', 'cli-doubler', '--key', 'dbl-2', '--start', '{}', 'ask', '{"n":5}', '--id', 's1', '--timeout', '20s');
+    assert.equal(started.code, 0, started.err);
+    assert.deepEqual(JSON.parse(started.out), { doubled: 10 }, 'request with start: the key\'s run was started and answered');
+    assert.equal((await cli('request', id, 'ask', '{"n":1}', '--start', '{}')).code, 2, '--start needs --workflow and --key');
     const ended = await cli('request', id, 'ask', '{"n":0}', '--timeout', '20s');
     assert.equal(ended.code, 3, ended.err);
     assert.match(ended.err, /completed without answering request/);

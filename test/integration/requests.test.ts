@@ -78,12 +78,24 @@ const rolling = defineWorkflow({ name: 'requests-rolling', input: z.object({ kee
   return ctx.continueAsNew({ keep, served: served + 1 }, { keepHistory: keep });
 });
 
+/** A tab per key: each request adds to it and is answered with the total; the tab closes at 10. */
+const tab = defineWorkflow({ name: 'requests-tab', input: z.object({ owner: z.string() }) }, async (ctx, { owner }) => {
+  let total = 0;
+  for (;;) {
+    const ask = await ctx.waitForSignal<{ add: number }>('add');
+    if (ask.timedOut) continue;
+    total += ask.payload.add;
+    await ctx.reply(ask, { owner, total });
+    if (total >= 10) return total;
+  }
+});
+
 let db: TestDatabase;
 let worker: Worker;
 let client: Client;
 before(async () => {
   db = await freshDatabase();
-  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse, rolling], pollInterval: 50, logger: silentLogger });
+  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse, rolling, tab], pollInterval: 50, logger: silentLogger });
   await worker.start();
   // Waiters poll hourly: only the trellis:run_value NOTIFY can settle a request within a test's bounds.
   client = createClient({ pool: db.pool, logger: silentLogger, resultPollInterval: '1h' });
@@ -185,6 +197,34 @@ describe('client.request', () => {
       }
       await client.cancel(run.id);
     }
+  });
+
+  it('a request with start starts the key\'s run when it has none, else asks the one it has; a repeat starts nothing', async () => {
+    const ref = { workflow: tab, key: 'tab-1' };
+    const ask = (add: number, id: string, owner = 'ada') => client.request<{ owner: string; total: number }>(ref, 'add', { add }, { id, timeout: '20s', start: { input: { owner } } });
+    assert.deepEqual(await ask(3, 'a-1'), { owner: 'ada', total: 3 });
+    assert.deepEqual(await ask(5, 'a-2', 'not used'), { owner: 'ada', total: 8 }, 'the key\'s unfinished run is asked');
+    assert.deepEqual(await ask(3, 'a-1'), { owner: 'ada', total: 3 }, 'a repeat: the same answer, nothing added');
+    const runs = async () => (await db.pool.query(`select id, status from trellis.runs where workflow = 'requests-tab' and coalesce(key, former_key) = 'tab-1' order by created_at`)).rows;
+    assert.equal((await runs()).length, 1);
+    assert.deepEqual(await ask(2, 'a-3'), { owner: 'ada', total: 10 }); // the tab closes
+    const [first] = await runs();
+    assert.equal(await client.result(first.id, { timeout: '20s' }), 10);
+    assert.deepEqual(await ask(1, 'b-1', 'bo'), { owner: 'bo', total: 1 }, 'the key\'s next run, started with this input');
+    assert.deepEqual(await ask(2, 'a-3', 'cy'), { owner: 'ada', total: 10 }, 'a repeat of what the finished run received starts nothing');
+    const both = await runs();
+    assert.equal(both.length, 2, 'one new run, no more');
+    assert.equal(both[0].status, 'completed');
+    // By key without start: a repeat goes to the run of the key that received it, not to the key's next run.
+    assert.deepEqual(await client.request(ref, 'add', { add: 2 }, { id: 'a-2', timeout: '20s' }), { owner: 'ada', total: 8 });
+    assert.deepEqual(await client.request(ref, 'add', { add: 2 }, { id: 'b-2', timeout: '20s' }), { owner: 'bo', total: 3 });
+    const signals = (await db.pool.query(`select g.signal_id from trellis.signals g join trellis.runs r on r.id = g.run_id
+                                           where r.workflow = 'requests-tab' and coalesce(r.key, r.former_key) = 'tab-1' order by g.id`)).rows;
+    assert.deepEqual(signals.map((g) => g.signal_id), ['a-1', 'a-2', 'a-3', 'b-1', 'b-2'], 'each request delivered once, to one run');
+    await assert.rejects(client.request((await runs())[1].id, 'add', { add: 1 }, { start: { input: { owner: 'x' } } }), /names its run by \{ workflow, key \}/);
+    await assert.rejects(client.request({ workflow: tab, key: 'tab-2' }, 'add', { add: 1 }, { start: { input: { owner: 7 } as never } }), ValidationError);
+    await assert.rejects(client.request({ workflow: tab, key: 'tab-2' }, 'add', { add: 1 }, { start: { input: {}, keyPolicy: 'replace' } as never }), ValidationError);
+    assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where key = 'tab-2'`)).rows[0].n, 0, 'bad starts wrote nothing');
   });
 
   it('bad input is refused before anything is sent', async () => {

@@ -213,6 +213,16 @@ describe('privileges (sql/950_grants.sql)', () => {
     assert.equal(rows[0].n, 2);
   });
 
+  it('trellis_client sends a request to a key\'s run (request_send); trellis_reader and a role with neither cannot', async () => {
+    await poolAs('client').query(`select * from trellis.signal_with_start('privileged-order', '{"n":1}', '{"key":"priv-req","run_at":"2999-01-01T00:00:00Z"}', 'poke', '1')`);
+    const call = `select run_id, delivered from trellis.request_send('privileged-order', 'priv-req', 'poke', '2', 'req-1')`;
+    const [row] = (await poolAs('client').query(call)).rows;
+    assert.equal(row.delivered, true);
+    assert.deepEqual((await poolAs('client').query(call)).rows[0], { run_id: row.run_id, delivered: false });
+    await denied(poolAs('reader'), call);
+    await denied(poolAs('nobody'), call);
+  });
+
   it('trellis_client and trellis_reader preview a bulk control (run_control_preview); a role with neither cannot', async () => {
     const call = `select count(*)::int as n from trellis.run_control_preview('cancel', '{"all": true}')`;
     const expected = (await db.pool.query(call)).rows[0].n as number;

@@ -44,6 +44,35 @@ async function complete(id: string): Promise<void> {
   await sql('select * from trellis.checkpoint_apply($1)', [JSON.stringify([{ op: 'complete', run: id, token: claimed.lease_token, execution: 1, output: 1 }])]);
 }
 
+describe('a signal id is the key\'s (_key_received): signal_with_start and request_send', () => {
+  it('a repeat of an id an earlier run of the key received is dropped, naming that run, even after the key changed hands twice', async () => {
+    const a = await sws('kr', { sku: 'a' }, { signalId: 'm-a' });
+    await complete(a.run_id);
+    const b = await sws('kr', { sku: 'b' }, { signalId: 'm-b' });
+    assert.equal(b.started, true);
+    await complete(b.run_id);
+    const c = await sws('kr', { sku: 'c' }, { signalId: 'm-c' });
+    assert.equal(c.started, true);
+    // The key's holder is c; a and b gave it up.
+    assert.deepEqual(await sws('kr', { sku: 'a' }, { signalId: 'm-a' }), { run_id: a.run_id, started: false, delivered: false });
+    assert.deepEqual(await sws('kr', { sku: 'b' }, { signalId: 'm-b' }), { run_id: b.run_id, started: false, delivered: false });
+    assert.deepEqual(await signalsOf(c.run_id), [{ sku: 'c' }], 'nothing reached the key\'s current run');
+    // request_send: the same look, then the holder.
+    const send = async (id: string, key = 'kr') => (await sql(`select run_id, delivered from trellis.request_send('cart', $1, 'add', '{"sku":"r"}', $2)`, [key, id]))[0];
+    assert.deepEqual(await send('m-a'), { run_id: a.run_id, delivered: false });
+    assert.deepEqual(await send('m-c'), { run_id: c.run_id, delivered: false });
+    assert.deepEqual(await send('r-1'), { run_id: c.run_id, delivered: true });
+    assert.deepEqual(await signalsOf(c.run_id), [{ sku: 'c' }, { sku: 'r' }]);
+    await assert.rejects(send('r-2', 'no-such-key'), (e: { code?: string | undefined }) => e.code === 'TR002');
+    for (const [key, id] of [['kr', ''], ['kr', 'x'.repeat(123)], ['', 'r-3'], [null, 'r-3']] as const) {
+      await assert.rejects(sql(`select * from trellis.request_send('cart', $1, 'add', '{}', $2)`, [key, id]), (e: { code?: string | undefined }) => e.code === 'TR001');
+    }
+    await complete(c.run_id);
+    await assert.rejects(send('r-4'), (e: { code?: string | undefined }) => e.code === 'TR004', 'the holder has ended');
+    assert.deepEqual(await send('r-1'), { run_id: c.run_id, delivered: false }, 'a repeat after the end is the ended run\'s');
+  });
+});
+
 describe('trellis.signal_with_start', () => {
   it('starts a run with the key and buffers the signal for it when no run holds the key', async () => {
     const out = await sws('k1', { sku: 'a' });
