@@ -356,13 +356,15 @@ begin
        and g.consumed_at is null;
   end if;
   -- A reply (the value reply:<id>, ctx.reply: decision 0044) is kept on the
-  -- request's signal row too, which outlives continue-as-new. Only when an
-  -- op is one, as above.
+  -- request's signal row too, which outlives continue-as-new: the newest
+  -- reply call of the history, as run_value reads it (the calls above are
+  -- recorded by now), whatever order replies of one id were written in.
+  -- Only when an op is one, as above.
   if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind = 'value' and o.status = 'completed' and o.name like 'reply:%') then
-    update trellis.signals g set reply = coalesce(o.output, 'null'::jsonb), replied_at = v_now
-      from unnest(p_ops) o
-     where o.op = 'step' and o.kind = 'value' and o.status = 'completed' and o.name like 'reply:%'
-       and g.run_id = o.run and g.signal_id = substr(o.name, 7);
+    perform trellis._replies_kept(r.bucket, r.id, array_agg(distinct substr(o.name, 7)))
+       from unnest(p_ops) o join trellis.runs r on r.id = o.run
+      where o.op = 'step' and o.kind = 'value' and o.status = 'completed' and o.name like 'reply:%'
+      group by r.bucket, r.id;
   end if;
   -- Metadata set (ctx.setMetadata): merged into the runs' rows (sql/420_metadata.sql),
   -- only the calls recorded here (read before the upsert).

@@ -67,17 +67,27 @@ comment on function trellis._runs_cancelled(trellis.checkpoint_op[]) is
 -- so consumed_at equals the call's finished_at). Statements on one bucket.
 create or replace function trellis._forget_calls(p_bucket integer, p_run uuid, p_execution integer, p_from integer)
 returns void language plpgsql as $$
+declare
+  v_replied text[];
 begin
   update trellis.signals g set consumed_at = null, consumed_seq = null
     from trellis.steps s
    where s.bucket = p_bucket and s.run_id = p_run and s.execution = p_execution and s.seq >= p_from
      and s.kind = 'signal' and g.bucket = p_bucket and g.run_id = p_run and g.consumed_seq = s.seq
      and g.consumed_at = s.finished_at;
+  -- Replies among the forgotten calls (decision 0044): their requests are
+  -- answered as the history left them (an earlier reply, or none yet).
+  v_replied := array(select distinct substr(s.name, 7) from trellis.steps s
+                      where s.bucket = p_bucket and s.run_id = p_run and s.execution = p_execution and s.seq >= p_from
+                        and s.kind = 'value' and s.name like 'reply:%');
   delete from trellis.steps s
    where s.bucket = p_bucket and s.run_id = p_run and s.execution = p_execution and s.seq >= p_from;
+  if cardinality(v_replied) > 0 then
+    perform trellis._replies_kept(p_bucket, p_run, v_replied);
+  end if;
 end $$;
 comment on function trellis._forget_calls(integer, uuid, integer, integer) is
-  'Delete call p_from and every later call of an execution of a run (its bucket given), giving back the signals the forgotten waits consumed (run_release with failure, run_retry).';
+  'Delete call p_from and every later call of an execution of a run (its bucket given), giving back the signals the forgotten waits consumed and taking back the answers forgotten replies gave (run_release with failure, run_retry).';
 
 create or replace function trellis.run_release(p_ops trellis.checkpoint_op[])
 returns void language plpgsql as $$

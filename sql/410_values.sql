@@ -1,6 +1,6 @@
 -- 410_values: what a run publishes while it runs (ctx.setValue, decision
 -- 0033; ctx.writeStream, decision 0040).
--- Owns: run_value, run_values, run_request, run_stream, _notify_values.
+-- Owns: run_value, run_values, run_request, run_stream, _notify_values, _replies_kept.
 -- Touches: nothing (reads trellis.runs, trellis.steps and trellis.signals). A value is a call
 -- of kind 'value' in the run's history: its name is the key, its output the
 -- value, written by checkpoint_apply under the run's lease like any other
@@ -62,6 +62,29 @@ begin
 end $$;
 comment on function trellis.run_values(uuid) is
   'Every key run p_run_id set with ctx.setValue and its newest value, by key (a value set to JSON null is ''null''::jsonb); no rows for a run that set none or does not exist.';
+
+-- The answers of requests p_ids of run p_run as its history holds them now
+-- (decision 0044): each request's signal row gets the newest completed
+-- reply call of its id (value reply:<id>), or none. Called by the
+-- checkpoint that records replies and by _forget_calls; a continue-as-new
+-- that drops the history leaves the rows as they are (that is what they
+-- are for).
+create or replace function trellis._replies_kept(p_bucket integer, p_run uuid, p_ids text[])
+returns void language plpgsql as $$
+begin
+  update trellis.signals g
+     set reply = v.output, replied_at = v.finished_at
+    from (select i.id, s.output, s.finished_at
+            from unnest(p_ids) as i(id)
+            left join lateral (select coalesce(s.output, 'null'::jsonb) as output, s.finished_at from trellis.steps s
+                                where s.bucket = p_bucket and s.run_id = p_run and s.kind = 'value'
+                                  and s.name = 'reply:' || i.id and s.status = 'completed'
+                                order by s.execution desc, s.seq desc limit 1) s on true) v
+   where g.bucket = p_bucket and g.run_id = p_run and g.signal_id = v.id
+     and (g.reply is distinct from v.output or g.replied_at is distinct from v.finished_at);
+end $$;
+comment on function trellis._replies_kept(integer, uuid, text[]) is
+  'Set the reply of requests p_ids of run p_run (their signal rows) to the newest completed reply call of each in the history, or none (decision 0044).';
 
 -- A request (decision 0044): the signal sent under the request's id and the
 -- run's answer (ctx.reply / ctx.replyError: the value 'reply:<id>'), which

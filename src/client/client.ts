@@ -478,7 +478,11 @@ export class Client {
     const [row] = await queryRows<{ status: RunState; reply: ReplyRecord | null; replied_at: Date | null; lost: boolean }>(this.prepared.pool,
       'select status, reply, replied_at, lost from trellis.run_request($1, $2)', [runId, requestId], 'trellis_run_request');
     if (!row) return { error: new NotFoundError(`run ${runId} does not exist`) };
-    if (row.replied_at) return { value: row.reply as ReplyRecord };
+    if (row.replied_at) {
+      // An answer is never SQL null ({"value": …} or {"error": …}): null is one run_scrub removed.
+      if (row.reply === null) return { error: new NotFoundError(`run ${runId} answered request ${requestId}, but its data was scrubbed`, { details: { runId, requestId, status: row.status } }) };
+      return { value: row.reply };
+    }
     const details = { runId, requestId, status: row.status };
     if (row.lost) {
       return { error: new NotFoundError(`run ${runId} read request ${requestId} but no wait of its history holds it (continue-as-new discarded the execution that read it, or the wait's schema refused the payload): no answer will come`, { details }) };

@@ -35,13 +35,21 @@ export function encodeJson(value: unknown, what: string, maxBytes: number): stri
  */
 export function assertJsonObject(value: unknown, what: string, root: string): asserts value is Record<string, unknown> {
   if (!plainObject(value)) throw new ValidationError(`${what} must be a plain object, not ${quoteValue(value)}`);
-  const check = (v: unknown, path: string): void => {
-    if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) return;
-    if (Array.isArray(v)) return v.forEach((x, i) => check(x, `${path}[${i}]`));
-    if (plainObject(v)) return Object.entries(v).forEach(([k, x]) => check(x, `${path}.${k}`));
-    throw new ValidationError(`${what} ${path} must be a JSON value (a string, number, boolean, null, array or plain object), not ${quoteValue(v)}`);
-  };
-  for (const [k, v] of Object.entries(value)) check(v, `${root}.${k}`);
+  for (const [k, v] of Object.entries(value)) assertJsonValue(v, what, `${root}.${k}`);
+}
+
+/**
+ * Refuse anything but a JSON value (a string, finite number, boolean, null,
+ * array or plain object of them), naming `what` and the path of the first
+ * bad value from `path`: what JSON would drop or change (undefined, a
+ * function, NaN, a Date, a Map) is refused, not converted, so the reader
+ * gets exactly what was given (ctx.reply's answer).
+ */
+export function assertJsonValue(v: unknown, what: string, path: string): void {
+  if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) return;
+  if (Array.isArray(v)) return v.forEach((x, i) => assertJsonValue(x, what, `${path}[${i}]`));
+  if (plainObject(v)) return Object.entries(v).forEach(([k, x]) => assertJsonValue(x, what, `${path}.${k}`));
+  throw new ValidationError(`${what} ${path} must be a JSON value (a string, number, boolean, null, array or plain object), not ${quoteValue(v)}`);
 }
 
 function plainObject(v: unknown): v is Record<string, unknown> {

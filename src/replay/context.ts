@@ -14,7 +14,7 @@
  */
 import { CancelledError, ChildFailedError, ERROR_CODES, IllegalTransitionError, PayloadTooLargeError, quoteValue, StepFailedError, TimeoutError, ValidationError } from '../errors.ts';
 import type { ChildOptions, ReplyErrorInfo, StepContext, StepOptions, TransactionOptions, WaitForRunOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
-import { replyKey, type ReplyRecord } from '../workflow/requests.ts';
+import { REPLY_PREFIX, replyKey, type ReplyRecord } from '../workflow/requests.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
@@ -27,7 +27,7 @@ import { RaceLostError, raceLost, type Verdict, type Wait, type WaitKind } from 
 import { type Carried, runAttempt } from './attempt.ts';
 import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
-import { assertJsonObject, encodeJson, jsonbTextBytes, serializeError } from '../protocol/serialize.ts';
+import { assertJsonObject, assertJsonValue, encodeJson, jsonbTextBytes, serializeError } from '../protocol/serialize.ts';
 import { assertName, UUID_PATTERN } from '../workflow/names.ts';
 import { deadlineOptions, LAST_WAIT_TIME } from '../protocol/deadline.ts';
 
@@ -240,6 +240,9 @@ function durable<T>(run: Replay, kind: StepKind, name: string, fn: (step: StepCo
  * replay hands the recorded call back without writing it again.
  */
 async function setValue(run: Replay, key: string, value: unknown): Promise<void> {
+  if (typeof key === 'string' && key.startsWith(REPLY_PREFIX)) {
+    throw new ValidationError(`value keys starting with ${REPLY_PREFIX} are the answers of requests: answer with ctx.reply, not ctx.setValue(${quoteValue(key)})`);
+  }
   return published(run, 'value', key, value, `value ${key}`);
 }
 
@@ -265,12 +268,16 @@ async function reply(run: Replay, message: SignalResult<unknown> | string, recor
   return published(run, 'value', key, record(), `reply to request ${id as string}`);
 }
 
-/** The answer `ctx.reply` stores: JSON would drop a function or symbol inside `{ value }` in silence, so it is refused. */
+/**
+ * The answer `ctx.reply` stores: a JSON value, checked all the way down (JSON
+ * would drop a function or an undefined field, and turn NaN into null and a
+ * Date into text, in silence): the caller gets exactly what was replied.
+ * `undefined` alone is null.
+ */
 function replyValue(value: unknown): unknown {
-  if (typeof value === 'function' || typeof value === 'symbol') {
-    throw new ValidationError(`ctx.reply's answer is not JSON-serialisable: ${quoteValue(value)}`);
-  }
-  return value === undefined ? null : value;
+  if (value === undefined) return null;
+  assertJsonValue(value, 'ctx.reply\'s answer', 'answer');
+  return value;
 }
 
 /** What `ctx.replyError` stores: a message, and the code and JSON details given. */

@@ -388,9 +388,10 @@ export interface WorkflowContext<TInput = unknown> {
    * (kind `value`), so it commits with the progress before it and is not
    * written again on a replay; the promise resolves once it has committed.
    * Setting a key again replaces what readers see. `key` follows the rules
-   * of step names; the value the payload limit (`max_payload_bytes`); a
-   * value that cannot be stored rejects with `ValidationError` or
-   * `PayloadTooLargeError` and records nothing.
+   * of step names (keys starting with `reply:` are `ctx.reply`'s); the
+   * value the payload limit (`max_payload_bytes`); a value that cannot be
+   * stored rejects with `ValidationError` or `PayloadTooLargeError` and
+   * records nothing.
    *
    * @example
    * const session = await ctx.step('checkout', () => payments.createSession(orderId));
@@ -481,7 +482,8 @@ export interface WorkflowContext<TInput = unknown> {
    * on a replay, and the promise resolves once it has committed, when the
    * caller has it). `message` is what `ctx.waitForSignal` returned, or the
    * request id. A message that timed out or has no id, or a reply that
-   * cannot be stored, rejects with `ValidationError` /
+   * cannot be stored as given (JSON all the way down: no function,
+   * `undefined`, `NaN` or `Date` in it), rejects with `ValidationError` /
    * `PayloadTooLargeError` and records nothing. Replying again to the same
    * request replaces the reply for callers that have not read it.
    *

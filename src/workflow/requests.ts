@@ -22,7 +22,7 @@ export const REQUEST_ID_MAX = 128 - REPLY_PREFIX.length;
  */
 export function replyKey(id: unknown, what: string): string {
   const key = typeof id === 'string' ? `${REPLY_PREFIX}${id}` : '';
-  if (typeof id !== 'string' || !NAME_PATTERN.test(key)) {
+  if (typeof id !== 'string' || id.length === 0 || !NAME_PATTERN.test(key)) {
     throw new ValidationError(`${what} must be 1-${REQUEST_ID_MAX} letters, digits, space or _ . : @ / - (not ending with a space), not ${quoteValue(id)}`);
   }
   return key;

@@ -50,7 +50,7 @@ const runs = Number(process.env.CITUS_RUNS ?? 1000);
  */
 const INTEGRATION_ON_CLUSTER = ['schedules', 'hooks', 'queues', 'handoff', 'retention', 'state-machine', 'templates', 'roles',
   'waits', 'control', 'children', 'result-watch', 'connectors', 'outbox-connector', 'outbox-tools', 'deadlines', 'fork', 'start-many', 'values',
-  'key-policies', 'control-many', 'resume-after', 'retry-budget', 'wait-for-run', 'streams', 'patching', 'run-metadata', 'step-progress', 'payload-lowered', 'signal-with-start'].map((f) => `test/integration/${f}.test.ts`)
+  'key-policies', 'control-many', 'resume-after', 'retry-budget', 'wait-for-run', 'streams', 'patching', 'run-metadata', 'step-progress', 'payload-lowered', 'signal-with-start', 'requests'].map((f) => `test/integration/${f}.test.ts`)
   .concat('test/citus/outbox-cursor.test.ts', 'test/citus/table-connector.test.ts');
 const base = Number(process.env.CITUS_BASE_PORT ?? 56201);
 

@@ -17,6 +17,7 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { defineSignal } from '../../src/workflow/signal.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { deferred } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const withdraw = defineSignal('withdraw', z.object({ amount: z.number().positive() }));
 
@@ -55,6 +56,12 @@ const misuse = defineWorkflow({ name: 'requests-misuse', input: z.object({}) }, 
     () => ctx.reply('x'.repeat(123), 1),
     () => ctx.reply({ payload: 1 } as never, 1),
     () => ctx.reply('r1', () => 1),
+    () => ctx.reply('r1', { a: () => 1 }),
+    () => ctx.reply('r1', { at: new Date(0) }),
+    () => ctx.reply('r1', [Number.NaN]),
+    () => ctx.reply('r1', { gone: undefined }),
+    () => ctx.reply('', 1),
+    () => ctx.setValue('reply:r1', 'forged'),
     () => ctx.replyError('r1', 42 as never),
     () => ctx.replyError('r1', { message: 'm', code: 7 as never }),
     () => ctx.replyError('r1', { message: 'm', details: { at: new Date(0) } as never }),
@@ -90,18 +97,39 @@ const tab = defineWorkflow({ name: 'requests-tab', input: z.object({ owner: z.st
   }
 });
 
+let ledger = 0;
+let retried = deferred();
+/** Catches a failed step, then serves requests; the run fails once after two of them and is retried (its retry policy). */
+const flaky = defineWorkflow({ name: 'requests-flaky', input: z.object({}), retry: { maxAttempts: 2, initialDelay: '10ms' } }, async (ctx) => {
+  try {
+    await ctx.step('flaky', () => { throw new Error('down'); }, { retry: { maxAttempts: 1 } });
+  } catch { /* handled: the run goes on */ }
+  for (let i = 0; ; i++) {
+    const ask = await ctx.waitForSignal('ask');
+    if (ask.timedOut) continue;
+    const entry = await ctx.step('ledger', async () => {
+      if (ledger >= 2) await retried.promise; // the retry's ledger steps wait for the test
+      return ++ledger;
+    });
+    await ctx.reply(ask, { entry });
+    if (i === 1 && ledger < 3) throw new Error('fails once after two requests');
+    if (i === 1) return 'done';
+  }
+});
+
 let db: TestDatabase;
 let worker: Worker;
 let client: Client;
 before(async () => {
   db = await freshDatabase();
-  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse, rolling, tab], pollInterval: 50, logger: silentLogger });
+  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse, rolling, tab, flaky], pollInterval: 50, logger: silentLogger });
   await worker.start();
   // Waiters poll hourly: only the trellis:run_value NOTIFY can settle a request within a test's bounds.
   client = createClient({ pool: db.pool, logger: silentLogger, resultPollInterval: '1h' });
 });
 after(async () => {
   gate.resolve();
+  retried.resolve();
   await client?.close();
   await worker?.stop({ timeout: 2000 });
   await db?.close();
@@ -227,6 +255,45 @@ describe('client.request', () => {
     assert.equal((await db.pool.query(`select count(*)::int as n from trellis.runs where key = 'tab-2'`)).rows[0].n, 0, 'bad starts wrote nothing');
   });
 
+  it('a workflow retry that forgets answered requests takes their answers back: every reader then agrees on the new one', async () => {
+    const run = await client.start(flaky, {});
+    assert.deepEqual(await client.request(run.id, 'ask', 1, { id: 'f-1', timeout: '20s' }), { entry: 1 });
+    assert.deepEqual(await client.request(run.id, 'ask', 2, { id: 'f-2', timeout: '20s' }), { entry: 2 });
+    const look = async (id: string) => (await db.pool.query(`select reply from trellis.run_request($1, $2)`, [run.id, id])).rows[0].reply;
+    // The run failed and was retried: the retry forgot the calls from the failed step on, replies
+    // included, so until it answers again the requests have no answer (not the forgotten ones).
+    await waitFor(async () => (await look('f-1')) === null && (await look('f-2')) === null, { what: 'the forgotten answers taken back' });
+    retried.resolve();
+    assert.equal(await client.result(run.id, { timeout: '20s' }), 'done');
+    const value = async (id: string) => (await db.pool.query(`select value from trellis.run_value($1, $2)`, [run.id, `reply:${id}`])).rows[0].value;
+    for (const [id, entry] of [['f-1', 3], ['f-2', 4]] as const) {
+      assert.deepEqual(await look(id), { value: { entry } }, `${id}: the signal row holds the newest answer`);
+      assert.deepEqual(await value(id), { value: { entry } }, `${id}: as run_value does`);
+      assert.deepEqual(await client.request(run.id, 'ask', 0, { id, timeout: '20s' }), { entry }, `${id}: and a repeat reads it`);
+    }
+  });
+
+  it('the newest of several replies to one id is the answer, whatever order they were written in; a scrubbed answer is NotFoundError', async () => {
+    const many = defineWorkflow({ name: 'requests-many-replies', input: z.object({}) }, async (ctx) => {
+      const ask = await ctx.waitForSignal('ask');
+      await Promise.all([ctx.reply(ask, 'first'), ctx.reply(ask, 'second'), ctx.reply(ask, 'third')]);
+      return 'done';
+    });
+    const local = createWorker({ pool: db.pool, workflows: [many], pollInterval: 50, logger: silentLogger });
+    await local.start();
+    try {
+      const run = await client.start(many, {});
+      await client.signal(run.id, 'ask', null, { id: 'p-1' });
+      assert.equal(await client.result(run.id, { timeout: '20s' }), 'done');
+      assert.equal(await client.request(run.id, 'ask', null, { id: 'p-1', timeout: '20s' }), 'third');
+      assert.deepEqual((await db.pool.query(`select value from trellis.run_value($1, 'reply:p-1')`, [run.id])).rows[0].value, { value: 'third' });
+      await db.pool.query('select trellis.run_scrub($1)', [run.id]);
+      await assert.rejects(client.request(run.id, 'ask', null, { id: 'p-1', timeout: '20s' }), /answered request p-1, but its data was scrubbed/);
+    } finally {
+      await local.stop({ timeout: 2000 });
+    }
+  });
+
   it('bad input is refused before anything is sent', async () => {
     const run = await client.start(account, { balance: 1 });
     await assert.rejects(client.request(run.id, withdraw, { amount: -1 } as never), ValidationError);
@@ -248,7 +315,7 @@ describe('ctx.reply', () => {
     const run = await client.start(misuse, {});
     await client.signal(run.id, 'plain', 5); // no id: not a request (buffered until the run waits for it)
     const errors = await run.result({ timeout: '20s' });
-    assert.deepEqual(errors, Array(9).fill('ValidationError'));
+    assert.deepEqual(errors, Array(15).fill('ValidationError'));
     assert.deepEqual(await client.waitForValue(run.id, 'reply:r1', { timeout: '20s' }), { value: errors });
     assert.deepEqual((await replyRows(run.id)).map((r) => r.name), ['reply:r1'], 'the refused replies recorded nothing');
   });
