@@ -289,6 +289,7 @@ create or replace function trellis._steps_record(p_ops trellis.checkpoint_op[])
 returns void language plpgsql as $$
 declare
   v_now    timestamptz := trellis.now();
+  v_reply  record;
   v_outbox boolean := trellis._outbox_on();
   -- Whether any version declares hooks or event payloads (a probe of a partial index).
   v_declared boolean := exists (select 1 from trellis.workflows w where cardinality(w.hooks) > 0 or w.event_payloads);
@@ -360,11 +361,17 @@ begin
   -- reply call of the history, as run_value reads it (the calls above are
   -- recorded by now), whatever order replies of one id were written in.
   -- Only when an op is one, as above.
+  -- Run by run, each on its bucket: a function called inside the query
+  -- would run on a distributed planner's shards, where it cannot query.
   if exists (select 1 from unnest(p_ops) o where o.op = 'step' and o.kind = 'value' and o.status = 'completed' and o.name like 'reply:%') then
-    perform trellis._replies_kept(r.bucket, r.id, array_agg(distinct substr(o.name, 7)))
-       from unnest(p_ops) o join trellis.runs r on r.id = o.run
-      where o.op = 'step' and o.kind = 'value' and o.status = 'completed' and o.name like 'reply:%'
-      group by r.bucket, r.id;
+    for v_reply in
+      select r.bucket, r.id, array_agg(distinct substr(o.name, 7)) as ids
+        from unnest(p_ops) o join trellis.runs r on r.id = o.run
+       where o.op = 'step' and o.kind = 'value' and o.status = 'completed' and o.name like 'reply:%'
+       group by r.bucket, r.id
+    loop
+      perform trellis._replies_kept(v_reply.bucket, v_reply.id, v_reply.ids);
+    end loop;
   end if;
   -- Metadata set (ctx.setMetadata): merged into the runs' rows (sql/420_metadata.sql),
   -- only the calls recorded here (read before the upsert).

@@ -246,7 +246,7 @@ describe('client.request', () => {
     // By key without start: a repeat goes to the run of the key that received it, not to the key's next run.
     assert.deepEqual(await client.request(ref, 'add', { add: 2 }, { id: 'a-2', timeout: '20s' }), { owner: 'ada', total: 8 });
     assert.deepEqual(await client.request(ref, 'add', { add: 2 }, { id: 'b-2', timeout: '20s' }), { owner: 'bo', total: 3 });
-    const signals = (await db.pool.query(`select g.signal_id from trellis.signals g join trellis.runs r on r.id = g.run_id
+    const signals = (await db.pool.query(`select g.signal_id from trellis.signals g join trellis.runs r on r.bucket = g.bucket and r.id = g.run_id
                                            where r.workflow = 'requests-tab' and coalesce(r.key, r.former_key) = 'tab-1' order by g.id`)).rows;
     assert.deepEqual(signals.map((g) => g.signal_id), ['a-1', 'a-2', 'a-3', 'b-1', 'b-2'], 'each request delivered once, to one run');
     await assert.rejects(client.request((await runs())[1].id, 'add', { add: 1 }, { start: { input: { owner: 'x' } } }), /names its run by \{ workflow, key \}/);
