@@ -418,7 +418,10 @@ export class Client {
    * run stays as it is otherwise: a request is a message and a value of
    * its history, not a new run. A repeat with the same `id` sends nothing
    * and waits for the same answer, even after the run ended or continued
-   * as new (`trellis.run_request`). Rejects with `NotFoundError` for an
+   * as new (`trellis.run_request`); by `{ workflow, key }`, a repeat after
+   * the key changed hands is answered by the run of the key that got it
+   * (`trellis.request_send`). With `start`, the key's run is started if it
+   * has none unfinished (request with start). Rejects with `NotFoundError` for an
    * unknown run, when the run ends without answering, or when the
    * execution that read the request was discarded by continue-as-new
    * before it answered; `IllegalTransitionError` for a run that has
@@ -1303,9 +1306,9 @@ function controlFilter(filter: ControlFilter): Record<string, unknown> {
   return out;
 }
 
-/** A signal's deduplication id: absent, or 1-512 characters (as signal_send takes it). */
 const REQUEST_OPTIONS = optionNames<RequestOptions>({ id: true, timeout: true, start: true });
 
+/** A signal's deduplication id: absent, or 1-512 characters (as signal_send takes it). */
 function checkSignalId(id: unknown, what: string): void {
   if (id !== undefined && (typeof id !== 'string' || !id.length || id.length > 512)) {
     throw new ValidationError(`${what} must be a string of 1-512 characters`);
