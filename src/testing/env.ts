@@ -7,7 +7,7 @@
  * from timer to timer (and deadline to deadline) by themselves.
  */
 import { PgClient, Pool } from '../db/pg.ts';
-import { type Client, createClient, type RunHandle, type RunRef, type StartOptions } from '../client/client.ts';
+import { type Client, createClient, type RequestOptions, type RunHandle, type RunRef, type StartOptions } from '../client/client.ts';
 import type { Run, Step } from '../client/runs.ts';
 import { RUN_STATES, type RunState } from '../db/tables.ts';
 import { CancelledError, IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
@@ -154,6 +154,16 @@ export interface TestEnv {
    * await env.signal(run, approved, { by: 'ada' }, { id: 'mail-1' });
    */
   signal<S extends SignalDefinition<any, any> | string>(run: RunRef | { readonly id: string }, signal: S, payload: SignalPayload<S>, options?: { id?: string | undefined }): Promise<boolean>;
+  /**
+   * Ask a run and wait for its answer (`client.request`, decision 0044): by
+   * id, handle or `{ workflow, key }`. The env's worker answers as it
+   * runs; a run that sleeps before it answers needs `advance` meanwhile.
+   *
+   * @example
+   * const { balance } = await env.request<{ balance: number }>(run, withdraw, { amount: 30 }, { timeout: '10s' });
+   */
+  request<R = unknown, S extends SignalDefinition<any, any> | string = SignalDefinition<any, any> | string>(
+    run: RunRef | { readonly id: string }, signal: S, payload: SignalPayload<S>, options?: RequestOptions): Promise<R>;
   /**
    * The run's recorded calls (`client.history`), ordered by execution and `seq`.
    *
@@ -338,6 +348,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
     },
     signal: (run, signal, payload, o = {}) =>
       client.signal(typeof run === 'object' && 'id' in run ? run.id : run, signal, payload, o.id === undefined ? {} : { id: o.id }),
+    request: (run, signal, payload, o) => client.request(typeof run === 'object' && 'id' in run ? run.id : run, signal, payload, o),
     history: (run) => client.history(idOf(run)),
     async assertHistory(run, expected) {
       const runId = idOf(run);

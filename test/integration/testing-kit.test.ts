@@ -4,6 +4,7 @@ import { z } from 'zod';
 import { IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { defineSignal } from '../../src/workflow/signal.ts';
 import { adminUrl, testPool } from '../helpers/db.ts';
@@ -47,6 +48,14 @@ const approval = defineWorkflow({ name: 'approval', input: z.object({ order: z.s
   return { order, by: answer.payload.by, signalId: answer.signalId };
 });
 
+/** Answers a quote after a one-day sleep (engine time): a request the env answers as its clock moves. */
+const quoter = defineWorkflow({ name: 'quoter', input: z.object({}) }, async (ctx) => {
+  const ask = await ctx.waitForSignal<{ qty: number }>('quote');
+  await ctx.sleep('think', '1 day');
+  if (!ask.timedOut) await ctx.reply(ask, { price: ask.payload.qty * 7 });
+  return 'quoted';
+});
+
 let release = deferred();
 const blocked = defineWorkflow({ name: 'blocked', input: z.object({}) }, async (ctx) => {
   await ctx.step('wait-for-test', () => release.promise);
@@ -59,7 +68,7 @@ const broken = defineWorkflow({ name: 'broken', input: z.object({}) }, async (ct
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [tenSleeps, backoff, stamp, napper, parent, approval, blocked, broken], serverUrl: adminUrl() });
+  env = await createTestEnv({ workflows: [tenSleeps, backoff, stamp, napper, parent, approval, blocked, broken, quoter], serverUrl: adminUrl() });
 });
 after(() => env.close());
 
@@ -124,6 +133,19 @@ describe('waitFor', () => {
     await assert.rejects(env.waitFor(run, 'waiting', { timeout: '10s' }), (e: unknown) =>
       e instanceof IllegalTransitionError && new RegExp(`run ${run.id} is failed \\(.*kaput.*\\); it will not become waiting`).test(e.message));
     assert.ok(performance.now() - started < 5000);
+  });
+});
+
+describe('request', () => {
+  it('asks a run and gets its answer, the clock moved past the run\'s sleep meanwhile', async () => {
+    const run = await env.start(quoter, {});
+    const answer = env.request<{ price: number }>(run, 'quote', { qty: 6 }, { id: 'q-1', timeout: '20s' });
+    // Asleep for a day of engine time (the request read): the sleep's call is recorded.
+    await waitFor(async () => (await env.history(run)).some((c) => c.kind === 'sleep' && c.name === 'think'), { what: 'the run to sleep' });
+    await env.advance('1 day');
+    assert.deepEqual(await answer, { price: 42 });
+    assert.deepEqual(await env.request(run.id, 'quote', { qty: 1 }, { id: 'q-1', timeout: '20s' }), { price: 42 }, 'a repeat: the same answer');
+    assert.equal((await env.drive(run)).output, 'quoted');
   });
 });
 
