@@ -218,6 +218,9 @@ export interface SignalRow {
   created_at: Date;
   consumed_at: Date | null;
   consumed_seq: number | null;
+  /** A request's answer (decision 0044): `{ value }` or `{ error }`; null while unanswered or not a request. */
+  reply: { value?: unknown; error?: { message?: string; code?: string } } | null;
+  replied_at: Date | null;
 }
 
 /**
@@ -245,7 +248,7 @@ async function newest<T>(db: Queryable, newestFirst: string, count: string, runI
  */
 export async function runSignals(db: Queryable, runId: string, limit = 500): Promise<Listed<SignalRow>> {
   return newest<SignalRow>(db, `
-    select id::text, name, payload, signal_id, created_at, consumed_at, consumed_seq
+    select id::text, name, payload, signal_id, created_at, consumed_at, consumed_seq, reply, replied_at
       from trellis.signals where run_id = $1 order by id desc`,
   'select count(*) as n from trellis.signals where run_id = $1', runId, limit);
 }

@@ -66,7 +66,16 @@ export const streamer = defineWorkflow({ name: 'streamer', input: z.object({}) }
   return 'streamed';
 });
 
-export const DASHBOARD_WORKFLOWS = [greet, approval, charge, fanOut, echo, hold, watcher, streamer];
+/** Answers two requests (ctx.reply, then a refusal with ctx.replyError) and ends. */
+export const teller = defineWorkflow({ name: 'teller', input: z.object({}) }, async (ctx) => {
+  const first = await ctx.waitForSignal<{ amount: number }>('ask');
+  await ctx.reply(first, { balance: 70 });
+  const second = await ctx.waitForSignal<{ amount: number }>('ask');
+  await ctx.replyError(second, { message: 'insufficient <funds>', code: 'funds' });
+  return 'told';
+});
+
+export const DASHBOARD_WORKFLOWS = [greet, approval, charge, fanOut, echo, hold, watcher, streamer, teller];
 
 export interface SeededRuns {
   greets: string[];

@@ -9,7 +9,7 @@ import { after, before, describe, it } from 'node:test';
 import { createDashboard, serveDashboard } from '../../src/dashboard/index.ts';
 import { ValidationError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
-import { approval, DASHBOARD_WORKFLOWS, echo, hold, seedRuns, type SeededRuns, streamer, watcher, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
+import { approval, DASHBOARD_WORKFLOWS, echo, hold, seedRuns, type SeededRuns, streamer, teller, watcher, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
 import { csrfOf, readOnlyRole, type ReadOnlyRole, Session } from '../helpers/dashboard.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
@@ -266,6 +266,18 @@ describe('dashboard over HTTP', () => {
     const page = await (await s.fetch(`/trellis/runs/${id}`)).text();
     assert.match(page, /<table id="signals">/);
     assert.match(page, /by call 1/);
+  });
+
+  it('shows a request\'s answer and a refusal beside its signal, escaped', async () => {
+    const s = new Session(open.url);
+    const { id } = await engine.client.start(teller, {});
+    assert.deepEqual(await engine.client.request(id, 'ask', { amount: 30 }, { id: 'req-1', timeout: '20s' }), { balance: 70 });
+    await assert.rejects(engine.client.request(id, 'ask', { amount: 500 }, { id: 'req-2', timeout: '20s' }), /insufficient <funds>/);
+    const page = await (await s.fetch(`/trellis/runs/${id}`)).text();
+    const table = page.slice(page.indexOf('<table id="signals">'), page.indexOf('</table>', page.indexOf('<table id="signals">')));
+    assert.match(table, /<th>answer<\/th>/);
+    assert.match(table, /req-1[\s\S]*&quot;balance&quot;: 70/);
+    assert.match(table, /req-2[\s\S]*refused \(funds\): insufficient &lt;funds&gt;/);
   });
 
   it('forks a finished run from a call through its form and shows the new run; a bad call number or version is refused', async () => {

@@ -1,8 +1,8 @@
-/** One run: facts, parent link, actions, input / output / error, the step timeline, its values and streams, signals, children, the runs waiting on it and events. */
+/** One run: facts, parent link, actions, input / output / error, the step timeline, its values and streams, signals (with requests' answers), children, the runs waiting on it and events. */
 import { FINISHED_STATES, RUN_STATES, type RunState } from '../../db/tables.ts';
 import { badge, duration, type Html, html, jsonBlock, when } from '../html.ts';
 import { HttpError, type DashboardPage, type PageView } from '../page.ts';
-import { assertUuid, type Listed, runChildren, runEvents, runRow, runSignals, runSteps, runWatchers, type StepRow } from '../queries.ts';
+import { assertUuid, type Listed, runChildren, runEvents, runRow, runSignals, runSteps, runWatchers, type SignalRow, type StepRow } from '../queries.ts';
 
 /** The actions that apply to a run in `status`. */
 export function actionsFor(status: RunState): Set<string> {
@@ -56,6 +56,16 @@ ${steps.map((s) => {
 <td>${s.error ? html`<span class="err">${errorLine(s.error)}</span><details><summary>error</summary>${jsonBlock(s.error)}</details>` : ''}${s.output !== null && s.output !== undefined ? html`<details><summary>output</summary>${jsonBlock(s.output)}</details>` : ''}</td></tr>`;
   })}
 </tbody></table>`;
+}
+
+/** A request's answer (decision 0044): the value, or the refusal's message and code; empty for a signal that is no answered request. */
+function answer(s: SignalRow): Html {
+  if (!s.replied_at) return html``;
+  if (s.reply === null) return html`<span class="muted">scrubbed</span>`;
+  if (s.reply.error !== undefined && !('value' in s.reply)) {
+    return html`<span class="err">refused${s.reply.error.code ? html` (${s.reply.error.code})` : html``}: ${s.reply.error.message ?? ''}</span> <span class="muted">${when(s.replied_at)}</span>`;
+  }
+  return html`${jsonBlock('value' in s.reply ? s.reply.value : s.reply)} <span class="muted">${when(s.replied_at)}</span>`;
 }
 
 /** The newest value of each key the run set with ctx.setValue (the steps are in execution, then call order). */
@@ -153,8 +163,8 @@ ${r.output !== null && r.output !== undefined ? html`<h2>Output</h2><div id="out
 ${r.error ? html`<h2>Error</h2><div id="error">${jsonBlock(r.error)}</div>` : ''}
 ${Object.keys(r.metadata ?? {}).length ? html`<h2>Metadata</h2>${jsonBlock(r.metadata)}` : ''}
 <h2>Signals ${counted(signalList)}</h2>
-${signals.length === 0 ? html`<p class="muted">No signals.</p>` : html`<table id="signals"><thead><tr><th>name</th><th>payload</th><th>dedupe id</th><th>sent</th><th>consumed</th></tr></thead><tbody>
-${signals.map((s) => html`<tr><td>${s.name}</td><td>${jsonBlock(s.payload)}</td><td>${s.signal_id ?? ''}</td><td>${when(s.created_at)}</td><td>${s.consumed_at ? html`${when(s.consumed_at)} <span class="muted">by call ${s.consumed_seq}</span>` : html`<span class="muted">buffered</span>`}</td></tr>`)}
+${signals.length === 0 ? html`<p class="muted">No signals.</p>` : html`<table id="signals"><thead><tr><th>name</th><th>payload</th><th>dedupe id</th><th>sent</th><th>consumed</th><th>answer</th></tr></thead><tbody>
+${signals.map((s) => html`<tr><td>${s.name}</td><td>${jsonBlock(s.payload)}</td><td>${s.signal_id ?? ''}</td><td>${when(s.created_at)}</td><td>${s.consumed_at ? html`${when(s.consumed_at)} <span class="muted">by call ${s.consumed_seq}</span>` : html`<span class="muted">buffered</span>`}</td><td>${answer(s)}</td></tr>`)}
 </tbody></table>`}
 <h2>Children ${counted(childList)}</h2>
 ${children.length === 0 ? html`<p class="muted">No child runs.</p>` : html`<table id="children"><thead><tr><th>run</th><th>workflow</th><th>status</th><th>key</th><th>created</th><th>finished</th></tr></thead><tbody>
