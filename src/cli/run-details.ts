@@ -18,6 +18,9 @@ export interface ReceivedSignal {
   receivedAt: Date;
   consumedAt: Date | null;
   consumedSeq: number | null;
+  /** For a request (decision 0044): when the run answered it, and whether it refused. */
+  answeredAt: Date | null;
+  refused: boolean;
 }
 
 /** A run waiting on this one without being its child (ctx.waitForRun, decision 0039). */
@@ -52,7 +55,7 @@ export async function runDetails(client: Client, id: string, o: { signals?: bool
       .select(['id', 'workflow', 'status', 'parent_seq', 'created_at', 'finished_at'])
       .where('parent_run_id', '=', id).orderBy('parent_seq').orderBy('created_at').execute(),
     o.signals === false ? [] : client.db.selectFrom('trellis.signals')
-      .select(['name', 'signal_id', 'created_at', 'consumed_at', 'consumed_seq'])
+      .select(['name', 'signal_id', 'created_at', 'consumed_at', 'consumed_seq', 'replied_at', 'reply'])
       .where('run_id', '=', id).orderBy('id').execute(),
     // The waiters by id (each lives in its own bucket, not the watch's).
     client.db.selectFrom('trellis.runs').select(['id', 'workflow', 'status', 'created_at'])
@@ -69,6 +72,8 @@ export async function runDetails(client: Client, id: string, o: { signals?: bool
     signals: signals.map((s) => ({
       name: s.name, signalId: s.signal_id, receivedAt: s.created_at as Date,
       consumedAt: s.consumed_at as Date | null, consumedSeq: s.consumed_seq,
+      answeredAt: s.replied_at as Date | null,
+      refused: typeof s.reply === 'object' && s.reply !== null && 'error' in s.reply && !('value' in s.reply),
     })),
     watchers: watchers.map((w) => ({ id: w.id, workflow: w.workflow, status: w.status, createdAt: w.created_at as Date })),
   };

@@ -101,6 +101,11 @@ export interface SignalsTable {
   created_at: Timestamp;
   consumed_at: Timestamp | null;
   consumed_seq: number | null;
+  /** For a signal signal_with_start buffered for a run it did not start: the start it came with (decision 0043). */
+  start: unknown | null;
+  /** For a request (decision 0044): the run's answer, `{ value }` or `{ error }`; null while unanswered. */
+  reply: unknown | null;
+  replied_at: Timestamp | null;
 }
 
 export interface WorkflowsTable {

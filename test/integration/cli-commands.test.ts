@@ -182,6 +182,10 @@ describe('trellis start, signal and the control commands', () => {
     assert.equal(started.code, 0, started.err);
     assert.deepEqual(JSON.parse(started.out), { doubled: 10 }, 'request with start: the key\'s run was started and answered');
     assert.equal((await cli('request', id, 'ask', '{"n":1}', '--start', '{}')).code, 2, '--start needs --workflow and --key');
+    const shown = (await cli('show', id)).out;
+    assert.match(shown, /signals \(2\)\n.*answered/);
+    assert.match(shown, /q1 +\S.*\d/, 'the answered request shows when it was answered');
+    assert.match(shown, /\(refused\)/);
     const ended = await cli('request', id, 'ask', '{"n":0}', '--timeout', '20s');
     assert.equal(ended.code, 3, ended.err);
     assert.match(ended.err, /completed without answering request/);

@@ -86,8 +86,9 @@ export const show: Command = {
     }
     if (d.signals.length) {
       io.out(`\nsignals (${d.signals.length})\n`);
-      io.out(table(['name', 'received', 'consumed', 'by call', 'id'], d.signals.map((s) => [
+      io.out(table(['name', 'received', 'consumed', 'by call', 'id', 'answered'], d.signals.map((s) => [
         s.name, formatTime(s.receivedAt), formatTime(s.consumedAt), s.consumedSeq === null ? '-' : `#${s.consumedSeq}`, s.signalId ?? '',
+        s.answeredAt === null ? '' : `${formatTime(s.answeredAt)}${s.refused ? ' (refused)' : ''}`,
       ])));
     }
   },
