@@ -436,7 +436,7 @@ export class Client {
     run: RunRef, signal: S, payload: SignalPayload<S>, options: RequestOptions = {},
   ): Promise<R> {
     refuseUnknownKeys(options, REQUEST_OPTIONS, 'request options');
-    const requestId = options.id ?? crypto.randomUUID();
+    const requestId = options.id === undefined ? crypto.randomUUID() : options.id;
     const key = replyKey(requestId, 'request id');
     const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
     const db = this.exec(undefined);

@@ -301,6 +301,7 @@ describe('client.request', () => {
     await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { id: 'it"; drop table trellis.runs; --' }), ValidationError);
     await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { id: 'trailing ' }), ValidationError);
     await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { id: 7 as never }), ValidationError);
+    await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { id: null as never }), ValidationError);
     await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { timout: '1s' } as never), /unknown option\(s\) timout/);
     await assert.rejects(client.request(run.id, withdraw, { amount: 1 }, { timeout: 'soon' as never }), ValidationError);
     await assert.rejects(client.request('not-a-uuid', withdraw, { amount: 1 }), ValidationError);
