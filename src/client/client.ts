@@ -5,7 +5,7 @@
  */
 import { Kysely, PostgresDialect, sql } from 'kysely';
 import type { Pool } from '../db/pg.ts';
-import { jsonbParserOf, listenConnection, ownPool } from '../db/connection.ts';
+import { guardedPool, jsonbParserOf, listenConnection, ownPool } from '../db/connection.ts';
 import { type ControlManyRow, type ControlVerb, runControl, runControlMany, requestSend, runControlPreview, runFork, runIdByKey, runScrub, runSetMetadata, signalSend, signalWithStart } from '../db/control.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { PreparedStatements } from '../db/prepared.ts';
@@ -169,7 +169,7 @@ export class Client {
       jsonbParser: () => jsonbParserOf(this.pool),
     });
     this.registry = new WorkflowRegistry(this.pool, registrationOf);
-    this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.pool }) });
+    this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(this.pool) as never }) });
     this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log);
     this.schedules = new Schedules(this.reads.writer(this.pool), this.registry, this.reads.reader());
     this.roles = new Roles(this.reads.reader());

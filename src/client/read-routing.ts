@@ -15,7 +15,7 @@
  */
 import { Kysely, PostgresDialect } from 'kysely';
 import type { Pool } from '../db/pg.ts';
-import { ownPool, type ResolvedTimeouts } from '../db/connection.ts';
+import { guardedPool, ownPool, type ResolvedTimeouts } from '../db/connection.ts';
 import { type Queryable, queryRows } from '../db/queryable.ts';
 import type { TrellisTables } from '../db/tables.ts';
 import { ValidationError } from '../errors.ts';
@@ -95,7 +95,7 @@ export class ReadRouter {
     } else {
       throw new ValidationError('readPool must be a pg Pool or a connection string');
     }
-    this.replica = { query: this.replicaPool, db: new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: this.replicaPool }) }), replica: true };
+    this.replica = { query: this.replicaPool, db: new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(this.replicaPool) as never }) }), replica: true };
   }
 
   /**

@@ -89,6 +89,42 @@ export function ownPool(connectionString: string, applicationName: string, t: Re
 }
 
 /**
+ * The pool as Kysely takes it, each connection guarded while Kysely holds
+ * it: a connection that breaks while checked out (its backend terminated,
+ * a failover, an idle_in_transaction_session_timeout) emits 'error' on the
+ * pg client, which pg-pool does not listen to then, and an unheard 'error'
+ * ends the process. Heard here, the statement that meets the broken
+ * connection fails and says so (a transaction a connector or a trigger
+ * runs rolls back and is retried), and pg-pool drops the connection at its
+ * release. The listener is removed at the release, so a caller's own use
+ * of its pool is untouched.
+ *
+ * @example
+ * const db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(pool) }) });
+ */
+export function guardedPool(pool: Pool): { connect(): Promise<unknown>; end(): Promise<void> } {
+  return {
+    async connect() {
+      const client = await pool.connect();
+      let broken: Error | undefined;
+      const heard = (error: Error) => {
+        broken ??= error;
+      };
+      client.on('error', heard);
+      return {
+        query: (...args: unknown[]) => (client.query as (...a: unknown[]) => unknown)(...args),
+        release: (error?: Error | boolean) => {
+          client.removeListener('error', heard);
+          // A broken connection is destroyed, not put back.
+          client.release(error ?? broken);
+        },
+      };
+    },
+    end: () => pool.end(),
+  };
+}
+
+/**
  * The LISTEN connection's settings: a direct `listenUrl` when given (for a
  * pool through PgBouncer in transaction mode), else the pool's own, with
  * bounded waits under either.

@@ -1,5 +1,6 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import pg from 'pg';
 import { z } from 'zod';
 import { type ConnectorContext, type ConnectorEvent, connectorStep, runConnector } from '../../src/connectors/connector.ts';
@@ -8,6 +9,7 @@ import { IllegalTransitionError, ValidationError } from '../../src/errors.ts';
 import { connectMachine } from '../../src/state-machine/client.ts';
 import { defineStateMachine } from '../../src/state-machine/define.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import type { Logger } from '../../src/protocol/logger.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 const OrderStatus = z.enum(['placed', 'paid', 'shipped']);
@@ -123,6 +125,36 @@ describe('connectors', () => {
     assert.equal((await orders.await('o-5', runId, 'shipped', { timeout: '20s' })).object.paidBy, 'loop');
     controller.abort();
     await loop;
+  });
+
+  it('a batch whose connection breaks while its handler runs is rolled back and retried; the process goes on', async () => {
+    const handled: string[] = [];
+    const warned: string[] = [];
+    const noop = () => {};
+    const logger = { debug: noop, info: noop, error: noop, warn: (message: unknown) => { warned.push(String(message)); } } as unknown as Logger;
+    let cut = false;
+    await env.pool.query(`insert into app.payment_events (foreign_id, type) values ('cut-1', 'x'), ('cut-2', 'x')`);
+    const controller = new AbortController();
+    const loop = runConnector({ client: env.client, connector: tableConnector({ name: 'cut', table: 'app.payment_events' }),
+      pollInterval: 50, signal: controller.signal, logger,
+      handle: async (event, { tx }) => {
+        if (!event.foreignId.startsWith('cut-')) return; // earlier tests' events
+        if (!cut) {
+          cut = true;
+          // The batch's own backend is terminated while the handler runs: its connection breaks while checked out.
+          const { pid } = (await sql<{ pid: number }>`select pg_backend_pid() as pid`.execute(tx)).rows[0]!;
+          await env.pool.query('select pg_terminate_backend($1)', [pid]);
+          await waitFor(async () => (await env.pool.query('select 1 from pg_stat_activity where pid = $1', [pid])).rowCount === 0, { what: 'the backend gone' });
+        }
+        handled.push(event.foreignId);
+      } });
+    try {
+      await waitFor(() => handled.includes('cut-2') && warned.includes('connector batch failed; retrying'), { what: 'the batch retried after the broken connection' });
+      assert.deepEqual(handled.filter((f) => f === 'cut-2').length, 1, 'the retried batch handled the rest once');
+    } finally {
+      controller.abort();
+      await loop;
+    }
   });
 
   it('runConnector without a logger reports a batch that keeps failing on stderr (it was silent while stuck)', async () => {
