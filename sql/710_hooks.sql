@@ -1,5 +1,5 @@
 -- 710_hooks: durable lifecycle hook deliveries (onComplete, onFail, onCancel, onPause).
--- Owns: hook_claim, hook_done, hook_failed, hook_retry.
+-- Owns: hook_claim, hook_done, hook_failed, hook_retry, _hooks_expired.
 -- Touches: trellis.hook_deliveries (written with the run's transition by
 -- _run_move, sql/150_transitions.sql), trellis.runs (read).
 -- Lock order: hook_deliveries rows only (claims: FOR UPDATE SKIP LOCKED); no
@@ -12,6 +12,30 @@
 -- last_error says why; hook_retry makes it pending again). A delivered one
 -- is deleted. A worker that dies holding one leaves it to expire and be
 -- claimed again: at least once.
+
+-- Deliveries p_ids (locked by the caller, running, their lease expired:
+-- the worker stopped while delivering them) count one more expiry; each is
+-- pending again now or, at the setting max_lease_expiries (default 5),
+-- parked with a LeaseExpiredError: a hook that kills its worker (or always
+-- outlives its lease) is not claimed for ever (decision 0019's amendment).
+create or replace function trellis._hooks_expired(p_ids bigint[], p_now timestamptz)
+returns void language plpgsql as $$
+declare
+  v_max integer := trellis._setting_int('max_lease_expiries', 5);
+begin
+  update trellis.hook_deliveries d
+     set lease_expiries = d.lease_expiries + 1,
+         status = case when d.lease_expiries + 1 >= v_max then 'parked' else 'pending' end,
+         last_error = case when d.lease_expiries + 1 >= v_max
+                           then jsonb_build_object('name', 'LeaseExpiredError', 'code', 'lease_lost',
+                                  'message', format('the lease of this delivery expired %s times: the hook may stop its worker, or outlive its lease', d.lease_expiries + 1),
+                                  'details', jsonb_build_object('expiries', d.lease_expiries + 1, 'max_lease_expiries', v_max))
+                           else d.last_error end,
+         lease_owner = null, lease_expires_at = null, run_at = p_now, updated_at = p_now
+   where d.id = any (p_ids);
+end $$;
+comment on function trellis._hooks_expired(bigint[], timestamptz) is
+  'For hook_claim: locked running deliveries p_ids whose lease expired count one more expiry; pending again now, or parked with a LeaseExpiredError at the setting max_lease_expiries (default 5).';
 
 create or replace function trellis.hook_claim(p_worker text, p_workflows text[], p_versions text[],
                                               p_limit integer, p_lease interval)
@@ -37,9 +61,7 @@ begin
              order by x.lease_expires_at limit 100) x;
     v_ids := trellis._lock_hooks(v_ids, 'running', v_now);
     if cardinality(v_ids) > 0 then
-      update trellis.hook_deliveries d
-         set status = 'pending', lease_owner = null, lease_expires_at = null, run_at = v_now, updated_at = v_now
-       where d.id = any (v_ids);
+      perform trellis._hooks_expired(v_ids, v_now);
     end if;
     select coalesce(array_agg(x.id order by x.run_at), '{}') into v_ids
       from (select d.id, d.run_at from trellis.hook_deliveries d
@@ -49,12 +71,14 @@ begin
              order by d.run_at limit p_limit) x;
     v_ids := trellis._lock_hooks(v_ids, 'pending', v_now);
   else
-  -- Deliveries whose worker died (or whose hook outlived its lease) are due again.
-  update trellis.hook_deliveries d
-     set status = 'pending', lease_owner = null, lease_expires_at = null, run_at = v_now, updated_at = v_now
-   where d.id in (select x.id from trellis.hook_deliveries x
-                   where x.status = 'running' and x.lease_expires_at < v_now
-                   order by x.lease_expires_at limit 100 for update skip locked);
+  -- Deliveries whose worker died (or whose hook outlived its lease) are due
+  -- again, or parked after max_lease_expiries (_hooks_expired).
+  v_ids := array(select x.id from trellis.hook_deliveries x
+                  where x.status = 'running' and x.lease_expires_at < v_now
+                  order by x.lease_expires_at limit 100 for update skip locked);
+  if cardinality(v_ids) > 0 then
+    perform trellis._hooks_expired(v_ids, v_now);
+  end if;
   v_ids := array(
     select c.id from unnest(p_workflows, p_versions) as s(w, v)
      cross join lateral (
@@ -133,7 +157,7 @@ begin
     perform trellis._raise('TR004', format('hook delivery %s is %s, not parked', p_id, v_status));
   end if;
   update trellis.hook_deliveries
-     set status = 'pending', run_at = v_now, attempts = 0, updated_at = v_now
+     set status = 'pending', run_at = v_now, attempts = 0, lease_expiries = 0, updated_at = v_now
    where bucket = v_bucket and id = p_id;
   return 'pending';
 end $$;

@@ -51,4 +51,33 @@ describe('hook deliveries', () => {
     await assert.rejects(fx.db.pool.query('select trellis.hook_retry($1)', [d.id]), { code: 'TR004', message: /is pending, not parked/ });
     await assert.rejects(fx.db.pool.query('select trellis.hook_retry(-1)'), { code: 'TR002' });
   });
+
+  it('a delivery whose lease keeps expiring (its worker dies in the hook) is parked at max_lease_expiries, not claimed for ever', async () => {
+    await sql(`select trellis.setting_set('max_lease_expiries', '3')`);
+    try {
+      await sql(`select trellis.run_start('hp', '{}')`);
+      const run = await claim();
+      await apply([{ op: 'complete', run: run.id, token: run.token, output: 3 }]);
+      const take = async () => (await sql(`select id, attempts from trellis.hook_claim('hw', '{hp}', '{1}', 10, '1 minute') where run_id = $1`, [run.id]))[0];
+      const expire = (id: number) => sql(`update trellis.hook_deliveries set lease_expires_at = now() - interval '1 second' where id = $1`, [id]);
+      const first = await take();
+      for (let n = 1; n <= 2; n++) {
+        await expire(first.id);
+        const again = await take();
+        assert.equal(again?.id, first.id, `claimed again after expiry ${n}`);
+      }
+      await expire(first.id);
+      assert.equal(await take(), undefined, 'the third expiry parks it');
+      const [row] = await sql('select status, lease_expiries, last_error from trellis.hook_deliveries where id = $1', [first.id]);
+      assert.equal(row.status, 'parked');
+      assert.equal(row.lease_expiries, 3);
+      assert.equal(row.last_error.name, 'LeaseExpiredError');
+      assert.match(row.last_error.message, /expired 3 times/);
+      assert.equal((await sql('select trellis.hook_retry($1) as s', [first.id]))[0].s, 'pending');
+      assert.deepEqual((await sql('select status, attempts, lease_expiries from trellis.hook_deliveries where id = $1', [first.id]))[0],
+        { status: 'pending', attempts: 0, lease_expiries: 0 }, 'an operator\'s retry counts afresh');
+    } finally {
+      await sql(`select trellis.setting_set('max_lease_expiries', '5')`);
+    }
+  });
 });
