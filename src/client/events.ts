@@ -6,7 +6,7 @@
 import { consumerAck, consumerCreate, consumerDrop, consumerRead, type EventFilter, eventsRead, type RunEvent } from '../db/events.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { isTransient, transientDelay } from '../db/transient.ts';
-import { ValidationError } from '../errors.ts';
+import { quoteValue, ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { assertName } from '../workflow/names.ts';
@@ -130,8 +130,11 @@ export class EventConsumer {
   /** Create the consumer if it does not exist yet (`from`), and return it. */
   static async open(db: Queryable, name: string, options: ConsumerOptions = {}, log?: Logger): Promise<EventConsumer> {
     assertName(name, 'consumer');
+    const filter = { workflows: options.workflows, kinds: options.kinds, runId: options.runId };
+    // The filter is checked (a read of one event) before the consumer is made: a bad one creates nothing.
+    await eventsRead(db, null, 1, filter);
     await consumerCreate(db, name, options.from ?? 'start');
-    return new EventConsumer(db, name, { workflows: options.workflows, kinds: options.kinds, runId: options.runId }, log);
+    return new EventConsumer(db, name, filter, log);
   }
 
   /** The next `limit` events after the acknowledged position (reading does not move it). */
@@ -158,8 +161,10 @@ export class EventConsumer {
   }
 
   /** Acknowledge `event` and every event before it: the position moves there (never back). */
-  ack(event: RunEvent | string): Promise<string> {
-    return consumerAck(this.db, this.name, typeof event === 'string' ? event : event.cursor);
+  async ack(event: RunEvent | string): Promise<string> {
+    const cursor = typeof event === 'string' ? event : (event as { cursor?: unknown } | null)?.cursor;
+    if (typeof cursor !== 'string') throw new ValidationError(`ack takes an event or its cursor, not ${quoteValue(event)}`);
+    return consumerAck(this.db, this.name, cursor);
   }
 
   /** Remove the consumer (its position no longer holds events back from purging). */

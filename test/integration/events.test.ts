@@ -165,7 +165,12 @@ describe('client.events and client.eventConsumer', () => {
     assert.throws(() => engine.client.events({ batchSize: 0 }), ValidationError);
     await assert.rejects(engine.client.eventConsumer('bad\nname'), ValidationError);
     await assert.rejects(db.pool.query(`select * from trellis.event_consumer_read('gone')`), { code: 'TR002' });
+    // A bad filter is refused before the consumer is made: no row is left to hold events back.
+    await assert.rejects(engine.client.eventConsumer('bad-kinds', { kinds: ['nope' as never] }), ValidationError);
+    await assert.rejects(engine.client.eventConsumer('bad-run', { runId: 'not-a-uuid' }), ValidationError);
+    assert.deepEqual((await db.pool.query(`select name from trellis.event_consumers where name in ('bad-kinds', 'bad-run')`)).rows, []);
     const consumer = await engine.client.eventConsumer('temp');
+    for (const bad of [null, 42, {}, { cursor: 7 }]) await assert.rejects(consumer.ack(bad as never), ValidationError, String(bad));
     await consumer.drop();
     await assert.rejects(consumer.read(), NotFoundError);
   });
