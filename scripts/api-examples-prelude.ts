@@ -68,6 +68,7 @@ declare const tomorrow: Date;
 // Events, hooks, interceptors and logging.
 declare const savedCursor: string;
 declare const consumer: EventConsumer;
+declare const event: RunEvent;
 declare function notify(runId: string): Promise<void>;
 declare function sendReceipt(runId: string): Promise<void>;
 declare function importRows(from: number, to: number): Promise<void>;

@@ -4,7 +4,7 @@
  * Postgres, moved only by `ack`).
  */
 import { consumerAck, consumerCreate, consumerDrop, consumerRead, type EventFilter, eventsRead, type RunEvent } from '../db/events.ts';
-import type { Queryable } from '../db/queryable.ts';
+import { type Executor, type Queryable, toQueryable } from '../db/queryable.ts';
 import { isTransient, transientDelay } from '../db/transient.ts';
 import { quoteValue, ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
@@ -160,11 +160,22 @@ export class EventConsumer {
     }, undefined, options, batch, this.log);
   }
 
-  /** Acknowledge `event` and every event before it: the position moves there (never back). */
-  async ack(event: RunEvent | string): Promise<string> {
+  /**
+   * Acknowledge `event` and every event before it: the position moves there
+   * (never back). With `tx`, in the caller's transaction: the position moves
+   * exactly when the caller's own writes commit, so each event's effect is
+   * made once (exactly-once processing into the same database).
+   *
+   * @example
+   * await pgClient.query('begin');
+   * await pgClient.query('insert into receipts (run_id) values ($1)', [event.runId]);
+   * await consumer.ack(event, { tx: pgClient });
+   * await pgClient.query('commit');
+   */
+  async ack(event: RunEvent | string, options: { tx?: Executor | undefined } = {}): Promise<string> {
     const cursor = typeof event === 'string' ? event : (event as { cursor?: unknown } | null)?.cursor;
     if (typeof cursor !== 'string') throw new ValidationError(`ack takes an event or its cursor, not ${quoteValue(event)}`);
-    return consumerAck(this.db, this.name, cursor);
+    return consumerAck(options.tx ? toQueryable(options.tx) : this.db, this.name, cursor);
   }
 
   /** Remove the consumer (its position no longer holds events back from purging). */

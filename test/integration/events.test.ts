@@ -159,6 +159,32 @@ describe('client.events and client.eventConsumer', () => {
     assert.equal(await consumer.drop(), true);
   });
 
+  it('a consumer acknowledges in the caller\'s transaction: rolled back, the event is read again; committed, with the caller\'s write', async () => {
+    const run = await engine.client.start(program, { actions: [], fail: false, continued: false });
+    await run.result();
+    await db.pool.query('create table if not exists public.receipts (run_id uuid not null, cursor text primary key)');
+    const consumer = await engine.client.eventConsumer('receipts', { kinds: ['completed'] });
+    const [event] = await consumer.read(1);
+    assert.ok(event);
+    const conn = await db.pool.connect();
+    try {
+      const handle = async (commit: boolean) => {
+        await conn.query('begin');
+        await conn.query('insert into public.receipts (run_id, cursor) values ($1, $2)', [event.runId, event.cursor]);
+        await consumer.ack(event, { tx: conn });
+        await conn.query(commit ? 'commit' : 'rollback');
+      };
+      await handle(false);
+      assert.deepEqual((await consumer.read(1)).map((e) => e.cursor), [event.cursor], 'rolled back: not acknowledged');
+      await handle(true);
+      assert.notDeepEqual((await consumer.read(1)).map((e) => e.cursor), [event.cursor], 'committed: acknowledged');
+      assert.equal((await db.pool.query('select count(*)::int as n from public.receipts where cursor = $1', [event.cursor])).rows[0].n, 1);
+    } finally {
+      conn.release();
+      await consumer.drop();
+    }
+  });
+
   it('bad input is a typed error', async () => {
     await assert.rejects(collect(engine.client.events({ after: 'bogus', follow: false })), ValidationError);
     await assert.rejects(collect(engine.client.events({ after: `${'9'.repeat(18)}:1`, follow: false })), ValidationError);
