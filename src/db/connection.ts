@@ -88,6 +88,12 @@ export function ownPool(connectionString: string, applicationName: string, t: Re
   return new Pool({ connectionString, max: 10, application_name: applicationName, ...boundedConfig(t) });
 }
 
+/** The pool as Kysely's PostgresDialect takes it (typed there; this layer does not import Kysely). */
+export interface GuardedPool {
+  connect(): Promise<{ query(...args: unknown[]): unknown; release(destroy?: boolean): void }>;
+  end(): Promise<void>;
+}
+
 /**
  * The pool as Kysely takes it, each connection guarded while Kysely holds
  * it: a connection that breaks while checked out (its backend terminated,
@@ -100,9 +106,9 @@ export function ownPool(connectionString: string, applicationName: string, t: Re
  * of its pool is untouched.
  *
  * @example
- * const db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(pool) }) });
+ * const db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(pool) as never }) });
  */
-export function guardedPool(pool: Pool): { connect(): Promise<unknown>; end(): Promise<void> } {
+export function guardedPool(pool: Pool): GuardedPool {
   return {
     async connect() {
       const client = await pool.connect();
@@ -113,10 +119,10 @@ export function guardedPool(pool: Pool): { connect(): Promise<unknown>; end(): P
       client.on('error', heard);
       return {
         query: (...args: unknown[]) => (client.query as (...a: unknown[]) => unknown)(...args),
-        release: (error?: Error | boolean) => {
+        release: (destroy?: boolean) => {
           client.removeListener('error', heard);
           // A broken connection is destroyed, not put back.
-          client.release(error ?? broken);
+          client.release(destroy || broken);
         },
       };
     },
