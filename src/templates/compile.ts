@@ -118,11 +118,11 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
   const failedState = new Map<string, TemplateState>();
 
   async function runEntry(ctx: WorkflowContext, definition: TemplateDefinition, version: number, entry: TemplateEntry,
-    stepName: string, state: TemplateState, step: StepContext): Promise<{ state: TemplateState; end: boolean }> {
+    stepName: string, state: TemplateState, step: StepContext, compensation = false): Promise<{ state: TemplateState; end: boolean }> {
     const registered = registry.step(stepName);
     if (!registered) throw new ValidationError(`step ${stepName} is not registered in this worker`);
     const draft = structuredClone(state);
-    const event: TemplateHookEvent = { template: name, version, runId: ctx.runId, state: draft, entry: entry.name };
+    const event: TemplateHookEvent = { template: name, version, runId: ctx.runId, state: draft, entry: entry.name, ...(compensation ? { compensation } : {}) };
     await runHooks(registry, definition, 'beforeStep', event, ctx.log);
     let result: unknown;
     try {
@@ -193,7 +193,7 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
             const compensate = undo.compensate;
             const before = state;
             const result = await ctx.step(`${undo.name} compensate`,
-              (step) => runEntry(ctx, definition, version, undo, compensate, before, step), policy(undo, compensate));
+              (step) => runEntry(ctx, definition, version, undo, compensate, before, step, true), policy(undo, compensate));
             state = result.state;
           }
         }

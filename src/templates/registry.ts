@@ -85,6 +85,8 @@ export interface TemplateHookEvent {
   state: TemplateState;
   /** The entry, for step hooks. */
   entry?: string | undefined;
+  /** True for the step that compensates `entry` (its `compensate` step, run after a later entry failed with `onFailure: 'compensate'`). */
+  compensation?: boolean | undefined;
   /** The error, for after-hooks of something that failed. */
   error?: unknown;
 }

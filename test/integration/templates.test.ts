@@ -14,7 +14,7 @@ const steps = createStepRegistry()
   .registerStep('boom', () => { throw new Error('boom'); }, { retry: { maxAttempts: 1 } })
   .registerStep('reserve', (state) => { state.reserved = true; })
   .registerStep('release', (state) => { state.reserved = false; state.released = true; })
-  .registerHook('trace', (e) => { calls.push(`${e.entry ?? 'run'}${e.error ? ' (failed)' : ''}`); })
+  .registerHook('trace', (e) => { calls.push(`${e.entry ?? 'run'}${e.compensation ? ' compensate' : ''}${e.error ? ' (failed)' : ''}`); })
   .registerHook('start', () => { calls.push('before workflow'); })
   .registerHook('finish', (e) => { calls.push(`after workflow n=${String(e.state.n)}`); })
   .registerStep('charge', (state) => { charges++; state.charged = true; })
@@ -98,12 +98,13 @@ describe('step templates', () => {
     assert.deepEqual(await careful.result({ timeout: '20s' }), { state: { n: 4 }, endedEarly: false, failed: ['boom'] });
 
     await templates().set('saga', { steps: [{ name: 'reserve', compensate: 'release' }, { name: 'add' }, { name: 'boom', onFailure: 'compensate' }],
-      hooks: { afterWorkflow: ['finish'] } });
+      hooks: { afterStep: ['trace'], afterWorkflow: ['finish'] } });
     calls.length = 0;
     const saga = await templates().start('saga', { n: 0 });
     await assert.rejects(saga.result({ timeout: '20s' }), WorkflowFailedError);
-    // afterWorkflow of a failed run gets the state as the run left it (compensated), not its input.
-    assert.deepEqual(calls, ['after workflow n=1']);
+    // The compensating step is told apart from its entry; afterWorkflow of a failed run gets
+    // the state as the run left it (compensated), not its input.
+    assert.deepEqual(calls, ['reserve', 'add', 'boom (failed)', 'reserve compensate', 'after workflow n=1']);
     const history = await env.history(saga.id);
     assert.deepEqual(history.map((s) => [s.name, s.status]), [
       ['reserve', 'completed'], ['add', 'completed'], ['boom', 'failed'], ['reserve compensate', 'completed'],
