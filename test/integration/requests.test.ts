@@ -97,7 +97,8 @@ const tab = defineWorkflow({ name: 'requests-tab', input: z.object({ owner: z.st
   }
 });
 
-let ledger = 0;
+/** Which attempt of requests-flaky the process is in: step bodies may run more than once, so they count nothing. */
+let phase: 'first' | 'retried' = 'first';
 let retried = deferred();
 /** Catches a failed step, then serves requests; the run fails once after two of them and is retried (its retry policy). */
 const flaky = defineWorkflow({ name: 'requests-flaky', input: z.object({}), retry: { maxAttempts: 2, initialDelay: '10ms' } }, async (ctx) => {
@@ -105,14 +106,17 @@ const flaky = defineWorkflow({ name: 'requests-flaky', input: z.object({}), retr
     await ctx.step('flaky', () => { throw new Error('down'); }, { retry: { maxAttempts: 1 } });
   } catch { /* handled: the run goes on */ }
   for (let i = 0; ; i++) {
-    const ask = await ctx.waitForSignal('ask');
+    const ask = await ctx.waitForSignal<number>('ask');
     if (ask.timedOut) continue;
     const entry = await ctx.step('ledger', async () => {
-      if (ledger >= 2) await retried.promise; // the retry's ledger steps wait for the test
-      return ++ledger;
+      if (phase === 'retried') await retried.promise; // the retry's ledger steps wait for the test
+      return `${phase}:${ask.payload}`;
     });
     await ctx.reply(ask, { entry });
-    if (i === 1 && ledger < 3) throw new Error('fails once after two requests');
+    if (i === 1 && phase === 'first') {
+      phase = 'retried';
+      throw new Error('fails once after two requests');
+    }
     if (i === 1) return 'done';
   }
 });
@@ -257,8 +261,8 @@ describe('client.request', () => {
 
   it('a workflow retry that forgets answered requests takes their answers back: every reader then agrees on the new one', async () => {
     const run = await client.start(flaky, {});
-    assert.deepEqual(await client.request(run.id, 'ask', 1, { id: 'f-1', timeout: '20s' }), { entry: 1 });
-    assert.deepEqual(await client.request(run.id, 'ask', 2, { id: 'f-2', timeout: '20s' }), { entry: 2 });
+    assert.deepEqual(await client.request(run.id, 'ask', 1, { id: 'f-1', timeout: '20s' }), { entry: 'first:1' });
+    assert.deepEqual(await client.request(run.id, 'ask', 2, { id: 'f-2', timeout: '20s' }), { entry: 'first:2' });
     const look = async (id: string) => (await db.pool.query(`select reply from trellis.run_request($1, $2)`, [run.id, id])).rows[0].reply;
     // The run failed and was retried: the retry forgot the calls from the failed step on, replies
     // included, so until it answers again the requests have no answer (not the forgotten ones).
@@ -266,7 +270,7 @@ describe('client.request', () => {
     retried.resolve();
     assert.equal(await client.result(run.id, { timeout: '20s' }), 'done');
     const value = async (id: string) => (await db.pool.query(`select value from trellis.run_value($1, $2)`, [run.id, `reply:${id}`])).rows[0].value;
-    for (const [id, entry] of [['f-1', 3], ['f-2', 4]] as const) {
+    for (const [id, entry] of [['f-1', 'retried:1'], ['f-2', 'retried:2']] as const) {
       assert.deepEqual(await look(id), { value: { entry } }, `${id}: the signal row holds the newest answer`);
       assert.deepEqual(await value(id), { value: { entry } }, `${id}: as run_value does`);
       assert.deepEqual(await client.request(run.id, 'ask', 0, { id, timeout: '20s' }), { entry }, `${id}: and a repeat reads it`);
