@@ -44,7 +44,19 @@ if (!env.DATABASE_URL) {
 
 const child = spawn(
   process.execPath,
-  ['--import', 'tsx', '--test', '--test-concurrency=2', `--test-timeout=${process.env.TRELLIS_TEST_TIMEOUT_MS ?? 300000}`, ...files.map((f) => relative(root, f))],
+  [
+    '--import',
+    'tsx',
+    '--test',
+    // TAP as before, then every failure again at the very end (a CI log's tail names what failed).
+    '--test-reporter=tap',
+    '--test-reporter-destination=stdout',
+    `--test-reporter=${join(root, 'test/failures-reporter.mjs')}`,
+    '--test-reporter-destination=stdout',
+    '--test-concurrency=2',
+    `--test-timeout=${process.env.TRELLIS_TEST_TIMEOUT_MS ?? 300000}`,
+    ...files.map((f) => relative(root, f)),
+  ],
   { cwd: root, env, stdio: 'inherit' },
 );
 const code: number = await new Promise((resolve) => child.on('exit', (c, signal) => resolve(c ?? (signal ? 1 : 0))));
