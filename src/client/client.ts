@@ -13,7 +13,7 @@ import { type Executor, type Queryable, queryRows, toQueryable } from '../db/que
 import { WorkflowRegistry } from '../db/registry.ts';
 import { registrationOf } from '../workflow/registration.ts';
 import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
-import { isTransient, withRollbackRetries, withTransientRetries } from '../db/transient.ts';
+import { isTransient, withRollbackRetries, withSendRetries, withTransientRetries } from '../db/transient.ts';
 import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, runStartMany, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
 import { NotFoundError, quoteValue, RequestRejectedError, SchemaVersionError, TimeoutError, ValidationError } from '../errors.ts';
@@ -282,7 +282,10 @@ export class Client {
    * key start one run and signal it. `input` and the signal are checked
    * whether or not a run is started. With `signalId`, a repeat is dropped
    * (`delivered: false`), even when the key's latest run has finished since
-   * it received it (no run is started then). With `tx`, in the caller's
+   * it received it (no run is started then); without `tx`, a call with
+   * `signalId` whose connection is lost is made again (up to 5 tries; if
+   * the lost try had committed, this one reports the repeat: `started` and
+   * `delivered` false). With `tx`, in the caller's
    * transaction. The run goes through its queue (it is not handed to this
    * process's worker directly).
    *
@@ -316,7 +319,7 @@ export class Client {
     }
     if (!tx) sqlOptions.coalesce_notify = true;
     const send = () => signalWithStart(db, name, text, sqlOptions, signalName, signalText, signalId ?? null);
-    const row = tx ? await send() : await withRollbackRetries(send);
+    const row = tx ? await send() : await withSendRetries(signalId, send);
     return { ...row, result: (o) => this.result(row.id, o) };
   }
 
@@ -392,7 +395,9 @@ export class Client {
 
   /**
    * Send a signal to a run (by id or by workflow and key). Buffered until the
-   * run waits for it. With `id`, a repeat is dropped: returns false.
+   * run waits for it. With `id`, a repeat is dropped: returns false; and
+   * without `tx`, a send whose connection is lost is sent again (up to 5
+   * tries; if the lost try had committed, this one is the repeat: false).
    *
    * @example
    * await client.signal({ workflow: approval, key: 'order-7' }, approved, { by: 'ada' }, { id: 'mail-123' });
@@ -405,9 +410,10 @@ export class Client {
     checkSignalId(options.id, 'signal id');
     const id = await this.resolve(run, db);
     // Without the caller's transaction, a send rolled back for certain (a
-    // deadlock with a checkpoint locking the same runs) is sent again.
+    // deadlock with a checkpoint locking the same runs) is sent again; one
+    // with an id after a lost connection too (a repeat is dropped by its id).
     if (options.tx) return signalSend(db, id, name, text, options.id ?? null);
-    return withRollbackRetries(() => signalSend(db, id, name, text, options.id ?? null));
+    return withSendRetries(options.id, () => signalSend(db, id, name, text, options.id ?? null));
   }
 
   /**
@@ -426,7 +432,9 @@ export class Client {
    * execution that read the request was discarded by continue-as-new
    * before it answered; `IllegalTransitionError` for a run that has
    * already ended (and never had the request); `TimeoutError` after
-   * `timeout` (the request stays delivered). Woken by
+   * `timeout` (the request stays delivered). A send whose connection is
+   * lost is sent again (up to 5 tries; a try that had committed makes the
+   * next one a repeat). Woken by
    * `trellis:run_value`, as `waitForValue` is.
    *
    * @example
@@ -456,9 +464,10 @@ export class Client {
       const ref = runRefOf(run);
       // A repeat of a delivered id is not sent again and is answered by the same reply; by key, a
       // repeat goes to the run of the key that received it, not to the key's next run.
+      // Sent again after a lost connection too: a try that had committed makes the next one a repeat.
       runId = typeof ref === 'string'
-        ? await withRollbackRetries(async () => (await signalSend(db, ref, name, text, requestId), ref))
-        : (await withRollbackRetries(() => requestSend(db, ref.workflow, ref.key, name, text, requestId))).id;
+        ? await withSendRetries(requestId, async () => (await signalSend(db, ref, name, text, requestId), ref))
+        : (await withSendRetries(requestId, () => requestSend(db, ref.workflow, ref.key, name, text, requestId))).id;
     }
     let reply: ReplyRecord;
     try {

@@ -68,3 +68,14 @@ export function isRolledBack(error: unknown): boolean {
 export function withRollbackRetries<T>(fn: () => Promise<T>, attempts = 5): Promise<T> {
   return retrying(fn, attempts, isRolledBack);
 }
+
+/**
+ * The retries of a send (a signal, a request, a signal with start): one
+ * that carries its message's id is sent again after any transient fault, a
+ * lost connection included (if the lost try had committed, the repeat is
+ * dropped by its id: the message is still delivered once); one without an
+ * id only after a rollback, which cannot have delivered it.
+ */
+export function withSendRetries<T>(id: string | null | undefined, fn: () => Promise<T>): Promise<T> {
+  return id === undefined || id === null ? withRollbackRetries(fn) : withTransientRetries(fn);
+}

@@ -298,6 +298,39 @@ describe('client.request', () => {
     }
   });
 
+  it('a send whose connection is lost is sent again (a request by id, by key, with start; a signal with an id): each delivered once', async () => {
+    const run = await client.start(account, { balance: 100 }, { key: 'acct-lost' });
+    const paths = [
+      ['signal_send', () => client.request<{ balance: number }>(run.id, withdraw, { amount: 1 }, { id: 'lost-1', timeout: '20s' })],
+      ['request_send', () => client.request<{ balance: number }>({ workflow: account, key: 'acct-lost' }, withdraw, { amount: 2 }, { id: 'lost-2', timeout: '20s' })],
+      ['signal_with_start', () => client.request<{ balance: number }>({ workflow: account, key: 'acct-lost' }, withdraw, { amount: 3 },
+        { id: 'lost-3', timeout: '20s', start: { input: { balance: 0 } } })],
+      ['signal_send', () => client.signal(run.id, withdraw, { amount: 4 }, { id: 'lost-4' })], // a plain signal with an id too
+    ] as const;
+    const expected = [{ balance: 99 }, { balance: 97 }, { balance: 94 }, true];
+    for (const [i, [fn, ask]] of paths.entries()) {
+      // Hold the run's row: the send waits on it, and its backend is terminated there (a lost connection, 57P01).
+      const blocker = await db.pool.connect();
+      try {
+        await blocker.query('begin');
+        await blocker.query('select 1 from trellis.runs where id = $1 for update', [run.id]);
+        const answer = ask();
+        answer.catch(() => undefined); // awaited below
+        const waiting = await waitFor(async () => (await db.pool.query<{ pid: number }>(
+          `select pid from pg_stat_activity where wait_event_type = 'Lock' and query like $1 and pid <> pg_backend_pid()`, [`%trellis.${fn}(%`])).rows[0],
+          { what: `the ${fn} send waiting on the run's row` });
+        await db.pool.query('select pg_terminate_backend($1)', [waiting.pid]);
+        await blocker.query('commit');
+        assert.deepEqual(await answer, expected[i], `${fn}: sent again after the lost connection (${i})`);
+      } finally {
+        blocker.release();
+      }
+    }
+    assert.deepEqual((await signalRows(run.id)).map((g) => g.signal_id), ['lost-1', 'lost-2', 'lost-3', 'lost-4'], 'each message delivered once, to the one run');
+    assert.deepEqual(await client.request(run.id, withdraw, { amount: 5 }, { id: 'lost-5', timeout: '20s' }), { balance: 85 }, 'the signal was read once');
+    await client.cancel(run.id);
+  });
+
   it('bad input is refused before anything is sent', async () => {
     const run = await client.start(account, { balance: 1 });
     await assert.rejects(client.request(run.id, withdraw, { amount: -1 } as never), ValidationError);
