@@ -180,6 +180,10 @@ export class Client {
   /**
    * Start a run. With `tx`, the start commits or rolls back with the caller's transaction.
    * An option it does not know (a misspelt `timelimit`, say) is a `ValidationError`, as in SQL.
+   * Without `tx`, a start with a `key` and the default `keyPolicy` (`'return'`)
+   * whose connection is lost is made again (up to 5 tries in all): if the
+   * lost try had committed, the key's run is returned. Any other start
+   * rejects with a retryable `DatabaseError` then (it may have committed).
    *
    * @example
    * const pgClient = await pool.connect();
@@ -226,12 +230,24 @@ export class Client {
         throw error;
       }
     }
-    const id = handoff ? await startHandedOff(db, name, text, sqlOptions, handoff)
-      : first ? await this.firstStart(db, name, text, sqlOptions, typeof workflow === 'string' ? undefined : workflow)
-      // A start that commits at once, run again after a serialization
-      // failure or a deadlock (rolled back for certain: a start with a
-      // key_policy that kept losing the key's race, decision 0036).
-      : options.tx ? await runStart(db, name, text, sqlOptions) : await withRollbackRetries(() => runStart(db, name, text, sqlOptions));
+    let id: string;
+    try {
+      id = handoff ? await startHandedOff(db, name, text, sqlOptions, handoff)
+        : first ? await this.firstStart(db, name, text, sqlOptions, typeof workflow === 'string' ? undefined : workflow)
+        // A start that commits at once, run again after a serialization
+        // failure or a deadlock (rolled back for certain: a start with a
+        // key_policy that kept losing the key's race, decision 0036).
+        : options.tx ? await runStart(db, name, text, sqlOptions) : await withRollbackRetries(() => runStart(db, name, text, sqlOptions));
+    } catch (error) {
+      // A keyed start with the default policy ('return') is harmless to make
+      // again: if the lost try had committed, the key's run is returned.
+      // Through the queue (a hand-off given back above), registered first.
+      if (options.tx || sqlOptions.key === undefined || (sqlOptions.key_policy ?? 'return') !== 'return' || !isTransient(error)) throw error;
+      id = await withTransientRetries(async () => {
+        if (typeof workflow !== 'string') await this.register(workflow);
+        return runStart(db, name, text, sqlOptions);
+      }, 4);
+    }
     return { id, result: (o) => this.result(id, o) };
   }
 

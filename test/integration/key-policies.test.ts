@@ -9,7 +9,8 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import { CancelledError, IllegalTransitionError, ValidationError } from '../../src/errors.ts';
+import { CancelledError, DatabaseError, IllegalTransitionError, ValidationError } from '../../src/errors.ts';
+import { waitFor } from '../helpers/wait.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 
@@ -151,5 +152,39 @@ describe('keyPolicy', () => {
     }), /key_policy must be return, reuse, replace or supersede/);
     await env.client.cancel(run.id);
     assert.equal(await count(), before + 2);
+  });
+
+  it('return (the default): a start whose connection is lost is made again and gets the key\'s run; another policy rejects', async () => {
+    // A start waits on the key's row that another transaction inserted and has not ended; its backend is terminated there.
+    const lostWhileWaiting = async (key: string, start: () => Promise<{ id: string }>, end: 'commit' | 'rollback') => {
+      const blocker = await env.pool.connect();
+      try {
+        await blocker.query('begin');
+        const { rows: [held] } = await blocker.query<{ id: string; pid: number }>(
+          `select trellis.run_start('kp-sync', '{"n": 7}', jsonb_build_object('key', $1::text)) as id, pg_backend_pid() as pid`, [key]);
+        const started = start();
+        started.catch(() => undefined); // awaited by the caller
+        const { pid } = await waitFor(async () => (await env.pool.query<{ pid: number }>(`select pid from pg_stat_activity
+          where datname = current_database() and wait_event_type = 'Lock' and pid <> $1`, [held!.pid])).rows[0],
+          { what: `the start of ${key} waiting on the key` });
+        await env.pool.query('select pg_terminate_backend($1)', [pid]);
+        await blocker.query(end);
+        return { held: held!.id, started };
+      } finally {
+        blocker.release();
+      }
+    };
+    const rolledBack = await lostWhileWaiting('lost-1', () => env.client.start(sync, { n: 8 }, { key: 'lost-1' }), 'rollback');
+    const made = await rolledBack.started;
+    assert.notEqual(made.id, rolledBack.held);
+    assert.equal(await env.client.result(made.id, { timeout: '20s' }), 80, 'made again after the lost connection');
+    const committed = await lostWhileWaiting('lost-2', () => env.client.start(sync, { n: 9 }, { key: 'lost-2' }), 'commit');
+    assert.equal((await committed.started).id, committed.held, 'made again: the key\'s run is returned');
+    assert.equal(await env.client.result(committed.held, { timeout: '20s' }), 70);
+    const reuse = await lostWhileWaiting('lost-3', () => env.client.start(sync, { n: 10 }, { key: 'lost-3', keyPolicy: 'reuse' }), 'rollback');
+    await assert.rejects(reuse.started, (e: unknown) => e instanceof DatabaseError && e.retryable,
+      'a start that may have started a run the retry would not return is the caller\'s to retry');
+    const { rows } = await env.pool.query(`select key from trellis.runs where key like 'lost-%' order by key`);
+    assert.deepEqual(rows.map((r) => r.key), ['lost-1', 'lost-2'], 'one run per key, none for the start that rejected');
   });
 });
