@@ -97,10 +97,13 @@ const tab = defineWorkflow({ name: 'requests-tab', input: z.object({ owner: z.st
   }
 });
 
-/** Which attempt of requests-flaky the process is in: step bodies may run more than once, so they count nothing. */
-let phase: 'first' | 'retried' = 'first';
 let retried = deferred();
-/** Catches a failed step, then serves requests; the run fails once after two of them and is retried (its retry policy). */
+/**
+ * Catches a failed step, then serves requests; the run fails once after two of them (when told to: their answers
+ * are taken back then) and is retried (its retry policy).
+ * Which attempt it is in is read from durable state only (the run's 'retried' event; the first attempt's ledger
+ * entries): a step body may run more than once and workflow code is replayed, so process memory cannot tell.
+ */
 const flaky = defineWorkflow({ name: 'requests-flaky', input: z.object({}), retry: { maxAttempts: 2, initialDelay: '10ms' } }, async (ctx) => {
   try {
     await ctx.step('flaky', () => { throw new Error('down'); }, { retry: { maxAttempts: 1 } });
@@ -109,12 +112,13 @@ const flaky = defineWorkflow({ name: 'requests-flaky', input: z.object({}), retr
     const ask = await ctx.waitForSignal<number>('ask');
     if (ask.timedOut) continue;
     const entry = await ctx.step('ledger', async () => {
-      if (phase === 'retried') await retried.promise; // the retry's ledger steps wait for the test
-      return `${phase}:${ask.payload}`;
+      const { rows: [{ again }] } = await db.pool.query(`select exists (select from trellis.events where run_id = $1 and kind = 'retried') as again`, [ctx.runId]);
+      if (again) await retried.promise; // the retry's ledger steps wait for the test
+      return `${again ? 'retried' : 'first'}:${ask.payload}`;
     });
     await ctx.reply(ask, { entry });
-    if (i === 1 && phase === 'first') {
-      phase = 'retried';
+    if (i === 1 && entry.startsWith('first:')) {
+      await ctx.waitForSignal('fail'); // once the test has read the answer the retry takes back
       throw new Error('fails once after two requests');
     }
     if (i === 1) return 'done';
@@ -263,6 +267,7 @@ describe('client.request', () => {
     const run = await client.start(flaky, {});
     assert.deepEqual(await client.request(run.id, 'ask', 1, { id: 'f-1', timeout: '20s' }), { entry: 'first:1' });
     assert.deepEqual(await client.request(run.id, 'ask', 2, { id: 'f-2', timeout: '20s' }), { entry: 'first:2' });
+    await client.signal(run.id, 'fail', null);
     const look = async (id: string) => (await db.pool.query(`select reply from trellis.run_request($1, $2)`, [run.id, id])).rows[0].reply;
     // The run failed and was retried: the retry forgot the calls from the failed step on, replies
     // included, so until it answers again the requests have no answer (not the forgotten ones).
