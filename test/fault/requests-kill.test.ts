@@ -10,11 +10,10 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
 import { RequestRejectedError, TimeoutError } from '../../src/errors.ts';
 import { useDatabase } from '../helpers/database-fixture.ts';
-import { killIfRunning, type ReadyProcess, spawnReady } from './harness/ready-process.ts';
+import { killableWorkers, killIfRunning, type ReadyProcess, spawnReady } from './harness/ready-process.ts';
 import { scale } from './harness/harness.ts';
 
 const children: ChildProcess[] = [];
@@ -34,7 +33,8 @@ type Answer = { balance: number } | { refused: number };
 
 describe('requests while worker processes are SIGKILLed', () => {
   it('every request is answered once, a repeat gets the same answer, and balances add up', async () => {
-    const workers = [await spawnWorker(), await spawnWorker()];
+    const workers = killableWorkers(spawnWorker);
+    await workers.start(2);
     for (const key of ACCOUNTS) await fx.client.start('fault-account', { balance: OPENING }, { key });
     // Amounts 1..60, the same in every run of the test.
     const requests = ACCOUNTS.flatMap((key, a) => Array.from({ length: PER_ACCOUNT }, (_, i) => ({ key, id: `${key}/${i}`, amount: ((a * 97 + i * 37) % 60) + 1 })));
@@ -64,12 +64,7 @@ describe('requests while worker processes are SIGKILLed', () => {
           repeats++;
           assert.deepEqual(await ask(r), answers.get(r.id), `a repeat of ${r.id} got the first answer`);
         }
-        if (++sent % Math.ceil(requests.length / (KILLS + 1)) === 0 && workers.length) {
-          const victim = workers.shift()!;
-          victim.kill('SIGKILL');
-          await once(victim, 'exit');
-          workers.push(await spawnWorker());
-        }
+        if (++sent % Math.ceil(requests.length / (KILLS + 1)) === 0) await workers.killOldest();
       }
     };
     await Promise.all(Array.from({ length: 6 }, send));
@@ -93,9 +88,6 @@ describe('requests while worker processes are SIGKILLed', () => {
     assert.equal(rows.length, requests.length, 'each request delivered once');
     assert.ok(rows.every((s) => s.answered), 'each answer kept on its request');
     console.log(`# requests: ${requests.length} over ${ACCOUNTS.length} accounts, ${KILLS} SIGKILLs, ${repeats} repeats, ${retriedAfterTimeout} asked again after a timeout`);
-    for (const w of workers) {
-      w.kill('SIGTERM');
-      await once(w, 'exit');
-    }
+    await workers.stop();
   });
 });

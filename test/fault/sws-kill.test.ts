@@ -9,11 +9,10 @@
  */
 import assert from 'node:assert/strict';
 import type { ChildProcess } from 'node:child_process';
-import { once } from 'node:events';
 import { after, describe, it } from 'node:test';
 import { useDatabase } from '../helpers/database-fixture.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { killIfRunning, type ReadyProcess, spawnReady } from './harness/ready-process.ts';
+import { killableWorkers, killIfRunning, type ReadyProcess, spawnReady } from './harness/ready-process.ts';
 import { scale } from './harness/harness.ts';
 
 const children: ChildProcess[] = [];
@@ -30,7 +29,8 @@ const spawnWorker = (): Promise<ReadyProcess> =>
 
 describe('signal with start while worker processes are SIGKILLed', () => {
   it('every delivered message is read once or waits on its key\'s one unfinished run; none is left on an ended run', async () => {
-    const workers = [await spawnWorker(), await spawnWorker()];
+    const workers = killableWorkers(spawnWorker);
+    await workers.start(2);
     const messages = KEYS.flatMap((key) => Array.from({ length: PER_KEY }, (_, i) => ({ key, id: `${key}/${i}` })));
     let twoUnfinished = 0;
     let sampling = true;
@@ -51,12 +51,7 @@ describe('signal with start while worker processes are SIGKILLed', () => {
         const m = messages[next++]!;
         const out = await fx.client.signalWithStart('fault-entity', { key: m.key }, 'msg', m.id, { key: m.key, signalId: m.id });
         if (out.delivered) delivered.push(m.id);
-        if (++sent % Math.ceil(messages.length / (KILLS + 1)) === 0 && workers.length) {
-          const victim = workers.shift()!;
-          victim.kill('SIGKILL');
-          await once(victim, 'exit');
-          workers.push(await spawnWorker());
-        }
+        if (++sent % Math.ceil(messages.length / (KILLS + 1)) === 0) await workers.killOldest();
       }
     };
     await Promise.all(Array.from({ length: 10 }, send));
@@ -88,9 +83,6 @@ describe('signal with start while worker processes are SIGKILLed', () => {
     assert.ok(waiting.every((w) => w.n === 1), 'one unfinished run per key at the end');
     assert.equal(twoUnfinished, 0, 'a key never had two unfinished runs');
     console.log(`# signal with start: ${messages.length} messages over ${KEYS.length} keys, ${KILLS} SIGKILLs; ${read.length} read by ${outputs.length} completed runs, ${signals.length - read.length} waiting on the keys' last runs`);
-    for (const w of workers) {
-      w.kill('SIGTERM');
-      await once(w, 'exit');
-    }
+    await workers.stop();
   });
 });

@@ -37,3 +37,38 @@ export async function spawnReady(
 export function killIfRunning(child: ChildProcess): void {
   if (child.exitCode === null && child.signalCode === null) child.kill('SIGKILL');
 }
+
+/** Wait (at most `timeout` ms) until `child` has exited; at once if it has. */
+async function exited(child: ChildProcess, timeout: number): Promise<void> {
+  if (child.exitCode !== null || child.signalCode !== null) return;
+  await waitFor(() => child.exitCode !== null || child.signalCode !== null, { what: `process ${child.pid} to exit`, timeout, interval: 10 });
+}
+
+/**
+ * Worker processes a fault test SIGKILLs one at a time, oldest first, each
+ * replaced by a new one from `spawnOne` before `killOldest` returns.
+ */
+export function killableWorkers(spawnOne: () => Promise<ReadyProcess>) {
+  const live: ReadyProcess[] = [];
+  return {
+    /** Start `n` processes, one after the other. */
+    async start(n: number): Promise<void> {
+      for (let i = 0; i < n; i++) live.push(await spawnOne());
+    },
+    /** SIGKILL the oldest process and start another in its place. */
+    async killOldest(): Promise<void> {
+      const victim = live.shift();
+      if (!victim) return;
+      victim.kill('SIGKILL');
+      await exited(victim, 10_000);
+      live.push(await spawnOne());
+    },
+    /** SIGTERM each process and wait until it has exited. */
+    async stop(): Promise<void> {
+      for (const w of live.splice(0)) {
+        w.kill('SIGTERM');
+        await exited(w, 30_000);
+      }
+    },
+  };
+}
