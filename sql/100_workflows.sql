@@ -53,6 +53,17 @@ begin
     perform trellis._raise('TR001', 'workflow_register expects a JSON array of {name, version, queue, input_schema?, signals?}');
   end if;
   for v_item in select * from jsonb_array_elements(p_workflows) loop
+    if jsonb_typeof(v_item) is distinct from 'object' then
+      perform trellis._raise('TR001', 'workflow_register expects a JSON array of {name, version, queue, input_schema?, signals?}');
+    end if;
+    -- A misspelt key (Queue) would be dropped in silence, and the version's queue reset to default.
+    if exists (select 1 from jsonb_object_keys(v_item) k
+                where k not in ('name', 'version', 'queue', 'input_schema', 'signals', 'hooks', 'event_payloads')) then
+      perform trellis._raise('TR001', format('unknown key(s) %s in the registration of workflow %s: it takes name, version, queue, input_schema, signals, hooks, event_payloads',
+                                             (select string_agg(trellis._quote(left(k, 40)), ', ') from jsonb_object_keys(v_item) k
+                                               where k not in ('name', 'version', 'queue', 'input_schema', 'signals', 'hooks', 'event_payloads')),
+                                             trellis._quote(v_item->>'name')));
+    end if;
     perform trellis._check_name(v_item->>'name', 'workflow');
     perform trellis._check_name(v_item->>'version', 'version');
     perform trellis._check_name(coalesce(v_item->>'queue', 'default'), 'queue');

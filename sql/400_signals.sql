@@ -230,9 +230,7 @@ begin
   if p_key is null or length(p_key) not between 1 and 512 then
     perform trellis._raise('TR001', 'a key is 1-512 characters');
   end if;
-  if p_request_id is null or length(p_request_id) not between 1 and 122 then
-    perform trellis._raise('TR001', 'a request id is 1-122 characters');
-  end if;
+  perform trellis._check_request_id(p_request_id);
   v_bucket := trellis._bucket(p_workflow, p_key, null, trellis._bucket_count());
   v_run := trellis._key_received(v_bucket, p_workflow, p_key, p_request_id);
   if v_run is not null then
@@ -246,7 +244,7 @@ begin
   return query select v_run, trellis.signal_send(v_run, p_signal, p_payload, p_request_id);
 end $$;
 comment on function trellis.request_send(text, text, text, jsonb, text) is
-  'Send request p_request_id (signal p_signal with p_payload) to the run of workflow p_workflow that holds key p_key: the run of the key that already received that id (its holder or one of the 100 newest that held the key before) is returned with delivered false and nothing is sent; otherwise signal_send to the holder. TR002 no run of the key, TR004 the holder has ended, TR001 bad input as signal_send.';
+  'Send request p_request_id (signal p_signal with p_payload) to the run of workflow p_workflow that holds key p_key: the run of the key that already received that id (its holder or one of the 100 newest that held the key before) is returned with delivered false and nothing is sent; otherwise signal_send to the holder. TR002 no run of the key, TR004 the holder has ended, TR001 bad input as signal_send or an id a request cannot carry (_check_request_id).';
 
 -- Messages a run never read (decision 0043's amendment): a keyed run that
 -- a checkpoint completes or fails, holding unread signals signal_with_start

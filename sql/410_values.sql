@@ -1,6 +1,7 @@
 -- 410_values: what a run publishes while it runs (ctx.setValue, decision
 -- 0033; ctx.writeStream, decision 0040).
--- Owns: run_value, run_values, run_request, run_stream, _notify_values, _replies_kept.
+-- Owns: run_value, run_values, run_request, run_stream, _notify_values, _replies_kept,
+-- _check_request_id.
 -- Touches: nothing (reads trellis.runs, trellis.steps and trellis.signals). A value is a call
 -- of kind 'value' in the run's history: its name is the key, its output the
 -- value, written by checkpoint_apply under the run's lease like any other
@@ -86,6 +87,25 @@ end $$;
 comment on function trellis._replies_kept(integer, uuid, text[]) is
   'Set the reply of requests p_ids of run p_run (their signal rows) to the newest completed reply call of each in the history, or none (decision 0044).';
 
+-- A request's id is the tail of its answer's value key reply:<id> (src/workflow/requests.ts
+-- replyKey): 1-122 characters of the name alphabet. signal_send takes ids
+-- of up to 512 of any characters; such a message is not a request (ctx.reply
+-- records nothing for it), so request_send and run_request refuse them.
+create or replace function trellis._check_request_id(p_id text)
+returns text language plpgsql immutable as $$
+begin
+  if p_id is null or length(p_id) not between 1 and 122
+     or ('reply:' || p_id) !~ '^[A-Za-z0-9_]([A-Za-z0-9_.:@/ -]*[A-Za-z0-9_.:@/-])?$' then
+    -- raise, not _raise: run_request runs with its reader's rights (950_grants.sql grants this function, not _raise).
+    raise exception using errcode = 'TR001',
+      message = format('a request id is 1-122 letters, digits, space or _ . : @ / - (not ending with a space), not %s',
+                       coalesce(quote_literal(left(p_id, 60)), 'null'));
+  end if;
+  return p_id;
+end $$;
+comment on function trellis._check_request_id(text) is
+  'Return p_id if it can be a request id (the tail of the value key reply:<id>: 1-122 characters of the name alphabet), else TR001.';
+
 -- A request (decision 0044): the signal sent under the request's id and the
 -- run's answer (ctx.reply / ctx.replyError: the value 'reply:<id>'), which
 -- checkpoint_apply also keeps on the signal's row, so it outlives
@@ -107,9 +127,7 @@ declare
   v_at timestamptz;
   v_lost boolean := false;
 begin
-  if p_request_id is null or length(p_request_id) not between 1 and 122 then
-    raise exception 'a request id is 1-122 characters' using errcode = 'TR001';
-  end if;
+  perform trellis._check_request_id(p_request_id);
   select r.bucket, r.status into v_bucket, v_status from trellis.runs r where r.id = p_run_id;
   if v_status is null then
     return;
@@ -132,7 +150,7 @@ begin
   return query select v_status, coalesce(v_received, false), coalesce(v_read, false), v_reply, v_at, v_lost;
 end $$;
 comment on function trellis.run_request(uuid, text) is
-  'Request p_request_id of run p_run_id (decision 0044): the run''s status, whether the signal with that id was received and read, the run''s answer ({"value": ...} or {"error": {...}}: the signal row''s reply, else the value reply:<id>) and when, and lost (read, unanswered, and no wait of the run''s history received it: continue-as-new discarded the execution that read it). One row if the run exists, none otherwise; TR001 for an id that is not 1-122 characters.';
+  'Request p_request_id of run p_run_id (decision 0044): the run''s status, whether the signal with that id was received and read, the run''s answer ({"value": ...} or {"error": {...}}: the signal row''s reply, else the value reply:<id>) and when, and lost (read, unanswered, and no wait of the run''s history received it: continue-as-new discarded the execution that read it). One row if the run exists, none otherwise; TR001 for an id that is not a request''s (1-122 letters, digits, space or _ . : @ / -, not ending with a space).';
 
 -- A stream (decision 0040): the calls of kind 'stream' named p_key, in
 -- history order (execution, then call number), after the cursor p_after

@@ -154,6 +154,13 @@ begin
       perform trellis._raise('TR001', 'catch_up must be an integer from 0 (skip missed ticks) to 1000');
     end if;
   end if;
+  -- An interval as text with its unit: a bare number is seconds to PostgreSQL
+  -- and milliseconds to TypeScript (as time_limit and a queue's rate.period).
+  if p_spec ? 'jitter' and jsonb_typeof(p_spec->'jitter') <> 'null'
+     and (jsonb_typeof(p_spec->'jitter') <> 'string' or trellis._bare_number(p_spec->>'jitter')) then
+    perform trellis._raise('TR001', format('jitter must be an interval with a unit (''30 seconds''), not %s: a bare number is seconds in PostgreSQL and milliseconds in TypeScript',
+                                           left(p_spec->>'jitter', 40)));
+  end if;
   begin
     v_jitter := coalesce((p_spec->>'jitter')::interval, '0');
     v_ends := (p_spec->>'ends_at')::timestamptz;
@@ -428,3 +435,4 @@ begin
 end $$;
 comment on function trellis.schedule_fire(bigint, jsonb) is
   'The schedule ticker''s write, fenced by its token of role trellis.schedules: for each schedule still as the ticker read it, start a run per tick given (each under the tick''s key, so a repeated fire starts nothing new), by the overlap policy judged once against the last run from before the fire (the ticks of one catch-up do not overlap one another): skip (all skipped while it is unfinished), allow, buffer_one (the latest tick buffered, the rest skipped), cancel_previous (it is cancelled, every tick starts), then store the next tick the ticker computed (null: ended) or the error it met. Returns the runs started.';
+

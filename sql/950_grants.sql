@@ -120,7 +120,7 @@ begin
                                        trellis.run_values(uuid), trellis.run_stream(uuid, text, text, integer),
                                        trellis.run_control_preview(text, jsonb, integer, uuid) to trellis_reader';
     execute format('grant select (%s) on trellis.runs to trellis_reader', v_columns);
-    execute 'grant execute on function trellis.now(), trellis._setting_int(text, integer) to trellis_reader';
+    execute 'grant execute on function trellis.now(), trellis._setting_int(text, integer), trellis._check_request_id(text) to trellis_reader';
   end if;
   if v_client then
     execute 'grant usage on schema trellis to trellis_client';
@@ -149,7 +149,7 @@ begin
                            'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
                            'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
                            'queue_set', 'queue_pause', 'queue_resume', 'run_finished_watch', 'run_finished_unwatch',
-                           'run_value', 'run_values', 'run_request', 'run_stream')
+                           'run_value', 'run_values', 'run_request', 'run_stream', '_check_request_id')
     loop
       execute format('grant execute on function %s to trellis_client', f);
     end loop;

@@ -14,7 +14,7 @@
  */
 import { CancelledError, ChildFailedError, ERROR_CODES, IllegalTransitionError, PayloadTooLargeError, quoteValue, StepFailedError, TimeoutError, ValidationError } from '../errors.ts';
 import type { ChildOptions, ReplyErrorInfo, StepContext, StepOptions, TransactionOptions, WaitForRunOptions, WaitForSignalOptions, WorkflowContext } from '../workflow/context.ts';
-import { REPLY_PREFIX, replyKey, type ReplyRecord } from '../workflow/requests.ts';
+import { answerableKey, REPLY_PREFIX, replyKey, type ReplyRecord } from '../workflow/requests.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
@@ -252,20 +252,26 @@ async function setValue(run: Replay, key: string, value: unknown): Promise<void>
  * caller's `client.request` waits for. Everything is checked before the
  * call takes its number, so a bad message or reply records nothing.
  */
-async function reply(run: Replay, message: SignalResult<unknown> | string, record: () => ReplyRecord): Promise<void> {
-  let id: unknown = message;
-  if (typeof message !== 'string') {
-    if (typeof message !== 'object' || message === null || !('timedOut' in message)) {
-      throw new ValidationError(`ctx.reply answers what ctx.waitForSignal returned, or a request id, not ${quoteValue(message)}`);
-    }
-    if (message.timedOut) throw new ValidationError('ctx.reply was given a signal wait that timed out: there is no request to answer');
-    if (message.signalId === null) {
-      throw new ValidationError('ctx.reply was given a signal sent without an id: a request is sent by client.request (or as a signal with an id)');
-    }
-    id = message.signalId;
+async function reply(run: Replay, message: SignalResult<unknown> | string, record: () => ReplyRecord): Promise<boolean> {
+  if (typeof message === 'string') {
+    // A request id the code names: one no request can carry is the code's mistake.
+    const key = replyKey(message, 'the request id ctx.reply answers');
+    await published(run, 'value', key, record(), `reply to request ${message}`);
+    return true;
   }
-  const key = replyKey(id, 'the request id ctx.reply answers');
-  return published(run, 'value', key, record(), `reply to request ${id as string}`);
+  if (typeof message !== 'object' || message === null || !('timedOut' in message)) {
+    throw new ValidationError(`ctx.reply answers what ctx.waitForSignal returned, or a request id, not ${quoteValue(message)}`);
+  }
+  if (message.timedOut) throw new ValidationError('ctx.reply was given a signal wait that timed out: there is no request to answer');
+  const answer = record(); // checked whether or not it is stored: the same code answers requests and plain signals
+  // A message whose id no request can carry (none: a plain signal; or one a
+  // value key cannot hold, which only signal_send takes) has no caller
+  // waiting: nothing is recorded. Whoever sent it decides this, not the
+  // code, so it must not fail the run.
+  const key = answerableKey(message.signalId);
+  if (key === undefined) return false;
+  await published(run, 'value', key, answer, `reply to request ${message.signalId}`);
+  return true;
 }
 
 /**

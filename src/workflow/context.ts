@@ -480,22 +480,29 @@ export interface WorkflowContext<TInput = unknown> {
    * reply. Stored as the run's value `reply:<request id>` (a call of kind
    * `value`: it commits with the progress before it, is not written again
    * on a replay, and the promise resolves once it has committed, when the
-   * caller has it). `message` is what `ctx.waitForSignal` returned, or the
-   * request id. A message that timed out or has no id, or a reply that
-   * cannot be stored as given (JSON all the way down: no function,
-   * `undefined`, `NaN` or `Date` in it), rejects with `ValidationError` /
-   * `PayloadTooLargeError` and records nothing. Replying again to the same
-   * request replaces the reply for callers that have not read it.
+   * caller has it): resolves `true`. `message` is what
+   * `ctx.waitForSignal` returned, or the request id. A message no request
+   * can have sent (a plain signal, without an id, or with an id a request
+   * cannot carry: only `signal_send` takes those) has no caller waiting:
+   * nothing is recorded and it resolves `false`, so one code can answer
+   * requests and plain signals alike, and no sender can fail the run. A
+   * message that timed out, a request id given as text that a request
+   * cannot carry, or a reply that cannot be stored as given (JSON all the
+   * way down: no function, `undefined`, `NaN` or `Date` in it) rejects with
+   * `ValidationError` / `PayloadTooLargeError` and records nothing.
+   * Replying again to the same request replaces the reply for callers
+   * that have not read it.
    *
    * @example
    * const ask = await ctx.waitForSignal(quote);
    * if (!ask.timedOut) await ctx.reply(ask, { price: 42 * ask.payload.qty });
    */
-  reply(message: SignalResult<unknown> | string, value: unknown): Promise<void>;
+  reply(message: SignalResult<unknown> | string, value: unknown): Promise<boolean>;
   /**
    * Refuse a request: `client.request` rejects with `RequestRejectedError`
    * carrying `error`'s message, `code` and `details` (JSON). The run goes
-   * on; nothing else about it changes. Recorded as `ctx.reply` is.
+   * on; nothing else about it changes. Recorded as `ctx.reply` is (and,
+   * as it, `false` for a message no request can have sent).
    *
    * @example
    * const ask = await ctx.waitForSignal(withdraw);
@@ -503,7 +510,7 @@ export interface WorkflowContext<TInput = unknown> {
    *   await ctx.replyError(ask, { message: 'insufficient funds', code: 'funds' });
    * }
    */
-  replyError(message: SignalResult<unknown> | string, error: string | ReplyErrorInfo): Promise<void>;
+  replyError(message: SignalResult<unknown> | string, error: string | ReplyErrorInfo): Promise<boolean>;
   /**
    * Start a child run and wait for its output (its failure is thrown as
    * ChildFailedError). The parent holds no worker while it waits.

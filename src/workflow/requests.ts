@@ -21,11 +21,28 @@ export const REQUEST_ID_MAX = 128 - REPLY_PREFIX.length;
  * replyKey('4f1c…', 'request id'); // 'reply:4f1c…'
  */
 export function replyKey(id: unknown, what: string): string {
-  const key = typeof id === 'string' ? `${REPLY_PREFIX}${id}` : '';
-  if (typeof id !== 'string' || id.length === 0 || !NAME_PATTERN.test(key)) {
+  const key = answerableKey(id);
+  if (key === undefined) {
     throw new ValidationError(`${what} must be 1-${REQUEST_ID_MAX} letters, digits, space or _ . : @ / - (not ending with a space), not ${quoteValue(id)}`);
   }
   return key;
+}
+
+/**
+ * The value key of the reply to a message with id `id`, or undefined when
+ * no request can carry that id (none, or one a key cannot hold: a signal
+ * sent by `client.signal` / `signal_send`, whose ids may be up to 512 of
+ * any characters). `client.request`, `request_send` and `run_request` take
+ * only ids that have a key.
+ *
+ * @example
+ * answerableKey('w-1'); // 'reply:w-1'
+ * answerableKey("it's; 1"); // undefined
+ */
+export function answerableKey(id: unknown): string | undefined {
+  if (typeof id !== 'string' || id.length === 0) return undefined;
+  const key = `${REPLY_PREFIX}${id}`;
+  return NAME_PATTERN.test(key) ? key : undefined;
 }
 
 /** What a reply value holds: the answer, or the run's refusal. */

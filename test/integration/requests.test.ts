@@ -48,10 +48,13 @@ const slow = defineWorkflow({ name: 'requests-slow', input: z.object({}) }, asyn
 const misuse = defineWorkflow({ name: 'requests-misuse', input: z.object({}) }, async (ctx) => {
   const timedOut = await ctx.waitForSignal('never', { timeout: '1ms' });
   const plain = await ctx.waitForSignal<number>('plain');
+  const odd = await ctx.waitForSignal<number>('plain');
+  // Messages no request can have sent (no id; an id a request cannot carry): nothing recorded, the run goes on.
+  const unanswered = [await ctx.reply(plain, 1), await ctx.replyError(odd, 'not a request')];
   const errors: string[] = [];
   const attempts = [
     () => ctx.reply(timedOut, 1),
-    () => ctx.reply(plain, 1),
+    () => ctx.reply(odd, () => 1), // a reply it could not store is refused all the same
     () => ctx.reply('ends with space ', 1),
     () => ctx.reply('x'.repeat(123), 1),
     () => ctx.reply({ payload: 1 } as never, 1),
@@ -75,7 +78,7 @@ const misuse = defineWorkflow({ name: 'requests-misuse', input: z.object({}) }, 
     }
   }
   await ctx.reply('r1', errors); // by the request id alone
-  return errors;
+  return { errors, unanswered };
 });
 
 /** Reads one request per execution, answers it unless n < 0, then continues as new (keeping its history or not). */
@@ -354,11 +357,13 @@ describe('client.request', () => {
 });
 
 describe('ctx.reply', () => {
-  it('refuses a message that timed out or has no id, a bad id and a reply it cannot store, recording nothing; a request id alone is answered', async () => {
+  it('refuses a message that timed out, a bad id and a reply it cannot store, recording nothing; a message no request sent is not answered (false); a request id alone is answered', async () => {
     const run = await client.start(misuse, {});
     await client.signal(run.id, 'plain', 5); // no id: not a request (buffered until the run waits for it)
-    const errors = await run.result({ timeout: '20s' });
+    await client.signal(run.id, 'plain', 6, { id: "odd'; id" }); // an id only a plain signal can have: no request can wait for it
+    const { errors, unanswered } = await run.result({ timeout: '20s' }) as { errors: string[]; unanswered: boolean[] };
     assert.deepEqual(errors, Array(15).fill('ValidationError'));
+    assert.deepEqual(unanswered, [false, false], 'ctx.reply and ctx.replyError to them resolve false and the run goes on');
     assert.deepEqual(await client.waitForValue(run.id, 'reply:r1', { timeout: '20s' }), { value: errors });
     assert.deepEqual((await replyRows(run.id)).map((r) => r.name), ['reply:r1'], 'the refused replies recorded nothing');
   });

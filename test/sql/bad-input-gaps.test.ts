@@ -136,6 +136,15 @@ describe('integer options written as whole numbers with a fraction (1.0)', () =>
     await refused(`select trellis.schedule_set('s2', '{"cron": "* * * * *", "workflow": "w", "catch_up": 1e10}')`, []);
   });
 
+  it('schedule_set refuses a jitter without a unit (seconds to PostgreSQL, milliseconds to TypeScript) with TR001, as time_limit', async () => {
+    for (const jitter of [30000, '3600', ' 1.5 ', true]) {
+      const message = await refused('select trellis.schedule_set($1, $2)', ['s-j', JSON.stringify({ cron: '* * * * *', workflow: 'w', jitter })]);
+      assert.match(message, /jitter must be an interval with a unit/);
+    }
+    assert.equal(await one(`select jitter::text from trellis.schedule_set('s-j', '{"cron": "* * * * *", "workflow": "w", "jitter": "30 seconds"}')`), '00:00:30');
+    assert.equal(await one(`select jitter::text from trellis.schedule_set('s-j', '{"cron": "* * * * *", "workflow": "w", "jitter": null}')`), '00:00:00');
+  });
+
   it('template_start takes template_version 1.0, and refuses 1.5 and 1e10 with TR001', async () => {
     await fx.db.pool.query(`select trellis.template_set('t1', '{"steps":[{"name":"a"}]}')`);
     await fx.db.pool.query(`select trellis.workflow_register('[{"name":"template:t1","version":"1","queue":"default"}]')`);

@@ -64,9 +64,16 @@ describe('a signal id is the key\'s (_key_received): signal_with_start and reque
     assert.deepEqual(await send('r-1'), { run_id: c.run_id, delivered: true });
     assert.deepEqual(await signalsOf(c.run_id), [{ sku: 'c' }, { sku: 'r' }]);
     await assert.rejects(send('r-2', 'no-such-key'), (e: { code?: string | undefined }) => e.code === 'TR002');
-    for (const [key, id] of [['kr', ''], ['kr', 'x'.repeat(123)], ['', 'r-3'], [null, 'r-3']] as const) {
-      await assert.rejects(sql(`select * from trellis.request_send('cart', $1, 'add', '{}', $2)`, [key, id]), (e: { code?: string | undefined }) => e.code === 'TR001');
+    // Ids no request can carry (ctx.reply records nothing for such a message): refused, nothing sent, as run_request refuses them.
+    const before = (await signalsOf(c.run_id)).length;
+    for (const [key, id] of [['kr', ''], ['kr', 'x'.repeat(123)], ['', 'r-3'], [null, 'r-3'], ['kr', "req'1; x"], ['kr', 'ends with space '], ['kr', 'tab\there'], ['kr', 'ünï']] as const) {
+      await assert.rejects(sql(`select * from trellis.request_send('cart', $1, 'add', '{}', $2)`, [key, id]), (e: { code?: string | undefined; message?: string }) =>
+        e.code === 'TR001' && (key !== 'kr' || /a request id is 1-122 letters/.test(e.message ?? '')), `${key} ${id}`);
+      if (key === 'kr') {
+        await assert.rejects(sql(`select * from trellis.run_request($1, $2)`, [c.run_id, id]), (e: { code?: string | undefined }) => e.code === 'TR001', `run_request ${id}`);
+      }
     }
+    assert.equal((await signalsOf(c.run_id)).length, before, 'nothing sent');
     await complete(c.run_id);
     await assert.rejects(send('r-4'), (e: { code?: string | undefined }) => e.code === 'TR004', 'the holder has ended');
     assert.deepEqual(await send('r-1'), { run_id: c.run_id, delivered: false }, 'a repeat after the end is the ended run\'s');

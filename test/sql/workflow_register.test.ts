@@ -91,6 +91,8 @@ describe('workflow_register', () => {
       { name: 'ok' },
       { name: 'ok', version: '1', queue: 'q;1' },
       { name: 'ok', version: '1', queue: 'trailing ' },
+      { name: 'ok', version: '1', Queue: 'images' }, // a misspelt key: the version's queue would be reset to default
+      { name: 'ok', version: '1', queue: 'images', colour: 'red' },
       'orders',
     ];
     for (const item of bad) {
