@@ -16,7 +16,7 @@ import {
   type TrellisTables, type Worker, type WorkflowContext, NonRetryableError, RetryAfterError, CancelledError, TimeoutError,
   isTrellisError, DatabaseError, ConfigurationError, createMetrics, type WorkflowDefinition, type Logger, ValidationError, quoteValue, loggerFrom,
   type EventConsumer, EVENT_KINDS, type EventsOptions, type RunEvent, HOOK_NAMES, type HookEvent, type WorkflowHooks,
-  type HookDeliveryOptions, OVERLAP_POLICIES, type ScheduleOptions, type RoleContext, type RoleFunction, type CronSchedule, parseCron,
+  type HookDeliveryOptions, OVERLAP_POLICIES, type ScheduleOptions, type ScheduleTriggerOptions, type ScheduleBackfillOptions, type RoleContext, type RoleFunction, type CronSchedule, parseCron,
   EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors, type QueueOptions, type QueueStats,
   type HookContext, type StartManyItem, type KeyPolicy, type ControlFilter, type SignalWithStartOptions, type RequestOptions,
 } from '../src/index.ts';
@@ -140,7 +140,7 @@ void [assert, writeFileSync, isTrellisError, DatabaseError, ConfigurationError, 
   machineDiagram, runPathDiagram, connectTemplates, templateWorkflow, templateDiagram, createStepRegistry, parseTemplate, templateSchema,
   EndRunCancelled, ParkRunRequest, Status, Signup, order, dailyReport, report, sync, cart, outboxConnector, machineConnectorStep, runMachineConnectors];
 export type {
-  Duration, Run, EventsOptions, RunEvent, HookEvent, WorkflowHooks, HookDeliveryOptions, ScheduleOptions, RoleContext, RoleFunction,
+  Duration, Run, EventsOptions, RunEvent, HookEvent, WorkflowHooks, HookDeliveryOptions, ScheduleOptions, ScheduleTriggerOptions, ScheduleBackfillOptions, RoleContext, RoleFunction,
   CronSchedule, MachineOutput, Transition, TemplateState, TemplateStepFn, TemplateHookFn, TemplateEntry, HookRunInfo, HookStepInfo,
   WorkflowInterceptors, Order, PinoLogFn, QueueOptions, QueueStats, HookContext, OutboxEventPayload, MachineConnectorFn, SignalWithStartOptions,
 };

@@ -1,6 +1,7 @@
 -- 750_schedules: cron schedules that start runs.
 -- Owns: schedule_set, schedule_pause, schedule_resume, schedule_delete,
--- schedule_tick, schedule_fire (_schedule_key, _schedule_start, _schedule_active,
+-- schedule_tick, schedule_fire, schedule_backfill, schedule_trigger (_schedule_key,
+-- _schedule_start, _schedule_manual, _schedule_active,
 -- _check_cron, _check_time_zone).
 -- Touches: trellis.schedules (insert, update, delete), trellis.runs (insert
 -- through _run_start; run_cancel for the cancel_previous policy), trellis.roles
@@ -436,3 +437,107 @@ end $$;
 comment on function trellis.schedule_fire(bigint, jsonb) is
   'The schedule ticker''s write, fenced by its token of role trellis.schedules: for each schedule still as the ticker read it, start a run per tick given (each under the tick''s key, so a repeated fire starts nothing new), by the overlap policy judged once against the last run from before the fire (the ticks of one catch-up do not overlap one another): skip (all skipped while it is unfinished), allow, buffer_one (the latest tick buffered, the rest skipped), cancel_previous (it is cancelled, every tick starts), then store the next tick the ticker computed (null: ended) or the error it met. Returns the runs started.';
 
+-- Manual ticks (decision 0045): backfill a schedule's past ticks, or
+-- trigger one now. Each tick starts its run under the same key as the
+-- ticker's (schedule:<name>:<tick>), so a tick the schedule already ran,
+-- or an earlier backfill, is found ('existing') and never started twice;
+-- a tick backfilled before the ticker gets to it is the ticker's run too.
+-- The overlap policy (the schedule's, or p_overlap) is judged once,
+-- against the last run from before the call, as a catch-up is. Manual
+-- runs are due at once (no jitter) and carry metadata manual:
+-- 'backfill' or 'trigger'. A start the engine refuses (the stored input
+-- no longer matches the workflow, the workflow gone) is the caller's
+-- error: nothing is started or changed. Paused schedules take them too.
+create or replace function trellis._schedule_manual(p_name text, p_ticks timestamptz[], p_overlap text, p_how text)
+returns table (tick timestamptz, run_id uuid, outcome text) language plpgsql as $$
+declare
+  v_now     timestamptz := trellis.now();
+  v_row     trellis.schedules;
+  v_overlap text;
+  v_ticks   timestamptz[];
+  v_last    integer;
+  v_busy    boolean;
+  v_key     text;
+  v_bucket  integer;
+  v_run     uuid;
+  v_fired   integer := 0;
+  v_skipped integer := 0;
+begin
+  perform trellis._check_name(p_name, 'schedule');
+  if p_overlap is not null and p_overlap not in ('skip', 'allow', 'buffer_one', 'cancel_previous') then
+    perform trellis._raise('TR001', format('overlap must be skip, allow, buffer_one or cancel_previous, not %s', quote_literal(left(p_overlap, 40))));
+  end if;
+  if p_ticks is null or cardinality(p_ticks) = 0 or cardinality(p_ticks) > 1000 then
+    perform trellis._raise('TR001', 'a backfill takes 1 to 1000 ticks');
+  end if;
+  if array_position(p_ticks, null) is not null then
+    perform trellis._raise('TR001', 'a backfill''s ticks must not be null');
+  end if;
+  -- To the millisecond, as the ticker's: the key of a tick is the same from either.
+  v_ticks := array(select distinct date_trunc('milliseconds', t) from unnest(p_ticks) t order by 1);
+  if not isfinite(v_ticks[1]) or v_ticks[cardinality(v_ticks)] > v_now then
+    perform trellis._raise('TR001', format('a backfill''s ticks must have come (at or before %s): a tick to come is the schedule''s own',
+                                           to_char(v_now at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
+  end if;
+  v_row := trellis._schedule_lock(p_name);
+  v_overlap := coalesce(p_overlap, v_row.overlap);
+  v_last := cardinality(v_ticks);
+  v_busy := v_overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id);
+  for i in 1 .. v_last loop
+    tick := v_ticks[i];
+    v_key := trellis._schedule_key(v_row.name, tick);
+    v_bucket := trellis._bucket(v_row.workflow, v_key, null, trellis._bucket_count());
+    select r.id into v_run from trellis.runs r where r.bucket = v_bucket and r.workflow = v_row.workflow and r.key = v_key;
+    if v_run is not null then
+      run_id := v_run;
+      outcome := 'existing';
+    elsif not v_busy or v_overlap = 'cancel_previous' then
+      run_id := trellis._run_start(v_row.workflow, v_row.input,
+                  jsonb_build_object('key', v_key, 'time_limit', v_row.time_limit,
+                                     'metadata', jsonb_build_object('schedule', v_row.name, 'tick', tick, 'manual', p_how)),
+                  null, null, null, null, null, null, null);
+      -- Superseded only once the new run is there.
+      if v_busy then
+        perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the %s of tick %s', v_row.name, p_how, tick));
+        v_busy := false;
+      end if;
+      -- The schedule's last run stays the run of its newest tick (a backfill of older ones leaves it).
+      if v_row.last_tick_at is null or tick >= v_row.last_tick_at then
+        v_row.last_run_id := run_id;
+        v_row.last_tick_at := tick;
+      end if;
+      v_fired := v_fired + 1;
+      outcome := 'started';
+    elsif v_overlap = 'buffer_one' and v_row.buffered_at is null and i = v_last then
+      -- The latest tick waits for the last run (the ticker starts it); the ones before it are skipped.
+      v_row.buffered_at := tick;
+      run_id := null;
+      outcome := 'buffered';
+    else
+      run_id := null;
+      v_skipped := v_skipped + 1;
+      outcome := 'skipped';
+    end if;
+    return next;
+  end loop;
+  update trellis.schedules
+     set last_run_id = v_row.last_run_id, last_tick_at = v_row.last_tick_at, buffered_at = v_row.buffered_at,
+         fired = fired + v_fired, skipped = skipped + v_skipped, updated_at = v_now
+   where name = v_row.name;
+end $$;
+comment on function trellis._schedule_manual(text, timestamptz[], text, text) is
+  'schedule_backfill and schedule_trigger: start the runs of schedule p_name''s ticks p_ticks (p_how: backfill or trigger), as the ticker would, under their keys, by the overlap policy judged once.';
+
+create or replace function trellis.schedule_backfill(p_name text, p_ticks timestamptz[], p_overlap text default null)
+returns table (tick timestamptz, run_id uuid, outcome text) language sql as $$
+  select * from trellis._schedule_manual(p_name, p_ticks, p_overlap, 'backfill')
+$$;
+comment on function trellis.schedule_backfill(text, timestamptz[], text) is
+  'Start the runs of schedule p_name''s past ticks p_ticks (1-1000 times at or before now; the TypeScript client computes them from the cron for a range), oldest first, each under its tick''s key: a tick already run (by the ticker or an earlier backfill) is returned as existing, never started twice. The overlap policy (p_overlap, default the schedule''s) is judged once against the schedule''s last run from before the call: started, buffered (buffer_one: the latest tick, started by the ticker when the last run ends), or skipped. Runs are due at once, with metadata manual: backfill. Works on a paused schedule. TR001 bad ticks or overlap, TR002 unknown schedule; a start the engine refuses fails the call, which then changes nothing.';
+
+create or replace function trellis.schedule_trigger(p_name text, p_overlap text default null)
+returns table (tick timestamptz, run_id uuid, outcome text) language sql as $$
+  select * from trellis._schedule_manual(p_name, array[date_trunc('milliseconds', trellis.now())], p_overlap, 'trigger')
+$$;
+comment on function trellis.schedule_trigger(text, text) is
+  'Start a run of schedule p_name now, as a tick at the current time would (its workflow, input and time limit; metadata manual: trigger), by the overlap policy (p_overlap, default the schedule''s) against its last run: started, buffered or skipped. Works on a paused schedule; the schedule''s own ticks go on as before. TR001 bad overlap, TR002 unknown schedule.';

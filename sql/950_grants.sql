@@ -86,7 +86,7 @@ begin
                          'event_consumer_drop', 'hook_retry', 'xact_horizon',
                          'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',
                          'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
-                         'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
+                         'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete', 'schedule_backfill', 'schedule_trigger',
                          'queue_set', 'queue_pause', 'queue_resume',
                          -- These write nothing; they read pg_locks through a helper
                          -- the client and reader roles hold no EXECUTE on.
@@ -147,7 +147,7 @@ begin
                            'event_consumer_drop', 'hook_retry', 'xact_horizon',
                            'machine_trigger_check', 'machine_trigger_keyed', 'machine_trigger', 'machine_callback', 'machine_data_delete',
                            'template_set', 'template_get', 'template_start', 'connector_cursor_lock', 'connector_cursor_set',
-                           'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete',
+                           'schedule_set', 'schedule_pause', 'schedule_resume', 'schedule_delete', 'schedule_backfill', 'schedule_trigger',
                            'queue_set', 'queue_pause', 'queue_resume', 'run_finished_watch', 'run_finished_unwatch',
                            'run_value', 'run_values', 'run_request', 'run_stream', '_check_request_id')
     loop

@@ -35,6 +35,6 @@ export type { HandoffSource } from './protocol/local-handoff.ts';
 export { HOOK_NAMES, type HookContext, type HookEvent, type HookName, type WorkflowHooks } from './workflow/hooks.ts';
 export type { HookDeliveryOptions } from './worker/hooks/loop.ts';
 export { EndRunCancelled, type HookRunInfo, type HookStepInfo, ParkRunRequest, type WorkflowInterceptors } from './workflow/run-control.ts';
-export { OVERLAP_POLICIES, type OverlapPolicy, type RoleRow, Roles, type ScheduleInput, type ScheduleOptions, type ScheduleRow, type ScheduleSettings, Schedules } from './client/schedules.ts';
+export { type ManualTick, OVERLAP_POLICIES, type OverlapPolicy, type RoleRow, Roles, type ScheduleBackfillOptions, type ScheduleInput, type ScheduleOptions, type ScheduleRow, type ScheduleSettings, type ScheduleTriggerOptions, Schedules } from './client/schedules.ts';
 export type { RoleContext, RoleFunction, RoleOptions, WorkerRoleOptions } from './worker/roles/role-runner.ts';
 export { type CronSchedule, parseCron } from './workflow/cron.ts';

@@ -6,6 +6,9 @@
  * 2. The same report every 2 seconds (a 6-field cron, seconds first) to watch
  *    ticks become runs: each tick's run has the key schedule:<name>:<tick>,
  *    so a tick fires once even if the worker holding the ticker dies.
+ * 2b. Manual ticks: `client.schedules.backfill(name, { from })` starts the
+ *    runs of a range's ticks that have none (a tick that ran is found by its
+ *    key: never run twice), and `client.schedules.trigger(name)` runs one now.
  * 3. A role of your own: `worker.role('report-mailer', fn)` runs on one
  *    replica at a time. Its writes are fenced with trellis.role_check(name,
  *    token): a write under an older token is refused.
@@ -63,6 +66,14 @@ try {
   }
   const paused = await client.schedules.get('report-every-2s');
   console.log(`paused: ${paused?.paused}, fired: ${paused?.fired}`);
+
+  // 2b. Backfill the paused schedule's last 10 seconds: its ticks that ran are found by their
+  //     keys, the others (before it was set, and while paused) start now. Then the daily report, now.
+  const filled = await client.schedules.backfill('report-every-2s', { from: new Date(Date.now() - 10_000) });
+  const count = (outcome: string) => filled.filter((t) => t.outcome === outcome).length;
+  console.log(`backfill of the last 10 s: ${count('existing')} ticks had run, ${count('started')} started now`);
+  const triggered = await client.schedules.trigger('daily-report');
+  console.log(`daily-report triggered: ${triggered.outcome} -> ${await client.result(triggered.runId as string, { timeout: '20s' })}`);
   await client.schedules.delete('report-every-2s');
 
   // 3. The role: held by this worker; a write under a token older than the current one is refused.

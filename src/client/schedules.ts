@@ -8,8 +8,9 @@
 import type { WorkflowRegistry } from '../db/registry.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { type RoleRow, roleList } from '../db/roles.ts';
-import { scheduleControl, scheduleDelete, scheduleList, type ScheduleRow, scheduleSet } from '../db/schedules.ts';
-import { quoteValue, ValidationError } from '../errors.ts';
+import { type ManualTick, scheduleControl, scheduleDelete, scheduleList, scheduleManual, type ScheduleRow, scheduleSet } from '../db/schedules.ts';
+import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
+import { NotFoundError, quoteValue, ValidationError } from '../errors.ts';
 import { parseCron } from '../workflow/cron.ts';
 import type { WorkflowDefinition, WorkflowInput } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
@@ -18,7 +19,7 @@ import { assertName, nameOf } from '../workflow/names.ts';
 import { validate } from '../workflow/standard-schema.ts';
 
 export type { RoleRow } from '../db/roles.ts';
-export type { ScheduleRow } from '../db/schedules.ts';
+export type { ManualTick, ScheduleRow } from '../db/schedules.ts';
 
 /**
  * What a schedule does when a tick comes while its last run has not finished.
@@ -30,6 +31,44 @@ export const OVERLAP_POLICIES = ['skip', 'allow', 'bufferOne', 'cancelPrevious']
 export type OverlapPolicy = (typeof OVERLAP_POLICIES)[number];
 
 const OVERLAP_SQL: Record<OverlapPolicy, string> = { skip: 'skip', allow: 'allow', bufferOne: 'buffer_one', cancelPrevious: 'cancel_previous' };
+
+/** An overlap option as SQL takes it (null: the schedule's own); ValidationError for another value. */
+function overlapSql(overlap: unknown): string | null {
+  if (overlap === undefined) return null;
+  if (!OVERLAP_POLICIES.includes(overlap as OverlapPolicy)) {
+    throw new ValidationError(`overlap must be one of ${OVERLAP_POLICIES.join(', ')}, not ${JSON.stringify(String(overlap).slice(0, 40))}`);
+  }
+  return OVERLAP_SQL[overlap as OverlapPolicy];
+}
+
+/**
+ * The options of `client.schedules.trigger`.
+ *
+ * @example
+ * const options: ScheduleTriggerOptions = { overlap: 'allow' }; // run now even while the last run goes on
+ */
+export interface ScheduleTriggerOptions {
+  /** The overlap policy for this tick (default: the schedule's). */
+  overlap?: OverlapPolicy | undefined;
+  /** Commit or roll back with the caller's transaction. */
+  tx?: Executor | undefined;
+}
+
+/**
+ * The options of `client.schedules.backfill`.
+ *
+ * @example
+ * const options: ScheduleBackfillOptions = { from: new Date('2026-12-01T00:00Z'), to: new Date('2026-12-01T06:00Z'), overlap: 'allow' };
+ */
+export interface ScheduleBackfillOptions extends ScheduleTriggerOptions {
+  /** The first time of the range (included). */
+  from: Date;
+  /** The last time of the range (included; default now, and never later). */
+  to?: Date | undefined;
+}
+
+const TRIGGER_OPTIONS = optionNames<ScheduleTriggerOptions>({ overlap: true, tx: true });
+const BACKFILL_OPTIONS = optionNames<ScheduleBackfillOptions>({ from: true, to: true, overlap: true, tx: true });
 
 /**
  * The options of `client.schedules.set`.
@@ -118,10 +157,7 @@ export class Schedules {
     const cron = parseCron(options.cron, options.timeZone ?? 'UTC');
     const workflow = options.workflow as WorkflowDefinition | string;
     const workflowName = nameOf(workflow, 'workflow');
-    const overlap = options.overlap ?? 'skip';
-    if (!OVERLAP_POLICIES.includes(overlap)) {
-      throw new ValidationError(`overlap must be one of ${OVERLAP_POLICIES.join(', ')}, not ${JSON.stringify(String(overlap).slice(0, 40))}`);
-    }
+    const overlap = overlapSql(options.overlap ?? 'skip')!;
     const catchUp = options.catchUp ?? 0;
     if (!Number.isInteger(catchUp) || catchUp < 0 || catchUp > 1000) throw new ValidationError('catchUp must be an integer from 0 to 1000');
     const jitterMs = toMs(options.jitter ?? 0, 'jitter');
@@ -144,7 +180,7 @@ export class Schedules {
       time_zone: cron.timeZone,
       workflow: workflowName,
       input: options.input ?? null,
-      overlap: OVERLAP_SQL[overlap],
+      overlap,
       catch_up: catchUp,
       jitter: `${jitterMs} milliseconds`,
       time_limit: time_limit ?? null,
@@ -167,6 +203,70 @@ export class Schedules {
   /** Delete it (its runs stay); false if there was none. @example await client.schedules.delete('daily-report', { tx: pgClient }); */
   delete(name: string, { tx }: { tx?: Executor | undefined } = {}): Promise<boolean> {
     return scheduleDelete(tx === undefined ? this.db : toQueryable(tx), assertName(name, 'schedule'));
+  }
+
+  /**
+   * Start a run of the schedule now, as a tick at this moment would (its
+   * workflow, input and time limit; metadata `{ schedule, tick, manual:
+   * 'trigger' }`), by the overlap policy (`overlap`, default the
+   * schedule's) against its last run: `started`, `buffered` or `skipped`.
+   * A paused schedule can be triggered; its own ticks go on as before.
+   * NotFoundError if unknown; a start the engine refuses (its stored input
+   * no longer fits the workflow) rejects and changes nothing.
+   *
+   * @example
+   * const { runId, outcome } = await client.schedules.trigger('daily-report');
+   */
+  async trigger(name: string, options: ScheduleTriggerOptions = {}): Promise<ManualTick> {
+    refuseUnknownKeys(options, TRIGGER_OPTIONS, 'trigger options');
+    const db = options.tx === undefined ? this.db : toQueryable(options.tx);
+    const [tick] = await scheduleManual(db, assertName(name, 'schedule'), undefined, overlapSql(options.overlap));
+    return tick!;
+  }
+
+  /**
+   * Start the runs of the schedule's ticks from `from` to `to` (both
+   * included; `to` defaults to now and may not be later; ticks after its
+   * `endsAt` are not the schedule's), computed from its cron in its time
+   * zone as the ticker computes them: at most 1000 (ValidationError for a
+   * longer range; backfill it in parts). Each tick's run has the key the
+   * ticker would give it, so a tick that already ran (the ticker's run, or
+   * an earlier backfill's) is returned as `existing` and never started
+   * twice: after an outage with `catchUp: 0`, backfilling the outage runs
+   * exactly the ticks that were skipped. The overlap policy (`overlap`,
+   * default the schedule's) is judged once, against the last run from
+   * before the call, as a catch-up is. Runs are due at once, with metadata
+   * `{ schedule, tick, manual: 'backfill' }`. One result per tick, oldest
+   * first ([] when the range holds none). All or nothing: a start the
+   * engine refuses rejects the call and changes nothing.
+   *
+   * @example
+   * const ticks = await client.schedules.backfill('hourly-sync', { from: new Date('2026-12-01T00:00Z'), to: new Date('2026-12-02T00:00Z') });
+   * console.log(ticks.filter((t) => t.outcome === 'started').length, 'ticks run now');
+   */
+  async backfill(name: string, options: ScheduleBackfillOptions): Promise<ManualTick[]> {
+    if (typeof options !== 'object' || options === null) throw new ValidationError('backfill needs options with from');
+    refuseUnknownKeys(options, BACKFILL_OPTIONS, 'backfill options');
+    const db = options.tx === undefined ? this.db : toQueryable(options.tx);
+    assertName(name, 'schedule');
+    const overlap = overlapSql(options.overlap);
+    const valid = (d: unknown): d is Date => d instanceof Date && !Number.isNaN(d.getTime());
+    if (!valid(options.from)) throw new ValidationError('backfill from must be a valid Date');
+    if (options.to !== undefined && !valid(options.to)) throw new ValidationError('backfill to must be a valid Date');
+    const now = await this.now(db);
+    const to = options.to ?? now;
+    if (to.getTime() > now.getTime()) throw new ValidationError(`backfill to must not be later than now (${now.toISOString()}): a tick to come is the schedule's own`);
+    if (options.from.getTime() > to.getTime()) throw new ValidationError('backfill from must not be later than to');
+    const [row] = await scheduleList(db, name);
+    if (!row) throw new NotFoundError(`schedule ${quoteValue(name)} does not exist`);
+    const cron = parseCron(row.cron, row.timeZone);
+    const last = row.endsAt && row.endsAt.getTime() < to.getTime() ? row.endsAt : to;
+    const ticks: Date[] = [];
+    for (let t = cron.nextTick(new Date(options.from.getTime() - 1)); t && t.getTime() <= last.getTime(); t = cron.nextTick(t)) {
+      if (ticks.length === 1000) throw new ValidationError(`backfill of ${name}: more than 1000 ticks from ${options.from.toISOString()} to ${to.toISOString()}; backfill a shorter range`);
+      ticks.push(t);
+    }
+    return ticks.length ? scheduleManual(db, name, ticks, overlap) : [];
   }
 
   /** The schedule's row, or undefined. @example const s = await client.schedules.get('daily-report'); console.log(s?.nextAt); */

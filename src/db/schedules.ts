@@ -116,3 +116,28 @@ export async function scheduleFire(db: Queryable, token: string, fires: Schedule
   const rows = await queryRows<{ n: number }>(db, 'select trellis.schedule_fire($1::bigint, $2::jsonb) as n', [token, JSON.stringify(fires)]);
   return rows[0]?.n ?? 0;
 }
+
+/** What a manual tick did (trellis.schedule_backfill / schedule_trigger). */
+export interface ManualTick {
+  /** The tick (to the millisecond): its run's key is `schedule:<name>:<tick in UTC>`. */
+  tick: Date;
+  /** The tick's run: started now or found (`existing`); null when `buffered` or `skipped`. */
+  runId: string | null;
+  /**
+   * `started`; `existing` (the tick had its run already: the ticker's or an
+   * earlier backfill's); `buffered` (`bufferOne`: started by the ticker
+   * when the last run ends); `skipped` (the overlap policy).
+   */
+  outcome: 'started' | 'existing' | 'buffered' | 'skipped';
+}
+
+type ManualRow = { tick: Date; run_id: string | null; outcome: ManualTick['outcome'] };
+
+/** trellis.schedule_backfill (ticks) or trellis.schedule_trigger (ticks undefined: now). */
+export async function scheduleManual(db: Queryable, name: string, ticks: Date[] | undefined, overlap: string | null): Promise<ManualTick[]> {
+  const rows = ticks === undefined
+    ? await queryRows<ManualRow>(db, 'select tick, run_id, outcome from trellis.schedule_trigger($1, $2)', [name, overlap])
+    : await queryRows<ManualRow>(db, 'select tick, run_id, outcome from trellis.schedule_backfill($1, $2::timestamptz[], $3)',
+      [name, ticks.map((t) => t.toISOString()), overlap]);
+  return rows.map((r) => ({ tick: r.tick, runId: r.run_id, outcome: r.outcome }));
+}

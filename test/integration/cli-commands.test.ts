@@ -486,6 +486,28 @@ describe('trellis schedules and roles', () => {
     assert.equal((await cli('schedules', 'delete', 'cli-hourly')).code, 3);
   });
 
+  it('schedules trigger starts a run now and backfill the ticks of a range that have none; bad options exit 2', async () => {
+    await fx.engine.client.schedules.set('cli-every-hour', { cron: '0 * * * *', workflow: greet, input: { name: 'Tick' }, overlap: 'allow', paused: true });
+    const triggered = await cli('schedules', 'trigger', 'cli-every-hour', '--json');
+    assert.equal(triggered.code, 0, triggered.err);
+    const [tick] = JSON.parse(triggered.out) as { tick: string; runId: string; outcome: string }[];
+    assert.equal(tick?.outcome, 'started');
+    assert.equal((await fx.engine.client.get(tick!.runId))?.workflow, greet.name);
+    const to = new Date();
+    const range = ['--from', new Date(to.getTime() - 3 * 3_600_000).toISOString(), '--to', to.toISOString()];
+    const filled = await cli('schedules', 'backfill', 'cli-every-hour', ...range);
+    assert.equal(filled.code, 0, filled.err);
+    assert.equal(filled.out.match(/ started /g)?.length, 3, filled.out);
+    const again = await cli('schedules', 'backfill', 'cli-every-hour', ...range);
+    assert.equal(again.out.match(/ existing /g)?.length, 3, 'the ticks that ran are found, not run again');
+    assert.equal((await cli('schedules', 'backfill', 'cli-every-hour', '--from', '2h')).code, 0, 'a duration ago');
+    assert.equal((await cli('schedules', 'backfill', 'cli-every-hour')).code, 2, 'backfill needs --from');
+    assert.equal((await cli('schedules', 'trigger', 'cli-every-hour', '--overlap', 'sometimes')).code, 2);
+    assert.equal((await cli('schedules', 'pause', 'cli-every-hour', '--from', '1h')).code, 2);
+    assert.equal((await cli('schedules', 'trigger', 'no-such-schedule')).code, 3);
+    await fx.engine.client.schedules.delete('cli-every-hour');
+  });
+
   it('roles shows the engine duties the running worker holds', async () => {
     await waitFor(async () => (await fx.engine.client.roles.list()).some((r) => r.held), { what: 'a worker to hold a duty' });
     const shown = await cli('roles');

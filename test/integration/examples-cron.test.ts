@@ -17,7 +17,7 @@ describe('examples/cron-report', () => {
   });
   after(() => db.drop());
 
-  it('shows the next daily tick, fires a 2-second schedule twice, fences the role, lists the roles, and exits 0', async () => {
+  it('shows the next daily tick, fires a 2-second schedule twice, backfills and triggers, fences the role, lists the roles, and exits 0', async () => {
     const { code, stdout, stderr } = await runExample('examples/cron-report/main.ts', db.url);
     assert.equal(code, 0, `exit ${code}\nstdout:\n${stdout}\nstderr:\n${stderr}`);
     assert.match(stdout, /^daily-report next fires at 07:00 Europe\/Berlin$/m);
@@ -28,6 +28,11 @@ describe('examples/cron-report', () => {
     for (const t of ticks) assert.equal(t % 2000, 0);
     const fired = /^paused: true, fired: (\d+)$/m.exec(stdout);
     assert.ok(fired && Number(fired[1]) >= 2, 'paused after at least two ticks');
+    const filled = /^backfill of the last 10 s: (\d+) ticks had run, (\d+) started now$/m.exec(stdout);
+    assert.ok(filled, 'the backfill printed');
+    assert.ok(Number(filled[1]) >= 2, 'the ticks that ran were found, not run again');
+    assert.ok([5, 6].includes(Number(filled[1]) + Number(filled[2])), 'one result per 2-second tick of 10 seconds');
+    assert.match(stdout, /^daily-report triggered: started -> ops: 21 orders$/m);
     assert.match(stdout, /^report-mailer held with token \d+, fenced writes: some$/m);
     assert.match(stdout, /^stale token refused: TR003$/m);
     assert.match(stdout, /^role report-mailer: held true, by this worker true$/m);
