@@ -79,6 +79,33 @@ describe('worker.role', () => {
     }
   });
 
+  it('a fenced write refused through the user\'s own pool (pg\'s TR003) ends the lease at once, not at the next renew', async () => {
+    const w = extraWorker('role-f');
+    let held: { token: string; signal: AbortSignal } | undefined;
+    let refused = 0;
+    w.role('fenced', async ({ token, signal }) => {
+      held ??= { token, signal };
+      try {
+        await env.pool.query(`select trellis.role_check('fenced', $1)`, [token]);
+      } catch (error) {
+        refused++;
+        throw error; // as a duty's own write would: pg's error, code TR003
+      }
+    }, { every: '100ms', ttl: '1 hour' }); // renewed only every 20 minutes: only the refusal can tell the worker
+    await w.start();
+    try {
+      await waitFor(() => held, { what: 'the role held' });
+      await env.advance('2 hours'); // the lease expires on the engine's clock
+      await sql(`select trellis.role_acquire('fenced', 'someone-else', '1 hour')`);
+      await waitFor(() => held!.signal.aborted, { what: 'the duty\'s signal to fire after its first refused write' });
+      assert.ok(held!.signal.reason instanceof LeaseLostError);
+      assert.equal(refused, 1, 'no second write under the dead token');
+      assert.equal(w.roleStats.fenced?.lost, 1);
+    } finally {
+      await w.stop();
+    }
+  });
+
   it('the engine\'s duties are roles visible in trellis.roles with their last run', async () => {
     await env.client.setRetention('1 day');
     await waitFor(async () => {

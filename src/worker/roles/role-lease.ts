@@ -14,6 +14,7 @@
  */
 import { roleAcquire, roleRecord, roleRelease, roleRenew } from '../../db/roles.ts';
 import type { Queryable } from '../../db/queryable.ts';
+import { toTrellisError } from '../../db/errors.ts';
 import { LeaseLostError } from '../../errors.ts';
 import type { Logger } from '../../protocol/logger.ts';
 import { longTimeout } from '../../protocol/timer.ts';
@@ -164,8 +165,11 @@ export class RoleLease {
         await this.spec.run(ctx);
       } catch (e) {
         error = e instanceof Error ? `${e.name}: ${e.message}` : String(e);
-        // A fenced write refused (role_check: TR003): the database knows the lease is gone.
-        if (e instanceof LeaseLostError && !signal.aborted) this.lose(token, 'a write fenced by its token was refused');
+        // A fenced write refused (role_check: TR003): the database knows the lease is gone. The
+        // duty's writes go through the user's own pool, so it is most often pg's error with that
+        // code (or one wrapping it), not a LeaseLostError: each was a duty failure run again
+        // under the dead token until the next renew.
+        if (fencedOut(e) && !signal.aborted) this.lose(token, 'a write fenced by its token was refused');
       }
       if (signal.aborted) return;
       this.stats.runs++;
@@ -202,4 +206,12 @@ export class RoleLease {
     }
     if (token !== undefined) await roleRelease(this.deps.db, this.spec.name, this.deps.holder, token).catch(() => undefined);
   }
+}
+
+/** Whether a duty's error is (or wraps, as its `cause`) a write its role's fence refused: TR003, however it reached the duty. */
+export function fencedOut(error: unknown): boolean {
+  for (let e = error, depth = 0; e !== null && e !== undefined && depth < 5; e = (e as { cause?: unknown }).cause, depth++) {
+    if (toTrellisError(e) instanceof LeaseLostError) return true;
+  }
+  return false;
 }
