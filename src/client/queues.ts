@@ -7,6 +7,7 @@ import { type QueueSetOptions, queueSet, queueStats, type QueueStatsRow } from '
 import type { Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
+import { refuseUnknownKeys } from '../protocol/option-bounds.ts';
 
 /**
  * Flow control of one queue, across every worker. An absent option is kept,
@@ -92,6 +93,8 @@ export function toQueueSetOptions(options: QueueOptions): QueueSetOptions {
   if (keyConcurrency !== undefined) out.key_concurrency = keyConcurrency;
   if (options.rate === null) out.rate = null;
   else if (options.rate !== undefined) {
+    // A misspelt or unknown key (burst) would be dropped in silence; queue_set refuses it too.
+    refuseUnknownKeys(options.rate, ['limit', 'period'], 'rate');
     const rateLimit = limit(options.rate.limit, 'rate.limit');
     if (rateLimit === null || rateLimit === undefined) throw new ValidationError('rate.limit must be an integer between 1 and 1000000');
     const periodMs = toMs(options.rate.period, 'rate.period');

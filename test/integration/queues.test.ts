@@ -104,6 +104,8 @@ describe('client queue API', () => {
     ['a negative key concurrency', { keyConcurrency: -2 }],
     ['a rate with a zero period', { rate: { limit: 5, period: 0 } }],
     ['an unknown option', { concurency: 3 }],
+    ['an unknown rate option (burst), which was dropped in silence', { rate: { limit: 5, period: '1s', burst: 50 } }],
+    ['a rate that is not an object', { rate: 5 }],
   ] as const) {
     it(`setQueue refuses ${what} with a ValidationError and writes nothing`, async () => {
       const engine = await startEngine(fx.db, { workflows: [tenantJob] });
