@@ -166,10 +166,32 @@ export function parseCron(cron: unknown, timeZone: unknown = 'UTC'): CronSchedul
   const latest = (at: Date, n: number): Date[] => {
     // In a repeated stretch, only ticks before it count (those in it are repeats).
     const d = repeatShift(at, zone);
-    const limit = d ? repeatStart(at.getTime(), d, zone) - 1 : at.getTime();
-    // previousRuns counts whole seconds: ask from the next second, keep those up to the limit.
-    return parsed.previousRuns(n + 2, new Date(Math.floor(limit / 1000) * 1000 + 1000))
-      .filter((t) => t.getTime() <= limit && !repeatShift(t, zone)).slice(0, n);
+    let limit = d ? repeatStart(at.getTime(), d, zone) - 1 : at.getTime();
+    const out: Date[] = [];
+    // A repeated stretch met on the way back (an hour of repeats after an
+    // autumn change) is skipped whole: asked again from before it, where
+    // croner gives the first occurrences, the ticks that fired. Without
+    // that, n asked for just after the change came back as the one tick
+    // after it (issue from the flow-control audit). Each pass leaves at most
+    // one stretch behind; the one before is months away.
+    for (let pass = 0; pass < 4 && out.length < n; pass++) {
+      const want = n - out.length + 2;
+      // previousRuns counts whole seconds: ask from the next second, keep those up to the limit.
+      const runs = parsed.previousRuns(want, new Date(Math.floor(limit / 1000) * 1000 + 1000)).filter((t) => t.getTime() <= limit);
+      let repeat = 0;
+      for (const t of runs) {
+        repeat = repeatShift(t, zone);
+        if (repeat) {
+          limit = repeatStart(t.getTime(), repeat, zone) - 1;
+          break;
+        }
+        out.push(t);
+        limit = t.getTime() - 1;
+        if (out.length === n) break;
+      }
+      if (!repeat && runs.length < want) break; // no more ticks before
+    }
+    return out;
   };
   return { cron, timeZone: zone, nextTick, latest };
 }

@@ -91,6 +91,16 @@ describe('DST', () => {
       ['2026-01-01T05:00:00.000Z', '2026-01-01T04:00:00.000Z']);
   });
 
+  it('latest just after an autumn repeat: the tick after it, then the first occurrences before it (a repeated hour holds more ticks than it skipped)', () => {
+    const c = parseCron('*/10 * * * *', 'Europe/Berlin'); // 2026-10-25: 02:00-02:59 is CEST (00:00Z-00:59Z), then CET (01:00Z-01:59Z)
+    assert.deepEqual(c.latest(new Date('2026-10-25T02:05:00Z'), 3).map((t) => t.toISOString()),
+      ['2026-10-25T02:00:00.000Z', '2026-10-25T00:50:00.000Z', '2026-10-25T00:40:00.000Z']);
+    assert.deepEqual(parseCron('* * * * * *', 'Europe/Berlin').latest(new Date('2026-10-25T02:00:01Z'), 3).map((t) => t.toISOString()),
+      ['2026-10-25T02:00:01.000Z', '2026-10-25T02:00:00.000Z', '2026-10-25T00:59:59.000Z'], 'an hour of 3,600 repeats is passed in one step');
+    assert.deepEqual(parseCron('0 0 29 2 *').latest(new Date('2026-10-25T00:00:00Z'), 2).map((t) => t.toISOString()),
+      ['2024-02-29T00:00:00.000Z', '2020-02-29T00:00:00.000Z'], 'a rare tick: as many as asked');
+  });
+
   it('America/New_York: 02:30 on the spring-forward night fires once at 03:00 EDT', () => {
     assert.deepEqual(ticks('30 2 * * *', 'America/New_York', '2026-03-07T12:00:00Z', '2026-03-09T12:00:00Z'), [
       '2026-03-08T07:00:00.000Z',
@@ -122,6 +132,12 @@ describe('dueTicks', () => {
     const due = dueTicks(hourly, first, now, 2, null);
     assert.deepEqual(due.ticks.map((t) => t.toISOString()), ['2026-01-01T03:00:00.000Z', '2026-01-01T04:00:00.000Z', '2026-01-01T05:00:00.000Z']);
     assert.equal(due.skipped, 3);
+  });
+
+  it('a long backlog that ends just after an autumn repeat: the latest ticks, not walked ones from months before', () => {
+    const everyMinute = parseCron('* * * * *', 'Europe/Berlin');
+    const due = dueTicks(everyMinute, new Date('2026-12-11T07:33:00Z'), new Date('2027-10-31T02:00:30Z'), 2, null);
+    assert.deepEqual(due.ticks.map((t) => t.toISOString()), ['2027-10-31T00:58:00.000Z', '2027-10-31T00:59:00.000Z', '2027-10-31T02:00:00.000Z']);
   });
 
   it('a cron of every second after a day of downtime: the latest tick, the walked ones skipped, without walking the day', () => {
