@@ -86,7 +86,7 @@ describe('pg_terminate_backend of the worker connection during checkpoint_apply'
 });
 
 describe('the client connection lost during run_start', () => {
-  it('surfaces as a retryable DatabaseError, for a terminated backend and for a cut socket; nothing is written', async () => {
+  it('surfaces as a retryable DatabaseError, for a terminated backend and for a cut socket; nothing is written (a start not safe to make again: keyPolicy reuse)', async () => {
     const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(fx.db.url).port) });
     const pool = testPool({ connectionString: throughProxy(fx.db.url, proxy.port), max: 2, application_name: 'terminated-client' });
     pool.on('error', () => undefined);
@@ -97,7 +97,8 @@ describe('the client connection lost during run_start', () => {
       await holder.query('begin');
       await fx.client.start(gated, { v: 1 }, { key: 'k-terminate', tx: holder });
       for (const how of ['pg_terminate_backend', 'socket cut'] as const) {
-        const pending = starter.start(gated, { v: 2 }, { key: 'k-terminate' }).then(() => undefined, (e: unknown) => e);
+        // (With the default keyPolicy, 'return', the start is made again: test/integration/key-policies.test.ts.)
+        const pending = starter.start(gated, { v: 2 }, { key: 'k-terminate', keyPolicy: 'reuse' }).then(() => undefined, (e: unknown) => e);
         const pid = await blockedBackend('terminated-client', '%run_start%');
         if (how === 'pg_terminate_backend') await fx.db.pool.query('select pg_terminate_backend($1)', [pid]);
         else for (const p of proxy.of('terminated-client')) p.cut();
@@ -109,11 +110,19 @@ describe('the client connection lost during run_start', () => {
           assert.match(error.message, /Connection terminated/);
         }
       }
+      // The default policy ('return') is safe to make again: after the cut it waits on the key again
+      // (a new backend), and gets a run of its own once the holder rolls back.
+      const made = starter.start(gated, { v: 3 }, { key: 'k-terminate' });
+      const first = await blockedBackend('terminated-client', '%run_start%');
+      for (const p of proxy.of('terminated-client')) p.cut();
+      await fx.db.pool.query('select pg_terminate_backend($1)', [first]);
+      await waitFor(async () => (await fx.db.pool.query(`select 1 from pg_stat_activity where datname = current_database()
+        and application_name = 'terminated-client' and wait_event_type = 'Lock' and query like '%run_start%' and pid <> $1`, [first])).rowCount,
+        { what: 'the start made again, waiting on the key' });
       await holder.query('rollback');
-      const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where key = 'k-terminate'`);
-      assert.equal(rows[0].n, 0, 'nothing written');
-      const again = await starter.start(gated, { v: 2 }, { key: 'k-terminate' });
-      assert.ok(again.id);
+      const { id } = await made;
+      const { rows } = await fx.db.pool.query(`select id, input from trellis.runs where key = 'k-terminate'`);
+      assert.deepEqual(rows, [{ id, input: { v: 3 } }], 'the starts that failed wrote nothing; the one made again, its run');
     } finally {
       holder.release();
       await starter.close();
