@@ -200,7 +200,20 @@ begin
         overlap = excluded.overlap, catch_up = excluded.catch_up, jitter = excluded.jitter,
         time_limit = excluded.time_limit, ends_at = excluded.ends_at,
         paused = case when p_spec ? 'paused' then excluded.paused else s.paused end,
-        next_at = excluded.next_at, next_from = excluded.next_from, last_error = null, updated_at = excluded.updated_at
+        -- Set again with the same cron and time zone while it stays active (an app that sets its
+        -- schedules at every boot): its next tick stays, a tick already due included, so the
+        -- ticker fires it (by the catch-up policy). Computed afresh from now, a due tick was
+        -- dropped, neither run nor counted. A paused schedule resumed here fires from now, as
+        -- schedule_resume; an ended one (neither set) starts again.
+        next_at = case when s.cron = excluded.cron and s.time_zone = excluded.time_zone and not s.paused
+                            and not (case when p_spec ? 'paused' then excluded.paused else s.paused end)
+                            and (s.next_at is not null or s.next_from is not null)
+                       then s.next_at else excluded.next_at end,
+        next_from = case when s.cron = excluded.cron and s.time_zone = excluded.time_zone and not s.paused
+                              and not (case when p_spec ? 'paused' then excluded.paused else s.paused end)
+                              and (s.next_at is not null or s.next_from is not null)
+                         then s.next_from else excluded.next_from end,
+        last_error = null, updated_at = excluded.updated_at
   returning * into v_row;
   return v_row;
 end $$;

@@ -110,6 +110,25 @@ describe('schedule_tick and schedule_fire', () => {
     await q(`select trellis.role_release('trellis.schedules', 'ticker-iso', $1)`, [token]);
   });
 
+  it('schedule_set again with the same cron keeps a tick already due (an app setting its schedules at every boot); another cron, or a resume, computes afresh', async () => {
+    const spec = (o: Record<string, unknown> = {}) => JSON.stringify({ cron: '0 * * * *', workflow: 'w', next_at: '2999-01-01T00:00:00Z', ...o });
+    const at = async (name: string) => (await q<{ next_at: Date | null; next_from: Date | null }>('select next_at, next_from from trellis.schedules where name = $1', [name]))[0]!;
+    for (const name of ['boot-same', 'boot-cron', 'boot-paused', 'boot-pending']) await q('select trellis.schedule_set($1, $2)', [name, spec()]);
+    // An hour of downtime: each schedule's next tick is due and no ticker has fired it yet.
+    await q(`update trellis.schedules set next_at = '2026-01-01T10:00:00Z' where name like 'boot-%' and name <> 'boot-pending'`);
+    await q(`update trellis.schedules set next_at = null, next_from = '2026-01-01T09:30:00Z' where name = 'boot-pending'`);
+    await q(`update trellis.schedules set paused = true where name = 'boot-paused'`);
+    // The app boots and sets them again (its client computed the next tick from now).
+    await q('select trellis.schedule_set($1, $2)', ['boot-same', spec({ input: { changed: true } })]);
+    await q('select trellis.schedule_set($1, $2)', ['boot-pending', spec()]);
+    await q('select trellis.schedule_set($1, $2)', ['boot-cron', spec({ cron: '30 * * * *' })]);
+    await q('select trellis.schedule_set($1, $2)', ['boot-paused', spec({ paused: false })]);
+    assert.equal((await at('boot-same')).next_at?.toISOString(), '2026-01-01T10:00:00.000Z', 'the due tick stays: the ticker fires it');
+    assert.deepEqual(await at('boot-pending'), { next_at: null, next_from: new Date('2026-01-01T09:30:00Z') }, 'a tick still to be computed stays so');
+    assert.equal((await at('boot-cron')).next_at?.toISOString(), '2999-01-01T00:00:00.000Z', 'another cron: its own next tick');
+    assert.equal((await at('boot-paused')).next_at?.toISOString(), '2999-01-01T00:00:00.000Z', 'resumed: from now, its paused ticks skipped');
+  });
+
   it('schedule_set refuses an infinite ends_at or next_at, or one past JavaScript\'s last date, and writes nothing', async () => {
     const before = (await q<{ n: number }>('select count(*)::int as n from trellis.schedules'))[0]!.n;
     for (const extra of [{ ends_at: 'infinity' }, { ends_at: '-infinity' }, { next_at: 'infinity' }, { ends_at: '294276-01-01T00:00:00Z' }]) {
