@@ -662,6 +662,10 @@ begin
     perform trellis._raise('TR001', 'worker id must be 1-200 characters');
   end if;
   perform trellis._check_lease(p_lease);
+  -- Pairs (workflow i, version i): arrays of different lengths would pair a workflow with no version.
+  if cardinality(p_workflows) is distinct from cardinality(p_versions) then
+    perform trellis._raise('TR001', 'run_claim takes as many versions as workflows (each workflow with its version)');
+  end if;
   if p_async_commit then
     perform set_config('synchronous_commit', 'off', true);
   end if;

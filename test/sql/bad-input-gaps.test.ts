@@ -218,6 +218,16 @@ describe('run_claim', () => {
       assert.equal(rows[0].n, 0, 'nothing claimed');
     });
   }
+
+  it('refuses workflows and versions of different lengths (they pair up) with TR001, and leases nothing', async () => {
+    await fx.db.pool.query(`select trellis.run_start('w', '{}', '{"queue":"claimq2"}')`);
+    for (const [workflows, versions] of [['{w,w}', '{1}'], ['{w}', '{1,1}'], ['{w}', null]] as const) {
+      const message = await refused(`select * from trellis.run_claim('wk', array['claimq2'], $1::text[], $2::text[], 10, '30 seconds')`, [workflows, versions]);
+      assert.match(message, /as many versions as workflows/);
+    }
+    const { rows } = await fx.db.pool.query(`select count(*)::int as n from trellis.runs where queue = 'claimq2' and status = 'running'`);
+    assert.equal(rows[0].n, 0, 'nothing claimed');
+  });
 });
 
 describe('hook_claim', () => {
