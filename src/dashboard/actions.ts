@@ -6,6 +6,7 @@
  * itself never writes a table.
  */
 import type { Client } from '../client/client.ts';
+import type { ManualTick } from '../client/schedules.ts';
 import { ValidationError } from '../errors.ts';
 
 /** The actions the run page offers, by the last segment of their POST path. */
@@ -102,6 +103,17 @@ export async function queueAction(client: Client, verb: ToggleVerb, name: string
 export async function scheduleAction(client: Client, verb: ToggleVerb, name: string): Promise<void> {
   if (verb === 'pause') await client.schedules.pause(name);
   else await client.schedules.resume(name);
+}
+
+/**
+ * Start a run of schedule `name` now, by its overlap policy (NotFoundError
+ * if there is none): what `client.schedules.trigger` returns.
+ *
+ * @example
+ * const { outcome, runId } = await scheduleTriggerAction(client, 'nightly-report');
+ */
+export function scheduleTriggerAction(client: Client, name: string): Promise<ManualTick> {
+  return client.schedules.trigger(name);
 }
 
 /**

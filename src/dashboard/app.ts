@@ -13,7 +13,7 @@ import { createClient, type Client } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { createMetrics, type TrellisMetrics } from '../observability/metrics.ts';
-import { hookRetryAction, isActionVerb, isToggleVerb, performAction, queueAction, scheduleAction } from './actions.ts';
+import { hookRetryAction, isActionVerb, isToggleVerb, performAction, queueAction, scheduleAction, scheduleTriggerAction } from './actions.ts';
 import { bearer, sameOrigin, SESSION_COOKIE, SESSION_MS, Sessions } from './auth.ts';
 import { html } from './html.ts';
 import { layout } from './layout.ts';
@@ -218,6 +218,17 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
     const id = assertUuid(c.req.param('id'));
     const { run, ...result } = await performAction(actionsClient(), verb, id, form);
     return c.redirect(link(`/runs/${run ?? id}`, result), 303);
+  });
+
+  // A schedule's run now (before the toggles' /schedules/:verb), by its overlap policy; the outcome and run in the notice.
+  scoped.post('/schedules/trigger', async (c) => {
+    if (config.readOnly) return errorPage(c, 403, 'refused: this dashboard is read-only');
+    const form = await c.req.parseBody();
+    const no = refused(c, form);
+    if (no) return no;
+    const name = typeof form.name === 'string' ? form.name : '';
+    const tick = await scheduleTriggerAction(actionsClient(), name);
+    return c.redirect(link('/schedules', { done: 'trigger', name, outcome: tick.outcome, ...(tick.runId ? { run: tick.runId } : {}) }), 303);
   });
 
   // Queue and schedule actions: pause or resume, the name in the form (a name may hold '/'; the client checks it).

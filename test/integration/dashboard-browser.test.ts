@@ -93,6 +93,20 @@ describe('dashboard in chromium', () => {
     assert.equal((await engine.client.queueStats('browser-mail'))[0]?.paused, false);
   });
 
+  it('opens the Schedules page and runs a schedule now through its form; the notice links the run', async () => {
+    await engine.client.schedules.set('browser-nightly', { cron: '0 3 * * *', workflow: 'greet', input: { name: 'Cron' } });
+    await page.goto(open.url);
+    await page.getByRole('link', { name: 'Schedules', exact: true }).click();
+    const row = page.locator('#schedules tr[data-schedule="browser-nightly"]');
+    await row.getByRole('button', { name: 'Run now' }).click();
+    assert.match(await page.getByRole('status').textContent() ?? '', /Schedule browser-nightly started a run now: run [0-9a-f-]{36}/);
+    await page.getByRole('status').getByRole('link').click();
+    assert.match(await page.locator('h1').textContent() ?? '', /greet/);
+    const id = page.url().split('/').at(-1)!;
+    assert.equal((await engine.client.get(id))?.key?.startsWith('schedule:browser-nightly:'), true, 'the tick\'s run');
+    await engine.client.schedules.delete('browser-nightly');
+  });
+
   it('opens the Outbox page from the navigation and retries a parked hook delivery through its form', async () => {
     // A parked delivery of a version no worker here serves, made with the engine's SQL.
     const q = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;

@@ -401,6 +401,23 @@ describe('dashboard over HTTP', () => {
     assert.equal((await engine.client.schedules.get('nightly-echo'))?.paused, false);
     const missing = await s.post('/trellis/schedules/pause', { _csrf: csrf, name: 'no-such-schedule' });
     assert.equal(missing.status, 404);
+    // Run now: a run started as a tick at this moment would, linked from the notice; a second is skipped (overlap skip, the first unfinished).
+    await engine.client.schedules.set('held-now', { cron: '0 3 * * *', workflow: hold, input: {} });
+    const triggered = await s.post('/trellis/schedules/trigger', { _csrf: csrf, name: 'held-now' });
+    assert.equal(triggered.status, 303);
+    const location = new URL(triggered.headers.get('location')!, 'http://x');
+    assert.deepEqual([location.pathname, location.searchParams.get('done'), location.searchParams.get('outcome')], ['/trellis/schedules', 'trigger', 'started']);
+    const runId = location.searchParams.get('run')!;
+    const started = await engine.client.get(runId);
+    assert.deepEqual([started?.workflow, (started?.metadata as { manual?: string })?.manual], ['hold', 'trigger']);
+    const shown = await (await s.fetch(`${location.pathname}${location.search}`)).text();
+    assert.match(shown, new RegExp(`Schedule held-now started a run now: run <a href="/trellis/runs/${runId}">`));
+    const again = new URL((await s.post('/trellis/schedules/trigger', { _csrf: csrf, name: 'held-now' })).headers.get('location')!, 'http://x');
+    assert.equal(again.searchParams.get('outcome'), 'skipped');
+    assert.match(await (await s.fetch(`${again.pathname}${again.search}`)).text(), /Schedule held-now skipped: its last run has not finished/);
+    assert.equal((await s.post('/trellis/schedules/trigger', { _csrf: csrf, name: 'no-such-schedule' })).status, 404);
+    assert.equal((await s.post('/trellis/schedules/trigger', { _csrf: 'forged', name: 'held-now' })).status, 403, 'CSRF-checked');
+    await engine.client.cancel(runId);
   });
 
   it('Roles: the engine\'s duties once a worker holds them, with holder, token and lease', async () => {
@@ -427,7 +444,7 @@ describe('dashboard over HTTP', () => {
       assert.ok(text.includes(marker), `${marker} on ${path}`);
       assert.ok(!text.includes('method="post"'), `no forms on ${path}`);
     }
-    for (const path of ['/queues/pause', '/schedules/pause']) {
+    for (const path of ['/queues/pause', '/schedules/pause', '/schedules/trigger']) {
       const res = await s.post(path, { name: path.startsWith('/queues') ? 'ro-queue' : 'ro-schedule' });
       assert.equal(res.status, 403, path);
       assert.match(await res.text(), /read-only/);

@@ -1,12 +1,33 @@
-/** Schedules: cron, time zone, workflow, next and last tick, fired, paused or failing; pause and resume. */
+/** Schedules: cron, time zone, workflow, next and last tick, fired, paused or failing; pause, resume and run now. */
 import { scheduleList, type ScheduleRow } from '../../db/schedules.ts';
 import { type Html, html, jsonBlock, when } from '../html.ts';
 import type { DashboardPage, PageView } from '../page.ts';
+import { UUID_PATTERN } from '../../workflow/names.ts';
 
 function toggle(view: PageView, s: ScheduleRow): Html {
   if (view.readOnly) return html``;
   const verb = s.paused ? 'resume' : 'pause';
-  return html`<form method="post" action="${view.link(`/schedules/${verb}`)}">${view.csrfField}<input type="hidden" name="name" value="${s.name}"><button type="submit">${s.paused ? 'Resume' : 'Pause'}</button></form>`;
+  return html`<form method="post" action="${view.link(`/schedules/${verb}`)}">${view.csrfField}<input type="hidden" name="name" value="${s.name}"><button type="submit">${s.paused ? 'Resume' : 'Pause'}</button></form>
+<form method="post" action="${view.link('/schedules/trigger')}">${view.csrfField}<input type="hidden" name="name" value="${s.name}"><button type="submit" title="start a run now, as a tick at this moment would (by the overlap policy)">Run now</button></form>`;
+}
+
+/** The notice after an action: pause, resume, or a run now with its outcome. */
+function notice(view: PageView): Html | string {
+  const done = view.query.get('done');
+  const name = view.query.get('name');
+  if (!name) return '';
+  if (done === 'pause' || done === 'resume') {
+    return html`<p class="notice" role="status">Schedule ${name} ${done === 'pause' ? 'paused: its ticks are skipped until it is resumed' : 'resumed from its next tick'}.</p>`;
+  }
+  if (done !== 'trigger') return '';
+  const run = view.query.get('run');
+  const outcome = view.query.get('outcome');
+  const link = run && UUID_PATTERN.test(run) ? html`: run <a href="${view.link(`/runs/${run}`)}">${run}</a>` : '';
+  const what = outcome === 'started' ? html`started a run now${link}`
+    : outcome === 'skipped' ? html`skipped: its last run has not finished (overlap skip)`
+      : outcome === 'buffered' ? html`buffered: it starts when the last run ends (overlap bufferOne)`
+        : html`${outcome ?? ''}${link}`;
+  return html`<p class="notice" role="status">Schedule ${name} ${what}.</p>`;
 }
 
 function state(s: ScheduleRow): Html {
@@ -22,10 +43,8 @@ export const schedulesPage: DashboardPage = {
   nav: { label: 'Schedules', order: 30 },
   async render(view) {
     const schedules = await scheduleList(view.db);
-    const done = view.query.get('done');
-    const name = view.query.get('name');
     const body = html`<h1>Schedules</h1>
-${(done === 'pause' || done === 'resume') && name ? html`<p class="notice" role="status">Schedule ${name} ${done === 'pause' ? 'paused: its ticks are skipped until it is resumed' : 'resumed from its next tick'}.</p>` : ''}
+${notice(view)}
 ${schedules.length === 0 ? html`<p class="muted">No schedules: create one with client.schedules.set.</p>` : html`<table id="schedules"><thead><tr><th>schedule</th><th>cron</th><th>time zone</th><th>workflow</th>
 <th>next tick</th><th>last tick</th><th class="num">fired</th><th class="num">skipped</th><th>state</th>${view.readOnly ? '' : html`<th></th>`}</tr></thead><tbody>
 ${schedules.map((s) => html`<tr data-schedule="${s.name}"><td>${s.name}</td><td class="mono">${s.cron}</td><td>${s.timeZone}</td>
