@@ -4,7 +4,9 @@
  * deterministic by holding a row lock the statement needs and terminating
  * the backend while it waits for it:
  * - a worker's checkpoint_apply: retried, the run completes, nothing fails;
- * - a client's run_start: a retryable DatabaseError, nothing written.
+ * - a client's run_start: a retryable DatabaseError, nothing written (a
+ *   start not safe to make again); one with a key and the default policy
+ *   is made again and gets its run.
  */
 import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';

@@ -385,23 +385,25 @@ describe('local hand-off', () => {
     // A lease of an hour: waiting it out would outlast the test many times over.
     const worker = createWorker({ pool: fx.db.pool, pollInterval: 100, logger: silentLogger, purge: false, client, workflows: [wf], leaseDuration: '1h' });
     await worker.start();
+    const direct = createClient({ pool: fx.db.pool, logger: silentLogger });
     try {
       await client.start(wf, { n: 0 }, { key: 'warm-up' }); // the pool's connection is up (and registered the workflow)
-      for (const p of proxy.pipes) p.dropReplies = true;
-      const start = client.start(wf, { n: 21 }, { key: 'lost-reply' });
-      start.catch(() => undefined);
-      // The start committed (its run is there, leased to the worker), but its reply never came: cut the connection.
-      const id = await waitFor(async () => (await fx.db.pool.query(`select id from trellis.runs where key = 'lost-reply'`)).rows[0]?.id as string | undefined,
-        { what: 'the start committed' });
-      for (const p of proxy.pipes) p.cut();
-      await assert.rejects(start, (e: Error & { retryable?: boolean | undefined }) => e.retryable === true);
-      const direct = createClient({ pool: fx.db.pool, logger: silentLogger });
-      try {
-        assert.equal(await direct.result(id, { timeout: '20s' }), 42);
-      } finally {
-        await direct.close();
+      // keyPolicy reuse: a start not safe to make again rejects; the default ('return') is made again
+      // on a new connection and gets the run the lost try committed.
+      for (const [key, keyPolicy] of [['lost-reply-reuse', 'reuse'], ['lost-reply', 'return']] as const) {
+        for (const p of proxy.pipes) p.dropReplies = true;
+        const start = client.start(wf, { n: 21 }, { key, keyPolicy });
+        start.catch(() => undefined);
+        // The start committed (its run is there, leased to the worker), but its reply never came: cut the connection.
+        const id = await waitFor(async () => (await fx.db.pool.query(`select id from trellis.runs where key = $1`, [key])).rows[0]?.id as string | undefined,
+          { what: 'the start committed' });
+        for (const p of proxy.pipes) p.cut();
+        if (keyPolicy === 'reuse') await assert.rejects(start, (e: Error & { retryable?: boolean | undefined }) => e.retryable === true);
+        else assert.equal((await start).id, id, 'made again: the key\'s run');
+        assert.equal(await direct.result(id, { timeout: '20s' }), 42, `${keyPolicy}: the worker gave the run back at once`);
       }
     } finally {
+      await direct.close();
       await worker.stop({ timeout: 1000 });
       await client.close();
       await pool.end();
