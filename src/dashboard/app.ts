@@ -220,13 +220,25 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
     return c.redirect(link(`/runs/${run ?? id}`, result), 303);
   });
 
+  /**
+   * A form action of the Queues, Schedules and Outbox pages: refused in
+   * read-only mode, then by the Origin and CSRF checks, then `act` with the
+   * form's fields, which redirects back to its page.
+   */
+  const formAction = (path: string, act: (c: Context<Env>, form: Record<string, unknown>) => Promise<Response>) => {
+    scoped.post(path, async (c) => {
+      if (config.readOnly) return errorPage(c, 403, 'refused: this dashboard is read-only');
+      const form = await c.req.parseBody();
+      const no = refused(c, form);
+      if (no) return no;
+      return act(c, form);
+    });
+  };
+  const field = (form: Record<string, unknown>, name: string) => (typeof form[name] === 'string' ? form[name] as string : '');
+
   // A schedule's run now (before the toggles' /schedules/:verb), by its overlap policy; the outcome and run in the notice.
-  scoped.post('/schedules/trigger', async (c) => {
-    if (config.readOnly) return errorPage(c, 403, 'refused: this dashboard is read-only');
-    const form = await c.req.parseBody();
-    const no = refused(c, form);
-    if (no) return no;
-    const name = typeof form.name === 'string' ? form.name : '';
+  formAction('/schedules/trigger', async (c, form) => {
+    const name = field(form, 'name');
     const tick = await scheduleTriggerAction(actionsClient(), name);
     return c.redirect(link('/schedules', { done: 'trigger', name, outcome: tick.outcome, ...(tick.runId ? { run: tick.runId } : {}) }), 303);
   });
@@ -234,26 +246,18 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
   // Queue and schedule actions: pause or resume, the name in the form (a name may hold '/'; the client checks it).
   const toggles = { queues: queueAction, schedules: scheduleAction } as const;
   for (const [kind, act] of Object.entries(toggles)) {
-    scoped.post(`/${kind}/:verb`, async (c) => {
-      if (config.readOnly) return errorPage(c, 403, 'refused: this dashboard is read-only');
-      const verb = c.req.param('verb');
+    formAction(`/${kind}/:verb`, async (c, form) => {
+      const verb = c.req.param('verb') ?? '';
       if (!isToggleVerb(verb)) return errorPage(c, 404, `no action ${JSON.stringify(verb.slice(0, 40))}`);
-      const form = await c.req.parseBody();
-      const no = refused(c, form);
-      if (no) return no;
-      const name = typeof form.name === 'string' ? form.name : '';
+      const name = field(form, 'name');
       await act(actionsClient(), verb, name);
       return c.redirect(link(`/${kind}`, { done: verb, name }), 303);
     });
   }
 
   // A parked hook delivery sent to the workers again, its id in the form.
-  scoped.post('/outbox/retry', async (c) => {
-    if (config.readOnly) return errorPage(c, 403, 'refused: this dashboard is read-only');
-    const form = await c.req.parseBody();
-    const no = refused(c, form);
-    if (no) return no;
-    const id = typeof form.id === 'string' ? form.id : '';
+  formAction('/outbox/retry', async (c, form) => {
+    const id = field(form, 'id');
     await hookRetryAction(actionsClient(), id);
     return c.redirect(link('/outbox', { done: 'retry', id }), 303);
   });
