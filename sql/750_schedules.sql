@@ -75,23 +75,46 @@ end $$;
 comment on function trellis._schedule_active(uuid) is
   'Whether run p_run_id (a schedule''s last run) has not finished.';
 
--- Start the run of one tick (its jitter a fixed fraction of the schedule's,
--- from the hash of its key); the caller records it as the last run.
-create or replace function trellis._schedule_start(p_schedule trellis.schedules, p_tick timestamptz)
+-- The run a tick already has, found by its key: the ticker's, or a manual
+-- tick's (a backfill that got to a due tick before the ticker), or null.
+-- Every path that starts a tick asks first, so a tick is started, counted
+-- and judged by the overlap policy once, whoever gets to it first.
+create or replace function trellis._schedule_tick_run(p_schedule trellis.schedules, p_tick timestamptz)
+returns uuid language plpgsql stable as $$
+declare
+  v_key    text := trellis._schedule_key(p_schedule.name, p_tick);
+  v_bucket integer := trellis._bucket(p_schedule.workflow, v_key, null, trellis._bucket_count());
+  v_id     uuid;
+begin
+  select r.id into v_id from trellis.runs r where r.bucket = v_bucket and r.workflow = p_schedule.workflow and r.key = v_key;
+  return v_id;
+end $$;
+comment on function trellis._schedule_tick_run(trellis.schedules, timestamptz) is
+  'The run of schedule p_schedule''s tick p_tick (by its key schedule:<name>:<tick>), or null when the tick has none yet.';
+
+-- Start the run of one tick; the caller records it as the last run. A
+-- ticker's tick (p_manual null) starts at its tick plus a fixed fraction of
+-- the schedule's jitter (from the hash of its key), with metadata
+-- {schedule, tick}; a manual one (trigger, backfill, decision 0045) at
+-- once, with manual: p_manual too.
+create or replace function trellis._schedule_start(p_schedule trellis.schedules, p_tick timestamptz, p_manual text)
 returns uuid language plpgsql as $$
 declare
   v_key  text := trellis._schedule_key(p_schedule.name, p_tick);
-  v_at   timestamptz := p_tick + p_schedule.jitter * ((hashtext(v_key)::bigint + 2147483648) / 4294967296.0);
-  v_id   uuid;
+  v_meta jsonb := jsonb_build_object('schedule', p_schedule.name, 'tick', p_tick);
 begin
-  v_id := trellis._run_start(p_schedule.workflow, p_schedule.input,
-            jsonb_build_object('key', v_key, 'run_at', v_at, 'time_limit', p_schedule.time_limit,
-                               'metadata', jsonb_build_object('schedule', p_schedule.name, 'tick', p_tick)),
-            null, null, null, null, null, null, null);
-  return v_id;
+  if p_manual is not null then
+    return trellis._run_start(p_schedule.workflow, p_schedule.input,
+             jsonb_build_object('key', v_key, 'time_limit', p_schedule.time_limit, 'metadata', v_meta || jsonb_build_object('manual', p_manual)),
+             null, null, null, null, null, null, null);
+  end if;
+  return trellis._run_start(p_schedule.workflow, p_schedule.input,
+           jsonb_build_object('key', v_key, 'time_limit', p_schedule.time_limit, 'metadata', v_meta,
+                              'run_at', p_tick + p_schedule.jitter * ((hashtext(v_key)::bigint + 2147483648) / 4294967296.0)),
+           null, null, null, null, null, null, null);
 end $$;
-comment on function trellis._schedule_start(trellis.schedules, timestamptz) is
-  'Start the run of schedule p_schedule''s tick p_tick (idempotent by its key); returns its id.';
+comment on function trellis._schedule_start(trellis.schedules, timestamptz, text) is
+  'Start the run of schedule p_schedule''s tick p_tick (idempotent by its key): the ticker''s (p_manual null: jittered) or a manual one (p_manual trigger or backfill: due at once, metadata manual); returns its id.';
 
 -- _schedule_start for the ticker: a start the engine refuses for this
 -- schedule alone (its stored input no longer matches the newest version's
@@ -101,16 +124,17 @@ comment on function trellis._schedule_start(trellis.schedules, timestamptz) is
 -- a savepoint), nothing is started for the tick, and the reason is returned
 -- for the schedule's last_error. Anything else (a lost connection, a
 -- deadlock, a lost role) still ends the whole call.
-create or replace function trellis._schedule_try_start(p_schedule trellis.schedules, p_tick timestamptz, out run_id uuid, out error text)
+create or replace function trellis._schedule_try_start(p_schedule trellis.schedules, p_tick timestamptz, p_manual text,
+                                                       out run_id uuid, out error text)
 language plpgsql as $$
 begin
-  run_id := trellis._schedule_start(p_schedule, p_tick);
+  run_id := trellis._schedule_start(p_schedule, p_tick, p_manual);
 exception
   when sqlstate 'TR001' or sqlstate 'TR002' or sqlstate 'TR004' or sqlstate 'TR005' or sqlstate 'TR008'
        or data_exception or check_violation then
     error := left(format('tick %s not started: %s', to_char(p_tick at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"'), sqlerrm), 500);
 end $$;
-comment on function trellis._schedule_try_start(trellis.schedules, timestamptz) is
+comment on function trellis._schedule_try_start(trellis.schedules, timestamptz, text) is
   'Start schedule p_schedule''s tick p_tick as _schedule_start does; when the engine refuses that start (bad input for it: TR001/2/4/5/8, a data exception, a CHECK), nothing is started and error says why.';
 
 create or replace function trellis.schedule_set(p_name text, p_spec jsonb)
@@ -282,32 +306,48 @@ returns table (name text, cron text, time_zone text, next_at timestamptz, next_f
                catch_up integer, ends_at timestamptz, now timestamptz)
 language plpgsql as $$
 declare
-  v_now timestamptz := trellis.now();
-  v_row trellis.schedules;
-  v_try record;
+  v_now  timestamptz := trellis.now();
+  v_row  trellis.schedules;
+  v_try  record;
+  v_have uuid;
 begin
   perform trellis.role_check('trellis.schedules', p_token);
   if p_limit is null or p_limit < 0 then
     perform trellis._raise('TR001', 'schedule_tick limit must be zero or more');
   end if;
+  -- A manual tick buffered (buffered_manual) is started on a paused
+  -- schedule too: the operator asked for it, as for the manual tick itself.
   for v_row in
     select * from trellis.schedules s
-     where s.buffered_at is not null and not s.paused and not trellis._schedule_active(s.last_run_id)
+     where s.buffered_at is not null and (not s.paused or s.buffered_manual is not null)
+       and not trellis._schedule_active(s.last_run_id)
      order by s.name for update
   loop
-    -- Started first, then stored: no volatile function inside an UPDATE
-    -- (Citus refuses one in an UPDATE of a reference table, decision 0024).
-    v_try := trellis._schedule_try_start(v_row, v_row.buffered_at);
-    if v_try.error is not null then
-      -- Refused: the buffered tick is dropped (counted as skipped), the reason kept.
+    -- A tick that has its run already (a backfill got to it): nothing to start or count.
+    v_have := trellis._schedule_tick_run(v_row, v_row.buffered_at);
+    if v_have is not null then
       update trellis.schedules
-         set buffered_at = null, skipped = skipped + 1, last_error = v_try.error, updated_at = v_now
+         set buffered_at = null, buffered_manual = null,
+             last_run_id = case when last_tick_at is null or v_row.buffered_at >= last_tick_at then v_have else last_run_id end,
+             last_tick_at = greatest(last_tick_at, v_row.buffered_at), updated_at = v_now
        where schedules.name = v_row.name;
       continue;
     end if;
+    -- Started first, then stored: no volatile function inside an UPDATE
+    -- (Citus refuses one in an UPDATE of a reference table, decision 0024).
+    v_try := trellis._schedule_try_start(v_row, v_row.buffered_at, v_row.buffered_manual);
+    if v_try.error is not null then
+      -- Refused: the buffered tick is dropped (counted as skipped), the reason kept.
+      update trellis.schedules
+         set buffered_at = null, buffered_manual = null, skipped = skipped + 1, last_error = v_try.error, updated_at = v_now
+       where schedules.name = v_row.name;
+      continue;
+    end if;
+    -- The last run stays the run of the newest tick (a backfill may have buffered an older one).
     update trellis.schedules
-       set buffered_at = null, last_run_id = v_try.run_id,
-           last_tick_at = v_row.buffered_at, fired = fired + 1, last_error = null, updated_at = v_now
+       set buffered_at = null, buffered_manual = null,
+           last_run_id = case when last_tick_at is null or v_row.buffered_at >= last_tick_at then v_try.run_id else last_run_id end,
+           last_tick_at = greatest(last_tick_at, v_row.buffered_at), fired = fired + 1, last_error = null, updated_at = v_now
      where schedules.name = v_row.name;
   end loop;
   return query
@@ -390,6 +430,7 @@ declare
   v_fired   integer;
   v_try     record;
   v_error   text;
+  v_have    uuid;
 begin
   -- The input first, before the fence reads a table: its exception block
   -- is a savepoint, which on Citus must not follow a read of a reference
@@ -413,8 +454,19 @@ begin
     v_busy := v_row.overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id);
     -- One update per schedule at the end: the last run and buffered tick are kept in v_row.
     for i in 1 .. v_last loop
+      -- A tick that has its run already (a backfill got to it before the
+      -- ticker): done, neither started nor counted again, and never judged
+      -- against its own run.
+      v_have := trellis._schedule_tick_run(v_row, v_ticks[i]);
+      if v_have is not null then
+        if v_row.last_tick_at is null or v_ticks[i] >= v_row.last_tick_at then
+          v_row.last_run_id := v_have;
+          v_row.last_tick_at := v_ticks[i];
+        end if;
+        continue;
+      end if;
       if not v_busy or v_row.overlap = 'cancel_previous' then
-        v_try := trellis._schedule_try_start(v_row, v_ticks[i]);
+        v_try := trellis._schedule_try_start(v_row, v_ticks[i], null);
         if v_try.error is not null then
           -- Refused for this schedule alone: the tick is skipped and the
           -- reason kept in last_error; the ticker goes on to the next tick
@@ -434,13 +486,14 @@ begin
       elsif v_row.overlap = 'buffer_one' and v_row.buffered_at is null and i = v_last then
         -- The latest tick waits for the last run; the missed ones before it are skipped.
         v_row.buffered_at := v_ticks[i];
+        v_row.buffered_manual := null;
       else
         v_skipped := v_skipped + 1;
       end if;
     end loop;
     update trellis.schedules
        set next_at = (v_fire->>'next')::timestamptz, next_from = null, last_run_id = v_row.last_run_id,
-           last_tick_at = v_row.last_tick_at, buffered_at = v_row.buffered_at, fired = fired + v_fired,
+           last_tick_at = v_row.last_tick_at, buffered_at = v_row.buffered_at, buffered_manual = v_row.buffered_manual, fired = fired + v_fired,
            skipped = skipped + v_skipped, last_error = v_error, updated_at = v_now
      where name = v_row.name;
     v_started := v_started + v_fired;
@@ -470,8 +523,6 @@ declare
   v_ticks   timestamptz[];
   v_last    integer;
   v_busy    boolean;
-  v_key     text;
-  v_bucket  integer;
   v_run     uuid;
   v_fired   integer := 0;
   v_skipped integer := 0;
@@ -493,22 +544,22 @@ begin
                                            to_char(v_now at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
   end if;
   v_row := trellis._schedule_lock(p_name);
+  -- As the ticker drops them: a tick after the schedule's end is not its.
+  if v_row.ends_at is not null and v_ticks[cardinality(v_ticks)] > v_row.ends_at then
+    perform trellis._raise('TR004', format('schedule %s ended at %s: a tick after its end is not its', v_row.name,
+                                           to_char(v_row.ends_at at time zone 'UTC', 'YYYY-MM-DD"T"HH24:MI:SS.MS"Z"')));
+  end if;
   v_overlap := coalesce(p_overlap, v_row.overlap);
   v_last := cardinality(v_ticks);
   v_busy := v_overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id);
   for i in 1 .. v_last loop
     tick := v_ticks[i];
-    v_key := trellis._schedule_key(v_row.name, tick);
-    v_bucket := trellis._bucket(v_row.workflow, v_key, null, trellis._bucket_count());
-    select r.id into v_run from trellis.runs r where r.bucket = v_bucket and r.workflow = v_row.workflow and r.key = v_key;
+    v_run := trellis._schedule_tick_run(v_row, tick);
     if v_run is not null then
       run_id := v_run;
       outcome := 'existing';
     elsif not v_busy or v_overlap = 'cancel_previous' then
-      run_id := trellis._run_start(v_row.workflow, v_row.input,
-                  jsonb_build_object('key', v_key, 'time_limit', v_row.time_limit,
-                                     'metadata', jsonb_build_object('schedule', v_row.name, 'tick', tick, 'manual', p_how)),
-                  null, null, null, null, null, null, null);
+      run_id := trellis._schedule_start(v_row, tick, p_how);
       -- Superseded only once the new run is there.
       if v_busy then
         perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the %s of tick %s', v_row.name, p_how, tick));
@@ -522,8 +573,10 @@ begin
       v_fired := v_fired + 1;
       outcome := 'started';
     elsif v_overlap = 'buffer_one' and v_row.buffered_at is null and i = v_last then
-      -- The latest tick waits for the last run (the ticker starts it); the ones before it are skipped.
+      -- The latest tick waits for the last run (the ticker starts it as this call would, on a
+      -- paused schedule too); the ones before it are skipped.
       v_row.buffered_at := tick;
+      v_row.buffered_manual := p_how;
       run_id := null;
       outcome := 'buffered';
     else
@@ -535,7 +588,7 @@ begin
   end loop;
   update trellis.schedules
      set last_run_id = v_row.last_run_id, last_tick_at = v_row.last_tick_at, buffered_at = v_row.buffered_at,
-         fired = fired + v_fired, skipped = skipped + v_skipped, updated_at = v_now
+         buffered_manual = v_row.buffered_manual, fired = fired + v_fired, skipped = skipped + v_skipped, updated_at = v_now
    where name = v_row.name;
 end $$;
 comment on function trellis._schedule_manual(text, timestamptz[], text, text) is

@@ -211,8 +211,9 @@ export class Schedules {
    * 'trigger' }`), by the overlap policy (`overlap`, default the
    * schedule's) against its last run: `started`, `buffered` or `skipped`.
    * A paused schedule can be triggered; its own ticks go on as before.
-   * NotFoundError if unknown; a start the engine refuses (its stored input
-   * no longer fits the workflow) rejects and changes nothing.
+   * NotFoundError if unknown; IllegalTransitionError after its `endsAt`; a
+   * start the engine refuses (its stored input no longer fits the
+   * workflow) rejects and changes nothing.
    *
    * @example
    * const { runId, outcome } = await client.schedules.trigger('daily-report');

@@ -9,7 +9,7 @@
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import { NotFoundError, ValidationError } from '../../src/errors.ts';
+import { IllegalTransitionError, NotFoundError, ValidationError } from '../../src/errors.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -148,7 +148,10 @@ describe('client.schedules.trigger', () => {
     await refused(`select * from trellis.schedule_backfill('bad-in', array(select trellis.now() - g * interval '1 second' from generate_series(1, 1001) g))`, []);
     await refused(`select * from trellis.schedule_trigger('bad-in', 'sometimes')`, []);
     await assert.rejects(env.pool.query(`select * from trellis.schedule_trigger('no-such-schedule')`), (e: { code?: string | undefined }) => e.code === 'TR002');
+    await env.client.schedules.set('bad-ended', { cron: '* * * * *', workflow: job, input: { n: 1 }, endsAt: new Date(now.getTime() - 60_000) });
+    await assert.rejects(env.client.schedules.trigger('bad-ended'), IllegalTransitionError, 'a tick after its end is not the schedule\'s');
     assert.deepEqual(await counts(), before, 'nothing started, no tick counted');
     await env.client.schedules.delete('bad-in');
+    await env.client.schedules.delete('bad-ended');
   });
 });

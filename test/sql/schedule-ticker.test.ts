@@ -138,3 +138,91 @@ describe('schedule_tick and schedule_fire', () => {
     assert.equal((await q<{ n: number }>('select count(*)::int as n from trellis.schedules'))[0]!.n, before);
   });
 });
+
+describe('manual ticks and the ticker (decision 0045): whoever gets to a tick first starts it, once', () => {
+  const H1 = '2026-03-01T10:00:00.000Z';
+  const H2 = '2026-03-01T11:00:00.000Z';
+  const token = async () => (await q<{ t: string }>(`select trellis.role_acquire('trellis.schedules', 'manual-test', '1 minute') as t`))[0]!.t;
+  /** The ticker's fire of `ticks` for schedule `name` alone, as it read the row. */
+  async function fireOne(t: string, name: string, ticks: string[]): Promise<number> {
+    const [row] = await q<{ next_at: Date | null; next_from: Date | null }>('select next_at, next_from from trellis.schedules where name = $1', [name]);
+    const fire = { name, next_at: row!.next_at, next_from: row!.next_from, ticks, skipped: 0, next: '2999-01-01T00:00:00Z' };
+    return Number((await q<{ n: number }>('select trellis.schedule_fire($1, $2) as n', [t, JSON.stringify([fire])]))[0]!.n);
+  }
+  const row = async (name: string) => (await q<{ fired: number; skipped: number; buffered_at: Date | null; last_run_id: string | null; last_tick_at: Date | null }>(
+    'select fired::int, skipped::int, buffered_at, last_run_id, last_tick_at from trellis.schedules where name = $1', [name]))[0]!;
+  const runs = async (name: string) => q<{ id: string; key: string; status: string; run_at: Date; metadata: Record<string, unknown> }>(
+    `select id, key, status, run_at, metadata from trellis.runs where metadata->>'schedule' = $1 order by key, created_at`, [name]);
+
+  for (const overlap of ['skip', 'allow', 'cancel_previous', 'buffer_one']) {
+    it(`${overlap}: a due tick a backfill started is not started, counted or judged again by the ticker; the next tick is judged against its run`, async () => {
+      const name = `raced-${overlap}`;
+      await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ cron: '0 * * * *', workflow: 'w', overlap, next_at: '2999-01-01T00:00:00Z' })]);
+      await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H1]); // H1 is due; the ticker has not fired it yet
+      const [filled] = await q<{ run_id: string; outcome: string }>(`select run_id, outcome from trellis.schedule_backfill($1, array[$2::timestamptz])`, [name, H1]);
+      assert.equal(filled!.outcome, 'started');
+      const t = await token();
+      assert.equal(await fireOne(t, name, [H1]), 0, 'the ticker finds the tick\'s run');
+      assert.deepEqual(await runs(name).then((r) => r.map((x) => [x.id, x.status])), [[filled!.run_id, 'pending']], 'one run, not cancelled');
+      assert.deepEqual(await row(name).then((r) => [r.fired, r.skipped, r.buffered_at, r.last_run_id]), [1, 0, null, filled!.run_id]);
+      // H2 while the backfilled run is unfinished: the policy, against that run.
+      await fireOne(t, name, [H2]);
+      const after = await row(name);
+      const expected: Record<string, [number, number, string | null]> = {
+        skip: [1, 1, null], allow: [2, 0, null], cancel_previous: [2, 0, null], buffer_one: [1, 0, H2],
+      };
+      assert.deepEqual([after.fired, after.skipped, after.buffered_at?.toISOString() ?? null], expected[overlap], 'H2 by the policy, not lost');
+      await q(`select trellis.role_release('trellis.schedules', 'manual-test', $1)`, [t]);
+    });
+  }
+
+  it('a buffered older tick (a backfill\'s) started by the ticker leaves the last run the newest tick\'s', async () => {
+    const name = 'older-buffered';
+    await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ cron: '0 * * * *', workflow: 'w', overlap: 'buffer_one', next_at: '2999-01-01T00:00:00Z' })]);
+    await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H2]);
+    const t = await token();
+    await fireOne(t, name, [H2]); // the ticker's run of H2, unfinished
+    const newest = await row(name);
+    const filled = await q<{ outcome: string }>(`select outcome from trellis.schedule_backfill($1, array['2026-03-01T08:00:00Z', $2]::timestamptz[])`, [name, H1]);
+    assert.deepEqual(filled.map((f) => f.outcome), ['skipped', 'buffered']);
+    await q(`select trellis.run_cancel($1, 'ended for the test')`, [newest.last_run_id]);
+    await q('select count(*) from trellis.schedule_tick($1, 10)', [t]);
+    const after = await row(name);
+    assert.equal(after.buffered_at, null, 'the buffered tick started');
+    assert.deepEqual([after.last_run_id, after.last_tick_at?.toISOString(), after.fired], [newest.last_run_id, H2, 2], 'the last run is still H2\'s');
+    await q(`select trellis.role_release('trellis.schedules', 'manual-test', $1)`, [t]);
+  });
+
+  for (const paused of [false, true]) {
+    it(`a buffered trigger is started as a trigger (at once, metadata manual) when the last run ends${paused ? ', on a paused schedule too' : ''}`, async () => {
+      const name = `buffered-trigger-${paused}`;
+      await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ cron: '0 0 1 1 *', workflow: 'w', overlap: 'buffer_one', jitter: '1 day', paused })]);
+      const [first] = await q<{ run_id: string; outcome: string }>('select run_id, outcome from trellis.schedule_trigger($1)', [name]);
+      await q(`select pg_sleep(0.002)`); // another millisecond: another tick
+      const [second] = await q<{ tick: Date; outcome: string }>('select tick, outcome from trellis.schedule_trigger($1)', [name]);
+      assert.deepEqual([first!.outcome, second!.outcome], ['started', 'buffered']);
+      await q(`select trellis.run_cancel($1, 'ended for the test')`, [first!.run_id]);
+      const t = await token();
+      await q('select count(*) from trellis.schedule_tick($1, 10)', [t]);
+      const started = (await runs(name)).find((r) => r.key === `schedule:${name}:${second!.tick.toISOString()}`);
+      assert.ok(started, 'the buffered trigger started');
+      assert.equal(started.metadata.manual, 'trigger');
+      const [{ now }] = await q<{ now: Date }>('select trellis.now() as now') as [{ now: Date }];
+      assert.ok(started.run_at.getTime() <= now.getTime(), 'due at once, no jitter');
+      assert.equal((await row(name)).buffered_at, null);
+      await q(`select trellis.role_release('trellis.schedules', 'manual-test', $1)`, [t]);
+    });
+  }
+
+  it('a trigger or a backfill after the schedule\'s end is TR004, and changes nothing', async () => {
+    await q('select trellis.schedule_set($1, $2)', ['ended', JSON.stringify({ cron: '0 * * * *', workflow: 'w', ends_at: '2026-03-01T10:30:00Z' })]);
+    const before = await row('ended');
+    for (const call of [`select * from trellis.schedule_trigger('ended')`, `select * from trellis.schedule_backfill('ended', array['2026-03-01T11:00:00Z']::timestamptz[])`]) {
+      await assert.rejects(q(call), (e: { code?: string | undefined }) => e.code === 'TR004', call);
+    }
+    assert.deepEqual(await row('ended'), before);
+    assert.deepEqual(await runs('ended'), []);
+    const [ok] = await q<{ outcome: string }>(`select outcome from trellis.schedule_backfill('ended', array['2026-03-01T10:00:00Z']::timestamptz[])`);
+    assert.equal(ok!.outcome, 'started', 'a tick before its end is its');
+  });
+});
