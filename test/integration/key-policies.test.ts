@@ -10,6 +10,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { CancelledError, DatabaseError, IllegalTransitionError, ValidationError } from '../../src/errors.ts';
+import { backendId, waiterPid } from '../helpers/lock-wait.ts';
 import { waitFor } from '../helpers/wait.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
@@ -160,17 +161,17 @@ describe('keyPolicy', () => {
       const blocker = await env.pool.connect();
       try {
         await blocker.query('begin');
-        const { rows: [held] } = await blocker.query<{ id: string; pid: number }>(
-          `select trellis.run_start('kp-sync', '{"n": 7}', jsonb_build_object('key', $1::text)) as id, pg_backend_pid() as pid`, [key]);
+        const { rows: [held] } = await blocker.query<{ id: string }>(
+          `select trellis.run_start('kp-sync', '{"n": 7}', jsonb_build_object('key', $1::text)) as id`, [key]);
+        const holder = await backendId(blocker);
         const started = start();
         started.catch(() => undefined); // awaited by the caller
-        const { pid } = await waitFor(async () => (await env.pool.query<{ pid: number }>(`select pid from pg_stat_activity
-          where datname = current_database() and wait_event_type = 'Lock' and pid <> $1`, [held!.pid])).rows[0],
-          { what: `the start of ${key} waiting on the key` });
-        await env.pool.query('select pg_terminate_backend($1)', [pid]);
+        const pid = await waitFor(() => waiterPid(env.pool, holder), { what: `the start of ${key} waiting on the key` });
+        await env.pool.query('select pg_terminate_backend($1::int)', [pid]);
         await blocker.query(end);
         return { held: held!.id, started };
       } finally {
+        await blocker.query('rollback').catch(() => undefined); // never back to the pool inside a transaction
         blocker.release();
       }
     };
