@@ -8,21 +8,16 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
-import { z } from 'zod';
 import { NotFoundError, ValidationError } from '../../src/errors.ts';
-import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
-import { defineWorkflow } from '../../src/workflow/define.ts';
+import type { TestEnv } from '../../src/testing/env.ts';
+import { scheduleTestEnv, scheduleWorkflows } from '../helpers/schedule-env.ts';
 import { waitFor } from '../helpers/wait.ts';
 
-const job = defineWorkflow({ name: 'job', input: z.object({ n: z.number() }) }, async (ctx, { n }) => ctx.step('double', () => n * 2));
-const held = defineWorkflow({ name: 'held', input: z.object({}) }, async (ctx) => {
-  await ctx.waitForSignal('go');
-  return 'done';
-});
+const { job, held } = scheduleWorkflows();
 
 let env: TestEnv;
 before(async () => {
-  env = await createTestEnv({ workflows: [job, held], schedules: { interval: 20 } });
+  env = await scheduleTestEnv({ job, held });
 });
 after(() => env.close());
 
