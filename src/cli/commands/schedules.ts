@@ -8,11 +8,6 @@ import { formatTime, table, toJson } from '../format.ts';
 
 const ACTIONS = ['list', 'pause', 'resume', 'delete', 'trigger', 'backfill'] as const;
 
-function overlapOption(value: unknown): OverlapPolicy | undefined {
-  if (value === undefined) return undefined;
-  if (!OVERLAP_POLICIES.includes(value as OverlapPolicy)) throw new UsageError(`--overlap must be one of ${OVERLAP_POLICIES.join(', ')}`);
-  return value as OverlapPolicy;
-}
 
 export const schedules: Command = {
   name: 'schedules',
@@ -53,7 +48,8 @@ export const schedules: Command = {
     }
     if (action !== 'backfill' && (options.from !== undefined || options.to !== undefined)) throw new UsageError('--from and --to are for backfill');
     if (action === 'trigger' || action === 'backfill') {
-      const overlap = overlapOption(options.overlap);
+      // Checked by the client (a ValidationError: exit 2, before anything is read or written).
+      const overlap = options.overlap as OverlapPolicy | undefined;
       let ticks;
       if (action === 'trigger') {
         ticks = [await c.schedules.trigger(name, overlap === undefined ? {} : { overlap })];
