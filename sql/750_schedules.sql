@@ -1,7 +1,7 @@
 -- 750_schedules: cron schedules that start runs.
 -- Owns: schedule_set, schedule_pause, schedule_resume, schedule_delete,
 -- schedule_tick, schedule_fire, schedule_backfill, schedule_trigger (_schedule_key,
--- _schedule_start, _schedule_manual, _schedule_active,
+-- _schedule_start, _schedule_take_tick, _schedule_manual, _schedule_active,
 -- _check_cron, _check_time_zone).
 -- Touches: trellis.schedules (insert, update, delete), trellis.runs (insert
 -- through _run_start; run_cancel for the cancel_previous policy), trellis.roles
@@ -136,6 +136,72 @@ exception
 end $$;
 comment on function trellis._schedule_try_start(trellis.schedules, timestamptz, text) is
   'Start schedule p_schedule''s tick p_tick as _schedule_start does; when the engine refuses that start (bad input for it: TR001/2/4/5/8, a data exception, a CHECK), nothing is started and error says why.';
+
+-- One tick of a schedule, judged by its overlap policy: the step every path
+-- that starts ticks shares (the ticker's fire, its buffered ticks, trigger
+-- and backfill), so a tick is found, started, judged and recorded one way.
+-- p_busy: the last run from before the call is unfinished (the policy is
+-- judged once per call, against it); p_latest: the call's newest tick (the
+-- one buffer_one keeps); p_manual: null for the ticker, else trigger or
+-- backfill; p_try: a start the engine refuses is returned as outcome
+-- refused with its error (the ticker's batch goes on) instead of raised.
+-- Returns the schedule's row with its last run, last tick and buffered tick
+-- as they are after the tick (the caller stores them), busy after the tick
+-- (a cancel_previous start ends it), the outcome (existing: the tick has its
+-- run already, never started, counted or judged again; started; buffered;
+-- skipped; refused) and the tick's run.
+create or replace function trellis._schedule_take_tick(p_row trellis.schedules, p_tick timestamptz, p_overlap text,
+                                                       p_busy boolean, p_latest boolean, p_manual text, p_try boolean,
+                                                       out row_after trellis.schedules, out busy boolean, out outcome text,
+                                                       out run_id uuid, out error text)
+language plpgsql as $$
+declare
+  v_try record;
+begin
+  row_after := p_row;
+  busy := p_busy;
+  run_id := trellis._schedule_tick_run(p_row, p_tick);
+  if run_id is not null then
+    outcome := 'existing';
+  elsif not p_busy or p_overlap = 'cancel_previous' then
+    if p_try then
+      v_try := trellis._schedule_try_start(p_row, p_tick, p_manual);
+      if v_try.error is not null then
+        outcome := 'refused';
+        error := v_try.error;
+        return;
+      end if;
+      run_id := v_try.run_id;
+    else
+      run_id := trellis._schedule_start(p_row, p_tick, p_manual);
+    end if;
+    -- Superseded only once the new run is there.
+    if p_busy then
+      perform trellis.run_cancel(p_row.last_run_id, format('schedule %s: superseded by the %s of %s', p_row.name,
+                                                            coalesce(p_manual || ' of tick', 'tick'), p_tick));
+      busy := false;
+    end if;
+    outcome := 'started';
+  elsif p_overlap = 'buffer_one' and p_row.buffered_at is null and p_latest then
+    -- The latest tick waits for the last run (the ticker starts it as the
+    -- call would: a manual one on a paused schedule too); the ones before
+    -- it are skipped.
+    row_after.buffered_at := p_tick;
+    row_after.buffered_manual := p_manual;
+    outcome := 'buffered';
+    return;
+  else
+    outcome := 'skipped';
+    return;
+  end if;
+  -- The schedule's last run stays the run of its newest tick (a backfill of older ones leaves it).
+  if row_after.last_tick_at is null or p_tick >= row_after.last_tick_at then
+    row_after.last_run_id := run_id;
+    row_after.last_tick_at := p_tick;
+  end if;
+end $$;
+comment on function trellis._schedule_take_tick(trellis.schedules, timestamptz, text, boolean, boolean, text, boolean) is
+  'One tick of schedule p_row by overlap policy p_overlap (p_busy: its last run from before the call is unfinished; p_latest: the call''s newest tick; p_manual: trigger/backfill or null; p_try: a refused start is outcome refused, not raised): existing, started, buffered, skipped or refused, with the row''s last run, last tick and buffered tick after it.';
 
 create or replace function trellis.schedule_set(p_name text, p_spec jsonb)
 returns trellis.schedules language plpgsql as $$
@@ -308,8 +374,7 @@ language plpgsql as $$
 declare
   v_now  timestamptz := trellis.now();
   v_row  trellis.schedules;
-  v_try  record;
-  v_have uuid;
+  v_take record;
 begin
   perform trellis.role_check('trellis.schedules', p_token);
   if p_limit is null or p_limit < 0 then
@@ -323,31 +388,18 @@ begin
        and not trellis._schedule_active(s.last_run_id)
      order by s.name for update
   loop
-    -- A tick that has its run already (a backfill got to it): nothing to start or count.
-    v_have := trellis._schedule_tick_run(v_row, v_row.buffered_at);
-    if v_have is not null then
-      update trellis.schedules
-         set buffered_at = null, buffered_manual = null,
-             last_run_id = case when last_tick_at is null or v_row.buffered_at >= last_tick_at then v_have else last_run_id end,
-             last_tick_at = greatest(last_tick_at, v_row.buffered_at), updated_at = v_now
-       where schedules.name = v_row.name;
-      continue;
-    end if;
+    -- Its previous run has ended: started now (no policy to judge), unless
+    -- it has its run already (a backfill got to it: not counted again).
     -- Started first, then stored: no volatile function inside an UPDATE
     -- (Citus refuses one in an UPDATE of a reference table, decision 0024).
-    v_try := trellis._schedule_try_start(v_row, v_row.buffered_at, v_row.buffered_manual);
-    if v_try.error is not null then
-      -- Refused: the buffered tick is dropped (counted as skipped), the reason kept.
-      update trellis.schedules
-         set buffered_at = null, buffered_manual = null, skipped = skipped + 1, last_error = v_try.error, updated_at = v_now
-       where schedules.name = v_row.name;
-      continue;
-    end if;
-    -- The last run stays the run of the newest tick (a backfill may have buffered an older one).
+    v_take := trellis._schedule_take_tick(v_row, v_row.buffered_at, v_row.overlap, false, true, v_row.buffered_manual, true);
+    -- Refused: the buffered tick is dropped (counted as skipped), the reason kept.
     update trellis.schedules
-       set buffered_at = null, buffered_manual = null,
-           last_run_id = case when last_tick_at is null or v_row.buffered_at >= last_tick_at then v_try.run_id else last_run_id end,
-           last_tick_at = greatest(last_tick_at, v_row.buffered_at), fired = fired + 1, last_error = null, updated_at = v_now
+       set buffered_at = null, buffered_manual = null, last_run_id = (v_take.row_after).last_run_id,
+           last_tick_at = (v_take.row_after).last_tick_at,
+           fired = fired + (v_take.outcome = 'started')::integer, skipped = skipped + (v_take.outcome = 'refused')::integer,
+           last_error = case v_take.outcome when 'refused' then v_take.error when 'started' then null else last_error end,
+           updated_at = v_now
      where schedules.name = v_row.name;
   end loop;
   return query
@@ -428,9 +480,8 @@ declare
   v_busy    boolean;
   v_skipped integer;
   v_fired   integer;
-  v_try     record;
+  v_take    record;
   v_error   text;
-  v_have    uuid;
 begin
   -- The input first, before the fence reads a table: its exception block
   -- is a savepoint, which on Citus must not follow a read of a reference
@@ -454,42 +505,18 @@ begin
     v_busy := v_row.overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id);
     -- One update per schedule at the end: the last run and buffered tick are kept in v_row.
     for i in 1 .. v_last loop
-      -- A tick that has its run already (a backfill got to it before the
-      -- ticker): done, neither started nor counted again, and never judged
-      -- against its own run.
-      v_have := trellis._schedule_tick_run(v_row, v_ticks[i]);
-      if v_have is not null then
-        if v_row.last_tick_at is null or v_ticks[i] >= v_row.last_tick_at then
-          v_row.last_run_id := v_have;
-          v_row.last_tick_at := v_ticks[i];
-        end if;
-        continue;
-      end if;
-      if not v_busy or v_row.overlap = 'cancel_previous' then
-        v_try := trellis._schedule_try_start(v_row, v_ticks[i], null);
-        if v_try.error is not null then
-          -- Refused for this schedule alone: the tick is skipped and the
-          -- reason kept in last_error; the ticker goes on to the next tick
-          -- (and a run cancel_previous would have superseded runs on).
-          v_error := v_try.error;
-          v_skipped := v_skipped + 1;
-          continue;
-        end if;
-        -- Superseded only once the new run is there.
-        if v_busy then
-          perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the tick of %s', v_row.name, v_ticks[i]));
-          v_busy := false;
-        end if;
-        v_row.last_run_id := v_try.run_id;
-        v_row.last_tick_at := v_ticks[i];
-        v_fired := v_fired + 1;
-      elsif v_row.overlap = 'buffer_one' and v_row.buffered_at is null and i = v_last then
-        -- The latest tick waits for the last run; the missed ones before it are skipped.
-        v_row.buffered_at := v_ticks[i];
-        v_row.buffered_manual := null;
-      else
-        v_skipped := v_skipped + 1;
-      end if;
+      v_take := trellis._schedule_take_tick(v_row, v_ticks[i], v_row.overlap, v_busy, i = v_last, null, true);
+      v_row := v_take.row_after;
+      v_busy := v_take.busy;
+      case v_take.outcome
+        when 'started' then v_fired := v_fired + 1;
+        when 'skipped' then v_skipped := v_skipped + 1;
+        -- Refused for this schedule alone: the tick is skipped and the
+        -- reason kept in last_error; the ticker goes on to the next tick
+        -- (and a run cancel_previous would have superseded runs on).
+        when 'refused' then v_skipped := v_skipped + 1; v_error := v_take.error;
+        else null; -- existing (a backfill got to it first) or buffered: not counted
+      end case;
     end loop;
     update trellis.schedules
        set next_at = (v_fire->>'next')::timestamptz, next_from = null, last_run_id = v_row.last_run_id,
@@ -523,7 +550,7 @@ declare
   v_ticks   timestamptz[];
   v_last    integer;
   v_busy    boolean;
-  v_run     uuid;
+  v_take    record;
   v_fired   integer := 0;
   v_skipped integer := 0;
 begin
@@ -554,35 +581,15 @@ begin
   v_busy := v_overlap <> 'allow' and trellis._schedule_active(v_row.last_run_id);
   for i in 1 .. v_last loop
     tick := v_ticks[i];
-    v_run := trellis._schedule_tick_run(v_row, tick);
-    if v_run is not null then
-      run_id := v_run;
-      outcome := 'existing';
-    elsif not v_busy or v_overlap = 'cancel_previous' then
-      run_id := trellis._schedule_start(v_row, tick, p_how);
-      -- Superseded only once the new run is there.
-      if v_busy then
-        perform trellis.run_cancel(v_row.last_run_id, format('schedule %s: superseded by the %s of tick %s', v_row.name, p_how, tick));
-        v_busy := false;
-      end if;
-      -- The schedule's last run stays the run of its newest tick (a backfill of older ones leaves it).
-      if v_row.last_tick_at is null or tick >= v_row.last_tick_at then
-        v_row.last_run_id := run_id;
-        v_row.last_tick_at := tick;
-      end if;
+    v_take := trellis._schedule_take_tick(v_row, tick, v_overlap, v_busy, i = v_last, p_how, false);
+    v_row := v_take.row_after;
+    v_busy := v_take.busy;
+    run_id := v_take.run_id;
+    outcome := v_take.outcome;
+    if outcome = 'started' then
       v_fired := v_fired + 1;
-      outcome := 'started';
-    elsif v_overlap = 'buffer_one' and v_row.buffered_at is null and i = v_last then
-      -- The latest tick waits for the last run (the ticker starts it as this call would, on a
-      -- paused schedule too); the ones before it are skipped.
-      v_row.buffered_at := tick;
-      v_row.buffered_manual := p_how;
-      run_id := null;
-      outcome := 'buffered';
-    else
-      run_id := null;
+    elsif outcome = 'skipped' then
       v_skipped := v_skipped + 1;
-      outcome := 'skipped';
     end if;
     return next;
   end loop;
