@@ -6,7 +6,7 @@
  * itself never writes a table.
  */
 import type { Client } from '../client/client.ts';
-import type { ManualTick } from '../client/schedules.ts';
+import type { ManualTick, ScheduleBackfillOptions } from '../client/schedules.ts';
 import { ValidationError } from '../errors.ts';
 
 /** The actions the run page offers, by the last segment of their POST path. */
@@ -114,6 +114,50 @@ export async function scheduleAction(client: Client, verb: ToggleVerb, name: str
  */
 export function scheduleTriggerAction(client: Client, name: string): Promise<ManualTick> {
   return client.schedules.trigger(name);
+}
+
+/** What a dashboard backfill did, counted by outcome. */
+export interface BackfillCounts {
+  started: number;
+  existing: number;
+  skipped: number;
+  buffered: number;
+}
+
+/**
+ * A date and time of the backfill form (an `<input type="datetime-local">`:
+ * `2026-12-01T06:00`, seconds optional), read as UTC as every time on the
+ * dashboard is; undefined when empty; ValidationError for anything else.
+ */
+function utcField(form: Form, name: string): Date | undefined {
+  const value = field(form, name, 40);
+  if (value === undefined) return undefined;
+  const date = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?$/.test(value) ? new Date(`${value}Z`) : undefined;
+  if (!date || Number.isNaN(date.getTime())) throw new ValidationError(`${name} must be a UTC date and time such as 2026-12-01T06:00, not ${JSON.stringify(value)}`);
+  return date;
+}
+
+/**
+ * Backfill schedule `name`'s ticks from the form's `from` to its `to` (UTC;
+ * default now), by the form's `overlap` (default the schedule's): what
+ * `client.schedules.backfill` does, counted by outcome. ValidationError for
+ * a bad time, range or policy (nothing started), NotFoundError for an
+ * unknown schedule.
+ *
+ * @example
+ * const counts = await scheduleBackfillAction(client, 'nightly-report', { from: '2026-12-01T00:00', to: '2026-12-02T00:00' });
+ */
+export async function scheduleBackfillAction(client: Client, name: string, form: Form): Promise<BackfillCounts> {
+  const from = utcField(form, 'from');
+  if (!from) throw new ValidationError('a backfill needs from: the first time of the range (UTC)');
+  const to = utcField(form, 'to');
+  const overlap = field(form, 'overlap', 40);
+  const ticks = await client.schedules.backfill(name, {
+    from, ...(to ? { to } : {}), ...(overlap ? { overlap: overlap as ScheduleBackfillOptions['overlap'] } : {}),
+  });
+  const counts: BackfillCounts = { started: 0, existing: 0, skipped: 0, buffered: 0 };
+  for (const tick of ticks) counts[tick.outcome] += 1;
+  return counts;
 }
 
 /**

@@ -13,7 +13,7 @@ import { createClient, type Client } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
 import type { Logger } from '../protocol/logger.ts';
 import { createMetrics, type TrellisMetrics } from '../observability/metrics.ts';
-import { hookRetryAction, isActionVerb, isToggleVerb, performAction, queueAction, scheduleAction, scheduleTriggerAction } from './actions.ts';
+import { hookRetryAction, isActionVerb, isToggleVerb, performAction, queueAction, scheduleAction, scheduleBackfillAction, scheduleTriggerAction } from './actions.ts';
 import { bearer, sameOrigin, SESSION_COOKIE, SESSION_MS, Sessions } from './auth.ts';
 import { html } from './html.ts';
 import { layout } from './layout.ts';
@@ -241,6 +241,13 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
     const name = field(form, 'name');
     const tick = await scheduleTriggerAction(actionsClient(), name);
     return c.redirect(link('/schedules', { done: 'trigger', name, outcome: tick.outcome, ...(tick.runId ? { run: tick.runId } : {}) }), 303);
+  });
+
+  // A schedule's backfill: the runs of a past range's ticks, each at most once; the counts in the notice.
+  formAction('/schedules/backfill', async (c, form) => {
+    const name = field(form, 'name');
+    const counts = await scheduleBackfillAction(actionsClient(), name, form);
+    return c.redirect(link('/schedules', { done: 'backfill', name, ...Object.fromEntries(Object.entries(counts).map(([k, v]) => [k, String(v)])) }), 303);
   });
 
   // Queue and schedule actions: pause or resume, the name in the form (a name may hold '/'; the client checks it).

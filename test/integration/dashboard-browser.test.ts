@@ -107,6 +107,25 @@ describe('dashboard in chromium', () => {
     await engine.client.schedules.delete('browser-nightly');
   });
 
+  it('backfills a schedule\'s past ticks through its form; a second backfill of the range starts nothing', async () => {
+    await engine.client.schedules.set('browser-hourly', { cron: '0 * * * *', workflow: 'greet', input: { name: 'Backfill' } });
+    await page.goto(open.url);
+    await page.getByRole('link', { name: 'Schedules', exact: true }).click();
+    const row = page.locator('#schedules tr[data-schedule="browser-hourly"]');
+    const fill = async () => {
+      await row.locator('summary', { hasText: 'Backfill' }).click(); // opens the form
+      await row.getByLabel('from (UTC)').fill('2026-03-01T05:00:00');
+      await row.getByLabel('to (UTC, empty: now)').fill('2026-03-01T06:30:00');
+      await row.getByRole('button', { name: 'Backfill' }).click();
+      return await page.getByRole('status').textContent() ?? '';
+    };
+    assert.match(await fill(), /Schedule browser-hourly backfilled: 2 started\./);
+    const { runs } = await engine.client.list({ workflow: 'greet', metadata: { schedule: 'browser-hourly' } });
+    assert.deepEqual(runs.map((r) => r.key).sort(), ['05', '06'].map((h) => `schedule:browser-hourly:2026-03-01T${h}:00:00.000Z`));
+    assert.match(await fill(), /Schedule browser-hourly backfilled: 2 already run \(not started again\)\./);
+    await engine.client.schedules.delete('browser-hourly');
+  });
+
   it('opens the Outbox page from the navigation and retries a parked hook delivery through its form', async () => {
     // A parked delivery of a version no worker here serves, made with the engine's SQL.
     const q = async (text: string, values: unknown[] = []) => (await db.pool.query(text, values)).rows;

@@ -416,7 +416,31 @@ describe('dashboard over HTTP', () => {
     assert.equal(again.searchParams.get('outcome'), 'skipped');
     assert.match(await (await s.fetch(`${again.pathname}${again.search}`)).text(), /Schedule held-now skipped: its last run has not finished/);
     assert.equal((await s.post('/trellis/schedules/trigger', { _csrf: csrf, name: 'no-such-schedule' })).status, 404);
-    assert.equal((await s.post('/trellis/schedules/trigger', { _csrf: 'forged', name: 'held-now' })).status, 403, 'CSRF-checked');
+    // Backfill: the runs of a past range's ticks (times read as UTC), each at most once; counted in the notice.
+    await engine.client.schedules.set('held-back', { cron: '0 * * * *', workflow: hold, input: {} });
+    const backfill = (fields: Record<string, string>) => s.post('/trellis/schedules/backfill', { _csrf: csrf, name: 'held-back', ...fields });
+    const filled = await backfill({ from: '2026-01-01T00:00', to: '2026-01-01T02:30:00', overlap: '' });
+    assert.equal(filled.status, 303);
+    const filledAt = new URL(filled.headers.get('location')!, 'http://x');
+    assert.deepEqual(['done', 'started', 'existing', 'skipped'].map((k) => filledAt.searchParams.get(k)), ['backfill', '3', '0', '0']);
+    assert.match(await (await s.fetch(`${filledAt.pathname}${filledAt.search}`)).text(), /Schedule held-back backfilled: 3 started\./);
+    const ticks = (await engine.client.list({ workflow: 'hold', metadata: { schedule: 'held-back' } })).runs.map((r) => r.key).sort();
+    assert.deepEqual(ticks, ['00', '01', '02'].map((h) => `schedule:held-back:2026-01-01T${h}:00:00.000Z`));
+    const repeated = new URL((await backfill({ from: '2026-01-01T00:00', to: '2026-01-01T02:30' })).headers.get('location')!, 'http://x');
+    assert.deepEqual(['started', 'existing'].map((k) => repeated.searchParams.get(k)), ['0', '3']);
+    assert.match(await (await s.fetch(`${repeated.pathname}${repeated.search}`)).text(), /Schedule held-back backfilled: 3 already run \(not started again\)\./);
+    // Bad input: a clear 400 and nothing started.
+    for (const [fields, message] of [[{ from: '' }, /needs from/], [{ from: '01/01/2026 00:00' }, /UTC date and time/],
+      [{ from: '2026-01-01T00:00', overlap: 'sometimes' }, /overlap must be one of/], [{ from: '2026-01-01T03:00', to: '2026-01-01T01:00' }, /from must not be later than to/],
+      [{ from: '2999-01-01T00:00' }, /must not be later than|from must not be later/]] as const) {
+      const res = await backfill(fields);
+      assert.equal(res.status, 400, JSON.stringify(fields));
+      assert.match(await res.text(), message);
+    }
+    assert.equal((await engine.client.list({ workflow: 'hold', metadata: { schedule: 'held-back' } })).runs.length, 3, 'nothing more started');
+    assert.equal((await s.post('/trellis/schedules/backfill', { _csrf: csrf, name: 'no-such-schedule', from: '2026-01-01T00:00' })).status, 404);
+    assert.equal((await s.post('/trellis/schedules/backfill', { _csrf: 'forged', name: 'held-back', from: '2026-01-01T00:00' })).status, 403, 'CSRF-checked');
+    await engine.client.cancelMany({ workflow: 'hold', metadata: { schedule: 'held-back' } });
     await engine.client.cancel(runId);
   });
 
@@ -444,7 +468,7 @@ describe('dashboard over HTTP', () => {
       assert.ok(text.includes(marker), `${marker} on ${path}`);
       assert.ok(!text.includes('method="post"'), `no forms on ${path}`);
     }
-    for (const path of ['/queues/pause', '/schedules/pause', '/schedules/trigger']) {
+    for (const path of ['/queues/pause', '/schedules/pause', '/schedules/trigger', '/schedules/backfill']) {
       const res = await s.post(path, { name: path.startsWith('/queues') ? 'ro-queue' : 'ro-schedule' });
       assert.equal(res.status, 403, path);
       assert.match(await res.text(), /read-only/);

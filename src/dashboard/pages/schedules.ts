@@ -1,5 +1,6 @@
-/** Schedules: cron, time zone, workflow, next and last tick, fired, paused or failing; pause, resume and run now. */
+/** Schedules: cron, time zone, workflow, next and last tick, fired, paused or failing; pause, resume, run now and backfill. */
 import { scheduleList, type ScheduleRow } from '../../db/schedules.ts';
+import { OVERLAP_POLICIES } from '../../client/schedules.ts';
 import { type Html, html, jsonBlock, when } from '../html.ts';
 import type { DashboardPage, PageView } from '../page.ts';
 import { UUID_PATTERN } from '../../workflow/names.ts';
@@ -8,7 +9,21 @@ function toggle(view: PageView, s: ScheduleRow): Html {
   if (view.readOnly) return html``;
   const verb = s.paused ? 'resume' : 'pause';
   return html`<form method="post" action="${view.link(`/schedules/${verb}`)}">${view.csrfField}<input type="hidden" name="name" value="${s.name}"><button type="submit">${s.paused ? 'Resume' : 'Pause'}</button></form>
-<form method="post" action="${view.link('/schedules/trigger')}">${view.csrfField}<input type="hidden" name="name" value="${s.name}"><button type="submit" title="start a run now, as a tick at this moment would (by the overlap policy)">Run now</button></form>`;
+<form method="post" action="${view.link('/schedules/trigger')}">${view.csrfField}<input type="hidden" name="name" value="${s.name}"><button type="submit" title="start a run now, as a tick at this moment would (by the overlap policy)">Run now</button></form>
+<details class="backfill"><summary>Backfill</summary><form method="post" action="${view.link('/schedules/backfill')}">${view.csrfField}<input type="hidden" name="name" value="${s.name}">
+<label>from (UTC) <input type="datetime-local" name="from" step="1" required></label>
+<label>to (UTC, empty: now) <input type="datetime-local" name="to" step="1"></label>
+<label>overlap <select name="overlap"><option value="">the schedule's (${s.overlap})</option>${OVERLAP_POLICIES.map((o) => html`<option value="${o}">${o}</option>`)}</select></label>
+<button type="submit" title="start the runs of the range's ticks; a tick that already ran is not run again">Backfill</button></form></details>`;
+}
+
+/** A backfill's counts, as the notice says them. */
+function backfilled(view: PageView): Html {
+  const count = (k: string) => Number(view.query.get(k) ?? 0) || 0;
+  const parts = [[count('started'), 'started'], [count('existing'), 'already run (not started again)'], [count('skipped'), 'skipped (overlap)'],
+    [count('buffered'), 'buffered until the last run ends']] as const;
+  const said = parts.filter(([n]) => n > 0).map(([n, what]) => `${n} ${what}`);
+  return said.length === 0 ? html`backfilled: the range holds no tick` : html`backfilled: ${said.join(', ')}`;
 }
 
 /** The notice after an action: pause, resume, or a run now with its outcome. */
@@ -19,6 +34,7 @@ function notice(view: PageView): Html | string {
   if (done === 'pause' || done === 'resume') {
     return html`<p class="notice" role="status">Schedule ${name} ${done === 'pause' ? 'paused: its ticks are skipped until it is resumed' : 'resumed from its next tick'}.</p>`;
   }
+  if (done === 'backfill') return html`<p class="notice" role="status">Schedule ${name} ${backfilled(view)}.</p>`;
   if (done !== 'trigger') return '';
   const run = view.query.get('run');
   const outcome = view.query.get('outcome');
