@@ -6,6 +6,7 @@ import { toMs } from '../protocol/duration.ts';
 import { UUID_PATTERN as UUID } from '../workflow/names.ts';
 import type { OptionValues } from './command.ts';
 import { UsageError } from './exit-codes.ts';
+import { parseExactJson } from '../protocol/serialize.ts';
 
 /** A value quoted for an error message, at most 60 characters of it. */
 export const quote = (value: string): string => JSON.stringify(value.length > 60 ? `${value.slice(0, 60)}…` : value);
@@ -40,7 +41,7 @@ export function runRef(arg: string | undefined, options: OptionValues): RunRef {
 /** A JSON argument (`name` says what it is). */
 export function json(value: string, name: string): unknown {
   try {
-    return JSON.parse(value);
+    return parseExactJson(value);
   } catch (error) {
     throw new UsageError(`${name} is not valid JSON (${(error as Error).message.slice(0, 80)}): ${quote(value)}`);
   }

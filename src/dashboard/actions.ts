@@ -8,6 +8,7 @@
 import type { Client } from '../client/client.ts';
 import type { ManualTick, ScheduleBackfillOptions } from '../client/schedules.ts';
 import { ValidationError } from '../errors.ts';
+import { parseExactJson } from '../protocol/serialize.ts';
 
 /** The actions the run page offers, by the last segment of their POST path. */
 export const ACTION_VERBS = ['cancel', 'pause', 'resume', 'retry', 'fork', 'signal'] as const;
@@ -61,9 +62,9 @@ export async function performAction(client: Client, verb: ActionVerb, id: string
       let payload: unknown = null;
       if (text) {
         try {
-          payload = JSON.parse(text);
-        } catch {
-          throw new ValidationError(`the payload ${JSON.stringify(text.slice(0, 40))} is not JSON`);
+          payload = parseExactJson(text);
+        } catch (error) {
+          throw new ValidationError(`the payload ${JSON.stringify(text.slice(0, 40))} is not JSON JavaScript reads exactly: ${(error as Error).message.slice(0, 120)}`);
         }
       }
       const signalId = field(form, 'signalId', 512);

@@ -187,8 +187,13 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
   // A path of this dashboard only: not '//host' nor '\\', and no control
   // character or space (a browser drops a tab or newline from a URL, so
   // '/<TAB>/evil.example' would lead to evil.example; CR/LF would split the header).
-  const safeNext = (next: unknown): string => (typeof next === 'string' && next.startsWith(`${base}/`) && !next.startsWith('//')
-    && !/[\\\s\u0000-\u001f\u007f-\u009f]/.test(next) ? next : link('/'));
+  // And the path as a browser resolves it: '/trellis/../app/admin' starts
+  // with the base but leads out of it (a dot segment, also as %2e).
+  const safeNext = (next: unknown): string => {
+    if (typeof next !== 'string' || !next.startsWith(`${base}/`) || next.startsWith('//') || /[\\\s\u0000-\u001f\u007f-\u009f]/.test(next)) return link('/');
+    const resolved = new URL(next, 'http://dashboard.invalid');
+    return resolved.origin === 'http://dashboard.invalid' && `${resolved.pathname}${resolved.search}` === next && resolved.pathname.startsWith(`${base}/`) ? next : link('/');
+  };
 
   scoped.get('/login', (c) => (sessions.protected ? loginForm(c, safeNext(c.req.query('next')), undefined, 200) : c.redirect(link('/'), 303)));
   scoped.post('/login', async (c) => {

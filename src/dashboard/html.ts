@@ -31,13 +31,31 @@ export type HtmlValue = Html | string | number | boolean | null | undefined | re
 const ESCAPES: Record<string, string> = { '&': '&amp;', '<': '&lt;', '>': '&gt;', '"': '&quot;', "'": '&#39;' };
 
 /**
- * Escape text for an element body or a quoted attribute value.
+ * Escape text for an element body or a quoted attribute value; Unicode's
+ * bidirectional controls are shown as `⟨U+202E⟩`.
  *
  * @example
  * escapeHtml('<b title="x">') // '&lt;b title=&quot;x&quot;&gt;'
  */
 export function escapeHtml(text: string): string {
-  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!);
+  return text.replace(/[&<>"']/g, (c) => ESCAPES[c]!).replace(BIDI_CONTROLS, (c) => `⟨U+${c.codePointAt(0)!.toString(16).toUpperCase().padStart(4, '0')}⟩`);
+}
+
+// Unicode's bidirectional controls (embeddings, overrides, isolates, marks):
+// in a key, an error or an output they reorder the text around them, so
+// "…\u202Eevil" reads as "live…". The dashboard shows them as what they are.
+const BIDI_CONTROLS = /[\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069]/g;
+
+/**
+ * A form field's value as the person typed it (escaped, bidirectional
+ * controls kept, unlike {@link escapeHtml}), for `value="…"` of an input
+ * the page echoes back: a search submitted again searches for the same text.
+ *
+ * @example
+ * html`<input name="key" value="${fieldValue(search.key ?? '')}">`
+ */
+export function fieldValue(text: string): Html {
+  return new Html(text.replace(/[&<>"']/g, (c) => ESCAPES[c]!));
 }
 
 function render(value: HtmlValue): string {

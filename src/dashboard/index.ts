@@ -107,7 +107,8 @@ export interface Dashboard {
   handle(req: IncomingMessage, res: ServerResponse, next?: (error?: unknown) => void): void;
 }
 
-const BASE_PATH = /^(\/[A-Za-z0-9._~-]+)*$/;
+// Segments of letters, digits and . _ ~ -, but not `.` or `..` (a browser resolves them away, so no URL would reach the pages).
+const BASE_PATH = /^(\/(?!\.\.?(?:\/|$))[A-Za-z0-9._~-]+)*$/;
 
 /**
  * Create the dashboard's request handler for your own server.
@@ -128,8 +129,9 @@ export function createDashboard(options: DashboardOptions): Dashboard {
   if (!BASE_PATH.test(basePath) || basePath.length > 200) {
     throw new ValidationError(`basePath ${JSON.stringify(String(options.basePath).slice(0, 40))} must look like /name or /a/b`);
   }
-  if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length < 12)) {
-    throw new ValidationError('the dashboard token must be a string of at least 12 characters');
+  // Spaces at its ends: the Authorization header's value is read trimmed, so such a token never matched it.
+  if (options.token !== undefined && (typeof options.token !== 'string' || options.token.length < 12 || options.token.trim() !== options.token)) {
+    throw new ValidationError('the dashboard token must be a string of at least 12 characters, without spaces at its ends');
   }
   if (options.readPool !== undefined && typeof options.readPool?.query !== 'function') throw new ValidationError('the dashboard readPool must be a pg pool');
   const app = buildApp({

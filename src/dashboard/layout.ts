@@ -8,7 +8,7 @@ header a{color:#cfd6e4;text-decoration:none}header a:hover,header a.on{color:#ff
 header .right{margin-left:auto;display:flex;gap:12px;align-items:center}header form{margin:0}
 main{padding:16px 20px;max-width:1200px}h1{font-size:20px;margin:4px 0 14px}h2{font-size:16px;margin:22px 0 8px}
 a{color:#2557c7}table{border-collapse:collapse;width:100%;background:#fff;border:1px solid #dde1e8}
-th,td{padding:5px 8px;border-bottom:1px solid #eceef2;text-align:left;vertical-align:top}th{background:#f0f2f5;font-weight:600;font-size:13px}
+th,td{padding:5px 8px;border-bottom:1px solid #eceef2;text-align:left;vertical-align:top}td{overflow-wrap:anywhere}th{background:#f0f2f5;font-weight:600;font-size:13px}
 td.num,th.num{text-align:right;white-space:nowrap}td.nowrap{white-space:nowrap}.err{color:#a12622}code,pre,.mono{font-family:ui-monospace,SFMono-Regular,Menlo,monospace;font-size:12px}
 pre.json{background:#fff;border:1px solid #dde1e8;padding:8px;max-height:320px;overflow:auto;margin:4px 0;white-space:pre-wrap;word-break:break-word}
 .badge{display:inline-block;padding:1px 7px;border-radius:9px;font-size:12px;background:#e4e7ec}

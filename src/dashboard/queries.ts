@@ -9,6 +9,7 @@ import { UUID_PATTERN as UUID } from '../workflow/names.ts';
 import { type Queryable, queryRows } from '../db/queryable.ts';
 import { RUN_COLUMNS, RUN_STATES, type RunState } from '../db/tables.ts';
 import { ValidationError } from '../errors.ts';
+import { parseExactJson } from '../protocol/serialize.ts';
 
 /** Row of the runs list. */
 export interface RunRow {
@@ -50,9 +51,9 @@ function metadataConditions(text: string, values: unknown[]): string[] {
   if (trimmed.startsWith('{')) {
     let parsed: unknown;
     try {
-      parsed = JSON.parse(trimmed);
-    } catch {
-      throw new ValidationError(`metadata search ${JSON.stringify(trimmed.slice(0, 40))} is not a JSON object`);
+      parsed = parseExactJson(trimmed);
+    } catch (error) {
+      throw new ValidationError(`metadata search ${JSON.stringify(trimmed.slice(0, 40))} is not a JSON object JavaScript reads exactly: ${(error as Error).message.slice(0, 120)}`);
     }
     if (typeof parsed !== 'object' || parsed === null || Array.isArray(parsed)) throw new ValidationError('metadata search must be a JSON object');
     values.push(JSON.stringify(parsed));

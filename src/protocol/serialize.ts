@@ -200,3 +200,34 @@ function safeString(value: unknown): string {
     return String(value);
   }
 }
+
+// A JSON string (skipped) or a JSON number (captured), in valid JSON text.
+const JSON_NUMBER_OR_STRING = /"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
+
+/**
+ * Parse JSON text a person typed (a dashboard form, a CLI flag) into the
+ * value it says, or throw a SyntaxError naming why not. JavaScript reads a
+ * number it cannot hold as another one without a word — `1e999` as
+ * Infinity (stored as null), `9007199254740993` as 9007199254740992,
+ * `1e-400` as 0 — so such a number is refused rather than changed: an
+ * integer beyond ±(2^53 − 1) (send it as a string), a number out of the
+ * double's range, or one that rounds to zero.
+ *
+ * @example
+ * parseExactJson('{"amount": 30}'); // { amount: 30 }
+ * parseExactJson('{"id": 9007199254740993}'); // throws: send it as a string
+ */
+export function parseExactJson(text: string): unknown {
+  const value: unknown = JSON.parse(text);
+  for (const match of text.matchAll(JSON_NUMBER_OR_STRING)) {
+    const token = match[1];
+    if (token === undefined) continue;
+    const n = Number(token);
+    if (!Number.isFinite(n)) throw new SyntaxError(`the number ${token.slice(0, 40)} is out of JavaScript's range`);
+    if (/^-?\d+$/.test(token) && !Number.isSafeInteger(n)) {
+      throw new SyntaxError(`the integer ${token.slice(0, 40)} is beyond ±(2^53 − 1), which JavaScript cannot hold exactly: send it as a string`);
+    }
+    if (n === 0 && /[1-9]/.test(token.replace(/[eE].*$/, ''))) throw new SyntaxError(`the number ${token.slice(0, 40)} is too small for JavaScript (it would be 0)`);
+  }
+  return value;
+}

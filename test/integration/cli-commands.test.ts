@@ -115,6 +115,10 @@ describe('trellis start, signal and the control commands', () => {
     const badJson = await cli('start', 'cli-greet', '{name:');
     assert.equal(badJson.code, 2);
     assert.match(badJson.err, /^trellis start: input is not valid JSON/);
+    // A number JavaScript cannot hold is refused, not stored changed (1e999 would be null).
+    const inexact = await cli('start', 'cli-greet', '{"name":"x","n":1e999}');
+    assert.equal(inexact.code, 2);
+    assert.match(inexact.err, /^trellis start: input is not valid JSON \(the number 1e999 is out of JavaScript's range\)/);
     const badShape = await cli('start', 'cli-greet', '{"name":42}');
     assert.equal(badShape.code, 2);
     assert.match(badShape.err, /\[validation\].*name/);

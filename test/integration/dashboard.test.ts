@@ -206,6 +206,44 @@ describe('dashboard over HTTP', () => {
     assert.equal(run?.pauseRequestedAt, null);
   });
 
+  it('says only its own words: a crafted link names no schedule, queue or delivery the page does not know, and no notice or range from Object.prototype', async () => {
+    const s = new Session(open.url);
+    const text = async (path: string) => {
+      const res = await s.fetch(path);
+      return { status: res.status, body: await res.text() };
+    };
+    for (const range of ['constructor', '__proto__', 'toString']) {
+      const page = await text(`/trellis/?range=${range}`);
+      assert.equal(page.status, 400, range);
+      assert.match(page.body, /range must be one of 1h, 24h, 7d/);
+    }
+    for (const done of ['constructor', '__proto__', 'hasOwnProperty']) assert.doesNotMatch((await text(`/trellis/runs/${runs.failed}?done=${done}`)).body, /role="status"/, done);
+    await engine.client.schedules.set('notice-real', { cron: '0 5 * * *', workflow: 'greet', input: { name: 'n' } });
+    const crafted = ['/trellis/schedules?done=trigger&name=sched-1%20was%20deleted.%20Log%20in%20at%20evil.example&outcome=started',
+      '/trellis/schedules?done=trigger&name=notice-real&outcome=FAILED%3A%20log%20in%20again', '/trellis/schedules?done=pause&name=not-a-schedule',
+      '/trellis/queues?done=pause&name=not-a-queue', '/trellis/outbox?done=retry&id=1%20failed%3B%20see%20evil.example'];
+    for (const path of crafted) assert.doesNotMatch((await text(path)).body, /role="status"/, path);
+    assert.match((await text('/trellis/schedules?done=pause&name=notice-real')).body, /<p class="notice" role="status">Schedule notice-real paused/);
+    assert.match((await text('/trellis/queues?done=resume&name=default')).body, /<p class="notice" role="status">Queue default resumed/);
+    await engine.client.schedules.delete('notice-real');
+  });
+
+  it('shows bidirectional controls as what they are, and a search keeps the workflow and page size in force', async () => {
+    const key = 'order-\u202Eevil\u202C-1';
+    const { id } = await engine.client.start('greet', { name: 'bidi' }, { key });
+    const s = new Session(open.url);
+    const page = await (await s.fetch(`/trellis/runs/${id}`)).text();
+    assert.ok(page.includes('order-⟨U+202E⟩evil⟨U+202C⟩-1'), 'the key with its controls shown');
+    assert.ok(!/[\u202a-\u202e\u2066-\u2069]/.test(page), 'no control character reaches the page');
+    const searched = await (await s.fetch(`/trellis/runs?key=${encodeURIComponent(key)}`)).text();
+    assert.ok(searched.includes(`value="${key}"`), 'the search field keeps the text typed');
+    assert.ok(searched.includes(`data-run="${id}"`));
+    const filtered = await (await s.fetch('/trellis/runs?workflow=not-registered&limit=120')).text();
+    assert.match(filtered, /<option selected>not-registered<\/option>/);
+    assert.match(filtered, /<input type="hidden" name="limit" value="120">/);
+    assert.doesNotMatch(await (await s.fetch('/trellis/runs?workflow=greet')).text(), /name="limit"/);
+  });
+
   it('asks for the token: login form, wrong token, session cookie, bearer header, logout', async () => {
     const s = new Session(secured.url);
     const first = await s.fetch('/runs?status=failed');
@@ -225,6 +263,12 @@ describe('dashboard over HTTP', () => {
     assert.ok((await list.text()).includes(`data-run="${runs.failed}"`));
     const offsite = await new Session(secured.url).post('/login', { token: TOKEN, next: '//evil.example/' });
     assert.equal(offsite.headers.get('location'), '/', 'an off-site next is not followed');
+    // Nor one that leaves the dashboard's base path through a dot segment (as a browser resolves it).
+    const mounted = createDashboard({ pool: db.pool, token: TOKEN, basePath: '/ops', logger: silentLogger });
+    const loginAt = async (next: string) => (await mounted.fetch(new Request('http://x/ops/login', { method: 'POST', headers: { origin: 'http://x' },
+      body: new URLSearchParams({ token: TOKEN, next }) }))).headers.get('location');
+    for (const next of ['/ops/../app/admin', '/ops/%2e%2e/app/admin', '/ops/./../app', '/ops/x/../../app']) assert.equal(await loginAt(next), '/ops/', next);
+    assert.equal(await loginAt('/ops/runs?status=failed'), '/ops/runs?status=failed', 'a page of the dashboard is followed');
     const api = await fetch(new URL('/runs', secured.url), { headers: { authorization: `Bearer ${TOKEN}` } });
     assert.equal(api.status, 200);
     const badApi = await fetch(new URL('/runs', secured.url), { headers: { authorization: 'Bearer nope' }, redirect: 'manual' });
@@ -259,6 +303,13 @@ describe('dashboard over HTTP', () => {
     assert.equal(bad.status, 400);
     assert.match(await bad.text(), /the payload &quot;\{by:&quot; is not JSON/);
     assert.equal((await act('signal', { name: '', payload: '{}' })).status, 400);
+    // A number JavaScript would change (1e999 → null, 2^53 + 1 → 2^53) is refused, not sent changed.
+    for (const [payload, said] of [['{"by":"ada","n":1e999}', /the number 1e999 is out of JavaScript&#39;s range/], ['{"by":9007199254740993}', /beyond ±\(2\^53 − 1\)/]] as const) {
+      const inexact = await act('signal', { name: 'approved', payload });
+      assert.equal(inexact.status, 400, payload);
+      assert.match(await inexact.text(), said);
+    }
+    assert.equal((await db.pool.query('select 1 from trellis.signals where run_id = $1', [id])).rowCount, 0, 'no signal sent');
     assert.match((await act('signal', { name: 'approved', payload: '{"by":"ada"}', signalId: 'mail-1' })).headers.get('location') ?? '', /done=signal$/);
     assert.match((await act('signal', { name: 'approved', payload: '{"by":"ada"}', signalId: 'mail-1' })).headers.get('location') ?? '', /done=signal-duplicate$/);
     await waitFor(async () => (await engine.client.get(id))?.status === 'completed', { what: 'completed' });
@@ -513,6 +564,11 @@ describe('dashboard over HTTP', () => {
     assert.throws(() => createDashboard({ pool: db.pool, basePath: 'no-slash' }), ValidationError);
     assert.throws(() => createDashboard({ pool: db.pool, basePath: '/a b' }), ValidationError);
     assert.throws(() => createDashboard({ pool: db.pool, token: 'short' }), ValidationError);
+    // A token with spaces at its ends (all spaces too) could never match the bearer header, read trimmed.
+    for (const token of [' '.repeat(16), ` ${TOKEN}`, `${TOKEN}\n`]) assert.throws(() => createDashboard({ pool: db.pool, token }), /without spaces at its ends/);
+    // A base path a browser resolves away ('.', '..') would leave every page unreachable.
+    for (const basePath of ['/.', '/..', '/a/../b', '/a/./b', '/ops/..']) assert.throws(() => createDashboard({ pool: db.pool, basePath }), ValidationError, basePath);
+    assert.equal(createDashboard({ pool: db.pool, basePath: '/.well-known..x/a.b', logger: silentLogger }).basePath, '/.well-known..x/a.b', 'dots inside a segment are fine');
     assert.throws(() => createDashboard({} as never), ValidationError);
     await assert.rejects(serveDashboard({ pool: db.pool, host: '0.0.0.0' }), /needs a token/);
     await assert.rejects(serveDashboard({ pool: db.pool, port: 70000 }), ValidationError);

@@ -25,7 +25,7 @@ export const outboxPage: DashboardPage = {
     const done = view.query.get('done');
     const id = view.query.get('id');
     const body = html`<h1>Outbox</h1>
-${done === 'retry' && id ? html`<p class="notice" role="status">Hook delivery ${id} is pending again: a worker serving its workflow runs it at its next hook poll.</p>` : ''}
+${done === 'retry' && id && /^[1-9]\d{0,18}$/.test(id) ? html`<p class="notice" role="status">Hook delivery ${id} is pending again: a worker serving its workflow runs it at its next hook poll.</p>` : ''}
 <h2>Consumers</h2>
 ${consumers.length === 0 ? html`<p class="muted">No durable consumers: client.eventConsumer(name) makes one.</p>` : html`<table id="consumers"><thead><tr><th>consumer</th><th>position</th><th class="num">behind</th><th>last ack</th><th>created</th></tr></thead><tbody>
 ${consumers.map((c) => html`<tr data-consumer="${c.name}"><td>${c.name}</td><td class="mono">${c.position}</td>

@@ -7,11 +7,12 @@ import { queueDepths, recentFailures, statusCounts, throughput } from '../querie
 import { hookCounts } from '../../db/events.ts';
 
 /** The chart ranges: seconds and number of buckets. */
-const RANGES: Record<string, { seconds: number; buckets: number; label: string }> = {
-  '1h': { seconds: 3600, buckets: 60, label: 'last hour, per minute' },
-  '24h': { seconds: 86400, buckets: 48, label: 'last 24 hours, per 30 minutes' },
-  '7d': { seconds: 7 * 86400, buckets: 56, label: 'last 7 days, per 3 hours' },
-};
+// A Map, not an object: a query's `constructor` or `__proto__` is no range.
+const RANGES: ReadonlyMap<string, { seconds: number; buckets: number; label: string }> = new Map([
+  ['1h', { seconds: 3600, buckets: 60, label: 'last hour, per minute' }],
+  ['24h', { seconds: 86400, buckets: 48, label: 'last 24 hours, per 30 minutes' }],
+  ['7d', { seconds: 7 * 86400, buckets: 56, label: 'last 7 days, per 3 hours' }],
+]);
 
 /** The page at its `path`; listed in pages/index.ts. */
 export const overviewPage: DashboardPage = {
@@ -19,8 +20,8 @@ export const overviewPage: DashboardPage = {
   nav: { label: 'Overview', order: 0 },
   async render(view) {
     const rangeKey = view.query.get('range') ?? '1h';
-    const range = RANGES[rangeKey];
-    if (!range) throw new HttpError(400, `range must be one of ${Object.keys(RANGES).join(', ')}`);
+    const range = RANGES.get(rangeKey);
+    if (!range) throw new HttpError(400, `range must be one of ${[...RANGES.keys()].join(', ')}`);
     const [counts, series, queues, failures, hooks] = await Promise.all([
       statusCounts(view.db),
       throughput(view.db, range.seconds, range.buckets),
@@ -34,7 +35,7 @@ export const overviewPage: DashboardPage = {
 ${hooks.parked > 0 ? html`<p class="error" id="parked-hooks" role="alert">${hooks.parked} hook deliver${hooks.parked === 1 ? 'y' : 'ies'} parked after failing: <a href="${view.link('/outbox')}">see the Outbox page</a> to retry.</p>` : ''}
 <div class="cards">${RUN_STATES.map((s) => html`<div class="card" data-status="${s}"><a href="${view.link('/runs', { status: s })}">${badge(s)}<b>${counts[s]}</b></a></div>`)}</div>
 <h2>Finished runs <span class="muted">(${range.label}; as of ${when(series.now)})</span></h2>
-<p>${Object.keys(RANGES).map((k) => k === rangeKey ? html`<b>${k}</b> ` : html`<a href="${view.link('/', { range: k })}">${k}</a> `)}
+<p>${[...RANGES.keys()].map((k) => k === rangeKey ? html`<b>${k}</b> ` : html`<a href="${view.link('/', { range: k })}">${k}</a> `)}
 <span class="legend"><span class="bar-completed" style="background:#3aa65a"></span>completed <span style="background:#d9534f"></span>failed <span style="background:#8e6cc0"></span>cancelled
 <span style="background:#2557c7"></span>p50 <span style="background:#e08a1e"></span>p95</span></p>
 <div class="charts"><figure><figcaption>Runs finished: ${totals.done} completed, ${totals.failed} failed or cancelled</figcaption>${throughputChart(series.buckets, withDay)}</figure>

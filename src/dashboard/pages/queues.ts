@@ -23,7 +23,7 @@ export const queuesPage: DashboardPage = {
     const done = view.query.get('done');
     const name = view.query.get('name');
     const body = html`<h1>Queues</h1>
-${(done === 'pause' || done === 'resume') && name ? html`<p class="notice" role="status">Queue ${name} ${done === 'pause' ? 'paused: no run of it is claimed until it is resumed' : 'resumed'}.</p>` : ''}
+${(done === 'pause' || done === 'resume') && name && queues.some((q) => q.queue === name) ? html`<p class="notice" role="status">Queue ${name} ${done === 'pause' ? 'paused: no run of it is claimed until it is resumed' : 'resumed'}.</p>` : ''}
 ${queues.length === 0 ? html`<p class="muted">No queues yet: a queue appears once a workflow is registered on it or it is set with client.setQueue.</p>` : html`<table id="queues"><thead><tr><th>queue</th><th>state</th>
 <th class="num">pending</th><th class="num">due</th><th class="num">running</th><th class="num">waiting</th><th class="num">paused runs</th><th class="num">lag</th><th class="num">finished / min</th>
 <th class="num">concurrency</th><th class="num">per key</th><th class="num">rate</th><th>fair</th>${view.readOnly ? '' : html`<th></th>`}</tr></thead><tbody>

@@ -15,9 +15,10 @@ export function actionsFor(status: RunState): Set<string> {
   return out;
 }
 
-const DONE: Record<string, string> = {
+// A Map, not an object: a query's `constructor` or `__proto__` is no notice.
+const DONE: ReadonlyMap<string, string> = new Map(Object.entries({
   cancel: 'Cancel requested', pause: 'Pause requested', resume: 'Resumed', retry: 'Retry started', fork: 'Forked: this is the new run', signal: 'Signal sent', 'signal-duplicate': 'Signal dropped: a signal with that id was already sent',
-};
+}));
 
 function actionForms(view: PageView, id: string, status: RunState): Html {
   const can = actionsFor(status);
@@ -140,7 +141,7 @@ export const runPage: DashboardPage = {
     const origin = new Date(r.created_at).getTime();
     const end = Math.max(origin + 1, ...steps.map((s) => new Date(s.finished_at).getTime()), r.finished_at ? new Date(r.finished_at).getTime() : 0);
     const body = html`<h1>${r.workflow} <span class="muted">v${r.version}</span> ${badge(status)}</h1>
-${done && DONE[done] ? html`<p class="notice" role="status">${DONE[done]}${RUN_STATES.includes(view.query.get('status') as RunState) ? `; the run is now ${view.query.get('status')}` : ''}.</p>` : ''}
+${done && DONE.has(done) ? html`<p class="notice" role="status">${DONE.get(done)}${RUN_STATES.includes(view.query.get('status') as RunState) ? `; the run is now ${view.query.get('status')}` : ''}.</p>` : ''}
 <dl class="facts"><dt>run</dt><dd class="mono">${r.id}</dd><dt>key</dt><dd>${r.key ?? (r.former_key ? html`<span id="former-key">${r.former_key}</span> <span class="muted">(taken by a later run)</span>` : '—')}</dd>
 <dt>queue</dt><dd>${r.queue}</dd><dt>priority</dt><dd>${r.priority}</dd>
 <dt>created</dt><dd>${when(r.created_at)}</dd><dt>started</dt><dd>${when(r.started_at)}</dd>

@@ -1,16 +1,24 @@
 /** Runs: newest first, filtered by workflow and status, searched by key (or id) and metadata, paged by cursor. */
 import { RUN_STATES } from '../../db/tables.ts';
 import { isTrellisError } from '../../errors.ts';
-import { badge, html, when } from '../html.ts';
+import { badge, fieldValue, html, when } from '../html.ts';
 import type { DashboardPage } from '../page.ts';
 import { type RunSearch, searchRuns, workflowNames } from '../queries.ts';
-
 
 /** `limit` from 1 to 200 (a larger one is 200), else 50. */
 function pageSize(text: string | null): number {
   const n = Number(text);
   if (!Number.isInteger(n) || n < 1) return 50;
   return Math.min(n, 200);
+}
+
+/**
+ * The workflow names the filter offers: the registered ones, and the one
+ * searched for if it is not among them (not registered, or past the list's
+ * cap), so the form shows the filter in force and a new search keeps it.
+ */
+function workflowChoices(names: readonly string[], searched: string | undefined): readonly string[] {
+  return searched && !names.includes(searched) ? [searched, ...names] : names;
 }
 
 /** The page at its `path`; listed in pages/index.ts. */
@@ -39,11 +47,11 @@ export const runsPage: DashboardPage = {
     const filters = { workflow: search.workflow, status: search.status, key: search.key, metadata: search.metadata, limit: q.get('limit') ? String(search.limit) : undefined };
     const body = html`<h1>Runs</h1>
 <form class="filters" method="get" action="${view.link('/runs')}">
-<label>workflow<select name="workflow"><option value="">any</option>${names.map((n) => html`<option${n === search.workflow ? html` selected` : ''}>${n}</option>`)}</select></label>
+<label>workflow<select name="workflow"><option value="">any</option>${workflowChoices(names, search.workflow).map((n) => html`<option${n === search.workflow ? html` selected` : ''}>${n}</option>`)}</select></label>
 <label>status<select name="status"><option value="">any</option>${RUN_STATES.map((s) => html`<option${s === search.status ? html` selected` : ''}>${s}</option>`)}</select></label>
-<label>key or run id<input name="key" value="${search.key ?? ''}" placeholder="key prefix" maxlength="512"></label>
-<label>metadata<input name="metadata" value="${search.metadata ?? ''}" placeholder="plan=pro or {&quot;plan&quot;:&quot;pro&quot;}" maxlength="512" size="28"></label>
-<button type="submit">Search</button> <a href="${view.link('/runs')}">clear</a></form>
+<label>key or run id<input name="key" value="${fieldValue(search.key ?? '')}" placeholder="key prefix" maxlength="512"></label>
+<label>metadata<input name="metadata" value="${fieldValue(search.metadata ?? '')}" placeholder="plan=pro or {&quot;plan&quot;:&quot;pro&quot;}" maxlength="512" size="28"></label>
+${filters.limit ? html`<input type="hidden" name="limit" value="${filters.limit}">` : ''}<button type="submit">Search</button> <a href="${view.link('/runs')}">clear</a></form>
 ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
 ${result && result.runs.length === 0 ? html`<p class="muted">No runs match.</p>` : ''}
 ${result && result.runs.length > 0 ? html`<table id="runs"><thead><tr><th>run</th><th>workflow</th><th>status</th><th>key</th><th>metadata</th><th>created</th><th>finished</th><th class="num">attempt</th></tr></thead><tbody>

@@ -26,11 +26,16 @@ function backfilled(view: PageView): Html {
   return said.length === 0 ? html`backfilled: the range holds no tick` : html`backfilled: ${said.join(', ')}`;
 }
 
-/** The notice after an action: pause, resume, or a run now with its outcome. */
-function notice(view: PageView): Html | string {
+/**
+ * The notice after an action: pause, resume, a run now with its outcome, a
+ * backfill with its counts. Said only of a schedule the page lists, and
+ * only in the page's own words: a crafted link cannot make the dashboard
+ * say what it chooses.
+ */
+function notice(view: PageView, schedules: readonly ScheduleRow[]): Html | string {
   const done = view.query.get('done');
   const name = view.query.get('name');
-  if (!name) return '';
+  if (!name || !schedules.some((s) => s.name === name)) return '';
   if (done === 'pause' || done === 'resume') {
     return html`<p class="notice" role="status">Schedule ${name} ${done === 'pause' ? 'paused: its ticks are skipped until it is resumed' : 'resumed from its next tick'}.</p>`;
   }
@@ -40,10 +45,11 @@ function notice(view: PageView): Html | string {
   const outcome = view.query.get('outcome');
   const link = run && UUID_PATTERN.test(run) ? html`: run <a href="${view.link(`/runs/${run}`)}">${run}</a>` : '';
   const what = outcome === 'started' ? html`started a run now${link}`
-    : outcome === 'skipped' ? html`skipped: its last run has not finished (overlap skip)`
-      : outcome === 'buffered' ? html`buffered: it starts when the last run ends (overlap bufferOne)`
-        : html`${outcome ?? ''}${link}`;
-  return html`<p class="notice" role="status">Schedule ${name} ${what}.</p>`;
+    : outcome === 'existing' ? html`already had the run of this tick${link}`
+      : outcome === 'skipped' ? html`skipped: its last run has not finished (overlap skip)`
+        : outcome === 'buffered' ? html`buffered: it starts when the last run ends (overlap bufferOne)`
+          : undefined;
+  return what ? html`<p class="notice" role="status">Schedule ${name} ${what}.</p>` : '';
 }
 
 function state(s: ScheduleRow): Html {
@@ -60,7 +66,7 @@ export const schedulesPage: DashboardPage = {
   async render(view) {
     const schedules = await scheduleList(view.db);
     const body = html`<h1>Schedules</h1>
-${notice(view)}
+${notice(view, schedules)}
 ${schedules.length === 0 ? html`<p class="muted">No schedules: create one with client.schedules.set.</p>` : html`<table id="schedules"><thead><tr><th>schedule</th><th>cron</th><th>time zone</th><th>workflow</th>
 <th>next tick</th><th>last tick</th><th class="num">fired</th><th class="num">skipped</th><th>state</th>${view.readOnly ? '' : html`<th></th>`}</tr></thead><tbody>
 ${schedules.map((s) => html`<tr data-schedule="${s.name}"><td>${s.name}</td><td class="mono">${s.cron}</td><td>${s.timeZone}</td>
