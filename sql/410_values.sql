@@ -193,4 +193,4 @@ begin
    limit p_limit;
 end $$;
 comment on function trellis.run_stream(uuid, text, text, integer) is
-  'The entries run p_run_id wrote to stream p_key with ctx.writeStream (and its close, closed true, from ctx.closeStream), in order, after cursor p_after (null: from the start), at most p_limit (1-10000; TR001 otherwise, and for a malformed cursor); each with the cursor to read on from. No rows for a run that does not exist.';
+  'The entries run p_run_id wrote to stream p_key with ctx.writeStream (and its close, closed true, from ctx.closeStream), in order, after cursor p_after (null: from the start), at most p_limit (1-10000; TR001 otherwise, and for a malformed cursor); each with the cursor to read on from. No rows for a run that does not exist. A stream without a close row ends with its run: read the run''s status before the entries.';

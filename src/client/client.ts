@@ -995,7 +995,8 @@ export class Client {
   /**
    * The entries of a run's stream `key` there are now, after `after` (a
    * cursor), at most `limit` (default 1000, at most 10,000), without
-   * waiting; `closed` once the run closed the stream (`ctx.closeStream`).
+   * waiting; `closed` once the run closed the stream (`ctx.closeStream`) or
+   * ended (completed, failed or cancelled) and the page holds its last entry.
    * Empty for a run that does not exist. Read as `value()` is (a
    * `readPool` unless `consistency: 'primary'`). To wait for entries, use
    * `readStream`.
@@ -1011,10 +1012,17 @@ export class Client {
     const after = streamCursor(options.after);
     const limit = options.limit ?? 1000;
     if (!Number.isInteger(limit) || limit < 1 || limit > 10_000) throw new ValidationError(`limit must be an integer from 1 to 10000, not ${quoteValue(limit)}`);
-    const rows = await this.reads.read(options, (t) => streamRows(t.query, runId, key, after ?? null, limit).catch(rethrow), (r) => r.length === 0);
+    // The run's status first, then its entries: a run found finished wrote
+    // nothing after, so a page that is not full holds the stream's last entry.
+    const { finished, rows } = await this.reads.read(options, async (t) => {
+      const [run] = await queryRows<{ status: RunState }>(t.query, 'select status from trellis.runs where id = $1', [runId], 'trellis_run_status').catch(rethrow);
+      const entries = run ? await streamRows(t.query, runId, key, after ?? null, limit).catch(rethrow) : [];
+      return { finished: run !== undefined && FINISHED_STATES.includes(run.status), rows: entries };
+    }, (r) => r.rows.length === 0 && !r.finished);
     const closedAt = rows.findIndex((r) => r.closed);
     const kept = closedAt < 0 ? rows : rows.slice(0, closedAt);
-    return { entries: kept.map((r) => ({ value: r.value as T, cursor: r.cursor, writtenAt: r.writtenAt })), closed: closedAt >= 0 };
+    // Closed by ctx.closeStream, or by the run's end (once the page holds its last entry).
+    return { entries: kept.map((r) => ({ value: r.value as T, cursor: r.cursor, writtenAt: r.writtenAt })), closed: closedAt >= 0 || (finished && rows.length < limit) };
   }
 
   /**

@@ -100,6 +100,20 @@ describe('streams', () => {
     assert.deepEqual(got.map((e) => e.value.n), [0, 1, 2, 3, 4, 5, 6, 7, 8, 9]);
     const { rows: [c] } = await env.pool.query(`select count(*)::int as n from trellis.steps where run_id = $1 and kind = 'stream'`, [run.id]);
     assert.equal(c.n, 10);
+    // Without waiting: the run's end closed the stream, once a page holds its last entry.
+    const whole = await env.client.streamEntries<{ n: number }>(run.id, 'numbers');
+    assert.deepEqual([whole.entries.length, whole.closed], [10, true]);
+    const full = await env.client.streamEntries<{ n: number }>(run.id, 'numbers', { limit: 10 });
+    assert.deepEqual([full.entries.length, full.closed], [10, false], 'a full page may have more after it');
+    const last = await env.client.streamEntries<{ n: number }>(run.id, 'numbers', { after: full.entries[9]!.cursor });
+    assert.deepEqual([last.entries.length, last.closed], [0, true]);
+    // While the run goes on, an unclosed stream is not closed.
+    const open = await env.client.start(writer, { rounds: 2, close: false });
+    await env.waitFor(open, 'waiting', { timeout: '20s' });
+    assert.deepEqual((await env.client.streamEntries(open.id, 'numbers')).closed, false);
+    await env.client.cancel(open.id);
+    await env.waitFor(open, 'cancelled', { timeout: '20s' });
+    assert.deepEqual((await env.client.streamEntries(open.id, 'numbers')).closed, true, 'cancelled: ended');
   });
 
   it('a waiting reader stops at once on return() or on its signal', async () => {
