@@ -170,7 +170,7 @@ export class Client {
     });
     this.registry = new WorkflowRegistry(this.pool, registrationOf);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(this.pool) as never }) });
-    this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log);
+    this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log, o.preparedStatements);
     this.schedules = new Schedules(this.reads.writer(this.pool), this.registry, this.reads.reader());
     this.roles = new Roles(this.reads.reader());
     this.hooks = new Hooks(this.reads.reader(), this.reads.writer(this.pool));

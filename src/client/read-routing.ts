@@ -20,6 +20,7 @@ import { type Queryable, queryRows } from '../db/queryable.ts';
 import type { TrellisTables } from '../db/tables.ts';
 import { ValidationError } from '../errors.ts';
 import type { Logger } from '../protocol/logger.ts';
+import { PreparedStatements, type PreparedStatementsMode } from '../db/prepared.ts';
 
 /**
  * Which server a read goes to: `'replica'` (the default: the read pool when
@@ -76,9 +77,18 @@ export class ReadRouter {
   private dirty = false;
   /** The primary's WAL position the standby must replay before it serves this client. */
   private mark: bigint | undefined;
+  /**
+   * The mark being taken: every read that starts meanwhile waits for it (a
+   * read in parallel with the one that took it went to the standby before
+   * its mark was known, and missed the client's own write).
+   */
+  private marking: Promise<void> | undefined;
+  /** The read pool's server was seen replaying (a standby); a promoted one is warned of once. */
+  private sawStandby = false;
+  private warnedPromoted = false;
 
   constructor(primary: Queryable, primaryDb: Kysely<TrellisTables>, readPool: Pool | string | undefined,
-    timeouts: ResolvedTimeouts, log: Logger) {
+    timeouts: ResolvedTimeouts, private readonly log: Logger, preparedStatements: PreparedStatementsMode = 'auto') {
     this.primary = { query: primary, db: primaryDb, replica: false };
     if (readPool === undefined) {
       this.ownsReplica = false;
@@ -95,7 +105,10 @@ export class ReadRouter {
     } else {
       throw new ValidationError('readPool must be a pg Pool or a connection string');
     }
-    this.replica = { query: this.replicaPool, db: new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(this.replicaPool) as never }) }), replica: true };
+    // The client's preparedStatements hold on the read pool too: a standby behind PgBouncer in
+    // transaction mode refuses named statements as the primary's pooler does.
+    const query = new PreparedStatements(this.replicaPool, preparedStatements, log).pool;
+    this.replica = { query, db: new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(this.replicaPool) as never }) }), replica: true };
   }
 
   /**
@@ -135,16 +148,45 @@ export class ReadRouter {
     if (this.dirty) {
       // Cleared before asking: a write that ends meanwhile marks it again.
       this.dirty = false;
-      const [row] = await queryRows<{ lsn: string }>(this.primary.query, 'select pg_current_wal_lsn()::text as lsn');
-      const lsn = lsnValue(row!.lsn);
-      if (this.mark === undefined || lsn > this.mark) this.mark = lsn;
+      const marking: Promise<void> = this.takeMark().finally(() => {
+        if (this.marking === marking) this.marking = undefined;
+      });
+      this.marking = marking;
     }
+    if (this.marking) await this.marking;
     const mark = this.mark;
     if (mark === undefined) return this.replica;
-    const [row] = await queryRows<{ lsn: string | null }>(this.replica.query, 'select pg_last_wal_replay_lsn()::text as lsn');
+    const [row] = await queryRows<{ lsn: string | null; standby: boolean }>(this.replica.query,
+      'select pg_last_wal_replay_lsn()::text as lsn, pg_is_in_recovery() as standby');
+    this.notePromotion(row?.standby);
     if (row?.lsn != null && lsnValue(row.lsn) < mark) return this.primary;
     if (this.mark === mark) this.mark = undefined;
     return this.replica;
+  }
+
+  /** The primary's WAL position now, as the mark; a failure marks the client dirty again (the next read asks again). */
+  private async takeMark(): Promise<void> {
+    try {
+      const [row] = await queryRows<{ lsn: string }>(this.primary.query, 'select pg_current_wal_lsn()::text as lsn');
+      const lsn = lsnValue(row!.lsn);
+      if (this.mark === undefined || lsn > this.mark) this.mark = lsn;
+    } catch (error) {
+      this.dirty = true;
+      throw error;
+    }
+  }
+
+  /**
+   * A read pool that was a standby and is not any more was promoted (a
+   * failover): it no longer receives the primary's writes, and a client
+   * that does not write cannot tell. Said once; the reads go on there.
+   */
+  private notePromotion(standby: boolean | undefined): void {
+    if (standby === true) this.sawStandby = true;
+    else if (standby === false && this.sawStandby && !this.warnedPromoted) {
+      this.warnedPromoted = true;
+      this.log.warn('the read pool\'s server is no longer a standby (promoted?): reads there miss the primary\'s writes; point readPool at a standby of the primary', {});
+    }
   }
 
   /**

@@ -81,9 +81,45 @@ export class PreparedStatements {
     return this.off;
   }
 
-  /** A caller's transaction as engine statements use it: unnamed once statements are off. */
+  /**
+   * A caller's transaction as engine statements use it: unnamed once
+   * statements are off. With 'auto', a refusal inside it switches them off
+   * (it cannot be sent again: the transaction is aborted), so the caller's
+   * next transaction uses unnamed statements; the refusal itself is the
+   * DatabaseError that says so.
+   */
   within(tx: Queryable): Queryable {
-    return this.off ? unprepared(tx) : tx;
+    if (this.off) return unprepared(tx);
+    if (this.mode !== 'auto') return tx;
+    return new Proxy(tx, {
+      get: (t, key) => {
+        if (key === 'query') {
+          return async (config: unknown, values?: unknown[]) => {
+            try {
+              return await (t.query as (c: unknown, v?: unknown[]) => Promise<unknown>)(config, values);
+            } catch (error) {
+              const name = typeof config === 'object' && config !== null && 'name' in config ? String((config as { name: unknown }).name) : undefined;
+              if (name === undefined || !isPreparedRefusal(error)) throw error;
+              this.switchOff(name, error);
+              throw new DatabaseError(`the connection refused prepared statement ${name} inside your transaction (${(error as Error).message}): ` +
+                'a pooler in transaction mode that cannot keep prepared statements is in the way. This client uses unnamed statements from now on: run the transaction again',
+              { cause: error, retryable: true, details: { sqlstate: (error as { code?: string | undefined }).code, preparedStatements: 'auto' } });
+            }
+          };
+        }
+        const value = Reflect.get(t, key, t) as unknown;
+        return typeof value === 'function' ? value.bind(t) : value;
+      },
+    });
+  }
+
+  /** The first refusal under 'auto': unnamed statements from now on, said once. */
+  private switchOff(statement: string, error: unknown): void {
+    if (this.off) return;
+    this.off = true;
+    this.log.warn('prepared statements refused by the connection (a pooler in transaction mode?): using unnamed statements from now on', {
+      statement, error: String(error),
+    });
   }
 
   private async query(target: Pool, config: unknown, values?: unknown[]): Promise<QueryResult> {
@@ -95,12 +131,7 @@ export class PreparedStatements {
       return await target.query(named as QueryConfig);
     } catch (error) {
       if (!isPreparedRefusal(error)) throw error;
-      if (!this.off) {
-        this.off = true;
-        this.log.warn('prepared statements refused by the connection (a pooler in transaction mode?): using unnamed statements from now on', {
-          statement: named.name, error: String(error),
-        });
-      }
+      this.switchOff(named.name, error);
       return target.query(named.text, named.values);
     }
   }

@@ -104,6 +104,82 @@ describe(`PgBouncer in transaction mode`, () => {
     }
   });
 
+  it("'auto' inside a caller's transaction: the first refusal says to run it again and switches the client off named statements for good", async () => {
+    await warm(4);
+    const warnings: string[] = [];
+    const pool = testPool({ connectionString: bouncer.url, max: 4 });
+    const client = createClient({ pool, listenUrl: database.url, logger: recordingLogger(warnings), handoff: false });
+    /** One transaction of the caller's: begin, a start in it, commit. */
+    const inTransaction = async (n: number) => {
+      const c = await pool.connect();
+      try {
+        await c.query('begin');
+        const run = await client.start(three, { n }, { tx: c });
+        await c.query('commit');
+        return run.id;
+      } catch (error) {
+        await c.query('rollback').catch(() => undefined);
+        throw error;
+      } finally {
+        c.release();
+      }
+    };
+    try {
+      let refused: unknown;
+      for (let round = 0; round < 40 && !refused; round++) {
+        const tried = await Promise.allSettled(Array.from({ length: 4 }, (_, i) => inTransaction(round * 4 + i)));
+        refused = tried.find((t) => t.status === 'rejected')?.reason;
+      }
+      assert.ok(refused instanceof DatabaseError, `a refusal in 40 rounds, a DatabaseError: ${String(refused)}`);
+      assert.match(refused.message, /inside your transaction.*run the transaction again/);
+      assert.equal(refused.retryable, true);
+      assert.equal(warnings.filter((w) => /prepared statements refused/.test(w)).length, 1, warnings.join(' | '));
+      // The switch holds: every later transaction goes through (unnamed statements).
+      for (let round = 0; round < 4; round++) {
+        const later = await Promise.allSettled(Array.from({ length: 4 }, (_, i) => inTransaction(1000 + round * 4 + i)));
+        assert.deepEqual(later.filter((t) => t.status === 'rejected').map((t) => String((t as PromiseRejectedResult).reason)), []);
+      }
+    } finally {
+      await client.close();
+      await pool.end();
+    }
+  });
+
+  it('a readPool through it takes the client\'s preparedStatements: value() and streamEntries() read there in every mode but true', async () => {
+    await warm(4);
+    const stored = defineWorkflow({ name: 'bounced-values', input: z.object({}) }, async (ctx) => {
+      await ctx.setValue('stage', 'done');
+      await ctx.writeStream('lines', 'one');
+      await ctx.writeStream('lines', 'two');
+      return 'ok';
+    });
+    const worker = createWorker({ connectionString: database.url, workflows: [stored], logger: silentLogger, purge: false });
+    const writer = createClient({ connectionString: database.url, logger: silentLogger });
+    try {
+      await worker.start();
+      const run = await writer.start(stored, {});
+      assert.equal(await run.result({ timeout: '20s' }), 'ok');
+      for (const mode of [false, 'auto'] as const) {
+        const warnings: string[] = [];
+        // A client that never writes: its reads all go to the read pool (PgBouncer, in front of the same server).
+        const reader = createClient({ connectionString: database.url, readPool: bouncer.url, preparedStatements: mode, logger: recordingLogger(warnings) });
+        try {
+          const reads = await Promise.allSettled(Array.from({ length: 24 }, (_, i) => (i % 2
+            ? reader.value(run.id, 'stage').then((v) => v?.value)
+            : reader.streamEntries(run.id, 'lines').then((p) => p.entries.map((e) => e.value).join(',')))));
+          assert.deepEqual(reads.filter((r) => r.status === 'rejected').map((r) => String((r as PromiseRejectedResult).reason).slice(0, 200)), [], `mode ${mode}`);
+          assert.deepEqual(new Set(reads.map((r) => (r as PromiseFulfilledResult<unknown>).value)), new Set(['done', 'one,two']));
+          if (mode === false) assert.deepEqual(warnings, [], 'never prepared: nothing refused');
+        } finally {
+          await reader.close();
+        }
+      }
+    } finally {
+      await worker.stop();
+      await writer.close();
+    }
+  });
+
   it('the pgbouncer example runs through it and exits 0', async () => {
     const child = spawn(process.execPath, ['--import', 'tsx', 'examples/pgbouncer/main.ts'], {
       env: { ...process.env, DATABASE_URL: database.url, PGBOUNCER_URL: bouncer.url }, stdio: ['ignore', 'pipe', 'pipe'],

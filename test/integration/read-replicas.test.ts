@@ -17,7 +17,7 @@ import { ValidationError } from '../../src/errors.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
-import { silentLogger } from '../../src/protocol/logger.ts';
+import { loggerFrom, silentLogger } from '../../src/protocol/logger.ts';
 import { runExample } from '../helpers/examples.ts';
 import { type ReplicaPair, startReplicaPair } from '../helpers/standby.ts';
 import { testPool } from '../helpers/db.ts';
@@ -150,6 +150,25 @@ describe('a client with a readPool on a streaming standby', () => {
     });
   });
 
+  it('reads made in parallel right after the same client\'s write all read it (none goes to the standby before the mark is known)', async () => {
+    const runs = await Promise.all([1, 2, 3].map((i) => writer.start(parked, { i: 10 + i })));
+    await pair.caughtUp();
+    await lagging(async () => {
+      assert.equal(await writer.cancel(runs[0]!.id), 'cancelled');
+      await writer.setMetadata(runs[1]!.id, { stage: 'parallel' });
+      const [a, b, c, listed] = await Promise.all([writer.get(runs[0]!.id), writer.get(runs[0]!.id), writer.get(runs[1]!.id),
+        writer.list({ queue: 'parked', limit: 200 })]);
+      assert.deepEqual([a?.status, b?.status], ['cancelled', 'cancelled'], 'both parallel reads see the cancel');
+      assert.deepEqual(c?.metadata, { stage: 'parallel' });
+      assert.equal(listed.runs.find((r) => r.id === runs[0]!.id)?.status, 'cancelled');
+      const started = await writer.start(parked, { i: 20 });
+      const lists = await Promise.all([1, 2, 3].map(() => writer.list({ queue: 'parked', limit: 200 })));
+      assert.deepEqual(lists.map((l) => l.runs.some((r) => r.id === started.id)), [true, true, true], 'every parallel list has the new run');
+      await writer.cancel(started.id);
+    });
+    for (const run of runs.slice(1)) await writer.cancel(run.id);
+  });
+
   it('sends every write to the primary (the standby refuses writes)', async () => {
     // Caught up: a write routed to the standby would fail with "read-only transaction".
     const run = await reader.start(parked, { i: 3 }, { key: 'w-1' });
@@ -225,5 +244,27 @@ describe('the read-replica example', () => {
     assert.match(out.stdout, /listed 3 of 3 new runs as completed/);
     assert.match(out.stdout, /: render, mail\n/);
     assert.match(out.stdout, /reads served by the standby/);
+  });
+});
+
+describe('a read pool whose standby was promoted (a failover)', () => {
+  it('is warned of once by a client that checks its position, and its writes are still read from the primary', async () => {
+    const warnings: string[] = [];
+    const watcher = createClient({ pool: primary, readPool: pair.standby.url, resultPollInterval: 1000,
+      logger: loggerFrom((level, message) => { if (level === 'warn') warnings.push(message); }) });
+    try {
+      const before = await watcher.start(parked, { i: 30 });
+      await pair.caughtUp();
+      assert.equal((await watcher.get(before.id))?.status, 'pending', 'a standby first: its position checked, then read');
+      await standby.query('select pg_promote(true, 30)');
+      const after = await watcher.start(parked, { i: 31 });
+      assert.equal((await watcher.get(after.id))?.status, 'pending', 'its own write read from the primary');
+      await watcher.cancel(after.id);
+      assert.equal((await watcher.get(after.id))?.status, 'cancelled');
+      assert.deepEqual(warnings.filter((w) => /no longer a standby/.test(w)).length, 1, warnings.join(' | '));
+      await watcher.cancel(before.id);
+    } finally {
+      await watcher.close();
+    }
   });
 });
