@@ -150,7 +150,17 @@ begin
   perform trellis._check_name(p_workflow, 'workflow');
   perform trellis._check_foreign_id(p_foreign_id);
   perform trellis._check_name(p_status, 'status');
-  v_run := trellis._machine_active(p_workflow, p_foreign_id);
+  -- The unfinished run, locked: a run found unfinished, then locked after
+  -- the checkpoint that completed it, is not it (signal_send refused it
+  -- with TR004 where the caller is told TR002). Looked for again then: the
+  -- foreign id may have had its next run started meanwhile.
+  for i in 1 .. 3 loop
+    v_run := trellis._machine_active(p_workflow, p_foreign_id);
+    exit when v_run is null;
+    perform trellis._lock_runs(array[v_run]);
+    exit when exists (select 1 from trellis.runs r where r.id = v_run and r.status not in ('completed', 'failed', 'cancelled'));
+    v_run := null;
+  end loop;
   if p_id is not null then
     -- A redelivery (at-least-once sources) of a callback an earlier run of
     -- the foreign id received is dropped, not refused, and never reaches

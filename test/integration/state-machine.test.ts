@@ -8,6 +8,7 @@ import { machineDiagram } from '../../src/state-machine/diagram.ts';
 import type { MachineHookEvent } from '../../src/state-machine/types.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { backendId, lockWaitersOf } from '../helpers/lock-wait.ts';
 
 const Status = z.enum(['created', 'checked', 'awaiting', 'approved', 'expired', 'done']);
 const Application = z.object({ name: z.string().min(1), checks: z.number().int(), approvedBy: z.string().optional() });
@@ -194,6 +195,33 @@ describe('state machines', () => {
     assert.equal((await env.client.get(second))?.status, 'waiting', 'the next run did not move');
     assert.equal(await gates.callback('g-redeliver', 'open', {}, { id: 'evt-2' }), true, 'a new id reaches it');
     await env.waitFor(second, 'completed');
+  });
+
+  it('a callback that meets the run as it ends is TR002 (no unfinished run), not the signal\'s TR004, from SQL and TypeScript', async () => {
+    const gates = connectMachine(env.client, gate);
+    for (const via of ['sql', 'ts'] as const) {
+      // Due in 2999: it stays pending, so a cancel ends it at once (a run that never started).
+      const { rows: [{ run }] } = await env.pool.query(`select trellis.machine_trigger('gate', $1, '{"status":"open","object":{"email":"x"}}', '{"run_at":"2999-01-01T00:00:00Z"}') as run`, [`g-race-${via}`]);
+      // Another transaction ends the run and holds its row until it commits; the callback finds the run unfinished, then waits for it.
+      const ender = await env.pool.connect();
+      try {
+        await ender.query('begin');
+        assert.equal((await ender.query('select trellis.run_cancel($1) as s', [run])).rows[0].s, 'cancelled');
+        const holder = await backendId(ender);
+        const callback = via === 'sql'
+          ? env.pool.query(`select trellis.machine_callback('gate', $1, 'open', '{}')`, [`g-race-${via}`])
+          : gates.callback(`g-race-${via}`, 'open', {});
+        const settled = callback.then(() => 'sent', (e: unknown) => e);
+        await waitFor(async () => (await lockWaitersOf(env.pool, holder)) > 0, { what: 'the callback waiting for the ending run' });
+        await ender.query('commit');
+        const outcome = await settled;
+        if (via === 'sql') assert.equal((outcome as { code?: string }).code, 'TR002', String(outcome));
+        else assert.ok(outcome instanceof NotFoundError, String(outcome));
+      } finally {
+        ender.release();
+      }
+      assert.equal((await env.pool.query('select count(*)::int as n from trellis.signals where run_id = $1', [run])).rows[0].n, 0, 'nothing buffered');
+    }
   });
 
   it('refuses a trigger in a REPEATABLE READ or SERIALIZABLE transaction (its check could miss a concurrent trigger), writing nothing', async () => {
