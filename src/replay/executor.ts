@@ -24,6 +24,8 @@ export interface Execution {
   settle(): Promise<Outcome | undefined>;
   requestCancel(reason?: string): void;
   requestPause(): void;
+  /** How many durable calls the code has made so far (recorded ones replayed, and new ones). */
+  calls(): number;
 }
 
 /** Execute (or resume) a run; resolves with what the worker should write next. */
@@ -44,6 +46,7 @@ export function startExecution(options: ExecuteOptions): Execution {
     },
     requestCancel: (r) => run.requestCancel(r),
     requestPause: () => run.requestPause(),
+    calls: () => run.seq,
   };
 }
 

@@ -10,7 +10,7 @@ import { PgClient, Pool } from '../db/pg.ts';
 import { type Client, createClient, type RequestOptions, type RunHandle, type RunRef, type StartOptions } from '../client/client.ts';
 import type { Run, Step } from '../client/runs.ts';
 import { RUN_STATES, type RunState } from '../db/tables.ts';
-import { CancelledError, IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
+import { CancelledError, ConfigurationError, IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
 import { migrate } from '../schema/install.ts';
 import { toTrellisError } from '../db/errors.ts';
 import { assertRunId } from '../workflow/names.ts';
@@ -50,6 +50,17 @@ const TEST_ENV_OPTIONS = optionNames<TestEnvOptions>({
   serverUrl: true, ...Object.fromEntries(WORKER_OPTIONS.filter((n) => n !== 'pool' && n !== 'connectionString').map((n) => [n, true])) as
     { [K in keyof Required<Omit<WorkerOptions, 'pool' | 'connectionString'>>]: true },
 });
+
+/**
+ * How long `result()` of a handle `env.start` returned waits when given no
+ * `timeout`: a test that awaits a run that never ends fails with a
+ * `TimeoutError` instead of hanging (node:test has no timeout of its own).
+ */
+const RESULT_TIMEOUT = '30s';
+
+function withResultTimeout<O>(handle: RunHandle<O>): RunHandle<O> {
+  return { ...handle, result: (o) => handle.result({ ...o, timeout: o?.timeout ?? RESULT_TIMEOUT }) };
+}
 
 /** A run given by id or by the handle `start` returned. */
 export type TestRun = string | { readonly id: string };
@@ -241,7 +252,11 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   url.pathname = `/${database}`;
   // The opt-in that trellis.clock_use_virtual() requires, in every session on
   // this URL, so migrate() from code under test keeps the virtual clock too.
-  url.searchParams.set('options', [url.searchParams.get('options'), VIRTUAL_CLOCK_OPTION].filter(Boolean).join(' '));
+  // Once: a serverUrl that carries it already (another env's url) keeps one copy.
+  const given = url.searchParams.get('options');
+  if (!given?.split(/(?=-c )/).some((o) => o.trim() === VIRTUAL_CLOCK_OPTION)) {
+    url.searchParams.set('options', [given, VIRTUAL_CLOCK_OPTION].filter(Boolean).join(' '));
+  }
   const pool = new Pool({ connectionString: url.toString(), max: 10 });
   pool.on('error', () => undefined);
   let client: Client | undefined;
@@ -263,6 +278,22 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
     throw error;
   }
   const wakeups = new Wakeups(url.toString());
+  // The workflows this env's worker serves, to say so when a run of another one never moves.
+  const served = new Set((workerOptions.workflows ?? []).map((w) => (typeof w === 'object' && w !== null && 'name' in w ? String(w.name) : String(w))));
+  const unserved = async (runId: string): Promise<string> => {
+    const run = await client.get(runId);
+    return run && !served.has(run.workflow)
+      ? `\nno worker of this test env serves workflow ${run.workflow}: give it to createTestEnv({ workflows: [...] }) (it serves ${[...served].join(', ') || 'none'})`
+      : '';
+  };
+  /** Refuse a call on a closed env with a typed error (its pool is gone: pg would say only "Cannot use a pool after calling end"). */
+  const open = () => {
+    if (closing) throw new ConfigurationError('this test env is closed: create another with createTestEnv');
+  };
+  const live = <A extends unknown[], R>(fn: (...args: A) => Promise<R>) => async (...args: A): Promise<R> => {
+    open();
+    return fn(...args);
+  };
 
   const get = async (runId: string): Promise<Run> => {
     const run = await client.get(runId);
@@ -281,7 +312,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
         const reason = (run.error as { message?: string | undefined } | null)?.message;
         throw new IllegalTransitionError(`run ${runId} is ${run.status}${reason ? ` (${reason})` : ''}; it will not become ${wanted.join('/')}`);
       }
-      if (Date.now() > deadline) throw new TimeoutError(`run ${runId} is ${run.status}, not ${wanted.join('/')}`);
+      if (Date.now() > deadline) throw new TimeoutError(`run ${runId} is ${run.status}, not ${wanted.join('/')}${await unserved(runId)}`);
       await new Promise((r) => setTimeout(r, 10));
     }
   };
@@ -321,7 +352,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       }
       const left = deadline - Date.now();
       if (left <= 0) {
-        throw new TimeoutError(`run ${runId} did not end within ${timeoutMs} ms; unfinished:\n${await describeTree(pool, runId)}`);
+        throw new TimeoutError(`run ${runId} did not end within ${timeoutMs} ms; unfinished:\n${await describeTree(pool, runId)}${await unserved(runId)}`);
       }
       await wakeups.next(left);
     }
@@ -332,12 +363,12 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
     worker,
     pool,
     url: url.toString(),
-    start: (workflow, input, o) => client.start(workflow, input, o),
-    advance,
-    now,
-    waitFor,
-    drive,
-    async runToEnd(workflow, input, o = {}) {
+    start: live(async (workflow, input, o) => withResultTimeout(await client.start(workflow, input, o))),
+    advance: live(advance),
+    now: live(now),
+    waitFor: live(waitFor),
+    drive: live(drive),
+    runToEnd: live(async (workflow, input, o = {}) => {
       const { timeout, ...startOptions } = o;
       const run = await client.start(workflow, input, startOptions);
       const done = await drive(run, timeout === undefined ? {} : { timeout });
@@ -345,16 +376,16 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
       const error = done.error as { message?: string | undefined } | null;
       if (done.status === 'cancelled') throw new CancelledError(`run ${run.id} was cancelled`, { details: { error: done.error } });
       throw new WorkflowFailedError(`run ${run.id} failed: ${error?.message ?? 'unknown error'}`, { details: { error: done.error } });
-    },
-    signal: (run, signal, payload, o = {}) =>
-      client.signal(typeof run === 'object' && 'id' in run ? run.id : run, signal, payload, o.id === undefined ? {} : { id: o.id }),
-    request: (run, signal, payload, o) => client.request(typeof run === 'object' && 'id' in run ? run.id : run, signal, payload, o),
-    history: (run) => client.history(idOf(run)),
-    async assertHistory(run, expected) {
+    }),
+    signal: live((run, signal, payload, o = {}) =>
+      client.signal(typeof run === 'object' && 'id' in run ? run.id : run, signal, payload, o.id === undefined ? {} : { id: o.id })),
+    request: live((run, signal, payload, o) => client.request(typeof run === 'object' && 'id' in run ? run.id : run, signal, payload, o)),
+    history: live((run) => client.history(idOf(run))),
+    assertHistory: live(async (run, expected) => {
       const runId = idOf(run);
       await get(runId); // a run that does not exist has no history to match, not an empty one
       assertSteps(`run ${runId}`, await client.history(runId), expected);
-    },
+    }),
     close() {
       // Once: a second call (an after() hook and a finally both closing) waits for the first.
       closing ??= (async () => {

@@ -158,7 +158,7 @@ async function checkRun(workflow: WorkflowDefinition, row: RunRow): Promise<Repl
   }
   // Code that no longer takes the run's input stops before its first call: it replayed none.
   const inputRefused = outcome.op === 'fail' && outcome.error.name === 'ValidationError' && outcome.error.message.startsWith(`input of ${workflow.name}`);
-  const replayed = inputRefused ? 0 : countReplayed(row.history, outcome);
+  const replayed = inputRefused ? 0 : countReplayed(row.history, outcome, execution.calls());
   const result = (ok: boolean, problem?: string): ReplayCheck => ({ runId: row.id, version: row.version, status: row.status, replayed, ok, ...(problem ? { problem } : {}) });
   if (outcome.op === 'abandoned') {
     return outcome.reason === END_OF_HISTORY ? result(true) : result(false, `the replay was given up: ${String(outcome.reason)}`);
@@ -179,11 +179,15 @@ async function checkRun(workflow: WorkflowDefinition, row: RunRow): Promise<Repl
   return result(true);
 }
 
-/** The calls of the history the code made again: all of them unless it stopped on a mismatch. */
-function countReplayed(history: readonly StepRecord[], outcome: Outcome): number {
+/**
+ * The calls of the history the code made again: up to the mismatched call
+ * when one differs, else the calls it made that the history holds (fewer
+ * than the history when it returned early or got stuck).
+ */
+function countReplayed(history: readonly StepRecord[], outcome: Outcome, made: number): number {
   if (outcome.op === 'fail' && outcome.error.code === 'non_determinism') {
     const at = /call #(\d+) is/.exec(outcome.error.message);
     if (at) return Number(at[1]);
   }
-  return history.length;
+  return history.filter((r) => r.seq < made).length;
 }

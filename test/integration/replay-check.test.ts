@@ -47,6 +47,13 @@ const stricter = defineWorkflow({ name: 'rc-order', input: z.object({ order: z.s
   await ctx.step('price', () => (bodies++, 0));
   return 'never';
 });
+// Returns before the sleep the history holds; and one that waits on what no ctx call settles.
+const shorter = defineWorkflow({ name: 'rc-order', input }, async (ctx, { order }) => `priced ${await ctx.step('price', () => (bodies++, order.length * 10))}`);
+const stuck = defineWorkflow({ name: 'rc-order', input }, async (ctx, { order }) => {
+  await ctx.step('price', () => (bodies++, order.length * 10));
+  await new Promise(() => undefined);
+  return 'never';
+});
 // The recorded step result is replayed; what the code makes of it changed.
 const quickChanged = defineWorkflow({ name: 'rc-quick', input }, async (ctx, { order }) =>
   ({ text: (await ctx.step('echo', () => (bodies++, `echo ${order}`))).toUpperCase(), at: 1 }));
@@ -86,6 +93,14 @@ describe('checkReplay', () => {
     const moved = await checkReplay(db.pool, inserted);
     assert.deepEqual(moved.map((r) => r.ok), [false, false]);
     assert.match(moved[0]?.problem ?? '', /call #1 is step "audit" but the history has sleep "cool-off"/);
+
+    // It made one recorded call (the price) of the two before it returned or got stuck: replayed 1, not the history's length.
+    const early = await checkReplay(db.pool, shorter, { runs: [runs[0]!.id] });
+    assert.deepEqual(early.map((r) => [r.ok, r.replayed]), [[false, 1]]);
+    assert.match(early[0]?.problem ?? '', /returned after 1 durable calls but the history holds calls up to #1/);
+    const blocked = await checkReplay(db.pool, stuck, { runs: [runs[0]!.id] });
+    assert.deepEqual(blocked.map((r) => [r.ok, r.replayed]), [[false, 1]]);
+    assert.match(blocked[0]?.problem ?? '', /is stuck/);
 
     const strict = await checkReplay(db.pool, stricter, { limit: 1 });
     assert.equal(strict.length, 1, 'limit');

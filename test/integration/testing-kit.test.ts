@@ -1,7 +1,8 @@
 import assert, { AssertionError } from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
-import { IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
+import { ConfigurationError, IllegalTransitionError, TimeoutError, ValidationError, WorkflowFailedError } from '../../src/errors.ts';
+import { randomUUID } from 'node:crypto';
 import { migrate } from '../../src/schema/install.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { waitFor } from '../helpers/wait.ts';
@@ -249,6 +250,31 @@ describe('bad input to the test kit', () => {
     await Promise.all([first, second]);
     await own.close();
     assert.equal(first, second);
+  });
+
+  it('a closed env refuses every call with ConfigurationError; its url carries the clock option once, even from another env\'s url', async () => {
+    const own = await createTestEnv({ workflows: [stamp], serverUrl: env.url });
+    assert.equal(new URL(own.url).searchParams.get('options')?.match(/trellis\.virtual_clock=allowed/g)?.length, 1, own.url);
+    await own.close();
+    for (const call of [() => own.start(stamp, {}), () => own.advance('1 hour'), () => own.now(), () => own.waitFor(randomUUID(), 'completed'),
+      () => own.drive(randomUUID()), () => own.runToEnd(stamp, {}), () => own.history(randomUUID())]) {
+      await assert.rejects(call(), (e) => e instanceof ConfigurationError && /this test env is closed/.test(e.message));
+    }
+  });
+
+  it('a run no worker of the env serves: result() times out by itself, and the timeouts name the workflow the env does not serve', async () => {
+    const stray = defineWorkflow({ name: 'kit-stray', input: z.object({}) }, async () => 'never');
+    const run = await env.start(stray, {});
+    const waited = await env.waitFor(run, 'completed', { timeout: '200ms' }).catch((e: unknown) => e);
+    assert.ok(waited instanceof TimeoutError && /no worker of this test env serves workflow kit-stray/.test(waited.message), String(waited));
+    const driven = await env.drive(run, { timeout: '300ms' }).catch((e: unknown) => e);
+    assert.ok(driven instanceof TimeoutError && /no worker of this test env serves workflow kit-stray/.test(driven.message), String(driven));
+    // No timeout given: the env's handle gives result() one (30 s) rather than waiting for ever.
+    const started = Date.now();
+    const unended = await run.result().catch((e: unknown) => e);
+    assert.ok(unended instanceof TimeoutError, String(unended));
+    assert.ok(Date.now() - started >= 29_000 && Date.now() - started < 60_000, `${Date.now() - started} ms`);
+    await env.client.cancel(run.id);
   });
 
   it('waitFor refuses a state no run has, at once (a typo waited out the whole timeout)', async () => {
