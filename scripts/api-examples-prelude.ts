@@ -18,7 +18,7 @@ import {
   type EventConsumer, EVENT_KINDS, type EventsOptions, type RunEvent, HOOK_NAMES, type HookEvent, type WorkflowHooks,
   type HookDeliveryOptions, OVERLAP_POLICIES, type ScheduleOptions, type ScheduleTriggerOptions, type ScheduleBackfillOptions, type RoleContext, type RoleFunction, type CronSchedule, parseCron,
   EndRunCancelled, ParkRunRequest, type HookRunInfo, type HookStepInfo, type WorkflowInterceptors, type QueueOptions, type QueueStats,
-  type HookContext, type StartManyItem, type KeyPolicy, type ControlFilter, type SignalWithStartOptions, type RequestOptions,
+  type HookContext, type StartManyItem, type KeyPolicy, type ControlFilter, type SignalWithStartOptions, type RequestOptions, type Stored,
 } from '../src/index.ts';
 import {
   type Connector, type ConnectorContext, type ConnectorEvent, connectorStep, runConnector, tableConnector,
@@ -142,5 +142,5 @@ void [assert, writeFileSync, isTrellisError, DatabaseError, ConfigurationError, 
 export type {
   Duration, Run, EventsOptions, RunEvent, HookEvent, WorkflowHooks, HookDeliveryOptions, ScheduleOptions, ScheduleTriggerOptions, ScheduleBackfillOptions, RoleContext, RoleFunction,
   CronSchedule, MachineOutput, Transition, TemplateState, TemplateStepFn, TemplateHookFn, TemplateEntry, HookRunInfo, HookStepInfo,
-  WorkflowInterceptors, Order, PinoLogFn, QueueOptions, QueueStats, HookContext, OutboxEventPayload, MachineConnectorFn, SignalWithStartOptions,
+  WorkflowInterceptors, Order, PinoLogFn, QueueOptions, QueueStats, HookContext, OutboxEventPayload, MachineConnectorFn, SignalWithStartOptions, Stored,
 };

@@ -38,3 +38,4 @@ export { EndRunCancelled, type HookRunInfo, type HookStepInfo, ParkRunRequest, t
 export { type ManualTick, OVERLAP_POLICIES, type OverlapPolicy, type RoleRow, Roles, type ScheduleBackfillOptions, type ScheduleInput, type ScheduleOptions, type ScheduleRow, type ScheduleSettings, type ScheduleTriggerOptions, Schedules } from './client/schedules.ts';
 export type { RoleContext, RoleFunction, RoleOptions, WorkerRoleOptions } from './worker/roles/role-runner.ts';
 export { type CronSchedule, parseCron } from './workflow/cron.ts';
+export type { Stored } from './protocol/stored.ts';

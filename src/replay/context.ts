@@ -17,6 +17,7 @@ import type { ChildOptions, ReplyErrorInfo, StepContext, StepOptions, Transactio
 import { answerableKey, REPLY_PREFIX, replyKey, type ReplyRecord } from '../workflow/requests.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import type { Logger } from '../protocol/logger.ts';
+import type { Stored } from '../protocol/stored.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
 import type { SignalDefinition, SignalResult } from '../workflow/signal.ts';
 import { validate } from '../workflow/standard-schema.ts';
@@ -50,7 +51,8 @@ export function buildContext(run: Replay): WorkflowContext {
     get cancelled() {
       return run.cancelRequested;
     },
-    step: (name, fn, options = {}) => handled(durable(run, 'step', name, fn, options)),
+    // The value read back from the stored JSON (attempt.ts): Stored<T>, which the type of T alone cannot show here.
+    step: (name, fn, options = {}) => handled(durable(run, 'step', name, fn, options)) as Promise<Stored<never>>,
     transaction: (name, fn, options = {}) => {
       let transaction: TransactionOptions;
       try {

@@ -168,11 +168,12 @@ export function compileMachine<S extends string, T>(
         let rec: Transition<S, T>;
         if (node.step) {
           const handler = node.step as Handler<S, T>;
-          rec = await ctx.step(from, (step) => handle(ctx, foreignId, from, current, handler, step, undefined), stepOptions);
+          // A transition holds the machine's JSON object: it reads back as it was written.
+          rec = await ctx.step(from, (step) => handle(ctx, foreignId, from, current, handler, step, undefined), stepOptions) as Transition<S, T>;
         } else {
           const event = await awaitEvent(ctx, foreignId, from, current, node);
           const handler = node[event.kind] as Handler<S, T>;
-          rec = await ctx.step(`${from} ${event.kind}`, (step) => handle(ctx, foreignId, from, current, handler, step, event.extra), stepOptions);
+          rec = await ctx.step(`${from} ${event.kind}`, (step) => handle(ctx, foreignId, from, current, handler, step, event.extra), stepOptions) as Transition<S, T>;
         }
         status = rec.to;
         object = rec.object;

@@ -4,6 +4,7 @@ import type { Duration } from '../protocol/duration.ts';
 import type { RetryPolicy } from './retry.ts';
 import type { SignalDefinition, SignalResult } from './signal.ts';
 import type { Logger } from '../protocol/logger.ts';
+import type { Stored } from '../protocol/stored.ts';
 
 /**
  * Handed to a step body on every attempt.
@@ -334,7 +335,7 @@ export interface WorkflowContext<TInput = unknown> {
    *   return ctx.step('save', () => store.put(row));
    * }));
    */
-  step<T>(name: string, fn: (step: StepContext) => Promise<T> | T, options?: StepOptions): Promise<T>;
+  step<T>(name: string, fn: (step: StepContext) => Promise<T> | T, options?: StepOptions): Promise<Stored<T>>;
   /**
    * A step whose body runs inside a database transaction that also records
    * its result: the body's writes and the step's checkpoint commit together
@@ -357,7 +358,7 @@ export interface WorkflowContext<TInput = unknown> {
    * // Start another workflow or signal another run exactly once: pass `tx` to the client.
    * await ctx.transaction('notify-shipping', ({ tx }) => client.signal({ workflow: 'shipment', key: `order-${orderId}` }, 'paid', { invoiceId }, { tx }));
    */
-  transaction<T>(name: string, fn: (step: TransactionStepContext) => Promise<T> | T, options?: TransactionOptions): Promise<T>;
+  transaction<T>(name: string, fn: (step: TransactionStepContext) => Promise<T> | T, options?: TransactionOptions): Promise<Stored<T>>;
   /**
    * The time, recorded once and replayed.
    *
@@ -447,8 +448,8 @@ export interface WorkflowContext<TInput = unknown> {
    * @example
    * const region = await ctx.sideEffect('pick-region', () => process.env.REGION ?? 'eu');
    */
-  sideEffect<T>(fn: () => Promise<T> | T): Promise<T>;
-  sideEffect<T>(name: string, fn: () => Promise<T> | T): Promise<T>;
+  sideEffect<T>(fn: () => Promise<T> | T): Promise<Stored<T>>;
+  sideEffect<T>(name: string, fn: () => Promise<T> | T): Promise<Stored<T>>;
   /**
    * Wait durably (the worker is released meanwhile).
    *

@@ -9,6 +9,7 @@ import type { SignalDefinition } from './signal.ts';
 import { declaredHooks, type WorkflowHooks } from './hooks.ts';
 import { checkInterceptors, type WorkflowInterceptors } from './run-control.ts';
 import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
+import type { Stored } from '../protocol/stored.ts';
 
 /**
  * Options of {@link defineWorkflow}.
@@ -188,7 +189,7 @@ export interface WorkflowDefinition<I = any, O = any, TInput = I> {
 /** The input type a client passes to start a workflow. */
 export type WorkflowInput<W> = W extends WorkflowDefinition<any, any, infer T> ? T : never;
 /** The result type a client gets back. */
-export type WorkflowOutput<W> = W extends WorkflowDefinition<any, infer O, any> ? O : never;
+export type WorkflowOutput<W> = W extends WorkflowDefinition<any, infer O, any> ? Stored<O> : never;
 
 /** Every option defineActivity takes. */
 const ACTIVITY_OPTIONS = optionNames<ActivityOptions<StandardSchemaV1>>({ name: true, queue: true, version: true, input: true, retry: true, timeout: true });

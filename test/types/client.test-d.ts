@@ -117,6 +117,29 @@ export const paged = defineWorkflow({ name: 'paged', input: z.object({ cursor: z
 const helper = (ctx: WorkflowContext) => ctx.runId;
 export const usesHelper = defineWorkflow({ name: 'uses-helper', input: z.object({ n: z.number() }) }, async (ctx) => helper(ctx));
 
+// Step results and run outputs are what comes back from the stored JSON: a Date is its string, a Map is {}.
+export const stored = defineWorkflow({ name: 'stored', input: z.object({}) }, async (ctx) => {
+  const when = await ctx.step('when', () => new Date());
+  expectType<typeof when, string>(true);
+  // @ts-expect-error a step's Date comes back as its ISO string
+  when.getUTCFullYear();
+  const shape = await ctx.step('shape', () => ({ at: new Date(), tags: new Map<string, number>(), n: 1, maybe: undefined as string | undefined, fn: () => 1 }));
+  expectType<typeof shape, { at: string; tags: Record<string, never>; n: number; maybe: string }>(true);
+  const list = await ctx.step('list', () => [new Date(), null, 2] as const);
+  expectType<typeof list, [string, null, 2]>(true);
+  const nothing = await ctx.step('nothing', () => undefined);
+  expectType<typeof nothing, null>(true);
+  const loose = await ctx.step('loose', (): unknown => 1);
+  expectType<typeof loose, unknown>(true);
+  const side = await ctx.sideEffect(() => new Date());
+  expectType<typeof side, string>(true);
+  return { at: when, day: new Date() };
+});
+export async function storedOutput(): Promise<void> {
+  const out = await (await client.start(stored, {})).result();
+  expectType<typeof out, { at: string; day: string }>(true);
+}
+
 // A lifecycle hook's output is the workflow's output type.
 export const hooked = defineWorkflow({
   name: 'hooked', input: z.object({}),
