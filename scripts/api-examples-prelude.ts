@@ -99,7 +99,7 @@ declare const source: { read(since?: string): Promise<unknown[]> };
 declare const input: { region: string };
 // Requests (ctx.reply, client.request).
 const quote = defineSignal('quote', z.object({ qty: z.number() }));
-const withdraw = defineSignal('withdraw', z.object({ amount: z.number() }));
+const withdraw = defineSignal('withdraw', z.object({ amount: z.number() }), { reply: z.object({ balance: z.number() }) });
 declare const balance: number;
 declare const text: string;
 declare const email: string;

@@ -19,7 +19,8 @@ import { z } from 'zod';
 import { createClient, createWorker, defineSignal, defineWorkflow, IllegalTransitionError, RequestRejectedError } from '../../src/index.ts';
 import { exampleDatabase } from '../support/database.ts';
 
-const withdraw = defineSignal('withdraw', z.object({ amount: z.number().positive() }));
+// The answer has a schema too: ctx.reply is checked against it and client.request is typed by it ({ balance: number }).
+const withdraw = defineSignal('withdraw', z.object({ amount: z.number().positive() }), { reply: z.object({ balance: z.number() }) });
 const close = defineSignal('close', z.object({}));
 
 const account = defineWorkflow({ name: 'account', input: z.object({ balance: z.number() }), signals: [withdraw, close] },
@@ -50,7 +51,7 @@ try {
   const run = await client.start(account, { balance: 100 }, { key: acct.key });
 
   // 1. Answers and a refusal; the run goes on after both.
-  const first = await client.request<{ balance: number }>(acct, withdraw, { amount: 30 }, { id: 'w-1', timeout: '30s' });
+  const first = await client.request(acct, withdraw, { amount: 30 }, { id: 'w-1', timeout: '30s' });
   console.log(`withdraw 30: balance ${first.balance}`);
   try {
     await client.request(acct, withdraw, { amount: 500 }, { id: 'w-2', timeout: '30s' });
@@ -61,8 +62,8 @@ try {
   }
 
   // 2. The caller of w-1 lost its answer and asks again: the same answer, withdrawn once.
-  const again = await client.request<{ balance: number }>(acct, withdraw, { amount: 30 }, { id: 'w-1', timeout: '30s' });
-  const second = await client.request<{ balance: number }>(acct, withdraw, { amount: 20 }, { id: 'w-3', timeout: '30s' });
+  const again = await client.request(acct, withdraw, { amount: 30 }, { id: 'w-1', timeout: '30s' });
+  const second = await client.request(acct, withdraw, { amount: 20 }, { id: 'w-3', timeout: '30s' });
   console.log(`withdraw 30 again (w-1): balance ${again.balance}; then withdraw 20: balance ${second.balance}`);
 
   // 3. Replies are run values: SQL reads them.
@@ -75,7 +76,7 @@ try {
   // 4. After the run ends, a repeat is still answered; a new request is refused.
   await client.signal(acct, close, {});
   console.log(`result: ${JSON.stringify(await run.result({ timeout: '30s' }))}`);
-  const late = await client.request<{ balance: number }>(run.id, withdraw, { amount: 20 }, { id: 'w-3', timeout: '30s' });
+  const late = await client.request(run.id, withdraw, { amount: 20 }, { id: 'w-3', timeout: '30s' });
   console.log(`after the end: w-3 again: balance ${late.balance}`);
   try {
     await client.request(run.id, withdraw, { amount: 1 }, { id: 'w-4', timeout: '30s' });

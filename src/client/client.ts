@@ -25,7 +25,7 @@ import { SCHEMA_INFO_SQL, schemaBehind } from '../db/schema-check.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
 import { type Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
-import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
+import type { SignalDefinition, SignalPayload, SignalReply } from '../workflow/signal.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
 import { deadlineOptions, toTime } from '../protocol/deadline.ts';
 import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
@@ -453,12 +453,21 @@ export class Client {
    * next one a repeat). Woken by
    * `trellis:run_value`, as `waitForValue` is.
    *
+   * Typed by the signal: for one defined with `{ reply }` the call
+   * resolves to that schema's output (checked by the run's `ctx.reply`),
+   * and the payload is checked against the payload schema's type. An
+   * explicit type argument (`request<{ price: number }>(…)`) names the
+   * answer of a signal without `{ reply }`; the payload is then checked at
+   * run time only.
+   *
    * @example
-   * const { price } = await client.request<{ price: number }>({ workflow: 'cart', key: 'cart-42' }, quote, { qty: 3 }, { timeout: '10s' });
+   * // withdraw = defineSignal('withdraw', z.object({ amount: z.number() }), { reply: z.object({ balance: z.number() }) })
+   * const { balance } = await client.request({ workflow: 'account', key: 'acct-42' }, withdraw, { amount: 30 }, { timeout: '10s' });
    */
-  async request<R = unknown, S extends SignalDefinition<any, any> | string = SignalDefinition<any, any> | string>(
-    run: RunRef, signal: S, payload: SignalPayload<S>, options: RequestOptions = {},
-  ): Promise<R> {
+  request<S extends SignalDefinition<any, any, any, any>>(run: RunRef, signal: S, payload: SignalPayload<S>, options?: RequestOptions): Promise<SignalReply<S>>;
+  request<R = unknown, S extends SignalDefinition<any, any> | string = SignalDefinition<any, any> | string>(
+    run: RunRef, signal: S, payload: SignalPayload<S>, options?: RequestOptions): Promise<R>;
+  async request(run: RunRef, signal: SignalDefinition<any, any> | string, payload: unknown, options: RequestOptions = {}): Promise<unknown> {
     refuseUnknownKeys(options, REQUEST_OPTIONS, 'request options');
     const requestId = options.id === undefined ? crypto.randomUUID() : options.id;
     const key = replyKey(requestId, 'request id');
@@ -498,7 +507,7 @@ export class Client {
     if (typeof reply === 'object' && reply !== null && 'error' in reply && !('value' in reply)) {
       throw new RequestRejectedError(runId, requestId, reply.error?.message ?? 'request rejected', { details: { runId, requestId, error: reply.error } });
     }
-    return (typeof reply === 'object' && reply !== null && 'value' in reply ? reply.value : reply) as R;
+    return (typeof reply === 'object' && reply !== null && 'value' in reply ? reply.value : reply);
   }
 
   /** One look at a request (trellis.run_request): its reply, or why none will come, or undefined while one may. */

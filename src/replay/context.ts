@@ -20,7 +20,7 @@ import type { Logger } from '../protocol/logger.ts';
 import type { Stored } from '../protocol/stored.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
 import type { SignalDefinition, SignalResult } from '../workflow/signal.ts';
-import { validate } from '../workflow/standard-schema.ts';
+import { type StandardSchemaV1, validate } from '../workflow/standard-schema.ts';
 import { type Delivery, isDelivered } from './delivery.ts';
 import { replaySilenced } from './replay-log.ts';
 import { never, type Replay } from './replay.ts';
@@ -70,7 +70,7 @@ export function buildContext(run: Replay): WorkflowContext {
     random: () => recorded(run, 'random', () => Math.random(), (v) => v as number),
     uuid: () => recorded(run, 'uuid', () => crypto.randomUUID(), (v) => v as string),
     setValue: (key, value) => handled(setValue(run, key, value)),
-    reply: (message, value) => handled(reply(run, message, () => ({ value: replyValue(value) }))),
+    reply: (message, value) => handled(checkedAnswer(message, value).then((checked) => reply(run, message, () => ({ value: replyValue(checked) })))),
     replyError: (message, error) => handled(reply(run, message, () => ({ error: refusal(error) }))),
     setMetadata: (fields) => handled(setMetadata(run, fields)),
     writeStream: (key, value) => handled(streamCall(run, key, { v: value === undefined ? null : value })),
@@ -80,8 +80,11 @@ export function buildContext(run: Replay): WorkflowContext {
       if (!(until instanceof Date) || Number.isNaN(until.getTime())) return Promise.reject(new ValidationError(`sleepUntil(${name}) needs a valid Date`));
       return handled(timer(run, name, () => waitTime(until.getTime(), `sleepUntil(${name})`)));
     },
-    waitForSignal: <T>(signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T> = {}) =>
-      handled(waitForSignal<T>(run, signal, options)),
+    waitForSignal: <T>(signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T> = {}) => {
+      const answer = typeof signal === 'string' ? undefined : signal.reply;
+      // A request's answer schema rides on the result (not enumerable, not stored), for ctx.reply to check.
+      return handled(answer ? waitForSignal<T>(run, signal, options).then((r) => withAnswerSchema(r, answer)) : waitForSignal<T>(run, signal, options));
+    },
     child: (workflow, input, options = {}) => handled(child(run, workflow, input, options)) as never,
     waitForRun: (runId: string, options: WaitForRunOptions = {}) => handled(waitForRun(run, runId, options)) as never,
     patched: (id: string) => patched(run, id, false),
@@ -274,6 +277,24 @@ async function reply(run: Replay, message: SignalResult<unknown> | string, recor
   if (key === undefined) return false;
   await published(run, 'value', key, answer, `reply to request ${message.signalId}`);
   return true;
+}
+
+/** Where a signal wait's result keeps the answer schema of its signal (`defineSignal(name, schema, { reply })`). */
+const ANSWER_SCHEMA = Symbol('trellis.answerSchema');
+
+function withAnswerSchema<T>(result: SignalResult<T>, schema: StandardSchemaV1): SignalResult<T> {
+  if (typeof result === 'object' && result !== null && !result.timedOut) Object.defineProperty(result, ANSWER_SCHEMA, { value: schema, enumerable: false });
+  return result;
+}
+
+/**
+ * The answer as `ctx.reply` stores it: checked against the answer schema
+ * of the message's signal, if it has one (what the schema returns), before
+ * the call takes its number: a bad answer records nothing.
+ */
+async function checkedAnswer(message: unknown, value: unknown): Promise<unknown> {
+  const schema = typeof message === 'object' && message !== null ? (message as { [ANSWER_SCHEMA]?: StandardSchemaV1 })[ANSWER_SCHEMA] : undefined;
+  return schema ? validate(schema, value, 'ctx.reply\'s answer') : value;
 }
 
 /**

@@ -20,7 +20,7 @@ import { type Duration, toMs } from '../protocol/duration.ts';
 import { silentLogger } from '../protocol/logger.ts';
 import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 import { WORKER_OPTIONS } from '../worker/options.ts';
-import type { SignalDefinition, SignalPayload } from '../workflow/signal.ts';
+import type { SignalDefinition, SignalPayload, SignalReply } from '../workflow/signal.ts';
 import { cancelOverdue, describeTree, driveRound, resumeDue, Wakeups } from './drive.ts';
 import { startEmbeddedPostgres } from './embedded-postgres.ts';
 import { assertSteps, type ExpectedStep } from './history.ts';
@@ -171,8 +171,9 @@ export interface TestEnv {
    * runs; a run that sleeps before it answers needs `advance` meanwhile.
    *
    * @example
-   * const { balance } = await env.request<{ balance: number }>(run, withdraw, { amount: 30 }, { timeout: '10s' });
+   * const { balance } = await env.request(run, withdraw, { amount: 30 }, { timeout: '10s' }); // withdraw defined with { reply }
    */
+  request<S extends SignalDefinition<any, any, any, any>>(run: RunRef | { readonly id: string }, signal: S, payload: SignalPayload<S>, options?: RequestOptions): Promise<SignalReply<S>>;
   request<R = unknown, S extends SignalDefinition<any, any> | string = SignalDefinition<any, any> | string>(
     run: RunRef | { readonly id: string }, signal: S, payload: SignalPayload<S>, options?: RequestOptions): Promise<R>;
   /**

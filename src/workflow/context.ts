@@ -473,7 +473,7 @@ export interface WorkflowContext<TInput = unknown> {
    * if (answer.timedOut) return 'expired';
    * return `approved by ${answer.payload.by}`;
    */
-  waitForSignal<T>(signal: SignalDefinition<T, any>, options?: WaitForSignalOptions<T>): Promise<SignalResult<T>>;
+  waitForSignal<T, R = unknown>(signal: SignalDefinition<T, any, any, R>, options?: WaitForSignalOptions<T>): Promise<SignalResult<T, R>>;
   waitForSignal<T = unknown>(name: string, options?: WaitForSignalOptions<T>): Promise<SignalResult<T>>;
   /**
    * Answer a request: `client.request(run, signal, payload)` sent
@@ -492,13 +492,16 @@ export interface WorkflowContext<TInput = unknown> {
    * way down: no function, `undefined`, `NaN` or `Date` in it) rejects with
    * `ValidationError` / `PayloadTooLargeError` and records nothing.
    * Replying again to the same request replaces the reply for callers
-   * that have not read it.
+   * that have not read it. For a signal defined with `{ reply }` the
+   * answer is typed by that schema and checked against it (a bad one
+   * rejects with `ValidationError` and records nothing), and what the
+   * schema returns is stored.
    *
    * @example
    * const ask = await ctx.waitForSignal(quote);
    * if (!ask.timedOut) await ctx.reply(ask, { price: 42 * ask.payload.qty });
    */
-  reply(message: SignalResult<unknown> | string, value: unknown): Promise<boolean>;
+  reply<R = unknown>(message: SignalResult<unknown, R> | string, value: NoInfer<R>): Promise<boolean>;
   /**
    * Refuse a request: `client.request` rejects with `RequestRejectedError`
    * carrying `error`'s message, `code` and `details` (JSON). The run goes

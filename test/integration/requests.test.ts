@@ -37,6 +37,28 @@ const account = defineWorkflow({ name: 'requests-account', input: z.object({ bal
     }
   });
 
+// A request whose answer has a schema: ctx.reply checks it (and stores what it returns), client.request is typed by it.
+const price = defineSignal('price', z.object({ qty: z.number().int() }), { reply: z.object({ total: z.number(), currency: z.string().default('EUR') }) });
+const pricer = defineWorkflow({ name: 'requests-pricer', input: z.object({}), signals: [price] }, async (ctx) => {
+  const refused: string[] = [];
+  for (;;) {
+    const ask = await ctx.waitForSignal(price);
+    if (ask.timedOut) continue;
+    if (ask.payload.qty === 0) return refused;
+    if (ask.payload.qty < 0) {
+      // A bad answer is the code's ValidationError, recorded nothing; it can still answer.
+      try {
+        await ctx.reply(ask, { total: 'lots' } as never);
+      } catch (error) {
+        refused.push(error instanceof ValidationError ? error.message : String(error));
+      }
+      await ctx.replyError(ask, 'no negative quantities');
+      continue;
+    }
+    await ctx.reply(ask, { total: ask.payload.qty * 3 }); // currency filled in by the schema
+  }
+});
+
 let gate = deferred();
 const slow = defineWorkflow({ name: 'requests-slow', input: z.object({}) }, async (ctx) => {
   const ask = await ctx.waitForSignal<{ n: number }>('ask');
@@ -136,7 +158,7 @@ let worker: Worker;
 let client: Client;
 before(async () => {
   db = await freshDatabase();
-  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse, rolling, tab, flaky], pollInterval: 50, logger: silentLogger });
+  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse, rolling, tab, flaky, pricer], pollInterval: 50, logger: silentLogger });
   await worker.start();
   // Waiters poll hourly: only the trellis:run_value NOTIFY can settle a request within a test's bounds.
   client = createClient({ pool: db.pool, logger: silentLogger, resultPollInterval: '1h' });
@@ -169,6 +191,23 @@ describe('client.request', () => {
     assert.match(signals[1].signal_id, /^[0-9a-f-]{36}$/, 'a request without an id gets a UUID');
     const { rows } = await db.pool.query(`select value as v from trellis.run_value($1, 'reply:w-1')`, [run.id]);
     assert.deepEqual(rows[0].v, { value: { balance: 70 } }, 'the reply is the run value reply:<id>, readable from SQL');
+  });
+
+  it('a signal defined with { reply }: the answer is checked by the run against its schema, stored as the schema returns it, and typed for the caller', async () => {
+    const run = await client.start(pricer, {});
+    const answer = await client.request(run.id, price, { qty: 4 }, { timeout: '20s' });
+    assert.deepEqual(answer, { total: 12, currency: 'EUR' }, 'the schema\'s output (its default filled in)');
+    const total: number = answer.total; // typed by the reply schema
+    assert.equal(total, 12);
+    await assert.rejects(client.request(run.id, price, { qty: -1 }, { id: 'neg-1', timeout: '20s' }), /no negative quantities/);
+    const values = (await replyRows(run.id)).filter((r) => r.name === 'reply:neg-1');
+    assert.equal(values.length, 1, 'the bad answer recorded nothing; the refusal is the one value');
+    assert.deepEqual(await client.request(run.id, price, { qty: 0 }, { id: 'end', timeout: '1s' }).catch((e: unknown) => e instanceof Error && e.name), 'NotFoundError');
+    const refused = await run.result({ timeout: '20s' });
+    assert.equal(refused.length, 1);
+    assert.match(refused[0]!, /ctx\.reply's answer.*total/);
+    assert.throws(() => defineSignal('bad-reply', z.object({}), { reply: 'not a schema' } as never), ValidationError);
+    assert.throws(() => defineSignal('bad-option', z.object({}), { reply: z.number(), replies: z.number() } as never), ValidationError);
   });
 
   it('a refusal is RequestRejectedError with the code and details the run gave; the run goes on', async () => {

@@ -185,3 +185,28 @@ defineWorkflow({ name: 'tx-types', input: z.object({ order: z.string() }) }, asy
   await ctx.transaction('bad', () => 1, { isolation: 'snapshot' });
   return id;
 });
+
+// A signal defined with { reply }: ctx.reply takes its schema's input, client.request resolves to its output; the payload is typed.
+const withdrawTyped = defineSignal('withdraw-typed', z.object({ amount: z.number() }), { reply: z.object({ balance: z.number(), note: z.string().default('') }) });
+export const teller = defineWorkflow({ name: 'teller-typed', input: z.object({}), signals: [withdrawTyped] }, async (ctx) => {
+  const ask = await ctx.waitForSignal(withdrawTyped);
+  if (ask.timedOut) return 'idle';
+  await ctx.reply(ask, { balance: 70 - ask.payload.amount });
+  // @ts-expect-error the answer's schema wants a number balance
+  await ctx.reply(ask, { balance: 'seventy' });
+  const plain = await ctx.waitForSignal(defineSignal('plain-typed', z.object({ n: z.number() })));
+  await ctx.reply(plain, 'anything goes without { reply }');
+  await ctx.reply('request-id-1', { any: 'value' });
+  return 'answered';
+});
+export async function typedRequests(): Promise<void> {
+  const answer = await client.request('00000000-0000-4000-8000-000000000000', withdrawTyped, { amount: 30 });
+  expectType<typeof answer, { balance: number; note: string }>(true);
+  // @ts-expect-error the payload is checked against the signal's schema
+  await client.request('00000000-0000-4000-8000-000000000000', withdrawTyped, { amount: 'thirty' });
+  // Without { reply }: unknown, or the type argument given (the payload then checked at run time only).
+  const loose = await client.request('00000000-0000-4000-8000-000000000000', defineSignal('loose', z.object({ n: z.number() })), { n: 1 });
+  expectType<typeof loose, unknown>(true);
+  const named = await client.request<{ ok: boolean }>('00000000-0000-4000-8000-000000000000', 'by-name', { any: 1 });
+  expectType<typeof named, { ok: boolean }>(true);
+}
