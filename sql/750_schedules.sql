@@ -182,6 +182,12 @@ begin
       busy := false;
     end if;
     outcome := 'started';
+  elsif p_row.buffered_at = p_tick then
+    -- Waiting in the buffer already (a backfill that reaches it while the
+    -- last run goes on): the ticker starts it when that run ends; counted
+    -- then, not now, and not skipped.
+    outcome := 'buffered';
+    return;
   elsif p_overlap = 'buffer_one' and p_row.buffered_at is null and p_latest then
     -- The latest tick waits for the last run (the ticker starts it as the
     -- call would: a manual one on a paused schedule too); the ones before
@@ -303,6 +309,11 @@ begin
                               and not (case when p_spec ? 'paused' then excluded.paused else s.paused end)
                               and (s.next_at is not null or s.next_from is not null)
                          then s.next_from else excluded.next_from end,
+        -- Paused here: its buffered tick (not a manual one) is skipped, as schedule_pause does.
+        buffered_at = case when not s.paused and (case when p_spec ? 'paused' then excluded.paused else s.paused end)
+                                and s.buffered_manual is null then null else s.buffered_at end,
+        skipped = s.skipped + (not s.paused and (case when p_spec ? 'paused' then excluded.paused else s.paused end)
+                               and s.buffered_at is not null and s.buffered_manual is null)::integer,
         last_error = null, updated_at = excluded.updated_at
   returning * into v_row;
   return v_row;
@@ -331,11 +342,17 @@ declare
   v_row trellis.schedules;
 begin
   perform trellis._schedule_lock(p_name);
-  update trellis.schedules set paused = true, updated_at = trellis.now() where name = p_name returning * into v_row;
+  -- A tick the schedule buffered (buffer_one) is one of its ticks: skipped
+  -- too, not started when it is resumed. A buffered manual tick stays: the
+  -- operator asked for it, and manual ticks run on a paused schedule.
+  update trellis.schedules
+     set paused = true, buffered_at = case when buffered_manual is null then null else buffered_at end,
+         skipped = skipped + (buffered_at is not null and buffered_manual is null and not paused)::integer, updated_at = trellis.now()
+   where name = p_name returning * into v_row;
   return v_row;
 end $$;
 comment on function trellis.schedule_pause(text) is
-  'Stop schedule p_name from firing until schedule_resume (ticks while paused are skipped). TR002 unknown.';
+  'Stop schedule p_name from firing until schedule_resume (ticks while paused are skipped, a tick buffered by buffer_one too; a buffered manual tick stays). TR002 unknown.';
 
 create or replace function trellis.schedule_resume(p_name text)
 returns trellis.schedules language plpgsql as $$
@@ -375,6 +392,7 @@ declare
   v_now  timestamptz := trellis.now();
   v_row  trellis.schedules;
   v_take record;
+  v_tick timestamptz;
 begin
   perform trellis.role_check('trellis.schedules', p_token);
   if p_limit is null or p_limit < 0 then
@@ -392,7 +410,10 @@ begin
     -- it has its run already (a backfill got to it: not counted again).
     -- Started first, then stored: no volatile function inside an UPDATE
     -- (Citus refuses one in an UPDATE of a reference table, decision 0024).
-    v_take := trellis._schedule_take_tick(v_row, v_row.buffered_at, v_row.overlap, false, true, v_row.buffered_manual, true);
+    -- Out of the buffer first: taken from there, it is not the tick waiting in it.
+    v_tick := v_row.buffered_at;
+    v_row.buffered_at := null;
+    v_take := trellis._schedule_take_tick(v_row, v_tick, v_row.overlap, false, true, v_row.buffered_manual, true);
     -- Refused: the buffered tick is dropped (counted as skipped), the reason kept.
     update trellis.schedules
        set buffered_at = null, buffered_manual = null, last_run_id = (v_take.row_after).last_run_id,

@@ -176,6 +176,60 @@ describe('manual ticks and the ticker (decision 0045): whoever gets to a tick fi
     });
   }
 
+  it('a backfill that reaches the tick waiting in the buffer answers buffered and counts nothing; the ticker starts it once, counted once', async () => {
+    const name = 'backfill-buffered';
+    await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ cron: '0 * * * *', workflow: 'w', overlap: 'buffer_one', next_at: '2999-01-01T00:00:00Z' })]);
+    await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H1]);
+    const t = await token();
+    await fireOne(t, name, [H1]); // H1's run, unfinished
+    await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H2]);
+    await fireOne(t, name, [H2]); // H2 waits in the buffer
+    const before = await row(name);
+    assert.deepEqual([before.fired, before.skipped, before.buffered_at?.toISOString()], [1, 0, H2]);
+    const filled = await q<{ run_id: string | null; outcome: string }>(`select run_id, outcome from trellis.schedule_backfill($1, array[$2::timestamptz])`, [name, H2]);
+    assert.deepEqual(filled, [{ run_id: null, outcome: 'buffered' }], 'it is waiting, not skipped');
+    assert.deepEqual(await row(name).then((r) => [r.fired, r.skipped, r.buffered_at?.toISOString()]), [1, 0, H2], 'nothing counted');
+    await q(`select trellis.run_cancel($1, 'ended for the test')`, [before.last_run_id]);
+    await q('select count(*) from trellis.schedule_tick($1, 10)', [t]);
+    assert.deepEqual(await row(name).then((r) => [r.fired, r.skipped, r.buffered_at]), [2, 0, null], 'started and counted once');
+    assert.equal((await runs(name)).filter((r) => r.key.endsWith(H2)).length, 1);
+    await q(`select trellis.role_release('trellis.schedules', 'manual-test', $1)`, [t]);
+  });
+
+  for (const via of ['schedule_pause', 'schedule_set'] as const) {
+    it(`pausing (${via}) skips the tick buffer_one buffered: resumed, the schedule does not start it; a buffered manual tick stays`, async () => {
+      const name = `pause-buffered-${via}`;
+      const spec = { cron: '0 * * * *', workflow: 'w', overlap: 'buffer_one', next_at: '2999-01-01T00:00:00Z' };
+      await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify(spec)]);
+      await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H1]);
+      const t = await token();
+      await fireOne(t, name, [H1]);
+      await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H2]);
+      await fireOne(t, name, [H2]);
+      const before = await row(name);
+      assert.equal(before.buffered_at?.toISOString(), H2);
+      if (via === 'schedule_pause') await q('select trellis.schedule_pause($1)', [name]);
+      else await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ ...spec, paused: true })]);
+      assert.deepEqual(await row(name).then((r) => [r.buffered_at, r.skipped]), [null, 1], 'skipped at the pause');
+      await q(`select trellis.run_cancel($1, 'ended for the test')`, [before.last_run_id]);
+      await q('select trellis.schedule_resume($1)', [name]);
+      await q('select count(*) from trellis.schedule_tick($1, 10)', [t]);
+      assert.equal((await runs(name)).filter((r) => r.key.endsWith(H2)).length, 0, 'H2 never starts');
+      assert.equal((await row(name)).fired, 1);
+      // A manual tick buffered before a pause is the operator's: it stays, and starts on the paused schedule.
+      const [first] = await q<{ run_id: string }>('select run_id from trellis.schedule_trigger($1)', [name]);
+      await q(`select pg_sleep(0.002)`);
+      const [second] = await q<{ tick: Date; outcome: string }>('select tick, outcome from trellis.schedule_trigger($1)', [name]);
+      assert.equal(second!.outcome, 'buffered');
+      await q('select trellis.schedule_pause($1)', [name]);
+      assert.equal((await row(name)).buffered_at?.toISOString(), second!.tick.toISOString());
+      await q(`select trellis.run_cancel($1, 'ended for the test')`, [first!.run_id]);
+      await q('select count(*) from trellis.schedule_tick($1, 10)', [t]);
+      assert.equal((await runs(name)).filter((r) => r.key.endsWith(second!.tick.toISOString())).length, 1, 'the buffered trigger started');
+      await q(`select trellis.role_release('trellis.schedules', 'manual-test', $1)`, [t]);
+    });
+  }
+
   it('a buffered older tick (a backfill\'s) started by the ticker leaves the last run the newest tick\'s', async () => {
     const name = 'older-buffered';
     await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ cron: '0 * * * *', workflow: 'w', overlap: 'buffer_one', next_at: '2999-01-01T00:00:00Z' })]);
