@@ -281,6 +281,8 @@ begin
       from trellis.steps w join trellis.runs p on p.bucket = w.bucket and p.id = w.run_id
      where (w.output->>'child')::uuid = any (v_ids) and w.status = 'waiting' and w.kind = 'child'
        and p.status not in ('completed', 'cancelled');
+    -- (As the one-node purges: a run with a lifecycle hook not delivered yet is kept.)
+    v_held := v_held || array(select h.run_id from trellis.hook_deliveries h where h.run_id = any (v_ids));
     v_held := trellis._lock_due(array(select i from unnest(v_ids) with ordinality as c(i, n)
                                         where i <> all (v_held) order by n), 'finished', p_cutoff);
     v_got := v_got || v_held[1:p_limit - cardinality(v_got)];
@@ -289,7 +291,7 @@ begin
   return v_got;
 end $$;
 comment on function trellis._purge_pick_by_bucket(text, timestamptz, integer) is
-  'Purges on a distributed schema: up to p_limit runs finished before p_cutoff (of p_workflow, oldest created first; else oldest finished first) that no waiting child call awaits, locked FOR UPDATE SKIP LOCKED one bucket at a time.';
+  'Purges on a distributed schema: up to p_limit runs finished before p_cutoff (of p_workflow, oldest created first; else oldest finished first) that no waiting child call awaits and no undelivered lifecycle hook holds, locked FOR UPDATE SKIP LOCKED one bucket at a time.';
 
 -- hook_claim on a distributed schema: of the hook deliveries p_ids (found
 -- by a read without a lock), those still pending and due by p_now

@@ -219,6 +219,10 @@ begin
     select r.id from trellis.runs r
      where r.workflow = p_workflow and r.created_at < v_cutoff and r.finished_at < v_cutoff
        and not trellis._awaited(r.id)
+       -- A lifecycle hook not delivered yet (pending, retrying, running or
+       -- parked) keeps its run: it is delivered at least once, or parked for
+       -- an operator, never dropped by retention.
+       and not exists (select 1 from trellis.hook_deliveries h where h.bucket = r.bucket and h.run_id = r.id)
      order by r.created_at
      limit p_limit
        for update of r skip locked) s;
@@ -249,13 +253,14 @@ begin
     select r.id from trellis.runs r
      where r.finished_at < v_cutoff
        and not trellis._awaited(r.id)
+       and not exists (select 1 from trellis.hook_deliveries h where h.bucket = r.bucket and h.run_id = r.id)
      order by r.finished_at
      limit p_limit
        for update of r skip locked) s;
   return trellis._delete_runs(v_ids);
 end $$;
 comment on function trellis.run_purge(interval, integer, text) is
-  'Delete up to p_limit runs (1-100000) that finished more than p_older_than ago, oldest first, with their steps and signals (optionally only of workflow p_workflow); keeps a child run while a call of its parent waits on it. Skips runs locked by other transactions. Returns how many runs were deleted. Their idempotency keys are free again.';
+  'Delete up to p_limit runs (1-100000) that finished more than p_older_than ago, oldest first, with their steps and signals (optionally only of workflow p_workflow); keeps a child run while a call of its parent waits on it, and a run while a lifecycle hook of it is not delivered (pending, running or parked). Skips runs locked by other transactions. Returns how many runs were deleted. Their idempotency keys are free again.';
 
 -- Each registered workflow with a retention (its own, else the default) is
 -- purged through _purge_workflow until p_limit runs are gone, so a workflow

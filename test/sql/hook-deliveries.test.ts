@@ -81,3 +81,35 @@ describe('hook deliveries', () => {
     }
   });
 });
+
+describe('hook deliveries and retention', () => {
+  it('a run whose hook is not delivered yet (pending, or parked) is kept by every purge; delivered, it is purged', async () => {
+    await sql(`select trellis.run_start('hp', '{}')`);
+    const run = await claim();
+    await apply([{ op: 'complete', run: run.id, token: run.token, output: 3 }]);
+    const purgeAll = async () => Number((await sql(`select trellis.run_purge('0 seconds', 1000, 'hp') as n`))[0].n)
+      + Number((await sql(`select trellis.run_purge('0 seconds', 1000) as n`))[0].n);
+    const exists = async () => (await sql('select 1 from trellis.runs where id = $1', [run.id])).length === 1;
+    await sql(`select pg_sleep(0.01)`);
+    // Pending (never claimed): kept.
+    await purgeAll();
+    assert.equal(await exists(), true, 'kept while its onComplete is pending');
+    // Parked after failing: kept for the operator.
+    const [d] = await sql(`select id, attempts from trellis.hook_claim('hw', '{hp}', '{1}', 10, '1 minute') where run_id = $1`, [run.id]);
+    assert.equal((await sql(`select trellis.hook_failed($1, 'hw', $2, '{"message": "down"}', null) as s`, [d.id, d.attempts]))[0].s, 'parked');
+    // The workers' purge too (retention_set's least is a second: the run is older than that after this wait).
+    await sql(`select trellis.retention_set('1 second')`);
+    await sql(`select pg_sleep(1.05)`);
+    await sql('select trellis.run_purge_due(1000)');
+    await purgeAll();
+    assert.equal(await exists(), true, 'kept while its onComplete is parked');
+    // Retried and delivered: purged.
+    await sql('select trellis.hook_retry($1)', [d.id]);
+    const [again] = await sql(`select id, attempts from trellis.hook_claim('hw', '{hp}', '{1}', 10, '1 minute') where run_id = $1`, [run.id]);
+    await sql(`select trellis.hook_done($1, 'hw', $2)`, [again.id, again.attempts]);
+    await sql(`select pg_sleep(0.01)`);
+    assert.ok(Number((await sql('select trellis.run_purge_due(1000) as n'))[0].n) >= 1);
+    assert.equal(await exists(), false, 'purged once delivered');
+    await sql(`select trellis.retention_set(null)`);
+  });
+});
