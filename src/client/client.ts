@@ -796,7 +796,9 @@ export class Client {
   /**
    * Delete now up to `limit` (default 1000, at most 100000) runs that
    * finished more than `olderThan` ago, oldest first, optionally of one
-   * workflow; returns how many. A child is kept while its parent waits on it.
+   * workflow; returns how many. A child is kept while its parent waits on
+   * it, and a run while a lifecycle hook of it is not delivered (pending,
+   * retrying, running or parked: see docs/events.md, Retention).
    *
    * @example
    * while ((await client.purge({ olderThan: '7 days', workflow: 'report' })) > 0);

@@ -134,7 +134,8 @@ function utcField(form: Form, name: string): Date | undefined {
   const value = field(form, name, 40);
   if (value === undefined) return undefined;
   const date = /^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}(:\d{2}(\.\d{1,3})?)?$/.test(value) ? new Date(`${value}Z`) : undefined;
-  if (!date || Number.isNaN(date.getTime())) throw new ValidationError(`${name} must be a UTC date and time such as 2026-12-01T06:00, not ${JSON.stringify(value)}`);
+  // A date that does not exist (2026-02-30, T24:00) is not rolled over into another one: it reads back as typed, or not at all.
+  if (!date || Number.isNaN(date.getTime()) || !date.toISOString().startsWith(value)) throw new ValidationError(`${name} must be a UTC date and time such as 2026-12-01T06:00, not ${JSON.stringify(value)}`);
   return date;
 }
 

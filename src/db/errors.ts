@@ -59,6 +59,12 @@ export function toTrellisError(error: unknown): Error {
   const pgError = error as PgErrorLike;
   const code = typeof pgError?.code === 'string' ? pgError.code : undefined;
   const message = pgError?.message ?? String(error);
+  // pg's plain Error for a pool that was ended: the client, worker or test env
+  // that used it was closed (or pool.end() was called) before this call.
+  if (code === undefined && message === 'Cannot use a pool after calling end on the pool') {
+    return new ConfigurationError('this pool was ended (pool.end(), or the client, worker or test env that owns it was closed): nothing was sent; use an open one',
+      { cause: error });
+  }
   // A database without the trellis schema (or with an older one that lacks a
   // function): one message everywhere, whichever entry point met it first.
   if ((code === '3F000' || code === '42P01' || code === '42883') && /\btrellis\b/.test(message)) {

@@ -205,13 +205,32 @@ function safeString(value: unknown): string {
 const JSON_NUMBER_OR_STRING = /"(?:[^"\\]|\\.)*"|(-?\d+(?:\.\d+)?(?:[eE][+-]?\d+)?)/g;
 
 /**
+ * The integer a JSON number token spells (`9007199254740993`,
+ * `9007199254740993.0`, `9.007199254740993e15`), or undefined when it has
+ * a fraction: compared with the double JavaScript read, it tells an exact
+ * large integer (`1e21`) from one that was rounded.
+ */
+function exactInteger(token: string): bigint | undefined {
+  const m = /^(-?)(\d+)(?:\.(\d+))?(?:[eE]([+-]?\d+))?$/.exec(token);
+  if (!m) return undefined;
+  const digits = `${m[2]}${m[3] ?? ''}`;
+  const shift = Number(m[4] ?? 0) - (m[3]?.length ?? 0);
+  const sign = m[1] === '-' ? -1n : 1n;
+  if (shift >= 0) return sign * BigInt(digits) * 10n ** BigInt(shift);
+  const kept = digits.slice(0, Math.max(0, digits.length + shift));
+  if (!/^0*$/.test(digits.slice(kept.length))) return undefined; // a fraction
+  return sign * BigInt(kept || '0');
+}
+
+/**
  * Parse JSON text a person typed (a dashboard form, a CLI flag) into the
  * value it says, or throw a SyntaxError naming why not. JavaScript reads a
  * number it cannot hold as another one without a word — `1e999` as
- * Infinity (stored as null), `9007199254740993` as 9007199254740992,
- * `1e-400` as 0 — so such a number is refused rather than changed: an
- * integer beyond ±(2^53 − 1) (send it as a string), a number out of the
- * double's range, or one that rounds to zero.
+ * Infinity (stored as null), `9007199254740993` (or `9007199254740993.0`,
+ * `9.007199254740993e15`) as 9007199254740992, `1e-400` as 0 — so such a
+ * number is refused rather than changed: an integer beyond ±(2^53 − 1)
+ * that a double does not hold exactly (send it as a string), a number out
+ * of the double's range, or one that rounds to zero.
  *
  * @example
  * parseExactJson('{"amount": 30}'); // { amount: 30 }
@@ -224,7 +243,7 @@ export function parseExactJson(text: string): unknown {
     if (token === undefined) continue;
     const n = Number(token);
     if (!Number.isFinite(n)) throw new SyntaxError(`the number ${token.slice(0, 40)} is out of JavaScript's range`);
-    if (/^-?\d+$/.test(token) && !Number.isSafeInteger(n)) {
+    if (Number.isInteger(n) && !Number.isSafeInteger(n) && exactInteger(token) !== BigInt(n)) {
       throw new SyntaxError(`the integer ${token.slice(0, 40)} is beyond ±(2^53 − 1), which JavaScript cannot hold exactly: send it as a string`);
     }
     if (n === 0 && /[1-9]/.test(token.replace(/[eE].*$/, ''))) throw new SyntaxError(`the number ${token.slice(0, 40)} is too small for JavaScript (it would be 0)`);

@@ -20,7 +20,7 @@ import type { Logger } from '../protocol/logger.ts';
 import type { Stored } from '../protocol/stored.ts';
 import { toMs, type Duration } from '../protocol/duration.ts';
 import type { SignalDefinition, SignalResult } from '../workflow/signal.ts';
-import { type StandardSchemaV1, validate } from '../workflow/standard-schema.ts';
+import { type StandardSchemaV1, validate, validateNow } from '../workflow/standard-schema.ts';
 import { type Delivery, isDelivered } from './delivery.ts';
 import { replaySilenced } from './replay-log.ts';
 import { never, type Replay } from './replay.ts';
@@ -70,7 +70,7 @@ export function buildContext(run: Replay): WorkflowContext {
     random: () => recorded(run, 'random', () => Math.random(), (v) => v as number),
     uuid: () => recorded(run, 'uuid', () => crypto.randomUUID(), (v) => v as string),
     setValue: (key, value) => handled(setValue(run, key, value)),
-    reply: (message, value) => handled(checkedAnswer(message, value).then((checked) => reply(run, message, () => ({ value: replyValue(checked) })))),
+    reply: (message, value) => handled(reply(run, message, (stored) => ({ value: replyValue(stored ? checkedAnswer(message, value) : value) }))),
     replyError: (message, error) => handled(reply(run, message, () => ({ error: refusal(error) }))),
     setMetadata: (fields) => handled(setMetadata(run, fields)),
     writeStream: (key, value) => handled(streamCall(run, key, { v: value === undefined ? null : value })),
@@ -80,11 +80,8 @@ export function buildContext(run: Replay): WorkflowContext {
       if (!(until instanceof Date) || Number.isNaN(until.getTime())) return Promise.reject(new ValidationError(`sleepUntil(${name}) needs a valid Date`));
       return handled(timer(run, name, () => waitTime(until.getTime(), `sleepUntil(${name})`)));
     },
-    waitForSignal: <T>(signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T> = {}) => {
-      const answer = typeof signal === 'string' ? undefined : signal.reply;
-      // A request's answer schema rides on the result (not enumerable, not stored), for ctx.reply to check.
-      return handled(answer ? waitForSignal<T>(run, signal, options).then((r) => withAnswerSchema(r, answer)) : waitForSignal<T>(run, signal, options));
-    },
+    waitForSignal: <T>(signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T> = {}) =>
+      handled(waitForSignal<T>(run, signal, options)),
     child: (workflow, input, options = {}) => handled(child(run, workflow, input, options)) as never,
     waitForRun: (runId: string, options: WaitForRunOptions = {}) => handled(waitForRun(run, runId, options)) as never,
     patched: (id: string) => patched(run, id, false),
@@ -257,25 +254,29 @@ async function setValue(run: Replay, key: string, value: unknown): Promise<void>
  * caller's `client.request` waits for. Everything is checked before the
  * call takes its number, so a bad message or reply records nothing.
  */
-async function reply(run: Replay, message: SignalResult<unknown> | string, record: () => ReplyRecord): Promise<boolean> {
+async function reply(run: Replay, message: SignalResult<unknown> | string, record: (stored: boolean) => ReplyRecord): Promise<boolean> {
   if (typeof message === 'string') {
     // A request id the code names: one no request can carry is the code's mistake.
     const key = replyKey(message, 'the request id ctx.reply answers');
-    await published(run, 'value', key, record(), `reply to request ${message}`);
+    await published(run, 'value', key, record(true), `reply to request ${message}`);
     return true;
   }
   if (typeof message !== 'object' || message === null || !('timedOut' in message)) {
     throw new ValidationError(`ctx.reply answers what ctx.waitForSignal returned, or a request id, not ${quoteValue(message)}`);
   }
   if (message.timedOut) throw new ValidationError('ctx.reply was given a signal wait that timed out: there is no request to answer');
-  const answer = record(); // checked whether or not it is stored: the same code answers requests and plain signals
   // A message whose id no request can carry (none: a plain signal; or one a
   // value key cannot hold, which only signal_send takes) has no caller
   // waiting: nothing is recorded. Whoever sent it decides this, not the
-  // code, so it must not fail the run.
+  // code, so it must not fail the run. The answer is checked as JSON all
+  // the same (the same code answers requests and plain signals); no answer
+  // schema runs for it (nothing is stored, and no replay could tell).
   const key = answerableKey(message.signalId);
-  if (key === undefined) return false;
-  await published(run, 'value', key, answer, `reply to request ${message.signalId}`);
+  if (key === undefined) {
+    record(false);
+    return false;
+  }
+  await published(run, 'value', key, record(true), `reply to request ${message.signalId}`);
   return true;
 }
 
@@ -289,12 +290,17 @@ function withAnswerSchema<T>(result: SignalResult<T>, schema: StandardSchemaV1):
 
 /**
  * The answer as `ctx.reply` stores it: checked against the answer schema
- * of the message's signal, if it has one (what the schema returns), before
- * the call takes its number: a bad answer records nothing.
+ * of the message's signal, if it has one (what the schema returns), at
+ * once, before the call takes its number in the same turn (a bad answer
+ * records nothing; the call's place among the turn's calls is what it was
+ * without a schema). On every replay too, as the JSON check: whether the
+ * call takes a number must come out as it did, so the schema is part of
+ * the workflow's code (a stricter one under runs in flight is a code
+ * change: a new version, or `ctx.patched`).
  */
-async function checkedAnswer(message: unknown, value: unknown): Promise<unknown> {
+function checkedAnswer(message: unknown, value: unknown): unknown {
   const schema = typeof message === 'object' && message !== null ? (message as { [ANSWER_SCHEMA]?: StandardSchemaV1 })[ANSWER_SCHEMA] : undefined;
-  return schema ? validate(schema, value, 'ctx.reply\'s answer') : value;
+  return schema ? validateNow(schema, value, 'ctx.reply\'s answer') : value;
 }
 
 /**
@@ -409,11 +415,12 @@ async function published(run: Replay, kind: 'value' | 'stream', key: string, out
 }
 
 /** Resolve call `seq` with `output` once its checkpoint has committed, in its delivery turn. */
-async function complete<T>(run: Replay, seq: number, name: string, kind: StepKind, output: unknown, signal?: number): Promise<T> {
+async function complete<T>(run: Replay, seq: number, name: string, kind: StepKind, output: unknown, signal?: number, adopt?: (value: T) => T): Promise<T> {
   const text = JSON.stringify(output);
   const delivery = run.deliveries.reserve<T>();
   await written(run, delivery, { op: 'step', seq, name, kind, status: 'completed', output: text, attempts: 1, ms: 0, signal });
-  return delivery.resolve(JSON.parse(text) as T);
+  const value = JSON.parse(text) as T;
+  return delivery.resolve(adopt ? adopt(value) : value);
 }
 
 /** Fail call `seq` with `error` once its checkpoint has committed, in its delivery turn. */
@@ -547,6 +554,10 @@ function timer(run: Replay, name: string, until: () => number): Promise<void> {
 function waitForSignal<T>(run: Replay, signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T>): Promise<SignalResult<T>> {
   const signalName = typeof signal === 'string' ? signal : signal.name;
   const schema = options.schema ?? (typeof signal === 'string' ? undefined : signal.schema);
+  // A request's answer schema rides on the result (not enumerable, not stored), for ctx.reply to check;
+  // set as the result is made, live or replayed, so the promise the code awaits is the wait's own (ctx.race finds it).
+  const answer = typeof signal === 'string' ? undefined : signal.reply;
+  const adopt = (r: SignalResult<T>) => (answer ? withAnswerSchema(r, answer) : r);
   const name = options.name ?? signalName;
   let call;
   let fresh: number | null;
@@ -560,7 +571,7 @@ function waitForSignal<T>(run: Replay, signal: SignalDefinition<T, any> | string
   if (!call) return never();
   const { seq, rec } = call;
   if (run.disarmed.has(seq)) return lostPromise(seq, name);
-  if (rec?.status === 'completed') return recordedWait(run, rec, 'signal', replayed(run, rec, () => rec.output as SignalResult<T>));
+  if (rec?.status === 'completed') return recordedWait(run, rec, 'signal', replayed(run, rec, () => adopt(rec.output as SignalResult<T>)));
   if (rec?.status === 'failed') {
     return recordedWait(run, rec, 'signal', replayed(run, rec, () => {
       throw new ValidationError(rec.error?.message ?? 'invalid signal');
@@ -577,7 +588,7 @@ function waitForSignal<T>(run: Replay, signal: SignalDefinition<T, any> | string
         return fail(run, { seq, name, kind: 'signal', signal: found.id }, error);
       }
     }
-    return complete(run, seq, name, 'signal', { timedOut: false, payload, signalId: found.signal_id }, found.id);
+    return complete(run, seq, name, 'signal', { timedOut: false, payload, signalId: found.signal_id }, found.id, adopt);
   };
   return startWait<SignalResult<T>>(run, seq, name, 'signal',
     () => {

@@ -280,11 +280,11 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   }
   const wakeups = new Wakeups(url.toString());
   // The workflows this env's worker serves, to say so when a run of another one never moves.
-  const served = new Set((workerOptions.workflows ?? []).map((w) => (typeof w === 'object' && w !== null && 'name' in w ? String(w.name) : String(w))));
+  const served = new Set((workerOptions.workflows ?? []).map((w) => `${w.name}@${w.version}`));
   const unserved = async (runId: string): Promise<string> => {
     const run = await client.get(runId);
-    return run && !served.has(run.workflow)
-      ? `\nno worker of this test env serves workflow ${run.workflow}: give it to createTestEnv({ workflows: [...] }) (it serves ${[...served].join(', ') || 'none'})`
+    return run && !served.has(`${run.workflow}@${run.version}`)
+      ? `\nno worker of this test env serves ${run.workflow}@${run.version}: give it to createTestEnv({ workflows: [...] }) (it serves ${[...served].join(', ') || 'none'})`
       : '';
   };
   /** Refuse a call on a closed env with a typed error (its pool is gone: pg would say only "Cannot use a pool after calling end"). */

@@ -68,4 +68,4 @@ export type SignalReply<S> = S extends SignalDefinition<any, any, infer R, any> 
 declare const replyType: unique symbol;
 
 /** What `waitForSignal` resolves to; `R` is the answer `ctx.reply` takes for it (the input of the reply schema of a signal defined with `{ reply }`). */
-export type SignalResult<T, R = unknown> = { timedOut: false; payload: T; signalId: string | null; readonly [replyType]?: R } | { timedOut: true };
+export type SignalResult<T, R = unknown> = { timedOut: false; payload: T; signalId: string | null; readonly [replyType]?: R | undefined } | { timedOut: true };

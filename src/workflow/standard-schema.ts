@@ -23,7 +23,25 @@ import { ValidationError } from '../errors.ts';
 
 /** Validate `value`; throws ValidationError listing every issue. */
 export async function validate<S extends StandardSchemaV1>(schema: S, value: unknown, what: string): Promise<InferOutput<S>> {
-  const result = await schema['~standard'].validate(value);
+  return checked(await schema['~standard'].validate(value), what) as InferOutput<S>;
+}
+
+/**
+ * Validate `value` now, without a microtask: for a check that must happen
+ * before a durable call takes its number in the same turn (`ctx.reply`'s
+ * answer schema). A schema that validates asynchronously (an async refine)
+ * is refused with ValidationError.
+ */
+export function validateNow<S extends StandardSchemaV1>(schema: S, value: unknown, what: string): InferOutput<S> {
+  const result = schema['~standard'].validate(value);
+  if (typeof (result as { then?: unknown }).then === 'function') {
+    void (result as Promise<unknown>).catch(() => undefined);
+    throw new ValidationError(`${what}: its schema validates asynchronously (an async refinement); give it one that validates at once`);
+  }
+  return checked(result as StandardResult<unknown>, what) as InferOutput<S>;
+}
+
+function checked(result: StandardResult<unknown>, what: string): unknown {
   if (result.issues) {
     const issues = result.issues.map((issue) => {
       const path = (issue.path ?? []).map((p) => (typeof p === 'object' ? String(p.key) : String(p))).join('.');
@@ -31,5 +49,5 @@ export async function validate<S extends StandardSchemaV1>(schema: S, value: unk
     });
     throw new ValidationError(`${what} is invalid: ${issues.join('; ')}`, { details: { issues } });
   }
-  return result.value as InferOutput<S>;
+  return result.value;
 }

@@ -483,7 +483,8 @@ describe('dashboard over HTTP', () => {
     // Bad input: a clear 400 and nothing started.
     for (const [fields, message] of [[{ from: '' }, /needs from/], [{ from: '01/01/2026 00:00' }, /UTC date and time/],
       [{ from: '2026-01-01T00:00', overlap: 'sometimes' }, /overlap must be one of/], [{ from: '2026-01-01T03:00', to: '2026-01-01T01:00' }, /from must not be later than to/],
-      [{ from: '2999-01-01T00:00' }, /must not be later than|from must not be later/]] as const) {
+      [{ from: '2999-01-01T00:00' }, /must not be later than|from must not be later/],
+      [{ from: '2026-02-30T00:00' }, /UTC date and time/], [{ from: '2026-01-01T24:00' }, /UTC date and time/]] as const) {
       const res = await backfill(fields);
       assert.equal(res.status, 400, JSON.stringify(fields));
       assert.match(await res.text(), message);

@@ -59,6 +59,20 @@ const pricer = defineWorkflow({ name: 'requests-pricer', input: z.object({}), si
   }
 });
 
+const counted = defineSignal('counted', z.object({ n: z.number() }), { reply: z.object({ ok: z.number() }) });
+const raced = defineWorkflow({ name: 'requests-raced', input: z.object({}), signals: [counted] }, async (ctx) => {
+  // A race a sleep wins: the losing wait for a { reply } signal takes nothing (the next request goes to the next wait).
+  const first = await ctx.race({ ask: ctx.waitForSignal(counted), late: ctx.sleep('deadline', '1ms') });
+  const order: string[] = [first.key];
+  for (;;) {
+    const ask = await ctx.waitForSignal(counted);
+    if (ask.timedOut) continue;
+    if (ask.payload.n === 0) return order;
+    // The reply and a step in one turn: the reply takes its number first, as a reply without an answer schema does.
+    await Promise.all([ctx.reply(ask, { ok: ask.payload.n }), ctx.step(`log-${ask.payload.n}`, () => ask.payload.n)]);
+  }
+});
+
 let gate = deferred();
 const slow = defineWorkflow({ name: 'requests-slow', input: z.object({}) }, async (ctx) => {
   const ask = await ctx.waitForSignal<{ n: number }>('ask');
@@ -158,7 +172,7 @@ let worker: Worker;
 let client: Client;
 before(async () => {
   db = await freshDatabase();
-  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse, rolling, tab, flaky, pricer], pollInterval: 50, logger: silentLogger });
+  worker = createWorker({ pool: db.pool, workflows: [account, slow, misuse, rolling, tab, flaky, pricer, raced], pollInterval: 50, logger: silentLogger });
   await worker.start();
   // Waiters poll hourly: only the trellis:run_value NOTIFY can settle a request within a test's bounds.
   client = createClient({ pool: db.pool, logger: silentLogger, resultPollInterval: '1h' });
@@ -208,6 +222,19 @@ describe('client.request', () => {
     assert.match(refused[0]!, /ctx\.reply's answer.*total/);
     assert.throws(() => defineSignal('bad-reply', z.object({}), { reply: 'not a schema' } as never), ValidationError);
     assert.throws(() => defineSignal('bad-option', z.object({}), { reply: z.number(), replies: z.number() } as never), ValidationError);
+  });
+
+  it('a { reply } signal in ctx.race (the losing wait takes nothing), and a reply in a turn with a step takes its number first', async () => {
+    const run = await client.start(raced, {});
+    await waitFor(async () => (await replyRows(run.id)).length === 0 && (await client.history(run.id)).some((h) => h.kind === 'signal' && h.status === 'waiting' && h.seq > 1),
+      { what: 'the race decided by the sleep, the run waiting for its next request' });
+    assert.deepEqual(await client.request(run.id, counted, { n: 7 }, { timeout: '20s' }), { ok: 7 }, 'the next wait got it, not the race\'s loser');
+    const calls = (await client.history(run.id)).filter((h) => h.kind === 'value' || h.name === 'log-7').map((h) => [h.seq, h.kind]);
+    assert.deepEqual(calls.map((c) => c[1]), ['value', 'step'], 'the reply took its number before the step of its turn');
+    // The next request makes the run replay that turn: the same calls in the same order.
+    assert.deepEqual(await client.request(run.id, counted, { n: 8 }, { timeout: '20s' }), { ok: 8 });
+    await client.signal(run.id, counted, { n: 0 });
+    assert.deepEqual(await run.result({ timeout: '20s' }), ['late']);
   });
 
   it('a refusal is RequestRejectedError with the code and details the run gave; the run goes on', async () => {

@@ -260,15 +260,19 @@ describe('bad input to the test kit', () => {
       () => own.drive(randomUUID()), () => own.runToEnd(stamp, {}), () => own.history(randomUUID())]) {
       await assert.rejects(call(), (e) => e instanceof ConfigurationError && /this test env is closed/.test(e.message));
     }
+    // Its client and pool were closed with it: a call through them is a ConfigurationError too, not pg's plain Error.
+    for (const call of [() => own.client.get(randomUUID()), () => own.client.start(stamp, {})]) {
+      await assert.rejects(call(), (e) => e instanceof ConfigurationError && /this pool was ended/.test(e.message), 'the client');
+    }
   });
 
   it('a run no worker of the env serves: result() times out by itself, and the timeouts name the workflow the env does not serve', async () => {
     const stray = defineWorkflow({ name: 'kit-stray', input: z.object({}) }, async () => 'never');
     const run = await env.start(stray, {});
     const waited = await env.waitFor(run, 'completed', { timeout: '200ms' }).catch((e: unknown) => e);
-    assert.ok(waited instanceof TimeoutError && /no worker of this test env serves workflow kit-stray/.test(waited.message), String(waited));
+    assert.ok(waited instanceof TimeoutError && /no worker of this test env serves kit-stray@1/.test(waited.message), String(waited));
     const driven = await env.drive(run, { timeout: '300ms' }).catch((e: unknown) => e);
-    assert.ok(driven instanceof TimeoutError && /no worker of this test env serves workflow kit-stray/.test(driven.message), String(driven));
+    assert.ok(driven instanceof TimeoutError && /no worker of this test env serves kit-stray@1/.test(driven.message), String(driven));
     // No timeout given: the env's handle gives result() one (30 s) rather than waiting for ever.
     const started = Date.now();
     const unended = await run.result().catch((e: unknown) => e);

@@ -7,7 +7,8 @@ import { progress } from '../progress.ts';
 export const purge: Command = {
   name: 'purge',
   summary: 'delete runs that finished more than --older-than ago (with their steps and signals)',
-  description: 'Deletes in batches (trellis.run_purge) until none is left, oldest first; a child run is kept while its parent waits on it.\n'
+  description: 'Deletes in batches (trellis.run_purge) until none is left, oldest first; a child run is kept while its parent waits on it,\n'
+    + 'and a run while a lifecycle hook of it is not delivered (pending, retrying, running or parked).\n'
     + 'Progress goes to stderr: a bar on a terminal, a line per batch otherwise. Ctrl-C stops after the current batch.\n'
     + 'Prints how many runs were deleted.',
   options: {
