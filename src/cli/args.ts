@@ -43,7 +43,7 @@ export function json(value: string, name: string): unknown {
   try {
     return parseExactJson(value);
   } catch (error) {
-    throw new UsageError(`${name} is not valid JSON (${(error as Error).message.slice(0, 80)}): ${quote(value)}`);
+    throw new UsageError(`${name} is not valid JSON (${(error as Error).message.slice(0, 200)}): ${quote(value)}`);
   }
 }
 
@@ -71,7 +71,7 @@ export function duration(value: string, name: string): number {
 /** An ISO date or timestamp (UsageError naming `--name` otherwise). */
 export function isoTime(value: string, name: string): Date {
   try {
-    return toTime(value, `--${name}`);
+    return toTime(utcUnlessZoned(value), `--${name}`);
   } catch {
     throw new UsageError(`--${name} ${quote(value)} is not an ISO time such as 2026-01-31T17:00Z (no such day, or not a time)`);
   }
@@ -85,19 +85,28 @@ export function isoTime(value: string, name: string): Date {
 export function time(value: string, name: string, { ahead = false, now = Date.now() } = {}): Date {
   if (/^\d{4}-\d{2}-\d{2}/.test(value)) {
     try {
-      return toTime(value, `--${name}`);
+      // Without a zone, UTC: the times the CLI prints (2026-12-04 20:18:46.123) are UTC, so one pasted back means the same instant.
+      return toTime(utcUnlessZoned(value), `--${name}`);
     } catch {
       // reported below
     }
   } else {
     try {
       const ms = toMs(value as never, name);
-      return new Date(ahead ? now + ms : now - ms);
+      const at = new Date(ahead ? now + ms : now - ms);
+      if (!Number.isNaN(at.getTime())) return at; // else: too far from now for a date (reported below)
     } catch {
       // reported below
     }
   }
   throw new UsageError(`--${name} must be an ISO time (2026-01-31T12:00Z) or a duration ${ahead ? 'from now' : 'ago'} (1h, 7 days), not ${quote(value)}`);
+}
+
+/** An ISO date or time with no zone read as UTC ('2026-12-04 20:18' → '2026-12-04T20:18Z'); one with a zone as it is. */
+function utcUnlessZoned(value: string): string {
+  const t = value.trim().replace(/^(\d{4}-\d{2}-\d{2})[ T]/, '$1T');
+  if (/^\d{4}-\d{2}-\d{2}$/.test(t)) return `${t}T00:00Z`;
+  return /(Z|[+-]\d{2}(:?\d{2})?)$/i.test(t) ? t : `${t}Z`;
 }
 
 /** A `--metadata JSON` filter option: a JSON object, or undefined when not given. */
@@ -112,7 +121,10 @@ export function metadataOption(value: unknown): Record<string, unknown> | undefi
 
 /** A `--status` filter option (repeatable or comma-separated): the statuses, or undefined when not given. */
 export function statusOption(value: unknown): RunState[] | undefined {
-  const statuses = ((value as string[] | undefined) ?? []).flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  const given = (value as string[] | undefined) ?? [];
+  const statuses = given.flatMap((s) => s.split(',')).map((s) => s.trim()).filter(Boolean);
+  // Given but empty (`--status "$S"` with S unset) is no filter at all: refused, never read as "any status".
+  if (given.length > 0 && statuses.length === 0) throw new UsageError(`--status needs one or more of ${RUN_STATES.join(', ')}, not ${quote(given.join(','))}`);
   for (const s of statuses) {
     if (!RUN_STATES.includes(s as RunState)) throw new UsageError(`unknown status ${quote(s)} (one of ${RUN_STATES.join(', ')})`);
   }

@@ -7,10 +7,24 @@
  * table(['id', 'status'], [['1', 'failed']]);   // 'id  status\n1   failed\n'
  */
 export function table(header: readonly string[], rows: readonly (readonly string[])[]): string {
+  rows = rows.map((r) => r.map(oneLine));
   const widths = header.map((h, i) => Math.max(h.length, ...rows.map((r) => (r[i] ?? '').length)));
   const line = (cells: readonly string[]) =>
     cells.map((c, i) => (i === cells.length - 1 ? c : c.padEnd(widths[i] ?? 0))).join('  ').trimEnd();
   return `${[line(header), ...rows.map(line)].join('\n')}\n`;
+}
+
+/**
+ * A field on one line: a newline, carriage return or tab in a value from
+ * outside (a run key, a signal id) written as its escape (`\n`), so it
+ * cannot start a line of its own that reads as another row. (Other control
+ * characters are escaped for the whole output by the io layer.)
+ *
+ * @example
+ * oneLine('a\nb');   // 'a\\nb'
+ */
+export function oneLine(text: string): string {
+  return text.replace(/[\n\r\t]/g, (c) => (c === '\n' ? '\\n' : c === '\r' ? '\\r' : '\\t'));
 }
 
 /**

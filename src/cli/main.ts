@@ -48,6 +48,10 @@ function oneLine(error: unknown): string {
 
 /** parseArgs's messages go on with a hint about `--`; the first sentence is the one that matters. */
 function usageMessage(error: unknown): string {
+  const message = String((error as Error)?.message ?? error);
+  // A value that starts with a dash (a negative number: --priority -5) reads as another option: say how to give it.
+  const dashed = /^Option '(--[\w-]+)[^']*' argument is ambiguous/.exec(message);
+  if (dashed) return `${dashed[1]} takes a value starting with "-" only as ${dashed[1]}=VALUE (${dashed[1]}=-5)`;
   return oneLine(error).replace(/\. To specify a positional argument.*$/, '');
 }
 

@@ -400,6 +400,51 @@ describe('trellis output and terminal control characters', () => {
     const listed = JSON.parse((await cli('ls', '--json', '--workflow', 'cli-approval')).out) as { runs: { key: string | null }[] };
     assert.ok(listed.runs.some((r) => r.key === key));
   });
+
+  it('a newline or tab in a key or signal id is written as its escape: it cannot forge a row of ls or a line of show', async () => {
+    const forged = 'x\n00000000-1111-4000-8000-000000000000  cli-approval@1  completed\tadmin-approved';
+    const run = await fx.engine.client.start(approval, {}, { key: forged });
+    await fx.engine.client.signal(run.id, 'approved', { by: 'x' }, { id: 'id\nwith a line' });
+    const rows = (await cli('ls', '--workflow', 'cli-approval', '--limit', '200')).out.split('\n');
+    assert.ok(!rows.some((l) => l.startsWith('00000000-1111-4000-8000-000000000000')), 'no forged row');
+    assert.ok(rows.some((l) => l.includes('x\\n00000000-1111') && l.includes('\\tadmin-approved')), 'the key, escaped, on its run\'s row');
+    const shown = (await cli('show', run.id)).out;
+    assert.ok(shown.includes(`key ${forged.replaceAll('\n', '\\n').replaceAll('\t', '\\t')}`), shown);
+    assert.ok(shown.includes('id\\nwith a line'), 'the signal id, escaped');
+  });
+
+  it('times without a zone are UTC, as the CLI prints them; an empty --status and a dash value are refused, not read otherwise', async () => {
+    const run = await fx.engine.client.start(greet, { name: 'Utc' });
+    const printed = (await cli('ls', '--workflow', 'cli-greet', '--limit', '1')).out.split('\n')[1]!;
+    const created = /\d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}\.\d{3}/.exec(printed)![0];
+    // Pasted back as --since on a machine in another zone, it is the same instant: the run is listed.
+    const zone = process.env.TZ;
+    process.env.TZ = 'America/New_York';
+    try {
+      const since = await cli('ls', '--workflow', 'cli-greet', '--since', created, '--json');
+      assert.ok((JSON.parse(since.out) as { runs: { id: string }[] }).runs.some((r) => r.id === run.id), since.err);
+      const later = new Date(`${created.replace(' ', 'T')}Z`).getTime() + 1;
+      const after = await cli('ls', '--workflow', 'cli-greet', '--since', new Date(later).toISOString().replace('T', ' ').replace('Z', ''), '--json');
+      assert.ok(!(JSON.parse(after.out) as { runs: { id: string }[] }).runs.some((r) => r.id === run.id), 'a millisecond later: not listed');
+    } finally {
+      if (zone === undefined) delete process.env.TZ;
+      else process.env.TZ = zone;
+    }
+    const before = (await fx.engine.client.list({ limit: 1000 })).runs.filter((r) => r.status !== 'cancelled').length;
+    for (const status of ['', ',', ' , ']) {
+      const r = await cli('cancel', '--all', '--status', status, '--dry-run');
+      assert.equal(r.code, 2, `--status ${JSON.stringify(status)}: ${r.out}`);
+      assert.match(r.err, /--status needs one or more of/);
+    }
+    assert.equal((await fx.engine.client.list({ limit: 1000 })).runs.filter((r) => r.status !== 'cancelled').length, before, 'nothing cancelled');
+    const dashed = await cli('start', 'cli-greet', '{"name":"x"}', '--priority', '-5');
+    assert.equal(dashed.code, 2);
+    assert.match(dashed.err, /--priority takes a value starting with "-" only as --priority=VALUE/);
+    const far = await cli('ls', '--since', '1000000000000 days');
+    assert.equal(far.code, 2);
+    assert.match(far.err, /--since must be an ISO time .* or a duration ago/);
+    assert.doesNotMatch(far.err, /NaN|DeprecationWarning/);
+  });
 });
 
 describe('trellis purge', () => {

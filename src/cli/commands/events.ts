@@ -3,7 +3,7 @@ import { EVENT_KINDS, type EventKind } from '../../db/events.ts';
 import { integer, quote } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
 import { UsageError } from '../exit-codes.ts';
-import { formatTime } from '../format.ts';
+import { formatTime, oneLine } from '../format.ts';
 
 export const events: Command = {
   name: 'events',
@@ -36,7 +36,7 @@ export const events: Command = {
       signal: stop.signal,
     })) {
       io.out(options.json ? `${JSON.stringify(e)}\n`
-        : `${e.cursor}  ${formatTime(e.createdAt)}  ${e.kind.padEnd(14)}  ${e.workflow}@${e.version}  ${e.runId}${e.key === null ? '' : `  ${e.key}`}\n`);
+        : `${e.cursor}  ${formatTime(e.createdAt)}  ${e.kind.padEnd(14)}  ${e.workflow}@${e.version}  ${e.runId}${e.key === null ? '' : `  ${oneLine(e.key)}`}\n`);
       if (limit !== undefined && ++printed >= limit) break;
     }
   },

@@ -1,7 +1,7 @@
 /** `trellis show <run>`: one run, its step timeline, children, the runs waiting on it and signals. */
 import { runId } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
-import { between, errorText, formatDuration, formatTime, table, toJson } from '../format.ts';
+import { between, errorText, formatDuration, formatTime, oneLine, table, toJson } from '../format.ts';
 import { runDetails } from '../run-details.ts';
 
 /** A payload on one line, at most `max` characters. */
@@ -28,7 +28,7 @@ export const show: Command = {
     const now = new Date();
     const lines = [
       `run       ${r.id}`,
-      `workflow  ${r.workflow}@${r.version}  queue ${r.queue}${r.key !== null ? `  key ${r.key}` : ''}`,
+      `workflow  ${r.workflow}@${r.version}  queue ${r.queue}${r.key !== null ? `  key ${oneLine(r.key)}` : ''}`,
       `status    ${r.status}  attempt ${r.attempt}${r.failures ? `  failures ${r.failures}` : ''}${r.execution > 1 ? `  execution ${r.execution}` : ''}`,
       `created   ${formatTime(r.createdAt)}`,
       `started   ${formatTime(r.startedAt)}`,
