@@ -68,6 +68,10 @@ export async function importModule(module: string, cwd = process.cwd()): Promise
     if (TS.has(extname(path)) && !ts && code === 'ERR_UNKNOWN_FILE_EXTENSION') {
       throw new UsageError(`${quote(module)} is TypeScript: install tsx in its project (npm install -D tsx) or compile it to JavaScript`);
     }
+    // Text that does not parse as a module (a syntax error, a JSON file, a file that is no code at all).
+    if (error instanceof SyntaxError || code === 'ERR_IMPORT_ATTRIBUTE_MISSING' || code === 'ERR_IMPORT_ASSERTION_TYPE_MISSING') {
+      throw new UsageError(`${quote(module)} is not a module it can load (${String((error as Error).message).split('\n')[0]?.slice(0, 120)})`);
+    }
     throw error;
   }
 }

@@ -355,6 +355,12 @@ describe('trellis ls, show, diagram and stats', () => {
     };
     await refused(['--machine', 'onboarding', '--module', 'no/such/module.ts'], /^trellis diagram: module "no\/such\/module\.ts" does not exist/);
     await refused(['--machine', 'onboarding', '--module', fixtures], /is not a JavaScript or TypeScript module/);
+    // A file that does not parse as a module (a syntax error, JSON): exit 2, naming it, not node's exit 1.
+    const { mkdtemp, writeFile } = await import('node:fs/promises');
+    const dir = await mkdtemp(`${(await import('node:os')).tmpdir()}/trellis-cli-`);
+    await writeFile(`${dir}/broken.mjs`, 'export const x = {;\n');
+    await refused(['--machine', 'onboarding', '--module', `${dir}/broken.mjs`], /broken\.mjs" is not a module it can load/);
+    await (await import('node:fs/promises')).rm(dir, { recursive: true, force: true });
     await refused(['--machine', 'onboarding', '--module', `${fixtures}cli-workflows.ts`],
       /exports no state machine named "onboarding" \(it exports none/);
     await refused(['--machine', "x'; drop table trellis.runs; --\"", '--module', module],

@@ -229,7 +229,11 @@ describe('client.request', () => {
     await waitFor(async () => (await replyRows(run.id)).length === 0 && (await client.history(run.id)).some((h) => h.kind === 'signal' && h.status === 'waiting' && h.seq > 1),
       { what: 'the race decided by the sleep, the run waiting for its next request' });
     assert.deepEqual(await client.request(run.id, counted, { n: 7 }, { timeout: '20s' }), { ok: 7 }, 'the next wait got it, not the race\'s loser');
-    const calls = (await client.history(run.id)).filter((h) => h.kind === 'value' || h.name === 'log-7').map((h) => [h.seq, h.kind]);
+    // The answer can reach the caller before the step of its turn is recorded: wait for both.
+    const calls = await waitFor(async () => {
+      const found = (await client.history(run.id)).filter((h) => h.kind === 'value' || h.name === 'log-7').map((h) => [h.seq, h.kind]);
+      return found.length === 2 ? found : undefined;
+    }, { what: 'the reply and the step of its turn recorded' });
     assert.deepEqual(calls.map((c) => c[1]), ['value', 'step'], 'the reply took its number before the step of its turn');
     // The next request makes the run replay that turn: the same calls in the same order.
     assert.deepEqual(await client.request(run.id, counted, { n: 8 }, { timeout: '20s' }), { ok: 8 });

@@ -96,8 +96,10 @@ describe('toTrellisError (SQLSTATE mapping)', () => {
       assert.equal(error.retryable, true, message);
       assert.equal(error.details.code, 'connection');
     }
-    const other = new Error('Cannot use a pool after calling end on the pool');
+    const other = new Error('something else went wrong');
     assert.equal(toTrellisError(other), other, 'other plain errors pass through');
+    // A pool that was ended (its client, worker or test env closed): a typed ConfigurationError, not retryable.
+    assert.ok(toTrellisError(new Error('Cannot use a pool after calling end on the pool')) instanceof ConfigurationError);
   });
 
   it('maps socket errors to DatabaseError and leaves everything else alone', () => {
