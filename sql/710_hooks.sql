@@ -23,16 +23,21 @@ returns void language plpgsql as $$
 declare
   v_max integer := trellis._setting_int('max_lease_expiries', 5);
 begin
+  -- Two statements, and the error as text cast to jsonb, not jsonb_build_object
+  -- or format in a CASE: Citus refuses a non-immutable function over a
+  -- column in an UPDATE of a distributed table, and every claim that met an
+  -- expired lease failed there (hooks stopped on a cluster).
   update trellis.hook_deliveries d
-     set lease_expiries = d.lease_expiries + 1,
-         status = case when d.lease_expiries + 1 >= v_max then 'parked' else 'pending' end,
-         last_error = case when d.lease_expiries + 1 >= v_max
-                           then jsonb_build_object('name', 'LeaseExpiredError', 'code', 'lease_lost',
-                                  'message', format('the lease of this delivery expired %s times: the hook may stop its worker, or outlive its lease', d.lease_expiries + 1),
-                                  'details', jsonb_build_object('expiries', d.lease_expiries + 1, 'max_lease_expiries', v_max))
-                           else d.last_error end,
+     set lease_expiries = d.lease_expiries + 1, status = 'parked',
+         last_error = ('{"name": "LeaseExpiredError", "code": "lease_lost", "message": "the lease of this delivery expired '
+                       || (d.lease_expiries + 1)::text || ' times: the hook may stop its worker, or outlive its lease", "details": {"expiries": '
+                       || (d.lease_expiries + 1)::text || ', "max_lease_expiries": ' || v_max::text || '}}')::jsonb,
          lease_owner = null, lease_expires_at = null, run_at = p_now, updated_at = p_now
-   where d.id = any (p_ids);
+   where d.id = any (p_ids) and d.lease_expiries + 1 >= v_max;
+  update trellis.hook_deliveries d
+     set lease_expiries = d.lease_expiries + 1, status = 'pending',
+         lease_owner = null, lease_expires_at = null, run_at = p_now, updated_at = p_now
+   where d.id = any (p_ids) and d.lease_expiries + 1 < v_max;
 end $$;
 comment on function trellis._hooks_expired(bigint[], timestamptz) is
   'For hook_claim: locked running deliveries p_ids whose lease expired count one more expiry; pending again now, or parked with a LeaseExpiredError at the setting max_lease_expiries (default 5).';

@@ -21,7 +21,7 @@ async function hasCitus(db: pg.PoolClient | pg.Client | pg.Pool): Promise<boolea
 
 /** Whether backend `id` (from `backendId`) waits for a lock now. */
 export async function lockWaiting(pool: pg.Pool, id: number): Promise<boolean> {
-  const { rows } = await pool.query(citus()
+  const { rows } = await pool.query(citus() && await hasCitus(pool)
     ? 'select exists (select 1 from citus_lock_waits where waiting_gpid = $1) as blocked'
     : `select coalesce((select wait_event_type = 'Lock' from pg_stat_activity where pid = $1), false) as blocked`, [id]);
   return rows[0].blocked === true;
@@ -29,7 +29,7 @@ export async function lockWaiting(pool: pg.Pool, id: number): Promise<boolean> {
 
 /** How many backends wait for a lock that backend `holder` (from `backendId`) holds. */
 export async function lockWaitersOf(pool: pg.Pool, holder: number): Promise<number> {
-  const { rows } = await pool.query(citus()
+  const { rows } = await pool.query(citus() && await hasCitus(pool)
     ? 'select count(distinct waiting_gpid)::int as n from citus_lock_waits where blocking_gpid = $1'
     : 'select count(*)::int as n from pg_stat_activity where $1 = any (pg_blocking_pids(pid))', [holder]);
   return rows[0].n as number;

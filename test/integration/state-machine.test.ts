@@ -218,6 +218,7 @@ describe('state machines', () => {
         if (via === 'sql') assert.equal((outcome as { code?: string }).code, 'TR002', String(outcome));
         else assert.ok(outcome instanceof NotFoundError, String(outcome));
       } finally {
+        await ender.query('rollback').catch(() => undefined); // nothing open after a failed assertion
         ender.release();
       }
       assert.equal((await env.pool.query('select count(*)::int as n from trellis.signals where run_id = $1', [run])).rows[0].n, 0, 'nothing buffered');
