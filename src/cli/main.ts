@@ -188,7 +188,16 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
 export async function run(argv: string[]): Promise<never> {
   for (const stream of [process.stdout, process.stderr]) {
     stream.on('error', (error: NodeJS.ErrnoException) => {
-      process.exit(error.code === 'EPIPE' ? EXIT.brokenPipe : EXIT.failed);
+      if (error.code === 'EPIPE') process.exit(EXIT.brokenPipe);
+      // Output that cannot be written (a full disk: > /dev/full) is an error like any other: one line, if stderr still takes it.
+      if (stream === process.stdout) {
+        try {
+          process.stderr.write(`trellis: [io] cannot write the output (${error.code ?? error.message}): it is incomplete\n`);
+        } catch {
+          // stderr is gone too: the exit code says it
+        }
+      }
+      process.exit(EXIT.failed);
     });
   }
   // Listening only when a command asks (worker, purge): for the others Ctrl-C ends the process at once.

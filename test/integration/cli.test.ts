@@ -118,6 +118,11 @@ describe('the compiled trellis program', () => {
     assert.equal(r.stdout.replace(/^ +/, ''), `${expected}\nexit 0\n`, r.stderr);
   });
 
+  it('output that cannot be written (a full disk) is exit 1 with one line on stderr, not a silent exit', () => {
+    const r = spawnSync('bash', ['-c', `"${process.execPath}" "${bin}" sql > /dev/full; echo "exit $?" >&2`], { encoding: 'utf8', env: plainEnv() });
+    assert.match(r.stderr, /^trellis: \[io\] cannot write the output \(ENOSPC\): it is incomplete\nexit 1\n$/);
+  });
+
   it('trellis sql | psql installs a working schema', async () => {
     const fresh = await createDatabase('trellis_cli_sql');
     try {
