@@ -40,7 +40,9 @@ function unavailable(error: unknown): boolean {
     if (typeof code === 'string' && UNAVAILABLE.test(code)) return true;
     if (typeof code === 'string' && /^E[A-Z_]+$/.test(code) && e.syscall !== 'listen'
       && (SOCKET.test(code) || (typeof e.syscall === 'string' && SOCKET_CALLS.has(e.syscall)))) return true;
-    if (typeof e.message === 'string' && /Connection terminated|connection timeout|Query read timeout/i.test(e.message)) return true;
+    // pg's plain Errors: a connection lost or timed out, and a TLS handshake the server or the certificate refused.
+    if (typeof e.message === 'string'
+      && /Connection terminated|connection timeout|Query read timeout|does not support SSL connections|self[- ]signed certificate|unable to verify the first certificate|certificate has expired|Hostname\/IP does not match/i.test(e.message)) return true;
   }
   return false;
 }

@@ -54,6 +54,9 @@ interface PgErrorLike {
 }
 
 /** Map a driver error to a Trellis error (already-Trellis errors pass through). */
+/** Node's TLS verification codes (a certificate the client does not trust for this host). */
+const TLS_CODES = /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+
 export function toTrellisError(error: unknown): Error {
   if (isTrellisError(error)) return error;
   const pgError = error as PgErrorLike;
@@ -77,6 +80,10 @@ export function toTrellisError(error: unknown): Error {
   // Node's socket errors (ECONNREFUSED, EPIPE, …; no SQLSTATE class starts with E): the database is unreachable.
   if (code && /^E[A-Z]+$/.test(code)) {
     return new DatabaseError(`cannot reach the database: ${message}`, { cause: error, details: { code }, retryable: true });
+  }
+  // TLS refused: the server has no TLS and the URL requires it, or the certificate does not hold (not retryable: the settings must change).
+  if ((!code && /does not support SSL connections/.test(message)) || (code && TLS_CODES.test(code))) {
+    return new DatabaseError(`cannot reach the database over TLS: ${message}`, { cause: error, details: { code: 'tls' }, retryable: false });
   }
   if (!code && CONNECTION_LOST.test(message)) {
     return new DatabaseError(`lost the connection to the database: ${message}`, { cause: error, details: { code: 'connection' }, retryable: true });

@@ -154,6 +154,15 @@ describe('the compiled trellis program', () => {
     assert.match(verbose.stderr, /\n\s+at /);
   });
 
+  it('a server that refuses TLS when the URL requires it is the database not reached: exit 5', () => {
+    const url = new URL(database.url);
+    url.searchParams.set('sslmode', 'require');
+    const r = trellis(['ls', '--database-url', url.toString()]);
+    assert.equal(r.status, 5, r.stderr);
+    // (pg itself may print a process warning about sslmode aliases first.)
+    assert.match(r.stderr.trim().split('\n').at(-1) ?? '', /^trellis ls: \[database\] cannot reach the database over TLS: .*SSL/);
+  });
+
   it('a database without the schema: exit 6 with the hint to migrate', async () => {
     const empty = await createDatabase('trellis_cli_empty');
     try {
