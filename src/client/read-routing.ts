@@ -16,7 +16,7 @@
 import { Kysely, PostgresDialect } from 'kysely';
 import type { Pool } from '../db/pg.ts';
 import { guardedPool, ownPool, type ResolvedTimeouts } from '../db/connection.ts';
-import { type Queryable, queryRows } from '../db/queryable.ts';
+import { type Queryable, queryRows, withQuery } from '../db/queryable.ts';
 import type { TrellisTables } from '../db/tables.ts';
 import { ValidationError } from '../errors.ts';
 import type { Logger } from '../protocol/logger.ts';
@@ -119,20 +119,12 @@ export class ReadRouter {
    */
   writer<Q extends Queryable>(db: Q): Q {
     if (!this.replica) return db;
-    return new Proxy(db, {
-      get: (t, key) => {
-        if (key === 'query') {
-          return async (...args: unknown[]) => {
-            try {
-              return await (t.query as (...a: unknown[]) => Promise<unknown>)(...args);
-            } finally {
-              this.wrote();
-            }
-          };
-        }
-        const value = Reflect.get(t, key, t) as unknown;
-        return typeof value === 'function' ? value.bind(t) : value;
-      },
+    return withQuery(db, async (own, ...args) => {
+      try {
+        return await own(...args);
+      } finally {
+        this.wrote();
+      }
     });
   }
 

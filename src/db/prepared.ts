@@ -15,7 +15,7 @@
 import type { Pool, QueryConfig, QueryResult } from './pg.ts';
 import { DatabaseError, ValidationError } from '../errors.ts';
 import type { Logger } from '../protocol/logger.ts';
-import { type Queryable, unprepared } from './queryable.ts';
+import { type Queryable, unprepared, withQuery } from './queryable.ts';
 
 /**
  * The `preparedStatements` option of createWorker and createClient.
@@ -66,13 +66,7 @@ export class PreparedStatements {
     } else if (mode === true) {
       this.pool = target;
     } else {
-      this.pool = new Proxy(target, {
-        get: (t, key) => {
-          if (key === 'query') return (config: unknown, values?: unknown[]) => this.query(t, config, values);
-          const value = Reflect.get(t, key, t) as unknown;
-          return typeof value === 'function' ? value.bind(t) : value;
-        },
-      });
+      this.pool = withQuery(target, (_own, config, values) => this.query(target, config, values as unknown[] | undefined));
     }
   }
 
@@ -91,25 +85,17 @@ export class PreparedStatements {
   within(tx: Queryable): Queryable {
     if (this.off) return unprepared(tx);
     if (this.mode !== 'auto') return tx;
-    return new Proxy(tx, {
-      get: (t, key) => {
-        if (key === 'query') {
-          return async (config: unknown, values?: unknown[]) => {
-            try {
-              return await (t.query as (c: unknown, v?: unknown[]) => Promise<unknown>)(config, values);
-            } catch (error) {
-              const name = typeof config === 'object' && config !== null && 'name' in config ? String((config as { name: unknown }).name) : undefined;
-              if (name === undefined || !isPreparedRefusal(error)) throw error;
-              this.switchOff(name, error);
-              throw new DatabaseError(`the connection refused prepared statement ${name} inside your transaction (${(error as Error).message}): ` +
-                'a pooler in transaction mode that cannot keep prepared statements is in the way. This client uses unnamed statements from now on: run the transaction again',
-              { cause: error, retryable: true, details: { sqlstate: (error as { code?: string | undefined }).code, preparedStatements: 'auto' } });
-            }
-          };
-        }
-        const value = Reflect.get(t, key, t) as unknown;
-        return typeof value === 'function' ? value.bind(t) : value;
-      },
+    return withQuery(tx, async (own, config, values) => {
+      try {
+        return await own(config, values);
+      } catch (error) {
+        const name = typeof config === 'object' && config !== null && 'name' in config ? String((config as { name: unknown }).name) : undefined;
+        if (name === undefined || !isPreparedRefusal(error)) throw error;
+        this.switchOff(name, error);
+        throw new DatabaseError(`the connection refused prepared statement ${name} inside your transaction (${(error as Error).message}): ` +
+          'a pooler in transaction mode that cannot keep prepared statements is in the way. This client uses unnamed statements from now on: run the transaction again',
+        { cause: error, retryable: true, details: { sqlstate: (error as { code?: string | undefined }).code, preparedStatements: 'auto' } });
+      }
     });
   }
 

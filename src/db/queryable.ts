@@ -118,3 +118,26 @@ let renames = 0;
 export function unprepared(db: Queryable): Queryable {
   return { query: (text, values) => db.query(text, values) };
 }
+
+/**
+ * `target` with its `query` replaced by `query` (called with the target's
+ * own `query`, bound): every other member is the target's, methods bound to
+ * it, and it is still the same pool or client to `instanceof` (so named
+ * prepared statements keep working through it).
+ *
+ * @example
+ * const counted = withQuery(pool, (query, ...args) => (n++, query(...args)));
+ */
+export function withQuery<Q extends object>(target: Q,
+  query: (own: (...args: unknown[]) => Promise<unknown>, ...args: unknown[]) => Promise<unknown>): Q {
+  return new Proxy(target, {
+    get: (t, key) => {
+      if (key === 'query') {
+        const own = (t as { query: (...a: unknown[]) => Promise<unknown> }).query.bind(t);
+        return (...args: unknown[]) => query(own, ...args);
+      }
+      const value = Reflect.get(t, key, t) as unknown;
+      return typeof value === 'function' ? value.bind(t) : value;
+    },
+  });
+}

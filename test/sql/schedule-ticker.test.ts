@@ -154,11 +154,27 @@ describe('manual ticks and the ticker (decision 0045): whoever gets to a tick fi
   const runs = async (name: string) => q<{ id: string; key: string; status: string; run_at: Date; metadata: Record<string, unknown> }>(
     `select id, key, status, run_at, metadata from trellis.runs where metadata->>'schedule' = $1 order by key, created_at`, [name]);
 
+  /** An hourly schedule of workflow w by `overlap`, its next tick far away (the test makes ticks due with `dueAt`). */
+  const hourly = (overlap: string) => ({ cron: '0 * * * *', workflow: 'w', overlap, next_at: '2999-01-01T00:00:00Z' });
+  const setHourly = (name: string, overlap: string) => q('select trellis.schedule_set($1, $2)', [name, JSON.stringify(hourly(overlap))]);
+  /** Tick `tick` of schedule `name` is due; the ticker has not fired it yet. */
+  const dueAt = (name: string, tick: string) => q(`update trellis.schedules set next_at = $2 where name = $1`, [name, tick]);
+  /** A buffer_one schedule whose H1 run is unfinished and whose H2 tick waits in the buffer; the ticker's token. */
+  async function bufferedH2(name: string): Promise<string> {
+    await setHourly(name, 'buffer_one');
+    await dueAt(name, H1);
+    const t = await token();
+    await fireOne(t, name, [H1]); // H1's run, unfinished
+    await dueAt(name, H2);
+    await fireOne(t, name, [H2]); // H2 waits in the buffer
+    return t;
+  }
+
   for (const overlap of ['skip', 'allow', 'cancel_previous', 'buffer_one']) {
     it(`${overlap}: a due tick a backfill started is not started, counted or judged again by the ticker; the next tick is judged against its run`, async () => {
       const name = `raced-${overlap}`;
-      await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ cron: '0 * * * *', workflow: 'w', overlap, next_at: '2999-01-01T00:00:00Z' })]);
-      await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H1]); // H1 is due; the ticker has not fired it yet
+      await setHourly(name, overlap);
+      await dueAt(name, H1); // H1 is due; the ticker has not fired it yet
       const [filled] = await q<{ run_id: string; outcome: string }>(`select run_id, outcome from trellis.schedule_backfill($1, array[$2::timestamptz])`, [name, H1]);
       assert.equal(filled!.outcome, 'started');
       const t = await token();
@@ -178,12 +194,7 @@ describe('manual ticks and the ticker (decision 0045): whoever gets to a tick fi
 
   it('a backfill that reaches the tick waiting in the buffer answers buffered and counts nothing; the ticker starts it once, counted once', async () => {
     const name = 'backfill-buffered';
-    await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ cron: '0 * * * *', workflow: 'w', overlap: 'buffer_one', next_at: '2999-01-01T00:00:00Z' })]);
-    await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H1]);
-    const t = await token();
-    await fireOne(t, name, [H1]); // H1's run, unfinished
-    await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H2]);
-    await fireOne(t, name, [H2]); // H2 waits in the buffer
+    const t = await bufferedH2(name);
     const before = await row(name);
     assert.deepEqual([before.fired, before.skipped, before.buffered_at?.toISOString()], [1, 0, H2]);
     const filled = await q<{ run_id: string | null; outcome: string }>(`select run_id, outcome from trellis.schedule_backfill($1, array[$2::timestamptz])`, [name, H2]);
@@ -199,17 +210,11 @@ describe('manual ticks and the ticker (decision 0045): whoever gets to a tick fi
   for (const via of ['schedule_pause', 'schedule_set'] as const) {
     it(`pausing (${via}) skips the tick buffer_one buffered: resumed, the schedule does not start it; a buffered manual tick stays`, async () => {
       const name = `pause-buffered-${via}`;
-      const spec = { cron: '0 * * * *', workflow: 'w', overlap: 'buffer_one', next_at: '2999-01-01T00:00:00Z' };
-      await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify(spec)]);
-      await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H1]);
-      const t = await token();
-      await fireOne(t, name, [H1]);
-      await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H2]);
-      await fireOne(t, name, [H2]);
+      const t = await bufferedH2(name);
       const before = await row(name);
       assert.equal(before.buffered_at?.toISOString(), H2);
       if (via === 'schedule_pause') await q('select trellis.schedule_pause($1)', [name]);
-      else await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ ...spec, paused: true })]);
+      else await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ ...hourly('buffer_one'), paused: true })]);
       assert.deepEqual(await row(name).then((r) => [r.buffered_at, r.skipped]), [null, 1], 'skipped at the pause');
       await q(`select trellis.run_cancel($1, 'ended for the test')`, [before.last_run_id]);
       await q('select trellis.schedule_resume($1)', [name]);
@@ -232,8 +237,8 @@ describe('manual ticks and the ticker (decision 0045): whoever gets to a tick fi
 
   it('a buffered older tick (a backfill\'s) started by the ticker leaves the last run the newest tick\'s', async () => {
     const name = 'older-buffered';
-    await q('select trellis.schedule_set($1, $2)', [name, JSON.stringify({ cron: '0 * * * *', workflow: 'w', overlap: 'buffer_one', next_at: '2999-01-01T00:00:00Z' })]);
-    await q(`update trellis.schedules set next_at = $2 where name = $1`, [name, H2]);
+    await setHourly(name, 'buffer_one');
+    await dueAt(name, H2);
     const t = await token();
     await fireOne(t, name, [H2]); // the ticker's run of H2, unfinished
     const newest = await row(name);
