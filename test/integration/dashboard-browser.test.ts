@@ -94,7 +94,8 @@ describe('dashboard in chromium', () => {
   });
 
   it('opens the Schedules page and runs a schedule now through its form; the notice links the run', async () => {
-    await engine.client.schedules.set('browser-nightly', { cron: '0 3 * * *', workflow: 'greet', input: { name: 'Cron' } });
+    // Paused (Run now and Backfill work on a paused schedule): a tick of the real clock must not start a run the test would see.
+    await engine.client.schedules.set('browser-nightly', { cron: '0 3 * * *', workflow: 'greet', input: { name: 'Cron' }, paused: true });
     await page.goto(open.url);
     await page.getByRole('link', { name: 'Schedules', exact: true }).click();
     const row = page.locator('#schedules tr[data-schedule="browser-nightly"]');
@@ -108,7 +109,7 @@ describe('dashboard in chromium', () => {
   });
 
   it('backfills a schedule\'s past ticks through its form; a second backfill of the range starts nothing', async () => {
-    await engine.client.schedules.set('browser-hourly', { cron: '0 * * * *', workflow: 'greet', input: { name: 'Backfill' } });
+    await engine.client.schedules.set('browser-hourly', { cron: '0 * * * *', workflow: 'greet', input: { name: 'Backfill' }, paused: true });
     await page.goto(open.url);
     await page.getByRole('link', { name: 'Schedules', exact: true }).click();
     const row = page.locator('#schedules tr[data-schedule="browser-hourly"]');

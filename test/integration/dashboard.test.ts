@@ -450,10 +450,12 @@ describe('dashboard over HTTP', () => {
     assert.match(after.match(/<tr data-schedule="nightly-echo">[\s\S]*?<\/tr>/)?.[0] ?? '', /s-paused">paused[\s\S]*>Resume<\/button>/);
     assert.equal((await s.post('/trellis/schedules/resume', { _csrf: csrf, name: 'nightly-echo' })).status, 303);
     assert.equal((await engine.client.schedules.get('nightly-echo'))?.paused, false);
+    await engine.client.schedules.delete('nightly-echo'); // live on the real clock: no tick of it may reach the tests after
     const missing = await s.post('/trellis/schedules/pause', { _csrf: csrf, name: 'no-such-schedule' });
     assert.equal(missing.status, 404);
     // Run now: a run started as a tick at this moment would, linked from the notice; a second is skipped (overlap skip, the first unfinished).
-    await engine.client.schedules.set('held-now', { cron: '0 3 * * *', workflow: hold, input: {} });
+    // Paused (Run now and Backfill work on a paused schedule): a tick of the real clock must not start a run the counts below would see.
+    await engine.client.schedules.set('held-now', { cron: '0 3 * * *', workflow: hold, input: {}, paused: true });
     const triggered = await s.post('/trellis/schedules/trigger', { _csrf: csrf, name: 'held-now' });
     assert.equal(triggered.status, 303);
     const location = new URL(triggered.headers.get('location')!, 'http://x');
@@ -468,7 +470,7 @@ describe('dashboard over HTTP', () => {
     assert.match(await (await s.fetch(`${again.pathname}${again.search}`)).text(), /Schedule held-now skipped: its last run has not finished/);
     assert.equal((await s.post('/trellis/schedules/trigger', { _csrf: csrf, name: 'no-such-schedule' })).status, 404);
     // Backfill: the runs of a past range's ticks (times read as UTC), each at most once; counted in the notice.
-    await engine.client.schedules.set('held-back', { cron: '0 * * * *', workflow: hold, input: {} });
+    await engine.client.schedules.set('held-back', { cron: '0 * * * *', workflow: hold, input: {}, paused: true });
     const backfill = (fields: Record<string, string>) => s.post('/trellis/schedules/backfill', { _csrf: csrf, name: 'held-back', ...fields });
     const filled = await backfill({ from: '2026-01-01T00:00', to: '2026-01-01T02:30:00', overlap: '' });
     assert.equal(filled.status, 303);
