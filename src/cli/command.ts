@@ -35,8 +35,12 @@ export interface Command {
   /** Paragraphs printed under the usage line of `trellis <name> --help`. */
   description?: string | undefined;
   options?: Record<string, OptionSpec> | undefined;
-  /** Needs a database (adds --database-url; default true). */
-  database?: boolean | undefined;
+  /**
+   * Needs a database (default true): adds --database-url, --read-url and
+   * --query-timeout. `'url'`: a command that opens its own connections
+   * from `databaseUrl()` (migrate, worker) takes --database-url alone.
+   */
+  database?: boolean | 'url' | undefined;
   /** Least and most positional arguments (default 0 and 0). */
   positionals?: [min: number, max: number] | undefined;
   run(ctx: CommandContext): Promise<number | void>;
@@ -74,8 +78,12 @@ export const COMMON_OPTIONS: Record<string, OptionSpec> = {
   verbose: { type: 'boolean', short: 'v', description: 'print stack traces of errors' },
 };
 
-export const DATABASE_OPTION: Record<string, OptionSpec> = {
+export const DATABASE_URL_OPTION: Record<string, OptionSpec> = {
   'database-url': { type: 'string', value: 'URL', description: 'PostgreSQL connection string (default: $DATABASE_URL)' },
+};
+
+export const DATABASE_OPTION: Record<string, OptionSpec> = {
+  ...DATABASE_URL_OPTION,
   'read-url': { type: 'string', value: 'URL', description: 'a streaming standby for reads (default: $TRELLIS_READ_URL; see docs/scaling.md)' },
   'query-timeout': { type: 'string', value: 'DURATION', description: 'how long one statement may go unanswered (a held lock, a dead connection) before the command fails with exit 5 (default 30s)' },
 };
@@ -86,7 +94,8 @@ export const JSON_OPTION: Record<string, OptionSpec> = {
 
 /** Every option `command` takes, common ones included. */
 export function optionsOf(command: Command): Record<string, OptionSpec> {
-  return { ...command.options, ...(command.database === false ? {} : DATABASE_OPTION), ...COMMON_OPTIONS };
+  const database = command.database === false ? {} : command.database === 'url' ? DATABASE_URL_OPTION : DATABASE_OPTION;
+  return { ...command.options, ...database, ...COMMON_OPTIONS };
 }
 
 /** `trellis <name> --help`. */

@@ -32,8 +32,9 @@ function topHelp(): string {
     'commands:',
     ...COMMANDS.map((c) => `  ${c.name.padEnd(width)}${c.summary}`),
     '',
-    'Every command takes --help, --verbose, and (when it reads the database) --database-url URL (default: $DATABASE_URL)',
-    'and --read-url URL, a streaming standby that serves the reads (default: $TRELLIS_READ_URL).',
+    'Every command takes --help, --verbose, and (when it uses the database) --database-url URL (default: $DATABASE_URL);',
+    'all but migrate and worker also --read-url URL, a streaming standby that serves the reads (default: $TRELLIS_READ_URL),',
+    'and --query-timeout DURATION.',
     'trellis --version prints the version. Exit codes: docs/cli.md.',
     '',
   ].join('\n');
@@ -94,9 +95,17 @@ async function runCommand(command: Command, argv: string[], io: Io, o: MainOptio
   let values: OptionValues;
   let args: string[];
   try {
-    const parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, options: optionsOf(command) as never });
+    const specs = optionsOf(command);
+    const parsed = parseArgs({ args: argv, allowPositionals: true, strict: true, tokens: true, options: specs as never });
     values = parsed.values as OptionValues;
     args = parsed.positionals;
+    // A value option given twice kept the last one silently (`--limit 5 … --limit 50`): say so instead.
+    const given = new Set<string>();
+    for (const token of parsed.tokens) {
+      if (token.kind !== 'option' || specs[token.name]?.type !== 'string' || specs[token.name]?.multiple) continue;
+      if (given.has(token.name)) throw new Error(`--${token.name} is given more than once (it takes one value)`);
+      given.add(token.name);
+    }
   } catch (error) {
     io.err(`trellis ${command.name}: ${usageMessage(error)}; see trellis ${command.name} --help\n`);
     return EXIT.usage;

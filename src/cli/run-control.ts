@@ -46,6 +46,8 @@ export function controlCommand(o: {
   reason?: boolean | undefined;
   /** Past tense for the progress and the total (`cancelled`). */
   done: string;
+  /** Said after the --all total (what the count means, when a control is a request). */
+  totalNote?: string | undefined;
   act(client: Client, run: RunRef, reason: string | undefined): Promise<RunState>;
   many(client: Client, filter: ControlFilter, options: ControlManyOptions): Promise<ControlManyResult>;
 }): Command {
@@ -100,7 +102,7 @@ export function controlCommand(o: {
         bar.end();
       }
       const n = result.changed.length;
-      io.out(`${o.done} ${n} run${n === 1 ? '' : 's'}${result.unchanged.length ? ` (${result.unchanged.length} changed meanwhile, left as they were)` : ''}${stop ? ' (interrupted)' : ''}\n`);
+      io.out(`${o.done} ${n} run${n === 1 ? '' : 's'}${result.unchanged.length ? ` (${result.unchanged.length} changed meanwhile, left as they were)` : ''}${stop ? ' (interrupted)' : ''}${n && o.totalNote ? `; ${o.totalNote}` : ''}\n`);
       return stop ? 130 : 0;
     },
   };

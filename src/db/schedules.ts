@@ -1,5 +1,6 @@
 /** Wrappers of sql/750_schedules.sql. */
 import { type Queryable, queryRows } from './queryable.ts';
+import { parseCron } from '../workflow/cron.ts';
 
 /** The spec schedule_set takes (snake_case, as SQL callers write it). */
 export interface ScheduleSpecSql {
@@ -31,7 +32,11 @@ export interface ScheduleRow {
   timeLimitMs: number | null;
   endsAt: Date | null;
   paused: boolean;
-  /** The next tick (null: still to be computed by the ticker, or ended). */
+  /**
+   * The next tick, or null when there is none (the schedule ended). Right
+   * after a resume, before the ticker has stored it, the tick the ticker
+   * will compute (the cron's first after the resume).
+   */
   nextAt: Date | null;
   lastTickAt: Date | null;
   lastRunId: string | null;
@@ -45,16 +50,31 @@ export interface ScheduleRow {
 }
 
 const COLUMNS = `name, cron, time_zone, workflow, input, overlap, catch_up,
-  (extract(epoch from jitter) * 1000)::float8 as jitter_ms, (extract(epoch from time_limit) * 1000)::float8 as time_limit_ms, ends_at, paused, next_at, last_tick_at,
+  (extract(epoch from jitter) * 1000)::float8 as jitter_ms, (extract(epoch from time_limit) * 1000)::float8 as time_limit_ms, ends_at, paused, next_at, next_from, last_tick_at,
   last_run_id, buffered_at, fired::float8 as fired, skipped::float8 as skipped, last_error, created_at, updated_at`;
 
 function toSchedule(r: Record<string, any>): ScheduleRow {
   return {
     name: r.name, cron: r.cron, timeZone: r.time_zone, workflow: r.workflow, input: r.input, overlap: r.overlap,
-    catchUp: r.catch_up, jitterMs: r.jitter_ms, timeLimitMs: r.time_limit_ms, endsAt: r.ends_at, paused: r.paused, nextAt: r.next_at,
+    catchUp: r.catch_up, jitterMs: r.jitter_ms, timeLimitMs: r.time_limit_ms, endsAt: r.ends_at, paused: r.paused, nextAt: r.next_at ?? toCompute(r),
     lastTickAt: r.last_tick_at, lastRunId: r.last_run_id, bufferedAt: r.buffered_at, fired: r.fired,
     skipped: r.skipped, lastError: r.last_error, createdAt: r.created_at, updatedAt: r.updated_at,
   };
+}
+
+/**
+ * The next tick of a row whose next_at the ticker has still to compute
+ * (next_from set: a resume, or a SQL caller's schedule_set without next_at),
+ * computed as the ticker will; null when the cron has none before ends_at.
+ */
+function toCompute(r: Record<string, any>): Date | null {
+  if (!(r.next_from instanceof Date)) return null;
+  try {
+    const next = parseCron(r.cron, r.time_zone).nextTick(r.next_from);
+    return next && !(r.ends_at instanceof Date && next > r.ends_at) ? next : null;
+  } catch {
+    return null; // a cron this release cannot read: the ticker stores that as the schedule's error
+  }
 }
 
 /** trellis.schedule_set. */

@@ -294,6 +294,17 @@ describe('trellis ls, show, diagram and stats', () => {
     assert.deepEqual(json.steps.map((s: { name: string }) => s.name), ['fine', 'explode']);
   });
 
+  it('show of a run not finished says so, with how long since it started (no "took")', async () => {
+    const run = await fx.engine.client.start(approval, {});
+    await waitFor(async () => (await statusOf(run.id)) === 'waiting', { what: 'the approval waiting for its signal' });
+    const shown = await cli('show', run.id);
+    assert.equal(shown.code, 0, shown.err);
+    assert.match(shown.out, /^finished  -  \(not yet: \S+ since it started\)$/m);
+    await fx.engine.client.cancel(run.id);
+    await fx.engine.client.result(run.id, { timeout: '20s' }).catch(() => undefined);
+    assert.match((await cli('show', run.id)).out, /^finished  \d{4}-\d\d-\d\d \S+  \(took \S+\)$/m);
+  });
+
   it('show lists received signals', async () => {
     const id = (await cli('start', 'cli-approval', '{}')).out.trim();
     await cli('signal', id, 'approved', '{"by":"eve"}', '--id', 'sig-9');
@@ -380,7 +391,10 @@ describe('trellis ls, show, diagram and stats', () => {
     assert.match(text.out, /workflows\n.*\ncli-approval@1\s+default/);
     const json = JSON.parse((await cli('stats', '--json')).out);
     assert.ok(Array.isArray(json.queues) && Array.isArray(json.workers));
-    assert.ok(json.workflows.some((w: { name: string }) => w.name === 'cli-greet'));
+    const greet = json.workflows.find((w: { name: string }) => w.name === 'cli-greet');
+    // camelCase, as every other command's JSON.
+    assert.deepEqual(Object.keys(greet).sort(), ['lastSeenAt', 'name', 'queue', 'version']);
+    assert.ok(!Number.isNaN(Date.parse(greet.lastSeenAt)));
   });
 
   it('status counts runs by status', async () => {
@@ -512,6 +526,28 @@ describe('trellis usage errors', () => {
     }
   });
 
+  it('an option that takes one value, given twice, is refused; a repeatable one is not', async () => {
+    const twice = await cli('ls', '--limit', '5', '--limit', '50');
+    assert.equal(twice.code, 2);
+    assert.equal(twice.err, 'trellis ls: --limit is given more than once (it takes one value); see trellis ls --help\n');
+    assert.equal((await cli('ls', '--limit=5', '--workflow', 'x', '--limit=6')).code, 2, 'in either spelling');
+    const repeated = await cli('ls', '--status', 'completed', '--status', 'failed', '--json');
+    assert.equal(repeated.code, 0, repeated.err);
+    assert.equal((await cli('ls', '--json', '--json')).code, 0, 'a flag twice is harmless');
+  });
+
+  it('migrate and worker take --database-url alone (they open their own connections and only write)', async () => {
+    for (const name of ['migrate', 'worker']) {
+      const help = (await cli(name, '--help')).out;
+      assert.match(help, /--database-url URL/);
+      assert.doesNotMatch(help, /--read-url|--query-timeout/, name);
+      const refused = await cli(name, '--read-url', 'postgres://x@127.0.0.1/db');
+      assert.equal(refused.code, 2, name);
+      assert.match(refused.err, /Unknown option '--read-url'/);
+    }
+    assert.match((await cli('ls', '--help')).out, /--read-url URL[\s\S]*--query-timeout DURATION/);
+  });
+
   it('every command has --help, and --version prints the version', async () => {
     for (const name of ['migrate', 'sql', 'status', 'worker', 'start', 'signal', 'cancel', 'pause', 'resume', 'retry', 'fork', 'ls', 'show', 'stats', 'purge', 'diagram']) {
       const r = await cli(name, '--help');
@@ -532,7 +568,8 @@ describe('trellis schedules and roles', () => {
     assert.deepEqual(json.map((s) => [s.name, s.paused]), [['cli-hourly', false]]);
     assert.match((await cli('schedules', 'pause', 'cli-hourly')).out, /^cli-hourly: paused$/m);
     assert.equal((await fx.engine.client.schedules.get('cli-hourly'))?.paused, true);
-    assert.match((await cli('schedules', 'resume', 'cli-hourly')).out, /^cli-hourly: active, next /m);
+    // The next tick at once, before the ticker has stored it (an hourly cron: a whole hour, Berlin or UTC).
+    assert.match((await cli('schedules', 'resume', 'cli-hourly')).out, /^cli-hourly: active, next \d{4}-\d\d-\d\d \d\d:00:00\.000$/m);
     assert.equal((await cli('schedules', 'pause', 'no-such-schedule')).code, 3);
     assert.equal((await cli('schedules', 'frobnicate', 'cli-hourly')).code, 2);
     assert.equal((await cli('schedules', 'pause')).code, 2);
@@ -626,7 +663,12 @@ describe('trellis replay-check', () => {
     assert.match(bad.out, /^checked [1-9]\d* runs? of cli-approval@1: [1-9]\d* would break$/m);
     const usage = await cli('replay-check', same, '--status', 'sleeping');
     assert.equal(usage.code, 2);
-    assert.match(usage.err, /--status must be one of pending, running, waiting, paused, completed, failed, cancelled/);
+    assert.match(usage.err, /unknown status "sleeping" \(one of pending, running, waiting, paused, completed, failed, cancelled\)/);
+    // Comma-separated, as every other --status.
+    const listed = await cli('replay-check', same, '--workflow', 'cli-approval', '--status', 'waiting,paused');
+    assert.equal(listed.code, 0, listed.err);
+    assert.match(listed.out, /^checked [1-9]\d* runs? of cli-approval@1: all replay$/m);
+    assert.equal((await cli('replay-check', same, '--status', ',')).code, 2, 'an empty list is refused');
     const none = await cli('replay-check', same, '--workflow', 'no-such');
     assert.equal(none.code, 2);
     assert.equal(await statusOf(run.id), 'waiting', 'nothing changed');

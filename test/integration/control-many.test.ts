@@ -104,7 +104,7 @@ describe('bulk controls', () => {
     assert.equal(bad.code, 2);
     assert.match(bad.err, /--metadata must be a JSON object/);
     const cancelled = await cli('cancel', '--all', '--metadata', '{"tenant":"globex"}');
-    assert.equal(cancelled.out, 'cancelled 1 run\n', cancelled.err);
+    assert.equal(cancelled.out, 'cancelled 1 run; any that had started ends cancelled at its next durable call, or completed if its code returns first\n', cancelled.err);
     await env.client.cancel(acme.id);
   });
 
@@ -176,7 +176,7 @@ describe('bulk controls', () => {
     }
     assert.deepEqual(await statuses(ids), ['waiting', 'waiting']);
     const cancelled = await cli('cancel', '--all', '--workflow', 'cm-nap', '--queue', 'cli-naps', '--reason', 'done');
-    assert.equal(cancelled.out, 'cancelled 2 runs\n', cancelled.err);
+    assert.equal(cancelled.out, 'cancelled 2 runs; any that had started ends cancelled at its next durable call, or completed if its code returns first\n', cancelled.err);
   });
 });
 

@@ -450,6 +450,10 @@ describe('dashboard over HTTP', () => {
     assert.match(after.match(/<tr data-schedule="nightly-echo">[\s\S]*?<\/tr>/)?.[0] ?? '', /s-paused">paused[\s\S]*>Resume<\/button>/);
     assert.equal((await s.post('/trellis/schedules/resume', { _csrf: csrf, name: 'nightly-echo' })).status, 303);
     assert.equal((await engine.client.schedules.get('nightly-echo'))?.paused, false);
+    // Resumed: active with its next tick at once, never "no next tick" until the ticker's round.
+    const resumed = (await (await s.fetch('/trellis/schedules')).text()).match(/<tr data-schedule="nightly-echo">[\s\S]*?<\/tr>/)?.[0] ?? '';
+    assert.match(resumed, /s-running">active/);
+    assert.ok(resumed.includes(next.toISOString().slice(0, 19).replace('T', ' ')), 'the next tick');
     await engine.client.schedules.delete('nightly-echo'); // live on the real clock: no tick of it may reach the tests after
     const missing = await s.post('/trellis/schedules/pause', { _csrf: csrf, name: 'no-such-schedule' });
     assert.equal(missing.status, 404);

@@ -242,7 +242,12 @@ describe('pause, resume, end date, jitter, SQL', () => {
     const resumedAt = await env.now();
     const row = await env.client.schedules.resume('paused-one');
     assert.equal(row.paused, false);
+    // The next tick at once (the one the ticker then stores), not null until the ticker's next round.
+    const [next] = boundaries(resumedAt, 10 * 60_000, 1);
+    assert.equal(row.nextAt?.toISOString(), next);
+    assert.equal((await env.client.schedules.get('paused-one'))?.nextAt?.toISOString(), next);
     await ticked('paused-one');
+    assert.equal((await env.client.schedules.get('paused-one'))?.nextAt?.toISOString(), next, 'as the ticker stored it');
     assert.deepEqual(await runTicks('paused-one'), [], 'no tick of the paused hour');
     await env.advance('10 minutes');
     await ticked('paused-one');

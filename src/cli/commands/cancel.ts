@@ -8,6 +8,7 @@ export const cancel = controlCommand({
     + 'or running: it ends cancelled a moment later, when a worker replays it and its code sees CancelledError (its running steps aborted).',
   reason: true,
   done: 'cancelled',
+  totalNote: 'any that had started ends cancelled at its next durable call, or completed if its code returns first',
   act: (client, run, reason) => client.cancel(run, reason),
   many: (client, filter, options) => client.cancelMany(filter, options),
 });

@@ -5,6 +5,7 @@ import type { Command } from '../command.ts';
 export const migrate: Command = {
   name: 'migrate',
   summary: 'install or upgrade the trellis schema (safe to run from many replicas at once)',
+  database: 'url', // its own connections: no --read-url (it writes), no --query-timeout (an upgrade may rewrite a large table for longer)
   description: 'Applies the migrations the database lacks and re-applies every function, in one transaction under a waiting advisory lock.',
   async run({ databaseUrl, io }) {
     // Its own connection, without --query-timeout: an upgrade may rewrite a large table for longer.

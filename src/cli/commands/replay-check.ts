@@ -5,8 +5,7 @@
  * Reads only; exit 1 when some run would break.
  */
 import { type CheckReplayOptions, checkReplay } from '../../testing/replay-check.ts';
-import { RUN_STATES } from '../../db/tables.ts';
-import { integer, quote } from '../args.ts';
+import { integer, quote, statusOption } from '../args.ts';
 import type { Command } from '../command.ts';
 import { EXIT, UsageError } from '../exit-codes.ts';
 import { loadWorkflows } from '../load-workflows.ts';
@@ -23,14 +22,11 @@ export const replayCheck: Command = {
   options: {
     workflow: { type: 'string', value: 'NAME', description: 'check only the workflow NAME the module exports' },
     version: { type: 'string', value: 'V', description: 'check the runs pinned to version V (default: each definition\'s own)' },
-    status: { type: 'string', value: 'STATUS', multiple: true, description: 'runs in this status (repeatable; default: pending, running, waiting, paused)' },
+    status: { type: 'string', value: 'STATUS', multiple: true, description: 'runs in this status (also comma-separated; default: pending, running, waiting, paused)' },
     limit: { type: 'string', value: 'N', description: 'at most N runs per workflow, the newest first (default 1000)' },
   },
   async run({ args, options, client, io }) {
-    const statuses = options.status as string[] | undefined;
-    for (const s of statuses ?? []) {
-      if (!(RUN_STATES as readonly string[]).includes(s)) throw new UsageError(`--status must be one of ${RUN_STATES.join(', ')}, not ${quote(s)}`);
-    }
+    const statuses = statusOption(options.status);
     const limit = options.limit === undefined ? 1000 : integer(options.limit as string, 'limit', 1, 100_000, 1000);
     const only = options.workflow as string | undefined;
     const definitions = (await loadWorkflows(args[0] as string)).filter((d) => only === undefined || d.name === only);

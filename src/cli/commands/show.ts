@@ -32,7 +32,9 @@ export const show: Command = {
       `status    ${r.status}  attempt ${r.attempt}${r.failures ? `  failures ${r.failures}` : ''}${r.execution > 1 ? `  execution ${r.execution}` : ''}`,
       `created   ${formatTime(r.createdAt)}`,
       `started   ${formatTime(r.startedAt)}`,
-      `finished  ${formatTime(r.finishedAt)}${r.startedAt ? `  (took ${formatDuration(between(r.startedAt, r.finishedAt, now))})` : ''}`,
+      r.finishedAt
+        ? `finished  ${formatTime(r.finishedAt)}${r.startedAt ? `  (took ${formatDuration(between(r.startedAt, r.finishedAt))})` : ''}`
+        : `finished  -${r.startedAt ? `  (not yet: ${formatDuration(between(r.startedAt, null, now))} since it started)` : ''}`,
     ];
     if (r.status === 'pending' || r.status === 'waiting') lines.push(`due       ${formatTime(r.runAt)}`);
     if (r.deadline) lines.push(`deadline  ${formatTime(r.deadline)}${r.finishedAt ? '' : `  (${r.deadline <= now ? 'passed' : `in ${formatDuration(r.deadline.getTime() - now.getTime())}`})`}`);

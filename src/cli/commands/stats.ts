@@ -40,7 +40,12 @@ export const stats: Command = {
       db.query<QueueRow>(QUEUES), db.query<WorkerRow>(WORKERS), db.query<WorkflowRow>(WORKFLOWS),
     ]);
     if (options.json) {
-      io.out(toJson({ queues: queues.rows, workers: workers.rows, workflows: workflows.rows }));
+      // camelCase, as every other command's JSON (the client's rows).
+      io.out(toJson({
+        queues: queues.rows.map(({ lag_ms, ...q }) => ({ ...q, lagMs: lag_ms })),
+        workers: workers.rows.map(({ lease_expires_at, ...w }) => ({ ...w, leaseExpiresAt: lease_expires_at })),
+        workflows: workflows.rows.map(({ last_seen_at, ...w }) => ({ ...w, lastSeenAt: last_seen_at })),
+      }));
       return;
     }
     io.out('queues\n');

@@ -15,6 +15,7 @@ export const worker: Command = {
   description: 'The module (.js, .mjs; .ts with tsx installed in its project) exports workflow definitions, or arrays of them.\n'
     + 'On SIGTERM or SIGINT the worker stops claiming, lets running runs finish for --shutdown-timeout, then gives the\n'
     + 'rest back to other replicas, and exits 0. Logs are JSON lines on stderr.',
+  database: 'url', // its own connections: no --read-url (it writes), no --query-timeout (the worker's own bounds, docs/reliability.md)
   positionals: [1, 1],
   options: {
     queue: { type: 'string', value: 'NAME', multiple: true, description: 'queues to serve (default: the workflows\' own)' },
