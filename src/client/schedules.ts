@@ -8,7 +8,7 @@
 import type { WorkflowRegistry } from '../db/registry.ts';
 import { type Executor, type Queryable, queryRows, toQueryable } from '../db/queryable.ts';
 import { type RoleRow, roleList } from '../db/roles.ts';
-import { type ManualTick, scheduleControl, scheduleDelete, scheduleList, scheduleManual, type ScheduleRow, scheduleSet } from '../db/schedules.ts';
+import { type ManualTick, scheduleControl, scheduleDelete, scheduleList, scheduleManual, type ScheduleRow, scheduleSet, type StoredSchedule } from '../db/schedules.ts';
 import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 import { NotFoundError, quoteValue, ValidationError } from '../errors.ts';
 import { parseCron } from '../workflow/cron.ts';
@@ -20,6 +20,25 @@ import { validate } from '../workflow/standard-schema.ts';
 
 export type { RoleRow } from '../db/roles.ts';
 export type { ManualTick, ScheduleRow } from '../db/schedules.ts';
+
+/**
+ * A stored row as `client.schedules` returns it: while the ticker has still
+ * to compute the next tick (`next_at` null after a resume, or a SQL
+ * caller's `schedule_set` without one), `nextAt` is the tick it will
+ * compute (the cron's first after `next_from`; null past `endsAt`).
+ *
+ * @example
+ * const rows = (await scheduleList(db)).map(scheduleRow);
+ */
+export function scheduleRow({ nextFrom, ...row }: StoredSchedule): ScheduleRow {
+  if (row.nextAt !== null || nextFrom === null) return row;
+  try {
+    const next = parseCron(row.cron, row.timeZone).nextTick(nextFrom);
+    return { ...row, nextAt: next && !(row.endsAt && next > row.endsAt) ? next : null };
+  } catch {
+    return row; // a cron this release cannot read: the ticker stores that as the schedule's error
+  }
+}
 
 /**
  * What a schedule does when a tick comes while its last run has not finished.
@@ -175,7 +194,7 @@ export class Schedules {
     const now = await this.now(db);
     const next = cron.nextTick(now);
     const endsAt = options.endsAt ?? null;
-    return scheduleSet(db, name, {
+    return scheduleRow(await scheduleSet(db, name, {
       cron: cron.cron,
       time_zone: cron.timeZone,
       workflow: workflowName,
@@ -187,17 +206,17 @@ export class Schedules {
       ends_at: endsAt?.toISOString() ?? null,
       ...(options.paused === undefined ? {} : { paused: options.paused }),
       next_at: next && (!endsAt || next <= endsAt) ? next.toISOString() : null,
-    });
+    }));
   }
 
   /** Stop firing until `resume` (ticks meanwhile are skipped). NotFoundError if unknown. @example await client.schedules.pause('daily-report'); */
-  pause(name: string, { tx }: { tx?: Executor | undefined } = {}): Promise<ScheduleRow> {
-    return scheduleControl(tx === undefined ? this.db : toQueryable(tx), 'pause', assertName(name, 'schedule'));
+  async pause(name: string, { tx }: { tx?: Executor | undefined } = {}): Promise<ScheduleRow> {
+    return scheduleRow(await scheduleControl(tx === undefined ? this.db : toQueryable(tx), 'pause', assertName(name, 'schedule')));
   }
 
   /** Fire again from the next tick after now. NotFoundError if unknown. @example await client.schedules.resume('daily-report'); */
-  resume(name: string, { tx }: { tx?: Executor | undefined } = {}): Promise<ScheduleRow> {
-    return scheduleControl(tx === undefined ? this.db : toQueryable(tx), 'resume', assertName(name, 'schedule'));
+  async resume(name: string, { tx }: { tx?: Executor | undefined } = {}): Promise<ScheduleRow> {
+    return scheduleRow(await scheduleControl(tx === undefined ? this.db : toQueryable(tx), 'resume', assertName(name, 'schedule')));
   }
 
   /** Delete it (its runs stay); false if there was none. @example await client.schedules.delete('daily-report', { tx: pgClient }); */
@@ -272,12 +291,13 @@ export class Schedules {
 
   /** The schedule's row, or undefined. @example const s = await client.schedules.get('daily-report'); console.log(s?.nextAt); */
   async get(name: string): Promise<ScheduleRow | undefined> {
-    return (await scheduleList(this.reads, assertName(name, 'schedule')))[0];
+    const [row] = await scheduleList(this.reads, assertName(name, 'schedule'));
+    return row && scheduleRow(row);
   }
 
   /** Every schedule, by name (what `trellis schedules` lists). @example for (const s of await client.schedules.list()) console.log(s.name, s.nextAt); */
-  list(): Promise<ScheduleRow[]> {
-    return scheduleList(this.reads);
+  async list(): Promise<ScheduleRow[]> {
+    return (await scheduleList(this.reads)).map(scheduleRow);
   }
 
   private async now(db: Queryable): Promise<Date> {

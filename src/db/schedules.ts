@@ -1,6 +1,5 @@
 /** Wrappers of sql/750_schedules.sql. */
 import { type Queryable, queryRows } from './queryable.ts';
-import { parseCron } from '../workflow/cron.ts';
 
 /** The spec schedule_set takes (snake_case, as SQL callers write it). */
 export interface ScheduleSpecSql {
@@ -53,38 +52,32 @@ const COLUMNS = `name, cron, time_zone, workflow, input, overlap, catch_up,
   (extract(epoch from jitter) * 1000)::float8 as jitter_ms, (extract(epoch from time_limit) * 1000)::float8 as time_limit_ms, ends_at, paused, next_at, next_from, last_tick_at,
   last_run_id, buffered_at, fired::float8 as fired, skipped::float8 as skipped, last_error, created_at, updated_at`;
 
-function toSchedule(r: Record<string, any>): ScheduleRow {
+/**
+ * A row as stored: with `next_from`, where the ticker computes the next tick
+ * from while `next_at` is null (client/schedules.ts turns it into the
+ * public `ScheduleRow`, whose `nextAt` is then that tick).
+ */
+export interface StoredSchedule extends ScheduleRow {
+  nextFrom: Date | null;
+}
+
+function toSchedule(r: Record<string, any>): StoredSchedule {
   return {
     name: r.name, cron: r.cron, timeZone: r.time_zone, workflow: r.workflow, input: r.input, overlap: r.overlap,
-    catchUp: r.catch_up, jitterMs: r.jitter_ms, timeLimitMs: r.time_limit_ms, endsAt: r.ends_at, paused: r.paused, nextAt: r.next_at ?? toCompute(r),
+    catchUp: r.catch_up, jitterMs: r.jitter_ms, timeLimitMs: r.time_limit_ms, endsAt: r.ends_at, paused: r.paused, nextAt: r.next_at, nextFrom: r.next_from,
     lastTickAt: r.last_tick_at, lastRunId: r.last_run_id, bufferedAt: r.buffered_at, fired: r.fired,
     skipped: r.skipped, lastError: r.last_error, createdAt: r.created_at, updatedAt: r.updated_at,
   };
 }
 
-/**
- * The next tick of a row whose next_at the ticker has still to compute
- * (next_from set: a resume, or a SQL caller's schedule_set without next_at),
- * computed as the ticker will; null when the cron has none before ends_at.
- */
-function toCompute(r: Record<string, any>): Date | null {
-  if (!(r.next_from instanceof Date)) return null;
-  try {
-    const next = parseCron(r.cron, r.time_zone).nextTick(r.next_from);
-    return next && !(r.ends_at instanceof Date && next > r.ends_at) ? next : null;
-  } catch {
-    return null; // a cron this release cannot read: the ticker stores that as the schedule's error
-  }
-}
-
 /** trellis.schedule_set. */
-export async function scheduleSet(db: Queryable, name: string, spec: ScheduleSpecSql): Promise<ScheduleRow> {
+export async function scheduleSet(db: Queryable, name: string, spec: ScheduleSpecSql): Promise<StoredSchedule> {
   const rows = await queryRows<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedule_set($1, $2::jsonb)`, [name, JSON.stringify(spec)]);
   return toSchedule(rows[0] as Record<string, any>);
 }
 
 /** trellis.schedule_pause / schedule_resume. */
-export async function scheduleControl(db: Queryable, verb: 'pause' | 'resume', name: string): Promise<ScheduleRow> {
+export async function scheduleControl(db: Queryable, verb: 'pause' | 'resume', name: string): Promise<StoredSchedule> {
   const rows = await queryRows<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedule_${verb}($1)`, [name]);
   return toSchedule(rows[0] as Record<string, any>);
 }
@@ -96,7 +89,7 @@ export async function scheduleDelete(db: Queryable, name: string): Promise<boole
 }
 
 /** Schedules by name (one, or all). */
-export async function scheduleList(db: Queryable, name?: string): Promise<ScheduleRow[]> {
+export async function scheduleList(db: Queryable, name?: string): Promise<StoredSchedule[]> {
   const rows = name === undefined
     ? await queryRows<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedules order by name`)
     : await queryRows<Record<string, any>>(db, `select ${COLUMNS} from trellis.schedules where name = $1`, [name]);

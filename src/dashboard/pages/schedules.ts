@@ -1,5 +1,6 @@
 /** Schedules: cron, time zone, workflow, next and last tick, fired, paused or failing; pause, resume, run now and backfill. */
-import { scheduleList, type ScheduleRow } from '../../db/schedules.ts';
+import { scheduleList } from '../../db/schedules.ts';
+import { scheduleRow, type ScheduleRow } from '../../client/schedules.ts';
 import { OVERLAP_POLICIES } from '../../client/schedules.ts';
 import { type Html, html, jsonBlock, when } from '../html.ts';
 import type { DashboardPage, PageView } from '../page.ts';
@@ -64,7 +65,7 @@ export const schedulesPage: DashboardPage = {
   path: '/schedules',
   nav: { label: 'Schedules', order: 30 },
   async render(view) {
-    const schedules = await scheduleList(view.db);
+    const schedules = (await scheduleList(view.db)).map(scheduleRow);
     const body = html`<h1>Schedules</h1>
 ${notice(view, schedules)}
 ${schedules.length === 0 ? html`<p class="muted">No schedules: create one with client.schedules.set.</p>` : html`<table id="schedules"><thead><tr><th>schedule</th><th>cron</th><th>time zone</th><th>workflow</th>
