@@ -178,6 +178,25 @@ end $$;
 comment on function trellis._check_lease(interval) is
   'Return p_lease if it is between 1 second and 1 day, else raise TR001.';
 
+-- Metadata's foreign_id is indexed (runs_foreign_id_idx, the lookups of a
+-- state machine's runs by foreign id), and an index entry holds at most
+-- ~2.7 kB: a longer value failed the write with SQLSTATE 54000, and a
+-- run's own ctx.setMetadata with it failed its checkpoint again at every
+-- claim. So it is a string of at most 512 characters (as a machine's
+-- foreign ids), a number, a boolean or null. Mirrored by assertForeignIdField
+-- in src/protocol/serialize.ts.
+create or replace function trellis._check_foreign_id_field(p_metadata jsonb, p_what text)
+returns void language plpgsql immutable as $$
+begin
+  if jsonb_typeof(p_metadata->'foreign_id') not in ('string', 'number', 'boolean', 'null')
+     or length(p_metadata->>'foreign_id') > 512 then
+    perform trellis._raise('TR001', format('the foreign_id of %s must be a string of at most 512 characters, a number, a boolean or null (it is indexed), not %s',
+                                           p_what, trellis._quote(p_metadata->>'foreign_id')));
+  end if;
+end $$;
+comment on function trellis._check_foreign_id_field(jsonb, text) is
+  'Raise TR001 unless p_metadata''s foreign_id (when there) is a string of at most 512 characters, a number, a boolean or null (it is indexed); p_what names the metadata.';
+
 -- Whether an interval given as text is a number with no unit ('1000',
 -- ' 1.5 '): PostgreSQL reads it as seconds, the TypeScript durations read a
 -- number as milliseconds, so where both meet such a text is refused.

@@ -172,6 +172,9 @@ begin
   if jsonb_typeof(v_metadata) <> 'object' then
     perform trellis._raise('TR001', 'metadata must be a JSON object');
   end if;
+  if v_metadata ? 'foreign_id' then
+    perform trellis._check_foreign_id_field(v_metadata, 'metadata');
+  end if;
   -- The settings a start reads (the payload limit, the bucket count, the
   -- outbox), in one statement: _setting_int, _bucket_count and _outbox_on
   -- inlined (a function call and a query each, on every start). A stored

@@ -13,7 +13,8 @@
 
 -- p_metadata with p_patch merged in: its fields set, its null fields
 -- removed. TR001 for a patch that is not a JSON object, names an empty
--- field, or names a field tracing keeps (traceparent, tracestate); TR005 for a
+-- field, or names a field tracing keeps (traceparent, tracestate), or a
+-- foreign_id that cannot be indexed (_check_foreign_id_field); TR005 for a
 -- result over max_payload_bytes and larger than p_metadata (p_what names it).
 create or replace function trellis._metadata_merge(p_metadata jsonb, p_patch jsonb, p_what text)
 returns jsonb language plpgsql stable as $$
@@ -26,6 +27,9 @@ begin
   end if;
   if p_patch ? '' or p_patch ?| array['traceparent', 'tracestate'] then
     perform trellis._raise('TR001', format('a metadata patch of %s names an empty field or one tracing keeps (traceparent, tracestate)', p_what));
+  end if;
+  if p_patch ? 'foreign_id' then
+    perform trellis._check_foreign_id_field(p_patch, format('a metadata patch of %s', p_what));
   end if;
   v_merged := (coalesce(p_metadata, '{}') || p_patch)
               - array(select e.key from jsonb_each(p_patch) e where e.value = 'null'::jsonb);

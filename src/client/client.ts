@@ -19,7 +19,7 @@ import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTa
 import { NotFoundError, quoteValue, RequestRejectedError, SchemaVersionError, TimeoutError, ValidationError } from '../errors.ts';
 import { replyKey, type ReplyRecord } from '../workflow/requests.ts';
 import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
-import { assertJsonObject, encodeJson } from '../protocol/serialize.ts';
+import { assertForeignIdField, assertJsonObject, encodeJson } from '../protocol/serialize.ts';
 import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../protocol/schema-version.generated.ts';
 import { SCHEMA_INFO_SQL, schemaBehind } from '../db/schema-check.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
@@ -706,6 +706,7 @@ export class Client {
    */
   async setMetadata(run: RunRef, fields: Record<string, unknown>, options: { tx?: Executor | undefined } = {}): Promise<Record<string, unknown>> {
     assertJsonObject(fields, 'the metadata fields', 'fields');
+    assertForeignIdField(fields, 'the metadata fields');
     const text = encodeJson(fields, 'metadata fields', Number.MAX_SAFE_INTEGER); // the merged size is run_set_metadata's check (TR005)
     const db = this.exec(options.tx);
     const id = await this.resolve(run, db);
@@ -1400,6 +1401,7 @@ function runOptions(options: Omit<StartOptions, 'tx' | 'version'>, limit: number
     if (typeof options.metadata !== 'object' || options.metadata === null || Array.isArray(options.metadata)) {
       throw new ValidationError('metadata must be a plain object');
     }
+    assertForeignIdField(options.metadata, 'metadata');
     sqlOptions.metadata = JSON.parse(encodeJson(options.metadata, 'metadata', limit));
   }
   return sqlOptions;

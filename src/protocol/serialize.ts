@@ -39,6 +39,22 @@ export function assertJsonObject(value: unknown, what: string, root: string): as
 }
 
 /**
+ * Refuse metadata whose `foreign_id` (indexed for the lookups of a state
+ * machine's runs by foreign id, where an entry holds at most ~2.7 kB) is
+ * not a string of at most 512 characters, a number, a boolean or null
+ * (ValidationError naming `what`). As trellis._check_foreign_id_field
+ * (sql/000_support.sql), which every write of metadata runs.
+ */
+export function assertForeignIdField(metadata: Record<string, unknown>, what: string): void {
+  if (!Object.hasOwn(metadata, 'foreign_id')) return;
+  const v = metadata.foreign_id;
+  if (v === null || typeof v === 'number' || typeof v === 'boolean') return;
+  // Characters as PostgreSQL counts them (code points; a string's length counts UTF-16 units).
+  if (typeof v === 'string' && (v.length <= 512 || [...v].length <= 512)) return;
+  throw new ValidationError(`the foreign_id of ${what} must be a string of at most 512 characters, a number, a boolean or null (it is indexed), not ${quoteValue(v)}`);
+}
+
+/**
  * Refuse anything but a JSON value (a string, finite number, boolean, null,
  * array or plain object of them), naming `what` and the path of the first
  * bad value from `path`: what JSON would drop or change (undefined, a

@@ -28,7 +28,7 @@ import { RaceLostError, raceLost, type Verdict, type Wait, type WaitKind } from 
 import { type Carried, runAttempt } from './attempt.ts';
 import type { StepKind, StepRecord } from '../protocol/history.ts';
 import type { StepOp } from '../protocol/checkpoint.ts';
-import { assertJsonObject, assertJsonValue, encodeJson, jsonbTextBytes, serializeError } from '../protocol/serialize.ts';
+import { assertForeignIdField, assertJsonObject, assertJsonValue, encodeJson, jsonbTextBytes, serializeError } from '../protocol/serialize.ts';
 import { assertName, UUID_PATTERN } from '../workflow/names.ts';
 import { deadlineOptions, LAST_WAIT_TIME } from '../protocol/deadline.ts';
 
@@ -345,6 +345,7 @@ async function setMetadata(run: Replay, fields: Record<string, unknown>): Promis
   if (names.some((k) => k === '' || TRACING_FIELDS.includes(k))) {
     throw new ValidationError(`ctx.setMetadata's fields may not name an empty field, traceparent or tracestate (tracing keeps them), got ${names.map((k) => JSON.stringify(k)).join(', ')}`);
   }
+  assertForeignIdField(fields, 'ctx.setMetadata\'s fields');
   run.refuseInStepBody('ctx.setMetadata');
   if (names.length === 0) return;
   // What jsonb cannot store at all (U+0000, a lone surrogate): the code's doing, refused before the call.

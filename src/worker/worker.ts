@@ -48,6 +48,19 @@ export type { WorkerOptions } from './options.ts';
 /** Error codes with which SQL refuses an op for good: retrying the same op cannot help. */
 const REFUSED_END = new Set<string>([ERROR_CODES.payloadTooLarge, ERROR_CODES.validation]);
 
+/**
+ * A run whose writes fail with a database error that is not transient is
+ * given back for a later attempt (a permission or a function missing
+ * mid-deploy heals), after 1 s, 2 s, 4 s … (at most 60 s); at the
+ * `FAULT_PARK_AFTER`th give-back in a row on this worker it is parked
+ * (paused, with the error) for an operator instead: an error that does not
+ * heal (a value PostgreSQL cannot index) would otherwise claim it, and run
+ * its steps again, for ever.
+ */
+const FAULT_PARK_AFTER = 8;
+/** Runs tracked for that count at most (the oldest forgotten first). */
+const FAULT_STREAKS_MAX = 10_000;
+
 
 /**
  * Create a worker; call `start()` to begin and `stop()` to shut down gracefully.
@@ -89,6 +102,8 @@ export class Worker {
   private readonly log: Logger;
   private readonly committer: Committer;
   private readonly active = new Map<string, Active>();
+  /** Give-backs in a row of a run after database faults (FAULT_PARK_AFTER); deleted when the run's execution ends well. */
+  private readonly faultStreaks = new Map<string, number>();
   private listener: Listener | undefined;
   private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
   private claiming = false;
@@ -684,6 +699,7 @@ export class Worker {
     if (ending?.run.lease_token === fence.token) ending.ending = true;
     try {
       if (op) await this.committer.push(op);
+      this.faultStreaks.delete(fence.run);
       this.stats[outcomeName(outcome)]++;
       observed?.end(outcome);
       this.runLog.ended(this.active.get(fence.run)?.run, fence.run, outcome);
@@ -729,9 +745,27 @@ export class Worker {
       // than leave it until its lease expires; it is never failed for this.
       if (fallback && isDatabaseFault(error) && op?.op !== 'release') {
         this.committer.forget(fence.run, fence.token);
-        await this.committer.push({ ...fence, op: 'release', delay_ms: 1000, failure: false }).catch(() => undefined);
+        await this.committer.push(this.faultGiveBack(fence, error)).catch(() => undefined);
       }
     }
+  }
+
+  /**
+   * The op that gives run `fence.run` back after a database fault: a release
+   * after a growing delay, or, at the FAULT_PARK_AFTER-th in a row, a pause
+   * with the error (the dead letter an operator resumes or retries).
+   */
+  private faultGiveBack(fence: Fence, error: unknown): CheckpointOp {
+    const streak = (this.faultStreaks.get(fence.run) ?? 0) + 1;
+    this.faultStreaks.delete(fence.run);
+    if (streak >= FAULT_PARK_AFTER) {
+      this.log.error('the run\'s writes failed with a database error at every attempt: parked (paused) for an operator', { runId: fence.run, attempts: streak, error: String(error) });
+      const cause = serializeError(error);
+      return { ...fence, op: 'pause', error: { ...cause, message: `parked after ${streak} attempts in a row whose writes failed with a database error: ${cause.message}` } };
+    }
+    if (this.faultStreaks.size >= FAULT_STREAKS_MAX) this.faultStreaks.delete(this.faultStreaks.keys().next().value as string);
+    this.faultStreaks.set(fence.run, streak);
+    return { ...fence, op: 'release', delay_ms: Math.min(1000 * 2 ** (streak - 1), 60_000), failure: false };
   }
 
   /**

@@ -50,6 +50,9 @@ const misuse = defineWorkflow({ name: 'md-misuse', input: z.object({}) }, async 
     await outcome(() => ctx.setMetadata({ half: 'y'.repeat(600_000) })),
     await outcome(() => ctx.setMetadata({ other: 'z'.repeat(600_000) })),
     await ctx.step('inside', () => outcome(() => ctx.setMetadata({ from: 'a step body' }))),
+    // An indexed field PostgreSQL could not index (its checkpoint failed at every claim, re-running the steps before it).
+    await outcome(() => ctx.setMetadata({ foreign_id: 'f'.repeat(3_000) })),
+    await outcome(() => ctx.setMetadata({ foreign_id: { nested: 'x' } })),
     await outcome(() => ctx.setMetadata({})),
   ];
   await ctx.setMetadata({ half: null, ok: true });
@@ -116,7 +119,7 @@ describe('ctx.setMetadata', () => {
     const m = await env.client.start(misuse, {});
     assert.deepEqual(await m.result({ timeout: '20s' }), [
       'ValidationError', 'ValidationError', 'ValidationError', 'ValidationError', 'ValidationError', 'PayloadTooLargeError',
-      'set', 'PayloadTooLargeError', 'ValidationError', 'set',
+      'set', 'PayloadTooLargeError', 'ValidationError', 'ValidationError', 'ValidationError', 'set',
     ]);
     assert.deepEqual((await env.client.get(m.id))?.metadata, { ok: true });
     const { rows } = await env.pool.query(`select status, output from trellis.steps where run_id = $1 and kind = 'metadata' order by seq`, [m.id]);
@@ -197,6 +200,26 @@ describe('client.setMetadata', () => {
     await env.waitFor(run, 'cancelled', { timeout: '20s' });
     await env.client.scrub(run.id);
     await assert.rejects(env.client.setMetadata(run.id, { a: 1 }), IllegalTransitionError);
+  });
+
+  it('refuses a foreign_id PostgreSQL could not index (over 512 characters, or an object) from every writer with a typed error, changing nothing', async () => {
+    const long = 'f'.repeat(3_200);
+    const before = await env.pool.query('select count(*)::int as n from trellis.runs');
+    await assert.rejects(env.client.start(order, { tenant: 'x' }, { metadata: { foreign_id: long } }), ValidationError);
+    await assert.rejects(env.client.start(order, { tenant: 'x' }, { metadata: { foreign_id: [1] } }), ValidationError);
+    const sqlCode = async (text: string, values: unknown[]) => env.pool.query(text, values).then(() => 'ok', (e: { code?: string; message: string }) => `${e.code}: ${e.message}`);
+    assert.match(await sqlCode(`select trellis.run_start('md-order', '{"tenant":"x"}', jsonb_build_object('metadata', jsonb_build_object('foreign_id', $1::text)))`, [long]),
+      /^TR001: the foreign_id of metadata must be a string of at most 512 characters/);
+    assert.deepEqual((await env.pool.query('select count(*)::int as n from trellis.runs')).rows, before.rows, 'nothing started');
+    const run = await env.client.start(order, { tenant: 'x' }, { metadata: { foreign_id: '😀'.repeat(512) } });
+    await env.waitFor(run, 'waiting', { timeout: '20s' });
+    await assert.rejects(env.client.setMetadata(run.id, { foreign_id: long }), ValidationError);
+    assert.match(await sqlCode(`select trellis.run_set_metadata($1, jsonb_build_object('foreign_id', $2::text))`, [run.id, long]), /^TR001: the foreign_id of a metadata patch/);
+    assert.match(await sqlCode(`select trellis.run_set_metadata($1, '{"foreign_id": {"a": 1}}')`, [run.id]), /^TR001: the foreign_id of a metadata patch/);
+    assert.equal((await env.client.get(run.id))?.metadata.foreign_id, '😀'.repeat(512), 'unchanged: 512 characters (of 2 UTF-16 units each) are taken');
+    await env.client.setMetadata(run.id, { foreign_id: 12345 });
+    assert.equal((await env.client.get(run.id))?.metadata.foreign_id, 12345);
+    await env.client.cancel(run.id);
   });
 
   it('trellis metadata merges fields by id or by workflow and key and prints the result; bad input exits 2, an unknown run 3, a scrubbed one 4', async () => {
