@@ -62,11 +62,15 @@ async function startChild(args: string[] = []): Promise<Started> {
       ended = true;
       resolve({ code, signal });
     }));
+  // initdb and the server's start: a few seconds, far more on a loaded machine.
   const ready = await poll(() => {
     const found = /READY (\{.*\})/.exec(output)?.[1];
     if (!found && ended) assert.fail(`child exited before it was ready:\n${output}`);
     return found;
-  }, 20_000, () => `child never got ready:\n${output}`);
+  }, 90_000, () => `child never got ready:\n${output}`).catch((error: unknown) => {
+    child.kill('SIGKILL'); // not left running to hold the test file open
+    throw error;
+  });
   const { pid, dataDir, url } = JSON.parse(ready) as { pid: number; dataDir: string; url: string };
   return { child, pid, dataDir, url, output: () => output, exited };
 }

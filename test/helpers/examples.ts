@@ -8,6 +8,8 @@ export interface ExampleOutcome {
   code: number | null;
   stdout: string;
   stderr: string;
+  /** Killed at `timeoutMs` (code null). */
+  timedOut: boolean;
 }
 
 /** Run the example at `path` (relative to the repository) against `url` (and `env`); killed after `timeoutMs`. */
@@ -22,11 +24,15 @@ export function runExample(path: string, url: string, timeoutMs = 60_000, env: N
     let stderr = '';
     child.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
     child.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
-    const timer = setTimeout(() => child.kill('SIGKILL'), timeoutMs);
+    let timedOut = false;
+    const timer = setTimeout(() => {
+      timedOut = true;
+      child.kill('SIGKILL');
+    }, timeoutMs);
     child.on('error', reject);
     child.on('close', (code) => {
       clearTimeout(timer);
-      resolve({ code, stdout, stderr });
+      resolve({ code, stdout, stderr, timedOut });
     });
   });
 }
