@@ -216,7 +216,7 @@ describe('client.request', () => {
     await assert.rejects(client.request(run.id, price, { qty: -1 }, { id: 'neg-1', timeout: '20s' }), /no negative quantities/);
     const values = (await replyRows(run.id)).filter((r) => r.name === 'reply:neg-1');
     assert.equal(values.length, 1, 'the bad answer recorded nothing; the refusal is the one value');
-    assert.deepEqual(await client.request(run.id, price, { qty: 0 }, { id: 'end', timeout: '1s' }).catch((e: unknown) => e instanceof Error && e.name), 'NotFoundError');
+    assert.deepEqual(await client.request(run.id, price, { qty: 0 }, { id: 'end', timeout: '20s' }).catch((e: unknown) => e instanceof Error && e.name), 'NotFoundError');
     const refused = await run.result({ timeout: '20s' });
     assert.equal(refused.length, 1);
     assert.match(refused[0]!, /ctx\.reply's answer.*total/);
