@@ -7,6 +7,7 @@
  */
 import type { Client } from '../client/client.ts';
 import { connectorCursorLock, connectorCursorSet } from '../db/models.ts';
+import { sqlstateOf } from '../db/errors.ts';
 import { fromKysely, type Queryable } from '../db/queryable.ts';
 import { ValidationError } from '../errors.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
@@ -136,7 +137,7 @@ async function handled(db: Queryable, handler: () => Promise<unknown> | unknown)
   try {
     await db.query('release savepoint trellis_connector_event');
   } catch (error) {
-    if ((error as { code?: string | undefined }).code !== '25P02') throw error;
+    if (sqlstateOf(error) !== '25P02') throw error;
     await db.query('rollback to savepoint trellis_connector_event');
   }
 }

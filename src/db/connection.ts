@@ -9,8 +9,9 @@
  * (`alter role ... set statement_timeout`). A pool the application passes
  * in keeps its own settings; docs/reliability.md says what to set there.
  */
-import { type ClientConfig, Pool } from './pg.ts';
+import { type ClientConfig, Pool, type PoolClient } from './pg.ts';
 import { DatabaseError, ValidationError } from '../errors.ts';
+import { toTrellisError } from './errors.ts';
 import type { Duration } from '../protocol/duration.ts';
 import { durationIn } from '../protocol/option-bounds.ts';
 
@@ -88,6 +89,65 @@ export function ownPool(connectionString: string, applicationName: string, t: Re
   return new Pool({ connectionString, max: 10, application_name: applicationName, ...boundedConfig(t) });
 }
 
+/** A connection checked out of a pool with its 'error' listener on (`checkout`). */
+export interface Checkout {
+  client: PoolClient;
+  /** The 'error' the connection emitted while checked out (it is broken), if any. */
+  broken(): unknown;
+  /** Put it back (with the listener off); a broken one, or `destroy`, is destroyed, never pooled. */
+  release(destroy?: Error | boolean): void;
+}
+
+/**
+ * Check a connection out of `pool`, listening for its 'error' from the
+ * moment pg-pool hands it over. A connection that breaks while checked out
+ * (its backend terminated, a failover, an idle_in_transaction_session_timeout)
+ * emits 'error', which pg-pool listens to only while the connection is idle,
+ * and an unheard 'error' ends the process. A listener added after `await
+ * pool.connect()` comes too late for a break that arrives in the same socket
+ * read as the reply that completed the checkout (a backend terminated just
+ * as its new connection became ready): pg emits that 'error' before the
+ * awaiting code resumes. pg-pool calls a `connect` callback synchronously
+ * as it hands the connection over, so the listener goes on there. Heard,
+ * the break fails the next statement on the connection instead.
+ *
+ * @example
+ * const c = await checkout(pool);
+ * try { await c.client.query('select 1'); } finally { c.release(); }
+ */
+export function checkout(pool: Pool): Promise<Checkout> {
+  return new Promise((resolve, reject) => {
+    let settled = false;
+    const take = (error: unknown, client: PoolClient | undefined) => {
+      if (settled) return;
+      settled = true;
+      if (error || !client) return reject(error ?? new DatabaseError('the pool handed over no connection', { retryable: true }));
+      let broken: unknown;
+      const heard = (e: unknown) => {
+        broken ??= e;
+      };
+      client.on('error', heard);
+      let released = false;
+      resolve({
+        client,
+        broken: () => broken,
+        release: (destroy) => {
+          if (released) return;
+          released = true;
+          client.removeListener('error', heard);
+          client.release(destroy || (broken === undefined ? undefined : broken instanceof Error ? broken : new Error(String(broken))));
+        },
+      });
+    };
+    const returned = (pool.connect as (cb: (error: unknown, client?: PoolClient) => void) => unknown)((error, client) => take(error, client));
+    // A pool-shaped object that only returns a promise (another pool library, a wrapper) ignores the
+    // callback: its connection is taken when the promise settles (pg-pool returns nothing with a callback).
+    if (returned && typeof (returned as Promise<PoolClient>).then === 'function') {
+      (returned as Promise<PoolClient>).then((client) => take(undefined, client), (error: unknown) => take(error, undefined));
+    }
+  });
+}
+
 /** The pool as Kysely's PostgresDialect takes it (typed there; this layer does not import Kysely). */
 export interface GuardedPool {
   connect(): Promise<{ query(...args: unknown[]): unknown; release(destroy?: boolean): void }>;
@@ -96,14 +156,14 @@ export interface GuardedPool {
 
 /**
  * The pool as Kysely takes it, each connection guarded while Kysely holds
- * it: a connection that breaks while checked out (its backend terminated,
- * a failover, an idle_in_transaction_session_timeout) emits 'error' on the
- * pg client, which pg-pool does not listen to then, and an unheard 'error'
- * ends the process. Heard here, the statement that meets the broken
- * connection fails and says so (a transaction a connector or a trigger
- * runs rolls back and is retried), and pg-pool drops the connection at its
- * release. The listener is removed at the release, so a caller's own use
- * of its pool is untouched.
+ * it (`checkout`): a connection that breaks while checked out fails the
+ * statement that meets it (a transaction a connector or a trigger runs
+ * rolls back and is retried), and is destroyed at its release. Every error
+ * of a statement is a TrellisError (a lost connection a retryable
+ * DatabaseError), as the client's own calls throw: Kysely's transactions
+ * (a state machine's trigger, a template's start) passed pg's raw errors
+ * on. The listener is removed at the release, so a caller's own use of its
+ * pool is untouched.
  *
  * @example
  * const db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(pool) as never }) });
@@ -111,19 +171,20 @@ export interface GuardedPool {
 export function guardedPool(pool: Pool): GuardedPool {
   return {
     async connect() {
-      const client = await pool.connect();
-      let broken: Error | undefined;
-      const heard = (error: Error) => {
-        broken ??= error;
-      };
-      client.on('error', heard);
+      let c: Checkout;
+      try {
+        c = await checkout(pool);
+      } catch (error) {
+        throw toTrellisError(error);
+      }
       return {
-        query: (...args: unknown[]) => (client.query as (...a: unknown[]) => unknown)(...args),
-        release: (destroy?: boolean) => {
-          client.removeListener('error', heard);
-          // A broken connection is destroyed, not put back.
-          client.release(destroy || broken);
+        query: (...args: unknown[]) => {
+          const result = (c.client.query as (...a: unknown[]) => unknown)(...args);
+          return result instanceof Promise ? result.catch((error: unknown) => {
+            throw toTrellisError(error);
+          }) : result;
         },
+        release: (destroy?: boolean) => c.release(destroy),
       };
     },
     end: () => pool.end(),
@@ -177,12 +238,15 @@ const JSONB_OID = 3802;
  * do not say. Checks a connection out and back in; sends nothing.
  */
 export async function jsonbParserOf(pool: Pool): Promise<((text: string) => unknown) | undefined> {
-  const connection = await pool.connect();
+  const checkedOut = await checkout(pool).catch((error: unknown) => {
+    throw toTrellisError(error);
+  });
+  const connection = checkedOut.client;
   try {
     const get = (connection as { getTypeParser?: ((oid: number, format: 'text') => unknown) | undefined }).getTypeParser;
     const parse = typeof get === 'function' ? get.call(connection, JSONB_OID, 'text') : undefined;
     return typeof parse === 'function' ? (parse as (text: string) => unknown) : undefined;
   } finally {
-    connection.release();
+    checkedOut.release();
   }
 }

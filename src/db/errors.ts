@@ -53,6 +53,19 @@ interface PgErrorLike {
   detail?: string | undefined;
 }
 
+/**
+ * The SQLSTATE of a driver error, or of the one a Trellis error was made
+ * from (`details.sqlstate`); undefined for anything else.
+ *
+ * @example
+ * if (sqlstateOf(error) === '25P02') await db.query('rollback to savepoint s');
+ */
+export function sqlstateOf(error: unknown): string | undefined {
+  const e = error as { code?: unknown; details?: { sqlstate?: unknown } | undefined } | null | undefined;
+  if (isTrellisError(error)) return typeof e?.details?.sqlstate === 'string' ? e.details.sqlstate : undefined;
+  return typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
+}
+
 /** Map a driver error to a Trellis error (already-Trellis errors pass through). */
 /** Node's TLS verification codes (a certificate the client does not trust for this host). */
 const TLS_CODES = /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|ERR_TLS_CERT_ALTNAME_INVALID)$/;

@@ -3,6 +3,7 @@
  * a pg PoolClient inside the caller's transaction, and a Kysely transaction
  * (through `fromKysely`) all satisfy it.
  */
+import { sqlstateOf } from './errors.ts';
 import { CompiledQuery, type Kysely } from 'kysely';
 import { PgClient, Pool, type QueryResultRow } from './pg.ts';
 import { toTrellisError } from './errors.ts';
@@ -85,8 +86,7 @@ const renamed = new Map<string, string>();
 
 /** PostgreSQL's refusal of a prepared statement whose result columns changed since it was prepared. */
 function planResultChanged(error: unknown): boolean {
-  const e = error as { code?: unknown; message?: unknown } | undefined;
-  return e?.code === '0A000' && /cached plan must not change result type/.test(String(e.message));
+  return sqlstateOf(error) === '0A000' && /cached plan must not change result type/.test(String((error as { message?: unknown } | undefined)?.message));
 }
 
 /**

@@ -8,7 +8,7 @@
  * version recorded, and a database newer than the code refused.
  */
 import { PgClient, type ClientBase, Pool, type PoolClient } from '../db/pg.ts';
-import { boundedConfig, resolveTimeouts, within } from '../db/connection.ts';
+import { boundedConfig, type Checkout, checkout, resolveTimeouts, within } from '../db/connection.ts';
 import { ConfigurationError, DatabaseError, SchemaVersionError } from '../errors.ts';
 import { SCHEMA_COMPATIBLE_FROM } from '../protocol/schema-compat.ts';
 import { schemaAhead } from '../db/schema-check.ts';
@@ -146,25 +146,21 @@ async function withClient<T>(target: Target, o: MigrateOptions, fn: (client: Cli
   }
   if (isPoolShaped(target)) {
     // One checked-out client for the whole transaction. Bounded even when the pool is not.
-    let client: PoolClient;
+    // Its 'error' heard from the moment pg-pool hands it over (checkout): the
+    // pool listens for a connection's errors only while it is idle, and one
+    // that comes while the install holds it (the server ended the session)
+    // would end the process. The next statement fails with it instead.
+    let checkedOut: Checkout;
     try {
-      client = await within(target.connect(), t.connectMs, 'migrate', (late) => late.release());
+      checkedOut = await within(checkout(target), t.connectMs, 'migrate', (late) => late.release());
     } catch (error) {
       throw toTrellisError(error);
     }
-    // The pool listens for a connection's errors only while it is idle: one
-    // that comes while the install holds it between statements (the server
-    // ended the session) would be thrown as an unhandled 'error' event and
-    // end the process. The next statement fails with it instead.
-    let broken: unknown;
-    const onError = (error: unknown) => void (broken = error);
-    client.on('error', onError);
     try {
-      return await fn(client, tx);
+      return await fn(checkedOut.client, tx);
     } finally {
-      client.removeListener('error', onError);
       // A client whose rollback failed may still be in the transaction: destroy it, never pool it.
-      client.release(broken !== undefined ? (broken as Error) : tx.open ? new Error('the migration transaction did not end') : undefined);
+      checkedOut.release(tx.open ? new Error('the migration transaction did not end') : undefined);
     }
   }
   return fn(target, tx);

@@ -17,6 +17,7 @@ import { ConfigurationError, LeaseLostError, ValidationError } from '../errors.t
 import { encodeOps, type Fence, type StepOp } from '../protocol/checkpoint.ts';
 import type { Pool, PoolClient } from '../db/pg.ts';
 import { toTrellisError } from '../db/errors.ts';
+import { type Checkout, checkout } from '../db/connection.ts';
 import { isTransient, sleep, transientDelay } from '../db/transient.ts';
 import { type TransactRequest, TransactionFault } from '../replay/replay.ts';
 import type { Logger } from '../protocol/logger.ts';
@@ -153,22 +154,19 @@ function unwrap(error: unknown): unknown {
 const ABORT_GRACE_MS = 2000;
 
 async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionClient) => Promise<StepOp>, request: TransactRequest): Promise<void> {
-  let client: PoolClient;
+  let checkedOut: Checkout;
   try {
-    client = await host.pool.connect();
+    // Its 'error' heard from the moment pg-pool hands it over (checkout): a
+    // connection that breaks while checked out (its backend terminated, an
+    // idle_in_transaction_session_timeout) fails the statement that meets it
+    // instead of ending the process.
+    checkedOut = await checkout(host.pool);
   } catch (error) {
     throw new RolledBack(error, true);
   }
+  const client: PoolClient = checkedOut.client;
   let broken: unknown;
   let released = false;
-  // A connection that breaks while checked out (its backend terminated, an
-  // idle_in_transaction_session_timeout) emits 'error' on the client, which
-  // pg-pool does not listen to then: unheard, it would end the process. The
-  // statement that meets the broken connection fails and says so.
-  const onError = (error: unknown) => {
-    broken ??= error;
-  };
-  client.on('error', onError);
   let committing = false;
   // Once the attempt is aborted (timeout, cancel, lost lease), the query the
   // body is waiting on is cancelled: the transaction never commits. The
@@ -264,11 +262,11 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
   } finally {
     if (grace) clearTimeout(grace);
     request.signal.removeEventListener('abort', cancel);
-    client.off('error', onError);
     if (!released) {
       released = true;
-      // A connection whose last statement failed, or that was given up on, is not given back to the pool.
-      client.release(broken !== undefined ? (broken instanceof Error ? broken : true) : undefined);
+      // A connection that broke, whose last statement failed, or that was given up on, is not given back to the pool.
+      const lost = broken ?? checkedOut.broken();
+      checkedOut.release(lost !== undefined ? (lost instanceof Error ? lost : true) : undefined);
     }
   }
 }

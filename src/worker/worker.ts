@@ -25,6 +25,7 @@ import { checkSchema } from '../db/schema-check.ts';
 import type { Queryable } from '../db/queryable.ts';
 import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
 import { listenConnection, ownPool, type ResolvedTimeouts, within } from '../db/connection.ts';
+import { toTrellisError } from '../db/errors.ts';
 import { Committer } from './committer.ts';
 import { outcomeOp } from './outcome.ts';
 import { WorkflowRegistry } from '../db/registry.ts';
@@ -297,8 +298,15 @@ export class Worker {
       await workflowRegister(this.pool, [...this.definitions.values()].map(registrationOf));
       this.maxPayloadBytes = await settingInt(this.pool, 'max_payload_bytes', this.maxPayloadBytes);
       this.maxHistorySteps = await settingInt(this.pool, 'max_history_steps', this.maxHistorySteps);
-    })(), startMs, 'worker.start');
-    this.observer = await WorkerObserver.create({ metrics: this.options.metrics, tracing: this.options.tracing, pool: this.pool, worker: this.id });
+      // A TrellisError whatever failed (a connection lost during the privilege check was pg's raw error):
+      // a boot that retries on a retryable DatabaseError can.
+    })().catch((error: unknown) => {
+      throw toTrellisError(error);
+    }), startMs, 'worker.start');
+    this.observer = await WorkerObserver.create({ metrics: this.options.metrics, tracing: this.options.tracing, pool: this.pool, worker: this.id })
+      .catch((error: unknown) => {
+        throw toTrellisError(error);
+      });
     this.state = 'running';
     const listener = new Listener({
       connection: listenConnection(this.pool, this.options.listenUrl, this.timeouts),

@@ -29,8 +29,27 @@ export interface TcpProxy {
   freezingNew: boolean;
   /** Connections accepted so far (refused ones included). */
   accepted: number;
+  /**
+   * Says, for each new connection (its startup message), whether its backend
+   * is terminated just as the connection becomes ready: a FATAL 57P01 in the
+   * same chunk as the ReadyForQuery that ends the startup, then the close
+   * (what pg_terminate_backend does to a backend killed at that moment,
+   * delivered in one read).
+   */
+  fatalAtReady?: ((startup: string) => boolean) | undefined;
   close(): Promise<void>;
 }
+
+/** An ErrorResponse FATAL 57P01, as a terminated backend sends it. */
+function fatal57P01(): Buffer {
+  const field = (t: string, v: string) => Buffer.from(`${t}${v}\0`, 'latin1');
+  const body = Buffer.concat([field('S', 'FATAL'), field('V', 'FATAL'), field('C', '57P01'),
+    field('M', 'terminating connection due to administrator command'), Buffer.from([0])]);
+  const length = Buffer.alloc(4);
+  length.writeInt32BE(body.length + 4);
+  return Buffer.concat([Buffer.from('E', 'latin1'), length, body]);
+}
+const READY_FOR_QUERY = Buffer.from([0x5a, 0, 0, 0, 5]);
 
 export async function startProxy(target: { host: string; port: number }): Promise<TcpProxy> {
   const pipes: Pipe[] = [];
@@ -68,7 +87,16 @@ export async function startProxy(target: { host: string; port: number }): Promis
       if (!p.startup) p.startup = d.toString('latin1');
       if (!p.frozen) upstream.write(d);
     });
+    let started = false;
     upstream.on('data', (d: Buffer) => {
+      if (!started && d.includes(READY_FOR_QUERY)) {
+        started = true;
+        if (proxy.fatalAtReady?.(p.startup)) {
+          client.end(Buffer.concat([d, fatal57P01()]));
+          upstream.destroy();
+          return;
+        }
+      }
       if (!p.frozen && !p.dropReplies) client.write(d);
     });
     client.on('close', () => upstream.destroy());
