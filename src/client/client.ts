@@ -421,6 +421,7 @@ export class Client {
   async signal<S extends SignalDefinition<any, any> | string>(
     run: RunRef, signal: S, payload: SignalPayload<S>, options: { id?: string | undefined; tx?: Executor | undefined } = {},
   ): Promise<boolean> {
+    refuseUnknownKeys(options, ['id', 'tx'], 'signal options');
     const db = this.exec(options.tx);
     const { name, text } = await this.signalArguments(signal, payload, db);
     checkSignalId(options.id, 'signal id');
@@ -873,6 +874,7 @@ export class Client {
    * }
    */
   events(options: EventsOptions & ReadOptions = {}): AsyncGenerator<RunEvent> {
+    refuseUnknownKeys(options, EVENTS_OPTIONS, 'events options');
     return readEvents(this.reads.pinned(options), options, this.log);
   }
 
@@ -1176,6 +1178,8 @@ export class Client {
    * const next = nextCursor ? await client.list({ workflow: 'onboard', status: 'waiting', limit: 20, cursor: nextCursor }) : undefined;
    */
   async list(filter: ListFilter & ReadOptions = {}): Promise<{ runs: Run[]; nextCursor: string | undefined }> {
+    // A misspelt filter (workfow) would list every run.
+    refuseUnknownKeys(filter, LIST_OPTIONS, 'list filter');
     const limit = filter.limit ?? 50;
     if (!Number.isInteger(limit) || limit < 1 || limit > 1000) throw new ValidationError('limit must be 1-1000');
     const target = await this.reads.target(filter);
@@ -1241,6 +1245,7 @@ export class Client {
    */
   async result<O = unknown>(runId: string, options: { timeout?: Duration | undefined } = {}): Promise<O> {
     assertRunId(runId);
+    refuseUnknownKeys(options, ['timeout'], 'result options');
     const timeoutMs = options.timeout === undefined ? undefined : toMs(options.timeout, 'timeout');
     return this.results.wait<O>(runId, timeoutMs);
   }
@@ -1352,6 +1357,9 @@ function controlFilter(filter: ControlFilter): Record<string, unknown> {
 }
 
 const REQUEST_OPTIONS = optionNames<RequestOptions>({ id: true, timeout: true, start: true });
+const READ_OPTIONS = optionNames<ReadOptions>({ consistency: true });
+const LIST_OPTIONS = [...optionNames<ListFilter>({ workflow: true, status: true, queue: true, key: true, metadata: true, createdAfter: true, createdBefore: true, limit: true, cursor: true }), ...READ_OPTIONS];
+const EVENTS_OPTIONS = [...optionNames<EventsOptions>({ workflows: true, kinds: true, runId: true, after: true, batchSize: true, follow: true, pollInterval: true, signal: true }), ...READ_OPTIONS];
 
 /** A signal's deduplication id: absent, or 1-512 characters (as signal_send takes it). */
 function checkSignalId(id: unknown, what: string): void {

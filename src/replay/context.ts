@@ -31,6 +31,7 @@ import type { StepOp } from '../protocol/checkpoint.ts';
 import { assertForeignIdField, assertJsonObject, assertJsonValue, encodeJson, jsonbTextBytes, serializeError } from '../protocol/serialize.ts';
 import { assertName, UUID_PATTERN } from '../workflow/names.ts';
 import { deadlineOptions, LAST_WAIT_TIME } from '../protocol/deadline.ts';
+import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 
 export function buildContext(run: Replay): WorkflowContext {
   const o = run.o;
@@ -52,10 +53,13 @@ export function buildContext(run: Replay): WorkflowContext {
       return run.cancelRequested;
     },
     // The value read back from the stored JSON (attempt.ts): Stored<T>, which the type of T alone cannot show here.
-    step: (name, fn, options = {}) => handled(durable(run, 'step', name, fn, options)) as Promise<Stored<never>>,
+    // Options checked at once, before the call takes its number (never a microtask later: the numbers follow the calls' order).
+    step: (name, fn, options = {}) => handled(unknownOption(options, STEP_OPTIONS, `options of step ${name}`)
+      ?? durable(run, 'step', name, fn, options)) as Promise<Stored<never>>,
     transaction: (name, fn, options = {}) => {
       let transaction: TransactionOptions;
       try {
+        refuseUnknownKeys(options, TRANSACTION_OPTIONS, `options of transaction ${name}`);
         transaction = transactionOptions(name, options);
       } catch (error) {
         return handled(Promise.reject(error));
@@ -81,9 +85,10 @@ export function buildContext(run: Replay): WorkflowContext {
       return handled(timer(run, name, () => waitTime(until.getTime(), `sleepUntil(${name})`)));
     },
     waitForSignal: <T>(signal: SignalDefinition<T, any> | string, options: WaitForSignalOptions<T> = {}) =>
-      handled(waitForSignal<T>(run, signal, options)),
-    child: (workflow, input, options = {}) => handled(child(run, workflow, input, options)) as never,
-    waitForRun: (runId: string, options: WaitForRunOptions = {}) => handled(waitForRun(run, runId, options)) as never,
+      handled(unknownOption(options, WAIT_FOR_SIGNAL_OPTIONS, 'waitForSignal options') ?? waitForSignal<T>(run, signal, options)),
+    child: (workflow, input, options = {}) => handled(unknownOption(options, CHILD_OPTIONS, 'child options') ?? child(run, workflow, input, options)) as never,
+    waitForRun: (runId: string, options: WaitForRunOptions = {}) =>
+      handled(unknownOption(options, WAIT_FOR_RUN_OPTIONS, 'waitForRun options') ?? waitForRun(run, runId, options)) as never,
     patched: (id: string) => patched(run, id, false),
     deprecatePatch: (id: string) => {
       patched(run, id, true);
@@ -91,6 +96,7 @@ export function buildContext(run: Replay): WorkflowContext {
     race: (branches, name = 'race') => handled(race(run, branches, name)) as never,
     nonCancellable: (fn) => run.nonCancellable(fn),
     continueAsNew: async (input, options = {}) => {
+      refuseUnknownKeys(options, ['keepHistory'], 'continueAsNew options'); // keepHistroy: true would drop the history
       run.refuseInStepBody('ctx.continueAsNew');
       await run.track(validate(o.definition.input, input, `continueAsNew input of ${o.definition.name}`));
       const text = encodeJson(input, `continueAsNew input of ${o.definition.name}`, o.maxPayloadBytes);
@@ -325,6 +331,27 @@ function refusal(error: string | ReplyErrorInfo): Extract<ReplyRecord, { error: 
   if (error.details !== undefined) assertJsonObject(error.details, 'ctx.replyError\'s details', 'details');
   return { message: error.message, ...(error.code === undefined ? {} : { code: error.code }), ...(error.details === undefined ? {} : { details: error.details }) };
 }
+
+/**
+ * A call's options with a key it does not take (a misspelt `isolaton` ran
+ * at read committed, `keepHistroy` dropped the history): a rejected
+ * promise with that ValidationError, else undefined. Checked before the
+ * call takes its number, as the code decides it the same on every replay.
+ */
+function unknownOption(options: unknown, keys: readonly string[], what: string): Promise<never> | undefined {
+  try {
+    refuseUnknownKeys(options, keys, what);
+    return undefined;
+  } catch (error) {
+    return Promise.reject(error);
+  }
+}
+
+const STEP_OPTIONS = optionNames<StepOptions>({ retry: true, timeout: true });
+const TRANSACTION_OPTIONS = optionNames<TransactionOptions>({ retry: true, timeout: true, isolation: true });
+const WAIT_FOR_SIGNAL_OPTIONS = optionNames<WaitForSignalOptions<unknown>>({ schema: true, timeout: true, name: true });
+const CHILD_OPTIONS = optionNames<ChildOptions>({ name: true, key: true, queue: true, onParentCancel: true, deadline: true, timeLimit: true });
+const WAIT_FOR_RUN_OPTIONS = optionNames<WaitForRunOptions>({ name: true, timeout: true });
 
 /**
  * `ctx.setMetadata` (decision 0041): a completed call of kind `metadata`

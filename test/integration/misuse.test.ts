@@ -46,7 +46,23 @@ const waiter = defineWorkflow({ name: 'misuse-waiter', input: z.object({}) }, as
   await ctx.waitForSignal('never');
 });
 
-const fx = useEngine({ workflows: [inside, unawaited, waiter] });
+/** Every durable call with a misspelt option, each caught: the name of the refused option, or 'taken'. */
+const misspelt = defineWorkflow({ name: 'misuse-misspelt', input: z.object({}) }, async (ctx) => {
+  const tried = async (call: () => Promise<unknown>) => call().then(() => 'taken', (e: unknown) => (e instanceof ValidationError ? /unknown option\(s\) (\w+)/.exec(e.message)?.[1] : String(e)));
+  const out = [
+    await tried(() => ctx.step('s', () => 1, { retyr: { maxAttempts: 2 } } as never)),
+    await tried(() => ctx.transaction('t', async () => 1, { isolaton: 'serializable' } as never)),
+    await tried(() => ctx.waitForSignal('go', { timeuot: '1s' } as never)),
+    await tried(() => ctx.child(unawaited, {}, { kye: 'x' } as never)),
+    await tried(() => ctx.waitForRun('00000000-0000-4000-8000-000000000000', { timout: '1s' } as never)),
+    await tried(() => ctx.continueAsNew({}, { keepHistroy: true } as never)),
+  ];
+  // Nothing above took a call number: the first durable call is #0.
+  await ctx.step('after', () => 'ok');
+  return out;
+});
+
+const fx = useEngine({ workflows: [inside, unawaited, waiter, misspelt] });
 
 describe('ctx misused', () => {
   for (const which of Object.keys(INSIDE)) {
@@ -67,6 +83,22 @@ describe('ctx misused', () => {
     assert.equal(background, 1);
     const history = await fx.engine.client.history(run.id);
     assert.deepEqual(history.map((h) => [h.name, h.status]), [['background', 'failed'], ['after', 'completed']]);
+  });
+
+  it('a durable call or client call with an option it does not take is refused with ValidationError, recording or changing nothing', async () => {
+    const run = await fx.engine.client.start(misspelt, {});
+    assert.deepEqual(await run.result({ timeout: '20s' }), ['retyr', 'isolaton', 'timeuot', 'kye', 'timout', 'keepHistroy']);
+    const history = await fx.engine.client.history(run.id);
+    assert.deepEqual(history.map((h) => [h.seq, h.name]), [[0, 'after']]);
+    const c = fx.engine.client;
+    for (const [what, call] of [
+      ['list', () => c.list({ workfow: 'misuse-misspelt' } as never)],
+      ['result', () => c.result(run.id, { timeuot: '1s' } as never)],
+      ['signal', () => c.signal(run.id, 'go', null, { idd: 'x' } as never)],
+      ['events', async () => c.events({ kind: ['completed'] } as never).next()],
+    ] as const) {
+      await assert.rejects((call as () => Promise<unknown>)(), (e: unknown) => e instanceof ValidationError && /unknown option/.test(e.message), what);
+    }
   });
 
   it('cancel and pause refuse a reason that is not text, and change nothing', async () => {
