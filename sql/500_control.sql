@@ -347,8 +347,11 @@ begin
     else
       v_run_at := greatest(v_run.run_at, v_now);
     end if;
+    -- The pause's reason goes with the pause (run_pause put it in the error,
+    -- where a paused run shows why); a dead letter's or a park's error stays
+    -- until the run ends, as the cause of the pause it ended.
     perform trellis._run_move(array[row(p_run_id, 'pending', 'resumed', v_run_at,
-      null, false, null, false,
+      null, false, null, coalesce(v_run.error->>'code' = 'paused', false),
       null, null, null, null, true, null, null, null, null, jsonb_build_object('reason', p_reason))::trellis.run_move]);
     -- The duty's resume counts one more automatic resume (a definition's
     -- maxResumes caps them, run_release); an operator's starts the count again.

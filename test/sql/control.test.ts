@@ -298,6 +298,16 @@ describe('run_resume', () => {
     await sql(CALLS.resume, [dead.id]);
     const after = await row(dead.id);
     assert.deepEqual([after.status, after.run_at_now], ['pending', true], 'a dead-lettered run retries at once');
+    assert.equal(after.error.message, 'failed 3 times', 'a dead letter\'s error stays, the cause of the pause it ended');
+  });
+
+  it('takes an operator\'s pause reason away with the pause: the resumed run shows no error', async () => {
+    const r = await make('pending');
+    await sql('select trellis.run_pause($1, $2)', [r.id, 'maintenance']);
+    assert.equal((await row(r.id)).error.message, 'maintenance');
+    await sql(CALLS.resume, [r.id]);
+    const after = await row(r.id);
+    assert.deepEqual([after.status, after.error], ['pending', null]);
   });
 
   it('withdraws the pause request of a running run, which stays running, notifying nothing', async () => {
