@@ -21,7 +21,8 @@
  * is 30 days and a year 365.25 days, as PostgreSQL counts them; a fraction
  * of a year must come to whole months ('1.5 years' is 1 year and 6 months;
  * '0.05 years' is refused: PostgreSQL 13 truncates the rest of the months,
- * 14 and later round it). Results are rounded to microseconds.
+ * 14 and later round it). Results are rounded to microseconds (a fraction of
+ * a microsecond may land 1 µs from PostgreSQL's own reading, docs/workflows.md).
  * Not accepted (PostgreSQL takes them, with other meanings or none that a
  * duration should have): a bare number in a string ('5' is 5 seconds
  * there), signs and 'ago', clock forms ('1:30'), glued terms ('1h30m'),
