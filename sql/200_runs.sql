@@ -39,7 +39,9 @@ declare
   v_run_at   timestamptz := v_now;
   v_deadline timestamptz;
   v_limit    interval;
-  v_metadata jsonb := coalesce(v_options->'metadata', '{}');
+  -- A JSON null for an option is the option not given (as for key,
+  -- queue, version, concurrency_key, key_policy, deadline, time_limit).
+  v_metadata jsonb := coalesce(nullif(v_options->'metadata', 'null'::jsonb), '{}');
   v_id       uuid;
   v_bucket   integer;
   v_expires  timestamptz;
@@ -120,7 +122,7 @@ begin
      or length(v_ckey) = 0 or length(v_ckey) > 200) then
     perform trellis._raise('TR001', 'concurrency_key must be a string of 1-200 characters');
   end if;
-  if v_options ? 'priority' then
+  if v_options ? 'priority' and jsonb_typeof(v_options->'priority') <> 'null' then
     if jsonb_typeof(v_options->'priority') <> 'number'
        or (v_options->>'priority')::numeric not between -32768 and 32767
        or (v_options->>'priority')::numeric <> trunc((v_options->>'priority')::numeric) then
@@ -130,7 +132,7 @@ begin
     -- input refuses that, 22P02).
     v_priority := (v_options->>'priority')::numeric::integer;
   end if;
-  if v_options ? 'run_at' then
+  if v_options ? 'run_at' and jsonb_typeof(v_options->'run_at') <> 'null' then
     begin
       v_run_at := (v_options->>'run_at')::timestamptz;
     exception when others then
@@ -195,10 +197,10 @@ begin
   if octet_length(v_metadata::text) > v_max then
     perform trellis._check_payload(v_metadata, 'metadata');
   end if;
-  if v_options ? 'input_checked' and jsonb_typeof(v_options->'input_checked') <> 'boolean' then
+  if v_options ? 'input_checked' and jsonb_typeof(v_options->'input_checked') not in ('boolean', 'null') then
     perform trellis._raise('TR001', 'input_checked must be true or false');
   end if;
-  if v_options ? 'coalesce_notify' and jsonb_typeof(v_options->'coalesce_notify') <> 'boolean' then
+  if v_options ? 'coalesce_notify' and jsonb_typeof(v_options->'coalesce_notify') not in ('boolean', 'null') then
     perform trellis._raise('TR001', 'coalesce_notify must be true or false');
   end if;
   -- v_shape is null unless v_check (see above).

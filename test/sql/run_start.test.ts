@@ -199,6 +199,15 @@ describe('run_start', () => {
     assert.equal(await count(), before);
   });
 
+  it('reads a JSON null for any option as the option not given (its default), as a SQL caller passing its unset values would', async () => {
+    const options = { key: null, key_policy: null, queue: null, version: null, priority: null, run_at: null, metadata: null,
+      concurrency_key: null, deadline: null, time_limit: null, input_checked: null, coalesce_notify: null };
+    const { rows: [{ id }] } = await fx.db.pool.query(`select trellis.run_start('orders', '{}', $1) as id`, [JSON.stringify(options)]);
+    const { rows: [run] } = await fx.db.pool.query(
+      `select key, queue, priority, metadata, concurrency_key, deadline_at, run_at <= trellis.now() as due from trellis.runs where id = $1`, [id]);
+    assert.deepEqual(run, { key: null, queue: 'default', priority: 0, metadata: {}, concurrency_key: null, deadline_at: null, due: true });
+  });
+
   it('notifies trellis:run_ready with the queue of a run due now, but not of a run due later', async () => {
     const listener = new pg.Client({ connectionString: fx.db.url });
     await listener.connect();
