@@ -158,12 +158,12 @@ export interface GuardedPool {
  * The pool as Kysely takes it, each connection guarded while Kysely holds
  * it (`checkout`): a connection that breaks while checked out fails the
  * statement that meets it (a transaction a connector or a trigger runs
- * rolls back and is retried), and is destroyed at its release. Every error
- * of a statement is a TrellisError (a lost connection a retryable
- * DatabaseError), as the client's own calls throw: Kysely's transactions
- * (a state machine's trigger, a template's start) passed pg's raw errors
- * on. The listener is removed at the release, so a caller's own use of its
- * pool is untouched.
+ * rolls back and is retried), and is destroyed at its release. Its errors
+ * are pg's, as an app's own queries through `client.db` and a connector
+ * handler's `tx` expect (`code` the SQLSTATE: a handler that skips a
+ * duplicate on 23505); the client's own calls map them to TrellisErrors
+ * where they return. The listener is removed at the release, so a caller's
+ * own use of its pool is untouched.
  *
  * @example
  * const db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(pool) as never }) });
@@ -171,19 +171,9 @@ export interface GuardedPool {
 export function guardedPool(pool: Pool): GuardedPool {
   return {
     async connect() {
-      let c: Checkout;
-      try {
-        c = await checkout(pool);
-      } catch (error) {
-        throw toTrellisError(error);
-      }
+      const c = await checkout(pool);
       return {
-        query: (...args: unknown[]) => {
-          const result = (c.client.query as (...a: unknown[]) => unknown)(...args);
-          return result instanceof Promise ? result.catch((error: unknown) => {
-            throw toTrellisError(error);
-          }) : result;
-        },
+        query: (...args: unknown[]) => (c.client.query as (...a: unknown[]) => unknown)(...args),
         release: (destroy?: boolean) => c.release(destroy),
       };
     },

@@ -3,10 +3,9 @@
  * a pg PoolClient inside the caller's transaction, and a Kysely transaction
  * (through `fromKysely`) all satisfy it.
  */
-import { sqlstateOf } from './errors.ts';
 import { CompiledQuery, type Kysely } from 'kysely';
 import { PgClient, Pool, type QueryResultRow } from './pg.ts';
-import { toTrellisError } from './errors.ts';
+import { sqlstateOf, toTrellisError } from './errors.ts';
 import { isPreparedRefusal, preparedRefusedError } from './prepared.ts';
 
 import type { Queryable, QueryResultLike } from '../protocol/queryable.ts';

@@ -47,8 +47,11 @@ export function assertJsonObject(value: unknown, what: string, root: string): as
  */
 export function assertForeignIdField(metadata: Record<string, unknown>, what: string): void {
   if (!Object.hasOwn(metadata, 'foreign_id')) return;
-  const v = metadata.foreign_id;
-  if (v === null || typeof v === 'number' || typeof v === 'boolean') return;
+  const given = metadata.foreign_id;
+  // What is written: JSON drops an undefined field, and a value with toJSON (a Date) is stored as what that returns.
+  const v = given !== null && typeof given === 'object' && typeof (given as { toJSON?: unknown }).toJSON === 'function'
+    ? (given as { toJSON(): unknown }).toJSON() : given;
+  if (v === undefined || v === null || typeof v === 'number' || typeof v === 'boolean') return;
   // Characters as PostgreSQL counts them (code points; a string's length counts UTF-16 units).
   if (typeof v === 'string' && (v.length <= 512 || [...v].length <= 512)) return;
   throw new ValidationError(`the foreign_id of ${what} must be a string of at most 512 characters, a number, a boolean or null (it is indexed), not ${quoteValue(v)}`);

@@ -8,6 +8,7 @@ import {
   machineCallback, machineDataDelete, machineReached, machineRunGet, machineRunLatest, machineTriggerCheck, machineTriggerKeyed, type MachineRunRow,
 } from '../db/models.ts';
 import { type Executor, fromKysely, toQueryable, type Queryable } from '../db/queryable.ts';
+import { toTrellisError } from '../db/errors.ts';
 import { IllegalTransitionError, NotFoundError, TimeoutError, ValidationError, WorkflowFailedError } from '../errors.ts';
 import { encodeJson } from '../protocol/serialize.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
@@ -121,7 +122,10 @@ export class MachineClient<S extends string, T> {
       return handle.id;
     };
     if (options.tx) return start(options.tx);
-    return this.client.db.transaction().execute((trx) => start(trx));
+    // Its BEGIN, COMMIT or ROLLBACK meeting a lost connection is a retryable DatabaseError, not pg's raw error.
+    return this.client.db.transaction().execute((trx) => start(trx)).catch((error: unknown) => {
+      throw toTrellisError(error);
+    });
   }
 
   /**

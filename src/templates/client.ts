@@ -2,7 +2,7 @@
 import type { Client } from '../client/client.ts';
 import type { RunHandle, StartOptions } from '../client/options.ts';
 import { templateGet, templateSet } from '../db/models.ts';
-import { type Executor, fromKysely, toQueryable } from '../db/queryable.ts';
+import { type Executor, fromKysely, queryRows, toQueryable } from '../db/queryable.ts';
 import { quoteValue, ValidationError } from '../errors.ts';
 import { assertName } from '../workflow/names.ts';
 import { templateWorkflow, type TemplateOutput } from './compile.ts';
@@ -56,8 +56,8 @@ export class TemplateClient {
     // registered version keeps its queue, which a worker's
     // templateWorkflow(name, steps, { queue }) set; starting with this
     // process's definition would register it again on this client's queue.
-    const registered = await db.query('select 1 from trellis.workflows where name = $1 and version = $2', [workflow.name, workflow.version]);
-    if (registered.rows.length > 0) return this.client.start(workflow.name, input, { version: workflow.version, ...start }) as Promise<RunHandle<TemplateOutput>>;
+    const registered = await queryRows(db, 'select 1 from trellis.workflows where name = $1 and version = $2', [workflow.name, workflow.version]);
+    if (registered.length > 0) return this.client.start(workflow.name, input, { version: workflow.version, ...start }) as Promise<RunHandle<TemplateOutput>>;
     return this.client.start(workflow, input, start);
   }
 }

@@ -61,6 +61,12 @@ const REFUSED_END = new Set<string>([ERROR_CODES.payloadTooLarge, ERROR_CODES.va
 const FAULT_PARK_AFTER = 8;
 /** Runs tracked for that count at most (the oldest forgotten first). */
 const FAULT_STREAKS_MAX = 10_000;
+/**
+ * A give-back longer ago than this starts the count afresh: the streak's
+ * delays add up to about 2 minutes, and a run that ended well on another
+ * worker meanwhile must not be parked by this one's old count.
+ */
+const FAULT_STREAK_MS = 10 * 60_000;
 
 
 /**
@@ -103,8 +109,8 @@ export class Worker {
   private readonly log: Logger;
   private readonly committer: Committer;
   private readonly active = new Map<string, Active>();
-  /** Give-backs in a row of a run after database faults (FAULT_PARK_AFTER); deleted when the run's execution ends well. */
-  private readonly faultStreaks = new Map<string, number>();
+  /** Give-backs in a row of a run after database faults (FAULT_PARK_AFTER), and when the last was; deleted when the run's execution ends well here. */
+  private readonly faultStreaks = new Map<string, { n: number; at: number }>();
   private listener: Listener | undefined;
   private state: 'idle' | 'running' | 'stopping' | 'stopped' = 'idle';
   private claiming = false;
@@ -764,7 +770,8 @@ export class Worker {
    * with the error (the dead letter an operator resumes or retries).
    */
   private faultGiveBack(fence: Fence, error: unknown): CheckpointOp {
-    const streak = (this.faultStreaks.get(fence.run) ?? 0) + 1;
+    const last = this.faultStreaks.get(fence.run);
+    const streak = last && Date.now() - last.at < FAULT_STREAK_MS ? last.n + 1 : 1;
     this.faultStreaks.delete(fence.run);
     if (streak >= FAULT_PARK_AFTER) {
       this.log.error('the run\'s writes failed with a database error at every attempt: parked (paused) for an operator', { runId: fence.run, attempts: streak, error: String(error) });
@@ -772,7 +779,7 @@ export class Worker {
       return { ...fence, op: 'pause', error: { ...cause, message: `parked after ${streak} attempts in a row whose writes failed with a database error: ${cause.message}` } };
     }
     if (this.faultStreaks.size >= FAULT_STREAKS_MAX) this.faultStreaks.delete(this.faultStreaks.keys().next().value as string);
-    this.faultStreaks.set(fence.run, streak);
+    this.faultStreaks.set(fence.run, { n: streak, at: Date.now() });
     return { ...fence, op: 'release', delay_ms: Math.min(1000 * 2 ** (streak - 1), 60_000), failure: false };
   }
 

@@ -13,18 +13,28 @@
  */
 import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
+import { sql } from 'kysely';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
 import { DatabaseError, isTrellisError, TimeoutError } from '../../src/errors.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { migrate } from '../../src/schema/install.ts';
 import { createWorker } from '../../src/worker/worker.ts';
+import { connectMachine } from '../../src/state-machine/client.ts';
+import { defineStateMachine } from '../../src/state-machine/define.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { testPool } from '../helpers/db.ts';
 import { useDatabase } from '../helpers/database-fixture.ts';
 import { startProxy, type TcpProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 
 const fx = useDatabase({ client: { handoff: false } });
+
+const door = defineStateMachine({ name: 'checkout-break-door', status: z.enum(['closed', 'open']), object: z.object({ opened: z.number() }) })
+  .step('closed', (run) => {
+    run.object.opened += 1;
+    return 'open';
+  }, 'open')
+  .build();
 
 const ledger = defineWorkflow({ name: 'checkout-break-ledger', input: z.object({ n: z.number() }) }, async (ctx, { n }) => {
   await ctx.transaction('book', async ({ tx }) => {
@@ -59,7 +69,7 @@ describe('a backend terminated as its connection becomes ready, in the same read
       const calls: [string, () => Promise<unknown>][] = [
         ['get', () => client.get(run.id)],
         ['list', () => client.list({ workflow: ledger })],
-        ['a Kysely transaction (a state machine\'s trigger, a template\'s start)', () => client.db.transaction().execute((trx) => trx.selectFrom('trellis.runs').select('id').execute())],
+        ['a state machine\'s trigger (a Kysely transaction)', () => connectMachine(client, door).trigger('door-1', { object: { opened: 0 } })],
         ['migrate with the pool', () => migrate(pool)],
       ];
       for (const [what, call] of calls) {
@@ -67,6 +77,9 @@ describe('a backend terminated as its connection becomes ready, in the same read
         assert.ok(error instanceof DatabaseError, `${what}: ${String(error)}`);
         assert.equal(error.retryable, true, what);
       }
+      // An app's own Kysely transaction gets pg's error, as its code expects (code the SQLSTATE), and the process lives.
+      const own = await client.db.transaction().execute((trx) => trx.selectFrom('trellis.runs').select('id').execute()).then(() => undefined, (e: unknown) => e);
+      assert.ok(own instanceof Error && !isTrellisError(own), String(own));
       // result waits through transient faults (its checkouts among them) until its timeout.
       await assert.rejects(client.result(run.id, { timeout: '2s' }), TimeoutError);
     } finally {
@@ -75,6 +88,12 @@ describe('a backend terminated as its connection becomes ready, in the same read
       proxy.fatalAtReady = undefined;
     }
     assert.deepEqual(uncaught, []);
+    // And on a healthy connection an app's own statement error through client.db keeps pg's fields (a handler
+    // that skips a duplicate on code 23505), as before the checkout listened.
+    const dup = await fx.client.db.transaction().execute(async (trx) => {
+      await sql`insert into public.checkout_break_ledger (n) values (-1), (-1)`.execute(trx);
+    }).then(() => undefined, (e: unknown) => e as { code?: string; constraint?: string });
+    assert.deepEqual([dup?.code, dup?.constraint], ['23505', 'checkout_break_ledger_pkey']);
   });
 
   it('worker.start() meeting a lost connection at any of its start-up statements rejects with a retryable DatabaseError', async () => {

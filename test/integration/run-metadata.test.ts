@@ -220,6 +220,12 @@ describe('client.setMetadata', () => {
     await env.client.setMetadata(run.id, { foreign_id: 12345 });
     assert.equal((await env.client.get(run.id))?.metadata.foreign_id, 12345);
     await env.client.cancel(run.id);
+    // Checked as it is written: an undefined foreign_id is dropped (an optional id), a Date stored as its ISO text.
+    const optional = await env.client.start(order, { tenant: 'y' }, { metadata: { foreign_id: undefined, source: 'web' } });
+    assert.deepEqual((await env.client.get(optional.id))?.metadata, { source: 'web' });
+    const dated = await env.client.start(order, { tenant: 'y' }, { metadata: { foreign_id: new Date(0) } as never });
+    assert.equal((await env.client.get(dated.id))?.metadata.foreign_id, '1970-01-01T00:00:00.000Z');
+    for (const r of [optional, dated]) await env.client.cancel(r.id);
   });
 
   it('trellis metadata merges fields by id or by workflow and key and prints the result; bad input exits 2, an unknown run 3, a scrubbed one 4', async () => {
