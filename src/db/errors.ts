@@ -99,7 +99,11 @@ export function toTrellisError(error: unknown): Error {
     return new DatabaseError(`cannot reach the database over TLS: ${message}`, { cause: error, details: { code: 'tls' }, retryable: false });
   }
   if (!code && CONNECTION_LOST.test(message)) {
-    return new DatabaseError(`lost the connection to the database: ${message}`, { cause: error, details: { code: 'connection' }, retryable: true });
+    // pg-pool's own timeout: no connection was lost, none came free (or a new one did not connect) in time.
+    const what = message.startsWith('timeout exceeded when trying to connect')
+      ? 'no connection from the pool within its connectionTimeoutMillis (every connection busy, or the database not answering)'
+      : 'lost the connection to the database';
+    return new DatabaseError(`${what}: ${message}`, { cause: error, details: { code: 'connection' }, retryable: true });
   }
   const sqlstate = code && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
   if (sqlstate && (sqlstate.startsWith('22') || sqlstate === '23514')) {

@@ -95,6 +95,8 @@ describe('toTrellisError (SQLSTATE mapping)', () => {
       assert.ok(error instanceof DatabaseError, message);
       assert.equal(error.retryable, true, message);
       assert.equal(error.details.code, 'connection');
+      // The pool's own timeout lost nothing: it says no connection came in time.
+      assert.match(error.message, message.startsWith('timeout exceeded') ? /^no connection from the pool within its connectionTimeoutMillis/ : /^lost the connection to the database: /);
     }
     const other = new Error('something else went wrong');
     assert.equal(toTrellisError(other), other, 'other plain errors pass through');
