@@ -103,8 +103,12 @@ describe('run deadlines', () => {
 
   it('the worker\'s deadlines duty cancels an overdue run by itself', async () => {
     const before = env.worker.stats.overdue;
-    const run = await env.start(awaitsApproval, { id: 'b' }, { deadline: new Date((await env.now()).getTime() + 300) });
-    await assert.rejects(run.result({ timeout: '20s' }), (e: unknown) => e instanceof CancelledError);
+    const run = await env.start(awaitsApproval, { id: 'b' }, { deadline: new Date((await env.now()).getTime() + 5_000) });
+    await env.waitFor(run, 'waiting');
+    // The waiting run would also wake at its deadline and cancel itself at its wait (the first test's path),
+    // racing the duty under load: its own wake moved a day on, the duty is the one path left.
+    await env.pool.query(`update trellis.runs set run_at = trellis.now() + interval '1 day' where id = $1`, [run.id]);
+    await assert.rejects(run.result({ timeout: '30s' }), (e: unknown) => e instanceof CancelledError);
     assert.ok(env.worker.stats.overdue > before, 'cancelled by this worker\'s duty');
   });
 
