@@ -66,9 +66,10 @@ export function sqlstateOf(error: unknown): string | undefined {
   return typeof e?.code === 'string' && /^[0-9A-Z]{5}$/.test(e.code) ? e.code : undefined;
 }
 
-/** Map a driver error to a Trellis error (already-Trellis errors pass through). */
 /** Node's TLS verification codes (a certificate the client does not trust for this host). */
 const TLS_CODES = /^(DEPTH_ZERO_SELF_SIGNED_CERT|SELF_SIGNED_CERT_IN_CHAIN|CERT_HAS_EXPIRED|CERT_NOT_YET_VALID|UNABLE_TO_VERIFY_LEAF_SIGNATURE|UNABLE_TO_GET_ISSUER_CERT_LOCALLY|ERR_TLS_CERT_ALTNAME_INVALID)$/;
+
+/** Map a driver error to a Trellis error (already-Trellis errors pass through). */
 
 export function toTrellisError(error: unknown): Error {
   if (isTrellisError(error)) return error;
@@ -105,7 +106,7 @@ export function toTrellisError(error: unknown): Error {
       : 'lost the connection to the database';
     return new DatabaseError(`${what}: ${message}`, { cause: error, details: { code: 'connection' }, retryable: true });
   }
-  const sqlstate = code && /^[0-9A-Z]{5}$/.test(code) ? code : undefined;
+  const sqlstate = sqlstateOf(error);
   if (sqlstate && (sqlstate.startsWith('22') || sqlstate === '23514')) {
     return new ValidationError(message, { cause: error, details: { sqlstate } });
   }

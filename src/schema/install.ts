@@ -7,7 +7,7 @@
  * allow it) unless the database has a newer revision of it, the schema
  * version recorded, and a database newer than the code refused.
  */
-import { PgClient, type ClientBase, Pool, type PoolClient } from '../db/pg.ts';
+import { PgClient, type ClientBase, Pool } from '../db/pg.ts';
 import { boundedConfig, type Checkout, checkout, resolveTimeouts, within } from '../db/connection.ts';
 import { ConfigurationError, DatabaseError, SchemaVersionError } from '../errors.ts';
 import { SCHEMA_COMPATIBLE_FROM } from '../protocol/schema-compat.ts';

@@ -166,7 +166,6 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
   }
   const client: PoolClient = checkedOut.client;
   let broken: unknown;
-  let released = false;
   let committing = false;
   // Once the attempt is aborted (timeout, cancel, lost lease), the query the
   // body is waiting on is cancelled: the transaction never commits. The
@@ -262,11 +261,8 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
   } finally {
     if (grace) clearTimeout(grace);
     request.signal.removeEventListener('abort', cancel);
-    if (!released) {
-      released = true;
-      // A connection that broke, whose last statement failed, or that was given up on, is not given back to the pool.
-      const lost = broken ?? checkedOut.broken();
-      checkedOut.release(lost !== undefined ? (lost instanceof Error ? lost : true) : undefined);
-    }
+    // A connection that broke, whose last statement failed, or that was given up on, is not given back to the pool.
+    const lost = broken ?? checkedOut.broken();
+    checkedOut.release(lost !== undefined ? (lost instanceof Error ? lost : true) : undefined);
   }
 }

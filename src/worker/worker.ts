@@ -713,7 +713,7 @@ export class Worker {
     if (ending?.run.lease_token === fence.token) ending.ending = true;
     try {
       if (op) await this.committer.push(op);
-      this.faultStreaks.delete(fence.run);
+      if (this.faultStreaks.size) this.faultStreaks.delete(fence.run);
       this.stats[outcomeName(outcome)]++;
       observed?.end(outcome);
       this.runLog.ended(this.active.get(fence.run)?.run, fence.run, outcome);

@@ -1,7 +1,6 @@
 /** Schedules: cron, time zone, workflow, next and last tick, fired, paused or failing; pause, resume, run now and backfill. */
 import { scheduleList } from '../../db/schedules.ts';
-import { scheduleRow, type ScheduleRow } from '../../client/schedules.ts';
-import { OVERLAP_POLICIES } from '../../client/schedules.ts';
+import { OVERLAP_POLICIES, scheduleRow, type ScheduleRow } from '../../client/schedules.ts';
 import { type Html, html, jsonBlock, when } from '../html.ts';
 import type { DashboardPage, PageView } from '../page.ts';
 import { UUID_PATTERN } from '../../workflow/names.ts';
