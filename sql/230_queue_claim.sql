@@ -24,6 +24,20 @@
 --    Runs without a key are one more group, probed first in each pass
 --    through runs_claim_idx (reading at most 200 entries of it past the
 --    keyed runs there, so a queue of keyed runs pays little for the probe).
+--    When the passes leave room, the queue has key_concurrency and no pass
+--    found a run without a key, those runs may sit behind more than 200
+--    keyed runs whose keys are held: the claim reads on, 1,000 entries of
+--    runs_claim_idx per served pair, from the place the queue's row keeps
+--    (keyless_priority, keyless_run_at; the front when null), and takes the
+--    runs without a key it meets. The place moves past a page only when the
+--    page gave none (a page's runs left for want of room are read again),
+--    and back to the front once every pair's page came back short, so every
+--    due run without a key is reached within a few claims whatever the
+--    backlog of held keys. (A page starts at its place's own claim position
+--    again, so runs that share it are read again; a page that ends where it
+--    began moves past that position: only a run past more than 1,000 held
+--    runs that all share one position with it, such as runs started by one
+--    statement, waits for the keys to free or the next round from the front.)
 --    Keys are 1-200 characters, so '' sorts before every key.
 --    Within a key, runs go by priority then due time. A key at
 --    key_concurrency (its running runs plus those picked here) gets no
@@ -55,6 +69,18 @@ declare
   v_key     text;
   v_cap     integer;
   v_one     uuid[];
+  -- The read past held keys (above): whether a pass found a run without a
+  -- key, and per served pair its page.
+  v_keyless boolean := false;
+  v_w       text;
+  v_v       text;
+  v_page    uuid[];
+  v_read    integer;
+  v_lp      integer;
+  v_lt      timestamptz;
+  v_full    boolean;
+  v_np      integer;
+  v_nt      timestamptz;
 begin
   select * into q from trellis.queues where name = p_queue for update;
   if not found or q.paused then
@@ -124,6 +150,7 @@ begin
       v_keys := v_keys || array_fill(null::text, array[cardinality(v_got)]);
       v_left := v_left - cardinality(v_got);
       v_groups := 1;
+      v_keyless := true;
     end if;
     exit when v_left <= 0;
     -- The keys of this pass: up to v_left after the cursor, then from the
@@ -254,8 +281,69 @@ begin
     v_left := v_left - cardinality(v_got);
     v_take := greatest(1, v_left / greatest(v_groups, 1));
   end loop;
+  -- Runs without a key behind more than 200 held keyed runs (above).
+  if v_left > 0 and not v_keyless and not v_dist and q.key_concurrency is not null then
+    v_full := false;
+    v_np := null;
+    v_nt := null;
+    v_got := '{}';
+    for v_w, v_v in select s.w, s.v from unnest(p_workflows, p_versions) as s(w, v) loop
+      -- The page: the place's own priority first (from its due time on),
+      -- then the lower priorities (every priority from the front), each in
+      -- index order; Append reads the branches in turn, so the page keeps
+      -- claim order. (Priorities are at most 32767.)
+      select coalesce(array_agg(x.id order by x.n) filter (where x.keyless), '{}'), count(*)::integer,
+             (array_agg(x.priority order by x.n desc))[1], (array_agg(x.run_at order by x.n desc))[1]
+        into v_page, v_read, v_lp, v_lt
+        from (select p.id, p.priority, p.run_at, p.keyless, row_number() over () as n
+                from ((select r.id, r.priority, r.run_at, r.concurrency_key is null as keyless from trellis.runs r
+                        where r.status = 'pending' and r.queue = p_queue and r.workflow = v_w and r.version = v_v
+                          and q.keyless_priority is not null
+                          and r.priority = q.keyless_priority and r.run_at >= q.keyless_run_at and r.run_at <= p_now
+                        order by r.run_at limit 1000)
+                      union all
+                      (select r.id, r.priority, r.run_at, r.concurrency_key is null from trellis.runs r
+                        where r.status = 'pending' and r.queue = p_queue and r.workflow = v_w and r.version = v_v
+                          and r.priority < coalesce(q.keyless_priority, 2147483647) and r.run_at <= p_now
+                        order by r.priority desc, r.run_at limit 1000)
+                      limit 1000) p) x;
+      if v_read >= 1000 then
+        v_full := true;
+        -- The place for the next claim: the earliest page end in claim order.
+        if v_np is null or v_lp > v_np or (v_lp = v_np and v_lt < v_nt) then
+          v_np := v_lp;
+          v_nt := v_lt;
+        end if;
+      end if;
+      if cardinality(v_page) > 0 and cardinality(v_got) < v_left then
+        v_got := v_got || array(
+          select r.id from trellis.runs r
+           where r.id = any (v_page) and r.status = 'pending' and r.concurrency_key is null
+             and r.run_at <= p_now and r.id <> all (v_ids) and r.id <> all (v_got)
+           order by r.priority desc, r.run_at
+           limit v_left - cardinality(v_got)
+           for update skip locked);
+      end if;
+    end loop;
+    if cardinality(v_got) > 0 then
+      v_ids := v_ids || v_got;
+      v_left := v_left - cardinality(v_got);
+    elsif v_full then
+      -- A page that ends where it began (more than 1,000 runs share that
+      -- position) moves on past the position.
+      if v_np = q.keyless_priority and v_nt = q.keyless_run_at then
+        v_nt := v_nt + interval '1 microsecond';
+      end if;
+      q.keyless_priority := v_np;
+      q.keyless_run_at := v_nt;
+    else
+      q.keyless_priority := null;
+      q.keyless_run_at := null;
+    end if;
+  end if;
   update trellis.queues set rate_window = q.rate_window,
-         rate_count = q.rate_count + cardinality(v_ids), cursor_key = q.cursor_key
+         rate_count = q.rate_count + cardinality(v_ids), cursor_key = q.cursor_key,
+         keyless_priority = q.keyless_priority, keyless_run_at = q.keyless_run_at
    where name = p_queue;
   return v_ids;
 end $$;

@@ -410,3 +410,57 @@ describe('rotation past keys at their limit', () => {
     assert.equal((await claim('capped', 3)).length, 0);
   });
 });
+
+describe('runs without a key behind keyed runs held at key_concurrency', () => {
+  // Key 'a' is at its limit (one run of it running): its pending runs stay.
+  async function holdKey(queue: string): Promise<void> {
+    await q(`select trellis.queue_set($1, '{"key_concurrency": 1}')`, [queue]);
+    await q(`select trellis.run_start('w', '{}', jsonb_build_object('queue', $1::text, 'concurrency_key', 'a', 'priority', 9))`, [queue]);
+    assert.equal((await claim(queue, 1)).length, 1);
+  }
+  async function keyless(queue: string, n: number): Promise<string[]> {
+    await q(`select trellis.clock_advance('1 second')`);
+    const { rows } = await q(`select trellis.run_start('w', '{}', jsonb_build_object('queue', $1::text)) as id from generate_series(1, $2)`, [queue, n]);
+    return rows.map((r) => r.id as string).sort();
+  }
+  // Claims until the runs without a key are claimed: how many it took.
+  async function claimsUntil(queue: string, ids: string[]): Promise<number> {
+    const got: string[] = [];
+    for (let n = 1; n <= 10; n++) {
+      for (const r of await claim(queue, 10)) got.push(r.id);
+      if (got.length >= ids.length) {
+        assert.deepEqual(got.sort(), ids, 'only the runs without a key were claimed');
+        return n;
+      }
+    }
+    assert.fail(`${got.length} of ${ids.length} runs without a key claimed in 10 claims`);
+  }
+
+  it('300 held keyed runs ahead in claim order (higher priority): the runs without a key are claimed at once', async () => {
+    await holdKey('held-300');
+    await q(`select trellis.run_start('w', '{}', '{"queue": "held-300", "concurrency_key": "a", "priority": 5}') from generate_series(1, 300)`);
+    const ids = await keyless('held-300', 3);
+    assert.equal(await claimsUntil('held-300', ids), 1);
+  });
+
+  it('2,500 held keyed runs due before them, each at its own time: a few claims reach them, a page at a time', async () => {
+    await holdKey('held-deep');
+    await q(`select trellis.run_start('w', '{}', jsonb_build_object('queue', 'held-deep', 'concurrency_key', 'a',
+               'run_at', trellis.now() - interval '1 hour' + i * interval '1 millisecond')) from generate_series(1, 2500) i`);
+    const ids = await keyless('held-deep', 2);
+    const claims = await claimsUntil('held-deep', ids);
+    assert.ok(claims >= 2 && claims <= 4, `${claims} claims`);
+    // Once every page came back short, the next read starts from the front again.
+    assert.deepEqual((await claim('held-deep', 10)).length, 0);
+    const { rows } = await q(`select keyless_priority, keyless_run_at from trellis.queues where name = 'held-deep'`);
+    assert.deepEqual(rows, [{ keyless_priority: null, keyless_run_at: null }]);
+  });
+
+  it('1,500 held keyed runs that share one claim position (one statement): a claim moves past the position', async () => {
+    await holdKey('held-tied');
+    await q(`select trellis.run_start('w', '{}', '{"queue": "held-tied", "concurrency_key": "a"}') from generate_series(1, 1500)`);
+    const ids = await keyless('held-tied', 1);
+    const claims = await claimsUntil('held-tied', ids);
+    assert.ok(claims <= 4, `${claims} claims`);
+  });
+});
