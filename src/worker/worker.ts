@@ -153,6 +153,12 @@ export class Worker {
   private dueTimer: NodeJS.Timeout | undefined;
   /** Backoff of looks at a wake-up gate held by a coalescing start (0: not held at the last look). */
   private gateRetryMs = 0;
+  /**
+   * Claims in a row that found nothing while runs stayed due (held back by
+   * a queue's flow control, or locked by another claimer): each waits twice
+   * as long as the one before (25 ms up to a second) before looking again.
+   */
+  private emptyDueClaims = 0;
   private heartbeatTimer: NodeJS.Timeout | undefined;
   private readonly hookLoop: HookLoop | undefined;
   /** Role leases: the engine's duties (purge, schedule ticker) and `role()`s (src/worker/roles). */
@@ -435,6 +441,7 @@ export class Worker {
           this.firstClaimed?.();
         }
         lastClaimed = runs.length;
+        if (runs.length > 0) this.emptyDueClaims = 0;
         this.observer?.claimed(performance.now() - sentAt, runs.length);
         this.claimFailures = 0;
         // Hand-offs may have taken slots while the claim was in flight (they
@@ -517,8 +524,16 @@ export class Worker {
     if (ms === null || ms >= this.pollMs) return;
     // Due already: a run committed after the claim's snapshot (look again at
     // once, if that claim found work), or runs another claimer holds locked
-    // (look again soon, not in a tight loop).
-    this.dueTimer = setTimeout(() => this.wake(), ms <= 0 ? (lastClaimed > 0 ? 0 : 25) : ms + 5);
+    // or the queue's flow control holds back (look again soon, then twice
+    // as late each time nothing came: the claimer that holds them claims
+    // them, a run that ends on this worker or another claims again at once
+    // on that worker, and a start's NOTIFY is a wake-up of its own).
+    let delay = ms + 5;
+    if (ms <= 0) {
+      delay = lastClaimed > 0 ? 0 : Math.min(25 * 2 ** Math.min(this.emptyDueClaims, 6), 1000, this.pollMs);
+      if (lastClaimed === 0) this.emptyDueClaims++;
+    }
+    this.dueTimer = setTimeout(() => this.wake(), delay);
   }
 
   /**
