@@ -79,6 +79,45 @@ describe('pausing a queue', () => {
   });
 });
 
+describe('a worker waiting on held keys', () => {
+  it('looks again less and less often while its claims find nothing, and claims at once when its own run frees the key', async () => {
+    const gate = deferred();
+    const entered = deferred();
+    const held = defineWorkflow({ name: 'held-key', queue: 'held-keys', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
+      ctx.step('body', async () => {
+        if (n === 0) {
+          entered.resolve();
+          await gate.promise;
+        }
+        return n;
+      }));
+    const engine = await startEngine(fx.db, { workflows: [held], concurrency: 10, pollInterval: '5s' });
+    try {
+      await engine.client.setQueue('held-keys', { keyConcurrency: 1 });
+      const first = await engine.client.start(held, { n: 0 }, { concurrencyKey: 'a' });
+      await entered.promise;
+      const next = await engine.client.start(held, { n: 1 }, { concurrencyKey: 'a' });
+      // Key a is at its limit: run 1 is due and stays. Every 25 ms, this
+      // was ~100 claims in 3 s; backing off (25, 50, 100 … ms, at most a
+      // second) it is under 10 (and one more per start's NOTIFY).
+      const claims = engine.worker.stats.claims;
+      await new Promise((resolve) => setTimeout(resolve, 3000));
+      const made = engine.worker.stats.claims - claims;
+      assert.ok(made >= 2 && made <= 12, `${made} claims in 3 s while the key was held`);
+      assert.equal((await engine.client.get(next.id))?.status, 'pending');
+      gate.resolve();
+      assert.equal(await first.result({ timeout: '20s' }), 0);
+      // The end of run 0 frees the key on this worker, which claims at once
+      // (not at the next look of its backoff, nor at the 5 s poll).
+      const ended = Date.now();
+      assert.equal(await next.result({ timeout: '20s' }), 1);
+      assert.ok(Date.now() - ended < 4000, `run 1 finished ${Date.now() - ended} ms after run 0`);
+    } finally {
+      await engine.stop();
+    }
+  });
+});
+
 describe('client queue API', () => {
   it('setQueue stores the limits that queueStats reports', async () => {
     const engine = await startEngine(fx.db, { workflows: [tenantJob] });
