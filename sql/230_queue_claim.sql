@@ -81,11 +81,15 @@ declare
   v_full    boolean;
   v_np      integer;
   v_nt      timestamptz;
+  -- The row as read: a claim that leases nothing and moves nothing writes
+  -- no new version of it.
+  v_was     trellis.queues;
 begin
   select * into q from trellis.queues where name = p_queue for update;
   if not found or q.paused then
     return v_ids;
   end if;
+  v_was := q;
   if q.concurrency is not null then
     select count(*) into v_running from trellis.runs r where r.status = 'running' and r.queue = p_queue;
     v_left := least(v_left, q.concurrency - v_running);
@@ -341,10 +345,14 @@ begin
       q.keyless_run_at := null;
     end if;
   end if;
-  update trellis.queues set rate_window = q.rate_window,
-         rate_count = q.rate_count + cardinality(v_ids), cursor_key = q.cursor_key,
-         keyless_priority = q.keyless_priority, keyless_run_at = q.keyless_run_at
-   where name = p_queue;
+  if cardinality(v_ids) > 0
+     or (q.rate_window, q.rate_count, q.cursor_key, q.keyless_priority, q.keyless_run_at)
+        is distinct from (v_was.rate_window, v_was.rate_count, v_was.cursor_key, v_was.keyless_priority, v_was.keyless_run_at) then
+    update trellis.queues set rate_window = q.rate_window,
+           rate_count = q.rate_count + cardinality(v_ids), cursor_key = q.cursor_key,
+           keyless_priority = q.keyless_priority, keyless_run_at = q.keyless_run_at
+     where name = p_queue;
+  end if;
   return v_ids;
 end $$;
 comment on function trellis._queue_pick(text, text[], text[], integer, timestamptz) is

@@ -456,6 +456,16 @@ describe('runs without a key behind keyed runs held at key_concurrency', () => {
     assert.deepEqual(rows, [{ keyless_priority: null, keyless_run_at: null }]);
   });
 
+  it('a claim that leases nothing and moves nothing writes no new version of the queue\'s row', async () => {
+    await holdKey('held-quiet');
+    await q(`select trellis.run_start('w', '{}', '{"queue": "held-quiet", "concurrency_key": "a"}') from generate_series(1, 5)`);
+    assert.equal((await claim('held-quiet', 10)).length, 0);
+    const row = async () => (await q(`select xmin::text as x, ctid::text as c from trellis.queues where name = 'held-quiet'`)).rows[0];
+    const before = await row();
+    for (let i = 0; i < 3; i++) assert.equal((await claim('held-quiet', 10)).length, 0);
+    assert.deepEqual(await row(), before);
+  });
+
   it('1,500 held keyed runs that share one claim position (one statement): a claim moves past the position', async () => {
     await holdKey('held-tied');
     await q(`select trellis.run_start('w', '{}', '{"queue": "held-tied", "concurrency_key": "a"}') from generate_series(1, 1500)`);
