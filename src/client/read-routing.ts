@@ -149,7 +149,7 @@ export class ReadRouter {
     const mark = this.mark;
     if (mark === undefined) return this.replica;
     const [row] = await queryRows<{ lsn: string | null; standby: boolean }>(this.replica.query,
-      'select pg_last_wal_replay_lsn()::text as lsn, pg_is_in_recovery() as standby');
+      'select pg_catalog.pg_last_wal_replay_lsn()::text as lsn, pg_catalog.pg_is_in_recovery() as standby');
     this.notePromotion(row?.standby);
     if (row?.lsn != null && lsnValue(row.lsn) < mark) return this.primary;
     if (this.mark === mark) this.mark = undefined;
@@ -159,7 +159,7 @@ export class ReadRouter {
   /** The primary's WAL position now, as the mark; a failure marks the client dirty again (the next read asks again). */
   private async takeMark(): Promise<void> {
     try {
-      const [row] = await queryRows<{ lsn: string }>(this.primary.query, 'select pg_current_wal_lsn()::text as lsn');
+      const [row] = await queryRows<{ lsn: string }>(this.primary.query, 'select pg_catalog.pg_current_wal_lsn()::text as lsn');
       const lsn = lsnValue(row!.lsn);
       if (this.mark === undefined || lsn > this.mark) this.mark = lsn;
     } catch (error) {

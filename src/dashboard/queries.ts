@@ -143,13 +143,13 @@ export interface Bucket {
 export async function throughput(db: Queryable, rangeSeconds: number, buckets: number): Promise<{ now: Date; buckets: Bucket[] }> {
   const width = rangeSeconds / buckets;
   const rows = await queryRows<{ i: number; completed: number; failed: number; cancelled: number; p50: number | null; p95: number | null }>(db, `
-    with s as (select trellis.now() as now, trellis.now() - make_interval(secs => $1) as start)
-    select least(floor(extract(epoch from r.finished_at - s.start) / $2)::int, $3 - 1) as i,
-           count(*) filter (where r.status = 'completed')::int as completed,
-           count(*) filter (where r.status = 'failed')::int as failed,
-           count(*) filter (where r.status = 'cancelled')::int as cancelled,
-           percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - r.created_at) * 1000) as p50,
-           percentile_cont(0.95) within group (order by extract(epoch from r.finished_at - r.created_at) * 1000) as p95
+    with s as (select trellis.now() as now, trellis.now() - pg_catalog.make_interval(secs => $1) as start)
+    select least(pg_catalog.floor(extract(epoch from r.finished_at - s.start) / $2)::int, $3 - 1) as i,
+           pg_catalog.count(*) filter (where r.status = 'completed')::int as completed,
+           pg_catalog.count(*) filter (where r.status = 'failed')::int as failed,
+           pg_catalog.count(*) filter (where r.status = 'cancelled')::int as cancelled,
+           pg_catalog.percentile_cont(0.5) within group (order by extract(epoch from r.finished_at - r.created_at) * 1000) as p50,
+           pg_catalog.percentile_cont(0.95) within group (order by extract(epoch from r.finished_at - r.created_at) * 1000) as p95
       from trellis.runs r, s
      where r.finished_at > s.start and r.finished_at <= s.now
      group by 1`, [rangeSeconds, width, buckets]);
@@ -168,7 +168,7 @@ export async function throughput(db: Queryable, rangeSeconds: number, buckets: n
 
 /** How many runs are in each status. */
 export async function statusCounts(db: Queryable): Promise<Record<RunState, number>> {
-  const rows = await queryRows<{ status: RunState; n: number }>(db, 'select status, count(*)::int as n from trellis.runs group by status');
+  const rows = await queryRows<{ status: RunState; n: number }>(db, 'select status, pg_catalog.count(*)::int as n from trellis.runs group by status');
   const counts = Object.fromEntries(RUN_STATES.map((s) => [s, 0])) as Record<RunState, number>;
   for (const r of rows) counts[r.status] = r.n;
   return counts;
@@ -186,10 +186,10 @@ export interface QueueDepth {
 export async function queueDepths(db: Queryable): Promise<QueueDepth[]> {
   return queryRows<QueueDepth>(db, `
     select r.queue,
-           count(*) filter (where r.status = 'pending' and r.run_at <= n.now)::int as due,
-           count(*) filter (where r.status = 'pending' and r.run_at > n.now)::int as scheduled,
-           count(*) filter (where r.status = 'running')::int as running,
-           (extract(epoch from n.now - min(r.run_at) filter (where r.status = 'pending' and r.run_at <= n.now)) * 1000)::float8 as oldest_due_ms
+           pg_catalog.count(*) filter (where r.status = 'pending' and r.run_at <= n.now)::int as due,
+           pg_catalog.count(*) filter (where r.status = 'pending' and r.run_at > n.now)::int as scheduled,
+           pg_catalog.count(*) filter (where r.status = 'running')::int as running,
+           (extract(epoch from n.now - pg_catalog.min(r.run_at) filter (where r.status = 'pending' and r.run_at <= n.now)) * 1000)::float8 as oldest_due_ms
       from trellis.runs r, (select trellis.now() as now) n
      where r.status in ('pending', 'running')
      group by r.queue, n.now order by r.queue limit 200`);
@@ -251,7 +251,7 @@ export async function runSignals(db: Queryable, runId: string, limit = 500): Pro
   return newest<SignalRow>(db, `
     select id::text, name, payload, signal_id, created_at, consumed_at, consumed_seq, reply, replied_at
       from trellis.signals where run_id = $1 order by id desc`,
-  'select count(*) as n from trellis.signals where run_id = $1', runId, limit);
+  'select pg_catalog.count(*) as n from trellis.signals where run_id = $1', runId, limit);
 }
 
 /** An event of the outbox (trellis.events). */
@@ -268,7 +268,7 @@ export async function runEvents(db: Queryable, runId: string, limit = 500): Prom
     select kind, attempt, body, created_at
       from trellis.events where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1
       order by xid desc, id desc`,
-  'select count(*) as n from trellis.events where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1', runId, limit);
+  'select pg_catalog.count(*) as n from trellis.events where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1', runId, limit);
 }
 
 /** A run's child runs in call order (the newest 500). */
@@ -277,7 +277,7 @@ export async function runChildren(db: Queryable, runId: string, limit = 500): Pr
     select r.id, r.workflow, r.version, r.key, r.queue, r.status, r.attempt, r.metadata, r.error,
            r.created_at, r.finished_at, r.created_at::text as created_at_text
       from trellis.runs r where r.parent_run_id = $1 order by r.parent_seq desc, r.created_at desc`,
-  'select count(*) as n from trellis.runs where parent_run_id = $1', runId, limit);
+  'select pg_catalog.count(*) as n from trellis.runs where parent_run_id = $1', runId, limit);
 }
 
 /** A run waiting on another one without being its child (trellis.run_watches, decision 0039). */
@@ -300,7 +300,7 @@ export async function runWatchers(db: Queryable, runId: string, limit = 500): Pr
   return newest<WatcherRow>(db, `
     select r.id, r.workflow, r.status, r.created_at
       from trellis.runs r where r.id in (select w.waiter_id from trellis.run_watches w where w.run_id = $1) order by r.created_at desc`,
-  'select count(*) as n from trellis.run_watches where run_id = $1', runId, limit);
+  'select pg_catalog.count(*) as n from trellis.run_watches where run_id = $1', runId, limit);
 }
 
 /** The whole run row (every documented column but the lease token, which trellis_reader cannot read), or undefined. */
@@ -329,5 +329,5 @@ export async function runSteps(db: Queryable, runId: string, limit = 2000): Prom
     select execution, seq, name, kind, status, output, error, attempts, started_at, finished_at
       from trellis.steps where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1
       order by execution desc, seq desc`,
-  'select count(*) as n from trellis.steps where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1', runId, limit);
+  'select pg_catalog.count(*) as n from trellis.steps where bucket in (select bucket from trellis.runs where id = $1) and run_id = $1', runId, limit);
 }

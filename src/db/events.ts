@@ -184,7 +184,7 @@ export async function hookList(db: Queryable, filter: HookFilter, limit: number)
  */
 export async function hookCounts(db: Queryable): Promise<Record<HookStatus, number>> {
   const rows = await queryRows<{ status: HookStatus; n: number }>(db,
-    'select status, count(*)::int as n from trellis.hook_deliveries group by status');
+    'select status, pg_catalog.count(*)::int as n from trellis.hook_deliveries group by status');
   return Object.fromEntries(HOOK_STATUSES.map((s) => [s, rows.find((r) => r.status === s)?.n ?? 0])) as Record<HookStatus, number>;
 }
 
@@ -227,7 +227,7 @@ export async function consumerList(db: Queryable): Promise<ConsumerRow[]> {
     // A count of its own per consumer: on a cluster, a subquery of the
     // distributed events inside a read of the consumers (a reference table) is refused.
     const [behind] = await queryRows<{ n: number }>(db, `
-      select count(*)::int as n from (select 1 from trellis.events e where (e.xid, e.id) > ($1::xid8, $2::bigint) limit $3) x`,
+      select pg_catalog.count(*)::int as n from (select 1 from trellis.events e where (e.xid, e.id) > ($1::xid8, $2::bigint) limit $3) x`,
     [r.after_xid, r.after_id, CONSUMER_BEHIND_CAP]);
     out.push({ name: r.name, position: `${r.after_xid}:${r.after_id}`, behind: behind?.n ?? 0, createdAt: r.created_at, updatedAt: r.updated_at });
   }

@@ -66,7 +66,7 @@ export async function machineReached(db: Queryable, runId: string, status: strin
        left join lateral (
          select s.output->'object' as object, s.finished_at as at from trellis.steps s
           where s.bucket = r.bucket and s.run_id = r.id and s.kind = 'step' and s.status = 'completed'
-            and jsonb_typeof(s.output) = 'object' and s.output->>'to' = $2
+            and pg_catalog.jsonb_typeof(s.output) = 'object' and s.output->>'to' = $2
           order by s.execution desc, s.seq desc limit 1) t on true
       where r.id = $1 and (t.at is not null or r.input->>'status' = $2)`, [runId, status]);
   return rows[0];

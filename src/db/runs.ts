@@ -121,7 +121,7 @@ export async function runStartClaimed(db: Queryable, workflow: string, input: st
     // (a later migration adds one) fails with 0A000 on every connection that
     // prepared it, for as long as a pooler keeps it (the upgrade audit).
     `select id, claimed, workflow, version, input, metadata, lease_token, lease_expires_at, now, deadline_at
-       from trellis.run_start_claimed($1, $2::jsonb, $3::jsonb, $4, make_interval(secs => $5::double precision / 1000))`,
+       from trellis.run_start_claimed($1, $2::jsonb, $3::jsonb, $4, pg_catalog.make_interval(secs => $5::double precision / 1000))`,
     [workflow, input, JSON.stringify(options), a.worker, a.leaseMs], 'trellis_run_start_claimed');
   const r = rows[0] as (typeof rows)[number];
   if (!r.claimed) return { id: r.id, run: undefined };
@@ -156,7 +156,7 @@ export async function runClaim(db: Queryable, a: RunClaimArgs): Promise<ClaimedR
     // Asynchronous commit: a lost claim only returns its runs to pending (see sql/200_runs.sql).
     `select id, workflow, version, input, metadata, attempt, failures, lease_token, history, execution, cancel_requested,
             pause_requested, signals, children, now, deadline_at, cancel_reason
-       from trellis.run_claim($1, $2::text[], $3::text[], $4::text[], $5, make_interval(secs => $6::double precision / 1000), true)`,
+       from trellis.run_claim($1, $2::text[], $3::text[], $4::text[], $5, pg_catalog.make_interval(secs => $6::double precision / 1000), true)`,
     [a.worker, a.queues, a.served.map((s) => s.name), a.served.map((s) => s.version), a.limit, a.leaseMs],
     'trellis_run_claim',
   );
@@ -192,7 +192,7 @@ export interface HeldRun {
 export async function runHeartbeatMany(db: Queryable, held: readonly { id: string; token: string }[], leaseMs: number): Promise<Map<string, HeldRun>> {
   const rows = await queryRows<HeldRun>(
     db,
-    'select id, cancel_requested, pause_requested from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], make_interval(secs => $3::double precision / 1000))',
+    'select id, cancel_requested, pause_requested from trellis.run_heartbeat_many($1::uuid[], $2::uuid[], pg_catalog.make_interval(secs => $3::double precision / 1000))',
     [held.map((h) => h.id), held.map((h) => h.token), leaseMs],
   );
   return new Map(rows.map((r) => [r.id, r]));

@@ -31,8 +31,8 @@ export interface MetricsOptions {
 /** Bucket bounds of the step and claim duration histograms, in seconds. */
 const DURATION_BUCKETS = [0.001, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300];
 
-const QUEUES_SQL = `select queue, sum(n)::int as depth, max(age)::float8 as age from (
-  select queue, count(*) as n, extract(epoch from trellis.now() - min(run_at)) as age
+const QUEUES_SQL = `select queue, pg_catalog.sum(n)::int as depth, pg_catalog.max(age)::float8 as age from (
+  select queue, pg_catalog.count(*) as n, extract(epoch from trellis.now() - pg_catalog.min(run_at)) as age
     from trellis.runs where status = 'pending' and run_at <= trellis.now() group by queue
   union all
   select distinct queue, 0, 0 from trellis.workflows) q group by queue`;

@@ -28,13 +28,13 @@ create table if not exists trellis.migrations (
   filename      text not null,
   hash          text not null,
   previous_hash text,
-  applied_at    timestamptz not null default now()
+  applied_at    timestamptz not null default pg_catalog.now()
 );
 create table if not exists trellis.schema_info (
   singleton    boolean primary key default true check (singleton),
   migration    integer not null,
   sql_hash     text not null,
-  installed_at timestamptz not null default now()
+  installed_at timestamptz not null default pg_catalog.now()
 );
 alter table trellis.schema_info add column if not exists sql_revision integer;
 alter table trellis.schema_info add column if not exists compatible_from integer;`;
@@ -174,9 +174,9 @@ async function withClient<T>(target: Target, o: MigrateOptions, fn: (client: Cli
  */
 async function virtualClock(client: ClientBase): Promise<{ installed: boolean; allowed: boolean }> {
   const { rows } = await client.query<{ installed: boolean; allowed: boolean }>(
-    `select coalesce((select prosrc like '%trellis.clock%' from pg_proc where oid = to_regprocedure('trellis.now()')), false) as installed,
-            coalesce(current_setting('trellis.virtual_clock', true), '') = 'allowed'
-              and coalesce(current_setting('trellis.test_database', true), '') = 'on' as allowed`,
+    `select coalesce((select prosrc like '%trellis.clock%' from pg_proc where oid = pg_catalog.to_regprocedure('trellis.now()')), false) as installed,
+            coalesce(pg_catalog.current_setting('trellis.virtual_clock', true), '') = 'allowed'
+              and coalesce(pg_catalog.current_setting('trellis.test_database', true), '') = 'on' as allowed`,
   );
   return rows[0] ?? { installed: false, allowed: false };
 }
@@ -187,7 +187,7 @@ export const MIN_POSTGRES_MAJOR = 13;
 /** Refuse a server older than MIN_POSTGRES_MAJOR before anything is written. */
 async function assertSupportedServer(client: ClientBase): Promise<void> {
   const { rows } = await client.query<{ num: string; version: string }>(
-    `select current_setting('server_version_num') as num, current_setting('server_version') as version`,
+    `select pg_catalog.current_setting('server_version_num') as num, pg_catalog.current_setting('server_version') as version`,
   );
   const num = Number(rows[0]?.num ?? 0);
   if (num < MIN_POSTGRES_MAJOR * 10000) {
@@ -273,15 +273,15 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
       await client.query('begin');
       // If this process stops answering mid-install, the server ends the session instead of holding the lock.
       await client.query("set local idle_in_transaction_session_timeout = '60s'");
-      await client.query('select pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_OBJECT]);
+      await client.query('select pg_catalog.pg_advisory_xact_lock($1, $2)', [LOCK_CLASS, LOCK_OBJECT]);
       // Only after the install lock: replicas wait for each other's install as long as it takes.
       if (options.lockTimeout !== false) await client.query(`set local lock_timeout = ${lockTimeoutMs(options)}`);
       // The bookkeeping's DDL only where something of it is missing: a replica
       // whose login is not the owner (trellis_worker, trellis_client) may call
       // migrate() at boot against a schema already up to date, and `create
       // schema if not exists` needs CREATE on the database even when it exists.
-      const kept = await client.query<{ ready: boolean }>(`select to_regclass('trellis.migrations') is not null
-        and (select count(*) from pg_catalog.pg_attribute where attrelid = to_regclass('trellis.schema_info')
+      const kept = await client.query<{ ready: boolean }>(`select pg_catalog.to_regclass('trellis.migrations') is not null
+        and (select pg_catalog.count(*) from pg_catalog.pg_attribute where attrelid = pg_catalog.to_regclass('trellis.schema_info')
               and attname in ('sql_revision', 'compatible_from') and not attisdropped) = 2 as ready`);
       if (!kept.rows[0]?.ready) await client.query(BOOKKEEPING);
       const { rows } = await client.query<{ id: number; hash: string }>(
@@ -340,7 +340,7 @@ async function migrateOnce(target: Target, options: MigrateOptions, bundle: Bund
         if (clock.installed && clock.allowed) await client.query('select trellis.clock_use_virtual()');
         await client.query(
           `insert into trellis.schema_info (singleton, migration, sql_hash, sql_revision, compatible_from, installed_at)
-           values (true, $1, $2, $3, $4, now())
+           values (true, $1, $2, $3, $4, pg_catalog.now())
            on conflict (singleton) do update set migration = excluded.migration,
              sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision,
              compatible_from = excluded.compatible_from, installed_at = excluded.installed_at`,
@@ -386,7 +386,7 @@ export function installScript(from = 0, bundle: BundledSql = BUNDLE): string {
   const parts = [
     '-- Trellis install script. Apply in one transaction.',
     'begin;',
-    `select pg_advisory_xact_lock(${LOCK_CLASS}, ${LOCK_OBJECT});`,
+    `select pg_catalog.pg_advisory_xact_lock(${LOCK_CLASS}, ${LOCK_OBJECT});`,
     BOOKKEEPING.trim(),
   ];
   for (const m of bundle.migrations.slice(from)) {
@@ -400,7 +400,7 @@ export function installScript(from = 0, bundle: BundledSql = BUNDLE): string {
   for (const f of bundle.functions) parts.push(`-- ${f.filename}`, f.text.trim());
   parts.push(
     `insert into trellis.schema_info (singleton, migration, sql_hash, sql_revision, compatible_from) values (true, ${latestMigration(bundle)}, '${functionsHash(bundle)}', ${bundle.sqlRevision ?? 'null'}, ${compatibleFrom(bundle)})
-  on conflict (singleton) do update set migration = excluded.migration, sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision, compatible_from = excluded.compatible_from, installed_at = now();`,
+  on conflict (singleton) do update set migration = excluded.migration, sql_hash = excluded.sql_hash, sql_revision = excluded.sql_revision, compatible_from = excluded.compatible_from, installed_at = pg_catalog.now();`,
     'commit;',
   );
   return `${parts.join('\n\n')}\n`;

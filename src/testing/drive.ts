@@ -64,9 +64,9 @@ const ROUND = `${TREE}, s as (
          exists (select 1 from live where deadline_at <= trellis.now() and cancel_requested_at is null) as overdue,
          exists (select 1 from live where status = 'paused' and resume_at <= trellis.now()) as resumable,
          (select resume_at is not null from trellis.runs where id = $1 and status = 'paused') as resumes,
-         (select least(min(run_at) filter (where status in ('pending', 'waiting') and run_at > trellis.now() and run_at < 'infinity'),
-                       min(deadline_at) filter (where cancel_requested_at is null and deadline_at > trellis.now()),
-                       min(resume_at) filter (where status = 'paused' and resume_at > trellis.now()))
+         (select least(pg_catalog.min(run_at) filter (where status in ('pending', 'waiting') and run_at > trellis.now() and run_at < 'infinity'),
+                       pg_catalog.min(deadline_at) filter (where cancel_requested_at is null and deadline_at > trellis.now()),
+                       pg_catalog.min(resume_at) filter (where status = 'paused' and resume_at > trellis.now()))
             from live) as next_at
 )
 select status, idle, overdue, resumable, coalesce(resumes, false) as resumes, next_at,

@@ -320,7 +320,7 @@ export async function createTestEnv(options: TestEnvOptions): Promise<TestEnv> {
   const advance = async (by: Duration) => {
     const ms = toMs(by);
     try {
-      await pool.query('select trellis.clock_advance(make_interval(secs => $1::double precision / 1000))', [ms]);
+      await pool.query('select trellis.clock_advance(pg_catalog.make_interval(secs => $1::double precision / 1000))', [ms]);
     } catch (error) {
       throw toTrellisError(error); // TR004: the clock is not virtual (a migrate() without the test kit's option)
     }

@@ -111,7 +111,7 @@ export async function checkReplay(db: Executor, workflow: WorkflowDefinition, op
   }
   const { rows } = await toQueryable(db).query<RunRow>(
     `select r.id, r.version, r.status, r.input, r.output, r.metadata, r.attempt, r.execution, r.deadline_at,
-            coalesce((select jsonb_agg(jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
+            coalesce((select pg_catalog.jsonb_agg(pg_catalog.jsonb_build_object('seq', s.seq, 'name', s.name, 'kind', s.kind, 'status', s.status,
                                                           'output', s.output, 'error', s.error, 'attempts', s.attempts,
                                                           'delivered', s.delivered) order by s.seq)
                         from trellis.steps s

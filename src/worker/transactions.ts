@@ -186,14 +186,14 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
   let grace: ReturnType<typeof setTimeout> | undefined;
   const cancel = () => {
     if (committing || ending) return;
-    if (pid !== undefined) cancelling = host.pool.query('select pg_cancel_backend($1::integer)', [pid]).catch(() => undefined);
+    if (pid !== undefined) cancelling = host.pool.query('select pg_catalog.pg_cancel_backend($1::integer)', [pid]).catch(() => undefined);
     grace = setTimeout(() => giveUp(request.signal.reason), ABORT_GRACE_MS);
   };
   request.signal.addEventListener('abort', cancel, { once: true });
   try {
     let ours = true;
     try {
-      const begun = await client.query(`${request.isolation ? BEGIN[request.isolation] : 'begin'}; select pg_backend_pid() as pid, transaction_timestamp()::text as at`) as unknown as { rows: { pid: number; at: string }[] }[];
+      const begun = await client.query(`${request.isolation ? BEGIN[request.isolation] : 'begin'}; select pg_catalog.pg_backend_pid() as pid, pg_catalog.transaction_timestamp()::text as at`) as unknown as { rows: { pid: number; at: string }[] }[];
       pid = begun[1]?.rows[0]?.pid;
       const at = begun[1]?.rows[0]?.at;
       if (request.signal.aborted) throw request.signal.reason;
@@ -203,7 +203,7 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
       // Still the transaction begun above: a body that ran COMMIT or
       // ROLLBACK on tx itself has already made (or undone) its writes apart
       // from the step, and the record must not follow them in autocommit.
-      const { rows: [same] } = await client.query<{ same: boolean }>('select transaction_timestamp()::text = $1 as same', [at]);
+      const { rows: [same] } = await client.query<{ same: boolean }>('select pg_catalog.transaction_timestamp()::text = $1 as same', [at]);
       if (!same?.same) {
         ours = false;
         throw new ValidationError(`the body of transaction "${op.name}" ended its transaction itself (COMMIT or ROLLBACK on tx): `
@@ -220,7 +220,7 @@ async function once(host: TransactionHost, fence: Fence, work: (tx: TransactionC
       ending = true;
       // A query of the body that outran the pool's queryTimeout may still run on the server: stop it before ROLLBACK.
       if (pid !== undefined && !cancelling && outranQueryTimeout(error)) {
-        cancelling = host.pool.query('select pg_cancel_backend($1::integer)', [pid]).catch(() => undefined);
+        cancelling = host.pool.query('select pg_catalog.pg_cancel_backend($1::integer)', [pid]).catch(() => undefined);
       }
       await cancelling;
       if (error === request.signal.reason && request.signal.aborted && !committing) {

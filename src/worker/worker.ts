@@ -303,7 +303,7 @@ export class Worker {
       // A role that cannot checkpoint would claim nothing and log 42501 every
       // poll for ever (a login given trellis_client, not trellis_worker).
       const { rows } = await this.pool.query<{ ok: boolean }>(
-        `select has_function_privilege('trellis.checkpoint_apply(jsonb)', 'execute') and has_function_privilege('trellis.run_release_owned(text, uuid[])', 'execute') as ok`);
+        `select pg_catalog.has_function_privilege('trellis.checkpoint_apply(jsonb)', 'execute') and pg_catalog.has_function_privilege('trellis.run_release_owned(text, uuid[])', 'execute') as ok`);
       if (!rows[0]?.ok) {
         throw new ConfigurationError('the worker\'s database role may not execute the worker functions (trellis.checkpoint_apply, trellis.run_release_owned): grant it trellis_worker (docs/security.md)');
       }

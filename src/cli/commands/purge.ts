@@ -24,8 +24,8 @@ export const purge: Command = {
     const c = await client();
     // The estimate for the bar: finished runs past the cutoff (children a parent waits on are counted but kept).
     const { rows } = await pool().query<{ n: number }>(
-      `select count(*)::int as n from trellis.runs
-        where finished_at < trellis.now() - make_interval(secs => $1::double precision / 1000)
+      `select pg_catalog.count(*)::int as n from trellis.runs
+        where finished_at < trellis.now() - pg_catalog.make_interval(secs => $1::double precision / 1000)
           and ($2::text is null or workflow = $2)`, [olderThan, workflow ?? null]);
     const total = rows[0]?.n ?? 0;
     let stop = false;

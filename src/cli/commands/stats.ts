@@ -4,19 +4,19 @@ import { formatDuration, formatTime, table, toJson } from '../format.ts';
 
 const QUEUES = `
 select queue,
-       count(*) filter (where status = 'pending' and run_at <= trellis.now())::int as ready,
-       count(*) filter (where status = 'pending' and run_at > trellis.now())::int as scheduled,
-       count(*) filter (where status = 'running')::int as running,
-       count(*) filter (where status = 'waiting')::int as waiting,
-       count(*) filter (where status = 'paused')::int as paused,
-       (extract(epoch from trellis.now() - min(run_at) filter (where status = 'pending' and run_at <= trellis.now())) * 1000)::float8 as lag_ms
+       pg_catalog.count(*) filter (where status = 'pending' and run_at <= trellis.now())::int as ready,
+       pg_catalog.count(*) filter (where status = 'pending' and run_at > trellis.now())::int as scheduled,
+       pg_catalog.count(*) filter (where status = 'running')::int as running,
+       pg_catalog.count(*) filter (where status = 'waiting')::int as waiting,
+       pg_catalog.count(*) filter (where status = 'paused')::int as paused,
+       (extract(epoch from trellis.now() - pg_catalog.min(run_at) filter (where status = 'pending' and run_at <= trellis.now())) * 1000)::float8 as lag_ms
   from trellis.runs
  where status in ('pending', 'running', 'waiting', 'paused')
  group by queue order by queue`;
 
 const WORKERS = `
-select lease_owner as worker, count(*)::int as runs, min(lease_expires_at) as lease_expires_at,
-       array_agg(distinct queue order by queue) as queues
+select lease_owner as worker, pg_catalog.count(*)::int as runs, pg_catalog.min(lease_expires_at) as lease_expires_at,
+       pg_catalog.array_agg(distinct queue order by queue) as queues
   from trellis.runs
  where status = 'running' and lease_owner is not null
  group by lease_owner order by lease_owner`;

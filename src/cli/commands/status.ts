@@ -10,7 +10,7 @@ export const status: Command = {
   async run({ client, readPool, options, io }) {
     await client();
     const { rows } = await readPool().query<{ status: string; n: number }>(
-      'select status, count(*)::int as n from trellis.runs group by status order by status');
+      'select status, pg_catalog.count(*)::int as n from trellis.runs group by status order by status');
     if (options.json) {
       io.out(toJson({ migration: latestMigration(), runs: Object.fromEntries(rows.map((r) => [r.status, r.n])) }));
       return;
