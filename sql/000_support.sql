@@ -131,6 +131,34 @@ end $$;
 comment on function trellis._setting_int(text, integer) is
   'An integer engine setting from trellis.settings, or p_default (also for a NULL key); raises TR008 when the stored value is not an integer.';
 
+-- JSON nested more than 1,000 arrays and objects deep is refused by every
+-- writer (TR001), as by the TypeScript side (src/protocol/serialize.ts
+-- MAX_JSON_DEPTH): JavaScript's JSON.stringify recurses, so a value some
+-- thousands deep, which jsonb holds, breaks every TypeScript reader of it
+-- (the worker that completes the run, the dashboard, the CLI). Cheap for
+-- what is not that deep: 1,001 levels take at least 2,002 characters and
+-- as many brackets; only text with both is walked (a container at level
+-- 1,000 is the 1,001st). p_text: p_value's JSON text, when the caller has it.
+create or replace function trellis._check_json_depth(p_value jsonb, p_what text, p_text text default null)
+returns void language plpgsql stable as $$
+declare
+  v_text text;
+begin
+  if p_value is null then
+    return;
+  end if;
+  v_text := coalesce(p_text, p_value::text);
+  if octet_length(v_text) < 2002
+     or length(v_text) - length(pg_catalog.translate(v_text, '[{', '')) < 1001 then
+    return;
+  end if;
+  if jsonb_path_exists(p_value, 'strict $.**{1000} ? (@.type() == "array" || @.type() == "object")') then
+    perform trellis._raise('TR001', format('%s is nested more than 1000 arrays or objects deep', p_what));
+  end if;
+end $$;
+comment on function trellis._check_json_depth(jsonb, text, text) is
+  'Raise TR001 if p_value nests more than 1,000 arrays or objects (p_what names it); p_text is its JSON text when the caller has it.';
+
 -- Payload size is the bytes of the value's JSON text (jsonb's text form).
 -- Workers and clients measure the same thing before they send a value
 -- (src/protocol/serialize.ts), so a value one layer accepts the other does too;
@@ -140,16 +168,20 @@ create or replace function trellis._check_payload(p_value jsonb, p_what text)
 returns jsonb language plpgsql stable as $$
 declare
   v_max integer := trellis._setting_int('max_payload_bytes', 1048576);
-  v_size integer := octet_length(p_value::text);
+  v_text text := p_value::text;
+  v_size integer := octet_length(v_text);
 begin
   if v_size > v_max then
     perform trellis._raise('TR005',
       format('%s is %s bytes, over the limit of %s bytes (trellis.settings max_payload_bytes)', p_what, v_size, v_max));
   end if;
+  if v_size >= 2002 then
+    perform trellis._check_json_depth(p_value, p_what, v_text);
+  end if;
   return p_value;
 end $$;
 comment on function trellis._check_payload(jsonb, text) is
-  'Return p_value if its JSON text fits max_payload_bytes (octet_length(p_value::text)), else raise TR005.';
+  'Return p_value if its JSON text fits max_payload_bytes (octet_length(p_value::text)), else raise TR005; TR001 if it nests more than 1,000 arrays or objects (_check_json_depth).';
 
 -- Explain why a run did not accept a fenced write: not found, not running, or
 -- held under another token.

@@ -20,6 +20,8 @@ create or replace function trellis._run_start(p_workflow text, p_input jsonb, p_
   p_worker text, p_token uuid, p_lease interval)
 returns uuid language plpgsql as $$
 declare
+  -- A payload's JSON text, for its size and depth checks.
+  v_text     text;
   v_now      timestamptz := trellis.now();
   v_options  jsonb := coalesce(p_options, '{}');
   v_bad      text;
@@ -190,12 +192,19 @@ begin
                 else trellis._setting_int('max_payload_bytes', 1048576) end;
   v_buckets := coalesce(v_set[2]::numeric::integer, 64);  -- a stored 64.0 as 64 (_bucket_count)
   v_outbox := coalesce(v_set[3]::boolean, true);
-  -- trellis._check_payload's test, with the limit read once for both.
-  if octet_length(coalesce(p_input, 'null')::text) > v_max then
+  -- trellis._check_payload's tests, with the limit read once for both
+  -- (the depth only of text long enough to be that deep).
+  v_text := coalesce(p_input, 'null')::text;
+  if octet_length(v_text) > v_max then
     perform trellis._check_payload(coalesce(p_input, 'null'), 'input');
+  elsif octet_length(v_text) >= 2002 then
+    perform trellis._check_json_depth(p_input, 'input', v_text);
   end if;
-  if octet_length(v_metadata::text) > v_max then
+  v_text := v_metadata::text;
+  if octet_length(v_text) > v_max then
     perform trellis._check_payload(v_metadata, 'metadata');
+  elsif octet_length(v_text) >= 2002 then
+    perform trellis._check_json_depth(v_metadata, 'metadata', v_text);
   end if;
   if v_options ? 'input_checked' and jsonb_typeof(v_options->'input_checked') not in ('boolean', 'null') then
     perform trellis._raise('TR001', 'input_checked must be true or false');

@@ -105,6 +105,7 @@ declare
   v_max integer := trellis._setting_int('max_payload_bytes', 1048576);
   v_error_max integer := greatest(v_max, 65536);
   v_big text;
+  v_long boolean;
 begin
   if exists (select 1 from unnest(p_ops)
               where op is null
@@ -147,16 +148,25 @@ begin
   -- a lowered limit a failure record refused as too large left the run
   -- running, its execution crashing on every claim).
   -- (One pass over the ops, as before the error's own bound.)
-  select format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run,
-                case when o.error_size > v_error_max then o.error_size else o.size end,
-                case when o.error_size > v_error_max then v_error_max else v_max end)
-    into v_big
+  -- The same pass says whether any output or input is long enough to be
+  -- nested more than 1,000 deep (_check_json_depth); only then are those
+  -- walked.
+  select (array_agg(format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run,
+                           case when o.error_size > v_error_max then o.error_size else o.size end,
+                           case when o.error_size > v_error_max then v_error_max else v_max end))
+            filter (where o.size > v_max or o.error_size > v_error_max))[1],
+         coalesce(bool_or(o.size >= 2002), false)
+    into v_big, v_long
     from (select o.op, o.run, greatest(octet_length(o.output::text), octet_length(o.input::text)) as size,
                  octet_length(o.error::text) as error_size
-            from unnest(p_ops) o) o
-   where o.size > v_max or o.error_size > v_error_max limit 1;
+            from unnest(p_ops) o) o;
   if v_big is not null then
     perform trellis._raise('TR005', v_big);
+  end if;
+  if v_long then
+    perform trellis._check_json_depth(o.output, format('the output of %s of run %s', o.op, o.run)),
+            trellis._check_json_depth(o.input, format('the input of %s of run %s', o.op, o.run))
+       from unnest(p_ops) o;
   end if;
 end $$;
 comment on function trellis._checkpoint_check(trellis.checkpoint_op[]) is

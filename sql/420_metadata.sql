@@ -31,6 +31,8 @@ begin
   if p_patch ? 'foreign_id' then
     perform trellis._check_foreign_id_field(p_patch, format('a metadata patch of %s', p_what));
   end if;
+  -- Also when it does not grow the metadata (below).
+  perform trellis._check_json_depth(p_patch, format('a metadata patch of %s', p_what));
   v_merged := (coalesce(p_metadata, '{}') || p_patch)
               - array(select e.key from jsonb_each(p_patch) e where e.value = 'null'::jsonb);
   -- Over the limit only if it grew: a patch that removes or shortens

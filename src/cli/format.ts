@@ -1,4 +1,6 @@
 /** Text output of the CLI: aligned tables, durations, times. */
+import { ValidationError } from '../errors.ts';
+import { MAX_JSON_DEPTH } from '../protocol/serialize.ts';
 
 /**
  * Rows under a header, each column as wide as its widest cell; the last column is not padded.
@@ -66,7 +68,12 @@ export function errorText(error: unknown, max = 200): string {
   return line.length > max ? `${line.slice(0, max)}…` : line;
 }
 
-/** JSON for --json output: one document and a newline. */
+/** JSON for --json output: one document and a newline (an error for a value nested deeper than JSON.stringify can write). */
 export function toJson(value: unknown): string {
-  return `${JSON.stringify(value, null, 2)}\n`;
+  try {
+    return `${JSON.stringify(value, null, 2)}\n`;
+  } catch (error) {
+    if (error instanceof RangeError) throw new ValidationError(`what this prints holds a value nested more than ${MAX_JSON_DEPTH} arrays or objects deep (stored before that limit): leave out --json`, { cause: error });
+    throw error;
+  }
 }

@@ -4,6 +4,7 @@
  * holds `<script>` is shown as text, never run. Nothing else in the dashboard
  * writes markup by string concatenation.
  */
+import { displayJson } from '../protocol/serialize.ts';
 
 /**
  * Markup that is safe to emit as is (built by `html` or `raw`).
@@ -95,7 +96,7 @@ export function raw(text: string): Html {
  */
 export function jsonBlock(value: unknown, label?: string): Html {
   if (value === undefined || value === null) return html`<p class="muted">${label ? `no ${label}` : 'none'}</p>`;
-  return html`<pre class="json">${JSON.stringify(value, null, 2)}</pre>`;
+  return html`<pre class="json">${displayJson(value, 2)}</pre>`;
 }
 
 /**

@@ -4,18 +4,64 @@ import { isTrellisError, PayloadTooLargeError, quoteValue, ValidationError } fro
 import type { SerializedError } from './history.ts';
 
 /**
+ * The deepest a JSON value may nest arrays and objects, here and in SQL
+ * (trellis._check_json_depth, sql/000_support.sql): JSON.stringify
+ * recurses, so a value some thousands deep, which jsonb holds, would break
+ * every TypeScript reader of it.
+ */
+export const MAX_JSON_DEPTH = 1000;
+
+/** Whether JSON `text` nests more than `max` arrays and objects (text too short to is not read). */
+export function jsonTextTooDeep(text: string, max = MAX_JSON_DEPTH): boolean {
+  if (text.length < 2 * max + 2) return false;
+  let depth = 0;
+  let inString = false;
+  for (let i = 0; i < text.length; i++) {
+    const c = text.charCodeAt(i);
+    if (inString) {
+      if (c === 92) i++; // a backslash escapes the next character
+      else if (c === 34) inString = false;
+    } else if (c === 34) {
+      inString = true;
+    } else if (c === 91 || c === 123) {
+      if (++depth > max) return true;
+    } else if (c === 93 || c === 125) {
+      depth--;
+    }
+  }
+  return false;
+}
+
+/**
+ * JSON text of a value read back, for display: a value stored before the
+ * depth limit (or written past the engine's functions) may nest deeper
+ * than JSON.stringify can write, and is shown as a note instead.
+ */
+export function displayJson(value: unknown, space?: number): string {
+  try {
+    return JSON.stringify(value, null, space) ?? 'null';
+  } catch (error) {
+    if (error instanceof RangeError) return `(nested too deep to show: over ${MAX_JSON_DEPTH} arrays or objects)`;
+    throw error;
+  }
+}
+
+/**
  * Encode a value as JSON text, refusing what JSON cannot hold faithfully
- * (functions, symbols, BigInt, cycles) and anything over `maxBytes` as
- * measured by {@link jsonbTextBytes}, the measure the SQL checks use.
+ * (functions, symbols, BigInt, cycles), what nests more than
+ * {@link MAX_JSON_DEPTH} arrays and objects, and anything over `maxBytes`
+ * as measured by {@link jsonbTextBytes}, the measure the SQL checks use.
  */
 export function encodeJson(value: unknown, what: string, maxBytes: number): string {
   let text: string | undefined;
   try {
     text = JSON.stringify(value === undefined ? null : value);
   } catch (error) {
+    if (error instanceof RangeError) throw new ValidationError(`${what} is nested more than ${MAX_JSON_DEPTH} arrays or objects deep`, { cause: error });
     throw new ValidationError(`${what} is not JSON-serialisable: ${(error as Error).message}`, { cause: error });
   }
   if (text === undefined) throw new ValidationError(`${what} is not JSON-serialisable`);
+  if (jsonTextTooDeep(text)) throw new ValidationError(`${what} is nested more than ${MAX_JSON_DEPTH} arrays or objects deep`);
   const unstorable = unstorableEscape(text);
   if (unstorable) {
     throw new ValidationError(`${what} holds ${unstorable}, which PostgreSQL's jsonb cannot store`);
@@ -35,7 +81,7 @@ export function encodeJson(value: unknown, what: string, maxBytes: number): stri
  */
 export function assertJsonObject(value: unknown, what: string, root: string): asserts value is Record<string, unknown> {
   if (!plainObject(value)) throw new ValidationError(`${what} must be a plain object, not ${quoteValue(value)}`);
-  for (const [k, v] of Object.entries(value)) assertJsonValue(v, what, `${root}.${k}`);
+  for (const [k, v] of Object.entries(value)) assertJsonValue(v, what, `${root}.${k}`, 1);
 }
 
 /**
@@ -64,10 +110,13 @@ export function assertForeignIdField(metadata: Record<string, unknown>, what: st
  * function, NaN, a Date, a Map) is refused, not converted, so the reader
  * gets exactly what was given (ctx.reply's answer).
  */
-export function assertJsonValue(v: unknown, what: string, path: string): void {
+export function assertJsonValue(v: unknown, what: string, path: string, depth = 0): void {
   if (v === null || typeof v === 'string' || typeof v === 'boolean' || (typeof v === 'number' && Number.isFinite(v))) return;
-  if (Array.isArray(v)) return v.forEach((x, i) => assertJsonValue(x, what, `${path}[${i}]`));
-  if (plainObject(v)) return Object.entries(v).forEach(([k, x]) => assertJsonValue(x, what, `${path}.${k}`));
+  if ((Array.isArray(v) || plainObject(v)) && depth >= MAX_JSON_DEPTH) {
+    throw new ValidationError(`${what} is nested more than ${MAX_JSON_DEPTH} arrays or objects deep (at ${path.slice(0, 60)}…)`);
+  }
+  if (Array.isArray(v)) return v.forEach((x, i) => assertJsonValue(x, what, `${path}[${i}]`, depth + 1));
+  if (plainObject(v)) return Object.entries(v).forEach(([k, x]) => assertJsonValue(x, what, `${path}.${k}`, depth + 1));
   throw new ValidationError(`${what} ${path} must be a JSON value (a string, number, boolean, null, array or plain object), not ${quoteValue(v)}`);
 }
 

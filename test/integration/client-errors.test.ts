@@ -7,7 +7,7 @@ import assert from 'node:assert/strict';
 import { describe, it } from 'node:test';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
-import { SchemaVersionError, TimeoutError } from '../../src/errors.ts';
+import { SchemaVersionError, TimeoutError, ValidationError } from '../../src/errors.ts';
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
@@ -74,6 +74,44 @@ describe('errors of the first contact', () => {
           /did not finish within 300 ms: it is pending and no worker has claimed it: is a worker serving workflow greet version \S+ on queue nobody-listens running\?/);
         return true;
       });
+    } finally {
+      await client.close();
+    }
+  });
+});
+
+describe('values nested more than 1,000 arrays or objects deep', () => {
+  const fx = useFreshDatabase();
+  const anything = defineWorkflow({ name: 'deep-anything', input: z.unknown() },
+    async (ctx) => ctx.waitForSignal('go', { timeout: '1h' }));
+  // n nested arrays, the innermost empty.
+  const nest = (n: number): unknown => {
+    let v: unknown = [];
+    for (let i = 1; i < n; i++) v = [v];
+    return v;
+  };
+
+  it('every client call refuses them with a ValidationError (not a RangeError) and writes nothing; 1,000 deep is taken', async () => {
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger });
+    try {
+      const run = await client.start(anything, nest(1000));
+      const runs = async () => (await fx.db.pool.query('select count(*)::int as n from trellis.runs')).rows[0].n as number;
+      const before = await runs();
+      const calls: [string, () => Promise<unknown>][] = [
+        ['start', () => client.start(anything, nest(5000))],
+        ['start metadata', () => client.start(anything, 1, { metadata: { d: nest(1001) } })],
+        ['signal', () => client.signal(run.id, 'go', nest(1001))],
+        ['setMetadata', () => client.setMetadata(run.id, { d: nest(5000) })],
+        ['list', () => client.list({ metadata: { d: nest(5000) } })],
+      ];
+      for (const [what, call] of calls) {
+        const error = await call().then(() => undefined, (e: unknown) => e);
+        assert.ok(error instanceof ValidationError, `${what}: ${String(error)}`);
+        assert.match((error as Error).message, /nested more than 1000 arrays or objects deep/, what);
+      }
+      assert.equal(await runs(), before);
+      assert.deepEqual((await client.get(run.id))?.metadata, {});
+      await client.setMetadata(run.id, { d: nest(999) });
     } finally {
       await client.close();
     }

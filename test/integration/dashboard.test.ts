@@ -567,6 +567,23 @@ describe('dashboard over HTTP', () => {
     assert.equal(res.status, 200);
   });
 
+  it('shows a value stored nested deeper than JSON.stringify can write (written past the engine\'s functions) as a note, not a 500', async () => {
+    const run = await engine.client.start(echo, { text: 'deep' });
+    await run.result({ timeout: '20s' });
+    const deep = `${'['.repeat(5000)}${']'.repeat(5000)}`;
+    await db.pool.query(`update trellis.runs set output = $2::jsonb, metadata = jsonb_build_object('d', $2::jsonb) where id = $1`, [run.id, deep]);
+    try {
+      const s = new Session(open.url);
+      for (const path of [`/trellis/runs/${run.id}`, '/trellis/runs']) {
+        const page = await s.fetch(path);
+        assert.equal(page.status, 200, path);
+        if (path.includes(run.id)) assert.match(await page.text(), /nested too deep to show: over 1000 arrays or objects/);
+      }
+    } finally {
+      await db.pool.query(`update trellis.runs set output = '"deep"', metadata = '{}' where id = $1`, [run.id]);
+    }
+  });
+
   it('refuses bad options with a ValidationError', async () => {
     assert.throws(() => createDashboard({ pool: db.pool, basePath: 'no-slash' }), ValidationError);
     assert.throws(() => createDashboard({ pool: db.pool, basePath: '/a b' }), ValidationError);

@@ -389,3 +389,41 @@ describe('worker-protocol values PostgreSQL cannot read', () => {
     }
   });
 });
+
+describe('JSON nested more than 1,000 arrays or objects deep', () => {
+  // n nested arrays, the innermost empty: 1,000 is taken, 1,001 refused.
+  const nest = (n: number) => `${'['.repeat(n)}${']'.repeat(n)}`;
+  const inObject = (n: number) => `{"d": ${nest(n - 1)}}`;
+
+  it('every writer refuses it with TR001 and writes nothing; 1,000 deep is taken', async () => {
+    const run = await one(`select trellis.run_start('w', '{}', '{}')`) as string;
+    const cases: [string, (deep: string) => [string, unknown[]]][] = [
+      ['run_start input', (d) => [`select trellis.run_start('w', $1::jsonb, '{}')`, [d]]],
+      ['run_start metadata', (d) => [`select trellis.run_start('w', '{}', jsonb_build_object('metadata', $1::jsonb))`, [d]]],
+      ['run_set_metadata', (d) => [`select trellis.run_set_metadata($1, $2::jsonb)`, [run, d]]],
+      ['signal_send', (d) => [`select trellis.signal_send($1, 'go', $2::jsonb)`, [run, d]]],
+      ['machine_trigger', (d) => [`select trellis.machine_trigger('w', 'f-deep', $1::jsonb, '{}')`, [d]]],
+      ['schedule_set input', (d) => [`select trellis.schedule_set('deep', jsonb_build_object('cron', '* * * * *', 'workflow', 'w', 'input', $1::jsonb))`, [d]]],
+    ];
+    for (const [what, call] of cases) {
+      const message = await refused(...call(what.includes('metadata') ? inObject(1001) : nest(1001)));
+      assert.match(message, /nested more than 1000 arrays or objects deep/, what);
+    }
+    // At the bound: taken (those with a shape of their own aside).
+    await one(`select trellis.run_start('w', $1::jsonb, jsonb_build_object('metadata', $2::jsonb))`, [nest(1000), inObject(1000)]);
+    await one(`select trellis.run_set_metadata($1, $2::jsonb)`, [run, inObject(1000)]);
+  });
+
+  it('a checkpoint refuses a step output nested that deep (TR001), and takes one 1,000 deep', async () => {
+    const run = await one(`select trellis.run_start('w', '{}', '{"queue": "deep-q"}')`) as string;
+    const { rows: [claimed] } = await fx.db.pool.query(`select id, lease_token from trellis.run_claim('deep-worker', '{deep-q}', '{w}', '{1}', 1, '1 minute')`);
+    assert.equal(claimed.id, run);
+    const step = (output: string) => JSON.stringify([{ op: 'step', run, token: claimed.lease_token, seq: 0, name: 's', kind: 'step', status: 'completed', output: '@' }])
+      .replace('"@"', output);
+    const error = await fx.db.pool.query('select * from trellis.checkpoint_apply($1::jsonb)', [step(nest(1001))]).then(() => undefined, (e: { code?: string; message: string }) => e);
+    assert.equal(error?.code, 'TR001');
+    assert.match(error!.message, /the output of step of run .* is nested more than 1000 arrays or objects deep/);
+    await fx.db.pool.query('select * from trellis.checkpoint_apply($1::jsonb)', [step(nest(1000))]);
+    assert.equal(await one(`select jsonb_typeof(output) from trellis.steps where run_id = $1 and seq = 0`, [run]), 'array');
+  });
+});

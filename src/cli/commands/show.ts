@@ -3,11 +3,12 @@ import { runId } from '../args.ts';
 import { JSON_OPTION, type Command } from '../command.ts';
 import { between, errorText, formatDuration, formatTime, oneLine, table, toJson } from '../format.ts';
 import { runDetails } from '../run-details.ts';
+import { displayJson } from '../../protocol/serialize.ts';
 
 /** A payload on one line, at most `max` characters. */
 const payload = (value: unknown, max = 200): string => {
   if (value === null || value === undefined) return '-';
-  const text = JSON.stringify(value);
+  const text = displayJson(value);
   return text.length > max ? `${text.slice(0, max)}…` : text;
 };
 

@@ -4,6 +4,7 @@ import { isTrellisError } from '../../errors.ts';
 import { badge, fieldValue, html, when } from '../html.ts';
 import type { DashboardPage } from '../page.ts';
 import { type RunSearch, searchRuns, workflowNames } from '../queries.ts';
+import { displayJson } from '../../protocol/serialize.ts';
 
 /** `limit` from 1 to 200 (a larger one is 200), else 50. */
 function pageSize(text: string | null): number {
@@ -56,7 +57,7 @@ ${problem ? html`<p class="error" role="alert">${problem}</p>` : ''}
 ${result && result.runs.length === 0 ? html`<p class="muted">No runs match.</p>` : ''}
 ${result && result.runs.length > 0 ? html`<table id="runs"><thead><tr><th>run</th><th>workflow</th><th>status</th><th>key</th><th>metadata</th><th>created</th><th>finished</th><th class="num">attempt</th></tr></thead><tbody>
 ${result.runs.map((r) => html`<tr data-run="${r.id}"><td><a class="mono" href="${view.link(`/runs/${r.id}`)}">${r.id.slice(0, 8)}</a></td><td>${r.workflow} <span class="muted">v${r.version}</span></td>
-<td>${badge(r.status)}</td><td>${r.key ?? ''}</td><td class="mono">${Object.keys(r.metadata ?? {}).length ? JSON.stringify(r.metadata).slice(0, 120) : ''}</td>
+<td>${badge(r.status)}</td><td>${r.key ?? ''}</td><td class="mono">${Object.keys(r.metadata ?? {}).length ? displayJson(r.metadata).slice(0, 120) : ''}</td>
 <td>${when(r.created_at)}</td><td>${when(r.finished_at)}</td><td class="num">${r.attempt}</td></tr>`)}
 </tbody></table>` : ''}
 <p class="pager">${search.cursor ? html`<a href="${view.link('/runs', filters)}">« first page</a>` : ''}
