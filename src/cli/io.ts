@@ -14,15 +14,19 @@ export interface Io {
 }
 
 // Control characters but newline and tab (and, on stderr, the carriage
-// return the progress line redraws with): C0, DEL and C1.
-const CONTROL_OUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/g;
-const CONTROL_ERR = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f]/g;
+// return the progress line redraws with): C0, DEL and C1; and Unicode's
+// bidirectional controls (embeddings, overrides, isolates, marks), which
+// reorder the text around them ("…\u202Eevil" reads as "live…"), and its
+// line and paragraph separators.
+const CONTROL_OUT = /[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g;
+const CONTROL_ERR = /[\u0000-\u0008\u000b\u000c\u000e-\u001f\u007f-\u009f\u061c\u200e\u200f\u202a-\u202e\u2066-\u2069\u2028\u2029]/g;
 
 /**
  * `text` with every control character written as its JSON escape
  * (`\u001b`), so a run key or an error message from outside cannot drive
- * the terminal (retitle it, clear it, move the cursor, recolour it). In
- * --json output the escape is valid JSON for the same character.
+ * the terminal (retitle it, clear it, move the cursor, recolour it) or
+ * reorder what it shows (`\u202e`). In --json output the escape is valid
+ * JSON for the same character.
  *
  * @example
  * terminalSafe('k\u001b[2J');   // 'k\\u001b[2J'

@@ -244,6 +244,14 @@ if (isMainModule()) await run(process.argv.slice(2));
  * any other text as the name of a database on a host called "base".
  */
 function connectionString(url: string, what: string): string {
-  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(url) || url.startsWith('/')) return url;
+  if (url.startsWith('/')) return url;
+  if (/^[A-Za-z][A-Za-z0-9+.-]*:/.test(url)) {
+    // As pg reads it (pg-connection-string): a URL, a socket path after '@/' allowed.
+    let text = url;
+    if (/ |%[^a-f0-9]|%[a-f0-9][^a-f0-9]/i.test(text)) text = encodeURI(text).replace(/%25(\d\d)/g, '%$1');
+    if (URL.canParse(text, 'postgres://base') || URL.canParse(text.replace('@/', '@___DUMMY___/'), 'postgres://base')) return url;
+    // (Never the string itself: it may hold a password.)
+    throw new UsageError(`${what} is not a connection string pg can read (a host, port or part of it is malformed): use postgres://user:password@host:5432/database`);
+  }
   throw new UsageError(`${what} is not a connection string: use postgres://user:password@host:5432/database`);
 }

@@ -404,18 +404,19 @@ describe('trellis ls, show, diagram and stats', () => {
 });
 
 describe('trellis output and terminal control characters', () => {
-  it('ls, show and events write a key or an error message with escape sequences as visible escapes, never raw', async () => {
-    const key = 'k\u001b]0;pwned\u0007\u001b[2J\u001b[31mFAKE\rOVER\u009b';
+  it('ls, show and events write a key or an error message with escape sequences or bidirectional controls as visible escapes, never raw', async () => {
+    const key = 'k\u001b]0;pwned\u0007\u001b[2J\u001b[31mFAKE\rOVER\u009b\u202eevil\u2066';
     const run = await fx.engine.client.start(approval, {}, { key });
     await fx.engine.client.cancel(run.id, 'why\u001b[2J');
     await waitFor(async () => (await statusOf(run.id)) === 'cancelled', { what: 'the run cancelled' });
     for (const args of [['ls', '--workflow', 'cli-approval'], ['show', run.id], ['events', '--workflow', 'cli-approval'], ['ls', '--json', '--workflow', 'cli-approval']]) {
       const out = await cli(...args);
       assert.equal(out.code, 0, `${args.join(' ')}: ${out.err}`);
-      assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f-\u009f]/.test(out.out), `${args.join(' ')} wrote a raw control character`);
+      assert.ok(!/[\u0000-\u0008\u000b-\u001f\u007f-\u009f\u202a-\u202e\u2066-\u2069]/.test(out.out), `${args.join(' ')} wrote a raw control character`);
     }
     const shown = await cli('show', run.id);
     assert.ok(shown.out.includes('k\\u001b]0;pwned\\u0007'), 'the key is shown, escaped');
+    assert.ok(shown.out.includes('\\u202eevil\\u2066'), 'a bidirectional override is shown as its escape');
     // --json is still JSON, and reads back as the stored key.
     const listed = JSON.parse((await cli('ls', '--json', '--workflow', 'cli-approval')).out) as { runs: { key: string | null }[] };
     assert.ok(listed.runs.some((r) => r.key === key));
@@ -496,6 +497,16 @@ describe('trellis usage errors', () => {
     const notUrl = captureIo({});
     assert.equal(await main(['ls', '--database-url', 'notaurl'], notUrl), 2);
     assert.match(notUrl.stderr, /--database-url is not a connection string/);
+    // URLs pg cannot read (new URL throws): 2 as well, and the password is never printed.
+    for (const url of ['postgres://u:pw@[zz/db', 'postgres://u:pw@h:5432:99/db', 'postgres://u:pw@h:notaport/db']) {
+      const bad = captureIo({});
+      assert.equal(await main(['ls', '--database-url', url], bad), 2, url);
+      assert.match(bad.stderr, /--database-url is not a connection string pg can read/);
+      assert.doesNotMatch(bad.stderr, /pw/);
+    }
+    const badEnv = captureIo({ DATABASE_URL: 'postgres://u:pw@[zz/db' });
+    assert.equal(await main(['ls'], badEnv), 2);
+    assert.match(badEnv.stderr, /DATABASE_URL is not a connection string pg can read/);
   });
 
   it('events --workflow with a name no workflow can have exits 2, as ls does', async () => {
