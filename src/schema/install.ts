@@ -388,6 +388,17 @@ export function installScript(from = 0, bundle: BundledSql = BUNDLE): string {
     'begin;',
     `select pg_catalog.pg_advisory_xact_lock(${LOCK_CLASS}, ${LOCK_OBJECT});`,
     BOOKKEEPING.trim(),
+    // The database must be at `from`: a script for another start records
+    // a migration whose DDL never ran (or fails halfway, by accident).
+    `do $guard$
+declare
+  v_at integer := coalesce((select pg_catalog.max(m.id) from trellis.migrations m), 0);
+begin
+  if v_at <> ${Number(from)} then
+    raise exception 'trellis: this script holds the migrations after %, but this database is at migration %: print its script with trellis sql --from %', ${Number(from)}, v_at, v_at
+      using errcode = 'TR001';
+  end if;
+end $guard$;`,
   ];
   for (const m of bundle.migrations.slice(from)) {
     parts.push(`-- migration ${m.filename}`, m.body.trim());

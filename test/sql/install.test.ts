@@ -353,6 +353,35 @@ describe('checkSchema', () => {
 });
 
 describe('installScript', () => {
+  it('refuses with TR001, changing nothing, a database not at the migration the script starts from', async () => {
+    await withEmptyDatabase(async (_url, pool) => {
+      const refused = async (from: number, at: number) => {
+        const client = await pool.connect();
+        try {
+          const error = await client.query(installScript(from)).then(() => undefined, (e: { code?: string; message: string }) => e);
+          assert.equal(error?.code, 'TR001', `--from ${from}`);
+          assert.equal(error?.message, `trellis: this script holds the migrations after ${from}, but this database is at migration ${at}: print its script with trellis sql --from ${at}`);
+          // (The script's own transaction is left aborted: end it.)
+          await client.query('rollback');
+        } finally {
+          client.release();
+        }
+      };
+      await refused(3, 0);
+      assert.equal((await pool.query(`select count(*)::int as n from pg_namespace where nspname = 'trellis'`)).rows[0].n, 0);
+      await pool.query(installScript());
+      await checkSchema(pool);
+      const at = latestMigration();
+      const before = (await pool.query('select installed_at::text from trellis.schema_info')).rows[0].installed_at;
+      await refused(at - 3, at);
+      await refused(0, at);
+      assert.equal((await pool.query('select installed_at::text from trellis.schema_info')).rows[0].installed_at, before);
+      // The right start applies (nothing left but the functions).
+      await pool.query(installScript(at));
+      await checkSchema(pool);
+    });
+  });
+
   it('installs a working schema when sent as one query, and migrate() then finds nothing to do', async () => {
     await withEmptyDatabase(async (_url, pool) => {
       await pool.query(installScript());
