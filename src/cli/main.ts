@@ -14,6 +14,7 @@ import { type Client, createClient } from '../client/client.ts';
 import { isTrellisError } from '../errors.ts';
 import { checkSchema } from '../schema/install.ts';
 import { silentLogger } from '../protocol/logger.ts';
+import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../protocol/schema-version.generated.ts';
 import { type Command, type CommandContext, commandHelp, type OptionValues, optionsOf } from './command.ts';
 import { EXIT, exitCodeOf, UsageError } from './exit-codes.ts';
 import { flush, type Io, processIo } from './io.ts';
@@ -70,7 +71,8 @@ export interface MainOptions {
 export async function main(argv: string[], io: Io = processIo(), options: MainOptions = {}): Promise<number> {
   const [name, ...rest] = argv;
   if (name === '--version' || name === '-V') {
-    io.out(`${version()}\n`);
+    // The schema this code installs and requires tells releases apart where the package version may not.
+    io.out(`${version()} (schema migration ${SCHEMA_MIGRATION}, SQL revision ${SCHEMA_SQL_REVISION})\n`);
     return EXIT.ok;
   }
   if (name === undefined || name === '--help' || name === '-h' || name === 'help') {

@@ -255,8 +255,9 @@ export async function migrate(target: Target, options: MigrateOptions = {}): Pro
       const locked = lockNotAvailable(error);
       if (locked && attempt >= MIGRATE_ATTEMPTS) {
         throw new DatabaseError(`migrate could not take a lock it needs on a trellis table within its lockTimeout, ${MIGRATE_ATTEMPTS} times: `
-          + 'a transaction holds it (see pg_locks and pg_stat_activity); each time the upgrade left the lock queue, so starts and claims '
-          + 'were not held up behind it. Nothing was changed: run it again once that transaction has ended', { cause: error, retryable: true });
+          + 'a transaction holds it (see pg_locks and pg_stat_activity). Each time it gave its place in the lock queue up after lockTimeout, '
+          + 'so the tables it had locked before were held up (starts, claims and reads of them waited) for at most that long each time. '
+          + 'Nothing was changed: run it again once that transaction has ended', { cause: error, retryable: true });
       }
       if (attempt >= MIGRATE_ATTEMPTS || !(locked || concurrentCatalogWrite(error))) throw error;
       const base = locked ? 1000 : 50;

@@ -565,7 +565,8 @@ describe('trellis usage errors', () => {
       assert.equal(r.code, 0);
       assert.match(r.out, new RegExp(`^usage: trellis ${name}`));
     }
-    assert.match((await cli('--version')).out, /^\d+\.\d+\.\d+\n$/);
+    const { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } = await import('../../src/protocol/schema-version.generated.ts');
+    assert.equal((await cli('--version')).out.replace(/^\d+\.\d+\.\d+ /, ''), `(schema migration ${SCHEMA_MIGRATION}, SQL revision ${SCHEMA_SQL_REVISION})\n`);
   });
 });
 
