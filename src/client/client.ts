@@ -51,6 +51,11 @@ const rethrow = (error: unknown): never => {
   throw toTrellisError(error);
 };
 
+/** `db`, each statement sent after `ready` settled (and not if it rejects). */
+function readyFirst(db: Queryable, ready: () => Promise<unknown>): Queryable {
+  return { query: async <R>(text: string, values?: unknown[]) => (await ready(), db.query<R>(text, values)) };
+}
+
 
 /** An optional workflow option, as SQL takes it (null: none). */
 const optionalWorkflow = (workflow: string | WorkflowDefinition | undefined): string | null =>
@@ -170,10 +175,17 @@ export class Client {
     });
     this.registry = new WorkflowRegistry(this.pool, registrationOf);
     this.db = new Kysely<TrellisTables>({ dialect: new PostgresDialect({ pool: guardedPool(this.pool) as never }) });
-    this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log, o.preparedStatements);
-    this.schedules = new Schedules(this.reads.writer(this.pool), this.registry, this.reads.reader());
+    // The schema check a start makes with its first statement, made before
+    // a client's first read or schedule or hook write as well (once; its
+    // result is kept): a schema behind this code is a SchemaVersionError
+    // there too, not a missing column (a deploy that ran ahead of its
+    // migration).
+    const ready = () => this.payloadLimit();
+    this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log, o.preparedStatements, ready);
+    const checkedWriter = readyFirst(this.reads.writer(this.pool), ready);
+    this.schedules = new Schedules(checkedWriter, this.registry, this.reads.reader());
     this.roles = new Roles(this.reads.reader());
-    this.hooks = new Hooks(this.reads.reader(), this.reads.writer(this.pool));
+    this.hooks = new Hooks(this.reads.reader(), checkedWriter);
     this.consumers = new Consumers(this.reads.reader());
   }
 

@@ -87,8 +87,14 @@ export class ReadRouter {
   private sawStandby = false;
   private warnedPromoted = false;
 
+  /**
+   * @param ready The client's schema check (once, then settled): every read
+   *   waits for it, so a schema behind the client's code is a
+   *   SchemaVersionError, not a missing column.
+   */
   constructor(primary: Queryable, primaryDb: Kysely<TrellisTables>, readPool: Pool | string | undefined,
-    timeouts: ResolvedTimeouts, private readonly log: Logger, preparedStatements: PreparedStatementsMode = 'auto') {
+    timeouts: ResolvedTimeouts, private readonly log: Logger, preparedStatements: PreparedStatementsMode = 'auto',
+    private readonly ready: () => Promise<unknown> = () => Promise.resolve()) {
     this.primary = { query: primary, db: primaryDb, replica: false };
     if (readPool === undefined) {
       this.ownsReplica = false;
@@ -136,6 +142,7 @@ export class ReadRouter {
   /** Where a read with `options` goes now. */
   async target(options: ReadOptions | undefined): Promise<ReadTarget> {
     const consistency = checkConsistency(options?.consistency);
+    await this.ready();
     if (!this.replica || consistency === 'primary') return this.primary;
     if (this.dirty) {
       // Cleared before asking: a write that ends meanwhile marks it again.

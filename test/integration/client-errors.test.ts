@@ -11,6 +11,8 @@ import { SchemaVersionError, TimeoutError, ValidationError } from '../../src/err
 import { createWorker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
+import { BUNDLE } from '../../src/schema/bundle.generated.ts';
+import { migrate } from '../../src/schema/install.ts';
 import { createDatabase, testPool } from '../helpers/db.ts';
 import { useFreshDatabase } from '../helpers/database-fixture.ts';
 
@@ -76,6 +78,35 @@ describe('errors of the first contact', () => {
       });
     } finally {
       await client.close();
+    }
+  });
+});
+
+describe('a client deployed before its migration ran', () => {
+  it('reads and schedule writes on a schema behind its code throw SchemaVersionError, not a missing column', async () => {
+    const older = await createDatabase();
+    const pool = testPool({ connectionString: older.url, max: 4 });
+    try {
+      // A release at migration 30 (before run deadlines added runs.deadline_at).
+      await migrate(pool, { bundle: { ...BUNDLE, migrations: BUNDLE.migrations.filter((m) => m.id <= 30), functions: [] } });
+      const client = createClient({ pool, logger: silentLogger });
+      try {
+        const calls: [string, () => Promise<unknown>][] = [
+          ['get', () => client.get('00000000-0000-4000-8000-000000000000')],
+          ['list', () => client.list()],
+          ['schedules.list', () => client.schedules.list()],
+          ['schedules.set', () => client.schedules.set('nightly', { cron: '0 3 * * *', workflow: 'greet', input: { who: 'x' } })],
+        ];
+        for (const [what, call] of calls) {
+          const error = await call().then(() => undefined, (e: unknown) => e);
+          assert.ok(error instanceof SchemaVersionError, `${what}: ${String(error)}`);
+        }
+      } finally {
+        await client.close();
+      }
+    } finally {
+      await pool.end();
+      await older.drop();
     }
   });
 });
