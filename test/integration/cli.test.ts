@@ -21,6 +21,7 @@ import { installScript, latestMigration } from '../../src/schema/install.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase, testPool } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../../src/protocol/schema-version.generated.ts';
 
 const execFileP = promisify(execFile);
 const root = fileURLToPath(new URL('../..', import.meta.url));
@@ -82,7 +83,7 @@ describe('the compiled trellis program', () => {
   it('runs from dist/ with plain node; dist/ never imports tsx, and only trellis/models (state machines, templates) imports zod', () => {
     const version = trellis(['--version']);
     assert.equal(version.status, 0, version.stderr);
-    assert.equal(version.stdout, `${JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version}\n`);
+    assert.equal(version.stdout, `${JSON.parse(readFileSync(join(root, 'package.json'), 'utf8')).version} (schema migration ${SCHEMA_MIGRATION}, SQL revision ${SCHEMA_SQL_REVISION})\n`);
     const files = (readdirSync(join(pkg, 'dist'), { recursive: true }) as string[]).filter((f) => f.endsWith('.js'));
     assert.ok(files.includes(join('cli', 'main.js')));
     // zod is an optional peer that only the trellis/models entry needs.
