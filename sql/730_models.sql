@@ -91,6 +91,12 @@ begin
     perform trellis._raise('TR001', 'a trigger key must be a string of 1-512 characters');
   end if;
   perform trellis._machine_trigger_isolation();
+  -- The key's own lock first: two triggers with one key and different
+  -- foreign ids take different pair locks, and the second must see the
+  -- first's run (TR004), not start its own or be answered with it. Key
+  -- locks are taken before pair locks, never while holding one (unless a
+  -- transaction makes a second trigger: PostgreSQL then ends a deadlock).
+  perform pg_advisory_xact_lock(hashtextextended('trellis.machine-key:' || p_workflow || '/' || p_key, 0));
   perform pg_advisory_xact_lock(hashtextextended('trellis.machine:' || p_workflow || '/' || p_foreign_id, 0));
   select id, metadata->>'foreign_id' into v_run, v_foreign from trellis.runs where workflow = p_workflow and key = p_key;
   if v_run is not null then
@@ -177,7 +183,14 @@ begin
                                            p_workflow, quote_literal(left(p_foreign_id, 60))));
   end if;
   -- The machine declares one signal per callback status: signal_send refuses
-  -- (TR001) a status without a callback and a payload off its shape.
+  -- (TR001) a status without a callback and a payload off its shape. A
+  -- version that declares no signals takes any (a workflow that is not a
+  -- machine): refused here.
+  if not exists (select 1 from trellis.runs r join trellis.workflows w on w.name = r.workflow and w.version = r.version
+                  where r.id = v_run and w.signal_schemas is not null and w.signal_schemas ? ('callback:' || p_status)) then
+    perform trellis._raise('TR001', format('%s has no callback for status %s (a machine declares one per status with a callback)',
+                                           p_workflow, quote_literal(left(p_status, 60))));
+  end if;
   return trellis.signal_send(v_run, 'callback:' || p_status, p_payload, p_id);
 end $$;
 comment on function trellis.machine_callback(text, text, text, jsonb, text) is

@@ -70,6 +70,37 @@ describe('machine_trigger', () => {
     assert.equal((await fx.db.pool.query(`select count(*)::int as n from trellis.runs where workflow = 'm' and metadata->>'foreign_id' in ('f-5', 'f-6')`)).rows[0].n, 1);
   });
 
+  it('two concurrent keyed triggers with one key and different foreign ids: the second waits, then is refused with TR004', async () => {
+    const a = new pg.Client({ connectionString: fx.db.url });
+    const b = new pg.Client({ connectionString: fx.db.url });
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query('begin');
+      const first = (await a.query(`select trellis.machine_trigger('m', 'k-a', $1, '{"key": "evt-race"}') as id`, [INPUT])).rows[0].id;
+      const second = b.query(`select trellis.machine_trigger('m', 'k-b', $1, '{"key": "evt-race"}') as id`, [INPUT])
+        .then((r) => `answered ${r.rows[0].id === first ? 'with the other foreign id\'s run' : 'with a run'}`, (e: { code?: string | undefined }) => e.code);
+      await waitFor(async () => (await fx.db.pool.query(
+        `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory' and pid = $1`,
+        [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting on the key\'s lock' });
+      await a.query('commit');
+      assert.equal(await second, 'TR004');
+    } finally {
+      await a.end();
+      await b.end();
+    }
+    const { rows } = await fx.db.pool.query(`select metadata->>'foreign_id' as f from trellis.runs where workflow = 'm' and metadata->>'foreign_id' in ('k-a', 'k-b')`);
+    assert.deepEqual(rows.map((r) => r.f), ['k-a']);
+  });
+
+  it('machine_callback refuses (TR001) a status the run\'s version declares no callback for, also when it declares no signals (not a machine)', async () => {
+    await fx.db.pool.query(`select trellis.workflow_register('[{"name":"plain","version":"1","queue":"default"}]')`);
+    await fx.db.pool.query(`select trellis.machine_trigger('plain', 'p-1', '{}')`);
+    await assert.rejects(fx.db.pool.query(`select trellis.machine_callback('plain', 'p-1', 'placed', '{}')`),
+      (e: { code?: string | undefined; message: string }) => e.code === 'TR001' && /plain has no callback for status 'placed'/.test(e.message));
+    assert.equal((await fx.db.pool.query(`select count(*)::int as n from trellis.signals`)).rows[0].n, 0);
+  });
+
   it('refuses an input that sets since (what a continue-as-new carries for status_since), writing nothing', async () => {
     await assert.rejects(fx.db.pool.query(`select trellis.machine_trigger('m', 'f-7', $1)`, ['{"status": "a", "object": {}, "since": "2000-01-01T00:00:00Z"}']),
       (e: { code?: string | undefined; message?: string }) => e.code === 'TR001' && /since is set by the machine itself/.test(e.message ?? ''));
