@@ -222,6 +222,11 @@ export class Replay {
   private readonly haltPromise = new Promise<Outcome>((resolve) => {
     this.resolveHalt = resolve;
   });
+  private resolveCancel!: () => void;
+  /** Settles when a cancellation is requested (an in-process hook that never returns does not hold it up). */
+  private readonly cancelPromise = new Promise<void>((resolve) => {
+    this.resolveCancel = resolve;
+  });
   private readonly startedAt = performance.now();
   private readonly claimNow: number;
   private quiescenceCheck = false;
@@ -325,7 +330,10 @@ export class Replay {
         return { op: 'fail', error: serializeError(error) };
       }
       // Before the first call and its quiescence check: an async hook cannot look stuck.
-      if (definition.interceptors?.beforeWorkflow) await this.hook('beforeWorkflow', this.hookInfo());
+      if (definition.interceptors?.beforeWorkflow) {
+        await this.hook('beforeWorkflow', this.hookInfo());
+        if (this.halted) return await this.settleHalt();
+      }
       this.deliveries.begin(); // the start is the first turn
       const body = (async () => definition.fn(ctx, input))().then(
         (value) => ({ ok: true as const, value }),
@@ -359,6 +367,7 @@ export class Replay {
     if (this.cancelRequested || this.halted) return;
     this.cancelRequested = true;
     if (reason) this.cancelReason = reason;
+    this.resolveCancel();
     this.log.info('cancellation requested', { reason: this.cancelReason });
     this.deliveries.begin(); // a turn of its own: no delivery while the code reacts
     const error = new CancelledError(this.cancelReason);
@@ -413,15 +422,25 @@ export class Replay {
     return { runId: this.o.runId, workflow: this.o.definition.name, version: this.o.definition.version, attempt: this.o.attempt, input: this.o.input };
   }
 
-  /** Call one in-process hook of the definition; a hook that throws is logged, never fails the run. */
+  /**
+   * Call one in-process hook of the definition; a hook that throws is
+   * logged, never fails the run. A hook that has not returned when the
+   * execution halts (lease lost, shutdown) or a cancellation is requested
+   * is left running on its own, so it cannot hold the run (its cancel, the
+   * worker's stop) for ever.
+   */
   async hook<K extends keyof WorkflowInterceptors>(name: K, ...args: Parameters<NonNullable<WorkflowInterceptors[K]>>): Promise<void> {
     const fn = this.o.definition.interceptors?.[name] as ((...a: unknown[]) => unknown) | undefined;
     if (!fn) return;
-    try {
-      await fn(...args);
-    } catch (error) {
+    const called = (async () => fn(...args))().then(() => true, (error: unknown) => {
       this.log.warn(`${name} hook threw`, { error: String(error) });
-    }
+      return true;
+    });
+    // (A cancellation requested before the call does not cut it short: the
+    // hooks of the code's reaction to it are awaited as any.)
+    const stops = this.cancelRequested ? [this.haltPromise] : [this.haltPromise, this.cancelPromise];
+    const returned = await Promise.race([called, ...stops.map((p) => p.then(() => false))]);
+    if (!returned) this.log.warn(`${name} hook had not returned when the run was cancelled or its execution stopped: left running, not awaited`);
   }
 
   private failure(error: unknown): Outcome {

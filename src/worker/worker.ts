@@ -833,7 +833,26 @@ export class Worker {
         for (const a of this.active.values()) a.controller.abort(new CancelledError('worker is shutting down'));
         // Not the hand-offs again: a start stuck on a full pool must not hold up the stop
         // (if it commits later, its lease expires and another worker claims the run).
-        await Promise.allSettled([...this.active.values()].map((a) => a.done));
+        // An execution that does not end once aborted (code of the
+        // application's that never returns and heeds no signal) gets as long
+        // again; then its lease is given back and it is left behind (its late
+        // writes are fenced out by the lease).
+        let clearGrace: (() => void) | undefined;
+        const stuck = await Promise.race([
+          Promise.allSettled([...this.active.values()].map((a) => a.done)).then(() => false),
+          new Promise<boolean>((r) => {
+            clearGrace = longTimeout(() => r(true), deadline);
+          }),
+        ]);
+        clearGrace?.();
+        if (stuck && this.active.size > 0) {
+          const left = [...this.active.keys()];
+          this.log.error('runs whose execution did not end after it was aborted: their leases are given back and the executions left behind', { runIds: left });
+          await this.committer.drain();
+          await runReleaseOwned(this.db, this.id, []).catch((error: unknown) =>
+            this.log.warn('giving back the leases of executions left behind failed: they expire instead', { error: String(error) }));
+          this.active.clear();
+        }
       }
       await this.committer.drain();
       await this.listener?.close();

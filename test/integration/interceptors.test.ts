@@ -5,6 +5,12 @@ import { ValidationError } from '../../src/errors.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import type { WorkflowInterceptors } from '../../src/workflow/run-control.ts';
+import { createClient } from '../../src/client/client.ts';
+import { silentLogger } from '../../src/protocol/logger.ts';
+import { createWorker } from '../../src/worker/worker.ts';
+import { useFreshDatabase } from '../helpers/database-fixture.ts';
+import { deferred, startEngine } from '../helpers/engine.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 const calls: string[] = [];
 const interceptors: WorkflowInterceptors = {
@@ -64,5 +70,51 @@ describe('in-process interceptors of a code workflow', () => {
   it('refuses an unknown hook or a hook that is not a function', () => {
     assert.throws(() => defineWorkflow({ name: 'x', input: z.object({}), interceptors: { beforeRun: () => {} } as never }, async () => 1), ValidationError);
     assert.throws(() => defineWorkflow({ name: 'x', input: z.object({}), interceptors: { afterStep: 'log' } as never }, async () => 1), ValidationError);
+  });
+});
+
+describe('an in-process hook that never returns', () => {
+  const fx = useFreshDatabase();
+  let entered = deferred();
+  const stuckHook = defineWorkflow({
+    name: 'stuck-hook',
+    input: z.object({}),
+    interceptors: {
+      beforeWorkflow: () => {
+        entered.resolve();
+        return new Promise(() => {}); // never settles, heeds no signal
+      },
+    },
+  }, async (ctx) => ctx.step('work', () => 'done'));
+
+  it('does not hold up a cancellation: the code goes on without it and the run ends cancelled', { timeout: 60_000 }, async () => {
+    entered = deferred();
+    const engine = await startEngine(fx.db, { workflows: [stuckHook] });
+    try {
+      const run = await engine.client.start(stuckHook, {});
+      await entered.promise;
+      await engine.client.cancel(run.id, 'no longer needed');
+      await waitFor(async () => (await engine.client.get(run.id))?.status === 'cancelled', { what: 'the run cancelled', timeout: 20_000 });
+    } finally {
+      await engine.stop();
+    }
+  });
+
+  it('does not hold up the worker\'s stop: it returns within its timeout, and the run\'s lease is given back', { timeout: 60_000 }, async () => {
+    entered = deferred();
+    const worker = createWorker({ pool: fx.db.pool, workflows: [stuckHook], logger: silentLogger });
+    await worker.start();
+    const client = createClient({ pool: fx.db.pool, logger: silentLogger, handoff: false });
+    try {
+      const run = await client.start(stuckHook, {});
+      await entered.promise;
+      const stopped = await Promise.race([worker.stop({ timeout: '1s' }).then(() => 'stopped'), new Promise((r) => setTimeout(() => r('still stopping'), 15_000))]);
+      assert.equal(stopped, 'stopped');
+      const after = await client.get(run.id);
+      assert.equal(after?.status, 'pending', 'given back for another worker');
+    } finally {
+      await worker.stop();
+      await client.close();
+    }
   });
 });
