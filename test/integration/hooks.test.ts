@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import type { HookEvent } from '../../src/workflow/hooks.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { useEngine } from '../helpers/engine.ts';
+import { deferred, useEngine } from '../helpers/engine.ts';
 
 const seen: HookEvent[] = [];
 let flakyCalls = 0;
@@ -57,7 +57,16 @@ const strange = defineWorkflow({
 
 const plain = defineWorkflow({ name: 'hook-none', input: z.object({}) }, async () => 2);
 
-const fx = useEngine({ workflows: [ends, flaky, strange, plain], hookDelivery: { interval: 20 } });
+// A slow hook with a short timeout, served beside one with a long timeout.
+let slowEntered = deferred();
+let slowGate = deferred();
+const slowShort = defineWorkflow({
+  name: 'hook-slow-short', input: z.object({}),
+  hooks: { timeout: '5s', onComplete: async () => { slowEntered.resolve(); await slowGate.promise; } },
+}, async () => 3);
+const longTimeout = defineWorkflow({ name: 'hook-long-timeout', input: z.object({}), hooks: { timeout: '2 hours', onComplete: () => {} } }, async () => 4);
+
+const fx = useEngine({ workflows: [ends, flaky, strange, plain, slowShort, longTimeout], hookDelivery: { interval: 20 } });
 
 const deliveries = async (workflow: string) =>
   (await fx.db.pool.query('select id, status, attempts, hook, last_error from trellis.hook_deliveries where workflow = $1', [workflow])).rows;
@@ -127,5 +136,21 @@ describe('lifecycle hooks', () => {
     // The worker is fine.
     assert.equal(await (await fx.engine.client.start(plain, {})).result(), 2);
     assert.ok(fx.engine.worker.stats.hooks.parked >= 2);
+  });
+
+  it('a delivery\'s lease is its own hook\'s timeout plus 30 s, not the longest of the workflows its worker serves', async () => {
+    slowEntered = deferred();
+    slowGate = deferred();
+    await fx.engine.client.start(slowShort, {});
+    await slowEntered.promise;
+    try {
+      const { rows } = await fx.db.pool.query(`select extract(epoch from lease_expires_at - trellis.now())::float8 as left_s
+                                                 from trellis.hook_deliveries where workflow = 'hook-slow-short' and status = 'running'`);
+      assert.equal(rows.length, 1);
+      assert.ok(rows[0].left_s > 20 && rows[0].left_s <= 35, `lease ${rows[0].left_s} s (5 s timeout + 30 s; the other workflow's is 2 hours)`);
+    } finally {
+      slowGate.resolve();
+    }
+    await waitFor(async () => (await deliveries('hook-slow-short')).length === 0, { what: 'the slow hook delivered' });
   });
 });

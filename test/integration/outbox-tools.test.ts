@@ -115,9 +115,17 @@ describe('trellis hooks and trellis consumers', () => {
     const shown = await cli('hooks');
     assert.equal(shown.code, 0, shown.err);
     const lines = shown.out.trim().split('\n');
-    assert.match(lines[0]!, /^id\s+status\s+hook\s+workflow\s+run\s+attempts\s+due\s+error/);
+    assert.match(lines[0]!, /^id\s+status\s+hook\s+workflow\s+run\s+attempts\s+due\s+held by\s+error/);
     assert.match(lines[1]!, new RegExp(`^${ids.parked}\\s+parked\\s+onComplete\\s+hk@1\\s.*mail server down`));
     assert.match(lines[2]!, new RegExp(`^${ids.pending}\\s+pending\\s+onComplete`));
+    // A running delivery says which worker holds it and until when (a dead worker's is due again then).
+    await sql(`update trellis.hook_deliveries set status = 'running', lease_owner = 'worker-7', lease_expires_at = trellis.now() + interval '1 minute' where id = $1`, [ids.pending]);
+    try {
+      const held = (await cli('hooks')).out.split('\n').find((l) => l.startsWith(ids.pending));
+      assert.match(held ?? '', /\srunning\s.*\sworker-7 until \d{4}-\d{2}-\d{2} \d{2}:\d{2}:\d{2}/);
+    } finally {
+      await sql(`update trellis.hook_deliveries set status = 'pending', lease_owner = null, lease_expires_at = null where id = $1`, [ids.pending]);
+    }
     const json = JSON.parse((await cli('hooks', '--status', 'parked', '--json')).out) as { id: string }[];
     assert.deepEqual(json.map((d) => d.id), [ids.parked]);
     const retried = await cli('hooks', 'retry', ids.parked);

@@ -40,8 +40,11 @@ export const hooks: Command = {
     });
     if (options.json) return io.out(toJson(rows));
     io.out(rows.length
-      ? table(['id', 'status', 'hook', 'workflow', 'run', 'attempts', 'due', 'error'], rows.map((d) => [
-        d.id, d.status, d.hook, `${d.workflow}@${d.version}`, d.runId, String(d.attempts), formatTime(d.runAt), errorText(d.lastError, 60),
+      ? table(['id', 'status', 'hook', 'workflow', 'run', 'attempts', 'due', 'held by', 'error'], rows.map((d) => [
+        d.id, d.status, d.hook, `${d.workflow}@${d.version}`, d.runId, String(d.attempts), formatTime(d.runAt),
+        // A running delivery: which worker holds it and until when (a dead worker's is due again then).
+        d.status === 'running' && d.leaseOwner ? `${d.leaseOwner} until ${formatTime(d.leaseExpiresAt)}` : '-',
+        errorText(d.lastError, 60),
       ]))
       : 'no hook deliveries waiting\n');
   },

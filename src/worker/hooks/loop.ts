@@ -11,7 +11,7 @@
  */
 import { hookClaim, type HookDeliveryRow, hookDone, hookFailed } from '../../db/events.ts';
 import type { Queryable } from '../../db/queryable.ts';
-import { TimeoutError, ValidationError } from '../../errors.ts';
+import { CancelledError, TimeoutError, ValidationError } from '../../errors.ts';
 import { serializeError } from '../../protocol/serialize.ts';
 import type { WorkflowDefinition } from '../../workflow/define.ts';
 import { type Duration, toMs } from '../../protocol/duration.ts';
@@ -66,14 +66,24 @@ export class HookLoop {
   private claiming: Promise<void> | undefined;
   private readonly inFlight = new Set<Promise<void>>();
   private stopped = false;
-  private readonly leaseMs: number;
+  private readonly controllers = new Set<AbortController>();
+  /**
+   * The served versions grouped by their hooks' timeout, each claimed with a
+   * lease of that timeout plus 30 s: longer than the hook may run, so one
+   * still within it is never claimed twice, and no longer, so a delivery
+   * whose worker died is due again that soon (not after the longest timeout
+   * of every workflow the worker serves).
+   */
+  private readonly groups: { leaseMs: number; served: WorkflowDefinition[] }[] = [];
 
-  constructor(private readonly o: HookLoopOptions, private readonly served: WorkflowDefinition[],
+  constructor(private readonly o: HookLoopOptions, served: WorkflowDefinition[],
     private readonly intervalMs: number, private readonly concurrency: number) {
-    // Longer than any hook's timeout, so a hook that is still within it is never claimed twice.
-    const longest = Math.max(...served.map((d) => timeoutOf(d)));
+    const byTimeout = new Map<number, WorkflowDefinition[]>();
+    for (const d of served) byTimeout.set(timeoutOf(d), [...byTimeout.get(timeoutOf(d)) ?? [], d]);
     // (hooks.timeout is at most 12 hours, HOOK_TIMEOUT_MAX_MS; a lease at most a day.)
-    this.leaseMs = Math.min(longest + 30_000, 86_400_000);
+    for (const [timeout, group] of [...byTimeout].sort((a, b) => a[0] - b[0])) {
+      this.groups.push({ leaseMs: Math.min(timeout + 30_000, 86_400_000), served: group });
+    }
   }
 
   start(): void {
@@ -91,18 +101,21 @@ export class HookLoop {
   }
 
   private async claim(): Promise<void> {
-    const free = this.concurrency - this.inFlight.size;
-    if (this.stopped || free <= 0) return;
-    let rows: HookDeliveryRow[];
-    try {
-      rows = await hookClaim(this.o.db, this.o.workerId, this.served, free, this.leaseMs);
-    } catch (error) {
-      this.o.log.warn('claiming hook deliveries failed', { error: String(error) });
-      return;
-    }
-    for (const row of rows) {
-      const p = this.deliver(row).finally(() => this.inFlight.delete(p));
-      this.inFlight.add(p);
+    // One claim per group of versions with one hook timeout (usually one).
+    for (const group of this.groups) {
+      const free = this.concurrency - this.inFlight.size;
+      if (this.stopped || free <= 0) return;
+      let rows: HookDeliveryRow[];
+      try {
+        rows = await hookClaim(this.o.db, this.o.workerId, group.served, free, group.leaseMs);
+      } catch (error) {
+        this.o.log.warn('claiming hook deliveries failed', { error: String(error) });
+        return;
+      }
+      for (const row of rows) {
+        const p = this.deliver(row).finally(() => this.inFlight.delete(p));
+        this.inFlight.add(p);
+      }
     }
   }
 
@@ -110,6 +123,7 @@ export class HookLoop {
     const definition = this.o.definitions.get(`${row.workflow}@${row.version}`);
     const fn = definition?.hooks?.[row.hook as HookName];
     const controller = new AbortController();
+    this.controllers.add(controller);
     const timeoutMs = definition ? timeoutOf(definition) : DEFAULT_TIMEOUT_MS;
     let timer: NodeJS.Timeout | undefined;
     try {
@@ -144,13 +158,16 @@ export class HookLoop {
         // The lease expires and another worker claims the delivery again.
         this.o.log.warn('recording a hook failure failed', { error: String(recordError) });
       }
+    } finally {
+      this.controllers.delete(controller);
     }
   }
 
   /**
-   * Stop claiming and wait for the hooks under way, at most `waitMs`: a hook
-   * still running then keeps its lease until it expires, and another worker
-   * delivers it again.
+   * Stop claiming and wait for the hooks under way, at most `waitMs`; then
+   * abort the signal of each hook still running (`event.signal`). Its
+   * delivery keeps its lease (its hook's timeout plus 30 s) until it
+   * expires, and another worker delivers it again.
    */
   async stop(waitMs = 5000): Promise<void> {
     this.stopped = true;
@@ -164,6 +181,7 @@ export class HookLoop {
       }),
     ]);
     clearTimeout(timer);
+    for (const c of this.controllers) c.abort(new CancelledError('worker is shutting down'));
   }
 }
 
