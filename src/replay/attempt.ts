@@ -134,18 +134,38 @@ export async function runAttempt<T>(replay: Replay, seq: number, kind: StepKind,
       // blocked the event loop past the lease must not begin on a lease that
       // ran out meanwhile (another worker may have completed this step).
       if (replay.o.leaseHeld?.() === false) throw replay.o.abort.reason;
-      return interceptors?.beforeStep || interceptors?.afterStep ? withStepHooks(replay, name, attempt, body) : body();
+      return body();
     };
+    // beforeStep and afterStep around the attempt as it ends for the run:
+    // afterStep gets the attempt's outcome when it has one (a timeout, a
+    // cancel, the body's own end), not whenever a body that ignored its
+    // signal returns (or never).
+    const hooks = interceptors?.beforeStep || interceptors?.afterStep
+      ? { ...replay.hookInfo(), step: name, stepAttempt: attempt } : undefined;
+    if (hooks) await replay.hook('beforeStep', hooks);
     if (!transaction) {
-      value = await controller.race(Promise.resolve().then(begin));
+      try {
+        value = await controller.race(Promise.resolve().then(begin));
+      } catch (e) {
+        if (hooks) await replay.hook('afterStep', hooks, e);
+        throw e;
+      }
+      if (hooks) await replay.hook('afterStep', hooks, undefined);
     } else {
       // The body and the record of its result commit in one transaction:
       // nothing is written through the committer when it succeeds.
-      const committed = await transactionally<T>(replay, controller, transaction, (tx) => {
-        stepContext = transactionContext(stepContext, tx);
-        return Promise.resolve().then(begin);
-      }, `output of step "${name}"`,
-      (delivered, output) => ({ op: 'step', seq, name, kind, status: 'completed', output, attempts: attempt, ms: Date.now() - started, delivered }));
+      let committed: Awaited<ReturnType<typeof transactionally<T>>>;
+      try {
+        committed = await transactionally<T>(replay, controller, transaction, (tx) => {
+          stepContext = transactionContext(stepContext, tx);
+          return Promise.resolve().then(begin);
+        }, `output of step "${name}"`,
+        (delivered, output) => ({ op: 'step', seq, name, kind, status: 'completed', output, attempts: attempt, ms: Date.now() - started, delivered }));
+      } catch (e) {
+        if (hooks) await replay.hook('afterStep', hooks, e);
+        throw e;
+      }
+      if (hooks) await replay.hook('afterStep', hooks, committed === 'halted' ? replay.o.abort.reason : undefined);
       observed?.end(committed === 'halted' ? replay.o.abort.reason : undefined);
       if (committed === 'halted') return { ok: 'halted' };
       return { ok: true, value: JSON.parse(committed.text) as T, delivery: committed.delivery };
@@ -309,16 +329,3 @@ async function transactionally<T>(replay: Replay, controller: StepAbort, options
   }
 }
 
-/** A step body between its beforeStep and afterStep hooks (kind 'step' only). */
-async function withStepHooks<T>(run: Replay, name: string, attempt: number, body: () => Promise<T> | T): Promise<T> {
-  const info = { ...run.hookInfo(), step: name, stepAttempt: attempt };
-  await run.hook('beforeStep', info);
-  try {
-    const value = await body();
-    await run.hook('afterStep', info, undefined);
-    return value;
-  } catch (error) {
-    await run.hook('afterStep', info, error);
-    throw error;
-  }
-}

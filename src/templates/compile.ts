@@ -134,13 +134,27 @@ export function templateWorkflow(name: string, registry: StepRegistry, options: 
         saveProgress: (details) => step.saveProgress(details),
         template: name, entry: entry.name, end: endRun,
       };
-      result = await registered.fn(draft, context);
+      // Raced with the step's signal: an attempt that times out (or is
+      // cancelled) ends with its error now, and its afterStep gets it, not a
+      // success whenever a body that ignored its signal returns (or never).
+      result = await untilAborted(Promise.resolve().then(() => registered.fn(draft, context)), step.signal);
     } catch (error) {
       await runHooks(registry, definition, 'afterStep', { ...event, error }, ctx.log);
       throw error;
     }
     await runHooks(registry, definition, 'afterStep', event, ctx.log);
     return { state: draft, end: isTemplateEnd(result) };
+  }
+
+  /** `work`, or the signal's reason once it aborts (`work` is then left to end on its own). */
+  function untilAborted<T>(work: Promise<T>, signal: AbortSignal): Promise<T> {
+    if (signal.aborted) return Promise.reject(signal.reason);
+    let stop: (() => void) | undefined;
+    const aborted = new Promise<never>((_, reject) => {
+      stop = () => reject(signal.reason);
+      signal.addEventListener('abort', stop, { once: true });
+    });
+    return Promise.race([work, aborted]).finally(() => signal.removeEventListener('abort', stop!));
   }
 
   function policy(entry: TemplateEntry, stepName: string): StepOptions {

@@ -118,3 +118,32 @@ describe('an in-process hook that never returns', () => {
     }
   });
 });
+
+describe('afterStep of an attempt that times out', () => {
+  const fx = useFreshDatabase();
+  const seen: string[] = [];
+  let gate = deferred();
+  const timed = defineWorkflow({
+    name: 'timed-step-hooks',
+    input: z.object({}),
+    interceptors: {
+      afterStep: ({ step }, error) => { seen.push(`after ${step}${error ? ` (${(error as Error).name})` : ''}`); },
+      afterWorkflow: (_run, error) => { seen.push(`after workflow${error ? ' (failed)' : ''}`); },
+    },
+  }, async (ctx) => ctx.step('slow', async () => { await gate.promise; return 'late'; }, { timeout: 300, retry: { maxAttempts: 1 } }));
+
+  it('gets the TimeoutError when the attempt times out, before afterWorkflow, and never a late success', { timeout: 60_000 }, async () => {
+    gate = deferred();
+    const engine = await startEngine(fx.db, { workflows: [timed] });
+    try {
+      const run = await engine.client.start(timed, {});
+      await assert.rejects(run.result({ timeout: '20s' }));
+      assert.deepEqual(seen, ['after slow (TimeoutError)', 'after workflow (failed)']);
+      gate.resolve();
+      for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+      assert.deepEqual(seen, ['after slow (TimeoutError)', 'after workflow (failed)']);
+    } finally {
+      await engine.stop();
+    }
+  });
+});

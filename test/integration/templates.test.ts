@@ -5,6 +5,7 @@ import { connectTemplates } from '../../src/templates/client.ts';
 import { templateWorkflow } from '../../src/templates/compile.ts';
 import { createStepRegistry } from '../../src/templates/registry.ts';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { deferred } from '../helpers/engine.ts';
 
 const calls: string[] = [];
 const steps = createStepRegistry()
@@ -19,14 +20,17 @@ const steps = createStepRegistry()
   .registerHook('finish', (e) => { calls.push(`after workflow n=${String(e.state.n)}`); })
   .registerStep('charge', (state) => { charges++; state.charged = true; })
   .registerHook('audit-down', () => { throw new Error('audit sink down'); })
-  .registerHook('meddle', (e) => { e.state.n = 1000; e.state.meddled = true; });
+  .registerHook('meddle', (e) => { e.state.n = 1000; e.state.meddled = true; })
+  // A body that heeds no signal: it returns when the test lets it.
+  .registerStep('slow', async (state) => { await slowGate.promise; state.late = true; }, { retry: { maxAttempts: 1 } });
 let charges = 0;
+let slowGate = deferred();
 
 describe('step templates', () => {
   let env: TestEnv;
   const templates = () => connectTemplates(env.client, steps);
   before(async () => {
-    env = await createTestEnv({ workflows: ['calc', 'early', 'careful', 'saga', 'sql-made', 'hooked', 'long'].map((name) => templateWorkflow(name, steps))
+    env = await createTestEnv({ workflows: ['calc', 'early', 'careful', 'saga', 'sql-made', 'hooked', 'long', 'timed'].map((name) => templateWorkflow(name, steps))
       .concat(templateWorkflow('queued', steps, { queue: 'tpl-q' })) });
   });
   after(async () => env?.close());
@@ -176,6 +180,19 @@ describe('step templates', () => {
       hooks: { beforeWorkflow: ['meddle'], beforeStep: ['meddle'], afterStep: ['meddle'] } });
     const run = await templates().start('hooked', { n: 1 });
     assert.deepEqual(await run.result({ timeout: '20s' }), { state: { n: 4 }, endedEarly: false, failed: [] });
+  });
+
+  it('afterStep of an attempt that times out gets the TimeoutError when it times out, before afterWorkflow, and never a late success', async () => {
+    slowGate = deferred();
+    await templates().set('timed', { steps: [{ name: 'slow', timeout: 300 }], hooks: { beforeStep: ['trace'], afterStep: ['trace'], afterWorkflow: ['finish'] } });
+    calls.length = 0;
+    const run = await templates().start('timed', { n: 1 });
+    await assert.rejects(run.result({ timeout: '20s' }), WorkflowFailedError);
+    assert.deepEqual(calls, ['slow', 'slow (failed)', 'after workflow n=1']);
+    // The body returns at last: no afterStep for it.
+    slowGate.resolve();
+    for (let i = 0; i < 5; i++) await new Promise((resolve) => setImmediate(resolve));
+    assert.deepEqual(calls, ['slow', 'slow (failed)', 'after workflow n=1']);
   });
 
   it('takes a per-attempt timeout longer than a timer holds (24.8 days)', async () => {
