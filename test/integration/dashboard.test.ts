@@ -12,6 +12,7 @@ import { silentLogger } from '../../src/protocol/logger.ts';
 import { approval, DASHBOARD_WORKFLOWS, echo, hold, seedRuns, type SeededRuns, streamer, teller, watcher, XSS_TEXT } from '../helpers/dashboard-fixtures.ts';
 import { csrfOf, readOnlyRole, type ReadOnlyRole, Session } from '../helpers/dashboard.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
+import { completedHookedRuns } from '../helpers/hook-deliveries.ts';
 import { type Engine, startEngine } from '../helpers/engine.ts';
 import { waitFor } from '../helpers/wait.ts';
 
@@ -581,6 +582,20 @@ describe('dashboard over HTTP', () => {
       }
     } finally {
       await db.pool.query(`update trellis.runs set output = '"deep"', metadata = '{}' where id = $1`, [run.id]);
+    }
+  });
+
+  it('the Outbox page shows which worker holds a running hook delivery and until when', async () => {
+    await completedHookedRuns(db.pool, 'held-hk', ['one']);
+    const [{ id }] = (await db.pool.query(`update trellis.hook_deliveries set status = 'running', lease_owner = 'worker-seven',
+      lease_expires_at = trellis.now() + interval '1 minute' where workflow = 'held-hk' returning id::text`)).rows;
+    try {
+      const page = await (await new Session(open.url).fetch('/trellis/outbox')).text();
+      assert.match(page, /<th>held by<\/th>/);
+      const row = page.slice(page.indexOf(`data-hook="${id}"`), page.indexOf('</tr>', page.indexOf(`data-hook="${id}"`)));
+      assert.match(row, /worker-seven<\/span> until /);
+    } finally {
+      await db.pool.query(`delete from trellis.hook_deliveries where workflow = 'held-hk'`);
     }
   });
 

@@ -32,11 +32,12 @@ ${consumers.map((c) => html`<tr data-consumer="${c.name}"><td>${c.name}</td><td 
 <td class="num">${c.behind >= CONSUMER_BEHIND_CAP ? `${CONSUMER_BEHIND_CAP}+` : c.behind}</td><td class="nowrap">${when(c.updatedAt)}</td><td class="nowrap">${when(c.createdAt)}</td></tr>`)}
 </tbody></table>`}
 <h2>Hook deliveries</h2>
-${deliveries.length === 0 ? html`<p class="muted">No hook deliveries waiting: a delivered hook is deleted.</p>` : html`<table id="hooks"><thead><tr><th class="num">id</th><th>status</th><th>hook</th><th>workflow</th><th>run</th><th class="num">attempts</th><th>due</th><th>last error</th>${view.readOnly ? '' : html`<th></th>`}</tr></thead><tbody>
+${deliveries.length === 0 ? html`<p class="muted">No hook deliveries waiting: a delivered hook is deleted.</p>` : html`<table id="hooks"><thead><tr><th class="num">id</th><th>status</th><th>hook</th><th>workflow</th><th>run</th><th class="num">attempts</th><th>due</th><th>held by</th><th>last error</th>${view.readOnly ? '' : html`<th></th>`}</tr></thead><tbody>
 ${deliveries.map((d) => html`<tr data-hook="${d.id}"><td class="num">${d.id}</td><td>${statusBadge(d)}</td><td>${d.hook}</td>
 <td><a href="${view.link('/runs', { workflow: d.workflow })}">${d.workflow}</a>@${d.version}</td>
 <td class="mono"><a href="${view.link(`/runs/${d.runId}`)}">${d.runId.slice(0, 8)}</a></td><td class="num">${d.attempts}</td>
-<td class="nowrap">${when(d.runAt)}</td><td>${d.lastError === null || d.lastError === undefined ? '—' : jsonBlock(d.lastError)}</td>${view.readOnly ? '' : html`<td>${retry(view, d)}</td>`}</tr>`)}
+<td class="nowrap">${when(d.runAt)}</td>
+<td>${d.status === 'running' && d.leaseOwner ? html`<span class="mono">${d.leaseOwner}</span> until ${when(d.leaseExpiresAt)}` : '—'}</td><td>${d.lastError === null || d.lastError === undefined ? '—' : jsonBlock(d.lastError)}</td>${view.readOnly ? '' : html`<td>${retry(view, d)}</td>`}</tr>`)}
 </tbody></table>${deliveries.length === SHOWN ? html`<p class="muted">The first ${SHOWN}: trellis hooks --status parked lists more.</p>` : ''}`}
 <p class="muted">A parked delivery kept failing; Retry sends it to the workers again with a fresh count of attempts. Consumers' backlogs count events of every kind, up to ${CONSUMER_BEHIND_CAP}.</p>`;
     return { title: 'Outbox', body };
