@@ -75,6 +75,7 @@ export class HookLoop {
    * of every workflow the worker serves).
    */
   private readonly groups: { leaseMs: number; served: WorkflowDefinition[] }[] = [];
+  private nextGroup = 0;
 
   constructor(private readonly o: HookLoopOptions, served: WorkflowDefinition[],
     private readonly intervalMs: number, private readonly concurrency: number) {
@@ -101,8 +102,11 @@ export class HookLoop {
   }
 
   private async claim(): Promise<void> {
-    // One claim per group of versions with one hook timeout (usually one).
-    for (const group of this.groups) {
+    // One claim per group of versions with one hook timeout (usually one),
+    // starting from the next group each time: a group with a backlog that
+    // fills every slot does not keep the others waiting.
+    const first = this.nextGroup++ % this.groups.length;
+    for (const group of [...this.groups.slice(first), ...this.groups.slice(0, first)]) {
       const free = this.concurrency - this.inFlight.size;
       if (this.stopped || free <= 0) return;
       let rows: HookDeliveryRow[];
