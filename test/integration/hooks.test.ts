@@ -11,7 +11,7 @@ import { z } from 'zod';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import type { HookEvent } from '../../src/workflow/hooks.ts';
 import { waitFor } from '../helpers/wait.ts';
-import { deferred, useEngine } from '../helpers/engine.ts';
+import { deferred, startEngine, useEngine } from '../helpers/engine.ts';
 
 const seen: HookEvent[] = [];
 let flakyCalls = 0;
@@ -65,6 +65,19 @@ const slowShort = defineWorkflow({
   hooks: { timeout: '5s', onComplete: async () => { slowEntered.resolve(); await slowGate.promise; } },
 }, async () => 3);
 const longTimeout = defineWorkflow({ name: 'hook-long-timeout', input: z.object({}), hooks: { timeout: '2 hours', onComplete: () => {} } }, async () => 4);
+
+// A hook that heeds its signal, on a worker of its own (the test stops it).
+let heedEntered = deferred();
+const heeding = defineWorkflow({
+  name: 'hook-heeds-signal', input: z.object({}),
+  hooks: {
+    retry: { maxAttempts: 5, initialDelay: 10, jitter: 0 },
+    onComplete: (e) => new Promise((_, reject) => {
+      heedEntered.resolve();
+      e.signal.addEventListener('abort', () => reject(e.signal.reason), { once: true });
+    }),
+  },
+}, async () => 5);
 
 const fx = useEngine({ workflows: [ends, flaky, strange, plain, slowShort, longTimeout], hookDelivery: { interval: 20 } });
 
@@ -152,5 +165,18 @@ describe('lifecycle hooks', () => {
       slowGate.resolve();
     }
     await waitFor(async () => (await deliveries('hook-slow-short')).length === 0, { what: 'the slow hook delivered' });
+  });
+
+  it('a graceful stop aborts the signal of a hook still running, and a hook that heeds it has its delivery due again (not held by the stopped worker)', async () => {
+    heedEntered = deferred();
+    const own = await startEngine(fx.db, { workflows: [heeding], hookDelivery: { interval: 20 } });
+    try {
+      await own.client.start(heeding, {});
+      await heedEntered.promise;
+    } finally {
+      await own.stop();
+    }
+    const rows = (await fx.db.pool.query(`select status, lease_owner from trellis.hook_deliveries where workflow = 'hook-heeds-signal'`)).rows;
+    assert.deepEqual(rows, [{ status: 'pending', lease_owner: null }]);
   });
 });

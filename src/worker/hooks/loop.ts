@@ -169,9 +169,11 @@ export class HookLoop {
 
   /**
    * Stop claiming and wait for the hooks under way, at most `waitMs`; then
-   * abort the signal of each hook still running (`event.signal`). Its
-   * delivery keeps its lease (its hook's timeout plus 30 s) until it
-   * expires, and another worker delivers it again.
+   * abort the signal of each hook still running (`event.signal`) and wait
+   * up to a second more: a hook that heeds it has its delivery recorded as
+   * failed (due again after its backoff); one that does not keeps its lease
+   * (its hook's timeout plus 30 s) until it expires, and another worker
+   * delivers it again.
    */
   async stop(waitMs = 5000): Promise<void> {
     this.stopped = true;
@@ -185,7 +187,17 @@ export class HookLoop {
       }),
     ]);
     clearTimeout(timer);
+    if (this.inFlight.size === 0) return;
     for (const c of this.controllers) c.abort(new CancelledError('worker is shutting down'));
+    // A hook that heeds its signal ends now, and its delivery is recorded as
+    // failed (due again after its backoff) while the pool is still open.
+    await Promise.race([
+      Promise.allSettled([...this.inFlight]),
+      new Promise((resolve) => {
+        timer = setTimeout(resolve, 1000);
+      }),
+    ]);
+    clearTimeout(timer);
   }
 }
 
