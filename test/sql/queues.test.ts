@@ -416,7 +416,8 @@ describe('runs without a key behind keyed runs held at key_concurrency', () => {
   async function holdKey(queue: string): Promise<void> {
     await q(`select trellis.queue_set($1, '{"key_concurrency": 1}')`, [queue]);
     await q(`select trellis.run_start('w', '{}', jsonb_build_object('queue', $1::text, 'concurrency_key', 'a', 'priority', 9))`, [queue]);
-    assert.equal((await claim(queue, 1)).length, 1);
+    // (A lease that outlasts the test: on a slow cluster the backlog's start takes long.)
+    assert.equal((await claim(queue, 1, '1 hour')).length, 1);
   }
   async function keyless(queue: string, n: number): Promise<string[]> {
     await q(`select trellis.clock_advance('1 second')`);
@@ -449,7 +450,8 @@ describe('runs without a key behind keyed runs held at key_concurrency', () => {
                'run_at', trellis.now() - interval '1 hour' + i * interval '1 millisecond')) from generate_series(1, 2500) i`);
     const ids = await keyless('held-deep', 2);
     const claims = await claimsUntil('held-deep', ids);
-    assert.ok(claims >= 2 && claims <= 4, `${claims} claims`);
+    // (On one node the first claim reads the first page; a Citus cluster's claim filters by key at once.)
+    assert.ok(claims <= 4, `${claims} claims`);
     // Once every page came back short, the next read starts from the front again.
     assert.deepEqual((await claim('held-deep', 10)).length, 0);
     const { rows } = await q(`select keyless_priority, keyless_run_at from trellis.queues where name = 'held-deep'`);

@@ -72,12 +72,13 @@ describe('statements sent from TypeScript', () => {
 describe('a function planted in public by a role that may create there', () => {
   it('does not stand in for PostgreSQL\'s in what a client and the CLI send', async () => {
     const pool = fx.db.pool;
-    // Roles are the cluster's: a name of this run's own.
+    // Roles are the cluster's: a name of this run's own. (A login role: on
+    // Citus the coordinator creates its functions on the workers as it.)
     const planter = `planter_${process.pid}_${Date.now()}`;
     await pool.query(`select trellis.workflow_register($1)`, [JSON.stringify([{ name: 'held', version: '1', queue: 'planted-q' }])]);
     await pool.query(`select trellis.run_start('held', '{}', '{}')`);
     assert.equal((await pool.query(`select * from trellis.run_claim('planted-worker', '{planted-q}', '{held}', '{1}', 1, '1 hour')`)).rows.length, 1);
-    await pool.query(`create role ${planter} nologin; grant create, usage on schema public to ${planter}; grant trellis_reader to ${planter};
+    await pool.query(`create role ${planter} login; grant create, usage on schema public to ${planter}; grant trellis_reader to ${planter};
       create table public.planted_calls (who text, what text); grant insert on public.planted_calls to public`);
     // The planter's better matches: to_jsonb of the schema-info row (the
     // schema check a client, a worker and every CLI command run first) and
