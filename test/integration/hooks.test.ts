@@ -67,14 +67,15 @@ const slowShort = defineWorkflow({
 const longTimeout = defineWorkflow({ name: 'hook-long-timeout', input: z.object({}), hooks: { timeout: '2 hours', onComplete: () => {} } }, async () => 4);
 
 // A hook that heeds its signal, on a worker of its own (the test stops it).
-let heedEntered = deferred();
+const heedEntered = new Set<string>();
 const heeding = defineWorkflow({
-  name: 'hook-heeds-signal', input: z.object({}),
+  name: 'hook-heeds-signal', input: z.object({ returns: z.boolean() }),
   hooks: {
     retry: { maxAttempts: 5, initialDelay: 10, jitter: 0 },
-    onComplete: (e) => new Promise((_, reject) => {
-      heedEntered.resolve();
-      e.signal.addEventListener('abort', () => reject(e.signal.reason), { once: true });
+    // Heeds the signal and returns (a fetch's caught AbortError), or throws.
+    onComplete: (e) => new Promise((resolve, reject) => {
+      heedEntered.add(e.runId);
+      e.signal.addEventListener('abort', () => ((e.input as { returns?: boolean }).returns ? resolve(undefined) : reject(e.signal.reason)), { once: true });
     }),
   },
 }, async () => 5);
@@ -168,15 +169,18 @@ describe('lifecycle hooks', () => {
   });
 
   it('a graceful stop aborts the signal of a hook still running, and a hook that heeds it has its delivery due again (not held by the stopped worker)', async () => {
-    heedEntered = deferred();
-    const own = await startEngine(fx.db, { workflows: [heeding], hookDelivery: { interval: 20 } });
-    try {
-      await own.client.start(heeding, {});
-      await heedEntered.promise;
-    } finally {
-      await own.stop();
+    for (const returns of [false, true]) {
+      const own = await startEngine(fx.db, { workflows: [heeding], hookDelivery: { interval: 20 } });
+      let runId = '';
+      try {
+        runId = (await own.client.start(heeding, { returns })).id;
+        await waitFor(() => heedEntered.has(runId), { what: 'its hook running' });
+      } finally {
+        await own.stop();
+      }
+      // Thrown or returned after the abort: not delivered, due again.
+      const rows = (await fx.db.pool.query(`select status, lease_owner from trellis.hook_deliveries where run_id = $1`, [runId])).rows;
+      assert.deepEqual(rows, [{ status: 'pending', lease_owner: null }], `the hook ${returns ? 'returned' : 'threw'}`);
     }
-    const rows = (await fx.db.pool.query(`select status, lease_owner from trellis.hook_deliveries where workflow = 'hook-heeds-signal'`)).rows;
-    assert.deepEqual(rows, [{ status: 'pending', lease_owner: null }]);
   });
 });

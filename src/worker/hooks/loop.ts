@@ -149,6 +149,9 @@ export class HookLoop {
         }),
       ]);
       clearTimeout(timer);
+      // Aborted by the worker's stop, then returned (a caught AbortError):
+      // not delivered, as a timeout is not.
+      if (controller.signal.aborted) throw controller.signal.reason;
       await hookDone(this.o.db, row.id, this.o.workerId, row.attempts);
       this.o.onAttempt?.('delivered');
     } catch (error) {
