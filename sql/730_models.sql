@@ -91,12 +91,6 @@ begin
     perform trellis._raise('TR001', 'a trigger key must be a string of 1-512 characters');
   end if;
   perform trellis._machine_trigger_isolation();
-  -- The key's own lock first: two triggers with one key and different
-  -- foreign ids take different pair locks, and the second must see the
-  -- first's run (TR004), not start its own or be answered with it. Key
-  -- locks are taken before pair locks, never while holding one (unless a
-  -- transaction makes a second trigger: PostgreSQL then ends a deadlock).
-  perform pg_advisory_xact_lock(hashtextextended('trellis.machine-key:' || p_workflow || '/' || p_key, 0));
   perform pg_advisory_xact_lock(hashtextextended('trellis.machine:' || p_workflow || '/' || p_foreign_id, 0));
   select id, metadata->>'foreign_id' into v_run, v_foreign from trellis.runs where workflow = p_workflow and key = p_key;
   if v_run is not null then
@@ -142,7 +136,18 @@ begin
   end if;
   v_options := v_options || jsonb_build_object('metadata',
     coalesce(v_options->'metadata', '{}') || jsonb_build_object('foreign_id', p_foreign_id));
-  return trellis.run_start(p_workflow, p_input, v_options);
+  v_run := trellis.run_start(p_workflow, p_input, v_options);
+  -- Two keyed triggers with one key and different foreign ids hold
+  -- different locks, so both pass the key's check: the second's start waits
+  -- for the first and is answered with its run (the key's policy). Refused
+  -- as one after the other would be (no lock of the key's own: one taken
+  -- before the foreign id's would deadlock transactions that trigger twice).
+  if v_options ? 'key'
+     and (select r.metadata->>'foreign_id' from trellis.runs r where r.id = v_run) is distinct from p_foreign_id then
+    perform trellis._raise('TR004', format('trigger key %s of machine %s was used for another foreign id',
+                                           quote_literal(left(v_options->>'key', 60)), p_workflow));
+  end if;
+  return v_run;
 end $$;
 comment on function trellis.machine_trigger(text, text, jsonb, jsonb) is
   'Start a run of state machine p_workflow for foreign id p_foreign_id with input {status, object} (checked against the machine''s registered input shape); options as run_start (run_at, queue, priority, version, metadata, key). With a key the trigger is idempotent: the run that key started is returned and nothing is written. TR004 while the foreign id has an unfinished or paused run.';

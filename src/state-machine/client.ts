@@ -119,6 +119,16 @@ export class MachineClient<S extends string, T> {
       }
       const handle = await this.client.start(this.machine.workflow, { status, object },
         { tx, key, metadata: { foreign_id: foreignId }, runAt: options.startAt });
+      if (key !== undefined) {
+        // A keyed trigger of another foreign id that ran at the same time
+        // passed the key's check too, and this start was answered with its
+        // run: refused, as one after the other would be.
+        const { rows } = await toQueryable(tx).query<{ foreign_id: string | null }>(
+          `select metadata->>'foreign_id'::text as foreign_id from trellis.runs where id = $1::uuid`, [handle.id]);
+        if (rows[0]?.foreign_id !== foreignId) {
+          throw new IllegalTransitionError(`trigger key ${JSON.stringify(key.slice(0, 60))} of machine ${this.machine.name} was used for another foreign id`);
+        }
+      }
       return handle.id;
     };
     if (options.tx) return start(options.tx);

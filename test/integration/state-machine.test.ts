@@ -180,6 +180,28 @@ describe('state machines', () => {
     assert.notEqual(second, first);
   });
 
+  it('two keyed triggers at once with one key and different foreign ids: the second is IllegalTransitionError, and starts nothing', async () => {
+    const gates = connectMachine(env.client, gate);
+    const a = await env.pool.connect();
+    const b = await env.pool.connect();
+    try {
+      await a.query('begin');
+      await b.query('begin');
+      const first = await gates.trigger('race-a', { object: { email: 'a@b.c' }, key: 'race-key', tx: a });
+      const second = gates.trigger('race-b', { object: { email: 'a@b.c' }, key: 'race-key', tx: b }).then((id) => id, (e: unknown) => e);
+      await waitFor(async () => (await env.pool.query(`select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid = $1`,
+        [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting for the first' });
+      await a.query('commit');
+      const outcome = await second;
+      assert.ok(outcome instanceof IllegalTransitionError, `not answered with ${String(outcome)} (the first's run is ${first})`);
+      await b.query('rollback');
+    } finally {
+      a.release();
+      b.release();
+    }
+    assert.equal((await env.pool.query(`select count(*)::int as n from trellis.runs where metadata->>'foreign_id' = 'race-b'`)).rows[0].n, 0);
+  });
+
   it('a callback id an earlier run of the foreign id received never reaches its next run', async () => {
     const gates = connectMachine(env.client, gate);
     const first = await gates.trigger('g-redeliver', { object: { email: 'a@b.c' } });

@@ -81,8 +81,8 @@ describe('machine_trigger', () => {
       const second = b.query(`select trellis.machine_trigger('m', 'k-b', $1, '{"key": "evt-race"}') as id`, [INPUT])
         .then((r) => `answered ${r.rows[0].id === first ? 'with the other foreign id\'s run' : 'with a run'}`, (e: { code?: string | undefined }) => e.code);
       await waitFor(async () => (await fx.db.pool.query(
-        `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and wait_event = 'advisory' and pid = $1`,
-        [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting on the key\'s lock' });
+        `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid = $1`,
+        [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting for the first' });
       await a.query('commit');
       assert.equal(await second, 'TR004');
     } finally {
@@ -91,6 +91,29 @@ describe('machine_trigger', () => {
     }
     const { rows } = await fx.db.pool.query(`select metadata->>'foreign_id' as f from trellis.runs where workflow = 'm' and metadata->>'foreign_id' in ('k-a', 'k-b')`);
     assert.deepEqual(rows.map((r) => r.f), ['k-a']);
+  });
+
+  it('two transactions that each trigger twice (keys crossing foreign ids) do not deadlock: the one that waited gets TR004', async () => {
+    const a = new pg.Client({ connectionString: fx.db.url });
+    const b = new pg.Client({ connectionString: fx.db.url });
+    await a.connect();
+    await b.connect();
+    try {
+      await a.query('begin');
+      await b.query('begin');
+      await a.query(`select trellis.machine_trigger('m', 'd-x', $1, '{"key": "d-k1"}')`, [INPUT]);
+      const second = b.query(`select trellis.machine_trigger('m', 'd-x', $1, '{"key": "d-k2"}')`, [INPUT]).then(() => 'started', (e: { code?: string | undefined }) => e.code);
+      await waitFor(async () => (await fx.db.pool.query(
+        `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid = $1`,
+        [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second transaction waiting on d-x' });
+      await a.query(`select trellis.machine_trigger('m', 'd-y', $1, '{"key": "d-k2"}')`, [INPUT]);
+      await a.query('commit');
+      assert.equal(await second, 'TR004');
+      await b.query('rollback');
+    } finally {
+      await a.end();
+      await b.end();
+    }
   });
 
   it('machine_callback refuses (TR001) a status the run\'s version declares no callback for, also when it declares no signals (not a machine)', async () => {
