@@ -122,6 +122,8 @@ export class Client {
   private maxPayloadBytes: Promise<number> | undefined;
   /** The limit once known (the first start without a transaction reads it with the start). */
   private payloadLimitValue: number | undefined;
+  /** The schema check of the first read (schemaRead), while it is under way or once it passed. */
+  private schemaReadChecked: Promise<void> | undefined;
   /**
    * The link a worker in this process joins with `createWorker({ client })`:
    * this client's starts may then be handed to it (decision 0015), and it
@@ -181,7 +183,8 @@ export class Client {
     // there too, not a missing column (a deploy that ran ahead of its
     // migration).
     const ready = () => this.payloadLimit();
-    this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log, o.preparedStatements, ready);
+    this.reads = new ReadRouter(this.prepared.pool, this.db, options.readPool, timeouts, this.log, o.preparedStatements,
+      (through) => this.schemaRead(through));
     const checkedWriter = readyFirst(this.reads.writer(this.pool), ready);
     this.schedules = new Schedules(checkedWriter, this.registry, this.reads.reader());
     this.roles = new Roles(this.reads.reader());
@@ -908,6 +911,24 @@ export class Client {
   /** The caller's transaction or the pool, as engine statements use it (unprepared if so configured). */
   private exec(tx?: Executor): Queryable {
     return this.reads.writer(tx ? this.prepared.within(toQueryable(tx)) : this.prepared.pool);
+  }
+
+  /**
+   * The schema check before a client's first read, through the server the
+   * read goes to (a standby holds the primary's schema_info): kept once it
+   * passed, and not needed after a start or signal made it.
+   */
+  private schemaRead(through: Queryable): Promise<unknown> {
+    if (this.payloadLimitValue !== undefined) return Promise.resolve();
+    if (!this.schemaReadChecked) {
+      const pending = queryRows<{ migration: number | null; sql_revision: number | null }>(through, `select ${SCHEMA_INFO_SQL}`)
+        .then(([row]) => checkMigration(row?.migration, row?.sql_revision));
+      this.schemaReadChecked = pending;
+      pending.catch(() => {
+        if (this.schemaReadChecked === pending) this.schemaReadChecked = undefined;
+      });
+    }
+    return this.schemaReadChecked;
   }
 
   /**

@@ -88,13 +88,14 @@ export class ReadRouter {
   private warnedPromoted = false;
 
   /**
-   * @param ready The client's schema check (once, then settled): every read
-   *   waits for it, so a schema behind the client's code is a
-   *   SchemaVersionError, not a missing column.
+   * @param ready The client's schema check (once, then settled), made
+   *   through the server a read goes to: every read waits for it, so a
+   *   schema behind the client's code is a SchemaVersionError, not a
+   *   missing column (and reads from a standby need no primary).
    */
   constructor(primary: Queryable, primaryDb: Kysely<TrellisTables>, readPool: Pool | string | undefined,
     timeouts: ResolvedTimeouts, private readonly log: Logger, preparedStatements: PreparedStatementsMode = 'auto',
-    private readonly ready: () => Promise<unknown> = () => Promise.resolve()) {
+    private readonly ready: (through: Queryable) => Promise<unknown> = () => Promise.resolve()) {
     this.primary = { query: primary, db: primaryDb, replica: false };
     if (readPool === undefined) {
       this.ownsReplica = false;
@@ -141,8 +142,13 @@ export class ReadRouter {
 
   /** Where a read with `options` goes now. */
   async target(options: ReadOptions | undefined): Promise<ReadTarget> {
+    const target = await this.pick(options);
+    await this.ready(target.query);
+    return target;
+  }
+
+  private async pick(options: ReadOptions | undefined): Promise<ReadTarget> {
     const consistency = checkConsistency(options?.consistency);
-    await this.ready();
     if (!this.replica || consistency === 'primary') return this.primary;
     if (this.dirty) {
       // Cleared before asking: a write that ends meanwhile marks it again.

@@ -121,6 +121,24 @@ describe('a client with a readPool on a streaming standby', () => {
     await writer.schedules.delete('nightly');
   });
 
+  it('a fresh client reads from the standby while its primary cannot be reached (its schema check goes where the read goes)', async () => {
+    const run = await writer.start(greet, { name: 'cy' });
+    assert.equal(await run.result({ timeout: '20s' }), 'hello cy');
+    await pair.caughtUp();
+    // A primary nobody answers on (port 1).
+    const down = new pg.Pool({ connectionString: 'postgres://nobody@127.0.0.1:1/none', connectionTimeoutMillis: 2000 });
+    down.on('error', () => undefined);
+    const fresh = createClient({ pool: down, readPool: standby, logger: silentLogger });
+    try {
+      assert.equal((await fresh.get(run.id))?.status, 'completed');
+      assert.ok((await fresh.list({ workflow: 'greet' })).runs.some((r) => r.id === run.id));
+      assert.deepEqual((await fresh.history(run.id)).map((s) => s.name), ['hello']);
+    } finally {
+      await fresh.close();
+      await down.end();
+    }
+  });
+
   it('result() after the run finished is not stale while the standby is behind', async () => {
     await lagging(async () => {
       const run = await writer.start(greet, { name: 'cy' });
