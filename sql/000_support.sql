@@ -139,25 +139,30 @@ comment on function trellis._setting_int(text, integer) is
 -- what is not that deep: 1,001 levels take at least 2,002 characters and
 -- as many brackets; only text with both is walked (a container at level
 -- 1,000 is the 1,001st). p_text: p_value's JSON text, when the caller has it.
-create or replace function trellis._check_json_depth(p_value jsonb, p_what text, p_text text default null)
+-- p_wrapped: levels the engine puts around a caller's value (a signal
+-- call's record of its payload, a stream entry's {"v": …}), which do not
+-- count: checkpoint ops allow 16.
+create or replace function trellis._check_json_depth(p_value jsonb, p_what text, p_text text default null,
+  p_wrapped integer default 0)
 returns void language plpgsql stable as $$
 declare
   v_text text;
+  v_max  integer := 1000 + p_wrapped;
 begin
   if p_value is null then
     return;
   end if;
   v_text := coalesce(p_text, p_value::text);
-  if octet_length(v_text) < 2002
-     or length(v_text) - length(pg_catalog.translate(v_text, '[{', '')) < 1001 then
+  if octet_length(v_text) < 2 * v_max + 2
+     or length(v_text) - length(pg_catalog.translate(v_text, '[{', '')) < v_max + 1 then
     return;
   end if;
-  if jsonb_path_exists(p_value, 'strict $.**{1000} ? (@.type() == "array" || @.type() == "object")') then
+  if jsonb_path_exists(p_value, format('strict $.**{%s} ? (@.type() == "array" || @.type() == "object")', v_max)::jsonpath) then
     perform trellis._raise('TR001', format('%s is nested more than 1000 arrays or objects deep', p_what));
   end if;
 end $$;
-comment on function trellis._check_json_depth(jsonb, text, text) is
-  'Raise TR001 if p_value nests more than 1,000 arrays or objects (p_what names it); p_text is its JSON text when the caller has it.';
+comment on function trellis._check_json_depth(jsonb, text, text, integer) is
+  'Raise TR001 if p_value nests more than 1,000 arrays or objects (p_what names it), not counting p_wrapped levels the engine put around it; p_text is its JSON text when the caller has it.';
 
 -- Payload size is the bytes of the value's JSON text (jsonb's text form).
 -- Workers and clients measure the same thing before they send a value

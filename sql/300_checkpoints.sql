@@ -149,13 +149,13 @@ begin
   -- running, its execution crashing on every claim).
   -- (One pass over the ops, as before the error's own bound.)
   -- The same pass says whether any output or input is long enough to be
-  -- nested more than 1,000 deep (_check_json_depth); only then are those
+  -- nested more than 1,016 deep (_check_json_depth); only then are those
   -- walked.
   select (array_agg(format('%s of run %s is %s bytes, over the limit of %s bytes', o.op, o.run,
                            case when o.error_size > v_error_max then o.error_size else o.size end,
                            case when o.error_size > v_error_max then v_error_max else v_max end))
             filter (where o.size > v_max or o.error_size > v_error_max))[1],
-         coalesce(bool_or(o.size >= 2002), false)
+         coalesce(bool_or(o.size >= 2034), false)
     into v_big, v_long
     from (select o.op, o.run, greatest(octet_length(o.output::text), octet_length(o.input::text)) as size,
                  octet_length(o.error::text) as error_size
@@ -164,8 +164,10 @@ begin
     perform trellis._raise('TR005', v_big);
   end if;
   if v_long then
-    perform trellis._check_json_depth(o.output, format('the output of %s of run %s', o.op, o.run)),
-            trellis._check_json_depth(o.input, format('the input of %s of run %s', o.op, o.run))
+    -- (16 levels for the engine's own records around a value: a signal
+    -- call's of its payload, a stream entry, a reply.)
+    perform trellis._check_json_depth(o.output, format('the output of %s of run %s', o.op, o.run), null, 16),
+            trellis._check_json_depth(o.input, format('the input of %s of run %s', o.op, o.run), null, 16)
        from unnest(p_ops) o;
   end if;
 end $$;

