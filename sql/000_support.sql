@@ -115,7 +115,10 @@ returns integer language plpgsql stable as $$
 declare
   v_text text;
 begin
-  select value #>> '{}' into v_text from trellis.settings where key = p_key;
+  -- (The path's right side typed: the TypeScript side calls this helper
+  -- directly, under the caller's search_path, where an untyped '{}' would
+  -- let a planted #>>(jsonb, jsonb) match better than pg_catalog's.)
+  select value #>> '{}'::text[] into v_text from trellis.settings where key = p_key;
   if v_text is null then
     return p_default;
   end if;

@@ -71,6 +71,13 @@ begin
   end loop;
 end $$;
 
+-- A helper the TypeScript side calls directly runs under the caller's
+-- search_path, where another role's objects could stand in for what its
+-- body names: a client's first start calls _workflow_stored, which gets
+-- the pin too (it runs once per client; _setting_int, also called
+-- directly, names nothing another role could stand in for).
+alter function trellis._workflow_stored(jsonb, timestamptz) set search_path = pg_catalog, trellis, pg_temp;
+
 -- The application functions that write run as their owner, with a pinned search_path.
 do $$
 declare

@@ -63,7 +63,7 @@ function metadataConditions(text: string, values: unknown[]): string[] {
     const eq = pair.indexOf('=');
     if (eq <= 0) throw new ValidationError(`metadata search ${JSON.stringify(pair.slice(0, 40))} is not name=value`);
     values.push(pair.slice(0, eq).trim(), pair.slice(eq + 1).trim());
-    return `r.metadata ->> $${values.length - 1} = $${values.length}`;
+    return `r.metadata ->> $${values.length - 1}::text = $${values.length}::text`;
   });
 }
 

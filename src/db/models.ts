@@ -61,14 +61,14 @@ export async function machineRunLatest(db: Queryable, machine: string, foreignId
  */
 export async function machineReached(db: Queryable, runId: string, status: string): Promise<{ object: unknown; at: Date } | undefined> {
   const rows = await queryRows<{ object: unknown; at: Date }>(db,
-    `select coalesce(t.object, r.input->'object') as object, coalesce(t.at, r.created_at) as at
+    `select coalesce(t.object, r.input->'object'::text) as object, coalesce(t.at, r.created_at) as at
        from trellis.runs r
        left join lateral (
-         select s.output->'object' as object, s.finished_at as at from trellis.steps s
+         select s.output->'object'::text as object, s.finished_at as at from trellis.steps s
           where s.bucket = r.bucket and s.run_id = r.id and s.kind = 'step' and s.status = 'completed'
-            and pg_catalog.jsonb_typeof(s.output) = 'object' and s.output->>'to' = $2
+            and pg_catalog.jsonb_typeof(s.output) = 'object' and s.output->>'to'::text = $2
           order by s.execution desc, s.seq desc limit 1) t on true
-      where r.id = $1 and (t.at is not null or r.input->>'status' = $2)`, [runId, status]);
+      where r.id = $1 and (t.at is not null or r.input->>'status'::text = $2)`, [runId, status]);
   return rows[0];
 }
 

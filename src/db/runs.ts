@@ -56,7 +56,7 @@ export async function runStartMany(db: Queryable, workflow: string, runs: readon
 export const PAYLOAD_LIMIT_SQL = `(select case when v.raw is null then 1048576
                     when v.raw ~ '^\\s*[0-9]{1,9}\\s*$' then v.raw::integer
                     else trellis._setting_int('max_payload_bytes', 1048576) end
-     from (select (select st.value #>> '{}' from trellis.settings st where st.key = 'max_payload_bytes') as raw) v)`;
+     from (select (select st.value #>> '{}'::text[] from trellis.settings st where st.key = 'max_payload_bytes') as raw) v)`;
 
 /** What {@link runStartFirst} read besides the start: the payload limit, the schema's migration and its functions' revision. */
 export interface FirstStart {

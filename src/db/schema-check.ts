@@ -16,8 +16,8 @@ import type { Queryable } from './queryable.ts';
  * statement works on such a schema as well).
  */
 export const SCHEMA_INFO_SQL = `(select i.migration from trellis.schema_info i) as migration,
-  (select (pg_catalog.to_jsonb(i) ->> 'sql_revision')::integer from trellis.schema_info i) as sql_revision,
-  (select (pg_catalog.to_jsonb(i) ->> 'compatible_from')::integer from trellis.schema_info i) as compatible_from`;
+  (select (pg_catalog.to_jsonb(i) ->> 'sql_revision'::text)::integer from trellis.schema_info i) as sql_revision,
+  (select (pg_catalog.to_jsonb(i) ->> 'compatible_from'::text)::integer from trellis.schema_info i) as compatible_from`;
 
 /**
  * Why a schema at `migration`, with its functions at `sqlRevision`, is behind

@@ -33,14 +33,15 @@ const GRAMMAR = new Set(['coalesce', 'greatest', 'least', 'nullif', 'exists', 'i
   'having', 'distinct', 'recursive', 'materialized', 'of', 'for', 'only', 'like', 'between', 'interval', 'time', 'timestamp',
   'numeric', 'decimal', 'varchar', 'char', 'character', 'bit', 'float', 'precision', 'collate', 'language', 'returns']);
 
-/** The SQL texts of a TypeScript file: string and template literals that read as SQL, with `${…}` taken out. */
-function sqlTexts(source: string): { text: string; line: number }[] {
+/** The SQL texts of a TypeScript file: string and template literals that read as SQL (all of them: `sql` false), with `${…}` taken out. */
+function sqlTexts(source: string, sql = true): { text: string; line: number }[] {
   const out: { text: string; line: number }[] = [];
   for (const m of source.matchAll(/`((?:[^`\\]|\\.)*)`|'((?:[^'\\\n]|\\.)*)'|"((?:[^"\\\n]|\\.)*)"/g)) {
     let text = m[1] ?? m[2] ?? m[3] ?? '';
-    // Interpolations (one level of nested braces is enough for src/).
-    text = text.replace(/\$\{(?:[^{}]|\{[^{}]*\})*\}/g, ' ');
-    if (!/\b(select|insert\s+into|update\s+\S+\s+set|delete\s+from|create\s+(table|index|or replace)|alter\s+table)\b/i.test(text)) continue;
+    // Interpolations (one level of nested braces is enough for src/); a
+    // parameter number made by one (`$${n}`) stays a parameter.
+    text = text.replace(/\$\$\{(?:[^{}]|\{[^{}]*\})*\}/g, '$9').replace(/\$\{(?:[^{}]|\{[^{}]*\})*\}/g, ' ');
+    if (sql && !/\b(select|insert\s+into|update\s+\S+\s+set|delete\s+from|create\s+(table|index|or replace)|alter\s+table)\b/i.test(text)) continue;
     out.push({ text, line: source.slice(0, m.index).split('\n').length });
   }
   return out;
@@ -67,6 +68,29 @@ describe('statements sent from TypeScript', () => {
     }
     assert.deepEqual(bare, [], 'calls to write as pg_catalog.<name>(…)');
   });
+
+  it('give a type to what the jsonb operators whose right side is not jsonb take (a literal or parameter cast)', () => {
+    // `value #>> '{}'`: an untyped right side takes the left side's type
+    // (jsonb) while PostgreSQL resolves the operator, so a planted
+    // public.#>>(jsonb, jsonb) would be an exact match and win over
+    // pg_catalog's (jsonb, text[]); cast it ('{}'::text[]) and only
+    // pg_catalog's matches exactly.
+    const files = execFileSync('git', ['ls-files', 'src/*.ts'], { encoding: 'utf8' }).split('\n')
+      .filter((f) => f && !f.endsWith('.generated.ts'));
+    const untyped: string[] = [];
+    for (const file of files) {
+      const source = readFileSync(file, 'utf8').replace(/\/\*[\s\S]*?\*\//g, (c) => c.replace(/[^\n]/g, ' '));
+      // The arrows in every literal (a fragment of SQL, a WHERE term, is
+      // made on its own); ? and @ only in SQL texts (JavaScript's ternaries).
+      for (const [sql, operators] of [[false, /(->>|->|#>>|#>|#-)/], [true, /(@\?|@@|\?\||\?&|\?)/]] as const) {
+        const pattern = new RegExp(`${operators.source}\\s*('(?:[^']|'')*'|\\$\\d+)(?!\\s*::)`, 'g');
+        for (const { text, line } of sqlTexts(source, sql)) {
+          for (const m of text.matchAll(pattern)) untyped.push(`${file}:${line + text.slice(0, m.index).split('\n').length - 1}: ${m[0]}`);
+        }
+      }
+    }
+    assert.deepEqual(untyped, [], 'right sides to cast (::text, ::text[], ::jsonpath)');
+  });
 });
 
 describe('a function planted in public by a role that may create there', () => {
@@ -81,14 +105,19 @@ describe('a function planted in public by a role that may create there', () => {
     await pool.query(`create role ${planter} login; grant create, usage on schema public to ${planter}; grant trellis_reader to ${planter};
       create table public.planted_calls (who text, what text); grant insert on public.planted_calls to public`);
     // The planter's better matches: to_jsonb of the schema-info row (the
-    // schema check a client, a worker and every CLI command run first) and
-    // array_agg of text (trellis stats' workers).
+    // schema check a client, a worker and every CLI command run first),
+    // array_agg of text (trellis stats' workers), and #>> and ->> of jsonb
+    // and jsonb (the payload limit's setting, the schema check).
     await pool.query(`set role ${planter};
       create function public.to_jsonb(trellis.schema_info) returns jsonb language sql as
         $$ insert into public.planted_calls values (current_user, 'to_jsonb'); select '{"sql_revision": 1}'::jsonb $$;
       create function public.planted_append(text[], text) returns text[] language sql as
         $$ insert into public.planted_calls values (current_user, 'array_agg'); select $1 || $2 $$;
       create aggregate public.array_agg(text) (sfunc = public.planted_append, stype = text[]);
+      create function public.planted_op(jsonb, jsonb) returns text language sql as
+        $$ insert into public.planted_calls values (current_user, 'operator'); select '1' $$;
+      create operator public.#>> (leftarg = jsonb, rightarg = jsonb, function = public.planted_op);
+      create operator public.->> (leftarg = jsonb, rightarg = jsonb, function = public.planted_op);
       reset role`);
     const client = createClient({ pool, logger: silentLogger });
     try {
@@ -102,7 +131,8 @@ describe('a function planted in public by a role that may create there', () => {
       assert.deepEqual(calls, []);
     } finally {
       await client.close();
-      await pool.query(`drop aggregate public.array_agg(text); drop function public.planted_append(text[], text);
+      await pool.query(`drop operator public.#>> (jsonb, jsonb); drop operator public.->> (jsonb, jsonb); drop function public.planted_op(jsonb, jsonb);
+        drop aggregate public.array_agg(text); drop function public.planted_append(text[], text);
         drop function public.to_jsonb(trellis.schema_info); drop table public.planted_calls;
         revoke all on schema public from ${planter}; revoke trellis_reader from ${planter}; drop role ${planter}`);
     }
