@@ -81,7 +81,8 @@ describe('machine_trigger', () => {
       const second = b.query(`select trellis.machine_trigger('m', 'k-b', $1, '{"key": "evt-race"}') as id`, [INPUT])
         .then((r) => `answered ${r.rows[0].id === first ? 'with the other foreign id\'s run' : 'with a run'}`, (e: { code?: string | undefined }) => e.code);
       await waitFor(async () => (await fx.db.pool.query(
-        `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid = $1`,
+        // (A lock here; on a Citus cluster the wait is on a worker's, seen here as a wait on it.)
+        `select count(*)::int as n from pg_stat_activity where state = 'active' and wait_event is not null and pid = $1`,
         [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting for the first' });
       await a.query('commit');
       assert.equal(await second, 'TR004');
