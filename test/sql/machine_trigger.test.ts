@@ -9,15 +9,30 @@ const fx = useFreshDatabase({ setUp: (db) => db.pool.query(`select trellis.workf
 
 const INPUT = '{"status": "a", "object": {}}';
 
+/** Two sessions of their own, each in a transaction, ended after `body`. */
+async function twoSessions(body: (a: pg.Client, b: pg.Client) => Promise<void>): Promise<void> {
+  const a = new pg.Client({ connectionString: fx.db.url });
+  const b = new pg.Client({ connectionString: fx.db.url });
+  await a.connect();
+  await b.connect();
+  try {
+    await a.query('begin');
+    await b.query('begin');
+    await body(a, b);
+  } finally {
+    await a.end();
+    await b.end();
+  }
+}
+
+/** Until session `b` waits (on a lock here; on a Citus cluster on a worker's, seen here as a wait on it). */
+const waiting = (b: pg.Client, what: string) => waitFor(async () => (await fx.db.pool.query(
+  `select count(*)::int as n from pg_stat_activity where state = 'active' and wait_event is not null and pid = $1`,
+  [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what });
+
 describe('machine_trigger', () => {
   it('two concurrent triggers of one foreign id: the second waits for the first to commit, then is refused with TR004', async () => {
-    const a = new pg.Client({ connectionString: fx.db.url });
-    const b = new pg.Client({ connectionString: fx.db.url });
-    await a.connect();
-    await b.connect();
-    try {
-      await a.query('begin');
-      await b.query('begin');
+    await twoSessions(async (a, b) => {
       await a.query(`select trellis.machine_trigger('m', 'f-1', $1)`, [INPUT]);
       const second = b.query(`select trellis.machine_trigger('m', 'f-1', $1)`, [INPUT]).then(() => 'started', (e: { code?: string | undefined }) => e.code);
       await waitFor(async () => (await fx.db.pool.query(
@@ -25,11 +40,7 @@ describe('machine_trigger', () => {
         [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting on the advisory lock' });
       await a.query('commit');
       assert.equal(await second, 'TR004');
-      await b.query('rollback');
-    } finally {
-      await a.end();
-      await b.end();
-    }
+    });
     const { rows } = await fx.db.pool.query(`select metadata from trellis.runs where workflow = 'm'`);
     assert.deepEqual(rows.map((r) => r.metadata), [{ foreign_id: 'f-1' }]);
   });
@@ -71,50 +82,27 @@ describe('machine_trigger', () => {
   });
 
   it('two concurrent keyed triggers with one key and different foreign ids: the second waits, then is refused with TR004', async () => {
-    const a = new pg.Client({ connectionString: fx.db.url });
-    const b = new pg.Client({ connectionString: fx.db.url });
-    await a.connect();
-    await b.connect();
-    try {
-      await a.query('begin');
+    await twoSessions(async (a, b) => {
       const first = (await a.query(`select trellis.machine_trigger('m', 'k-a', $1, '{"key": "evt-race"}') as id`, [INPUT])).rows[0].id;
       const second = b.query(`select trellis.machine_trigger('m', 'k-b', $1, '{"key": "evt-race"}') as id`, [INPUT])
         .then((r) => `answered ${r.rows[0].id === first ? 'with the other foreign id\'s run' : 'with a run'}`, (e: { code?: string | undefined }) => e.code);
-      await waitFor(async () => (await fx.db.pool.query(
-        // (A lock here; on a Citus cluster the wait is on a worker's, seen here as a wait on it.)
-        `select count(*)::int as n from pg_stat_activity where state = 'active' and wait_event is not null and pid = $1`,
-        [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second trigger waiting for the first' });
+      await waiting(b, 'the second trigger waiting for the first');
       await a.query('commit');
       assert.equal(await second, 'TR004');
-    } finally {
-      await a.end();
-      await b.end();
-    }
+    });
     const { rows } = await fx.db.pool.query(`select metadata->>'foreign_id' as f from trellis.runs where workflow = 'm' and metadata->>'foreign_id' in ('k-a', 'k-b')`);
     assert.deepEqual(rows.map((r) => r.f), ['k-a']);
   });
 
   it('two transactions that each trigger twice (keys crossing foreign ids) do not deadlock: the one that waited gets TR004', async () => {
-    const a = new pg.Client({ connectionString: fx.db.url });
-    const b = new pg.Client({ connectionString: fx.db.url });
-    await a.connect();
-    await b.connect();
-    try {
-      await a.query('begin');
-      await b.query('begin');
+    await twoSessions(async (a, b) => {
       await a.query(`select trellis.machine_trigger('m', 'd-x', $1, '{"key": "d-k1"}')`, [INPUT]);
       const second = b.query(`select trellis.machine_trigger('m', 'd-x', $1, '{"key": "d-k2"}')`, [INPUT]).then(() => 'started', (e: { code?: string | undefined }) => e.code);
-      await waitFor(async () => (await fx.db.pool.query(
-        `select count(*)::int as n from pg_stat_activity where wait_event_type = 'Lock' and pid = $1`,
-        [(b as unknown as { processID: number }).processID])).rows[0].n === 1, { what: 'the second transaction waiting on d-x' });
+      await waiting(b, 'the second transaction waiting on d-x');
       await a.query(`select trellis.machine_trigger('m', 'd-y', $1, '{"key": "d-k2"}')`, [INPUT]);
       await a.query('commit');
       assert.equal(await second, 'TR004');
-      await b.query('rollback');
-    } finally {
-      await a.end();
-      await b.end();
-    }
+    });
   });
 
   it('machine_callback refuses (TR001) a status the run\'s version declares no callback for, also when it declares no signals (not a machine)', async () => {
