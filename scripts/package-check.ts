@@ -176,12 +176,13 @@ try {
     // took the tarball to 1,015,223 bytes), 1.2 MB since (key policies, bulk controls, retry budgets, resumeAfter
     // and metadata filters, with their SQL in both copies of the bundle and their docs: 1,104,063 bytes), 1.3 MB
     // since the 7th's second session (signal with start, the dry run, the late-message handover and the audit
-    // fixes: 1,200,509 bytes). The
+    // fixes: 1,200,509 bytes), 1.4 MB since the 8th (the audit fixes of the night of the 7th: the read past held
+    // keys, JSON depth, the schema-qualified statements and their docs: 1,318,149 bytes). The
     // levers left, before raising it again: the SQL's comments, ~38 KB of each of the bundle's two copies (src/
     // and dist/) packed, which `trellis sql` prints and the installer does not need (strip whole-line comments
     // when bundling, outside string literals: migrations included); the JS source maps, ~112 KB packed (stack
     // traces would then name dist/ lines instead of src/ ones).
-    if ((await stat(tarball)).size > 1_300_000) throw new Error(`tarball is ${(await stat(tarball)).size} bytes`);
+    if ((await stat(tarball)).size > 1_400_000) throw new Error(`tarball is ${(await stat(tarball)).size} bytes`);
   });
 
   await check('every relative link of the tarball\'s Markdown files points into the tarball', async () => {
