@@ -31,3 +31,25 @@ export function longTimeout(fn: () => void, ms: number, unref = false): () => vo
   arm(ms);
   return () => clearTimeout(timer);
 }
+
+/**
+ * Wait until every promise of `promises` settled, or `ms` passed, whichever
+ * comes first: true if they all settled in time. The timer is cleared
+ * either way.
+ *
+ * @example
+ * if (!(await settledWithin(inFlight, 5000))) for (const c of controllers) c.abort();
+ */
+export async function settledWithin(promises: Iterable<Promise<unknown>>, ms: number): Promise<boolean> {
+  let cancel: (() => void) | undefined;
+  try {
+    return await Promise.race([
+      Promise.allSettled(promises).then(() => true),
+      new Promise<boolean>((resolve) => {
+        cancel = longTimeout(() => resolve(false), ms);
+      }),
+    ]);
+  } finally {
+    cancel?.();
+  }
+}

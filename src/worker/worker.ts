@@ -19,7 +19,7 @@ import { RunAbort } from '../replay/run-abort.ts';
 import type { CheckpointOp, Fence } from '../protocol/checkpoint.ts';
 import type { WorkflowDefinition } from '../workflow/define.ts';
 import { type Duration, toMs } from '../protocol/duration.ts';
-import { longTimeout } from '../protocol/timer.ts';
+import { settledWithin } from '../protocol/timer.ts';
 import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { checkSchema } from '../db/schema-check.ts';
 import type { Queryable } from '../db/queryable.ts';
@@ -820,16 +820,7 @@ export class Worker {
     if (wasRunning) {
       await this.claimPromise;
       // Starts handed to this worker still settle into `active` (or a release).
-      const all = () => Promise.allSettled([...this.handoffs, ...[...this.active.values()].map((a) => a.done)]);
-      let clearTimer: (() => void) | undefined;
-      const timedOut = await Promise.race([
-        all().then(() => false),
-        new Promise<boolean>((r) => {
-          clearTimer = longTimeout(() => r(true), deadline);
-        }),
-      ]);
-      clearTimer?.();
-      if (timedOut) {
+      if (!(await settledWithin([...this.handoffs, ...[...this.active.values()].map((a) => a.done)], deadline))) {
         for (const a of this.active.values()) a.controller.abort(new CancelledError('worker is shutting down'));
         // Not the hand-offs again: a start stuck on a full pool must not hold up the stop
         // (if it commits later, its lease expires and another worker claims the run).
@@ -837,15 +828,8 @@ export class Worker {
         // application's that never returns and heeds no signal) gets as long
         // again; then its lease is given back and it is left behind (its late
         // writes are fenced out by the lease).
-        let clearGrace: (() => void) | undefined;
-        const stuck = await Promise.race([
-          Promise.allSettled([...this.active.values()].map((a) => a.done)).then(() => false),
-          new Promise<boolean>((r) => {
-            clearGrace = longTimeout(() => r(true), deadline);
-          }),
-        ]);
-        clearGrace?.();
-        if (stuck && this.active.size > 0) {
+        const ended = await settledWithin([...this.active.values()].map((a) => a.done), deadline);
+        if (!ended && this.active.size > 0) {
           const left = [...this.active.keys()];
           this.log.error('runs whose execution did not end after it was aborted: their leases are given back and the executions left behind', { runIds: left });
           await this.committer.drain();

@@ -15,6 +15,7 @@ import { CancelledError, TimeoutError, ValidationError } from '../../errors.ts';
 import { serializeError } from '../../protocol/serialize.ts';
 import type { WorkflowDefinition } from '../../workflow/define.ts';
 import { type Duration, toMs } from '../../protocol/duration.ts';
+import { settledWithin } from '../../protocol/timer.ts';
 import { declaredHooks, type HookEvent, type HookName } from '../../workflow/hooks.ts';
 import type { Logger } from '../../protocol/logger.ts';
 import { nextDelay, type RetryDefaults, type RetryPolicy } from '../../workflow/retry.ts';
@@ -182,25 +183,11 @@ export class HookLoop {
     this.stopped = true;
     clearInterval(this.timer);
     await this.claiming;
-    let timer: NodeJS.Timeout | undefined;
-    await Promise.race([
-      Promise.allSettled([...this.inFlight]),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, waitMs);
-      }),
-    ]);
-    clearTimeout(timer);
-    if (this.inFlight.size === 0) return;
+    if (await settledWithin([...this.inFlight], waitMs)) return;
     for (const c of this.controllers) c.abort(new CancelledError('worker is shutting down'));
     // A hook that heeds its signal ends now, and its delivery is recorded as
     // failed (due again after its backoff) while the pool is still open.
-    await Promise.race([
-      Promise.allSettled([...this.inFlight]),
-      new Promise((resolve) => {
-        timer = setTimeout(resolve, 1000);
-      }),
-    ]);
-    clearTimeout(timer);
+    await settledWithin([...this.inFlight], 1000);
   }
 }
 
