@@ -22,6 +22,14 @@ export interface Execution {
    * outcome a failed checkpoint forced (failed or abandoned), else undefined.
    */
   settle(): Promise<Outcome | undefined>;
+  /**
+   * The checkpoint write of this execution that failed, and the outcome it
+   * forced (a run failed by the engine's refusal of a step's record, or
+   * given back after a database fault), if that is what ended it; the
+   * worker writes that outcome although the committer refused the
+   * execution's earlier ops.
+   */
+  refusal(): { error: unknown; outcome: Outcome } | undefined;
   requestCancel(reason?: string): void;
   requestPause(): void;
   /** How many durable calls the code has made so far (recorded ones replayed, and new ones). */
@@ -44,6 +52,7 @@ export function startExecution(options: ExecuteOptions): Execution {
       await run.settleWrites();
       return run.halted && run.halted !== outcome ? run.halted : undefined;
     },
+    refusal: () => run.refusal,
     requestCancel: (r) => run.requestCancel(r),
     requestPause: () => run.requestPause(),
     calls: () => run.seq,

@@ -217,6 +217,13 @@ export class Replay {
   cancelReason = 'run cancelled';
   pauseRequested: boolean;
   halted: Outcome | undefined;
+  /**
+   * A checkpoint the worker could not write (the engine refused it, or a
+   * database fault retries did not get past), when that is what halted the
+   * execution, and the outcome it forced: that end op follows ops the
+   * committer refused, so the worker writes it with the refusal forgotten.
+   */
+  refusal: { error: unknown; outcome: Outcome } | undefined;
   private runLog: Logger | undefined;
   private resolveHalt!: (outcome: Outcome) => void;
   private readonly haltPromise = new Promise<Outcome>((resolve) => {
@@ -523,7 +530,9 @@ export class Replay {
       },
       (error: unknown) => {
         this.writes.delete(promise);
+        const before = this.halted;
         if (!this.haltOnFault(error)) this.halt({ op: 'fail', error: serializeError(error) });
+        if (!before && this.halted && !(error instanceof LeaseLostError)) this.refusal = { error, outcome: this.halted };
       },
     );
     return promise;

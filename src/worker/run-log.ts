@@ -9,6 +9,8 @@
  */
 import type { ClaimedRun } from '../protocol/history.ts';
 import { LeaseLostError } from '../errors.ts';
+import { isDatabaseFault } from '../protocol/faults.ts';
+import { serializeError } from '../protocol/serialize.ts';
 import type { Outcome } from '../replay/replay.ts';
 import type { SerializedError } from '../protocol/history.ts';
 import { levelEnabled, type LogFields, type Logger, type LogLevel } from '../protocol/logger.ts';
@@ -73,8 +75,9 @@ export class RunLog {
       case 'continue':
         return this.line('info', 'run continued as new', run, id);
       case 'abandoned':
-        return outcome.reason instanceof LeaseLostError
-          ? this.line('warn', 'run lease lost: another worker continues it', run, id)
+        if (outcome.reason instanceof LeaseLostError) return this.line('warn', 'run lease lost: another worker continues it', run, id);
+        return isDatabaseFault(outcome.reason)
+          ? this.line('warn', 'run given back after a database error', run, id, () => errorFields(serializeError(outcome.reason)))
           : this.line('info', 'run given back (worker stopping)', run, id);
     }
   }

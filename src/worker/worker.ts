@@ -691,6 +691,25 @@ export class Worker {
     }
   }
 
+  /**
+   * Whether `error` is a write refused for its size under a max_payload_bytes
+   * lowered since this worker read it (its own check let the write
+   * through); if so, the limit is read again and the run given back at
+   * once, so its next execution decides with the new limit (a step's result
+   * over it fails the step, a metadata call is refused and recorded)
+   * instead of failing the run for a check its code never saw.
+   */
+  private async overLoweredLimit(fence: Fence, error: unknown, observed: ObservedExecution | undefined): Promise<boolean> {
+    if (!isTrellisError(error) || error.code !== ERROR_CODES.payloadTooLarge || !await this.limitLowered()) return false;
+    this.log.warn('a write was over max_payload_bytes, lowered since this worker read it: the limit was read again and the run is executed again',
+      { runId: fence.run, error: String(error) });
+    this.stats.abandoned++;
+    observed?.end({ op: 'abandoned', reason: error });
+    this.committer.forget(fence.run, fence.token);
+    await this.committer.push({ ...fence, op: 'release', delay_ms: 0, failure: false }).catch(() => undefined);
+    return true;
+  }
+
   /** Read max_payload_bytes again; whether it is lower than the one this worker used (a read that fails keeps it). */
   private async limitLowered(): Promise<boolean> {
     const used = this.maxPayloadBytes;
@@ -720,15 +739,22 @@ export class Worker {
   private async finish(fence: Fence, execution: Execution | undefined, outcome: Outcome, fallback = true,
     observed?: ObservedExecution): Promise<void> {
     const shuttingDown = outcome.op === 'abandoned' && outcome.reason instanceof CancelledError && this.state === 'stopping';
-    const op = outcomeOp(fence, outcome, shuttingDown);
-    // The release after a database fault follows ops the committer refused.
-    if (outcome.op === 'abandoned' && isDatabaseFault(outcome.reason)) this.committer.forget(fence.run, fence.token);
+    // An execution given up after a database fault its retries did not get
+    // past is given back as an end op's fault is (faultGiveBack: growing
+    // delays, then parked), wherever the fault struck.
+    const faulted = outcome.op === 'abandoned' && isDatabaseFault(outcome.reason);
+    const refusal = execution?.refusal();
+    if (fallback && refusal?.outcome === outcome && await this.overLoweredLimit(fence, refusal.error, observed)) return;
+    const op = faulted ? this.faultGiveBack(fence, outcome.reason) : outcomeOp(fence, outcome, shuttingDown);
+    // That give-back, and the failure the engine's refusal of a checkpoint
+    // forced, follow ops the committer refused for this execution.
+    if (faulted || refusal?.outcome === outcome) this.committer.forget(fence.run, fence.token);
     // Its commit ends the lease: a heartbeat that finds none meanwhile is not a lost lease.
     const ending = this.active.get(fence.run);
     if (ending?.run.lease_token === fence.token) ending.ending = true;
     try {
       if (op) await this.committer.push(op);
-      if (this.faultStreaks.size) this.faultStreaks.delete(fence.run);
+      if (!faulted && this.faultStreaks.size) this.faultStreaks.delete(fence.run);
       this.stats[outcomeName(outcome)]++;
       observed?.end(outcome);
       this.runLog.ended(this.active.get(fence.run)?.run, fence.run, outcome);
@@ -743,15 +769,7 @@ export class Worker {
       // a metadata call is refused and recorded) instead of crashing on
       // every claim until its lease runs out, and then being parked as a
       // poison pill.
-      if (fallback && isTrellisError(error) && error.code === ERROR_CODES.payloadTooLarge && await this.limitLowered()) {
-        this.log.warn('a write was over max_payload_bytes, lowered since this worker read it: the limit was read again and the run is executed again',
-          { runId: fence.run, error: String(error) });
-        this.stats.abandoned++;
-        observed?.end({ op: 'abandoned', reason: error });
-        this.committer.forget(fence.run, fence.token);
-        await this.committer.push({ ...fence, op: 'release', delay_ms: 0, failure: false }).catch(() => undefined);
-        return;
-      }
+      if (fallback && await this.overLoweredLimit(fence, error, observed)) return;
       const forced = await execution?.settle();
       if (fallback && forced && forced.op !== 'abandoned' && !(error instanceof LeaseLostError)) {
         this.committer.forget(fence.run, fence.token);
@@ -764,7 +782,11 @@ export class Worker {
         this.committer.forget(fence.run, fence.token);
         return await this.finish(fence, execution, { op: 'fail', error: serializeError(error) }, false, observed);
       }
-      if (!(error instanceof LeaseLostError) && !isDatabaseFault(error) && !forced) throw error;
+      if (!isTrellisError(error) && !forced) throw error; // not a write's failure: a bug
+      // Refused by the engine with nothing to fall back on (the failure a
+      // refusal forced, refused in turn): given back like a fault, so it is
+      // parked for an operator rather than left until its lease runs out.
+      const refused = !forced && !(error instanceof LeaseLostError) && !isDatabaseFault(error);
       this.stats.abandoned++;
       observed?.end({ op: 'abandoned', reason: error });
       if (error instanceof LeaseLostError) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { op: 'abandoned', reason: error });
@@ -772,7 +794,7 @@ export class Worker {
       // A database error that is not the workflow's (a permission, a missing
       // function mid-deploy): give the run back for a later attempt rather
       // than leave it until its lease expires; it is never failed for this.
-      if (fallback && isDatabaseFault(error) && op?.op !== 'release') {
+      if ((isDatabaseFault(error) || refused) && !faulted && op?.op !== 'release') {
         this.committer.forget(fence.run, fence.token);
         await this.committer.push(this.faultGiveBack(fence, error)).catch(() => undefined);
       }
