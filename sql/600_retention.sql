@@ -265,6 +265,31 @@ comment on function trellis.run_purge(interval, integer, text) is
 -- Each registered workflow with a retention (its own, else the default) is
 -- purged through _purge_workflow until p_limit runs are gone, so a workflow
 -- kept longer than the default is never scanned past by the others' purges.
+-- The outbox's retention: events past the default retention (the longest
+-- a workflow's own when there is no default) that every durable consumer
+-- has acknowledged, one batch. The worker's purge loop calls it until a
+-- batch comes back short, so a backlog (a consumer dropped after it
+-- lagged, a long chain of continue-as-new) drains at the database's pace,
+-- not at one batch per purge interval.
+create or replace function trellis.events_purge_due(p_limit integer default 1000)
+returns integer language plpgsql as $$
+declare
+  v_keep interval;
+begin
+  perform trellis._check_purge_limit(p_limit);
+  v_keep := coalesce(trellis.retention(), (select max(keep) from trellis.retentions));
+  if v_keep is null then
+    return null;
+  end if;
+  -- One purger of events at a time; the others have nothing to add.
+  if not pg_try_advisory_xact_lock(1414679635, 3) then
+    return 0;
+  end if;
+  return trellis.events_purge(least(v_keep, interval '1000 years'), p_limit);
+end $$;
+comment on function trellis.events_purge_due(integer) is
+  'Delete up to p_limit events past the outbox''s retention (the default retention, else the longest per-workflow one) that every durable consumer acknowledged (events_purge); returns how many, null when no retention is set at all, 0 when another session is purging events. Workers call it after run_purge_due until a batch comes back short.';
+
 create or replace function trellis.run_purge_due(p_limit integer default 1000)
 returns integer language plpgsql as $$
 declare
@@ -280,10 +305,9 @@ begin
   if not pg_try_advisory_xact_lock(1414679635, 2) then
     return 0;
   end if;
-  -- Consumed events past the default retention (the longest a workflow's
-  -- own when there is no default), in a batch of their own.
-  perform trellis.events_purge(least(coalesce(v_default, (select max(keep) from trellis.retentions)),
-                                     interval '1000 years'), p_limit);
+  -- Consumed events past their retention, a batch of their own (workers
+  -- drain the rest with events_purge_due; older ones called only this).
+  perform trellis.events_purge_due(p_limit);
   v_left := p_limit;
   for w in
     select f.name, coalesce(r.keep, v_default) as keep

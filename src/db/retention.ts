@@ -19,6 +19,12 @@ export async function runPurge(db: Queryable, olderThanMs: number, limit: number
   return rows[0]?.n ?? 0;
 }
 
+/** trellis.events_purge_due: one batch of the outbox's events past their retention; null when no retention is set. */
+export async function eventsPurgeDue(db: Queryable, limit: number): Promise<number | null> {
+  const rows = await queryRows<{ n: number | null }>(db, 'select trellis.events_purge_due($1) as n', [limit], 'trellis_events_purge_due');
+  return rows[0]?.n ?? null;
+}
+
 /** trellis.run_purge_due: null when no retention is set. */
 export async function runPurgeDue(db: Queryable, limit: number): Promise<number | null> {
   const rows = await queryRows<{ n: number | null }>(db, 'select trellis.run_purge_due($1) as n', [limit], 'trellis_run_purge_due');

@@ -10,6 +10,7 @@ import { IllegalTransitionError, NotFoundError, ValidationError } from '../../sr
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { engineDuties } from '../../src/worker/roles/duties.ts';
 
 const echo = defineWorkflow({ name: 'echo', input: z.object({ n: z.number() }) }, async (ctx, { n }) =>
   ctx.step('double', () => n * 2));
@@ -191,5 +192,31 @@ describe('client.scrub', () => {
     assert.deepEqual((await env.client.get(run.id))?.input, { email: 'lin@example.com' });
     await assert.rejects(env.client.scrub({ workflow: echo, key: 'no-such-key' }), NotFoundError);
     await env.client.cancel(run.id);
+  });
+});
+
+describe('the purge duty and the outbox', () => {
+  it('one look drains every event past the retention, a batch per transaction (it took one batch per look)', async () => {
+    const own = await createTestEnv({ workflows: [leaf], purge: false });
+    try {
+      for (let i = 0; i < 5; i++) await own.drive(await own.start(leaf, {}));
+      const events = async () => Number((await own.pool.query('select count(*) as n from trellis.events')).rows[0].n);
+      const before = await events();
+      assert.ok(before >= 10, `${before} events`);
+      // The runs are kept for a week; their events only for the default hour.
+      await own.client.setRetention('1 hour');
+      await own.client.setRetention('7 days', { workflow: leaf });
+      await own.advance('2 hours');
+      const purged: number[] = [];
+      const [duty] = engineDuties({ db: own.pool, purge: { intervalMs: 1000, batch: 2 }, schedules: undefined, deadlines: undefined,
+        onPurged: (n) => purged.push(n), onFired: () => undefined, onOverdue: () => undefined });
+      assert.equal(duty?.name, 'trellis.purge');
+      await duty!.run({ token: 'test', signal: new AbortController().signal } as never);
+      assert.equal(await events(), 0, `${before} events, 2 a batch, all gone after one look`);
+      assert.deepEqual(purged, [], 'no run was past its own retention');
+      assert.equal(Number((await own.pool.query('select count(*) as n from trellis.runs')).rows[0].n), 5);
+    } finally {
+      await own.close();
+    }
   });
 });

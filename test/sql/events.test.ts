@@ -256,5 +256,25 @@ describe('retention of events', () => {
     assert.deepEqual(await sql(`select * from trellis.events where kind <> 'purged' and created_at < $1`, [cutoff]), []);
     await sql(`select trellis.retention_set(null)`);
   });
+
+  it('events_purge_due: a batch of events past the retention (the default, else the longest per-workflow one); null with none set; bad limits refused', async () => {
+    for (let i = 0; i < 5; i++) await start();
+    await atLeast(5, () => read(null));
+    await sql(`select trellis.clock_advance('3 hours')`);
+    assert.equal((await sql(`select trellis.events_purge_due(2) as n`))[0].n, null, 'no retention set: nothing purged');
+    assert.equal((await read(null)).length, 5);
+    await sql(`select trellis.retention_set('4 hours', 'w')`);
+    assert.equal((await sql(`select trellis.events_purge_due(2) as n`))[0].n, 0, 'younger than the longest workflow retention');
+    await sql(`select trellis.retention_set('1 hour')`);
+    assert.equal((await sql(`select trellis.events_purge_due(2) as n`))[0].n, 2, 'a batch of 2, past the default');
+    assert.equal((await sql(`select trellis.events_purge_due(2) as n`))[0].n, 2);
+    assert.equal((await sql(`select trellis.events_purge_due(2) as n`))[0].n, 1, 'a short batch: the last');
+    assert.deepEqual(await read(null), []);
+    for (const bad of ['0', '-1', '100001', 'null']) {
+      await assert.rejects(sql(`select trellis.events_purge_due(${bad})`), { code: 'TR001' }, bad);
+    }
+    await sql(`select trellis.retention_set(null)`);
+    await sql(`select trellis.retention_set(null, 'w')`);
+  });
 });
 

@@ -10,7 +10,7 @@
  */
 import type { Queryable } from '../../db/queryable.ts';
 import { cancelOverdueRuns, runResumeDue } from '../../db/control.ts';
-import { runPurgeDue } from '../../db/retention.ts';
+import { eventsPurgeDue, runPurgeDue } from '../../db/retention.ts';
 import { ValidationError } from '../../errors.ts';
 import type { CronSchedule } from '../../workflow/cron.ts';
 import { type Duration, toMs } from '../../protocol/duration.ts';
@@ -40,13 +40,22 @@ export interface EngineDutyOptions {
   onOverdue: (count: number) => void;
 }
 
-/** Purge finished runs past their retention, batch by batch, until less than a batch is left. */
+/**
+ * One look of the purge: runs past their retention, a batch per
+ * transaction until one comes back short; then the outbox's events the
+ * same way (run_purge_due takes one batch of them per call, so a backlog
+ * of events drained at one batch per interval).
+ */
 async function purgeDue(db: Queryable, batch: number, signal: AbortSignal, onPurged: (n: number) => void): Promise<void> {
   while (!signal.aborted) {
     const n = await runPurgeDue(db, batch);
     if (n === null) return;
     if (n > 0) onPurged(n);
-    if (n < batch) return;
+    if (n < batch) break;
+  }
+  while (!signal.aborted) {
+    const n = await eventsPurgeDue(db, batch);
+    if (n === null || n < batch) return;
   }
 }
 
