@@ -176,7 +176,8 @@ export class LeaseKeeper {
     const now = performance.now();
     for (const entry of this.active.values()) {
       if (entry.leaseUntil > now || entry.controller.aborted) continue;
-      this.log.warn('lease ran out before a heartbeat got through, stopping the run on this worker', { runId: entry.run.id });
+      this.log.warn('lease ran out before a heartbeat got through, stopping the run on this worker',
+        { runId: entry.run.id, workflow: entry.run.workflow, version: entry.run.version, attempt: entry.run.attempt, execution: entry.run.execution });
       entry.controller.abort(new LeaseLostError(`run ${entry.run.id}: lease ran out while the database was unreachable`));
     }
   }
