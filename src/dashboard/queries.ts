@@ -174,6 +174,19 @@ export async function statusCounts(db: Queryable): Promise<Record<RunState, numb
   return counts;
 }
 
+/**
+ * The shortest retention in force (the default or a workflow's own), in
+ * ms, or null when none is set: finished runs older than it may have been
+ * purged, so counts and charts over a longer range miss them.
+ */
+export async function shortestRetentionMs(db: Queryable): Promise<number | null> {
+  const rows = await queryRows<{ ms: number | null }>(db, `
+    select (extract(epoch from least(
+              (select (s.value #>> '{}'::text[])::interval from trellis.settings s where s.key = 'retention'),
+              (select pg_catalog.min(r.keep) from trellis.retentions r))) * 1000)::float8 as ms`);
+  return rows[0]?.ms ?? null;
+}
+
 /** Per queue: due and scheduled pending runs, running runs, and the age of the oldest due run. */
 export interface QueueDepth {
   queue: string;

@@ -92,6 +92,23 @@ describe('dashboard over HTTP', () => {
     await engine.client.cancel(taker.id);
   });
 
+  it('the overview says when a retention shorter than its range may have purged the runs it counts', async () => {
+    const s = new Session(open.url);
+    const note = async (range: string) => /id="retention-note">([^<]*)</.exec(await (await s.fetch(`/trellis/?range=${range}`)).text())?.[1];
+    assert.equal(await note('7d'), undefined, 'no retention set: nothing purged');
+    await engine.client.setRetention('2 hours', { workflow: 'greet' });
+    try {
+      assert.equal(await note('1h'), undefined, 'the hour is within the retention');
+      assert.match(await note('24h') ?? '', /^Retention purges finished runs after 2 h 0 m \(the shortest set\)/);
+      await engine.client.setRetention('3 days');
+      assert.match(await note('7d') ?? '', /after 2 h 0 m /, 'the shortest of the default and the workflows\' own');
+    } finally {
+      await engine.client.setRetention(null, { workflow: 'greet' });
+      await engine.client.setRetention(null);
+    }
+    assert.equal(await note('7d'), undefined);
+  });
+
   it('a run page shows the runs it waits for, the runs waiting on it, and its streams', async () => {
     const s = new Session(open.url);
     const target = await engine.client.start(hold, {});

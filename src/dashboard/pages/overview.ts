@@ -3,7 +3,7 @@ import { RUN_STATES } from '../../db/tables.ts';
 import { latencyChart, throughputChart } from '../charts.ts';
 import { badge, duration, html, when } from '../html.ts';
 import { HttpError, type DashboardPage } from '../page.ts';
-import { queueDepths, recentFailures, statusCounts, throughput } from '../queries.ts';
+import { queueDepths, recentFailures, shortestRetentionMs, statusCounts, throughput } from '../queries.ts';
 import { hookCounts } from '../../db/events.ts';
 
 /** The chart ranges: seconds and number of buckets. */
@@ -22,12 +22,13 @@ export const overviewPage: DashboardPage = {
     const rangeKey = view.query.get('range') ?? '1h';
     const range = RANGES.get(rangeKey);
     if (!range) throw new HttpError(400, `range must be one of ${[...RANGES.keys()].join(', ')}`);
-    const [counts, series, queues, failures, hooks] = await Promise.all([
+    const [counts, series, queues, failures, hooks, retention] = await Promise.all([
       statusCounts(view.db),
       throughput(view.db, range.seconds, range.buckets),
       queueDepths(view.db),
       recentFailures(view.db, 10),
       hookCounts(view.db),
+      shortestRetentionMs(view.db),
     ]);
     const withDay = range.seconds > 86400;
     const totals = series.buckets.reduce((t, b) => ({ done: t.done + b.completed, failed: t.failed + b.failed + b.cancelled }), { done: 0, failed: 0 });
@@ -38,6 +39,7 @@ ${hooks.parked > 0 ? html`<p class="error" id="parked-hooks" role="alert">${hook
 <p>${[...RANGES.keys()].map((k) => k === rangeKey ? html`<b>${k}</b> ` : html`<a href="${view.link('/', { range: k })}">${k}</a> `)}
 <span class="legend"><span class="bar-completed" style="background:#3aa65a"></span>completed <span style="background:#d9534f"></span>failed <span style="background:#8e6cc0"></span>cancelled
 <span style="background:#2557c7"></span>p50 <span style="background:#e08a1e"></span>p95</span></p>
+${retention !== null && retention < range.seconds * 1000 ? html`<p class="muted" id="retention-note">Retention purges finished runs after ${duration(retention)} (the shortest set): runs finished before that may be gone, and are not counted here, in the status counts or in Recent failures.</p>` : ''}
 <div class="charts"><figure><figcaption>Runs finished: ${totals.done} completed, ${totals.failed} failed or cancelled</figcaption>${throughputChart(series.buckets, withDay)}</figure>
 <figure><figcaption>Start-to-finish latency (p50, p95)</figcaption>${latencyChart(series.buckets, withDay)}</figure></div>
 <h2>Queues</h2>
