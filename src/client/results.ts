@@ -318,7 +318,14 @@ export class ResultWaiter {
     read: () => Promise<{ value: T } | { error: Error } | undefined>, signal?: AbortSignal): Promise<T> {
     signal?.throwIfAborted();
     if (this.closed) throw closedError(runId);
-    await this.ensureListener();
+    // A listener that cannot connect now (the server full or restarting) is
+    // not the run's outcome either: the waiter polls, each poll tries the
+    // listener again, and its connect reads every waiter's row again.
+    const listening = await this.ensureListener().then(() => true, (error: unknown) => {
+      if (!isTransient(error)) throw error;
+      this.o.log.warn('result listener could not connect; waiters poll until it does', { runId, error: String(error) });
+      return false;
+    });
     if (this.closed) throw closedError(runId); // closed while the listener connected
     return new Promise<T>((resolve, reject) => {
       let done = false;
@@ -383,7 +390,10 @@ export class ResultWaiter {
       set.add(waiter);
       this.waiters.set(runId, set);
       this.ensureWatch();
-      const poll = setInterval(check, this.o.pollMs);
+      const poll = setInterval(listening ? check : () => {
+        if (!this.listener && !this.closed) this.ensureListener().catch(() => undefined);
+        check();
+      }, this.o.pollMs);
       const clearTimer = timeoutMs === undefined ? undefined : longTimeout(() => {
         const timedOut = (why?: string) => finish(() => reject(new TimeoutError(
           `run ${runId} did not ${what} within ${timeoutMs} ms${why ? `: ${why}` : ''}`, { details: { runId } })));

@@ -16,6 +16,7 @@ import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
 import { deferred } from '../helpers/engine.ts';
 import { sentinelListener } from '../helpers/sentinel.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 
 let gate = deferred();
 const gated = defineWorkflow({ name: 'watch-gated', input: z.object({ n: z.number() }) }, async (ctx, { n }) => {
@@ -97,6 +98,38 @@ describe('result() and trellis:run_finished', () => {
       gate.resolve();
       await held.query('rollback');
       held.release();
+    }
+  });
+});
+
+describe('result() while its LISTEN connection cannot be opened', () => {
+  it('waits, polling, instead of failing at once; its polls open the listener once the server takes connections again', async () => {
+    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(db.url).port) });
+    // The listener's connection goes through the proxy, which drops every new one (a server that is full or restarting).
+    proxy.refusing = true;
+    const client = createClient({ pool: db.pool, listenUrl: throughProxy(db.url, proxy.port), logger: silentLogger, resultPollInterval: 50, handoff: false });
+    try {
+      gate = deferred();
+      const run = await client.start(gated, { n: 2 });
+      const waiting = run.result({ timeout: '20s' });
+      let settled = false;
+      void waiting.then(() => (settled = true), () => (settled = true));
+      await waitFor(() => proxy.accepted >= 2, { what: 'the listener tried again by the polls' });
+      assert.equal(settled, false, 'still waiting, not failed by the refused listener');
+      gate.resolve();
+      assert.equal(await waiting, 2, 'the run\'s end read by a poll');
+      proxy.refusing = false;
+      // The next wait's polls (or its own call) open the listener.
+      gate = deferred();
+      const second = await client.start(gated, { n: 2 });
+      const next = second.result({ timeout: '20s' });
+      await waitFor(() => proxy.of('trellis-client-listener').length > 0, { what: 'the listener connected through the proxy' });
+      gate.resolve();
+      assert.equal(await next, 2);
+    } finally {
+      gate.resolve();
+      await client.close();
+      await proxy.close();
     }
   });
 });
