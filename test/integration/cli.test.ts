@@ -21,6 +21,7 @@ import { installScript, latestMigration } from '../../src/schema/install.ts';
 import { silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase, testPool } from '../helpers/db.ts';
 import { waitFor } from '../helpers/wait.ts';
+import { startProxy, throughProxy } from '../helpers/tcp-proxy.ts';
 import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../../src/protocol/schema-version.generated.ts';
 
 const execFileP = promisify(execFile);
@@ -62,8 +63,8 @@ const trellis = (args: string[], env: Record<string, string> = {}) =>
  * client on its database: `started` settles at its "worker started" line
  * (rejects if it exits first), `stderr()` is what it wrote so far.
  */
-function workerProcess(module: string, id: string) {
-  const child = spawn(process.execPath, [bin, 'worker', module, '--database-url', database.url, '--id', id],
+function workerProcess(module: string, id: string, url = database.url) {
+  const child = spawn(process.execPath, [bin, 'worker', module, '--database-url', url, '--id', id],
     { cwd: root, env: plainEnv(), stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   const exited = new Promise<number | null>((resolve) => child.on('exit', (code) => resolve(code)));
@@ -190,6 +191,35 @@ describe('the compiled trellis program', () => {
       child.kill('SIGKILL');
       await client.close();
       await pool.end();
+    }
+  });
+
+  it('worker waits for a database it cannot reach yet, starts once it can, and a SIGTERM while it waits exits 0', async () => {
+    const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(database.url).port) });
+    proxy.refusing = true; // a server still starting, or full: every new connection dropped
+    const url = throughProxy(database.url, proxy.port);
+    const waiting = workerProcess('test/fixtures/cli-workflows.ts', 'cli-waiting-worker', url);
+    const gaveUp = workerProcess('test/fixtures/cli-workflows.ts', 'cli-stopped-worker', url);
+    gaveUp.started.catch(() => undefined); // it exits without starting
+    try {
+      await waitFor(() => waiting.stderr().includes('"worker could not start; trying again"') && gaveUp.stderr().includes('"worker could not start; trying again"'),
+        { what: 'both workers waiting for the database' });
+      gaveUp.child.kill('SIGTERM');
+      assert.equal(await gaveUp.exited, 0, gaveUp.stderr());
+      assert.match(gaveUp.stderr(), /"worker stopped before it started"/);
+      proxy.refusing = false;
+      await waiting.started;
+      const run = await waiting.client.start('cli-greet', { name: 'Late' });
+      assert.deepEqual(await run.result({ timeout: '20s' }), { text: 'Hello, Late!' });
+      waiting.child.kill('SIGTERM');
+      assert.equal(await waiting.exited, 0, waiting.stderr());
+    } finally {
+      for (const w of [waiting, gaveUp]) {
+        w.child.kill('SIGKILL');
+        await w.client.close();
+        await w.pool.end();
+      }
+      await proxy.close();
     }
   });
 

@@ -1,5 +1,7 @@
 /** `trellis worker <module>`: run a worker for the workflows a module exports, until SIGTERM or SIGINT. */
 import { createWorker } from '../../worker/worker.ts';
+import { DatabaseError } from '../../errors.ts';
+import { sleep } from '../../db/transient.ts';
 import { consoleLogger, type LogLevel } from '../../protocol/logger.ts';
 import { duration, integer, quote } from '../args.ts';
 import type { Command } from '../command.ts';
@@ -14,7 +16,8 @@ export const worker: Command = {
   args: '<module>',
   description: 'The module (.js, .mjs; .ts with tsx installed in its project) exports workflow definitions, or arrays of them.\n'
     + 'On SIGTERM or SIGINT the worker stops claiming, lets running runs finish for --shutdown-timeout, then gives the\n'
-    + 'rest back to other replicas, and exits 0. Logs are JSON lines on stderr.',
+    + 'rest back to other replicas, and exits 0. A database it cannot reach yet is waited for (started again after\n'
+    + '1 s, 2 s, 4 s ... at most 30 s). Logs are JSON lines on stderr.',
   database: 'url', // its own connections: no --read-url (it writes), no --query-timeout (the worker's own bounds, docs/reliability.md)
   positionals: [1, 1],
   options: {
@@ -33,7 +36,7 @@ export const worker: Command = {
     const stop = interrupted();
     const workflows = await loadWorkflows(args[0] as string);
     const logger = consoleLogger(level);
-    const w = createWorker({
+    const make = () => createWorker({
       connectionString: url,
       workflows,
       queues: options.queue as string[] | undefined,
@@ -41,11 +44,34 @@ export const worker: Command = {
       id: options.id as string | undefined,
       logger,
     });
-    try {
-      await w.start();
-    } catch (error) {
-      await w.stop().catch(() => undefined);
-      throw error;
+    // A database that cannot be reached yet (still starting, full, being
+    // restarted) is waited for, as a started worker waits out an outage:
+    // started again after 1 s, 2 s, 4 s … at most 30 s, until SIGTERM or
+    // SIGINT (exit 0). Anything else (a schema behind the code, a privilege
+    // missing, bad options) ends the program with its error.
+    let w = make();
+    let stopped: string | undefined;
+    void stop.then((s) => (stopped = s));
+    for (let attempt = 1; ; attempt++) {
+      try {
+        await w.start();
+        break;
+      } catch (error) {
+        await w.stop().catch(() => undefined);
+        if (stopped) {
+          logger.info('worker stopped before it started', { signal: stopped, error: String(error) });
+          return;
+        }
+        if (!(error instanceof DatabaseError && error.retryable)) throw error;
+        const delayMs = Math.min(1000 * 2 ** (attempt - 1), 30_000);
+        logger.warn('worker could not start; trying again', { attempt, delayMs, error: String(error) });
+        const signal = await Promise.race([stop, sleep(delayMs).then(() => undefined)]);
+        if (signal) {
+          logger.info('worker stopped before it started', { signal });
+          return;
+        }
+        w = make();
+      }
     }
     logger.info('worker started', { worker: w.id, workflows: workflows.map((d) => `${d.name}@${d.version}`) });
     const signal = await stop;
