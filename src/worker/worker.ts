@@ -149,6 +149,16 @@ export class Worker {
    * commit may have gone through). The next claim round gives them back first.
    */
   private leasesUnknown = true;
+  /**
+   * After a claim failed transiently, its statement may still run later (a
+   * pooler that was paused queues it, and runs it once resumed, maybe after
+   * this worker's next statements): until this time (performance.now()),
+   * each claim round gives back unknown leases again, so such a late claim's
+   * runs wait for a poll, not for their lease to expire.
+   */
+  private leasesDoubtedUntil = 0;
+  /** Set by a transient claim failure: the next give-back opens the window above. */
+  private claimDoubted = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private dueTimer: NodeJS.Timeout | undefined;
   /** Backoff of looks at a wake-up gate held by a coalescing start (0: not held at the last look). */
@@ -410,9 +420,13 @@ export class Worker {
     try {
       while (this.state === 'running' && !gateOnly) {
         this.claimSent = false;
-        if (this.leasesUnknown && this.handoffs.size === 0) {
+        if ((this.leasesUnknown || performance.now() < this.leasesDoubtedUntil) && this.handoffs.size === 0) {
           const released = await runReleaseOwned(this.db, this.id, [...this.active.keys()]);
           this.leasesUnknown = false;
+          if (this.claimDoubted) {
+            this.claimDoubted = false;
+            this.leasesDoubtedUntil = performance.now() + this.leaseMs;
+          }
           if (released) this.log.warn('gave back runs leased to this worker that it did not know of', { released });
         }
         // Counted here, right before the claim: a hand-off may have taken a slot meanwhile.
@@ -478,6 +492,7 @@ export class Worker {
       // The database is back within moments of a restart: look again soon, not at the next poll.
       if (isTransient(error) && this.state === 'running') {
         this.leasesUnknown = true;
+        this.claimDoubted = true;
         if (this.dueTimer) clearTimeout(this.dueTimer);
         this.dueTimer = setTimeout(() => this.wake(), Math.min(transientDelay(++this.claimFailures), this.pollMs));
       }
