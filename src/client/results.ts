@@ -425,6 +425,7 @@ export class ResultWaiter {
         },
         log: this.o.log,
         applicationName: 'trellis-client-listener',
+        echoVia: (channel, payload) => this.o.pool.query('select pg_catalog.pg_notify($1, $2)', [channel, payload]),
       });
       await listener.start();
       return listener;

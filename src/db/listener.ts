@@ -19,7 +19,13 @@ import type { Options, Subscriber } from 'pg-listen';
 type CreateSubscriber = (config: ClientConfig, options: Options) => Subscriber;
 const mod = pgListen as unknown as { default: CreateSubscriber | { default: CreateSubscriber } };
 const createSubscriber: CreateSubscriber = typeof mod.default === 'function' ? mod.default : mod.default.default;
+import { randomUUID } from 'node:crypto';
 import { toTrellisError } from './errors.ts';
+
+/** The channel of a listener's check that its own NOTIFY comes back (each sends a token of its own). */
+const ECHO_CHANNEL = 'trellis:listener_echo';
+/** How long the check waits for it. */
+const ECHO_MS = 5000;
 import type { Logger } from '../protocol/logger.ts';
 
 export interface ListenerOptions {
@@ -30,6 +36,13 @@ export interface ListenerOptions {
   log: Logger;
   /** application_name of the LISTEN connection, visible in pg_stat_activity. */
   applicationName: string;
+  /**
+   * Sends the start's check NOTIFY (channel, payload) on another connection
+   * (the owner's pool). Through a pooler in transaction mode, one sent on
+   * the listener's own connection would most often run on the server
+   * connection that ran its LISTEN, and come back to it.
+   */
+  echoVia?: ((channel: string, payload: string) => Promise<unknown>) | undefined;
   /** Check the connection this often; a check or a connect with no answer within it reconnects (default 10s). */
   healthCheckMs?: number | undefined;
 }
@@ -63,9 +76,19 @@ export class Listener {
         },
         paranoidChecking: checkMs,
         parse: (text: string) => text,
+        serialize: (value: unknown) => String(value),
       },
     );
-    this.subscriber.events.on('notification', (n) => o.onNotify(n.channel, String(n.payload ?? '')));
+    this.subscriber.events.on('notification', (n) => {
+      if (n.channel === ECHO_CHANNEL) {
+        if (n.payload !== undefined && String(n.payload) === this.echoToken) {
+          this.echoed = true;
+          clearTimeout(this.echoTimer);
+        }
+        return;
+      }
+      o.onNotify(n.channel, String(n.payload ?? ''));
+    });
     this.subscriber.events.on('connected', () => {
       // A reconnect that finished after close(): end that connection too.
       if (this.closed) {
@@ -88,19 +111,53 @@ export class Listener {
     });
   }
 
-  /** Connect and LISTEN; on failure nothing keeps reconnecting in the background. */
+  /**
+   * Connect and LISTEN; on failure nothing keeps reconnecting in the
+   * background. Then, without holding up the caller, one NOTIFY is sent to
+   * it (`echoVia`): one that does not arrive within `ECHO_MS` means
+   * this LISTEN hears nothing (through a pooler in transaction mode, its
+   * LISTEN ended with its transaction), which is logged once, as everything
+   * then waits for its poll.
+   */
   async start(): Promise<void> {
     try {
       await this.subscriber.connect();
-      for (const channel of this.o.channels) await this.subscriber.listenTo(channel);
+      for (const channel of [...this.o.channels, ECHO_CHANNEL]) await this.subscriber.listenTo(channel);
     } catch (error) {
       await this.close();
       throw toTrellisError(error);
     }
+    void this.echo();
+  }
+
+  /** Whether the check's NOTIFY came back (undefined until it has, or the check gave up). */
+  echoed: boolean | undefined;
+  private echoToken: string | undefined;
+  private echoTimer: NodeJS.Timeout | undefined;
+
+  private async echo(): Promise<void> {
+    const token = randomUUID();
+    this.echoToken = token;
+    try {
+      await (this.o.echoVia ? this.o.echoVia(ECHO_CHANNEL, token) : this.subscriber.notify(ECHO_CHANNEL, token));
+    } catch {
+      return; // a connection lost meanwhile: nothing to conclude
+    }
+    if (this.closed || this.echoed) return;
+    this.echoTimer = setTimeout(() => {
+      if (this.closed || this.echoed) return;
+      this.echoed = false;
+      this.o.log.warn('LISTEN hears nothing on this connection: a NOTIFY sent to it did not arrive within '
+        + `${ECHO_MS / 1000} s. Through a pooler in transaction mode (PgBouncer) a LISTEN ends with its transaction: `
+        + 'give the worker or client a direct connection for it (listenUrl). Until then every wake-up waits for a poll.',
+        { applicationName: this.o.applicationName });
+    }, ECHO_MS);
+    this.echoTimer.unref();
   }
 
   async close(): Promise<void> {
     this.closed = true;
+    clearTimeout(this.echoTimer);
     await this.subscriber.close().catch(() => undefined);
   }
 }

@@ -22,7 +22,7 @@ import { type Duration, toMs } from '../protocol/duration.ts';
 import { settledWithin } from '../protocol/timer.ts';
 import { childLogger, consoleLogger, type Logger } from '../protocol/logger.ts';
 import { checkSchema } from '../db/schema-check.ts';
-import type { Queryable } from '../db/queryable.ts';
+import { type Queryable, queryRows } from '../db/queryable.ts';
 import { checkPreparedMode, PreparedStatements } from '../db/prepared.ts';
 import { listenConnection, ownPool, type ResolvedTimeouts, within } from '../db/connection.ts';
 import { toTrellisError } from '../db/errors.ts';
@@ -347,6 +347,7 @@ export class Worker {
       },
       log: this.log,
       applicationName: 'trellis-worker-listener',
+      echoVia: (channel, payload) => queryRows(this.db, 'select pg_catalog.pg_notify($1, $2)', [channel, payload]),
       healthCheckMs: this.listenerCheckMs,
     });
     try {

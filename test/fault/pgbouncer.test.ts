@@ -19,6 +19,8 @@ import { defineWorkflow } from '../../src/workflow/define.ts';
 import { type Logger, loggerFrom, silentLogger } from '../../src/protocol/logger.ts';
 import { createDatabase, testPool } from '../helpers/db.ts';
 import { type Bouncer, startPgBouncer } from '../helpers/pgbouncer.ts';
+import { Listener } from '../../src/db/listener.ts';
+import { waitFor } from '../helpers/wait.ts';
 
 let database: Awaited<ReturnType<typeof createDatabase>>;
 let bouncer: Bouncer;
@@ -83,6 +85,36 @@ describe(`PgBouncer in transaction mode`, () => {
     } finally {
       await worker.stop();
       await client.close();
+    }
+  });
+
+  it('a LISTEN through it hears nothing, and its listener says so once; a direct one hears its own NOTIFY', async () => {
+    await warm(4);
+    // As a worker does: the check's NOTIFY goes through its pool (through PgBouncer here, in both cases).
+    const pool = testPool({ connectionString: bouncer.url, max: 2 });
+    const run = async (connectionString: string) => {
+      const warnings: string[] = [];
+      const listener = new Listener({
+        connection: { connectionString }, channels: ['trellis:run_ready'], onNotify: () => undefined, onConnect: () => undefined,
+        log: recordingLogger(warnings), applicationName: 'echo-check',
+        echoVia: (channel, payload) => pool.query('select pg_notify($1, $2)', [channel, payload]),
+      });
+      await listener.start();
+      try {
+        await waitFor(() => listener.echoed !== undefined, { what: 'the echo check to decide', timeout: 15_000 });
+        return { echoed: listener.echoed, warnings };
+      } finally {
+        await listener.close();
+      }
+    };
+    try {
+      const direct = await run(database.url);
+      assert.deepEqual(direct, { echoed: true, warnings: [] });
+      const bounced = await run(bouncer.url);
+      assert.equal(bounced.echoed, false);
+      assert.equal(bounced.warnings.filter((w) => /^LISTEN hears nothing on this connection: .*\(listenUrl\)/.test(w)).length, 1, bounced.warnings.join(' | '));
+    } finally {
+      await pool.end();
     }
   });
 
