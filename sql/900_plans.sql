@@ -21,6 +21,14 @@
 -- 0.7 ms with index scans. Every statement in these functions is meant to
 -- be an index probe, so sequential scans are off inside them (a table
 -- with no usable index is still scanned; only the choice is taken away).
+--
+-- And no JIT: a sequential scan the planner must still make inside them (a
+-- tiny table with no index, such as the test kit's trellis.clock, read by
+-- its trellis.now()) carries enable_seqscan's disable cost of 1e10, far
+-- over jit_above_cost, so where PostgreSQL has JIT (jit = on, the default
+-- since 12, with llvmjit installed, as Debian's packages have it) every
+-- such statement was compiled: 5-17 ms per call of the test kit's clock
+-- (a configuration audit). These are index probes; JIT never pays here.
 
 do $$
 declare
@@ -50,5 +58,6 @@ begin
       execute format('alter function %s set plan_cache_mode = force_generic_plan', f);
     end if;
     execute format('alter function %s set enable_seqscan = off', f);
+    execute format('alter function %s set jit = off', f);
   end loop;
 end $$;

@@ -16,7 +16,7 @@ const HOT = [
 ];
 
 describe('plans of the hot functions', () => {
-  it('each has plan_cache_mode = force_generic_plan and enable_seqscan = off', async () => {
+  it('each has plan_cache_mode = force_generic_plan, enable_seqscan = off and jit = off', async () => {
     const { rows } = await fx.db.pool.query<{ proname: string; proconfig: string[] | null }>(
       `select p.proname, p.proconfig from pg_proc p join pg_namespace n on n.oid = p.pronamespace
         where n.nspname = 'trellis' and p.proname = any ($1)`, [HOT]);
@@ -24,6 +24,8 @@ describe('plans of the hot functions', () => {
     for (const r of rows) {
       assert.ok(r.proconfig?.includes('plan_cache_mode=force_generic_plan'), `${r.proname}: ${r.proconfig}`);
       assert.ok(r.proconfig?.includes('enable_seqscan=off'), `${r.proname}: ${r.proconfig}`);
+      // A sequential scan left in them costs 1e10 under enable_seqscan = off: with JIT it was compiled at every call.
+      assert.ok(r.proconfig?.includes('jit=off'), `${r.proname}: ${r.proconfig}`);
     }
   });
 
