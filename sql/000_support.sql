@@ -122,7 +122,7 @@ begin
   if v_text is null then
     return p_default;
   end if;
-  if v_text ~ '^\s*[-+]?[0-9]{1,10}(\.0*)?\s*$' and v_text::numeric between -2147483648 and 2147483647 then
+  if v_text ~ E'^\\s*[-+]?[0-9]{1,10}(\\.0*)?\\s*$' and v_text::numeric between -2147483648 and 2147483647 then
     return v_text::numeric::integer;
   end if;
   -- Raised here, not through _raise and _quote: a trellis_client login
@@ -242,7 +242,7 @@ comment on function trellis._check_foreign_id_field(jsonb, text) is
 -- number as milliseconds, so where both meet such a text is refused.
 create or replace function trellis._bare_number(p_text text)
 returns boolean language sql immutable parallel safe as $$
-  select p_text ~ '^\s*[-+]?([0-9]+\.?[0-9]*|\.[0-9]+)([eE][-+]?[0-9]+)?\s*$'
+  select p_text ~ E'^\\s*[-+]?([0-9]+\\.?[0-9]*|\\.[0-9]+)([eE][-+]?[0-9]+)?\\s*$'
 $$;
 comment on function trellis._bare_number(text) is
   'Whether p_text is a number with no unit (an interval PostgreSQL would read as seconds).';

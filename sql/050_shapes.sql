@@ -120,7 +120,7 @@ begin
     end if;
     if jsonb_typeof(p_shape->'minLength') = 'number' and v_len < (p_shape->>'minLength')::numeric then
       if getdatabaseencoding() = 'UTF8' then
-        v_len := v_len + length(regexp_replace(p_value #>> '{}', '[^\U00010000-\U0010FFFF]', '', 'g'));
+        v_len := v_len + length(regexp_replace(p_value #>> '{}', E'[^\\U00010000-\\U0010FFFF]', '', 'g'));
       end if;
       if v_len < (p_shape->>'minLength')::numeric then
         return format(': length %s, under the minimum length %s', length(p_value #>> '{}'), p_shape->'minLength');

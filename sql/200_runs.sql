@@ -188,7 +188,7 @@ begin
                max(s.value #>> '{}') filter (where s.key = 'events')]
     into v_set from trellis.settings s where s.key in ('max_payload_bytes', 'buckets', 'events');
   v_max := case when v_set[1] is null then 1048576
-                when v_set[1] ~ '^\s*[0-9]{1,9}\s*$' then v_set[1]::integer
+                when v_set[1] ~ E'^\\s*[0-9]{1,9}\\s*$' then v_set[1]::integer
                 else trellis._setting_int('max_payload_bytes', 1048576) end;
   v_buckets := coalesce(v_set[2]::numeric::integer, 64);  -- a stored 64.0 as 64 (_bucket_count)
   v_outbox := coalesce(v_set[3]::boolean, true);

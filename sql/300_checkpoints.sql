@@ -132,7 +132,7 @@ begin
                  -- A waiting child call's output names its child, which
                  -- steps_child_wait_idx reads as a uuid (22P02 at the insert).
                  or (op = 'step' and kind = 'child' and status = 'waiting' and jsonb_typeof(output) = 'object'
-                     and (output->>'child') !~ '^(\{[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}\}|[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7})$')
+                     and (output->>'child') !~ E'^(\\{[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7}\\}|[0-9a-fA-F]{4}(-?[0-9a-fA-F]{4}){7})$')
                  -- Last: the name, which _check_name raises TR001 for (the
                  -- executor evaluates an OR left to right, so a malformed op
                  -- gets the message above; either way the error is TR001).

@@ -250,7 +250,7 @@ select r.id as run_id, r.workflow as machine, r.version, r.metadata->>'foreign_i
        t.output->>'outcome' as last_outcome, t.seq as last_seq,
        -- After a continue-as-new: the `since` its input carries (an ISO time the worker wrote; plain SQL, no function to place on Citus nodes).
        coalesce(t.finished_at,
-                case when r.input->>'since' ~ '^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?Z$' then (r.input->>'since')::timestamptz end,
+                case when r.input->>'since' ~ E'^\\d{4}-\\d\\d-\\d\\dT\\d\\d:\\d\\d:\\d\\d(\\.\\d+)?Z$' then (r.input->>'since')::timestamptz end,
                 r.created_at) as status_since,
        r.created_at, r.updated_at, r.finished_at, r.scrubbed_at
   from trellis.runs r

@@ -23,7 +23,7 @@ create or replace function trellis._check_cron(p_cron text)
 returns text language plpgsql immutable as $$
 begin
   if p_cron is null or length(p_cron) > 200
-     or (p_cron !~ '^\s*[0-9A-Za-z*/,?#LW-]+(\s+[0-9A-Za-z*/,?#LW-]+){4,5}\s*$'
+     or (p_cron !~ E'^\\s*[0-9A-Za-z*/,?#LW-]+(\\s+[0-9A-Za-z*/,?#LW-]+){4,5}\\s*$'
          and p_cron !~ '^@(yearly|annually|monthly|weekly|daily|midnight|hourly)$') then
     perform trellis._raise('TR001', format('invalid cron expression %s: use 5 fields (minute hour day month weekday) or 6 (seconds first)',
                                            coalesce(quote_literal(left(p_cron, 60)), 'null')));

@@ -54,7 +54,7 @@ export async function runStartMany(db: Queryable, workflow: string, runs: readon
  * it (−0.4 ms of a new session's first start, issue 18).
  */
 export const PAYLOAD_LIMIT_SQL = `(select case when v.raw is null then 1048576
-                    when v.raw ~ '^\\s*[0-9]{1,9}\\s*$' then v.raw::integer
+                    when v.raw ~ '^[[:space:]]*[0-9]{1,9}[[:space:]]*$' then v.raw::integer
                     else trellis._setting_int('max_payload_bytes', 1048576) end
      from (select (select st.value #>> '{}'::text[] from trellis.settings st where st.key = 'max_payload_bytes') as raw) v)`;
 

@@ -2,4 +2,4 @@
 /** The newest migration of this code: the schema version clients and workers require (trellis.schema_info). */
 export const SCHEMA_MIGRATION = 44;
 /** The revision of sql/ this code calls: clients and workers require the installed functions at it or newer (trellis.schema_info.sql_revision). */
-export const SCHEMA_SQL_REVISION = 202;
+export const SCHEMA_SQL_REVISION = 203;
