@@ -16,12 +16,12 @@ import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { isTransient, withRollbackRetries, withSendRetries, withTransientRetries } from '../db/transient.ts';
 import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, runStartMany, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
-import { NotFoundError, quoteValue, RequestRejectedError, SchemaVersionError, TimeoutError, ValidationError } from '../errors.ts';
+import { ConfigurationError, NotFoundError, quoteValue, RequestRejectedError, SchemaVersionError, TimeoutError, ValidationError } from '../errors.ts';
 import { replyKey, type ReplyRecord } from '../workflow/requests.ts';
 import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 import { assertForeignIdField, assertJsonObject, encodeJson } from '../protocol/serialize.ts';
 import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../protocol/schema-version.generated.ts';
-import { SCHEMA_INFO_SQL, schemaBehind } from '../db/schema-check.ts';
+import { SCHEMA_INFO_SQL, SESSION_SETTINGS_SQL, schemaBehind, sessionSettingsWrong } from '../db/schema-check.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
 import { type Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
@@ -915,14 +915,22 @@ export class Client {
 
   /**
    * The schema check before a client's first read, through the server the
-   * read goes to (a standby holds the primary's schema_info): kept once it
-   * passed, and not needed after a start or signal made it.
+   * read goes to (a standby holds the primary's schema_info), with the
+   * session settings reads depend on (ConfigurationError): kept once it
+   * passed; after a start or signal made the schema check, only the settings.
    */
   private schemaRead(through: Queryable): Promise<unknown> {
-    if (this.payloadLimitValue !== undefined) return Promise.resolve();
     if (!this.schemaReadChecked) {
-      const pending = queryRows<{ migration: number | null; sql_revision: number | null }>(through, `select ${SCHEMA_INFO_SQL}`)
-        .then(([row]) => checkMigration(row?.migration, row?.sql_revision));
+      // The session settings the reads depend on are checked in any case
+      // (a start or signal works under them; reads would come back wrong).
+      const schemaKnown = this.payloadLimitValue !== undefined;
+      const pending = queryRows<{ migration: number | null; sql_revision: number | null; date_style: string; float_digits: string }>(through,
+        schemaKnown ? `select ${SESSION_SETTINGS_SQL}` : `select ${SCHEMA_INFO_SQL}, ${SESSION_SETTINGS_SQL}`)
+        .then(([row]) => {
+          if (!schemaKnown) checkMigration(row?.migration, row?.sql_revision);
+          const settings = sessionSettingsWrong(row);
+          if (settings) throw new ConfigurationError(settings);
+        });
       this.schemaReadChecked = pending;
       pending.catch(() => {
         if (this.schemaReadChecked === pending) this.schemaReadChecked = undefined;

@@ -4,7 +4,7 @@
  * SCHEMA_MIGRATION and SCHEMA_SQL_REVISION (generated with the SQL bundle),
  * without loading the bundled SQL itself.
  */
-import { SchemaVersionError } from '../errors.ts';
+import { ConfigurationError, SchemaVersionError } from '../errors.ts';
 import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../protocol/schema-version.generated.ts';
 import { SCHEMA_NOT_INSTALLED, toTrellisError } from './errors.ts';
 import type { Queryable } from './queryable.ts';
@@ -18,6 +18,38 @@ import type { Queryable } from './queryable.ts';
 export const SCHEMA_INFO_SQL = `(select i.migration from trellis.schema_info i) as migration,
   (select (pg_catalog.to_jsonb(i) ->> 'sql_revision'::text)::integer from trellis.schema_info i) as sql_revision,
   (select (pg_catalog.to_jsonb(i) ->> 'compatible_from'::text)::integer from trellis.schema_info i) as compatible_from`;
+
+/**
+ * The select list of the session settings that change how values come back
+ * as text, which the TypeScript side reads (`sessionSettingsWrong`).
+ */
+export const SESSION_SETTINGS_SQL = `pg_catalog.current_setting('DateStyle'::text) as date_style,
+  pg_catalog.current_setting('extra_float_digits'::text) as float_digits`;
+
+/**
+ * Why the session settings a database (or role) gives its sessions keep
+ * Trellis from reading what it is sent, or undefined if they do not.
+ * node-postgres reads timestamps only in ISO form: under another DateStyle
+ * ('German', 'SQL, DMY') every timestamp came back null, silently (a
+ * schedule never fired, `ctx.deadline` and every run's times were null).
+ * A negative extra_float_digits rounds the durations Trellis reads as
+ * floating point (a one-hour time limit read as 4,000,000 ms). A
+ * configuration audit found both; each would be met by an app's own reads
+ * through node-postgres too.
+ */
+export function sessionSettingsWrong(row: { date_style?: string | null | undefined; float_digits?: string | null | undefined } | undefined): string | undefined {
+  const problems: string[] = [];
+  if (row?.date_style != null && !/^\s*ISO\b/i.test(row.date_style)) {
+    problems.push(`DateStyle is '${row.date_style}': node-postgres reads timestamps only in ISO form (set DateStyle = 'ISO, MDY')`);
+  }
+  if (row?.float_digits != null && Number(row.float_digits) < 0) {
+    problems.push(`extra_float_digits is ${row.float_digits}: durations would come back rounded (set it to 0 or more; 1 is PostgreSQL's default)`);
+  }
+  if (!problems.length) return undefined;
+  return `this database's session settings keep Trellis from reading its values: ${problems.join('; ')}. `
+    + 'Change them for the role or database Trellis connects as (ALTER ROLE … SET / ALTER DATABASE … SET), or in the '
+    + "connection string (options=-c DateStyle=ISO), docs/operations.md \"Session settings\".";
+}
 
 /**
  * Why a schema at `migration`, with its functions at `sqlRevision`, is behind
@@ -52,7 +84,9 @@ export function schemaAhead(migration: number | null | undefined, compatibleFrom
 
 /**
  * Check that the database has exactly this code's schema; throws
- * SchemaVersionError otherwise (not installed, behind, or newer). Functions
+ * SchemaVersionError otherwise (not installed, behind, or newer), and
+ * ConfigurationError for session settings whose values Trellis cannot read
+ * (`sessionSettingsWrong`). Functions
  * newer than this code's (a later release migrated the database, without a
  * new migration) are accepted: they keep what older code calls; so is a
  * newer schema whose release declared this code's migration compatible
@@ -63,9 +97,10 @@ export function schemaAhead(migration: number | null | undefined, compatibleFrom
  */
 export async function checkSchema(db: Queryable): Promise<void> {
   const known = SCHEMA_MIGRATION;
-  let row: { migration: number | null; sql_revision: number | null; compatible_from: number | null } | undefined;
+  type Row = { migration: number | null; sql_revision: number | null; compatible_from: number | null; date_style: string; float_digits: string };
+  let row: Row | undefined;
   try {
-    ({ rows: [row] } = await db.query<{ migration: number | null; sql_revision: number | null; compatible_from: number | null }>(`select ${SCHEMA_INFO_SQL}`));
+    ({ rows: [row] } = await db.query<Row>(`select ${SCHEMA_INFO_SQL}, ${SESSION_SETTINGS_SQL}`));
   } catch (error) {
     const code = (error as { code?: string | undefined }).code;
     if (code === '42P01' || code === '3F000') {
@@ -77,4 +112,6 @@ export async function checkSchema(db: Queryable): Promise<void> {
   if (behind) throw new SchemaVersionError(behind);
   const ahead = schemaAhead(row?.migration, row?.compatible_from, known);
   if (ahead) throw new SchemaVersionError(ahead);
+  const settings = sessionSettingsWrong(row);
+  if (settings) throw new ConfigurationError(settings);
 }

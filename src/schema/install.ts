@@ -186,14 +186,25 @@ export const MIN_POSTGRES_MAJOR = 13;
 
 /** Refuse a server older than MIN_POSTGRES_MAJOR before anything is written. */
 async function assertSupportedServer(client: ClientBase): Promise<void> {
-  const { rows } = await client.query<{ num: string; version: string }>(
-    `select pg_catalog.current_setting('server_version_num') as num, pg_catalog.current_setting('server_version') as version`,
+  const { rows } = await client.query<{ num: string; version: string; encoding: string }>(
+    `select pg_catalog.current_setting('server_version_num') as num, pg_catalog.current_setting('server_version') as version,
+            pg_catalog.getdatabaseencoding() as encoding`,
   );
   const num = Number(rows[0]?.num ?? 0);
   if (num < MIN_POSTGRES_MAJOR * 10000) {
     throw new SchemaVersionError(
       `PostgreSQL ${rows[0]?.version ?? 'unknown'} is not supported: Trellis needs PostgreSQL ${MIN_POSTGRES_MAJOR} or newer`,
       { details: { serverVersionNum: num } },
+    );
+  }
+  // JSON text is Unicode: a database in another encoding (LATIN1, say)
+  // cannot hold what inputs and outputs may carry, nor the install script
+  // (it failed half-way with a conversion error: a configuration audit).
+  const encoding = rows[0]?.encoding ?? '';
+  if (encoding !== 'UTF8' && encoding !== 'SQL_ASCII') {
+    throw new ConfigurationError(
+      `the database's encoding is ${encoding}: Trellis needs UTF8 (CREATE DATABASE … ENCODING 'UTF8' TEMPLATE template0); nothing was installed`,
+      { details: { encoding } },
     );
   }
 }
