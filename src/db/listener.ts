@@ -21,12 +21,12 @@ const mod = pgListen as unknown as { default: CreateSubscriber | { default: Crea
 const createSubscriber: CreateSubscriber = typeof mod.default === 'function' ? mod.default : mod.default.default;
 import { randomUUID } from 'node:crypto';
 import { toTrellisError } from './errors.ts';
+import type { Logger } from '../protocol/logger.ts';
 
-/** The channel of a listener's check that its own NOTIFY comes back (each sends a token of its own). */
+/** The channel of a listener's check that a NOTIFY reaches it (each sends a token of its own). */
 const ECHO_CHANNEL = 'trellis:listener_echo';
 /** How long the check waits for it. */
 const ECHO_MS = 5000;
-import type { Logger } from '../protocol/logger.ts';
 
 export interface ListenerOptions {
   connection: ClientConfig;
