@@ -88,6 +88,8 @@ interface Waiter {
 export class ResultWaiter {
   private readonly waiters = new Map<string, Set<Waiter>>();
   private listener: Promise<Listener> | undefined;
+  /** The listener could not connect and a waiter said so; cleared when it connects. */
+  private listenerDownLogged = false;
   private parser: Promise<((text: string) => unknown) | undefined> | undefined;
   /** The pool's jsonb parser once known (undefined: local completions are read like any other). */
   private parse: ((text: string) => unknown) | undefined;
@@ -323,7 +325,9 @@ export class ResultWaiter {
     // listener again, and its connect reads every waiter's row again.
     const listening = await this.ensureListener().then(() => true, (error: unknown) => {
       if (!isTransient(error)) throw error;
-      this.o.log.warn('result listener could not connect; waiters poll until it does', { runId, error: String(error) });
+      // Once until the listener connects, not once per waiter.
+      if (!this.listenerDownLogged) this.o.log.warn('result listener could not connect; waiters poll until it does', { runId, error: String(error) });
+      this.listenerDownLogged = true;
       return false;
     });
     if (this.closed) throw closedError(runId); // closed while the listener connected
@@ -420,6 +424,7 @@ export class ResultWaiter {
           for (const id of payload.split(',')) this.recheck(id);
         },
         onConnect: () => {
+          this.listenerDownLogged = false;
           this.recheckAll();
           this.verifyWatch();
         },

@@ -159,6 +159,8 @@ export class Worker {
   private leasesDoubtedUntil = 0;
   /** Set by a transient claim failure: the next give-back opens the window above. */
   private claimDoubted = false;
+  /** A give-back of unknown leases is in flight: no hand-off is reserved (`reserve`). */
+  private releasingOwned = false;
   private pollTimer: NodeJS.Timeout | undefined;
   private dueTimer: NodeJS.Timeout | undefined;
   /** Backoff of looks at a wake-up gate held by a coalescing start (0: not held at the last look). */
@@ -422,7 +424,15 @@ export class Worker {
       while (this.state === 'running' && !gateOnly) {
         this.claimSent = false;
         if ((this.leasesUnknown || performance.now() < this.leasesDoubtedUntil) && this.handoffs.size === 0) {
-          const released = await runReleaseOwned(this.db, this.id, [...this.active.keys()]);
+          // No hand-off is reserved meanwhile: its start could commit before
+          // this statement's snapshot and be given back as it is adopted.
+          this.releasingOwned = true;
+          let released: number;
+          try {
+            released = await runReleaseOwned(this.db, this.id, [...this.active.keys()]);
+          } finally {
+            this.releasingOwned = false;
+          }
           this.leasesUnknown = false;
           if (this.claimDoubted) {
             this.claimDoubted = false;
@@ -559,7 +569,7 @@ export class Worker {
    * not overtake pending ones), for a served workflow, version and queue.
    */
   private reserve(workflow: string, version: string, queue: string | undefined): Handoff | undefined {
-    if (this.state !== 'running' || this.backlog
+    if (this.state !== 'running' || this.backlog || this.releasingOwned
         || this.active.size + this.handoffs.size >= this.concurrency) return undefined;
     const definition = this.definitions.get(`${workflow}@${version}`);
     const q = queue ?? definition?.queue;
@@ -805,7 +815,7 @@ export class Worker {
       const refused = !forced && !(error instanceof LeaseLostError) && !isDatabaseFault(error);
       this.stats.abandoned++;
       observed?.end({ op: 'abandoned', reason: error });
-      if (error instanceof LeaseLostError) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { op: 'abandoned', reason: error });
+      if (error instanceof LeaseLostError || isDatabaseFault(error)) this.runLog.ended(this.active.get(fence.run)?.run, fence.run, { op: 'abandoned', reason: error });
       this.log.warn('the run could not be finished on this worker', { runId: fence.run, error: String(error) });
       // A database error that is not the workflow's (a permission, a missing
       // function mid-deploy): give the run back for a later attempt rather
