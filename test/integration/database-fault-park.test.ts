@@ -24,10 +24,13 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { createTestEnv, type TestEnv } from '../../src/testing/env.ts';
+import { loggerFrom } from '../../src/protocol/logger.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { waitFor } from '../helpers/wait.ts';
 
 let env: TestEnv;
+/** The runs of each 'run given back after a database error' line the worker logged. */
+const givenBack: string[] = [];
 const body = async () => {
   await env.pool.query('insert into public.fault_park_bodies default values');
   return 1;
@@ -57,7 +60,10 @@ const refusedFailure = defineWorkflow({ name: 'refused-failure', input: z.object
 
 before(async () => {
   // A 30 s lease: a run left until its lease expires does not end within the tests' waits.
-  env = await createTestEnv({ workflows: [atEnd, whileWaiting, refusedRecord(false), refusedRecord(true), refusedFailure], leaseDuration: 30_000 });
+  env = await createTestEnv({ workflows: [atEnd, whileWaiting, refusedRecord(false), refusedRecord(true), refusedFailure], leaseDuration: 30_000,
+    logger: loggerFrom((level, message, fields) => {
+      if (level === 'warn' && message === 'run given back after a database error') givenBack.push(String(fields?.runId));
+    }) });
   await env.pool.query('create table public.fault_park_bodies (at timestamptz not null default clock_timestamp())');
   await env.pool.query(`create function public.fault_park_refuse() returns trigger language plpgsql as $$
     begin
@@ -109,6 +115,7 @@ describe('a database error that does not heal', () => {
       assert.ok(waits.length >= 6, `give-backs seen waiting: ${waits.join(', ')}`);
       const bodies = (await env.pool.query('select count(*)::int as n from public.fault_park_bodies')).rows[0].n;
       assert.equal(bodies, 8, 'the step body ran once per attempt, eight times, then never again');
+      assert.equal(givenBack.filter((id) => id === run.id).length, 8, 'each give-back logged, wherever the fault struck');
       await env.pool.query('drop trigger fault_park_refuse on trellis.steps');
       await env.client.resume(run.id);
       if (finish) {

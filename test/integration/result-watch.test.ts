@@ -9,7 +9,7 @@ import assert from 'node:assert/strict';
 import { after, before, describe, it } from 'node:test';
 import { z } from 'zod';
 import { createClient } from '../../src/client/client.ts';
-import { silentLogger } from '../../src/protocol/logger.ts';
+import { loggerFrom, silentLogger } from '../../src/protocol/logger.ts';
 import { createWorker, type Worker } from '../../src/worker/worker.ts';
 import { defineWorkflow } from '../../src/workflow/define.ts';
 import { freshDatabase, type TestDatabase } from '../helpers/db.ts';
@@ -107,17 +107,24 @@ describe('result() while its LISTEN connection cannot be opened', () => {
     const proxy = await startProxy({ host: '127.0.0.1', port: Number(new URL(db.url).port) });
     // The listener's connection goes through the proxy, which drops every new one (a server that is full or restarting).
     proxy.refusing = true;
-    const client = createClient({ pool: db.pool, listenUrl: throughProxy(db.url, proxy.port), logger: silentLogger, resultPollInterval: 50, handoff: false });
+    const warnings: string[] = [];
+    const logger = loggerFrom((level, message) => {
+      if (level === 'warn') warnings.push(message);
+    });
+    const client = createClient({ pool: db.pool, listenUrl: throughProxy(db.url, proxy.port), logger, resultPollInterval: 50, handoff: false });
     try {
       gate = deferred();
       const run = await client.start(gated, { n: 2 });
       const waiting = run.result({ timeout: '20s' });
+      const more = [run.result({ timeout: '20s' }), run.result({ timeout: '20s' })];
       let settled = false;
       void waiting.then(() => (settled = true), () => (settled = true));
       await waitFor(() => proxy.accepted >= 2, { what: 'the listener tried again by the polls' });
       assert.equal(settled, false, 'still waiting, not failed by the refused listener');
       gate.resolve();
       assert.equal(await waiting, 2, 'the run\'s end read by a poll');
+      assert.deepEqual(await Promise.all(more), [2, 2]);
+      assert.equal(warnings.filter((w) => w === 'result listener could not connect; waiters poll until it does').length, 1, 'said once, not per waiter');
       proxy.refusing = false;
       // The next wait's polls (or its own call) open the listener.
       gate = deferred();
