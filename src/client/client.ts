@@ -16,12 +16,12 @@ import { retentionGet, retentionSet, runPurge } from '../db/retention.ts';
 import { isTransient, withRollbackRetries, withSendRetries, withTransientRetries } from '../db/transient.ts';
 import { PAYLOAD_LIMIT_SQL, runStart, runStartClaimed, runStartFirst, runStartMany, type RunStartOptions } from '../db/runs.ts';
 import { FINISHED_STATES, RUN_COLUMNS, type RunState, RUN_STATES, type TrellisTables } from '../db/tables.ts';
-import { ConfigurationError, NotFoundError, quoteValue, RequestRejectedError, SchemaVersionError, TimeoutError, ValidationError } from '../errors.ts';
+import { NotFoundError, quoteValue, RequestRejectedError, SchemaVersionError, TimeoutError, ValidationError } from '../errors.ts';
 import { replyKey, type ReplyRecord } from '../workflow/requests.ts';
 import { optionNames, refuseUnknownKeys } from '../protocol/option-bounds.ts';
 import { assertForeignIdField, assertJsonObject, encodeJson } from '../protocol/serialize.ts';
 import { SCHEMA_MIGRATION, SCHEMA_SQL_REVISION } from '../protocol/schema-version.generated.ts';
-import { SCHEMA_INFO_SQL, SESSION_SETTINGS_SQL, schemaBehind, sessionSettingsWrong } from '../db/schema-check.ts';
+import { assertSessionSettings, SCHEMA_INFO_SQL, SESSION_SETTINGS_SQL, schemaBehind } from '../db/schema-check.ts';
 import { loadTracing, type Tracing } from '../observability/tracing.ts';
 import { type Handoff, LocalHandoff } from '../protocol/local-handoff.ts';
 import type { WorkflowDefinition, WorkflowInput, WorkflowOutput } from '../workflow/define.ts';
@@ -928,8 +928,7 @@ export class Client {
         schemaKnown ? `select ${SESSION_SETTINGS_SQL}` : `select ${SCHEMA_INFO_SQL}, ${SESSION_SETTINGS_SQL}`)
         .then(([row]) => {
           if (!schemaKnown) checkMigration(row?.migration, row?.sql_revision);
-          const settings = sessionSettingsWrong(row);
-          if (settings) throw new ConfigurationError(settings);
+          assertSessionSettings(row);
         });
       this.schemaReadChecked = pending;
       pending.catch(() => {

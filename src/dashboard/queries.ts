@@ -180,6 +180,8 @@ export async function statusCounts(db: Queryable): Promise<Record<RunState, numb
  * purged, so counts and charts over a longer range miss them.
  */
 export async function shortestRetentionMs(db: Queryable): Promise<number | null> {
+  // The default read from trellis.settings as trellis.retention() reads it:
+  // a reader login (trellis_reader, a read-only dashboard) may not call that function.
   const rows = await queryRows<{ ms: number | null }>(db, `
     select (extract(epoch from least(
               (select (s.value #>> '{}'::text[])::interval from trellis.settings s where s.key = 'retention'),

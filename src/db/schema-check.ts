@@ -51,6 +51,12 @@ export function sessionSettingsWrong(row: { date_style?: string | null | undefin
     + "connection string (options=-c DateStyle=ISO), docs/operations.md \"Session settings\".";
 }
 
+/** Throw a ConfigurationError if the session settings in `row` (SESSION_SETTINGS_SQL) keep Trellis from reading values. */
+export function assertSessionSettings(row: Parameters<typeof sessionSettingsWrong>[0]): void {
+  const wrong = sessionSettingsWrong(row);
+  if (wrong) throw new ConfigurationError(wrong);
+}
+
 /**
  * Why a schema at `migration`, with its functions at `sqlRevision`, is behind
  * this code (`who`: "this code", "this client"), or undefined if it is not.
@@ -112,6 +118,5 @@ export async function checkSchema(db: Queryable): Promise<void> {
   if (behind) throw new SchemaVersionError(behind);
   const ahead = schemaAhead(row?.migration, row?.compatible_from, known);
   if (ahead) throw new SchemaVersionError(ahead);
-  const settings = sessionSettingsWrong(row);
-  if (settings) throw new ConfigurationError(settings);
+  assertSessionSettings(row);
 }

@@ -154,11 +154,10 @@ export class Worker {
    * pooler that was paused queues it, and runs it once resumed, maybe after
    * this worker's next statements): until this time (performance.now()),
    * each claim round gives back unknown leases again, so such a late claim's
-   * runs wait for a poll, not for their lease to expire.
+   * runs wait for a poll, not for their lease to expire. A failure sets it
+   * to Infinity; the next give-back makes it one lease from then.
    */
   private leasesDoubtedUntil = 0;
-  /** Set by a transient claim failure: the next give-back opens the window above. */
-  private claimDoubted = false;
   /** A give-back of unknown leases is in flight: no hand-off is reserved (`reserve`). */
   private releasingOwned = false;
   private pollTimer: NodeJS.Timeout | undefined;
@@ -434,10 +433,7 @@ export class Worker {
             this.releasingOwned = false;
           }
           this.leasesUnknown = false;
-          if (this.claimDoubted) {
-            this.claimDoubted = false;
-            this.leasesDoubtedUntil = performance.now() + this.leaseMs;
-          }
+          if (this.leasesDoubtedUntil === Number.POSITIVE_INFINITY) this.leasesDoubtedUntil = performance.now() + this.leaseMs;
           if (released) this.log.warn('gave back runs leased to this worker that it did not know of', { released });
         }
         // Counted here, right before the claim: a hand-off may have taken a slot meanwhile.
@@ -503,7 +499,7 @@ export class Worker {
       // The database is back within moments of a restart: look again soon, not at the next poll.
       if (isTransient(error) && this.state === 'running') {
         this.leasesUnknown = true;
-        this.claimDoubted = true;
+        this.leasesDoubtedUntil = Number.POSITIVE_INFINITY;
         if (this.dueTimer) clearTimeout(this.dueTimer);
         this.dueTimer = setTimeout(() => this.wake(), Math.min(transientDelay(++this.claimFailures), this.pollMs));
       }
